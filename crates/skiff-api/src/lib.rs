@@ -1,0 +1,11 @@
+//! Kubernetes API types and machinery for Skiff.
+//!
+//! This crate owns what the API means, not how it travels or where it is kept: the registry of
+//! served resources, defaulting and validation with Kubernetes' messages, label and field
+//! selectors, the patch formats, server-side printing, and the OpenKruise CloneSet types. It
+//! does no I/O and knows nothing of HTTP, tokio or storage.
+
+pub mod errors;
+pub mod resources;
+
+pub use k8s_openapi;

@@ -1,0 +1,365 @@
+//! The resource registry: every kind Skiff serves, with the facts discovery, routing and storage
+//! need about it.
+
+/// A subresource the server answers under `.../NAME/<subresource>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// `/status`: writes change only `.status`.
+    Status,
+    /// `/scale`: an `autoscaling/v1` `Scale` view of `spec.replicas`.
+    Scale,
+    /// `/binding` (pods): assigns a node.
+    Binding,
+    /// `/log` (pods): container logs as text.
+    Log,
+}
+
+impl Subresource {
+    /// The path segment naming this subresource.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Log => "log",
+        }
+    }
+
+    /// Parses a path segment.
+    pub fn parse(segment: &str) -> Option<Subresource> {
+        [
+            Subresource::Status,
+            Subresource::Scale,
+            Subresource::Binding,
+            Subresource::Log,
+        ]
+        .into_iter()
+        .find(|s| s.name() == segment)
+    }
+}
+
+/// Everything the server needs to know about one served resource in one version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    /// API version within the group.
+    pub version: &'static str,
+    /// Kind, e.g. `Deployment`.
+    pub kind: &'static str,
+    /// Plural resource name used in paths, e.g. `deployments`.
+    pub plural: &'static str,
+    /// Singular name, e.g. `deployment`.
+    pub singular: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// Short names kubectl accepts, e.g. `deploy`.
+    pub short_names: &'static [&'static str],
+    /// Categories, e.g. `all` for `kubectl get all`.
+    pub categories: &'static [&'static str],
+    /// Subresources served.
+    pub subresources: &'static [Subresource],
+    /// The version objects are stored in. Objects of other versions are converted on the way in
+    /// and out; all versions of a resource share one key space.
+    pub storage_version: &'static str,
+    /// Whether `metadata.generation` tracks changes to `.spec` (kinds with a spec and status).
+    pub has_generation: bool,
+}
+
+impl ResourceInfo {
+    /// `group/version`, or just `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `plural.group` as Kubernetes names resources in messages (`deployments.apps`), or just the
+    /// plural for the core group.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Kind.group` as Kubernetes names kinds in validation messages (`Deployment.apps`).
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// Whether the resource serves `sub`.
+    pub fn has_subresource(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// The store key prefix of all objects of this resource, shared by every version.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/registry/{}/{}/", group, self.plural)
+    }
+
+    /// The store key prefix of the objects in one namespace (or all, for `None`).
+    pub fn namespace_prefix(&self, namespace: Option<&str>) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("{}{}/", self.key_prefix(), ns),
+            _ => self.key_prefix(),
+        }
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{}", self.namespace_prefix(namespace), name)
+    }
+
+    /// The kind of the list type, e.g. `DeploymentList`.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+}
+
+use Subresource::{Binding, Log, Scale, Status};
+
+const fn res(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> ResourceInfo {
+    ResourceInfo {
+        group,
+        version,
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        storage_version: version,
+        has_generation: false,
+    }
+}
+
+/// Every resource Skiff serves. Within a group, a resource's preferred version comes first.
+pub static RESOURCES: &[ResourceInfo] = &[
+    ResourceInfo {
+        short_names: &["ns"],
+        subresources: &[Status],
+        ..res("", "v1", "Namespace", "namespaces", "namespace", false)
+    },
+    ResourceInfo {
+        short_names: &["po"],
+        categories: &["all"],
+        subresources: &[Status, Binding, Log],
+        ..res("", "v1", "Pod", "pods", "pod", true)
+    },
+    ResourceInfo {
+        short_names: &["no"],
+        subresources: &[Status],
+        ..res("", "v1", "Node", "nodes", "node", false)
+    },
+    ResourceInfo {
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &[Status],
+        ..res("", "v1", "Service", "services", "service", true)
+    },
+    ResourceInfo {
+        short_names: &["ep"],
+        ..res("", "v1", "Endpoints", "endpoints", "endpoints", true)
+    },
+    ResourceInfo {
+        short_names: &["ev"],
+        ..res("", "v1", "Event", "events", "event", true)
+    },
+    ResourceInfo {
+        short_names: &["cm"],
+        ..res("", "v1", "ConfigMap", "configmaps", "configmap", true)
+    },
+    res("", "v1", "Secret", "secrets", "secret", true),
+    ResourceInfo {
+        short_names: &["sa"],
+        ..res(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            "serviceaccount",
+            true,
+        )
+    },
+    ResourceInfo {
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &[Status, Scale],
+        has_generation: true,
+        ..res("apps", "v1", "Deployment", "deployments", "deployment", true)
+    },
+    ResourceInfo {
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &[Status, Scale],
+        has_generation: true,
+        ..res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true)
+    },
+    res(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+    ),
+    ResourceInfo {
+        short_names: &["hpa"],
+        categories: &["all"],
+        subresources: &[Status],
+        has_generation: true,
+        ..res(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            true,
+        )
+    },
+    ResourceInfo {
+        short_names: &["hpa"],
+        categories: &["all"],
+        subresources: &[Status],
+        has_generation: true,
+        storage_version: "v2",
+        ..res(
+            "autoscaling",
+            "v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            true,
+        )
+    },
+    res(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+    ),
+    ResourceInfo {
+        short_names: &["clone"],
+        categories: &["all"],
+        subresources: &[Status, Scale],
+        has_generation: true,
+        ..res(
+            "apps.kruise.io",
+            "v1alpha1",
+            "CloneSet",
+            "clonesets",
+            "cloneset",
+            true,
+        )
+    },
+];
+
+/// The API groups served, in discovery order, each with its versions (preferred first).
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in RESOURCES {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) => {
+                if !versions.contains(&r.version) {
+                    versions.push(r.version);
+                }
+            }
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
+/// The resources served in one group-version.
+pub fn resources_in(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceInfo> {
+    let group = group.to_string();
+    let version = version.to_string();
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+/// Finds a resource by group, version and plural.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Finds the resource an `apiVersion` and `kind` name.
+pub fn find_by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    let (group, version) = split_api_version(api_version);
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+/// The storage-version entry for a resource served in any version.
+pub fn storage_resource(resource: &ResourceInfo) -> &'static ResourceInfo {
+    RESOURCES
+        .iter()
+        .find(|r| {
+            r.group == resource.group
+                && r.plural == resource.plural
+                && r.version == resource.storage_version
+        })
+        .expect("every resource's storage version is registered")
+}
+
+/// Splits `group/version` (or a bare core `version`) into its parts.
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_shared_between_versions_and_scoped_by_namespace() {
+        let v1 = find("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+        let v2 = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        assert_eq!(v1.key(Some("a"), "b"), v2.key(Some("a"), "b"));
+        assert_eq!(
+            v1.key(Some("a"), "b"),
+            "/registry/autoscaling/horizontalpodautoscalers/a/b"
+        );
+        let ns = find("", "v1", "namespaces").unwrap();
+        assert_eq!(ns.key(Some("ignored"), "x"), "/registry/core/namespaces/x");
+        assert_eq!(storage_resource(v1).version, "v2");
+    }
+
+    #[test]
+    fn groups_list_preferred_version_first() {
+        let groups = groups();
+        let autoscaling = groups.iter().find(|(g, _)| *g == "autoscaling").unwrap();
+        assert_eq!(autoscaling.1, vec!["v2", "v1"]);
+        assert_eq!(groups[0].0, "");
+    }
+}

@@ -1,0 +1,1 @@
+//! Skiff's Kubernetes-compatible API server.

@@ -1,0 +1,1 @@
+//! The behaviour every [`crate::Store`] backend must show.
