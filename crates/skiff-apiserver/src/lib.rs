@@ -1,1 +1,19 @@
 //! Skiff's Kubernetes-compatible API server.
+//!
+//! The server owns HTTP: routing, authentication, content negotiation (JSON, YAML and
+//! protobuf in; JSON and Table out), discovery, OpenAPI, the patch verbs, and admission over the
+//! generic [`registry::Registry`], which is the only path to the store. It knows nothing of
+//! controllers or processes.
+
+pub mod admission;
+pub mod bodies;
+pub mod discovery;
+pub mod filter;
+pub mod meta;
+pub mod openapi;
+pub mod protobuf;
+pub mod registry;
+pub mod scale;
+pub mod server;
+pub mod status;
+pub mod system;

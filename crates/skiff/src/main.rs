@@ -1,2 +1,63 @@
-//! The `skiff` command.
-fn main() {}
+//! The `skiff` command: Kubernetes workloads in one binary.
+
+mod kubeconfig;
+mod up;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes workloads in one binary.
+#[derive(Parser)]
+#[command(name = "skiff", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a whole single-machine control plane in this process.
+    Up(UpArgs),
+}
+
+/// Options of `skiff up`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct UpArgs {
+    /// Where state, credentials and the kubeconfig live (default: the user's data directory,
+    /// or ./.skiff).
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Up(args) => runtime.block_on(up::run(args)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

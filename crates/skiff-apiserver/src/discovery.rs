@@ -1,0 +1,285 @@
+//! Discovery documents: what kubectl reads to learn which resources exist and how to name them.
+
+use serde_json::{json, Value};
+use skiff_api::resources::{self, ResourceInfo, Subresource};
+
+/// The Kubernetes minor version Skiff implements; kubectl's dispatcher picks its client by it.
+pub const KUBERNETES_MINOR: &str = "33";
+
+/// `GET /version`.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-skiff.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
+    match sub {
+        Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+        Subresource::Binding => &["create"],
+        Subresource::Log => &["get"],
+    }
+}
+
+fn subresource_kind(resource: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str) {
+    match sub {
+        Subresource::Scale => ("autoscaling", "v1", "Scale"),
+        Subresource::Binding => ("", "v1", "Binding"),
+        Subresource::Log => ("", "v1", "Pod"),
+        Subresource::Status => (resource.group, resource.version, resource.kind),
+    }
+}
+
+/// Which discovery format a request's `Accept` header asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoveryFormat {
+    /// `APIGroupDiscoveryList` in `apidiscovery.k8s.io/v2`.
+    AggregatedV2,
+    /// `APIGroupDiscoveryList` in `apidiscovery.k8s.io/v2beta1`.
+    AggregatedV2Beta1,
+    /// `APIVersions` / `APIGroupList`.
+    Legacy,
+}
+
+impl DiscoveryFormat {
+    /// Picks the first aggregated version the client lists, else legacy. A client that does not
+    /// list a version must never be sent it: kubectl would parse nothing and not fall back.
+    pub fn from_accept(accept: &str) -> DiscoveryFormat {
+        for part in accept.split(',') {
+            let params: Vec<&str> = part.split(';').map(str::trim).collect();
+            let is_aggregated = params.contains(&"g=apidiscovery.k8s.io")
+                && params.contains(&"as=APIGroupDiscoveryList");
+            if !is_aggregated {
+                continue;
+            }
+            if params.contains(&"v=v2") {
+                return DiscoveryFormat::AggregatedV2;
+            }
+            if params.contains(&"v=v2beta1") {
+                return DiscoveryFormat::AggregatedV2Beta1;
+            }
+        }
+        DiscoveryFormat::Legacy
+    }
+
+    /// The exact `Content-Type` for a reply in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            DiscoveryFormat::AggregatedV2 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            }
+            DiscoveryFormat::AggregatedV2Beta1 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            }
+            DiscoveryFormat::Legacy => "application/json",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            DiscoveryFormat::AggregatedV2Beta1 => "apidiscovery.k8s.io/v2beta1",
+            _ => "apidiscovery.k8s.io/v2",
+        }
+    }
+}
+
+fn aggregated_resource(r: &ResourceInfo) -> Value {
+    let subresources: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|s| {
+            let (g, v, k) = subresource_kind(r, *s);
+            json!({
+                "subresource": s.name(),
+                "responseKind": {"group": g, "version": v, "kind": k},
+                "verbs": subresource_verbs(*s),
+            })
+        })
+        .collect();
+    let mut out = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": ALL_VERBS,
+    });
+    if !r.short_names.is_empty() {
+        out["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        out["categories"] = json!(r.categories);
+    }
+    if !subresources.is_empty() {
+        out["subresources"] = json!(subresources);
+    }
+    out
+}
+
+/// The aggregated document for the core group (`/api`) or for all named groups (`/apis`).
+pub fn aggregated(core: bool, format: DiscoveryFormat) -> Value {
+    let items: Vec<Value> = resources::groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let res: Vec<Value> = resources::resources_in(group, v)
+                        .map(aggregated_resource)
+                        .collect();
+                    json!({"version": v, "resources": res, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format.api_version(),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// `GET /api` in the legacy format.
+pub fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({
+        "name": group,
+        "versions": vs,
+        "preferredVersion": {"groupVersion": format!("{group}/{}", versions[0]), "version": versions[0]},
+    })
+}
+
+/// `GET /apis` in the legacy format.
+pub fn api_group_list() -> Value {
+    let groups: Vec<Value> = resources::groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| api_group(g, &vs))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `GET /apis/GROUP`, or `None` for an unknown group.
+pub fn api_group_doc(group: &str) -> Option<Value> {
+    resources::groups()
+        .into_iter()
+        .find(|(g, _)| *g == group && !g.is_empty())
+        .map(|(g, vs)| {
+            let mut doc = api_group(g, &vs);
+            doc["kind"] = json!("APIGroup");
+            doc["apiVersion"] = json!("v1");
+            doc
+        })
+}
+
+/// `GET /api/v1` or `GET /apis/GROUP/VERSION`, or `None` if not served.
+pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+    let served: Vec<&ResourceInfo> = resources::resources_in(group, version).collect();
+    if served.is_empty() {
+        return None;
+    }
+    let mut list = Vec::new();
+    for r in served {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": ALL_VERBS,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        list.push(entry);
+        for s in r.subresources {
+            let (g, v, k) = subresource_kind(r, *s);
+            let mut sub = json!({
+                "name": format!("{}/{}", r.plural, s.name()),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": k,
+                "verbs": subresource_verbs(*s),
+            });
+            if (g, v) != (r.group, r.version) {
+                sub["group"] = json!(g);
+                sub["version"] = json!(v);
+            }
+            list.push(sub);
+        }
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_header_picks_only_a_listed_aggregated_version() {
+        let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(DiscoveryFormat::from_accept(v2), DiscoveryFormat::AggregatedV2);
+        let beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(DiscoveryFormat::from_accept(beta), DiscoveryFormat::AggregatedV2Beta1);
+        assert_eq!(DiscoveryFormat::from_accept("application/json, */*"), DiscoveryFormat::Legacy);
+    }
+
+    #[test]
+    fn aggregated_lists_deployments_with_scale() {
+        let doc = aggregated(false, DiscoveryFormat::AggregatedV2);
+        let apps = doc["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
+        let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+        assert_eq!(deploy["shortNames"], json!(["deploy"]));
+        assert!(deploy["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "scale" && s["responseKind"]["kind"] == "Scale"));
+        let core = aggregated(true, DiscoveryFormat::AggregatedV2);
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        assert_eq!(core["items"][0]["metadata"]["name"], "");
+    }
+}

@@ -1,0 +1,52 @@
+//! Label and field selection of list and watch requests.
+
+use serde_json::Value;
+use skiff_api::resources::ResourceInfo;
+use skiff_api::selector::{FieldSelector, LabelSelector};
+
+use crate::status::ApiError;
+
+/// The parsed `labelSelector` and `fieldSelector` of one request.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    label: Option<LabelSelector>,
+    field: Option<FieldSelector>,
+}
+
+impl Filter {
+    /// Parses both selectors, refusing syntax errors and fields the kind does not support.
+    pub fn parse(
+        resource: &ResourceInfo,
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Result<Filter, ApiError> {
+        let label = match label_selector.filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(
+                LabelSelector::parse(s)
+                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            ),
+            None => None,
+        };
+        let field = match field_selector.filter(|s| !s.trim().is_empty()) {
+            Some(s) => {
+                let f = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                f.validate_for(resource)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Filter { label, field })
+    }
+
+    /// Whether the filter selects everything.
+    pub fn is_everything(&self) -> bool {
+        self.label.is_none() && self.field.is_none()
+    }
+
+    /// Whether `obj` is selected.
+    pub fn matches(&self, resource: &ResourceInfo, obj: &Value) -> bool {
+        self.label.as_ref().is_none_or(|l| l.matches_object(obj))
+            && self.field.as_ref().is_none_or(|f| f.matches(resource, obj))
+    }
+}

@@ -1,0 +1,986 @@
+//! The generic registry: every read and write of an API object, over the store.
+//!
+//! HTTP handlers and in-process clients both call this, so there is one place that decides
+//! identity (uid, creation time), generation, resourceVersion, status/spec separation, graceful
+//! deletion and finalizers, and that runs admission on every write.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_api::resources::{self, ResourceInfo, Subresource};
+use skiff_store::{EventKind, KeyValue, Revision, Store, StoreError};
+
+use crate::admission::{self, FieldValidation};
+use crate::filter::Filter;
+use crate::meta;
+use crate::status::ApiError;
+
+/// How many times a read-modify-write retries after losing a race with another writer.
+const MAX_CONFLICT_RETRIES: usize = 16;
+
+/// The outcome of a write: the object as stored, and warnings for the client.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The object in the request's version, with its new resourceVersion.
+    pub object: Value,
+    /// Messages for `Warning` headers.
+    pub warnings: Vec<String>,
+}
+
+/// Options shared by create, update and patch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// What to do with unknown fields.
+    pub field_validation: FieldValidation,
+    /// Validate and default but do not persist.
+    pub dry_run: bool,
+}
+
+/// Options of a list or watch.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// `labelSelector`.
+    pub label_selector: Option<String>,
+    /// `fieldSelector`.
+    pub field_selector: Option<String>,
+    /// `limit`: at most this many items per page.
+    pub limit: Option<usize>,
+    /// `continue`: the token of the previous page.
+    pub continue_token: Option<String>,
+    /// `resourceVersion`: for a watch, the revision to start after.
+    pub resource_version: Option<String>,
+    /// `allowWatchBookmarks`.
+    pub allow_bookmarks: bool,
+    /// `timeoutSeconds` of a watch.
+    pub timeout: Option<Duration>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ObjectList {
+    /// The selected objects, in the request's version.
+    pub items: Vec<Value>,
+    /// The store revision the list reflects.
+    pub resource_version: Revision,
+    /// The token for the next page, if there is one.
+    pub continue_token: Option<String>,
+    /// How many objects follow this page, when known.
+    pub remaining: Option<usize>,
+}
+
+/// The deletion options Kubernetes clients send.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// `gracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
+    /// `propagationPolicy`: `Orphan`, `Background` or `Foreground`.
+    pub propagation_policy: Option<String>,
+    /// `preconditions.uid`.
+    pub precondition_uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub precondition_resource_version: Option<String>,
+    /// Validate but do not persist.
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+#[derive(Clone, Debug)]
+pub enum Deleted {
+    /// The object is gone; this was its last state.
+    Gone(Value),
+    /// Deletion started and waits for finalizers or a graceful shutdown; this is the object now.
+    Pending(Value),
+}
+
+/// One event of a watch, in the request's version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
+    pub event_type: &'static str,
+    /// The object (a `Status` for `ERROR`).
+    pub object: Value,
+}
+
+/// The registry over one store.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+}
+
+/// A pod's quality-of-service class, from its containers' requests and limits.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = c.pointer("/resources/requests");
+        let limits = c.pointer("/resources/limits");
+        for res in ["cpu", "memory"] {
+            let r = requests.and_then(|r| r.get(res));
+            let l = limits.and_then(|l| l.get(res));
+            if r.is_some() || l.is_some() {
+                any = true;
+            }
+            match (r, l) {
+                (_, None) => guaranteed = false,
+                (Some(r), Some(l)) if r != l => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Random suffix alphabet Kubernetes uses for generated names (no vowels, no confusable digits).
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `generateName` plus five random characters, as Kubernetes generates names.
+pub fn generate_name(prefix: &str) -> String {
+    let prefix = if prefix.len() > 58 {
+        &prefix[..58]
+    } else {
+        prefix
+    };
+    let mut out = prefix.to_string();
+    for _ in 0..5 {
+        let i = (uuid::Uuid::new_v4().as_u128() % NAME_ALPHABET.len() as u128) as usize;
+        out.push(NAME_ALPHABET[i] as char);
+    }
+    out
+}
+
+/// Everything except metadata and status: what `generation` tracks.
+fn spec_part(obj: &Value) -> Value {
+    match obj {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// The continue token: the revision of the first page and the last key returned.
+fn encode_continue(revision: Revision, last_key: &str) -> String {
+    use base64::Engine;
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    Ok((rv, start.to_string()))
+}
+
+fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv}")))
+}
+
+impl Registry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Registry {
+        Registry { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Decodes a stored value, stamping its resourceVersion, in the storage version.
+    fn decode(&self, kv: &KeyValue) -> Result<Value, ApiError> {
+        let mut obj: Value = serde_json::from_slice(&kv.value)
+            .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
+        meta::set(
+            &mut obj,
+            "resourceVersion",
+            Value::String(kv.mod_revision.to_string()),
+        );
+        Ok(obj)
+    }
+
+    /// Converts a stored object to the version the client asked for.
+    fn present(&self, resource: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
+        admission::convert(obj, &resource.api_version())
+    }
+
+    fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
+        let mut copy = obj.clone();
+        meta::remove(&mut copy, "resourceVersion");
+        serde_json::to_vec(&copy).map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    async fn get_stored(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(Value, Revision), ApiError> {
+        let key = resource.key(namespace, name);
+        let kv = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, name))?
+            .ok_or_else(|| ApiError::not_found(resource, name))?;
+        Ok((self.decode(&kv)?, kv.mod_revision))
+    }
+
+    /// Reads one object.
+    pub async fn get(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let (obj, _) = self.get_stored(resource, namespace, name).await?;
+        self.present(resource, obj)
+    }
+
+    /// Lists objects of a resource in one namespace (or all).
+    pub async fn list(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        let filter = Filter::parse(
+            resource,
+            options.label_selector.as_deref(),
+            options.field_selector.as_deref(),
+        )?;
+        let prefix = resource.namespace_prefix(namespace);
+        let (start_after, first_revision) = match options.continue_token.as_deref() {
+            Some(token) if !token.is_empty() => {
+                let (rv, start) = decode_continue(token)?;
+                let compacted = self
+                    .store
+                    .compacted_revision()
+                    .await
+                    .map_err(|e| ApiError::from_store(e, resource, ""))?;
+                if rv < compacted {
+                    return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+                }
+                (Some(start), Some(rv))
+            }
+            _ => (None, None),
+        };
+        let limit = options.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut cursor = start_after;
+        let mut revision;
+        let mut continue_token = None;
+        let mut remaining = None;
+        // Read in pages from the store until the page is full or the keys run out; selectors
+        // may reject many stored objects, so a page can take several store reads.
+        loop {
+            let batch = self
+                .store
+                .list(&prefix, cursor.as_deref(), limit.map(|l| (l * 2).max(64)))
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, ""))?;
+            revision = batch.revision;
+            let batch_len = batch.items.len();
+            let mut exhausted = batch.remaining == 0;
+            for (i, kv) in batch.items.iter().enumerate() {
+                cursor = Some(kv.key.clone());
+                let obj = self.decode(kv)?;
+                if filter.matches(resources::storage_resource(resource), &obj) {
+                    items.push(self.present(resource, obj)?);
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    let more = batch.remaining > 0 || i + 1 < batch_len;
+                    if more {
+                        let token_rev = first_revision.unwrap_or(revision);
+                        continue_token = Some(encode_continue(token_rev, &kv.key));
+                        if filter.is_everything() {
+                            remaining = Some(batch.remaining + (batch_len - i - 1));
+                        }
+                    }
+                    exhausted = true;
+                    break;
+                }
+            }
+            if exhausted || batch_len == 0 {
+                break;
+            }
+        }
+        Ok(ObjectList {
+            items,
+            resource_version: first_revision.unwrap_or(revision),
+            continue_token,
+            remaining,
+        })
+    }
+
+    async fn namespace_state(&self, namespace: &str) -> Result<Option<Value>, ApiError> {
+        let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+        match self.get_stored(ns, None, namespace).await {
+            Ok((obj, _)) => Ok(Some(obj)),
+            Err(e) if e.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates an object. `namespace` comes from the URL and wins over an empty one in the body.
+    pub async fn create(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        mut obj: Value,
+        options: WriteOptions,
+    ) -> Result<Written, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the object provided is not a JSON object"));
+        }
+        obj["apiVersion"] = Value::String(resource.api_version());
+        obj["kind"] = Value::String(resource.kind.to_string());
+        if resource.namespaced {
+            let ns = namespace.unwrap_or("default");
+            match meta::namespace(&obj) {
+                Some(body_ns) if body_ns != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => meta::set(&mut obj, "namespace", Value::String(ns.to_string())),
+            }
+        } else {
+            meta::remove(&mut obj, "namespace");
+        }
+        let (mut obj, warnings) = admission::normalize(resource, obj, options.field_validation)?;
+
+        if meta::name(&obj).is_empty() {
+            if let Some(prefix) = obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+            {
+                let name = generate_name(prefix);
+                meta::set(&mut obj, "name", Value::String(name));
+            }
+        }
+        let name = meta::name(&obj).to_string();
+
+        if resource.namespaced {
+            let ns = meta::namespace(&obj).unwrap_or("default").to_string();
+            match self.namespace_state(&ns).await? {
+                None => return Err(ApiError::namespace_not_found(&ns)),
+                Some(state) if meta::is_deleting(&state) => {
+                    return Err(ApiError {
+                        details: Some(json!({"name": name, "group": resource.group, "kind": resource.plural,
+                            "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]})),
+                        ..ApiError::forbidden(format!(
+                            "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                            resource.qualified_plural(), name, ns
+                        ))
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+
+        // Identity and bookkeeping belong to the server, whatever the client sent.
+        let md = meta::metadata_mut(&mut obj);
+        md.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        md.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
+        md.remove("resourceVersion");
+        md.remove("deletionTimestamp");
+        md.remove("deletionGracePeriodSeconds");
+        md.remove("selfLink");
+        if resource.has_generation {
+            md.insert("generation".into(), json!(1));
+        } else {
+            md.remove("generation");
+        }
+        if resource.has_subresource(Subresource::Status) {
+            match resource.kind {
+                "Pod" => {
+                    let qos = qos_class(&obj);
+                    obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+                }
+                "Namespace" | "Node" => {}
+                _ => {
+                    if let Some(map) = obj.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+
+        admission::apply_defaults(resource, &mut obj);
+        let storage = resources::storage_resource(resource);
+        let mut stored = admission::convert(obj, &storage.api_version())?;
+        self.prepare_create(storage, &mut stored);
+        let errors = admission::validate_create(storage, &stored);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource, &name, &errors));
+        }
+        if options.dry_run {
+            return Ok(Written {
+                object: self.present(resource, stored)?,
+                warnings,
+            });
+        }
+        let key = storage.key(meta::namespace(&stored), &name);
+        let kv = self
+            .store
+            .create(&key, Self::encode(&stored)?)
+            .await
+            .map_err(|e| ApiError::from_store(e, resource, &name))?;
+        let object = self.present(resource, self.decode(&kv)?)?;
+        Ok(Written { object, warnings })
+    }
+
+    /// Kind-specific preparation of a new object, after defaulting.
+    fn prepare_create(&self, storage: &ResourceInfo, obj: &mut Value) {
+        if storage.kind == "Namespace" {
+            if obj.pointer("/status/phase").is_none() {
+                obj["status"] = json!({"phase": "Active"});
+            }
+            if obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
+        }
+    }
+
+    /// Replaces an object (PUT), or its status with `Subresource::Status`.
+    pub async fn update(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        obj: Value,
+        subresource: Option<Subresource>,
+        options: WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let body_name = meta::name(&obj);
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let required = meta::resource_version(&obj)
+            .map(parse_resource_version)
+            .transpose()?;
+        self.write_loop(resource, namespace, name, subresource, options, required, |_| {
+            Ok(obj.clone())
+        })
+        .await
+    }
+
+    /// Read-modify-write of one object: `change` maps the current object (request version) to
+    /// the desired one. Retries on conflicts unless the caller pinned a resourceVersion.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write_loop(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<Subresource>,
+        options: WriteOptions,
+        required_revision: Option<Revision>,
+        change: impl Fn(Value) -> Result<Value, ApiError>,
+    ) -> Result<Written, ApiError> {
+        let storage = resources::storage_resource(resource);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let (old, revision) = self.get_stored(storage, namespace, name).await?;
+            if required_revision.is_some_and(|r| r != revision) {
+                return Err(ApiError::conflict(resource, name));
+            }
+            let current = self.present(resource, old.clone())?;
+            let desired = change(current)?;
+            // A resourceVersion in the desired object is a precondition (PUT bodies and patches
+            // that carry one).
+            if let Some(rv) = meta::resource_version(&desired) {
+                if parse_resource_version(rv)? != revision {
+                    return Err(ApiError::conflict(resource, name));
+                }
+            }
+            let (new, warnings) = self.admit_update(resource, storage, &old, desired, subresource, options)?;
+            if strip_rv(&new) == strip_rv(&old) {
+                return Ok(Written {
+                    object: self.present(resource, old)?,
+                    warnings,
+                });
+            }
+            if options.dry_run {
+                return Ok(Written {
+                    object: self.present(resource, new)?,
+                    warnings,
+                });
+            }
+            let key = storage.key(namespace, name);
+            let finished = meta::is_deleting(&new) && !finalizers_pending(storage, &new);
+            let result = if finished {
+                self.store.delete(&key, Some(revision)).await
+            } else {
+                self.store.update(&key, Self::encode(&new)?, Some(revision)).await
+            };
+            match result {
+                Ok(kv) => {
+                    let object = if finished {
+                        let mut gone = new;
+                        meta::set(&mut gone, "resourceVersion", Value::String(kv.mod_revision.to_string()));
+                        gone
+                    } else {
+                        self.decode(&kv)?
+                    };
+                    return Ok(Written {
+                        object: self.present(resource, object)?,
+                        warnings,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) if required_revision.is_none() => continue,
+                Err(e) => return Err(ApiError::from_store(e, resource, name)),
+            }
+        }
+        Err(ApiError::conflict(resource, name))
+    }
+
+    /// Admission of an update: merges server-owned fields from `old` (storage version) into
+    /// `desired` (request version) and returns the new storage-version object.
+    fn admit_update(
+        &self,
+        resource: &ResourceInfo,
+        storage: &ResourceInfo,
+        old: &Value,
+        mut desired: Value,
+        subresource: Option<Subresource>,
+        options: WriteOptions,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        if !desired.is_object() {
+            return Err(ApiError::bad_request("the object provided is not a JSON object"));
+        }
+        let name = meta::name(old).to_string();
+        desired["apiVersion"] = Value::String(resource.api_version());
+        desired["kind"] = Value::String(resource.kind.to_string());
+        let (mut desired, warnings) = admission::normalize(resource, desired, options.field_validation)?;
+        admission::apply_defaults(resource, &mut desired);
+        let desired = admission::convert(desired, &storage.api_version())?;
+
+        let mut new = match subresource {
+            Some(Subresource::Status) => {
+                let mut new = old.clone();
+                match desired.get("status") {
+                    Some(status) => new["status"] = status.clone(),
+                    None => {
+                        if let Some(map) = new.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                }
+                new
+            }
+            _ => {
+                let mut new = desired;
+                if storage.has_subresource(Subresource::Status) {
+                    match old.get("status") {
+                        Some(status) => new["status"] = status.clone(),
+                        None => {
+                            if let Some(map) = new.as_object_mut() {
+                                map.remove("status");
+                            }
+                        }
+                    }
+                }
+                new
+            }
+        };
+        // Server-owned metadata always comes from the stored object.
+        let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let md = meta::metadata_mut(&mut new);
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "name",
+            "namespace",
+        ] {
+            match old_md.get(field) {
+                Some(v) => md.insert(field.to_string(), v.clone()),
+                None => md.remove(field),
+            };
+        }
+        md.remove("resourceVersion");
+        if storage.has_generation && spec_part(&new) != spec_part(old) {
+            let generation = old_md.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            meta::set(&mut new, "generation", json!(generation + 1));
+        }
+        if meta::is_deleting(old) {
+            // Once deletion started, finalizers may only be removed.
+            let before = meta::finalizers(old);
+            let added: Vec<String> = meta::finalizers(&new)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            if !added.is_empty() {
+                return Err(ApiError::invalid(
+                    resource,
+                    &name,
+                    &[skiff_api::errors::FieldError::forbidden(
+                        "metadata.finalizers",
+                        format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                            added.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")),
+                    )],
+                ));
+            }
+        }
+        let errors = admission::validate_update(storage, &new, old);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource, &name, &errors));
+        }
+        Ok((new, warnings))
+    }
+
+    /// Deletes an object: at once, or by marking it when finalizers or a graceful pod shutdown
+    /// must happen first.
+    pub async fn delete(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let storage = resources::storage_resource(resource);
+        if storage.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError {
+                details: Some(json!({"name": name, "kind": "namespaces"})),
+                ..ApiError::forbidden(format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                ))
+            });
+        }
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let (old, revision) = self.get_stored(storage, namespace, name).await?;
+            if let Some(uid) = &options.precondition_uid {
+                if uid != meta::uid(&old) {
+                    return Err(ApiError::conflict_message(resource, name, format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&old))));
+                }
+            }
+            if let Some(rv) = &options.precondition_resource_version {
+                if parse_resource_version(rv)? != revision {
+                    return Err(ApiError::conflict_message(resource, name, format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}")));
+                }
+            }
+            let grace = self.grace_period(storage, &old, options);
+            let pending = finalizers_pending(storage, &old) || grace > 0;
+            if !pending {
+                if options.dry_run {
+                    return Ok(Deleted::Gone(self.present(resource, old)?));
+                }
+                match self.store.delete(&storage.key(namespace, name), Some(revision)).await {
+                    Ok(kv) => {
+                        let mut gone = old;
+                        meta::set(&mut gone, "resourceVersion", Value::String(kv.mod_revision.to_string()));
+                        return Ok(Deleted::Gone(self.present(resource, gone)?));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_store(e, resource, name)),
+                }
+            }
+            // Graceful: mark, and let the owner of the shutdown (node agent, finalizer holder)
+            // finish the deletion.
+            let mut new = old.clone();
+            let already = meta::is_deleting(&old);
+            let current_grace = old
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            if !already || current_grace.is_some_and(|g| grace < g) {
+                let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                meta::set(&mut new, "deletionTimestamp", Value::String(meta::format_time(when)));
+                meta::set(&mut new, "deletionGracePeriodSeconds", json!(grace));
+                if storage.has_generation || old.pointer("/metadata/generation").is_some() {
+                    let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+                    meta::set(&mut new, "generation", json!(g + 1));
+                }
+            }
+            if storage.kind == "Namespace" {
+                new["status"]["phase"] = json!("Terminating");
+            }
+            if new == old {
+                return Ok(Deleted::Pending(self.present(resource, old)?));
+            }
+            if options.dry_run {
+                return Ok(Deleted::Pending(self.present(resource, new)?));
+            }
+            match self
+                .store
+                .update(&storage.key(namespace, name), Self::encode(&new)?, Some(revision))
+                .await
+            {
+                Ok(kv) => return Ok(Deleted::Pending(self.present(resource, self.decode(&kv)?)?)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, resource, name)),
+            }
+        }
+        Err(ApiError::conflict(resource, name))
+    }
+
+    /// The grace period a deletion gets: only pods that a node runs shut down gracefully.
+    fn grace_period(&self, storage: &ResourceInfo, obj: &Value, options: &DeleteOptions) -> i64 {
+        if storage.kind != "Pod" {
+            return 0;
+        }
+        let on_node = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            obj.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded") | Some("Failed")
+        );
+        if !on_node || terminal {
+            return 0;
+        }
+        options
+            .grace_period_seconds
+            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .unwrap_or(30)
+            .max(0)
+    }
+
+    /// Watches a resource from a revision (or, without one, from a synthetic listing of the
+    /// current state). Ends with an `ERROR` event when the revision is too old.
+    pub async fn watch(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<BoxStream<'static, WatchEvent>, ApiError> {
+        let filter = Filter::parse(
+            resource,
+            options.label_selector.as_deref(),
+            options.field_selector.as_deref(),
+        )?;
+        let prefix = resource.namespace_prefix(namespace);
+        let start = options
+            .resource_version
+            .as_deref()
+            .filter(|rv| !rv.is_empty() && *rv != "0")
+            .map(parse_resource_version)
+            .transpose()?;
+        let mut initial = VecDeque::new();
+        let after = match start {
+            Some(rv) => rv,
+            None => {
+                let listed = self
+                    .store
+                    .list(&prefix, None, None)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, resource, ""))?;
+                for kv in &listed.items {
+                    let obj = self.decode(kv)?;
+                    if filter.matches(resources::storage_resource(resource), &obj) {
+                        initial.push_back(WatchEvent {
+                            event_type: "ADDED",
+                            object: self.present(resource, obj)?,
+                        });
+                    }
+                }
+                listed.revision
+            }
+        };
+        let events = match self.store.watch(&prefix, after).await {
+            Ok(events) => events,
+            Err(StoreError::Compacted { requested, compacted }) => {
+                let err = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+                return Ok(futures::stream::iter([WatchEvent {
+                    event_type: "ERROR",
+                    object: err.to_status(),
+                }])
+                .boxed());
+            }
+            Err(e) => return Err(ApiError::from_store(e, resource, "")),
+        };
+        let registry = self.clone();
+        let storage = resources::storage_resource(resource);
+        let bookmarks = options.allow_bookmarks;
+        let state = WatchState {
+            registry,
+            resource,
+            storage,
+            filter,
+            events,
+            initial,
+            last_revision: after,
+            bookmark_every: Duration::from_secs(30),
+            bookmarks,
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            let ev = st.next().await?;
+            Some((ev, st))
+        });
+        Ok(match options.timeout {
+            Some(t) => stream.take_until(tokio::time::sleep(t)).boxed(),
+            None => stream.boxed(),
+        })
+    }
+}
+
+/// Whether something must still happen before a deleted object may go: metadata finalizers, or
+/// for namespaces the `spec.finalizers` the namespace lifecycle empties.
+fn finalizers_pending(storage: &ResourceInfo, obj: &Value) -> bool {
+    !meta::finalizers(obj).is_empty()
+        || (storage.kind == "Namespace"
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty()))
+}
+
+/// The object without its resourceVersion, for no-op detection.
+fn strip_rv(obj: &Value) -> Value {
+    let mut copy = obj.clone();
+    meta::remove(&mut copy, "resourceVersion");
+    copy
+}
+
+/// The state of one watch: store events turned into API events, with selector transitions.
+struct WatchState {
+    registry: Registry,
+    resource: &'static ResourceInfo,
+    storage: &'static ResourceInfo,
+    filter: Filter,
+    events: BoxStream<'static, Result<skiff_store::WatchEvent, StoreError>>,
+    initial: VecDeque<WatchEvent>,
+    last_revision: Revision,
+    bookmark_every: Duration,
+    bookmarks: bool,
+    done: bool,
+}
+
+impl WatchState {
+    async fn next(&mut self) -> Option<WatchEvent> {
+        if let Some(ev) = self.initial.pop_front() {
+            return Some(ev);
+        }
+        loop {
+            if self.done {
+                return None;
+            }
+            let item = if self.bookmarks {
+                match tokio::time::timeout(self.bookmark_every, self.events.next()).await {
+                    Ok(item) => item,
+                    Err(_) => return Some(self.bookmark()),
+                }
+            } else {
+                self.events.next().await
+            };
+            let event = match item {
+                None => return None,
+                Some(Err(_)) => {
+                    // A watcher that fell behind is closed; the client resumes from the last
+                    // revision it saw, which the store still holds.
+                    self.done = true;
+                    return None;
+                }
+                Some(Ok(ev)) => ev,
+            };
+            self.last_revision = event.revision;
+            match self.translate(&event) {
+                Ok(Some(ev)) => return Some(ev),
+                Ok(None) => continue,
+                Err(err) => {
+                    self.done = true;
+                    return Some(WatchEvent {
+                        event_type: "ERROR",
+                        object: err.to_status(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn bookmark(&self) -> WatchEvent {
+        WatchEvent {
+            event_type: "BOOKMARK",
+            object: json!({
+                "kind": self.resource.kind,
+                "apiVersion": self.resource.api_version(),
+                "metadata": {"resourceVersion": self.last_revision.to_string()},
+            }),
+        }
+    }
+
+    fn translate(&self, event: &skiff_store::WatchEvent) -> Result<Option<WatchEvent>, ApiError> {
+        let obj = self.registry.decode(&event.kv)?;
+        let now_matches = self.filter.matches(self.storage, &obj);
+        let before_matches = match &event.prev {
+            Some(prev) => self.filter.matches(self.storage, &self.registry.decode(prev)?),
+            None => false,
+        };
+        let event_type = match event.kind {
+            EventKind::Created if now_matches => "ADDED",
+            EventKind::Updated if now_matches && before_matches => "MODIFIED",
+            EventKind::Updated if now_matches => "ADDED",
+            EventKind::Updated if before_matches => "DELETED",
+            EventKind::Deleted if before_matches || now_matches => "DELETED",
+            _ => return Ok(None),
+        };
+        Ok(Some(WatchEvent {
+            event_type,
+            object: self.registry.present(self.resource, obj)?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_follows_requests_and_limits() {
+        let best = json!({"spec":{"containers":[{"name":"a"}]}});
+        assert_eq!(qos_class(&best), "BestEffort");
+        let guaranteed = json!({"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}});
+        assert_eq!(qos_class(&guaranteed), "Guaranteed");
+        let burst = json!({"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"1"}}}]}});
+        assert_eq!(qos_class(&burst), "Burstable");
+    }
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = encode_continue(42, "/registry/core/pods/default/a");
+        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/a".to_string()));
+        assert_eq!(decode_continue("%%%").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn generated_names_use_the_kubernetes_alphabet() {
+        let n = generate_name("web-");
+        assert_eq!(n.len(), 9);
+        assert!(n[4..].bytes().all(|b| NAME_ALPHABET.contains(&b)));
+    }
+}

@@ -1,0 +1,133 @@
+//! The `/scale` subresource: an `autoscaling/v1` `Scale` view of a workload's replica count.
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use skiff_api::patch::{self, PatchType};
+use skiff_api::resources::ResourceInfo;
+use skiff_api::selector::LabelSelector;
+
+use crate::registry::{Registry, WriteOptions, Written};
+use crate::status::ApiError;
+use crate::{bodies, meta};
+
+/// The selector string a Scale reports: the workload's selector, canonically rendered
+/// (CloneSets publish theirs in `status.labelSelector`).
+fn selector_string(obj: &Value) -> String {
+    if let Some(s) = obj.pointer("/status/labelSelector").and_then(Value::as_str) {
+        return s.to_string();
+    }
+    obj.pointer("/spec/selector")
+        .and_then(|s| LabelSelector::from_label_selector(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+/// The Scale view of a workload object.
+pub fn scale_of(obj: &Value) -> Value {
+    let md = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let mut metadata = json!({});
+    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = md.get(f) {
+            metadata[f] = v.clone();
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector_string(obj),
+        },
+    })
+}
+
+fn scale_resource() -> &'static ResourceInfo {
+    // Scale is not stored; patches to it merge like any built-in kind without list merge keys.
+    skiff_api::resources::find("", "v1", "configmaps").expect("configmaps are registered")
+}
+
+fn replicas_of(scale: &Value, resource: &ResourceInfo, name: &str) -> Result<i64, ApiError> {
+    let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            resource,
+            name,
+            &[skiff_api::errors::FieldError::invalid(
+                "spec.replicas",
+                &json!(replicas),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    Ok(replicas)
+}
+
+/// GET, PUT or PATCH on `.../NAME/scale`.
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(
+    registry: &Registry,
+    resource: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    raw: &[u8],
+    options: WriteOptions,
+) -> Result<Response, ApiError> {
+    let w: Written = match *method {
+        Method::GET => {
+            let obj = registry.get(resource, namespace, name).await?;
+            return Ok(crate::server::written(
+                StatusCode::OK,
+                Written {
+                    object: scale_of(&obj),
+                    warnings: vec![],
+                },
+            ));
+        }
+        Method::PUT => {
+            let scale = bodies::decode_object(headers, raw)?;
+            let replicas = replicas_of(&scale, resource, name)?;
+            let required = meta::resource_version(&scale)
+                .map(|rv| rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}"))))
+                .transpose()?;
+            registry
+                .write_loop(resource, namespace, name, None, options, required, |mut obj| {
+                    obj["spec"]["replicas"] = json!(replicas);
+                    Ok(obj)
+                })
+                .await?
+        }
+        Method::PATCH => {
+            let ct = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let patch_type = PatchType::from_content_type(ct)
+                .ok_or_else(|| ApiError::unsupported_media_type(format!("unsupported patch type {ct}")))?;
+            let doc = match patch_type {
+                PatchType::Apply => bodies::parse_yaml(raw)?,
+                _ => bodies::parse_json(raw)?,
+            };
+            registry
+                .write_loop(resource, namespace, name, None, options, None, |mut obj| {
+                    let patched = patch::apply_patch(scale_resource(), &scale_of(&obj), patch_type, &doc)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    obj["spec"]["replicas"] = json!(replicas_of(&patched, resource, name)?);
+                    Ok(obj)
+                })
+                .await?
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    Ok(crate::server::written(
+        StatusCode::OK,
+        Written {
+            object: scale_of(&w.object),
+            warnings: w.warnings,
+        },
+    ))
+}

@@ -1,0 +1,571 @@
+//! The HTTP front: routing, authentication, content negotiation, and the REST verbs over the
+//! registry.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_api::printers::{self, IncludeObject};
+use skiff_api::resources::{self, ResourceInfo, Subresource};
+
+use crate::admission::FieldValidation;
+use crate::discovery::{self, DiscoveryFormat};
+use crate::registry::{DeleteOptions, Deleted, ListOptions, Registry, WriteOptions, Written};
+use crate::status::ApiError;
+use crate::{bodies, meta, scale};
+
+/// The largest request body accepted, as Kubernetes limits it (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What the HTTP layer needs: the registry and the credentials it accepts.
+pub struct ServerState {
+    /// The registry every request goes through.
+    pub registry: Registry,
+    /// Bearer tokens accepted.
+    pub tokens: Vec<String>,
+    /// The address clients reach the server at, for legacy discovery.
+    pub advertise_address: String,
+}
+
+/// Builds the router.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(health))
+        .route("/version", get(version))
+        .fallback(api)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn version() -> Response {
+    json_response(StatusCode::OK, &discovery::version())
+}
+
+/// Every path but the health checks and `/version` (public in Kubernetes too) needs a token.
+async fn authenticate(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/livez" | "/readyz" | "/version") {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = presented.is_some_and(|p| state.tokens.iter().any(|t| constant_time_eq(t.as_bytes(), p.as_bytes())));
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    json_response_typed(code, body, "application/json")
+}
+
+fn json_response_typed(code: StatusCode, body: &Value, content_type: &'static str) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, content_type)], bytes).into_response()
+}
+
+/// What a path names.
+enum Target {
+    CoreDiscovery,
+    GroupsDiscovery,
+    Group(String),
+    GroupVersion(String, String),
+    OpenApiRoot,
+    OpenApiDoc(String, String),
+    Resource {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: Option<String>,
+        subresource: Option<Subresource>,
+    },
+}
+
+fn parse_path(path: &str) -> Result<Target, ApiError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
+        ["api"] => return Ok(Target::CoreDiscovery),
+        ["apis"] => return Ok(Target::GroupsDiscovery),
+        ["openapi", "v3"] => return Ok(Target::OpenApiRoot),
+        ["openapi", "v3", "api", v] => return Ok(Target::OpenApiDoc(String::new(), v.to_string())),
+        ["openapi", "v3", "apis", g, v] => return Ok(Target::OpenApiDoc(g.to_string(), v.to_string())),
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g] => return Ok(Target::Group(g.to_string())),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    if rest.is_empty() {
+        return Ok(Target::GroupVersion(group.to_string(), version.to_string()));
+    }
+    let find = |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::path_not_found);
+    let namespaced_target = |ns: &str, rest: &[&str]| -> Result<Target, ApiError> {
+        let resource = find(rest[0])?;
+        if !resource.namespaced {
+            return Err(ApiError::path_not_found());
+        }
+        object_target(resource, Some(ns.to_string()), &rest[1..])
+    };
+    match rest {
+        ["namespaces", ns, more @ ..] if !more.is_empty() && resources::find(group, version, more[0]).is_some() => {
+            namespaced_target(ns, more)
+        }
+        [plural, more @ ..] => {
+            let resource = find(plural)?;
+            if resource.namespaced && !more.is_empty() {
+                return Err(ApiError::path_not_found());
+            }
+            object_target(resource, None, more)
+        }
+        [] => Err(ApiError::path_not_found()),
+    }
+}
+
+fn object_target(resource: &'static ResourceInfo, namespace: Option<String>, rest: &[&str]) -> Result<Target, ApiError> {
+    let (name, subresource) = match rest {
+        [] => (None, None),
+        [name] => (Some(name.to_string()), None),
+        [name, sub] => {
+            let sub = Subresource::parse(sub)
+                .filter(|s| resource.has_subresource(*s))
+                .ok_or_else(ApiError::path_not_found)?;
+            (Some(name.to_string()), Some(sub))
+        }
+        _ => return Err(ApiError::path_not_found()),
+    };
+    Ok(Target::Resource {
+        resource,
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+/// Parsed query parameters (last value wins).
+struct Query(HashMap<String, String>);
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+        Ok(Query(pairs.into_iter().collect()))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true") | Some("1"))
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse::<T>().map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v}"))))
+            .transpose()
+    }
+
+    fn list_options(&self) -> Result<ListOptions, ApiError> {
+        Ok(ListOptions {
+            label_selector: self.get("labelSelector").map(str::to_string),
+            field_selector: self.get("fieldSelector").map(str::to_string),
+            limit: self.number::<usize>("limit")?,
+            continue_token: self.get("continue").map(str::to_string),
+            resource_version: self.get("resourceVersion").map(str::to_string),
+            allow_bookmarks: self.flag("allowWatchBookmarks"),
+            timeout: self.number::<u64>("timeoutSeconds")?.map(Duration::from_secs),
+        })
+    }
+
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
+            dry_run: self.get("dryRun").is_some_and(|v| v == "All"),
+        })
+    }
+}
+
+/// Whether the client asked for server-side printing.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|part| part.contains("as=Table")))
+}
+
+fn accept_header(headers: &HeaderMap) -> &str {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
+    match dispatch(&state, req).await {
+        Ok(resp) => resp,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
+pub(crate) fn written(code: StatusCode, w: Written) -> Response {
+    with_warnings(json_response(code, &w.object), &w.warnings)
+}
+
+async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let headers = parts.headers;
+    let query = Query::parse(parts.uri.query())?;
+    let target = parse_path(parts.uri.path())?;
+    let registry = &state.registry;
+    match target {
+        Target::CoreDiscovery | Target::GroupsDiscovery => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed());
+            }
+            let core = matches!(target, Target::CoreDiscovery);
+            let format = DiscoveryFormat::from_accept(accept_header(&headers));
+            let doc = match (format, core) {
+                (DiscoveryFormat::Legacy, true) => discovery::api_versions(&state.advertise_address),
+                (DiscoveryFormat::Legacy, false) => discovery::api_group_list(),
+                (f, core) => discovery::aggregated(core, f),
+            };
+            Ok(json_response_typed(StatusCode::OK, &doc, format.content_type()))
+        }
+        Target::Group(g) => discovery::api_group_doc(&g)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::path_not_found),
+        Target::GroupVersion(g, v) => discovery::api_resource_list(&g, &v)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::path_not_found),
+        Target::OpenApiRoot => Ok(json_response(StatusCode::OK, &crate::openapi::root_document())),
+        Target::OpenApiDoc(g, v) => crate::openapi::group_version_document(&g, &v)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::path_not_found),
+        Target::Resource {
+            resource,
+            namespace,
+            name,
+            subresource,
+        } => {
+            let ns = namespace.as_deref();
+            match (method.clone(), name, subresource) {
+                (Method::GET, None, None) => {
+                    let opts = query.list_options()?;
+                    if query.flag("watch") {
+                        return watch(registry, resource, ns, &opts, &headers, &query).await;
+                    }
+                    let list = registry.list(resource, ns, &opts).await?;
+                    Ok(json_response(StatusCode::OK, &render_list(resource, list, &headers, &query)))
+                }
+                (Method::POST, None, None) => {
+                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let w = registry.create(resource, ns, obj, query.write_options()?).await?;
+                    Ok(written(StatusCode::CREATED, w))
+                }
+                (Method::DELETE, None, None) => {
+                    let opts = delete_options(&query, &read_body(body).await?)?;
+                    let list = registry.list(resource, ns, &query.list_options()?).await?;
+                    let mut deleted = Vec::new();
+                    for item in list.items {
+                        match registry.delete(resource, meta::namespace(&item), meta::name(&item), &opts).await {
+                            Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => deleted.push(o),
+                            Err(e) if e.code == 404 => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &json!({"kind": resource.list_kind(), "apiVersion": resource.api_version(),
+                                "metadata": {"resourceVersion": list.resource_version.to_string()}, "items": deleted}),
+                    ))
+                }
+                (Method::GET, Some(name), None) | (Method::GET, Some(name), Some(Subresource::Status)) => {
+                    let obj = registry.get(resource, ns, &name).await?;
+                    if wants_table(&headers) {
+                        let include = IncludeObject::parse(query.get("includeObject"));
+                        let mut table = printers::table(resource, std::slice::from_ref(&obj), include, jiff::Timestamp::now());
+                        table["metadata"] = json!({"resourceVersion": meta::resource_version(&obj).unwrap_or("")});
+                        return Ok(json_response(StatusCode::OK, &table));
+                    }
+                    Ok(json_response(StatusCode::OK, &obj))
+                }
+                (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
+                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let w = registry.update(resource, ns, &name, obj, sub, query.write_options()?).await?;
+                    Ok(written(StatusCode::OK, w))
+                }
+                (Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
+                    let raw = read_body(body).await?;
+                    bodies::patch(registry, resource, ns, &name, sub, &headers, &raw, query.write_options()?).await
+                }
+                (Method::DELETE, Some(name), None) => {
+                    let opts = delete_options(&query, &read_body(body).await?)?;
+                    match registry.delete(resource, ns, &name, &opts).await? {
+                        Deleted::Gone(obj) => Ok(json_response(StatusCode::OK, &deleted_status(resource, &obj))),
+                        Deleted::Pending(obj) => {
+                            if resource.kind == "Namespace" {
+                                crate::system::spawn_namespace_finalizer(registry.clone(), name.clone());
+                            }
+                            Ok(json_response(StatusCode::ACCEPTED, &obj))
+                        }
+                    }
+                }
+                (m, Some(name), Some(Subresource::Scale)) => {
+                    let raw = if m == Method::GET { Bytes::new() } else { read_body(body).await? };
+                    scale::handle(registry, resource, ns, &name, &m, &headers, &raw, query.write_options()?).await
+                }
+                (Method::POST, Some(name), Some(Subresource::Binding)) => {
+                    let binding = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let obj = bind_pod(registry, resource, ns, &name, &binding).await?;
+                    let _ = obj;
+                    Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+                }
+                (Method::GET, Some(_), Some(Subresource::Log)) => Err(ApiError::bad_request(
+                    "logs are served by the node agent, which this server does not run",
+                )),
+                _ => Err(ApiError::method_not_allowed()),
+            }
+        }
+    }
+}
+
+/// The Status a completed delete answers with.
+fn deleted_status(resource: &ResourceInfo, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": meta::name(obj), "group": resource.group, "kind": resource.plural, "uid": meta::uid(obj)},
+    })
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let mut opts = DeleteOptions {
+        grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        propagation_policy: body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string),
+        precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        precondition_resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run: body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All")),
+    };
+    if let Some(g) = query.number::<i64>("gracePeriodSeconds")? {
+        opts.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = query.get("propagationPolicy") {
+        opts.propagation_policy = Some(p.to_string());
+    }
+    if query.get("dryRun") == Some("All") {
+        opts.dry_run = true;
+    }
+    if let Some(p) = &opts.propagation_policy {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
+    }
+    Ok(opts)
+}
+
+fn render_list(resource: &ResourceInfo, list: crate::registry::ObjectList, headers: &HeaderMap, query: &Query) -> Value {
+    let mut metadata = json!({"resourceVersion": list.resource_version.to_string()});
+    if let Some(c) = &list.continue_token {
+        metadata["continue"] = json!(c);
+    }
+    if let Some(r) = list.remaining {
+        metadata["remainingItemCount"] = json!(r);
+    }
+    if wants_table(headers) {
+        let include = IncludeObject::parse(query.get("includeObject"));
+        let mut table = printers::table(resource, &list.items, include, jiff::Timestamp::now());
+        table["metadata"] = metadata;
+        return table;
+    }
+    json!({
+        "kind": resource.list_kind(),
+        "apiVersion": resource.api_version(),
+        "metadata": metadata,
+        "items": list.items,
+    })
+}
+
+async fn watch(
+    registry: &Registry,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    opts: &ListOptions,
+    headers: &HeaderMap,
+    query: &Query,
+) -> Result<Response, ApiError> {
+    let mut opts = opts.clone();
+    if opts.timeout.is_none() {
+        // Kubernetes closes watches after a randomized 30 to 60 minutes; clients re-watch.
+        let jitter = uuid::Uuid::new_v4().as_u128() % 1800;
+        opts.timeout = Some(Duration::from_secs(1800 + jitter as u64));
+    }
+    let events = registry.watch(resource, namespace, &opts).await?;
+    let table = wants_table(headers);
+    let include = IncludeObject::parse(query.get("includeObject"));
+    let stream = events.map(move |ev| {
+        let object = if table && ev.event_type != "ERROR" && ev.event_type != "BOOKMARK" {
+            let mut t = printers::table(resource, std::slice::from_ref(&ev.object), include, jiff::Timestamp::now());
+            t["metadata"] = json!({"resourceVersion": meta::resource_version(&ev.object).unwrap_or("")});
+            t
+        } else {
+            ev.object
+        };
+        let mut line = serde_json::to_vec(&json!({"type": ev.event_type, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| ApiError::internal("building watch response").into_response()))
+}
+
+/// `POST pods/NAME/binding`: assigns the pod to a node, once.
+async fn bind_pod(
+    registry: &Registry,
+    resource: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    binding: &Value,
+) -> Result<Value, ApiError> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("binding target name is required"))?
+        .to_string();
+    let w = registry
+        .write_loop(
+            resource,
+            namespace,
+            name,
+            None,
+            WriteOptions::default(),
+            None,
+            |mut pod| {
+                if meta::is_deleting(&pod) {
+                    return Err(ApiError::conflict_message(resource, name, format!("pod {name} is being deleted, cannot be assigned to a host")));
+                }
+                if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                    return Err(ApiError::conflict_message(resource, name, format!("pod {name} is already assigned to node \"{existing}\"")));
+                }
+                pod["spec"]["nodeName"] = json!(node);
+                Ok(pod)
+            },
+        )
+        .await?;
+    // The PodScheduled condition lives in status.
+    let now = meta::now_rfc3339();
+    registry
+        .write_loop(resource, namespace, name, Some(Subresource::Status), WriteOptions::default(), None, |mut pod| {
+            let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+            pod["status"]["conditions"] = json!(conditions);
+            Ok(pod)
+        })
+        .await?;
+    Ok(w.object)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource_of(path: &str) -> (String, Option<String>, Option<String>, Option<Subresource>) {
+        match parse_path(path) {
+            Ok(Target::Resource { resource, namespace, name, subresource }) => {
+                (resource.plural.to_string(), namespace, name, subresource)
+            }
+            _ => panic!("{path} is not a resource path"),
+        }
+    }
+
+    #[test]
+    fn paths_resolve_to_resources() {
+        assert_eq!(resource_of("/api/v1/namespaces/default/pods"), ("pods".into(), Some("default".into()), None, None));
+        assert_eq!(resource_of("/api/v1/namespaces/kube-system"), ("namespaces".into(), None, Some("kube-system".into()), None));
+        assert_eq!(
+            resource_of("/api/v1/namespaces/foo/status"),
+            ("namespaces".into(), None, Some("foo".into()), Some(Subresource::Status))
+        );
+        assert_eq!(
+            resource_of("/apis/apps/v1/namespaces/a/deployments/web/scale"),
+            ("deployments".into(), Some("a".into()), Some("web".into()), Some(Subresource::Scale))
+        );
+        assert_eq!(resource_of("/apis/apps/v1/deployments"), ("deployments".into(), None, None, None));
+        assert_eq!(resource_of("/api/v1/nodes/n1"), ("nodes".into(), None, Some("n1".into()), None));
+        assert!(parse_path("/apis/apps/v1/namespaces/a/widgets").is_err());
+        assert!(parse_path("/apis/apps/v1/deployments/web").is_err());
+        assert!(parse_path("/api/v1/namespaces/a/configmaps/x/scale").is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! What the control plane does on its own: the built-in namespaces, emptying namespaces that are
+//! being deleted, and compacting old store history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skiff_api::resources::{self, RESOURCES};
+use skiff_store::Store;
+
+use crate::meta;
+use crate::registry::{DeleteOptions, Deleted, ListOptions, Registry, WriteOptions};
+use crate::status::ApiError;
+
+/// Namespaces every cluster has.
+pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the built-in namespaces that do not exist yet.
+pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), ApiError> {
+    let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+    for name in BUILTIN_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match registry.create(ns, None, obj, WriteOptions::default()).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes everything in a terminating namespace, then releases the namespace itself.
+pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), ApiError> {
+    let ns_resource = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+    loop {
+        let mut remaining = 0usize;
+        for resource in RESOURCES.iter().filter(|r| r.namespaced && r.version == r.storage_version) {
+            let list = registry.list(resource, Some(name), &ListOptions::default()).await?;
+            for item in list.items {
+                remaining += 1;
+                if meta::is_deleting(&item) {
+                    continue;
+                }
+                match registry
+                    .delete(resource, Some(name), meta::name(&item), &DeleteOptions::default())
+                    .await
+                {
+                    Ok(Deleted::Gone(_)) => remaining -= 1,
+                    Ok(Deleted::Pending(_)) => {}
+                    Err(e) if e.code == 404 => remaining -= 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if remaining == 0 {
+            break;
+        }
+        // Graceful deletions finish elsewhere (node agents, finalizer holders); look again soon.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let result = registry
+        .write_loop(ns_resource, None, name, None, WriteOptions::default(), None, |mut ns| {
+            if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("finalizers".into(), json!([]));
+            }
+            Ok(ns)
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts emptying every namespace already marked for deletion (after a restart).
+pub async fn resume_namespace_finalizers(registry: &Registry) -> Result<(), ApiError> {
+    let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+    for item in registry.list(ns, None, &ListOptions::default()).await?.items {
+        if meta::is_deleting(&item) {
+            spawn_namespace_finalizer(registry.clone(), meta::name(&item).to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`finalize_namespace`] in the background, logging failures.
+pub fn spawn_namespace_finalizer(registry: Registry, name: String) {
+    tokio::spawn(async move {
+        if let Err(e) = finalize_namespace(&registry, &name).await {
+            tracing::warn!(namespace = %name, error = %e, "finalizing namespace failed");
+        }
+    });
+}
+
+/// Compacts store history periodically, keeping one interval's worth of revisions, as
+/// Kubernetes compacts etcd every five minutes.
+pub async fn compaction_loop(store: Arc<dyn Store>, every: Duration) {
+    let mut previous = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let current = match store.current_revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading revision for compaction failed");
+                continue;
+            }
+        };
+        if let Some(rev) = previous {
+            if let Err(e) = store.compact(rev).await {
+                tracing::warn!(error = %e, revision = rev, "compaction failed");
+            }
+        }
+        previous = Some(current);
+    }
+}

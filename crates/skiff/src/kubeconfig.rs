@@ -1,0 +1,76 @@
+//! The admin credentials and the kubeconfig that points `kubectl` at this server.
+
+use std::io::Write;
+use std::path::Path;
+
+use rand::RngCore;
+
+/// Reads the admin token from `path`, creating a fresh random one on first start.
+pub fn load_or_create_token(path: &Path) -> std::io::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let token = existing.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+/// Writes a file readable only by its owner: it holds credentials.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The kubeconfig for `server` with the admin token, context `skiff` current.
+pub fn render(server: &str, token: &str) -> String {
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "skiff", "cluster": {"server": server}}],
+        "users": [{"name": "skiff-admin", "user": {"token": token}}],
+        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-admin", "namespace": "default"}}],
+        "current-context": "skiff",
+        "preferences": {},
+    });
+    serde_yaml::to_string(&doc).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let first = load_or_create_token(&path).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(load_or_create_token(&path).unwrap(), first);
+    }
+
+    #[test]
+    fn kubeconfig_names_server_token_and_context() {
+        let text = render("http://127.0.0.1:1234", "abc");
+        let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["current-context"], "skiff");
+        assert_eq!(doc["clusters"][0]["cluster"]["server"], "http://127.0.0.1:1234");
+        assert_eq!(doc["users"][0]["user"]["token"], "abc");
+    }
+}

@@ -1,0 +1,87 @@
+//! `skiff up`: the whole control plane in one process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skiff_apiserver::registry::Registry;
+use skiff_apiserver::server::{self, ServerState};
+use skiff_apiserver::system;
+use skiff_store::{SqliteStore, Store};
+
+use crate::kubeconfig;
+use crate::UpArgs;
+
+/// How often store history is compacted.
+const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The default data directory: `$XDG_DATA_HOME/skiff`, `~/.local/share/skiff`, else `./.skiff`.
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("skiff");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/skiff");
+    }
+    PathBuf::from(".skiff")
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the control plane until a signal stops it.
+pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&data_dir.join("state.db"))
+            .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?,
+    );
+    let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
+    let registry = Registry::new(store.clone());
+    system::ensure_builtin_namespaces(&registry).await?;
+    system::resume_namespace_finalizers(&registry).await?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    let server_url = format!("http://{address}");
+    let kubeconfig_path = data_dir.join("kubeconfig");
+    kubeconfig::write_private(&kubeconfig_path, kubeconfig::render(&server_url, &token).as_bytes())?;
+
+    let state = Arc::new(ServerState {
+        registry,
+        tokens: vec![token],
+        advertise_address: address.to_string(),
+    });
+    tokio::spawn(system::compaction_loop(store.clone(), COMPACTION_INTERVAL));
+    tracing::info!(%address, data_dir = %data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is serving");
+    println!("export KUBECONFIG={}", kubeconfig_path.display());
+    server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("skiff stopped");
+    Ok(())
+}
