@@ -17,7 +17,7 @@ use futures::stream::BoxStream;
 pub mod conformance;
 pub mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};
 
 /// A global revision: every successful write gets the next one, starting at 1.
 pub type Revision = i64;

@@ -1,0 +1,277 @@
+//! The in-memory mirror of the database that serves every read and every watch.
+//!
+//! Only the writer thread mutates it, and only after the transaction holding the same changes has
+//! committed, so a reader never sees a write that could still be lost.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::broadcast;
+
+use crate::{EventKind, KeyValue, ListResult, Revision, StoreError, WatchEvent};
+
+/// Everything a read or a watch needs, guarded by one lock so that a watch can take its history
+/// snapshot and subscribe to live events atomically with respect to the writer.
+pub(crate) struct MemoryState {
+    /// The current value of every key, in key order.
+    pub current: BTreeMap<String, KeyValue>,
+    /// The latest committed revision.
+    pub revision: Revision,
+    /// The latest compacted revision; `history` starts right after it.
+    pub compacted: Revision,
+    /// Every event with a revision in `compacted + 1 ..= revision`, oldest first.
+    pub history: VecDeque<Arc<WatchEvent>>,
+    /// Fan-out of committed events to running watches; `None` once the store has stopped.
+    pub live: Option<broadcast::Sender<Arc<WatchEvent>>>,
+    /// Why the store can no longer be used, once it cannot.
+    pub failure: Option<String>,
+}
+
+impl MemoryState {
+    /// Fails with the reason the store stopped working, if it has.
+    pub fn ensure_usable(&self) -> Result<(), StoreError> {
+        match &self.failure {
+            Some(reason) => Err(StoreError::Backend(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Lists keys starting with `prefix`, after `start_after`, at most `limit` of them.
+    pub fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> ListResult {
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut matching = self
+            .current
+            .range::<str, _>((lower, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(_, kv)| kv);
+        let items: Vec<KeyValue> = match limit {
+            Some(limit) => matching.by_ref().take(limit).cloned().collect(),
+            None => matching.by_ref().cloned().collect(),
+        };
+        ListResult {
+            items,
+            revision: self.revision,
+            remaining: matching.count(),
+        }
+    }
+
+    /// The retained events under `prefix` with a revision above `after`, oldest first.
+    pub fn history_after(&self, prefix: &str, after: Revision) -> Vec<Arc<WatchEvent>> {
+        let start = self
+            .history
+            .partition_point(|event| event.revision <= after);
+        self.history
+            .range(start..)
+            .filter(|event| event.kv.key.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Applies one committed event to the current state and history, and tells live watchers.
+    pub fn apply(&mut self, event: Arc<WatchEvent>) {
+        match event.kind {
+            EventKind::Created | EventKind::Updated => {
+                self.current.insert(event.kv.key.clone(), event.kv.clone());
+            }
+            EventKind::Deleted => {
+                self.current.remove(&event.kv.key);
+            }
+        }
+        self.revision = event.revision;
+        if let Some(live) = &self.live {
+            // An error only means nobody is watching right now.
+            let _ = live.send(Arc::clone(&event));
+        }
+        self.history.push_back(event);
+    }
+
+    /// Forgets history at and below `revision`.
+    pub fn compact(&mut self, revision: Revision) {
+        while self
+            .history
+            .front()
+            .is_some_and(|event| event.revision <= revision)
+        {
+            self.history.pop_front();
+        }
+        self.compacted = self.compacted.max(revision);
+    }
+
+    /// Marks the store unusable: later reads fail with `reason` and every watch ends.
+    pub fn fail(&mut self, reason: String) {
+        self.failure.get_or_insert(reason);
+        self.live = None;
+    }
+}
+
+/// The lock around [`MemoryState`], with poisoning turned into a backend error instead of a
+/// panic.
+pub(crate) struct SharedState(RwLock<MemoryState>);
+
+impl SharedState {
+    /// Wraps a freshly loaded state.
+    pub fn new(state: MemoryState) -> Self {
+        Self(RwLock::new(state))
+    }
+
+    /// Locks for reading.
+    pub fn read(&self) -> Result<RwLockReadGuard<'_, MemoryState>, StoreError> {
+        self.0.read().map_err(|_| poisoned())
+    }
+
+    /// Locks for writing; only the writer thread calls this.
+    pub fn write(&self) -> Result<RwLockWriteGuard<'_, MemoryState>, StoreError> {
+        self.0.write().map_err(|_| poisoned())
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("in-memory state is unusable after an internal panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, revision: Revision) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Arc::from(key.as_bytes()),
+            create_revision: revision,
+            mod_revision: revision,
+        }
+    }
+
+    fn state_with(keys: &[&str]) -> MemoryState {
+        let mut state = MemoryState {
+            current: BTreeMap::new(),
+            revision: 0,
+            compacted: 0,
+            history: VecDeque::new(),
+            live: None,
+            failure: None,
+        };
+        for (index, key) in keys.iter().enumerate() {
+            let revision = index as Revision + 1;
+            state.apply(Arc::new(WatchEvent {
+                kind: EventKind::Created,
+                revision,
+                kv: kv(key, revision),
+                prev: None,
+            }));
+        }
+        state
+    }
+
+    fn keys(result: &ListResult) -> Vec<&str> {
+        result.items.iter().map(|kv| kv.key.as_str()).collect()
+    }
+
+    #[test]
+    fn list_bounds_table() {
+        let state = state_with(&["/a/1", "/a/2", "/a/3", "/ab/1", "/b/1"]);
+        struct Case {
+            prefix: &'static str,
+            start_after: Option<&'static str>,
+            limit: Option<usize>,
+            want: Vec<&'static str>,
+            remaining: usize,
+        }
+        let cases = [
+            Case {
+                prefix: "/a/",
+                start_after: None,
+                limit: None,
+                want: vec!["/a/1", "/a/2", "/a/3"],
+                remaining: 0,
+            },
+            Case {
+                prefix: "/a/",
+                start_after: Some("/a/1"),
+                limit: Some(1),
+                want: vec!["/a/2"],
+                remaining: 1,
+            },
+            Case {
+                prefix: "/a/",
+                start_after: Some("/"),
+                limit: Some(2),
+                want: vec!["/a/1", "/a/2"],
+                remaining: 1,
+            },
+            Case {
+                prefix: "/a/",
+                start_after: Some("/a/3"),
+                limit: None,
+                want: vec![],
+                remaining: 0,
+            },
+            Case {
+                prefix: "/a/",
+                start_after: Some("/zzz"),
+                limit: None,
+                want: vec![],
+                remaining: 0,
+            },
+            Case {
+                prefix: "/a",
+                start_after: None,
+                limit: Some(0),
+                want: vec![],
+                remaining: 4,
+            },
+            Case {
+                prefix: "",
+                start_after: Some("/ab/1"),
+                limit: None,
+                want: vec!["/b/1"],
+                remaining: 0,
+            },
+        ];
+        for case in cases {
+            let result = state.list(case.prefix, case.start_after, case.limit);
+            assert_eq!(
+                keys(&result),
+                case.want,
+                "prefix {:?} after {:?} limit {:?}",
+                case.prefix,
+                case.start_after,
+                case.limit
+            );
+            assert_eq!(
+                result.remaining, case.remaining,
+                "remaining for {:?}",
+                case.prefix
+            );
+            assert_eq!(result.revision, 5);
+        }
+    }
+
+    #[test]
+    fn history_after_and_compact() {
+        let mut state = state_with(&["/a/1", "/b/1", "/a/2", "/a/3"]);
+        let revisions = |events: Vec<Arc<WatchEvent>>| -> Vec<Revision> {
+            events.iter().map(|event| event.revision).collect()
+        };
+        assert_eq!(revisions(state.history_after("/a/", 0)), vec![1, 3, 4]);
+        assert_eq!(revisions(state.history_after("/a/", 3)), vec![4]);
+        assert_eq!(
+            revisions(state.history_after("", 9)),
+            Vec::<Revision>::new()
+        );
+        state.compact(2);
+        assert_eq!(state.compacted, 2);
+        assert_eq!(revisions(state.history_after("", 0)), vec![3, 4]);
+        state.compact(1);
+        assert_eq!(state.compacted, 2, "compaction never moves backwards");
+    }
+}
