@@ -78,8 +78,9 @@ pub struct SqliteStats {
 
 /// A store kept in one SQLite file.
 ///
-/// Dropping it finishes the writes already queued, closes the file and ends every watch with a
-/// [`StoreError::Backend`] item.
+/// Dropping it finishes the writes already queued, closes the file (releasing its lock) and ends
+/// every watch with a [`StoreError::Backend`] item. The drop blocks until the writer thread has
+/// finished its last transaction, so the same file can be reopened right after.
 pub struct SqliteStore {
     shared: Arc<SharedState>,
     counters: Arc<Counters>,
