@@ -478,7 +478,7 @@ pub async fn watch_started_during_concurrent_writes_sees_each_event_once(store: 
     }));
     let watchers = async {
         let mut watches = Vec::new();
-        for round in 0..6 {
+        for round in 0..12 {
             // Half start from the beginning (replay while writes race), half from "now".
             let after = if round % 2 == 0 {
                 base

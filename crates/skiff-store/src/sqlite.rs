@@ -78,8 +78,9 @@ pub struct SqliteStats {
 
 /// A store kept in one SQLite file.
 ///
-/// Dropping it finishes the writes already queued, closes the file and ends every watch with a
-/// [`StoreError::Backend`] item.
+/// Dropping it finishes the writes already queued, closes the file (releasing its lock) and ends
+/// every watch with a [`StoreError::Backend`] item. The drop blocks until the writer thread has
+/// finished its last transaction, so the same file can be reopened right after.
 pub struct SqliteStore {
     shared: Arc<SharedState>,
     counters: Arc<Counters>,
@@ -245,25 +246,14 @@ impl Store for SqliteStore {
         prefix: &str,
         after_revision: Revision,
     ) -> Result<BoxStream<'static, Result<WatchEvent, StoreError>>, StoreError> {
-        let (replay, live, replayed_up_to) = {
-            let state = self.shared.read()?;
-            state.ensure_usable()?;
-            if after_revision < state.compacted {
-                return Err(StoreError::Compacted {
-                    requested: after_revision,
-                    compacted: state.compacted,
-                });
-            }
-            let live = state.live.as_ref().ok_or_else(closed)?.subscribe();
-            (
-                state.history_after(prefix, after_revision),
-                live,
-                state.revision.max(after_revision),
-            )
-        };
-        let replay = stream::iter(replay).map(|event| Ok(WatchEvent::clone(&event)));
+        let start = self.shared.read()?.start_watch(prefix, after_revision)?;
+        let replay = stream::iter(start.replay).map(|event| Ok(WatchEvent::clone(&event)));
         Ok(replay
-            .chain(live_events(live, prefix.to_owned(), replayed_up_to))
+            .chain(live_events(
+                start.live,
+                prefix.to_owned(),
+                start.replayed_up_to,
+            ))
             .boxed())
     }
 

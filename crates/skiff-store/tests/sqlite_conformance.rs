@@ -84,7 +84,7 @@ async fn collect(store: &SqliteStore, prefix: &str, after: Revision) -> Vec<Watc
 #[tokio::test]
 async fn reopen_finds_every_key_and_continues_the_revision() {
     let (_dir, path) = temp();
-    let (listed, history, last) = {
+    let (listed, last) = {
         let store = open(&path);
         store
             .create("/r/a", b"a1".to_vec())
@@ -102,27 +102,28 @@ async fn reopen_finds_every_key_and_continues_the_revision() {
             .create("/r/c", b"c1".to_vec())
             .await
             .expect("create c");
-        // The last write is a delete, compacted away, so no row carries the latest revision.
+        // The last write is a delete, compacted away, so no key or event row carries the
+        // latest revision any more.
         let deleted = store.delete("/r/c", None).await.expect("delete c");
-        store.compact(1).await.expect("compact");
+        store.compact(deleted.mod_revision).await.expect("compact");
         let listed = store.list("/", None, None).await.expect("list");
-        (listed, collect(&store, "/", 1).await, deleted.mod_revision)
+        (listed, deleted.mod_revision)
     };
     assert_eq!(last, 5);
+    assert_eq!(event_rows(&path), 0);
 
     let store = open(&path);
     assert_eq!(store.current_revision().await.expect("revision"), last);
-    assert_eq!(store.compacted_revision().await.expect("compacted"), 1);
+    assert_eq!(store.compacted_revision().await.expect("compacted"), last);
     assert_eq!(store.list("/", None, None).await.expect("list"), listed);
-    assert_eq!(
-        collect(&store, "/", 1).await,
-        history,
-        "history survives reopen"
-    );
     assert!(matches!(
-        store.watch("/", 0).await,
+        store.watch("/", last - 1).await,
         Err(StoreError::Compacted { .. })
     ));
+    let mut watch = store
+        .watch("/", last)
+        .await
+        .expect("watch from compacted revision");
     let next = store
         .create("/r/d", b"d1".to_vec())
         .await
@@ -132,6 +133,30 @@ async fn reopen_finds_every_key_and_continues_the_revision() {
         last + 1,
         "revisions are never reused after reopen"
     );
+    match watch.next().await {
+        Some(Ok(event)) => assert_eq!(event.revision, last + 1),
+        other => panic!("want the new event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn history_survives_reopen() {
+    let (_dir, path) = temp();
+    let before = {
+        let store = open(&path);
+        for n in 0..20 {
+            let key = format!("/s/{}", n % 3);
+            if store.create(&key, vec![n]).await.is_err() {
+                store.update(&key, vec![n], None).await.expect("update");
+            }
+        }
+        store.delete("/s/1", None).await.expect("delete");
+        store.compact(4).await.expect("compact");
+        collect(&store, "/", 4).await
+    };
+    assert_eq!(before.len(), 17);
+    let store = open(&path);
+    assert_eq!(collect(&store, "/", 4).await, before);
 }
 
 #[tokio::test]
@@ -278,7 +303,9 @@ async fn writes_beyond_the_quota_fail_with_backend_and_leave_no_trace() {
         None
     );
 
-    // Deleting and compacting frees pages, after which writes succeed again.
+    // Compacting frees the log's pages, which makes room to delete, and compacting again frees
+    // the deleted values; then writes succeed again.
+    store.compact(revision).await.expect("compact under quota");
     for n in 0..written {
         store
             .delete(&format!("/q/{n}"), None)
@@ -286,7 +313,7 @@ async fn writes_beyond_the_quota_fail_with_backend_and_leave_no_trace() {
             .expect("delete under quota");
     }
     let last = store.current_revision().await.expect("revision");
-    store.compact(last).await.expect("compact");
+    store.compact(last).await.expect("compact after deletes");
     let created = store
         .create("/q/again", vec![7; 8 * 1024])
         .await

@@ -76,6 +76,29 @@ impl MemoryState {
             .collect()
     }
 
+    /// Starts a watch: the retained events after `after` under `prefix`, and a subscription to
+    /// every event committed later. Taking both under one lock (the caller's guard on `self`) is
+    /// what makes replay and live events meet without a gap or an overlap.
+    pub fn start_watch(&self, prefix: &str, after: Revision) -> Result<WatchStart, StoreError> {
+        self.ensure_usable()?;
+        if after < self.compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted: self.compacted,
+            });
+        }
+        let live = self
+            .live
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("the store is closed".to_owned()))?
+            .subscribe();
+        Ok(WatchStart {
+            replay: self.history_after(prefix, after),
+            live,
+            replayed_up_to: self.revision.max(after),
+        })
+    }
+
     /// Applies one committed event to the current state and history, and tells live watchers.
     pub fn apply(&mut self, event: Arc<WatchEvent>) {
         match event.kind {
@@ -111,6 +134,17 @@ impl MemoryState {
         self.failure.get_or_insert(reason);
         self.live = None;
     }
+}
+
+/// What a new watch begins with.
+pub(crate) struct WatchStart {
+    /// Retained events to deliver first.
+    pub replay: Vec<Arc<WatchEvent>>,
+    /// Events committed after the replay was taken.
+    pub live: broadcast::Receiver<Arc<WatchEvent>>,
+    /// Live events at or below this revision were already covered by the replay (or precede the
+    /// requested start) and must be skipped.
+    pub replayed_up_to: Revision,
 }
 
 /// The lock around [`MemoryState`], with poisoning turned into a backend error instead of a
@@ -254,6 +288,56 @@ mod tests {
             );
             assert_eq!(result.revision, 5);
         }
+    }
+
+    fn created(key: &str, revision: Revision) -> Arc<WatchEvent> {
+        Arc::new(WatchEvent {
+            kind: EventKind::Created,
+            revision,
+            kv: kv(key, revision),
+            prev: None,
+        })
+    }
+
+    #[test]
+    fn watch_start_splits_replay_and_live_at_the_snapshot() {
+        let mut state = state_with(&["/a/1", "/a/2"]);
+        state.live = Some(broadcast::channel(16).0);
+        let mut start = match state.start_watch("/a/", 1) {
+            Ok(start) => start,
+            Err(error) => panic!("start_watch: {error}"),
+        };
+        state.apply(created("/a/3", 3));
+        let replayed: Vec<Revision> = start.replay.iter().map(|event| event.revision).collect();
+        assert_eq!(
+            replayed,
+            vec![2],
+            "replay holds what was committed before the start"
+        );
+        assert_eq!(start.replayed_up_to, 2);
+        match start.live.try_recv() {
+            Ok(event) => assert_eq!(event.revision, 3, "live holds what came after"),
+            Err(error) => panic!("live event missing: {error}"),
+        }
+        assert!(
+            start.live.try_recv().is_err(),
+            "no event is delivered twice"
+        );
+
+        state.compact(2);
+        assert!(matches!(
+            state.start_watch("/a/", 1),
+            Err(StoreError::Compacted {
+                requested: 1,
+                compacted: 2
+            })
+        ));
+        assert!(state.start_watch("/a/", 2).is_ok());
+        state.fail("broken".to_owned());
+        assert!(matches!(
+            state.start_watch("/a/", 3),
+            Err(StoreError::Backend(_))
+        ));
     }
 
     #[test]

@@ -361,3 +361,147 @@ fn copy_error(error: &StoreError) -> StoreError {
         StoreError::Backend(message) => StoreError::Backend(message.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use super::*;
+
+    fn state_with_key(key: &str, revision: Revision) -> MemoryState {
+        let kv = KeyValue {
+            key: key.to_owned(),
+            value: Arc::from(&b"old"[..]),
+            create_revision: revision,
+            mod_revision: revision,
+        };
+        MemoryState {
+            current: BTreeMap::from([(key.to_owned(), kv)]),
+            revision,
+            compacted: 0,
+            history: VecDeque::new(),
+            live: None,
+            failure: None,
+        }
+    }
+
+    fn write(op: WriteOp) -> Command {
+        let (reply, _) = oneshot::channel();
+        Command::Write { op, reply }
+    }
+
+    fn create(key: &str) -> Command {
+        write(WriteOp::Create {
+            key: key.to_owned(),
+            value: b"new".to_vec(),
+        })
+    }
+
+    fn update(key: &str, expected: Option<Revision>) -> Command {
+        write(WriteOp::Update {
+            key: key.to_owned(),
+            value: b"new".to_vec(),
+            expected,
+        })
+    }
+
+    fn delete(key: &str, expected: Option<Revision>) -> Command {
+        write(WriteOp::Delete {
+            key: key.to_owned(),
+            expected,
+        })
+    }
+
+    fn compact(revision: Revision) -> Command {
+        let (reply, _) = oneshot::channel();
+        Command::Compact { revision, reply }
+    }
+
+    /// A compact summary of an outcome, to compare against a table.
+    fn summary(outcome: &Outcome) -> String {
+        match outcome {
+            Outcome::Rejected(StoreError::AlreadyExists(_)) => "exists".to_owned(),
+            Outcome::Rejected(StoreError::NotFound(_)) => "not found".to_owned(),
+            Outcome::Rejected(StoreError::Conflict { actual, .. }) => format!("conflict@{actual}"),
+            Outcome::Rejected(other) => format!("error {other}"),
+            Outcome::Event(event) => format!("{:?}@{}", event.kind, event.revision),
+            Outcome::Compact(revision) => format!("compact@{revision}"),
+            Outcome::AlreadyCompacted => "already compacted".to_owned(),
+        }
+    }
+
+    #[test]
+    fn later_requests_in_a_batch_see_earlier_ones() {
+        // The state holds "/k" at revision 10.
+        let cases: Vec<(&str, Vec<Command>, Vec<&str>, Revision)> = vec![
+            (
+                "two creates of one key",
+                vec![create("/n"), create("/n")],
+                vec!["Created@11", "exists"],
+                11,
+            ),
+            (
+                "update requiring the revision an earlier write gave",
+                vec![update("/k", Some(10)), update("/k", Some(11))],
+                vec!["Updated@11", "Updated@12"],
+                12,
+            ),
+            (
+                "two updates requiring the same revision",
+                vec![update("/k", Some(10)), update("/k", Some(10))],
+                vec!["Updated@11", "conflict@11"],
+                11,
+            ),
+            (
+                "update after a delete in the same batch",
+                vec![delete("/k", None), update("/k", None), create("/k")],
+                vec!["Deleted@11", "not found", "Created@12"],
+                12,
+            ),
+            (
+                "rejected requests take no revision",
+                vec![
+                    create("/k"),
+                    delete("/x", None),
+                    update("/k", Some(3)),
+                    create("/y"),
+                ],
+                vec!["exists", "not found", "conflict@10", "Created@11"],
+                11,
+            ),
+            (
+                "compaction of a revision written earlier in the batch",
+                vec![create("/a"), compact(11), compact(5), compact(13)],
+                vec!["Created@11", "compact@11", "already compacted", "error"],
+                11,
+            ),
+        ];
+        for (name, batch, want, want_revision) in cases {
+            let state = state_with_key("/k", 10);
+            let planned = plan(&state, &batch);
+            let got: Vec<String> = planned.outcomes.iter().map(summary).collect();
+            for (got, want) in got.iter().zip(&want) {
+                assert!(got.starts_with(want), "{name}: got {got:?}, want {want:?}");
+            }
+            assert_eq!(got.len(), want.len(), "{name}");
+            assert_eq!(planned.revision, want_revision, "{name}: final revision");
+        }
+    }
+
+    #[test]
+    fn delete_event_keeps_create_revision_and_last_value() {
+        let state = state_with_key("/k", 10);
+        let planned = plan(&state, &[update("/k", None), delete("/k", Some(11))]);
+        let Outcome::Event(deleted) = &planned.outcomes[1] else {
+            panic!("delete was rejected");
+        };
+        assert_eq!(deleted.kind, EventKind::Deleted);
+        assert_eq!(deleted.kv.create_revision, 10);
+        assert_eq!(deleted.kv.mod_revision, 12);
+        assert_eq!(&*deleted.kv.value, b"new");
+        assert_eq!(
+            deleted.prev.as_ref().map(|prev| prev.mod_revision),
+            Some(11)
+        );
+    }
+}
