@@ -8,5 +8,6 @@
 pub mod defaults;
 pub mod errors;
 pub mod resources;
+pub mod validation;
 
 pub use k8s_openapi;
