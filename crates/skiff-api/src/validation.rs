@@ -36,6 +36,9 @@ pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Vec
         ("apps.kruise.io", "CloneSet") => {
             validate_clone_set_update(new, old, &mut errs);
         }
+        ("", "ConfigMap") | ("", "Secret") => {
+            validate_immutable_data(resource, new, old, &mut errs);
+        }
         _ => {}
     }
     // Kubernetes re-runs the kind's full validation on the new object, minus the metadata
@@ -46,9 +49,6 @@ pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Vec
             immutable_selector(new, old, &mut errs);
         }
         ("", "Service") => validate_service_update(new, old, &mut errs),
-        ("", "ConfigMap") | ("", "Secret") => {
-            validate_immutable_data(resource, new, old, &mut errs)
-        }
         ("apps", "ControllerRevision") if new.get("data") != old.get("data") => {
             errs.push(FieldError {
                 error_type: FieldErrorType::Invalid,
@@ -1753,7 +1753,8 @@ fn validate_immutable_data(
             "field is immutable when `immutable` is set",
         ));
     }
-    for key in ["data", "binaryData", "stringData"] {
+    // `stringData` has been folded into `data` before validation runs.
+    for key in ["data", "binaryData"] {
         let (n, o) = (new.get(key), old.get(key));
         let empty = |v: Option<&Value>| {
             v.is_none_or(|v| v.is_null() || v.as_object().is_some_and(Map::is_empty))
@@ -2394,5 +2395,729 @@ fn first_disallowed_change(old: &Value, new: &Value, path: &str) -> Option<(&'st
                 Some(("replace", path.to_string()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defaults::apply_defaults;
+    use crate::resources::find;
+    use serde_json::json;
+
+    fn resource(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
+        find(group, version, plural).expect("resource is registered")
+    }
+
+    /// Defaults then validates, as the server does on create.
+    fn create_errors(group: &str, version: &str, plural: &str, mut obj: Value) -> Vec<FieldError> {
+        let r = resource(group, version, plural);
+        apply_defaults(r, &mut obj);
+        validate_create(r, &obj)
+    }
+
+    fn summary(errs: &[FieldError]) -> Vec<(String, &'static str)> {
+        errs.iter()
+            .map(|e| (e.field.clone(), e.error_type.reason()))
+            .collect()
+    }
+
+    fn valid_deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "abc", "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "abc", "image": "image"}]}
+                }
+            }
+        })
+    }
+
+    fn set(obj: &mut Value, pointer: &str, value: Value) {
+        let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+        let target = obj
+            .pointer_mut(parent)
+            .and_then(Value::as_object_mut)
+            .expect("parent exists");
+        target.insert(key.to_string(), value);
+    }
+
+    #[test]
+    fn valid_objects_of_every_kind_pass() {
+        let cases = [
+            ("apps", "v1", "deployments", valid_deployment()),
+            ("apps", "v1", "replicasets", valid_deployment()),
+            (
+                "",
+                "v1",
+                "pods",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80, "name": "http"}]}]}}),
+            ),
+            (
+                "",
+                "v1",
+                "services",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}),
+            ),
+            (
+                "",
+                "v1",
+                "namespaces",
+                json!({"metadata": {"name": "team-a"}}),
+            ),
+            (
+                "",
+                "v1",
+                "configmaps",
+                json!({"metadata": {"name": "cfg", "namespace": "default"}, "data": {"app.properties": "x"}}),
+            ),
+            (
+                "autoscaling",
+                "v2",
+                "horizontalpodautoscalers",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3}}),
+            ),
+            (
+                "apps.kruise.io",
+                "v1alpha1",
+                "clonesets",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"selector": {"matchLabels": {"app": "web"}},
+                                "template": {"metadata": {"labels": {"app": "web"}},
+                                             "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}),
+            ),
+        ];
+        for (group, version, plural, obj) in cases {
+            let errs = create_errors(group, version, plural, obj);
+            assert!(errs.is_empty(), "{plural}: {:?}", summary(&errs));
+        }
+    }
+
+    /// Cases from Kubernetes' `TestValidateDeployment`, each mutating a valid deployment and
+    /// naming the field, reason and message Kubernetes reports.
+    #[test]
+    fn deployment_error_cases_match_kubernetes() {
+        type Case = (
+            &'static str,
+            &'static str,
+            Value,
+            &'static str,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            ("missing name", "/metadata/name", json!(""), "metadata.name", "FieldValueRequired", "Required value: name or generateName is required"),
+            ("missing namespace", "/metadata/namespace", json!(""), "metadata.namespace", "FieldValueRequired", "Required value"),
+            ("empty selector", "/spec/selector", json!({}), "spec.selector", "FieldValueInvalid",
+             "Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment"),
+            ("invalid selector key", "/spec/selector/matchLabels", json!({"NoUppercaseOrSpecialCharsLike=Equals": "b"}),
+             "spec.selector.matchLabels", "FieldValueInvalid", "Invalid value: \"NoUppercaseOrSpecialCharsLike=Equals\": name part must consist of alphanumeric characters"),
+            ("selector does not match", "/spec/template/metadata/labels", json!({"a": "c"}), "spec.template.metadata.labels", "FieldValueInvalid",
+             "Invalid value: map[string]string{\"a\":\"c\"}: `selector` does not match template `labels`"),
+            ("negative replicas", "/spec/replicas", json!(-1), "spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"),
+            ("restart policy", "/spec/template/spec/restartPolicy", json!("OnFailure"), "spec.template.spec.restartPolicy", "FieldValueNotSupported",
+             "Unsupported value: \"OnFailure\": supported values: \"Always\""),
+            ("active deadline", "/spec/template/spec/activeDeadlineSeconds", json!(30), "spec.template.spec.activeDeadlineSeconds", "FieldValueForbidden",
+             "Forbidden: activeDeadlineSeconds in ReplicaSet is not Supported"),
+            ("no containers", "/spec/template/spec/containers", json!([]), "spec.template.spec.containers", "FieldValueRequired", "Required value"),
+            ("unsupported strategy", "/spec/strategy", json!({"type": "randomType"}), "spec.strategy", "FieldValueNotSupported",
+             "supported values: \"Recreate\", \"RollingUpdate\""),
+            ("rolling update with recreate", "/spec/strategy", json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
+             "spec.strategy.rollingUpdate", "FieldValueForbidden", "Forbidden: may not be specified when strategy `type` is 'Recreate'"),
+            ("bad percent", "/spec/strategy", json!({"rollingUpdate": {"maxSurge": "20Percent"}}), "spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid",
+             "Invalid value: 20Percent: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"),
+            ("negative surge", "/spec/strategy", json!({"rollingUpdate": {"maxSurge": -1}}), "spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid",
+             "Invalid value: -1: must be greater than or equal to 0"),
+            ("both zero", "/spec/strategy", json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}), "spec.strategy.rollingUpdate.maxUnavailable",
+             "FieldValueInvalid", "Invalid value: 0%: may not be 0 when `maxSurge` is 0"),
+            ("over 100%", "/spec/strategy", json!({"rollingUpdate": {"maxUnavailable": "110%"}}), "spec.strategy.rollingUpdate.maxUnavailable",
+             "FieldValueInvalid", "Invalid value: 110%: must not be greater than 100%"),
+            ("negative revision history", "/spec/revisionHistoryLimit", json!(-2), "spec.revisionHistoryLimit", "FieldValueInvalid",
+             "must be greater than or equal to 0"),
+            ("deadline not above min ready", "/spec/progressDeadlineSeconds", json!(10), "spec.progressDeadlineSeconds", "FieldValueInvalid",
+             "Invalid value: 10: must be greater than minReadySeconds"),
+        ];
+        for (name, pointer, value, want_field, want_reason, want_message) in cases {
+            let mut obj = valid_deployment();
+            set(&mut obj, pointer, value);
+            if name == "deadline not above min ready" {
+                set(&mut obj, "/spec/minReadySeconds", json!(10));
+            }
+            let errs = create_errors("apps", "v1", "deployments", obj);
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("{name}: no error at {want_field}; got {:?}", summary(&errs));
+            };
+            assert_eq!(hit.error_type.reason(), want_reason, "{name}");
+            assert!(
+                hit.message().contains(want_message),
+                "{name}: {:?} does not contain {want_message:?}",
+                hit.message()
+            );
+        }
+    }
+
+    #[test]
+    fn nil_selector_reports_required_and_mismatch() {
+        let mut obj = valid_deployment();
+        obj["spec"].as_object_mut().map(|s| s.remove("selector"));
+        let errs = create_errors("apps", "v1", "deployments", obj);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("spec.selector".to_string(), "FieldValueRequired"),
+                (
+                    "spec.template.metadata.labels".to_string(),
+                    "FieldValueInvalid"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn selector_expressions_are_matched_and_checked() {
+        let mut obj = valid_deployment();
+        set(
+            &mut obj,
+            "/spec/selector",
+            json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["b", "c"]}, {"key": "x", "operator": "DoesNotExist"}]}),
+        );
+        assert!(create_errors("apps", "v1", "deployments", obj.clone()).is_empty());
+        set(
+            &mut obj,
+            "/spec/selector",
+            json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+        );
+        let errs = create_errors("apps", "v1", "deployments", obj);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                (
+                    "spec.selector.matchExpressions[0].values".to_string(),
+                    "FieldValueRequired"
+                ),
+                ("spec.selector".to_string(), "FieldValueInvalid"),
+            ]
+        );
+        assert_eq!(errs[1].detail, "invalid label selector");
+    }
+
+    #[test]
+    fn names_use_the_rule_of_their_kind() {
+        let dep = create_errors("apps", "v1", "deployments", {
+            let mut d = valid_deployment();
+            set(&mut d, "/metadata/name", json!("Bad_Name"));
+            d
+        });
+        assert_eq!(
+            dep[0].full(),
+            "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        );
+        let ns = create_errors("", "v1", "namespaces", json!({"metadata": {"name": "a.b"}}));
+        assert_eq!(
+            ns[0].full(),
+            "metadata.name: Invalid value: \"a.b\": must not contain dots"
+        );
+        let ns = create_errors("", "v1", "namespaces", json!({"metadata": {"name": "-a"}}));
+        assert!(ns[0]
+            .detail
+            .starts_with("a lowercase RFC 1123 label must consist"));
+        let svc = create_errors(
+            "",
+            "v1",
+            "services",
+            json!({"metadata": {"name": "1web", "namespace": "default"}, "spec": {"ports": [{"port": 80}]}}),
+        );
+        assert_eq!(
+            svc[0].full(),
+            "metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+        );
+        let long = "a".repeat(254);
+        let cm = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": long, "namespace": "default"}}),
+        );
+        assert_eq!(cm[0].detail, "must be no more than 253 characters");
+        let generated = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"generateName": "cfg-", "name": "cfg-x7k2p", "namespace": "default"}}),
+        );
+        assert!(generated.is_empty());
+        let cluster_scoped = create_errors(
+            "",
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "a", "namespace": "b"}}),
+        );
+        assert_eq!(
+            cluster_scoped[0].full(),
+            "metadata.namespace: Forbidden: not allowed on this type"
+        );
+    }
+
+    #[test]
+    fn label_keys_and_values_report_kubernetes_messages() {
+        let table = [
+            (
+                "a/b/c",
+                "x",
+                "a qualified name must consist of alphanumeric characters",
+            ),
+            ("/a", "x", "prefix part must be non-empty"),
+            (
+                "Example.com/a",
+                "x",
+                "prefix part a lowercase RFC 1123 subdomain",
+            ),
+            (
+                "a",
+                "-x",
+                "a valid label must be an empty string or consist of alphanumeric characters",
+            ),
+        ];
+        for (key, value, want) in table {
+            let errs = create_errors(
+                "",
+                "v1",
+                "configmaps",
+                json!({"metadata": {"name": "c", "namespace": "d", "labels": {key: value}}}),
+            );
+            assert_eq!(errs.len(), 1, "{key}={value}: {:?}", summary(&errs));
+            assert_eq!(errs[0].field, "metadata.labels");
+            assert!(
+                errs[0].detail.starts_with(want),
+                "{key}={value}: {}",
+                errs[0].detail
+            );
+        }
+        let long_value = "v".repeat(64);
+        let errs = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": "c", "namespace": "d", "labels": {"k": long_value}}}),
+        );
+        assert_eq!(errs[0].detail, "must be no more than 63 characters");
+    }
+
+    #[test]
+    fn pod_spec_errors() {
+        let errs = create_errors(
+            "",
+            "v1",
+            "pods",
+            json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+                "restartPolicy": "Sometimes",
+                "volumes": [{"name": "data"}],
+                "containers": [
+                    {"name": "a", "image": "", "ports": [{"containerPort": 70000, "protocol": "HTTP"}]},
+                    {"name": "a", "image": "x", "volumeMounts": [{"name": "missing", "mountPath": "/m"}]},
+                    {"name": "Bad", "image": "x", "env": [{"name": "A=B"}]}
+                ]
+            }}),
+        );
+        let want = vec![
+            ("spec.containers[0].image".to_string(), "FieldValueRequired"),
+            (
+                "spec.containers[0].ports[0].containerPort".to_string(),
+                "FieldValueInvalid",
+            ),
+            (
+                "spec.containers[0].ports[0].protocol".to_string(),
+                "FieldValueNotSupported",
+            ),
+            (
+                "spec.containers[1].volumeMounts[0].name".to_string(),
+                "FieldValueNotFound",
+            ),
+            ("spec.containers[1].name".to_string(), "FieldValueDuplicate"),
+            ("spec.containers[2].name".to_string(), "FieldValueInvalid"),
+            (
+                "spec.containers[2].env[0].name".to_string(),
+                "FieldValueInvalid",
+            ),
+            ("spec.restartPolicy".to_string(), "FieldValueNotSupported"),
+        ];
+        assert_eq!(summary(&errs), want);
+        assert_eq!(
+            errs[1].full(),
+            "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"
+        );
+        assert_eq!(
+            errs[7].full(),
+            "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""
+        );
+    }
+
+    #[test]
+    fn pod_update_allows_only_image_deadline_and_toleration_changes() {
+        let r = resource("", "v1", "pods");
+        let mut old = json!({"metadata": {"name": "p", "namespace": "d", "uid": "u1"},
+                             "spec": {"containers": [{"name": "a", "image": "nginx:1"}]}});
+        apply_defaults(r, &mut old);
+
+        let mut image = old.clone();
+        set(&mut image, "/spec/containers/0/image", json!("nginx:2"));
+        set(&mut image, "/spec/activeDeadlineSeconds", json!(60));
+        set(&mut image, "/metadata/labels", json!({"x": "y"}));
+        assert!(validate_update(r, &image, &old).is_empty());
+
+        let mut added = old.clone();
+        if let Some(t) = added["spec"]["tolerations"].as_array_mut() {
+            t.push(json!({"key": "k", "operator": "Exists"}));
+        }
+        assert!(validate_update(r, &added, &old).is_empty());
+
+        let mut changed = old.clone();
+        set(&mut changed, "/spec/restartPolicy", json!("Never"));
+        let errs = validate_update(r, &changed, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![("spec".to_string(), "FieldValueForbidden")]
+        );
+        assert!(errs[0].detail.starts_with(
+            "pod updates may not change fields other than `spec.containers[*].image`"
+        ));
+
+        let mut removed = old.clone();
+        set(&mut removed, "/spec/tolerations", json!([]));
+        let errs = validate_update(r, &removed, &old);
+        assert_eq!(errs[0].full(), "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds");
+
+        let mut longer = image.clone();
+        set(&mut longer, "/spec/activeDeadlineSeconds", json!(120));
+        let errs = validate_update(r, &longer, &image);
+        assert_eq!(errs[0].full(), "spec.activeDeadlineSeconds: Invalid value: 120: must be less than or equal to previous value");
+    }
+
+    #[test]
+    fn metadata_and_selector_are_immutable_on_update() {
+        let r = resource("apps", "v1", "deployments");
+        let mut old = valid_deployment();
+        set(&mut old, "/metadata/uid", json!("u1"));
+        apply_defaults(r, &mut old);
+
+        let mut new = old.clone();
+        set(&mut new, "/spec/replicas", json!(5));
+        new["metadata"].as_object_mut().map(|m| m.remove("uid"));
+        assert!(
+            validate_update(r, &new, &old).is_empty(),
+            "scaling is allowed"
+        );
+
+        let mut new = old.clone();
+        set(&mut new, "/metadata/name", json!("other"));
+        set(&mut new, "/metadata/uid", json!("u2"));
+        set(
+            &mut new,
+            "/spec/selector",
+            json!({"matchLabels": {"a": "b", "c": "d"}}),
+        );
+        set(
+            &mut new,
+            "/spec/template/metadata/labels",
+            json!({"a": "b", "c": "d"}),
+        );
+        let errs = validate_update(r, &new, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("metadata.name".to_string(), "FieldValueInvalid"),
+                ("metadata.uid".to_string(), "FieldValueInvalid"),
+                ("spec.selector".to_string(), "FieldValueInvalid"),
+            ]
+        );
+        assert_eq!(
+            errs[2].full(),
+            "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"a\":\"b\", \"c\":\"d\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+        );
+        let rs = resource("apps", "v1", "replicasets");
+        assert_eq!(summary(&validate_update(rs, &new, &old)).len(), 3);
+    }
+
+    #[test]
+    fn service_errors() {
+        let cases = [
+            (json!({}), "spec.ports", "Required value"),
+            (json!({"type": "Fancy", "ports": [{"port": 80}]}), "spec.type",
+             "Unsupported value: \"Fancy\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
+            (json!({"ports": [{"port": 0}]}), "spec.ports[0].port", "Invalid value: 0: must be between 1 and 65535, inclusive"),
+            (json!({"ports": [{"port": 70000}]}), "spec.ports[0].port", "Invalid value: 70000: must be between 1 and 65535, inclusive"),
+            (json!({"ports": [{"name": "a", "port": 80}, {"port": 81}]}), "spec.ports[1].name", "Required value"),
+            (json!({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}), "spec.ports[1]", "Duplicate value: core.ServicePort{"),
+            (json!({"type": "ExternalName"}), "spec.externalName", "Required value"),
+            (json!({"ports": [{"port": 80, "nodePort": 30000}]}), "spec.ports[0].nodePort", "Forbidden: may not be used when `type` is 'ClusterIP'"),
+        ];
+        for (spec, want_field, want_message) in cases {
+            let errs = create_errors(
+                "",
+                "v1",
+                "services",
+                json!({"metadata": {"name": "web", "namespace": "d"}, "spec": spec}),
+            );
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert!(hit.message().contains(want_message), "{}", hit.full());
+        }
+        let headless = create_errors(
+            "",
+            "v1",
+            "services",
+            json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"clusterIP": "None"}}),
+        );
+        assert!(headless.is_empty(), "{:?}", summary(&headless));
+    }
+
+    #[test]
+    fn service_cluster_ip_may_not_change() {
+        let r = resource("", "v1", "services");
+        let old = json!({"metadata": {"name": "web", "namespace": "d"},
+                         "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ports": [{"port": 80, "protocol": "TCP"}],
+                                  "type": "ClusterIP", "sessionAffinity": "None"}});
+        let mut new = old.clone();
+        set(&mut new, "/spec/clusterIP", json!("10.0.0.2"));
+        set(&mut new, "/spec/clusterIPs", json!(["10.0.0.2"]));
+        let errs = validate_update(r, &new, &old);
+        assert_eq!(
+            errs[0].full(),
+            "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.2\"}: may not change once set"
+        );
+    }
+
+    #[test]
+    fn hpa_errors() {
+        let base = json!({"metadata": {"name": "h", "namespace": "d"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2, "maxReplicas": 5
+        }});
+        type Case = (&'static str, Value, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                "/spec/minReplicas",
+                json!(0),
+                "spec.minReplicas",
+                "Invalid value: 0: must be greater than or equal to 1",
+            ),
+            (
+                "/spec/maxReplicas",
+                json!(1),
+                "spec.maxReplicas",
+                "Invalid value: 1: must be greater than or equal to `minReplicas`",
+            ),
+            (
+                "/spec/maxReplicas",
+                json!(0),
+                "spec.maxReplicas",
+                "Invalid value: 0: must be greater than 0",
+            ),
+            (
+                "/spec/scaleTargetRef",
+                json!({"name": "web"}),
+                "spec.scaleTargetRef.kind",
+                "Required value",
+            ),
+            (
+                "/spec/scaleTargetRef",
+                json!({"kind": "Deployment", "name": "a/b"}),
+                "spec.scaleTargetRef.name",
+                "Invalid value: \"a/b\": may not contain '/'",
+            ),
+            (
+                "/spec/metrics",
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}}]),
+                "spec.metrics[0].resource.target.averageUtilization",
+                "Invalid value: 0: must be greater than 0",
+            ),
+            (
+                "/spec/metrics",
+                json!([{"type": "Pods"}]),
+                "spec.metrics[0].pods",
+                "Required value: must populate information for the given metric source",
+            ),
+            (
+                "/spec/metrics",
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "AverageValue"}}}]),
+                "spec.metrics[0].resource.target.averageUtilization",
+                "Required value: must set either a target raw value or a target utilization",
+            ),
+            (
+                "/spec/behavior",
+                json!({"scaleUp": {"policies": [{"type": "Pods", "value": 0, "periodSeconds": 15}]}}),
+                "spec.behavior.scaleUp.policies[0].value",
+                "Invalid value: 0: must be greater than zero",
+            ),
+            (
+                "/spec/behavior",
+                json!({"scaleDown": {"stabilizationWindowSeconds": 4000}}),
+                "spec.behavior.scaleDown.stabilizationWindowSeconds",
+                "Invalid value: 4000: must be less than or equal to 3600",
+            ),
+        ];
+        for (pointer, value, want_field, want_message) in cases {
+            let mut obj = base.clone();
+            set(&mut obj, pointer, value);
+            let errs = create_errors("autoscaling", "v2", "horizontalpodautoscalers", obj);
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert_eq!(hit.message(), want_message);
+        }
+    }
+
+    fn valid_clone_set() -> Value {
+        json!({"metadata": {"name": "cs", "namespace": "d"}, "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}
+        }})
+    }
+
+    #[test]
+    fn clone_set_errors() {
+        type Case = (&'static str, Value, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
+            ("/spec/replicas", json!(-1), "spec.replicas", "Invalid value: -1: must be greater than or equal to 0"),
+            ("/spec/selector", json!({}), "spec.selector", "empty selector is invalid for cloneset"),
+            ("/spec/template/metadata/labels", json!({"app": "db"}), "spec.template.metadata.labels", "`selector` does not match template `labels`"),
+            ("/spec/updateStrategy", json!({"type": "Rolling"}), "spec.updateStrategy.type",
+             "Invalid value: \"Rolling\": must be 'ReCreate', InPlaceIfPossible or 'InPlaceOnly'"),
+            ("/spec/updateStrategy", json!({"partition": "50"}), "spec.updateStrategy.partition",
+             "Invalid value: \"50\": failed GetScaledValueFromIntOrPercent for partition: invalid type: string is not a percentage"),
+            ("/spec/updateStrategy", json!({"partition": -1}), "spec.updateStrategy.partition", "Invalid value: -1: must be greater than or equal to 0"),
+            ("/spec/updateStrategy", json!({"maxUnavailable": 0, "maxSurge": "0%"}), "spec.updateStrategy.maxUnavailable",
+             "Invalid value: 0: maxUnavailable and maxSurge should not both be less than 1"),
+            ("/spec/updateStrategy", json!({"type": "InPlaceOnly", "maxSurge": 1}), "spec.updateStrategy.maxSurge",
+             "Invalid value: \"1\": can not use maxSurge with strategy type InPlaceOnly"),
+            ("/spec/template/spec/restartPolicy", json!("Never"), "spec.template.spec.restartPolicy", "Unsupported value: \"Never\": supported values: \"Always\""),
+            ("/spec/scaleStrategy", json!({"podsToDelete": ["a", "b", "a"]}), "spec.scaleStrategy.podsToDelete",
+             "Invalid value: []string{\"a\", \"b\", \"a\"}: duplicated items [a]"),
+        ];
+        for (pointer, value, want_field, want_message) in cases {
+            let mut obj = valid_clone_set();
+            set(&mut obj, pointer, value);
+            let errs = create_errors("apps.kruise.io", "v1alpha1", "clonesets", obj);
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert!(hit.message().contains(want_message), "{}", hit.full());
+        }
+    }
+
+    #[test]
+    fn clone_set_update_rules() {
+        let r = resource("apps.kruise.io", "v1alpha1", "clonesets");
+        let mut old = valid_clone_set();
+        apply_defaults(r, &mut old);
+
+        let mut scaled = old.clone();
+        set(&mut scaled, "/spec/replicas", json!(10));
+        set(
+            &mut scaled,
+            "/spec/template/spec/containers/0/image",
+            json!("nginx:2"),
+        );
+        assert!(validate_update(r, &scaled, &old).is_empty());
+
+        let mut reselected = old.clone();
+        set(
+            &mut reselected,
+            "/spec/selector",
+            json!({"matchLabels": {"app": "web", "v": "2"}}),
+        );
+        set(
+            &mut reselected,
+            "/spec/template/metadata/labels",
+            json!({"app": "web", "v": "2"}),
+        );
+        let errs = validate_update(r, &reselected, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![("spec".to_string(), "FieldValueForbidden")]
+        );
+
+        let mut in_place = old.clone();
+        set(
+            &mut in_place,
+            "/spec/updateStrategy/type",
+            json!("InPlaceOnly"),
+        );
+        set(
+            &mut in_place,
+            "/spec/template/spec/containers/0/image",
+            json!("nginx:2"),
+        );
+        assert!(validate_update(r, &in_place, &old).is_empty());
+        set(
+            &mut in_place,
+            "/spec/template/spec/containers/0/imagePullPolicy",
+            json!("Always"),
+        );
+        let errs = validate_update(r, &in_place, &old);
+        assert_eq!(
+            errs[0].full(),
+            "spec: Forbidden: only allowed to update images in spec for InPlaceOnly, but found replace /containers/0/imagePullPolicy"
+        );
+    }
+
+    #[test]
+    fn config_maps_and_secrets() {
+        let errs = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a b": "x", "k": "1"}, "binaryData": {"k": "AA=="}}),
+        );
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("data".to_string(), "FieldValueInvalid"),
+                ("data".to_string(), "FieldValueInvalid"),
+            ]
+        );
+        assert!(errs[0]
+            .detail
+            .starts_with("a valid config key must consist of alphanumeric characters"));
+        assert_eq!(errs[1].detail, "duplicate of key present in binaryData");
+
+        let tls = create_errors(
+            "",
+            "v1",
+            "secrets",
+            json!({"metadata": {"name": "s", "namespace": "d"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "AA=="}}),
+        );
+        assert_eq!(
+            summary(&tls),
+            vec![("data[tls.key]".to_string(), "FieldValueRequired")]
+        );
+
+        let r = resource("", "v1", "secrets");
+        let old = json!({"metadata": {"name": "s", "namespace": "d"}, "type": "Opaque", "immutable": true, "data": {"a": "AA=="}});
+        let mut new = old.clone();
+        set(&mut new, "/data", json!({"a": "AQ=="}));
+        set(&mut new, "/type", json!("kubernetes.io/basic-auth"));
+        let errs = validate_update(r, &new, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("type".to_string(), "FieldValueInvalid"),
+                ("data".to_string(), "FieldValueForbidden"),
+                ("data[username]".to_string(), "FieldValueRequired"),
+            ]
+        );
     }
 }
