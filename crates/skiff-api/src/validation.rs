@@ -706,12 +706,12 @@ fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldErr
 }
 
 /// Checks the selector and template of a workload the way `ValidateReplicaSetSpec` and
-/// `ValidateDeploymentSpec` do, `kind` naming the workload in the empty-selector message.
+/// `ValidateDeploymentSpec` do, `empty_selector_kind` naming the workload in the empty-selector message.
 fn validate_selector_and_template(
     spec: &Value,
     empty_selector_kind: &str,
     errs: &mut Vec<FieldError>,
-) -> Option<()> {
+) {
     let selector = field(spec, "selector");
     if selector.is_null() {
         errs.push(FieldError::required("spec.selector", ""));
@@ -734,13 +734,12 @@ fn validate_selector_and_template(
                 go_label_selector(selector),
                 "invalid label selector",
             ));
-            None
         }
         Ok(parsed) => {
             let template = field(spec, "template");
             if template.is_null() {
                 errs.push(FieldError::required("spec.template", ""));
-                return None;
+                return;
             }
             let labels_value = field(field(template, "metadata"), "labels");
             let labels = string_map(labels_value);
@@ -757,7 +756,6 @@ fn validate_selector_and_template(
                 ));
             }
             validate_pod_template(template, "spec.template", errs);
-            Some(())
         }
     }
 }
