@@ -5,10 +5,14 @@
 //! selectors, the patch formats, server-side printing, and the OpenKruise CloneSet types. It
 //! does no I/O and knows nothing of HTTP, tokio or storage.
 
+pub mod cloneset;
+pub mod conversion;
+pub mod defaults;
 pub mod errors;
 pub mod patch;
 pub mod printers;
 pub mod resources;
 pub mod selector;
+pub mod validation;
 
 pub use k8s_openapi;

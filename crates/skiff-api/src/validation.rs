@@ -1,0 +1,3121 @@
+//! Validation: which submitted objects Kubernetes rejects, with its field paths, reasons and
+//! message texts, so that `kubectl` prints exactly what it prints against a real cluster.
+//!
+//! Both entry points run on the storage version (HPAs as `autoscaling/v2`), after defaulting,
+//! as Kubernetes' registry strategies do. Errors come back in Kubernetes' order; the caller
+//! turns a non-empty list into a 422 `Invalid` status.
+//!
+//! Bad values are rendered as Go's `field.Error` renders them: strings quoted, integers bare,
+//! `IntOrString` and quantities through their `String()` form (unquoted), and label selectors
+//! and service ports as Go `%#v` structs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use crate::errors::{go_value, FieldError, FieldErrorType};
+use crate::resources::ResourceInfo;
+
+/// Validates an object about to be created.
+pub fn validate_create(resource: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_object_meta(resource, obj, &mut errs);
+    validate_kind(resource, obj, &mut errs);
+    errs
+}
+
+/// Validates an update of `old` to `new`: everything a create checks, plus what may not change.
+pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_object_meta_update(new, old, &mut errs);
+    match (resource.group, resource.kind) {
+        ("", "Pod") => {
+            validate_pod_update(new, old, &mut errs);
+            return errs;
+        }
+        ("apps.kruise.io", "CloneSet") => {
+            validate_clone_set_update(new, old, &mut errs);
+        }
+        ("", "ConfigMap") | ("", "Secret") => {
+            validate_immutable_data(resource, new, old, &mut errs);
+        }
+        _ => {}
+    }
+    // Kubernetes re-runs the kind's full validation on the new object, minus the metadata
+    // name checks (the name cannot have changed).
+    validate_kind(resource, new, &mut errs);
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment") | ("apps", "ReplicaSet") => {
+            immutable_selector(new, old, &mut errs);
+        }
+        ("", "Service") => validate_service_update(new, old, &mut errs),
+        ("apps", "ControllerRevision") if new.get("data") != old.get("data") => {
+            errs.push(FieldError {
+                error_type: FieldErrorType::Invalid,
+                field: "data".to_string(),
+                bad_value: Some(go_struct_json(new.get("data"))),
+                detail: IMMUTABLE.to_string(),
+            });
+        }
+        _ => {}
+    }
+    errs
+}
+
+fn validate_kind(resource: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError>) {
+    match (resource.group, resource.kind) {
+        ("", "Pod") => validate_pod_spec(field(obj, "spec"), "spec", errs),
+        ("", "Service") => validate_service(obj, errs),
+        ("", "ConfigMap") => validate_config_map(obj, errs),
+        ("", "Secret") => validate_secret(obj, errs),
+        ("", "Namespace") => validate_namespace(obj, errs),
+        ("apps", "Deployment") => validate_deployment_spec(field(obj, "spec"), errs),
+        ("apps", "ReplicaSet") => validate_replica_set_spec(field(obj, "spec"), errs),
+        ("apps", "ControllerRevision") => {
+            nonnegative(obj.get("revision"), "revision", errs);
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa_spec(field(obj, "spec"), errs),
+        ("apps.kruise.io", "CloneSet") => validate_clone_set_spec(field(obj, "spec"), errs),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages shared with apimachinery's validation helpers.
+
+const IMMUTABLE: &str = "field is immutable";
+const NEGATIVE: &str = "must be greater than or equal to 0";
+const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+/// The total size Kubernetes allows for an object's annotations.
+const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
+/// The total size Kubernetes allows for a ConfigMap's or Secret's data.
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+fn max_len(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+fn is_lower_alnum(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
+fn matches_dns_label(s: &str) -> bool {
+    let (Some(first), Some(last)) = (s.chars().next(), s.chars().last()) else {
+        return false;
+    };
+    is_lower_alnum(first)
+        && is_lower_alnum(last)
+        && s.chars().all(|c| is_lower_alnum(c) || c == '-')
+}
+
+fn matches_dns_subdomain(s: &str) -> bool {
+    s.split('.').all(matches_dns_label)
+}
+
+/// The messages of apimachinery's `IsDNS1123Label`.
+pub(crate) fn dns1123_label_errors(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push(max_len(63));
+    }
+    if !matches_dns_label(s) {
+        if matches_dns_subdomain(s) {
+            out.push("must not contain dots".to_string());
+        } else {
+            out.push(DNS1123_LABEL_MSG.to_string());
+        }
+    }
+    out
+}
+
+/// The messages of apimachinery's `IsDNS1123Subdomain`.
+pub(crate) fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 253 {
+        out.push(max_len(253));
+    }
+    if !matches_dns_subdomain(s) {
+        out.push(DNS1123_SUBDOMAIN_MSG.to_string());
+    }
+    out
+}
+
+/// The messages of apimachinery's `IsDNS1035Label`.
+fn dns1035_label_errors(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push(max_len(63));
+    }
+    let starts_alpha = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    if !(starts_alpha && matches_dns_label(s)) {
+        out.push(DNS1035_LABEL_MSG.to_string());
+    }
+    out
+}
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
+fn matches_qualified_name_part(s: &str) -> bool {
+    let (Some(first), Some(last)) = (s.chars().next(), s.chars().last()) else {
+        return false;
+    };
+    first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The messages of apimachinery's `IsQualifiedName` (label and annotation keys).
+fn qualified_name_errors(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let parts: Vec<&str> = value.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                out.push("prefix part must be non-empty".to_string());
+            } else {
+                for msg in dns1123_subdomain_errors(prefix) {
+                    out.push(format!("prefix part {msg}"));
+                }
+            }
+            *name
+        }
+        _ => {
+            out.push(format!(
+                "a qualified name {QUALIFIED_NAME_MSG} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            ));
+            return out;
+        }
+    };
+    if name.is_empty() {
+        out.push("name part must be non-empty".to_string());
+    } else if name.len() > 63 {
+        out.push(format!("name part {}", max_len(63)));
+    }
+    if !matches_qualified_name_part(name) {
+        out.push(format!("name part {QUALIFIED_NAME_MSG}"));
+    }
+    out
+}
+
+/// The messages of apimachinery's `IsValidLabelValue`.
+fn label_value_errors(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if value.len() > 63 {
+        out.push(max_len(63));
+    }
+    if !value.is_empty() && !matches_qualified_name_part(value) {
+        out.push(LABEL_VALUE_MSG.to_string());
+    }
+    out
+}
+
+/// The messages of apimachinery's `IsValidPortName`.
+fn port_name_errors(port: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if port.len() > 15 {
+        out.push(max_len(15));
+    }
+    if !port
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        out.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
+    }
+    if !port.chars().any(|c| c.is_ascii_lowercase()) {
+        out.push("must contain at least one letter (a-z)".to_string());
+    }
+    if port.contains("--") {
+        out.push("must not contain consecutive hyphens".to_string());
+    }
+    if port.starts_with('-') || port.ends_with('-') {
+        out.push("must not begin or end with a hyphen".to_string());
+    }
+    out
+}
+
+/// The messages of apimachinery's `IsValidPathSegmentName`.
+fn path_segment_errors(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if name == "." || name == ".." {
+        out.push(format!("may not be '{name}'"));
+    }
+    for bad in ['/', '%'] {
+        if name.contains(bad) {
+            out.push(format!("may not contain '{bad}'"));
+        }
+    }
+    out
+}
+
+fn is_valid_percent(s: &str) -> bool {
+    s.strip_suffix('%')
+        .is_some_and(|digits| !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_config_key(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if key.len() > 253 {
+        out.push(max_len(253));
+    }
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        out.push(CONFIG_KEY_MSG.to_string());
+    }
+    if key == "." {
+        out.push("must not be '.'".to_string());
+    } else if key == ".." {
+        out.push("must not be '..'".to_string());
+    } else if key.starts_with("..") {
+        out.push("must not start with '..'".to_string());
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON access and Go-style rendering.
+
+static NULL: Value = Value::Null;
+
+fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v.get(key).unwrap_or(&NULL)
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn int_at(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(Value::as_i64)
+}
+
+fn array_at<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn string_map(v: &Value) -> BTreeMap<&str, &str> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn join(path: &str, child: &str) -> String {
+    if path.is_empty() {
+        child.to_string()
+    } else {
+        format!("{path}.{child}")
+    }
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// Renders an `IntOrString` or quantity as its `String()` form, which Go prints unquoted.
+fn go_stringer(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn go_string_slice(v: &Value) -> String {
+    match v.as_array() {
+        None => "[]string(nil)".to_string(),
+        Some(items) => format!(
+            "[]string{{{}}}",
+            items
+                .iter()
+                .map(|i| format!("{:?}", i.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn go_string_map(v: &Value) -> String {
+    if v.is_object() {
+        go_value(v)
+    } else {
+        "map[string]string(nil)".to_string()
+    }
+}
+
+/// A label selector as Go's `%#v` shows `metav1.LabelSelector`.
+fn go_label_selector(v: &Value) -> String {
+    if v.is_null() {
+        return "null".to_string();
+    }
+    let match_labels = go_string_map(field(v, "matchLabels"));
+    let expressions = match v.get("matchExpressions").and_then(Value::as_array) {
+        None => "[]v1.LabelSelectorRequirement(nil)".to_string(),
+        Some(items) => format!(
+            "[]v1.LabelSelectorRequirement{{{}}}",
+            items
+                .iter()
+                .map(|e| format!(
+                    "v1.LabelSelectorRequirement{{Key:{:?}, Operator:{:?}, Values:{}}}",
+                    str_at(e, "key"),
+                    str_at(e, "operator"),
+                    go_string_slice(field(e, "values"))
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!("v1.LabelSelector{{MatchLabels:{match_labels}, MatchExpressions:{expressions}}}")
+}
+
+/// Any other structured value, shown as JSON (Kubernetes would show a Go struct).
+fn go_struct_json(v: Option<&Value>) -> String {
+    v.map(|v| serde_json::to_string(v).unwrap_or_default())
+        .unwrap_or_else(|| "null".to_string())
+}
+
+fn invalid_raw(path: impl Into<String>, rendered: String, detail: impl Into<String>) -> FieldError {
+    FieldError {
+        error_type: FieldErrorType::Invalid,
+        field: path.into(),
+        bad_value: Some(rendered),
+        detail: detail.into(),
+    }
+}
+
+fn not_supported_raw(path: impl Into<String>, rendered: String, supported: &[&str]) -> FieldError {
+    let mut e = FieldError::not_supported(path, &Value::Null, supported);
+    e.bad_value = Some(rendered);
+    e
+}
+
+fn not_found(path: impl Into<String>, value: &Value) -> FieldError {
+    FieldError {
+        error_type: FieldErrorType::NotFound,
+        field: path.into(),
+        bad_value: Some(go_value(value)),
+        detail: String::new(),
+    }
+}
+
+/// `ValidateNonnegativeField` for an optional integer.
+fn nonnegative(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(n) = v.and_then(Value::as_i64) {
+        if n < 0 {
+            errs.push(FieldError::invalid(path, &Value::from(n), NEGATIVE));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Object metadata.
+
+#[derive(Clone, Copy)]
+enum NameRule {
+    Dns1123Subdomain,
+    Dns1123Label,
+    Dns1035Label,
+}
+
+fn name_rule(resource: &ResourceInfo) -> NameRule {
+    match (resource.group, resource.kind) {
+        ("", "Namespace") => NameRule::Dns1123Label,
+        ("", "Service") => NameRule::Dns1035Label,
+        _ => NameRule::Dns1123Subdomain,
+    }
+}
+
+fn name_errors(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
+    // A generateName prefix may end in '-': the random suffix makes it valid.
+    let masked;
+    let name = if prefix && name.ends_with('-') {
+        masked = format!("{}a", &name[..name.len() - 1]);
+        masked.as_str()
+    } else {
+        name
+    };
+    match rule {
+        NameRule::Dns1123Subdomain => dns1123_subdomain_errors(name),
+        NameRule::Dns1123Label => dns1123_label_errors(name),
+        NameRule::Dns1035Label => dns1035_label_errors(name),
+    }
+}
+
+fn validate_object_meta(resource: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError>) {
+    let meta = field(obj, "metadata");
+    let rule = name_rule(resource);
+    let generate_name = str_at(meta, "generateName");
+    if !generate_name.is_empty() {
+        for msg in name_errors(rule, generate_name, true) {
+            errs.push(FieldError::invalid(
+                "metadata.generateName",
+                &Value::from(generate_name),
+                msg,
+            ));
+        }
+    }
+    let name = str_at(meta, "name");
+    if name.is_empty() {
+        errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
+    } else {
+        for msg in name_errors(rule, name, false) {
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                &Value::from(name),
+                msg,
+            ));
+        }
+    }
+    let namespace = str_at(meta, "namespace");
+    if resource.namespaced {
+        if namespace.is_empty() {
+            errs.push(FieldError::required("metadata.namespace", ""));
+        } else {
+            for msg in dns1123_label_errors(namespace) {
+                errs.push(FieldError::invalid(
+                    "metadata.namespace",
+                    &Value::from(namespace),
+                    msg,
+                ));
+            }
+        }
+    } else if !namespace.is_empty() {
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
+    }
+    nonnegative(meta.get("generation"), "metadata.generation", errs);
+    validate_labels(field(meta, "labels"), "metadata.labels", errs);
+    validate_annotations(field(meta, "annotations"), "metadata.annotations", errs);
+    validate_finalizers(field(meta, "finalizers"), "metadata.finalizers", errs);
+}
+
+fn validate_labels(labels: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    for (key, value) in string_map(labels) {
+        for msg in qualified_name_errors(key) {
+            errs.push(FieldError::invalid(path, &Value::from(key), msg));
+        }
+        for msg in label_value_errors(value) {
+            errs.push(FieldError::invalid(path, &Value::from(value), msg));
+        }
+    }
+}
+
+fn validate_annotations(annotations: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(map) = annotations.as_object() else {
+        return;
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    let mut total = 0;
+    for key in keys {
+        // Annotation keys are qualified names in any case.
+        for msg in qualified_name_errors(&key.to_lowercase()) {
+            errs.push(FieldError::invalid(path, &Value::from(key.as_str()), msg));
+        }
+        total += key.len() + map[key].as_str().map_or(0, str::len);
+    }
+    if total > TOTAL_ANNOTATION_SIZE_LIMIT {
+        errs.push(FieldError {
+            error_type: FieldErrorType::TooLong,
+            field: path.to_string(),
+            bad_value: None,
+            detail: format!("may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes"),
+        });
+    }
+}
+
+fn validate_finalizers(finalizers: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let mut seen = BTreeSet::new();
+    for (i, finalizer) in array_at_value(finalizers).iter().enumerate() {
+        let name = finalizer.as_str().unwrap_or("");
+        for msg in qualified_name_errors(name) {
+            errs.push(FieldError::invalid(index(path, i), &Value::from(name), msg));
+        }
+        if !seen.insert(name) {
+            errs.push(FieldError::duplicate(index(path, i), &Value::from(name)));
+        }
+    }
+}
+
+fn array_at_value(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn validate_object_meta_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let new_meta = field(new, "metadata");
+    let old_meta = field(old, "metadata");
+    for key in ["name", "namespace"] {
+        let (n, o) = (str_at(new_meta, key), str_at(old_meta, key));
+        if n != o {
+            errs.push(FieldError::invalid(
+                format!("metadata.{key}"),
+                &Value::from(n),
+                IMMUTABLE,
+            ));
+        }
+    }
+    // An update that leaves the UID out keeps the stored one, as Kubernetes' update path does.
+    let (new_uid, old_uid) = (str_at(new_meta, "uid"), str_at(old_meta, "uid"));
+    if !new_uid.is_empty() && new_uid != old_uid {
+        errs.push(FieldError::invalid(
+            "metadata.uid",
+            &Value::from(new_uid),
+            IMMUTABLE,
+        ));
+    }
+    nonnegative(new_meta.get("generation"), "metadata.generation", errs);
+    validate_labels(field(new_meta, "labels"), "metadata.labels", errs);
+    validate_annotations(field(new_meta, "annotations"), "metadata.annotations", errs);
+    validate_finalizers(field(new_meta, "finalizers"), "metadata.finalizers", errs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Label selectors.
+
+/// A parsed selector requirement; `None` for the whole selector when it cannot be parsed.
+enum Requirement<'a> {
+    Equals(&'a str, &'a str),
+    In(&'a str, Vec<&'a str>),
+    NotIn(&'a str, Vec<&'a str>),
+    Exists(&'a str),
+    DoesNotExist(&'a str),
+}
+
+/// `metav1.LabelSelectorAsSelector`: `Ok(None)` means "nothing" (a nil selector), an empty list
+/// means "everything", and `Err` an unparsable selector.
+fn parse_selector(selector: &Value) -> Result<Option<Vec<Requirement<'_>>>, ()> {
+    if selector.is_null() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for (key, value) in string_map(field(selector, "matchLabels")) {
+        if !qualified_name_errors(key).is_empty() || !label_value_errors(value).is_empty() {
+            return Err(());
+        }
+        out.push(Requirement::Equals(key, value));
+    }
+    for expr in array_at(selector, "matchExpressions") {
+        let key = str_at(expr, "key");
+        if !qualified_name_errors(key).is_empty() {
+            return Err(());
+        }
+        let values: Vec<&str> = array_at(expr, "values")
+            .iter()
+            .map(|v| v.as_str().unwrap_or(""))
+            .collect();
+        let req = match str_at(expr, "operator") {
+            "In" if !values.is_empty() => Requirement::In(key, values),
+            "NotIn" if !values.is_empty() => Requirement::NotIn(key, values),
+            "Exists" if values.is_empty() => Requirement::Exists(key),
+            "DoesNotExist" if values.is_empty() => Requirement::DoesNotExist(key),
+            _ => return Err(()),
+        };
+        out.push(req);
+    }
+    Ok(Some(out))
+}
+
+fn selector_matches(requirements: &[Requirement<'_>], labels: &BTreeMap<&str, &str>) -> bool {
+    requirements.iter().all(|r| match r {
+        Requirement::Equals(k, v) => labels.get(k) == Some(v),
+        Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
+        Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
+        Requirement::Exists(k) => labels.contains_key(k),
+        Requirement::DoesNotExist(k) => !labels.contains_key(k),
+    })
+}
+
+/// `ValidateLabelSelector` with label values in expressions validated strictly.
+fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    for (i, expr) in array_at(selector, "matchExpressions").iter().enumerate() {
+        let expr_path = index(&join(path, "matchExpressions"), i);
+        let values = array_at(expr, "values");
+        match str_at(expr, "operator") {
+            "In" | "NotIn" => {
+                if values.is_empty() {
+                    errs.push(FieldError::required(
+                        join(&expr_path, "values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    ));
+                }
+            }
+            "Exists" | "DoesNotExist" => {
+                if !values.is_empty() {
+                    errs.push(FieldError::forbidden(
+                        join(&expr_path, "values"),
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    ));
+                }
+            }
+            other => errs.push(FieldError::invalid(
+                join(&expr_path, "operator"),
+                &Value::from(other),
+                "not a valid selector operator",
+            )),
+        }
+        let key = str_at(expr, "key");
+        for msg in qualified_name_errors(key) {
+            errs.push(FieldError::invalid(
+                join(&expr_path, "key"),
+                &Value::from(key),
+                msg,
+            ));
+        }
+        for (j, value) in values.iter().enumerate() {
+            let value = value.as_str().unwrap_or("");
+            for msg in label_value_errors(value) {
+                errs.push(FieldError::invalid(
+                    index(&join(&expr_path, "values"), j),
+                    &Value::from(value),
+                    msg,
+                ));
+            }
+        }
+    }
+    validate_labels(
+        field(selector, "matchLabels"),
+        &join(path, "matchLabels"),
+        errs,
+    );
+}
+
+/// Checks the selector and template of a workload the way `ValidateReplicaSetSpec` and
+/// `ValidateDeploymentSpec` do, `empty_selector_kind` naming the workload in the empty-selector message.
+fn validate_selector_and_template(
+    spec: &Value,
+    empty_selector_kind: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let selector = field(spec, "selector");
+    if selector.is_null() {
+        errs.push(FieldError::required("spec.selector", ""));
+    } else {
+        validate_label_selector(selector, "spec.selector", errs);
+        let count = string_map(field(selector, "matchLabels")).len()
+            + array_at(selector, "matchExpressions").len();
+        if count == 0 {
+            errs.push(invalid_raw(
+                "spec.selector",
+                go_label_selector(selector),
+                format!("empty selector is invalid for {empty_selector_kind}"),
+            ));
+        }
+    }
+    match parse_selector(selector) {
+        Err(()) => {
+            errs.push(invalid_raw(
+                "spec.selector",
+                go_label_selector(selector),
+                "invalid label selector",
+            ));
+        }
+        Ok(parsed) => {
+            let template = field(spec, "template");
+            if template.is_null() {
+                errs.push(FieldError::required("spec.template", ""));
+                return;
+            }
+            let labels_value = field(field(template, "metadata"), "labels");
+            let labels = string_map(labels_value);
+            // A nil selector selects nothing; an empty one everything.
+            let matches = match &parsed {
+                None => false,
+                Some(reqs) => reqs.is_empty() || selector_matches(reqs, &labels),
+            };
+            if !matches {
+                errs.push(invalid_raw(
+                    "spec.template.metadata.labels",
+                    go_string_map(labels_value),
+                    "`selector` does not match template `labels`",
+                ));
+            }
+            validate_pod_template(template, "spec.template", errs);
+        }
+    }
+}
+
+fn immutable_selector(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let new_selector = field(field(new, "spec"), "selector");
+    let old_selector = field(field(old, "spec"), "selector");
+    if normalized_selector(new_selector) != normalized_selector(old_selector) {
+        errs.push(invalid_raw(
+            "spec.selector",
+            go_label_selector(new_selector),
+            IMMUTABLE,
+        ));
+    }
+}
+
+/// A selector with empty fields dropped, so `{matchLabels: {}}` equals `{}` as Go's semantic
+/// equality treats them.
+fn normalized_selector(v: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(map) = v.as_object() {
+        for (k, val) in map {
+            let empty = match val {
+                Value::Null => true,
+                Value::Object(m) => m.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                _ => false,
+            };
+            if !empty {
+                out.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// IntOrString helpers.
+
+/// `ValidatePositiveIntOrPercent`.
+fn validate_int_or_percent(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    match v {
+        Value::String(s) => {
+            if !is_valid_percent(s) {
+                errs.push(invalid_raw(path, s.clone(), PERCENT_MSG));
+            }
+        }
+        Value::Number(n) => {
+            if n.as_i64().is_some_and(|n| n < 0) {
+                errs.push(invalid_raw(path, n.to_string(), NEGATIVE));
+            }
+        }
+        Value::Null => {}
+        other => errs.push(invalid_raw(
+            path,
+            go_stringer(other),
+            "must be an integer or percentage (e.g '5%')",
+        )),
+    }
+}
+
+/// `getIntOrPercentValue`: the number, or the percentage without its sign.
+fn int_or_percent_value(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) if is_valid_percent(s) => {
+            s.trim_end_matches('%').parse::<i64>().unwrap_or(i64::MAX)
+        }
+        _ => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// apps/v1
+
+fn validate_deployment_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    nonnegative(spec.get("replicas"), "spec.replicas", errs);
+    validate_selector_and_template(spec, "deployment", errs);
+    validate_replica_set_template_rules(spec, errs);
+    validate_deployment_strategy(field(spec, "strategy"), errs);
+    nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
+    nonnegative(
+        spec.get("revisionHistoryLimit"),
+        "spec.revisionHistoryLimit",
+        errs,
+    );
+    if let Some(deadline) = int_at(spec, "progressDeadlineSeconds") {
+        nonnegative(
+            spec.get("progressDeadlineSeconds"),
+            "spec.progressDeadlineSeconds",
+            errs,
+        );
+        if deadline <= int_at(spec, "minReadySeconds").unwrap_or(0) {
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                &Value::from(deadline),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+}
+
+/// The restart-policy and deadline rules `ValidatePodTemplateSpecForReplicaSet` adds to a
+/// template (only when the template was checked at all).
+fn validate_replica_set_template_rules(spec: &Value, errs: &mut Vec<FieldError>) {
+    let template = field(spec, "template");
+    if template.is_null() || parse_selector(field(spec, "selector")).is_err() {
+        return;
+    }
+    let pod_spec = field(template, "spec");
+    let restart = str_at(pod_spec, "restartPolicy");
+    if restart != "Always" {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            &Value::from(restart),
+            &["Always"],
+        ));
+    }
+    if pod_spec
+        .get("activeDeadlineSeconds")
+        .is_some_and(|v| !v.is_null())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
+}
+
+fn validate_deployment_strategy(strategy: &Value, errs: &mut Vec<FieldError>) {
+    let rolling = field(strategy, "rollingUpdate");
+    match str_at(strategy, "type") {
+        "Recreate" => {
+            if !rolling.is_null() {
+                errs.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            if rolling.is_null() {
+                errs.push(FieldError::required(
+                    "spec.strategy.rollingUpdate",
+                    "this should be defaulted and never be nil",
+                ));
+            } else {
+                validate_rolling_update(rolling, errs);
+            }
+        }
+        other => {
+            let rendered = format!(
+                "apps.DeploymentStrategy{{Type:{:?}, RollingUpdate:{}}}",
+                other,
+                if rolling.is_null() {
+                    "(*apps.RollingUpdateDeployment)(nil)".to_string()
+                } else {
+                    go_struct_json(Some(rolling))
+                }
+            );
+            errs.push(not_supported_raw(
+                "spec.strategy",
+                rendered,
+                &["Recreate", "RollingUpdate"],
+            ));
+        }
+    }
+}
+
+fn validate_rolling_update(rolling: &Value, errs: &mut Vec<FieldError>) {
+    let max_unavailable = field(rolling, "maxUnavailable");
+    let max_surge = field(rolling, "maxSurge");
+    let unavailable_path = "spec.strategy.rollingUpdate.maxUnavailable";
+    validate_int_or_percent(max_unavailable, unavailable_path, errs);
+    validate_int_or_percent(max_surge, "spec.strategy.rollingUpdate.maxSurge", errs);
+    if int_or_percent_value(max_unavailable) == 0 && int_or_percent_value(max_surge) == 0 {
+        errs.push(invalid_raw(
+            unavailable_path,
+            go_stringer(max_unavailable),
+            "may not be 0 when `maxSurge` is 0",
+        ));
+    }
+    if let Value::String(s) = max_unavailable {
+        if is_valid_percent(s) && int_or_percent_value(max_unavailable) > 100 {
+            errs.push(invalid_raw(
+                unavailable_path,
+                s.clone(),
+                "must not be greater than 100%",
+            ));
+        }
+    }
+}
+
+fn validate_replica_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    nonnegative(spec.get("replicas"), "spec.replicas", errs);
+    nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
+    // Kubernetes names deployments in this message for replica sets too.
+    validate_selector_and_template(spec, "deployment", errs);
+    validate_replica_set_template_rules(spec, errs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pods.
+
+fn validate_pod_template(template: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let meta = field(template, "metadata");
+    // Kubernetes reports template labels under `template.labels`, without `metadata`.
+    validate_labels(field(meta, "labels"), &join(path, "labels"), errs);
+    validate_annotations(field(meta, "annotations"), &join(path, "annotations"), errs);
+    let spec_path = join(path, "spec");
+    let spec = field(template, "spec");
+    validate_pod_spec(spec, &spec_path, errs);
+    if !array_at(spec, "ephemeralContainers").is_empty() {
+        errs.push(FieldError::forbidden(
+            join(&spec_path, "ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        ));
+    }
+}
+
+const HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
+
+fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let volume_names = validate_volumes(array_at(spec, "volumes"), &join(path, "volumes"), errs);
+    let containers = array_at(spec, "containers");
+    let containers_path = join(path, "containers");
+    if containers.is_empty() {
+        errs.push(FieldError::required(containers_path.as_str(), ""));
+    }
+    let mut names = BTreeSet::new();
+    for (i, container) in containers.iter().enumerate() {
+        let c_path = index(&containers_path, i);
+        validate_container(container, &c_path, &volume_names, errs);
+        let name = str_at(container, "name");
+        if !names.insert(name.to_string()) {
+            errs.push(FieldError::duplicate(
+                join(&c_path, "name"),
+                &Value::from(name),
+            ));
+        }
+        for probe in ["livenessProbe", "startupProbe"] {
+            if let Some(threshold) = container
+                .get(probe)
+                .and_then(|p| int_at(p, "successThreshold"))
+            {
+                if threshold != 1 {
+                    errs.push(FieldError::invalid(
+                        join(&join(&c_path, probe), "successThreshold"),
+                        &Value::from(threshold),
+                        "must be 1",
+                    ));
+                }
+            }
+        }
+    }
+    let init_path = join(path, "initContainers");
+    for (i, container) in array_at(spec, "initContainers").iter().enumerate() {
+        let c_path = index(&init_path, i);
+        validate_container(container, &c_path, &volume_names, errs);
+        let name = str_at(container, "name");
+        if !names.insert(name.to_string()) {
+            errs.push(FieldError::duplicate(
+                join(&c_path, "name"),
+                &Value::from(name),
+            ));
+        }
+    }
+    let restart = str_at(spec, "restartPolicy");
+    match restart {
+        "Always" | "OnFailure" | "Never" => {}
+        "" => errs.push(FieldError::required(join(path, "restartPolicy"), "")),
+        other => errs.push(FieldError::not_supported(
+            join(path, "restartPolicy"),
+            &Value::from(other),
+            &["Always", "OnFailure", "Never"],
+        )),
+    }
+    match str_at(spec, "dnsPolicy") {
+        "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None" => {}
+        "" => errs.push(FieldError::required(join(path, "dnsPolicy"), "")),
+        other => errs.push(FieldError::not_supported(
+            join(path, "dnsPolicy"),
+            &Value::from(other),
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        )),
+    }
+    validate_labels(
+        field(spec, "nodeSelector"),
+        &join(path, "nodeSelector"),
+        errs,
+    );
+    for key in ["serviceAccountName", "nodeName"] {
+        let value = str_at(spec, key);
+        if !value.is_empty() {
+            for msg in dns1123_subdomain_errors(value) {
+                errs.push(FieldError::invalid(
+                    join(path, key),
+                    &Value::from(value),
+                    msg,
+                ));
+            }
+        }
+    }
+    if let Some(deadline) = int_at(spec, "activeDeadlineSeconds") {
+        if !(1..=i64::from(i32::MAX)).contains(&deadline) {
+            errs.push(FieldError::invalid(
+                join(path, "activeDeadlineSeconds"),
+                &Value::from(deadline),
+                "must be between 1 and 2147483647, inclusive",
+            ));
+        }
+    }
+    for key in ["hostname", "subdomain"] {
+        let value = str_at(spec, key);
+        if !value.is_empty() {
+            for msg in dns1123_label_errors(value) {
+                errs.push(FieldError::invalid(
+                    join(path, key),
+                    &Value::from(value),
+                    msg,
+                ));
+            }
+        }
+    }
+    validate_tolerations(
+        array_at(spec, "tolerations"),
+        &join(path, "tolerations"),
+        errs,
+    );
+}
+
+fn validate_volumes(volumes: &[Value], path: &str, errs: &mut Vec<FieldError>) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (i, volume) in volumes.iter().enumerate() {
+        let v_path = index(path, i);
+        let name = str_at(volume, "name");
+        if name.is_empty() {
+            errs.push(FieldError::required(join(&v_path, "name"), ""));
+        } else {
+            for msg in dns1123_label_errors(name) {
+                errs.push(FieldError::invalid(
+                    join(&v_path, "name"),
+                    &Value::from(name),
+                    msg,
+                ));
+            }
+            if !names.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(
+                    join(&v_path, "name"),
+                    &Value::from(name),
+                ));
+            }
+        }
+    }
+    names
+}
+
+fn validate_container(
+    container: &Value,
+    path: &str,
+    volumes: &BTreeSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
+    let name = str_at(container, "name");
+    if name.is_empty() {
+        errs.push(FieldError::required(join(path, "name"), ""));
+    } else {
+        for msg in dns1123_label_errors(name) {
+            errs.push(FieldError::invalid(
+                join(path, "name"),
+                &Value::from(name),
+                msg,
+            ));
+        }
+    }
+    let image = str_at(container, "image");
+    if image.is_empty() {
+        errs.push(FieldError::required(join(path, "image"), ""));
+    } else if image.trim() != image {
+        errs.push(FieldError::invalid(
+            join(path, "image"),
+            &Value::from(image),
+            "must not have leading or trailing whitespace",
+        ));
+    }
+    validate_container_ports(array_at(container, "ports"), &join(path, "ports"), errs);
+    validate_env(array_at(container, "env"), &join(path, "env"), errs);
+    validate_volume_mounts(
+        array_at(container, "volumeMounts"),
+        &join(path, "volumeMounts"),
+        volumes,
+        errs,
+    );
+    for probe_key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(probe) = container.get(probe_key).filter(|p| !p.is_null()) {
+            validate_probe(probe, &join(path, probe_key), errs);
+        }
+    }
+    match str_at(container, "imagePullPolicy") {
+        "Always" | "IfNotPresent" | "Never" => {}
+        "" => errs.push(FieldError::required(join(path, "imagePullPolicy"), "")),
+        other => errs.push(FieldError::not_supported(
+            join(path, "imagePullPolicy"),
+            &Value::from(other),
+            &["Always", "IfNotPresent", "Never"],
+        )),
+    }
+    match str_at(container, "terminationMessagePolicy") {
+        "File" | "FallbackToLogsOnError" => {}
+        "" => errs.push(FieldError::required(
+            join(path, "terminationMessagePolicy"),
+            "",
+        )),
+        other => errs.push(FieldError::not_supported(
+            join(path, "terminationMessagePolicy"),
+            &Value::from(other),
+            &["File", "FallbackToLogsOnError"],
+        )),
+    }
+}
+
+fn validate_container_ports(ports: &[Value], path: &str, errs: &mut Vec<FieldError>) {
+    let mut names = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let p_path = index(path, i);
+        let name = str_at(port, "name");
+        if !name.is_empty() {
+            let msgs = port_name_errors(name);
+            if !msgs.is_empty() {
+                for msg in msgs {
+                    errs.push(FieldError::invalid(
+                        join(&p_path, "name"),
+                        &Value::from(name),
+                        msg,
+                    ));
+                }
+            } else if !names.insert(name) {
+                errs.push(FieldError::duplicate(
+                    join(&p_path, "name"),
+                    &Value::from(name),
+                ));
+            }
+        }
+        match int_at(port, "containerPort").unwrap_or(0) {
+            0 => errs.push(FieldError::required(join(&p_path, "containerPort"), "")),
+            n if !(1..=65535).contains(&n) => errs.push(FieldError::invalid(
+                join(&p_path, "containerPort"),
+                &Value::from(n),
+                PORT_RANGE,
+            )),
+            _ => {}
+        }
+        let host_port = int_at(port, "hostPort").unwrap_or(0);
+        if host_port != 0 && !(1..=65535).contains(&host_port) {
+            errs.push(FieldError::invalid(
+                join(&p_path, "hostPort"),
+                &Value::from(host_port),
+                PORT_RANGE,
+            ));
+        }
+        validate_protocol(port, &p_path, errs);
+    }
+}
+
+fn validate_protocol(port: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    match str_at(port, "protocol") {
+        "TCP" | "UDP" | "SCTP" => {}
+        "" => errs.push(FieldError::required(join(path, "protocol"), "")),
+        other => errs.push(FieldError::not_supported(
+            join(path, "protocol"),
+            &Value::from(other),
+            &["SCTP", "TCP", "UDP"],
+        )),
+    }
+}
+
+fn validate_env(env: &[Value], path: &str, errs: &mut Vec<FieldError>) {
+    for (i, var) in env.iter().enumerate() {
+        let e_path = index(path, i);
+        let name = str_at(var, "name");
+        if name.is_empty() {
+            errs.push(FieldError::required(join(&e_path, "name"), ""));
+        } else if !name.chars().all(|c| (' '..='~').contains(&c) && c != '=') {
+            errs.push(FieldError::invalid(
+                join(&e_path, "name"),
+                &Value::from(name),
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            ));
+        }
+    }
+}
+
+fn validate_volume_mounts(
+    mounts: &[Value],
+    path: &str,
+    volumes: &BTreeSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
+    let mut paths = BTreeSet::new();
+    for (i, mount) in mounts.iter().enumerate() {
+        let m_path = index(path, i);
+        let name = str_at(mount, "name");
+        if name.is_empty() {
+            errs.push(FieldError::required(join(&m_path, "name"), ""));
+        } else if !volumes.contains(name) {
+            errs.push(not_found(join(&m_path, "name"), &Value::from(name)));
+        }
+        let mount_path = str_at(mount, "mountPath");
+        if mount_path.is_empty() {
+            errs.push(FieldError::required(join(&m_path, "mountPath"), ""));
+        } else if !paths.insert(mount_path) {
+            errs.push(FieldError::invalid(
+                join(&m_path, "mountPath"),
+                &Value::from(mount_path),
+                "must be unique",
+            ));
+        }
+    }
+}
+
+fn validate_probe(probe: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    for key in [
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ] {
+        nonnegative(probe.get(key), &join(path, key), errs);
+    }
+    let handlers: Vec<&str> = HANDLERS
+        .iter()
+        .copied()
+        .filter(|h| probe.get(*h).is_some_and(|v| !v.is_null()))
+        .collect();
+    match handlers.as_slice() {
+        [] => errs.push(FieldError::required(path, "must specify a handler type")),
+        [_] => {}
+        [_, rest @ ..] => {
+            for extra in rest {
+                errs.push(FieldError::forbidden(
+                    join(path, extra),
+                    "may not specify more than 1 handler type",
+                ));
+            }
+        }
+    }
+}
+
+fn validate_tolerations(tolerations: &[Value], path: &str, errs: &mut Vec<FieldError>) {
+    for (i, toleration) in tolerations.iter().enumerate() {
+        let t_path = index(path, i);
+        let key = str_at(toleration, "key");
+        if !key.is_empty() {
+            for msg in qualified_name_errors(key) {
+                errs.push(FieldError::invalid(
+                    join(&t_path, "key"),
+                    &Value::from(key),
+                    msg,
+                ));
+            }
+        }
+        let operator = str_at(toleration, "operator");
+        if key.is_empty() && operator != "Exists" {
+            errs.push(FieldError::invalid(
+                join(&t_path, "operator"),
+                &Value::from(operator),
+                "operator must be Exists when `key` is empty, which means \"match all values and all keys\"",
+            ));
+        }
+        let effect = str_at(toleration, "effect");
+        if toleration
+            .get("tolerationSeconds")
+            .is_some_and(|v| !v.is_null())
+            && effect != "NoExecute"
+        {
+            errs.push(FieldError::invalid(
+                join(&t_path, "effect"),
+                &Value::from(effect),
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            ));
+        }
+        let value = str_at(toleration, "value");
+        match operator {
+            "" | "Equal" => {
+                for msg in label_value_errors(value) {
+                    errs.push(FieldError::invalid(
+                        join(&t_path, "operator"),
+                        &Value::from(value),
+                        msg,
+                    ));
+                }
+            }
+            "Exists" => {
+                if !value.is_empty() {
+                    errs.push(invalid_raw(
+                        join(&t_path, "operator"),
+                        go_struct_json(Some(toleration)),
+                        "value must be empty when `operator` is 'Exists'",
+                    ));
+                }
+            }
+            other => errs.push(FieldError::not_supported(
+                join(&t_path, "operator"),
+                &Value::from(other),
+                &["Equal", "Exists"],
+            )),
+        }
+        if !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            errs.push(FieldError::not_supported(
+                join(&t_path, "effect"),
+                &Value::from(effect),
+                &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+            ));
+        }
+    }
+}
+
+/// Pod updates may change only images, a shrinking `activeDeadlineSeconds`, added tolerations
+/// and a negative grace period to 1; everything else in `spec` is fixed once created.
+fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let new_spec = field(new, "spec");
+    let old_spec = field(old, "spec");
+    validate_pod_spec(new_spec, "spec", errs);
+
+    match (
+        int_at(new_spec, "activeDeadlineSeconds"),
+        int_at(old_spec, "activeDeadlineSeconds"),
+    ) {
+        (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
+            errs.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                &Value::from(n),
+                "must be between 0 and 2147483647, inclusive",
+            ));
+            return;
+        }
+        (Some(n), Some(o)) if o < n => {
+            errs.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                &Value::from(n),
+                "must be less than or equal to previous value",
+            ));
+            return;
+        }
+        (None, Some(_)) => {
+            errs.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                &Value::Null,
+                "must not update from a positive integer to nil value",
+            ));
+        }
+        _ => {}
+    }
+
+    let new_tolerations = array_at(new_spec, "tolerations");
+    for old_toleration in array_at(old_spec, "tolerations") {
+        let kept = new_tolerations.iter().any(|t| {
+            let mut clone = old_toleration.clone();
+            if let Some(map) = clone.as_object_mut() {
+                match t.get("tolerationSeconds") {
+                    Some(seconds) => {
+                        map.insert("tolerationSeconds".to_string(), seconds.clone());
+                    }
+                    None => {
+                        map.remove("tolerationSeconds");
+                    }
+                }
+            }
+            &clone == t
+        });
+        if !kept {
+            errs.push(FieldError::forbidden(
+                "spec.tolerations",
+                "existing toleration can not be modified except its tolerationSeconds",
+            ));
+            break;
+        }
+    }
+
+    // Munge the new spec back to the old wherever a change is allowed, then compare.
+    let mut munged = new_spec.clone();
+    if let (Some(m), Some(o)) = (munged.as_object_mut(), old_spec.as_object()) {
+        for key in ["containers", "initContainers"] {
+            if let (Some(new_list), Some(old_list)) = (
+                m.get_mut(key).and_then(Value::as_array_mut),
+                o.get(key).and_then(Value::as_array),
+            ) {
+                for (n, o) in new_list.iter_mut().zip(old_list) {
+                    if let (Some(n), Some(image)) = (n.as_object_mut(), o.get("image")) {
+                        n.insert("image".to_string(), image.clone());
+                    }
+                }
+            }
+        }
+        for key in ["activeDeadlineSeconds", "tolerations"] {
+            match o.get(key) {
+                Some(v) => {
+                    m.insert(key.to_string(), v.clone());
+                }
+                None => {
+                    m.remove(key);
+                }
+            }
+        }
+        let old_grace = o
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        if old_grace.is_some_and(|g| g < 0)
+            && int_at(new_spec, "terminationGracePeriodSeconds") == Some(1)
+        {
+            m.insert(
+                "terminationGracePeriodSeconds".to_string(),
+                Value::from(old_grace.unwrap_or(1)),
+            );
+        }
+    }
+    if &munged != old_spec {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services.
+
+fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = field(obj, "spec");
+    let service_type = str_at(spec, "type");
+    let headless = str_at(spec, "clusterIP") == "None";
+    let ports = array_at(spec, "ports");
+    if ports.is_empty() && !headless && service_type != "ExternalName" {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
+    if service_type == "ExternalName" {
+        let cname = str_at(spec, "externalName");
+        let cname = cname.strip_suffix('.').unwrap_or(cname);
+        if cname.is_empty() {
+            errs.push(FieldError::required("spec.externalName", ""));
+        } else {
+            for msg in dns1123_subdomain_errors(cname) {
+                errs.push(FieldError::invalid(
+                    "spec.externalName",
+                    &Value::from(cname),
+                    msg,
+                ));
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let p_path = index("spec.ports", i);
+        let name = str_at(port, "name");
+        if ports.len() > 1 && name.is_empty() {
+            errs.push(FieldError::required(join(&p_path, "name"), ""));
+        } else if !name.is_empty() {
+            for msg in dns1123_label_errors(name) {
+                errs.push(FieldError::invalid(
+                    join(&p_path, "name"),
+                    &Value::from(name),
+                    msg,
+                ));
+            }
+            if !names.insert(name) {
+                errs.push(FieldError::duplicate(
+                    join(&p_path, "name"),
+                    &Value::from(name),
+                ));
+            }
+        }
+        let number = int_at(port, "port").unwrap_or(0);
+        if !(1..=65535).contains(&number) {
+            errs.push(FieldError::invalid(
+                join(&p_path, "port"),
+                &Value::from(number),
+                PORT_RANGE,
+            ));
+        }
+        validate_protocol(port, &p_path, errs);
+        match port.get("targetPort") {
+            Some(Value::Number(n)) => {
+                let n = n.as_i64().unwrap_or(0);
+                if !(1..=65535).contains(&n) {
+                    errs.push(FieldError::invalid(
+                        join(&p_path, "targetPort"),
+                        &Value::from(n),
+                        PORT_RANGE,
+                    ));
+                }
+            }
+            Some(Value::String(s)) => {
+                for msg in port_name_errors(s) {
+                    errs.push(FieldError::invalid(
+                        join(&p_path, "targetPort"),
+                        &Value::from(s.as_str()),
+                        msg,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if spec.get("selector").is_some_and(|s| !s.is_null()) {
+        validate_labels(field(spec, "selector"), "spec.selector", errs);
+    }
+    match str_at(spec, "sessionAffinity") {
+        "ClientIP" | "None" => {}
+        "" => errs.push(FieldError::required("spec.sessionAffinity", "")),
+        other => errs.push(FieldError::not_supported(
+            "spec.sessionAffinity",
+            &Value::from(other),
+            &["ClientIP", "None"],
+        )),
+    }
+    match service_type {
+        "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort" => {}
+        "" => errs.push(FieldError::required("spec.type", "")),
+        other => errs.push(FieldError::not_supported(
+            "spec.type",
+            &Value::from(other),
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        )),
+    }
+    if service_type == "ClusterIP" {
+        for (i, port) in ports.iter().enumerate() {
+            if int_at(port, "nodePort").unwrap_or(0) != 0 {
+                errs.push(FieldError::forbidden(
+                    join(&index("spec.ports", i), "nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let protocol = str_at(port, "protocol");
+        let number = int_at(port, "port").unwrap_or(0);
+        if !seen.insert((protocol, number)) {
+            errs.push(FieldError {
+                error_type: FieldErrorType::Duplicate,
+                field: index("spec.ports", i),
+                bad_value: Some(format!(
+                    "core.ServicePort{{Name:\"\", Protocol:{protocol:?}, AppProtocol:(*string)(nil), Port:{number}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}"
+                )),
+                detail: String::new(),
+            });
+        }
+    }
+}
+
+fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let new_ip = str_at(field(new, "spec"), "clusterIP");
+    let old_ip = str_at(field(old, "spec"), "clusterIP");
+    // An update that leaves the address out keeps the allocated one.
+    if !old_ip.is_empty() && !new_ip.is_empty() && new_ip != old_ip {
+        errs.push(invalid_raw(
+            "spec.clusterIPs[0]",
+            go_string_slice(field(field(new, "spec"), "clusterIPs")),
+            "may not change once set",
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces, config maps and secrets.
+
+fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
+    for (i, finalizer) in array_at(field(obj, "spec"), "finalizers")
+        .iter()
+        .enumerate()
+    {
+        let name = finalizer.as_str().unwrap_or("");
+        for msg in qualified_name_errors(name) {
+            errs.push(FieldError::invalid(
+                index("spec.finalizers", i),
+                &Value::from(name),
+                msg,
+            ));
+        }
+    }
+}
+
+fn validate_data_keys(obj: &Value, keys: &[&str], errs: &mut Vec<FieldError>) -> usize {
+    let mut total = 0;
+    for key in keys {
+        if let Some(map) = obj.get(*key).and_then(Value::as_object) {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, v) in entries {
+                for msg in is_config_key(k) {
+                    errs.push(FieldError::invalid(*key, &Value::from(k.as_str()), msg));
+                }
+                total += v.as_str().map_or(0, str::len);
+            }
+        }
+    }
+    total
+}
+
+fn validate_config_map(obj: &Value, errs: &mut Vec<FieldError>) {
+    let total = validate_data_keys(obj, &["data", "binaryData"], errs);
+    if let (Some(data), Some(binary)) = (
+        obj.get("data").and_then(Value::as_object),
+        obj.get("binaryData").and_then(Value::as_object),
+    ) {
+        let mut keys: Vec<&String> = data.keys().filter(|k| binary.contains_key(*k)).collect();
+        keys.sort();
+        for key in keys {
+            errs.push(FieldError::invalid(
+                "data",
+                &Value::from(key.as_str()),
+                "duplicate of key present in binaryData",
+            ));
+        }
+    }
+    if total > MAX_DATA_SIZE {
+        errs.push(FieldError {
+            error_type: FieldErrorType::TooLong,
+            field: String::new(),
+            bad_value: None,
+            detail: format!("may not be more than {MAX_DATA_SIZE} bytes"),
+        });
+    }
+}
+
+fn validate_secret(obj: &Value, errs: &mut Vec<FieldError>) {
+    let total = validate_data_keys(obj, &["data"], errs);
+    if total > MAX_DATA_SIZE {
+        errs.push(FieldError {
+            error_type: FieldErrorType::TooLong,
+            field: "data".to_string(),
+            bad_value: None,
+            detail: format!("may not be more than {MAX_DATA_SIZE} bytes"),
+        });
+    }
+    let data = field(obj, "data");
+    match str_at(obj, "type") {
+        "kubernetes.io/service-account-token" => {
+            let annotations = field(field(obj, "metadata"), "annotations");
+            if str_at(annotations, "kubernetes.io/service-account.name").is_empty() {
+                errs.push(FieldError::required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                ));
+            }
+        }
+        "kubernetes.io/basic-auth"
+            if data.get("username").is_none() && data.get("password").is_none() =>
+        {
+            errs.push(FieldError::required(
+                "data[username]",
+                "either username or password is required",
+            ));
+        }
+        secret_type => {
+            let required: &[&str] = match secret_type {
+                "kubernetes.io/dockercfg" => &[".dockercfg"],
+                "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+                "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+                "kubernetes.io/tls" => &["tls.key", "tls.crt"],
+                _ => &[],
+            };
+            for key in required {
+                if data.get(*key).is_none() {
+                    errs.push(FieldError::required(format!("data[{key}]"), ""));
+                }
+            }
+        }
+    }
+}
+
+fn validate_immutable_data(
+    resource: &ResourceInfo,
+    new: &Value,
+    old: &Value,
+    errs: &mut Vec<FieldError>,
+) {
+    if resource.kind == "Secret" && str_at(new, "type") != str_at(old, "type") {
+        errs.push(FieldError::invalid(
+            "type",
+            &Value::from(str_at(new, "type")),
+            IMMUTABLE,
+        ));
+    }
+    if old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return;
+    }
+    if new.get("immutable").and_then(Value::as_bool) != Some(true) {
+        errs.push(FieldError::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
+    }
+    // `stringData` has been folded into `data` before validation runs.
+    for key in ["data", "binaryData"] {
+        let (n, o) = (new.get(key), old.get(key));
+        let empty = |v: Option<&Value>| {
+            v.is_none_or(|v| v.is_null() || v.as_object().is_some_and(Map::is_empty))
+        };
+        if n != o && !(empty(n) && empty(o)) {
+            errs.push(FieldError::forbidden(
+                key,
+                "field is immutable when `immutable` is set",
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// autoscaling/v2
+
+fn validate_hpa_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    let min = int_at(spec, "minReplicas");
+    let max = int_at(spec, "maxReplicas").unwrap_or(0);
+    if let Some(min) = min {
+        if min < 1 {
+            errs.push(FieldError::invalid(
+                "spec.minReplicas",
+                &Value::from(min),
+                "must be greater than or equal to 1",
+            ));
+        }
+    }
+    if max < 1 {
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            &Value::from(max),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(min) = min {
+        if max < min {
+            errs.push(FieldError::invalid(
+                "spec.maxReplicas",
+                &Value::from(max),
+                "must be greater than or equal to `minReplicas`",
+            ));
+        }
+    }
+    // Kubernetes looks at the metrics only once the target is sound, and at the behavior only
+    // once the metrics are.
+    let before = errs.len();
+    validate_object_reference(field(spec, "scaleTargetRef"), "spec.scaleTargetRef", errs);
+    if errs.len() > before {
+        return;
+    }
+    for (i, metric) in array_at(spec, "metrics").iter().enumerate() {
+        validate_metric_spec(metric, &index("spec.metrics", i), errs);
+    }
+    if errs.len() > before {
+        return;
+    }
+    let behavior = field(spec, "behavior");
+    if !behavior.is_null() {
+        for key in ["scaleUp", "scaleDown"] {
+            let rules = field(behavior, key);
+            if !rules.is_null() {
+                validate_scaling_rules(rules, &join("spec.behavior", key), errs);
+            }
+        }
+    }
+}
+
+fn validate_object_reference(reference: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    for key in ["kind", "name"] {
+        let value = str_at(reference, key);
+        if value.is_empty() {
+            errs.push(FieldError::required(join(path, key), ""));
+        } else {
+            for msg in path_segment_errors(value) {
+                errs.push(FieldError::invalid(
+                    join(path, key),
+                    &Value::from(value),
+                    msg,
+                ));
+            }
+        }
+    }
+}
+
+const METRIC_SOURCES: &[(&str, &str)] = &[
+    ("Object", "object"),
+    ("Pods", "pods"),
+    ("Resource", "resource"),
+    ("External", "external"),
+    ("ContainerResource", "containerResource"),
+];
+
+fn validate_metric_spec(metric: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let metric_type = str_at(metric, "type");
+    if metric_type.is_empty() {
+        errs.push(FieldError::required(
+            join(path, "type"),
+            "must specify a metric source type",
+        ));
+    }
+    let present: Vec<&str> = METRIC_SOURCES
+        .iter()
+        .map(|(_, f)| *f)
+        .filter(|f| metric.get(*f).is_some_and(|v| !v.is_null()))
+        .collect();
+    if let Some(first) = present.first() {
+        let source = field(metric, first);
+        let source_path = join(path, first);
+        match *first {
+            "resource" => validate_resource_source(source, &source_path, false, errs),
+            "containerResource" => validate_resource_source(source, &source_path, true, errs),
+            "pods" => validate_pods_source(source, &source_path, errs),
+            "object" => validate_object_source(source, &source_path, errs),
+            "external" => validate_external_source(source, &source_path, errs),
+            _ => {}
+        }
+    }
+    let expected = METRIC_SOURCES
+        .iter()
+        .find(|(t, _)| *t == metric_type)
+        .map(|(_, f)| *f);
+    match expected {
+        Some(expected) => {
+            if !present.contains(&expected) {
+                errs.push(FieldError::required(
+                    join(path, expected),
+                    "must populate information for the given metric source",
+                ));
+            }
+        }
+        None => errs.push(FieldError::not_supported(
+            join(path, "type"),
+            &Value::from(metric_type),
+            &[
+                "ContainerResource",
+                "External",
+                "Object",
+                "Pods",
+                "Resource",
+            ],
+        )),
+    }
+    if present.len() != 1 {
+        for extra in present.iter().filter(|p| Some(**p) != expected) {
+            errs.push(FieldError::forbidden(
+                join(path, extra),
+                "must populate the given metric source only",
+            ));
+        }
+    }
+}
+
+/// The sign of a Kubernetes quantity string: -1, 0 or 1.
+fn quantity_sign(q: &Value) -> i32 {
+    let s = match q {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return 0,
+    };
+    let digits: String = s
+        .trim_start_matches(['+', '-'])
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    if digits.chars().all(|c| c == '0' || c == '.') {
+        0
+    } else if s.starts_with('-') {
+        -1
+    } else {
+        1
+    }
+}
+
+fn validate_metric_target(target: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let target_type = str_at(target, "type");
+    if target_type.is_empty() {
+        errs.push(FieldError::required(
+            join(path, "type"),
+            "must specify a metric target type",
+        ));
+    }
+    if !matches!(target_type, "Utilization" | "Value" | "AverageValue") {
+        errs.push(FieldError::invalid(
+            join(path, "type"),
+            &Value::from(target_type),
+            "must be either Utilization, Value, or AverageValue",
+        ));
+    }
+    for key in ["value", "averageValue"] {
+        if let Some(q) = target.get(key).filter(|v| !v.is_null()) {
+            if quantity_sign(q) != 1 {
+                errs.push(invalid_raw(
+                    join(path, key),
+                    go_stringer(q),
+                    "must be positive",
+                ));
+            }
+        }
+    }
+    if let Some(utilization) = int_at(target, "averageUtilization") {
+        if utilization < 1 {
+            errs.push(FieldError::invalid(
+                join(path, "averageUtilization"),
+                &Value::from(utilization),
+                "must be greater than 0",
+            ));
+        }
+    }
+}
+
+fn has(v: &Value, key: &str) -> bool {
+    v.get(key).is_some_and(|x| !x.is_null())
+}
+
+fn validate_resource_source(
+    source: &Value,
+    path: &str,
+    container: bool,
+    errs: &mut Vec<FieldError>,
+) {
+    if str_at(source, "name").is_empty() {
+        errs.push(FieldError::required(
+            join(path, "name"),
+            "must specify a resource name",
+        ));
+    }
+    if container && str_at(source, "container").is_empty() {
+        errs.push(FieldError::required(
+            join(path, "container"),
+            "must specify a container",
+        ));
+    }
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    let (utilization, average) = (
+        has(target, "averageUtilization"),
+        has(target, "averageValue"),
+    );
+    if !utilization && !average {
+        errs.push(FieldError::required(
+            join(&target_path, "averageUtilization"),
+            "must set either a target raw value or a target utilization",
+        ));
+    }
+    if utilization && average {
+        errs.push(FieldError::forbidden(
+            join(&target_path, "averageValue"),
+            "may not set both a target raw value and a target utilization",
+        ));
+    }
+}
+
+fn validate_metric_identifier(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let metric = field(source, "metric");
+    let name = str_at(metric, "name");
+    if name.is_empty() {
+        errs.push(FieldError::required(
+            join(&join(path, "metric"), "name"),
+            "must specify a metric name",
+        ));
+    } else {
+        for msg in path_segment_errors(name) {
+            errs.push(FieldError::invalid(
+                join(&join(path, "metric"), "name"),
+                &Value::from(name),
+                msg,
+            ));
+        }
+    }
+}
+
+fn validate_pods_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    validate_metric_identifier(source, path, errs);
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    if !has(target, "averageValue") {
+        errs.push(FieldError::required(
+            join(&target_path, "averageValue"),
+            "must specify a positive target averageValue",
+        ));
+    }
+}
+
+fn validate_object_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    validate_object_reference(
+        field(source, "describedObject"),
+        &join(path, "describedObject"),
+        errs,
+    );
+    validate_metric_identifier(source, path, errs);
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    if !has(target, "value") && !has(target, "averageValue") {
+        errs.push(FieldError::required(
+            join(&target_path, "value"),
+            "must set either a target value or averageValue",
+        ));
+    }
+}
+
+fn validate_external_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    validate_metric_identifier(source, path, errs);
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    let (value, average) = (has(target, "value"), has(target, "averageValue"));
+    if !value && !average {
+        errs.push(FieldError::required(
+            join(&target_path, "value"),
+            "must set either a target value for metric or a per-pod target",
+        ));
+    }
+    if value && average {
+        errs.push(FieldError::forbidden(
+            join(&target_path, "value"),
+            "may not set both a target value for metric and a per-pod target",
+        ));
+    }
+}
+
+fn validate_scaling_rules(rules: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(window) = int_at(rules, "stabilizationWindowSeconds") {
+        if window < 0 {
+            errs.push(FieldError::invalid(
+                join(path, "stabilizationWindowSeconds"),
+                &Value::from(window),
+                "must be greater than or equal to zero",
+            ));
+        }
+        if window > 3600 {
+            errs.push(FieldError::invalid(
+                join(path, "stabilizationWindowSeconds"),
+                &Value::from(window),
+                "must be less than or equal to 3600",
+            ));
+        }
+    }
+    if let Some(policy) = rules.get("selectPolicy").and_then(Value::as_str) {
+        if !matches!(policy, "Disabled" | "Max" | "Min") {
+            errs.push(FieldError::not_supported(
+                join(path, "selectPolicy"),
+                &Value::from(policy),
+                &["Disabled", "Max", "Min"],
+            ));
+        }
+    }
+    let policies = array_at(rules, "policies");
+    let policies_path = join(path, "policies");
+    if policies.is_empty() {
+        errs.push(FieldError::required(
+            policies_path.as_str(),
+            "must specify at least one Policy",
+        ));
+    }
+    for (i, policy) in policies.iter().enumerate() {
+        let p_path = index(&policies_path, i);
+        let policy_type = str_at(policy, "type");
+        if !matches!(policy_type, "Pods" | "Percent") {
+            errs.push(FieldError::not_supported(
+                join(&p_path, "type"),
+                &Value::from(policy_type),
+                &["Percent", "Pods"],
+            ));
+        }
+        let value = int_at(policy, "value").unwrap_or(0);
+        if value <= 0 {
+            errs.push(FieldError::invalid(
+                join(&p_path, "value"),
+                &Value::from(value),
+                "must be greater than zero",
+            ));
+        }
+        let period = int_at(policy, "periodSeconds").unwrap_or(0);
+        if period <= 0 {
+            errs.push(FieldError::invalid(
+                join(&p_path, "periodSeconds"),
+                &Value::from(period),
+                "must be greater than zero",
+            ));
+        }
+        if period > 1800 {
+            errs.push(FieldError::invalid(
+                join(&p_path, "periodSeconds"),
+                &Value::from(period),
+                "must be less than or equal to 1800",
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// apps.kruise.io/v1alpha1 CloneSet, as OpenKruise's validating webhook checks it.
+
+/// OpenKruise's `GetScaledValueFromIntOrPercent` with rounding up.
+fn scaled_value(v: &Value, total: i64) -> Result<i64, String> {
+    match v {
+        Value::Null => Err("nil value for IntOrString".to_string()),
+        Value::Number(n) => Ok(n.as_i64().unwrap_or(0)),
+        Value::String(s) => {
+            let Some(number) = s.strip_suffix('%') else {
+                return Err("invalid type: string is not a percentage".to_string());
+            };
+            let percent: f64 = number
+                .parse()
+                .map_err(|_| format!("strconv.ParseFloat: parsing {number:?}: invalid syntax"))?;
+            // Float arithmetic mirrors OpenKruise; the cast saturates on overflow.
+            Ok((percent * total as f64 / 100.0).ceil() as i64)
+        }
+        _ => Err("invalid type: neither int nor percentage".to_string()),
+    }
+}
+
+fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    let replicas = int_at(spec, "replicas").unwrap_or(1);
+    nonnegative(spec.get("replicas"), "spec.replicas", errs);
+    validate_selector_and_template(spec, "cloneset", errs);
+    let pod_spec = field(field(spec, "template"), "spec");
+    let restart = str_at(pod_spec, "restartPolicy");
+    if !restart.is_empty() && restart != "Always" {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            &Value::from(restart),
+            &["Always"],
+        ));
+    }
+    if has(pod_spec, "activeDeadlineSeconds") {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in cloneset is not Supported",
+        ));
+    }
+    let to_delete = array_at(field(spec, "scaleStrategy"), "podsToDelete");
+    let mut seen = BTreeSet::new();
+    let duplicates: BTreeSet<&str> = to_delete
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|name| !seen.insert(*name))
+        .collect();
+    if !duplicates.is_empty() {
+        errs.push(invalid_raw(
+            "spec.scaleStrategy.podsToDelete",
+            go_string_slice(field(field(spec, "scaleStrategy"), "podsToDelete")),
+            format!(
+                "duplicated items [{}]",
+                duplicates.into_iter().collect::<Vec<_>>().join(" ")
+            ),
+        ));
+    }
+    validate_clone_set_update_strategy(field(spec, "updateStrategy"), replicas, errs);
+    if let Some(deadline) = int_at(spec, "progressDeadlineSeconds") {
+        nonnegative(
+            spec.get("progressDeadlineSeconds"),
+            "spec.progressDeadlineSeconds",
+            errs,
+        );
+        if deadline != i64::from(i32::MAX)
+            && deadline <= int_at(spec, "minReadySeconds").unwrap_or(0)
+        {
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                &Value::from(deadline),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+}
+
+fn validate_clone_set_update_strategy(strategy: &Value, replicas: i64, errs: &mut Vec<FieldError>) {
+    let path = "spec.updateStrategy";
+    let strategy_type = str_at(strategy, "type");
+    if !matches!(
+        strategy_type,
+        "ReCreate" | "InPlaceIfPossible" | "InPlaceOnly"
+    ) {
+        errs.push(FieldError::invalid(
+            join(path, "type"),
+            &Value::from(strategy_type),
+            "must be 'ReCreate', InPlaceIfPossible or 'InPlaceOnly'",
+        ));
+    }
+    let partition = field(strategy, "partition");
+    let resolved_partition = match scaled_value(partition, replicas) {
+        Ok(n) => n,
+        Err(e) => {
+            errs.push(FieldError::invalid(
+                join(path, "partition"),
+                &Value::from(go_stringer(partition)),
+                format!("failed GetScaledValueFromIntOrPercent for partition: {e}"),
+            ));
+            0
+        }
+    };
+    if resolved_partition < 0 {
+        errs.push(FieldError::invalid(
+            join(path, "partition"),
+            &Value::from(resolved_partition),
+            NEGATIVE,
+        ));
+    }
+    let max_unavailable = field(strategy, "maxUnavailable");
+    let mut unavailable = 0;
+    if !max_unavailable.is_null() {
+        match scaled_value(max_unavailable, replicas) {
+            Ok(n) => unavailable = n,
+            Err(e) => errs.push(FieldError::invalid(
+                join(path, "maxUnavailable"),
+                &Value::from(go_stringer(max_unavailable)),
+                format!("failed GetScaledValueFromIntOrPercent for maxUnavailable: {e}"),
+            )),
+        }
+    }
+    let max_surge = field(strategy, "maxSurge");
+    let mut surge = 0;
+    if !max_surge.is_null() {
+        match scaled_value(max_surge, replicas) {
+            Ok(n) => surge = n,
+            Err(e) => errs.push(FieldError::invalid(
+                join(path, "maxSurge"),
+                &Value::from(go_stringer(max_surge)),
+                format!("failed GetScaledValueFromIntOrPercent for maxSurge: {e}"),
+            )),
+        }
+        if strategy_type == "InPlaceOnly" && surge > 0 {
+            errs.push(FieldError::invalid(
+                join(path, "maxSurge"),
+                &Value::from(go_stringer(max_surge)),
+                "can not use maxSurge with strategy type InPlaceOnly",
+            ));
+        }
+    }
+    if replicas > 0 && unavailable < 1 && surge < 1 {
+        errs.push(invalid_raw(
+            join(path, "maxUnavailable"),
+            go_stringer(max_unavailable),
+            "maxUnavailable and maxSurge should not both be less than 1",
+        ));
+    }
+}
+
+/// Fields of a CloneSet spec OpenKruise lets an update change.
+const CLONE_SET_MUTABLE: &[&str] = &[
+    "replicas",
+    "template",
+    "scaleStrategy",
+    "updateStrategy",
+    "minReadySeconds",
+    "lifecycle",
+    "revisionHistoryLimit",
+    "volumeClaimTemplates",
+    "progressDeadlineSeconds",
+];
+
+fn validate_clone_set_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let strip = |spec: &Value| -> Value {
+        let mut out = spec.as_object().cloned().unwrap_or_default();
+        for key in CLONE_SET_MUTABLE {
+            out.remove(*key);
+        }
+        normalized_selector(&Value::Object(out))
+    };
+    let (new_spec, old_spec) = (field(new, "spec"), field(old, "spec"));
+    let same_selector = normalized_selector(field(new_spec, "selector"))
+        == normalized_selector(field(old_spec, "selector"));
+    let mut new_rest = strip(new_spec);
+    let mut old_rest = strip(old_spec);
+    if same_selector {
+        for rest in [&mut new_rest, &mut old_rest] {
+            if let Some(m) = rest.as_object_mut() {
+                m.remove("selector");
+            }
+        }
+    }
+    if new_rest != old_rest {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "updates to cloneset spec for fields other than 'replicas', 'template', 'lifecycle', 'scaleStrategy', 'updateStrategy', 'minReadySeconds', 'progressDeadlineSeconds', 'volumeClaimTemplates' and 'revisionHistoryLimit' are forbidden",
+        ));
+    }
+    if str_at(field(new_spec, "updateStrategy"), "type") == "InPlaceOnly" {
+        let old_template = field(field(old_spec, "template"), "spec");
+        let new_template = field(field(new_spec, "template"), "spec");
+        if let Some((op, path)) = first_disallowed_change(old_template, new_template, "") {
+            errs.push(FieldError::forbidden(
+                "spec",
+                format!(
+                    "only allowed to update images in spec for InPlaceOnly, but found {op} {path}"
+                ),
+            ));
+        }
+    }
+}
+
+/// The first JSON-patch operation between two pod specs that is not a container image
+/// replacement, as `(op, path)`.
+fn first_disallowed_change(old: &Value, new: &Value, path: &str) -> Option<(&'static str, String)> {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (k, ov) in o {
+                let child_path = format!("{path}/{k}");
+                match n.get(k) {
+                    None => return Some(("remove", child_path)),
+                    Some(nv) => {
+                        if let Some(found) = first_disallowed_change(ov, nv, &child_path) {
+                            return Some(found);
+                        }
+                    }
+                }
+            }
+            n.keys()
+                .find(|k| !o.contains_key(*k))
+                .map(|k| ("add", format!("{path}/{k}")))
+        }
+        (Value::Array(o), Value::Array(n)) => {
+            for (i, (ov, nv)) in o.iter().zip(n).enumerate() {
+                if let Some(found) = first_disallowed_change(ov, nv, &format!("{path}/{i}")) {
+                    return Some(found);
+                }
+            }
+            match o.len().cmp(&n.len()) {
+                std::cmp::Ordering::Less => Some(("add", format!("{path}/{}", o.len()))),
+                std::cmp::Ordering::Greater => Some(("remove", format!("{path}/{}", n.len()))),
+                std::cmp::Ordering::Equal => None,
+            }
+        }
+        (o, n) if o == n => None,
+        _ => {
+            let is_image = {
+                let parts: Vec<&str> = path.split('/').collect();
+                matches!(parts.as_slice(), ["", "containers", i, "image"] if i.parse::<usize>().is_ok())
+            };
+            if is_image {
+                None
+            } else {
+                Some(("replace", path.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defaults::apply_defaults;
+    use crate::resources::find;
+    use serde_json::json;
+
+    fn resource(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
+        find(group, version, plural).expect("resource is registered")
+    }
+
+    /// Defaults then validates, as the server does on create.
+    fn create_errors(group: &str, version: &str, plural: &str, mut obj: Value) -> Vec<FieldError> {
+        let r = resource(group, version, plural);
+        apply_defaults(r, &mut obj);
+        validate_create(r, &obj)
+    }
+
+    fn summary(errs: &[FieldError]) -> Vec<(String, &'static str)> {
+        errs.iter()
+            .map(|e| (e.field.clone(), e.error_type.reason()))
+            .collect()
+    }
+
+    fn valid_deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "abc", "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "abc", "image": "image"}]}
+                }
+            }
+        })
+    }
+
+    fn set(obj: &mut Value, pointer: &str, value: Value) {
+        let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+        let target = obj
+            .pointer_mut(parent)
+            .and_then(Value::as_object_mut)
+            .expect("parent exists");
+        target.insert(key.to_string(), value);
+    }
+
+    #[test]
+    fn valid_objects_of_every_kind_pass() {
+        let cases = [
+            ("apps", "v1", "deployments", valid_deployment()),
+            ("apps", "v1", "replicasets", valid_deployment()),
+            (
+                "",
+                "v1",
+                "pods",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80, "name": "http"}]}]}}),
+            ),
+            (
+                "",
+                "v1",
+                "services",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}),
+            ),
+            (
+                "",
+                "v1",
+                "namespaces",
+                json!({"metadata": {"name": "team-a"}}),
+            ),
+            (
+                "",
+                "v1",
+                "configmaps",
+                json!({"metadata": {"name": "cfg", "namespace": "default"}, "data": {"app.properties": "x"}}),
+            ),
+            (
+                "autoscaling",
+                "v2",
+                "horizontalpodautoscalers",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3}}),
+            ),
+            (
+                "apps.kruise.io",
+                "v1alpha1",
+                "clonesets",
+                json!({"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"selector": {"matchLabels": {"app": "web"}},
+                                "template": {"metadata": {"labels": {"app": "web"}},
+                                             "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}),
+            ),
+        ];
+        for (group, version, plural, obj) in cases {
+            let errs = create_errors(group, version, plural, obj);
+            assert!(errs.is_empty(), "{plural}: {:?}", summary(&errs));
+        }
+    }
+
+    /// Cases from Kubernetes' `TestValidateDeployment`, each mutating a valid deployment and
+    /// naming the field, reason and message Kubernetes reports.
+    #[test]
+    fn deployment_error_cases_match_kubernetes() {
+        type Case = (
+            &'static str,
+            &'static str,
+            Value,
+            &'static str,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            ("missing name", "/metadata/name", json!(""), "metadata.name", "FieldValueRequired", "Required value: name or generateName is required"),
+            ("missing namespace", "/metadata/namespace", json!(""), "metadata.namespace", "FieldValueRequired", "Required value"),
+            ("empty selector", "/spec/selector", json!({}), "spec.selector", "FieldValueInvalid",
+             "Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment"),
+            ("invalid selector key", "/spec/selector/matchLabels", json!({"NoUppercaseOrSpecialCharsLike=Equals": "b"}),
+             "spec.selector.matchLabels", "FieldValueInvalid", "Invalid value: \"NoUppercaseOrSpecialCharsLike=Equals\": name part must consist of alphanumeric characters"),
+            ("selector does not match", "/spec/template/metadata/labels", json!({"a": "c"}), "spec.template.metadata.labels", "FieldValueInvalid",
+             "Invalid value: map[string]string{\"a\":\"c\"}: `selector` does not match template `labels`"),
+            ("negative replicas", "/spec/replicas", json!(-1), "spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"),
+            ("restart policy", "/spec/template/spec/restartPolicy", json!("OnFailure"), "spec.template.spec.restartPolicy", "FieldValueNotSupported",
+             "Unsupported value: \"OnFailure\": supported values: \"Always\""),
+            ("active deadline", "/spec/template/spec/activeDeadlineSeconds", json!(30), "spec.template.spec.activeDeadlineSeconds", "FieldValueForbidden",
+             "Forbidden: activeDeadlineSeconds in ReplicaSet is not Supported"),
+            ("no containers", "/spec/template/spec/containers", json!([]), "spec.template.spec.containers", "FieldValueRequired", "Required value"),
+            ("unsupported strategy", "/spec/strategy", json!({"type": "randomType"}), "spec.strategy", "FieldValueNotSupported",
+             "supported values: \"Recreate\", \"RollingUpdate\""),
+            ("rolling update with recreate", "/spec/strategy", json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
+             "spec.strategy.rollingUpdate", "FieldValueForbidden", "Forbidden: may not be specified when strategy `type` is 'Recreate'"),
+            ("bad percent", "/spec/strategy", json!({"rollingUpdate": {"maxSurge": "20Percent"}}), "spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid",
+             "Invalid value: 20Percent: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"),
+            ("negative surge", "/spec/strategy", json!({"rollingUpdate": {"maxSurge": -1}}), "spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid",
+             "Invalid value: -1: must be greater than or equal to 0"),
+            ("both zero", "/spec/strategy", json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}), "spec.strategy.rollingUpdate.maxUnavailable",
+             "FieldValueInvalid", "Invalid value: 0%: may not be 0 when `maxSurge` is 0"),
+            ("over 100%", "/spec/strategy", json!({"rollingUpdate": {"maxUnavailable": "110%"}}), "spec.strategy.rollingUpdate.maxUnavailable",
+             "FieldValueInvalid", "Invalid value: 110%: must not be greater than 100%"),
+            ("negative revision history", "/spec/revisionHistoryLimit", json!(-2), "spec.revisionHistoryLimit", "FieldValueInvalid",
+             "must be greater than or equal to 0"),
+            ("deadline not above min ready", "/spec/progressDeadlineSeconds", json!(10), "spec.progressDeadlineSeconds", "FieldValueInvalid",
+             "Invalid value: 10: must be greater than minReadySeconds"),
+        ];
+        for (name, pointer, value, want_field, want_reason, want_message) in cases {
+            let mut obj = valid_deployment();
+            set(&mut obj, pointer, value);
+            if name == "deadline not above min ready" {
+                set(&mut obj, "/spec/minReadySeconds", json!(10));
+            }
+            let errs = create_errors("apps", "v1", "deployments", obj);
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("{name}: no error at {want_field}; got {:?}", summary(&errs));
+            };
+            assert_eq!(hit.error_type.reason(), want_reason, "{name}");
+            assert!(
+                hit.message().contains(want_message),
+                "{name}: {:?} does not contain {want_message:?}",
+                hit.message()
+            );
+        }
+    }
+
+    #[test]
+    fn nil_selector_reports_required_and_mismatch() {
+        let mut obj = valid_deployment();
+        obj["spec"].as_object_mut().map(|s| s.remove("selector"));
+        let errs = create_errors("apps", "v1", "deployments", obj);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("spec.selector".to_string(), "FieldValueRequired"),
+                (
+                    "spec.template.metadata.labels".to_string(),
+                    "FieldValueInvalid"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn selector_expressions_are_matched_and_checked() {
+        let mut obj = valid_deployment();
+        set(
+            &mut obj,
+            "/spec/selector",
+            json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["b", "c"]}, {"key": "x", "operator": "DoesNotExist"}]}),
+        );
+        assert!(create_errors("apps", "v1", "deployments", obj.clone()).is_empty());
+        set(
+            &mut obj,
+            "/spec/selector",
+            json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+        );
+        let errs = create_errors("apps", "v1", "deployments", obj);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                (
+                    "spec.selector.matchExpressions[0].values".to_string(),
+                    "FieldValueRequired"
+                ),
+                ("spec.selector".to_string(), "FieldValueInvalid"),
+            ]
+        );
+        assert_eq!(errs[1].detail, "invalid label selector");
+    }
+
+    #[test]
+    fn names_use_the_rule_of_their_kind() {
+        let dep = create_errors("apps", "v1", "deployments", {
+            let mut d = valid_deployment();
+            set(&mut d, "/metadata/name", json!("Bad_Name"));
+            d
+        });
+        assert_eq!(
+            dep[0].full(),
+            "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        );
+        let ns = create_errors("", "v1", "namespaces", json!({"metadata": {"name": "a.b"}}));
+        assert_eq!(
+            ns[0].full(),
+            "metadata.name: Invalid value: \"a.b\": must not contain dots"
+        );
+        let ns = create_errors("", "v1", "namespaces", json!({"metadata": {"name": "-a"}}));
+        assert!(ns[0]
+            .detail
+            .starts_with("a lowercase RFC 1123 label must consist"));
+        let svc = create_errors(
+            "",
+            "v1",
+            "services",
+            json!({"metadata": {"name": "1web", "namespace": "default"}, "spec": {"ports": [{"port": 80}]}}),
+        );
+        assert_eq!(
+            svc[0].full(),
+            "metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+        );
+        let long = "a".repeat(254);
+        let cm = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": long, "namespace": "default"}}),
+        );
+        assert_eq!(cm[0].detail, "must be no more than 253 characters");
+        let generated = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"generateName": "cfg-", "name": "cfg-x7k2p", "namespace": "default"}}),
+        );
+        assert!(generated.is_empty());
+        let cluster_scoped = create_errors(
+            "",
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "a", "namespace": "b"}}),
+        );
+        assert_eq!(
+            cluster_scoped[0].full(),
+            "metadata.namespace: Forbidden: not allowed on this type"
+        );
+    }
+
+    #[test]
+    fn label_keys_and_values_report_kubernetes_messages() {
+        let table = [
+            (
+                "a/b/c",
+                "x",
+                "a qualified name must consist of alphanumeric characters",
+            ),
+            ("/a", "x", "prefix part must be non-empty"),
+            (
+                "Example.com/a",
+                "x",
+                "prefix part a lowercase RFC 1123 subdomain",
+            ),
+            (
+                "a",
+                "-x",
+                "a valid label must be an empty string or consist of alphanumeric characters",
+            ),
+        ];
+        for (key, value, want) in table {
+            let errs = create_errors(
+                "",
+                "v1",
+                "configmaps",
+                json!({"metadata": {"name": "c", "namespace": "d", "labels": {key: value}}}),
+            );
+            assert_eq!(errs.len(), 1, "{key}={value}: {:?}", summary(&errs));
+            assert_eq!(errs[0].field, "metadata.labels");
+            assert!(
+                errs[0].detail.starts_with(want),
+                "{key}={value}: {}",
+                errs[0].detail
+            );
+        }
+        let long_value = "v".repeat(64);
+        let errs = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": "c", "namespace": "d", "labels": {"k": long_value}}}),
+        );
+        assert_eq!(errs[0].detail, "must be no more than 63 characters");
+    }
+
+    #[test]
+    fn pod_spec_errors() {
+        let errs = create_errors(
+            "",
+            "v1",
+            "pods",
+            json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {
+                "restartPolicy": "Sometimes",
+                "volumes": [{"name": "data"}],
+                "containers": [
+                    {"name": "a", "image": "", "ports": [{"containerPort": 70000, "protocol": "HTTP"}]},
+                    {"name": "a", "image": "x", "volumeMounts": [{"name": "missing", "mountPath": "/m"}]},
+                    {"name": "Bad", "image": "x", "env": [{"name": "A=B"}]}
+                ]
+            }}),
+        );
+        let want = vec![
+            ("spec.containers[0].image".to_string(), "FieldValueRequired"),
+            (
+                "spec.containers[0].ports[0].containerPort".to_string(),
+                "FieldValueInvalid",
+            ),
+            (
+                "spec.containers[0].ports[0].protocol".to_string(),
+                "FieldValueNotSupported",
+            ),
+            (
+                "spec.containers[1].volumeMounts[0].name".to_string(),
+                "FieldValueNotFound",
+            ),
+            ("spec.containers[1].name".to_string(), "FieldValueDuplicate"),
+            ("spec.containers[2].name".to_string(), "FieldValueInvalid"),
+            (
+                "spec.containers[2].env[0].name".to_string(),
+                "FieldValueInvalid",
+            ),
+            ("spec.restartPolicy".to_string(), "FieldValueNotSupported"),
+        ];
+        assert_eq!(summary(&errs), want);
+        assert_eq!(
+            errs[1].full(),
+            "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"
+        );
+        assert_eq!(
+            errs[7].full(),
+            "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""
+        );
+    }
+
+    #[test]
+    fn pod_update_allows_only_image_deadline_and_toleration_changes() {
+        let r = resource("", "v1", "pods");
+        let mut old = json!({"metadata": {"name": "p", "namespace": "d", "uid": "u1"},
+                             "spec": {"containers": [{"name": "a", "image": "nginx:1"}]}});
+        apply_defaults(r, &mut old);
+
+        let mut image = old.clone();
+        set(&mut image, "/spec/containers/0/image", json!("nginx:2"));
+        set(&mut image, "/spec/activeDeadlineSeconds", json!(60));
+        set(&mut image, "/metadata/labels", json!({"x": "y"}));
+        assert!(validate_update(r, &image, &old).is_empty());
+
+        let mut added = old.clone();
+        if let Some(t) = added["spec"]["tolerations"].as_array_mut() {
+            t.push(json!({"key": "k", "operator": "Exists"}));
+        }
+        assert!(validate_update(r, &added, &old).is_empty());
+
+        let mut changed = old.clone();
+        set(&mut changed, "/spec/restartPolicy", json!("Never"));
+        let errs = validate_update(r, &changed, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![("spec".to_string(), "FieldValueForbidden")]
+        );
+        assert!(errs[0].detail.starts_with(
+            "pod updates may not change fields other than `spec.containers[*].image`"
+        ));
+
+        let mut removed = old.clone();
+        set(&mut removed, "/spec/tolerations", json!([]));
+        let errs = validate_update(r, &removed, &old);
+        assert_eq!(errs[0].full(), "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds");
+
+        let mut longer = image.clone();
+        set(&mut longer, "/spec/activeDeadlineSeconds", json!(120));
+        let errs = validate_update(r, &longer, &image);
+        assert_eq!(errs[0].full(), "spec.activeDeadlineSeconds: Invalid value: 120: must be less than or equal to previous value");
+    }
+
+    #[test]
+    fn metadata_and_selector_are_immutable_on_update() {
+        let r = resource("apps", "v1", "deployments");
+        let mut old = valid_deployment();
+        set(&mut old, "/metadata/uid", json!("u1"));
+        apply_defaults(r, &mut old);
+
+        let mut new = old.clone();
+        set(&mut new, "/spec/replicas", json!(5));
+        new["metadata"].as_object_mut().map(|m| m.remove("uid"));
+        assert!(
+            validate_update(r, &new, &old).is_empty(),
+            "scaling is allowed"
+        );
+
+        let mut new = old.clone();
+        set(&mut new, "/metadata/name", json!("other"));
+        set(&mut new, "/metadata/uid", json!("u2"));
+        set(
+            &mut new,
+            "/spec/selector",
+            json!({"matchLabels": {"a": "b", "c": "d"}}),
+        );
+        set(
+            &mut new,
+            "/spec/template/metadata/labels",
+            json!({"a": "b", "c": "d"}),
+        );
+        let errs = validate_update(r, &new, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("metadata.name".to_string(), "FieldValueInvalid"),
+                ("metadata.uid".to_string(), "FieldValueInvalid"),
+                ("spec.selector".to_string(), "FieldValueInvalid"),
+            ]
+        );
+        assert_eq!(
+            errs[2].full(),
+            "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"a\":\"b\", \"c\":\"d\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+        );
+        let rs = resource("apps", "v1", "replicasets");
+        assert_eq!(summary(&validate_update(rs, &new, &old)).len(), 3);
+    }
+
+    #[test]
+    fn service_errors() {
+        let cases = [
+            (json!({}), "spec.ports", "Required value"),
+            (json!({"type": "Fancy", "ports": [{"port": 80}]}), "spec.type",
+             "Unsupported value: \"Fancy\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
+            (json!({"ports": [{"port": 0}]}), "spec.ports[0].port", "Invalid value: 0: must be between 1 and 65535, inclusive"),
+            (json!({"ports": [{"port": 70000}]}), "spec.ports[0].port", "Invalid value: 70000: must be between 1 and 65535, inclusive"),
+            (json!({"ports": [{"name": "a", "port": 80}, {"port": 81}]}), "spec.ports[1].name", "Required value"),
+            (json!({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}), "spec.ports[1]", "Duplicate value: core.ServicePort{"),
+            (json!({"type": "ExternalName"}), "spec.externalName", "Required value"),
+            (json!({"ports": [{"port": 80, "nodePort": 30000}]}), "spec.ports[0].nodePort", "Forbidden: may not be used when `type` is 'ClusterIP'"),
+        ];
+        for (spec, want_field, want_message) in cases {
+            let errs = create_errors(
+                "",
+                "v1",
+                "services",
+                json!({"metadata": {"name": "web", "namespace": "d"}, "spec": spec}),
+            );
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert!(hit.message().contains(want_message), "{}", hit.full());
+        }
+        let headless = create_errors(
+            "",
+            "v1",
+            "services",
+            json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"clusterIP": "None"}}),
+        );
+        assert!(headless.is_empty(), "{:?}", summary(&headless));
+    }
+
+    #[test]
+    fn service_cluster_ip_may_not_change() {
+        let r = resource("", "v1", "services");
+        let old = json!({"metadata": {"name": "web", "namespace": "d"},
+                         "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ports": [{"port": 80, "protocol": "TCP"}],
+                                  "type": "ClusterIP", "sessionAffinity": "None"}});
+        let mut new = old.clone();
+        set(&mut new, "/spec/clusterIP", json!("10.0.0.2"));
+        set(&mut new, "/spec/clusterIPs", json!(["10.0.0.2"]));
+        let errs = validate_update(r, &new, &old);
+        assert_eq!(
+            errs[0].full(),
+            "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.2\"}: may not change once set"
+        );
+    }
+
+    #[test]
+    fn hpa_errors() {
+        let base = json!({"metadata": {"name": "h", "namespace": "d"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2, "maxReplicas": 5
+        }});
+        type Case = (&'static str, Value, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                "/spec/minReplicas",
+                json!(0),
+                "spec.minReplicas",
+                "Invalid value: 0: must be greater than or equal to 1",
+            ),
+            (
+                "/spec/maxReplicas",
+                json!(1),
+                "spec.maxReplicas",
+                "Invalid value: 1: must be greater than or equal to `minReplicas`",
+            ),
+            (
+                "/spec/maxReplicas",
+                json!(0),
+                "spec.maxReplicas",
+                "Invalid value: 0: must be greater than 0",
+            ),
+            (
+                "/spec/scaleTargetRef",
+                json!({"name": "web"}),
+                "spec.scaleTargetRef.kind",
+                "Required value",
+            ),
+            (
+                "/spec/scaleTargetRef",
+                json!({"kind": "Deployment", "name": "a/b"}),
+                "spec.scaleTargetRef.name",
+                "Invalid value: \"a/b\": may not contain '/'",
+            ),
+            (
+                "/spec/metrics",
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}}]),
+                "spec.metrics[0].resource.target.averageUtilization",
+                "Invalid value: 0: must be greater than 0",
+            ),
+            (
+                "/spec/metrics",
+                json!([{"type": "Pods"}]),
+                "spec.metrics[0].pods",
+                "Required value: must populate information for the given metric source",
+            ),
+            (
+                "/spec/metrics",
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "AverageValue"}}}]),
+                "spec.metrics[0].resource.target.averageUtilization",
+                "Required value: must set either a target raw value or a target utilization",
+            ),
+            (
+                "/spec/behavior",
+                json!({"scaleUp": {"policies": [{"type": "Pods", "value": 0, "periodSeconds": 15}]}}),
+                "spec.behavior.scaleUp.policies[0].value",
+                "Invalid value: 0: must be greater than zero",
+            ),
+            (
+                "/spec/behavior",
+                json!({"scaleDown": {"stabilizationWindowSeconds": 4000}}),
+                "spec.behavior.scaleDown.stabilizationWindowSeconds",
+                "Invalid value: 4000: must be less than or equal to 3600",
+            ),
+        ];
+        for (pointer, value, want_field, want_message) in cases {
+            let mut obj = base.clone();
+            set(&mut obj, pointer, value);
+            let errs = create_errors("autoscaling", "v2", "horizontalpodautoscalers", obj);
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert_eq!(hit.message(), want_message);
+        }
+    }
+
+    fn valid_clone_set() -> Value {
+        json!({"metadata": {"name": "cs", "namespace": "d"}, "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}
+        }})
+    }
+
+    #[test]
+    fn clone_set_errors() {
+        type Case = (&'static str, Value, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
+            ("/spec/replicas", json!(-1), "spec.replicas", "Invalid value: -1: must be greater than or equal to 0"),
+            ("/spec/selector", json!({}), "spec.selector", "empty selector is invalid for cloneset"),
+            ("/spec/template/metadata/labels", json!({"app": "db"}), "spec.template.metadata.labels", "`selector` does not match template `labels`"),
+            ("/spec/updateStrategy", json!({"type": "Rolling"}), "spec.updateStrategy.type",
+             "Invalid value: \"Rolling\": must be 'ReCreate', InPlaceIfPossible or 'InPlaceOnly'"),
+            ("/spec/updateStrategy", json!({"partition": "50"}), "spec.updateStrategy.partition",
+             "Invalid value: \"50\": failed GetScaledValueFromIntOrPercent for partition: invalid type: string is not a percentage"),
+            ("/spec/updateStrategy", json!({"partition": -1}), "spec.updateStrategy.partition", "Invalid value: -1: must be greater than or equal to 0"),
+            ("/spec/updateStrategy", json!({"maxUnavailable": 0, "maxSurge": "0%"}), "spec.updateStrategy.maxUnavailable",
+             "Invalid value: 0: maxUnavailable and maxSurge should not both be less than 1"),
+            ("/spec/updateStrategy", json!({"type": "InPlaceOnly", "maxSurge": 1}), "spec.updateStrategy.maxSurge",
+             "Invalid value: \"1\": can not use maxSurge with strategy type InPlaceOnly"),
+            ("/spec/template/spec/restartPolicy", json!("Never"), "spec.template.spec.restartPolicy", "Unsupported value: \"Never\": supported values: \"Always\""),
+            ("/spec/scaleStrategy", json!({"podsToDelete": ["a", "b", "a"]}), "spec.scaleStrategy.podsToDelete",
+             "Invalid value: []string{\"a\", \"b\", \"a\"}: duplicated items [a]"),
+        ];
+        for (pointer, value, want_field, want_message) in cases {
+            let mut obj = valid_clone_set();
+            set(&mut obj, pointer, value);
+            let errs = create_errors("apps.kruise.io", "v1alpha1", "clonesets", obj);
+            let hit = errs.iter().find(|e| e.field == want_field);
+            let Some(hit) = hit else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert!(hit.message().contains(want_message), "{}", hit.full());
+        }
+    }
+
+    #[test]
+    fn clone_set_update_rules() {
+        let r = resource("apps.kruise.io", "v1alpha1", "clonesets");
+        let mut old = valid_clone_set();
+        apply_defaults(r, &mut old);
+
+        let mut scaled = old.clone();
+        set(&mut scaled, "/spec/replicas", json!(10));
+        set(
+            &mut scaled,
+            "/spec/template/spec/containers/0/image",
+            json!("nginx:2"),
+        );
+        assert!(validate_update(r, &scaled, &old).is_empty());
+
+        let mut reselected = old.clone();
+        set(
+            &mut reselected,
+            "/spec/selector",
+            json!({"matchLabels": {"app": "web", "v": "2"}}),
+        );
+        set(
+            &mut reselected,
+            "/spec/template/metadata/labels",
+            json!({"app": "web", "v": "2"}),
+        );
+        let errs = validate_update(r, &reselected, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![("spec".to_string(), "FieldValueForbidden")]
+        );
+
+        let mut in_place = old.clone();
+        set(
+            &mut in_place,
+            "/spec/updateStrategy/type",
+            json!("InPlaceOnly"),
+        );
+        set(
+            &mut in_place,
+            "/spec/template/spec/containers/0/image",
+            json!("nginx:2"),
+        );
+        assert!(validate_update(r, &in_place, &old).is_empty());
+        set(
+            &mut in_place,
+            "/spec/template/spec/containers/0/imagePullPolicy",
+            json!("Always"),
+        );
+        let errs = validate_update(r, &in_place, &old);
+        assert_eq!(
+            errs[0].full(),
+            "spec: Forbidden: only allowed to update images in spec for InPlaceOnly, but found replace /containers/0/imagePullPolicy"
+        );
+    }
+
+    #[test]
+    fn config_maps_and_secrets() {
+        let errs = create_errors(
+            "",
+            "v1",
+            "configmaps",
+            json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a b": "x", "k": "1"}, "binaryData": {"k": "AA=="}}),
+        );
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("data".to_string(), "FieldValueInvalid"),
+                ("data".to_string(), "FieldValueInvalid"),
+            ]
+        );
+        assert!(errs[0]
+            .detail
+            .starts_with("a valid config key must consist of alphanumeric characters"));
+        assert_eq!(errs[1].detail, "duplicate of key present in binaryData");
+
+        let tls = create_errors(
+            "",
+            "v1",
+            "secrets",
+            json!({"metadata": {"name": "s", "namespace": "d"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "AA=="}}),
+        );
+        assert_eq!(
+            summary(&tls),
+            vec![("data[tls.key]".to_string(), "FieldValueRequired")]
+        );
+
+        let r = resource("", "v1", "secrets");
+        let old = json!({"metadata": {"name": "s", "namespace": "d"}, "type": "Opaque", "immutable": true, "data": {"a": "AA=="}});
+        let mut new = old.clone();
+        set(&mut new, "/data", json!({"a": "AQ=="}));
+        set(&mut new, "/type", json!("kubernetes.io/basic-auth"));
+        let errs = validate_update(r, &new, &old);
+        assert_eq!(
+            summary(&errs),
+            vec![
+                ("type".to_string(), "FieldValueInvalid"),
+                ("data".to_string(), "FieldValueForbidden"),
+                ("data[username]".to_string(), "FieldValueRequired"),
+            ]
+        );
+    }
+}
