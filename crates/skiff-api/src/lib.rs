@@ -6,6 +6,8 @@
 //! does no I/O and knows nothing of HTTP, tokio or storage.
 
 pub mod errors;
+pub mod printers;
 pub mod resources;
+pub mod selector;
 
 pub use k8s_openapi;

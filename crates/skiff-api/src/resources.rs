@@ -207,14 +207,28 @@ pub static RESOURCES: &[ResourceInfo] = &[
         categories: &["all"],
         subresources: &[Status, Scale],
         has_generation: true,
-        ..res("apps", "v1", "Deployment", "deployments", "deployment", true)
+        ..res(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            "deployment",
+            true,
+        )
     },
     ResourceInfo {
         short_names: &["rs"],
         categories: &["all"],
         subresources: &[Status, Scale],
         has_generation: true,
-        ..res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true)
+        ..res(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            "replicaset",
+            true,
+        )
     },
     res(
         "apps",
