@@ -451,8 +451,8 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         reason = "SchedulingGated".to_string();
     }
 
-    let mut restarts = 0;
-    let mut sidecar_restarts = 0;
+    let mut restarts: i64 = 0;
+    let mut sidecar_restarts: i64 = 0;
     let mut last_restart: Option<Timestamp> = None;
     let mut last_sidecar_restart: Option<Timestamp> = None;
     let mut ready = 0;
@@ -464,11 +464,11 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
     {
         let count = int(status, "/restartCount", 0);
         let finished = timestamp(status, "/lastState/terminated/finishedAt");
-        restarts += count;
+        restarts = restarts.saturating_add(count);
         last_restart = latest(last_restart, finished);
         let sidecar = is_restartable_init(text(status, "/name"));
         if sidecar {
-            sidecar_restarts += count;
+            sidecar_restarts = sidecar_restarts.saturating_add(count);
             last_sidecar_restart = latest(last_sidecar_restart, finished);
         }
         let terminated = status.pointer("/state/terminated").filter(|t| !t.is_null());
@@ -498,7 +498,7 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         last_restart = last_sidecar_restart;
         let mut has_running = false;
         for status in list(pod, "/status/containerStatuses").iter().rev() {
-            restarts += int(status, "/restartCount", 0);
+            restarts = restarts.saturating_add(int(status, "/restartCount", 0));
             last_restart = latest(
                 last_restart,
                 timestamp(status, "/lastState/terminated/finishedAt"),
@@ -2520,6 +2520,29 @@ mod tests {
                 Value::Null,
             ]
         );
+    }
+
+    #[test]
+    fn hostile_values_do_not_panic() {
+        let p = pod(
+            json!({"containers": [{"name": "a"}, {"name": "b"}]}),
+            json!({"phase": 7, "containerStatuses": [
+                {"name": "a", "restartCount": i64::MAX, "state": "running"},
+                {"name": "b", "restartCount": i64::MAX, "lastState": {"terminated": {"finishedAt": "yesterday"}}}]}),
+        );
+        let row = one_row("", "v1", "pods", p);
+        assert_eq!(row[3], json!(i64::MAX.to_string()));
+        assert_eq!(row[2], "");
+        let weird = json!({"metadata": {"name": 5, "creationTimestamp": "not a time"}, "spec": []});
+        for r in crate::resources::RESOURCES {
+            let t = table(
+                r,
+                std::slice::from_ref(&weird),
+                IncludeObject::Metadata,
+                now(),
+            );
+            assert_eq!(t["rows"].as_array().map(Vec::len), Some(1), "{}", r.plural);
+        }
     }
 
     #[test]
