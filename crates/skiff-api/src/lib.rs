@@ -6,6 +6,7 @@
 //! does no I/O and knows nothing of HTTP, tokio or storage.
 
 pub mod errors;
+pub mod patch;
 pub mod resources;
 
 pub use k8s_openapi;
