@@ -274,14 +274,18 @@ fn apply_configuration(
     target: &Value,
     patch: &Value,
 ) -> Result<Value, PatchError> {
-    let Some(Value::Object(desired)) = strategic::strip_value(patch.clone()) else {
+    if !patch.is_object() {
         return Err(PatchError::MalformedPatch(format!(
             "error decoding patch: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
             json_kind(patch)
         )));
+    }
+    let desired = match strategic::strip_value(patch.clone()) {
+        Some(desired) => desired,
+        None => return Ok(target.clone()),
     };
     let schema = schema_for(resource).unwrap_or_else(Schema::untyped);
-    apply_strategic_merge_patch(schema, target, &Value::Object(desired))
+    apply_strategic_merge_patch(schema, target, &desired)
 }
 
 /// The JSON kind as Go's decoder names it in type errors.

@@ -252,6 +252,67 @@ fn retain_keys_clears_the_other_strategy_fields() {
 }
 
 #[test]
+fn retain_keys_on_a_volume_switches_its_source() {
+    let target = json!({
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "image": "i"}],
+            "volumes": [
+                {"name": "cache", "emptyDir": {}},
+                {"name": "conf", "configMap": {"name": "old"}}
+            ]
+        }
+    });
+    // kubectl apply after the manifest changed `cache` from emptyDir to a configMap.
+    let patched = apply_patch(
+        pods(),
+        &target,
+        PatchType::StrategicMerge,
+        &json!({"spec": {
+            "$setElementOrder/volumes": [{"name": "cache"}, {"name": "conf"}],
+            "volumes": [{
+                "$retainKeys": ["configMap", "name"],
+                "configMap": {"name": "new"},
+                "emptyDir": null,
+                "name": "cache"
+            }]
+        }}),
+    )
+    .expect("patch applies");
+    assert_eq!(
+        patched["spec"]["volumes"],
+        json!([
+            {"name": "cache", "configMap": {"name": "new"}},
+            {"name": "conf", "configMap": {"name": "old"}}
+        ])
+    );
+}
+
+#[test]
+fn owner_references_merge_by_uid() {
+    let target = json!({"metadata": {"name": "rs", "ownerReferences": [
+        {"uid": "u1", "kind": "Deployment", "name": "a", "controller": true}
+    ]}});
+    let patched = apply_patch(
+        find("apps", "v1", "replicasets").expect("replicasets are served"),
+        &target,
+        PatchType::StrategicMerge,
+        &json!({"metadata": {"ownerReferences": [
+            {"uid": "u1", "controller": null},
+            {"uid": "u2", "kind": "Deployment", "name": "b"}
+        ]}}),
+    )
+    .expect("patch applies");
+    assert_eq!(
+        patched["metadata"]["ownerReferences"],
+        json!([
+            {"uid": "u1", "kind": "Deployment", "name": "a"},
+            {"uid": "u2", "kind": "Deployment", "name": "b"}
+        ])
+    );
+}
+
+#[test]
 fn retain_keys_rejects_a_patch_field_it_does_not_list() {
     let target = deployment(json!([{"name": "a", "image": "a"}]));
     let err = smp(
