@@ -1,1 +1,2 @@
 //! Skiff's Kubernetes-compatible API server.
+pub mod protobuf;
