@@ -521,6 +521,9 @@ fn unsupported_kinds_are_named_in_the_error() {
         .is_unsupported_kind());
 }
 
+/// Recognises the error a malformed body must produce.
+type ErrorCheck = fn(&ProtobufError) -> bool;
+
 #[test]
 fn malformed_envelopes_are_rejected() {
     let valid_raw = core::Namespace::default().encode_to_vec();
@@ -536,7 +539,7 @@ fn malformed_envelopes_are_rejected() {
         })
     };
     let namespace = with("v1", "Namespace", "", "");
-    let cases: Vec<(&str, Vec<u8>, fn(&ProtobufError) -> bool)> = vec![
+    let cases: Vec<(&str, Vec<u8>, ErrorCheck)> = vec![
         ("empty body", vec![], |e| {
             matches!(e, ProtobufError::MissingMagic)
         }),
