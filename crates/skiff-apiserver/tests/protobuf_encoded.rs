@@ -14,7 +14,7 @@ use k8s_pb::apimachinery::pkg::runtime::{RawExtension, TypeMeta, Unknown};
 use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
 use prost::Message;
 use serde_json::json;
-use skiff_apiserver::protobuf::{decode, ProtobufError, MAGIC};
+use skiff_apiserver::protobuf::{decode, ProtobufError, MAGIC, SUPPORTED_KINDS};
 
 /// Wraps an object message the way client-go's protobuf serializer does.
 fn body(api_version: &str, kind: &str, object: &impl Message) -> Vec<u8> {
@@ -500,6 +500,28 @@ fn micro_times_bytes_and_raw_extensions_convert() {
     ];
     for (bytes, expected) in cases {
         assert_eq!(decode(&bytes).expect("decodes"), expected);
+    }
+}
+
+#[test]
+fn every_listed_kind_decodes_an_empty_object() {
+    for (api_version, kind) in SUPPORTED_KINDS {
+        let bytes = envelope(Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: some(api_version),
+                kind: some(kind),
+            }),
+            raw: Some(Vec::new()),
+            ..Default::default()
+        });
+        let decoded = decode(&bytes).unwrap_or_else(|error| panic!("{kind}: {error}"));
+        assert_eq!(decoded["kind"], json!(kind));
+        assert_eq!(decoded["apiVersion"], json!(api_version));
+        assert_eq!(
+            decoded["metadata"],
+            json!({"creationTimestamp": null}),
+            "{kind}"
+        );
     }
 }
 
