@@ -17,3 +17,4 @@ pub mod scale;
 pub mod server;
 pub mod status;
 pub mod system;
+pub mod protobuf;
