@@ -1,1 +1,3 @@
 //! Skiff's Kubernetes-compatible API server.
+
+pub mod openapi;
