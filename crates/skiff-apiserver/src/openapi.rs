@@ -1295,3 +1295,322 @@ mod tests {
         }
     }
 }
+
+/// Runs the real `kubectl explain` against a minimal loopback server that answers discovery and
+/// serves these documents, to prove kubectl can find kinds and walk fields in them.
+#[cfg(test)]
+mod kubectl_explain {
+    use super::*;
+    use skiff_api::resources::RESOURCES;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const VERBS: [&str; 8] = [
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
+
+    /// The legacy discovery answer for one path, or `None` when it is not a discovery path.
+    fn discovery(path: &str, address: &str) -> Option<Value> {
+        if path == "/api" {
+            return Some(json!({
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+            }));
+        }
+        if path == "/apis" {
+            let groups: Vec<Value> = resources::groups()
+                .into_iter()
+                .filter(|(group, _)| !group.is_empty())
+                .map(|(group, versions)| {
+                    let versions: Vec<Value> = versions
+                        .iter()
+                        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+                        .collect();
+                    json!({"name": group, "versions": versions, "preferredVersion": versions[0]})
+                })
+                .collect();
+            return Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}));
+        }
+        let group_version = path
+            .strip_prefix("/api/")
+            .map(|v| ("", v))
+            .or_else(|| path.strip_prefix("/apis/")?.split_once('/'))?;
+        let listed: Vec<Value> = RESOURCES
+            .iter()
+            .filter(|r| (r.group, r.version) == group_version)
+            .map(|r| {
+                json!({
+                    "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                    "kind": r.kind, "verbs": VERBS, "shortNames": r.short_names,
+                    "categories": r.categories,
+                })
+            })
+            .collect();
+        if listed.is_empty() {
+            return None;
+        }
+        let (group, version) = group_version;
+        Some(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": if group.is_empty() { version.to_string() } else { format!("{group}/{version}") },
+            "resources": listed,
+        }))
+    }
+
+    fn respond(stream: &mut TcpStream, address: &str) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line)?;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+        let path = target.split('?').next().unwrap_or(target);
+        let (status, body): (&str, Bytes) = if path == "/version" {
+            (
+                "200 OK",
+                Bytes::from(
+                    json!({"major": "1", "minor": "33", "gitVersion": KUBERNETES_VERSION})
+                        .to_string(),
+                ),
+            )
+        } else if path == "/openapi/v3" {
+            ("200 OK", Bytes::from(root_document().to_string()))
+        } else if let Some(bytes) = path.strip_prefix("/openapi/v3/").and_then(document_bytes) {
+            ("200 OK", bytes)
+        } else if let Some(answer) = discovery(path, address) {
+            ("200 OK", Bytes::from(answer.to_string()))
+        } else {
+            (
+                "404 Not Found",
+                Bytes::from(
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404})
+                    .to_string(),
+                ),
+            )
+        };
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        stream.write_all(&body)?;
+        stream.flush()
+    }
+
+    /// Serves until `stop` is set and one more connection arrives to wake the accept loop.
+    fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        for stream in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut stream) = stream else { continue };
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let _ = respond(&mut stream, &address);
+            });
+        }
+    }
+
+    /// Runs kubectl with a fresh home and cache against `server`, killing it after `limit`.
+    /// `files` are written into the home directory, which is also kubectl's working directory.
+    fn run_kubectl(
+        args: &[&str],
+        files: &[(&str, &str)],
+        server: &str,
+        limit: Duration,
+    ) -> (bool, String, String) {
+        let home = tempfile::tempdir().expect("temp home");
+        for (name, content) in files {
+            std::fs::write(home.path().join(name), content).expect("write input file");
+        }
+        let kubeconfig = home.path().join("config");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n\
+                 contexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: skiff\n\
+                 current-context: skiff\nusers:\n- name: skiff\n  user: {{}}\n"
+            ),
+        )
+        .expect("write kubeconfig");
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(home.path().join("cache"))
+            .env("HOME", home.path())
+            .current_dir(home.path())
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is on the PATH");
+        let deadline = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    break;
+                }
+            }
+        }
+        let output = child.wait_with_output().expect("kubectl output");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn with_server<T>(run: impl FnOnce(&str) -> T) -> T {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let address = listener.local_addr().expect("local address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || serve(listener, stop))
+        };
+        let result = run(&format!("http://{address}"));
+        stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(address);
+        let _ = server.join();
+        result
+    }
+
+    #[test]
+    fn kubectl_explain_prints_deployment_strategy_from_the_documents() {
+        let (ok, stdout, stderr) = with_server(|server| {
+            run_kubectl(
+                &["explain", "deployment.spec.strategy"],
+                &[],
+                server,
+                Duration::from_secs(15),
+            )
+        });
+        assert!(ok, "kubectl failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("GROUP:      apps"), "{stdout}");
+        assert!(stdout.contains("KIND:       Deployment"), "{stdout}");
+        assert!(
+            stdout.contains("FIELD: strategy <DeploymentStrategy>"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("The deployment strategy to use to replace existing pods with new"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("type\t<string>"), "{stdout}");
+    }
+
+    #[test]
+    fn kubectl_explain_walks_cloneset_fields_and_names_int_or_string() {
+        let (ok, stdout, stderr) = with_server(|server| {
+            run_kubectl(
+                &["explain", "clonesets.spec.updateStrategy"],
+                &[],
+                server,
+                Duration::from_secs(15),
+            )
+        });
+        assert!(ok, "kubectl failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("GROUP:      apps.kruise.io"), "{stdout}");
+        assert!(stdout.contains("KIND:       CloneSet"), "{stdout}");
+        assert!(stdout.contains("partition\t<IntOrString>"), "{stdout}");
+        assert!(
+            stdout.contains("inPlaceUpdateStrategy\t<InPlaceUpdateStrategy>"),
+            "{stdout}"
+        );
+    }
+
+    /// With `fieldValidation` advertised, kubectl's default (strict) validation leaves checking
+    /// to the server instead of downloading a schema for client-side validation, which would
+    /// fail here since `/openapi/v2` does not exist.
+    #[test]
+    fn kubectl_default_validation_accepts_built_in_and_cloneset_manifests() {
+        const MANIFESTS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+---
+apiVersion: apps.kruise.io/v1alpha1
+kind: CloneSet
+metadata:
+  name: sample
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: sample}
+  template:
+    metadata:
+      labels: {app: sample}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:alpine
+  updateStrategy:
+    type: InPlaceIfPossible
+    partition: 1
+";
+        let (ok, stdout, stderr) = with_server(|server| {
+            run_kubectl(
+                &[
+                    "create",
+                    "-f",
+                    "manifests.yaml",
+                    "--dry-run=client",
+                    "-o",
+                    "name",
+                ],
+                &[("manifests.yaml", MANIFESTS)],
+                server,
+                Duration::from_secs(15),
+            )
+        });
+        assert!(ok, "kubectl failed:\n{stdout}\n{stderr}");
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            ["deployment.apps/web", "cloneset.apps.kruise.io/sample"],
+            "{stderr}"
+        );
+    }
+}
