@@ -855,6 +855,17 @@ status:
         ] {
             assert!(definitions.contains_key(name), "{name} not in {names:?}");
         }
+        let list = generator.subschema_for::<CloneSetList>();
+        assert_eq!(
+            list.get("$ref").and_then(|r| r.as_str()),
+            Some("#/$defs/io.kruise.apps.v1alpha1.CloneSetList")
+        );
+        let definitions = generator.definitions();
+        assert_eq!(
+            definitions["io.kruise.apps.v1alpha1.CloneSetList"]["properties"]["items"]["items"]
+                ["$ref"],
+            "#/$defs/io.kruise.apps.v1alpha1.CloneSet"
+        );
         let spec = &definitions["io.kruise.apps.v1alpha1.CloneSetSpec"];
         assert_eq!(
             spec["required"],

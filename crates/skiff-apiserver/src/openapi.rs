@@ -176,6 +176,8 @@ struct ServedKind {
     definition: String,
 }
 
+/// Builds one group-version's document: the schemas of its kinds and lists and of everything
+/// they reference, the shared meta types its operations use, and its paths.
 fn build_group_version_document(group: &str, version: &str) -> Value {
     let mut generator = SchemaSettings::draft2020_12().into_generator();
     let kinds: Vec<ServedKind> = resources::resources_in(group, version)
