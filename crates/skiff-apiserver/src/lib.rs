@@ -18,3 +18,5 @@ pub mod server;
 pub mod status;
 pub mod system;
 pub mod protobuf;
+
+pub mod openapi;
