@@ -126,3 +126,25 @@ fn serializes_to_the_cli_shape_and_renders_a_table() {
         "MAX SURGE: 1   MAX UNAVAILABLE: 0\nSTEP   NEW   OLD   TOTAL\n0      0     1     1\n1      1     1     2\n"
     );
 }
+
+#[test]
+fn huge_deployment_with_tiny_surge_stops_instead_of_spinning() {
+    let err = rollout_plan(&deployment(i32::MAX, rolling(1.into(), 0.into()))).unwrap_err();
+    assert!(matches!(err, PlanError::RolloutTooLong { .. }), "{err:?}");
+}
+
+#[test]
+fn large_deployment_with_percent_fenceposts_is_simulated() {
+    let plan = rollout_plan(&deployment(1000, rolling("25%".into(), "25%".into()))).expect("plan");
+    assert_eq!(plan.steps.last(), Some(&Step { new: 1000, old: 0 }));
+    for pair in plan.steps.windows(2) {
+        let total = pair[1].new + pair[1].old;
+        assert!((750..=1250).contains(&total), "{pair:?}");
+    }
+}
+
+#[test]
+fn zero_replicas_has_nothing_to_move() {
+    let plan = rollout_plan(&deployment(0, rolling(1.into(), 0.into()))).expect("plan");
+    assert_eq!(plan.steps, steps(&[0], &[0]));
+}

@@ -70,6 +70,14 @@ pub enum PlanError {
         /// The computed size.
         to: i32,
     },
+    /// The rollout would take more syncs than the simulation allows.
+    #[error("rollout would take about {syncs} syncs, more than the {limit} simulated")]
+    RolloutTooLong {
+        /// Estimated syncs needed.
+        syncs: u64,
+        /// The simulation's limit.
+        limit: u64,
+    },
     /// The rollout simulation did not reach the final state.
     #[error("rollout simulation did not converge after {syncs} syncs")]
     DidNotConverge {

@@ -112,6 +112,9 @@ pub fn with_defaults(deployment: &Deployment) -> Deployment {
     d
 }
 
+/// Upper bound on simulated syncs, reached only by very large Deployments with tiny fenceposts.
+const MAX_SIMULATED_SYNCS: usize = 20_000;
+
 const SIMULATION_START_SECONDS: i64 = 946_684_800; // 2000-01-01T00:00:00Z
 
 fn at(seconds: i64) -> Timestamp {
@@ -255,7 +258,17 @@ pub fn rollout_plan(deployment: &Deployment) -> Result<RolloutPlan, PlanError> {
         new: replicas,
         old: 0,
     };
-    let max_syncs = 4 * usize::try_from(replicas).unwrap_or(0) + 16;
+    // Every two syncs move at least maxSurge + maxUnavailable pods; refuse sizes whose
+    // simulation would take too long instead of spinning.
+    let per_round = i64::from(result.max_surge.max(0)) + i64::from(result.max_unavailable.max(0));
+    let needed = 2 * (i64::from(replicas) / per_round.max(1) + 1) + 4;
+    if needed > MAX_SIMULATED_SYNCS as i64 {
+        return Err(PlanError::RolloutTooLong {
+            syncs: needed as u64,
+            limit: MAX_SIMULATED_SYNCS as u64,
+        });
+    }
+    let max_syncs = (2 * needed as usize + 16).min(MAX_SIMULATED_SYNCS);
     let mut created = 0;
     for sync in 0..max_syncs {
         if result.steps.last() == Some(&final_step) {
