@@ -1,0 +1,9 @@
+//! Planners of Skiff's controllers.
+//!
+//! A planner is the pure decision core of a controller: it takes the observed objects and the
+//! current time and returns what one controller sync would write, without doing any I/O. An
+//! asynchronous reconciler (informers, work queue, API client) is built around it elsewhere and
+//! only applies what the planner decided. Keeping behaviour here makes it testable with tables
+//! taken from the upstream Kubernetes unit tests.
+
+pub mod deployment;
