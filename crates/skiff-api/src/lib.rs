@@ -6,11 +6,8 @@
 //! does no I/O and knows nothing of HTTP, tokio or storage.
 
 pub mod cloneset;
-<<<<<<< HEAD
 pub mod conversion;
 pub mod defaults;
-=======
->>>>>>> openapi
 pub mod errors;
 pub mod patch;
 pub mod printers;

@@ -90,9 +90,9 @@ fn render_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{p}.{key}")
             }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            render_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => render_path(parent),
     }
 }
 
@@ -103,7 +103,9 @@ pub fn normalize(
     obj: Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    use k8s_openapi::api::{apps::v1 as apps, autoscaling, coordination::v1 as coord, core::v1 as core};
+    use k8s_openapi::api::{
+        apps::v1 as apps, autoscaling, coordination::v1 as coord, core::v1 as core,
+    };
     macro_rules! typed {
         ($t:ty) => {
             typed_round_trip::<$t>(resource, obj, validation)
@@ -129,37 +131,30 @@ pub fn normalize(
             typed!(autoscaling::v1::HorizontalPodAutoscaler)
         }
         ("coordination.k8s.io", "v1", "Lease") => typed!(coord::Lease),
+        ("apps.kruise.io", "v1alpha1", "CloneSet") => typed!(skiff_api::cloneset::CloneSet),
         _ => Ok((obj, Vec::new())),
     }
 }
 
 /// Fills every field Kubernetes defaults for the kind in the request's version.
 pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
-    let _ = (resource, obj);
+    skiff_api::defaults::apply_defaults(resource, obj);
 }
 
 /// Converts an object between versions of its resource.
 pub fn convert(obj: Value, to_api_version: &str) -> Result<Value, ApiError> {
-    let current = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if current == to_api_version {
-        Ok(obj)
-    } else {
-        Err(ApiError::internal(format!(
-            "no conversion from {current} to {to_api_version}"
-        )))
-    }
+    skiff_api::conversion::convert(obj, to_api_version)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// Validation of a new object, on its storage version.
 pub fn validate_create(resource: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
-    let _ = (resource, obj);
-    Vec::new()
+    skiff_api::validation::validate_create(resource, obj)
 }
 
 /// Validation of a change, on the storage version.
 pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
-    let _ = (resource, new, old);
-    Vec::new()
+    skiff_api::validation::validate_update(resource, new, old)
 }
 
 #[cfg(test)]
@@ -178,8 +173,9 @@ mod tests {
         let err = normalize(deployments(), obj, FieldValidation::Strict).unwrap_err();
         assert_eq!(err.code, 400);
         assert!(
-            err.message
-                .ends_with("strict decoding error: unknown field \"spec.template.spec.containers[0].bogus\""),
+            err.message.ends_with(
+                "strict decoding error: unknown field \"spec.template.spec.containers[0].bogus\""
+            ),
             "{}",
             err.message
         );

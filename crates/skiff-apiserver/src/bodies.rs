@@ -43,8 +43,13 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
     let value = match content_type(headers).as_str() {
         "application/json" | "" | "*/*" => parse_json(body)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => parse_yaml(body)?,
-        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)
-            .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?,
+        crate::protobuf::PROTOBUF_MEDIA_TYPE => crate::protobuf::decode(body).map_err(|e| {
+            if e.is_unsupported_kind() {
+                ApiError::unsupported_media_type(e.to_string())
+            } else {
+                ApiError::bad_request(format!("unable to decode protobuf body: {e}"))
+            }
+        })?,
         other => {
             return Err(ApiError::unsupported_media_type(format!(
                 "the body of the request was in an unknown format - accepted media types include: {ACCEPTED} (got {other})"
@@ -59,15 +64,12 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
     Ok(value)
 }
 
-fn patch_error(err: PatchError) -> ApiError {
-    match err {
-        PatchError::Unsupported(msg) => ApiError::unsupported_media_type(msg),
-        other => ApiError {
-            code: 422,
-            reason: "Invalid",
-            message: other.to_string(),
-            details: None,
-        },
+pub(crate) fn patch_error(err: PatchError) -> ApiError {
+    ApiError {
+        code: err.code(),
+        reason: err.reason(),
+        message: err.status_message(),
+        details: None,
     }
 }
 
@@ -89,21 +91,27 @@ pub async fn patch(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"
         ))
     })?;
-    let patch_doc = match patch_type {
-        PatchType::Apply => parse_yaml(raw)?,
-        _ => serde_json::from_slice::<Value>(raw)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
-    };
+    let patch_doc = patch::decode_patch_body(patch_type, raw).map_err(patch_error)?;
     let result = registry
-        .write_loop(resource, namespace, name, subresource, options, None, |current| {
-            patch::apply_patch(resource, &current, patch_type, &patch_doc).map_err(patch_error)
-        })
+        .write_loop(
+            resource,
+            namespace,
+            name,
+            subresource,
+            options,
+            None,
+            |current| {
+                patch::apply_patch(resource, &current, patch_type, &patch_doc).map_err(patch_error)
+            },
+        )
         .await;
     match result {
         Ok(w) => Ok(crate::server::written(StatusCode::OK, w)),
         // Server-side apply creates what does not exist yet.
         Err(e) if e.code == 404 && patch_type == PatchType::Apply && subresource.is_none() => {
-            let w = registry.create(resource, namespace, patch_doc, options).await?;
+            let w = registry
+                .create(resource, namespace, patch_doc, options)
+                .await?;
             Ok(crate::server::written(StatusCode::CREATED, w))
         }
         Err(e) => Err(e),

@@ -48,7 +48,10 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     }
 }
 
-fn subresource_kind(resource: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str) {
+fn subresource_kind(
+    resource: &ResourceInfo,
+    sub: Subresource,
+) -> (&'static str, &'static str, &'static str) {
     match sub {
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
@@ -255,7 +258,9 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }
 
 #[cfg(test)]
@@ -265,19 +270,42 @@ mod tests {
     #[test]
     fn accept_header_picks_only_a_listed_aggregated_version() {
         let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(DiscoveryFormat::from_accept(v2), DiscoveryFormat::AggregatedV2);
+        assert_eq!(
+            DiscoveryFormat::from_accept(v2),
+            DiscoveryFormat::AggregatedV2
+        );
         let beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(DiscoveryFormat::from_accept(beta), DiscoveryFormat::AggregatedV2Beta1);
-        assert_eq!(DiscoveryFormat::from_accept("application/json, */*"), DiscoveryFormat::Legacy);
+        assert_eq!(
+            DiscoveryFormat::from_accept(beta),
+            DiscoveryFormat::AggregatedV2Beta1
+        );
+        assert_eq!(
+            DiscoveryFormat::from_accept("application/json, */*"),
+            DiscoveryFormat::Legacy
+        );
     }
 
     #[test]
     fn aggregated_lists_deployments_with_scale() {
         let doc = aggregated(false, DiscoveryFormat::AggregatedV2);
-        let apps = doc["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
-        let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+        let apps = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .unwrap();
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
         assert_eq!(deploy["shortNames"], json!(["deploy"]));
-        assert!(deploy["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "scale" && s["responseKind"]["kind"] == "Scale"));
+        assert!(deploy["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subresource"] == "scale" && s["responseKind"]["kind"] == "Scale"));
         let core = aggregated(true, DiscoveryFormat::AggregatedV2);
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");

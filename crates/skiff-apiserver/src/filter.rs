@@ -20,16 +20,17 @@ impl Filter {
         label_selector: Option<&str>,
         field_selector: Option<&str>,
     ) -> Result<Filter, ApiError> {
-        let label = match label_selector.filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(
-                LabelSelector::parse(s)
-                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
-            ),
-            None => None,
-        };
+        let label =
+            match label_selector.filter(|s| !s.trim().is_empty()) {
+                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let field = match field_selector.filter(|s| !s.trim().is_empty()) {
             Some(s) => {
-                let f = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let f =
+                    FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 f.validate_for(resource)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(f)

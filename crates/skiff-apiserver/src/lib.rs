@@ -17,6 +17,3 @@ pub mod scale;
 pub mod server;
 pub mod status;
 pub mod system;
-pub mod protobuf;
-
-pub mod openapi;

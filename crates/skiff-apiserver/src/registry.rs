@@ -168,7 +168,9 @@ fn spec_part(obj: &Value) -> Value {
     match obj {
         Value::Object(map) => Value::Object(
             map.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
@@ -185,7 +187,9 @@ fn encode_continue(revision: Revision, last_key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
@@ -357,7 +361,9 @@ impl Registry {
         options: WriteOptions,
     ) -> Result<Written, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the object provided is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the object provided is not a JSON object",
+            ));
         }
         obj["apiVersion"] = Value::String(resource.api_version());
         obj["kind"] = Value::String(resource.kind.to_string());
@@ -408,8 +414,14 @@ impl Registry {
 
         // Identity and bookkeeping belong to the server, whatever the client sent.
         let md = meta::metadata_mut(&mut obj);
-        md.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
-        md.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
+        md.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        md.insert(
+            "creationTimestamp".into(),
+            Value::String(meta::now_rfc3339()),
+        );
         md.remove("resourceVersion");
         md.remove("deletionTimestamp");
         md.remove("deletionGracePeriodSeconds");
@@ -489,9 +501,15 @@ impl Registry {
         let required = meta::resource_version(&obj)
             .map(parse_resource_version)
             .transpose()?;
-        self.write_loop(resource, namespace, name, subresource, options, required, |_| {
-            Ok(obj.clone())
-        })
+        self.write_loop(
+            resource,
+            namespace,
+            name,
+            subresource,
+            options,
+            required,
+            |_| Ok(obj.clone()),
+        )
         .await
     }
 
@@ -523,7 +541,8 @@ impl Registry {
                     return Err(ApiError::conflict(resource, name));
                 }
             }
-            let (new, warnings) = self.admit_update(resource, storage, &old, desired, subresource, options)?;
+            let (new, warnings) =
+                self.admit_update(resource, storage, &old, desired, subresource, options)?;
             if strip_rv(&new) == strip_rv(&old) {
                 return Ok(Written {
                     object: self.present(resource, old)?,
@@ -541,13 +560,19 @@ impl Registry {
             let result = if finished {
                 self.store.delete(&key, Some(revision)).await
             } else {
-                self.store.update(&key, Self::encode(&new)?, Some(revision)).await
+                self.store
+                    .update(&key, Self::encode(&new)?, Some(revision))
+                    .await
             };
             match result {
                 Ok(kv) => {
                     let object = if finished {
                         let mut gone = new;
-                        meta::set(&mut gone, "resourceVersion", Value::String(kv.mod_revision.to_string()));
+                        meta::set(
+                            &mut gone,
+                            "resourceVersion",
+                            Value::String(kv.mod_revision.to_string()),
+                        );
                         gone
                     } else {
                         self.decode(&kv)?
@@ -576,12 +601,15 @@ impl Registry {
         options: WriteOptions,
     ) -> Result<(Value, Vec<String>), ApiError> {
         if !desired.is_object() {
-            return Err(ApiError::bad_request("the object provided is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the object provided is not a JSON object",
+            ));
         }
         let name = meta::name(old).to_string();
         desired["apiVersion"] = Value::String(resource.api_version());
         desired["kind"] = Value::String(resource.kind.to_string());
-        let (mut desired, warnings) = admission::normalize(resource, desired, options.field_validation)?;
+        let (mut desired, warnings) =
+            admission::normalize(resource, desired, options.field_validation)?;
         admission::apply_defaults(resource, &mut desired);
         let desired = admission::convert(desired, &storage.api_version())?;
 
@@ -632,7 +660,10 @@ impl Registry {
         }
         md.remove("resourceVersion");
         if storage.has_generation && spec_part(&new) != spec_part(old) {
-            let generation = old_md.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            let generation = old_md
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             meta::set(&mut new, "generation", json!(generation + 1));
         }
         if meta::is_deleting(old) {
@@ -671,7 +702,8 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
         let storage = resources::storage_resource(resource);
-        if storage.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public") {
+        if storage.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public")
+        {
             return Err(ApiError {
                 details: Some(json!({"name": name, "kind": "namespaces"})),
                 ..ApiError::forbidden(format!(
@@ -699,10 +731,18 @@ impl Registry {
                 if options.dry_run {
                     return Ok(Deleted::Gone(self.present(resource, old)?));
                 }
-                match self.store.delete(&storage.key(namespace, name), Some(revision)).await {
+                match self
+                    .store
+                    .delete(&storage.key(namespace, name), Some(revision))
+                    .await
+                {
                     Ok(kv) => {
                         let mut gone = old;
-                        meta::set(&mut gone, "resourceVersion", Value::String(kv.mod_revision.to_string()));
+                        meta::set(
+                            &mut gone,
+                            "resourceVersion",
+                            Value::String(kv.mod_revision.to_string()),
+                        );
                         return Ok(Deleted::Gone(self.present(resource, gone)?));
                     }
                     Err(StoreError::Conflict { .. }) => continue,
@@ -718,10 +758,17 @@ impl Registry {
                 .and_then(Value::as_i64);
             if !already || current_grace.is_some_and(|g| grace < g) {
                 let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                meta::set(&mut new, "deletionTimestamp", Value::String(meta::format_time(when)));
+                meta::set(
+                    &mut new,
+                    "deletionTimestamp",
+                    Value::String(meta::format_time(when)),
+                );
                 meta::set(&mut new, "deletionGracePeriodSeconds", json!(grace));
                 if storage.has_generation || old.pointer("/metadata/generation").is_some() {
-                    let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+                    let g = old
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
                     meta::set(&mut new, "generation", json!(g + 1));
                 }
             }
@@ -736,7 +783,11 @@ impl Registry {
             }
             match self
                 .store
-                .update(&storage.key(namespace, name), Self::encode(&new)?, Some(revision))
+                .update(
+                    &storage.key(namespace, name),
+                    Self::encode(&new)?,
+                    Some(revision),
+                )
                 .await
             {
                 Ok(kv) => return Ok(Deleted::Pending(self.present(resource, self.decode(&kv)?)?)),
@@ -765,7 +816,10 @@ impl Registry {
         }
         options
             .grace_period_seconds
-            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
             .unwrap_or(30)
             .max(0)
     }
@@ -813,8 +867,13 @@ impl Registry {
         };
         let events = match self.store.watch(&prefix, after).await {
             Ok(events) => events,
-            Err(StoreError::Compacted { requested, compacted }) => {
-                let err = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let err = ApiError::expired(format!(
+                    "too old resource version: {requested} ({compacted})"
+                ));
                 return Ok(futures::stream::iter([WatchEvent {
                     event_type: "ERROR",
                     object: err.to_status(),
@@ -938,7 +997,9 @@ impl WatchState {
         let obj = self.registry.decode(&event.kv)?;
         let now_matches = self.filter.matches(self.storage, &obj);
         let before_matches = match &event.prev {
-            Some(prev) => self.filter.matches(self.storage, &self.registry.decode(prev)?),
+            Some(prev) => self
+                .filter
+                .matches(self.storage, &self.registry.decode(prev)?),
             None => false,
         };
         let event_type = match event.kind {
@@ -966,14 +1027,18 @@ mod tests {
         assert_eq!(qos_class(&best), "BestEffort");
         let guaranteed = json!({"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}});
         assert_eq!(qos_class(&guaranteed), "Guaranteed");
-        let burst = json!({"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"1"}}}]}});
+        let burst =
+            json!({"spec":{"containers":[{"name":"a","resources":{"requests":{"cpu":"1"}}}]}});
         assert_eq!(qos_class(&burst), "Burstable");
     }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_continue(42, "/registry/core/pods/default/a");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/a".to_string()));
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "/registry/core/pods/default/a".to_string())
+        );
         assert_eq!(decode_continue("%%%").unwrap_err().code, 400);
     }
 

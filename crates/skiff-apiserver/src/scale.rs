@@ -27,7 +27,13 @@ fn selector_string(obj: &Value) -> String {
 pub fn scale_of(obj: &Value) -> Value {
     let md = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let mut metadata = json!({});
-    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = md.get(f) {
             metadata[f] = v.clone();
         }
@@ -50,7 +56,10 @@ fn scale_resource() -> &'static ResourceInfo {
 }
 
 fn replicas_of(scale: &Value, resource: &ResourceInfo, name: &str) -> Result<i64, ApiError> {
-    let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if replicas < 0 {
         return Err(ApiError::invalid(
             resource,
@@ -92,13 +101,25 @@ pub async fn handle(
             let scale = bodies::decode_object(headers, raw)?;
             let replicas = replicas_of(&scale, resource, name)?;
             let required = meta::resource_version(&scale)
-                .map(|rv| rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}"))))
+                .map(|rv| {
+                    rv.parse::<i64>().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resource version: {rv}"))
+                    })
+                })
                 .transpose()?;
             registry
-                .write_loop(resource, namespace, name, None, options, required, |mut obj| {
-                    obj["spec"]["replicas"] = json!(replicas);
-                    Ok(obj)
-                })
+                .write_loop(
+                    resource,
+                    namespace,
+                    name,
+                    None,
+                    options,
+                    required,
+                    |mut obj| {
+                        obj["spec"]["replicas"] = json!(replicas);
+                        Ok(obj)
+                    },
+                )
                 .await?
         }
         Method::PATCH => {
@@ -106,16 +127,15 @@ pub async fn handle(
                 .get(axum::http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            let patch_type = PatchType::from_content_type(ct)
-                .ok_or_else(|| ApiError::unsupported_media_type(format!("unsupported patch type {ct}")))?;
-            let doc = match patch_type {
-                PatchType::Apply => bodies::parse_yaml(raw)?,
-                _ => bodies::parse_json(raw)?,
-            };
+            let patch_type = PatchType::from_content_type(ct).ok_or_else(|| {
+                ApiError::unsupported_media_type(format!("unsupported patch type {ct}"))
+            })?;
+            let doc = patch::decode_patch_body(patch_type, raw).map_err(bodies::patch_error)?;
             registry
                 .write_loop(resource, namespace, name, None, options, None, |mut obj| {
-                    let patched = patch::apply_patch(scale_resource(), &scale_of(&obj), patch_type, &doc)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    let patched =
+                        patch::apply_patch(scale_resource(), &scale_of(&obj), patch_type, &doc)
+                            .map_err(bodies::patch_error)?;
                     obj["spec"]["replicas"] = json!(replicas_of(&patched, resource, name)?);
                     Ok(obj)
                 })

@@ -69,7 +69,12 @@ async fn authenticate(State(state): State<Arc<ServerState>>, req: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = presented.is_some_and(|p| state.tokens.iter().any(|t| constant_time_eq(t.as_bytes(), p.as_bytes())));
+    let ok = presented.is_some_and(|p| {
+        state
+            .tokens
+            .iter()
+            .any(|t| constant_time_eq(t.as_bytes(), p.as_bytes()))
+    });
     if ok {
         next.run(req).await
     } else {
@@ -110,13 +115,19 @@ enum Target {
 }
 
 fn parse_path(path: &str) -> Result<Target, ApiError> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
         ["api"] => return Ok(Target::CoreDiscovery),
         ["apis"] => return Ok(Target::GroupsDiscovery),
         ["openapi", "v3"] => return Ok(Target::OpenApiRoot),
         ["openapi", "v3", "api", v] => return Ok(Target::OpenApiDoc(String::new(), v.to_string())),
-        ["openapi", "v3", "apis", g, v] => return Ok(Target::OpenApiDoc(g.to_string(), v.to_string())),
+        ["openapi", "v3", "apis", g, v] => {
+            return Ok(Target::OpenApiDoc(g.to_string(), v.to_string()))
+        }
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g] => return Ok(Target::Group(g.to_string())),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -125,7 +136,8 @@ fn parse_path(path: &str) -> Result<Target, ApiError> {
     if rest.is_empty() {
         return Ok(Target::GroupVersion(group.to_string(), version.to_string()));
     }
-    let find = |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::path_not_found);
+    let find =
+        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::path_not_found);
     let namespaced_target = |ns: &str, rest: &[&str]| -> Result<Target, ApiError> {
         let resource = find(rest[0])?;
         if !resource.namespaced {
@@ -134,7 +146,9 @@ fn parse_path(path: &str) -> Result<Target, ApiError> {
         object_target(resource, Some(ns.to_string()), &rest[1..])
     };
     match rest {
-        ["namespaces", ns, more @ ..] if !more.is_empty() && resources::find(group, version, more[0]).is_some() => {
+        ["namespaces", ns, more @ ..]
+            if !more.is_empty() && resources::find(group, version, more[0]).is_some() =>
+        {
             namespaced_target(ns, more)
         }
         [plural, more @ ..] => {
@@ -148,7 +162,11 @@ fn parse_path(path: &str) -> Result<Target, ApiError> {
     }
 }
 
-fn object_target(resource: &'static ResourceInfo, namespace: Option<String>, rest: &[&str]) -> Result<Target, ApiError> {
+fn object_target(
+    resource: &'static ResourceInfo,
+    namespace: Option<String>,
+    rest: &[&str],
+) -> Result<Target, ApiError> {
     let (name, subresource) = match rest {
         [] => (None, None),
         [name] => (Some(name.to_string()), None),
@@ -189,7 +207,10 @@ impl Query {
     fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
         self.get(key)
             .filter(|v| !v.is_empty())
-            .map(|v| v.parse::<T>().map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v}"))))
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v}")))
+            })
             .transpose()
     }
 
@@ -201,7 +222,9 @@ impl Query {
             continue_token: self.get("continue").map(str::to_string),
             resource_version: self.get("resourceVersion").map(str::to_string),
             allow_bookmarks: self.flag("allowWatchBookmarks"),
-            timeout: self.number::<u64>("timeoutSeconds")?.map(Duration::from_secs),
+            timeout: self
+                .number::<u64>("timeoutSeconds")?
+                .map(Duration::from_secs),
         })
     }
 
@@ -222,7 +245,10 @@ fn wants_table(headers: &HeaderMap) -> bool {
 }
 
 fn accept_header(headers: &HeaderMap) -> &str {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
@@ -267,11 +293,17 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             let core = matches!(target, Target::CoreDiscovery);
             let format = DiscoveryFormat::from_accept(accept_header(&headers));
             let doc = match (format, core) {
-                (DiscoveryFormat::Legacy, true) => discovery::api_versions(&state.advertise_address),
+                (DiscoveryFormat::Legacy, true) => {
+                    discovery::api_versions(&state.advertise_address)
+                }
                 (DiscoveryFormat::Legacy, false) => discovery::api_group_list(),
                 (f, core) => discovery::aggregated(core, f),
             };
-            Ok(json_response_typed(StatusCode::OK, &doc, format.content_type()))
+            Ok(json_response_typed(
+                StatusCode::OK,
+                &doc,
+                format.content_type(),
+            ))
         }
         Target::Group(g) => discovery::api_group_doc(&g)
             .map(|d| json_response(StatusCode::OK, &d))
@@ -279,10 +311,22 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
         Target::GroupVersion(g, v) => discovery::api_resource_list(&g, &v)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::path_not_found),
-        Target::OpenApiRoot => Ok(json_response(StatusCode::OK, &crate::openapi::root_document())),
-        Target::OpenApiDoc(g, v) => crate::openapi::group_version_document(&g, &v)
-            .map(|d| json_response(StatusCode::OK, &d))
-            .ok_or_else(ApiError::path_not_found),
+        Target::OpenApiRoot => Ok(json_response(
+            StatusCode::OK,
+            &crate::openapi::root_document(),
+        )),
+        Target::OpenApiDoc(g, v) => {
+            crate::openapi::document_bytes(&crate::openapi::path_key(&g, &v))
+                .map(|bytes| {
+                    (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        bytes,
+                    )
+                        .into_response()
+                })
+                .ok_or_else(ApiError::path_not_found)
+        }
         Target::Resource {
             resource,
             namespace,
@@ -297,11 +341,16 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         return watch(registry, resource, ns, &opts, &headers, &query).await;
                     }
                     let list = registry.list(resource, ns, &opts).await?;
-                    Ok(json_response(StatusCode::OK, &render_list(resource, list, &headers, &query)))
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &render_list(resource, list, &headers, &query),
+                    ))
                 }
                 (Method::POST, None, None) => {
                     let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
-                    let w = registry.create(resource, ns, obj, query.write_options()?).await?;
+                    let w = registry
+                        .create(resource, ns, obj, query.write_options()?)
+                        .await?;
                     Ok(written(StatusCode::CREATED, w))
                 }
                 (Method::DELETE, None, None) => {
@@ -309,7 +358,10 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     let list = registry.list(resource, ns, &query.list_options()?).await?;
                     let mut deleted = Vec::new();
                     for item in list.items {
-                        match registry.delete(resource, meta::namespace(&item), meta::name(&item), &opts).await {
+                        match registry
+                            .delete(resource, meta::namespace(&item), meta::name(&item), &opts)
+                            .await
+                        {
                             Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => deleted.push(o),
                             Err(e) if e.code == 404 => {}
                             Err(e) => return Err(e),
@@ -321,46 +373,88 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                                 "metadata": {"resourceVersion": list.resource_version.to_string()}, "items": deleted}),
                     ))
                 }
-                (Method::GET, Some(name), None) | (Method::GET, Some(name), Some(Subresource::Status)) => {
+                (Method::GET, Some(name), None)
+                | (Method::GET, Some(name), Some(Subresource::Status)) => {
                     let obj = registry.get(resource, ns, &name).await?;
                     if wants_table(&headers) {
                         let include = IncludeObject::parse(query.get("includeObject"));
-                        let mut table = printers::table(resource, std::slice::from_ref(&obj), include, jiff::Timestamp::now());
-                        table["metadata"] = json!({"resourceVersion": meta::resource_version(&obj).unwrap_or("")});
+                        let mut table = printers::table(
+                            resource,
+                            std::slice::from_ref(&obj),
+                            include,
+                            jiff::Timestamp::now(),
+                        );
+                        table["metadata"] =
+                            json!({"resourceVersion": meta::resource_version(&obj).unwrap_or("")});
                         return Ok(json_response(StatusCode::OK, &table));
                     }
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
                     let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
-                    let w = registry.update(resource, ns, &name, obj, sub, query.write_options()?).await?;
+                    let w = registry
+                        .update(resource, ns, &name, obj, sub, query.write_options()?)
+                        .await?;
                     Ok(written(StatusCode::OK, w))
                 }
                 (Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
                     let raw = read_body(body).await?;
-                    bodies::patch(registry, resource, ns, &name, sub, &headers, &raw, query.write_options()?).await
+                    bodies::patch(
+                        registry,
+                        resource,
+                        ns,
+                        &name,
+                        sub,
+                        &headers,
+                        &raw,
+                        query.write_options()?,
+                    )
+                    .await
                 }
                 (Method::DELETE, Some(name), None) => {
                     let opts = delete_options(&query, &read_body(body).await?)?;
                     match registry.delete(resource, ns, &name, &opts).await? {
-                        Deleted::Gone(obj) => Ok(json_response(StatusCode::OK, &deleted_status(resource, &obj))),
+                        Deleted::Gone(obj) => Ok(json_response(
+                            StatusCode::OK,
+                            &deleted_status(resource, &obj),
+                        )),
                         Deleted::Pending(obj) => {
                             if resource.kind == "Namespace" {
-                                crate::system::spawn_namespace_finalizer(registry.clone(), name.clone());
+                                crate::system::spawn_namespace_finalizer(
+                                    registry.clone(),
+                                    name.clone(),
+                                );
                             }
                             Ok(json_response(StatusCode::ACCEPTED, &obj))
                         }
                     }
                 }
                 (m, Some(name), Some(Subresource::Scale)) => {
-                    let raw = if m == Method::GET { Bytes::new() } else { read_body(body).await? };
-                    scale::handle(registry, resource, ns, &name, &m, &headers, &raw, query.write_options()?).await
+                    let raw = if m == Method::GET {
+                        Bytes::new()
+                    } else {
+                        read_body(body).await?
+                    };
+                    scale::handle(
+                        registry,
+                        resource,
+                        ns,
+                        &name,
+                        &m,
+                        &headers,
+                        &raw,
+                        query.write_options()?,
+                    )
+                    .await
                 }
                 (Method::POST, Some(name), Some(Subresource::Binding)) => {
                     let binding = bodies::decode_object(&headers, &read_body(body).await?)?;
                     let obj = bind_pod(registry, resource, ns, &name, &binding).await?;
                     let _ = obj;
-                    Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+                    Ok(json_response(
+                        StatusCode::CREATED,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                    ))
                 }
                 (Method::GET, Some(_), Some(Subresource::Log)) => Err(ApiError::bad_request(
                     "logs are served by the node agent, which this server does not run",
@@ -386,12 +480,19 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
     let mut opts = DeleteOptions {
         grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
-        propagation_policy: body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string),
-        precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        propagation_policy: body
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         precondition_resource_version: body
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -420,7 +521,12 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     Ok(opts)
 }
 
-fn render_list(resource: &ResourceInfo, list: crate::registry::ObjectList, headers: &HeaderMap, query: &Query) -> Value {
+fn render_list(
+    resource: &ResourceInfo,
+    list: crate::registry::ObjectList,
+    headers: &HeaderMap,
+    query: &Query,
+) -> Value {
     let mut metadata = json!({"resourceVersion": list.resource_version.to_string()});
     if let Some(c) = &list.continue_token {
         metadata["continue"] = json!(c);
@@ -461,13 +567,20 @@ async fn watch(
     let include = IncludeObject::parse(query.get("includeObject"));
     let stream = events.map(move |ev| {
         let object = if table && ev.event_type != "ERROR" && ev.event_type != "BOOKMARK" {
-            let mut t = printers::table(resource, std::slice::from_ref(&ev.object), include, jiff::Timestamp::now());
-            t["metadata"] = json!({"resourceVersion": meta::resource_version(&ev.object).unwrap_or("")});
+            let mut t = printers::table(
+                resource,
+                std::slice::from_ref(&ev.object),
+                include,
+                jiff::Timestamp::now(),
+            );
+            t["metadata"] =
+                json!({"resourceVersion": meta::resource_version(&ev.object).unwrap_or("")});
             t
         } else {
             ev.object
         };
-        let mut line = serde_json::to_vec(&json!({"type": ev.event_type, "object": object})).unwrap_or_default();
+        let mut line = serde_json::to_vec(&json!({"type": ev.event_type, "object": object}))
+            .unwrap_or_default();
         line.push(b'\n');
         Ok::<_, std::convert::Infallible>(Bytes::from(line))
     });
@@ -503,10 +616,22 @@ async fn bind_pod(
             None,
             |mut pod| {
                 if meta::is_deleting(&pod) {
-                    return Err(ApiError::conflict_message(resource, name, format!("pod {name} is being deleted, cannot be assigned to a host")));
+                    return Err(ApiError::conflict_message(
+                        resource,
+                        name,
+                        format!("pod {name} is being deleted, cannot be assigned to a host"),
+                    ));
                 }
-                if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-                    return Err(ApiError::conflict_message(resource, name, format!("pod {name} is already assigned to node \"{existing}\"")));
+                if let Some(existing) = pod
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                {
+                    return Err(ApiError::conflict_message(
+                        resource,
+                        name,
+                        format!("pod {name} is already assigned to node \"{existing}\""),
+                    ));
                 }
                 pod["spec"]["nodeName"] = json!(node);
                 Ok(pod)
@@ -527,14 +652,30 @@ async fn bind_pod(
     Ok(w.object)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves the API over TLS on `listener` until `shutdown` resolves, then lets open requests
+/// finish for a short while.
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
     state: Arc<ServerState>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // One process-wide crypto provider; a second install attempt is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem, key_pem).await?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    listener.set_nonblocking(true)?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(app)
+        .await
 }
 
 #[cfg(test)]
@@ -543,27 +684,52 @@ mod tests {
 
     fn resource_of(path: &str) -> (String, Option<String>, Option<String>, Option<Subresource>) {
         match parse_path(path) {
-            Ok(Target::Resource { resource, namespace, name, subresource }) => {
-                (resource.plural.to_string(), namespace, name, subresource)
-            }
+            Ok(Target::Resource {
+                resource,
+                namespace,
+                name,
+                subresource,
+            }) => (resource.plural.to_string(), namespace, name, subresource),
             _ => panic!("{path} is not a resource path"),
         }
     }
 
     #[test]
     fn paths_resolve_to_resources() {
-        assert_eq!(resource_of("/api/v1/namespaces/default/pods"), ("pods".into(), Some("default".into()), None, None));
-        assert_eq!(resource_of("/api/v1/namespaces/kube-system"), ("namespaces".into(), None, Some("kube-system".into()), None));
+        assert_eq!(
+            resource_of("/api/v1/namespaces/default/pods"),
+            ("pods".into(), Some("default".into()), None, None)
+        );
+        assert_eq!(
+            resource_of("/api/v1/namespaces/kube-system"),
+            ("namespaces".into(), None, Some("kube-system".into()), None)
+        );
         assert_eq!(
             resource_of("/api/v1/namespaces/foo/status"),
-            ("namespaces".into(), None, Some("foo".into()), Some(Subresource::Status))
+            (
+                "namespaces".into(),
+                None,
+                Some("foo".into()),
+                Some(Subresource::Status)
+            )
         );
         assert_eq!(
             resource_of("/apis/apps/v1/namespaces/a/deployments/web/scale"),
-            ("deployments".into(), Some("a".into()), Some("web".into()), Some(Subresource::Scale))
+            (
+                "deployments".into(),
+                Some("a".into()),
+                Some("web".into()),
+                Some(Subresource::Scale)
+            )
         );
-        assert_eq!(resource_of("/apis/apps/v1/deployments"), ("deployments".into(), None, None, None));
-        assert_eq!(resource_of("/api/v1/nodes/n1"), ("nodes".into(), None, Some("n1".into()), None));
+        assert_eq!(
+            resource_of("/apis/apps/v1/deployments"),
+            ("deployments".into(), None, None, None)
+        );
+        assert_eq!(
+            resource_of("/api/v1/nodes/n1"),
+            ("nodes".into(), None, Some("n1".into()), None)
+        );
         assert!(parse_path("/apis/apps/v1/namespaces/a/widgets").is_err());
         assert!(parse_path("/apis/apps/v1/deployments/web").is_err());
         assert!(parse_path("/api/v1/namespaces/a/configmaps/x/scale").is_err());

@@ -106,7 +106,11 @@ impl ApiError {
             ..ApiError::new(
                 409,
                 "AlreadyExists",
-                format!("{} \"{}\" already exists", resource.qualified_plural(), name),
+                format!(
+                    "{} \"{}\" already exists",
+                    resource.qualified_plural(),
+                    name
+                ),
             )
         }
     }

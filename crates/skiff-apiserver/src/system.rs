@@ -13,14 +13,18 @@ use crate::registry::{DeleteOptions, Deleted, ListOptions, Registry, WriteOption
 use crate::status::ApiError;
 
 /// Namespaces every cluster has.
-pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const BUILTIN_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the built-in namespaces that do not exist yet.
 pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), ApiError> {
     let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
     for name in BUILTIN_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match registry.create(ns, None, obj, WriteOptions::default()).await {
+        match registry
+            .create(ns, None, obj, WriteOptions::default())
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
@@ -34,15 +38,25 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
     let ns_resource = resources::find("", "v1", "namespaces").expect("namespaces are registered");
     loop {
         let mut remaining = 0usize;
-        for resource in RESOURCES.iter().filter(|r| r.namespaced && r.version == r.storage_version) {
-            let list = registry.list(resource, Some(name), &ListOptions::default()).await?;
+        for resource in RESOURCES
+            .iter()
+            .filter(|r| r.namespaced && r.version == r.storage_version)
+        {
+            let list = registry
+                .list(resource, Some(name), &ListOptions::default())
+                .await?;
             for item in list.items {
                 remaining += 1;
                 if meta::is_deleting(&item) {
                     continue;
                 }
                 match registry
-                    .delete(resource, Some(name), meta::name(&item), &DeleteOptions::default())
+                    .delete(
+                        resource,
+                        Some(name),
+                        meta::name(&item),
+                        &DeleteOptions::default(),
+                    )
                     .await
                 {
                     Ok(Deleted::Gone(_)) => remaining -= 1,
@@ -59,12 +73,20 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let result = registry
-        .write_loop(ns_resource, None, name, None, WriteOptions::default(), None, |mut ns| {
-            if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("finalizers".into(), json!([]));
-            }
-            Ok(ns)
-        })
+        .write_loop(
+            ns_resource,
+            None,
+            name,
+            None,
+            WriteOptions::default(),
+            None,
+            |mut ns| {
+                if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("finalizers".into(), json!([]));
+                }
+                Ok(ns)
+            },
+        )
         .await;
     match result {
         Ok(_) => Ok(()),
@@ -76,7 +98,11 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
 /// Starts emptying every namespace already marked for deletion (after a restart).
 pub async fn resume_namespace_finalizers(registry: &Registry) -> Result<(), ApiError> {
     let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
-    for item in registry.list(ns, None, &ListOptions::default()).await?.items {
+    for item in registry
+        .list(ns, None, &ListOptions::default())
+        .await?
+        .items
+    {
         if meta::is_deleting(&item) {
             spawn_namespace_finalizer(registry.clone(), meta::name(&item).to_string());
         }

@@ -38,12 +38,15 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The kubeconfig for `server` with the admin token, context `skiff` current.
-pub fn render(server: &str, token: &str) -> String {
+/// The kubeconfig for `server` (trusting `ca_pem`) with the admin token, context `skiff`
+/// current.
+pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
+    use base64::Engine;
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let doc = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "skiff", "cluster": {"server": server}}],
+        "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority-data": ca_data}}],
         "users": [{"name": "skiff-admin", "user": {"token": token}}],
         "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-admin", "namespace": "default"}}],
         "current-context": "skiff",
@@ -67,10 +70,17 @@ mod tests {
 
     #[test]
     fn kubeconfig_names_server_token_and_context() {
-        let text = render("http://127.0.0.1:1234", "abc");
+        let text = render("https://127.0.0.1:1234", "PEM", "abc");
         let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(doc["current-context"], "skiff");
-        assert_eq!(doc["clusters"][0]["cluster"]["server"], "http://127.0.0.1:1234");
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:1234"
+        );
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["certificate-authority-data"],
+            "UEVN"
+        );
         assert_eq!(doc["users"][0]["user"]["token"], "abc");
     }
 }

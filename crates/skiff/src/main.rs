@@ -1,6 +1,7 @@
 //! The `skiff` command: Kubernetes workloads in one binary.
 
 mod kubeconfig;
+mod pki;
 mod up;
 
 use std::net::SocketAddr;
@@ -43,7 +44,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -9,8 +9,8 @@ use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
 use skiff_store::{SqliteStore, Store};
 
-use crate::kubeconfig;
 use crate::UpArgs;
+use crate::{kubeconfig, pki};
 
 /// How often store history is compacted.
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
@@ -31,13 +31,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -65,13 +66,16 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     system::ensure_builtin_namespaces(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
-    let server_url = format!("http://{address}");
+    let tls = pki::serving_material(&data_dir, address.ip())?;
+    let server_url = format!("https://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
-    kubeconfig::write_private(&kubeconfig_path, kubeconfig::render(&server_url, &token).as_bytes())?;
+    kubeconfig::write_private(
+        &kubeconfig_path,
+        kubeconfig::render(&server_url, &tls.ca_pem, &token).as_bytes(),
+    )?;
 
     let state = Arc::new(ServerState {
         registry,
@@ -81,7 +85,14 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(system::compaction_loop(store.clone(), COMPACTION_INTERVAL));
     tracing::info!(%address, data_dir = %data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is serving");
     println!("export KUBECONFIG={}", kubeconfig_path.display());
-    server::serve(listener, state, shutdown_signal()).await?;
+    server::serve_tls(
+        listener,
+        state,
+        tls.cert_pem.into_bytes(),
+        tls.key_pem.into_bytes(),
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("skiff stopped");
     Ok(())
 }

@@ -1,0 +1,100 @@
+//! The cluster's own certificate authority and the API server's serving certificate.
+//!
+//! kubectl sends bearer tokens only over TLS, and a token should never cross a network in the
+//! clear anyway, so the API is HTTPS from the first start: a CA is created once per data
+//! directory and the serving certificate is reissued when the addresses it must cover change.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+use crate::kubeconfig::write_private;
+
+/// PEM files for the API server and the CA clients trust.
+pub struct ServingMaterial {
+    /// The CA certificate (PEM), for kubeconfig `certificate-authority-data`.
+    pub ca_pem: String,
+    /// The serving certificate chain (PEM).
+    pub cert_pem: String,
+    /// The serving key (PEM).
+    pub key_pem: String,
+}
+
+type PkiResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The CA's parameters; the same every time, so a stored CA key can sign again after a restart.
+fn ca_params() -> PkiResult<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    Ok(params)
+}
+
+fn load_or_create_ca(dir: &Path) -> PkiResult<(String, KeyPair)> {
+    let cert_path = dir.join("ca.crt");
+    let key_path = dir.join("ca.key");
+    if let (Ok(cert), Ok(key)) = (
+        std::fs::read_to_string(&cert_path),
+        std::fs::read_to_string(&key_path),
+    ) {
+        return Ok((cert, KeyPair::from_pem(&key)?));
+    }
+    let key = KeyPair::generate()?;
+    let cert = ca_params()?.self_signed(&key)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_private(&cert_path, cert.pem().as_bytes())?;
+    Ok((cert.pem(), key))
+}
+
+/// Loads the CA (creating it on first start) and issues a serving certificate valid for
+/// `localhost`, `127.0.0.1`, `::1` and `extra_ip`.
+pub fn serving_material(dir: &Path, extra_ip: IpAddr) -> PkiResult<ServingMaterial> {
+    let (ca_pem, ca_key) = load_or_create_ca(dir)?;
+    let ca = ca_params()?;
+    let issuer = Issuer::from_params(&ca, ca_key);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-apiserver");
+    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse()?, "::1".parse()?];
+    if !extra_ip.is_unspecified() && !ips.contains(&extra_ip) {
+        ips.push(extra_ip);
+    }
+    params
+        .subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(ServingMaterial {
+        ca_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_is_created_once_and_signs_serving_certs() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = serving_material(dir.path(), "127.0.0.1".parse().unwrap()).unwrap();
+        let second = serving_material(dir.path(), "10.1.2.3".parse().unwrap()).unwrap();
+        assert_eq!(first.ca_pem, second.ca_pem, "the CA survives restarts");
+        assert_ne!(first.cert_pem, second.cert_pem);
+        assert!(first.key_pem.contains("PRIVATE KEY"));
+    }
+}
