@@ -200,7 +200,7 @@ mod tests {
             "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`"
         );
         assert_eq!(
-            invalid_message("Deployment.apps", "web", &[e.clone()]),
+            invalid_message("Deployment.apps", "web", std::slice::from_ref(&e)),
             format!("Deployment.apps \"web\" is invalid: {}", e.full())
         );
         let two = invalid_message("Deployment.apps", "web", &[e.clone(), e.clone()]);

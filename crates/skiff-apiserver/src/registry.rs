@@ -824,6 +824,64 @@ impl Registry {
             .max(0)
     }
 
+    /// Assigns a pod to a node (the `binding` subresource): sets `spec.nodeName` once and the
+    /// `PodScheduled` condition.
+    pub async fn bind_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+    ) -> Result<Value, ApiError> {
+        let resource = resources::find("", "v1", "pods").expect("pods are registered");
+        self.write_loop(
+            resource,
+            Some(namespace),
+            name,
+            None,
+            WriteOptions::default(),
+            None,
+            |mut pod| {
+                if meta::is_deleting(&pod) {
+                    return Err(ApiError::conflict_message(
+                        resource,
+                        name,
+                        format!("pod {name} is being deleted, cannot be assigned to a host"),
+                    ));
+                }
+                if let Some(existing) = pod
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                {
+                    return Err(ApiError::conflict_message(
+                        resource,
+                        name,
+                        format!("pod {name} is already assigned to node \"{existing}\""),
+                    ));
+                }
+                pod["spec"]["nodeName"] = json!(node);
+                Ok(pod)
+            },
+        )
+        .await?;
+        let now = meta::now_rfc3339();
+        let w = self
+            .write_loop(resource, Some(namespace), name, Some(Subresource::Status), WriteOptions::default(), None, |mut pod| {
+                let mut conditions: Vec<Value> = pod["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c["type"] != "PodScheduled")
+                    .collect();
+                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+                pod["status"]["conditions"] = json!(conditions);
+                Ok(pod)
+            })
+            .await?;
+        Ok(w.object)
+    }
+
     /// Watches a resource from a revision (or, without one, from a synthetic listing of the
     /// current state). Ends with an `ERROR` event when the revision is too old.
     pub async fn watch(

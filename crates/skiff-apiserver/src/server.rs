@@ -449,8 +449,14 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                 }
                 (Method::POST, Some(name), Some(Subresource::Binding)) => {
                     let binding = bodies::decode_object(&headers, &read_body(body).await?)?;
-                    let obj = bind_pod(registry, resource, ns, &name, &binding).await?;
-                    let _ = obj;
+                    let node = binding
+                        .pointer("/target/name")
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty())
+                        .ok_or_else(|| ApiError::bad_request("binding target name is required"))?;
+                    registry
+                        .bind_pod(ns.unwrap_or("default"), &name, node)
+                        .await?;
                     Ok(json_response(
                         StatusCode::CREATED,
                         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -590,66 +596,6 @@ async fn watch(
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| ApiError::internal("building watch response").into_response()))
-}
-
-/// `POST pods/NAME/binding`: assigns the pod to a node, once.
-async fn bind_pod(
-    registry: &Registry,
-    resource: &ResourceInfo,
-    namespace: Option<&str>,
-    name: &str,
-    binding: &Value,
-) -> Result<Value, ApiError> {
-    let node = binding
-        .pointer("/target/name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request("binding target name is required"))?
-        .to_string();
-    let w = registry
-        .write_loop(
-            resource,
-            namespace,
-            name,
-            None,
-            WriteOptions::default(),
-            None,
-            |mut pod| {
-                if meta::is_deleting(&pod) {
-                    return Err(ApiError::conflict_message(
-                        resource,
-                        name,
-                        format!("pod {name} is being deleted, cannot be assigned to a host"),
-                    ));
-                }
-                if let Some(existing) = pod
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty())
-                {
-                    return Err(ApiError::conflict_message(
-                        resource,
-                        name,
-                        format!("pod {name} is already assigned to node \"{existing}\""),
-                    ));
-                }
-                pod["spec"]["nodeName"] = json!(node);
-                Ok(pod)
-            },
-        )
-        .await?;
-    // The PodScheduled condition lives in status.
-    let now = meta::now_rfc3339();
-    registry
-        .write_loop(resource, namespace, name, Some(Subresource::Status), WriteOptions::default(), None, |mut pod| {
-            let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-            pod["status"]["conditions"] = json!(conditions);
-            Ok(pod)
-        })
-        .await?;
-    Ok(w.object)
 }
 
 /// Serves the API over TLS on `listener` until `shutdown` resolves, then lets open requests

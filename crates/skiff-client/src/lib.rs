@@ -1,0 +1,500 @@
+//! The one API every controller, the scheduler and node agents use to read and write cluster
+//! state.
+//!
+//! [`Client`] is object-safe and speaks JSON values, so the same controller code runs against
+//! the in-process registry ([`LocalClient`], same admission as HTTP requests) or, later, a
+//! remote server. [`Api`] adds typed access for any `k8s-openapi` resource (and CloneSets).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use k8s_openapi::serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use skiff_api::patch::PatchType;
+use skiff_api::resources::{self, ResourceInfo, Subresource};
+use skiff_apiserver::registry::{self, Registry, WriteOptions};
+
+pub use skiff_apiserver::registry::{DeleteOptions, ListOptions};
+pub use skiff_apiserver::status::ApiError;
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API answered with an error `Status`.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The object could not be converted to or from its typed form.
+    #[error("object does not match its type: {0}")]
+    Decode(String),
+    /// The resource is not served.
+    #[error("resource {0} is not served")]
+    UnknownResource(String),
+}
+
+impl ClientError {
+    /// The HTTP status code of an API error (0 for other errors).
+    pub fn code(&self) -> u16 {
+        match self {
+            ClientError::Api(e) => e.code,
+            _ => 0,
+        }
+    }
+
+    /// Whether the object was not found.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == 404
+    }
+
+    /// Whether the write lost a race (409 Conflict) or the object already exists.
+    pub fn is_conflict(&self) -> bool {
+        self.code() == 409
+    }
+}
+
+impl From<ApiError> for ClientError {
+    fn from(e: ApiError) -> Self {
+        ClientError::Api(e)
+    }
+}
+
+/// One watch event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
+    pub event_type: &'static str,
+    /// The object (a `Status` for `ERROR`).
+    pub object: Value,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ObjectList {
+    /// The items.
+    pub items: Vec<Value>,
+    /// The revision the list reflects; watch from it to miss nothing.
+    pub resource_version: String,
+    /// The continue token for the next page, if any.
+    pub continue_token: Option<String>,
+}
+
+/// Where an object lives: its resource and namespace.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    /// The resource, in the version the caller speaks.
+    pub resource: &'static ResourceInfo,
+    /// The namespace, or `None` for cluster-scoped resources and all-namespace lists/watches.
+    pub namespace: Option<&'a str>,
+}
+
+/// The untyped API every component uses.
+#[async_trait]
+pub trait Client: Send + Sync + 'static {
+    /// Reads one object.
+    async fn get(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError>;
+    /// Lists objects.
+    async fn list(
+        &self,
+        scope: Scope<'_>,
+        options: &ListOptions,
+    ) -> Result<ObjectList, ClientError>;
+    /// Watches objects from `options.resource_version` (or from a synthetic initial listing).
+    async fn watch(
+        &self,
+        scope: Scope<'_>,
+        options: &ListOptions,
+    ) -> Result<BoxStream<'static, WatchEvent>, ClientError>;
+    /// Creates an object.
+    async fn create(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError>;
+    /// Replaces an object (its `metadata.resourceVersion`, if set, is a precondition).
+    async fn update(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError>;
+    /// Replaces an object's status (its `metadata.resourceVersion`, if set, is a precondition).
+    async fn update_status(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError>;
+    /// Patches an object, or its status with `status: true`.
+    async fn patch(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        patch_type: PatchType,
+        patch: Value,
+        status: bool,
+    ) -> Result<Value, ClientError>;
+    /// Deletes an object. Returns the object if its deletion is still pending (finalizers or a
+    /// graceful shutdown), `None` if it is gone.
+    async fn delete(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Option<Value>, ClientError>;
+    /// Binds a pod to a node (`pods/NAME/binding`); fails with 409 if it is already bound.
+    async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClientError>;
+}
+
+/// A client that goes straight into the registry of this process: no HTTP, same admission.
+#[derive(Clone)]
+pub struct LocalClient {
+    registry: Registry,
+}
+
+impl LocalClient {
+    /// A client over `registry`.
+    pub fn new(registry: Registry) -> LocalClient {
+        LocalClient { registry }
+    }
+}
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+#[async_trait]
+impl Client for LocalClient {
+    async fn get(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .registry
+            .get(scope.resource, scope.namespace, name)
+            .await?)
+    }
+
+    async fn list(
+        &self,
+        scope: Scope<'_>,
+        options: &ListOptions,
+    ) -> Result<ObjectList, ClientError> {
+        let list = self
+            .registry
+            .list(scope.resource, scope.namespace, options)
+            .await?;
+        Ok(ObjectList {
+            items: list.items,
+            resource_version: list.resource_version.to_string(),
+            continue_token: list.continue_token,
+        })
+    }
+
+    async fn watch(
+        &self,
+        scope: Scope<'_>,
+        options: &ListOptions,
+    ) -> Result<BoxStream<'static, WatchEvent>, ClientError> {
+        let events = self
+            .registry
+            .watch(scope.resource, scope.namespace, options)
+            .await?;
+        Ok(events
+            .map(|e: registry::WatchEvent| WatchEvent {
+                event_type: e.event_type,
+                object: e.object,
+            })
+            .boxed())
+    }
+
+    async fn create(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
+        let w = self
+            .registry
+            .create(
+                scope.resource,
+                scope.namespace,
+                object,
+                WriteOptions::default(),
+            )
+            .await?;
+        Ok(w.object)
+    }
+
+    async fn update(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
+        let name = name_of(&object).to_string();
+        let w = self
+            .registry
+            .update(
+                scope.resource,
+                scope.namespace,
+                &name,
+                object,
+                None,
+                WriteOptions::default(),
+            )
+            .await?;
+        Ok(w.object)
+    }
+
+    async fn update_status(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
+        let name = name_of(&object).to_string();
+        let w = self
+            .registry
+            .update(
+                scope.resource,
+                scope.namespace,
+                &name,
+                object,
+                Some(Subresource::Status),
+                WriteOptions::default(),
+            )
+            .await?;
+        Ok(w.object)
+    }
+
+    async fn patch(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        patch_type: PatchType,
+        patch: Value,
+        status: bool,
+    ) -> Result<Value, ClientError> {
+        let resource = scope.resource;
+        let sub = status.then_some(Subresource::Status);
+        let w =
+            self.registry
+                .write_loop(
+                    resource,
+                    scope.namespace,
+                    name,
+                    sub,
+                    WriteOptions::default(),
+                    None,
+                    |current| {
+                        skiff_api::patch::apply_patch(resource, &current, patch_type, &patch)
+                            .map_err(|e| ApiError {
+                                code: e.code(),
+                                reason: e.reason(),
+                                message: e.to_string(),
+                                details: None,
+                            })
+                    },
+                )
+                .await?;
+        Ok(w.object)
+    }
+
+    async fn delete(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Option<Value>, ClientError> {
+        match self
+            .registry
+            .delete(scope.resource, scope.namespace, name, options)
+            .await?
+        {
+            registry::Deleted::Gone(_) => Ok(None),
+            registry::Deleted::Pending(obj) => Ok(Some(obj)),
+        }
+    }
+
+    async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClientError> {
+        self.registry.bind_pod(namespace, name, node).await?;
+        Ok(())
+    }
+}
+
+/// Typed access to one kind through any [`Client`].
+pub struct Api<K> {
+    client: Arc<dyn Client>,
+    resource: &'static ResourceInfo,
+    namespace: Option<String>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Api<K> {
+    fn clone(&self) -> Self {
+        Api {
+            client: self.client.clone(),
+            resource: self.resource,
+            namespace: self.namespace.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K> Api<K>
+where
+    K: k8s_openapi::Resource + Serialize + DeserializeOwned,
+{
+    /// Access to `K` in `namespace` (or cluster-wide / all namespaces with `None`).
+    pub fn new(client: Arc<dyn Client>, namespace: Option<&str>) -> Result<Api<K>, ClientError> {
+        let resource = resources::find_by_kind(K::API_VERSION, K::KIND).ok_or_else(|| {
+            ClientError::UnknownResource(format!("{}/{}", K::API_VERSION, K::KIND))
+        })?;
+        Ok(Api {
+            client,
+            resource,
+            namespace: namespace.map(str::to_string),
+            kind: PhantomData,
+        })
+    }
+
+    /// The same kind in another namespace.
+    pub fn in_namespace(&self, namespace: Option<&str>) -> Api<K> {
+        Api {
+            namespace: namespace.map(str::to_string),
+            ..self.clone()
+        }
+    }
+
+    /// The resource this API reads and writes.
+    pub fn resource(&self) -> &'static ResourceInfo {
+        self.resource
+    }
+
+    /// The untyped client underneath.
+    pub fn client(&self) -> &Arc<dyn Client> {
+        &self.client
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            resource: self.resource,
+            namespace: self.namespace.as_deref(),
+        }
+    }
+
+    /// Decodes a JSON object as `K`.
+    pub fn decode(value: Value) -> Result<K, ClientError> {
+        serde_json::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    fn encode(object: &K) -> Result<Value, ClientError> {
+        serde_json::to_value(object).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Reads one object.
+    pub async fn get(&self, name: &str) -> Result<K, ClientError> {
+        Self::decode(self.client.get(self.scope(), name).await?)
+    }
+
+    /// Reads one object, `None` if it does not exist.
+    pub async fn get_opt(&self, name: &str) -> Result<Option<K>, ClientError> {
+        match self.get(name).await {
+            Ok(k) => Ok(Some(k)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists objects, with the revision the list reflects.
+    pub async fn list(&self, options: &ListOptions) -> Result<(Vec<K>, String), ClientError> {
+        let list = self.client.list(self.scope(), options).await?;
+        let items = list
+            .items
+            .into_iter()
+            .map(Self::decode)
+            .collect::<Result<Vec<K>, _>>()?;
+        Ok((items, list.resource_version))
+    }
+
+    /// Creates an object.
+    pub async fn create(&self, object: &K) -> Result<K, ClientError> {
+        Self::decode(
+            self.client
+                .create(self.scope(), Self::encode(object)?)
+                .await?,
+        )
+    }
+
+    /// Replaces an object.
+    pub async fn update(&self, object: &K) -> Result<K, ClientError> {
+        Self::decode(
+            self.client
+                .update(self.scope(), Self::encode(object)?)
+                .await?,
+        )
+    }
+
+    /// Replaces an object's status.
+    pub async fn update_status(&self, object: &K) -> Result<K, ClientError> {
+        Self::decode(
+            self.client
+                .update_status(self.scope(), Self::encode(object)?)
+                .await?,
+        )
+    }
+
+    /// Patches an object (or its status).
+    pub async fn patch(
+        &self,
+        name: &str,
+        patch_type: PatchType,
+        patch: Value,
+        status: bool,
+    ) -> Result<K, ClientError> {
+        Self::decode(
+            self.client
+                .patch(self.scope(), name, patch_type, patch, status)
+                .await?,
+        )
+    }
+
+    /// Deletes an object; `Some` while its deletion is pending.
+    pub async fn delete(
+        &self,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Option<K>, ClientError> {
+        match self.client.delete(self.scope(), name, options).await? {
+            Some(v) => Ok(Some(Self::decode(v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Watches objects; events carry JSON, decode them with [`Api::decode`].
+    pub async fn watch(
+        &self,
+        options: &ListOptions,
+    ) -> Result<BoxStream<'static, WatchEvent>, ClientError> {
+        self.client.watch(self.scope(), options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    async fn client() -> (tempfile::TempDir, Arc<dyn Client>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let registry = Registry::new(Arc::new(store));
+        skiff_apiserver::system::ensure_builtin_namespaces(&registry)
+            .await
+            .unwrap();
+        (dir, Arc::new(LocalClient::new(registry)))
+    }
+
+    #[tokio::test]
+    async fn typed_round_trip_through_the_registry() {
+        let (_dir, client) = client().await;
+        let api: Api<ConfigMap> = Api::new(client, Some("default")).unwrap();
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("c".into());
+        cm.data = Some([("a".to_string(), "b".to_string())].into());
+        let created = api.create(&cm).await.unwrap();
+        assert!(created.metadata.uid.is_some());
+        let patched = api
+            .patch(
+                "c",
+                PatchType::Merge,
+                serde_json::json!({"data": {"a": "z"}}),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(patched.data.unwrap()["a"], "z");
+        let stale = created.clone();
+        assert!(api.update(&stale).await.unwrap_err().is_conflict());
+        assert!(api
+            .delete("c", &DeleteOptions::default())
+            .await
+            .unwrap()
+            .is_none());
+        assert!(api.get_opt("c").await.unwrap().is_none());
+    }
+}
