@@ -438,11 +438,8 @@ impl Registry {
                     obj["status"] = json!({"phase": "Pending", "qosClass": qos});
                 }
                 "Namespace" | "Node" => {}
-                _ => {
-                    if let Some(map) = obj.as_object_mut() {
-                        map.remove("status");
-                    }
-                }
+                // Status belongs to controllers: a new object starts with an empty one.
+                _ => obj["status"] = json!({}),
             }
         }
 
