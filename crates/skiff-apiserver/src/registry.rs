@@ -611,6 +611,24 @@ impl Registry {
         let desired = admission::convert(desired, &storage.api_version())?;
 
         let mut new = match subresource {
+            // The apps kinds' status strategy keeps the new metadata (annotations included,
+            // which is how the Deployment controller records revisions) but not spec or labels.
+            Some(Subresource::Status) if matches!(storage.kind, "Deployment" | "ReplicaSet") => {
+                let mut new = desired;
+                match old.get("spec") {
+                    Some(spec) => new["spec"] = spec.clone(),
+                    None => {
+                        if let Some(map) = new.as_object_mut() {
+                            map.remove("spec");
+                        }
+                    }
+                }
+                match old.pointer("/metadata/labels") {
+                    Some(labels) => meta::set(&mut new, "labels", labels.clone()),
+                    None => meta::remove(&mut new, "labels"),
+                }
+                new
+            }
             Some(Subresource::Status) => {
                 let mut new = old.clone();
                 match desired.get("status") {
@@ -821,6 +839,50 @@ impl Registry {
             .max(0)
     }
 
+    /// A read-modify-write that only the control plane itself makes (binding a pod, releasing
+    /// a namespace): it bypasses admission, which exists to protect objects from clients, and
+    /// retries on conflicts. Deletes the object when the change leaves it deleting with no
+    /// finalizer pending.
+    pub async fn system_update(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        change: impl Fn(Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let storage = resources::storage_resource(resource);
+        let key = storage.key(namespace, name);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let (old, revision) = self.get_stored(storage, namespace, name).await?;
+            let mut new = change(old.clone())?;
+            meta::remove(&mut new, "resourceVersion");
+            if strip_rv(&new) == strip_rv(&old) {
+                return self.present(resource, old);
+            }
+            let finished = meta::is_deleting(&new) && !finalizers_pending(storage, &new);
+            let result = if finished {
+                self.store.delete(&key, Some(revision)).await
+            } else {
+                self.store
+                    .update(&key, Self::encode(&new)?, Some(revision))
+                    .await
+            };
+            match result {
+                Ok(kv) => {
+                    meta::set(
+                        &mut new,
+                        "resourceVersion",
+                        Value::String(kv.mod_revision.to_string()),
+                    );
+                    return self.present(resource, new);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, resource, name)),
+            }
+        }
+        Err(ApiError::conflict(resource, name))
+    }
+
     /// Assigns a pod to a node (the `binding` subresource): sets `spec.nodeName` once and the
     /// `PodScheduled` condition.
     pub async fn bind_pod(
@@ -830,36 +892,28 @@ impl Registry {
         node: &str,
     ) -> Result<Value, ApiError> {
         let resource = resources::find("", "v1", "pods").expect("pods are registered");
-        self.write_loop(
-            resource,
-            Some(namespace),
-            name,
-            None,
-            WriteOptions::default(),
-            None,
-            |mut pod| {
-                if meta::is_deleting(&pod) {
-                    return Err(ApiError::conflict_message(
-                        resource,
-                        name,
-                        format!("pod {name} is being deleted, cannot be assigned to a host"),
-                    ));
-                }
-                if let Some(existing) = pod
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty())
-                {
-                    return Err(ApiError::conflict_message(
-                        resource,
-                        name,
-                        format!("pod {name} is already assigned to node \"{existing}\""),
-                    ));
-                }
-                pod["spec"]["nodeName"] = json!(node);
-                Ok(pod)
-            },
-        )
+        self.system_update(resource, Some(namespace), name, |mut pod| {
+            if meta::is_deleting(&pod) {
+                return Err(ApiError::conflict_message(
+                    resource,
+                    name,
+                    format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            if let Some(existing) = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict_message(
+                    resource,
+                    name,
+                    format!("pod {name} is already assigned to node \"{existing}\""),
+                ));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            Ok(pod)
+        })
         .await?;
         let now = meta::now_rfc3339();
         let w = self

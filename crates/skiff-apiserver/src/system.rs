@@ -73,20 +73,12 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let result = registry
-        .write_loop(
-            ns_resource,
-            None,
-            name,
-            None,
-            WriteOptions::default(),
-            None,
-            |mut ns| {
-                if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
-                    spec.insert("finalizers".into(), json!([]));
-                }
-                Ok(ns)
-            },
-        )
+        .system_update(ns_resource, None, name, |mut ns| {
+            if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("finalizers".into(), json!([]));
+            }
+            Ok(ns)
+        })
         .await;
     match result {
         Ok(_) => Ok(()),
