@@ -15,6 +15,7 @@ use skiff_api::resources::{self, ResourceInfo, Subresource};
 use skiff_store::{EventKind, KeyValue, Revision, Store, StoreError};
 
 use crate::admission::{self, FieldValidation};
+use crate::allocator::ServiceAllocator;
 use crate::filter::Filter;
 use crate::meta;
 use crate::status::ApiError;
@@ -109,6 +110,7 @@ pub struct WatchEvent {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    services: Arc<ServiceAllocator>,
 }
 
 /// A pod's quality-of-service class, from its containers' requests and limits.
@@ -209,7 +211,10 @@ fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>) -> Registry {
-        Registry { store }
+        Registry {
+            store,
+            services: Arc::new(ServiceAllocator::default()),
+        }
     }
 
     /// The underlying store.
@@ -451,20 +456,65 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }
+        if storage.kind == "Service" {
+            self.allocate_service(resource, &name, &mut stored, None)
+                .await?;
+        }
+        let release = |registry: &Registry, stored: Value| {
+            let services = registry.services.clone();
+            async move {
+                if stored.get("kind").and_then(Value::as_str) == Some("Service") {
+                    services.release(&stored).await;
+                }
+            }
+        };
         if options.dry_run {
+            release(self, stored.clone()).await;
             return Ok(Written {
                 object: self.present(resource, stored)?,
                 warnings,
             });
         }
         let key = storage.key(meta::namespace(&stored), &name);
-        let kv = self
-            .store
-            .create(&key, Self::encode(&stored)?)
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, &name))?;
+        let kv = match self.store.create(&key, Self::encode(&stored)?).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                release(self, stored).await;
+                return Err(ApiError::from_store(e, resource, &name));
+            }
+        };
         let object = self.present(resource, self.decode(&kv)?)?;
         Ok(Written { object, warnings })
+    }
+
+    /// Gives a Service its cluster IP and node ports (the stored Services are read once, the
+    /// first time an allocation is needed).
+    async fn allocate_service(
+        &self,
+        resource: &ResourceInfo,
+        name: &str,
+        service: &mut Value,
+        previous: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let existing = if self.services.needs_existing().await {
+            let storage = resources::storage_resource(resource);
+            let listed = self
+                .store
+                .list(&storage.key_prefix(), None, None)
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, name))?;
+            listed
+                .items
+                .iter()
+                .filter_map(|kv| self.decode(kv).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.services
+            .allocate(service, previous, move || existing)
+            .await
+            .map_err(|errors| ApiError::invalid(resource, name, &errors))
     }
 
     /// Kind-specific preparation of a new object, after defaulting.
@@ -538,15 +588,23 @@ impl Registry {
                     return Err(ApiError::conflict(resource, name));
                 }
             }
-            let (new, warnings) =
+            let (mut new, warnings) =
                 self.admit_update(resource, storage, &old, desired, subresource, options)?;
+            if storage.kind == "Service" && subresource.is_none() {
+                self.allocate_service(resource, name, &mut new, Some(&old))
+                    .await?;
+            }
             if strip_rv(&new) == strip_rv(&old) {
                 return Ok(Written {
                     object: self.present(resource, old)?,
                     warnings,
                 });
             }
+            let is_service = storage.kind == "Service";
             if options.dry_run {
+                if is_service {
+                    self.services.release_difference(&new, Some(&old)).await;
+                }
                 return Ok(Written {
                     object: self.present(resource, new)?,
                     warnings,
@@ -554,6 +612,7 @@ impl Registry {
             }
             let key = storage.key(namespace, name);
             let finished = meta::is_deleting(&new) && !finalizers_pending(storage, &new);
+
             let result = if finished {
                 self.store.delete(&key, Some(revision)).await
             } else {
@@ -561,6 +620,13 @@ impl Registry {
                     .update(&key, Self::encode(&new)?, Some(revision))
                     .await
             };
+            if is_service {
+                match (&result, finished) {
+                    (Ok(_), true) => self.services.release(&new).await,
+                    (Ok(_), false) => self.services.release_difference(&old, Some(&new)).await,
+                    (Err(_), _) => self.services.release_difference(&new, Some(&old)).await,
+                }
+            }
             match result {
                 Ok(kv) => {
                     let object = if finished {
@@ -752,6 +818,9 @@ impl Registry {
                     .await
                 {
                     Ok(kv) => {
+                        if storage.kind == "Service" {
+                            self.services.release(&old).await;
+                        }
                         let mut gone = old;
                         meta::set(
                             &mut gone,

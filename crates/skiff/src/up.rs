@@ -70,6 +70,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
     let tls = pki::serving_material(&data_dir, address.ip())?;
+    system::ensure_kubernetes_service(&registry, address).await?;
     let server_url = format!("https://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
     kubeconfig::write_private(
