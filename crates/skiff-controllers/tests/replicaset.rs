@@ -538,49 +538,58 @@ fn calculate_status_conditions_table() {
     let error = ManageError {
         message: "fake manageReplicasErr".into(),
     };
-    // (name, spec replicas, stored status, pods, error, expected (reason, message) or none)
-    let cases: Vec<(
-        &str,
-        i32,
-        Value,
-        &Vec<Pod>,
-        Option<&ManageError>,
-        Option<(&str, &str)>,
-    )> = vec![
-        (
-            "error, no condition yet, too few pods",
-            2,
-            json!({}),
-            &one,
-            Some(&error),
-            Some((REASON_FAILED_CREATE, "fake manageReplicasErr")),
-        ),
-        (
-            "error, no condition yet, too many pods",
-            1,
-            json!({}),
-            &two,
-            Some(&error),
-            Some((REASON_FAILED_DELETE, "fake manageReplicasErr")),
-        ),
-        (
-            "error, condition already there: kept as is",
-            2,
-            existing.clone(),
-            &one,
-            Some(&error),
-            Some((REASON_FAILED_CREATE, "old error")),
-        ),
-        (
-            "no error, condition there: removed",
-            1,
-            existing,
-            &one,
-            None,
-            None,
-        ),
+    struct Case<'a> {
+        name: &'a str,
+        replicas: i32,
+        stored: Value,
+        pods: &'a [Pod],
+        error: Option<&'a ManageError>,
+        /// (reason, message) of the expected ReplicaFailure condition, or none at all.
+        expected: Option<(&'a str, &'a str)>,
+    }
+    let cases = vec![
+        Case {
+            name: "error, no condition yet, too few pods",
+            replicas: 2,
+            stored: json!({}),
+            pods: &one,
+            error: Some(&error),
+            expected: Some((REASON_FAILED_CREATE, "fake manageReplicasErr")),
+        },
+        Case {
+            name: "error, no condition yet, too many pods",
+            replicas: 1,
+            stored: json!({}),
+            pods: &two,
+            error: Some(&error),
+            expected: Some((REASON_FAILED_DELETE, "fake manageReplicasErr")),
+        },
+        Case {
+            name: "error, condition already there: kept as is",
+            replicas: 2,
+            stored: existing.clone(),
+            pods: &one,
+            error: Some(&error),
+            expected: Some((REASON_FAILED_CREATE, "old error")),
+        },
+        Case {
+            name: "no error, condition there: removed",
+            replicas: 1,
+            stored: existing,
+            pods: &one,
+            error: None,
+            expected: None,
+        },
     ];
-    for (name, replicas, stored, pods, error, expected) in cases {
+    for Case {
+        name,
+        replicas,
+        stored,
+        pods,
+        error,
+        expected,
+    } in cases
+    {
         let rs = replica_set(replicas, 0, stored);
         let status = calculate_status(&rs, pods, error, now());
         let condition = status
