@@ -5,8 +5,8 @@
 //! which orphans to adopt and which owned pods to release, how many pods to create (with the
 //! object to create and the slow-start batches) or which to delete (in upstream order), and the
 //! status to write. The reconciler that applies a [`ReplicaSetPlan`] owns the API calls, the
-//! create/delete expectations (so it does not act again before its own writes are observed),
-//! and the events, built with [`successful_create_event`] and friends after each write.
+//! create/delete [`Expectations`] (it applies creates and deletes only while they are
+//! satisfied, so it does not act twice before its own writes are observed), and the events, built with [`successful_create_event`] and friends after each write.
 //!
 //! Differences from one upstream sync, all deliberate:
 //! * The status in the plan assumes creates and deletes succeed. When they fail, the reconciler
@@ -16,6 +16,7 @@
 //!   (plus one second), rather than a flat `minReadySeconds` when all replicas are Ready.
 //! * The alpha terminating-replica count is carried over, never computed.
 
+pub mod expectations;
 pub mod pods;
 pub mod status;
 
@@ -29,6 +30,7 @@ use serde_json::{json, Map, Value};
 use skiff_api::selector::LabelSelector;
 
 pub use crate::deployment::{Event, EventType};
+pub use expectations::Expectations;
 pub use pods::{
     is_pod_active, is_pod_available, is_pod_ready, pods_to_delete, slow_start_batches,
     sort_for_deletion, POD_DELETION_COST_ANNOTATION,
@@ -171,8 +173,9 @@ fn event(type_: EventType, reason: &str, message: String) -> Event {
     }
 }
 
-/// Plans one sync of `rs` given the pods of its namespace at time `now`, counting only its own
-/// pods for the scale-down ranking (as upstream does for a ReplicaSet without a controller).
+/// Plans one sync of `rs` given the pods of its namespace at time `now`, ranking a scale-down
+/// only by the pods its own selector matches (as upstream does for a ReplicaSet without a
+/// controller).
 pub fn plan(rs: &ReplicaSet, pods: &[Pod], now: Timestamp) -> ReplicaSetPlan {
     plan_with_related(rs, &[], pods, now)
 }
