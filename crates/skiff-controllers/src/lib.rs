@@ -7,3 +7,5 @@
 //! taken from the upstream Kubernetes unit tests.
 
 pub mod deployment;
+pub mod gc;
+pub mod replicaset;
