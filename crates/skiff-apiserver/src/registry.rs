@@ -807,6 +807,24 @@ impl Registry {
                 }
             }
             let grace = self.grace_period(storage, &old, options);
+            // Foreground and orphan deletion are finalizers the garbage collector honours.
+            let gc_finalizer = match options.propagation_policy.as_deref() {
+                Some("Foreground") => Some(("foregroundDeletion", "orphan")),
+                Some("Orphan") => Some(("orphan", "foregroundDeletion")),
+                _ => None,
+            };
+            let stored = old.clone();
+            let mut old = old;
+            if let Some((add, remove)) = gc_finalizer {
+                if !meta::is_deleting(&old) {
+                    let mut finalizers = meta::finalizers(&old);
+                    finalizers.retain(|f| f != remove);
+                    if !finalizers.iter().any(|f| f == add) {
+                        finalizers.push(add.to_string());
+                    }
+                    meta::set(&mut old, "finalizers", json!(finalizers));
+                }
+            }
             let pending = finalizers_pending(storage, &old) || grace > 0;
             if !pending {
                 if options.dry_run {
@@ -859,7 +877,7 @@ impl Registry {
             if storage.kind == "Namespace" {
                 new["status"]["phase"] = json!("Terminating");
             }
-            if new == old {
+            if new == stored {
                 return Ok(Deleted::Pending(self.present(resource, old)?));
             }
             if options.dry_run {

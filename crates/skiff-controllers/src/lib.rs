@@ -8,4 +8,6 @@
 
 pub mod deployment;
 pub mod gc;
+pub mod manager;
 pub mod replicaset;
+pub mod shell;

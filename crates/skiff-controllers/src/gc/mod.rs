@@ -21,6 +21,7 @@
 //! the planner sees. Upstream confirms a missing owner with a live read before deleting; a
 //! reconciler working from caches should do the same for [`GcAction::Delete`] when it can.
 
+pub mod controller;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};

@@ -16,6 +16,7 @@
 //!   (plus one second), rather than a flat `minReadySeconds` when all replicas are Ready.
 //! * The alpha terminating-replica count is carried over, never computed.
 
+pub mod controller;
 pub mod expectations;
 pub mod pods;
 pub mod status;
