@@ -222,3 +222,32 @@ async fn a_deleted_event_is_written_again_with_its_count() {
     assert_eq!(events[0]["metadata"]["name"], name.as_str());
     assert_eq!(events[0]["count"], 2);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn recording_never_blocks_and_drops_what_does_not_fit() {
+    let cluster = common::cluster().await;
+    let cm = configmap(&*cluster.client).await;
+    let involved = ObjectRef::from_value(&cm).expect("reference");
+    let options = RecorderOptions {
+        queue_capacity: 2,
+        ..RecorderOptions::default()
+    };
+    let recorder = EventRecorder::with_options(
+        cluster.client.clone(),
+        EventSource::component("tester"),
+        options,
+    );
+    // On this single-threaded runtime the writer cannot run until the test awaits, so only
+    // the first two events fit in the queue; the rest are dropped without blocking.
+    for i in 0..5 {
+        recorder.record(&involved, EventType::Normal, &format!("Reason{i}"), "m");
+    }
+    recorder.flush().await;
+    let mut reasons: Vec<String> = list_events(&*cluster.client, "default")
+        .await
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["Reason0", "Reason1"]);
+}

@@ -301,3 +301,22 @@ async fn selectors_narrow_the_cache_and_handlers_see_the_change() {
         "the subscription ends once the informer is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_watch_backs_off_and_lists_again() {
+    let cluster = common::cluster().await;
+    let api = &*cluster.client;
+    let (client, mut controls) = common::observed(cluster.client.clone());
+    client
+        .failing_watches
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let informer = Informer::start(client.clone(), config());
+    informer.wait_synced().await;
+    let mut rx = informer.subscribe();
+    controls.next_watch().await;
+    // The failed watch is followed by a second list, then a working watch.
+    controls.next_watch().await;
+    assert_eq!(client.list_calls(), 2);
+    create_cm(api, "after", "1", None).await;
+    expect(&mut rx, &[("added", "after", "1")]).await;
+}

@@ -13,7 +13,8 @@ use serde_json::Value;
 use skiff_api::patch::PatchType;
 use skiff_apiserver::registry::Registry;
 use skiff_client::{
-    Client, ClientError, DeleteOptions, ListOptions, LocalClient, ObjectList, Scope, WatchEvent,
+    ApiError, Client, ClientError, DeleteOptions, ListOptions, LocalClient, ObjectList, Scope,
+    WatchEvent,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -52,6 +53,8 @@ pub struct WatchCall {
 pub struct Observed {
     inner: Arc<dyn Client>,
     pub lists: AtomicUsize,
+    /// How many of the next watch calls fail with a server error.
+    pub failing_watches: AtomicUsize,
     watches: mpsc::UnboundedSender<WatchCall>,
     hold: watch::Receiver<bool>,
 }
@@ -79,6 +82,7 @@ pub fn observed(inner: Arc<dyn Client>) -> (Arc<Observed>, Controls) {
         Arc::new(Observed {
             inner,
             lists: AtomicUsize::new(0),
+            failing_watches: AtomicUsize::new(0),
             watches: tx,
             hold: hold_rx,
         }),
@@ -122,6 +126,13 @@ impl Client for Observed {
             held,
         });
         let _ = hold.wait_for(|h| !*h).await;
+        let fail = self
+            .failing_watches
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(ClientError::Api(ApiError::internal("etcd is on fire")));
+        }
         self.inner.watch(scope, options).await
     }
 
