@@ -11,7 +11,9 @@
 //! short read lock: many workers can read concurrently while one task writes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -27,8 +29,8 @@ const LIST_PAGE_SIZE: usize = 500;
 /// First and longest wait after a failed list or watch.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(800);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A watch that ends this quickly without any event is treated as a failure, so a server
-/// that closes watches at once is not hammered.
+/// A watch that ends this quickly (or within half its own timeout) without any event is
+/// treated as a failure, so a server that closes watches at once is not hammered.
 const SHORT_WATCH: Duration = Duration::from_secs(1);
 
 /// The cache key of an object: `namespace/name`, or `name` for cluster-scoped objects.
@@ -367,6 +369,14 @@ impl Informer {
         &self.running.shared
     }
 
+    /// A handle that does not keep the informer running, for handlers reading their own
+    /// informer (a handler holding an [`Informer`] clone would keep it alive forever).
+    pub fn downgrade(&self) -> WeakInformer {
+        WeakInformer {
+            running: Arc::downgrade(&self.running),
+        }
+    }
+
     /// What this informer watches.
     pub fn config(&self) -> &InformerConfig {
         &self.shared().config
@@ -430,7 +440,7 @@ impl Informer {
     /// Calls `handler` for every change, starting with an `Added` for each object already
     /// cached. Handlers run on the informer's task, in order: keep them short (enqueue a key)
     /// and do not add listeners to the same informer from inside one. Reading the cache from
-    /// a handler is fine and already shows the change.
+    /// a handler is fine and already shows the change; capture a [`WeakInformer`] for that.
     pub fn add_handler(&self, handler: impl Fn(&Notification) + Send + Sync + 'static) {
         let shared = self.shared();
         let mut listeners = shared.listeners();
@@ -455,6 +465,19 @@ impl Informer {
         }
         listeners.subscribers.push(tx);
         rx
+    }
+}
+
+/// An [`Informer`] handle that does not keep it running.
+#[derive(Clone)]
+pub struct WeakInformer {
+    running: Weak<Running>,
+}
+
+impl WeakInformer {
+    /// The informer, if it still runs.
+    pub fn upgrade(&self) -> Option<Informer> {
+        self.running.upgrade().map(|running| Informer { running })
     }
 }
 
@@ -510,13 +533,17 @@ async fn reflect(shared: Arc<Shared>, client: Arc<dyn Client>) {
                 }
             },
         };
+        let timeout = shared
+            .config
+            .watch_timeout
+            .unwrap_or_else(|| Duration::from_secs(rand::random_range(300..600)));
         let started = Instant::now();
-        match watch_once(&shared, &*client, revision).await {
+        match watch_once(&shared, &*client, revision, timeout).await {
             WatchEnd::Closed {
                 resume_from: rv,
                 events,
             } => {
-                if events == 0 && started.elapsed() < SHORT_WATCH {
+                if events == 0 && started.elapsed() < SHORT_WATCH.min(timeout / 2) {
                     backoff.wait().await;
                 } else {
                     backoff.reset();
@@ -570,16 +597,17 @@ async fn list_all(
 }
 
 /// Watches from `revision` until the stream ends, applying every event.
-async fn watch_once(shared: &Shared, client: &dyn Client, mut revision: String) -> WatchEnd {
+async fn watch_once(
+    shared: &Shared,
+    client: &dyn Client,
+    mut revision: String,
+    timeout: Duration,
+) -> WatchEnd {
     let config = &shared.config;
     let mut options = config.list_options();
     options.resource_version = Some(revision.clone());
     options.allow_bookmarks = true;
-    options.timeout = Some(
-        config
-            .watch_timeout
-            .unwrap_or_else(|| Duration::from_secs(rand::random_range(300..600))),
-    );
+    options.timeout = Some(timeout);
     let mut stream = match client.watch(config.scope(), &options).await {
         Ok(stream) => stream,
         Err(e) if e.code() == 410 => return WatchEnd::Expired,

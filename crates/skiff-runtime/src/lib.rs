@@ -10,6 +10,52 @@
 //!
 //! The runtime sees the cluster only through [`skiff_client::Client`], so the same code runs
 //! in-process or against a remote server. It knows no kind-specific logic.
+//!
+//! A controller wires them together like this:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use k8s_openapi::api::apps::v1::ReplicaSet;
+//! use skiff_client::Client;
+//! use skiff_runtime::{
+//!     run_workers, EventRecorder, EventSource, EventType, Informer, InformerConfig, ObjectRef,
+//!     Store, WorkQueue,
+//! };
+//!
+//! async fn run(client: Arc<dyn Client>) -> Result<(), skiff_client::ClientError> {
+//!     let informer = Informer::start(client.clone(), InformerConfig::for_kind::<ReplicaSet>()?);
+//!     let replica_sets: Store<ReplicaSet> = Store::new(&informer);
+//!     let queue = WorkQueue::new();
+//!     informer.add_handler({
+//!         let queue = queue.clone();
+//!         move |change| {
+//!             if let Some(key) = change.key() {
+//!                 queue.add(key);
+//!             }
+//!         }
+//!     });
+//!     let recorder = EventRecorder::new(client, EventSource::component("replicaset-controller"));
+//!     informer.wait_synced().await;
+//!     run_workers(queue, 5, move |key: String| {
+//!         let replica_sets = replica_sets.clone();
+//!         let recorder = recorder.clone();
+//!         async move {
+//!             let Some(rs) = replica_sets.get_by_key(&key) else {
+//!                 return Ok::<_, skiff_client::ClientError>(None);
+//!             };
+//!             if let Ok(involved) = ObjectRef::from_object(&*rs) {
+//!                 recorder.record(&involved, EventType::Normal, "Synced", "nothing to do");
+//!             }
+//!             Ok(None)
+//!         }
+//!     })
+//!     .await;
+//!     Ok(())
+//! }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod events;
 pub mod expectations;
