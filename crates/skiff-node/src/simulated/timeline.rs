@@ -472,9 +472,12 @@ fn advance_container(
                         }
                     }
                     _ => {
-                        let startup_at = add(started_at, initial_delay(container.startup_probe.as_ref()));
-                        let readiness_at =
-                            add(started_at, initial_delay(container.readiness_probe.as_ref()));
+                        let startup_at =
+                            add(started_at, initial_delay(container.startup_probe.as_ref()));
+                        let readiness_at = add(
+                            started_at,
+                            initial_delay(container.readiness_probe.as_ref()),
+                        );
                         let ready_at = startup_at.max(readiness_at);
                         cs.started = Some(now >= startup_at);
                         cs.ready = !facts.script.never_ready && now >= ready_at;
@@ -875,4 +878,614 @@ fn digest(parts: &[&str]) -> String {
     (0..4u64)
         .map(|seed| format!("{:016x}", fnv1a(joined.as_bytes(), seed + 1)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+    const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
+
+    fn t(offset_secs: i64) -> Timestamp {
+        let base: Timestamp = "2024-05-01T10:00:00Z".parse().unwrap();
+        base + SignedDuration::from_secs(offset_secs)
+    }
+
+    fn t_ms(offset_millis: i64) -> Timestamp {
+        t(0) + SignedDuration::from_millis(offset_millis)
+    }
+
+    fn stamp(offset_secs: i64) -> String {
+        t(offset_secs).to_string()
+    }
+
+    fn instant() -> PodTimelineConfig {
+        PodTimelineConfig {
+            start_delay_min: Duration::ZERO,
+            start_delay_max: Duration::ZERO,
+            termination_delay: Duration::ZERO,
+        }
+    }
+
+    fn pod_with(annotations: Value, spec: Value) -> Pod {
+        let mut spec = spec;
+        if spec.get("containers").is_none() {
+            spec["containers"] = json!([{"name": "app", "image": "nginx:1.25"}]);
+        }
+        spec["nodeName"] = json!("sim-node-1");
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "uid-1",
+                         "annotations": annotations},
+            "spec": spec,
+            "status": {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp(-5)}
+            ]},
+        }))
+        .unwrap()
+    }
+
+    fn plain_pod() -> Pod {
+        pod_with(json!({}), json!({}))
+    }
+
+    /// Plans at `now` and stores the status the way the API does (a JSON round trip, which cuts
+    /// times to seconds), then checks that planning again at once changes nothing.
+    fn step(pod: &mut Pod, now: Timestamp, config: &PodTimelineConfig) -> PodPlan {
+        let ctx = PodContext {
+            host_ip: HOST,
+            pod_ip: Some(POD_IP),
+            config,
+        };
+        let plan = plan_pod(pod, now, &ctx);
+        if let Some(status) = &plan.status {
+            let stored = serde_json::to_value(status).unwrap();
+            pod.status = Some(serde_json::from_value(stored).unwrap());
+            let again = plan_pod(pod, now, &ctx);
+            assert_eq!(again.status, None, "planning twice at {now} must settle");
+            assert_eq!(again.next_check, plan.next_check);
+        }
+        if let Some(next) = plan.next_check {
+            assert!(next > now, "next check {next} is not after {now}");
+        }
+        plan
+    }
+
+    fn status_json(pod: &Pod) -> Value {
+        serde_json::to_value(pod.status.as_ref().unwrap()).unwrap()
+    }
+
+    fn condition_of(pod: &Pod, type_: &str) -> Value {
+        status_json(pod)["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn container(pod: &Pod) -> Value {
+        status_json(pod)["containerStatuses"][0].clone()
+    }
+
+    #[test]
+    fn first_sight_reports_pending_with_creating_containers() {
+        let config = PodTimelineConfig {
+            start_delay_min: Duration::from_secs(2),
+            start_delay_max: Duration::from_secs(2),
+            ..instant()
+        };
+        let mut pod = plain_pod();
+        let plan = step(&mut pod, t_ms(400), &config);
+        assert!(!plan.delete);
+        assert_eq!(plan.next_check, Some(t(2)));
+        let status = status_json(&pod);
+        assert_eq!(status["phase"], "Pending");
+        assert_eq!(status["startTime"], stamp(0));
+        assert_eq!(status["hostIP"], "127.0.0.1");
+        assert_eq!(status["hostIPs"], json!([{"ip": "127.0.0.1"}]));
+        assert_eq!(status["qosClass"], "BestEffort");
+        assert!(status.get("podIP").is_none());
+        assert_eq!(
+            container(&pod),
+            json!({"name": "app", "image": "nginx:1.25", "imageID": "", "lastState": {},
+                   "ready": false, "restartCount": 0, "started": false,
+                   "state": {"waiting": {"reason": "ContainerCreating"}}})
+        );
+        let types: Vec<Value> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| json!([c["type"], c["status"]]))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                json!(["PodReadyToStartContainers", "False"]),
+                json!(["Initialized", "True"]),
+                json!(["Ready", "False"]),
+                json!(["ContainersReady", "False"]),
+                json!(["PodScheduled", "True"]),
+            ]
+        );
+        assert_eq!(
+            condition_of(&pod, "Ready"),
+            json!({"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+                   "message": "containers with unready status: [app]",
+                   "lastTransitionTime": stamp(0)})
+        );
+        assert_eq!(
+            condition_of(&pod, "PodScheduled")["lastTransitionTime"],
+            stamp(-5),
+            "the scheduler's condition is kept"
+        );
+    }
+
+    #[test]
+    fn pod_runs_and_is_ready_after_the_start_delay() {
+        let config = PodTimelineConfig {
+            start_delay_min: Duration::from_secs(2),
+            start_delay_max: Duration::from_secs(2),
+            ..instant()
+        };
+        let mut pod = plain_pod();
+        step(&mut pod, t(0), &config);
+        let early = step(&mut pod, t_ms(1_500), &config);
+        assert_eq!(early.status, None, "nothing changes before the delay");
+        let plan = step(&mut pod, t(2), &config);
+        assert_eq!(
+            plan.next_check, None,
+            "a running ready pod waits for nothing"
+        );
+        let status = status_json(&pod);
+        assert_eq!(status["phase"], "Running");
+        assert_eq!(status["podIP"], "10.244.0.2");
+        assert_eq!(status["podIPs"], json!([{"ip": "10.244.0.2"}]));
+        assert_eq!(status["startTime"], stamp(0));
+        let cs = container(&pod);
+        assert_eq!(cs["state"], json!({"running": {"startedAt": stamp(2)}}));
+        assert_eq!(cs["ready"], true);
+        assert_eq!(cs["started"], true);
+        assert_eq!(cs["restartCount"], 0);
+        assert_eq!(cs["containerID"], container_id("uid-1", "app", 0));
+        assert!(cs["containerID"].as_str().unwrap().starts_with("sim://"));
+        assert_eq!(cs["imageID"], image_id("nginx:1.25"));
+        for type_ in [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+        ] {
+            let c = condition_of(&pod, type_);
+            assert_eq!(c["status"], "True", "{type_}");
+            assert!(c.get("reason").is_none(), "{type_}");
+        }
+        assert_eq!(condition_of(&pod, "Ready")["lastTransitionTime"], stamp(2));
+        assert_eq!(
+            condition_of(&pod, "Initialized")["lastTransitionTime"],
+            stamp(0),
+            "an unchanged condition keeps its transition time"
+        );
+    }
+
+    #[test]
+    fn without_a_delay_the_first_plan_already_runs_the_pod() {
+        let mut pod = plain_pod();
+        let plan = step(&mut pod, t_ms(300), &instant());
+        assert_eq!(plan.next_check, None);
+        assert_eq!(status_json(&pod)["phase"], "Running");
+        assert_eq!(condition_of(&pod, "Ready")["status"], "True");
+    }
+
+    #[test]
+    fn readiness_and_startup_probes_delay_started_and_ready() {
+        // (startup delay, readiness delay, when started, when ready)
+        let cases: &[(Option<i32>, Option<i32>, i64, i64)] = &[
+            (None, None, 0, 0),
+            (None, Some(5), 0, 5),
+            (Some(3), None, 3, 3),
+            (Some(3), Some(1), 3, 3),
+            (Some(2), Some(6), 2, 6),
+        ];
+        for &(startup, readiness, started_at, ready_at) in cases {
+            let mut c = json!({"name": "app", "image": "nginx:1.25"});
+            if let Some(d) = startup {
+                c["startupProbe"] = json!({"initialDelaySeconds": d, "tcpSocket": {"port": 80}});
+            }
+            if let Some(d) = readiness {
+                c["readinessProbe"] = json!({"initialDelaySeconds": d, "tcpSocket": {"port": 80}});
+            }
+            let mut pod = pod_with(json!({}), json!({"containers": [c]}));
+            let label = format!("startup {startup:?} readiness {readiness:?}");
+            let mut now = t(0);
+            for second in 0..8 {
+                if second > 0 {
+                    now = t(second);
+                }
+                let plan = step(&mut pod, now, &instant());
+                let cs = container(&pod);
+                assert_eq!(cs["started"], second >= started_at, "{label} at {second}s");
+                assert_eq!(cs["ready"], second >= ready_at, "{label} at {second}s");
+                let ready = condition_of(&pod, "Ready");
+                assert_eq!(ready["status"] == "True", second >= ready_at, "{label}");
+                if second < ready_at {
+                    assert!(plan.next_check.is_some(), "{label} must look again");
+                }
+            }
+            assert_eq!(
+                condition_of(&pod, "Ready")["lastTransitionTime"],
+                stamp(ready_at),
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_ready_pods_run_unready_and_wait_for_nothing() {
+        let mut pod = pod_with(json!({NEVER_READY_ANNOTATION: "true"}), json!({}));
+        let plan = step(&mut pod, t(0), &instant());
+        assert_eq!(plan.next_check, None);
+        assert_eq!(status_json(&pod)["phase"], "Running");
+        assert_eq!(container(&pod)["ready"], false);
+        assert_eq!(container(&pod)["started"], true);
+        assert_eq!(
+            condition_of(&pod, "ContainersReady")["message"],
+            "containers with unready status: [app]"
+        );
+        assert_eq!(step(&mut pod, t(600), &instant()).status, None);
+    }
+
+    #[test]
+    fn failing_containers_restart_with_crash_loop_back_off() {
+        let mut pod = pod_with(json!({FAIL_AFTER_ANNOTATION: "5s"}), json!({}));
+        let plan = step(&mut pod, t(0), &instant());
+        assert_eq!(plan.next_check, Some(t(5)));
+
+        // First exit: restarted at once.
+        let plan = step(&mut pod, t(5), &instant());
+        let cs = container(&pod);
+        assert_eq!(cs["restartCount"], 1);
+        assert_eq!(cs["state"], json!({"running": {"startedAt": stamp(5)}}));
+        assert_eq!(
+            cs["lastState"],
+            json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": stamp(0),
+                   "finishedAt": stamp(5), "containerID": container_id("uid-1", "app", 0)}})
+        );
+        assert_eq!(cs["containerID"], container_id("uid-1", "app", 1));
+        assert_eq!(plan.next_check, Some(t(10)));
+        assert_eq!(status_json(&pod)["phase"], "Running");
+
+        // Second exit: back-off of 10 s.
+        let plan = step(&mut pod, t(10), &instant());
+        let cs = container(&pod);
+        assert_eq!(cs["restartCount"], 1);
+        assert_eq!(
+            cs["state"],
+            json!({"waiting": {"reason": "CrashLoopBackOff",
+                   "message": "back-off 10s restarting failed container=app pod=web_default(uid-1)"}})
+        );
+        assert_eq!(cs["lastState"]["terminated"]["finishedAt"], stamp(10));
+        assert_eq!(cs["ready"], false);
+        assert_eq!(plan.next_check, Some(t(20)));
+        assert_eq!(status_json(&pod)["phase"], "Running");
+        assert_eq!(condition_of(&pod, "Ready")["reason"], "ContainersNotReady");
+
+        assert_eq!(step(&mut pod, t(19), &instant()).status, None);
+        let plan = step(&mut pod, t(20), &instant());
+        let cs = container(&pod);
+        assert_eq!(cs["restartCount"], 2);
+        assert_eq!(cs["state"], json!({"running": {"startedAt": stamp(20)}}));
+        assert_eq!(cs["ready"], true);
+        assert_eq!(plan.next_check, Some(t(25)));
+
+        // Third exit: back-off doubles.
+        let plan = step(&mut pod, t(25), &instant());
+        assert_eq!(plan.next_check, Some(t(45)));
+        assert!(container(&pod)["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("back-off 20s"));
+    }
+
+    #[test]
+    fn an_agent_that_was_away_catches_up_without_replaying_history() {
+        let mut pod = pod_with(json!({FAIL_AFTER_ANNOTATION: "5s"}), json!({}));
+        step(&mut pod, t(0), &instant());
+        // Seen again an hour later: the container died at 5 s and restarts now.
+        step(&mut pod, t(3_600), &instant());
+        let cs = container(&pod);
+        assert_eq!(cs["restartCount"], 1);
+        assert_eq!(cs["lastState"]["terminated"]["finishedAt"], stamp(5));
+        assert_eq!(cs["state"]["running"]["startedAt"], stamp(3_600));
+    }
+
+    #[test]
+    fn exits_end_the_pod_when_the_policy_does_not_restart() {
+        // (annotation, value, restartPolicy, phase, exit code, reason, ContainersReady reason)
+        let cases = [
+            (
+                FAIL_AFTER_ANNOTATION,
+                "5s",
+                "Never",
+                "Failed",
+                1,
+                "Error",
+                "ContainersNotReady",
+            ),
+            (
+                COMPLETE_AFTER_ANNOTATION,
+                "5s",
+                "Never",
+                "Succeeded",
+                0,
+                "Completed",
+                "PodCompleted",
+            ),
+            (
+                COMPLETE_AFTER_ANNOTATION,
+                "2s",
+                "OnFailure",
+                "Succeeded",
+                0,
+                "Completed",
+                "PodCompleted",
+            ),
+        ];
+        for (key, value, policy, phase, code, reason, not_ready) in cases {
+            let mut pod = pod_with(json!({key: value}), json!({"restartPolicy": policy}));
+            step(&mut pod, t(0), &instant());
+            let plan = step(&mut pod, t(5), &instant());
+            assert_eq!(plan.next_check, None, "{policy} {key}");
+            let status = status_json(&pod);
+            assert_eq!(status["phase"], phase, "{policy} {key}");
+            let cs = container(&pod);
+            assert_eq!(cs["restartCount"], 0);
+            assert_eq!(cs["state"]["terminated"]["exitCode"], code);
+            assert_eq!(cs["state"]["terminated"]["reason"], reason);
+            assert_eq!(cs["ready"], false);
+            assert_eq!(condition_of(&pod, "ContainersReady")["reason"], not_ready);
+            assert_eq!(condition_of(&pod, "Ready")["reason"], not_ready);
+            assert_eq!(
+                condition_of(&pod, "PodReadyToStartContainers")["status"],
+                "False"
+            );
+            // Terminal pods are never touched again.
+            assert_eq!(step(&mut pod, t(100), &instant()), PodPlan::default());
+        }
+    }
+
+    #[test]
+    fn on_failure_restarts_failures_only() {
+        let mut pod = pod_with(
+            json!({FAIL_AFTER_ANNOTATION: "1s"}),
+            json!({"restartPolicy": "OnFailure"}),
+        );
+        step(&mut pod, t(0), &instant());
+        step(&mut pod, t(1), &instant());
+        assert_eq!(container(&pod)["restartCount"], 1);
+        assert_eq!(status_json(&pod)["phase"], "Running");
+    }
+
+    #[test]
+    fn back_off_follows_kubelet() {
+        let short = SignedDuration::from_secs(5);
+        let cases = [
+            (1, 0),
+            (2, 10),
+            (3, 20),
+            (4, 40),
+            (5, 80),
+            (6, 160),
+            (7, 300),
+            (8, 300),
+            (40, 300),
+        ];
+        for (restart, secs) in cases {
+            assert_eq!(
+                restart_backoff(restart, short),
+                Duration::from_secs(secs),
+                "restart {restart}"
+            );
+        }
+        assert_eq!(
+            restart_backoff(6, SignedDuration::from_secs(600)),
+            Duration::ZERO,
+            "a ten-minute run resets the back-off"
+        );
+    }
+
+    fn deleting(mut pod: Pod, requested: i64, grace: i64) -> Pod {
+        pod.metadata.deletion_timestamp = Some(Time(t(requested + grace)));
+        pod.metadata.deletion_grace_period_seconds = Some(grace);
+        pod
+    }
+
+    #[test]
+    fn deletion_stops_containers_and_confirms() {
+        let mut pod = plain_pod();
+        step(&mut pod, t(0), &instant());
+        let mut pod = deleting(pod, 10, 30);
+        let plan = step(&mut pod, t(10), &instant());
+        assert!(plan.delete);
+        assert_eq!(plan.next_check, None);
+        let status = status_json(&pod);
+        assert_eq!(status["phase"], "Succeeded");
+        assert_eq!(
+            container(&pod)["state"],
+            json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": stamp(0),
+                   "finishedAt": stamp(10), "containerID": container_id("uid-1", "app", 0)}})
+        );
+        assert_eq!(condition_of(&pod, "Ready")["reason"], "PodCompleted");
+        // Seen again (say, the delete failed): confirm again without another status.
+        let again = step(&mut pod, t(11), &instant());
+        assert_eq!(again.status, None);
+        assert!(again.delete);
+    }
+
+    #[test]
+    fn termination_delay_is_bounded_by_the_grace_period() {
+        let config = PodTimelineConfig {
+            termination_delay: Duration::from_secs(3),
+            ..instant()
+        };
+        // (grace period, when the containers stop)
+        for (grace, stop) in [(30, 3), (1, 1), (0, 0)] {
+            let mut pod = plain_pod();
+            step(&mut pod, t(0), &config);
+            let mut pod = deleting(pod, 10, grace);
+            if stop > 0 {
+                let plan = step(&mut pod, t(10), &config);
+                assert_eq!(plan.status, None, "grace {grace}");
+                assert!(!plan.delete, "grace {grace}");
+                assert_eq!(plan.next_check, Some(t(10 + stop)), "grace {grace}");
+            }
+            let plan = step(&mut pod, t(10 + stop), &config);
+            assert!(plan.delete, "grace {grace}");
+            assert_eq!(status_json(&pod)["phase"], "Succeeded");
+        }
+    }
+
+    #[test]
+    fn deletion_of_a_pod_that_never_started_is_confirmed_at_once() {
+        let config = PodTimelineConfig {
+            start_delay_min: Duration::from_secs(5),
+            start_delay_max: Duration::from_secs(5),
+            termination_delay: Duration::from_secs(5),
+        };
+        let mut pod = plain_pod();
+        step(&mut pod, t(0), &config);
+        let mut pod = deleting(pod, 1, 30);
+        let plan = step(&mut pod, t(1), &config);
+        assert_eq!(
+            plan,
+            PodPlan {
+                status: None,
+                delete: true,
+                next_check: None
+            }
+        );
+    }
+
+    #[test]
+    fn deleting_a_crash_looping_pod_fails_it() {
+        let mut pod = pod_with(json!({FAIL_AFTER_ANNOTATION: "0s"}), json!({}));
+        step(&mut pod, t(0), &instant());
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "CrashLoopBackOff",
+            "an instant failure reaches back-off within one plan"
+        );
+        let mut pod = deleting(pod, 2, 30);
+        let plan = step(&mut pod, t(2), &instant());
+        assert!(plan.delete);
+        assert_eq!(status_json(&pod)["phase"], "Failed");
+        assert_eq!(container(&pod)["state"]["terminated"]["exitCode"], 1);
+    }
+
+    #[test]
+    fn init_containers_complete_when_the_pod_starts() {
+        let config = PodTimelineConfig {
+            start_delay_min: Duration::from_secs(1),
+            start_delay_max: Duration::from_secs(1),
+            ..instant()
+        };
+        let mut pod = pod_with(
+            json!({}),
+            json!({"initContainers": [{"name": "setup", "image": "busybox"}]}),
+        );
+        step(&mut pod, t(0), &config);
+        assert_eq!(
+            condition_of(&pod, "Initialized"),
+            json!({"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized",
+                   "message": "containers with incomplete status: [setup]",
+                   "lastTransitionTime": stamp(0)})
+        );
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        let init = status_json(&pod)["initContainerStatuses"][0].clone();
+        assert_eq!(init["state"]["waiting"]["reason"], "PodInitializing");
+
+        step(&mut pod, t(1), &config);
+        assert_eq!(condition_of(&pod, "Initialized")["status"], "True");
+        let init = status_json(&pod)["initContainerStatuses"][0].clone();
+        assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+        assert_eq!(init["ready"], true);
+        assert_eq!(status_json(&pod)["phase"], "Running");
+    }
+
+    #[test]
+    fn without_an_address_the_pod_waits() {
+        let config = instant();
+        let pod = plain_pod();
+        let ctx = PodContext {
+            host_ip: HOST,
+            pod_ip: None,
+            config: &config,
+        };
+        let plan = plan_pod(&pod, t(0), &ctx);
+        let status = serde_json::to_value(plan.status.unwrap()).unwrap();
+        assert_eq!(status["phase"], "Pending");
+        assert_eq!(plan.next_check, Some(t(1)));
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_until_their_conditions_are_true() {
+        let mut pod = pod_with(
+            json!({}),
+            json!({"readinessGates": [{"conditionType": "example.com/lb"}]}),
+        );
+        step(&mut pod, t(0), &instant());
+        assert_eq!(condition_of(&pod, "ContainersReady")["status"], "True");
+        assert_eq!(
+            condition_of(&pod, "Ready"),
+            json!({"type": "Ready", "status": "False", "reason": "ReadinessGatesNotReady",
+                   "message": "corresponding condition of pod readiness gate \"example.com/lb\" does not exist.",
+                   "lastTransitionTime": stamp(0)})
+        );
+        let mut status = pod.status.clone().unwrap();
+        status.conditions.as_mut().unwrap().push(PodCondition {
+            type_: "example.com/lb".into(),
+            status: "True".into(),
+            ..PodCondition::default()
+        });
+        pod.status = Some(status);
+        step(&mut pod, t(4), &instant());
+        assert_eq!(condition_of(&pod, "Ready")["status"], "True");
+        assert_eq!(
+            condition_of(&pod, "example.com/lb")["status"],
+            "True",
+            "kept"
+        );
+    }
+
+    #[test]
+    fn start_delay_stays_in_range_and_is_stable() {
+        let config = PodTimelineConfig::default();
+        for uid in ["a", "b", "c", "0c8f6d2e-9f3b-4c4e-a5f4-1b2c3d4e5f60"] {
+            let d = config.start_delay(uid);
+            assert!(d <= Duration::from_millis(200), "{uid}: {d:?}");
+            assert_eq!(d, config.start_delay(uid));
+        }
+        let fixed = PodTimelineConfig {
+            start_delay_min: Duration::from_millis(50),
+            start_delay_max: Duration::from_millis(50),
+            ..config
+        };
+        assert_eq!(fixed.start_delay("x"), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn invalid_annotations_are_ignored() {
+        let mut pod = pod_with(
+            json!({FAIL_AFTER_ANNOTATION: "soon", NEVER_READY_ANNOTATION: "yes"}),
+            json!({}),
+        );
+        let plan = step(&mut pod, t(0), &instant());
+        assert_eq!(plan.next_check, None);
+        assert_eq!(container(&pod)["ready"], true);
+    }
 }
