@@ -292,3 +292,97 @@ async fn a_thousand_pods_on_twenty_nodes_all_become_ready() {
     );
     stop(agent).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_drive_readiness_delays_and_scripted_exits() {
+    let (_dir, client) = cluster().await;
+    let pods: Api<Pod> = Api::new(client.clone(), Some("default")).unwrap();
+    let agent = start(&client, config(1));
+
+    let mut slow = bound_pod("slow", "sim-node-1");
+    let probe = json!({"initialDelaySeconds": 1, "tcpSocket": {"port": 80}});
+    slow.spec.as_mut().unwrap().containers[0].readiness_probe =
+        Some(serde_json::from_value(probe).unwrap());
+    pods.create(&slow).await.unwrap();
+    let mut failing = bound_pod("failing", "sim-node-1");
+    failing.metadata.annotations = Some(
+        [(
+            skiff_node::simulated::timeline::FAIL_AFTER_ANNOTATION.to_string(),
+            "1s".to_string(),
+        )]
+        .into(),
+    );
+    failing.spec.as_mut().unwrap().restart_policy = Some("Never".to_string());
+    pods.create(&failing).await.unwrap();
+
+    let running = eventually("slow to run", || async {
+        let pod = pods.get("slow").await.unwrap();
+        (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
+    })
+    .await;
+    let started = running
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .running
+        .clone()
+        .unwrap()
+        .started_at
+        .unwrap();
+    let ready = wait_ready(&pods, "slow").await;
+    let became_ready = ready
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time
+        .unwrap();
+    assert!(became_ready.0 >= started.0 + jiff::SignedDuration::from_secs(1));
+
+    let failed = eventually("failing to fail", || async {
+        let pod = pods.get("failing").await.unwrap();
+        (pod.status.as_ref()?.phase.as_deref() == Some("Failed")).then_some(pod)
+    })
+    .await;
+    let terminated = failed.status.unwrap().container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        (terminated.exit_code, terminated.reason.as_deref()),
+        (1, Some("Error"))
+    );
+    stop(agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_node_registers_again_on_its_next_report() {
+    let (_dir, client) = cluster().await;
+    let nodes: Api<Node> = Api::new(client.clone(), None).unwrap();
+    let agent = start(&client, config(1));
+    let first = eventually("sim-node-1 to register", || async {
+        nodes.get_opt("sim-node-1").await.unwrap()
+    })
+    .await;
+    nodes
+        .delete("sim-node-1", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let second = eventually("sim-node-1 to register again", || async {
+        nodes.get_opt("sim-node-1").await.unwrap()
+    })
+    .await;
+    assert_ne!(second.metadata.uid, first.metadata.uid);
+    stop(agent).await;
+}
