@@ -47,7 +47,8 @@ impl PodIpPool {
         let base = u32::from(network) & !(size - 1);
         PodIpPool {
             first: base + 2,
-            last: base + size - 2,
+            // `base` is aligned to `size`, so this stays below 2^32.
+            last: base + (size - 2),
             cursor: base + 2,
             used: BTreeSet::new(),
             by_pod: HashMap::new(),
@@ -151,6 +152,15 @@ mod tests {
         assert!(!pool.reserve("b", "10.244.1.7".parse().unwrap()));
         assert!(!pool.reserve("b", "10.244.0.1".parse().unwrap()), "gateway");
         assert_eq!(pool.allocate("a"), Some("10.244.0.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn ranges_at_the_top_of_the_address_space_do_not_overflow() {
+        let mut pool = PodIpPool::new("255.255.255.0".parse().unwrap(), 24);
+        assert_eq!(pool.allocate("a"), Some("255.255.255.2".parse().unwrap()));
+        let mut tiny = PodIpPool::new("255.255.255.252".parse().unwrap(), 32);
+        assert_eq!(tiny.allocate("a"), Some("255.255.255.254".parse().unwrap()));
+        assert_eq!(tiny.allocate("b"), None);
     }
 
     #[test]

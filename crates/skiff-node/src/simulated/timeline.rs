@@ -85,7 +85,7 @@ impl PodTimelineConfig {
     pub fn start_delay(&self, uid: &str) -> Duration {
         let min = self.start_delay_min.as_millis() as u64;
         let max = (self.start_delay_max.as_millis() as u64).max(min);
-        let spread = max - min + 1;
+        let spread = (max - min).saturating_add(1);
         Duration::from_millis(min + fnv1a(uid.as_bytes(), 0) % spread)
     }
 }
@@ -1476,6 +1476,12 @@ mod tests {
             ..config
         };
         assert_eq!(fixed.start_delay("x"), Duration::from_millis(50));
+        let huge = PodTimelineConfig {
+            start_delay_min: Duration::ZERO,
+            start_delay_max: Duration::MAX,
+            ..PodTimelineConfig::default()
+        };
+        let _ = huge.start_delay("x");
     }
 
     #[test]
