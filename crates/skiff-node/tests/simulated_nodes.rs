@@ -384,5 +384,12 @@ async fn a_deleted_node_registers_again_on_its_next_report() {
     })
     .await;
     assert_ne!(second.metadata.uid, first.metadata.uid);
+    let leases: Api<Lease> = Api::new(client.clone(), Some("kube-node-lease")).unwrap();
+    eventually("the lease to name the new node as owner", || async {
+        let lease = leases.get("sim-node-1").await.unwrap();
+        let owner = lease.metadata.owner_references?.into_iter().next()?;
+        (Some(owner.uid) == second.metadata.uid).then_some(())
+    })
+    .await;
     stop(agent).await;
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use serde_json::json;
 use skiff_api::patch::PatchType;
 use skiff_client::{Api, Client, ClientError};
@@ -117,26 +116,24 @@ impl Heartbeat {
     async fn renew_lease(&self, node: &SimulatedNode) -> Result<(), ClientError> {
         let now = Timestamp::now();
         let duration = lease_duration_seconds(self.heartbeat_interval);
-        let renewal = json!({"spec": {
-            "holderIdentity": node.name,
-            "leaseDurationSeconds": duration,
-            "renewTime": MicroTime(now),
-        }});
+        let uid = self.uids.get(&node.name).map(String::as_str);
+        let lease = lease_object(&node.name, uid, duration, now);
+        // The owner too: a Node registered again has a new UID.
+        let renewal = json!({
+            "metadata": {"ownerReferences": lease.metadata.owner_references},
+            "spec": lease.spec,
+        });
         match self
             .leases_api
             .patch(&node.name, PatchType::Merge, renewal, false)
             .await
         {
             Ok(_) => Ok(()),
-            Err(error) if error.is_not_found() => {
-                let uid = self.uids.get(&node.name).map(String::as_str);
-                let lease = lease_object(&node.name, uid, duration, now);
-                match self.leases_api.create(&lease).await {
-                    Ok(_) => Ok(()),
-                    Err(error) if error.is_conflict() => Ok(()),
-                    Err(error) => Err(error),
-                }
-            }
+            Err(error) if error.is_not_found() => match self.leases_api.create(&lease).await {
+                Ok(_) => Ok(()),
+                Err(error) if error.is_conflict() => Ok(()),
+                Err(error) => Err(error),
+            },
             Err(error) => Err(error),
         }
     }
