@@ -53,6 +53,10 @@ pub struct UpArgs {
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Also run this many simulated nodes (`sim-node-1` ...), whose pods go Pending, Running
+    /// and Ready on a simulated timeline without running any process.
+    #[arg(long, default_value_t = 0)]
+    pub simulated_nodes: u32,
 }
 
 fn main() -> std::process::ExitCode {

@@ -8,6 +8,7 @@ use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
 use skiff_client::{Client, LocalClient};
+use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_store::{SqliteStore, Store};
 
 use crate::UpArgs;
@@ -91,6 +92,13 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         client.clone(),
         until_stopped(),
     ));
+    let simulated_nodes = if args.simulated_nodes > 0 {
+        let config = SimulatedNodesConfig::with_count(args.simulated_nodes);
+        config.validate()?;
+        Some(tokio::spawn(simulated::run(client.clone(), config, until_stopped())))
+    } else {
+        None
+    };
 
     let state = Arc::new(ServerState {
         registry,
@@ -112,6 +120,13 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let _ = controllers.await;
+    if let Some(task) = simulated_nodes {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "simulated nodes stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "simulated nodes task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("skiff stopped");
     Ok(())
 }
