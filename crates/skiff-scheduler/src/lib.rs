@@ -1,0 +1,14 @@
+//! Skiff's scheduler: places pending pods on nodes as kube-scheduler does.
+//!
+//! [`planner`] holds the decision, pure and table-tested: which nodes a pod may go to, how they
+//! score, and the `FailedScheduling` text when none fits. [`run`] is the thin asynchronous
+//! shell around it: it watches pods and nodes through a [`skiff_client::Client`], binds pods,
+//! records events and the `PodScheduled` condition, and retries pods that did not fit when the
+//! cluster changes.
+
+pub mod matching;
+pub mod planner;
+pub mod requests;
+pub mod spread;
+
+pub use planner::{needs_scheduling, schedule, NodeChoice, PodsByNode, Unschedulable};
