@@ -6,9 +6,13 @@
 //! records events and the `PodScheduled` condition, and retries pods that did not fit when the
 //! cluster changes.
 
+pub mod events;
 pub mod matching;
 pub mod planner;
 pub mod requests;
+mod shell;
 pub mod spread;
+mod watch;
 
 pub use planner::{needs_scheduling, schedule, NodeChoice, PodsByNode, Unschedulable};
+pub use shell::{run, run_with, SchedulerConfig, SchedulerError};
