@@ -6,6 +6,7 @@
 //! controllers or processes.
 
 pub mod admission;
+pub mod allocator;
 pub mod bodies;
 pub mod discovery;
 pub mod filter;

@@ -15,6 +15,7 @@ use skiff_api::resources::{self, ResourceInfo, Subresource};
 use skiff_store::{EventKind, KeyValue, Revision, Store, StoreError};
 
 use crate::admission::{self, FieldValidation};
+use crate::allocator::ServiceAllocator;
 use crate::filter::Filter;
 use crate::meta;
 use crate::status::ApiError;
@@ -109,6 +110,7 @@ pub struct WatchEvent {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    services: Arc<ServiceAllocator>,
 }
 
 /// A pod's quality-of-service class, from its containers' requests and limits.
@@ -209,7 +211,10 @@ fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>) -> Registry {
-        Registry { store }
+        Registry {
+            store,
+            services: Arc::new(ServiceAllocator::default()),
+        }
     }
 
     /// The underlying store.
@@ -438,11 +443,8 @@ impl Registry {
                     obj["status"] = json!({"phase": "Pending", "qosClass": qos});
                 }
                 "Namespace" | "Node" => {}
-                _ => {
-                    if let Some(map) = obj.as_object_mut() {
-                        map.remove("status");
-                    }
-                }
+                // Status belongs to controllers: a new object starts with an empty one.
+                _ => obj["status"] = json!({}),
             }
         }
 
@@ -454,20 +456,65 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }
+        if storage.kind == "Service" {
+            self.allocate_service(resource, &name, &mut stored, None)
+                .await?;
+        }
+        let release = |registry: &Registry, stored: Value| {
+            let services = registry.services.clone();
+            async move {
+                if stored.get("kind").and_then(Value::as_str) == Some("Service") {
+                    services.release(&stored).await;
+                }
+            }
+        };
         if options.dry_run {
+            release(self, stored.clone()).await;
             return Ok(Written {
                 object: self.present(resource, stored)?,
                 warnings,
             });
         }
         let key = storage.key(meta::namespace(&stored), &name);
-        let kv = self
-            .store
-            .create(&key, Self::encode(&stored)?)
-            .await
-            .map_err(|e| ApiError::from_store(e, resource, &name))?;
+        let kv = match self.store.create(&key, Self::encode(&stored)?).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                release(self, stored).await;
+                return Err(ApiError::from_store(e, resource, &name));
+            }
+        };
         let object = self.present(resource, self.decode(&kv)?)?;
         Ok(Written { object, warnings })
+    }
+
+    /// Gives a Service its cluster IP and node ports (the stored Services are read once, the
+    /// first time an allocation is needed).
+    async fn allocate_service(
+        &self,
+        resource: &ResourceInfo,
+        name: &str,
+        service: &mut Value,
+        previous: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let existing = if self.services.needs_existing().await {
+            let storage = resources::storage_resource(resource);
+            let listed = self
+                .store
+                .list(&storage.key_prefix(), None, None)
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, name))?;
+            listed
+                .items
+                .iter()
+                .filter_map(|kv| self.decode(kv).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.services
+            .allocate(service, previous, move || existing)
+            .await
+            .map_err(|errors| ApiError::invalid(resource, name, &errors))
     }
 
     /// Kind-specific preparation of a new object, after defaulting.
@@ -541,15 +588,23 @@ impl Registry {
                     return Err(ApiError::conflict(resource, name));
                 }
             }
-            let (new, warnings) =
+            let (mut new, warnings) =
                 self.admit_update(resource, storage, &old, desired, subresource, options)?;
+            if storage.kind == "Service" && subresource.is_none() {
+                self.allocate_service(resource, name, &mut new, Some(&old))
+                    .await?;
+            }
             if strip_rv(&new) == strip_rv(&old) {
                 return Ok(Written {
                     object: self.present(resource, old)?,
                     warnings,
                 });
             }
+            let is_service = storage.kind == "Service";
             if options.dry_run {
+                if is_service {
+                    self.services.release_difference(&new, Some(&old)).await;
+                }
                 return Ok(Written {
                     object: self.present(resource, new)?,
                     warnings,
@@ -557,6 +612,7 @@ impl Registry {
             }
             let key = storage.key(namespace, name);
             let finished = meta::is_deleting(&new) && !finalizers_pending(storage, &new);
+
             let result = if finished {
                 self.store.delete(&key, Some(revision)).await
             } else {
@@ -564,6 +620,13 @@ impl Registry {
                     .update(&key, Self::encode(&new)?, Some(revision))
                     .await
             };
+            if is_service {
+                match (&result, finished) {
+                    (Ok(_), true) => self.services.release(&new).await,
+                    (Ok(_), false) => self.services.release_difference(&old, Some(&new)).await,
+                    (Err(_), _) => self.services.release_difference(&new, Some(&old)).await,
+                }
+            }
             match result {
                 Ok(kv) => {
                     let object = if finished {
@@ -614,6 +677,24 @@ impl Registry {
         let desired = admission::convert(desired, &storage.api_version())?;
 
         let mut new = match subresource {
+            // The apps kinds' status strategy keeps the new metadata (annotations included,
+            // which is how the Deployment controller records revisions) but not spec or labels.
+            Some(Subresource::Status) if matches!(storage.kind, "Deployment" | "ReplicaSet") => {
+                let mut new = desired;
+                match old.get("spec") {
+                    Some(spec) => new["spec"] = spec.clone(),
+                    None => {
+                        if let Some(map) = new.as_object_mut() {
+                            map.remove("spec");
+                        }
+                    }
+                }
+                match old.pointer("/metadata/labels") {
+                    Some(labels) => meta::set(&mut new, "labels", labels.clone()),
+                    None => meta::remove(&mut new, "labels"),
+                }
+                new
+            }
             Some(Subresource::Status) => {
                 let mut new = old.clone();
                 match desired.get("status") {
@@ -726,6 +807,24 @@ impl Registry {
                 }
             }
             let grace = self.grace_period(storage, &old, options);
+            // Foreground and orphan deletion are finalizers the garbage collector honours.
+            let gc_finalizer = match options.propagation_policy.as_deref() {
+                Some("Foreground") => Some(("foregroundDeletion", "orphan")),
+                Some("Orphan") => Some(("orphan", "foregroundDeletion")),
+                _ => None,
+            };
+            let stored = old.clone();
+            let mut old = old;
+            if let Some((add, remove)) = gc_finalizer {
+                if !meta::is_deleting(&old) {
+                    let mut finalizers = meta::finalizers(&old);
+                    finalizers.retain(|f| f != remove);
+                    if !finalizers.iter().any(|f| f == add) {
+                        finalizers.push(add.to_string());
+                    }
+                    meta::set(&mut old, "finalizers", json!(finalizers));
+                }
+            }
             let pending = finalizers_pending(storage, &old) || grace > 0;
             if !pending {
                 if options.dry_run {
@@ -737,6 +836,9 @@ impl Registry {
                     .await
                 {
                     Ok(kv) => {
+                        if storage.kind == "Service" {
+                            self.services.release(&old).await;
+                        }
                         let mut gone = old;
                         meta::set(
                             &mut gone,
@@ -775,7 +877,7 @@ impl Registry {
             if storage.kind == "Namespace" {
                 new["status"]["phase"] = json!("Terminating");
             }
-            if new == old {
+            if new == stored {
                 return Ok(Deleted::Pending(self.present(resource, old)?));
             }
             if options.dry_run {
@@ -824,6 +926,50 @@ impl Registry {
             .max(0)
     }
 
+    /// A read-modify-write that only the control plane itself makes (binding a pod, releasing
+    /// a namespace): it bypasses admission, which exists to protect objects from clients, and
+    /// retries on conflicts. Deletes the object when the change leaves it deleting with no
+    /// finalizer pending.
+    pub async fn system_update(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        change: impl Fn(Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let storage = resources::storage_resource(resource);
+        let key = storage.key(namespace, name);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let (old, revision) = self.get_stored(storage, namespace, name).await?;
+            let mut new = change(old.clone())?;
+            meta::remove(&mut new, "resourceVersion");
+            if strip_rv(&new) == strip_rv(&old) {
+                return self.present(resource, old);
+            }
+            let finished = meta::is_deleting(&new) && !finalizers_pending(storage, &new);
+            let result = if finished {
+                self.store.delete(&key, Some(revision)).await
+            } else {
+                self.store
+                    .update(&key, Self::encode(&new)?, Some(revision))
+                    .await
+            };
+            match result {
+                Ok(kv) => {
+                    meta::set(
+                        &mut new,
+                        "resourceVersion",
+                        Value::String(kv.mod_revision.to_string()),
+                    );
+                    return self.present(resource, new);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, resource, name)),
+            }
+        }
+        Err(ApiError::conflict(resource, name))
+    }
+
     /// Assigns a pod to a node (the `binding` subresource): sets `spec.nodeName` once and the
     /// `PodScheduled` condition.
     pub async fn bind_pod(
@@ -833,36 +979,28 @@ impl Registry {
         node: &str,
     ) -> Result<Value, ApiError> {
         let resource = resources::find("", "v1", "pods").expect("pods are registered");
-        self.write_loop(
-            resource,
-            Some(namespace),
-            name,
-            None,
-            WriteOptions::default(),
-            None,
-            |mut pod| {
-                if meta::is_deleting(&pod) {
-                    return Err(ApiError::conflict_message(
-                        resource,
-                        name,
-                        format!("pod {name} is being deleted, cannot be assigned to a host"),
-                    ));
-                }
-                if let Some(existing) = pod
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty())
-                {
-                    return Err(ApiError::conflict_message(
-                        resource,
-                        name,
-                        format!("pod {name} is already assigned to node \"{existing}\""),
-                    ));
-                }
-                pod["spec"]["nodeName"] = json!(node);
-                Ok(pod)
-            },
-        )
+        self.system_update(resource, Some(namespace), name, |mut pod| {
+            if meta::is_deleting(&pod) {
+                return Err(ApiError::conflict_message(
+                    resource,
+                    name,
+                    format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            if let Some(existing) = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict_message(
+                    resource,
+                    name,
+                    format!("pod {name} is already assigned to node \"{existing}\""),
+                ));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            Ok(pod)
+        })
         .await?;
         let now = meta::now_rfc3339();
         let w = self

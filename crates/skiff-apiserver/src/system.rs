@@ -73,20 +73,12 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let result = registry
-        .write_loop(
-            ns_resource,
-            None,
-            name,
-            None,
-            WriteOptions::default(),
-            None,
-            |mut ns| {
-                if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
-                    spec.insert("finalizers".into(), json!([]));
-                }
-                Ok(ns)
-            },
-        )
+        .system_update(ns_resource, None, name, |mut ns| {
+            if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("finalizers".into(), json!([]));
+            }
+            Ok(ns)
+        })
         .await;
     match result {
         Ok(_) => Ok(()),
@@ -138,5 +130,65 @@ pub async fn compaction_loop(store: Arc<dyn Store>, every: Duration) {
             }
         }
         previous = Some(current);
+    }
+}
+
+/// The `default/kubernetes` Service and its Endpoints, pointing at this API server, as every
+/// cluster has them (`kubectl get all` shows it).
+pub async fn ensure_kubernetes_service(
+    registry: &Registry,
+    api: std::net::SocketAddr,
+) -> Result<(), ApiError> {
+    let services = resources::find("", "v1", "services").expect("services are registered");
+    let endpoints = resources::find("", "v1", "endpoints").expect("endpoints are registered");
+    let first_ip = std::net::Ipv4Addr::from(u32::from(crate::allocator::SERVICE_RANGE_START) + 1);
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": first_ip.to_string(),
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api.port()}]},
+    });
+    match registry
+        .create(services, Some("default"), service, WriteOptions::default())
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    let ip = if api.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        api.ip().to_string()
+    };
+    let subsets = json!([{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}]}]);
+    let object = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": subsets,
+    });
+    match registry
+        .create(endpoints, Some("default"), object, WriteOptions::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => registry
+            .write_loop(
+                endpoints,
+                Some("default"),
+                "kubernetes",
+                None,
+                WriteOptions::default(),
+                None,
+                |mut ep| {
+                    ep["subsets"] = subsets.clone();
+                    Ok(ep)
+                },
+            )
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
     }
 }

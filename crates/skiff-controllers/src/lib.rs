@@ -7,3 +7,7 @@
 //! taken from the upstream Kubernetes unit tests.
 
 pub mod deployment;
+pub mod gc;
+pub mod manager;
+pub mod replicaset;
+pub mod shell;

@@ -2,6 +2,7 @@
 
 mod kubeconfig;
 mod pki;
+mod plan;
 mod up;
 
 use std::net::SocketAddr;
@@ -21,6 +22,25 @@ struct Cli {
 enum Command {
     /// Start a whole single-machine control plane in this process.
     Up(UpArgs),
+    /// Inspect rollouts without a server.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RolloutCommand {
+    /// Print the replica counts of the new and old ReplicaSet after each controller sync of a
+    /// rollout to a new template, assuming every new pod becomes available at once.
+    Plan {
+        /// The manifest holding the Deployment (`-` for standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: plan::Output,
+    },
 }
 
 /// Options of `skiff up`.
@@ -44,6 +64,18 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Rollout {
+        command: RolloutCommand::Plan { file, output },
+    } = &cli.command
+    {
+        return match plan::run(file, *output) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,6 +88,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Rollout { .. } => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
+use skiff_client::{Client, LocalClient};
 use skiff_store::{SqliteStore, Store};
 
 use crate::UpArgs;
@@ -70,12 +71,26 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
     let tls = pki::serving_material(&data_dir, address.ip())?;
+    system::ensure_kubernetes_service(&registry, address).await?;
     let server_url = format!("https://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
     kubeconfig::write_private(
         &kubeconfig_path,
         kubeconfig::render(&server_url, &tls.ca_pem, &token).as_bytes(),
     )?;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+    let controllers = tokio::spawn(skiff_controllers::manager::run(
+        client.clone(),
+        until_stopped(),
+    ));
 
     let state = Arc::new(ServerState {
         registry,
@@ -90,9 +105,13 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         state,
         tls.cert_pem.into_bytes(),
         tls.key_pem.into_bytes(),
-        shutdown_signal(),
+        async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        },
     )
     .await?;
+    let _ = controllers.await;
     tracing::info!("skiff stopped");
     Ok(())
 }

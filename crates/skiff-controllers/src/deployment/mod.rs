@@ -16,6 +16,7 @@
 //!   rate-limited, as upstream does on any error.
 //! * Alpha features (`podReplacementPolicy`, terminating-replica accounting) are not modelled.
 
+pub mod controller;
 mod hash;
 mod rollout_plan;
 mod sync;

@@ -1,0 +1,423 @@
+//! Cluster IPs and node ports for Services, as the API server allocates them on create.
+//!
+//! Cluster IPs come from a loopback range (127.96.0.0/12 by default), so that a service proxy
+//! can listen on them without privileges; node ports from 30000-32767, as Kubernetes does.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+use skiff_api::errors::FieldError;
+use tokio::sync::Mutex;
+
+/// The first address of the default service range.
+pub const SERVICE_RANGE_START: Ipv4Addr = Ipv4Addr::new(127, 96, 0, 0);
+/// The prefix length of the default service range.
+pub const SERVICE_RANGE_PREFIX: u32 = 12;
+/// The node port range, inclusive.
+pub const NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
+
+/// What is in use: loaded from the stored Services on first use, then kept current.
+#[derive(Default)]
+struct InUse {
+    ips: HashSet<Ipv4Addr>,
+    ports: HashSet<u16>,
+    next_ip: u32,
+    next_port: u16,
+}
+
+/// Hands out cluster IPs and node ports, never the same one twice while it is in use.
+#[derive(Default)]
+pub struct ServiceAllocator {
+    state: Mutex<Option<InUse>>,
+}
+
+fn range_base() -> u32 {
+    u32::from(SERVICE_RANGE_START)
+}
+
+fn range_size() -> u32 {
+    1 << (32 - SERVICE_RANGE_PREFIX)
+}
+
+fn in_range(ip: Ipv4Addr) -> bool {
+    let v = u32::from(ip);
+    v > range_base() && v < range_base() + range_size() - 1
+}
+
+fn range_text() -> String {
+    format!("{SERVICE_RANGE_START}/{SERVICE_RANGE_PREFIX}")
+}
+
+/// Whether a Service of this type gets node ports.
+fn wants_node_ports(service: &Value) -> bool {
+    matches!(
+        service.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort") | Some("LoadBalancer")
+    )
+}
+
+/// Whether a Service of this type gets a cluster IP.
+fn wants_cluster_ip(service: &Value) -> bool {
+    service.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName")
+        && service.pointer("/spec/clusterIP").and_then(Value::as_str) != Some("None")
+}
+
+/// The addresses and ports a stored Service holds.
+fn held(service: &Value) -> (Vec<Ipv4Addr>, Vec<u16>) {
+    let ips = service
+        .pointer("/spec/clusterIPs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(service.pointer("/spec/clusterIP"))
+        .filter_map(|v| v.as_str()?.parse().ok())
+        .collect();
+    let ports = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("nodePort")?.as_u64())
+        .filter_map(|p| u16::try_from(p).ok())
+        .collect();
+    (ips, ports)
+}
+
+impl ServiceAllocator {
+    /// Makes sure the in-use sets reflect `existing` Services (called with the stored ones the
+    /// first time the allocator is needed).
+    async fn state<'a>(
+        &'a self,
+        existing: impl FnOnce() -> Vec<Value>,
+    ) -> tokio::sync::MutexGuard<'a, Option<InUse>> {
+        let mut guard = self.state.lock().await;
+        if guard.is_none() {
+            // Node ports start at a random place in the range, as Kubernetes hands them out
+            // at random: users should not come to rely on one.
+            let span = u128::from(NODE_PORT_RANGE.1 - NODE_PORT_RANGE.0 + 1);
+            let start = NODE_PORT_RANGE.0 + (uuid::Uuid::new_v4().as_u128() % span) as u16;
+            let mut in_use = InUse {
+                next_ip: 1,
+                next_port: start,
+                ..Default::default()
+            };
+            for svc in existing() {
+                let (ips, ports) = held(&svc);
+                in_use.ips.extend(ips);
+                in_use.ports.extend(ports);
+            }
+            *guard = Some(in_use);
+        }
+        guard
+    }
+
+    /// Whether the allocator still needs the stored Services.
+    pub async fn needs_existing(&self) -> bool {
+        self.state.lock().await.is_none()
+    }
+
+    /// Fills in the cluster IP and node ports of a Service, or explains which requested ones
+    /// are not available. `previous` is the stored Service on update: what it already holds
+    /// stays its own.
+    pub async fn allocate(
+        &self,
+        service: &mut Value,
+        previous: Option<&Value>,
+        existing: impl FnOnce() -> Vec<Value>,
+    ) -> Result<(), Vec<FieldError>> {
+        let mut guard = self.state(existing).await;
+        let in_use = guard.as_mut().expect("initialized above");
+        let (own_ips, own_ports) = previous.map(held).unwrap_or_default();
+        let mut taken_ips = Vec::new();
+        let mut taken_ports = Vec::new();
+        let result = allocate_into(
+            in_use,
+            service,
+            (&own_ips, &own_ports),
+            &mut taken_ips,
+            &mut taken_ports,
+        );
+        if result.is_err() {
+            for ip in taken_ips {
+                in_use.ips.remove(&ip);
+            }
+            for port in taken_ports {
+                in_use.ports.remove(&port);
+            }
+        }
+        result
+    }
+
+    /// Returns what a deleted Service held.
+    pub async fn release(&self, service: &Value) {
+        self.release_difference(service, None).await;
+    }
+
+    /// Returns what `service` holds and `kept` (the version that stays) does not: the node ports
+    /// an update dropped, or what a failed write had taken.
+    pub async fn release_difference(&self, service: &Value, kept: Option<&Value>) {
+        let mut guard = self.state.lock().await;
+        if let Some(in_use) = guard.as_mut() {
+            let (ips, ports) = held(service);
+            let (keep_ips, keep_ports) = kept.map(held).unwrap_or_default();
+            for ip in ips.into_iter().filter(|ip| !keep_ips.contains(ip)) {
+                in_use.ips.remove(&ip);
+            }
+            for port in ports.into_iter().filter(|p| !keep_ports.contains(p)) {
+                in_use.ports.remove(&port);
+            }
+        }
+    }
+}
+
+fn allocate_into(
+    in_use: &mut InUse,
+    service: &mut Value,
+    (own_ips, own_ports): (&[Ipv4Addr], &[u16]),
+    taken_ips: &mut Vec<Ipv4Addr>,
+    taken_ports: &mut Vec<u16>,
+) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if wants_cluster_ip(service) {
+        let requested = service
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        match requested {
+            Some(text) => match text.parse::<Ipv4Addr>() {
+                Ok(ip) if own_ips.contains(&ip) => {}
+                Ok(ip) if !in_range(ip) => errors.push(FieldError::invalid(
+                    "spec.clusterIPs",
+                    &json!([text]),
+                    format!("failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {}", range_text()),
+                )),
+                Ok(ip) if in_use.ips.contains(&ip) => errors.push(FieldError::invalid(
+                    "spec.clusterIPs",
+                    &json!([text]),
+                    format!("failed to allocate IP {ip}: provided IP is already allocated"),
+                )),
+                Ok(ip) => {
+                    in_use.ips.insert(ip);
+                    taken_ips.push(ip);
+                    service["spec"]["clusterIPs"] = json!([ip.to_string()]);
+                }
+                Err(_) => errors.push(FieldError::invalid(
+                    "spec.clusterIPs[0]",
+                    &json!(text),
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                )),
+            },
+            None => {
+                let size = range_size() - 2;
+                let mut found = None;
+                for i in 0..size {
+                    let offset = (in_use.next_ip - 1 + i) % size + 1;
+                    let ip = Ipv4Addr::from(range_base() + offset);
+                    if !in_use.ips.contains(&ip) {
+                        in_use.next_ip = offset % size + 1;
+                        found = Some(ip);
+                        break;
+                    }
+                }
+                match found {
+                    Some(ip) => {
+                        in_use.ips.insert(ip);
+                        taken_ips.push(ip);
+                        service["spec"]["clusterIP"] = json!(ip.to_string());
+                        service["spec"]["clusterIPs"] = json!([ip.to_string()]);
+                    }
+                    None => errors.push(FieldError::invalid(
+                        "spec.clusterIPs",
+                        &json!([]),
+                        format!("failed to allocate IP: range {} is full", range_text()),
+                    )),
+                }
+            }
+        }
+    }
+    if wants_node_ports(service) {
+        let count = service
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        for i in 0..count {
+            let path = format!("spec.ports[{i}].nodePort");
+            let requested = service["spec"]["ports"][i]
+                .get("nodePort")
+                .and_then(Value::as_u64);
+            match requested {
+                Some(port) => {
+                    let Ok(port) = u16::try_from(port) else {
+                        errors.push(FieldError::invalid(
+                            path,
+                            &json!(port),
+                            "must be between 1 and 65535, inclusive",
+                        ));
+                        continue;
+                    };
+                    if own_ports.contains(&port) {
+                        continue;
+                    }
+                    if !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&port) {
+                        errors.push(FieldError::invalid(
+                            path,
+                            &json!(port),
+                            format!("provided port is not in the valid range. The range of valid ports is {}-{}", NODE_PORT_RANGE.0, NODE_PORT_RANGE.1),
+                        ));
+                    } else if in_use.ports.contains(&port) {
+                        errors.push(FieldError::invalid(
+                            path,
+                            &json!(port),
+                            "provided port is already allocated",
+                        ));
+                    } else {
+                        in_use.ports.insert(port);
+                        taken_ports.push(port);
+                    }
+                }
+                None => {
+                    let span = NODE_PORT_RANGE.1 - NODE_PORT_RANGE.0 + 1;
+                    let mut found = None;
+                    for step in 0..span {
+                        let port = NODE_PORT_RANGE.0
+                            + (in_use.next_port - NODE_PORT_RANGE.0 + step) % span;
+                        if !in_use.ports.contains(&port) {
+                            found = Some(port);
+                            in_use.next_port =
+                                NODE_PORT_RANGE.0 + (port - NODE_PORT_RANGE.0 + 1) % span;
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(port) => {
+                            in_use.ports.insert(port);
+                            taken_ports.push(port);
+                            service["spec"]["ports"][i]["nodePort"] = json!(port);
+                        }
+                        None => errors.push(FieldError::invalid(path, &json!(0), "range is full")),
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(kind: &str) -> Value {
+        json!({"metadata": {"name": "s"}, "spec": {"type": kind, "ports": [{"port": 80}, {"port": 443}]}})
+    }
+
+    #[tokio::test]
+    async fn allocates_distinct_ips_and_ports_and_reuses_released_ones() {
+        let a = ServiceAllocator::default();
+        let mut one = svc("NodePort");
+        a.allocate(&mut one, None, Vec::new).await.unwrap();
+        let mut two = svc("NodePort");
+        a.allocate(&mut two, None, Vec::new).await.unwrap();
+        assert_ne!(one["spec"]["clusterIP"], two["spec"]["clusterIP"]);
+        assert_eq!(one["spec"]["clusterIP"], "127.96.0.1");
+        let ports: HashSet<u64> = [&one, &two]
+            .iter()
+            .flat_map(|s| {
+                s["spec"]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["nodePort"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(ports.len(), 4);
+        assert!(ports.iter().all(|p| (30000..=32767).contains(p)));
+        let mut clusterip = svc("ClusterIP");
+        a.allocate(&mut clusterip, None, Vec::new).await.unwrap();
+        assert!(clusterip["spec"]["ports"][0].get("nodePort").is_none());
+        a.release(&one).await;
+        let mut taken = svc("ClusterIP");
+        taken["spec"]["clusterIP"] = two["spec"]["clusterIP"].clone();
+        let err = a.allocate(&mut taken, None, Vec::new).await.unwrap_err();
+        assert!(
+            err[0].full().contains("provided IP is already allocated"),
+            "{}",
+            err[0].full()
+        );
+    }
+
+    #[tokio::test]
+    async fn requested_ports_are_checked_and_failed_allocations_roll_back() {
+        let a = ServiceAllocator::default();
+        let mut first = svc("NodePort");
+        first["spec"]["ports"][0]["nodePort"] = json!(30080);
+        a.allocate(&mut first, None, Vec::new).await.unwrap();
+        let mut clash = svc("NodePort");
+        clash["spec"]["ports"][1]["nodePort"] = json!(30080);
+        let err = a.allocate(&mut clash, None, Vec::new).await.unwrap_err();
+        assert_eq!(err[0].field, "spec.ports[1].nodePort");
+        assert_eq!(
+            err[0].full(),
+            "spec.ports[1].nodePort: Invalid value: 30080: provided port is already allocated"
+        );
+        // The IP taken for the failed Service was given back.
+        let mut next = svc("ClusterIP");
+        a.allocate(&mut next, None, Vec::new).await.unwrap();
+        assert_eq!(next["spec"]["clusterIP"], "127.96.0.3");
+        let mut out_of_range = svc("NodePort");
+        out_of_range["spec"]["ports"][0]["nodePort"] = json!(80);
+        assert!(a.allocate(&mut out_of_range, None, Vec::new).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn headless_and_external_name_services_get_no_ip() {
+        let a = ServiceAllocator::default();
+        let mut headless = json!({"spec": {"type": "ClusterIP", "clusterIP": "None", "ports": []}});
+        a.allocate(&mut headless, None, Vec::new).await.unwrap();
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        let mut external = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
+        a.allocate(&mut external, None, Vec::new).await.unwrap();
+        assert!(external["spec"].get("clusterIP").is_none());
+    }
+
+    #[tokio::test]
+    async fn existing_services_are_respected() {
+        let a = ServiceAllocator::default();
+        let existing = json!({"spec": {"type": "NodePort", "clusterIP": "127.96.0.1", "ports": [{"port": 80, "nodePort": 30000}]}});
+        let mut s = svc("NodePort");
+        a.allocate(&mut s, None, || vec![existing]).await.unwrap();
+        assert_eq!(s["spec"]["clusterIP"], "127.96.0.2");
+        assert_ne!(s["spec"]["ports"][0]["nodePort"], 30000);
+    }
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn updates_keep_what_the_service_holds_and_add_what_it_newly_needs() {
+        let a = ServiceAllocator::default();
+        let mut s = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
+        a.allocate(&mut s, None, Vec::new).await.unwrap();
+        let stored = s.clone();
+        let mut changed = s.clone();
+        changed["spec"]["type"] = json!("NodePort");
+        a.allocate(&mut changed, Some(&stored), Vec::new)
+            .await
+            .unwrap();
+        assert_eq!(changed["spec"]["clusterIP"], stored["spec"]["clusterIP"]);
+        let port = changed["spec"]["ports"][0]["nodePort"].clone();
+        assert!(port.is_u64());
+        let again = changed.clone();
+        let mut same = changed.clone();
+        a.allocate(&mut same, Some(&again), Vec::new).await.unwrap();
+        assert_eq!(same["spec"]["ports"][0]["nodePort"], port);
+    }
+}

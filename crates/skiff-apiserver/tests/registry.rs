@@ -1,0 +1,474 @@
+//! The registry's object machinery, over a real SQLite store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_api::resources::{self, ResourceInfo, Subresource};
+use skiff_apiserver::registry::{DeleteOptions, Deleted, ListOptions, Registry, WriteOptions};
+use skiff_apiserver::system;
+use skiff_store::SqliteStore;
+
+async fn registry() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let registry = Registry::new(Arc::new(store));
+    system::ensure_builtin_namespaces(&registry).await.unwrap();
+    (dir, registry)
+}
+
+fn res(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
+    resources::find(group, version, plural).unwrap()
+}
+
+fn deployment(name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "c", "image": image}]}}
+        }
+    })
+}
+
+fn opts() -> WriteOptions {
+    WriteOptions::default()
+}
+
+#[tokio::test]
+async fn generation_moves_only_with_the_spec() {
+    let (_d, r) = registry().await;
+    let deploy = res("apps", "v1", "deployments");
+    let created = r
+        .create(deploy, Some("default"), deployment("web", "a:1"), opts())
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert_eq!(
+        created["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+        "25%"
+    );
+
+    // A label change is not a spec change.
+    let mut relabeled = created.clone();
+    relabeled["metadata"]["labels"]["extra"] = json!("x");
+    let after_label = r
+        .update(deploy, Some("default"), "web", relabeled, None, opts())
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(after_label["metadata"]["generation"], 1);
+
+    let mut changed = after_label.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("a:2");
+    let after_spec = r
+        .update(deploy, Some("default"), "web", changed, None, opts())
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(after_spec["metadata"]["generation"], 2);
+
+    // Status writes never move generation, and spec sent to /status is ignored.
+    let mut status = after_spec.clone();
+    status["status"] = json!({"observedGeneration": 2, "replicas": 3});
+    status["spec"]["replicas"] = json!(10);
+    let after_status = r
+        .update(
+            deploy,
+            Some("default"),
+            "web",
+            status,
+            Some(Subresource::Status),
+            opts(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(after_status["metadata"]["generation"], 2);
+    assert_eq!(after_status["spec"]["replicas"], 3);
+    assert_eq!(after_status["status"]["replicas"], 3);
+
+    // And status sent to the main resource is ignored.
+    let mut sneaky = after_status.clone();
+    sneaky["status"]["replicas"] = json!(99);
+    let after_main = r
+        .update(deploy, Some("default"), "web", sneaky, None, opts())
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(after_main["status"]["replicas"], 3);
+}
+
+#[tokio::test]
+async fn unchanged_updates_write_nothing() {
+    let (_d, r) = registry().await;
+    let deploy = res("apps", "v1", "deployments");
+    let created = r
+        .create(deploy, Some("default"), deployment("web", "a:1"), opts())
+        .await
+        .unwrap()
+        .object;
+    let same = r
+        .update(
+            deploy,
+            Some("default"),
+            "web",
+            created.clone(),
+            None,
+            opts(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(
+        same["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+}
+
+#[tokio::test]
+async fn stale_resource_versions_conflict() {
+    let (_d, r) = registry().await;
+    let deploy = res("apps", "v1", "deployments");
+    let created = r
+        .create(deploy, Some("default"), deployment("web", "a:1"), opts())
+        .await
+        .unwrap()
+        .object;
+    let mut first = created.clone();
+    first["spec"]["replicas"] = json!(4);
+    let mut second = created.clone();
+    second["spec"]["replicas"] = json!(5);
+    r.update(deploy, Some("default"), "web", first, None, opts())
+        .await
+        .unwrap();
+    let err = r
+        .update(deploy, Some("default"), "web", second, None, opts())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "Conflict");
+    assert!(
+        err.message.contains("the object has been modified"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn creates_need_an_existing_namespace_and_a_valid_object() {
+    let (_d, r) = registry().await;
+    let deploy = res("apps", "v1", "deployments");
+    let err = r
+        .create(deploy, Some("nope"), deployment("web", "a:1"), opts())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, "namespaces \"nope\" not found")
+    );
+
+    let mut bad = deployment("bad", "a:1");
+    bad["spec"]["template"]["metadata"]["labels"] = json!({"app": "other"});
+    let err = r
+        .create(deploy, Some("default"), bad, opts())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .starts_with("Deployment.apps \"bad\" is invalid: "),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("`selector` does not match template `labels`"),
+        "{}",
+        err.message
+    );
+
+    r.create(deploy, Some("default"), deployment("web", "a:1"), opts())
+        .await
+        .unwrap();
+    let err = r
+        .create(deploy, Some("default"), deployment("web", "a:1"), opts())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (409, "deployments.apps \"web\" already exists")
+    );
+}
+
+#[tokio::test]
+async fn generate_name_and_list_paging() {
+    let (_d, r) = registry().await;
+    let cm = res("", "v1", "configmaps");
+    for _ in 0..7 {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "c-", "labels": {"n": "x"}}});
+        let created = r
+            .create(cm, Some("default"), obj, opts())
+            .await
+            .unwrap()
+            .object;
+        assert!(created["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("c-"));
+    }
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let page = r
+            .list(
+                cm,
+                Some("default"),
+                &ListOptions {
+                    limit: Some(3),
+                    continue_token: token.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(
+            page.items
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match page.continue_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "pages are in key order without repeats");
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let (_d, r) = registry().await;
+    let cm = res("", "v1", "configmaps");
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+    r.create(cm, Some("default"), obj, opts()).await.unwrap();
+    let pending = match r
+        .delete(cm, Some("default"), "held", &DeleteOptions::default())
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => o,
+        Deleted::Gone(_) => panic!("deleted despite a finalizer"),
+    };
+    assert!(pending["metadata"]["deletionTimestamp"].is_string());
+    let mut released = pending.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    r.update(cm, Some("default"), "held", released, None, opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.get(cm, Some("default"), "held").await.unwrap_err().code,
+        404
+    );
+}
+
+#[tokio::test]
+async fn pods_on_a_node_terminate_gracefully() {
+    let (_d, r) = registry().await;
+    let pods = res("", "v1", "pods");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    r.create(pods, Some("default"), pod.clone(), opts())
+        .await
+        .unwrap();
+    r.bind_pod("default", "p", "node-1").await.unwrap();
+    let bound = r.get(pods, Some("default"), "p").await.unwrap();
+    assert_eq!(bound["spec"]["nodeName"], "node-1");
+    assert!(bound["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "PodScheduled" && c["status"] == "True"));
+    assert_eq!(
+        r.bind_pod("default", "p", "node-2").await.unwrap_err().code,
+        409
+    );
+
+    match r
+        .delete(pods, Some("default"), "p", &DeleteOptions::default())
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 30),
+        Deleted::Gone(_) => panic!("a bound pod must wait for its node"),
+    }
+    let now = DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    assert!(matches!(
+        r.delete(pods, Some("default"), "p", &now).await.unwrap(),
+        Deleted::Gone(_)
+    ));
+
+    // An unscheduled pod goes at once.
+    r.create(pods, Some("default"), pod, opts()).await.unwrap();
+    assert!(matches!(
+        r.delete(pods, Some("default"), "p", &DeleteOptions::default())
+            .await
+            .unwrap(),
+        Deleted::Gone(_)
+    ));
+}
+
+#[tokio::test]
+async fn watches_resume_and_follow_selectors() {
+    let (_d, r) = registry().await;
+    let cm = res("", "v1", "configmaps");
+    let make = |name: &str, tier: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"tier": tier}}});
+    let a = r
+        .create(cm, Some("default"), make("a", "web"), opts())
+        .await
+        .unwrap()
+        .object;
+    let from = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let options = ListOptions {
+        label_selector: Some("tier=web".into()),
+        resource_version: Some(from),
+        ..Default::default()
+    };
+    let mut events = r.watch(cm, Some("default"), &options).await.unwrap();
+    r.create(cm, Some("default"), make("b", "web"), opts())
+        .await
+        .unwrap();
+    r.create(cm, Some("default"), make("c", "db"), opts())
+        .await
+        .unwrap();
+    let mut moved = r.get(cm, Some("default"), "a").await.unwrap();
+    moved["metadata"]["labels"]["tier"] = json!("db");
+    r.update(cm, Some("default"), "a", moved, None, opts())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        got.push((
+            ev.event_type,
+            ev.object["metadata"]["name"].as_str().unwrap().to_string(),
+        ));
+    }
+    // "c" never matched; "a" leaving the selection is a deletion for this watcher.
+    assert_eq!(
+        got,
+        vec![("ADDED", "b".to_string()), ("DELETED", "a".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn watching_a_compacted_revision_answers_expired() {
+    let (_d, r) = registry().await;
+    let cm = res("", "v1", "configmaps");
+    for i in 0..3 {
+        let obj =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}});
+        r.create(cm, Some("default"), obj, opts()).await.unwrap();
+    }
+    let current = r.store().current_revision().await.unwrap();
+    r.store().compact(current).await.unwrap();
+    let options = ListOptions {
+        resource_version: Some("1".into()),
+        ..Default::default()
+    };
+    let mut events = r.watch(cm, Some("default"), &options).await.unwrap();
+    let ev = events.next().await.unwrap();
+    assert_eq!(ev.event_type, "ERROR");
+    assert_eq!(ev.object["code"], 410);
+    assert_eq!(ev.object["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn hpa_is_served_in_both_versions_from_one_object() {
+    let (_d, r) = registry().await;
+    let v1 = res("autoscaling", "v1", "horizontalpodautoscalers");
+    let v2 = res("autoscaling", "v2", "horizontalpodautoscalers");
+    let hpa = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 10, "targetCPUUtilizationPercentage": 50}});
+    r.create(v1, Some("default"), hpa, opts()).await.unwrap();
+    let as_v2 = r.get(v2, Some("default"), "web").await.unwrap();
+    assert_eq!(as_v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(as_v2["spec"]["metrics"][0]["resource"]["name"], "cpu");
+    assert_eq!(
+        as_v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        50
+    );
+    let as_v1 = r.get(v1, Some("default"), "web").await.unwrap();
+    assert_eq!(as_v1["spec"]["targetCPUUtilizationPercentage"], 50);
+}
+
+#[tokio::test]
+async fn namespaces_empty_before_they_go() {
+    let (_d, r) = registry().await;
+    let ns = res("", "v1", "namespaces");
+    let cm = res("", "v1", "configmaps");
+    r.create(
+        ns,
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+        opts(),
+    )
+    .await
+    .unwrap();
+    r.create(
+        cm,
+        Some("team"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+        opts(),
+    )
+    .await
+    .unwrap();
+    match r
+        .delete(ns, None, "team", &DeleteOptions::default())
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => assert_eq!(o["status"]["phase"], "Terminating"),
+        Deleted::Gone(_) => panic!("a namespace waits for its contents"),
+    }
+    let err = r
+        .create(
+            cm,
+            Some("team"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}),
+            opts(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 403);
+    system::finalize_namespace(&r, "team").await.unwrap();
+    assert_eq!(r.get(ns, None, "team").await.unwrap_err().code, 404);
+    assert_eq!(r.get(cm, Some("team"), "c").await.unwrap_err().code, 404);
+    assert_eq!(
+        r.delete(ns, None, "default", &DeleteOptions::default())
+            .await
+            .unwrap_err()
+            .code,
+        403
+    );
+}

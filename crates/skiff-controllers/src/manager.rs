@@ -1,0 +1,86 @@
+//! Starts every controller over shared informers, as kube-controller-manager does.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use skiff_api::resources;
+use skiff_client::Client;
+use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
+
+use crate::deployment::controller::DeploymentController;
+use crate::gc::controller::GarbageCollector;
+use crate::replicaset::controller::ReplicaSetController;
+
+/// Concurrent syncs per controller, as kube-controller-manager's defaults (5 for Deployments and
+/// ReplicaSets; 20 for the garbage collector).
+const DEPLOYMENT_WORKERS: usize = 5;
+const REPLICASET_WORKERS: usize = 5;
+const GC_WORKERS: usize = 20;
+
+fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) -> Informer {
+    let resource =
+        resources::find(group, version, plural).expect("every controlled resource is registered");
+    Informer::start(client.clone(), InformerConfig::new(resource))
+}
+
+/// Runs the Deployment, ReplicaSet and garbage-collection controllers until `shutdown`
+/// resolves.
+pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
+    let deployments = informer(&client, "apps", "v1", "deployments");
+    let replica_sets = informer(&client, "apps", "v1", "replicasets");
+    let pods = informer(&client, "", "v1", "pods");
+    let controller_revisions = informer(&client, "apps", "v1", "controllerrevisions");
+    let clonesets = informer(&client, "apps.kruise.io", "v1alpha1", "clonesets");
+    for i in [&deployments, &replica_sets, &pods] {
+        i.wait_synced().await;
+    }
+
+    let deployment_controller = DeploymentController::new(
+        client.clone(),
+        deployments.clone(),
+        replica_sets.clone(),
+        pods.clone(),
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("deployment-controller"),
+        ),
+    );
+    let replica_set_controller = ReplicaSetController::new(
+        client.clone(),
+        replica_sets.clone(),
+        pods.clone(),
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("replicaset-controller"),
+        ),
+    );
+    let gc = GarbageCollector::new(
+        client.clone(),
+        vec![
+            deployments,
+            replica_sets,
+            pods,
+            controller_revisions,
+            clonesets,
+        ],
+    );
+
+    let stoppers = (
+        deployment_controller.clone(),
+        replica_set_controller.clone(),
+        gc.clone(),
+    );
+    let running = futures::future::join3(
+        deployment_controller.run(DEPLOYMENT_WORKERS),
+        replica_set_controller.run(REPLICASET_WORKERS),
+        gc.run(GC_WORKERS),
+    );
+    tokio::select! {
+        _ = running => {}
+        _ = shutdown => {
+            stoppers.0.shutdown();
+            stoppers.1.shutdown();
+            stoppers.2.shutdown();
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The ReplicaSet controller's shell: informer events in, pods created and deleted, status out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+use skiff_api::patch::PatchType;
+use skiff_api::resources::{self, ResourceInfo};
+use skiff_client::{Client, DeleteOptions, Scope};
+use skiff_runtime::{EventRecorder, Expectations, Informer, Notification, WorkQueue};
+
+use super::{
+    failed_create_event, failed_delete_event, plan_with_related, successful_create_event,
+    successful_delete_event, ManageError,
+};
+use crate::shell::{controller_of, key_of, namespace_of, now, record_events, typed, SyncError};
+
+fn replica_sets_resource() -> &'static ResourceInfo {
+    resources::find("apps", "v1", "replicasets").expect("replicasets are registered")
+}
+
+fn pods_resource() -> &'static ResourceInfo {
+    resources::find("", "v1", "pods").expect("pods are registered")
+}
+
+/// Everything one ReplicaSet sync reads and writes through.
+#[derive(Clone)]
+pub struct ReplicaSetController {
+    client: Arc<dyn Client>,
+    replica_sets: Informer,
+    pods: Informer,
+    recorder: EventRecorder,
+    expectations: Arc<Expectations>,
+    queue: WorkQueue<String>,
+}
+
+impl ReplicaSetController {
+    /// Wires the controller to shared informers; call [`ReplicaSetController::run`] to start.
+    pub fn new(
+        client: Arc<dyn Client>,
+        replica_sets: Informer,
+        pods: Informer,
+        recorder: EventRecorder,
+    ) -> Self {
+        let controller = ReplicaSetController {
+            client,
+            replica_sets,
+            pods,
+            recorder,
+            expectations: Arc::new(Expectations::new()),
+            queue: WorkQueue::new(),
+        };
+        controller.watch_changes();
+        controller
+    }
+
+    /// Routes changes to ReplicaSet keys: the ReplicaSet's own changes, and its pods' (by
+    /// controller reference, observing the creations and deletions it expects); an orphan pod
+    /// wakes every ReplicaSet of its namespace, one of which may adopt it.
+    fn watch_changes(&self) {
+        let queue = self.queue.clone();
+        let expectations = self.expectations.clone();
+        self.replica_sets.add_handler(move |n| {
+            if let Some(key) = n.key() {
+                if matches!(n, Notification::Deleted(_)) {
+                    expectations.delete(&key);
+                }
+                queue.add(key);
+            }
+        });
+        let queue = self.queue.clone();
+        let expectations = self.expectations.clone();
+        let replica_sets = self.replica_sets.clone();
+        self.pods.add_handler(move |n| {
+            let pod = n.object();
+            let ns = namespace_of(pod).to_string();
+            let owner_key = |p: &Value| match controller_of(p) {
+                Some(("ReplicaSet", name, _)) => Some(format!("{}/{}", namespace_of(p), name)),
+                _ => None,
+            };
+            match n {
+                Notification::Added(p) => match owner_key(p) {
+                    Some(key) => {
+                        if p.pointer("/metadata/deletionTimestamp").is_some() {
+                            expectations.deletion_observed(&key);
+                        } else {
+                            expectations.creation_observed(&key);
+                        }
+                        queue.add(key);
+                    }
+                    None => {
+                        for rs in replica_sets.list_by_namespace(&ns) {
+                            if let Some(key) = key_of(&rs) {
+                                queue.add(key);
+                            }
+                        }
+                    }
+                },
+                Notification::Updated { old, new } => {
+                    let (old_owner, new_owner) = (owner_key(old), owner_key(new));
+                    if new.pointer("/metadata/deletionTimestamp").is_some()
+                        && old.pointer("/metadata/deletionTimestamp").is_none()
+                    {
+                        // Graceful deletion started: count it as the deletion it is.
+                        if let Some(key) = &new_owner {
+                            expectations.deletion_observed(key);
+                        }
+                    }
+                    for key in [old_owner, new_owner].into_iter().flatten() {
+                        queue.add(key);
+                    }
+                    if controller_of(new).is_none() {
+                        for rs in replica_sets.list_by_namespace(&ns) {
+                            if let Some(key) = key_of(&rs) {
+                                queue.add(key);
+                            }
+                        }
+                    }
+                }
+                Notification::Deleted(p) => {
+                    if let Some(key) = owner_key(p) {
+                        if p.pointer("/metadata/deletionTimestamp").is_none() {
+                            expectations.deletion_observed(&key);
+                        }
+                        queue.add(key);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Processes ReplicaSets with `workers` concurrent syncs until the queue shuts down.
+    pub async fn run(self, workers: usize) {
+        let queue = self.queue.clone();
+        let this = Arc::new(self);
+        skiff_runtime::run_workers(queue, workers, move |key: String| {
+            let this = this.clone();
+            async move { this.sync(&key).await }
+        })
+        .await;
+    }
+
+    /// Stops taking new work.
+    pub fn shutdown(&self) {
+        self.queue.shutdown();
+    }
+
+    /// One sync of one ReplicaSet.
+    pub async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        let Some((namespace, name)) = key.split_once('/') else {
+            return Ok(None);
+        };
+        let Some(cached) = self.replica_sets.get(Some(namespace), name) else {
+            self.expectations.delete(key);
+            return Ok(None);
+        };
+        let Some(rs) = typed::<ReplicaSet>(&cached) else {
+            return Ok(None);
+        };
+        let pods: Vec<Pod> = self
+            .pods
+            .list_by_namespace(namespace)
+            .iter()
+            .filter_map(typed)
+            .collect();
+        let others: Vec<ReplicaSet> = self
+            .replica_sets
+            .list_by_namespace(namespace)
+            .iter()
+            .filter(|o| o.pointer("/metadata/uid") != cached.pointer("/metadata/uid"))
+            .filter_map(typed)
+            .collect();
+        let plan = plan_with_related(&rs, &others, &pods, now());
+        if let Some(error) = &plan.error {
+            return Err(SyncError::Plan(error.to_string()));
+        }
+        let pod_scope = Scope {
+            resource: pods_resource(),
+            namespace: Some(namespace),
+        };
+        for patch in plan.adopt.iter().chain(plan.release.iter()) {
+            match self
+                .client
+                .patch(
+                    pod_scope,
+                    &patch.pod_name,
+                    PatchType::StrategicMerge,
+                    patch.patch.clone(),
+                    false,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+
+        let mut manage_error = None;
+        if self.expectations.satisfied(key) {
+            manage_error = self.manage(key, &cached, &plan, pod_scope).await;
+        }
+        let status = match &manage_error {
+            Some(error) => plan.status_after_manage_error(&rs, error, now()),
+            None => plan.status_update.clone(),
+        };
+        if let Some(status) = status {
+            let mut updated = rs.clone();
+            updated.status = Some(status);
+            let scope = Scope {
+                resource: replica_sets_resource(),
+                namespace: Some(namespace),
+            };
+            match self
+                .client
+                .update_status(scope, serde_json::to_value(&updated)?)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(error) = manage_error {
+            return Err(SyncError::Plan(error.message));
+        }
+        Ok(plan.requeue_after)
+    }
+
+    /// Creates or deletes pods as planned, in slow-start batches, keeping expectations so the
+    /// next sync waits until the informer has seen these writes.
+    async fn manage(
+        &self,
+        key: &str,
+        cached: &Value,
+        plan: &super::ReplicaSetPlan,
+        pod_scope: Scope<'_>,
+    ) -> Option<ManageError> {
+        if let Some(creation) = &plan.create {
+            self.expectations.expect_creations(key, creation.count);
+            let body = match serde_json::to_value(&creation.pod) {
+                Ok(body) => body,
+                Err(e) => {
+                    return Some(ManageError {
+                        message: e.to_string(),
+                    })
+                }
+            };
+            let mut remaining = creation.count;
+            for batch in &creation.batches {
+                let results =
+                    join_all((0..*batch).map(|_| self.client.create(pod_scope, body.clone())))
+                        .await;
+                remaining -= batch;
+                let mut failure = None;
+                for result in results {
+                    match result {
+                        Ok(pod) => {
+                            let name = pod
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
+                            record_events(&self.recorder, cached, &[successful_create_event(name)]);
+                        }
+                        Err(e) => {
+                            // This creation will never be observed.
+                            self.expectations.lower(key, 1, 0);
+                            record_events(
+                                &self.recorder,
+                                cached,
+                                &[failed_create_event(&e.to_string())],
+                            );
+                            failure = Some(ManageError {
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                if failure.is_some() {
+                    // Skipped batches will never be observed either.
+                    self.expectations.lower(key, remaining as i64, 0);
+                    return failure;
+                }
+            }
+        }
+        if !plan.delete.is_empty() {
+            self.expectations.expect_deletions(key, plan.delete.len());
+            let results = join_all(plan.delete.iter().map(|d| {
+                let options = DeleteOptions {
+                    precondition_uid: d.uid.clone(),
+                    ..Default::default()
+                };
+                async move { (d, self.client.delete(pod_scope, &d.name, &options).await) }
+            }))
+            .await;
+            let mut failure = None;
+            for (deletion, result) in results {
+                match result {
+                    Ok(_) => record_events(
+                        &self.recorder,
+                        cached,
+                        &[successful_delete_event(&deletion.name)],
+                    ),
+                    Err(e) if e.is_not_found() => self.expectations.deletion_observed(key),
+                    Err(e) => {
+                        self.expectations.deletion_observed(key);
+                        record_events(
+                            &self.recorder,
+                            cached,
+                            &[failed_delete_event(&e.to_string())],
+                        );
+                        failure = Some(ManageError {
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+            return failure;
+        }
+        None
+    }
+}
