@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod errors;
 pub mod patch;
 pub mod printers;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod validation;

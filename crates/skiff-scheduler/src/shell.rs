@@ -1,0 +1,503 @@
+//! The scheduling loop: keeps a cache of nodes and pods, asks the planner where each pending
+//! pod goes, binds it, and reports the outcome as kube-scheduler does.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{json, Value};
+use skiff_api::patch::PatchType;
+use skiff_api::resources::{self, ResourceInfo};
+use skiff_client::{Client, ClientError, Scope};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::events::{ClientEventRecorder, EventRecorder, PodEvent};
+use crate::planner::{self, PodsByNode};
+use crate::watch::{self, Change};
+
+/// Why the scheduler could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The API does not serve a resource the scheduler needs.
+    #[error("resource {0} is not served")]
+    MissingResource(&'static str),
+}
+
+/// Timing of retries.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// The wait before retrying a pod after its first failure; it doubles with each failure.
+    pub initial_backoff: Duration,
+    /// The longest wait between retries once the cluster changed.
+    pub max_backoff: Duration,
+    /// How long a pod that fit nowhere waits for a relevant change before it is retried anyway.
+    pub unschedulable_retry: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            unschedulable_retry: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Schedules pods until `shutdown` resolves, writing events through the client.
+pub async fn run(
+    client: Arc<dyn Client>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SchedulerError> {
+    let recorder = Arc::new(ClientEventRecorder::new(client.clone()));
+    run_with(client, recorder, SchedulerConfig::default(), shutdown).await
+}
+
+/// Schedules pods until `shutdown` resolves, with the given event recorder and timing.
+pub async fn run_with(
+    client: Arc<dyn Client>,
+    recorder: Arc<dyn EventRecorder>,
+    config: SchedulerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SchedulerError> {
+    let pods = resources::find("", "v1", "pods").ok_or(SchedulerError::MissingResource("pods"))?;
+    let nodes =
+        resources::find("", "v1", "nodes").ok_or(SchedulerError::MissingResource("nodes"))?;
+    let (pod_tx, mut pod_rx) = mpsc::channel(256);
+    let (node_tx, mut node_rx) = mpsc::channel(64);
+    // Finished pods neither wait for a node nor use one, as in kube-scheduler's informer.
+    let pod_watch = tokio::spawn(watch::reflect(
+        client.clone(),
+        pods,
+        Some("status.phase!=Succeeded,status.phase!=Failed".to_string()),
+        pod_tx,
+    ));
+    let node_watch = tokio::spawn(watch::reflect(client.clone(), nodes, None, node_tx));
+
+    let mut scheduler = Scheduler {
+        client,
+        recorder,
+        config,
+        pods_resource: pods,
+        state: State::default(),
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let wake_at = scheduler
+            .state
+            .next_due()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(change) = pod_rx.recv() => {
+                scheduler.state.apply_pod_change(change);
+                while let Ok(more) = pod_rx.try_recv() {
+                    scheduler.state.apply_pod_change(more);
+                }
+            }
+            Some(change) = node_rx.recv() => {
+                scheduler.state.apply_node_change(change);
+                while let Ok(more) = node_rx.try_recv() {
+                    scheduler.state.apply_node_change(more);
+                }
+            }
+            _ = tokio::time::sleep_until(wake_at) => {}
+        }
+        scheduler.schedule_due().await;
+    }
+    pod_watch.abort();
+    node_watch.abort();
+    Ok(())
+}
+
+fn key_of(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn node_name_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+/// Whether a node changed in a way that could let a waiting pod fit.
+fn node_changed_for_scheduling(old: &Node, new: &Node) -> bool {
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+    };
+    let allocatable = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
+    old.metadata.labels != new.metadata.labels
+        || old.spec != new.spec
+        || allocatable(old) != allocatable(new)
+        || ready(old) != ready(new)
+}
+
+/// A pod waiting for a node.
+#[derive(Clone, Debug)]
+struct Waiting {
+    /// Failed attempts so far.
+    attempts: u32,
+    /// When to try next if nothing changes.
+    due: Instant,
+    /// The earliest retry after a change in the cluster.
+    backoff_until: Instant,
+}
+
+/// What the scheduler knows of the cluster.
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, Node>,
+    /// Every pod that has not finished, by `namespace/name`.
+    pods: BTreeMap<String, Pod>,
+    waiting: BTreeMap<String, Waiting>,
+    nodes_listed: bool,
+    pods_listed: bool,
+}
+
+impl State {
+    fn next_due(&self) -> Option<Instant> {
+        if !(self.nodes_listed && self.pods_listed) {
+            return None;
+        }
+        self.waiting.values().map(|w| w.due).min()
+    }
+
+    /// Something changed that may let waiting pods fit: retry them once their backoff ends.
+    fn cluster_changed(&mut self) {
+        for w in self.waiting.values_mut() {
+            w.due = w.due.min(w.backoff_until);
+        }
+    }
+
+    fn track(&mut self, pod: Pod) -> bool {
+        let key = key_of(&pod);
+        let pending = planner::needs_scheduling(&pod);
+        let assigned = node_name_of(&pod).is_some();
+        let previous = self.pods.insert(key.clone(), pod);
+        let current = self.pods.get(&key);
+        if pending {
+            let now = Instant::now();
+            let spec_changed = match (&previous, current) {
+                (Some(old), Some(new)) => {
+                    old.spec != new.spec || old.metadata.labels != new.metadata.labels
+                }
+                _ => true,
+            };
+            let entry = self.waiting.entry(key).or_insert(Waiting {
+                attempts: 0,
+                due: now,
+                backoff_until: now,
+            });
+            if spec_changed {
+                entry.due = entry.due.min(entry.backoff_until);
+            }
+        } else {
+            self.waiting.remove(&key);
+        }
+        // A pod newly placed, moved, or changed on a node changes what that node has left.
+        assigned
+            && match (&previous, current) {
+                (Some(old), Some(new)) => {
+                    old.spec != new.spec
+                        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
+                }
+                _ => true,
+            }
+    }
+
+    fn forget(&mut self, key: &str) -> bool {
+        self.waiting.remove(key);
+        self.pods
+            .remove(key)
+            .is_some_and(|old| node_name_of(&old).is_some())
+    }
+
+    fn apply_pod_change(&mut self, change: Change) {
+        let changed = match change {
+            Change::Listed(items) => {
+                let fresh: Vec<Pod> = items.into_iter().filter_map(decode).collect();
+                let keep: std::collections::BTreeSet<String> = fresh.iter().map(key_of).collect();
+                self.pods.retain(|k, _| keep.contains(k));
+                self.waiting.retain(|k, _| keep.contains(k));
+                for pod in fresh {
+                    self.track(pod);
+                }
+                self.pods_listed = true;
+                true
+            }
+            Change::Applied(object) => match decode::<Pod>(object) {
+                Some(pod) => self.track(pod),
+                None => false,
+            },
+            Change::Deleted(object) => match decode::<Pod>(object) {
+                Some(pod) => self.forget(&key_of(&pod)),
+                None => false,
+            },
+        };
+        if changed {
+            self.cluster_changed();
+        }
+    }
+
+    fn apply_node_change(&mut self, change: Change) {
+        let changed = match change {
+            Change::Listed(items) => {
+                self.nodes = items
+                    .into_iter()
+                    .filter_map(decode::<Node>)
+                    .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
+                    .collect();
+                self.nodes_listed = true;
+                true
+            }
+            Change::Applied(object) => match decode::<Node>(object) {
+                Some(node) => {
+                    let name = node.metadata.name.clone().unwrap_or_default();
+                    match self.nodes.insert(name.clone(), node) {
+                        Some(old) => self
+                            .nodes
+                            .get(&name)
+                            .is_some_and(|new| node_changed_for_scheduling(&old, new)),
+                        None => true,
+                    }
+                }
+                None => false,
+            },
+            Change::Deleted(object) => match decode::<Node>(object) {
+                Some(node) => self
+                    .nodes
+                    .remove(node.metadata.name.as_deref().unwrap_or(""))
+                    .is_some(),
+                None => false,
+            },
+        };
+        if changed {
+            self.cluster_changed();
+        }
+    }
+
+    /// The bound pods of each node, for resource accounting.
+    fn pods_by_node(&self) -> PodsByNode {
+        let mut by_node = PodsByNode::new();
+        for pod in self.pods.values() {
+            if let Some(node) = node_name_of(pod) {
+                by_node
+                    .entry(node.to_string())
+                    .or_default()
+                    .push(pod.clone());
+            }
+        }
+        by_node
+    }
+
+    /// Records a failed attempt: retry after the backoff if the cluster changes, or after
+    /// `unschedulable_retry` anyway.
+    fn failed(&mut self, key: &str, config: &SchedulerConfig, wait_for_change: bool) {
+        if let Some(w) = self.waiting.get_mut(key) {
+            let now = Instant::now();
+            w.attempts = w.attempts.saturating_add(1);
+            let factor = 2u32.saturating_pow(w.attempts.saturating_sub(1).min(16));
+            let backoff = config
+                .initial_backoff
+                .saturating_mul(factor)
+                .min(config.max_backoff);
+            w.backoff_until = now + backoff;
+            w.due = if wait_for_change {
+                now + config.unschedulable_retry
+            } else {
+                w.backoff_until
+            };
+        }
+    }
+}
+
+fn decode<K: k8s_openapi::serde::de::DeserializeOwned>(object: Value) -> Option<K> {
+    match serde_json::from_value(object) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring an object that does not decode");
+            None
+        }
+    }
+}
+
+struct Scheduler {
+    client: Arc<dyn Client>,
+    recorder: Arc<dyn EventRecorder>,
+    config: SchedulerConfig,
+    pods_resource: &'static ResourceInfo,
+    state: State,
+}
+
+impl Scheduler {
+    /// Tries every pod whose turn has come, higher priority and older pods first.
+    async fn schedule_due(&mut self) {
+        if !(self.state.nodes_listed && self.state.pods_listed) {
+            return;
+        }
+        let now = Instant::now();
+        let mut due: Vec<(i32, String, String)> = self
+            .state
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.due <= now)
+            .filter_map(|(key, _)| {
+                let pod = self.state.pods.get(key)?;
+                let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+                let created = pod
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default();
+                Some((-priority, created, key.clone()))
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        due.sort();
+        let nodes: Vec<Node> = self.state.nodes.values().cloned().collect();
+        let mut by_node = self.state.pods_by_node();
+        for (_, _, key) in due {
+            let Some(pod) = self.state.pods.get(&key).cloned() else {
+                continue;
+            };
+            match planner::schedule(&pod, &nodes, &by_node) {
+                Ok(choice) => {
+                    if let Some(bound) = self.bind(&key, pod, &choice.node_name).await {
+                        by_node.entry(choice.node_name).or_default().push(bound);
+                    }
+                }
+                Err(unschedulable) => {
+                    self.report_unschedulable(&pod, &unschedulable.message)
+                        .await;
+                    self.state.failed(&key, &self.config, true);
+                }
+            }
+        }
+    }
+
+    /// Binds the pod and, on success, assumes it on the node until the watch confirms it.
+    async fn bind(&mut self, key: &str, pod: Pod, node: &str) -> Option<Pod> {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match self.client.bind_pod(&namespace, &name, node).await {
+            Ok(()) => {
+                let mut assumed = pod;
+                if let Some(spec) = assumed.spec.as_mut() {
+                    spec.node_name = Some(node.to_string());
+                }
+                self.state.waiting.remove(key);
+                self.state.pods.insert(key.to_string(), assumed.clone());
+                let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                self.recorder
+                    .record(PodEvent::about(
+                        &assumed,
+                        "Normal",
+                        "Scheduled",
+                        "Binding",
+                        message,
+                    ))
+                    .await;
+                Some(assumed)
+            }
+            // Bound by someone else, being deleted, or gone: the watch will tell.
+            Err(e) if e.is_conflict() || e.is_not_found() => {
+                self.state.waiting.remove(key);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(pod = key, node, error = %e, "binding failed");
+                self.recorder
+                    .record(PodEvent::about(
+                        &pod,
+                        "Warning",
+                        "FailedScheduling",
+                        "Scheduling",
+                        format!("Binding rejected: {e}"),
+                    ))
+                    .await;
+                self.state.failed(key, &self.config, false);
+                None
+            }
+        }
+    }
+
+    /// Writes the `FailedScheduling` event and the `PodScheduled=False` condition.
+    async fn report_unschedulable(&mut self, pod: &Pod, message: &str) {
+        self.recorder
+            .record(PodEvent::about(
+                pod,
+                "Warning",
+                "FailedScheduling",
+                "Scheduling",
+                message.to_string(),
+            ))
+            .await;
+        if let Err(e) = self.set_unschedulable_condition(pod, message).await {
+            tracing::warn!(pod = key_of(pod), error = %e, "updating PodScheduled failed");
+        }
+    }
+
+    async fn set_unschedulable_condition(
+        &self,
+        pod: &Pod,
+        message: &str,
+    ) -> Result<(), ClientError> {
+        let existing = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+        let same = existing.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message)
+        });
+        if same {
+            return Ok(());
+        }
+        let mut condition = json!({
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastProbeTime": null,
+        });
+        // The transition time moves only when the status does.
+        if existing.is_none_or(|c| c.status != "False") {
+            condition["lastTransitionTime"] = json!(jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_else(|_| jiff::Timestamp::now())
+                .to_string());
+        }
+        let scope = Scope {
+            resource: self.pods_resource,
+            namespace: pod.metadata.namespace.as_deref(),
+        };
+        let name = pod.metadata.name.as_deref().unwrap_or("");
+        self.client
+            .patch(
+                scope,
+                name,
+                PatchType::StrategicMerge,
+                json!({"status": {"conditions": [condition]}}),
+                true,
+            )
+            .await
+            .map(|_| ())
+    }
+}
