@@ -92,6 +92,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         client.clone(),
         until_stopped(),
     ));
+    let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
     let simulated_nodes = if args.simulated_nodes > 0 {
         let config = SimulatedNodesConfig::with_count(args.simulated_nodes);
         config.validate()?;
@@ -120,6 +121,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let _ = controllers.await;
+    match scheduler.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),
+        Ok(Ok(())) => {}
+    }
     if let Some(task) = simulated_nodes {
         match task.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "simulated nodes stopped with an error"),
