@@ -67,12 +67,15 @@ pub trait EventRecorder: Send + Sync + 'static {
     async fn record(&self, event: PodEvent);
 }
 
+/// What makes two events the same: the pod (namespace, name, uid), reason and message.
+type EventIdentity = (String, String, String, &'static str, String);
+
 /// Writes events as `core/v1` Events through the client, folding a repeat of the same event
 /// into the existing object (`count` and `lastTimestamp`) as Kubernetes' recorder does.
 pub struct ClientEventRecorder {
     client: Arc<dyn Client>,
     /// Event object name and count, by what makes two events the same.
-    seen: Mutex<HashMap<(String, String, String, &'static str, String), (String, i64)>>,
+    seen: Mutex<HashMap<EventIdentity, (String, i64)>>,
 }
 
 impl ClientEventRecorder {

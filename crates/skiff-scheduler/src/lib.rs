@@ -6,6 +6,9 @@
 //! records events and the `PodScheduled` condition, and retries pods that did not fit when the
 //! cluster changes.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod events;
 pub mod matching;
 pub mod planner;

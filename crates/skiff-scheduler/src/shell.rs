@@ -501,3 +501,95 @@ impl Scheduler {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: Option<&str>) -> Value {
+        json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"schedulerName": "default-scheduler", "nodeName": node,
+                     "containers": [{"name": "c", "image": "i"}]}
+        })
+    }
+
+    fn node(cpu: &str, heartbeat: &str) -> Value {
+        json!({
+            "metadata": {"name": "n"},
+            "status": {
+                "allocatable": {"cpu": cpu, "pods": "10"},
+                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}]
+            }
+        })
+    }
+
+    fn listed_state() -> State {
+        let mut state = State::default();
+        state.apply_node_change(Change::Listed(vec![node("1", "2024-01-01T00:00:00Z")]));
+        state.apply_pod_change(Change::Listed(vec![pod("a", None), pod("b", Some("n"))]));
+        state
+    }
+
+    #[test]
+    fn only_pending_pods_wait_and_bound_pods_count_on_their_node() {
+        let state = listed_state();
+        assert_eq!(state.waiting.keys().collect::<Vec<_>>(), ["default/a"]);
+        let by_node = state.pods_by_node();
+        assert_eq!(by_node["n"].len(), 1);
+        assert!(state.next_due().is_some());
+    }
+
+    #[test]
+    fn a_pod_that_fit_nowhere_waits_for_a_relevant_change() {
+        let config = SchedulerConfig::default();
+        let mut state = listed_state();
+        state.failed("default/a", &config, true);
+        let parked = state.waiting["default/a"].due;
+        assert!(parked >= Instant::now() + Duration::from_secs(50));
+
+        // A heartbeat changes nothing the scheduler cares about.
+        state.apply_node_change(Change::Applied(node("1", "2024-01-01T00:00:10Z")));
+        assert_eq!(state.waiting["default/a"].due, parked);
+        // Its own status update does not count either.
+        let mut with_status = pod("a", None);
+        with_status["status"] =
+            json!({"conditions": [{"type": "PodScheduled", "status": "False"}]});
+        state.apply_pod_change(Change::Applied(with_status));
+        assert_eq!(state.waiting["default/a"].due, parked);
+
+        // More CPU on the node does: retry once the backoff has passed.
+        state.apply_node_change(Change::Applied(node("2", "2024-01-01T00:00:20Z")));
+        let w = &state.waiting["default/a"];
+        assert_eq!(w.due, w.backoff_until);
+        assert!(w.due <= Instant::now() + config.initial_backoff);
+    }
+
+    #[test]
+    fn a_deleted_bound_pod_frees_room_and_a_bound_pod_stops_waiting() {
+        let config = SchedulerConfig::default();
+        let mut state = listed_state();
+        state.failed("default/a", &config, true);
+        state.apply_pod_change(Change::Deleted(pod("b", Some("n"))));
+        let w = &state.waiting["default/a"];
+        assert_eq!(w.due, w.backoff_until);
+        assert!(state.pods_by_node().is_empty());
+
+        state.apply_pod_change(Change::Applied(pod("a", Some("n"))));
+        assert!(state.waiting.is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_limit() {
+        let config = SchedulerConfig::default();
+        let mut state = listed_state();
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let before = Instant::now();
+            state.failed("default/a", &config, false);
+            let w = &state.waiting["default/a"];
+            waits.push((w.backoff_until - before).as_secs());
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+    }
+}
