@@ -96,7 +96,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let simulated_nodes = if args.simulated_nodes > 0 {
         let config = SimulatedNodesConfig::with_count(args.simulated_nodes);
         config.validate()?;
-        Some(tokio::spawn(simulated::run(client.clone(), config, until_stopped())))
+        Some(tokio::spawn(simulated::run(
+            client.clone(),
+            config,
+            until_stopped(),
+        )))
     } else {
         None
     };
