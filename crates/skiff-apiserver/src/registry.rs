@@ -979,6 +979,7 @@ impl Registry {
         node: &str,
     ) -> Result<Value, ApiError> {
         let resource = resources::find("", "v1", "pods").expect("pods are registered");
+        let now = meta::now_rfc3339();
         self.system_update(resource, Some(namespace), name, |mut pod| {
             if meta::is_deleting(&pod) {
                 return Err(ApiError::conflict_message(
@@ -998,26 +999,23 @@ impl Registry {
                     format!("pod {name} is already assigned to node \"{existing}\""),
                 ));
             }
+            // One write: nobody may see the pod bound but not yet marked scheduled.
             pod["spec"]["nodeName"] = json!(node);
+            let mut conditions: Vec<Value> = pod["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c["type"] != "PodScheduled")
+                .collect();
+            conditions.push(json!({
+                "type": "PodScheduled", "status": "True",
+                "lastProbeTime": null, "lastTransitionTime": now,
+            }));
+            pod["status"]["conditions"] = json!(conditions);
             Ok(pod)
         })
-        .await?;
-        let now = meta::now_rfc3339();
-        let w = self
-            .write_loop(resource, Some(namespace), name, Some(Subresource::Status), WriteOptions::default(), None, |mut pod| {
-                let mut conditions: Vec<Value> = pod["status"]["conditions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|c| c["type"] != "PodScheduled")
-                    .collect();
-                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-                pod["status"]["conditions"] = json!(conditions);
-                Ok(pod)
-            })
-            .await?;
-        Ok(w.object)
+        .await
     }
 
     /// Watches a resource from a revision (or, without one, from a synthetic listing of the
