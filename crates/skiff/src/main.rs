@@ -33,6 +33,10 @@ pub struct UpArgs {
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Seconds between compactions of store history; each compaction forgets the revisions
+    /// older than the previous one. Kubernetes compacts every five minutes; tests shorten it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub compaction_interval: u64,
 }
 
 fn main() -> std::process::ExitCode {
