@@ -6,7 +6,7 @@
 //! pod template inside a Deployment, ReplicaSet or CloneSet gets the pod-spec defaults.
 //!
 //! Besides the `SetDefaults_*` functions, Kubernetes fills a few fields on create through its
-//! built-in admission plugins and registry strategies (namespace finalizers, pod priority,
+//! built-in admission plugins and registry strategies (pod priority,
 //! service account and not-ready tolerations, service IP families). Those are applied here
 //! too, because a client sees them on the created object just the same.
 //!
@@ -144,17 +144,9 @@ fn default_namespace(root: &mut Map<String, Value>) {
             );
         }
     }
-    // The namespace strategy gives new namespaces the `kubernetes` finalizer, which the
-    // namespace controller removes once the contents are gone.
-    if let Some(spec) = child(root, "spec") {
-        let has_finalizers = spec
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
-        if !has_finalizers {
-            spec.insert("finalizers".to_string(), json!(["kubernetes"]));
-        }
-    }
+    // The `kubernetes` finalizer is not a default: the namespace strategy adds it on create
+    // only (the registry does), because the namespace lifecycle removes it later and a default
+    // would put it back on that very update.
     if let Some(status) = child(root, "status") {
         default_str(status, "phase", "Active");
     }
@@ -995,22 +987,32 @@ mod tests {
     }
 
     #[test]
-    fn namespace_gets_label_finalizer_and_phase() {
+    fn namespace_gets_label_and_phase() {
         let out = defaulted(
             "",
             "v1",
             "namespaces",
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}, "status": {}}),
         );
         assert_eq!(
             out,
             json!({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": "team-a", "labels": {"kubernetes.io/metadata.name": "team-a"}},
-                "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"}
             })
         );
+    }
+
+    #[test]
+    fn emptied_namespace_finalizers_stay_empty() {
+        let out = defaulted(
+            "",
+            "v1",
+            "namespaces",
+            json!({"metadata": {"name": "team-a"}, "spec": {"finalizers": []}}),
+        );
+        assert_eq!(out["spec"], json!({"finalizers": []}));
     }
 
     #[test]

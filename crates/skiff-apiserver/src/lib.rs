@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod filter;
 pub mod meta;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod protobuf;
 pub mod registry;
 pub mod scale;

@@ -23,7 +23,7 @@ use skiff_api::cloneset::CloneSet;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 
 /// The Kubernetes release the documents claim to describe, as `info.version`.
-const KUBERNETES_VERSION: &str = "v1.33.0";
+pub(crate) const KUBERNETES_VERSION: &str = "v1.33.0";
 
 /// Where schemars puts definitions, and where OpenAPI 3.0 wants them.
 const SCHEMARS_REF_PREFIX: &str = "#/$defs/";

@@ -523,8 +523,16 @@ impl Registry {
             if obj.pointer("/status/phase").is_none() {
                 obj["status"] = json!({"phase": "Active"});
             }
-            if obj.pointer("/spec/finalizers").is_none() {
-                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            // Every new namespace carries the `kubernetes` finalizer, which the namespace
+            // lifecycle removes once the namespace is empty.
+            if !obj.get("spec").is_some_and(Value::is_object) {
+                obj["spec"] = json!({});
+            }
+            let finalizers = &mut obj["spec"]["finalizers"];
+            match finalizers.as_array_mut() {
+                Some(list) if list.iter().any(|f| f == "kubernetes") => {}
+                Some(list) => list.push(json!("kubernetes")),
+                None => *finalizers = json!(["kubernetes"]),
             }
         }
     }

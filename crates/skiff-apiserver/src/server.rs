@@ -106,6 +106,7 @@ enum Target {
     GroupVersion(String, String),
     OpenApiRoot,
     OpenApiDoc(String, String),
+    OpenApiV2,
     Resource {
         resource: &'static ResourceInfo,
         namespace: Option<String>,
@@ -124,6 +125,7 @@ fn parse_path(path: &str) -> Result<Target, ApiError> {
         ["api"] => return Ok(Target::CoreDiscovery),
         ["apis"] => return Ok(Target::GroupsDiscovery),
         ["openapi", "v3"] => return Ok(Target::OpenApiRoot),
+        ["openapi", "v2"] => return Ok(Target::OpenApiV2),
         ["openapi", "v3", "api", v] => return Ok(Target::OpenApiDoc(String::new(), v.to_string())),
         ["openapi", "v3", "apis", g, v] => {
             return Ok(Target::OpenApiDoc(g.to_string(), v.to_string()))
@@ -315,6 +317,12 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             StatusCode::OK,
             &crate::openapi::root_document(),
         )),
+        Target::OpenApiV2 => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, crate::openapi_v2::MEDIA_TYPE)],
+            crate::openapi_v2::document_bytes(),
+        )
+            .into_response()),
         Target::OpenApiDoc(g, v) => {
             crate::openapi::document_bytes(&crate::openapi::path_key(&g, &v))
                 .map(|bytes| {

@@ -192,3 +192,63 @@ pub async fn ensure_kubernetes_service(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_store::SqliteStore;
+
+    fn registry(dir: &tempfile::TempDir) -> Registry {
+        let store = SqliteStore::open(&dir.path().join("state.db")).expect("open store");
+        Registry::new(Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn deleted_namespace_is_emptied_and_then_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = registry(&dir);
+        let ns = resources::find("", "v1", "namespaces").expect("namespaces");
+        let cm = resources::find("", "v1", "configmaps").expect("configmaps");
+        let created = registry
+            .create(
+                ns,
+                None,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}, "spec": {"finalizers": []}}),
+                WriteOptions::default(),
+            )
+            .await
+            .expect("create namespace");
+        assert_eq!(created.object["spec"]["finalizers"], json!(["kubernetes"]));
+        registry
+            .create(
+                cm,
+                Some("team-a"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+                WriteOptions::default(),
+            )
+            .await
+            .expect("create config map");
+
+        let deleted = registry
+            .delete(ns, None, "team-a", &DeleteOptions::default())
+            .await
+            .expect("delete namespace");
+        assert!(matches!(deleted, Deleted::Pending(_)));
+        finalize_namespace(&registry, "team-a")
+            .await
+            .expect("finalize");
+
+        assert_eq!(
+            registry
+                .get(cm, Some("team-a"), "c")
+                .await
+                .unwrap_err()
+                .code,
+            404
+        );
+        assert_eq!(
+            registry.get(ns, None, "team-a").await.unwrap_err().code,
+            404
+        );
+    }
+}

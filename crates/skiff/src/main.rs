@@ -57,6 +57,10 @@ pub struct UpArgs {
     /// and Ready on a simulated timeline without running any process.
     #[arg(long, default_value_t = 0)]
     pub simulated_nodes: u32,
+    /// Seconds between compactions of store history; each compaction forgets the revisions
+    /// older than the previous one. Kubernetes compacts every five minutes; tests shorten it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub compaction_interval: u64,
 }
 
 fn main() -> std::process::ExitCode {

@@ -14,9 +14,6 @@ use skiff_store::{SqliteStore, Store};
 use crate::UpArgs;
 use crate::{kubeconfig, pki};
 
-/// How often store history is compacted.
-const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
-
 /// The default data directory: `$XDG_DATA_HOME/skiff`, `~/.local/share/skiff`, else `./.skiff`.
 fn default_data_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
@@ -110,7 +107,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokens: vec![token],
         advertise_address: address.to_string(),
     });
-    tokio::spawn(system::compaction_loop(store.clone(), COMPACTION_INTERVAL));
+    tokio::spawn(system::compaction_loop(
+        store.clone(),
+        Duration::from_secs(args.compaction_interval),
+    ));
     tracing::info!(%address, data_dir = %data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is serving");
     println!("export KUBECONFIG={}", kubeconfig_path.display());
     server::serve_tls(
