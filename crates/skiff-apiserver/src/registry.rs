@@ -370,6 +370,7 @@ impl Registry {
                 "the object provided is not a JSON object",
             ));
         }
+        check_type_meta(resource, &obj)?;
         obj["apiVersion"] = Value::String(resource.api_version());
         obj["kind"] = Value::String(resource.kind.to_string());
         if resource.namespaced {
@@ -547,6 +548,7 @@ impl Registry {
         subresource: Option<Subresource>,
         options: WriteOptions,
     ) -> Result<Written, ApiError> {
+        check_type_meta(resource, &obj)?;
         let body_name = meta::name(&obj);
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -1110,6 +1112,51 @@ impl Registry {
     }
 }
 
+/// Refuses a request body whose `kind` or `apiVersion` names another type than the endpoint
+/// serves, with the messages of Kubernetes' decoder. Both may be left out.
+fn check_type_meta(resource: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+    let expected_version = resource.api_version();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(&expected_version);
+    let kind = if kind.is_empty() { resource.kind } else { kind };
+    if kind == resource.kind && api_version == expected_version {
+        return Ok(());
+    }
+    let registered = resources::RESOURCES
+        .iter()
+        .any(|r| r.kind == kind && r.api_version() == api_version);
+    if kind == resource.kind && registered {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({expected_version})"
+        )));
+    }
+    let version = api_version.rsplit('/').next().unwrap_or(api_version);
+    let cause = if registered {
+        // Kubernetes decodes the other kind, then fails to convert it to the internal type of
+        // the endpoint, which lives in the package named after the group's first label.
+        let package = match resource.group.split('.').next() {
+            Some("") | None => "core",
+            Some(first) => first,
+        };
+        format!(
+            "converting ({version}.{kind}) to ({package}.{}): unknown conversion",
+            resource.kind
+        )
+    } else {
+        format!(
+            "no kind \"{kind}\" is registered for version \"{api_version}\" in scheme \"pkg/api/legacyscheme/scheme.go:30\""
+        )
+    };
+    Err(ApiError::bad_request(format!(
+        "{kind} in version \"{version}\" cannot be handled as a {}: {cause}",
+        resource.kind
+    )))
+}
+
 /// Whether something must still happen before a deleted object may go: metadata finalizers, or
 /// for namespaces the `spec.finalizers` the namespace lifecycle empties.
 fn finalizers_pending(storage: &ResourceInfo, obj: &Value) -> bool {
@@ -1242,6 +1289,61 @@ mod tests {
             (42, "/registry/core/pods/default/a".to_string())
         );
         assert_eq!(decode_continue("%%%").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn bodies_must_name_the_endpoint_type() {
+        let configmaps = resources::find("", "v1", "configmaps").expect("configmaps");
+        let deployments = resources::find("apps", "v1", "deployments").expect("deployments");
+        let message = |resource: &ResourceInfo, body: Value| {
+            check_type_meta(resource, &body).map_err(|e| (e.code, e.message))
+        };
+        let cases: &[(&ResourceInfo, Value, Result<(), &str>)] = &[
+            (configmaps, json!({"metadata": {"name": "a"}}), Ok(())),
+            (
+                configmaps,
+                json!({"apiVersion": "v1", "kind": "ConfigMap"}),
+                Ok(()),
+            ),
+            (deployments, json!({"kind": "Deployment"}), Ok(())),
+            (
+                configmaps,
+                json!({"apiVersion": "v1", "kind": "Widget"}),
+                Err(
+                    r#"Widget in version "v1" cannot be handled as a ConfigMap: no kind "Widget" is registered for version "v1" in scheme "pkg/api/legacyscheme/scheme.go:30""#,
+                ),
+            ),
+            (
+                configmaps,
+                json!({"apiVersion": "v1", "kind": "Secret"}),
+                Err(
+                    r#"Secret in version "v1" cannot be handled as a ConfigMap: converting (v1.Secret) to (core.ConfigMap): unknown conversion"#,
+                ),
+            ),
+            (
+                deployments,
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet"}),
+                Err(
+                    r#"ReplicaSet in version "v1" cannot be handled as a Deployment: converting (v1.ReplicaSet) to (apps.Deployment): unknown conversion"#,
+                ),
+            ),
+            (
+                deployments,
+                json!({"apiVersion": "apps/v9", "kind": "Deployment"}),
+                Err(
+                    r#"Deployment in version "v9" cannot be handled as a Deployment: no kind "Deployment" is registered for version "apps/v9" in scheme "pkg/api/legacyscheme/scheme.go:30""#,
+                ),
+            ),
+        ];
+        for (resource, body, want) in cases {
+            let want = want.map_err(|m| (400, m.to_string()));
+            assert_eq!(message(resource, body.clone()), want, "{body}");
+        }
+        let hpa_v2 = resources::find("autoscaling", "v2", "horizontalpodautoscalers").expect("hpa");
+        assert_eq!(
+            message(hpa_v2, json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler"})),
+            Err((400, "the API version in the data (autoscaling/v1) does not match the expected API version (autoscaling/v2)".to_string()))
+        );
     }
 
     #[test]

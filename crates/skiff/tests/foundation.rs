@@ -683,6 +683,22 @@ fn bad_requests_get_kubernetes_errors_and_the_server_keeps_serving() {
         stderr,
         "error: resource mapping not found for name: \"w\" namespace: \"\" from \"widget.yaml\": no matches for kind \"Widget\" in version \"v1\"\nensure CRDs are installed first\n"
     );
+    // Sent to an endpoint of another kind, it is refused rather than stored as that kind.
+    let widget_v1 = skiff.write_file(
+        "widget-v1.json",
+        r#"{"apiVersion":"v1","kind":"Widget","metadata":{"name":"w"}}"#,
+    );
+    assert_eq!(
+        kubectl.fails(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            &widget_v1,
+        ]),
+        "Error from server (BadRequest): Widget in version \"v1\" cannot be handled as a ConfigMap: no kind \"Widget\" is registered for version \"v1\" in scheme \"pkg/api/legacyscheme/scheme.go:30\"\n"
+    );
+    kubectl.fails(&["get", "configmap", "w"]);
     // And a path for a resource that is not served is 404 NotFound.
     let widget_json = skiff.write_file(
         "widget.json",
