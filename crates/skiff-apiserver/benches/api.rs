@@ -584,11 +584,17 @@ fn describe_machine() -> String {
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "rustc ?".into());
+    // Other work on the machine moves every figure here; the load average says how much.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into());
+    let now = jiff::Timestamp::now();
     let mut text = String::new();
     let _ = write!(
         text,
-        "machine: {cores} cores ({cpu}), {memory} memory, {rustc}\ndate: {}",
-        jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now())
+        "machine: {cores} cores ({cpu}), {memory} memory, {rustc}\ndate: {}, load average at start: {load}",
+        now.round(jiff::Unit::Second).unwrap_or(now)
     );
     text
 }
@@ -779,7 +785,13 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     let mut versions = vec![String::new(); config.objects];
     let mut unused = Vec::new();
 
-    let m = sequentially(&mut main, Op::CreateConfigMap, sequential_part, &mut versions).await?;
+    let m = sequentially(
+        &mut main,
+        Op::CreateConfigMap,
+        sequential_part,
+        &mut versions,
+    )
+    .await?;
     Table::row("create ConfigMap, 1 client", m, "");
     let m = concurrently(
         &target,
@@ -790,7 +802,13 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     )
     .await?;
     Table::row(&format!("create ConfigMap, {clients} clients"), m, "");
-    let m = sequentially(&mut main, Op::CreateDeployment, sequential_part, &mut unused).await?;
+    let m = sequentially(
+        &mut main,
+        Op::CreateDeployment,
+        sequential_part,
+        &mut unused,
+    )
+    .await?;
     Table::row("create Deployment, 1 client", m, "");
     let m = concurrently(
         &target,
@@ -864,7 +882,8 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     )
     .await?;
     Table::row(&format!("list {n} ConfigMaps, JSON"), m, &megabytes(size));
-    let (m, _, size) = time_list(&mut main, &format!("{configmaps}?"), TABLE_ACCEPT, runs, n).await?;
+    let (m, _, size) =
+        time_list(&mut main, &format!("{configmaps}?"), TABLE_ACCEPT, runs, n).await?;
     Table::row(&format!("list {n} ConfigMaps, Table"), m, &megabytes(size));
     let (whole, pages, size) = time_list(
         &mut main,
@@ -894,7 +913,7 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     )
     .await?;
     Table::row(
-        &format!("list ConfigMaps, labelSelector shard=3"),
+        "list ConfigMaps, labelSelector shard=3",
         m,
         &format!("{selected} of {n} match; {}", megabytes(size)),
     );
