@@ -558,6 +558,15 @@ fn report_memory(when: &str) {
     ));
 }
 
+/// The 1, 5 and 15 minute load averages: other work on the machine moves every figure here,
+/// and this says how much there was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// The machine and toolchain, so a figure can be compared with the right baseline.
 fn describe_machine() -> String {
     let cores = std::thread::available_parallelism()
@@ -584,11 +593,7 @@ fn describe_machine() -> String {
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "rustc ?".into());
-    // Other work on the machine moves every figure here; the load average says how much.
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "?".into());
+    let load = load_average();
     let now = jiff::Timestamp::now();
     let mut text = String::new();
     let _ = write!(
@@ -967,7 +972,11 @@ fn main() -> std::process::ExitCode {
     let started = Instant::now();
     match runtime.block_on(run(config, command)) {
         Ok(()) => {
-            println!("\ntotal time {:.1} s", started.elapsed().as_secs_f64());
+            println!(
+                "\ntotal time {:.1} s, load average at the end: {}",
+                started.elapsed().as_secs_f64(),
+                load_average()
+            );
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
