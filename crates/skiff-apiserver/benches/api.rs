@@ -493,6 +493,51 @@ async fn concurrently(
     })
 }
 
+/// Runs timed phases of single-object requests and prints a row for each, with how many
+/// writes each store commit carried (group commit is what concurrency buys for writes).
+struct Phases<'a> {
+    target: &'a Target,
+    main: &'a mut Connection,
+    sqlite: &'a SqliteStore,
+    clients: usize,
+}
+
+impl Phases<'_> {
+    async fn run(
+        &mut self,
+        label: &str,
+        op: Op,
+        objects: &[usize],
+        concurrent: bool,
+        versions: &mut [String],
+    ) -> Result<(), BenchError> {
+        let before = self.sqlite.stats();
+        let measured = if concurrent {
+            concurrently(self.target, self.clients, op, objects, versions).await?
+        } else {
+            sequentially(self.main, op, objects, versions).await?
+        };
+        let after = self.sqlite.stats();
+        let writes = after.writes.saturating_sub(before.writes);
+        let commits = after.transactions.saturating_sub(before.transactions);
+        let note = if writes == 0 {
+            String::new()
+        } else {
+            format!(
+                "{:.1} writes per commit",
+                writes as f64 / commits.max(1) as f64
+            )
+        };
+        let who = if concurrent {
+            format!("{} clients", self.clients)
+        } else {
+            "1 client".to_string()
+        };
+        Table::row(&format!("{label}, {who}"), measured, &note);
+        Ok(())
+    }
+}
+
 fn percentile(sorted: &[Duration], percent: usize) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -725,10 +770,11 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
         None => tempfile::tempdir(),
     }
     .map_err(io("creating the data directory"))?;
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         SqliteStore::open(&dir.path().join("state.db"))
             .map_err(|e| BenchError::Setup(format!("opening the store: {e}")))?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
     let registry = Registry::new(store);
     system::ensure_builtin_namespaces(&registry)
         .await
@@ -790,89 +836,93 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     let mut versions = vec![String::new(); config.objects];
     let mut unused = Vec::new();
 
-    let m = sequentially(
-        &mut main,
-        Op::CreateConfigMap,
-        sequential_part,
-        &mut versions,
-    )
-    .await?;
-    Table::row("create ConfigMap, 1 client", m, "");
-    let m = concurrently(
-        &target,
+    let mut writer = Phases {
+        target: &target,
+        main: &mut main,
+        sqlite: &sqlite,
         clients,
-        Op::CreateConfigMap,
-        concurrent_part,
-        &mut versions,
-    )
-    .await?;
-    Table::row(&format!("create ConfigMap, {clients} clients"), m, "");
-    let m = sequentially(
-        &mut main,
-        Op::CreateDeployment,
-        sequential_part,
-        &mut unused,
-    )
-    .await?;
-    Table::row("create Deployment, 1 client", m, "");
-    let m = concurrently(
-        &target,
-        clients,
-        Op::CreateDeployment,
-        concurrent_part,
-        &mut unused,
-    )
-    .await?;
-    Table::row(&format!("create Deployment, {clients} clients"), m, "");
+    };
+    let (first, rest) = (sequential_part, concurrent_part);
+    writer
+        .run(
+            "create ConfigMap",
+            Op::CreateConfigMap,
+            first,
+            false,
+            &mut versions,
+        )
+        .await?;
+    writer
+        .run(
+            "create ConfigMap",
+            Op::CreateConfigMap,
+            rest,
+            true,
+            &mut versions,
+        )
+        .await?;
+    writer
+        .run(
+            "create Deployment",
+            Op::CreateDeployment,
+            first,
+            false,
+            &mut unused,
+        )
+        .await?;
+    writer
+        .run(
+            "create Deployment",
+            Op::CreateDeployment,
+            rest,
+            true,
+            &mut unused,
+        )
+        .await?;
     report_memory(&format!("with {} objects of each kind", config.objects));
-
-    let m = sequentially(
-        &mut main,
-        Op::PutConfigMap("put-1"),
-        sequential_part,
-        &mut versions,
-    )
-    .await?;
-    Table::row("update ConfigMap (PUT with rv), 1 client", m, "");
-    let m = concurrently(
-        &target,
-        clients,
-        Op::PutConfigMap("put-n"),
-        &all,
-        &mut versions,
-    )
-    .await?;
-    Table::row(
-        &format!("update ConfigMap (PUT with rv), {clients} clients"),
-        m,
-        "",
-    );
-    let m = sequentially(
-        &mut main,
-        Op::PatchConfigMap("patch-1"),
-        sequential_part,
-        &mut versions,
-    )
-    .await?;
-    Table::row("merge PATCH ConfigMap, 1 client", m, "");
-    let m = concurrently(
-        &target,
-        clients,
-        Op::PatchConfigMap("patch-n"),
-        &all,
-        &mut versions,
-    )
-    .await?;
-    Table::row(&format!("merge PATCH ConfigMap, {clients} clients"), m, "");
+    let put = "update ConfigMap (PUT with rv)";
+    writer
+        .run(put, Op::PutConfigMap("put-1"), first, false, &mut versions)
+        .await?;
+    writer
+        .run(put, Op::PutConfigMap("put-n"), &all, true, &mut versions)
+        .await?;
+    let patch = "merge PATCH ConfigMap";
+    writer
+        .run(
+            patch,
+            Op::PatchConfigMap("patch-1"),
+            first,
+            false,
+            &mut versions,
+        )
+        .await?;
+    writer
+        .run(
+            patch,
+            Op::PatchConfigMap("patch-n"),
+            &all,
+            true,
+            &mut versions,
+        )
+        .await?;
 
     // Reads spread over the whole key space (7919 is prime, so the stride visits everything).
     let spread: Vec<usize> = (0..config.gets)
         .map(|i| (i * 7919) % config.objects.max(1))
         .collect();
-    let m = sequentially(&mut main, Op::GetConfigMap, &spread, &mut unused).await?;
-    Table::row("get ConfigMap, 1 client", m, "");
-    let m = concurrently(&target, clients, Op::GetConfigMap, &all, &mut unused).await?;
-    Table::row(&format!("get ConfigMap, {clients} clients"), m, "");
+    writer
+        .run(
+            "get ConfigMap",
+            Op::GetConfigMap,
+            &spread,
+            false,
+            &mut unused,
+        )
+        .await?;
+    writer
+        .run("get ConfigMap", Op::GetConfigMap, &all, true, &mut unused)
+        .await?;
 
     let configmaps = format!("/api/v1/namespaces/{CONFIGMAP_NAMESPACE}/configmaps");
     let deployments = format!("/apis/apps/v1/namespaces/{DEPLOYMENT_NAMESPACE}/deployments");
