@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -193,6 +194,8 @@ fn parse_bool(text: &str) -> Option<bool> {
 struct Shared {
     config: DemoConfig,
     started: Instant,
+    /// `/burn` requests being served right now: lets tests stop the server mid-request.
+    burning: AtomicUsize,
 }
 
 /// Serves on `listener` until `shutdown` resolves (then keeps serving for the configured
@@ -203,11 +206,23 @@ pub async fn serve(
     config: DemoConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<u8, DemoError> {
-    let started = Instant::now();
-    let shutdown_delay = config.shutdown_delay;
-    let exit_after = config.exit_after;
-    let exit_code = config.exit_code;
-    let shared = Arc::new(Shared { config, started });
+    let shared = Arc::new(Shared {
+        config,
+        started: Instant::now(),
+        burning: AtomicUsize::new(0),
+    });
+    serve_shared(listener, shared, shutdown).await
+}
+
+async fn serve_shared(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<u8, DemoError> {
+    let started = shared.started;
+    let shutdown_delay = shared.config.shutdown_delay;
+    let exit_after = shared.config.exit_after;
+    let exit_code = shared.config.exit_code;
     let app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(healthz))
@@ -358,7 +373,10 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str)
     }
 }
 
-async fn burn(Query(query): Query<HashMap<String, String>>) -> (StatusCode, String) {
+async fn burn(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> (StatusCode, String) {
     let duration = match query.get("ms") {
         None => DEFAULT_BURN,
         Some(ms) => match ms.parse::<u64>() {
@@ -374,7 +392,10 @@ async fn burn(Query(query): Query<HashMap<String, String>>) -> (StatusCode, Stri
             }
         },
     };
-    match tokio::task::spawn_blocking(move || burn_cpu(duration)).await {
+    shared.burning.fetch_add(1, Ordering::SeqCst);
+    let burned = tokio::task::spawn_blocking(move || burn_cpu(duration)).await;
+    shared.burning.fetch_sub(1, Ordering::SeqCst);
+    match burned {
         Ok(()) => (
             StatusCode::OK,
             format!("burned {}ms\n", duration.as_millis()),
@@ -386,11 +407,15 @@ async fn burn(Query(query): Query<HashMap<String, String>>) -> (StatusCode, Stri
     }
 }
 
-/// Spins one CPU for `duration`: real work the optimiser cannot remove, no sleeping.
+/// Spins one CPU until this thread has used `duration` of CPU time: real work the optimiser
+/// cannot remove, no sleeping. Counting CPU rather than wall time keeps the load per request
+/// the same on a busy machine; the wall-clock cap keeps a starved thread from running forever.
 fn burn_cpu(duration: Duration) {
-    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let wall_deadline = started + duration * 20 + Duration::from_secs(1);
+    let start = thread_cpu_time();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    while Instant::now() < deadline {
+    loop {
         for _ in 0..10_000 {
             state = std::hint::black_box(
                 state
@@ -398,7 +423,31 @@ fn burn_cpu(duration: Duration) {
                     .wrapping_add(1_442_695_040_888_963_407),
             );
         }
+        let spent = match (start, thread_cpu_time()) {
+            (Some(start), Some(now)) => now.saturating_sub(start),
+            // Without a thread clock, wall time is the best measure there is.
+            _ => started.elapsed(),
+        };
+        if spent >= duration || Instant::now() >= wall_deadline {
+            return;
+        }
     }
+}
+
+/// The CPU time the calling thread has used, if the platform tells.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, exclusively borrowed timespec for the call to fill in.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if result != 0 {
+        return None;
+    }
+    let seconds = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    Some(Duration::new(seconds, nanos))
 }
 
 async fn log(Query(query): Query<HashMap<String, String>>) -> &'static str {
@@ -406,4 +455,386 @@ async fn log(Query(query): Query<HashMap<String, String>>) -> &'static str {
         say(message);
     }
     "ok\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    /// Everything here is local and quick; anything slower than this is a hang.
+    const BOUND: Duration = Duration::from_secs(20);
+
+    fn config() -> DemoConfig {
+        DemoConfig {
+            version: "v1".to_string(),
+            pod_name: "web-1".to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_after: Duration::ZERO,
+            fail_health_after: None,
+            exit_after: None,
+            exit_code: DEFAULT_EXIT_CODE,
+            ignore_sigterm: false,
+            shutdown_delay: Duration::ZERO,
+        }
+    }
+
+    struct Running {
+        address: SocketAddr,
+        stop: Option<oneshot::Sender<()>>,
+        served: JoinHandle<Result<u8, DemoError>>,
+    }
+
+    impl Running {
+        async fn start(config: DemoConfig) -> Running {
+            Self::start_shared(Arc::new(Shared {
+                config,
+                started: Instant::now(),
+                burning: AtomicUsize::new(0),
+            }))
+            .await
+        }
+
+        async fn start_shared(shared: Arc<Shared>) -> Running {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let address = listener.local_addr().expect("address");
+            let (stop, stopped) = oneshot::channel::<()>();
+            let served = tokio::spawn(serve_shared(listener, shared, async move {
+                let _ = stopped.await;
+            }));
+            Running {
+                address,
+                stop: Some(stop),
+                served,
+            }
+        }
+
+        fn request_stop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+
+        async fn finished(self) -> u8 {
+            tokio::time::timeout(BOUND, self.served)
+                .await
+                .expect("server ends in time")
+                .expect("server task")
+                .expect("server result")
+        }
+    }
+
+    /// One HTTP/1.1 GET on a fresh connection: (status, content type, body).
+    async fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
+            let request = format!("GET {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n");
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .expect("write request");
+            let mut response = Vec::new();
+            stream
+                .read_to_end(&mut response)
+                .await
+                .expect("read response");
+            String::from_utf8(response).expect("utf-8 response")
+        };
+        let response = tokio::time::timeout(BOUND, exchange)
+            .await
+            .expect("response in time");
+        let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        let content_type = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-type")
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap_or_default();
+        (status, content_type, body.to_string())
+    }
+
+    /// Polls `path` until it answers `status`, returning how long after `since` it did.
+    async fn wait_for_status(
+        address: SocketAddr,
+        path: &str,
+        status: u16,
+        since: Instant,
+    ) -> Duration {
+        loop {
+            if get(address, path).await.0 == status {
+                return since.elapsed();
+            }
+            assert!(since.elapsed() < BOUND, "{path} never answered {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn root_reports_version_and_pod() {
+        let mut server = Running::start(config()).await;
+        let (status, content_type, body) = get(server.address, "/").await;
+        assert_eq!(status, 200);
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        assert_eq!(body, "version=v1 pod=web-1\n");
+        assert_eq!(get(server.address, "/nope").await.0, 404);
+        server.request_stop();
+        assert_eq!(server.finished().await, 0);
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness_pass_by_default() {
+        let mut server = Running::start(config()).await;
+        assert_eq!(get(server.address, "/healthz").await.0, 200);
+        assert_eq!(get(server.address, "/readyz").await.0, 200);
+        server.request_stop();
+        server.finished().await;
+    }
+
+    #[tokio::test]
+    async fn readiness_waits_for_ready_after() {
+        let started = Instant::now();
+        let mut server = Running::start(DemoConfig {
+            ready_after: Duration::from_millis(600),
+            ..config()
+        })
+        .await;
+        assert_eq!(get(server.address, "/readyz").await.0, 503);
+        assert_eq!(get(server.address, "/healthz").await.0, 200);
+        let became_ready = wait_for_status(server.address, "/readyz", 200, started).await;
+        assert!(
+            became_ready >= Duration::from_millis(600),
+            "{became_ready:?}"
+        );
+        server.request_stop();
+        server.finished().await;
+    }
+
+    #[tokio::test]
+    async fn health_fails_after_fail_health_after() {
+        let started = Instant::now();
+        let mut server = Running::start(DemoConfig {
+            fail_health_after: Some(Duration::from_millis(500)),
+            ..config()
+        })
+        .await;
+        assert_eq!(get(server.address, "/healthz").await.0, 200);
+        let failed = wait_for_status(server.address, "/healthz", 500, started).await;
+        assert!(failed >= Duration::from_millis(500), "{failed:?}");
+        // Failing health is not failing readiness, and it stays failed.
+        assert_eq!(get(server.address, "/readyz").await.0, 200);
+        assert_eq!(get(server.address, "/healthz").await.0, 500);
+        server.request_stop();
+        server.finished().await;
+    }
+
+    /// CPU time this process has used (user + system), from `/proc/self/stat`.
+    #[cfg(target_os = "linux")]
+    fn process_cpu_time() -> Duration {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<u64> = after_name
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().expect("tick count"))
+            .collect();
+        // USER_HZ is 100 on every Linux this runs on.
+        Duration::from_millis((fields[0] + fields[1]) * 10)
+    }
+
+    #[tokio::test]
+    async fn burn_spends_cpu_for_the_time_asked() {
+        let mut server = Running::start(config()).await;
+        #[cfg(target_os = "linux")]
+        let cpu_before = process_cpu_time();
+        let started = Instant::now();
+        let (status, _, body) = get(server.address, "/burn?ms=400").await;
+        let took = started.elapsed();
+        assert_eq!((status, body.as_str()), (200, "burned 400ms\n"));
+        assert!(took >= Duration::from_millis(400), "{took:?}");
+        #[cfg(target_os = "linux")]
+        {
+            // Burning, not sleeping: the CPU clock moved (ticks are 10 ms, hence the margin).
+            let spent = process_cpu_time() - cpu_before;
+            assert!(spent >= Duration::from_millis(380), "only {spent:?} of CPU");
+        }
+        server.request_stop();
+        server.finished().await;
+    }
+
+    #[tokio::test]
+    async fn burn_refuses_bad_durations() {
+        let mut server = Running::start(config()).await;
+        for path in ["/burn?ms=abc", "/burn?ms=-1", "/burn?ms=60001"] {
+            let (status, _, body) = get(server.address, path).await;
+            assert_eq!(status, 400, "{path}");
+            assert!(body.starts_with("ms must be"), "{path}: {body}");
+        }
+        assert_eq!(get(server.address, "/burn?ms=0").await.0, 200);
+        server.request_stop();
+        server.finished().await;
+    }
+
+    #[tokio::test]
+    async fn log_answers_ok() {
+        let mut server = Running::start(config()).await;
+        let (status, _, body) = get(server.address, "/log?msg=hello%20world").await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        server.request_stop();
+        server.finished().await;
+    }
+
+    #[tokio::test]
+    async fn scripted_exit_returns_its_code_after_the_delay() {
+        let started = Instant::now();
+        let server = Running::start(DemoConfig {
+            exit_after: Some(Duration::from_millis(300)),
+            exit_code: 7,
+            ..config()
+        })
+        .await;
+        assert_eq!(get(server.address, "/").await.0, 200);
+        assert_eq!(server.finished().await, 7);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn stopping_drains_requests_in_flight() {
+        let shared = Arc::new(Shared {
+            config: config(),
+            started: Instant::now(),
+            burning: AtomicUsize::new(0),
+        });
+        let mut server = Running::start_shared(shared.clone()).await;
+        let address = server.address;
+        let in_flight = tokio::spawn(async move { get(address, "/burn?ms=700").await });
+        // Stop only once the handler is running.
+        let asked = Instant::now();
+        while shared.burning.load(Ordering::SeqCst) == 0 {
+            assert!(asked.elapsed() < BOUND, "the burn never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.request_stop();
+        let (status, _, body) = in_flight.await.expect("request task");
+        assert_eq!((status, body.as_str()), (200, "burned 700ms\n"));
+        assert_eq!(server.finished().await, 0);
+        assert!(tokio::net::TcpStream::connect(address).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_delay_keeps_serving_new_requests() {
+        let mut server = Running::start(DemoConfig {
+            shutdown_delay: Duration::from_millis(600),
+            ..config()
+        })
+        .await;
+        let address = server.address;
+        let asked = Instant::now();
+        server.request_stop();
+        let (status, _, body) = get(address, "/").await;
+        assert_eq!((status, body.as_str()), (200, "version=v1 pod=web-1\n"));
+        assert_eq!(server.finished().await, 0);
+        assert!(asked.elapsed() >= Duration::from_millis(600));
+    }
+
+    #[test]
+    fn configuration_comes_from_the_environment() {
+        let defaults = DemoConfig {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pod_name: "unknown".to_string(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+            ..config()
+        };
+        let cases: Vec<(Vec<(&str, &str)>, DemoConfig)> = vec![
+            (vec![], defaults.clone()),
+            (vec![("SKIFF_DEMO_VERSION", "")], defaults.clone()),
+            (
+                vec![("SKIFF_DEMO_VERSION", "2.4"), ("HOSTNAME", "web-7")],
+                DemoConfig {
+                    version: "2.4".to_string(),
+                    pod_name: "web-7".to_string(),
+                    ..defaults.clone()
+                },
+            ),
+            (
+                vec![("SKIFF_POD_NAME", "pod-a"), ("HOSTNAME", "host")],
+                DemoConfig {
+                    pod_name: "pod-a".to_string(),
+                    ..defaults.clone()
+                },
+            ),
+            (
+                vec![("SKIFF_POD_IP", "127.1.2.3"), ("SKIFF_DEMO_PORT", "0")],
+                DemoConfig {
+                    listen: SocketAddr::from(([127, 1, 2, 3], 0)),
+                    ..defaults.clone()
+                },
+            ),
+            (
+                vec![
+                    ("DEMO_READY_AFTER", "5s"),
+                    ("DEMO_FAIL_HEALTH_AFTER", "2m"),
+                    ("DEMO_EXIT_AFTER", "500ms"),
+                    ("DEMO_EXIT_CODE", "3"),
+                    ("DEMO_IGNORE_SIGTERM", "true"),
+                    ("DEMO_SHUTDOWN_DELAY", "10"),
+                ],
+                DemoConfig {
+                    ready_after: Duration::from_secs(5),
+                    fail_health_after: Some(Duration::from_secs(120)),
+                    exit_after: Some(Duration::from_millis(500)),
+                    exit_code: 3,
+                    ignore_sigterm: true,
+                    shutdown_delay: Duration::from_secs(10),
+                    ..defaults.clone()
+                },
+            ),
+        ];
+        for (env, expected) in cases {
+            let lookup = |name: &str| {
+                env.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            };
+            let got = DemoConfig::from_lookup(lookup).expect("valid configuration");
+            assert_eq!(got, expected, "{env:?}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_name() {
+        let cases = [
+            ("SKIFF_DEMO_PORT", "80000"),
+            ("SKIFF_DEMO_PORT", "http"),
+            ("SKIFF_POD_IP", "pod"),
+            ("DEMO_READY_AFTER", "soon"),
+            ("DEMO_FAIL_HEALTH_AFTER", "-5s"),
+            ("DEMO_EXIT_AFTER", "5 s"),
+            ("DEMO_EXIT_CODE", "256"),
+            ("DEMO_SHUTDOWN_DELAY", "5x"),
+            ("DEMO_IGNORE_SIGTERM", "yes please"),
+        ];
+        for (name, value) in cases {
+            let error = DemoConfig::from_lookup(|n| (n == name).then(|| value.to_string()))
+                .expect_err(name);
+            assert!(
+                error.to_string().starts_with(&format!("invalid {name}=")),
+                "{name}={value}: {error}"
+            );
+        }
+    }
 }

@@ -1004,7 +1004,9 @@ mod tests {
         let catalog = catalog(data.path());
         let digest = "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let env = |k: &str| vec![(k.to_string(), "v".to_string())];
-        let cases: Vec<(&str, PathBuf, Vec<(String, String)>, &str)> = vec![
+        type Env = Vec<(String, String)>;
+        // (reference, directory, env, the error variant expected)
+        let cases: Vec<(&str, PathBuf, Env, &str)> = vec![
             ("App:1", root.path().into(), vec![], "InvalidReference"),
             (digest, root.path().into(), vec![], "DigestNotAllowed"),
             (
