@@ -17,7 +17,7 @@ use crate::{kubeconfig, pki};
 const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The default data directory: `$XDG_DATA_HOME/skiff`, `~/.local/share/skiff`, else `./.skiff`.
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("skiff");
     }
