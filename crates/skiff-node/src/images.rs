@@ -601,9 +601,9 @@ impl ImageCatalog {
             move |source| ImageError::Io { path, source }
         };
         fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
-        let mut bytes = serde_json::to_vec_pretty(file).map_err(|source| ImageError::Corrupt {
+        let mut bytes = serde_json::to_vec_pretty(file).map_err(|e| ImageError::Io {
             path: self.path(),
-            source,
+            source: std::io::Error::other(e),
         })?;
         bytes.push(b'\n');
         let temporary = self
