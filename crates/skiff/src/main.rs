@@ -1,5 +1,6 @@
 //! The `skiff` command: Kubernetes workloads in one binary.
 
+mod image_cmd;
 mod kubeconfig;
 mod pki;
 mod plan;
@@ -27,6 +28,14 @@ enum Command {
         #[command(subcommand)]
         command: RolloutCommand,
     },
+    /// Manage the node's image catalog.
+    Image {
+        #[command(subcommand)]
+        command: image_cmd::ImageCommand,
+    },
+    /// Run the demo HTTP server the built-in images stand for.
+    #[command(hide = true)]
+    DemoServer,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +81,11 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Image { command } => return image_cmd::run(command),
+        Command::DemoServer => return image_cmd::demo_server(),
+        _ => {}
+    }
     if let Command::Rollout {
         command: RolloutCommand::Plan { file, output },
     } = &cli.command
@@ -96,7 +110,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
-        Command::Rollout { .. } => Ok(()),
+        Command::Rollout { .. } | Command::Image { .. } | Command::DemoServer => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -15,7 +15,7 @@ use crate::UpArgs;
 use crate::{kubeconfig, pki};
 
 /// The default data directory: `$XDG_DATA_HOME/skiff`, `~/.local/share/skiff`, else `./.skiff`.
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("skiff");
     }
