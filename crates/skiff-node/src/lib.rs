@@ -8,4 +8,6 @@
 //! [`simulated`] holds nodes that run nothing: pods follow a scripted timeline, which makes
 //! large clusters and failure scenarios cheap to reproduce.
 
+pub mod hooks;
+pub mod probes;
 pub mod simulated;
