@@ -455,3 +455,383 @@ impl ContainerProbes {
             .unwrap_or(pod_grace_seconds)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: ProbeResult = ProbeResult::Success;
+
+    fn fail() -> ProbeResult {
+        ProbeResult::Failure("HTTP probe failed with statuscode: 500".to_string())
+    }
+
+    fn unknown() -> ProbeResult {
+        ProbeResult::Unknown("strconv.Atoi: parsing \"http\": invalid syntax".to_string())
+    }
+
+    fn warn() -> ProbeResult {
+        ProbeResult::Warning("Probe terminated redirects, Response body: ".to_string())
+    }
+
+    fn settings(success: u32, failure: u32) -> ProbeSettings {
+        ProbeSettings {
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            success_threshold: success,
+            failure_threshold: failure,
+            termination_grace_period_seconds: None,
+        }
+    }
+
+    fn secs(value: u64) -> Duration {
+        Duration::from_secs(value)
+    }
+
+    #[test]
+    fn defaults_are_kubelets() {
+        let want = ProbeSettings {
+            initial_delay: secs(0),
+            period: secs(10),
+            timeout: secs(1),
+            success_threshold: 1,
+            failure_threshold: 3,
+            termination_grace_period_seconds: None,
+        };
+        assert_eq!(ProbeSettings::from_probe(&Probe::default()), want);
+        let zeros = Probe {
+            initial_delay_seconds: Some(0),
+            period_seconds: Some(0),
+            timeout_seconds: Some(0),
+            success_threshold: Some(0),
+            failure_threshold: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(ProbeSettings::from_probe(&zeros), want);
+        let explicit = Probe {
+            initial_delay_seconds: Some(10),
+            period_seconds: Some(5),
+            timeout_seconds: Some(2),
+            success_threshold: Some(2),
+            failure_threshold: Some(4),
+            termination_grace_period_seconds: Some(7),
+            ..Default::default()
+        };
+        assert_eq!(
+            ProbeSettings::from_probe(&explicit),
+            ProbeSettings {
+                initial_delay: secs(10),
+                period: secs(5),
+                timeout: secs(2),
+                success_threshold: 2,
+                failure_threshold: 4,
+                termination_grace_period_seconds: Some(7),
+            }
+        );
+    }
+
+    #[test]
+    fn initial_status_depends_on_the_kind() {
+        let cases = [
+            (ProbeKind::Liveness, ProbeStatus::Success),
+            (ProbeKind::Readiness, ProbeStatus::Failure),
+            (ProbeKind::Startup, ProbeStatus::Unknown),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(
+                ProbeState::with_settings(kind, settings(1, 3)).status(),
+                want
+            );
+        }
+    }
+
+    /// Each step: the result observed, the transition expected, the status expected after.
+    type Step = (ProbeResult, Option<Transition>, ProbeStatus);
+
+    #[test]
+    fn thresholds_and_holds_follow_kubelets_worker() {
+        use ProbeStatus::{Failure as F, Success as Ok_, Unknown as U};
+        let cases: Vec<(&str, ProbeKind, ProbeSettings, Vec<Step>)> = vec![
+            (
+                // worker_test.go TestFailureThreshold
+                "readiness flips after failureThreshold failures",
+                ProbeKind::Readiness,
+                settings(1, 3),
+                vec![
+                    (S, Some(Transition::Ready), Ok_),
+                    (S, None, Ok_),
+                    (fail(), None, Ok_),
+                    (fail(), None, Ok_),
+                    (fail(), Some(Transition::NotReady), F),
+                    (fail(), None, F),
+                    (S, Some(Transition::Ready), Ok_),
+                ],
+            ),
+            (
+                // worker_test.go TestSuccessThreshold
+                "readiness needs successThreshold successes in a row",
+                ProbeKind::Readiness,
+                settings(3, 1),
+                vec![
+                    (S, None, F),
+                    (S, None, F),
+                    (S, Some(Transition::Ready), Ok_),
+                    (fail(), Some(Transition::NotReady), F),
+                    (S, None, F),
+                    (S, None, F),
+                    (fail(), None, F),
+                    (S, None, F),
+                ],
+            ),
+            (
+                // worker_test.go TestResultRunOnLivenessCheckFailure / TestOnHold...
+                "liveness fails after failureThreshold and then holds",
+                ProbeKind::Liveness,
+                settings(1, 3),
+                vec![
+                    (fail(), None, Ok_),
+                    (fail(), None, Ok_),
+                    (S, None, Ok_),
+                    (fail(), None, Ok_),
+                    (fail(), None, Ok_),
+                    (fail(), Some(Transition::Failed), F),
+                    (S, None, F),
+                    (fail(), None, F),
+                ],
+            ),
+            (
+                // worker_test.go TestResultRunOnStartupCheckFailure
+                "startup succeeds once and then holds",
+                ProbeKind::Startup,
+                settings(1, 3),
+                vec![
+                    (fail(), None, U),
+                    (fail(), None, U),
+                    (S, Some(Transition::Started), Ok_),
+                    (fail(), None, Ok_),
+                    (fail(), None, Ok_),
+                    (fail(), None, Ok_),
+                ],
+            ),
+            (
+                "startup fails after failureThreshold",
+                ProbeKind::Startup,
+                settings(1, 2),
+                vec![
+                    (fail(), None, U),
+                    (fail(), Some(Transition::Failed), F),
+                    (S, None, F),
+                ],
+            ),
+            (
+                "errored probes are thrown away without breaking a run",
+                ProbeKind::Readiness,
+                settings(1, 2),
+                vec![
+                    (S, Some(Transition::Ready), Ok_),
+                    (fail(), None, Ok_),
+                    (unknown(), None, Ok_),
+                    (fail(), Some(Transition::NotReady), F),
+                    (unknown(), None, F),
+                ],
+            ),
+            (
+                "a warning counts as success",
+                ProbeKind::Readiness,
+                settings(2, 1),
+                vec![(warn(), None, F), (S, Some(Transition::Ready), Ok_)],
+            ),
+        ];
+        for (name, kind, settings, steps) in cases {
+            let mut state = ProbeState::with_settings(kind, settings);
+            for (index, (result, transition, status)) in steps.into_iter().enumerate() {
+                let now = secs(10 * index as u64);
+                assert_eq!(
+                    state.observe(&result, now),
+                    transition,
+                    "{name}: step {index}"
+                );
+                assert_eq!(state.status(), status, "{name}: status after step {index}");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_after_the_initial_delay_then_every_period() {
+        let mut state = ProbeState::new(
+            ProbeKind::Liveness,
+            &Probe {
+                initial_delay_seconds: Some(10),
+                period_seconds: Some(5),
+                ..Default::default()
+            },
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(state.next_run(), Some(secs(10)));
+        state.observe(&S, ms(10_200));
+        assert_eq!(state.next_run(), Some(secs(15)));
+        state.observe(&S, ms(15_100));
+        assert_eq!(state.next_run(), Some(secs(20)));
+        // A run that took past two ticks: one runs at once, the other is dropped.
+        state.observe(&S, ms(27_000));
+        assert_eq!(state.next_run(), Some(ms(27_000)));
+        state.observe(&S, ms(27_500));
+        assert_eq!(state.next_run(), Some(secs(30)));
+    }
+
+    #[test]
+    fn reset_starts_a_held_probe_over() {
+        let mut state = ProbeState::with_settings(ProbeKind::Liveness, settings(1, 1));
+        assert_eq!(state.observe(&fail(), secs(0)), Some(Transition::Failed));
+        assert_eq!(state.next_run(), None);
+        state.reset();
+        assert_eq!(state.next_run(), Some(secs(0)));
+        assert_eq!(state.status(), ProbeStatus::Success);
+        assert_eq!(state.observe(&fail(), secs(0)), Some(Transition::Failed));
+    }
+
+    fn probe(delay: i32, period: i32, failure: i32) -> Option<Probe> {
+        Some(Probe {
+            initial_delay_seconds: Some(delay),
+            period_seconds: Some(period),
+            failure_threshold: Some(failure),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn startup_gates_liveness_and_readiness() {
+        let container = Container {
+            name: "web".to_string(),
+            startup_probe: probe(0, 1, 30),
+            liveness_probe: probe(0, 10, 3),
+            readiness_probe: probe(0, 5, 3),
+            ..Default::default()
+        };
+        let mut probes = ContainerProbes::new(&container);
+        assert!(!probes.started());
+        assert!(!probes.ready());
+        assert_eq!(probes.next_due(), Some((ProbeKind::Startup, secs(0))));
+        assert_eq!(probes.due(secs(0)), vec![ProbeKind::Startup]);
+
+        assert_eq!(probes.observe(ProbeKind::Startup, &fail(), secs(0)), None);
+        assert_eq!(probes.next_due(), Some((ProbeKind::Startup, secs(1))));
+        // Other probes never run before the container started, even if asked.
+        assert_eq!(probes.due(secs(1)), vec![ProbeKind::Startup]);
+
+        assert_eq!(
+            probes.observe(ProbeKind::Startup, &S, secs(3)),
+            Some(Transition::Started)
+        );
+        assert!(probes.started());
+        assert!(!probes.ready(), "readiness has not succeeded yet");
+        assert_eq!(probes.next_due(), Some((ProbeKind::Readiness, secs(3))));
+        assert_eq!(
+            probes
+                .probe(ProbeKind::Liveness)
+                .and_then(ProbeState::next_run),
+            Some(secs(10)),
+            "liveness resumes on its own period"
+        );
+        assert_eq!(probes.due(secs(3)), vec![ProbeKind::Readiness]);
+        assert_eq!(
+            probes.observe(ProbeKind::Readiness, &S, secs(3)),
+            Some(Transition::Ready)
+        );
+        assert!(probes.ready());
+        assert_eq!(probes.next_due(), Some((ProbeKind::Readiness, secs(8))));
+        assert_eq!(
+            probes.due(secs(10)),
+            vec![ProbeKind::Readiness, ProbeKind::Liveness]
+        );
+
+        probes.reset();
+        assert!(!probes.started());
+        assert_eq!(probes.next_due(), Some((ProbeKind::Startup, secs(0))));
+    }
+
+    #[test]
+    fn readiness_after_startup_still_waits_for_its_initial_delay() {
+        let container = Container {
+            startup_probe: probe(0, 1, 3),
+            readiness_probe: probe(20, 5, 3),
+            ..Default::default()
+        };
+        let mut probes = ContainerProbes::new(&container);
+        probes.observe(ProbeKind::Startup, &S, secs(2));
+        assert_eq!(probes.next_due(), Some((ProbeKind::Readiness, secs(20))));
+    }
+
+    #[test]
+    fn readiness_and_started_without_probes() {
+        let cases = [
+            (Container::default(), true, true),
+            (
+                Container {
+                    readiness_probe: probe(0, 10, 3),
+                    ..Default::default()
+                },
+                true,
+                false,
+            ),
+            (
+                Container {
+                    startup_probe: probe(0, 10, 3),
+                    ..Default::default()
+                },
+                false,
+                false,
+            ),
+        ];
+        for (container, started, ready) in cases {
+            let probes = ContainerProbes::new(&container);
+            assert_eq!(probes.started(), started, "{container:?}");
+            assert_eq!(probes.ready(), ready, "{container:?}");
+        }
+        assert_eq!(ContainerProbes::new(&Container::default()).next_due(), None);
+    }
+
+    #[test]
+    fn deletion_stops_liveness_and_startup_but_not_readiness() {
+        let container = Container {
+            liveness_probe: probe(0, 10, 1),
+            readiness_probe: probe(0, 10, 1),
+            ..Default::default()
+        };
+        let mut probes = ContainerProbes::new(&container);
+        probes.pod_terminating();
+        let liveness = probes.probe(ProbeKind::Liveness).cloned();
+        assert_eq!(liveness.as_ref().and_then(ProbeState::next_run), None);
+        assert_eq!(liveness.map(|p| p.status()), Some(ProbeStatus::Success));
+        assert_eq!(probes.observe(ProbeKind::Liveness, &fail(), secs(0)), None);
+        assert_eq!(probes.next_due(), Some((ProbeKind::Readiness, secs(0))));
+    }
+
+    #[test]
+    fn probe_grace_period_overrides_the_pods_for_its_kill() {
+        let container = Container {
+            liveness_probe: Some(Probe {
+                termination_grace_period_seconds: Some(5),
+                ..Default::default()
+            }),
+            startup_probe: Some(Probe::default()),
+            ..Default::default()
+        };
+        let probes = ContainerProbes::new(&container);
+        assert_eq!(probes.kill_grace_period_seconds(ProbeKind::Liveness, 30), 5);
+        assert_eq!(probes.kill_grace_period_seconds(ProbeKind::Startup, 30), 30);
+    }
+
+    #[test]
+    fn killing_messages_match_kubelet() {
+        assert_eq!(
+            killing_message("liveness", ProbeKind::Liveness, true),
+            "Container liveness failed liveness probe, will be restarted"
+        );
+        assert_eq!(
+            killing_message("app", ProbeKind::Startup, false),
+            "Container app failed startup probe"
+        );
+    }
+}
