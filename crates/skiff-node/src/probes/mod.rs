@@ -14,6 +14,11 @@ mod http;
 mod schedule;
 mod text;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
+mod tests_io;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
