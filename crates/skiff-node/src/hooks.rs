@@ -221,3 +221,190 @@ fn describe_tcp(action: &TCPSocketAction) -> String {
     let host = action.host.as_deref().unwrap_or("");
     format!("&TCPSocketAction{{Port:{port},Host:{host},}}")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::{ExecAction, HTTPGetAction, SleepAction};
+
+    use super::*;
+    use crate::probes::test_support::{
+        closed_port, command, target, FakeRunner, Reply, TestServer,
+    };
+    use crate::probes::{ExecOutput, LocalExecRunner};
+
+    const POD: &str = "web-0_default(6f1c)";
+
+    fn exec_hook(words: &[&str]) -> LifecycleHandler {
+        LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(command(words)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn sleep_hook(seconds: i64) -> LifecycleHandler {
+        LifecycleHandler {
+            sleep: Some(SleepAction { seconds }),
+            ..Default::default()
+        }
+    }
+
+    fn http_hook(port: u16, path: &str) -> LifecycleHandler {
+        LifecycleHandler {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.to_string()),
+                port: IntOrString::Int(port.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_hook_failures_carry_kubelets_message() {
+        let runner = FakeRunner::answering(Ok(ExecOutput {
+            exit_code: 3,
+            output: "boom\n".to_string(),
+            timed_out: false,
+        }));
+        let target = target(runner.clone(), vec![]);
+        let error = run_handler(&exec_hook(&["sh", "-c", "exit 3"]), &target)
+            .await
+            .expect_err("non-zero exit fails the hook");
+        assert_eq!(
+            error.to_string(),
+            "command 'sh -c exit 3' exited with 3: boom\n"
+        );
+        assert_eq!(
+            error.message("web", POD),
+            "Exec lifecycle hook ([sh -c exit 3]) for Container \"web\" in Pod \"web-0_default(6f1c)\" \
+             failed - error: command 'sh -c exit 3' exited with 3: boom\n, message: \"boom\\n\""
+        );
+        assert_eq!(runner.calls()[0].1, UNBOUNDED_HOOK_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn exec_hooks_run_real_commands() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let marker = dir.path().join("started");
+        let target = target(Arc::new(LocalExecRunner::default()), vec![]);
+        let script = format!("touch {}", marker.display());
+        assert_eq!(
+            run_handler(&exec_hook(&["sh", "-c", &script]), &target).await,
+            Ok(())
+        );
+        assert!(marker.exists());
+    }
+
+    #[tokio::test]
+    async fn http_hooks_succeed_on_any_answer_and_fail_without_one() {
+        let server = TestServer::start(vec![("/stop", Reply::status(500))]).await;
+        let target = target(FakeRunner::answering(Ok(ExecOutput::default())), vec![]);
+        assert_eq!(
+            run_handler(&http_hook(server.port(), "/stop"), &target).await,
+            Ok(())
+        );
+        let seen = server.requests();
+        assert_eq!(
+            seen[0].headers.get("user-agent").map(String::as_str),
+            Some("kube-lifecycle/1.33")
+        );
+
+        let closed = closed_port().await;
+        let error = run_handler(&http_hook(closed, "/stop"), &target)
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(
+            error.message("web", POD),
+            format!(
+                "HTTP lifecycle hook (/stop) for Container \"web\" in Pod \"{POD}\" failed - error: \
+                 Get \"http://127.0.0.1:{closed}/stop\": dial tcp 127.0.0.1:{closed}: connect: connection refused"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_socket_hooks_are_invalid() {
+        let handler = LifecycleHandler {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(80),
+                host: None,
+            }),
+            ..Default::default()
+        };
+        let target = target(FakeRunner::answering(Ok(ExecOutput::default())), vec![]);
+        let error = run_handler(&handler, &target)
+            .await
+            .expect_err("unsupported");
+        assert_eq!(
+            error.message("web", POD),
+            "Cannot run handler: invalid handler: &LifecycleHandler{Exec:nil,HTTPGet:nil,\
+             TCPSocket:&TCPSocketAction{Port:{0 80 },Host:,},Sleep:nil,}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sleep_hooks_sleep_and_pre_stop_honours_the_deadline() {
+        let target = target(FakeRunner::answering(Ok(ExecOutput::default())), vec![]);
+
+        let started = Instant::now();
+        let outcome = run_pre_stop(&sleep_hook(1), &target, started + Duration::from_secs(5)).await;
+        assert_eq!(outcome, PreStopOutcome::Completed);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "slept its second"
+        );
+
+        let started = Instant::now();
+        let outcome = run_pre_stop(
+            &sleep_hook(30),
+            &target,
+            started + Duration::from_millis(300),
+        )
+        .await;
+        assert_eq!(outcome, PreStopOutcome::DeadlineReached);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+
+        let past = Instant::now();
+        assert_eq!(
+            run_pre_stop(&sleep_hook(1), &target, past).await,
+            PreStopOutcome::DeadlineReached
+        );
+    }
+
+    #[tokio::test]
+    async fn pre_stop_commands_are_cut_at_the_deadline() {
+        let target = target(Arc::new(LocalExecRunner::default()), vec![]);
+        let started = Instant::now();
+        let outcome = run_pre_stop(
+            &exec_hook(&["sleep", "30"]),
+            &target,
+            started + Duration::from_millis(500),
+        )
+        .await;
+        assert_eq!(outcome, PreStopOutcome::DeadlineReached);
+        assert!(started.elapsed() < Duration::from_secs(2));
+
+        let failing = run_pre_stop(
+            &exec_hook(&["sh", "-c", "exit 2"]),
+            &target,
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            matches!(
+                failing,
+                PreStopOutcome::Failed(HookError::ExecExited { exit_code: 2, .. })
+            ),
+            "{failing:?}"
+        );
+    }
+}

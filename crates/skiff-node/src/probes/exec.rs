@@ -59,7 +59,8 @@ impl ExecRunner for LocalExecRunner {
             child_command.current_dir(dir);
         }
         let mut child = child_command.spawn()?;
-        let group = child.id();
+        // Abandoning the exec (its caller gave up) must not leave its processes behind.
+        let mut group = GroupKiller(child.id());
 
         let collected = Arc::new(Mutex::new(Vec::new()));
         let mut readers: Vec<_> = [
@@ -88,9 +89,13 @@ impl ExecRunner for LocalExecRunner {
         .await;
 
         let (exit_code, timed_out) = match finished {
-            Ok(status) => (exit_code_of(status?), false),
+            Ok(status) => {
+                // Like a container's exec, a finished command may leave background work running.
+                group.disarm();
+                (exit_code_of(status?), false)
+            }
             Err(_) => {
-                kill_group(group);
+                group.kill();
                 let _ = child.kill().await;
                 (-1, true)
             }
@@ -115,13 +120,29 @@ fn exit_code_of(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-fn kill_group(group: Option<u32>) {
-    let Some(pid) = group.and_then(|id| libc::pid_t::try_from(id).ok()) else {
-        return;
-    };
-    // SAFETY: killpg only sends a signal; `pid` is the group this runner created for its child.
-    unsafe {
-        libc::killpg(pid, libc::SIGKILL);
+/// Kills a command's process group when dropped, unless disarmed.
+struct GroupKiller(Option<u32>);
+
+impl GroupKiller {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+
+    fn kill(&mut self) {
+        let Some(pid) = self.0.take().and_then(|id| libc::pid_t::try_from(id).ok()) else {
+            return;
+        };
+        // SAFETY: killpg only sends a signal; `pid` leads the group this runner created for
+        // its child, which has not been reaped yet, so the id cannot have been reused.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -332,18 +332,7 @@ async fn exec_probe_timeouts_kill_the_whole_process_group() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 
-    let pid = std::fs::read_to_string(&pid_file).expect("pid written");
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .next();
-    assert!(
-        matches!(state, None | Some("Z") | Some("X")),
-        "background child still alive: {stat}"
-    );
+    assert_process_gone(&pid_file).await;
 }
 
 // ---- gRPC ----
@@ -473,5 +462,47 @@ async fn a_probe_without_a_handler_errors() {
     assert_eq!(
         run_probe(&Probe::default(), &target).await,
         ProbeResult::Unknown("missing probe handler".into())
+    );
+}
+
+#[tokio::test]
+async fn abandoning_an_exec_kills_its_process_group() {
+    use super::ExecRunner;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+    let runner = LocalExecRunner::default();
+    let words = command(&["sh", "-c", &script]);
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(500),
+        runner.exec(&words, Duration::from_secs(30)),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the exec was still running");
+
+    assert_process_gone(&pid_file).await;
+}
+
+/// Asserts that the process whose id is in `pid_file` is dead (gone or a zombie), allowing
+/// the kernel a moment to deliver the kill.
+async fn assert_process_gone(pid_file: &std::path::Path) {
+    let pid = std::fs::read_to_string(pid_file).expect("pid written");
+    let mut state = Some("S".to_string());
+    for _ in 0..100 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string);
+        if matches!(state.as_deref(), None | Some("Z") | Some("X")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "background child {} still alive in state {state:?}",
+        pid.trim()
     );
 }
