@@ -407,4 +407,21 @@ mod tests {
             "{failing:?}"
         );
     }
+
+    #[tokio::test]
+    async fn https_hooks_answered_in_plain_http_are_retried_over_http() {
+        let server = TestServer::start(vec![("/stop", Reply::status(200))]).await;
+        let target = target(FakeRunner::answering(Ok(ExecOutput::default())), vec![]);
+        let mut handler = http_hook(server.port(), "/stop");
+        if let Some(action) = handler.http_get.as_mut() {
+            action.scheme = Some("HTTPS".to_string());
+        }
+        assert_eq!(run_handler(&handler, &target).await, Ok(()));
+        let targets: Vec<String> = server.requests().into_iter().map(|r| r.target).collect();
+        assert_eq!(
+            targets,
+            vec!["/stop".to_string()],
+            "the HTTP retry reached the server"
+        );
+    }
 }

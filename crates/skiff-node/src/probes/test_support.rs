@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::{ExecOutput, ExecRunner, ProbeTarget};
@@ -62,6 +62,31 @@ impl Drop for TestServer {
 
 impl TestServer {
     pub(crate) async fn start(routes: Vec<(&str, Reply)>) -> TestServer {
+        Self::start_with(routes, None).await
+    }
+
+    /// The same server behind TLS with a self-signed certificate.
+    pub(crate) async fn start_tls(routes: Vec<(&str, Reply)>) -> TestServer {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("self-signed certificate");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+        Self::start_with(routes, Some(Arc::new(config))).await
+    }
+
+    async fn start_with(
+        routes: Vec<(&str, Reply)>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> TestServer {
         let routes: Arc<HashMap<String, Reply>> = Arc::new(
             routes
                 .into_iter()
@@ -74,29 +99,21 @@ impl TestServer {
         let address = listener.local_addr().expect("local address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen_by_server = seen.clone();
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
         let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 let routes = routes.clone();
                 let seen = seen_by_server.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let Some(request) = read_head(&mut stream).await else {
-                        return;
-                    };
-                    seen.lock().expect("seen lock").push(request.clone());
-                    let path = request.target.split('?').next().unwrap_or("").to_string();
-                    let reply = routes.get(&path).cloned().unwrap_or(Reply::status(404));
-                    tokio::time::sleep(reply.delay).await;
-                    let mut head = format!("HTTP/1.1 {} Whatever\r\n", reply.status);
-                    for (name, value) in &reply.headers {
-                        head.push_str(&format!("{name}: {value}\r\n"));
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                answer(stream, &routes, &seen).await;
+                            }
+                        }
+                        None => answer(stream, &routes, &seen).await,
                     }
-                    head.push_str(&format!(
-                        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                        reply.body.len()
-                    ));
-                    let _ = stream.write_all(head.as_bytes()).await;
-                    let _ = stream.write_all(&reply.body).await;
-                    let _ = stream.shutdown().await;
                 });
             }
         });
@@ -116,7 +133,52 @@ impl TestServer {
     }
 }
 
-async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<SeenRequest> {
+async fn answer<S>(mut stream: S, routes: &HashMap<String, Reply>, seen: &Mutex<Vec<SeenRequest>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = match read_head(&mut stream).await {
+        Head::Request(request) => request,
+        Head::NotHttp => {
+            // What an HTTP server says to a TLS handshake.
+            let _ = stream
+                .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+                .await;
+            return;
+        }
+        Head::Closed => return,
+    };
+    seen.lock().expect("seen lock").push(request.clone());
+    let path = request.target.split('?').next().unwrap_or("").to_string();
+    let reply = routes.get(&path).cloned().unwrap_or(Reply::status(404));
+    tokio::time::sleep(reply.delay).await;
+    let mut head = format!("HTTP/1.1 {} Whatever\r\n", reply.status);
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.body.len()
+    ));
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&reply.body).await;
+    let _ = stream.shutdown().await;
+}
+
+enum Head {
+    Request(SeenRequest),
+    NotHttp,
+    Closed,
+}
+
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Head {
+    match read_head_inner(stream).await {
+        Some(head) => head,
+        None => Head::Closed,
+    }
+}
+
+async fn read_head_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Head> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -125,6 +187,9 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<SeenRequest> {
             return None;
         }
         buffer.extend_from_slice(&chunk[..read]);
+        if buffer.first() == Some(&0x16) {
+            return Some(Head::NotHttp);
+        }
     }
     let text = String::from_utf8_lossy(&buffer).into_owned();
     let mut lines = text.split("\r\n");
@@ -134,7 +199,7 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<SeenRequest> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
-    Some(SeenRequest { target, headers })
+    Some(Head::Request(SeenRequest { target, headers }))
 }
 
 /// A port nothing listens on (bound, then released).

@@ -506,3 +506,42 @@ async fn assert_process_gone(pid_file: &std::path::Path) {
         pid.trim()
     );
 }
+
+fn https_probe(port: u16, path: &str) -> Probe {
+    let mut probe = http_probe(IntOrString::Int(port.into()), path);
+    if let Some(action) = probe.http_get.as_mut() {
+        action.scheme = Some("HTTPS".to_string());
+    }
+    probe
+}
+
+#[tokio::test]
+async fn https_probes_skip_certificate_verification() {
+    let server = TestServer::start_tls(vec![
+        ("/ok", Reply::status(200)),
+        ("/fail", Reply::status(503)),
+    ])
+    .await;
+    let target = target(no_exec(), vec![]);
+    assert_eq!(
+        run_probe(&https_probe(server.port(), "/ok"), &target).await,
+        ProbeResult::Success
+    );
+    assert_eq!(
+        run_probe(&https_probe(server.port(), "/fail"), &target).await,
+        ProbeResult::Failure("HTTP probe failed with statuscode: 503".into())
+    );
+}
+
+#[tokio::test]
+async fn https_probe_to_a_plain_http_server_fails_like_go() {
+    let server = TestServer::start(vec![("/ok", Reply::status(200))]).await;
+    let port = server.port();
+    let target = target(no_exec(), vec![]);
+    assert_eq!(
+        run_probe(&https_probe(port, "/ok"), &target).await,
+        ProbeResult::Failure(format!(
+            "Get \"https://127.0.0.1:{port}/ok\": http: server gave HTTP response to HTTPS client"
+        ))
+    );
+}
