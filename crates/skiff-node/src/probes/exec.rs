@@ -34,8 +34,10 @@ pub fn truncate_output(output: &str) -> String {
 /// others can wrap it with their own environment.
 #[derive(Clone, Debug, Default)]
 pub struct LocalExecRunner {
-    /// Environment variables added to the agent's own.
+    /// Environment variables of the command.
     pub env: Vec<(String, String)>,
+    /// Start from an empty environment instead of the agent's own.
+    pub clear_env: bool,
     /// Working directory; the agent's when `None`.
     pub working_dir: Option<PathBuf>,
 }
@@ -55,6 +57,10 @@ impl ExecRunner for LocalExecRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if self.clear_env {
+            child_command.env_clear();
+            child_command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        }
         if let Some(dir) = &self.working_dir {
             child_command.current_dir(dir);
         }

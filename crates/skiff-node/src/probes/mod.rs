@@ -7,6 +7,16 @@
 //! just as on a real cluster. A probe that cannot run at all (an unknown port name, a broken
 //! exec runner) is [`ProbeResult::Unknown`]: kubelet retries it up to three times, reports it as
 //! "errored", and its schedule ignores it.
+//!
+//! How a node agent drives a running container (times are since the container started):
+//! 1. build [`ContainerProbes::new`] when the container starts, [`ContainerProbes::reset`] when
+//!    it is replaced, [`ContainerProbes::pod_terminating`] when the pod is being deleted;
+//! 2. sleep until [`ContainerProbes::next_due`], run each probe of [`ContainerProbes::due`]
+//!    with [`run_probe`], record [`ProbeResult::event`] if there is one;
+//! 3. feed the result to [`ContainerProbes::observe`] and act on the [`Transition`]: report
+//!    `started` / `ready` from [`ContainerProbes::started`] and [`ContainerProbes::ready`], and on
+//!    [`Transition::Failed`] record `Killing` with [`killing_message`] and kill the container
+//!    with [`ContainerProbes::kill_grace_period_seconds`].
 
 mod exec;
 mod grpc;

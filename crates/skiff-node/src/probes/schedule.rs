@@ -415,6 +415,10 @@ impl ContainerProbes {
         result: &ProbeResult,
         now: Duration,
     ) -> Option<Transition> {
+        if kind != ProbeKind::Startup && !self.started() {
+            // Kubelet never runs these before the container started; a stray result is dropped.
+            return None;
+        }
         let transition = self.probe_mut(kind)?.observe(result, now);
         if transition == Some(Transition::Started) {
             if let Some(readiness) = self.readiness.as_mut() {
@@ -719,6 +723,8 @@ mod tests {
         assert_eq!(probes.next_due(), Some((ProbeKind::Startup, secs(1))));
         // Other probes never run before the container started, even if asked.
         assert_eq!(probes.due(secs(1)), vec![ProbeKind::Startup]);
+        assert_eq!(probes.observe(ProbeKind::Readiness, &S, secs(1)), None);
+        assert!(!probes.ready());
 
         assert_eq!(
             probes.observe(ProbeKind::Startup, &S, secs(3)),

@@ -545,3 +545,27 @@ async fn https_probe_to_a_plain_http_server_fails_like_go() {
         ))
     );
 }
+
+#[tokio::test]
+async fn local_exec_runner_sets_environment_and_directory() {
+    use super::ExecRunner;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runner = LocalExecRunner {
+        env: vec![("GREETING".to_string(), "hello".to_string())],
+        clear_env: true,
+        working_dir: Some(dir.path().to_path_buf()),
+    };
+    let output = runner
+        .exec(
+            &command(&["/bin/sh", "-c", "echo \"$GREETING ${HOME:-unset}\"; pwd"]),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("runs");
+    let canonical = dir.path().canonicalize().expect("canonical dir");
+    assert_eq!(output.exit_code, 0);
+    assert_eq!(
+        output.output,
+        format!("hello unset\n{}\n", canonical.display())
+    );
+}
