@@ -10,4 +10,6 @@
 
 pub mod demo;
 pub mod images;
+pub mod hooks;
+pub mod probes;
 pub mod simulated;
