@@ -96,6 +96,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         registry,
         tokens: vec![token],
         advertise_address: address.to_string(),
+        logs: None,
     });
     tokio::spawn(system::compaction_loop(store.clone(), COMPACTION_INTERVAL));
     tracing::info!(%address, data_dir = %data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is serving");
