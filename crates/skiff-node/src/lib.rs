@@ -8,4 +8,5 @@
 //! [`simulated`] holds nodes that run nothing: pods follow a scripted timeline, which makes
 //! large clusters and failure scenarios cheap to reproduce.
 
+pub mod agent;
 pub mod simulated;
