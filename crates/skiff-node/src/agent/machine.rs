@@ -27,6 +27,12 @@ use crate::simulated::timeline::{condition, go_list, unmet_readiness_gates};
 /// How long `ErrImagePull` shows before the container turns `ImagePullBackOff`.
 const PULL_ERROR_SHOWN: Duration = Duration::from_secs(1);
 
+/// How long `ErrImagePull` shows: a second, or half the back-off when that is shorter, so
+/// `ImagePullBackOff` always shows before the next pull.
+fn pull_error_shown(backoff: &Backoff) -> Duration {
+    PULL_ERROR_SHOWN.min(backoff.current() / 2)
+}
+
 /// The time, as both clocks: monotonic for delays, wall for statuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Now {
@@ -756,7 +762,8 @@ impl PodMachine {
                     if !c.pull_backoff.in_backoff_since(since, now.mono) {
                         Self::start(c, actions);
                     } else if reason == "ErrImagePull"
-                        && now.mono.saturating_duration_since(since) >= PULL_ERROR_SHOWN
+                        && now.mono.saturating_duration_since(since)
+                            >= pull_error_shown(&c.pull_backoff)
                     {
                         let image = c.image.clone();
                         c.phase = Phase::Waiting {
@@ -840,7 +847,7 @@ impl PodMachine {
                         consider(c.crash_backoff.ends_at(finished));
                     }
                     "ErrImagePull" => {
-                        consider(*since + PULL_ERROR_SHOWN.min(c.pull_backoff.current()));
+                        consider(*since + pull_error_shown(&c.pull_backoff));
                     }
                     "ImagePullBackOff" | "CreateContainerConfigError" => {
                         consider(c.pull_backoff.ends_at(*since));

@@ -313,11 +313,7 @@ pub fn isolated_argv(
     working_dir: Option<&str>,
 ) -> Vec<String> {
     let mut script = String::from("set -e\nmount --make-rprivate / 2>/dev/null || true\n");
-    script.push_str(&format!(
-        "mount --bind {} /tmp\n",
-        sh_quote(&private_tmp.to_string_lossy())
-    ));
-    for m in mounts {
+    let bind = |script: &mut String, m: &Mount| {
         let source = sh_quote(&m.source.to_string_lossy());
         let target = sh_quote(&m.target);
         script.push_str(&format!(
@@ -326,7 +322,24 @@ pub fn isolated_argv(
         if m.read_only {
             script.push_str(&format!("mount -o remount,bind,ro {target}\n"));
         }
+    };
+    // Every source is bound before /tmp is covered, so sources under the host's /tmp stay
+    // reachable: mounts inside /tmp go onto the private /tmp's directory, which then covers
+    // /tmp with its submounts.
+    let private = private_tmp.to_string_lossy().into_owned();
+    for m in mounts {
+        let inside_tmp = m.target == "/tmp" || m.target.starts_with("/tmp/");
+        if inside_tmp {
+            let relocated = Mount {
+                target: format!("{private}{}", &m.target["/tmp".len()..]),
+                ..m.clone()
+            };
+            bind(&mut script, &relocated);
+        } else {
+            bind(&mut script, m);
+        }
     }
+    script.push_str(&format!("mount --rbind {} /tmp\n", sh_quote(&private)));
     script.push_str(&format!(
         "echo {} > /proc/sys/kernel/hostname 2>/dev/null || true\n",
         sh_quote(hostname)
@@ -426,7 +439,7 @@ mod tests {
         assert_eq!(&argv[..4], &["unshare", "--mount", "--uts", "--"]);
         assert_eq!(&argv[argv.len() - 2..], &["sleep", "1"]);
         let script = &argv[6];
-        assert!(script.contains("mount --bind '/d/tmp' /tmp"));
+        assert!(script.contains("mount --rbind '/d/tmp' /tmp"));
         assert!(script.contains("echo 'web-0' > /proc/sys/kernel/hostname"));
         assert!(script.ends_with("exec \"$@\"\n"));
     }
