@@ -102,7 +102,11 @@ mod tests {
             assert_eq!(backoff.in_backoff_since(at(exit), at(now)), waits);
             backoff.next(at(exit), at(now));
         }
-        let table = [(1_000, 1_000, true), (1_000, 10_999, true), (1_000, 11_000, false)];
+        let table = [
+            (1_000, 1_000, true),
+            (1_000, 10_999, true),
+            (1_000, 11_000, false),
+        ];
         for (exit, now, waits) in table {
             assert_eq!(backoff.in_backoff_since(at(exit), at(now)), waits, "{now}");
         }

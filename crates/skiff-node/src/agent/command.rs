@@ -19,7 +19,10 @@ pub fn command_line(container: &Container, image: &ResolvedImage) -> Vec<String>
     let command = container.command.clone().filter(|c| !c.is_empty());
     let args = container.args.clone().filter(|a| !a.is_empty());
     match (command, args) {
-        (Some(command), args) => command.into_iter().chain(args.unwrap_or_default()).collect(),
+        (Some(command), args) => command
+            .into_iter()
+            .chain(args.unwrap_or_default())
+            .collect(),
         (None, Some(args)) => image.entrypoint.iter().cloned().chain(args).collect(),
         (None, None) => image
             .entrypoint
@@ -131,7 +134,10 @@ impl Sources {
         if !self.config_maps.contains_key(name) {
             let api: Api<ConfigMap> = Api::new(self.client.clone(), Some(&self.namespace))
                 .map_err(|e| ConfigError(e.to_string()))?;
-            let found = api.get_opt(name).await.map_err(|e| ConfigError(e.to_string()))?;
+            let found = api
+                .get_opt(name)
+                .await
+                .map_err(|e| ConfigError(e.to_string()))?;
             self.config_maps.insert(name.to_string(), found);
         }
         Ok(self.config_maps.get(name).and_then(Option::as_ref))
@@ -141,7 +147,10 @@ impl Sources {
         if !self.secrets.contains_key(name) {
             let api: Api<Secret> = Api::new(self.client.clone(), Some(&self.namespace))
                 .map_err(|e| ConfigError(e.to_string()))?;
-            let found = api.get_opt(name).await.map_err(|e| ConfigError(e.to_string()))?;
+            let found = api
+                .get_opt(name)
+                .await
+                .map_err(|e| ConfigError(e.to_string()))?;
             self.secrets.insert(name.to_string(), found);
         }
         Ok(self.secrets.get(name).and_then(Option::as_ref))
@@ -153,7 +162,11 @@ fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     if let Some(data) = secret.data.as_ref().and_then(|d| d.get(key)) {
         return Some(String::from_utf8_lossy(&data.0).into_owned());
     }
-    secret.string_data.as_ref().and_then(|d| d.get(key)).cloned()
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
 }
 
 /// The value of a `fieldRef`, as the downward API defines the paths.
@@ -276,10 +289,7 @@ pub async fn environment(
             ("KUBERNETES_SERVICE_PORT", port.to_string()),
             ("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string()),
             ("KUBERNETES_PORT", format!("tcp://{host}:{port}")),
-            (
-                "KUBERNETES_PORT_443_TCP",
-                format!("tcp://{host}:{port}"),
-            ),
+            ("KUBERNETES_PORT_443_TCP", format!("tcp://{host}:{port}")),
         ] {
             defined.set(k, v);
         }
@@ -349,10 +359,7 @@ pub async fn environment(
                     Some(v) => v,
                     None if key.optional == Some(true) => continue,
                     None if found.is_none() => {
-                        return Err(ConfigError(format!(
-                            "configmap \"{}\" not found",
-                            key.name
-                        )))
+                        return Err(ConfigError(format!("configmap \"{}\" not found", key.name)))
                     }
                     None => {
                         return Err(ConfigError(format!(
@@ -398,7 +405,10 @@ pub async fn environment(
         pod.metadata.namespace.clone().unwrap_or_default(),
     );
     env.set("SKIFF_POD_IP", facts.pod_ip.clone());
-    env.set("SKIFF_POD_UID", pod.metadata.uid.clone().unwrap_or_default());
+    env.set(
+        "SKIFF_POD_UID",
+        pod.metadata.uid.clone().unwrap_or_default(),
+    );
     Ok(env)
 }
 
@@ -430,8 +440,14 @@ mod tests {
             (json!({}), vec!["/entry", "default-arg"]),
             (json!({"command": ["/bin/sh"]}), vec!["/bin/sh"]),
             (json!({"args": ["x", "y"]}), vec!["/entry", "x", "y"]),
-            (json!({"command": ["/bin/sh"], "args": ["-c", "true"]}), vec!["/bin/sh", "-c", "true"]),
-            (json!({"command": [], "args": []}), vec!["/entry", "default-arg"]),
+            (
+                json!({"command": ["/bin/sh"], "args": ["-c", "true"]}),
+                vec!["/bin/sh", "-c", "true"],
+            ),
+            (
+                json!({"command": [], "args": []}),
+                vec!["/entry", "default-arg"],
+            ),
         ];
         for (fields, expected) in cases {
             let mut c = fields.clone();
@@ -492,7 +508,11 @@ mod tests {
             ("spec.bogus", None),
         ];
         for (path, expected) in cases {
-            assert_eq!(field_value(&pod, path, &facts).as_deref(), expected, "{path}");
+            assert_eq!(
+                field_value(&pod, path, &facts).as_deref(),
+                expected,
+                "{path}"
+            );
         }
         let c = &pod.spec.as_ref().unwrap().containers[0];
         let resources = [

@@ -163,9 +163,10 @@ pub fn parse_entries(bytes: &[u8]) -> Vec<Entry> {
 /// Renders entries as `kubectl logs` shows them, applying `sinceSeconds`, `tailLines` and
 /// `timestamps` (`limitBytes` is applied on the stream).
 pub fn render(entries: &[Entry], options: &LogOptions, now: Timestamp) -> Vec<u8> {
-    let since = options
-        .since_seconds
-        .and_then(|s| now.checked_sub(jiff::SignedDuration::from_secs(s as i64)).ok());
+    let since = options.since_seconds.and_then(|s| {
+        now.checked_sub(jiff::SignedDuration::from_secs(s as i64))
+            .ok()
+    });
     let kept: Vec<&Entry> = entries
         .iter()
         .filter(|e| match since {
@@ -368,11 +369,7 @@ impl PodLogs for AgentLogs {
             resource: pods,
             namespace: Some(namespace),
         };
-        let value = self
-            .client
-            .get(scope, pod_name)
-            .await
-            .map_err(api_error)?;
+        let value = self.client.get(scope, pod_name).await.map_err(api_error)?;
         let container = select_container(&value, container)?;
         let pod: Pod =
             serde_json::from_value(value).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -384,8 +381,8 @@ impl PodLogs for AgentLogs {
                 n if n >= 2 => known[n - 2],
                 _ => {
                     return Err(ApiError::bad_request(format!(
-                        "previous terminated container \"{container}\" in pod \"{pod_name}\" not found"
-                    )))
+                    "previous terminated container \"{container}\" in pod \"{pod_name}\" not found"
+                )))
                 }
             }
         } else {
@@ -419,7 +416,11 @@ impl PodLogs for AgentLogs {
             .rposition(|b| *b == b'\n')
             .map_or(0, |i| i + 1);
         let pending_from_current = (everything.len() - cut) as u64;
-        let first = render(&parse_entries(&everything[..cut]), &options, Timestamp::now());
+        let first = render(
+            &parse_entries(&everything[..cut]),
+            &options,
+            Timestamp::now(),
+        );
         let mut follow = Follow {
             path,
             offset: offset.saturating_sub(pending_from_current),
@@ -498,13 +499,47 @@ mod tests {
         let now: Timestamp = "2024-05-01T10:00:10Z".parse().unwrap();
         let cases = [
             (LogOptions::default(), "a\nb1b2\nc\n"),
-            (LogOptions { tail_lines: Some(1), ..Default::default() }, "c\n"),
-            (LogOptions { tail_lines: Some(2), ..Default::default() }, "b1b2\nc\n"),
-            (LogOptions { tail_lines: Some(0), ..Default::default() }, ""),
-            (LogOptions { tail_lines: Some(10), ..Default::default() }, "a\nb1b2\nc\n"),
-            (LogOptions { since_seconds: Some(2), ..Default::default() }, "c\n"),
             (
-                LogOptions { timestamps: true, tail_lines: Some(2), ..Default::default() },
+                LogOptions {
+                    tail_lines: Some(1),
+                    ..Default::default()
+                },
+                "c\n",
+            ),
+            (
+                LogOptions {
+                    tail_lines: Some(2),
+                    ..Default::default()
+                },
+                "b1b2\nc\n",
+            ),
+            (
+                LogOptions {
+                    tail_lines: Some(0),
+                    ..Default::default()
+                },
+                "",
+            ),
+            (
+                LogOptions {
+                    tail_lines: Some(10),
+                    ..Default::default()
+                },
+                "a\nb1b2\nc\n",
+            ),
+            (
+                LogOptions {
+                    since_seconds: Some(2),
+                    ..Default::default()
+                },
+                "c\n",
+            ),
+            (
+                LogOptions {
+                    timestamps: true,
+                    tail_lines: Some(2),
+                    ..Default::default()
+                },
                 "2024-05-01T10:00:05Z b1b2\n2024-05-01T10:00:09Z c\n",
             ),
         ];

@@ -44,7 +44,7 @@ pub struct Now {
 
 impl Now {
     /// The current time.
-    pub fn now() -> Now {
+    pub fn current() -> Now {
         Now {
             mono: Instant::now(),
             wall: Timestamp::now(),
@@ -349,7 +349,11 @@ impl PodMachine {
         let inits = spec.init_containers.as_deref().unwrap_or_default();
         for (init, list, statuses) in [
             (true, inits, status.init_container_statuses.as_deref()),
-            (false, &spec.containers[..], status.container_statuses.as_deref()),
+            (
+                false,
+                &spec.containers[..],
+                status.container_statuses.as_deref(),
+            ),
         ] {
             for c in list {
                 let known = statuses
@@ -360,7 +364,9 @@ impl PodMachine {
                     s.state
                         .as_ref()
                         .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
-                        || s.last_state.as_ref().is_some_and(|st| st.terminated.is_some())
+                        || s.last_state
+                            .as_ref()
+                            .is_some_and(|st| st.terminated.is_some())
                 });
                 let mut probe_specs = Vec::new();
                 if !init {
@@ -777,11 +783,7 @@ impl PodMachine {
                             message: format!("Back-off pulling image \"{image}\""),
                             container: Some(c.name.clone()),
                         });
-                        actions.push(warning(
-                            "Failed",
-                            "Error: ImagePullBackOff".into(),
-                            &c.name,
-                        ));
+                        actions.push(warning("Failed", "Error: ImagePullBackOff".into(), &c.name));
                     }
                 }
                 _ => Self::start(c, actions),
@@ -884,7 +886,9 @@ impl PodMachine {
                     Phase::Terminated(t) if t.exit_code == 0 => {}
                     Phase::Terminated(_) => failed_init += 1,
                     Phase::Waiting { .. }
-                        if c.last_termination.as_ref().is_some_and(|t| t.exit_code != 0) =>
+                        if c.last_termination
+                            .as_ref()
+                            .is_some_and(|t| t.exit_code != 0) =>
                     {
                         failed_init += 1
                     }
@@ -965,7 +969,7 @@ impl PodMachine {
             self.containers
                 .iter()
                 .filter(|c| c.init == init)
-                .map(|c| container_status(c))
+                .map(container_status)
                 .collect()
         };
         let inits = statuses(true);
@@ -1014,7 +1018,14 @@ impl PodMachine {
             )
         });
         let containers_ready = if phase == "Succeeded" {
-            condition(&previous, "ContainersReady", false, Some("PodCompleted"), None, now)
+            condition(
+                &previous,
+                "ContainersReady",
+                false,
+                Some("PodCompleted"),
+                None,
+                now,
+            )
         } else if unready.is_empty() {
             condition(&previous, "ContainersReady", true, None, None, now)
         } else {
@@ -1201,7 +1212,7 @@ mod tests {
     impl Clock {
         fn new() -> Clock {
             Clock {
-                origin: Now::now(),
+                origin: Now::current(),
                 offset: Duration::ZERO,
             }
         }
@@ -1285,8 +1296,10 @@ mod tests {
         ];
         for (i, (input, expected)) in table.into_iter().enumerate() {
             let got = starts(&m.step(input.clone(), clock.at(i as u64 * 10)));
-            let expected: Vec<(String, i32)> =
-                expected.into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+            let expected: Vec<(String, i32)> = expected
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect();
             assert_eq!(got, expected, "{input:?}");
         }
         assert_eq!(m.phase(), "Pending", "containers are still starting");
@@ -1323,7 +1336,10 @@ mod tests {
             if !restarts {
                 let t = cs.state.as_ref().unwrap().terminated.as_ref().unwrap();
                 assert_eq!(t.exit_code, code);
-                assert_eq!(t.reason.as_deref(), Some(if code == 0 { "Completed" } else { "Error" }));
+                assert_eq!(
+                    t.reason.as_deref(),
+                    Some(if code == 0 { "Completed" } else { "Error" })
+                );
             } else {
                 assert_eq!(cs.restart_count, 1);
                 let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
@@ -1368,7 +1384,10 @@ mod tests {
         );
         assert_eq!(m.next_wake(), Some(clock.at(12_000).mono));
         assert!(starts(&m.step(Input::Sync, clock.at(11_999))).is_empty());
-        assert!(reasons(&m.step(Input::Sync, clock.at(11_999))).is_empty(), "reported once");
+        assert!(
+            reasons(&m.step(Input::Sync, clock.at(11_999))).is_empty(),
+            "reported once"
+        );
         assert_eq!(
             starts(&m.step(Input::Sync, clock.at(12_000))),
             vec![("c".to_string(), 2)]
@@ -1399,7 +1418,11 @@ mod tests {
         assert_eq!(reasons(&a), vec!["BackOff", "Failed"]);
         assert_eq!(waiting_reason(&m, "c").as_deref(), Some("ImagePullBackOff"));
         assert_eq!(m.next_wake(), Some(clock.at(10_000).mono));
-        assert_eq!(starts(&m.step(Input::Sync, clock.at(10_000))).len(), 1, "pull retried");
+        assert_eq!(
+            starts(&m.step(Input::Sync, clock.at(10_000))).len(),
+            1,
+            "pull retried"
+        );
         assert_eq!(m.phase(), "Pending");
     }
 
@@ -1420,14 +1443,20 @@ mod tests {
             })
             .collect();
         assert_eq!(probes, vec![ProbeKind::Liveness, ProbeKind::Readiness]);
-        assert!(!m.container("c").unwrap().ready, "readiness starts as failure");
+        assert!(
+            !m.container("c").unwrap().ready,
+            "readiness starts as failure"
+        );
         let probed = |kind, result| Input::Probed {
             container: "c".into(),
             kind,
             run: 1,
             result,
         };
-        m.step(probed(ProbeKind::Readiness, ProbeResult::Success), clock.at(10));
+        m.step(
+            probed(ProbeKind::Readiness, ProbeResult::Success),
+            clock.at(10),
+        );
         assert!(m.container("c").unwrap().ready);
         let a = m.step(
             probed(ProbeKind::Liveness, ProbeResult::Failure("boom".into())),
@@ -1444,7 +1473,11 @@ mod tests {
             if message == "Container c failed liveness probe, will be restarted")));
         assert!(a.iter().any(|x| matches!(x, Action::Kill { .. })));
         let a = m.step(exited("c", 137), clock.at(1_500));
-        assert_eq!(starts(&a), vec![("c".to_string(), 1)], "restarted by policy");
+        assert_eq!(
+            starts(&a),
+            vec![("c".to_string(), 1)],
+            "restarted by policy"
+        );
     }
 
     #[test]
@@ -1464,7 +1497,9 @@ mod tests {
         let kills: Vec<(String, Option<Duration>)> = a
             .iter()
             .filter_map(|x| match x {
-                Action::Kill { container, grace, .. } => Some((container.clone(), *grace)),
+                Action::Kill {
+                    container, grace, ..
+                } => Some((container.clone(), *grace)),
                 _ => None,
             })
             .collect();
@@ -1490,7 +1525,12 @@ mod tests {
         let mut clock = Clock::new();
         let p = pod(json!({"containers": [{"name": "a"}]}));
         let mut m = PodMachine::new(&p, backoff(), clock.at(0));
-        let a = m.step(Input::Delete { grace: Duration::from_secs(30) }, clock.at(0));
+        let a = m.step(
+            Input::Delete {
+                grace: Duration::from_secs(30),
+            },
+            clock.at(0),
+        );
         assert_eq!(a, vec![Action::ConfirmDeletion]);
     }
 

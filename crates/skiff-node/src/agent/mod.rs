@@ -283,7 +283,9 @@ async fn kubernetes_service(client: &Arc<dyn Client>) -> Option<(String, u16)> {
     let api: Api<Service> = Api::new(client.clone(), Some("default")).ok()?;
     let service = api.get_opt("kubernetes").await.ok()??;
     let spec = service.spec?;
-    let ip = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None")?;
+    let ip = spec
+        .cluster_ip
+        .filter(|ip| !ip.is_empty() && ip != "None")?;
     let port = spec
         .ports
         .and_then(|p| p.first().map(|p| p.port))
@@ -310,7 +312,11 @@ impl PodManager {
         let bound: std::collections::HashSet<String> = informer
             .list()
             .iter()
-            .filter_map(|v| v.pointer("/metadata/uid").and_then(|u| u.as_str()).map(str::to_string))
+            .filter_map(|v| {
+                v.pointer("/metadata/uid")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_string)
+            })
             .collect();
         let pods_dir = self.shared.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods_dir) else {
@@ -366,7 +372,8 @@ impl PodManager {
                     tracing::warn!(pod = %key, "no pod address left in the node's range");
                     return;
                 };
-                let handle = worker::spawn_worker(self.shared.clone(), Arc::new(pod), ip, done.clone());
+                let handle =
+                    worker::spawn_worker(self.shared.clone(), Arc::new(pod), ip, done.clone());
                 self.uids_by_key.insert(key, uid.clone());
                 self.workers.insert(uid, handle);
             }
@@ -388,9 +395,10 @@ impl PodManager {
         self.workers.remove(uid);
         self.pool.release(uid);
         self.uids_by_key.retain(|_, u| u != uid);
-        let still_bound = informer.list().iter().any(|v| {
-            v.pointer("/metadata/uid").and_then(|u| u.as_str()) == Some(uid)
-        });
+        let still_bound = informer
+            .list()
+            .iter()
+            .any(|v| v.pointer("/metadata/uid").and_then(|u| u.as_str()) == Some(uid));
         if !still_bound {
             let dir = sandbox::pod_dir(&self.shared.data_dir, uid);
             let _ = std::fs::remove_dir_all(dir);

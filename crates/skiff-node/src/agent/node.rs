@@ -230,7 +230,7 @@ impl NodeReporter {
             if let Err(error) = self.renew_lease().await {
                 tracing::warn!(node = %self.node.name(), %error, "renewing the node lease failed");
             }
-            if count % 6 == 0 {
+            if count.is_multiple_of(6) {
                 let result = match self.report_status().await {
                     Err(e) if e.is_not_found() => self.register().await,
                     other => other.map(|_| ()),
@@ -274,6 +274,9 @@ mod tests {
         assert!(info.container_runtime_version.starts_with("skiff://"));
         assert_eq!(status.capacity.unwrap()["cpu"].0, "2");
         assert_eq!(status.addresses.unwrap()[0].address, "127.0.0.1");
-        assert_eq!(object.spec.unwrap().pod_cidr.as_deref(), Some("127.128.0.0/16"));
+        assert_eq!(
+            object.spec.unwrap().pod_cidr.as_deref(),
+            Some("127.128.0.0/16")
+        );
     }
 }

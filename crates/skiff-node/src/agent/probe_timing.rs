@@ -165,10 +165,7 @@ mod tests {
     #[test]
     fn timing_fields_default_as_kubernetes() {
         let cases = [
-            (
-                serde_json::json!({}),
-                (0, 10, 1, 1, 3),
-            ),
+            (serde_json::json!({}), (0, 10, 1, 1, 3)),
             (
                 serde_json::json!({"initialDelaySeconds": 10, "periodSeconds": 5,
                     "timeoutSeconds": 2, "successThreshold": 2, "failureThreshold": 1}),
@@ -198,18 +195,52 @@ mod tests {
     #[test]
     fn results_flip_only_after_their_threshold() {
         // (kind, success threshold, failure threshold, outcomes, expected flips)
-        type Case = (ProbeKind, u32, u32, &'static [bool], &'static [Option<bool>]);
+        type Case = (
+            ProbeKind,
+            u32,
+            u32,
+            &'static [bool],
+            &'static [Option<bool>],
+        );
         let cases: &[Case] = &[
             // Readiness starts unready and turns ready on the first success.
-            (ProbeKind::Readiness, 1, 3, &[true, true], &[Some(true), None]),
-            (ProbeKind::Readiness, 2, 3, &[true, false, true, true], &[None, None, None, Some(true)]),
+            (
+                ProbeKind::Readiness,
+                1,
+                3,
+                &[true, true],
+                &[Some(true), None],
+            ),
+            (
+                ProbeKind::Readiness,
+                2,
+                3,
+                &[true, false, true, true],
+                &[None, None, None, Some(true)],
+            ),
             // Liveness starts alive: it takes three failures in a row.
-            (ProbeKind::Liveness, 1, 3, &[false, false, true, false, false, false],
-                &[None, None, None, None, None, Some(false)]),
+            (
+                ProbeKind::Liveness,
+                1,
+                3,
+                &[false, false, true, false, false, false],
+                &[None, None, None, None, None, Some(false)],
+            ),
             // Readiness drops after the failure threshold and comes back.
-            (ProbeKind::Readiness, 1, 2, &[true, false, false, true],
-                &[Some(true), None, Some(false), Some(true)]),
-            (ProbeKind::Startup, 1, 3, &[false, true], &[None, Some(true)]),
+            (
+                ProbeKind::Readiness,
+                1,
+                2,
+                &[true, false, false, true],
+                &[Some(true), None, Some(false), Some(true)],
+            ),
+            (
+                ProbeKind::Startup,
+                1,
+                3,
+                &[false, true],
+                &[None, Some(true)],
+            ),
         ];
         for (kind, success, failure, outcomes, flips) in cases {
             let timing = ProbeTiming {

@@ -313,7 +313,11 @@ mod tests {
     async fn a_group_counts_as_exited_only_when_every_member_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let process = spawn(SpawnRequest {
-            argv: vec!["/bin/sh".into(), "-c".into(), "sleep 30 & echo started; exit 3".into()],
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "sleep 30 & echo started; exit 3".into(),
+            ],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: dir.path().to_path_buf(),
             log_path: dir.path().join("0.log"),
@@ -324,7 +328,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(code, 3);
-        assert!(!group_alive(process.pgid), "the background sleep went with the leader");
+        assert!(
+            !group_alive(process.pgid),
+            "the background sleep went with the leader"
+        );
         let log = std::fs::read_to_string(dir.path().join("0.log")).unwrap();
         assert!(log.contains(" stdout F started"), "{log}");
     }

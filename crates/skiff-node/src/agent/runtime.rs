@@ -59,8 +59,9 @@ pub struct ExecOutput {
 
 /// Runs a command inside a container's environment (its mounts, hostname, env and working
 /// directory) with a timeout.
-pub type ExecFn =
-    Arc<dyn Fn(Vec<String>, Duration) -> BoxFuture<'static, std::io::Result<ExecOutput>> + Send + Sync>;
+pub type ExecFn = Arc<
+    dyn Fn(Vec<String>, Duration) -> BoxFuture<'static, std::io::Result<ExecOutput>> + Send + Sync,
+>;
 
 /// What a probe or hook may need to reach its container.
 #[derive(Clone)]
@@ -185,9 +186,9 @@ impl Prober for SimpleProber {
             return match (ctx.exec)(command, timeout).await {
                 Ok(out) if out.exit_code == 0 => ProbeResult::Success,
                 Ok(out) => ProbeResult::Failure(out.output),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => ProbeResult::Failure(
-                    format!("command timed out after {}s", timeout.as_secs()),
-                ),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    ProbeResult::Failure(format!("command timed out after {}s", timeout.as_secs()))
+                }
                 Err(e) => ProbeResult::Failure(e.to_string()),
             };
         }
@@ -202,10 +203,7 @@ impl Prober for SimpleProber {
                 Ok(port) => port,
                 Err(message) => return ProbeResult::Failure(message),
             };
-            let host = tcp
-                .host
-                .clone()
-                .unwrap_or_else(|| ctx.pod_ip.to_string());
+            let host = tcp.host.clone().unwrap_or_else(|| ctx.pod_ip.to_string());
             return match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port)))
                 .await
             {
@@ -264,19 +262,36 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 /// One `GET`; success is a status from 200 to 399, as kubelet's HTTP prober decides.
-async fn http_get(get: &HTTPGetAction, ctx: &ProbeContext, timeout: Duration) -> Result<(), String> {
-    if get.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
+async fn http_get(
+    get: &HTTPGetAction,
+    ctx: &ProbeContext,
+    timeout: Duration,
+) -> Result<(), String> {
+    if get
+        .scheme
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
         return Err("HTTPS probes are not supported by this prober".to_string());
     }
     let port = ctx.resolve_port(&get.port)?;
     let host = get.host.clone().unwrap_or_else(|| ctx.pod_ip.to_string());
     let path = get.path.clone().unwrap_or_else(|| "/".to_string());
-    let path = if path.starts_with('/') { path } else { format!("/{path}") };
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
     let url = format!("http://{host}:{port}{path}");
     let attempt = async {
         let mut stream = TcpStream::connect((host.as_str(), port))
             .await
-            .map_err(|e| format!("Get \"{url}\": dial tcp {host}:{port}: connect: {}", io_reason(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "Get \"{url}\": dial tcp {host}:{port}: connect: {}",
+                    io_reason(&e)
+                )
+            })?;
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
         );
@@ -326,9 +341,10 @@ mod tests {
 
     #[test]
     fn image_references_resolve_by_exact_name_then_repository() {
-        let images = SimpleImages::new()
-            .with("busybox", &[], &["sh"])
-            .with("busybox:exact", &["echo"], &[]);
+        let images =
+            SimpleImages::new()
+                .with("busybox", &[], &["sh"])
+                .with("busybox:exact", &["echo"], &[]);
         let cases = [
             ("busybox", Some("sh")),
             ("busybox:1.36", Some("sh")),
@@ -346,7 +362,10 @@ mod tests {
                 None => assert!(got.is_none(), "{image}"),
             }
         }
-        assert_eq!(image_repository("registry:5000/app:v1"), "registry:5000/app");
+        assert_eq!(
+            image_repository("registry:5000/app:v1"),
+            "registry:5000/app"
+        );
         assert_eq!(image_repository("registry:5000/app"), "registry:5000/app");
     }
 }

@@ -48,8 +48,11 @@ fn io_error(volume: &str, e: std::io::Error) -> VolumeError {
     }
 }
 
+/// A file of a volume: its path inside the volume, its bytes and its mode, if set.
+type VolumeFile = (String, Vec<u8>, Option<i32>);
+
 /// Writes `files` (relative path, bytes) into `dir`, replacing what was there, with `mode`.
-fn write_files(dir: &Path, files: &[(String, Vec<u8>, Option<i32>)], default_mode: Option<i32>) -> std::io::Result<()> {
+fn write_files(dir: &Path, files: &[VolumeFile], default_mode: Option<i32>) -> std::io::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -74,7 +77,7 @@ fn write_files(dir: &Path, files: &[(String, Vec<u8>, Option<i32>)], default_mod
 fn project(
     data: Vec<(String, Vec<u8>)>,
     items: Option<&Vec<KeyToPath>>,
-) -> Result<Vec<(String, Vec<u8>, Option<i32>)>, String> {
+) -> Result<Vec<VolumeFile>, String> {
     match items {
         None => Ok(data.into_iter().map(|(k, v)| (k, v, None)).collect()),
         Some(items) => items
@@ -83,7 +86,9 @@ fn project(
                 data.iter()
                     .find(|(k, _)| *k == item.key)
                     .map(|(_, v)| (item.path.clone(), v.clone(), item.mode))
-                    .ok_or_else(|| format!("configmap references non-existent config key: {}", item.key))
+                    .ok_or_else(|| {
+                        format!("configmap references non-existent config key: {}", item.key)
+                    })
             })
             .collect(),
     }
@@ -139,16 +144,20 @@ pub async fn prepare_volumes(
                 Some("DirectoryOrCreate") => {
                     std::fs::create_dir_all(&path).map_err(|e| io_error(&volume.name, e))?
                 }
-                Some("FileOrCreate") => {
-                    if !path.exists() {
-                        std::fs::write(&path, b"").map_err(|e| io_error(&volume.name, e))?
-                    }
+                Some("FileOrCreate") if !path.exists() => {
+                    std::fs::write(&path, b"").map_err(|e| io_error(&volume.name, e))?
                 }
                 Some("Directory") if !path.is_dir() => {
-                    return Err(fail(format!("hostPath type check failed: {} is not a directory", host.path)))
+                    return Err(fail(format!(
+                        "hostPath type check failed: {} is not a directory",
+                        host.path
+                    )))
                 }
                 Some("File") if !path.is_file() => {
-                    return Err(fail(format!("hostPath type check failed: {} is not a file", host.path)))
+                    return Err(fail(format!(
+                        "hostPath type check failed: {} is not a file",
+                        host.path
+                    )))
                 }
                 _ => {}
             }
@@ -159,19 +168,26 @@ pub async fn prepare_volumes(
         } else if let Some(source) = &volume.config_map {
             let api: Api<ConfigMap> =
                 Api::new(client.clone(), Some(&namespace)).map_err(|e| fail(e.to_string()))?;
-            let files = match api.get_opt(&source.name).await.map_err(|e| fail(e.to_string()))? {
+            let files = match api
+                .get_opt(&source.name)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+            {
                 Some(cm) => project(config_map_data(&cm), source.items.as_ref()).map_err(fail)?,
                 None if source.optional == Some(true) => Vec::new(),
                 None => return Err(fail(format!("configmap \"{}\" not found", source.name))),
             };
-            write_files(&target, &files, source.default_mode).map_err(|e| io_error(&volume.name, e))?;
+            write_files(&target, &files, source.default_mode)
+                .map_err(|e| io_error(&volume.name, e))?;
             target
         } else if let Some(source) = &volume.secret {
             let api: Api<Secret> =
                 Api::new(client.clone(), Some(&namespace)).map_err(|e| fail(e.to_string()))?;
             let name = source.secret_name.clone().unwrap_or_default();
             let files = match api.get_opt(&name).await.map_err(|e| fail(e.to_string()))? {
-                Some(secret) => project(secret_data(&secret), source.items.as_ref()).map_err(fail)?,
+                Some(secret) => {
+                    project(secret_data(&secret), source.items.as_ref()).map_err(fail)?
+                }
                 None if source.optional == Some(true) => Vec::new(),
                 None => return Err(fail(format!("secret \"{name}\" not found"))),
             };
@@ -185,7 +201,8 @@ pub async fn prepare_volumes(
                     files.push((item.path.clone(), text.into_bytes(), item.mode));
                 }
             }
-            write_files(&target, &files, source.default_mode).map_err(|e| io_error(&volume.name, e))?;
+            write_files(&target, &files, source.default_mode)
+                .map_err(|e| io_error(&volume.name, e))?;
             target
         } else if let Some(projected) = &volume.projected {
             let mut files = Vec::new();
@@ -193,9 +210,14 @@ pub async fn prepare_volumes(
                 if let Some(cm_source) = &source.config_map {
                     let api: Api<ConfigMap> = Api::new(client.clone(), Some(&namespace))
                         .map_err(|e| fail(e.to_string()))?;
-                    match api.get_opt(&cm_source.name).await.map_err(|e| fail(e.to_string()))? {
+                    match api
+                        .get_opt(&cm_source.name)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?
+                    {
                         Some(cm) => files.extend(
-                            project(config_map_data(&cm), cm_source.items.as_ref()).map_err(fail)?,
+                            project(config_map_data(&cm), cm_source.items.as_ref())
+                                .map_err(fail)?,
                         ),
                         None if cm_source.optional == Some(true) => {}
                         None => {
@@ -206,14 +228,21 @@ pub async fn prepare_volumes(
                 if let Some(secret_source) = &source.secret {
                     let api: Api<Secret> = Api::new(client.clone(), Some(&namespace))
                         .map_err(|e| fail(e.to_string()))?;
-                    match api.get_opt(&secret_source.name).await.map_err(|e| fail(e.to_string()))? {
+                    match api
+                        .get_opt(&secret_source.name)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?
+                    {
                         Some(secret) => files.extend(
                             project(secret_data(&secret), secret_source.items.as_ref())
                                 .map_err(fail)?,
                         ),
                         None if secret_source.optional == Some(true) => {}
                         None => {
-                            return Err(fail(format!("secret \"{}\" not found", secret_source.name)))
+                            return Err(fail(format!(
+                                "secret \"{}\" not found",
+                                secret_source.name
+                            )))
                         }
                     }
                 }
@@ -370,7 +399,14 @@ pub fn isolation_available() -> bool {
         return false;
     }
     std::process::Command::new("unshare")
-        .args(["--mount", "--uts", "--", "/bin/sh", "-c", "mount --make-rprivate / && true"])
+        .args([
+            "--mount",
+            "--uts",
+            "--",
+            "/bin/sh",
+            "-c",
+            "mount --make-rprivate / && true",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -411,13 +447,23 @@ mod tests {
         }))
         .unwrap();
         let volumes = vec![
-            PreparedVolume { name: "data".into(), host_path: "/d/volumes/data".into() },
-            PreparedVolume { name: "cfg".into(), host_path: "/d/volumes/cfg".into() },
+            PreparedVolume {
+                name: "data".into(),
+                host_path: "/d/volumes/data".into(),
+            },
+            PreparedVolume {
+                name: "cfg".into(),
+                host_path: "/d/volumes/cfg".into(),
+            },
         ];
         assert_eq!(
             container_mounts(&container, &volumes),
             vec![
-                Mount { source: "/d/volumes/data".into(), target: "/data".into(), read_only: false },
+                Mount {
+                    source: "/d/volumes/data".into(),
+                    target: "/data".into(),
+                    read_only: false
+                },
                 Mount {
                     source: "/d/volumes/cfg/app.conf".into(),
                     target: "/etc/app.conf".into(),

@@ -38,7 +38,12 @@ async fn harness() -> Harness {
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
     let data_dir = dir.path().join("data");
     let images = SimpleImages::new().with("busybox", &[], &["sh"]);
-    let mut config = NodeAgentConfig::new(NODE, data_dir.clone(), Arc::new(images), Arc::new(SimpleProber));
+    let mut config = NodeAgentConfig::new(
+        NODE,
+        data_dir.clone(),
+        Arc::new(images),
+        Arc::new(SimpleProber),
+    );
     config.backoff = BackoffConfig {
         base: Duration::from_millis(200),
         max: Duration::from_secs(1),
@@ -101,7 +106,11 @@ impl Harness {
         read_pgids(&self.data_dir, uid)
     }
 
-    async fn log_text(&self, name: &str, options: LogOptions) -> Result<String, skiff_client::ApiError> {
+    async fn log_text(
+        &self,
+        name: &str,
+        options: LogOptions,
+    ) -> Result<String, skiff_client::ApiError> {
         let mut stream = self.logs.logs("default", name, None, options).await?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -140,7 +149,10 @@ fn read_pgids(data_dir: &Path, uid: &str) -> Vec<i32> {
 
 fn assert_all_dead(pgids: &[i32]) {
     for pgid in pgids {
-        assert!(!process::group_alive(*pgid), "process group {pgid} is still alive");
+        assert!(
+            !process::group_alive(*pgid),
+            "process group {pgid} is still alive"
+        );
     }
 }
 
@@ -155,7 +167,12 @@ fn condition(pod: &Pod, type_: &str) -> Option<String> {
 }
 
 fn container_status(pod: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
-    pod.status.as_ref()?.container_statuses.as_ref()?.first().cloned()
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()
+        .cloned()
 }
 
 fn waiting_reason(pod: &Pod) -> Option<String> {
@@ -201,26 +218,47 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
     };
     assert!(logs.contains("hi from web"), "{logs}");
     if sandbox::isolation_available() {
-        assert!(logs.contains("host=web"), "the hostname is the pod's: {logs}");
+        assert!(
+            logs.contains("host=web"),
+            "the hostname is the pod's: {logs}"
+        );
     }
     let err = h
-        .log_text("web", LogOptions { previous: true, ..Default::default() })
+        .log_text(
+            "web",
+            LogOptions {
+                previous: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.message, "previous terminated container \"c\" in pod \"web\" not found");
+    assert_eq!(
+        err.message,
+        "previous terminated container \"c\" in pod \"web\" not found"
+    );
 
     let pgids = h.pgids(&uid(&created));
     assert_eq!(pgids.len(), 1);
     assert!(process::group_alive(pgids[0]));
     h.pods
-        .delete("web", &DeleteOptions { grace_period_seconds: Some(5), ..Default::default() })
+        .delete(
+            "web",
+            &DeleteOptions {
+                grace_period_seconds: Some(5),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     h.wait_gone("web", Duration::from_secs(10)).await;
     assert_all_dead(&pgids);
     let reasons: Vec<String> = h.events("web").await.into_iter().map(|(r, _)| r).collect();
     for reason in ["Pulled", "Created", "Started", "Killing"] {
-        assert!(reasons.iter().any(|r| r == reason), "{reason} in {reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
     }
     h.shutdown().await;
 }
@@ -246,12 +284,19 @@ async fn failing_containers_crash_loop_with_growing_restart_counts() {
     assert_eq!(last.reason.as_deref(), Some("Error"));
     let message = cs.state.unwrap().waiting.unwrap().message.unwrap();
     assert!(
-        message.starts_with("back-off ") && message.contains("restarting failed container=c pod=crash_default("),
+        message.starts_with("back-off ")
+            && message.contains("restarting failed container=c pod=crash_default("),
         "{message}"
     );
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
     let previous = h
-        .log_text("crash", LogOptions { previous: true, ..Default::default() })
+        .log_text(
+            "crash",
+            LogOptions {
+                previous: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(previous, "run\n");
@@ -284,12 +329,21 @@ async fn a_container_ignoring_sigterm_is_killed_when_its_grace_period_ends() {
     let pgids = h.pgids(&uid(&created));
     let started = Instant::now();
     h.pods
-        .delete("stubborn", &DeleteOptions { grace_period_seconds: Some(2), ..Default::default() })
+        .delete(
+            "stubborn",
+            &DeleteOptions {
+                grace_period_seconds: Some(2),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     // Still running well inside the grace period.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert!(process::group_alive(pgids[0]), "killed before the grace period ended");
+    assert!(
+        process::group_alive(pgids[0]),
+        "killed before the grace period ended"
+    );
     h.wait_gone("stubborn", Duration::from_secs(10)).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_900), "{took:?}");
@@ -305,7 +359,11 @@ async fn pre_stop_runs_before_sigterm() {
     std::fs::create_dir_all(&out).unwrap();
     let isolated = sandbox::isolation_available();
     // With its own mounts the container sees the host directory at /tmp/out.
-    let seen_at = if isolated { "/tmp/out".to_string() } else { out.display().to_string() };
+    let seen_at = if isolated {
+        "/tmp/out".to_string()
+    } else {
+        out.display().to_string()
+    };
     let created = h
         .create(
             "hooks",
@@ -322,7 +380,13 @@ async fn pre_stop_runs_before_sigterm() {
     .await;
     let pgids = h.pgids(&uid(&created));
     h.pods
-        .delete("hooks", &DeleteOptions { grace_period_seconds: Some(10), ..Default::default() })
+        .delete(
+            "hooks",
+            &DeleteOptions {
+                grace_period_seconds: Some(10),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     h.wait_gone("hooks", Duration::from_secs(10)).await;
@@ -345,7 +409,9 @@ async fn unknown_images_wait_in_err_image_pull_then_image_pull_back_off() {
     while seen.len() < 2 && Instant::now() < until {
         let pod = h.pods.get("ghost").await.unwrap();
         if let Some(reason) = waiting_reason(&pod) {
-            if seen.last() != Some(&reason) && (reason == "ErrImagePull" || reason == "ImagePullBackOff") {
+            if seen.last() != Some(&reason)
+                && (reason == "ErrImagePull" || reason == "ImagePullBackOff")
+            {
                 seen.push(reason);
             }
         }
@@ -355,9 +421,12 @@ async fn unknown_images_wait_in_err_image_pull_then_image_pull_back_off() {
     let pod = h.pods.get("ghost").await.unwrap();
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
     let events = h.events("ghost").await;
-    assert!(events.iter().any(|(r, m)| r == "Failed"
-        && m.starts_with("Failed to pull image \"no-such-image:1.0\": ")));
-    assert!(events.iter().any(|(r, m)| r == "BackOff" && m == "Back-off pulling image \"no-such-image:1.0\""));
+    assert!(events.iter().any(
+        |(r, m)| r == "Failed" && m.starts_with("Failed to pull image \"no-such-image:1.0\": ")
+    ));
+    assert!(events
+        .iter()
+        .any(|(r, m)| r == "BackOff" && m == "Back-off pulling image \"no-such-image:1.0\""));
     h.shutdown().await;
 }
 
@@ -380,12 +449,14 @@ async fn failed_liveness_probes_restart_the_container() {
         .await;
     let events = h.events("live").await;
     assert!(
-        events.iter().any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed: ")),
+        events
+            .iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed: ")),
         "{events:?}"
     );
-    assert!(events
-        .iter()
-        .any(|(r, m)| r == "Killing" && m == "Container c failed liveness probe, will be restarted"));
+    assert!(events.iter().any(
+        |(r, m)| r == "Killing" && m == "Container c failed liveness probe, will be restarted"
+    ));
     let pgids = h.pgids(&uid(&pod));
     h.shutdown().await;
     assert_all_dead(&pgids);
@@ -416,12 +487,18 @@ async fn stopping_the_agent_leaves_no_process_behind() {
     }
     let b_now = h.pods.get("b").await.unwrap();
     let init = b_now.status.unwrap().init_container_statuses.unwrap()[0].clone();
-    assert_eq!(init.state.unwrap().terminated.unwrap().reason.as_deref(), Some("Completed"));
+    assert_eq!(
+        init.state.unwrap().terminated.unwrap().reason.as_deref(),
+        Some("Completed")
+    );
     let mut pgids = h.pgids(&uid(&a));
     pgids.extend(h.pgids(&uid(&b)));
     assert_eq!(pgids.len(), 3);
     let started = Instant::now();
     h.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(10), "bounded by the shutdown grace");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the shutdown grace"
+    );
     assert_all_dead(&pgids);
 }

@@ -136,14 +136,19 @@ impl Worker {
     fn new(shared: Arc<Shared>, pod: Arc<Pod>, pod_ip: Ipv4Addr) -> Worker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let dir = pod_dir(&shared.data_dir, &uid);
-        let mut machine = PodMachine::new(&pod, shared.backoff, Now::now());
+        let mut machine = PodMachine::new(&pod, shared.backoff, Now::current());
         let adopted_terminal = pod
             .status
             .as_ref()
             .is_some_and(crate::simulated::timeline::is_terminal);
         if adopted_terminal {
             // Nothing runs for a finished pod; only its deletion may need confirming.
-            machine.step(Input::Stop { grace: Duration::ZERO }, Now::now());
+            machine.step(
+                Input::Stop {
+                    grace: Duration::ZERO,
+                },
+                Now::current(),
+            );
         }
         let (tx, rx) = mpsc::unbounded_channel();
         Worker {
@@ -244,7 +249,7 @@ impl Worker {
             if !self.machine.is_stopping() && self.volumes.is_none() && !self.adopted_terminal {
                 self.prepare_sandbox().await;
             }
-            let actions = self.machine.step(input, Now::now());
+            let actions = self.machine.step(input, Now::current());
             let mut confirm = false;
             for action in actions {
                 if action == Action::ConfirmDeletion {
@@ -283,8 +288,13 @@ impl Worker {
         if self.sandbox_retry.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        match sandbox::prepare_volumes(self.shared.client.clone(), &self.pod, &self.dir, &self.facts())
-            .await
+        match sandbox::prepare_volumes(
+            self.shared.client.clone(),
+            &self.pod,
+            &self.dir,
+            &self.facts(),
+        )
+        .await
         {
             Ok(volumes) => {
                 self.volumes = Some(volumes);
@@ -325,7 +335,9 @@ impl Worker {
             Severity::Normal => EventType::Normal,
             Severity::Warning => EventType::Warning,
         };
-        self.shared.recorder.record(&involved, kind, reason, message);
+        self.shared
+            .recorder
+            .record(&involved, kind, reason, message);
     }
 
     async fn execute(&mut self, action: Action) {
@@ -427,7 +439,9 @@ impl Worker {
                     };
                     let env = env.clone();
                     let cwd = cwd.clone();
-                    Box::pin(async move { process::run_to_completion(&argv, &env, &cwd, timeout).await })
+                    Box::pin(
+                        async move { process::run_to_completion(&argv, &env, &cwd, timeout).await },
+                    )
                 })
             }
         };
@@ -472,13 +486,14 @@ impl Worker {
                 "Pulled",
                 format!("Container image \"{image_ref}\" already present on machine"),
             );
-            let mut env = match environment(shared.client.clone(), &pod, &container, &image, &facts).await {
-                Ok(env) => env,
-                Err(e) => {
-                    fail(StartFailure::Config, e.0);
-                    return;
-                }
-            };
+            let mut env =
+                match environment(shared.client.clone(), &pod, &container, &image, &facts).await {
+                    Ok(env) => env,
+                    Err(e) => {
+                        fail(StartFailure::Config, e.0);
+                        return;
+                    }
+                };
             if env.get("PATH").is_none() {
                 env.set("PATH", DEFAULT_PATH.to_string());
             }
@@ -489,7 +504,10 @@ impl Worker {
             }
             let private_tmp = container_dir.join("tmp");
             if let Err(e) = std::fs::create_dir_all(&private_tmp) {
-                fail(StartFailure::Runtime, format!("creating the container directory: {e}"));
+                fail(
+                    StartFailure::Runtime,
+                    format!("creating the container directory: {e}"),
+                );
                 return;
             }
             let working_dir = container
@@ -501,8 +519,13 @@ impl Worker {
             let (argv, cwd) = match &shared.isolation {
                 Some((unshare, _)) => {
                     let mounts = container_mounts(&container, &volumes);
-                    let mut argv =
-                        isolated_argv(&command, &mounts, &private_tmp, &pod_name, working_dir.as_deref());
+                    let mut argv = isolated_argv(
+                        &command,
+                        &mounts,
+                        &private_tmp,
+                        &pod_name,
+                        working_dir.as_deref(),
+                    );
                     argv[0] = unshare.to_string_lossy().into_owned();
                     (argv, container_dir.clone())
                 }
@@ -535,7 +558,10 @@ impl Worker {
                         "Failed",
                         format!("Error: failed to start container \"{name}\": {e}"),
                     );
-                    fail(StartFailure::Runtime, format!("failed to start container \"{name}\": {e}"));
+                    fail(
+                        StartFailure::Runtime,
+                        format!("failed to start container \"{name}\": {e}"),
+                    );
                     return;
                 }
             };
@@ -551,8 +577,16 @@ impl Worker {
                 env: env_pairs.clone(),
                 cwd: cwd.clone(),
             });
-            record(EventType::Normal, "Started", format!("Started container {name}"));
-            if let Some(handler) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            record(
+                EventType::Normal,
+                "Started",
+                format!("Started container {name}"),
+            );
+            if let Some(handler) = container
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.post_start.as_ref())
+            {
                 let ctx = ProbeContext {
                     pod_ip,
                     container_ports: container.ports.clone().unwrap_or_default(),
@@ -669,9 +703,16 @@ impl Worker {
         let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
         tokio::spawn(async move {
             // A prober that overruns its own timeout still answers: as a failure.
-            let result = match tokio::time::timeout(timeout + Duration::from_secs(1), prober.probe(&probe, &ctx)).await {
+            let result = match tokio::time::timeout(
+                timeout + Duration::from_secs(1),
+                prober.probe(&probe, &ctx),
+            )
+            .await
+            {
                 Ok(result) => result,
-                Err(_) => ProbeResult::Failure(format!("probe timed out after {}s", timeout.as_secs())),
+                Err(_) => {
+                    ProbeResult::Failure(format!("probe timed out after {}s", timeout.as_secs()))
+                }
             };
             let _ = tx.send(Msg::Input(Input::Probed {
                 container: name,
@@ -690,7 +731,12 @@ impl Worker {
             ..DeleteOptions::default()
         };
         for attempt in 0..5u32 {
-            match self.shared.client.delete(self.scope(), &name, &options).await {
+            match self
+                .shared
+                .client
+                .delete(self.scope(), &name, &options)
+                .await
+            {
                 Ok(_) => break,
                 Err(e) if e.is_not_found() || e.is_conflict() => break,
                 Err(e) => {
@@ -716,9 +762,12 @@ impl Worker {
             base.status = Some(previous.clone());
         }
         let pod_ip = self.volumes.is_some().then(|| self.pod_ip.to_string());
-        let status = self
-            .machine
-            .status(&base, &self.shared.host_ip, pod_ip.as_deref(), jiff::Timestamp::now());
+        let status = self.machine.status(
+            &base,
+            &self.shared.host_ip,
+            pod_ip.as_deref(),
+            jiff::Timestamp::now(),
+        );
         if self.last_written.as_ref() == Some(&status) {
             return;
         }
