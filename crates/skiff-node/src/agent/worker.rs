@@ -370,26 +370,7 @@ impl Worker {
     /// The environment exec checks and hooks run in: the container's env and namespaces.
     fn exec_fn(&self, env: Vec<(String, String)>, cwd: PathBuf, pgid: Option<i32>) -> ExecFn {
         let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
-        Arc::new(move |command: Vec<String>, timeout: Duration| {
-            let argv: Vec<String> = match (&nsenter, pgid) {
-                (Some(nsenter), Some(pid)) => [
-                    nsenter.to_string_lossy().into_owned(),
-                    "-t".to_string(),
-                    pid.to_string(),
-                    "-m".to_string(),
-                    "-u".to_string(),
-                    "-w".to_string(),
-                    "--".to_string(),
-                ]
-                .into_iter()
-                .chain(command)
-                .collect(),
-                _ => command,
-            };
-            let env = env.clone();
-            let cwd = cwd.clone();
-            Box::pin(async move { process::run_to_completion(&argv, &env, &cwd, timeout).await })
-        })
+        make_exec(nsenter, env, cwd, pgid)
     }
 
     /// The exec function for a container's current run.
@@ -417,34 +398,7 @@ impl Worker {
         let pgids = self.dir.join("pgids");
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
-        let worker_exec = {
-            let nsenter = self.shared.isolation.clone();
-            move |env: Vec<(String, String)>, cwd: PathBuf, pgid: i32| -> ExecFn {
-                let nsenter = nsenter.as_ref().map(|(_, n)| n.clone());
-                Arc::new(move |command: Vec<String>, timeout: Duration| {
-                    let argv: Vec<String> = match &nsenter {
-                        Some(nsenter) => [
-                            nsenter.to_string_lossy().into_owned(),
-                            "-t".to_string(),
-                            pgid.to_string(),
-                            "-m".to_string(),
-                            "-u".to_string(),
-                            "-w".to_string(),
-                            "--".to_string(),
-                        ]
-                        .into_iter()
-                        .chain(command)
-                        .collect(),
-                        None => command,
-                    };
-                    let env = env.clone();
-                    let cwd = cwd.clone();
-                    Box::pin(
-                        async move { process::run_to_completion(&argv, &env, &cwd, timeout).await },
-                    )
-                })
-            }
-        };
+        let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
         tokio::spawn(async move {
             let fail = |failure, message: String| {
                 let _ = tx.send(Msg::Input(Input::StartFailed {
@@ -590,7 +544,7 @@ impl Worker {
                 let ctx = ProbeContext {
                     pod_ip,
                     container_ports: container.ports.clone().unwrap_or_default(),
-                    exec: worker_exec(env_pairs, cwd, pgid),
+                    exec: make_exec(nsenter, env_pairs, cwd, Some(pgid)),
                 };
                 let deadline = Instant::now() + grace_of(&pod);
                 if let Err(message) = shared.prober.run_hook(handler, &ctx, deadline).await {
@@ -786,6 +740,36 @@ impl Worker {
             }
         }
     }
+}
+
+/// Runs commands with the container's environment, inside its namespaces (through
+/// `nsenter` into the group leader's) when containers are isolated.
+fn make_exec(
+    nsenter: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    pgid: Option<i32>,
+) -> ExecFn {
+    Arc::new(move |command: Vec<String>, timeout: Duration| {
+        let argv: Vec<String> = match (&nsenter, pgid) {
+            (Some(nsenter), Some(pid)) => [
+                nsenter.to_string_lossy().into_owned(),
+                "-t".to_string(),
+                pid.to_string(),
+                "-m".to_string(),
+                "-u".to_string(),
+                "-w".to_string(),
+                "--".to_string(),
+            ]
+            .into_iter()
+            .chain(command)
+            .collect(),
+            _ => command,
+        };
+        let env = env.clone();
+        let cwd = cwd.clone();
+        Box::pin(async move { process::run_to_completion(&argv, &env, &cwd, timeout).await })
+    })
 }
 
 /// Pod conditions carry `lastProbeTime: null` in Kubernetes' JSON; typed conditions drop it.
