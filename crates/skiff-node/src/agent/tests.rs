@@ -129,6 +129,19 @@ impl Harness {
             .collect()
     }
 
+    /// Waits until an event about `pod` matches; events are written in the background.
+    async fn wait_event(&self, pod: &str, check: impl Fn(&str, &str) -> bool) {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let events = self.events(pod).await;
+            if events.iter().any(|(r, m)| check(r, m)) {
+                return;
+            }
+            assert!(Instant::now() < until, "no matching event in {events:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn shutdown(self) {
         let _ = self.stop.send(true);
         tokio::time::timeout(Duration::from_secs(20), self.agent)
@@ -253,12 +266,18 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
         .unwrap();
     h.wait_gone("web", Duration::from_secs(10)).await;
     assert_all_dead(&pgids);
-    let reasons: Vec<String> = h.events("web").await.into_iter().map(|(r, _)| r).collect();
-    for reason in ["Pulled", "Created", "Started", "Killing"] {
-        assert!(
-            reasons.iter().any(|r| r == reason),
-            "{reason} in {reasons:?}"
-        );
+    let expected = [
+        (
+            "Pulled",
+            "Container image \"busybox\" already present on machine",
+        ),
+        ("Created", "Created container: c"),
+        ("Started", "Started container c"),
+        ("Killing", "Stopping container c"),
+    ];
+    for (reason, message) in expected {
+        h.wait_event("web", |r, m| r == reason && m == message)
+            .await;
     }
     h.shutdown().await;
 }
@@ -300,9 +319,11 @@ async fn failing_containers_crash_loop_with_growing_restart_counts() {
         .await
         .unwrap();
     assert_eq!(previous, "run\n");
-    let events = h.events("crash").await;
-    assert!(events.iter().any(|(r, m)| r == "BackOff"
-        && m.starts_with("Back-off restarting failed container c in pod crash_default(")));
+    h.wait_event("crash", |r, m| {
+        r == "BackOff"
+            && m.starts_with("Back-off restarting failed container c in pod crash_default(")
+    })
+    .await;
     let pgids = h.pgids(&uid(&pod_named(&h, "crash").await));
     h.shutdown().await;
     assert_all_dead(&pgids);
@@ -420,13 +441,14 @@ async fn unknown_images_wait_in_err_image_pull_then_image_pull_back_off() {
     assert_eq!(seen, vec!["ErrImagePull", "ImagePullBackOff"]);
     let pod = h.pods.get("ghost").await.unwrap();
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
-    let events = h.events("ghost").await;
-    assert!(events.iter().any(
-        |(r, m)| r == "Failed" && m.starts_with("Failed to pull image \"no-such-image:1.0\": ")
-    ));
-    assert!(events
-        .iter()
-        .any(|(r, m)| r == "BackOff" && m == "Back-off pulling image \"no-such-image:1.0\""));
+    h.wait_event("ghost", |r, m| {
+        r == "Failed" && m.starts_with("Failed to pull image \"no-such-image:1.0\": ")
+    })
+    .await;
+    h.wait_event("ghost", |r, m| {
+        r == "BackOff" && m == "Back-off pulling image \"no-such-image:1.0\""
+    })
+    .await;
     h.shutdown().await;
 }
 
@@ -447,16 +469,14 @@ async fn failed_liveness_probes_restart_the_container() {
             container_status(p).is_some_and(|c| c.restart_count >= 1)
         })
         .await;
-    let events = h.events("live").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed: ")),
-        "{events:?}"
-    );
-    assert!(events.iter().any(
-        |(r, m)| r == "Killing" && m == "Container c failed liveness probe, will be restarted"
-    ));
+    h.wait_event("live", |r, m| {
+        r == "Unhealthy" && m.starts_with("Liveness probe failed: ")
+    })
+    .await;
+    h.wait_event("live", |r, m| {
+        r == "Killing" && m == "Container c failed liveness probe, will be restarted"
+    })
+    .await;
     let pgids = h.pgids(&uid(&pod));
     h.shutdown().await;
     assert_all_dead(&pgids);
