@@ -10,6 +10,7 @@ pub mod allocator;
 pub mod bodies;
 pub mod discovery;
 pub mod filter;
+pub mod logs;
 pub mod meta;
 pub mod openapi;
 pub mod openapi_v2;

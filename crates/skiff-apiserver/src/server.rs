@@ -35,6 +35,8 @@ pub struct ServerState {
     pub tokens: Vec<String>,
     /// The address clients reach the server at, for legacy discovery.
     pub advertise_address: String,
+    /// Where `pods/NAME/log` reads from; `None` when no node agent runs in this process.
+    pub logs: Option<Arc<dyn crate::logs::PodLogs>>,
 }
 
 /// Builds the router.
@@ -470,9 +472,32 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
                     ))
                 }
-                (Method::GET, Some(_), Some(Subresource::Log)) => Err(ApiError::bad_request(
-                    "logs are served by the node agent, which this server does not run",
-                )),
+                (Method::GET, Some(name), Some(Subresource::Log)) => {
+                    let logs = state.logs.as_ref().ok_or_else(|| {
+                        ApiError::bad_request(
+                            "logs are served by the node agent, which this server does not run",
+                        )
+                    })?;
+                    let pod = registry.get(resource, ns, &name).await?;
+                    let container = crate::logs::select_container(&pod, query.get("container"))?;
+                    let options = crate::logs::LogOptions {
+                        previous: query.flag("previous"),
+                        follow: query.flag("follow"),
+                        tail_lines: query.number("tailLines")?,
+                        limit_bytes: query.number("limitBytes")?,
+                        timestamps: query.flag("timestamps"),
+                        since_seconds: query.number("sinceSeconds")?,
+                    };
+                    let stream = logs
+                        .logs(ns.unwrap_or("default"), &name, Some(&container), options)
+                        .await?;
+                    Ok((
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        Body::from_stream(stream),
+                    )
+                        .into_response())
+                }
                 _ => Err(ApiError::method_not_allowed()),
             }
         }

@@ -5,6 +5,8 @@
 //! the in-process registry ([`LocalClient`], same admission as HTTP requests) or, later, a
 //! remote server. [`Api`] adds typed access for any `k8s-openapi` resource (and CloneSets).
 
+pub mod logs;
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 

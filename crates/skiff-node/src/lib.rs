@@ -12,4 +12,5 @@ pub mod demo;
 pub mod images;
 pub mod hooks;
 pub mod probes;
+pub mod agent;
 pub mod simulated;

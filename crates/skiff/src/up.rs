@@ -106,6 +106,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         registry,
         tokens: vec![token],
         advertise_address: address.to_string(),
+        logs: None,
     });
     tokio::spawn(system::compaction_loop(
         store.clone(),

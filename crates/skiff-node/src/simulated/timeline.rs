@@ -572,7 +572,7 @@ fn pod_phase(status: &PodStatus, facts: &PodFacts<'_>, sandbox: bool) -> &'stati
 }
 
 /// Sets a condition, keeping its `lastTransitionTime` while its status stays.
-fn condition(
+pub(crate) fn condition(
     previous: &PodStatus,
     type_: &str,
     ok: bool,
@@ -605,7 +605,7 @@ fn condition(
 }
 
 /// Go's `%v` of a string slice: `[a b]`.
-fn go_list(names: &[&str]) -> String {
+pub(crate) fn go_list(names: &[&str]) -> String {
     format!("[{}]", names.join(" "))
 }
 
@@ -743,7 +743,7 @@ fn conditions(
 }
 
 /// kubelet's messages for `spec.readinessGates` whose condition is missing or not `True`.
-fn unmet_readiness_gates(spec: &PodSpec, status: &PodStatus) -> Vec<String> {
+pub(crate) fn unmet_readiness_gates(spec: &PodSpec, status: &PodStatus) -> Vec<String> {
     spec.readiness_gates
         .as_deref()
         .unwrap_or_default()

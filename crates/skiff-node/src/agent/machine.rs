@@ -1,0 +1,1565 @@
+//! The life of one pod on the real node, as a pure state machine.
+//!
+//! [`PodMachine::step`] takes one [`Input`] (a process started or exited, a probe answered,
+//! the pod is being deleted, or just "look again") and the time, updates what the machine
+//! knows about each container, and returns the [`Action`]s the shell must carry out: start or
+//! kill a container, run a probe, record an event, confirm the deletion. The shell owns the
+//! processes and the clock; the machine owns every decision kubelet makes: init containers in
+//! order, restart policy, crash-loop and image-pull back-off, probe thresholds, pod phase,
+//! conditions and container statuses ([`PodMachine::status`]).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, Pod, PodIP, PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::time::Instant;
+
+use super::backoff::Backoff;
+use super::probe_timing::{ProbeKind, ProbeTiming, ProbeTracker};
+use super::runtime::ProbeResult;
+use crate::simulated::duration::{format_go_seconds, whole_seconds};
+use crate::simulated::timeline::{condition, go_list, unmet_readiness_gates};
+
+/// How long `ErrImagePull` shows before the container turns `ImagePullBackOff`.
+const PULL_ERROR_SHOWN: Duration = Duration::from_secs(1);
+
+/// How long `ErrImagePull` shows: a second, or half the back-off when that is shorter, so
+/// `ImagePullBackOff` always shows before the next pull.
+fn pull_error_shown(backoff: &Backoff) -> Duration {
+    PULL_ERROR_SHOWN.min(backoff.current() / 2)
+}
+
+/// The time, as both clocks: monotonic for delays, wall for statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// For back-off, probes and deadlines.
+    pub mono: Instant,
+    /// For `startedAt`, `finishedAt` and conditions.
+    pub wall: Timestamp,
+}
+
+impl Now {
+    /// The current time.
+    pub fn current() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: Timestamp::now(),
+        }
+    }
+}
+
+/// `spec.restartPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Restart whenever a container exits.
+    Always,
+    /// Restart containers that failed.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+impl RestartPolicy {
+    /// The policy a spec names (`Always` when unset, as defaulting makes it).
+    pub fn of(spec: &PodSpec) -> RestartPolicy {
+        match spec.restart_policy.as_deref() {
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            _ => RestartPolicy::Always,
+        }
+    }
+
+    fn restarts(self, exit_code: i32) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != 0,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// How back-offs are tuned (kubelet: 10 s doubling to 300 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffConfig {
+    /// The first delay.
+    pub base: Duration,
+    /// The cap.
+    pub max: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How one run of a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Termination {
+    /// The exit code (128 + signal for a signal).
+    pub exit_code: i32,
+    /// `Completed`, `Error`, `OOMKilled` or `StartError`.
+    pub reason: String,
+    /// A message, for start errors.
+    pub message: Option<String>,
+    /// When that run started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// When it ended, on the monotonic clock.
+    pub finished_mono: Instant,
+    /// The run's container ID.
+    pub container_id: String,
+}
+
+/// Where a container is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not running: why, and since when on the monotonic clock.
+    Waiting {
+        /// `ContainerCreating`, `PodInitializing`, `CrashLoopBackOff`, `ErrImagePull`, ...
+        reason: String,
+        /// Details, such as the back-off message.
+        message: Option<String>,
+        /// When it began waiting for this reason.
+        since: Instant,
+    },
+    /// A start was requested; waiting for the process.
+    Starting,
+    /// A process runs.
+    Running {
+        /// When it started.
+        started_at: Timestamp,
+        /// The run's container ID.
+        container_id: String,
+    },
+    /// The last run ended and the container will not restart (or has not been told yet).
+    Terminated(Termination),
+}
+
+/// Why a container start failed before any process ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFailure {
+    /// The image is unknown on this node.
+    ImageNotFound,
+    /// The container's configuration cannot be made (a missing ConfigMap key, say).
+    Config,
+    /// The process could not be started.
+    Runtime,
+}
+
+/// One container (init or regular) as the machine tracks it.
+#[derive(Clone, Debug)]
+pub struct ContainerTrack {
+    /// Its name.
+    pub name: String,
+    /// Its image.
+    pub image: String,
+    /// Whether it is an init container.
+    pub init: bool,
+    /// Where it is.
+    pub phase: Phase,
+    /// `restartCount`.
+    pub restart_count: i32,
+    /// How many runs were started.
+    pub runs: u32,
+    /// The previous run's end (`lastState.terminated`).
+    pub last_termination: Option<Termination>,
+    /// `imageID` of the running image.
+    pub image_id: String,
+    /// `started`.
+    pub started: bool,
+    /// `ready`.
+    pub ready: bool,
+    /// Probes of the current run.
+    pub probes: Vec<ProbeTracker>,
+    /// A kill is in progress.
+    pub killing: bool,
+    crash_backoff: Backoff,
+    pull_backoff: Backoff,
+    /// The back-off event was recorded for this wait.
+    backoff_reported: bool,
+    probe_specs: Vec<(ProbeKind, ProbeTiming)>,
+}
+
+impl ContainerTrack {
+    fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Running { .. } | Phase::Starting)
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(&self.phase, Phase::Terminated(t) if t.exit_code == 0)
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// Nothing in particular: re-evaluate (timers, a new pod version).
+    Sync,
+    /// The sandbox (pod directory, volumes, address) is ready.
+    SandboxReady,
+    /// A container's process is running.
+    Started {
+        /// The container.
+        container: String,
+        /// Its image's ID.
+        image_id: String,
+        /// Its container ID.
+        container_id: String,
+    },
+    /// A container could not be started.
+    StartFailed {
+        /// The container.
+        container: String,
+        /// Why.
+        failure: StartFailure,
+        /// The error text.
+        message: String,
+    },
+    /// A container's processes are all gone.
+    Exited {
+        /// The container.
+        container: String,
+        /// Its exit code.
+        exit_code: i32,
+        /// Whether the memory limit killed it.
+        oom: bool,
+    },
+    /// A probe answered.
+    Probed {
+        /// The container.
+        container: String,
+        /// Which probe.
+        kind: ProbeKind,
+        /// The run it was for, so late answers about a previous run are dropped.
+        run: u32,
+        /// The outcome.
+        result: ProbeResult,
+    },
+    /// The pod is being deleted: stop everything within `grace`, then confirm.
+    Delete {
+        /// The grace period left.
+        grace: Duration,
+    },
+    /// The agent stops (or the pod vanished): stop everything within `grace`, confirm nothing.
+    Stop {
+        /// The grace period.
+        grace: Duration,
+    },
+}
+
+/// Event severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// `Normal`.
+    Normal,
+    /// `Warning`.
+    Warning,
+}
+
+/// What the shell must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Start a run of a container, logging to its `restart_count`-th file.
+    Start {
+        /// The container.
+        container: String,
+        /// The run's `restartCount`.
+        restart_count: i32,
+        /// The run number, for probes.
+        run: u32,
+    },
+    /// Stop a container's processes: preStop (if asked), SIGTERM, SIGKILL after `grace`.
+    Kill {
+        /// The container.
+        container: String,
+        /// The grace period; `None` for the pod's `terminationGracePeriodSeconds`.
+        grace: Option<Duration>,
+        /// Whether to run the preStop hook first.
+        pre_stop: bool,
+    },
+    /// Run a probe.
+    Probe {
+        /// The container.
+        container: String,
+        /// Which probe.
+        kind: ProbeKind,
+        /// The run it is for.
+        run: u32,
+    },
+    /// Record an event about the pod (or one of its containers).
+    Event {
+        /// Normal or Warning.
+        severity: Severity,
+        /// kubelet's reason.
+        reason: &'static str,
+        /// kubelet's message.
+        message: String,
+        /// The container it is about, for `fieldPath`.
+        container: Option<String>,
+    },
+    /// Every process is gone: delete the pod object for good.
+    ConfirmDeletion,
+}
+
+/// How the pod is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stopping {
+    Delete { deadline: Instant },
+    Stop { deadline: Instant },
+}
+
+/// The pod as the machine tracks it.
+#[derive(Clone, Debug)]
+pub struct PodMachine {
+    /// `name_namespace(uid)`, as kubelet names pods in messages.
+    pod_label: String,
+    policy: RestartPolicy,
+    /// Init containers first, in order, then regular containers.
+    containers: Vec<ContainerTrack>,
+    sandbox_ready: bool,
+    stopping: Option<Stopping>,
+    confirmed: bool,
+    /// The terminal phase, once reached.
+    terminal: Option<&'static str>,
+}
+
+impl PodMachine {
+    /// A machine for `pod`, picking up restart counts from the status it already has (after
+    /// an agent restart, containers are started again and count as restarts).
+    pub fn new(pod: &Pod, backoff: BackoffConfig, now: Now) -> PodMachine {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        let pod_label = format!(
+            "{}_{}({})",
+            pod.metadata.name.as_deref().unwrap_or(""),
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+            pod.metadata.uid.as_deref().unwrap_or("")
+        );
+        let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
+        let mut containers = Vec::new();
+        let inits = spec.init_containers.as_deref().unwrap_or_default();
+        for (init, list, statuses) in [
+            (true, inits, status.init_container_statuses.as_deref()),
+            (
+                false,
+                &spec.containers[..],
+                status.container_statuses.as_deref(),
+            ),
+        ] {
+            for c in list {
+                let known = statuses
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|s| s.name == c.name);
+                let ran_before = known.is_some_and(|s| {
+                    s.state
+                        .as_ref()
+                        .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+                        || s.last_state
+                            .as_ref()
+                            .is_some_and(|st| st.terminated.is_some())
+                });
+                let mut probe_specs = Vec::new();
+                if !init {
+                    for (kind, probe) in [
+                        (ProbeKind::Startup, &c.startup_probe),
+                        (ProbeKind::Liveness, &c.liveness_probe),
+                        (ProbeKind::Readiness, &c.readiness_probe),
+                    ] {
+                        if let Some(p) = probe {
+                            probe_specs.push((kind, ProbeTiming::of(p)));
+                        }
+                    }
+                }
+                let reason = if init || has_init {
+                    "PodInitializing"
+                } else {
+                    "ContainerCreating"
+                };
+                containers.push(ContainerTrack {
+                    name: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                    init,
+                    phase: Phase::Waiting {
+                        reason: reason.to_string(),
+                        message: None,
+                        since: now.mono,
+                    },
+                    restart_count: known.map(|s| s.restart_count).unwrap_or(0),
+                    runs: u32::from(ran_before),
+                    last_termination: None,
+                    image_id: known.map(|s| s.image_id.clone()).unwrap_or_default(),
+                    started: false,
+                    ready: false,
+                    probes: Vec::new(),
+                    killing: false,
+                    crash_backoff: Backoff::new(backoff.base, backoff.max),
+                    pull_backoff: Backoff::new(backoff.base, backoff.max),
+                    backoff_reported: false,
+                    probe_specs,
+                });
+            }
+        }
+        PodMachine {
+            pod_label,
+            policy: RestartPolicy::of(&spec),
+            containers,
+            sandbox_ready: false,
+            stopping: None,
+            confirmed: false,
+            terminal: None,
+        }
+    }
+
+    /// The containers, init containers first.
+    pub fn containers(&self) -> &[ContainerTrack] {
+        &self.containers
+    }
+
+    /// One container.
+    pub fn container(&self, name: &str) -> Option<&ContainerTrack> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    fn track(&mut self, name: &str) -> Option<&mut ContainerTrack> {
+        self.containers.iter_mut().find(|c| c.name == name)
+    }
+
+    /// Whether the pod is being stopped (deleted or the agent stops).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
+    /// Whether nothing runs and nothing will: the worker may end.
+    pub fn is_done(&self) -> bool {
+        let idle = !self.containers.iter().any(|c| c.is_running() || c.killing);
+        match self.stopping {
+            Some(Stopping::Delete { .. }) => idle && self.confirmed,
+            Some(Stopping::Stop { .. }) => idle,
+            None => false,
+        }
+    }
+
+    /// Feeds one input and returns what to do.
+    pub fn step(&mut self, input: Input, now: Now) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.apply(input, now, &mut actions);
+        self.reconcile(now, &mut actions);
+        actions
+    }
+
+    fn apply(&mut self, input: Input, now: Now, actions: &mut Vec<Action>) {
+        match input {
+            Input::Sync => {}
+            Input::SandboxReady => self.sandbox_ready = true,
+            Input::Started {
+                container,
+                image_id,
+                container_id,
+            } => {
+                if let Some(c) = self.track(&container) {
+                    c.phase = Phase::Running {
+                        started_at: now.wall,
+                        container_id,
+                    };
+                    c.image_id = image_id;
+                    c.probes = c
+                        .probe_specs
+                        .iter()
+                        .map(|(kind, timing)| ProbeTracker::new(*kind, *timing, now.mono))
+                        .collect();
+                    c.started = !c.probes.iter().any(|p| p.kind() == ProbeKind::Startup);
+                    c.ready =
+                        c.started && !c.probes.iter().any(|p| p.kind() == ProbeKind::Readiness);
+                    c.backoff_reported = false;
+                }
+            }
+            Input::StartFailed {
+                container,
+                failure,
+                message,
+            } => {
+                let Some(c) = self.track(&container) else {
+                    return;
+                };
+                match failure {
+                    StartFailure::ImageNotFound => {
+                        c.pull_backoff.next(now.mono, now.mono);
+                        let image = c.image.clone();
+                        c.phase = Phase::Waiting {
+                            reason: "ErrImagePull".to_string(),
+                            message: Some(message.clone()),
+                            since: now.mono,
+                        };
+                        c.backoff_reported = false;
+                        actions.push(warning(
+                            "Failed",
+                            format!("Failed to pull image \"{image}\": {message}"),
+                            &container,
+                        ));
+                        actions.push(warning("Failed", "Error: ErrImagePull".into(), &container));
+                    }
+                    StartFailure::Config => {
+                        c.pull_backoff.next(now.mono, now.mono);
+                        c.phase = Phase::Waiting {
+                            reason: "CreateContainerConfigError".to_string(),
+                            message: Some(message.clone()),
+                            since: now.mono,
+                        };
+                        actions.push(warning("Failed", format!("Error: {message}"), &container));
+                    }
+                    StartFailure::Runtime => {
+                        c.phase = Phase::Terminated(Termination {
+                            exit_code: 128,
+                            reason: "StartError".to_string(),
+                            message: Some(message.clone()),
+                            started_at: now.wall,
+                            finished_at: now.wall,
+                            finished_mono: now.mono,
+                            container_id: String::new(),
+                        });
+                        actions.push(warning("Failed", format!("Error: {message}"), &container));
+                    }
+                }
+            }
+            Input::Exited {
+                container,
+                exit_code,
+                oom,
+            } => {
+                let Some(c) = self.track(&container) else {
+                    return;
+                };
+                let (started_at, container_id) = match &c.phase {
+                    Phase::Running {
+                        started_at,
+                        container_id,
+                    } => (*started_at, container_id.clone()),
+                    _ => (now.wall, String::new()),
+                };
+                let reason = if oom {
+                    "OOMKilled"
+                } else if exit_code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                };
+                c.phase = Phase::Terminated(Termination {
+                    exit_code,
+                    reason: reason.to_string(),
+                    message: None,
+                    started_at,
+                    finished_at: now.wall,
+                    finished_mono: now.mono,
+                    container_id,
+                });
+                c.killing = false;
+                c.started = false;
+                c.ready = false;
+                c.probes.clear();
+            }
+            Input::Probed {
+                container,
+                kind,
+                run,
+                result,
+            } => self.on_probe(&container, kind, run, result, actions),
+            Input::Delete { grace } => {
+                if !matches!(self.stopping, Some(Stopping::Delete { .. })) {
+                    self.stopping = Some(Stopping::Delete {
+                        deadline: now.mono + grace,
+                    });
+                }
+            }
+            Input::Stop { grace } => {
+                if self.stopping.is_none() {
+                    self.stopping = Some(Stopping::Stop {
+                        deadline: now.mono + grace,
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_probe(
+        &mut self,
+        container: &str,
+        kind: ProbeKind,
+        run: u32,
+        result: ProbeResult,
+        actions: &mut Vec<Action>,
+    ) {
+        let stopping = self.stopping.is_some();
+        let Some(c) = self.track(container) else {
+            return;
+        };
+        if c.runs != run || !matches!(c.phase, Phase::Running { .. }) || c.killing {
+            return;
+        }
+        let Some(tracker) = c.probes.iter_mut().find(|p| p.kind() == kind) else {
+            return;
+        };
+        let success = result == ProbeResult::Success;
+        if let ProbeResult::Failure(message) = &result {
+            actions.push(warning(
+                "Unhealthy",
+                format!("{} probe failed: {}", kind.title(), message.trim_end()),
+                container,
+            ));
+        }
+        let flipped = tracker.record(success);
+        match (kind, flipped) {
+            (ProbeKind::Startup, Some(true)) => {
+                c.started = true;
+                c.ready = !c.probes.iter().any(|p| p.kind() == ProbeKind::Readiness);
+            }
+            (ProbeKind::Readiness, Some(ready)) => c.ready = ready,
+            (ProbeKind::Liveness | ProbeKind::Startup, Some(false)) if !stopping => {
+                c.killing = true;
+                c.ready = false;
+                actions.push(Action::Event {
+                    severity: Severity::Normal,
+                    reason: "Killing",
+                    message: format!(
+                        "Container {container} failed {} probe, will be restarted",
+                        kind.word()
+                    ),
+                    container: Some(container.to_string()),
+                });
+                actions.push(Action::Kill {
+                    container: container.to_string(),
+                    grace: None,
+                    pre_stop: true,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn reconcile(&mut self, now: Now, actions: &mut Vec<Action>) {
+        if let Some(stopping) = self.stopping {
+            let deadline = match stopping {
+                Stopping::Delete { deadline } | Stopping::Stop { deadline } => deadline,
+            };
+            let grace = deadline.saturating_duration_since(now.mono);
+            for c in &mut self.containers {
+                if matches!(c.phase, Phase::Running { .. }) && !c.killing {
+                    c.killing = true;
+                    actions.push(Action::Event {
+                        severity: Severity::Normal,
+                        reason: "Killing",
+                        message: format!("Stopping container {}", c.name),
+                        container: Some(c.name.clone()),
+                    });
+                    actions.push(Action::Kill {
+                        container: c.name.clone(),
+                        grace: Some(grace),
+                        pre_stop: true,
+                    });
+                }
+            }
+            let idle = !self.containers.iter().any(|c| c.is_running() || c.killing);
+            if idle && matches!(stopping, Stopping::Delete { .. }) && !self.confirmed {
+                self.confirmed = true;
+                actions.push(Action::ConfirmDeletion);
+            }
+            return;
+        }
+        if self.terminal.is_some() || !self.sandbox_ready {
+            return;
+        }
+        // Init containers, one at a time, in order.
+        let mut initialized = true;
+        for i in 0..self.containers.len() {
+            if !self.containers[i].init {
+                continue;
+            }
+            if self.containers[i].succeeded() {
+                continue;
+            }
+            initialized = false;
+            self.advance(i, now, actions);
+            break;
+        }
+        if initialized {
+            for i in 0..self.containers.len() {
+                if !self.containers[i].init {
+                    self.advance(i, now, actions);
+                }
+            }
+        }
+        // Probes of running containers.
+        for c in &mut self.containers {
+            if !matches!(c.phase, Phase::Running { .. }) || c.killing {
+                continue;
+            }
+            let started = c.started;
+            for tracker in &mut c.probes {
+                let eligible = match tracker.kind() {
+                    ProbeKind::Startup => !started,
+                    _ => started,
+                };
+                if eligible && tracker.is_due(now.mono) {
+                    tracker.begin(now.mono);
+                    actions.push(Action::Probe {
+                        container: c.name.clone(),
+                        kind: tracker.kind(),
+                        run: c.runs,
+                    });
+                }
+            }
+        }
+        let phase = self.phase();
+        if phase == "Succeeded" || phase == "Failed" {
+            self.terminal = Some(phase);
+        }
+    }
+
+    /// Moves one container on: start it, restart it, or keep it waiting.
+    fn advance(&mut self, i: usize, now: Now, actions: &mut Vec<Action>) {
+        let policy = self.policy;
+        let pod_label = self.pod_label.clone();
+        let c = &mut self.containers[i];
+        // Init containers restart on failure unless the policy is Never.
+        let restarts = |code: i32| {
+            if c.init {
+                policy != RestartPolicy::Never && code != 0
+            } else {
+                policy.restarts(code)
+            }
+        };
+        match c.phase.clone() {
+            Phase::Starting | Phase::Running { .. } => {}
+            Phase::Terminated(t) => {
+                if !restarts(t.exit_code) {
+                    return;
+                }
+                let finished = t.finished_mono;
+                c.last_termination = Some(t);
+                if c.crash_backoff.in_backoff_since(finished, now.mono) {
+                    Self::crash_wait(c, &pod_label, now, actions);
+                } else {
+                    c.crash_backoff.next(finished, now.mono);
+                    Self::start(c, actions);
+                }
+            }
+            Phase::Waiting { reason, since, .. } => match reason.as_str() {
+                "CrashLoopBackOff" => {
+                    let finished = c
+                        .last_termination
+                        .as_ref()
+                        .map(|t| t.finished_mono)
+                        .unwrap_or(since);
+                    if !c.crash_backoff.in_backoff_since(finished, now.mono) {
+                        c.crash_backoff.next(finished, now.mono);
+                        Self::start(c, actions);
+                    }
+                }
+                "ErrImagePull" | "ImagePullBackOff" | "CreateContainerConfigError" => {
+                    if !c.pull_backoff.in_backoff_since(since, now.mono) {
+                        Self::start(c, actions);
+                    } else if reason == "ErrImagePull"
+                        && now.mono.saturating_duration_since(since)
+                            >= pull_error_shown(&c.pull_backoff)
+                    {
+                        let image = c.image.clone();
+                        c.phase = Phase::Waiting {
+                            reason: "ImagePullBackOff".to_string(),
+                            message: Some(format!("Back-off pulling image \"{image}\"")),
+                            since,
+                        };
+                        actions.push(Action::Event {
+                            severity: Severity::Normal,
+                            reason: "BackOff",
+                            message: format!("Back-off pulling image \"{image}\""),
+                            container: Some(c.name.clone()),
+                        });
+                        actions.push(warning("Failed", "Error: ImagePullBackOff".into(), &c.name));
+                    }
+                }
+                _ => Self::start(c, actions),
+            },
+        }
+    }
+
+    fn crash_wait(c: &mut ContainerTrack, pod_label: &str, now: Now, actions: &mut Vec<Action>) {
+        let delay = format_go_seconds(c.crash_backoff.current().as_secs());
+        c.phase = Phase::Waiting {
+            reason: "CrashLoopBackOff".to_string(),
+            message: Some(format!(
+                "back-off {delay} restarting failed container={} pod={pod_label}",
+                c.name
+            )),
+            since: now.mono,
+        };
+        if !c.backoff_reported {
+            c.backoff_reported = true;
+            actions.push(warning(
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {pod_label}",
+                    c.name
+                ),
+                &c.name,
+            ));
+        }
+    }
+
+    fn start(c: &mut ContainerTrack, actions: &mut Vec<Action>) {
+        if c.runs > 0 {
+            c.restart_count += 1;
+        }
+        c.runs += 1;
+        c.phase = Phase::Starting;
+        c.backoff_reported = false;
+        actions.push(Action::Start {
+            container: c.name.clone(),
+            restart_count: c.restart_count,
+            run: c.runs,
+        });
+    }
+
+    /// When the machine next needs a [`Input::Sync`] without anything else happening.
+    pub fn next_wake(&self) -> Option<Instant> {
+        if self.stopping.is_some() || self.terminal.is_some() {
+            return None;
+        }
+        let mut wake: Option<Instant> = None;
+        let mut consider = |at: Instant| {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        };
+        for c in &self.containers {
+            match &c.phase {
+                Phase::Waiting { reason, since, .. } => match reason.as_str() {
+                    "CrashLoopBackOff" => {
+                        let finished = c
+                            .last_termination
+                            .as_ref()
+                            .map(|t| t.finished_mono)
+                            .unwrap_or(*since);
+                        consider(c.crash_backoff.ends_at(finished));
+                    }
+                    "ErrImagePull" => {
+                        consider(*since + pull_error_shown(&c.pull_backoff));
+                    }
+                    "ImagePullBackOff" | "CreateContainerConfigError" => {
+                        consider(c.pull_backoff.ends_at(*since));
+                    }
+                    _ => {}
+                },
+                Phase::Running { .. } if !c.killing => {
+                    for tracker in &c.probes {
+                        let eligible = match tracker.kind() {
+                            ProbeKind::Startup => !c.started,
+                            _ => c.started,
+                        };
+                        if let (true, Some(at)) = (eligible, tracker.next_due()) {
+                            consider(at);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        wake
+    }
+
+    /// The pod phase, as kubelet's `getPhase` decides it.
+    pub fn phase(&self) -> &'static str {
+        if let Some(terminal) = self.terminal {
+            return terminal;
+        }
+        let (mut pending_init, mut failed_init) = (0, 0);
+        let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+        for c in &self.containers {
+            if c.init {
+                match &c.phase {
+                    Phase::Terminated(t) if t.exit_code == 0 => {}
+                    Phase::Terminated(_) => failed_init += 1,
+                    Phase::Waiting { .. }
+                        if c.last_termination
+                            .as_ref()
+                            .is_some_and(|t| t.exit_code != 0) =>
+                    {
+                        failed_init += 1
+                    }
+                    _ => pending_init += 1,
+                }
+                continue;
+            }
+            match &c.phase {
+                Phase::Running { .. } => running += 1,
+                Phase::Terminated(t) => {
+                    stopped += 1;
+                    if t.exit_code == 0 {
+                        succeeded += 1;
+                    }
+                }
+                Phase::Waiting { .. } if c.last_termination.is_some() => stopped += 1,
+                Phase::Waiting { .. } | Phase::Starting => waiting += 1,
+            }
+        }
+        if failed_init > 0 && self.policy == RestartPolicy::Never {
+            return "Failed";
+        }
+        if pending_init > 0 || failed_init > 0 {
+            return "Pending";
+        }
+        if waiting > 0 {
+            return "Pending";
+        }
+        if running > 0 {
+            return "Running";
+        }
+        if stopped > 0 {
+            if matches!(self.stopping, Some(Stopping::Delete { .. })) {
+                return if stopped == succeeded {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                };
+            }
+            return match self.policy {
+                RestartPolicy::Always => "Running",
+                _ if stopped == succeeded => "Succeeded",
+                RestartPolicy::Never => "Failed",
+                RestartPolicy::OnFailure => "Running",
+            };
+        }
+        "Pending"
+    }
+
+    /// The status to report: phase, conditions, addresses and container statuses, keeping
+    /// what others wrote (`qosClass`, foreign conditions) and transition times that did not
+    /// change.
+    pub fn status(
+        &self,
+        pod: &Pod,
+        host_ip: &str,
+        pod_ip: Option<&str>,
+        now: Timestamp,
+    ) -> PodStatus {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let previous = pod.status.clone().unwrap_or_default();
+        let phase = self.phase();
+        let mut status = PodStatus {
+            phase: Some(phase.to_string()),
+            host_ip: Some(host_ip.to_string()),
+            host_ips: Some(vec![HostIP {
+                ip: host_ip.to_string(),
+            }]),
+            start_time: previous
+                .start_time
+                .clone()
+                .or_else(|| Some(Time(whole_seconds(now)))),
+            pod_ip: pod_ip.map(str::to_string),
+            pod_ips: pod_ip.map(|ip| vec![PodIP { ip: ip.to_string() }]),
+            ..previous.clone()
+        };
+        let statuses = |init: bool| -> Vec<ContainerStatus> {
+            self.containers
+                .iter()
+                .filter(|c| c.init == init)
+                .map(container_status)
+                .collect()
+        };
+        let inits = statuses(true);
+        status.init_container_statuses = (!inits.is_empty()).then_some(inits);
+        status.container_statuses = Some(statuses(false));
+
+        let initialized = self
+            .containers
+            .iter()
+            .filter(|c| c.init)
+            .all(ContainerTrack::succeeded);
+        let pending_inits: Vec<&str> = self
+            .containers
+            .iter()
+            .filter(|c| c.init && !c.succeeded())
+            .map(|c| c.name.as_str())
+            .collect();
+        let unready: Vec<&str> = self
+            .containers
+            .iter()
+            .filter(|c| !c.init && !c.ready)
+            .map(|c| c.name.as_str())
+            .collect();
+        let terminal = phase == "Succeeded" || phase == "Failed";
+        let mut conditions = vec![condition(
+            &previous,
+            "PodReadyToStartContainers",
+            self.sandbox_ready && !terminal && !self.is_done(),
+            None,
+            None,
+            now,
+        )];
+        conditions.push(if initialized {
+            condition(&previous, "Initialized", true, None, None, now)
+        } else {
+            condition(
+                &previous,
+                "Initialized",
+                false,
+                Some("ContainersNotInitialized"),
+                Some(format!(
+                    "containers with incomplete status: {}",
+                    go_list(&pending_inits)
+                )),
+                now,
+            )
+        });
+        let containers_ready = if phase == "Succeeded" {
+            condition(
+                &previous,
+                "ContainersReady",
+                false,
+                Some("PodCompleted"),
+                None,
+                now,
+            )
+        } else if unready.is_empty() {
+            condition(&previous, "ContainersReady", true, None, None, now)
+        } else {
+            condition(
+                &previous,
+                "ContainersReady",
+                false,
+                Some("ContainersNotReady"),
+                Some(format!(
+                    "containers with unready status: {}",
+                    go_list(&unready)
+                )),
+                now,
+            )
+        };
+        let ready = if containers_ready.status != "True" {
+            condition(
+                &previous,
+                "Ready",
+                false,
+                containers_ready.reason.as_deref(),
+                containers_ready.message.clone(),
+                now,
+            )
+        } else {
+            let unmet = unmet_readiness_gates(&spec, &previous);
+            if unmet.is_empty() {
+                condition(&previous, "Ready", true, None, None, now)
+            } else {
+                condition(
+                    &previous,
+                    "Ready",
+                    false,
+                    Some("ReadinessGatesNotReady"),
+                    Some(unmet.join(", ")),
+                    now,
+                )
+            }
+        };
+        conditions.push(ready);
+        conditions.push(containers_ready);
+        conditions.push(
+            previous
+                .conditions
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "True")
+                .cloned()
+                .unwrap_or_else(|| condition(&previous, "PodScheduled", true, None, None, now)),
+        );
+        const OWNED: [&str; 5] = [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        ];
+        conditions.extend(
+            previous
+                .conditions
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| !OWNED.contains(&c.type_.as_str()))
+                .cloned(),
+        );
+        status.conditions = Some(conditions);
+        status
+    }
+}
+
+fn warning(reason: &'static str, message: String, container: &str) -> Action {
+    Action::Event {
+        severity: Severity::Warning,
+        reason,
+        message,
+        container: Some(container.to_string()),
+    }
+}
+
+fn terminated_state(t: &Termination) -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: t.exit_code,
+            reason: Some(t.reason.clone()),
+            message: t.message.clone(),
+            started_at: Some(Time(whole_seconds(t.started_at))),
+            finished_at: Some(Time(whole_seconds(t.finished_at))),
+            container_id: (!t.container_id.is_empty()).then(|| t.container_id.clone()),
+            ..ContainerStateTerminated::default()
+        }),
+        ..ContainerState::default()
+    }
+}
+
+fn container_status(c: &ContainerTrack) -> ContainerStatus {
+    let (state, container_id) = match &c.phase {
+        Phase::Waiting {
+            reason, message, ..
+        } => (
+            ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(reason.clone()),
+                    message: message.clone(),
+                }),
+                ..ContainerState::default()
+            },
+            c.last_termination
+                .as_ref()
+                .map(|t| t.container_id.clone())
+                .filter(|id| !id.is_empty()),
+        ),
+        Phase::Starting => (
+            ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(if c.runs > 1 {
+                        "ContainerCreating".to_string()
+                    } else if c.init {
+                        "PodInitializing".to_string()
+                    } else {
+                        "ContainerCreating".to_string()
+                    }),
+                    message: None,
+                }),
+                ..ContainerState::default()
+            },
+            None,
+        ),
+        Phase::Running {
+            started_at,
+            container_id,
+        } => (
+            ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(Time(whole_seconds(*started_at))),
+                }),
+                ..ContainerState::default()
+            },
+            Some(container_id.clone()),
+        ),
+        Phase::Terminated(t) => (
+            terminated_state(t),
+            (!t.container_id.is_empty()).then(|| t.container_id.clone()),
+        ),
+    };
+    ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        image_id: c.image_id.clone(),
+        container_id,
+        ready: c.ready,
+        started: Some(c.started),
+        restart_count: c.restart_count,
+        state: Some(state),
+        last_state: Some(
+            c.last_termination
+                .as_ref()
+                .map(terminated_state)
+                .unwrap_or_default(),
+        ),
+        ..ContainerStatus::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    struct Clock {
+        origin: Now,
+        offset: Duration,
+    }
+
+    impl Clock {
+        fn new() -> Clock {
+            Clock {
+                origin: Now::current(),
+                offset: Duration::ZERO,
+            }
+        }
+        fn at(&mut self, ms: u64) -> Now {
+            self.offset = Duration::from_millis(ms);
+            Now {
+                mono: self.origin.mono + self.offset,
+                wall: self.origin.wall + jiff::SignedDuration::try_from(self.offset).unwrap(),
+            }
+        }
+    }
+
+    fn starts(actions: &[Action]) -> Vec<(String, i32)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start {
+                    container,
+                    restart_count,
+                    ..
+                } => Some((container.clone(), *restart_count)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reasons(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn waiting_reason(m: &PodMachine, name: &str) -> Option<String> {
+        match &m.container(name)?.phase {
+            Phase::Waiting { reason, .. } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    fn started(name: &str) -> Input {
+        Input::Started {
+            container: name.into(),
+            image_id: "img".into(),
+            container_id: format!("skiff://{name}"),
+        }
+    }
+
+    fn exited(name: &str, code: i32) -> Input {
+        Input::Exited {
+            container: name.into(),
+            exit_code: code,
+            oom: false,
+        }
+    }
+
+    fn backoff() -> BackoffConfig {
+        BackoffConfig {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn nothing_starts_before_the_sandbox_then_init_containers_run_in_order() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"initContainers": [{"name": "i1"}, {"name": "i2"}],
+                           "containers": [{"name": "a"}, {"name": "b"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        assert!(starts(&m.step(Input::Sync, clock.at(0))).is_empty());
+        assert_eq!(m.phase(), "Pending");
+        let table: Vec<(Input, Vec<(&str, i32)>)> = vec![
+            (Input::SandboxReady, vec![("i1", 0)]),
+            (started("i1"), vec![]),
+            (exited("i1", 0), vec![("i2", 0)]),
+            (started("i2"), vec![]),
+            (exited("i2", 0), vec![("a", 0), ("b", 0)]),
+        ];
+        for (i, (input, expected)) in table.into_iter().enumerate() {
+            let got = starts(&m.step(input.clone(), clock.at(i as u64 * 10)));
+            let expected: Vec<(String, i32)> = expected
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect();
+            assert_eq!(got, expected, "{input:?}");
+        }
+        assert_eq!(m.phase(), "Pending", "containers are still starting");
+        m.step(started("a"), clock.at(100));
+        m.step(started("b"), clock.at(100));
+        assert_eq!(m.phase(), "Running");
+    }
+
+    #[test]
+    fn restart_policies_decide_restarts_and_the_phase() {
+        // (policy, exit code, restarts, phase after the exit)
+        let cases = [
+            ("Always", 0, true, "Running"),
+            ("Always", 1, true, "Running"),
+            ("OnFailure", 0, false, "Succeeded"),
+            ("OnFailure", 1, true, "Running"),
+            ("Never", 0, false, "Succeeded"),
+            ("Never", 2, false, "Failed"),
+        ];
+        for (policy, code, restarts, phase) in cases {
+            let mut clock = Clock::new();
+            let p = pod(json!({"restartPolicy": policy, "containers": [{"name": "c"}]}));
+            let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+            m.step(Input::SandboxReady, clock.at(0));
+            m.step(started("c"), clock.at(0));
+            let actions = m.step(exited("c", code), clock.at(5_000));
+            assert_eq!(!starts(&actions).is_empty(), restarts, "{policy} {code}");
+            if restarts {
+                m.step(started("c"), clock.at(5_000));
+            }
+            assert_eq!(m.phase(), phase, "{policy} {code}");
+            let status = m.status(&p, "127.0.0.1", Some("127.128.0.2"), clock.at(5_000).wall);
+            let cs = &status.container_statuses.unwrap()[0];
+            if !restarts {
+                let t = cs.state.as_ref().unwrap().terminated.as_ref().unwrap();
+                assert_eq!(t.exit_code, code);
+                assert_eq!(
+                    t.reason.as_deref(),
+                    Some(if code == 0 { "Completed" } else { "Error" })
+                );
+            } else {
+                assert_eq!(cs.restart_count, 1);
+                let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+                assert_eq!(last.exit_code, code);
+            }
+        }
+    }
+
+    #[test]
+    fn crashing_containers_back_off_with_kubelets_messages() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"restartPolicy": "OnFailure", "containers": [{"name": "c"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("c"), clock.at(0));
+        // First crash: restarted at once.
+        let a = m.step(exited("c", 1), clock.at(1_000));
+        assert_eq!(starts(&a), vec![("c".to_string(), 1)]);
+        m.step(started("c"), clock.at(1_000));
+        // Second crash: 10 s of back-off.
+        let a = m.step(exited("c", 1), clock.at(2_000));
+        assert!(starts(&a).is_empty());
+        assert_eq!(reasons(&a), vec!["BackOff"]);
+        assert_eq!(
+            a.iter().find_map(|x| match x {
+                Action::Event { message, .. } => Some(message.clone()),
+                _ => None,
+            }),
+            Some("Back-off restarting failed container c in pod p_ns(u1)".to_string())
+        );
+        assert_eq!(waiting_reason(&m, "c").as_deref(), Some("CrashLoopBackOff"));
+        let status = m.status(&p, "127.0.0.1", None, clock.at(2_000).wall);
+        let waiting = status.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap();
+        assert_eq!(
+            waiting.message.as_deref(),
+            Some("back-off 10s restarting failed container=c pod=p_ns(u1)")
+        );
+        assert_eq!(m.next_wake(), Some(clock.at(12_000).mono));
+        assert!(starts(&m.step(Input::Sync, clock.at(11_999))).is_empty());
+        assert!(
+            reasons(&m.step(Input::Sync, clock.at(11_999))).is_empty(),
+            "reported once"
+        );
+        assert_eq!(
+            starts(&m.step(Input::Sync, clock.at(12_000))),
+            vec![("c".to_string(), 2)]
+        );
+        m.step(started("c"), clock.at(12_000));
+        m.step(exited("c", 1), clock.at(13_000));
+        assert_eq!(m.next_wake(), Some(clock.at(33_000).mono), "then 20 s");
+        assert_eq!(m.phase(), "Running");
+    }
+
+    #[test]
+    fn unknown_images_go_from_err_image_pull_to_image_pull_back_off() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "c", "image": "nope:1"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        assert_eq!(starts(&m.step(Input::SandboxReady, clock.at(0))).len(), 1);
+        let a = m.step(
+            Input::StartFailed {
+                container: "c".into(),
+                failure: StartFailure::ImageNotFound,
+                message: "image not known".into(),
+            },
+            clock.at(0),
+        );
+        assert_eq!(reasons(&a), vec!["Failed", "Failed"]);
+        assert_eq!(waiting_reason(&m, "c").as_deref(), Some("ErrImagePull"));
+        let a = m.step(Input::Sync, clock.at(1_000));
+        assert_eq!(reasons(&a), vec!["BackOff", "Failed"]);
+        assert_eq!(waiting_reason(&m, "c").as_deref(), Some("ImagePullBackOff"));
+        assert_eq!(m.next_wake(), Some(clock.at(10_000).mono));
+        assert_eq!(
+            starts(&m.step(Input::Sync, clock.at(10_000))).len(),
+            1,
+            "pull retried"
+        );
+        assert_eq!(m.phase(), "Pending");
+    }
+
+    #[test]
+    fn liveness_failures_kill_and_readiness_gates_ready() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "c",
+            "livenessProbe": {"exec": {"command": ["true"]}, "failureThreshold": 2, "periodSeconds": 1},
+            "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        let a = m.step(started("c"), clock.at(0));
+        let probes: Vec<ProbeKind> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::Probe { kind, .. } => Some(*kind),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(probes, vec![ProbeKind::Liveness, ProbeKind::Readiness]);
+        assert!(
+            !m.container("c").unwrap().ready,
+            "readiness starts as failure"
+        );
+        let probed = |kind, result| Input::Probed {
+            container: "c".into(),
+            kind,
+            run: 1,
+            result,
+        };
+        m.step(
+            probed(ProbeKind::Readiness, ProbeResult::Success),
+            clock.at(10),
+        );
+        assert!(m.container("c").unwrap().ready);
+        let a = m.step(
+            probed(ProbeKind::Liveness, ProbeResult::Failure("boom".into())),
+            clock.at(20),
+        );
+        assert_eq!(reasons(&a), vec!["Unhealthy"]);
+        m.step(Input::Sync, clock.at(1_000));
+        let a = m.step(
+            probed(ProbeKind::Liveness, ProbeResult::Failure("boom".into())),
+            clock.at(1_010),
+        );
+        assert_eq!(reasons(&a), vec!["Unhealthy", "Killing"]);
+        assert!(a.iter().any(|x| matches!(x, Action::Event { message, .. }
+            if message == "Container c failed liveness probe, will be restarted")));
+        assert!(a.iter().any(|x| matches!(x, Action::Kill { .. })));
+        let a = m.step(exited("c", 137), clock.at(1_500));
+        assert_eq!(
+            starts(&a),
+            vec![("c".to_string(), 1)],
+            "restarted by policy"
+        );
+    }
+
+    #[test]
+    fn deletion_stops_running_containers_then_confirms() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "a"}, {"name": "b"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("a"), clock.at(0));
+        m.step(started("b"), clock.at(0));
+        let a = m.step(
+            Input::Delete {
+                grace: Duration::from_secs(30),
+            },
+            clock.at(1_000),
+        );
+        let kills: Vec<(String, Option<Duration>)> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::Kill {
+                    container, grace, ..
+                } => Some((container.clone(), *grace)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kills,
+            vec![
+                ("a".to_string(), Some(Duration::from_secs(30))),
+                ("b".to_string(), Some(Duration::from_secs(30)))
+            ]
+        );
+        assert_eq!(reasons(&a), vec!["Killing", "Killing"]);
+        let a = m.step(exited("a", 143), clock.at(2_000));
+        assert!(!a.contains(&Action::ConfirmDeletion));
+        assert!(starts(&a).is_empty(), "nothing restarts while deleting");
+        let a = m.step(exited("b", 0), clock.at(2_000));
+        assert!(a.contains(&Action::ConfirmDeletion));
+        assert!(m.is_done());
+        assert_eq!(m.phase(), "Failed");
+    }
+
+    #[test]
+    fn a_pod_that_never_started_is_confirmed_at_once() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "a"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        let a = m.step(
+            Input::Delete {
+                grace: Duration::from_secs(30),
+            },
+            clock.at(0),
+        );
+        assert_eq!(a, vec![Action::ConfirmDeletion]);
+    }
+
+    #[test]
+    fn conditions_follow_readiness_and_gates() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "a"}],
+            "readinessGates": [{"conditionType": "example.com/ok"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("a"), clock.at(0));
+        let status = m.status(&p, "127.0.0.1", Some("127.128.0.2"), clock.at(0).wall);
+        let get = |t: &str| {
+            status
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(get("ContainersReady").status, "True");
+        assert_eq!(get("Initialized").status, "True");
+        assert_eq!(get("PodReadyToStartContainers").status, "True");
+        let ready = get("Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(status.pod_ip.as_deref(), Some("127.128.0.2"));
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+    }
+}

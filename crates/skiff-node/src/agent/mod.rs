@@ -1,0 +1,430 @@
+//! The real node agent: pods as processes on this machine.
+//!
+//! Like kubelet, the agent registers its Node (real CPUs and memory), keeps its Lease, watches
+//! the pods bound to it and makes reality match them: one worker per pod drives a pure state
+//! machine ([`machine::PodMachine`]) whose actions start container processes (each in its own
+//! process group, in its own mount and UTS namespaces when running as root), run probes and
+//! hooks, stop containers gracefully and confirm deletions. Status goes back through the
+//! client exactly as kubelet reports it.
+//!
+//! Images and probes plug in through [`ImageResolver`] and [`Prober`]; [`SimpleImages`] and
+//! [`SimpleProber`] are small built-in implementations.
+//!
+//! Guarantees: when [`NodeAgent::run`] returns, no process it started is left: every pod was
+//! stopped within its grace period (bounded by [`NodeAgentConfig::shutdown_grace`]) and then
+//! killed. Process groups are recorded per pod, so leftovers of a crashed agent are killed at
+//! the next start.
+//!
+//! Not done yet: cgroup limits and OOM detection (usage and limits are not enforced), service
+//! environment variables other than the `kubernetes` Service's, service account tokens in
+//! projected volumes, ephemeral and sidecar (restartable init) containers.
+
+mod backoff;
+pub mod command;
+pub mod logfiles;
+pub mod machine;
+mod node;
+pub mod probe_timing;
+mod process;
+pub mod quantity;
+mod runtime;
+pub mod sandbox;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use skiff_client::logs::PodLogs;
+use skiff_client::{Api, Client, ClientError};
+use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig, Notification};
+use tokio::sync::mpsc;
+
+pub use backoff::Backoff;
+pub use logfiles::{AgentLogs, LiveRuns};
+pub use machine::BackoffConfig;
+pub use node::{detect_capacity, NodeReporter, RealNode, NODE_ADDRESS};
+pub use runtime::{
+    image_repository, ExecFn, ExecOutput, ImageResolver, ProbeContext, ProbeResult, Prober,
+    ResolvedImage, SimpleImages, SimpleProber,
+};
+
+use crate::simulated::ipam::PodIpPool;
+use crate::simulated::NodeCapacity;
+
+/// How the real node runs.
+#[derive(Clone)]
+pub struct NodeAgentConfig {
+    /// The Node's name.
+    pub node_name: String,
+    /// Where pods live: `DATA/pods/<uid>/`.
+    pub data_dir: PathBuf,
+    /// The pod range (default `127.128.0.0/16`): loopback addresses, so every pod can listen
+    /// on any port without privileges.
+    pub pod_cidr: (Ipv4Addr, u8),
+    /// What the node offers; [`detect_capacity`] reads this machine's.
+    pub capacity: NodeCapacity,
+    /// Resolves images.
+    pub images: Arc<dyn ImageResolver>,
+    /// Runs probes and hooks.
+    pub prober: Arc<dyn Prober>,
+    /// How often the Lease is renewed (kubelet: 10 s).
+    pub heartbeat: Duration,
+    /// Crash-loop and image-pull back-off (kubelet: 10 s doubling to 5 min); tests shorten it.
+    pub backoff: BackoffConfig,
+    /// The longest any pod gets to stop when the agent stops.
+    pub shutdown_grace: Duration,
+    /// Whether to give containers their own mount and UTS namespaces when possible.
+    pub isolate: bool,
+    /// Where a container's log file is rotated.
+    pub log_cap: u64,
+}
+
+impl NodeAgentConfig {
+    /// The defaults for node `node_name` keeping pods under `data_dir`, with this machine's
+    /// capacity.
+    pub fn new(
+        node_name: &str,
+        data_dir: PathBuf,
+        images: Arc<dyn ImageResolver>,
+        prober: Arc<dyn Prober>,
+    ) -> NodeAgentConfig {
+        NodeAgentConfig {
+            node_name: node_name.to_string(),
+            data_dir,
+            pod_cidr: (Ipv4Addr::new(127, 128, 0, 0), 16),
+            capacity: detect_capacity(),
+            images,
+            prober,
+            heartbeat: Duration::from_secs(10),
+            backoff: BackoffConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
+            isolate: true,
+            log_cap: logfiles::DEFAULT_LOG_CAP,
+        }
+    }
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeAgentError {
+    /// The API does not serve what the agent needs.
+    #[error("the API does not serve what the node agent needs: {0}")]
+    Unserved(#[source] Box<ClientError>),
+    /// Registering the Node failed.
+    #[error("registering node {node}: {source}")]
+    Register {
+        /// The node.
+        node: String,
+        /// What the API answered.
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// The data directory cannot be used.
+    #[error("preparing the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The real node agent.
+pub struct NodeAgent {
+    client: Arc<dyn Client>,
+    config: NodeAgentConfig,
+    live: LiveRuns,
+}
+
+impl NodeAgent {
+    /// An agent over `client`; nothing runs until [`NodeAgent::run`].
+    pub fn new(client: Arc<dyn Client>, config: NodeAgentConfig) -> NodeAgent {
+        NodeAgent {
+            client,
+            config,
+            live: LiveRuns::default(),
+        }
+    }
+
+    /// The agent's logs, to serve `pods/NAME/log` (hand it to the API server).
+    pub fn logs(&self) -> Arc<dyn PodLogs> {
+        Arc::new(AgentLogs::new(
+            self.client.clone(),
+            self.config.data_dir.clone(),
+            self.live.clone(),
+        ))
+    }
+
+    /// Registers the node and runs its pods until `shutdown` completes, then stops every pod
+    /// (gracefully, bounded by `shutdown_grace`) and returns once no process is left.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), NodeAgentError> {
+        let pods_dir = self.config.data_dir.join("pods");
+        std::fs::create_dir_all(&pods_dir).map_err(|source| NodeAgentError::DataDir {
+            path: pods_dir.clone(),
+            source,
+        })?;
+        let node = RealNode::new(
+            &self.config.node_name,
+            self.config.pod_cidr,
+            self.config.capacity.clone(),
+        );
+        let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
+            .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?;
+        reporter
+            .register()
+            .await
+            .map_err(|source| NodeAgentError::Register {
+                node: self.config.node_name.clone(),
+                source: Box::new(source),
+            })?;
+        let pods = skiff_api::resources::find("", "v1", "pods").ok_or_else(|| {
+            NodeAgentError::Unserved(Box::new(ClientError::UnknownResource("v1/pods".into())))
+        })?;
+        let isolation = if self.config.isolate && sandbox::isolation_available() {
+            worker::isolation_tools()
+        } else {
+            None
+        };
+        if isolation.is_none() {
+            tracing::warn!("containers run without mount/UTS isolation (needs root and unshare)");
+        }
+        let kubernetes_service = kubernetes_service(&self.client).await;
+        let allocatable = (
+            quantity::millis(&self.config.capacity.cpu).unwrap_or(1000),
+            quantity::millis(&self.config.capacity.memory).unwrap_or(0) / 1000,
+        );
+        let recorder = EventRecorder::new(
+            self.client.clone(),
+            EventSource {
+                component: "kubelet".to_string(),
+                host: Some(self.config.node_name.clone()),
+            },
+        );
+        let shared = Arc::new(worker::Shared {
+            client: self.client.clone(),
+            pods,
+            data_dir: self.config.data_dir.clone(),
+            host_ip: NODE_ADDRESS.to_string(),
+            backoff: self.config.backoff,
+            isolation,
+            log_cap: self.config.log_cap,
+            kubernetes_service,
+            allocatable,
+            images: self.config.images.clone(),
+            prober: self.config.prober.clone(),
+            recorder: recorder.clone(),
+            live: self.live.clone(),
+        });
+        let heartbeat = tokio::spawn(reporter.run());
+        let informer = Informer::start(
+            self.client.clone(),
+            InformerConfig::new(pods).fields(&format!("spec.nodeName={}", self.config.node_name)),
+        );
+        let mut shutdown = std::pin::pin!(shutdown.fuse());
+        tokio::select! {
+            _ = informer.wait_synced() => {}
+            _ = &mut shutdown => {
+                heartbeat.abort();
+                return Ok(());
+            }
+        }
+        let mut pods_manager = PodManager {
+            shared,
+            pool: PodIpPool::new(self.config.pod_cidr.0, self.config.pod_cidr.1),
+            workers: HashMap::new(),
+            uids_by_key: HashMap::new(),
+        };
+        pods_manager.clean_leftovers(&informer).await;
+        let mut changes = informer.subscribe();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                change = changes.recv() => match change {
+                    Some(change) => pods_manager.on_change(change, &done_tx),
+                    None => break,
+                },
+                Some(uid) = done_rx.recv() => pods_manager.on_worker_done(&uid, &informer),
+            }
+        }
+        pods_manager
+            .stop_all(self.config.shutdown_grace, &mut done_rx)
+            .await;
+        heartbeat.abort();
+        recorder.flush().await;
+        Ok(())
+    }
+}
+
+/// Registers the node and runs its pods until `shutdown`: see [`NodeAgent::run`].
+pub async fn run(
+    client: Arc<dyn Client>,
+    config: NodeAgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeAgentError> {
+    NodeAgent::new(client, config).run(shutdown).await
+}
+
+/// The `kubernetes` Service's address, for containers' `KUBERNETES_SERVICE_*` variables.
+async fn kubernetes_service(client: &Arc<dyn Client>) -> Option<(String, u16)> {
+    let api: Api<Service> = Api::new(client.clone(), Some("default")).ok()?;
+    let service = api.get_opt("kubernetes").await.ok()??;
+    let spec = service.spec?;
+    let ip = spec
+        .cluster_ip
+        .filter(|ip| !ip.is_empty() && ip != "None")?;
+    let port = spec
+        .ports
+        .and_then(|p| p.first().map(|p| p.port))
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(443);
+    Some((ip, port))
+}
+
+struct PodManager {
+    shared: Arc<worker::Shared>,
+    pool: PodIpPool,
+    workers: HashMap<String, worker::PodHandle>,
+    /// `namespace/name` to UID of the workers' pods.
+    uids_by_key: HashMap<String, String>,
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+impl PodManager {
+    /// Kills processes left by an earlier run and removes directories of pods no longer here.
+    async fn clean_leftovers(&mut self, informer: &Informer) {
+        let bound: std::collections::HashSet<String> = informer
+            .list()
+            .iter()
+            .filter_map(|v| {
+                v.pointer("/metadata/uid")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_string)
+            })
+            .collect();
+        let pods_dir = self.shared.data_dir.join("pods");
+        let Ok(entries) = std::fs::read_dir(&pods_dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let uid = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            let killed = process::kill_leftovers(&dir.join("pgids"), &uid).await;
+            if killed > 0 {
+                tracing::info!(pod_uid = %uid, groups = killed, "killed processes left by an earlier run");
+            }
+            let _ = std::fs::remove_file(dir.join("pgids"));
+            if !bound.contains(&uid) {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(pod_uid = %uid, error = %e, "removing a stale pod directory failed");
+                }
+            }
+        }
+    }
+
+    fn on_change(&mut self, change: Notification, done: &mpsc::UnboundedSender<String>) {
+        let object = change.object().clone();
+        let pod: Pod = match serde_json::from_value((*object).clone()) {
+            Ok(pod) => pod,
+            Err(error) => {
+                tracing::warn!(%error, "skipping a pod that does not decode");
+                return;
+            }
+        };
+        let uid = uid_of(&pod);
+        match change {
+            Notification::Added(_) | Notification::Updated { .. } => {
+                if let Some(handle) = self.workers.get(&uid) {
+                    let _ = handle.updates.send(Arc::new(pod));
+                    return;
+                }
+                let key = format!(
+                    "{}/{}",
+                    pod.metadata.namespace.as_deref().unwrap_or(""),
+                    pod.metadata.name.as_deref().unwrap_or("")
+                );
+                let reported = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .and_then(|ip| ip.parse().ok());
+                let ip = match reported {
+                    Some(ip) if self.pool.reserve(&uid, ip) => Some(ip),
+                    _ => self.pool.allocate(&uid),
+                };
+                let Some(ip) = ip else {
+                    tracing::warn!(pod = %key, "no pod address left in the node's range");
+                    return;
+                };
+                let handle =
+                    worker::spawn_worker(self.shared.clone(), Arc::new(pod), ip, done.clone());
+                self.uids_by_key.insert(key, uid.clone());
+                self.workers.insert(uid, handle);
+            }
+            Notification::Deleted(_) => {
+                // Gone from the API (force-deleted, or confirmed by us): stop what is left.
+                if let Some(handle) = self.workers.get(&uid) {
+                    let grace = pod
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .map(|s| Duration::from_secs(s.max(0) as u64))
+                        .unwrap_or(Duration::from_secs(30));
+                    let _ = handle.stop.send(Some(grace));
+                }
+            }
+        }
+    }
+
+    fn on_worker_done(&mut self, uid: &str, informer: &Informer) {
+        self.workers.remove(uid);
+        self.pool.release(uid);
+        self.uids_by_key.retain(|_, u| u != uid);
+        let still_bound = informer
+            .list()
+            .iter()
+            .any(|v| v.pointer("/metadata/uid").and_then(|u| u.as_str()) == Some(uid));
+        if !still_bound {
+            let dir = sandbox::pod_dir(&self.shared.data_dir, uid);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Stops every pod within `grace` and waits for their workers; anything still running
+    /// after that is killed outright.
+    async fn stop_all(&mut self, grace: Duration, done: &mut mpsc::UnboundedReceiver<String>) {
+        for handle in self.workers.values() {
+            let _ = handle.stop.send(Some(grace));
+        }
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        while !self.workers.is_empty() {
+            tokio::select! {
+                Some(uid) = done.recv() => {
+                    self.workers.remove(&uid);
+                    self.pool.release(&uid);
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        for (uid, handle) in self.workers.drain() {
+            handle.task.abort();
+            let pgids = sandbox::pod_dir(&self.shared.data_dir, &uid).join("pgids");
+            process::kill_leftovers(&pgids, &uid).await;
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The real node's Node object, status and Lease, built on the simulated node's builders with
+//! what this machine really is: its CPUs, memory, kernel and OS.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use serde_json::json;
+use skiff_api::patch::PatchType;
+use skiff_client::{Api, Client, ClientError};
+
+use crate::simulated::node::{
+    lease_duration_seconds, lease_object, node_object, node_status, NodeSoftware, SimulatedNode,
+    NODE_LEASE_NAMESPACE, SIMULATED_NODE_LABEL,
+};
+use crate::simulated::NodeCapacity;
+
+/// The real node's `InternalIP`.
+pub const NODE_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+
+/// This machine's CPUs and memory, as a node's capacity.
+pub fn detect_capacity() -> NodeCapacity {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| parse_meminfo_total(&text))
+        .unwrap_or(1024 * 1024);
+    NodeCapacity {
+        cpu: cpus.to_string(),
+        memory: format!("{memory_kib}Ki"),
+        ..NodeCapacity::default()
+    }
+}
+
+/// `MemTotal` in KiB from `/proc/meminfo`.
+pub fn parse_meminfo_total(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".to_string())
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Who the real node is.
+#[derive(Clone, Debug)]
+pub struct RealNode {
+    identity: SimulatedNode,
+    capacity: NodeCapacity,
+    software: NodeSoftware,
+}
+
+impl RealNode {
+    /// The node `name` with pod range `pod_cidr` and `capacity`.
+    pub fn new(name: &str, pod_cidr: (Ipv4Addr, u8), capacity: NodeCapacity) -> RealNode {
+        RealNode {
+            identity: SimulatedNode {
+                name: name.to_string(),
+                index: 0,
+                internal_ip: NODE_ADDRESS,
+                pod_cidr,
+            },
+            capacity,
+            software: NodeSoftware::default(),
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    fn fix_status(&self, status: &mut NodeStatus) {
+        if let Some(info) = status.node_info.as_mut() {
+            info.container_runtime_version = format!("skiff://{}", env!("CARGO_PKG_VERSION"));
+            info.kernel_version = kernel_version();
+            info.os_image = os_image();
+        }
+    }
+
+    /// The Node to register.
+    pub fn object(&self, now: Timestamp) -> Node {
+        let mut node = node_object(&self.identity, &self.capacity, &self.software, now);
+        if let Some(labels) = node.metadata.labels.as_mut() {
+            labels.remove(SIMULATED_NODE_LABEL);
+        }
+        if let Some(status) = node.status.as_mut() {
+            self.fix_status(status);
+        }
+        node
+    }
+
+    /// A fresh status, keeping what others wrote.
+    pub fn status(&self, previous: Option<&NodeStatus>, now: Timestamp) -> NodeStatus {
+        let mut status = node_status(
+            &self.identity,
+            &self.capacity,
+            &self.software,
+            previous,
+            now,
+        );
+        self.fix_status(&mut status);
+        status
+    }
+}
+
+/// Registers the node and keeps its Lease and status fresh.
+pub struct NodeReporter {
+    nodes: Api<Node>,
+    leases: Api<Lease>,
+    node: RealNode,
+    heartbeat: Duration,
+    uid: Option<String>,
+}
+
+impl NodeReporter {
+    /// A reporter through `client`.
+    pub fn new(
+        client: Arc<dyn Client>,
+        node: RealNode,
+        heartbeat: Duration,
+    ) -> Result<NodeReporter, ClientError> {
+        Ok(NodeReporter {
+            nodes: Api::new(client.clone(), None)?,
+            leases: Api::new(client, Some(NODE_LEASE_NAMESPACE))?,
+            node,
+            heartbeat,
+            uid: None,
+        })
+    }
+
+    /// Creates the Node (or refreshes one registered before) and its Lease.
+    pub async fn register(&mut self) -> Result<(), ClientError> {
+        let object = self.node.object(Timestamp::now());
+        let registered = match self.nodes.create(&object).await {
+            Ok(created) => created,
+            Err(e) if e.is_conflict() => {
+                let labels = object.metadata.labels.clone().unwrap_or_default();
+                self.nodes
+                    .patch(
+                        self.node.name(),
+                        PatchType::Merge,
+                        json!({"metadata": {"labels": labels}}),
+                        false,
+                    )
+                    .await?;
+                self.report_status().await?
+            }
+            Err(e) => return Err(e),
+        };
+        self.uid = registered.metadata.uid;
+        self.renew_lease().await
+    }
+
+    /// Writes a fresh status.
+    pub async fn report_status(&self) -> Result<Node, ClientError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let mut current = self.nodes.get(self.node.name()).await?;
+            current.status = Some(self.node.status(current.status.as_ref(), Timestamp::now()));
+            match self.nodes.update_status(&current).await {
+                Ok(stored) => return Ok(stored),
+                Err(e) if e.is_conflict() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Decode("no status write attempted".into())))
+    }
+
+    /// Renews the Lease, creating it when missing.
+    pub async fn renew_lease(&self) -> Result<(), ClientError> {
+        let now = Timestamp::now();
+        let duration = lease_duration_seconds(self.heartbeat);
+        let renewal = json!({"spec": {
+            "holderIdentity": self.node.name(),
+            "leaseDurationSeconds": duration,
+            "renewTime": MicroTime(now),
+        }});
+        match self
+            .leases
+            .patch(self.node.name(), PatchType::Merge, renewal, false)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                let lease = lease_object(self.node.name(), self.uid.as_deref(), duration, now);
+                match self.leases.create(&lease).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_conflict() => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Renews the Lease every heartbeat and reports status every sixth, forever.
+    pub async fn run(mut self) {
+        let mut ticks = tokio::time::interval(self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        let mut count: u64 = 0;
+        loop {
+            ticks.tick().await;
+            count += 1;
+            if let Err(error) = self.renew_lease().await {
+                tracing::warn!(node = %self.node.name(), %error, "renewing the node lease failed");
+            }
+            if count.is_multiple_of(6) {
+                let result = match self.report_status().await {
+                    Err(e) if e.is_not_found() => self.register().await,
+                    other => other.map(|_| ()),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(node = %self.node.name(), %error, "reporting node status failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_total_is_read_in_kib() {
+        let text = "MemTotal:       16314444 kB\nMemFree:         1234 kB\n";
+        assert_eq!(parse_meminfo_total(text), Some(16_314_444));
+        assert_eq!(parse_meminfo_total("nothing"), None);
+    }
+
+    #[test]
+    fn the_real_node_reports_its_runtime_and_no_simulation_label() {
+        let node = RealNode::new(
+            "host-a",
+            ("127.128.0.0".parse().unwrap(), 16),
+            NodeCapacity {
+                cpu: "2".into(),
+                memory: "1000Ki".into(),
+                ..NodeCapacity::default()
+            },
+        );
+        let object = node.object(Timestamp::now());
+        let labels = object.metadata.labels.clone().unwrap();
+        assert!(!labels.contains_key(SIMULATED_NODE_LABEL));
+        assert_eq!(labels["kubernetes.io/hostname"], "host-a");
+        let status = object.status.unwrap();
+        let info = status.node_info.unwrap();
+        assert!(info.container_runtime_version.starts_with("skiff://"));
+        assert_eq!(status.capacity.unwrap()["cpu"].0, "2");
+        assert_eq!(status.addresses.unwrap()[0].address, "127.0.0.1");
+        assert_eq!(
+            object.spec.unwrap().pod_cidr.as_deref(),
+            Some("127.128.0.0/16")
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! A pod's sandbox on disk: its directory, its volumes, and the shell prologue that gives each
+//! container its mounts, a private `/tmp` and the pod's hostname.
+//!
+//! Layout under `DATA/pods/<uid>/`:
+//! - `pod` — `namespace/name`, so leftovers can be named after a restart;
+//! - `pgids` — process groups started for the pod, one per line;
+//! - `volumes/<name>/` — emptyDir, configMap, secret, downwardAPI and projected contents;
+//! - `containers/<name>/tmp/` — the container's private `/tmp`;
+//! - `logs/<container>/<restartCount>.log` — see the log module.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use skiff_client::{Api, Client};
+
+use super::command::{field_value, resource_value, PodFacts};
+
+/// The directory of pod `uid`.
+pub fn pod_dir(data_dir: &Path, uid: &str) -> PathBuf {
+    data_dir.join("pods").join(uid)
+}
+
+/// Where a volume's contents live on the host, and whether it is read-only by nature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedVolume {
+    /// The volume's name.
+    pub name: String,
+    /// The host path to bind.
+    pub host_path: PathBuf,
+}
+
+/// Why a volume could not be set up; kubelet reports `FailedMount` with this text.
+#[derive(Debug, thiserror::Error)]
+#[error("MountVolume.SetUp failed for volume \"{volume}\" : {message}")]
+pub struct VolumeError {
+    /// The volume.
+    pub volume: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn io_error(volume: &str, e: std::io::Error) -> VolumeError {
+    VolumeError {
+        volume: volume.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A file of a volume: its path inside the volume, its bytes and its mode, if set.
+type VolumeFile = (String, Vec<u8>, Option<i32>);
+
+/// Writes `files` (relative path, bytes) into `dir`, replacing what was there, with `mode`.
+fn write_files(dir: &Path, files: &[VolumeFile], default_mode: Option<i32>) -> std::io::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    for (path, bytes, mode) in files {
+        // Keys are validated names, but stay inside the volume whatever they say.
+        if path.split('/').any(|part| part == ".." || part.is_empty()) {
+            continue;
+        }
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, bytes)?;
+        let mode = mode.or(default_mode).unwrap_or(0o644) as u32 & 0o777;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Selects and renames keys as `items` says (all keys when there are no items).
+fn project(
+    data: Vec<(String, Vec<u8>)>,
+    items: Option<&Vec<KeyToPath>>,
+) -> Result<Vec<VolumeFile>, String> {
+    match items {
+        None => Ok(data.into_iter().map(|(k, v)| (k, v, None)).collect()),
+        Some(items) => items
+            .iter()
+            .map(|item| {
+                data.iter()
+                    .find(|(k, _)| *k == item.key)
+                    .map(|(_, v)| (item.path.clone(), v.clone(), item.mode))
+                    .ok_or_else(|| {
+                        format!("configmap references non-existent config key: {}", item.key)
+                    })
+            })
+            .collect(),
+    }
+}
+
+fn config_map_data(cm: &ConfigMap) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = cm
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    out.extend(
+        cm.binary_data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
+    out
+}
+
+fn secret_data(secret: &Secret) -> Vec<(String, Vec<u8>)> {
+    secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+/// Creates every volume of the pod under its directory (or finds its host path).
+pub async fn prepare_volumes(
+    client: Arc<dyn Client>,
+    pod: &Pod,
+    dir: &Path,
+    facts: &PodFacts,
+) -> Result<Vec<PreparedVolume>, VolumeError> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for volume in spec.volumes.as_deref().unwrap_or_default() {
+        let target = dir.join("volumes").join(&volume.name);
+        let fail = |message: String| VolumeError {
+            volume: volume.name.clone(),
+            message,
+        };
+        let host_path = if let Some(host) = &volume.host_path {
+            let path = PathBuf::from(&host.path);
+            match host.type_.as_deref() {
+                Some("DirectoryOrCreate") => {
+                    std::fs::create_dir_all(&path).map_err(|e| io_error(&volume.name, e))?
+                }
+                Some("FileOrCreate") if !path.exists() => {
+                    std::fs::write(&path, b"").map_err(|e| io_error(&volume.name, e))?
+                }
+                Some("Directory") if !path.is_dir() => {
+                    return Err(fail(format!(
+                        "hostPath type check failed: {} is not a directory",
+                        host.path
+                    )))
+                }
+                Some("File") if !path.is_file() => {
+                    return Err(fail(format!(
+                        "hostPath type check failed: {} is not a file",
+                        host.path
+                    )))
+                }
+                _ => {}
+            }
+            path
+        } else if volume.empty_dir.is_some() {
+            std::fs::create_dir_all(&target).map_err(|e| io_error(&volume.name, e))?;
+            target
+        } else if let Some(source) = &volume.config_map {
+            let api: Api<ConfigMap> =
+                Api::new(client.clone(), Some(&namespace)).map_err(|e| fail(e.to_string()))?;
+            let files = match api
+                .get_opt(&source.name)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+            {
+                Some(cm) => project(config_map_data(&cm), source.items.as_ref()).map_err(fail)?,
+                None if source.optional == Some(true) => Vec::new(),
+                None => return Err(fail(format!("configmap \"{}\" not found", source.name))),
+            };
+            write_files(&target, &files, source.default_mode)
+                .map_err(|e| io_error(&volume.name, e))?;
+            target
+        } else if let Some(source) = &volume.secret {
+            let api: Api<Secret> =
+                Api::new(client.clone(), Some(&namespace)).map_err(|e| fail(e.to_string()))?;
+            let name = source.secret_name.clone().unwrap_or_default();
+            let files = match api.get_opt(&name).await.map_err(|e| fail(e.to_string()))? {
+                Some(secret) => {
+                    project(secret_data(&secret), source.items.as_ref()).map_err(fail)?
+                }
+                None if source.optional == Some(true) => Vec::new(),
+                None => return Err(fail(format!("secret \"{name}\" not found"))),
+            };
+            write_files(&target, &files, source.default_mode.or(Some(0o644)))
+                .map_err(|e| io_error(&volume.name, e))?;
+            target
+        } else if let Some(source) = &volume.downward_api {
+            let mut files = Vec::new();
+            for item in source.items.as_deref().unwrap_or_default() {
+                if let Some(text) = downward_item(pod, &spec.containers, item, facts) {
+                    files.push((item.path.clone(), text.into_bytes(), item.mode));
+                }
+            }
+            write_files(&target, &files, source.default_mode)
+                .map_err(|e| io_error(&volume.name, e))?;
+            target
+        } else if let Some(projected) = &volume.projected {
+            let mut files = Vec::new();
+            for source in projected.sources.as_deref().unwrap_or_default() {
+                if let Some(cm_source) = &source.config_map {
+                    let api: Api<ConfigMap> = Api::new(client.clone(), Some(&namespace))
+                        .map_err(|e| fail(e.to_string()))?;
+                    match api
+                        .get_opt(&cm_source.name)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?
+                    {
+                        Some(cm) => files.extend(
+                            project(config_map_data(&cm), cm_source.items.as_ref())
+                                .map_err(fail)?,
+                        ),
+                        None if cm_source.optional == Some(true) => {}
+                        None => {
+                            return Err(fail(format!("configmap \"{}\" not found", cm_source.name)))
+                        }
+                    }
+                }
+                if let Some(secret_source) = &source.secret {
+                    let api: Api<Secret> = Api::new(client.clone(), Some(&namespace))
+                        .map_err(|e| fail(e.to_string()))?;
+                    match api
+                        .get_opt(&secret_source.name)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?
+                    {
+                        Some(secret) => files.extend(
+                            project(secret_data(&secret), secret_source.items.as_ref())
+                                .map_err(fail)?,
+                        ),
+                        None if secret_source.optional == Some(true) => {}
+                        None => {
+                            return Err(fail(format!(
+                                "secret \"{}\" not found",
+                                secret_source.name
+                            )))
+                        }
+                    }
+                }
+                if let Some(downward) = &source.downward_api {
+                    for item in downward.items.as_deref().unwrap_or_default() {
+                        if let Some(text) = downward_item(pod, &spec.containers, item, facts) {
+                            files.push((item.path.clone(), text.into_bytes(), item.mode));
+                        }
+                    }
+                }
+                // Service account tokens are not issued by this server; the path stays empty.
+            }
+            write_files(&target, &files, projected.default_mode)
+                .map_err(|e| io_error(&volume.name, e))?;
+            target
+        } else {
+            // Volume types that need a storage backend (PVCs, NFS, ...) get an empty directory.
+            std::fs::create_dir_all(&target).map_err(|e| io_error(&volume.name, e))?;
+            target
+        };
+        out.push(PreparedVolume {
+            name: volume.name.clone(),
+            host_path,
+        });
+    }
+    Ok(out)
+}
+
+fn downward_item(
+    pod: &Pod,
+    containers: &[Container],
+    item: &k8s_openapi::api::core::v1::DownwardAPIVolumeFile,
+    facts: &PodFacts,
+) -> Option<String> {
+    if let Some(field) = &item.field_ref {
+        return field_value(pod, &field.field_path, facts);
+    }
+    let resource = item.resource_field_ref.as_ref()?;
+    let container = containers
+        .iter()
+        .find(|c| Some(c.name.as_str()) == resource.container_name.as_deref())
+        .or_else(|| containers.first())?;
+    resource_value(
+        container,
+        &resource.resource,
+        resource.divisor.as_ref().map(|d| d.0.as_str()),
+        facts,
+    )
+}
+
+/// Quotes `text` for a POSIX shell.
+pub fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// One bind mount inside the container's mount namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The host path.
+    pub source: PathBuf,
+    /// Where the container sees it.
+    pub target: String,
+    /// Whether to make it read-only.
+    pub read_only: bool,
+}
+
+/// The mounts a container asks for, from its `volumeMounts` and the pod's prepared volumes.
+pub fn container_mounts(container: &Container, volumes: &[PreparedVolume]) -> Vec<Mount> {
+    container
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| {
+            let volume = volumes.iter().find(|v| v.name == m.name)?;
+            let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) if !sub.split('/').any(|p| p == "..") => volume.host_path.join(sub),
+                Some(_) => return None,
+                None => volume.host_path.clone(),
+            };
+            Some(Mount {
+                source,
+                target: m.mount_path.clone(),
+                read_only: m.read_only == Some(true),
+            })
+        })
+        .collect()
+}
+
+/// The argv that runs `command` in its own mount and UTS namespaces: a private `/tmp`, each
+/// mount bound at its path, the pod's hostname, the working directory, then `exec`.
+pub fn isolated_argv(
+    command: &[String],
+    mounts: &[Mount],
+    private_tmp: &Path,
+    hostname: &str,
+    working_dir: Option<&str>,
+) -> Vec<String> {
+    let mut script = String::from("set -e\nmount --make-rprivate / 2>/dev/null || true\n");
+    let bind = |script: &mut String, m: &Mount| {
+        let source = sh_quote(&m.source.to_string_lossy());
+        let target = sh_quote(&m.target);
+        script.push_str(&format!(
+            "if [ -d {source} ]; then mkdir -p {target}; else mkdir -p \"$(dirname {target})\"; [ -e {target} ] || : > {target}; fi\nmount --bind {source} {target}\n"
+        ));
+        if m.read_only {
+            script.push_str(&format!("mount -o remount,bind,ro {target}\n"));
+        }
+    };
+    // Every source is bound before /tmp is covered, so sources under the host's /tmp stay
+    // reachable: mounts inside /tmp go onto the private /tmp's directory, which then covers
+    // /tmp with its submounts.
+    let private = private_tmp.to_string_lossy().into_owned();
+    for m in mounts {
+        let inside_tmp = m.target == "/tmp" || m.target.starts_with("/tmp/");
+        if inside_tmp {
+            let relocated = Mount {
+                target: format!("{private}{}", &m.target["/tmp".len()..]),
+                ..m.clone()
+            };
+            bind(&mut script, &relocated);
+        } else {
+            bind(&mut script, m);
+        }
+    }
+    script.push_str(&format!("mount --rbind {} /tmp\n", sh_quote(&private)));
+    script.push_str(&format!(
+        "echo {} > /proc/sys/kernel/hostname 2>/dev/null || true\n",
+        sh_quote(hostname)
+    ));
+    if let Some(dir) = working_dir {
+        let dir = sh_quote(dir);
+        script.push_str(&format!("mkdir -p {dir}\ncd {dir}\n"));
+    }
+    script.push_str("set +e\nexec \"$@\"\n");
+    let mut argv = vec![
+        "unshare".to_string(),
+        "--mount".to_string(),
+        "--uts".to_string(),
+        "--".to_string(),
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        script,
+        "skiff-container".to_string(),
+    ];
+    argv.extend(command.iter().cloned());
+    argv
+}
+
+/// Whether containers can get their own mount and UTS namespaces here: root, with `unshare`
+/// working.
+pub fn isolation_available() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--uts",
+            "--",
+            "/bin/sh",
+            "-c",
+            "mount --make-rprivate / && true",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A volume of the pod by name.
+pub fn volume<'p>(pod: &'p Pod, name: &str) -> Option<&'p Volume> {
+    pod.spec
+        .as_ref()?
+        .volumes
+        .as_deref()?
+        .iter()
+        .find(|v| v.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn mounts_follow_volume_mounts_and_sub_paths() {
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "volumeMounts": [
+                {"name": "data", "mountPath": "/data"},
+                {"name": "cfg", "mountPath": "/etc/app.conf", "subPath": "app.conf", "readOnly": true},
+                {"name": "cfg", "mountPath": "/bad", "subPath": "../escape"},
+                {"name": "missing", "mountPath": "/nowhere"}
+            ]
+        }))
+        .unwrap();
+        let volumes = vec![
+            PreparedVolume {
+                name: "data".into(),
+                host_path: "/d/volumes/data".into(),
+            },
+            PreparedVolume {
+                name: "cfg".into(),
+                host_path: "/d/volumes/cfg".into(),
+            },
+        ];
+        assert_eq!(
+            container_mounts(&container, &volumes),
+            vec![
+                Mount {
+                    source: "/d/volumes/data".into(),
+                    target: "/data".into(),
+                    read_only: false
+                },
+                Mount {
+                    source: "/d/volumes/cfg/app.conf".into(),
+                    target: "/etc/app.conf".into(),
+                    read_only: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_isolated_command_execs_the_container_command_last() {
+        let argv = isolated_argv(
+            &["sleep".to_string(), "1".to_string()],
+            &[],
+            Path::new("/d/tmp"),
+            "web-0",
+            Some("/srv"),
+        );
+        assert_eq!(&argv[..4], &["unshare", "--mount", "--uts", "--"]);
+        assert_eq!(&argv[argv.len() - 2..], &["sleep", "1"]);
+        let script = &argv[6];
+        assert!(script.contains("mount --rbind '/d/tmp' /tmp"));
+        assert!(script.contains("echo 'web-0' > /proc/sys/kernel/hostname"));
+        assert!(script.ends_with("exec \"$@\"\n"));
+    }
+}

@@ -1,0 +1,524 @@
+//! End-to-end tests of the agent with real processes, against the in-process API over SQLite.
+//! Every test checks that the process groups it caused are gone when it ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use serde_json::{json, Value};
+use skiff_client::logs::{LogOptions, PodLogs};
+use skiff_client::{Api, Client, DeleteOptions, LocalClient};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::*;
+
+const NODE: &str = "node-a";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    client: Arc<dyn Client>,
+    pods: Api<Pod>,
+    logs: Arc<dyn PodLogs>,
+    stop: watch::Sender<bool>,
+    agent: JoinHandle<Result<(), NodeAgentError>>,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    let registry = skiff_apiserver::registry::Registry::new(Arc::new(store));
+    skiff_apiserver::system::ensure_builtin_namespaces(&registry)
+        .await
+        .unwrap();
+    let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
+    let data_dir = dir.path().join("data");
+    let images = SimpleImages::new().with("busybox", &[], &["sh"]);
+    let mut config = NodeAgentConfig::new(
+        NODE,
+        data_dir.clone(),
+        Arc::new(images),
+        Arc::new(SimpleProber),
+    );
+    config.backoff = BackoffConfig {
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(1),
+    };
+    config.heartbeat = Duration::from_secs(1);
+    config.shutdown_grace = Duration::from_secs(3);
+    let agent = NodeAgent::new(client.clone(), config);
+    let logs = agent.logs();
+    let (stop, stopped) = watch::channel(false);
+    let agent = tokio::spawn(agent.run(async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    Harness {
+        _dir: dir,
+        data_dir,
+        pods: Api::new(client.clone(), Some("default")).unwrap(),
+        client,
+        logs,
+        stop,
+        agent,
+    }
+}
+
+impl Harness {
+    async fn create(&self, name: &str, spec: Value) -> Pod {
+        let mut spec = spec;
+        spec["nodeName"] = json!(NODE);
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+        self.pods.create(&pod).await.unwrap()
+    }
+
+    /// Polls the pod until `check` holds; panics with the last state after `limit`.
+    async fn wait_for(&self, name: &str, limit: Duration, check: impl Fn(&Pod) -> bool) -> Pod {
+        let until = Instant::now() + limit;
+        loop {
+            let pod = self.pods.get(name).await.unwrap();
+            if check(&pod) {
+                return pod;
+            }
+            assert!(
+                Instant::now() < until,
+                "condition not reached; pod status: {}",
+                serde_json::to_string_pretty(&pod.status).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_gone(&self, name: &str, limit: Duration) {
+        let until = Instant::now() + limit;
+        while self.pods.get_opt(name).await.unwrap().is_some() {
+            assert!(Instant::now() < until, "pod {name} was not removed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn pgids(&self, uid: &str) -> Vec<i32> {
+        read_pgids(&self.data_dir, uid)
+    }
+
+    async fn log_text(
+        &self,
+        name: &str,
+        options: LogOptions,
+    ) -> Result<String, skiff_client::ApiError> {
+        let mut stream = self.logs.logs("default", name, None, options).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    async fn events(&self, pod: &str) -> Vec<(String, String)> {
+        let api: Api<Event> = Api::new(self.client.clone(), Some("default")).unwrap();
+        let (events, _) = api.list(&Default::default()).await.unwrap();
+        events
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Waits until an event about `pod` matches; events are written in the background.
+    async fn wait_event(&self, pod: &str, check: impl Fn(&str, &str) -> bool) {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let events = self.events(pod).await;
+            if events.iter().any(|(r, m)| check(r, m)) {
+                return;
+            }
+            assert!(Instant::now() < until, "no matching event in {events:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(20), self.agent)
+            .await
+            .expect("the agent stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn read_pgids(data_dir: &Path, uid: &str) -> Vec<i32> {
+    std::fs::read_to_string(sandbox::pod_dir(data_dir, uid).join("pgids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn assert_all_dead(pgids: &[i32]) {
+    for pgid in pgids {
+        assert!(
+            !process::group_alive(*pgid),
+            "process group {pgid} is still alive"
+        );
+    }
+}
+
+fn condition(pod: &Pod, type_: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+fn container_status(pod: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()
+        .cloned()
+}
+
+fn waiting_reason(pod: &Pod) -> Option<String> {
+    container_status(pod)?.state?.waiting?.reason
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
+    let h = harness().await;
+    let created = h
+        .create(
+            "web",
+            json!({"containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", "echo hi from $(POD); echo host=$(cat /proc/sys/kernel/hostname); sleep 30"],
+                "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}),
+        )
+        .await;
+    let pod = h
+        .wait_for("web", Duration::from_secs(10), |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    let status = pod.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert!(status.pod_ip.unwrap().starts_with("127.128."));
+    assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
+    assert!(status.start_time.is_some());
+    let cs = container_status(&pod).unwrap();
+    assert!(cs.state.unwrap().running.is_some());
+    assert_eq!(cs.restart_count, 0);
+
+    let until = Instant::now() + Duration::from_secs(5);
+    let logs = loop {
+        let text = h.log_text("web", LogOptions::default()).await.unwrap();
+        if text.contains("host=") || Instant::now() > until {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(logs.contains("hi from web"), "{logs}");
+    if sandbox::isolation_available() {
+        assert!(
+            logs.contains("host=web"),
+            "the hostname is the pod's: {logs}"
+        );
+    }
+    let err = h
+        .log_text(
+            "web",
+            LogOptions {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "previous terminated container \"c\" in pod \"web\" not found"
+    );
+
+    let pgids = h.pgids(&uid(&created));
+    assert_eq!(pgids.len(), 1);
+    assert!(process::group_alive(pgids[0]));
+    h.pods
+        .delete(
+            "web",
+            &DeleteOptions {
+                grace_period_seconds: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.wait_gone("web", Duration::from_secs(10)).await;
+    assert_all_dead(&pgids);
+    let expected = [
+        (
+            "Pulled",
+            "Container image \"busybox\" already present on machine",
+        ),
+        ("Created", "Created container: c"),
+        ("Started", "Started container c"),
+        ("Killing", "Stopping container c"),
+    ];
+    for (reason, message) in expected {
+        h.wait_event("web", |r, m| r == reason && m == message)
+            .await;
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_containers_crash_loop_with_growing_restart_counts() {
+    let h = harness().await;
+    h.create(
+        "crash",
+        json!({"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox",
+            "command": ["sh", "-c", "echo run; exit 1"]}]}),
+    )
+    .await;
+    let pod = h
+        .wait_for("crash", Duration::from_secs(15), |p| {
+            waiting_reason(p).as_deref() == Some("CrashLoopBackOff")
+                && container_status(p).is_some_and(|c| c.restart_count >= 2)
+        })
+        .await;
+    let cs = container_status(&pod).unwrap();
+    let last = cs.last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 1);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    let message = cs.state.unwrap().waiting.unwrap().message.unwrap();
+    assert!(
+        message.starts_with("back-off ")
+            && message.contains("restarting failed container=c pod=crash_default("),
+        "{message}"
+    );
+    assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
+    let previous = h
+        .log_text(
+            "crash",
+            LogOptions {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(previous, "run\n");
+    h.wait_event("crash", |r, m| {
+        r == "BackOff"
+            && m.starts_with("Back-off restarting failed container c in pod crash_default(")
+    })
+    .await;
+    let pgids = h.pgids(&uid(&pod_named(&h, "crash").await));
+    h.shutdown().await;
+    assert_all_dead(&pgids);
+}
+
+async fn pod_named(h: &Harness, name: &str) -> Pod {
+    h.pods.get(name).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_ignoring_sigterm_is_killed_when_its_grace_period_ends() {
+    let h = harness().await;
+    let created = h
+        .create(
+            "stubborn",
+            json!({"containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.2; done"]}]}),
+        )
+        .await;
+    h.wait_for("stubborn", Duration::from_secs(10), |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await;
+    let pgids = h.pgids(&uid(&created));
+    let started = Instant::now();
+    h.pods
+        .delete(
+            "stubborn",
+            &DeleteOptions {
+                grace_period_seconds: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Still running well inside the grace period.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        process::group_alive(pgids[0]),
+        "killed before the grace period ended"
+    );
+    h.wait_gone("stubborn", Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1_900), "{took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_all_dead(&pgids);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_stop_runs_before_sigterm() {
+    let h = harness().await;
+    let out = h.data_dir.parent().unwrap().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let isolated = sandbox::isolation_available();
+    // With its own mounts the container sees the host directory at /tmp/out.
+    let seen_at = if isolated {
+        "/tmp/out".to_string()
+    } else {
+        out.display().to_string()
+    };
+    let created = h
+        .create(
+            "hooks",
+            json!({"volumes": [{"name": "out", "hostPath": {"path": out.display().to_string()}}],
+                "containers": [{"name": "c", "image": "busybox",
+                "volumeMounts": [{"name": "out", "mountPath": "/tmp/out"}],
+                "command": ["sh", "-c", format!("trap 'echo term >> {seen_at}/order; exit 0' TERM; while true; do sleep 0.1; done")],
+                "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", format!("echo prestop >> {seen_at}/order")]}}}}]}),
+        )
+        .await;
+    h.wait_for("hooks", Duration::from_secs(10), |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await;
+    let pgids = h.pgids(&uid(&created));
+    h.pods
+        .delete(
+            "hooks",
+            &DeleteOptions {
+                grace_period_seconds: Some(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.wait_gone("hooks", Duration::from_secs(10)).await;
+    let order = std::fs::read_to_string(out.join("order")).unwrap();
+    assert_eq!(order, "prestop\nterm\n");
+    assert_all_dead(&pgids);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_images_wait_in_err_image_pull_then_image_pull_back_off() {
+    let h = harness().await;
+    h.create(
+        "ghost",
+        json!({"containers": [{"name": "c", "image": "no-such-image:1.0"}]}),
+    )
+    .await;
+    let mut seen = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 && Instant::now() < until {
+        let pod = h.pods.get("ghost").await.unwrap();
+        if let Some(reason) = waiting_reason(&pod) {
+            if seen.last() != Some(&reason)
+                && (reason == "ErrImagePull" || reason == "ImagePullBackOff")
+            {
+                seen.push(reason);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, vec!["ErrImagePull", "ImagePullBackOff"]);
+    let pod = h.pods.get("ghost").await.unwrap();
+    assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
+    h.wait_event("ghost", |r, m| {
+        r == "Failed" && m.starts_with("Failed to pull image \"no-such-image:1.0\": ")
+    })
+    .await;
+    h.wait_event("ghost", |r, m| {
+        r == "BackOff" && m == "Back-off pulling image \"no-such-image:1.0\""
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_liveness_probes_restart_the_container() {
+    let h = harness().await;
+    h.create(
+        "live",
+        json!({"containers": [{"name": "c", "image": "busybox",
+            "command": ["sh", "-c", "touch /tmp/healthy; sleep 1; rm -f /tmp/healthy; sleep 60"],
+            "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
+                "periodSeconds": 1, "failureThreshold": 1}}],
+            "terminationGracePeriodSeconds": 2}),
+    )
+    .await;
+    let pod = h
+        .wait_for("live", Duration::from_secs(15), |p| {
+            container_status(p).is_some_and(|c| c.restart_count >= 1)
+        })
+        .await;
+    h.wait_event("live", |r, m| {
+        r == "Unhealthy" && m.starts_with("Liveness probe failed: ")
+    })
+    .await;
+    h.wait_event("live", |r, m| {
+        r == "Killing" && m == "Container c failed liveness probe, will be restarted"
+    })
+    .await;
+    let pgids = h.pgids(&uid(&pod));
+    h.shutdown().await;
+    assert_all_dead(&pgids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_agent_leaves_no_process_behind() {
+    let h = harness().await;
+    let a = h
+        .create(
+            "a",
+            json!({"terminationGracePeriodSeconds": 30, "containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", "trap '' TERM; while true; do sleep 0.2; done"]}]}),
+        )
+        .await;
+    let b = h
+        .create(
+            "b",
+            json!({"initContainers": [{"name": "init", "image": "busybox", "command": ["sh", "-c", "echo init"]}],
+                "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "60"]}]}),
+        )
+        .await;
+    for name in ["a", "b"] {
+        h.wait_for(name, Duration::from_secs(10), |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    }
+    let b_now = h.pods.get("b").await.unwrap();
+    let init = b_now.status.unwrap().init_container_statuses.unwrap()[0].clone();
+    assert_eq!(
+        init.state.unwrap().terminated.unwrap().reason.as_deref(),
+        Some("Completed")
+    );
+    let mut pgids = h.pgids(&uid(&a));
+    pgids.extend(h.pgids(&uid(&b)));
+    assert_eq!(pgids.len(), 3);
+    let started = Instant::now();
+    h.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the shutdown grace"
+    );
+    assert_all_dead(&pgids);
+}

@@ -1,0 +1,805 @@
+//! The asynchronous shell around one pod's [`PodMachine`]: it prepares the sandbox, carries out
+//! the machine's actions (processes, probes, hooks, events, the final delete), feeds their
+//! outcomes back, and writes the pod's status whenever it changes.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use skiff_api::resources::ResourceInfo;
+use skiff_client::{Client, DeleteOptions, Scope};
+use skiff_runtime::{EventRecorder, EventType, ObjectRef};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::command::{environment, expanded_command, PodFacts};
+use super::logfiles::{log_path, LiveRuns};
+use super::machine::{Action, BackoffConfig, Input, Now, PodMachine, Severity, StartFailure};
+use super::probe_timing::ProbeKind;
+use super::process::{self, ContainerProcess, SpawnRequest};
+use super::runtime::{ExecFn, ImageResolver, ProbeContext, ProbeResult, Prober};
+use super::sandbox::{self, container_mounts, isolated_argv, pod_dir, PreparedVolume};
+
+/// How long to wait before setting up a sandbox again after a volume failed.
+const SANDBOX_RETRY: Duration = Duration::from_secs(2);
+/// The default PATH containers get when their image sets none (containerd's).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What every pod worker shares.
+pub(crate) struct Shared {
+    pub client: Arc<dyn Client>,
+    pub pods: &'static ResourceInfo,
+    pub data_dir: PathBuf,
+    pub host_ip: String,
+    pub backoff: BackoffConfig,
+    /// `unshare`/`nsenter` paths when containers get their own namespaces.
+    pub isolation: Option<(PathBuf, PathBuf)>,
+    pub log_cap: u64,
+    pub kubernetes_service: Option<(String, u16)>,
+    /// Allocatable CPU (millicores) and memory (bytes).
+    pub allocatable: (i64, i64),
+    pub images: Arc<dyn ImageResolver>,
+    pub prober: Arc<dyn Prober>,
+    pub recorder: EventRecorder,
+    pub live: LiveRuns,
+}
+
+/// The manager's handle on a pod worker.
+pub(crate) struct PodHandle {
+    /// New versions of the pod.
+    pub updates: watch::Sender<Arc<Pod>>,
+    /// `Some(grace)`: stop everything (agent shutdown, or the pod vanished).
+    pub stop: watch::Sender<Option<Duration>>,
+    /// The worker.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the worker of `pod` with address `pod_ip`; `done` hears its UID when it ends.
+pub(crate) fn spawn_worker(
+    shared: Arc<Shared>,
+    pod: Arc<Pod>,
+    pod_ip: Ipv4Addr,
+    done: mpsc::UnboundedSender<String>,
+) -> PodHandle {
+    let (updates, updates_rx) = watch::channel(pod.clone());
+    let (stop, stop_rx) = watch::channel(None);
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let task = tokio::spawn(async move {
+        let worker = Worker::new(shared, pod, pod_ip);
+        worker.run(updates_rx, stop_rx).await;
+        let _ = done.send(uid);
+    });
+    PodHandle {
+        updates,
+        stop,
+        task,
+    }
+}
+
+/// Messages from the worker's own tasks.
+enum Msg {
+    Input(Input),
+    Spawned {
+        container: String,
+        process: ContainerProcess,
+        run: i32,
+        env: Vec<(String, String)>,
+        cwd: PathBuf,
+    },
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    pod: Arc<Pod>,
+    uid: String,
+    pod_ip: Ipv4Addr,
+    dir: PathBuf,
+    machine: PodMachine,
+    volumes: Option<Vec<PreparedVolume>>,
+    sandbox_retry: Option<Instant>,
+    processes: HashMap<String, ContainerProcess>,
+    /// The environment and working directory of each container's current run, for exec.
+    exec_env: HashMap<String, (Vec<(String, String)>, PathBuf)>,
+    last_written: Option<PodStatus>,
+    /// A pod that had finished before this worker started: report nothing, start nothing.
+    adopted_terminal: bool,
+    deletion_seen: bool,
+    warned_no_isolation: bool,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+}
+
+fn grace_of(pod: &Pod) -> Duration {
+    let seconds = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+        .max(0);
+    Duration::from_secs(seconds as u64)
+}
+
+fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<&'p Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, pod: Arc<Pod>, pod_ip: Ipv4Addr) -> Worker {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let dir = pod_dir(&shared.data_dir, &uid);
+        let mut machine = PodMachine::new(&pod, shared.backoff, Now::current());
+        let adopted_terminal = pod
+            .status
+            .as_ref()
+            .is_some_and(crate::simulated::timeline::is_terminal);
+        if adopted_terminal {
+            // Nothing runs for a finished pod; only its deletion may need confirming.
+            machine.step(
+                Input::Stop {
+                    grace: Duration::ZERO,
+                },
+                Now::current(),
+            );
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        Worker {
+            shared,
+            pod,
+            uid,
+            pod_ip,
+            dir,
+            machine,
+            volumes: None,
+            sandbox_retry: None,
+            processes: HashMap::new(),
+            exec_env: HashMap::new(),
+            last_written: None,
+            adopted_terminal,
+            deletion_seen: false,
+            warned_no_isolation: false,
+            tx,
+            rx,
+        }
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            resource: self.shared.pods,
+            namespace: self.pod.metadata.namespace.as_deref(),
+        }
+    }
+
+    fn facts(&self) -> PodFacts {
+        PodFacts {
+            pod_ip: self.pod_ip.to_string(),
+            host_ip: self.shared.host_ip.clone(),
+            kubernetes_service: self.shared.kubernetes_service.clone(),
+            node_allocatable: self.shared.allocatable,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut updates: watch::Receiver<Arc<Pod>>,
+        mut stop: watch::Receiver<Option<Duration>>,
+    ) {
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            tracing::warn!(pod_uid = %self.uid, error = %e, "creating the pod directory failed");
+        }
+        let _ = std::fs::write(
+            self.dir.join("pod"),
+            format!(
+                "{}/{}\n",
+                self.pod.metadata.namespace.as_deref().unwrap_or(""),
+                self.pod.metadata.name.as_deref().unwrap_or("")
+            ),
+        );
+        let mut first = Some(Input::Sync);
+        let mut updates_open = true;
+        let mut stop_open = true;
+        loop {
+            let input = if let Some(input) = first.take() {
+                self.deletion_input().unwrap_or(input)
+            } else {
+                let wake = [self.machine.next_wake(), self.sandbox_retry]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                tokio::select! {
+                    changed = updates.changed(), if updates_open => {
+                        if changed.is_err() {
+                            updates_open = false;
+                            Input::Stop { grace: grace_of(&self.pod) }
+                        } else {
+                            self.pod = updates.borrow_and_update().clone();
+                            self.deletion_input().unwrap_or(Input::Sync)
+                        }
+                    }
+                    changed = stop.changed(), if stop_open => {
+                        match (changed, *stop.borrow_and_update()) {
+                            (Ok(()), Some(grace)) => Input::Stop { grace: grace.min(grace_of(&self.pod)) },
+                            (Ok(()), None) => Input::Sync,
+                            (Err(_), _) => {
+                                stop_open = false;
+                                Input::Stop { grace: grace_of(&self.pod) }
+                            }
+                        }
+                    }
+                    Some(msg) = self.rx.recv() => match msg {
+                        Msg::Input(input) => input,
+                        Msg::Spawned { container, process, run, env, cwd } => {
+                            self.watch_exit(&container, process.clone(), run);
+                            self.exec_env.insert(container.clone(), (env, cwd));
+                            self.processes.insert(container, process);
+                            continue;
+                        }
+                    },
+                    _ = sleep_until(wake) => Input::Sync,
+                }
+            };
+            if !self.machine.is_stopping() && self.volumes.is_none() && !self.adopted_terminal {
+                self.prepare_sandbox().await;
+            }
+            let actions = self.machine.step(input, Now::current());
+            let mut confirm = false;
+            for action in actions {
+                if action == Action::ConfirmDeletion {
+                    confirm = true;
+                } else {
+                    self.execute(action).await;
+                }
+            }
+            // The final status goes out before the pod object does.
+            self.write_status().await;
+            if confirm {
+                self.execute(Action::ConfirmDeletion).await;
+            }
+            if self.machine.is_done() {
+                break;
+            }
+        }
+    }
+
+    /// `Delete` the first time the pod shows a deletion timestamp.
+    fn deletion_input(&mut self) -> Option<Input> {
+        if self.deletion_seen || self.pod.metadata.deletion_timestamp.is_none() {
+            return None;
+        }
+        self.deletion_seen = true;
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .map(|s| Duration::from_secs(s.max(0) as u64))
+            .unwrap_or_else(|| grace_of(&self.pod));
+        Some(Input::Delete { grace })
+    }
+
+    async fn prepare_sandbox(&mut self) {
+        if self.sandbox_retry.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        match sandbox::prepare_volumes(
+            self.shared.client.clone(),
+            &self.pod,
+            &self.dir,
+            &self.facts(),
+        )
+        .await
+        {
+            Ok(volumes) => {
+                self.volumes = Some(volumes);
+                self.sandbox_retry = None;
+                if self.shared.isolation.is_none() && !self.warned_no_isolation {
+                    self.warned_no_isolation = true;
+                    self.event(
+                        Severity::Warning,
+                        "NoIsolation",
+                        "containers run without their own mounts, /tmp or hostname: this node is not running as root with unshare available".to_string(),
+                        None,
+                    );
+                }
+                let _ = self.tx.send(Msg::Input(Input::SandboxReady));
+            }
+            Err(e) => {
+                self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
+                self.event(Severity::Warning, "FailedMount", e.to_string(), None);
+            }
+        }
+    }
+
+    fn event(&self, severity: Severity, reason: &str, message: String, container: Option<&str>) {
+        let Ok(mut involved) = ObjectRef::from_object(&*self.pod) else {
+            return;
+        };
+        if let Some(name) = container {
+            let init = self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_ref())
+                .is_some_and(|i| i.iter().any(|c| c.name == name));
+            let field = if init { "initContainers" } else { "containers" };
+            involved = involved.with_field_path(&format!("spec.{field}{{{name}}}"));
+        }
+        let kind = match severity {
+            Severity::Normal => EventType::Normal,
+            Severity::Warning => EventType::Warning,
+        };
+        self.shared
+            .recorder
+            .record(&involved, kind, reason, message);
+    }
+
+    async fn execute(&mut self, action: Action) {
+        match action {
+            Action::Event {
+                severity,
+                reason,
+                message,
+                container,
+            } => self.event(severity, reason, message, container.as_deref()),
+            Action::Start {
+                container,
+                restart_count,
+                run,
+            } => self.start(container, restart_count, run),
+            Action::Kill {
+                container,
+                grace,
+                pre_stop,
+            } => self.kill(&container, grace, pre_stop),
+            Action::Probe {
+                container,
+                kind,
+                run,
+            } => self.probe(container, kind, run),
+            Action::ConfirmDeletion => self.confirm_deletion().await,
+        }
+    }
+
+    /// The environment exec checks and hooks run in: the container's env and namespaces.
+    fn exec_fn(&self, env: Vec<(String, String)>, cwd: PathBuf, pgid: Option<i32>) -> ExecFn {
+        let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
+        make_exec(nsenter, env, cwd, pgid)
+    }
+
+    /// The exec function for a container's current run.
+    fn exec_for(&self, name: &str, pgid: Option<i32>) -> ExecFn {
+        let (env, cwd) = self.exec_env.get(name).cloned().unwrap_or_else(|| {
+            (
+                vec![("PATH".to_string(), DEFAULT_PATH.to_string())],
+                self.dir.join("containers").join(name),
+            )
+        });
+        self.exec_fn(env, cwd, pgid)
+    }
+
+    fn start(&mut self, name: String, restart_count: i32, run: u32) {
+        let Some(container) = find_container(&self.pod, &name).cloned() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let pod = self.pod.clone();
+        let tx = self.tx.clone();
+        let facts = self.facts();
+        let volumes = self.volumes.clone().unwrap_or_default();
+        let container_dir = self.dir.join("containers").join(&name);
+        let log = log_path(&self.dir, &name, restart_count);
+        let pgids = self.dir.join("pgids");
+        let uid = self.uid.clone();
+        let pod_ip = self.pod_ip;
+        let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
+        tokio::spawn(async move {
+            let fail = |failure, message: String| {
+                let _ = tx.send(Msg::Input(Input::StartFailed {
+                    container: name.clone(),
+                    failure,
+                    message,
+                }));
+            };
+            let image_ref = container.image.clone().unwrap_or_default();
+            let Some(image) = shared.images.resolve(&image_ref) else {
+                fail(
+                    StartFailure::ImageNotFound,
+                    format!("image \"{image_ref}\" is not in this node's image catalog"),
+                );
+                return;
+            };
+            let record = |severity: EventType, reason: &str, message: String| {
+                if let Ok(r) = ObjectRef::from_object(&*pod) {
+                    let field = if pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.init_containers.as_ref())
+                        .is_some_and(|i| i.iter().any(|c| c.name == name))
+                    {
+                        "initContainers"
+                    } else {
+                        "containers"
+                    };
+                    shared.recorder.record(
+                        &r.with_field_path(&format!("spec.{field}{{{name}}}")),
+                        severity,
+                        reason,
+                        message,
+                    );
+                }
+            };
+            record(
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{image_ref}\" already present on machine"),
+            );
+            let mut env =
+                match environment(shared.client.clone(), &pod, &container, &image, &facts).await {
+                    Ok(env) => env,
+                    Err(e) => {
+                        fail(StartFailure::Config, e.0);
+                        return;
+                    }
+                };
+            if env.get("PATH").is_none() {
+                env.set("PATH", DEFAULT_PATH.to_string());
+            }
+            let command = expanded_command(&container, &image, &env);
+            if command.is_empty() {
+                fail(StartFailure::Runtime, "no command specified".to_string());
+                return;
+            }
+            let private_tmp = container_dir.join("tmp");
+            if let Err(e) = std::fs::create_dir_all(&private_tmp) {
+                fail(
+                    StartFailure::Runtime,
+                    format!("creating the container directory: {e}"),
+                );
+                return;
+            }
+            let working_dir = container
+                .working_dir
+                .clone()
+                .filter(|d| !d.is_empty())
+                .or_else(|| image.working_dir.clone());
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            let (argv, cwd) = match &shared.isolation {
+                Some((unshare, _)) => {
+                    let mounts = container_mounts(&container, &volumes);
+                    let mut argv = isolated_argv(
+                        &command,
+                        &mounts,
+                        &private_tmp,
+                        &pod_name,
+                        working_dir.as_deref(),
+                    );
+                    argv[0] = unshare.to_string_lossy().into_owned();
+                    (argv, container_dir.clone())
+                }
+                None => {
+                    let cwd = working_dir
+                        .map(PathBuf::from)
+                        .filter(|d| d.is_dir())
+                        .unwrap_or_else(|| container_dir.clone());
+                    (command, cwd)
+                }
+            };
+            record(
+                EventType::Normal,
+                "Created",
+                format!("Created container: {name}"),
+            );
+            let env_pairs = env.pairs();
+            let spawned = process::spawn(SpawnRequest {
+                argv,
+                env: env_pairs.clone(),
+                cwd: cwd.clone(),
+                log_path: log,
+                log_cap: shared.log_cap,
+            });
+            let process = match spawned {
+                Ok(p) => p,
+                Err(e) => {
+                    record(
+                        EventType::Warning,
+                        "Failed",
+                        format!("Error: failed to start container \"{name}\": {e}"),
+                    );
+                    fail(
+                        StartFailure::Runtime,
+                        format!("failed to start container \"{name}\": {e}"),
+                    );
+                    return;
+                }
+            };
+            if let Err(e) = process::record_pgid(&pgids, process.pgid) {
+                tracing::warn!(pod_uid = %uid, error = %e, "recording a process group failed");
+            }
+            shared.live.insert(&uid, &name, restart_count);
+            let pgid = process.pgid;
+            let _ = tx.send(Msg::Spawned {
+                container: name.clone(),
+                process,
+                run: restart_count,
+                env: env_pairs.clone(),
+                cwd: cwd.clone(),
+            });
+            record(
+                EventType::Normal,
+                "Started",
+                format!("Started container {name}"),
+            );
+            if let Some(handler) = container
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.post_start.as_ref())
+            {
+                let ctx = ProbeContext {
+                    pod_ip,
+                    container_ports: container.ports.clone().unwrap_or_default(),
+                    exec: make_exec(nsenter, env_pairs, cwd, Some(pgid)),
+                };
+                let deadline = Instant::now() + grace_of(&pod);
+                if let Err(message) = shared.prober.run_hook(handler, &ctx, deadline).await {
+                    record(
+                        EventType::Warning,
+                        "FailedPostStartHook",
+                        format!("PostStartHook failed: {message}"),
+                    );
+                    process::signal_group(pgid, Signal::SIGKILL);
+                }
+            }
+            let _ = tx.send(Msg::Input(Input::Started {
+                container: name.clone(),
+                image_id: image.image_id.clone(),
+                container_id: format!("skiff://{uid}/{name}/{run}"),
+            }));
+        });
+    }
+
+    /// Reports the container's exit once its process group is gone.
+    fn watch_exit(&self, name: &str, process: ContainerProcess, run: i32) {
+        let tx = self.tx.clone();
+        let live = self.shared.live.clone();
+        let uid = self.uid.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let code = process.wait().await;
+            live.remove(&uid, &name, run);
+            let _ = tx.send(Msg::Input(Input::Exited {
+                container: name,
+                exit_code: code,
+                oom: false,
+            }));
+        });
+    }
+
+    fn kill(&mut self, name: &str, grace: Option<Duration>, pre_stop: bool) {
+        let Some(process) = self.processes.get(name).cloned() else {
+            return;
+        };
+        let grace = grace.unwrap_or_else(|| grace_of(&self.pod));
+        let container = find_container(&self.pod, name).cloned();
+        let shared = self.shared.clone();
+        let pod = self.pod.clone();
+        let pod_ip = self.pod_ip;
+        let exec = self.exec_for(name, Some(process.pgid));
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + grace;
+            let pre_stop_handler = container
+                .as_ref()
+                .and_then(|c| c.lifecycle.as_ref())
+                .and_then(|l| l.pre_stop.clone());
+            if let (true, Some(handler)) = (pre_stop, pre_stop_handler) {
+                let ctx = ProbeContext {
+                    pod_ip,
+                    container_ports: container
+                        .as_ref()
+                        .and_then(|c| c.ports.clone())
+                        .unwrap_or_default(),
+                    exec,
+                };
+                let hook = shared.prober.run_hook(&handler, &ctx, deadline);
+                match tokio::time::timeout_at(deadline, hook).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(message)) => {
+                        if let Ok(r) = ObjectRef::from_object(&*pod) {
+                            shared.recorder.record(
+                                &r.with_field_path(&format!("spec.containers{{{name}}}")),
+                                EventType::Warning,
+                                "FailedPreStopHook",
+                                format!("PreStopHook failed: {message}"),
+                            );
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            process::signal_group(process.pgid, Signal::SIGTERM);
+            tokio::select! {
+                _ = process.wait() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    process::signal_group(process.pgid, Signal::SIGKILL);
+                }
+            }
+        });
+    }
+
+    fn probe(&self, name: String, kind: ProbeKind, run: u32) {
+        let Some(container) = find_container(&self.pod, &name).cloned() else {
+            return;
+        };
+        let probe = match kind {
+            ProbeKind::Liveness => container.liveness_probe.clone(),
+            ProbeKind::Readiness => container.readiness_probe.clone(),
+            ProbeKind::Startup => container.startup_probe.clone(),
+        };
+        let Some(probe) = probe else {
+            return;
+        };
+        let pgid = self.processes.get(&name).map(|p| p.pgid);
+        let exec = self.exec_for(&name, pgid);
+        let ctx = ProbeContext {
+            pod_ip: self.pod_ip,
+            container_ports: container.ports.clone().unwrap_or_default(),
+            exec,
+        };
+        let prober = self.shared.prober.clone();
+        let tx = self.tx.clone();
+        let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+        tokio::spawn(async move {
+            // A prober that overruns its own timeout still answers: as a failure.
+            let result = match tokio::time::timeout(
+                timeout + Duration::from_secs(1),
+                prober.probe(&probe, &ctx),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => {
+                    ProbeResult::Failure(format!("probe timed out after {}s", timeout.as_secs()))
+                }
+            };
+            let _ = tx.send(Msg::Input(Input::Probed {
+                container: name,
+                kind,
+                run,
+                result,
+            }));
+        });
+    }
+
+    async fn confirm_deletion(&mut self) {
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        let options = DeleteOptions {
+            grace_period_seconds: Some(0),
+            precondition_uid: Some(self.uid.clone()),
+            ..DeleteOptions::default()
+        };
+        for attempt in 0..5u32 {
+            match self
+                .shared
+                .client
+                .delete(self.scope(), &name, &options)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.is_not_found() || e.is_conflict() => break,
+                Err(e) => {
+                    tracing::warn!(pod = %name, error = %e, "confirming a pod's deletion failed");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        // Kubelet removes a deleted pod's directory once nothing runs in it.
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(pod = %name, error = %e, "removing the pod directory failed");
+            }
+        }
+    }
+
+    async fn write_status(&mut self) {
+        if self.adopted_terminal {
+            return;
+        }
+        let mut base = (*self.pod).clone();
+        if let Some(previous) = &self.last_written {
+            base.status = Some(previous.clone());
+        }
+        let pod_ip = self.volumes.is_some().then(|| self.pod_ip.to_string());
+        let status = self.machine.status(
+            &base,
+            &self.shared.host_ip,
+            pod_ip.as_deref(),
+            jiff::Timestamp::now(),
+        );
+        if self.last_written.as_ref() == Some(&status) {
+            return;
+        }
+        let mut body = (*self.pod).clone();
+        body.metadata.resource_version = None;
+        body.status = Some(status.clone());
+        let Ok(mut value) = serde_json::to_value(&body) else {
+            return;
+        };
+        spell_out_probe_times(&mut value);
+        match self.shared.client.update_status(self.scope(), value).await {
+            Ok(_) => self.last_written = Some(status),
+            Err(e) if e.is_not_found() => self.last_written = Some(status),
+            Err(e) => {
+                tracing::warn!(pod_uid = %self.uid, error = %e, "writing pod status failed");
+            }
+        }
+    }
+}
+
+/// Runs commands with the container's environment, inside its namespaces (through
+/// `nsenter` into the group leader's) when containers are isolated.
+fn make_exec(
+    nsenter: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    pgid: Option<i32>,
+) -> ExecFn {
+    Arc::new(move |command: Vec<String>, timeout: Duration| {
+        let argv: Vec<String> = match (&nsenter, pgid) {
+            (Some(nsenter), Some(pid)) => [
+                nsenter.to_string_lossy().into_owned(),
+                "-t".to_string(),
+                pid.to_string(),
+                "-m".to_string(),
+                "-u".to_string(),
+                "-w".to_string(),
+                "--".to_string(),
+            ]
+            .into_iter()
+            .chain(command)
+            .collect(),
+            _ => command,
+        };
+        let env = env.clone();
+        let cwd = cwd.clone();
+        Box::pin(async move { process::run_to_completion(&argv, &env, &cwd, timeout).await })
+    })
+}
+
+/// Pod conditions carry `lastProbeTime: null` in Kubernetes' JSON; typed conditions drop it.
+fn spell_out_probe_times(pod: &mut Value) {
+    if let Some(conditions) = pod
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
+        for condition in conditions {
+            if let Some(map) = condition.as_object_mut() {
+                map.entry("lastProbeTime").or_insert(Value::Null);
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where `unshare` and `nsenter` are, if both are installed.
+pub(crate) fn isolation_tools() -> Option<(PathBuf, PathBuf)> {
+    let find = |name: &str| {
+        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.is_file())
+    };
+    Some((find("unshare")?, find("nsenter")?))
+}
