@@ -8,9 +8,10 @@
 //! [`simulated`] holds nodes that run nothing: pods follow a scripted timeline, which makes
 //! large clusters and failure scenarios cheap to reproduce.
 
-pub mod demo;
-pub mod images;
-pub mod hooks;
-pub mod probes;
 pub mod agent;
+pub mod demo;
+pub mod hooks;
+pub mod images;
+pub mod probes;
 pub mod simulated;
+pub mod wiring;

@@ -66,6 +66,12 @@ pub struct UpArgs {
     /// and Ready on a simulated timeline without running any process.
     #[arg(long, default_value_t = 0)]
     pub simulated_nodes: u32,
+    /// The name of this machine's node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Run no real node: pods run only on simulated nodes (or stay Pending).
+    #[arg(long)]
+    pub no_node: bool,
     /// Seconds between compactions of store history; each compaction forgets the revisions
     /// older than the previous one. Kubernetes compacts every five minutes; tests shorten it.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]

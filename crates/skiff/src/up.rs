@@ -8,7 +8,10 @@ use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
 use skiff_client::{Client, LocalClient};
+use skiff_node::agent::{NodeAgent, NodeAgentConfig};
+use skiff_node::images::ImageCatalog;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
+use skiff_node::wiring::{CatalogImages, KubeletProber};
 use skiff_store::{SqliteStore, Store};
 
 use crate::UpArgs;
@@ -23,6 +26,16 @@ pub(crate) fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/skiff");
     }
     PathBuf::from(".skiff")
+}
+
+/// The host name as a node name (lowercase, as node names must be), or `localhost`.
+fn host_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -102,11 +115,27 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
+    let (node_agent, logs) = if args.no_node {
+        (None, None)
+    } else {
+        let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
+        let catalog = ImageCatalog::open_in_data_dir(&data_dir)?;
+        let config = NodeAgentConfig::new(
+            &node_name,
+            data_dir.join("node"),
+            Arc::new(CatalogImages::new(catalog)),
+            Arc::new(KubeletProber),
+        );
+        let agent = NodeAgent::new(client.clone(), config);
+        let logs = agent.logs();
+        (Some(tokio::spawn(agent.run(until_stopped()))), Some(logs))
+    };
+
     let state = Arc::new(ServerState {
         registry,
         tokens: vec![token],
         advertise_address: address.to_string(),
-        logs: None,
+        logs,
     });
     tokio::spawn(system::compaction_loop(
         store.clone(),
@@ -125,6 +154,13 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
+    if let Some(agent) = node_agent {
+        match agent.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the node agent stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the node agent task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     let _ = controllers.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
