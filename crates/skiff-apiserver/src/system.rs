@@ -149,12 +149,18 @@ pub async fn ensure_kubernetes_service(
         "spec": {"type": "ClusterIP", "clusterIP": first_ip.to_string(),
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api.port()}]},
     });
-    match registry
-        .create(services, Some("default"), service, WriteOptions::default())
-        .await
-    {
+    match registry.get(services, Some("default"), "kubernetes").await {
         Ok(_) => {}
-        Err(e) if e.code == 409 => {}
+        Err(e) if e.code == 404 => {
+            match registry
+                .create(services, Some("default"), service, WriteOptions::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
         Err(e) => return Err(e),
     }
     let ip = if api.ip().is_unspecified() {

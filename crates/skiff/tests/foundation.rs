@@ -38,6 +38,27 @@ spec:
     )
 }
 
+/// Waits until the Deployment controller has created every replica of `name` (no node runs
+/// them, so they stay unavailable).
+fn wait_updated(kubectl: &Kubectl, namespace: &str, name: &str, replicas: u32) {
+    wait_for(
+        &format!("deployment {name} to have {replicas} updated replicas"),
+        DEADLINE,
+        || {
+            let out = kubectl.run(&[
+                "get",
+                "deploy",
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.updatedReplicas}/{.status.replicas}",
+            ]);
+            (out.success() && out.stdout.trim() == format!("{replicas}/{replicas}")).then_some(())
+        },
+    );
+}
+
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}):\n{text}"))
@@ -128,6 +149,7 @@ fn deployment_lifecycle_through_apply_watch_scale_and_delete() {
         kubectl.ok(&["apply", "-f", &manifest]),
         "deployment.apps/web created\n"
     );
+    wait_updated(&kubectl, "default", "web", 3);
     assert_table(
         &kubectl.ok(&["get", "deployments", "-o", "wide"]),
         &[
@@ -144,7 +166,7 @@ fn deployment_lifecycle_through_apply_watch_scale_and_delete() {
             &[
                 "web",
                 "0/3",
-                "0",
+                "3",
                 "0",
                 "<age>",
                 "httpd",
@@ -313,6 +335,8 @@ fn smoke(kubectl: &Kubectl, skiff: &Skiff, namespace: &str) {
         run_ok(&["apply", "-f", &manifest]),
         "deployment.apps/web created\n"
     );
+    wait_updated(kubectl, namespace, "nginx", 1);
+    wait_updated(kubectl, namespace, "web", 3);
     let nginx = json_of(&run_ok(&["get", "deploy", "nginx", "-o", "json"]));
     assert_eq!(nginx["spec"]["strategy"]["type"], "RollingUpdate");
     assert_eq!(
@@ -335,7 +359,7 @@ fn smoke(kubectl: &Kubectl, skiff: &Skiff, namespace: &str) {
             &[
                 "nginx",
                 "0/1",
-                "0",
+                "1",
                 "0",
                 "<age>",
                 "nginx",
@@ -345,7 +369,7 @@ fn smoke(kubectl: &Kubectl, skiff: &Skiff, namespace: &str) {
             &[
                 "web",
                 "0/3",
-                "0",
+                "3",
                 "0",
                 "<age>",
                 "httpd",
@@ -358,13 +382,40 @@ fn smoke(kubectl: &Kubectl, skiff: &Skiff, namespace: &str) {
         run_ok(&["scale", "deploy/web", "--replicas=5"]),
         "deployment.apps/web scaled\n"
     );
+    wait_updated(kubectl, namespace, "web", 5);
+    // `get all` prints one table per kind: pods, deployments, replica sets.
+    let all = run_ok(&["get", "all"]);
+    let sections: Vec<&str> = all.split("\n\n").map(str::trim).collect();
+    let section = |header: &[&str]| -> &str {
+        sections
+            .iter()
+            .copied()
+            .find(|s| cells(s.lines().next().unwrap_or("")) == header)
+            .unwrap_or_else(|| panic!("no {header:?} table in:\n{all}"))
+    };
+    let pods = section(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(pods.lines().count(), 1 + 6, "{pods}");
+    assert!(
+        pods.lines()
+            .skip(1)
+            .all(|l| l.starts_with("pod/") && cells(l)[2] == "Pending"),
+        "{pods}"
+    );
     assert_table(
-        &run_ok(&["get", "all"]),
+        section(&["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]),
         &[
             &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
-            &["deployment.apps/nginx", "0/1", "0", "0", "<age>"],
-            &["deployment.apps/web", "0/5", "0", "0", "<age>"],
+            &["deployment.apps/nginx", "0/1", "1", "0", "<age>"],
+            &["deployment.apps/web", "0/5", "5", "0", "<age>"],
         ],
+    );
+    let replica_sets = section(&["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
+    assert_eq!(replica_sets.lines().count(), 1 + 2, "{replica_sets}");
+    assert!(
+        replica_sets
+            .lines()
+            .any(|l| l.starts_with("replicaset.apps/web-") && cells(l)[1] == "5"),
+        "{replica_sets}"
     );
     let namespaces = kubectl.ok(&["get", "ns"]);
     assert_eq!(
@@ -447,6 +498,9 @@ fn concurrent_updates_with_the_same_resource_version_conflict() {
     let kubectl = skiff.kubectl();
     let manifest = skiff.write_file("web.yaml", &web_manifest("httpd:2.4"));
     kubectl.ok(&["apply", "-f", &manifest]);
+    // Let the Deployment controller finish its own writes first, so that only the two
+    // replaces race.
+    wait_updated(&kubectl, "default", "web", 3);
     let stale = kubectl.ok(&["get", "deploy", "web", "-o", "yaml"]);
     assert!(
         stale.contains("  replicas: 3\n"),

@@ -48,7 +48,8 @@ pub struct Skiff {
 impl Skiff {
     /// Starts a server with default flags and waits until it answers `/readyz`.
     pub fn start() -> Skiff {
-        Skiff::start_with(&[])
+        // No real node: API-level tests need no processes, and stay deterministic without them.
+        Skiff::start_with(&["--no-node"])
     }
 
     /// Starts a server with extra `skiff up` flags (kept for restarts) and waits until it is
