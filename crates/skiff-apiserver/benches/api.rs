@@ -844,6 +844,7 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
         registry: registry.clone(),
         tokens: vec![token.clone()],
         advertise_address: address.to_string(),
+        logs: None,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve_tls(
