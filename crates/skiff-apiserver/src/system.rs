@@ -149,18 +149,18 @@ pub async fn ensure_kubernetes_service(
         "spec": {"type": "ClusterIP", "clusterIP": first_ip.to_string(),
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api.port()}]},
     });
+    // On a restart the Service exists already; creating it again would fail on its cluster IP,
+    // which the stored Service holds, before the name clash is noticed.
     match registry.get(services, Some("default"), "kubernetes").await {
         Ok(_) => {}
-        Err(e) if e.code == 404 => {
-            match registry
-                .create(services, Some("default"), service, WriteOptions::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
-        }
+        Err(e) if e.code == 404 => match registry
+            .create(services, Some("default"), service, WriteOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        },
         Err(e) => return Err(e),
     }
     let ip = if api.ip().is_unspecified() {
@@ -207,6 +207,44 @@ mod tests {
     fn registry(dir: &tempfile::TempDir) -> Registry {
         let store = SqliteStore::open(&dir.path().join("state.db")).expect("open store");
         Registry::new(Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn kubernetes_service_survives_a_restart_on_the_same_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let services = resources::find("", "v1", "services").expect("services");
+        let endpoints = resources::find("", "v1", "endpoints").expect("endpoints");
+        let first: std::net::SocketAddr = "127.0.0.1:6443".parse().expect("address");
+        let second: std::net::SocketAddr = "127.0.0.1:7443".parse().expect("address");
+        let started = registry(&dir);
+        ensure_builtin_namespaces(&started)
+            .await
+            .expect("namespaces");
+        ensure_kubernetes_service(&started, first)
+            .await
+            .expect("first start");
+        drop(started);
+        // A restart opens the same store with a fresh registry, on another port.
+        let restarted = registry(&dir);
+        ensure_builtin_namespaces(&restarted)
+            .await
+            .expect("namespaces again");
+        ensure_kubernetes_service(&restarted, second)
+            .await
+            .expect("restart");
+        ensure_kubernetes_service(&restarted, second)
+            .await
+            .expect("a second call on the same registry");
+        let service = restarted
+            .get(services, Some("default"), "kubernetes")
+            .await
+            .expect("service");
+        assert_eq!(service["spec"]["clusterIP"], json!("127.96.0.1"));
+        let ep = restarted
+            .get(endpoints, Some("default"), "kubernetes")
+            .await
+            .expect("endpoints");
+        assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(7443));
     }
 
     #[tokio::test]

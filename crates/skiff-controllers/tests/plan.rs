@@ -597,6 +597,86 @@ fn empty_selector_only_warns() {
 }
 
 #[test]
+fn scaling_events_hold_only_for_the_replica_sets_whose_write_went_through() {
+    // Proportional scaling resizes two ReplicaSets in one sync; if the second write fails, the
+    // first one's event must still be recorded, and the second one's must not.
+    let d = deployment(
+        10,
+        rolling(json!(0), json!(1)),
+        "web:2",
+        json!({"paused": true}),
+    );
+    let new_rs = replica_set(Rs {
+        name: "web-new",
+        image: "web:2",
+        replicas: 2,
+        available: 2,
+        revision: "2",
+        desired: 5,
+        created: "2025-01-02T00:00:00Z",
+    });
+    let old = replica_set(Rs {
+        name: "web-old",
+        image: "web:1",
+        replicas: 3,
+        available: 3,
+        revision: "1",
+        desired: 5,
+        created: "2025-01-01T00:00:00Z",
+    });
+    let p = run(d, vec![old, new_rs], vec![]);
+    let written: Vec<&str> = p
+        .actions
+        .iter()
+        .filter_map(Action::replica_set_name)
+        .collect();
+    // The new ReplicaSet's annotation sync comes first and absorbs its resize.
+    assert_eq!(written, vec!["web-new", "web-old"]);
+    assert!(p
+        .events
+        .iter()
+        .all(|e| e.reason == "ScalingReplicaSet" && e.replica_set.is_some()));
+
+    let table: &[(&[&str], &[&str])] = &[
+        (&[], &[]),
+        (&["web-new"], &["Scaled up replica set web-new to 4 from 2"]),
+        (
+            &["web-new", "web-old"],
+            &[
+                "Scaled up replica set web-old to 6 from 3",
+                "Scaled up replica set web-new to 4 from 2",
+            ],
+        ),
+    ];
+    for (took_effect, expected) in table {
+        let recorded: Vec<String> = p
+            .events_for_writes(|name| took_effect.contains(&name))
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            recorded, *expected,
+            "writes that took effect: {took_effect:?}"
+        );
+    }
+}
+
+#[test]
+fn events_about_no_replica_set_are_kept_whatever_the_writes() {
+    let mut d = deployment(3, rolling(json!(1), json!(0)), "web:2", json!({}));
+    if let Some(spec) = d.spec.as_mut() {
+        spec.selector = Default::default();
+    }
+    let p = run(d, vec![], vec![]);
+    let kept: Vec<String> = p
+        .events_for_writes(|_| false)
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(kept, vec!["SelectingAll".to_string()]);
+}
+
+#[test]
 fn unknown_strategy_is_an_error_with_rate_limited_requeue() {
     let d = deployment(3, json!({"type": "Canary"}), "web:2", json!({}));
     let p = run(d, vec![], vec![]);

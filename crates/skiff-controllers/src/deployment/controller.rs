@@ -1,5 +1,6 @@
 //! The Deployment controller's shell: informer events in, the planner's writes out.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,10 +163,26 @@ impl DeploymentController {
             pods,
         };
         let planned = plan(&observation, now());
-        for action in planned.actions {
-            self.apply(&deployment, &namespace, action).await?;
+        // Events are recorded even when a later write fails, but only for the ReplicaSet writes
+        // that went through, as upstream records each right after its write.
+        let mut written = HashSet::new();
+        let mut failure = None;
+        for action in &planned.actions {
+            let rs_name = action.replica_set_name().map(str::to_string);
+            match self.apply(&deployment, &namespace, action.clone()).await {
+                Ok(true) => written.extend(rs_name),
+                Ok(false) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
         }
-        record_events(&self.recorder, &cached, &planned.events);
+        let events = planned.events_for_writes(|name| written.contains(name));
+        record_events(&self.recorder, &cached, &events);
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
         if let Some(error) = planned.error {
             return Err(SyncError::Plan(error.to_string()));
         }
@@ -255,12 +272,14 @@ impl DeploymentController {
         Ok(owned)
     }
 
+    /// Makes one write; `Ok(false)` when it turned out to be unnecessary (the ReplicaSet to
+    /// create exists already, as ours), so nothing happened that an event could report.
     async fn apply(
         &self,
         deployment: &Deployment,
         namespace: &str,
         action: Action,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         let rs_scope = self.scope(replica_sets_resource(), namespace);
         let d_scope = self.scope(deployments_resource(), namespace);
         match action {
@@ -271,14 +290,14 @@ impl DeploymentController {
                     .create(rs_scope, serde_json::to_value(&replica_set)?)
                     .await
                 {
-                    Ok(_) => Ok(()),
+                    Ok(_) => Ok(true),
                     Err(e) if e.is_conflict() => {
                         // A ReplicaSet of that name exists: ours already (a stale cache), or a
                         // hash collision that a new collision count resolves.
                         let existing: ReplicaSet =
                             serde_json::from_value(self.client.get(rs_scope, &name).await?)?;
                         match next_collision_count(deployment, &existing) {
-                            None => Ok(()),
+                            None => Ok(false),
                             Some(count) => {
                                 let mut d = deployment.clone();
                                 d.status
@@ -300,7 +319,7 @@ impl DeploymentController {
                 self.client
                     .update(rs_scope, serde_json::to_value(&replica_set)?)
                     .await?;
-                Ok(())
+                Ok(true)
             }
             Action::DeleteReplicaSet { name, uid } => {
                 let options = DeleteOptions {
@@ -308,8 +327,8 @@ impl DeploymentController {
                     ..Default::default()
                 };
                 match self.client.delete(rs_scope, &name, &options).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.is_not_found() => Ok(()),
+                    Ok(_) => Ok(true),
+                    Err(e) if e.is_not_found() => Ok(true),
                     Err(e) => Err(e.into()),
                 }
             }
@@ -317,13 +336,13 @@ impl DeploymentController {
                 self.client
                     .update(d_scope, serde_json::to_value(&deployment)?)
                     .await?;
-                Ok(())
+                Ok(true)
             }
             Action::UpdateDeploymentStatus { deployment } => {
                 self.client
                     .update_status(d_scope, serde_json::to_value(&deployment)?)
                     .await?;
-                Ok(())
+                Ok(true)
             }
         }
     }

@@ -164,6 +164,10 @@ pub struct Event {
     pub reason: String,
     /// Human-readable message, worded as upstream.
     pub message: String,
+    /// The ReplicaSet whose create or resize this event reports, if any. Upstream records such
+    /// an event only once that write succeeded, so a reconciler must drop it when the write did
+    /// not happen (the retry plans it again).
+    pub replica_set: Option<String>,
 }
 
 /// When the Deployment should be synced again, besides watch events.
@@ -188,6 +192,32 @@ pub struct DeploymentPlan {
     pub requeue: Requeue,
     /// Why the sync stopped early, if it did (the actions before it still apply).
     pub error: Option<PlanError>,
+}
+
+impl DeploymentPlan {
+    /// The events to record after applying the actions: those about no ReplicaSet (they report
+    /// a decision, not a write) and those about a ReplicaSet whose write `took_effect` says went
+    /// through. A failed write must not lose the events of the writes before it, nor report its
+    /// own.
+    pub fn events_for_writes(&self, took_effect: impl Fn(&str) -> bool) -> Vec<Event> {
+        self.events
+            .iter()
+            .filter(|e| e.replica_set.as_deref().is_none_or(&took_effect))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Action {
+    /// The ReplicaSet this action writes, if it writes one.
+    pub fn replica_set_name(&self) -> Option<&str> {
+        match self {
+            Action::CreateReplicaSet { replica_set }
+            | Action::UpdateReplicaSet { replica_set, .. } => replica_set.metadata.name.as_deref(),
+            Action::DeleteReplicaSet { name, .. } => Some(name),
+            Action::UpdateDeployment { .. } | Action::UpdateDeploymentStatus { .. } => None,
+        }
+    }
 }
 
 /// Plans one sync of the Deployment controller for the observed state at time `now`.

@@ -106,6 +106,17 @@ impl DeploymentSync {
             type_,
             reason: reason.to_string(),
             message,
+            replica_set: None,
+        });
+    }
+
+    /// A `ScalingReplicaSet` event, which holds only if the write of `rs_name` succeeds.
+    fn scaling_event(&mut self, rs_name: &str, message: String) {
+        self.events.push(Event {
+            type_: EventType::Normal,
+            reason: "ScalingReplicaSet".to_string(),
+            message,
+            replica_set: Some(rs_name.to_string()),
         });
     }
 
@@ -380,9 +391,8 @@ impl DeploymentSync {
             replica_set: new_rs.clone(),
         });
         if replicas > 0 {
-            self.event(
-                EventType::Normal,
-                "ScalingReplicaSet",
+            self.scaling_event(
+                &name,
                 format!("Scaled up replica set {name} from 0 to {replicas}"),
             );
         }
@@ -502,13 +512,10 @@ impl DeploymentSync {
         });
         self.record_rs_write(copy.clone(), change);
         if size_needs_update {
-            self.event(
-                EventType::Normal,
-                "ScalingReplicaSet",
-                format!(
-                    "Scaled {direction} replica set {} to {new_scale} from {old_scale}",
-                    rs_name(rs)
-                ),
+            let name = rs_name(rs).to_string();
+            self.scaling_event(
+                &name,
+                format!("Scaled {direction} replica set {name} to {new_scale} from {old_scale}"),
             );
         }
         (size_needs_update, copy)

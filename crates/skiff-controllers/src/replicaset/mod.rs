@@ -171,6 +171,7 @@ fn event(type_: EventType, reason: &str, message: String) -> Event {
         type_,
         reason: reason.to_string(),
         message,
+        replica_set: None,
     }
 }
 

@@ -37,6 +37,21 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Opt
     }
 }
 
+/// Polls `probe` until it yields a value or `timeout` passes, for callers that report the
+/// failure themselves (with what they saw last).
+pub fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if started.elapsed() > timeout {
+            return None;
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
 /// A `skiff up` process with its own data directory, plus scratch space for manifests and kubectl
 /// caches.
 pub struct Skiff {
