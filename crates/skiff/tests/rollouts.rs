@@ -18,7 +18,7 @@ const NEVER_READY: &str = "sim.skiff.dev/never-ready: \"true\"";
 
 /// A server with the controllers, the scheduler and two simulated nodes.
 fn cluster() -> Skiff {
-    Skiff::start_with(&["--simulated-nodes", "2"])
+    Skiff::start_with(&["--simulated-nodes", "2", "--no-node"])
 }
 
 /// A Deployment labelled and selected by `app: <name>`, with one container `web`.
