@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use skiff_client::{Api, Client};
 use std::sync::Arc;
 
-use super::quantity;
+use skiff_api::quantity::{parse_milli, parse_value};
 use super::runtime::ResolvedImage;
 
 /// The argv a container runs, before variable expansion.
@@ -244,15 +244,15 @@ pub fn resource_value(
     }
     // Amounts in millicores for CPU, bytes otherwise.
     let amount = match quantity_text {
-        Some(text) if is_cpu => quantity::millis(&text)?,
-        Some(text) => quantity::millis(&text)? / 1000,
+        Some(text) if is_cpu => parse_milli(&text)?,
+        Some(text) => parse_value(&text)?,
         None if kind == "limits" && is_cpu => facts.node_allocatable.0,
         None if kind == "limits" => facts.node_allocatable.1,
         None => 0,
     };
     let divisor = match divisor.filter(|d| !d.is_empty()) {
-        Some(d) if is_cpu => quantity::millis(d)?,
-        Some(d) => quantity::millis(d)? / 1000,
+        Some(d) if is_cpu => parse_milli(d)?,
+        Some(d) => parse_value(d)?,
         None if is_cpu => 1000,
         None => 1,
     }

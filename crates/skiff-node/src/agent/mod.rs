@@ -26,7 +26,6 @@ pub mod machine;
 mod node;
 pub mod probe_timing;
 mod process;
-pub mod quantity;
 mod runtime;
 pub mod sandbox;
 mod worker;
@@ -203,8 +202,8 @@ impl NodeAgent {
         }
         let kubernetes_service = kubernetes_service(&self.client).await;
         let allocatable = (
-            quantity::millis(&self.config.capacity.cpu).unwrap_or(1000),
-            quantity::millis(&self.config.capacity.memory).unwrap_or(0) / 1000,
+            skiff_api::quantity::parse_milli(&self.config.capacity.cpu).unwrap_or(1000),
+            skiff_api::quantity::parse_value(&self.config.capacity.memory).unwrap_or(0),
         );
         let recorder = EventRecorder::new(
             self.client.clone(),
