@@ -915,29 +915,3 @@ fn pod_name_prefix_drops_the_dash_only_when_the_name_would_be_too_long() {
     let fits = "a".repeat(252);
     assert_eq!(pod_name_prefix(&fits), format!("{fits}-"));
 }
-
-#[test]
-fn expectations_hold_back_until_observed_or_expired() {
-    use skiff_controllers::replicaset::Expectations;
-    let key = |n: &str| format!("default/{n}");
-    let mut e = Expectations::new(2, &[key("a")], now());
-    assert!(!e.satisfied(now()));
-    e.creation_observed();
-    e.deletion_observed(&key("a"));
-    e.deletion_observed(&key("a"));
-    assert!(!e.satisfied(now()), "one create still pending");
-    e.creation_observed();
-    assert!(e.satisfied(now()));
-
-    let stale = Expectations::new(1, &[], now());
-    let later = |s: i64| {
-        now()
-            .checked_add(jiff::SignedDuration::from_secs(s))
-            .expect("time")
-    };
-    assert!(
-        !stale.satisfied(later(300)),
-        "exactly five minutes is not yet expired"
-    );
-    assert!(stale.satisfied(later(301)));
-}

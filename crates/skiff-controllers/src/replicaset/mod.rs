@@ -5,7 +5,7 @@
 //! which orphans to adopt and which owned pods to release, how many pods to create (with the
 //! object to create and the slow-start batches) or which to delete (in upstream order), and the
 //! status to write. The reconciler that applies a [`ReplicaSetPlan`] owns the API calls, the
-//! create/delete [`Expectations`] (it applies creates and deletes only while they are
+//! create/delete expectations (`skiff_runtime::Expectations`) (it applies creates and deletes only while they are
 //! satisfied, so it does not act twice before its own writes are observed), and the events, built with [`successful_create_event`] and friends after each write.
 //!
 //! Differences from one upstream sync, all deliberate:
@@ -17,7 +17,6 @@
 //! * The alpha terminating-replica count is carried over, never computed.
 
 pub mod controller;
-pub mod expectations;
 pub mod pods;
 pub mod status;
 
@@ -31,7 +30,6 @@ use serde_json::{json, Map, Value};
 use skiff_api::selector::LabelSelector;
 
 pub use crate::deployment::{Event, EventType};
-pub use expectations::Expectations;
 pub use pods::{
     is_pod_active, is_pod_available, is_pod_ready, pods_to_delete, slow_start_batches,
     sort_for_deletion, POD_DELETION_COST_ANNOTATION,
