@@ -10,12 +10,10 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStatus, DeploymentStrategy, ReplicaSet, ReplicaSetSpec,
-    ReplicaSetStatus, RollingUpdateDeployment,
+    Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use super::hash::{compute_hash, replica_set_name};
@@ -90,26 +88,14 @@ impl RolloutPlan {
 /// revisionHistoryLimit 10, progressDeadlineSeconds 600), so a manifest read from a file plans
 /// as it would run.
 pub fn with_defaults(deployment: &Deployment) -> Deployment {
-    let mut d = deployment.clone();
-    let spec = d.spec.get_or_insert_with(DeploymentSpec::default);
-    spec.replicas.get_or_insert(1);
-    spec.revision_history_limit.get_or_insert(10);
-    spec.progress_deadline_seconds.get_or_insert(600);
-    let strategy = spec
-        .strategy
-        .get_or_insert_with(DeploymentStrategy::default);
-    let type_ = strategy
-        .type_
-        .get_or_insert_with(|| STRATEGY_ROLLING_UPDATE.to_string());
-    if type_ == STRATEGY_ROLLING_UPDATE {
-        let rolling = strategy
-            .rolling_update
-            .get_or_insert_with(RollingUpdateDeployment::default);
-        let quarter = IntOrString::String("25%".to_string());
-        rolling.max_surge.get_or_insert_with(|| quarter.clone());
-        rolling.max_unavailable.get_or_insert(quarter);
-    }
-    d
+    // The one defaulting implementation is the API server's; go through its JSON form.
+    let resource = skiff_api::resources::find("apps", "v1", "deployments")
+        .expect("deployments are registered");
+    let Ok(mut value) = serde_json::to_value(deployment) else {
+        return deployment.clone();
+    };
+    skiff_api::defaults::apply_defaults(resource, &mut value);
+    serde_json::from_value(value).unwrap_or_else(|_| deployment.clone())
 }
 
 /// Upper bound on simulated syncs, reached only by very large Deployments with tiny fenceposts.

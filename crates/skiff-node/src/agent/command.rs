@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use skiff_client::{Api, Client};
 use std::sync::Arc;
 
-use skiff_api::quantity::{parse_milli, parse_value};
 use super::runtime::ResolvedImage;
+use skiff_api::quantity::{parse_milli, parse_value};
 
 /// The argv a container runs, before variable expansion.
 pub fn command_line(container: &Container, image: &ResolvedImage) -> Vec<String> {
