@@ -491,6 +491,11 @@ impl PodMachine {
                 let Some(c) = self.track(&container) else {
                     return;
                 };
+                if matches!(failure, StartFailure::ImageNotFound | StartFailure::Config) {
+                    // No container was created, so the attempt is not a run: kubelet's
+                    // restartCount stays where it was while a pull or a config keeps failing.
+                    Self::forget_attempt(c);
+                }
                 match failure {
                     StartFailure::ImageNotFound => {
                         c.pull_backoff.next(now.mono, now.mono);
@@ -826,6 +831,16 @@ impl PodMachine {
             restart_count: c.restart_count,
             run: c.runs,
         });
+    }
+
+    /// Undoes the counting [`PodMachine::start`] did for an attempt that never ran.
+    fn forget_attempt(c: &mut ContainerTrack) {
+        if matches!(c.phase, Phase::Starting) {
+            c.runs = c.runs.saturating_sub(1);
+            if c.runs > 0 {
+                c.restart_count = c.restart_count.saturating_sub(1).max(0);
+            }
+        }
     }
 
     /// When the machine next needs a [`Input::Sync`] without anything else happening.
@@ -1424,6 +1439,37 @@ mod tests {
             "pull retried"
         );
         assert_eq!(m.phase(), "Pending");
+    }
+
+    #[test]
+    fn failed_pulls_and_config_errors_are_not_restarts() {
+        for failure in [StartFailure::ImageNotFound, StartFailure::Config] {
+            let mut clock = Clock::new();
+            let p = pod(json!({"containers": [{"name": "c", "image": "nope:1"}]}));
+            let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+            let failed = || Input::StartFailed {
+                container: "c".into(),
+                failure,
+                message: "cannot".into(),
+            };
+            assert_eq!(starts(&m.step(Input::SandboxReady, clock.at(0))).len(), 1);
+            m.step(failed(), clock.at(0));
+            for at in [10_000, 40_000, 100_000] {
+                let retried = starts(&m.step(Input::Sync, clock.at(at)));
+                assert_eq!(
+                    retried,
+                    vec![("c".to_string(), 0)],
+                    "{failure:?}: retry at {at} ms logs to run 0"
+                );
+                m.step(failed(), clock.at(at));
+                assert_eq!(m.container("c").unwrap().restart_count, 0, "{failure:?}");
+            }
+            // Once a process finally runs and exits, that is the first restart.
+            assert_eq!(starts(&m.step(Input::Sync, clock.at(300_000))).len(), 1);
+            m.step(started("c"), clock.at(300_000));
+            let restarted = starts(&m.step(exited("c", 1), clock.at(301_000)));
+            assert_eq!(restarted, vec![("c".to_string(), 1)], "{failure:?}");
+        }
     }
 
     #[test]
