@@ -95,10 +95,11 @@ impl Env<'_> {
         self.kubectl.spawn_lines(&self.namespaced(args))
     }
 
-    /// The YAML of the marker variable, indented for a container's `env:` list.
-    fn marker_env(&self) -> String {
+    /// The marker variable as an item of a container's `env:` list, `indent` spaces in.
+    fn marker_env(&self, indent: usize) -> String {
+        let pad = " ".repeat(indent);
         format!(
-            "        - name: {MARKER_VAR}\n          value: \"{}\"\n",
+            "{pad}- name: {MARKER_VAR}\n{pad}  value: \"{}\"\n",
             self.marker
         )
     }
@@ -424,7 +425,7 @@ spec:
         - containerPort: 80
         env:
 {marker}",
-        marker = env.marker_env()
+        marker = env.marker_env(8)
     )
 }
 
@@ -630,7 +631,7 @@ spec:
     command: [\"/bin/sh\", \"-c\", \"sleep 1; exit 1\"]
     env:
 {marker}",
-        marker = env.marker_env().replace("        ", "    ")
+        marker = env.marker_env(4)
     );
     env.apply("crash.yaml", &manifest);
     let uid = env.ok(&["get", "pod", "crash", "-o", "jsonpath={.metadata.uid}"]);
@@ -692,6 +693,7 @@ spec:
     }
     drop(watch);
 
+    eprintln!("crash_loop: runs {runs:?}");
     // Kubelet restarts at once after the first crash, then waits 10 s, 20 s, 40 s, showing the
     // restarts so far (the exited run's restart count) beside each back-off.
     for (run, expected) in [0, 10, 20, 40].into_iter().enumerate() {
@@ -751,7 +753,7 @@ spec:
       periodSeconds: 5
     env:
 {marker}",
-        marker = env.marker_env().replace("        ", "    ")
+        marker = env.marker_env(4)
     );
     env.apply("liveness.yaml", &manifest);
     // The file goes at 8 s; probes from 10 s on, every 5 s, fail 3 times (the default
@@ -825,7 +827,7 @@ spec:
       path: {shared}
       type: Directory
 ",
-            marker = env.marker_env().replace("        ", "    "),
+            marker = env.marker_env(4),
             shared = shared.display()
         )
     };
@@ -903,7 +905,7 @@ spec:
           periodSeconds: 1
         env:
 {marker}",
-        marker = env.marker_env()
+        marker = env.marker_env(8)
     )
 }
 
@@ -1022,7 +1024,7 @@ spec:
       path: {data}
       type: Directory
 ",
-        marker = env.marker_env().replace("        ", "    "),
+        marker = env.marker_env(4),
         data = data.display()
     );
     env.apply("stubborn.yaml", &manifest);
@@ -1036,10 +1038,23 @@ spec:
         (!read_times(&data.join("alive")).is_empty()).then_some(())
     });
 
+    // A watch started beforehand sees the pod go without kubectl delete's own polling delay.
+    let mut watch = env.stream(&[
+        "get",
+        "pod",
+        "stubborn",
+        "-w",
+        "--output-watch-events",
+        "-o",
+        "jsonpath={.type}{\"\\n\"}",
+    ]);
+    watch.wait_for_line("the watch to list the pod", |l| l == "ADDED");
     let deleted_at = now_seconds();
     let began = Instant::now();
-    env.ok(&["delete", "pod", "stubborn", "--timeout=30s"]);
+    env.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    watch.wait_for_line("the pod to go", |l| l == "DELETED");
     let gone_after = began.elapsed().as_secs_f64();
+    drop(watch);
 
     let pre_stop = read_times(&data.join("prestop"));
     let term = read_times(&data.join("term"));
@@ -1049,6 +1064,7 @@ spec:
          TERM {term:?}, last alive {:?}",
         alive.last()
     );
+    eprintln!("grace: {report}");
     // preStop first, right away; SIGTERM once it is done (after its 1 s sleep); then the process
     // lives on, ignoring TERM, until SIGKILL at the end of the 3 s grace period.
     assert_eq!(pre_stop.len(), 1, "{report}");
@@ -1097,7 +1113,7 @@ spec:
         image: {image}
         env:
 {marker}",
-        marker = env.marker_env()
+        marker = env.marker_env(8)
     )
 }
 
@@ -1240,7 +1256,7 @@ spec:
   - name: state
     emptyDir: {{}}
 ",
-        marker = env.marker_env().replace("        ", "    ")
+        marker = env.marker_env(4)
     );
     env.apply("counter.yaml", &manifest);
     poll("the second run to tick", SHORT, || {
