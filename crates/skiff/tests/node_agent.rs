@@ -229,6 +229,23 @@ fn tagged_processes(matches: impl Fn(&str) -> bool) -> Vec<String> {
     found
 }
 
+/// Sends SIGKILL to each `pid cmdline` entry of [`tagged_processes`]: only processes carrying
+/// this run's marker, so nothing else on the machine.
+fn kill_listed(processes: &[String]) {
+    for entry in processes {
+        let pid = entry
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        if let Some(pid) = pid.filter(|p| *p > 0) {
+            // SAFETY: `kill` only sends a signal, to a positive pid found by its marker.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Waits until no process carries exactly `marker`.
 fn assert_no_process_left(marker: &str) {
     let started = Instant::now();
@@ -377,6 +394,8 @@ fn node_agent_acceptance() {
 
     let status = skiff.stop();
     let left = tagged_processes(|value| value.starts_with(&format!("{run}-")));
+    // Fail below, but leave nothing behind on the machine either.
+    kill_listed(&left);
     let mut failures = Vec::new();
     for (name, result) in &results {
         match result {
