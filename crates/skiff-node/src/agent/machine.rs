@@ -33,6 +33,15 @@ fn pull_error_shown(backoff: &Backoff) -> Duration {
     PULL_ERROR_SHOWN.min(backoff.current() / 2)
 }
 
+/// Whether a waiting reason is one kubelet keeps reporting until a retry has a running
+/// container to show (it never shows `ContainerCreating` for a retry).
+fn is_back_off_reason(reason: &str) -> bool {
+    matches!(
+        reason,
+        "CrashLoopBackOff" | "ErrImagePull" | "ImagePullBackOff" | "CreateContainerConfigError"
+    )
+}
+
 /// The time, as both clocks: monotonic for delays, wall for statuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Now {
@@ -186,6 +195,9 @@ pub struct ContainerTrack {
     pull_backoff: Backoff,
     /// The back-off event was recorded for this wait.
     backoff_reported: bool,
+    /// While a retry after a back-off starts: the waiting state and restart count to keep
+    /// reporting, because kubelet only reports the new run once it exists.
+    retry_shows: Option<RetryShows>,
     probe_specs: Vec<(ProbeKind, ProbeTiming)>,
 }
 
@@ -197,6 +209,14 @@ impl ContainerTrack {
     fn succeeded(&self) -> bool {
         matches!(&self.phase, Phase::Terminated(t) if t.exit_code == 0)
     }
+}
+
+/// What a container's status keeps saying while a retry after a back-off is under way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RetryShows {
+    reason: String,
+    message: Option<String>,
+    restart_count: i32,
 }
 
 /// What happened.
@@ -405,6 +425,7 @@ impl PodMachine {
                     crash_backoff: Backoff::new(backoff.base, backoff.max),
                     pull_backoff: Backoff::new(backoff.base, backoff.max),
                     backoff_reported: false,
+                    retry_shows: None,
                     probe_specs,
                 });
             }
@@ -491,6 +512,11 @@ impl PodMachine {
                 let Some(c) = self.track(&container) else {
                     return;
                 };
+                if matches!(failure, StartFailure::ImageNotFound | StartFailure::Config) {
+                    // No container was created, so the attempt is not a run: kubelet's
+                    // restartCount stays where it was while a pull or a config keeps failing.
+                    Self::forget_attempt(c);
+                }
                 match failure {
                     StartFailure::ImageNotFound => {
                         c.pull_backoff.next(now.mono, now.mono);
@@ -815,6 +841,16 @@ impl PodMachine {
     }
 
     fn start(c: &mut ContainerTrack, actions: &mut Vec<Action>) {
+        c.retry_shows = match &c.phase {
+            Phase::Waiting {
+                reason, message, ..
+            } if is_back_off_reason(reason) => Some(RetryShows {
+                reason: reason.clone(),
+                message: message.clone(),
+                restart_count: c.restart_count,
+            }),
+            _ => None,
+        };
         if c.runs > 0 {
             c.restart_count += 1;
         }
@@ -826,6 +862,17 @@ impl PodMachine {
             restart_count: c.restart_count,
             run: c.runs,
         });
+    }
+
+    /// Undoes the counting [`PodMachine::start`] did for an attempt that never ran.
+    fn forget_attempt(c: &mut ContainerTrack) {
+        if matches!(c.phase, Phase::Starting) {
+            c.retry_shows = None;
+            c.runs = c.runs.saturating_sub(1);
+            if c.runs > 0 {
+                c.restart_count = c.restart_count.saturating_sub(1).max(0);
+            }
+        }
     }
 
     /// When the machine next needs a [`Input::Sync`] without anything else happening.
@@ -1139,6 +1186,19 @@ fn container_status(c: &ContainerTrack) -> ContainerStatus {
                 .map(|t| t.container_id.clone())
                 .filter(|id| !id.is_empty()),
         ),
+        Phase::Starting if c.retry_shows.is_some() => (
+            ContainerState {
+                waiting: c.retry_shows.as_ref().map(|shown| ContainerStateWaiting {
+                    reason: Some(shown.reason.clone()),
+                    message: shown.message.clone(),
+                }),
+                ..ContainerState::default()
+            },
+            c.last_termination
+                .as_ref()
+                .map(|t| t.container_id.clone())
+                .filter(|id| !id.is_empty()),
+        ),
         Phase::Starting => (
             ContainerState {
                 waiting: Some(ContainerStateWaiting {
@@ -1179,7 +1239,10 @@ fn container_status(c: &ContainerTrack) -> ContainerStatus {
         container_id,
         ready: c.ready,
         started: Some(c.started),
-        restart_count: c.restart_count,
+        restart_count: match (&c.phase, &c.retry_shows) {
+            (Phase::Starting, Some(shown)) => shown.restart_count,
+            _ => c.restart_count,
+        },
         state: Some(state),
         last_state: Some(
             c.last_termination
@@ -1424,6 +1487,100 @@ mod tests {
             "pull retried"
         );
         assert_eq!(m.phase(), "Pending");
+    }
+
+    #[test]
+    fn failed_pulls_and_config_errors_are_not_restarts() {
+        for failure in [StartFailure::ImageNotFound, StartFailure::Config] {
+            let mut clock = Clock::new();
+            let p = pod(json!({"containers": [{"name": "c", "image": "nope:1"}]}));
+            let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+            let failed = || Input::StartFailed {
+                container: "c".into(),
+                failure,
+                message: "cannot".into(),
+            };
+            assert_eq!(starts(&m.step(Input::SandboxReady, clock.at(0))).len(), 1);
+            m.step(failed(), clock.at(0));
+            for at in [10_000, 40_000, 100_000] {
+                let retried = starts(&m.step(Input::Sync, clock.at(at)));
+                assert_eq!(
+                    retried,
+                    vec![("c".to_string(), 0)],
+                    "{failure:?}: retry at {at} ms logs to run 0"
+                );
+                m.step(failed(), clock.at(at));
+                assert_eq!(m.container("c").unwrap().restart_count, 0, "{failure:?}");
+            }
+            // Once a process finally runs and exits, that is the first restart.
+            assert_eq!(starts(&m.step(Input::Sync, clock.at(300_000))).len(), 1);
+            m.step(started("c"), clock.at(300_000));
+            let restarted = starts(&m.step(exited("c", 1), clock.at(301_000)));
+            assert_eq!(restarted, vec![("c".to_string(), 1)], "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn retries_after_a_back_off_keep_showing_the_back_off_until_running() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "c", "image": "busybox"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        let shown = |m: &PodMachine| {
+            let status = container_status(m.container("c").unwrap());
+            let waiting = status.state.and_then(|s| s.waiting);
+            (
+                waiting.and_then(|w| w.reason),
+                status.restart_count,
+                status.container_id,
+            )
+        };
+        m.step(Input::SandboxReady, clock.at(0));
+        assert_eq!(
+            shown(&m).0.as_deref(),
+            Some("ContainerCreating"),
+            "a first start"
+        );
+        m.step(started("c"), clock.at(0));
+        // The first crash restarts at once; the second waits 10 s in CrashLoopBackOff.
+        m.step(exited("c", 1), clock.at(1_000));
+        m.step(started("c"), clock.at(1_000));
+        m.step(exited("c", 1), clock.at(2_000));
+        assert_eq!(
+            shown(&m),
+            (
+                Some("CrashLoopBackOff".to_string()),
+                1,
+                Some("skiff://c".to_string())
+            )
+        );
+        assert_eq!(starts(&m.step(Input::Sync, clock.at(12_000))).len(), 1);
+        assert_eq!(
+            shown(&m),
+            (
+                Some("CrashLoopBackOff".to_string()),
+                1,
+                Some("skiff://c".to_string())
+            ),
+            "the retry is not shown before it runs"
+        );
+        m.step(started("c"), clock.at(12_000));
+        assert_eq!(shown(&m), (None, 2, Some("skiff://c".to_string())));
+
+        // Image pulls: retried from ImagePullBackOff, which shows until the outcome is known.
+        let p = pod(json!({"containers": [{"name": "c", "image": "nope:1"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        let not_found = || Input::StartFailed {
+            container: "c".into(),
+            failure: StartFailure::ImageNotFound,
+            message: "not here".into(),
+        };
+        m.step(not_found(), clock.at(0));
+        m.step(Input::Sync, clock.at(1_000));
+        assert_eq!(starts(&m.step(Input::Sync, clock.at(10_000))).len(), 1);
+        assert_eq!(shown(&m).0.as_deref(), Some("ImagePullBackOff"));
+        m.step(not_found(), clock.at(10_000));
+        assert_eq!(shown(&m).0.as_deref(), Some("ErrImagePull"));
     }
 
     #[test]

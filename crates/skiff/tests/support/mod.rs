@@ -494,6 +494,14 @@ impl LineStream {
         }
     }
 
+    /// The next line, if one is printed within `timeout`; `None` also once kubectl has exited.
+    /// For callers that fold every line into their own state instead of waiting for one.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(timeout).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     /// Every line printed so far that a wait consumed.
     pub fn seen(&self) -> &[String] {
         &self.seen
