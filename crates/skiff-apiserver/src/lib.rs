@@ -18,4 +18,5 @@ pub mod registry;
 pub mod scale;
 pub mod server;
 pub mod status;
+pub mod stored_json;
 pub mod system;
