@@ -741,6 +741,10 @@ pub async fn serve_tls(
     listener.set_nonblocking(true)?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum_server::from_tcp_rustls(listener, config)?
+        // Streamed answers (lists, watches) end in small writes; without TCP_NODELAY each can
+        // wait for the client's delayed ACK (40 ms on Linux). Go's servers, Kubernetes' among
+        // them, set it on every connection too.
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
         .handle(handle)
         .serve(app)
         .await
