@@ -45,6 +45,12 @@ impl Filter {
         self.label.is_none() && self.field.is_none()
     }
 
+    /// Whether `metadata` alone decides a match (no field selector), so a caller may decode
+    /// only that part of a stored object.
+    pub fn reads_only_metadata(&self) -> bool {
+        self.field.is_none()
+    }
+
     /// Whether `obj` is selected.
     pub fn matches(&self, resource: &ResourceInfo, obj: &Value) -> bool {
         self.label.as_ref().is_none_or(|l| l.matches_object(obj))

@@ -19,4 +19,5 @@ pub mod registry;
 pub mod scale;
 pub mod server;
 pub mod status;
+pub mod stored_json;
 pub mod system;

@@ -19,6 +19,7 @@ use crate::allocator::ServiceAllocator;
 use crate::filter::Filter;
 use crate::meta;
 use crate::status::ApiError;
+use crate::stored_json;
 
 /// How many times a read-modify-write retries after losing a race with another writer.
 const MAX_CONFLICT_RETRIES: usize = 16;
@@ -60,17 +61,33 @@ pub struct ListOptions {
     pub timeout: Option<Duration>,
 }
 
-/// One page of a list.
+/// One page of a list, of decoded objects ([`ObjectList`]) or of objects as stored
+/// ([`StoredList`]).
 #[derive(Clone, Debug)]
-pub struct ObjectList {
-    /// The selected objects, in the request's version.
-    pub items: Vec<Value>,
+pub struct ListPage<T> {
+    /// The selected objects.
+    pub items: Vec<T>,
     /// The store revision the list reflects.
     pub resource_version: Revision,
     /// The token for the next page, if there is one.
     pub continue_token: Option<String>,
     /// How many objects follow this page, when known.
     pub remaining: Option<usize>,
+}
+
+/// A page of decoded objects in the request's version, for callers that work on the objects.
+pub type ObjectList = ListPage<Value>;
+
+/// A page of objects exactly as stored (storage version, no `metadata.resourceVersion`), for
+/// answers that can be written from the stored bytes: see [`Registry::list_stored`].
+pub type StoredList = ListPage<KeyValue>;
+
+/// Only the `metadata` of a stored object: a label selector needs nothing else, and skipping
+/// the rest while parsing allocates nothing for it.
+#[derive(serde::Deserialize)]
+struct MetadataOnly {
+    #[serde(default)]
+    metadata: Value,
 }
 
 /// The deletion options Kubernetes clients send.
@@ -180,14 +197,31 @@ fn spec_part(obj: &Value) -> Value {
     }
 }
 
-/// The continue token: the revision of the first page and the last key returned.
-fn encode_continue(revision: Revision, last_key: &str) -> String {
-    use base64::Engine;
-    let raw = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key}).to_string();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+/// What a continue token carries from one page to the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ContinueToken {
+    /// The revision of the first page, which every later page reports.
+    revision: Revision,
+    /// The last key returned; the next page starts after it.
+    start: String,
+    /// For lists without selectors, how many objects followed `start` when the page was
+    /// served, so later pages report `remainingItemCount` without counting the rest of the
+    /// keys again (which would make paging quadratic). Absent in tokens that never had it.
+    remaining: Option<usize>,
 }
 
-fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+/// The continue token: the revision of the first page, the last key returned, and the count
+/// of what followed it when known.
+fn encode_continue(token: &ContinueToken) -> String {
+    use base64::Engine;
+    let mut raw = json!({"v": "meta.k8s.io/v1", "rv": token.revision, "start": token.start});
+    if let Some(remaining) = token.remaining {
+        raw["remaining"] = json!(remaining);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
     use base64::Engine;
     let bad = || {
         ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
@@ -198,7 +232,20 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
-    Ok((rv, start.to_string()))
+    let remaining = match v.get("remaining") {
+        None => None,
+        Some(count) => Some(
+            count
+                .as_u64()
+                .and_then(|c| usize::try_from(c).ok())
+                .ok_or_else(bad)?,
+        ),
+    };
+    Ok(ContinueToken {
+        revision: rv,
+        start: start.to_string(),
+        remaining,
+    })
 }
 
 fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
@@ -272,65 +319,159 @@ impl Registry {
         self.present(resource, obj)
     }
 
-    /// Lists objects of a resource in one namespace (or all).
+    /// Lists objects of a resource in one namespace (or all), decoded and in the request's
+    /// version.
     pub async fn list(
         &self,
         resource: &ResourceInfo,
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<ObjectList, ApiError> {
+        let storage = resources::storage_resource(resource);
+        self.list_selected(resource, namespace, options, |filter, kv| {
+            let obj = self.decode(kv)?;
+            if filter.matches(storage, &obj) {
+                Ok(Some(self.present(resource, obj)?))
+            } else {
+                Ok(None)
+            }
+        })
+        .await
+    }
+
+    /// Lists like [`Registry::list`] but leaves each selected object as stored, so the caller
+    /// can write it out without building a tree for it ([`Registry::write_listed_json`]) or
+    /// decode one object at a time ([`Registry::decode_listed`]). Without selectors no object
+    /// is decoded at all; a label selector decodes only `metadata`.
+    pub async fn list_stored(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<StoredList, ApiError> {
+        let storage = resources::storage_resource(resource);
+        self.list_selected(resource, namespace, options, |filter, kv| {
+            let selected = if filter.is_everything() {
+                true
+            } else if filter.reads_only_metadata() {
+                let only: MetadataOnly = serde_json::from_slice(&kv.value).map_err(|e| {
+                    ApiError::internal(format!("corrupt object at {}: {e}", kv.key))
+                })?;
+                filter.matches(storage, &json!({"metadata": only.metadata}))
+            } else {
+                filter.matches(storage, &self.decode(kv)?)
+            };
+            Ok(selected.then(|| kv.clone()))
+        })
+        .await
+    }
+
+    /// One object of a [`StoredList`], decoded with its resourceVersion and in the request's
+    /// version: what [`Registry::list`] would have returned for it.
+    pub fn decode_listed(&self, resource: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
+        self.present(resource, self.decode(kv)?)
+    }
+
+    /// Appends one object of a [`StoredList`] to `out` as the JSON [`Registry::list`] would
+    /// have produced for it. When the request's version is the storage version the stored
+    /// bytes are copied with the resourceVersion spliced in; otherwise (a conversion) or for a
+    /// stored object of unexpected shape, the object is decoded, converted and encoded.
+    pub fn write_listed_json(
+        &self,
+        resource: &ResourceInfo,
+        kv: &KeyValue,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ApiError> {
+        if resource.version == resource.storage_version
+            && stored_json::write_with_resource_version(&kv.value, kv.mod_revision, out)
+        {
+            return Ok(());
+        }
+        let obj = self.decode_listed(resource, kv)?;
+        serde_json::to_writer(out, &obj).map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// The paging loop shared by every list: reads the store page by page from the continue
+    /// token, lets `select` decide on (and transform) each stored object, and fills in the
+    /// continue token and `remainingItemCount` as Kubernetes does.
+    async fn list_selected<T>(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+        mut select: impl FnMut(&Filter, &KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<ListPage<T>, ApiError> {
         let filter = Filter::parse(
             resource,
             options.label_selector.as_deref(),
             options.field_selector.as_deref(),
         )?;
         let prefix = resource.namespace_prefix(namespace);
-        let (start_after, first_revision) = match options.continue_token.as_deref() {
+        let token = match options.continue_token.as_deref() {
             Some(token) if !token.is_empty() => {
-                let (rv, start) = decode_continue(token)?;
+                let token = decode_continue(token)?;
                 let compacted = self
                     .store
                     .compacted_revision()
                     .await
                     .map_err(|e| ApiError::from_store(e, resource, ""))?;
-                if rv < compacted {
+                if token.revision < compacted {
                     return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
                 }
-                (Some(start), Some(rv))
+                Some(token)
             }
-            _ => (None, None),
+            _ => None,
         };
+        let first_revision = token.as_ref().map(|t| t.revision);
         let limit = options.limit.filter(|l| *l > 0);
+        // remainingItemCount is reported only for pages cut by a limit without selectors.
+        // Such a first page counts what follows it once; later pages subtract from the count
+        // their token carries. Every other read only needs to know whether more keys follow.
+        let carried_remaining = token.as_ref().and_then(|t| t.remaining);
+        let count_exactly =
+            limit.is_some() && filter.is_everything() && carried_remaining.is_none();
         let mut items = Vec::new();
-        let mut cursor = start_after;
+        let mut cursor = token.map(|t| t.start);
         let mut revision;
         let mut continue_token = None;
         let mut remaining = None;
         // Read in pages from the store until the page is full or the keys run out; selectors
         // may reject many stored objects, so a page can take several store reads.
         loop {
-            let batch = self
-                .store
-                .list(&prefix, cursor.as_deref(), limit.map(|l| (l * 2).max(64)))
-                .await
-                .map_err(|e| ApiError::from_store(e, resource, ""))?;
+            let batch_limit = limit.map(|l| (l * 2).max(64));
+            let batch = if count_exactly {
+                self.store
+                    .list(&prefix, cursor.as_deref(), batch_limit)
+                    .await
+            } else {
+                self.store
+                    .list_uncounted(&prefix, cursor.as_deref(), batch_limit)
+                    .await
+            }
+            .map_err(|e| ApiError::from_store(e, resource, ""))?;
             revision = batch.revision;
             let batch_len = batch.items.len();
             let mut exhausted = batch.remaining == 0;
             for (i, kv) in batch.items.iter().enumerate() {
                 cursor = Some(kv.key.clone());
-                let obj = self.decode(kv)?;
-                if filter.matches(resources::storage_resource(resource), &obj) {
-                    items.push(self.present(resource, obj)?);
+                if let Some(item) = select(&filter, kv)? {
+                    items.push(item);
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
                     let more = batch.remaining > 0 || i + 1 < batch_len;
                     if more {
-                        let token_rev = first_revision.unwrap_or(revision);
-                        continue_token = Some(encode_continue(token_rev, &kv.key));
-                        if filter.is_everything() {
-                            remaining = Some(batch.remaining + (batch_len - i - 1));
-                        }
+                        let left = filter.is_everything().then(|| match carried_remaining {
+                            // Objects created meanwhile can make the carried count run out
+                            // early; a page with a successor still has at least one left.
+                            Some(before) => before.saturating_sub(items.len()).max(1),
+                            None => batch.remaining + (batch_len - i - 1),
+                        });
+                        continue_token = Some(encode_continue(&ContinueToken {
+                            revision: first_revision.unwrap_or(revision),
+                            start: kv.key.clone(),
+                            remaining: left,
+                        }));
+                        remaining = left;
                     }
                     exhausted = true;
                     break;
@@ -340,7 +481,7 @@ impl Registry {
                 break;
             }
         }
-        Ok(ObjectList {
+        Ok(ListPage {
             items,
             resource_version: first_revision.unwrap_or(revision),
             continue_token,
@@ -1057,9 +1198,10 @@ impl Registry {
                     .list(&prefix, None, None)
                     .await
                     .map_err(|e| ApiError::from_store(e, resource, ""))?;
+                let storage = resources::storage_resource(resource);
                 for kv in &listed.items {
                     let obj = self.decode(kv)?;
-                    if filter.matches(resources::storage_resource(resource), &obj) {
+                    if filter.matches(storage, &obj) {
                         initial.push_back(WatchEvent {
                             event_type: "ADDED",
                             object: self.present(resource, obj)?,
@@ -1283,12 +1425,21 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
-        let t = encode_continue(42, "/registry/core/pods/default/a");
-        assert_eq!(
-            decode_continue(&t).unwrap(),
-            (42, "/registry/core/pods/default/a".to_string())
-        );
+        for remaining in [None, Some(0), Some(17)] {
+            let token = ContinueToken {
+                revision: 42,
+                start: "/registry/core/pods/default/a".to_string(),
+                remaining,
+            };
+            assert_eq!(decode_continue(&encode_continue(&token)).unwrap(), token);
+        }
         assert_eq!(decode_continue("%%%").unwrap_err().code, 400);
+        use base64::Engine;
+        let encode = |raw: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let before_counts = encode(r#"{"v":"meta.k8s.io/v1","rv":7,"start":"/k"}"#);
+        assert_eq!(decode_continue(&before_counts).unwrap().remaining, None);
+        let negative = encode(r#"{"v":"meta.k8s.io/v1","rv":7,"start":"/k","remaining":-1}"#);
+        assert_eq!(decode_continue(&negative).unwrap_err().code, 400);
     }
 
     #[test]

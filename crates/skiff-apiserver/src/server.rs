@@ -20,7 +20,9 @@ use skiff_api::resources::{self, ResourceInfo, Subresource};
 
 use crate::admission::FieldValidation;
 use crate::discovery::{self, DiscoveryFormat};
-use crate::registry::{DeleteOptions, Deleted, ListOptions, Registry, WriteOptions, Written};
+use crate::registry::{
+    DeleteOptions, Deleted, ListOptions, ListPage, Registry, StoredList, WriteOptions, Written,
+};
 use crate::status::ApiError;
 use crate::{bodies, meta, scale};
 
@@ -350,11 +352,8 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     if query.flag("watch") {
                         return watch(registry, resource, ns, &opts, &headers, &query).await;
                     }
-                    let list = registry.list(resource, ns, &opts).await?;
-                    Ok(json_response(
-                        StatusCode::OK,
-                        &render_list(resource, list, &headers, &query),
-                    ))
+                    let list = registry.list_stored(resource, ns, &opts).await?;
+                    list_response(registry, resource, list, &headers, &query)
                 }
                 (Method::POST, None, None) => {
                     let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
@@ -560,12 +559,42 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     Ok(opts)
 }
 
-fn render_list(
-    resource: &ResourceInfo,
-    list: crate::registry::ObjectList,
+/// Bytes of encoded objects per chunk of a streamed list body: enough that chunk framing is
+/// noise, and the most encoded output a list answer holds at once.
+const LIST_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The answer to a list: a Table for server-side printing, otherwise the JSON list streamed
+/// from the stored bytes.
+fn list_response(
+    registry: &Registry,
+    resource: &'static ResourceInfo,
+    list: StoredList,
     headers: &HeaderMap,
     query: &Query,
-) -> Value {
+) -> Result<Response, ApiError> {
+    let metadata = list_metadata(&list);
+    if wants_table(headers) {
+        let include = IncludeObject::parse(query.get("includeObject"));
+        let table = list_table(registry, resource, &list, include, jiff::Timestamp::now())?;
+        let mut table = table;
+        table["metadata"] = metadata;
+        return Ok(json_response(StatusCode::OK, &table));
+    }
+    let head = json!({
+        "kind": resource.list_kind(),
+        "apiVersion": resource.api_version(),
+        "metadata": metadata,
+    });
+    let chunks = ListBody::new(registry.clone(), resource, list.items, &head)?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .map_err(|e| ApiError::internal(format!("building list response: {e}")))
+}
+
+/// The list's `metadata`: resourceVersion, and for a cut page its continue token and count.
+fn list_metadata<T>(list: &ListPage<T>) -> Value {
     let mut metadata = json!({"resourceVersion": list.resource_version.to_string()});
     if let Some(c) = &list.continue_token {
         metadata["continue"] = json!(c);
@@ -573,18 +602,103 @@ fn render_list(
     if let Some(r) = list.remaining {
         metadata["remainingItemCount"] = json!(r);
     }
-    if wants_table(headers) {
-        let include = IncludeObject::parse(query.get("includeObject"));
-        let mut table = printers::table(resource, &list.items, include, jiff::Timestamp::now());
-        table["metadata"] = metadata;
-        return table;
+    metadata
+}
+
+/// The Table of a list, decoding one object at a time so that only the rows, never every
+/// object's whole tree, are alive at once.
+fn list_table(
+    registry: &Registry,
+    resource: &ResourceInfo,
+    list: &StoredList,
+    include: IncludeObject,
+    now: jiff::Timestamp,
+) -> Result<Value, ApiError> {
+    let mut table = printers::table(resource, &[], include, now);
+    let mut rows = Vec::with_capacity(list.items.len());
+    for kv in &list.items {
+        let obj = registry.decode_listed(resource, kv)?;
+        let mut one = printers::table(resource, std::slice::from_ref(&obj), include, now);
+        if let Some(Value::Array(row)) = one.get_mut("rows").map(Value::take) {
+            rows.extend(row);
+        }
     }
-    json!({
-        "kind": resource.list_kind(),
-        "apiVersion": resource.api_version(),
-        "metadata": metadata,
-        "items": list.items,
-    })
+    table["rows"] = Value::Array(rows);
+    Ok(table)
+}
+
+/// The body of a JSON list as a sequence of chunks: the list's head, then each object as
+/// [`Registry::write_listed_json`] writes it, then the closing brackets. Objects are encoded as
+/// the body is sent, so no more than one chunk of output exists at a time.
+struct ListBody {
+    registry: Registry,
+    resource: &'static ResourceInfo,
+    items: std::vec::IntoIter<skiff_store::KeyValue>,
+    buffer: Vec<u8>,
+    wrote_item: bool,
+    finished: bool,
+}
+
+impl ListBody {
+    /// Starts the body with `head` (the list without its items) as the first bytes.
+    fn new(
+        registry: Registry,
+        resource: &'static ResourceInfo,
+        items: Vec<skiff_store::KeyValue>,
+        head: &Value,
+    ) -> Result<ListBody, ApiError> {
+        let mut buffer = serde_json::to_vec(head).map_err(|e| ApiError::internal(e.to_string()))?;
+        // Reopen the head object to append the items member.
+        if buffer.pop() != Some(b'}') {
+            return Err(ApiError::internal("list head is not a JSON object"));
+        }
+        let separator: &[u8] = if buffer.len() > 1 { b"," } else { b"" };
+        buffer.extend_from_slice(separator);
+        buffer.extend_from_slice(b"\"items\":[");
+        Ok(ListBody {
+            registry,
+            resource,
+            items: items.into_iter(),
+            buffer,
+            wrote_item: false,
+            finished: false,
+        })
+    }
+}
+
+impl Iterator for ListBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        while self.buffer.len() < LIST_CHUNK_BYTES {
+            let Some(kv) = self.items.next() else {
+                self.buffer.extend_from_slice(b"]}");
+                self.finished = true;
+                break;
+            };
+            if self.wrote_item {
+                self.buffer.push(b',');
+            }
+            self.wrote_item = true;
+            if let Err(error) =
+                self.registry
+                    .write_listed_json(self.resource, &kv, &mut self.buffer)
+            {
+                // The status line is already sent: cutting the body short is the only way
+                // left to tell the client the answer is incomplete.
+                self.finished = true;
+                return Some(Err(std::io::Error::other(error.message)));
+            }
+        }
+        let next_buffer = Vec::with_capacity(LIST_CHUNK_BYTES + LIST_CHUNK_BYTES / 4);
+        Some(Ok(Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            next_buffer,
+        ))))
+    }
 }
 
 async fn watch(
@@ -652,6 +766,10 @@ pub async fn serve_tls(
     listener.set_nonblocking(true)?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum_server::from_tcp_rustls(listener, config)?
+        // Streamed answers (lists, watches) end in small writes; without TCP_NODELAY each can
+        // wait for the client's delayed ACK (40 ms on Linux). Go's servers, Kubernetes' among
+        // them, set it on every connection too.
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
         .handle(handle)
         .serve(app)
         .await

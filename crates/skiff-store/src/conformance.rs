@@ -38,6 +38,7 @@ where
     list_returns_keys_in_order_at_current_revision(&*make().await).await;
     list_isolates_sibling_prefixes(&*make().await).await;
     list_paginates_with_start_after_and_limit(&*make().await).await;
+    list_uncounted_pages_like_list_and_only_says_whether_more_follow(&*make().await).await;
     watch_replays_exactly_the_later_events(&*make().await).await;
     watch_started_during_concurrent_writes_sees_each_event_once(&*make().await).await;
     watch_filters_by_prefix(&*make().await).await;
@@ -394,6 +395,44 @@ pub async fn list_paginates_with_start_after_and_limit(store: &dyn Store) {
     );
     assert_eq!(whole.items.len(), 24);
     assert_eq!(whole.remaining, 0);
+}
+
+/// `list_uncounted` returns the same pages as `list`, with `remaining` reduced to 1 (more keys
+/// follow) or 0 (the prefix is exhausted).
+pub async fn list_uncounted_pages_like_list_and_only_says_whether_more_follow(store: &dyn Store) {
+    for n in 0..7 {
+        let key = format!("/unc/{n}");
+        ok(store.create(&key, value(&key)).await, "create");
+    }
+    ok(
+        store.create("/uncz", value("outside")).await,
+        "create outside prefix",
+    );
+    let cases: [(Option<&str>, Option<usize>, usize); 6] = [
+        (None, None, 0),
+        (None, Some(3), 1),
+        (Some("/unc/2"), Some(3), 1),
+        (Some("/unc/3"), Some(3), 0),
+        (Some("/unc/6"), Some(3), 0),
+        (None, Some(0), 1),
+    ];
+    for (start_after, limit, want_remaining) in cases {
+        let counted = ok(store.list("/unc/", start_after, limit).await, "list");
+        let uncounted = ok(
+            store.list_uncounted("/unc/", start_after, limit).await,
+            "list_uncounted",
+        );
+        assert_eq!(
+            keys(&uncounted.items),
+            keys(&counted.items),
+            "same page after {start_after:?} limit {limit:?}"
+        );
+        assert_eq!(uncounted.revision, counted.revision);
+        assert_eq!(
+            uncounted.remaining, want_remaining,
+            "more-follow flag after {start_after:?} limit {limit:?}"
+        );
+    }
 }
 
 /// A watch from revision R replays exactly the events after R, in order, with their previous

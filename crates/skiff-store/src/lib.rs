@@ -150,6 +150,22 @@ pub trait Store: Send + Sync + 'static {
         limit: Option<usize>,
     ) -> Result<ListResult, StoreError>;
 
+    /// Lists like [`Store::list`] but does not count the keys after the page: `remaining` is 1
+    /// when at least one more key under `prefix` follows the last returned item and 0 when none
+    /// does. Paging through n keys `limit` at a time then costs O(n) in all instead of the
+    /// O(n²/limit) of exact counts, so callers that only need "is there more" use this. The
+    /// default counts and clamps, which suits backends where counting is free.
+    async fn list_uncounted(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError> {
+        let mut result = self.list(prefix, start_after, limit).await?;
+        result.remaining = result.remaining.min(1);
+        Ok(result)
+    }
+
     /// Streams every change to keys under `prefix` with a revision greater than
     /// `after_revision`. Fails with [`StoreError::Compacted`] if `after_revision` is older than
     /// the compacted revision.

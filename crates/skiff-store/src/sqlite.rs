@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{broadcast, oneshot};
 
-use self::memory::{MemoryState, SharedState};
+use self::memory::{Counting, MemoryState, SharedState};
 use self::writer::{Command, Counters, WriteOp};
 use crate::{KeyValue, ListResult, Revision, Store, StoreError, WatchEvent};
 
@@ -238,7 +238,18 @@ impl Store for SqliteStore {
     ) -> Result<ListResult, StoreError> {
         let state = self.shared.read()?;
         state.ensure_usable()?;
-        Ok(state.list(prefix, start_after, limit))
+        Ok(state.list(prefix, start_after, limit, Counting::Exact))
+    }
+
+    async fn list_uncounted(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError> {
+        let state = self.shared.read()?;
+        state.ensure_usable()?;
+        Ok(state.list(prefix, start_after, limit, Counting::AnyMore))
     }
 
     async fn watch(

@@ -11,6 +11,15 @@ use tokio::sync::broadcast;
 
 use crate::{EventKind, KeyValue, ListResult, Revision, StoreError, WatchEvent};
 
+/// How much of the rest of a prefix a list page walks to fill in `remaining`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counting {
+    /// Count every key after the page: exact, but a walk over the rest of the prefix.
+    Exact,
+    /// Look at one key past the page: `remaining` is 1 if it exists, else 0.
+    AnyMore,
+}
+
 /// Everything a read or a watch needs, guarded by one lock so that a watch can take its history
 /// snapshot and subscribe to live events atomically with respect to the writer.
 pub(crate) struct MemoryState {
@@ -37,12 +46,14 @@ impl MemoryState {
         }
     }
 
-    /// Lists keys starting with `prefix`, after `start_after`, at most `limit` of them.
+    /// Lists keys starting with `prefix`, after `start_after`, at most `limit` of them, counting
+    /// the keys left after the page as `counting` asks.
     pub fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: Option<usize>,
+        counting: Counting,
     ) -> ListResult {
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
@@ -57,10 +68,14 @@ impl MemoryState {
             Some(limit) => matching.by_ref().take(limit).cloned().collect(),
             None => matching.by_ref().cloned().collect(),
         };
+        let remaining = match counting {
+            Counting::Exact => matching.count(),
+            Counting::AnyMore => usize::from(matching.next().is_some()),
+        };
         ListResult {
             items,
             revision: self.revision,
-            remaining: matching.count(),
+            remaining,
         }
     }
 
@@ -272,7 +287,17 @@ mod tests {
             },
         ];
         for case in cases {
-            let result = state.list(case.prefix, case.start_after, case.limit);
+            let uncounted =
+                state.list(case.prefix, case.start_after, case.limit, Counting::AnyMore);
+            assert_eq!(keys(&uncounted), case.want);
+            assert_eq!(
+                uncounted.remaining,
+                case.remaining.min(1),
+                "uncounted remaining only says whether more follow, for {:?} after {:?}",
+                case.prefix,
+                case.start_after
+            );
+            let result = state.list(case.prefix, case.start_after, case.limit, Counting::Exact);
             assert_eq!(
                 keys(&result),
                 case.want,
