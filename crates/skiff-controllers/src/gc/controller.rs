@@ -138,12 +138,8 @@ impl GarbageCollector {
     }
 
     async fn sync(&self, work: &Work) -> Result<(), SyncError> {
-        let objects: Vec<Value> = self
-            .informers
-            .iter()
-            .flat_map(|i| i.list())
-            .map(|o| Value::clone(&o))
-            .collect();
+        // Shared handles to the cached objects: a pass reads them, it never needs copies.
+        let objects: Vec<Arc<Value>> = self.informers.iter().flat_map(|i| i.list()).collect();
         let planned = match work {
             Work::Owner(uid) => plan_for_owner(uid, &objects),
             Work::Everything => plan(&objects),
@@ -301,6 +297,17 @@ mod tests {
         let mut changed = Value::clone(object);
         changed["metadata"][field] = value;
         Arc::new(changed)
+    }
+
+    #[test]
+    fn planning_over_shared_handles_matches_planning_over_values() {
+        // A pod whose ReplicaSet is gone is garbage either way.
+        let objects = vec![Value::clone(&pod("gone-rs", "Running"))];
+        let shared: Vec<Arc<Value>> = objects.iter().cloned().map(Arc::new).collect();
+        let from_values = format!("{:?}", plan_for_owner("gone-rs", &objects).actions);
+        let from_handles = format!("{:?}", plan_for_owner("gone-rs", &shared).actions);
+        assert!(from_values.contains("Delete"), "{from_values}");
+        assert_eq!(from_handles, from_values);
     }
 
     #[test]
