@@ -400,7 +400,9 @@ impl MemorySampler {
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (plain counters).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,7 +429,12 @@ impl Kubectl {
 
     /// Runs to completion within `limit`, killing kubectl when it overruns; fails on a
     /// non-zero exit.
-    fn run(&self, args: &[&str], stdin: Option<&str>, limit: Duration) -> Result<String, BenchError> {
+    fn run(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        limit: Duration,
+    ) -> Result<String, BenchError> {
         let what = format!("kubectl {}", args.join(" "));
         let mut command = self.command(args);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -460,7 +467,7 @@ impl Kubectl {
             return Err(BenchError::CommandFailed {
                 what,
                 status: output.status,
-                output: format!("{}{}", stdout.trim_end(), stderr.trim_end()),
+                output: last_lines(&format!("{}\n{}", stdout.trim_end(), stderr.trim_end()), 3),
             });
         }
         Ok(stdout)
@@ -476,6 +483,13 @@ impl Kubectl {
             detail: e.to_string(),
         })
     }
+}
+
+/// The last `count` non-empty lines: `rollout status` prints a line per change, and only the
+/// latest ones say where things stand.
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
 /// Waits for a child and collects its output; `None` (after killing it) past `limit`.
@@ -668,17 +682,21 @@ struct PhaseFigures {
     steps: Vec<ScalingStep>,
 }
 
-/// Everything the report prints.
+/// Everything the report prints; phases a failed run did not reach stay `None`.
 #[derive(Debug, Default)]
 struct Figures {
-    startup: PhaseFigures,
-    scale_up: PhaseFigures,
-    rollout: PhaseFigures,
-    total_cpu: Duration,
+    startup: Option<PhaseFigures>,
+    scale_up: Option<PhaseFigures>,
+    rollout: Option<PhaseFigures>,
+    total_cpu: Option<Duration>,
     peak_rss_kib: u64,
-    hwm_kib: u64,
+    hwm_kib: Option<u64>,
     memory_samples: u64,
     store_bytes: u64,
+    /// kubectl calls repeated because the server was too busy to answer in time.
+    retries: u32,
+    /// The rollout's figures up to the moment it was given up.
+    unfinished_rollout: Option<PhaseFigures>,
 }
 
 /// Tracks phase boundaries: wall clock, server CPU and the sampler's phase peak.
@@ -726,7 +744,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let work_dir = match tempfile::Builder::new().prefix("skiff-rollout-bench-").tempdir() {
+    let work_dir = match tempfile::Builder::new()
+        .prefix("skiff-rollout-bench-")
+        .tempdir()
+    {
         Ok(dir) => dir,
         Err(e) => {
             eprintln!("error: cannot create a temporary directory: {e}");
@@ -741,18 +762,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = run(&options, &mut server);
+    let mut figures = Figures::default();
+    let result = run(&options, &mut server, &mut figures);
+    print_report(&options, &figures);
     let exit = match result {
-        Ok(figures) => {
-            print_report(&options, &figures);
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("\nerror: {e}");
-            eprintln!(
-                "\nlast lines of the server log:\n{}\n",
-                server.log_tail()
-            );
+            eprintln!("\nlast lines of the server log:\n{}\n", server.log_tail());
             ExitCode::FAILURE
         }
     };
@@ -763,7 +780,10 @@ fn main() -> ExitCode {
     }
     if options.keep {
         let kept = work_dir.keep();
-        println!("kept the data directory and server log in {}", kept.display());
+        println!(
+            "kept the data directory and server log in {}",
+            kept.display()
+        );
     }
     exit
 }
@@ -774,74 +794,110 @@ fn print_preamble(options: &Options) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    println!("rollout benchmark: {} replicas on {} simulated nodes", options.replicas, options.nodes);
+    println!(
+        "rollout benchmark: {} replicas on {} simulated nodes",
+        options.replicas, options.nodes
+    );
     println!("  skiff:   {}", options.skiff.display());
     println!("  kubectl: {}", options.kubectl.display());
     println!(
         "  cores: {}, load average at start: {}, unix time: {since_epoch}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 }
 
-fn run(options: &Options, server: &mut Server) -> Result<Figures, BenchError> {
+fn run(options: &Options, server: &mut Server, figures: &mut Figures) -> Result<(), BenchError> {
     let pid = server.pid();
     let sampler = MemorySampler::start(pid);
-    let mut clock = PhaseClock::start(pid);
     let kubectl = Kubectl {
         program: options.kubectl.clone(),
         kubeconfig: server.kubeconfig.clone(),
     };
+    let mut watcher = None;
+    let outcome = run_phases(options, server, &kubectl, &sampler, &mut watcher, figures);
+    // Totals are taken whatever happened, so a failed run still shows what it cost.
+    figures.total_cpu = read_cpu_time(pid);
+    figures.hwm_kib = read_memory(pid).map(|m| m.hwm_kib);
+    figures.store_bytes = store_size(&server.data_dir);
+    if let Some(watcher) = watcher {
+        drop(watcher.finish());
+    }
+    let peaks = sampler.finish();
+    figures.peak_rss_kib = peaks.overall_rss_kib;
+    figures.memory_samples = peaks.samples;
+    outcome
+}
 
-    wait_for_startup(options, server, &kubectl)?;
-    let startup = clock.lap(&sampler, Vec::new());
-    println!("ready: {} nodes Ready after {:.2} s", options.nodes, startup.wall.as_secs_f64());
+/// The three timed phases; each fills its part of `figures` as it completes.
+fn run_phases(
+    options: &Options,
+    server: &mut Server,
+    kubectl: &Kubectl,
+    sampler: &MemorySampler,
+    watcher: &mut Option<ScalingWatcher>,
+    figures: &mut Figures,
+) -> Result<(), BenchError> {
+    let mut clock = PhaseClock::start(server.pid());
+    wait_for_startup(options, server, kubectl)?;
+    let startup = clock.lap(sampler, Vec::new());
+    println!(
+        "ready: {} nodes Ready after {:.2} s",
+        options.nodes,
+        startup.wall.as_secs_f64()
+    );
+    figures.startup = Some(startup);
 
-    let watcher = ScalingWatcher::start(kubectl.clone());
+    let watcher = watcher.insert(ScalingWatcher::start(kubectl.clone()));
     let deployment = format!("deployment/{APP}");
 
-    // Phase 2: from nothing to every replica available, timed from the apply.
-    let _ = clock.lap(&sampler, Vec::new());
-    apply(&kubectl, &deployment_manifest(options.replicas, "registry.example/web:v1"))?;
-    wait_for_rollout(&kubectl, &deployment, options.phase_limit, "scale-up")?;
-    let scale_up = clock.lap(&sampler, watcher.steps());
-    ensure_complete(&kubectl, options.replicas)?;
+    // From nothing to every replica available, timed from the apply.
+    let _ = clock.lap(sampler, Vec::new());
+    let v1 = deployment_manifest(options.replicas, "registry.example/web:v1");
+    figures.retries += apply(kubectl, &v1, options.phase_limit)?;
+    figures.retries += wait_for_rollout(kubectl, &deployment, options.phase_limit, "scale-up")?;
+    let scale_up = clock.lap(sampler, watcher.steps());
     println!(
         "scaled up: {} available after {:.2} s",
         options.replicas,
         scale_up.wall.as_secs_f64()
     );
+    figures.scale_up = Some(scale_up);
+    ensure_complete(kubectl, options.replicas)?;
 
-    // A new image, rolled out with the default 25%/25% strategy.
-    // Phase 3: timed from the apply; the checks above are not part of it.
+    // A new image, rolled out with the default 25%/25% strategy, timed from the apply; the
+    // checks above are not part of it.
     server.ensure_running()?;
-    let _ = clock.lap(&sampler, Vec::new());
-    apply(&kubectl, &deployment_manifest(options.replicas, "registry.example/web:v2"))?;
-    wait_for_rollout(&kubectl, &deployment, options.phase_limit, "rollout")?;
-    let rollout = clock.lap(&sampler, watcher.steps());
-    ensure_complete(&kubectl, options.replicas)?;
-    println!("rolled out: {:.2} s", rollout.wall.as_secs_f64());
-
-    server.ensure_running()?;
-    let total_cpu = read_cpu_time(pid).unwrap_or_default();
-    let hwm_kib = read_memory(pid).map_or(0, |m| m.hwm_kib);
-    let store_bytes = store_size(&server.data_dir);
-    drop(watcher.finish());
-    let peaks = sampler.finish();
-    Ok(Figures {
-        startup,
-        scale_up,
-        rollout,
-        total_cpu,
-        peak_rss_kib: peaks.overall_rss_kib,
-        hwm_kib,
-        memory_samples: peaks.samples,
-        store_bytes,
-    })
+    let _ = clock.lap(sampler, Vec::new());
+    let v2 = deployment_manifest(options.replicas, "registry.example/web:v2");
+    figures.retries += apply(kubectl, &v2, options.phase_limit)?;
+    let waited = wait_for_rollout(kubectl, &deployment, options.phase_limit, "rollout");
+    let rollout = clock.lap(sampler, watcher.steps());
+    match waited {
+        Ok(retries) => {
+            figures.retries += retries;
+            println!("rolled out: {:.2} s", rollout.wall.as_secs_f64());
+            figures.rollout = Some(rollout);
+        }
+        Err(e) => {
+            // Show how far it got: the steps explain a stall better than the error does.
+            figures.unfinished_rollout = Some(rollout);
+            return Err(e);
+        }
+    }
+    ensure_complete(kubectl, options.replicas)?;
+    server.ensure_running()
 }
 
 /// Waits for the kubeconfig and for every simulated node to report Ready.
-fn wait_for_startup(options: &Options, server: &mut Server, kubectl: &Kubectl) -> Result<(), BenchError> {
+fn wait_for_startup(
+    options: &Options,
+    server: &mut Server,
+    kubectl: &Kubectl,
+) -> Result<(), BenchError> {
     let deadline = Instant::now() + STARTUP_LIMIT;
     let mut last_problem = String::from("no kubeconfig yet");
     while Instant::now() < deadline {
@@ -873,42 +929,100 @@ fn count_ready_nodes(list: &Value) -> usize {
             items
                 .iter()
                 .filter(|node| {
-                    node["status"]["conditions"].as_array().is_some_and(|conditions| {
-                        conditions
-                            .iter()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    })
+                    node["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|conditions| {
+                            conditions
+                                .iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
                 })
                 .count()
         })
         .unwrap_or(0)
 }
 
-fn apply(kubectl: &Kubectl, manifest: &str) -> Result<(), BenchError> {
-    kubectl.run(&["apply", "-f", "-"], Some(manifest), KUBECTL_CALL_LIMIT)?;
-    Ok(())
+/// Whether a failed kubectl call is worth repeating: the server was too busy to answer in
+/// time, as opposed to refusing the request or the rollout itself failing.
+fn transient(error: &BenchError) -> bool {
+    match error {
+        BenchError::CommandFailed { output, .. } => [
+            "TLS handshake timeout",
+            "Client.Timeout",
+            "context deadline exceeded",
+            "connection reset",
+            "EOF",
+            "the server was unable to return a response in the time allotted",
+        ]
+        .iter()
+        .any(|sign| output.contains(sign)),
+        BenchError::Timeout { .. } => true,
+        _ => false,
+    }
 }
 
-/// `kubectl rollout status` with the phase limit; its success means the Deployment's
-/// generation is observed and every updated replica is available with no old ones left.
+/// Applies a manifest, repeating transient failures until `limit`; returns how many calls
+/// were repeated.
+fn apply(kubectl: &Kubectl, manifest: &str, limit: Duration) -> Result<u32, BenchError> {
+    let deadline = Instant::now() + limit;
+    let mut retries = 0;
+    loop {
+        match kubectl.run(&["apply", "-f", "-"], Some(manifest), KUBECTL_CALL_LIMIT) {
+            Ok(_) => return Ok(retries),
+            Err(e) if transient(&e) && Instant::now() < deadline => {
+                eprintln!("kubectl apply failed, trying again: {e}");
+                retries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `kubectl rollout status` until `limit` has passed since the call; its success means the
+/// Deployment's generation is observed and every updated replica is available with no old
+/// ones left. A server too busy to answer makes kubectl give up early; it is asked again
+/// (the count of such repeats is returned), so the time measured is the rollout's.
 fn wait_for_rollout(
     kubectl: &Kubectl,
     deployment: &str,
     limit: Duration,
     phase: &str,
-) -> Result<(), BenchError> {
-    let timeout = format!("--timeout={}s", limit.as_secs());
-    match kubectl.run(
-        &["rollout", "status", deployment, &timeout],
-        None,
-        limit + ROLLOUT_STATUS_SLACK,
-    ) {
-        Ok(_) => Ok(()),
-        Err(BenchError::CommandFailed { output, .. }) => Err(BenchError::Unexpected {
-            what: format!("the {phase}"),
-            detail: format!("not complete within {limit:?}; kubectl said: {output}"),
-        }),
-        Err(other) => Err(other),
+) -> Result<u32, BenchError> {
+    let started = Instant::now();
+    let mut retries = 0;
+    loop {
+        let remaining = limit.saturating_sub(started.elapsed());
+        if remaining < Duration::from_secs(1) {
+            return Err(BenchError::Timeout {
+                what: format!("the {phase}"),
+                limit,
+            });
+        }
+        let timeout = format!("--timeout={}s", remaining.as_secs());
+        match kubectl.run(
+            &["rollout", "status", deployment, &timeout],
+            None,
+            remaining + ROLLOUT_STATUS_SLACK,
+        ) {
+            Ok(_) => return Ok(retries),
+            Err(e) if transient(&e) => {
+                eprintln!(
+                    "kubectl rollout status gave up after {:.1} s into the {phase}, asking again: {e}",
+                    started.elapsed().as_secs_f64()
+                );
+                retries += 1;
+            }
+            Err(BenchError::CommandFailed { output, .. }) => {
+                return Err(BenchError::Unexpected {
+                    what: format!("the {phase}"),
+                    detail: format!(
+                        "kubectl rollout status failed after {:.1} s: {output}",
+                        started.elapsed().as_secs_f64()
+                    ),
+                })
+            }
+            Err(other) => return Err(other),
+        }
     }
 }
 
@@ -920,9 +1034,18 @@ fn ensure_complete(kubectl: &Kubectl, replicas: u32) -> Result<(), BenchError> {
     let generation = deployment["metadata"]["generation"].as_i64();
     let observed = status["observedGeneration"].as_i64();
     let checks = [
-        ("observedGeneration", observed == generation && observed.is_some()),
-        ("availableReplicas", status["availableReplicas"].as_i64() == Some(want)),
-        ("updatedReplicas", status["updatedReplicas"].as_i64() == Some(want)),
+        (
+            "observedGeneration",
+            observed == generation && observed.is_some(),
+        ),
+        (
+            "availableReplicas",
+            status["availableReplicas"].as_i64() == Some(want),
+        ),
+        (
+            "updatedReplicas",
+            status["updatedReplicas"].as_i64() == Some(want),
+        ),
     ];
     match checks.iter().find(|(_, ok)| !ok) {
         None => Ok(()),
@@ -955,9 +1078,12 @@ fn mib(kib: u64) -> f64 {
 
 fn print_report(options: &Options, figures: &Figures) {
     println!();
-    println!("=== rollout benchmark: {} replicas, {} simulated nodes ===", options.replicas, options.nodes);
     println!(
-        "{:<24} {:>10} {:>12} {:>14} {:>13} {:>8}",
+        "=== rollout benchmark: {} replicas, {} simulated nodes ===",
+        options.replicas, options.nodes
+    );
+    println!(
+        "{:<24} {:>10} {:>15} {:>15} {:>14} {:>9}",
         "phase", "wall (s)", "server CPU (s)", "peak RSS (MiB)", "end RSS (MiB)", "RS steps"
     );
     for (name, phase) in [
@@ -965,33 +1091,73 @@ fn print_report(options: &Options, figures: &Figures) {
         ("scale-up to available", &figures.scale_up),
         ("rollout (apply→status)", &figures.rollout),
     ] {
-        println!(
-            "{:<24} {:>10.2} {:>14.2} {:>14.1} {:>13.1} {:>8}",
-            name,
-            phase.wall.as_secs_f64(),
-            phase.cpu.as_secs_f64(),
-            mib(phase.peak_rss_kib),
-            mib(phase.end_rss_kib),
-            phase.steps.len()
-        );
+        match phase {
+            Some(phase) => println!(
+                "{:<24} {:>10.2} {:>15.2} {:>15.1} {:>14.1} {:>9}",
+                name,
+                phase.wall.as_secs_f64(),
+                phase.cpu.as_secs_f64(),
+                mib(phase.peak_rss_kib),
+                mib(phase.end_rss_kib),
+                phase.steps.len()
+            ),
+            None => println!("{name:<24} {:>10}", "not reached"),
+        }
     }
+    let seconds = |phase: &Option<PhaseFigures>| {
+        phase.as_ref().map_or("not reached".to_string(), |p| {
+            format!("{:.2} s", p.wall.as_secs_f64())
+        })
+    };
     println!();
-    println!("time to {} available:     {:.2} s", options.replicas, figures.scale_up.wall.as_secs_f64());
-    println!("rollout duration:           {:.2} s", figures.rollout.wall.as_secs_f64());
     println!(
-        "peak RSS (100 ms samples):  {:.1} MiB over {} samples",
+        "time to {} available:   {}",
+        options.replicas,
+        seconds(&figures.scale_up)
+    );
+    println!("rollout duration:         {}", seconds(&figures.rollout));
+    println!(
+        "peak RSS (100 ms samples): {:.1} MiB over {} samples",
         mib(figures.peak_rss_kib),
         figures.memory_samples
     );
-    println!("VmHWM at the end:           {:.1} MiB", mib(figures.hwm_kib));
-    println!("server CPU time, total:     {:.2} s", figures.total_cpu.as_secs_f64());
-    println!("store size at the end:      {:.1} MiB", figures.store_bytes as f64 / (1024.0 * 1024.0));
-    println!();
-    println!("ReplicaSet scaling steps during the rollout (spec.replicas, as watched):");
-    let origin = figures.rollout.steps.first().map(|s| s.at);
-    for step in &figures.rollout.steps {
-        let offset = origin.map_or(0.0, |o| (step.at - o).as_secs_f64());
-        let from = step.from.map_or_else(|| "new".to_string(), |n| n.to_string());
-        println!("  +{offset:>7.2} s  {:<40} {from:>5} -> {}", step.replica_set, step.to);
+    match figures.hwm_kib {
+        Some(hwm) => println!("VmHWM at the end:         {:.1} MiB", mib(hwm)),
+        None => println!("VmHWM at the end:         unknown (server gone)"),
+    }
+    match figures.total_cpu {
+        Some(cpu) => println!("server CPU time, total:   {:.2} s", cpu.as_secs_f64()),
+        None => println!("server CPU time, total:   unknown (server gone)"),
+    }
+    println!(
+        "store size at the end:    {:.1} MiB",
+        figures.store_bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!("kubectl calls repeated:   {}", figures.retries);
+    if let Some(rollout) = figures
+        .rollout
+        .as_ref()
+        .or(figures.unfinished_rollout.as_ref())
+    {
+        println!();
+        let unfinished = if figures.rollout.is_none() {
+            ", unfinished"
+        } else {
+            ""
+        };
+        println!(
+            "ReplicaSet scaling steps during the rollout{unfinished} (spec.replicas, as watched):"
+        );
+        let origin = rollout.steps.first().map(|s| s.at);
+        for step in &rollout.steps {
+            let offset = origin.map_or(0.0, |o| (step.at - o).as_secs_f64());
+            let from = step
+                .from
+                .map_or_else(|| "new".to_string(), |n| n.to_string());
+            println!(
+                "  +{offset:>7.2} s  {:<40} {from:>5} -> {}",
+                step.replica_set, step.to
+            );
+        }
     }
 }
