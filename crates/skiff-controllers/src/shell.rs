@@ -11,9 +11,11 @@ use skiff_runtime::{EventRecorder, EventType, ObjectRef};
 use crate::deployment::{Event, EventType as PlannedType};
 
 /// Decodes a cached object into its typed form; objects the cache holds were admitted by the
-/// API server, so a failure means a newer schema and the object is skipped.
+/// API server, so a failure means a newer schema and the object is skipped. It decodes from
+/// the shared value in place: syncs decode whole namespaces of pods, and copying each one
+/// first doubled that work.
 pub fn typed<K: DeserializeOwned>(object: &Arc<Value>) -> Option<K> {
-    match serde_json::from_value(Value::clone(object)) {
+    match K::deserialize(&**object) {
         Ok(k) => Some(k),
         Err(e) => {
             tracing::warn!(error = %e, "skipping an object that does not decode");
@@ -82,4 +84,27 @@ pub enum SyncError {
     /// An object could not be encoded.
     #[error("encoding: {0}")]
     Encode(#[from] serde_json::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    #[test]
+    fn typed_decodes_admitted_objects_and_skips_undecodable_ones() {
+        let pod = Arc::new(json!({
+            "metadata": {"name": "p", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        }));
+        let decoded: Pod = typed(&pod).expect("a valid pod decodes");
+        assert_eq!(decoded.metadata.name.as_deref(), Some("p"));
+        assert_eq!(
+            decoded.spec.map(|s| s.containers[0].image.clone()),
+            Some(Some("i".to_string()))
+        );
+        let broken = Arc::new(json!({"metadata": {"name": 5}}));
+        assert!(typed::<Pod>(&broken).is_none());
+    }
 }

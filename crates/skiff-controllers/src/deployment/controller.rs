@@ -13,6 +13,7 @@ use skiff_api::selector::LabelSelector;
 use skiff_client::{Client, DeleteOptions, Scope};
 use skiff_runtime::{EventRecorder, Informer, Notification, WorkQueue};
 
+use super::util::{strategy_type, STRATEGY_RECREATE};
 use super::{next_collision_count, plan, Action, DeploymentObservation, Requeue};
 use crate::shell::{controller_of, key_of, namespace_of, now, record_events, typed, SyncError};
 
@@ -33,6 +34,13 @@ fn deployments_resource() -> &'static ResourceInfo {
 
 fn replica_sets_resource() -> &'static ResourceInfo {
     resources::find("apps", "v1", "replicasets").expect("replicasets are registered")
+}
+
+/// Whether a sync must look at the Deployment's pods: only Recreate does (it waits for old
+/// pods to be gone), and decoding every pod of the namespace on each RollingUpdate sync makes
+/// a large rollout quadratic.
+fn needs_pods(deployment: &Deployment) -> bool {
+    strategy_type(deployment) == STRATEGY_RECREATE
 }
 
 impl DeploymentController {
@@ -146,17 +154,20 @@ impl DeploymentController {
             .as_ref()
             .and_then(|s| serde_json::to_value(&s.selector).ok())
             .and_then(|s| LabelSelector::from_label_selector(&s).ok());
-        let pods: Vec<Pod> = self
-            .pods
-            .list_by_namespace(&namespace)
-            .iter()
-            .filter(|p| {
-                selector
-                    .as_ref()
-                    .is_some_and(|s| !s.is_empty() && s.matches_object(p))
-            })
-            .filter_map(typed)
-            .collect();
+        let pods: Vec<Pod> = if needs_pods(&deployment) {
+            self.pods
+                .list_by_namespace(&namespace)
+                .iter()
+                .filter(|p| {
+                    selector
+                        .as_ref()
+                        .is_some_and(|s| !s.is_empty() && s.matches_object(p))
+                })
+                .filter_map(typed)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let observation = DeploymentObservation {
             deployment: deployment.clone(),
             replica_sets,
@@ -344,6 +355,27 @@ impl DeploymentController {
                     .await?;
                 Ok(true)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_recreate_syncs_read_pods() {
+        for (strategy, want) in [
+            (json!({"type": "Recreate"}), true),
+            (json!({"type": "RollingUpdate"}), false),
+            (json!({}), false),
+        ] {
+            let deployment: Deployment = serde_json::from_value(json!({
+                "metadata": {"name": "d"},
+                "spec": {"selector": {}, "template": {}, "strategy": strategy.clone()},
+            }))
+            .expect("a valid Deployment");
+            assert_eq!(needs_pods(&deployment), want, "{strategy}");
         }
     }
 }

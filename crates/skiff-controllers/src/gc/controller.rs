@@ -51,6 +51,43 @@ fn owner_uids(object: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The metadata the planner decides on; a change elsewhere (status, spec, labels) cannot make
+/// or unmake garbage.
+const GC_RELEVANT_METADATA: [&str; 3] = [
+    "/metadata/ownerReferences",
+    "/metadata/deletionTimestamp",
+    "/metadata/finalizers",
+];
+
+/// The uids whose work a notification may have changed: the object itself once it is deleted
+/// or being deleted, and its owners (old and new) whenever it appears, goes, or changes its
+/// references, deletion state or finalizers. Status-only updates, the bulk of a rollout's
+/// traffic, name nobody, as upstream's graph builder ignores them.
+fn uids_to_recheck(notification: &Notification) -> Vec<String> {
+    let object = notification.object();
+    let mut uids = Vec::new();
+    let deleting = object.pointer("/metadata/deletionTimestamp").is_some();
+    if matches!(notification, Notification::Deleted(_)) || deleting {
+        uids.extend(uid_of(object));
+    }
+    match notification {
+        Notification::Added(_) | Notification::Deleted(_) => uids.extend(owner_uids(object)),
+        Notification::Updated { old, new } => {
+            let relevant_change = GC_RELEVANT_METADATA
+                .iter()
+                .any(|path| old.pointer(path) != new.pointer(path));
+            if relevant_change || deleting {
+                for uid in owner_uids(new).into_iter().chain(owner_uids(old)) {
+                    if !uids.contains(&uid) {
+                        uids.push(uid);
+                    }
+                }
+            }
+        }
+    }
+    uids
+}
+
 impl GarbageCollector {
     /// A collector over `informers`.
     pub fn new(client: Arc<dyn Client>, informers: Vec<Informer>) -> GarbageCollector {
@@ -62,15 +99,7 @@ impl GarbageCollector {
         for informer in &gc.informers {
             let queue = gc.queue.clone();
             informer.add_handler(move |n| {
-                let object = n.object();
-                let deleting = object.pointer("/metadata/deletionTimestamp").is_some();
-                if matches!(n, Notification::Deleted(_)) || deleting {
-                    if let Some(uid) = uid_of(object) {
-                        queue.add(Work::Owner(uid));
-                    }
-                }
-                // A dependent whose owner may already be gone.
-                for uid in owner_uids(object) {
+                for uid in uids_to_recheck(n) {
                     queue.add(Work::Owner(uid));
                 }
             });
@@ -109,12 +138,8 @@ impl GarbageCollector {
     }
 
     async fn sync(&self, work: &Work) -> Result<(), SyncError> {
-        let objects: Vec<Value> = self
-            .informers
-            .iter()
-            .flat_map(|i| i.list())
-            .map(|o| Value::clone(&o))
-            .collect();
+        // Shared handles to the cached objects: a pass reads them, it never needs copies.
+        let objects: Vec<Arc<Value>> = self.informers.iter().flat_map(|i| i.list()).collect();
         let planned = match work {
             Work::Owner(uid) => plan_for_owner(uid, &objects),
             Work::Everything => plan(&objects),
@@ -248,6 +273,101 @@ impl GarbageCollector {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(owner: &str, phase: &str) -> Arc<Value> {
+        Arc::new(json!({
+            "metadata": {
+                "name": "p", "namespace": "default", "uid": "pod-uid",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                     "name": "rs", "uid": owner, "controller": true}],
+            },
+            "status": {"phase": phase},
+        }))
+    }
+
+    fn with_metadata(object: &Arc<Value>, field: &str, value: Value) -> Arc<Value> {
+        let mut changed = Value::clone(object);
+        changed["metadata"][field] = value;
+        Arc::new(changed)
+    }
+
+    #[test]
+    fn planning_over_shared_handles_matches_planning_over_values() {
+        // A pod whose ReplicaSet is gone is garbage either way.
+        let objects = vec![Value::clone(&pod("gone-rs", "Running"))];
+        let shared: Vec<Arc<Value>> = objects.iter().cloned().map(Arc::new).collect();
+        let from_values = format!("{:?}", plan_for_owner("gone-rs", &objects).actions);
+        let from_handles = format!("{:?}", plan_for_owner("gone-rs", &shared).actions);
+        assert!(from_values.contains("Delete"), "{from_values}");
+        assert_eq!(from_handles, from_values);
+    }
+
+    #[test]
+    fn notifications_name_the_uids_whose_garbage_may_have_changed() {
+        let running = pod("rs-a", "Running");
+        let deleting = with_metadata(&running, "deletionTimestamp", json!("2024-01-01T00:00:00Z"));
+        let cases: Vec<(&str, Notification, Vec<&str>)> = vec![
+            (
+                "added dependent",
+                Notification::Added(running.clone()),
+                vec!["rs-a"],
+            ),
+            (
+                "deleted dependent",
+                Notification::Deleted(running.clone()),
+                vec!["pod-uid", "rs-a"],
+            ),
+            (
+                "status-only update",
+                Notification::Updated {
+                    old: pod("rs-a", "Pending"),
+                    new: running.clone(),
+                },
+                vec![],
+            ),
+            (
+                "owner changed",
+                Notification::Updated {
+                    old: running.clone(),
+                    new: pod("rs-b", "Running"),
+                },
+                vec!["rs-b", "rs-a"],
+            ),
+            (
+                "deletion started",
+                Notification::Updated {
+                    old: running.clone(),
+                    new: deleting.clone(),
+                },
+                vec!["pod-uid", "rs-a"],
+            ),
+            (
+                "finalizers changed",
+                Notification::Updated {
+                    old: running.clone(),
+                    new: with_metadata(&running, "finalizers", json!(["orphan"])),
+                },
+                vec!["rs-a"],
+            ),
+            (
+                "update while being deleted",
+                Notification::Updated {
+                    old: deleting.clone(),
+                    new: with_metadata(&deleting, "labels", json!({"a": "b"})),
+                },
+                vec!["pod-uid", "rs-a"],
+            ),
+        ];
+        for (name, notification, want) in cases {
+            assert_eq!(uids_to_recheck(&notification), want, "{name}");
         }
     }
 }

@@ -22,9 +22,11 @@
 //! reconciler working from caches should do the same for [`GcAction::Delete`] when it can.
 
 pub mod controller;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Finalizer the API server adds when an object is deleted with `propagationPolicy: Orphan`.
@@ -177,7 +179,7 @@ struct Node {
 
 impl Node {
     fn parse(object: &Value) -> Option<Node> {
-        let metadata: ObjectMeta = serde_json::from_value(object.get("metadata")?.clone()).ok()?;
+        let metadata = ObjectMeta::deserialize(object.get("metadata")?).ok()?;
         let uid = metadata.uid.filter(|u| !u.is_empty())?;
         let name = metadata.name.filter(|n| !n.is_empty())?;
         let text = |key: &str| {
@@ -256,8 +258,11 @@ struct Classified {
 }
 
 impl Graph {
-    fn new(objects: &[Value]) -> Graph {
-        let nodes: Vec<Node> = objects.iter().filter_map(Node::parse).collect();
+    fn new<V: Borrow<Value>>(objects: &[V]) -> Graph {
+        let nodes: Vec<Node> = objects
+            .iter()
+            .filter_map(|o| Node::parse(o.borrow()))
+            .collect();
         let mut by_uid = HashMap::new();
         let mut dependents: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, node) in nodes.iter().enumerate() {
@@ -446,8 +451,9 @@ impl Planner {
 
 /// Plans a full pass over every object of the cluster (`objects`: each with `apiVersion`,
 /// `kind` and `metadata`; objects without a UID or name, or with unreadable metadata, are
-/// ignored and never acted on).
-pub fn plan(objects: &[Value]) -> GcPlan {
+/// ignored and never acted on). They may be owned values or shared handles such as
+/// `Arc<Value>`, so a reconciler can plan over its caches without copying them.
+pub fn plan<V: Borrow<Value>>(objects: &[V]) -> GcPlan {
     let graph = Graph::new(objects);
     let mut planner = Planner::default();
     for index in 0..graph.nodes.len() {
@@ -459,7 +465,7 @@ pub fn plan(objects: &[Value]) -> GcPlan {
 
 /// Plans the work triggered by a change to one object (created, updated, being deleted or
 /// gone): the object itself, when it still exists, and each object that references its UID.
-pub fn plan_for_owner(owner_uid: &str, objects: &[Value]) -> GcPlan {
+pub fn plan_for_owner<V: Borrow<Value>>(owner_uid: &str, objects: &[V]) -> GcPlan {
     let graph = Graph::new(objects);
     let mut planner = Planner::default();
     if let Some(&index) = graph.by_uid.get(owner_uid) {

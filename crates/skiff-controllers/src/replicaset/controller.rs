@@ -160,6 +160,12 @@ impl ReplicaSetController {
         let Some(rs) = typed::<ReplicaSet>(&cached) else {
             return Ok(None);
         };
+        // Expectations are read before the pods, as upstream does: once they are satisfied the
+        // cache holds every pod event they waited for, so the list below cannot show a pod this
+        // controller already deleted as active. Read after the list, an event landing in
+        // between satisfies them while the list still counts that pod; deleting it again
+        // changes nothing, no event follows, and the ReplicaSet stalls until the TTL expires.
+        let may_manage = self.expectations.satisfied(key);
         let pods: Vec<Pod> = self
             .pods
             .list_by_namespace(namespace)
@@ -200,7 +206,7 @@ impl ReplicaSetController {
         }
 
         let mut manage_error = None;
-        if self.expectations.satisfied(key) {
+        if may_manage {
             manage_error = self.manage(key, &cached, &plan, pod_scope).await;
         }
         let status = match &manage_error {
