@@ -290,8 +290,10 @@ impl Connection {
 #[derive(Clone, Debug, Default)]
 struct PodTimes {
     uid: Option<String>,
-    /// Just before its POST was sent.
+    /// Just before its POST was sent (pods this run creates itself).
     created: Option<Instant>,
+    /// Its first watch event (for pods a controller creates, the closest to their creation).
+    seen: Option<Instant>,
     /// First seen with `spec.nodeName` set.
     bound: Option<Instant>,
     /// First seen with a container in state `running`.
@@ -317,6 +319,7 @@ impl Tracker {
             return;
         };
         let times = self.pods.entry(name.to_string()).or_default();
+        times.seen.get_or_insert(at);
         if times.uid.is_none() {
             times.uid = pod["metadata"]["uid"].as_str().map(str::to_string);
         }
@@ -346,6 +349,18 @@ impl Tracker {
         if ready {
             times.ready.get_or_insert(at);
         }
+    }
+
+    /// The pods whose name starts with `prefix`, sorted.
+    fn named_like(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
     fn count(&self, names: &[String], pick: impl Fn(&PodTimes) -> Option<Instant>) -> usize {
@@ -582,6 +597,19 @@ fn proc_stat(pid: i32) -> Option<ProcStat> {
     })
 }
 
+/// CPU time of the live threads of process `pid`, in nanoseconds, from their `schedstat`:
+/// exact, where `stat` counts in 10 ms ticks that round a quiet process down to nothing.
+fn runtime_ns(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A `kB` figure from a `/proc` file such as `status` or `smaps_rollup`.
 fn proc_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
@@ -638,7 +666,8 @@ struct Snapshot {
     server_hwm_kib: u64,
     server_threads: u64,
     server_fds: usize,
-    pods: HashMap<i32, ProcStat>,
+    /// Per pod process: its stat and the CPU time of its live threads in nanoseconds.
+    pods: HashMap<i32, (ProcStat, u64)>,
     pods_rss_kib: u64,
     pods_pss_kib: u64,
 }
@@ -648,7 +677,7 @@ fn snapshot(server_pid: i32, uids: &HashSet<String>) -> Snapshot {
     let mut pods_rss_kib = 0;
     let mut pods_pss_kib = 0;
     for (pid, stat) in pod_processes(uids) {
-        pods.insert(pid, stat);
+        pods.insert(pid, (stat, runtime_ns(pid)));
         pods_rss_kib += proc_kib(pid, "status", "VmRSS:").unwrap_or(0);
         pods_pss_kib += proc_kib(pid, "smaps_rollup", "Pss:").unwrap_or(0);
     }
@@ -695,7 +724,7 @@ fn ms(d: Duration) -> f64 {
 fn distribution_row(label: &str, mut values: Vec<Duration>) -> String {
     values.sort();
     format!(
-        "  {label:<44} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        "  {label:<48} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
         values.len(),
         ms(percentile(&values, 0.50)),
         ms(percentile(&values, 0.90)),
@@ -706,7 +735,7 @@ fn distribution_row(label: &str, mut values: Vec<Duration>) -> String {
 
 fn distribution_header() -> String {
     format!(
-        "  {:<44} {:>5} {:>9} {:>9} {:>9} {:>9}",
+        "  {:<48} {:>5} {:>9} {:>9} {:>9} {:>9}",
         "interval (ms)", "pods", "p50", "p90", "p99", "max"
     )
 }
@@ -717,10 +746,14 @@ struct Bench {
     tracker: SharedTracker,
     uids: Arc<Mutex<HashSet<String>>>,
     sequence: usize,
+    /// The server's reaped-children CPU ticks when the current pods were created: pod
+    /// processes are the server's children, so their whole CPU use (mount helpers included)
+    /// lands there once they are reaped.
+    reaped_mark: u64,
 }
 
 impl Bench {
-    fn line(&mut self, text: impl AsRef<str>) {
+    fn line(&self, text: impl AsRef<str>) {
         println!("{}", text.as_ref());
     }
 
@@ -759,6 +792,7 @@ impl Bench {
         let mut connection = self.target.connect().await?;
         let path = format!("/api/v1/namespaces/{NAMESPACE}/pods");
         let before = snapshot(server.pid, &HashSet::new());
+        self.reaped_mark = before.server.waited_children;
         let started = Instant::now();
         for name in &names {
             let manifest = self.pod_manifest(name, workload, bind);
@@ -767,15 +801,9 @@ impl Bench {
                 .entry(name.clone())
                 .or_default()
                 .created = Some(Instant::now());
-            let created = connection
+            connection
                 .call(Method::POST, &path, Some(&manifest), &[StatusCode::CREATED])
                 .await?;
-            if let Some(uid) = created["metadata"]["uid"].as_str() {
-                self.uids
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(uid.to_string());
-            }
         }
         let creates_took = started.elapsed();
         let all_ready = |t: &Tracker| t.count(&names, |p| p.ready) == names.len();
@@ -788,6 +816,7 @@ impl Bench {
         )
         .await?;
         let all_ready_after = started.elapsed();
+        self.remember_uids(&names);
         let after = snapshot(server.pid, &self.known_uids());
 
         let how = if bind {
@@ -802,50 +831,139 @@ impl Bench {
             creates_took.as_secs_f64(),
             all_ready_after.as_secs_f64()
         ));
+        self.report_start(&names, |p| p.created, "POST sent", &before, &after);
+        Ok(names)
+    }
+
+    /// Creates a Deployment of `replicas` demo pods (placed by the scheduler) and waits until
+    /// all are Ready. Returns the Deployment's name and its pods' names.
+    async fn start_deployment(
+        &mut self,
+        server: &mut Server,
+        replicas: usize,
+    ) -> Result<(String, Vec<String>), BenchError> {
+        self.sequence += 1;
+        let name = format!("bench-deploy-{}", self.sequence);
+        let manifest = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": {"bench": "pods"}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"bench-deployment": name}},
+                "template": {
+                    "metadata": {"labels": {"bench": "pods", "bench-deployment": name}},
+                    "spec": {
+                        "containers": [Workload::Demo.container()],
+                        "terminationGracePeriodSeconds": GRACE_SECONDS,
+                    },
+                },
+            },
+        });
+        let mut connection = self.target.connect().await?;
+        let before = snapshot(server.pid, &HashSet::new());
+        self.reaped_mark = before.server.waited_children;
+        let started = Instant::now();
+        connection
+            .call(
+                Method::POST,
+                &format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments"),
+                Some(&manifest),
+                &[StatusCode::CREATED],
+            )
+            .await?;
+        let prefix = format!("{name}-");
+        let all_ready = |t: &Tracker| {
+            let names = t.named_like(&prefix);
+            names.len() == replicas && t.count(&names, |p| p.ready) == replicas
+        };
+        wait_for(
+            &self.tracker,
+            server,
+            "every replica to turn Ready",
+            RUN_LIMIT,
+            all_ready,
+        )
+        .await?;
+        let all_ready_after = started.elapsed();
+        let names = lock(&self.tracker).named_like(&prefix);
+        self.remember_uids(&names);
+        let after = snapshot(server.pid, &self.known_uids());
+        self.line(format!(
+            "a Deployment of {replicas} replicas of {}, placed by the scheduler: the last pod \
+             was Ready {:.2} s after the Deployment's POST",
+            Workload::Demo.describe(),
+            all_ready_after.as_secs_f64()
+        ));
+        self.report_start(&names, |p| p.seen, "first watch event", &before, &after);
+        Ok((name, names))
+    }
+
+    /// Records the UIDs the watch saw for `names`, so their processes can be found.
+    fn remember_uids(&self, names: &[String]) {
+        let tracker = lock(&self.tracker);
+        let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+        for times in names.iter().filter_map(|n| tracker.pods.get(n)) {
+            if let Some(uid) = &times.uid {
+                uids.insert(uid.clone());
+            }
+        }
+    }
+
+    /// Prints the CPU spent starting `names` and the distribution of each step of their start,
+    /// counted from `origin`.
+    fn report_start(
+        &self,
+        names: &[String],
+        origin: fn(&PodTimes) -> Option<Instant>,
+        origin_label: &str,
+        before: &Snapshot,
+        after: &Snapshot,
+    ) {
         let wall = after.at - before.at;
         let server_ticks = after.server.own.saturating_sub(before.server.own);
-        let pod_ticks: u64 = after.pods.values().map(|p| p.own + p.waited_children).sum();
+        let pod_ns: u64 = after.pods.values().map(|(_, ns)| ns).sum();
         self.line(format!(
             "  CPU meanwhile: control plane {:.2} s ({:.0}% of one core); the {} pod processes \
-             {:.2} s so far, including the mount helpers of their sandbox setup",
+             {:.2} s so far (not counting their sandbox's mount helpers)",
             server_ticks as f64 / clock_ticks(),
             cpu_percent(server_ticks, wall),
             after.pods.len(),
-            pod_ticks as f64 / clock_ticks(),
+            pod_ns as f64 / 1e9,
         ));
-        let tracker = lock(&self.tracker);
-        let span = |from: fn(&PodTimes) -> Option<Instant>,
-                    to: fn(&PodTimes) -> Option<Instant>| {
-            names
-                .iter()
-                .filter_map(|n| tracker.pods.get(n))
-                .filter_map(|p| Some(to(p)?.saturating_duration_since(from(p)?)))
-                .collect::<Vec<_>>()
+        let rows = {
+            let tracker = lock(&self.tracker);
+            let span = |from: fn(&PodTimes) -> Option<Instant>,
+                        to: fn(&PodTimes) -> Option<Instant>| {
+                names
+                    .iter()
+                    .filter_map(|n| tracker.pods.get(n))
+                    .filter_map(|p| Some(to(p)?.saturating_duration_since(from(p)?)))
+                    .collect::<Vec<_>>()
+            };
+            [
+                distribution_header(),
+                distribution_row(
+                    &format!("{origin_label} -> Ready (start latency)"),
+                    span(origin, |p| p.ready),
+                ),
+                distribution_row(
+                    &format!("{origin_label} -> seen bound to the node"),
+                    span(origin, |p| p.bound),
+                ),
+                distribution_row(
+                    "bound -> container running",
+                    span(|p| p.bound, |p| p.running),
+                ),
+                distribution_row(
+                    "container running -> Ready",
+                    span(|p| p.running, |p| p.ready),
+                ),
+            ]
         };
-        let rows = [
-            distribution_header(),
-            distribution_row(
-                "POST sent -> Ready (pod start latency)",
-                span(|p| p.created, |p| p.ready),
-            ),
-            distribution_row(
-                "POST sent -> seen bound to the node",
-                span(|p| p.created, |p| p.bound),
-            ),
-            distribution_row(
-                "bound -> container running",
-                span(|p| p.bound, |p| p.running),
-            ),
-            distribution_row(
-                "container running -> Ready",
-                span(|p| p.running, |p| p.ready),
-            ),
-        ];
-        drop(tracker);
         for row in rows {
             self.line(row);
         }
-        Ok(names)
     }
 
     /// Deletes `names` over [`DELETERS`] connections and waits until every pod object is gone
@@ -887,7 +1005,59 @@ impl Bench {
             task.await
                 .map_err(|e| BenchError::Setup(format!("a delete task failed: {e}")))??;
         }
-        let deletes_took = started.elapsed();
+        let requests = format!(
+            "{} DELETEs took {:.2} s on {DELETERS} connections",
+            names.len(),
+            started.elapsed().as_secs_f64()
+        );
+        self.finish_delete(server, names, started, &before, &requests)
+            .await
+    }
+
+    /// Deletes a Deployment as kubectl does (background propagation: the garbage collector
+    /// removes its ReplicaSet, then the pods) and waits until its pods are gone.
+    async fn delete_deployment(
+        &mut self,
+        server: &mut Server,
+        name: &str,
+        names: &[String],
+    ) -> Result<(), BenchError> {
+        let mut connection = self.target.connect().await?;
+        let before = snapshot(server.pid, &HashSet::new());
+        let started = Instant::now();
+        {
+            let mut tracker = lock(&self.tracker);
+            for pod in names {
+                tracker.pods.entry(pod.clone()).or_default().delete_sent = Some(started);
+            }
+        }
+        connection
+            .call(
+                Method::DELETE,
+                &format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}"),
+                Some(&json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                    "propagationPolicy": "Background"})),
+                &[StatusCode::OK, StatusCode::ACCEPTED],
+            )
+            .await?;
+        self.finish_delete(
+            server,
+            names,
+            started,
+            &before,
+            "one DELETE of the Deployment",
+        )
+        .await
+    }
+
+    async fn finish_delete(
+        &mut self,
+        server: &mut Server,
+        names: &[String],
+        started: Instant,
+        before: &Snapshot,
+        requests: &str,
+    ) -> Result<(), BenchError> {
         let all_gone = |t: &Tracker| t.count(names, |p| p.gone) == names.len();
         wait_for(
             &self.tracker,
@@ -900,15 +1070,13 @@ impl Bench {
         let gone_after = started.elapsed();
         let after = snapshot(server.pid, &HashSet::new());
         let wall = after.at - before.at;
+        let server_ticks = after.server.own.saturating_sub(before.server.own);
         self.line(format!(
-            "  deleting them: {} DELETEs took {:.2} s on {DELETERS} connections; the last pod \
-             object was gone {:.2} s after the first DELETE; control plane CPU {:.2} s \
-             ({:.0}% of one core)",
-            names.len(),
-            deletes_took.as_secs_f64(),
+            "  deleting them: {requests}; the last pod object was gone {:.2} s after the \
+             first DELETE; control plane CPU {:.2} s ({:.0}% of one core)",
             gone_after.as_secs_f64(),
-            after.server.own.saturating_sub(before.server.own) as f64 / clock_ticks(),
-            cpu_percent(after.server.own.saturating_sub(before.server.own), wall),
+            server_ticks as f64 / clock_ticks(),
+            cpu_percent(server_ticks, wall),
         ));
         let gone: Vec<Duration> = {
             let tracker = lock(&self.tracker);
@@ -919,6 +1087,16 @@ impl Bench {
                 .collect()
         };
         self.line(distribution_row("DELETE sent -> pod object gone", gone));
+        let reaped = after
+            .server
+            .waited_children
+            .saturating_sub(self.reaped_mark);
+        self.line(format!(
+            "  CPU of these pods' processes over their whole life, sandbox setup included: \
+             {:.2} s ({:.1} ms per pod)",
+            reaped as f64 / clock_ticks(),
+            reaped as f64 / clock_ticks() * 1000.0 / names.len().max(1) as f64,
+        ));
         Ok(())
     }
 
@@ -949,23 +1127,24 @@ impl Bench {
             after.server_fds,
         ));
         if !after.pods.is_empty() {
-            let pod_ticks: u64 = after
+            let pod_ns: u64 = after
                 .pods
                 .iter()
-                .filter_map(|(pid, t)| {
-                    let earlier = before.pods.get(pid)?;
-                    (earlier.start_time == t.start_time).then(|| t.own.saturating_sub(earlier.own))
+                .filter_map(|(pid, (stat, ns))| {
+                    let (earlier_stat, earlier_ns) = before.pods.get(pid)?;
+                    (earlier_stat.start_time == stat.start_time)
+                        .then(|| ns.saturating_sub(*earlier_ns))
                 })
                 .sum();
             let count = after.pods.len();
             self.line(format!(
                 "  pods: {count} processes, total RSS {:.1} MiB ({:.2} MiB each), total PSS \
-                 {:.1} MiB ({:.2} MiB each), CPU {:.2}% of one core together",
+                 {:.1} MiB ({:.2} MiB each), CPU {:.3}% of one core together",
                 mib(after.pods_rss_kib),
                 mib(after.pods_rss_kib) / count as f64,
                 mib(after.pods_pss_kib),
                 mib(after.pods_pss_kib) / count as f64,
-                cpu_percent(pod_ticks, wall),
+                pod_ns as f64 / 1e9 / wall.as_secs_f64().max(f64::EPSILON) * 100.0,
             ));
         }
         Ok(())
@@ -986,6 +1165,10 @@ impl Bench {
             .start_pods(server, config.scheduled_pods, Workload::Demo, false)
             .await?;
         self.delete_pods(server, &names).await?;
+        self.line("");
+
+        let (deployment, names) = self.start_deployment(server, config.scheduled_pods).await?;
+        self.delete_deployment(server, &deployment, &names).await?;
         self.line("");
 
         for workload in [Workload::Sleep, Workload::Demo] {
@@ -1050,10 +1233,34 @@ async fn current_resource_version(target: &ApiTarget) -> Result<String, BenchErr
         .ok_or_else(|| BenchError::Setup("the pod list has no resourceVersion".into()))
 }
 
-/// Deletes whatever benchmark pods are left, after a failed or aborted run, and waits a little
+/// Deletes whatever benchmark Deployments and pods are left, after a failed or aborted run, and waits a little
 /// for them to go. Best effort: the server's own shutdown stops the rest.
 async fn delete_leftover_pods(target: &ApiTarget) -> Result<usize, BenchError> {
     let mut connection = target.connect().await?;
+    let deployments = format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments");
+    let list = connection
+        .call(
+            Method::GET,
+            &format!("{deployments}?labelSelector=bench%3Dpods"),
+            None,
+            &[StatusCode::OK],
+        )
+        .await?;
+    for name in list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["metadata"]["name"].as_str())
+    {
+        connection
+            .call(
+                Method::DELETE,
+                &format!("{deployments}/{name}"),
+                None,
+                &[StatusCode::OK, StatusCode::ACCEPTED, StatusCode::NOT_FOUND],
+            )
+            .await?;
+    }
     let path = format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=bench%3Dpods");
     let list = connection
         .call(Method::GET, &path, None, &[StatusCode::OK])
@@ -1191,6 +1398,7 @@ async fn run(config: Config, quick: bool) -> ExitCode {
             tracker: tracker.clone(),
             uids: uids.clone(),
             sequence: 0,
+            reaped_mark: 0,
         };
         bench.run(&mut server, config).await
     })
@@ -1225,7 +1433,8 @@ async fn run(config: Config, quick: bool) -> ExitCode {
         }
     }
     let stopped = server.stop();
-    let uids = uids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut uids = uids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    uids.extend(lock(&tracker).pods.values().filter_map(|p| p.uid.clone()));
     let leftovers = pod_processes(&uids);
     for (pid, _) in &leftovers {
         send_signal(*pid, libc::SIGKILL);
