@@ -964,6 +964,27 @@ impl Bench {
         for row in rows {
             self.line(row);
         }
+        let (seen, bound) = {
+            let tracker = lock(&self.tracker);
+            let spread = |pick: fn(&PodTimes) -> Option<Instant>| {
+                let mut at: Vec<Instant> = names
+                    .iter()
+                    .filter_map(|n| tracker.pods.get(n).and_then(pick))
+                    .collect();
+                at.sort();
+                match (at.first(), at.last()) {
+                    (Some(first), Some(last)) => (*last - *first, at.len()),
+                    _ => (Duration::ZERO, 0),
+                }
+            };
+            (spread(|p| p.seen), spread(|p| p.bound))
+        };
+        self.line(format!(
+            "  the pods appeared over {:.0} ms and were bound over {:.0} ms (one every {:.1} ms)",
+            ms(seen.0),
+            ms(bound.0),
+            ms(bound.0) / bound.1.saturating_sub(1).max(1) as f64,
+        ));
     }
 
     /// Deletes `names` over [`DELETERS`] connections and waits until every pod object is gone
