@@ -1386,9 +1386,9 @@ async fn run(config: Config, quick: bool) -> ExitCode {
     );
     let _ = writeln!(
         header,
-        "server: {} up --listen 127.0.0.1:0 --node-name {NODE_NAME} (one real node; pods are \
-         processes, each in its own mount and UTS namespace when run as root)",
-        binary.display()
+        "server: skiff up --listen 127.0.0.1:0 --node-name {NODE_NAME}, the release build \
+         beside this benchmark (one real node; pods are processes, each in its own mount and \
+         UTS namespace when run as root)"
     );
     print!("{header}");
     println!();
