@@ -34,6 +34,23 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+/// Prints a line of the report; a closed stdout (say, piped into `head`) must not abort the
+/// run before its cleanup.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Like [`say`], on stderr.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The whole run is abandoned (and cleaned up) after this long, so a hung server cannot hold
 /// the machine.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
@@ -550,6 +567,13 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// However the run ends, even by a panic, the server and so its pods are stopped.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn send_signal(pid: i32, signal: libc::c_int) {
     // SAFETY: `kill` only sends a signal. Callers pass the server (our own child, not yet
     // reaped) or a process just identified by its environment as one of this run's pods.
@@ -754,7 +778,7 @@ struct Bench {
 
 impl Bench {
     fn line(&self, text: impl AsRef<str>) {
-        println!("{}", text.as_ref());
+        say!("{}", text.as_ref());
     }
 
     fn known_uids(&self) -> HashSet<String> {
@@ -1362,7 +1386,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
+            complain!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -1390,13 +1414,13 @@ async fn run(config: Config, quick: bool) -> ExitCode {
          beside this benchmark (one real node; pods are processes, each in its own mount and \
          UTS namespace when run as root)"
     );
-    print!("{header}");
-    println!();
+    say!("{}", header.trim_end());
+    say!("");
 
     let mut server = match Server::start(&binary) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("error: {e}");
+            complain!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -1427,14 +1451,14 @@ async fn run(config: Config, quick: bool) -> ExitCode {
     let failed = match outcome {
         Ok(Ok(())) => false,
         Ok(Err(e)) => {
-            eprintln!(
+            complain!(
                 "error: {e}\n--- server log (tail) ---\n{}",
                 server.log_tail()
             );
             true
         }
         Err(_) => {
-            eprintln!("error: the run exceeded its limit of {RUN_LIMIT:?}; cleaning up");
+            complain!("error: the run exceeded its limit of {RUN_LIMIT:?}; cleaning up");
             true
         }
     };
@@ -1447,9 +1471,9 @@ async fn run(config: Config, quick: bool) -> ExitCode {
         if let Some(target) = &target {
             match tokio::time::timeout(Duration::from_secs(60), delete_leftover_pods(target)).await
             {
-                Ok(Ok(count)) => println!("cleanup: deleted {count} leftover pods"),
-                Ok(Err(e)) => eprintln!("cleanup: deleting leftover pods failed: {e}"),
-                Err(_) => eprintln!("cleanup: deleting leftover pods timed out"),
+                Ok(Ok(count)) => say!("cleanup: deleted {count} leftover pods"),
+                Ok(Err(e)) => complain!("cleanup: deleting leftover pods failed: {e}"),
+                Err(_) => complain!("cleanup: deleting leftover pods timed out"),
             }
         }
     }
@@ -1460,7 +1484,7 @@ async fn run(config: Config, quick: bool) -> ExitCode {
     for (pid, _) in &leftovers {
         send_signal(*pid, libc::SIGKILL);
     }
-    println!(
+    say!(
         "shutdown: the server {stopped}; pod processes left afterwards: {}{}",
         leftovers.len(),
         if leftovers.is_empty() {
@@ -1469,7 +1493,7 @@ async fn run(config: Config, quick: bool) -> ExitCode {
             " (killed with SIGKILL)".to_string()
         }
     );
-    println!(
+    say!(
         "total time {:.1} s, load average at the end: {}",
         run_started.elapsed().as_secs_f64(),
         load_average()
