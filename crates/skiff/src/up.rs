@@ -38,6 +38,20 @@ fn host_node_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// Raises the open-file limit to its hard maximum: every pod holds a few descriptors (log files,
+/// process handles), and the common soft default of 1,024 would cap a node at a few hundred pods.
+/// Go programs, Kubernetes' among them, do the same at start.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, "cannot raise the open-file limit");
+            }
+        }
+    }
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -65,6 +79,7 @@ async fn shutdown_signal() {
 /// Runs the control plane until a signal stops it.
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
+    raise_open_file_limit();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
