@@ -177,7 +177,14 @@ fn http_get(ip: &str, path: &str) -> Result<(u16, String), String> {
 fn assert_serves(pod: &Value, version: &str) {
     let name = str_at(pod, "/metadata/name");
     let ip = str_at(pod, "/status/podIP");
-    match http_get(&ip, "/") {
+    // Without a readiness probe a pod is Ready once its process started, which can be a moment
+    // before the server listens (as on Kubernetes): allow it that moment.
+    let answer = support::poll(Duration::from_secs(10), || match http_get(&ip, "/") {
+        Err(e) if e.contains("Connection refused") => None,
+        other => Some(other),
+    })
+    .unwrap_or_else(|| http_get(&ip, "/"));
+    match answer {
         Ok((200, body)) => assert_eq!(
             body,
             format!("version={version} pod={name}\n"),

@@ -356,7 +356,19 @@ pub fn isolated_argv(
     // reachable: mounts inside /tmp go onto the private /tmp's directory, which then covers
     // /tmp with its submounts.
     let private = private_tmp.to_string_lossy().into_owned();
-    for m in mounts {
+    // A program that lives under the host's /tmp (a binary built or unpacked there) would vanish
+    // behind the private /tmp: bind it to the same path inside.
+    let mut mounts = mounts.to_vec();
+    if let Some(program) = command.first().filter(|p| p.starts_with("/tmp/")) {
+        if !mounts.iter().any(|m| &m.target == program) {
+            mounts.push(Mount {
+                source: PathBuf::from(program),
+                target: program.clone(),
+                read_only: true,
+            });
+        }
+    }
+    for m in &mounts {
         let inside_tmp = m.target == "/tmp" || m.target.starts_with("/tmp/");
         if inside_tmp {
             let relocated = Mount {
@@ -488,5 +500,31 @@ mod tests {
         assert!(script.contains("mount --rbind '/d/tmp' /tmp"));
         assert!(script.contains("echo 'web-0' > /proc/sys/kernel/hostname"));
         assert!(script.ends_with("exec \"$@\"\n"));
+    }
+
+    #[test]
+    fn programs_under_the_host_tmp_stay_reachable_behind_the_private_tmp() {
+        let argv = isolated_argv(
+            &["/tmp/build/skiff".to_string(), "demo-server".to_string()],
+            &[],
+            Path::new("/data/pods/u/tmp"),
+            "p",
+            None,
+        );
+        let script = &argv[6];
+        let bind = script.find("mount --bind '/tmp/build/skiff' '/data/pods/u/tmp/build/skiff'");
+        let cover = script.find("mount --rbind '/data/pods/u/tmp' /tmp");
+        assert!(
+            bind.is_some() && cover.is_some() && bind < cover,
+            "{script}"
+        );
+        let plain = isolated_argv(
+            &["/usr/bin/env".to_string()],
+            &[],
+            Path::new("/d/tmp"),
+            "p",
+            None,
+        );
+        assert!(!plain[6].contains("/usr/bin/env"), "{}", plain[6]);
     }
 }
