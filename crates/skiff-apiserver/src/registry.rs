@@ -964,8 +964,8 @@ impl Registry {
                 Some("Orphan") => Some(("orphan", "foregroundDeletion")),
                 _ => None,
             };
-            let stored = old.clone();
-            let mut old = old;
+            // The object as it will be marked: with the collector's finalizer, if any.
+            let mut marked = old.clone();
             if let Some((add, remove)) = gc_finalizer {
                 if !meta::is_deleting(&old) {
                     let mut finalizers = meta::finalizers(&old);
@@ -973,10 +973,10 @@ impl Registry {
                     if !finalizers.iter().any(|f| f == add) {
                         finalizers.push(add.to_string());
                     }
-                    meta::set(&mut old, "finalizers", json!(finalizers));
+                    meta::set(&mut marked, "finalizers", json!(finalizers));
                 }
             }
-            let pending = finalizers_pending(storage, &old) || grace > 0;
+            let pending = finalizers_pending(storage, &marked) || grace > 0;
             if !pending {
                 if options.dry_run {
                     return Ok(Deleted::Gone(self.present(resource, old)?));
@@ -1004,7 +1004,7 @@ impl Registry {
             }
             // Graceful: mark, and let the owner of the shutdown (node agent, finalizer holder)
             // finish the deletion.
-            let mut new = old.clone();
+            let mut new = marked;
             let already = meta::is_deleting(&old);
             let current_grace = old
                 .pointer("/metadata/deletionGracePeriodSeconds")
@@ -1028,7 +1028,7 @@ impl Registry {
             if storage.kind == "Namespace" {
                 new["status"]["phase"] = json!("Terminating");
             }
-            if new == stored {
+            if new == old {
                 return Ok(Deleted::Pending(self.present(resource, old)?));
             }
             if options.dry_run {
