@@ -189,6 +189,24 @@ fn printer_for(resource: &ResourceInfo) -> Printer {
             ],
             lease_cells,
         ),
+        ("discovery.k8s.io", "EndpointSlice") => (
+            vec![
+                name_col(),
+                col(
+                    "AddressType",
+                    "string",
+                    "The type of address carried by this EndpointSlice.",
+                ),
+                col(
+                    "Ports",
+                    "string",
+                    "The network ports exposed by each endpoint in this slice.",
+                ),
+                col("Endpoints", "string", "The unique endpoints in this slice."),
+                age_col(),
+            ],
+            endpoint_slice_cells,
+        ),
         ("apps.kruise.io", "CloneSet") => (clone_set_columns(), clone_set_cells),
         _ => (
             vec![
@@ -1256,6 +1274,48 @@ fn lease_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
+/// `listWithMoreString`: up to three items, then how many more; `<unset>` when empty.
+fn first_three_and_more(items: Vec<String>) -> String {
+    const MAX: usize = 3;
+    if items.is_empty() {
+        return "<unset>".to_string();
+    }
+    let joined = items[..items.len().min(MAX)].join(",");
+    if items.len() > MAX {
+        format!("{joined} + {} more...", items.len() - MAX)
+    } else {
+        joined
+    }
+}
+
+/// `printEndpointSlice`: port numbers (else names, else `*`) and every endpoint address,
+/// whatever its conditions.
+fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let ports = list(obj, "/ports")
+        .iter()
+        .map(|p| match p.get("port").and_then(Value::as_i64) {
+            Some(n) => n.to_string(),
+            None => p
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("*")
+                .to_string(),
+        })
+        .collect();
+    let addresses = list(obj, "/endpoints")
+        .iter()
+        .flat_map(|e| list(e, "/addresses"))
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    vec![
+        name(obj),
+        text(obj, "/addressType").into(),
+        first_three_and_more(ports).into(),
+        first_three_and_more(addresses).into(),
+        age(obj, now),
+    ]
+}
+
 /// OpenKruise declares these with `+kubebuilder:printcolumn` on CloneSet; the server prepends
 /// `Name` as it does for every custom resource with printer columns.
 fn clone_set_columns() -> Vec<Column> {
@@ -2073,6 +2133,52 @@ mod tests {
                 want.map(Value::from)
             );
             assert_eq!(row[5], "60m");
+        }
+    }
+
+    #[test]
+    fn endpoint_slices_show_ports_and_addresses_like_kubectl() {
+        assert_eq!(
+            columns("discovery.k8s.io", "v1", "endpointslices"),
+            named(&[
+                ("Name", 0),
+                ("AddressType", 0),
+                ("Ports", 0),
+                ("Endpoints", 0),
+                ("Age", 0)
+            ])
+        );
+        let slice = |ports: Value, endpoints: Value| {
+            json!({"metadata": {"name": "web-abc12", "creationTimestamp": CREATED},
+                   "addressType": "IPv4", "ports": ports, "endpoints": endpoints})
+        };
+        let cases = [
+            (json!(null), json!(null), "<unset>", "<unset>"),
+            (
+                json!([{"port": 80}, {"name": "metrics"}, {}]),
+                json!([{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}]),
+                "80,metrics,*",
+                "10.0.0.1,10.0.0.2",
+            ),
+            (
+                json!([{"port": 1}, {"port": 2}, {"port": 3}, {"port": 4}]),
+                json!([{"addresses": ["10.0.0.1", "10.0.0.2"]},
+                       {"addresses": ["10.0.0.3"]}, {"addresses": ["10.0.0.4"]},
+                       {"addresses": ["10.0.0.5"]}]),
+                "1,2,3 + 1 more...",
+                "10.0.0.1,10.0.0.2,10.0.0.3 + 2 more...",
+            ),
+        ];
+        for (ports, endpoints, want_ports, want_endpoints) in cases {
+            let row = one_row(
+                "discovery.k8s.io",
+                "v1",
+                "endpointslices",
+                slice(ports, endpoints),
+            );
+            assert_eq!(row[1], "IPv4");
+            assert_eq!(row[2], want_ports);
+            assert_eq!(row[3], want_endpoints);
         }
     }
 

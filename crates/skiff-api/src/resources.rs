@@ -275,6 +275,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "lease",
         true,
     ),
+    res(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+    ),
     ResourceInfo {
         short_names: &["clone"],
         categories: &["all"],

@@ -860,6 +860,7 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
         tokens: vec![token.clone()],
         advertise_address: address.to_string(),
         logs: None,
+        metrics: None,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve_tls(

@@ -105,6 +105,7 @@ pub fn normalize(
 ) -> Result<(Value, Vec<String>), ApiError> {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling, coordination::v1 as coord, core::v1 as core,
+        discovery::v1 as discovery,
     };
     macro_rules! typed {
         ($t:ty) => {
@@ -131,6 +132,7 @@ pub fn normalize(
             typed!(autoscaling::v1::HorizontalPodAutoscaler)
         }
         ("coordination.k8s.io", "v1", "Lease") => typed!(coord::Lease),
+        ("discovery.k8s.io", "v1", "EndpointSlice") => typed!(discovery::EndpointSlice),
         ("apps.kruise.io", "v1alpha1", "CloneSet") => typed!(skiff_api::cloneset::CloneSet),
         _ => Ok((obj, Vec::new())),
     }

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod filter;
 pub mod logs;
 pub mod meta;
+pub mod metrics;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod protobuf;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use k8s_openapi::api::{apps, autoscaling, coordination, core};
+use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
@@ -164,6 +164,7 @@ fn kind_registrar(info: &ResourceInfo) -> Option<fn(&mut SchemaGenerator) -> Str
             register::<autoscaling::v2::HorizontalPodAutoscaler>
         }
         ("coordination.k8s.io", "v1", "Lease") => register::<coordination::v1::Lease>,
+        ("discovery.k8s.io", "v1", "EndpointSlice") => register::<discovery::v1::EndpointSlice>,
         ("apps.kruise.io", "v1alpha1", "CloneSet") => register::<CloneSet>,
         _ => return None,
     };

@@ -39,6 +39,8 @@ pub struct ServerState {
     pub advertise_address: String,
     /// Where `pods/NAME/log` reads from; `None` when no node agent runs in this process.
     pub logs: Option<Arc<dyn crate::logs::PodLogs>>,
+    /// Where `metrics.k8s.io` reads from; `None` when nothing in this process measures pods.
+    pub metrics: Option<Arc<dyn crate::metrics::ResourceMetrics>>,
 }
 
 /// Builds the router.

@@ -41,6 +41,7 @@ async fn serve() -> Served {
         tokens: vec![TOKEN.to_string()],
         advertise_address: "127.0.0.1:0".to_string(),
         logs: None,
+        metrics: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -6,6 +6,7 @@
 //! remote server. [`Api`] adds typed access for any `k8s-openapi` resource (and CloneSets).
 
 pub mod logs;
+pub mod metrics;
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -151,6 +151,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokens: vec![token],
         advertise_address: address.to_string(),
         logs,
+        metrics: None,
     });
     tokio::spawn(system::compaction_loop(
         store.clone(),

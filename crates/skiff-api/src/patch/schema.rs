@@ -162,6 +162,8 @@ static BUILTIN_RULES: &[FieldRule] = &[
     nest("Secret", "metadata", OBJECT_META),
     nest("ControllerRevision", "metadata", OBJECT_META),
     nest("Lease", "metadata", OBJECT_META),
+    // discovery/v1 EndpointSlice: `endpoints` and `ports` are atomic lists.
+    nest("EndpointSlice", "metadata", OBJECT_META),
     // meta/v1 ObjectMeta.
     merge_by(OBJECT_META, "ownerReferences", None, "uid"),
     merge_set(OBJECT_META, "finalizers"),
@@ -210,6 +212,7 @@ pub fn schema_for(resource: &ResourceInfo) -> Option<Schema> {
         ("apps", kind @ ("Deployment" | "ReplicaSet" | "ControllerRevision")) => kind,
         ("autoscaling", "HorizontalPodAutoscaler") => "HorizontalPodAutoscaler",
         ("coordination.k8s.io", "Lease") => "Lease",
+        ("discovery.k8s.io", "EndpointSlice") => "EndpointSlice",
         _ => return None,
     };
     Some(Schema::new(BUILTIN_RULES, root))
