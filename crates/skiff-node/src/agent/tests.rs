@@ -29,6 +29,12 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with(None).await
+}
+
+/// A harness whose node waits for `drain` before stopping containers; `busybox:2` is a
+/// distinct image (its own imageID) for in-place updates.
+async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
     let registry = skiff_apiserver::registry::Registry::new(Arc::new(store));
@@ -37,7 +43,9 @@ async fn harness() -> Harness {
         .unwrap();
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
     let data_dir = dir.path().join("data");
-    let images = SimpleImages::new().with("busybox", &[], &["sh"]);
+    let images = SimpleImages::new()
+        .with("busybox", &[], &["sh"])
+        .with("busybox:2", &[], &["sh"]);
     let mut config = NodeAgentConfig::new(
         NODE,
         data_dir.clone(),
@@ -50,6 +58,9 @@ async fn harness() -> Harness {
     };
     config.heartbeat = Duration::from_secs(1);
     config.shutdown_grace = Duration::from_secs(3);
+    if let Some(drain) = drain {
+        config = config.with_traffic_drain(drain);
+    }
     let agent = NodeAgent::new(client.clone(), config);
     let logs = agent.logs();
     let (stop, stopped) = watch::channel(false);
@@ -521,4 +532,122 @@ async fn stopping_the_agent_leaves_no_process_behind() {
         "bounded by the shutdown grace"
     );
     assert_all_dead(&pgids);
+}
+
+fn named_status(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no status for container {name}"))
+}
+
+/// Changes container `name`'s image, as `kubectl set image` or OpenKruise would.
+async fn set_image(h: &Harness, pod: &str, name: &str, image: &str) {
+    let mut current = h.pods.get(pod).await.unwrap();
+    for c in current
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers
+        .iter_mut()
+        .filter(|c| c.name == name)
+    {
+        c.image = Some(image.to_string());
+    }
+    h.pods.update(&current).await.unwrap();
+}
+
+const SERVE_UNTIL_TERM: &str = "trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_image_restarts_that_container_in_place() {
+    let h = harness().await;
+    let created = h
+        .create(
+            "inplace",
+            json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [
+                {"name": "app", "image": "busybox", "command": ["sh", "-c", SERVE_UNTIL_TERM]},
+                {"name": "side", "image": "busybox", "command": ["sh", "-c", SERVE_UNTIL_TERM]}]}),
+        )
+        .await;
+    let before = h
+        .wait_for("inplace", Duration::from_secs(10), |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    let old_groups = h.pgids(&uid(&created));
+    assert_eq!(old_groups.len(), 2);
+    let side_before = named_status(&before, "side");
+    let app_before = named_status(&before, "app");
+    assert_eq!(app_before.image_id, "skiff://busybox");
+
+    set_image(&h, "inplace", "app", "busybox:2").await;
+    let after = h
+        .wait_for("inplace", Duration::from_secs(10), |p| {
+            let app = named_status(p, "app");
+            app.restart_count == 1
+                && app.state.as_ref().is_some_and(|s| s.running.is_some())
+                && condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    let app = named_status(&after, "app");
+    assert_eq!(app.image, "busybox:2");
+    assert_eq!(app.image_id, "skiff://busybox:2");
+    assert_ne!(app.container_id, app_before.container_id);
+    let last = app.last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 0, "stopped with SIGTERM, which it handles");
+    assert_eq!(named_status(&after, "side"), side_before, "untouched");
+    let status = after.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert_eq!(
+        status.pod_ip,
+        before.status.as_ref().unwrap().pod_ip,
+        "same sandbox"
+    );
+    assert_eq!(after.metadata.uid, created.metadata.uid);
+    let alive: Vec<i32> = old_groups
+        .iter()
+        .copied()
+        .filter(|g| process::group_alive(*g))
+        .collect();
+    assert_eq!(
+        alive.len(),
+        1,
+        "only the changed container's processes ended"
+    );
+    let groups = h.pgids(&uid(&created));
+    assert_eq!(groups.len(), 3, "one new process group");
+
+    h.wait_event("inplace", |r, m| {
+        r == "Killing" && m == "Container app definition changed, will be restarted"
+    })
+    .await;
+    h.wait_event("inplace", |r, m| {
+        r == "Pulled" && m == "Container image \"busybox:2\" already present on machine"
+    })
+    .await;
+    // The second start of `app` is counted on the same Event object, as kubelet's are.
+    let api: Api<Event> = Api::new(h.client.clone(), Some("default")).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (events, _) = api.list(&Default::default()).await.unwrap();
+        let starts: i32 = events
+            .iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some("inplace")
+                    && e.reason.as_deref() == Some("Started")
+                    && e.message.as_deref() == Some("Started container app")
+            })
+            .map(|e| e.count.unwrap_or(1))
+            .sum();
+        if starts == 2 {
+            break;
+        }
+        assert!(Instant::now() < until, "app started {starts} times");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.shutdown().await;
+    assert_all_dead(&groups);
 }
