@@ -7,6 +7,12 @@
 //! hooks, stop containers gracefully and confirm deletions. Status goes back through the
 //! client exactly as kubelet reports it.
 //!
+//! A container whose image changes on a live pod is restarted in place (kubelet's "definition
+//! changed"), keeping the pod's sandbox, address and other containers. With a
+//! [`crate::drain::TrafficDrain`] ([`NodeAgentConfig::with_traffic_drain`]) a deleted pod, or one
+//! OpenKruise took out of service for an in-place update, keeps serving until proxies no longer
+//! route to it, within its grace period, before preStop hooks and SIGTERM.
+//!
 //! Images and probes plug in through [`ImageResolver`] and [`Prober`]; [`SimpleImages`] and
 //! [`SimpleProber`] are small built-in implementations.
 //!
