@@ -393,4 +393,20 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
         7,
         "partition 3 of 10 keeps three pods back: {final_columns:?}"
     );
+
+    // Scaling in through the scale subresource keeps the partition's old pods.
+    env.ok(&["scale", "cloneset", "web", "--replicas", "4"]);
+    let remaining = wait_for("four pods after kubectl scale", STAGE, || {
+        let cs = env.cloneset();
+        let pods = env.pods();
+        (pods.len() == 4 && status_number(&cs, "replicas") == 4).then_some(pods)
+    });
+    assert_eq!(
+        remaining
+            .values()
+            .filter(|p| revision(p) != fourth_revision)
+            .count(),
+        3,
+        "scale-in deletes updated pods first while the partition wants three old ones"
+    );
 }
