@@ -7,6 +7,7 @@ use skiff_api::resources;
 use skiff_client::Client;
 use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
+use crate::cloneset::controller::CloneSetController;
 use crate::deployment::controller::DeploymentController;
 use crate::gc::controller::GarbageCollector;
 use crate::replicaset::controller::ReplicaSetController;
@@ -16,6 +17,8 @@ use crate::replicaset::controller::ReplicaSetController;
 const DEPLOYMENT_WORKERS: usize = 5;
 const REPLICASET_WORKERS: usize = 5;
 const GC_WORKERS: usize = 20;
+/// OpenKruise's default `--cloneset-workers`.
+const CLONESET_WORKERS: usize = 3;
 
 fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) -> Informer {
     let resource =
@@ -23,15 +26,21 @@ fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) 
     Informer::start(client.clone(), InformerConfig::new(resource))
 }
 
-/// Runs the Deployment, ReplicaSet and garbage-collection controllers until `shutdown`
-/// resolves.
+/// Runs the Deployment, ReplicaSet, CloneSet and garbage-collection controllers until
+/// `shutdown` resolves.
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
     let deployments = informer(&client, "apps", "v1", "deployments");
     let replica_sets = informer(&client, "apps", "v1", "replicasets");
     let pods = informer(&client, "", "v1", "pods");
     let controller_revisions = informer(&client, "apps", "v1", "controllerrevisions");
     let clonesets = informer(&client, "apps.kruise.io", "v1alpha1", "clonesets");
-    for i in [&deployments, &replica_sets, &pods] {
+    for i in [
+        &deployments,
+        &replica_sets,
+        &pods,
+        &clonesets,
+        &controller_revisions,
+    ] {
         i.wait_synced().await;
     }
 
@@ -54,6 +63,16 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("replicaset-controller"),
         ),
     );
+    let clone_set_controller = CloneSetController::new(
+        client.clone(),
+        clonesets.clone(),
+        pods.clone(),
+        controller_revisions.clone(),
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("cloneset-controller"),
+        ),
+    );
     let gc = GarbageCollector::new(
         client.clone(),
         vec![
@@ -69,11 +88,13 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         deployment_controller.clone(),
         replica_set_controller.clone(),
         gc.clone(),
+        clone_set_controller.clone(),
     );
-    let running = futures::future::join3(
+    let running = futures::future::join4(
         deployment_controller.run(DEPLOYMENT_WORKERS),
         replica_set_controller.run(REPLICASET_WORKERS),
         gc.run(GC_WORKERS),
+        clone_set_controller.run(CLONESET_WORKERS),
     );
     tokio::select! {
         _ = running => {}
@@ -81,6 +102,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             stoppers.0.shutdown();
             stoppers.1.shutdown();
             stoppers.2.shutdown();
+            stoppers.3.shutdown();
         }
     }
 }
