@@ -250,7 +250,7 @@ impl EndpointSliceController {
         }
         result?;
         if !planned.skipped_pods.is_empty() {
-            tracing::info!(
+            tracing::debug!(
                 service = key,
                 pods = ?planned.skipped_pods,
                 "skipping pods on unknown nodes"
