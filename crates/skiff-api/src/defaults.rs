@@ -41,6 +41,7 @@ pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
         ("", "Node") => default_node(root),
         ("", "Service") => default_service(root),
         ("", "Endpoints") => default_endpoints(root),
+        ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(root),
         ("", "Secret") => default_str(root, "type", "Opaque"),
         ("apps", "Deployment") => default_deployment(root),
         ("apps", "ReplicaSet") => default_replica_set(root),
@@ -170,6 +171,16 @@ fn default_endpoints(root: &mut Map<String, Value>) {
         for port in each_object(subset, "ports") {
             default_str(port, "protocol", "TCP");
         }
+    }
+}
+
+/// discovery/v1 `SetDefaults_EndpointPort`: an unnamed port is named `""`, TCP by default.
+fn default_endpoint_slice(root: &mut Map<String, Value>) {
+    for port in each_object(root, "ports") {
+        if port.get("name").is_none_or(Value::is_null) {
+            port.insert("name".to_string(), json!(""));
+        }
+        default_str(port, "protocol", "TCP");
     }
 }
 
@@ -1032,6 +1043,17 @@ mod tests {
             json!({"subsets": [{"ports": [{"port": 80}]}]}),
         );
         assert_eq!(ep["subsets"][0]["ports"][0]["protocol"], json!("TCP"));
+        let slice = defaulted(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            json!({"ports": [{"port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]}),
+        );
+        assert_eq!(
+            slice["ports"],
+            json!([{"port": 80, "name": "", "protocol": "TCP"},
+                   {"name": "dns", "port": 53, "protocol": "UDP"}])
+        );
         let node = defaulted(
             "",
             "v1",

@@ -66,6 +66,8 @@ fn validate_kind(resource: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError
     match (resource.group, resource.kind) {
         ("", "Pod") => validate_pod_spec(field(obj, "spec"), "spec", errs),
         ("", "Service") => validate_service(obj, errs),
+        ("", "Endpoints") => validate_endpoints(obj, errs),
+        ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(obj, errs),
         ("", "ConfigMap") => validate_config_map(obj, errs),
         ("", "Secret") => validate_secret(obj, errs),
         ("", "Namespace") => validate_namespace(obj, errs),
@@ -1622,6 +1624,188 @@ fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Endpoints and EndpointSlices. Kubernetes also rejects loopback and link-local addresses here;
+// Skiff does not, because its own API server endpoint and its pods live on loopback addresses.
+
+/// Most endpoints one EndpointSlice may hold.
+const MAX_SLICE_ENDPOINTS: usize = 1000;
+/// Most addresses one EndpointSlice endpoint may hold.
+const MAX_ENDPOINT_ADDRESSES: usize = 100;
+
+/// Kubernetes reports this as `Too many: N: must have at most M items`; without that error
+/// type here it is an `Invalid value` with the same count and detail.
+fn too_many(path: impl Into<String>, actual: usize, max: usize) -> FieldError {
+    FieldError {
+        error_type: FieldErrorType::Invalid,
+        field: path.into(),
+        bad_value: Some(actual.to_string()),
+        detail: format!("must have at most {max} items"),
+    }
+}
+
+fn validate_dns_label_field(value: &str, path: &str, errs: &mut Vec<FieldError>) {
+    for msg in dns1123_label_errors(value) {
+        errs.push(FieldError::invalid(path, &Value::from(value), msg));
+    }
+}
+
+fn validate_endpoint_address(address: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let ip = str_at(address, "ip");
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        errs.push(FieldError::invalid(
+            join(path, "ip"),
+            &Value::from(ip),
+            "must be a valid IP address",
+        ));
+    }
+    let hostname = str_at(address, "hostname");
+    if !hostname.is_empty() {
+        validate_dns_label_field(hostname, &join(path, "hostname"), errs);
+    }
+    let node_name = str_at(address, "nodeName");
+    if !node_name.is_empty() && !matches_dns_subdomain(node_name) {
+        errs.push(FieldError::invalid(
+            join(path, "nodeName"),
+            &Value::from(node_name),
+            DNS1123_SUBDOMAIN_MSG,
+        ));
+    }
+}
+
+/// `ValidateEndpoints`: every subset lists an address, every address is an IP, ports are
+/// named when there are several, numbered 1-65535, with a protocol.
+fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
+    for (i, subset) in array_at(obj, "subsets").iter().enumerate() {
+        let path = index("subsets", i);
+        let ready = array_at(subset, "addresses");
+        let not_ready = array_at(subset, "notReadyAddresses");
+        if ready.is_empty() && not_ready.is_empty() {
+            errs.push(FieldError::required(
+                path.clone(),
+                "must specify `addresses` or `notReadyAddresses`",
+            ));
+        }
+        for (j, address) in ready.iter().enumerate() {
+            validate_endpoint_address(address, &index(&join(&path, "addresses"), j), errs);
+        }
+        for (j, address) in not_ready.iter().enumerate() {
+            validate_endpoint_address(address, &index(&join(&path, "notReadyAddresses"), j), errs);
+        }
+        let ports = array_at(subset, "ports");
+        for (j, port) in ports.iter().enumerate() {
+            let port_path = index(&join(&path, "ports"), j);
+            let name = str_at(port, "name");
+            if ports.len() > 1 && name.is_empty() {
+                errs.push(FieldError::required(join(&port_path, "name"), ""));
+            } else if !name.is_empty() {
+                validate_dns_label_field(name, &join(&port_path, "name"), errs);
+            }
+            let number = int_at(port, "port").unwrap_or(0);
+            if !(1..=65535).contains(&number) {
+                errs.push(FieldError::invalid(
+                    join(&port_path, "port"),
+                    &Value::from(number),
+                    PORT_RANGE,
+                ));
+            }
+            validate_protocol(port, &port_path, errs);
+        }
+    }
+}
+
+/// `ValidateEndpointSlice`: a supported address type, endpoints with 1 to 100 addresses of
+/// that type, at most 1000 endpoints, and uniquely named ports with a protocol.
+fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
+    let address_type = str_at(obj, "addressType");
+    match address_type {
+        "IPv4" | "IPv6" | "FQDN" => {}
+        "" => errs.push(FieldError::required("addressType", "")),
+        other => errs.push(FieldError::not_supported(
+            "addressType",
+            &Value::from(other),
+            &["FQDN", "IPv4", "IPv6"],
+        )),
+    }
+    let endpoints = array_at(obj, "endpoints");
+    if endpoints.len() > MAX_SLICE_ENDPOINTS {
+        errs.push(too_many("endpoints", endpoints.len(), MAX_SLICE_ENDPOINTS));
+    }
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let path = index("endpoints", i);
+        let addresses_path = join(&path, "addresses");
+        let addresses = array_at(endpoint, "addresses");
+        if addresses.is_empty() {
+            errs.push(FieldError::required(
+                addresses_path.clone(),
+                "must contain at least 1 address",
+            ));
+        } else if addresses.len() > MAX_ENDPOINT_ADDRESSES {
+            errs.push(too_many(
+                addresses_path.clone(),
+                addresses.len(),
+                MAX_ENDPOINT_ADDRESSES,
+            ));
+        }
+        for (j, address) in addresses.iter().enumerate() {
+            let text = address.as_str().unwrap_or("");
+            let message = match address_type {
+                "IPv4" if text.parse::<std::net::Ipv4Addr>().is_err() => {
+                    Some("must be a valid IPv4 address")
+                }
+                "IPv6" if text.parse::<std::net::Ipv6Addr>().is_err() => {
+                    Some("must be a valid IPv6 address")
+                }
+                "FQDN" if !matches_dns_subdomain(text) => Some(DNS1123_SUBDOMAIN_MSG),
+                _ => None,
+            };
+            if let Some(message) = message {
+                errs.push(FieldError::invalid(
+                    index(&addresses_path, j),
+                    &Value::from(text),
+                    message,
+                ));
+            }
+        }
+        let hostname = str_at(endpoint, "hostname");
+        if !hostname.is_empty() {
+            validate_dns_label_field(hostname, &join(&path, "hostname"), errs);
+        }
+        let node_name = str_at(endpoint, "nodeName");
+        if !node_name.is_empty() && !matches_dns_subdomain(node_name) {
+            errs.push(FieldError::invalid(
+                join(&path, "nodeName"),
+                &Value::from(node_name),
+                DNS1123_SUBDOMAIN_MSG,
+            ));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, port) in array_at(obj, "ports").iter().enumerate() {
+        let path = index("ports", i);
+        let name = str_at(port, "name");
+        if !name.is_empty() {
+            validate_dns_label_field(name, &join(&path, "name"), errs);
+        }
+        if !names.insert(name) {
+            errs.push(FieldError::duplicate(
+                join(&path, "name"),
+                &Value::from(name),
+            ));
+        }
+        if let Some(number) = int_at(port, "port") {
+            if !(1..=65535).contains(&number) {
+                errs.push(FieldError::invalid(
+                    join(&path, "port"),
+                    &Value::from(number),
+                    PORT_RANGE,
+                ));
+            }
+        }
+        validate_protocol(port, &path, errs);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Namespaces, config maps and secrets.
 
 fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
@@ -2876,6 +3060,114 @@ mod tests {
             json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"clusterIP": "None"}}),
         );
         assert!(headless.is_empty(), "{:?}", summary(&headless));
+    }
+
+    #[test]
+    fn endpoints_and_endpoint_slice_errors() {
+        let endpoints = [
+            (
+                json!([{"ports": [{"port": 80, "protocol": "TCP"}]}]),
+                "subsets[0]",
+                "Required value: must specify `addresses` or `notReadyAddresses`",
+            ),
+            (
+                json!([{"addresses": [{"ip": "10.0.0.300"}]}]),
+                "subsets[0].addresses[0].ip",
+                "Invalid value: \"10.0.0.300\": must be a valid IP address",
+            ),
+            (
+                json!([{"notReadyAddresses": [{"ip": "x"}]}]),
+                "subsets[0].notReadyAddresses[0].ip",
+                "must be a valid IP address",
+            ),
+            (
+                json!([{"addresses": [{"ip": "10.0.0.1"}],
+                     "ports": [{"name": "a", "port": 80, "protocol": "TCP"}, {"port": 81, "protocol": "TCP"}]}]),
+                "subsets[0].ports[1].name",
+                "Required value",
+            ),
+            (
+                json!([{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 0, "protocol": "TCP"}]}]),
+                "subsets[0].ports[0].port",
+                "must be between 1 and 65535, inclusive",
+            ),
+            (
+                json!([{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80, "protocol": "HTTP"}]}]),
+                "subsets[0].ports[0].protocol",
+                "Unsupported value: \"HTTP\"",
+            ),
+        ];
+        for (subsets, want_field, want_message) in endpoints {
+            let errs = create_errors(
+                "",
+                "v1",
+                "endpoints",
+                json!({"metadata": {"name": "web", "namespace": "d"}, "subsets": subsets}),
+            );
+            let Some(hit) = errs.iter().find(|e| e.field == want_field) else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert!(hit.message().contains(want_message), "{}", hit.full());
+        }
+        let loopback = create_errors(
+            "",
+            "v1",
+            "endpoints",
+            json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+                   "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]}),
+        );
+        assert!(loopback.is_empty(), "{:?}", summary(&loopback));
+
+        let slices = [
+            (json!({"endpoints": []}), "addressType", "Required value"),
+            (
+                json!({"addressType": "IP", "endpoints": []}),
+                "addressType",
+                "Unsupported value: \"IP\": supported values: \"FQDN\", \"IPv4\", \"IPv6\"",
+            ),
+            (
+                json!({"addressType": "IPv4", "endpoints": [{"addresses": []}]}),
+                "endpoints[0].addresses",
+                "Required value: must contain at least 1 address",
+            ),
+            (
+                json!({"addressType": "IPv4", "endpoints": [{"addresses": ["fd00::1"]}]}),
+                "endpoints[0].addresses[0]",
+                "Invalid value: \"fd00::1\": must be a valid IPv4 address",
+            ),
+            (
+                json!({"addressType": "IPv4", "endpoints": [],
+                    "ports": [{"name": "a", "port": 80, "protocol": "TCP"}, {"name": "a", "port": 81, "protocol": "TCP"}]}),
+                "ports[1].name",
+                "Duplicate value: \"a\"",
+            ),
+            (
+                json!({"addressType": "IPv4", "endpoints": [], "ports": [{"name": "A", "port": 80, "protocol": "TCP"}]}),
+                "ports[0].name",
+                "Invalid value: \"A\"",
+            ),
+        ];
+        for (body, want_field, want_message) in slices {
+            let mut obj = json!({"metadata": {"name": "web-abcde", "namespace": "d"}});
+            if let (Some(o), Some(b)) = (obj.as_object_mut(), body.as_object()) {
+                o.extend(b.clone());
+            }
+            let errs = create_errors("discovery.k8s.io", "v1", "endpointslices", obj);
+            let Some(hit) = errs.iter().find(|e| e.field == want_field) else {
+                panic!("no error at {want_field}: {:?}", summary(&errs));
+            };
+            assert!(hit.message().contains(want_message), "{}", hit.full());
+        }
+        let valid = create_errors(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            json!({"metadata": {"name": "web-abcde", "namespace": "d"}, "addressType": "IPv4",
+                   "endpoints": [{"addresses": ["127.128.0.5"], "conditions": {"ready": true},
+                                  "nodeName": "node-1"}],
+                   "ports": [{"name": "", "port": 80, "protocol": "TCP"}]}),
+        );
+        assert!(valid.is_empty(), "{:?}", summary(&valid));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 pub mod cloneset;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
 pub mod manager;
 pub mod replicaset;

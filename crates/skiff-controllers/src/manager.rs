@@ -9,6 +9,8 @@ use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
 use crate::cloneset::controller::CloneSetController;
 use crate::deployment::controller::DeploymentController;
+use crate::endpoints::controller::EndpointsController;
+use crate::endpointslice::controller::EndpointSliceController;
 use crate::gc::controller::GarbageCollector;
 use crate::replicaset::controller::ReplicaSetController;
 
@@ -19,6 +21,10 @@ const REPLICASET_WORKERS: usize = 5;
 const GC_WORKERS: usize = 20;
 /// OpenKruise's default `--cloneset-workers`.
 const CLONESET_WORKERS: usize = 3;
+/// kube-controller-manager's `--concurrent-endpoint-syncs` and
+/// `--concurrent-service-endpoint-syncs`.
+const ENDPOINTS_WORKERS: usize = 5;
+const ENDPOINTSLICE_WORKERS: usize = 5;
 
 fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) -> Informer {
     let resource =
@@ -26,20 +32,28 @@ fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) 
     Informer::start(client.clone(), InformerConfig::new(resource))
 }
 
-/// Runs the Deployment, ReplicaSet, CloneSet and garbage-collection controllers until
-/// `shutdown` resolves.
+/// Runs the Deployment, ReplicaSet, CloneSet, Endpoints, EndpointSlice and
+/// garbage-collection controllers until `shutdown` resolves.
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
     let deployments = informer(&client, "apps", "v1", "deployments");
     let replica_sets = informer(&client, "apps", "v1", "replicasets");
     let pods = informer(&client, "", "v1", "pods");
     let controller_revisions = informer(&client, "apps", "v1", "controllerrevisions");
     let clonesets = informer(&client, "apps.kruise.io", "v1alpha1", "clonesets");
+    let services = informer(&client, "", "v1", "services");
+    let endpoints = informer(&client, "", "v1", "endpoints");
+    let endpoint_slices = informer(&client, "discovery.k8s.io", "v1", "endpointslices");
+    let nodes = informer(&client, "", "v1", "nodes");
     for i in [
         &deployments,
         &replica_sets,
         &pods,
         &clonesets,
         &controller_revisions,
+        &services,
+        &endpoints,
+        &endpoint_slices,
+        &nodes,
     ] {
         i.wait_synced().await;
     }
@@ -73,6 +87,27 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("cloneset-controller"),
         ),
     );
+    let endpoints_controller = EndpointsController::new(
+        client.clone(),
+        services.clone(),
+        pods.clone(),
+        endpoints,
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("endpoint-controller"),
+        ),
+    );
+    let endpoint_slice_controller = EndpointSliceController::new(
+        client.clone(),
+        services,
+        pods.clone(),
+        endpoint_slices,
+        nodes,
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("endpointslice-controller"),
+        ),
+    );
     let gc = GarbageCollector::new(
         client.clone(),
         vec![
@@ -90,11 +125,19 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         gc.clone(),
         clone_set_controller.clone(),
     );
-    let running = futures::future::join4(
+    let endpoint_stoppers = (
+        endpoints_controller.clone(),
+        endpoint_slice_controller.clone(),
+    );
+    let running = futures::future::join5(
         deployment_controller.run(DEPLOYMENT_WORKERS),
         replica_set_controller.run(REPLICASET_WORKERS),
         gc.run(GC_WORKERS),
         clone_set_controller.run(CLONESET_WORKERS),
+        futures::future::join(
+            endpoints_controller.run(ENDPOINTS_WORKERS),
+            endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
+        ),
     );
     tokio::select! {
         _ = running => {}
@@ -103,6 +146,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             stoppers.1.shutdown();
             stoppers.2.shutdown();
             stoppers.3.shutdown();
+            endpoint_stoppers.0.shutdown();
+            endpoint_stoppers.1.shutdown();
         }
     }
 }
