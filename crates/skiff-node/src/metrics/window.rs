@@ -94,8 +94,10 @@ mod tests {
     #[test]
     fn usage_is_the_mean_rate_between_the_last_two_samples() {
         let base = (SystemTime::now(), Instant::now());
-        // (samples as (ms after start, cumulative cpu ms, memory), expected nanocores, window ms)
-        let cases: Vec<(Vec<(u64, u64, u64)>, Option<(u64, u64)>)> = vec![
+        // (samples, expected (nanocores, window ms))
+        /// Samples as (ms after start, cumulative CPU ms, memory).
+        type Samples = Vec<(u64, u64, u64)>;
+        let cases: Vec<(Samples, Option<(u64, u64)>)> = vec![
             (vec![], None),
             (vec![(0, 100, 1)], None),
             // 500 ms of CPU over 1 s: half a core.

@@ -4,11 +4,12 @@
 //! [`CPU_USAGE_ANNOTATION`] (a CPU quantity such as `250m`, the whole pod's use, split evenly
 //! across its containers) and [`MEMORY_USAGE_ANNOTATION`] (e.g. `64Mi`). A missing or
 //! unparsable annotation means no use; the pod is reported all the same, as an idle pod would
-//! be. Sampling works as for the real node ([`crate::metrics`]): every resolution the scripted
-//! rate is added to a cumulative counter, so a changed annotation shows from the next sample
-//! on, and a pod is reported once it has been sampled twice while running.
+//! be. Sampling works as for the real node ([`crate::metrics`]): every resolution the
+//! annotations are read again, so a changed annotation shows from the next sample on, and a pod
+//! is reported once it has been sampled twice while running, with the time between the two as
+//! its window.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,7 +21,6 @@ use skiff_client::metrics::{ContainerUsage, NodeUsage, PodUsage, ResourceMetrics
 use skiff_client::{Client, ClientError};
 use skiff_runtime::{Informer, InformerConfig};
 
-use crate::metrics::window::{Sample, Window};
 use crate::metrics::{spawn_sampler, Sampler};
 
 /// The pod's total CPU use, as a CPU quantity (`250m`, `1.5`).
@@ -80,28 +80,55 @@ pub fn split_evenly(total: ScriptedUsage, containers: &[String]) -> Vec<Containe
         .collect()
 }
 
+/// The last two sample times of a pod or node, with the usage its last sample read.
+///
+/// The scripted rate holds from one sample to the next, so the mean over the window is simply
+/// the rate read at its end; no cumulative counter (and no rounding) is needed.
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    previous: Option<Instant>,
+    taken: Instant,
+    at: SystemTime,
+    usage: ScriptedUsage,
+}
+
+impl Reading {
+    fn first(taken: Instant, at: SystemTime, usage: ScriptedUsage) -> Reading {
+        Reading {
+            previous: None,
+            taken,
+            at,
+            usage,
+        }
+    }
+
+    fn next(&mut self, taken: Instant, at: SystemTime, usage: ScriptedUsage) {
+        self.previous = Some(self.taken).filter(|p| *p < taken);
+        self.taken = taken;
+        self.at = at;
+        self.usage = usage;
+    }
+
+    /// `(timestamp, window)` once two samples were taken.
+    fn window(&self) -> Option<(SystemTime, Duration)> {
+        let window = self.taken.checked_duration_since(self.previous?)?;
+        Some((self.at, window))
+    }
+}
+
 /// One sampled pod.
 #[derive(Debug)]
 struct SimulatedPod {
     namespace: String,
     name: String,
     containers: Vec<String>,
-    usage: ScriptedUsage,
-    cpu_time_ns: u64,
-    window: Window,
+    reading: Reading,
 }
 
 #[derive(Debug, Default)]
 struct SimulatedState {
     pods: HashMap<String, SimulatedPod>,
-    nodes: HashMap<String, (u64, Window)>,
-    last_taken: Option<Instant>,
-}
-
-/// CPU time used at `nanocores` over `elapsed`, in nanoseconds.
-fn cpu_time(nanocores: u64, elapsed: Duration) -> u64 {
-    let ns = u128::from(nanocores) * elapsed.as_nanos() / 1_000_000_000;
-    u64::try_from(ns).unwrap_or(u64::MAX)
+    nodes: HashMap<String, Reading>,
 }
 
 /// Usage of the simulated nodes and their pods.
@@ -145,10 +172,6 @@ impl SimulatedMetrics {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        let elapsed = state
-            .last_taken
-            .and_then(|last| taken.checked_duration_since(last));
-        state.last_taken = Some(taken);
         let mut seen = HashSet::new();
         let mut node_totals: HashMap<&str, ScriptedUsage> = self
             .nodes
@@ -191,51 +214,34 @@ impl SimulatedMetrics {
                         .collect()
                 })
                 .unwrap_or_default();
-            let entry = state
-                .pods
-                .entry(uid.to_string())
-                .or_insert_with(|| SimulatedPod {
-                    namespace: text("/metadata/namespace"),
-                    name: text("/metadata/name"),
-                    containers: Vec::new(),
-                    usage,
-                    cpu_time_ns: 0,
-                    window: Window::new(),
-                });
-            if entry.window.latest().is_some() {
-                if let Some(elapsed) = elapsed {
-                    entry.cpu_time_ns = entry
-                        .cpu_time_ns
-                        .saturating_add(cpu_time(usage.cpu_nanocores, elapsed));
+            match state.pods.get_mut(uid) {
+                Some(entry) => {
+                    entry.containers = containers;
+                    entry.reading.next(taken, at, usage);
+                }
+                None => {
+                    state.pods.insert(
+                        uid.to_string(),
+                        SimulatedPod {
+                            namespace: text("/metadata/namespace"),
+                            name: text("/metadata/name"),
+                            containers,
+                            reading: Reading::first(taken, at, usage),
+                        },
+                    );
                 }
             }
-            entry.containers = containers;
-            entry.usage = usage;
-            entry.window.push(Sample {
-                at,
-                taken,
-                cpu_time_ns: entry.cpu_time_ns,
-                memory_bytes: usage.memory_bytes,
-            });
         }
         state.pods.retain(|uid, _| seen.contains(uid));
         for (node, total) in node_totals {
-            let (cpu_time_ns, window) = state
-                .nodes
-                .entry(node.to_string())
-                .or_insert_with(|| (0, Window::new()));
-            if window.latest().is_some() {
-                if let Some(elapsed) = elapsed {
-                    *cpu_time_ns =
-                        cpu_time_ns.saturating_add(cpu_time(total.cpu_nanocores, elapsed));
+            match state.nodes.get_mut(node) {
+                Some(reading) => reading.next(taken, at, total),
+                None => {
+                    state
+                        .nodes
+                        .insert(node.to_string(), Reading::first(taken, at, total));
                 }
             }
-            window.push(Sample {
-                at,
-                taken,
-                cpu_time_ns: *cpu_time_ns,
-                memory_bytes: total.memory_bytes,
-            });
         }
     }
 }
@@ -258,27 +264,22 @@ impl ResourceMetrics for SimulatedMetrics {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
-        let mut out: BTreeMap<(String, String), PodUsage> = BTreeMap::new();
-        for pod in state.pods.values() {
-            let Some(usage) = pod.window.usage() else {
-                continue;
-            };
-            let total = ScriptedUsage {
-                cpu_nanocores: usage.cpu_nanocores,
-                memory_bytes: usage.memory_bytes,
-            };
-            out.insert(
-                (pod.namespace.clone(), pod.name.clone()),
-                PodUsage {
+        let mut out: Vec<PodUsage> = state
+            .pods
+            .values()
+            .filter_map(|pod| {
+                let (timestamp, window) = pod.reading.window()?;
+                Some(PodUsage {
                     namespace: pod.namespace.clone(),
                     name: pod.name.clone(),
-                    timestamp: usage.timestamp,
-                    window: usage.window,
-                    containers: split_evenly(total, &pod.containers),
-                },
-            );
-        }
-        out.into_values().collect()
+                    timestamp,
+                    window,
+                    containers: split_evenly(pod.reading.usage, &pod.containers),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        out
     }
 
     async fn nodes(&self) -> Vec<NodeUsage> {
@@ -288,14 +289,14 @@ impl ResourceMetrics for SimulatedMetrics {
         let mut out: Vec<NodeUsage> = state
             .nodes
             .iter()
-            .filter_map(|(name, (_, window))| {
-                let usage = window.usage()?;
+            .filter_map(|(name, reading)| {
+                let (timestamp, window) = reading.window()?;
                 Some(NodeUsage {
                     name: name.clone(),
-                    timestamp: usage.timestamp,
-                    window: usage.window,
-                    cpu_nanocores: usage.cpu_nanocores,
-                    memory_bytes: usage.memory_bytes,
+                    timestamp,
+                    window,
+                    cpu_nanocores: reading.usage.cpu_nanocores,
+                    memory_bytes: reading.usage.memory_bytes,
                 })
             })
             .collect();
@@ -318,7 +319,8 @@ mod tests {
 
     #[test]
     fn annotations_script_cpu_and_memory() {
-        let cases: Vec<(Vec<(&str, &str)>, u64, u64)> = vec![
+        type Annotations<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(Annotations, u64, u64)> = vec![
             (vec![], 0, 0),
             (vec![(CPU_USAGE_ANNOTATION, "250m")], 250_000_000, 0),
             (vec![(CPU_USAGE_ANNOTATION, "1.5")], 1_500_000_000, 0),
