@@ -13,6 +13,7 @@ pub mod demo;
 pub mod drain;
 pub mod hooks;
 pub mod images;
+pub mod metrics;
 pub mod probes;
 pub mod simulated;
 pub mod wiring;

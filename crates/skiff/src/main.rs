@@ -76,6 +76,10 @@ pub struct UpArgs {
     /// older than the previous one. Kubernetes compacts every five minutes; tests shorten it.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,
+    /// Seconds between samples of pod and node usage (metrics-server's `--metric-resolution`,
+    /// 15 s there); `kubectl top` and autoscalers see a pod once it was sampled twice.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub metric_resolution: u64,
 }
 
 fn main() -> std::process::ExitCode {

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
+use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::{Client, LocalClient};
 use skiff_node::agent::{NodeAgent, NodeAgentConfig};
 use skiff_node::images::ImageCatalog;
+use skiff_node::simulated::metrics::SimulatedMetrics;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_node::wiring::{CatalogImages, KubeletProber};
 use skiff_store::{SqliteStore, Store};
@@ -118,9 +120,16 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         until_stopped(),
     ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
+    let resolution = Duration::from_secs(args.metric_resolution);
+    let mut metric_sources: Vec<Arc<dyn ResourceMetrics>> = Vec::new();
     let simulated_nodes = if args.simulated_nodes > 0 {
         let config = SimulatedNodesConfig::with_count(args.simulated_nodes);
         config.validate()?;
+        metric_sources.push(SimulatedMetrics::start(
+            client.clone(),
+            config.nodes().into_iter().map(|n| n.name),
+            resolution,
+        )?);
         Some(tokio::spawn(simulated::run(
             client.clone(),
             config,
@@ -143,15 +152,18 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
+        metric_sources.push(agent.metrics(resolution));
         (Some(tokio::spawn(agent.run(until_stopped()))), Some(logs))
     };
 
+    // Every measured pod and node, real and simulated; the autoscaler reads the same source.
+    let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(metric_sources));
     let state = Arc::new(ServerState {
         registry,
         tokens: vec![token],
         advertise_address: address.to_string(),
         logs,
-        metrics: None,
+        metrics: Some(metrics.clone()),
     });
     tokio::spawn(system::compaction_loop(
         store.clone(),
