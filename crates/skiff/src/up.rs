@@ -9,6 +9,7 @@ use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
 use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::{Client, LocalClient};
+use skiff_node::agent::pod_range::pod_range_for;
 use skiff_node::agent::{NodeAgent, NodeAgentConfig};
 use skiff_node::images::ImageCatalog;
 use skiff_node::simulated::metrics::SimulatedMetrics;
@@ -144,12 +145,13 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
         let catalog = ImageCatalog::open_in_data_dir(&data_dir)?;
-        let config = NodeAgentConfig::new(
+        let mut config = NodeAgentConfig::new(
             &node_name,
             data_dir.join("node"),
             Arc::new(CatalogImages::new(catalog)),
             Arc::new(KubeletProber),
         );
+        config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
         metric_sources.push(agent.metrics(resolution));

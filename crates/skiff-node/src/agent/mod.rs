@@ -30,6 +30,7 @@ pub mod command;
 pub mod logfiles;
 pub mod machine;
 mod node;
+pub mod pod_range;
 pub mod probe_timing;
 mod process;
 mod runtime;
