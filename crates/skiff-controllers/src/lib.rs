@@ -8,6 +8,7 @@
 
 pub mod deployment;
 pub mod gc;
+pub mod hpa;
 pub mod manager;
 pub mod replicaset;
 pub mod shell;
