@@ -155,7 +155,8 @@ fn min_select_policy_takes_the_smallest_change() {
 
 #[test]
 fn legacy_stabilization_keeps_the_highest_recent_recommendation() {
-    let cases: Vec<(&str, Vec<(i32, i64)>, i32, i32, usize)> = vec![
+    type Case = (&'static str, Vec<(i32, i64)>, i32, i32, usize);
+    let cases: Vec<Case> = vec![
         ("empty log", vec![], 5, 5, 1),
         ("stabilize", vec![(4, 120), (5, 60)], 3, 5, 3),
         ("no stabilize", vec![(1, 120), (2, 60)], 3, 3, 3),

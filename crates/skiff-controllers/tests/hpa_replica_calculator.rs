@@ -611,7 +611,14 @@ fn pods_are_grouped_as_upstream_groups_them() {
         &'static [&'static str],
         &'static [&'static str],
     );
-    let cases: Vec<(&str, Vec<Pod>, Vec<(&str, PodMetric)>, &str, Expect)> = vec![
+    type Case = (
+        &'static str,
+        Vec<Pod>,
+        Vec<(&'static str, PodMetric)>,
+        &'static str,
+        Expect,
+    );
+    let cases: Vec<Case> = vec![
         ("void", vec![], vec![], "cpu", (0, &[], &[], &[])),
         (
             "count in a ready pod - memory",

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
+use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::{Client, LocalClient};
+use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_node::agent::{NodeAgent, NodeAgentConfig};
 use skiff_node::images::ImageCatalog;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
@@ -117,6 +119,23 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         client.clone(),
         until_stopped(),
     ));
+    // The metrics source the autoscaler reads; empty until node agents report usage.
+    let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(Vec::new()));
+    let autoscaler = tokio::spawn(skiff_controllers::hpa::run(
+        client.clone(),
+        metrics.clone(),
+        HpaConfig {
+            sync_period: args.horizontal_pod_autoscaler_sync_period,
+            downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
+            calculator: ReplicaCalculator {
+                tolerance: args.horizontal_pod_autoscaler_tolerance,
+                cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
+                delay_of_initial_readiness_status: args
+                    .horizontal_pod_autoscaler_initial_readiness_delay,
+            },
+        },
+        until_stopped(),
+    ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
     let simulated_nodes = if args.simulated_nodes > 0 {
         let config = SimulatedNodesConfig::with_count(args.simulated_nodes);
@@ -178,6 +197,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let _ = controllers.await;
+    let _ = autoscaler.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),

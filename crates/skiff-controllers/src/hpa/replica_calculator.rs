@@ -193,7 +193,7 @@ pub fn group_pods(
     groups
 }
 
-fn counted_containers<'a>(pod: &'a Pod) -> impl Iterator<Item = &'a Container> {
+fn counted_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
     let spec = pod.spec.as_ref();
     let sidecars = spec
         .and_then(|s| s.init_containers.as_ref())
