@@ -1,0 +1,382 @@
+//! HorizontalPodAutoscaler acceptance tests, driven by the real `kubectl`.
+//!
+//! Run with `cargo test -p skiff --test autoscaling`. Needs `kubectl` on the PATH. Load is
+//! scripted through the simulated nodes' usage annotation (`sim.skiff.dev/cpu-usage`) or made
+//! by real demo-server processes burning CPU; every wait polls against a deadline.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{cells, poll, wait_for, Kubectl, Skiff, DEADLINE};
+
+const CPU_USAGE: &str = "sim.skiff.dev/cpu-usage";
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}):\n{text}"))
+}
+
+fn deployment(name: &str, replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        resources:
+          requests:
+            cpu: 100m
+"
+    )
+}
+
+fn spec_replicas(kubectl: &Kubectl, name: &str) -> Option<i64> {
+    let out = kubectl.run(&["get", "deploy", name, "-o", "json"]);
+    if !out.success() {
+        return None;
+    }
+    json_of(&out.stdout).pointer("/spec/replicas")?.as_i64()
+}
+
+/// The sizes of the autoscaler's `SuccessfulRescale` events, oldest first.
+fn rescales(kubectl: &Kubectl, hpa: &str) -> Vec<i64> {
+    let out = kubectl.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={hpa},reason=SuccessfulRescale"),
+        "-o",
+        "json",
+    ]);
+    let mut events: Vec<(String, i64)> = json_of(&out)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| {
+            let message = e["message"].as_str()?;
+            let size = message
+                .strip_prefix("New size: ")?
+                .split(';')
+                .next()?
+                .parse()
+                .ok()?;
+            let when = e["firstTimestamp"]
+                .as_str()
+                .or(e["eventTime"].as_str())
+                .unwrap_or("")
+                .to_string();
+            Some((when, size))
+        })
+        .collect();
+    events.sort();
+    events.into_iter().map(|(_, size)| size).collect()
+}
+
+/// Spreads `total_millicores` evenly over the Deployment's current size, as a load balancer
+/// in front of it would: every pod of `app=<name>` is annotated with its share.
+fn spread_load(kubectl: &Kubectl, name: &str, total_millicores: i64) {
+    let Some(replicas) = spec_replicas(kubectl, name).filter(|r| *r > 0) else {
+        return;
+    };
+    let share = total_millicores / replicas;
+    // Pods on their way out may refuse the change; they no longer count.
+    let _ = kubectl.run(&[
+        "annotate",
+        "pods",
+        "-l",
+        &format!("app={name}"),
+        &format!("{CPU_USAGE}={share}m"),
+        "--overwrite",
+    ]);
+}
+
+/// `kubectl autoscale` creates an autoscaler that `kubectl get hpa` shows with its target and
+/// `<unknown>` until metrics arrive; `kubectl describe` shows its conditions.
+#[test]
+fn kubectl_autoscale_creates_an_autoscaler() {
+    let skiff = Skiff::start_with(&["--simulated-nodes", "1", "--no-node"]);
+    let kubectl = skiff.kubectl();
+    let file = skiff.write_file("web.yaml", &deployment("web", 1, "demo"));
+    kubectl.ok(&["apply", "-f", &file]);
+    let out = kubectl.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=10",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "horizontalpodautoscaler.autoscaling/web autoscaled"
+    );
+    let table = kubectl.ok(&["get", "hpa", "web"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().map(cells),
+        Some(vec![
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ])
+    );
+    let row = lines.next().map(cells).unwrap_or_default();
+    assert_eq!(&row[..3], &["web", "Deployment/web", "cpu:"], "{table}");
+    assert_eq!(row[3], "<unknown>/50%", "{table}");
+    assert_eq!(&row[4..6], &["1", "10"], "{table}");
+    // No usage is reported for the pod yet, so the controller says why it cannot scale.
+    let reason = wait_for("the ScalingActive condition", DEADLINE, || {
+        let hpa = json_of(&kubectl.ok(&["get", "hpa.v2.autoscaling", "web", "-o", "json"]));
+        hpa.pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "ScalingActive")
+            .and_then(|c| c["reason"].as_str().map(str::to_string))
+    });
+    assert!(
+        ["FailedGetResourceMetric", "ValidMetricFound"].contains(&reason.as_str()),
+        "unexpected ScalingActive reason {reason}"
+    );
+}
+
+/// Scripted load on simulated nodes: 400m over pods requesting 100m at a 50% target asks for
+/// 8 pods. Kubernetes' default scale-up policy (the larger of 4 pods or 100% per 15 s) first
+/// allows 2→6; once 15 s have passed, 400m over 6 pods (66%) asks for 8: 6→8, where 50m each
+/// is on target. When the load falls to 144m, 18% asks for 3; the (shortened) scale-down
+/// stabilization window delays it, then 100% per 15 s allows 8→3 at once, and 48m each is
+/// within the tolerance. A rollout started while the autoscaler grows the Deployment keeps
+/// the ReplicaSets' sizes proportional and ends with all 8 pods updated.
+#[test]
+fn scripted_load_scales_two_to_eight_to_three() {
+    let skiff = Skiff::start_with(&[
+        "--simulated-nodes",
+        "2",
+        "--no-node",
+        "--horizontal-pod-autoscaler-sync-period",
+        "1s",
+        "--horizontal-pod-autoscaler-cpu-initialization-period",
+        "1s",
+    ]);
+    let kubectl = skiff.kubectl();
+    let file = skiff.write_file("web.yaml", &deployment("web", 2, "demo"));
+    kubectl.ok(&["apply", "-f", &file]);
+    let hpa = skiff.write_file(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: web
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target:
+        type: Utilization
+        averageUtilization: 50
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 5
+",
+    );
+    kubectl.ok(&["apply", "-f", &hpa]);
+
+    let reach = |what: &str, total: i64, replicas: i64| {
+        wait_for(what, Duration::from_secs(60), || {
+            spread_load(&kubectl, "web", total);
+            (spec_replicas(&kubectl, "web") == Some(replicas)).then_some(())
+        })
+    };
+    reach("the first scale-up step", 400, 6);
+    // Roll out a new template while the autoscaler grows the Deployment.
+    kubectl.ok(&["set", "image", "deployment/web", "web=demo:v2"]);
+    reach("the second scale-up step", 400, 8);
+    assert_eq!(rescales(&kubectl, "web"), vec![6, 8]);
+    wait_for("the rollout to finish at 8 pods", DEADLINE, || {
+        spread_load(&kubectl, "web", 400);
+        let d = json_of(&kubectl.ok(&["get", "deploy", "web", "-o", "json"]));
+        let status = &d["status"];
+        (status["updatedReplicas"] == 8
+            && status["replicas"] == 8
+            && status["availableReplicas"] == 8)
+            .then_some(())
+    });
+    // Every ReplicaSet the Deployment scaled carries the size it was scaled for.
+    let sets = json_of(&kubectl.ok(&["get", "rs", "-l", "app=web", "-o", "json"]));
+    for rs in sets["items"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(
+            rs.pointer("/metadata/annotations/deployment.kubernetes.io~1desired-replicas"),
+            Some(&Value::from("8")),
+            "{rs}"
+        );
+    }
+
+    reach("the scale-down", 144, 3);
+    // On target now: the size holds while the load stays.
+    let held = poll(Duration::from_secs(4), || {
+        spread_load(&kubectl, "web", 144);
+        (spec_replicas(&kubectl, "web") != Some(3)).then_some(())
+    });
+    assert!(
+        held.is_none(),
+        "the autoscaler left 3 replicas at 48% of request"
+    );
+    assert_eq!(rescales(&kubectl, "web"), vec![6, 8, 3]);
+    let table = kubectl.ok(&["get", "hpa", "web"]);
+    let row: Vec<String> = table
+        .lines()
+        .nth(1)
+        .map(cells)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        row[2..4],
+        ["cpu:".to_string(), "48%/50%".to_string()],
+        "{table}"
+    );
+}
+
+fn burn(address: &str) {
+    if let Ok(mut stream) = TcpStream::connect_timeout(
+        &address
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address {address}: {e}")),
+        Duration::from_secs(2),
+    ) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.write_all(b"GET /burn?ms=400 HTTP/1.0\r\n\r\n");
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    }
+}
+
+/// Real processes: demo servers requesting 100m, an autoscaler at 50%, and a bounded load
+/// that keeps each pod burning CPU; the Deployment grows within its limits, and once the load
+/// stops it shrinks back after the (shortened) stabilization window.
+#[test]
+fn cpu_burn_on_real_pods_scales_up_and_back() {
+    let skiff = Skiff::start_with(&["--horizontal-pod-autoscaler-sync-period", "1s"]);
+    let kubectl = skiff.kubectl();
+    let file = skiff.write_file("burner.yaml", &deployment("burner", 1, "demo"));
+    kubectl.ok(&["apply", "-f", &file]);
+    let hpa = skiff.write_file(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: burner
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: burner
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target:
+        type: Utilization
+        averageUtilization: 50
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 10
+",
+    );
+    kubectl.ok(&["apply", "-f", &hpa]);
+    let pod_ips = || -> Vec<String> {
+        let pods = json_of(&kubectl.ok(&["get", "pods", "-l", "app=burner", "-o", "json"]));
+        pods["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter_map(|p| {
+                p.pointer("/status/podIP")?
+                    .as_str()
+                    .map(|ip| format!("{ip}:80"))
+            })
+            .collect()
+    };
+    wait_for("the first pod to run", DEADLINE, || {
+        (!pod_ips().is_empty()).then_some(())
+    });
+
+    // Bounded load: two clients per known pod, each request burning 400 ms of CPU.
+    let running = Arc::new(AtomicBool::new(true));
+    let targets = Arc::new(std::sync::Mutex::new(pod_ips()));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let running = running.clone();
+            let targets = targets.clone();
+            thread::spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
+                    for address in list {
+                        burn(&address);
+                    }
+                }
+            })
+        })
+        .collect();
+    let grown = poll(Duration::from_secs(60), || {
+        if let Ok(mut t) = targets.lock() {
+            *t = pod_ips();
+        }
+        spec_replicas(&kubectl, "burner").filter(|r| *r > 1)
+    });
+    running.store(false, Ordering::Relaxed);
+    for client in clients {
+        let _ = client.join();
+    }
+    let grown = grown.unwrap_or_else(|| {
+        panic!(
+            "the load did not scale the Deployment up:\n{}",
+            kubectl.ok(&["describe", "hpa", "burner"])
+        )
+    });
+    assert!(grown <= 3, "scaled beyond maxReplicas: {grown}");
+
+    wait_for(
+        "the scale-down after the load stopped",
+        Duration::from_secs(60),
+        || (spec_replicas(&kubectl, "burner") == Some(1)).then_some(()),
+    );
+    let sizes = rescales(&kubectl, "burner");
+    assert_eq!(sizes.last(), Some(&1), "{sizes:?}");
+    assert!(sizes.iter().all(|s| (1..=3).contains(s)), "{sizes:?}");
+}
