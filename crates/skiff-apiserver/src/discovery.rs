@@ -3,6 +3,8 @@
 use serde_json::{json, Value};
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 
+use crate::metrics_api;
+
 /// The Kubernetes minor version Skiff implements; kubectl's dispatcher picks its client by it.
 pub const KUBERNETES_MINOR: &str = "33";
 
@@ -263,6 +265,81 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
+/// The resources of `metrics.k8s.io/v1beta1`: name, kind, namespaced.
+const METRICS_RESOURCES: [(&str, &str, bool); 2] = [
+    ("nodes", "NodeMetrics", false),
+    ("pods", "PodMetrics", true),
+];
+
+/// The verbs metrics-server serves.
+const METRICS_VERBS: [&str; 2] = ["get", "list"];
+
+/// `GET /apis/metrics.k8s.io`; served only while something measures usage.
+pub fn metrics_group_doc() -> Value {
+    let mut doc = api_group(metrics_api::GROUP, &[metrics_api::VERSION]);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    doc
+}
+
+/// `GET /apis/metrics.k8s.io/v1beta1`: `PodMetrics` and `NodeMetrics`, get and list only.
+pub fn metrics_resource_list() -> Value {
+    let resources: Vec<Value> = METRICS_RESOURCES
+        .iter()
+        .map(|(name, kind, namespaced)| {
+            json!({
+                "name": name,
+                "singularName": "",
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": METRICS_VERBS,
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": metrics_api::API_VERSION,
+        "resources": resources,
+    })
+}
+
+/// Adds `metrics.k8s.io` to an `/apis` discovery document in either format, as the
+/// aggregator does once metrics-server's APIService is available. kubectl top decides
+/// "Metrics API not available" from this.
+pub fn advertise_metrics(doc: &mut Value, format: DiscoveryFormat) {
+    let entry = match format {
+        DiscoveryFormat::Legacy => {
+            let entry = api_group(metrics_api::GROUP, &[metrics_api::VERSION]);
+            if let Some(groups) = doc.get_mut("groups").and_then(Value::as_array_mut) {
+                groups.push(entry);
+            }
+            return;
+        }
+        DiscoveryFormat::AggregatedV2 | DiscoveryFormat::AggregatedV2Beta1 => {
+            let resources: Vec<Value> = METRICS_RESOURCES
+                .iter()
+                .map(|(name, kind, namespaced)| {
+                    json!({
+                        "resource": name,
+                        "responseKind": {"group": metrics_api::GROUP, "version": metrics_api::VERSION, "kind": kind},
+                        "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": "",
+                        "verbs": METRICS_VERBS,
+                    })
+                })
+                .collect();
+            json!({
+                "metadata": {"name": metrics_api::GROUP, "creationTimestamp": null},
+                "versions": [{"version": metrics_api::VERSION, "resources": resources, "freshness": "Current"}],
+            })
+        }
+    };
+    if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
+        items.push(entry);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +386,49 @@ mod tests {
         let core = aggregated(true, DiscoveryFormat::AggregatedV2);
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
+    }
+
+    #[test]
+    fn metrics_group_is_added_to_both_formats() {
+        let mut legacy = api_group_list();
+        advertise_metrics(&mut legacy, DiscoveryFormat::Legacy);
+        let group = legacy["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "metrics.k8s.io")
+            .unwrap();
+        assert_eq!(
+            group["preferredVersion"],
+            json!({"groupVersion": "metrics.k8s.io/v1beta1", "version": "v1beta1"})
+        );
+
+        let mut aggregated_doc = aggregated(false, DiscoveryFormat::AggregatedV2);
+        advertise_metrics(&mut aggregated_doc, DiscoveryFormat::AggregatedV2);
+        let group = aggregated_doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "metrics.k8s.io")
+            .unwrap();
+        let resources = group["versions"][0]["resources"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = resources
+            .iter()
+            .map(|r| {
+                (
+                    r["resource"].as_str().unwrap(),
+                    r["scope"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(kinds, [("nodes", "Cluster"), ("pods", "Namespaced")]);
+        assert_eq!(resources[1]["responseKind"]["kind"], "PodMetrics");
+        assert_eq!(resources[1]["verbs"], json!(["get", "list"]));
+
+        let list = metrics_resource_list();
+        assert_eq!(list["groupVersion"], "metrics.k8s.io/v1beta1");
+        assert_eq!(list["resources"][1]["kind"], "PodMetrics");
+        assert_eq!(list["resources"][1]["namespaced"], true);
+        assert_eq!(metrics_group_doc()["kind"], "APIGroup");
     }
 }

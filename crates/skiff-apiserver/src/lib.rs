@@ -13,6 +13,7 @@ pub mod filter;
 pub mod logs;
 pub mod meta;
 pub mod metrics;
+pub mod metrics_api;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod protobuf;

@@ -291,8 +291,26 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
     let method = parts.method.clone();
     let headers = parts.headers;
     let query = Query::parse(parts.uri.query())?;
-    let target = parse_path(parts.uri.path())?;
     let registry = &state.registry;
+    if let Some(metrics) = &state.metrics {
+        if let Some(target) = crate::metrics_api::parse_path(parts.uri.path()) {
+            let target = target?;
+            if method != Method::GET || query.flag("watch") {
+                return Err(ApiError::method_not_allowed());
+            }
+            let metrics_query = crate::metrics_api::MetricsQuery {
+                label_selector: query.get("labelSelector").map(str::to_string),
+                field_selector: query.get("fieldSelector").map(str::to_string),
+                table: wants_table(&headers),
+                include_object: IncludeObject::parse(query.get("includeObject")),
+            };
+            let body =
+                crate::metrics_api::serve(registry, metrics.as_ref(), target, &metrics_query)
+                    .await?;
+            return Ok(json_response(StatusCode::OK, &body));
+        }
+    }
+    let target = parse_path(parts.uri.path())?;
     match target {
         Target::CoreDiscovery | Target::GroupsDiscovery => {
             if method != Method::GET {
@@ -300,17 +318,33 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             }
             let core = matches!(target, Target::CoreDiscovery);
             let format = DiscoveryFormat::from_accept(accept_header(&headers));
-            let doc = match (format, core) {
+            let mut doc = match (format, core) {
                 (DiscoveryFormat::Legacy, true) => {
                     discovery::api_versions(&state.advertise_address)
                 }
                 (DiscoveryFormat::Legacy, false) => discovery::api_group_list(),
                 (f, core) => discovery::aggregated(core, f),
             };
+            if !core && state.metrics.is_some() {
+                discovery::advertise_metrics(&mut doc, format);
+            }
             Ok(json_response_typed(
                 StatusCode::OK,
                 &doc,
                 format.content_type(),
+            ))
+        }
+        Target::Group(g) if g == crate::metrics_api::GROUP && state.metrics.is_some() => Ok(
+            json_response(StatusCode::OK, &discovery::metrics_group_doc()),
+        ),
+        Target::GroupVersion(g, v)
+            if g == crate::metrics_api::GROUP
+                && v == crate::metrics_api::VERSION
+                && state.metrics.is_some() =>
+        {
+            Ok(json_response(
+                StatusCode::OK,
+                &discovery::metrics_resource_list(),
             ))
         }
         Target::Group(g) => discovery::api_group_doc(&g)

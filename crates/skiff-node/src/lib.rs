@@ -12,6 +12,7 @@ pub mod agent;
 pub mod demo;
 pub mod hooks;
 pub mod images;
+pub mod metrics;
 pub mod probes;
 pub mod simulated;
 pub mod wiring;

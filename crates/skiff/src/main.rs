@@ -95,6 +95,10 @@ pub struct UpArgs {
     /// The relative distance from an autoscaler's target within which it does not scale.
     #[arg(long, value_name = "RATIO", default_value_t = 0.1)]
     pub horizontal_pod_autoscaler_tolerance: f64,
+    /// Seconds between samples of pod and node usage (metrics-server's `--metric-resolution`,
+    /// 15 s there); `kubectl top` and autoscalers see a pod once it was sampled twice.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub metric_resolution: u64,
 }
 
 /// Reads a duration written as kube-controller-manager takes it (`15s`, `5m`, `1m30s`).

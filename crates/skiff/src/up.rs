@@ -12,6 +12,7 @@ use skiff_client::{Client, LocalClient};
 use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_node::agent::{NodeAgent, NodeAgentConfig};
 use skiff_node::images::ImageCatalog;
+use skiff_node::simulated::metrics::SimulatedMetrics;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_node::wiring::{CatalogImages, KubeletProber};
 use skiff_store::{SqliteStore, Store};
@@ -119,27 +120,17 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         client.clone(),
         until_stopped(),
     ));
-    // The metrics source the autoscaler reads; empty until node agents report usage.
-    let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(Vec::new()));
-    let autoscaler = tokio::spawn(skiff_controllers::hpa::run(
-        client.clone(),
-        metrics.clone(),
-        HpaConfig {
-            sync_period: args.horizontal_pod_autoscaler_sync_period,
-            downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
-            calculator: ReplicaCalculator {
-                tolerance: args.horizontal_pod_autoscaler_tolerance,
-                cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
-                delay_of_initial_readiness_status: args
-                    .horizontal_pod_autoscaler_initial_readiness_delay,
-            },
-        },
-        until_stopped(),
-    ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
+    let resolution = Duration::from_secs(args.metric_resolution);
+    let mut metric_sources: Vec<Arc<dyn ResourceMetrics>> = Vec::new();
     let simulated_nodes = if args.simulated_nodes > 0 {
         let config = SimulatedNodesConfig::with_count(args.simulated_nodes);
         config.validate()?;
+        metric_sources.push(SimulatedMetrics::start(
+            client.clone(),
+            config.nodes().into_iter().map(|n| n.name),
+            resolution,
+        )?);
         Some(tokio::spawn(simulated::run(
             client.clone(),
             config,
@@ -162,16 +153,34 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
+        metric_sources.push(agent.metrics(resolution));
         (Some(tokio::spawn(agent.run(until_stopped()))), Some(logs))
     };
 
+    // Every measured pod and node, real and simulated; the autoscaler reads the same source.
+    let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(metric_sources));
     let state = Arc::new(ServerState {
         registry,
         tokens: vec![token],
         advertise_address: address.to_string(),
         logs,
-        metrics: None,
+        metrics: Some(metrics.clone()),
     });
+    let autoscaler = tokio::spawn(skiff_controllers::hpa::run(
+        client.clone(),
+        metrics.clone(),
+        HpaConfig {
+            sync_period: args.horizontal_pod_autoscaler_sync_period,
+            downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
+            calculator: ReplicaCalculator {
+                tolerance: args.horizontal_pod_autoscaler_tolerance,
+                cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
+                delay_of_initial_readiness_status: args
+                    .horizontal_pod_autoscaler_initial_readiness_delay,
+            },
+        },
+        until_stopped(),
+    ));
     tokio::spawn(system::compaction_loop(
         store.clone(),
         Duration::from_secs(args.compaction_interval),

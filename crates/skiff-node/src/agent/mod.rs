@@ -143,6 +143,7 @@ pub struct NodeAgent {
     client: Arc<dyn Client>,
     config: NodeAgentConfig,
     live: LiveRuns,
+    processes: crate::metrics::ContainerProcesses,
 }
 
 impl NodeAgent {
@@ -152,7 +153,18 @@ impl NodeAgent {
             client,
             config,
             live: LiveRuns::default(),
+            processes: crate::metrics::ContainerProcesses::default(),
         }
+    }
+
+    /// The node's and its pods' resource usage, sampled every `resolution`, to serve
+    /// `metrics.k8s.io` (hand it to the API server and the autoscaler). Needs a Tokio runtime.
+    pub fn metrics(&self, resolution: Duration) -> Arc<dyn skiff_client::metrics::ResourceMetrics> {
+        crate::metrics::RealNodeMetrics::start(
+            &self.config.node_name,
+            self.processes.clone(),
+            resolution,
+        )
     }
 
     /// The agent's logs, to serve `pods/NAME/log` (hand it to the API server).
@@ -226,6 +238,7 @@ impl NodeAgent {
             prober: self.config.prober.clone(),
             recorder: recorder.clone(),
             live: self.live.clone(),
+            processes: self.processes.clone(),
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(

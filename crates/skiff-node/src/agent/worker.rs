@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub prober: Arc<dyn Prober>,
     pub recorder: EventRecorder,
     pub live: LiveRuns,
+    /// Which process group runs which container, for resource metrics.
+    pub processes: crate::metrics::ContainerProcesses,
 }
 
 /// The manager's handle on a pod worker.
@@ -523,6 +525,13 @@ impl Worker {
                 tracing::warn!(pod_uid = %uid, error = %e, "recording a process group failed");
             }
             shared.live.insert(&uid, &name, restart_count);
+            shared.processes.started(crate::metrics::RunningContainer {
+                pod_uid: uid.clone(),
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                pod: pod.metadata.name.clone().unwrap_or_default(),
+                container: name.clone(),
+                pgid: process.pgid,
+            });
             let pgid = process.pgid;
             let _ = tx.send(Msg::Spawned {
                 container: name.clone(),
@@ -568,11 +577,13 @@ impl Worker {
     fn watch_exit(&self, name: &str, process: ContainerProcess, run: i32) {
         let tx = self.tx.clone();
         let live = self.shared.live.clone();
+        let processes = self.shared.processes.clone();
         let uid = self.uid.clone();
         let name = name.to_string();
         tokio::spawn(async move {
             let code = process.wait().await;
             live.remove(&uid, &name, run);
+            processes.exited(&uid, &name, process.pgid);
             let _ = tx.send(Msg::Input(Input::Exited {
                 container: name,
                 exit_code: code,

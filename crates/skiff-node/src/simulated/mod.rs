@@ -16,6 +16,7 @@ mod delay_queue;
 pub mod duration;
 mod heartbeat;
 pub mod ipam;
+pub mod metrics;
 pub mod node;
 pub mod timeline;
 
