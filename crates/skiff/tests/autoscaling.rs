@@ -92,22 +92,59 @@ fn rescales(kubectl: &Kubectl, hpa: &str) -> Vec<i64> {
     events.into_iter().map(|(_, size)| size).collect()
 }
 
-/// Spreads `total_millicores` evenly over the Deployment's current size, as a load balancer
-/// in front of it would: every pod of `app=<name>` is annotated with its share.
+/// Spreads `total_millicores` evenly over the pods of `app=<name>` that are not shutting
+/// down, as a load balancer in front of them would, by annotating each with its share.
 fn spread_load(kubectl: &Kubectl, name: &str, total_millicores: i64) {
-    let Some(replicas) = spec_replicas(kubectl, name).filter(|r| *r > 0) else {
+    let out = kubectl.run(&["get", "pods", "-l", &format!("app={name}"), "-o", "json"]);
+    if !out.success() {
         return;
-    };
-    let share = total_millicores / replicas;
-    // Pods on their way out may refuse the change; they no longer count.
-    let _ = kubectl.run(&[
-        "annotate",
-        "pods",
-        "-l",
-        &format!("app={name}"),
-        &format!("{CPU_USAGE}={share}m"),
-        "--overwrite",
-    ]);
+    }
+    let pods: Vec<String> = json_of(&out.stdout)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter_map(|p| p.pointer("/metadata/name")?.as_str().map(str::to_string))
+        .collect();
+    if pods.is_empty() {
+        return;
+    }
+    let share = total_millicores / pods.len() as i64;
+    let mut args = vec!["annotate".to_string(), "pods".to_string()];
+    args.extend(pods);
+    args.push(format!("{CPU_USAGE}={share}m"));
+    args.push("--overwrite".to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A pod deleted in between makes the call fail; the next round covers the rest.
+    let _ = kubectl.run(&args);
+}
+
+fn replica_sets(kubectl: &Kubectl, name: &str) -> Vec<(String, i64, String)> {
+    let sets = json_of(&kubectl.ok(&["get", "rs", "-l", &format!("app={name}"), "-o", "json"]));
+    let mut out: Vec<(String, i64, String)> = sets["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|rs| {
+            (
+                rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                rs.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                rs.pointer("/metadata/annotations/deployment.kubernetes.io~1desired-replicas")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// `kubectl autoscale` creates an autoscaler that `kubectl get hpa` shows with its target and
@@ -163,13 +200,16 @@ fn kubectl_autoscale_creates_an_autoscaler() {
     );
 }
 
-/// Scripted load on simulated nodes: 400m over pods requesting 100m at a 50% target asks for
-/// 8 pods. Kubernetes' default scale-up policy (the larger of 4 pods or 100% per 15 s) first
-/// allows 2→6; once 15 s have passed, 400m over 6 pods (66%) asks for 8: 6→8, where 50m each
-/// is on target. When the load falls to 144m, 18% asks for 3; the (shortened) scale-down
-/// stabilization window delays it, then 100% per 15 s allows 8→3 at once, and 48m each is
-/// within the tolerance. A rollout started while the autoscaler grows the Deployment keeps
-/// the ReplicaSets' sizes proportional and ends with all 8 pods updated.
+/// Scripted load on simulated nodes, against pods requesting 100m with a 50% target.
+///
+/// A rollout to a template whose pods never become ready stalls the 2-replica Deployment at
+/// 2 old pods and 1 surge pod (maxSurge 1, maxUnavailable 0). 300m over those 3 pods (100%)
+/// asks for 6, which the default scale-up policy (the larger of 4 pods or 100% per 15 s)
+/// allows: 2→6. The Deployment controller spreads the new size proportionally over both
+/// ReplicaSets, 6 + maxSurge 2 = 8 pods: old 2·8/3 ≈ 5, new 1·8/3 ≈ 3. Once the rollout is
+/// undone, 400m over 6 pods (66%) asks for 8: 6→8, where 50m each is on target. When the load
+/// falls to 144m, 18% asks for 3; the (shortened) scale-down stabilization window delays it,
+/// then 100% per 15 s allows 8→3 at once, where 48m each is within the tolerance.
 #[test]
 fn scripted_load_scales_two_to_eight_to_three() {
     let skiff = Skiff::start_with(&[
@@ -180,10 +220,36 @@ fn scripted_load_scales_two_to_eight_to_three() {
         "1s",
         "--horizontal-pod-autoscaler-cpu-initialization-period",
         "1s",
+        "--metric-resolution",
+        "1",
+        // Pods that never turn ready count with their usage instead of as unready.
+        "--horizontal-pod-autoscaler-initial-readiness-delay",
+        "0s",
     ]);
     let kubectl = skiff.kubectl();
     let file = skiff.write_file("web.yaml", &deployment("web", 2, "demo"));
     kubectl.ok(&["apply", "-f", &file]);
+    wait_for("2 available pods", DEADLINE, || {
+        let d = json_of(&kubectl.ok(&["get", "deploy", "web", "-o", "json"]));
+        (d["status"]["availableReplicas"] == 2).then_some(())
+    });
+    // A rollout that cannot finish: its pods never become ready.
+    kubectl.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"sim.skiff.dev/never-ready":"true"}}}}}"#,
+    ]);
+    wait_for(
+        "the rollout to stall at 2 old pods and 1 new",
+        DEADLINE,
+        || {
+            let sizes: Vec<i64> = replica_sets(&kubectl, "web").iter().map(|s| s.1).collect();
+            (sizes == [2, 1]).then_some(())
+        },
+    );
+
     let hpa = skiff.write_file(
         "hpa.yaml",
         "apiVersion: autoscaling/v2
@@ -210,36 +276,42 @@ spec:
 ",
     );
     kubectl.ok(&["apply", "-f", &hpa]);
-
     let reach = |what: &str, total: i64, replicas: i64| {
         wait_for(what, Duration::from_secs(60), || {
             spread_load(&kubectl, "web", total);
             (spec_replicas(&kubectl, "web") == Some(replicas)).then_some(())
         })
     };
-    reach("the first scale-up step", 400, 6);
-    // Roll out a new template while the autoscaler grows the Deployment.
-    kubectl.ok(&["set", "image", "deployment/web", "web=demo:v2"]);
-    reach("the second scale-up step", 400, 8);
-    assert_eq!(rescales(&kubectl, "web"), vec![6, 8]);
-    wait_for("the rollout to finish at 8 pods", DEADLINE, || {
-        spread_load(&kubectl, "web", 400);
-        let d = json_of(&kubectl.ok(&["get", "deploy", "web", "-o", "json"]));
-        let status = &d["status"];
-        (status["updatedReplicas"] == 8
-            && status["replicas"] == 8
-            && status["availableReplicas"] == 8)
-            .then_some(())
+    reach("the scale-up during the rollout", 300, 6);
+    assert_eq!(rescales(&kubectl, "web"), vec![6]);
+    let scaled = wait_for("proportional scaling of both ReplicaSets", DEADLINE, || {
+        let sets = replica_sets(&kubectl, "web");
+        (sets.iter().map(|s| s.1).sum::<i64>() == 8).then_some(sets)
     });
-    // Every ReplicaSet the Deployment scaled carries the size it was scaled for.
-    let sets = json_of(&kubectl.ok(&["get", "rs", "-l", "app=web", "-o", "json"]));
-    for rs in sets["items"].as_array().cloned().unwrap_or_default() {
-        assert_eq!(
-            rs.pointer("/metadata/annotations/deployment.kubernetes.io~1desired-replicas"),
-            Some(&Value::from("8")),
-            "{rs}"
-        );
-    }
+    assert_eq!(
+        scaled,
+        vec![
+            ("1".to_string(), 5, "6".to_string()),
+            ("2".to_string(), 3, "6".to_string())
+        ]
+    );
+
+    kubectl.ok(&["rollout", "undo", "deployment/web"]);
+    wait_for(
+        "the undone rollout to settle at 6 ready pods",
+        DEADLINE,
+        || {
+            spread_load(&kubectl, "web", 300);
+            let d = json_of(&kubectl.ok(&["get", "deploy", "web", "-o", "json"]));
+            let status = &d["status"];
+            (status["updatedReplicas"] == 6
+                && status["replicas"] == 6
+                && status["availableReplicas"] == 6)
+                .then_some(())
+        },
+    );
+    reach("the second scale-up", 400, 8);
+    assert_eq!(rescales(&kubectl, "web"), vec![6, 8]);
 
     reach("the scale-down", 144, 3);
     // On target now: the size holds while the load stays.
@@ -287,7 +359,12 @@ fn burn(address: &str) {
 /// stops it shrinks back after the (shortened) stabilization window.
 #[test]
 fn cpu_burn_on_real_pods_scales_up_and_back() {
-    let skiff = Skiff::start_with(&["--horizontal-pod-autoscaler-sync-period", "1s"]);
+    let skiff = Skiff::start_with(&[
+        "--horizontal-pod-autoscaler-sync-period",
+        "1s",
+        "--metric-resolution",
+        "1",
+    ]);
     let kubectl = skiff.kubectl();
     let file = skiff.write_file("burner.yaml", &deployment("burner", 1, "demo"));
     kubectl.ok(&["apply", "-f", &file]);
