@@ -366,7 +366,7 @@ fn cpu_burn_on_real_pods_scales_up_and_back() {
         "1",
     ]);
     let kubectl = skiff.kubectl();
-    let file = skiff.write_file("burner.yaml", &deployment("burner", 1, "demo"));
+    let file = skiff.write_file("burner.yaml", &deployment("burner", 1, "nginx"));
     kubectl.ok(&["apply", "-f", &file]);
     let hpa = skiff.write_file(
         "hpa.yaml",
