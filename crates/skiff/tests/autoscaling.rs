@@ -92,6 +92,20 @@ fn rescales(kubectl: &Kubectl, hpa: &str) -> Vec<i64> {
     events.into_iter().map(|(_, size)| size).collect()
 }
 
+/// Asserts the autoscaler's rescale events, oldest first, once they were all recorded (events
+/// are written asynchronously, after the resize they report).
+fn assert_rescales(kubectl: &Kubectl, hpa: &str, expected: &[i64]) {
+    let mut seen = Vec::new();
+    let matched = poll(Duration::from_secs(10), || {
+        seen = rescales(kubectl, hpa);
+        (seen == expected).then_some(())
+    });
+    assert!(
+        matched.is_some(),
+        "rescale events {seen:?}, expected {expected:?}"
+    );
+}
+
 /// Spreads `total_millicores` evenly over the pods of `app=<name>` that are not shutting
 /// down, as a load balancer in front of them would, by annotating each with its share.
 fn spread_load(kubectl: &Kubectl, name: &str, total_millicores: i64) {
@@ -250,6 +264,18 @@ fn scripted_load_scales_two_to_eight_to_three() {
         },
     );
 
+    // Load the 3 pods before the autoscaler looks, so its first look sees all of it.
+    wait_for(
+        "kubectl top to show 100m on each of the 3 pods",
+        DEADLINE,
+        || {
+            spread_load(&kubectl, "web", 300);
+            let out = kubectl.run(&["top", "pods", "-l", "app=web", "--no-headers"]);
+            let rows: Vec<Vec<&str>> = out.stdout.lines().map(cells).collect();
+            (out.success() && rows.len() == 3 && rows.iter().all(|r| r.get(1) == Some(&"100m")))
+                .then_some(())
+        },
+    );
     let hpa = skiff.write_file(
         "hpa.yaml",
         "apiVersion: autoscaling/v2
@@ -283,7 +309,7 @@ spec:
         })
     };
     reach("the scale-up during the rollout", 300, 6);
-    assert_eq!(rescales(&kubectl, "web"), vec![6]);
+    assert_rescales(&kubectl, "web", &[6]);
     let scaled = wait_for("proportional scaling of both ReplicaSets", DEADLINE, || {
         let sets = replica_sets(&kubectl, "web");
         (sets.iter().map(|s| s.1).sum::<i64>() == 8).then_some(sets)
@@ -311,7 +337,20 @@ spec:
         },
     );
     reach("the second scale-up", 400, 8);
-    assert_eq!(rescales(&kubectl, "web"), vec![6, 8]);
+    assert_rescales(&kubectl, "web", &[6, 8]);
+    // Wait until every pod reports usage: on a scale-down, Kubernetes counts a pod without
+    // figures at its full request, which would make the next step smaller.
+    wait_for(
+        "kubectl top to show 50m on each of the 8 pods",
+        DEADLINE,
+        || {
+            spread_load(&kubectl, "web", 400);
+            let out = kubectl.run(&["top", "pods", "-l", "app=web", "--no-headers"]);
+            let rows: Vec<Vec<&str>> = out.stdout.lines().map(cells).collect();
+            (out.success() && rows.len() == 8 && rows.iter().all(|r| r.get(1) == Some(&"50m")))
+                .then_some(())
+        },
+    );
 
     reach("the scale-down", 144, 3);
     // On target now: the size holds while the load stays.
@@ -323,7 +362,7 @@ spec:
         held.is_none(),
         "the autoscaler left 3 replicas at 48% of request"
     );
-    assert_eq!(rescales(&kubectl, "web"), vec![6, 8, 3]);
+    assert_rescales(&kubectl, "web", &[6, 8, 3]);
     let table = kubectl.ok(&["get", "hpa", "web"]);
     let row: Vec<String> = table
         .lines()
@@ -453,7 +492,10 @@ spec:
         Duration::from_secs(60),
         || (spec_replicas(&kubectl, "burner") == Some(1)).then_some(()),
     );
-    let sizes = rescales(&kubectl, "burner");
-    assert_eq!(sizes.last(), Some(&1), "{sizes:?}");
+    // Events are recorded asynchronously; the last one reports the way back.
+    let sizes = wait_for("the scale-down event", DEADLINE, || {
+        let sizes = rescales(&kubectl, "burner");
+        (sizes.last() == Some(&1)).then_some(sizes)
+    });
     assert!(sizes.iter().all(|s| (1..=3).contains(s)), "{sizes:?}");
 }
