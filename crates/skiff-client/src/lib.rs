@@ -135,6 +135,46 @@ pub trait Client: Send + Sync + 'static {
     ) -> Result<Option<Value>, ClientError>;
     /// Binds a pod to a node (`pods/NAME/binding`); fails with 409 if it is already bound.
     async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClientError>;
+
+    /// Reads a workload's `autoscaling/v1` Scale (`.../NAME/scale`), so autoscalers can size
+    /// any scalable kind without knowing it.
+    async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
+        require_scale(scope.resource)?;
+        let object = self.get(scope, name).await?;
+        Ok(skiff_apiserver::scale::scale_of(&object))
+    }
+
+    /// Writes a Scale's `spec.replicas` to its workload; the Scale's `resourceVersion`, if set,
+    /// is a precondition, as for `PUT .../scale`.
+    async fn update_scale(&self, scope: Scope<'_>, scale: Value) -> Result<Value, ClientError> {
+        require_scale(scope.resource)?;
+        let name = name_of(&scale).to_string();
+        let replicas = scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let mut object = self.get(scope, &name).await?;
+        if let Some(rv) = scale
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        }
+        object["spec"]["replicas"] = Value::from(replicas);
+        let updated = self.update(scope, object).await?;
+        Ok(skiff_apiserver::scale::scale_of(&updated))
+    }
+}
+
+fn require_scale(resource: &ResourceInfo) -> Result<(), ClientError> {
+    if resource.subresources.contains(&Subresource::Scale) {
+        Ok(())
+    } else {
+        Err(ClientError::UnknownResource(format!(
+            "{}/scale",
+            resource.plural
+        )))
+    }
 }
 
 /// A client that goes straight into the registry of this process: no HTTP, same admission.

@@ -11,6 +11,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
+pub mod hpa;
 pub mod manager;
 pub mod replicaset;
 pub mod shell;

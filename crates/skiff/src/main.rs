@@ -8,6 +8,7 @@ mod up;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -76,10 +77,36 @@ pub struct UpArgs {
     /// older than the previous one. Kubernetes compacts every five minutes; tests shorten it.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,
+    /// How often the HorizontalPodAutoscaler controller re-examines every autoscaler
+    /// (kube-controller-manager's flag and default).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// How far back an autoscaler without `behavior.scaleDown.stabilizationWindowSeconds`
+    /// looks for higher recommendations before scaling down.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// After a pod starts, how long its CPU samples count only once it is ready and a full
+    /// sampling window has passed since.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// After a pod starts, how long an unready pod is taken to have never been ready.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    /// The relative distance from an autoscaler's target within which it does not scale.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.1)]
+    pub horizontal_pod_autoscaler_tolerance: f64,
     /// Seconds between samples of pod and node usage (metrics-server's `--metric-resolution`,
     /// 15 s there); `kubectl top` and autoscalers see a pod once it was sampled twice.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub metric_resolution: u64,
+}
+
+/// Reads a duration written as kube-controller-manager takes it (`15s`, `5m`, `1m30s`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("duration {text:?} must not be negative"))
 }
 
 fn main() -> std::process::ExitCode {

@@ -9,6 +9,7 @@ use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
 use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::{Client, LocalClient};
+use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_node::agent::pod_range::pod_range_for;
 use skiff_node::agent::{NodeAgent, NodeAgentConfig};
 use skiff_node::images::ImageCatalog;
@@ -167,6 +168,21 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         logs,
         metrics: Some(metrics.clone()),
     });
+    let autoscaler = tokio::spawn(skiff_controllers::hpa::run(
+        client.clone(),
+        metrics.clone(),
+        HpaConfig {
+            sync_period: args.horizontal_pod_autoscaler_sync_period,
+            downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
+            calculator: ReplicaCalculator {
+                tolerance: args.horizontal_pod_autoscaler_tolerance,
+                cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
+                delay_of_initial_readiness_status: args
+                    .horizontal_pod_autoscaler_initial_readiness_delay,
+            },
+        },
+        until_stopped(),
+    ));
     tokio::spawn(system::compaction_loop(
         store.clone(),
         Duration::from_secs(args.compaction_interval),
@@ -192,6 +208,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let _ = controllers.await;
+    let _ = autoscaler.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),
