@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod demo;
+pub mod drain;
 pub mod hooks;
 pub mod images;
 pub mod probes;

@@ -7,7 +7,14 @@
 //! processes and the clock; the machine owns every decision kubelet makes: init containers in
 //! order, restart policy, crash-loop and image-pull back-off, probe thresholds, pod phase,
 //! conditions and container statuses ([`PodMachine::status`]).
+//!
+//! Two waits come before containers are stopped when the node has a traffic drain
+//! ([`PodMachine::with_traffic_drain`]): a deleted pod's, and an in-place update's when
+//! OpenKruise took the pod out of service first. The machine asks for it with [`Action::Drain`]
+//! and goes on when [`Input::Drained`] answers or the grace period's deadline passes; the
+//! time spent counts against the grace period.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -23,6 +30,34 @@ use super::probe_timing::{ProbeKind, ProbeTiming, ProbeTracker};
 use super::runtime::ProbeResult;
 use crate::simulated::duration::{format_go_seconds, whole_seconds};
 use crate::simulated::timeline::{condition, go_list, unmet_readiness_gates};
+
+/// The readiness gate OpenKruise gives pods it may update in place; it turns the condition
+/// False before changing a container's image, so services stop routing to the pod first.
+pub const IN_PLACE_UPDATE_READY: &str = "InPlaceUpdateReady";
+
+/// Whether OpenKruise took `pod` out of service for an in-place update: it has the
+/// [`IN_PLACE_UPDATE_READY`] readiness gate and that condition is currently False.
+pub fn taken_out_for_in_place_update(pod: &Pod) -> bool {
+    let gated = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|gates| {
+            gates
+                .iter()
+                .any(|g| g.condition_type == IN_PLACE_UPDATE_READY)
+        });
+    gated
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == IN_PLACE_UPDATE_READY && c.status == "False")
+            })
+}
 
 /// How long `ErrImagePull` shows before the container turns `ImagePullBackOff`.
 const PULL_ERROR_SHOWN: Duration = Duration::from_secs(1);
@@ -169,8 +204,13 @@ pub enum StartFailure {
 pub struct ContainerTrack {
     /// Its name.
     pub name: String,
-    /// Its image.
+    /// The image of its current (or last) run, as its status reports it.
     pub image: String,
+    /// The image the pod's spec asks for now; the next run uses it.
+    pub spec_image: String,
+    /// Its spec changed while it ran: it is stopped and started again whatever the restart
+    /// policy, as kubelet does when a container's definition changes.
+    pub replacing: bool,
     /// Whether it is an init container.
     pub init: bool,
     /// Where it is.
@@ -264,6 +304,15 @@ pub enum Input {
         /// The outcome.
         result: ProbeResult,
     },
+    /// A new version of the pod object: a container's image may have changed, or OpenKruise's
+    /// readiness gate may have turned.
+    Updated(Arc<Pod>),
+    /// The traffic drain numbered `drain` finished: no proxy routes to the pod any more (or
+    /// the drain gave up at its deadline).
+    Drained {
+        /// The drain, as [`Action::Drain`] numbered it.
+        drain: u32,
+    },
     /// The pod is being deleted: stop everything within `grace`, then confirm.
     Delete {
         /// The grace period left.
@@ -326,8 +375,23 @@ pub enum Action {
         /// The container it is about, for `fieldPath`.
         container: Option<String>,
     },
+    /// Wait until no service proxy routes new connections to the pod, giving up at
+    /// `deadline`, then answer with [`Input::Drained`]; containers stay untouched meanwhile.
+    Drain {
+        /// The drain's number, to tell a late answer from a current one.
+        drain: u32,
+        /// When to stop waiting (the end of the grace period).
+        deadline: Instant,
+    },
     /// Every process is gone: delete the pod object for good.
     ConfirmDeletion,
+}
+
+/// A traffic drain under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Draining {
+    id: u32,
+    deadline: Instant,
 }
 
 /// How the pod is being stopped.
@@ -350,6 +414,17 @@ pub struct PodMachine {
     confirmed: bool,
     /// The terminal phase, once reached.
     terminal: Option<&'static str>,
+    backoff: BackoffConfig,
+    /// `terminationGracePeriodSeconds`.
+    termination_grace: Duration,
+    /// Whether to wait for proxies before stopping containers.
+    drains_traffic: bool,
+    /// OpenKruise took the pod out of service for an in-place update.
+    out_of_service: bool,
+    draining: Option<Draining>,
+    drains_started: u32,
+    /// The end of the grace period of replacements whose drain has begun.
+    replace_deadline: Option<Instant>,
 }
 
 impl PodMachine {
@@ -408,6 +483,8 @@ impl PodMachine {
                 containers.push(ContainerTrack {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
+                    spec_image: c.image.clone().unwrap_or_default(),
+                    replacing: false,
                     init,
                     phase: Phase::Waiting {
                         reason: reason.to_string(),
@@ -438,7 +515,24 @@ impl PodMachine {
             stopping: None,
             confirmed: false,
             terminal: None,
+            backoff,
+            termination_grace: Duration::from_secs(
+                spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
+            ),
+            drains_traffic: false,
+            out_of_service: taken_out_for_in_place_update(pod),
+            draining: None,
+            drains_started: 0,
+            replace_deadline: None,
         }
+    }
+
+    /// Makes the machine wait for service proxies to stop routing to the pod before it stops
+    /// containers of a deleted pod or of one OpenKruise took out of service for an in-place
+    /// update (when the node has a traffic drain and the pod its own address).
+    pub fn with_traffic_drain(mut self, drains: bool) -> PodMachine {
+        self.drains_traffic = drains;
+        self
     }
 
     /// The containers, init containers first.
@@ -493,6 +587,7 @@ impl PodMachine {
                         container_id,
                     };
                     c.image_id = image_id;
+                    c.replacing = c.spec_image != c.image;
                     c.probes = c
                         .probe_specs
                         .iter()
@@ -512,6 +607,7 @@ impl PodMachine {
                 let Some(c) = self.track(&container) else {
                     return;
                 };
+                c.replacing = false;
                 if matches!(failure, StartFailure::ImageNotFound | StartFailure::Config) {
                     // No container was created, so the attempt is not a run: kubelet's
                     // restartCount stays where it was while a pull or a config keeps failing.
@@ -588,6 +684,11 @@ impl PodMachine {
                     finished_mono: now.mono,
                     container_id,
                 });
+                // Only a container stopped for its new definition restarts whatever the
+                // policy; one that ended on its own follows the policy.
+                if !c.killing {
+                    c.replacing = false;
+                }
                 c.killing = false;
                 c.started = false;
                 c.ready = false;
@@ -599,20 +700,138 @@ impl PodMachine {
                 run,
                 result,
             } => self.on_probe(&container, kind, run, result, actions),
+            Input::Updated(pod) => self.on_update(&pod),
+            Input::Drained { drain } => {
+                if self.draining.is_some_and(|d| d.id == drain) {
+                    self.draining = None;
+                }
+            }
             Input::Delete { grace } => {
                 if !matches!(self.stopping, Some(Stopping::Delete { .. })) {
-                    self.stopping = Some(Stopping::Delete {
-                        deadline: now.mono + grace,
-                    });
+                    let deadline = now.mono + grace;
+                    self.stopping = Some(Stopping::Delete { deadline });
+                    self.end_replacements();
+                    let serving = self
+                        .containers
+                        .iter()
+                        .any(|c| matches!(c.phase, Phase::Running { .. }) && !c.killing);
+                    if self.drains_traffic && serving {
+                        match &mut self.draining {
+                            Some(draining) => draining.deadline = draining.deadline.min(deadline),
+                            None => self.begin_drain(deadline, actions),
+                        }
+                    }
                 }
             }
             Input::Stop { grace } => {
+                // The agent is going away (or the pod already is): no waiting for proxies.
+                self.draining = None;
+                self.end_replacements();
                 if self.stopping.is_none() {
                     self.stopping = Some(Stopping::Stop {
                         deadline: now.mono + grace,
                     });
                 }
             }
+        }
+    }
+
+    /// Takes in a new version of the pod: containers whose image changed are marked for
+    /// replacement (or, when not running, simply use the new image next time).
+    fn on_update(&mut self, pod: &Pod) {
+        self.out_of_service = taken_out_for_in_place_update(pod);
+        let Some(spec) = pod.spec.as_ref() else {
+            return;
+        };
+        let backoff = self.backoff;
+        let stopping = self.stopping.is_some();
+        for container in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
+            let image = container.image.clone().unwrap_or_default();
+            let Some(c) = self.track(&container.name) else {
+                continue;
+            };
+            if c.spec_image == image {
+                continue;
+            }
+            c.spec_image = image;
+            if c.init {
+                continue;
+            }
+            // kubelet keys back-offs by the container's definition: a new one starts afresh.
+            c.crash_backoff = Backoff::new(backoff.base, backoff.max);
+            c.pull_backoff = Backoff::new(backoff.base, backoff.max);
+            if !c.killing && !stopping {
+                c.replacing = c.is_running() && c.spec_image != c.image;
+            }
+        }
+    }
+
+    /// A pod being stopped replaces nothing.
+    fn end_replacements(&mut self) {
+        self.replace_deadline = None;
+        for c in &mut self.containers {
+            c.replacing = false;
+        }
+    }
+
+    fn begin_drain(&mut self, deadline: Instant, actions: &mut Vec<Action>) {
+        self.drains_started += 1;
+        self.draining = Some(Draining {
+            id: self.drains_started,
+            deadline,
+        });
+        actions.push(Action::Drain {
+            drain: self.drains_started,
+            deadline,
+        });
+    }
+
+    /// Stops running containers whose definition changed, after a traffic drain when
+    /// OpenKruise took the pod out of service; [`PodMachine::advance`] starts them again.
+    fn stop_replaced(&mut self, now: Now, actions: &mut Vec<Action>) {
+        let due: Vec<usize> = (0..self.containers.len())
+            .filter(|&i| {
+                let c = &self.containers[i];
+                c.replacing && !c.killing && matches!(c.phase, Phase::Running { .. })
+            })
+            .collect();
+        if self.draining.is_some() {
+            return;
+        }
+        if due.is_empty() {
+            self.replace_deadline = None;
+            return;
+        }
+        let grace = match self.replace_deadline.take() {
+            Some(deadline) => Some(deadline.saturating_duration_since(now.mono)),
+            None if self.drains_traffic && self.out_of_service => {
+                let deadline = now.mono + self.termination_grace;
+                self.replace_deadline = Some(deadline);
+                self.begin_drain(deadline, actions);
+                return;
+            }
+            None => None,
+        };
+        for i in due {
+            let c = &mut self.containers[i];
+            c.killing = true;
+            c.ready = false;
+            actions.push(Action::Event {
+                severity: Severity::Normal,
+                reason: "Killing",
+                message: format!("Container {} definition changed, will be restarted", c.name),
+                container: Some(c.name.clone()),
+            });
+            actions.push(Action::Kill {
+                container: c.name.clone(),
+                grace,
+                pre_stop: true,
+            });
         }
     }
 
@@ -672,13 +891,18 @@ impl PodMachine {
     }
 
     fn reconcile(&mut self, now: Now, actions: &mut Vec<Action>) {
+        if self.draining.is_some_and(|d| now.mono >= d.deadline) {
+            // The grace period is over: stop waiting for proxies.
+            self.draining = None;
+        }
         if let Some(stopping) = self.stopping {
             let deadline = match stopping {
                 Stopping::Delete { deadline } | Stopping::Stop { deadline } => deadline,
             };
             let grace = deadline.saturating_duration_since(now.mono);
+            let draining = self.draining.is_some();
             for c in &mut self.containers {
-                if matches!(c.phase, Phase::Running { .. }) && !c.killing {
+                if matches!(c.phase, Phase::Running { .. }) && !c.killing && !draining {
                     c.killing = true;
                     actions.push(Action::Event {
                         severity: Severity::Normal,
@@ -723,6 +947,7 @@ impl PodMachine {
                 }
             }
         }
+        self.stop_replaced(now, actions);
         // Probes of running containers.
         for c in &mut self.containers {
             if !matches!(c.phase, Phase::Running { .. }) || c.killing {
@@ -766,7 +991,7 @@ impl PodMachine {
         match c.phase.clone() {
             Phase::Starting | Phase::Running { .. } => {}
             Phase::Terminated(t) => {
-                if !restarts(t.exit_code) {
+                if !restarts(t.exit_code) && !c.replacing {
                     return;
                 }
                 let finished = t.finished_mono;
@@ -855,6 +1080,7 @@ impl PodMachine {
             c.restart_count += 1;
         }
         c.runs += 1;
+        c.image = c.spec_image.clone();
         c.phase = Phase::Starting;
         c.backoff_reported = false;
         actions.push(Action::Start {
@@ -877,13 +1103,17 @@ impl PodMachine {
 
     /// When the machine next needs a [`Input::Sync`] without anything else happening.
     pub fn next_wake(&self) -> Option<Instant> {
+        let drain_ends = self.draining.map(|d| d.deadline);
         if self.stopping.is_some() || self.terminal.is_some() {
-            return None;
+            return drain_ends;
         }
         let mut wake: Option<Instant> = None;
         let mut consider = |at: Instant| {
             wake = Some(wake.map_or(at, |w| w.min(at)));
         };
+        if let Some(at) = drain_ends {
+            consider(at);
+        }
         for c in &self.containers {
             match &c.phase {
                 Phase::Waiting { reason, since, .. } => match reason.as_str() {
@@ -951,6 +1181,8 @@ impl PodMachine {
                         succeeded += 1;
                     }
                 }
+                // Replaced for a new definition: kubelet stops and starts it in one pass.
+                Phase::Starting if c.replacing => running += 1,
                 Phase::Waiting { .. } if c.last_termination.is_some() => stopped += 1,
                 Phase::Waiting { .. } | Phase::Starting => waiting += 1,
             }
@@ -1124,25 +1356,48 @@ impl PodMachine {
                 .cloned()
                 .unwrap_or_else(|| condition(&previous, "PodScheduled", true, None, None, now)),
         );
-        const OWNED: [&str; 5] = [
-            "PodReadyToStartContainers",
-            "Initialized",
-            "Ready",
-            "ContainersReady",
-            "PodScheduled",
-        ];
         conditions.extend(
             previous
                 .conditions
                 .as_deref()
                 .unwrap_or_default()
                 .iter()
-                .filter(|c| !OWNED.contains(&c.type_.as_str()))
+                .filter(|c| !OWNED_CONDITIONS.contains(&c.type_.as_str()))
                 .cloned(),
         );
         status.conditions = Some(conditions);
         status
     }
+}
+
+/// The pod conditions the node agent writes; any other belongs to someone else (OpenKruise's
+/// `InPlaceUpdateReady`, a readiness gate's controller).
+const OWNED_CONDITIONS: [&str; 5] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+    "PodScheduled",
+];
+
+/// The status to build on: what the agent last wrote, with the conditions others own taken
+/// from the newest pod object, so a condition written since (a readiness gate turning, say)
+/// is neither lost nor overwritten with an older value.
+pub fn with_foreign_conditions(ours: &PodStatus, newest: Option<&PodStatus>) -> PodStatus {
+    let mut merged = ours.clone();
+    let owned = ours
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()));
+    let foreign = newest
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| !OWNED_CONDITIONS.contains(&c.type_.as_str()));
+    let conditions: Vec<_> = owned.chain(foreign).cloned().collect();
+    merged.conditions = (!conditions.is_empty()).then_some(conditions);
+    merged
 }
 
 fn warning(reason: &'static str, message: String, container: &str) -> Action {
@@ -1718,5 +1973,378 @@ mod tests {
         assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
         assert_eq!(status.pod_ip.as_deref(), Some("127.128.0.2"));
         assert_eq!(status.phase.as_deref(), Some("Running"));
+    }
+
+    fn kills(actions: &[Action]) -> Vec<(String, Option<Duration>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Kill {
+                    container, grace, ..
+                } => Some((container.clone(), *grace)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn drains(actions: &[Action]) -> Vec<(u32, Instant)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Drain { drain, deadline } => Some((*drain, *deadline)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `p` with container `name` now running `image`.
+    fn with_image(p: &Pod, name: &str, image: &str) -> Input {
+        let mut p = p.clone();
+        if let Some(spec) = p.spec.as_mut() {
+            for c in spec.containers.iter_mut().filter(|c| c.name == name) {
+                c.image = Some(image.to_string());
+            }
+        }
+        Input::Updated(Arc::new(p))
+    }
+
+    /// `p` with OpenKruise's `InPlaceUpdateReady` condition at `status`.
+    fn kruise_condition(p: &Pod, status: &str) -> Pod {
+        let mut p = p.clone();
+        p.status = Some(
+            serde_json::from_value(json!({"conditions": [
+                {"type": IN_PLACE_UPDATE_READY, "status": status}]}))
+            .unwrap(),
+        );
+        p
+    }
+
+    #[test]
+    fn a_changed_image_restarts_only_that_container_whatever_the_policy() {
+        for policy in ["Always", "OnFailure", "Never"] {
+            let mut clock = Clock::new();
+            let p = pod(json!({"restartPolicy": policy, "containers": [
+                {"name": "app", "image": "web:1",
+                 "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}},
+                {"name": "side", "image": "side:1"}]}));
+            let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+            m.step(Input::SandboxReady, clock.at(0));
+            m.step(started("app"), clock.at(0));
+            m.step(started("side"), clock.at(0));
+            m.step(
+                Input::Probed {
+                    container: "app".into(),
+                    kind: ProbeKind::Readiness,
+                    run: 1,
+                    result: ProbeResult::Success,
+                },
+                clock.at(10),
+            );
+            assert!(m.container("app").unwrap().ready);
+
+            let a = m.step(with_image(&p, "app", "web:2"), clock.at(1_000));
+            assert_eq!(kills(&a), vec![("app".to_string(), None)], "{policy}");
+            assert!(
+                a.contains(&Action::Event {
+                    severity: Severity::Normal,
+                    reason: "Killing",
+                    message: "Container app definition changed, will be restarted".into(),
+                    container: Some("app".into()),
+                }),
+                "{policy}: {a:?}"
+            );
+            assert!(!m.container("app").unwrap().ready, "out of service at once");
+            assert!(
+                kills(&m.step(Input::Sync, clock.at(1_100))).is_empty(),
+                "killed once"
+            );
+
+            // The old run ends (SIGTERM): started again at once, no back-off.
+            let a = m.step(exited("app", 143), clock.at(1_500));
+            assert_eq!(starts(&a), vec![("app".to_string(), 1)], "{policy}");
+            assert_eq!(m.phase(), "Running", "{policy}: never Pending or Failed");
+            let a = m.step(
+                Input::Started {
+                    container: "app".into(),
+                    image_id: "web-2-id".into(),
+                    container_id: "skiff://app/1".into(),
+                },
+                clock.at(1_600),
+            );
+            assert!(
+                a.contains(&Action::Probe {
+                    container: "app".into(),
+                    kind: ProbeKind::Readiness,
+                    run: 2,
+                }),
+                "probes start over for the new run: {a:?}"
+            );
+            let status = m.status(&p, "127.0.0.1", Some("127.128.0.2"), clock.at(1_600).wall);
+            let statuses = status.container_statuses.unwrap();
+            let app = &statuses[0];
+            assert_eq!(app.image, "web:2", "{policy}");
+            assert_eq!(app.image_id, "web-2-id");
+            assert_eq!(app.restart_count, 1);
+            assert!(!app.ready, "readiness starts over for the new run");
+            assert!(app.state.as_ref().unwrap().running.is_some());
+            let last = app
+                .last_state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap();
+            assert_eq!(last.exit_code, 143);
+            let side = &statuses[1];
+            assert_eq!(
+                (side.image.as_str(), side.restart_count),
+                ("side:1", 0),
+                "untouched"
+            );
+            assert!(m.container("side").unwrap().ready);
+            assert_eq!(m.phase(), "Running");
+
+            assert!(
+                kills(&m.step(Input::Sync, clock.at(3_000))).is_empty(),
+                "the new run stays"
+            );
+        }
+    }
+
+    #[test]
+    fn image_changes_of_stopped_or_crashing_containers_follow_kubelet() {
+        // A crash-looping container tries the new image at once: the back-off is the old
+        // definition's.
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "c", "image": "bad:1"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("c"), clock.at(0));
+        m.step(exited("c", 1), clock.at(1_000));
+        m.step(started("c"), clock.at(1_000));
+        m.step(exited("c", 1), clock.at(2_000));
+        assert_eq!(waiting_reason(&m, "c").as_deref(), Some("CrashLoopBackOff"));
+        let a = m.step(with_image(&p, "c", "good:1"), clock.at(3_000));
+        assert_eq!(starts(&a), vec![("c".to_string(), 2)]);
+        assert!(kills(&a).is_empty(), "nothing runs to kill");
+        assert_eq!(m.container("c").unwrap().image, "good:1");
+
+        // A container that finished under restartPolicy Never stays finished.
+        let p = pod(json!({"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "job:1"}, {"name": "d", "image": "job:1"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("c"), clock.at(0));
+        m.step(started("d"), clock.at(0));
+        m.step(exited("c", 0), clock.at(1_000));
+        let a = m.step(with_image(&p, "c", "job:2"), clock.at(2_000));
+        assert!(starts(&a).is_empty() && kills(&a).is_empty(), "{a:?}");
+
+        // Changed and changed back before anything happened: nothing to do.
+        let p = pod(json!({"containers": [{"name": "c", "image": "web:1"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(
+            Input::Delete {
+                grace: Duration::ZERO,
+            },
+            clock.at(0),
+        );
+        let p2 = pod(json!({"containers": [{"name": "c", "image": "web:1"}]}));
+        let a = m.step(with_image(&p2, "c", "web:2"), clock.at(0));
+        assert!(starts(&a).is_empty(), "a deleted pod restarts nothing");
+    }
+
+    #[test]
+    fn replacements_wait_for_a_running_container_and_crashes_follow_the_policy() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "web:1"}, {"name": "d", "image": "web:1"}]}));
+        // The image changes while the old one is still starting: replaced once it runs.
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        let a = m.step(with_image(&p, "c", "web:2"), clock.at(5));
+        assert!(kills(&a).is_empty(), "not running yet: nothing to kill");
+        let a = m.step(started("c"), clock.at(6));
+        assert_eq!(kills(&a), vec![("c".to_string(), None)]);
+        let a = m.step(exited("c", 143), clock.at(20));
+        assert_eq!(starts(&a), vec![("c".to_string(), 1)]);
+
+        // A container that dies on its own while its replacement waits for the drain follows
+        // the policy: Never does not restart it.
+        let gated = kruise_condition(
+            &pod(json!({"restartPolicy": "Never",
+                "readinessGates": [{"conditionType": IN_PLACE_UPDATE_READY}],
+                "containers": [{"name": "c", "image": "web:1"}, {"name": "d", "image": "web:1"}]})),
+            "False",
+        );
+        let mut m = PodMachine::new(&gated, backoff(), clock.at(0)).with_traffic_drain(true);
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("c"), clock.at(0));
+        m.step(started("d"), clock.at(0));
+        let a = m.step(with_image(&gated, "c", "web:2"), clock.at(10));
+        assert_eq!(drains(&a).len(), 1);
+        let a = m.step(exited("c", 1), clock.at(20));
+        assert!(starts(&a).is_empty(), "{a:?}");
+        let a = m.step(Input::Drained { drain: 1 }, clock.at(30));
+        assert!(starts(&a).is_empty() && kills(&a).is_empty(), "{a:?}");
+        assert_eq!(m.container("d").unwrap().restart_count, 0);
+    }
+
+    #[test]
+    fn an_in_place_update_waits_for_the_drain_when_kruise_took_the_pod_out() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"terminationGracePeriodSeconds": 20,
+            "readinessGates": [{"conditionType": IN_PLACE_UPDATE_READY}],
+            "containers": [{"name": "app", "image": "web:1"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(true);
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("app"), clock.at(0));
+        let out = kruise_condition(&p, "False");
+        assert!(taken_out_for_in_place_update(&out));
+        assert!(!taken_out_for_in_place_update(&kruise_condition(
+            &p, "True"
+        )));
+        let a = m.step(with_image(&out, "app", "web:2"), clock.at(1_000));
+        assert_eq!(drains(&a), vec![(1, clock.at(21_000).mono)]);
+        assert!(kills(&a).is_empty(), "no SIGTERM while draining");
+        assert_eq!(m.next_wake(), Some(clock.at(21_000).mono));
+        assert!(kills(&m.step(Input::Sync, clock.at(5_000))).is_empty());
+        assert!(
+            kills(&m.step(Input::Drained { drain: 7 }, clock.at(5_000))).is_empty(),
+            "an unknown drain's answer changes nothing"
+        );
+        let a = m.step(Input::Drained { drain: 1 }, clock.at(6_000));
+        assert_eq!(
+            kills(&a),
+            vec![("app".to_string(), Some(Duration::from_secs(15)))],
+            "the drain's time comes out of the grace period"
+        );
+        assert_eq!(reasons(&a), vec!["Killing"]);
+
+        // Without Kruise's gate turned False, or without a drain on the node: no wait.
+        for (pod_now, drain) in [(kruise_condition(&p, "True"), true), (out.clone(), false)] {
+            let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(drain);
+            m.step(Input::SandboxReady, clock.at(0));
+            m.step(started("app"), clock.at(0));
+            let a = m.step(with_image(&pod_now, "app", "web:2"), clock.at(1_000));
+            assert!(drains(&a).is_empty());
+            assert_eq!(kills(&a), vec![("app".to_string(), None)]);
+        }
+
+        // A drain that never answers ends with the grace period: SIGKILL follows at once.
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(true);
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("app"), clock.at(0));
+        m.step(with_image(&out, "app", "web:2"), clock.at(1_000));
+        assert!(kills(&m.step(Input::Sync, clock.at(20_999))).is_empty());
+        let a = m.step(Input::Sync, clock.at(21_000));
+        assert_eq!(kills(&a), vec![("app".to_string(), Some(Duration::ZERO))]);
+    }
+
+    #[test]
+    fn deletion_waits_for_the_drain_within_the_grace_period() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "a"}, {"name": "b"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(true);
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("a"), clock.at(0));
+        m.step(started("b"), clock.at(0));
+        let a = m.step(
+            Input::Delete {
+                grace: Duration::from_secs(10),
+            },
+            clock.at(1_000),
+        );
+        assert_eq!(
+            drains(&a),
+            vec![(1, clock.at(11_000).mono)],
+            "one drain per pod"
+        );
+        assert!(kills(&a).is_empty() && reasons(&a).is_empty(), "{a:?}");
+        assert_eq!(m.next_wake(), Some(clock.at(11_000).mono));
+        let a = m.step(Input::Drained { drain: 1 }, clock.at(4_000));
+        assert_eq!(
+            kills(&a),
+            vec![
+                ("a".to_string(), Some(Duration::from_secs(7))),
+                ("b".to_string(), Some(Duration::from_secs(7)))
+            ]
+        );
+        assert_eq!(reasons(&a), vec!["Killing", "Killing"]);
+        m.step(exited("a", 143), clock.at(4_100));
+        let a = m.step(exited("b", 143), clock.at(4_100));
+        assert!(a.contains(&Action::ConfirmDeletion));
+
+        // The drain is cut by the grace period.
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(true);
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("a"), clock.at(0));
+        m.step(
+            Input::Delete {
+                grace: Duration::from_secs(2),
+            },
+            clock.at(0),
+        );
+        assert!(kills(&m.step(Input::Sync, clock.at(1_999))).is_empty());
+        assert_eq!(
+            kills(&m.step(Input::Sync, clock.at(2_000))),
+            vec![("a".to_string(), Some(Duration::ZERO))]
+        );
+
+        // The agent stopping does not wait for proxies.
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(true);
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("a"), clock.at(0));
+        m.step(
+            Input::Delete {
+                grace: Duration::from_secs(30),
+            },
+            clock.at(0),
+        );
+        let a = m.step(
+            Input::Stop {
+                grace: Duration::from_secs(3),
+            },
+            clock.at(100),
+        );
+        assert_eq!(kills(&a).len(), 1);
+
+        // Nothing running: nothing to drain.
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(true);
+        let a = m.step(
+            Input::Delete {
+                grace: Duration::from_secs(30),
+            },
+            clock.at(0),
+        );
+        assert_eq!(a, vec![Action::ConfirmDeletion]);
+    }
+
+    #[test]
+    fn foreign_conditions_come_from_the_newest_pod() {
+        let ours: PodStatus = serde_json::from_value(json!({"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True"},
+            {"type": IN_PLACE_UPDATE_READY, "status": "True"}]}))
+        .unwrap();
+        let newest: PodStatus = serde_json::from_value(json!({"phase": "Pending", "conditions": [
+            {"type": "Ready", "status": "False"},
+            {"type": IN_PLACE_UPDATE_READY, "status": "False"}]}))
+        .unwrap();
+        let merged = with_foreign_conditions(&ours, Some(&newest));
+        let got: Vec<(String, String)> = merged
+            .conditions
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.type_, c.status))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Ready".to_string(), "True".to_string()),
+                (IN_PLACE_UPDATE_READY.to_string(), "False".to_string())
+            ]
+        );
+        assert_eq!(merged.phase.as_deref(), Some("Running"));
     }
 }

@@ -7,6 +7,12 @@
 //! hooks, stop containers gracefully and confirm deletions. Status goes back through the
 //! client exactly as kubelet reports it.
 //!
+//! A container whose image changes on a live pod is restarted in place (kubelet's "definition
+//! changed"), keeping the pod's sandbox, address and other containers. With a
+//! [`crate::drain::TrafficDrain`] ([`NodeAgentConfig::with_traffic_drain`]) a deleted pod, or one
+//! OpenKruise took out of service for an in-place update, keeps serving until proxies no longer
+//! route to it, within its grace period, before preStop hooks and SIGTERM.
+//!
 //! Images and probes plug in through [`ImageResolver`] and [`Prober`]; [`SimpleImages`] and
 //! [`SimpleProber`] are small built-in implementations.
 //!
@@ -56,6 +62,7 @@ pub use runtime::{
     ResolvedImage, SimpleImages, SimpleProber,
 };
 
+use crate::drain::TrafficDrain;
 use crate::simulated::ipam::PodIpPool;
 use crate::simulated::NodeCapacity;
 
@@ -85,6 +92,9 @@ pub struct NodeAgentConfig {
     pub isolate: bool,
     /// Where a container's log file is rotated.
     pub log_cap: u64,
+    /// Holds a stopping pod's preStop and SIGTERM until proxies no longer route to it; none
+    /// means no wait (Kubernetes' behaviour).
+    pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
 }
 
 impl NodeAgentConfig {
@@ -108,7 +118,16 @@ impl NodeAgentConfig {
             shutdown_grace: Duration::from_secs(30),
             isolate: true,
             log_cap: logfiles::DEFAULT_LOG_CAP,
+            traffic_drain: None,
         }
+    }
+
+    /// Makes deleted pods (and pods OpenKruise took out of service for an in-place update)
+    /// wait for `drain` before their containers are signalled, so no proxy sends a new
+    /// connection to a process that is shutting down.
+    pub fn with_traffic_drain(mut self, drain: Arc<dyn TrafficDrain>) -> NodeAgentConfig {
+        self.traffic_drain = Some(drain);
+        self
     }
 }
 
@@ -226,6 +245,7 @@ impl NodeAgent {
             prober: self.config.prober.clone(),
             recorder: recorder.clone(),
             live: self.live.clone(),
+            traffic_drain: self.config.traffic_drain.clone(),
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(

@@ -29,6 +29,12 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with(None).await
+}
+
+/// A harness whose node waits for `drain` before stopping containers; `busybox:2` is a
+/// distinct image (its own imageID) for in-place updates.
+async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
     let registry = skiff_apiserver::registry::Registry::new(Arc::new(store));
@@ -37,7 +43,9 @@ async fn harness() -> Harness {
         .unwrap();
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
     let data_dir = dir.path().join("data");
-    let images = SimpleImages::new().with("busybox", &[], &["sh"]);
+    let images = SimpleImages::new()
+        .with("busybox", &[], &["sh"])
+        .with("busybox:2", &[], &["sh"]);
     let mut config = NodeAgentConfig::new(
         NODE,
         data_dir.clone(),
@@ -50,6 +58,9 @@ async fn harness() -> Harness {
     };
     config.heartbeat = Duration::from_secs(1);
     config.shutdown_grace = Duration::from_secs(3);
+    if let Some(drain) = drain {
+        config = config.with_traffic_drain(drain);
+    }
     let agent = NodeAgent::new(client.clone(), config);
     let logs = agent.logs();
     let (stop, stopped) = watch::channel(false);
@@ -521,4 +532,346 @@ async fn stopping_the_agent_leaves_no_process_behind() {
         "bounded by the shutdown grace"
     );
     assert_all_dead(&pgids);
+}
+
+fn named_status(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no status for container {name}"))
+}
+
+/// Changes container `name`'s image, as `kubectl set image` or OpenKruise would.
+async fn set_image(h: &Harness, pod: &str, name: &str, image: &str) {
+    let mut current = h.pods.get(pod).await.unwrap();
+    for c in current
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers
+        .iter_mut()
+        .filter(|c| c.name == name)
+    {
+        c.image = Some(image.to_string());
+    }
+    h.pods.update(&current).await.unwrap();
+}
+
+const SERVE_UNTIL_TERM: &str = "trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_image_restarts_that_container_in_place() {
+    let h = harness().await;
+    let created = h
+        .create(
+            "inplace",
+            json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [
+                {"name": "app", "image": "busybox", "command": ["sh", "-c", SERVE_UNTIL_TERM]},
+                {"name": "side", "image": "busybox", "command": ["sh", "-c", SERVE_UNTIL_TERM]}]}),
+        )
+        .await;
+    let before = h
+        .wait_for("inplace", Duration::from_secs(10), |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    let old_groups = h.pgids(&uid(&created));
+    assert_eq!(old_groups.len(), 2);
+    let side_before = named_status(&before, "side");
+    let app_before = named_status(&before, "app");
+    assert_eq!(app_before.image_id, "skiff://busybox");
+
+    set_image(&h, "inplace", "app", "busybox:2").await;
+    let after = h
+        .wait_for("inplace", Duration::from_secs(10), |p| {
+            let app = named_status(p, "app");
+            app.restart_count == 1
+                && app.state.as_ref().is_some_and(|s| s.running.is_some())
+                && condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    let app = named_status(&after, "app");
+    assert_eq!(app.image, "busybox:2");
+    assert_eq!(app.image_id, "skiff://busybox:2");
+    assert_ne!(app.container_id, app_before.container_id);
+    let last = app.last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 0, "stopped with SIGTERM, which it handles");
+    assert_eq!(named_status(&after, "side"), side_before, "untouched");
+    let status = after.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert_eq!(
+        status.pod_ip,
+        before.status.as_ref().unwrap().pod_ip,
+        "same sandbox"
+    );
+    assert_eq!(after.metadata.uid, created.metadata.uid);
+    let alive: Vec<i32> = old_groups
+        .iter()
+        .copied()
+        .filter(|g| process::group_alive(*g))
+        .collect();
+    assert_eq!(
+        alive.len(),
+        1,
+        "only the changed container's processes ended"
+    );
+    let groups = h.pgids(&uid(&created));
+    assert_eq!(groups.len(), 3, "one new process group");
+
+    h.wait_event("inplace", |r, m| {
+        r == "Killing" && m == "Container app definition changed, will be restarted"
+    })
+    .await;
+    h.wait_event("inplace", |r, m| {
+        r == "Pulled" && m == "Container image \"busybox:2\" already present on machine"
+    })
+    .await;
+    // The second start of `app` is counted on the same Event object, as kubelet's are.
+    let api: Api<Event> = Api::new(h.client.clone(), Some("default")).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (events, _) = api.list(&Default::default()).await.unwrap();
+        let starts: i32 = events
+            .iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some("inplace")
+                    && e.reason.as_deref() == Some("Started")
+                    && e.message.as_deref() == Some("Started container app")
+            })
+            .map(|e| e.count.unwrap_or(1))
+            .sum();
+        if starts == 2 {
+            break;
+        }
+        assert!(Instant::now() < until, "app started {starts} times");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.shutdown().await;
+    assert_all_dead(&groups);
+}
+
+/// A drain that records each call and holds it until the test releases it; it ignores the
+/// deadline on purpose, so the agent's own bound is what is tested.
+struct HeldDrain {
+    calls: std::sync::Mutex<Vec<(std::net::IpAddr, Instant)>>,
+    released: watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl crate::drain::TrafficDrain for HeldDrain {
+    async fn wait_unrouted(&self, pod_ip: std::net::IpAddr, deadline: Instant) {
+        self.calls.lock().unwrap().push((pod_ip, deadline));
+        let mut released = self.released.clone();
+        let _ = released.wait_for(|r| *r).await;
+    }
+}
+
+fn held_drain() -> (Arc<HeldDrain>, watch::Sender<bool>) {
+    let (release, released) = watch::channel(false);
+    let drain = Arc::new(HeldDrain {
+        calls: std::sync::Mutex::new(Vec::new()),
+        released,
+    });
+    (drain, release)
+}
+
+impl HeldDrain {
+    fn calls(&self) -> Vec<(std::net::IpAddr, Instant)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Waits until the agent called the drain `n` times.
+    async fn wait_calls(&self, n: usize) -> Vec<(std::net::IpAddr, Instant)> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let calls = self.calls();
+            if calls.len() >= n {
+                return calls;
+            }
+            assert!(
+                Instant::now() < until,
+                "the drain was called {} times",
+                calls.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn pod_ip(pod: &Pod) -> std::net::IpAddr {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .expect("the pod has an address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_waits_for_the_drain_before_pre_stop_and_sigterm() {
+    let (drain, release) = held_drain();
+    let h = harness_with(Some(drain.clone())).await;
+    let out = h.data_dir.parent().unwrap().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let seen_at = if sandbox::isolation_available() {
+        "/tmp/out".to_string()
+    } else {
+        out.display().to_string()
+    };
+    let created = h
+        .create(
+            "drained",
+            json!({"volumes": [{"name": "out", "hostPath": {"path": out.display().to_string()}}],
+                "containers": [{"name": "c", "image": "busybox",
+                "volumeMounts": [{"name": "out", "mountPath": "/tmp/out"}],
+                "command": ["sh", "-c", format!("trap 'echo term >> {seen_at}/order; exit 0' TERM; while true; do sleep 0.1; done")],
+                "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", format!("echo prestop >> {seen_at}/order")]}}}}]}),
+        )
+        .await;
+    let running = h
+        .wait_for("drained", Duration::from_secs(10), |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
+    let groups = h.pgids(&uid(&created));
+    let deleted_at = Instant::now();
+    h.pods
+        .delete(
+            "drained",
+            &DeleteOptions {
+                grace_period_seconds: Some(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let calls = drain.wait_calls(1).await;
+    assert_eq!(calls[0].0, pod_ip(&running));
+    let deadline = calls[0].1;
+    assert!(
+        deadline > deleted_at + Duration::from_secs(9)
+            && deadline <= Instant::now() + Duration::from_secs(10),
+        "the drain is bounded by the grace period"
+    );
+    // Held: neither the hook nor the signal may come while the drain waits.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !out.join("order").exists(),
+        "preStop or SIGTERM before the drain ended"
+    );
+    assert!(process::group_alive(groups[0]));
+    assert!(h.pods.get_opt("drained").await.unwrap().is_some());
+
+    release.send(true).unwrap();
+    h.wait_gone("drained", Duration::from_secs(10)).await;
+    let order = std::fs::read_to_string(out.join("order")).unwrap();
+    assert_eq!(order, "prestop\nterm\n");
+    assert_eq!(drain.calls().len(), 1, "one drain per pod");
+    assert_all_dead(&groups);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_never_ends_is_cut_by_the_grace_period() {
+    let (drain, _release) = held_drain();
+    let h = harness_with(Some(drain.clone())).await;
+    let created = h
+        .create(
+            "slow",
+            json!({"containers": [{"name": "c", "image": "busybox",
+                "command": ["sh", "-c", SERVE_UNTIL_TERM]}]}),
+        )
+        .await;
+    h.wait_for("slow", Duration::from_secs(10), |p| {
+        condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await;
+    let groups = h.pgids(&uid(&created));
+    let started = Instant::now();
+    h.pods
+        .delete(
+            "slow",
+            &DeleteOptions {
+                grace_period_seconds: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.wait_gone("slow", Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1_900), "{took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(drain.calls().len(), 1);
+    assert_all_dead(&groups);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_update_drains_first_when_kruise_took_the_pod_out_of_service() {
+    let (drain, release) = held_drain();
+    let h = harness_with(Some(drain.clone())).await;
+    let created = h
+        .create(
+            "kruised",
+            json!({"readinessGates": [{"conditionType": "InPlaceUpdateReady"}],
+                "containers": [{"name": "app", "image": "busybox",
+                    "command": ["sh", "-c", SERVE_UNTIL_TERM]}]}),
+        )
+        .await;
+    let running = h
+        .wait_for("kruised", Duration::from_secs(10), |p| {
+            condition(p, "ContainersReady").as_deref() == Some("True")
+        })
+        .await;
+    assert_eq!(
+        condition(&running, "Ready").as_deref(),
+        Some("False"),
+        "the gate holds"
+    );
+    let groups = h.pgids(&uid(&created));
+    // OpenKruise takes the pod out of service, then changes the image.
+    loop {
+        let mut pod = h.pods.get("kruised").await.unwrap();
+        let status = pod.status.get_or_insert_with(Default::default);
+        status.conditions.get_or_insert_with(Vec::new).push(
+            serde_json::from_value(json!({"type": "InPlaceUpdateReady", "status": "False",
+                "reason": "StartInPlaceUpdate"}))
+            .unwrap(),
+        );
+        match h.pods.update_status(&pod).await {
+            Ok(_) => break,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    set_image(&h, "kruised", "app", "busybox:2").await;
+    let calls = drain.wait_calls(1).await;
+    assert_eq!(calls[0].0, pod_ip(&running));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = h.pods.get("kruised").await.unwrap();
+    assert_eq!(named_status(&held, "app").restart_count, 0);
+    assert!(
+        process::group_alive(groups[0]),
+        "stopped before the drain ended"
+    );
+
+    release.send(true).unwrap();
+    let after = h
+        .wait_for("kruised", Duration::from_secs(10), |p| {
+            let app = named_status(p, "app");
+            app.restart_count == 1 && app.state.as_ref().is_some_and(|s| s.running.is_some())
+        })
+        .await;
+    assert_eq!(named_status(&after, "app").image, "busybox:2");
+    assert_eq!(
+        condition(&after, "InPlaceUpdateReady").as_deref(),
+        Some("False"),
+        "the agent's status writes keep OpenKruise's condition"
+    );
+    assert_all_dead(&groups);
+    let groups = h.pgids(&uid(&created));
+    h.shutdown().await;
+    assert_all_dead(&groups);
 }

@@ -3,7 +3,7 @@
 //! outcomes back, and writes the pod's status whenever it changes.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use super::probe_timing::ProbeKind;
 use super::process::{self, ContainerProcess, SpawnRequest};
 use super::runtime::{ExecFn, ImageResolver, ProbeContext, ProbeResult, Prober};
 use super::sandbox::{self, container_mounts, isolated_argv, pod_dir, PreparedVolume};
+use crate::drain::TrafficDrain;
 
 /// How long to wait before setting up a sandbox again after a volume failed.
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub prober: Arc<dyn Prober>,
     pub recorder: EventRecorder,
     pub live: LiveRuns,
+    /// Waits for service proxies to stop routing to a pod before it is stopped.
+    pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
 }
 
 /// The manager's handle on a pod worker.
@@ -136,7 +139,14 @@ impl Worker {
     fn new(shared: Arc<Shared>, pod: Arc<Pod>, pod_ip: Ipv4Addr) -> Worker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let dir = pod_dir(&shared.data_dir, &uid);
-        let mut machine = PodMachine::new(&pod, shared.backoff, Now::current());
+        // Pods on the host's network have no address of their own to drain.
+        let own_address = !pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let mut machine = PodMachine::new(&pod, shared.backoff, Now::current())
+            .with_traffic_drain(shared.traffic_drain.is_some() && own_address);
         let adopted_terminal = pod
             .status
             .as_ref()
@@ -221,7 +231,8 @@ impl Worker {
                             Input::Stop { grace: grace_of(&self.pod) }
                         } else {
                             self.pod = updates.borrow_and_update().clone();
-                            self.deletion_input().unwrap_or(Input::Sync)
+                            self.deletion_input()
+                                .unwrap_or_else(|| Input::Updated(self.pod.clone()))
                         }
                     }
                     changed = stop.changed(), if stop_open => {
@@ -363,8 +374,36 @@ impl Worker {
                 kind,
                 run,
             } => self.probe(container, kind, run),
+            Action::Drain { drain, deadline } => self.drain_traffic(drain, deadline),
             Action::ConfirmDeletion => self.confirm_deletion().await,
         }
+    }
+
+    /// Waits, in the background, until no proxy routes to the pod (or `deadline`), then
+    /// tells the machine.
+    fn drain_traffic(&self, drain: u32, deadline: Instant) {
+        let tx = self.tx.clone();
+        let Some(traffic) = self.shared.traffic_drain.clone() else {
+            let _ = tx.send(Msg::Input(Input::Drained { drain }));
+            return;
+        };
+        let pod_ip = IpAddr::V4(self.pod_ip);
+        let uid = self.uid.clone();
+        tokio::spawn(async move {
+            let began = Instant::now();
+            let unrouted =
+                tokio::time::timeout_at(deadline, traffic.wait_unrouted(pod_ip, deadline))
+                    .await
+                    .is_ok();
+            tracing::debug!(
+                pod_uid = %uid,
+                %pod_ip,
+                took_ms = began.elapsed().as_millis() as u64,
+                gave_up = !unrouted,
+                "waited for proxies to stop routing to the pod"
+            );
+            let _ = tx.send(Msg::Input(Input::Drained { drain }));
+        });
     }
 
     /// The environment exec checks and hooks run in: the container's env and namespaces.
@@ -713,7 +752,10 @@ impl Worker {
         }
         let mut base = (*self.pod).clone();
         if let Some(previous) = &self.last_written {
-            base.status = Some(previous.clone());
+            base.status = Some(super::machine::with_foreign_conditions(
+                previous,
+                self.pod.status.as_ref(),
+            ));
         }
         let pod_ip = self.volumes.is_some().then(|| self.pod_ip.to_string());
         let status = self.machine.status(
@@ -725,16 +767,30 @@ impl Worker {
         if self.last_written.as_ref() == Some(&status) {
             return;
         }
+        // Written against the version it was computed from: a condition someone else wrote
+        // since (OpenKruise's InPlaceUpdateReady) must not be overwritten with an older value.
         let mut body = (*self.pod).clone();
-        body.metadata.resource_version = None;
         body.status = Some(status.clone());
         let Ok(mut value) = serde_json::to_value(&body) else {
             return;
         };
         spell_out_probe_times(&mut value);
         match self.shared.client.update_status(self.scope(), value).await {
-            Ok(_) => self.last_written = Some(status),
+            Ok(written) => {
+                self.last_written = Some(status);
+                if let Some(version) = written
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                {
+                    Arc::make_mut(&mut self.pod).metadata.resource_version =
+                        Some(version.to_string());
+                }
+            }
             Err(e) if e.is_not_found() => self.last_written = Some(status),
+            Err(e) if e.is_conflict() => {
+                // The newer version is on its way from the watch; the next step writes again.
+                tracing::debug!(pod_uid = %self.uid, "pod status changed meanwhile; writing again once seen");
+            }
             Err(e) => {
                 tracing::warn!(pod_uid = %self.uid, error = %e, "writing pod status failed");
             }
