@@ -1,5 +1,6 @@
 //! `skiff up`: the whole control plane in one process.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,9 +10,11 @@ use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
 use skiff_client::{Client, LocalClient};
 use skiff_node::agent::{NodeAgent, NodeAgentConfig};
+use skiff_node::drain::TrafficDrain;
 use skiff_node::images::ImageCatalog;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_node::wiring::{CatalogImages, KubeletProber};
+use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_store::{SqliteStore, Store};
 
 use crate::UpArgs;
@@ -76,6 +79,19 @@ async fn shutdown_signal() {
     }
 }
 
+/// Lets the node agent hold a dying pod's SIGTERM until this process's proxy stops routing to
+/// it: the proxy is the only one on this node, so its routes are all that matter.
+struct ProxyDrain(Proxy);
+
+#[async_trait::async_trait]
+impl TrafficDrain for ProxyDrain {
+    async fn wait_unrouted(&self, pod_ip: IpAddr, deadline: tokio::time::Instant) {
+        if !self.0.wait_unrouted(pod_ip, deadline).await {
+            tracing::warn!(%pod_ip, "the proxy still routed to the pod when its drain ended");
+        }
+    }
+}
+
 /// Runs the control plane until a signal stops it.
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
@@ -130,17 +146,31 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
+    // The proxy starts before the node agent so that the agent's drain waits see its routes.
+    let proxy = if args.no_proxy {
+        None
+    } else {
+        // Node ports listen on the address the user gave `--listen`, and nowhere else.
+        Some(Proxy::start(
+            client.clone(),
+            ProxyConfig::new(vec![address.ip()]),
+        )?)
+    };
+
     let (node_agent, logs) = if args.no_node {
         (None, None)
     } else {
         let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
         let catalog = ImageCatalog::open_in_data_dir(&data_dir)?;
-        let config = NodeAgentConfig::new(
+        let mut config = NodeAgentConfig::new(
             &node_name,
             data_dir.join("node"),
             Arc::new(CatalogImages::new(catalog)),
             Arc::new(KubeletProber),
         );
+        if let Some(proxy) = &proxy {
+            config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
+        }
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
         (Some(tokio::spawn(agent.run(until_stopped()))), Some(logs))
@@ -190,6 +220,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             Ok(Ok(())) => {}
         }
     }
+    drop(proxy);
     tracing::info!("skiff stopped");
     Ok(())
 }
