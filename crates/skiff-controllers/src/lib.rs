@@ -7,6 +7,8 @@
 //! taken from the upstream Kubernetes unit tests.
 
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
 pub mod manager;
 pub mod replicaset;

@@ -8,6 +8,8 @@ use skiff_client::Client;
 use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
 use crate::deployment::controller::DeploymentController;
+use crate::endpoints::controller::EndpointsController;
+use crate::endpointslice::controller::EndpointSliceController;
 use crate::gc::controller::GarbageCollector;
 use crate::replicaset::controller::ReplicaSetController;
 
@@ -16,6 +18,10 @@ use crate::replicaset::controller::ReplicaSetController;
 const DEPLOYMENT_WORKERS: usize = 5;
 const REPLICASET_WORKERS: usize = 5;
 const GC_WORKERS: usize = 20;
+/// kube-controller-manager's `--concurrent-endpoint-syncs` and
+/// `--concurrent-service-endpoint-syncs`.
+const ENDPOINTS_WORKERS: usize = 5;
+const ENDPOINTSLICE_WORKERS: usize = 5;
 
 fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) -> Informer {
     let resource =
@@ -23,15 +29,27 @@ fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) 
     Informer::start(client.clone(), InformerConfig::new(resource))
 }
 
-/// Runs the Deployment, ReplicaSet and garbage-collection controllers until `shutdown`
-/// resolves.
+/// Runs the Deployment, ReplicaSet, Endpoints, EndpointSlice and garbage-collection
+/// controllers until `shutdown` resolves.
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
     let deployments = informer(&client, "apps", "v1", "deployments");
     let replica_sets = informer(&client, "apps", "v1", "replicasets");
     let pods = informer(&client, "", "v1", "pods");
     let controller_revisions = informer(&client, "apps", "v1", "controllerrevisions");
     let clonesets = informer(&client, "apps.kruise.io", "v1alpha1", "clonesets");
-    for i in [&deployments, &replica_sets, &pods] {
+    let services = informer(&client, "", "v1", "services");
+    let endpoints = informer(&client, "", "v1", "endpoints");
+    let endpoint_slices = informer(&client, "discovery.k8s.io", "v1", "endpointslices");
+    let nodes = informer(&client, "", "v1", "nodes");
+    for i in [
+        &deployments,
+        &replica_sets,
+        &pods,
+        &services,
+        &endpoints,
+        &endpoint_slices,
+        &nodes,
+    ] {
         i.wait_synced().await;
     }
 
@@ -54,6 +72,27 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("replicaset-controller"),
         ),
     );
+    let endpoints_controller = EndpointsController::new(
+        client.clone(),
+        services.clone(),
+        pods.clone(),
+        endpoints,
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("endpoint-controller"),
+        ),
+    );
+    let endpoint_slice_controller = EndpointSliceController::new(
+        client.clone(),
+        services,
+        pods.clone(),
+        endpoint_slices,
+        nodes,
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("endpointslice-controller"),
+        ),
+    );
     let gc = GarbageCollector::new(
         client.clone(),
         vec![
@@ -70,10 +109,18 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         replica_set_controller.clone(),
         gc.clone(),
     );
-    let running = futures::future::join3(
+    let endpoint_stoppers = (
+        endpoints_controller.clone(),
+        endpoint_slice_controller.clone(),
+    );
+    let running = futures::future::join4(
         deployment_controller.run(DEPLOYMENT_WORKERS),
         replica_set_controller.run(REPLICASET_WORKERS),
         gc.run(GC_WORKERS),
+        futures::future::join(
+            endpoints_controller.run(ENDPOINTS_WORKERS),
+            endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
+        ),
     );
     tokio::select! {
         _ = running => {}
@@ -81,6 +128,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             stoppers.0.shutdown();
             stoppers.1.shutdown();
             stoppers.2.shutdown();
+            endpoint_stoppers.0.shutdown();
+            endpoint_stoppers.1.shutdown();
         }
     }
 }
