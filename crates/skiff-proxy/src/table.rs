@@ -15,7 +15,8 @@
 //!
 //! One addition closes the race between endpoint removal and SIGTERM: a pod the proxy has seen
 //! get a `deletionTimestamp` (or disappear) counts as terminating at once, before the endpoints
-//! controller has rewritten its slice.
+//! controller has rewritten its slice (unless the Service publishes not-ready addresses, whose
+//! terminating pods stay ready as their slices say).
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -103,6 +104,15 @@ impl RoutingTable {
                 .get(&(namespace, name))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
+            // Such a Service asks for every pod, ready or not, until it is gone.
+            let publishes_not_ready = service
+                .pointer("/spec/publishNotReadyAddresses")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let pod_state = |ns: &str, pod: &str| match pod_state(ns, pod) {
+                PodState::Terminating if publishes_not_ready => PodState::Live,
+                state => state,
+            };
             for port in frontends.ports {
                 let backends = backends_for_port(slices, &port.name, namespace, &pod_state);
                 for address in port.addresses {
@@ -550,6 +560,31 @@ mod tests {
         assert_eq!(
             table.routed_ips(),
             HashSet::from(["127.128.0.2".parse::<IpAddr>().expect("ip")])
+        );
+    }
+
+    #[test]
+    fn services_publishing_not_ready_addresses_keep_deleting_pods() {
+        let mut svc = web_service();
+        svc["spec"]["publishNotReadyAddresses"] = json!(true);
+        let slices = [slice(
+            "web",
+            json!([{"name": "http", "port": 8080}]),
+            json!([
+                endpoint("127.128.0.1", "live", json!({"ready": true})),
+                endpoint("127.128.0.2", "deleting", json!({"ready": true})),
+                endpoint("127.128.0.3", "gone", json!({"ready": true})),
+            ]),
+        )];
+        let state = |_: &str, name: &str| match name {
+            "deleting" => PodState::Terminating,
+            "gone" => PodState::Gone,
+            _ => PodState::Live,
+        };
+        let table = RoutingTable::build(&[svc], &slices, state, &[NODE.parse().expect("ip")]);
+        assert_eq!(
+            table.routes[&addr("127.96.0.10:80")].backends,
+            vec![addr("127.128.0.1:8080"), addr("127.128.0.2:8080")]
         );
     }
 

@@ -4,20 +4,23 @@
 //! and the answers must move from the old version to the new one.
 //!
 //! Run with `cargo test -p skiff --test service_traffic` (Linux, `kubectl` on the PATH). Uses
-//! the real node, so pods are processes answering on their loopback pod IPs; the client talks to
-//! 127.0.0.1 only. The two tests run side by side, each on its own server.
+//! the real node, so pods are processes answering on their loopback pod IPs; the clients talk
+//! to 127.0.0.1 only. Pod IPs come from one range per machine, so a single server runs both
+//! scenarios, side by side in namespaces of their own: the quick demo server in `fast`, the one
+//! that takes 3 s to stop after SIGTERM in `slow`.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{cells, wait_for, Kubectl, Skiff, DEADLINE};
+use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
 /// The most requests the client sends, and the longest it runs: the loop is bounded even if
 /// the test body hangs.
@@ -159,7 +162,7 @@ impl Drop for Client {
     }
 }
 
-fn deployment(max_surge: u32, max_unavailable: u32, env: &str) -> String {
+fn deployment(env: &str) -> String {
     format!(
         "apiVersion: apps/v1
 kind: Deployment
@@ -170,8 +173,8 @@ spec:
   strategy:
     type: RollingUpdate
     rollingUpdate:
-      maxSurge: {max_surge}
-      maxUnavailable: {max_unavailable}
+      maxSurge: 0
+      maxUnavailable: 1
   selector:
     matchLabels:
       app: web
@@ -200,43 +203,121 @@ const SLOW_SHUTDOWN_ENV: &str = "        env:
           value: 3s
 ";
 
-/// Starts a server with its real node, applies the Deployment, exposes it as in the issue and
-/// returns the server, kubectl and the node port address once the Service answers.
-fn serve_web(manifest: &str) -> (Skiff, Kubectl, SocketAddr) {
-    let skiff = Skiff::start_with(&[]);
-    let kubectl = skiff.kubectl();
-    let file = skiff.write_file("web.yaml", manifest);
-    kubectl.ok(&["apply", "-f", &file]);
-    rollout(&kubectl);
-    kubectl.ok(&[
-        "expose",
-        "deployment",
-        "web",
-        "--type=NodePort",
-        "--port=80",
-        "--target-port=80",
-    ]);
-    let node_port = kubectl.ok(&[
-        "get",
-        "svc",
-        "web",
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ]);
-    let node_port: u16 = node_port
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
-    let address = SocketAddr::from(([127, 0, 0, 1], node_port));
-    wait_for("the node port to answer", DEADLINE, || {
-        request(address).ok()
-    });
-    (skiff, kubectl, address)
+/// kubectl in one scenario's namespace.
+struct Scenario<'a> {
+    skiff: &'a Skiff,
+    kubectl: Kubectl,
+    namespace: &'static str,
 }
 
-/// Waits for the Deployment's rollout to complete.
-fn rollout(kubectl: &Kubectl) {
-    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+impl Scenario<'_> {
+    fn args<'s>(&'s self, args: &[&'s str]) -> Vec<&'s str> {
+        let mut all = args.to_vec();
+        all.extend(["-n", self.namespace]);
+        all
+    }
+
+    /// Runs kubectl in the namespace and returns its stdout; fails unless it succeeds.
+    fn ok(&self, args: &[&str]) -> String {
+        self.kubectl.ok(&self.args(args))
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        self.kubectl.run(&self.args(args))
+    }
+
+    /// Waits for the Deployment's rollout to complete.
+    fn rollout(&self) {
+        self.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    }
+
+    /// Creates the namespace, applies the Deployment, exposes it as in the issue and returns
+    /// the node port address once the Service answers.
+    fn serve_web(&self, manifest: &str) -> SocketAddr {
+        self.kubectl.ok(&["create", "namespace", self.namespace]);
+        let file = self
+            .skiff
+            .write_file(&format!("{}/web.yaml", self.namespace), manifest);
+        self.ok(&["apply", "-f", &file]);
+        self.rollout();
+        self.ok(&[
+            "expose",
+            "deployment",
+            "web",
+            "--type=NodePort",
+            "--port=80",
+            "--target-port=80",
+        ]);
+        let node_port = self.ok(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ]);
+        let node_port: u16 = node_port
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
+        let address = SocketAddr::from(([127, 0, 0, 1], node_port));
+        wait_for("the node port to answer", DEADLINE, || {
+            request(address).ok()
+        });
+        address
+    }
+
+    /// Changes the image (or rolls back) from version `from` to `to` and checks that answers
+    /// move: only the old version answers before, only the new one once the rollout is done.
+    fn roll_to(&self, client: &Client, from: &str, to: &str, change: &[&str]) {
+        let answers = client.answers_since(Instant::now(), 3);
+        assert!(
+            answers.iter().all(|a| a.version == from),
+            "{}: before rolling to {to}: {answers:?}",
+            self.namespace
+        );
+        self.ok(change);
+        self.rollout();
+        let answers = client.answers_since(Instant::now(), 20);
+        assert!(
+            answers.iter().all(|a| a.version == to),
+            "{}: after rolling to {to}, every answer comes from it: {answers:?}",
+            self.namespace
+        );
+    }
+
+    /// A restart replaces every pod: none that answered before answers after.
+    fn restart(&self, client: &Client) {
+        let before = pods_answering(client, Instant::now(), 30);
+        self.ok(&["rollout", "restart", "deployment/web"]);
+        self.rollout();
+        let after = pods_answering(client, Instant::now(), 30);
+        assert!(
+            before.is_disjoint(&after),
+            "{}: after a restart only new pods answer: {before:?} then {after:?}",
+            self.namespace
+        );
+    }
+
+    /// Scales to `replicas` and waits until exactly as many pods exist, all ready.
+    fn scale(&self, replicas: u32) {
+        self.ok(&["scale", "deployment/web", &format!("--replicas={replicas}")]);
+        self.rollout();
+        wait_for(
+            &format!("{} pods in {}", replicas, self.namespace),
+            DEADLINE,
+            || {
+                let out = self.run(&["get", "pods", "-l", "app=web", "--no-headers"]);
+                (out.success() && out.stdout.lines().count() == replicas as usize).then_some(())
+            },
+        );
+    }
+
+    fn set_strategy(&self, max_surge: u32, max_unavailable: u32) {
+        let patch = format!(
+            r#"{{"spec":{{"strategy":{{"rollingUpdate":{{"maxSurge":{max_surge},"maxUnavailable":{max_unavailable}}}}}}}}}"#
+        );
+        self.ok(&["patch", "deployment/web", "--type=merge", "-p", &patch]);
+    }
 }
 
 /// The names of the pods that answered since `since` (at least `count` answers).
@@ -248,61 +329,34 @@ fn pods_answering(client: &Client, since: Instant, count: usize) -> BTreeSet<Str
         .collect()
 }
 
-/// Changes the image to `version` and checks that answers move from the old version to it:
-/// the old one answers before, only the new one once the rollout is complete.
-fn roll_to(kubectl: &Kubectl, client: &Client, from: &str, to: &str, change: &[&str]) {
-    let before = Instant::now();
-    let answers = client.answers_since(before, 3);
-    assert!(
-        answers.iter().all(|a| a.version == from),
-        "before rolling to {to}: {answers:?}"
-    );
-    kubectl.ok(change);
-    rollout(kubectl);
-    let after = Instant::now();
-    let answers = client.answers_since(after, 20);
-    assert!(
-        answers.iter().all(|a| a.version == to),
-        "after rolling to {to}, every answer comes from it: {answers:?}"
-    );
-}
-
-/// Fails the test with every failed request, if there is any.
-fn assert_no_failures(samples: &[Sample]) {
+/// Fails with every failed request, if there is any.
+fn assert_no_failures(namespace: &str, samples: &[Sample]) {
     let failures: Vec<String> = samples
         .iter()
         .filter_map(|s| s.outcome.as_ref().err().cloned())
         .collect();
     assert!(
         samples.len() > 100,
-        "the client sent only {} requests",
+        "{namespace}: the client sent only {} requests",
         samples.len()
     );
     assert!(
         failures.is_empty(),
-        "{} of {} requests failed, first ones: {:?}",
+        "{namespace}: {} of {} requests failed, first ones: {:?}",
         failures.len(),
         samples.len(),
         &failures[..failures.len().min(10)]
     );
 }
 
-/// Scales to `replicas` and waits until as many pods are ready and no other is left.
-fn scale(kubectl: &Kubectl, replicas: u32) {
-    kubectl.ok(&["scale", "deployment/web", &format!("--replicas={replicas}")]);
-    rollout(kubectl);
-    wait_for(&format!("{replicas} pods"), DEADLINE, || {
-        let out = kubectl.ok(&["get", "pods", "-l", "app=web", "--no-headers"]);
-        (out.lines().count() == replicas as usize).then_some(())
-    });
-}
+/// The quick demo server: rolled out, rolled back, restarted and scaled 3 -> 6 -> 2 with
+/// maxUnavailable 1, then rolled out, rolled back and restarted with maxSurge 1 /
+/// maxUnavailable 0.
+fn fast(s: &Scenario) {
+    let address = s.serve_web(&deployment(""));
 
-#[test]
-fn rollouts_restarts_rollbacks_and_scaling_lose_no_request() {
-    let (_skiff, kubectl, address) = serve_web(&deployment(0, 1, ""));
-
-    // `kubectl get svc -o wide` prints Kubernetes' columns and the node port as a user expects.
-    let table = kubectl.ok(&["get", "svc", "web", "-o", "wide"]);
+    // `kubectl get svc -o wide` prints Kubernetes' columns and the node port as users expect.
+    let table = s.ok(&["get", "svc", "web", "-o", "wide"]);
     let rows: Vec<Vec<&str>> = table.lines().map(cells).collect();
     assert_eq!(
         rows[0],
@@ -316,95 +370,90 @@ fn rollouts_restarts_rollbacks_and_scaling_lose_no_request() {
             "SELECTOR"
         ]
     );
-    let node_port = address.port();
     assert_eq!(rows[1][1], "NodePort");
-    assert_eq!(rows[1][4], format!("80:{node_port}/TCP"));
+    assert_eq!(rows[1][4], format!("80:{}/TCP", address.port()));
     assert_eq!(rows[1][6], "app=web");
 
     let client = Client::start(address);
+    let set_v2 = ["set", "image", "deployment/web", "web=skiff/demo:v2"];
+    let undo = ["rollout", "undo", "deployment/web"];
+    // A rollback returns to the revision before the last change, so it comes before the
+    // restart (after one, it would return to the pre-restart pods' template).
+    s.roll_to(&client, "v1", "v2", &set_v2);
+    s.roll_to(&client, "v2", "v1", &undo);
+    s.restart(&client);
+    s.scale(6);
+    s.scale(2);
+    s.scale(3);
 
-    // maxSurge 0, maxUnavailable 1.
-    roll_to(
-        &kubectl,
-        &client,
-        "v1",
-        "v2",
-        &["set", "image", "deployment/web", "web=skiff/demo:v2"],
-    );
-    let before_restart = pods_answering(&client, Instant::now(), 30);
-    kubectl.ok(&["rollout", "restart", "deployment/web"]);
-    rollout(&kubectl);
-    let after_restart = pods_answering(&client, Instant::now(), 30);
-    assert!(
-        before_restart.is_disjoint(&after_restart),
-        "after a restart only new pods answer: {before_restart:?} then {after_restart:?}"
-    );
-    roll_to(
-        &kubectl,
-        &client,
-        "v2",
-        "v1",
-        &["rollout", "undo", "deployment/web"],
-    );
-    scale(&kubectl, 6);
-    scale(&kubectl, 2);
-    scale(&kubectl, 3);
-
-    // maxSurge 1, maxUnavailable 0.
-    kubectl.ok(&[
-        "patch",
-        "deployment/web",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
-    ]);
-    roll_to(
-        &kubectl,
-        &client,
-        "v1",
-        "v2",
-        &["set", "image", "deployment/web", "web=skiff/demo:v2"],
-    );
-    kubectl.ok(&["rollout", "restart", "deployment/web"]);
-    rollout(&kubectl);
-    roll_to(
-        &kubectl,
-        &client,
-        "v2",
-        "v1",
-        &["rollout", "undo", "deployment/web"],
-    );
-
-    assert_no_failures(&client.finish());
+    s.set_strategy(1, 0);
+    s.roll_to(&client, "v1", "v2", &set_v2);
+    s.roll_to(&client, "v2", "v1", &undo);
+    s.restart(&client);
+    assert_no_failures(s.namespace, &client.finish());
 }
 
-#[test]
-fn pods_that_take_three_seconds_to_stop_lose_no_request() {
-    let (_skiff, kubectl, address) = serve_web(&deployment(0, 1, SLOW_SHUTDOWN_ENV));
+/// Pods that keep serving 3 s after SIGTERM: rolled out and scaled with maxUnavailable 1, then
+/// rolled back with maxSurge 1 / maxUnavailable 0.
+fn slow(s: &Scenario) {
+    let address = s.serve_web(&deployment(SLOW_SHUTDOWN_ENV));
     let client = Client::start(address);
-    roll_to(
-        &kubectl,
+    s.roll_to(
         &client,
         "v1",
         "v2",
         &["set", "image", "deployment/web", "web=skiff/demo:v2"],
     );
-    scale(&kubectl, 6);
-    scale(&kubectl, 2);
-    kubectl.ok(&[
-        "patch",
-        "deployment/web",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3,"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
-    ]);
-    rollout(&kubectl);
-    roll_to(
-        &kubectl,
+    s.scale(6);
+    s.scale(2);
+    s.scale(3);
+    s.set_strategy(1, 0);
+    s.roll_to(
         &client,
         "v2",
         "v1",
         &["set", "image", "deployment/web", "web=skiff/demo:v1"],
     );
-    assert_no_failures(&client.finish());
+    assert_no_failures(s.namespace, &client.finish());
+}
+
+/// What one scenario does, given kubectl in its namespace.
+type ScenarioBody = fn(&Scenario);
+
+#[test]
+fn rollouts_restarts_rollbacks_and_scaling_lose_no_request() {
+    let skiff = Skiff::start_with(&[]);
+    let scenarios: [(&'static str, ScenarioBody); 2] = [("fast", fast), ("slow", slow)];
+    let failures: Vec<String> = thread::scope(|threads| {
+        let running: Vec<_> = scenarios
+            .iter()
+            .map(|(namespace, body)| {
+                let scenario = Scenario {
+                    skiff: &skiff,
+                    kubectl: skiff.kubectl(),
+                    namespace,
+                };
+                threads.spawn(move || {
+                    catch_unwind(AssertUnwindSafe(|| body(&scenario))).map_err(|panic| {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panicked".to_string());
+                        format!("scenario {namespace}: {message}")
+                    })
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|t| match t.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(message)) => Some(message),
+                Err(_) => Some("a scenario thread died".to_string()),
+            })
+            .collect()
+    });
+    // On failure the harness prints the server's log as it stops.
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
