@@ -33,33 +33,50 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Affinity entries are swept of expired ones once the map holds this many.
 const AFFINITY_SWEEP_AT: usize = 4096;
 
-/// Connection attempts in progress, per endpoint IP: a pod is only fully out of rotation when
-/// no connection is still on its way to it.
+/// Connection attempts in progress and the last connection made, per endpoint IP: a pod is
+/// only fully out of rotation when no connection is still on its way to it, and safe to signal
+/// once its latest connection had a moment to be accepted and read by the server.
 #[derive(Default)]
 pub(crate) struct Connecting {
-    counts: Mutex<HashMap<IpAddr, usize>>,
-    /// Woken whenever an IP's count drops to zero.
+    state: Mutex<ConnectingState>,
+    /// Woken whenever an IP's count of attempts drops to zero.
     settled: Notify,
 }
 
+#[derive(Default)]
+struct ConnectingState {
+    counts: HashMap<IpAddr, usize>,
+    last_connected: HashMap<IpAddr, Instant>,
+}
+
+/// `last_connected` is swept of entries older than this once it holds this many.
+const LAST_CONNECTED_SWEEP_AT: usize = 4096;
+const LAST_CONNECTED_KEEP: Duration = Duration::from_secs(60);
+
 impl Connecting {
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn lock(&self) -> MutexGuard<'_, ConnectingState> {
         // Only plain map updates happen under the lock.
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts an attempt to `ip` until the returned guard is dropped.
     fn begin(self: &Arc<Self>, ip: IpAddr) -> ConnectingGuard {
-        *self.lock().entry(ip).or_default() += 1;
+        *self.lock().counts.entry(ip).or_default() += 1;
         ConnectingGuard {
             connecting: self.clone(),
             ip,
+            connected: false,
         }
     }
 
     /// How many attempts to `ip` are under way.
     pub(crate) fn count(&self, ip: IpAddr) -> usize {
-        self.lock().get(&ip).copied().unwrap_or(0)
+        self.lock().counts.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// When the last connection to `ip` was established, if one was lately.
+    pub(crate) fn last_connected(&self, ip: IpAddr) -> Option<Instant> {
+        self.lock().last_connected.get(&ip).copied()
     }
 
     /// Resolves the next time some IP's count drops to zero (register before checking).
@@ -72,22 +89,39 @@ impl Connecting {
 struct ConnectingGuard {
     connecting: Arc<Connecting>,
     ip: IpAddr,
+    connected: bool,
+}
+
+impl ConnectingGuard {
+    /// Marks the attempt as having established a connection.
+    fn connected(mut self) {
+        self.connected = true;
+    }
 }
 
 impl Drop for ConnectingGuard {
     fn drop(&mut self) {
-        let mut counts = self.connecting.lock();
-        let now_zero = match counts.get_mut(&self.ip) {
+        let mut state = self.connecting.lock();
+        if self.connected {
+            let now = Instant::now();
+            if state.last_connected.len() >= LAST_CONNECTED_SWEEP_AT {
+                state
+                    .last_connected
+                    .retain(|_, at| now.duration_since(*at) < LAST_CONNECTED_KEEP);
+            }
+            state.last_connected.insert(self.ip, now);
+        }
+        let now_zero = match state.counts.get_mut(&self.ip) {
             Some(n) if *n > 1 => {
                 *n -= 1;
                 false
             }
             _ => {
-                counts.remove(&self.ip);
+                state.counts.remove(&self.ip);
                 true
             }
         };
-        drop(counts);
+        drop(state);
         if now_zero {
             self.connecting.settled.notify_waiters();
         }
@@ -186,16 +220,18 @@ impl Balancer {
                 failed.clear();
                 continue;
             };
-            let _counted = self.connecting.begin(backend.ip());
+            let counted = self.connecting.begin(backend.ip());
             // The route may have moved on between the choice and the count: a drain that saw
             // no attempt under way must not be followed by one.
             if !self.route.borrow().backends.contains(&backend) {
+                drop(counted);
                 continue;
             }
             match tokio::time::timeout(self.settings.connect_timeout, TcpStream::connect(backend))
                 .await
             {
                 Ok(Ok(stream)) => {
+                    counted.connected();
                     self.remember(&route, client, backend);
                     return Some(stream);
                 }

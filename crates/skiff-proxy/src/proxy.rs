@@ -40,6 +40,10 @@ pub struct ProxyConfig {
     /// How long a client's connection may wait, across retries and endpoint changes, for an
     /// endpoint that accepts it before it is closed.
     pub retry_window: Duration,
+    /// How long after the last connection forwarded to a pod [`Proxy::wait_unrouted`] still
+    /// waits: a connection the server has not accepted and read yet would be reset by a server
+    /// that stops listening on SIGTERM.
+    pub drain_quiet_period: Duration,
 }
 
 impl ProxyConfig {
@@ -51,6 +55,7 @@ impl ProxyConfig {
             node_addresses,
             connect_timeout: Duration::from_secs(1),
             retry_window: Duration::from_secs(3),
+            drain_quiet_period: Duration::from_millis(250),
         }
     }
 }
@@ -85,6 +90,7 @@ pub struct Proxy {
 struct Running {
     state: watch::Receiver<Arc<ProxyState>>,
     connecting: Arc<Connecting>,
+    quiet_period: Duration,
     task: AbortHandle,
 }
 
@@ -117,6 +123,7 @@ impl Proxy {
             ),
             pods: Informer::start(client, InformerConfig::new(resource("", "v1", "pods")?)),
         };
+        let quiet_period = config.drain_quiet_period;
         let (state_tx, state) = watch::channel(Arc::new(ProxyState::default()));
         let connecting = Arc::new(Connecting::default());
         let task = tokio::spawn(reconcile(watched, config, state_tx, connecting.clone()));
@@ -124,6 +131,7 @@ impl Proxy {
             running: Arc::new(Running {
                 state,
                 connecting,
+                quiet_period,
                 task: task.abort_handle(),
             }),
         })
@@ -146,8 +154,9 @@ impl Proxy {
         let _ = state.wait_for(|s| s.synced).await;
     }
 
-    /// Resolves once no frontend sends new connections to `ip` and no connection attempt to
-    /// it is under way, or at `deadline`; returns whether `ip` left rotation in time.
+    /// Resolves once no frontend sends new connections to `ip`, no connection attempt to it is
+    /// under way and the last one forwarded to it is [`ProxyConfig::drain_quiet_period`] old,
+    /// or at `deadline`; returns whether `ip` left rotation in time.
     ///
     /// A pod's IP leaves rotation as soon as the proxy sees the pod's deletion timestamp, so
     /// a node agent calls this after marking a pod deleted and before signalling it.
@@ -160,6 +169,13 @@ impl Proxy {
             settled.as_mut().enable();
             let routed = state.borrow_and_update().routes_to(ip);
             if !routed && connecting.count(ip) == 0 {
+                // Out of rotation: give the latest connection its moment to be accepted.
+                let quiet_at = connecting
+                    .last_connected(ip)
+                    .map(|at| at + self.running.quiet_period);
+                if let Some(quiet_at) = quiet_at.filter(|at| *at > Instant::now()) {
+                    tokio::time::sleep_until(quiet_at.min(deadline)).await;
+                }
                 return true;
             }
             tokio::select! {

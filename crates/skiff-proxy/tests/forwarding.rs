@@ -23,6 +23,8 @@ use tokio::time::{timeout, Instant};
 /// How long any single wait in these tests may take before the test fails.
 const WAIT: Duration = Duration::from_secs(10);
 const BACKEND_PORT: u16 = 8080;
+/// How long a drain waits after the last connection to the pod.
+const QUIET_PERIOD: Duration = Duration::from_millis(300);
 
 struct Cluster {
     _dir: tempfile::TempDir,
@@ -40,7 +42,11 @@ async fn cluster(test: u8) -> Cluster {
         .expect("namespaces");
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
     let node: IpAddr = format!("127.77.{test}.1").parse().expect("node address");
-    let proxy = Proxy::start(client.clone(), ProxyConfig::new(vec![node])).expect("proxy");
+    let config = ProxyConfig {
+        drain_quiet_period: QUIET_PERIOD,
+        ..ProxyConfig::new(vec![node])
+    };
+    let proxy = Proxy::start(client.clone(), config).expect("proxy");
     timeout(WAIT, proxy.wait_synced())
         .await
         .expect("proxy syncs");
@@ -442,6 +448,9 @@ async fn wait_unrouted_resolves_when_the_pod_is_marked_for_deletion() {
         .await;
 
     let a_ip: IpAddr = "127.55.7.1".parse().expect("ip");
+    // A connection forwarded to a, so its drain must give that connection a quiet period.
+    while greeting(frontend, None).await != "a" {}
+    let last_connection_to_a = Instant::now();
     // While routed, the wait ends at its deadline and says so.
     let short = Instant::now() + Duration::from_millis(50);
     assert!(!c.proxy.wait_unrouted(a_ip, short).await);
@@ -461,6 +470,10 @@ async fn wait_unrouted_resolves_when_the_pod_is_marked_for_deletion() {
     assert!(
         waiter.await.expect("waiter task"),
         "a left rotation before the deadline"
+    );
+    assert!(
+        Instant::now() >= last_connection_to_a + QUIET_PERIOD,
+        "the drain waited out the quiet period after the last connection"
     );
     assert_eq!(
         c.proxy.state().routes[&frontend].backends,

@@ -355,7 +355,8 @@ fn assert_no_failures(namespace: &str, samples: &[Sample]) {
 fn fast(s: &Scenario) {
     let address = s.serve_web(&deployment(""));
 
-    // `kubectl get svc -o wide` prints Kubernetes' columns and the node port as users expect.
+    // `kubectl get svc,ep -o wide` print Kubernetes' columns, the node port as users expect it
+    // and one address per ready pod.
     let table = s.ok(&["get", "svc", "web", "-o", "wide"]);
     let rows: Vec<Vec<&str>> = table.lines().map(cells).collect();
     assert_eq!(
@@ -373,6 +374,11 @@ fn fast(s: &Scenario) {
     assert_eq!(rows[1][1], "NodePort");
     assert_eq!(rows[1][4], format!("80:{}/TCP", address.port()));
     assert_eq!(rows[1][6], "app=web");
+    let table = s.ok(&["get", "ep", "web", "-o", "wide"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(cells).collect();
+    assert_eq!(rows[0], ["NAME", "ENDPOINTS", "AGE"]);
+    assert_eq!(rows[1][1].split(',').count(), 3, "{table}");
+    assert!(rows[1][1].split(',').all(|e| e.ends_with(":80")), "{table}");
 
     let client = Client::start(address);
     let set_v2 = ["set", "image", "deployment/web", "web=skiff/demo:v2"];
