@@ -473,8 +473,9 @@ fn run(options: &Options, server: &Server) -> Result<bool, BenchError> {
     wait_until("the node port to answer", || request(through_proxy).ok())?;
 
     println!(
-        "rolling out under load: {} clients, a new connection per request",
-        options.clients
+        "rolling out under load: {} clients, a new connection per request (load average {})",
+        options.clients,
+        load_average()
     );
     let load = Load::start(through_proxy, options.clients);
     let steps: [(&str, &[&str]); 3] = [
@@ -534,7 +535,11 @@ fn run(options: &Options, server: &Server) -> Result<bool, BenchError> {
         "rollouts (image, restart, undo)   {:.1} s",
         rollout_time.as_secs_f64()
     );
-    println!("requests sent during rollouts     {}", during.sent());
+    println!(
+        "requests sent during rollouts     {} ({:.0} per second)",
+        during.sent(),
+        during.sent() as f64 / during.elapsed.as_secs_f64().max(f64::EPSILON)
+    );
     println!("failed requests                   {failures}");
     println!(
         "latency p50 / p99 / max           {:.2} / {:.2} / {:.2} ms",
@@ -551,44 +556,59 @@ fn run(options: &Options, server: &Server) -> Result<bool, BenchError> {
         ok as f64 / secs.max(f64::EPSILON)
     };
     let (direct_rate, proxy_rate) = (rate(&direct_runs), rate(&proxy_runs));
-    let mut all_proxy = LoadResult::default();
-    for run in &mut proxy_runs {
-        all_proxy.latencies.append(&mut run.latencies);
-    }
-    let mut all_direct = LoadResult::default();
-    for run in &mut direct_runs {
-        all_direct.latencies.append(&mut run.latencies);
-    }
-    println!(
-        "direct to a pod                   {direct_rate:.0} req/s (p50 {:.2} ms)",
-        ms(all_direct.quantile(0.5))
-    );
-    println!(
-        "through the proxy (node port)     {proxy_rate:.0} req/s (p50 {:.2} ms)",
-        ms(all_proxy.quantile(0.5))
-    );
-    println!(
-        "proxy / direct                    {:.2}",
-        proxy_rate / direct_rate.max(f64::EPSILON)
-    );
+    let per_run: Vec<(f64, f64)> = direct_runs
+        .iter()
+        .zip(&proxy_runs)
+        .map(|(d, p)| (d.per_second(), p.per_second()))
+        .collect();
     let throughput_failures: usize = direct_runs
         .iter()
         .chain(&proxy_runs)
         .map(|r| r.failures.len())
         .sum();
+    let mut all_direct = merged(direct_runs);
+    let mut all_proxy = merged(proxy_runs);
+    println!(
+        "direct to a pod                   {direct_rate:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+        ms(all_direct.quantile(0.5)),
+        ms(all_direct.quantile(0.99))
+    );
+    println!(
+        "through the proxy (node port)     {proxy_rate:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+        ms(all_proxy.quantile(0.5)),
+        ms(all_proxy.quantile(0.99))
+    );
+    println!(
+        "proxy / direct                    {:.2}",
+        proxy_rate / direct_rate.max(f64::EPSILON)
+    );
+    for (i, (direct, proxy)) in per_run.iter().enumerate() {
+        println!(
+            "  run {}: direct {direct:.0} req/s, proxy {proxy:.0} req/s",
+            i + 1
+        );
+    }
     if throughput_failures > 0 {
         println!("failed requests while measuring   {throughput_failures}");
     }
-    // Keep the direct rate figure honest: one run per side is printed too.
-    for (i, (d, p)) in direct_runs.iter().zip(&proxy_runs).enumerate() {
-        println!(
-            "  run {}: direct {:.0} req/s, proxy {:.0} req/s",
-            i + 1,
-            d.per_second(),
-            p.per_second()
-        );
-    }
+    println!("load average at the end           {}", load_average());
     Ok(failures == 0)
+}
+
+/// The successful latencies of several runs together.
+fn merged(runs: Vec<LoadResult>) -> LoadResult {
+    let mut all = LoadResult::default();
+    for mut run in runs {
+        all.latencies.append(&mut run.latencies);
+    }
+    all
+}
+
+/// The 1-, 5- and 15-minute load averages: on a shared machine they say how busy it was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 fn ms(d: Duration) -> f64 {
