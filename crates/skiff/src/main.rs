@@ -73,6 +73,9 @@ pub struct UpArgs {
     /// Run no real node: pods run only on simulated nodes (or stay Pending).
     #[arg(long)]
     pub no_node: bool,
+    /// Run no service proxy: ClusterIPs and NodePorts are allocated but nothing listens on them.
+    #[arg(long)]
+    pub no_proxy: bool,
     /// Seconds between compactions of store history; each compaction forgets the revisions
     /// older than the previous one. Kubernetes compacts every five minutes; tests shorten it.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]

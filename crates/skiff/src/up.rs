@@ -1,5 +1,6 @@
 //! `skiff up`: the whole control plane in one process.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +13,12 @@ use skiff_client::{Client, LocalClient};
 use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_node::agent::pod_range::pod_range_for;
 use skiff_node::agent::{NodeAgent, NodeAgentConfig};
+use skiff_node::drain::TrafficDrain;
 use skiff_node::images::ImageCatalog;
 use skiff_node::simulated::metrics::SimulatedMetrics;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_node::wiring::{CatalogImages, KubeletProber};
+use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_store::{SqliteStore, Store};
 
 use crate::UpArgs;
@@ -80,6 +83,19 @@ async fn shutdown_signal() {
     }
 }
 
+/// Lets the node agent hold a dying pod's SIGTERM until this process's proxy stops routing to
+/// it: the proxy is the only one on this node, so its routes are all that matter.
+struct ProxyDrain(Proxy);
+
+#[async_trait::async_trait]
+impl TrafficDrain for ProxyDrain {
+    async fn wait_unrouted(&self, pod_ip: IpAddr, deadline: tokio::time::Instant) {
+        if !self.0.wait_unrouted(pod_ip, deadline).await {
+            tracing::warn!(%pod_ip, "the proxy still routed to the pod when its drain ended");
+        }
+    }
+}
+
 /// Runs the control plane until a signal stops it.
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
@@ -141,6 +157,17 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
+    // The proxy starts before the node agent so that the agent's drain waits see its routes.
+    let proxy = if args.no_proxy {
+        None
+    } else {
+        // Node ports listen on the address the user gave `--listen`, and nowhere else.
+        Some(Proxy::start(
+            client.clone(),
+            ProxyConfig::new(vec![address.ip()]),
+        )?)
+    };
+
     let (node_agent, logs) = if args.no_node {
         (None, None)
     } else {
@@ -153,6 +180,9 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             Arc::new(KubeletProber),
         );
         config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
+        if let Some(proxy) = &proxy {
+            config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
+        }
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
         metric_sources.push(agent.metrics(resolution));
@@ -221,6 +251,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             Ok(Ok(())) => {}
         }
     }
+    drop(proxy);
     tracing::info!("skiff stopped");
     Ok(())
 }

@@ -1,0 +1,26 @@
+//! Skiff's service proxy: what makes a Service's ClusterIP and NodePort answer.
+//!
+//! [`Proxy`] watches Services, EndpointSlices and pods through a [`skiff_client::Client`]. For
+//! every Service with a cluster IP it listens on `clusterIP:port` (the cluster IP range is on
+//! loopback, so this needs no privilege) and, for NodePort Services, on each node address at
+//! the node port; it forwards each accepted TCP connection to an endpoint in rotation, round
+//! robin or sticky per client IP.
+//!
+//! Nothing is lost while pods come and go:
+//! - a pod leaves rotation the moment the proxy sees its deletion timestamp, and
+//!   [`Proxy::wait_unrouted`] tells a node agent when it may send SIGTERM;
+//! - connections already forwarded are never cut;
+//! - a connection refused by an endpoint is retried on another one, and while every endpoint
+//!   refuses, the proxy waits briefly for the endpoints to change before giving up.
+//!
+//! [`table`] holds the routing rules, pure and table-tested.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod forward;
+mod proxy;
+pub mod table;
+
+pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyState};
+pub use table::{PodState, Route, RoutingTable};

@@ -1,0 +1,465 @@
+//! Zero-downtime acceptance tests: a Deployment of the demo image behind a NodePort Service,
+//! with a client sending HTTP requests through the node port, one new connection each, while
+//! the Deployment is rolled out, restarted, rolled back and scaled. Not one request may fail,
+//! and the answers must move from the old version to the new one.
+//!
+//! Run with `cargo test -p skiff --test service_traffic` (Linux, `kubectl` on the PATH). Uses
+//! the real node, so pods are processes answering on their loopback pod IPs; the clients talk
+//! to 127.0.0.1 only. Pod IPs come from one range per machine, so a single server runs both
+//! scenarios, side by side in namespaces of their own: the quick demo server in `fast`, the one
+//! that takes 3 s to stop after SIGTERM in `slow`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
+
+/// The most requests the client sends, and the longest it runs: the loop is bounded even if
+/// the test body hangs.
+const MAX_REQUESTS: usize = 40_000;
+const MAX_CLIENT_TIME: Duration = Duration::from_secs(150);
+/// The pause between two requests: about 200 requests a second, enough to hit every window of
+/// a rollout without starving the server on a small machine.
+const REQUEST_PACE: Duration = Duration::from_millis(5);
+/// How long one request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one request got.
+#[derive(Clone, Debug)]
+struct Sample {
+    started: Instant,
+    outcome: Result<Answer, String>,
+}
+
+/// The demo server's answer: `version=<tag> pod=<name>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Answer {
+    version: String,
+    pod: String,
+}
+
+/// One GET / through `address` on a new connection.
+fn request(address: SocketAddr) -> Result<Answer, String> {
+    let mut stream = TcpStream::connect_timeout(&address, REQUEST_TIMEOUT)
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
+        .map_err(|e| format!("socket options: {e}"))?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read: {e} (after {response:?})"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("incomplete response {response:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("status: {head:?}"));
+    }
+    let mut version = None;
+    let mut pod = None;
+    for field in body.split_whitespace() {
+        if let Some(v) = field.strip_prefix("version=") {
+            version = Some(v.to_string());
+        } else if let Some(p) = field.strip_prefix("pod=") {
+            pod = Some(p.to_string());
+        }
+    }
+    match (version, pod) {
+        (Some(version), Some(pod)) => Ok(Answer { version, pod }),
+        _ => Err(format!("unexpected body {body:?}")),
+    }
+}
+
+/// A client thread sending requests until stopped (or its bounds run out).
+struct Client {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Client {
+    fn start(address: SocketAddr) -> Client {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let samples = samples.clone();
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let begun = Instant::now();
+                for _ in 0..MAX_REQUESTS {
+                    if stop.load(Ordering::SeqCst) || begun.elapsed() > MAX_CLIENT_TIME {
+                        break;
+                    }
+                    let started = Instant::now();
+                    let outcome = request(address);
+                    samples
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Sample { started, outcome });
+                    thread::sleep(REQUEST_PACE);
+                }
+            })
+        };
+        Client {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The answers to requests started at or after `since`, once at least `count` exist.
+    fn answers_since(&self, since: Instant, count: usize) -> Vec<Answer> {
+        wait_for(
+            &format!("{count} answers after a point in time"),
+            DEADLINE,
+            || {
+                let answers: Vec<Answer> = self
+                    .samples()
+                    .into_iter()
+                    .filter(|s| s.started >= since)
+                    .filter_map(|s| s.outcome.ok())
+                    .collect();
+                (answers.len() >= count).then_some(answers)
+            },
+        )
+    }
+
+    /// Stops the client and returns every sample.
+    fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.samples()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn deployment(env: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 0
+      maxUnavailable: 1
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: skiff/demo:v1
+        ports:
+        - containerPort: 80
+        readinessProbe:
+          httpGet:
+            path: /readyz
+            port: 80
+          periodSeconds: 1
+{env}"
+    )
+}
+
+/// The environment block that makes the demo server keep serving 3 s after SIGTERM.
+const SLOW_SHUTDOWN_ENV: &str = "        env:
+        - name: DEMO_SHUTDOWN_DELAY
+          value: 3s
+";
+
+/// kubectl in one scenario's namespace.
+struct Scenario<'a> {
+    skiff: &'a Skiff,
+    kubectl: Kubectl,
+    namespace: &'static str,
+}
+
+impl Scenario<'_> {
+    fn args<'s>(&'s self, args: &[&'s str]) -> Vec<&'s str> {
+        let mut all = args.to_vec();
+        all.extend(["-n", self.namespace]);
+        all
+    }
+
+    /// Runs kubectl in the namespace and returns its stdout; fails unless it succeeds.
+    fn ok(&self, args: &[&str]) -> String {
+        self.kubectl.ok(&self.args(args))
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        self.kubectl.run(&self.args(args))
+    }
+
+    /// Waits for the Deployment's rollout to complete.
+    fn rollout(&self) {
+        self.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    }
+
+    /// Creates the namespace, applies the Deployment, exposes it as in the issue and returns
+    /// the node port address once the Service answers.
+    fn serve_web(&self, manifest: &str) -> SocketAddr {
+        self.kubectl.ok(&["create", "namespace", self.namespace]);
+        let file = self
+            .skiff
+            .write_file(&format!("{}/web.yaml", self.namespace), manifest);
+        self.ok(&["apply", "-f", &file]);
+        self.rollout();
+        self.ok(&[
+            "expose",
+            "deployment",
+            "web",
+            "--type=NodePort",
+            "--port=80",
+            "--target-port=80",
+        ]);
+        let node_port = self.ok(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ]);
+        let node_port: u16 = node_port
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
+        let address = SocketAddr::from(([127, 0, 0, 1], node_port));
+        wait_for("the node port to answer", DEADLINE, || {
+            request(address).ok()
+        });
+        address
+    }
+
+    /// Changes the image (or rolls back) from version `from` to `to` and checks that answers
+    /// move: only the old version answers before, only the new one once the rollout is done.
+    fn roll_to(&self, client: &Client, from: &str, to: &str, change: &[&str]) {
+        let answers = client.answers_since(Instant::now(), 3);
+        assert!(
+            answers.iter().all(|a| a.version == from),
+            "{}: before rolling to {to}: {answers:?}",
+            self.namespace
+        );
+        self.ok(change);
+        self.rollout();
+        let answers = client.answers_since(Instant::now(), 20);
+        assert!(
+            answers.iter().all(|a| a.version == to),
+            "{}: after rolling to {to}, every answer comes from it: {answers:?}",
+            self.namespace
+        );
+    }
+
+    /// A restart replaces every pod: none that answered before answers after.
+    fn restart(&self, client: &Client) {
+        let before = pods_answering(client, Instant::now(), 30);
+        self.ok(&["rollout", "restart", "deployment/web"]);
+        self.rollout();
+        let after = pods_answering(client, Instant::now(), 30);
+        assert!(
+            before.is_disjoint(&after),
+            "{}: after a restart only new pods answer: {before:?} then {after:?}",
+            self.namespace
+        );
+    }
+
+    /// Scales to `replicas` and waits until exactly as many pods exist, all ready.
+    fn scale(&self, replicas: u32) {
+        self.ok(&["scale", "deployment/web", &format!("--replicas={replicas}")]);
+        self.rollout();
+        wait_for(
+            &format!("{} pods in {}", replicas, self.namespace),
+            DEADLINE,
+            || {
+                let out = self.run(&["get", "pods", "-l", "app=web", "--no-headers"]);
+                (out.success() && out.stdout.lines().count() == replicas as usize).then_some(())
+            },
+        );
+    }
+
+    fn set_strategy(&self, max_surge: u32, max_unavailable: u32) {
+        let patch = format!(
+            r#"{{"spec":{{"strategy":{{"rollingUpdate":{{"maxSurge":{max_surge},"maxUnavailable":{max_unavailable}}}}}}}}}"#
+        );
+        self.ok(&["patch", "deployment/web", "--type=merge", "-p", &patch]);
+    }
+}
+
+/// The names of the pods that answered since `since` (at least `count` answers).
+fn pods_answering(client: &Client, since: Instant, count: usize) -> BTreeSet<String> {
+    client
+        .answers_since(since, count)
+        .into_iter()
+        .map(|a| a.pod)
+        .collect()
+}
+
+/// Fails with every failed request, if there is any.
+fn assert_no_failures(namespace: &str, samples: &[Sample]) {
+    let failures: Vec<String> = samples
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().err().cloned())
+        .collect();
+    assert!(
+        samples.len() > 100,
+        "{namespace}: the client sent only {} requests",
+        samples.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{namespace}: {} of {} requests failed, first ones: {:?}",
+        failures.len(),
+        samples.len(),
+        &failures[..failures.len().min(10)]
+    );
+}
+
+/// The quick demo server: rolled out, rolled back, restarted and scaled 3 -> 6 -> 2 with
+/// maxUnavailable 1, then rolled out, rolled back and restarted with maxSurge 1 /
+/// maxUnavailable 0.
+fn fast(s: &Scenario) {
+    let address = s.serve_web(&deployment(""));
+
+    // `kubectl get svc,ep -o wide` print Kubernetes' columns, the node port as users expect it
+    // and one address per ready pod.
+    let table = s.ok(&["get", "svc", "web", "-o", "wide"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(cells).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(rows[1][1], "NodePort");
+    assert_eq!(rows[1][4], format!("80:{}/TCP", address.port()));
+    assert_eq!(rows[1][6], "app=web");
+    let table = s.ok(&["get", "ep", "web", "-o", "wide"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(cells).collect();
+    assert_eq!(rows[0], ["NAME", "ENDPOINTS", "AGE"]);
+    assert_eq!(rows[1][1].split(',').count(), 3, "{table}");
+    assert!(rows[1][1].split(',').all(|e| e.ends_with(":80")), "{table}");
+
+    let client = Client::start(address);
+    let set_v2 = ["set", "image", "deployment/web", "web=skiff/demo:v2"];
+    let undo = ["rollout", "undo", "deployment/web"];
+    // A rollback returns to the revision before the last change, so it comes before the
+    // restart (after one, it would return to the pre-restart pods' template).
+    s.roll_to(&client, "v1", "v2", &set_v2);
+    s.roll_to(&client, "v2", "v1", &undo);
+    s.restart(&client);
+    s.scale(6);
+    s.scale(2);
+    s.scale(3);
+
+    s.set_strategy(1, 0);
+    s.roll_to(&client, "v1", "v2", &set_v2);
+    s.roll_to(&client, "v2", "v1", &undo);
+    s.restart(&client);
+    assert_no_failures(s.namespace, &client.finish());
+}
+
+/// Pods that keep serving 3 s after SIGTERM: rolled out and scaled with maxUnavailable 1, then
+/// rolled back with maxSurge 1 / maxUnavailable 0.
+fn slow(s: &Scenario) {
+    let address = s.serve_web(&deployment(SLOW_SHUTDOWN_ENV));
+    let client = Client::start(address);
+    s.roll_to(
+        &client,
+        "v1",
+        "v2",
+        &["set", "image", "deployment/web", "web=skiff/demo:v2"],
+    );
+    s.scale(6);
+    s.scale(2);
+    s.scale(3);
+    s.set_strategy(1, 0);
+    s.roll_to(
+        &client,
+        "v2",
+        "v1",
+        &["set", "image", "deployment/web", "web=skiff/demo:v1"],
+    );
+    assert_no_failures(s.namespace, &client.finish());
+}
+
+/// What one scenario does, given kubectl in its namespace.
+type ScenarioBody = fn(&Scenario);
+
+#[test]
+fn rollouts_restarts_rollbacks_and_scaling_lose_no_request() {
+    let skiff = Skiff::start_with(&[]);
+    let scenarios: [(&'static str, ScenarioBody); 2] = [("fast", fast), ("slow", slow)];
+    let failures: Vec<String> = thread::scope(|threads| {
+        let running: Vec<_> = scenarios
+            .iter()
+            .map(|(namespace, body)| {
+                let scenario = Scenario {
+                    skiff: &skiff,
+                    kubectl: skiff.kubectl(),
+                    namespace,
+                };
+                threads.spawn(move || {
+                    catch_unwind(AssertUnwindSafe(|| body(&scenario))).map_err(|panic| {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panicked".to_string());
+                        format!("scenario {namespace}: {message}")
+                    })
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|t| match t.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(message)) => Some(message),
+                Err(_) => Some("a scenario thread died".to_string()),
+            })
+            .collect()
+    });
+    // On failure the harness prints the server's log as it stops.
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
