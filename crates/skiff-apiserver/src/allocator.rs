@@ -27,9 +27,24 @@ struct InUse {
 }
 
 /// Hands out cluster IPs and node ports, never the same one twice while it is in use.
-#[derive(Default)]
 pub struct ServiceAllocator {
     state: Mutex<Option<InUse>>,
+    /// Where the search for a free IP (an offset into the range) and a free port begins.
+    first_ip: u32,
+    first_port: u16,
+}
+
+impl Default for ServiceAllocator {
+    /// IPs and node ports start at a random place in their ranges, as Kubernetes hands them out
+    /// at random: users should not come to rely on one, and two Skiffs on one machine (whose
+    /// proxies both listen on loopback) rarely pick the same cluster IP.
+    fn default() -> Self {
+        let random = uuid::Uuid::new_v4().as_u128();
+        let port_span = u128::from(NODE_PORT_RANGE.1 - NODE_PORT_RANGE.0 + 1);
+        let first_port = NODE_PORT_RANGE.0 + (random % port_span) as u16;
+        let first_ip = ((random >> 64) % u128::from(range_size())) as u32 + 1;
+        ServiceAllocator::starting_at(first_ip, first_port)
+    }
 }
 
 fn range_base() -> u32 {
@@ -85,6 +100,16 @@ fn held(service: &Value) -> (Vec<Ipv4Addr>, Vec<u16>) {
 }
 
 impl ServiceAllocator {
+    /// An allocator whose searches begin at offset `first_ip` of the service range and at node
+    /// port `first_port`, for reproducible allocations.
+    pub fn starting_at(first_ip: u32, first_port: u16) -> ServiceAllocator {
+        ServiceAllocator {
+            state: Mutex::new(None),
+            first_ip: first_ip.clamp(1, range_size()),
+            first_port: first_port.clamp(NODE_PORT_RANGE.0, NODE_PORT_RANGE.1),
+        }
+    }
+
     /// Makes sure the in-use sets reflect `existing` Services (called with the stored ones the
     /// first time the allocator is needed).
     async fn state<'a>(
@@ -93,13 +118,9 @@ impl ServiceAllocator {
     ) -> tokio::sync::MutexGuard<'a, Option<InUse>> {
         let mut guard = self.state.lock().await;
         if guard.is_none() {
-            // Node ports start at a random place in the range, as Kubernetes hands them out
-            // at random: users should not come to rely on one.
-            let span = u128::from(NODE_PORT_RANGE.1 - NODE_PORT_RANGE.0 + 1);
-            let start = NODE_PORT_RANGE.0 + (uuid::Uuid::new_v4().as_u128() % span) as u16;
             let mut in_use = InUse {
-                next_ip: 1,
-                next_port: start,
+                next_ip: self.first_ip,
+                next_port: self.first_port,
                 ..Default::default()
             };
             for svc in existing() {
@@ -319,7 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn allocates_distinct_ips_and_ports_and_reuses_released_ones() {
-        let a = ServiceAllocator::default();
+        let a = ServiceAllocator::starting_at(1, 30000);
         let mut one = svc("NodePort");
         a.allocate(&mut one, None, Vec::new).await.unwrap();
         let mut two = svc("NodePort");
@@ -354,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn requested_ports_are_checked_and_failed_allocations_roll_back() {
-        let a = ServiceAllocator::default();
+        let a = ServiceAllocator::starting_at(1, 30000);
         let mut first = svc("NodePort");
         first["spec"]["ports"][0]["nodePort"] = json!(30080);
         a.allocate(&mut first, None, Vec::new).await.unwrap();
@@ -377,7 +398,7 @@ mod tests {
 
     #[tokio::test]
     async fn headless_and_external_name_services_get_no_ip() {
-        let a = ServiceAllocator::default();
+        let a = ServiceAllocator::starting_at(1, 30000);
         let mut headless = json!({"spec": {"type": "ClusterIP", "clusterIP": "None", "ports": []}});
         a.allocate(&mut headless, None, Vec::new).await.unwrap();
         assert_eq!(headless["spec"]["clusterIP"], "None");
@@ -388,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn existing_services_are_respected() {
-        let a = ServiceAllocator::default();
+        let a = ServiceAllocator::starting_at(1, 30000);
         let existing = json!({"spec": {"type": "NodePort", "clusterIP": "127.96.0.1", "ports": [{"port": 80, "nodePort": 30000}]}});
         let mut s = svc("NodePort");
         a.allocate(&mut s, None, || vec![existing]).await.unwrap();
@@ -403,7 +424,7 @@ mod update_tests {
 
     #[tokio::test]
     async fn updates_keep_what_the_service_holds_and_add_what_it_newly_needs() {
-        let a = ServiceAllocator::default();
+        let a = ServiceAllocator::starting_at(1, 30000);
         let mut s = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
         a.allocate(&mut s, None, Vec::new).await.unwrap();
         let stored = s.clone();
