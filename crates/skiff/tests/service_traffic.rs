@@ -5,13 +5,13 @@
 //!
 //! Run with `cargo test -p skiff --test service_traffic` (Linux, `kubectl` on the PATH). Uses
 //! the real node, so pods are processes answering on their loopback pod IPs; the clients talk
-//! to 127.0.0.1 only. Pod IPs come from one range per machine, so a single server runs both
-//! scenarios, side by side in namespaces of their own: the quick demo server in `fast`, the one
-//! that takes 3 s to stop after SIGTERM in `slow`.
+//! to 127.0.0.1 only. One server runs the scenarios side by side, in namespaces of their own:
+//! the quick demo server in `fast`, the one that takes 3 s to stop after SIGTERM in `slow`, and
+//! a CloneSet updated in place in `inplace`.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -423,13 +423,172 @@ fn slow(s: &Scenario) {
     assert_no_failures(s.namespace, &client.finish());
 }
 
+/// A CloneSet updating its pods in place (OpenKruise's `InPlaceIfPossible`) behind a NodePort
+/// Service: each pod is taken out of service through its `InPlaceUpdateReady` gate, drained,
+/// restarted with the new image and put back, and no request fails on the way.
+const IN_PLACE_CLONESET: &str = "apiVersion: apps.kruise.io/v1alpha1
+kind: CloneSet
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  updateStrategy:
+    type: InPlaceIfPossible
+    maxUnavailable: 1
+    inPlaceUpdateStrategy:
+      gracePeriodSeconds: 0
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: skiff/demo:v1
+        ports:
+        - containerPort: 80
+        readinessProbe:
+          httpGet:
+            path: /readyz
+            port: 80
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 80
+";
+
+/// Pod name to (uid, IP, restart count) for the CloneSet's pods.
+fn clone_set_pods(s: &Scenario) -> BTreeMap<String, (String, String, u64)> {
+    let list: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "pods", "-l", "app=web", "-o", "json"]))
+            .expect("kubectl prints JSON");
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pod| {
+            let text = |pointer: &str| {
+                pod.pointer(pointer)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let restarts = pod
+                .pointer("/status/containerStatuses/0/restartCount")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            (
+                text("/metadata/name"),
+                (text("/metadata/uid"), text("/status/podIP"), restarts),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the CloneSet has seen its latest spec and all `replicas` pods are updated and
+/// ready.
+fn clone_set_updated(s: &Scenario, replicas: u32) {
+    let wanted = format!("{replicas}/{replicas}/{replicas}/true");
+    wait_for(
+        "the CloneSet's pods to be updated and ready",
+        Duration::from_secs(90),
+        || {
+            let out = s.run(&[
+            "get",
+            "cloneset",
+            "web",
+            "-o",
+            "jsonpath={.status.updatedReadyReplicas}/{.status.readyReplicas}/{.status.replicas}/{.status.observedGeneration}={.metadata.generation}",
+        ]);
+            let text = out.stdout.trim();
+            let (counts, generations) = text.split_once('/').and_then(|(a, rest)| {
+                rest.rsplit_once('/')
+                    .map(|(b, gens)| (format!("{a}/{b}"), gens.to_string()))
+            })?;
+            let (observed, generation) = generations.split_once('=')?;
+            let current = observed == generation && !observed.is_empty();
+            (format!("{counts}/{current}") == wanted).then_some(())
+        },
+    );
+}
+
+/// In-place updates through a Service: the pods keep their names, UIDs and IPs, restart once,
+/// answer with the new version, and not one request fails.
+fn in_place(s: &Scenario) {
+    s.kubectl.ok(&["create", "namespace", s.namespace]);
+    let file = s
+        .skiff
+        .write_file(&format!("{}/web.yaml", s.namespace), IN_PLACE_CLONESET);
+    s.ok(&["apply", "-f", &file]);
+    clone_set_updated(s, 3);
+    let node_port = s.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let node_port: u16 = node_port
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
+    let address = SocketAddr::from(([127, 0, 0, 1], node_port));
+    wait_for("the node port to answer", DEADLINE, || {
+        request(address).ok()
+    });
+    let before = clone_set_pods(s);
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    let client = Client::start(address);
+    let answers = client.answers_since(Instant::now(), 3);
+    assert!(answers.iter().all(|a| a.version == "v1"), "{answers:?}");
+    s.ok(&[
+        "patch",
+        "cloneset/web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"skiff/demo:v2"}]"#,
+    ]);
+    clone_set_updated(s, 3);
+    let answers = client.answers_since(Instant::now(), 20);
+    assert!(
+        answers.iter().all(|a| a.version == "v2"),
+        "after the in-place update every answer comes from v2: {answers:?}"
+    );
+    let after = clone_set_pods(s);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "an in-place update keeps the pods"
+    );
+    for (name, (uid, ip, restarts)) in &before {
+        let (new_uid, new_ip, new_restarts) = &after[name];
+        assert_eq!((uid, ip), (new_uid, new_ip), "{name} keeps its UID and IP");
+        assert_eq!(*new_restarts, restarts + 1, "{name} restarted once");
+    }
+    assert_no_failures(s.namespace, &client.finish());
+}
+
 /// What one scenario does, given kubectl in its namespace.
 type ScenarioBody = fn(&Scenario);
 
 #[test]
 fn rollouts_restarts_rollbacks_and_scaling_lose_no_request() {
     let skiff = Skiff::start_with(&[]);
-    let scenarios: [(&'static str, ScenarioBody); 2] = [("fast", fast), ("slow", slow)];
+    let scenarios: [(&'static str, ScenarioBody); 3] =
+        [("fast", fast), ("slow", slow), ("inplace", in_place)];
     let failures: Vec<String> = thread::scope(|threads| {
         let running: Vec<_> = scenarios
             .iter()
