@@ -543,20 +543,28 @@ fn named_status(pod: &Pod, name: &str) -> k8s_openapi::api::core::v1::ContainerS
         .unwrap_or_else(|| panic!("no status for container {name}"))
 }
 
-/// Changes container `name`'s image, as `kubectl set image` or OpenKruise would.
+/// Changes container `name`'s image, as `kubectl set image` or OpenKruise would: read, change,
+/// write, and again on a conflict with the agent's own status writes.
 async fn set_image(h: &Harness, pod: &str, name: &str, image: &str) {
-    let mut current = h.pods.get(pod).await.unwrap();
-    for c in current
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers
-        .iter_mut()
-        .filter(|c| c.name == name)
-    {
-        c.image = Some(image.to_string());
+    for _ in 0..20 {
+        let mut current = h.pods.get(pod).await.unwrap();
+        for c in current
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers
+            .iter_mut()
+            .filter(|c| c.name == name)
+        {
+            c.image = Some(image.to_string());
+        }
+        match h.pods.update(&current).await {
+            Ok(_) => return,
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => panic!("updating {pod}: {e}"),
+        }
     }
-    h.pods.update(&current).await.unwrap();
+    panic!("updating {pod}: still conflicting after 20 attempts");
 }
 
 const SERVE_UNTIL_TERM: &str = "trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done";
