@@ -13,7 +13,9 @@ use skiff_runtime::{EventRecorder, EventType, Informer, Notification, ObjectRef,
 use super::trigger::TriggerTimeTracker;
 use super::written::WrittenVersions;
 use super::{plan, EndpointsWrite};
-use crate::shell::{key_of, namespace_of, typed, SyncError};
+use crate::shell::{
+    enqueue_own_key, key_of, namespace_of, run_key_syncs, typed, KeySync, SyncError,
+};
 
 fn endpoints_resource() -> &'static ResourceInfo {
     resources::find("", "v1", "endpoints").expect("endpoints are registered")
@@ -108,6 +110,12 @@ pub struct EndpointsController {
     queue: WorkQueue<String>,
 }
 
+impl KeySync for EndpointsController {
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
+    }
+}
+
 impl EndpointsController {
     /// Wires the controller to shared informers; call [`EndpointsController::run`] to start.
     pub fn new(
@@ -132,12 +140,7 @@ impl EndpointsController {
     }
 
     fn watch_changes(&self) {
-        let queue = self.queue.clone();
-        self.services.add_handler(move |n| {
-            if let Some(key) = n.key() {
-                queue.add(key);
-            }
-        });
+        self.services.add_handler(enqueue_own_key(&self.queue));
         let queue = self.queue.clone();
         let services = self.services.clone();
         self.pods
@@ -161,12 +164,7 @@ impl EndpointsController {
             }
         }
         let queue = self.queue.clone();
-        let this = Arc::new(self);
-        skiff_runtime::run_workers(queue, workers, move |key: String| {
-            let this = this.clone();
-            async move { this.sync(&key).await }
-        })
-        .await;
+        run_key_syncs(self, queue, workers).await;
     }
 
     /// Stops taking new work.
