@@ -354,36 +354,16 @@ fn compute_metric(
                 }),
             }
         }
-        "Pods" => {
-            let name = spec
-                .pods
-                .as_ref()
-                .map(|p| p.metric.name.as_str())
-                .unwrap_or("");
-            let inner = format!(
-                "unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served"
-            );
-            Err(MetricFailure {
-                reason: "FailedGetPodsMetric",
-                outer: format!("failed to get pods metric value: {inner}"),
-                inner,
-            })
-        }
-        "Object" => {
-            let name = spec
-                .object
-                .as_ref()
-                .map(|p| p.metric.name.as_str())
-                .unwrap_or("");
-            let inner = format!(
-                "unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served"
-            );
-            Err(MetricFailure {
-                reason: "FailedGetObjectMetric",
-                outer: format!("failed to get object metric value: {inner}"),
-                inner,
-            })
-        }
+        "Pods" => Err(no_custom_metrics(
+            "FailedGetPodsMetric",
+            "pods",
+            spec.pods.as_ref().map(|p| p.metric.name.as_str()),
+        )),
+        "Object" => Err(no_custom_metrics(
+            "FailedGetObjectMetric",
+            "object",
+            spec.object.as_ref().map(|p| p.metric.name.as_str()),
+        )),
         "External" => {
             let name = spec
                 .external
@@ -408,6 +388,19 @@ fn compute_metric(
                 inner,
             })
         }
+    }
+}
+
+/// A custom metric (`kind` "pods" or "object") cannot be read: no custom metrics API is served.
+fn no_custom_metrics(reason: &'static str, kind: &str, metric: Option<&str>) -> MetricFailure {
+    let name = metric.unwrap_or("");
+    let inner = format!(
+        "unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served"
+    );
+    MetricFailure {
+        reason,
+        outer: format!("failed to get {kind} metric value: {inner}"),
+        inner,
     }
 }
 
