@@ -19,7 +19,7 @@ use skiff_client::metrics::PodUsage;
 
 use super::normalize::{
     convert_desired_replicas_with_rules, scale_down_rules, scale_up_rules, History,
-    NormalizationArgs,
+    NormalizationArgs, Normalized,
 };
 use super::replica_calculator::{pod_metrics_from_usage, ReplicaCalculator};
 use crate::deployment::{Event, EventType};
@@ -611,20 +611,7 @@ pub fn plan_sync(
                     },
                     now,
                 );
-                let limited_status = if limited.replicas == stabilized.replicas {
-                    "False"
-                } else {
-                    "True"
-                };
-                set_condition(
-                    &mut status.conditions,
-                    "ScalingLimited",
-                    limited_status,
-                    limited.reason,
-                    limited.message.to_string(),
-                    now,
-                );
-                limited.replicas
+                set_scaling_limited(&mut status, &limited, stabilized.replicas, now)
             }
         };
         rescale = desired_replicas != current_replicas;
@@ -709,6 +696,17 @@ fn normalize_legacy(
         min_replicas,
         max_replicas,
     );
+    set_scaling_limited(status, &limited, stabilized, now)
+}
+
+/// Sets `ScalingLimited` from the limits applied to the `stabilized` recommendation (true when
+/// they changed it) and returns the replicas to scale to.
+fn set_scaling_limited(
+    status: &mut HorizontalPodAutoscalerStatus,
+    limited: &Normalized,
+    stabilized: i32,
+    now: Timestamp,
+) -> i32 {
     let limited_status = if limited.replicas == stabilized {
         "False"
     } else {
