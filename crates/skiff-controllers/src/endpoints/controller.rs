@@ -97,6 +97,15 @@ pub fn enqueue_for_pod(services: &Informer, queue: &WorkQueue<String>, n: &Notif
     }
 }
 
+/// Queues a Service on its own changes and on those of the pods it selects: what wakes both
+/// the Endpoints and the EndpointSlice controller.
+pub fn watch_services_and_pods(services: &Informer, pods: &Informer, queue: &WorkQueue<String>) {
+    services.add_handler(enqueue_own_key(queue));
+    let queue = queue.clone();
+    let services = services.clone();
+    pods.add_handler(move |n| enqueue_for_pod(&services, &queue, n));
+}
+
 /// Everything one Endpoints sync reads and writes through.
 #[derive(Clone)]
 pub struct EndpointsController {
@@ -140,11 +149,7 @@ impl EndpointsController {
     }
 
     fn watch_changes(&self) {
-        self.services.add_handler(enqueue_own_key(&self.queue));
-        let queue = self.queue.clone();
-        let services = self.services.clone();
-        self.pods
-            .add_handler(move |n| enqueue_for_pod(&services, &queue, n));
+        watch_services_and_pods(&self.services, &self.pods, &self.queue);
         // A deleted Endpoints object of a live Service is written again.
         let queue = self.queue.clone();
         self.endpoints.add_handler(move |n| {

@@ -15,13 +15,11 @@ use super::{
     plan, SliceInputs, CONTROLLER_NAME, MANAGED_BY_LABEL, MAX_ENDPOINTS_PER_SLICE,
     SERVICE_NAME_LABEL, ZONE_LABEL,
 };
-use crate::endpoints::controller::enqueue_for_pod;
+use crate::endpoints::controller::watch_services_and_pods;
 use crate::endpoints::pods::selected_pods;
 use crate::endpoints::trigger::TriggerTimeTracker;
 use crate::endpoints::written::WrittenVersions;
-use crate::shell::{
-    enqueue_own_key, key_of, namespace_of, run_key_syncs, typed, KeySync, SyncError,
-};
+use crate::shell::{key_of, namespace_of, run_key_syncs, typed, KeySync, SyncError};
 
 fn slices_resource() -> &'static ResourceInfo {
     resources::find("discovery.k8s.io", "v1", "endpointslices")
@@ -98,11 +96,7 @@ impl EndpointSliceController {
     }
 
     fn watch_changes(&self) {
-        self.services.add_handler(enqueue_own_key(&self.queue));
-        let queue = self.queue.clone();
-        let services = self.services.clone();
-        self.pods
-            .add_handler(move |n| enqueue_for_pod(&services, &queue, n));
+        watch_services_and_pods(&self.services, &self.pods, &self.queue);
         // Someone else changing or deleting a managed slice gets it put right; the
         // controller's own writes come back here too and sync to no change.
         let queue = self.queue.clone();
