@@ -1,12 +1,15 @@
-//! What the controllers' asynchronous shells share: decoding cached objects, owner lookups, and
-//! turning planner events into recorded Events.
+//! What the controllers' asynchronous shells share: decoding cached objects, owner lookups,
+//! routing informer notifications to work-queue keys, the worker loop, and turning planner
+//! events into recorded Events.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_client::ClientError;
-use skiff_runtime::{EventRecorder, EventType, ObjectRef};
+use skiff_runtime::{EventRecorder, EventType, Expectations, Notification, ObjectRef, WorkQueue};
 
 use crate::deployment::{Event, EventType as PlannedType};
 
@@ -53,6 +56,101 @@ pub fn namespace_of(object: &Value) -> &str {
         .unwrap_or("")
 }
 
+/// A controller whose queue holds `namespace/name` keys of the objects it syncs, so one worker
+/// loop ([`run_key_syncs`]) serves every such controller.
+pub trait KeySync: Send + Sync + 'static {
+    /// One sync of the object under `key`; `Ok(Some(delay))` asks for another after `delay`.
+    fn sync_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Duration>, SyncError>> + Send;
+}
+
+/// Processes `queue` with `workers` concurrent syncs of `controller` until the queue shuts
+/// down.
+pub async fn run_key_syncs<C: KeySync>(controller: C, queue: WorkQueue<String>, workers: usize) {
+    let controller = Arc::new(controller);
+    skiff_runtime::run_workers(queue, workers, move |key: String| {
+        let controller = controller.clone();
+        async move { controller.sync_key(&key).await }
+    })
+    .await;
+}
+
+/// An informer handler queueing the key of every changed object: for the resource a
+/// controller syncs, whose own changes each call for a sync.
+pub fn enqueue_own_key(
+    queue: &WorkQueue<String>,
+) -> impl Fn(&Notification) + Send + Sync + 'static {
+    let queue = queue.clone();
+    move |n| {
+        if let Some(key) = n.key() {
+            queue.add(key);
+        }
+    }
+}
+
+/// Like [`enqueue_own_key`], for controllers counting their writes with `expectations`: a
+/// deleted object's expectations are dropped, so a namesake created later starts afresh.
+pub fn enqueue_own_key_forgetting(
+    queue: &WorkQueue<String>,
+    expectations: &Arc<Expectations>,
+) -> impl Fn(&Notification) + Send + Sync + 'static {
+    let queue = queue.clone();
+    let expectations = expectations.clone();
+    move |n| {
+        if let Some(key) = n.key() {
+            if matches!(n, Notification::Deleted(_)) {
+                expectations.delete(&key);
+            }
+            queue.add(key);
+        }
+    }
+}
+
+/// Counts a pod notification against the creations and deletions its owner expects, and returns
+/// the owner keys to sync (before and after an update). `owner_key` names the pod's owner when
+/// it is of the controller's kind. A pod whose graceful deletion starts counts as deleted then,
+/// not once it is gone.
+pub fn observe_owned_pod(
+    n: &Notification,
+    expectations: &Expectations,
+    owner_key: impl Fn(&Value) -> Option<String>,
+) -> Vec<String> {
+    let deleting = |pod: &Value| pod.pointer("/metadata/deletionTimestamp").is_some();
+    match n {
+        Notification::Added(pod) => {
+            let Some(key) = owner_key(pod) else {
+                return Vec::new();
+            };
+            if deleting(pod) {
+                expectations.deletion_observed(&key);
+            } else {
+                expectations.creation_observed(&key);
+            }
+            vec![key]
+        }
+        Notification::Updated { old, new } => {
+            let (old_owner, new_owner) = (owner_key(old), owner_key(new));
+            if deleting(new) && !deleting(old) {
+                if let Some(key) = &new_owner {
+                    expectations.deletion_observed(key);
+                }
+            }
+            [old_owner, new_owner].into_iter().flatten().collect()
+        }
+        Notification::Deleted(pod) => {
+            let Some(key) = owner_key(pod) else {
+                return Vec::new();
+            };
+            if !deleting(pod) {
+                expectations.deletion_observed(&key);
+            }
+            vec![key]
+        }
+    }
+}
+
 /// Records the planner's events on `involved`.
 pub fn record_events(recorder: &EventRecorder, involved: &Value, events: &[Event]) {
     let Ok(reference) = ObjectRef::from_value(involved) else {
@@ -91,6 +189,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
+    use skiff_runtime::expectations::Pending;
 
     #[test]
     fn typed_decodes_admitted_objects_and_skips_undecodable_ones() {
@@ -106,5 +205,98 @@ mod tests {
         );
         let broken = Arc::new(json!({"metadata": {"name": 5}}));
         assert!(typed::<Pod>(&broken).is_none());
+    }
+
+    fn pod(owner: Option<&str>, deleting: bool) -> Arc<Value> {
+        let mut pod = json!({"metadata": {"name": "p", "namespace": "ns"}});
+        if let Some(owner) = owner {
+            pod["metadata"]["ownerReferences"] =
+                json!([{"kind": "ReplicaSet", "name": owner, "uid": "u", "controller": true}]);
+        }
+        if deleting {
+            pod["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+        }
+        Arc::new(pod)
+    }
+
+    fn replica_set_owner(pod: &Value) -> Option<String> {
+        match controller_of(pod) {
+            Some(("ReplicaSet", name, _)) => Some(format!("{}/{}", namespace_of(pod), name)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn observe_owned_pod_counts_expected_changes_and_names_owners() {
+        // (notification, keys to sync, creation counted, deletion counted) for owner ns/a,
+        // which expects one creation and one deletion.
+        let cases: Vec<(Notification, Vec<&str>, bool, bool)> = vec![
+            (
+                Notification::Added(pod(Some("a"), false)),
+                vec!["ns/a"],
+                true,
+                false,
+            ),
+            (
+                Notification::Added(pod(Some("a"), true)),
+                vec!["ns/a"],
+                false,
+                true,
+            ),
+            (Notification::Added(pod(None, false)), vec![], false, false),
+            (
+                Notification::Updated {
+                    old: pod(Some("a"), false),
+                    new: pod(Some("a"), true),
+                },
+                vec!["ns/a", "ns/a"],
+                false,
+                true,
+            ),
+            (
+                Notification::Updated {
+                    old: pod(Some("a"), true),
+                    new: pod(Some("a"), true),
+                },
+                vec!["ns/a", "ns/a"],
+                false,
+                false,
+            ),
+            (
+                Notification::Updated {
+                    old: pod(Some("b"), false),
+                    new: pod(None, false),
+                },
+                vec!["ns/b"],
+                false,
+                false,
+            ),
+            (
+                Notification::Deleted(pod(Some("a"), false)),
+                vec!["ns/a"],
+                false,
+                true,
+            ),
+            (
+                Notification::Deleted(pod(Some("a"), true)),
+                vec!["ns/a"],
+                false,
+                false,
+            ),
+        ];
+        for (i, (notification, keys, created, deleted)) in cases.into_iter().enumerate() {
+            let expectations = Expectations::new();
+            expectations.set("ns/a", 1, 1);
+            assert_eq!(
+                observe_owned_pod(&notification, &expectations, replica_set_owner),
+                keys,
+                "case {i}"
+            );
+            let pending = Pending {
+                adds: 1 - i64::from(created),
+                deletes: 1 - i64::from(deleted),
+            };
+            assert_eq!(expectations.get("ns/a"), Some(pending), "case {i}");
+        }
     }
 }

@@ -102,11 +102,7 @@ impl World {
 
     /// One sync at `now`; applies the resize and keeps the status, as the shell does.
     fn sync(&mut self, now: Timestamp) -> SyncPlan {
-        let scale = ScaleView {
-            spec_replicas: self.pods.len() as i32,
-            status_replicas: self.pods.len() as i32,
-            selector: "app=web".into(),
-        };
+        let scale = web_scale(self.pods.len() as i32);
         let plan = plan_sync(
             &self.hpa,
             Ok(&scale),
@@ -272,25 +268,36 @@ fn without_behavior_the_legacy_rules_apply() {
     assert_eq!(plan.rescale.as_ref().map(|r| r.replicas), Some(1));
 }
 
-#[test]
-fn missing_metrics_and_disabled_scaling_are_reported() {
-    let mut world = World::new(hpa(serde_json::Value::Null), 2);
-    world.pods.clear();
-    let hpa = world.hpa.clone();
-    let scale = ScaleView {
-        spec_replicas: 2,
-        status_replicas: 2,
+/// The scale of the `web` Deployment at `replicas`.
+fn web_scale(replicas: i32) -> ScaleView {
+    ScaleView {
+        spec_replicas: replicas,
+        status_replicas: replicas,
         selector: "app=web".into(),
-    };
-    let plan = plan_sync(
-        &hpa,
-        Ok(&scale),
+    }
+}
+
+/// One sync at the start with no pods, no usage and no history: what the autoscaler reports
+/// when it has nothing to measure.
+fn plan_without_pods(hpa: &HorizontalPodAutoscaler, scale: Result<&ScaleView, String>) -> SyncPlan {
+    plan_sync(
+        hpa,
+        scale,
         &[],
         &[],
         &mut History::default(),
         &HpaConfig::default(),
         at(0),
-    );
+    )
+}
+
+#[test]
+fn missing_metrics_and_disabled_scaling_are_reported() {
+    let mut world = World::new(hpa(serde_json::Value::Null), 2);
+    world.pods.clear();
+    let hpa = world.hpa.clone();
+    let scale = web_scale(2);
+    let plan = plan_without_pods(&hpa, Ok(&scale));
     assert_eq!(plan.rescale, None);
     let reasons: Vec<(&str, &str)> = plan
         .events
@@ -309,20 +316,8 @@ fn missing_metrics_and_disabled_scaling_are_reported() {
     // The metric status slot is kept, so kubectl shows <unknown>.
     assert_eq!(plan.status.current_metrics.as_ref().map(Vec::len), Some(1));
 
-    let zero = ScaleView {
-        spec_replicas: 0,
-        status_replicas: 0,
-        selector: "app=web".into(),
-    };
-    let plan = plan_sync(
-        &hpa,
-        Ok(&zero),
-        &[],
-        &[],
-        &mut History::default(),
-        &HpaConfig::default(),
-        at(0),
-    );
+    let zero = web_scale(0);
+    let plan = plan_without_pods(&hpa, Ok(&zero));
     assert_eq!(
         condition(&plan, "ScalingActive"),
         (
@@ -333,15 +328,7 @@ fn missing_metrics_and_disabled_scaling_are_reported() {
     );
     assert_eq!(plan.rescale, None);
 
-    let plan = plan_sync(
-        &hpa,
-        Err("deployments.apps \"web\" not found".into()),
-        &[],
-        &[],
-        &mut History::default(),
-        &HpaConfig::default(),
-        at(0),
-    );
+    let plan = plan_without_pods(&hpa, Err("deployments.apps \"web\" not found".into()));
     assert_eq!(
         condition(&plan, "AbleToScale"),
         ("False".into(), "FailedGetScale".into(), "the HPA controller was unable to get the target's current scale: deployments.apps \"web\" not found".into())
@@ -349,20 +336,8 @@ fn missing_metrics_and_disabled_scaling_are_reported() {
     assert_eq!(plan.events[0].reason, "FailedGetScale");
 
     // Above maxReplicas: straight back to the maximum, whatever the metrics say.
-    let many = ScaleView {
-        spec_replicas: 12,
-        status_replicas: 12,
-        selector: "app=web".into(),
-    };
-    let mut plan = plan_sync(
-        &hpa,
-        Ok(&many),
-        &[],
-        &[],
-        &mut History::default(),
-        &HpaConfig::default(),
-        at(0),
-    );
+    let many = web_scale(12);
+    let mut plan = plan_without_pods(&hpa, Ok(&many));
     assert_eq!(
         plan.rescale
             .as_ref()

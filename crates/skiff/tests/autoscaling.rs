@@ -6,22 +6,17 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::http::{http_get, READ_TIMEOUT};
+use support::json::{items, json_of, str_at};
 use support::{cells, poll, wait_for, Kubectl, Skiff, DEADLINE};
 
 const CPU_USAGE: &str = "sim.skiff.dev/cpu-usage";
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}):\n{text}"))
-}
 
 fn deployment(name: &str, replicas: u32, image: &str) -> String {
     format!(
@@ -67,10 +62,7 @@ fn rescales(kubectl: &Kubectl, hpa: &str) -> Vec<i64> {
         "-o",
         "json",
     ]);
-    let mut events: Vec<(String, i64)> = json_of(&out)["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let mut events: Vec<(String, i64)> = items(&json_of(&out))
         .iter()
         .filter_map(|e| {
             let message = e["message"].as_str()?;
@@ -113,10 +105,7 @@ fn spread_load(kubectl: &Kubectl, name: &str, total_millicores: i64) {
     if !out.success() {
         return;
     }
-    let pods: Vec<String> = json_of(&out.stdout)["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let pods: Vec<String> = items(&json_of(&out.stdout))
         .iter()
         .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
         .filter_map(|p| p.pointer("/metadata/name")?.as_str().map(str::to_string))
@@ -135,25 +124,22 @@ fn spread_load(kubectl: &Kubectl, name: &str, total_millicores: i64) {
 }
 
 fn replica_sets(kubectl: &Kubectl, name: &str) -> Vec<(String, i64, String)> {
-    let sets = json_of(&kubectl.ok(&["get", "rs", "-l", &format!("app={name}"), "-o", "json"]));
-    let mut out: Vec<(String, i64, String)> = sets["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let sets = kubectl.json(&["get", "rs", "-l", &format!("app={name}")]);
+    let mut out: Vec<(String, i64, String)> = items(&sets)
         .iter()
         .map(|rs| {
             (
-                rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                str_at(
+                    rs,
+                    "/metadata/annotations/deployment.kubernetes.io~1revision",
+                ),
                 rs.pointer("/spec/replicas")
                     .and_then(Value::as_i64)
                     .unwrap_or(0),
-                rs.pointer("/metadata/annotations/deployment.kubernetes.io~1desired-replicas")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                str_at(
+                    rs,
+                    "/metadata/annotations/deployment.kubernetes.io~1desired-replicas",
+                ),
             )
         })
         .collect();
@@ -379,20 +365,6 @@ spec:
     );
 }
 
-fn burn(address: &str) {
-    if let Ok(mut stream) = TcpStream::connect_timeout(
-        &address
-            .parse()
-            .unwrap_or_else(|e| panic!("bad address {address}: {e}")),
-        Duration::from_secs(2),
-    ) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = stream.write_all(b"GET /burn?ms=400 HTTP/1.0\r\n\r\n");
-        let mut sink = Vec::new();
-        let _ = stream.read_to_end(&mut sink);
-    }
-}
-
 /// Real processes: demo servers requesting 100m, an autoscaler at 50%, and a bounded load
 /// that keeps each pod burning CPU; the Deployment grows within its limits, and once the load
 /// stops it shrinks back after the (shortened) stabilization window.
@@ -434,18 +406,10 @@ spec:
     );
     kubectl.ok(&["apply", "-f", &hpa]);
     let pod_ips = || -> Vec<String> {
-        let pods = json_of(&kubectl.ok(&["get", "pods", "-l", "app=burner", "-o", "json"]));
-        pods["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        items(&kubectl.json(&["get", "pods", "-l", "app=burner"]))
             .iter()
             .filter(|p| p["status"]["phase"] == "Running")
-            .filter_map(|p| {
-                p.pointer("/status/podIP")?
-                    .as_str()
-                    .map(|ip| format!("{ip}:80"))
-            })
+            .filter_map(|p| p.pointer("/status/podIP")?.as_str().map(str::to_string))
             .collect()
     };
     wait_for("the first pod to run", DEADLINE, || {
@@ -462,8 +426,9 @@ spec:
             thread::spawn(move || {
                 while running.load(Ordering::Relaxed) {
                     let list = targets.lock().map(|t| t.clone()).unwrap_or_default();
-                    for address in list {
-                        burn(&address);
+                    for ip in list {
+                        // Only the CPU it burns matters: a failed request is simply not load.
+                        let _ = http_get(&ip, "/burn?ms=400", READ_TIMEOUT);
                     }
                 }
             })

@@ -11,11 +11,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::http::{demo_line, ok_body};
+use support::json::{items, str_at};
 use support::{cells, wait_for, Kubectl, Skiff};
 
 const NAMESPACE: &str = "clones";
@@ -60,10 +60,8 @@ impl Env {
 
     fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let text = self.ok(&all);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}):\n{text}"))
+        all.extend(["-n", NAMESPACE]);
+        self.kubectl.json(&all)
     }
 
     fn cloneset(&self) -> Value {
@@ -78,24 +76,12 @@ impl Env {
 
     /// The CloneSet's pods that are not being deleted, by name.
     fn pods(&self) -> BTreeMap<String, Value> {
-        let list = self.json(&["get", "pods", "-l", "app=web"]);
-        list["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        items(&self.json(&["get", "pods", "-l", "app=web"]))
             .into_iter()
             .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-            .map(|p| (text(&p, "/metadata/name"), p))
+            .map(|p| (str_at(&p, "/metadata/name"), p))
             .collect()
     }
-}
-
-fn text(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
 }
 
 fn condition(pod: &Value, type_: &str) -> Option<String> {
@@ -103,7 +89,7 @@ fn condition(pod: &Value, type_: &str) -> Option<String> {
         .as_array()?
         .iter()
         .find(|c| c["type"] == type_)
-        .map(|c| text(c, "/status"))
+        .map(|c| str_at(c, "/status"))
 }
 
 fn ready(pod: &Value) -> bool {
@@ -111,7 +97,7 @@ fn ready(pod: &Value) -> bool {
 }
 
 fn revision(pod: &Value) -> String {
-    text(pod, "/metadata/labels/controller-revision-hash")
+    str_at(pod, "/metadata/labels/controller-revision-hash")
 }
 
 fn restarts(pod: &Value) -> i64 {
@@ -126,28 +112,13 @@ fn status_number(cs: &Value, field: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// One HTTP/1.1 GET of `/` on port 80 of `ip`: the body, if it answered 200.
-fn http_get(ip: &str) -> Option<String> {
-    let address: SocketAddr = format!("{ip}:80").parse().ok()?;
-    let mut socket = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    socket
-        .write_all(format!("GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut raw = Vec::new();
-    socket.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
 /// Waits until every pod in `names` answers with `version`.
 fn wait_serving(pods: &BTreeMap<String, Value>, names: &BTreeSet<String>, version: &str) {
     for name in names {
-        let ip = text(&pods[name], "/status/podIP");
-        let want = format!("version={version} pod={name}\n");
+        let ip = str_at(&pods[name], "/status/podIP");
+        let want = demo_line(version, name);
         wait_for(&format!("{name} at {ip} to serve {version}"), STAGE, || {
-            (http_get(&ip).as_deref() == Some(want.as_str())).then_some(())
+            (ok_body(&ip).as_deref() == Some(want.as_str())).then_some(())
         });
     }
 }
@@ -192,18 +163,18 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
     let names: BTreeSet<String> = before.keys().cloned().collect();
     for pod in before.values() {
         assert!(
-            text(pod, "/metadata/name").starts_with("web-")
-                && text(pod, "/metadata/name").len() == 9,
+            str_at(pod, "/metadata/name").starts_with("web-")
+                && str_at(pod, "/metadata/name").len() == 9,
             "pods are named <cloneset>-<5 characters>"
         );
         assert_eq!(
             condition(pod, "InPlaceUpdateReady").as_deref(),
             Some("True")
         );
-        assert!(!text(pod, "/metadata/labels/apps.kruise.io~1cloneset-instance-id").is_empty());
+        assert!(!str_at(pod, "/metadata/labels/apps.kruise.io~1cloneset-instance-id").is_empty());
     }
     wait_serving(&before, &names, "alpine");
-    let first_revision = text(&env.cloneset(), "/status/updateRevision");
+    let first_revision = str_at(&env.cloneset(), "/status/updateRevision");
     assert!(before.values().all(|p| revision(p) == first_revision));
     let table = env.ok(&["get", "cloneset", "web"]);
     let header = table.lines().next().unwrap_or("");
@@ -238,7 +209,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
     for pod in in_grace.values() {
         assert!(!ready(pod), "a pod in its grace period is not Ready");
         assert_eq!(
-            text(pod, "/spec/containers/0/image"),
+            str_at(pod, "/spec/containers/0/image"),
             "nginx:alpine",
             "the image changes only after the grace period"
         );
@@ -250,7 +221,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
                 ready(p)
                     && restarts(p) == 1
                     && condition(p, "InPlaceUpdateReady").as_deref() == Some("True")
-                    && text(p, "/spec/containers/0/image") == "nginx:v2"
+                    && str_at(p, "/spec/containers/0/image") == "nginx:v2"
             });
         done.then_some(pods)
     });
@@ -262,8 +233,8 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
     for (name, pod) in &after {
         for field in ["/metadata/uid", "/status/podIP"] {
             assert_eq!(
-                text(pod, field),
-                text(&before[name], field),
+                str_at(pod, field),
+                str_at(&before[name], field),
                 "{name} keeps {field}"
             );
         }
@@ -273,7 +244,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
         let cs = env.cloneset();
         (status_number(&cs, "updatedReplicas") == 5
             && status_number(&cs, "updatedReadyReplicas") == 5)
-            .then(|| text(&cs, "/status/updateRevision"))
+            .then(|| str_at(&cs, "/status/updateRevision"))
     });
     assert_ne!(second_revision, first_revision);
     let description = env.ok(&["describe", "cloneset", "web"]);
@@ -295,7 +266,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
     );
     let third_revision = wait_for("two pods at the third revision", STAGE, || {
         let cs = env.cloneset();
-        let rev = text(&cs, "/status/updateRevision");
+        let rev = str_at(&cs, "/status/updateRevision");
         let pods = env.pods();
         let moved = pods.values().filter(|p| revision(p) == rev).count();
         (rev != second_revision
@@ -339,7 +310,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
     );
     let fourth_revision = wait_for("ten ready pods while paused", STAGE, || {
         let cs = env.cloneset();
-        let rev = text(&cs, "/status/updateRevision");
+        let rev = str_at(&cs, "/status/updateRevision");
         let pods = env.pods();
         (rev != third_revision && pods.len() == 10 && pods.values().all(ready)).then_some(rev)
     });

@@ -8,6 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use support::json::json_of;
 use support::{assert_table, cells, versioned_kubectls, wait_for, Kubectl, Skiff, DEADLINE};
 
 /// An httpd Deployment as a user would write it.
@@ -57,11 +58,6 @@ fn wait_updated(kubectl: &Kubectl, namespace: &str, name: &str, replicas: u32) {
             (out.success() && out.stdout.trim() == format!("{replicas}/{replicas}")).then_some(())
         },
     );
-}
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}):\n{text}"))
 }
 
 fn yaml_of(text: &str) -> Value {

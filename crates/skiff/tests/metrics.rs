@@ -7,42 +7,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::http::http_get;
 use support::{cells, Kubectl, Skiff};
 
 /// The deadline for conditions that take a few seconds when all is well.
 const SHORT: Duration = Duration::from_secs(60);
-
-/// One `GET` to port 80 of `ip`, returning the status code.
-fn http_get(ip: &str, path: &str, timeout: Duration) -> Result<u16, String> {
-    let address: SocketAddr = format!("{ip}:80")
-        .parse()
-        .map_err(|e| format!("bad address {ip}: {e}"))?;
-    let mut socket = TcpStream::connect_timeout(&address, Duration::from_secs(2))
-        .map_err(|e| format!("connecting to {address}: {e}"))?;
-    socket
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    socket
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .map_err(|e| format!("sending to {address}: {e}"))?;
-    let mut raw = Vec::new();
-    socket
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("reading from {address}: {e}"))?;
-    String::from_utf8_lossy(&raw)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "malformed response".to_string())
-}
 
 /// Millicores in a `kubectl top` CPU cell (`250m`, `1`).
 fn millicores(cell: &str) -> u64 {
@@ -88,20 +61,13 @@ fn top_until(
     found.unwrap_or_else(|| panic!("timed out waiting for {what}; `kubectl {all:?}` said:\n{last}"))
 }
 
-fn json(kubectl: &Kubectl, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let text = kubectl.ok(&all);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {text}"))
-}
-
 #[test]
 fn real_pods_report_the_cpu_they_burn() {
     let skiff = Skiff::start_with(&["--metric-resolution", "1"]);
     let kubectl = skiff.kubectl();
     kubectl.ok(&["run", "burner", "--image=skiff/demo:v1"]);
     let ip = support::wait_for("burner to run with an IP", SHORT, || {
-        let pod = json(&kubectl, &["get", "pod", "burner"]);
+        let pod = kubectl.json(&["get", "pod", "burner"]);
         let running = pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
         let ip = pod.pointer("/status/podIP").and_then(Value::as_str)?;
         running.then(|| ip.to_string())
@@ -118,7 +84,9 @@ fn real_pods_report_the_cpu_they_burn() {
     let burn_ip = ip.clone();
     let burner = thread::spawn(move || {
         let answer = support::poll(Duration::from_secs(10), || {
-            http_get(&burn_ip, "/burn?ms=12000", Duration::from_secs(30)).ok()
+            http_get(&burn_ip, "/burn?ms=12000", Duration::from_secs(30))
+                .ok()
+                .map(|(status, _)| status)
         });
         assert_eq!(answer, Some(200), "the burn request failed");
     });

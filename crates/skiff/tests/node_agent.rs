@@ -21,14 +21,14 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use support::http::{demo_line, http_get, READ_TIMEOUT};
+use support::json::{items, str_at};
 use support::{cells, Kubectl, LineStream, Skiff};
 
 /// The environment variable that tags every process a scenario causes.
@@ -142,68 +142,27 @@ fn timestamp_seconds(text: &str) -> i64 {
         .as_second()
 }
 
-/// One HTTP/1.1 GET to port 80 of `ip`: the status code and the body.
-fn http_get(ip: &str, path: &str) -> Result<(u16, String), String> {
-    let address: SocketAddr = format!("{ip}:80")
-        .parse()
-        .map_err(|e| format!("bad address {ip}: {e}"))?;
-    let mut socket = TcpStream::connect_timeout(&address, Duration::from_secs(2))
-        .map_err(|e| format!("connecting to {address}: {e}"))?;
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    socket
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .map_err(|e| format!("sending to {address}: {e}"))?;
-    let mut raw = Vec::new();
-    socket
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("reading from {address}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("malformed response from {address}: {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("malformed status line from {address}: {head:?}"))?;
-    Ok((status, body.to_string()))
-}
-
 /// Asserts that the pod answers `GET /` with the demo server's line for `version`.
 fn assert_serves(pod: &Value, version: &str) {
     let name = str_at(pod, "/metadata/name");
     let ip = str_at(pod, "/status/podIP");
     // Without a readiness probe a pod is Ready once its process started, which can be a moment
     // before the server listens (as on Kubernetes): allow it that moment.
-    let answer = support::poll(Duration::from_secs(10), || match http_get(&ip, "/") {
-        Err(e) if e.contains("Connection refused") => None,
-        other => Some(other),
+    let answer = support::poll(Duration::from_secs(10), || {
+        match http_get(&ip, "/", READ_TIMEOUT) {
+            Err(e) if e.contains("Connection refused") => None,
+            other => Some(other),
+        }
     })
-    .unwrap_or_else(|| http_get(&ip, "/"));
+    .unwrap_or_else(|| http_get(&ip, "/", READ_TIMEOUT));
     match answer {
         Ok((200, body)) => assert_eq!(
             body,
-            format!("version={version} pod={name}\n"),
+            demo_line(version, &name),
             "pod {name} at {ip} answers the wrong line"
         ),
         other => panic!("pod {name} at {ip} does not serve: {other:?}"),
     }
-}
-
-fn str_at(value: &Value, pointer: &str) -> String {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn items(list: &Value) -> Vec<Value> {
-    list["items"].as_array().cloned().unwrap_or_default()
 }
 
 /// Processes whose environment carries `MARKER_VAR` with a value `matches` accepts, as

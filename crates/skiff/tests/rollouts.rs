@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+use support::json::{items, json_of};
 use support::{assert_table, cells, wait_for, Kubectl, Skiff, DEADLINE};
 
 /// The pod annotation that keeps simulated pods from ever becoming ready.
@@ -56,11 +57,6 @@ spec:
         image: {image}
 "
     )
-}
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}):\n{text}"))
 }
 
 /// Runs `kubectl rollout status` and asserts it reports success, as Kubernetes words it.
@@ -833,10 +829,9 @@ fn check_cascading_deletion(skiff: &Skiff, kubectl: &Kubectl) {
     assert_eq!(owners, 0, "the orphaned ReplicaSet keeps no owner: {rs}");
     assert!(rs.pointer("/metadata/deletionTimestamp").is_none());
     wait_for_replica_sets(kubectl, ns, "kept", "orphaned", &[(&kept_rs, 3, 3, 3)]);
-    let pods = json_of(&kubectl.ok(&["get", "pods", "-n", ns, "-l", "app=kept", "-o", "json"]));
-    let items = pods["items"].as_array().cloned().unwrap_or_default();
-    assert_eq!(items.len(), 3);
-    for pod in &items {
+    let pods = items(&kubectl.json(&["get", "pods", "-n", ns, "-l", "app=kept"]));
+    assert_eq!(pods.len(), 3);
+    for pod in &pods {
         assert!(
             pod.pointer("/metadata/deletionTimestamp").is_none(),
             "{pod}"

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::http::{parse_answer, Answer};
+use support::json::{items, json_of, str_at};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
 /// The most requests the client sends, and the longest it runs: the loop is bounded even if
@@ -37,13 +39,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 struct Sample {
     started: Instant,
     outcome: Result<Answer, String>,
-}
-
-/// The demo server's answer: `version=<tag> pod=<name>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Answer {
-    version: String,
-    pod: String,
 }
 
 /// One GET / through `address` on a new connection.
@@ -67,19 +62,7 @@ fn request(address: SocketAddr) -> Result<Answer, String> {
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("status: {head:?}"));
     }
-    let mut version = None;
-    let mut pod = None;
-    for field in body.split_whitespace() {
-        if let Some(v) = field.strip_prefix("version=") {
-            version = Some(v.to_string());
-        } else if let Some(p) = field.strip_prefix("pod=") {
-            pod = Some(p.to_string());
-        }
-    }
-    match (version, pod) {
-        (Some(version), Some(pod)) => Ok(Answer { version, pod }),
-        _ => Err(format!("unexpected body {body:?}")),
-    }
+    parse_answer(body).ok_or_else(|| format!("unexpected body {body:?}"))
 }
 
 /// A client thread sending requests until stopped (or its bounds run out).
@@ -234,11 +217,7 @@ impl Scenario<'_> {
     /// Creates the namespace, applies the Deployment, exposes it as in the issue and returns
     /// the node port address once the Service answers.
     fn serve_web(&self, manifest: &str) -> SocketAddr {
-        self.kubectl.ok(&["create", "namespace", self.namespace]);
-        let file = self
-            .skiff
-            .write_file(&format!("{}/web.yaml", self.namespace), manifest);
-        self.ok(&["apply", "-f", &file]);
+        self.apply_in_new_namespace(manifest);
         self.rollout();
         self.ok(&[
             "expose",
@@ -248,6 +227,20 @@ impl Scenario<'_> {
             "--port=80",
             "--target-port=80",
         ]);
+        self.answering_node_port()
+    }
+
+    /// Creates the scenario's namespace and applies `manifest` in it.
+    fn apply_in_new_namespace(&self, manifest: &str) {
+        self.kubectl.ok(&["create", "namespace", self.namespace]);
+        let file = self
+            .skiff
+            .write_file(&format!("{}/web.yaml", self.namespace), manifest);
+        self.ok(&["apply", "-f", &file]);
+    }
+
+    /// The node port address of Service `web`, once a request through it gets an answer.
+    fn answering_node_port(&self) -> SocketAddr {
         let node_port = self.ok(&[
             "get",
             "svc",
@@ -471,27 +464,21 @@ spec:
 
 /// Pod name to (uid, IP, restart count) for the CloneSet's pods.
 fn clone_set_pods(s: &Scenario) -> BTreeMap<String, (String, String, u64)> {
-    let list: serde_json::Value =
-        serde_json::from_str(&s.ok(&["get", "pods", "-l", "app=web", "-o", "json"]))
-            .expect("kubectl prints JSON");
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let list = json_of(&s.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+    items(&list)
+        .iter()
         .map(|pod| {
-            let text = |pointer: &str| {
-                pod.pointer(pointer)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            };
             let restarts = pod
                 .pointer("/status/containerStatuses/0/restartCount")
                 .and_then(|v| v.as_u64())
                 .unwrap_or(0);
             (
-                text("/metadata/name"),
-                (text("/metadata/uid"), text("/status/podIP"), restarts),
+                str_at(pod, "/metadata/name"),
+                (
+                    str_at(pod, "/metadata/uid"),
+                    str_at(pod, "/status/podIP"),
+                    restarts,
+                ),
             )
         })
         .collect()
@@ -527,27 +514,9 @@ fn clone_set_updated(s: &Scenario, replicas: u32) {
 /// In-place updates through a Service: the pods keep their names, UIDs and IPs, restart once,
 /// answer with the new version, and not one request fails.
 fn in_place(s: &Scenario) {
-    s.kubectl.ok(&["create", "namespace", s.namespace]);
-    let file = s
-        .skiff
-        .write_file(&format!("{}/web.yaml", s.namespace), IN_PLACE_CLONESET);
-    s.ok(&["apply", "-f", &file]);
+    s.apply_in_new_namespace(IN_PLACE_CLONESET);
     clone_set_updated(s, 3);
-    let node_port = s.ok(&[
-        "get",
-        "svc",
-        "web",
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ]);
-    let node_port: u16 = node_port
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
-    let address = SocketAddr::from(([127, 0, 0, 1], node_port));
-    wait_for("the node port to answer", DEADLINE, || {
-        request(address).ok()
-    });
+    let address = s.answering_node_port();
     let before = clone_set_pods(s);
     assert_eq!(before.len(), 3, "{before:?}");
 

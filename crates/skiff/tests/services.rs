@@ -50,20 +50,9 @@ spec:
     )
 }
 
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("kubectl printed invalid JSON ({e}):\n{text}"))
-}
-
-fn get_json(kubectl: &Kubectl, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    json_of(&kubectl.ok(&all))
-}
-
 /// The IPs of the running pods labelled `app=<app>` that are not being deleted.
 fn running_pod_ips(kubectl: &Kubectl, app: &str) -> BTreeSet<String> {
-    let pods = get_json(kubectl, &["get", "pods", "-l", &format!("app={app}")]);
+    let pods = kubectl.json(&["get", "pods", "-l", &format!("app={app}")]);
     pods["items"]
         .as_array()
         .into_iter()
@@ -77,7 +66,7 @@ fn running_pod_ips(kubectl: &Kubectl, app: &str) -> BTreeSet<String> {
 
 /// `ip:port` of every ready address of the Endpoints `name`.
 fn ready_endpoints(kubectl: &Kubectl, name: &str) -> BTreeSet<String> {
-    let ep = get_json(kubectl, &["get", "endpoints", name]);
+    let ep = kubectl.json(&["get", "endpoints", name]);
     let mut found = BTreeSet::new();
     for subset in ep["subsets"].as_array().into_iter().flatten() {
         for address in subset["addresses"].as_array().into_iter().flatten() {
@@ -95,15 +84,12 @@ fn ready_endpoints(kubectl: &Kubectl, name: &str) -> BTreeSet<String> {
 
 /// The endpoints of every EndpointSlice of Service `name`.
 fn slice_endpoints(kubectl: &Kubectl, name: &str) -> Vec<Value> {
-    let slices = get_json(
-        kubectl,
-        &[
-            "get",
-            "endpointslices",
-            "-l",
-            &format!("kubernetes.io/service-name={name}"),
-        ],
-    );
+    let slices = kubectl.json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        &format!("kubernetes.io/service-name={name}"),
+    ]);
     slices["items"]
         .as_array()
         .into_iter()
@@ -159,7 +145,7 @@ fn exposed_deployments_get_endpoints_that_follow_their_pods() {
     let endpoints = wait_for_endpoints(&kubectl, "web", "web", 3, 80);
 
     // `get svc,ep -o wide`: Kubernetes' columns, a NodePort shown as `80:3xxxx/TCP`.
-    let svc = get_json(&kubectl, &["get", "svc", "web"]);
+    let svc = kubectl.json(&["get", "svc", "web"]);
     let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
     let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap_or(0);
     assert!((30000..=32767).contains(&node_port), "nodePort {node_port}");
@@ -235,7 +221,7 @@ fn exposed_deployments_get_endpoints_that_follow_their_pods() {
     assert_eq!(&row[1..3], ["IPv4", "80"], "{out}");
     let slice_ips: BTreeSet<String> = row[3].split(',').map(|ip| format!("{ip}:80")).collect();
     assert_eq!(slice_ips, endpoints, "{out}");
-    let slice = get_json(&kubectl, &["get", "endpointslice", row[0]]);
+    let slice = kubectl.json(&["get", "endpointslice", row[0]]);
     assert_eq!(
         slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
         "endpointslice-controller.k8s.io"
@@ -311,7 +297,7 @@ fn unready_and_terminating_pods_are_flagged() {
     kubectl.ok(&["apply", "-f", &manifest]);
     kubectl.ok(&["expose", "deployment", "slow", "--port=80"]);
     let ip = wait_for("the unready pod's address", DEADLINE, || {
-        let ep = get_json(&kubectl, &["get", "endpoints", "slow"]);
+        let ep = kubectl.json(&["get", "endpoints", "slow"]);
         let address = ep.pointer("/subsets/0/notReadyAddresses/0/ip")?.as_str()?;
         (ep.pointer("/subsets/0/addresses").is_none()).then(|| address.to_string())
     });
@@ -391,7 +377,7 @@ spec:
     );
     assert_eq!(endpoint["addresses"][0], "10.9.9.9");
     assert!(ready_endpoints(&kubectl, "held").is_empty());
-    let ep = get_json(&kubectl, &["get", "endpoints", "held"]);
+    let ep = kubectl.json(&["get", "endpoints", "held"]);
     assert!(ep.get("subsets").is_none(), "{ep}");
 
     // Released, the pod goes, and so does its endpoint.

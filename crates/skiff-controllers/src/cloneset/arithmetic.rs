@@ -28,24 +28,7 @@ pub fn scaled_value_from_int_or_percent(
     total: i32,
     round_up: bool,
 ) -> Result<i32, PercentError> {
-    match value {
-        IntOrString::Int(n) => Ok(*n),
-        IntOrString::String(s) => {
-            let number = s.strip_suffix('%').ok_or(PercentError::NotAPercentage)?;
-            let percent: f64 = number
-                .parse()
-                .map_err(|_| PercentError::NotANumber(s.clone()))?;
-            let scaled = percent * f64::from(total) / 100.0;
-            let rounded = if round_up {
-                scaled.ceil()
-            } else {
-                scaled.floor()
-            };
-            // The cast saturates, like a Go conversion of an out-of-range float would not; no
-            // valid spec gets near the limits.
-            Ok(rounded as i32)
-        }
-    }
+    scaled_by_percent(value, total, round_up, |number| number.parse().ok())
 }
 
 /// apimachinery's `GetScaledValueFromIntOrPercent`, used for maxSurge and maxUnavailable: the
@@ -55,19 +38,33 @@ pub fn int_percent_value(
     total: i32,
     round_up: bool,
 ) -> Result<i32, PercentError> {
+    scaled_by_percent(value, total, round_up, |number| {
+        number.parse::<i64>().ok().map(|percent| percent as f64)
+    })
+}
+
+/// Resolves an int-or-percent against `total`; `parse_percent` reads the number before `%`,
+/// which is where the two helpers above differ.
+fn scaled_by_percent(
+    value: &IntOrString,
+    total: i32,
+    round_up: bool,
+    parse_percent: impl Fn(&str) -> Option<f64>,
+) -> Result<i32, PercentError> {
     match value {
         IntOrString::Int(n) => Ok(*n),
         IntOrString::String(s) => {
             let number = s.strip_suffix('%').ok_or(PercentError::NotAPercentage)?;
-            let percent: i64 = number
-                .parse()
-                .map_err(|_| PercentError::NotANumber(s.clone()))?;
-            let scaled = percent as f64 * f64::from(total) / 100.0;
+            let percent =
+                parse_percent(number).ok_or_else(|| PercentError::NotANumber(s.clone()))?;
+            let scaled = percent * f64::from(total) / 100.0;
             let rounded = if round_up {
                 scaled.ceil()
             } else {
                 scaled.floor()
             };
+            // The cast saturates, like a Go conversion of an out-of-range float would not; no
+            // valid spec gets near the limits.
             Ok(rounded as i32)
         }
     }

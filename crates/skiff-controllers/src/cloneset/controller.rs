@@ -21,7 +21,7 @@ use skiff_api::patch::PatchType;
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_api::selector::LabelSelector;
 use skiff_client::{Client, ClientError, DeleteOptions, Scope};
-use skiff_runtime::{EventRecorder, Expectations, Informer, Notification, WorkQueue};
+use skiff_runtime::{EventRecorder, Expectations, Informer, WorkQueue};
 
 use super::inplace::{self, GraceStep};
 use super::revision::{
@@ -37,7 +37,10 @@ use super::{
     successful_recreate_event,
 };
 use crate::replicaset::slow_start_batches;
-use crate::shell::{controller_of, namespace_of, now, record_events, typed, SyncError};
+use crate::shell::{
+    controller_of, enqueue_own_key_forgetting, namespace_of, now, observe_owned_pod, record_events,
+    run_key_syncs, typed, KeySync, SyncError,
+};
 
 /// How long a sync waits for its own writes to show up in the cache before going ahead anyway.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -129,6 +132,12 @@ fn owner_key(object: &Value) -> Option<String> {
     }
 }
 
+impl KeySync for CloneSetController {
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
+    }
+}
+
 impl CloneSetController {
     /// Wires the controller to shared informers; call [`CloneSetController::run`] to start.
     pub fn new(
@@ -155,48 +164,13 @@ impl CloneSetController {
     /// Routes changes to CloneSet keys: the CloneSet's own, and those of the pods and
     /// revisions it controls, observing the pod creations and deletions it expects.
     fn watch_changes(&self) {
+        self.clonesets
+            .add_handler(enqueue_own_key_forgetting(&self.queue, &self.expectations));
         let queue = self.queue.clone();
         let expectations = self.expectations.clone();
-        self.clonesets.add_handler(move |n| {
-            if let Some(key) = n.key() {
-                if matches!(n, Notification::Deleted(_)) {
-                    expectations.delete(&key);
-                }
+        self.pods.add_handler(move |n| {
+            for key in observe_owned_pod(n, &expectations, owner_key) {
                 queue.add(key);
-            }
-        });
-        let queue = self.queue.clone();
-        let expectations = self.expectations.clone();
-        self.pods.add_handler(move |n| match n {
-            Notification::Added(p) => {
-                if let Some(key) = owner_key(p) {
-                    if p.pointer("/metadata/deletionTimestamp").is_some() {
-                        expectations.deletion_observed(&key);
-                    } else {
-                        expectations.creation_observed(&key);
-                    }
-                    queue.add(key);
-                }
-            }
-            Notification::Updated { old, new } => {
-                if new.pointer("/metadata/deletionTimestamp").is_some()
-                    && old.pointer("/metadata/deletionTimestamp").is_none()
-                {
-                    if let Some(key) = owner_key(new) {
-                        expectations.deletion_observed(&key);
-                    }
-                }
-                for key in [owner_key(old), owner_key(new)].into_iter().flatten() {
-                    queue.add(key);
-                }
-            }
-            Notification::Deleted(p) => {
-                if let Some(key) = owner_key(p) {
-                    if p.pointer("/metadata/deletionTimestamp").is_none() {
-                        expectations.deletion_observed(&key);
-                    }
-                    queue.add(key);
-                }
             }
         });
         let queue = self.queue.clone();
@@ -210,12 +184,7 @@ impl CloneSetController {
     /// Processes CloneSets with `workers` concurrent syncs until the queue shuts down.
     pub async fn run(self, workers: usize) {
         let queue = self.queue.clone();
-        let this = Arc::new(self);
-        skiff_runtime::run_workers(queue, workers, move |key: String| {
-            let this = this.clone();
-            async move { this.sync(&key).await }
-        })
-        .await;
+        run_key_syncs(self, queue, workers).await;
     }
 
     /// Stops taking new work.

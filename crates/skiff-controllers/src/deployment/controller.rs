@@ -15,7 +15,10 @@ use skiff_runtime::{EventRecorder, Informer, Notification, WorkQueue};
 
 use super::util::{strategy_type, STRATEGY_RECREATE};
 use super::{next_collision_count, plan, Action, DeploymentObservation, Requeue};
-use crate::shell::{controller_of, key_of, namespace_of, now, record_events, typed, SyncError};
+use crate::shell::{
+    controller_of, enqueue_own_key, key_of, namespace_of, now, record_events, run_key_syncs, typed,
+    KeySync, SyncError,
+};
 
 /// Everything one Deployment sync reads and writes through.
 #[derive(Clone)]
@@ -41,6 +44,12 @@ fn replica_sets_resource() -> &'static ResourceInfo {
 /// a large rollout quadratic.
 fn needs_pods(deployment: &Deployment) -> bool {
     strategy_type(deployment) == STRATEGY_RECREATE
+}
+
+impl KeySync for DeploymentController {
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
+    }
 }
 
 impl DeploymentController {
@@ -69,12 +78,7 @@ impl DeploymentController {
     /// namespace for an orphan that might be adopted), and pod deletions (Recreate waits for
     /// them).
     fn watch_changes(&self) {
-        let queue = self.queue.clone();
-        self.deployments.add_handler(move |n| {
-            if let Some(key) = n.key() {
-                queue.add(key);
-            }
-        });
+        self.deployments.add_handler(enqueue_own_key(&self.queue));
         let queue = self.queue.clone();
         let deployments = self.deployments.clone();
         self.replica_sets.add_handler(move |n| {
@@ -116,12 +120,7 @@ impl DeploymentController {
     /// Processes Deployments with `workers` concurrent syncs until the queue shuts down.
     pub async fn run(self, workers: usize) {
         let queue = self.queue.clone();
-        let this = Arc::new(self);
-        skiff_runtime::run_workers(queue, workers, move |key: String| {
-            let this = this.clone();
-            async move { this.sync(&key).await }
-        })
-        .await;
+        run_key_syncs(self, queue, workers).await;
     }
 
     /// Stops taking new work.

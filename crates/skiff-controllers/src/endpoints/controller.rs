@@ -13,7 +13,9 @@ use skiff_runtime::{EventRecorder, EventType, Informer, Notification, ObjectRef,
 use super::trigger::TriggerTimeTracker;
 use super::written::WrittenVersions;
 use super::{plan, EndpointsWrite};
-use crate::shell::{key_of, namespace_of, typed, SyncError};
+use crate::shell::{
+    enqueue_own_key, key_of, namespace_of, run_key_syncs, typed, KeySync, SyncError,
+};
 
 fn endpoints_resource() -> &'static ResourceInfo {
     resources::find("", "v1", "endpoints").expect("endpoints are registered")
@@ -95,6 +97,15 @@ pub fn enqueue_for_pod(services: &Informer, queue: &WorkQueue<String>, n: &Notif
     }
 }
 
+/// Queues a Service on its own changes and on those of the pods it selects: what wakes both
+/// the Endpoints and the EndpointSlice controller.
+pub fn watch_services_and_pods(services: &Informer, pods: &Informer, queue: &WorkQueue<String>) {
+    services.add_handler(enqueue_own_key(queue));
+    let queue = queue.clone();
+    let services = services.clone();
+    pods.add_handler(move |n| enqueue_for_pod(&services, &queue, n));
+}
+
 /// Everything one Endpoints sync reads and writes through.
 #[derive(Clone)]
 pub struct EndpointsController {
@@ -106,6 +117,12 @@ pub struct EndpointsController {
     triggers: Arc<TriggerTimeTracker>,
     written: Arc<WrittenVersions>,
     queue: WorkQueue<String>,
+}
+
+impl KeySync for EndpointsController {
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
+    }
 }
 
 impl EndpointsController {
@@ -132,16 +149,7 @@ impl EndpointsController {
     }
 
     fn watch_changes(&self) {
-        let queue = self.queue.clone();
-        self.services.add_handler(move |n| {
-            if let Some(key) = n.key() {
-                queue.add(key);
-            }
-        });
-        let queue = self.queue.clone();
-        let services = self.services.clone();
-        self.pods
-            .add_handler(move |n| enqueue_for_pod(&services, &queue, n));
+        watch_services_and_pods(&self.services, &self.pods, &self.queue);
         // A deleted Endpoints object of a live Service is written again.
         let queue = self.queue.clone();
         self.endpoints.add_handler(move |n| {
@@ -161,12 +169,7 @@ impl EndpointsController {
             }
         }
         let queue = self.queue.clone();
-        let this = Arc::new(self);
-        skiff_runtime::run_workers(queue, workers, move |key: String| {
-            let this = this.clone();
-            async move { this.sync(&key).await }
-        })
-        .await;
+        run_key_syncs(self, queue, workers).await;
     }
 
     /// Stops taking new work.

@@ -15,11 +15,11 @@ use super::{
     plan, SliceInputs, CONTROLLER_NAME, MANAGED_BY_LABEL, MAX_ENDPOINTS_PER_SLICE,
     SERVICE_NAME_LABEL, ZONE_LABEL,
 };
-use crate::endpoints::controller::enqueue_for_pod;
+use crate::endpoints::controller::watch_services_and_pods;
 use crate::endpoints::pods::selected_pods;
 use crate::endpoints::trigger::TriggerTimeTracker;
 use crate::endpoints::written::WrittenVersions;
-use crate::shell::{key_of, namespace_of, typed, SyncError};
+use crate::shell::{key_of, namespace_of, run_key_syncs, typed, KeySync, SyncError};
 
 fn slices_resource() -> &'static ResourceInfo {
     resources::find("discovery.k8s.io", "v1", "endpointslices")
@@ -63,6 +63,12 @@ pub struct EndpointSliceController {
     queue: WorkQueue<String>,
 }
 
+impl KeySync for EndpointSliceController {
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
+    }
+}
+
 impl EndpointSliceController {
     /// Wires the controller to shared informers; call [`EndpointSliceController::run`] to
     /// start.
@@ -90,16 +96,7 @@ impl EndpointSliceController {
     }
 
     fn watch_changes(&self) {
-        let queue = self.queue.clone();
-        self.services.add_handler(move |n| {
-            if let Some(key) = n.key() {
-                queue.add(key);
-            }
-        });
-        let queue = self.queue.clone();
-        let services = self.services.clone();
-        self.pods
-            .add_handler(move |n| enqueue_for_pod(&services, &queue, n));
+        watch_services_and_pods(&self.services, &self.pods, &self.queue);
         // Someone else changing or deleting a managed slice gets it put right; the
         // controller's own writes come back here too and sync to no change.
         let queue = self.queue.clone();
@@ -142,12 +139,7 @@ impl EndpointSliceController {
             }
         }
         let queue = self.queue.clone();
-        let this = Arc::new(self);
-        skiff_runtime::run_workers(queue, workers, move |key: String| {
-            let this = this.clone();
-            async move { this.sync(&key).await }
-        })
-        .await;
+        run_key_syncs(self, queue, workers).await;
     }
 
     /// Stops taking new work.

@@ -17,7 +17,7 @@ use skiff_runtime::{
 
 use super::normalize::History;
 use super::sync::{plan_sync, HpaConfig, ScaleView};
-use crate::shell::{now, record_events, typed, SyncError};
+use crate::shell::{now, record_events, run_key_syncs, typed, KeySync, SyncError};
 
 /// Syncs run one at a time per autoscaler; a few run side by side, as upstream's workers.
 const WORKERS: usize = 5;
@@ -50,6 +50,12 @@ pub struct HpaController {
     queue: WorkQueue<String>,
     config: HpaConfig,
     histories: Arc<Mutex<HashMap<String, History>>>,
+}
+
+impl KeySync for HpaController {
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
+    }
 }
 
 impl HpaController {
@@ -106,12 +112,7 @@ impl HpaController {
     /// Processes autoscalers until [`HpaController::shutdown`].
     pub async fn run(self) {
         let queue = self.queue.clone();
-        let this = Arc::new(self);
-        skiff_runtime::run_workers(queue, WORKERS, move |key: String| {
-            let this = this.clone();
-            async move { this.sync(&key).await }
-        })
-        .await;
+        run_key_syncs(self, queue, WORKERS).await;
     }
 
     /// Stops taking new work.

@@ -462,25 +462,26 @@ pub fn calculate_scale_up_limit_with_scaling_rules(
     rules: &ScalingRules,
     now: Timestamp,
 ) -> i32 {
-    let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
+    let (start, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
         SelectPolicy::Disabled => return current_replicas,
         SelectPolicy::Min => (i32::MAX, i32::min),
         SelectPolicy::Max => (i32::MIN, i32::max),
     };
-    for policy in &rules.policies {
-        let added = replicas_change_per_period(policy.period_seconds, scale_up_events, now);
-        let deleted = replicas_change_per_period(policy.period_seconds, scale_down_events, now);
-        let period_start = current_replicas - added + deleted;
-        let proposed = match policy.kind {
-            PolicyKind::Pods => period_start.saturating_add(policy.value),
-            // Rounded up, or a small target could never grow.
-            PolicyKind::Percent => {
-                (f64::from(period_start) * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i32
-            }
-        };
-        result = pick(result, proposed);
-    }
-    result
+    policy_period_starts(
+        current_replicas,
+        scale_up_events,
+        scale_down_events,
+        rules,
+        now,
+    )
+    .map(|(period_start, policy)| match policy.kind {
+        PolicyKind::Pods => period_start.saturating_add(policy.value),
+        // Rounded up, or a small target could never grow.
+        PolicyKind::Percent => {
+            (f64::from(period_start) * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i32
+        }
+    })
+    .fold(start, pick)
 }
 
 /// `calculateScaleDownLimitWithBehaviors`: the fewest replicas the scale-down policies allow
@@ -492,22 +493,39 @@ pub fn calculate_scale_down_limit_with_behaviors(
     rules: &ScalingRules,
     now: Timestamp,
 ) -> i32 {
-    let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
+    let (start, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
         SelectPolicy::Disabled => return current_replicas,
         SelectPolicy::Min => (i32::MIN, i32::max),
         SelectPolicy::Max => (i32::MAX, i32::min),
     };
-    for policy in &rules.policies {
+    policy_period_starts(
+        current_replicas,
+        scale_up_events,
+        scale_down_events,
+        rules,
+        now,
+    )
+    .map(|(period_start, policy)| match policy.kind {
+        PolicyKind::Pods => period_start.saturating_sub(policy.value),
+        PolicyKind::Percent => {
+            (f64::from(period_start) * (1.0 - f64::from(policy.value) / 100.0)) as i32
+        }
+    })
+    .fold(start, pick)
+}
+
+/// Each policy with the replica count its period started from: the current count with the
+/// changes made within the policy's period undone, which both limits scale from.
+fn policy_period_starts<'a>(
+    current_replicas: i32,
+    scale_up_events: &'a [ScaleEvent],
+    scale_down_events: &'a [ScaleEvent],
+    rules: &'a ScalingRules,
+    now: Timestamp,
+) -> impl Iterator<Item = (i32, &'a ScalingPolicy)> + 'a {
+    rules.policies.iter().map(move |policy| {
         let added = replicas_change_per_period(policy.period_seconds, scale_up_events, now);
         let deleted = replicas_change_per_period(policy.period_seconds, scale_down_events, now);
-        let period_start = current_replicas - added + deleted;
-        let proposed = match policy.kind {
-            PolicyKind::Pods => period_start.saturating_sub(policy.value),
-            PolicyKind::Percent => {
-                (f64::from(period_start) * (1.0 - f64::from(policy.value) / 100.0)) as i32
-            }
-        };
-        result = pick(result, proposed);
-    }
-    result
+        (current_replicas - added + deleted, policy)
+    })
 }

@@ -303,85 +303,33 @@ impl ReplicaCalculator {
         timestamp: Timestamp,
         now: Timestamp,
     ) -> Result<UtilizationProposal, CalcError> {
-        if metrics.is_empty() {
-            return Err(CalcError::NoMetrics {
-                resource: resource.to_string(),
-            });
-        }
-        if pods.is_empty() {
-            return Err(CalcError::NoPods);
-        }
-        let groups = group_pods(
-            pods,
-            &metrics,
-            resource,
-            self.cpu_initialization_period,
-            self.delay_of_initial_readiness_status,
-            now,
-        );
-        for name in groups.ignored.iter().chain(groups.unready.iter()) {
-            metrics.remove(name);
-        }
+        let groups = self.ready_groups(pods, &mut metrics, resource, now)?;
         let requests = calculate_pod_requests(pods, container, resource)?;
         if metrics.is_empty() {
             return Err(CalcError::NoReadyMetrics);
         }
         let (usage_ratio, utilization, raw_average) =
             resource_utilization_ratio(&metrics, &requests, target_utilization)?;
-        let proposal = |replicas| UtilizationProposal {
+        // Scaling down, a pod without a sample is assumed at its request (or at the target
+        // when that is above 100%), so it never speeds the scale-down.
+        let fallback = i64::from(target_utilization.max(100));
+        let replicas = self.replicas_for_ratio(
+            current_replicas,
+            usage_ratio,
+            &groups,
+            metrics,
+            |name| requests.get(name).copied().unwrap_or(0) * fallback / 100,
+            |metrics| {
+                resource_utilization_ratio(metrics, &requests, target_utilization)
+                    .map(|(ratio, _, _)| ratio)
+            },
+        )?;
+        Ok(UtilizationProposal {
             replicas,
             utilization,
             raw_average,
             timestamp,
-        };
-
-        let scale_up_with_unready = !groups.unready.is_empty() && usage_ratio > 1.0;
-        if !scale_up_with_unready && groups.missing.is_empty() {
-            if (1.0 - usage_ratio).abs() <= self.tolerance {
-                return Ok(proposal(current_replicas));
-            }
-            return Ok(proposal(ceil_replicas(
-                usage_ratio * groups.ready_count as f64,
-            )));
-        }
-
-        if !groups.missing.is_empty() {
-            if usage_ratio < 1.0 {
-                // Scaling down: a pod without a sample is assumed at its request (or at the
-                // target when that is above 100%), so it never speeds the scale-down.
-                let fallback = i64::from(target_utilization.max(100));
-                for name in &groups.missing {
-                    let request = requests.get(name).copied().unwrap_or(0);
-                    metrics.insert(name.clone(), zero_sample(request * fallback / 100));
-                }
-            } else if usage_ratio > 1.0 {
-                // Scaling up: a pod without a sample is assumed idle.
-                for name in &groups.missing {
-                    metrics.insert(name.clone(), zero_sample(0));
-                }
-            }
-        }
-        if scale_up_with_unready {
-            for name in &groups.unready {
-                metrics.insert(name.clone(), zero_sample(0));
-            }
-        }
-
-        let (new_ratio, _, _) =
-            resource_utilization_ratio(&metrics, &requests, target_utilization)?;
-        if (1.0 - new_ratio).abs() <= self.tolerance
-            || (usage_ratio < 1.0 && new_ratio > 1.0)
-            || (usage_ratio > 1.0 && new_ratio < 1.0)
-        {
-            return Ok(proposal(current_replicas));
-        }
-        let new_replicas = ceil_replicas(new_ratio * metrics.len() as f64);
-        if (new_ratio < 1.0 && new_replicas > current_replicas)
-            || (new_ratio > 1.0 && new_replicas < current_replicas)
-        {
-            return Ok(proposal(current_replicas));
-        }
-        Ok(proposal(new_replicas))
+        })
     }
 
     /// `GetRawResourceReplicas`: replicas for a target average usage per pod (milli-units).
@@ -396,6 +344,35 @@ impl ReplicaCalculator {
         timestamp: Timestamp,
         now: Timestamp,
     ) -> Result<ValueProposal, CalcError> {
+        let groups = self.ready_groups(pods, &mut metrics, resource, now)?;
+        if metrics.is_empty() {
+            return Err(CalcError::NoReadyMetrics);
+        }
+        let (usage_ratio, usage) = metric_usage_ratio(&metrics, target_usage);
+        let replicas = self.replicas_for_ratio(
+            current_replicas,
+            usage_ratio,
+            &groups,
+            metrics,
+            |_| target_usage,
+            |metrics| Ok(metric_usage_ratio(metrics, target_usage).0),
+        )?;
+        Ok(ValueProposal {
+            replicas,
+            usage,
+            timestamp,
+        })
+    }
+
+    /// The start both calculations share: fails without samples or pods, groups the pods,
+    /// and drops the samples of ignored and unready pods from `metrics`.
+    fn ready_groups(
+        &self,
+        pods: &[Pod],
+        metrics: &mut PodMetricsInfo,
+        resource: &str,
+        now: Timestamp,
+    ) -> Result<PodGroups, CalcError> {
         if metrics.is_empty() {
             return Err(CalcError::NoMetrics {
                 resource: resource.to_string(),
@@ -406,7 +383,7 @@ impl ReplicaCalculator {
         }
         let groups = group_pods(
             pods,
-            &metrics,
+            metrics,
             resource,
             self.cpu_initialization_period,
             self.delay_of_initial_readiness_status,
@@ -415,30 +392,39 @@ impl ReplicaCalculator {
         for name in groups.ignored.iter().chain(groups.unready.iter()) {
             metrics.remove(name);
         }
-        if metrics.is_empty() {
-            return Err(CalcError::NoReadyMetrics);
-        }
-        let (usage_ratio, usage) = metric_usage_ratio(&metrics, target_usage);
-        let proposal = |replicas| ValueProposal {
-            replicas,
-            usage,
-            timestamp,
-        };
+        Ok(groups)
+    }
+
+    /// The decision both calculations share, from `usage_ratio` over the ready samples:
+    /// scale by it at once when every ready pod has a sample and no unready pod would be
+    /// scaled up past; otherwise fill in the missing pods (at `scale_down_fill` of a pod when
+    /// scaling down, idle when scaling up) and, scaling up, the unready ones (idle), measure
+    /// again with `ratio_of`, and keep `current_replicas` when the new ratio is within
+    /// tolerance or turns the decision around.
+    fn replicas_for_ratio(
+        &self,
+        current_replicas: i32,
+        usage_ratio: f64,
+        groups: &PodGroups,
+        mut metrics: PodMetricsInfo,
+        scale_down_fill: impl Fn(&str) -> i64,
+        ratio_of: impl Fn(&PodMetricsInfo) -> Result<f64, CalcError>,
+    ) -> Result<i32, CalcError> {
         let scale_up_with_unready = !groups.unready.is_empty() && usage_ratio > 1.0;
         if !scale_up_with_unready && groups.missing.is_empty() {
             if (1.0 - usage_ratio).abs() <= self.tolerance {
-                return Ok(proposal(current_replicas));
+                return Ok(current_replicas);
             }
-            return Ok(proposal(ceil_replicas(
-                usage_ratio * groups.ready_count as f64,
-            )));
+            return Ok(ceil_replicas(usage_ratio * groups.ready_count as f64));
         }
+
         if !groups.missing.is_empty() {
             if usage_ratio < 1.0 {
                 for name in &groups.missing {
-                    metrics.insert(name.clone(), zero_sample(target_usage));
+                    metrics.insert(name.clone(), zero_sample(scale_down_fill(name)));
                 }
             } else if usage_ratio > 1.0 {
+                // Scaling up: a pod without a sample is assumed idle.
                 for name in &groups.missing {
                     metrics.insert(name.clone(), zero_sample(0));
                 }
@@ -449,20 +435,21 @@ impl ReplicaCalculator {
                 metrics.insert(name.clone(), zero_sample(0));
             }
         }
-        let (new_ratio, _) = metric_usage_ratio(&metrics, target_usage);
+
+        let new_ratio = ratio_of(&metrics)?;
         if (1.0 - new_ratio).abs() <= self.tolerance
             || (usage_ratio < 1.0 && new_ratio > 1.0)
             || (usage_ratio > 1.0 && new_ratio < 1.0)
         {
-            return Ok(proposal(current_replicas));
+            return Ok(current_replicas);
         }
         let new_replicas = ceil_replicas(new_ratio * metrics.len() as f64);
         if (new_ratio < 1.0 && new_replicas > current_replicas)
             || (new_ratio > 1.0 && new_replicas < current_replicas)
         {
-            return Ok(proposal(current_replicas));
+            return Ok(current_replicas);
         }
-        Ok(proposal(new_replicas))
+        Ok(new_replicas)
     }
 }
 

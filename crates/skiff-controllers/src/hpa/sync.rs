@@ -19,7 +19,7 @@ use skiff_client::metrics::PodUsage;
 
 use super::normalize::{
     convert_desired_replicas_with_rules, scale_down_rules, scale_up_rules, History,
-    NormalizationArgs,
+    NormalizationArgs, Normalized,
 };
 use super::replica_calculator::{pod_metrics_from_usage, ReplicaCalculator};
 use crate::deployment::{Event, EventType};
@@ -354,36 +354,16 @@ fn compute_metric(
                 }),
             }
         }
-        "Pods" => {
-            let name = spec
-                .pods
-                .as_ref()
-                .map(|p| p.metric.name.as_str())
-                .unwrap_or("");
-            let inner = format!(
-                "unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served"
-            );
-            Err(MetricFailure {
-                reason: "FailedGetPodsMetric",
-                outer: format!("failed to get pods metric value: {inner}"),
-                inner,
-            })
-        }
-        "Object" => {
-            let name = spec
-                .object
-                .as_ref()
-                .map(|p| p.metric.name.as_str())
-                .unwrap_or("");
-            let inner = format!(
-                "unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served"
-            );
-            Err(MetricFailure {
-                reason: "FailedGetObjectMetric",
-                outer: format!("failed to get object metric value: {inner}"),
-                inner,
-            })
-        }
+        "Pods" => Err(no_custom_metrics(
+            "FailedGetPodsMetric",
+            "pods",
+            spec.pods.as_ref().map(|p| p.metric.name.as_str()),
+        )),
+        "Object" => Err(no_custom_metrics(
+            "FailedGetObjectMetric",
+            "object",
+            spec.object.as_ref().map(|p| p.metric.name.as_str()),
+        )),
         "External" => {
             let name = spec
                 .external
@@ -408,6 +388,19 @@ fn compute_metric(
                 inner,
             })
         }
+    }
+}
+
+/// A custom metric (`kind` "pods" or "object") cannot be read: no custom metrics API is served.
+fn no_custom_metrics(reason: &'static str, kind: &str, metric: Option<&str>) -> MetricFailure {
+    let name = metric.unwrap_or("");
+    let inner = format!(
+        "unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served"
+    );
+    MetricFailure {
+        reason,
+        outer: format!("failed to get {kind} metric value: {inner}"),
+        inner,
     }
 }
 
@@ -618,20 +611,7 @@ pub fn plan_sync(
                     },
                     now,
                 );
-                let limited_status = if limited.replicas == stabilized.replicas {
-                    "False"
-                } else {
-                    "True"
-                };
-                set_condition(
-                    &mut status.conditions,
-                    "ScalingLimited",
-                    limited_status,
-                    limited.reason,
-                    limited.message.to_string(),
-                    now,
-                );
-                limited.replicas
+                set_scaling_limited(&mut status, &limited, stabilized.replicas, now)
             }
         };
         rescale = desired_replicas != current_replicas;
@@ -716,6 +696,17 @@ fn normalize_legacy(
         min_replicas,
         max_replicas,
     );
+    set_scaling_limited(status, &limited, stabilized, now)
+}
+
+/// Sets `ScalingLimited` from the limits applied to the `stabilized` recommendation (true when
+/// they changed it) and returns the replicas to scale to.
+fn set_scaling_limited(
+    status: &mut HorizontalPodAutoscalerStatus,
+    limited: &Normalized,
+    stabilized: i32,
+    now: Timestamp,
+) -> i32 {
     let limited_status = if limited.replicas == stabilized {
         "False"
     } else {

@@ -16,7 +16,10 @@ use super::{
     failed_create_event, failed_delete_event, plan_with_related, successful_create_event,
     successful_delete_event, ManageError,
 };
-use crate::shell::{controller_of, key_of, namespace_of, now, record_events, typed, SyncError};
+use crate::shell::{
+    controller_of, enqueue_own_key_forgetting, key_of, namespace_of, now, observe_owned_pod,
+    record_events, run_key_syncs, typed, KeySync, SyncError,
+};
 
 fn replica_sets_resource() -> &'static ResourceInfo {
     resources::find("apps", "v1", "replicasets").expect("replicasets are registered")
@@ -35,6 +38,12 @@ pub struct ReplicaSetController {
     recorder: EventRecorder,
     expectations: Arc<Expectations>,
     queue: WorkQueue<String>,
+}
+
+impl KeySync for ReplicaSetController {
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
+    }
 }
 
 impl ReplicaSetController {
@@ -61,16 +70,8 @@ impl ReplicaSetController {
     /// controller reference, observing the creations and deletions it expects); an orphan pod
     /// wakes every ReplicaSet of its namespace, one of which may adopt it.
     fn watch_changes(&self) {
-        let queue = self.queue.clone();
-        let expectations = self.expectations.clone();
-        self.replica_sets.add_handler(move |n| {
-            if let Some(key) = n.key() {
-                if matches!(n, Notification::Deleted(_)) {
-                    expectations.delete(&key);
-                }
-                queue.add(key);
-            }
-        });
+        self.replica_sets
+            .add_handler(enqueue_own_key_forgetting(&self.queue, &self.expectations));
         let queue = self.queue.clone();
         let expectations = self.expectations.clone();
         let replica_sets = self.replica_sets.clone();
@@ -81,50 +82,20 @@ impl ReplicaSetController {
                 Some(("ReplicaSet", name, _)) => Some(format!("{}/{}", namespace_of(p), name)),
                 _ => None,
             };
-            match n {
-                Notification::Added(p) => match owner_key(p) {
-                    Some(key) => {
-                        if p.pointer("/metadata/deletionTimestamp").is_some() {
-                            expectations.deletion_observed(&key);
-                        } else {
-                            expectations.creation_observed(&key);
-                        }
-                        queue.add(key);
-                    }
-                    None => {
-                        for rs in replica_sets.list_by_namespace(&ns) {
-                            if let Some(key) = key_of(&rs) {
-                                queue.add(key);
-                            }
-                        }
-                    }
-                },
-                Notification::Updated { old, new } => {
-                    let (old_owner, new_owner) = (owner_key(old), owner_key(new));
-                    if new.pointer("/metadata/deletionTimestamp").is_some()
-                        && old.pointer("/metadata/deletionTimestamp").is_none()
-                    {
-                        // Graceful deletion started: count it as the deletion it is.
-                        if let Some(key) = &new_owner {
-                            expectations.deletion_observed(key);
-                        }
-                    }
-                    for key in [old_owner, new_owner].into_iter().flatten() {
-                        queue.add(key);
-                    }
-                    if controller_of(new).is_none() {
-                        for rs in replica_sets.list_by_namespace(&ns) {
-                            if let Some(key) = key_of(&rs) {
-                                queue.add(key);
-                            }
-                        }
-                    }
-                }
-                Notification::Deleted(p) => {
-                    if let Some(key) = owner_key(p) {
-                        if p.pointer("/metadata/deletionTimestamp").is_none() {
-                            expectations.deletion_observed(&key);
-                        }
+            let owners = observe_owned_pod(n, &expectations, owner_key);
+            // An orphan may be adopted by any ReplicaSet of its namespace: a new pod owned by
+            // no ReplicaSet, or an update leaving the pod with no controller at all.
+            let orphan = match n {
+                Notification::Added(_) => owners.is_empty(),
+                Notification::Updated { new, .. } => controller_of(new).is_none(),
+                Notification::Deleted(_) => false,
+            };
+            for key in owners {
+                queue.add(key);
+            }
+            if orphan {
+                for rs in replica_sets.list_by_namespace(&ns) {
+                    if let Some(key) = key_of(&rs) {
                         queue.add(key);
                     }
                 }
@@ -135,12 +106,7 @@ impl ReplicaSetController {
     /// Processes ReplicaSets with `workers` concurrent syncs until the queue shuts down.
     pub async fn run(self, workers: usize) {
         let queue = self.queue.clone();
-        let this = Arc::new(self);
-        skiff_runtime::run_workers(queue, workers, move |key: String| {
-            let this = this.clone();
-            async move { this.sync(&key).await }
-        })
-        .await;
+        run_key_syncs(self, queue, workers).await;
     }
 
     /// Stops taking new work.

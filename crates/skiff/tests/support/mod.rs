@@ -6,6 +6,9 @@
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
+pub mod http;
+pub mod json;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
