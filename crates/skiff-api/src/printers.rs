@@ -1317,7 +1317,9 @@ fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 /// OpenKruise declares these with `+kubebuilder:printcolumn` on CloneSet; the server prepends
-/// `Name` as it does for every custom resource with printer columns.
+/// `Name` as it does for every custom resource with printer columns. These are the columns of
+/// OpenKruise's v1alpha1 CRD before v1.8 added `UPDATED_AVAILABLE`, the set users see in its
+/// documentation (`status.updatedAvailableReplicas` is still reported).
 fn clone_set_columns() -> Vec<Column> {
     vec![
         name_col(),
@@ -1327,11 +1329,6 @@ fn clone_set_columns() -> Vec<Column> {
             "UPDATED_READY",
             "integer",
             "The number of pods updated and ready.",
-        ),
-        col(
-            "UPDATED_AVAILABLE",
-            "integer",
-            "The number of pods updated and available.",
         ),
         col("READY", "integer", "The number of pods ready."),
         col("TOTAL", "integer", "The number of currently all pods."),
@@ -1380,7 +1377,6 @@ fn clone_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         crd_integer(obj, "/spec/replicas"),
         crd_integer(obj, "/status/updatedReplicas"),
         crd_integer(obj, "/status/updatedReadyReplicas"),
-        crd_integer(obj, "/status/updatedAvailableReplicas"),
         crd_integer(obj, "/status/readyReplicas"),
         crd_integer(obj, "/status/replicas"),
         age,
@@ -2570,7 +2566,6 @@ mod tests {
             ("DESIRED", "integer", 0),
             ("UPDATED", "integer", 0),
             ("UPDATED_READY", "integer", 0),
-            ("UPDATED_AVAILABLE", "integer", 0),
             ("READY", "integer", 0),
             ("TOTAL", "integer", 0),
             ("AGE", "date", 0),
@@ -2600,7 +2595,6 @@ mod tests {
                 json!(5),
                 json!(3),
                 json!(2),
-                json!(2),
                 json!(4),
                 json!(5),
                 json!("60m"),
@@ -2615,7 +2609,6 @@ mod tests {
             vec![
                 json!("new"),
                 json!(1),
-                Value::Null,
                 Value::Null,
                 Value::Null,
                 Value::Null,

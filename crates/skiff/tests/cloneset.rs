@@ -185,7 +185,6 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
             "DESIRED",
             "UPDATED",
             "UPDATED_READY",
-            "UPDATED_AVAILABLE",
             "READY",
             "TOTAL",
             "AGE"
