@@ -324,6 +324,17 @@ pub fn resources_in(group: &str, version: &str) -> impl Iterator<Item = &'static
         .filter(move |r| r.group == group && r.version == version)
 }
 
+/// The warning Kubernetes attaches to every request for a deprecated resource (kubectl prints
+/// it as `Warning: ...`), or `None` when the resource is current.
+pub fn deprecation_warning(info: &ResourceInfo) -> Option<&'static str> {
+    match (info.group, info.version, info.kind) {
+        ("", "v1", "Endpoints") => {
+            Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+        }
+        _ => None,
+    }
+}
+
 /// Finds a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
     RESOURCES
@@ -362,6 +373,18 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_endpoints_carry_a_deprecation_warning() {
+        let endpoints = find("", "v1", "endpoints").unwrap();
+        assert_eq!(
+            deprecation_warning(endpoints),
+            Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+        );
+        for current in RESOURCES.iter().filter(|r| r.kind != "Endpoints") {
+            assert_eq!(deprecation_warning(current), None, "{}", current.kind);
+        }
+    }
 
     #[test]
     fn keys_are_shared_between_versions_and_scoped_by_namespace() {

@@ -260,9 +260,19 @@ fn accept_header(headers: &HeaderMap) -> &str {
 }
 
 async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
-    match dispatch(&state, req).await {
+    let deprecation = match parse_path(req.uri().path()) {
+        Ok(Target::Resource { resource, .. }) => {
+            skiff_api::resources::deprecation_warning(resource)
+        }
+        _ => None,
+    };
+    let resp = match dispatch(&state, req).await {
         Ok(resp) => resp,
         Err(err) => err.into_response(),
+    };
+    match deprecation {
+        Some(warning) => with_warnings(resp, &[warning.to_string()]),
+        None => resp,
     }
 }
 

@@ -149,7 +149,17 @@ fn exposed_deployments_get_endpoints_that_follow_their_pods() {
     let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
     let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap_or(0);
     assert!((30000..=32767).contains(&node_port), "nodePort {node_port}");
-    let out = kubectl.ok(&["get", "svc,ep", "-o", "wide"]);
+    let listed = kubectl.run(&["get", "svc,ep", "-o", "wide"]);
+    assert!(listed.success(), "{}", listed.stderr);
+    // Kubernetes 1.33 warns on every request for v1 Endpoints; kubectl prints it on stderr.
+    assert!(
+        listed.stderr.contains(
+            "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+        ),
+        "{}",
+        listed.stderr
+    );
+    let out = listed.stdout;
     let mut blocks = out.split("\n\n");
     let services = blocks.next().unwrap_or("");
     let ports = format!("80:{node_port}/TCP");
