@@ -190,13 +190,16 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // Every measured pod and node, real and simulated; the autoscaler reads the same source.
+    // With nothing measured, `metrics.k8s.io` is not advertised, as on a cluster without
+    // metrics-server.
+    let measured = !metric_sources.is_empty();
     let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(metric_sources));
     let state = Arc::new(ServerState {
         registry,
         tokens: vec![token],
         advertise_address: address.to_string(),
         logs,
-        metrics: Some(metrics.clone()),
+        metrics: measured.then(|| metrics.clone()),
     });
     let autoscaler = tokio::spawn(skiff_controllers::hpa::run(
         client.clone(),

@@ -879,3 +879,20 @@ spec:
     );
     assert_still_serving(&kubectl);
 }
+
+#[test]
+fn without_anything_measured_the_metrics_api_is_not_advertised() {
+    // `Skiff::start` runs no node of either kind, so nothing measures pods: kubectl must see no
+    // `metrics.k8s.io`, as on a cluster without metrics-server.
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    let groups = kubectl.ok(&["api-versions"]);
+    assert!(!groups.contains("metrics.k8s.io"), "{groups}");
+    let top = kubectl.run(&["top", "pods"]);
+    assert!(!top.success());
+    assert!(
+        top.stderr.contains("Metrics API not available"),
+        "{}",
+        top.stderr
+    );
+}
