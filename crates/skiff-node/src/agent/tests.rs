@@ -89,6 +89,28 @@ impl Harness {
     }
 
     /// Polls the pod until `check` holds; panics with the last state after `limit`.
+    /// Waits (up to 10 s) for pod `name` to report Ready.
+    async fn wait_ready(&self, name: &str) -> Pod {
+        self.wait_for(name, Duration::from_secs(10), |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await
+    }
+
+    /// Deletes pod `name` with a grace period of `seconds`, as `kubectl delete --grace-period`.
+    async fn delete_with_grace(&self, name: &str, seconds: i64) {
+        self.pods
+            .delete(
+                name,
+                &DeleteOptions {
+                    grace_period_seconds: Some(seconds),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
     async fn wait_for(&self, name: &str, limit: Duration, check: impl Fn(&Pod) -> bool) -> Pod {
         let until = Instant::now() + limit;
         loop {
@@ -218,11 +240,7 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
                 "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}),
         )
         .await;
-    let pod = h
-        .wait_for("web", Duration::from_secs(10), |p| {
-            condition(p, "Ready").as_deref() == Some("True")
-        })
-        .await;
+    let pod = h.wait_ready("web").await;
     let status = pod.status.clone().unwrap();
     assert_eq!(status.phase.as_deref(), Some("Running"));
     assert!(status.pod_ip.unwrap().starts_with("127.128."));
@@ -265,16 +283,7 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
     let pgids = h.pgids(&uid(&created));
     assert_eq!(pgids.len(), 1);
     assert!(process::group_alive(pgids[0]));
-    h.pods
-        .delete(
-            "web",
-            &DeleteOptions {
-                grace_period_seconds: Some(5),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.delete_with_grace("web", 5).await;
     h.wait_gone("web", Duration::from_secs(10)).await;
     assert_all_dead(&pgids);
     let expected = [
@@ -354,22 +363,10 @@ async fn a_container_ignoring_sigterm_is_killed_when_its_grace_period_ends() {
                 "command": ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.2; done"]}]}),
         )
         .await;
-    h.wait_for("stubborn", Duration::from_secs(10), |p| {
-        condition(p, "Ready").as_deref() == Some("True")
-    })
-    .await;
+    h.wait_ready("stubborn").await;
     let pgids = h.pgids(&uid(&created));
     let started = Instant::now();
-    h.pods
-        .delete(
-            "stubborn",
-            &DeleteOptions {
-                grace_period_seconds: Some(2),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.delete_with_grace("stubborn", 2).await;
     // Still running well inside the grace period.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(
@@ -406,21 +403,9 @@ async fn pre_stop_runs_before_sigterm() {
                 "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", format!("echo prestop >> {seen_at}/order")]}}}}]}),
         )
         .await;
-    h.wait_for("hooks", Duration::from_secs(10), |p| {
-        condition(p, "Ready").as_deref() == Some("True")
-    })
-    .await;
+    h.wait_ready("hooks").await;
     let pgids = h.pgids(&uid(&created));
-    h.pods
-        .delete(
-            "hooks",
-            &DeleteOptions {
-                grace_period_seconds: Some(10),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.delete_with_grace("hooks", 10).await;
     h.wait_gone("hooks", Duration::from_secs(10)).await;
     let order = std::fs::read_to_string(out.join("order")).unwrap();
     assert_eq!(order, "prestop\nterm\n");
@@ -511,10 +496,7 @@ async fn stopping_the_agent_leaves_no_process_behind() {
         )
         .await;
     for name in ["a", "b"] {
-        h.wait_for(name, Duration::from_secs(10), |p| {
-            condition(p, "Ready").as_deref() == Some("True")
-        })
-        .await;
+        h.wait_ready(name).await;
     }
     let b_now = h.pods.get("b").await.unwrap();
     let init = b_now.status.unwrap().init_container_statuses.unwrap()[0].clone();
@@ -580,11 +562,7 @@ async fn a_changed_image_restarts_that_container_in_place() {
                 {"name": "side", "image": "busybox", "command": ["sh", "-c", SERVE_UNTIL_TERM]}]}),
         )
         .await;
-    let before = h
-        .wait_for("inplace", Duration::from_secs(10), |p| {
-            condition(p, "Ready").as_deref() == Some("True")
-        })
-        .await;
+    let before = h.wait_ready("inplace").await;
     let old_groups = h.pgids(&uid(&created));
     assert_eq!(old_groups.len(), 2);
     let side_before = named_status(&before, "side");
@@ -737,23 +715,10 @@ async fn deletion_waits_for_the_drain_before_pre_stop_and_sigterm() {
                 "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", format!("echo prestop >> {seen_at}/order")]}}}}]}),
         )
         .await;
-    let running = h
-        .wait_for("drained", Duration::from_secs(10), |p| {
-            condition(p, "Ready").as_deref() == Some("True")
-        })
-        .await;
+    let running = h.wait_ready("drained").await;
     let groups = h.pgids(&uid(&created));
     let deleted_at = Instant::now();
-    h.pods
-        .delete(
-            "drained",
-            &DeleteOptions {
-                grace_period_seconds: Some(10),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.delete_with_grace("drained", 10).await;
     let calls = drain.wait_calls(1).await;
     assert_eq!(calls[0].0, pod_ip(&running));
     let deadline = calls[0].1;
@@ -791,22 +756,10 @@ async fn a_drain_that_never_ends_is_cut_by_the_grace_period() {
                 "command": ["sh", "-c", SERVE_UNTIL_TERM]}]}),
         )
         .await;
-    h.wait_for("slow", Duration::from_secs(10), |p| {
-        condition(p, "Ready").as_deref() == Some("True")
-    })
-    .await;
+    h.wait_ready("slow").await;
     let groups = h.pgids(&uid(&created));
     let started = Instant::now();
-    h.pods
-        .delete(
-            "slow",
-            &DeleteOptions {
-                grace_period_seconds: Some(2),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.delete_with_grace("slow", 2).await;
     h.wait_gone("slow", Duration::from_secs(10)).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_900), "{took:?}");
