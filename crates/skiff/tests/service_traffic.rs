@@ -12,15 +12,14 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::http::{parse_answer, Answer};
+use support::http::{http_get_at, parse_answer, Answer};
 use support::json::{items, json_of, str_at};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
@@ -41,28 +40,12 @@ struct Sample {
     outcome: Result<Answer, String>,
 }
 
-/// One GET / through `address` on a new connection.
+/// One GET / through `address` on a new connection: the demo server's answer, or why not.
 fn request(address: SocketAddr) -> Result<Answer, String> {
-    let mut stream = TcpStream::connect_timeout(&address, REQUEST_TIMEOUT)
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(REQUEST_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
-        .map_err(|e| format!("socket options: {e}"))?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("read: {e} (after {response:?})"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response {response:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("status: {head:?}"));
+    match http_get_at(address, "/", REQUEST_TIMEOUT, REQUEST_TIMEOUT)? {
+        (200, body) => parse_answer(&body).ok_or_else(|| format!("unexpected body {body:?}")),
+        (status, body) => Err(format!("status {status}: {body:?}")),
     }
-    parse_answer(body).ok_or_else(|| format!("unexpected body {body:?}"))
 }
 
 /// A client thread sending requests until stopped (or its bounds run out).

@@ -17,14 +17,30 @@ pub fn http_get(ip: &str, path: &str, read_timeout: Duration) -> Result<(u16, St
     let address: SocketAddr = format!("{ip}:80")
         .parse()
         .map_err(|e| format!("bad address {ip}: {e}"))?;
-    let mut socket = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+    http_get_at(address, path, CONNECT_TIMEOUT, read_timeout)
+}
+
+/// One HTTP/1.1 GET of `path` on a new connection to `address` (a pod, a node port, a cluster
+/// IP): the status code and the body.
+pub fn http_get_at(
+    address: SocketAddr,
+    path: &str,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<(u16, String), String> {
+    let mut socket = TcpStream::connect_timeout(&address, connect_timeout)
         .map_err(|e| format!("connecting to {address}: {e}"))?;
     socket
         .set_read_timeout(Some(read_timeout))
+        .and_then(|()| socket.set_write_timeout(Some(read_timeout)))
         .map_err(|e| e.to_string())?;
     socket
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                address.ip()
+            )
+            .as_bytes(),
         )
         .map_err(|e| format!("sending to {address}: {e}"))?;
     let mut raw = Vec::new();
