@@ -175,22 +175,57 @@ pub async fn ensure_kubernetes_service(
                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": subsets,
     });
+    put_default_object(registry, endpoints, object, &["subsets"]).await?;
+    // The API server keeps a slice of the same name beside the Endpoints, as Kubernetes'
+    // endpoints reconciler does, so proxies and `kubectl get endpointslices` see it too.
+    let slices = resources::find("discovery.k8s.io", "v1", "endpointslices")
+        .expect("endpoint slices are registered");
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
+    });
+    put_default_object(registry, slices, slice, &["endpoints", "ports"]).await
+}
+
+/// Creates `object` in `default`, or, when it exists (a restart), overwrites its `fields` with
+/// this start's values.
+async fn put_default_object(
+    registry: &Registry,
+    resource: &'static resources::ResourceInfo,
+    object: Value,
+    fields: &[&str],
+) -> Result<(), ApiError> {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     match registry
-        .create(endpoints, Some("default"), object, WriteOptions::default())
+        .create(
+            resource,
+            Some("default"),
+            object.clone(),
+            WriteOptions::default(),
+        )
         .await
     {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => registry
             .write_loop(
-                endpoints,
+                resource,
                 Some("default"),
-                "kubernetes",
+                &name,
                 None,
                 WriteOptions::default(),
                 None,
-                |mut ep| {
-                    ep["subsets"] = subsets.clone();
-                    Ok(ep)
+                |mut current| {
+                    for field in fields {
+                        current[*field] = object[*field].clone();
+                    }
+                    Ok(current)
                 },
             )
             .await
@@ -245,6 +280,18 @@ mod tests {
             .await
             .expect("endpoints");
         assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(7443));
+        let slices = resources::find("discovery.k8s.io", "v1", "endpointslices").expect("slices");
+        let slice = restarted
+            .get(slices, Some("default"), "kubernetes")
+            .await
+            .expect("endpoint slice");
+        assert_eq!(
+            slice["metadata"]["labels"]["kubernetes.io/service-name"],
+            json!("kubernetes")
+        );
+        assert_eq!(slice["ports"][0]["port"], json!(7443));
+        assert_eq!(slice["endpoints"][0]["addresses"], json!(["127.0.0.1"]));
+        assert_eq!(slice["endpoints"][0]["conditions"]["ready"], json!(true));
     }
 
     #[tokio::test]
