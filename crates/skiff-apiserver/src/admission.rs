@@ -120,7 +120,11 @@ pub fn normalize(
         ("", "v1", "Endpoints") => typed!(core::Endpoints),
         ("", "v1", "Event") => typed!(core::Event),
         ("", "v1", "ConfigMap") => typed!(core::ConfigMap),
-        ("", "v1", "Secret") => typed!(core::Secret),
+        ("", "v1", "Secret") => {
+            let (mut secret, warnings) = typed!(core::Secret)?;
+            merge_string_data(&mut secret);
+            Ok((secret, warnings))
+        }
         ("", "v1", "ServiceAccount") => typed!(core::ServiceAccount),
         ("apps", "v1", "Deployment") => typed!(apps::Deployment),
         ("apps", "v1", "ReplicaSet") => typed!(apps::ReplicaSet),
@@ -135,6 +139,34 @@ pub fn normalize(
         ("discovery.k8s.io", "v1", "EndpointSlice") => typed!(discovery::EndpointSlice),
         ("apps.kruise.io", "v1alpha1", "CloneSet") => typed!(skiff_api::cloneset::CloneSet),
         _ => Ok((obj, Vec::new())),
+    }
+}
+
+/// Folds a Secret's write-only `stringData` into `data` (base64), its entries winning over
+/// `data`'s, and drops it: Kubernetes never stores or returns `stringData`.
+pub fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(fields) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(plain)) = fields.remove("stringData") else {
+        return;
+    };
+    if plain.is_empty() {
+        return;
+    }
+    let data = fields
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !data.is_object() {
+        *data = Value::Object(Default::default());
+    }
+    if let Value::Object(data) = data {
+        for (key, value) in plain {
+            let text = value.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key, Value::String(encoded));
+        }
     }
 }
 
@@ -190,6 +222,24 @@ mod tests {
         let (value, warnings) = normalize(deployments(), obj, FieldValidation::Warn).unwrap();
         assert_eq!(warnings, vec!["unknown field \"metadata.zzz\"".to_string()]);
         assert!(value.pointer("/metadata/zzz").is_none());
+    }
+
+    #[test]
+    fn secret_string_data_is_folded_into_data() {
+        let secrets = skiff_api::resources::find("", "v1", "secrets").unwrap();
+        let obj = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},
+            "data":{"kept":"a2VwdA==","over":"b2xk"},"stringData":{"over":"new","plain":"p w"}});
+        let (value, _) = normalize(secrets, obj, FieldValidation::Strict).unwrap();
+        assert_eq!(value.get("stringData"), None);
+        assert_eq!(
+            value["data"],
+            json!({"kept":"a2VwdA==","over":"bmV3","plain":"cCB3"})
+        );
+        let only_string = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},
+            "stringData":{"k":"v"}});
+        let (value, _) = normalize(secrets, only_string, FieldValidation::Strict).unwrap();
+        assert_eq!(value["data"], json!({"k":"dg=="}));
+        assert_eq!(value.get("stringData"), None);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::status::ApiError;
 /// The media types accepted for object bodies, as Kubernetes lists them in its 415 message.
 const ACCEPTED: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
 
-fn content_type(headers: &HeaderMap) -> String {
+/// The request's media type, lowercased and without parameters (`application/json` when absent).
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -18,6 +18,7 @@ use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
 use serde_json::{Map, Value};
@@ -50,6 +51,7 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("coordination.k8s.io/v1", "Lease"),
     ("batch/v1", "Job"),
+    ("meta.k8s.io/v1", "DeleteOptions"),
 ];
 
 /// Why a protobuf body could not be turned into JSON; the message is meant to be shown
@@ -165,6 +167,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         }
         ("coordination.k8s.io/v1", "Lease") => object_json::<coordination_v1::Lease>(&raw, &kind)?,
         ("batch/v1", "Job") => object_json::<batch_v1::Job>(&raw, &kind)?,
+        // Clients encode DeleteOptions in the group version of the resource they delete
+        // (`v1`, `apps/v1`, `policy/v1`, ...) or in `meta.k8s.io/v1`: the type is the same.
+        (_, "DeleteOptions") => object_json::<meta_v1::DeleteOptions>(&raw, &kind)?,
         _ => return Err(ProtobufError::UnsupportedKind { api_version, kind }),
     };
     // Go writes TypeMeta first: kind, then apiVersion.
