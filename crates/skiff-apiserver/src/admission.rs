@@ -44,10 +44,7 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let cannot_handle = |detail: String| {
-        ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {}",
-            resource.kind, resource.version, resource.kind, detail
-        ))
+        ApiError::bad_request(format!("{}{detail}", cannot_handle_prefix(resource)))
     };
     let mut unknown = Vec::new();
     let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
@@ -74,6 +71,90 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     };
     let value = serde_json::to_value(typed).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((value, warnings))
+}
+
+/// The start of the message [`typed_round_trip`] gives a body that does not decode as the kind.
+fn cannot_handle_prefix(resource: &ResourceInfo) -> String {
+    format!(
+        "{} in version \"{}\" cannot be handled as a {}: ",
+        resource.kind, resource.version, resource.kind
+    )
+}
+
+/// When a strategic merge patch leaves a value of the wrong type where the kind wants a map,
+/// a list or an object, Kubernetes fails converting the patched map back to the type and
+/// answers 422 naming the patch and Go's conversion error (`cannot restore map from string`
+/// for `metadata.labels: "x"`). Given the decode error of the patched object, this returns
+/// that answer.
+pub fn patched_object_unrestorable(
+    resource: &ResourceInfo,
+    err: &ApiError,
+    patch: &Value,
+) -> Option<ApiError> {
+    let detail = err
+        .message
+        .strip_prefix(&cannot_handle_prefix(resource))?
+        .strip_prefix("invalid type: ")?;
+    let (found, expected) = detail.split_once(", expected ")?;
+    let found_kind = [
+        ("string", "string"),
+        ("integer", "int64"),
+        ("floating point", "float64"),
+        ("boolean", "bool"),
+        ("sequence", "slice"),
+        ("map", "map"),
+    ]
+    .iter()
+    .find(|(serde, _)| found.starts_with(serde))
+    .map(|(_, go)| *go)?;
+    let conversion = if expected.starts_with("a map") {
+        format!("cannot restore map from {found_kind}")
+    } else if expected.starts_with("a sequence") {
+        format!("cannot restore slice from {found_kind}")
+    } else if expected.starts_with("struct") {
+        format!("cannot restore struct from: {found_kind}")
+    } else {
+        return None;
+    };
+    let error = FieldError {
+        error_type: skiff_api::errors::FieldErrorType::Invalid,
+        field: "patch".to_string(),
+        bad_value: Some(format!("{:?}", go_print(patch))),
+        detail: conversion,
+    };
+    Some(ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: skiff_api::errors::invalid_message("", "", std::slice::from_ref(&error)),
+        details: Some(serde_json::json!({"causes": [{
+            "reason": error.error_type.reason(),
+            "message": error.message(),
+            "field": error.field,
+        }]})),
+    })
+}
+
+/// A decoded JSON value as Go's `%v` prints it: `map[k:v]`, `[a b]`, `<nil>`.
+fn go_print(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(go_print).collect();
+            format!("[{}]", inner.join(" "))
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", go_print(v)))
+                .collect();
+            format!("map[{}]", inner.join(" "))
+        }
+    }
 }
 
 /// Renders a serde path as Kubernetes renders field paths: `spec.containers[0].foo`.
@@ -240,6 +321,37 @@ mod tests {
         let (value, _) = normalize(secrets, only_string, FieldValidation::Strict).unwrap();
         assert_eq!(value["data"], json!({"k":"dg=="}));
         assert_eq!(value.get("stringData"), None);
+    }
+
+    #[test]
+    fn a_patch_leaving_labels_as_a_string_is_422_as_in_kubernetes() {
+        let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
+        let patched = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":"invalid"},
+            "spec":{"containers":[{"name":"c","image":"i"}]}});
+        let err = normalize(pods, patched, FieldValidation::Warn).unwrap_err();
+        let patch = json!({"metadata":{"labels":"invalid"}});
+        let answer = patched_object_unrestorable(pods, &err, &patch).expect("a restore error");
+        assert_eq!((answer.code, answer.reason), (422, "Invalid"));
+        assert_eq!(
+            answer.message,
+            " \"\" is invalid: patch: Invalid value: \"map[metadata:map[labels:invalid]]\": cannot restore map from string"
+        );
+        assert_eq!(
+            answer.details,
+            Some(json!({"causes": [{"reason": "FieldValueInvalid",
+                "message": "Invalid value: \"map[metadata:map[labels:invalid]]\": cannot restore map from string",
+                "field": "patch"}]}))
+        );
+        let finalizers =
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","finalizers":7}});
+        let err = normalize(pods, finalizers, FieldValidation::Warn).unwrap_err();
+        let answer = patched_object_unrestorable(pods, &err, &json!({"metadata":{"finalizers":7}}))
+            .expect("a restore error");
+        assert!(
+            answer.message.ends_with("cannot restore slice from int64"),
+            "{}",
+            answer.message
+        );
     }
 
     #[test]

@@ -484,7 +484,8 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     list_response(registry, resource, list, &headers, &query)
                 }
                 (Method::POST, None, None) => {
-                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let obj =
+                        bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
                     let w = registry
                         .create(resource, ns, obj, query.write_options(&method, &headers)?)
                         .await?;
@@ -528,7 +529,8 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
-                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let obj =
+                        bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
                     let w = registry
                         .update(
                             resource,
