@@ -939,6 +939,77 @@ mod tests {
         }
     }
 
+    /// A DeleteOptions body as kubectl's typed clients encode it.
+    fn protobuf_delete_options(api_version: &str) -> Vec<u8> {
+        use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
+        use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+        use prost::Message;
+        let options = meta_v1::DeleteOptions {
+            grace_period_seconds: Some(0),
+            preconditions: Some(meta_v1::Preconditions {
+                uid: Some("5e1f".to_string()),
+                resource_version: Some("42".to_string()),
+            }),
+            propagation_policy: Some("Foreground".to_string()),
+            dry_run: vec!["All".to_string()],
+            ..Default::default()
+        };
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some(api_version.to_string()),
+                kind: Some("DeleteOptions".to_string()),
+            }),
+            raw: Some(options.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        let mut body = crate::protobuf::MAGIC.to_vec();
+        body.extend(envelope.encode_to_vec());
+        body
+    }
+
+    #[test]
+    fn protobuf_delete_options_are_read_like_json_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::protobuf::PROTOBUF_MEDIA_TYPE),
+        );
+        let query = Query::parse(None).unwrap();
+        for api_version in ["v1", "meta.k8s.io/v1", "policy/v1"] {
+            let body = protobuf_delete_options(api_version);
+            let options = delete_options(&query, &headers, &body).unwrap();
+            assert_eq!(options.grace_period_seconds, Some(0), "{api_version}");
+            assert_eq!(options.propagation_policy.as_deref(), Some("Foreground"));
+            assert_eq!(options.precondition_uid.as_deref(), Some("5e1f"));
+            assert_eq!(options.precondition_resource_version.as_deref(), Some("42"));
+            assert!(options.dry_run);
+        }
+        let json_body = br#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["Bogus"]}"#;
+        let err = delete_options(&query, &HeaderMap::new(), json_body).unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+    }
+
+    #[test]
+    fn exec_and_attach_are_pod_streams_and_unknown_subresources_are_404_with_details() {
+        for sub in ["exec", "attach"] {
+            match parse_path(&format!("/api/v1/namespaces/a/pods/web/{sub}")) {
+                Ok(Target::PodStream {
+                    name, namespace, ..
+                }) => {
+                    assert_eq!((name.as_str(), namespace.as_deref()), ("web", Some("a")))
+                }
+                _ => panic!("pods/web/{sub} is not a pod stream"),
+            }
+        }
+        let err = parse_path("/api/v1/namespaces/a/pods/web/ephemeralcontainers")
+            .err()
+            .expect("an unknown subresource is not found");
+        assert_eq!(err.code, 404);
+        assert_eq!(err.to_status()["details"], json!({}));
+        assert!(parse_path("/api/v1/namespaces/a/configmaps/x/exec").is_err());
+    }
+
     #[test]
     fn paths_resolve_to_resources() {
         assert_eq!(
