@@ -300,11 +300,11 @@ fn list_and_watch_options_follow_kubernetes() {
     ]);
 
     // Exact: the list as it was at that revision.
-    let exact = kubectl.json(&[
+    let exact = json_of(&kubectl.ok(&[
         "get",
         "--raw",
         &format!("/api/v1/namespaces/opts/configmaps?resourceVersion={first_rv}&resourceVersionMatch=Exact"),
-    ]);
+    ]));
     let names: Vec<String> = items(&exact)
         .iter()
         .map(|cm| str_at(cm, "/metadata/name"))
@@ -314,11 +314,11 @@ fn list_and_watch_options_follow_kubernetes() {
     assert_eq!(exact["items"][0].pointer("/data"), None, "{exact}");
 
     // NotOlderThan: the current state.
-    let newer = kubectl.json(&[
+    let newer = json_of(&kubectl.ok(&[
         "get",
         "--raw",
         &format!("/api/v1/namespaces/opts/configmaps?resourceVersion={first_rv}&resourceVersionMatch=NotOlderThan"),
-    ]);
+    ]));
     assert_eq!(items(&newer).len(), 2, "{newer}");
 
     // Wrong combinations: Kubernetes' 422s.
