@@ -46,6 +46,9 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     let cannot_handle = |detail: String| {
         ApiError::bad_request(format!("{}{detail}", cannot_handle_prefix(resource)))
     };
+    if let Some(detail) = metadata_map_type_error(&obj) {
+        return Err(cannot_handle(detail));
+    }
     let mut unknown = Vec::new();
     let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
         .map_err(|e| cannot_handle(e.to_string()))?;
@@ -73,6 +76,25 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     Ok((value, warnings))
 }
 
+/// Go's `encoding/json` error for `metadata.labels` or `metadata.annotations` given as
+/// something other than an object, as Kubernetes reports it: `json: cannot unmarshal string
+/// into Go struct field ObjectMeta.metadata.labels of type map[string]string`.
+fn metadata_map_type_error(obj: &Value) -> Option<String> {
+    let metadata = obj.get("metadata")?;
+    ["labels", "annotations"].iter().find_map(|field| {
+        let json_type = match metadata.get(*field)? {
+            Value::Null | Value::Object(_) => return None,
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            Value::Bool(_) => "bool",
+            Value::Array(_) => "array",
+        };
+        Some(format!(
+            "json: cannot unmarshal {json_type} into Go struct field ObjectMeta.metadata.{field} of type map[string]string"
+        ))
+    })
+}
+
 /// The start of the message [`typed_round_trip`] gives a body that does not decode as the kind.
 fn cannot_handle_prefix(resource: &ResourceInfo) -> String {
     format!(
@@ -91,22 +113,49 @@ pub fn patched_object_unrestorable(
     err: &ApiError,
     patch: &Value,
 ) -> Option<ApiError> {
-    let detail = err
-        .message
-        .strip_prefix(&cannot_handle_prefix(resource))?
-        .strip_prefix("invalid type: ")?;
-    let (found, expected) = detail.split_once(", expected ")?;
-    let found_kind = [
-        ("string", "string"),
-        ("integer", "int64"),
-        ("floating point", "float64"),
-        ("boolean", "bool"),
-        ("sequence", "slice"),
-        ("map", "map"),
-    ]
-    .iter()
-    .find(|(serde, _)| found.starts_with(serde))
-    .map(|(_, go)| *go)?;
+    let detail = err.message.strip_prefix(&cannot_handle_prefix(resource))?;
+    let (found_kind, expected) = if let Some(go) = detail.strip_prefix("json: cannot unmarshal ") {
+        // metadata_map_type_error's words: the found JSON type, then the Go type wanted.
+        let (found, rest) = go.split_once(" into ")?;
+        let found_kind = match found {
+            "string" => "string",
+            "number" => {
+                let patched_number = patch
+                    .pointer("/metadata/labels")
+                    .or_else(|| patch.pointer("/metadata/annotations"));
+                if patched_number.is_some_and(|n| n.is_f64()) {
+                    "float64"
+                } else {
+                    "int64"
+                }
+            }
+            "bool" => "bool",
+            "array" => "slice",
+            _ => return None,
+        };
+        let expected = if rest.ends_with("of type map[string]string") {
+            "a map"
+        } else {
+            return None;
+        };
+        (found_kind, expected)
+    } else {
+        let (found, expected) = detail
+            .strip_prefix("invalid type: ")?
+            .split_once(", expected ")?;
+        let found_kind = [
+            ("string", "string"),
+            ("integer", "int64"),
+            ("floating point", "float64"),
+            ("boolean", "bool"),
+            ("sequence", "slice"),
+            ("map", "map"),
+        ]
+        .iter()
+        .find(|(serde, _)| found.starts_with(serde))
+        .map(|(_, go)| *go)?;
+        (found_kind, expected)
+    };
     let conversion = if expected.starts_with("a map") {
         format!("cannot restore map from {found_kind}")
     } else if expected.starts_with("a sequence") {
@@ -351,6 +400,25 @@ mod tests {
             answer.message.ends_with("cannot restore slice from int64"),
             "{}",
             answer.message
+        );
+    }
+
+    #[test]
+    fn labels_given_as_a_string_are_refused_with_go_json_words() {
+        let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
+        let obj = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":"x"}});
+        let err = normalize(pods, obj, FieldValidation::Strict).unwrap_err();
+        assert_eq!((err.code, err.reason), (400, "BadRequest"));
+        assert_eq!(
+            err.message,
+            "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string"
+        );
+        let obj = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","annotations":[1]}});
+        let err = normalize(pods, obj, FieldValidation::Strict).unwrap_err();
+        assert!(
+            err.message.ends_with("json: cannot unmarshal array into Go struct field ObjectMeta.metadata.annotations of type map[string]string"),
+            "{}",
+            err.message
         );
     }
 

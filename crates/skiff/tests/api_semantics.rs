@@ -258,6 +258,25 @@ fn error_messages_match_kubernetes() {
         "{stderr}"
     );
 
+    // kubectl itself refuses this manifest with the same words, so it goes raw.
+    let labels = skiff.write_file(
+        "labels.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"labelled","labels":"x"}}"#,
+    );
+    let stderr = kubectl.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &labels,
+    ]);
+    assert!(
+        stderr.contains(
+            r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string"#
+        ),
+        "{stderr}"
+    );
+
     // Posting a pod (as YAML, which --raw sends unconverted) to namespaces.
     let pod = skiff.write_file(
         "valid-pod.yaml",
