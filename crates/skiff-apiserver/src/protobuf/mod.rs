@@ -32,8 +32,9 @@ pub const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// from a bare protobuf message.
 pub const MAGIC: &[u8; 4] = b"k8s\0";
 
-/// The `(apiVersion, kind)` pairs [`decode`] understands, for callers that want to list
-/// them (e.g. in an error message or documentation).
+/// The `(apiVersion, kind)` pairs of objects [`decode`] understands, for callers that want to
+/// list them (e.g. in an error message or documentation). [`decode`] also reads
+/// `DeleteOptions` in any group version, which is no object.
 pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("v1", "Namespace"),
     ("v1", "Pod"),
@@ -51,7 +52,6 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("coordination.k8s.io/v1", "Lease"),
     ("batch/v1", "Job"),
-    ("meta.k8s.io/v1", "DeleteOptions"),
 ];
 
 /// Why a protobuf body could not be turned into JSON; the message is meant to be shown
