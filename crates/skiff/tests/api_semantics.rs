@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::json::{items, json_of, str_at};
-use support::{wait_for, Skiff, DEADLINE};
+use support::{versioned_kubectls, wait_for, Skiff, DEADLINE};
 
 /// The admin token of a running server, for requests kubectl cannot make.
 fn token(skiff: &Skiff) -> String {
@@ -183,18 +183,26 @@ fn every_not_found_carries_details_and_streams_check_the_container() {
     kubectl.ok(&["run", "web", "--image=nginx"]);
     // kubectl debug reads the details of the 404 the ephemeralcontainers subresource gives;
     // without them it crashed with a nil pointer.
-    let out = kubectl.run(&["debug", "web", "--image=busybox", "--", "true"]);
-    assert!(
-        !out.success(),
-        "debug cannot add an ephemeral container here"
+    let clients = std::iter::once(kubectl.clone()).chain(
+        versioned_kubectls()
+            .into_iter()
+            .map(|b| skiff.kubectl_at(&b)),
     );
-    assert!(
-        out.stderr
-            .contains("ephemeral containers are disabled for this cluster"),
-        "{}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panic"), "{}", out.stderr);
+    for client in clients {
+        let out = client.run(&["debug", "web", "--image=busybox", "--", "true"]);
+        let label = client.label();
+        assert!(
+            !out.success(),
+            "{label}: debug cannot add an ephemeral container here"
+        );
+        assert!(
+            out.stderr
+                .contains("ephemeral containers are disabled for this cluster"),
+            "{label}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panic"), "{label}: {}", out.stderr);
+    }
 
     // Exec into a container the pod lacks: Kubernetes' 400.
     let response = skiff.request(
