@@ -390,6 +390,14 @@ fn list_and_watch_options_follow_kubernetes() {
         str_at(bookmark, "/metadata/resourceVersion"),
         str_at(&newer, "/metadata/resourceVersion")
     );
+
+    // sendInitialEvents=false: changes only, so a quiet namespace sends nothing.
+    let out = kubectl.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/opts/configmaps?watch=true&sendInitialEvents=false&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+    ]);
+    assert_eq!(watch_events(&out), Vec::<Value>::new(), "{out}");
 }
 
 #[test]
