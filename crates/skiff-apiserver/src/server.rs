@@ -434,6 +434,15 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             }
             let pod = registry.get(resource, namespace.as_deref(), &name).await?;
             crate::logs::select_container(&pod, query.get("container"))?;
+            let on_node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if !on_node {
+                return Err(ApiError::bad_request(format!(
+                    "pod {name} does not have a host assigned"
+                )));
+            }
             Err(ApiError::bad_request(
                 "this server does not stream into containers: exec and attach are not supported",
             ))

@@ -127,6 +127,17 @@ fn drain_without_eviction_deletes_pods_with_protobuf_delete_options() {
         let out = kubectl.run(&["get", "pod", "lonely", "-o", "jsonpath={.spec.nodeName}"]);
         (out.stdout.trim() == "sim-node-1").then_some(())
     });
+    // Exec into a pod a node runs is not served, and says so in a Status.
+    let exec = skiff.request(
+        "POST",
+        "/api/v1/namespaces/default/pods/lonely/exec?container=lonely&command=true&stdout=true",
+        Some(&token(&skiff)),
+    );
+    assert_eq!(exec.status, 400, "{}", exec.body);
+    assert_eq!(
+        json_of(&exec.body)["message"],
+        "this server does not stream into containers: exec and attach are not supported"
+    );
     // `--disable-eviction` makes drain delete each pod with protobuf DeleteOptions.
     let out = kubectl.run(&[
         "drain",
@@ -232,14 +243,17 @@ fn every_not_found_carries_details_and_streams_check_the_container() {
         Some(&token),
     );
     assert_eq!(missing_pod.status, 404, "{}", missing_pod.body);
-    // A valid container still gets a Status saying why nothing streams.
+    // A valid container of a pod no node runs: Kubernetes' 400.
     let valid = skiff.request(
         "POST",
         "/api/v1/namespaces/default/pods/web/exec?container=web&command=true&stdout=true",
         Some(&token),
     );
     assert_eq!(valid.status, 400, "{}", valid.body);
-    assert_eq!(json_of(&valid.body)["kind"], "Status");
+    assert_eq!(
+        json_of(&valid.body)["message"],
+        "pod web does not have a host assigned"
+    );
 }
 
 #[test]
