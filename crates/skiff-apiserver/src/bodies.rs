@@ -104,6 +104,11 @@ pub fn decode_object_of(kind: &str, headers: &HeaderMap, body: &[u8]) -> Result<
                 return Err(unrecognized(kind, &cause, body));
             }
         }
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            if let Err(e) = parse_yaml(body) {
+                return Err(unrecognized(kind, &e.message, body));
+            }
+        }
         crate::protobuf::PROTOBUF_MEDIA_TYPE if !body.starts_with(crate::protobuf::MAGIC) => {
             let cause = "provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]";
             return Err(unrecognized(kind, cause, body));
@@ -229,5 +234,18 @@ mod tests {
             "the object provided is unrecognized (must be of type Namespace): couldn't get version/kind; json parse error: invalid character 'a' looking for beginning of value (61706956657273696f6e3a2076310a6b696e643a20506f640a)"
         );
         assert!(decode_object_of("Namespace", &json_headers(), b"{}").is_ok());
+        let mut yaml_headers = HeaderMap::new();
+        yaml_headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        );
+        let err = decode_object_of("Namespace", &yaml_headers, b"a: [").unwrap_err();
+        assert!(
+            err.message.starts_with(
+                "the object provided is unrecognized (must be of type Namespace): error converting YAML to JSON: yaml: "
+            ) && err.message.ends_with(" (613a205b)"),
+            "{}",
+            err.message
+        );
     }
 }
