@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod metrics_api;
 pub mod openapi;
 pub mod openapi_v2;
+pub mod options;
 pub mod protobuf;
 pub mod registry;
 pub mod scale;

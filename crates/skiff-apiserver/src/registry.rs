@@ -57,6 +57,12 @@ pub struct ListOptions {
     pub resource_version: Option<String>,
     /// `allowWatchBookmarks`.
     pub allow_bookmarks: bool,
+    /// `resourceVersionMatch`: `Exact` lists at `resource_version` itself, `NotOlderThan`
+    /// (like no match with a resourceVersion) at least as new as it.
+    pub resource_version_match: Option<String>,
+    /// `sendInitialEvents` of a watch: `true` starts with the current state as `ADDED` events
+    /// ended by a bookmark (when bookmarks are allowed); `false` starts with changes only.
+    pub send_initial_events: Option<bool>,
     /// `timeoutSeconds` of a watch.
     pub timeout: Option<Duration>,
 }
@@ -255,6 +261,15 @@ fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv}")))
 }
 
+/// The revision a write's `metadata.resourceVersion` requires: none when it is empty or
+/// `"0"`, which Kubernetes takes as an unconditional write.
+fn precondition_revision(rv: &str) -> Result<Option<Revision>, ApiError> {
+    if rv.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(parse_resource_version(rv)?).filter(|r| *r != 0))
+}
+
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>) -> Registry {
@@ -407,6 +422,31 @@ impl Registry {
             options.field_selector.as_deref(),
         )?;
         let prefix = resource.namespace_prefix(namespace);
+        let continuing = options
+            .continue_token
+            .as_deref()
+            .is_some_and(|t| !t.is_empty());
+        let wanted = options
+            .resource_version
+            .as_deref()
+            .filter(|rv| !rv.is_empty() && *rv != "0" && !continuing)
+            .map(parse_resource_version)
+            .transpose()?;
+        if let Some(wanted) = wanted {
+            if options.resource_version_match.as_deref() == Some(crate::options::MATCH_EXACT) {
+                return self
+                    .list_exact(resource, &prefix, wanted, &filter, select)
+                    .await;
+            }
+            let current = self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, ""))?;
+            if wanted > current {
+                return Err(ApiError::too_large_resource_version(wanted, current));
+            }
+        }
         let token = match options.continue_token.as_deref() {
             Some(token) if !token.is_empty() => {
                 let token = decode_continue(token)?;
@@ -486,6 +526,90 @@ impl Registry {
             resource_version: first_revision.unwrap_or(revision),
             continue_token,
             remaining,
+        })
+    }
+
+    /// A list exactly at revision `wanted`: the current state with every later change under
+    /// `prefix` undone, from the history the store keeps since its last compaction. The whole
+    /// list comes in one page, as a server that does not page a list may answer.
+    async fn list_exact<T>(
+        &self,
+        resource: &ResourceInfo,
+        prefix: &str,
+        wanted: Revision,
+        filter: &Filter,
+        mut select: impl FnMut(&Filter, &KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<ListPage<T>, ApiError> {
+        let store_error = |e| ApiError::from_store(e, resource, "");
+        let listed = self
+            .store
+            .list(prefix, None, None)
+            .await
+            .map_err(store_error)?;
+        let current = listed.revision;
+        if wanted > current {
+            return Err(ApiError::too_large_resource_version(wanted, current));
+        }
+        let mut state: std::collections::BTreeMap<String, KeyValue> = listed
+            .items
+            .into_iter()
+            .map(|kv| (kv.key.clone(), kv))
+            .collect();
+        if wanted < current {
+            let too_old =
+                || ApiError::expired("The resourceVersion for the provided list is too old.");
+            if wanted < self.store.compacted_revision().await.map_err(store_error)? {
+                return Err(too_old());
+            }
+            // Every revision up to `current` is a change somewhere in the store, so watching
+            // everything from `wanted` reaches `current` with the changes under `prefix` on the
+            // way; those are undone newest first.
+            let mut events = match self.store.watch("", wanted).await {
+                Ok(events) => events,
+                Err(StoreError::Compacted { .. }) => return Err(too_old()),
+                Err(e) => return Err(store_error(e)),
+            };
+            let mut later = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let event = match tokio::time::timeout_at(deadline, events.next()).await {
+                    Ok(Some(Ok(event))) => event,
+                    Ok(Some(Err(e))) => return Err(store_error(e)),
+                    Ok(None) | Err(_) => {
+                        return Err(ApiError::internal(format!(
+                            "the store's history from revision {wanted} ended before revision {current}"
+                        )))
+                    }
+                };
+                let revision = event.revision;
+                if event.kv.key.starts_with(prefix) {
+                    later.push(event);
+                }
+                if revision >= current {
+                    break;
+                }
+            }
+            for event in later.into_iter().rev() {
+                if event.revision > current {
+                    continue;
+                }
+                match event.prev {
+                    Some(prev) => state.insert(prev.key.clone(), prev),
+                    None => state.remove(&event.kv.key),
+                };
+            }
+        }
+        let mut items = Vec::new();
+        for kv in state.values() {
+            if let Some(item) = select(filter, kv)? {
+                items.push(item);
+            }
+        }
+        Ok(ListPage {
+            items,
+            resource_version: wanted,
+            continue_token: None,
+            remaining: None,
         })
     }
 
@@ -697,8 +821,9 @@ impl Registry {
             )));
         }
         let required = meta::resource_version(&obj)
-            .map(parse_resource_version)
-            .transpose()?;
+            .map(precondition_revision)
+            .transpose()?
+            .flatten();
         self.write_loop(
             resource,
             namespace,
@@ -735,7 +860,7 @@ impl Registry {
             // A resourceVersion in the desired object is a precondition (PUT bodies and patches
             // that carry one).
             if let Some(rv) = meta::resource_version(&desired) {
-                if parse_resource_version(rv)? != revision {
+                if precondition_revision(rv)?.is_some_and(|r| r != revision) {
                     return Err(ApiError::conflict(resource, name));
                 }
             }
@@ -1190,9 +1315,16 @@ impl Registry {
             .map(parse_resource_version)
             .transpose()?;
         let mut initial = VecDeque::new();
+        // Without sendInitialEvents, a watch from no resourceVersion starts with the state.
+        let send_initial = options.send_initial_events.unwrap_or(start.is_none());
         let after = match start {
-            Some(rv) => rv,
-            None => {
+            Some(rv) if !send_initial => rv,
+            None if !send_initial => self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, ""))?,
+            _ => {
                 let listed = self
                     .store
                     .list(&prefix, None, None)
@@ -1207,6 +1339,22 @@ impl Registry {
                             object: self.present(resource, obj)?,
                         });
                     }
+                }
+                if let Some(wanted) = start.filter(|rv| *rv > listed.revision) {
+                    return Err(ApiError::too_large_resource_version(
+                        wanted,
+                        listed.revision,
+                    ));
+                }
+                if options.send_initial_events == Some(true) && options.allow_bookmarks {
+                    initial.push_back(WatchEvent {
+                        event_type: "BOOKMARK",
+                        object: crate::options::initial_events_end_bookmark(
+                            resource.kind,
+                            &resource.api_version(),
+                            listed.revision,
+                        ),
+                    });
                 }
                 listed.revision
             }
@@ -1495,6 +1643,14 @@ mod tests {
             message(hpa_v2, json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler"})),
             Err((400, "the API version in the data (autoscaling/v1) does not match the expected API version (autoscaling/v2)".to_string()))
         );
+    }
+
+    #[test]
+    fn zero_or_empty_resource_versions_make_writes_unconditional() {
+        assert_eq!(precondition_revision(""), Ok(None));
+        assert_eq!(precondition_revision("0"), Ok(None));
+        assert_eq!(precondition_revision("17"), Ok(Some(17)));
+        assert_eq!(precondition_revision("x").unwrap_err().code, 400);
     }
 
     #[test]

@@ -119,7 +119,16 @@ enum Target {
         name: Option<String>,
         subresource: Option<Subresource>,
     },
+    /// `pods/NAME/exec` or `pods/NAME/attach`: a stream into a container.
+    PodStream {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: String,
+    },
 }
+
+/// The pod subresources that open a stream into a container.
+const POD_STREAM_SUBRESOURCES: &[&str] = &["exec", "attach"];
 
 fn parse_path(path: &str) -> Result<Target, ApiError> {
     let segments: Vec<&str> = path
@@ -178,6 +187,13 @@ fn object_target(
     let (name, subresource) = match rest {
         [] => (None, None),
         [name] => (Some(name.to_string()), None),
+        [name, sub] if resource.kind == "Pod" && POD_STREAM_SUBRESOURCES.contains(sub) => {
+            return Ok(Target::PodStream {
+                resource,
+                namespace,
+                name: name.to_string(),
+            });
+        }
         [name, sub] => {
             let sub = Subresource::parse(sub)
                 .filter(|s| resource.has_subresource(*s))
@@ -233,13 +249,64 @@ impl Query {
             timeout: self
                 .number::<u64>("timeoutSeconds")?
                 .map(Duration::from_secs),
+            resource_version_match: self
+                .get("resourceVersionMatch")
+                .filter(|m| !m.is_empty())
+                .map(str::to_string),
+            send_initial_events: self.boolean("sendInitialEvents")?,
         })
     }
 
-    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+    /// A boolean parameter as Go's `strconv.ParseBool` reads it, when given.
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(Some(true)),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(Some(false)),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid value for {key}: {other}"
+            ))),
+        }
+    }
+
+    /// Checks the list or watch options together, as Kubernetes validates `ListOptions`.
+    fn validate_list(&self, options: &ListOptions) -> Result<(), ApiError> {
+        crate::options::validate_list(&crate::options::ListParameters {
+            watch: self.flag("watch"),
+            resource_version: options.resource_version.as_deref().unwrap_or(""),
+            resource_version_match: options.resource_version_match.as_deref().unwrap_or(""),
+            send_initial_events: options.send_initial_events,
+            continue_token: options.continue_token.as_deref().unwrap_or(""),
+        })
+    }
+
+    /// The options of a create (POST), update (PUT) or patch (PATCH), validated as
+    /// Kubernetes validates `CreateOptions`, `UpdateOptions` and `PatchOptions`.
+    fn write_options(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<WriteOptions, ApiError> {
+        let (options_kind, apply_patch) = match *method {
+            Method::POST => ("CreateOptions", None),
+            Method::PATCH => (
+                "PatchOptions",
+                Some(bodies::content_type(headers) == "application/apply-patch+yaml"),
+            ),
+            _ => ("UpdateOptions", None),
+        };
+        let dry_run = crate::options::validate_write(
+            options_kind,
+            &crate::options::WriteParameters {
+                dry_run: self.get("dryRun"),
+                field_manager: self.get("fieldManager").unwrap_or(""),
+                force: self.get("force"),
+                apply_patch,
+            },
+        )?;
         Ok(WriteOptions {
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
-            dry_run: self.get("dryRun").is_some_and(|v| v == "All"),
+            dry_run,
         })
     }
 }
@@ -357,6 +424,29 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                 &discovery::metrics_resource_list(),
             ))
         }
+        Target::PodStream {
+            resource,
+            namespace,
+            name,
+        } => {
+            if method != Method::GET && method != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let pod = registry.get(resource, namespace.as_deref(), &name).await?;
+            crate::logs::select_container(&pod, query.get("container"))?;
+            let on_node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if !on_node {
+                return Err(ApiError::bad_request(format!(
+                    "pod {name} does not have a host assigned"
+                )));
+            }
+            Err(ApiError::bad_request(
+                "this server does not stream into containers: exec and attach are not supported",
+            ))
+        }
         Target::Group(g) => discovery::api_group_doc(&g)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::path_not_found),
@@ -395,6 +485,7 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             match (method.clone(), name, subresource) {
                 (Method::GET, None, None) => {
                     let opts = query.list_options()?;
+                    query.validate_list(&opts)?;
                     if query.flag("watch") {
                         return watch(registry, resource, ns, &opts, &headers, &query).await;
                     }
@@ -402,14 +493,15 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     list_response(registry, resource, list, &headers, &query)
                 }
                 (Method::POST, None, None) => {
-                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let obj =
+                        bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
                     let w = registry
-                        .create(resource, ns, obj, query.write_options()?)
+                        .create(resource, ns, obj, query.write_options(&method, &headers)?)
                         .await?;
                     Ok(written(StatusCode::CREATED, w))
                 }
                 (Method::DELETE, None, None) => {
-                    let opts = delete_options(&query, &read_body(body).await?)?;
+                    let opts = delete_options(&query, &headers, &read_body(body).await?)?;
                     let list = registry.list(resource, ns, &query.list_options()?).await?;
                     let mut deleted = Vec::new();
                     for item in list.items {
@@ -446,9 +538,17 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
-                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let obj =
+                        bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
                     let w = registry
-                        .update(resource, ns, &name, obj, sub, query.write_options()?)
+                        .update(
+                            resource,
+                            ns,
+                            &name,
+                            obj,
+                            sub,
+                            query.write_options(&method, &headers)?,
+                        )
                         .await?;
                     Ok(written(StatusCode::OK, w))
                 }
@@ -462,12 +562,12 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         sub,
                         &headers,
                         &raw,
-                        query.write_options()?,
+                        query.write_options(&method, &headers)?,
                     )
                     .await
                 }
                 (Method::DELETE, Some(name), None) => {
-                    let opts = delete_options(&query, &read_body(body).await?)?;
+                    let opts = delete_options(&query, &headers, &read_body(body).await?)?;
                     match registry.delete(resource, ns, &name, &opts).await? {
                         Deleted::Gone(obj) => Ok(json_response(
                             StatusCode::OK,
@@ -498,7 +598,7 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         &m,
                         &headers,
                         &raw,
-                        query.write_options()?,
+                        query.write_options(&method, &headers)?,
                     )
                     .await
                 }
@@ -560,9 +660,17 @@ fn deleted_status(resource: &ResourceInfo, obj: &Value) -> Value {
     })
 }
 
-fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeleteOptions, ApiError> {
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if body.starts_with(crate::protobuf::MAGIC) {
+        // kubectl's typed clients (drain's fallback from eviction, `debug --copy-to
+        // --replace`) send DeleteOptions as protobuf.
+        bodies::decode_object(headers, body)?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
@@ -581,19 +689,22 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
-        dry_run: body
-            .get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v == "All")),
+        dry_run: false,
     };
+    let mut dry_run: Vec<&str> = body
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or_default())
+        .collect();
+    dry_run.extend(query.get("dryRun"));
+    opts.dry_run = crate::options::validate_delete_dry_run(&dry_run)?;
     if let Some(g) = query.number::<i64>("gracePeriodSeconds")? {
         opts.grace_period_seconds = Some(g);
     }
     if let Some(p) = query.get("propagationPolicy") {
         opts.propagation_policy = Some(p.to_string());
-    }
-    if query.get("dryRun") == Some("All") {
-        opts.dry_run = true;
     }
     if let Some(p) = &opts.propagation_policy {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
@@ -835,6 +946,77 @@ mod tests {
             }) => (resource.plural.to_string(), namespace, name, subresource),
             _ => panic!("{path} is not a resource path"),
         }
+    }
+
+    /// A DeleteOptions body as kubectl's typed clients encode it.
+    fn protobuf_delete_options(api_version: &str) -> Vec<u8> {
+        use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
+        use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+        use prost::Message;
+        let options = meta_v1::DeleteOptions {
+            grace_period_seconds: Some(0),
+            preconditions: Some(meta_v1::Preconditions {
+                uid: Some("5e1f".to_string()),
+                resource_version: Some("42".to_string()),
+            }),
+            propagation_policy: Some("Foreground".to_string()),
+            dry_run: vec!["All".to_string()],
+            ..Default::default()
+        };
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some(api_version.to_string()),
+                kind: Some("DeleteOptions".to_string()),
+            }),
+            raw: Some(options.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        let mut body = crate::protobuf::MAGIC.to_vec();
+        body.extend(envelope.encode_to_vec());
+        body
+    }
+
+    #[test]
+    fn protobuf_delete_options_are_read_like_json_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::protobuf::PROTOBUF_MEDIA_TYPE),
+        );
+        let query = Query::parse(None).unwrap();
+        for api_version in ["v1", "meta.k8s.io/v1", "policy/v1"] {
+            let body = protobuf_delete_options(api_version);
+            let options = delete_options(&query, &headers, &body).unwrap();
+            assert_eq!(options.grace_period_seconds, Some(0), "{api_version}");
+            assert_eq!(options.propagation_policy.as_deref(), Some("Foreground"));
+            assert_eq!(options.precondition_uid.as_deref(), Some("5e1f"));
+            assert_eq!(options.precondition_resource_version.as_deref(), Some("42"));
+            assert!(options.dry_run);
+        }
+        let json_body = br#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["Bogus"]}"#;
+        let err = delete_options(&query, &HeaderMap::new(), json_body).unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+    }
+
+    #[test]
+    fn exec_and_attach_are_pod_streams_and_unknown_subresources_are_404_with_details() {
+        for sub in ["exec", "attach"] {
+            match parse_path(&format!("/api/v1/namespaces/a/pods/web/{sub}")) {
+                Ok(Target::PodStream {
+                    name, namespace, ..
+                }) => {
+                    assert_eq!((name.as_str(), namespace.as_deref()), ("web", Some("a")))
+                }
+                _ => panic!("pods/web/{sub} is not a pod stream"),
+            }
+        }
+        let err = parse_path("/api/v1/namespaces/a/pods/web/ephemeralcontainers")
+            .err()
+            .expect("an unknown subresource is not found");
+        assert_eq!(err.code, 404);
+        assert_eq!(err.to_status()["details"], json!({}));
+        assert!(parse_path("/api/v1/namespaces/a/configmaps/x/exec").is_err());
     }
 
     #[test]

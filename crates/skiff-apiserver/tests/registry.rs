@@ -472,3 +472,101 @@ async fn namespaces_empty_before_they_go() {
         403
     );
 }
+
+#[tokio::test]
+async fn exact_lists_rebuild_the_past_and_refuse_what_history_lacks() {
+    let (_d, r) = registry().await;
+    let configmaps = res("", "v1", "configmaps");
+    let cm = |name: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+               "data": {"v": value}})
+    };
+    let rv_of = |obj: &Value| {
+        obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let a1 = r
+        .create(configmaps, Some("default"), cm("a", "1"), opts())
+        .await
+        .unwrap()
+        .object;
+    let b = r
+        .create(configmaps, Some("default"), cm("b", "1"), opts())
+        .await
+        .unwrap()
+        .object;
+    let mut a2 = a1.clone();
+    a2["data"]["v"] = json!("2");
+    r.update(configmaps, Some("default"), "a", a2, None, opts())
+        .await
+        .unwrap();
+    r.delete(configmaps, Some("default"), "b", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let exact = |rv: String| ListOptions {
+        resource_version: Some(rv),
+        resource_version_match: Some("Exact".to_string()),
+        ..Default::default()
+    };
+    let summary = |list: &skiff_apiserver::registry::ObjectList| -> Vec<(String, String)> {
+        list.items
+            .iter()
+            .map(|o| {
+                (
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                    o["data"]["v"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let at_a1 = r
+        .list(configmaps, Some("default"), &exact(rv_of(&a1)))
+        .await
+        .unwrap();
+    assert_eq!(summary(&at_a1), [("a".to_string(), "1".to_string())]);
+    assert_eq!(at_a1.resource_version.to_string(), rv_of(&a1));
+    let at_b = r
+        .list(configmaps, Some("default"), &exact(rv_of(&b)))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&at_b),
+        [
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "1".to_string())
+        ]
+    );
+    // Each object keeps the resourceVersion it had then.
+    assert_eq!(rv_of(&at_b.items[1]), rv_of(&b));
+
+    let current = r.store().current_revision().await.unwrap();
+    let future = r
+        .list(
+            configmaps,
+            Some("default"),
+            &exact((current + 5).to_string()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((future.code, future.reason), (504, "Timeout"));
+    assert_eq!(
+        future.message,
+        format!(
+            "Timeout: Too large resource version: {}, current: {current}",
+            current + 5
+        )
+    );
+
+    r.store().compact(current).await.unwrap();
+    let gone = r
+        .list(configmaps, Some("default"), &exact(rv_of(&a1)))
+        .await
+        .unwrap_err();
+    assert_eq!((gone.code, gone.reason), (410, "Expired"));
+    assert_eq!(
+        gone.message,
+        "The resourceVersion for the provided list is too old."
+    );
+}

@@ -715,11 +715,10 @@ fn bad_requests_get_kubernetes_errors_and_the_server_keeps_serving() {
         "-f",
         &bad_json,
     ]);
-    assert!(
-        stderr.starts_with(
-            "Error from server (BadRequest): couldn't get version/kind; json parse error: "
-        ),
-        "unexpected error: {stderr}"
+    // Kubernetes' words, down to the summary of the body.
+    assert_eq!(
+        stderr,
+        "Error from server (BadRequest): the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: unexpected end of JSON input ({\"apiVersion\":\"v1\",\"kind\":\"Con ...)\n"
     );
     assert_still_serving(&kubectl);
 

@@ -568,6 +568,17 @@ impl Skiff {
     /// Sends one HTTPS request to the server, trusting the CA from its kubeconfig, with the
     /// given bearer token or none at all: for what kubectl cannot send.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> RawResponse {
+        self.request_with_body(method, path, token, None)
+    }
+
+    /// Like [`Skiff::request`], with a body of the given content type.
+    pub fn request_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> RawResponse {
         use std::io::Write;
 
         let kubeconfig: serde_yaml::Value = serde_yaml::from_str(
@@ -621,9 +632,19 @@ impl Skiff {
         if let Some(token) = token {
             request.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
+        if let Some((content_type, bytes)) = body {
+            request.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                bytes.len()
+            ));
+        }
         request.push_str("\r\n");
+        let mut request = request.into_bytes();
+        if let Some((_, bytes)) = body {
+            request.extend_from_slice(bytes);
+        }
         stream
-            .write_all(request.as_bytes())
+            .write_all(&request)
             .unwrap_or_else(|e| panic!("cannot send the request: {e}"));
         let mut raw = Vec::new();
         if let Err(e) = stream.read_to_end(&mut raw) {
