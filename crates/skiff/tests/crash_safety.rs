@@ -192,6 +192,10 @@ struct Ledger {
     acknowledged: usize,
     /// Answers that were neither an acknowledgement nor an expected refusal.
     unexpected: Vec<String>,
+    /// Writes sent on a connection that got no whole answer: the server died under them.
+    unanswered: usize,
+    /// Creates refused as existing, or updates as missing: writes whose fate a kill hid.
+    fates_discovered: usize,
 }
 
 /// [`Kind`] as a map key.
@@ -310,9 +314,19 @@ fn run_writer(
                 names[index].1 = Existence::Exists;
             }
             // An earlier create whose answer was lost to a kill was committed after all.
-            Ok((409, _)) if method == "POST" => names[index].1 = Existence::Exists,
+            Ok((409, _)) if method == "POST" => {
+                names[index].1 = Existence::Exists;
+                if let Ok(mut ledger) = ledger.lock() {
+                    ledger.fates_discovered += 1;
+                }
+            }
             // An earlier create whose answer was lost to a kill was not committed.
-            Ok((404, _)) if method == "PUT" => names[index].1 = Existence::Absent,
+            Ok((404, _)) if method == "PUT" => {
+                names[index].1 = Existence::Absent;
+                if let Ok(mut ledger) = ledger.lock() {
+                    ledger.fates_discovered += 1;
+                }
+            }
             Ok((status, answer)) => {
                 if let Ok(mut ledger) = ledger.lock() {
                     ledger
@@ -322,7 +336,12 @@ fn run_writer(
             }
             // No whole answer: the server died under the request (or is down). Whether the
             // write happened is unknown until the server says so.
-            Err(_) => {
+            Err(error) => {
+                if !error.starts_with("cannot connect") {
+                    if let Ok(mut ledger) = ledger.lock() {
+                        ledger.unanswered += 1;
+                    }
+                }
                 if names[index].1 != Existence::Exists {
                     names[index].1 = Existence::Unknown;
                 }
@@ -497,10 +516,12 @@ fn acknowledged_writes_survive_repeated_kills() {
     );
     eprintln!(
         "crash figures (writes): {} acknowledged_writes={} distinct_resource_versions={} \
-         elapsed_s={:.1}",
+         unanswered_writes={} fates_discovered={} elapsed_s={:.1}",
         restarts.summary(),
         ledger.acknowledged,
         ledger.versions.len(),
+        ledger.unanswered,
+        ledger.fates_discovered,
         started.elapsed().as_secs_f64()
     );
 }
@@ -644,6 +665,24 @@ fn rollout_final_state_gap(kubectl: &Kubectl, replicas: i64, image: &str) -> Opt
     None
 }
 
+/// Whether Deployment `web` is still rolling: its controller has not caught up with its spec,
+/// or not every desired pod is updated and available, or old pods remain.
+fn rollout_in_progress(endpoint: &ApiEndpoint) -> bool {
+    let path = "/apis/apps/v1/namespaces/default/deployments/web";
+    let (status, body) = endpoint
+        .send("GET", path, None)
+        .unwrap_or_else(|e| panic!("reading the Deployment failed: {e}"));
+    assert_eq!(status, 200, "reading the Deployment answered {status}: {body}");
+    let deployment: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("the Deployment is not JSON ({e}): {body}"));
+    let desired = count_at(&deployment, "/spec/replicas");
+    count_at(&deployment, "/status/observedGeneration")
+        < count_at(&deployment, "/metadata/generation")
+        || count_at(&deployment, "/status/updatedReplicas") < desired
+        || count_at(&deployment, "/status/availableReplicas") < desired
+        || count_at(&deployment, "/status/replicas") != desired
+}
+
 #[test]
 fn rollouts_killed_repeatedly_complete_with_final_counts() {
     let mut skiff = Skiff::start_with(&["--simulated-nodes", "3", "--no-node", "--no-proxy"]);
@@ -656,6 +695,7 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
     let mut restarts = Restarts::default();
     let mut version = 0;
     let mut replicas = 8;
+    let mut kills_mid_rollout = 0;
     for kill in 0..ROLLOUT_KILLS {
         let kubectl = skiff.kubectl();
         // A new rollout every third kill, and a scale in the middle of one, so kills land
@@ -669,8 +709,16 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
             kubectl.ok(&["scale", "deploy/web", &format!("--replicas={replicas}")]);
         }
         jitter(100..700);
+        if rollout_in_progress(&endpoint_of(&skiff)) {
+            kills_mid_rollout += 1;
+        }
         restarts.kill_and_restart(&mut skiff);
     }
+    // Most kills must have hit a rollout under way, or this test proves little.
+    assert!(
+        kills_mid_rollout * 2 >= ROLLOUT_KILLS,
+        "only {kills_mid_rollout} of {ROLLOUT_KILLS} kills landed during a rollout"
+    );
 
     let kubectl = skiff.kubectl();
     let image = format!("nginx:1.{version}");
@@ -695,7 +743,7 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
         "the rollout did not settle after the last restart: {last_gap}"
     );
     eprintln!(
-        "crash figures (rollouts): {} elapsed_s={:.1}",
+        "crash figures (rollouts): {} kills_mid_rollout={kills_mid_rollout} elapsed_s={:.1}",
         restarts.summary(),
         started.elapsed().as_secs_f64()
     );
