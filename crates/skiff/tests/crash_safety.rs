@@ -66,6 +66,8 @@ const SEQ_DATA_KEY: &str = "seq";
 #[derive(Default)]
 struct Restarts {
     ready_times: Vec<Duration>,
+    /// Kills that hit a server still starting.
+    startup_kills: usize,
 }
 
 impl Restarts {
@@ -73,6 +75,20 @@ impl Restarts {
     /// the time from the start to `/readyz` answering `ok`.
     fn kill_and_restart(&mut self, skiff: &mut Skiff) {
         skiff.kill();
+        self.restart(skiff);
+    }
+
+    /// Like [`Restarts::kill_and_restart`], but the first start after the kill is itself
+    /// killed a random moment in (often before it is ready).
+    fn kill_and_restart_after_a_crashed_start(&mut self, skiff: &mut Skiff) {
+        skiff.kill();
+        let delay = Duration::from_millis(rand::rng().random_range(0..250));
+        skiff.kill_during_start(delay);
+        self.startup_kills += 1;
+        self.restart(skiff);
+    }
+
+    fn restart(&mut self, skiff: &mut Skiff) {
         let started = Instant::now();
         skiff.restart();
         let took = started.elapsed();
@@ -81,6 +97,11 @@ impl Restarts {
             "the server took {took:?} to become ready after a kill (bound {READY_BOUND:?})"
         );
         self.ready_times.push(took);
+    }
+
+    /// Every kill so far.
+    fn kills(&self) -> usize {
+        self.ready_times.len() + self.startup_kills
     }
 
     /// `kills, max ms, mean ms` for the summary line.
@@ -94,7 +115,9 @@ impl Restarts {
             total / u32::try_from(count).unwrap_or(u32::MAX)
         };
         format!(
-            "kills={count} ready_after_restart_max_ms={} ready_after_restart_mean_ms={}",
+            "kills={} startup_kills={} ready_after_restart_max_ms={} ready_after_restart_mean_ms={}",
+            self.kills(),
+            self.startup_kills,
             max.as_millis(),
             mean.as_millis()
         )
@@ -473,7 +496,11 @@ fn acknowledged_writes_survive_repeated_kills() {
             // Let the writers write for a random moment, then pull the plug under them.
             jitter(50..450);
             let before = ledger.lock().map(|l| l.objects.clone()).unwrap_or_default();
-            restarts.kill_and_restart(&mut skiff);
+            if kill % 6 == 0 {
+                restarts.kill_and_restart_after_a_crashed_start(&mut skiff);
+            } else {
+                restarts.kill_and_restart(&mut skiff);
+            }
             // Writers still aimed at the dead server keep failing until they see the new one.
             let endpoint = endpoint_of(&skiff);
             if let Ok(mut t) = target.write() {
@@ -508,6 +535,7 @@ fn acknowledged_writes_survive_repeated_kills() {
         WRITE_KILLS,
         "a writer stopped early"
     );
+    assert!(restarts.kills() > WRITE_KILLS, "no start-up was killed");
     // Enough writes landed between kills for the kills to have hit writes in flight.
     assert!(
         ledger.acknowledged >= WRITE_KILLS * 5,
@@ -536,8 +564,8 @@ fn endpoint_of(skiff: &Skiff) -> ApiEndpoint {
 // Rollouts on simulated nodes
 // ---------------------------------------------------------------------------------------------
 
-/// A Deployment `web` of `replicas` pods running `image`, rolling one pod at a time so that a
-/// rollout spans several kills.
+/// A Deployment `web` of `replicas` pods running `image`, rolling one pod at a time, each
+/// available a second after it is ready, so that a rollout spans several kills.
 fn web_deployment(replicas: u32, image: &str) -> String {
     format!(
         "apiVersion: apps/v1
@@ -546,6 +574,7 @@ metadata:
   name: web
 spec:
   replicas: {replicas}
+  minReadySeconds: 1
   strategy:
     rollingUpdate:
       maxSurge: 1
@@ -698,9 +727,9 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
     let mut kills_mid_rollout = 0;
     for kill in 0..ROLLOUT_KILLS {
         let kubectl = skiff.kubectl();
-        // A new rollout every third kill, and a scale in the middle of one, so kills land
+        // A new rollout every fourth kill, and a scale in the middle of one, so kills land
         // while ReplicaSets are created, scaled up and down, and pods come and go.
-        if kill % 3 == 0 {
+        if kill % 4 == 0 {
             version += 1;
             kubectl.ok(&["set", "image", "deploy/web", &format!("web=nginx:1.{version}")]);
         }
@@ -712,7 +741,11 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
         if rollout_in_progress(&endpoint_of(&skiff)) {
             kills_mid_rollout += 1;
         }
-        restarts.kill_and_restart(&mut skiff);
+        if kill % 5 == 4 {
+            restarts.kill_and_restart_after_a_crashed_start(&mut skiff);
+        } else {
+            restarts.kill_and_restart(&mut skiff);
+        }
     }
     // Most kills must have hit a rollout under way, or this test proves little.
     assert!(
@@ -895,7 +928,11 @@ fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
         let mut restarts = Restarts::default();
         for kill in 1..=NODE_KILLS {
             jitter(0..300);
-            restarts.kill_and_restart(&mut skiff);
+            if kill % 2 == 0 {
+                restarts.kill_and_restart_after_a_crashed_start(&mut skiff);
+            } else {
+                restarts.kill_and_restart(&mut skiff);
+            }
             let kubectl = skiff.kubectl();
             wait_one_process_each(&kubectl, &markers, &format!("after kill {kill}"));
         }
