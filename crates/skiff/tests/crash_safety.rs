@@ -211,6 +211,8 @@ struct Ledger {
     objects: BTreeMap<(KindKey, String), ObjectRecord>,
     /// Every acknowledged resourceVersion, with the write it was handed out for.
     versions: HashMap<u64, (String, u64)>,
+    /// The lowest and highest resourceVersions each start of the server acknowledged.
+    range_by_life: BTreeMap<u64, (u64, u64)>,
     /// Acknowledged writes in total.
     acknowledged: usize,
     /// Answers that were neither an acknowledgement nor an expected refusal.
@@ -240,10 +242,22 @@ impl Ledger {
         record.highest_sent = record.highest_sent.max(seq);
     }
 
-    /// Records an acknowledged write; panics if its resourceVersion was handed out before for
-    /// another write or goes back for this object.
-    fn acknowledged(&mut self, kind: Kind, name: &str, rv: u64, seq: u64) {
+    /// Records a write acknowledged by the server's `life`-th start; panics if its
+    /// resourceVersion was handed out before for another write, goes back for this object, or
+    /// is not above every one acknowledged by an earlier start (or below one of a later start).
+    fn acknowledged(&mut self, kind: Kind, name: &str, rv: u64, seq: u64, life: u64) {
         let label = format!("{kind:?}/{name}");
+        for (other_life, (lowest, highest)) in &self.range_by_life {
+            assert!(
+                (*other_life < life && *highest < rv)
+                    || (*other_life > life && *lowest > rv)
+                    || *other_life == life,
+                "{label} seq {seq} was acknowledged at resourceVersion {rv} by start {life}, \
+                 but start {other_life} acknowledged {lowest} to {highest}"
+            );
+        }
+        let range = self.range_by_life.entry(life).or_insert((rv, rv));
+        *range = (range.0.min(rv), range.1.max(rv));
         if let Some((earlier, earlier_seq)) = self.versions.get(&rv) {
             panic!(
                 "resourceVersion {rv} was acknowledged for {label} seq {seq} after being \
@@ -267,8 +281,8 @@ impl Ledger {
     }
 }
 
-/// Where writers send requests: the running server, or none while it is down.
-type Target = Arc<RwLock<Option<ApiEndpoint>>>;
+/// Where writers send requests: the running server, numbered by how many times it was started.
+type Target = Arc<RwLock<(u64, ApiEndpoint)>>;
 
 /// Whether a name is known to exist on the server.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -295,9 +309,8 @@ fn run_writer(
     let mut names: Vec<(String, Existence)> = Vec::new();
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let Some(endpoint) = target.read().ok().and_then(|t| t.clone()) else {
-            thread::sleep(Duration::from_millis(5));
-            continue;
+        let Some((life, endpoint)) = target.read().ok().map(|t| t.clone()) else {
+            panic!("the writers' target is poisoned");
         };
         let index = if names.len() < OBJECTS_PER_WRITER {
             names.push((
@@ -332,7 +345,7 @@ fn run_writer(
                     "{method} {path} answered another content: {answer}"
                 );
                 if let Ok(mut ledger) = ledger.lock() {
-                    ledger.acknowledged(kind, &name, rv, seq);
+                    ledger.acknowledged(kind, &name, rv, seq, life);
                 }
                 names[index].1 = Existence::Exists;
             }
@@ -467,7 +480,7 @@ fn verify_acknowledged(
 #[test]
 fn acknowledged_writes_survive_repeated_kills() {
     let mut skiff = Skiff::start_with(&["--no-node", "--no-proxy"]);
-    let target: Target = Arc::new(RwLock::new(Some(endpoint_of(&skiff))));
+    let target: Target = Arc::new(RwLock::new((0, endpoint_of(&skiff))));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let kinds = std::iter::repeat_n(Kind::ConfigMap, CONFIGMAP_WRITERS)
@@ -504,10 +517,13 @@ fn acknowledged_writes_survive_repeated_kills() {
             // Writers still aimed at the dead server keep failing until they see the new one.
             let endpoint = endpoint_of(&skiff);
             if let Ok(mut t) = target.write() {
-                *t = Some(endpoint.clone());
+                *t = (kill as u64, endpoint.clone());
             }
             verify_acknowledged(&endpoint, &before, &ledger, kill);
-            if writers.as_ref().is_some_and(|w| w.iter().any(|w| w.is_finished())) {
+            if writers
+                .as_ref()
+                .is_some_and(|w| w.iter().any(|w| w.is_finished()))
+            {
                 break;
             }
         }
@@ -632,7 +648,10 @@ fn rollout_final_state_gap(kubectl: &Kubectl, replicas: i64, image: &str) -> Opt
     for rs in &replica_sets {
         let name = str_at(rs, "/metadata/name");
         let rs_image = str_at(rs, "/spec/template/spec/containers/0/image");
-        let (spec, status) = (count_at(rs, "/spec/replicas"), count_at(rs, "/status/replicas"));
+        let (spec, status) = (
+            count_at(rs, "/spec/replicas"),
+            count_at(rs, "/status/replicas"),
+        );
         if rs_image == image {
             current.push(name.clone());
             if spec != replicas || status != replicas {
@@ -656,10 +675,7 @@ fn rollout_final_state_gap(kubectl: &Kubectl, replicas: i64, image: &str) -> Opt
 
     let pods = items(&kubectl.json(&["get", "pods", "-l", "app=web"]));
     if pods.len() as i64 != replicas {
-        let names: Vec<String> = pods
-            .iter()
-            .map(|p| str_at(p, "/metadata/name"))
-            .collect();
+        let names: Vec<String> = pods.iter().map(|p| str_at(p, "/metadata/name")).collect();
         return Some(format!(
             "{} pods exist, not {replicas}: {names:?}",
             pods.len()
@@ -671,9 +687,7 @@ fn rollout_final_state_gap(kubectl: &Kubectl, replicas: i64, image: &str) -> Opt
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let controller = owners
-            .iter()
-            .find(|o| o["controller"] == Value::Bool(true));
+        let controller = owners.iter().find(|o| o["controller"] == Value::Bool(true));
         let Some(owner) = controller else {
             return Some(format!("pod {name} has no controller: it is orphaned"));
         };
@@ -701,7 +715,10 @@ fn rollout_in_progress(endpoint: &ApiEndpoint) -> bool {
     let (status, body) = endpoint
         .send("GET", path, None)
         .unwrap_or_else(|e| panic!("reading the Deployment failed: {e}"));
-    assert_eq!(status, 200, "reading the Deployment answered {status}: {body}");
+    assert_eq!(
+        status, 200,
+        "reading the Deployment answered {status}: {body}"
+    );
     let deployment: Value = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("the Deployment is not JSON ({e}): {body}"));
     let desired = count_at(&deployment, "/spec/replicas");
@@ -731,7 +748,12 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
         // while ReplicaSets are created, scaled up and down, and pods come and go.
         if kill % 4 == 0 {
             version += 1;
-            kubectl.ok(&["set", "image", "deploy/web", &format!("web=nginx:1.{version}")]);
+            kubectl.ok(&[
+                "set",
+                "image",
+                "deploy/web",
+                &format!("web=nginx:1.{version}"),
+            ]);
         }
         if kill == ROLLOUT_KILLS / 2 {
             replicas = 10;
@@ -798,7 +820,11 @@ fn sleeps_tagged(marker: &str) -> Vec<i32> {
     };
     let mut found = Vec::new();
     for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -946,7 +972,10 @@ fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
             let out = kubectl.run(&["get", "pod", "sleeper", "--ignore-not-found", "-o", "name"]);
             (out.success() && out.stdout.trim().is_empty()).then_some(())
         });
-        assert!(gone.is_some(), "the pod was never deleted after the restart");
+        assert!(
+            gone.is_some(),
+            "the pod was never deleted after the restart"
+        );
         wait_no_process(&markers, "after the pod was deleted");
         eprintln!("crash figures (real node): {}", restarts.summary());
     }));

@@ -367,7 +367,10 @@ impl PodManager {
             .collect();
         let unrecorded = process::kill_unrecorded(&known).await;
         if unrecorded > 0 {
-            tracing::info!(groups = unrecorded, "killed unrecorded processes left by an earlier run");
+            tracing::info!(
+                groups = unrecorded,
+                "killed unrecorded processes left by an earlier run"
+            );
         }
         for entry in entries {
             let uid = entry.file_name().to_string_lossy().into_owned();

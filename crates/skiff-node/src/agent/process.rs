@@ -145,9 +145,11 @@ impl RecordedGroup {
     /// Whether the group's leader still runs: the same PID, started at the recorded time in
     /// this boot. A PID reused by an unrelated process has another start time.
     fn leader_still_runs(&self, boot: &str) -> bool {
-        self.leader_start.as_ref().is_some_and(|(ticks, recorded_boot)| {
-            recorded_boot == boot && start_time(self.pgid) == Some(*ticks)
-        })
+        self.leader_start
+            .as_ref()
+            .is_some_and(|(ticks, recorded_boot)| {
+                recorded_boot == boot && start_time(self.pgid) == Some(*ticks)
+            })
     }
 }
 
@@ -434,7 +436,8 @@ mod tests {
 
     #[test]
     fn start_times_parse_from_field_22() {
-        let line = "42 (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 5000 100";
+        let line =
+            "42 (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 5000 100";
         assert_eq!(parse_start_time(line), Some(987_654));
         assert_eq!(parse_start_time("42 (short) S 1 42"), None);
         let own = i32::try_from(std::process::id()).unwrap();

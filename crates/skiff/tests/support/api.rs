@@ -78,7 +78,12 @@ impl ApiEndpoint {
     /// Sends one request with the admin token (and a JSON body, if any) on a new connection and
     /// returns the status code and the whole body. An error means no complete answer arrived:
     /// the connection was refused or cut, or the answer was truncated.
-    pub fn send(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), String> {
         let server_name = rustls::pki_types::ServerName::try_from(self.host.clone())
             .map_err(|e| format!("bad server name {}: {e}", self.host))?;
         let connection = rustls::ClientConnection::new(self.tls.clone(), server_name)
@@ -170,4 +175,3 @@ fn parse_complete_response(raw: &[u8]) -> Result<(u16, String), String> {
     }
     Ok((status, body.to_string()))
 }
-
