@@ -11,8 +11,9 @@
 //! - no resourceVersion is acknowledged twice for different writes, and none goes back;
 //! - the server is ready again within [`READY_BOUND`];
 //! - a rollout killed repeatedly ends with Kubernetes' final counts and no extra or orphaned pod;
-//! - a pod's processes left by the killed server are stopped or adopted, never duplicated, and
-//!   none is left once the pod is deleted.
+//! - a pod's processes left by the killed server are stopped at the next start (their output
+//!   pipes died with the server, so they cannot be adopted) and started once again, never
+//!   duplicated, and none is left once the pod is deleted.
 //!
 //! Kill timing is jittered with short random delays; every wait for a state polls a condition
 //! against a deadline.
@@ -21,7 +22,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -65,6 +66,7 @@ const SEQ_DATA_KEY: &str = "seq";
 /// Restarts after kills, and how long each took to become ready.
 #[derive(Default)]
 struct Restarts {
+    /// From each restart's spawn to `/readyz` answering `ok`.
     ready_times: Vec<Duration>,
     /// Kills that hit a server still starting.
     startup_kills: usize,
@@ -134,7 +136,7 @@ fn jitter(range: std::ops::Range<u64>) {
 // ---------------------------------------------------------------------------------------------
 
 /// The kinds the writers write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     ConfigMap,
     Deployment,
@@ -208,7 +210,7 @@ struct ObjectRecord {
 #[derive(Default)]
 struct Ledger {
     /// `kind/name` to its record.
-    objects: BTreeMap<(KindKey, String), ObjectRecord>,
+    objects: BTreeMap<(Kind, String), ObjectRecord>,
     /// Every acknowledged resourceVersion, with the write it was handed out for.
     versions: HashMap<u64, (String, u64)>,
     /// The lowest and highest resourceVersions each start of the server acknowledged.
@@ -223,22 +225,9 @@ struct Ledger {
     fates_discovered: usize,
 }
 
-/// [`Kind`] as a map key.
-type KindKey = u8;
-
-fn kind_key(kind: Kind) -> KindKey {
-    match kind {
-        Kind::ConfigMap => 0,
-        Kind::Deployment => 1,
-    }
-}
-
 impl Ledger {
     fn sent(&mut self, kind: Kind, name: &str, seq: u64) {
-        let record = self
-            .objects
-            .entry((kind_key(kind), name.to_string()))
-            .or_default();
+        let record = self.objects.entry((kind, name.to_string())).or_default();
         record.highest_sent = record.highest_sent.max(seq);
     }
 
@@ -265,10 +254,7 @@ impl Ledger {
             );
         }
         self.versions.insert(rv, (label.clone(), seq));
-        let record = self
-            .objects
-            .entry((kind_key(kind), name.to_string()))
-            .or_default();
+        let record = self.objects.entry((kind, name.to_string())).or_default();
         if let Some((previous_rv, previous_seq)) = record.acknowledged {
             assert!(
                 rv > previous_rv && seq > previous_seq,
@@ -409,7 +395,7 @@ fn list_objects(endpoint: &ApiEndpoint, kind: Kind) -> (BTreeMap<String, Value>,
 /// server lists, and that the store's revision did not go back.
 fn verify_acknowledged(
     endpoint: &ApiEndpoint,
-    before: &BTreeMap<(KindKey, String), ObjectRecord>,
+    before: &BTreeMap<(Kind, String), ObjectRecord>,
     ledger: &Mutex<Ledger>,
     kill: usize,
 ) {
@@ -426,17 +412,15 @@ fn verify_acknowledged(
              acknowledged {highest_acknowledged}"
         );
         // Read after the list, so it covers every write the list can show.
-        let sent: BTreeMap<(KindKey, String), u64> = ledger
+        let sent: BTreeMap<(Kind, String), u64> = ledger
             .lock()
-            .map(|l| {
-                l.objects
-                    .iter()
-                    .map(|(k, r)| (k.clone(), r.highest_sent))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .unwrap_or_else(PoisonError::into_inner)
+            .objects
+            .iter()
+            .map(|(k, r)| (k.clone(), r.highest_sent))
+            .collect();
         for ((key, name), record) in before {
-            if *key != kind_key(kind) {
+            if *key != kind {
                 continue;
             }
             let Some((acked_rv, acked_seq)) = record.acknowledged else {
@@ -508,7 +492,11 @@ fn acknowledged_writes_survive_repeated_kills() {
         for kill in 1..=WRITE_KILLS {
             // Let the writers write for a random moment, then pull the plug under them.
             jitter(50..450);
-            let before = ledger.lock().map(|l| l.objects.clone()).unwrap_or_default();
+            let before = ledger
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .objects
+                .clone();
             if kill % 6 == 0 {
                 restarts.kill_and_restart_after_a_crashed_start(&mut skiff);
             } else {
@@ -536,11 +524,15 @@ fn acknowledged_writes_survive_repeated_kills() {
     }
 
     // One last check after a clean stop and start, so the final state is covered too.
-    let before = ledger.lock().map(|l| l.objects.clone()).unwrap_or_default();
+    let before = ledger
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .objects
+        .clone();
     skiff.restart();
     verify_acknowledged(&endpoint_of(&skiff), &before, &ledger, WRITE_KILLS + 1);
 
-    let ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
+    let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
     assert!(
         ledger.unexpected.is_empty(),
         "the server answered writes unexpectedly: {:#?}",
