@@ -9,6 +9,7 @@
 //! - every write the server acknowledged is there, with at least its acknowledged
 //!   resourceVersion and its content or a later one the same writer sent;
 //! - no resourceVersion is acknowledged twice for different writes, and none goes back;
+//! - at the end, a watch from before the first write replays every acknowledged write;
 //! - the server is ready again within [`READY_BOUND`];
 //! - a rollout killed repeatedly ends with Kubernetes' final counts and no extra or orphaned pod;
 //! - a pod's processes left by the killed server are stopped at the next start (their output
@@ -461,6 +462,48 @@ fn verify_acknowledged(
     }
 }
 
+/// Checks that the restarted server's history still holds every acknowledged write: a watch
+/// from just before the first one replays each at its resourceVersion with its content, in
+/// order, as an informer resuming its watch after a crash would need.
+fn verify_history(endpoint: &ApiEndpoint, ledger: &Ledger) {
+    let Some(first) = ledger.versions.keys().min().copied() else {
+        panic!("no write was acknowledged");
+    };
+    let mut replayed: HashMap<u64, (String, u64)> = HashMap::new();
+    for kind in [Kind::ConfigMap, Kind::Deployment] {
+        let path = format!(
+            "{}?watch=true&resourceVersion={}&timeoutSeconds=2",
+            kind.collection(),
+            first - 1
+        );
+        let (status, body) = endpoint
+            .send("GET", &path, None)
+            .unwrap_or_else(|e| panic!("watching {path} failed: {e}"));
+        assert_eq!(status, 200, "watching {path} answered {status}: {body}");
+        let mut last = first - 1;
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a watch event is not JSON ({e}): {line}"));
+            let object = &event["object"];
+            let rv = resource_version(object)
+                .unwrap_or_else(|| panic!("a watch event has no resourceVersion: {line}"));
+            assert!(rv > last, "the watch replayed {rv} after {last}");
+            last = rv;
+            let name = str_at(object, "/metadata/name");
+            if let Some(seq) = kind.seq_of(object) {
+                replayed.insert(rv, (format!("{kind:?}/{name}"), seq));
+            }
+        }
+    }
+    for (rv, (label, seq)) in &ledger.versions {
+        assert_eq!(
+            replayed.get(rv),
+            Some(&(label.clone(), *seq)),
+            "the history after the restarts lacks {label} seq {seq} at resourceVersion {rv}"
+        );
+    }
+}
+
 #[test]
 fn acknowledged_writes_survive_repeated_kills() {
     let mut skiff = Skiff::start_with(&["--no-node", "--no-proxy"]);
@@ -533,6 +576,7 @@ fn acknowledged_writes_survive_repeated_kills() {
     verify_acknowledged(&endpoint_of(&skiff), &before, &ledger, WRITE_KILLS + 1);
 
     let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+    verify_history(&endpoint_of(&skiff), &ledger);
     assert!(
         ledger.unexpected.is_empty(),
         "the server answered writes unexpectedly: {:#?}",
