@@ -986,6 +986,8 @@ fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
         let manifest = skiff.write_file("sleeper.yaml", &sleeper_pod(&markers));
         kubectl.ok(&["apply", "-f", &manifest]);
         wait_one_process_each(&kubectl, &markers, "at the first start");
+        let pod_ip = kubectl.ok(&["get", "pod", "sleeper", "-o", "jsonpath={.status.podIP}"]);
+        assert!(!pod_ip.is_empty(), "the running pod reports no IP");
 
         let mut restarts = Restarts::default();
         for kill in 1..=NODE_KILLS {
@@ -997,6 +999,9 @@ fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
             }
             let kubectl = skiff.kubectl();
             wait_one_process_each(&kubectl, &markers, &format!("after kill {kill}"));
+            // A pod keeps its address for its whole life, across restarts of its node.
+            let ip_now = kubectl.ok(&["get", "pod", "sleeper", "-o", "jsonpath={.status.podIP}"]);
+            assert_eq!(ip_now, pod_ip, "after kill {kill}: the pod's IP changed");
         }
 
         // Killed while the pod is being deleted: the restarted node finishes the deletion.
