@@ -3,7 +3,8 @@
 //!
 //! Run with `cargo test -p skiff --test crash_safety -- --nocapture` to see the figures (kills,
 //! acknowledged writes, time to `/readyz` after each restart). Needs `kubectl` on the PATH and,
-//! for the real-node test, Linux with `/proc`.
+//! for the real-node test, Linux with `/proc`. `SKIFF_CRASH_SCALE=N` multiplies every kill count
+//! for a longer soak.
 //!
 //! What is proven after every restart:
 //! - every write the server acknowledged is there, with at least its acknowledged
@@ -33,12 +34,29 @@ use support::api::ApiEndpoint;
 use support::json::{items, str_at};
 use support::{Kubectl, Skiff};
 
-/// Kills during concurrent writes.
+/// Timed kills during concurrent writes, at scale 1.
 const WRITE_KILLS: usize = 36;
-/// Kills during Deployment rollouts on simulated nodes.
+/// Timed kills during Deployment rollouts on simulated nodes, at scale 1.
 const ROLLOUT_KILLS: usize = 12;
-/// Kills while the real node runs a pod's processes (one more comes during its deletion).
+/// Timed kills while the real node runs a pod's processes (one more comes during its deletion),
+/// at scale 1.
 const NODE_KILLS: usize = 4;
+
+/// The environment variable multiplying every kill count (1 to 50), for longer soak runs; the
+/// default of 1 keeps the file well under two minutes.
+const SCALE_VAR: &str = "SKIFF_CRASH_SCALE";
+
+/// `kills` times the scale [`SCALE_VAR`] asks for.
+fn scaled(kills: usize) -> usize {
+    let scale = match std::env::var(SCALE_VAR) {
+        Ok(text) => match text.parse::<usize>() {
+            Ok(scale) if (1..=50).contains(&scale) => scale,
+            _ => panic!("{SCALE_VAR}={text:?} is not a whole number from 1 to 50"),
+        },
+        Err(_) => 1,
+    };
+    kills * scale
+}
 
 /// How long the server may take from its start to answering `/readyz` after a kill: its store
 /// is small, so anything slower means start-up does work it should not.
@@ -506,6 +524,7 @@ fn verify_history(endpoint: &ApiEndpoint, ledger: &Ledger) {
 
 #[test]
 fn acknowledged_writes_survive_repeated_kills() {
+    let write_kills = scaled(WRITE_KILLS);
     let mut skiff = Skiff::start_with(&["--no-node", "--no-proxy"]);
     let target: Target = Arc::new(RwLock::new((0, endpoint_of(&skiff))));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -532,7 +551,7 @@ fn acknowledged_writes_survive_repeated_kills() {
     let started = Instant::now();
     let mut writers = Some(writers);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for kill in 1..=WRITE_KILLS {
+        for kill in 1..=write_kills {
             // Let the writers write for a random moment, then pull the plug under them.
             jitter(50..450);
             let before = ledger
@@ -573,7 +592,7 @@ fn acknowledged_writes_survive_repeated_kills() {
         .objects
         .clone();
     skiff.restart();
-    verify_acknowledged(&endpoint_of(&skiff), &before, &ledger, WRITE_KILLS + 1);
+    verify_acknowledged(&endpoint_of(&skiff), &before, &ledger, write_kills + 1);
 
     let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
     verify_history(&endpoint_of(&skiff), &ledger);
@@ -584,14 +603,14 @@ fn acknowledged_writes_survive_repeated_kills() {
     );
     assert_eq!(
         restarts.ready_times.len(),
-        WRITE_KILLS,
+        write_kills,
         "a writer stopped early"
     );
-    assert!(restarts.kills() > WRITE_KILLS, "no start-up was killed");
+    assert!(restarts.kills() > write_kills, "no start-up was killed");
     // Enough writes landed between kills for the kills to have hit writes in flight.
     assert!(
-        ledger.acknowledged >= WRITE_KILLS * 5,
-        "only {} writes were acknowledged across {WRITE_KILLS} kills",
+        ledger.acknowledged >= write_kills * 5,
+        "only {} writes were acknowledged across {write_kills} kills",
         ledger.acknowledged
     );
     eprintln!(
@@ -767,6 +786,7 @@ fn rollout_in_progress(endpoint: &ApiEndpoint) -> bool {
 
 #[test]
 fn rollouts_killed_repeatedly_complete_with_final_counts() {
+    let rollout_kills = scaled(ROLLOUT_KILLS);
     let mut skiff = Skiff::start_with(&["--simulated-nodes", "3", "--no-node", "--no-proxy"]);
     let kubectl = skiff.kubectl();
     let manifest = skiff.write_file("web.yaml", &web_deployment(8, "nginx:1.0"));
@@ -778,7 +798,7 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
     let mut version = 0;
     let mut replicas = 8;
     let mut kills_mid_rollout = 0;
-    for kill in 0..ROLLOUT_KILLS {
+    for kill in 0..rollout_kills {
         let kubectl = skiff.kubectl();
         // A new rollout every fourth kill, and a scale in the middle of one, so kills land
         // while ReplicaSets are created, scaled up and down, and pods come and go.
@@ -791,7 +811,7 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
                 &format!("web=nginx:1.{version}"),
             ]);
         }
-        if kill == ROLLOUT_KILLS / 2 {
+        if kill == rollout_kills / 2 {
             replicas = 10;
             kubectl.ok(&["scale", "deploy/web", &format!("--replicas={replicas}")]);
         }
@@ -807,8 +827,8 @@ fn rollouts_killed_repeatedly_complete_with_final_counts() {
     }
     // Most kills must have hit a rollout under way, or this test proves little.
     assert!(
-        kills_mid_rollout * 2 >= ROLLOUT_KILLS,
-        "only {kills_mid_rollout} of {ROLLOUT_KILLS} kills landed during a rollout"
+        kills_mid_rollout * 2 >= rollout_kills,
+        "only {kills_mid_rollout} of {rollout_kills} kills landed during a rollout"
     );
 
     let kubectl = skiff.kubectl();
@@ -978,6 +998,7 @@ fn wait_no_process(markers: &[String; 2], when: &str) {
 
 #[test]
 fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
+    let node_kills = scaled(NODE_KILLS);
     let run = run_marker();
     let markers = [format!("{run}-first"), format!("{run}-second")];
     let mut skiff = Skiff::start_with(&["--no-proxy"]);
@@ -990,7 +1011,7 @@ fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
         assert!(!pod_ip.is_empty(), "the running pod reports no IP");
 
         let mut restarts = Restarts::default();
-        for kill in 1..=NODE_KILLS {
+        for kill in 1..=node_kills {
             jitter(0..300);
             if kill % 2 == 0 {
                 restarts.kill_and_restart_after_a_crashed_start(&mut skiff);
