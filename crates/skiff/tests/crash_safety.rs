@@ -162,6 +162,7 @@ enum Kind {
 }
 
 impl Kind {
+    /// The path of this kind's collection in the writers' namespace.
     fn collection(self) -> String {
         match self {
             Kind::ConfigMap => format!("/api/v1/namespaces/{WRITES_NAMESPACE}/configmaps"),
@@ -245,6 +246,7 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// Records that write `seq` was sent for an object, answered or not.
     fn sent(&mut self, kind: Kind, name: &str, seq: u64) {
         let record = self.objects.entry((kind, name.to_string())).or_default();
         record.highest_sent = record.highest_sent.max(seq);
