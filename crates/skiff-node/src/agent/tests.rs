@@ -189,7 +189,7 @@ fn read_pgids(data_dir: &Path, uid: &str) -> Vec<i32> {
     std::fs::read_to_string(sandbox::pod_dir(data_dir, uid).join("pgids"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }
 

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
+pub mod api;
 pub mod http;
 pub mod json;
 
@@ -172,7 +173,21 @@ impl Skiff {
         }
     }
 
+    /// Kills the server if it runs, starts it again on the same data directory and kills it
+    /// with SIGKILL `delay` later, ready or not: a crash during start-up. Leaves it stopped.
+    pub fn kill_during_start(&mut self, delay: Duration) {
+        self.kill();
+        self.spawn_server();
+        thread::sleep(delay);
+        self.kill();
+    }
+
     fn launch(&mut self) {
+        self.spawn_server();
+        self.wait_ready();
+    }
+
+    fn spawn_server(&mut self) {
         let data_dir = self.data_dir();
         std::fs::create_dir_all(self.root.path().join("files"))
             .unwrap_or_else(|e| panic!("cannot create the scratch directory: {e}"));
@@ -200,7 +215,6 @@ impl Skiff {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start skiff: {e}"));
         self.process = Some(child);
-        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
