@@ -35,23 +35,7 @@ pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
     let Some(root) = obj.as_object_mut() else {
         return;
     };
-    match (resource.group, resource.kind) {
-        ("", "Namespace") => default_namespace(root),
-        ("", "Pod") => default_pod(root),
-        ("", "Node") => default_node(root),
-        ("", "Service") => default_service(root),
-        ("", "Endpoints") => default_endpoints(root),
-        ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(root),
-        ("", "Secret") => default_str(root, "type", "Opaque"),
-        ("apps", "Deployment") => default_deployment(root),
-        ("apps", "ReplicaSet") => default_replica_set(root),
-        ("autoscaling", "HorizontalPodAutoscaler") => match resource.version {
-            "v1" => default_hpa_v1(root),
-            _ => default_hpa_v2(root),
-        },
-        ("apps.kruise.io", "CloneSet") => default_clone_set(root),
-        _ => {}
-    }
+    crate::kinds::strategy_for(resource).apply_defaults(resource.version, root);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,7 +49,7 @@ fn is_unset(map: &Map<String, Value>, key: &str) -> bool {
 }
 
 /// Sets a string field left empty.
-fn default_str(map: &mut Map<String, Value>, key: &str, value: &str) {
+pub(crate) fn default_str(map: &mut Map<String, Value>, key: &str, value: &str) {
     let empty = match map.get(key) {
         None | Some(Value::Null) => true,
         Some(Value::String(s)) => s.is_empty(),
@@ -128,7 +112,7 @@ fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
 // ---------------------------------------------------------------------------------------------
 // core/v1
 
-fn default_namespace(root: &mut Map<String, Value>) {
+pub(crate) fn default_namespace(root: &mut Map<String, Value>) {
     // SetDefaults_Namespace: every named namespace carries its own name as a label, so that
     // namespace selectors can pick namespaces by name.
     let name = root
@@ -153,7 +137,7 @@ fn default_namespace(root: &mut Map<String, Value>) {
     }
 }
 
-fn default_node(root: &mut Map<String, Value>) {
+pub(crate) fn default_node(root: &mut Map<String, Value>) {
     // SetDefaults_NodeStatus: allocatable starts equal to capacity.
     if let Some(status) = existing(root, "status") {
         if is_unset(status, "allocatable") {
@@ -166,7 +150,7 @@ fn default_node(root: &mut Map<String, Value>) {
     }
 }
 
-fn default_endpoints(root: &mut Map<String, Value>) {
+pub(crate) fn default_endpoints(root: &mut Map<String, Value>) {
     for subset in each_object(root, "subsets") {
         for port in each_object(subset, "ports") {
             default_str(port, "protocol", "TCP");
@@ -175,7 +159,7 @@ fn default_endpoints(root: &mut Map<String, Value>) {
 }
 
 /// discovery/v1 `SetDefaults_EndpointPort`: an unnamed port is named `""`, TCP by default.
-fn default_endpoint_slice(root: &mut Map<String, Value>) {
+pub(crate) fn default_endpoint_slice(root: &mut Map<String, Value>) {
     for port in each_object(root, "ports") {
         if port.get("name").is_none_or(Value::is_null) {
             port.insert("name".to_string(), json!(""));
@@ -184,7 +168,7 @@ fn default_endpoint_slice(root: &mut Map<String, Value>) {
     }
 }
 
-fn default_service(root: &mut Map<String, Value>) {
+pub(crate) fn default_service(root: &mut Map<String, Value>) {
     let Some(spec) = child(root, "spec") else {
         return;
     };
@@ -272,7 +256,7 @@ fn default_service(root: &mut Map<String, Value>) {
     }
 }
 
-fn default_pod(root: &mut Map<String, Value>) {
+pub(crate) fn default_pod(root: &mut Map<String, Value>) {
     let Some(spec) = child(root, "spec") else {
         return;
     };
@@ -554,7 +538,7 @@ fn default_template(spec: &mut Map<String, Value>) {
 // ---------------------------------------------------------------------------------------------
 // apps/v1
 
-fn default_deployment(root: &mut Map<String, Value>) {
+pub(crate) fn default_deployment(root: &mut Map<String, Value>) {
     let Some(spec) = child(root, "spec") else {
         return;
     };
@@ -573,7 +557,7 @@ fn default_deployment(root: &mut Map<String, Value>) {
     default_template(spec);
 }
 
-fn default_replica_set(root: &mut Map<String, Value>) {
+pub(crate) fn default_replica_set(root: &mut Map<String, Value>) {
     let Some(spec) = child(root, "spec") else {
         return;
     };
@@ -584,13 +568,13 @@ fn default_replica_set(root: &mut Map<String, Value>) {
 // ---------------------------------------------------------------------------------------------
 // autoscaling
 
-fn default_hpa_v1(root: &mut Map<String, Value>) {
+pub(crate) fn default_hpa_v1(root: &mut Map<String, Value>) {
     if let Some(spec) = child(root, "spec") {
         default_value(spec, "minReplicas", json!(1));
     }
 }
 
-fn default_hpa_v2(root: &mut Map<String, Value>) {
+pub(crate) fn default_hpa_v2(root: &mut Map<String, Value>) {
     let Some(spec) = child(root, "spec") else {
         return;
     };
@@ -675,7 +659,7 @@ fn merge_scaling_rules(given: Option<Value>, mut defaults: Value) -> Value {
 // ---------------------------------------------------------------------------------------------
 // apps.kruise.io/v1alpha1
 
-fn default_clone_set(root: &mut Map<String, Value>) {
+pub(crate) fn default_clone_set(root: &mut Map<String, Value>) {
     let Some(spec) = child(root, "spec") else {
         return;
     };

@@ -9,6 +9,7 @@ pub mod cloneset;
 pub mod conversion;
 pub mod defaults;
 pub mod errors;
+pub mod kinds;
 pub mod patch;
 pub mod printers;
 pub mod quantity;

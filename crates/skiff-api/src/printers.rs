@@ -36,7 +36,7 @@ impl IncludeObject {
 }
 
 /// One column of a table, as `metav1.TableColumnDefinition`.
-struct Column {
+pub(crate) struct Column {
     name: &'static str,
     kind: &'static str,
     format: &'static str,
@@ -63,7 +63,11 @@ const CONTAINERS_DESC: &str = "Names of the containers in the pod template.";
 const IMAGES_DESC: &str = "Images the containers in the pod template run.";
 
 /// A priority-0 column.
-const fn col(name: &'static str, kind: &'static str, description: &'static str) -> Column {
+pub(crate) const fn col(
+    name: &'static str,
+    kind: &'static str,
+    description: &'static str,
+) -> Column {
     Column {
         name,
         kind,
@@ -82,141 +86,55 @@ const fn wide(name: &'static str, kind: &'static str, description: &'static str)
 }
 
 /// The `Name` column, marked `format: name` so clients know which column identifies the row.
-const fn name_col() -> Column {
+pub(crate) const fn name_col() -> Column {
     Column {
         format: "name",
         ..col("Name", "string", NAME_DESC)
     }
 }
 
-const fn age_col() -> Column {
+pub(crate) const fn age_col() -> Column {
     col("Age", "string", AGE_DESC)
 }
 
 /// Computes one row's cells from an object and the current time.
-type CellFn = fn(&Value, Timestamp) -> Vec<Value>;
+pub(crate) type CellFn = fn(&Value, Timestamp) -> Vec<Value>;
 
-/// The printer for one kind: its columns and how to compute one row's cells.
-struct Printer {
-    columns: Vec<Column>,
-    cells: CellFn,
+/// The printer for one kind: its columns and how to compute one row's cells. Kinds declare
+/// theirs in their module under `kinds`; kinds without one get [`Printer::generic`].
+pub struct Printer {
+    pub(crate) columns: Vec<Column>,
+    pub(crate) cells: CellFn,
+    /// The row `conditions` (pods mark finished ones `Completed`), for kinds that have them.
+    pub(crate) row_conditions: Option<fn(&Value) -> Option<Value>>,
 }
 
-fn printer_for(resource: &ResourceInfo) -> Printer {
-    let (columns, cells): (Vec<Column>, CellFn) = match (resource.group, resource.kind) {
-        ("", "Pod") => (pod_columns(), pod_cells),
-        ("apps", "Deployment") => (deployment_columns(), deployment_cells),
-        ("apps", "ReplicaSet") => (replica_set_columns(), replica_set_cells),
-        ("", "Node") => (node_columns(), node_cells),
-        ("", "Namespace") => (
-            vec![
-                name_col(),
-                col("Status", "string", "The phase of the namespace."),
-                age_col(),
-            ],
-            namespace_cells,
-        ),
-        ("", "Service") => (service_columns(), service_cells),
-        ("", "Endpoints") => (
-            vec![
-                name_col(),
-                col(
-                    "Endpoints",
-                    "string",
-                    "The first addresses and ports the endpoints hold.",
-                ),
-                age_col(),
-            ],
-            endpoints_cells,
-        ),
-        ("", "Event") => (event_columns(), event_cells),
-        ("", "ConfigMap") => (
-            vec![
-                name_col(),
-                col(
-                    "Data",
-                    "string",
-                    "Number of entries in data and binaryData.",
-                ),
-                age_col(),
-            ],
-            config_map_cells,
-        ),
-        ("", "Secret") => (
-            vec![
-                name_col(),
-                col("Type", "string", "The type of the secret."),
-                col("Data", "string", "Number of entries in data."),
-                age_col(),
-            ],
-            secret_cells,
-        ),
-        ("", "ServiceAccount") => (
-            vec![
-                name_col(),
-                col("Secrets", "string", "Number of secrets the account lists."),
-                age_col(),
-            ],
-            service_account_cells,
-        ),
-        ("apps", "ControllerRevision") => (
-            vec![
-                name_col(),
-                col(
-                    "Controller",
-                    "string",
-                    "The object that controls this revision.",
-                ),
-                col(
-                    "Revision",
-                    "string",
-                    "The revision number of the stored state.",
-                ),
-                age_col(),
-            ],
-            controller_revision_cells,
-        ),
-        ("autoscaling", "HorizontalPodAutoscaler") => (hpa_columns(), hpa_cells),
-        ("coordination.k8s.io", "Lease") => (
-            vec![
-                name_col(),
-                col(
-                    "Holder",
-                    "string",
-                    "The identity of the current lease holder.",
-                ),
-                age_col(),
-            ],
-            lease_cells,
-        ),
-        ("discovery.k8s.io", "EndpointSlice") => (
-            vec![
-                name_col(),
-                col(
-                    "AddressType",
-                    "string",
-                    "The type of address carried by this EndpointSlice.",
-                ),
-                col(
-                    "Ports",
-                    "string",
-                    "The network ports exposed by each endpoint in this slice.",
-                ),
-                col("Endpoints", "string", "The unique endpoints in this slice."),
-                age_col(),
-            ],
-            endpoint_slice_cells,
-        ),
-        ("apps.kruise.io", "CloneSet") => (clone_set_columns(), clone_set_cells),
-        _ => (
+impl Printer {
+    /// A printer with no row conditions.
+    pub(crate) fn new(columns: Vec<Column>, cells: CellFn) -> Printer {
+        Printer {
+            columns,
+            cells,
+            row_conditions: None,
+        }
+    }
+
+    /// The `Name` and `Created At` columns Kubernetes prints for kinds without a printer.
+    fn generic() -> Printer {
+        Printer::new(
             vec![
                 name_col(),
                 col("Created At", "date", "When the server created the object."),
             ],
             default_cells,
-        ),
-    };
-    Printer { columns, cells }
+        )
+    }
+}
+
+fn printer_for(resource: &ResourceInfo) -> Printer {
+    crate::kinds::strategy_for(resource)
+        .printer()
+        .unwrap_or_else(Printer::generic)
 }
 
 /// Builds the `Table` Kubernetes answers a list or get with when asked for
@@ -230,16 +148,13 @@ pub fn table(
 ) -> Value {
     let printer = printer_for(resource);
     let columns: Vec<Value> = printer.columns.iter().map(Column::to_json).collect();
-    let is_pod = resource.group.is_empty() && resource.kind == "Pod";
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
             let mut row = Map::new();
             row.insert("cells".into(), Value::Array((printer.cells)(obj, now)));
-            if is_pod {
-                if let Some(conditions) = pod_row_conditions(obj) {
-                    row.insert("conditions".into(), conditions);
-                }
+            if let Some(conditions) = printer.row_conditions.and_then(|f| f(obj)) {
+                row.insert("conditions".into(), conditions);
             }
             row.insert("object".into(), row_object(obj, include));
             Value::Object(row)
@@ -381,7 +296,7 @@ fn container_cells(obj: &Value) -> [Value; 2] {
     [names.join(",").into(), images.join(",").into()]
 }
 
-fn pod_columns() -> Vec<Column> {
+pub(crate) fn pod_columns() -> Vec<Column> {
     vec![
         name_col(),
         col(
@@ -443,7 +358,7 @@ fn terminated_reason(terminated: &Value, prefix: &str) -> String {
 }
 
 /// The STATUS, READY and RESTARTS of a pod, computed as Kubernetes' pod printer does.
-fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
     let init_specs = list(pod, "/spec/initContainers");
     let is_restartable_init = |name: &str| {
         init_specs
@@ -594,7 +509,7 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 /// Finished pods are marked `Completed` so clients may hide them.
-fn pod_row_conditions(pod: &Value) -> Option<Value> {
+pub(crate) fn pod_row_conditions(pod: &Value) -> Option<Value> {
     let (reason, message) = match text(pod, "/status/phase") {
         "Succeeded" => ("Succeeded", "The pod has completed successfully."),
         "Failed" => ("Failed", "The pod failed."),
@@ -608,7 +523,7 @@ fn pod_row_conditions(pod: &Value) -> Option<Value> {
     }]))
 }
 
-fn deployment_columns() -> Vec<Column> {
+pub(crate) fn deployment_columns() -> Vec<Column> {
     vec![
         name_col(),
         col(
@@ -633,7 +548,7 @@ fn deployment_columns() -> Vec<Column> {
     ]
 }
 
-fn deployment_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn deployment_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let desired = int(obj, "/spec/replicas", 1);
     let ready = int(obj, "/status/readyReplicas", 0);
     let selector = obj.get("spec").and_then(|s| s.get("selector"));
@@ -662,7 +577,7 @@ fn format_label_selector(selector: Option<&Value>) -> String {
     }
 }
 
-fn replica_set_columns() -> Vec<Column> {
+pub(crate) fn replica_set_columns() -> Vec<Column> {
     vec![
         name_col(),
         col("Desired", "integer", "The number of pods wanted."),
@@ -675,7 +590,7 @@ fn replica_set_columns() -> Vec<Column> {
     ]
 }
 
-fn replica_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn replica_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let [containers, images] = container_cells(obj);
     vec![
         name(obj),
@@ -689,7 +604,7 @@ fn replica_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn node_columns() -> Vec<Column> {
+pub(crate) fn node_columns() -> Vec<Column> {
     vec![
         name_col(),
         col("Status", "string", "The status of the node."),
@@ -740,7 +655,7 @@ fn or_unknown(s: &str) -> String {
     }
 }
 
-fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     let mut status: Vec<String> = Vec::new();
     // The last condition of a type wins, as it does when Kubernetes builds its condition map.
     if let Some(ready) = list(node, "/status/conditions")
@@ -791,11 +706,11 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn namespace_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn namespace_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(obj), text(obj, "/status/phase").into(), age(obj, now)]
 }
 
-fn service_columns() -> Vec<Column> {
+pub(crate) fn service_columns() -> Vec<Column> {
     vec![
         name_col(),
         col("Type", "string", "How the service is exposed."),
@@ -864,7 +779,7 @@ fn service_external_ip(svc: &Value, kind: &str) -> String {
     }
 }
 
-fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
     // Stored services always carry a type; ClusterIP is what the server defaults it to.
     let kind = match text(svc, "/spec/type") {
         "" => "ClusterIP",
@@ -951,11 +866,11 @@ fn format_endpoints(obj: &Value) -> String {
     }
 }
 
-fn endpoints_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn endpoints_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(obj), format_endpoints(obj).into(), age(obj, now)]
 }
 
-fn event_columns() -> Vec<Column> {
+pub(crate) fn event_columns() -> Vec<Column> {
     vec![
         col("Last Seen", "string", "When the event was last observed."),
         col("Type", "string", "Normal or Warning."),
@@ -985,7 +900,7 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
     }
 }
 
-fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
     let first_seen = match timestamp(ev, "/firstTimestamp") {
         Some(ts) => since(Some(ts), now),
         None => since(timestamp(ev, "/eventTime"), now),
@@ -1039,12 +954,12 @@ fn map_len(obj: &Value, pointer: &str) -> usize {
         .map_or(0, Map::len)
 }
 
-fn config_map_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn config_map_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let entries = map_len(obj, "/data") + map_len(obj, "/binaryData");
     vec![name(obj), entries.into(), age(obj, now)]
 }
 
-fn secret_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn secret_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![
         name(obj),
         text(obj, "/type").into(),
@@ -1053,11 +968,11 @@ fn secret_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn service_account_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn service_account_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(obj), list(obj, "/secrets").len().into(), age(obj, now)]
 }
 
-fn controller_revision_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn controller_revision_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let controller = list(obj, "/metadata/ownerReferences")
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
@@ -1088,7 +1003,7 @@ fn controller_revision_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn hpa_columns() -> Vec<Column> {
+pub(crate) fn hpa_columns() -> Vec<Column> {
     vec![
         name_col(),
         col("Reference", "string", "The workload the autoscaler scales."),
@@ -1243,7 +1158,7 @@ fn hpa_metrics(hpa: &Value) -> (Vec<Value>, Vec<Value>) {
     (specs, statuses)
 }
 
-fn hpa_cells(hpa: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn hpa_cells(hpa: &Value, now: Timestamp) -> Vec<Value> {
     let reference = format!(
         "{}/{}",
         text(hpa, "/spec/scaleTargetRef/kind"),
@@ -1266,7 +1181,7 @@ fn hpa_cells(hpa: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
-fn lease_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn lease_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![
         name(obj),
         text(obj, "/spec/holderIdentity").into(),
@@ -1290,7 +1205,7 @@ fn first_three_and_more(items: Vec<String>) -> String {
 
 /// `printEndpointSlice`: port numbers (else names, else `*`) and every endpoint address,
 /// whatever its conditions.
-fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let ports = list(obj, "/ports")
         .iter()
         .map(|p| match p.get("port").and_then(Value::as_i64) {
@@ -1320,7 +1235,7 @@ fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
 /// `Name` as it does for every custom resource with printer columns. These are the columns of
 /// OpenKruise's v1alpha1 CRD before v1.8 added `UPDATED_AVAILABLE`, the set users see in its
 /// documentation (`status.updatedAvailableReplicas` is still reported).
-fn clone_set_columns() -> Vec<Column> {
+pub(crate) fn clone_set_columns() -> Vec<Column> {
     vec![
         name_col(),
         col("DESIRED", "integer", "The desired number of pods."),
@@ -1364,7 +1279,7 @@ fn crd_string(value: Option<&Value>) -> Value {
     }
 }
 
-fn clone_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn clone_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let age = match obj.pointer("/metadata/creationTimestamp") {
         Some(Value::String(ts)) => match ts.parse::<Timestamp>() {
             Ok(ts) => since(Some(ts), now).into(),
@@ -1387,7 +1302,7 @@ fn clone_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 /// The server's default table for kinds without a printer: name and creation time.
-fn default_cells(obj: &Value, _now: Timestamp) -> Vec<Value> {
+pub(crate) fn default_cells(obj: &Value, _now: Timestamp) -> Vec<Value> {
     vec![name(obj), text(obj, "/metadata/creationTimestamp").into()]
 }
 
@@ -2633,7 +2548,7 @@ mod tests {
         assert_eq!(row[3], json!(i64::MAX.to_string()));
         assert_eq!(row[2], "");
         let weird = json!({"metadata": {"name": 5, "creationTimestamp": "not a time"}, "spec": []});
-        for r in crate::resources::RESOURCES {
+        for r in crate::resources::all() {
             let t = table(
                 r,
                 std::slice::from_ref(&weird),
@@ -2646,7 +2561,7 @@ mod tests {
 
     #[test]
     fn every_registered_resource_has_a_specific_printer() {
-        for r in crate::resources::RESOURCES {
+        for r in crate::resources::all() {
             let t = table(r, &[], IncludeObject::None, now());
             let first = &t["columnDefinitions"][1]["name"];
             assert_ne!(

@@ -129,9 +129,9 @@ impl ResourceInfo {
     }
 }
 
-use Subresource::{Binding, Log, Scale, Status};
-
-const fn res(
+/// A resource with no short names, categories or subresources, stored in its own version: the
+/// base kind modules build their entries from.
+pub(crate) const fn res(
     group: &'static str,
     version: &'static str,
     kind: &'static str,
@@ -154,155 +154,16 @@ const fn res(
     }
 }
 
-/// Every resource Skiff serves. Within a group, a resource's preferred version comes first.
-pub static RESOURCES: &[ResourceInfo] = &[
-    ResourceInfo {
-        short_names: &["ns"],
-        subresources: &[Status],
-        ..res("", "v1", "Namespace", "namespaces", "namespace", false)
-    },
-    ResourceInfo {
-        short_names: &["po"],
-        categories: &["all"],
-        subresources: &[Status, Binding, Log],
-        ..res("", "v1", "Pod", "pods", "pod", true)
-    },
-    ResourceInfo {
-        short_names: &["no"],
-        subresources: &[Status],
-        ..res("", "v1", "Node", "nodes", "node", false)
-    },
-    ResourceInfo {
-        short_names: &["svc"],
-        categories: &["all"],
-        subresources: &[Status],
-        ..res("", "v1", "Service", "services", "service", true)
-    },
-    ResourceInfo {
-        short_names: &["ep"],
-        ..res("", "v1", "Endpoints", "endpoints", "endpoints", true)
-    },
-    ResourceInfo {
-        short_names: &["ev"],
-        ..res("", "v1", "Event", "events", "event", true)
-    },
-    ResourceInfo {
-        short_names: &["cm"],
-        ..res("", "v1", "ConfigMap", "configmaps", "configmap", true)
-    },
-    res("", "v1", "Secret", "secrets", "secret", true),
-    ResourceInfo {
-        short_names: &["sa"],
-        ..res(
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            "serviceaccount",
-            true,
-        )
-    },
-    ResourceInfo {
-        short_names: &["deploy"],
-        categories: &["all"],
-        subresources: &[Status, Scale],
-        has_generation: true,
-        ..res(
-            "apps",
-            "v1",
-            "Deployment",
-            "deployments",
-            "deployment",
-            true,
-        )
-    },
-    ResourceInfo {
-        short_names: &["rs"],
-        categories: &["all"],
-        subresources: &[Status, Scale],
-        has_generation: true,
-        ..res(
-            "apps",
-            "v1",
-            "ReplicaSet",
-            "replicasets",
-            "replicaset",
-            true,
-        )
-    },
-    res(
-        "apps",
-        "v1",
-        "ControllerRevision",
-        "controllerrevisions",
-        "controllerrevision",
-        true,
-    ),
-    ResourceInfo {
-        short_names: &["hpa"],
-        categories: &["all"],
-        subresources: &[Status],
-        has_generation: true,
-        ..res(
-            "autoscaling",
-            "v2",
-            "HorizontalPodAutoscaler",
-            "horizontalpodautoscalers",
-            "horizontalpodautoscaler",
-            true,
-        )
-    },
-    ResourceInfo {
-        short_names: &["hpa"],
-        categories: &["all"],
-        subresources: &[Status],
-        has_generation: true,
-        storage_version: "v2",
-        ..res(
-            "autoscaling",
-            "v1",
-            "HorizontalPodAutoscaler",
-            "horizontalpodautoscalers",
-            "horizontalpodautoscaler",
-            true,
-        )
-    },
-    res(
-        "coordination.k8s.io",
-        "v1",
-        "Lease",
-        "leases",
-        "lease",
-        true,
-    ),
-    res(
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-        "endpointslices",
-        "endpointslice",
-        true,
-    ),
-    ResourceInfo {
-        short_names: &["clone"],
-        categories: &["all"],
-        subresources: &[Status, Scale],
-        has_generation: true,
-        ..res(
-            "apps.kruise.io",
-            "v1alpha1",
-            "CloneSet",
-            "clonesets",
-            "cloneset",
-            true,
-        )
-    },
-];
+/// Every resource Skiff serves, from the kind table. Within a group, a resource's preferred
+/// version comes first.
+pub fn all() -> impl Iterator<Item = &'static ResourceInfo> {
+    crate::kinds::all_resources()
+}
 
 /// The API groups served, in discovery order, each with its versions (preferred first).
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in RESOURCES {
+    for r in all() {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, versions)) => {
                 if !versions.contains(&r.version) {
@@ -319,41 +180,29 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 pub fn resources_in(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceInfo> {
     let group = group.to_string();
     let version = version.to_string();
-    RESOURCES
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
+    all().filter(move |r| r.group == group && r.version == version)
 }
 
 /// The warning Kubernetes attaches to every request for a deprecated resource (kubectl prints
 /// it as `Warning: ...`), or `None` when the resource is current.
 pub fn deprecation_warning(info: &ResourceInfo) -> Option<&'static str> {
-    match (info.group, info.version, info.kind) {
-        ("", "v1", "Endpoints") => {
-            Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
-        }
-        _ => None,
-    }
+    crate::kinds::strategy_for(info).deprecation_warning(info.version)
 }
 
 /// Finds a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    all().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Finds the resource an `apiVersion` and `kind` name.
 pub fn find_by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
     let (group, version) = split_api_version(api_version);
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+    all().find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// The storage-version entry for a resource served in any version.
 pub fn storage_resource(resource: &ResourceInfo) -> &'static ResourceInfo {
-    RESOURCES
-        .iter()
+    all()
         .find(|r| {
             r.group == resource.group
                 && r.plural == resource.plural
@@ -381,7 +230,7 @@ mod tests {
             deprecation_warning(endpoints),
             Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
         );
-        for current in RESOURCES.iter().filter(|r| r.kind != "Endpoints") {
+        for current in all().filter(|r| r.kind != "Endpoints") {
             assert_eq!(deprecation_warning(current), None, "{}", current.kind);
         }
     }

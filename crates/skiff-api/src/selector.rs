@@ -1031,48 +1031,7 @@ fn is_default_field(field: &str) -> bool {
 /// The fields a kind's field selectors may name, for kinds with their own list; `None` means
 /// only `metadata.name` and `metadata.namespace` (Kubernetes' default conversion).
 fn supported_fields(resource: &ResourceInfo) -> Option<&'static [&'static str]> {
-    Some(match (resource.group, resource.kind) {
-        ("", "Pod") => &[
-            "metadata.name",
-            "metadata.namespace",
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-            "spec.host",
-        ],
-        ("", "Node") => &["metadata.name", "spec.unschedulable"],
-        ("", "Namespace") => &["metadata.name", "status.phase"],
-        ("", "Event") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-            "metadata.namespace",
-            "metadata.name",
-        ],
-        ("", "Secret") => &["type", "metadata.namespace", "metadata.name"],
-        ("", "Service") => &[
-            "metadata.namespace",
-            "metadata.name",
-            "spec.clusterIP",
-            "spec.type",
-        ],
-        ("apps", "ReplicaSet") => &["metadata.name", "metadata.namespace", "status.replicas"],
-        ("apps.kruise.io", _) => &["metadata.name", "metadata.namespace"],
-        _ => return None,
-    })
+    crate::kinds::strategy_for(resource).field_selectors()
 }
 
 fn str_at(obj: &Value, pointer: &str) -> String {

@@ -14,13 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use crate::errors::{go_value, FieldError, FieldErrorType};
+use crate::kinds::{strategy_for, NameRule};
 use crate::resources::ResourceInfo;
 
-/// Validates an object about to be created.
+/// Validates an object about to be created: its metadata, then its kind's own rules.
 pub fn validate_create(resource: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     validate_object_meta(resource, obj, &mut errs);
-    validate_kind(resource, obj, &mut errs);
+    strategy_for(resource).validate(obj, &mut errs);
     errs
 }
 
@@ -28,57 +29,19 @@ pub fn validate_create(resource: &ResourceInfo, obj: &Value) -> Vec<FieldError> 
 pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     validate_object_meta_update(new, old, &mut errs);
-    match (resource.group, resource.kind) {
-        ("", "Pod") => {
-            validate_pod_update(new, old, &mut errs);
-            return errs;
-        }
-        ("apps.kruise.io", "CloneSet") => {
-            validate_clone_set_update(new, old, &mut errs);
-        }
-        ("", "ConfigMap") | ("", "Secret") => {
-            validate_immutable_data(resource, new, old, &mut errs);
-        }
-        _ => {}
-    }
-    // Kubernetes re-runs the kind's full validation on the new object, minus the metadata
-    // name checks (the name cannot have changed).
-    validate_kind(resource, new, &mut errs);
-    match (resource.group, resource.kind) {
-        ("apps", "Deployment") | ("apps", "ReplicaSet") => {
-            immutable_selector(new, old, &mut errs);
-        }
-        ("", "Service") => validate_service_update(new, old, &mut errs),
-        ("apps", "ControllerRevision") if new.get("data") != old.get("data") => {
-            errs.push(FieldError {
-                error_type: FieldErrorType::Invalid,
-                field: "data".to_string(),
-                bad_value: Some(go_struct_json(new.get("data"))),
-                detail: IMMUTABLE.to_string(),
-            });
-        }
-        _ => {}
-    }
+    strategy_for(resource).validate_update(new, old, &mut errs);
     errs
 }
 
-fn validate_kind(resource: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError>) {
-    match (resource.group, resource.kind) {
-        ("", "Pod") => validate_pod_spec(field(obj, "spec"), "spec", errs),
-        ("", "Service") => validate_service(obj, errs),
-        ("", "Endpoints") => validate_endpoints(obj, errs),
-        ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(obj, errs),
-        ("", "ConfigMap") => validate_config_map(obj, errs),
-        ("", "Secret") => validate_secret(obj, errs),
-        ("", "Namespace") => validate_namespace(obj, errs),
-        ("apps", "Deployment") => validate_deployment_spec(field(obj, "spec"), errs),
-        ("apps", "ReplicaSet") => validate_replica_set_spec(field(obj, "spec"), errs),
-        ("apps", "ControllerRevision") => {
-            nonnegative(obj.get("revision"), "revision", errs);
-        }
-        ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa_spec(field(obj, "spec"), errs),
-        ("apps.kruise.io", "CloneSet") => validate_clone_set_spec(field(obj, "spec"), errs),
-        _ => {}
+/// The update rule of ControllerRevisions: `data` never changes once written.
+pub(crate) fn immutable_revision_data(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    if new.get("data") != old.get("data") {
+        errs.push(FieldError {
+            error_type: FieldErrorType::Invalid,
+            field: "data".to_string(),
+            bad_value: Some(go_struct_json(new.get("data"))),
+            detail: IMMUTABLE.to_string(),
+        });
     }
 }
 
@@ -294,7 +257,7 @@ fn is_config_key(key: &str) -> Vec<String> {
 
 static NULL: Value = Value::Null;
 
-fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+pub(crate) fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
     v.get(key).unwrap_or(&NULL)
 }
 
@@ -392,7 +355,7 @@ fn go_label_selector(v: &Value) -> String {
 }
 
 /// Any other structured value, shown as JSON (Kubernetes would show a Go struct).
-fn go_struct_json(v: Option<&Value>) -> String {
+pub(crate) fn go_struct_json(v: Option<&Value>) -> String {
     v.map(|v| serde_json::to_string(v).unwrap_or_default())
         .unwrap_or_else(|| "null".to_string())
 }
@@ -422,7 +385,7 @@ fn not_found(path: impl Into<String>, value: &Value) -> FieldError {
 }
 
 /// `ValidateNonnegativeField` for an optional integer.
-fn nonnegative(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn nonnegative(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(n) = v.and_then(Value::as_i64) {
         if n < 0 {
             errs.push(FieldError::invalid(path, &Value::from(n), NEGATIVE));
@@ -432,21 +395,6 @@ fn nonnegative(v: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
 
 // ---------------------------------------------------------------------------------------------
 // Object metadata.
-
-#[derive(Clone, Copy)]
-enum NameRule {
-    Dns1123Subdomain,
-    Dns1123Label,
-    Dns1035Label,
-}
-
-fn name_rule(resource: &ResourceInfo) -> NameRule {
-    match (resource.group, resource.kind) {
-        ("", "Namespace") => NameRule::Dns1123Label,
-        ("", "Service") => NameRule::Dns1035Label,
-        _ => NameRule::Dns1123Subdomain,
-    }
-}
 
 fn name_errors(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
     // A generateName prefix may end in '-': the random suffix makes it valid.
@@ -466,7 +414,7 @@ fn name_errors(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
 
 fn validate_object_meta(resource: &ResourceInfo, obj: &Value, errs: &mut Vec<FieldError>) {
     let meta = field(obj, "metadata");
-    let rule = name_rule(resource);
+    let rule = strategy_for(resource).name_rule();
     let generate_name = str_at(meta, "generateName");
     if !generate_name.is_empty() {
         for msg in name_errors(rule, generate_name, true) {
@@ -762,7 +710,7 @@ fn validate_selector_and_template(
     }
 }
 
-fn immutable_selector(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn immutable_selector(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     let new_selector = field(field(new, "spec"), "selector");
     let old_selector = field(field(old, "spec"), "selector");
     if normalized_selector(new_selector) != normalized_selector(old_selector) {
@@ -833,7 +781,7 @@ fn int_or_percent_value(v: &Value) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // apps/v1
 
-fn validate_deployment_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_deployment_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     nonnegative(spec.get("replicas"), "spec.replicas", errs);
     validate_selector_and_template(spec, "deployment", errs);
     validate_replica_set_template_rules(spec, errs);
@@ -951,7 +899,7 @@ fn validate_rolling_update(rolling: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_replica_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_replica_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     nonnegative(spec.get("replicas"), "spec.replicas", errs);
     nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
     // Kubernetes names deployments in this message for replica sets too.
@@ -980,7 +928,7 @@ fn validate_pod_template(template: &Value, path: &str, errs: &mut Vec<FieldError
 
 const HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
 
-fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let volume_names = validate_volumes(array_at(spec, "volumes"), &join(path, "volumes"), errs);
     let containers = array_at(spec, "containers");
     let containers_path = join(path, "containers");
@@ -1378,7 +1326,7 @@ fn validate_tolerations(tolerations: &[Value], path: &str, errs: &mut Vec<FieldE
 
 /// Pod updates may change only images, a shrinking `activeDeadlineSeconds`, added tolerations
 /// and a negative grace period to 1; everything else in `spec` is fixed once created.
-fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     let new_spec = field(new, "spec");
     let old_spec = field(old, "spec");
     validate_pod_spec(new_spec, "spec", errs);
@@ -1486,7 +1434,7 @@ fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
 // ---------------------------------------------------------------------------------------------
 // Services.
 
-fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = field(obj, "spec");
     let service_type = str_at(spec, "type");
     let headless = str_at(spec, "clusterIP") == "None";
@@ -1610,7 +1558,7 @@ fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     let new_ip = str_at(field(new, "spec"), "clusterIP");
     let old_ip = str_at(field(old, "spec"), "clusterIP");
     // An update that leaves the address out keeps the allocated one.
@@ -1674,7 +1622,7 @@ fn validate_endpoint_address(address: &Value, path: &str, errs: &mut Vec<FieldEr
 
 /// `ValidateEndpoints`: every subset lists an address, every address is an IP, ports are
 /// named when there are several, numbered 1-65535, with a protocol.
-fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
     for (i, subset) in array_at(obj, "subsets").iter().enumerate() {
         let path = index("subsets", i);
         let ready = array_at(subset, "addresses");
@@ -1715,7 +1663,7 @@ fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
 
 /// `ValidateEndpointSlice`: a supported address type, endpoints with 1 to 100 addresses of
 /// that type, at most 1000 endpoints, and uniquely named ports with a protocol.
-fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
     let address_type = str_at(obj, "addressType");
     match address_type {
         "IPv4" | "IPv6" | "FQDN" => {}
@@ -1808,7 +1756,7 @@ fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
 // ---------------------------------------------------------------------------------------------
 // Namespaces, config maps and secrets.
 
-fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
     for (i, finalizer) in array_at(field(obj, "spec"), "finalizers")
         .iter()
         .enumerate()
@@ -1841,7 +1789,7 @@ fn validate_data_keys(obj: &Value, keys: &[&str], errs: &mut Vec<FieldError>) ->
     total
 }
 
-fn validate_config_map(obj: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_config_map(obj: &Value, errs: &mut Vec<FieldError>) {
     let total = validate_data_keys(obj, &["data", "binaryData"], errs);
     if let (Some(data), Some(binary)) = (
         obj.get("data").and_then(Value::as_object),
@@ -1867,7 +1815,7 @@ fn validate_config_map(obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_secret(obj: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_secret(obj: &Value, errs: &mut Vec<FieldError>) {
     let total = validate_data_keys(obj, &["data"], errs);
     if total > MAX_DATA_SIZE {
         errs.push(FieldError {
@@ -1913,19 +1861,19 @@ fn validate_secret(obj: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn validate_immutable_data(
-    resource: &ResourceInfo,
-    new: &Value,
-    old: &Value,
-    errs: &mut Vec<FieldError>,
-) {
-    if resource.kind == "Secret" && str_at(new, "type") != str_at(old, "type") {
+/// A Secret's `type` never changes.
+pub(crate) fn immutable_secret_type(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    if str_at(new, "type") != str_at(old, "type") {
         errs.push(FieldError::invalid(
             "type",
             &Value::from(str_at(new, "type")),
             IMMUTABLE,
         ));
     }
+}
+
+/// What an `immutable: true` ConfigMap or Secret may no longer change.
+pub(crate) fn validate_immutable_data(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     if old.get("immutable").and_then(Value::as_bool) != Some(true) {
         return;
     }
@@ -1953,7 +1901,7 @@ fn validate_immutable_data(
 // ---------------------------------------------------------------------------------------------
 // autoscaling/v2
 
-fn validate_hpa_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_hpa_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     let min = int_at(spec, "minReplicas");
     let max = int_at(spec, "maxReplicas").unwrap_or(0);
     if let Some(min) = min {
@@ -2353,7 +2301,7 @@ fn scaled_value(v: &Value, total: i64) -> Result<i64, String> {
     }
 }
 
-fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     let replicas = int_at(spec, "replicas").unwrap_or(1);
     nonnegative(spec.get("replicas"), "spec.replicas", errs);
     validate_selector_and_template(spec, "cloneset", errs);
@@ -2493,7 +2441,7 @@ const CLONE_SET_MUTABLE: &[&str] = &[
     "progressDeadlineSeconds",
 ];
 
-fn validate_clone_set_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_clone_set_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     let strip = |spec: &Value| -> Value {
         let mut out = spec.as_object().cloned().unwrap_or_default();
         for key in CLONE_SET_MUTABLE {

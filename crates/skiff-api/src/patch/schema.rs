@@ -221,11 +221,11 @@ pub fn schema_for(resource: &ResourceInfo) -> Option<Schema> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{find, RESOURCES};
+    use crate::resources::{all, find};
 
     #[test]
     fn every_builtin_kind_has_a_schema_and_custom_resources_do_not() {
-        for resource in RESOURCES {
+        for resource in all() {
             let has_schema = schema_for(resource).is_some();
             let is_custom = resource.group.ends_with("kruise.io");
             assert_eq!(has_schema, !is_custom, "{}", resource.kind);

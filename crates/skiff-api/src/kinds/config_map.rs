@@ -1,0 +1,52 @@
+//! ConfigMaps (`v1`): key validation and immutability.
+
+use serde_json::Value;
+
+use super::{Kind, KindStrategy};
+use crate::{
+    errors::FieldError,
+    printers::{self, age_col, col, name_col, Printer},
+    resources::{res, ResourceInfo},
+    validation,
+};
+
+/// `v1` ConfigMaps.
+pub static V1: ResourceInfo = ResourceInfo {
+    short_names: &["cm"],
+    ..res("", "v1", "ConfigMap", "configmaps", "configmap", true)
+};
+
+/// The kind's entry in the kind table.
+pub static KIND: Kind = Kind {
+    versions: &[&V1],
+    strategy: &Strategy,
+};
+
+/// The kind's behaviour.
+pub struct Strategy;
+
+impl KindStrategy for Strategy {
+    fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
+        validation::validate_config_map(obj, errs);
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+        validation::validate_immutable_data(new, old, errs);
+        self.validate(new, errs);
+    }
+
+    fn printer(&self) -> Option<Printer> {
+        Some(Printer::new(
+            vec![
+                name_col(),
+                col(
+                    "Data",
+                    "string",
+                    "Number of entries in data and binaryData.",
+                ),
+                age_col(),
+            ],
+            printers::config_map_cells,
+        ))
+    }
+}

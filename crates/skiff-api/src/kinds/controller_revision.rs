@@ -1,0 +1,61 @@
+//! ControllerRevisions (`apps/v1`): a non-negative revision and immutable data.
+
+use serde_json::Value;
+
+use super::{Kind, KindStrategy};
+use crate::{
+    errors::FieldError,
+    printers::{self, age_col, col, name_col, Printer},
+    resources::{res, ResourceInfo},
+    validation,
+};
+
+/// `apps/v1` ControllerRevisions.
+pub static V1: ResourceInfo = res(
+    "apps",
+    "v1",
+    "ControllerRevision",
+    "controllerrevisions",
+    "controllerrevision",
+    true,
+);
+
+/// The kind's entry in the kind table.
+pub static KIND: Kind = Kind {
+    versions: &[&V1],
+    strategy: &Strategy,
+};
+
+/// The kind's behaviour.
+pub struct Strategy;
+
+impl KindStrategy for Strategy {
+    fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
+        validation::nonnegative(obj.get("revision"), "revision", errs);
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+        self.validate(new, errs);
+        validation::immutable_revision_data(new, old, errs);
+    }
+
+    fn printer(&self) -> Option<Printer> {
+        Some(Printer::new(
+            vec![
+                name_col(),
+                col(
+                    "Controller",
+                    "string",
+                    "The object that controls this revision.",
+                ),
+                col(
+                    "Revision",
+                    "string",
+                    "The revision number of the stored state.",
+                ),
+                age_col(),
+            ],
+            printers::controller_revision_cells,
+        ))
+    }
+}

@@ -1,0 +1,43 @@
+//! Leases (`coordination.k8s.io/v1`).
+
+use super::{Kind, KindStrategy};
+use crate::{
+    printers::{self, age_col, col, name_col, Printer},
+    resources::{res, ResourceInfo},
+};
+
+/// `coordination.k8s.io/v1` Leases.
+pub static V1: ResourceInfo = res(
+    "coordination.k8s.io",
+    "v1",
+    "Lease",
+    "leases",
+    "lease",
+    true,
+);
+
+/// The kind's entry in the kind table.
+pub static KIND: Kind = Kind {
+    versions: &[&V1],
+    strategy: &Strategy,
+};
+
+/// The kind's behaviour.
+pub struct Strategy;
+
+impl KindStrategy for Strategy {
+    fn printer(&self) -> Option<Printer> {
+        Some(Printer::new(
+            vec![
+                name_col(),
+                col(
+                    "Holder",
+                    "string",
+                    "The identity of the current lease holder.",
+                ),
+                age_col(),
+            ],
+            printers::lease_cells,
+        ))
+    }
+}

@@ -1,0 +1,245 @@
+//! One home per kind: each served kind has a module here declaring everything kind-specific
+//! about it (its resource info in every served version, defaults, validation, printer columns,
+//! field selectors and the registry hooks it needs), and [`KINDS`] lists them all.
+//!
+//! This follows the shape of Kubernetes' per-kind registry strategies: generic machinery
+//! (admission, printing, selectors, the registry) asks the kind's [`KindStrategy`] instead of
+//! matching on kind names. Adding a kind is one new module plus one line in [`KINDS`]. Helpers
+//! several kinds share (object metadata and pod template validation, table building, label
+//! selectors) stay in the shared modules the kind modules call.
+
+use serde_json::{Map, Value};
+
+use crate::errors::FieldError;
+use crate::printers::Printer;
+use crate::resources::ResourceInfo;
+
+pub mod clone_set;
+pub mod config_map;
+pub mod controller_revision;
+pub mod deployment;
+pub mod endpoint_slice;
+pub mod endpoints;
+pub mod event;
+pub mod horizontal_pod_autoscaler;
+pub mod lease;
+pub mod namespace;
+pub mod node;
+pub mod pod;
+pub mod replica_set;
+pub mod secret;
+pub mod service;
+pub mod service_account;
+
+/// Every kind Skiff serves, in discovery order. Within a group, a kind's preferred version
+/// comes first (see [`Kind::versions`]).
+pub static KINDS: &[&Kind] = &[
+    &namespace::KIND,
+    &pod::KIND,
+    &node::KIND,
+    &service::KIND,
+    &endpoints::KIND,
+    &event::KIND,
+    &config_map::KIND,
+    &secret::KIND,
+    &service_account::KIND,
+    &deployment::KIND,
+    &replica_set::KIND,
+    &controller_revision::KIND,
+    &horizontal_pod_autoscaler::KIND,
+    &lease::KIND,
+    &endpoint_slice::KIND,
+    &clone_set::KIND,
+];
+
+/// One served kind: the versions it is served in and the strategy that gives it its behaviour.
+pub struct Kind {
+    /// The kind in each served version, preferred version first; all share one storage version.
+    pub versions: &'static [&'static ResourceInfo],
+    /// What is specific to the kind.
+    pub strategy: &'static dyn KindStrategy,
+}
+
+/// The rule a kind's object names must follow, as Kubernetes' `ValidateObjectMeta` name
+/// functions differ by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// An RFC 1123 subdomain (most kinds).
+    Dns1123Subdomain,
+    /// An RFC 1123 label (namespaces).
+    Dns1123Label,
+    /// An RFC 1035 label (services, whose names become DNS labels).
+    Dns1035Label,
+}
+
+/// What the registry does for a kind beyond the generic create, update and delete, so that the
+/// registry dispatches on this instead of on kind names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryHook {
+    /// Nothing beyond the generic behaviour.
+    Generic,
+    /// Pods: a new pod starts `Pending` with its QoS class, and pods a node runs are deleted
+    /// gracefully.
+    Pod,
+    /// Namespaces: the built-in ones cannot be deleted, new ones start `Active` with the
+    /// `kubernetes` finalizer, and deleting one marks it `Terminating` until its content is gone.
+    Namespace,
+    /// Nodes: the status a node registers with is kept on create.
+    Node,
+    /// Services: cluster IPs and node ports are allocated on create and update and released on
+    /// delete.
+    Service,
+}
+
+/// Everything specific to one kind; every method has the generic behaviour as its default, so
+/// a kind module states only what differs.
+pub trait KindStrategy: Sync {
+    /// Fills in the defaults Kubernetes applies to an object of this kind in `version` (the
+    /// version the client sent, before conversion). Never fails.
+    fn apply_defaults(&self, _version: &str, _root: &mut Map<String, Value>) {}
+
+    /// The rule object names must follow.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1123Subdomain
+    }
+
+    /// The kind's own validation of a new object (after metadata validation), on the storage
+    /// version.
+    fn validate(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
+
+    /// The kind's validation of an update (after metadata update validation). By default
+    /// Kubernetes re-runs the kind's full validation on the new object.
+    fn validate_update(&self, new: &Value, _old: &Value, errs: &mut Vec<FieldError>) {
+        self.validate(new, errs);
+    }
+
+    /// The Table columns and cells `kubectl get` shows; `None` for the generic `Name` and
+    /// `Created At`.
+    fn printer(&self) -> Option<Printer> {
+        None
+    }
+
+    /// The fields a field selector may name; `None` for only `metadata.name` and
+    /// `metadata.namespace` (Kubernetes' default).
+    fn field_selectors(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// The warning attached to every request for the kind in `version`, when deprecated.
+    fn deprecation_warning(&self, _version: &str) -> Option<&'static str> {
+        None
+    }
+
+    /// What the registry does for the kind beyond the generic behaviour.
+    fn registry_hook(&self) -> RegistryHook {
+        RegistryHook::Generic
+    }
+}
+
+/// The strategy of a resource the table does not list: generic in every respect.
+struct GenericStrategy;
+
+impl KindStrategy for GenericStrategy {}
+
+/// The kind entry of a resource, found by group and kind.
+pub fn kind_of(resource: &ResourceInfo) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|k| {
+        k.versions
+            .iter()
+            .any(|v| v.group == resource.group && v.kind == resource.kind)
+    })
+}
+
+/// The strategy of a resource; a resource outside the table gets the generic behaviour.
+pub fn strategy_for(resource: &ResourceInfo) -> &'static dyn KindStrategy {
+    match kind_of(resource) {
+        Some(kind) => kind.strategy,
+        None => &GenericStrategy,
+    }
+}
+
+/// Every served resource in every version, in discovery order.
+pub fn all_resources() -> impl Iterator<Item = &'static ResourceInfo> {
+    KINDS.iter().flat_map(|k| k.versions.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources;
+
+    #[test]
+    fn each_kind_appears_once_and_its_versions_share_group_kind_and_plural() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            let first = kind.versions.first().expect("a kind serves a version");
+            for v in kind.versions {
+                assert_eq!(
+                    (v.group, v.kind, v.plural),
+                    (first.group, first.kind, first.plural)
+                );
+            }
+            for other in &KINDS[i + 1..] {
+                let o = other.versions[0];
+                assert!(
+                    (o.group, o.kind) != (first.group, first.kind),
+                    "{} listed twice",
+                    first.qualified_kind()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_served_version_finds_its_storage_version_and_its_own_strategy() {
+        for kind in KINDS {
+            for v in kind.versions {
+                let storage = resources::storage_resource(v);
+                assert!(kind.versions.iter().any(|s| std::ptr::eq(*s, storage)));
+                assert!(std::ptr::eq(
+                    kind_of(v).expect("listed kinds are found"),
+                    *kind
+                ));
+                assert_eq!(resources::find(v.group, v.version, v.plural), Some(*v));
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_keep_their_own_name_rules_and_hooks() {
+        use crate::kinds::{namespace, pod, service};
+        assert_eq!(
+            strategy_for(&namespace::V1).name_rule(),
+            NameRule::Dns1123Label
+        );
+        assert_eq!(
+            strategy_for(&service::V1).name_rule(),
+            NameRule::Dns1035Label
+        );
+        assert_eq!(
+            strategy_for(&pod::V1).name_rule(),
+            NameRule::Dns1123Subdomain
+        );
+        assert_eq!(strategy_for(&pod::V1).registry_hook(), RegistryHook::Pod);
+        assert_eq!(
+            strategy_for(&service::V1).registry_hook(),
+            RegistryHook::Service
+        );
+        assert_eq!(
+            strategy_for(&lease::V1).registry_hook(),
+            RegistryHook::Generic
+        );
+    }
+
+    #[test]
+    fn a_resource_outside_the_table_gets_the_generic_strategy() {
+        let unknown = ResourceInfo {
+            kind: "Widget",
+            ..crate::resources::res("example.com", "v1", "Widget", "widgets", "widget", true)
+        };
+        assert!(kind_of(&unknown).is_none());
+        let generic = strategy_for(&unknown);
+        assert!(generic.printer().is_none());
+        assert!(generic.field_selectors().is_none());
+        assert_eq!(generic.registry_hook(), RegistryHook::Generic);
+    }
+}

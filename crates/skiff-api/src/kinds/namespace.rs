@@ -1,0 +1,61 @@
+//! Namespaces (`v1`): DNS-label names, the `kubernetes` finalizer and the namespace lifecycle.
+
+use serde_json::{Map, Value};
+
+use super::{Kind, KindStrategy, NameRule, RegistryHook};
+use crate::{
+    defaults,
+    errors::FieldError,
+    printers::{self, age_col, col, name_col, Printer},
+    resources::{res, ResourceInfo, Subresource::Status},
+    validation,
+};
+
+/// `v1` Namespaces.
+pub static V1: ResourceInfo = ResourceInfo {
+    short_names: &["ns"],
+    subresources: &[Status],
+    ..res("", "v1", "Namespace", "namespaces", "namespace", false)
+};
+
+/// The kind's entry in the kind table.
+pub static KIND: Kind = Kind {
+    versions: &[&V1],
+    strategy: &Strategy,
+};
+
+/// The kind's behaviour.
+pub struct Strategy;
+
+impl KindStrategy for Strategy {
+    fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
+        defaults::default_namespace(root);
+    }
+
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1123Label
+    }
+
+    fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
+        validation::validate_namespace(obj, errs);
+    }
+
+    fn printer(&self) -> Option<Printer> {
+        Some(Printer::new(
+            vec![
+                name_col(),
+                col("Status", "string", "The phase of the namespace."),
+                age_col(),
+            ],
+            printers::namespace_cells,
+        ))
+    }
+
+    fn field_selectors(&self) -> Option<&'static [&'static str]> {
+        Some(&["metadata.name", "status.phase"])
+    }
+
+    fn registry_hook(&self) -> RegistryHook {
+        RegistryHook::Namespace
+    }
+}

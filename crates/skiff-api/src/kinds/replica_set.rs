@@ -1,0 +1,66 @@
+//! ReplicaSets (`apps/v1`): defaults, spec validation with the pod template, an immutable selector.
+
+use serde_json::{Map, Value};
+
+use super::{Kind, KindStrategy};
+use crate::{
+    defaults,
+    errors::FieldError,
+    printers::{self, Printer},
+    resources::{
+        res, ResourceInfo,
+        Subresource::{Scale, Status},
+    },
+    validation,
+};
+
+/// `apps/v1` ReplicaSets.
+pub static V1: ResourceInfo = ResourceInfo {
+    short_names: &["rs"],
+    categories: &["all"],
+    subresources: &[Status, Scale],
+    has_generation: true,
+    ..res(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+    )
+};
+
+/// The kind's entry in the kind table.
+pub static KIND: Kind = Kind {
+    versions: &[&V1],
+    strategy: &Strategy,
+};
+
+/// The kind's behaviour.
+pub struct Strategy;
+
+impl KindStrategy for Strategy {
+    fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
+        defaults::default_replica_set(root);
+    }
+
+    fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
+        validation::validate_replica_set_spec(validation::field(obj, "spec"), errs);
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+        self.validate(new, errs);
+        validation::immutable_selector(new, old, errs);
+    }
+
+    fn printer(&self) -> Option<Printer> {
+        Some(Printer::new(
+            printers::replica_set_columns(),
+            printers::replica_set_cells,
+        ))
+    }
+
+    fn field_selectors(&self) -> Option<&'static [&'static str]> {
+        Some(&["metadata.name", "metadata.namespace", "status.replicas"])
+    }
+}

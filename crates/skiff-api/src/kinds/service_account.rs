@@ -1,0 +1,42 @@
+//! ServiceAccounts (`v1`).
+
+use super::{Kind, KindStrategy};
+use crate::{
+    printers::{self, age_col, col, name_col, Printer},
+    resources::{res, ResourceInfo},
+};
+
+/// `v1` ServiceAccounts.
+pub static V1: ResourceInfo = ResourceInfo {
+    short_names: &["sa"],
+    ..res(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+    )
+};
+
+/// The kind's entry in the kind table.
+pub static KIND: Kind = Kind {
+    versions: &[&V1],
+    strategy: &Strategy,
+};
+
+/// The kind's behaviour.
+pub struct Strategy;
+
+impl KindStrategy for Strategy {
+    fn printer(&self) -> Option<Printer> {
+        Some(Printer::new(
+            vec![
+                name_col(),
+                col("Secrets", "string", "Number of secrets the account lists."),
+                age_col(),
+            ],
+            printers::service_account_cells,
+        ))
+    }
+}
