@@ -327,7 +327,7 @@ mod tests {
     use serde_json::json;
 
     fn deployments() -> &'static ResourceInfo {
-        skiff_api::resources::find("apps", "v1", "deployments").unwrap()
+        &skiff_api::kinds::deployment::V1
     }
 
     #[test]
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn secret_string_data_is_folded_into_data() {
-        let secrets = skiff_api::resources::find("", "v1", "secrets").unwrap();
+        let secrets = &skiff_api::kinds::secret::V1;
         let obj = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},
             "data":{"kept":"a2VwdA==","over":"b2xk"},"stringData":{"over":"new","plain":"p w"}});
         let (value, _) = normalize(secrets, obj, FieldValidation::Strict).unwrap();
@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_patch_leaving_labels_as_a_string_is_422_as_in_kubernetes() {
-        let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
+        let pods = &skiff_api::kinds::pod::V1;
         let patched = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":"invalid"},
             "spec":{"containers":[{"name":"c","image":"i"}]}});
         let err = normalize(pods, patched, FieldValidation::Warn).unwrap_err();
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn labels_given_as_a_string_are_refused_with_go_json_words() {
-        let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
+        let pods = &skiff_api::kinds::pod::V1;
         let obj = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":"x"}});
         let err = normalize(pods, obj, FieldValidation::Strict).unwrap_err();
         assert_eq!((err.code, err.reason), (400, "BadRequest"));

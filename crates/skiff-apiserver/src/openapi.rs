@@ -925,7 +925,7 @@ fn add_resource_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skiff_api::resources::RESOURCES;
+    use skiff_api::resources::all as all_resources;
 
     /// Every `$ref` in a value, with the JSON path where it sits.
     fn refs(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
@@ -968,7 +968,7 @@ mod tests {
 
     #[test]
     fn every_served_kind_and_its_list_has_a_schema_carrying_its_gvk() {
-        for info in RESOURCES {
+        for info in all_resources() {
             assert!(
                 kind_registrar(info).is_some(),
                 "{} {} has no schema registered",
@@ -1093,7 +1093,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_the_operations_kubectl_looks_for() {
-        for info in RESOURCES {
+        for info in all_resources() {
             let doc = document(info.group, info.version);
             let prefix = if info.group.is_empty() {
                 format!("/api/{}", info.version)
@@ -1304,7 +1304,7 @@ mod tests {
 #[cfg(test)]
 mod kubectl_explain {
     use super::*;
-    use skiff_api::resources::RESOURCES;
+    use skiff_api::resources::all as all_resources;
     use std::io::{BufRead, BufReader, Write};
     use std::net::{TcpListener, TcpStream};
     use std::process::{Command, Stdio};
@@ -1349,8 +1349,7 @@ mod kubectl_explain {
             .strip_prefix("/api/")
             .map(|v| ("", v))
             .or_else(|| path.strip_prefix("/apis/")?.split_once('/'))?;
-        let listed: Vec<Value> = RESOURCES
-            .iter()
+        let listed: Vec<Value> = all_resources()
             .filter(|r| (r.group, r.version) == group_version)
             .map(|r| {
                 json!({

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use skiff_api::kinds::RegistryHook;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 use skiff_store::{EventKind, KeyValue, Revision, Store, StoreError};
 
@@ -134,6 +135,11 @@ pub struct WatchEvent {
 pub struct Registry {
     store: Arc<dyn Store>,
     services: Arc<ServiceAllocator>,
+}
+
+/// What the registry does for `resource`'s kind beyond the generic behaviour.
+fn hook(resource: &ResourceInfo) -> RegistryHook {
+    skiff_api::kinds::strategy_for(resource).registry_hook()
 }
 
 /// A pod's quality-of-service class, from its containers' requests and limits.
@@ -614,7 +620,7 @@ impl Registry {
     }
 
     async fn namespace_state(&self, namespace: &str) -> Result<Option<Value>, ApiError> {
-        let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+        let ns = &skiff_api::kinds::namespace::V1;
         match self.get_stored(ns, None, namespace).await {
             Ok((obj, _)) => Ok(Some(obj)),
             Err(e) if e.code == 404 => Ok(None),
@@ -703,14 +709,14 @@ impl Registry {
             md.remove("generation");
         }
         if resource.has_subresource(Subresource::Status) {
-            match resource.kind {
-                "Pod" => {
+            match hook(resource) {
+                RegistryHook::Pod => {
                     let qos = qos_class(&obj);
                     obj["status"] = json!({"phase": "Pending", "qosClass": qos});
                 }
-                "Namespace" | "Node" => {}
+                RegistryHook::Namespace | RegistryHook::Node => {}
                 // Status belongs to controllers: a new object starts with an empty one.
-                _ => obj["status"] = json!({}),
+                RegistryHook::Service | RegistryHook::Generic => obj["status"] = json!({}),
             }
         }
 
@@ -722,14 +728,15 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }
-        if storage.kind == "Service" {
+        if hook(storage) == RegistryHook::Service {
             self.allocate_service(resource, &name, &mut stored, None)
                 .await?;
         }
+        let allocates_addresses = hook(storage) == RegistryHook::Service;
         let release = |registry: &Registry, stored: Value| {
             let services = registry.services.clone();
             async move {
-                if stored.get("kind").and_then(Value::as_str) == Some("Service") {
+                if allocates_addresses {
                     services.release(&stored).await;
                 }
             }
@@ -785,7 +792,7 @@ impl Registry {
 
     /// Kind-specific preparation of a new object, after defaulting.
     fn prepare_create(&self, storage: &ResourceInfo, obj: &mut Value) {
-        if storage.kind == "Namespace" {
+        if hook(storage) == RegistryHook::Namespace {
             if obj.pointer("/status/phase").is_none() {
                 obj["status"] = json!({"phase": "Active"});
             }
@@ -866,7 +873,7 @@ impl Registry {
             }
             let (mut new, warnings) =
                 self.admit_update(resource, storage, &old, desired, subresource, options)?;
-            if storage.kind == "Service" && subresource.is_none() {
+            if hook(storage) == RegistryHook::Service && subresource.is_none() {
                 self.allocate_service(resource, name, &mut new, Some(&old))
                     .await?;
             }
@@ -876,7 +883,7 @@ impl Registry {
                     warnings,
                 });
             }
-            let is_service = storage.kind == "Service";
+            let is_service = hook(storage) == RegistryHook::Service;
             if options.dry_run {
                 if is_service {
                     self.services.release_difference(&new, Some(&old)).await;
@@ -1059,7 +1066,8 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
         let storage = resources::storage_resource(resource);
-        if storage.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public")
+        if hook(storage) == RegistryHook::Namespace
+            && matches!(name, "default" | "kube-system" | "kube-public")
         {
             return Err(ApiError {
                 details: Some(json!({"name": name, "kind": "namespaces"})),
@@ -1112,7 +1120,7 @@ impl Registry {
                     .await
                 {
                     Ok(kv) => {
-                        if storage.kind == "Service" {
+                        if hook(storage) == RegistryHook::Service {
                             self.services.release(&old).await;
                         }
                         let mut gone = old;
@@ -1150,7 +1158,7 @@ impl Registry {
                     meta::set(&mut new, "generation", json!(g + 1));
                 }
             }
-            if storage.kind == "Namespace" {
+            if hook(storage) == RegistryHook::Namespace {
                 new["status"]["phase"] = json!("Terminating");
             }
             if new == old {
@@ -1178,7 +1186,7 @@ impl Registry {
 
     /// The grace period a deletion gets: only pods that a node runs shut down gracefully.
     fn grace_period(&self, storage: &ResourceInfo, obj: &Value, options: &DeleteOptions) -> i64 {
-        if storage.kind != "Pod" {
+        if hook(storage) != RegistryHook::Pod {
             return 0;
         }
         let on_node = obj
@@ -1254,7 +1262,7 @@ impl Registry {
         name: &str,
         node: &str,
     ) -> Result<Value, ApiError> {
-        let resource = resources::find("", "v1", "pods").expect("pods are registered");
+        let resource = &skiff_api::kinds::pod::V1;
         let now = meta::now_rfc3339();
         self.system_update(resource, Some(namespace), name, |mut pod| {
             if meta::is_deleting(&pod) {
@@ -1416,9 +1424,7 @@ fn check_type_meta(resource: &ResourceInfo, obj: &Value) -> Result<(), ApiError>
     if kind == resource.kind && api_version == expected_version {
         return Ok(());
     }
-    let registered = resources::RESOURCES
-        .iter()
-        .any(|r| r.kind == kind && r.api_version() == api_version);
+    let registered = resources::all().any(|r| r.kind == kind && r.api_version() == api_version);
     if kind == resource.kind && registered {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({expected_version})"
@@ -1451,7 +1457,7 @@ fn check_type_meta(resource: &ResourceInfo, obj: &Value) -> Result<(), ApiError>
 /// for namespaces the `spec.finalizers` the namespace lifecycle empties.
 fn finalizers_pending(storage: &ResourceInfo, obj: &Value) -> bool {
     !meta::finalizers(obj).is_empty()
-        || (storage.kind == "Namespace"
+        || (hook(storage) == RegistryHook::Namespace
             && obj
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
@@ -1592,8 +1598,8 @@ mod tests {
 
     #[test]
     fn bodies_must_name_the_endpoint_type() {
-        let configmaps = resources::find("", "v1", "configmaps").expect("configmaps");
-        let deployments = resources::find("apps", "v1", "deployments").expect("deployments");
+        let configmaps = &skiff_api::kinds::config_map::V1;
+        let deployments = &skiff_api::kinds::deployment::V1;
         let message = |resource: &ResourceInfo, body: Value| {
             check_type_meta(resource, &body).map_err(|e| (e.code, e.message))
         };
@@ -1638,7 +1644,7 @@ mod tests {
             let want = want.map_err(|m| (400, m.to_string()));
             assert_eq!(message(resource, body.clone()), want, "{body}");
         }
-        let hpa_v2 = resources::find("autoscaling", "v2", "horizontalpodautoscalers").expect("hpa");
+        let hpa_v2 = &skiff_api::kinds::horizontal_pod_autoscaler::V2;
         assert_eq!(
             message(hpa_v2, json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler"})),
             Err((400, "the API version in the data (autoscaling/v1) does not match the expected API version (autoscaling/v2)".to_string()))

@@ -52,7 +52,7 @@ pub fn scale_of(obj: &Value) -> Value {
 
 fn scale_resource() -> &'static ResourceInfo {
     // Scale is not stored; patches to it merge like any built-in kind without list merge keys.
-    skiff_api::resources::find("", "v1", "configmaps").expect("configmaps are registered")
+    &skiff_api::kinds::config_map::V1
 }
 
 fn replicas_of(scale: &Value, resource: &ResourceInfo, name: &str) -> Result<i64, ApiError> {

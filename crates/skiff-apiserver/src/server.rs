@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use skiff_api::kinds::RegistryHook;
 use skiff_api::printers::{self, IncludeObject};
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 
@@ -187,7 +188,10 @@ fn object_target(
     let (name, subresource) = match rest {
         [] => (None, None),
         [name] => (Some(name.to_string()), None),
-        [name, sub] if resource.kind == "Pod" && POD_STREAM_SUBRESOURCES.contains(sub) => {
+        [name, sub]
+            if skiff_api::kinds::strategy_for(resource).registry_hook() == RegistryHook::Pod
+                && POD_STREAM_SUBRESOURCES.contains(sub) =>
+        {
             return Ok(Target::PodStream {
                 resource,
                 namespace,
@@ -574,7 +578,9 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                             &deleted_status(resource, &obj),
                         )),
                         Deleted::Pending(obj) => {
-                            if resource.kind == "Namespace" {
+                            if skiff_api::kinds::strategy_for(resource).registry_hook()
+                                == RegistryHook::Namespace
+                            {
                                 crate::system::spawn_namespace_finalizer(
                                     registry.clone(),
                                     name.clone(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use skiff_api::resources::{self, RESOURCES};
+use skiff_api::resources;
 use skiff_store::Store;
 
 use crate::meta;
@@ -18,7 +18,7 @@ pub const BUILTIN_NAMESPACES: &[&str] =
 
 /// Creates the built-in namespaces that do not exist yet.
 pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), ApiError> {
-    let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+    let ns = &skiff_api::kinds::namespace::V1;
     for name in BUILTIN_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match registry
@@ -35,12 +35,10 @@ pub async fn ensure_builtin_namespaces(registry: &Registry) -> Result<(), ApiErr
 
 /// Deletes everything in a terminating namespace, then releases the namespace itself.
 pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), ApiError> {
-    let ns_resource = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+    let ns_resource = &skiff_api::kinds::namespace::V1;
     loop {
         let mut remaining = 0usize;
-        for resource in RESOURCES
-            .iter()
-            .filter(|r| r.namespaced && r.version == r.storage_version)
+        for resource in resources::all().filter(|r| r.namespaced && r.version == r.storage_version)
         {
             let list = registry
                 .list(resource, Some(name), &ListOptions::default())
@@ -89,7 +87,7 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
 
 /// Starts emptying every namespace already marked for deletion (after a restart).
 pub async fn resume_namespace_finalizers(registry: &Registry) -> Result<(), ApiError> {
-    let ns = resources::find("", "v1", "namespaces").expect("namespaces are registered");
+    let ns = &skiff_api::kinds::namespace::V1;
     for item in registry
         .list(ns, None, &ListOptions::default())
         .await?
@@ -139,8 +137,8 @@ pub async fn ensure_kubernetes_service(
     registry: &Registry,
     api: std::net::SocketAddr,
 ) -> Result<(), ApiError> {
-    let services = resources::find("", "v1", "services").expect("services are registered");
-    let endpoints = resources::find("", "v1", "endpoints").expect("endpoints are registered");
+    let services = &skiff_api::kinds::service::V1;
+    let endpoints = &skiff_api::kinds::endpoints::V1;
     let first_ip = std::net::Ipv4Addr::from(u32::from(crate::allocator::SERVICE_RANGE_START) + 1);
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -178,8 +176,7 @@ pub async fn ensure_kubernetes_service(
     put_default_object(registry, endpoints, object, &["subsets"]).await?;
     // The API server keeps a slice of the same name beside the Endpoints, as Kubernetes'
     // endpoints reconciler does, so proxies and `kubectl get endpointslices` see it too.
-    let slices = resources::find("discovery.k8s.io", "v1", "endpointslices")
-        .expect("endpoint slices are registered");
+    let slices = &skiff_api::kinds::endpoint_slice::V1;
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kubernetes", "namespace": "default",
@@ -247,8 +244,8 @@ mod tests {
     #[tokio::test]
     async fn kubernetes_service_survives_a_restart_on_the_same_store() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let services = resources::find("", "v1", "services").expect("services");
-        let endpoints = resources::find("", "v1", "endpoints").expect("endpoints");
+        let services = &skiff_api::kinds::service::V1;
+        let endpoints = &skiff_api::kinds::endpoints::V1;
         let first: std::net::SocketAddr = "127.0.0.1:6443".parse().expect("address");
         let second: std::net::SocketAddr = "127.0.0.1:7443".parse().expect("address");
         let started = registry(&dir);
@@ -280,7 +277,7 @@ mod tests {
             .await
             .expect("endpoints");
         assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(7443));
-        let slices = resources::find("discovery.k8s.io", "v1", "endpointslices").expect("slices");
+        let slices = &skiff_api::kinds::endpoint_slice::V1;
         let slice = restarted
             .get(slices, Some("default"), "kubernetes")
             .await
@@ -298,8 +295,8 @@ mod tests {
     async fn deleted_namespace_is_emptied_and_then_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let registry = registry(&dir);
-        let ns = resources::find("", "v1", "namespaces").expect("namespaces");
-        let cm = resources::find("", "v1", "configmaps").expect("configmaps");
+        let ns = &skiff_api::kinds::namespace::V1;
+        let cm = &skiff_api::kinds::config_map::V1;
         let created = registry
             .create(
                 ns,

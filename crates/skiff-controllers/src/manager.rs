@@ -3,7 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use skiff_api::resources;
+use skiff_api::kinds;
+use skiff_api::resources::ResourceInfo;
 use skiff_client::Client;
 use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
@@ -26,24 +27,22 @@ const CLONESET_WORKERS: usize = 3;
 const ENDPOINTS_WORKERS: usize = 5;
 const ENDPOINTSLICE_WORKERS: usize = 5;
 
-fn informer(client: &Arc<dyn Client>, group: &str, version: &str, plural: &str) -> Informer {
-    let resource =
-        resources::find(group, version, plural).expect("every controlled resource is registered");
+fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Informer {
     Informer::start(client.clone(), InformerConfig::new(resource))
 }
 
 /// Runs the Deployment, ReplicaSet, CloneSet, Endpoints, EndpointSlice and
 /// garbage-collection controllers until `shutdown` resolves.
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
-    let deployments = informer(&client, "apps", "v1", "deployments");
-    let replica_sets = informer(&client, "apps", "v1", "replicasets");
-    let pods = informer(&client, "", "v1", "pods");
-    let controller_revisions = informer(&client, "apps", "v1", "controllerrevisions");
-    let clonesets = informer(&client, "apps.kruise.io", "v1alpha1", "clonesets");
-    let services = informer(&client, "", "v1", "services");
-    let endpoints = informer(&client, "", "v1", "endpoints");
-    let endpoint_slices = informer(&client, "discovery.k8s.io", "v1", "endpointslices");
-    let nodes = informer(&client, "", "v1", "nodes");
+    let deployments = informer(&client, &kinds::deployment::V1);
+    let replica_sets = informer(&client, &kinds::replica_set::V1);
+    let pods = informer(&client, &kinds::pod::V1);
+    let controller_revisions = informer(&client, &kinds::controller_revision::V1);
+    let clonesets = informer(&client, &kinds::clone_set::V1ALPHA1);
+    let services = informer(&client, &kinds::service::V1);
+    let endpoints = informer(&client, &kinds::endpoints::V1);
+    let endpoint_slices = informer(&client, &kinds::endpoint_slice::V1);
+    let nodes = informer(&client, &kinds::node::V1);
     for i in [
         &deployments,
         &replica_sets,

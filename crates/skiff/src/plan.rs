@@ -24,8 +24,7 @@ fn load_deployment(path: &Path) -> Result<Value, String> {
     } else {
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?
     };
-    let resource =
-        resources::find("apps", "v1", "deployments").expect("deployments are registered");
+    let resource = &skiff_api::kinds::deployment::V1;
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value: Value =
             serde::Deserialize::deserialize(doc).map_err(|e| format!("{}: {e}", path.display()))?;

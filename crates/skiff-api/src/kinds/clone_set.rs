@@ -40,6 +40,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn is_custom_resource(&self) -> bool {
+        true
+    }
+
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
         defaults::default_clone_set(root);
     }

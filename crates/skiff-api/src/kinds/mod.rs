@@ -130,6 +130,12 @@ pub trait KindStrategy: Sync {
         None
     }
 
+    /// Whether the kind is a custom resource (no Go types behind it), which Kubernetes serves
+    /// without strategic merge patch.
+    fn is_custom_resource(&self) -> bool {
+        false
+    }
+
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Generic

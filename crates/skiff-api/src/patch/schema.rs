@@ -206,15 +206,11 @@ static BUILTIN_RULES: &[FieldRule] = &[
 /// The strategic-merge schema of a served resource, or `None` when it has none: custom
 /// resources (CloneSet) have no Go types, so Kubernetes refuses strategic merge patch for them.
 pub fn schema_for(resource: &ResourceInfo) -> Option<Schema> {
-    let root = match (resource.group, resource.kind) {
-        ("", kind @ ("Pod" | "Node" | "Service" | "Namespace" | "ServiceAccount")) => kind,
-        ("", kind @ ("Endpoints" | "Event" | "ConfigMap" | "Secret")) => kind,
-        ("apps", kind @ ("Deployment" | "ReplicaSet" | "ControllerRevision")) => kind,
-        ("autoscaling", "HorizontalPodAutoscaler") => "HorizontalPodAutoscaler",
-        ("coordination.k8s.io", "Lease") => "Lease",
-        ("discovery.k8s.io", "EndpointSlice") => "EndpointSlice",
-        _ => return None,
-    };
+    let kind = crate::kinds::kind_of(resource)?;
+    if kind.strategy.is_custom_resource() {
+        return None;
+    }
+    let root = resource.kind;
     Some(Schema::new(BUILTIN_RULES, root))
 }
 

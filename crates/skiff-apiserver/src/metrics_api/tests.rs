@@ -161,8 +161,8 @@ async fn fixture() -> Fixture {
     crate::system::ensure_builtin_namespaces(&registry)
         .await
         .unwrap();
-    let pods = resources::find("", "v1", "pods").unwrap();
-    let nodes = resources::find("", "v1", "nodes").unwrap();
+    let pods = &skiff_api::kinds::pod::V1;
+    let nodes = &skiff_api::kinds::node::V1;
     for (ns, name, app) in [
         ("default", "web-1", "web"),
         ("default", "web-2", "web"),

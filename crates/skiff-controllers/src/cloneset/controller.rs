@@ -18,7 +18,7 @@ use rand::Rng;
 use serde_json::Value;
 use skiff_api::cloneset::{condition_type, CloneSet, CloneSetCondition, CloneSetStatus};
 use skiff_api::patch::PatchType;
-use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::resources::ResourceInfo;
 use skiff_api::selector::LabelSelector;
 use skiff_client::{Client, ClientError, DeleteOptions, Scope};
 use skiff_runtime::{EventRecorder, Expectations, Informer, WorkQueue};
@@ -47,20 +47,16 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often conflicting pod writes are retried on a fresh copy.
 const CONFLICT_RETRIES: usize = 4;
 
-fn resource(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
-    resources::find(group, version, plural).expect("CloneSet controller resources are registered")
-}
-
 fn clonesets_resource() -> &'static ResourceInfo {
-    resource("apps.kruise.io", "v1alpha1", "clonesets")
+    &skiff_api::kinds::clone_set::V1ALPHA1
 }
 
 fn pods_resource() -> &'static ResourceInfo {
-    resource("", "v1", "pods")
+    &skiff_api::kinds::pod::V1
 }
 
 fn revisions_resource() -> &'static ResourceInfo {
-    resource("apps", "v1", "controllerrevisions")
+    &skiff_api::kinds::controller_revision::V1
 }
 
 fn resource_version(object: &Value) -> Option<u64> {

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use skiff_api::patch::PatchType;
-use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::resources::ResourceInfo;
 use skiff_api::selector::LabelSelector;
 use skiff_client::{Client, DeleteOptions, Scope};
 use skiff_runtime::{EventRecorder, Informer, Notification, WorkQueue};
@@ -32,11 +32,11 @@ pub struct DeploymentController {
 }
 
 fn deployments_resource() -> &'static ResourceInfo {
-    resources::find("apps", "v1", "deployments").expect("deployments are registered")
+    &skiff_api::kinds::deployment::V1
 }
 
 fn replica_sets_resource() -> &'static ResourceInfo {
-    resources::find("apps", "v1", "replicasets").expect("replicasets are registered")
+    &skiff_api::kinds::replica_set::V1
 }
 
 /// Whether a sync must look at the Deployment's pods: only Recreate does (it waits for old

@@ -89,8 +89,7 @@ impl RolloutPlan {
 /// as it would run.
 pub fn with_defaults(deployment: &Deployment) -> Deployment {
     // The one defaulting implementation is the API server's; go through its JSON form.
-    let resource = skiff_api::resources::find("apps", "v1", "deployments")
-        .expect("deployments are registered");
+    let resource = &skiff_api::kinds::deployment::V1;
     let Ok(mut value) = serde_json::to_value(deployment) else {
         return deployment.clone();
     };

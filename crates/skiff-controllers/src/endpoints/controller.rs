@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use serde_json::{Map, Value};
-use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::resources::ResourceInfo;
 use skiff_client::{Client, DeleteOptions, Scope};
 use skiff_runtime::{EventRecorder, EventType, Informer, Notification, ObjectRef, WorkQueue};
 
@@ -18,7 +18,7 @@ use crate::shell::{
 };
 
 fn endpoints_resource() -> &'static ResourceInfo {
-    resources::find("", "v1", "endpoints").expect("endpoints are registered")
+    &skiff_api::kinds::endpoints::V1
 }
 
 /// The pod fields that decide its place in a Service's endpoints; an update leaving all of

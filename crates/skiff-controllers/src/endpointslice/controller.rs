@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
-use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::resources::ResourceInfo;
 use skiff_client::{Client, DeleteOptions, Scope};
 use skiff_runtime::{EventRecorder, EventType, Informer, Notification, ObjectRef, WorkQueue};
 
@@ -22,8 +22,7 @@ use crate::endpoints::written::WrittenVersions;
 use crate::shell::{key_of, namespace_of, run_key_syncs, typed, KeySync, SyncError};
 
 fn slices_resource() -> &'static ResourceInfo {
-    resources::find("discovery.k8s.io", "v1", "endpointslices")
-        .expect("endpointslices are registered")
+    &skiff_api::kinds::endpoint_slice::V1
 }
 
 /// How soon a sync that skipped pods on unknown nodes is retried.

@@ -23,12 +23,11 @@ use crate::shell::{now, record_events, run_key_syncs, typed, KeySync, SyncError}
 const WORKERS: usize = 5;
 
 fn hpa_resource() -> &'static ResourceInfo {
-    resources::find("autoscaling", "v2", "horizontalpodautoscalers")
-        .expect("horizontalpodautoscalers are registered")
+    &skiff_api::kinds::horizontal_pod_autoscaler::V2
 }
 
 fn pods_resource() -> &'static ResourceInfo {
-    resources::find("", "v1", "pods").expect("pods are registered")
+    &skiff_api::kinds::pod::V1
 }
 
 /// An API error as Kubernetes prints it (its message), any other error as it displays.

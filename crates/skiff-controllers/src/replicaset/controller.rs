@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use skiff_api::patch::PatchType;
-use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::resources::ResourceInfo;
 use skiff_client::{Client, DeleteOptions, Scope};
 use skiff_runtime::{EventRecorder, Expectations, Informer, Notification, WorkQueue};
 
@@ -22,11 +22,11 @@ use crate::shell::{
 };
 
 fn replica_sets_resource() -> &'static ResourceInfo {
-    resources::find("apps", "v1", "replicasets").expect("replicasets are registered")
+    &skiff_api::kinds::replica_set::V1
 }
 
 fn pods_resource() -> &'static ResourceInfo {
-    resources::find("", "v1", "pods").expect("pods are registered")
+    &skiff_api::kinds::pod::V1
 }
 
 /// Everything one ReplicaSet sync reads and writes through.
