@@ -262,14 +262,15 @@ fn terminate(child: &mut Child) -> ExitStatus {
 
 #[cfg(unix)]
 fn send_sigterm(child: &Child) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+    let Ok(pid) = i32::try_from(child.id()) else {
         return;
     };
-    // SAFETY: `kill` only sends a signal; `pid` is our own unreaped child, so it names no other
-    // process.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
+    // `pid` is our own unreaped child, so it names no other process; one that already exited
+    // is no error here.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
 }
 
 #[cfg(not(unix))]
