@@ -186,7 +186,7 @@ impl ApiTarget {
         use base64::Engine;
 
         let text = std::fs::read_to_string(path).map_err(io_error("reading the kubeconfig"))?;
-        let config: serde_yaml::Value = serde_yaml::from_str(&text)
+        let config: Value = skiff_api::yaml::from_str(&text)
             .map_err(|e| BenchError::Setup(format!("the kubeconfig is not YAML: {e}")))?;
         let cluster = &config["clusters"][0]["cluster"];
         let server = cluster["server"].as_str().unwrap_or_default();

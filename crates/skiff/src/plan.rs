@@ -26,9 +26,9 @@ fn load_deployment(path: &Path) -> Result<Value, String> {
     };
     let resource =
         resources::find("apps", "v1", "deployments").expect("deployments are registered");
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value: Value =
-            serde::Deserialize::deserialize(doc).map_err(|e| format!("{}: {e}", path.display()))?;
+    let documents: Vec<Value> =
+        skiff_api::yaml::documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for value in documents {
         if value.get("kind").and_then(Value::as_str) != Some("Deployment") {
             continue;
         }

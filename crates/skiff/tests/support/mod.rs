@@ -571,7 +571,7 @@ impl Skiff {
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> RawResponse {
         use std::io::Write;
 
-        let kubeconfig: serde_yaml::Value = serde_yaml::from_str(
+        let kubeconfig: serde_json::Value = skiff_api::yaml::from_str(
             &std::fs::read_to_string(self.kubeconfig())
                 .unwrap_or_else(|e| panic!("cannot read the kubeconfig: {e}")),
         )
