@@ -1051,26 +1051,32 @@ spec:
         alive.last()
     );
     eprintln!("grace: {report}");
-    // preStop first, right away; SIGTERM once it is done (after its 1 s sleep); then the process
-    // lives on, ignoring TERM, until SIGKILL at the end of the 3 s grace period.
+    // preStop first; SIGTERM once it is done (after its 1 s sleep); then the process lives on,
+    // ignoring TERM, until SIGKILL at the end of the 3 s grace period, and only then is the pod
+    // gone. Only the order and the lower bounds are asserted: how soon each step follows is the
+    // machine's load, bounded by the watch's deadline.
     assert_eq!(pre_stop.len(), 1, "{report}");
     assert_eq!(term.len(), 1, "one SIGTERM: {report}");
     assert!(
-        (0.0..=1.0).contains(&(pre_stop[0] - deleted_at)),
-        "preStop ran within 1 s of the delete: {report}"
+        pre_stop[0] >= deleted_at,
+        "preStop ran after the delete: {report}"
     );
     assert!(
-        (1.0..=2.0).contains(&(term[0] - pre_stop[0])),
-        "SIGTERM came after the preStop hook's 1 s, within 1 s: {report}"
+        term[0] - pre_stop[0] >= 1.0,
+        "SIGTERM came only after the preStop hook's 1 s: {report}"
     );
-    let last_alive = alive.last().copied().unwrap_or_default() - deleted_at;
+    let last_alive = alive.last().copied().unwrap_or_default();
     assert!(
-        (2.0..=4.0).contains(&last_alive),
-        "the container ran until the grace period ended: {report}"
+        last_alive > term[0] && last_alive - deleted_at >= 2.0,
+        "the container ran on after SIGTERM into the end of the grace period: {report}"
     );
     assert!(
-        (3.0..=4.0).contains(&gone_after),
-        "the pod is gone 3 s after the delete, within 1 s: {report}"
+        gone_after >= 3.0,
+        "the pod is gone no sooner than the 3 s grace period: {report}"
+    );
+    assert!(
+        last_alive < deleted_at + gone_after,
+        "the container was killed before the pod was gone: {report}"
     );
     assert_no_process_left(&env.marker);
 }

@@ -22,7 +22,7 @@ use super::hash::{compute_hash, replica_set_name};
 use super::util::*;
 use super::{plan, Action, DeploymentObservation, PlanError};
 
-/// Sizes of the new and old ReplicaSets after one sync that changed them.
+/// Sizes of the new and old ReplicaSets after one ReplicaSet write that changed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// `spec.replicas` of the new ReplicaSet.
