@@ -149,11 +149,13 @@ impl YamlScan {
                         }
                     }
                     b']' | b'}' if self.flow > 0 => self.flow -= 1,
-                    b'|' | b'>' if self.flow == 0 && token_start => {
-                        if is_block_scalar_header(&line[at + 1..]) {
-                            self.block_scalar_owner = Some(indent);
-                            return false;
-                        }
+                    b'|' | b'>'
+                        if self.flow == 0
+                            && token_start
+                            && is_block_scalar_header(&line[at + 1..]) =>
+                    {
+                        self.block_scalar_owner = Some(indent);
+                        return false;
                     }
                     _ => {}
                 },
