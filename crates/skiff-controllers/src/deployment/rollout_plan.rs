@@ -101,7 +101,7 @@ pub fn with_defaults(deployment: &Deployment) -> Deployment {
 }
 
 /// Upper bound on simulated syncs, reached only by very large Deployments with tiny fenceposts.
-const MAX_SIMULATED_SYNCS: usize = 20_000;
+const MAX_SIMULATED_SYNCS: usize = 40_000;
 
 const SIMULATION_START_SECONDS: i64 = 946_684_800; // 2000-01-01T00:00:00Z
 
