@@ -10,11 +10,13 @@ pub mod conversion;
 pub mod defaults;
 pub mod errors;
 pub mod kinds;
+pub mod nesting;
 pub mod patch;
 pub mod printers;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod validation;
+pub mod yaml;
 
 pub use k8s_openapi;

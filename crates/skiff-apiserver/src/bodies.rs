@@ -3,6 +3,7 @@
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
+use skiff_api::nesting;
 use skiff_api::patch::{self, PatchError, PatchType};
 use skiff_api::resources::{ResourceInfo, Subresource};
 
@@ -25,17 +26,27 @@ pub(crate) fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Parses JSON, refusing anything but an object.
+/// Parses JSON. Nesting past Kubernetes' limit gets Kubernetes' answer; nesting Skiff cannot
+/// store (see [`skiff_api::nesting`]) gets the parser's.
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })?;
-    Ok(value)
+    let parse_error = |detail: String| {
+        ApiError::bad_request(format!(
+            "couldn't get version/kind; json parse error: {detail}"
+        ))
+    };
+    if let Some(bracket) = nesting::json_excess_bracket(body, nesting::KUBERNETES_MAX_DEPTH) {
+        return Err(parse_error(format!(
+            "invalid character '{}' exceeded max depth",
+            char::from(bracket)
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| parse_error(e.to_string()))
 }
 
-/// Parses YAML into the JSON data model.
+/// Parses YAML into the JSON data model; nesting past Kubernetes' limit is refused before
+/// parsing, with Kubernetes' message.
 pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
-    serde_yaml::from_slice::<Value>(body)
+    skiff_api::yaml::from_slice::<Value>(body)
         .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")))
 }
 

@@ -61,7 +61,7 @@ fn wait_updated(kubectl: &Kubectl, namespace: &str, name: &str, replicas: u32) {
 }
 
 fn yaml_of(text: &str) -> Value {
-    serde_yaml::from_str(text)
+    skiff_api::yaml::from_str(text)
         .unwrap_or_else(|e| panic!("kubectl printed invalid YAML ({e}):\n{text}"))
 }
 

@@ -161,7 +161,7 @@ impl PatchError {
 /// JSON is a subset) for apply. Errors carry Kubernetes' 400 messages.
 pub fn decode_patch_body(patch_type: PatchType, body: &[u8]) -> Result<Value, PatchError> {
     match patch_type {
-        PatchType::Apply => serde_yaml::from_slice(body)
+        PatchType::Apply => crate::yaml::from_slice(body)
             .map_err(|e| PatchError::MalformedPatch(format!("error encoding patch: {e}"))),
         _ => serde_json::from_slice(body)
             .map_err(|_| PatchError::MalformedPatch("invalid JSON patch".to_string())),

@@ -276,14 +276,15 @@ fn terminate(child: &mut Child) -> ExitStatus {
 
 #[cfg(unix)]
 fn send_sigterm(child: &Child) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+    let Ok(pid) = i32::try_from(child.id()) else {
         return;
     };
-    // SAFETY: `kill` only sends a signal; `pid` is our own unreaped child, so it names no other
-    // process.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
+    // `pid` is our own unreaped child, so it names no other process; one that already exited
+    // is no error here.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
 }
 
 #[cfg(not(unix))]
@@ -595,7 +596,7 @@ impl Skiff {
     ) -> RawResponse {
         use std::io::Write;
 
-        let kubeconfig: serde_yaml::Value = serde_yaml::from_str(
+        let kubeconfig: serde_json::Value = skiff_api::yaml::from_str(
             &std::fs::read_to_string(self.kubeconfig())
                 .unwrap_or_else(|e| panic!("cannot read the kubeconfig: {e}")),
         )
