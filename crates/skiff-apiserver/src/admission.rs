@@ -2,10 +2,9 @@
 //! typed Kubernetes structs (with strict field checks), defaulting, version conversion and
 //! validation all happen here, for HTTP and in-process writes alike.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
 use skiff_api::errors::FieldError;
+use skiff_api::kinds::{RegistryHook, TypedError, TypedVersion};
 use skiff_api::resources::ResourceInfo;
 
 use crate::status::ApiError;
@@ -36,9 +35,10 @@ impl FieldValidation {
     }
 }
 
-/// Round-trips `obj` through the typed struct `T`: refuses values of the wrong type, drops or
+/// Round-trips `obj` through the kind's typed struct: refuses values of the wrong type, drops or
 /// refuses unknown fields, and returns the warnings to send back.
-fn typed_round_trip<T: DeserializeOwned + Serialize>(
+fn typed_round_trip(
+    typed: TypedVersion,
     resource: &ResourceInfo,
     obj: Value,
     validation: FieldValidation,
@@ -50,8 +50,10 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
         return Err(cannot_handle(detail));
     }
     let mut unknown = Vec::new();
-    let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
-        .map_err(|e| cannot_handle(e.to_string()))?;
+    let value = (typed.round_trip)(obj, &mut unknown).map_err(|e| match e {
+        TypedError::Decode(detail) => cannot_handle(detail),
+        TypedError::Encode(detail) => ApiError::internal(detail),
+    })?;
     if !unknown.is_empty() && validation == FieldValidation::Strict {
         let detail = if unknown.len() == 1 {
             format!("strict decoding error: unknown field \"{}\"", unknown[0])
@@ -72,7 +74,6 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     } else {
         Vec::new()
     };
-    let value = serde_json::to_value(typed).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((value, warnings))
 }
 
@@ -206,26 +207,6 @@ fn go_print(value: &Value) -> String {
     }
 }
 
-/// Renders a serde path as Kubernetes renders field paths: `spec.containers[0].foo`.
-fn render_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{}]", render_path(parent), index),
-        Path::Map { parent, key } => {
-            let p = render_path(parent);
-            if p.is_empty() {
-                key.to_string()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => render_path(parent),
-    }
-}
-
 /// Decodes `obj` as the typed kind of `resource`, so that only well-typed objects are admitted.
 /// Kinds without typed structs pass through unchanged.
 pub fn normalize(
@@ -233,43 +214,15 @@ pub fn normalize(
     obj: Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    use k8s_openapi::api::{
-        apps::v1 as apps, autoscaling, coordination::v1 as coord, core::v1 as core,
-        discovery::v1 as discovery,
+    let strategy = skiff_api::kinds::strategy_for(resource);
+    let Some(typed) = strategy.typed(resource.version) else {
+        return Ok((obj, Vec::new()));
     };
-    macro_rules! typed {
-        ($t:ty) => {
-            typed_round_trip::<$t>(resource, obj, validation)
-        };
+    let (mut value, warnings) = typed_round_trip(typed, resource, obj, validation)?;
+    if strategy.registry_hook() == RegistryHook::Secret {
+        merge_string_data(&mut value);
     }
-    match (resource.group, resource.version, resource.kind) {
-        ("", "v1", "Namespace") => typed!(core::Namespace),
-        ("", "v1", "Pod") => typed!(core::Pod),
-        ("", "v1", "Node") => typed!(core::Node),
-        ("", "v1", "Service") => typed!(core::Service),
-        ("", "v1", "Endpoints") => typed!(core::Endpoints),
-        ("", "v1", "Event") => typed!(core::Event),
-        ("", "v1", "ConfigMap") => typed!(core::ConfigMap),
-        ("", "v1", "Secret") => {
-            let (mut secret, warnings) = typed!(core::Secret)?;
-            merge_string_data(&mut secret);
-            Ok((secret, warnings))
-        }
-        ("", "v1", "ServiceAccount") => typed!(core::ServiceAccount),
-        ("apps", "v1", "Deployment") => typed!(apps::Deployment),
-        ("apps", "v1", "ReplicaSet") => typed!(apps::ReplicaSet),
-        ("apps", "v1", "ControllerRevision") => typed!(apps::ControllerRevision),
-        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
-            typed!(autoscaling::v2::HorizontalPodAutoscaler)
-        }
-        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
-            typed!(autoscaling::v1::HorizontalPodAutoscaler)
-        }
-        ("coordination.k8s.io", "v1", "Lease") => typed!(coord::Lease),
-        ("discovery.k8s.io", "v1", "EndpointSlice") => typed!(discovery::EndpointSlice),
-        ("apps.kruise.io", "v1alpha1", "CloneSet") => typed!(skiff_api::cloneset::CloneSet),
-        _ => Ok((obj, Vec::new())),
-    }
+    Ok((value, warnings))
 }
 
 /// Folds a Secret's write-only `stringData` into `data` (base64), its entries winning over

@@ -716,7 +716,9 @@ impl Registry {
                 }
                 RegistryHook::Namespace | RegistryHook::Node => {}
                 // Status belongs to controllers: a new object starts with an empty one.
-                RegistryHook::Service | RegistryHook::Generic => obj["status"] = json!({}),
+                RegistryHook::Service | RegistryHook::Secret | RegistryHook::Generic => {
+                    obj["status"] = json!({})
+                }
             }
         }
 

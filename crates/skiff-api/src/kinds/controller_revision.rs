@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, TypedVersion};
 use crate::{
     errors::FieldError,
     printers::{self, age_col, col, name_col, Printer},
@@ -30,6 +30,12 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<
+            k8s_openapi::api::apps::v1::ControllerRevision,
+        >())
+    }
+
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
         validation::nonnegative(obj.get("revision"), "revision", errs);
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, TypedVersion};
 use crate::{
     defaults,
     errors::FieldError,
@@ -31,6 +31,12 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<
+            k8s_openapi::api::discovery::v1::EndpointSlice,
+        >())
+    }
+
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
         defaults::default_endpoint_slice(root);
     }

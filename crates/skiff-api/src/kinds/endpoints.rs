@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, TypedVersion};
 use crate::{
     defaults,
     errors::FieldError,
@@ -27,6 +27,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<k8s_openapi::api::core::v1::Endpoints>())
+    }
+
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
         defaults::default_endpoints(root);
     }

@@ -1,6 +1,6 @@
 //! Events (`v1` core): the event printer and its field selectors.
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, TypedVersion};
 use crate::{
     printers::{self, Printer},
     resources::{res, ResourceInfo},
@@ -22,6 +22,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<k8s_openapi::api::core::v1::Event>())
+    }
+
     fn printer(&self) -> Option<Printer> {
         Some(Printer::new(
             printers::event_columns(),

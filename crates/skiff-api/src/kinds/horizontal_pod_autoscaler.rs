@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, TypedVersion};
 use crate::{
     defaults,
     errors::FieldError,
@@ -54,6 +54,14 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, version: &str) -> Option<TypedVersion> {
+        use k8s_openapi::api::autoscaling::{v1, v2};
+        Some(match version {
+            "v1" => TypedVersion::of::<v1::HorizontalPodAutoscaler>(),
+            _ => TypedVersion::of::<v2::HorizontalPodAutoscaler>(),
+        })
+    }
+
     fn apply_defaults(&self, version: &str, root: &mut Map<String, Value>) {
         match version {
             "v1" => defaults::default_hpa_v1(root),

@@ -1,6 +1,6 @@
 //! Leases (`coordination.k8s.io/v1`).
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, TypedVersion};
 use crate::{
     printers::{self, age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
@@ -26,6 +26,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<k8s_openapi::api::coordination::v1::Lease>())
+    }
+
     fn printer(&self) -> Option<Printer> {
         Some(Printer::new(
             vec![

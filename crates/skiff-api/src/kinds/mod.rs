@@ -30,6 +30,9 @@ pub mod replica_set;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+pub mod typed;
+
+pub use typed::{TypedError, TypedVersion};
 
 /// Every kind Skiff serves, in discovery order. Within a group, a kind's preferred version
 /// comes first (see [`Kind::versions`]).
@@ -86,6 +89,8 @@ pub enum RegistryHook {
     Namespace,
     /// Nodes: the status a node registers with is kept on create.
     Node,
+    /// Secrets: the write-only `stringData` is folded into `data` when a body is decoded.
+    Secret,
     /// Services: cluster IPs and node ports are allocated on create and update and released on
     /// delete.
     Service,
@@ -94,6 +99,12 @@ pub enum RegistryHook {
 /// Everything specific to one kind; every method has the generic behaviour as its default, so
 /// a kind module states only what differs.
 pub trait KindStrategy: Sync {
+    /// The Rust type behind the kind in `version`, for strict decoding and OpenAPI schemas;
+    /// `None` for a kind without one (its objects are admitted as sent).
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        None
+    }
+
     /// Fills in the defaults Kubernetes applies to an object of this kind in `version` (the
     /// version the client sent, before conversion). Never fails.
     fn apply_defaults(&self, _version: &str, _root: &mut Map<String, Value>) {}

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Kind, KindStrategy, NameRule, RegistryHook};
+use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
 use crate::{
     defaults,
     errors::FieldError,
@@ -28,6 +28,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<k8s_openapi::api::core::v1::Namespace>())
+    }
+
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
         defaults::default_namespace(root);
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
 use crate::{
     defaults,
     errors::FieldError,
@@ -24,6 +24,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<k8s_openapi::api::core::v1::Secret>())
+    }
+
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
         defaults::default_str(root, "type", "Opaque");
     }
@@ -48,6 +52,10 @@ impl KindStrategy for Strategy {
             ],
             printers::secret_cells,
         ))
+    }
+
+    fn registry_hook(&self) -> RegistryHook {
+        RegistryHook::Secret
     }
 
     fn field_selectors(&self) -> Option<&'static [&'static str]> {

@@ -1,6 +1,6 @@
 //! ServiceAccounts (`v1`).
 
-use super::{Kind, KindStrategy};
+use super::{Kind, KindStrategy, TypedVersion};
 use crate::{
     printers::{self, age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
@@ -29,6 +29,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<k8s_openapi::api::core::v1::ServiceAccount>())
+    }
+
     fn printer(&self) -> Option<Printer> {
         Some(Printer::new(
             vec![

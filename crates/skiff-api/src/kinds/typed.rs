@@ -1,0 +1,99 @@
+//! The Rust type behind a kind in one version, captured as plain functions so that generic code
+//! (strict decoding in admission, schemas in OpenAPI) can use it without naming the type.
+
+use schemars::{JsonSchema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Why an object did not round-trip through its type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypedError {
+    /// The object does not decode as the type; the decoder's message.
+    Decode(String),
+    /// The decoded object could not be encoded again; the encoder's message.
+    Encode(String),
+}
+
+/// Functions made for one Rust type; build it with [`TypedVersion::of`].
+#[derive(Clone, Copy)]
+pub struct TypedVersion {
+    /// Decodes an object as the type and encodes it back, pushing the path of every field the
+    /// type does not define (rendered as Kubernetes does: `spec.containers[0].foo`).
+    pub round_trip: fn(Value, &mut Vec<String>) -> Result<Value, TypedError>,
+    /// Adds the type's schema, and everything it references, to a generator; returns the name
+    /// of its definition.
+    pub register_schema: fn(&mut SchemaGenerator) -> String,
+}
+
+impl TypedVersion {
+    /// The functions for `T`.
+    pub fn of<T: DeserializeOwned + Serialize + JsonSchema>() -> TypedVersion {
+        TypedVersion {
+            round_trip: round_trip::<T>,
+            register_schema: register_schema::<T>,
+        }
+    }
+}
+
+fn round_trip<T: DeserializeOwned + Serialize>(
+    obj: Value,
+    unknown: &mut Vec<String>,
+) -> Result<Value, TypedError> {
+    let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
+        .map_err(|e| TypedError::Decode(e.to_string()))?;
+    serde_json::to_value(typed).map_err(|e| TypedError::Encode(e.to_string()))
+}
+
+fn register_schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
+    generator.subschema_for::<T>();
+    T::schema_name().into_owned()
+}
+
+/// Renders a serde path as Kubernetes renders field paths: `spec.containers[0].foo`.
+fn render_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{}]", render_path(parent), index),
+        Path::Map { parent, key } => {
+            let p = render_path(parent);
+            if p.is_empty() {
+                key.to_string()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => render_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_named_by_their_kubernetes_path_and_dropped() {
+        let typed = TypedVersion::of::<k8s_openapi::api::core::v1::Pod>();
+        let mut unknown = Vec::new();
+        let out = (typed.round_trip)(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "foo": 1}]}, "bar": 2}),
+            &mut unknown,
+        )
+        .expect("a pod decodes");
+        unknown.sort();
+        assert_eq!(unknown, vec!["bar", "spec.containers[0].foo"]);
+        assert_eq!(out.pointer("/spec/containers/0/foo"), None);
+        assert_eq!(out.pointer("/spec/containers/0/name"), Some(&json!("c")));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_a_decode_error() {
+        let typed = TypedVersion::of::<k8s_openapi::api::core::v1::Pod>();
+        let result = (typed.round_trip)(json!({"spec": {"containers": 5}}), &mut Vec::new());
+        assert!(matches!(result, Err(TypedError::Decode(_))), "{result:?}");
+    }
+}
