@@ -33,27 +33,15 @@ pub fn validate_update(resource: &ResourceInfo, new: &Value, old: &Value) -> Vec
     errs
 }
 
-/// The update rule of ControllerRevisions: `data` never changes once written.
-pub(crate) fn immutable_revision_data(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
-    if new.get("data") != old.get("data") {
-        errs.push(FieldError {
-            error_type: FieldErrorType::Invalid,
-            field: "data".to_string(),
-            bad_value: Some(go_struct_json(new.get("data"))),
-            detail: IMMUTABLE.to_string(),
-        });
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Messages shared with apimachinery's validation helpers.
 
-const IMMUTABLE: &str = "field is immutable";
-const NEGATIVE: &str = "must be greater than or equal to 0";
-const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
+pub(crate) const IMMUTABLE: &str = "field is immutable";
+pub(crate) const NEGATIVE: &str = "must be greater than or equal to 0";
+pub(crate) const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
 
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(crate) const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
@@ -63,7 +51,7 @@ const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric ch
 /// The total size Kubernetes allows for an object's annotations.
 const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 /// The total size Kubernetes allows for a ConfigMap's or Secret's data.
-const MAX_DATA_SIZE: usize = 1024 * 1024;
+pub(crate) const MAX_DATA_SIZE: usize = 1024 * 1024;
 
 fn max_len(n: usize) -> String {
     format!("must be no more than {n} characters")
@@ -83,7 +71,7 @@ fn matches_dns_label(s: &str) -> bool {
         && s.chars().all(|c| is_lower_alnum(c) || c == '-')
 }
 
-fn matches_dns_subdomain(s: &str) -> bool {
+pub(crate) fn matches_dns_subdomain(s: &str) -> bool {
     s.split('.').all(matches_dns_label)
 }
 
@@ -140,7 +128,7 @@ fn matches_qualified_name_part(s: &str) -> bool {
 }
 
 /// The messages of apimachinery's `IsQualifiedName` (label and annotation keys).
-fn qualified_name_errors(value: &str) -> Vec<String> {
+pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     let parts: Vec<&str> = value.split('/').collect();
     let name = match parts.as_slice() {
@@ -186,7 +174,7 @@ fn label_value_errors(value: &str) -> Vec<String> {
 }
 
 /// The messages of apimachinery's `IsValidPortName`.
-fn port_name_errors(port: &str) -> Vec<String> {
+pub(crate) fn port_name_errors(port: &str) -> Vec<String> {
     let mut out = Vec::new();
     if port.len() > 15 {
         out.push(max_len(15));
@@ -212,7 +200,7 @@ fn port_name_errors(port: &str) -> Vec<String> {
 }
 
 /// The messages of apimachinery's `IsValidPathSegmentName`.
-fn path_segment_errors(name: &str) -> Vec<String> {
+pub(crate) fn path_segment_errors(name: &str) -> Vec<String> {
     let mut out = Vec::new();
     if name == "." || name == ".." {
         out.push(format!("may not be '{name}'"));
@@ -225,7 +213,7 @@ fn path_segment_errors(name: &str) -> Vec<String> {
     out
 }
 
-fn is_valid_percent(s: &str) -> bool {
+pub(crate) fn is_valid_percent(s: &str) -> bool {
     s.strip_suffix('%')
         .is_some_and(|digits| !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
 }
@@ -261,15 +249,15 @@ pub(crate) fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
     v.get(key).unwrap_or(&NULL)
 }
 
-fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn int_at(v: &Value, key: &str) -> Option<i64> {
+pub(crate) fn int_at(v: &Value, key: &str) -> Option<i64> {
     v.get(key).and_then(Value::as_i64)
 }
 
-fn array_at<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+pub(crate) fn array_at<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
@@ -286,7 +274,7 @@ fn string_map(v: &Value) -> BTreeMap<&str, &str> {
         .unwrap_or_default()
 }
 
-fn join(path: &str, child: &str) -> String {
+pub(crate) fn join(path: &str, child: &str) -> String {
     if path.is_empty() {
         child.to_string()
     } else {
@@ -294,12 +282,12 @@ fn join(path: &str, child: &str) -> String {
     }
 }
 
-fn index(path: &str, i: usize) -> String {
+pub(crate) fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
 /// Renders an `IntOrString` or quantity as its `String()` form, which Go prints unquoted.
-fn go_stringer(v: &Value) -> String {
+pub(crate) fn go_stringer(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "null".to_string(),
@@ -307,7 +295,7 @@ fn go_stringer(v: &Value) -> String {
     }
 }
 
-fn go_string_slice(v: &Value) -> String {
+pub(crate) fn go_string_slice(v: &Value) -> String {
     match v.as_array() {
         None => "[]string(nil)".to_string(),
         Some(items) => format!(
@@ -360,7 +348,11 @@ pub(crate) fn go_struct_json(v: Option<&Value>) -> String {
         .unwrap_or_else(|| "null".to_string())
 }
 
-fn invalid_raw(path: impl Into<String>, rendered: String, detail: impl Into<String>) -> FieldError {
+pub(crate) fn invalid_raw(
+    path: impl Into<String>,
+    rendered: String,
+    detail: impl Into<String>,
+) -> FieldError {
     FieldError {
         error_type: FieldErrorType::Invalid,
         field: path.into(),
@@ -369,7 +361,11 @@ fn invalid_raw(path: impl Into<String>, rendered: String, detail: impl Into<Stri
     }
 }
 
-fn not_supported_raw(path: impl Into<String>, rendered: String, supported: &[&str]) -> FieldError {
+pub(crate) fn not_supported_raw(
+    path: impl Into<String>,
+    rendered: String,
+    supported: &[&str],
+) -> FieldError {
     let mut e = FieldError::not_supported(path, &Value::Null, supported);
     e.bad_value = Some(rendered);
     e
@@ -465,7 +461,7 @@ fn validate_object_meta(resource: &ResourceInfo, obj: &Value, errs: &mut Vec<Fie
     validate_finalizers(field(meta, "finalizers"), "metadata.finalizers", errs);
 }
 
-fn validate_labels(labels: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_labels(labels: &Value, path: &str, errs: &mut Vec<FieldError>) {
     for (key, value) in string_map(labels) {
         for msg in qualified_name_errors(key) {
             errs.push(FieldError::invalid(path, &Value::from(key), msg));
@@ -657,7 +653,7 @@ fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldErr
 
 /// Checks the selector and template of a workload the way `ValidateReplicaSetSpec` and
 /// `ValidateDeploymentSpec` do, `empty_selector_kind` naming the workload in the empty-selector message.
-fn validate_selector_and_template(
+pub(crate) fn validate_selector_and_template(
     spec: &Value,
     empty_selector_kind: &str,
     errs: &mut Vec<FieldError>,
@@ -724,7 +720,7 @@ pub(crate) fn immutable_selector(new: &Value, old: &Value, errs: &mut Vec<FieldE
 
 /// A selector with empty fields dropped, so `{matchLabels: {}}` equals `{}` as Go's semantic
 /// equality treats them.
-fn normalized_selector(v: &Value) -> Value {
+pub(crate) fn normalized_selector(v: &Value) -> Value {
     let mut out = Map::new();
     if let Some(map) = v.as_object() {
         for (k, val) in map {
@@ -746,7 +742,7 @@ fn normalized_selector(v: &Value) -> Value {
 // IntOrString helpers.
 
 /// `ValidatePositiveIntOrPercent`.
-fn validate_int_or_percent(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_int_or_percent(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     match v {
         Value::String(s) => {
             if !is_valid_percent(s) {
@@ -768,7 +764,7 @@ fn validate_int_or_percent(v: &Value, path: &str, errs: &mut Vec<FieldError>) {
 }
 
 /// `getIntOrPercentValue`: the number, or the percentage without its sign.
-fn int_or_percent_value(v: &Value) -> i64 {
+pub(crate) fn int_or_percent_value(v: &Value) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0),
         Value::String(s) if is_valid_percent(s) => {
@@ -781,36 +777,9 @@ fn int_or_percent_value(v: &Value) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // apps/v1
 
-pub(crate) fn validate_deployment_spec(spec: &Value, errs: &mut Vec<FieldError>) {
-    nonnegative(spec.get("replicas"), "spec.replicas", errs);
-    validate_selector_and_template(spec, "deployment", errs);
-    validate_replica_set_template_rules(spec, errs);
-    validate_deployment_strategy(field(spec, "strategy"), errs);
-    nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
-    nonnegative(
-        spec.get("revisionHistoryLimit"),
-        "spec.revisionHistoryLimit",
-        errs,
-    );
-    if let Some(deadline) = int_at(spec, "progressDeadlineSeconds") {
-        nonnegative(
-            spec.get("progressDeadlineSeconds"),
-            "spec.progressDeadlineSeconds",
-            errs,
-        );
-        if deadline <= int_at(spec, "minReadySeconds").unwrap_or(0) {
-            errs.push(FieldError::invalid(
-                "spec.progressDeadlineSeconds",
-                &Value::from(deadline),
-                "must be greater than minReadySeconds",
-            ));
-        }
-    }
-}
-
 /// The restart-policy and deadline rules `ValidatePodTemplateSpecForReplicaSet` adds to a
 /// template (only when the template was checked at all).
-fn validate_replica_set_template_rules(spec: &Value, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_replica_set_template_rules(spec: &Value, errs: &mut Vec<FieldError>) {
     let template = field(spec, "template");
     if template.is_null() || parse_selector(field(spec, "selector")).is_err() {
         return;
@@ -833,78 +802,6 @@ fn validate_replica_set_template_rules(spec: &Value, errs: &mut Vec<FieldError>)
             "activeDeadlineSeconds in ReplicaSet is not Supported",
         ));
     }
-}
-
-fn validate_deployment_strategy(strategy: &Value, errs: &mut Vec<FieldError>) {
-    let rolling = field(strategy, "rollingUpdate");
-    match str_at(strategy, "type") {
-        "Recreate" => {
-            if !rolling.is_null() {
-                errs.push(FieldError::forbidden(
-                    "spec.strategy.rollingUpdate",
-                    "may not be specified when strategy `type` is 'Recreate'",
-                ));
-            }
-        }
-        "RollingUpdate" => {
-            if rolling.is_null() {
-                errs.push(FieldError::required(
-                    "spec.strategy.rollingUpdate",
-                    "this should be defaulted and never be nil",
-                ));
-            } else {
-                validate_rolling_update(rolling, errs);
-            }
-        }
-        other => {
-            let rendered = format!(
-                "apps.DeploymentStrategy{{Type:{:?}, RollingUpdate:{}}}",
-                other,
-                if rolling.is_null() {
-                    "(*apps.RollingUpdateDeployment)(nil)".to_string()
-                } else {
-                    go_struct_json(Some(rolling))
-                }
-            );
-            errs.push(not_supported_raw(
-                "spec.strategy",
-                rendered,
-                &["Recreate", "RollingUpdate"],
-            ));
-        }
-    }
-}
-
-fn validate_rolling_update(rolling: &Value, errs: &mut Vec<FieldError>) {
-    let max_unavailable = field(rolling, "maxUnavailable");
-    let max_surge = field(rolling, "maxSurge");
-    let unavailable_path = "spec.strategy.rollingUpdate.maxUnavailable";
-    validate_int_or_percent(max_unavailable, unavailable_path, errs);
-    validate_int_or_percent(max_surge, "spec.strategy.rollingUpdate.maxSurge", errs);
-    if int_or_percent_value(max_unavailable) == 0 && int_or_percent_value(max_surge) == 0 {
-        errs.push(invalid_raw(
-            unavailable_path,
-            go_stringer(max_unavailable),
-            "may not be 0 when `maxSurge` is 0",
-        ));
-    }
-    if let Value::String(s) = max_unavailable {
-        if is_valid_percent(s) && int_or_percent_value(max_unavailable) > 100 {
-            errs.push(invalid_raw(
-                unavailable_path,
-                s.clone(),
-                "must not be greater than 100%",
-            ));
-        }
-    }
-}
-
-pub(crate) fn validate_replica_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
-    nonnegative(spec.get("replicas"), "spec.replicas", errs);
-    nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
-    // Kubernetes names deployments in this message for replica sets too.
-    validate_selector_and_template(spec, "deployment", errs);
-    validate_replica_set_template_rules(spec, errs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1170,7 +1067,7 @@ fn validate_container_ports(ports: &[Value], path: &str, errs: &mut Vec<FieldErr
     }
 }
 
-fn validate_protocol(port: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_protocol(port: &Value, path: &str, errs: &mut Vec<FieldError>) {
     match str_at(port, "protocol") {
         "TCP" | "UDP" | "SCTP" => {}
         "" => errs.push(FieldError::required(join(path, "protocol"), "")),
@@ -1434,155 +1331,13 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<Field
 // ---------------------------------------------------------------------------------------------
 // Services.
 
-pub(crate) fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
-    let spec = field(obj, "spec");
-    let service_type = str_at(spec, "type");
-    let headless = str_at(spec, "clusterIP") == "None";
-    let ports = array_at(spec, "ports");
-    if ports.is_empty() && !headless && service_type != "ExternalName" {
-        errs.push(FieldError::required("spec.ports", ""));
-    }
-    if service_type == "ExternalName" {
-        let cname = str_at(spec, "externalName");
-        let cname = cname.strip_suffix('.').unwrap_or(cname);
-        if cname.is_empty() {
-            errs.push(FieldError::required("spec.externalName", ""));
-        } else {
-            for msg in dns1123_subdomain_errors(cname) {
-                errs.push(FieldError::invalid(
-                    "spec.externalName",
-                    &Value::from(cname),
-                    msg,
-                ));
-            }
-        }
-    }
-    let mut names = BTreeSet::new();
-    for (i, port) in ports.iter().enumerate() {
-        let p_path = index("spec.ports", i);
-        let name = str_at(port, "name");
-        if ports.len() > 1 && name.is_empty() {
-            errs.push(FieldError::required(join(&p_path, "name"), ""));
-        } else if !name.is_empty() {
-            for msg in dns1123_label_errors(name) {
-                errs.push(FieldError::invalid(
-                    join(&p_path, "name"),
-                    &Value::from(name),
-                    msg,
-                ));
-            }
-            if !names.insert(name) {
-                errs.push(FieldError::duplicate(
-                    join(&p_path, "name"),
-                    &Value::from(name),
-                ));
-            }
-        }
-        let number = int_at(port, "port").unwrap_or(0);
-        if !(1..=65535).contains(&number) {
-            errs.push(FieldError::invalid(
-                join(&p_path, "port"),
-                &Value::from(number),
-                PORT_RANGE,
-            ));
-        }
-        validate_protocol(port, &p_path, errs);
-        match port.get("targetPort") {
-            Some(Value::Number(n)) => {
-                let n = n.as_i64().unwrap_or(0);
-                if !(1..=65535).contains(&n) {
-                    errs.push(FieldError::invalid(
-                        join(&p_path, "targetPort"),
-                        &Value::from(n),
-                        PORT_RANGE,
-                    ));
-                }
-            }
-            Some(Value::String(s)) => {
-                for msg in port_name_errors(s) {
-                    errs.push(FieldError::invalid(
-                        join(&p_path, "targetPort"),
-                        &Value::from(s.as_str()),
-                        msg,
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    if spec.get("selector").is_some_and(|s| !s.is_null()) {
-        validate_labels(field(spec, "selector"), "spec.selector", errs);
-    }
-    match str_at(spec, "sessionAffinity") {
-        "ClientIP" | "None" => {}
-        "" => errs.push(FieldError::required("spec.sessionAffinity", "")),
-        other => errs.push(FieldError::not_supported(
-            "spec.sessionAffinity",
-            &Value::from(other),
-            &["ClientIP", "None"],
-        )),
-    }
-    match service_type {
-        "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort" => {}
-        "" => errs.push(FieldError::required("spec.type", "")),
-        other => errs.push(FieldError::not_supported(
-            "spec.type",
-            &Value::from(other),
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        )),
-    }
-    if service_type == "ClusterIP" {
-        for (i, port) in ports.iter().enumerate() {
-            if int_at(port, "nodePort").unwrap_or(0) != 0 {
-                errs.push(FieldError::forbidden(
-                    join(&index("spec.ports", i), "nodePort"),
-                    "may not be used when `type` is 'ClusterIP'",
-                ));
-            }
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for (i, port) in ports.iter().enumerate() {
-        let protocol = str_at(port, "protocol");
-        let number = int_at(port, "port").unwrap_or(0);
-        if !seen.insert((protocol, number)) {
-            errs.push(FieldError {
-                error_type: FieldErrorType::Duplicate,
-                field: index("spec.ports", i),
-                bad_value: Some(format!(
-                    "core.ServicePort{{Name:\"\", Protocol:{protocol:?}, AppProtocol:(*string)(nil), Port:{number}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}"
-                )),
-                detail: String::new(),
-            });
-        }
-    }
-}
-
-pub(crate) fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
-    let new_ip = str_at(field(new, "spec"), "clusterIP");
-    let old_ip = str_at(field(old, "spec"), "clusterIP");
-    // An update that leaves the address out keeps the allocated one.
-    if !old_ip.is_empty() && !new_ip.is_empty() && new_ip != old_ip {
-        errs.push(invalid_raw(
-            "spec.clusterIPs[0]",
-            go_string_slice(field(field(new, "spec"), "clusterIPs")),
-            "may not change once set",
-        ));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Endpoints and EndpointSlices. Kubernetes also rejects loopback and link-local addresses here;
 // Skiff does not, because its own API server endpoint and its pods live on loopback addresses.
 
-/// Most endpoints one EndpointSlice may hold.
-const MAX_SLICE_ENDPOINTS: usize = 1000;
-/// Most addresses one EndpointSlice endpoint may hold.
-const MAX_ENDPOINT_ADDRESSES: usize = 100;
-
 /// Kubernetes reports this as `Too many: N: must have at most M items`; without that error
 /// type here it is an `Invalid value` with the same count and detail.
-fn too_many(path: impl Into<String>, actual: usize, max: usize) -> FieldError {
+pub(crate) fn too_many(path: impl Into<String>, actual: usize, max: usize) -> FieldError {
     FieldError {
         error_type: FieldErrorType::Invalid,
         field: path.into(),
@@ -1591,13 +1346,13 @@ fn too_many(path: impl Into<String>, actual: usize, max: usize) -> FieldError {
     }
 }
 
-fn validate_dns_label_field(value: &str, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_dns_label_field(value: &str, path: &str, errs: &mut Vec<FieldError>) {
     for msg in dns1123_label_errors(value) {
         errs.push(FieldError::invalid(path, &Value::from(value), msg));
     }
 }
 
-fn validate_endpoint_address(address: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_endpoint_address(address: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let ip = str_at(address, "ip");
     if ip.parse::<std::net::IpAddr>().is_err() {
         errs.push(FieldError::invalid(
@@ -1620,159 +1375,10 @@ fn validate_endpoint_address(address: &Value, path: &str, errs: &mut Vec<FieldEr
     }
 }
 
-/// `ValidateEndpoints`: every subset lists an address, every address is an IP, ports are
-/// named when there are several, numbered 1-65535, with a protocol.
-pub(crate) fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
-    for (i, subset) in array_at(obj, "subsets").iter().enumerate() {
-        let path = index("subsets", i);
-        let ready = array_at(subset, "addresses");
-        let not_ready = array_at(subset, "notReadyAddresses");
-        if ready.is_empty() && not_ready.is_empty() {
-            errs.push(FieldError::required(
-                path.clone(),
-                "must specify `addresses` or `notReadyAddresses`",
-            ));
-        }
-        for (j, address) in ready.iter().enumerate() {
-            validate_endpoint_address(address, &index(&join(&path, "addresses"), j), errs);
-        }
-        for (j, address) in not_ready.iter().enumerate() {
-            validate_endpoint_address(address, &index(&join(&path, "notReadyAddresses"), j), errs);
-        }
-        let ports = array_at(subset, "ports");
-        for (j, port) in ports.iter().enumerate() {
-            let port_path = index(&join(&path, "ports"), j);
-            let name = str_at(port, "name");
-            if ports.len() > 1 && name.is_empty() {
-                errs.push(FieldError::required(join(&port_path, "name"), ""));
-            } else if !name.is_empty() {
-                validate_dns_label_field(name, &join(&port_path, "name"), errs);
-            }
-            let number = int_at(port, "port").unwrap_or(0);
-            if !(1..=65535).contains(&number) {
-                errs.push(FieldError::invalid(
-                    join(&port_path, "port"),
-                    &Value::from(number),
-                    PORT_RANGE,
-                ));
-            }
-            validate_protocol(port, &port_path, errs);
-        }
-    }
-}
-
-/// `ValidateEndpointSlice`: a supported address type, endpoints with 1 to 100 addresses of
-/// that type, at most 1000 endpoints, and uniquely named ports with a protocol.
-pub(crate) fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
-    let address_type = str_at(obj, "addressType");
-    match address_type {
-        "IPv4" | "IPv6" | "FQDN" => {}
-        "" => errs.push(FieldError::required("addressType", "")),
-        other => errs.push(FieldError::not_supported(
-            "addressType",
-            &Value::from(other),
-            &["FQDN", "IPv4", "IPv6"],
-        )),
-    }
-    let endpoints = array_at(obj, "endpoints");
-    if endpoints.len() > MAX_SLICE_ENDPOINTS {
-        errs.push(too_many("endpoints", endpoints.len(), MAX_SLICE_ENDPOINTS));
-    }
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        let path = index("endpoints", i);
-        let addresses_path = join(&path, "addresses");
-        let addresses = array_at(endpoint, "addresses");
-        if addresses.is_empty() {
-            errs.push(FieldError::required(
-                addresses_path.clone(),
-                "must contain at least 1 address",
-            ));
-        } else if addresses.len() > MAX_ENDPOINT_ADDRESSES {
-            errs.push(too_many(
-                addresses_path.clone(),
-                addresses.len(),
-                MAX_ENDPOINT_ADDRESSES,
-            ));
-        }
-        for (j, address) in addresses.iter().enumerate() {
-            let text = address.as_str().unwrap_or("");
-            let message = match address_type {
-                "IPv4" if text.parse::<std::net::Ipv4Addr>().is_err() => {
-                    Some("must be a valid IPv4 address")
-                }
-                "IPv6" if text.parse::<std::net::Ipv6Addr>().is_err() => {
-                    Some("must be a valid IPv6 address")
-                }
-                "FQDN" if !matches_dns_subdomain(text) => Some(DNS1123_SUBDOMAIN_MSG),
-                _ => None,
-            };
-            if let Some(message) = message {
-                errs.push(FieldError::invalid(
-                    index(&addresses_path, j),
-                    &Value::from(text),
-                    message,
-                ));
-            }
-        }
-        let hostname = str_at(endpoint, "hostname");
-        if !hostname.is_empty() {
-            validate_dns_label_field(hostname, &join(&path, "hostname"), errs);
-        }
-        let node_name = str_at(endpoint, "nodeName");
-        if !node_name.is_empty() && !matches_dns_subdomain(node_name) {
-            errs.push(FieldError::invalid(
-                join(&path, "nodeName"),
-                &Value::from(node_name),
-                DNS1123_SUBDOMAIN_MSG,
-            ));
-        }
-    }
-    let mut names = BTreeSet::new();
-    for (i, port) in array_at(obj, "ports").iter().enumerate() {
-        let path = index("ports", i);
-        let name = str_at(port, "name");
-        if !name.is_empty() {
-            validate_dns_label_field(name, &join(&path, "name"), errs);
-        }
-        if !names.insert(name) {
-            errs.push(FieldError::duplicate(
-                join(&path, "name"),
-                &Value::from(name),
-            ));
-        }
-        if let Some(number) = int_at(port, "port") {
-            if !(1..=65535).contains(&number) {
-                errs.push(FieldError::invalid(
-                    join(&path, "port"),
-                    &Value::from(number),
-                    PORT_RANGE,
-                ));
-            }
-        }
-        validate_protocol(port, &path, errs);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Namespaces, config maps and secrets.
 
-pub(crate) fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
-    for (i, finalizer) in array_at(field(obj, "spec"), "finalizers")
-        .iter()
-        .enumerate()
-    {
-        let name = finalizer.as_str().unwrap_or("");
-        for msg in qualified_name_errors(name) {
-            errs.push(FieldError::invalid(
-                index("spec.finalizers", i),
-                &Value::from(name),
-                msg,
-            ));
-        }
-    }
-}
-
-fn validate_data_keys(obj: &Value, keys: &[&str], errs: &mut Vec<FieldError>) -> usize {
+pub(crate) fn validate_data_keys(obj: &Value, keys: &[&str], errs: &mut Vec<FieldError>) -> usize {
     let mut total = 0;
     for key in keys {
         if let Some(map) = obj.get(*key).and_then(Value::as_object) {
@@ -1787,89 +1393,6 @@ fn validate_data_keys(obj: &Value, keys: &[&str], errs: &mut Vec<FieldError>) ->
         }
     }
     total
-}
-
-pub(crate) fn validate_config_map(obj: &Value, errs: &mut Vec<FieldError>) {
-    let total = validate_data_keys(obj, &["data", "binaryData"], errs);
-    if let (Some(data), Some(binary)) = (
-        obj.get("data").and_then(Value::as_object),
-        obj.get("binaryData").and_then(Value::as_object),
-    ) {
-        let mut keys: Vec<&String> = data.keys().filter(|k| binary.contains_key(*k)).collect();
-        keys.sort();
-        for key in keys {
-            errs.push(FieldError::invalid(
-                "data",
-                &Value::from(key.as_str()),
-                "duplicate of key present in binaryData",
-            ));
-        }
-    }
-    if total > MAX_DATA_SIZE {
-        errs.push(FieldError {
-            error_type: FieldErrorType::TooLong,
-            field: String::new(),
-            bad_value: None,
-            detail: format!("may not be more than {MAX_DATA_SIZE} bytes"),
-        });
-    }
-}
-
-pub(crate) fn validate_secret(obj: &Value, errs: &mut Vec<FieldError>) {
-    let total = validate_data_keys(obj, &["data"], errs);
-    if total > MAX_DATA_SIZE {
-        errs.push(FieldError {
-            error_type: FieldErrorType::TooLong,
-            field: "data".to_string(),
-            bad_value: None,
-            detail: format!("may not be more than {MAX_DATA_SIZE} bytes"),
-        });
-    }
-    let data = field(obj, "data");
-    match str_at(obj, "type") {
-        "kubernetes.io/service-account-token" => {
-            let annotations = field(field(obj, "metadata"), "annotations");
-            if str_at(annotations, "kubernetes.io/service-account.name").is_empty() {
-                errs.push(FieldError::required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                    "",
-                ));
-            }
-        }
-        "kubernetes.io/basic-auth"
-            if data.get("username").is_none() && data.get("password").is_none() =>
-        {
-            errs.push(FieldError::required(
-                "data[username]",
-                "either username or password is required",
-            ));
-        }
-        secret_type => {
-            let required: &[&str] = match secret_type {
-                "kubernetes.io/dockercfg" => &[".dockercfg"],
-                "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
-                "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
-                "kubernetes.io/tls" => &["tls.key", "tls.crt"],
-                _ => &[],
-            };
-            for key in required {
-                if data.get(*key).is_none() {
-                    errs.push(FieldError::required(format!("data[{key}]"), ""));
-                }
-            }
-        }
-    }
-}
-
-/// A Secret's `type` never changes.
-pub(crate) fn immutable_secret_type(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
-    if str_at(new, "type") != str_at(old, "type") {
-        errs.push(FieldError::invalid(
-            "type",
-            &Value::from(str_at(new, "type")),
-            IMMUTABLE,
-        ));
-    }
 }
 
 /// What an `immutable: true` ConfigMap or Secret may no longer change.
@@ -1901,632 +1424,12 @@ pub(crate) fn validate_immutable_data(new: &Value, old: &Value, errs: &mut Vec<F
 // ---------------------------------------------------------------------------------------------
 // autoscaling/v2
 
-pub(crate) fn validate_hpa_spec(spec: &Value, errs: &mut Vec<FieldError>) {
-    let min = int_at(spec, "minReplicas");
-    let max = int_at(spec, "maxReplicas").unwrap_or(0);
-    if let Some(min) = min {
-        if min < 1 {
-            errs.push(FieldError::invalid(
-                "spec.minReplicas",
-                &Value::from(min),
-                "must be greater than or equal to 1",
-            ));
-        }
-    }
-    if max < 1 {
-        errs.push(FieldError::invalid(
-            "spec.maxReplicas",
-            &Value::from(max),
-            "must be greater than 0",
-        ));
-    }
-    if let Some(min) = min {
-        if max < min {
-            errs.push(FieldError::invalid(
-                "spec.maxReplicas",
-                &Value::from(max),
-                "must be greater than or equal to `minReplicas`",
-            ));
-        }
-    }
-    // Kubernetes looks at the metrics only once the target is sound, and at the behavior only
-    // once the metrics are.
-    let before = errs.len();
-    validate_object_reference(field(spec, "scaleTargetRef"), "spec.scaleTargetRef", errs);
-    if errs.len() > before {
-        return;
-    }
-    for (i, metric) in array_at(spec, "metrics").iter().enumerate() {
-        validate_metric_spec(metric, &index("spec.metrics", i), errs);
-    }
-    if errs.len() > before {
-        return;
-    }
-    let behavior = field(spec, "behavior");
-    if !behavior.is_null() {
-        for key in ["scaleUp", "scaleDown"] {
-            let rules = field(behavior, key);
-            if !rules.is_null() {
-                validate_scaling_rules(rules, &join("spec.behavior", key), errs);
-            }
-        }
-    }
-}
-
-fn validate_object_reference(reference: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    for key in ["kind", "name"] {
-        let value = str_at(reference, key);
-        if value.is_empty() {
-            errs.push(FieldError::required(join(path, key), ""));
-        } else {
-            for msg in path_segment_errors(value) {
-                errs.push(FieldError::invalid(
-                    join(path, key),
-                    &Value::from(value),
-                    msg,
-                ));
-            }
-        }
-    }
-}
-
-const METRIC_SOURCES: &[(&str, &str)] = &[
-    ("Object", "object"),
-    ("Pods", "pods"),
-    ("Resource", "resource"),
-    ("External", "external"),
-    ("ContainerResource", "containerResource"),
-];
-
-fn validate_metric_spec(metric: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    let metric_type = str_at(metric, "type");
-    if metric_type.is_empty() {
-        errs.push(FieldError::required(
-            join(path, "type"),
-            "must specify a metric source type",
-        ));
-    }
-    let present: Vec<&str> = METRIC_SOURCES
-        .iter()
-        .map(|(_, f)| *f)
-        .filter(|f| metric.get(*f).is_some_and(|v| !v.is_null()))
-        .collect();
-    if let Some(first) = present.first() {
-        let source = field(metric, first);
-        let source_path = join(path, first);
-        match *first {
-            "resource" => validate_resource_source(source, &source_path, false, errs),
-            "containerResource" => validate_resource_source(source, &source_path, true, errs),
-            "pods" => validate_pods_source(source, &source_path, errs),
-            "object" => validate_object_source(source, &source_path, errs),
-            "external" => validate_external_source(source, &source_path, errs),
-            _ => {}
-        }
-    }
-    let expected = METRIC_SOURCES
-        .iter()
-        .find(|(t, _)| *t == metric_type)
-        .map(|(_, f)| *f);
-    match expected {
-        Some(expected) => {
-            if !present.contains(&expected) {
-                errs.push(FieldError::required(
-                    join(path, expected),
-                    "must populate information for the given metric source",
-                ));
-            }
-        }
-        None => errs.push(FieldError::not_supported(
-            join(path, "type"),
-            &Value::from(metric_type),
-            &[
-                "ContainerResource",
-                "External",
-                "Object",
-                "Pods",
-                "Resource",
-            ],
-        )),
-    }
-    if present.len() != 1 {
-        for extra in present.iter().filter(|p| Some(**p) != expected) {
-            errs.push(FieldError::forbidden(
-                join(path, extra),
-                "must populate the given metric source only",
-            ));
-        }
-    }
-}
-
-/// The sign of a Kubernetes quantity string: -1, 0 or 1.
-fn quantity_sign(q: &Value) -> i32 {
-    let s = match q {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => return 0,
-    };
-    let digits: String = s
-        .trim_start_matches(['+', '-'])
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    if digits.chars().all(|c| c == '0' || c == '.') {
-        0
-    } else if s.starts_with('-') {
-        -1
-    } else {
-        1
-    }
-}
-
-fn validate_metric_target(target: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    let target_type = str_at(target, "type");
-    if target_type.is_empty() {
-        errs.push(FieldError::required(
-            join(path, "type"),
-            "must specify a metric target type",
-        ));
-    }
-    if !matches!(target_type, "Utilization" | "Value" | "AverageValue") {
-        errs.push(FieldError::invalid(
-            join(path, "type"),
-            &Value::from(target_type),
-            "must be either Utilization, Value, or AverageValue",
-        ));
-    }
-    for key in ["value", "averageValue"] {
-        if let Some(q) = target.get(key).filter(|v| !v.is_null()) {
-            if quantity_sign(q) != 1 {
-                errs.push(invalid_raw(
-                    join(path, key),
-                    go_stringer(q),
-                    "must be positive",
-                ));
-            }
-        }
-    }
-    if let Some(utilization) = int_at(target, "averageUtilization") {
-        if utilization < 1 {
-            errs.push(FieldError::invalid(
-                join(path, "averageUtilization"),
-                &Value::from(utilization),
-                "must be greater than 0",
-            ));
-        }
-    }
-}
-
-fn has(v: &Value, key: &str) -> bool {
+pub(crate) fn has(v: &Value, key: &str) -> bool {
     v.get(key).is_some_and(|x| !x.is_null())
-}
-
-fn validate_resource_source(
-    source: &Value,
-    path: &str,
-    container: bool,
-    errs: &mut Vec<FieldError>,
-) {
-    if str_at(source, "name").is_empty() {
-        errs.push(FieldError::required(
-            join(path, "name"),
-            "must specify a resource name",
-        ));
-    }
-    if container && str_at(source, "container").is_empty() {
-        errs.push(FieldError::required(
-            join(path, "container"),
-            "must specify a container",
-        ));
-    }
-    let target = field(source, "target");
-    let target_path = join(path, "target");
-    validate_metric_target(target, &target_path, errs);
-    let (utilization, average) = (
-        has(target, "averageUtilization"),
-        has(target, "averageValue"),
-    );
-    if !utilization && !average {
-        errs.push(FieldError::required(
-            join(&target_path, "averageUtilization"),
-            "must set either a target raw value or a target utilization",
-        ));
-    }
-    if utilization && average {
-        errs.push(FieldError::forbidden(
-            join(&target_path, "averageValue"),
-            "may not set both a target raw value and a target utilization",
-        ));
-    }
-}
-
-fn validate_metric_identifier(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    let metric = field(source, "metric");
-    let name = str_at(metric, "name");
-    if name.is_empty() {
-        errs.push(FieldError::required(
-            join(&join(path, "metric"), "name"),
-            "must specify a metric name",
-        ));
-    } else {
-        for msg in path_segment_errors(name) {
-            errs.push(FieldError::invalid(
-                join(&join(path, "metric"), "name"),
-                &Value::from(name),
-                msg,
-            ));
-        }
-    }
-}
-
-fn validate_pods_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    validate_metric_identifier(source, path, errs);
-    let target = field(source, "target");
-    let target_path = join(path, "target");
-    validate_metric_target(target, &target_path, errs);
-    if !has(target, "averageValue") {
-        errs.push(FieldError::required(
-            join(&target_path, "averageValue"),
-            "must specify a positive target averageValue",
-        ));
-    }
-}
-
-fn validate_object_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    validate_object_reference(
-        field(source, "describedObject"),
-        &join(path, "describedObject"),
-        errs,
-    );
-    validate_metric_identifier(source, path, errs);
-    let target = field(source, "target");
-    let target_path = join(path, "target");
-    validate_metric_target(target, &target_path, errs);
-    if !has(target, "value") && !has(target, "averageValue") {
-        errs.push(FieldError::required(
-            join(&target_path, "value"),
-            "must set either a target value or averageValue",
-        ));
-    }
-}
-
-fn validate_external_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    validate_metric_identifier(source, path, errs);
-    let target = field(source, "target");
-    let target_path = join(path, "target");
-    validate_metric_target(target, &target_path, errs);
-    let (value, average) = (has(target, "value"), has(target, "averageValue"));
-    if !value && !average {
-        errs.push(FieldError::required(
-            join(&target_path, "value"),
-            "must set either a target value for metric or a per-pod target",
-        ));
-    }
-    if value && average {
-        errs.push(FieldError::forbidden(
-            join(&target_path, "value"),
-            "may not set both a target value for metric and a per-pod target",
-        ));
-    }
-}
-
-fn validate_scaling_rules(rules: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    if let Some(window) = int_at(rules, "stabilizationWindowSeconds") {
-        if window < 0 {
-            errs.push(FieldError::invalid(
-                join(path, "stabilizationWindowSeconds"),
-                &Value::from(window),
-                "must be greater than or equal to zero",
-            ));
-        }
-        if window > 3600 {
-            errs.push(FieldError::invalid(
-                join(path, "stabilizationWindowSeconds"),
-                &Value::from(window),
-                "must be less than or equal to 3600",
-            ));
-        }
-    }
-    if let Some(policy) = rules.get("selectPolicy").and_then(Value::as_str) {
-        if !matches!(policy, "Disabled" | "Max" | "Min") {
-            errs.push(FieldError::not_supported(
-                join(path, "selectPolicy"),
-                &Value::from(policy),
-                &["Disabled", "Max", "Min"],
-            ));
-        }
-    }
-    let policies = array_at(rules, "policies");
-    let policies_path = join(path, "policies");
-    if policies.is_empty() {
-        errs.push(FieldError::required(
-            policies_path.as_str(),
-            "must specify at least one Policy",
-        ));
-    }
-    for (i, policy) in policies.iter().enumerate() {
-        let p_path = index(&policies_path, i);
-        let policy_type = str_at(policy, "type");
-        if !matches!(policy_type, "Pods" | "Percent") {
-            errs.push(FieldError::not_supported(
-                join(&p_path, "type"),
-                &Value::from(policy_type),
-                &["Percent", "Pods"],
-            ));
-        }
-        let value = int_at(policy, "value").unwrap_or(0);
-        if value <= 0 {
-            errs.push(FieldError::invalid(
-                join(&p_path, "value"),
-                &Value::from(value),
-                "must be greater than zero",
-            ));
-        }
-        let period = int_at(policy, "periodSeconds").unwrap_or(0);
-        if period <= 0 {
-            errs.push(FieldError::invalid(
-                join(&p_path, "periodSeconds"),
-                &Value::from(period),
-                "must be greater than zero",
-            ));
-        }
-        if period > 1800 {
-            errs.push(FieldError::invalid(
-                join(&p_path, "periodSeconds"),
-                &Value::from(period),
-                "must be less than or equal to 1800",
-            ));
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // apps.kruise.io/v1alpha1 CloneSet, as OpenKruise's validating webhook checks it.
-
-/// OpenKruise's `GetScaledValueFromIntOrPercent` with rounding up.
-fn scaled_value(v: &Value, total: i64) -> Result<i64, String> {
-    match v {
-        Value::Null => Err("nil value for IntOrString".to_string()),
-        Value::Number(n) => Ok(n.as_i64().unwrap_or(0)),
-        Value::String(s) => {
-            let Some(number) = s.strip_suffix('%') else {
-                return Err("invalid type: string is not a percentage".to_string());
-            };
-            let percent: f64 = number
-                .parse()
-                .map_err(|_| format!("strconv.ParseFloat: parsing {number:?}: invalid syntax"))?;
-            // Float arithmetic mirrors OpenKruise; the cast saturates on overflow.
-            Ok((percent * total as f64 / 100.0).ceil() as i64)
-        }
-        _ => Err("invalid type: neither int nor percentage".to_string()),
-    }
-}
-
-pub(crate) fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
-    let replicas = int_at(spec, "replicas").unwrap_or(1);
-    nonnegative(spec.get("replicas"), "spec.replicas", errs);
-    validate_selector_and_template(spec, "cloneset", errs);
-    let pod_spec = field(field(spec, "template"), "spec");
-    let restart = str_at(pod_spec, "restartPolicy");
-    if !restart.is_empty() && restart != "Always" {
-        errs.push(FieldError::not_supported(
-            "spec.template.spec.restartPolicy",
-            &Value::from(restart),
-            &["Always"],
-        ));
-    }
-    if has(pod_spec, "activeDeadlineSeconds") {
-        errs.push(FieldError::forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in cloneset is not Supported",
-        ));
-    }
-    let to_delete = array_at(field(spec, "scaleStrategy"), "podsToDelete");
-    let mut seen = BTreeSet::new();
-    let duplicates: BTreeSet<&str> = to_delete
-        .iter()
-        .filter_map(Value::as_str)
-        .filter(|name| !seen.insert(*name))
-        .collect();
-    if !duplicates.is_empty() {
-        errs.push(invalid_raw(
-            "spec.scaleStrategy.podsToDelete",
-            go_string_slice(field(field(spec, "scaleStrategy"), "podsToDelete")),
-            format!(
-                "duplicated items [{}]",
-                duplicates.into_iter().collect::<Vec<_>>().join(" ")
-            ),
-        ));
-    }
-    validate_clone_set_update_strategy(field(spec, "updateStrategy"), replicas, errs);
-    if let Some(deadline) = int_at(spec, "progressDeadlineSeconds") {
-        nonnegative(
-            spec.get("progressDeadlineSeconds"),
-            "spec.progressDeadlineSeconds",
-            errs,
-        );
-        if deadline != i64::from(i32::MAX)
-            && deadline <= int_at(spec, "minReadySeconds").unwrap_or(0)
-        {
-            errs.push(FieldError::invalid(
-                "spec.progressDeadlineSeconds",
-                &Value::from(deadline),
-                "must be greater than minReadySeconds",
-            ));
-        }
-    }
-}
-
-fn validate_clone_set_update_strategy(strategy: &Value, replicas: i64, errs: &mut Vec<FieldError>) {
-    let path = "spec.updateStrategy";
-    let strategy_type = str_at(strategy, "type");
-    if !matches!(
-        strategy_type,
-        "ReCreate" | "InPlaceIfPossible" | "InPlaceOnly"
-    ) {
-        errs.push(FieldError::invalid(
-            join(path, "type"),
-            &Value::from(strategy_type),
-            "must be 'ReCreate', InPlaceIfPossible or 'InPlaceOnly'",
-        ));
-    }
-    let partition = field(strategy, "partition");
-    let resolved_partition = match scaled_value(partition, replicas) {
-        Ok(n) => n,
-        Err(e) => {
-            errs.push(FieldError::invalid(
-                join(path, "partition"),
-                &Value::from(go_stringer(partition)),
-                format!("failed GetScaledValueFromIntOrPercent for partition: {e}"),
-            ));
-            0
-        }
-    };
-    if resolved_partition < 0 {
-        errs.push(FieldError::invalid(
-            join(path, "partition"),
-            &Value::from(resolved_partition),
-            NEGATIVE,
-        ));
-    }
-    let max_unavailable = field(strategy, "maxUnavailable");
-    let mut unavailable = 0;
-    if !max_unavailable.is_null() {
-        match scaled_value(max_unavailable, replicas) {
-            Ok(n) => unavailable = n,
-            Err(e) => errs.push(FieldError::invalid(
-                join(path, "maxUnavailable"),
-                &Value::from(go_stringer(max_unavailable)),
-                format!("failed GetScaledValueFromIntOrPercent for maxUnavailable: {e}"),
-            )),
-        }
-    }
-    let max_surge = field(strategy, "maxSurge");
-    let mut surge = 0;
-    if !max_surge.is_null() {
-        match scaled_value(max_surge, replicas) {
-            Ok(n) => surge = n,
-            Err(e) => errs.push(FieldError::invalid(
-                join(path, "maxSurge"),
-                &Value::from(go_stringer(max_surge)),
-                format!("failed GetScaledValueFromIntOrPercent for maxSurge: {e}"),
-            )),
-        }
-        if strategy_type == "InPlaceOnly" && surge > 0 {
-            errs.push(FieldError::invalid(
-                join(path, "maxSurge"),
-                &Value::from(go_stringer(max_surge)),
-                "can not use maxSurge with strategy type InPlaceOnly",
-            ));
-        }
-    }
-    if replicas > 0 && unavailable < 1 && surge < 1 {
-        errs.push(invalid_raw(
-            join(path, "maxUnavailable"),
-            go_stringer(max_unavailable),
-            "maxUnavailable and maxSurge should not both be less than 1",
-        ));
-    }
-}
-
-/// Fields of a CloneSet spec OpenKruise lets an update change.
-const CLONE_SET_MUTABLE: &[&str] = &[
-    "replicas",
-    "template",
-    "scaleStrategy",
-    "updateStrategy",
-    "minReadySeconds",
-    "lifecycle",
-    "revisionHistoryLimit",
-    "volumeClaimTemplates",
-    "progressDeadlineSeconds",
-];
-
-pub(crate) fn validate_clone_set_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
-    let strip = |spec: &Value| -> Value {
-        let mut out = spec.as_object().cloned().unwrap_or_default();
-        for key in CLONE_SET_MUTABLE {
-            out.remove(*key);
-        }
-        normalized_selector(&Value::Object(out))
-    };
-    let (new_spec, old_spec) = (field(new, "spec"), field(old, "spec"));
-    let same_selector = normalized_selector(field(new_spec, "selector"))
-        == normalized_selector(field(old_spec, "selector"));
-    let mut new_rest = strip(new_spec);
-    let mut old_rest = strip(old_spec);
-    if same_selector {
-        for rest in [&mut new_rest, &mut old_rest] {
-            if let Some(m) = rest.as_object_mut() {
-                m.remove("selector");
-            }
-        }
-    }
-    if new_rest != old_rest {
-        errs.push(FieldError::forbidden(
-            "spec",
-            "updates to cloneset spec for fields other than 'replicas', 'template', 'lifecycle', 'scaleStrategy', 'updateStrategy', 'minReadySeconds', 'progressDeadlineSeconds', 'volumeClaimTemplates' and 'revisionHistoryLimit' are forbidden",
-        ));
-    }
-    if str_at(field(new_spec, "updateStrategy"), "type") == "InPlaceOnly" {
-        let old_template = field(field(old_spec, "template"), "spec");
-        let new_template = field(field(new_spec, "template"), "spec");
-        if let Some((op, path)) = first_disallowed_change(old_template, new_template, "") {
-            errs.push(FieldError::forbidden(
-                "spec",
-                format!(
-                    "only allowed to update images in spec for InPlaceOnly, but found {op} {path}"
-                ),
-            ));
-        }
-    }
-}
-
-/// The first JSON-patch operation between two pod specs that is not a container image
-/// replacement, as `(op, path)`.
-fn first_disallowed_change(old: &Value, new: &Value, path: &str) -> Option<(&'static str, String)> {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            for (k, ov) in o {
-                let child_path = format!("{path}/{k}");
-                match n.get(k) {
-                    None => return Some(("remove", child_path)),
-                    Some(nv) => {
-                        if let Some(found) = first_disallowed_change(ov, nv, &child_path) {
-                            return Some(found);
-                        }
-                    }
-                }
-            }
-            n.keys()
-                .find(|k| !o.contains_key(*k))
-                .map(|k| ("add", format!("{path}/{k}")))
-        }
-        (Value::Array(o), Value::Array(n)) => {
-            for (i, (ov, nv)) in o.iter().zip(n).enumerate() {
-                if let Some(found) = first_disallowed_change(ov, nv, &format!("{path}/{i}")) {
-                    return Some(found);
-                }
-            }
-            match o.len().cmp(&n.len()) {
-                std::cmp::Ordering::Less => Some(("add", format!("{path}/{}", o.len()))),
-                std::cmp::Ordering::Greater => Some(("remove", format!("{path}/{}", n.len()))),
-                std::cmp::Ordering::Equal => None,
-            }
-        }
-        (o, n) if o == n => None,
-        _ => {
-            let is_image = {
-                let parts: Vec<&str> = path.split('/').collect();
-                matches!(parts.as_slice(), ["", "containers", i, "image"] if i.parse::<usize>().is_ok())
-            };
-            if is_image {
-                None
-            } else {
-                Some(("replace", path.to_string()))
-            }
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

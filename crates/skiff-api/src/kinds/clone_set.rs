@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value};
 
+use std::collections::BTreeSet;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
@@ -53,11 +56,11 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_clone_set_spec(validation::field(obj, "spec"), errs);
+        validate_clone_set_spec(validation::field(obj, "spec"), errs);
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_clone_set_update(new, old, errs);
+        validate_clone_set_update(new, old, errs);
         self.validate(new, errs);
     }
 
@@ -70,5 +73,251 @@ impl KindStrategy for Strategy {
 
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
         Some(&["metadata.name", "metadata.namespace"])
+    }
+}
+
+fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    let replicas = int_at(spec, "replicas").unwrap_or(1);
+    nonnegative(spec.get("replicas"), "spec.replicas", errs);
+    validate_selector_and_template(spec, "cloneset", errs);
+    let pod_spec = field(field(spec, "template"), "spec");
+    let restart = str_at(pod_spec, "restartPolicy");
+    if !restart.is_empty() && restart != "Always" {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            &Value::from(restart),
+            &["Always"],
+        ));
+    }
+    if has(pod_spec, "activeDeadlineSeconds") {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in cloneset is not Supported",
+        ));
+    }
+    let to_delete = array_at(field(spec, "scaleStrategy"), "podsToDelete");
+    let mut seen = BTreeSet::new();
+    let duplicates: BTreeSet<&str> = to_delete
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|name| !seen.insert(*name))
+        .collect();
+    if !duplicates.is_empty() {
+        errs.push(invalid_raw(
+            "spec.scaleStrategy.podsToDelete",
+            go_string_slice(field(field(spec, "scaleStrategy"), "podsToDelete")),
+            format!(
+                "duplicated items [{}]",
+                duplicates.into_iter().collect::<Vec<_>>().join(" ")
+            ),
+        ));
+    }
+    validate_clone_set_update_strategy(field(spec, "updateStrategy"), replicas, errs);
+    if let Some(deadline) = int_at(spec, "progressDeadlineSeconds") {
+        nonnegative(
+            spec.get("progressDeadlineSeconds"),
+            "spec.progressDeadlineSeconds",
+            errs,
+        );
+        if deadline != i64::from(i32::MAX)
+            && deadline <= int_at(spec, "minReadySeconds").unwrap_or(0)
+        {
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                &Value::from(deadline),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+}
+
+/// OpenKruise's `GetScaledValueFromIntOrPercent` with rounding up.
+fn scaled_value(v: &Value, total: i64) -> Result<i64, String> {
+    match v {
+        Value::Null => Err("nil value for IntOrString".to_string()),
+        Value::Number(n) => Ok(n.as_i64().unwrap_or(0)),
+        Value::String(s) => {
+            let Some(number) = s.strip_suffix('%') else {
+                return Err("invalid type: string is not a percentage".to_string());
+            };
+            let percent: f64 = number
+                .parse()
+                .map_err(|_| format!("strconv.ParseFloat: parsing {number:?}: invalid syntax"))?;
+            // Float arithmetic mirrors OpenKruise; the cast saturates on overflow.
+            Ok((percent * total as f64 / 100.0).ceil() as i64)
+        }
+        _ => Err("invalid type: neither int nor percentage".to_string()),
+    }
+}
+
+fn validate_clone_set_update_strategy(strategy: &Value, replicas: i64, errs: &mut Vec<FieldError>) {
+    let path = "spec.updateStrategy";
+    let strategy_type = str_at(strategy, "type");
+    if !matches!(
+        strategy_type,
+        "ReCreate" | "InPlaceIfPossible" | "InPlaceOnly"
+    ) {
+        errs.push(FieldError::invalid(
+            join(path, "type"),
+            &Value::from(strategy_type),
+            "must be 'ReCreate', InPlaceIfPossible or 'InPlaceOnly'",
+        ));
+    }
+    let partition = field(strategy, "partition");
+    let resolved_partition = match scaled_value(partition, replicas) {
+        Ok(n) => n,
+        Err(e) => {
+            errs.push(FieldError::invalid(
+                join(path, "partition"),
+                &Value::from(go_stringer(partition)),
+                format!("failed GetScaledValueFromIntOrPercent for partition: {e}"),
+            ));
+            0
+        }
+    };
+    if resolved_partition < 0 {
+        errs.push(FieldError::invalid(
+            join(path, "partition"),
+            &Value::from(resolved_partition),
+            NEGATIVE,
+        ));
+    }
+    let max_unavailable = field(strategy, "maxUnavailable");
+    let mut unavailable = 0;
+    if !max_unavailable.is_null() {
+        match scaled_value(max_unavailable, replicas) {
+            Ok(n) => unavailable = n,
+            Err(e) => errs.push(FieldError::invalid(
+                join(path, "maxUnavailable"),
+                &Value::from(go_stringer(max_unavailable)),
+                format!("failed GetScaledValueFromIntOrPercent for maxUnavailable: {e}"),
+            )),
+        }
+    }
+    let max_surge = field(strategy, "maxSurge");
+    let mut surge = 0;
+    if !max_surge.is_null() {
+        match scaled_value(max_surge, replicas) {
+            Ok(n) => surge = n,
+            Err(e) => errs.push(FieldError::invalid(
+                join(path, "maxSurge"),
+                &Value::from(go_stringer(max_surge)),
+                format!("failed GetScaledValueFromIntOrPercent for maxSurge: {e}"),
+            )),
+        }
+        if strategy_type == "InPlaceOnly" && surge > 0 {
+            errs.push(FieldError::invalid(
+                join(path, "maxSurge"),
+                &Value::from(go_stringer(max_surge)),
+                "can not use maxSurge with strategy type InPlaceOnly",
+            ));
+        }
+    }
+    if replicas > 0 && unavailable < 1 && surge < 1 {
+        errs.push(invalid_raw(
+            join(path, "maxUnavailable"),
+            go_stringer(max_unavailable),
+            "maxUnavailable and maxSurge should not both be less than 1",
+        ));
+    }
+}
+
+/// Fields of a CloneSet spec OpenKruise lets an update change.
+const CLONE_SET_MUTABLE: &[&str] = &[
+    "replicas",
+    "template",
+    "scaleStrategy",
+    "updateStrategy",
+    "minReadySeconds",
+    "lifecycle",
+    "revisionHistoryLimit",
+    "volumeClaimTemplates",
+    "progressDeadlineSeconds",
+];
+
+fn validate_clone_set_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let strip = |spec: &Value| -> Value {
+        let mut out = spec.as_object().cloned().unwrap_or_default();
+        for key in CLONE_SET_MUTABLE {
+            out.remove(*key);
+        }
+        normalized_selector(&Value::Object(out))
+    };
+    let (new_spec, old_spec) = (field(new, "spec"), field(old, "spec"));
+    let same_selector = normalized_selector(field(new_spec, "selector"))
+        == normalized_selector(field(old_spec, "selector"));
+    let mut new_rest = strip(new_spec);
+    let mut old_rest = strip(old_spec);
+    if same_selector {
+        for rest in [&mut new_rest, &mut old_rest] {
+            if let Some(m) = rest.as_object_mut() {
+                m.remove("selector");
+            }
+        }
+    }
+    if new_rest != old_rest {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "updates to cloneset spec for fields other than 'replicas', 'template', 'lifecycle', 'scaleStrategy', 'updateStrategy', 'minReadySeconds', 'progressDeadlineSeconds', 'volumeClaimTemplates' and 'revisionHistoryLimit' are forbidden",
+        ));
+    }
+    if str_at(field(new_spec, "updateStrategy"), "type") == "InPlaceOnly" {
+        let old_template = field(field(old_spec, "template"), "spec");
+        let new_template = field(field(new_spec, "template"), "spec");
+        if let Some((op, path)) = first_disallowed_change(old_template, new_template, "") {
+            errs.push(FieldError::forbidden(
+                "spec",
+                format!(
+                    "only allowed to update images in spec for InPlaceOnly, but found {op} {path}"
+                ),
+            ));
+        }
+    }
+}
+
+/// The first JSON-patch operation between two pod specs that is not a container image
+/// replacement, as `(op, path)`.
+fn first_disallowed_change(old: &Value, new: &Value, path: &str) -> Option<(&'static str, String)> {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (k, ov) in o {
+                let child_path = format!("{path}/{k}");
+                match n.get(k) {
+                    None => return Some(("remove", child_path)),
+                    Some(nv) => {
+                        if let Some(found) = first_disallowed_change(ov, nv, &child_path) {
+                            return Some(found);
+                        }
+                    }
+                }
+            }
+            n.keys()
+                .find(|k| !o.contains_key(*k))
+                .map(|k| ("add", format!("{path}/{k}")))
+        }
+        (Value::Array(o), Value::Array(n)) => {
+            for (i, (ov, nv)) in o.iter().zip(n).enumerate() {
+                if let Some(found) = first_disallowed_change(ov, nv, &format!("{path}/{i}")) {
+                    return Some(found);
+                }
+            }
+            match o.len().cmp(&n.len()) {
+                std::cmp::Ordering::Less => Some(("add", format!("{path}/{}", o.len()))),
+                std::cmp::Ordering::Greater => Some(("remove", format!("{path}/{}", n.len()))),
+                std::cmp::Ordering::Equal => None,
+            }
+        }
+        (o, n) if o == n => None,
+        _ => {
+            let is_image = {
+                let parts: Vec<&str> = path.split('/').collect();
+                matches!(parts.as_slice(), ["", "containers", i, "image"] if i.parse::<usize>().is_ok())
+            };
+            if is_image {
+                None
+            } else {
+                Some(("replace", path.to_string()))
+            }
+        }
     }
 }

@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
+use crate::errors::FieldErrorType;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     errors::FieldError,
     printers::{self, age_col, col, name_col, Printer},
@@ -31,7 +34,7 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_config_map(obj, errs);
+        validate_config_map(obj, errs);
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
@@ -52,5 +55,31 @@ impl KindStrategy for Strategy {
             ],
             printers::config_map_cells,
         ))
+    }
+}
+
+fn validate_config_map(obj: &Value, errs: &mut Vec<FieldError>) {
+    let total = validate_data_keys(obj, &["data", "binaryData"], errs);
+    if let (Some(data), Some(binary)) = (
+        obj.get("data").and_then(Value::as_object),
+        obj.get("binaryData").and_then(Value::as_object),
+    ) {
+        let mut keys: Vec<&String> = data.keys().filter(|k| binary.contains_key(*k)).collect();
+        keys.sort();
+        for key in keys {
+            errs.push(FieldError::invalid(
+                "data",
+                &Value::from(key.as_str()),
+                "duplicate of key present in binaryData",
+            ));
+        }
+    }
+    if total > MAX_DATA_SIZE {
+        errs.push(FieldError {
+            error_type: FieldErrorType::TooLong,
+            field: String::new(),
+            bad_value: None,
+            detail: format!("may not be more than {MAX_DATA_SIZE} bytes"),
+        });
     }
 }

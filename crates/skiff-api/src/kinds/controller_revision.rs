@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
+use crate::errors::FieldErrorType;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     errors::FieldError,
     printers::{self, age_col, col, name_col, Printer},
@@ -42,7 +45,7 @@ impl KindStrategy for Strategy {
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
         self.validate(new, errs);
-        validation::immutable_revision_data(new, old, errs);
+        immutable_revision_data(new, old, errs);
     }
 
     fn printer(&self) -> Option<Printer> {
@@ -63,5 +66,17 @@ impl KindStrategy for Strategy {
             ],
             printers::controller_revision_cells,
         ))
+    }
+}
+
+/// The update rule of ControllerRevisions: `data` never changes once written.
+fn immutable_revision_data(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    if new.get("data") != old.get("data") {
+        errs.push(FieldError {
+            error_type: FieldErrorType::Invalid,
+            field: "data".to_string(),
+            bad_value: Some(go_struct_json(new.get("data"))),
+            detail: IMMUTABLE.to_string(),
+        });
     }
 }

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
@@ -49,7 +50,7 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_deployment_spec(validation::field(obj, "spec"), errs);
+        validate_deployment_spec(validation::field(obj, "spec"), errs);
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
@@ -62,5 +63,96 @@ impl KindStrategy for Strategy {
             printers::deployment_columns(),
             printers::deployment_cells,
         ))
+    }
+}
+
+fn validate_deployment_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    nonnegative(spec.get("replicas"), "spec.replicas", errs);
+    validate_selector_and_template(spec, "deployment", errs);
+    validate_replica_set_template_rules(spec, errs);
+    validate_deployment_strategy(field(spec, "strategy"), errs);
+    nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
+    nonnegative(
+        spec.get("revisionHistoryLimit"),
+        "spec.revisionHistoryLimit",
+        errs,
+    );
+    if let Some(deadline) = int_at(spec, "progressDeadlineSeconds") {
+        nonnegative(
+            spec.get("progressDeadlineSeconds"),
+            "spec.progressDeadlineSeconds",
+            errs,
+        );
+        if deadline <= int_at(spec, "minReadySeconds").unwrap_or(0) {
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                &Value::from(deadline),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+}
+
+fn validate_deployment_strategy(strategy: &Value, errs: &mut Vec<FieldError>) {
+    let rolling = field(strategy, "rollingUpdate");
+    match str_at(strategy, "type") {
+        "Recreate" => {
+            if !rolling.is_null() {
+                errs.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            if rolling.is_null() {
+                errs.push(FieldError::required(
+                    "spec.strategy.rollingUpdate",
+                    "this should be defaulted and never be nil",
+                ));
+            } else {
+                validate_rolling_update(rolling, errs);
+            }
+        }
+        other => {
+            let rendered = format!(
+                "apps.DeploymentStrategy{{Type:{:?}, RollingUpdate:{}}}",
+                other,
+                if rolling.is_null() {
+                    "(*apps.RollingUpdateDeployment)(nil)".to_string()
+                } else {
+                    go_struct_json(Some(rolling))
+                }
+            );
+            errs.push(not_supported_raw(
+                "spec.strategy",
+                rendered,
+                &["Recreate", "RollingUpdate"],
+            ));
+        }
+    }
+}
+
+fn validate_rolling_update(rolling: &Value, errs: &mut Vec<FieldError>) {
+    let max_unavailable = field(rolling, "maxUnavailable");
+    let max_surge = field(rolling, "maxSurge");
+    let unavailable_path = "spec.strategy.rollingUpdate.maxUnavailable";
+    validate_int_or_percent(max_unavailable, unavailable_path, errs);
+    validate_int_or_percent(max_surge, "spec.strategy.rollingUpdate.maxSurge", errs);
+    if int_or_percent_value(max_unavailable) == 0 && int_or_percent_value(max_surge) == 0 {
+        errs.push(invalid_raw(
+            unavailable_path,
+            go_stringer(max_unavailable),
+            "may not be 0 when `maxSurge` is 0",
+        ));
+    }
+    if let Value::String(s) = max_unavailable {
+        if is_valid_percent(s) && int_or_percent_value(max_unavailable) > 100 {
+            errs.push(invalid_raw(
+                unavailable_path,
+                s.clone(),
+                "must not be greater than 100%",
+            ));
+        }
     }
 }

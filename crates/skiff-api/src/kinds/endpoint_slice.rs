@@ -2,13 +2,15 @@
 
 use serde_json::{Map, Value};
 
+use std::collections::BTreeSet;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
     printers::{self, age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
-    validation,
 };
 
 /// `discovery.k8s.io/v1` EndpointSlices.
@@ -42,7 +44,7 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_endpoint_slice(obj, errs);
+        validate_endpoint_slice(obj, errs);
     }
 
     fn printer(&self) -> Option<Printer> {
@@ -64,5 +66,103 @@ impl KindStrategy for Strategy {
             ],
             printers::endpoint_slice_cells,
         ))
+    }
+}
+
+/// Most endpoints one EndpointSlice may hold.
+const MAX_SLICE_ENDPOINTS: usize = 1000;
+
+/// Most addresses one EndpointSlice endpoint may hold.
+const MAX_ENDPOINT_ADDRESSES: usize = 100;
+
+/// `ValidateEndpointSlice`: a supported address type, endpoints with 1 to 100 addresses of
+/// that type, at most 1000 endpoints, and uniquely named ports with a protocol.
+fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
+    let address_type = str_at(obj, "addressType");
+    match address_type {
+        "IPv4" | "IPv6" | "FQDN" => {}
+        "" => errs.push(FieldError::required("addressType", "")),
+        other => errs.push(FieldError::not_supported(
+            "addressType",
+            &Value::from(other),
+            &["FQDN", "IPv4", "IPv6"],
+        )),
+    }
+    let endpoints = array_at(obj, "endpoints");
+    if endpoints.len() > MAX_SLICE_ENDPOINTS {
+        errs.push(too_many("endpoints", endpoints.len(), MAX_SLICE_ENDPOINTS));
+    }
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let path = index("endpoints", i);
+        let addresses_path = join(&path, "addresses");
+        let addresses = array_at(endpoint, "addresses");
+        if addresses.is_empty() {
+            errs.push(FieldError::required(
+                addresses_path.clone(),
+                "must contain at least 1 address",
+            ));
+        } else if addresses.len() > MAX_ENDPOINT_ADDRESSES {
+            errs.push(too_many(
+                addresses_path.clone(),
+                addresses.len(),
+                MAX_ENDPOINT_ADDRESSES,
+            ));
+        }
+        for (j, address) in addresses.iter().enumerate() {
+            let text = address.as_str().unwrap_or("");
+            let message = match address_type {
+                "IPv4" if text.parse::<std::net::Ipv4Addr>().is_err() => {
+                    Some("must be a valid IPv4 address")
+                }
+                "IPv6" if text.parse::<std::net::Ipv6Addr>().is_err() => {
+                    Some("must be a valid IPv6 address")
+                }
+                "FQDN" if !matches_dns_subdomain(text) => Some(DNS1123_SUBDOMAIN_MSG),
+                _ => None,
+            };
+            if let Some(message) = message {
+                errs.push(FieldError::invalid(
+                    index(&addresses_path, j),
+                    &Value::from(text),
+                    message,
+                ));
+            }
+        }
+        let hostname = str_at(endpoint, "hostname");
+        if !hostname.is_empty() {
+            validate_dns_label_field(hostname, &join(&path, "hostname"), errs);
+        }
+        let node_name = str_at(endpoint, "nodeName");
+        if !node_name.is_empty() && !matches_dns_subdomain(node_name) {
+            errs.push(FieldError::invalid(
+                join(&path, "nodeName"),
+                &Value::from(node_name),
+                DNS1123_SUBDOMAIN_MSG,
+            ));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, port) in array_at(obj, "ports").iter().enumerate() {
+        let path = index("ports", i);
+        let name = str_at(port, "name");
+        if !name.is_empty() {
+            validate_dns_label_field(name, &join(&path, "name"), errs);
+        }
+        if !names.insert(name) {
+            errs.push(FieldError::duplicate(
+                join(&path, "name"),
+                &Value::from(name),
+            ));
+        }
+        if let Some(number) = int_at(port, "port") {
+            if !(1..=65535).contains(&number) {
+                errs.push(FieldError::invalid(
+                    join(&path, "port"),
+                    &Value::from(number),
+                    PORT_RANGE,
+                ));
+            }
+        }
+        validate_protocol(port, &path, errs);
     }
 }

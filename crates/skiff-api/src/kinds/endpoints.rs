@@ -3,12 +3,12 @@
 use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
     printers::{self, age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
-    validation,
 };
 
 /// `v1` Endpoints.
@@ -36,7 +36,7 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_endpoints(obj, errs);
+        validate_endpoints(obj, errs);
     }
 
     fn printer(&self) -> Option<Printer> {
@@ -58,5 +58,46 @@ impl KindStrategy for Strategy {
         (version == "v1").then_some(
             "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice",
         )
+    }
+}
+
+/// `ValidateEndpoints`: every subset lists an address, every address is an IP, ports are
+/// named when there are several, numbered 1-65535, with a protocol.
+fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
+    for (i, subset) in array_at(obj, "subsets").iter().enumerate() {
+        let path = index("subsets", i);
+        let ready = array_at(subset, "addresses");
+        let not_ready = array_at(subset, "notReadyAddresses");
+        if ready.is_empty() && not_ready.is_empty() {
+            errs.push(FieldError::required(
+                path.clone(),
+                "must specify `addresses` or `notReadyAddresses`",
+            ));
+        }
+        for (j, address) in ready.iter().enumerate() {
+            validate_endpoint_address(address, &index(&join(&path, "addresses"), j), errs);
+        }
+        for (j, address) in not_ready.iter().enumerate() {
+            validate_endpoint_address(address, &index(&join(&path, "notReadyAddresses"), j), errs);
+        }
+        let ports = array_at(subset, "ports");
+        for (j, port) in ports.iter().enumerate() {
+            let port_path = index(&join(&path, "ports"), j);
+            let name = str_at(port, "name");
+            if ports.len() > 1 && name.is_empty() {
+                errs.push(FieldError::required(join(&port_path, "name"), ""));
+            } else if !name.is_empty() {
+                validate_dns_label_field(name, &join(&port_path, "name"), errs);
+            }
+            let number = int_at(port, "port").unwrap_or(0);
+            if !(1..=65535).contains(&number) {
+                errs.push(FieldError::invalid(
+                    join(&port_path, "port"),
+                    &Value::from(number),
+                    PORT_RANGE,
+                ));
+            }
+            validate_protocol(port, &port_path, errs);
+        }
     }
 }

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
@@ -70,10 +71,384 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_hpa_spec(validation::field(obj, "spec"), errs);
+        validate_hpa_spec(validation::field(obj, "spec"), errs);
     }
 
     fn printer(&self) -> Option<Printer> {
         Some(Printer::new(printers::hpa_columns(), printers::hpa_cells))
+    }
+}
+
+fn validate_hpa_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    let min = int_at(spec, "minReplicas");
+    let max = int_at(spec, "maxReplicas").unwrap_or(0);
+    if let Some(min) = min {
+        if min < 1 {
+            errs.push(FieldError::invalid(
+                "spec.minReplicas",
+                &Value::from(min),
+                "must be greater than or equal to 1",
+            ));
+        }
+    }
+    if max < 1 {
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            &Value::from(max),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(min) = min {
+        if max < min {
+            errs.push(FieldError::invalid(
+                "spec.maxReplicas",
+                &Value::from(max),
+                "must be greater than or equal to `minReplicas`",
+            ));
+        }
+    }
+    // Kubernetes looks at the metrics only once the target is sound, and at the behavior only
+    // once the metrics are.
+    let before = errs.len();
+    validate_object_reference(field(spec, "scaleTargetRef"), "spec.scaleTargetRef", errs);
+    if errs.len() > before {
+        return;
+    }
+    for (i, metric) in array_at(spec, "metrics").iter().enumerate() {
+        validate_metric_spec(metric, &index("spec.metrics", i), errs);
+    }
+    if errs.len() > before {
+        return;
+    }
+    let behavior = field(spec, "behavior");
+    if !behavior.is_null() {
+        for key in ["scaleUp", "scaleDown"] {
+            let rules = field(behavior, key);
+            if !rules.is_null() {
+                validate_scaling_rules(rules, &join("spec.behavior", key), errs);
+            }
+        }
+    }
+}
+
+fn validate_object_reference(reference: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    for key in ["kind", "name"] {
+        let value = str_at(reference, key);
+        if value.is_empty() {
+            errs.push(FieldError::required(join(path, key), ""));
+        } else {
+            for msg in path_segment_errors(value) {
+                errs.push(FieldError::invalid(
+                    join(path, key),
+                    &Value::from(value),
+                    msg,
+                ));
+            }
+        }
+    }
+}
+
+const METRIC_SOURCES: &[(&str, &str)] = &[
+    ("Object", "object"),
+    ("Pods", "pods"),
+    ("Resource", "resource"),
+    ("External", "external"),
+    ("ContainerResource", "containerResource"),
+];
+
+fn validate_metric_spec(metric: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let metric_type = str_at(metric, "type");
+    if metric_type.is_empty() {
+        errs.push(FieldError::required(
+            join(path, "type"),
+            "must specify a metric source type",
+        ));
+    }
+    let present: Vec<&str> = METRIC_SOURCES
+        .iter()
+        .map(|(_, f)| *f)
+        .filter(|f| metric.get(*f).is_some_and(|v| !v.is_null()))
+        .collect();
+    if let Some(first) = present.first() {
+        let source = field(metric, first);
+        let source_path = join(path, first);
+        match *first {
+            "resource" => validate_resource_source(source, &source_path, false, errs),
+            "containerResource" => validate_resource_source(source, &source_path, true, errs),
+            "pods" => validate_pods_source(source, &source_path, errs),
+            "object" => validate_object_source(source, &source_path, errs),
+            "external" => validate_external_source(source, &source_path, errs),
+            _ => {}
+        }
+    }
+    let expected = METRIC_SOURCES
+        .iter()
+        .find(|(t, _)| *t == metric_type)
+        .map(|(_, f)| *f);
+    match expected {
+        Some(expected) => {
+            if !present.contains(&expected) {
+                errs.push(FieldError::required(
+                    join(path, expected),
+                    "must populate information for the given metric source",
+                ));
+            }
+        }
+        None => errs.push(FieldError::not_supported(
+            join(path, "type"),
+            &Value::from(metric_type),
+            &[
+                "ContainerResource",
+                "External",
+                "Object",
+                "Pods",
+                "Resource",
+            ],
+        )),
+    }
+    if present.len() != 1 {
+        for extra in present.iter().filter(|p| Some(**p) != expected) {
+            errs.push(FieldError::forbidden(
+                join(path, extra),
+                "must populate the given metric source only",
+            ));
+        }
+    }
+}
+
+/// The sign of a Kubernetes quantity string: -1, 0 or 1.
+fn quantity_sign(q: &Value) -> i32 {
+    let s = match q {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return 0,
+    };
+    let digits: String = s
+        .trim_start_matches(['+', '-'])
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    if digits.chars().all(|c| c == '0' || c == '.') {
+        0
+    } else if s.starts_with('-') {
+        -1
+    } else {
+        1
+    }
+}
+
+fn validate_metric_target(target: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let target_type = str_at(target, "type");
+    if target_type.is_empty() {
+        errs.push(FieldError::required(
+            join(path, "type"),
+            "must specify a metric target type",
+        ));
+    }
+    if !matches!(target_type, "Utilization" | "Value" | "AverageValue") {
+        errs.push(FieldError::invalid(
+            join(path, "type"),
+            &Value::from(target_type),
+            "must be either Utilization, Value, or AverageValue",
+        ));
+    }
+    for key in ["value", "averageValue"] {
+        if let Some(q) = target.get(key).filter(|v| !v.is_null()) {
+            if quantity_sign(q) != 1 {
+                errs.push(invalid_raw(
+                    join(path, key),
+                    go_stringer(q),
+                    "must be positive",
+                ));
+            }
+        }
+    }
+    if let Some(utilization) = int_at(target, "averageUtilization") {
+        if utilization < 1 {
+            errs.push(FieldError::invalid(
+                join(path, "averageUtilization"),
+                &Value::from(utilization),
+                "must be greater than 0",
+            ));
+        }
+    }
+}
+
+fn validate_resource_source(
+    source: &Value,
+    path: &str,
+    container: bool,
+    errs: &mut Vec<FieldError>,
+) {
+    if str_at(source, "name").is_empty() {
+        errs.push(FieldError::required(
+            join(path, "name"),
+            "must specify a resource name",
+        ));
+    }
+    if container && str_at(source, "container").is_empty() {
+        errs.push(FieldError::required(
+            join(path, "container"),
+            "must specify a container",
+        ));
+    }
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    let (utilization, average) = (
+        has(target, "averageUtilization"),
+        has(target, "averageValue"),
+    );
+    if !utilization && !average {
+        errs.push(FieldError::required(
+            join(&target_path, "averageUtilization"),
+            "must set either a target raw value or a target utilization",
+        ));
+    }
+    if utilization && average {
+        errs.push(FieldError::forbidden(
+            join(&target_path, "averageValue"),
+            "may not set both a target raw value and a target utilization",
+        ));
+    }
+}
+
+fn validate_metric_identifier(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let metric = field(source, "metric");
+    let name = str_at(metric, "name");
+    if name.is_empty() {
+        errs.push(FieldError::required(
+            join(&join(path, "metric"), "name"),
+            "must specify a metric name",
+        ));
+    } else {
+        for msg in path_segment_errors(name) {
+            errs.push(FieldError::invalid(
+                join(&join(path, "metric"), "name"),
+                &Value::from(name),
+                msg,
+            ));
+        }
+    }
+}
+
+fn validate_pods_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    validate_metric_identifier(source, path, errs);
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    if !has(target, "averageValue") {
+        errs.push(FieldError::required(
+            join(&target_path, "averageValue"),
+            "must specify a positive target averageValue",
+        ));
+    }
+}
+
+fn validate_object_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    validate_object_reference(
+        field(source, "describedObject"),
+        &join(path, "describedObject"),
+        errs,
+    );
+    validate_metric_identifier(source, path, errs);
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    if !has(target, "value") && !has(target, "averageValue") {
+        errs.push(FieldError::required(
+            join(&target_path, "value"),
+            "must set either a target value or averageValue",
+        ));
+    }
+}
+
+fn validate_external_source(source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    validate_metric_identifier(source, path, errs);
+    let target = field(source, "target");
+    let target_path = join(path, "target");
+    validate_metric_target(target, &target_path, errs);
+    let (value, average) = (has(target, "value"), has(target, "averageValue"));
+    if !value && !average {
+        errs.push(FieldError::required(
+            join(&target_path, "value"),
+            "must set either a target value for metric or a per-pod target",
+        ));
+    }
+    if value && average {
+        errs.push(FieldError::forbidden(
+            join(&target_path, "value"),
+            "may not set both a target value for metric and a per-pod target",
+        ));
+    }
+}
+
+fn validate_scaling_rules(rules: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(window) = int_at(rules, "stabilizationWindowSeconds") {
+        if window < 0 {
+            errs.push(FieldError::invalid(
+                join(path, "stabilizationWindowSeconds"),
+                &Value::from(window),
+                "must be greater than or equal to zero",
+            ));
+        }
+        if window > 3600 {
+            errs.push(FieldError::invalid(
+                join(path, "stabilizationWindowSeconds"),
+                &Value::from(window),
+                "must be less than or equal to 3600",
+            ));
+        }
+    }
+    if let Some(policy) = rules.get("selectPolicy").and_then(Value::as_str) {
+        if !matches!(policy, "Disabled" | "Max" | "Min") {
+            errs.push(FieldError::not_supported(
+                join(path, "selectPolicy"),
+                &Value::from(policy),
+                &["Disabled", "Max", "Min"],
+            ));
+        }
+    }
+    let policies = array_at(rules, "policies");
+    let policies_path = join(path, "policies");
+    if policies.is_empty() {
+        errs.push(FieldError::required(
+            policies_path.as_str(),
+            "must specify at least one Policy",
+        ));
+    }
+    for (i, policy) in policies.iter().enumerate() {
+        let p_path = index(&policies_path, i);
+        let policy_type = str_at(policy, "type");
+        if !matches!(policy_type, "Pods" | "Percent") {
+            errs.push(FieldError::not_supported(
+                join(&p_path, "type"),
+                &Value::from(policy_type),
+                &["Percent", "Pods"],
+            ));
+        }
+        let value = int_at(policy, "value").unwrap_or(0);
+        if value <= 0 {
+            errs.push(FieldError::invalid(
+                join(&p_path, "value"),
+                &Value::from(value),
+                "must be greater than zero",
+            ));
+        }
+        let period = int_at(policy, "periodSeconds").unwrap_or(0);
+        if period <= 0 {
+            errs.push(FieldError::invalid(
+                join(&p_path, "periodSeconds"),
+                &Value::from(period),
+                "must be greater than zero",
+            ));
+        }
+        if period > 1800 {
+            errs.push(FieldError::invalid(
+                join(&p_path, "periodSeconds"),
+                &Value::from(period),
+                "must be less than or equal to 1800",
+            ));
+        }
     }
 }

@@ -3,12 +3,12 @@
 use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
     printers::{self, age_col, col, name_col, Printer},
     resources::{res, ResourceInfo, Subresource::Status},
-    validation,
 };
 
 /// `v1` Namespaces.
@@ -41,7 +41,7 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_namespace(obj, errs);
+        validate_namespace(obj, errs);
     }
 
     fn printer(&self) -> Option<Printer> {
@@ -61,5 +61,21 @@ impl KindStrategy for Strategy {
 
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Namespace
+    }
+}
+
+fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
+    for (i, finalizer) in array_at(field(obj, "spec"), "finalizers")
+        .iter()
+        .enumerate()
+    {
+        let name = finalizer.as_str().unwrap_or("");
+        for msg in qualified_name_errors(name) {
+            errs.push(FieldError::invalid(
+                index("spec.finalizers", i),
+                &Value::from(name),
+                msg,
+            ));
+        }
     }
 }

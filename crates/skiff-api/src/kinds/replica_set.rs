@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
@@ -49,7 +50,7 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_replica_set_spec(validation::field(obj, "spec"), errs);
+        validate_replica_set_spec(validation::field(obj, "spec"), errs);
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
@@ -67,4 +68,12 @@ impl KindStrategy for Strategy {
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
         Some(&["metadata.name", "metadata.namespace", "status.replicas"])
     }
+}
+
+fn validate_replica_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    nonnegative(spec.get("replicas"), "spec.replicas", errs);
+    nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
+    // Kubernetes names deployments in this message for replica sets too.
+    validate_selector_and_template(spec, "deployment", errs);
+    validate_replica_set_template_rules(spec, errs);
 }

@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::errors::FieldErrorType;
+
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
@@ -33,11 +36,11 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_secret(obj, errs);
+        validate_secret(obj, errs);
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
-        validation::immutable_secret_type(new, old, errs);
+        immutable_secret_type(new, old, errs);
         validation::validate_immutable_data(new, old, errs);
         self.validate(new, errs);
     }
@@ -60,5 +63,62 @@ impl KindStrategy for Strategy {
 
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
         Some(&["type", "metadata.namespace", "metadata.name"])
+    }
+}
+
+fn validate_secret(obj: &Value, errs: &mut Vec<FieldError>) {
+    let total = validate_data_keys(obj, &["data"], errs);
+    if total > MAX_DATA_SIZE {
+        errs.push(FieldError {
+            error_type: FieldErrorType::TooLong,
+            field: "data".to_string(),
+            bad_value: None,
+            detail: format!("may not be more than {MAX_DATA_SIZE} bytes"),
+        });
+    }
+    let data = field(obj, "data");
+    match str_at(obj, "type") {
+        "kubernetes.io/service-account-token" => {
+            let annotations = field(field(obj, "metadata"), "annotations");
+            if str_at(annotations, "kubernetes.io/service-account.name").is_empty() {
+                errs.push(FieldError::required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                ));
+            }
+        }
+        "kubernetes.io/basic-auth"
+            if data.get("username").is_none() && data.get("password").is_none() =>
+        {
+            errs.push(FieldError::required(
+                "data[username]",
+                "either username or password is required",
+            ));
+        }
+        secret_type => {
+            let required: &[&str] = match secret_type {
+                "kubernetes.io/dockercfg" => &[".dockercfg"],
+                "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+                "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+                "kubernetes.io/tls" => &["tls.key", "tls.crt"],
+                _ => &[],
+            };
+            for key in required {
+                if data.get(*key).is_none() {
+                    errs.push(FieldError::required(format!("data[{key}]"), ""));
+                }
+            }
+        }
+    }
+}
+
+/// A Secret's `type` never changes.
+fn immutable_secret_type(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    if str_at(new, "type") != str_at(old, "type") {
+        errs.push(FieldError::invalid(
+            "type",
+            &Value::from(str_at(new, "type")),
+            IMMUTABLE,
+        ));
     }
 }

@@ -2,13 +2,17 @@
 
 use serde_json::{Map, Value};
 
+use std::collections::BTreeSet;
+
+use crate::errors::FieldErrorType;
+
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
+use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
     printers::{self, Printer},
     resources::{res, ResourceInfo, Subresource::Status},
-    validation,
 };
 
 /// `v1` Services.
@@ -42,12 +46,12 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_service(obj, errs);
+        validate_service(obj, errs);
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
         self.validate(new, errs);
-        validation::validate_service_update(new, old, errs);
+        validate_service_update(new, old, errs);
     }
 
     fn printer(&self) -> Option<Printer> {
@@ -68,5 +72,142 @@ impl KindStrategy for Strategy {
 
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Service
+    }
+}
+
+fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = field(obj, "spec");
+    let service_type = str_at(spec, "type");
+    let headless = str_at(spec, "clusterIP") == "None";
+    let ports = array_at(spec, "ports");
+    if ports.is_empty() && !headless && service_type != "ExternalName" {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
+    if service_type == "ExternalName" {
+        let cname = str_at(spec, "externalName");
+        let cname = cname.strip_suffix('.').unwrap_or(cname);
+        if cname.is_empty() {
+            errs.push(FieldError::required("spec.externalName", ""));
+        } else {
+            for msg in dns1123_subdomain_errors(cname) {
+                errs.push(FieldError::invalid(
+                    "spec.externalName",
+                    &Value::from(cname),
+                    msg,
+                ));
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let p_path = index("spec.ports", i);
+        let name = str_at(port, "name");
+        if ports.len() > 1 && name.is_empty() {
+            errs.push(FieldError::required(join(&p_path, "name"), ""));
+        } else if !name.is_empty() {
+            for msg in dns1123_label_errors(name) {
+                errs.push(FieldError::invalid(
+                    join(&p_path, "name"),
+                    &Value::from(name),
+                    msg,
+                ));
+            }
+            if !names.insert(name) {
+                errs.push(FieldError::duplicate(
+                    join(&p_path, "name"),
+                    &Value::from(name),
+                ));
+            }
+        }
+        let number = int_at(port, "port").unwrap_or(0);
+        if !(1..=65535).contains(&number) {
+            errs.push(FieldError::invalid(
+                join(&p_path, "port"),
+                &Value::from(number),
+                PORT_RANGE,
+            ));
+        }
+        validate_protocol(port, &p_path, errs);
+        match port.get("targetPort") {
+            Some(Value::Number(n)) => {
+                let n = n.as_i64().unwrap_or(0);
+                if !(1..=65535).contains(&n) {
+                    errs.push(FieldError::invalid(
+                        join(&p_path, "targetPort"),
+                        &Value::from(n),
+                        PORT_RANGE,
+                    ));
+                }
+            }
+            Some(Value::String(s)) => {
+                for msg in port_name_errors(s) {
+                    errs.push(FieldError::invalid(
+                        join(&p_path, "targetPort"),
+                        &Value::from(s.as_str()),
+                        msg,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if spec.get("selector").is_some_and(|s| !s.is_null()) {
+        validate_labels(field(spec, "selector"), "spec.selector", errs);
+    }
+    match str_at(spec, "sessionAffinity") {
+        "ClientIP" | "None" => {}
+        "" => errs.push(FieldError::required("spec.sessionAffinity", "")),
+        other => errs.push(FieldError::not_supported(
+            "spec.sessionAffinity",
+            &Value::from(other),
+            &["ClientIP", "None"],
+        )),
+    }
+    match service_type {
+        "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort" => {}
+        "" => errs.push(FieldError::required("spec.type", "")),
+        other => errs.push(FieldError::not_supported(
+            "spec.type",
+            &Value::from(other),
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        )),
+    }
+    if service_type == "ClusterIP" {
+        for (i, port) in ports.iter().enumerate() {
+            if int_at(port, "nodePort").unwrap_or(0) != 0 {
+                errs.push(FieldError::forbidden(
+                    join(&index("spec.ports", i), "nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let protocol = str_at(port, "protocol");
+        let number = int_at(port, "port").unwrap_or(0);
+        if !seen.insert((protocol, number)) {
+            errs.push(FieldError {
+                error_type: FieldErrorType::Duplicate,
+                field: index("spec.ports", i),
+                bad_value: Some(format!(
+                    "core.ServicePort{{Name:\"\", Protocol:{protocol:?}, AppProtocol:(*string)(nil), Port:{number}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}"
+                )),
+                detail: String::new(),
+            });
+        }
+    }
+}
+
+fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+    let new_ip = str_at(field(new, "spec"), "clusterIP");
+    let old_ip = str_at(field(old, "spec"), "clusterIP");
+    // An update that leaves the address out keeps the allocated one.
+    if !old_ip.is_empty() && !new_ip.is_empty() && new_ip != old_ip {
+        errs.push(invalid_raw(
+            "spec.clusterIPs[0]",
+            go_string_slice(field(field(new, "spec"), "clusterIPs")),
+            "may not change once set",
+        ));
     }
 }
