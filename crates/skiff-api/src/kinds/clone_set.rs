@@ -4,12 +4,15 @@ use serde_json::{Map, Value};
 
 use std::collections::BTreeSet;
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, Printer},
+    printers::Printer,
     resources::{
         res, ResourceInfo,
         Subresource::{Scale, Status},
@@ -65,10 +68,7 @@ impl KindStrategy for Strategy {
     }
 
     fn printer(&self) -> Option<Printer> {
-        Some(Printer::new(
-            printers::clone_set_columns(),
-            printers::clone_set_cells,
-        ))
+        Some(Printer::new(clone_set_columns(), clone_set_cells))
     }
 
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
@@ -320,4 +320,74 @@ fn first_disallowed_change(old: &Value, new: &Value, path: &str) -> Option<(&'st
             }
         }
     }
+}
+
+/// OpenKruise declares these with `+kubebuilder:printcolumn` on CloneSet; the server prepends
+/// `Name` as it does for every custom resource with printer columns. These are the columns of
+/// OpenKruise's v1alpha1 CRD before v1.8 added `UPDATED_AVAILABLE`, the set users see in its
+/// documentation (`status.updatedAvailableReplicas` is still reported).
+fn clone_set_columns() -> Vec<Column> {
+    vec![
+        name_col(),
+        col("DESIRED", "integer", "The desired number of pods."),
+        col("UPDATED", "integer", "The number of pods updated."),
+        col(
+            "UPDATED_READY",
+            "integer",
+            "The number of pods updated and ready.",
+        ),
+        col("READY", "integer", "The number of pods ready."),
+        col("TOTAL", "integer", "The number of currently all pods."),
+        col("AGE", "date", AGE_DESC),
+        wide(
+            "CONTAINERS",
+            "string",
+            "The containers of currently cloneset.",
+        ),
+        wide("IMAGES", "string", "The images of currently cloneset."),
+        wide("SELECTOR", "string", "The selector of currently cloneset."),
+    ]
+}
+
+/// A custom resource's integer printer column: absent values are `null` cells.
+fn crd_integer(obj: &Value, pointer: &str) -> Value {
+    match obj.pointer(pointer) {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map_or(Value::Null, Value::from),
+        _ => Value::Null,
+    }
+}
+
+/// A custom resource's string printer column. Only the first match of a `[*]` path is shown,
+/// as the server evaluates these paths.
+fn crd_string(value: Option<&Value>) -> Value {
+    match value {
+        None | Some(Value::Null) => Value::Null,
+        Some(Value::String(s)) => Value::from(s.as_str()),
+        Some(other) => Value::from(other.to_string()),
+    }
+}
+
+fn clone_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let age = match obj.pointer("/metadata/creationTimestamp") {
+        Some(Value::String(ts)) => match ts.parse::<Timestamp>() {
+            Ok(ts) => since(Some(ts), now).into(),
+            Err(_) => "<invalid>".into(),
+        },
+        _ => Value::Null,
+    };
+    vec![
+        name(obj),
+        crd_integer(obj, "/spec/replicas"),
+        crd_integer(obj, "/status/updatedReplicas"),
+        crd_integer(obj, "/status/updatedReadyReplicas"),
+        crd_integer(obj, "/status/readyReplicas"),
+        crd_integer(obj, "/status/replicas"),
+        age,
+        crd_string(obj.pointer("/spec/template/spec/containers/0/name")),
+        crd_string(obj.pointer("/spec/template/spec/containers/0/image")),
+        crd_string(obj.pointer("/status/labelSelector")),
+    ]
 }

@@ -4,11 +4,14 @@ use serde_json::Value;
 
 use crate::errors::FieldErrorType;
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     errors::FieldError,
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
     validation,
 };
@@ -53,7 +56,7 @@ impl KindStrategy for Strategy {
                 ),
                 age_col(),
             ],
-            printers::config_map_cells,
+            config_map_cells,
         ))
     }
 }
@@ -82,4 +85,9 @@ fn validate_config_map(obj: &Value, errs: &mut Vec<FieldError>) {
             detail: format!("may not be more than {MAX_DATA_SIZE} bytes"),
         });
     }
+}
+
+fn config_map_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let entries = map_len(obj, "/data") + map_len(obj, "/binaryData");
+    vec![name(obj), entries.into(), age(obj, now)]
 }

@@ -4,11 +4,14 @@ use serde_json::Value;
 
 use crate::errors::FieldErrorType;
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     errors::FieldError,
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
     validation,
 };
@@ -64,7 +67,7 @@ impl KindStrategy for Strategy {
                 ),
                 age_col(),
             ],
-            printers::controller_revision_cells,
+            controller_revision_cells,
         ))
     }
 }
@@ -79,4 +82,35 @@ fn immutable_revision_data(new: &Value, old: &Value, errs: &mut Vec<FieldError>)
             detail: IMMUTABLE.to_string(),
         });
     }
+}
+
+fn controller_revision_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let controller = list(obj, "/metadata/ownerReferences")
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|r| {
+            let group = text(r, "/apiVersion")
+                .split_once('/')
+                .map(|(g, _)| g)
+                .unwrap_or("");
+            let kind = text(r, "/kind");
+            let group_kind = if group.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{kind}.{group}")
+            };
+            let owner = text(r, "/name");
+            if group_kind.is_empty() {
+                owner.to_string()
+            } else {
+                format!("{}/{owner}", group_kind.to_lowercase())
+            }
+        })
+        .unwrap_or_else(|| "<none>".to_string());
+    vec![
+        name(obj),
+        controller.into(),
+        int(obj, "/revision", 0).into(),
+        age(obj, now),
+    ]
 }

@@ -2,12 +2,16 @@
 
 use serde_json::{Map, Value};
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
+use crate::selector::LabelSelector;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, Printer},
+    printers::Printer,
     resources::{
         res, ResourceInfo,
         Subresource::{Scale, Status},
@@ -59,10 +63,7 @@ impl KindStrategy for Strategy {
     }
 
     fn printer(&self) -> Option<Printer> {
-        Some(Printer::new(
-            printers::deployment_columns(),
-            printers::deployment_cells,
-        ))
+        Some(Printer::new(deployment_columns(), deployment_cells))
     }
 }
 
@@ -155,4 +156,50 @@ fn validate_rolling_update(rolling: &Value, errs: &mut Vec<FieldError>) {
             ));
         }
     }
+}
+
+fn deployment_columns() -> Vec<Column> {
+    vec![
+        name_col(),
+        col(
+            "Ready",
+            "string",
+            "Ready pods out of the desired number of pods.",
+        ),
+        col(
+            "Up-to-date",
+            "string",
+            "Pods running the current pod template.",
+        ),
+        col(
+            "Available",
+            "string",
+            "Pods ready for at least minReadySeconds.",
+        ),
+        age_col(),
+        wide("Containers", "string", CONTAINERS_DESC),
+        wide("Images", "string", IMAGES_DESC),
+        wide("Selector", "string", "The label selector of the pods."),
+    ]
+}
+
+fn deployment_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let desired = int(obj, "/spec/replicas", 1);
+    let ready = int(obj, "/status/readyReplicas", 0);
+    let selector = obj.get("spec").and_then(|s| s.get("selector"));
+    let selector = match LabelSelector::from_label_selector(selector.unwrap_or(&Value::Null)) {
+        Ok(sel) => sel.to_string(),
+        Err(_) => "<invalid>".to_string(),
+    };
+    let [containers, images] = container_cells(obj);
+    vec![
+        name(obj),
+        format!("{ready}/{desired}").into(),
+        int(obj, "/status/updatedReplicas", 0).into(),
+        int(obj, "/status/availableReplicas", 0).into(),
+        age(obj, now),
+        containers,
+        images,
+        selector.into(),
+    ]
 }

@@ -4,12 +4,15 @@ use serde_json::{Map, Value};
 
 use std::collections::BTreeSet;
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
 };
 
@@ -64,7 +67,7 @@ impl KindStrategy for Strategy {
                 col("Endpoints", "string", "The unique endpoints in this slice."),
                 age_col(),
             ],
-            printers::endpoint_slice_cells,
+            endpoint_slice_cells,
         ))
     }
 }
@@ -165,4 +168,46 @@ fn validate_endpoint_slice(obj: &Value, errs: &mut Vec<FieldError>) {
         }
         validate_protocol(port, &path, errs);
     }
+}
+
+/// `listWithMoreString`: up to three items, then how many more; `<unset>` when empty.
+fn first_three_and_more(items: Vec<String>) -> String {
+    const MAX: usize = 3;
+    if items.is_empty() {
+        return "<unset>".to_string();
+    }
+    let joined = items[..items.len().min(MAX)].join(",");
+    if items.len() > MAX {
+        format!("{joined} + {} more...", items.len() - MAX)
+    } else {
+        joined
+    }
+}
+
+/// `printEndpointSlice`: port numbers (else names, else `*`) and every endpoint address,
+/// whatever its conditions.
+fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let ports = list(obj, "/ports")
+        .iter()
+        .map(|p| match p.get("port").and_then(Value::as_i64) {
+            Some(n) => n.to_string(),
+            None => p
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("*")
+                .to_string(),
+        })
+        .collect();
+    let addresses = list(obj, "/endpoints")
+        .iter()
+        .flat_map(|e| list(e, "/addresses"))
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    vec![
+        name(obj),
+        text(obj, "/addressType").into(),
+        first_three_and_more(ports).into(),
+        first_three_and_more(addresses).into(),
+        age(obj, now),
+    ]
 }

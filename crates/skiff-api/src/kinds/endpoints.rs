@@ -2,12 +2,15 @@
 
 use serde_json::{Map, Value};
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
 };
 
@@ -50,7 +53,7 @@ impl KindStrategy for Strategy {
                 ),
                 age_col(),
             ],
-            printers::endpoints_cells,
+            endpoints_cells,
         ))
     }
 
@@ -100,4 +103,60 @@ fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
             validate_protocol(port, &port_path, errs);
         }
     }
+}
+
+/// `net.JoinHostPort`: brackets around IPv6 hosts.
+fn join_host_port(host: &str, port: i64) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `formatEndpoints`: the first three `ip:port` pairs and how many more there are.
+fn format_endpoints(obj: &Value) -> String {
+    const MAX: usize = 3;
+    let subsets = list(obj, "/subsets");
+    if subsets.is_empty() {
+        return "<none>".to_string();
+    }
+    let mut shown: Vec<String> = Vec::new();
+    let mut more = false;
+    let mut count = 0;
+    for subset in subsets {
+        let addresses = list(subset, "/addresses");
+        let ports = list(subset, "/ports");
+        if ports.is_empty() {
+            count += addresses.len();
+            for address in addresses {
+                if shown.len() == MAX {
+                    more = true;
+                    break;
+                }
+                shown.push(text(address, "/ip").to_string());
+            }
+            continue;
+        }
+        for port in ports {
+            count += addresses.len();
+            for address in addresses {
+                if shown.len() == MAX {
+                    more = true;
+                    break;
+                }
+                shown.push(join_host_port(text(address, "/ip"), int(port, "/port", 0)));
+            }
+        }
+    }
+    let joined = shown.join(",");
+    if more {
+        format!("{joined} + {} more...", count - MAX)
+    } else {
+        joined
+    }
+}
+
+fn endpoints_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    vec![name(obj), format_endpoints(obj).into(), age(obj, now)]
 }

@@ -1,8 +1,12 @@
 //! Events (`v1` core): the event printer and its field selectors.
 
+use jiff::Timestamp;
+use serde_json::Value;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::{
-    printers::{self, Printer},
+    printers::Printer,
     resources::{res, ResourceInfo},
 };
 
@@ -27,10 +31,7 @@ impl KindStrategy for Strategy {
     }
 
     fn printer(&self) -> Option<Printer> {
-        Some(Printer::new(
-            printers::event_columns(),
-            printers::event_cells,
-        ))
+        Some(Printer::new(event_columns(), event_cells))
     }
 
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
@@ -50,4 +51,82 @@ impl KindStrategy for Strategy {
             "metadata.name",
         ])
     }
+}
+
+fn event_columns() -> Vec<Column> {
+    vec![
+        col("Last Seen", "string", "When the event was last observed."),
+        col("Type", "string", "Normal or Warning."),
+        col("Reason", "string", "Why the event happened, in CamelCase."),
+        col("Object", "string", "The object the event is about."),
+        wide(
+            "Subobject",
+            "string",
+            "The part of the object the event is about.",
+        ),
+        wide("Source", "string", "The component that reported the event."),
+        col("Message", "string", "What happened, for humans."),
+        wide("First Seen", "string", "When the event was first observed."),
+        wide("Count", "string", "How many times the event happened."),
+        Column {
+            priority: 1,
+            ..name_col()
+        },
+    ]
+}
+
+fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if a.is_empty() {
+        b
+    } else {
+        a
+    }
+}
+
+fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
+    let first_seen = match timestamp(ev, "/firstTimestamp") {
+        Some(ts) => since(Some(ts), now),
+        None => since(timestamp(ev, "/eventTime"), now),
+    };
+    let mut last_seen = match timestamp(ev, "/lastTimestamp") {
+        Some(ts) => since(Some(ts), now),
+        None => first_seen.clone(),
+    };
+    let mut count = int(ev, "/count", 0);
+    if ev.get("series").is_some_and(|s| !s.is_null()) {
+        last_seen = since(timestamp(ev, "/series/lastObservedTime"), now);
+        count = int(ev, "/series/count", 0);
+    } else if count == 0 {
+        // Events written through events.k8s.io leave count unset for singletons.
+        count = 1;
+    }
+    let kind = text(ev, "/involvedObject/kind").to_lowercase();
+    let involved_name = text(ev, "/involvedObject/name");
+    let target = if involved_name.is_empty() {
+        kind
+    } else {
+        format!("{kind}/{involved_name}")
+    };
+    let component = first_non_empty(
+        text(ev, "/source/component"),
+        text(ev, "/reportingComponent"),
+    );
+    let instance = first_non_empty(text(ev, "/source/host"), text(ev, "/reportingInstance"));
+    let source = if instance.is_empty() {
+        component.to_string()
+    } else {
+        format!("{component}, {instance}")
+    };
+    vec![
+        last_seen.into(),
+        text(ev, "/type").into(),
+        text(ev, "/reason").into(),
+        target.into(),
+        text(ev, "/involvedObject/fieldPath").into(),
+        source.into(),
+        text(ev, "/message").trim().into(),
+        first_seen.into(),
+        count.into(),
+        name(ev),
+    ]
 }

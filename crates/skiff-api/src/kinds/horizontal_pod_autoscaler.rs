@@ -1,13 +1,16 @@
 //! HorizontalPodAutoscalers (`autoscaling/v2`, stored, and `autoscaling/v1`).
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, Printer},
+    printers::Printer,
     resources::{res, ResourceInfo, Subresource::Status},
     validation,
 };
@@ -75,7 +78,7 @@ impl KindStrategy for Strategy {
     }
 
     fn printer(&self) -> Option<Printer> {
-        Some(Printer::new(printers::hpa_columns(), printers::hpa_cells))
+        Some(Printer::new(hpa_columns(), hpa_cells))
     }
 }
 
@@ -451,4 +454,182 @@ fn validate_scaling_rules(rules: &Value, path: &str, errs: &mut Vec<FieldError>)
             ));
         }
     }
+}
+
+fn hpa_columns() -> Vec<Column> {
+    vec![
+        name_col(),
+        col("Reference", "string", "The workload the autoscaler scales."),
+        col(
+            "Targets",
+            "string",
+            "Current and target values of the metrics.",
+        ),
+        col("MinPods", "string", "The lower limit of replicas."),
+        col("MaxPods", "string", "The upper limit of replicas."),
+        col("Replicas", "string", "The current number of replicas."),
+        age_col(),
+    ]
+}
+
+/// `Quantity.String()` of an optional quantity: a missing one prints `<nil>`, as in Go.
+fn quantity(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "<nil>".to_string(),
+    }
+}
+
+fn present<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.get(key).filter(|x| !x.is_null())
+}
+
+/// `formatHPAMetrics`: up to two `current/target` pairs, in spec order, matched to statuses by
+/// position as Kubernetes matches them.
+fn format_hpa_metrics(specs: &[Value], statuses: &[Value]) -> String {
+    const MAX: usize = 2;
+    if specs.is_empty() {
+        return "<none>".to_string();
+    }
+    let mut shown: Vec<String> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let status = statuses.get(i);
+        let source_of = |key: &str| status.and_then(|s| present(s, key));
+        let entry = match text(spec, "/type") {
+            kind @ ("External" | "Object") => {
+                let key = if kind == "External" {
+                    "external"
+                } else {
+                    "object"
+                };
+                let target = spec.get(key).and_then(|s| s.get("target"));
+                let avg = target.and_then(|t| present(t, "averageValue"));
+                let current = source_of(key).and_then(|s| s.get("current"));
+                match avg {
+                    Some(avg) => {
+                        let cur = current
+                            .and_then(|c| present(c, "averageValue"))
+                            .map(|c| quantity(Some(c)))
+                            .unwrap_or_else(|| "<unknown>".to_string());
+                        format!("{cur}/{} (avg)", quantity(Some(avg)))
+                    }
+                    None => {
+                        let cur = match source_of(key) {
+                            Some(_) => quantity(current.and_then(|c| present(c, "value"))),
+                            None => "<unknown>".to_string(),
+                        };
+                        let want = quantity(target.and_then(|t| present(t, "value")));
+                        format!("{cur}/{want}")
+                    }
+                }
+            }
+            "Pods" => {
+                let cur = match source_of("pods") {
+                    Some(s) => quantity(s.pointer("/current/averageValue")),
+                    None => "<unknown>".to_string(),
+                };
+                format!(
+                    "{cur}/{}",
+                    quantity(spec.pointer("/pods/target/averageValue"))
+                )
+            }
+            kind @ ("Resource" | "ContainerResource") => {
+                let key = if kind == "Resource" {
+                    "resource"
+                } else {
+                    "containerResource"
+                };
+                let source = spec.get(key);
+                let resource_name = source.map(|s| text(s, "/name")).unwrap_or("");
+                let target = source.and_then(|s| s.get("target"));
+                match target.and_then(|t| present(t, "averageValue")) {
+                    Some(avg) => {
+                        let cur = match source_of(key) {
+                            Some(s) => quantity(s.pointer("/current/averageValue")),
+                            None => "<unknown>".to_string(),
+                        };
+                        format!("{resource_name}: {cur}/{}", quantity(Some(avg)))
+                    }
+                    None => {
+                        let cur = source_of(key)
+                            .and_then(|s| s.pointer("/current/averageUtilization"))
+                            .and_then(Value::as_i64)
+                            .map(|u| format!("{u}%"))
+                            .unwrap_or_else(|| "<unknown>".to_string());
+                        let want = target
+                            .and_then(|t| t.get("averageUtilization"))
+                            .and_then(Value::as_i64)
+                            .map(|u| format!("{u}%"))
+                            .unwrap_or_else(|| "<auto>".to_string());
+                        format!("{resource_name}: {cur}/{want}")
+                    }
+                }
+            }
+            _ => "<unknown type>".to_string(),
+        };
+        shown.push(entry);
+    }
+    let count = shown.len();
+    if count > MAX {
+        shown.truncate(MAX);
+        format!("{} + {} more...", shown.join(", "), count - MAX)
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The metric specs and statuses of an HPA in either served version; autoscaling/v1's single
+/// CPU target is read as the v2 `Resource` metric it converts to.
+fn hpa_metrics(hpa: &Value) -> (Vec<Value>, Vec<Value>) {
+    if hpa.pointer("/spec/metrics").is_some() || hpa.pointer("/status/currentMetrics").is_some() {
+        return (
+            list(hpa, "/spec/metrics").to_vec(),
+            list(hpa, "/status/currentMetrics").to_vec(),
+        );
+    }
+    let specs = hpa
+        .pointer("/spec/targetCPUUtilizationPercentage")
+        .and_then(Value::as_i64)
+        .map(|target| {
+            vec![json!({"type": "Resource", "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": target}
+            }})]
+        })
+        .unwrap_or_default();
+    let statuses = hpa
+        .pointer("/status/currentCPUUtilizationPercentage")
+        .and_then(Value::as_i64)
+        .map(|current| {
+            vec![json!({"type": "Resource", "resource": {
+                "name": "cpu",
+                "current": {"averageUtilization": current}
+            }})]
+        })
+        .unwrap_or_default();
+    (specs, statuses)
+}
+
+fn hpa_cells(hpa: &Value, now: Timestamp) -> Vec<Value> {
+    let reference = format!(
+        "{}/{}",
+        text(hpa, "/spec/scaleTargetRef/kind"),
+        text(hpa, "/spec/scaleTargetRef/name")
+    );
+    let (specs, statuses) = hpa_metrics(hpa);
+    let min_pods = hpa
+        .pointer("/spec/minReplicas")
+        .and_then(Value::as_i64)
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| "<unset>".to_string());
+    vec![
+        name(hpa),
+        reference.into(),
+        format_hpa_metrics(&specs, &statuses).into(),
+        min_pods.into(),
+        int(hpa, "/spec/maxReplicas", 0).into(),
+        int(hpa, "/status/currentReplicas", 0).into(),
+        age(hpa, now),
+    ]
 }

@@ -1,8 +1,12 @@
 //! Leases (`coordination.k8s.io/v1`).
 
+use jiff::Timestamp;
+use serde_json::Value;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::{
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
 };
 
@@ -41,7 +45,15 @@ impl KindStrategy for Strategy {
                 ),
                 age_col(),
             ],
-            printers::lease_cells,
+            lease_cells,
         ))
     }
+}
+
+fn lease_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    vec![
+        name(obj),
+        text(obj, "/spec/holderIdentity").into(),
+        age(obj, now),
+    ]
 }

@@ -2,12 +2,15 @@
 
 use serde_json::{Map, Value};
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo, Subresource::Status},
 };
 
@@ -51,7 +54,7 @@ impl KindStrategy for Strategy {
                 col("Status", "string", "The phase of the namespace."),
                 age_col(),
             ],
-            printers::namespace_cells,
+            namespace_cells,
         ))
     }
 
@@ -78,4 +81,8 @@ fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
             ));
         }
     }
+}
+
+fn namespace_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    vec![name(obj), text(obj, "/status/phase").into(), age(obj, now)]
 }

@@ -1,12 +1,15 @@
 //! Pods (`v1`): pod defaults and validation, the pod printer and the graceful deletion hook.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+
+use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
+use crate::printers::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, Printer},
+    printers::Printer,
     resources::{
         res, ResourceInfo,
         Subresource::{Binding, Log, Status},
@@ -51,8 +54,8 @@ impl KindStrategy for Strategy {
 
     fn printer(&self) -> Option<Printer> {
         Some(Printer {
-            row_conditions: Some(printers::pod_row_conditions),
-            ..Printer::new(printers::pod_columns(), printers::pod_cells)
+            row_conditions: Some(pod_row_conditions),
+            ..Printer::new(pod_columns(), pod_cells)
         })
     }
 
@@ -75,4 +78,231 @@ impl KindStrategy for Strategy {
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Pod
     }
+}
+
+fn pod_columns() -> Vec<Column> {
+    vec![
+        name_col(),
+        col(
+            "Ready",
+            "string",
+            "Ready containers out of all containers of the pod.",
+        ),
+        col(
+            "Status",
+            "string",
+            "The aggregate status of the containers in the pod.",
+        ),
+        col(
+            "Restarts",
+            "string",
+            "Container restarts in the pod, and how long ago the last one was.",
+        ),
+        age_col(),
+        wide("IP", "string", "The pod's primary IP address."),
+        wide("Node", "string", "The node the pod is bound to."),
+        wide(
+            "Nominated Node",
+            "string",
+            "The node the scheduler nominated after preempting pods.",
+        ),
+        wide(
+            "Readiness Gates",
+            "string",
+            "Readiness gates whose condition is True, out of all.",
+        ),
+    ]
+}
+
+fn is_true_condition(obj: &Value, pointer: &str, kind: &str) -> bool {
+    list(obj, pointer)
+        .iter()
+        .any(|c| text(c, "/type") == kind && text(c, "/status") == "True")
+}
+
+/// The later of two optional times, as Go's zero-time-aware `Before` comparison picks it.
+fn latest(current: Option<Timestamp>, candidate: Option<Timestamp>) -> Option<Timestamp> {
+    match (current, candidate) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn terminated_reason(terminated: &Value, prefix: &str) -> String {
+    let reason = text(terminated, "/reason");
+    if !reason.is_empty() {
+        return format!("{prefix}{reason}");
+    }
+    let signal = int(terminated, "/signal", 0);
+    if signal != 0 {
+        format!("{prefix}Signal:{signal}")
+    } else {
+        format!("{prefix}ExitCode:{}", int(terminated, "/exitCode", 0))
+    }
+}
+
+/// The STATUS, READY and RESTARTS of a pod, computed as Kubernetes' pod printer does.
+fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
+    let init_specs = list(pod, "/spec/initContainers");
+    let is_restartable_init = |name: &str| {
+        init_specs
+            .iter()
+            .any(|c| text(c, "/name") == name && text(c, "/restartPolicy") == "Always")
+    };
+    let mut total = list(pod, "/spec/containers").len();
+    total += init_specs
+        .iter()
+        .filter(|c| text(c, "/restartPolicy") == "Always")
+        .count();
+
+    let phase = text(pod, "/status/phase");
+    let mut reason = phase.to_string();
+    let status_reason = text(pod, "/status/reason");
+    if !status_reason.is_empty() {
+        reason = status_reason.to_string();
+    }
+    if list(pod, "/status/conditions")
+        .iter()
+        .any(|c| text(c, "/type") == "PodScheduled" && text(c, "/reason") == "SchedulingGated")
+    {
+        reason = "SchedulingGated".to_string();
+    }
+
+    let mut restarts: i64 = 0;
+    let mut sidecar_restarts: i64 = 0;
+    let mut last_restart: Option<Timestamp> = None;
+    let mut last_sidecar_restart: Option<Timestamp> = None;
+    let mut ready = 0;
+    let mut initializing = false;
+
+    for (i, status) in list(pod, "/status/initContainerStatuses")
+        .iter()
+        .enumerate()
+    {
+        let count = int(status, "/restartCount", 0);
+        let finished = timestamp(status, "/lastState/terminated/finishedAt");
+        restarts = restarts.saturating_add(count);
+        last_restart = latest(last_restart, finished);
+        let sidecar = is_restartable_init(text(status, "/name"));
+        if sidecar {
+            sidecar_restarts = sidecar_restarts.saturating_add(count);
+            last_sidecar_restart = latest(last_sidecar_restart, finished);
+        }
+        let terminated = status.pointer("/state/terminated").filter(|t| !t.is_null());
+        let waiting_reason = text(status, "/state/waiting/reason");
+        if terminated.is_some_and(|t| int(t, "/exitCode", 0) == 0) {
+            continue;
+        }
+        if sidecar && status.get("started").and_then(Value::as_bool) == Some(true) {
+            if status.get("ready").and_then(Value::as_bool) == Some(true) {
+                ready += 1;
+            }
+            continue;
+        }
+        reason = match terminated {
+            Some(t) => terminated_reason(t, "Init:"),
+            None if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" => {
+                format!("Init:{waiting_reason}")
+            }
+            None => format!("Init:{i}/{}", init_specs.len()),
+        };
+        initializing = true;
+        break;
+    }
+
+    if !initializing || is_true_condition(pod, "/status/conditions", "Initialized") {
+        restarts = sidecar_restarts;
+        last_restart = last_sidecar_restart;
+        let mut has_running = false;
+        for status in list(pod, "/status/containerStatuses").iter().rev() {
+            restarts = restarts.saturating_add(int(status, "/restartCount", 0));
+            last_restart = latest(
+                last_restart,
+                timestamp(status, "/lastState/terminated/finishedAt"),
+            );
+            let waiting_reason = text(status, "/state/waiting/reason");
+            let terminated = status.pointer("/state/terminated").filter(|t| !t.is_null());
+            let running = status
+                .pointer("/state/running")
+                .is_some_and(|r| !r.is_null());
+            if !waiting_reason.is_empty() {
+                reason = waiting_reason.to_string();
+            } else if let Some(t) = terminated {
+                reason = terminated_reason(t, "");
+            } else if status.get("ready").and_then(Value::as_bool) == Some(true) && running {
+                has_running = true;
+                ready += 1;
+            }
+        }
+        if reason == "Completed" && has_running {
+            reason = if is_true_condition(pod, "/status/conditions", "Ready") {
+                "Running".to_string()
+            } else {
+                "NotReady".to_string()
+            };
+        }
+    }
+
+    let deleting = pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|d| !d.is_null());
+    if deleting && status_reason == "NodeLost" {
+        reason = "Unknown".to_string();
+    } else if deleting && phase != "Succeeded" && phase != "Failed" {
+        reason = "Terminating".to_string();
+    }
+
+    let restarts_cell = match last_restart {
+        Some(last) if restarts != 0 => format!("{restarts} ({} ago)", since(Some(last), now)),
+        _ => restarts.to_string(),
+    };
+
+    let pod_ip = pod
+        .pointer("/status/podIPs/0/ip")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| text(pod, "/status/podIP"));
+    let gates = list(pod, "/spec/readinessGates");
+    let readiness_gates = if gates.is_empty() {
+        "<none>".to_string()
+    } else {
+        let conditions = list(pod, "/status/conditions");
+        let true_gates = gates
+            .iter()
+            .filter(|gate| {
+                let wanted = text(gate, "/conditionType");
+                conditions
+                    .iter()
+                    .find(|c| text(c, "/type") == wanted)
+                    .is_some_and(|c| text(c, "/status") == "True")
+            })
+            .count();
+        format!("{true_gates}/{}", gates.len())
+    };
+
+    vec![
+        name(pod),
+        format!("{ready}/{total}").into(),
+        reason.into(),
+        restarts_cell.into(),
+        age(pod, now),
+        or_none(pod_ip).into(),
+        or_none(text(pod, "/spec/nodeName")).into(),
+        or_none(text(pod, "/status/nominatedNodeName")).into(),
+        readiness_gates.into(),
+    ]
+}
+
+/// Finished pods are marked `Completed` so clients may hide them.
+fn pod_row_conditions(pod: &Value) -> Option<Value> {
+    let (reason, message) = match text(pod, "/status/phase") {
+        "Succeeded" => ("Succeeded", "The pod has completed successfully."),
+        "Failed" => ("Failed", "The pod failed."),
+        _ => return None,
+    };
+    Some(json!([{
+        "type": "Completed",
+        "status": "True",
+        "reason": reason,
+        "message": message,
+    }]))
 }

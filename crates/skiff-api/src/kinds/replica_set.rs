@@ -2,12 +2,16 @@
 
 use serde_json::{Map, Value};
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
+use crate::selector::LabelSelector;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, Printer},
+    printers::Printer,
     resources::{
         res, ResourceInfo,
         Subresource::{Scale, Status},
@@ -59,10 +63,7 @@ impl KindStrategy for Strategy {
     }
 
     fn printer(&self) -> Option<Printer> {
-        Some(Printer::new(
-            printers::replica_set_columns(),
-            printers::replica_set_cells,
-        ))
+        Some(Printer::new(replica_set_columns(), replica_set_cells))
     }
 
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
@@ -76,4 +77,39 @@ fn validate_replica_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     // Kubernetes names deployments in this message for replica sets too.
     validate_selector_and_template(spec, "deployment", errs);
     validate_replica_set_template_rules(spec, errs);
+}
+
+/// `metav1.FormatLabelSelector`: the canonical string, `<none>` when empty, `<error>` when bad.
+fn format_label_selector(selector: Option<&Value>) -> String {
+    match LabelSelector::from_label_selector(selector.unwrap_or(&Value::Null)) {
+        Ok(sel) => or_none(&sel.to_string()),
+        Err(_) => "<error>".to_string(),
+    }
+}
+
+fn replica_set_columns() -> Vec<Column> {
+    vec![
+        name_col(),
+        col("Desired", "integer", "The number of pods wanted."),
+        col("Current", "integer", "The number of pods that exist."),
+        col("Ready", "integer", "The number of ready pods."),
+        age_col(),
+        wide("Containers", "string", CONTAINERS_DESC),
+        wide("Images", "string", IMAGES_DESC),
+        wide("Selector", "string", "The label selector of the pods."),
+    ]
+}
+
+fn replica_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let [containers, images] = container_cells(obj);
+    vec![
+        name(obj),
+        int(obj, "/spec/replicas", 1).into(),
+        int(obj, "/status/replicas", 0).into(),
+        int(obj, "/status/readyReplicas", 0).into(),
+        age(obj, now),
+        containers,
+        images,
+        format_label_selector(obj.pointer("/spec/selector")).into(),
+    ]
 }

@@ -4,12 +4,15 @@ use serde_json::{Map, Value};
 
 use crate::errors::FieldErrorType;
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
+use crate::printers::*;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
     validation,
 };
@@ -53,7 +56,7 @@ impl KindStrategy for Strategy {
                 col("Data", "string", "Number of entries in data."),
                 age_col(),
             ],
-            printers::secret_cells,
+            secret_cells,
         ))
     }
 
@@ -121,4 +124,13 @@ fn immutable_secret_type(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
             IMMUTABLE,
         ));
     }
+}
+
+fn secret_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    vec![
+        name(obj),
+        text(obj, "/type").into(),
+        map_len(obj, "/data").into(),
+        age(obj, now),
+    ]
 }

@@ -6,12 +6,16 @@ use std::collections::BTreeSet;
 
 use crate::errors::FieldErrorType;
 
+use jiff::Timestamp;
+
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
+use crate::printers::*;
+use crate::selector::format_labels;
 use crate::validation::*;
 use crate::{
     defaults,
     errors::FieldError,
-    printers::{self, Printer},
+    printers::Printer,
     resources::{res, ResourceInfo, Subresource::Status},
 };
 
@@ -55,10 +59,7 @@ impl KindStrategy for Strategy {
     }
 
     fn printer(&self) -> Option<Printer> {
-        Some(Printer::new(
-            printers::service_columns(),
-            printers::service_cells,
-        ))
+        Some(Printer::new(service_columns(), service_cells))
     }
 
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
@@ -210,4 +211,108 @@ fn validate_service_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>)
             "may not change once set",
         ));
     }
+}
+
+fn service_columns() -> Vec<Column> {
+    vec![
+        name_col(),
+        col("Type", "string", "How the service is exposed."),
+        col(
+            "Cluster-IP",
+            "string",
+            "The service's virtual IP in the cluster.",
+        ),
+        col(
+            "External-IP",
+            "string",
+            "Addresses the service is reachable at from outside the cluster.",
+        ),
+        col("Port(s)", "string", "The ports the service exposes."),
+        age_col(),
+        wide(
+            "Selector",
+            "string",
+            "Labels of the pods traffic is routed to.",
+        ),
+    ]
+}
+
+fn string_list(obj: &Value, pointer: &str) -> Vec<String> {
+    list(obj, pointer)
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+fn service_external_ip(svc: &Value, kind: &str) -> String {
+    let external_ips = string_list(svc, "/spec/externalIPs");
+    match kind {
+        "ClusterIP" | "NodePort" => {
+            if external_ips.is_empty() {
+                "<none>".to_string()
+            } else {
+                external_ips.join(",")
+            }
+        }
+        "LoadBalancer" => {
+            let mut ingress: Vec<String> = list(svc, "/status/loadBalancer/ingress")
+                .iter()
+                .map(|i| {
+                    let ip = text(i, "/ip");
+                    if ip.is_empty() {
+                        text(i, "/hostname").to_string()
+                    } else {
+                        ip.to_string()
+                    }
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            ingress.sort();
+            ingress.dedup();
+            ingress.extend(external_ips);
+            if ingress.is_empty() {
+                "<pending>".to_string()
+            } else {
+                ingress.join(",")
+            }
+        }
+        "ExternalName" => text(svc, "/spec/externalName").to_string(),
+        _ => "<unknown>".to_string(),
+    }
+}
+
+fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
+    // Stored services always carry a type; ClusterIP is what the server defaults it to.
+    let kind = match text(svc, "/spec/type") {
+        "" => "ClusterIP",
+        other => other,
+    };
+    let cluster_ip = string_list(svc, "/spec/clusterIPs")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| or_none(text(svc, "/spec/clusterIP")));
+    let ports: Vec<String> = list(svc, "/spec/ports")
+        .iter()
+        .map(|p| {
+            let port = int(p, "/port", 0);
+            let protocol = match text(p, "/protocol") {
+                "" => "TCP",
+                other => other,
+            };
+            match int(p, "/nodePort", 0) {
+                node_port if node_port > 0 => format!("{port}:{node_port}/{protocol}"),
+                _ => format!("{port}/{protocol}"),
+            }
+        })
+        .collect();
+    vec![
+        name(svc),
+        kind.into(),
+        cluster_ip.into(),
+        service_external_ip(svc, kind).into(),
+        or_none(&ports.join(",")).into(),
+        age(svc, now),
+        format_labels(svc.pointer("/spec/selector").and_then(Value::as_object)).into(),
+    ]
 }

@@ -1,8 +1,12 @@
 //! ServiceAccounts (`v1`).
 
+use jiff::Timestamp;
+use serde_json::Value;
+
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::*;
 use crate::{
-    printers::{self, age_col, col, name_col, Printer},
+    printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
 };
 
@@ -40,7 +44,11 @@ impl KindStrategy for Strategy {
                 col("Secrets", "string", "Number of secrets the account lists."),
                 age_col(),
             ],
-            printers::service_account_cells,
+            service_account_cells,
         ))
     }
+}
+
+fn service_account_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    vec![name(obj), list(obj, "/secrets").len().into(), age(obj, now)]
 }
