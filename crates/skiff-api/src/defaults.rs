@@ -17,13 +17,6 @@ use serde_json::{json, Map, Value};
 
 use crate::resources::ResourceInfo;
 
-/// The seconds pods tolerate a not-ready or unreachable node before eviction, as Kubernetes'
-/// `DefaultTolerationSeconds` admission plugin sets them.
-const DEFAULT_TOLERATION_SECONDS: i64 = 300;
-
-/// The session affinity timeout Kubernetes gives `ClientIP` services (three hours).
-const DEFAULT_CLIENT_IP_TIMEOUT_SECONDS: i64 = 10800;
-
 /// Mode bits Kubernetes gives secret, config map, downward API and projected volumes (0644).
 const DEFAULT_VOLUME_MODE: i64 = 420;
 
@@ -44,7 +37,7 @@ pub fn apply_defaults(resource: &ResourceInfo, obj: &mut Value) {
 // arrive as a missing key or an explicit null.
 
 /// Whether a field counts as unset for a pointer or struct field.
-fn is_unset(map: &Map<String, Value>, key: &str) -> bool {
+pub(crate) fn is_unset(map: &Map<String, Value>, key: &str) -> bool {
     map.get(key).is_none_or(Value::is_null)
 }
 
@@ -61,7 +54,7 @@ pub(crate) fn default_str(map: &mut Map<String, Value>, key: &str, value: &str) 
 }
 
 /// Sets a pointer field left nil.
-fn default_value(map: &mut Map<String, Value>, key: &str, value: Value) {
+pub(crate) fn default_value(map: &mut Map<String, Value>, key: &str, value: Value) {
     if is_unset(map, key) {
         map.insert(key.to_string(), value);
     }
@@ -81,7 +74,10 @@ fn default_nonzero(map: &mut Map<String, Value>, key: &str, value: i64) {
 
 /// The object under `key`, created empty when missing or null. `None` when the field holds
 /// something other than an object, which validation will report.
-fn child<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn child<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
     if is_unset(map, key) {
         map.insert(key.to_string(), Value::Object(Map::new()));
     }
@@ -89,12 +85,15 @@ fn child<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<S
 }
 
 /// The object under `key` when present; never creates it.
-fn existing<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn existing<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
     map.get_mut(key).and_then(Value::as_object_mut)
 }
 
 /// The objects of the array under `key`, skipping entries that are not objects.
-fn each_object<'a>(
+pub(crate) fn each_object<'a>(
     map: &'a mut Map<String, Value>,
     key: &str,
 ) -> impl Iterator<Item = &'a mut Map<String, Value>> {
@@ -105,256 +104,14 @@ fn each_object<'a>(
 }
 
 /// A string field, or `""` when missing or not a string.
-fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
     map.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 // ---------------------------------------------------------------------------------------------
 // core/v1
 
-pub(crate) fn default_namespace(root: &mut Map<String, Value>) {
-    // SetDefaults_Namespace: every named namespace carries its own name as a label, so that
-    // namespace selectors can pick namespaces by name.
-    let name = root
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if !name.is_empty() {
-        if let Some(labels) = child(root, "metadata").and_then(|m| child(m, "labels")) {
-            labels.insert(
-                "kubernetes.io/metadata.name".to_string(),
-                Value::String(name),
-            );
-        }
-    }
-    // The `kubernetes` finalizer is not a default: the namespace strategy adds it on create
-    // only (the registry does), because the namespace lifecycle removes it later and a default
-    // would put it back on that very update.
-    if let Some(status) = child(root, "status") {
-        default_str(status, "phase", "Active");
-    }
-}
-
-pub(crate) fn default_node(root: &mut Map<String, Value>) {
-    // SetDefaults_NodeStatus: allocatable starts equal to capacity.
-    if let Some(status) = existing(root, "status") {
-        if is_unset(status, "allocatable") {
-            if let Some(capacity) = status.get("capacity").cloned() {
-                if capacity.is_object() {
-                    status.insert("allocatable".to_string(), capacity);
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn default_endpoints(root: &mut Map<String, Value>) {
-    for subset in each_object(root, "subsets") {
-        for port in each_object(subset, "ports") {
-            default_str(port, "protocol", "TCP");
-        }
-    }
-}
-
-/// discovery/v1 `SetDefaults_EndpointPort`: an unnamed port is named `""`, TCP by default.
-pub(crate) fn default_endpoint_slice(root: &mut Map<String, Value>) {
-    for port in each_object(root, "ports") {
-        if port.get("name").is_none_or(Value::is_null) {
-            port.insert("name".to_string(), json!(""));
-        }
-        default_str(port, "protocol", "TCP");
-    }
-}
-
-pub(crate) fn default_service(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else {
-        return;
-    };
-    default_str(spec, "sessionAffinity", "None");
-    match str_of(spec, "sessionAffinity") {
-        "None" => {
-            spec.remove("sessionAffinityConfig");
-        }
-        "ClientIP" => {
-            let has_timeout = spec
-                .get("sessionAffinityConfig")
-                .and_then(|c| c.get("clientIP"))
-                .and_then(|c| c.get("timeoutSeconds"))
-                .is_some_and(|t| !t.is_null());
-            if !has_timeout {
-                spec.insert(
-                    "sessionAffinityConfig".to_string(),
-                    json!({"clientIP": {"timeoutSeconds": DEFAULT_CLIENT_IP_TIMEOUT_SECONDS}}),
-                );
-            }
-        }
-        _ => {}
-    }
-    default_str(spec, "type", "ClusterIP");
-    for port in each_object(spec, "ports") {
-        default_str(port, "protocol", "TCP");
-        let target_unset = match port.get("targetPort") {
-            None | Some(Value::Null) => true,
-            Some(Value::Number(n)) => n.as_i64() == Some(0),
-            Some(Value::String(s)) => s.is_empty(),
-            _ => false,
-        };
-        if target_unset {
-            if let Some(number) = port.get("port").filter(|p| p.is_number()).cloned() {
-                port.insert("targetPort".to_string(), number);
-            }
-        }
-    }
-    let service_type = str_of(spec, "type").to_string();
-    let has_external_ips = spec
-        .get("externalIPs")
-        .and_then(Value::as_array)
-        .is_some_and(|ips| !ips.is_empty());
-    let externally_accessible = service_type == "LoadBalancer"
-        || service_type == "NodePort"
-        || (service_type == "ClusterIP" && has_external_ips);
-    if externally_accessible {
-        default_str(spec, "externalTrafficPolicy", "Cluster");
-    }
-    if matches!(
-        service_type.as_str(),
-        "ClusterIP" | "NodePort" | "LoadBalancer"
-    ) {
-        default_value(spec, "internalTrafficPolicy", json!("Cluster"));
-    }
-    if service_type == "LoadBalancer" {
-        default_value(spec, "allocateLoadBalancerNodePorts", json!(true));
-    }
-    // IP families are chosen by the service registry when it allocates addresses; Skiff runs a
-    // single-stack IPv4 cluster. Headless services without a selector ask for every family the
-    // cluster has, as Kubernetes does.
-    if service_type != "ExternalName" {
-        let headless = str_of(spec, "clusterIP") == "None";
-        let has_selector = spec
-            .get("selector")
-            .and_then(Value::as_object)
-            .is_some_and(|s| !s.is_empty());
-        let policy = if headless && !has_selector {
-            "RequireDualStack"
-        } else {
-            "SingleStack"
-        };
-        default_value(spec, "ipFamilyPolicy", json!(policy));
-        let families_unset = spec
-            .get("ipFamilies")
-            .and_then(Value::as_array)
-            .is_none_or(|f| f.is_empty());
-        if families_unset {
-            spec.insert("ipFamilies".to_string(), json!(["IPv4"]));
-        }
-    }
-    // A Service always reports a load balancer status, empty until one is provisioned.
-    if let Some(status) = child(root, "status") {
-        default_value(status, "loadBalancer", json!({}));
-    }
-}
-
-pub(crate) fn default_pod(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else {
-        return;
-    };
-    // SetDefaults_Pod: only real pods (not templates) get requests copied from limits.
-    for key in ["containers", "initContainers"] {
-        for container in each_object(spec, key) {
-            default_requests_from_limits(container);
-        }
-    }
-    default_value(spec, "enableServiceLinks", json!(true));
-    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
-        for key in ["containers", "initContainers"] {
-            for container in each_object(spec, key) {
-                for port in each_object(container, "ports") {
-                    if let Some(container_port) = port.get("containerPort").cloned() {
-                        let host_port_unset = match port.get("hostPort") {
-                            None | Some(Value::Null) => true,
-                            Some(v) => v.as_i64() == Some(0),
-                        };
-                        if host_port_unset {
-                            port.insert("hostPort".to_string(), container_port);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    default_pod_spec(spec);
-    default_pod_admission(spec);
-}
-
-/// What the admission plugins every Kubernetes cluster runs (`Priority`, `ServiceAccount`,
-/// `DefaultTolerationSeconds`) add to a new pod.
-fn default_pod_admission(spec: &mut Map<String, Value>) {
-    // Skiff has no priority classes, so every pod gets the global default priority.
-    default_value(spec, "priority", json!(0));
-    default_value(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    let account = match str_of(spec, "serviceAccountName") {
-        "" => match str_of(spec, "serviceAccount") {
-            "" => "default".to_string(),
-            deprecated => deprecated.to_string(),
-        },
-        name => name.to_string(),
-    };
-    spec.insert("serviceAccountName".to_string(), json!(account));
-    // The deprecated alias always mirrors the real field on the way out.
-    spec.insert("serviceAccount".to_string(), json!(account));
-
-    let mut tolerations: Vec<Value> = spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut added = false;
-    for taint in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        let tolerated = tolerations
-            .iter()
-            .any(|t| tolerates_no_execute_taint(t, taint));
-        if !tolerated {
-            tolerations.push(json!({
-                "key": taint,
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
-            }));
-            added = true;
-        }
-    }
-    if added {
-        spec.insert("tolerations".to_string(), Value::Array(tolerations));
-    }
-}
-
-/// Whether a toleration already covers a `NoExecute` taint with the given key (so the
-/// default one is not added).
-fn tolerates_no_execute_taint(toleration: &Value, taint_key: &str) -> bool {
-    let effect = toleration
-        .get("effect")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if !effect.is_empty() && effect != "NoExecute" {
-        return false;
-    }
-    let key = toleration.get("key").and_then(Value::as_str).unwrap_or("");
-    let operator = toleration
-        .get("operator")
-        .and_then(Value::as_str)
-        .unwrap_or("Equal");
-    if key.is_empty() {
-        return operator == "Exists";
-    }
-    key == taint_key
-}
-
-fn default_requests_from_limits(container: &mut Map<String, Value>) {
+pub(crate) fn default_requests_from_limits(container: &mut Map<String, Value>) {
     let Some(resources) = existing(container, "resources") else {
         return;
     };
@@ -371,7 +128,7 @@ fn default_requests_from_limits(container: &mut Map<String, Value>) {
 
 /// SetDefaults_PodSpec plus the container, probe, volume and field-selector defaults the
 /// generated defaulters apply to every PodSpec, in a pod or a template.
-fn default_pod_spec(spec: &mut Map<String, Value>) {
+pub(crate) fn default_pod_spec(spec: &mut Map<String, Value>) {
     default_str(spec, "dnsPolicy", "ClusterFirst");
     default_str(spec, "restartPolicy", "Always");
     default_value(spec, "securityContext", json!({}));
@@ -529,7 +286,7 @@ fn pull_policy_for(image: &str) -> &'static str {
 }
 
 /// The pod-spec defaults inside a `template` (Deployment, ReplicaSet, CloneSet).
-fn default_template(spec: &mut Map<String, Value>) {
+pub(crate) fn default_template(spec: &mut Map<String, Value>) {
     if let Some(pod_spec) = child(spec, "template").and_then(|t| child(t, "spec")) {
         default_pod_spec(pod_spec);
     }
@@ -538,157 +295,11 @@ fn default_template(spec: &mut Map<String, Value>) {
 // ---------------------------------------------------------------------------------------------
 // apps/v1
 
-pub(crate) fn default_deployment(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else {
-        return;
-    };
-    default_value(spec, "replicas", json!(1));
-    if let Some(strategy) = child(spec, "strategy") {
-        default_str(strategy, "type", "RollingUpdate");
-        if str_of(strategy, "type") == "RollingUpdate" {
-            if let Some(rolling) = child(strategy, "rollingUpdate") {
-                default_value(rolling, "maxUnavailable", json!("25%"));
-                default_value(rolling, "maxSurge", json!("25%"));
-            }
-        }
-    }
-    default_value(spec, "revisionHistoryLimit", json!(10));
-    default_value(spec, "progressDeadlineSeconds", json!(600));
-    default_template(spec);
-}
-
-pub(crate) fn default_replica_set(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else {
-        return;
-    };
-    default_value(spec, "replicas", json!(1));
-    default_template(spec);
-}
-
 // ---------------------------------------------------------------------------------------------
 // autoscaling
 
-pub(crate) fn default_hpa_v1(root: &mut Map<String, Value>) {
-    if let Some(spec) = child(root, "spec") {
-        default_value(spec, "minReplicas", json!(1));
-    }
-}
-
-pub(crate) fn default_hpa_v2(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else {
-        return;
-    };
-    default_value(spec, "minReplicas", json!(1));
-    let no_metrics = spec
-        .get("metrics")
-        .and_then(Value::as_array)
-        .is_none_or(|m| m.is_empty());
-    if no_metrics {
-        spec.insert(
-            "metrics".to_string(),
-            json!([{
-                "type": "Resource",
-                "resource": {
-                    "name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": 80}
-                }
-            }]),
-        );
-    }
-    // Behavior is only filled in when the client gave one; an absent behavior keeps the
-    // controller's built-in rules.
-    if let Some(behavior) = existing(spec, "behavior") {
-        let scale_up = behavior.get("scaleUp").cloned();
-        behavior.insert(
-            "scaleUp".to_string(),
-            merge_scaling_rules(scale_up, default_scale_up_rules()),
-        );
-        let scale_down = behavior.get("scaleDown").cloned();
-        behavior.insert(
-            "scaleDown".to_string(),
-            merge_scaling_rules(scale_down, default_scale_down_rules()),
-        );
-    }
-}
-
-/// The scale-up rules an HPA behavior gets when it gives none: no stabilization, and the
-/// larger of four pods or doubling every fifteen seconds.
-pub(crate) fn default_scale_up_rules() -> Value {
-    json!({
-        "stabilizationWindowSeconds": 0,
-        "selectPolicy": "Max",
-        "policies": [
-            {"type": "Pods", "value": 4, "periodSeconds": 15},
-            {"type": "Percent", "value": 100, "periodSeconds": 15}
-        ]
-    })
-}
-
-/// The scale-down rules an HPA behavior gets when it gives none: all pods may go every fifteen
-/// seconds. The stabilization window stays unset so the controller's flag decides it.
-pub(crate) fn default_scale_down_rules() -> Value {
-    json!({
-        "selectPolicy": "Max",
-        "policies": [
-            {"type": "Percent", "value": 100, "periodSeconds": 15}
-        ]
-    })
-}
-
-/// Overlays the fields a client set on the default rules, field by field.
-fn merge_scaling_rules(given: Option<Value>, mut defaults: Value) -> Value {
-    let (Some(given), Some(target)) = (given, defaults.as_object_mut()) else {
-        return defaults;
-    };
-    let Some(given) = given.as_object() else {
-        return defaults;
-    };
-    for key in [
-        "selectPolicy",
-        "stabilizationWindowSeconds",
-        "policies",
-        "tolerance",
-    ] {
-        if let Some(value) = given.get(key).filter(|v| !v.is_null()) {
-            target.insert(key.to_string(), value.clone());
-        }
-    }
-    defaults
-}
-
 // ---------------------------------------------------------------------------------------------
 // apps.kruise.io/v1alpha1
-
-pub(crate) fn default_clone_set(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else {
-        return;
-    };
-    default_value(spec, "replicas", json!(1));
-    default_value(spec, "revisionHistoryLimit", json!(10));
-    default_template(spec);
-    for claim in each_object(spec, "volumeClaimTemplates") {
-        if let Some(claim_spec) = child(claim, "spec") {
-            default_value(claim_spec, "volumeMode", json!("Filesystem"));
-        }
-        if let Some(status) = child(claim, "status") {
-            default_str(status, "phase", "Pending");
-        }
-    }
-    // Both strategies are plain structs in OpenKruise's types, so they always appear.
-    default_value(spec, "scaleStrategy", json!({}));
-    if let Some(strategy) = child(spec, "updateStrategy") {
-        default_str(strategy, "type", "ReCreate");
-        if matches!(
-            str_of(strategy, "type"),
-            "InPlaceIfPossible" | "InPlaceOnly"
-        ) {
-            default_value(strategy, "inPlaceUpdateStrategy", json!({}));
-        }
-        default_value(strategy, "partition", json!(0));
-        default_value(strategy, "maxUnavailable", json!("20%"));
-        default_value(strategy, "maxSurge", json!(0));
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,16 @@
 //! OpenKruise CloneSets (`apps.kruise.io/v1alpha1`).
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::Printer,
     resources::{
@@ -55,7 +55,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_clone_set(root);
+        default_clone_set(root);
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
@@ -390,4 +390,35 @@ fn clone_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         crd_string(obj.pointer("/spec/template/spec/containers/0/image")),
         crd_string(obj.pointer("/status/labelSelector")),
     ]
+}
+
+fn default_clone_set(root: &mut Map<String, Value>) {
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    default_value(spec, "replicas", json!(1));
+    default_value(spec, "revisionHistoryLimit", json!(10));
+    default_template(spec);
+    for claim in each_object(spec, "volumeClaimTemplates") {
+        if let Some(claim_spec) = child(claim, "spec") {
+            default_value(claim_spec, "volumeMode", json!("Filesystem"));
+        }
+        if let Some(status) = child(claim, "status") {
+            default_str(status, "phase", "Pending");
+        }
+    }
+    // Both strategies are plain structs in OpenKruise's types, so they always appear.
+    default_value(spec, "scaleStrategy", json!({}));
+    if let Some(strategy) = child(spec, "updateStrategy") {
+        default_str(strategy, "type", "ReCreate");
+        if matches!(
+            str_of(strategy, "type"),
+            "InPlaceIfPossible" | "InPlaceOnly"
+        ) {
+            default_value(strategy, "inPlaceUpdateStrategy", json!({}));
+        }
+        default_value(strategy, "partition", json!(0));
+        default_value(strategy, "maxUnavailable", json!("20%"));
+        default_value(strategy, "maxSurge", json!(0));
+    }
 }

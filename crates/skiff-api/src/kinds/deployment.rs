@@ -1,15 +1,15 @@
 //! Deployments (`apps/v1`): defaults, spec validation with the pod template, an immutable selector.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::selector::LabelSelector;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::Printer,
     resources::{
@@ -50,7 +50,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_deployment(root);
+        default_deployment(root);
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
@@ -202,4 +202,23 @@ fn deployment_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         images,
         selector.into(),
     ]
+}
+
+fn default_deployment(root: &mut Map<String, Value>) {
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    default_value(spec, "replicas", json!(1));
+    if let Some(strategy) = child(spec, "strategy") {
+        default_str(strategy, "type", "RollingUpdate");
+        if str_of(strategy, "type") == "RollingUpdate" {
+            if let Some(rolling) = child(strategy, "rollingUpdate") {
+                default_value(rolling, "maxUnavailable", json!("25%"));
+                default_value(rolling, "maxSurge", json!("25%"));
+            }
+        }
+    }
+    default_value(spec, "revisionHistoryLimit", json!(10));
+    default_value(spec, "progressDeadlineSeconds", json!(600));
+    default_template(spec);
 }

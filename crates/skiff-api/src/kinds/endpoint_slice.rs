@@ -1,16 +1,16 @@
 //! EndpointSlices (`discovery.k8s.io/v1`).
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
@@ -43,7 +43,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_endpoint_slice(root);
+        default_endpoint_slice(root);
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
@@ -210,4 +210,14 @@ fn endpoint_slice_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         first_three_and_more(addresses).into(),
         age(obj, now),
     ]
+}
+
+/// discovery/v1 `SetDefaults_EndpointPort`: an unnamed port is named `""`, TCP by default.
+fn default_endpoint_slice(root: &mut Map<String, Value>) {
+    for port in each_object(root, "ports") {
+        if port.get("name").is_none_or(Value::is_null) {
+            port.insert("name".to_string(), json!(""));
+        }
+        default_str(port, "protocol", "TCP");
+    }
 }

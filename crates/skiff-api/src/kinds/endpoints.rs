@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo},
@@ -35,7 +35,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_endpoints(root);
+        default_endpoints(root);
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
@@ -159,4 +159,12 @@ fn format_endpoints(obj: &Value) -> String {
 
 fn endpoints_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(obj), format_endpoints(obj).into(), age(obj, now)]
+}
+
+fn default_endpoints(root: &mut Map<String, Value>) {
+    for subset in each_object(root, "subsets") {
+        for port in each_object(subset, "ports") {
+            default_str(port, "protocol", "TCP");
+        }
+    }
 }

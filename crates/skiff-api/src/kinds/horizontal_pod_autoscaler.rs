@@ -5,10 +5,10 @@ use serde_json::{json, Map, Value};
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::Printer,
     resources::{res, ResourceInfo, Subresource::Status},
@@ -68,8 +68,8 @@ impl KindStrategy for Strategy {
 
     fn apply_defaults(&self, version: &str, root: &mut Map<String, Value>) {
         match version {
-            "v1" => defaults::default_hpa_v1(root),
-            _ => defaults::default_hpa_v2(root),
+            "v1" => default_hpa_v1(root),
+            _ => default_hpa_v2(root),
         }
     }
 
@@ -632,4 +632,92 @@ fn hpa_cells(hpa: &Value, now: Timestamp) -> Vec<Value> {
         int(hpa, "/status/currentReplicas", 0).into(),
         age(hpa, now),
     ]
+}
+
+fn default_hpa_v1(root: &mut Map<String, Value>) {
+    if let Some(spec) = child(root, "spec") {
+        default_value(spec, "minReplicas", json!(1));
+    }
+}
+
+fn default_hpa_v2(root: &mut Map<String, Value>) {
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    default_value(spec, "minReplicas", json!(1));
+    let no_metrics = spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(|m| m.is_empty());
+    if no_metrics {
+        spec.insert(
+            "metrics".to_string(),
+            json!([{
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80}
+                }
+            }]),
+        );
+    }
+    // Behavior is only filled in when the client gave one; an absent behavior keeps the
+    // controller's built-in rules.
+    if let Some(behavior) = existing(spec, "behavior") {
+        let scale_up = behavior.get("scaleUp").cloned();
+        behavior.insert(
+            "scaleUp".to_string(),
+            merge_scaling_rules(scale_up, default_scale_up_rules()),
+        );
+        let scale_down = behavior.get("scaleDown").cloned();
+        behavior.insert(
+            "scaleDown".to_string(),
+            merge_scaling_rules(scale_down, default_scale_down_rules()),
+        );
+    }
+}
+
+/// The scale-up rules an HPA behavior gets when it gives none: no stabilization, and the
+/// larger of four pods or doubling every fifteen seconds.
+fn default_scale_up_rules() -> Value {
+    json!({
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 15},
+            {"type": "Percent", "value": 100, "periodSeconds": 15}
+        ]
+    })
+}
+
+/// The scale-down rules an HPA behavior gets when it gives none: all pods may go every fifteen
+/// seconds. The stabilization window stays unset so the controller's flag decides it.
+fn default_scale_down_rules() -> Value {
+    json!({
+        "selectPolicy": "Max",
+        "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 15}
+        ]
+    })
+}
+
+/// Overlays the fields a client set on the default rules, field by field.
+fn merge_scaling_rules(given: Option<Value>, mut defaults: Value) -> Value {
+    let (Some(given), Some(target)) = (given, defaults.as_object_mut()) else {
+        return defaults;
+    };
+    let Some(given) = given.as_object() else {
+        return defaults;
+    };
+    for key in [
+        "selectPolicy",
+        "stabilizationWindowSeconds",
+        "policies",
+        "tolerance",
+    ] {
+        if let Some(value) = given.get(key).filter(|v| !v.is_null()) {
+            target.insert(key.to_string(), value.clone());
+        }
+    }
+    defaults
 }

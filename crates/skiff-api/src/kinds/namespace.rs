@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::{age_col, col, name_col, Printer},
     resources::{res, ResourceInfo, Subresource::Status},
@@ -36,7 +36,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_namespace(root);
+        default_namespace(root);
     }
 
     fn name_rule(&self) -> NameRule {
@@ -85,4 +85,29 @@ fn validate_namespace(obj: &Value, errs: &mut Vec<FieldError>) {
 
 fn namespace_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(obj), text(obj, "/status/phase").into(), age(obj, now)]
+}
+
+fn default_namespace(root: &mut Map<String, Value>) {
+    // SetDefaults_Namespace: every named namespace carries its own name as a label, so that
+    // namespace selectors can pick namespaces by name.
+    let name = root
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !name.is_empty() {
+        if let Some(labels) = child(root, "metadata").and_then(|m| child(m, "labels")) {
+            labels.insert(
+                "kubernetes.io/metadata.name".to_string(),
+                Value::String(name),
+            );
+        }
+    }
+    // The `kubernetes` finalizer is not a default: the namespace strategy adds it on create
+    // only (the registry does), because the namespace lifecycle removes it later and a default
+    // would put it back on that very update.
+    if let Some(status) = child(root, "status") {
+        default_str(status, "phase", "Active");
+    }
 }

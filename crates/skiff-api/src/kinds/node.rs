@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::{
-    defaults,
     printers::Printer,
     resources::{res, ResourceInfo, Subresource::Status},
 };
@@ -34,7 +34,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_node(root);
+        default_node(root);
     }
 
     fn printer(&self) -> Option<Printer> {
@@ -150,4 +150,17 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
         or_unknown(text(node, "/status/nodeInfo/kernelVersion")).into(),
         or_unknown(text(node, "/status/nodeInfo/containerRuntimeVersion")).into(),
     ]
+}
+
+fn default_node(root: &mut Map<String, Value>) {
+    // SetDefaults_NodeStatus: allocatable starts equal to capacity.
+    if let Some(status) = existing(root, "status") {
+        if is_unset(status, "allocatable") {
+            if let Some(capacity) = status.get("capacity").cloned() {
+                if capacity.is_object() {
+                    status.insert("allocatable".to_string(), capacity);
+                }
+            }
+        }
+    }
 }

@@ -5,9 +5,9 @@ use serde_json::{json, Map, Value};
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::Printer,
     resources::{
@@ -40,7 +40,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_pod(root);
+        default_pod(root);
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
@@ -306,3 +306,105 @@ fn pod_row_conditions(pod: &Value) -> Option<Value> {
         "message": message,
     }]))
 }
+
+fn default_pod(root: &mut Map<String, Value>) {
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    // SetDefaults_Pod: only real pods (not templates) get requests copied from limits.
+    for key in ["containers", "initContainers"] {
+        for container in each_object(spec, key) {
+            default_requests_from_limits(container);
+        }
+    }
+    default_value(spec, "enableServiceLinks", json!(true));
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        for key in ["containers", "initContainers"] {
+            for container in each_object(spec, key) {
+                for port in each_object(container, "ports") {
+                    if let Some(container_port) = port.get("containerPort").cloned() {
+                        let host_port_unset = match port.get("hostPort") {
+                            None | Some(Value::Null) => true,
+                            Some(v) => v.as_i64() == Some(0),
+                        };
+                        if host_port_unset {
+                            port.insert("hostPort".to_string(), container_port);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    default_pod_spec(spec);
+    default_pod_admission(spec);
+}
+
+/// What the admission plugins every Kubernetes cluster runs (`Priority`, `ServiceAccount`,
+/// `DefaultTolerationSeconds`) add to a new pod.
+fn default_pod_admission(spec: &mut Map<String, Value>) {
+    // Skiff has no priority classes, so every pod gets the global default priority.
+    default_value(spec, "priority", json!(0));
+    default_value(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    let account = match str_of(spec, "serviceAccountName") {
+        "" => match str_of(spec, "serviceAccount") {
+            "" => "default".to_string(),
+            deprecated => deprecated.to_string(),
+        },
+        name => name.to_string(),
+    };
+    spec.insert("serviceAccountName".to_string(), json!(account));
+    // The deprecated alias always mirrors the real field on the way out.
+    spec.insert("serviceAccount".to_string(), json!(account));
+
+    let mut tolerations: Vec<Value> = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut added = false;
+    for taint in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations
+            .iter()
+            .any(|t| tolerates_no_execute_taint(t, taint));
+        if !tolerated {
+            tolerations.push(json!({
+                "key": taint,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
+            added = true;
+        }
+    }
+    if added {
+        spec.insert("tolerations".to_string(), Value::Array(tolerations));
+    }
+}
+
+/// Whether a toleration already covers a `NoExecute` taint with the given key (so the
+/// default one is not added).
+fn tolerates_no_execute_taint(toleration: &Value, taint_key: &str) -> bool {
+    let effect = toleration
+        .get("effect")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !effect.is_empty() && effect != "NoExecute" {
+        return false;
+    }
+    let key = toleration.get("key").and_then(Value::as_str).unwrap_or("");
+    let operator = toleration
+        .get("operator")
+        .and_then(Value::as_str)
+        .unwrap_or("Equal");
+    if key.is_empty() {
+        return operator == "Exists";
+    }
+    key == taint_key
+}
+
+/// The seconds pods tolerate a not-ready or unreachable node before eviction, as Kubernetes'
+/// `DefaultTolerationSeconds` admission plugin sets them.
+const DEFAULT_TOLERATION_SECONDS: i64 = 300;

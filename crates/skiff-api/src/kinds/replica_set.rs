@@ -1,15 +1,15 @@
 //! ReplicaSets (`apps/v1`): defaults, spec validation with the pod template, an immutable selector.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::selector::LabelSelector;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::Printer,
     resources::{
@@ -50,7 +50,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_replica_set(root);
+        default_replica_set(root);
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
@@ -112,4 +112,12 @@ fn replica_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         images,
         format_label_selector(obj.pointer("/spec/selector")).into(),
     ]
+}
+
+fn default_replica_set(root: &mut Map<String, Value>) {
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    default_value(spec, "replicas", json!(1));
+    default_template(spec);
 }

@@ -1,6 +1,6 @@
 //! Services (`v1`): DNS-1035 names, service defaults and validation, and address allocation.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use std::collections::BTreeSet;
 
@@ -9,11 +9,11 @@ use crate::errors::FieldErrorType;
 use jiff::Timestamp;
 
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
+use crate::defaults::*;
 use crate::printers::*;
 use crate::selector::format_labels;
 use crate::validation::*;
 use crate::{
-    defaults,
     errors::FieldError,
     printers::Printer,
     resources::{res, ResourceInfo, Subresource::Status},
@@ -42,7 +42,7 @@ impl KindStrategy for Strategy {
     }
 
     fn apply_defaults(&self, _version: &str, root: &mut Map<String, Value>) {
-        defaults::default_service(root);
+        default_service(root);
     }
 
     fn name_rule(&self) -> NameRule {
@@ -316,3 +316,94 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
         format_labels(svc.pointer("/spec/selector").and_then(Value::as_object)).into(),
     ]
 }
+
+fn default_service(root: &mut Map<String, Value>) {
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    default_str(spec, "sessionAffinity", "None");
+    match str_of(spec, "sessionAffinity") {
+        "None" => {
+            spec.remove("sessionAffinityConfig");
+        }
+        "ClientIP" => {
+            let has_timeout = spec
+                .get("sessionAffinityConfig")
+                .and_then(|c| c.get("clientIP"))
+                .and_then(|c| c.get("timeoutSeconds"))
+                .is_some_and(|t| !t.is_null());
+            if !has_timeout {
+                spec.insert(
+                    "sessionAffinityConfig".to_string(),
+                    json!({"clientIP": {"timeoutSeconds": DEFAULT_CLIENT_IP_TIMEOUT_SECONDS}}),
+                );
+            }
+        }
+        _ => {}
+    }
+    default_str(spec, "type", "ClusterIP");
+    for port in each_object(spec, "ports") {
+        default_str(port, "protocol", "TCP");
+        let target_unset = match port.get("targetPort") {
+            None | Some(Value::Null) => true,
+            Some(Value::Number(n)) => n.as_i64() == Some(0),
+            Some(Value::String(s)) => s.is_empty(),
+            _ => false,
+        };
+        if target_unset {
+            if let Some(number) = port.get("port").filter(|p| p.is_number()).cloned() {
+                port.insert("targetPort".to_string(), number);
+            }
+        }
+    }
+    let service_type = str_of(spec, "type").to_string();
+    let has_external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|ips| !ips.is_empty());
+    let externally_accessible = service_type == "LoadBalancer"
+        || service_type == "NodePort"
+        || (service_type == "ClusterIP" && has_external_ips);
+    if externally_accessible {
+        default_str(spec, "externalTrafficPolicy", "Cluster");
+    }
+    if matches!(
+        service_type.as_str(),
+        "ClusterIP" | "NodePort" | "LoadBalancer"
+    ) {
+        default_value(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if service_type == "LoadBalancer" {
+        default_value(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+    // IP families are chosen by the service registry when it allocates addresses; Skiff runs a
+    // single-stack IPv4 cluster. Headless services without a selector ask for every family the
+    // cluster has, as Kubernetes does.
+    if service_type != "ExternalName" {
+        let headless = str_of(spec, "clusterIP") == "None";
+        let has_selector = spec
+            .get("selector")
+            .and_then(Value::as_object)
+            .is_some_and(|s| !s.is_empty());
+        let policy = if headless && !has_selector {
+            "RequireDualStack"
+        } else {
+            "SingleStack"
+        };
+        default_value(spec, "ipFamilyPolicy", json!(policy));
+        let families_unset = spec
+            .get("ipFamilies")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+        if families_unset {
+            spec.insert("ipFamilies".to_string(), json!(["IPv4"]));
+        }
+    }
+    // A Service always reports a load balancer status, empty until one is provisioned.
+    if let Some(status) = child(root, "status") {
+        default_value(status, "loadBalancer", json!({}));
+    }
+}
+
+/// The session affinity timeout Kubernetes gives `ClientIP` services (three hours).
+const DEFAULT_CLIENT_IP_TIMEOUT_SECONDS: i64 = 10800;
