@@ -28,8 +28,8 @@ impl ApiEndpoint {
     pub fn from_kubeconfig(kubeconfig: &Path) -> Result<ApiEndpoint, String> {
         let text = std::fs::read_to_string(kubeconfig)
             .map_err(|e| format!("cannot read {}: {e}", kubeconfig.display()))?;
-        let config: serde_yaml::Value =
-            serde_yaml::from_str(&text).map_err(|e| format!("the kubeconfig is not YAML: {e}"))?;
+        let config: serde_json::Value = skiff_api::yaml::from_str(&text)
+            .map_err(|e| format!("the kubeconfig is not YAML: {e}"))?;
         let cluster = &config["clusters"][0]["cluster"];
         let server = cluster["server"].as_str().unwrap_or_default();
         let address = server
