@@ -6,14 +6,17 @@ use skiff_api::resources::{self, ResourceInfo, Subresource};
 use crate::metrics_api;
 
 /// The Kubernetes minor version Skiff implements; kubectl's dispatcher picks its client by it.
-pub const KUBERNETES_MINOR: &str = "33";
+pub const KUBERNETES_MINOR: &str = "36";
+
+/// The Kubernetes release whose API Skiff serves, the prefix of `gitVersion` in `/version`.
+pub const KUBERNETES_RELEASE: &str = "v1.36.0";
 
 /// `GET /version`.
 pub fn version() -> Value {
     json!({
         "major": "1",
         "minor": KUBERNETES_MINOR,
-        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-skiff.{}", env!("CARGO_PKG_VERSION")),
+        "gitVersion": format!("{KUBERNETES_RELEASE}-skiff.{}", env!("CARGO_PKG_VERSION")),
         "gitCommit": "",
         "gitTreeState": "clean",
         "buildDate": "",
@@ -343,6 +346,18 @@ pub fn advertise_metrics(doc: &mut Value, format: DiscoveryFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_reports_kubernetes_1_36_with_a_skiff_suffix() {
+        let doc = version();
+        assert_eq!(doc["major"], "1");
+        assert_eq!(doc["minor"], "36");
+        let git_version = doc["gitVersion"].as_str().unwrap();
+        assert!(
+            git_version.starts_with("v1.36.") && git_version.contains("-skiff."),
+            "gitVersion {git_version}"
+        );
+    }
 
     #[test]
     fn accept_header_picks_only_a_listed_aggregated_version() {

@@ -23,7 +23,7 @@ use skiff_api::cloneset::CloneSet;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 
 /// The Kubernetes release the documents claim to describe, as `info.version`.
-pub(crate) const KUBERNETES_VERSION: &str = "v1.33.0";
+pub(crate) const KUBERNETES_VERSION: &str = crate::discovery::KUBERNETES_RELEASE;
 
 /// Where schemars puts definitions, and where OpenAPI 3.0 wants them.
 const SCHEMARS_REF_PREFIX: &str = "#/$defs/";
@@ -1388,7 +1388,7 @@ mod kubectl_explain {
             (
                 "200 OK",
                 Bytes::from(
-                    json!({"major": "1", "minor": "33", "gitVersion": KUBERNETES_VERSION})
+                    json!({"major": "1", "minor": crate::discovery::KUBERNETES_MINOR, "gitVersion": KUBERNETES_VERSION})
                         .to_string(),
                 ),
             )

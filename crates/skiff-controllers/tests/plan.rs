@@ -276,7 +276,7 @@ fn scaling_event_resizes_proportionally_instead_of_rolling_out() {
     assert_eq!(desired_replicas_annotation(replica_set), Some(5));
     assert_eq!(
         messages(&p),
-        vec!["Scaled up replica set web-old to 5 from 3".to_string()]
+        vec!["Scaled up replica set web-old from 3 to 5".to_string()]
     );
 }
 
@@ -639,12 +639,12 @@ fn scaling_events_hold_only_for_the_replica_sets_whose_write_went_through() {
 
     let table: &[(&[&str], &[&str])] = &[
         (&[], &[]),
-        (&["web-new"], &["Scaled up replica set web-new to 4 from 2"]),
+        (&["web-new"], &["Scaled up replica set web-new from 2 to 4"]),
         (
             &["web-new", "web-old"],
             &[
-                "Scaled up replica set web-old to 6 from 3",
-                "Scaled up replica set web-new to 4 from 2",
+                "Scaled up replica set web-old from 3 to 6",
+                "Scaled up replica set web-new from 2 to 4",
             ],
         ),
     ];

@@ -507,7 +507,7 @@ fn calculate_status_table() {
     ];
     for (name, min_ready, pods, [replicas, fully, ready, available]) in cases {
         let rs = replica_set(1, min_ready, json!({}));
-        let status = calculate_status(&rs, &pods, None, now());
+        let status = calculate_status(&rs, &pods, 0, None, now());
         assert_eq!(status.replicas, replicas, "{name}: replicas");
         assert_eq!(
             status.fully_labeled_replicas.unwrap_or(0),
@@ -591,7 +591,7 @@ fn calculate_status_conditions_table() {
     } in cases
     {
         let rs = replica_set(replicas, 0, stored);
-        let status = calculate_status(&rs, pods, error, now());
+        let status = calculate_status(&rs, pods, 0, error, now());
         let condition = status
             .conditions
             .iter()
