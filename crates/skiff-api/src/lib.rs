@@ -15,5 +15,6 @@ pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod validation;
+pub mod wire;
 
 pub use k8s_openapi;
