@@ -6,6 +6,7 @@ use serde_json::Value;
 use skiff_api::patch::{self, PatchError, PatchType};
 use skiff_api::resources::{ResourceInfo, Subresource};
 
+use crate::admission;
 use crate::registry::{Registry, WriteOptions};
 use crate::status::ApiError;
 
@@ -101,7 +102,12 @@ pub async fn patch(
             options,
             None,
             |current| {
-                patch::apply_patch(resource, &current, patch_type, &patch_doc).map_err(patch_error)
+                let patched = patch::apply_patch(resource, &current, patch_type, &patch_doc)
+                    .map_err(patch_error)?;
+                if patch_type != PatchType::Apply {
+                    admission::check_patched(resource, &patched, patch_type, &patch_doc)?;
+                }
+                Ok(patched)
             },
         )
         .await;

@@ -688,8 +688,8 @@ fn inactive_pods_are_neither_counted_nor_deleted_and_get_replaced() {
     succeeded.status.get_or_insert_with(Default::default).phase = Some("Succeeded".into());
     let mut failed = status_pod("failed", labels.clone(), None);
     failed.status.get_or_insert_with(Default::default).phase = Some("Failed".into());
-    let live = status_pod("live", labels, Some(10));
-    let mut other_owner = status_pod("someone-elses", labels.clone(), Some(10));
+    let live = status_pod("live", labels.clone(), Some(10));
+    let mut other_owner = status_pod("someone-elses", labels, Some(10));
     other_owner.metadata.deletion_timestamp = terminating.metadata.deletion_timestamp.clone();
     if let Some(owner) = other_owner.metadata.owner_references.as_mut() {
         owner[0].uid = "other-uid".into();
