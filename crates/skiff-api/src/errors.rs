@@ -212,7 +212,10 @@ mod tests {
 
     #[test]
     fn structured_values_render_as_json_with_sorted_keys() {
-        assert_eq!(go_value(&json!({"b": "2", "a": "1"})), r#"{"a":"1","b":"2"}"#);
+        assert_eq!(
+            go_value(&json!({"b": "2", "a": "1"})),
+            r#"{"a":"1","b":"2"}"#
+        );
         assert_eq!(go_value(&json!(["10.0.0.2"])), r#"["10.0.0.2"]"#);
         assert_eq!(go_value(&json!("x")), r#""x""#);
         assert_eq!(go_value(&json!(-1)), "-1");

@@ -380,8 +380,14 @@ fn go_label_selector(v: &Value) -> String {
         return "null".to_string();
     }
     let mut parts = Vec::new();
-    if field(v, "matchLabels").as_object().is_some_and(|m| !m.is_empty()) {
-        parts.push(format!("\"matchLabels\":{}", go_string_map(field(v, "matchLabels"))));
+    if field(v, "matchLabels")
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+    {
+        parts.push(format!(
+            "\"matchLabels\":{}",
+            go_string_map(field(v, "matchLabels"))
+        ));
     }
     if let Some(items) = v
         .get("matchExpressions")
@@ -397,7 +403,10 @@ fn go_label_selector(v: &Value) -> String {
                     go_json(&Value::String(str_at(e, "operator").to_string()))
                 );
                 if field(e, "values").as_array().is_some_and(|v| !v.is_empty()) {
-                    requirement.push_str(&format!(",\"values\":{}", go_string_slice(field(e, "values"))));
+                    requirement.push_str(&format!(
+                        ",\"values\":{}",
+                        go_string_slice(field(e, "values"))
+                    ));
                 }
                 requirement.push('}');
                 requirement

@@ -126,7 +126,9 @@ mod tests {
             json!({"reason": "SuccessfulCreate", "firstTimestamp": "2026-01-01T00:00:00Z"}),
         );
         assert_eq!(event["eventTime"], Value::Null);
-        assert!(event.as_object().is_some_and(|e| e.contains_key("eventTime")));
+        assert!(event
+            .as_object()
+            .is_some_and(|e| e.contains_key("eventTime")));
         assert_eq!(event["firstTimestamp"], "2026-01-01T00:00:00Z");
         assert_eq!(event["reportingInstance"], "");
         assert_eq!(event["source"], json!({}));

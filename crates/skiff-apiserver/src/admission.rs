@@ -356,7 +356,11 @@ mod tests {
             err.message,
             " \"\" is invalid: patch: Invalid value: \"map[spec:map[replicas:three]]\": unrecognized type: int32"
         );
-        assert!(!err.message.contains("expected"), "no serde wording: {}", err.message);
+        assert!(
+            !err.message.contains("expected"),
+            "no serde wording: {}",
+            err.message
+        );
         let details = err.details.expect("details");
         assert_eq!(details["causes"][0]["field"], "patch");
         assert_eq!(details["causes"][0]["reason"], "FieldValueInvalid");

@@ -45,6 +45,24 @@ const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
+/// The verbs a resource supports: namespaces cannot be deleted as a collection (their storage
+/// has no `DeleteCollection`), every other resource supports all.
+pub fn verbs(r: &ResourceInfo) -> &'static [&'static str] {
+    const NO_COLLECTION_DELETE: &[&str] = &[
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
+    if supports_delete_collection(r) {
+        ALL_VERBS
+    } else {
+        NO_COLLECTION_DELETE
+    }
+}
+
+/// Whether `DELETE` on the collection is served.
+pub fn supports_delete_collection(r: &ResourceInfo) -> bool {
+    !(r.group.is_empty() && r.kind == "Namespace")
+}
+
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
@@ -136,7 +154,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": ALL_VERBS,
+        "verbs": verbs(r),
     });
     if !r.short_names.is_empty() {
         out["shortNames"] = json!(r.short_names);
@@ -233,7 +251,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": ALL_VERBS,
+            "verbs": verbs(r),
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -346,6 +364,25 @@ pub fn advertise_metrics(doc: &mut Value, format: DiscoveryFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_do_not_advertise_deletecollection() {
+        let namespaces = resources::find("", "v1", "namespaces").expect("served");
+        assert!(!verbs(namespaces).contains(&"deletecollection"));
+        let pods = resources::find("", "v1", "pods").expect("served");
+        assert!(verbs(pods).contains(&"deletecollection"));
+        let legacy = api_resource_list("", "v1").expect("core v1");
+        let entry = legacy["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == "namespaces"))
+            .cloned()
+            .expect("namespaces listed");
+        assert!(!entry["verbs"]
+            .as_array()
+            .expect("verbs")
+            .iter()
+            .any(|v| v == "deletecollection"));
+    }
 
     #[test]
     fn version_reports_kubernetes_1_36_with_a_skiff_suffix() {

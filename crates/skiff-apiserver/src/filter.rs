@@ -20,15 +20,14 @@ impl Filter {
         label_selector: Option<&str>,
         field_selector: Option<&str>,
     ) -> Result<Filter, ApiError> {
-        let label =
-            match label_selector.filter(|s| !s.trim().is_empty()) {
-                // The parser's message already reads as Kubernetes' (`unable to parse
-                // requirement: ...` where a requirement is at fault).
-                Some(s) => Some(
-                    LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
-                ),
-                None => None,
-            };
+        let label = match label_selector.filter(|s| !s.trim().is_empty()) {
+            // The parser's message already reads as Kubernetes' (`unable to parse
+            // requirement: ...` where a requirement is at fault).
+            Some(s) => {
+                Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?)
+            }
+            None => None,
+        };
         let field = match field_selector.filter(|s| !s.trim().is_empty()) {
             Some(s) => {
                 let f =
@@ -76,7 +75,10 @@ mod tests {
             err.message,
             "unable to parse requirement: found '', expected: ',' or ')'"
         );
-        assert_eq!(err.message.matches("unable to parse requirement").count(), 1);
+        assert_eq!(
+            err.message.matches("unable to parse requirement").count(),
+            1
+        );
     }
 
     #[test]

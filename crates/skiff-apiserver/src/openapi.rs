@@ -775,7 +775,7 @@ fn add_resource_paths(
     let mut delete_collection_parameters = delete_parameters();
     delete_collection_parameters.extend(list_parameters());
 
-    let collection_ops = json!({
+    let mut collection_ops = json!({
         "parameters": scope_parameters,
         "get": Operation {
             action: "list",
@@ -797,7 +797,9 @@ fn add_resource_paths(
             request_body: Some(json_body(definition)),
             responses: responses(definition, &[("201", "Created"), ("202", "Accepted")]),
         }.into_json(),
-        "delete": Operation {
+    });
+    if crate::discovery::supports_delete_collection(info) {
+        collection_ops["delete"] = Operation {
             action: "deletecollection",
             operation_id: format!("delete{op_prefix}Collection{scope}{}", info.kind),
             description: format!("delete collection of {}", info.kind),
@@ -806,8 +808,9 @@ fn add_resource_paths(
             parameters: delete_collection_parameters,
             request_body: Some(json_body(DELETE_OPTIONS)),
             responses: responses(STATUS, &[]),
-        }.into_json(),
-    });
+        }
+        .into_json();
+    }
     paths.insert(collection, collection_ops);
 
     let item_ops = json!({

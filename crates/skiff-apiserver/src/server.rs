@@ -408,6 +408,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         .await?;
                     Ok(written(StatusCode::CREATED, w))
                 }
+                (Method::DELETE, None, None)
+                    if !crate::discovery::supports_delete_collection(resource) =>
+                {
+                    Err(ApiError::method_not_allowed())
+                }
                 (Method::DELETE, None, None) => {
                     let opts = delete_options(&query, &read_body(body).await?)?;
                     let list = registry.list(resource, ns, &query.list_options()?).await?;

@@ -102,7 +102,10 @@ fn counts(plan: &SlicePlan) -> (usize, usize, usize) {
 }
 
 fn sizes(slices: &[EndpointSlice]) -> Vec<usize> {
-    let mut sizes: Vec<usize> = slices.iter().map(|s| s.endpoints.as_ref().map_or(0, Vec::len)).collect();
+    let mut sizes: Vec<usize> = slices
+        .iter()
+        .map(|s| s.endpoints.as_ref().map_or(0, Vec::len))
+        .collect();
     sizes.sort_unstable();
     sizes
 }
@@ -232,7 +235,10 @@ fn the_same_state_plans_nothing_and_a_change_updates_the_slice_in_place() {
     let slice = &changed.update[0];
     assert_eq!(slice.metadata.name.as_deref(), Some("web-00000"));
     assert_eq!(slice.metadata.resource_version.as_deref(), Some("10"));
-    let b_conditions = slice.endpoints.as_ref().expect("endpoints")[1].conditions.clone().expect("conditions");
+    let b_conditions = slice.endpoints.as_ref().expect("endpoints")[1]
+        .conditions
+        .clone()
+        .expect("conditions");
     assert_eq!(
         (
             b_conditions.ready,
@@ -272,7 +278,10 @@ fn a_service_selecting_nothing_keeps_one_placeholder_slice() {
     let existing = stored(&filled.update, 0);
     let emptied = run(&svc, &[], &existing);
     assert_eq!(counts(&emptied), (0, 1, 0));
-    assert!(emptied.update[0].endpoints.as_ref().is_none_or(Vec::is_empty));
+    assert!(emptied.update[0]
+        .endpoints
+        .as_ref()
+        .is_none_or(Vec::is_empty));
     assert_eq!(emptied.update[0].ports, None);
 }
 
@@ -425,7 +434,12 @@ fn labels_follow_the_service_and_mark_headless_services() {
         Some("")
     );
     assert_eq!(slice.ports, None, "a headless Service without ports");
-    assert_eq!(slice.endpoints.as_ref().expect("endpoints")[0].hostname.as_deref(), Some("a"));
+    assert_eq!(
+        slice.endpoints.as_ref().expect("endpoints")[0]
+            .hostname
+            .as_deref(),
+        Some("a")
+    );
 }
 
 #[test]

@@ -22,7 +22,11 @@ const ALLOWED_MISSING: &[(&str, &str, &str)] = &[
     // The capture's cluster mounted a service account token and, being an OpenShift-flavoured
     // distribution, a service CA bundle into every pod; Skiff issues no service account
     // tokens, so its pods carry no projected token volume.
-    ("pods.json", ".items[].spec.volumes", "no service account token volume"),
+    (
+        "pods.json",
+        ".items[].spec.volumes",
+        "no service account token volume",
+    ),
     (
         "pods.json",
         ".items[].spec.containers[].volumeMounts",
@@ -201,10 +205,32 @@ fn served_objects_have_every_key_kubernetes_sends() {
         "-n",
         "demo",
     ]);
-    kubectl.ok(&["create", "configmap", "cfg", "--from-literal=a=b", "-n", "demo"]);
-    kubectl.ok(&["create", "secret", "generic", "sec", "--from-literal=a=b", "-n", "demo"]);
+    kubectl.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=b",
+        "-n",
+        "demo",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=a=b",
+        "-n",
+        "demo",
+    ]);
     wait_for("three endpoints in the EndpointSlice", DEADLINE, || {
-        let slices = kubectl.json(&["get", "endpointslices", "-n", "demo", "-l", "kubernetes.io/service-name=http-deploy"]);
+        let slices = kubectl.json(&[
+            "get",
+            "endpointslices",
+            "-n",
+            "demo",
+            "-l",
+            "kubernetes.io/service-name=http-deploy",
+        ]);
         let count: usize = items(&slices)
             .iter()
             .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
@@ -233,7 +259,10 @@ fn served_objects_have_every_key_kubernetes_sends() {
         (
             "deployment.json".into(),
             capture("deployment.json"),
-            served(&kubectl, &["get", "deployment", "http-deploy", "-n", "demo"]),
+            served(
+                &kubectl,
+                &["get", "deployment", "http-deploy", "-n", "demo"],
+            ),
         ),
         (
             "replicasets-after-rollout.json".into(),
@@ -263,12 +292,20 @@ fn served_objects_have_every_key_kubernetes_sends() {
         (
             "hpa-v2.json".into(),
             capture("hpa-v2.json"),
-            served(&kubectl, &["get", "hpa.v2.autoscaling", "http-deploy", "-n", "demo"]),
+            served(
+                &kubectl,
+                &["get", "hpa", "http-deploy", "-n", "demo"],
+            ),
         ),
         (
             "hpa-v1.json".into(),
             capture("hpa-v1.json"),
-            served(&kubectl, &["get", "hpa.v1.autoscaling", "http-deploy", "-n", "demo"]),
+            // kubectl reads its preferred version whatever version it is asked for.
+            json_of(&kubectl.ok(&[
+                "get",
+                "--raw",
+                "/apis/autoscaling/v1/namespaces/demo/horizontalpodautoscalers/http-deploy",
+            ])),
         ),
         (
             "configmap.json".into(),
@@ -283,7 +320,10 @@ fn served_objects_have_every_key_kubernetes_sends() {
         (
             "serviceaccount-default.json".into(),
             capture("serviceaccount-default.json"),
-            served(&kubectl, &["get", "serviceaccount", "default", "-n", "demo"]),
+            served(
+                &kubectl,
+                &["get", "serviceaccount", "default", "-n", "demo"],
+            ),
         ),
         (
             "namespace.json".into(),
@@ -294,10 +334,12 @@ fn served_objects_have_every_key_kubernetes_sends() {
 
     let served_events = events_by_reason(&served(&kubectl, &["get", "events", "-n", "demo"]));
     for (reason, captured) in events_by_reason(&capture("events.json")) {
-        let served = served_events
-            .get(&reason)
-            .cloned()
-            .unwrap_or_else(|| panic!("Skiff recorded no {reason} event; it has {:?}", served_events.keys()));
+        let served = served_events.get(&reason).cloned().unwrap_or_else(|| {
+            panic!(
+                "Skiff recorded no {reason} event; it has {:?}",
+                served_events.keys()
+            )
+        });
         compared.push((format!("events.json ({reason})"), captured, served));
     }
 
