@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 
+use crate::component_status;
 use crate::metrics_api;
 
 /// The Kubernetes minor version Skiff implements; kubectl's dispatcher picks its client by it.
@@ -177,9 +178,14 @@ pub fn aggregated(core: bool, format: DiscoveryFormat) -> Value {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let res: Vec<Value> = resources::resources_in(group, v)
+                    let mut res: Vec<Value> = resources::resources_in(group, v)
                         .map(aggregated_resource)
                         .collect();
+                    if (group, *v) == ("", "v1") {
+                        let mut cs = aggregated_resource(&component_status::COMPONENT_STATUS);
+                        cs["verbs"] = json!(component_status::VERBS);
+                        res.push(cs);
+                    }
                     json!({"version": v, "resources": res, "freshness": "Current"})
                 })
                 .collect();
@@ -275,6 +281,17 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             }
             list.push(sub);
         }
+    }
+    if (group, version) == ("", "v1") {
+        let cs = &component_status::COMPONENT_STATUS;
+        list.push(json!({
+            "name": cs.plural,
+            "singularName": cs.singular,
+            "namespaced": false,
+            "kind": cs.kind,
+            "verbs": component_status::VERBS,
+            "shortNames": cs.short_names,
+        }));
     }
     let gv = if group.is_empty() {
         version.to_string()

@@ -292,10 +292,7 @@ fn served_objects_have_every_key_kubernetes_sends() {
         (
             "hpa-v2.json".into(),
             capture("hpa-v2.json"),
-            served(
-                &kubectl,
-                &["get", "hpa", "http-deploy", "-n", "demo"],
-            ),
+            served(&kubectl, &["get", "hpa", "http-deploy", "-n", "demo"]),
         ),
         (
             "hpa-v1.json".into(),

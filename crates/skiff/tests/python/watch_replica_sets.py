@@ -1,10 +1,10 @@
 """Watches the ReplicaSets of a namespace with the official Kubernetes Python client until a
 rollout has moved every replica from one ReplicaSet to another.
 
-Usage: watch_replica_sets.py KUBECONFIG NAMESPACE REPLICAS
+Usage: watch_replica_sets.py KUBECONFIG NAMESPACE REPLICAS OLD_REPLICA_SET
 
-Prints WATCHING once the watch is open, one line per event, and DONE when one ReplicaSet has
-REPLICAS replicas and every other has none. Any error the client raises (for instance on an
+Prints WATCHING once the watch is open, one line per event, and DONE when OLD_REPLICA_SET has
+no replicas left and another ReplicaSet has REPLICAS. Any error the client raises (for instance on an
 object whose shape it cannot deserialize) ends the script with a traceback and a non-zero exit.
 """
 
@@ -14,7 +14,7 @@ from kubernetes import client, config, watch
 
 
 def main():
-    kubeconfig, namespace, replicas = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    kubeconfig, namespace, replicas, old = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     config.load_kube_config(config_file=kubeconfig)
     apps = client.AppsV1Api()
     current = {}
@@ -26,9 +26,8 @@ def main():
         rs = event["object"]
         current[rs.metadata.name] = rs.status.replicas
         print(event["type"], rs.metadata.name, rs.status.replicas, flush=True)
-        full = [name for name, count in current.items() if count == replicas]
-        empty = [name for name, count in current.items() if count == 0]
-        if len(current) >= 2 and len(full) == 1 and len(full) + len(empty) == len(current):
+        replaced = any(n != old and count == replicas for n, count in current.items())
+        if current.get(old) == 0 and replaced:
             print("DONE", flush=True)
             return 0
     print("the watch ended before the rollout finished", flush=True)
