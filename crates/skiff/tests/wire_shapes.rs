@@ -352,3 +352,121 @@ fn served_objects_have_every_key_kubernetes_sends() {
         "Skiff's objects lack keys Kubernetes 1.36 sends:\n{report}"
     );
 }
+
+#[test]
+fn values_kubernetes_1_36_sets_are_set_alike() {
+    let skiff = Skiff::start_with(&["--simulated-nodes", "2", "--no-node"]);
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&["create", "namespace", "demo"]);
+    let file = skiff.write_file("deploy.yaml", DEPLOYMENT);
+    kubectl.ok(&["apply", "-f", &file]);
+    rolled_out(&kubectl);
+    let before_update = str_at(
+        &kubectl.json(&["get", "rs", "-n", "demo"]),
+        "/metadata/resourceVersion",
+    );
+    kubectl.ok(&[
+        "set",
+        "image",
+        "deployment/http-deploy",
+        "httpd=httpd:2.4",
+        "-n",
+        "demo",
+    ]);
+    rolled_out(&kubectl);
+
+    // A new ReplicaSet says it has no replicas yet, as its first watch event.
+    let added = replica_set_watch_since(&skiff, &before_update)
+        .into_iter()
+        .find(|e| e["type"] == "ADDED")
+        .expect("the new ReplicaSet was added");
+    assert_eq!(
+        added["object"]["status"],
+        serde_json::json!({"replicas": 0})
+    );
+
+    // Pods: a generation, observed in the status; conditions in kubelet's order.
+    let pods = kubectl.json(&["get", "pods", "-n", "demo"]);
+    assert_eq!(items(&pods).len(), 3, "{pods:#}");
+    for pod in items(&pods) {
+        assert_eq!(pod["metadata"]["generation"], 1, "{pod:#}");
+        assert_eq!(pod["status"]["observedGeneration"], 1, "{pod:#}");
+        let order: Vec<&str> = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ],
+            "{pod:#}"
+        );
+    }
+
+    // Deployments and ReplicaSets count terminating replicas, zero once settled.
+    let deployment = kubectl.json(&["get", "deployment", "http-deploy", "-n", "demo"]);
+    assert_eq!(deployment["status"]["terminatingReplicas"], 0);
+    for rs in items(&kubectl.json(&["get", "rs", "-n", "demo"])) {
+        assert_eq!(rs["status"]["terminatingReplicas"], 0, "{rs:#}");
+    }
+
+    // Autoscalers carry no generation.
+    kubectl.ok(&[
+        "autoscale",
+        "deployment",
+        "http-deploy",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=10",
+        "-n",
+        "demo",
+    ]);
+    let hpa = kubectl.json(&["get", "hpa", "http-deploy", "-n", "demo"]);
+    assert!(
+        hpa["metadata"].get("generation").is_none(),
+        "an autoscaler has no generation: {hpa:#}"
+    );
+
+    // The Endpoints controller labels what it manages; slices have a generation.
+    kubectl.ok(&[
+        "expose",
+        "deployment",
+        "http-deploy",
+        "--port=80",
+        "-n",
+        "demo",
+    ]);
+    let endpoints = wait_for("the Service's Endpoints", DEADLINE, || {
+        let out = kubectl.run(&[
+            "get",
+            "endpoints",
+            "http-deploy",
+            "-n",
+            "demo",
+            "-o",
+            "json",
+        ]);
+        out.success().then(|| json_of(&out.stdout))
+    });
+    assert_eq!(
+        endpoints["metadata"]["labels"]["endpoints.kubernetes.io/managed-by"],
+        "endpoint-controller"
+    );
+    let slices = kubectl.json(&["get", "endpointslices", "-n", "demo"]);
+    assert!(!items(&slices).is_empty());
+    for slice in items(&slices) {
+        assert!(
+            slice["metadata"]["generation"]
+                .as_i64()
+                .is_some_and(|g| g >= 1),
+            "{slice:#}"
+        );
+    }
+}
