@@ -323,6 +323,14 @@ fn served_objects_have_every_key_kubernetes_sends() {
             ),
         ),
         (
+            "configmap-kube-root-ca.json".into(),
+            capture("configmap-kube-root-ca.json"),
+            served(
+                &kubectl,
+                &["get", "configmap", "kube-root-ca.crt", "-n", "demo"],
+            ),
+        ),
+        (
             "namespace.json".into(),
             capture("namespace.json"),
             served(&kubectl, &["get", "namespace", "demo"]),
