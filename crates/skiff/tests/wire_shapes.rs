@@ -133,6 +133,17 @@ fn rolled_out(kubectl: &Kubectl) {
     ]);
 }
 
+/// The revision a list of `path` reflects (kubectl's own `-o json` of a list carries none).
+fn list_revision(kubectl: &Kubectl, path: &str) -> String {
+    let list = json_of(&kubectl.ok(&["get", "--raw", path]));
+    let revision = str_at(&list, "/metadata/resourceVersion");
+    assert!(
+        !revision.is_empty(),
+        "the list of {path} has no resourceVersion: {list}"
+    );
+    revision
+}
+
 /// The watch events the server has for ReplicaSets in `demo` since `resource_version`.
 fn replica_set_watch_since(skiff: &Skiff, resource_version: &str) -> Vec<Value> {
     let token = std::fs::read_to_string(skiff.data_dir().join("token"))
@@ -173,10 +184,7 @@ fn served_objects_have_every_key_kubernetes_sends() {
     let file = skiff.write_file("deploy.yaml", DEPLOYMENT);
     kubectl.ok(&["apply", "-f", &file]);
     rolled_out(&kubectl);
-    let before_update = str_at(
-        &kubectl.json(&["get", "rs", "-n", "demo"]),
-        "/metadata/resourceVersion",
-    );
+    let before_update = list_revision(&kubectl, "/apis/apps/v1/namespaces/demo/replicasets");
     kubectl.ok(&[
         "set",
         "image",
@@ -244,6 +252,11 @@ fn served_objects_have_every_key_kubernetes_sends() {
 
     // The new ReplicaSet as its ADDED watch event carried it.
     let events = replica_set_watch_since(&skiff, &before_update);
+    let added = events.iter().filter(|e| e["type"] == "ADDED").count();
+    assert_eq!(
+        added, 1,
+        "one ReplicaSet is new since the image changed: {events:#?}"
+    );
     let just_created = events
         .iter()
         .find(|e| e["type"] == "ADDED")
@@ -369,10 +382,7 @@ fn values_kubernetes_1_36_sets_are_set_alike() {
     let file = skiff.write_file("deploy.yaml", DEPLOYMENT);
     kubectl.ok(&["apply", "-f", &file]);
     rolled_out(&kubectl);
-    let before_update = str_at(
-        &kubectl.json(&["get", "rs", "-n", "demo"]),
-        "/metadata/resourceVersion",
-    );
+    let before_update = list_revision(&kubectl, "/apis/apps/v1/namespaces/demo/replicasets");
     kubectl.ok(&[
         "set",
         "image",
