@@ -409,6 +409,11 @@ fn values_kubernetes_1_36_sets_are_set_alike() {
     for pod in items(&pods) {
         assert_eq!(pod["metadata"]["generation"], 1, "{pod:#}");
         assert_eq!(pod["status"]["observedGeneration"], 1, "{pod:#}");
+        for condition in pod["status"]["conditions"].as_array().into_iter().flatten() {
+            if condition["type"] != "PodScheduled" {
+                assert_eq!(condition["observedGeneration"], 1, "{pod:#}");
+            }
+        }
         let order: Vec<&str> = pod["status"]["conditions"]
             .as_array()
             .into_iter()

@@ -782,10 +782,10 @@ impl Worker {
         // since (OpenKruise's InPlaceUpdateReady) must not be overwritten with an older value.
         let mut body = (*self.pod).clone();
         // The status describes the spec of this generation, as kubelet reports it.
-        body.status = Some(PodStatus {
-            observed_generation: body.metadata.generation,
-            ..status.clone()
-        });
+        body.status = Some(crate::observed::observe_generation(
+            status.clone(),
+            body.metadata.generation,
+        ));
         let Ok(mut value) = serde_json::to_value(&body) else {
             return;
         };

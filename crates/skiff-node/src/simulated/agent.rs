@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::stream::{BoxStream, FuturesUnordered};
 use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use skiff_api::resources::ResourceInfo;
 use skiff_client::{Client, ClientError, DeleteOptions, ListOptions, Scope, WatchEvent};
@@ -399,10 +399,10 @@ async fn write(
     if let Some(status) = plan.status {
         let mut next = pod;
         // The status describes the spec of this generation, as kubelet reports it.
-        next.status = Some(PodStatus {
-            observed_generation: next.metadata.generation,
-            ..status
-        });
+        next.status = Some(crate::observed::observe_generation(
+            status,
+            next.metadata.generation,
+        ));
         match serde_json::to_value(&next) {
             Ok(mut body) => {
                 spell_out_probe_times(&mut body);
