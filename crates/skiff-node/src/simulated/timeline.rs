@@ -602,7 +602,6 @@ pub(crate) fn condition(
         last_probe_time: None,
         // Stamped when written; kept here so an unchanged condition plans no write.
         observed_generation: before.and_then(|c| c.observed_generation),
-        ..PodCondition::default()
     }
 }
 
