@@ -17,6 +17,7 @@ pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod validation;
+pub mod wire;
 pub mod yaml;
 
 pub use k8s_openapi;

@@ -7,6 +7,7 @@ use skiff_api::nesting;
 use skiff_api::patch::{self, PatchError, PatchType};
 use skiff_api::resources::{ResourceInfo, Subresource};
 
+use crate::admission;
 use crate::registry::{Registry, WriteOptions};
 use crate::status::ApiError;
 
@@ -183,12 +184,6 @@ pub async fn patch(
         ))
     })?;
     let patch_doc = patch::decode_patch_body(patch_type, raw).map_err(patch_error)?;
-    let restore_failure = |err: ApiError| match patch_type {
-        PatchType::StrategicMerge => {
-            crate::admission::patched_object_unrestorable(resource, &err, &patch_doc).unwrap_or(err)
-        }
-        _ => err,
-    };
     let result = registry
         .write_loop(
             resource,
@@ -198,7 +193,12 @@ pub async fn patch(
             options,
             None,
             |current| {
-                patch::apply_patch(resource, &current, patch_type, &patch_doc).map_err(patch_error)
+                let patched = patch::apply_patch(resource, &current, patch_type, &patch_doc)
+                    .map_err(patch_error)?;
+                if patch_type != PatchType::Apply {
+                    admission::check_patched(resource, &patched, patch_type, &patch_doc)?;
+                }
+                Ok(patched)
             },
         )
         .await;
@@ -211,7 +211,7 @@ pub async fn patch(
                 .await?;
             Ok(crate::server::written(StatusCode::CREATED, w))
         }
-        Err(e) => Err(restore_failure(e)),
+        Err(e) => Err(e),
     }
 }
 

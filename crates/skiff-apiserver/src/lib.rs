@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod allocator;
 pub mod bodies;
+pub mod component_status;
 pub mod discovery;
 pub mod filter;
 pub mod logs;

@@ -304,7 +304,9 @@ impl Registry {
 
     /// Converts a stored object to the version the client asked for.
     fn present(&self, resource: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
-        admission::convert(obj, &resource.api_version())
+        let mut obj = admission::convert(obj, &resource.api_version())?;
+        skiff_api::wire::fill_never_omitted(resource, &mut obj);
+        Ok(obj)
     }
 
     fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
@@ -725,6 +727,7 @@ impl Registry {
         admission::apply_defaults(resource, &mut obj);
         let storage = resources::storage_resource(resource);
         let mut stored = admission::convert(obj, &storage.api_version())?;
+        skiff_api::wire::fill_never_omitted(storage, &mut stored);
         self.prepare_create(storage, &mut stored);
         let errors = admission::validate_create(storage, &stored);
         if !errors.is_empty() {
@@ -959,7 +962,8 @@ impl Registry {
         let (mut desired, warnings) =
             admission::normalize(resource, desired, options.field_validation)?;
         admission::apply_defaults(resource, &mut desired);
-        let desired = admission::convert(desired, &storage.api_version())?;
+        let mut desired = admission::convert(desired, &storage.api_version())?;
+        skiff_api::wire::fill_never_omitted(storage, &mut desired);
 
         let mut new = match subresource {
             // The apps kinds' status strategy keeps the new metadata (annotations included,

@@ -332,6 +332,9 @@ fn accept_header(headers: &HeaderMap) -> &str {
 
 async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     let deprecation = match parse_path(req.uri().path()) {
+        _ if crate::component_status::parse_path(req.uri().path()).is_some() => {
+            Some(crate::component_status::DEPRECATION_WARNING)
+        }
         Ok(Target::Resource { resource, .. }) => {
             skiff_api::resources::deprecation_warning(resource)
         }
@@ -390,6 +393,19 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     .await?;
             return Ok(json_response(StatusCode::OK, &body));
         }
+    }
+    if let Some(name) = crate::component_status::parse_path(parts.uri.path()) {
+        if method != Method::GET || query.flag("watch") {
+            return Err(ApiError::method_not_allowed());
+        }
+        let body = crate::component_status::serve(
+            registry,
+            name,
+            wants_table(&headers),
+            IncludeObject::parse(query.get("includeObject")),
+        )
+        .await?;
+        return Ok(json_response(StatusCode::OK, &body));
     }
     let target = parse_path(parts.uri.path())?;
     match target {
@@ -503,6 +519,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         .create(resource, ns, obj, query.write_options(&method, &headers)?)
                         .await?;
                     Ok(written(StatusCode::CREATED, w))
+                }
+                (Method::DELETE, None, None)
+                    if !crate::discovery::supports_delete_collection(resource) =>
+                {
+                    Err(ApiError::method_not_allowed())
                 }
                 (Method::DELETE, None, None) => {
                     let opts = delete_options(&query, &headers, &read_body(body).await?)?;

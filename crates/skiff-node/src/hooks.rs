@@ -2,7 +2,7 @@
 //! (`pkg/kubelet/lifecycle/handlers.go`, `kuberuntime_container.go`).
 //!
 //! * `exec` runs through the container's [`ExecRunner`]; a non-zero exit is a failure.
-//! * `httpGet` sends kubelet's lifecycle GET (user agent `kube-lifecycle/1.33`, TLS without
+//! * `httpGet` sends kubelet's lifecycle GET (user agent `kube-lifecycle/1.36`, TLS without
 //!   verification, same-host redirects only); any HTTP answer counts as success, only a
 //!   request that gets no answer fails. An HTTPS hook answered in plain HTTP is retried over
 //!   HTTP, as kubelet does.
@@ -319,7 +319,7 @@ mod tests {
         let seen = server.requests();
         assert_eq!(
             seen[0].headers.get("user-agent").map(String::as_str),
-            Some("kube-lifecycle/1.33")
+            Some("kube-lifecycle/1.36")
         );
 
         let closed = closed_port().await;

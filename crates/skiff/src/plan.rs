@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use serde_json::Value;
-use skiff_api::resources;
 use skiff_controllers::deployment::rollout_plan;
 
 /// How to print the plan.

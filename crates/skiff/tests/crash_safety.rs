@@ -1046,10 +1046,11 @@ fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
     drop(skiff);
     // Whatever happened, leave nothing running on the machine.
     for pid in markers.iter().flat_map(|m| sleeps_tagged(m)) {
-        // SAFETY: `kill` only sends a signal, to a positive PID found by this run's marker.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
+        // Only a PID found by this run's marker; one already gone is fine.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);

@@ -105,7 +105,7 @@ fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     if !duplicates.is_empty() {
         errs.push(invalid_raw(
             "spec.scaleStrategy.podsToDelete",
-            go_string_slice(field(field(spec, "scaleStrategy"), "podsToDelete")),
+            kruise_string_slice(field(field(spec, "scaleStrategy"), "podsToDelete")),
             format!(
                 "duplicated items [{}]",
                 duplicates.into_iter().collect::<Vec<_>>().join(" ")

@@ -17,14 +17,18 @@ use crate::{
 };
 
 /// `discovery.k8s.io/v1` EndpointSlices.
-pub static V1: ResourceInfo = res(
-    "discovery.k8s.io",
-    "v1",
-    "EndpointSlice",
-    "endpointslices",
-    "endpointslice",
-    true,
-);
+pub static V1: ResourceInfo = ResourceInfo {
+    // Every change of endpoints, ports or address type bumps a slice's generation.
+    has_generation: true,
+    ..res(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+    )
+};
 
 /// The kind's entry in the kind table.
 pub static KIND: Kind = Kind {

@@ -20,7 +20,7 @@ pub static V2: ResourceInfo = ResourceInfo {
     short_names: &["hpa"],
     categories: &["all"],
     subresources: &[Status],
-    has_generation: true,
+    // The autoscaler's strategy sets no generation.
     ..res(
         "autoscaling",
         "v2",
@@ -36,7 +36,6 @@ pub static V1: ResourceInfo = ResourceInfo {
     short_names: &["hpa"],
     categories: &["all"],
     subresources: &[Status],
-    has_generation: true,
     storage_version: "v2",
     ..res(
         "autoscaling",

@@ -15,6 +15,7 @@ use crate::printers::Printer;
 use crate::resources::ResourceInfo;
 
 pub mod clone_set;
+pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
 pub mod deployment;
@@ -54,6 +55,11 @@ pub static KINDS: &[&Kind] = &[
     &endpoint_slice::KIND,
     &clone_set::KIND,
 ];
+
+/// Kinds served but never stored: computed on each request by the server, so they take no part
+/// in storage, namespace clean-up or the resource lists built from [`KINDS`]; their strategies
+/// still give them their printers.
+pub static COMPUTED_KINDS: &[&Kind] = &[&component_status::KIND];
 
 /// One served kind: the versions it is served in and the strategy that gives it its behaviour.
 pub struct Kind {
@@ -147,6 +153,11 @@ pub trait KindStrategy: Sync {
         false
     }
 
+    /// Whether `DELETE` on the collection is served.
+    fn serves_delete_collection(&self) -> bool {
+        true
+    }
+
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Generic
@@ -158,9 +169,9 @@ struct GenericStrategy;
 
 impl KindStrategy for GenericStrategy {}
 
-/// The kind entry of a resource, found by group and kind.
+/// The kind entry of a resource, stored or computed, found by group and kind.
 pub fn kind_of(resource: &ResourceInfo) -> Option<&'static Kind> {
-    KINDS.iter().copied().find(|k| {
+    KINDS.iter().chain(COMPUTED_KINDS).copied().find(|k| {
         k.versions
             .iter()
             .any(|v| v.group == resource.group && v.kind == resource.kind)
@@ -245,6 +256,14 @@ mod tests {
             strategy_for(&lease::V1).registry_hook(),
             RegistryHook::Generic
         );
+    }
+
+    #[test]
+    fn computed_kinds_print_but_are_not_stored_resources() {
+        let cs = &component_status::V1;
+        assert!(resources::all().all(|r| r.kind != cs.kind));
+        assert!(resources::find("", "v1", "componentstatuses").is_none());
+        assert!(strategy_for(cs).printer().is_some());
     }
 
     #[test]

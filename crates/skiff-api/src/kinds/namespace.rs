@@ -62,6 +62,11 @@ impl KindStrategy for Strategy {
         Some(&["metadata.name", "status.phase"])
     }
 
+    /// Kubernetes serves no `deletecollection` on namespaces.
+    fn serves_delete_collection(&self) -> bool {
+        false
+    }
+
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Namespace
     }

@@ -22,6 +22,8 @@ pub static V1: ResourceInfo = ResourceInfo {
     short_names: &["po"],
     categories: &["all"],
     subresources: &[Status, Binding, Log],
+    // Since 1.35 a pod's generation counts its spec changes, for `status.observedGeneration`.
+    has_generation: true,
     ..res("", "v1", "Pod", "pods", "pod", true)
 };
 

@@ -7,10 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Why an object did not round-trip through its type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum TypedError {
-    /// The object does not decode as the type; the decoder's message.
-    Decode(String),
+    /// The object does not decode as the type; the decoder's own error, whose position and
+    /// category callers inspect.
+    Decode(serde_json::Error),
     /// The decoded object could not be encoded again; the encoder's message.
     Encode(String),
 }
@@ -41,7 +42,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(
     unknown: &mut Vec<String>,
 ) -> Result<Value, TypedError> {
     let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
-        .map_err(|e| TypedError::Decode(e.to_string()))?;
+        .map_err(TypedError::Decode)?;
     serde_json::to_value(typed).map_err(|e| TypedError::Encode(e.to_string()))
 }
 

@@ -169,7 +169,7 @@ async fn http_probes_send_kubelets_headers() {
     let request = seen.first().expect("one request");
     assert_eq!(request.target, "/healthz?verbose=1");
     let header = |name: &str| request.headers.get(name).map(String::as_str);
-    assert_eq!(header("user-agent"), Some("kube-probe/1.33"));
+    assert_eq!(header("user-agent"), Some("kube-probe/1.36"));
     assert_eq!(header("accept"), Some("*/*"));
     assert_eq!(header("x-custom"), Some("yes"));
     assert_eq!(header("host"), Some("app.example"));
