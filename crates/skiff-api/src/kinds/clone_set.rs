@@ -1,10 +1,9 @@
 //! OpenKruise CloneSets (`apps.kruise.io/v1alpha1`).
 
-use serde_json::{json, Map, Value};
-
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
+use serde_json::{json, Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::*;

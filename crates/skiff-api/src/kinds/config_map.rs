@@ -1,12 +1,10 @@
 //! ConfigMaps (`v1`): key validation and immutability.
 
+use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::errors::FieldErrorType;
-
-use jiff::Timestamp;
-
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::errors::FieldErrorType;
 use crate::printers::*;
 use crate::validation::*;
 use crate::{

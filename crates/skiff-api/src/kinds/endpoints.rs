@@ -1,8 +1,7 @@
 //! Endpoints (`v1`, deprecated in favour of EndpointSlices).
 
-use serde_json::{Map, Value};
-
 use jiff::Timestamp;
+use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::*;

@@ -1,8 +1,7 @@
 //! HorizontalPodAutoscalers (`autoscaling/v2`, stored, and `autoscaling/v1`).
 
-use serde_json::{json, Map, Value};
-
 use jiff::Timestamp;
+use serde_json::{json, Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::*;

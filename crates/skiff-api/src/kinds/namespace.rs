@@ -1,8 +1,7 @@
 //! Namespaces (`v1`): DNS-label names, the `kubernetes` finalizer and the namespace lifecycle.
 
-use serde_json::{Map, Value};
-
 use jiff::Timestamp;
+use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
 use crate::defaults::*;

@@ -1,8 +1,7 @@
 //! Nodes (`v1`): node defaults, the node printer and field selectors.
 
-use serde_json::{Map, Value};
-
 use jiff::Timestamp;
+use serde_json::{Map, Value};
 
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
 use crate::defaults::*;

@@ -1,8 +1,7 @@
 //! Pods (`v1`): pod defaults and validation, the pod printer and the graceful deletion hook.
 
-use serde_json::{json, Map, Value};
-
 use jiff::Timestamp;
+use serde_json::{json, Map, Value};
 
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
 use crate::defaults::*;

@@ -1,8 +1,7 @@
 //! ReplicaSets (`apps/v1`): defaults, spec validation with the pod template, an immutable selector.
 
-use serde_json::{json, Map, Value};
-
 use jiff::Timestamp;
+use serde_json::{json, Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::*;

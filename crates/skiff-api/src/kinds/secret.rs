@@ -1,12 +1,10 @@
 //! Secrets (`v1`): the `Opaque` default, type-specific keys, and immutability.
 
+use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::errors::FieldErrorType;
-
-use jiff::Timestamp;
-
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
+use crate::errors::FieldErrorType;
 use crate::printers::*;
 use crate::validation::*;
 use crate::{

@@ -1,15 +1,13 @@
 //! Services (`v1`): DNS-1035 names, service defaults and validation, and address allocation.
 
-use serde_json::{json, Map, Value};
-
 use std::collections::BTreeSet;
 
-use crate::errors::FieldErrorType;
-
 use jiff::Timestamp;
+use serde_json::{json, Map, Value};
 
 use super::{Kind, KindStrategy, NameRule, RegistryHook, TypedVersion};
 use crate::defaults::*;
+use crate::errors::FieldErrorType;
 use crate::printers::*;
 use crate::selector::format_labels;
 use crate::validation::*;
