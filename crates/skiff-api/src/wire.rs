@@ -14,65 +14,19 @@ pub fn fill_never_omitted(resource: &ResourceInfo, obj: &mut Value) {
     let Some(root) = obj.as_object_mut() else {
         return;
     };
-    match (resource.group, resource.version, resource.kind) {
-        ("apps", "v1", "Deployment") => {
-            object_at(root, "status");
-        }
-        ("apps", "v1", "ReplicaSet") => {
-            or_insert(object_at(root, "status"), "replicas", json!(0));
-        }
-        ("", "v1", "Pod") => fill_pod(root),
-        ("", "v1", "Event") => fill_event(root),
-        ("", "v1", "Service") => {
-            object_at(object_at(root, "status"), "loadBalancer");
-        }
-        ("discovery.k8s.io", "v1", "EndpointSlice") => {
-            or_insert(root, "endpoints", Value::Null);
-        }
-        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
-            let status = object_at(root, "status");
-            or_insert(status, "currentMetrics", Value::Null);
-            or_insert(status, "desiredReplicas", json!(0));
-        }
-        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
-            let status = object_at(root, "status");
-            or_insert(status, "currentReplicas", json!(0));
-            or_insert(status, "desiredReplicas", json!(0));
-        }
-        _ => {}
-    }
+    crate::kinds::strategy_for(resource).fill_never_omitted(resource.version, root);
 }
 
-/// A pod's `status` struct, and in each condition the two `metav1.Time` fields, which Go
-/// writes as `null` when unset.
-fn fill_pod(root: &mut Map<String, Value>) {
-    let status = object_at(root, "status");
-    if let Some(Value::Array(conditions)) = status.get_mut("conditions") {
-        for condition in conditions.iter_mut().filter_map(Value::as_object_mut) {
-            or_insert(condition, "lastProbeTime", Value::Null);
-            or_insert(condition, "lastTransitionTime", Value::Null);
-        }
-    }
-}
-
-/// A core/v1 Event: the timestamps of both event APIs, the reporting fields and `source`.
-fn fill_event(root: &mut Map<String, Value>) {
-    for key in ["eventTime", "firstTimestamp", "lastTimestamp"] {
-        or_insert(root, key, Value::Null);
-    }
-    for key in ["reportingComponent", "reportingInstance"] {
-        or_insert(root, key, json!(""));
-    }
-    object_at(root, "source");
-    object_at(root, "involvedObject");
-}
-
-fn or_insert(map: &mut Map<String, Value>, key: &str, value: Value) {
+/// Sets `key` when it is missing.
+pub(crate) fn or_insert(map: &mut Map<String, Value>, key: &str, value: Value) {
     map.entry(key.to_string()).or_insert(value);
 }
 
 /// The object at `key`, created empty when missing or null.
-fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+pub(crate) fn object_at<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> &'a mut Map<String, Value> {
     let slot = map.entry(key.to_string()).or_insert_with(|| json!({}));
     if !slot.is_object() {
         *slot = json!({});

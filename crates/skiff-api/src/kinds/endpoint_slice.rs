@@ -9,6 +9,7 @@ use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::*;
 use crate::printers::*;
 use crate::validation::*;
+use crate::wire::or_insert;
 use crate::{
     errors::FieldError,
     printers::{age_col, col, name_col, Printer},
@@ -39,6 +40,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn fill_never_omitted(&self, _version: &str, root: &mut Map<String, Value>) {
+        or_insert(root, "endpoints", Value::Null);
+    }
+
     fn typed(&self, _version: &str) -> Option<TypedVersion> {
         Some(TypedVersion::of::<
             k8s_openapi::api::discovery::v1::EndpointSlice,

@@ -1,10 +1,11 @@
 //! Events (`v1` core): the event printer and its field selectors.
 
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
 use crate::printers::*;
+use crate::wire::{object_at, or_insert};
 use crate::{
     printers::Printer,
     resources::{res, ResourceInfo},
@@ -26,6 +27,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn fill_never_omitted(&self, _version: &str, root: &mut Map<String, Value>) {
+        fill_event(root);
+    }
+
     fn typed(&self, _version: &str) -> Option<TypedVersion> {
         Some(TypedVersion::of::<k8s_openapi::api::core::v1::Event>())
     }
@@ -129,4 +134,16 @@ fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
         count.into(),
         name(ev),
     ]
+}
+
+/// A core/v1 Event: the timestamps of both event APIs, the reporting fields and `source`.
+fn fill_event(root: &mut Map<String, Value>) {
+    for key in ["eventTime", "firstTimestamp", "lastTimestamp"] {
+        or_insert(root, key, Value::Null);
+    }
+    for key in ["reportingComponent", "reportingInstance"] {
+        or_insert(root, key, json!(""));
+    }
+    object_at(root, "source");
+    object_at(root, "involvedObject");
 }

@@ -7,6 +7,7 @@ use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::*;
 use crate::printers::*;
 use crate::validation::*;
+use crate::wire::{object_at, or_insert};
 use crate::{
     errors::FieldError,
     printers::Printer,
@@ -56,6 +57,15 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn fill_never_omitted(&self, version: &str, root: &mut Map<String, Value>) {
+        let status = object_at(root, "status");
+        match version {
+            "v1" => or_insert(status, "currentReplicas", json!(0)),
+            _ => or_insert(status, "currentMetrics", Value::Null),
+        }
+        or_insert(status, "desiredReplicas", json!(0));
+    }
+
     fn typed(&self, version: &str) -> Option<TypedVersion> {
         use k8s_openapi::api::autoscaling::{v1, v2};
         Some(match version {

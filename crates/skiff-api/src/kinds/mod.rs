@@ -111,6 +111,10 @@ pub trait KindStrategy: Sync {
         None
     }
 
+    /// Adds the keys Kubernetes never omits for the kind in `version` (see `wire.rs`), leaving
+    /// every value already present untouched.
+    fn fill_never_omitted(&self, _version: &str, _root: &mut Map<String, Value>) {}
+
     /// Fills in the defaults Kubernetes applies to an object of this kind in `version` (the
     /// version the client sent, before conversion). Never fails.
     fn apply_defaults(&self, _version: &str, _root: &mut Map<String, Value>) {}

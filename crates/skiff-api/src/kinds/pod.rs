@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use super::{Kind, KindStrategy, RegistryHook, TypedVersion};
 use crate::defaults::*;
 use crate::printers::*;
+use crate::wire::{object_at, or_insert};
 use crate::{
     errors::FieldError,
     printers::Printer,
@@ -36,6 +37,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn fill_never_omitted(&self, _version: &str, root: &mut Map<String, Value>) {
+        fill_pod(root);
+    }
+
     fn typed(&self, _version: &str) -> Option<TypedVersion> {
         Some(TypedVersion::of::<k8s_openapi::api::core::v1::Pod>())
     }
@@ -409,3 +414,15 @@ fn tolerates_no_execute_taint(toleration: &Value, taint_key: &str) -> bool {
 /// The seconds pods tolerate a not-ready or unreachable node before eviction, as Kubernetes'
 /// `DefaultTolerationSeconds` admission plugin sets them.
 const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// A pod's `status` struct, and in each condition the two `metav1.Time` fields, which Go
+/// writes as `null` when unset.
+fn fill_pod(root: &mut Map<String, Value>) {
+    let status = object_at(root, "status");
+    if let Some(Value::Array(conditions)) = status.get_mut("conditions") {
+        for condition in conditions.iter_mut().filter_map(Value::as_object_mut) {
+            or_insert(condition, "lastProbeTime", Value::Null);
+            or_insert(condition, "lastTransitionTime", Value::Null);
+        }
+    }
+}

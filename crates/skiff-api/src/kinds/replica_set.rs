@@ -8,6 +8,7 @@ use crate::defaults::*;
 use crate::printers::*;
 use crate::selector::LabelSelector;
 use crate::validation::*;
+use crate::wire::{object_at, or_insert};
 use crate::{
     errors::FieldError,
     printers::Printer,
@@ -44,6 +45,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn fill_never_omitted(&self, _version: &str, root: &mut Map<String, Value>) {
+        or_insert(object_at(root, "status"), "replicas", json!(0));
+    }
+
     fn typed(&self, _version: &str) -> Option<TypedVersion> {
         Some(TypedVersion::of::<k8s_openapi::api::apps::v1::ReplicaSet>())
     }

@@ -11,6 +11,7 @@ use crate::errors::FieldErrorType;
 use crate::printers::*;
 use crate::selector::format_labels;
 use crate::validation::*;
+use crate::wire::object_at;
 use crate::{
     errors::FieldError,
     printers::Printer,
@@ -35,6 +36,10 @@ pub static KIND: Kind = Kind {
 pub struct Strategy;
 
 impl KindStrategy for Strategy {
+    fn fill_never_omitted(&self, _version: &str, root: &mut Map<String, Value>) {
+        object_at(object_at(root, "status"), "loadBalancer");
+    }
+
     fn typed(&self, _version: &str) -> Option<TypedVersion> {
         Some(TypedVersion::of::<k8s_openapi::api::core::v1::Service>())
     }
