@@ -253,6 +253,9 @@ mod tests {
         for item in items {
             let mut header = tar::Header::new_ustar();
             header.set_mtime(1_700_000_000);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mode(0o777);
             match item {
                 Item::Dir(path) => {
                     header.set_entry_type(tar::EntryType::Directory);
@@ -410,6 +413,9 @@ mod tests {
             raw[..name.len()].copy_from_slice(name);
             let mut h = tar::Header::from_byte_slice(&raw).clone();
             h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             h.set_size(0);
             h.set_entry_type(tar::EntryType::Regular);
             h.set_cksum();
