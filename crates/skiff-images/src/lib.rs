@@ -2,7 +2,9 @@
 //! OCI distribution registries, imports of `docker save` and OCI archives, and layers
 //! unpacked into read-only snapshots.
 
+pub mod archive;
 pub mod digest;
+pub mod pull;
 pub mod reference;
 pub mod store;
 pub mod unpack;
@@ -10,3 +12,4 @@ pub mod unpack;
 pub use digest::Digest;
 pub use reference::Reference;
 pub use store::{ContentStore, ImageRecord, StoreError};
+pub use pull::{Puller, PullError, RegistryConfig};
