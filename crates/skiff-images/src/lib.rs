@@ -6,6 +6,7 @@ pub mod archive;
 pub mod digest;
 pub mod pull;
 pub mod reference;
+pub mod registries;
 pub mod store;
 pub mod unpack;
 
