@@ -11,8 +11,8 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use oci_client::manifest::{
-    OciImageIndex, OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE,
-    OCI_IMAGE_MEDIA_TYPE,
+    OciImageIndex, OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE,
+    IMAGE_LAYER_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
 };
 use serde::Deserialize;
 
@@ -41,7 +41,9 @@ pub enum ImportError {
         reason: String,
     },
     /// The archive is neither a `docker save` archive nor an OCI layout.
-    #[error("{0}: not a docker save archive nor an OCI image archive (no manifest.json or index.json)")]
+    #[error(
+        "{0}: not a docker save archive nor an OCI image archive (no manifest.json or index.json)"
+    )]
     UnknownFormat(PathBuf),
     /// The archive's metadata is not what its format requires.
     #[error("{path}: {reason}")]
@@ -92,7 +94,11 @@ fn unpack_archive(path: &Path, scratch: &Path) -> Result<(), ImportError> {
     archive.unpack(scratch).map_err(|e| failed(e.to_string()))
 }
 
-fn import_layout(store: &ContentStore, path: &Path, dir: &Path) -> Result<Vec<ImageRecord>, ImportError> {
+fn import_layout(
+    store: &ContentStore,
+    path: &Path,
+    dir: &Path,
+) -> Result<Vec<ImageRecord>, ImportError> {
     if dir.join("manifest.json").is_file() {
         import_docker_save(store, path, dir)
     } else if dir.join("index.json").is_file() {
@@ -109,15 +115,24 @@ fn invalid(path: &Path, reason: impl Into<String>) -> ImportError {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(archive: &Path, file: &Path) -> Result<T, ImportError> {
+fn read_json<T: serde::de::DeserializeOwned>(
+    archive: &Path,
+    file: &Path,
+) -> Result<T, ImportError> {
     let bytes = fs::read(file).map_err(|e| invalid(archive, format!("{}: {e}", file.display())))?;
     serde_json::from_slice(&bytes).map_err(|e| invalid(archive, format!("{}: {e}", file.display())))
 }
 
 /// A file inside the unpacked archive, refusing names that climb out of it.
 fn member(archive: &Path, dir: &Path, name: &str) -> Result<PathBuf, ImportError> {
-    if Path::new(name).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        return Err(invalid(archive, format!("member {name:?} is not a plain path inside the archive")));
+    if Path::new(name)
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(invalid(
+            archive,
+            format!("member {name:?} is not a plain path inside the archive"),
+        ));
     }
     Ok(dir.join(name))
 }
@@ -147,12 +162,17 @@ fn descriptor(media_type: &str, digest: &Digest, size: u64) -> serde_json::Value
     serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": size})
 }
 
-fn import_docker_save(store: &ContentStore, archive: &Path, dir: &Path) -> Result<Vec<ImageRecord>, ImportError> {
+fn import_docker_save(
+    store: &ContentStore,
+    archive: &Path,
+    dir: &Path,
+) -> Result<Vec<ImageRecord>, ImportError> {
     let entries: Vec<DockerSaveEntry> = read_json(archive, &dir.join("manifest.json"))?;
     let mut records = Vec::new();
     for entry in entries {
         let config_path = member(archive, dir, &entry.config)?;
-        let (config_digest, config_size) = store.put_file(&config_path, digest_in_name(&entry.config).as_ref())?;
+        let (config_digest, config_size) =
+            store.put_file(&config_path, digest_in_name(&entry.config).as_ref())?;
         let mut layers = Vec::new();
         let mut blobs = vec![config_digest.to_string()];
         let mut size = config_size;
@@ -174,7 +194,8 @@ fn import_docker_save(store: &ContentStore, archive: &Path, dir: &Path) -> Resul
         let manifest_digest = Digest::sha256_of(&manifest_bytes);
         store.put(&manifest_digest, &manifest_bytes)?;
         blobs.insert(0, manifest_digest.to_string());
-        let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes).expect("the manifest just built");
+        let manifest: OciImageManifest =
+            serde_json::from_slice(&manifest_bytes).expect("the manifest just built");
         let diff_ids = snapshot_layers(store, archive, &manifest, &config_digest)?;
         let image = ImageRecord {
             name: String::new(),
@@ -186,7 +207,12 @@ fn import_docker_save(store: &ContentStore, archive: &Path, dir: &Path) -> Resul
             blobs,
             diff_ids,
         };
-        records.extend(record_names(store, archive, &image, entry.repo_tags.unwrap_or_default())?);
+        records.extend(record_names(
+            store,
+            archive,
+            &image,
+            entry.repo_tags.unwrap_or_default(),
+        )?);
     }
     Ok(records)
 }
@@ -199,7 +225,8 @@ fn snapshot_layers(
     config_digest: &Digest,
 ) -> Result<Vec<String>, ImportError> {
     let config = store.read(config_digest)?;
-    let diff_ids = diff_ids(&config, config_digest, manifest.layers.len()).map_err(|e| invalid(archive, e.to_string()))?;
+    let diff_ids = diff_ids(&config, config_digest, manifest.layers.len())
+        .map_err(|e| invalid(archive, e.to_string()))?;
     for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
         let layer = Digest::parse(&layer.digest).map_err(|e| invalid(archive, e.to_string()))?;
         store.ensure_snapshot(&layer, diff_id)?;
@@ -209,13 +236,25 @@ fn snapshot_layers(
 
 /// Records `image` once per name; an image without names is refused, as it could not be
 /// referred to.
-fn record_names(store: &ContentStore, archive: &Path, image: &ImageRecord, names: Vec<String>) -> Result<Vec<ImageRecord>, ImportError> {
+fn record_names(
+    store: &ContentStore,
+    archive: &Path,
+    image: &ImageRecord,
+    names: Vec<String>,
+) -> Result<Vec<ImageRecord>, ImportError> {
     if names.is_empty() {
-        return Err(invalid(archive, format!("image {} has no name or tag to import it under", image.digest)));
+        return Err(invalid(
+            archive,
+            format!(
+                "image {} has no name or tag to import it under",
+                image.digest
+            ),
+        ));
     }
     let mut records = Vec::new();
     for name in names {
-        let reference = Reference::parse(&name).map_err(|e| invalid(archive, format!("image name {name:?}: {e}")))?;
+        let reference = Reference::parse(&name)
+            .map_err(|e| invalid(archive, format!("image name {name:?}: {e}")))?;
         let record = ImageRecord {
             name: reference.name(),
             tag: reference.effective_tag().map(str::to_string),
@@ -228,16 +267,31 @@ fn record_names(store: &ContentStore, archive: &Path, image: &ImageRecord, names
 }
 
 /// Copies the blob `digest` from the layout into the store, verifying it.
-fn copy_blob(store: &ContentStore, archive: &Path, dir: &Path, digest: &str) -> Result<(Digest, u64), ImportError> {
+fn copy_blob(
+    store: &ContentStore,
+    archive: &Path,
+    dir: &Path,
+    digest: &str,
+) -> Result<(Digest, u64), ImportError> {
     let digest = Digest::parse(digest).map_err(|e| invalid(archive, e.to_string()))?;
-    let path = dir.join("blobs").join(digest.algorithm_name()).join(digest.hex());
+    let path = dir
+        .join("blobs")
+        .join(digest.algorithm_name())
+        .join(digest.hex());
     if !path.is_file() {
-        return Err(invalid(archive, format!("blob {digest} is missing from the archive")));
+        return Err(invalid(
+            archive,
+            format!("blob {digest} is missing from the archive"),
+        ));
     }
     Ok(store.put_file(&path, Some(&digest))?)
 }
 
-fn import_oci_layout(store: &ContentStore, archive: &Path, dir: &Path) -> Result<Vec<ImageRecord>, ImportError> {
+fn import_oci_layout(
+    store: &ContentStore,
+    archive: &Path,
+    dir: &Path,
+) -> Result<Vec<ImageRecord>, ImportError> {
     let index: OciImageIndex = read_json(archive, &dir.join("index.json"))?;
     let mut records = Vec::new();
     for entry in &index.manifests {
@@ -251,27 +305,34 @@ fn import_oci_layout(store: &ContentStore, archive: &Path, dir: &Path) -> Result
         let (top_digest, _) = copy_blob(store, archive, dir, &entry.digest)?;
         let mut blobs = vec![top_digest.to_string()];
         let top_bytes = store.read(&top_digest)?;
-        let top: serde_json::Value = serde_json::from_slice(&top_bytes).map_err(|e| invalid(archive, e.to_string()))?;
+        let top: serde_json::Value =
+            serde_json::from_slice(&top_bytes).map_err(|e| invalid(archive, e.to_string()))?;
         let manifest_digest = if top.get("manifests").is_some() {
-            let nested: OciImageIndex = serde_json::from_value(top).map_err(|e| invalid(archive, e.to_string()))?;
+            let nested: OciImageIndex =
+                serde_json::from_value(top).map_err(|e| invalid(archive, e.to_string()))?;
             let platform = Platform::current();
-            let chosen = choose_manifest(&nested.manifests, &platform)
-                .ok_or_else(|| invalid(archive, format!("no manifest for {platform} in index {top_digest}")))?;
+            let chosen = choose_manifest(&nested.manifests, &platform).ok_or_else(|| {
+                invalid(
+                    archive,
+                    format!("no manifest for {platform} in index {top_digest}"),
+                )
+            })?;
             let (digest, _) = copy_blob(store, archive, dir, &chosen.digest)?;
             blobs.push(digest.to_string());
             digest
         } else {
             top_digest.clone()
         };
-        let manifest: OciImageManifest =
-            serde_json::from_slice(&store.read(&manifest_digest)?).map_err(|e| invalid(archive, e.to_string()))?;
+        let manifest: OciImageManifest = serde_json::from_slice(&store.read(&manifest_digest)?)
+            .map_err(|e| invalid(archive, e.to_string()))?;
         let mut size: u64 = 0;
         for blob in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
             let (digest, blob_size) = copy_blob(store, archive, dir, &blob.digest)?;
             size = size.saturating_add(blob_size);
             blobs.push(digest.to_string());
         }
-        let config_digest = Digest::parse(&manifest.config.digest).map_err(|e| invalid(archive, e.to_string()))?;
+        let config_digest =
+            Digest::parse(&manifest.config.digest).map_err(|e| invalid(archive, e.to_string()))?;
         let diff_ids = snapshot_layers(store, archive, &manifest, &config_digest)?;
         let image = ImageRecord {
             name: String::new(),

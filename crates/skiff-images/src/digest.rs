@@ -173,7 +173,12 @@ mod tests {
 
     #[test]
     fn digests_of_the_wrong_shape_are_refused() {
-        for bad in ["sha256", "md5:00", "sha256:abc", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"] {
+        for bad in [
+            "sha256",
+            "md5:00",
+            "sha256:abc",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad} should be refused");
         }
         let good = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -11,6 +11,6 @@ pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;
+pub use pull::{PullError, Puller, RegistryConfig};
 pub use reference::Reference;
 pub use store::{ContentStore, ImageRecord, StoreError};
-pub use pull::{Puller, PullError, RegistryConfig};

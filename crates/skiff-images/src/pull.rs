@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::{
-    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest, IMAGE_MANIFEST_LIST_MEDIA_TYPE,
-    IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
 };
 use oci_client::secrets::RegistryAuth;
 
@@ -107,12 +108,18 @@ impl std::fmt::Display for Platform {
 
 /// The index entry for `platform`: same OS and architecture, and the variant when the
 /// platform names one. A pure choice, so it is tested without a registry.
-pub fn choose_manifest<'a>(entries: &'a [ImageIndexEntry], platform: &Platform) -> Option<&'a ImageIndexEntry> {
+pub fn choose_manifest<'a>(
+    entries: &'a [ImageIndexEntry],
+    platform: &Platform,
+) -> Option<&'a ImageIndexEntry> {
     entries.iter().find(|entry| {
         entry.platform.as_ref().is_some_and(|p| {
             p.os.to_string() == platform.os
                 && p.architecture.to_string() == platform.architecture
-                && platform.variant.as_ref().is_none_or(|v| p.variant.as_ref() == Some(v))
+                && platform
+                    .variant
+                    .as_ref()
+                    .is_none_or(|v| p.variant.as_ref() == Some(v))
         })
     })
 }
@@ -169,8 +176,14 @@ impl Puller {
         let registry = reference.registry().to_string();
         let repository = reference.repository().to_string();
         match (reference.digest(), reference.tag()) {
-            (Some(digest), _) => oci_client::Reference::with_digest(registry, repository, digest.to_string()),
-            (None, tag) => oci_client::Reference::with_tag(registry, repository, tag.unwrap_or(crate::reference::DEFAULT_TAG).to_string()),
+            (Some(digest), _) => {
+                oci_client::Reference::with_digest(registry, repository, digest.to_string())
+            }
+            (None, tag) => oci_client::Reference::with_tag(
+                registry,
+                repository,
+                tag.unwrap_or(crate::reference::DEFAULT_TAG).to_string(),
+            ),
         }
     }
 
@@ -181,8 +194,10 @@ impl Puller {
         let mut blobs = vec![top_digest.to_string()];
         let (manifest_bytes, manifest_digest) = if is_index(&top_bytes) {
             let index: OciImageIndex = parse_json(&top_bytes, &top_digest)?;
-            let entry = choose_manifest(&index.manifests, &self.platform).ok_or_else(|| PullError::NoMatchingPlatform {
-                platform: self.platform.to_string(),
+            let entry = choose_manifest(&index.manifests, &self.platform).ok_or_else(|| {
+                PullError::NoMatchingPlatform {
+                    platform: self.platform.to_string(),
+                }
             })?;
             let pinned = reference.with_digest(&entry.digest);
             let (bytes, digest) = self.fetch_manifest(&pinned, &auth).await?;
@@ -213,7 +228,10 @@ impl Puller {
         }
         let record = ImageRecord {
             name: reference.name(),
-            tag: reference.tag().map(str::to_string).or_else(|| reference.effective_tag().map(str::to_string)),
+            tag: reference
+                .tag()
+                .map(str::to_string)
+                .or_else(|| reference.effective_tag().map(str::to_string)),
             digest: top_digest.to_string(),
             manifest: manifest_digest.to_string(),
             config: config_digest.to_string(),
@@ -226,7 +244,11 @@ impl Puller {
     }
 
     /// Fetches a manifest, verifies it against the pinned digest (if any) and stores it.
-    async fn fetch_manifest(&self, reference: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, Digest), PullError> {
+    async fn fetch_manifest(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<(Vec<u8>, Digest), PullError> {
         let (bytes, _) = self
             .client
             .pull_manifest_raw(&Self::oci_reference(reference), auth, &ACCEPTED_MANIFESTS)
@@ -241,12 +263,19 @@ impl Puller {
     }
 
     fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         in_flight.entry(key.to_string()).or_default().clone()
     }
 
     /// Downloads a blob unless stored; one download at a time per digest.
-    async fn fetch_blob(&self, reference: &Reference, descriptor: &OciDescriptor) -> Result<(), PullError> {
+    async fn fetch_blob(
+        &self,
+        reference: &Reference,
+        descriptor: &OciDescriptor,
+    ) -> Result<(), PullError> {
         let digest = parse_digest(&descriptor.digest)?;
         let lock = self.lock_for(&format!("blob {digest}"));
         let _guard = lock.lock().await;
@@ -265,7 +294,8 @@ impl Puller {
             .stream;
         let mut writer = self.store.writer(digest.algorithm())?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| PullError::Registry(format!("downloading {digest}: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| PullError::Registry(format!("downloading {digest}: {e}")))?;
             writer.write(&chunk)?;
         }
         writer.commit(&digest, expected_size)?;
@@ -277,11 +307,19 @@ fn is_index(bytes: &[u8]) -> bool {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return false;
     };
-    let media_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default();
-    media_type == OCI_IMAGE_INDEX_MEDIA_TYPE || media_type == IMAGE_MANIFEST_LIST_MEDIA_TYPE || value.get("manifests").is_some()
+    let media_type = value
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default();
+    media_type == OCI_IMAGE_INDEX_MEDIA_TYPE
+        || media_type == IMAGE_MANIFEST_LIST_MEDIA_TYPE
+        || value.get("manifests").is_some()
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], digest: &Digest) -> Result<T, PullError> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    digest: &Digest,
+) -> Result<T, PullError> {
     serde_json::from_slice(bytes).map_err(|e| PullError::InvalidManifest {
         digest: digest.to_string(),
         reason: e.to_string(),
@@ -296,18 +334,26 @@ fn parse_digest(text: &str) -> Result<Digest, PullError> {
 }
 
 /// The config's `rootfs.diff_ids`, one per layer.
-pub(crate) fn diff_ids(config: &[u8], digest: &Digest, layers: usize) -> Result<Vec<Digest>, PullError> {
+pub(crate) fn diff_ids(
+    config: &[u8],
+    digest: &Digest,
+    layers: usize,
+) -> Result<Vec<Digest>, PullError> {
     let invalid = |reason: String| PullError::InvalidManifest {
         digest: digest.to_string(),
         reason,
     };
-    let value: serde_json::Value = serde_json::from_slice(config).map_err(|e| invalid(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(config).map_err(|e| invalid(e.to_string()))?;
     let ids = value
         .pointer("/rootfs/diff_ids")
         .and_then(|ids| ids.as_array())
         .ok_or_else(|| invalid("the image config has no rootfs.diff_ids".to_string()))?;
     if ids.len() != layers {
-        return Err(invalid(format!("{} diff IDs for {layers} layers", ids.len())));
+        return Err(invalid(format!(
+            "{} diff IDs for {layers} layers",
+            ids.len()
+        )));
     }
     ids.iter()
         .map(|id| parse_digest(id.as_str().unwrap_or_default()))
@@ -341,9 +387,24 @@ mod tests {
             architecture: arch.into(),
             variant: variant.map(String::from),
         };
-        assert_eq!(choose_manifest(&entries, &linux("amd64", None)).unwrap().digest, "sha256:amd64");
-        assert_eq!(choose_manifest(&entries, &linux("arm64", None)).unwrap().digest, "sha256:arm64");
-        assert_eq!(choose_manifest(&entries, &linux("arm", Some("v7"))).unwrap().digest, "sha256:arm");
+        assert_eq!(
+            choose_manifest(&entries, &linux("amd64", None))
+                .unwrap()
+                .digest,
+            "sha256:amd64"
+        );
+        assert_eq!(
+            choose_manifest(&entries, &linux("arm64", None))
+                .unwrap()
+                .digest,
+            "sha256:arm64"
+        );
+        assert_eq!(
+            choose_manifest(&entries, &linux("arm", Some("v7")))
+                .unwrap()
+                .digest,
+            "sha256:arm"
+        );
         assert!(choose_manifest(&entries, &linux("arm", Some("v6"))).is_none());
         assert!(choose_manifest(&entries, &linux("s390x", None)).is_none());
     }

@@ -60,7 +60,7 @@ impl Reference {
         if reference.is_empty() {
             return Err(ReferenceError::NameEmpty);
         }
-        if reference.len() == 64 && reference.bytes().all(|b| is_lower_hex(b)) {
+        if reference.len() == 64 && reference.bytes().all(is_lower_hex) {
             return Err(ReferenceError::HexIdentifier(reference.to_string()));
         }
         let (name_and_tag, digest) = match reference.split_once('@') {
@@ -218,7 +218,9 @@ fn is_valid_domain(domain: &str) -> bool {
     let label_ok = |label: &str| {
         let bytes = label.as_bytes();
         !bytes.is_empty()
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
             && bytes[0] != b'-'
             && bytes[bytes.len() - 1] != b'-'
     };
@@ -300,26 +302,81 @@ mod tests {
         let cases: Vec<(&str, &str, Option<&str>, Option<&str>)> = vec![
             ("nginx", "docker.io/library/nginx", Some("latest"), None),
             ("nginx:1.25", "docker.io/library/nginx", Some("1.25"), None),
-            ("library/nginx", "docker.io/library/nginx", Some("latest"), None),
-            ("docker.io/nginx", "docker.io/library/nginx", Some("latest"), None),
-            ("index.docker.io/nginx", "docker.io/library/nginx", Some("latest"), None),
-            ("index.docker.io/user/app:v1", "docker.io/user/app", Some("v1"), None),
+            (
+                "library/nginx",
+                "docker.io/library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "docker.io/nginx",
+                "docker.io/library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/nginx",
+                "docker.io/library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/user/app:v1",
+                "docker.io/user/app",
+                Some("v1"),
+                None,
+            ),
             ("user/app", "docker.io/user/app", Some("latest"), None),
-            ("user/team/app", "docker.io/user/team/app", Some("latest"), None),
+            (
+                "user/team/app",
+                "docker.io/user/team/app",
+                Some("latest"),
+                None,
+            ),
             ("localhost/app", "localhost/app", Some("latest"), None),
-            ("localhost:5000/app:dev", "localhost:5000/app", Some("dev"), None),
-            ("127.0.0.1:5000/test/httpd:2.2", "127.0.0.1:5000/test/httpd", Some("2.2"), None),
+            (
+                "localhost:5000/app:dev",
+                "localhost:5000/app",
+                Some("dev"),
+                None,
+            ),
+            (
+                "127.0.0.1:5000/test/httpd:2.2",
+                "127.0.0.1:5000/test/httpd",
+                Some("2.2"),
+                None,
+            ),
             ("ghcr.io/org/tool", "ghcr.io/org/tool", Some("latest"), None),
-            ("Registry.Example/app", "Registry.Example/app", Some("latest"), None),
+            (
+                "Registry.Example/app",
+                "Registry.Example/app",
+                Some("latest"),
+                None,
+            ),
             ("[::1]:5000/app", "[::1]:5000/app", Some("latest"), None),
-            ("a.b/c__d/e-f---g/h.i", "a.b/c__d/e-f---g/h.i", Some("latest"), None),
-            ("foo_bar.com:8080", "docker.io/library/foo_bar.com", Some("8080"), None),
+            (
+                "a.b/c__d/e-f---g/h.i",
+                "a.b/c__d/e-f---g/h.i",
+                Some("latest"),
+                None,
+            ),
+            (
+                "foo_bar.com:8080",
+                "docker.io/library/foo_bar.com",
+                Some("8080"),
+                None,
+            ),
             (&pinned, "docker.io/library/nginx", None, Some(&digest)),
-            (&tagged_pinned, "docker.io/library/nginx", Some("1.25"), Some(&digest)),
+            (
+                &tagged_pinned,
+                "docker.io/library/nginx",
+                Some("1.25"),
+                Some(&digest),
+            ),
         ];
         for (input, name, tag, pin) in cases {
-            let parsed = Reference::parse(input)
-                .unwrap_or_else(|e| panic!("{input:?} should parse: {e}"));
+            let parsed =
+                Reference::parse(input).unwrap_or_else(|e| panic!("{input:?} should parse: {e}"));
             assert_eq!(parsed.name(), name, "name of {input:?}");
             assert_eq!(parsed.effective_tag(), tag, "tag of {input:?}");
             assert_eq!(parsed.digest(), pin, "digest of {input:?}");
@@ -336,7 +393,10 @@ mod tests {
         let local = Reference::parse("localhost:5000/a/b").unwrap();
         assert_eq!(local.familiar_name(), "localhost:5000/a/b");
         let pinned = Reference::parse(&format!("nginx@sha256:{HEX}")).unwrap();
-        assert_eq!(pinned.to_string(), format!("docker.io/library/nginx@sha256:{HEX}"));
+        assert_eq!(
+            pinned.to_string(),
+            format!("docker.io/library/nginx@sha256:{HEX}")
+        );
     }
 
     /// Inputs Docker refuses, with its error.
@@ -346,9 +406,18 @@ mod tests {
         let long_tag = format!("app:{}", "t".repeat(MAX_TAG_LENGTH + 1));
         let cases: Vec<(String, ReferenceError)> = vec![
             (String::new(), ReferenceError::NameEmpty),
-            (HEX.to_string(), ReferenceError::HexIdentifier(HEX.to_string())),
-            ("Uppercase".into(), ReferenceError::NameNotLowercase("library/Uppercase".into())),
-            ("docker.io/User/app".into(), ReferenceError::NameNotLowercase("User/app".into())),
+            (
+                HEX.to_string(),
+                ReferenceError::HexIdentifier(HEX.to_string()),
+            ),
+            (
+                "Uppercase".into(),
+                ReferenceError::NameNotLowercase("library/Uppercase".into()),
+            ),
+            (
+                "docker.io/User/app".into(),
+                ReferenceError::NameNotLowercase("User/app".into()),
+            ),
             ("app:".into(), ReferenceError::InvalidFormat),
             (":tag".into(), ReferenceError::InvalidFormat),
             ("app:-tag".into(), ReferenceError::InvalidFormat),
@@ -365,7 +434,10 @@ mod tests {
             ("app@sha256".into(), ReferenceError::InvalidFormat),
             (format!("app@md5:{HEX}"), ReferenceError::UnsupportedDigest),
             (format!("app@sha256:{HEX}00"), ReferenceError::InvalidDigest),
-            (format!("app@sha256:{}", HEX.to_uppercase()), ReferenceError::InvalidDigest),
+            (
+                format!("app@sha256:{}", HEX.to_uppercase()),
+                ReferenceError::InvalidDigest,
+            ),
             (long_name, ReferenceError::NameTooLong),
         ];
         for (input, expected) in cases {

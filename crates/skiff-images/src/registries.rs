@@ -66,9 +66,11 @@ impl RegistriesFile {
         let mut config = RegistryConfig::default();
         for (registry, mirror) in &self.mirrors {
             for endpoint in &mirror.endpoint {
-                let (scheme, host) = endpoint
-                    .split_once("://")
-                    .ok_or_else(|| RegistriesError(format!("endpoint {endpoint:?} of {registry:?} has no scheme")))?;
+                let (scheme, host) = endpoint.split_once("://").ok_or_else(|| {
+                    RegistriesError(format!(
+                        "endpoint {endpoint:?} of {registry:?} has no scheme"
+                    ))
+                })?;
                 let host = host.trim_end_matches('/');
                 if host != registry {
                     return Err(RegistriesError(format!(
@@ -78,15 +80,20 @@ impl RegistriesFile {
                 match scheme {
                     "http" => config.plain_http.push(registry.clone()),
                     "https" => {}
-                    _ => return Err(RegistriesError(format!("endpoint {endpoint:?}: scheme must be http or https"))),
+                    _ => {
+                        return Err(RegistriesError(format!(
+                            "endpoint {endpoint:?}: scheme must be http or https"
+                        )))
+                    }
                 }
             }
         }
         for (registry, host) in &self.configs {
             if let Some(auth) = &host.auth {
-                config
-                    .credentials
-                    .insert(registry.clone(), (auth.username.clone(), auth.password.clone()));
+                config.credentials.insert(
+                    registry.clone(),
+                    (auth.username.clone(), auth.password.clone()),
+                );
             }
         }
         Ok(config)
@@ -106,7 +113,10 @@ mod tests {
         .unwrap();
         let config = file.to_config().unwrap();
         assert_eq!(config.plain_http, ["127.0.0.1:5000"]);
-        assert_eq!(config.credentials["secure.test"], ("u".to_string(), "p".to_string()));
+        assert_eq!(
+            config.credentials["secure.test"],
+            ("u".to_string(), "p".to_string())
+        );
     }
 
     #[test]

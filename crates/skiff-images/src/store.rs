@@ -191,7 +191,11 @@ impl ContentStore {
 
     /// Stores the file at `path` as a blob and returns its digest; `expected` is checked
     /// when the source names one.
-    pub fn put_file(&self, path: &Path, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
+    pub fn put_file(
+        &self,
+        path: &Path,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64), StoreError> {
         let mut file = File::open(path).map_err(io_error("opening", path))?;
         let mut writer = self.writer(expected.map_or(Algorithm::Sha256, Digest::algorithm))?;
         let mut buffer = vec![0u8; 64 * 1024];
@@ -256,11 +260,12 @@ impl ContentStore {
         let path = self.blob_path(layer);
         let file = File::open(&path).map_err(io_error("opening", &path))?;
         let options = UnpackOptions::for_current_user().keeping_whiteouts();
-        let actual = unpack::unpack_layer(io::BufReader::new(file), dir, &options, diff_id.algorithm())
-            .map_err(|source| StoreError::Unpack {
-                layer: layer.clone(),
-                source,
-            })?;
+        let actual =
+            unpack::unpack_layer(io::BufReader::new(file), dir, &options, diff_id.algorithm())
+                .map_err(|source| StoreError::Unpack {
+                    layer: layer.clone(),
+                    source,
+                })?;
         if &actual != diff_id {
             return Err(StoreError::DiffIdMismatch {
                 expected: diff_id.clone(),
@@ -278,7 +283,8 @@ impl ContentStore {
     pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
         let path = self.records_path();
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Records { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StoreError::Records { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(io_error("reading", &path)(e)),
         }
@@ -287,7 +293,10 @@ impl ContentStore {
     /// Adds `record`, replacing any record with the same name and tag (a tag moves).
     pub fn put_image(&self, record: ImageRecord) -> Result<(), StoreError> {
         self.update_records(|records| {
-            records.retain(|r| !r.is_named(&record.name, record.tag.as_deref()) || (record.tag.is_none() && r.digest != record.digest));
+            records.retain(|r| {
+                !r.is_named(&record.name, record.tag.as_deref())
+                    || (record.tag.is_none() && r.digest != record.digest)
+            });
             records.push(record);
         })
     }
@@ -295,7 +304,12 @@ impl ContentStore {
     /// Removes the records named `name` with `tag` (every record of the name whose digest is
     /// `digest` when pinned), then the blobs and snapshots no record needs any more. Returns
     /// the records removed.
-    pub fn remove_image(&self, name: &str, tag: Option<&str>, digest: Option<&str>) -> Result<Vec<ImageRecord>, StoreError> {
+    pub fn remove_image(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<Vec<ImageRecord>, StoreError> {
         let mut removed = Vec::new();
         self.update_records(|records| {
             let (gone, kept): (Vec<_>, Vec<_>) = records.drain(..).partition(|r| {
@@ -318,11 +332,20 @@ impl ContentStore {
     fn collect_garbage(&self) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let records = self.images()?;
-        let blobs: BTreeSet<&str> = records.iter().flat_map(|r| r.blobs.iter().map(String::as_str)).collect();
-        let diff_ids: BTreeSet<&str> = records.iter().flat_map(|r| r.diff_ids.iter().map(String::as_str)).collect();
+        let blobs: BTreeSet<&str> = records
+            .iter()
+            .flat_map(|r| r.blobs.iter().map(String::as_str))
+            .collect();
+        let diff_ids: BTreeSet<&str> = records
+            .iter()
+            .flat_map(|r| r.diff_ids.iter().map(String::as_str))
+            .collect();
         for algorithm in ["sha256", "sha512"] {
             let dir = self.root.join("blobs").join(algorithm);
-            for entry in fs::read_dir(&dir).map_err(io_error("listing", &dir))?.flatten() {
+            for entry in fs::read_dir(&dir)
+                .map_err(io_error("listing", &dir))?
+                .flatten()
+            {
                 let name = format!("{algorithm}:{}", entry.file_name().to_string_lossy());
                 if !blobs.contains(name.as_str()) {
                     let _ = fs::remove_file(entry.path());
@@ -330,7 +353,10 @@ impl ContentStore {
             }
         }
         let dir = self.root.join("snapshots");
-        for entry in fs::read_dir(&dir).map_err(io_error("listing", &dir))?.flatten() {
+        for entry in fs::read_dir(&dir)
+            .map_err(io_error("listing", &dir))?
+            .flatten()
+        {
             let file_name = entry.file_name().to_string_lossy().into_owned();
             let Some((algorithm, hex)) = file_name.split_once('-') else {
                 continue;
@@ -359,7 +385,10 @@ impl ContentStore {
         let mut records = self.images()?;
         change(&mut records);
         let path = self.records_path();
-        let temp = self.root.join("ingest").join(format!("images-{}.json", std::process::id()));
+        let temp = self
+            .root
+            .join("ingest")
+            .join(format!("images-{}.json", std::process::id()));
         let bytes = serde_json::to_vec_pretty(&records).expect("records serialize");
         write_synced(&temp, &bytes)?;
         fs::rename(&temp, &path).map_err(io_error("renaming", &path))
@@ -402,8 +431,12 @@ pub struct BlobWriter {
 impl BlobWriter {
     /// Appends `bytes`.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        let file = self.file.as_mut().expect("a blob writer is written before its commit");
-        file.write_all(bytes).map_err(io_error("writing", &self.path))?;
+        let file = self
+            .file
+            .as_mut()
+            .expect("a blob writer is written before its commit");
+        file.write_all(bytes)
+            .map_err(io_error("writing", &self.path))?;
         if let Some(hasher) = &mut self.hasher {
             hasher.update(bytes);
         }
@@ -413,7 +446,10 @@ impl BlobWriter {
 
     /// The digest of the bytes written so far.
     pub fn current_digest(&self) -> Digest {
-        self.hasher.clone().expect("a blob writer has its hasher until dropped").finish()
+        self.hasher
+            .clone()
+            .expect("a blob writer has its hasher until dropped")
+            .finish()
     }
 
     /// Verifies the bytes written against `expected` (and `size`, when announced), then moves
@@ -474,10 +510,21 @@ mod tests {
         let promised = Digest::sha256_of(b"hello");
         let error = store.put(&promised, b"tampered").unwrap_err();
         let message = error.to_string();
-        assert!(matches!(error, StoreError::DigestMismatch { .. }), "{message}");
-        assert!(message.contains(&promised.to_string()) && message.contains(&Digest::sha256_of(b"tampered").to_string()), "{message}");
+        assert!(
+            matches!(error, StoreError::DigestMismatch { .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains(&promised.to_string())
+                && message.contains(&Digest::sha256_of(b"tampered").to_string()),
+            "{message}"
+        );
         assert!(!store.contains(&promised));
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0, "no partial file is left");
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest")).unwrap().count(),
+            0,
+            "no partial file is left"
+        );
     }
 
     #[test]
@@ -500,7 +547,17 @@ mod tests {
         let mut writer = store.writer(Algorithm::Sha256).unwrap();
         writer.write(b"abc").unwrap();
         let error = writer.commit(&digest, Some(4)).unwrap_err();
-        assert!(matches!(error, StoreError::SizeMismatch { expected: 4, actual: 3, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                StoreError::SizeMismatch {
+                    expected: 4,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         assert!(!store.contains(&digest));
     }
 
@@ -525,16 +582,24 @@ mod tests {
         let own = Digest::sha256_of(b"own");
         store.put(&shared, b"shared").unwrap();
         store.put(&own, b"own").unwrap();
-        store.put_image(record("docker.io/library/a", "1", &shared)).unwrap();
-        store.put_image(record("docker.io/library/b", "1", &shared)).unwrap();
+        store
+            .put_image(record("docker.io/library/a", "1", &shared))
+            .unwrap();
+        store
+            .put_image(record("docker.io/library/b", "1", &shared))
+            .unwrap();
         let mut c = record("docker.io/library/c", "1", &own);
         c.blobs.push(shared.to_string());
         store.put_image(c).unwrap();
-        let removed = store.remove_image("docker.io/library/c", Some("1"), None).unwrap();
+        let removed = store
+            .remove_image("docker.io/library/c", Some("1"), None)
+            .unwrap();
         assert_eq!(removed.len(), 1);
         assert!(!store.contains(&own));
         assert!(store.contains(&shared));
-        store.remove_image("docker.io/library/a", Some("1"), None).unwrap();
+        store
+            .remove_image("docker.io/library/a", Some("1"), None)
+            .unwrap();
         assert!(store.contains(&shared), "b still needs it");
         assert_eq!(store.images().unwrap().len(), 1);
     }

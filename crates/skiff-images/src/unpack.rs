@@ -98,7 +98,10 @@ pub fn unpack_layer(
         let mut entry = entry?;
         let raw = entry.path()?.to_string_lossy().into_owned();
         let relative = safe_relative_path(&raw)?;
-        let Some(file_name) = relative.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        let Some(file_name) = relative
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
             continue;
         };
         let parent = relative.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -267,7 +270,9 @@ mod tests {
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(*mode);
                     header.set_size(contents.len() as u64);
-                    builder.append_data(&mut header, path, contents.as_bytes()).unwrap();
+                    builder
+                        .append_data(&mut header, path, contents.as_bytes())
+                        .unwrap();
                 }
                 Item::Link(path, target) => {
                     header.set_entry_type(tar::EntryType::Link);
@@ -306,15 +311,25 @@ mod tests {
             for entry in fs::read_dir(dir).unwrap() {
                 let entry = entry.unwrap();
                 let path = entry.path();
-                let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 let kind = entry.file_type().unwrap();
                 if kind.is_dir() {
                     out.push(format!("{relative}/"));
                     walk(root, &path, out);
                 } else if kind.is_symlink() {
-                    out.push(format!("{relative} -> {}", fs::read_link(&path).unwrap().display()));
+                    out.push(format!(
+                        "{relative} -> {}",
+                        fs::read_link(&path).unwrap().display()
+                    ));
                 } else {
-                    out.push(format!("{relative} = {}", fs::read_to_string(&path).unwrap()));
+                    out.push(format!(
+                        "{relative} = {}",
+                        fs::read_to_string(&path).unwrap()
+                    ));
                 }
             }
         }
@@ -341,8 +356,23 @@ mod tests {
     fn a_whiteout_deletes_a_lower_file_and_a_lower_directory() {
         let dir = tempfile::tempdir().unwrap();
         apply(dir.path(), &base());
-        apply(dir.path(), &layer(&[Item::File("etc/.wh.gone", "", 0o644), Item::File("etc/.wh.sub", "", 0o644)]));
-        assert_eq!(tree(dir.path()), ["etc/", "etc/keep = kept", "var/", "var/old = old", "var/older = old"]);
+        apply(
+            dir.path(),
+            &layer(&[
+                Item::File("etc/.wh.gone", "", 0o644),
+                Item::File("etc/.wh.sub", "", 0o644),
+            ]),
+        );
+        assert_eq!(
+            tree(dir.path()),
+            [
+                "etc/",
+                "etc/keep = kept",
+                "var/",
+                "var/old = old",
+                "var/older = old"
+            ]
+        );
     }
 
     #[test]
@@ -350,10 +380,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         apply(dir.path(), &base());
         // The layer's own file comes before the marker: it must survive.
-        apply(dir.path(), &layer(&[Item::Dir("var"), Item::File("var/new", "new", 0o644), Item::File("var/.wh..wh..opq", "", 0o644)]));
+        apply(
+            dir.path(),
+            &layer(&[
+                Item::Dir("var"),
+                Item::File("var/new", "new", 0o644),
+                Item::File("var/.wh..wh..opq", "", 0o644),
+            ]),
+        );
         assert_eq!(
             tree(dir.path()),
-            ["etc/", "etc/gone = old", "etc/keep = kept", "etc/sub/", "etc/sub/deep = old", "var/", "var/new = new"]
+            [
+                "etc/",
+                "etc/gone = old",
+                "etc/keep = kept",
+                "etc/sub/",
+                "etc/sub/deep = old",
+                "var/",
+                "var/new = new"
+            ]
         );
     }
 
@@ -361,10 +406,23 @@ mod tests {
     fn a_file_replaces_a_directory_and_a_directory_a_file() {
         let dir = tempfile::tempdir().unwrap();
         apply(dir.path(), &base());
-        apply(dir.path(), &layer(&[Item::File("etc/sub", "now a file", 0o644), Item::Dir("var/old"), Item::File("var/old/inside", "x", 0o644)]));
+        apply(
+            dir.path(),
+            &layer(&[
+                Item::File("etc/sub", "now a file", 0o644),
+                Item::Dir("var/old"),
+                Item::File("var/old/inside", "x", 0o644),
+            ]),
+        );
         let listing = tree(dir.path());
-        assert!(listing.contains(&"etc/sub = now a file".to_string()), "{listing:?}");
-        assert!(listing.contains(&"var/old/inside = x".to_string()), "{listing:?}");
+        assert!(
+            listing.contains(&"etc/sub = now a file".to_string()),
+            "{listing:?}"
+        );
+        assert!(
+            listing.contains(&"var/old/inside = x".to_string()),
+            "{listing:?}"
+        );
     }
 
     #[test]
@@ -384,15 +442,28 @@ mod tests {
         let linked = fs::metadata(dir.path().join("bin/sh")).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_eq!(original.ino(), linked.ino(), "a hard link shares the inode");
-        assert_eq!(fs::read_link(dir.path().join("bin/ls")).unwrap(), Path::new("busybox"));
+        assert_eq!(
+            fs::read_link(dir.path().join("bin/ls")).unwrap(),
+            Path::new("busybox")
+        );
         assert_eq!(original.permissions().mode() & 0o777, 0o755);
-        assert_eq!(fs::metadata(dir.path().join("secret")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(dir.path().join("secret"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 
     #[test]
     fn devices_are_skipped_when_not_allowed() {
         let dir = tempfile::tempdir().unwrap();
-        apply(dir.path(), &layer(&[Item::Dir("dev"), Item::CharDevice("dev/null")]));
+        apply(
+            dir.path(),
+            &layer(&[Item::Dir("dev"), Item::CharDevice("dev/null")]),
+        );
         assert_eq!(tree(dir.path()), ["dev/"]);
     }
 
@@ -400,7 +471,10 @@ mod tests {
     fn entries_escaping_the_layer_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        let escape = layer(&[Item::Symlink("link", outside.path().to_str().unwrap()), Item::File("link/planted", "x", 0o644)]);
+        let escape = layer(&[
+            Item::Symlink("link", outside.path().to_str().unwrap()),
+            Item::File("link/planted", "x", 0o644),
+        ]);
         let options = UnpackOptions::for_current_user();
         let error = unpack_layer(&escape[..], dir.path(), &options, Algorithm::Sha256).unwrap_err();
         assert!(matches!(error, UnpackError::UnsafePath(_)), "{error}");
@@ -433,11 +507,18 @@ mod tests {
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         io::Write::write_all(&mut gzip, &plain).unwrap();
         let gzip = gzip.finish().unwrap();
-        let zstd = ruzstd::encoding::compress_to_vec(&plain[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let zstd = ruzstd::encoding::compress_to_vec(
+            &plain[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
         for (label, bytes) in [("plain", &plain), ("gzip", &gzip), ("zstd", &zstd)] {
             let dir = tempfile::tempdir().unwrap();
             assert_eq!(apply(dir.path(), bytes), diff_id, "{label}");
-            assert_eq!(fs::read_to_string(dir.path().join("hello")).unwrap(), "world", "{label}");
+            assert_eq!(
+                fs::read_to_string(dir.path().join("hello")).unwrap(),
+                "world",
+                "{label}"
+            );
         }
     }
 
@@ -445,8 +526,15 @@ mod tests {
     fn a_snapshot_keeps_whiteouts_as_markers() {
         let dir = tempfile::tempdir().unwrap();
         let options = UnpackOptions::for_current_user().keeping_whiteouts();
-        let bytes = layer(&[Item::Dir("etc"), Item::File("etc/.wh.gone", "", 0o644), Item::File("etc/.wh..wh..opq", "", 0o644)]);
+        let bytes = layer(&[
+            Item::Dir("etc"),
+            Item::File("etc/.wh.gone", "", 0o644),
+            Item::File("etc/.wh..wh..opq", "", 0o644),
+        ]);
         unpack_layer(&bytes[..], dir.path(), &options, Algorithm::Sha256).unwrap();
-        assert_eq!(tree(dir.path()), ["etc/", "etc/.wh..wh..opq = ", "etc/.wh.gone = "]);
+        assert_eq!(
+            tree(dir.path()),
+            ["etc/", "etc/.wh..wh..opq = ", "etc/.wh.gone = "]
+        );
     }
 }

@@ -173,7 +173,8 @@ fn pull(args: &PullArgs) -> Result<(), String> {
     let reference = Reference::parse(&args.reference).map_err(|e| e.to_string())?;
     let config = match &args.registry_config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let file: RegistriesFile =
                 skiff_api::yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             file.to_config().map_err(|e| e.to_string())?
@@ -196,7 +197,11 @@ fn remove(args: &RmArgs) -> Result<(), String> {
     let reference = Reference::parse(&args.reference).map_err(|e| e.to_string())?;
     let store = open_store(args.data_dir.as_ref())?;
     let removed = store
-        .remove_image(&reference.name(), reference.effective_tag(), reference.digest())
+        .remove_image(
+            &reference.name(),
+            reference.effective_tag(),
+            reference.digest(),
+        )
         .map_err(|e| e.to_string())?;
     if removed.is_empty() {
         return Err(format!("no such image: {reference}"));
@@ -321,7 +326,14 @@ mod tests {
 
     #[test]
     fn sizes_print_as_docker_prints_them() {
-        for (bytes, text) in [(0, "0B"), (999, "999B"), (1000, "1kB"), (1_234_567, "1.235MB"), (52_430_000, "52.43MB"), (123_456_789_000, "123.5GB")] {
+        for (bytes, text) in [
+            (0, "0B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1_234_567, "1.235MB"),
+            (52_430_000, "52.43MB"),
+            (123_456_789_000, "123.5GB"),
+        ] {
             assert_eq!(human_size(bytes), text, "{bytes}");
         }
     }

@@ -29,20 +29,37 @@ fn skiff(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
 fn rows(listing: &str) -> Vec<Vec<String>> {
     listing
         .lines()
-        .map(|line| line.split("   ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect())
+        .map(|line| {
+            line.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .collect()
 }
 
 fn image(text: &str) -> TestImage {
     let files = TestLayer::of_files(&[("etc/motd", text.as_bytes().to_vec(), 0o644)]);
-    TestImage::new(vec![TestLayer::busybox(), files], &Platform::current().architecture, &["/bin/busybox", "sh"])
+    TestImage::new(
+        vec![TestLayer::busybox(), files],
+        &Platform::current().architecture,
+        &["/bin/busybox", "sh"],
+    )
 }
 
 fn human(bytes: u64) -> String {
     // Sizes of a few MB print as `N.NNNMB` with four significant digits.
     let megabytes = bytes as f64 / 1e6;
-    assert!((1.0..10.0).contains(&megabytes), "test images are a few MB, not {bytes} bytes");
-    format!("{megabytes:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + "MB"
+    assert!(
+        (1.0..10.0).contains(&megabytes),
+        "test images are a few MB, not {bytes} bytes"
+    );
+    format!("{megabytes:.3}")
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
+        + "MB"
 }
 
 #[test]
@@ -56,10 +73,16 @@ fn docker_save_and_oci_archives_import_with_their_names_and_are_listed() {
     saved.write_docker_save(&saved_path, &["example.test/team/tool:1.0", "tool:latest"]);
     oci.write_oci_archive(&oci_path, "docker.io/library/shell:2", true);
 
-    let (ok, stdout, stderr) = skiff(data.path(), &["image", "import", saved_path.to_str().unwrap()]);
+    let (ok, stdout, stderr) = skiff(
+        data.path(),
+        &["image", "import", saved_path.to_str().unwrap()],
+    );
     assert!(ok, "docker save import: {stderr}");
     assert_eq!(stdout.lines().count(), 2, "one line per name: {stdout}");
-    let (ok, _, stderr) = skiff(data.path(), &["image", "import", oci_path.to_str().unwrap()]);
+    let (ok, _, stderr) = skiff(
+        data.path(),
+        &["image", "import", oci_path.to_str().unwrap()],
+    );
     assert!(ok, "OCI archive import: {stderr}");
 
     let (ok, stdout, stderr) = skiff(data.path(), &["image", "ls"]);
@@ -77,19 +100,49 @@ fn docker_save_and_oci_archives_import_with_their_names_and_are_listed() {
     assert_eq!(
         listed[..4],
         [
-            vec!["NAME".to_string(), "TAG".into(), "DIGEST".into(), "SIZE".into()],
-            vec!["example.test/team/tool".into(), "1.0".into(), saved_digest.clone(), human(saved_manifest_size(&saved))],
-            vec!["docker.io/library/tool".into(), "latest".into(), saved_digest, human(saved_manifest_size(&saved))],
-            vec!["docker.io/library/shell".into(), "2".into(), oci_digest, human(oci.size())],
+            vec![
+                "NAME".to_string(),
+                "TAG".into(),
+                "DIGEST".into(),
+                "SIZE".into()
+            ],
+            vec![
+                "example.test/team/tool".into(),
+                "1.0".into(),
+                saved_digest.clone(),
+                human(saved_manifest_size(&saved))
+            ],
+            vec![
+                "docker.io/library/tool".into(),
+                "latest".into(),
+                saved_digest,
+                human(saved_manifest_size(&saved))
+            ],
+            vec![
+                "docker.io/library/shell".into(),
+                "2".into(),
+                oci_digest,
+                human(oci.size())
+            ],
         ]
     );
-    assert!(listed[4].is_empty(), "a blank line separates the catalog: {stdout}");
+    assert!(
+        listed[4].is_empty(),
+        "a blank line separates the catalog: {stdout}"
+    );
     assert_eq!(listed[5], ["NAME", "TAG", "SOURCE"]);
     let motd = std::fs::read_dir(data.path().join("content/snapshots"))
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("etc/motd")).ok())
         .collect::<std::collections::BTreeSet<_>>();
-    assert_eq!(motd, ["from an oci archive".to_string(), "from docker save".to_string()].into());
+    assert_eq!(
+        motd,
+        [
+            "from an oci archive".to_string(),
+            "from docker save".to_string()
+        ]
+        .into()
+    );
 }
 
 /// The size of a docker save image: its config and uncompressed layers.
@@ -100,7 +153,9 @@ fn saved_manifest_size(image: &TestImage) -> u64 {
         .iter()
         .map(|l| {
             let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&l.compressed[..]).read_to_end(&mut plain).unwrap();
+            flate2::read::GzDecoder::new(&l.compressed[..])
+                .read_to_end(&mut plain)
+                .unwrap();
             plain.len() as u64
         })
         .sum();
@@ -122,7 +177,10 @@ fn an_archive_whose_blob_does_not_match_its_digest_is_refused() {
     assert_ne!(original, tampered.manifest());
     let (ok, _, stderr) = skiff(data.path(), &["image", "import", path.to_str().unwrap()]);
     assert!(!ok, "the import must fail");
-    assert!(stderr.contains(&format!("blob {layer} refused")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("blob {layer} refused")),
+        "{stderr}"
+    );
     let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
     assert!(!stdout.contains("tampered"), "{stdout}");
 }
@@ -152,35 +210,73 @@ fn rewrite_blob(archive: &Path, digest: &Digest, contents: &[u8]) {
 fn pull_from_a_plain_http_registry_then_remove() {
     let registry = Registry::start();
     let pushed = image("pulled");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let digest = runtime.block_on(registry.push(&pushed, "test/shell", "3"));
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("registries.yaml");
     std::fs::write(
         &config,
-        format!("mirrors:\n  \"{0}\":\n    endpoint:\n      - \"http://{0}\"\n", registry.address),
+        format!(
+            "mirrors:\n  \"{0}\":\n    endpoint:\n      - \"http://{0}\"\n",
+            registry.address
+        ),
     )
     .unwrap();
     let name = format!("{}/test/shell:3", registry.address);
 
     let (ok, _, stderr) = skiff(data.path(), &["image", "pull", &name]);
-    assert!(!ok, "without the registries file the registry is reached over HTTPS and fails");
+    assert!(
+        !ok,
+        "without the registries file the registry is reached over HTTPS and fails"
+    );
     assert!(stderr.contains(&format!("pulling {name}")), "{stderr}");
 
-    let (ok, stdout, stderr) = skiff(data.path(), &["image", "pull", &name, "--registry-config", config.to_str().unwrap()]);
+    let (ok, stdout, stderr) = skiff(
+        data.path(),
+        &[
+            "image",
+            "pull",
+            &name,
+            "--registry-config",
+            config.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{stderr}");
     assert_eq!(stdout, format!("pulled {name} {digest}\n"));
     let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
-    assert_eq!(rows(&stdout)[1], [format!("{}/test/shell", registry.address), "3".into(), digest.to_string(), human(pushed.size())]);
+    assert_eq!(
+        rows(&stdout)[1],
+        [
+            format!("{}/test/shell", registry.address),
+            "3".into(),
+            digest.to_string(),
+            human(pushed.size())
+        ]
+    );
 
     let (ok, stdout, stderr) = skiff(data.path(), &["image", "rm", &name]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout, format!("deleted {name}\n"));
     let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
-    assert_eq!(rows(&stdout)[0], ["NAME", "TAG", "SOURCE"], "only the catalog is left: {stdout}");
-    let blobs = std::fs::read_dir(data.path().join("content/blobs/sha256")).unwrap().count();
-    let snapshots = std::fs::read_dir(data.path().join("content/snapshots")).unwrap().count();
-    assert_eq!((blobs, snapshots), (0, 0), "blobs and snapshots go with the last image using them");
+    assert_eq!(
+        rows(&stdout)[0],
+        ["NAME", "TAG", "SOURCE"],
+        "only the catalog is left: {stdout}"
+    );
+    let blobs = std::fs::read_dir(data.path().join("content/blobs/sha256"))
+        .unwrap()
+        .count();
+    let snapshots = std::fs::read_dir(data.path().join("content/snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        (blobs, snapshots),
+        (0, 0),
+        "blobs and snapshots go with the last image using them"
+    );
 
     let (ok, _, stderr) = skiff(data.path(), &["image", "rm", &name]);
     assert!(!ok);

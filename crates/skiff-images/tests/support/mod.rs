@@ -29,7 +29,11 @@ impl Registry {
     /// Starts the registry and waits (bounded) until `/v2/` answers.
     pub fn start() -> Registry {
         let storage = tempfile::tempdir().expect("registry storage");
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .unwrap()
+            .port();
         let address = format!("127.0.0.1:{port}");
         let config = storage.path().join("config.yml");
         std::fs::write(
@@ -47,7 +51,11 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry must be installed (Debian package docker-registry)");
-        let mut registry = Registry { child, storage, address };
+        let mut registry = Registry {
+            child,
+            storage,
+            address,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if registry.get_status("/v2/") == Some(200) {
@@ -56,14 +64,23 @@ impl Registry {
             if let Ok(Some(status)) = registry.child.try_wait() {
                 panic!("docker-registry exited early: {status}");
             }
-            assert!(Instant::now() < deadline, "docker-registry did not answer on {} within 20s", registry.address);
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not answer on {} within 20s",
+                registry.address
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     fn get_status(&self, path: &str) -> Option<u16> {
         let mut stream = TcpStream::connect(&self.address).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.address).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.address
+        )
+        .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         response.split_whitespace().nth(1)?.parse().ok()
@@ -92,23 +109,42 @@ impl Registry {
 
     /// A reference in this registry.
     pub fn reference(&self, repository: &str, tag: &str) -> oci_client::Reference {
-        oci_client::Reference::with_tag(self.address.clone(), repository.to_string(), tag.to_string())
+        oci_client::Reference::with_tag(
+            self.address.clone(),
+            repository.to_string(),
+            tag.to_string(),
+        )
     }
 
     /// Pushes `image` as `repository:tag`; returns the manifest's digest.
     pub async fn push(&self, image: &TestImage, repository: &str, tag: &str) -> Digest {
         let client = self.client();
         let reference = self.reference(repository, tag);
-        client.store_auth_if_needed(&self.address, &RegistryAuth::Anonymous).await;
-        for blob in image.layers.iter().map(|l| &l.compressed).chain(std::iter::once(&image.config)) {
+        client
+            .store_auth_if_needed(&self.address, &RegistryAuth::Anonymous)
+            .await;
+        for blob in image
+            .layers
+            .iter()
+            .map(|l| &l.compressed)
+            .chain(std::iter::once(&image.config))
+        {
             client
-                .push_blob(&reference, blob.clone(), &Digest::sha256_of(blob).to_string())
+                .push_blob(
+                    &reference,
+                    blob.clone(),
+                    &Digest::sha256_of(blob).to_string(),
+                )
                 .await
                 .expect("push blob");
         }
         let manifest = image.manifest();
         client
-            .push_manifest_raw(&reference, manifest.clone(), oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.parse().unwrap())
+            .push_manifest_raw(
+                &reference,
+                manifest.clone(),
+                oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.parse().unwrap(),
+            )
             .await
             .expect("push manifest");
         Digest::sha256_of(&manifest)
@@ -116,10 +152,17 @@ impl Registry {
 
     /// Pushes one image per `(architecture, image)` and an index of them as `repository:tag`;
     /// returns the index's digest.
-    pub async fn push_index(&self, images: &[(&str, &TestImage)], repository: &str, tag: &str) -> Digest {
+    pub async fn push_index(
+        &self,
+        images: &[(&str, &TestImage)],
+        repository: &str,
+        tag: &str,
+    ) -> Digest {
         let mut entries = Vec::new();
         for (architecture, image) in images {
-            let digest = self.push(image, repository, &format!("{tag}-{architecture}")).await;
+            let digest = self
+                .push(image, repository, &format!("{tag}-{architecture}"))
+                .await;
             entries.push(serde_json::json!({
                 "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
                 "digest": digest.to_string(),
@@ -134,7 +177,13 @@ impl Registry {
         }))
         .unwrap();
         self.client()
-            .push_manifest_raw(&self.reference(repository, tag), index.clone(), oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE.parse().unwrap())
+            .push_manifest_raw(
+                &self.reference(repository, tag),
+                index.clone(),
+                oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
+                    .parse()
+                    .unwrap(),
+            )
             .await
             .expect("push index");
         Digest::sha256_of(&index)
@@ -172,10 +221,14 @@ impl TestLayer {
             }
             for dir in missing.into_iter().rev() {
                 let mut header = header(tar::EntryType::Directory, 0o755, 0);
-                builder.append_data(&mut header, dir, std::io::empty()).unwrap();
+                builder
+                    .append_data(&mut header, dir, std::io::empty())
+                    .unwrap();
             }
             let mut header = header(tar::EntryType::Regular, *mode, contents.len() as u64);
-            builder.append_data(&mut header, path, &contents[..]).unwrap();
+            builder
+                .append_data(&mut header, path, &contents[..])
+                .unwrap();
         }
         let plain = builder.into_inner().unwrap();
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -188,7 +241,8 @@ impl TestLayer {
 
     /// The static busybox as `bin/busybox`, with `bin/sh` linked to it.
     pub fn busybox() -> TestLayer {
-        let binary = std::fs::read(BUSYBOX).expect("busybox must be installed (Debian package busybox-static)");
+        let binary = std::fs::read(BUSYBOX)
+            .expect("busybox must be installed (Debian package busybox-static)");
         TestLayer::of_files(&[("bin/busybox", binary, 0o755)])
     }
 }
@@ -227,9 +281,7 @@ impl TestImage {
 
     /// The image manifest's bytes.
     pub fn manifest(&self) -> Vec<u8> {
-        let descriptor = |media_type: &str, bytes: &[u8]| {
-            serde_json::json!({"mediaType": media_type, "digest": Digest::sha256_of(bytes).to_string(), "size": bytes.len()})
-        };
+        let descriptor = |media_type: &str, bytes: &[u8]| serde_json::json!({"mediaType": media_type, "digest": Digest::sha256_of(bytes).to_string(), "size": bytes.len()});
         serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
@@ -241,7 +293,12 @@ impl TestImage {
 
     /// The compressed size of config and layers.
     pub fn size(&self) -> u64 {
-        (self.config.len() + self.layers.iter().map(|l| l.compressed.len()).sum::<usize>()) as u64
+        (self.config.len()
+            + self
+                .layers
+                .iter()
+                .map(|l| l.compressed.len())
+                .sum::<usize>()) as u64
     }
 
     /// Writes the image as a `docker save` archive naming it `repo_tags`.
@@ -254,7 +311,9 @@ impl TestImage {
             // docker save writes uncompressed layers; gzip ones are accepted too.
             let name = format!("layer{i}/layer.tar");
             let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&layer.compressed[..]).read_to_end(&mut plain).unwrap();
+            flate2::read::GzDecoder::new(&layer.compressed[..])
+                .read_to_end(&mut plain)
+                .unwrap();
             append(&mut builder, &name, &plain);
             layer_names.push(name);
         }
@@ -267,10 +326,23 @@ impl TestImage {
     /// `gzip` is set.
     pub fn write_oci_archive(&self, path: &Path, name: &str, gzip: bool) {
         let mut builder = tar::Builder::new(Vec::new());
-        append(&mut builder, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        append(
+            &mut builder,
+            "oci-layout",
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        );
         let manifest = self.manifest();
-        for blob in self.layers.iter().map(|l| &l.compressed).chain([&self.config, &manifest]) {
-            append(&mut builder, &format!("blobs/sha256/{}", Digest::sha256_of(blob).hex()), blob);
+        for blob in self
+            .layers
+            .iter()
+            .map(|l| &l.compressed)
+            .chain([&self.config, &manifest])
+        {
+            append(
+                &mut builder,
+                &format!("blobs/sha256/{}", Digest::sha256_of(blob).hex()),
+                blob,
+            );
         }
         let index = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
@@ -285,7 +357,8 @@ impl TestImage {
         append(&mut builder, "index.json", &index);
         let bytes = builder.into_inner().unwrap();
         let bytes = if gzip {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             encoder.write_all(&bytes).unwrap();
             encoder.finish().unwrap()
         } else {
