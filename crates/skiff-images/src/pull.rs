@@ -36,6 +36,12 @@ pub enum PullError {
     /// The registry answered with an error, or could not be reached; its text is kept.
     #[error("{0}")]
     Registry(String),
+    /// The registry refused the credentials presented (or their absence).
+    #[error("unauthorized: the registry refused access to {url} (HTTP 401); check the registry credentials")]
+    Unauthorized {
+        /// The URL refused.
+        url: String,
+    },
     /// The registry sent a manifest that cannot be read.
     #[error("invalid manifest {digest}: {reason}")]
     InvalidManifest {
@@ -253,7 +259,7 @@ impl Puller {
             .client
             .pull_manifest_raw(&Self::oci_reference(reference), auth, &ACCEPTED_MANIFESTS)
             .await
-            .map_err(|e| PullError::Registry(e.to_string()))?;
+            .map_err(registry_error)?;
         let digest = match reference.digest() {
             Some(pinned) => parse_digest(pinned)?,
             None => Digest::sha256_of(&bytes),
@@ -290,7 +296,7 @@ impl Puller {
             .client
             .pull_blob_stream(&Self::oci_reference(reference), digest.to_string().as_str())
             .await
-            .map_err(|e| PullError::Registry(e.to_string()))?
+            .map_err(registry_error)?
             .stream;
         let mut writer = self.store.writer(digest.algorithm())?;
         while let Some(chunk) = stream.next().await {
@@ -300,6 +306,16 @@ impl Puller {
         }
         writer.commit(&digest, expected_size)?;
         Ok(())
+    }
+}
+
+/// The registry client's error, with a refusal of credentials told apart.
+fn registry_error(error: oci_client::errors::OciDistributionError) -> PullError {
+    match error {
+        oci_client::errors::OciDistributionError::UnauthorizedError { url } => {
+            PullError::Unauthorized { url }
+        }
+        other => PullError::Registry(other.to_string()),
     }
 }
 

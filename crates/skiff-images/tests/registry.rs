@@ -223,3 +223,38 @@ async fn concurrent_pulls_of_one_image_download_each_blob_once() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_credentials_are_presented_and_required() {
+    let registry = Registry::start_with_basic_auth();
+    let image = app_image("private");
+    let digest = registry.push(&image, "team/private", "1").await;
+    let reference = Reference::parse(&format!("{}/team/private:1", registry.address)).unwrap();
+
+    let anonymous_dir = tempfile::tempdir().unwrap();
+    let error = puller(&registry, anonymous_dir.path())
+        .pull(&reference)
+        .await
+        .expect_err("an anonymous pull is refused")
+        .to_string();
+    assert!(
+        error.starts_with("unauthorized: ") && error.contains("/v2/team/private/manifests/1"),
+        "the refusal names the request: {error}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    let mut config = RegistryConfig {
+        plain_http: vec![registry.address.clone()],
+        ..RegistryConfig::default()
+    };
+    config.credentials.insert(
+        registry.address.clone(),
+        (support::USER.to_string(), support::PASSWORD.to_string()),
+    );
+    let record = Puller::new(store, config)
+        .pull(&reference)
+        .await
+        .expect("pull with credentials");
+    assert_eq!(record.digest, digest.to_string());
+}

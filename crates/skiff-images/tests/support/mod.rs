@@ -23,11 +23,28 @@ pub struct Registry {
     storage: tempfile::TempDir,
     /// `127.0.0.1:PORT`.
     pub address: String,
+    auth: RegistryAuth,
 }
+
+/// The user of a registry started with [`Registry::start_with_basic_auth`].
+pub const USER: &str = "skiff";
+/// That user's password.
+pub const PASSWORD: &str = "skiff-secret";
+/// The bcrypt hash of [`PASSWORD`] (cost 4, to keep requests fast), for the htpasswd file.
+const PASSWORD_BCRYPT: &str = "$2b$04$eChUvDK..Gfi2sw1QnPZ.e2fF8sxhw3CMLp6pUNY95iEglICokzTG";
 
 impl Registry {
     /// Starts the registry and waits (bounded) until `/v2/` answers.
     pub fn start() -> Registry {
+        Self::start_configured(false)
+    }
+
+    /// Starts a registry that requires [`USER`] and [`PASSWORD`] (HTTP basic auth).
+    pub fn start_with_basic_auth() -> Registry {
+        Self::start_configured(true)
+    }
+
+    fn start_configured(basic_auth: bool) -> Registry {
         let storage = tempfile::tempdir().expect("registry storage");
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("free port")
@@ -36,14 +53,22 @@ impl Registry {
             .port();
         let address = format!("127.0.0.1:{port}");
         let config = storage.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
-                storage.path().join("data").display()
-            ),
-        )
-        .expect("registry config");
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+            storage.path().join("data").display()
+        );
+        let auth = if basic_auth {
+            let htpasswd = storage.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{USER}:{PASSWORD_BCRYPT}\n")).expect("htpasswd");
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+            RegistryAuth::Basic(USER.to_string(), PASSWORD.to_string())
+        } else {
+            RegistryAuth::Anonymous
+        };
+        std::fs::write(&config, text).expect("registry config");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -55,10 +80,11 @@ impl Registry {
             child,
             storage,
             address,
+            auth,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if registry.get_status("/v2/") == Some(200) {
+            if matches!(registry.get_status("/v2/"), Some(200 | 401)) {
                 return registry;
             }
             if let Ok(Some(status)) = registry.child.try_wait() {
@@ -120,9 +146,7 @@ impl Registry {
     pub async fn push(&self, image: &TestImage, repository: &str, tag: &str) -> Digest {
         let client = self.client();
         let reference = self.reference(repository, tag);
-        client
-            .store_auth_if_needed(&self.address, &RegistryAuth::Anonymous)
-            .await;
+        client.store_auth_if_needed(&self.address, &self.auth).await;
         for blob in image
             .layers
             .iter()
