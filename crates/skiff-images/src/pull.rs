@@ -273,6 +273,8 @@ impl Puller {
             .in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget the locks nobody holds or waits for, so the map stays as small as the work.
+        in_flight.retain(|_, lock| Arc::strong_count(lock) > 1);
         in_flight.entry(key.to_string()).or_default().clone()
     }
 
@@ -290,11 +292,11 @@ impl Puller {
         }
         self.downloads.fetch_add(1, Ordering::Relaxed);
         let expected_size = u64::try_from(descriptor.size).ok();
-        // The client is asked for the blob by digest alone: it must not verify on its own,
-        // so that a mismatch is reported by the store, with both digests.
+        // The client checks the digest as the stream ends as well; the store checks it again
+        // before the blob is moved into place, so storage never rests on the client's word.
         let mut stream = self
             .client
-            .pull_blob_stream(&Self::oci_reference(reference), digest.to_string().as_str())
+            .pull_blob_stream(&Self::oci_reference(reference), descriptor)
             .await
             .map_err(registry_error)?
             .stream;
