@@ -131,7 +131,43 @@ impl ContentStore {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_error("creating", &path))?;
         }
-        Ok(ContentStore { root })
+        let store = ContentStore { root };
+        store.sweep_abandoned_work();
+        Ok(store)
+    }
+
+    /// Removes what processes that are gone (killed during a pull or an import) left in
+    /// `ingest/` and as `snapshots/tmp-*`: every such name carries its writer's process ID.
+    /// None of it was ever trusted; this only frees the space.
+    fn sweep_abandoned_work(&self) {
+        let writer_pid = |name: &str| -> Option<i32> {
+            let name = name
+                .strip_prefix("tmp-")
+                .or_else(|| name.strip_prefix("import-"))
+                .or_else(|| name.strip_prefix("images-"))
+                .unwrap_or(name);
+            let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
+        let writer_is_gone = |pid: i32| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        };
+        for dir in ["ingest", "snapshots"] {
+            let Ok(entries) = fs::read_dir(self.root.join(dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if dir == "snapshots" && !name.starts_with("tmp-") {
+                    continue;
+                }
+                if writer_pid(&name).is_some_and(|pid| pid > 0 && writer_is_gone(pid)) {
+                    remove_tree(&entry.path());
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 
     /// The store's directory.
@@ -559,6 +595,33 @@ mod tests {
             "{error}"
         );
         assert!(!store.contains(&digest));
+    }
+
+    #[test]
+    fn work_left_by_a_killed_process_is_swept_and_work_in_progress_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        ContentStore::open(dir.path()).unwrap();
+        // No process can have this ID: it is above the kernel's largest PID.
+        let gone = 1 << 23;
+        let ours = std::process::id();
+        let stale_blob = dir.path().join(format!("ingest/{gone}-00000000000000aa"));
+        let stale_snapshot = dir
+            .path()
+            .join(format!("snapshots/tmp-{gone}-00000000000000bb"));
+        let live_blob = dir.path().join(format!("ingest/{ours}-00000000000000cc"));
+        fs::write(&stale_blob, b"half a blob").unwrap();
+        fs::create_dir_all(stale_snapshot.join("usr/bin")).unwrap();
+        fs::write(&live_blob, b"being written").unwrap();
+        ContentStore::open(dir.path()).unwrap();
+        assert!(
+            !stale_blob.exists(),
+            "a dead writer's partial blob is removed"
+        );
+        assert!(
+            !stale_snapshot.exists(),
+            "a dead writer's partial snapshot is removed"
+        );
+        assert!(live_blob.exists(), "a live writer's file is left alone");
     }
 
     fn record(name: &str, tag: &str, blob: &Digest) -> ImageRecord {
