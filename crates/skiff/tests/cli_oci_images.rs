@@ -7,7 +7,7 @@ mod image_support;
 use std::path::Path;
 use std::process::Command;
 
-use image_support::{Registry, TestImage, TestLayer};
+use image_support::{Compression, Registry, TestImage, TestLayer};
 use skiff_images::pull::Platform;
 use skiff_images::Digest;
 
@@ -71,7 +71,7 @@ fn docker_save_and_oci_archives_import_with_their_names_and_are_listed() {
     let saved_path = files.path().join("saved.tar");
     let oci_path = files.path().join("oci.tar.gz");
     saved.write_docker_save(&saved_path, &["example.test/team/tool:1.0", "tool:latest"]);
-    oci.write_oci_archive(&oci_path, "docker.io/library/shell:2", true);
+    oci.write_oci_archive(&oci_path, "docker.io/library/shell:2", Compression::Gzip);
 
     let (ok, stdout, stderr) = skiff(
         data.path(),
@@ -170,7 +170,7 @@ fn an_archive_whose_blob_does_not_match_its_digest_is_refused() {
     let path = files.path().join("oci.tar");
     // The manifest names the original layer; the archive carries other bytes under its name.
     let original = tampered.manifest();
-    tampered.write_oci_archive(&path, "tampered:1", false);
+    tampered.write_oci_archive(&path, "tampered:1", Compression::None);
     let layer = Digest::sha256_of(&tampered.layers[1].compressed);
     tampered.layers[1] = TestLayer::of_files(&[("etc/motd", b"altered!".to_vec(), 0o644)]);
     rewrite_blob(&path, &layer, &tampered.layers[1].compressed);

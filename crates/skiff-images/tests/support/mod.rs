@@ -327,6 +327,16 @@ impl TestImage {
 
     /// Writes the image as a `docker save` archive naming it `repo_tags`.
     pub fn write_docker_save(&self, path: &Path, repo_tags: &[&str]) {
+        self.write_docker_save_compressed(path, repo_tags, Compression::None)
+    }
+
+    /// The same, with the whole archive compressed.
+    pub fn write_docker_save_compressed(
+        &self,
+        path: &Path,
+        repo_tags: &[&str],
+        compression: Compression,
+    ) {
         let mut builder = tar::Builder::new(Vec::new());
         let config_name = format!("{}.json", Digest::sha256_of(&self.config).hex());
         append(&mut builder, &config_name, &self.config);
@@ -343,12 +353,11 @@ impl TestImage {
         }
         let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}])).unwrap();
         append(&mut builder, "manifest.json", &manifest);
-        std::fs::write(path, builder.into_inner().unwrap()).unwrap();
+        std::fs::write(path, compression.apply(builder.into_inner().unwrap())).unwrap();
     }
 
-    /// Writes the image as an OCI image layout archive named `name`, gzip-compressed when
-    /// `gzip` is set.
-    pub fn write_oci_archive(&self, path: &Path, name: &str, gzip: bool) {
+    /// Writes the image as an OCI image layout archive named `name`.
+    pub fn write_oci_archive(&self, path: &Path, name: &str, compression: Compression) {
         let mut builder = tar::Builder::new(Vec::new());
         append(
             &mut builder,
@@ -380,15 +389,37 @@ impl TestImage {
         .unwrap();
         append(&mut builder, "index.json", &index);
         let bytes = builder.into_inner().unwrap();
-        let bytes = if gzip {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            encoder.write_all(&bytes).unwrap();
-            encoder.finish().unwrap()
-        } else {
-            bytes
-        };
+        let bytes = compression.apply(bytes);
         std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// How an archive file is compressed.
+#[derive(Clone, Copy, Debug)]
+pub enum Compression {
+    /// A plain `.tar`.
+    None,
+    /// `.tar.gz`.
+    Gzip,
+    /// `.tar.zst`.
+    Zstd,
+}
+
+impl Compression {
+    fn apply(self, bytes: Vec<u8>) -> Vec<u8> {
+        match self {
+            Compression::None => bytes,
+            Compression::Gzip => {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                encoder.write_all(&bytes).unwrap();
+                encoder.finish().unwrap()
+            }
+            Compression::Zstd => ruzstd::encoding::compress_to_vec(
+                &bytes[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+        }
     }
 }
 
