@@ -668,6 +668,32 @@ mod tests {
     }
 
     #[test]
+    fn removing_by_digest_removes_every_tag_of_that_content_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let old = Digest::sha256_of(b"old");
+        let new = Digest::sha256_of(b"new");
+        store.put(&old, b"old").unwrap();
+        store.put(&new, b"new").unwrap();
+        store.put_image(record("r/app", "1", &old)).unwrap();
+        store.put_image(record("r/app", "stable", &old)).unwrap();
+        store.put_image(record("r/app", "2", &new)).unwrap();
+        let removed = store
+            .remove_image("r/app", None, Some(&old.to_string()))
+            .unwrap();
+        let tags: Vec<_> = removed.iter().filter_map(|r| r.tag.clone()).collect();
+        assert_eq!(tags, ["1", "stable"]);
+        assert!(!store.contains(&old));
+        let left: Vec<_> = store
+            .images()
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.tag)
+            .collect();
+        assert_eq!(left, ["2"]);
+    }
+
+    #[test]
     fn a_tag_moves_to_the_newest_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
