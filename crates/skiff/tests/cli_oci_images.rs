@@ -4,8 +4,12 @@
 #[path = "../../skiff-images/tests/support/mod.rs"]
 mod image_support;
 
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use image_support::{Compression, Registry, TestImage, TestLayer};
 use skiff_images::pull::Platform;
@@ -281,4 +285,172 @@ fn pull_from_a_plain_http_registry_then_remove() {
     let (ok, _, stderr) = skiff(data.path(), &["image", "rm", &name]);
     assert!(!ok);
     assert!(stderr.contains("no such image"), "{stderr}");
+}
+
+/// A loopback TCP proxy to `upstream` whose responses flow at a limited rate while
+/// `throttled` is set, so a download can be caught halfway.
+struct SlowProxy {
+    address: String,
+    throttled: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowProxy {
+    fn start(upstream: &str) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let throttled = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (upstream, flag, stopping) = (upstream.to_string(), throttled.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (Ok(client), Ok(server)) = (client, TcpStream::connect(&upstream)) else {
+                    continue;
+                };
+                let (mut client_read, mut server_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_read, &mut server_write);
+                    let _ = server_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut server_read, mut client_write, flag) = (server, client, flag.clone());
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 8192];
+                    loop {
+                        let n = match std::io::Read::read(&mut server_read, &mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if std::io::Write::write_all(&mut client_write, &buffer[..n]).is_err() {
+                            break;
+                        }
+                        if flag.load(Ordering::SeqCst) {
+                            // About 160 kB/s: a megabyte layer takes seconds.
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                    let _ = client_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        SlowProxy {
+            address,
+            throttled,
+            stop,
+        }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.address);
+    }
+}
+
+fn ingest_bytes(data: &Path) -> u64 {
+    std::fs::read_dir(data.join("content/ingest"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_nothing_trusted_and_the_next_pull_completes() {
+    let registry = Registry::start();
+    let pushed = image("interrupted");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(registry.push(&pushed, "test/slow", "1"));
+    let proxy = SlowProxy::start(&registry.address);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("registries.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mirrors:\n  \"{0}\":\n    endpoint:\n      - \"http://{0}\"\n",
+            proxy.address
+        ),
+    )
+    .unwrap();
+    let name = format!("{}/test/slow:1", proxy.address);
+    let mut pull = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "image",
+            "pull",
+            &name,
+            "--registry-config",
+            config.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env_remove("SKIFF_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ingest_bytes(data.path()) < 64 * 1024 {
+        assert!(
+            pull.try_wait().unwrap().is_none(),
+            "the pull ended before it could be interrupted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the download did not start within 30s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pull.kill().unwrap();
+    pull.wait().unwrap();
+    let busybox_layer = Digest::sha256_of(&pushed.layers[0].compressed);
+    assert!(
+        !data
+            .path()
+            .join("content/blobs/sha256")
+            .join(busybox_layer.hex())
+            .exists(),
+        "a half-downloaded blob is not stored"
+    );
+    let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
+    assert!(
+        !stdout.contains("test/slow"),
+        "no image is recorded: {stdout}"
+    );
+
+    proxy.throttled.store(false, Ordering::SeqCst);
+    let (ok, _, stderr) = skiff(
+        data.path(),
+        &[
+            "image",
+            "pull",
+            &name,
+            "--registry-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "the second pull completes: {stderr}");
+    let snapshot = data
+        .path()
+        .join("content/snapshots")
+        .join(format!("sha256-{}", pushed.layers[1].diff_id.hex()));
+    assert_eq!(
+        std::fs::read_to_string(snapshot.join("etc/motd")).unwrap(),
+        "interrupted"
+    );
+    assert_eq!(
+        ingest_bytes(data.path()),
+        0,
+        "the killed pull's partial file was swept"
+    );
 }
