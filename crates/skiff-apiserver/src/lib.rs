@@ -17,6 +17,7 @@ pub mod metrics_api;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod protobuf;
+pub mod recovery;
 pub mod registry;
 pub mod scale;
 pub mod server;

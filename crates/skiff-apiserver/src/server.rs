@@ -45,13 +45,22 @@ pub struct ServerState {
 
 /// Builds the router.
 pub fn router(state: Arc<ServerState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Builds the router with `extra` routes served beside the API, behind the same
+/// authentication and panic recovery, so that an embedder (or a test) can add endpoints that
+/// get the protections every API request gets.
+pub fn router_with(state: Arc<ServerState>, extra: Router<Arc<ServerState>>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
         .route("/version", get(version))
+        .merge(extra)
         .fallback(api)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(crate::recovery::recover_panics))
         .with_state(state)
 }
 
@@ -276,10 +285,46 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     }
 }
 
+/// How much of an oversized body is read and thrown away before answering 413, and for how
+/// long. A client that writes its whole body before reading the answer (as most do) then gets
+/// the 413 instead of a reset connection; a client sending more, or slower, is cut off.
+const OVERSIZED_BODY_DRAIN_BYTES: usize = 256 * 1024 * 1024;
+const OVERSIZED_BODY_DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    use axum::body::HttpBody;
+    let declared_too_large =
+        usize::try_from(body.size_hint().lower()).map_or(true, |n| n > MAX_BODY_BYTES);
+    let mut chunks = body.into_data_stream();
+    if declared_too_large {
+        drain_oversized(chunks).await;
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    let mut collected = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if collected.len().saturating_add(chunk.len()) > MAX_BODY_BYTES {
+            drain_oversized(chunks).await;
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// Discards what is left of an oversized body, within the drain limits.
+async fn drain_oversized(mut chunks: axum::body::BodyDataStream) {
+    let drain = async {
+        let mut discarded = 0usize;
+        while let Some(Ok(chunk)) = chunks.next().await {
+            discarded = discarded.saturating_add(chunk.len());
+            if discarded > OVERSIZED_BODY_DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(OVERSIZED_BODY_DRAIN_TIME, drain).await;
 }
 
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {

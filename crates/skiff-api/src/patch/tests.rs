@@ -1025,3 +1025,40 @@ fn upstream_error_cases() {
         );
     }
 }
+
+#[test]
+fn json_patch_copy_chains_stop_at_the_copy_size_limit() {
+    // Each copy puts the map inside itself, doubling it: 40 doublings would need terabytes.
+    let target = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "bomb", "annotations": {"seed": "x".repeat(1000)}}});
+    let mut operations = Vec::new();
+    for level in 0..40 {
+        operations.push(json!({"op": "copy", "from": "/metadata/annotations",
+            "path": format!("/metadata/annotations/l{level}")}));
+    }
+    let configmaps = find("", "v1", "configmaps").unwrap();
+    let started = std::time::Instant::now();
+    let Err(err) = apply_patch(configmaps, &target, PatchType::Json, &Value::Array(operations))
+    else {
+        panic!("a copy chain past the limit must fail");
+    };
+    assert_eq!(err.code(), 422, "{err}");
+    assert_eq!(err.reason(), "Invalid");
+    assert!(err.to_string().contains("accumulated size"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn json_patch_copies_under_the_limit_still_apply() {
+    let target = json!({"metadata": {"name": "n", "labels": {"a": "b"}}});
+    let patched = apply_patch(
+        find("", "v1", "configmaps").unwrap(),
+        &target,
+        PatchType::Json,
+        &json!([{"op": "copy", "from": "/metadata/labels", "path": "/metadata/annotations"},
+                {"op": "copy", "from": "/metadata/labels/a", "path": "/metadata/labels/c"}]),
+    )
+    .unwrap();
+    assert_eq!(patched["metadata"]["annotations"], json!({"a": "b"}));
+    assert_eq!(patched["metadata"]["labels"], json!({"a": "b", "c": "b"}));
+}
