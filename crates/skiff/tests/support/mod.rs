@@ -568,6 +568,20 @@ impl Skiff {
     /// Sends one HTTPS request to the server, trusting the CA from its kubeconfig, with the
     /// given bearer token or none at all: for what kubectl cannot send.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> RawResponse {
+        self.request_with(method, path, token, &[], b"")
+    }
+
+    /// Like [`Skiff::request`], with extra header lines (`Name: value`) and a body (sent with
+    /// its `Content-Length` when not empty), written whole before the answer is read, as simple
+    /// clients do.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[String],
+        body: &[u8],
+    ) -> RawResponse {
         use std::io::Write;
 
         let kubeconfig: serde_yaml::Value = serde_yaml::from_str(
@@ -621,9 +635,18 @@ impl Skiff {
         if let Some(token) = token {
             request.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         request.push_str("\r\n");
         stream
             .write_all(request.as_bytes())
+            .and_then(|()| stream.write_all(body))
+            .and_then(|()| stream.flush())
             .unwrap_or_else(|e| panic!("cannot send the request: {e}"));
         let mut raw = Vec::new();
         if let Err(e) = stream.read_to_end(&mut raw) {
