@@ -297,3 +297,66 @@ async fn a_json_patch_copy_chain_gets_a_422() {
     assert_eq!(status["reason"], "Invalid");
     assert_eq!(status["code"], 422);
 }
+
+/// Sends `body` with `method` and `content_type` to `path` and returns the code and body.
+async fn send(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let (code, _, answer) = raw_exchange(address, &head, body).await;
+    (code, answer)
+}
+
+#[tokio::test]
+async fn scale_replicas_that_are_not_int32_are_refused_not_zeroed() {
+    let served = serve().await;
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+    let (code, body) = send(
+        served.address,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        "application/json",
+        &serde_json::to_vec(&deployment).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let scale_path = "/apis/apps/v1/namespaces/default/deployments/web/scale";
+    for replicas in [json!("5"), json!(1.5), json!(1u64 << 40), json!(-1)] {
+        let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": replicas}});
+        let (code, body) = send(
+            served.address,
+            "PUT",
+            scale_path,
+            "application/json",
+            &serde_json::to_vec(&scale).unwrap(),
+        )
+        .await;
+        let expected = if replicas == json!(-1) { 422 } else { 400 };
+        assert_eq!(code, expected, "replicas {replicas}: {}", String::from_utf8_lossy(&body));
+        let patch = json!({"spec": {"replicas": replicas}});
+        let (code, body) = send(
+            served.address,
+            "PATCH",
+            scale_path,
+            "application/merge-patch+json",
+            &serde_json::to_vec(&patch).unwrap(),
+        )
+        .await;
+        assert_eq!(code, expected, "patched replicas {replicas}: {}", String::from_utf8_lossy(&body));
+    }
+    let (code, body) = get(served.address, scale_path).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status_of(&body)["spec"]["replicas"], 3, "the replicas are untouched");
+}

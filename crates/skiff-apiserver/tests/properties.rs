@@ -14,7 +14,8 @@ use serde_json::{json, Map, Value};
 use skiff_api::patch::PatchType;
 use skiff_api::quantity::Quantity;
 use skiff_api::resources::{self, ResourceInfo, RESOURCES};
-use skiff_apiserver::bodies;
+use axum::http::Method;
+use skiff_apiserver::{bodies, scale};
 use skiff_apiserver::filter::Filter;
 use skiff_apiserver::registry::{Registry, WriteOptions};
 use skiff_apiserver::status::ApiError;
@@ -33,6 +34,8 @@ fn config() -> ProptestConfig {
         cases,
         // Shrinking replays the failing input many times; a short budget keeps failures quick.
         max_shrink_iters: 256,
+        // Failures are reported with their minimal input; nothing is written to the tree.
+        failure_persistence: None,
         ..ProptestConfig::default()
     }
 }
@@ -618,6 +621,43 @@ proptest! {
         let created = h.runtime.block_on(h.registry.create(resource, Some("default"), object, dry_run()));
         if let Err(e) = created {
             assert_client_error(&e, resource.kind)?;
+        }
+    }
+
+    #[test]
+    fn random_scale_writes_apply_or_fail_as_4xx(
+        plural in prop::sample::select(vec!["deployments", "replicasets", "clonesets"]),
+        replicas in leaf(),
+        patch in any::<bool>(),
+    ) {
+        let resource = RESOURCES
+            .iter()
+            .find(|r| r.plural == plural)
+            .expect("a scalable resource");
+        let h = harness();
+        let name = format!("scaled-{plural}");
+        let mut existing = sample(resource).expect("sample");
+        existing["metadata"]["name"] = json!(name);
+        let _ = h.runtime.block_on(h.registry.create(
+            resource, Some("default"), existing, WriteOptions::default()));
+        let (method, content_type, body) = if patch {
+            (Method::PATCH, "application/merge-patch+json", json!({"spec": {"replicas": replicas}}))
+        } else {
+            (Method::PUT, "application/json", json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"replicas": replicas}}))
+        };
+        let body = serde_json::to_vec(&body).expect("JSON");
+        let result = h.runtime.block_on(scale::handle(
+            &h.registry, resource, Some("default"), &name, &method,
+            &headers(content_type), &body, dry_run()));
+        match result {
+            Ok(_) => prop_assert!(
+                replicas.is_null()
+                    || replicas.as_i64().is_some_and(|r| (0..=i64::from(i32::MAX)).contains(&r)),
+                "replicas {} accepted", replicas
+            ),
+            Err(e) => assert_client_error(&e, "scale")?,
         }
     }
 }
