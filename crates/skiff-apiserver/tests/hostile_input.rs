@@ -360,3 +360,37 @@ async fn scale_replicas_that_are_not_int32_are_refused_not_zeroed() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(status_of(&body)["spec"]["replicas"], 3, "the replicas are untouched");
 }
+
+#[tokio::test]
+async fn extreme_limits_and_watch_timeouts_are_served() {
+    let served = serve().await;
+    let max = u64::MAX;
+    let (code, body) = get(
+        served.address,
+        &format!("/api/v1/namespaces?limit={max}"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status_of(&body)["kind"], "NamespaceList");
+
+    let watch = get_streaming(
+        served.address,
+        &format!("/api/v1/namespaces?watch=1&timeoutSeconds={max}"),
+    )
+    .await;
+    assert_eq!(watch.status(), StatusCode::OK);
+    let mut events = watch.into_body();
+    let first = tokio::time::timeout(DEADLINE, events.frame())
+        .await
+        .expect("a first event in time")
+        .expect("a first frame")
+        .expect("no error")
+        .into_data()
+        .expect("data");
+    let event: Value = serde_json::from_slice(&first).expect("a JSON watch event");
+    assert_eq!(event["type"], "ADDED");
+
+    let (code, body) = get(served.address, "/api/v1/namespaces?timeoutSeconds=-1&watch=1").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(status_of(&body)["reason"], "BadRequest");
+}
