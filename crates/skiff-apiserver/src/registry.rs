@@ -1526,7 +1526,10 @@ mod tests {
         assert_eq!(&name[..57], "a".repeat(57));
         assert_eq!(name.len(), 57 + 5, "the split character is dropped whole");
         let ascii = "b".repeat(80);
-        assert_eq!(generate_name(&ascii).len(), MAX_GENERATED_NAME_PREFIX_BYTES + 5);
+        assert_eq!(
+            generate_name(&ascii).len(),
+            MAX_GENERATED_NAME_PREFIX_BYTES + 5
+        );
     }
 
     #[test]
@@ -1536,7 +1539,10 @@ mod tests {
             deletion_deadline(now, 30),
             jiff::Timestamp::from_second(1_700_000_030).unwrap()
         );
-        assert_eq!(deletion_deadline(now, 999_999_999_999), jiff::Timestamp::MAX);
+        assert_eq!(
+            deletion_deadline(now, 999_999_999_999),
+            jiff::Timestamp::MAX
+        );
         assert_eq!(deletion_deadline(now, i64::MAX), jiff::Timestamp::MAX);
         assert_eq!(deletion_deadline(now, i64::MIN), jiff::Timestamp::MIN);
     }

@@ -115,7 +115,12 @@ async fn get_streaming(address: SocketAddr, path: &str) -> hyper::Response<hyper
 async fn get(address: SocketAddr, path: &str) -> (StatusCode, Bytes) {
     let response = get_streaming(address, path).await;
     let status = response.status();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     (status, body)
 }
 
@@ -199,7 +204,10 @@ async fn a_panicking_stream_ends_only_itself() {
     let cut = tokio::time::timeout(DEADLINE, panicking.collect())
         .await
         .expect("the panicking stream ends");
-    assert!(cut.is_err(), "a stream cut by a panic must not end as if complete");
+    assert!(
+        cut.is_err(),
+        "a stream cut by a panic must not end as if complete"
+    );
 
     let rest = tokio::time::timeout(DEADLINE, steady.collect())
         .await
@@ -282,8 +290,10 @@ async fn a_json_patch_copy_chain_gets_a_422() {
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
 
     let operations: Vec<Value> = (0..40)
-        .map(|level| json!({"op": "copy", "from": "/metadata/annotations",
-            "path": format!("/metadata/annotations/l{level}")}))
+        .map(|level| {
+            json!({"op": "copy", "from": "/metadata/annotations",
+            "path": format!("/metadata/annotations/l{level}")})
+        })
         .collect();
     let patch = serde_json::to_vec(&operations).unwrap();
     assert!(patch.len() < 4096, "the patch itself is small");
@@ -344,7 +354,12 @@ async fn scale_replicas_that_are_not_int32_are_refused_not_zeroed() {
         )
         .await;
         let expected = if replicas == json!(-1) { 422 } else { 400 };
-        assert_eq!(code, expected, "replicas {replicas}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            code,
+            expected,
+            "replicas {replicas}: {}",
+            String::from_utf8_lossy(&body)
+        );
         let patch = json!({"spec": {"replicas": replicas}});
         let (code, body) = send(
             served.address,
@@ -354,22 +369,27 @@ async fn scale_replicas_that_are_not_int32_are_refused_not_zeroed() {
             &serde_json::to_vec(&patch).unwrap(),
         )
         .await;
-        assert_eq!(code, expected, "patched replicas {replicas}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            code,
+            expected,
+            "patched replicas {replicas}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let (code, body) = get(served.address, scale_path).await;
     assert_eq!(code, StatusCode::OK);
-    assert_eq!(status_of(&body)["spec"]["replicas"], 3, "the replicas are untouched");
+    assert_eq!(
+        status_of(&body)["spec"]["replicas"],
+        3,
+        "the replicas are untouched"
+    );
 }
 
 #[tokio::test]
 async fn extreme_limits_and_watch_timeouts_are_served() {
     let served = serve().await;
     let max = u64::MAX;
-    let (code, body) = get(
-        served.address,
-        &format!("/api/v1/namespaces?limit={max}"),
-    )
-    .await;
+    let (code, body) = get(served.address, &format!("/api/v1/namespaces?limit={max}")).await;
     assert_eq!(code, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(status_of(&body)["kind"], "NamespaceList");
 
@@ -390,7 +410,16 @@ async fn extreme_limits_and_watch_timeouts_are_served() {
     let event: Value = serde_json::from_slice(&first).expect("a JSON watch event");
     assert_eq!(event["type"], "ADDED");
 
-    let (code, body) = get(served.address, "/api/v1/namespaces?timeoutSeconds=-1&watch=1").await;
-    assert_eq!(code, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = get(
+        served.address,
+        "/api/v1/namespaces?timeoutSeconds=-1&watch=1",
+    )
+    .await;
+    assert_eq!(
+        code,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     assert_eq!(status_of(&body)["reason"], "BadRequest");
 }

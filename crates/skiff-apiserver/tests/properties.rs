@@ -8,18 +8,18 @@
 
 use std::sync::{Arc, OnceLock};
 
+use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use skiff_api::patch::PatchType;
 use skiff_api::quantity::Quantity;
 use skiff_api::resources::{self, ResourceInfo, RESOURCES};
-use axum::http::Method;
-use skiff_apiserver::{bodies, scale};
 use skiff_apiserver::filter::Filter;
 use skiff_apiserver::registry::{Registry, WriteOptions};
 use skiff_apiserver::status::ApiError;
 use skiff_apiserver::system;
+use skiff_apiserver::{bodies, scale};
 use skiff_store::SqliteStore;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
@@ -84,7 +84,10 @@ fn assert_client_error(err: &ApiError, what: &str) -> Result<(), TestCaseError> 
         (400..500).contains(&err.code) || unclassified_merge_failure,
         "{what}: expected a 4xx Status, got {err}"
     );
-    prop_assert!(!err.message.is_empty(), "{what}: a Status without a message");
+    prop_assert!(
+        !err.message.is_empty(),
+        "{what}: a Status without a message"
+    );
     Ok(())
 }
 
@@ -416,12 +419,11 @@ fn decode_and_admit(content_type: &str, body: &[u8]) -> Result<(), TestCaseError
         .and_then(|(v, k)| resources::find_by_kind(v, k))
         .unwrap_or_else(|| resources::find("", "v1", "configmaps").expect("configmaps"));
     let h = harness();
-    let created = h.runtime.block_on(h.registry.create(
-        resource,
-        namespace_of(resource),
-        object,
-        dry_run(),
-    ));
+    let created =
+        h.runtime.block_on(
+            h.registry
+                .create(resource, namespace_of(resource), object, dry_run()),
+        );
     match created {
         Ok(_) => Ok(()),
         Err(e) => assert_client_error(&e, "admission of a decoded body"),

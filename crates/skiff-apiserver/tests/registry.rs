@@ -513,7 +513,11 @@ async fn a_huge_grace_period_is_kept_and_the_deadline_saturates() {
         grace_period_seconds: Some(999_999_999_999),
         ..Default::default()
     };
-    let marked = match r.delete(pods, Some("default"), "slow", &huge).await.unwrap() {
+    let marked = match r
+        .delete(pods, Some("default"), "slow", &huge)
+        .await
+        .unwrap()
+    {
         Deleted::Pending(o) => o,
         Deleted::Gone(_) => panic!("a bound pod with a grace period must wait for its node"),
     };
@@ -529,7 +533,11 @@ async fn a_huge_grace_period_is_kept_and_the_deadline_saturates() {
         grace_period_seconds: Some(5),
         ..Default::default()
     };
-    match r.delete(pods, Some("default"), "slow", &short).await.unwrap() {
+    match r
+        .delete(pods, Some("default"), "slow", &short)
+        .await
+        .unwrap()
+    {
         Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 5),
         Deleted::Gone(_) => panic!("a grace period of 5 s still waits"),
     }

@@ -1038,8 +1038,12 @@ fn json_patch_copy_chains_stop_at_the_copy_size_limit() {
     }
     let configmaps = find("", "v1", "configmaps").unwrap();
     let started = std::time::Instant::now();
-    let Err(err) = apply_patch(configmaps, &target, PatchType::Json, &Value::Array(operations))
-    else {
+    let Err(err) = apply_patch(
+        configmaps,
+        &target,
+        PatchType::Json,
+        &Value::Array(operations),
+    ) else {
         panic!("a copy chain past the limit must fail");
     };
     assert_eq!(err.code(), 422, "{err}");
