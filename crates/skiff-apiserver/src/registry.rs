@@ -1081,14 +1081,19 @@ impl Registry {
         if !on_node || terminal {
             return 0;
         }
-        options
+        let grace = options
             .grace_period_seconds
             .or_else(|| {
                 obj.pointer("/spec/terminationGracePeriodSeconds")
                     .and_then(Value::as_i64)
             })
-            .unwrap_or(30)
-            .max(0)
+            .unwrap_or(30);
+        // Kubernetes treats a negative grace period as one second on the delete path.
+        if grace < 0 {
+            1
+        } else {
+            grace
+        }
     }
 
     /// A read-modify-write that only the control plane itself makes (binding a pod, releasing

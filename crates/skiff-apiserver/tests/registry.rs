@@ -541,4 +541,18 @@ async fn a_huge_grace_period_is_kept_and_the_deadline_saturates() {
         Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 5),
         Deleted::Gone(_) => panic!("a grace period of 5 s still waits"),
     }
+
+    // A negative grace period counts as one second, as on Kubernetes' delete path.
+    let negative = DeleteOptions {
+        grace_period_seconds: Some(-5),
+        ..Default::default()
+    };
+    match r
+        .delete(pods, Some("default"), "slow", &negative)
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 1),
+        Deleted::Gone(_) => panic!("a negative grace period is one second, not immediate"),
+    }
 }
