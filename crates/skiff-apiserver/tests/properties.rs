@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use skiff_api::patch::PatchType;
+use skiff_api::printers::{self, IncludeObject};
 use skiff_api::quantity::Quantity;
 use skiff_api::resources::{self, ResourceInfo, RESOURCES};
 use skiff_apiserver::filter::Filter;
@@ -492,8 +493,20 @@ proptest! {
             object,
             dry_run(),
         ));
-        if let Err(e) = created {
-            assert_client_error(&e, &format!("create {}", resource.qualified_kind()))?;
+        match created {
+            // What is admitted must also print: `kubectl get` asks for a Table of it, at any
+            // time, however far its timestamps lie.
+            Ok(written) => {
+                for now in [jiff::Timestamp::MIN, jiff::Timestamp::UNIX_EPOCH, jiff::Timestamp::MAX] {
+                    let _ = printers::table(
+                        resource,
+                        std::slice::from_ref(&written.object),
+                        IncludeObject::Object,
+                        now,
+                    );
+                }
+            }
+            Err(e) => assert_client_error(&e, &format!("create {}", resource.qualified_kind()))?,
         }
     }
 
