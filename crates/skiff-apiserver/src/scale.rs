@@ -64,15 +64,9 @@ fn replicas_of(scale: &Value, resource: &ResourceInfo, name: &str) -> Result<i64
             .as_i64()
             .filter(|r| i32::try_from(*r).is_ok())
             .ok_or_else(|| {
-                let what = match value {
-                    Value::Number(n) => format!("number {n}"),
-                    Value::String(_) => "string".to_string(),
-                    Value::Bool(_) => "bool".to_string(),
-                    Value::Array(_) => "array".to_string(),
-                    _ => "object".to_string(),
-                };
                 ApiError::bad_request(format!(
-                    "Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal {what} into Go struct field ScaleSpec.spec.replicas of type int32"
+                    "Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal {} into Go struct field ScaleSpec.spec.replicas of type int32",
+                    bodies::go_json_kind(value)
                 ))
             })?,
     };

@@ -612,8 +612,17 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
+    let grace_period_seconds = match body.get("gracePeriodSeconds") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(value.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go struct field DeleteOptions.gracePeriodSeconds of type int64",
+                bodies::go_json_kind(value)
+            ))
+        })?),
+    };
     let mut opts = DeleteOptions {
-        grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        grace_period_seconds,
         propagation_policy: body
             .get("propagationPolicy")
             .and_then(Value::as_str)
@@ -921,5 +930,26 @@ mod tests {
         assert!(parse_path("/apis/apps/v1/namespaces/a/widgets").is_err());
         assert!(parse_path("/apis/apps/v1/deployments/web").is_err());
         assert!(parse_path("/api/v1/namespaces/a/configmaps/x/scale").is_err());
+    }
+
+    #[test]
+    fn delete_options_refuse_a_grace_period_that_is_not_an_int64() {
+        let query = Query::parse(None).unwrap();
+        for body in [
+            r#"{"gracePeriodSeconds": "30"}"#,
+            r#"{"gracePeriodSeconds": 1.5}"#,
+            r#"{"gracePeriodSeconds": 18446744073709551615}"#,
+        ] {
+            let err = delete_options(&query, body.as_bytes()).expect_err(body);
+            assert_eq!(err.code, 400, "{body}: {err}");
+            assert!(
+                err.message.contains("DeleteOptions.gracePeriodSeconds"),
+                "{err}"
+            );
+        }
+        let opts = delete_options(&query, br#"{"gracePeriodSeconds": -3}"#).unwrap();
+        assert_eq!(opts.grace_period_seconds, Some(-3));
+        let opts = delete_options(&query, br#"{"gracePeriodSeconds": null}"#).unwrap();
+        assert_eq!(opts.grace_period_seconds, None);
     }
 }
