@@ -24,7 +24,7 @@ use skiff_apiserver::{bodies, scale};
 use skiff_store::SqliteStore;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
-const CASES: u32 = 64;
+const CASES: u32 = 256;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
