@@ -285,10 +285,12 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     }
 }
 
-/// How much of an oversized body is read and thrown away before answering 413, and for how
-/// long. A client that writes its whole body before reading the answer (as most do) then gets
-/// the 413 instead of a reset connection; a client sending more, or slower, is cut off.
+/// How much of an oversized body is read and thrown away before answering 413. A client that
+/// writes its whole body before reading the answer (as most do) then gets the 413 instead of a
+/// reset connection; a client sending more is cut off.
 const OVERSIZED_BODY_DRAIN_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long an oversized body is drained at most, so that a slow sender cannot hold a request.
 const OVERSIZED_BODY_DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
