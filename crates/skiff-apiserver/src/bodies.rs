@@ -156,6 +156,18 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
     Ok(value)
 }
 
+/// How Go's JSON decoder names a value it cannot put into a field.
+pub(crate) fn go_json_kind(value: &Value) -> String {
+    match value {
+        Value::Number(n) => format!("number {n}"),
+        Value::String(_) => "string".to_string(),
+        Value::Bool(_) => "bool".to_string(),
+        Value::Array(_) => "array".to_string(),
+        Value::Object(_) => "object".to_string(),
+        Value::Null => "null".to_string(),
+    }
+}
+
 pub(crate) fn patch_error(err: PatchError) -> ApiError {
     ApiError {
         code: err.code(),

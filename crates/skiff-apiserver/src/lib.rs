@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod openapi_v2;
 pub mod options;
 pub mod protobuf;
+pub mod recovery;
 pub mod registry;
 pub mod scale;
 pub mod server;

@@ -583,16 +583,19 @@ impl Skiff {
     /// Sends one HTTPS request to the server, trusting the CA from its kubeconfig, with the
     /// given bearer token or none at all: for what kubectl cannot send.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> RawResponse {
-        self.request_with_body(method, path, token, None)
+        self.request_with(method, path, token, &[], b"")
     }
 
-    /// Like [`Skiff::request`], with a body of the given content type.
-    pub fn request_with_body(
+    /// Like [`Skiff::request`], with extra header lines (`Name: value`) and a body (sent with
+    /// its `Content-Length` when not empty), written whole before the answer is read, as simple
+    /// clients do.
+    pub fn request_with(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
-        body: Option<(&str, &[u8])>,
+        headers: &[String],
+        body: &[u8],
     ) -> RawResponse {
         use std::io::Write;
 
@@ -647,19 +650,18 @@ impl Skiff {
         if let Some(token) = token {
             request.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
-        if let Some((content_type, bytes)) = body {
-            request.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-                bytes.len()
-            ));
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         request.push_str("\r\n");
-        let mut request = request.into_bytes();
-        if let Some((_, bytes)) = body {
-            request.extend_from_slice(bytes);
-        }
         stream
-            .write_all(&request)
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.write_all(body))
+            .and_then(|()| stream.flush())
             .unwrap_or_else(|e| panic!("cannot send the request: {e}"));
         let mut raw = Vec::new();
         if let Err(e) = stream.read_to_end(&mut raw) {
@@ -670,6 +672,26 @@ impl Skiff {
             );
         }
         parse_response(&raw)
+    }
+
+    /// Like [`Skiff::request`], with a body of the given content type.
+    pub fn request_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> RawResponse {
+        match body {
+            Some((content_type, bytes)) => self.request_with(
+                method,
+                path,
+                token,
+                &[format!("Content-Type: {content_type}")],
+                bytes,
+            ),
+            None => self.request_with(method, path, token, &[], b""),
+        }
     }
 }
 
