@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use skiff_api::patch::PatchType;
 use skiff_api::printers::{self, IncludeObject};
 use skiff_api::quantity::Quantity;
-use skiff_api::resources::{self, ResourceInfo, RESOURCES};
+use skiff_api::resources::{self, ResourceInfo};
 use skiff_apiserver::filter::Filter;
 use skiff_apiserver::registry::{Registry, WriteOptions};
 use skiff_apiserver::status::ApiError;
@@ -163,7 +163,7 @@ fn namespace_of(resource: &ResourceInfo) -> Option<&'static str> {
 #[test]
 fn every_served_kind_has_a_valid_sample() {
     let h = harness();
-    for resource in RESOURCES {
+    for resource in resources::all() {
         let object = sample(resource).unwrap_or_else(|| {
             panic!(
                 "no sample object for {}; add one so its admission is property-tested",
@@ -345,7 +345,7 @@ fn mutate(object: &mut Value, mutation: &Mutation) {
 }
 
 fn any_resource() -> impl Strategy<Value = &'static ResourceInfo> {
-    prop::sample::select(RESOURCES.iter().collect::<Vec<_>>())
+    prop::sample::select(resources::all().collect::<Vec<_>>())
 }
 
 fn headers(content_type: &str) -> HeaderMap {
@@ -645,8 +645,7 @@ proptest! {
         replicas in leaf(),
         patch in any::<bool>(),
     ) {
-        let resource = RESOURCES
-            .iter()
+        let resource = resources::all()
             .find(|r| r.plural == plural)
             .expect("a scalable resource");
         let h = harness();
