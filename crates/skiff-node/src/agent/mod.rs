@@ -27,6 +27,7 @@
 
 mod backoff;
 pub mod command;
+pub mod deadline;
 pub mod logfiles;
 pub mod machine;
 mod node;
@@ -416,7 +417,7 @@ impl PodManager {
                     let grace = pod
                         .metadata
                         .deletion_grace_period_seconds
-                        .map(|s| Duration::from_secs(s.max(0) as u64))
+                        .map(deadline::seconds)
                         .unwrap_or(Duration::from_secs(30));
                     let _ = handle.stop.send(Some(grace));
                 }
@@ -444,7 +445,10 @@ impl PodManager {
         for handle in self.workers.values() {
             let _ = handle.stop.send(Some(grace));
         }
-        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        let deadline = deadline::after(
+            tokio::time::Instant::now(),
+            grace.saturating_add(Duration::from_secs(5)),
+        );
         while !self.workers.is_empty() {
             tokio::select! {
                 Some(uid) = done.recv() => {

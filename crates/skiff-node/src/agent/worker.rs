@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::command::{environment, expanded_command, PodFacts};
+use super::deadline;
 use super::logfiles::{log_path, LiveRuns};
 use super::machine::{Action, BackoffConfig, Input, Now, PodMachine, Severity, StartFailure};
 use super::probe_timing::ProbeKind;
@@ -113,20 +114,20 @@ struct Worker {
     last_written: Option<PodStatus>,
     /// A pod that had finished before this worker started: report nothing, start nothing.
     adopted_terminal: bool,
-    deletion_seen: bool,
+    /// The grace period (seconds) of the deletion last passed to the machine.
+    deletion_seen: Option<i64>,
     warned_no_isolation: bool,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
 }
 
 fn grace_of(pod: &Pod) -> Duration {
-    let seconds = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30)
-        .max(0);
-    Duration::from_secs(seconds as u64)
+    deadline::seconds(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30),
+    )
 }
 
 fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<&'p Container> {
@@ -176,7 +177,7 @@ impl Worker {
             exec_env: HashMap::new(),
             last_written: None,
             adopted_terminal,
-            deletion_seen: false,
+            deletion_seen: None,
             warned_no_isolation: false,
             tx,
             rx,
@@ -282,19 +283,23 @@ impl Worker {
         }
     }
 
-    /// `Delete` the first time the pod shows a deletion timestamp.
+    /// `Delete` the first time the pod shows a deletion timestamp, and again whenever a later
+    /// deletion shortens its grace period.
     fn deletion_input(&mut self) -> Option<Input> {
-        if self.deletion_seen || self.pod.metadata.deletion_timestamp.is_none() {
-            return None;
-        }
-        self.deletion_seen = true;
-        let grace = self
+        self.pod.metadata.deletion_timestamp.as_ref()?;
+        let seconds = self
             .pod
             .metadata
             .deletion_grace_period_seconds
-            .map(|s| Duration::from_secs(s.max(0) as u64))
-            .unwrap_or_else(|| grace_of(&self.pod));
-        Some(Input::Delete { grace })
+            .or_else(|| self.pod.spec.as_ref()?.termination_grace_period_seconds)
+            .unwrap_or(30);
+        if self.deletion_seen.is_some_and(|seen| seen <= seconds) {
+            return None;
+        }
+        self.deletion_seen = Some(seconds);
+        Some(Input::Delete {
+            grace: deadline::seconds(seconds),
+        })
     }
 
     async fn prepare_sandbox(&mut self) {
@@ -594,7 +599,7 @@ impl Worker {
                     container_ports: container.ports.clone().unwrap_or_default(),
                     exec: make_exec(nsenter, env_pairs, cwd, Some(pgid)),
                 };
-                let deadline = Instant::now() + grace_of(&pod);
+                let deadline = deadline::after(Instant::now(), grace_of(&pod));
                 if let Err(message) = shared.prober.run_hook(handler, &ctx, deadline).await {
                     record(
                         EventType::Warning,
@@ -643,7 +648,7 @@ impl Worker {
         let exec = self.exec_for(name, Some(process.pgid));
         let name = name.to_string();
         tokio::spawn(async move {
-            let deadline = Instant::now() + grace;
+            let deadline = deadline::after(Instant::now(), grace);
             let pre_stop_handler = container
                 .as_ref()
                 .and_then(|c| c.lifecycle.as_ref())
