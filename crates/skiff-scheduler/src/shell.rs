@@ -384,9 +384,8 @@ impl Scheduler {
             let Some(pod) = self.state.pods.get(&key).cloned() else {
                 continue;
             };
-            let planned = skiff_runtime::panics::catch_sync(|| {
-                planner::schedule(&pod, &nodes, &by_node)
-            });
+            let planned =
+                skiff_runtime::panics::catch_sync(|| planner::schedule(&pod, &nodes, &by_node));
             let planned = match planned {
                 Ok(planned) => planned,
                 Err(panic) => {
