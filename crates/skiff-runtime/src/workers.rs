@@ -182,8 +182,7 @@ mod tests {
                 async move {
                     let seen = record(&log, key, start);
                     if key == "flaky" && seen < 3 {
-                        let limit: Option<u32> = None;
-                        limit.expect("a field the reconciler assumed was set");
+                        panic!("a field the reconciler assumed was set is missing");
                     }
                     Ok::<_, Failed>(None)
                 }
