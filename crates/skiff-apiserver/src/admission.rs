@@ -42,16 +42,14 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     resource: &ResourceInfo,
     obj: Value,
     validation: FieldValidation,
-) -> Result<(Value, Vec<String>), ApiError> {
-    let cannot_handle = |detail: String| {
-        ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {}",
-            resource.kind, resource.version, resource.kind, detail
-        ))
-    };
+) -> Result<(Value, Vec<String>), DecodeError> {
+    let cannot_handle = |detail: String| cannot_be_handled(resource, detail);
+    if let Some(mismatch) = metadata_map_mismatch(&obj) {
+        return Err(DecodeError::MetadataMap(mismatch));
+    }
     let mut unknown = Vec::new();
     let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
-        .map_err(|e| cannot_handle(e.to_string()))?;
+        .map_err(DecodeError::Decode)?;
     if !unknown.is_empty() && validation == FieldValidation::Strict {
         let detail = if unknown.len() == 1 {
             format!("strict decoding error: unknown field \"{}\"", unknown[0])
@@ -62,7 +60,7 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
                 .collect();
             format!("strict decoding error: {}", fields.join(", "))
         };
-        return Err(cannot_handle(detail));
+        return Err(DecodeError::Refused(cannot_handle(detail)));
     }
     let warnings = if validation == FieldValidation::Warn {
         unknown
@@ -72,8 +70,51 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     } else {
         Vec::new()
     };
-    let value = serde_json::to_value(typed).map_err(|e| ApiError::internal(e.to_string()))?;
+    let value = serde_json::to_value(typed)
+        .map_err(|e| DecodeError::Refused(ApiError::internal(e.to_string())))?;
     Ok((value, warnings))
+}
+
+/// Why an object did not decode as its typed kind.
+enum DecodeError {
+    /// A value of the wrong type or shape, as the JSON decoder reported it.
+    Decode(serde_json::Error),
+    /// `metadata.labels` or `metadata.annotations` given as something other than an object,
+    /// which Go's decoder reports in its own words before any other field.
+    MetadataMap(TypeMismatch),
+    /// Refused for another reason (unknown fields under strict validation).
+    Refused(ApiError),
+}
+
+/// The mismatch of `metadata.labels` or `metadata.annotations` given as something other than
+/// an object (null counts as absent).
+fn metadata_map_mismatch(obj: &Value) -> Option<TypeMismatch> {
+    let metadata = obj.get("metadata")?;
+    ["labels", "annotations"].into_iter().find_map(|field| {
+        let value = metadata.get(field)?;
+        let (json_kind, found) = match value {
+            Value::Null | Value::Object(_) => return None,
+            Value::String(_) => ("string", "string"),
+            Value::Number(n) if n.is_f64() => ("number", "float64"),
+            Value::Number(_) => ("number", "int64"),
+            Value::Bool(_) => ("bool", "bool"),
+            Value::Array(_) => ("array", "slice"),
+        };
+        Some(TypeMismatch {
+            json_kind,
+            found,
+            go_kind: "map",
+            go_type: "map[string]string",
+            field: Some(field),
+        })
+    })
+}
+
+fn cannot_be_handled(resource: &ResourceInfo, detail: String) -> ApiError {
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: {}",
+        resource.kind, resource.version, resource.kind, detail
+    ))
 }
 
 /// Renders a serde path as Kubernetes renders field paths: `spec.containers[0].foo`.
@@ -103,6 +144,173 @@ pub fn normalize(
     obj: Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
+    decode_typed(resource, obj, validation).map_err(|e| match e {
+        DecodeError::Decode(e) => cannot_be_handled(resource, e.to_string()),
+        DecodeError::MetadataMap(m) => cannot_be_handled(
+            resource,
+            format!(
+                "json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.{} of type {}",
+                m.json_kind,
+                m.field.unwrap_or_default(),
+                m.go_type
+            ),
+        ),
+        DecodeError::Refused(e) => e,
+    })
+}
+
+/// Checks that the result of a patch decodes as the typed kind. A value of the wrong type is
+/// refused as Kubernetes refuses it: 422 on the field `patch`, quoting the patch (strategic
+/// merge) or the patched object (JSON and merge patches) with the converter's or the JSON
+/// decoder's words.
+pub fn check_patched(
+    resource: &ResourceInfo,
+    patched: &Value,
+    patch_type: skiff_api::patch::PatchType,
+    patch: &Value,
+) -> Result<(), ApiError> {
+    use skiff_api::patch::PatchType;
+    let mismatch = match decode_typed(resource, patched.clone(), FieldValidation::Ignore) {
+        Ok(_) => return Ok(()),
+        Err(DecodeError::Refused(e)) => return Err(e),
+        Err(DecodeError::MetadataMap(m)) => m,
+        Err(DecodeError::Decode(error)) => match TypeMismatch::of(&error) {
+            Some(m) => m,
+            None => return Err(cannot_be_handled(resource, error.to_string())),
+        },
+    };
+    let (value, detail) = match patch_type {
+        // The unstructured converter's words: composite targets cannot be restored from what
+        // was found; a scalar target of another type is unrecognized.
+        PatchType::StrategicMerge | PatchType::Apply => (
+            go_map_text(patch),
+            match mismatch.go_kind {
+                "map" | "slice" => {
+                    format!(
+                        "cannot restore {} from {}",
+                        mismatch.go_kind, mismatch.found
+                    )
+                }
+                "struct" => format!("cannot restore struct from: {}", mismatch.found),
+                scalar => format!("unrecognized type: {scalar}"),
+            },
+        ),
+        PatchType::Json | PatchType::Merge => (
+            patched.to_string(),
+            format!(
+                "json: cannot unmarshal {} into Go value of type {}",
+                mismatch.json_kind, mismatch.go_type
+            ),
+        ),
+    };
+    Err(ApiError::invalid_patch(&FieldError::invalid(
+        "patch",
+        &Value::String(value),
+        detail,
+    )))
+}
+
+/// A JSON value of one type where the kind wants another, in Go's names for both.
+struct TypeMismatch {
+    /// What the JSON held: `string`, `number`, `bool`, `array`, `object`.
+    json_kind: &'static str,
+    /// What the JSON held as the unstructured converter names it: `string`, `int64`,
+    /// `float64`, `bool`, `slice`, `map`.
+    found: &'static str,
+    /// What the Go field is: `int32`, `string`, `bool`, `slice`, `map`, `struct`...
+    go_kind: &'static str,
+    /// The Go field's whole type as the JSON decoder names it (`map[string]string` for labels).
+    go_type: &'static str,
+    /// The metadata field at fault, when it is `labels` or `annotations`.
+    field: Option<&'static str>,
+}
+
+impl TypeMismatch {
+    /// Reads serde's `invalid type: string "x", expected i32` report.
+    fn of(error: &serde_json::Error) -> Option<TypeMismatch> {
+        let text = error.to_string();
+        let rest = text.strip_prefix("invalid type: ")?;
+        let (found, expected) = rest.split_once(", expected ")?;
+        let (json_kind, found) = match found.split_whitespace().next()? {
+            "string" | "character" => ("string", "string"),
+            "integer" => ("number", "int64"),
+            "floating" => ("number", "float64"),
+            "boolean" => ("bool", "bool"),
+            "sequence" => ("array", "slice"),
+            "map" => ("object", "map"),
+            _ => return None,
+        };
+        let expected = expected.split(" at line ").next().unwrap_or(expected);
+        let go_kind = match expected {
+            "i32" => "int32",
+            "i64" => "int64",
+            "u32" => "uint32",
+            "u64" => "uint64",
+            "f32" => "float32",
+            "f64" => "float64",
+            "a boolean" => "bool",
+            "a string" => "string",
+            "a sequence" => "slice",
+            "a map" => "map",
+            e if e.starts_with("struct ") => "struct",
+            _ => return None,
+        };
+        Some(TypeMismatch {
+            json_kind,
+            found,
+            go_kind,
+            go_type: go_kind,
+            field: None,
+        })
+    }
+}
+
+/// A decoded JSON document as Go's `%+v` prints a `map[string]interface{}`: `map[k:v ...]` with
+/// sorted keys, lists as `[a b]`, strings bare.
+fn go_map_text(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => go_float_text(n),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(go_map_text).collect();
+            format!("[{}]", inner.join(" "))
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{k}:{}", go_map_text(v)))
+                .collect();
+            format!("map[{}]", inner.join(" "))
+        }
+    }
+}
+
+/// A JSON number as Go prints the `float64` it decodes to: plain below a million, else with an
+/// exponent (`1e+06`).
+fn go_float_text(n: &serde_json::Number) -> String {
+    let Some(f) = n.as_f64() else {
+        return n.to_string();
+    };
+    if f == 0.0 || (1e-4..1e6).contains(&f.abs()) {
+        return f.to_string();
+    }
+    let formatted = format!("{f:e}");
+    let (mantissa, exponent) = formatted.split_once('e').unwrap_or((&formatted, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
+}
+
+/// Decodes `obj` as the typed kind of `resource`, keeping the decoder's own error.
+fn decode_typed(
+    resource: &ResourceInfo,
+    obj: Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), DecodeError> {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling, coordination::v1 as coord, core::v1 as core,
         discovery::v1 as discovery,
@@ -120,7 +328,11 @@ pub fn normalize(
         ("", "v1", "Endpoints") => typed!(core::Endpoints),
         ("", "v1", "Event") => typed!(core::Event),
         ("", "v1", "ConfigMap") => typed!(core::ConfigMap),
-        ("", "v1", "Secret") => typed!(core::Secret),
+        ("", "v1", "Secret") => {
+            let (mut secret, warnings) = typed!(core::Secret)?;
+            merge_string_data(&mut secret);
+            Ok((secret, warnings))
+        }
         ("", "v1", "ServiceAccount") => typed!(core::ServiceAccount),
         ("apps", "v1", "Deployment") => typed!(apps::Deployment),
         ("apps", "v1", "ReplicaSet") => typed!(apps::ReplicaSet),
@@ -135,6 +347,34 @@ pub fn normalize(
         ("discovery.k8s.io", "v1", "EndpointSlice") => typed!(discovery::EndpointSlice),
         ("apps.kruise.io", "v1alpha1", "CloneSet") => typed!(skiff_api::cloneset::CloneSet),
         _ => Ok((obj, Vec::new())),
+    }
+}
+
+/// Folds a Secret's write-only `stringData` into `data` (base64), its entries winning over
+/// `data`'s, and drops it: Kubernetes never stores or returns `stringData`.
+pub fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(fields) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(plain)) = fields.remove("stringData") else {
+        return;
+    };
+    if plain.is_empty() {
+        return;
+    }
+    let data = fields
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !data.is_object() {
+        *data = Value::Object(Default::default());
+    }
+    if let Value::Object(data) = data {
+        for (key, value) in plain {
+            let text = value.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key, Value::String(encoded));
+        }
     }
 }
 
@@ -190,6 +430,126 @@ mod tests {
         let (value, warnings) = normalize(deployments(), obj, FieldValidation::Warn).unwrap();
         assert_eq!(warnings, vec!["unknown field \"metadata.zzz\"".to_string()]);
         assert!(value.pointer("/metadata/zzz").is_none());
+    }
+
+    #[test]
+    fn secret_string_data_is_folded_into_data() {
+        let secrets = skiff_api::resources::find("", "v1", "secrets").unwrap();
+        let obj = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},
+            "data":{"kept":"a2VwdA==","over":"b2xk"},"stringData":{"over":"new","plain":"p w"}});
+        let (value, _) = normalize(secrets, obj, FieldValidation::Strict).unwrap();
+        assert_eq!(value.get("stringData"), None);
+        assert_eq!(
+            value["data"],
+            json!({"kept":"a2VwdA==","over":"bmV3","plain":"cCB3"})
+        );
+        let only_string = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},
+            "stringData":{"k":"v"}});
+        let (value, _) = normalize(secrets, only_string, FieldValidation::Strict).unwrap();
+        assert_eq!(value["data"], json!({"k":"dg=="}));
+        assert_eq!(value.get("stringData"), None);
+    }
+
+    #[test]
+    fn a_patch_leaving_labels_as_a_string_is_422_as_in_kubernetes() {
+        let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
+        let patched = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":"invalid"},
+            "spec":{"containers":[{"name":"c","image":"i"}]}});
+        let patch = json!({"metadata":{"labels":"invalid"}});
+        let answer = check_patched(
+            pods,
+            &patched,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &patch,
+        )
+        .expect_err("a restore error");
+        assert_eq!((answer.code, answer.reason), (422, "Invalid"));
+        assert_eq!(
+            answer.message,
+            " \"\" is invalid: patch: Invalid value: \"map[metadata:map[labels:invalid]]\": cannot restore map from string"
+        );
+        assert_eq!(
+            answer.details,
+            Some(json!({"causes": [{"reason": "FieldValueInvalid",
+                "message": "Invalid value: \"map[metadata:map[labels:invalid]]\": cannot restore map from string",
+                "field": "patch"}]}))
+        );
+        let finalizers =
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","finalizers":7}});
+        let answer = check_patched(
+            pods,
+            &finalizers,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &json!({"metadata":{"finalizers":7}}),
+        )
+        .expect_err("a restore error");
+        assert!(
+            answer.message.ends_with("cannot restore slice from int64"),
+            "{}",
+            answer.message
+        );
+    }
+
+    #[test]
+    fn a_wrongly_typed_strategic_merge_patch_is_422_in_the_converters_words() {
+        let current = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a"},
+            "spec":{"replicas":1,"selector":{"matchLabels":{"a":"b"}},
+                    "template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}});
+        let patch = json!({"spec": {"replicas": "three"}});
+        let mut patched = current.clone();
+        patched["spec"]["replicas"] = json!("three");
+        let err = check_patched(
+            deployments(),
+            &patched,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &patch,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(err.reason, "Invalid");
+        assert_eq!(
+            err.message,
+            " \"\" is invalid: patch: Invalid value: \"map[spec:map[replicas:three]]\": unrecognized type: int32"
+        );
+        assert!(
+            !err.message.contains("expected"),
+            "no serde wording: {}",
+            err.message
+        );
+        let details = err.details.expect("details");
+        assert_eq!(details["causes"][0]["field"], "patch");
+        assert_eq!(details["causes"][0]["reason"], "FieldValueInvalid");
+
+        let merge = check_patched(
+            deployments(),
+            &patched,
+            skiff_api::patch::PatchType::Merge,
+            &patch,
+        )
+        .unwrap_err();
+        assert_eq!(merge.code, 422);
+        assert!(
+            merge
+                .message
+                .ends_with(": json: cannot unmarshal string into Go value of type int32"),
+            "{}",
+            merge.message
+        );
+        assert!(check_patched(
+            deployments(),
+            &current,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &json!({})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn go_prints_patch_maps_with_sorted_keys_and_float_numbers() {
+        assert_eq!(
+            go_map_text(&json!({"b": [1, "x"], "a": {"n": 1000000, "f": 1.5}})),
+            "map[a:map[f:1.5 n:1e+06] b:[1 x]]"
+        );
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub struct ListOptions {
     pub resource_version: Option<String>,
     /// `allowWatchBookmarks`.
     pub allow_bookmarks: bool,
+    /// `resourceVersionMatch`: `Exact` lists at `resource_version` itself, `NotOlderThan`
+    /// (like no match with a resourceVersion) at least as new as it.
+    pub resource_version_match: Option<String>,
+    /// `sendInitialEvents` of a watch: `true` starts with the current state as `ADDED` events
+    /// ended by a bookmark (when bookmarks are allowed); `false` starts with changes only.
+    pub send_initial_events: Option<bool>,
     /// `timeoutSeconds` of a watch.
     pub timeout: Option<Duration>,
 }
@@ -167,19 +173,33 @@ fn qos_class(pod: &Value) -> &'static str {
 /// Random suffix alphabet Kubernetes uses for generated names (no vowels, no confusable digits).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-/// `generateName` plus five random characters, as Kubernetes generates names.
+/// The longest `generateName` prefix kept: a name's 63 bytes less the random suffix, as
+/// Kubernetes' `MaxGeneratedNameLength`.
+pub const MAX_GENERATED_NAME_PREFIX_BYTES: usize = 58;
+
+/// `generateName` plus five random characters, as Kubernetes generates names. A longer prefix
+/// is cut to [`MAX_GENERATED_NAME_PREFIX_BYTES`], on a character boundary so that a
+/// multi-byte character never splits; validation then judges the result.
 pub fn generate_name(prefix: &str) -> String {
-    let prefix = if prefix.len() > 58 {
-        &prefix[..58]
-    } else {
-        prefix
-    };
+    let prefix = &prefix[..prefix.floor_char_boundary(MAX_GENERATED_NAME_PREFIX_BYTES)];
     let mut out = prefix.to_string();
     for _ in 0..5 {
         let i = (uuid::Uuid::new_v4().as_u128() % NAME_ALPHABET.len() as u128) as usize;
         out.push(NAME_ALPHABET[i] as char);
     }
     out
+}
+
+/// When a graceful deletion started at `now` with `grace_seconds` ends. Kubernetes keeps any
+/// grace period a client asks for; one reaching past the last representable instant ends
+/// there instead of overflowing.
+pub fn deletion_deadline(now: jiff::Timestamp, grace_seconds: i64) -> jiff::Timestamp {
+    now.checked_add(jiff::SignedDuration::from_secs(grace_seconds))
+        .unwrap_or(if grace_seconds < 0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        })
 }
 
 /// Everything except metadata and status: what `generation` tracks.
@@ -255,6 +275,15 @@ fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv}")))
 }
 
+/// The revision a write's `metadata.resourceVersion` requires: none when it is empty or
+/// `"0"`, which Kubernetes takes as an unconditional write.
+fn precondition_revision(rv: &str) -> Result<Option<Revision>, ApiError> {
+    if rv.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(parse_resource_version(rv)?).filter(|r| *r != 0))
+}
+
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>) -> Registry {
@@ -283,7 +312,9 @@ impl Registry {
 
     /// Converts a stored object to the version the client asked for.
     fn present(&self, resource: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
-        admission::convert(obj, &resource.api_version())
+        let mut obj = admission::convert(obj, &resource.api_version())?;
+        skiff_api::wire::fill_never_omitted(resource, &mut obj);
+        Ok(obj)
     }
 
     fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
@@ -407,6 +438,31 @@ impl Registry {
             options.field_selector.as_deref(),
         )?;
         let prefix = resource.namespace_prefix(namespace);
+        let continuing = options
+            .continue_token
+            .as_deref()
+            .is_some_and(|t| !t.is_empty());
+        let wanted = options
+            .resource_version
+            .as_deref()
+            .filter(|rv| !rv.is_empty() && *rv != "0" && !continuing)
+            .map(parse_resource_version)
+            .transpose()?;
+        if let Some(wanted) = wanted {
+            if options.resource_version_match.as_deref() == Some(crate::options::MATCH_EXACT) {
+                return self
+                    .list_exact(resource, &prefix, wanted, &filter, select)
+                    .await;
+            }
+            let current = self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, ""))?;
+            if wanted > current {
+                return Err(ApiError::too_large_resource_version(wanted, current));
+            }
+        }
         let token = match options.continue_token.as_deref() {
             Some(token) if !token.is_empty() => {
                 let token = decode_continue(token)?;
@@ -438,7 +494,7 @@ impl Registry {
         // Read in pages from the store until the page is full or the keys run out; selectors
         // may reject many stored objects, so a page can take several store reads.
         loop {
-            let batch_limit = limit.map(|l| (l * 2).max(64));
+            let batch_limit = limit.map(|l| l.saturating_mul(2).max(64));
             let batch = if count_exactly {
                 self.store
                     .list(&prefix, cursor.as_deref(), batch_limit)
@@ -464,7 +520,7 @@ impl Registry {
                             // Objects created meanwhile can make the carried count run out
                             // early; a page with a successor still has at least one left.
                             Some(before) => before.saturating_sub(items.len()).max(1),
-                            None => batch.remaining + (batch_len - i - 1),
+                            None => batch.remaining.saturating_add(batch_len - i - 1),
                         });
                         continue_token = Some(encode_continue(&ContinueToken {
                             revision: first_revision.unwrap_or(revision),
@@ -486,6 +542,90 @@ impl Registry {
             resource_version: first_revision.unwrap_or(revision),
             continue_token,
             remaining,
+        })
+    }
+
+    /// A list exactly at revision `wanted`: the current state with every later change under
+    /// `prefix` undone, from the history the store keeps since its last compaction. The whole
+    /// list comes in one page, as a server that does not page a list may answer.
+    async fn list_exact<T>(
+        &self,
+        resource: &ResourceInfo,
+        prefix: &str,
+        wanted: Revision,
+        filter: &Filter,
+        mut select: impl FnMut(&Filter, &KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<ListPage<T>, ApiError> {
+        let store_error = |e| ApiError::from_store(e, resource, "");
+        let listed = self
+            .store
+            .list(prefix, None, None)
+            .await
+            .map_err(store_error)?;
+        let current = listed.revision;
+        if wanted > current {
+            return Err(ApiError::too_large_resource_version(wanted, current));
+        }
+        let mut state: std::collections::BTreeMap<String, KeyValue> = listed
+            .items
+            .into_iter()
+            .map(|kv| (kv.key.clone(), kv))
+            .collect();
+        if wanted < current {
+            let too_old =
+                || ApiError::expired("The resourceVersion for the provided list is too old.");
+            if wanted < self.store.compacted_revision().await.map_err(store_error)? {
+                return Err(too_old());
+            }
+            // Every revision up to `current` is a change somewhere in the store, so watching
+            // everything from `wanted` reaches `current` with the changes under `prefix` on the
+            // way; those are undone newest first.
+            let mut events = match self.store.watch("", wanted).await {
+                Ok(events) => events,
+                Err(StoreError::Compacted { .. }) => return Err(too_old()),
+                Err(e) => return Err(store_error(e)),
+            };
+            let mut later = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let event = match tokio::time::timeout_at(deadline, events.next()).await {
+                    Ok(Some(Ok(event))) => event,
+                    Ok(Some(Err(e))) => return Err(store_error(e)),
+                    Ok(None) | Err(_) => {
+                        return Err(ApiError::internal(format!(
+                            "the store's history from revision {wanted} ended before revision {current}"
+                        )))
+                    }
+                };
+                let revision = event.revision;
+                if event.kv.key.starts_with(prefix) {
+                    later.push(event);
+                }
+                if revision >= current {
+                    break;
+                }
+            }
+            for event in later.into_iter().rev() {
+                if event.revision > current {
+                    continue;
+                }
+                match event.prev {
+                    Some(prev) => state.insert(prev.key.clone(), prev),
+                    None => state.remove(&event.kv.key),
+                };
+            }
+        }
+        let mut items = Vec::new();
+        for kv in state.values() {
+            if let Some(item) = select(filter, kv)? {
+                items.push(item);
+            }
+        }
+        Ok(ListPage {
+            items,
+            resource_version: wanted,
+            continue_token: None,
+            remaining: None,
         })
     }
 
@@ -593,6 +733,7 @@ impl Registry {
         admission::apply_defaults(resource, &mut obj);
         let storage = resources::storage_resource(resource);
         let mut stored = admission::convert(obj, &storage.api_version())?;
+        skiff_api::wire::fill_never_omitted(storage, &mut stored);
         self.prepare_create(storage, &mut stored);
         let errors = admission::validate_create(storage, &stored);
         if !errors.is_empty() {
@@ -697,8 +838,9 @@ impl Registry {
             )));
         }
         let required = meta::resource_version(&obj)
-            .map(parse_resource_version)
-            .transpose()?;
+            .map(precondition_revision)
+            .transpose()?
+            .flatten();
         self.write_loop(
             resource,
             namespace,
@@ -735,7 +877,7 @@ impl Registry {
             // A resourceVersion in the desired object is a precondition (PUT bodies and patches
             // that carry one).
             if let Some(rv) = meta::resource_version(&desired) {
-                if parse_resource_version(rv)? != revision {
+                if precondition_revision(rv)?.is_some_and(|r| r != revision) {
                     return Err(ApiError::conflict(resource, name));
                 }
             }
@@ -825,7 +967,8 @@ impl Registry {
         let (mut desired, warnings) =
             admission::normalize(resource, desired, options.field_validation)?;
         admission::apply_defaults(resource, &mut desired);
-        let desired = admission::convert(desired, &storage.api_version())?;
+        let mut desired = admission::convert(desired, &storage.api_version())?;
+        skiff_api::wire::fill_never_omitted(storage, &mut desired);
 
         let mut new = match subresource {
             // The apps kinds' status strategy keeps the new metadata (annotations included,
@@ -896,7 +1039,7 @@ impl Registry {
                 .get("generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            meta::set(&mut new, "generation", json!(generation + 1));
+            meta::set(&mut new, "generation", json!(generation.saturating_add(1)));
         }
         if meta::is_deleting(old) {
             // Once deletion started, finalizers may only be removed.
@@ -1010,7 +1153,7 @@ impl Registry {
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64);
             if !already || current_grace.is_some_and(|g| grace < g) {
-                let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                let when = deletion_deadline(jiff::Timestamp::now(), grace);
                 meta::set(
                     &mut new,
                     "deletionTimestamp",
@@ -1022,7 +1165,7 @@ impl Registry {
                         .pointer("/metadata/generation")
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
-                    meta::set(&mut new, "generation", json!(g + 1));
+                    meta::set(&mut new, "generation", json!(g.saturating_add(1)));
                 }
             }
             if storage.kind == "Namespace" {
@@ -1067,14 +1210,19 @@ impl Registry {
         if !on_node || terminal {
             return 0;
         }
-        options
+        let grace = options
             .grace_period_seconds
             .or_else(|| {
                 obj.pointer("/spec/terminationGracePeriodSeconds")
                     .and_then(Value::as_i64)
             })
-            .unwrap_or(30)
-            .max(0)
+            .unwrap_or(30);
+        // Kubernetes treats a negative grace period as one second on the delete path.
+        if grace < 0 {
+            1
+        } else {
+            grace
+        }
     }
 
     /// A read-modify-write that only the control plane itself makes (binding a pod, releasing
@@ -1190,9 +1338,16 @@ impl Registry {
             .map(parse_resource_version)
             .transpose()?;
         let mut initial = VecDeque::new();
+        // Without sendInitialEvents, a watch from no resourceVersion starts with the state.
+        let send_initial = options.send_initial_events.unwrap_or(start.is_none());
         let after = match start {
-            Some(rv) => rv,
-            None => {
+            Some(rv) if !send_initial => rv,
+            None if !send_initial => self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_store(e, resource, ""))?,
+            _ => {
                 let listed = self
                     .store
                     .list(&prefix, None, None)
@@ -1207,6 +1362,22 @@ impl Registry {
                             object: self.present(resource, obj)?,
                         });
                     }
+                }
+                if let Some(wanted) = start.filter(|rv| *rv > listed.revision) {
+                    return Err(ApiError::too_large_resource_version(
+                        wanted,
+                        listed.revision,
+                    ));
+                }
+                if options.send_initial_events == Some(true) && options.allow_bookmarks {
+                    initial.push_back(WatchEvent {
+                        event_type: "BOOKMARK",
+                        object: crate::options::initial_events_end_bookmark(
+                            resource.kind,
+                            &resource.api_version(),
+                            listed.revision,
+                        ),
+                    });
                 }
                 listed.revision
             }
@@ -1498,9 +1669,46 @@ mod tests {
     }
 
     #[test]
+    fn zero_or_empty_resource_versions_make_writes_unconditional() {
+        assert_eq!(precondition_revision(""), Ok(None));
+        assert_eq!(precondition_revision("0"), Ok(None));
+        assert_eq!(precondition_revision("17"), Ok(Some(17)));
+        assert_eq!(precondition_revision("x").unwrap_err().code, 400);
+    }
+
+    #[test]
     fn generated_names_use_the_kubernetes_alphabet() {
         let n = generate_name("web-");
         assert_eq!(n.len(), 9);
         assert!(n[4..].bytes().all(|b| NAME_ALPHABET.contains(&b)));
+    }
+
+    #[test]
+    fn generated_names_cut_long_prefixes_on_a_character_boundary() {
+        // 57 ASCII bytes and a two-byte character spanning bytes 57 and 58.
+        let prefix = format!("{}é-tail", "a".repeat(57));
+        let name = generate_name(&prefix);
+        assert_eq!(&name[..57], "a".repeat(57));
+        assert_eq!(name.len(), 57 + 5, "the split character is dropped whole");
+        let ascii = "b".repeat(80);
+        assert_eq!(
+            generate_name(&ascii).len(),
+            MAX_GENERATED_NAME_PREFIX_BYTES + 5
+        );
+    }
+
+    #[test]
+    fn deletion_deadlines_saturate_instead_of_overflowing() {
+        let now = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        assert_eq!(
+            deletion_deadline(now, 30),
+            jiff::Timestamp::from_second(1_700_000_030).unwrap()
+        );
+        assert_eq!(
+            deletion_deadline(now, 999_999_999_999),
+            jiff::Timestamp::MAX
+        );
+        assert_eq!(deletion_deadline(now, i64::MAX), jiff::Timestamp::MAX);
+        assert_eq!(deletion_deadline(now, i64::MIN), jiff::Timestamp::MIN);
     }
 }

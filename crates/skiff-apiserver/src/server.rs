@@ -45,13 +45,22 @@ pub struct ServerState {
 
 /// Builds the router.
 pub fn router(state: Arc<ServerState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Builds the router with `extra` routes served beside the API, behind the same
+/// authentication and panic recovery, so that an embedder (or a test) can add endpoints that
+/// get the protections every API request gets.
+pub fn router_with(state: Arc<ServerState>, extra: Router<Arc<ServerState>>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
         .route("/version", get(version))
+        .merge(extra)
         .fallback(api)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(crate::recovery::recover_panics))
         .with_state(state)
 }
 
@@ -119,7 +128,16 @@ enum Target {
         name: Option<String>,
         subresource: Option<Subresource>,
     },
+    /// `pods/NAME/exec` or `pods/NAME/attach`: a stream into a container.
+    PodStream {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: String,
+    },
 }
+
+/// The pod subresources that open a stream into a container.
+const POD_STREAM_SUBRESOURCES: &[&str] = &["exec", "attach"];
 
 fn parse_path(path: &str) -> Result<Target, ApiError> {
     let segments: Vec<&str> = path
@@ -178,6 +196,13 @@ fn object_target(
     let (name, subresource) = match rest {
         [] => (None, None),
         [name] => (Some(name.to_string()), None),
+        [name, sub] if resource.kind == "Pod" && POD_STREAM_SUBRESOURCES.contains(sub) => {
+            return Ok(Target::PodStream {
+                resource,
+                namespace,
+                name: name.to_string(),
+            });
+        }
         [name, sub] => {
             let sub = Subresource::parse(sub)
                 .filter(|s| resource.has_subresource(*s))
@@ -233,13 +258,64 @@ impl Query {
             timeout: self
                 .number::<u64>("timeoutSeconds")?
                 .map(Duration::from_secs),
+            resource_version_match: self
+                .get("resourceVersionMatch")
+                .filter(|m| !m.is_empty())
+                .map(str::to_string),
+            send_initial_events: self.boolean("sendInitialEvents")?,
         })
     }
 
-    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+    /// A boolean parameter as Go's `strconv.ParseBool` reads it, when given.
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(Some(true)),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(Some(false)),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid value for {key}: {other}"
+            ))),
+        }
+    }
+
+    /// Checks the list or watch options together, as Kubernetes validates `ListOptions`.
+    fn validate_list(&self, options: &ListOptions) -> Result<(), ApiError> {
+        crate::options::validate_list(&crate::options::ListParameters {
+            watch: self.flag("watch"),
+            resource_version: options.resource_version.as_deref().unwrap_or(""),
+            resource_version_match: options.resource_version_match.as_deref().unwrap_or(""),
+            send_initial_events: options.send_initial_events,
+            continue_token: options.continue_token.as_deref().unwrap_or(""),
+        })
+    }
+
+    /// The options of a create (POST), update (PUT) or patch (PATCH), validated as
+    /// Kubernetes validates `CreateOptions`, `UpdateOptions` and `PatchOptions`.
+    fn write_options(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<WriteOptions, ApiError> {
+        let (options_kind, apply_patch) = match *method {
+            Method::POST => ("CreateOptions", None),
+            Method::PATCH => (
+                "PatchOptions",
+                Some(bodies::content_type(headers) == "application/apply-patch+yaml"),
+            ),
+            _ => ("UpdateOptions", None),
+        };
+        let dry_run = crate::options::validate_write(
+            options_kind,
+            &crate::options::WriteParameters {
+                dry_run: self.get("dryRun"),
+                field_manager: self.get("fieldManager").unwrap_or(""),
+                force: self.get("force"),
+                apply_patch,
+            },
+        )?;
         Ok(WriteOptions {
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
-            dry_run: self.get("dryRun").is_some_and(|v| v == "All"),
+            dry_run,
         })
     }
 }
@@ -261,6 +337,9 @@ fn accept_header(headers: &HeaderMap) -> &str {
 
 async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     let deprecation = match parse_path(req.uri().path()) {
+        _ if crate::component_status::parse_path(req.uri().path()).is_some() => {
+            Some(crate::component_status::DEPRECATION_WARNING)
+        }
         Ok(Target::Resource { resource, .. }) => {
             skiff_api::resources::deprecation_warning(resource)
         }
@@ -276,10 +355,48 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     }
 }
 
+/// How much of an oversized body is read and thrown away before answering 413. A client that
+/// writes its whole body before reading the answer (as most do) then gets the 413 instead of a
+/// reset connection; a client sending more is cut off.
+const OVERSIZED_BODY_DRAIN_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long an oversized body is drained at most, so that a slow sender cannot hold a request.
+const OVERSIZED_BODY_DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    use axum::body::HttpBody;
+    let declared_too_large =
+        usize::try_from(body.size_hint().lower()).map_or(true, |n| n > MAX_BODY_BYTES);
+    let mut chunks = body.into_data_stream();
+    if declared_too_large {
+        drain_oversized(chunks).await;
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    let mut collected = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if collected.len().saturating_add(chunk.len()) > MAX_BODY_BYTES {
+            drain_oversized(chunks).await;
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// Discards what is left of an oversized body, within the drain limits.
+async fn drain_oversized(mut chunks: axum::body::BodyDataStream) {
+    let drain = async {
+        let mut discarded = 0usize;
+        while let Some(Ok(chunk)) = chunks.next().await {
+            discarded = discarded.saturating_add(chunk.len());
+            if discarded > OVERSIZED_BODY_DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(OVERSIZED_BODY_DRAIN_TIME, drain).await;
 }
 
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
@@ -320,6 +437,19 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             return Ok(json_response(StatusCode::OK, &body));
         }
     }
+    if let Some(name) = crate::component_status::parse_path(parts.uri.path()) {
+        if method != Method::GET || query.flag("watch") {
+            return Err(ApiError::method_not_allowed());
+        }
+        let body = crate::component_status::serve(
+            registry,
+            name,
+            wants_table(&headers),
+            IncludeObject::parse(query.get("includeObject")),
+        )
+        .await?;
+        return Ok(json_response(StatusCode::OK, &body));
+    }
     let target = parse_path(parts.uri.path())?;
     match target {
         Target::CoreDiscovery | Target::GroupsDiscovery => {
@@ -355,6 +485,29 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             Ok(json_response(
                 StatusCode::OK,
                 &discovery::metrics_resource_list(),
+            ))
+        }
+        Target::PodStream {
+            resource,
+            namespace,
+            name,
+        } => {
+            if method != Method::GET && method != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let pod = registry.get(resource, namespace.as_deref(), &name).await?;
+            crate::logs::select_container(&pod, query.get("container"))?;
+            let on_node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if !on_node {
+                return Err(ApiError::bad_request(format!(
+                    "pod {name} does not have a host assigned"
+                )));
+            }
+            Err(ApiError::bad_request(
+                "this server does not stream into containers: exec and attach are not supported",
             ))
         }
         Target::Group(g) => discovery::api_group_doc(&g)
@@ -395,6 +548,7 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             match (method.clone(), name, subresource) {
                 (Method::GET, None, None) => {
                     let opts = query.list_options()?;
+                    query.validate_list(&opts)?;
                     if query.flag("watch") {
                         return watch(registry, resource, ns, &opts, &headers, &query).await;
                     }
@@ -402,14 +556,20 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     list_response(registry, resource, list, &headers, &query)
                 }
                 (Method::POST, None, None) => {
-                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let obj =
+                        bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
                     let w = registry
-                        .create(resource, ns, obj, query.write_options()?)
+                        .create(resource, ns, obj, query.write_options(&method, &headers)?)
                         .await?;
                     Ok(written(StatusCode::CREATED, w))
                 }
+                (Method::DELETE, None, None)
+                    if !crate::discovery::supports_delete_collection(resource) =>
+                {
+                    Err(ApiError::method_not_allowed())
+                }
                 (Method::DELETE, None, None) => {
-                    let opts = delete_options(&query, &read_body(body).await?)?;
+                    let opts = delete_options(&query, &headers, &read_body(body).await?)?;
                     let list = registry.list(resource, ns, &query.list_options()?).await?;
                     let mut deleted = Vec::new();
                     for item in list.items {
@@ -446,9 +606,17 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
-                    let obj = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    let obj =
+                        bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
                     let w = registry
-                        .update(resource, ns, &name, obj, sub, query.write_options()?)
+                        .update(
+                            resource,
+                            ns,
+                            &name,
+                            obj,
+                            sub,
+                            query.write_options(&method, &headers)?,
+                        )
                         .await?;
                     Ok(written(StatusCode::OK, w))
                 }
@@ -462,12 +630,12 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         sub,
                         &headers,
                         &raw,
-                        query.write_options()?,
+                        query.write_options(&method, &headers)?,
                     )
                     .await
                 }
                 (Method::DELETE, Some(name), None) => {
-                    let opts = delete_options(&query, &read_body(body).await?)?;
+                    let opts = delete_options(&query, &headers, &read_body(body).await?)?;
                     match registry.delete(resource, ns, &name, &opts).await? {
                         Deleted::Gone(obj) => Ok(json_response(
                             StatusCode::OK,
@@ -498,7 +666,7 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         &m,
                         &headers,
                         &raw,
-                        query.write_options()?,
+                        query.write_options(&method, &headers)?,
                     )
                     .await
                 }
@@ -560,15 +728,32 @@ fn deleted_status(resource: &ResourceInfo, obj: &Value) -> Value {
     })
 }
 
-fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeleteOptions, ApiError> {
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if body.starts_with(crate::protobuf::MAGIC) {
+        // kubectl's typed clients (drain's fallback from eviction, `debug --copy-to
+        // --replace`) send DeleteOptions as protobuf.
+        bodies::decode_object(headers, body)?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
+    let grace_period_seconds = match body.get("gracePeriodSeconds") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(value.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go struct field DeleteOptions.gracePeriodSeconds of type int64",
+                bodies::go_json_kind(value)
+            ))
+        })?),
+    };
     let mut opts = DeleteOptions {
-        grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        grace_period_seconds,
         propagation_policy: body
             .get("propagationPolicy")
             .and_then(Value::as_str)
@@ -581,19 +766,22 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
-        dry_run: body
-            .get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v == "All")),
+        dry_run: false,
     };
+    let mut dry_run: Vec<&str> = body
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or_default())
+        .collect();
+    dry_run.extend(query.get("dryRun"));
+    opts.dry_run = crate::options::validate_delete_dry_run(&dry_run)?;
     if let Some(g) = query.number::<i64>("gracePeriodSeconds")? {
         opts.grace_period_seconds = Some(g);
     }
     if let Some(p) = query.get("propagationPolicy") {
         opts.propagation_policy = Some(p.to_string());
-    }
-    if query.get("dryRun") == Some("All") {
-        opts.dry_run = true;
     }
     if let Some(p) = &opts.propagation_policy {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
@@ -837,6 +1025,77 @@ mod tests {
         }
     }
 
+    /// A DeleteOptions body as kubectl's typed clients encode it.
+    fn protobuf_delete_options(api_version: &str) -> Vec<u8> {
+        use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
+        use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+        use prost::Message;
+        let options = meta_v1::DeleteOptions {
+            grace_period_seconds: Some(0),
+            preconditions: Some(meta_v1::Preconditions {
+                uid: Some("5e1f".to_string()),
+                resource_version: Some("42".to_string()),
+            }),
+            propagation_policy: Some("Foreground".to_string()),
+            dry_run: vec!["All".to_string()],
+            ..Default::default()
+        };
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some(api_version.to_string()),
+                kind: Some("DeleteOptions".to_string()),
+            }),
+            raw: Some(options.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        let mut body = crate::protobuf::MAGIC.to_vec();
+        body.extend(envelope.encode_to_vec());
+        body
+    }
+
+    #[test]
+    fn protobuf_delete_options_are_read_like_json_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::protobuf::PROTOBUF_MEDIA_TYPE),
+        );
+        let query = Query::parse(None).unwrap();
+        for api_version in ["v1", "meta.k8s.io/v1", "policy/v1"] {
+            let body = protobuf_delete_options(api_version);
+            let options = delete_options(&query, &headers, &body).unwrap();
+            assert_eq!(options.grace_period_seconds, Some(0), "{api_version}");
+            assert_eq!(options.propagation_policy.as_deref(), Some("Foreground"));
+            assert_eq!(options.precondition_uid.as_deref(), Some("5e1f"));
+            assert_eq!(options.precondition_resource_version.as_deref(), Some("42"));
+            assert!(options.dry_run);
+        }
+        let json_body = br#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["Bogus"]}"#;
+        let err = delete_options(&query, &HeaderMap::new(), json_body).unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+    }
+
+    #[test]
+    fn exec_and_attach_are_pod_streams_and_unknown_subresources_are_404_with_details() {
+        for sub in ["exec", "attach"] {
+            match parse_path(&format!("/api/v1/namespaces/a/pods/web/{sub}")) {
+                Ok(Target::PodStream {
+                    name, namespace, ..
+                }) => {
+                    assert_eq!((name.as_str(), namespace.as_deref()), ("web", Some("a")))
+                }
+                _ => panic!("pods/web/{sub} is not a pod stream"),
+            }
+        }
+        let err = parse_path("/api/v1/namespaces/a/pods/web/ephemeralcontainers")
+            .err()
+            .expect("an unknown subresource is not found");
+        assert_eq!(err.code, 404);
+        assert_eq!(err.to_status()["details"], json!({}));
+        assert!(parse_path("/api/v1/namespaces/a/configmaps/x/exec").is_err());
+    }
+
     #[test]
     fn paths_resolve_to_resources() {
         assert_eq!(
@@ -876,5 +1135,27 @@ mod tests {
         assert!(parse_path("/apis/apps/v1/namespaces/a/widgets").is_err());
         assert!(parse_path("/apis/apps/v1/deployments/web").is_err());
         assert!(parse_path("/api/v1/namespaces/a/configmaps/x/scale").is_err());
+    }
+
+    #[test]
+    fn delete_options_refuse_a_grace_period_that_is_not_an_int64() {
+        let query = Query::parse(None).unwrap();
+        let headers = HeaderMap::new();
+        for body in [
+            r#"{"gracePeriodSeconds": "30"}"#,
+            r#"{"gracePeriodSeconds": 1.5}"#,
+            r#"{"gracePeriodSeconds": 18446744073709551615}"#,
+        ] {
+            let err = delete_options(&query, &headers, body.as_bytes()).expect_err(body);
+            assert_eq!(err.code, 400, "{body}: {err}");
+            assert!(
+                err.message.contains("DeleteOptions.gracePeriodSeconds"),
+                "{err}"
+            );
+        }
+        let opts = delete_options(&query, &headers, br#"{"gracePeriodSeconds": -3}"#).unwrap();
+        assert_eq!(opts.grace_period_seconds, Some(-3));
+        let opts = delete_options(&query, &headers, br#"{"gracePeriodSeconds": null}"#).unwrap();
+        assert_eq!(opts.grace_period_seconds, None);
     }
 }

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use skiff_api::errors::{invalid_message, FieldError};
 use skiff_api::resources::ResourceInfo;
-use skiff_store::StoreError;
+use skiff_store::{Revision, StoreError};
 
 /// A failed API request, rendered as a `meta/v1` `Status` object.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,13 +57,17 @@ impl ApiError {
         ApiError::new(403, "Forbidden", message)
     }
 
-    /// 404 for a path that names no resource.
+    /// 404 for a path that names no resource. Its `details` are empty rather than absent, as
+    /// Kubernetes sends them: clients such as `kubectl debug` read them from every 404.
     pub fn path_not_found() -> ApiError {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
+        ApiError {
+            details: Some(json!({})),
+            ..ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     }
 
     /// 404 for one missing object: `deployments.apps "web" not found`.
@@ -144,6 +148,38 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// 504: a read asked for a resourceVersion newer than the store has reached.
+    pub fn too_large_resource_version(requested: Revision, current: Revision) -> ApiError {
+        ApiError {
+            details: Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
+            ..ApiError::new(
+                504,
+                "Timeout",
+                format!("Timeout: Too large resource version: {requested}, current: {current}"),
+            )
+        }
+    }
+
+    /// 422 for request options (`ListOptions`, `CreateOptions`, ...) that break
+    /// Kubernetes' rules, named as it names them: `CreateOptions.meta.k8s.io "" is invalid`.
+    pub fn invalid_options(options_kind: &str, errors: &[FieldError]) -> ApiError {
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.error_type.reason(), "message": e.message(), "field": e.field}))
+            .collect();
+        ApiError {
+            details: Some(json!({"group": "meta.k8s.io", "kind": options_kind, "causes": causes})),
+            ..ApiError::new(
+                422,
+                "Invalid",
+                invalid_message(&format!("{options_kind}.meta.k8s.io"), "", errors),
+            )
+        }
+    }
+
     /// 413: the request body is larger than the server accepts.
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(
@@ -176,6 +212,20 @@ impl ApiError {
         }
     }
 
+    /// 422 for a patch whose result has a value of the wrong type: Kubernetes reports it on
+    /// no kind and no name, so the message starts ` "" is invalid:`.
+    pub fn invalid_patch(error: &FieldError) -> ApiError {
+        let cause = json!({"reason": error.error_type.reason(), "message": error.message(), "field": error.field});
+        ApiError {
+            details: Some(json!({"causes": [cause]})),
+            ..ApiError::new(
+                422,
+                "Invalid",
+                invalid_message("", "", std::slice::from_ref(error)),
+            )
+        }
+    }
+
     /// 500: something failed inside the server.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message)
@@ -197,8 +247,11 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some(d) = &self.details {
-            status["details"] = d.clone();
+        match &self.details {
+            Some(d) => status["details"] = d.clone(),
+            // Every NotFound carries details in Kubernetes, which clients rely on.
+            None if self.code == 404 => status["details"] = json!({}),
+            None => {}
         }
         status
     }

@@ -472,3 +472,185 @@ async fn namespaces_empty_before_they_go() {
         403
     );
 }
+
+#[tokio::test]
+async fn exact_lists_rebuild_the_past_and_refuse_what_history_lacks() {
+    let (_d, r) = registry().await;
+    let configmaps = res("", "v1", "configmaps");
+    let cm = |name: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+               "data": {"v": value}})
+    };
+    let rv_of = |obj: &Value| {
+        obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let a1 = r
+        .create(configmaps, Some("default"), cm("a", "1"), opts())
+        .await
+        .unwrap()
+        .object;
+    let b = r
+        .create(configmaps, Some("default"), cm("b", "1"), opts())
+        .await
+        .unwrap()
+        .object;
+    let mut a2 = a1.clone();
+    a2["data"]["v"] = json!("2");
+    r.update(configmaps, Some("default"), "a", a2, None, opts())
+        .await
+        .unwrap();
+    r.delete(configmaps, Some("default"), "b", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let exact = |rv: String| ListOptions {
+        resource_version: Some(rv),
+        resource_version_match: Some("Exact".to_string()),
+        ..Default::default()
+    };
+    let summary = |list: &skiff_apiserver::registry::ObjectList| -> Vec<(String, String)> {
+        list.items
+            .iter()
+            .map(|o| {
+                (
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                    o["data"]["v"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let at_a1 = r
+        .list(configmaps, Some("default"), &exact(rv_of(&a1)))
+        .await
+        .unwrap();
+    assert_eq!(summary(&at_a1), [("a".to_string(), "1".to_string())]);
+    assert_eq!(at_a1.resource_version.to_string(), rv_of(&a1));
+    let at_b = r
+        .list(configmaps, Some("default"), &exact(rv_of(&b)))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&at_b),
+        [
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "1".to_string())
+        ]
+    );
+    // Each object keeps the resourceVersion it had then.
+    assert_eq!(rv_of(&at_b.items[1]), rv_of(&b));
+
+    let current = r.store().current_revision().await.unwrap();
+    let future = r
+        .list(
+            configmaps,
+            Some("default"),
+            &exact((current + 5).to_string()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((future.code, future.reason), (504, "Timeout"));
+    assert_eq!(
+        future.message,
+        format!(
+            "Timeout: Too large resource version: {}, current: {current}",
+            current + 5
+        )
+    );
+
+    r.store().compact(current).await.unwrap();
+    let gone = r
+        .list(configmaps, Some("default"), &exact(rv_of(&a1)))
+        .await
+        .unwrap_err();
+    assert_eq!((gone.code, gone.reason), (410, "Expired"));
+    assert_eq!(
+        gone.message,
+        "The resourceVersion for the provided list is too old."
+    );
+}
+
+#[tokio::test]
+async fn a_multibyte_generate_name_across_the_cut_is_invalid_not_a_crash() {
+    let (_d, r) = registry().await;
+    let pods = res("", "v1", "pods");
+    let prefix = format!("{}é-", "a".repeat(57));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": prefix},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let err = r
+        .create(pods, Some("default"), pod, opts())
+        .await
+        .expect_err("a prefix that is not a DNS subdomain makes an invalid name");
+    assert_eq!(err.code, 422, "{err}");
+    assert_eq!(err.reason, "Invalid");
+
+    // A long ASCII prefix is cut to 58 bytes and the name is valid.
+    let long = format!("{}-", "b".repeat(70));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": long},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let created = r
+        .create(pods, Some("default"), pod, opts())
+        .await
+        .unwrap()
+        .object;
+    let name = created["metadata"]["name"].as_str().unwrap();
+    assert_eq!(name.len(), 63);
+    assert!(name.starts_with(&"b".repeat(58)));
+}
+
+#[tokio::test]
+async fn a_huge_grace_period_is_kept_and_the_deadline_saturates() {
+    let (_d, r) = registry().await;
+    let pods = res("", "v1", "pods");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    r.create(pods, Some("default"), pod, opts()).await.unwrap();
+    r.bind_pod("default", "slow", "node-1").await.unwrap();
+    let huge = DeleteOptions {
+        grace_period_seconds: Some(999_999_999_999),
+        ..Default::default()
+    };
+    let marked = match r
+        .delete(pods, Some("default"), "slow", &huge)
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => o,
+        Deleted::Gone(_) => panic!("a bound pod with a grace period must wait for its node"),
+    };
+    assert_eq!(
+        marked["metadata"]["deletionGracePeriodSeconds"],
+        999_999_999_999i64
+    );
+    let deadline = marked["metadata"]["deletionTimestamp"].as_str().unwrap();
+    assert!(deadline.starts_with("9999-"), "{deadline}");
+
+    // A shorter grace period still shortens it.
+    let short = DeleteOptions {
+        grace_period_seconds: Some(5),
+        ..Default::default()
+    };
+    match r
+        .delete(pods, Some("default"), "slow", &short)
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 5),
+        Deleted::Gone(_) => panic!("a grace period of 5 s still waits"),
+    }
+
+    // A negative grace period counts as one second, as on Kubernetes' delete path.
+    let negative = DeleteOptions {
+        grace_period_seconds: Some(-5),
+        ..Default::default()
+    };
+    match r
+        .delete(pods, Some("default"), "slow", &negative)
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 1),
+        Deleted::Gone(_) => panic!("a negative grace period is one second, not immediate"),
+    }
+}

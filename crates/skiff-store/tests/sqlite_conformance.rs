@@ -396,3 +396,38 @@ async fn newer_schema_is_refused() {
         Ok(_) => panic!("a newer schema must be refused"),
     }
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_and_log_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, path) = temp();
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{} is missing: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let wal = dir.path().join("store.db-wal");
+    {
+        let store = open(&path);
+        store.create("/k", b"v".to_vec()).await.expect("create");
+        assert_eq!(mode(&path), 0o600, "a new database");
+        assert_eq!(mode(&wal), 0o600, "the write-ahead log of a new database");
+    }
+    // Files a looser older run left are tightened at the next open.
+    for file in [&path, &wal] {
+        if file.exists() {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("loosen");
+        }
+    }
+    let store = open(&path);
+    store.create("/k2", b"v".to_vec()).await.expect("create");
+    assert_eq!(mode(&path), 0o600, "a reopened database");
+    assert_eq!(
+        mode(&wal),
+        0o600,
+        "the write-ahead log of a reopened database"
+    );
+}

@@ -96,6 +96,30 @@ impl TrafficDrain for ProxyDrain {
     }
 }
 
+/// Makes the data directory reachable by its owner only: it holds the store with every
+/// Secret, the CA key and the admin token.
+fn make_private_directory(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let restrict = |path: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("cannot restrict {} to its owner: {e}", path.display()))
+        };
+        restrict(dir, 0o700)?;
+        // Credentials an older run wrote keep no looser mode than new ones get.
+        for secret in ["token", "ca.key"] {
+            let path = dir.join(secret);
+            if path.exists() {
+                restrict(&path, 0o600)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// Runs the control plane until a signal stops it.
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
@@ -104,6 +128,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
+    make_private_directory(&data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&data_dir.join("state.db"))
             .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?,
@@ -135,6 +160,14 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
     let controllers = tokio::spawn(skiff_controllers::manager::run(
         client.clone(),
+        until_stopped(),
+    ));
+    skiff_controllers::namespace_defaults::ensure_all(&client, &tls.ca_pem)
+        .await
+        .map_err(|e| format!("cannot give the namespaces their defaults: {e}"))?;
+    let namespace_defaults = tokio::spawn(skiff_controllers::manager::run_namespace_defaults(
+        client.clone(),
+        tls.ca_pem.clone(),
         until_stopped(),
     ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
@@ -241,6 +274,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let _ = controllers.await;
+    let _ = namespace_defaults.await;
     let _ = autoscaler.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),

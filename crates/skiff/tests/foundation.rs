@@ -61,7 +61,7 @@ fn wait_updated(kubectl: &Kubectl, namespace: &str, name: &str, replicas: u32) {
 }
 
 fn yaml_of(text: &str) -> Value {
-    serde_yaml::from_str(text)
+    skiff_api::yaml::from_str(text)
         .unwrap_or_else(|e| panic!("kubectl printed invalid YAML ({e}):\n{text}"))
 }
 
@@ -715,11 +715,10 @@ fn bad_requests_get_kubernetes_errors_and_the_server_keeps_serving() {
         "-f",
         &bad_json,
     ]);
-    assert!(
-        stderr.starts_with(
-            "Error from server (BadRequest): couldn't get version/kind; json parse error: "
-        ),
-        "unexpected error: {stderr}"
+    // Kubernetes' words, down to the summary of the body.
+    assert_eq!(
+        stderr,
+        "Error from server (BadRequest): the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: unexpected end of JSON input ({\"apiVersion\":\"v1\",\"kind\":\"Con ...)\n"
     );
     assert_still_serving(&kubectl);
 
@@ -791,7 +790,7 @@ spec:
     );
     let expected_invalid = "The Deployment \"bad\" is invalid: \n\
         * spec.replicas: Invalid value: -1: must be greater than or equal to 0\n\
-        * spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`\n";
+        * spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`\n";
     for verb in ["apply", "create"] {
         let stderr = kubectl.fails(&[verb, "-f", &invalid]);
         assert_eq!(stderr, expected_invalid, "kubectl {verb}");
@@ -820,7 +819,7 @@ spec:
     assert_eq!(status["code"], 422);
     assert_eq!(
         status["message"],
-        "Deployment.apps \"bad\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`]"
+        "Deployment.apps \"bad\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`]"
     );
     assert_eq!(
         status["details"],
@@ -828,7 +827,7 @@ spec:
             "name": "bad", "group": "apps", "kind": "Deployment",
             "causes": [
                 {"reason": "FieldValueInvalid", "message": "Invalid value: -1: must be greater than or equal to 0", "field": "spec.replicas"},
-                {"reason": "FieldValueInvalid", "message": "Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`", "field": "spec.template.metadata.labels"}
+                {"reason": "FieldValueInvalid", "message": "Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`", "field": "spec.template.metadata.labels"}
             ]
         })
     );

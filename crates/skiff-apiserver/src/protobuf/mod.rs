@@ -18,6 +18,7 @@ use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
 use serde_json::{Map, Value};
@@ -31,8 +32,9 @@ pub const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// from a bare protobuf message.
 pub const MAGIC: &[u8; 4] = b"k8s\0";
 
-/// The `(apiVersion, kind)` pairs [`decode`] understands, for callers that want to list
-/// them (e.g. in an error message or documentation).
+/// The `(apiVersion, kind)` pairs of objects [`decode`] understands, for callers that want to
+/// list them (e.g. in an error message or documentation). [`decode`] also reads
+/// `DeleteOptions` in any group version, which is no object.
 pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("v1", "Namespace"),
     ("v1", "Pod"),
@@ -165,6 +167,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         }
         ("coordination.k8s.io/v1", "Lease") => object_json::<coordination_v1::Lease>(&raw, &kind)?,
         ("batch/v1", "Job") => object_json::<batch_v1::Job>(&raw, &kind)?,
+        // Clients encode DeleteOptions in the group version of the resource they delete
+        // (`v1`, `apps/v1`, `policy/v1`, ...) or in `meta.k8s.io/v1`: the type is the same.
+        (_, "DeleteOptions") => object_json::<meta_v1::DeleteOptions>(&raw, &kind)?,
         _ => return Err(ProtobufError::UnsupportedKind { api_version, kind }),
     };
     // Go writes TypeMeta first: kind, then apiVersion.

@@ -20,6 +20,17 @@ use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 use super::json::json_objects;
 
 json_objects! {
+    meta_v1::DeleteOptions {
+        "gracePeriodSeconds" = grace_period_seconds: ptr,
+        "preconditions" = preconditions: ptr,
+        "orphanDependents" = orphan_dependents: ptr,
+        "propagationPolicy" = propagation_policy: ptr,
+        "dryRun" = dry_run: list,
+    },
+    meta_v1::Preconditions {
+        "uid" = uid: ptr,
+        "resourceVersion" = resource_version: ptr,
+    },
     core_v1::Namespace {
         "metadata" = metadata: always,
         "spec" = spec: always,

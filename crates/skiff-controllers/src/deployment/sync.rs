@@ -515,7 +515,7 @@ impl DeploymentSync {
             let name = rs_name(rs).to_string();
             self.scaling_event(
                 &name,
-                format!("Scaled {direction} replica set {name} to {new_scale} from {old_scale}"),
+                format!("Scaled {direction} replica set {name} from {old_scale} to {new_scale}"),
             );
         }
         (size_needs_update, copy)

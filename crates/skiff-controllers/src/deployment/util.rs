@@ -262,6 +262,14 @@ pub fn ready_replica_count(rss: &[ReplicaSet]) -> i32 {
     rss.iter().map(rs_ready_replicas).sum()
 }
 
+/// The pods of the ReplicaSets being deleted but not yet gone
+/// (`GetTerminatingReplicaCountForReplicaSets`), saturating rather than overflowing.
+pub fn terminating_replica_count(rss: &[ReplicaSet]) -> i32 {
+    rss.iter()
+        .filter_map(|rs| rs.status.as_ref()?.terminating_replicas)
+        .fold(0i32, i32::saturating_add)
+}
+
 /// The size the new ReplicaSet may grow to in this sync (`NewRSNewReplicas`): up to
 /// `replicas + maxSurge` pods in total for RollingUpdate, all at once for Recreate.
 /// `all_rss` must include the new ReplicaSet when it exists.
@@ -766,7 +774,7 @@ pub fn calculate_status(
         unavailable_replicas: nonzero(unavailable),
         collision_count: current.collision_count,
         conditions: current.conditions.clone().filter(|c| !c.is_empty()),
-        terminating_replicas: None,
+        terminating_replicas: Some(terminating_replica_count(all_rss)),
     };
     let condition = if available >= deployment_replicas(d) - max_unavailable(d) {
         new_condition(

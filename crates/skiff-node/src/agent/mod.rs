@@ -18,8 +18,11 @@
 //!
 //! Guarantees: when [`NodeAgent::run`] returns, no process it started is left: every pod was
 //! stopped within its grace period (bounded by [`NodeAgentConfig::shutdown_grace`]) and then
-//! killed. Process groups are recorded per pod, so leftovers of a crashed agent are killed at
-//! the next start.
+//! killed. Process groups are recorded per pod with their leader's start time, so leftovers of
+//! a crashed agent are killed at the next start (never a process that merely got a recorded PID
+//! again), as are processes carrying a known pod's UID that the crash left unrecorded; the pods
+//! then start afresh, counting a restart. They are not adopted: their output pipes died with
+//! the agent.
 //!
 //! Not done yet: cgroup limits and OOM detection (usage and limits are not enforced), service
 //! environment variables other than the `kubernetes` Service's, service account tokens in
@@ -363,7 +366,21 @@ impl PodManager {
         let Ok(entries) = std::fs::read_dir(&pods_dir) else {
             return;
         };
-        for entry in entries.filter_map(Result::ok) {
+        let entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        // Groups started by a run killed before it could record them carry their pod's UID.
+        let known: std::collections::HashSet<String> = entries
+            .iter()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .chain(bound.iter().cloned())
+            .collect();
+        let unrecorded = process::kill_unrecorded(&known).await;
+        if unrecorded > 0 {
+            tracing::info!(
+                groups = unrecorded,
+                "killed unrecorded processes left by an earlier run"
+            );
+        }
+        for entry in entries {
             let uid = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
             let killed = process::kill_leftovers(&dir.join("pgids"), &uid).await;

@@ -212,7 +212,7 @@ fn read_pgids(data_dir: &Path, uid: &str) -> Vec<i32> {
     std::fs::read_to_string(sandbox::pod_dir(data_dir, uid).join("pgids"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }
 
@@ -296,12 +296,15 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(logs.contains("hi from web"), "{logs}");
-    if sandbox::isolation_available() {
-        assert!(
-            logs.contains("host=web"),
-            "the hostname is the pod's: {logs}"
-        );
-    }
+    assert!(
+        sandbox::isolation_available(),
+        "a container gets the pod's hostname only when the node runs as root with `unshare` \
+         (util-linux) installed: run the tests as root"
+    );
+    assert!(
+        logs.contains("host=web"),
+        "the hostname is the pod's: {logs}"
+    );
     let err = h
         .log_text(
             "web",
@@ -404,16 +407,14 @@ async fn a_container_ignoring_sigterm_is_killed_when_its_grace_period_ends() {
     let pgids = h.pgids(&uid(&created));
     let started = Instant::now();
     h.delete_with_grace("stubborn", 2).await;
-    // Still running well inside the grace period.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert!(
-        process::group_alive(pgids[0]),
-        "killed before the grace period ended"
-    );
+    // The pod goes only once its processes are gone: not before the grace period ends (the
+    // container ignores SIGTERM), and at all only because SIGKILL follows, within the wait.
     h.wait_gone("stubborn", Duration::from_secs(10)).await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1_900), "{took:?}");
-    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "killed before the grace period ended: {took:?}"
+    );
     assert_all_dead(&pgids);
     h.shutdown().await;
 }
@@ -544,12 +545,9 @@ async fn stopping_the_agent_leaves_no_process_behind() {
     let mut pgids = h.pgids(&uid(&a));
     pgids.extend(h.pgids(&uid(&b)));
     assert_eq!(pgids.len(), 3);
-    let started = Instant::now();
-    h.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "bounded by the shutdown grace"
-    );
+    tokio::time::timeout(Duration::from_secs(10), h.shutdown())
+        .await
+        .expect("shutdown is bounded by the pods' grace periods");
     assert_all_dead(&pgids);
 }
 
@@ -797,10 +795,11 @@ async fn a_drain_that_never_ends_is_cut_by_the_grace_period() {
     let groups = h.pgids(&uid(&created));
     let started = Instant::now();
     h.delete_with_grace("slow", 2).await;
+    // The held drain would keep the pod forever: it goes within the wait only because the
+    // grace period cuts the drain, and not before that period.
     h.wait_gone("slow", Duration::from_secs(10)).await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_900), "{took:?}");
-    assert!(took < Duration::from_secs(4), "{took:?}");
     assert_eq!(drain.calls().len(), 1);
     assert_all_dead(&groups);
     h.shutdown().await;

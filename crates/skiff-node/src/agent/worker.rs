@@ -903,7 +903,11 @@ impl Worker {
         // Written against the version it was computed from: a condition someone else wrote
         // since (OpenKruise's InPlaceUpdateReady) must not be overwritten with an older value.
         let mut body = (*self.pod).clone();
-        body.status = Some(status.clone());
+        // The status describes the spec of this generation, as kubelet reports it.
+        body.status = Some(crate::observed::observe_generation(
+            status.clone(),
+            body.metadata.generation,
+        ));
         let Ok(mut value) = serde_json::to_value(&body) else {
             return;
         };

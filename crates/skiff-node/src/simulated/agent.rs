@@ -427,7 +427,11 @@ async fn write(
     };
     if let Some(status) = plan.status {
         let mut next = pod;
-        next.status = Some(status);
+        // The status describes the spec of this generation, as kubelet reports it.
+        next.status = Some(crate::observed::observe_generation(
+            status,
+            next.metadata.generation,
+        ));
         match serde_json::to_value(&next) {
             Ok(mut body) => {
                 spell_out_probe_times(&mut body);

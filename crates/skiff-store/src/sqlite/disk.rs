@@ -57,6 +57,7 @@ pub(crate) fn open_connection(
     busy_timeout: Duration,
     quota_bytes: Option<u64>,
 ) -> Result<Connection, StoreError> {
+    restrict_to_owner(path)?;
     let conn = Connection::open(path)
         .map_err(|error| backend(&format!("opening {}", path.display()), error))?;
     conn.busy_timeout(busy_timeout)
@@ -85,7 +86,43 @@ pub(crate) fn open_connection(
             .map_err(|error| backend("setting the size quota", error))?;
     }
     create_schema(&conn)?;
+    // SQLite gives the log files the database's mode when it creates them; ones left by an
+    // older run may predate that.
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = Path::new(&side);
+        if side.exists() {
+            restrict_to_owner(side)?;
+        }
+    }
     Ok(conn)
+}
+
+/// Makes the file at `path` readable and writable by its owner only, creating it empty if it
+/// does not exist: the store holds every Secret, so no other local user may read it.
+fn restrict_to_owner(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |error: std::io::Error| {
+            StoreError::Backend(format!(
+                "restricting {} to its owner: {error}",
+                path.display()
+            ))
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(failed)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn create_schema(conn: &Connection) -> Result<(), StoreError> {
