@@ -311,6 +311,10 @@ fn node_agent_acceptance() {
             body: sigterm_ignoring_container_is_killed_at_grace_end,
         },
         Scenario {
+            name: "huge_grace",
+            body: huge_grace_periods_end_with_a_shorter_or_forced_deletion,
+        },
+        Scenario {
             name: "private_tmp",
             body: containers_do_not_share_tmp,
         },
@@ -1082,6 +1086,91 @@ spec:
         last_alive < deleted_at + gone_after,
         "the container was killed before the pod was gone: {report}"
     );
+    assert_no_process_left(&env.marker);
+}
+
+/// Whether `kubectl get pod <name>` answers NotFound.
+fn pod_gone(env: &Env, name: &str) -> bool {
+    let outcome = env.run(&["get", "pod", name]);
+    !outcome.success() && outcome.stderr.contains("NotFound")
+}
+
+/// Pods whose grace period no clock can hold (up to `i64::MAX` seconds) run normally, and end
+/// as soon as a deletion with a short grace period, or a forced one, asks; the node keeps
+/// running pods afterwards.
+fn huge_grace_periods_end_with_a_shorter_or_forced_deletion(env: &Env) {
+    let pod = |name: &str, grace: i64| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  containers:
+  - name: main
+    image: busybox
+    command: [/bin/sh, -c, \"trap '' TERM; while true; do sleep 0.2; done\"]
+    lifecycle:
+      postStart:
+        exec:
+          command: [/bin/sh, -c, 'true']
+    env:
+{marker}",
+            marker = env.marker_env(4)
+        )
+    };
+    env.apply("patient.yaml", &pod("patient", 999_999_999_999));
+    env.apply("forced.yaml", &pod("forced", i64::MAX));
+    for name in ["pod/patient", "pod/forced"] {
+        env.ok(&["wait", "--for=condition=Ready", name, "--timeout=60s"]);
+    }
+
+    // SIGTERM is ignored: the pod goes when the 2 s grace period ends, not in 31,000 years.
+    let began = Instant::now();
+    env.ok(&[
+        "delete",
+        "pod",
+        "patient",
+        "--grace-period=2",
+        "--wait=false",
+    ]);
+    poll(
+        "the pod deleted with a 2 s grace period to go",
+        SHORT,
+        || pod_gone(env, "patient").then_some(()),
+    );
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the pod took {took:?} to go after a 2 s grace period"
+    );
+
+    env.ok(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
+    assert!(
+        pod_gone(env, "forced"),
+        "a forced deletion removes the pod at once"
+    );
+    // The node stops the processes of a pod removed without a grace period at once.
+    poll(
+        "the forced pod's processes to be killed",
+        Duration::from_secs(10),
+        || {
+            tagged_processes(|value| value == env.marker)
+                .is_empty()
+                .then_some(())
+        },
+    );
+
+    // The node still runs pods.
+    env.apply("after.yaml", &pod("after", 30));
+    env.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/after",
+        "--timeout=60s",
+    ]);
+    env.ok(&["delete", "pod", "after", "--grace-period=0", "--force"]);
     assert_no_process_left(&env.marker);
 }
 

@@ -30,6 +30,7 @@
 
 mod backoff;
 pub mod command;
+pub mod deadline;
 pub mod logfiles;
 pub mod machine;
 mod node;
@@ -290,7 +291,14 @@ impl NodeAgent {
             tokio::select! {
                 _ = &mut shutdown => break,
                 change = changes.recv() => match change {
-                    Some(change) => pods_manager.on_change(change, &done_tx),
+                    Some(change) => {
+                        let handled = skiff_runtime::panics::catch_sync(|| {
+                            pods_manager.on_change(change, &done_tx)
+                        });
+                        if let Err(panic) = handled {
+                            tracing::error!("handling a pod change panicked: {panic}");
+                        }
+                    }
                     None => break,
                 },
                 Some(uid) = done_rx.recv() => pods_manager.on_worker_done(&uid, &informer),
@@ -428,13 +436,14 @@ impl PodManager {
                 self.workers.insert(uid, handle);
             }
             Notification::Deleted(_) => {
-                // Gone from the API (force-deleted, or confirmed by us): stop what is left.
+                // Gone from the API (force-deleted, or confirmed by us): stop what is left. A
+                // pod removed without a graceful mark was deleted with a grace period of 0.
                 if let Some(handle) = self.workers.get(&uid) {
                     let grace = pod
                         .metadata
                         .deletion_grace_period_seconds
-                        .map(|s| Duration::from_secs(s.max(0) as u64))
-                        .unwrap_or(Duration::from_secs(30));
+                        .map(deadline::seconds)
+                        .unwrap_or(Duration::ZERO);
                     let _ = handle.stop.send(Some(grace));
                 }
             }
@@ -461,7 +470,10 @@ impl PodManager {
         for handle in self.workers.values() {
             let _ = handle.stop.send(Some(grace));
         }
-        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        let deadline = deadline::after(
+            tokio::time::Instant::now(),
+            grace.saturating_add(Duration::from_secs(5)),
+        );
         while !self.workers.is_empty() {
             tokio::select! {
                 Some(uid) = done.recv() => {

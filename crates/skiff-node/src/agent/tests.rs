@@ -18,6 +18,24 @@ use super::*;
 
 const NODE: &str = "node-a";
 
+/// An image whose first resolution panics, as a bug in an image store would.
+const PANICS_ONCE: &str = "panics-once";
+
+/// The test catalog, panicking the first time [`PANICS_ONCE`] is resolved.
+struct PanicsOnce {
+    images: SimpleImages,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl ImageResolver for PanicsOnce {
+    fn resolve(&self, image: &str) -> Option<runtime::ResolvedImage> {
+        if image == PANICS_ONCE && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("the image store broke on {image}");
+        }
+        self.images.resolve(image)
+    }
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     data_dir: PathBuf,
@@ -45,7 +63,12 @@ async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Har
     let data_dir = dir.path().join("data");
     let images = SimpleImages::new()
         .with("busybox", &[], &["sh"])
-        .with("busybox:2", &[], &["sh"]);
+        .with("busybox:2", &[], &["sh"])
+        .with(PANICS_ONCE, &[], &["sh"]);
+    let images = PanicsOnce {
+        images,
+        fired: std::sync::atomic::AtomicBool::new(false),
+    };
     let mut config = NodeAgentConfig::new(
         NODE,
         data_dir.clone(),
@@ -199,6 +222,20 @@ fn assert_all_dead(pgids: &[i32]) {
             !process::group_alive(*pgid),
             "process group {pgid} is still alive"
         );
+    }
+}
+
+/// Waits until every process group in `pgids` is gone (a forced deletion removes the pod
+/// object first and its processes after).
+async fn wait_all_dead(pgids: &[i32], limit: Duration) {
+    assert!(!pgids.is_empty(), "the pod recorded no process group");
+    let until = Instant::now() + limit;
+    while let Some(alive) = pgids.iter().find(|g| process::group_alive(**g)) {
+        assert!(
+            Instant::now() < until,
+            "process group {alive} is still alive after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -834,4 +871,80 @@ async fn an_in_place_update_drains_first_when_kruise_took_the_pod_out_of_service
     let groups = h.pgids(&uid(&created));
     h.shutdown().await;
     assert_all_dead(&groups);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_panics_is_retried_and_other_pods_keep_running() {
+    let h = harness().await;
+    let broken = h
+        .create(
+            "unlucky",
+            json!({"containers": [{"name": "c", "image": PANICS_ONCE,
+                "command": ["sh", "-c", "sleep 30"]}]}),
+        )
+        .await;
+    h.create(
+        "bystander",
+        json!({"containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 30"]}]}),
+    )
+    .await;
+    h.wait_ready("bystander").await;
+    let pod = h.wait_ready("unlucky").await;
+    let cs = container_status(&pod).unwrap();
+    assert_eq!(
+        cs.restart_count, 1,
+        "the failed start counts as one run, the retry is the second"
+    );
+    let pgids = h.pgids(&uid(&broken));
+    h.delete_with_grace("unlucky", 0).await;
+    h.wait_gone("unlucky", Duration::from_secs(10)).await;
+    wait_all_dead(&pgids, Duration::from_secs(10)).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_grace_periods_neither_stop_the_node_nor_outlast_a_shorter_deletion() {
+    let h = harness().await;
+    let ignores_sigterm = json!(["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]);
+    for (name, grace) in [("long", 999_999_999_999_i64), ("longest", i64::MAX)] {
+        h.create(
+            name,
+            json!({"terminationGracePeriodSeconds": grace,
+                "containers": [{"name": "c", "image": "busybox", "command": ignores_sigterm,
+                    "lifecycle": {"postStart": {"exec": {"command": ["true"]}}}}]}),
+        )
+        .await;
+    }
+    let long = h.wait_ready("long").await;
+    let longest = h.wait_ready("longest").await;
+
+    // A deletion with the pod's own huge grace period, then a shorter one: the shorter wins.
+    let started = Instant::now();
+    h.delete_with_grace("long", 600).await;
+    h.wait_for("long", Duration::from_secs(10), |p| {
+        p.metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    h.delete_with_grace("long", 1).await;
+    h.wait_gone("long", Duration::from_secs(15)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the second deletion shortened the grace period"
+    );
+    assert_all_dead(&h.pgids(&uid(&long)));
+
+    // A forced deletion of a pod with the largest grace period there is.
+    let pgids = h.pgids(&uid(&longest));
+    h.delete_with_grace("longest", 0).await;
+    h.wait_gone("longest", Duration::from_secs(10)).await;
+    wait_all_dead(&pgids, Duration::from_secs(5)).await;
+
+    // The node still runs pods.
+    h.create(
+        "after",
+        json!({"containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 30"]}]}),
+    )
+    .await;
+    h.wait_ready("after").await;
+    h.shutdown().await;
 }
