@@ -589,12 +589,12 @@ impl Table {
     }
 }
 
-/// Memory figures of this process (server and clients), in KiB.
 /// The process whose memory is reported: this one, or the server `SKIFF_BENCH_PID` names.
 fn measured_process() -> String {
     std::env::var("SKIFF_BENCH_PID").unwrap_or_else(|_| "self".to_owned())
 }
 
+/// Memory figures of the measured process (server and clients when in process), in KiB.
 fn memory_kib() -> (u64, u64) {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", measured_process())).unwrap_or_default();
@@ -1105,10 +1105,19 @@ async fn load(
         selected,
     )
     .await?;
+    let median = {
+        let mut sorted = m.latencies.clone();
+        sorted.sort_unstable();
+        percentile(&sorted, 50)
+    };
+    let per_stored_object = median.as_secs_f64() * 1e6 / n.max(1) as f64;
     Table::row(
         "list ConfigMaps, labelSelector shard=3",
         m,
-        &format!("{selected} of {n} match; {}", megabytes(size)),
+        &format!(
+            "{selected} of {n} match; {}; p50 {per_stored_object:.2} µs per stored object",
+            megabytes(size)
+        ),
     );
     let (m, _, size) =
         time_list(&mut main, &format!("{deployments}?"), TABLE_ACCEPT, runs, n).await?;
