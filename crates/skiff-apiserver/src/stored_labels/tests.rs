@@ -210,4 +210,13 @@ async fn label_selector_lists_select_by_the_kept_labels_without_parsing_objects(
         Err(error) => panic!("objects the kept labels reject were parsed: {error:?}"),
     };
     assert!(page.items.is_empty());
+
+    let options = ListOptions {
+        label_selector: Some("shard=9".to_owned()),
+        ..ListOptions::default()
+    };
+    match registry.list(cm, Some("default"), &options).await {
+        Ok(page) => assert!(page.items.is_empty()),
+        Err(error) => panic!("the decoding list decoded objects the kept labels reject: {error:?}"),
+    }
 }
