@@ -682,7 +682,7 @@ status:
 
     #[test]
     fn kruise_manifest_decodes_into_the_fields_it_names() {
-        let cs: CloneSet = serde_yaml::from_str(MANIFEST).expect("manifest decodes");
+        let cs: CloneSet = crate::yaml::from_str(MANIFEST).expect("manifest decodes");
         assert_eq!(cs.metadata.name.as_deref(), Some("sample"));
         let spec = cs.spec.as_ref().expect("spec");
         assert_eq!(spec.replicas, Some(5));
@@ -747,7 +747,7 @@ status:
 
     #[test]
     fn manifest_round_trips_without_losing_or_inventing_fields() {
-        let mut original: serde_json::Value = serde_yaml::from_str(MANIFEST).expect("yaml");
+        let mut original: serde_json::Value = crate::yaml::from_str(MANIFEST).expect("yaml");
         let typed: CloneSet = serde_json::from_value(original.clone()).expect("typed");
         let written = serde_json::to_value(&typed).expect("serialize");
         // k8s-openapi writes the type meta of embedded claims, as it does for StatefulSets.

@@ -57,8 +57,8 @@ pub struct FieldError {
     pub error_type: FieldErrorType,
     /// The field path, e.g. `spec.template.metadata.labels`.
     pub field: String,
-    /// The offending value rendered as Kubernetes renders it (Go syntax: `"abc"`, `0`,
-    /// `map[string]string{"app":"x"}`), when the message shows one.
+    /// The offending value rendered as Kubernetes renders it (`"abc"`, `0`, `{"app":"x"}`),
+    /// when the message shows one.
     pub bad_value: Option<String>,
     /// The explanation after the value, possibly empty.
     pub detail: String,
@@ -155,32 +155,35 @@ pub fn invalid_message(qualified_kind: &str, name: &str, errors: &[FieldError]) 
     }
 }
 
-/// Renders a JSON value the way Go's `%#v` renders the decoded value in Kubernetes messages.
+/// Renders a value as Kubernetes 1.34 and later render it in field errors: strings quoted,
+/// numbers and booleans bare, `null` for nothing, and anything structured as its JSON (map keys
+/// sorted, as Go's encoder writes maps).
 pub fn go_value(value: &Value) -> String {
     match value {
-        Value::Null => "null".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
         Value::String(s) => format!("{s:?}"),
-        Value::Array(items) => {
-            let inner = items.iter().map(go_value).collect::<Vec<_>>().join(", ");
-            format!("[]interface {{}}{{{inner}}}")
-        }
-        Value::Object(map) => {
-            if map.values().all(Value::is_string) {
+        other => go_json(other),
+    }
+}
+
+/// Compact JSON with object keys sorted, as Go's `json.Marshal` writes a map.
+pub fn go_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
                 let mut entries: Vec<_> = map.iter().collect();
                 entries.sort_by(|a, b| a.0.cmp(b.0));
-                let inner = entries
-                    .iter()
-                    .map(|(k, v)| format!("{:?}:{:?}", k, v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("map[string]string{{{inner}}}")
-            } else {
-                serde_json::to_string(value).unwrap_or_default()
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
             }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
         }
     }
+    serde_json::to_string(&sorted(value)).unwrap_or_else(|_| "null".to_string())
 }
 
 #[cfg(test)]
@@ -197,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             e.full(),
-            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`"
+            "spec.template.metadata.labels: Invalid value: {\"app\":\"x\"}: `selector` does not match template `labels`"
         );
         assert_eq!(
             invalid_message("Deployment.apps", "web", std::slice::from_ref(&e)),
@@ -205,5 +208,18 @@ mod tests {
         );
         let two = invalid_message("Deployment.apps", "web", &[e.clone(), e.clone()]);
         assert!(two.contains(": [spec.template") && two.ends_with(']'));
+    }
+
+    #[test]
+    fn structured_values_render_as_json_with_sorted_keys() {
+        assert_eq!(
+            go_value(&json!({"b": "2", "a": "1"})),
+            r#"{"a":"1","b":"2"}"#
+        );
+        assert_eq!(go_value(&json!(["10.0.0.2"])), r#"["10.0.0.2"]"#);
+        assert_eq!(go_value(&json!("x")), r#""x""#);
+        assert_eq!(go_value(&json!(-1)), "-1");
+        assert_eq!(go_value(&Value::Null), "null");
+        assert!(!go_value(&json!({"app": "b"})).contains("map["));
     }
 }

@@ -9,11 +9,14 @@ pub mod cloneset;
 pub mod conversion;
 pub mod defaults;
 pub mod errors;
+pub mod nesting;
 pub mod patch;
 pub mod printers;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod validation;
+pub mod wire;
+pub mod yaml;
 
 pub use k8s_openapi;

@@ -117,6 +117,15 @@ fn printer_for(resource: &ResourceInfo) -> Printer {
             namespace_cells,
         ),
         ("", "Service") => (service_columns(), service_cells),
+        ("", "ComponentStatus") => (
+            vec![
+                name_col(),
+                col("Status", "string", "Status of the component conditions"),
+                col("Message", "string", "Message of the component conditions"),
+                col("Error", "string", "Error of the component conditions"),
+            ],
+            component_status_cells,
+        ),
         ("", "Endpoints") => (
             vec![
                 name_col(),
@@ -789,6 +798,26 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
         or_unknown(text(node, "/status/nodeInfo/kernelVersion")).into(),
         or_unknown(text(node, "/status/nodeInfo/containerRuntimeVersion")).into(),
     ]
+}
+
+/// `printComponentStatus`: the Healthy condition as Healthy/Unhealthy, else Unknown.
+fn component_status_cells(obj: &Value, _now: Timestamp) -> Vec<Value> {
+    let mut status = "Unknown";
+    let mut message = "";
+    let mut error = "";
+    for condition in obj["conditions"].as_array().into_iter().flatten() {
+        if condition["type"] == "Healthy" {
+            status = if condition["status"] == "True" {
+                "Healthy"
+            } else {
+                "Unhealthy"
+            };
+            message = condition["message"].as_str().unwrap_or("");
+            error = condition["error"].as_str().unwrap_or("");
+            break;
+        }
+    }
+    vec![name(obj), status.into(), message.into(), error.into()]
 }
 
 fn namespace_cells(obj: &Value, now: Timestamp) -> Vec<Value> {

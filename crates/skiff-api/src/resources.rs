@@ -165,6 +165,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["po"],
         categories: &["all"],
         subresources: &[Status, Binding, Log],
+        // Since 1.35 a pod's generation counts its spec changes, for `status.observedGeneration`.
+        has_generation: true,
         ..res("", "v1", "Pod", "pods", "pod", true)
     },
     ResourceInfo {
@@ -242,7 +244,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["hpa"],
         categories: &["all"],
         subresources: &[Status],
-        has_generation: true,
+        // The autoscaler's strategy sets no generation.
         ..res(
             "autoscaling",
             "v2",
@@ -256,7 +258,6 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["hpa"],
         categories: &["all"],
         subresources: &[Status],
-        has_generation: true,
         storage_version: "v2",
         ..res(
             "autoscaling",
@@ -275,14 +276,18 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "lease",
         true,
     ),
-    res(
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-        "endpointslices",
-        "endpointslice",
-        true,
-    ),
+    ResourceInfo {
+        // Every change of endpoints, ports or address type bumps a slice's generation.
+        has_generation: true,
+        ..res(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            "endpointslice",
+            true,
+        )
+    },
     ResourceInfo {
         short_names: &["clone"],
         categories: &["all"],

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::errors::{go_value, FieldError, FieldErrorType};
+use crate::errors::{go_json, go_value, FieldError, FieldErrorType};
 use crate::resources::ResourceInfo;
 
 /// Validates an object about to be created.
@@ -344,51 +344,77 @@ fn go_stringer(v: &Value) -> String {
     }
 }
 
+/// A string list as a field error shows it: JSON, or `null` when absent.
 fn go_string_slice(v: &Value) -> String {
     match v.as_array() {
-        None => "[]string(nil)".to_string(),
-        Some(items) => format!(
-            "[]string{{{}}}",
-            items
-                .iter()
-                .map(|i| format!("{:?}", i.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        None => "null".to_string(),
+        Some(_) => crate::errors::go_json(v),
     }
 }
 
+/// A string list as OpenKruise's webhook shows it: its apimachinery still prints Go syntax
+/// (`[]string{"a", "b"}`).
+fn kruise_string_slice(v: &Value) -> String {
+    let items: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| format!("{:?}", i.as_str().unwrap_or("")))
+        .collect();
+    format!("[]string{{{}}}", items.join(", "))
+}
+
+/// A string map as a field error shows it: JSON with sorted keys, or `null` when absent.
 fn go_string_map(v: &Value) -> String {
     if v.is_object() {
         go_value(v)
     } else {
-        "map[string]string(nil)".to_string()
+        "null".to_string()
     }
 }
 
-/// A label selector as Go's `%#v` shows `metav1.LabelSelector`.
+/// A label selector as a field error shows `metav1.LabelSelector`: its JSON, fields in the
+/// struct's order, empty ones left out.
 fn go_label_selector(v: &Value) -> String {
     if v.is_null() {
         return "null".to_string();
     }
-    let match_labels = go_string_map(field(v, "matchLabels"));
-    let expressions = match v.get("matchExpressions").and_then(Value::as_array) {
-        None => "[]v1.LabelSelectorRequirement(nil)".to_string(),
-        Some(items) => format!(
-            "[]v1.LabelSelectorRequirement{{{}}}",
-            items
-                .iter()
-                .map(|e| format!(
-                    "v1.LabelSelectorRequirement{{Key:{:?}, Operator:{:?}, Values:{}}}",
-                    str_at(e, "key"),
-                    str_at(e, "operator"),
-                    go_string_slice(field(e, "values"))
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    format!("v1.LabelSelector{{MatchLabels:{match_labels}, MatchExpressions:{expressions}}}")
+    let mut parts = Vec::new();
+    if field(v, "matchLabels")
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+    {
+        parts.push(format!(
+            "\"matchLabels\":{}",
+            go_string_map(field(v, "matchLabels"))
+        ));
+    }
+    if let Some(items) = v
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .filter(|items| !items.is_empty())
+    {
+        let requirements: Vec<String> = items
+            .iter()
+            .map(|e| {
+                let mut requirement = format!(
+                    "{{\"key\":{},\"operator\":{}",
+                    go_json(&Value::String(str_at(e, "key").to_string())),
+                    go_json(&Value::String(str_at(e, "operator").to_string()))
+                );
+                if field(e, "values").as_array().is_some_and(|v| !v.is_empty()) {
+                    requirement.push_str(&format!(
+                        ",\"values\":{}",
+                        go_string_slice(field(e, "values"))
+                    ));
+                }
+                requirement.push('}');
+                requirement
+            })
+            .collect();
+        parts.push(format!("\"matchExpressions\":[{}]", requirements.join(",")));
+    }
+    format!("{{{}}}", parts.join(","))
 }
 
 /// Any other structured value, shown as JSON (Kubernetes would show a Go struct).
@@ -2382,7 +2408,7 @@ fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     if !duplicates.is_empty() {
         errs.push(invalid_raw(
             "spec.scaleStrategy.podsToDelete",
-            go_string_slice(field(field(spec, "scaleStrategy"), "podsToDelete")),
+            kruise_string_slice(field(field(spec, "scaleStrategy"), "podsToDelete")),
             format!(
                 "duplicated items [{}]",
                 duplicates.into_iter().collect::<Vec<_>>().join(" ")
@@ -2697,11 +2723,11 @@ mod tests {
             ("missing name", "/metadata/name", json!(""), "metadata.name", "FieldValueRequired", "Required value: name or generateName is required"),
             ("missing namespace", "/metadata/namespace", json!(""), "metadata.namespace", "FieldValueRequired", "Required value"),
             ("empty selector", "/spec/selector", json!({}), "spec.selector", "FieldValueInvalid",
-             "Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment"),
+             "Invalid value: {}: empty selector is invalid for deployment"),
             ("invalid selector key", "/spec/selector/matchLabels", json!({"NoUppercaseOrSpecialCharsLike=Equals": "b"}),
              "spec.selector.matchLabels", "FieldValueInvalid", "Invalid value: \"NoUppercaseOrSpecialCharsLike=Equals\": name part must consist of alphanumeric characters"),
             ("selector does not match", "/spec/template/metadata/labels", json!({"a": "c"}), "spec.template.metadata.labels", "FieldValueInvalid",
-             "Invalid value: map[string]string{\"a\":\"c\"}: `selector` does not match template `labels`"),
+             "Invalid value: {\"a\":\"c\"}: `selector` does not match template `labels`"),
             ("negative replicas", "/spec/replicas", json!(-1), "spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"),
             ("restart policy", "/spec/template/spec/restartPolicy", json!("OnFailure"), "spec.template.spec.restartPolicy", "FieldValueNotSupported",
              "Unsupported value: \"OnFailure\": supported values: \"Always\""),
@@ -3021,7 +3047,7 @@ mod tests {
         );
         assert_eq!(
             errs[2].full(),
-            "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"a\":\"b\", \"c\":\"d\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+            "spec.selector: Invalid value: {\"matchLabels\":{\"a\":\"b\",\"c\":\"d\"}}: field is immutable"
         );
         let rs = resource("apps", "v1", "replicasets");
         assert_eq!(summary(&validate_update(rs, &new, &old)).len(), 3);
@@ -3182,7 +3208,7 @@ mod tests {
         let errs = validate_update(r, &new, &old);
         assert_eq!(
             errs[0].full(),
-            "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.2\"}: may not change once set"
+            "spec.clusterIPs[0]: Invalid value: [\"10.0.0.2\"]: may not change once set"
         );
     }
 

@@ -42,16 +42,14 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     resource: &ResourceInfo,
     obj: Value,
     validation: FieldValidation,
-) -> Result<(Value, Vec<String>), ApiError> {
-    let cannot_handle = |detail: String| {
-        ApiError::bad_request(format!("{}{detail}", cannot_handle_prefix(resource)))
-    };
-    if let Some(detail) = metadata_map_type_error(&obj) {
-        return Err(cannot_handle(detail));
+) -> Result<(Value, Vec<String>), DecodeError> {
+    let cannot_handle = |detail: String| cannot_be_handled(resource, detail);
+    if let Some(mismatch) = metadata_map_mismatch(&obj) {
+        return Err(DecodeError::MetadataMap(mismatch));
     }
     let mut unknown = Vec::new();
     let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
-        .map_err(|e| cannot_handle(e.to_string()))?;
+        .map_err(DecodeError::Decode)?;
     if !unknown.is_empty() && validation == FieldValidation::Strict {
         let detail = if unknown.len() == 1 {
             format!("strict decoding error: unknown field \"{}\"", unknown[0])
@@ -62,7 +60,7 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
                 .collect();
             format!("strict decoding error: {}", fields.join(", "))
         };
-        return Err(cannot_handle(detail));
+        return Err(DecodeError::Refused(cannot_handle(detail)));
     }
     let warnings = if validation == FieldValidation::Warn {
         unknown
@@ -72,138 +70,51 @@ fn typed_round_trip<T: DeserializeOwned + Serialize>(
     } else {
         Vec::new()
     };
-    let value = serde_json::to_value(typed).map_err(|e| ApiError::internal(e.to_string()))?;
+    let value = serde_json::to_value(typed)
+        .map_err(|e| DecodeError::Refused(ApiError::internal(e.to_string())))?;
     Ok((value, warnings))
 }
 
-/// Go's `encoding/json` error for `metadata.labels` or `metadata.annotations` given as
-/// something other than an object, as Kubernetes reports it: `json: cannot unmarshal string
-/// into Go struct field ObjectMeta.metadata.labels of type map[string]string`.
-fn metadata_map_type_error(obj: &Value) -> Option<String> {
+/// Why an object did not decode as its typed kind.
+enum DecodeError {
+    /// A value of the wrong type or shape, as the JSON decoder reported it.
+    Decode(serde_json::Error),
+    /// `metadata.labels` or `metadata.annotations` given as something other than an object,
+    /// which Go's decoder reports in its own words before any other field.
+    MetadataMap(TypeMismatch),
+    /// Refused for another reason (unknown fields under strict validation).
+    Refused(ApiError),
+}
+
+/// The mismatch of `metadata.labels` or `metadata.annotations` given as something other than
+/// an object (null counts as absent).
+fn metadata_map_mismatch(obj: &Value) -> Option<TypeMismatch> {
     let metadata = obj.get("metadata")?;
-    ["labels", "annotations"].iter().find_map(|field| {
-        let json_type = match metadata.get(*field)? {
+    ["labels", "annotations"].into_iter().find_map(|field| {
+        let value = metadata.get(field)?;
+        let (json_kind, found) = match value {
             Value::Null | Value::Object(_) => return None,
-            Value::String(_) => "string",
-            Value::Number(_) => "number",
-            Value::Bool(_) => "bool",
-            Value::Array(_) => "array",
+            Value::String(_) => ("string", "string"),
+            Value::Number(n) if n.is_f64() => ("number", "float64"),
+            Value::Number(_) => ("number", "int64"),
+            Value::Bool(_) => ("bool", "bool"),
+            Value::Array(_) => ("array", "slice"),
         };
-        Some(format!(
-            "json: cannot unmarshal {json_type} into Go struct field ObjectMeta.metadata.{field} of type map[string]string"
-        ))
+        Some(TypeMismatch {
+            json_kind,
+            found,
+            go_kind: "map",
+            go_type: "map[string]string",
+            field: Some(field),
+        })
     })
 }
 
-/// The start of the message [`typed_round_trip`] gives a body that does not decode as the kind.
-fn cannot_handle_prefix(resource: &ResourceInfo) -> String {
-    format!(
-        "{} in version \"{}\" cannot be handled as a {}: ",
-        resource.kind, resource.version, resource.kind
-    )
-}
-
-/// When a strategic merge patch leaves a value of the wrong type where the kind wants a map,
-/// a list or an object, Kubernetes fails converting the patched map back to the type and
-/// answers 422 naming the patch and Go's conversion error (`cannot restore map from string`
-/// for `metadata.labels: "x"`). Given the decode error of the patched object, this returns
-/// that answer.
-pub fn patched_object_unrestorable(
-    resource: &ResourceInfo,
-    err: &ApiError,
-    patch: &Value,
-) -> Option<ApiError> {
-    let detail = err.message.strip_prefix(&cannot_handle_prefix(resource))?;
-    let (found_kind, expected) = if let Some(go) = detail.strip_prefix("json: cannot unmarshal ") {
-        // metadata_map_type_error's words: the found JSON type, then the Go type wanted.
-        let (found, rest) = go.split_once(" into ")?;
-        let found_kind = match found {
-            "string" => "string",
-            "number" => {
-                let patched_number = patch
-                    .pointer("/metadata/labels")
-                    .or_else(|| patch.pointer("/metadata/annotations"));
-                if patched_number.is_some_and(|n| n.is_f64()) {
-                    "float64"
-                } else {
-                    "int64"
-                }
-            }
-            "bool" => "bool",
-            "array" => "slice",
-            _ => return None,
-        };
-        let expected = if rest.ends_with("of type map[string]string") {
-            "a map"
-        } else {
-            return None;
-        };
-        (found_kind, expected)
-    } else {
-        let (found, expected) = detail
-            .strip_prefix("invalid type: ")?
-            .split_once(", expected ")?;
-        let found_kind = [
-            ("string", "string"),
-            ("integer", "int64"),
-            ("floating point", "float64"),
-            ("boolean", "bool"),
-            ("sequence", "slice"),
-            ("map", "map"),
-        ]
-        .iter()
-        .find(|(serde, _)| found.starts_with(serde))
-        .map(|(_, go)| *go)?;
-        (found_kind, expected)
-    };
-    let conversion = if expected.starts_with("a map") {
-        format!("cannot restore map from {found_kind}")
-    } else if expected.starts_with("a sequence") {
-        format!("cannot restore slice from {found_kind}")
-    } else if expected.starts_with("struct") {
-        format!("cannot restore struct from: {found_kind}")
-    } else {
-        return None;
-    };
-    let error = FieldError {
-        error_type: skiff_api::errors::FieldErrorType::Invalid,
-        field: "patch".to_string(),
-        bad_value: Some(format!("{:?}", go_print(patch))),
-        detail: conversion,
-    };
-    Some(ApiError {
-        code: 422,
-        reason: "Invalid",
-        message: skiff_api::errors::invalid_message("", "", std::slice::from_ref(&error)),
-        details: Some(serde_json::json!({"causes": [{
-            "reason": error.error_type.reason(),
-            "message": error.message(),
-            "field": error.field,
-        }]})),
-    })
-}
-
-/// A decoded JSON value as Go's `%v` prints it: `map[k:v]`, `[a b]`, `<nil>`.
-fn go_print(value: &Value) -> String {
-    match value {
-        Value::Null => "<nil>".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(go_print).collect();
-            format!("[{}]", inner.join(" "))
-        }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            let inner: Vec<String> = entries
-                .iter()
-                .map(|(k, v)| format!("{k}:{}", go_print(v)))
-                .collect();
-            format!("map[{}]", inner.join(" "))
-        }
-    }
+fn cannot_be_handled(resource: &ResourceInfo, detail: String) -> ApiError {
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: {}",
+        resource.kind, resource.version, resource.kind, detail
+    ))
 }
 
 /// Renders a serde path as Kubernetes renders field paths: `spec.containers[0].foo`.
@@ -233,6 +144,173 @@ pub fn normalize(
     obj: Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
+    decode_typed(resource, obj, validation).map_err(|e| match e {
+        DecodeError::Decode(e) => cannot_be_handled(resource, e.to_string()),
+        DecodeError::MetadataMap(m) => cannot_be_handled(
+            resource,
+            format!(
+                "json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.{} of type {}",
+                m.json_kind,
+                m.field.unwrap_or_default(),
+                m.go_type
+            ),
+        ),
+        DecodeError::Refused(e) => e,
+    })
+}
+
+/// Checks that the result of a patch decodes as the typed kind. A value of the wrong type is
+/// refused as Kubernetes refuses it: 422 on the field `patch`, quoting the patch (strategic
+/// merge) or the patched object (JSON and merge patches) with the converter's or the JSON
+/// decoder's words.
+pub fn check_patched(
+    resource: &ResourceInfo,
+    patched: &Value,
+    patch_type: skiff_api::patch::PatchType,
+    patch: &Value,
+) -> Result<(), ApiError> {
+    use skiff_api::patch::PatchType;
+    let mismatch = match decode_typed(resource, patched.clone(), FieldValidation::Ignore) {
+        Ok(_) => return Ok(()),
+        Err(DecodeError::Refused(e)) => return Err(e),
+        Err(DecodeError::MetadataMap(m)) => m,
+        Err(DecodeError::Decode(error)) => match TypeMismatch::of(&error) {
+            Some(m) => m,
+            None => return Err(cannot_be_handled(resource, error.to_string())),
+        },
+    };
+    let (value, detail) = match patch_type {
+        // The unstructured converter's words: composite targets cannot be restored from what
+        // was found; a scalar target of another type is unrecognized.
+        PatchType::StrategicMerge | PatchType::Apply => (
+            go_map_text(patch),
+            match mismatch.go_kind {
+                "map" | "slice" => {
+                    format!(
+                        "cannot restore {} from {}",
+                        mismatch.go_kind, mismatch.found
+                    )
+                }
+                "struct" => format!("cannot restore struct from: {}", mismatch.found),
+                scalar => format!("unrecognized type: {scalar}"),
+            },
+        ),
+        PatchType::Json | PatchType::Merge => (
+            patched.to_string(),
+            format!(
+                "json: cannot unmarshal {} into Go value of type {}",
+                mismatch.json_kind, mismatch.go_type
+            ),
+        ),
+    };
+    Err(ApiError::invalid_patch(&FieldError::invalid(
+        "patch",
+        &Value::String(value),
+        detail,
+    )))
+}
+
+/// A JSON value of one type where the kind wants another, in Go's names for both.
+struct TypeMismatch {
+    /// What the JSON held: `string`, `number`, `bool`, `array`, `object`.
+    json_kind: &'static str,
+    /// What the JSON held as the unstructured converter names it: `string`, `int64`,
+    /// `float64`, `bool`, `slice`, `map`.
+    found: &'static str,
+    /// What the Go field is: `int32`, `string`, `bool`, `slice`, `map`, `struct`...
+    go_kind: &'static str,
+    /// The Go field's whole type as the JSON decoder names it (`map[string]string` for labels).
+    go_type: &'static str,
+    /// The metadata field at fault, when it is `labels` or `annotations`.
+    field: Option<&'static str>,
+}
+
+impl TypeMismatch {
+    /// Reads serde's `invalid type: string "x", expected i32` report.
+    fn of(error: &serde_json::Error) -> Option<TypeMismatch> {
+        let text = error.to_string();
+        let rest = text.strip_prefix("invalid type: ")?;
+        let (found, expected) = rest.split_once(", expected ")?;
+        let (json_kind, found) = match found.split_whitespace().next()? {
+            "string" | "character" => ("string", "string"),
+            "integer" => ("number", "int64"),
+            "floating" => ("number", "float64"),
+            "boolean" => ("bool", "bool"),
+            "sequence" => ("array", "slice"),
+            "map" => ("object", "map"),
+            _ => return None,
+        };
+        let expected = expected.split(" at line ").next().unwrap_or(expected);
+        let go_kind = match expected {
+            "i32" => "int32",
+            "i64" => "int64",
+            "u32" => "uint32",
+            "u64" => "uint64",
+            "f32" => "float32",
+            "f64" => "float64",
+            "a boolean" => "bool",
+            "a string" => "string",
+            "a sequence" => "slice",
+            "a map" => "map",
+            e if e.starts_with("struct ") => "struct",
+            _ => return None,
+        };
+        Some(TypeMismatch {
+            json_kind,
+            found,
+            go_kind,
+            go_type: go_kind,
+            field: None,
+        })
+    }
+}
+
+/// A decoded JSON document as Go's `%+v` prints a `map[string]interface{}`: `map[k:v ...]` with
+/// sorted keys, lists as `[a b]`, strings bare.
+fn go_map_text(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => go_float_text(n),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(go_map_text).collect();
+            format!("[{}]", inner.join(" "))
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{k}:{}", go_map_text(v)))
+                .collect();
+            format!("map[{}]", inner.join(" "))
+        }
+    }
+}
+
+/// A JSON number as Go prints the `float64` it decodes to: plain below a million, else with an
+/// exponent (`1e+06`).
+fn go_float_text(n: &serde_json::Number) -> String {
+    let Some(f) = n.as_f64() else {
+        return n.to_string();
+    };
+    if f == 0.0 || (1e-4..1e6).contains(&f.abs()) {
+        return f.to_string();
+    }
+    let formatted = format!("{f:e}");
+    let (mantissa, exponent) = formatted.split_once('e').unwrap_or((&formatted, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
+}
+
+/// Decodes `obj` as the typed kind of `resource`, keeping the decoder's own error.
+fn decode_typed(
+    resource: &ResourceInfo,
+    obj: Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), DecodeError> {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling, coordination::v1 as coord, core::v1 as core,
         discovery::v1 as discovery,
@@ -377,9 +455,14 @@ mod tests {
         let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
         let patched = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":"invalid"},
             "spec":{"containers":[{"name":"c","image":"i"}]}});
-        let err = normalize(pods, patched, FieldValidation::Warn).unwrap_err();
         let patch = json!({"metadata":{"labels":"invalid"}});
-        let answer = patched_object_unrestorable(pods, &err, &patch).expect("a restore error");
+        let answer = check_patched(
+            pods,
+            &patched,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &patch,
+        )
+        .expect_err("a restore error");
         assert_eq!((answer.code, answer.reason), (422, "Invalid"));
         assert_eq!(
             answer.message,
@@ -393,9 +476,13 @@ mod tests {
         );
         let finalizers =
             json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","finalizers":7}});
-        let err = normalize(pods, finalizers, FieldValidation::Warn).unwrap_err();
-        let answer = patched_object_unrestorable(pods, &err, &json!({"metadata":{"finalizers":7}}))
-            .expect("a restore error");
+        let answer = check_patched(
+            pods,
+            &finalizers,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &json!({"metadata":{"finalizers":7}}),
+        )
+        .expect_err("a restore error");
         assert!(
             answer.message.ends_with("cannot restore slice from int64"),
             "{}",
@@ -404,21 +491,64 @@ mod tests {
     }
 
     #[test]
-    fn labels_given_as_a_string_are_refused_with_go_json_words() {
-        let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
-        let obj = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":"x"}});
-        let err = normalize(pods, obj, FieldValidation::Strict).unwrap_err();
-        assert_eq!((err.code, err.reason), (400, "BadRequest"));
+    fn a_wrongly_typed_strategic_merge_patch_is_422_in_the_converters_words() {
+        let current = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a"},
+            "spec":{"replicas":1,"selector":{"matchLabels":{"a":"b"}},
+                    "template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}});
+        let patch = json!({"spec": {"replicas": "three"}});
+        let mut patched = current.clone();
+        patched["spec"]["replicas"] = json!("three");
+        let err = check_patched(
+            deployments(),
+            &patched,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &patch,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(err.reason, "Invalid");
         assert_eq!(
             err.message,
-            "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string"
+            " \"\" is invalid: patch: Invalid value: \"map[spec:map[replicas:three]]\": unrecognized type: int32"
         );
-        let obj = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","annotations":[1]}});
-        let err = normalize(pods, obj, FieldValidation::Strict).unwrap_err();
         assert!(
-            err.message.ends_with("json: cannot unmarshal array into Go struct field ObjectMeta.metadata.annotations of type map[string]string"),
-            "{}",
+            !err.message.contains("expected"),
+            "no serde wording: {}",
             err.message
+        );
+        let details = err.details.expect("details");
+        assert_eq!(details["causes"][0]["field"], "patch");
+        assert_eq!(details["causes"][0]["reason"], "FieldValueInvalid");
+
+        let merge = check_patched(
+            deployments(),
+            &patched,
+            skiff_api::patch::PatchType::Merge,
+            &patch,
+        )
+        .unwrap_err();
+        assert_eq!(merge.code, 422);
+        assert!(
+            merge
+                .message
+                .ends_with(": json: cannot unmarshal string into Go value of type int32"),
+            "{}",
+            merge.message
+        );
+        assert!(check_patched(
+            deployments(),
+            &current,
+            skiff_api::patch::PatchType::StrategicMerge,
+            &json!({})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn go_prints_patch_maps_with_sorted_keys_and_float_numbers() {
+        assert_eq!(
+            go_map_text(&json!({"b": [1, "x"], "a": {"n": 1000000, "f": 1.5}})),
+            "map[a:map[f:1.5 n:1e+06] b:[1 x]]"
         );
     }
 

@@ -3,9 +3,11 @@
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
+use skiff_api::nesting;
 use skiff_api::patch::{self, PatchError, PatchType};
 use skiff_api::resources::{ResourceInfo, Subresource};
 
+use crate::admission;
 use crate::registry::{Registry, WriteOptions};
 use crate::status::ApiError;
 
@@ -25,17 +27,27 @@ pub(crate) fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Parses JSON, refusing anything but an object.
+/// Parses JSON. Nesting past Kubernetes' limit gets Kubernetes' answer; nesting Skiff cannot
+/// store (see [`skiff_api::nesting`]) gets the parser's.
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })?;
-    Ok(value)
+    let parse_error = |detail: String| {
+        ApiError::bad_request(format!(
+            "couldn't get version/kind; json parse error: {detail}"
+        ))
+    };
+    if let Some(bracket) = nesting::json_excess_bracket(body, nesting::KUBERNETES_MAX_DEPTH) {
+        return Err(parse_error(format!(
+            "invalid character '{}' exceeded max depth",
+            char::from(bracket)
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| parse_error(e.to_string()))
 }
 
-/// Parses YAML into the JSON data model.
+/// Parses YAML into the JSON data model; nesting past Kubernetes' limit is refused before
+/// parsing, with Kubernetes' message.
 pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
-    serde_yaml::from_slice::<Value>(body)
+    skiff_api::yaml::from_slice::<Value>(body)
         .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")))
 }
 
@@ -144,6 +156,18 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
     Ok(value)
 }
 
+/// How Go's JSON decoder names a value it cannot put into a field.
+pub(crate) fn go_json_kind(value: &Value) -> String {
+    match value {
+        Value::Number(n) => format!("number {n}"),
+        Value::String(_) => "string".to_string(),
+        Value::Bool(_) => "bool".to_string(),
+        Value::Array(_) => "array".to_string(),
+        Value::Object(_) => "object".to_string(),
+        Value::Null => "null".to_string(),
+    }
+}
+
 pub(crate) fn patch_error(err: PatchError) -> ApiError {
     ApiError {
         code: err.code(),
@@ -172,12 +196,6 @@ pub async fn patch(
         ))
     })?;
     let patch_doc = patch::decode_patch_body(patch_type, raw).map_err(patch_error)?;
-    let restore_failure = |err: ApiError| match patch_type {
-        PatchType::StrategicMerge => {
-            crate::admission::patched_object_unrestorable(resource, &err, &patch_doc).unwrap_or(err)
-        }
-        _ => err,
-    };
     let result = registry
         .write_loop(
             resource,
@@ -187,7 +205,12 @@ pub async fn patch(
             options,
             None,
             |current| {
-                patch::apply_patch(resource, &current, patch_type, &patch_doc).map_err(patch_error)
+                let patched = patch::apply_patch(resource, &current, patch_type, &patch_doc)
+                    .map_err(patch_error)?;
+                if patch_type != PatchType::Apply {
+                    admission::check_patched(resource, &patched, patch_type, &patch_doc)?;
+                }
+                Ok(patched)
             },
         )
         .await;
@@ -200,7 +223,7 @@ pub async fn patch(
                 .await?;
             Ok(crate::server::written(StatusCode::CREATED, w))
         }
-        Err(e) => Err(restore_failure(e)),
+        Err(e) => Err(e),
     }
 }
 

@@ -3,17 +3,21 @@
 use serde_json::{json, Value};
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 
+use crate::component_status;
 use crate::metrics_api;
 
 /// The Kubernetes minor version Skiff implements; kubectl's dispatcher picks its client by it.
-pub const KUBERNETES_MINOR: &str = "33";
+pub const KUBERNETES_MINOR: &str = "36";
+
+/// The Kubernetes release whose API Skiff serves, the prefix of `gitVersion` in `/version`.
+pub const KUBERNETES_RELEASE: &str = "v1.36.0";
 
 /// `GET /version`.
 pub fn version() -> Value {
     json!({
         "major": "1",
         "minor": KUBERNETES_MINOR,
-        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-skiff.{}", env!("CARGO_PKG_VERSION")),
+        "gitVersion": format!("{KUBERNETES_RELEASE}-skiff.{}", env!("CARGO_PKG_VERSION")),
         "gitCommit": "",
         "gitTreeState": "clean",
         "buildDate": "",
@@ -41,6 +45,24 @@ const ALL_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
+
+/// The verbs a resource supports: namespaces cannot be deleted as a collection (their storage
+/// has no `DeleteCollection`), every other resource supports all.
+pub fn verbs(r: &ResourceInfo) -> &'static [&'static str] {
+    const NO_COLLECTION_DELETE: &[&str] = &[
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
+    if supports_delete_collection(r) {
+        ALL_VERBS
+    } else {
+        NO_COLLECTION_DELETE
+    }
+}
+
+/// Whether `DELETE` on the collection is served.
+pub fn supports_delete_collection(r: &ResourceInfo) -> bool {
+    !(r.group.is_empty() && r.kind == "Namespace")
+}
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
@@ -133,7 +155,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": ALL_VERBS,
+        "verbs": verbs(r),
     });
     if !r.short_names.is_empty() {
         out["shortNames"] = json!(r.short_names);
@@ -156,9 +178,14 @@ pub fn aggregated(core: bool, format: DiscoveryFormat) -> Value {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let res: Vec<Value> = resources::resources_in(group, v)
+                    let mut res: Vec<Value> = resources::resources_in(group, v)
                         .map(aggregated_resource)
                         .collect();
+                    if (group, *v) == ("", "v1") {
+                        let mut cs = aggregated_resource(&component_status::COMPONENT_STATUS);
+                        cs["verbs"] = json!(component_status::VERBS);
+                        res.push(cs);
+                    }
                     json!({"version": v, "resources": res, "freshness": "Current"})
                 })
                 .collect();
@@ -230,7 +257,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": ALL_VERBS,
+            "verbs": verbs(r),
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -254,6 +281,17 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             }
             list.push(sub);
         }
+    }
+    if (group, version) == ("", "v1") {
+        let cs = &component_status::COMPONENT_STATUS;
+        list.push(json!({
+            "name": cs.plural,
+            "singularName": cs.singular,
+            "namespaced": false,
+            "kind": cs.kind,
+            "verbs": component_status::VERBS,
+            "shortNames": cs.short_names,
+        }));
     }
     let gv = if group.is_empty() {
         version.to_string()
@@ -343,6 +381,37 @@ pub fn advertise_metrics(doc: &mut Value, format: DiscoveryFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_do_not_advertise_deletecollection() {
+        let namespaces = resources::find("", "v1", "namespaces").expect("served");
+        assert!(!verbs(namespaces).contains(&"deletecollection"));
+        let pods = resources::find("", "v1", "pods").expect("served");
+        assert!(verbs(pods).contains(&"deletecollection"));
+        let legacy = api_resource_list("", "v1").expect("core v1");
+        let entry = legacy["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == "namespaces"))
+            .cloned()
+            .expect("namespaces listed");
+        assert!(!entry["verbs"]
+            .as_array()
+            .expect("verbs")
+            .iter()
+            .any(|v| v == "deletecollection"));
+    }
+
+    #[test]
+    fn version_reports_kubernetes_1_36_with_a_skiff_suffix() {
+        let doc = version();
+        assert_eq!(doc["major"], "1");
+        assert_eq!(doc["minor"], "36");
+        let git_version = doc["gitVersion"].as_str().unwrap();
+        assert!(
+            git_version.starts_with("v1.36.") && git_version.contains("-skiff."),
+            "gitVersion {git_version}"
+        );
+    }
 
     #[test]
     fn accept_header_picks_only_a_listed_aggregated_version() {

@@ -20,13 +20,14 @@ impl Filter {
         label_selector: Option<&str>,
         field_selector: Option<&str>,
     ) -> Result<Filter, ApiError> {
-        let label =
-            match label_selector.filter(|s| !s.trim().is_empty()) {
-                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
-                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
-                })?),
-                None => None,
-            };
+        let label = match label_selector.filter(|s| !s.trim().is_empty()) {
+            // The parser's message already reads as Kubernetes' (`unable to parse
+            // requirement: ...` where a requirement is at fault).
+            Some(s) => {
+                Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?)
+            }
+            None => None,
+        };
         let field = match field_selector.filter(|s| !s.trim().is_empty()) {
             Some(s) => {
                 let f =
@@ -61,5 +62,39 @@ impl Filter {
     pub fn matches(&self, resource: &ResourceInfo, obj: &Value) -> bool {
         self.label.as_ref().is_none_or(|l| l.matches_object(obj))
             && self.field.as_ref().is_none_or(|f| f.matches(resource, obj))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> &'static ResourceInfo {
+        skiff_api::resources::find_by_kind("v1", "Pod").expect("pods are served")
+    }
+
+    #[test]
+    fn a_bad_requirement_is_named_once() {
+        let err = Filter::parse(pods(), Some("app in (a"), None).expect_err("unbalanced");
+        assert_eq!(err.code, 400);
+        assert_eq!(
+            err.message,
+            "unable to parse requirement: found '', expected: ',' or ')'"
+        );
+        assert_eq!(
+            err.message.matches("unable to parse requirement").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_grammar_error_between_requirements_has_no_requirement_prefix() {
+        let err = Filter::parse(pods(), Some("a=b,"), None).expect_err("trailing comma");
+        assert_eq!(err.code, 400);
+        assert!(
+            !err.message.contains("unable to parse requirement"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod allocator;
 pub mod bodies;
+pub mod component_status;
 pub mod discovery;
 pub mod filter;
 pub mod logs;
@@ -18,6 +19,7 @@ pub mod openapi;
 pub mod openapi_v2;
 pub mod options;
 pub mod protobuf;
+pub mod recovery;
 pub mod registry;
 pub mod scale;
 pub mod server;

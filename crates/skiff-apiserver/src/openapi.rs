@@ -23,7 +23,7 @@ use skiff_api::cloneset::CloneSet;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 
 /// The Kubernetes release the documents claim to describe, as `info.version`.
-pub(crate) const KUBERNETES_VERSION: &str = "v1.33.0";
+pub(crate) const KUBERNETES_VERSION: &str = crate::discovery::KUBERNETES_RELEASE;
 
 /// Where schemars puts definitions, and where OpenAPI 3.0 wants them.
 const SCHEMARS_REF_PREFIX: &str = "#/$defs/";
@@ -206,6 +206,7 @@ fn build_group_version_document(group: &str, version: &str) -> Value {
         .map(|(name, schema)| (name, to_openapi3(schema)))
         .collect();
     apply_kubernetes_scalar_shapes(&mut schemas);
+    apply_kubernetes_enums(&mut schemas);
     for (name, schema) in schemas.iter_mut() {
         if name.starts_with(KRUISE_DEFINITION_PREFIX) {
             unwrap_descriptions(schema);
@@ -344,6 +345,146 @@ fn apply_kubernetes_scalar_shapes(schemas: &mut BTreeMap<String, Value>) {
                 "oneOf": [{"type": "string"}, {"type": "number"}],
             }),
         );
+    }
+}
+
+/// String fields Kubernetes 1.36 marks as enums, with their values, as its OpenAPI documents
+/// list them (`kubectl explain` prints them as `enum: A, B`). `k8s-openapi` keeps the field
+/// types as plain strings, so the values are restored here: (definition, property, values).
+const KUBERNETES_ENUMS: &[(&str, &str, &[&str])] = &[
+    (
+        "io.k8s.api.apps.v1.DeploymentStrategy",
+        "type",
+        &["Recreate", "RollingUpdate"],
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "imagePullPolicy",
+        &["Always", "IfNotPresent", "Never"],
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "terminationMessagePolicy",
+        &["FallbackToLogsOnError", "File"],
+    ),
+    (
+        "io.k8s.api.core.v1.ContainerPort",
+        "protocol",
+        &["SCTP", "TCP", "UDP"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "restartPolicy",
+        &["Always", "Never", "OnFailure"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "dnsPolicy",
+        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "preemptionPolicy",
+        &["Never", "PreemptLowerPriority"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "phase",
+        &["Failed", "Pending", "Running", "Succeeded", "Unknown"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "qosClass",
+        &["BestEffort", "Burstable", "Guaranteed"],
+    ),
+    (
+        "io.k8s.api.core.v1.Toleration",
+        "operator",
+        &["Equal", "Exists"],
+    ),
+    (
+        "io.k8s.api.core.v1.Toleration",
+        "effect",
+        &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServicePort",
+        "protocol",
+        &["SCTP", "TCP", "UDP"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "type",
+        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "sessionAffinity",
+        &["ClientIP", "None"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "externalTrafficPolicy",
+        &["Cluster", "Local"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "internalTrafficPolicy",
+        &["Cluster", "Local"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ipFamilyPolicy",
+        &["PreferDualStack", "RequireDualStack", "SingleStack"],
+    ),
+    (
+        "io.k8s.api.core.v1.NamespaceStatus",
+        "phase",
+        &["Active", "Terminating"],
+    ),
+    (
+        "io.k8s.api.discovery.v1.EndpointSlice",
+        "addressType",
+        &["FQDN", "IPv4", "IPv6"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.MetricSpec",
+        "type",
+        &[
+            "ContainerResource",
+            "External",
+            "Object",
+            "Pods",
+            "Resource",
+        ],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.MetricTarget",
+        "type",
+        &["AverageValue", "Utilization", "Value"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HPAScalingPolicy",
+        "type",
+        &["Percent", "Pods"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HPAScalingRules",
+        "selectPolicy",
+        &["Disabled", "Max", "Min"],
+    ),
+];
+
+/// Adds `enum` to the string fields of [`KUBERNETES_ENUMS`] present in `schemas`.
+fn apply_kubernetes_enums(schemas: &mut BTreeMap<String, Value>) {
+    for (definition, property, values) in KUBERNETES_ENUMS {
+        if let Some(Value::Object(field)) = schemas
+            .get_mut(*definition)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(*property))
+        {
+            field.insert("enum".into(), json!(values));
+        }
     }
 }
 
@@ -775,7 +916,7 @@ fn add_resource_paths(
     let mut delete_collection_parameters = delete_parameters();
     delete_collection_parameters.extend(list_parameters());
 
-    let collection_ops = json!({
+    let mut collection_ops = json!({
         "parameters": scope_parameters,
         "get": Operation {
             action: "list",
@@ -797,7 +938,9 @@ fn add_resource_paths(
             request_body: Some(json_body(definition)),
             responses: responses(definition, &[("201", "Created"), ("202", "Accepted")]),
         }.into_json(),
-        "delete": Operation {
+    });
+    if crate::discovery::supports_delete_collection(info) {
+        collection_ops["delete"] = Operation {
             action: "deletecollection",
             operation_id: format!("delete{op_prefix}Collection{scope}{}", info.kind),
             description: format!("delete collection of {}", info.kind),
@@ -806,8 +949,9 @@ fn add_resource_paths(
             parameters: delete_collection_parameters,
             request_body: Some(json_body(DELETE_OPTIONS)),
             responses: responses(STATUS, &[]),
-        }.into_json(),
-    });
+        }
+        .into_json();
+    }
     paths.insert(collection, collection_ops);
 
     let item_ops = json!({
@@ -1302,6 +1446,48 @@ mod tests {
 /// Runs the real `kubectl explain` against a minimal loopback server that answers discovery and
 /// serves these documents, to prove kubectl can find kinds and walk fields in them.
 #[cfg(test)]
+mod enums {
+    use super::*;
+
+    #[test]
+    fn deployment_strategy_type_lists_its_values() {
+        let doc = group_version_document("apps", "v1").expect("apps/v1 is served");
+        let field = doc
+            .pointer("/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy/properties/type")
+            .expect("strategy type");
+        assert_eq!(field["enum"], json!(["Recreate", "RollingUpdate"]));
+        assert_eq!(field["type"], "string");
+    }
+
+    #[test]
+    fn every_listed_enum_names_a_published_string_field() {
+        let mut found = std::collections::BTreeSet::new();
+        for (group, version) in [
+            ("", "v1"),
+            ("apps", "v1"),
+            ("autoscaling", "v2"),
+            ("discovery.k8s.io", "v1"),
+        ] {
+            let doc = group_version_document(group, version).expect("served");
+            for (definition, property, values) in KUBERNETES_ENUMS {
+                let Some(schema) = doc.pointer(&format!("/components/schemas/{definition}")) else {
+                    continue;
+                };
+                let field = &schema["properties"][*property];
+                assert_eq!(field["enum"], json!(values), "{definition}.{property}");
+                found.insert((*definition, *property));
+            }
+        }
+        for (definition, property, _) in KUBERNETES_ENUMS {
+            assert!(
+                found.contains(&(*definition, *property)),
+                "{definition}.{property} is in no document"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod kubectl_explain {
     use super::*;
     use skiff_api::resources::RESOURCES;
@@ -1388,7 +1574,7 @@ mod kubectl_explain {
             (
                 "200 OK",
                 Bytes::from(
-                    json!({"major": "1", "minor": "33", "gitVersion": KUBERNETES_VERSION})
+                    json!({"major": "1", "minor": crate::discovery::KUBERNETES_MINOR, "gitVersion": KUBERNETES_VERSION})
                         .to_string(),
                 ),
             )
@@ -1533,6 +1719,10 @@ mod kubectl_explain {
             "{stdout}"
         );
         assert!(stdout.contains("type\t<string>"), "{stdout}");
+        assert!(
+            stdout.contains("enum: Recreate, RollingUpdate"),
+            "kubectl explain shows the strategy types: {stdout}"
+        );
     }
 
     #[test]

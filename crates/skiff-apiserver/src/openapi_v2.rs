@@ -219,7 +219,7 @@ fn patch_operation(op: &Value) -> Option<Operation> {
     let mut vendor_extension = Vec::new();
     for name in ["x-kubernetes-action", "x-kubernetes-group-version-kind"] {
         if let Some(value) = op.get(name) {
-            let yaml = serde_yaml::to_string(value).ok()?;
+            let yaml = skiff_api::yaml::to_string(value).ok()?;
             vendor_extension.push(NamedAny {
                 name: name.to_string(),
                 value: Some(AnyValue { yaml }),
@@ -294,7 +294,7 @@ mod tests {
             .find(|e| e.name == "x-kubernetes-group-version-kind")
             .and_then(|e| e.value.clone())
             .expect("the kind extension");
-        let parsed: Value = serde_yaml::from_str(&gvk.yaml).expect("YAML");
+        let parsed: Value = skiff_api::yaml::from_str(&gvk.yaml).expect("YAML");
         assert_eq!(
             parsed,
             serde_json::json!({"group": "apps", "version": "v1", "kind": "Deployment"})

@@ -174,19 +174,33 @@ fn qos_class(pod: &Value) -> &'static str {
 /// Random suffix alphabet Kubernetes uses for generated names (no vowels, no confusable digits).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-/// `generateName` plus five random characters, as Kubernetes generates names.
+/// The longest `generateName` prefix kept: a name's 63 bytes less the random suffix, as
+/// Kubernetes' `MaxGeneratedNameLength`.
+pub const MAX_GENERATED_NAME_PREFIX_BYTES: usize = 58;
+
+/// `generateName` plus five random characters, as Kubernetes generates names. A longer prefix
+/// is cut to [`MAX_GENERATED_NAME_PREFIX_BYTES`], on a character boundary so that a
+/// multi-byte character never splits; validation then judges the result.
 pub fn generate_name(prefix: &str) -> String {
-    let prefix = if prefix.len() > 58 {
-        &prefix[..58]
-    } else {
-        prefix
-    };
+    let prefix = &prefix[..prefix.floor_char_boundary(MAX_GENERATED_NAME_PREFIX_BYTES)];
     let mut out = prefix.to_string();
     for _ in 0..5 {
         let i = (uuid::Uuid::new_v4().as_u128() % NAME_ALPHABET.len() as u128) as usize;
         out.push(NAME_ALPHABET[i] as char);
     }
     out
+}
+
+/// When a graceful deletion started at `now` with `grace_seconds` ends. Kubernetes keeps any
+/// grace period a client asks for; one reaching past the last representable instant ends
+/// there instead of overflowing.
+pub fn deletion_deadline(now: jiff::Timestamp, grace_seconds: i64) -> jiff::Timestamp {
+    now.checked_add(jiff::SignedDuration::from_secs(grace_seconds))
+        .unwrap_or(if grace_seconds < 0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        })
 }
 
 /// Everything except metadata and status: what `generation` tracks.
@@ -304,7 +318,9 @@ impl Registry {
 
     /// Converts a stored object to the version the client asked for.
     fn present(&self, resource: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
-        admission::convert(obj, &resource.api_version())
+        let mut obj = admission::convert(obj, &resource.api_version())?;
+        skiff_api::wire::fill_never_omitted(resource, &mut obj);
+        Ok(obj)
     }
 
     fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
@@ -493,7 +509,7 @@ impl Registry {
         // Read in pages from the store until the page is full or the keys run out; selectors
         // may reject many stored objects, so a page can take several store reads.
         loop {
-            let batch_limit = limit.map(|l| (l * 2).max(64));
+            let batch_limit = limit.map(|l| l.saturating_mul(2).max(64));
             let batch = if count_exactly {
                 self.store
                     .list(&prefix, cursor.as_deref(), batch_limit)
@@ -519,7 +535,7 @@ impl Registry {
                             // Objects created meanwhile can make the carried count run out
                             // early; a page with a successor still has at least one left.
                             Some(before) => before.saturating_sub(items.len()).max(1),
-                            None => batch.remaining + (batch_len - i - 1),
+                            None => batch.remaining.saturating_add(batch_len - i - 1),
                         });
                         continue_token = Some(encode_continue(&ContinueToken {
                             revision: first_revision.unwrap_or(revision),
@@ -732,6 +748,7 @@ impl Registry {
         admission::apply_defaults(resource, &mut obj);
         let storage = resources::storage_resource(resource);
         let mut stored = admission::convert(obj, &storage.api_version())?;
+        skiff_api::wire::fill_never_omitted(storage, &mut stored);
         self.prepare_create(storage, &mut stored);
         let errors = admission::validate_create(storage, &stored);
         if !errors.is_empty() {
@@ -965,7 +982,8 @@ impl Registry {
         let (mut desired, warnings) =
             admission::normalize(resource, desired, options.field_validation)?;
         admission::apply_defaults(resource, &mut desired);
-        let desired = admission::convert(desired, &storage.api_version())?;
+        let mut desired = admission::convert(desired, &storage.api_version())?;
+        skiff_api::wire::fill_never_omitted(storage, &mut desired);
 
         let mut new = match subresource {
             // The apps kinds' status strategy keeps the new metadata (annotations included,
@@ -1036,7 +1054,7 @@ impl Registry {
                 .get("generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            meta::set(&mut new, "generation", json!(generation + 1));
+            meta::set(&mut new, "generation", json!(generation.saturating_add(1)));
         }
         if meta::is_deleting(old) {
             // Once deletion started, finalizers may only be removed.
@@ -1150,7 +1168,7 @@ impl Registry {
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64);
             if !already || current_grace.is_some_and(|g| grace < g) {
-                let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                let when = deletion_deadline(jiff::Timestamp::now(), grace);
                 meta::set(
                     &mut new,
                     "deletionTimestamp",
@@ -1162,7 +1180,7 @@ impl Registry {
                         .pointer("/metadata/generation")
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
-                    meta::set(&mut new, "generation", json!(g + 1));
+                    meta::set(&mut new, "generation", json!(g.saturating_add(1)));
                 }
             }
             if storage.kind == "Namespace" {
@@ -1207,14 +1225,19 @@ impl Registry {
         if !on_node || terminal {
             return 0;
         }
-        options
+        let grace = options
             .grace_period_seconds
             .or_else(|| {
                 obj.pointer("/spec/terminationGracePeriodSeconds")
                     .and_then(Value::as_i64)
             })
-            .unwrap_or(30)
-            .max(0)
+            .unwrap_or(30);
+        // Kubernetes treats a negative grace period as one second on the delete path.
+        if grace < 0 {
+            1
+        } else {
+            grace
+        }
     }
 
     /// A read-modify-write that only the control plane itself makes (binding a pod, releasing
@@ -1673,5 +1696,34 @@ mod tests {
         let n = generate_name("web-");
         assert_eq!(n.len(), 9);
         assert!(n[4..].bytes().all(|b| NAME_ALPHABET.contains(&b)));
+    }
+
+    #[test]
+    fn generated_names_cut_long_prefixes_on_a_character_boundary() {
+        // 57 ASCII bytes and a two-byte character spanning bytes 57 and 58.
+        let prefix = format!("{}é-tail", "a".repeat(57));
+        let name = generate_name(&prefix);
+        assert_eq!(&name[..57], "a".repeat(57));
+        assert_eq!(name.len(), 57 + 5, "the split character is dropped whole");
+        let ascii = "b".repeat(80);
+        assert_eq!(
+            generate_name(&ascii).len(),
+            MAX_GENERATED_NAME_PREFIX_BYTES + 5
+        );
+    }
+
+    #[test]
+    fn deletion_deadlines_saturate_instead_of_overflowing() {
+        let now = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        assert_eq!(
+            deletion_deadline(now, 30),
+            jiff::Timestamp::from_second(1_700_000_030).unwrap()
+        );
+        assert_eq!(
+            deletion_deadline(now, 999_999_999_999),
+            jiff::Timestamp::MAX
+        );
+        assert_eq!(deletion_deadline(now, i64::MAX), jiff::Timestamp::MAX);
+        assert_eq!(deletion_deadline(now, i64::MIN), jiff::Timestamp::MIN);
     }
 }

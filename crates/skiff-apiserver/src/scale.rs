@@ -56,10 +56,20 @@ fn scale_resource() -> &'static ResourceInfo {
 }
 
 fn replicas_of(scale: &Value, resource: &ResourceInfo, name: &str) -> Result<i64, ApiError> {
-    let replicas = scale
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    // Absent or null is Go's zero value; anything but an int32 fails to decode, as it does
+    // into Kubernetes' ScaleSpec.
+    let replicas = match scale.pointer("/spec/replicas") {
+        None | Some(Value::Null) => 0,
+        Some(value) => value
+            .as_i64()
+            .filter(|r| i32::try_from(*r).is_ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal {} into Go struct field ScaleSpec.spec.replicas of type int32",
+                    bodies::go_json_kind(value)
+                ))
+            })?,
+    };
     if replicas < 0 {
         return Err(ApiError::invalid(
             resource,

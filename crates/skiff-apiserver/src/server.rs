@@ -45,13 +45,22 @@ pub struct ServerState {
 
 /// Builds the router.
 pub fn router(state: Arc<ServerState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Builds the router with `extra` routes served beside the API, behind the same
+/// authentication and panic recovery, so that an embedder (or a test) can add endpoints that
+/// get the protections every API request gets.
+pub fn router_with(state: Arc<ServerState>, extra: Router<Arc<ServerState>>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
         .route("/version", get(version))
+        .merge(extra)
         .fallback(api)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(crate::recovery::recover_panics))
         .with_state(state)
 }
 
@@ -328,6 +337,9 @@ fn accept_header(headers: &HeaderMap) -> &str {
 
 async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     let deprecation = match parse_path(req.uri().path()) {
+        _ if crate::component_status::parse_path(req.uri().path()).is_some() => {
+            Some(crate::component_status::DEPRECATION_WARNING)
+        }
         Ok(Target::Resource { resource, .. }) => {
             skiff_api::resources::deprecation_warning(resource)
         }
@@ -343,10 +355,48 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     }
 }
 
+/// How much of an oversized body is read and thrown away before answering 413. A client that
+/// writes its whole body before reading the answer (as most do) then gets the 413 instead of a
+/// reset connection; a client sending more is cut off.
+const OVERSIZED_BODY_DRAIN_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long an oversized body is drained at most, so that a slow sender cannot hold a request.
+const OVERSIZED_BODY_DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    use axum::body::HttpBody;
+    let declared_too_large =
+        usize::try_from(body.size_hint().lower()).map_or(true, |n| n > MAX_BODY_BYTES);
+    let mut chunks = body.into_data_stream();
+    if declared_too_large {
+        drain_oversized(chunks).await;
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    let mut collected = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if collected.len().saturating_add(chunk.len()) > MAX_BODY_BYTES {
+            drain_oversized(chunks).await;
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// Discards what is left of an oversized body, within the drain limits.
+async fn drain_oversized(mut chunks: axum::body::BodyDataStream) {
+    let drain = async {
+        let mut discarded = 0usize;
+        while let Some(Ok(chunk)) = chunks.next().await {
+            discarded = discarded.saturating_add(chunk.len());
+            if discarded > OVERSIZED_BODY_DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(OVERSIZED_BODY_DRAIN_TIME, drain).await;
 }
 
 fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
@@ -386,6 +436,19 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     .await?;
             return Ok(json_response(StatusCode::OK, &body));
         }
+    }
+    if let Some(name) = crate::component_status::parse_path(parts.uri.path()) {
+        if method != Method::GET || query.flag("watch") {
+            return Err(ApiError::method_not_allowed());
+        }
+        let body = crate::component_status::serve(
+            registry,
+            name,
+            wants_table(&headers),
+            IncludeObject::parse(query.get("includeObject")),
+        )
+        .await?;
+        return Ok(json_response(StatusCode::OK, &body));
     }
     let target = parse_path(parts.uri.path())?;
     match target {
@@ -499,6 +562,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         .create(resource, ns, obj, query.write_options(&method, &headers)?)
                         .await?;
                     Ok(written(StatusCode::CREATED, w))
+                }
+                (Method::DELETE, None, None)
+                    if !crate::discovery::supports_delete_collection(resource) =>
+                {
+                    Err(ApiError::method_not_allowed())
                 }
                 (Method::DELETE, None, None) => {
                     let opts = delete_options(&query, &headers, &read_body(body).await?)?;
@@ -675,8 +743,17 @@ fn delete_options(
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
+    let grace_period_seconds = match body.get("gracePeriodSeconds") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(value.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go struct field DeleteOptions.gracePeriodSeconds of type int64",
+                bodies::go_json_kind(value)
+            ))
+        })?),
+    };
     let mut opts = DeleteOptions {
-        grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        grace_period_seconds,
         propagation_policy: body
             .get("propagationPolicy")
             .and_then(Value::as_str)
@@ -1058,5 +1135,27 @@ mod tests {
         assert!(parse_path("/apis/apps/v1/namespaces/a/widgets").is_err());
         assert!(parse_path("/apis/apps/v1/deployments/web").is_err());
         assert!(parse_path("/api/v1/namespaces/a/configmaps/x/scale").is_err());
+    }
+
+    #[test]
+    fn delete_options_refuse_a_grace_period_that_is_not_an_int64() {
+        let query = Query::parse(None).unwrap();
+        let headers = HeaderMap::new();
+        for body in [
+            r#"{"gracePeriodSeconds": "30"}"#,
+            r#"{"gracePeriodSeconds": 1.5}"#,
+            r#"{"gracePeriodSeconds": 18446744073709551615}"#,
+        ] {
+            let err = delete_options(&query, &headers, body.as_bytes()).expect_err(body);
+            assert_eq!(err.code, 400, "{body}: {err}");
+            assert!(
+                err.message.contains("DeleteOptions.gracePeriodSeconds"),
+                "{err}"
+            );
+        }
+        let opts = delete_options(&query, &headers, br#"{"gracePeriodSeconds": -3}"#).unwrap();
+        assert_eq!(opts.grace_period_seconds, Some(-3));
+        let opts = delete_options(&query, &headers, br#"{"gracePeriodSeconds": null}"#).unwrap();
+        assert_eq!(opts.grace_period_seconds, None);
     }
 }

@@ -212,6 +212,20 @@ impl ApiError {
         }
     }
 
+    /// 422 for a patch whose result has a value of the wrong type: Kubernetes reports it on
+    /// no kind and no name, so the message starts ` "" is invalid:`.
+    pub fn invalid_patch(error: &FieldError) -> ApiError {
+        let cause = json!({"reason": error.error_type.reason(), "message": error.message(), "field": error.field});
+        ApiError {
+            details: Some(json!({"causes": [cause]})),
+            ..ApiError::new(
+                422,
+                "Invalid",
+                invalid_message("", "", std::slice::from_ref(error)),
+            )
+        }
+    }
+
     /// 500: something failed inside the server.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message)

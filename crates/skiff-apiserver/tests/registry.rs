@@ -570,3 +570,87 @@ async fn exact_lists_rebuild_the_past_and_refuse_what_history_lacks() {
         "The resourceVersion for the provided list is too old."
     );
 }
+
+#[tokio::test]
+async fn a_multibyte_generate_name_across_the_cut_is_invalid_not_a_crash() {
+    let (_d, r) = registry().await;
+    let pods = res("", "v1", "pods");
+    let prefix = format!("{}é-", "a".repeat(57));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": prefix},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let err = r
+        .create(pods, Some("default"), pod, opts())
+        .await
+        .expect_err("a prefix that is not a DNS subdomain makes an invalid name");
+    assert_eq!(err.code, 422, "{err}");
+    assert_eq!(err.reason, "Invalid");
+
+    // A long ASCII prefix is cut to 58 bytes and the name is valid.
+    let long = format!("{}-", "b".repeat(70));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": long},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let created = r
+        .create(pods, Some("default"), pod, opts())
+        .await
+        .unwrap()
+        .object;
+    let name = created["metadata"]["name"].as_str().unwrap();
+    assert_eq!(name.len(), 63);
+    assert!(name.starts_with(&"b".repeat(58)));
+}
+
+#[tokio::test]
+async fn a_huge_grace_period_is_kept_and_the_deadline_saturates() {
+    let (_d, r) = registry().await;
+    let pods = res("", "v1", "pods");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    r.create(pods, Some("default"), pod, opts()).await.unwrap();
+    r.bind_pod("default", "slow", "node-1").await.unwrap();
+    let huge = DeleteOptions {
+        grace_period_seconds: Some(999_999_999_999),
+        ..Default::default()
+    };
+    let marked = match r
+        .delete(pods, Some("default"), "slow", &huge)
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => o,
+        Deleted::Gone(_) => panic!("a bound pod with a grace period must wait for its node"),
+    };
+    assert_eq!(
+        marked["metadata"]["deletionGracePeriodSeconds"],
+        999_999_999_999i64
+    );
+    let deadline = marked["metadata"]["deletionTimestamp"].as_str().unwrap();
+    assert!(deadline.starts_with("9999-"), "{deadline}");
+
+    // A shorter grace period still shortens it.
+    let short = DeleteOptions {
+        grace_period_seconds: Some(5),
+        ..Default::default()
+    };
+    match r
+        .delete(pods, Some("default"), "slow", &short)
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 5),
+        Deleted::Gone(_) => panic!("a grace period of 5 s still waits"),
+    }
+
+    // A negative grace period counts as one second, as on Kubernetes' delete path.
+    let negative = DeleteOptions {
+        grace_period_seconds: Some(-5),
+        ..Default::default()
+    };
+    match r
+        .delete(pods, Some("default"), "slow", &negative)
+        .await
+        .unwrap()
+    {
+        Deleted::Pending(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 1),
+        Deleted::Gone(_) => panic!("a negative grace period is one second, not immediate"),
+    }
+}

@@ -13,5 +13,6 @@ pub mod endpointslice;
 pub mod gc;
 pub mod hpa;
 pub mod manager;
+pub mod namespace_defaults;
 pub mod replicaset;
 pub mod shell;

@@ -151,3 +151,34 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         }
     }
 }
+
+/// kube-controller-manager's `--concurrent-serviceaccount-token-syncs` default, for the
+/// namespace defaults.
+const NAMESPACE_DEFAULTS_WORKERS: usize = 5;
+
+/// Gives every namespace its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap
+/// holding `ca_pem`, until `shutdown` resolves.
+pub async fn run_namespace_defaults(
+    client: Arc<dyn Client>,
+    ca_pem: String,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let namespaces = informer(&client, "", "v1", "namespaces");
+    let service_accounts = informer(&client, "", "v1", "serviceaccounts");
+    let config_maps = informer(&client, "", "v1", "configmaps");
+    for i in [&namespaces, &service_accounts, &config_maps] {
+        i.wait_synced().await;
+    }
+    let controller = crate::namespace_defaults::NamespaceDefaultsController::new(
+        client,
+        namespaces,
+        service_accounts,
+        config_maps,
+        &ca_pem,
+    );
+    let stopper = controller.clone();
+    tokio::select! {
+        _ = controller.run(NAMESPACE_DEFAULTS_WORKERS) => {}
+        _ = shutdown => stopper.shutdown(),
+    }
+}

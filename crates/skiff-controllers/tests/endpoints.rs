@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use skiff_controllers::endpoints::pods::find_port;
 use skiff_controllers::endpoints::{
     plan, repack_subsets, truncate_subsets, EndpointsWrite, HEADLESS_SERVICE_LABEL,
-    LAST_CHANGE_TRIGGER_TIME_ANNOTATION, MAX_CAPACITY, OVER_CAPACITY_ANNOTATION,
+    LAST_CHANGE_TRIGGER_TIME_ANNOTATION, MANAGED_BY_LABEL, MAX_CAPACITY, OVER_CAPACITY_ANNOTATION,
 };
 
 const NS: &str = "ns";
@@ -264,6 +264,16 @@ fn creates_then_updates_only_on_change_and_keeps_trigger_time() {
     assert_eq!(
         created
             .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
+            .map(String::as_str),
+        Some("endpoint-controller"),
+        "Kubernetes 1.33 and later label the Endpoints they manage"
+    );
+    assert_eq!(
+        created
+            .metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(LAST_CHANGE_TRIGGER_TIME_ANNOTATION))
@@ -278,6 +288,22 @@ fn creates_then_updates_only_on_change_and_keeps_trigger_time() {
     stored["subsets"][0]["addresses"][0]["targetRef"]["resourceVersion"] = json!("77");
     let stored: Endpoints = serde_json::from_value(stored).expect("decodes");
     assert_eq!(plan(&svc, &pods, Some(&stored), None), None);
+
+    // Endpoints written before the controller labelled its objects get the label.
+    let mut unlabelled = stored.clone();
+    if let Some(labels) = unlabelled.metadata.labels.as_mut() {
+        labels.remove(MANAGED_BY_LABEL);
+    }
+    match plan(&svc, &pods, Some(&unlabelled), None) {
+        Some(EndpointsWrite::Update(e)) => assert_eq!(
+            e.metadata
+                .labels
+                .and_then(|l| l.get(MANAGED_BY_LABEL).cloned())
+                .as_deref(),
+            Some("endpoint-controller")
+        ),
+        other => panic!("expected the label to be added, got {other:?}"),
+    }
 
     // A Service label change is an update, and clears the trigger time when none is given.
     let mut relabelled = svc.clone();

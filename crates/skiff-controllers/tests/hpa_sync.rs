@@ -114,7 +114,7 @@ impl World {
         );
         if let Some(rescale) = &plan.rescale {
             self.history.store_scale_event(
-                self.hpa.spec.as_ref().and_then(|s| s.behavior.as_ref()),
+                self.hpa.spec.behavior.as_ref(),
                 rescale.previous,
                 rescale.replicas,
                 now,

@@ -276,7 +276,7 @@ fn scaling_event_resizes_proportionally_instead_of_rolling_out() {
     assert_eq!(desired_replicas_annotation(replica_set), Some(5));
     assert_eq!(
         messages(&p),
-        vec!["Scaled up replica set web-old to 5 from 3".to_string()]
+        vec!["Scaled up replica set web-old from 3 to 5".to_string()]
     );
 }
 
@@ -551,7 +551,7 @@ fn stuck_rollout_is_requeued_for_its_deadline() {
     let last_update = "2025-03-01T11:58:20Z"; // 100 s before now
     d.status = serde_json::from_value(json!({
         "observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 1,
-        "availableReplicas": 1, "unavailableReplicas": 2,
+        "availableReplicas": 1, "unavailableReplicas": 2, "terminatingReplicas": 0,
         "conditions": [
             {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
              "message": "Deployment does not have minimum availability.",
@@ -639,12 +639,12 @@ fn scaling_events_hold_only_for_the_replica_sets_whose_write_went_through() {
 
     let table: &[(&[&str], &[&str])] = &[
         (&[], &[]),
-        (&["web-new"], &["Scaled up replica set web-new to 4 from 2"]),
+        (&["web-new"], &["Scaled up replica set web-new from 2 to 4"]),
         (
             &["web-new", "web-old"],
             &[
-                "Scaled up replica set web-old to 6 from 3",
-                "Scaled up replica set web-new to 4 from 2",
+                "Scaled up replica set web-old from 3 to 6",
+                "Scaled up replica set web-new from 2 to 4",
             ],
         ),
     ];
@@ -724,4 +724,40 @@ fn templates_compare_equal_ignoring_the_hash_label() {
     let c: k8s_openapi::api::core::v1::PodTemplateSpec =
         serde_json::from_value(template("web:2")).expect("template");
     assert!(!equal_ignore_hash(&a, &c));
+}
+
+#[test]
+fn deployment_status_counts_the_terminating_pods_of_its_replica_sets() {
+    let d = deployment(3, rolling(json!(1), json!(0)), "web:2", json!({}));
+    let mut new_rs = replica_set(Rs {
+        name: "web-new",
+        image: "web:2",
+        replicas: 3,
+        available: 3,
+        revision: "2",
+        desired: 3,
+        created: "2025-01-01T00:00:00Z",
+    });
+    let mut old_rs = replica_set(Rs {
+        name: "web-old",
+        image: "web:1",
+        replicas: 0,
+        available: 0,
+        revision: "1",
+        desired: 3,
+        created: "2024-01-01T00:00:00Z",
+    });
+    new_rs.status.as_mut().expect("status").terminating_replicas = Some(1);
+    old_rs.status.as_mut().expect("status").terminating_replicas = Some(2);
+    let all = [new_rs.clone(), old_rs];
+    assert_eq!(terminating_replica_count(&all), 3);
+    let status = calculate_status(&all, Some(&new_rs), &d, now());
+    assert_eq!(status.terminating_replicas, Some(3));
+
+    let settled = calculate_status(&[], None, &d, now());
+    assert_eq!(
+        settled.terminating_replicas,
+        Some(0),
+        "a Deployment with nothing terminating still says 0, as Kubernetes 1.36 does"
+    );
 }

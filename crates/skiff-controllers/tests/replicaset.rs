@@ -507,7 +507,7 @@ fn calculate_status_table() {
     ];
     for (name, min_ready, pods, [replicas, fully, ready, available]) in cases {
         let rs = replica_set(1, min_ready, json!({}));
-        let status = calculate_status(&rs, &pods, None, now());
+        let status = calculate_status(&rs, &pods, 0, None, now());
         assert_eq!(status.replicas, replicas, "{name}: replicas");
         assert_eq!(
             status.fully_labeled_replicas.unwrap_or(0),
@@ -591,7 +591,7 @@ fn calculate_status_conditions_table() {
     } in cases
     {
         let rs = replica_set(replicas, 0, stored);
-        let status = calculate_status(&rs, pods, error, now());
+        let status = calculate_status(&rs, pods, 0, error, now());
         let condition = status
             .conditions
             .iter()
@@ -688,9 +688,23 @@ fn inactive_pods_are_neither_counted_nor_deleted_and_get_replaced() {
     succeeded.status.get_or_insert_with(Default::default).phase = Some("Succeeded".into());
     let mut failed = status_pod("failed", labels.clone(), None);
     failed.status.get_or_insert_with(Default::default).phase = Some("Failed".into());
-    let live = status_pod("live", labels, Some(10));
-    let p = plan(&rs, &[terminating, succeeded, failed, live], now());
+    let live = status_pod("live", labels.clone(), Some(10));
+    let mut other_owner = status_pod("someone-elses", labels, Some(10));
+    other_owner.metadata.deletion_timestamp = terminating.metadata.deletion_timestamp.clone();
+    if let Some(owner) = other_owner.metadata.owner_references.as_mut() {
+        owner[0].uid = "other-uid".into();
+    }
+    let p = plan(
+        &rs,
+        &[terminating, succeeded, failed, live, other_owner],
+        now(),
+    );
     assert_eq!(p.status.replicas, 1);
+    assert_eq!(
+        p.status.terminating_replicas,
+        Some(1),
+        "only the pod this ReplicaSet controls counts as terminating"
+    );
     assert_eq!(p.create.map(|c| c.count), Some(1));
     assert!(p.delete.is_empty());
 }
@@ -778,7 +792,8 @@ fn status_write_is_skipped_in_the_steady_state_and_records_the_generation() {
         1,
         0,
         json!({"replicas": 1, "fullyLabeledReplicas": 1,
-        "readyReplicas": 1, "availableReplicas": 1, "observedGeneration": 3}),
+        "readyReplicas": 1, "availableReplicas": 1, "observedGeneration": 3,
+        "terminatingReplicas": 0}),
     );
     assert_eq!(plan(&current, &pods, now()).status_update, None);
 }

@@ -64,18 +64,15 @@ fn ten_replicas_at_quarters_moves_three_at_a_time() {
     // surge ceil(2.5) = 3, unavailable floor(2.5) = 2.
     let plan = rollout_plan(&deployment(10, rolling("25%".into(), "25%".into()))).expect("plan");
     assert_eq!((plan.max_surge, plan.max_unavailable), (3, 2));
-    // Sync 1 creates the new RS at 3 (13 pods, the surge limit) and, since creating is not
-    // "scaling up", goes on to scale the old one down within maxUnavailable: allPods 13 -
-    // minAvailable 8 - 3 new pods not yet available = 2, so old 10 -> 8, as Kubernetes does.
-    // Then new +2 (back to 13), old -5 (13 available - 8), new +5, old -3.
+    // Sync 1 creates the new RS at 3 (13 pods, the surge limit): that write is a state of its
+    // own. Since creating is not "scaling up", the same sync goes on to scale the old one down
+    // within maxUnavailable: allPods 13 - minAvailable 8 - 3 new pods not yet available = 2,
+    // so old 10 -> 8, as Kubernetes does. Then new +2 (back to 13), old -5 once the new pods
+    // are available (13 available - 8), new +5, old -3.
     assert_eq!(
         plan.steps,
-        steps(&[0, 3, 5, 5, 10, 10], &[10, 8, 8, 3, 3, 0])
+        steps(&[0, 3, 3, 5, 5, 10, 10], &[10, 10, 8, 8, 3, 3, 0])
     );
-    let first = plan.steps.first().copied();
-    let last = plan.steps.last().copied();
-    assert_eq!(first, Some(Step { new: 0, old: 10 }));
-    assert_eq!(last, Some(Step { new: 10, old: 0 }));
     for pair in plan.steps.windows(2) {
         let total = pair[1].new + pair[1].old;
         assert!(total <= 13, "never more than replicas + maxSurge: {pair:?}");
@@ -84,6 +81,141 @@ fn ten_replicas_at_quarters_moves_three_at_a_time() {
             "never fewer than replicas - maxUnavailable: {pair:?}"
         );
     }
+}
+
+/// Whole plans worked out by hand from Kubernetes' rolling-update arithmetic, assuming syncs
+/// run until nothing more can move and then the new pods become available together.
+#[test]
+fn rolling_plans_list_every_state_kubernetes_passes_through() {
+    struct Case {
+        name: &'static str,
+        replicas: i32,
+        surge: serde_json::Value,
+        unavailable: serde_json::Value,
+        steps: &'static [(i32, i32)],
+    }
+    let cases = [
+        Case {
+            name: "10 at 25%/25%",
+            replicas: 10,
+            surge: "25%".into(),
+            unavailable: "25%".into(),
+            steps: &[(0, 10), (3, 10), (3, 8), (5, 8), (5, 3), (10, 3), (10, 0)],
+        },
+        Case {
+            // Sync 1 creates 1 new pod (6 = the surge limit) and removes 1 old one (6 - 4 - 1
+            // unavailable new pod); the new pod at 2 then waits for availability before the
+            // old ReplicaSet can lose 2 more.
+            name: "5 at 1/1",
+            replicas: 5,
+            surge: 1.into(),
+            unavailable: 1.into(),
+            steps: &[
+                (0, 5),
+                (1, 5),
+                (1, 4),
+                (2, 4),
+                (2, 2),
+                (4, 2),
+                (4, 0),
+                (5, 0),
+            ],
+        },
+        Case {
+            // No surge: the new ReplicaSet is created empty, which is no state change.
+            name: "4 at 0/2",
+            replicas: 4,
+            surge: 0.into(),
+            unavailable: 2.into(),
+            steps: &[(0, 4), (0, 2), (2, 2), (2, 0), (4, 0)],
+        },
+        Case {
+            // The one new pod must be available before the one old pod goes.
+            name: "1 at 25%/25%",
+            replicas: 1,
+            surge: "25%".into(),
+            unavailable: "25%".into(),
+            steps: &[(0, 1), (1, 1), (1, 0)],
+        },
+    ];
+    for case in cases {
+        let plan = rollout_plan(&deployment(
+            case.replicas,
+            rolling(case.surge, case.unavailable),
+        ))
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let got: Vec<(i32, i32)> = plan.steps.iter().map(|s| (s.new, s.old)).collect();
+        assert_eq!(got, case.steps, "{}", case.name);
+    }
+}
+
+/// Over every small strategy: the plan starts and ends where it must, each step is one
+/// ReplicaSet write (only one of the two sizes changes), the totals stay within the
+/// strategy's bounds, and the new ReplicaSet's creation at min(maxSurge, replicas) is a step
+/// of its own before any old pod is removed.
+#[test]
+fn every_small_strategy_moves_one_replica_set_per_step_within_bounds() {
+    let mut checked = 0;
+    for replicas in 0..=12 {
+        for surge in 0..=4 {
+            for unavailable in 0..=4 {
+                if surge == 0 && unavailable == 0 {
+                    continue;
+                }
+                let name = format!("{replicas} at {surge}/{unavailable}");
+                let plan = rollout_plan(&deployment(
+                    replicas,
+                    rolling(surge.into(), unavailable.into()),
+                ))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let steps = &plan.steps;
+                assert_eq!(
+                    steps.first(),
+                    Some(&Step {
+                        new: 0,
+                        old: replicas
+                    }),
+                    "{name}"
+                );
+                assert_eq!(
+                    steps.last(),
+                    Some(&Step {
+                        new: replicas,
+                        old: 0
+                    }),
+                    "{name}"
+                );
+                for pair in steps.windows(2) {
+                    let (before, after) = (pair[0], pair[1]);
+                    assert!(
+                        (before.new == after.new) != (before.old == after.old),
+                        "{name}: one ReplicaSet changes per step: {before:?} -> {after:?}"
+                    );
+                    let total = after.new + after.old;
+                    assert!(
+                        total <= replicas + surge,
+                        "{name}: {after:?} over the surge"
+                    );
+                    assert!(
+                        total >= replicas - unavailable,
+                        "{name}: {after:?} under maxUnavailable"
+                    );
+                }
+                if surge > 0 && replicas > 0 {
+                    assert_eq!(
+                        steps.get(1),
+                        Some(&Step {
+                            new: surge.min(replicas),
+                            old: replicas
+                        }),
+                        "{name}: the new ReplicaSet's creation is the first state"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 13 * 24);
 }
 
 #[test]

@@ -436,17 +436,9 @@ fn burn_cpu(duration: Duration) {
 
 /// The CPU time the calling thread has used, if the platform tells.
 fn thread_cpu_time() -> Option<Duration> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, exclusively borrowed timespec for the call to fill in.
-    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    if result != 0 {
-        return None;
-    }
-    let seconds = u64::try_from(now.tv_sec).ok()?;
-    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    let seconds = u64::try_from(now.tv_sec()).ok()?;
+    let nanos = u32::try_from(now.tv_nsec()).ok()?;
     Some(Duration::new(seconds, nanos))
 }
 

@@ -14,6 +14,7 @@ pub mod drain;
 pub mod hooks;
 pub mod images;
 pub mod metrics;
+mod observed;
 pub mod probes;
 pub mod simulated;
 pub mod wiring;

@@ -260,6 +260,10 @@ fn is_deleting(pod: &Value) -> bool {
         .is_some_and(|t| !t.is_null())
 }
 
+/// How long the proxy waits before rebuilding its table again after a rebuild panicked,
+/// unless a change comes first.
+const TABLE_PANIC_PAUSE: Duration = Duration::from_secs(1);
+
 async fn reconcile(
     watched: Watched,
     config: ProxyConfig,
@@ -297,12 +301,28 @@ async fn reconcile(
                     None if deleted.0.contains(&key_for(Some(namespace), name)) => PodState::Gone,
                     None => PodState::Live,
                 };
-            let table = RoutingTable::build(
-                &watched.services.list(),
-                &slices,
-                pod_state,
-                &config.node_addresses,
-            );
+            let built = skiff_runtime::panics::catch_sync(|| {
+                RoutingTable::build(
+                    &watched.services.list(),
+                    &slices,
+                    pod_state,
+                    &config.node_addresses,
+                )
+            });
+            let table = match built {
+                Ok(table) => table,
+                Err(panic) => {
+                    // Keep serving the routes already bound; the next change, or a pause,
+                    // brings the next attempt.
+                    tracing::error!("building the routing table panicked: {panic}");
+                    let pause = Instant::now() + TABLE_PANIC_PAUSE;
+                    for u in unbound.values_mut() {
+                        u.retry_at = u.retry_at.max(pause);
+                    }
+                    dirty = false;
+                    continue;
+                }
+            };
             apply(table, &mut frontends, &mut unbound, &connecting, settings).await;
             state.send_replace(Arc::new(ProxyState {
                 synced: true,

@@ -286,11 +286,24 @@ struct Listeners {
     subscribers: Vec<mpsc::UnboundedSender<Notification>>,
 }
 
+/// Calls one handler; a handler that panics on one object loses that notification only,
+/// never the informer.
+fn call_handler(handler: &(dyn Fn(&Notification) + Send + Sync), notification: &Notification) {
+    if let Err(panic) = crate::panics::catch_sync(|| handler(notification)) {
+        let object = notification.object();
+        tracing::error!(
+            namespace = meta_str(object, "namespace").unwrap_or(""),
+            name = meta_str(object, "name").unwrap_or(""),
+            "an informer handler panicked: {panic}"
+        );
+    }
+}
+
 impl Listeners {
     fn announce(&mut self, notifications: &[Notification]) {
         for n in notifications {
             for handler in &self.handlers {
-                handler(n);
+                call_handler(handler.as_ref(), n);
             }
             self.subscribers.retain(|s| s.send(n.clone()).is_ok());
         }
@@ -447,7 +460,7 @@ impl Informer {
         // Snapshot first: the handler may read the cache itself.
         let existing: Vec<Arc<Value>> = shared.read().objects.values().cloned().collect();
         for object in existing {
-            handler(&Notification::Added(object));
+            call_handler(&handler, &Notification::Added(object));
         }
         listeners.handlers.push(Box::new(handler));
     }

@@ -60,6 +60,7 @@
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod panics;
 pub mod store;
 pub mod workers;
 pub mod workqueue;

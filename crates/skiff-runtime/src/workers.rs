@@ -3,11 +3,8 @@
 use std::fmt::{Debug, Display};
 use std::future::Future;
 use std::hash::Hash;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-
-use futures::FutureExt;
 
 use crate::workqueue::WorkQueue;
 
@@ -86,9 +83,7 @@ where
     Fut: Future<Output = Result<Option<Duration>, E>>,
     E: Display,
 {
-    let outcome = AssertUnwindSafe(reconcile(key.clone()))
-        .catch_unwind()
-        .await;
+    let outcome = crate::panics::catch(reconcile(key.clone())).await;
     let failure = match outcome {
         Ok(Ok(requeue)) => {
             queue.forget(&key);
@@ -98,7 +93,10 @@ where
             None
         }
         Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("reconcile panicked".to_string()),
+        Err(panic) => {
+            tracing::error!(?key, "reconcile panicked, retrying with back-off: {panic}");
+            Some(format!("reconcile panicked: {panic}"))
+        }
     };
     if let Some(message) = failure {
         if queue.num_requeues(&key) < max_retries {
@@ -169,6 +167,53 @@ mod tests {
         let times: Vec<u64> = log.iter().map(|(_, t)| t.as_millis() as u64).collect();
         assert_eq!(times, vec![0, 5, 15, 35]);
         assert_eq!(queue.num_requeues(&"broken"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_key_is_retried_with_backoff_while_the_worker_serves_others() {
+        let queue = WorkQueue::new();
+        let log: Log = Arc::default();
+        let start = Instant::now();
+        queue.add("flaky");
+        let runner = tokio::spawn(run_workers(queue.clone(), 1, {
+            let log = log.clone();
+            move |key| {
+                let log = log.clone();
+                async move {
+                    let seen = record(&log, key, start);
+                    if key == "flaky" && seen < 3 {
+                        panic!("a field the reconciler assumed was set is missing");
+                    }
+                    Ok::<_, Failed>(None)
+                }
+            }
+        }));
+        // Other keys arrive while "flaky" waits out its back-off: the single worker serves them.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        queue.add("steady-1");
+        queue.add("steady-2");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        queue.shutdown();
+        runner
+            .await
+            .expect("the worker pool ends normally after panics");
+        let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(
+            log,
+            vec![
+                ("flaky", Duration::ZERO),
+                ("steady-1", Duration::from_millis(1)),
+                ("steady-2", Duration::from_millis(1)),
+                ("flaky", Duration::from_millis(5)),
+                ("flaky", Duration::from_millis(15)),
+            ],
+            "two panics retried after 5 and 10 ms of back-off, then success"
+        );
+        assert_eq!(
+            queue.num_requeues(&"flaky"),
+            0,
+            "success forgets the failures"
+        );
     }
 
     #[tokio::test(start_paused = true)]

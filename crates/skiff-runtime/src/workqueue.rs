@@ -223,6 +223,9 @@ struct Inner<T> {
     limiter: Box<dyn RateLimiter<T>>,
 }
 
+/// The longest delay [`WorkQueue::add_after`] arms: thirty years, tokio's own "far future".
+pub const LONGEST_DELAY: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
 /// A work queue of keys, shared by the event handlers that fill it and the workers that drain
 /// it. Cloning is cheap and yields the same queue.
 pub struct WorkQueue<T> {
@@ -290,7 +293,11 @@ where
             self.add(item);
             return;
         }
-        let due = Instant::now() + delay;
+        // A delay no clock can hold (a requeue computed from user-given seconds) waits for
+        // as long as one can: the key then comes back with its object's next change.
+        let due = Instant::now()
+            .checked_add(delay.min(LONGEST_DELAY))
+            .unwrap_or_else(Instant::now);
         {
             let mut state = lock(&self.inner.state);
             if state.shutting_down {
@@ -416,6 +423,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_delays_are_capped_instead_of_overflowing_the_clock() {
+        let q: WorkQueue<&'static str> = WorkQueue::new();
+        let cases = [
+            ("i32-max-seconds", Duration::from_secs(i32::MAX as u64)),
+            ("i64-max-seconds", Duration::from_secs(i64::MAX as u64)),
+            ("u64-max-nanos", Duration::from_nanos(u64::MAX)),
+            ("duration-max", Duration::MAX),
+        ];
+        for (key, delay) in cases {
+            q.add_after(key, delay);
+        }
+        q.add_after("soon", Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(q.len(), 1, "only the short delay is due");
+        assert_eq!(q.get().await, Some("soon"));
+        q.done(&"soon");
+        let state = lock(&q.inner.state);
+        let latest = state.waiting.keys().map(|(at, _)| *at).max();
+        assert!(
+            latest.is_some_and(|at| at <= Instant::now() + LONGEST_DELAY),
+            "every delay is capped"
+        );
+        assert_eq!(state.waiting.len(), 4);
+    }
 
     fn queue() -> WorkQueue<&'static str> {
         WorkQueue::new()

@@ -320,3 +320,40 @@ async fn a_failed_watch_backs_off_and_lists_again() {
     create_cm(api, "after", "1", None).await;
     expect(&mut rx, &[("added", "after", "1")]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_loses_one_notification_not_the_informer() {
+    let cluster = common::cluster().await;
+    let client = &*cluster.client;
+    let informer = Informer::start(cluster.client.clone(), config());
+    informer.wait_synced().await;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    informer.add_handler(move |n| {
+        let name = n.object()["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if name == "poison" {
+            panic!("the handler cannot take {name}");
+        }
+        let _ = seen_tx.send(name);
+    });
+    create_cm(client, "poison", "1", None).await;
+    create_cm(client, "after", "1", None).await;
+    set_data(client, "after", "2").await;
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let name = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("the handler keeps hearing changes after a panic")
+            .expect("the informer is running");
+        names.push(name);
+    }
+    assert_eq!(names, ["after", "after"]);
+    assert_eq!(
+        data_of(informer.get(Some("default"), "after")),
+        Some("2".into()),
+        "the cache still follows the watch"
+    );
+    assert!(informer.get(Some("default"), "poison").is_some());
+}

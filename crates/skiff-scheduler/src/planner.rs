@@ -32,6 +32,8 @@ pub const REASON_NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity
 pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
 /// Message when the cluster has no nodes at all.
 pub const MESSAGE_NO_NODES: &str = "no nodes available to schedule pods";
+/// What the DynamicResources PostFilter reports for a pod that claims no devices.
+pub const NO_CLAIMS_TO_DEALLOCATE: &str = "no new claims to deallocate";
 /// Preemption reason of a node where removing pods would not help.
 pub const REASON_PREEMPTION_NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
 /// Preemption reason of a node with no pod of lower priority to remove.
@@ -370,7 +372,11 @@ pub fn schedule(
                 .flat_map(|(_, r)| r.reasons.iter().map(String::as_str)),
         );
         if let Some(post) = preemption_message(pod, &request, &spread_filter, &rejected) {
+            // Since 1.34 the DynamicResources plugin's PostFilter runs before preemption and,
+            // for a pod without resource claims, adds its reason first.
             message.push(' ');
+            message.push_str(NO_CLAIMS_TO_DEALLOCATE);
+            message.push_str(", ");
             message.push_str(&post);
         }
         return Err(Unschedulable { message });

@@ -135,14 +135,14 @@ fn filters_and_failed_scheduling_messages() {
             nodes: vec![small(), control_plane("cp-1"), control_plane("cp-2")],
             bound: PodsByNode::new(),
             pod: pod("p", "2", "", json!({})),
-            want: Err("0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint(s). preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."),
+            want: Err("0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."),
         },
         FilterCase {
             name: "only untolerated taints",
             nodes: vec![control_plane("cp-1"), control_plane("cp-2")],
             bound: PodsByNode::new(),
             pod: pod("p", "100m", "", json!({})),
-            want: Err("0/2 nodes are available: 2 node(s) had untolerated taint(s). preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."),
+            want: Err("0/2 nodes are available: 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."),
         },
         FilterCase {
             name: "a tolerated taint lets the pod in",
@@ -166,7 +166,7 @@ fn filters_and_failed_scheduling_messages() {
             nodes: vec![node("a", "1", "1Gi", json!({"spec": {"unschedulable": true}}))],
             bound: PodsByNode::new(),
             pod: pod("p", "100m", "", json!({})),
-            want: Err("0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."),
+            want: Err("0/1 nodes are available: 1 node(s) were unschedulable. no new claims to deallocate, preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."),
         },
         FilterCase {
             name: "a pod tolerating the unschedulable taint may use a cordoned node",
@@ -183,7 +183,7 @@ fn filters_and_failed_scheduling_messages() {
             ],
             bound: PodsByNode::new(),
             pod: pod("p", "100m", "", json!({})),
-            want: Err("0/2 nodes are available: 2 node(s) had untolerated taint(s). preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."),
+            want: Err("0/2 nodes are available: 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."),
         },
         FilterCase {
             name: "a pod tolerating not-ready may use a node that is not Ready",
@@ -207,7 +207,7 @@ fn filters_and_failed_scheduling_messages() {
             nodes: vec![node("a", "1", "1Gi", json!({}))],
             bound: PodsByNode::new(),
             pod: pod("p", "100m", "", json!({"spec": {"nodeSelector": {"disk": "ssd"}}})),
-            want: Err("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."),
+            want: Err("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. no new claims to deallocate, preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."),
         },
         FilterCase {
             name: "required node affinity",
@@ -224,35 +224,35 @@ fn filters_and_failed_scheduling_messages() {
             nodes: vec![node("a", "1", "1Gi", json!({"status": {"allocatable": {"pods": "1"}}}))],
             bound: bound(&[("a", vec![pod("x", "", "", json!({}))])]),
             pod: pod("p", "", "", json!({})),
-            want: Err("0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
+            want: Err("0/1 nodes are available: 1 Too many pods. no new claims to deallocate, preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
         },
         FilterCase {
             name: "every missing resource is a reason",
             nodes: vec![node("a", "1", "1Gi", json!({}))],
             bound: PodsByNode::new(),
             pod: pod("p", "2", "2Gi", json!({})),
-            want: Err("0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
+            want: Err("0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory. no new claims to deallocate, preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
         },
         FilterCase {
             name: "bound pods use up the node",
             nodes: vec![node("a", "2", "4Gi", json!({}))],
             bound: bound(&[("a", vec![pod("x", "1500m", "1Gi", json!({}))])]),
             pod: pod("p", "1", "1Gi", json!({})),
-            want: Err("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
+            want: Err("0/1 nodes are available: 1 Insufficient cpu. no new claims to deallocate, preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
         },
         FilterCase {
             name: "an init container larger than the node",
             nodes: vec![node("a", "2", "4Gi", json!({}))],
             bound: PodsByNode::new(),
             pod: pod("p", "1", "", json!({"spec": {"initContainers": [{"name": "i", "image": "i", "resources": {"requests": {"cpu": "3"}}}]}})),
-            want: Err("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
+            want: Err("0/1 nodes are available: 1 Insufficient cpu. no new claims to deallocate, preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
         },
         FilterCase {
             name: "pod overhead counts",
             nodes: vec![node("a", "1", "4Gi", json!({}))],
             bound: PodsByNode::new(),
             pod: pod("p", "1", "", json!({"spec": {"overhead": {"cpu": "100m"}}})),
-            want: Err("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
+            want: Err("0/1 nodes are available: 1 Insufficient cpu. no new claims to deallocate, preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
         },
         FilterCase {
             name: "extended resources",
@@ -262,14 +262,14 @@ fn filters_and_failed_scheduling_messages() {
             ],
             bound: PodsByNode::new(),
             pod: pod("p", "1", "", json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "1", "example.com/gpu": "2"}}}]}})),
-            want: Err("0/2 nodes are available: 2 Insufficient example.com/gpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."),
+            want: Err("0/2 nodes are available: 2 Insufficient example.com/gpu. no new claims to deallocate, preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."),
         },
         FilterCase {
             name: "a pod that never preempts",
             nodes: vec![node("a", "1", "1Gi", json!({}))],
             bound: PodsByNode::new(),
             pod: pod("p", "2", "", json!({"spec": {"preemptionPolicy": "Never"}})),
-            want: Err("0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."),
+            want: Err("0/1 nodes are available: 1 Insufficient cpu. no new claims to deallocate, preemption: not eligible due to preemptionPolicy=Never."),
         },
         FilterCase {
             name: "removing lower-priority pods would not be enough",
@@ -279,7 +279,7 @@ fn filters_and_failed_scheduling_messages() {
                 pod("same", "1", "", json!({})),
             ])]),
             pod: pod("p", "1500m", "", json!({})),
-            want: Err("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 Insufficient cpu."),
+            want: Err("0/1 nodes are available: 1 Insufficient cpu. no new claims to deallocate, preemption: 0/1 nodes are available: 1 Insufficient cpu."),
         },
         FilterCase {
             name: "when preemption would help there is no preemption part",
@@ -313,7 +313,7 @@ fn filters_and_failed_scheduling_messages() {
                 "metadata": {"labels": {"app": "web"}},
                 "spec": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]}
             })),
-            want: Err("0/3 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match pod topology spread constraints, 1 node(s) didn't match pod topology spread constraints (missing required label). preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."),
+            want: Err("0/3 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match pod topology spread constraints, 1 node(s) didn't match pod topology spread constraints (missing required label). no new claims to deallocate, preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."),
         },
     ];
     for case in cases {
@@ -348,7 +348,7 @@ fn reasons_are_sorted_as_formatted_strings() {
     .unwrap_err();
     assert_eq!(
         err.message,
-        "0/12 nodes are available: 10 Insufficient cpu, 2 node(s) had untolerated taint(s). preemption: not eligible due to preemptionPolicy=Never."
+        "0/12 nodes are available: 10 Insufficient cpu, 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: not eligible due to preemptionPolicy=Never."
     );
 }
 

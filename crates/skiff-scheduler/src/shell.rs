@@ -93,15 +93,15 @@ pub async fn run_with(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(change) = pod_rx.recv() => {
-                scheduler.state.apply_pod_change(change);
+                scheduler.state.apply_guarded(change, State::apply_pod_change);
                 while let Ok(more) = pod_rx.try_recv() {
-                    scheduler.state.apply_pod_change(more);
+                    scheduler.state.apply_guarded(more, State::apply_pod_change);
                 }
             }
             Some(change) = node_rx.recv() => {
-                scheduler.state.apply_node_change(change);
+                scheduler.state.apply_guarded(change, State::apply_node_change);
                 while let Ok(more) = node_rx.try_recv() {
-                    scheduler.state.apply_node_change(more);
+                    scheduler.state.apply_guarded(more, State::apply_node_change);
                 }
             }
             _ = tokio::time::sleep_until(wake_at) => {}
@@ -222,6 +222,15 @@ impl State {
         self.pods
             .remove(key)
             .is_some_and(|old| node_name_of(&old).is_some())
+    }
+
+    /// Applies a watched change; one that panics is logged and skipped, and every waiting
+    /// pod is retried, since the cache may now lack it.
+    fn apply_guarded(&mut self, change: Change, apply: fn(&mut State, Change)) {
+        if let Err(panic) = skiff_runtime::panics::catch_sync(|| apply(self, change)) {
+            tracing::error!("applying a watched change panicked: {panic}");
+            self.cluster_changed();
+        }
     }
 
     fn apply_pod_change(&mut self, change: Change) {
@@ -375,7 +384,18 @@ impl Scheduler {
             let Some(pod) = self.state.pods.get(&key).cloned() else {
                 continue;
             };
-            match planner::schedule(&pod, &nodes, &by_node) {
+            let planned =
+                skiff_runtime::panics::catch_sync(|| planner::schedule(&pod, &nodes, &by_node));
+            let planned = match planned {
+                Ok(planned) => planned,
+                Err(panic) => {
+                    // One pod's bug must not stop scheduling: retry it with back-off.
+                    tracing::error!(pod = key, "scheduling panicked: {panic}");
+                    self.state.failed(&key, &self.config, false);
+                    continue;
+                }
+            };
+            match planned {
                 Ok(choice) => {
                     if let Some(bound) = self.bind(&key, pod, &choice.node_name).await {
                         by_node.entry(choice.node_name).or_default().push(bound);

@@ -144,7 +144,7 @@ async fn binds_spreads_reports_and_retries() {
         Some("default-scheduler")
     );
 
-    let expected = "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.";
+    let expected = "0/2 nodes are available: 2 Insufficient cpu. no new claims to deallocate, preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.";
     let failed = eventually("a FailedScheduling event for huge", || {
         let events = events.clone();
         async move {

@@ -28,6 +28,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use nix::sys::signal::Signal;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
@@ -185,7 +186,7 @@ impl ApiTarget {
         use base64::Engine;
 
         let text = std::fs::read_to_string(path).map_err(io_error("reading the kubeconfig"))?;
-        let config: serde_yaml::Value = serde_yaml::from_str(&text)
+        let config: Value = skiff_api::yaml::from_str(&text)
             .map_err(|e| BenchError::Setup(format!("the kubeconfig is not YAML: {e}")))?;
         let cluster = &config["clusters"][0]["cluster"];
         let server = cluster["server"].as_str().unwrap_or_default();
@@ -551,7 +552,7 @@ impl Server {
             return format!("had already exited with {status}");
         }
         let started = Instant::now();
-        send_signal(self.pid, libc::SIGTERM);
+        send_signal(self.pid, Signal::SIGTERM);
         while started.elapsed() < SERVER_STOP_LIMIT {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return format!(
@@ -574,22 +575,17 @@ impl Drop for Server {
     }
 }
 
-fn send_signal(pid: i32, signal: libc::c_int) {
-    // SAFETY: `kill` only sends a signal. Callers pass the server (our own child, not yet
-    // reaped) or a process just identified by its environment as one of this run's pods.
-    unsafe {
-        libc::kill(pid, signal);
-    }
+/// Callers pass the server (our own child, not yet reaped) or a process just identified by its
+/// environment as one of this run's pods; one already gone is not worth reporting.
+fn send_signal(pid: i32, signal: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
 }
 
 /// Clock ticks per second, the unit of CPU times in `/proc/<pid>/stat`.
 fn clock_ticks() -> f64 {
-    // SAFETY: `sysconf` reads a constant of the system and has no side effects.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
     }
 }
 
@@ -1482,7 +1478,7 @@ async fn run(config: Config, quick: bool) -> ExitCode {
     uids.extend(lock(&tracker).pods.values().filter_map(|p| p.uid.clone()));
     let leftovers = pod_processes(&uids);
     for (pid, _) in &leftovers {
-        send_signal(*pid, libc::SIGKILL);
+        send_signal(*pid, Signal::SIGKILL);
     }
     say!(
         "shutdown: the server {stopped}; pod processes left afterwards: {}{}",

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 /// The Deployment's name and `app` label: distinct enough to never meet a system object.
@@ -224,7 +225,7 @@ impl Server {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(status);
         }
-        signal(self.pid(), libc::SIGTERM);
+        signal(self.pid(), Signal::SIGTERM);
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while Instant::now() < deadline {
             match self.child.try_wait() {
@@ -271,25 +272,21 @@ fn free_loopback_port() -> Result<u16, BenchError> {
 /// never runs.
 fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl is one,
-    // and the closure allocates nothing.
+    // `pre_exec` is unsafe because the closure runs between fork and exec, where only
+    // async-signal-safe calls are allowed; prctl is one, and the closure allocates nothing.
+    #[allow(unsafe_code)]
+    // SAFETY: see above.
     unsafe {
         command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
         });
     }
 }
 
 /// Sends `sig` to `pid`; a process that already exited is not an error worth reporting.
-fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill has no memory-safety preconditions; pid is our own unreaped child.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+fn signal(pid: u32, sig: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
 
@@ -329,8 +326,7 @@ fn read_cpu_time(pid: u32) -> Option<Duration> {
     // Field 3 (state) is fields[0], so utime (14) and stime (15) are fields[11] and fields[12].
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
     let ticks_per_second = u64::try_from(ticks_per_second).ok().filter(|t| *t > 0)?;
     Some(Duration::from_secs_f64(
         (utime + stime) as f64 / ticks_per_second as f64,
@@ -506,7 +502,7 @@ fn wait_with_limit(child: Child, limit: Duration) -> Option<std::io::Result<Outp
         }
         Err(_) => {
             // The child is not reaped until the waiter returns, so the pid is still ours.
-            signal(pid, libc::SIGKILL);
+            signal(pid, Signal::SIGKILL);
             let _ = waiter.join();
             None
         }
@@ -596,7 +592,7 @@ impl ScalingWatcher {
         self.stop.store(true, Ordering::SeqCst);
         let pid = self.current_pid.load(Ordering::SeqCst);
         if pid != 0 {
-            signal(pid, libc::SIGTERM);
+            signal(pid, Signal::SIGTERM);
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -191,11 +191,12 @@ impl Server {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(status);
         }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill has no memory-safety preconditions; pid is our own unreaped child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // Our own unreaped child; one that already exited is no error here.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while Instant::now() < deadline {

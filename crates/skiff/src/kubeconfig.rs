@@ -52,7 +52,7 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
         "current-context": "skiff",
         "preferences": {},
     });
-    serde_yaml::to_string(&doc).unwrap_or_default()
+    skiff_api::yaml::to_string(&doc).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn kubeconfig_names_server_token_and_context() {
         let text = render("https://127.0.0.1:1234", "PEM", "abc");
-        let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let doc: serde_json::Value = skiff_api::yaml::from_str(&text).unwrap();
         assert_eq!(doc["current-context"], "skiff");
         assert_eq!(
             doc["clusters"][0]["cluster"]["server"],

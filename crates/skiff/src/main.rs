@@ -42,8 +42,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RolloutCommand {
-    /// Print the replica counts of the new and old ReplicaSet after each controller sync of a
-    /// rollout to a new template, assuming every new pod becomes available at once.
+    /// Print every state (new and old ReplicaSet sizes) a rollout to a new template passes
+    /// through.
+    ///
+    /// Each ReplicaSet write of the Deployment controller is one step, so a sync that creates
+    /// the new ReplicaSet and then scales the old one down shows both states. Assumption:
+    /// syncs run until nothing more can move, then the new pods become available together;
+    /// pods removed by a scale-down are gone at once.
     Plan {
         /// The manifest holding the Deployment (`-` for standard input).
         #[arg(short = 'f', long = "filename")]

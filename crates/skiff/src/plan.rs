@@ -26,9 +26,9 @@ fn load_deployment(path: &Path) -> Result<Value, String> {
     };
     let resource =
         resources::find("apps", "v1", "deployments").expect("deployments are registered");
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value: Value =
-            serde::Deserialize::deserialize(doc).map_err(|e| format!("{}: {e}", path.display()))?;
+    let documents: Vec<Value> =
+        skiff_api::yaml::documents(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for value in documents {
         if value.get("kind").and_then(Value::as_str) != Some("Deployment") {
             continue;
         }
@@ -60,12 +60,15 @@ pub fn run(path: &Path, output: Output) -> Result<(), String> {
     let deployment =
         serde_json::from_value(obj).map_err(|e| format!("not a valid Deployment: {e}"))?;
     let plan = rollout_plan(&deployment).map_err(|e| e.to_string())?;
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string(&plan).map_err(|e| e.to_string())?
-        ),
-        Output::Table => print!("{}", plan.render_table()),
+    let text = match output {
+        Output::Json => serde_json::to_string(&plan).map_err(|e| e.to_string())? + "\n",
+        Output::Table => plan.render_table(),
+    };
+    // A reader that stops early (`| head`) is no error of ours; other write failures are.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing the plan: {e}"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -162,6 +162,14 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         client.clone(),
         until_stopped(),
     ));
+    skiff_controllers::namespace_defaults::ensure_all(&client, &tls.ca_pem)
+        .await
+        .map_err(|e| format!("cannot give the namespaces their defaults: {e}"))?;
+    let namespace_defaults = tokio::spawn(skiff_controllers::manager::run_namespace_defaults(
+        client.clone(),
+        tls.ca_pem.clone(),
+        until_stopped(),
+    ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
     let resolution = Duration::from_secs(args.metric_resolution);
     let mut metric_sources: Vec<Arc<dyn ResourceMetrics>> = Vec::new();
@@ -267,6 +275,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let _ = controllers.await;
+    let _ = namespace_defaults.await;
     let _ = autoscaler.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),

@@ -56,6 +56,36 @@ fn surge_one_unavailable_zero_alternates_up_and_down() {
 }
 
 #[test]
+fn ten_replicas_at_quarters_lists_the_new_replica_set_creation_as_its_own_step() {
+    let (ok, out, err) = plan(&manifest(10, "{}"), "json");
+    assert!(ok, "{err}");
+    let (surge, unavailable, steps) = steps(&out);
+    assert_eq!((surge, unavailable), (3, 2));
+    assert_eq!(
+        steps,
+        vec![(0, 10), (3, 10), (3, 8), (5, 8), (5, 3), (10, 3), (10, 0)]
+    );
+}
+
+#[test]
+fn help_states_the_availability_assumption() {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["rollout", "plan", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "syncs run until nothing more can move, then the new pods become available together"
+        ),
+        "{help}"
+    );
+    assert!(help.contains("Each ReplicaSet write"), "{help}");
+}
+
+#[test]
 fn default_strategy_resolves_percentages_like_kubernetes() {
     let (ok, out, err) = plan(&manifest(3, "{}"), "json");
     assert!(ok, "{err}");

@@ -61,7 +61,7 @@ fn wait_updated(kubectl: &Kubectl, namespace: &str, name: &str, replicas: u32) {
 }
 
 fn yaml_of(text: &str) -> Value {
-    serde_yaml::from_str(text)
+    skiff_api::yaml::from_str(text)
         .unwrap_or_else(|e| panic!("kubectl printed invalid YAML ({e}):\n{text}"))
 }
 
@@ -790,7 +790,7 @@ spec:
     );
     let expected_invalid = "The Deployment \"bad\" is invalid: \n\
         * spec.replicas: Invalid value: -1: must be greater than or equal to 0\n\
-        * spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`\n";
+        * spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`\n";
     for verb in ["apply", "create"] {
         let stderr = kubectl.fails(&[verb, "-f", &invalid]);
         assert_eq!(stderr, expected_invalid, "kubectl {verb}");
@@ -819,7 +819,7 @@ spec:
     assert_eq!(status["code"], 422);
     assert_eq!(
         status["message"],
-        "Deployment.apps \"bad\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`]"
+        "Deployment.apps \"bad\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`]"
     );
     assert_eq!(
         status["details"],
@@ -827,7 +827,7 @@ spec:
             "name": "bad", "group": "apps", "kind": "Deployment",
             "causes": [
                 {"reason": "FieldValueInvalid", "message": "Invalid value: -1: must be greater than or equal to 0", "field": "spec.replicas"},
-                {"reason": "FieldValueInvalid", "message": "Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`", "field": "spec.template.metadata.labels"}
+                {"reason": "FieldValueInvalid", "message": "Invalid value: {\"app\":\"b\"}: `selector` does not match template `labels`", "field": "spec.template.metadata.labels"}
             ]
         })
     );

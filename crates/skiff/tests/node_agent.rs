@@ -202,12 +202,13 @@ fn kill_listed(processes: &[String]) {
         let pid = entry
             .split_whitespace()
             .next()
-            .and_then(|p| p.parse::<libc::pid_t>().ok());
+            .and_then(|p| p.parse::<i32>().ok());
         if let Some(pid) = pid.filter(|p| *p > 0) {
-            // SAFETY: `kill` only sends a signal, to a positive pid found by its marker.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            // A positive pid found by its marker; one already gone is no error here.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -308,6 +309,10 @@ fn node_agent_acceptance() {
         Scenario {
             name: "grace",
             body: sigterm_ignoring_container_is_killed_at_grace_end,
+        },
+        Scenario {
+            name: "huge_grace",
+            body: huge_grace_periods_end_with_a_shorter_or_forced_deletion,
         },
         Scenario {
             name: "private_tmp",
@@ -687,8 +692,11 @@ spec:
             panic!("run {run} or the next unobserved: {runs:?}");
         };
         let measured = next - finished;
+        // Timestamps are whole seconds. A loaded machine only adds delay, so the bound above
+        // is the next step of the doubling: this wait is this back-off, not the next one.
+        let next_step = (2 * expected).max(5);
         assert!(
-            (measured - expected).abs() <= 1,
+            measured >= expected - 1 && measured < next_step,
             "back-off after run {run}: {measured} s, kubelet waits {expected} s: {runs:?}"
         );
     }
@@ -744,6 +752,7 @@ spec:
     env.apply("liveness.yaml", &manifest);
     // The file goes at 8 s; probes from 10 s on, every 5 s, fail 3 times (the default
     // threshold): the kill comes 20 s to 25 s after the start, depending on the probe phase.
+    // A loaded machine only delays it; a fourth failed probe would make it 30 s.
     let restarted = poll("the liveness probe to restart the container", SHORT, || {
         let pod = env.json(&["get", "pod", "liveness-exec"]);
         let status = &pod["status"]["containerStatuses"][0];
@@ -753,7 +762,7 @@ spec:
     let lived = timestamp_seconds(first_run["finishedAt"].as_str().unwrap_or_default())
         - timestamp_seconds(first_run["startedAt"].as_str().unwrap_or_default());
     assert!(
-        (19..=26).contains(&lived),
+        (19..30).contains(&lived),
         "the first run lived {lived} s: {restarted:#}"
     );
     // Killed by SIGTERM (143), as kubelet's kill does: sh does not trap it.
@@ -785,11 +794,10 @@ spec:
 }
 
 fn containers_do_not_share_tmp(env: &Env) {
-    // SAFETY: geteuid only reads the process's credentials.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("private_tmp: skipped, a private /tmp needs root");
-        return;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "private_tmp needs root: a private /tmp is only set up for root; run the tests as root"
+    );
     let shared = env.host_dir("shared");
     let secret = format!("skiff-e2e-{}", env.marker);
     let pod = |name: &str, script: &str, probe: &str| {
@@ -1051,27 +1059,118 @@ spec:
         alive.last()
     );
     eprintln!("grace: {report}");
-    // preStop first, right away; SIGTERM once it is done (after its 1 s sleep); then the process
-    // lives on, ignoring TERM, until SIGKILL at the end of the 3 s grace period.
+    // preStop first; SIGTERM once it is done (after its 1 s sleep); then the process lives on,
+    // ignoring TERM, until SIGKILL at the end of the 3 s grace period, and only then is the pod
+    // gone. Only the order and the lower bounds are asserted: how soon each step follows is the
+    // machine's load, bounded by the watch's deadline.
     assert_eq!(pre_stop.len(), 1, "{report}");
     assert_eq!(term.len(), 1, "one SIGTERM: {report}");
     assert!(
-        (0.0..=1.0).contains(&(pre_stop[0] - deleted_at)),
-        "preStop ran within 1 s of the delete: {report}"
+        pre_stop[0] >= deleted_at,
+        "preStop ran after the delete: {report}"
     );
     assert!(
-        (1.0..=2.0).contains(&(term[0] - pre_stop[0])),
-        "SIGTERM came after the preStop hook's 1 s, within 1 s: {report}"
+        term[0] - pre_stop[0] >= 1.0,
+        "SIGTERM came only after the preStop hook's 1 s: {report}"
     );
-    let last_alive = alive.last().copied().unwrap_or_default() - deleted_at;
+    let last_alive = alive.last().copied().unwrap_or_default();
     assert!(
-        (2.0..=4.0).contains(&last_alive),
-        "the container ran until the grace period ended: {report}"
+        last_alive > term[0] && last_alive - deleted_at >= 2.0,
+        "the container ran on after SIGTERM into the end of the grace period: {report}"
     );
     assert!(
-        (3.0..=4.0).contains(&gone_after),
-        "the pod is gone 3 s after the delete, within 1 s: {report}"
+        gone_after >= 3.0,
+        "the pod is gone no sooner than the 3 s grace period: {report}"
     );
+    assert!(
+        last_alive < deleted_at + gone_after,
+        "the container was killed before the pod was gone: {report}"
+    );
+    assert_no_process_left(&env.marker);
+}
+
+/// Whether `kubectl get pod <name>` answers NotFound.
+fn pod_gone(env: &Env, name: &str) -> bool {
+    let outcome = env.run(&["get", "pod", name]);
+    !outcome.success() && outcome.stderr.contains("NotFound")
+}
+
+/// Pods whose grace period no clock can hold (up to `i64::MAX` seconds) run normally, and end
+/// as soon as a deletion with a short grace period, or a forced one, asks; the node keeps
+/// running pods afterwards.
+fn huge_grace_periods_end_with_a_shorter_or_forced_deletion(env: &Env) {
+    let pod = |name: &str, grace: i64| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  containers:
+  - name: main
+    image: busybox
+    command: [/bin/sh, -c, \"trap '' TERM; while true; do sleep 0.2; done\"]
+    lifecycle:
+      postStart:
+        exec:
+          command: [/bin/sh, -c, 'true']
+    env:
+{marker}",
+            marker = env.marker_env(4)
+        )
+    };
+    env.apply("patient.yaml", &pod("patient", 999_999_999_999));
+    env.apply("forced.yaml", &pod("forced", i64::MAX));
+    for name in ["pod/patient", "pod/forced"] {
+        env.ok(&["wait", "--for=condition=Ready", name, "--timeout=60s"]);
+    }
+
+    // SIGTERM is ignored: the pod goes when the 2 s grace period ends, not in 31,000 years.
+    let began = Instant::now();
+    env.ok(&[
+        "delete",
+        "pod",
+        "patient",
+        "--grace-period=2",
+        "--wait=false",
+    ]);
+    poll(
+        "the pod deleted with a 2 s grace period to go",
+        SHORT,
+        || pod_gone(env, "patient").then_some(()),
+    );
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the pod took {took:?} to go after a 2 s grace period"
+    );
+
+    env.ok(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
+    assert!(
+        pod_gone(env, "forced"),
+        "a forced deletion removes the pod at once"
+    );
+    // The node stops the processes of a pod removed without a grace period at once.
+    poll(
+        "the forced pod's processes to be killed",
+        Duration::from_secs(10),
+        || {
+            tagged_processes(|value| value == env.marker)
+                .is_empty()
+                .then_some(())
+        },
+    );
+
+    // The node still runs pods.
+    env.apply("after.yaml", &pod("after", 30));
+    env.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/after",
+        "--timeout=60s",
+    ]);
+    env.ok(&["delete", "pod", "after", "--grace-period=0", "--force"]);
     assert_no_process_left(&env.marker);
 }
 

@@ -318,11 +318,11 @@ fn rolling_update_history_describe_and_undo() {
     let expected_events = [
         format!("Scaled up replica set {rs_v1} from 0 to 3"),
         format!("Scaled up replica set {rs_v2} from 0 to 1"),
-        format!("Scaled down replica set {rs_v1} to 2 from 3"),
-        format!("Scaled up replica set {rs_v2} to 2 from 1"),
-        format!("Scaled down replica set {rs_v1} to 1 from 2"),
-        format!("Scaled up replica set {rs_v2} to 3 from 2"),
-        format!("Scaled down replica set {rs_v1} to 0 from 1"),
+        format!("Scaled down replica set {rs_v1} from 3 to 2"),
+        format!("Scaled up replica set {rs_v2} from 1 to 2"),
+        format!("Scaled down replica set {rs_v1} from 2 to 1"),
+        format!("Scaled up replica set {rs_v2} from 2 to 3"),
+        format!("Scaled down replica set {rs_v1} from 1 to 0"),
     ];
     let last_event = expected_events.last().cloned().unwrap_or_default();
     let describe = wait_for("describe to show the finished rollout", DEADLINE, || {

@@ -17,6 +17,11 @@ use schema::{schema_for, Schema};
 /// The most operations Kubernetes accepts in one JSON Patch.
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
+/// The most bytes the `copy` operations of one JSON Patch may add to a document, as
+/// Kubernetes bounds them (its `JSONPatchMaxCopyBytes`, the request body limit of 3 MiB):
+/// without it, a chain of copies that each double a value grows memory exponentially.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
 /// The message Kubernetes sends for every 422 a patch causes; the underlying detail stays in
 /// the server log.
 const UNPROCESSABLE_MESSAGE: &str =
@@ -161,7 +166,7 @@ impl PatchError {
 /// JSON is a subset) for apply. Errors carry Kubernetes' 400 messages.
 pub fn decode_patch_body(patch_type: PatchType, body: &[u8]) -> Result<Value, PatchError> {
     match patch_type {
-        PatchType::Apply => serde_yaml::from_slice(body)
+        PatchType::Apply => crate::yaml::from_slice(body)
             .map_err(|e| PatchError::MalformedPatch(format!("error encoding patch: {e}"))),
         _ => serde_json::from_slice(body)
             .map_err(|_| PatchError::MalformedPatch("invalid JSON patch".to_string())),
@@ -217,9 +222,49 @@ fn apply_json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> 
         parsed.push(op);
     }
     let mut document = target.clone();
-    json_patch::patch_unsafe(&mut document, &parsed)
-        .map_err(|e| PatchError::JsonPatchFailed(e.to_string()))?;
+    let mut copied_bytes = 0usize;
+    for (index, op) in parsed.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            if let Some(source) = document.pointer(copy.from.as_str()) {
+                let budget = MAX_JSON_PATCH_COPY_BYTES - copied_bytes;
+                match encoded_size_within(source, budget) {
+                    Some(size) => copied_bytes += size,
+                    None => {
+                        return Err(PatchError::JsonPatchFailed(format!(
+                            "operation {index}: unable to complete the copy: the accumulated size of copies exceeds the limit of {MAX_JSON_PATCH_COPY_BYTES} bytes"
+                        )))
+                    }
+                }
+            }
+        }
+        json_patch::patch_unsafe(&mut document, std::slice::from_ref(op))
+            .map_err(|e| PatchError::JsonPatchFailed(format!("operation {index}: {e}")))?;
+    }
     Ok(document)
+}
+
+/// The size of `value` encoded as JSON, if it is at most `budget` bytes; encoding stops as soon
+/// as the budget is spent, so measuring a huge value costs no more than the budget.
+fn encoded_size_within(value: &Value, budget: usize) -> Option<usize> {
+    struct Counter {
+        count: usize,
+        budget: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.count = self.count.saturating_add(buf.len());
+            if self.count > self.budget {
+                return Err(std::io::Error::other("over budget"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { count: 0, budget };
+    serde_json::to_writer(&mut counter, value).ok()?;
+    Some(counter.count)
 }
 
 /// RFC 7386. Kubernetes refuses a patch that is not an object with `Invalid JSON Patch` (400).

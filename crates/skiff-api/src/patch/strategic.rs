@@ -6,6 +6,8 @@
 //! list items, `$patch: replace` bodies), we strip them instead: the real server then fails or
 //! drops them while decoding into Go structs, and we have no such decoding step.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::schema::{Schema, Strategy};
@@ -181,14 +183,16 @@ fn merge_list(
 
     let (server_order, patch, merged, merge_key) = if kind != ItemKind::Object {
         if is_delete_list {
+            let deleted: HashSet<String> = patch.iter().map(canonical).collect();
             return Ok(original
                 .into_iter()
-                .filter(|item| !patch.contains(item))
+                .filter(|item| !deleted.contains(&canonical(item)))
                 .collect());
         }
         let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
+        let mut seen = HashSet::with_capacity(original.len() + patch.len());
         for item in original.iter().chain(patch.iter()) {
-            if !merged.contains(item) {
+            if seen.insert(canonical(item)) {
                 merged.push(item.clone());
             }
         }
@@ -226,13 +230,21 @@ fn apply_item_directives(
 ) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
     let mut plain_items = Vec::with_capacity(patch.len());
     let mut replace = false;
+    // Deleted merge keys are gathered and removed in one pass, so that many `delete` items
+    // cost one scan of the original list, not one each.
+    let mut deleted_keys: Option<HashSet<String>> = None;
     for item in patch {
         let directive = item.get(PATCH_DIRECTIVE);
         match directive.map(|d| d.as_str()) {
             None => plain_items.push(item),
             Some(Some("delete")) => {
                 let key_value = merge_key_value(&item, merge_key)?;
-                original = delete_matching_items(original, merge_key, key_value)?;
+                if deleted_keys.is_none() {
+                    check_all_maps(&original)?;
+                }
+                deleted_keys
+                    .get_or_insert_with(HashSet::new)
+                    .insert(canonical(key_value));
             }
             Some(Some("replace")) => replace = true,
             Some(Some("merge")) => {
@@ -247,6 +259,12 @@ fn apply_item_directives(
             }
         }
     }
+    if let Some(deleted) = &deleted_keys {
+        original.retain(|item| {
+            item.get(merge_key)
+                .is_none_or(|key| !deleted.contains(&canonical(key)))
+        });
+    }
     if replace {
         Ok((strip_list(plain_items), Vec::new()))
     } else {
@@ -254,23 +272,14 @@ fn apply_item_directives(
     }
 }
 
-fn delete_matching_items(
-    original: Vec<Value>,
-    merge_key: &str,
-    key_value: &Value,
-) -> Result<Vec<Value>, PatchError> {
-    let mut kept = Vec::with_capacity(original.len());
-    for (index, item) in original.into_iter().enumerate() {
-        let Value::Object(map) = &item else {
-            return Err(PatchError::MergeFailed(format!(
-                "value for key {index} is not a map"
-            )));
-        };
-        if map.get(merge_key) != Some(key_value) {
-            kept.push(item);
-        }
+/// Fails as upstream does when a list item that should be a map is not.
+fn check_all_maps(items: &[Value]) -> Result<(), PatchError> {
+    match items.iter().position(|item| !item.is_object()) {
+        Some(index) => Err(PatchError::MergeFailed(format!(
+            "value for key {index} is not a map"
+        ))),
+        None => Ok(()),
     }
-    Ok(kept)
 }
 
 /// Merges each patch item into the original item with the same merge key, or appends it.
@@ -280,19 +289,24 @@ fn merge_items_by_key(
     merge_key: &str,
     schema: Schema,
 ) -> Result<Vec<Value>, PatchError> {
+    // The first original item for each merge key, and the first item that is not a map (a
+    // search for a key reaching it fails, as upstream's linear search does).
+    let first_non_map = original.iter().position(|item| !item.is_object());
+    let scanned = first_non_map.unwrap_or(original.len());
+    let mut by_key: HashMap<String, usize> = HashMap::with_capacity(original.len());
+    for (index, item) in original[..scanned].iter().enumerate() {
+        if let Some(key) = item.get(merge_key) {
+            by_key.entry(canonical(key)).or_insert(index);
+        }
+    }
     for item in patch {
         let key_value = merge_key_value(item, merge_key)?;
-        let mut position = None;
-        for (index, candidate) in original.iter().enumerate() {
-            let Value::Object(map) = candidate else {
-                return Err(PatchError::MergeFailed(format!(
-                    "value for key {index} is not a map"
-                )));
-            };
-            if map.get(merge_key) == Some(key_value) {
-                position = Some(index);
-                break;
-            }
+        let key_text = canonical(key_value);
+        let position = by_key.get(&key_text).copied();
+        if let (Some(bad), None) = (first_non_map, position) {
+            return Err(PatchError::MergeFailed(format!(
+                "value for key {bad} is not a map"
+            )));
         }
         let patch_object = item.as_object().cloned().unwrap_or_default();
         match position {
@@ -305,6 +319,11 @@ fn merge_items_by_key(
             }
             None => {
                 if let Some(value) = strip_value(Value::Object(patch_object)) {
+                    if first_non_map.is_none() {
+                        if let Some(key) = value.get(merge_key) {
+                            by_key.entry(canonical(key)).or_insert(original.len());
+                        }
+                    }
                     original.push(value);
                 }
             }
@@ -331,10 +350,68 @@ fn identity<'v>(item: &'v Value, merge_key: Option<&str>) -> Option<&'v Value> {
     }
 }
 
-fn position_in(list: &[Value], item: &Value, merge_key: Option<&str>) -> Option<usize> {
-    let wanted = identity(item, merge_key);
-    list.iter()
-        .position(|candidate| identity(candidate, merge_key) == wanted)
+/// A text equal for two JSON values exactly when `==` holds: object members sorted, floats
+/// zero without a sign. Lets lists be indexed by hash instead of searched item by item.
+fn canonical(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (key, member)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    write(member, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => out.push_str("0.0"),
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+/// Where each identity (see [`identity`]) first occurs in a list: what searching the list for
+/// an item's identity finds, in constant time.
+struct IdentityIndex<'k> {
+    first: HashMap<Option<String>, usize>,
+    merge_key: Option<&'k str>,
+}
+
+impl<'k> IdentityIndex<'k> {
+    fn new(list: &[Value], merge_key: Option<&'k str>) -> IdentityIndex<'k> {
+        let mut first = HashMap::with_capacity(list.len());
+        for (index, item) in list.iter().enumerate() {
+            first
+                .entry(identity(item, merge_key).map(canonical))
+                .or_insert(index);
+        }
+        IdentityIndex { first, merge_key }
+    }
+
+    /// The position of the first item in the list with `item`'s identity.
+    fn position(&self, item: &Value) -> Option<usize> {
+        self.first
+            .get(&identity(item, self.merge_key).map(canonical))
+            .copied()
+    }
 }
 
 /// Splits `items` into those present in `reference` (by identity) and the rest.
@@ -345,11 +422,12 @@ fn partition_by_presence(
 ) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
     let mut present = Vec::new();
     let mut absent = Vec::new();
+    let reference = IdentityIndex::new(reference, merge_key);
     for item in items {
         if let Some(key) = merge_key {
             merge_key_value(&item, key)?;
         }
-        if position_in(reference, &item, merge_key).is_some() {
+        if reference.position(&item).is_some() {
             present.push(item);
         } else {
             absent.push(item);
@@ -378,9 +456,13 @@ fn normalize_element_order(
     ))
 }
 
-/// A stable insertion sort by position in `order`, with upstream's comparison: an item not
-/// found in `order` compares as "less" than its neighbour. Insertion sort keeps that
-/// inconsistent comparison harmless and matches the Go result for lists of merge-list size.
+/// Orders `items` by position in `order` as a stable insertion sort with upstream's comparison
+/// would: an item not found in `order` compares as "less" than its neighbour. That
+/// comparison is inconsistent, so the result is defined by the insertion process itself: an
+/// item not in `order` goes to the front; any other goes right after the last placed item whose
+/// position is not greater than its own, or to the front when there is none. Doing exactly
+/// that with an ordered map and a linked list takes O(n log n) instead of the sort's O(n²)
+/// swaps, so a long patch list cannot stall the server.
 fn sort_by_order(
     mut items: Vec<Value>,
     order: &[Value],
@@ -400,24 +482,54 @@ fn sort_by_order(
         items = kept;
         to_delete = deleted;
     }
-    let less = |a: &Value, b: &Value| -> bool {
-        match (
-            position_in(order, a, merge_key),
-            position_in(order, b, merge_key),
-        ) {
-            (Some(i), Some(j)) => i < j,
-            _ => true,
+    let order = IdentityIndex::new(order, merge_key);
+    // A singly linked list over item indices, and the placed items with a position keyed by
+    // (position, placement) so the last one at or before a position is one lookup away.
+    let mut next: Vec<Option<usize>> = vec![None; items.len()];
+    let mut head: Option<usize> = None;
+    let mut placed: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let position = order.position(item);
+        let predecessor = position.and_then(|p| {
+            placed
+                .range(..=(p, usize::MAX))
+                .next_back()
+                .map(|(_, &at)| at)
+        });
+        match predecessor {
+            Some(before) => {
+                next[index] = next[before];
+                next[before] = Some(index);
+            }
+            None => {
+                next[index] = head;
+                head = Some(index);
+            }
         }
-    };
-    for i in 1..items.len() {
-        let mut j = i;
-        while j > 0 && less(&items[j], &items[j - 1]) {
-            items.swap(j, j - 1);
-            j -= 1;
+        if let Some(p) = position {
+            placed.insert((p, index), index);
         }
     }
-    items.extend(to_delete);
-    Ok(items)
+    let mut slots: Vec<Option<Value>> = items.into_iter().map(Some).collect();
+    let mut sorted = Vec::with_capacity(slots.len() + to_delete.len());
+    let mut cursor = head;
+    while let Some(index) = cursor {
+        sorted.extend(slots[index].take());
+        cursor = next[index];
+    }
+    sorted.extend(to_delete);
+    Ok(sorted)
+}
+
+/// [`sort_by_order`] on objects merged by `merge_key`, for tests that compare it with the
+/// insertion sort it replaces.
+#[cfg(test)]
+pub(crate) fn sort_by_order_for_tests(
+    items: Vec<Value>,
+    order: &[Value],
+    merge_key: &str,
+) -> Vec<Value> {
+    sort_by_order(items, order, Some(merge_key), ItemKind::Object).expect("items with merge keys")
 }
 
 /// Inserts each server-only item before the first patch item that follows it in the live list.
@@ -428,6 +540,7 @@ fn interleave(
     merge_key: Option<&str>,
 ) -> Vec<Value> {
     let mut out = Vec::with_capacity(server_only.len() + patch_items.len());
+    let server_order = IdentityIndex::new(server_order, merge_key);
     let mut left = server_only.into_iter().peekable();
     let mut right = patch_items.into_iter().peekable();
     loop {
@@ -436,10 +549,7 @@ fn interleave(
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(l), Some(r)) => matches!(
-                (
-                    position_in(server_order, l, merge_key),
-                    position_in(server_order, r, merge_key),
-                ),
+                (server_order.position(l), server_order.position(r)),
                 (Some(i), Some(j)) if i < j
             ),
         };

@@ -1025,3 +1025,149 @@ fn upstream_error_cases() {
         );
     }
 }
+
+#[test]
+fn json_patch_copy_chains_stop_at_the_copy_size_limit() {
+    // Each copy puts the map inside itself, doubling it: 40 doublings would need terabytes.
+    let target = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "bomb", "annotations": {"seed": "x".repeat(1000)}}});
+    let mut operations = Vec::new();
+    for level in 0..40 {
+        operations.push(json!({"op": "copy", "from": "/metadata/annotations",
+            "path": format!("/metadata/annotations/l{level}")}));
+    }
+    let configmaps = find("", "v1", "configmaps").unwrap();
+    let started = std::time::Instant::now();
+    let Err(err) = apply_patch(
+        configmaps,
+        &target,
+        PatchType::Json,
+        &Value::Array(operations),
+    ) else {
+        panic!("a copy chain past the limit must fail");
+    };
+    assert_eq!(err.code(), 422, "{err}");
+    assert_eq!(err.reason(), "Invalid");
+    assert!(err.to_string().contains("accumulated size"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn json_patch_copies_under_the_limit_still_apply() {
+    let target = json!({"metadata": {"name": "n", "labels": {"a": "b"}}});
+    let patched = apply_patch(
+        find("", "v1", "configmaps").unwrap(),
+        &target,
+        PatchType::Json,
+        &json!([{"op": "copy", "from": "/metadata/labels", "path": "/metadata/annotations"},
+                {"op": "copy", "from": "/metadata/labels/a", "path": "/metadata/labels/c"}]),
+    )
+    .unwrap();
+    assert_eq!(patched["metadata"]["annotations"], json!({"a": "b"}));
+    assert_eq!(patched["metadata"]["labels"], json!({"a": "b", "c": "b"}));
+}
+
+#[test]
+fn long_strategic_merge_lists_merge_in_bounded_time() {
+    // Reordering a long list by `$setElementOrder` took minutes for a thousand items when
+    // every comparison searched the order list.
+    let n = 20_000;
+    let containers: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("c{i}"), "image": "x"}))
+        .collect();
+    let target = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p",
+        "finalizers": (0..n).map(|i| format!("f{i}")).collect::<Vec<_>>()},
+        "spec": {"containers": containers}});
+    let order: Vec<Value> = (0..n)
+        .rev()
+        .map(|i| json!({"name": format!("c{i}")}))
+        .collect();
+    let patch_items: Vec<Value> = (0..n)
+        .rev()
+        .map(|i| json!({"name": format!("c{i}"), "image": "y"}))
+        .collect();
+    let deletes: Vec<Value> = (0..n)
+        .step_by(2)
+        .map(|i| json!({"name": format!("c{i}"), "$patch": "delete"}))
+        .collect();
+    let patch = json!({
+        "metadata": {"finalizers": (0..n).rev().map(|i| format!("g{i}")).collect::<Vec<_>>()},
+        "spec": {"$setElementOrder/containers": order, "containers": patch_items}});
+    let started = std::time::Instant::now();
+    let patched = apply_patch(pods(), &target, PatchType::StrategicMerge, &patch).unwrap();
+    let names: Vec<&str> = patched["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), n);
+    assert_eq!(names[0], format!("c{}", n - 1));
+    assert_eq!(names[n - 1], "c0");
+    assert_eq!(
+        patched["metadata"]["finalizers"].as_array().unwrap().len(),
+        2 * n
+    );
+    let deleted = apply_patch(
+        pods(),
+        &target,
+        PatchType::StrategicMerge,
+        &json!({"spec": {"containers": deletes}}),
+    )
+    .unwrap();
+    assert_eq!(
+        deleted["spec"]["containers"].as_array().unwrap().len(),
+        n / 2
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+mod element_order {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::super::strategic::sort_by_order_for_tests as sort_by_order;
+
+    /// The insertion sort with upstream's comparison, as the reference.
+    fn insertion_sorted(items: &[Value], order: &[Value]) -> Vec<Value> {
+        let position = |item: &Value| order.iter().position(|o| o["name"] == item["name"]);
+        let mut items = items.to_vec();
+        for i in 1..items.len() {
+            let mut j = i;
+            while j > 0 {
+                let less = match (position(&items[j]), position(&items[j - 1])) {
+                    (Some(a), Some(b)) => a < b,
+                    _ => true,
+                };
+                if !less {
+                    break;
+                }
+                items.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+        items
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn ordering_matches_the_insertion_sort(
+            items in prop::collection::vec((0u8..12, any::<u8>()), 0..30),
+            order in prop::collection::vec(0u8..12, 0..14),
+        ) {
+            let items: Vec<Value> = items
+                .iter()
+                .map(|(name, tag)| json!({"name": format!("n{name}"), "tag": tag}))
+                .collect();
+            let order: Vec<Value> = order.iter().map(|name| json!({"name": format!("n{name}")})).collect();
+            let fast = sort_by_order(items.clone(), &order, "name");
+            prop_assert_eq!(fast, insertion_sorted(&items, &order));
+        }
+    }
+}

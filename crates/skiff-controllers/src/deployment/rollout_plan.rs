@@ -1,9 +1,11 @@
 //! `skiff rollout plan`: the sequence of ReplicaSet sizes a rollout goes through.
 //!
 //! The simulation replays the real planner ([`plan`]) sync after sync against an idealised
-//! cluster where every new pod is available at once and scaled-down pods vanish at once, so the
-//! steps shown are exactly what the controller's arithmetic produces for the Deployment's
-//! strategy.
+//! cluster: syncs run until nothing more can move, then every pod created so far becomes
+//! available at once; scaled-down pods vanish at once. Each ReplicaSet write is its own step, so
+//! the steps shown are every state the controller's arithmetic passes through for the
+//! Deployment's strategy, including the one between creating the new ReplicaSet and scaling the
+//! old one down in the same sync.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,7 +22,7 @@ use super::hash::{compute_hash, replica_set_name};
 use super::util::*;
 use super::{plan, Action, DeploymentObservation, PlanError};
 
-/// Sizes of the new and old ReplicaSets after one sync that changed them.
+/// Sizes of the new and old ReplicaSets after one ReplicaSet write that changed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// `spec.replicas` of the new ReplicaSet.
@@ -99,7 +101,7 @@ pub fn with_defaults(deployment: &Deployment) -> Deployment {
 }
 
 /// Upper bound on simulated syncs, reached only by very large Deployments with tiny fenceposts.
-const MAX_SIMULATED_SYNCS: usize = 20_000;
+const MAX_SIMULATED_SYNCS: usize = 40_000;
 
 const SIMULATION_START_SECONDS: i64 = 946_684_800; // 2000-01-01T00:00:00Z
 
@@ -107,17 +109,42 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(SIMULATION_START_SECONDS + seconds).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// Marks every pod of a ReplicaSet as existing and available, as the simulation assumes.
+/// Marks every pod of a ReplicaSet as existing and available, as the simulation assumes once
+/// no sync can move anything more.
 fn settle(rs: &mut ReplicaSet) {
+    let replicas = rs_spec_replicas(rs);
+    set_status(rs, replicas);
+}
+
+/// Records a write of a ReplicaSet's size: its pods exist at once, but only those already
+/// available stay so (pods removed by a scale-down vanish, new pods are not yet ready).
+fn resize(rs: &mut ReplicaSet, available_before: i32) {
+    let available = available_before.min(rs_spec_replicas(rs)).max(0);
+    set_status(rs, available);
+}
+
+fn set_status(rs: &mut ReplicaSet, available: i32) {
     let replicas = rs_spec_replicas(rs);
     rs.status = Some(ReplicaSetStatus {
         replicas,
-        ready_replicas: Some(replicas),
-        available_replicas: Some(replicas),
+        ready_replicas: Some(available),
+        available_replicas: Some(available),
         fully_labeled_replicas: Some(replicas),
         observed_generation: rs.metadata.generation,
         ..Default::default()
     });
+}
+
+/// The sizes of the new ReplicaSet and of the old ones together, as the plan shows them.
+fn sizes(observation: &DeploymentObservation) -> Step {
+    let d = &observation.deployment;
+    let new_rs = find_new_replica_set(d, &observation.replica_sets);
+    let new = new_rs.as_ref().map(rs_spec_replicas).unwrap_or(0);
+    let old = find_old_replica_sets(d, &observation.replica_sets)
+        .iter()
+        .map(rs_spec_replicas)
+        .fold(0_i32, |sum, replicas| sum.saturating_add(replicas));
+    Step { new, old }
 }
 
 fn old_replica_set(d: &Deployment, replicas: i32) -> ReplicaSet {
@@ -192,9 +219,11 @@ fn old_replica_set(d: &Deployment, replicas: i32) -> ReplicaSet {
 }
 
 /// Simulates a rollout of `deployment`'s template from an old ReplicaSet running all
-/// `spec.replicas` pods, applying the planner sync after sync; every new pod becomes available at
-/// once and scaled-down pods disappear at once. Recreate shows the old ReplicaSet going to 0
-/// before the new one appears at full size.
+/// `spec.replicas` pods, applying the planner sync after sync. Syncs run until one moves nothing
+/// more; then every pod becomes available at once and syncing resumes. Scaled-down pods
+/// disappear at once. Every ReplicaSet write that changes a size is a step, so a sync that
+/// creates the new ReplicaSet and scales the old one down shows both states. Recreate shows the
+/// old ReplicaSet going to 0 before the new one appears at full size.
 pub fn rollout_plan(deployment: &Deployment) -> Result<RolloutPlan, PlanError> {
     let mut d = with_defaults(deployment);
     if d.metadata.name.is_none() {
@@ -244,17 +273,18 @@ pub fn rollout_plan(deployment: &Deployment) -> Result<RolloutPlan, PlanError> {
         new: replicas,
         old: 0,
     };
-    // Every two syncs move at least maxSurge + maxUnavailable pods; refuse sizes whose
-    // simulation would take too long instead of spinning.
+    // Every round of at most four syncs (scale up, settle, scale down, settle) moves at least
+    // maxSurge + maxUnavailable pods; refuse sizes whose simulation would take too long
+    // instead of spinning.
     let per_round = i64::from(result.max_surge.max(0)) + i64::from(result.max_unavailable.max(0));
-    let needed = 2 * (i64::from(replicas) / per_round.max(1) + 1) + 4;
+    let needed = 4 * (i64::from(replicas) / per_round.max(1) + 1) + 4;
     if needed > MAX_SIMULATED_SYNCS as i64 {
         return Err(PlanError::RolloutTooLong {
             syncs: needed as u64,
             limit: MAX_SIMULATED_SYNCS as u64,
         });
     }
-    let max_syncs = (2 * needed as usize + 16).min(MAX_SIMULATED_SYNCS);
+    let max_syncs = (needed as usize + 16).min(MAX_SIMULATED_SYNCS);
     let mut created = 0;
     for sync in 0..max_syncs {
         if result.steps.last() == Some(&final_step) {
@@ -265,6 +295,7 @@ pub fn rollout_plan(deployment: &Deployment) -> Result<RolloutPlan, PlanError> {
         if let Some(error) = planned.error {
             return Err(error);
         }
+        let mut moved = false;
         for action in planned.actions {
             match action {
                 Action::CreateReplicaSet { mut replica_set } => {
@@ -272,18 +303,18 @@ pub fn rollout_plan(deployment: &Deployment) -> Result<RolloutPlan, PlanError> {
                     replica_set.metadata.uid = Some(format!("replicaset-{created}"));
                     replica_set.metadata.generation = Some(1);
                     replica_set.metadata.creation_timestamp = Some(Time(now));
-                    settle(&mut replica_set);
+                    resize(&mut replica_set, 0);
                     observation.replica_sets.push(replica_set);
                 }
                 Action::UpdateReplicaSet {
                     mut replica_set, ..
                 } => {
-                    settle(&mut replica_set);
                     if let Some(slot) = observation
                         .replica_sets
                         .iter_mut()
                         .find(|rs| rs.metadata.name == replica_set.metadata.name)
                     {
+                        resize(&mut replica_set, rs_available_replicas(slot));
                         *slot = replica_set;
                     }
                 }
@@ -293,16 +324,15 @@ pub fn rollout_plan(deployment: &Deployment) -> Result<RolloutPlan, PlanError> {
                 Action::UpdateDeploymentStatus { deployment }
                 | Action::UpdateDeployment { deployment } => observation.deployment = deployment,
             }
+            let step = sizes(&observation);
+            if result.steps.last() != Some(&step) {
+                result.steps.push(step);
+                moved = true;
+            }
         }
-        let new_rs = find_new_replica_set(&observation.deployment, &observation.replica_sets);
-        let new = new_rs.as_ref().map(rs_spec_replicas).unwrap_or(0);
-        let old = find_old_replica_sets(&observation.deployment, &observation.replica_sets)
-            .iter()
-            .map(rs_spec_replicas)
-            .sum();
-        let step = Step { new, old };
-        if result.steps.last() != Some(&step) {
-            result.steps.push(step);
+        if !moved {
+            // Nothing more can move until pods become available: let them all be at once.
+            observation.replica_sets.iter_mut().for_each(settle);
         }
     }
     if result.steps.last() == Some(&final_step) {

@@ -515,7 +515,7 @@ impl DeploymentSync {
             let name = rs_name(rs).to_string();
             self.scaling_event(
                 &name,
-                format!("Scaled {direction} replica set {name} to {new_scale} from {old_scale}"),
+                format!("Scaled {direction} replica set {name} from {old_scale} to {new_scale}"),
             );
         }
         (size_needs_update, copy)
@@ -575,8 +575,8 @@ impl DeploymentSync {
         for rs in &all {
             if to_add != 0 {
                 let p = proportion(rs, &self.d, to_add, added);
-                sizes.push(rs_spec_replicas(rs) + p);
-                added += p;
+                sizes.push(rs_spec_replicas(rs).saturating_add(p));
+                added = added.saturating_add(p);
             } else {
                 sizes.push(rs_spec_replicas(rs));
             }
@@ -584,7 +584,7 @@ impl DeploymentSync {
         for (i, rs) in all.iter().enumerate() {
             let mut size = sizes[i];
             if i == 0 && to_add != 0 {
-                size = (size + to_add - added).max(0);
+                size = size.saturating_add(to_add).saturating_sub(added).max(0);
             }
             self.scale_replica_set(rs, size, direction);
         }

@@ -178,13 +178,14 @@ pub fn scaled_value_from_int_or_percent(
             let percent: i64 = digits
                 .parse()
                 .map_err(|_| PlanError::InvalidPercentage { value: s.clone() })?;
-            let scaled = percent * i64::from(total);
+            // Wide enough for any user-given percent times any replica count.
+            let scaled = i128::from(percent) * i128::from(total);
             let result = if round_up {
                 -((-scaled).div_euclid(100))
             } else {
                 scaled.div_euclid(100)
             };
-            Ok(result.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+            Ok(result.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32)
         }
     }
 }
@@ -259,6 +260,14 @@ pub fn available_replica_count(rss: &[ReplicaSet]) -> i32 {
 /// Sum of `status.readyReplicas` over ReplicaSets.
 pub fn ready_replica_count(rss: &[ReplicaSet]) -> i32 {
     rss.iter().map(rs_ready_replicas).sum()
+}
+
+/// The pods of the ReplicaSets being deleted but not yet gone
+/// (`GetTerminatingReplicaCountForReplicaSets`), saturating rather than overflowing.
+pub fn terminating_replica_count(rss: &[ReplicaSet]) -> i32 {
+    rss.iter()
+        .filter_map(|rs| rs.status.as_ref()?.terminating_replicas)
+        .fold(0i32, i32::saturating_add)
 }
 
 /// The size the new ReplicaSet may grow to in this sync (`NewRSNewReplicas`): up to
@@ -765,7 +774,7 @@ pub fn calculate_status(
         unavailable_replicas: nonzero(unavailable),
         collision_count: current.collision_count,
         conditions: current.conditions.clone().filter(|c| !c.is_empty()),
-        terminating_replicas: None,
+        terminating_replicas: Some(terminating_replica_count(all_rss)),
     };
     let condition = if available >= deployment_replicas(d) - max_unavailable(d) {
         new_condition(
@@ -910,4 +919,35 @@ pub fn replica_failures(
         }
     }
     all_rss.iter().flat_map(failures).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_of_extreme_sizes_saturate() {
+        let percent = |s: &str| IntOrString::String(s.to_string());
+        let max_percent = format!("{}%", i64::MAX);
+        let cases: &[(IntOrString, i32, bool, i32)] = &[
+            (percent("25%"), 10, true, 3),
+            (percent("25%"), 10, false, 2),
+            (percent("100%"), i32::MAX, true, i32::MAX),
+            (percent("200%"), i32::MAX, false, i32::MAX),
+            (percent(&max_percent), i32::MAX, true, i32::MAX),
+            (percent(&max_percent), i32::MAX, false, i32::MAX),
+            (percent(&max_percent), 1, false, i32::MAX),
+            (percent(&max_percent), 0, true, 0),
+            (percent("-5%"), i32::MAX, true, -107_374_182),
+            (percent(&format!("{}%", i64::MIN)), i32::MAX, true, i32::MIN),
+            (IntOrString::Int(i32::MAX), 3, true, i32::MAX),
+        ];
+        for (value, total, round_up, expected) in cases {
+            assert_eq!(
+                scaled_value_from_int_or_percent(Some(value), *total, *round_up),
+                Ok(*expected),
+                "{value:?} of {total}, round up {round_up}"
+            );
+        }
+    }
 }

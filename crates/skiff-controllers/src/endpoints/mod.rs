@@ -33,6 +33,11 @@ use pods::{
 
 /// Label marking Endpoints and EndpointSlices of a headless Service (`v1.IsHeadlessService`).
 pub const HEADLESS_SERVICE_LABEL: &str = "service.kubernetes.io/headless";
+/// Label naming the controller that writes an Endpoints object (`LabelManagedBy`), so that
+/// others (and the mirroring controller) leave it alone.
+pub const MANAGED_BY_LABEL: &str = "endpoints.kubernetes.io/managed-by";
+/// This controller's value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY_CONTROLLER: &str = "endpoint-controller";
 /// Annotation with the time of the earliest change the write carries
 /// (`v1.EndpointsLastChangeTriggerTime`).
 pub const LAST_CHANGE_TRIGGER_TIME_ANNOTATION: &str =
@@ -341,6 +346,7 @@ fn labels_without_headless(
 ) -> Option<BTreeMap<String, String>> {
     let mut labels = labels.cloned()?;
     labels.remove(HEADLESS_SERVICE_LABEL);
+    labels.remove(MANAGED_BY_LABEL);
     Some(labels)
 }
 
@@ -379,8 +385,15 @@ pub fn plan(
             })
             .sum();
         let capacity_annotation_right = existing_count <= MAX_CAPACITY && !over_capacity_marked;
+        let managed_by_us = existing
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
+            .is_some_and(|v| v == MANAGED_BY_CONTROLLER);
         if normalized(existing.subsets.as_ref()) == normalized(Some(&subsets))
             && same_labels(current_labels.as_ref(), service.metadata.labels.as_ref())
+            && managed_by_us
             && capacity_annotation_right
         {
             return None;
@@ -423,7 +436,11 @@ pub fn plan(
     } else {
         labels.insert(HEADLESS_SERVICE_LABEL.to_string(), String::new());
     }
-    endpoints.metadata.labels = (!labels.is_empty()).then_some(labels);
+    labels.insert(
+        MANAGED_BY_LABEL.to_string(),
+        MANAGED_BY_CONTROLLER.to_string(),
+    );
+    endpoints.metadata.labels = Some(labels);
     endpoints.subsets = (!subsets.is_empty()).then_some(subsets);
 
     Some(if current.is_some() {

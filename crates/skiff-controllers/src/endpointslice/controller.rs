@@ -26,8 +26,19 @@ fn slices_resource() -> &'static ResourceInfo {
         .expect("endpointslices are registered")
 }
 
-/// How soon a sync that skipped pods on unknown nodes is retried.
-const MISSING_NODE_RETRY: Duration = Duration::from_secs(1);
+/// How a sync that left out pods on unknown nodes ends: as an error, as upstream's does, so
+/// the Service is retried with the queue's growing back-off (and dropped after the retry
+/// limit) rather than at a fixed rate for as long as the node is missing; a node that appears
+/// requeues every Service anyway.
+fn skipped_pods_outcome(service: &str, skipped: &[String]) -> Result<Option<Duration>, SyncError> {
+    if skipped.is_empty() {
+        return Ok(None);
+    }
+    Err(SyncError::Plan(format!(
+        "skipping Pods {} for Service {service}: their Node is not found",
+        skipped.join(", ")
+    )))
+}
 
 fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object
@@ -241,15 +252,7 @@ impl EndpointSliceController {
             }
         }
         result?;
-        if !planned.skipped_pods.is_empty() {
-            tracing::debug!(
-                service = key,
-                pods = ?planned.skipped_pods,
-                "skipping pods on unknown nodes"
-            );
-            return Ok(Some(MISSING_NODE_RETRY));
-        }
-        Ok(None)
+        skipped_pods_outcome(key, &planned.skipped_pods)
     }
 
     /// Writes one plan: creates, then updates, then deletes, as upstream orders them, so a
@@ -308,6 +311,24 @@ impl EndpointSliceController {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_on_missing_nodes_fail_the_sync_so_retries_back_off() {
+        assert!(matches!(skipped_pods_outcome("ns/web", &[]), Ok(None)));
+        let outcome = skipped_pods_outcome("ns/web", &["a".to_string(), "b".to_string()]);
+        match outcome {
+            Err(SyncError::Plan(message)) => assert_eq!(
+                message,
+                "skipping Pods a, b for Service ns/web: their Node is not found"
+            ),
+            other => panic!("expected an error for the rate-limited requeue, got {other:?}"),
         }
     }
 }

@@ -242,13 +242,18 @@ fn new_slice(service: &Service, family: &str, ports: Vec<EndpointPort>) -> Endpo
             ..Default::default()
         },
         address_type: family.to_string(),
-        endpoints: Vec::new(),
+        endpoints: None,
         ports: (!ports.is_empty()).then_some(ports),
     }
 }
 
+/// How many endpoints a slice lists (none when the list is absent).
+fn endpoint_count(slice: &EndpointSlice) -> usize {
+    slice.endpoints.as_ref().map_or(0, Vec::len)
+}
+
 fn is_placeholder_of(slice: &EndpointSlice, service: &Service, family: &str) -> bool {
-    slice.endpoints.is_empty()
+    endpoint_count(slice) == 0
         && slice.ports.as_ref().is_none_or(Vec::is_empty)
         && slice.address_type == family
         && slice.metadata.labels.as_ref() == Some(&slice_labels(service))
@@ -415,7 +420,7 @@ fn plan_port_mapping(
         let name = slice.metadata.name.clone().unwrap_or_default();
         let mut kept = Vec::new();
         let mut changed = false;
-        for endpoint in &slice.endpoints {
+        for endpoint in slice.endpoints.iter().flatten() {
             if let Some(want) = desired.remove(&endpoint_key(endpoint)) {
                 if !same_endpoint(&want, endpoint) {
                     changed = true;
@@ -424,13 +429,13 @@ fn plan_port_mapping(
             }
         }
         let labels_changed = slice.metadata.labels.as_ref() != Some(&labels);
-        if changed || kept.len() != slice.endpoints.len() {
+        if changed || kept.len() != endpoint_count(slice) {
             if kept.is_empty() {
                 to_delete.insert(name.clone());
                 by_name.insert(name, slice.clone());
             } else {
                 let mut updated = slice.clone();
-                updated.endpoints = kept;
+                updated.endpoints = Some(kept);
                 updated.metadata.labels = Some(labels.clone());
                 to_update.insert(name.clone());
                 by_name.insert(name, updated);
@@ -449,16 +454,16 @@ fn plan_port_mapping(
     // 2. Fill the slices being rewritten anyway, fullest first.
     if !desired.is_empty() && !to_update.is_empty() {
         let mut order: Vec<String> = to_update.iter().cloned().collect();
-        order.sort_by_key(|n| std::cmp::Reverse(by_name.get(n).map_or(0, |s| s.endpoints.len())));
+        order.sort_by_key(|n| std::cmp::Reverse(by_name.get(n).map_or(0, endpoint_count)));
         for name in order {
             let Some(slice) = by_name.get_mut(&name) else {
                 continue;
             };
-            while slice.endpoints.len() < max_per_slice {
+            while endpoint_count(slice) < max_per_slice {
                 let Some((_, endpoint)) = desired.pop_first() else {
                     break;
                 };
-                slice.endpoints.push(endpoint);
+                slice.endpoints.get_or_insert_with(Vec::new).push(endpoint);
             }
         }
     }
@@ -470,7 +475,7 @@ fn plan_port_mapping(
         if desired.len() < max_per_slice && !unchanged.is_empty() {
             let mut closest = max_per_slice;
             for name in &unchanged {
-                let len = by_name.get(name).map_or(0, |s| s.endpoints.len());
+                let len = by_name.get(name).map_or(0, endpoint_count);
                 let room = max_per_slice as i64 - (desired.len() + len) as i64;
                 if room >= 0 && (room as usize) < closest {
                     closest = room as usize;
@@ -483,22 +488,22 @@ fn plan_port_mapping(
         }
         match target.and_then(|name| by_name.get_mut(&name).map(|s| (name, s))) {
             Some((name, slice)) => {
-                while slice.endpoints.len() < max_per_slice {
+                while endpoint_count(slice) < max_per_slice {
                     let Some((_, endpoint)) = desired.pop_first() else {
                         break;
                     };
-                    slice.endpoints.push(endpoint);
+                    slice.endpoints.get_or_insert_with(Vec::new).push(endpoint);
                 }
                 unchanged.remove(&name);
                 to_update.insert(name);
             }
             None => {
                 let mut slice = new_slice(service, family, ports.to_vec());
-                while slice.endpoints.len() < max_per_slice {
+                while endpoint_count(&slice) < max_per_slice {
                     let Some((_, endpoint)) = desired.pop_first() else {
                         break;
                     };
-                    slice.endpoints.push(endpoint);
+                    slice.endpoints.get_or_insert_with(Vec::new).push(endpoint);
                 }
                 create.push(slice);
             }

@@ -125,11 +125,7 @@ impl HpaController {
         namespace: &str,
         hpa: &HorizontalPodAutoscaler,
     ) -> Result<(&'static ResourceInfo, Value), String> {
-        let target = hpa
-            .spec
-            .as_ref()
-            .map(|s| s.scale_target_ref.clone())
-            .unwrap_or_default();
+        let target = hpa.spec.scale_target_ref.clone();
         let api_version = target.api_version.clone().unwrap_or_default();
         let resource = resources::find_by_kind(&api_version, &target.kind)
             .filter(|r| r.subresources.contains(&Subresource::Scale))
@@ -207,7 +203,7 @@ impl HpaController {
                             .entry(key.to_string())
                             .or_default()
                             .store_scale_event(
-                                hpa.spec.as_ref().and_then(|s| s.behavior.as_ref()),
+                                hpa.spec.behavior.as_ref(),
                                 rescale.previous,
                                 rescale.replicas,
                                 started,

@@ -445,7 +445,7 @@ pub fn plan_sync(
 ) -> SyncPlan {
     let mut status = hpa.status.clone().unwrap_or_default();
     let mut events = Vec::new();
-    let spec = hpa.spec.clone().unwrap_or_default();
+    let spec = hpa.spec.clone();
     let namespace = hpa.metadata.namespace.as_deref().unwrap_or("");
     let reference = format!(
         "{}/{}/{}",

@@ -103,6 +103,9 @@ pub struct ReplicaSetPlan {
     pub delete: Vec<PodDeletion>,
     /// The active pods the ReplicaSet owns after adoption and release (what it counts).
     pub owned_pods: Vec<Pod>,
+    /// How many pods the ReplicaSet controls are being deleted but still running (its
+    /// `status.terminatingReplicas`).
+    pub terminating_pods: i32,
     /// The status computed for a successful sync.
     pub status: ReplicaSetStatus,
     /// The status to write, `None` when the stored status is already current.
@@ -123,7 +126,13 @@ impl ReplicaSetPlan {
         error: &ManageError,
         now: Timestamp,
     ) -> Option<ReplicaSetStatus> {
-        let status = calculate_status(rs, &self.owned_pods, Some(error), now);
+        let status = calculate_status(
+            rs,
+            &self.owned_pods,
+            self.terminating_pods,
+            Some(error),
+            now,
+        );
         status_to_write(rs, &status)
     }
 }
@@ -195,6 +204,7 @@ pub fn plan_with_related(
         create: None,
         delete: Vec::new(),
         owned_pods: Vec::new(),
+        terminating_pods: 0,
         status: ReplicaSetStatus::default(),
         status_update: None,
         requeue_after: None,
@@ -212,9 +222,16 @@ pub fn plan_with_related(
     let deleting = rs.metadata.deletion_timestamp.is_some();
 
     for pod in pods {
-        if pod.metadata.namespace.as_deref().unwrap_or(namespace) != namespace
-            || !is_pod_active(pod)
-        {
+        if pod.metadata.namespace.as_deref().unwrap_or(namespace) != namespace {
+            continue;
+        }
+        if pods::is_pod_terminating(pod) {
+            if controller_of(&pod.metadata).is_some_and(|owner| owner.uid == rs_uid) {
+                plan.terminating_pods = plan.terminating_pods.saturating_add(1);
+            }
+            continue;
+        }
+        if !is_pod_active(pod) {
             continue;
         }
         let matches = selector.matches(&labels_map(pod));
@@ -239,7 +256,7 @@ pub fn plan_with_related(
         manage_replicas(&mut plan, rs, other_replica_sets, pods, now);
     }
 
-    plan.status = calculate_status(rs, &plan.owned_pods, None, now);
+    plan.status = calculate_status(rs, &plan.owned_pods, plan.terminating_pods, None, now);
     plan.status_update = status_to_write(rs, &plan.status);
     let min_ready = status::min_ready_seconds(rs);
     plan.requeue_after = plan

@@ -34,6 +34,13 @@ pub fn is_pod_active(pod: &Pod) -> bool {
     phase != "Succeeded" && phase != "Failed" && pod.metadata.deletion_timestamp.is_none()
 }
 
+/// Whether a pod is on its way out: it has a deletion timestamp but has not finished
+/// (`FilterTerminatingPods`), so it counts as a terminating replica.
+pub fn is_pod_terminating(pod: &Pod) -> bool {
+    let phase = phase(pod);
+    phase != "Succeeded" && phase != "Failed" && pod.metadata.deletion_timestamp.is_some()
+}
+
 fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
     pod.status
         .as_ref()

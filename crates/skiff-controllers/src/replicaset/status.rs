@@ -98,13 +98,15 @@ pub fn normalize_status(status: &ReplicaSetStatus) -> ReplicaSetStatus {
 }
 
 /// The status implied by the ReplicaSet's active, owned pods at `now` (`calculateStatus`):
-/// counts of all, fully labelled, ready and available pods, and the ReplicaFailure condition
+/// counts of all, fully labelled, ready and available pods, `terminating_pods` (owned pods
+/// with a deletion timestamp, not yet finished) as `terminatingReplicas`, and the ReplicaFailure condition
 /// set when `manage_error` reports a failed create/delete (kept if already present) and
 /// cleared when managing succeeded. `observedGeneration` is not touched here; see
 /// [`status_to_write`].
 pub fn calculate_status(
     rs: &ReplicaSet,
     active_pods: &[Pod],
+    terminating_pods: i32,
     manage_error: Option<&ManageError>,
     now: Timestamp,
 ) -> ReplicaSetStatus {
@@ -153,6 +155,7 @@ pub fn calculate_status(
     status.fully_labeled_replicas = Some(fully_labeled);
     status.ready_replicas = Some(ready);
     status.available_replicas = Some(available);
+    status.terminating_replicas = Some(terminating_pods);
     normalize_status(&status)
 }
 
@@ -167,6 +170,7 @@ pub fn status_to_write(rs: &ReplicaSet, new_status: &ReplicaSetStatus) -> Option
         && current.fully_labeled_replicas == new_status.fully_labeled_replicas
         && current.ready_replicas == new_status.ready_replicas
         && current.available_replicas == new_status.available_replicas
+        && current.terminating_replicas == new_status.terminating_replicas
         && current.observed_generation.unwrap_or(0) == generation
         && current.conditions == new_status.conditions;
     if unchanged {

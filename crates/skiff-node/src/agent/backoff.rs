@@ -45,7 +45,7 @@ impl Backoff {
 
     /// When the wait for an event at `event_time` ends.
     pub fn ends_at(&self, event_time: Instant) -> Instant {
-        event_time + self.current()
+        super::deadline::after(event_time, self.current())
     }
 
     /// Steps the back-off for an event at `event_time`: armed at the base the first time (or

@@ -26,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
+use super::deadline;
 use super::probe_timing::{ProbeKind, ProbeTiming, ProbeTracker};
 use super::runtime::ProbeResult;
 use crate::simulated::duration::{format_go_seconds, whole_seconds};
@@ -516,8 +517,8 @@ impl PodMachine {
             confirmed: false,
             terminal: None,
             backoff,
-            termination_grace: Duration::from_secs(
-                spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
+            termination_grace: deadline::seconds(
+                spec.termination_grace_period_seconds.unwrap_or(30),
             ),
             drains_traffic: false,
             out_of_service: taken_out_for_in_place_update(pod),
@@ -707,8 +708,14 @@ impl PodMachine {
                 }
             }
             Input::Delete { grace } => {
-                if !matches!(self.stopping, Some(Stopping::Delete { .. })) {
-                    let deadline = now.mono + grace;
+                let deadline = deadline::after(now.mono, grace);
+                if matches!(self.stopping, Some(Stopping::Delete { .. })) {
+                    self.shorten_grace(deadline, now, actions);
+                } else {
+                    let deadline = match self.stopping {
+                        Some(Stopping::Stop { deadline: stop }) => stop.min(deadline),
+                        _ => deadline,
+                    };
                     self.stopping = Some(Stopping::Delete { deadline });
                     self.end_replacements();
                     let serving = self
@@ -727,11 +734,41 @@ impl PodMachine {
                 // The agent is going away (or the pod already is): no waiting for proxies.
                 self.draining = None;
                 self.end_replacements();
+                let deadline = deadline::after(now.mono, grace);
                 if self.stopping.is_none() {
-                    self.stopping = Some(Stopping::Stop {
-                        deadline: now.mono + grace,
-                    });
+                    self.stopping = Some(Stopping::Stop { deadline });
+                } else {
+                    self.shorten_grace(deadline, now, actions);
                 }
+            }
+        }
+    }
+
+    /// A second deletion or stop may only shorten the grace period, as kubelet's does: the
+    /// deadline moves earlier and containers already stopping are signalled again with what
+    /// is left of it (their preStop hooks are not run twice).
+    fn shorten_grace(&mut self, deadline: Instant, now: Now, actions: &mut Vec<Action>) {
+        let Some(stopping) = self.stopping.as_mut() else {
+            return;
+        };
+        let current = match stopping {
+            Stopping::Delete { deadline } | Stopping::Stop { deadline } => deadline,
+        };
+        if deadline >= *current {
+            return;
+        }
+        *current = deadline;
+        if let Some(draining) = &mut self.draining {
+            draining.deadline = draining.deadline.min(deadline);
+        }
+        let grace = deadline.saturating_duration_since(now.mono);
+        for c in &self.containers {
+            if c.killing && c.is_running() {
+                actions.push(Action::Kill {
+                    container: c.name.clone(),
+                    grace: Some(grace),
+                    pre_stop: false,
+                });
             }
         }
     }
@@ -810,7 +847,7 @@ impl PodMachine {
         let grace = match self.replace_deadline.take() {
             Some(deadline) => Some(deadline.saturating_duration_since(now.mono)),
             None if self.drains_traffic && self.out_of_service => {
-                let deadline = now.mono + self.termination_grace;
+                let deadline = deadline::after(now.mono, self.termination_grace);
                 self.replace_deadline = Some(deadline);
                 self.begin_drain(deadline, actions);
                 return;
@@ -1126,7 +1163,7 @@ impl PodMachine {
                         consider(c.crash_backoff.ends_at(finished));
                     }
                     "ErrImagePull" => {
-                        consider(*since + pull_error_shown(&c.pull_backoff));
+                        consider(deadline::after(*since, pull_error_shown(&c.pull_backoff)));
                     }
                     "ImagePullBackOff" | "CreateContainerConfigError" => {
                         consider(c.pull_backoff.ends_at(*since));
@@ -2319,6 +2356,107 @@ mod tests {
             clock.at(0),
         );
         assert_eq!(a, vec![Action::ConfirmDeletion]);
+    }
+
+    #[test]
+    fn extreme_grace_periods_saturate_and_later_deletions_shorten_them() {
+        const HUGE: i64 = 999_999_999_999;
+        let longest = deadline::LONGEST_WAIT;
+        // (terminationGracePeriodSeconds, first deletion's grace, the kill's grace)
+        let cases: &[(i64, Duration, Duration)] = &[
+            (HUGE, Duration::from_secs(HUGE as u64), longest),
+            (i64::MAX, Duration::from_secs(i64::MAX as u64), longest),
+            (i64::MAX, Duration::MAX, longest),
+            (-5, Duration::ZERO, Duration::ZERO),
+            (30, Duration::from_secs(30), Duration::from_secs(30)),
+        ];
+        for &(termination, grace, kill_grace) in cases {
+            let mut clock = Clock::new();
+            let p = pod(json!({"terminationGracePeriodSeconds": termination,
+                "containers": [{"name": "app"}]}));
+            for drain in [false, true] {
+                let label = format!("terminationGracePeriodSeconds {termination}, drain {drain}");
+                let mut m = PodMachine::new(&p, backoff(), clock.at(0)).with_traffic_drain(drain);
+                m.step(Input::SandboxReady, clock.at(0));
+                m.step(started("app"), clock.at(0));
+                let a = m.step(Input::Delete { grace }, clock.at(1_000));
+                if drain && !grace.is_zero() {
+                    assert_eq!(
+                        drains(&a),
+                        vec![(1, clock.at(1_000).mono + kill_grace)],
+                        "{label}"
+                    );
+                    assert_eq!(m.next_wake(), Some(clock.at(1_000).mono + kill_grace));
+                    m.step(Input::Drained { drain: 1 }, clock.at(1_000));
+                } else {
+                    assert_eq!(
+                        kills(&a),
+                        vec![("app".to_string(), Some(kill_grace))],
+                        "{label}"
+                    );
+                }
+                // A forced deletion (grace 0) ends the wait at once.
+                let a = m.step(
+                    Input::Delete {
+                        grace: Duration::ZERO,
+                    },
+                    clock.at(2_000),
+                );
+                if kill_grace > Duration::ZERO {
+                    assert_eq!(
+                        kills(&a),
+                        vec![("app".to_string(), Some(Duration::ZERO))],
+                        "{label}"
+                    );
+                    assert!(
+                        !a.iter()
+                            .any(|a| matches!(a, Action::Kill { pre_stop: true, .. })),
+                        "preStop runs once: {label}"
+                    );
+                }
+                let a = m.step(exited("app", 137), clock.at(2_100));
+                assert_eq!(a, vec![Action::ConfirmDeletion], "{label}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_longer_second_deletion_or_stop_does_not_extend_the_grace_period() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"containers": [{"name": "app"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("app"), clock.at(0));
+        let a = m.step(
+            Input::Delete {
+                grace: Duration::from_secs(5),
+            },
+            clock.at(0),
+        );
+        assert_eq!(
+            kills(&a),
+            vec![("app".to_string(), Some(Duration::from_secs(5)))]
+        );
+        for input in [
+            Input::Delete {
+                grace: Duration::from_secs(60),
+            },
+            Input::Stop {
+                grace: Duration::MAX,
+            },
+        ] {
+            assert!(kills(&m.step(input, clock.at(1_000))).is_empty());
+        }
+        let a = m.step(
+            Input::Stop {
+                grace: Duration::from_secs(1),
+            },
+            clock.at(2_000),
+        );
+        assert_eq!(
+            kills(&a),
+            vec![("app".to_string(), Some(Duration::from_secs(1)))]
+        );
     }
 
     #[test]

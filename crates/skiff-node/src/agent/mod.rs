@@ -18,8 +18,11 @@
 //!
 //! Guarantees: when [`NodeAgent::run`] returns, no process it started is left: every pod was
 //! stopped within its grace period (bounded by [`NodeAgentConfig::shutdown_grace`]) and then
-//! killed. Process groups are recorded per pod, so leftovers of a crashed agent are killed at
-//! the next start.
+//! killed. Process groups are recorded per pod with their leader's start time, so leftovers of
+//! a crashed agent are killed at the next start (never a process that merely got a recorded PID
+//! again), as are processes carrying a known pod's UID that the crash left unrecorded; the pods
+//! then start afresh, counting a restart. They are not adopted: their output pipes died with
+//! the agent.
 //!
 //! Not done yet: cgroup limits and OOM detection (usage and limits are not enforced), service
 //! environment variables other than the `kubernetes` Service's, service account tokens in
@@ -27,6 +30,7 @@
 
 mod backoff;
 pub mod command;
+pub mod deadline;
 pub mod logfiles;
 pub mod machine;
 mod node;
@@ -287,7 +291,14 @@ impl NodeAgent {
             tokio::select! {
                 _ = &mut shutdown => break,
                 change = changes.recv() => match change {
-                    Some(change) => pods_manager.on_change(change, &done_tx),
+                    Some(change) => {
+                        let handled = skiff_runtime::panics::catch_sync(|| {
+                            pods_manager.on_change(change, &done_tx)
+                        });
+                        if let Err(panic) = handled {
+                            tracing::error!("handling a pod change panicked: {panic}");
+                        }
+                    }
                     None => break,
                 },
                 Some(uid) = done_rx.recv() => pods_manager.on_worker_done(&uid, &informer),
@@ -355,7 +366,21 @@ impl PodManager {
         let Ok(entries) = std::fs::read_dir(&pods_dir) else {
             return;
         };
-        for entry in entries.filter_map(Result::ok) {
+        let entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        // Groups started by a run killed before it could record them carry their pod's UID.
+        let known: std::collections::HashSet<String> = entries
+            .iter()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .chain(bound.iter().cloned())
+            .collect();
+        let unrecorded = process::kill_unrecorded(&known).await;
+        if unrecorded > 0 {
+            tracing::info!(
+                groups = unrecorded,
+                "killed unrecorded processes left by an earlier run"
+            );
+        }
+        for entry in entries {
             let uid = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
             let killed = process::kill_leftovers(&dir.join("pgids"), &uid).await;
@@ -411,13 +436,14 @@ impl PodManager {
                 self.workers.insert(uid, handle);
             }
             Notification::Deleted(_) => {
-                // Gone from the API (force-deleted, or confirmed by us): stop what is left.
+                // Gone from the API (force-deleted, or confirmed by us): stop what is left. A
+                // pod removed without a graceful mark was deleted with a grace period of 0.
                 if let Some(handle) = self.workers.get(&uid) {
                     let grace = pod
                         .metadata
                         .deletion_grace_period_seconds
-                        .map(|s| Duration::from_secs(s.max(0) as u64))
-                        .unwrap_or(Duration::from_secs(30));
+                        .map(deadline::seconds)
+                        .unwrap_or(Duration::ZERO);
                     let _ = handle.stop.send(Some(grace));
                 }
             }
@@ -444,7 +470,10 @@ impl PodManager {
         for handle in self.workers.values() {
             let _ = handle.stop.send(Some(grace));
         }
-        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        let deadline = deadline::after(
+            tokio::time::Instant::now(),
+            grace.saturating_add(Duration::from_secs(5)),
+        );
         while !self.workers.is_empty() {
             tokio::select! {
                 Some(uid) = done.recv() => {

@@ -33,7 +33,11 @@ pub fn pod_range_for(state_file: &Path) -> (Ipv4Addr, u8) {
     if let Some(dir) = state_file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(e) = std::fs::write(state_file, format!("{}/{}\n", range.0, range.1)) {
+    // Written aside and renamed, so a crash mid-write never leaves half a range to read back.
+    let partial = state_file.with_extension("partial");
+    let written = std::fs::write(&partial, format!("{}/{}\n", range.0, range.1))
+        .and_then(|()| std::fs::rename(&partial, state_file));
+    if let Err(e) = written {
         tracing::warn!(error = %e, path = %state_file.display(), "cannot record the pod range");
     }
     range

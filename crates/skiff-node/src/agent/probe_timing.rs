@@ -95,7 +95,7 @@ impl ProbeTracker {
         ProbeTracker {
             kind,
             timing,
-            next_due: started + timing.initial_delay,
+            next_due: super::deadline::after(started, timing.initial_delay),
             in_flight: false,
             streak: None,
             result: kind == ProbeKind::Liveness,
@@ -125,7 +125,7 @@ impl ProbeTracker {
     /// Marks a check as started at `now`; the next is due a period later.
     pub fn begin(&mut self, now: Instant) {
         self.in_flight = true;
-        self.next_due = now + self.timing.period;
+        self.next_due = super::deadline::after(now, self.timing.period);
     }
 
     /// Records a check's outcome; returns the new result when it flips.

@@ -89,13 +89,68 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
 
 /// The state and process group in a `/proc/<pid>/stat` line.
 fn parse_stat(stat: &str) -> Option<(char, i32)> {
-    // The command name is in parentheses and may contain anything; fields follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
+    let mut fields = stat_fields(stat)?;
     let state = fields.next()?.chars().next()?;
     let _ppid = fields.next()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some((state, pgrp))
+}
+
+/// The fields of a `/proc/<pid>/stat` line after the command name, starting with the state
+/// (field 3). The name is in parentheses and may contain anything, so fields follow the last ')'.
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
+}
+
+/// When a `/proc/<pid>/stat` line's process started, in clock ticks since boot (field 22).
+fn parse_start_time(stat: &str) -> Option<u64> {
+    // Field 22 is the 20th after the state (field 3).
+    stat_fields(stat)?.nth(19)?.parse().ok()
+}
+
+/// When process `pid` started, in clock ticks since boot, if it is alive: with the boot, what
+/// tells a process apart from a later one that was given the same PID.
+pub fn start_time(pid: i32) -> Option<u64> {
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// This boot's identity, so start times recorded before a reboot are never taken for current
+/// ones.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// One line of a pod's `pgids` record: a process group, and when its leader started in which
+/// boot (absent in records written before start times were kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RecordedGroup {
+    pgid: i32,
+    leader_start: Option<(u64, String)>,
+}
+
+impl RecordedGroup {
+    fn parse(line: &str) -> Option<RecordedGroup> {
+        let mut fields = line.split_whitespace();
+        let pgid = fields.next()?.parse().ok()?;
+        let start = fields.next().and_then(|t| t.parse().ok());
+        let boot = fields.next().map(str::to_string);
+        Some(RecordedGroup {
+            pgid,
+            leader_start: start.zip(boot),
+        })
+    }
+
+    /// Whether the group's leader still runs: the same PID, started at the recorded time in
+    /// this boot. A PID reused by an unrelated process has another start time.
+    fn leader_still_runs(&self, boot: &str) -> bool {
+        self.leader_start
+            .as_ref()
+            .is_some_and(|(ticks, recorded_boot)| {
+                recorded_boot == boot && start_time(self.pgid) == Some(*ticks)
+            })
+    }
 }
 
 /// Whether any process of group `pgid` is alive.
@@ -131,33 +186,103 @@ pub fn process_belongs_to(pid: i32, uid: &str) -> bool {
 
 /// Kills what is left of the process groups recorded in `pgids_file` for pod `uid`, and waits
 /// for them to go. Returns how many groups had processes.
+///
+/// A recorded group is the pod's only if its leader runs with the start time recorded for it,
+/// or one of its processes carries the pod's `SKIFF_POD_UID`: a PID (and so a group ID) reused
+/// by an unrelated process since the record was written is never signalled.
 pub async fn kill_leftovers(pgids_file: &Path, uid: &str) -> usize {
     let Ok(text) = std::fs::read_to_string(pgids_file) else {
         return 0;
     };
+    let boot = boot_id();
     let mut killed = 0;
-    for pgid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        let members = group_members(pgid);
-        if members.is_empty() || !members.iter().any(|pid| process_belongs_to(*pid, uid)) {
+    for group in text.lines().filter_map(RecordedGroup::parse) {
+        let members = group_members(group.pgid);
+        if members.is_empty() {
+            continue;
+        }
+        let ours = group.leader_still_runs(&boot)
+            || members.iter().any(|pid| process_belongs_to(*pid, uid));
+        if !ours {
             continue;
         }
         killed += 1;
-        signal_group(pgid, Signal::SIGKILL);
-        if !wait_group_gone(pgid, GROUP_GONE_LIMIT).await {
-            tracing::warn!(pgid, pod_uid = uid, "leftover processes survived SIGKILL");
-        }
+        kill_group_and_wait(group.pgid).await;
     }
     killed
 }
 
-/// Appends `pgid` to the pod's record of process groups.
+/// Kills every process group holding a process that carries the `SKIFF_POD_UID` of one of
+/// `uids`, found by reading `/proc`: the processes an earlier run started but had no time to
+/// record before it died. Returns how many groups had to be killed.
+///
+/// Only call it while none of these pods' containers should run (at start, before any worker):
+/// the pods' UIDs are unique, so nothing else carries them.
+pub async fn kill_unrecorded(uids: &std::collections::HashSet<String>) -> usize {
+    if uids.is_empty() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let own_group = nix::unistd::getpgrp().as_raw();
+    let mut groups = std::collections::BTreeSet::new();
+    for pid in entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Some(pod_uid) = pod_uid_of(pid) else {
+            continue;
+        };
+        if !uids.contains(&pod_uid) {
+            continue;
+        }
+        let group = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse_stat(&stat));
+        if let Some((state, pgid)) = group {
+            if state != 'Z' && state != 'X' && pgid > 1 && pgid != own_group {
+                groups.insert(pgid);
+            }
+        }
+    }
+    for pgid in &groups {
+        kill_group_and_wait(*pgid).await;
+    }
+    groups.len()
+}
+
+/// The `SKIFF_POD_UID` in process `pid`'s environment, if it has one.
+fn pod_uid_of(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|b| *b == 0).find_map(|entry| {
+        let value = entry.strip_prefix(b"SKIFF_POD_UID=")?;
+        String::from_utf8(value.to_vec()).ok()
+    })
+}
+
+async fn kill_group_and_wait(pgid: i32) {
+    signal_group(pgid, Signal::SIGKILL);
+    if !wait_group_gone(pgid, GROUP_GONE_LIMIT).await {
+        tracing::warn!(pgid, "leftover processes survived SIGKILL");
+    }
+}
+
+/// Appends `pgid` to the pod's record of process groups, with when its leader started and in
+/// which boot, so that [`kill_leftovers`] can tell it from a later process given the same PID.
 pub fn record_pgid(pgids_file: &Path, pgid: i32) -> io::Result<()> {
     use std::io::Write;
+    let mut line = pgid.to_string();
+    if let Some(ticks) = start_time(pgid) {
+        line.push_str(&format!(" {ticks} {}", boot_id()));
+    }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(pgids_file)?;
-    writeln!(file, "{pgid}")
+    // No sync: the record must outlive this process, which the page cache ensures; a machine
+    // crash takes the processes with it.
+    writeln!(file, "{line}")
 }
 
 /// Starts a container run in its own process group, its output copied to its log file.
@@ -307,6 +432,107 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(parse_stat(line), expected, "{line}");
         }
+    }
+
+    #[test]
+    fn start_times_parse_from_field_22() {
+        let line =
+            "42 (odd) name) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 5000 100";
+        assert_eq!(parse_start_time(line), Some(987_654));
+        assert_eq!(parse_start_time("42 (short) S 1 42"), None);
+        let own = i32::try_from(std::process::id()).unwrap();
+        assert!(start_time(own).is_some_and(|t| t > 0));
+    }
+
+    #[test]
+    fn recorded_groups_parse_with_and_without_start_times() {
+        assert_eq!(
+            RecordedGroup::parse("123 4567 boot-a"),
+            Some(RecordedGroup {
+                pgid: 123,
+                leader_start: Some((4567, "boot-a".to_string())),
+            })
+        );
+        assert_eq!(
+            RecordedGroup::parse("123"),
+            Some(RecordedGroup {
+                pgid: 123,
+                leader_start: None,
+            })
+        );
+        assert_eq!(RecordedGroup::parse("not a pid"), None);
+    }
+
+    /// A `sleep` in a process group of its own, with `env` as its whole environment, as an
+    /// earlier run's container (or an unrelated program) would be.
+    fn sleeper(env: &[(&str, &str)]) -> (std::process::Child, i32) {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sleep")
+            .arg("60")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .envs(env.iter().copied())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = i32::try_from(child.id()).unwrap();
+        (child, pgid)
+    }
+
+    /// Kills and reaps a test process whatever the test concluded.
+    fn reap(mut child: std::process::Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[tokio::test]
+    async fn a_recorded_group_is_killed_when_its_leader_start_time_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("pgids");
+        // No pod UID in its environment: only the start time can tell it is ours.
+        let (child, pgid) = sleeper(&[]);
+        record_pgid(&record, pgid).unwrap();
+        let killed = kill_leftovers(&record, "pod-a").await;
+        let alive = group_alive(pgid);
+        reap(child);
+        assert_eq!(killed, 1);
+        assert!(!alive, "the recorded group survived");
+    }
+
+    #[tokio::test]
+    async fn a_reused_pid_is_never_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("pgids");
+        // An unrelated process now holds a PID the record names, with another start time.
+        let (child, pgid) = sleeper(&[("SKIFF_POD_UID", "someone-else")]);
+        let ticks = start_time(pgid).unwrap();
+        std::fs::write(
+            &record,
+            format!("{pgid} {} {}\n{pgid}\n", ticks.saturating_sub(1), boot_id()),
+        )
+        .unwrap();
+        let killed = kill_leftovers(&record, "pod-a").await;
+        // The same start time in another boot is not this process either.
+        std::fs::write(&record, format!("{pgid} {ticks} another-boot\n")).unwrap();
+        let killed_other_boot = kill_leftovers(&record, "pod-a").await;
+        let alive = group_alive(pgid);
+        reap(child);
+        assert_eq!((killed, killed_other_boot), (0, 0));
+        assert!(alive, "an unrelated process was killed");
+    }
+
+    #[tokio::test]
+    async fn unrecorded_processes_of_known_pods_are_killed_and_others_spared() {
+        let (ours, our_group) = sleeper(&[("SKIFF_POD_UID", "pod-known")]);
+        let (theirs, their_group) = sleeper(&[("SKIFF_POD_UID", "pod-unknown")]);
+        let known = std::collections::HashSet::from(["pod-known".to_string()]);
+        let killed = kill_unrecorded(&known).await;
+        let (ours_alive, theirs_alive) = (group_alive(our_group), group_alive(their_group));
+        reap(ours);
+        reap(theirs);
+        assert_eq!(killed, 1);
+        assert!(!ours_alive, "the known pod's process survived");
+        assert!(theirs_alive, "another pod's process was killed");
     }
 
     #[tokio::test]

@@ -293,7 +293,7 @@ async fn http_get(
                 )
             })?;
         let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n"
         );
         for header in get.http_headers.as_deref().unwrap_or_default() {
             request.push_str(&format!("{}: {}\r\n", header.name, header.value));

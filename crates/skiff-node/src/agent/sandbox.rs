@@ -3,7 +3,8 @@
 //!
 //! Layout under `DATA/pods/<uid>/`:
 //! - `pod` — `namespace/name`, so leftovers can be named after a restart;
-//! - `pgids` — process groups started for the pod, one per line;
+//! - `pgids` — process groups started for the pod, one per line: the group ID, then its
+//!   leader's start time (clock ticks since boot) and the boot ID;
 //! - `volumes/<name>/` — emptyDir, configMap, secret, downwardAPI and projected contents;
 //! - `containers/<name>/tmp/` — the container's private `/tmp`;
 //! - `logs/<container>/<restartCount>.log` — see the log module.

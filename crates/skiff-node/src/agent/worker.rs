@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::command::{environment, expanded_command, PodFacts};
+use super::deadline;
 use super::logfiles::{log_path, LiveRuns};
 use super::machine::{Action, BackoffConfig, Input, Now, PodMachine, Severity, StartFailure};
 use super::probe_timing::ProbeKind;
@@ -75,8 +76,27 @@ pub(crate) fn spawn_worker(
     let (stop, stop_rx) = watch::channel(None);
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let task = tokio::spawn(async move {
-        let worker = Worker::new(shared, pod, pod_ip);
-        worker.run(updates_rx, stop_rx).await;
+        supervise(&uid, WORKER_RESTART_BACKOFF, |restarts| {
+            let shared = shared.clone();
+            // Fresh receivers see the latest pod and any stop request as new.
+            let pod = if restarts == 0 {
+                pod.clone()
+            } else {
+                updates_rx.borrow().clone()
+            };
+            let (updates, stop) = (updates_rx.clone(), stop_rx.clone());
+            let uid = uid.clone();
+            async move {
+                if restarts > 0 {
+                    // The failed worker's processes are unknown to the new one: end them, as
+                    // kubelet does with containers of a sandbox it restarts.
+                    let pgids = pod_dir(&shared.data_dir, &uid).join("pgids");
+                    process::kill_leftovers(&pgids, &uid).await;
+                }
+                Worker::new(shared, pod, pod_ip).run(updates, stop).await;
+            }
+        })
+        .await;
         let _ = done.send(uid);
     });
     PodHandle {
@@ -84,6 +104,57 @@ pub(crate) fn spawn_worker(
         stop,
         task,
     }
+}
+
+/// The wait before a pod worker that panicked starts again, doubling up to the second value.
+const WORKER_RESTART_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_secs(30));
+
+/// Runs a pod's worker (`attempt(restarts)`) until it returns; after a panic, logs it and,
+/// after a doubling back-off, runs a fresh attempt, so one pod's bug never stops the others'
+/// workers nor leaves this pod unattended.
+pub(crate) async fn supervise<F, Fut>(uid: &str, backoff: (Duration, Duration), mut attempt: F)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (mut delay, max) = backoff;
+    let mut restarts = 0u32;
+    loop {
+        match skiff_runtime::panics::catch(attempt(restarts)).await {
+            Ok(()) => return,
+            Err(panic) => {
+                tracing::error!(
+                    pod_uid = %uid,
+                    restarts,
+                    "the pod worker panicked; starting it again in {delay:?}: {panic}"
+                );
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2).min(max);
+                restarts = restarts.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Runs one of a worker's background steps; if it panics, `fallback` gets the panic message
+/// and tells the machine what became of the step, so the pod never waits for an answer that
+/// cannot come.
+fn spawn_step<F>(
+    uid: &str,
+    step: &'static str,
+    work: F,
+    fallback: impl FnOnce(String) + Send + 'static,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let uid = uid.to_string();
+    tokio::spawn(async move {
+        if let Err(panic) = skiff_runtime::panics::catch(work).await {
+            tracing::error!(pod_uid = %uid, step, "a pod worker step panicked: {panic}");
+            fallback(panic);
+        }
+    });
 }
 
 /// Messages from the worker's own tasks.
@@ -113,20 +184,20 @@ struct Worker {
     last_written: Option<PodStatus>,
     /// A pod that had finished before this worker started: report nothing, start nothing.
     adopted_terminal: bool,
-    deletion_seen: bool,
+    /// The grace period (seconds) of the deletion last passed to the machine.
+    deletion_seen: Option<i64>,
     warned_no_isolation: bool,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
 }
 
 fn grace_of(pod: &Pod) -> Duration {
-    let seconds = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30)
-        .max(0);
-    Duration::from_secs(seconds as u64)
+    deadline::seconds(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30),
+    )
 }
 
 fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<&'p Container> {
@@ -176,7 +247,7 @@ impl Worker {
             exec_env: HashMap::new(),
             last_written: None,
             adopted_terminal,
-            deletion_seen: false,
+            deletion_seen: None,
             warned_no_isolation: false,
             tx,
             rx,
@@ -282,19 +353,23 @@ impl Worker {
         }
     }
 
-    /// `Delete` the first time the pod shows a deletion timestamp.
+    /// `Delete` the first time the pod shows a deletion timestamp, and again whenever a later
+    /// deletion shortens its grace period.
     fn deletion_input(&mut self) -> Option<Input> {
-        if self.deletion_seen || self.pod.metadata.deletion_timestamp.is_none() {
-            return None;
-        }
-        self.deletion_seen = true;
-        let grace = self
+        self.pod.metadata.deletion_timestamp.as_ref()?;
+        let seconds = self
             .pod
             .metadata
             .deletion_grace_period_seconds
-            .map(|s| Duration::from_secs(s.max(0) as u64))
-            .unwrap_or_else(|| grace_of(&self.pod));
-        Some(Input::Delete { grace })
+            .or_else(|| self.pod.spec.as_ref()?.termination_grace_period_seconds)
+            .unwrap_or(30);
+        if self.deletion_seen.is_some_and(|seen| seen <= seconds) {
+            return None;
+        }
+        self.deletion_seen = Some(seconds);
+        Some(Input::Delete {
+            grace: deadline::seconds(seconds),
+        })
     }
 
     async fn prepare_sandbox(&mut self) {
@@ -391,21 +466,29 @@ impl Worker {
         };
         let pod_ip = IpAddr::V4(self.pod_ip);
         let uid = self.uid.clone();
-        tokio::spawn(async move {
-            let began = Instant::now();
-            let unrouted =
-                tokio::time::timeout_at(deadline, traffic.wait_unrouted(pod_ip, deadline))
-                    .await
-                    .is_ok();
-            tracing::debug!(
-                pod_uid = %uid,
-                %pod_ip,
-                took_ms = began.elapsed().as_millis() as u64,
-                gave_up = !unrouted,
-                "waited for proxies to stop routing to the pod"
-            );
-            let _ = tx.send(Msg::Input(Input::Drained { drain }));
-        });
+        let fallback_tx = tx.clone();
+        spawn_step(
+            &self.uid,
+            "drain",
+            async move {
+                let began = Instant::now();
+                let unrouted =
+                    tokio::time::timeout_at(deadline, traffic.wait_unrouted(pod_ip, deadline))
+                        .await
+                        .is_ok();
+                tracing::debug!(
+                    pod_uid = %uid,
+                    %pod_ip,
+                    took_ms = began.elapsed().as_millis() as u64,
+                    gave_up = !unrouted,
+                    "waited for proxies to stop routing to the pod"
+                );
+                let _ = tx.send(Msg::Input(Input::Drained { drain }));
+            },
+            move |_| {
+                let _ = fallback_tx.send(Msg::Input(Input::Drained { drain }));
+            },
+        );
     }
 
     /// The environment exec checks and hooks run in: the container's env and namespaces.
@@ -440,176 +523,195 @@ impl Worker {
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
         let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
-        tokio::spawn(async move {
-            let fail = |failure, message: String| {
-                let _ = tx.send(Msg::Input(Input::StartFailed {
-                    container: name.clone(),
-                    failure,
-                    message,
-                }));
-            };
-            let image_ref = container.image.clone().unwrap_or_default();
-            let Some(image) = shared.images.resolve(&image_ref) else {
-                fail(
-                    StartFailure::ImageNotFound,
-                    format!("image \"{image_ref}\" is not in this node's image catalog"),
-                );
-                return;
-            };
-            let record = |severity: EventType, reason: &str, message: String| {
-                if let Ok(r) = ObjectRef::from_object(&*pod) {
-                    let field = if pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.init_containers.as_ref())
-                        .is_some_and(|i| i.iter().any(|c| c.name == name))
-                    {
-                        "initContainers"
-                    } else {
-                        "containers"
-                    };
-                    shared.recorder.record(
-                        &r.with_field_path(&format!("spec.{field}{{{name}}}")),
-                        severity,
-                        reason,
+        let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
+        spawn_step(
+            &self.uid,
+            "start",
+            async move {
+                let fail = |failure, message: String| {
+                    let _ = tx.send(Msg::Input(Input::StartFailed {
+                        container: name.clone(),
+                        failure,
                         message,
+                    }));
+                };
+                let image_ref = container.image.clone().unwrap_or_default();
+                let Some(image) = shared.images.resolve(&image_ref) else {
+                    fail(
+                        StartFailure::ImageNotFound,
+                        format!("image \"{image_ref}\" is not in this node's image catalog"),
                     );
-                }
-            };
-            record(
-                EventType::Normal,
-                "Pulled",
-                format!("Container image \"{image_ref}\" already present on machine"),
-            );
-            let mut env =
-                match environment(shared.client.clone(), &pod, &container, &image, &facts).await {
+                    return;
+                };
+                let record = |severity: EventType, reason: &str, message: String| {
+                    if let Ok(r) = ObjectRef::from_object(&*pod) {
+                        let field = if pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.init_containers.as_ref())
+                            .is_some_and(|i| i.iter().any(|c| c.name == name))
+                        {
+                            "initContainers"
+                        } else {
+                            "containers"
+                        };
+                        shared.recorder.record(
+                            &r.with_field_path(&format!("spec.{field}{{{name}}}")),
+                            severity,
+                            reason,
+                            message,
+                        );
+                    }
+                };
+                record(
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Container image \"{image_ref}\" already present on machine"),
+                );
+                let mut env = match environment(
+                    shared.client.clone(),
+                    &pod,
+                    &container,
+                    &image,
+                    &facts,
+                )
+                .await
+                {
                     Ok(env) => env,
                     Err(e) => {
                         fail(StartFailure::Config, e.0);
                         return;
                     }
                 };
-            if env.get("PATH").is_none() {
-                env.set("PATH", DEFAULT_PATH.to_string());
-            }
-            let command = expanded_command(&container, &image, &env);
-            if command.is_empty() {
-                fail(StartFailure::Runtime, "no command specified".to_string());
-                return;
-            }
-            let private_tmp = container_dir.join("tmp");
-            if let Err(e) = std::fs::create_dir_all(&private_tmp) {
-                fail(
-                    StartFailure::Runtime,
-                    format!("creating the container directory: {e}"),
-                );
-                return;
-            }
-            let working_dir = container
-                .working_dir
-                .clone()
-                .filter(|d| !d.is_empty())
-                .or_else(|| image.working_dir.clone());
-            let pod_name = pod.metadata.name.clone().unwrap_or_default();
-            let (argv, cwd) = match &shared.isolation {
-                Some((unshare, _)) => {
-                    let mounts = container_mounts(&container, &volumes);
-                    let mut argv = isolated_argv(
-                        &command,
-                        &mounts,
-                        &private_tmp,
-                        &pod_name,
-                        working_dir.as_deref(),
-                    );
-                    argv[0] = unshare.to_string_lossy().into_owned();
-                    (argv, container_dir.clone())
+                if env.get("PATH").is_none() {
+                    env.set("PATH", DEFAULT_PATH.to_string());
                 }
-                None => {
-                    let cwd = working_dir
-                        .map(PathBuf::from)
-                        .filter(|d| d.is_dir())
-                        .unwrap_or_else(|| container_dir.clone());
-                    (command, cwd)
+                let command = expanded_command(&container, &image, &env);
+                if command.is_empty() {
+                    fail(StartFailure::Runtime, "no command specified".to_string());
+                    return;
                 }
-            };
-            record(
-                EventType::Normal,
-                "Created",
-                format!("Created container: {name}"),
-            );
-            let env_pairs = env.pairs();
-            let spawned = process::spawn(SpawnRequest {
-                argv,
-                env: env_pairs.clone(),
-                cwd: cwd.clone(),
-                log_path: log,
-                log_cap: shared.log_cap,
-            });
-            let process = match spawned {
-                Ok(p) => p,
-                Err(e) => {
-                    record(
-                        EventType::Warning,
-                        "Failed",
-                        format!("Error: failed to start container \"{name}\": {e}"),
-                    );
+                let private_tmp = container_dir.join("tmp");
+                if let Err(e) = std::fs::create_dir_all(&private_tmp) {
                     fail(
                         StartFailure::Runtime,
-                        format!("failed to start container \"{name}\": {e}"),
+                        format!("creating the container directory: {e}"),
                     );
                     return;
                 }
-            };
-            if let Err(e) = process::record_pgid(&pgids, process.pgid) {
-                tracing::warn!(pod_uid = %uid, error = %e, "recording a process group failed");
-            }
-            shared.live.insert(&uid, &name, restart_count);
-            shared.processes.started(crate::metrics::RunningContainer {
-                pod_uid: uid.clone(),
-                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-                pod: pod.metadata.name.clone().unwrap_or_default(),
-                container: name.clone(),
-                pgid: process.pgid,
-            });
-            let pgid = process.pgid;
-            let _ = tx.send(Msg::Spawned {
-                container: name.clone(),
-                process,
-                run: restart_count,
-                env: env_pairs.clone(),
-                cwd: cwd.clone(),
-            });
-            record(
-                EventType::Normal,
-                "Started",
-                format!("Started container {name}"),
-            );
-            if let Some(handler) = container
-                .lifecycle
-                .as_ref()
-                .and_then(|l| l.post_start.as_ref())
-            {
-                let ctx = ProbeContext {
-                    pod_ip,
-                    container_ports: container.ports.clone().unwrap_or_default(),
-                    exec: make_exec(nsenter, env_pairs, cwd, Some(pgid)),
+                let working_dir = container
+                    .working_dir
+                    .clone()
+                    .filter(|d| !d.is_empty())
+                    .or_else(|| image.working_dir.clone());
+                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                let (argv, cwd) = match &shared.isolation {
+                    Some((unshare, _)) => {
+                        let mounts = container_mounts(&container, &volumes);
+                        let mut argv = isolated_argv(
+                            &command,
+                            &mounts,
+                            &private_tmp,
+                            &pod_name,
+                            working_dir.as_deref(),
+                        );
+                        argv[0] = unshare.to_string_lossy().into_owned();
+                        (argv, container_dir.clone())
+                    }
+                    None => {
+                        let cwd = working_dir
+                            .map(PathBuf::from)
+                            .filter(|d| d.is_dir())
+                            .unwrap_or_else(|| container_dir.clone());
+                        (command, cwd)
+                    }
                 };
-                let deadline = Instant::now() + grace_of(&pod);
-                if let Err(message) = shared.prober.run_hook(handler, &ctx, deadline).await {
-                    record(
-                        EventType::Warning,
-                        "FailedPostStartHook",
-                        format!("PostStartHook failed: {message}"),
-                    );
-                    process::signal_group(pgid, Signal::SIGKILL);
+                record(
+                    EventType::Normal,
+                    "Created",
+                    format!("Created container: {name}"),
+                );
+                let env_pairs = env.pairs();
+                let spawned = process::spawn(SpawnRequest {
+                    argv,
+                    env: env_pairs.clone(),
+                    cwd: cwd.clone(),
+                    log_path: log,
+                    log_cap: shared.log_cap,
+                });
+                let process = match spawned {
+                    Ok(p) => p,
+                    Err(e) => {
+                        record(
+                            EventType::Warning,
+                            "Failed",
+                            format!("Error: failed to start container \"{name}\": {e}"),
+                        );
+                        fail(
+                            StartFailure::Runtime,
+                            format!("failed to start container \"{name}\": {e}"),
+                        );
+                        return;
+                    }
+                };
+                if let Err(e) = process::record_pgid(&pgids, process.pgid) {
+                    tracing::warn!(pod_uid = %uid, error = %e, "recording a process group failed");
                 }
-            }
-            let _ = tx.send(Msg::Input(Input::Started {
-                container: name.clone(),
-                image_id: image.image_id.clone(),
-                container_id: format!("skiff://{uid}/{name}/{run}"),
-            }));
-        });
+                shared.live.insert(&uid, &name, restart_count);
+                shared.processes.started(crate::metrics::RunningContainer {
+                    pod_uid: uid.clone(),
+                    namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod: pod.metadata.name.clone().unwrap_or_default(),
+                    container: name.clone(),
+                    pgid: process.pgid,
+                });
+                let pgid = process.pgid;
+                let _ = tx.send(Msg::Spawned {
+                    container: name.clone(),
+                    process,
+                    run: restart_count,
+                    env: env_pairs.clone(),
+                    cwd: cwd.clone(),
+                });
+                record(
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {name}"),
+                );
+                if let Some(handler) = container
+                    .lifecycle
+                    .as_ref()
+                    .and_then(|l| l.post_start.as_ref())
+                {
+                    let ctx = ProbeContext {
+                        pod_ip,
+                        container_ports: container.ports.clone().unwrap_or_default(),
+                        exec: make_exec(nsenter, env_pairs, cwd, Some(pgid)),
+                    };
+                    let deadline = deadline::after(Instant::now(), grace_of(&pod));
+                    if let Err(message) = shared.prober.run_hook(handler, &ctx, deadline).await {
+                        record(
+                            EventType::Warning,
+                            "FailedPostStartHook",
+                            format!("PostStartHook failed: {message}"),
+                        );
+                        process::signal_group(pgid, Signal::SIGKILL);
+                    }
+                }
+                let _ = tx.send(Msg::Input(Input::Started {
+                    container: name.clone(),
+                    image_id: image.image_id.clone(),
+                    container_id: format!("skiff://{uid}/{name}/{run}"),
+                }));
+            },
+            move |panic| {
+                let _ = fallback_tx.send(Msg::Input(Input::StartFailed {
+                    container: fallback_name,
+                    failure: StartFailure::Runtime,
+                    message: format!("starting the container failed: {panic}"),
+                }));
+            },
+        );
     }
 
     /// Reports the container's exit once its process group is gone.
@@ -642,45 +744,51 @@ impl Worker {
         let pod_ip = self.pod_ip;
         let exec = self.exec_for(name, Some(process.pgid));
         let name = name.to_string();
-        tokio::spawn(async move {
-            let deadline = Instant::now() + grace;
-            let pre_stop_handler = container
-                .as_ref()
-                .and_then(|c| c.lifecycle.as_ref())
-                .and_then(|l| l.pre_stop.clone());
-            if let (true, Some(handler)) = (pre_stop, pre_stop_handler) {
-                let ctx = ProbeContext {
-                    pod_ip,
-                    container_ports: container
-                        .as_ref()
-                        .and_then(|c| c.ports.clone())
-                        .unwrap_or_default(),
-                    exec,
-                };
-                let hook = shared.prober.run_hook(&handler, &ctx, deadline);
-                match tokio::time::timeout_at(deadline, hook).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(message)) => {
-                        if let Ok(r) = ObjectRef::from_object(&*pod) {
-                            shared.recorder.record(
-                                &r.with_field_path(&format!("spec.containers{{{name}}}")),
-                                EventType::Warning,
-                                "FailedPreStopHook",
-                                format!("PreStopHook failed: {message}"),
-                            );
+        let pgid = process.pgid;
+        spawn_step(
+            &self.uid,
+            "kill",
+            async move {
+                let deadline = deadline::after(Instant::now(), grace);
+                let pre_stop_handler = container
+                    .as_ref()
+                    .and_then(|c| c.lifecycle.as_ref())
+                    .and_then(|l| l.pre_stop.clone());
+                if let (true, Some(handler)) = (pre_stop, pre_stop_handler) {
+                    let ctx = ProbeContext {
+                        pod_ip,
+                        container_ports: container
+                            .as_ref()
+                            .and_then(|c| c.ports.clone())
+                            .unwrap_or_default(),
+                        exec,
+                    };
+                    let hook = shared.prober.run_hook(&handler, &ctx, deadline);
+                    match tokio::time::timeout_at(deadline, hook).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(message)) => {
+                            if let Ok(r) = ObjectRef::from_object(&*pod) {
+                                shared.recorder.record(
+                                    &r.with_field_path(&format!("spec.containers{{{name}}}")),
+                                    EventType::Warning,
+                                    "FailedPreStopHook",
+                                    format!("PreStopHook failed: {message}"),
+                                );
+                            }
                         }
+                        Err(_) => {}
                     }
-                    Err(_) => {}
                 }
-            }
-            process::signal_group(process.pgid, Signal::SIGTERM);
-            tokio::select! {
-                _ = process.wait() => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    process::signal_group(process.pgid, Signal::SIGKILL);
+                process::signal_group(process.pgid, Signal::SIGTERM);
+                tokio::select! {
+                    _ = process.wait() => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        process::signal_group(process.pgid, Signal::SIGKILL);
+                    }
                 }
-            }
-        });
+            },
+            move |_| process::signal_group(pgid, Signal::SIGKILL),
+        );
     }
 
     fn probe(&self, name: String, kind: ProbeKind, run: u32) {
@@ -705,26 +813,40 @@ impl Worker {
         let prober = self.shared.prober.clone();
         let tx = self.tx.clone();
         let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-        tokio::spawn(async move {
-            // A prober that overruns its own timeout still answers: as a failure.
-            let result = match tokio::time::timeout(
-                timeout + Duration::from_secs(1),
-                prober.probe(&probe, &ctx),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => {
-                    ProbeResult::Failure(format!("probe timed out after {}s", timeout.as_secs()))
-                }
-            };
-            let _ = tx.send(Msg::Input(Input::Probed {
-                container: name,
-                kind,
-                run,
-                result,
-            }));
-        });
+        let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
+        spawn_step(
+            &self.uid,
+            "probe",
+            async move {
+                // A prober that overruns its own timeout still answers: as a failure.
+                let result = match tokio::time::timeout(
+                    timeout + Duration::from_secs(1),
+                    prober.probe(&probe, &ctx),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => ProbeResult::Failure(format!(
+                        "probe timed out after {}s",
+                        timeout.as_secs()
+                    )),
+                };
+                let _ = tx.send(Msg::Input(Input::Probed {
+                    container: name,
+                    kind,
+                    run,
+                    result,
+                }));
+            },
+            move |panic| {
+                let _ = fallback_tx.send(Msg::Input(Input::Probed {
+                    container: fallback_name,
+                    kind,
+                    run,
+                    result: ProbeResult::Failure(format!("probe failed: {panic}")),
+                }));
+            },
+        );
     }
 
     async fn confirm_deletion(&mut self) {
@@ -781,7 +903,11 @@ impl Worker {
         // Written against the version it was computed from: a condition someone else wrote
         // since (OpenKruise's InPlaceUpdateReady) must not be overwritten with an older value.
         let mut body = (*self.pod).clone();
-        body.status = Some(status.clone());
+        // The status describes the spec of this generation, as kubelet reports it.
+        body.status = Some(crate::observed::observe_generation(
+            status.clone(),
+            body.metadata.generation,
+        ));
         let Ok(mut value) = serde_json::to_value(&body) else {
             return;
         };
@@ -869,4 +995,43 @@ pub(crate) fn isolation_tools() -> Option<(PathBuf, PathBuf)> {
             .find(|p| p.is_file())
     };
     Some((find("unshare")?, find("nsenter")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_panics_is_started_again_after_a_doubling_back_off() {
+        let began = Instant::now();
+        let attempts: Arc<Mutex<Vec<(u32, Duration)>>> = Arc::default();
+        supervise(
+            "uid-1",
+            (Duration::from_millis(500), Duration::from_millis(800)),
+            |restarts| {
+                let attempts = attempts.clone();
+                async move {
+                    attempts
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((restarts, began.elapsed()));
+                    if restarts < 3 {
+                        panic!("worker bug number {restarts}");
+                    }
+                }
+            },
+        )
+        .await;
+        let attempts = attempts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(
+            attempts,
+            vec![
+                (0, Duration::ZERO),
+                (1, Duration::from_millis(500)),
+                (2, Duration::from_millis(1300)),
+                (3, Duration::from_millis(2100)),
+            ]
+        );
+    }
 }

@@ -31,16 +31,18 @@ pub struct GroupTotals {
 
 /// The scheduler's clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 pub fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a configuration value; it has no memory-safety preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
+    configuration_value(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100)
 }
 
 /// The size of a memory page in bytes.
 pub fn page_size() -> u64 {
-    // SAFETY: as above, a read-only configuration query.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+    configuration_value(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096)
+}
+
+/// A positive `sysconf` value, or `None` when the system does not say.
+fn configuration_value(variable: nix::unistd::SysconfVar) -> Option<u64> {
+    let value = nix::unistd::sysconf(variable).ok()??;
+    u64::try_from(value).ok().filter(|v| *v > 0)
 }
 
 /// The process group and the CPU ticks (`utime + stime + cutime + cstime`) in a

@@ -135,14 +135,15 @@ impl GroupKiller {
     }
 
     fn kill(&mut self) {
-        let Some(pid) = self.0.take().and_then(|id| libc::pid_t::try_from(id).ok()) else {
+        let Some(pid) = self.0.take().and_then(|id| i32::try_from(id).ok()) else {
             return;
         };
-        // SAFETY: killpg only sends a signal; `pid` leads the group this runner created for
-        // its child, which has not been reaped yet, so the id cannot have been reused.
-        unsafe {
-            libc::killpg(pid, libc::SIGKILL);
-        }
+        // `pid` leads the group this runner created for its child, which has not been reaped
+        // yet, so the id cannot have been reused; a group already gone is no error here.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 

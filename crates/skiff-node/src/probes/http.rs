@@ -144,7 +144,7 @@ pub(crate) struct GetResponse {
 }
 
 /// Builds the request an `httpGet` action describes, as kubelet's `NewRequestForHTTPGetAction`
-/// does; `purpose` names the user agent (`kube-probe/1.33`, `kube-lifecycle/1.33`).
+/// does; `purpose` names the user agent (`kube-probe/1.36`, `kube-lifecycle/1.36`).
 pub(crate) fn build_request(
     action: &HTTPGetAction,
     pod_ip: IpAddr,

@@ -46,8 +46,8 @@ pub use schedule::{
 pub(crate) use http::{build_request, get, GetError, Scheme, HTTP_RESPONSE_TO_HTTPS_CLIENT};
 pub(crate) use text::go_quote;
 
-/// The Kubernetes minor version Skiff speaks, used in `kube-probe/1.33` user agents.
-pub(crate) const KUBE_MINOR_VERSION: &str = "1.33";
+/// The Kubernetes minor version Skiff speaks, used in `kube-probe/1.36` user agents.
+pub(crate) const KUBE_MINOR_VERSION: &str = "1.36";
 
 /// Kubelet runs a probe that errors up to this many times in a row before reporting it.
 const MAX_PROBE_ATTEMPTS: usize = 3;

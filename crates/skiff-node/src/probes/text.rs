@@ -25,15 +25,16 @@ pub(crate) fn dial_timeout(addr: &str) -> String {
 
 /// The text Go's syscall package gives the errno of a failed `connect(2)`.
 fn connect_errno_text(err: &io::Error) -> String {
-    let known = match err.raw_os_error() {
-        Some(libc::ECONNREFUSED) => Some("connection refused"),
-        Some(libc::EHOSTUNREACH) => Some("no route to host"),
-        Some(libc::ENETUNREACH) => Some("network is unreachable"),
-        Some(libc::ETIMEDOUT) => Some("connection timed out"),
-        Some(libc::EADDRNOTAVAIL) => Some("cannot assign requested address"),
-        Some(libc::ECONNRESET) => Some("connection reset by peer"),
-        Some(libc::EACCES) => Some("permission denied"),
-        Some(libc::EPERM) => Some("operation not permitted"),
+    use nix::errno::Errno;
+    let known = match err.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::ECONNREFUSED) => Some("connection refused"),
+        Some(Errno::EHOSTUNREACH) => Some("no route to host"),
+        Some(Errno::ENETUNREACH) => Some("network is unreachable"),
+        Some(Errno::ETIMEDOUT) => Some("connection timed out"),
+        Some(Errno::EADDRNOTAVAIL) => Some("cannot assign requested address"),
+        Some(Errno::ECONNRESET) => Some("connection reset by peer"),
+        Some(Errno::EACCES) => Some("permission denied"),
+        Some(Errno::EPERM) => Some("operation not permitted"),
         _ => None,
     };
     match known {
@@ -179,7 +180,7 @@ mod tests {
 
     #[test]
     fn renders_connect_errors_like_go() {
-        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let refused = io::Error::from(nix::errno::Errno::ECONNREFUSED);
         assert_eq!(
             dial_error("127.0.0.1:8080", &refused),
             "dial tcp 127.0.0.1:8080: connect: connection refused"

@@ -27,6 +27,8 @@ use super::timeline::{is_terminal, plan_pod, PodContext, PodPlan, PodTimelineCon
 
 /// How long to wait before trying a failed list, watch or write again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long a pod whose planning panicked waits before it is planned again.
+const PANIC_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// Selects the pods that are bound to some node.
 const BOUND_PODS: &str = "spec.nodeName!=";
 
@@ -121,8 +123,12 @@ impl PodAgent {
                     Some(outcome) = tasks.next(), if !tasks.is_empty() => self.finish(outcome),
                     event = events.next() => match event {
                         Some(event) => {
-                            if !self.on_event(event) {
-                                continue 'resync;
+                            match skiff_runtime::panics::catch_sync(|| self.on_event(event)) {
+                                Ok(true) => {}
+                                Ok(false) => continue 'resync,
+                                Err(panic) => {
+                                    tracing::error!("handling a pod event panicked: {panic}");
+                                }
                             }
                         }
                         None => continue 'resync,
@@ -333,14 +339,37 @@ impl PodAgent {
             config: &self.timeline,
         };
         let now = Timestamp::now();
-        let plan = plan_pod(&pod, now, &ctx);
+        let plan = match skiff_runtime::panics::catch_sync(|| plan_pod(&pod, now, &ctx)) {
+            Ok(plan) => plan,
+            Err(panic) => {
+                // One pod's bug must not stop the node: look at it again later.
+                tracing::error!(pod = %key, "planning a simulated pod panicked: {panic}");
+                self.queue
+                    .schedule(key.clone(), Instant::now() + PANIC_RETRY_DELAY);
+                return None;
+            }
+        };
         if let Some(next) = plan.next_check {
             self.queue.schedule(key.clone(), instant_of(next, now));
         }
         if plan.status.is_none() && !plan.delete {
             return None;
         }
-        Some(write(self.client.clone(), self.pods, key.clone(), pod, plan).boxed())
+        let write = write(self.client.clone(), self.pods, key.clone(), pod, plan);
+        let key = key.clone();
+        Some(
+            async move {
+                skiff_runtime::panics::catch(write)
+                    .await
+                    .unwrap_or_else(|panic| Outcome {
+                        key,
+                        written: None,
+                        gone: false,
+                        error: Some(ClientError::Decode(format!("writing panicked: {panic}"))),
+                    })
+            }
+            .boxed(),
+        )
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -398,7 +427,11 @@ async fn write(
     };
     if let Some(status) = plan.status {
         let mut next = pod;
-        next.status = Some(status);
+        // The status describes the spec of this generation, as kubelet reports it.
+        next.status = Some(crate::observed::observe_generation(
+            status,
+            next.metadata.generation,
+        ));
         match serde_json::to_value(&next) {
             Ok(mut body) => {
                 spell_out_probe_times(&mut body);

@@ -67,7 +67,7 @@ pub struct NodeSoftware {
 impl Default for NodeSoftware {
     fn default() -> Self {
         NodeSoftware {
-            kubelet_version: "v1.33.0".to_string(),
+            kubelet_version: "v1.36.0".to_string(),
             architecture: go_arch(std::env::consts::ARCH).to_string(),
         }
     }
@@ -321,7 +321,7 @@ mod tests {
 
     fn software() -> NodeSoftware {
         NodeSoftware {
-            kubelet_version: "v1.33.0".into(),
+            kubelet_version: "v1.36.0".into(),
             architecture: "amd64".into(),
         }
     }
@@ -359,7 +359,7 @@ mod tests {
             json!({"kubeletEndpoint": {"Port": 10250}})
         );
         let info = &status["nodeInfo"];
-        assert_eq!(info["kubeletVersion"], "v1.33.0");
+        assert_eq!(info["kubeletVersion"], "v1.36.0");
         assert_eq!(info["operatingSystem"], "linux");
         assert_eq!(info["architecture"], "amd64");
         assert!(info["containerRuntimeVersion"]

@@ -600,7 +600,8 @@ pub(crate) fn condition(
         message,
         last_transition_time,
         last_probe_time: None,
-        ..PodCondition::default()
+        // Stamped when written; kept here so an unchanged condition plans no write.
+        observed_generation: before.and_then(|c| c.observed_generation),
     }
 }
 

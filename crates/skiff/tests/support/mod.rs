@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
+pub mod api;
 pub mod http;
 pub mod json;
 
@@ -172,7 +173,21 @@ impl Skiff {
         }
     }
 
+    /// Kills the server if it runs, starts it again on the same data directory and kills it
+    /// with SIGKILL `delay` later, ready or not: a crash during start-up. Leaves it stopped.
+    pub fn kill_during_start(&mut self, delay: Duration) {
+        self.kill();
+        self.spawn_server();
+        thread::sleep(delay);
+        self.kill();
+    }
+
     fn launch(&mut self) {
+        self.spawn_server();
+        self.wait_ready();
+    }
+
+    fn spawn_server(&mut self) {
         let data_dir = self.data_dir();
         std::fs::create_dir_all(self.root.path().join("files"))
             .unwrap_or_else(|e| panic!("cannot create the scratch directory: {e}"));
@@ -200,7 +215,6 @@ impl Skiff {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start skiff: {e}"));
         self.process = Some(child);
-        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -262,14 +276,15 @@ fn terminate(child: &mut Child) -> ExitStatus {
 
 #[cfg(unix)]
 fn send_sigterm(child: &Child) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+    let Ok(pid) = i32::try_from(child.id()) else {
         return;
     };
-    // SAFETY: `kill` only sends a signal; `pid` is our own unreaped child, so it names no other
-    // process.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
+    // `pid` is our own unreaped child, so it names no other process; one that already exited
+    // is no error here.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
 }
 
 #[cfg(not(unix))]
@@ -568,20 +583,23 @@ impl Skiff {
     /// Sends one HTTPS request to the server, trusting the CA from its kubeconfig, with the
     /// given bearer token or none at all: for what kubectl cannot send.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> RawResponse {
-        self.request_with_body(method, path, token, None)
+        self.request_with(method, path, token, &[], b"")
     }
 
-    /// Like [`Skiff::request`], with a body of the given content type.
-    pub fn request_with_body(
+    /// Like [`Skiff::request`], with extra header lines (`Name: value`) and a body (sent with
+    /// its `Content-Length` when not empty), written whole before the answer is read, as simple
+    /// clients do.
+    pub fn request_with(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
-        body: Option<(&str, &[u8])>,
+        headers: &[String],
+        body: &[u8],
     ) -> RawResponse {
         use std::io::Write;
 
-        let kubeconfig: serde_yaml::Value = serde_yaml::from_str(
+        let kubeconfig: serde_json::Value = skiff_api::yaml::from_str(
             &std::fs::read_to_string(self.kubeconfig())
                 .unwrap_or_else(|e| panic!("cannot read the kubeconfig: {e}")),
         )
@@ -632,19 +650,18 @@ impl Skiff {
         if let Some(token) = token {
             request.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
-        if let Some((content_type, bytes)) = body {
-            request.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-                bytes.len()
-            ));
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         request.push_str("\r\n");
-        let mut request = request.into_bytes();
-        if let Some((_, bytes)) = body {
-            request.extend_from_slice(bytes);
-        }
         stream
-            .write_all(&request)
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.write_all(body))
+            .and_then(|()| stream.flush())
             .unwrap_or_else(|e| panic!("cannot send the request: {e}"));
         let mut raw = Vec::new();
         if let Err(e) = stream.read_to_end(&mut raw) {
@@ -655,6 +672,26 @@ impl Skiff {
             );
         }
         parse_response(&raw)
+    }
+
+    /// Like [`Skiff::request`], with a body of the given content type.
+    pub fn request_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> RawResponse {
+        match body {
+            Some((content_type, bytes)) => self.request_with(
+                method,
+                path,
+                token,
+                &[format!("Content-Type: {content_type}")],
+                bytes,
+            ),
+            None => self.request_with(method, path, token, &[], b""),
+        }
     }
 }
 

@@ -1,0 +1,260 @@
+//! Pulls from a real distribution registry on loopback (`docker-registry`), of images built
+//! and pushed by the test support.
+
+mod support;
+
+use std::fs;
+
+use skiff_images::pull::Platform;
+use skiff_images::{ContentStore, Digest, Puller, Reference, RegistryConfig};
+use support::{Registry, TestImage, TestLayer};
+
+fn app_image(version: &str) -> TestImage {
+    let page = TestLayer::of_files(&[(
+        "www/index.html",
+        format!("version {version}\n").into_bytes(),
+        0o644,
+    )]);
+    TestImage::new(
+        vec![TestLayer::busybox(), page],
+        &Platform::current().architecture,
+        &["/bin/busybox", "httpd", "-f"],
+    )
+}
+
+fn puller(registry: &Registry, dir: &std::path::Path) -> Puller {
+    let store = ContentStore::open(dir).expect("store");
+    let config = RegistryConfig {
+        plain_http: vec![registry.address.clone()],
+        ..RegistryConfig::default()
+    };
+    Puller::new(store, config)
+}
+
+fn snapshot_file(store: &ContentStore, diff_id: &Digest, path: &str) -> String {
+    fs::read_to_string(store.snapshot_path(diff_id).join(path))
+        .unwrap_or_else(|e| panic!("{path} in snapshot {diff_id}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_by_tag_stores_verified_blobs_and_unpacks_layers() {
+    let registry = Registry::start();
+    let image = app_image("2.2");
+    let manifest = registry.push(&image, "test/httpd", "2.2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let puller = puller(&registry, dir.path());
+    let reference = Reference::parse(&format!("{}/test/httpd:2.2", registry.address)).unwrap();
+    let record = puller.pull(&reference).await.expect("pull by tag");
+    assert_eq!(record.name, format!("{}/test/httpd", registry.address));
+    assert_eq!(record.tag.as_deref(), Some("2.2"));
+    assert_eq!(record.digest, manifest.to_string());
+    assert_eq!(record.size, image.size());
+    let store = ContentStore::open(dir.path()).unwrap();
+    for blob in &record.blobs {
+        assert!(
+            store.contains(&Digest::parse(blob).unwrap()),
+            "blob {blob} stored"
+        );
+    }
+    assert_eq!(
+        snapshot_file(&store, &image.layers[1].diff_id, "www/index.html"),
+        "version 2.2\n"
+    );
+    let busybox = store
+        .snapshot_path(&image.layers[0].diff_id)
+        .join("bin/busybox");
+    assert_eq!(
+        fs::read(busybox).unwrap(),
+        fs::read(support::BUSYBOX).unwrap()
+    );
+    assert_eq!(store.images().unwrap(), vec![record]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_by_digest_pins_the_manifest() {
+    let registry = Registry::start();
+    let old = app_image("1");
+    let old_digest = registry.push(&old, "test/app", "v").await;
+    // The tag moves on; the digest still names the first image.
+    registry.push(&app_image("2"), "test/app", "v").await;
+    let dir = tempfile::tempdir().unwrap();
+    let puller = puller(&registry, dir.path());
+    let reference =
+        Reference::parse(&format!("{}/test/app@{old_digest}", registry.address)).unwrap();
+    let record = puller.pull(&reference).await.expect("pull by digest");
+    assert_eq!(record.digest, old_digest.to_string());
+    assert_eq!(record.tag, None);
+    let store = ContentStore::open(dir.path()).unwrap();
+    assert_eq!(
+        snapshot_file(&store, &old.layers[1].diff_id, "www/index.html"),
+        "version 1\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_arch_index_resolves_to_this_nodes_platform() {
+    let registry = Registry::start();
+    let here = Platform::current().architecture;
+    let other = if here == "amd64" { "arm64" } else { "amd64" };
+    let image_for = |arch: &str| {
+        TestImage::new(
+            vec![TestLayer::of_files(&[(
+                "arch",
+                arch.as_bytes().to_vec(),
+                0o644,
+            )])],
+            arch,
+            &["/bin/true"],
+        )
+    };
+    let (native, foreign) = (image_for(&here), image_for(other));
+    let index = registry
+        .push_index(&[(other, &foreign), (&here, &native)], "test/multi", "1")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let puller = puller(&registry, dir.path());
+    let reference = Reference::parse(&format!("{}/test/multi:1", registry.address)).unwrap();
+    let record = puller.pull(&reference).await.expect("pull index");
+    assert_eq!(
+        record.digest,
+        index.to_string(),
+        "the image is known by its index digest"
+    );
+    assert_eq!(
+        record.manifest,
+        Digest::sha256_of(&native.manifest()).to_string()
+    );
+    let store = ContentStore::open(dir.path()).unwrap();
+    assert_eq!(
+        snapshot_file(&store, &native.layers[0].diff_id, "arch"),
+        here
+    );
+    assert!(
+        !store.snapshot_path(&foreign.layers[0].diff_id).exists(),
+        "the other platform is not unpacked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tag_fails_with_the_registrys_error() {
+    let registry = Registry::start();
+    registry.push(&app_image("1"), "test/app", "1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let puller = puller(&registry, dir.path());
+    let reference = Reference::parse(&format!("{}/test/app:missing", registry.address)).unwrap();
+    let error = puller
+        .pull(&reference)
+        .await
+        .expect_err("a missing tag fails")
+        .to_string();
+    assert!(
+        error.contains("manifest unknown"),
+        "the registry's error is kept: {error}"
+    );
+    assert!(ContentStore::open(dir.path())
+        .unwrap()
+        .images()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_blob_is_refused_and_nothing_is_recorded() {
+    let registry = Registry::start();
+    let image = app_image("1");
+    registry.push(&image, "test/app", "1").await;
+    let layer = Digest::sha256_of(&image.layers[1].compressed);
+    let file = registry.blob_file(&layer);
+    let mut bytes = fs::read(&file).expect("the registry stores the blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&file, bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let puller = puller(&registry, dir.path());
+    let reference = Reference::parse(&format!("{}/test/app:1", registry.address)).unwrap();
+    let error = puller
+        .pull(&reference)
+        .await
+        .expect_err("a corrupted blob fails")
+        .to_string();
+    assert!(
+        error.contains(&layer.to_string()) && error.contains("digest"),
+        "the error names the blob and the digest: {error}"
+    );
+    let store = ContentStore::open(dir.path()).unwrap();
+    assert!(!store.contains(&layer), "the corrupted blob is not stored");
+    assert!(store.images().unwrap().is_empty(), "no image is recorded");
+    assert_eq!(
+        fs::read_dir(dir.path().join("ingest")).unwrap().count(),
+        0,
+        "no partial blob is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_image_download_each_blob_once() {
+    let registry = Registry::start();
+    let image = app_image("1");
+    registry.push(&image, "test/app", "1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let puller = puller(&registry, dir.path());
+    let reference = Reference::parse(&format!("{}/test/app:1", registry.address)).unwrap();
+    let pulls: Vec<_> = (0..4)
+        .map(|_| {
+            let (puller, reference) = (puller.clone(), reference.clone());
+            tokio::spawn(async move { puller.pull(&reference).await })
+        })
+        .collect();
+    for pull in pulls {
+        pull.await.unwrap().expect("every pull succeeds");
+    }
+    let blobs = 1 + image.layers.len() as u64;
+    assert_eq!(
+        puller.downloads(),
+        blobs,
+        "config and layers are each downloaded once"
+    );
+    assert_eq!(
+        ContentStore::open(dir.path())
+            .unwrap()
+            .images()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_credentials_are_presented_and_required() {
+    let registry = Registry::start_with_basic_auth();
+    let image = app_image("private");
+    let digest = registry.push(&image, "team/private", "1").await;
+    let reference = Reference::parse(&format!("{}/team/private:1", registry.address)).unwrap();
+
+    let anonymous_dir = tempfile::tempdir().unwrap();
+    let error = puller(&registry, anonymous_dir.path())
+        .pull(&reference)
+        .await
+        .expect_err("an anonymous pull is refused")
+        .to_string();
+    assert!(
+        error.starts_with("unauthorized: ") && error.contains("/v2/team/private/manifests/1"),
+        "the refusal names the request: {error}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    let mut config = RegistryConfig {
+        plain_http: vec![registry.address.clone()],
+        ..RegistryConfig::default()
+    };
+    config.credentials.insert(
+        registry.address.clone(),
+        (support::USER.to_string(), support::PASSWORD.to_string()),
+    );
+    let record = Puller::new(store, config)
+        .pull(&reference)
+        .await
+        .expect("pull with credentials");
+    assert_eq!(record.digest, digest.to_string());
+}

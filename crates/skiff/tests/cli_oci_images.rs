@@ -1,0 +1,456 @@
+//! `skiff image import FILE`, `pull`, `ls` and `rm` against the OCI content store, with
+//! archives and a loopback registry (`docker-registry`) prepared by the image test support.
+
+#[path = "../../skiff-images/tests/support/mod.rs"]
+mod image_support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image_support::{Compression, Registry, TestImage, TestLayer};
+use skiff_images::pull::Platform;
+use skiff_images::Digest;
+
+fn skiff(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SKIFF_DATA_DIR")
+        .output()
+        .expect("run skiff");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn rows(listing: &str) -> Vec<Vec<String>> {
+    listing
+        .lines()
+        .map(|line| {
+            line.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .collect()
+}
+
+fn image(text: &str) -> TestImage {
+    let files = TestLayer::of_files(&[("etc/motd", text.as_bytes().to_vec(), 0o644)]);
+    TestImage::new(
+        vec![TestLayer::busybox(), files],
+        &Platform::current().architecture,
+        &["/bin/busybox", "sh"],
+    )
+}
+
+fn human(bytes: u64) -> String {
+    // Sizes of a few MB print as `N.NNNMB` with four significant digits.
+    let megabytes = bytes as f64 / 1e6;
+    assert!(
+        (1.0..10.0).contains(&megabytes),
+        "test images are a few MB, not {bytes} bytes"
+    );
+    format!("{megabytes:.3}")
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
+        + "MB"
+}
+
+#[test]
+fn docker_save_and_oci_archives_import_with_their_names_and_are_listed() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let saved = image("from docker save");
+    let oci = image("from an oci archive");
+    let saved_path = files.path().join("saved.tar");
+    let oci_path = files.path().join("oci.tar.gz");
+    saved.write_docker_save(&saved_path, &["example.test/team/tool:1.0", "tool:latest"]);
+    oci.write_oci_archive(&oci_path, "docker.io/library/shell:2", Compression::Gzip);
+
+    let (ok, stdout, stderr) = skiff(
+        data.path(),
+        &["image", "import", saved_path.to_str().unwrap()],
+    );
+    assert!(ok, "docker save import: {stderr}");
+    assert_eq!(stdout.lines().count(), 2, "one line per name: {stdout}");
+    let (ok, _, stderr) = skiff(
+        data.path(),
+        &["image", "import", oci_path.to_str().unwrap()],
+    );
+    assert!(ok, "OCI archive import: {stderr}");
+
+    let (ok, stdout, stderr) = skiff(data.path(), &["image", "ls"]);
+    assert!(ok, "{stderr}");
+    let listed = rows(&stdout);
+    // docker save archives carry no manifest: the import writes one, whose digest names it.
+    let saved_digest = stdout
+        .lines()
+        .find(|l| l.starts_with("example.test/team/tool"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("the docker save image is listed")
+        .to_string();
+    Digest::parse(&saved_digest).expect("a digest");
+    let oci_digest = Digest::sha256_of(&oci.manifest()).to_string();
+    assert_eq!(
+        listed[..4],
+        [
+            vec![
+                "NAME".to_string(),
+                "TAG".into(),
+                "DIGEST".into(),
+                "SIZE".into()
+            ],
+            vec![
+                "example.test/team/tool".into(),
+                "1.0".into(),
+                saved_digest.clone(),
+                human(saved_manifest_size(&saved))
+            ],
+            vec![
+                "docker.io/library/tool".into(),
+                "latest".into(),
+                saved_digest,
+                human(saved_manifest_size(&saved))
+            ],
+            vec![
+                "docker.io/library/shell".into(),
+                "2".into(),
+                oci_digest,
+                human(oci.size())
+            ],
+        ]
+    );
+    assert!(
+        listed[4].is_empty(),
+        "a blank line separates the catalog: {stdout}"
+    );
+    assert_eq!(listed[5], ["NAME", "TAG", "SOURCE"]);
+    let motd = std::fs::read_dir(data.path().join("content/snapshots"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("etc/motd")).ok())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        motd,
+        [
+            "from an oci archive".to_string(),
+            "from docker save".to_string()
+        ]
+        .into()
+    );
+}
+
+/// The size of a docker save image: its config and uncompressed layers.
+fn saved_manifest_size(image: &TestImage) -> u64 {
+    use std::io::Read;
+    let layers: u64 = image
+        .layers
+        .iter()
+        .map(|l| {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&l.compressed[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            plain.len() as u64
+        })
+        .sum();
+    layers + image.config.len() as u64
+}
+
+#[test]
+fn an_archive_whose_blob_does_not_match_its_digest_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let mut tampered = image("original");
+    let path = files.path().join("oci.tar");
+    // The manifest names the original layer; the archive carries other bytes under its name.
+    let original = tampered.manifest();
+    tampered.write_oci_archive(&path, "tampered:1", Compression::None);
+    let layer = Digest::sha256_of(&tampered.layers[1].compressed);
+    tampered.layers[1] = TestLayer::of_files(&[("etc/motd", b"altered!".to_vec(), 0o644)]);
+    rewrite_blob(&path, &layer, &tampered.layers[1].compressed);
+    assert_ne!(original, tampered.manifest());
+    let (ok, _, stderr) = skiff(data.path(), &["image", "import", path.to_str().unwrap()]);
+    assert!(!ok, "the import must fail");
+    assert!(
+        stderr.contains(&format!("blob {layer} refused")),
+        "{stderr}"
+    );
+    let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
+    assert!(!stdout.contains("tampered"), "{stdout}");
+}
+
+/// Replaces the contents of `blobs/sha256/<digest>` in a plain tar archive.
+fn rewrite_blob(archive: &Path, digest: &Digest, contents: &[u8]) {
+    let bytes = std::fs::read(archive).unwrap();
+    let mut input = tar::Archive::new(&bytes[..]);
+    let mut output = tar::Builder::new(Vec::new());
+    let name = format!("blobs/sha256/{}", digest.hex());
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        if path == name {
+            data = contents.to_vec();
+        }
+        header.set_size(data.len() as u64);
+        output.append_data(&mut header, &path, &data[..]).unwrap();
+    }
+    std::fs::write(archive, output.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+fn pull_from_a_plain_http_registry_then_remove() {
+    let registry = Registry::start();
+    let pushed = image("pulled");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let digest = runtime.block_on(registry.push(&pushed, "test/shell", "3"));
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("registries.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mirrors:\n  \"{0}\":\n    endpoint:\n      - \"http://{0}\"\n",
+            registry.address
+        ),
+    )
+    .unwrap();
+    let name = format!("{}/test/shell:3", registry.address);
+
+    let (ok, _, stderr) = skiff(data.path(), &["image", "pull", &name]);
+    assert!(
+        !ok,
+        "without the registries file the registry is reached over HTTPS and fails"
+    );
+    assert!(stderr.contains(&format!("pulling {name}")), "{stderr}");
+
+    let (ok, stdout, stderr) = skiff(
+        data.path(),
+        &[
+            "image",
+            "pull",
+            &name,
+            "--registry-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, format!("pulled {name} {digest}\n"));
+    let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
+    assert_eq!(
+        rows(&stdout)[1],
+        [
+            format!("{}/test/shell", registry.address),
+            "3".into(),
+            digest.to_string(),
+            human(pushed.size())
+        ]
+    );
+
+    let (ok, stdout, stderr) = skiff(data.path(), &["image", "rm", &name]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, format!("deleted {name}\n"));
+    let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
+    assert_eq!(
+        rows(&stdout)[0],
+        ["NAME", "TAG", "SOURCE"],
+        "only the catalog is left: {stdout}"
+    );
+    let blobs = std::fs::read_dir(data.path().join("content/blobs/sha256"))
+        .unwrap()
+        .count();
+    let snapshots = std::fs::read_dir(data.path().join("content/snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        (blobs, snapshots),
+        (0, 0),
+        "blobs and snapshots go with the last image using them"
+    );
+
+    let (ok, _, stderr) = skiff(data.path(), &["image", "rm", &name]);
+    assert!(!ok);
+    assert!(stderr.contains("no such image"), "{stderr}");
+}
+
+/// A loopback TCP proxy to `upstream` whose responses flow at a limited rate while
+/// `throttled` is set, so a download can be caught halfway.
+struct SlowProxy {
+    address: String,
+    throttled: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowProxy {
+    fn start(upstream: &str) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let throttled = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (upstream, flag, stopping) = (upstream.to_string(), throttled.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (Ok(client), Ok(server)) = (client, TcpStream::connect(&upstream)) else {
+                    continue;
+                };
+                let (mut client_read, mut server_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_read, &mut server_write);
+                    let _ = server_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut server_read, mut client_write, flag) = (server, client, flag.clone());
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 8192];
+                    loop {
+                        let n = match std::io::Read::read(&mut server_read, &mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if std::io::Write::write_all(&mut client_write, &buffer[..n]).is_err() {
+                            break;
+                        }
+                        if flag.load(Ordering::SeqCst) {
+                            // About 160 kB/s: a megabyte layer takes seconds.
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                    let _ = client_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        SlowProxy {
+            address,
+            throttled,
+            stop,
+        }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.address);
+    }
+}
+
+fn ingest_bytes(data: &Path) -> u64 {
+    std::fs::read_dir(data.join("content/ingest"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_nothing_trusted_and_the_next_pull_completes() {
+    let registry = Registry::start();
+    let pushed = image("interrupted");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(registry.push(&pushed, "test/slow", "1"));
+    let proxy = SlowProxy::start(&registry.address);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("registries.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mirrors:\n  \"{0}\":\n    endpoint:\n      - \"http://{0}\"\n",
+            proxy.address
+        ),
+    )
+    .unwrap();
+    let name = format!("{}/test/slow:1", proxy.address);
+    let mut pull = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "image",
+            "pull",
+            &name,
+            "--registry-config",
+            config.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env_remove("SKIFF_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ingest_bytes(data.path()) < 64 * 1024 {
+        assert!(
+            pull.try_wait().unwrap().is_none(),
+            "the pull ended before it could be interrupted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the download did not start within 30s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pull.kill().unwrap();
+    pull.wait().unwrap();
+    let busybox_layer = Digest::sha256_of(&pushed.layers[0].compressed);
+    assert!(
+        !data
+            .path()
+            .join("content/blobs/sha256")
+            .join(busybox_layer.hex())
+            .exists(),
+        "a half-downloaded blob is not stored"
+    );
+    let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
+    assert!(
+        !stdout.contains("test/slow"),
+        "no image is recorded: {stdout}"
+    );
+
+    proxy.throttled.store(false, Ordering::SeqCst);
+    let (ok, _, stderr) = skiff(
+        data.path(),
+        &[
+            "image",
+            "pull",
+            &name,
+            "--registry-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "the second pull completes: {stderr}");
+    let snapshot = data
+        .path()
+        .join("content/snapshots")
+        .join(format!("sha256-{}", pushed.layers[1].diff_id.hex()));
+    assert_eq!(
+        std::fs::read_to_string(snapshot.join("etc/motd")).unwrap(),
+        "interrupted"
+    );
+    assert_eq!(
+        ingest_bytes(data.path()),
+        0,
+        "the killed pull's partial file was swept"
+    );
+}
