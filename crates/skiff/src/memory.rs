@@ -16,6 +16,8 @@ pub const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Returns the free pages of every allocator arena to the system. Returns whether any memory
 /// was released; without glibc there is nothing to do and it returns `false`.
+// `malloc_trim` is a glibc call that `nix` does not wrap.
+#[allow(unsafe_code)]
 pub fn release_free_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
