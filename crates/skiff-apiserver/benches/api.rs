@@ -6,6 +6,11 @@
 //! `SKIFF_BENCH_QUICK=1`) for a small sanity run, and `SKIFF_BENCH_DIR` to put the database on
 //! another disk. Clients and server share one process and its cores, so every figure is what the
 //! server does while also paying for its load generator: a floor, not a ceiling.
+//!
+//! With `SKIFF_BENCH_SERVER=ADDR:PORT` and `SKIFF_BENCH_DATA_DIR=DIR` the same load goes to a
+//! running `skiff up` instead (its token and CA are read from its data directory), the
+//! in-process breakdown is left out, and memory figures are that process's when
+//! `SKIFF_BENCH_PID` names it.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,6 +24,7 @@ use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::ServerName;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -501,7 +507,7 @@ async fn concurrently(
 struct Phases<'a> {
     target: &'a Target,
     main: &'a mut Connection,
-    sqlite: &'a SqliteStore,
+    sqlite: Option<&'a SqliteStore>,
     clients: usize,
 }
 
@@ -514,13 +520,13 @@ impl Phases<'_> {
         concurrent: bool,
         versions: &mut [String],
     ) -> Result<(), BenchError> {
-        let before = self.sqlite.stats();
+        let before = self.sqlite.map(SqliteStore::stats).unwrap_or_default();
         let measured = if concurrent {
             concurrently(self.target, self.clients, op, objects, versions).await?
         } else {
             sequentially(self.main, op, objects, versions).await?
         };
-        let after = self.sqlite.stats();
+        let after = self.sqlite.map(SqliteStore::stats).unwrap_or_default();
         let writes = after.writes.saturating_sub(before.writes);
         let commits = after.transactions.saturating_sub(before.transactions);
         let note = if writes == 0 {
@@ -583,9 +589,15 @@ impl Table {
     }
 }
 
-/// Memory figures of this process (server and clients), in KiB.
+/// The process whose memory is reported: this one, or the server `SKIFF_BENCH_PID` names.
+fn measured_process() -> String {
+    std::env::var("SKIFF_BENCH_PID").unwrap_or_else(|_| "self".to_owned())
+}
+
+/// Memory figures of the measured process (server and clients when in process), in KiB.
 fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", measured_process())).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -834,7 +846,43 @@ fn megabytes(bytes: usize) -> String {
     format!("{:.1} MB per answer", bytes as f64 / 1_000_000.0)
 }
 
+/// A running `skiff up` to send the load to, from `SKIFF_BENCH_SERVER` and
+/// `SKIFF_BENCH_DATA_DIR`.
+fn external_target() -> Result<Option<Target>, BenchError> {
+    let Ok(server) = std::env::var("SKIFF_BENCH_SERVER") else {
+        return Ok(None);
+    };
+    let address: SocketAddr = server
+        .parse()
+        .map_err(|e| BenchError::Setup(format!("SKIFF_BENCH_SERVER {server:?}: {e}")))?;
+    let dir = std::env::var_os("SKIFF_BENCH_DATA_DIR").ok_or_else(|| {
+        BenchError::Setup("SKIFF_BENCH_SERVER needs SKIFF_BENCH_DATA_DIR".to_owned())
+    })?;
+    let dir = std::path::PathBuf::from(dir);
+    let token = std::fs::read_to_string(dir.join("token")).map_err(io("reading the token"))?;
+    let ca = std::fs::read(dir.join("ca.crt")).map_err(io("reading the CA"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        let cert = cert.map_err(|e| BenchError::Setup(format!("parsing the CA: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| BenchError::Setup(format!("trusting the CA: {e}")))?;
+    }
+    Ok(Some(Target {
+        address,
+        authorization: format!("Bearer {}", token.trim()),
+        tls: client_tls(roots)?,
+    }))
+}
+
 async fn run(config: Config, command: &str) -> Result<(), BenchError> {
+    match external_target()? {
+        Some(target) => load(config, command, &target, None).await,
+        None => run_in_process(config, command).await,
+    }
+}
+
+async fn run_in_process(config: Config, command: &str) -> Result<(), BenchError> {
     let dir = match std::env::var_os("SKIFF_BENCH_DIR") {
         Some(base) => tempfile::tempdir_in(base),
         None => tempfile::tempdir(),
@@ -877,7 +925,25 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
         authorization: format!("Bearer {token}"),
         tls: client_tls(roots)?,
     };
+    load(config, command, &target, Some((&registry, &*sqlite))).await?;
+    let _ = stop.send(());
+    match server.await? {
+        Ok(()) => Ok(()),
+        Err(e) => Err(BenchError::Io {
+            context: "serving",
+            source: e,
+        }),
+    }
+}
 
+/// The whole workload against `target`; `in_process` is the server's registry and store when
+/// it runs in this process, for commit counts and the in-process list breakdown.
+async fn load(
+    config: Config,
+    command: &str,
+    target: &Target,
+    in_process: Option<(&Registry, &SqliteStore)>,
+) -> Result<(), BenchError> {
     println!("command: {command}");
     println!("{}", describe_machine());
     println!(
@@ -887,7 +953,7 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     );
     Table::header();
 
-    let mut main = Connection::open(&target).await?;
+    let mut main = Connection::open(target).await?;
     for namespace in [CONFIGMAP_NAMESPACE, DEPLOYMENT_NAMESPACE] {
         let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
         main.call(
@@ -909,9 +975,9 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     let mut unused = Vec::new();
 
     let mut writer = Phases {
-        target: &target,
+        target,
         main: &mut main,
-        sqlite: &sqlite,
+        sqlite: in_process.map(|(_, sqlite)| sqlite),
         clients,
     };
     let (first, rest) = (sequential_part, concurrent_part);
@@ -1039,10 +1105,19 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
         selected,
     )
     .await?;
+    let median = {
+        let mut sorted = m.latencies.clone();
+        sorted.sort_unstable();
+        percentile(&sorted, 50)
+    };
+    let per_stored_object = median.as_secs_f64() * 1e6 / n.max(1) as f64;
     Table::row(
         "list ConfigMaps, labelSelector shard=3",
         m,
-        &format!("{selected} of {n} match; {}", megabytes(size)),
+        &format!(
+            "{selected} of {n} match; {}; p50 {per_stored_object:.2} µs per stored object",
+            megabytes(size)
+        ),
     );
     let (m, _, size) =
         time_list(&mut main, &format!("{deployments}?"), TABLE_ACCEPT, runs, n).await?;
@@ -1058,23 +1133,17 @@ async fn run(config: Config, command: &str) -> Result<(), BenchError> {
     Table::row(&format!("list {n} Deployments, JSON"), m, &megabytes(size));
     // Before the in-process breakdown, whose decoded lists would raise the high-water mark.
     report_memory("after the HTTP lists (VmHWM includes their peaks)");
+    let Some((registry, _)) = in_process else {
+        return Ok(());
+    };
     Table::note(&format!("{n} ConfigMaps, in process:"));
     let configmap_resource = ("", "v1", "configmaps");
-    report_list_in_process(&registry, configmap_resource, CONFIGMAP_NAMESPACE, runs).await?;
+    report_list_in_process(registry, configmap_resource, CONFIGMAP_NAMESPACE, runs).await?;
     Table::note(&format!("{n} Deployments, in process:"));
     let deployment_resource = ("apps", "v1", "deployments");
-    report_list_in_process(&registry, deployment_resource, DEPLOYMENT_NAMESPACE, runs).await?;
+    report_list_in_process(registry, deployment_resource, DEPLOYMENT_NAMESPACE, runs).await?;
     report_memory("at the end (VmHWM includes the decoded lists)");
-
-    drop(main);
-    let _ = stop.send(());
-    match server.await? {
-        Ok(()) => Ok(()),
-        Err(e) => Err(BenchError::Io {
-            context: "serving",
-            source: e,
-        }),
-    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {

@@ -52,6 +52,12 @@ impl Filter {
         self.field.is_none()
     }
 
+    /// Whether a label map satisfies the label selector (true without one). Decides a match
+    /// alone only when [`Filter::reads_only_metadata`] holds.
+    pub fn labels_match(&self, labels: &serde_json::Map<String, Value>) -> bool {
+        self.label.as_ref().is_none_or(|l| l.matches(labels))
+    }
+
     /// Whether `obj` is selected.
     pub fn matches(&self, resource: &ResourceInfo, obj: &Value) -> bool {
         self.label.as_ref().is_none_or(|l| l.matches_object(obj))

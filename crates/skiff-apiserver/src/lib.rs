@@ -25,4 +25,5 @@ pub mod scale;
 pub mod server;
 pub mod status;
 pub mod stored_json;
+pub mod stored_labels;
 pub mod system;

@@ -21,6 +21,7 @@ use crate::filter::Filter;
 use crate::meta;
 use crate::status::ApiError;
 use crate::stored_json;
+use crate::stored_labels::{label_verdict, LabelExtractor};
 
 /// How many times a read-modify-write retries after losing a race with another writer.
 const MAX_CONFLICT_RETRIES: usize = 16;
@@ -291,8 +292,13 @@ fn precondition_revision(rv: &str) -> Result<Option<Revision>, ApiError> {
 }
 
 impl Registry {
-    /// A registry over `store`.
+    /// A registry over `store`. Installs [`LabelExtractor`] in the store, so that label
+    /// selectors read labels the store keeps parsed instead of parsing every object.
     pub fn new(store: Arc<dyn Store>) -> Registry {
+        if let Err(error) = store.set_extractor(Arc::new(LabelExtractor)) {
+            // Lists still work without it, parsing each object's labels themselves.
+            tracing::warn!(%error, "the store keeps no parsed labels");
+        }
         Registry {
             store,
             services: Arc::new(ServiceAllocator::default()),
@@ -366,6 +372,9 @@ impl Registry {
     ) -> Result<ObjectList, ApiError> {
         let storage = resources::storage_resource(resource);
         self.list_selected(resource, namespace, options, |filter, kv| {
+            if label_verdict(filter, kv) == Some(false) {
+                return Ok(None);
+            }
             let obj = self.decode(kv)?;
             if filter.matches(storage, &obj) {
                 Ok(Some(self.present(resource, obj)?))
@@ -379,7 +388,8 @@ impl Registry {
     /// Lists like [`Registry::list`] but leaves each selected object as stored, so the caller
     /// can write it out without building a tree for it ([`Registry::write_listed_json`]) or
     /// decode one object at a time ([`Registry::decode_listed`]). Without selectors no object
-    /// is decoded at all; a label selector decodes only `metadata`.
+    /// is decoded at all; a label selector reads the labels the store keeps parsed
+    /// ([`crate::stored_labels`]), or decodes only `metadata` where it keeps none.
     pub async fn list_stored(
         &self,
         resource: &ResourceInfo,
@@ -388,7 +398,12 @@ impl Registry {
     ) -> Result<StoredList, ApiError> {
         let storage = resources::storage_resource(resource);
         self.list_selected(resource, namespace, options, |filter, kv| {
+            let verdict = label_verdict(filter, kv);
             let selected = if filter.is_everything() {
+                true
+            } else if verdict == Some(false) {
+                false
+            } else if filter.reads_only_metadata() && verdict == Some(true) {
                 true
             } else if filter.reads_only_metadata() {
                 let only: MetadataOnly = serde_json::from_slice(&kv.value).map_err(|e| {

@@ -9,6 +9,8 @@
 //! [`Store`] is the boundary that the SQLite backend (and, later, an etcd backend) implement;
 //! [`conformance`] is the suite every backend must pass.
 
+use std::any::Any;
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,7 +25,7 @@ pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};
 pub type Revision = i64;
 
 /// One key's current value, as stored at `mod_revision`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct KeyValue {
     /// The full key, e.g. `/registry/apps/deployments/default/web`.
     pub key: String,
@@ -33,6 +35,57 @@ pub struct KeyValue {
     pub create_revision: Revision,
     /// The revision of the latest write to this key.
     pub mod_revision: Revision,
+    /// What the installed [`ValueExtractor`] computed from `value`, kept beside it so that
+    /// readers filtering many values need not parse each one again. `None` when no extractor is
+    /// installed, the extractor declined, or the backend keeps nothing (readers then parse
+    /// `value` themselves). Never stale: it is recomputed whenever `value` changes.
+    pub extracted: Option<Extracted>,
+}
+
+/// Two key-values are equal when key, bytes and revisions are: `extracted` is a function of the
+/// bytes, so comparing it too would only tell whether an extractor ran.
+impl PartialEq for KeyValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.value == other.value
+            && self.create_revision == other.create_revision
+            && self.mod_revision == other.mod_revision
+    }
+}
+
+impl Eq for KeyValue {}
+
+/// An opaque part of a value computed once by a [`ValueExtractor`] (for the API server, an
+/// object's parsed labels). The store never looks inside; the code that installed the extractor
+/// gets its own type back with [`Extracted::downcast_ref`].
+#[derive(Clone)]
+pub struct Extracted(Arc<dyn Any + Send + Sync>);
+
+impl Extracted {
+    /// Wraps what an extractor computed.
+    pub fn new<T: Any + Send + Sync>(part: T) -> Self {
+        Extracted(Arc::new(part))
+    }
+
+    /// The extracted part, if it is a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for Extracted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Extracted(..)")
+    }
+}
+
+/// Computes the [`Extracted`] part kept beside each current value. Supplied by the store's
+/// user (the API server's registry parses an object's labels), so the store stays ignorant of
+/// what values mean. It must be a pure function of key and bytes: the store may call it at any
+/// time, on any thread, and more than once for one value.
+pub trait ValueExtractor: Send + Sync + 'static {
+    /// The part of `value` worth keeping parsed, or `None` to keep nothing for it.
+    fn extract(&self, key: &str, value: &[u8]) -> Option<Extracted>;
 }
 
 /// What happened to a key at one revision.
@@ -183,4 +236,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest revision compacted away (0 if none).
     async fn compacted_revision(&self) -> Result<Revision, StoreError>;
+
+    /// Installs the extractor whose result every current value then carries in
+    /// [`KeyValue::extracted`]: values already present are extracted at once, later writes as
+    /// they are applied. Replaces any earlier extractor. Values in watch events and history need
+    /// not carry it. The default keeps nothing, which is always correct: readers fall back to
+    /// parsing the bytes.
+    fn set_extractor(&self, extractor: Arc<dyn ValueExtractor>) -> Result<(), StoreError> {
+        let _ = extractor;
+        Ok(())
+    }
 }

@@ -41,7 +41,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use self::memory::{Counting, MemoryState, SharedState};
 use self::writer::{Command, Counters, WriteOp};
-use crate::{KeyValue, ListResult, Revision, Store, StoreError, WatchEvent};
+use crate::{KeyValue, ListResult, Revision, Store, StoreError, ValueExtractor, WatchEvent};
 
 /// Tuning knobs for [`SqliteStore::open_with`]; the defaults suit an API server.
 #[derive(Clone, Debug)]
@@ -113,6 +113,7 @@ impl SqliteStore {
             history: loaded.history,
             live: Some(live),
             failure: None,
+            extractor: None,
         }));
         let counters = Arc::new(Counters::default());
         let (commands, receiver) = mpsc::channel();
@@ -284,6 +285,11 @@ impl Store for SqliteStore {
         let state = self.shared.read()?;
         state.ensure_usable()?;
         Ok(state.compacted)
+    }
+
+    fn set_extractor(&self, extractor: Arc<dyn ValueExtractor>) -> Result<(), StoreError> {
+        self.shared.write()?.set_extractor(extractor);
+        Ok(())
     }
 }
 

@@ -431,3 +431,79 @@ async fn database_and_log_files_are_private_to_their_owner() {
         "the write-ahead log of a reopened database"
     );
 }
+
+/// Extracts the value's text upper-cased; declines values starting with
+/// `#`, so a test can tell "declined" from "never asked".
+struct UpperCase;
+
+impl skiff_store::ValueExtractor for UpperCase {
+    fn extract(&self, _key: &str, value: &[u8]) -> Option<skiff_store::Extracted> {
+        let text = std::str::from_utf8(value).ok()?;
+        if text.starts_with('#') {
+            return None;
+        }
+        Some(skiff_store::Extracted::new(text.to_uppercase()))
+    }
+}
+
+fn extracted(kv: &skiff_store::KeyValue) -> Option<&str> {
+    kv.extracted
+        .as_ref()
+        .map(|part| part.downcast_ref::<String>().expect("a String").as_str())
+}
+
+#[tokio::test]
+async fn every_current_value_carries_what_the_installed_extractor_computed() {
+    let (_dir, path) = temp();
+    {
+        let store = open(&path);
+        store.create("/k/before", b"old".to_vec()).await.unwrap();
+    }
+    let store = open(&path);
+    let before = store.get("/k/before").await.unwrap().expect("present");
+    assert!(
+        before.extracted.is_none(),
+        "nothing is extracted before an extractor is installed"
+    );
+
+    store.set_extractor(Arc::new(UpperCase)).unwrap();
+    let before = store.get("/k/before").await.unwrap().expect("present");
+    assert_eq!(
+        extracted(&before),
+        Some("OLD"),
+        "values loaded from disk are extracted when the extractor is installed"
+    );
+
+    store.create("/k/a", b"first".to_vec()).await.unwrap();
+    store.create("/k/b", b"#declined".to_vec()).await.unwrap();
+    let written = store
+        .update("/k/before", b"new".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        extracted(&written),
+        Some("NEW"),
+        "the answer to a write carries it"
+    );
+
+    let listed = store.list("/k/", None, None).await.unwrap();
+    let seen: Vec<(&str, Option<&str>)> = listed
+        .items
+        .iter()
+        .map(|kv| (kv.key.as_str(), extracted(kv)))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("/k/a", Some("FIRST")),
+            ("/k/b", None),
+            ("/k/before", Some("NEW")),
+        ],
+        "lists carry each value's own extraction, recomputed on update"
+    );
+
+    store.delete("/k/a", None).await.unwrap();
+    store.create("/k/a", b"again".to_vec()).await.unwrap();
+    let again = store.get("/k/a").await.unwrap().expect("recreated");
+    assert_eq!(extracted(&again), Some("AGAIN"));
+}

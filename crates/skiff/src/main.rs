@@ -2,6 +2,7 @@
 
 mod image_cmd;
 mod kubeconfig;
+mod memory;
 mod pki;
 mod plan;
 mod up;

@@ -253,6 +253,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         Duration::from_secs(args.compaction_interval),
     ));
+    tokio::spawn(crate::memory::release_loop(crate::memory::RELEASE_INTERVAL));
     tracing::info!(%address, data_dir = %data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is serving");
     println!("export KUBECONFIG={}", kubeconfig_path.display());
     server::serve_tls(

@@ -236,6 +236,7 @@ pub(crate) fn load(conn: &Connection) -> Result<Loaded, StoreError> {
                 value,
                 create_revision,
                 mod_revision,
+                extracted: None,
             },
         );
     }
@@ -269,6 +270,7 @@ fn event_from_row(
                 value,
                 create_revision: row.create_revision,
                 mod_revision,
+                extracted: None,
             })
         }
         (None, None) => None,
@@ -287,6 +289,7 @@ fn event_from_row(
                 value: Arc::from(value),
                 create_revision: row.create_revision,
                 mod_revision: row.revision,
+                extracted: None,
             };
             (kind, kv)
         }

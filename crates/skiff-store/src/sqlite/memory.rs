@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
 
-use crate::{EventKind, KeyValue, ListResult, Revision, StoreError, WatchEvent};
+use crate::{
+    EventKind, Extracted, KeyValue, ListResult, Revision, StoreError, ValueExtractor, WatchEvent,
+};
 
 /// How much of the rest of a prefix a list page walks to fill in `remaining`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub(crate) struct MemoryState {
     pub live: Option<broadcast::Sender<Arc<WatchEvent>>>,
     /// Why the store can no longer be used, once it cannot.
     pub failure: Option<String>,
+    /// What computes [`KeyValue::extracted`] for every value in `current`, once installed.
+    pub extractor: Option<Arc<dyn ValueExtractor>>,
 }
 
 impl MemoryState {
@@ -44,6 +48,22 @@ impl MemoryState {
             Some(reason) => Err(StoreError::Backend(reason.clone())),
             None => Ok(()),
         }
+    }
+
+    /// What the installed extractor makes of `kv`'s value (nothing without one).
+    pub fn extract(&self, kv: &KeyValue) -> Option<Extracted> {
+        self.extractor
+            .as_ref()
+            .and_then(|extractor| extractor.extract(&kv.key, &kv.value))
+    }
+
+    /// Installs `extractor` and extracts every current value with it, so that from now on each
+    /// value in `current` carries what the extractor computes for it.
+    pub fn set_extractor(&mut self, extractor: Arc<dyn ValueExtractor>) {
+        for kv in self.current.values_mut() {
+            kv.extracted = extractor.extract(&kv.key, &kv.value);
+        }
+        self.extractor = Some(extractor);
     }
 
     /// Lists keys starting with `prefix`, after `start_after`, at most `limit` of them, counting
@@ -197,6 +217,7 @@ mod tests {
             value: Arc::from(key.as_bytes()),
             create_revision: revision,
             mod_revision: revision,
+            extracted: None,
         }
     }
 
@@ -208,6 +229,7 @@ mod tests {
             history: VecDeque::new(),
             live: None,
             failure: None,
+            extractor: None,
         };
         for (index, key) in keys.iter().enumerate() {
             let revision = index as Revision + 1;

@@ -194,7 +194,12 @@ fn plan(state: &MemoryState, batch: &[Command]) -> Planned {
                     None => state.current.get(key).cloned(),
                 };
                 match decide(op, existing, revision + 1) {
-                    Ok(event) => {
+                    Ok(mut event) => {
+                        if event.kind != EventKind::Deleted {
+                            // Extracted here, under the read lock only, so readers are not
+                            // held up while the batch is published.
+                            event.kv.extracted = state.extract(&event.kv);
+                        }
                         revision = event.revision;
                         let after = match event.kind {
                             EventKind::Deleted => None,
@@ -255,6 +260,7 @@ fn decide(
                 value: Arc::from(value.as_slice()),
                 create_revision: revision,
                 mod_revision: revision,
+                extracted: None,
             },
             prev: None,
         }),
@@ -278,6 +284,7 @@ fn decide(
                     value: Arc::from(value.as_slice()),
                     create_revision: current.create_revision,
                     mod_revision: revision,
+                    extracted: None,
                 },
                 prev: Some(current),
             })
@@ -374,6 +381,7 @@ mod tests {
             value: Arc::from(&b"old"[..]),
             create_revision: revision,
             mod_revision: revision,
+            extracted: None,
         };
         MemoryState {
             current: BTreeMap::from([(key.to_owned(), kv)]),
@@ -382,6 +390,7 @@ mod tests {
             history: VecDeque::new(),
             live: None,
             failure: None,
+            extractor: None,
         }
     }
 
