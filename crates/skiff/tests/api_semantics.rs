@@ -324,6 +324,15 @@ fn list_and_watch_options_follow_kubernetes() {
     let skiff = Skiff::start();
     let kubectl = skiff.kubectl();
     kubectl.ok(&["create", "namespace", "opts"]);
+    // Every namespace gets the cluster's CA bundle; wait for it so the lists below are stable.
+    const ROOT_CA: &str = "kube-root-ca.crt";
+    wait_for("the namespace's kube-root-ca.crt", DEADLINE, || {
+        let list = kubectl.json(&["get", "configmaps", "-n", "opts", "-o", "json"]);
+        items(&list)
+            .iter()
+            .any(|cm| str_at(cm, "/metadata/name") == ROOT_CA)
+            .then_some(())
+    });
     kubectl.ok(&["create", "configmap", "first", "-n", "opts"]);
     let first_rv = str_at(
         &kubectl.json(&["get", "configmap", "first", "-n", "opts", "-o", "json"]),
@@ -350,7 +359,7 @@ fn list_and_watch_options_follow_kubernetes() {
         .iter()
         .map(|cm| str_at(cm, "/metadata/name"))
         .collect();
-    assert_eq!(names, ["first"], "{exact}");
+    assert_eq!(names, ["first", ROOT_CA], "{exact}");
     assert_eq!(str_at(&exact, "/metadata/resourceVersion"), first_rv);
     assert_eq!(exact["items"][0].pointer("/data"), None, "{exact}");
 
@@ -360,7 +369,7 @@ fn list_and_watch_options_follow_kubernetes() {
         "--raw",
         &format!("/api/v1/namespaces/opts/configmaps?resourceVersion={first_rv}&resourceVersionMatch=NotOlderThan"),
     ]));
-    assert_eq!(items(&newer).len(), 2, "{newer}");
+    assert_eq!(items(&newer).len(), 3, "{newer}");
 
     // Wrong combinations: Kubernetes' 422s.
     let stderr = kubectl.fails(&[
@@ -393,8 +402,8 @@ fn list_and_watch_options_follow_kubernetes() {
         .iter()
         .map(|e| e["type"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(kinds, ["ADDED", "ADDED", "BOOKMARK"], "{out}");
-    let bookmark = &events[2]["object"];
+    assert_eq!(kinds, ["ADDED", "ADDED", "ADDED", "BOOKMARK"], "{out}");
+    let bookmark = &events[3]["object"];
     assert_eq!(
         bookmark.pointer("/metadata/annotations/k8s.io~1initial-events-end"),
         Some(&json!("true")),
