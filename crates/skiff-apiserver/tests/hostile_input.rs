@@ -2,6 +2,8 @@
 //! oversized body gets a 413 `Status`, an oversized header block a 431, and a JSON patch copy
 //! chain a 422, while the server keeps serving.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,19 +13,14 @@ use axum::routing::get as route_get;
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{AUTHORIZATION, HOST};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use skiff_apiserver::recovery::PANIC_MESSAGE;
-use skiff_apiserver::registry::Registry;
-use skiff_apiserver::server::{self, ServerState};
-use skiff_apiserver::system;
-use skiff_store::SqliteStore;
+use skiff_apiserver::server::ServerState;
+use support::{Served, TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TOKEN: &str = "hostile-test-token";
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Routes that fail on purpose: a handler that panics, a stream that panics after its first
@@ -65,63 +62,24 @@ fn faulty_routes() -> Router<Arc<ServerState>> {
         )
 }
 
-struct Served {
-    _dir: tempfile::TempDir,
-    address: SocketAddr,
-}
-
 async fn serve() -> Served {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("state.db")).expect("open store");
-    let registry = Registry::new(Arc::new(store));
-    system::ensure_builtin_namespaces(&registry)
-        .await
-        .expect("namespaces");
-    let state = Arc::new(ServerState {
-        registry,
-        tokens: vec![TOKEN.to_string()],
-        advertise_address: "127.0.0.1:0".to_string(),
-        logs: None,
-        metrics: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    let app = server::router_with(state, faulty_routes());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Served { _dir: dir, address }
+    let (dir, registry) = support::fresh_registry().await;
+    support::serve_registry(dir, registry, None, faulty_routes()).await
 }
 
 /// Sends a GET on a fresh connection and returns the response with its body unread.
 async fn get_streaming(address: SocketAddr, path: &str) -> hyper::Response<hyper::body::Incoming> {
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(HOST, "localhost")
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Empty::<Bytes>::new())
+    let request = support::request(Method::GET, path)
+        .body(Full::default())
         .expect("request");
-    sender.send_request(request).await.expect("send")
+    support::send_streaming(address, request).await
 }
 
 async fn get(address: SocketAddr, path: &str) -> (StatusCode, Bytes) {
-    let response = get_streaming(address, path).await;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, body)
+    let request = support::request(Method::GET, path)
+        .body(Full::default())
+        .expect("request");
+    support::send(address, request).await
 }
 
 /// Writes `head` and `body` on a fresh connection, all of it before reading anything (as

@@ -2,85 +2,30 @@
 //! object at a time must be what decoding every object and rendering the whole list gives, and
 //! paging must report `remainingItemCount` as Kubernetes does.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{ACCEPT, AUTHORIZATION, HOST};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
+use hyper::header::ACCEPT;
+use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use skiff_api::printers::{self, IncludeObject};
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_apiserver::registry::{ListOptions, ObjectList, Registry, WriteOptions};
-use skiff_apiserver::server::{self, ServerState};
-use skiff_apiserver::system;
-use skiff_store::SqliteStore;
+use support::serve;
 
-const TOKEN: &str = "list-test-token";
 const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
-
-/// A registry over a fresh store, served over plain HTTP on a loopback port.
-struct Served {
-    _dir: tempfile::TempDir,
-    registry: Registry,
-    address: SocketAddr,
-}
-
-async fn serve() -> Served {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("state.db")).expect("open store");
-    let registry = Registry::new(Arc::new(store));
-    system::ensure_builtin_namespaces(&registry)
-        .await
-        .expect("namespaces");
-    let state = Arc::new(ServerState {
-        registry: registry.clone(),
-        tokens: vec![TOKEN.to_string()],
-        advertise_address: "127.0.0.1:0".to_string(),
-        logs: None,
-        metrics: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, server::router(state)).await;
-    });
-    Served {
-        _dir: dir,
-        registry,
-        address,
-    }
-}
 
 /// One GET on a fresh connection; the whole body, however it was framed.
 async fn get(address: SocketAddr, path: &str, accept: &str) -> (StatusCode, Bytes) {
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(HOST, "localhost")
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+    let request = support::request(Method::GET, path)
         .header(ACCEPT, accept)
-        .body(Empty::<Bytes>::new())
+        .body(Full::default())
         .expect("request");
-    let response = sender.send_request(request).await.expect("send");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, body)
+    support::send(address, request).await
 }
 
 fn res(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {

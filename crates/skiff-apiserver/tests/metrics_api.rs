@@ -1,25 +1,23 @@
 //! `metrics.k8s.io` over real HTTP: advertised in discovery only when the server has a metrics
 //! source, authenticated like every other path, answering with metrics-server's shapes.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{ACCEPT, AUTHORIZATION, HOST};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use axum::Router;
+use http_body_util::Full;
+use hyper::header::ACCEPT;
+use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use skiff_api::resources;
 use skiff_apiserver::metrics::{ContainerUsage, NodeUsage, PodUsage, ResourceMetrics};
-use skiff_apiserver::registry::{Registry, WriteOptions};
-use skiff_apiserver::server::{self, ServerState};
-use skiff_apiserver::system;
-use skiff_store::SqliteStore;
+use skiff_apiserver::registry::WriteOptions;
+use support::{Served, TOKEN};
 
-const TOKEN: &str = "metrics-test-token";
 const AGGREGATED: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
 
@@ -46,18 +44,9 @@ impl ResourceMetrics for OnePod {
     }
 }
 
-struct Served {
-    _dir: tempfile::TempDir,
-    address: SocketAddr,
-}
-
+/// Serves a fresh registry holding the pod `web`, with `metrics` as its metrics source.
 async fn serve(metrics: Option<Arc<dyn ResourceMetrics>>) -> Served {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("state.db")).expect("open store");
-    let registry = Registry::new(Arc::new(store));
-    system::ensure_builtin_namespaces(&registry)
-        .await
-        .expect("namespaces");
+    let (dir, registry) = support::fresh_registry().await;
     let pods = resources::find("", "v1", "pods").expect("pods");
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
         "spec": {"containers": [{"name": "app", "image": "demo"}]}});
@@ -65,45 +54,15 @@ async fn serve(metrics: Option<Arc<dyn ResourceMetrics>>) -> Served {
         .create(pods, Some("default"), pod, WriteOptions::default())
         .await
         .expect("pod");
-    let state = Arc::new(ServerState {
-        registry,
-        tokens: vec![TOKEN.to_string()],
-        advertise_address: "127.0.0.1:0".to_string(),
-        logs: None,
-        metrics,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, server::router(state)).await;
-    });
-    Served { _dir: dir, address }
+    support::serve_registry(dir, registry, metrics, Router::new()).await
 }
 
 async fn get(address: SocketAddr, path: &str, accept: &str, token: &str) -> (StatusCode, Value) {
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(HOST, "localhost")
-        .header(AUTHORIZATION, format!("Bearer {token}"))
+    let request = support::request_with_token(Method::GET, path, token)
         .header(ACCEPT, accept)
-        .body(Empty::<Bytes>::new())
+        .body(Full::default())
         .expect("request");
-    let response = sender.send_request(request).await.expect("send");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let (status, body) = support::send(address, request).await;
     (status, serde_json::from_slice(&body).expect("JSON body"))
 }
 

@@ -2,78 +2,28 @@
 //! Kubernetes' depth limit they get Kubernetes' 400 before any parsing; within Skiff's own
 //! limits they are parsed; between the two they get a 400 naming the limit, never a crash.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
+use hyper::header::{ACCEPT, CONTENT_TYPE};
+use hyper::{Method, StatusCode};
 use serde_json::Value;
 use skiff_api::nesting::{KUBERNETES_MAX_DEPTH, MAX_STORED_DEPTH, MAX_YAML_DEPTH};
-use skiff_apiserver::registry::Registry;
-use skiff_apiserver::server::{self, ServerState};
-use skiff_apiserver::system;
-use skiff_store::SqliteStore;
+use support::serve;
 
-const TOKEN: &str = "nesting-test-token";
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
-
-/// A registry over a fresh store, served over plain HTTP on a loopback port.
-struct Served {
-    _dir: tempfile::TempDir,
-    address: SocketAddr,
-}
-
-async fn serve() -> Served {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("state.db")).expect("open store");
-    let registry = Registry::new(Arc::new(store));
-    system::ensure_builtin_namespaces(&registry)
-        .await
-        .expect("namespaces");
-    let state = Arc::new(ServerState {
-        registry,
-        tokens: vec![TOKEN.to_string()],
-        advertise_address: "127.0.0.1:0".to_string(),
-        logs: None,
-        metrics: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, server::router(state)).await;
-    });
-    Served { _dir: dir, address }
-}
 
 /// One POST of `body` as `content_type`; the status and the decoded answer.
 async fn post(address: SocketAddr, content_type: &str, body: String) -> (StatusCode, Value) {
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let request = Request::post(CONFIGMAPS)
-        .header(HOST, "localhost")
-        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+    let request = support::request(Method::POST, CONFIGMAPS)
         .header(ACCEPT, "application/json")
         .header(CONTENT_TYPE, content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("request");
-    let response = sender.send_request(request).await.expect("send");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let (status, bytes) = support::send(address, request).await;
     let answer = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {bytes:?}"));
     (status, answer)

@@ -6,7 +6,9 @@
 //! Each property runs a bounded number of cases so that the whole file stays within seconds
 //! in a debug build; `PROPTEST_CASES` raises the count for a longer hunt.
 
-use std::sync::{Arc, OnceLock};
+mod support;
+
+use std::sync::OnceLock;
 
 use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -19,9 +21,7 @@ use skiff_api::resources::{self, ResourceInfo};
 use skiff_apiserver::filter::Filter;
 use skiff_apiserver::registry::{Registry, WriteOptions};
 use skiff_apiserver::status::ApiError;
-use skiff_apiserver::system;
 use skiff_apiserver::{bodies, scale};
-use skiff_store::SqliteStore;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 256;
@@ -52,16 +52,11 @@ struct Harness {
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let store = SqliteStore::open(&dir.path().join("state.db")).expect("open store");
-        let registry = Registry::new(Arc::new(store));
-        runtime
-            .block_on(system::ensure_builtin_namespaces(&registry))
-            .expect("namespaces");
+        let (dir, registry) = runtime.block_on(support::fresh_registry());
         Harness {
             _dir: dir,
             runtime,

@@ -1,22 +1,15 @@
 //! The registry's object machinery, over a real SQLite store.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_api::resources::{self, ResourceInfo, Subresource};
-use skiff_apiserver::registry::{DeleteOptions, Deleted, ListOptions, Registry, WriteOptions};
+use skiff_apiserver::registry::{DeleteOptions, Deleted, ListOptions, WriteOptions};
 use skiff_apiserver::system;
-use skiff_store::SqliteStore;
-
-async fn registry() -> (tempfile::TempDir, Registry) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-    let registry = Registry::new(Arc::new(store));
-    system::ensure_builtin_namespaces(&registry).await.unwrap();
-    (dir, registry)
-}
+use support::fresh_registry;
 
 fn res(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
     resources::find(group, version, plural).unwrap()
@@ -41,7 +34,7 @@ fn opts() -> WriteOptions {
 
 #[tokio::test]
 async fn generation_moves_only_with_the_spec() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let deploy = res("apps", "v1", "deployments");
     let created = r
         .create(deploy, Some("default"), deployment("web", "a:1"), opts())
@@ -106,7 +99,7 @@ async fn generation_moves_only_with_the_spec() {
 
 #[tokio::test]
 async fn unchanged_updates_write_nothing() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let deploy = res("apps", "v1", "deployments");
     let created = r
         .create(deploy, Some("default"), deployment("web", "a:1"), opts())
@@ -133,7 +126,7 @@ async fn unchanged_updates_write_nothing() {
 
 #[tokio::test]
 async fn stale_resource_versions_conflict() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let deploy = res("apps", "v1", "deployments");
     let created = r
         .create(deploy, Some("default"), deployment("web", "a:1"), opts())
@@ -162,7 +155,7 @@ async fn stale_resource_versions_conflict() {
 
 #[tokio::test]
 async fn creates_need_an_existing_namespace_and_a_valid_object() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let deploy = res("apps", "v1", "deployments");
     let err = r
         .create(deploy, Some("nope"), deployment("web", "a:1"), opts())
@@ -208,7 +201,7 @@ async fn creates_need_an_existing_namespace_and_a_valid_object() {
 
 #[tokio::test]
 async fn generate_name_and_list_paging() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let cm = res("", "v1", "configmaps");
     for _ in 0..7 {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "c-", "labels": {"n": "x"}}});
@@ -257,7 +250,7 @@ async fn generate_name_and_list_paging() {
 
 #[tokio::test]
 async fn finalizers_hold_deletion_until_removed() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let cm = res("", "v1", "configmaps");
     let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
     r.create(cm, Some("default"), obj, opts()).await.unwrap();
@@ -283,7 +276,7 @@ async fn finalizers_hold_deletion_until_removed() {
 
 #[tokio::test]
 async fn pods_on_a_node_terminate_gracefully() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let pods = res("", "v1", "pods");
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
         "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
@@ -332,7 +325,7 @@ async fn pods_on_a_node_terminate_gracefully() {
 
 #[tokio::test]
 async fn watches_resume_and_follow_selectors() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let cm = res("", "v1", "configmaps");
     let make = |name: &str, tier: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"tier": tier}}});
     let a = r
@@ -381,7 +374,7 @@ async fn watches_resume_and_follow_selectors() {
 
 #[tokio::test]
 async fn watching_a_compacted_revision_answers_expired() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let cm = res("", "v1", "configmaps");
     for i in 0..3 {
         let obj =
@@ -403,7 +396,7 @@ async fn watching_a_compacted_revision_answers_expired() {
 
 #[tokio::test]
 async fn hpa_is_served_in_both_versions_from_one_object() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let v1 = res("autoscaling", "v1", "horizontalpodautoscalers");
     let v2 = res("autoscaling", "v2", "horizontalpodautoscalers");
     let hpa = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
@@ -424,7 +417,7 @@ async fn hpa_is_served_in_both_versions_from_one_object() {
 
 #[tokio::test]
 async fn namespaces_empty_before_they_go() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let ns = res("", "v1", "namespaces");
     let cm = res("", "v1", "configmaps");
     r.create(
@@ -475,7 +468,7 @@ async fn namespaces_empty_before_they_go() {
 
 #[tokio::test]
 async fn exact_lists_rebuild_the_past_and_refuse_what_history_lacks() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let configmaps = res("", "v1", "configmaps");
     let cm = |name: &str, value: &str| {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
@@ -573,7 +566,7 @@ async fn exact_lists_rebuild_the_past_and_refuse_what_history_lacks() {
 
 #[tokio::test]
 async fn a_multibyte_generate_name_across_the_cut_is_invalid_not_a_crash() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let pods = res("", "v1", "pods");
     let prefix = format!("{}é-", "a".repeat(57));
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": prefix},
@@ -601,7 +594,7 @@ async fn a_multibyte_generate_name_across_the_cut_is_invalid_not_a_crash() {
 
 #[tokio::test]
 async fn a_huge_grace_period_is_kept_and_the_deadline_saturates() {
-    let (_d, r) = registry().await;
+    let (_d, r) = fresh_registry().await;
     let pods = res("", "v1", "pods");
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow"},
         "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
