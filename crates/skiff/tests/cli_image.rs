@@ -1,35 +1,8 @@
 //! `skiff image import` and `skiff image ls` against a data directory.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
-fn skiff(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("SKIFF_DATA_DIR")
-        .output()
-        .expect("run skiff");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn rows(listing: &str) -> Vec<Vec<String>> {
-    listing
-        .lines()
-        .map(|line| {
-            line.split("   ")
-                .map(str::trim)
-                .filter(|cell| !cell.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .collect()
-}
+use support::cli::{rows, skiff};
 
 #[test]
 fn a_fresh_catalog_lists_the_built_in_aliases() {

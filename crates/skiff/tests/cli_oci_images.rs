@@ -3,6 +3,7 @@
 
 #[path = "../../skiff-images/tests/support/mod.rs"]
 mod image_support;
+mod support;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -14,33 +15,20 @@ use std::time::{Duration, Instant};
 use image_support::{Compression, Registry, TestImage, TestLayer};
 use skiff_images::pull::Platform;
 use skiff_images::Digest;
+use support::cli::{rows, skiff};
 
-fn skiff(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("SKIFF_DATA_DIR")
-        .output()
-        .expect("run skiff");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+/// `skiff image pull NAME` with the registries file at `config`.
+fn pull_with_config(data_dir: &Path, name: &str, config: &Path) -> (bool, String, String) {
+    skiff(
+        data_dir,
+        &[
+            "image",
+            "pull",
+            name,
+            "--registry-config",
+            config.to_str().expect("a UTF-8 path"),
+        ],
     )
-}
-
-fn rows(listing: &str) -> Vec<Vec<String>> {
-    listing
-        .lines()
-        .map(|line| {
-            line.split("   ")
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .collect()
 }
 
 fn image(text: &str) -> TestImage {
@@ -238,16 +226,7 @@ fn pull_from_a_plain_http_registry_then_remove() {
     );
     assert!(stderr.contains(&format!("pulling {name}")), "{stderr}");
 
-    let (ok, stdout, stderr) = skiff(
-        data.path(),
-        &[
-            "image",
-            "pull",
-            &name,
-            "--registry-config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let (ok, stdout, stderr) = pull_with_config(data.path(), &name, &config);
     assert!(ok, "{stderr}");
     assert_eq!(stdout, format!("pulled {name} {digest}\n"));
     let (_, stdout, _) = skiff(data.path(), &["image", "ls"]);
@@ -429,16 +408,7 @@ fn a_pull_killed_midway_leaves_nothing_trusted_and_the_next_pull_completes() {
     );
 
     proxy.throttled.store(false, Ordering::SeqCst);
-    let (ok, _, stderr) = skiff(
-        data.path(),
-        &[
-            "image",
-            "pull",
-            &name,
-            "--registry-config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let (ok, _, stderr) = pull_with_config(data.path(), &name, &config);
     assert!(ok, "the second pull completes: {stderr}");
     let snapshot = data
         .path()

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
 pub mod api;
+pub mod cli;
 pub mod http;
 pub mod json;
 
