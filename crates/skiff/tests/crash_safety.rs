@@ -26,12 +26,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{json, Value};
 use support::api::ApiEndpoint;
 use support::json::{items, str_at};
+use support::process::{tagged_processes, unique_run_marker};
 use support::{Kubectl, Skiff};
 
 /// Timed kills during concurrent writes, at scale 1.
@@ -872,52 +873,11 @@ const MARKER_VAR: &str = "SKIFF_CRASH_MARKER";
 /// The PIDs of live (not zombie) `sleep` processes whose environment carries
 /// `MARKER_VAR=marker`.
 fn sleeps_tagged(marker: &str) -> Vec<i32> {
-    let wanted = format!("{MARKER_VAR}={marker}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        panic!("this test reads /proc, which is missing");
-    };
-    let mut found = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ...`: the command name sits in parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = &stat[open + 1..close];
-        let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
-        if comm != "sleep" || state == "Z" || state == "X" {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ
-            .split(|b| *b == 0)
-            .any(|var| var == wanted.as_bytes())
-        {
-            found.push(pid);
-        }
-    }
-    found.sort_unstable();
-    found
-}
-
-/// A unique marker for this run.
-fn run_marker() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}-{nanos}", std::process::id())
+    tagged_processes(MARKER_VAR, |value| value == marker)
+        .into_iter()
+        .filter(|process| process.command_name.as_deref() == Some("sleep") && process.is_live())
+        .map(|process| process.pid)
+        .collect()
 }
 
 /// A pod of two `sleep` containers, each tagged with its own marker.
@@ -1001,7 +961,7 @@ fn wait_no_process(markers: &[String; 2], when: &str) {
 #[test]
 fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
     let node_kills = scaled(NODE_KILLS);
-    let run = run_marker();
+    let run = unique_run_marker();
     let markers = [format!("{run}-first"), format!("{run}-second")];
     let mut skiff = Skiff::start_with(&["--no-proxy"]);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -114,17 +114,8 @@ impl Env<'_> {
 }
 
 /// Polls `probe` every [`POLL`] until it yields a value; fails with `what` after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        if started.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        thread::sleep(POLL);
-    }
+fn poll<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    support::wait_for_every(what, timeout, POLL, probe)
 }
 
 /// Seconds since the epoch, as the containers' `date +%s.%N` writes them.
@@ -166,33 +157,12 @@ fn assert_serves(pod: &Value, version: &str) {
 }
 
 /// Processes whose environment carries `MARKER_VAR` with a value `matches` accepts, as
-/// `pid cmdline` lines. Unreadable entries (processes that just exited, or not ours) are skipped.
+/// `pid cmdline` lines.
 fn tagged_processes(matches: impl Fn(&str) -> bool) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let prefix = format!("{MARKER_VAR}=");
-    let mut found = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let tagged = environ
-            .split(|b| *b == 0)
-            .filter_map(|var| std::str::from_utf8(var).ok())
-            .filter_map(|var| var.strip_prefix(&prefix))
-            .any(&matches);
-        if tagged {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            found.push(format!("{pid} {}", cmdline.trim_end()));
-        }
-    }
-    found
+    support::process::tagged_processes(MARKER_VAR, matches)
+        .into_iter()
+        .map(|process| format!("{} {}", process.pid, process.command_line))
+        .collect()
 }
 
 /// Sends SIGKILL to each `pid cmdline` entry of [`tagged_processes`]: only processes carrying
@@ -226,15 +196,6 @@ fn assert_no_process_left(marker: &str) {
         }
         thread::sleep(POLL);
     }
-}
-
-/// The unique part of this run's markers.
-fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("{}-{nanos}", std::process::id())
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -337,7 +298,7 @@ fn node_agent_acceptance() {
         let names: Vec<&str> = names.split_whitespace().collect();
         (names.len() == 1).then(|| names[0].to_string())
     });
-    let run = run_id();
+    let run = support::process::unique_run_marker();
     let results: Vec<(&str, Result<Duration, String>)> = thread::scope(|scope| {
         let skiff = &skiff;
         let (node, run) = (&node, &run);

@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod http;
 pub mod json;
+pub mod process;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,18 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub const VERSIONED_MINORS: std::ops::RangeInclusive<u32> = 27..=33;
 
 /// Polls `probe` until it yields a value, failing the test with `what` once `timeout` passes.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_every(what, timeout, POLL_INTERVAL, probe)
+}
+
+/// Polls `probe` every `interval` until it yields a value, failing the test with `what` once
+/// `timeout` passes; for probes too costly to run at the default pace.
+pub fn wait_for_every<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
     let started = Instant::now();
     loop {
         if let Some(value) = probe() {
@@ -38,7 +50,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Opt
         if started.elapsed() > timeout {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
-        thread::sleep(POLL_INTERVAL);
+        thread::sleep(interval);
     }
 }
 
