@@ -175,16 +175,14 @@ fn served(kubectl: &Kubectl, args: &[&str]) -> Value {
     }
 }
 
-#[test]
-fn served_objects_have_every_key_kubernetes_sends() {
-    let skiff = Skiff::start_with(&["--simulated-nodes", "2", "--no-node"]);
-    let kubectl = skiff.kubectl();
-
+/// Creates the namespace `demo` with [`DEPLOYMENT`] rolled out, then rolls it out again on a
+/// new image; the ReplicaSet list's revision from before the image changed.
+fn deploy_then_update_image(skiff: &Skiff, kubectl: &Kubectl) -> String {
     kubectl.ok(&["create", "namespace", "demo"]);
     let file = skiff.write_file("deploy.yaml", DEPLOYMENT);
     kubectl.ok(&["apply", "-f", &file]);
-    rolled_out(&kubectl);
-    let before_update = list_revision(&kubectl, "/apis/apps/v1/namespaces/demo/replicasets");
+    rolled_out(kubectl);
+    let before_update = list_revision(kubectl, "/apis/apps/v1/namespaces/demo/replicasets");
     kubectl.ok(&[
         "set",
         "image",
@@ -193,16 +191,12 @@ fn served_objects_have_every_key_kubernetes_sends() {
         "-n",
         "demo",
     ]);
-    rolled_out(&kubectl);
-    kubectl.ok(&[
-        "expose",
-        "deployment",
-        "http-deploy",
-        "--type=NodePort",
-        "--port=80",
-        "-n",
-        "demo",
-    ]);
+    rolled_out(kubectl);
+    before_update
+}
+
+/// `kubectl autoscale` of the Deployment between 1 and 10 replicas at 50% CPU.
+fn autoscale(kubectl: &Kubectl) {
     kubectl.ok(&[
         "autoscale",
         "deployment",
@@ -213,6 +207,24 @@ fn served_objects_have_every_key_kubernetes_sends() {
         "-n",
         "demo",
     ]);
+}
+
+#[test]
+fn served_objects_have_every_key_kubernetes_sends() {
+    let skiff = Skiff::start_with(&["--simulated-nodes", "2", "--no-node"]);
+    let kubectl = skiff.kubectl();
+
+    let before_update = deploy_then_update_image(&skiff, &kubectl);
+    kubectl.ok(&[
+        "expose",
+        "deployment",
+        "http-deploy",
+        "--type=NodePort",
+        "--port=80",
+        "-n",
+        "demo",
+    ]);
+    autoscale(&kubectl);
     kubectl.ok(&[
         "create",
         "configmap",
@@ -378,20 +390,7 @@ fn served_objects_have_every_key_kubernetes_sends() {
 fn values_kubernetes_1_36_sets_are_set_alike() {
     let skiff = Skiff::start_with(&["--simulated-nodes", "2", "--no-node"]);
     let kubectl = skiff.kubectl();
-    kubectl.ok(&["create", "namespace", "demo"]);
-    let file = skiff.write_file("deploy.yaml", DEPLOYMENT);
-    kubectl.ok(&["apply", "-f", &file]);
-    rolled_out(&kubectl);
-    let before_update = list_revision(&kubectl, "/apis/apps/v1/namespaces/demo/replicasets");
-    kubectl.ok(&[
-        "set",
-        "image",
-        "deployment/http-deploy",
-        "httpd=httpd:2.4",
-        "-n",
-        "demo",
-    ]);
-    rolled_out(&kubectl);
+    let before_update = deploy_then_update_image(&skiff, &kubectl);
 
     // A new ReplicaSet says it has no replicas yet, as its first watch event.
     let added = replica_set_watch_since(&skiff, &before_update)
@@ -441,16 +440,7 @@ fn values_kubernetes_1_36_sets_are_set_alike() {
     }
 
     // Autoscalers carry no generation.
-    kubectl.ok(&[
-        "autoscale",
-        "deployment",
-        "http-deploy",
-        "--cpu-percent=50",
-        "--min=1",
-        "--max=10",
-        "-n",
-        "demo",
-    ]);
+    autoscale(&kubectl);
     let hpa = kubectl.json(&["get", "hpa", "http-deploy", "-n", "demo"]);
     assert!(
         hpa["metadata"].get("generation").is_none(),
