@@ -19,6 +19,7 @@ use oci_client::manifest::{
 use oci_client::secrets::RegistryAuth;
 
 use crate::digest::Digest;
+use crate::keyring::Credentials;
 use crate::reference::Reference;
 use crate::store::{ContentStore, ImageRecord, StoreError};
 
@@ -171,7 +172,11 @@ impl Puller {
         self.downloads.load(Ordering::Relaxed)
     }
 
-    fn auth(&self, reference: &Reference) -> RegistryAuth {
+    /// The given credentials (from a pod's pull Secrets) first, else the registries file's.
+    fn auth(&self, reference: &Reference, credentials: Option<&Credentials>) -> RegistryAuth {
+        if let Some(credentials) = credentials {
+            return RegistryAuth::Basic(credentials.username.clone(), credentials.password.clone());
+        }
         match self.config.credentials.get(reference.registry()) {
             Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
             None => RegistryAuth::Anonymous,
@@ -193,9 +198,19 @@ impl Puller {
         }
     }
 
-    /// Pulls `reference` and records it; returns the record.
+    /// Pulls `reference` and records it with the registries file's credentials, if any.
     pub async fn pull(&self, reference: &Reference) -> Result<ImageRecord, PullError> {
-        let auth = self.auth(reference);
+        self.pull_with_credentials(reference, None).await
+    }
+
+    /// Pulls `reference` presenting `credentials` (such as a [`crate::Keyring`] match for a
+    /// pod's pull Secrets) instead of the registries file's; records it and returns the record.
+    pub async fn pull_with_credentials(
+        &self,
+        reference: &Reference,
+        credentials: Option<&Credentials>,
+    ) -> Result<ImageRecord, PullError> {
+        let auth = self.auth(reference, credentials);
         let (top_bytes, top_digest) = self.fetch_manifest(reference, &auth).await?;
         let mut blobs = vec![top_digest.to_string()];
         let (manifest_bytes, manifest_digest) = if is_index(&top_bytes) {

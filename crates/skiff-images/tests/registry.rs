@@ -6,7 +6,7 @@ mod support;
 use std::fs;
 
 use skiff_images::pull::Platform;
-use skiff_images::{ContentStore, Digest, Puller, Reference, RegistryConfig};
+use skiff_images::{ContentStore, Digest, Keyring, Puller, Reference, RegistryConfig};
 use support::{Registry, TestImage, TestLayer};
 
 fn app_image(version: &str) -> TestImage {
@@ -256,5 +256,35 @@ async fn basic_auth_credentials_are_presented_and_required() {
         .pull(&reference)
         .await
         .expect("pull with credentials");
+    assert_eq!(record.digest, digest.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_a_pull_secret_are_presented() {
+    let registry = Registry::start_with_basic_auth();
+    let image = app_image("secret");
+    let digest = registry.push(&image, "team/secret", "1").await;
+    let reference = Reference::parse(&format!("{}/team/secret:1", registry.address)).unwrap();
+    let secret = serde_json::json!({"auths": {
+        format!("http://{}/team", registry.address): {
+            "username": support::USER,
+            "password": support::PASSWORD,
+        },
+        "https://index.docker.io/v1/": {"username": "hub", "password": "wrong"},
+    }});
+    let keyring = Keyring::from_docker_config_json(&serde_json::to_vec(&secret).unwrap())
+        .expect("a valid .dockerconfigjson");
+    let found = keyring.lookup(&reference);
+    assert_eq!(
+        found.len(),
+        1,
+        "only the registry's own entry applies: {found:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let record = puller(&registry, dir.path())
+        .pull_with_credentials(&reference, found.first())
+        .await
+        .expect("pull with the Secret's credentials");
     assert_eq!(record.digest, digest.to_string());
 }
