@@ -152,14 +152,9 @@ impl Puller {
     pub fn for_platform(store: ContentStore, config: RegistryConfig, platform: Platform) -> Self {
         // The registry client's TLS uses the process-wide provider; the workspace's is ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.plain_http.clone()),
-            platform_resolver: None,
-            ..ClientConfig::default()
-        });
         Puller {
             store,
-            client: Arc::new(client),
+            client: Arc::new(new_client(&config)),
             config,
             platform,
             in_flight: Arc::default(),
@@ -211,7 +206,13 @@ impl Puller {
         credentials: Option<&Credentials>,
     ) -> Result<ImageRecord, PullError> {
         let auth = self.auth(reference, credentials);
-        let (top_bytes, top_digest) = self.fetch_manifest(reference, &auth).await?;
+        // The client keeps the first credentials it saw per registry; a pull with its own gets
+        // a client of its own, so one pod's login never serves (or blocks) another's pull.
+        let client = match credentials {
+            Some(_) => Arc::new(new_client(&self.config)),
+            None => self.client.clone(),
+        };
+        let (top_bytes, top_digest) = self.fetch_manifest(&client, reference, &auth).await?;
         let mut blobs = vec![top_digest.to_string()];
         let (manifest_bytes, manifest_digest) = if is_index(&top_bytes) {
             let index: OciImageIndex = parse_json(&top_bytes, &top_digest)?;
@@ -221,7 +222,7 @@ impl Puller {
                 }
             })?;
             let pinned = reference.with_digest(&entry.digest);
-            let (bytes, digest) = self.fetch_manifest(&pinned, &auth).await?;
+            let (bytes, digest) = self.fetch_manifest(&client, &pinned, &auth).await?;
             blobs.push(digest.to_string());
             (bytes, digest)
         } else {
@@ -230,7 +231,7 @@ impl Puller {
         let manifest: OciImageManifest = parse_json(&manifest_bytes, &manifest_digest)?;
         let mut size: u64 = 0;
         for descriptor in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-            self.fetch_blob(reference, descriptor).await?;
+            self.fetch_blob(&client, reference, descriptor).await?;
             blobs.push(descriptor.digest.clone());
             size = size.saturating_add(u64::try_from(descriptor.size).unwrap_or(0));
         }
@@ -267,11 +268,11 @@ impl Puller {
     /// Fetches a manifest, verifies it against the pinned digest (if any) and stores it.
     async fn fetch_manifest(
         &self,
+        client: &oci_client::Client,
         reference: &Reference,
         auth: &RegistryAuth,
     ) -> Result<(Vec<u8>, Digest), PullError> {
-        let (bytes, _) = self
-            .client
+        let (bytes, _) = client
             .pull_manifest_raw(&Self::oci_reference(reference), auth, &ACCEPTED_MANIFESTS)
             .await
             .map_err(registry_error)?;
@@ -296,6 +297,7 @@ impl Puller {
     /// Downloads a blob unless stored; one download at a time per digest.
     async fn fetch_blob(
         &self,
+        client: &oci_client::Client,
         reference: &Reference,
         descriptor: &OciDescriptor,
     ) -> Result<(), PullError> {
@@ -309,8 +311,7 @@ impl Puller {
         let expected_size = u64::try_from(descriptor.size).ok();
         // The client checks the digest as the stream ends as well; the store checks it again
         // before the blob is moved into place, so storage never rests on the client's word.
-        let mut stream = self
-            .client
+        let mut stream = client
             .pull_blob_stream(&Self::oci_reference(reference), descriptor)
             .await
             .map_err(registry_error)?
@@ -324,6 +325,15 @@ impl Puller {
         writer.commit(&digest, expected_size)?;
         Ok(())
     }
+}
+
+/// A registry client speaking plain HTTP to the registries configured so.
+fn new_client(config: &RegistryConfig) -> oci_client::Client {
+    oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(config.plain_http.clone()),
+        platform_resolver: None,
+        ..ClientConfig::default()
+    })
 }
 
 /// The registry client's error, with a refusal of credentials told apart.

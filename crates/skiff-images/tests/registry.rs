@@ -281,8 +281,16 @@ async fn credentials_from_a_pull_secret_are_presented() {
         "only the registry's own entry applies: {found:?}"
     );
 
+    // One puller serves every pod: an anonymous attempt first must not stick to the registry.
     let dir = tempfile::tempdir().unwrap();
-    let record = puller(&registry, dir.path())
+    let puller = puller(&registry, dir.path());
+    let error = puller
+        .pull(&reference)
+        .await
+        .expect_err("an anonymous pull is refused")
+        .to_string();
+    assert!(error.starts_with("unauthorized: "), "{error}");
+    let record = puller
         .pull_with_credentials(&reference, found.first())
         .await
         .expect("pull with the Secret's credentials");
