@@ -338,7 +338,7 @@ async fn a_tls_registry_is_trusted_through_its_ca_file() {
     let config = registries(serde_json::json!({
         "configs": {registry.address.clone(): {"tls": {"ca_file": ca_file}}},
     }));
-    let store = ContentStore::open(&dir.path().join("store")).unwrap();
+    let store = ContentStore::open(dir.path().join("store")).unwrap();
     let record = Puller::new(store, config)
         .pull(&reference)
         .await
