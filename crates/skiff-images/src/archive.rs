@@ -80,6 +80,99 @@ pub fn import_archive(store: &ContentStore, path: &Path) -> Result<Vec<ImageReco
     result
 }
 
+/// What importing a directory of archives did, file by file.
+#[derive(Debug, Default)]
+pub struct DirectoryImport {
+    /// Archives imported now, with the images each held.
+    pub imported: Vec<(PathBuf, Vec<ImageRecord>)>,
+    /// Archives whose content (by digest) was imported before.
+    pub already_imported: Vec<PathBuf>,
+    /// Archives that could not be imported, and why; the others are imported all the same.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// The file in the content store listing the digests of the archives imported from the
+/// images directory, one a line.
+const IMPORTED_ARCHIVES: &str = "imported-archives";
+
+/// Imports every archive in `dir` (as k3s does with its agent images directory) that was not
+/// imported before, by the digest of its bytes. A missing directory imports nothing; a bad
+/// file is reported in [`DirectoryImport::failed`] and does not stop the others. Hidden files
+/// and directories are skipped.
+pub fn import_directory(store: &ContentStore, dir: &Path) -> Result<DirectoryImport, StoreError> {
+    let mut report = DirectoryImport::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => {
+            report.failed.push((dir.to_path_buf(), e.to_string()));
+            return Ok(report);
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    let record_path = store.root().join(IMPORTED_ARCHIVES);
+    let mut imported: Vec<String> = match fs::read_to_string(&record_path) {
+        Ok(text) => text.lines().map(str::to_string).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(StoreError::Io {
+                action: "read",
+                path: record_path,
+                source,
+            })
+        }
+    };
+    for path in files {
+        let digest = match file_digest(&path) {
+            Ok(digest) => digest.to_string(),
+            Err(e) => {
+                report.failed.push((path, e.to_string()));
+                continue;
+            }
+        };
+        if imported.contains(&digest) {
+            report.already_imported.push(path);
+            continue;
+        }
+        match import_archive(store, &path) {
+            Ok(records) => {
+                imported.push(digest);
+                write_atomically(&record_path, imported.join("\n") + "\n")?;
+                report.imported.push((path, records));
+            }
+            Err(e) => report.failed.push((path, e.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+fn file_digest(path: &Path) -> std::io::Result<Digest> {
+    crate::digest::HashingReader::new(
+        BufReader::new(File::open(path)?),
+        crate::digest::Algorithm::Sha256,
+    )
+    .finish()
+}
+
+fn write_atomically(path: &Path, text: String) -> Result<(), StoreError> {
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let failed = |action: &'static str| {
+        move |source| StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    fs::write(&temporary, text).map_err(failed("write"))?;
+    fs::rename(&temporary, path).map_err(failed("rename into place"))
+}
+
 fn unpack_archive(path: &Path, scratch: &Path) -> Result<(), ImportError> {
     let failed = |reason: String| ImportError::Archive {
         path: path.to_path_buf(),

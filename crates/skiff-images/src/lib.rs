@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod digest;
+pub mod keyring;
 pub mod pull;
 pub mod reference;
 pub mod registries;
@@ -11,6 +12,7 @@ pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;
+pub use keyring::{Credentials, Keyring};
 pub use pull::{PullError, Puller, RegistryConfig};
 pub use reference::Reference;
 pub use store::{ContentStore, ImageRecord, StoreError};

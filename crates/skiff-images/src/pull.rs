@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::manifest::{
     ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -19,6 +19,7 @@ use oci_client::manifest::{
 use oci_client::secrets::RegistryAuth;
 
 use crate::digest::Digest;
+use crate::keyring::Credentials;
 use crate::reference::Reference;
 use crate::store::{ContentStore, ImageRecord, StoreError};
 
@@ -61,13 +62,98 @@ pub enum PullError {
     Store(#[from] StoreError),
 }
 
-/// How to reach registries: which speak plain HTTP, and which credentials to present.
+/// How to reach registries: which speak plain HTTP, which credentials to present, which
+/// mirrors to try first and which certificates to trust.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryConfig {
-    /// Registries (`host:port`) reached over plain HTTP instead of HTTPS.
+    /// Hosts (`host:port`) reached over plain HTTP instead of HTTPS.
     pub plain_http: Vec<String>,
-    /// Basic-auth credentials by registry (`host:port`): user name and password.
+    /// Basic-auth credentials by host (`host:port`): user name and password.
     pub credentials: HashMap<String, (String, String)>,
+    /// Mirrors by registry name (`docker.io`, or `*` for every registry).
+    pub mirrors: HashMap<String, MirrorConfig>,
+    /// TLS settings by host.
+    pub tls: HashMap<String, TlsConfig>,
+    /// Never fall back to the registry itself after its mirrors (k3s's
+    /// `--disable-default-registry-endpoint`).
+    pub disable_default_endpoint: bool,
+}
+
+/// The endpoints standing in for one registry, tried in order before the registry itself.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorConfig {
+    /// Hosts (`host:port`), in order of preference.
+    pub endpoints: Vec<String>,
+    /// Repository rewrites applied on these endpoints: a prefix and what replaces it.
+    pub rewrites: Vec<PrefixRewrite>,
+}
+
+/// A repository rewrite of the simple kind `^PREFIX(.*)` to `REPLACEMENT$1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixRewrite {
+    /// The repository prefix matched.
+    pub prefix: String,
+    /// What replaces it.
+    pub replacement: String,
+}
+
+/// How to check one host's certificate.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// PEM certificates of the authorities trusted for this host, besides the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Accept any certificate from this host.
+    pub insecure_skip_verify: bool,
+}
+
+/// One place to try a pull: a host and the repository's name there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub host: String,
+    /// The repository on that host (after rewrites).
+    pub repository: String,
+}
+
+/// Where to pull `reference` from, in order: the registry's mirrors (or the `*` mirrors),
+/// then the registry itself unless it is listed already or the default is disabled. Pure,
+/// so the order is tested without a network.
+pub fn plan_endpoints(config: &RegistryConfig, reference: &Reference) -> Vec<Endpoint> {
+    let registry = reference.registry();
+    let repository = reference.repository();
+    let mirror = config
+        .mirrors
+        .get(registry)
+        .or_else(|| config.mirrors.get("*"));
+    let mut endpoints: Vec<Endpoint> = mirror
+        .map(|mirror| {
+            let repository = mirror
+                .rewrites
+                .iter()
+                .find_map(|rewrite| {
+                    repository
+                        .strip_prefix(&rewrite.prefix)
+                        .map(|rest| format!("{}{rest}", rewrite.replacement))
+                })
+                .unwrap_or_else(|| repository.to_string());
+            mirror
+                .endpoints
+                .iter()
+                .map(|host| Endpoint {
+                    host: host.clone(),
+                    repository: repository.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let listed = endpoints.iter().any(|endpoint| endpoint.host == registry);
+    if !listed && (!config.disable_default_endpoint || endpoints.is_empty()) {
+        endpoints.push(Endpoint {
+            host: registry.to_string(),
+            repository: repository.to_string(),
+        });
+    }
+    endpoints
 }
 
 /// The operating system and architecture whose manifest an index resolves to.
@@ -134,7 +220,8 @@ pub fn choose_manifest<'a>(
 #[derive(Clone)]
 pub struct Puller {
     store: ContentStore,
-    client: Arc<oci_client::Client>,
+    clients: Arc<Mutex<HashMap<String, Arc<oci_client::Client>>>>,
+    attempted: Arc<Mutex<Vec<String>>>,
     config: RegistryConfig,
     platform: Platform,
     in_flight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -151,14 +238,10 @@ impl Puller {
     pub fn for_platform(store: ContentStore, config: RegistryConfig, platform: Platform) -> Self {
         // The registry client's TLS uses the process-wide provider; the workspace's is ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.plain_http.clone()),
-            platform_resolver: None,
-            ..ClientConfig::default()
-        });
         Puller {
             store,
-            client: Arc::new(client),
+            clients: Arc::default(),
+            attempted: Arc::default(),
             config,
             platform,
             in_flight: Arc::default(),
@@ -171,16 +254,45 @@ impl Puller {
         self.downloads.load(Ordering::Relaxed)
     }
 
-    fn auth(&self, reference: &Reference) -> RegistryAuth {
-        match self.config.credentials.get(reference.registry()) {
+    /// The hosts this puller has asked for a manifest, in order.
+    pub fn attempted_hosts(&self) -> Vec<String> {
+        self.attempted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The given credentials (from a pod's pull Secrets) first, else the registries file's.
+    fn auth(&self, host: &str, credentials: Option<&Credentials>) -> RegistryAuth {
+        if let Some(credentials) = credentials {
+            return RegistryAuth::Basic(credentials.username.clone(), credentials.password.clone());
+        }
+        match self.config.credentials.get(host) {
             Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
             None => RegistryAuth::Anonymous,
         }
     }
 
-    fn oci_reference(reference: &Reference) -> oci_client::Reference {
-        let registry = reference.registry().to_string();
-        let repository = reference.repository().to_string();
+    /// The client for `host`, shared unless `own` asks for a fresh one.
+    fn client_for(&self, host: &str, own: bool) -> Result<Arc<oci_client::Client>, PullError> {
+        if own {
+            return Ok(Arc::new(new_client(&self.config, host)?));
+        }
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(host) {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(new_client(&self.config, host)?);
+        clients.insert(host.to_string(), client.clone());
+        Ok(client)
+    }
+
+    fn oci_reference(endpoint: &Endpoint, reference: &Reference) -> oci_client::Reference {
+        let registry = endpoint.host.clone();
+        let repository = endpoint.repository.clone();
         match (reference.digest(), reference.tag()) {
             (Some(digest), _) => {
                 oci_client::Reference::with_digest(registry, repository, digest.to_string())
@@ -193,10 +305,53 @@ impl Puller {
         }
     }
 
-    /// Pulls `reference` and records it; returns the record.
+    /// Pulls `reference` and records it with the registries file's credentials, if any.
     pub async fn pull(&self, reference: &Reference) -> Result<ImageRecord, PullError> {
-        let auth = self.auth(reference);
-        let (top_bytes, top_digest) = self.fetch_manifest(reference, &auth).await?;
+        self.pull_with_credentials(reference, None).await
+    }
+
+    /// Pulls `reference` presenting `credentials` (such as a [`crate::Keyring`] match for a
+    /// pod's pull Secrets) instead of the registries file's; records it and returns the record.
+    pub async fn pull_with_credentials(
+        &self,
+        reference: &Reference,
+        credentials: Option<&Credentials>,
+    ) -> Result<ImageRecord, PullError> {
+        let mut last_error = None;
+        for endpoint in plan_endpoints(&self.config, reference) {
+            self.attempted
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(endpoint.host.clone());
+            match self.pull_from(&endpoint, reference, credentials).await {
+                Ok(record) => return Ok(record),
+                // A store failure is local: another endpoint would not help.
+                Err(error @ PullError::Store(_)) => return Err(error),
+                Err(error) => {
+                    tracing::debug!(host = %endpoint.host, %error, "endpoint failed; trying the next");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            PullError::Registry(format!("no endpoint to pull {} from", reference.name()))
+        }))
+    }
+
+    /// One pull attempt from one endpoint.
+    async fn pull_from(
+        &self,
+        endpoint: &Endpoint,
+        reference: &Reference,
+        credentials: Option<&Credentials>,
+    ) -> Result<ImageRecord, PullError> {
+        let auth = self.auth(&endpoint.host, credentials);
+        // The client keeps the first credentials it saw per registry; a pull with its own gets
+        // a client of its own, so one pod's login never serves (or blocks) another's pull.
+        let client = self.client_for(&endpoint.host, credentials.is_some())?;
+        let (top_bytes, top_digest) = self
+            .fetch_manifest(&client, endpoint, reference, &auth)
+            .await?;
         let mut blobs = vec![top_digest.to_string()];
         let (manifest_bytes, manifest_digest) = if is_index(&top_bytes) {
             let index: OciImageIndex = parse_json(&top_bytes, &top_digest)?;
@@ -206,7 +361,9 @@ impl Puller {
                 }
             })?;
             let pinned = reference.with_digest(&entry.digest);
-            let (bytes, digest) = self.fetch_manifest(&pinned, &auth).await?;
+            let (bytes, digest) = self
+                .fetch_manifest(&client, endpoint, &pinned, &auth)
+                .await?;
             blobs.push(digest.to_string());
             (bytes, digest)
         } else {
@@ -215,7 +372,8 @@ impl Puller {
         let manifest: OciImageManifest = parse_json(&manifest_bytes, &manifest_digest)?;
         let mut size: u64 = 0;
         for descriptor in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-            self.fetch_blob(reference, descriptor).await?;
+            self.fetch_blob(&client, endpoint, reference, descriptor)
+                .await?;
             blobs.push(descriptor.digest.clone());
             size = size.saturating_add(u64::try_from(descriptor.size).unwrap_or(0));
         }
@@ -252,12 +410,17 @@ impl Puller {
     /// Fetches a manifest, verifies it against the pinned digest (if any) and stores it.
     async fn fetch_manifest(
         &self,
+        client: &oci_client::Client,
+        endpoint: &Endpoint,
         reference: &Reference,
         auth: &RegistryAuth,
     ) -> Result<(Vec<u8>, Digest), PullError> {
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&Self::oci_reference(reference), auth, &ACCEPTED_MANIFESTS)
+        let (bytes, _) = client
+            .pull_manifest_raw(
+                &Self::oci_reference(endpoint, reference),
+                auth,
+                &ACCEPTED_MANIFESTS,
+            )
             .await
             .map_err(registry_error)?;
         let digest = match reference.digest() {
@@ -281,6 +444,8 @@ impl Puller {
     /// Downloads a blob unless stored; one download at a time per digest.
     async fn fetch_blob(
         &self,
+        client: &oci_client::Client,
+        endpoint: &Endpoint,
         reference: &Reference,
         descriptor: &OciDescriptor,
     ) -> Result<(), PullError> {
@@ -294,9 +459,8 @@ impl Puller {
         let expected_size = u64::try_from(descriptor.size).ok();
         // The client checks the digest as the stream ends as well; the store checks it again
         // before the blob is moved into place, so storage never rests on the client's word.
-        let mut stream = self
-            .client
-            .pull_blob_stream(&Self::oci_reference(reference), descriptor)
+        let mut stream = client
+            .pull_blob_stream(&Self::oci_reference(endpoint, reference), descriptor)
             .await
             .map_err(registry_error)?
             .stream;
@@ -311,13 +475,48 @@ impl Puller {
     }
 }
 
-/// The registry client's error, with a refusal of credentials told apart.
+/// A registry client for `host`: plain HTTP where configured, and the host's TLS settings.
+fn new_client(config: &RegistryConfig, host: &str) -> Result<oci_client::Client, PullError> {
+    let tls = config.tls.get(host).cloned().unwrap_or_default();
+    let extra_root_certificates = tls
+        .ca_pem
+        .map(|pem| Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: pem,
+        })
+        .into_iter()
+        .collect();
+    let client = oci_client::Client::try_from(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(config.plain_http.clone()),
+        platform_resolver: None,
+        extra_root_certificates,
+        accept_invalid_certificates: tls.insecure_skip_verify,
+        ..ClientConfig::default()
+    })
+    .map_err(|e| PullError::Registry(format!("TLS settings for {host}: {e}")))?;
+    Ok(client)
+}
+
+/// The registry client's error, with a refusal of credentials told apart and the causes
+/// (such as a certificate the client does not trust) spelled out.
 fn registry_error(error: oci_client::errors::OciDistributionError) -> PullError {
     match error {
         oci_client::errors::OciDistributionError::UnauthorizedError { url } => {
             PullError::Unauthorized { url }
         }
-        other => PullError::Registry(other.to_string()),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            PullError::Registry(text)
+        }
     }
 }
 

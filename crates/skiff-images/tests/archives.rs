@@ -2,7 +2,7 @@
 
 mod support;
 
-use skiff_images::archive::import_archive;
+use skiff_images::archive::{import_archive, import_directory};
 use skiff_images::pull::Platform;
 use skiff_images::{ContentStore, Digest};
 use support::{Compression, TestImage, TestLayer};
@@ -84,4 +84,52 @@ fn an_archive_of_neither_format_is_refused() {
         error.contains("not a docker save archive nor an OCI image archive"),
         "{error}"
     );
+}
+
+#[test]
+fn a_directory_of_archives_imports_each_once_and_survives_a_bad_file() {
+    let images = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    image("first").write_docker_save(&images.path().join("a-first.tar"), &["first:1"]);
+    image("second").write_oci_archive(
+        &images.path().join("b-second.tar.gz"),
+        "second:1",
+        Compression::Gzip,
+    );
+    std::fs::write(images.path().join("c-broken.tar"), b"not an archive").unwrap();
+    std::fs::write(images.path().join(".hidden.tar"), b"skipped").unwrap();
+
+    let report = import_directory(&store, images.path()).expect("import");
+    let imported: Vec<String> = report
+        .imported
+        .iter()
+        .flat_map(|(_, records)| records.iter().map(|r| r.name.clone()))
+        .collect();
+    assert_eq!(
+        imported,
+        ["docker.io/library/first", "docker.io/library/second"]
+    );
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert!(report.failed[0].0.ends_with("c-broken.tar"));
+    assert_eq!(store.images().unwrap().len(), 2);
+
+    // A second start finds the same bytes imported already, under any file name.
+    std::fs::rename(
+        images.path().join("a-first.tar"),
+        images.path().join("renamed.tar"),
+    )
+    .unwrap();
+    let again = import_directory(&store, images.path()).expect("second import");
+    assert!(again.imported.is_empty(), "{:?}", again.imported);
+    assert_eq!(
+        again.already_imported.len(),
+        2,
+        "{:?}",
+        again.already_imported
+    );
+    assert_eq!(again.failed.len(), 1);
+
+    let missing = import_directory(&store, &images.path().join("absent")).expect("no directory");
+    assert!(missing.imported.is_empty() && missing.failed.is_empty());
 }

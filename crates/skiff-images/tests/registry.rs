@@ -6,7 +6,8 @@ mod support;
 use std::fs;
 
 use skiff_images::pull::Platform;
-use skiff_images::{ContentStore, Digest, Puller, Reference, RegistryConfig};
+use skiff_images::registries::RegistriesFile;
+use skiff_images::{ContentStore, Digest, Keyring, Puller, Reference, RegistryConfig};
 use support::{Registry, TestImage, TestLayer};
 
 fn app_image(version: &str) -> TestImage {
@@ -257,4 +258,136 @@ async fn basic_auth_credentials_are_presented_and_required() {
         .await
         .expect("pull with credentials");
     assert_eq!(record.digest, digest.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_a_pull_secret_are_presented() {
+    let registry = Registry::start_with_basic_auth();
+    let image = app_image("secret");
+    let digest = registry.push(&image, "team/secret", "1").await;
+    let reference = Reference::parse(&format!("{}/team/secret:1", registry.address)).unwrap();
+    let secret = serde_json::json!({"auths": {
+        format!("http://{}/team", registry.address): {
+            "username": support::USER,
+            "password": support::PASSWORD,
+        },
+        "https://index.docker.io/v1/": {"username": "hub", "password": "wrong"},
+    }});
+    let keyring = Keyring::from_docker_config_json(&serde_json::to_vec(&secret).unwrap())
+        .expect("a valid .dockerconfigjson");
+    let found = keyring.lookup(&reference);
+    assert_eq!(
+        found.len(),
+        1,
+        "only the registry's own entry applies: {found:?}"
+    );
+
+    // One puller serves every pod: an anonymous attempt first must not stick to the registry.
+    let dir = tempfile::tempdir().unwrap();
+    let puller = puller(&registry, dir.path());
+    let error = puller
+        .pull(&reference)
+        .await
+        .expect_err("an anonymous pull is refused")
+        .to_string();
+    assert!(error.starts_with("unauthorized: "), "{error}");
+    let record = puller
+        .pull_with_credentials(&reference, found.first())
+        .await
+        .expect("pull with the Secret's credentials");
+    assert_eq!(record.digest, digest.to_string());
+}
+
+/// A loopback address nothing listens on: connections to it are refused at once.
+fn closed_loopback_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
+
+fn registries(value: serde_json::Value) -> RegistryConfig {
+    serde_json::from_value::<RegistriesFile>(value)
+        .expect("registries file shape")
+        .to_config()
+        .expect("registries file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_registry_is_trusted_through_its_ca_file() {
+    let registry = Registry::start_with_tls();
+    let image = app_image("tls");
+    let digest = registry.push(&image, "team/tls", "1").await;
+    let reference = Reference::parse(&format!("{}/team/tls:1", registry.address)).unwrap();
+
+    let untrusting_dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(untrusting_dir.path()).unwrap();
+    let error = Puller::new(store, RegistryConfig::default())
+        .pull(&reference)
+        .await
+        .expect_err("a certificate from an unknown CA is refused")
+        .to_string();
+    assert!(
+        error.contains("certificate") && error.contains("UnknownIssuer"),
+        "the error says the certificate is not trusted: {error}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("registry-ca.pem");
+    fs::write(&ca_file, registry.ca_pem.as_ref().unwrap()).unwrap();
+    let config = registries(serde_json::json!({
+        "configs": {registry.address.clone(): {"tls": {"ca_file": ca_file}}},
+    }));
+    let store = ContentStore::open(dir.path().join("store")).unwrap();
+    let record = Puller::new(store, config)
+        .pull(&reference)
+        .await
+        .expect("pull trusting the CA file");
+    assert_eq!(record.digest, digest.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_serves_docker_hub_images_after_a_dead_one_with_rewrites() {
+    let registry = Registry::start();
+    let image = app_image("mirrored");
+    let digest = registry.push(&image, "mirrored/app", "1").await;
+    let dead = closed_loopback_address();
+    let mut config = registries(serde_json::json!({
+        "mirrors": {"docker.io": {
+            "endpoint": [format!("http://{dead}"), format!("http://{}", registry.address)],
+            "rewrite": {"^library/(.*)": "mirrored/$1"},
+        }},
+    }));
+    // Docker Hub itself must never be contacted from a test, even if the mirror failed.
+    config.disable_default_endpoint = true;
+    let dir = tempfile::tempdir().unwrap();
+    let puller = Puller::new(ContentStore::open(dir.path()).unwrap(), config);
+    let record = puller
+        .pull(&Reference::parse("docker.io/library/app:1").unwrap())
+        .await
+        .expect("pull through the mirror");
+    assert_eq!(record.name, "docker.io/library/app");
+    assert_eq!(record.digest, digest.to_string());
+    assert_eq!(puller.attempted_hosts(), [dead, registry.address.clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_itself_is_tried_after_its_mirrors() {
+    let registry = Registry::start();
+    let image = app_image("default");
+    let digest = registry.push(&image, "team/app", "1").await;
+    let dead = closed_loopback_address();
+    let mut config = registries(serde_json::json!({
+        "mirrors": {registry.address.clone(): {"endpoint": [format!("http://{dead}")]}},
+    }));
+    config.plain_http.push(registry.address.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let puller = Puller::new(ContentStore::open(dir.path()).unwrap(), config);
+    let reference = Reference::parse(&format!("{}/team/app:1", registry.address)).unwrap();
+    let record = puller
+        .pull(&reference)
+        .await
+        .expect("pull from the registry");
+    assert_eq!(record.digest, digest.to_string());
+    assert_eq!(puller.attempted_hosts(), [dead, registry.address.clone()]);
 }

@@ -108,7 +108,7 @@ fn open_store(data_dir: Option<&PathBuf>) -> Result<ContentStore, String> {
 }
 
 /// Where a data directory keeps its content store.
-const CONTENT_SUBDIR: &str = "content";
+pub(crate) const CONTENT_SUBDIR: &str = "content";
 
 /// Runs `skiff image ...`.
 pub fn run(command: &ImageCommand) -> ExitCode {

@@ -1,7 +1,7 @@
 //! `skiff up`: the whole control plane in one process.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,38 @@ fn make_private_directory(dir: &std::path::Path) -> Result<(), Box<dyn std::erro
 }
 
 /// Runs the control plane until a signal stops it.
+/// Imports the archives dropped in `DATA_DIR/images/` that were not imported before, as k3s
+/// does with its agent images directory; a file that cannot be imported is logged and
+/// skipped, so one bad archive never stops the cluster.
+async fn import_image_archives(data_dir: &Path) {
+    let images = data_dir.join("images");
+    let content = data_dir.join(crate::image_cmd::CONTENT_SUBDIR);
+    let result = tokio::task::spawn_blocking(move || {
+        let store = skiff_images::ContentStore::open(content)?;
+        skiff_images::archive::import_directory(&store, &images)
+    })
+    .await;
+    let report = match result {
+        Ok(Ok(report)) => report,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot import the images directory");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "importing the images directory was interrupted");
+            return;
+        }
+    };
+    for (path, records) in &report.imported {
+        for record in records {
+            tracing::info!(archive = %path.display(), image = %record.name, digest = %record.digest, "imported image archive");
+        }
+    }
+    for (path, error) in &report.failed {
+        tracing::warn!(archive = %path.display(), %error, "cannot import image archive; skipped");
+    }
+}
+
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     raise_open_file_limit();
@@ -129,6 +161,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     make_private_directory(&data_dir)?;
+    import_image_archives(&data_dir).await;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&data_dir.join("state.db"))
             .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?,

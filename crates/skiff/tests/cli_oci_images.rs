@@ -424,3 +424,38 @@ fn a_pull_killed_midway_leaves_nothing_trusted_and_the_next_pull_completes() {
         "the killed pull's partial file was swept"
     );
 }
+
+#[test]
+fn archives_in_the_images_directory_are_imported_when_skiff_starts() {
+    let mut server = support::Skiff::start();
+    server.stop();
+    let images = server.data_dir().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let archive = image("dropped in the images directory");
+    archive.write_oci_archive(
+        &images.join("dropped.tar.gz"),
+        "example.test/dropped:3",
+        Compression::Gzip,
+    );
+    std::fs::write(images.join("broken.tar"), b"not an archive").unwrap();
+
+    // A bad file is logged and skipped: the server starts all the same.
+    server.restart();
+    let (ok, stdout, stderr) = skiff(&server.data_dir(), &["image", "ls"]);
+    assert!(ok, "{stderr}");
+    let digest = Digest::sha256_of(&archive.manifest()).to_string();
+    assert!(
+        rows(&stdout).contains(&vec![
+            "example.test/dropped".to_string(),
+            "3".into(),
+            digest,
+            human(archive.size()),
+        ]),
+        "the archive's image is listed:\n{stdout}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("cannot import image archive") && log.contains("broken.tar"),
+        "the bad file is logged:\n{log}"
+    );
+}

@@ -9,9 +9,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use skiff_images::Digest;
+
+/// A CA and a serving certificate it signed for 127.0.0.1: the CA's PEM, the certificate's
+/// PEM and its key's PEM.
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-test-registry-ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::from_params(&ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("server params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::LOCALHOST,
+        )));
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
 
 /// The static busybox the Debian `busybox-static` package installs.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -24,6 +47,8 @@ pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub address: String,
     auth: RegistryAuth,
+    /// The PEM of the CA that signed the registry's certificate, when it serves TLS.
+    pub ca_pem: Option<String>,
 }
 
 /// The user of a registry started with [`Registry::start_with_basic_auth`].
@@ -36,15 +61,21 @@ const PASSWORD_BCRYPT: &str = "$2b$04$eChUvDK..Gfi2sw1QnPZ.e2fF8sxhw3CMLp6pUNY95
 impl Registry {
     /// Starts the registry and waits (bounded) until `/v2/` answers.
     pub fn start() -> Registry {
-        Self::start_configured(false)
+        Self::start_configured(false, false)
     }
 
     /// Starts a registry that requires [`USER`] and [`PASSWORD`] (HTTP basic auth).
     pub fn start_with_basic_auth() -> Registry {
-        Self::start_configured(true)
+        Self::start_configured(true, false)
     }
 
-    fn start_configured(basic_auth: bool) -> Registry {
+    /// Starts a registry serving HTTPS with a certificate for 127.0.0.1 signed by a CA made
+    /// here (see [`Registry::ca_pem`]).
+    pub fn start_with_tls() -> Registry {
+        Self::start_configured(false, true)
+    }
+
+    fn start_configured(basic_auth: bool, tls: bool) -> Registry {
         let storage = tempfile::tempdir().expect("registry storage");
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("free port")
@@ -68,6 +99,19 @@ impl Registry {
         } else {
             RegistryAuth::Anonymous
         };
+        let ca_pem = tls.then(|| {
+            let (ca_pem, cert_pem, key_pem) = certificates();
+            let cert = storage.path().join("server.pem");
+            let key = storage.path().join("server-key.pem");
+            std::fs::write(&cert, cert_pem).expect("server certificate");
+            std::fs::write(&key, key_pem).expect("server key");
+            text.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            ca_pem
+        });
         std::fs::write(&config, text).expect("registry config");
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -81,10 +125,14 @@ impl Registry {
             storage,
             address,
             auth,
+            ca_pem,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if matches!(registry.get_status("/v2/"), Some(200 | 401)) {
+            // Plain HTTP to a TLS port is answered 400, which says it is up all the same.
+            let up = if registry.ca_pem.is_some() { 400 } else { 200 };
+            if matches!(registry.get_status("/v2/"), Some(status) if status == up || status == 401)
+            {
                 return registry;
             }
             if let Ok(Some(status)) = registry.child.try_wait() {
@@ -124,13 +172,24 @@ impl Registry {
             .join("data")
     }
 
-    /// An OCI client that speaks plain HTTP to this registry.
+    /// An OCI client for this registry: plain HTTP, or HTTPS trusting its CA.
     pub fn client(&self) -> oci_client::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(vec![self.address.clone()]),
-            ..ClientConfig::default()
-        })
+        match &self.ca_pem {
+            None => oci_client::Client::new(ClientConfig {
+                protocol: ClientProtocol::HttpsExcept(vec![self.address.clone()]),
+                ..ClientConfig::default()
+            }),
+            Some(ca_pem) => oci_client::Client::try_from(ClientConfig {
+                protocol: ClientProtocol::Https,
+                extra_root_certificates: vec![Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: ca_pem.clone().into_bytes(),
+                }],
+                ..ClientConfig::default()
+            })
+            .expect("a client trusting the test CA"),
+        }
     }
 
     /// A reference in this registry.
