@@ -133,31 +133,29 @@ async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
     assert_eq!(status_of(&body)["kind"], "NamespaceList");
 }
 
+/// The next frame of a streamed answer, which must be data.
+async fn next_data(body: &mut hyper::body::Incoming) -> Bytes {
+    body.frame()
+        .await
+        .expect("a next frame")
+        .expect("no error")
+        .into_data()
+        .expect("data")
+}
+
 #[tokio::test]
 async fn a_panicking_stream_ends_only_itself() {
     let served = serve().await;
     let steady = get_streaming(served.address, "/test/steady-stream").await;
     assert_eq!(steady.status(), StatusCode::OK);
     let mut steady = steady.into_body();
-    let first = steady
-        .frame()
-        .await
-        .expect("a first frame")
-        .expect("no error")
-        .into_data()
-        .expect("data");
+    let first = next_data(&mut steady).await;
     assert_eq!(first, Bytes::from_static(b"line 0\n"));
 
     let panicking = get_streaming(served.address, "/test/panicking-stream").await;
     assert_eq!(panicking.status(), StatusCode::OK);
     let mut panicking = panicking.into_body();
-    let first = panicking
-        .frame()
-        .await
-        .expect("a first frame")
-        .expect("no error")
-        .into_data()
-        .expect("data");
+    let first = next_data(&mut panicking).await;
     assert_eq!(first, Bytes::from_static(b"first\n"));
     let cut = tokio::time::timeout(DEADLINE, panicking.collect())
         .await
