@@ -22,8 +22,10 @@ pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 pub const ROOT_CA_KEY: &str = "ca.crt";
 /// The annotation saying what the ConfigMap is for.
 pub const DESCRIPTION_ANNOTATION: &str = "kubernetes.io/description";
-const DESCRIPTION: &str = "The CA bundle that signed this cluster's API server certificate, \
-for clients inside the cluster to verify it.";
+/// The annotation's value, word for word as kube-controller-manager's root CA publisher writes it.
+const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver \
+when using internal endpoints such as the internal service IP or kubernetes.default.svc. No \
+other usage is guaranteed across distributions of Kubernetes clusters.";
 
 /// One object to write for a namespace.
 #[derive(Clone, Debug, PartialEq)]
@@ -289,7 +291,11 @@ mod tests {
         };
         assert_eq!(cm["metadata"]["name"], "kube-root-ca.crt");
         assert_eq!(cm["data"]["ca.crt"], CA);
-        assert!(cm["metadata"]["annotations"][DESCRIPTION_ANNOTATION].is_string());
+        assert!(cm["metadata"]["annotations"][DESCRIPTION_ANNOTATION]
+            .as_str()
+            .is_some_and(|d| d.starts_with(
+                "Contains a CA bundle that can be used to verify the kube-apiserver"
+            )));
     }
 
     #[test]
