@@ -8,6 +8,8 @@
 //! | `blobs/sha256/<hex>`         | a blob whose content was verified against its digest       |
 //! | `ingest/`                    | blobs being written; never read, so a crash leaves nothing trusted |
 //! | `snapshots/sha256-<hex>`     | a layer unpacked, keyed by its diff ID, renamed in when complete |
+//! | `snapshots/overlay-sha256-<hex>` | the same with overlayfs whiteouts (stores run by root)   |
+//! | `rootfs/sha256-<hex>`        | an image's layers merged into one tree, keyed by its config |
 //! | `images.json`                | the image records, rewritten whole and renamed in          |
 //! | `lock`                       | an advisory lock serializing record updates across processes |
 
@@ -19,7 +21,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ImageConfig;
 use crate::digest::{Algorithm, Digest, Hasher};
+use crate::reference::Reference;
+use crate::rootfs::{parse_stored_digest, SnapshotForm};
 use crate::unpack::{self, UnpackOptions};
 
 /// What can go wrong in the content store.
@@ -68,6 +73,14 @@ pub enum StoreError {
         layer: Digest,
         /// Why.
         source: unpack::UnpackError,
+    },
+    /// A stored manifest or config (or a record's digest) does not say what an image needs.
+    #[error("image {digest} is not usable: {reason}")]
+    InvalidImage {
+        /// The digest of the blob (or the digest text) at fault.
+        digest: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// `images.json` is not valid.
     #[error("reading {path}: {source}")]
@@ -121,23 +134,39 @@ impl ImageRecord {
 #[derive(Debug, Clone)]
 pub struct ContentStore {
     root: PathBuf,
+    form: SnapshotForm,
 }
 
 impl ContentStore {
-    /// Opens (creating if needed) the store under `root`.
+    /// Opens (creating if needed) the store under `root`, keeping snapshots in the form this
+    /// host allows ([`SnapshotForm::for_this_host`]).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_with_form(root, SnapshotForm::for_this_host())
+    }
+
+    /// Opens the store under `root` keeping new snapshots in `form` (overlay form needs root).
+    pub fn open_with_form(
+        root: impl Into<PathBuf>,
+        form: SnapshotForm,
+    ) -> Result<Self, StoreError> {
         let root = root.into();
-        for dir in ["blobs/sha256", "blobs/sha512", "ingest", "snapshots"] {
+        for dir in [
+            "blobs/sha256",
+            "blobs/sha512",
+            "ingest",
+            "snapshots",
+            "rootfs",
+        ] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_error("creating", &path))?;
         }
-        let store = ContentStore { root };
+        let store = ContentStore { root, form };
         store.sweep_abandoned_work();
         Ok(store)
     }
 
     /// Removes what processes that are gone (killed during a pull or an import) left in
-    /// `ingest/` and as `snapshots/tmp-*`: every such name carries its writer's process ID.
+    /// `ingest/` and as `snapshots/tmp-*` or `rootfs/tmp-*`: every such name carries its writer's process ID.
     /// None of it was ever trusted; this only frees the space.
     fn sweep_abandoned_work(&self) {
         let writer_pid = |name: &str| -> Option<i32> {
@@ -153,13 +182,13 @@ impl ContentStore {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
                 == Err(nix::errno::Errno::ESRCH)
         };
-        for dir in ["ingest", "snapshots"] {
+        for dir in ["ingest", "snapshots", "rootfs"] {
             let Ok(entries) = fs::read_dir(self.root.join(dir)) else {
                 continue;
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if dir == "snapshots" && !name.starts_with("tmp-") {
+                if dir != "ingest" && !name.starts_with("tmp-") {
                     continue;
                 }
                 if writer_pid(&name).is_some_and(|pid| pid > 0 && writer_is_gone(pid)) {
@@ -173,6 +202,11 @@ impl ContentStore {
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The form new snapshots are unpacked in.
+    pub fn snapshot_form(&self) -> SnapshotForm {
+        self.form
     }
 
     /// Where the blob with `digest` lives once verified.
@@ -251,53 +285,78 @@ impl ContentStore {
         Ok((digest, size))
     }
 
-    /// The snapshot directory of the layer whose uncompressed content has `diff_id`.
+    /// The snapshot directory, in this store's form, of the layer whose uncompressed content
+    /// has `diff_id`.
     pub fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {
-        self.root
-            .join("snapshots")
-            .join(format!("{}-{}", diff_id.algorithm_name(), diff_id.hex()))
+        self.root.join("snapshots").join(format!(
+            "{}{}-{}",
+            self.form.directory_prefix(),
+            diff_id.algorithm_name(),
+            diff_id.hex()
+        ))
     }
 
     /// Unpacks the stored layer blob `layer` into the read-only snapshot keyed by `diff_id`,
-    /// unless it is there already. The layer is unpacked into a temporary directory and
-    /// renamed into place only once complete and its diff ID verified.
+    /// in this store's form, unless it is there already. The layer is unpacked into a
+    /// temporary directory and renamed into place only once complete and its diff ID verified.
     pub fn ensure_snapshot(&self, layer: &Digest, diff_id: &Digest) -> Result<PathBuf, StoreError> {
         let target = self.snapshot_path(diff_id);
+        let options = UnpackOptions::for_current_user().with_whiteouts(self.form.whiteouts());
+        self.build_sealed(&target, |dir| {
+            self.unpack_checked(layer, diff_id, dir, &options)
+        })?;
+        Ok(target)
+    }
+
+    /// Makes the read-only directory `target` with `build` unless it exists: built in a
+    /// temporary sibling, sealed, and renamed in only when complete.
+    pub(crate) fn build_sealed(
+        &self,
+        target: &Path,
+        build: impl FnOnce(&Path) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         if target.is_dir() {
-            return Ok(target);
+            return Ok(());
         }
-        let temp = self.root.join("snapshots").join(format!(
+        let parent = target.parent().unwrap_or(&self.root);
+        let temp = parent.join(format!(
             "tmp-{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
         ));
         fs::create_dir(&temp).map_err(io_error("creating", &temp))?;
-        let result = self.unpack_into(layer, diff_id, &temp);
+        let result = build(&temp);
         let outcome = result.and_then(|()| {
             fs::set_permissions(&temp, fs::Permissions::from_mode(0o555))
                 .map_err(io_error("sealing", &temp))?;
-            match fs::rename(&temp, &target) {
+            match fs::rename(&temp, target) {
                 Ok(()) => Ok(()),
                 // Another pull finished the same snapshot first; its copy is as good.
                 Err(_) if target.is_dir() => {
                     remove_tree(&temp);
                     Ok(())
                 }
-                Err(e) => Err(io_error("renaming", &target)(e)),
+                Err(e) => Err(io_error("renaming", target)(e)),
             }
         });
         if outcome.is_err() {
             remove_tree(&temp);
         }
-        outcome.map(|()| target)
+        outcome
     }
 
-    fn unpack_into(&self, layer: &Digest, diff_id: &Digest, dir: &Path) -> Result<(), StoreError> {
+    /// Applies the stored layer blob `layer` onto `dir` and checks its diff ID.
+    pub(crate) fn unpack_checked(
+        &self,
+        layer: &Digest,
+        diff_id: &Digest,
+        dir: &Path,
+        options: &UnpackOptions,
+    ) -> Result<(), StoreError> {
         let path = self.blob_path(layer);
         let file = File::open(&path).map_err(io_error("opening", &path))?;
-        let options = UnpackOptions::for_current_user().keeping_whiteouts();
         let actual =
-            unpack::unpack_layer(io::BufReader::new(file), dir, &options, diff_id.algorithm())
+            unpack::unpack_layer(io::BufReader::new(file), dir, options, diff_id.algorithm())
                 .map_err(|source| StoreError::Unpack {
                     layer: layer.clone(),
                     source,
@@ -324,6 +383,39 @@ impl ContentStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(io_error("reading", &path)(e)),
         }
+    }
+
+    /// The record `reference` names: by digest when it carries one (the record's `digest` or
+    /// its platform `manifest`), else by name and tag (`latest` when none is written).
+    pub fn find_image(&self, reference: &Reference) -> Result<Option<ImageRecord>, StoreError> {
+        let name = reference.name();
+        let records = self.images()?;
+        let found = match reference.digest() {
+            Some(digest) => {
+                let same_content = |r: &&ImageRecord| {
+                    r.name == name && (r.digest == digest || r.manifest == digest)
+                };
+                // A tag written beside the digest picks that record when several share it.
+                records
+                    .iter()
+                    .filter(same_content)
+                    .find(|r| reference.tag().is_some() && r.tag.as_deref() == reference.tag())
+                    .or_else(|| records.iter().find(same_content))
+            }
+            None => records
+                .iter()
+                .find(|r| r.is_named(&name, reference.effective_tag())),
+        };
+        Ok(found.cloned())
+    }
+
+    /// The runtime settings (entrypoint, command, environment...) of a stored image.
+    pub fn image_config(&self, record: &ImageRecord) -> Result<ImageConfig, StoreError> {
+        let digest = parse_stored_digest(&record.config)?;
+        ImageConfig::parse(&self.read(&digest)?).map_err(|e| StoreError::InvalidImage {
+            digest: record.config.clone(),
+            reason: format!("its config does not parse: {e}"),
+        })
     }
 
     /// Adds `record`, replacing any record with the same name and tag (a tag moves).
@@ -364,7 +456,7 @@ impl ContentStore {
         Ok(removed)
     }
 
-    /// Deletes blobs and snapshots that no record names.
+    /// Deletes blobs, snapshots (of either form) and merged trees that no record names.
     fn collect_garbage(&self) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let records = self.images()?;
@@ -388,17 +480,21 @@ impl ContentStore {
                 }
             }
         }
-        let dir = self.root.join("snapshots");
-        for entry in fs::read_dir(&dir)
-            .map_err(io_error("listing", &dir))?
-            .flatten()
-        {
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            let Some((algorithm, hex)) = file_name.split_once('-') else {
-                continue;
-            };
-            if algorithm != "tmp" && !diff_ids.contains(format!("{algorithm}:{hex}").as_str()) {
-                remove_tree(&entry.path());
+        let configs: BTreeSet<&str> = records.iter().map(|r| r.config.as_str()).collect();
+        for (dir, kept) in [("snapshots", &diff_ids), ("rootfs", &configs)] {
+            let dir = self.root.join(dir);
+            for entry in fs::read_dir(&dir)
+                .map_err(io_error("listing", &dir))?
+                .flatten()
+            {
+                let file_name = entry.file_name().to_string_lossy().into_owned();
+                let key = file_name.strip_prefix("overlay-").unwrap_or(&file_name);
+                let Some((algorithm, hex)) = key.split_once('-') else {
+                    continue;
+                };
+                if algorithm != "tmp" && !kept.contains(format!("{algorithm}:{hex}").as_str()) {
+                    remove_tree(&entry.path());
+                }
             }
         }
         Ok(())
