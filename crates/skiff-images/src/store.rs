@@ -790,6 +790,69 @@ mod tests {
     }
 
     #[test]
+    fn find_image_matches_name_and_tag_or_either_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let index = Digest::sha256_of(b"index");
+        let manifest = Digest::sha256_of(b"manifest");
+        let mut latest = record("docker.io/library/nginx", "latest", &index);
+        latest.manifest = manifest.to_string();
+        store.put_image(latest.clone()).unwrap();
+        let mut pinned = latest.clone();
+        pinned.tag = Some("1.27".into());
+        store.put_image(pinned.clone()).unwrap();
+        let other = record("docker.io/library/redis", "latest", &index);
+        store.put_image(other.clone()).unwrap();
+        let find = |text: &str| store.find_image(&Reference::parse(text).unwrap()).unwrap();
+        assert_eq!(find("nginx"), Some(latest.clone()), "no tag means latest");
+        assert_eq!(find("docker.io/library/nginx:1.27"), Some(pinned.clone()));
+        assert_eq!(find("redis:latest"), Some(other));
+        assert_eq!(find("nginx:1.28"), None);
+        assert_eq!(
+            find("quay.io/nginx"),
+            None,
+            "another registry is another image"
+        );
+        assert_eq!(find(&format!("nginx@{index}")), Some(latest.clone()));
+        assert_eq!(
+            find(&format!("nginx@{manifest}")),
+            Some(latest),
+            "the platform manifest's digest names the image too"
+        );
+        assert_eq!(
+            find(&format!("nginx:1.27@{index}")),
+            Some(pinned),
+            "a tag beside the digest picks its record"
+        );
+        assert_eq!(find(&format!("nginx@{}", Digest::sha256_of(b"x"))), None);
+    }
+
+    #[test]
+    fn image_config_reads_the_records_config_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let config = br#"{"config": {"Entrypoint": ["/bin/httpd"], "Env": ["A=1"]}}"#;
+        let digest = Digest::sha256_of(config);
+        store.put(&digest, config).unwrap();
+        let image = record("r/app", "1", &digest);
+        let parsed = store.image_config(&image).unwrap();
+        assert_eq!(parsed.entrypoint, ["/bin/httpd"]);
+        assert_eq!(parsed.env, [("A".to_string(), "1".to_string())]);
+
+        let broken = b"[1, 2]";
+        let broken_digest = Digest::sha256_of(broken);
+        store.put(&broken_digest, broken).unwrap();
+        let error = store
+            .image_config(&record("r/bad", "1", &broken_digest))
+            .unwrap_err();
+        assert!(matches!(error, StoreError::InvalidImage { .. }), "{error}");
+        let missing = store
+            .image_config(&record("r/gone", "1", &Digest::sha256_of(b"gone")))
+            .unwrap_err();
+        assert!(matches!(missing, StoreError::Io { .. }), "{missing}");
+    }
+
+    #[test]
     fn a_tag_moves_to_the_newest_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
