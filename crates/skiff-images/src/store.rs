@@ -7,6 +7,7 @@
 //! |------------------------------|-----------------------------------------------------------|
 //! | `blobs/sha256/<hex>`         | a blob whose content was verified against its digest       |
 //! | `ingest/`                    | blobs being written; never read, so a crash leaves nothing trusted |
+//! | `ingest/<alg>-<hex>.lock`    | held by the one process downloading that blob             |
 //! | `snapshots/sha256-<hex>`     | a layer unpacked, keyed by its diff ID, renamed in when complete |
 //! | `snapshots/overlay-sha256-<hex>` | the same with overlayfs whiteouts (stores run by root)   |
 //! | `rootfs/sha256-<hex>`        | an image's layers merged into one tree, keyed by its config |
@@ -247,6 +248,40 @@ impl ContentStore {
             hasher: Some(Hasher::new(algorithm)),
             written: 0,
         })
+    }
+
+    /// Waits for the cross-process lock on downloading the blob `digest` (a `flock` on
+    /// `ingest/<algorithm>-<hex>.lock`) and holds it until the returned guard drops. Whoever
+    /// gets it checks [`ContentStore::contains`] again: a process that held it before may have
+    /// stored the blob meanwhile. Blocks, so async callers run it on a blocking thread.
+    pub fn lock_blob(&self, digest: &Digest) -> Result<BlobLock, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.root.join("ingest").join(format!(
+            "{}-{}.lock",
+            digest.algorithm_name(),
+            digest.hex()
+        ));
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_error("opening", &path))?;
+            let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, errno)| io_error("locking", &path)(errno.into()))?;
+            // The holder before us removes the file as it lets go; a lock on a file no longer
+            // at the path guards nothing, so take the one that is there now.
+            let held = lock.metadata().map_err(io_error("inspecting", &path))?;
+            match fs::metadata(&path) {
+                Ok(current) if current.ino() == held.ino() && current.dev() == held.dev() => {
+                    return Ok(BlobLock { path, _lock: lock })
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("inspecting", &path)(e)),
+            }
+        }
     }
 
     /// Stores `bytes` as the blob `expected`, refusing them if they hash otherwise.
@@ -551,6 +586,22 @@ fn remove_tree(path: &Path) {
     let _ = fs::remove_dir_all(path);
 }
 
+/// The lock on downloading one blob; dropping it removes the lock file and lets the next
+/// waiter (in this process or another) go on.
+#[derive(Debug)]
+pub struct BlobLock {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl Drop for BlobLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no waiter can take a lock on a file about to vanish
+        // without noticing (it compares the file it locked with the one at the path).
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// A blob being written into `ingest/`; dropped without a commit, it leaves nothing.
 pub struct BlobWriter {
     store: ContentStore,
@@ -850,6 +901,47 @@ mod tests {
             .image_config(&record("r/gone", "1", &Digest::sha256_of(b"gone")))
             .unwrap_err();
         assert!(matches!(missing, StoreError::Io { .. }), "{missing}");
+    }
+
+    #[test]
+    fn a_blob_lock_is_held_by_one_handle_at_a_time_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let other = ContentStore::open(dir.path()).unwrap();
+        let digest = Digest::sha256_of(b"contended");
+        let held = store.lock_blob(&digest).unwrap();
+        let (got_it, waiting) = std::sync::mpsc::channel();
+        let waiter = {
+            let digest = digest.clone();
+            std::thread::spawn(move || {
+                let lock = other.lock_blob(&digest).unwrap();
+                got_it.send(()).unwrap();
+                drop(lock);
+            })
+        };
+        assert!(
+            waiting
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the second handle must wait while the first holds the lock"
+        );
+        drop(held);
+        waiting
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the second handle gets the lock once the first lets go");
+        waiter.join().unwrap();
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest")).unwrap().count(),
+            0,
+            "the lock file goes with the last holder"
+        );
+        // A lock file a killed process left behind is simply taken over.
+        let stale = dir
+            .path()
+            .join(format!("ingest/sha256-{}.lock", digest.hex()));
+        fs::write(&stale, b"").unwrap();
+        drop(store.lock_blob(&digest).unwrap());
+        assert!(!stale.exists());
     }
 
     #[test]
