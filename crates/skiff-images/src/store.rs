@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ImageConfig;
 use crate::digest::{Algorithm, Digest, Hasher};
+use crate::gc::FilesystemUsage;
 use crate::reference::Reference;
 use crate::rootfs::{parse_stored_digest, SnapshotForm};
 use crate::unpack::{self, UnpackOptions};
@@ -203,6 +204,19 @@ impl ContentStore {
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The capacity and free space of the filesystem holding the store, for image garbage
+    /// collection ([`crate::gc`]).
+    pub fn filesystem_usage(&self) -> Result<FilesystemUsage, StoreError> {
+        let stats = nix::sys::statvfs::statvfs(&self.root)
+            .map_err(|errno| io_error("measuring the filesystem of", &self.root)(errno.into()))?;
+        let fragment = stats.fragment_size();
+        let bytes = |blocks: u64| blocks.saturating_mul(fragment);
+        Ok(FilesystemUsage {
+            capacity_bytes: bytes(stats.blocks()),
+            available_bytes: bytes(stats.blocks_available()),
+        })
     }
 
     /// The form new snapshots are unpacked in.
@@ -942,6 +956,36 @@ mod tests {
         fs::write(&stale, b"").unwrap();
         drop(store.lock_blob(&digest).unwrap());
         assert!(!stale.exists());
+    }
+
+    #[test]
+    fn filesystem_usage_agrees_with_df() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let usage = store.filesystem_usage().unwrap();
+        assert!(usage.capacity_bytes > 0);
+        assert!(usage.available_bytes <= usage.capacity_bytes);
+        let output = std::process::Command::new("df")
+            .args(["--block-size=1", "--output=size,avail"])
+            .arg(dir.path())
+            .output()
+            .expect("df runs");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let numbers: Vec<u64> = text
+            .lines()
+            .nth(1)
+            .expect("df prints a row")
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(usage.capacity_bytes, numbers[0], "{text}");
+        // Other writers on the machine move free space a little between the two readings.
+        let drift = usage.available_bytes.abs_diff(numbers[1]);
+        assert!(
+            drift < 256 << 20,
+            "available {} vs df {text}",
+            usage.available_bytes
+        );
     }
 
     #[test]
