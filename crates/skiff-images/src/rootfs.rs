@@ -5,8 +5,11 @@
 //! and the `trusted.overlay.opaque` attribute), which only root can create; a store run by
 //! anyone else keeps the OCI marker files and hands out a merged copy instead.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::digest::Digest;
 use crate::store::{ContentStore, ImageRecord, StoreError};
@@ -49,6 +52,30 @@ impl SnapshotForm {
         }
     }
 
+    /// [`SnapshotForm::for_this_host`], checked on the filesystem of the store under `root`:
+    /// overlay form only if whiteouts can be made there and the kernel mounts them as
+    /// overlayfs lower layers (not so, say, for root in a container without the privilege to
+    /// mount, or a store on a filesystem without trusted attributes). Probed once per store
+    /// directory and process.
+    pub fn for_store(root: &Path) -> Self {
+        static PROBED: Mutex<BTreeMap<PathBuf, SnapshotForm>> = Mutex::new(BTreeMap::new());
+        if Self::for_this_host() == SnapshotForm::Markers {
+            return SnapshotForm::Markers;
+        }
+        let mut probed = PROBED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *probed.entry(root.to_path_buf()).or_insert_with(|| {
+            match overlay_mount_works(&root.join("ingest")) {
+                Ok(()) => SnapshotForm::Overlay,
+                Err(error) => {
+                    tracing::info!(store = %root.display(), %error, "overlayfs lower layers cannot be used here; images are handed out as merged trees");
+                    SnapshotForm::Markers
+                }
+            }
+        })
+    }
+
     /// The prefix of this form's snapshot directory names, before `<algorithm>-<hex>`.
     pub(crate) fn directory_prefix(self) -> &'static str {
         match self {
@@ -64,6 +91,50 @@ impl SnapshotForm {
             SnapshotForm::Overlay => unpack::Whiteouts::Overlay,
         }
     }
+}
+
+/// Makes two layers in overlay form under `work` (a whiteout and an opaque directory), mounts
+/// them read-only and checks the merged view hides what they hide; everything is removed after.
+fn overlay_mount_works(work: &Path) -> io::Result<()> {
+    let probe = work.join(format!(
+        "{}-overlay-probe-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let (low, high, merged) = (probe.join("low"), probe.join("high"), probe.join("merged"));
+    let result = (|| {
+        for dir in [&low.join("opaque"), &high.join("opaque"), &merged] {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(low.join("hidden"), b"")?;
+        fs::write(low.join("opaque/hidden"), b"")?;
+        nix::sys::stat::mknod(
+            &high.join("hidden"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            nix::sys::stat::makedev(0, 0),
+        )?;
+        xattr::set(high.join("opaque"), unpack::OVERLAY_OPAQUE_XATTR, b"y")?;
+        let options = format!("lowerdir={}:{}", high.display(), low.display());
+        nix::mount::mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(options.as_str()),
+        )?;
+        let hides = !merged.join("hidden").exists() && !merged.join("opaque/hidden").exists();
+        nix::mount::umount(&merged)?;
+        if hides {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                "the mounted overlay showed whiteouts' targets",
+            ))
+        }
+    })();
+    let _ = fs::remove_dir_all(&probe);
+    result
 }
 
 impl ContentStore {

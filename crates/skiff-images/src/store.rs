@@ -141,9 +141,11 @@ pub struct ContentStore {
 
 impl ContentStore {
     /// Opens (creating if needed) the store under `root`, keeping snapshots in the form this
-    /// host allows ([`SnapshotForm::for_this_host`]).
+    /// host and filesystem allow ([`SnapshotForm::for_store`]).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        Self::open_with_form(root, SnapshotForm::for_this_host())
+        let mut store = Self::open_with_form(root, SnapshotForm::Markers)?;
+        store.form = SnapshotForm::for_store(&store.root);
+        Ok(store)
     }
 
     /// Opens the store under `root` keeping new snapshots in `form` (overlay form needs root).
