@@ -13,6 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
+use crate::store::{ContentStore, ImageRecord, StoreError};
+
 /// The kubelet's `imageGCHighThresholdPercent` default.
 pub const DEFAULT_HIGH_THRESHOLD_PERCENT: u8 = 85;
 /// The kubelet's `imageGCLowThresholdPercent` default.
@@ -309,6 +311,49 @@ impl ImageGc {
     }
 }
 
+impl ImageRecord {
+    /// The image's ID for garbage collection: its config digest, shared by every name and tag
+    /// of the same content (what `crictl images` shows as IMAGE ID).
+    pub fn image_id(&self) -> &str {
+        &self.config
+    }
+}
+
+impl ContentStore {
+    /// The stored images as the collector sees them: one per image ID, with the largest size
+    /// any of its records gives.
+    pub fn gc_inventory(&self) -> Result<Vec<PresentImage>, StoreError> {
+        let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+        for record in self.images()? {
+            let size = sizes.entry(record.image_id().to_string()).or_default();
+            *size = (*size).max(record.size);
+        }
+        Ok(sizes
+            .into_iter()
+            .map(|(id, size)| PresentImage {
+                id,
+                size,
+                pinned: false,
+            })
+            .collect())
+    }
+
+    /// Removes every record of the image `id` (all its names and tags), then the blobs,
+    /// snapshots and merged trees no other record needs. Returns the records removed.
+    pub fn remove_image_id(&self, id: &str) -> Result<Vec<ImageRecord>, StoreError> {
+        let doomed: Vec<ImageRecord> = self
+            .images()?
+            .into_iter()
+            .filter(|record| record.image_id() == id)
+            .collect();
+        let mut removed = Vec::new();
+        for record in doomed {
+            removed.extend(self.remove_image(&record.name, None, Some(&record.digest))?);
+        }
+        Ok(removed)
+    }
+}
+
 /// Time from `earlier` to `later`, zero if the clock went backwards.
 fn elapsed(earlier: SystemTime, later: SystemTime) -> Duration {
     later.duration_since(earlier).unwrap_or_default()
@@ -351,6 +396,72 @@ mod tests {
 
     fn ids(removals: &[Removal]) -> Vec<&str> {
         removals.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    fn stored(name: &str, tag: &str, config: &[u8], size: u64) -> ImageRecord {
+        let config_digest = crate::Digest::sha256_of(config);
+        let manifest = crate::Digest::sha256_of(format!("{name}{config:?}").as_bytes());
+        ImageRecord {
+            name: name.to_string(),
+            tag: Some(tag.to_string()),
+            digest: manifest.to_string(),
+            manifest: manifest.to_string(),
+            config: config_digest.to_string(),
+            size,
+            blobs: vec![config_digest.to_string()],
+            diff_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn the_store_inventory_has_one_entry_per_image_and_removal_takes_every_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        for config in [&b"app"[..], b"db"] {
+            store
+                .put(&crate::Digest::sha256_of(config), config)
+                .unwrap();
+        }
+        let app = stored("r/app", "1", b"app", 700);
+        store.put_image(app.clone()).unwrap();
+        store
+            .put_image(stored("r/app", "latest", b"app", 700))
+            .unwrap();
+        store
+            .put_image(stored("mirror/app", "1", b"app", 700))
+            .unwrap();
+        let db = stored("r/db", "5", b"db", 300);
+        store.put_image(db.clone()).unwrap();
+        let inventory = store.gc_inventory().unwrap();
+        let mut expected = vec![
+            PresentImage {
+                id: app.config.clone(),
+                size: 700,
+                pinned: false,
+            },
+            PresentImage {
+                id: db.config.clone(),
+                size: 300,
+                pinned: false,
+            },
+        ];
+        expected.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(inventory, expected);
+
+        // A collection round on a full disk picks the unused image; removing it by ID takes
+        // all three of its records and its blobs, and leaves the other image alone.
+        let mut gc = ImageGc::new(no_min_age(), at(0)).unwrap();
+        let in_use: BTreeSet<String> = [db.image_id().to_string()].into();
+        let plan = gc
+            .plan(at(1), &inventory, &in_use, full_disk_needing(500))
+            .unwrap();
+        assert_eq!(ids(&plan.removals), [app.image_id()]);
+        let removed = store.remove_image_id(&plan.removals[0].id).unwrap();
+        assert_eq!(removed.len(), 3);
+        let left = store.images().unwrap();
+        assert_eq!(left, [db]);
+        assert!(!store.contains(&crate::Digest::sha256_of(b"app")));
+        assert!(store.contains(&crate::Digest::sha256_of(b"db")));
     }
 
     #[test]

@@ -156,6 +156,14 @@ impl ContentStore {
         }
     }
 
+    /// One read-only directory holding the image's layers applied in order, whatever form
+    /// the store keeps its snapshots in: for running without a mount of one's own (no
+    /// overlayfs, no mount namespace). Made once, removed with the last record of its config.
+    pub fn merged_rootfs(&self, record: &ImageRecord) -> Result<PathBuf, StoreError> {
+        let layers = self.layers_of(record)?;
+        self.ensure_merged(record, &layers)
+    }
+
     /// Where the merged root filesystem of the image with config `config` lives.
     pub fn merged_path(&self, config: &Digest) -> PathBuf {
         self.root()
@@ -456,6 +464,25 @@ mod tests {
         );
         assert!(!opaque.join(".wh..wh..opq").exists());
         assert_eq!(fs::read_to_string(opaque.join("new")).unwrap(), "new");
+    }
+
+    #[test]
+    fn an_overlay_store_also_makes_a_merged_tree_when_asked() {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open_with_form(dir.path(), SnapshotForm::Overlay).unwrap();
+        let record = store_image(&store, "r/app", &three_layers());
+        let merged = store.merged_rootfs(&record).unwrap();
+        let config = Digest::parse(&record.config).unwrap();
+        assert_eq!(merged, store.merged_path(&config));
+        let files: Vec<_> = tree(&merged).into_keys().collect();
+        assert_eq!(files, ["etc", "etc/keep", "var", "var/new"]);
+        assert!(
+            matches!(store.lower_dirs(&record).unwrap(), LowerDirs::Overlay(_)),
+            "the runtime's choice is still the overlay"
+        );
+        store.remove_image("r/app", Some("1"), None).unwrap();
+        assert!(!merged.exists());
     }
 
     #[test]
