@@ -516,6 +516,43 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_builders_of_one_snapshot_unpack_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..1500).map(|i| format!("files/{i}")).collect();
+        let mut entries: Vec<(&str, &str)> = vec![("files/", "")];
+        entries.extend(names.iter().map(|name| (name.as_str(), "content")));
+        let bytes = layer(&entries);
+        let diff_id = Digest::sha256_of(&bytes);
+        // Two handles on one directory share no memory, as two processes would not.
+        let handles: Vec<ContentStore> = (0..2)
+            .map(|_| ContentStore::open_with_form(dir.path(), SnapshotForm::Markers).unwrap())
+            .collect();
+        handles[0].put(&diff_id, &bytes).unwrap();
+        let start = std::sync::Barrier::new(4);
+        let paths: Vec<PathBuf> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|i| {
+                    let (store, start, diff_id) = (&handles[i % 2], &start, &diff_id);
+                    scope.spawn(move || {
+                        start.wait();
+                        store.ensure_snapshot(diff_id, diff_id).unwrap()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(paths.iter().all(|p| p == &paths[0]));
+        assert_eq!(fs::read_dir(paths[0].join("files")).unwrap().count(), 1500);
+        assert_eq!(
+            handles[0].unpacks() + handles[1].unpacks(),
+            1,
+            "one builder unpacks, the others wait and find it done"
+        );
+        let ingest: Vec<_> = fs::read_dir(dir.path().join("ingest")).unwrap().collect();
+        assert!(ingest.is_empty(), "no lock file is left: {ingest:?}");
+    }
+
+    #[test]
     fn a_record_whose_manifest_disagrees_with_its_diff_ids_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open_with_form(dir.path(), SnapshotForm::Markers).unwrap();

@@ -137,6 +137,8 @@ impl ImageRecord {
 pub struct ContentStore {
     root: PathBuf,
     form: SnapshotForm,
+    /// Snapshots and merged trees this handle (and its clones) built.
+    built: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ContentStore {
@@ -164,7 +166,11 @@ impl ContentStore {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_error("creating", &path))?;
         }
-        let store = ContentStore { root, form };
+        let store = ContentStore {
+            root,
+            form,
+            built: Default::default(),
+        };
         store.sweep_abandoned_work();
         Ok(store)
     }
@@ -221,6 +227,12 @@ impl ContentStore {
         })
     }
 
+    /// How many snapshots and merged trees this handle and its clones unpacked (those found
+    /// already built are not counted).
+    pub fn unpacks(&self) -> u64 {
+        self.built.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The form new snapshots are unpacked in.
     pub fn snapshot_form(&self) -> SnapshotForm {
         self.form
@@ -271,12 +283,13 @@ impl ContentStore {
     /// gets it checks [`ContentStore::contains`] again: a process that held it before may have
     /// stored the blob meanwhile. Blocks, so async callers run it on a blocking thread.
     pub fn lock_blob(&self, digest: &Digest) -> Result<BlobLock, StoreError> {
+        self.lock_named(&format!("{}-{}", digest.algorithm_name(), digest.hex()))
+    }
+
+    /// Waits for and holds the lock file `ingest/<name>.lock`, removed as it is let go.
+    fn lock_named(&self, name: &str) -> Result<BlobLock, StoreError> {
         use std::os::unix::fs::MetadataExt;
-        let path = self.root.join("ingest").join(format!(
-            "{}-{}.lock",
-            digest.algorithm_name(),
-            digest.hex()
-        ));
+        let path = self.root.join("ingest").join(format!("{name}.lock"));
         loop {
             let file = OpenOptions::new()
                 .create(true)
@@ -361,6 +374,8 @@ impl ContentStore {
 
     /// Makes the read-only directory `target` with `build` unless it exists: built in a
     /// temporary sibling, sealed, and renamed in only when complete.
+    /// Builders of the same directory, in this process or another, take turns on a lock file
+    /// named after it, and whoever comes second finds it done.
     pub(crate) fn build_sealed(
         &self,
         target: &Path,
@@ -370,6 +385,17 @@ impl ContentStore {
             return Ok(());
         }
         let parent = target.parent().unwrap_or(&self.root);
+        let lock_name = format!(
+            "{}-{}",
+            parent.file_name().unwrap_or_default().to_string_lossy(),
+            target.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let _turn = self.lock_named(&lock_name)?;
+        if target.is_dir() {
+            return Ok(());
+        }
+        self.built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = parent.join(format!(
             "tmp-{}-{:016x}",
             std::process::id(),
@@ -602,7 +628,7 @@ fn remove_tree(path: &Path) {
     let _ = fs::remove_dir_all(path);
 }
 
-/// The lock on downloading one blob; dropping it removes the lock file and lets the next
+/// The lock on downloading one blob (or building one snapshot); dropping it removes the lock file and lets the next
 /// waiter (in this process or another) go on.
 #[derive(Debug)]
 pub struct BlobLock {
