@@ -176,7 +176,7 @@ impl ContentStore {
     }
 
     /// Removes what processes that are gone (killed during a pull or an import) left in
-    /// `ingest/` and as `snapshots/tmp-*` or `rootfs/tmp-*`: every such name carries its writer's process ID.
+    /// `ingest/` (lock files nobody holds included) and as `snapshots/tmp-*` or `rootfs/tmp-*`: every such name carries its writer's process ID.
     /// None of it was ever trusted; this only frees the space.
     fn sweep_abandoned_work(&self) {
         let writer_pid = |name: &str| -> Option<i32> {
@@ -198,6 +198,10 @@ impl ContentStore {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
+                if dir == "ingest" && name.ends_with(".lock") {
+                    remove_unheld_lock(&entry.path());
+                    continue;
+                }
                 if dir != "ingest" && !name.starts_with("tmp-") {
                     continue;
                 }
@@ -604,6 +608,18 @@ impl ContentStore {
     }
 }
 
+/// Removes a lock file left by a process that died holding it, unless someone holds it now.
+/// Removing it while holding it is what a holder does on release, so waiters notice.
+fn remove_unheld_lock(path: &Path) {
+    let Ok(file) = OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    if let Ok(held) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        let _ = fs::remove_file(path);
+        drop(held);
+    }
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut file = File::create(path).map_err(io_error("creating", path))?;
     file.write_all(bytes).map_err(io_error("writing", path))?;
@@ -977,7 +993,21 @@ mod tests {
             0,
             "the lock file goes with the last holder"
         );
-        // A lock file a killed process left behind is simply taken over.
+        // A lock file a killed process left behind is swept when a store opens, unless held.
+        let stale = dir.path().join("ingest/sha256-abandoned.lock");
+        fs::write(&stale, b"").unwrap();
+        let held_path = dir.path().join("ingest/sha256-held.lock");
+        fs::write(&held_path, b"").unwrap();
+        let held = nix::fcntl::Flock::lock(
+            File::open(&held_path).unwrap(),
+            nix::fcntl::FlockArg::LockExclusive,
+        )
+        .unwrap();
+        ContentStore::open(dir.path()).unwrap();
+        assert!(!stale.exists(), "an abandoned lock file is swept");
+        assert!(held_path.exists(), "a held lock file stays");
+        drop(held);
+        // One left at a blob's own name is simply taken over.
         let stale = dir
             .path()
             .join(format!("ingest/sha256-{}.lock", digest.hex()));
