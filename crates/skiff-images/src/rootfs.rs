@@ -2,8 +2,9 @@
 //! overlayfs lower layers, or one directory with every layer applied.
 //!
 //! Overlay lower layers must hold their whiteouts in overlayfs' own form (0/0 character devices
-//! and the `trusted.overlay.opaque` attribute), which only root can create; a store run by
-//! anyone else keeps the OCI marker files and hands out a merged copy instead.
+//! and the `trusted.overlay.opaque` attribute), which only root can create, and only where the
+//! store's filesystem takes them and the kernel will mount them (probed when the store opens);
+//! any other store keeps the OCI marker files and hands out a merged copy instead.
 
 use std::collections::BTreeMap;
 use std::fs;
