@@ -106,15 +106,6 @@ impl HostConfig {
         )
     }
 
-    /// The temporary name of the pod's end while it is created, before it moves and becomes
-    /// `eth0`.
-    pub fn peer_interface(&self, pod_uid: &str) -> String {
-        format!(
-            "vpeer{:010x}",
-            name_hash(&self.bridge, pod_uid) & 0xff_ffff_ffff
-        )
-    }
-
     /// The file pinning a pod's network namespace.
     pub fn netns_path(&self, pod_uid: &str) -> Result<PathBuf, InvalidPodUid> {
         check_pod_uid(pod_uid)?;
@@ -204,9 +195,7 @@ mod tests {
         let a = config("skiff0").unwrap();
         let b = config("skiff1").unwrap();
         let uid = "6f1c1f7e-8a53-4c1e-9a55-0c2f1b1d8e10";
-        for name in [a.host_interface(uid), a.peer_interface(uid)] {
-            assert_eq!(name.len(), MAX_INTERFACE_NAME_LEN, "{name}");
-        }
+        assert_eq!(a.host_interface(uid).len(), MAX_INTERFACE_NAME_LEN);
         assert_eq!(a.host_interface(uid), a.host_interface(uid));
         assert_ne!(a.host_interface(uid), b.host_interface(uid));
         assert_ne!(a.host_interface(uid), a.host_interface("another"));

@@ -146,15 +146,17 @@ impl PodAddresses {
         if let Some(ip) = self.get(pod_uid) {
             return Ok((ip, false));
         }
-        let first = u32::from(self.range.first_pod_address());
-        let capacity = self.range.capacity();
+        // Offsets are computed in 64 bits: a range may hold nearly 2^32 addresses.
+        let first = u64::from(u32::from(self.range.first_pod_address()));
+        let capacity = u64::from(self.range.capacity());
         let start = match self.last_allocated {
-            Some(last) if self.range.is_pod_address(last) => u32::from(last) - first + 1,
+            Some(last) if self.range.is_pod_address(last) => u64::from(u32::from(last)) - first + 1,
             _ => 0,
         };
         let in_use: std::collections::BTreeSet<Ipv4Addr> = self.by_pod.values().copied().collect();
         for step in 0..capacity {
-            let candidate = Ipv4Addr::from(first + (start + step) % capacity);
+            let offset = first + (start + step) % capacity;
+            let candidate = Ipv4Addr::from(u32::try_from(offset).expect("within the range"));
             if !in_use.contains(&candidate) {
                 self.by_pod.insert(pod_uid.to_string(), candidate);
                 self.last_allocated = Some(candidate);
@@ -389,6 +391,18 @@ mod tests {
             "no IP addresses available in range set: 198.18.0.10-198.18.0.14"
         );
         assert_eq!(addresses.pods().len(), 5);
+    }
+
+    #[test]
+    fn the_widest_range_wraps_without_overflow() {
+        let wide = PodRange::new("0.0.0.0/0".parse().unwrap()).unwrap();
+        assert_eq!(wide.capacity(), u32::MAX - 2);
+        let mut addresses = PodAddresses::new(wide);
+        addresses.last_allocated = Some(wide.last_pod_address());
+        assert_eq!(addresses.allocate("a").unwrap(), (ip("0.0.0.2"), true));
+        addresses.last_allocated = Some(ip("255.255.255.253"));
+        assert_eq!(addresses.allocate("b").unwrap(), (ip("255.255.255.254"), true));
+        assert_eq!(addresses.allocate("c").unwrap(), (ip("0.0.0.3"), true));
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl NetlinkPodNetwork {
         let peer = LinkUnspec::new_with_name(POD_INTERFACE)
             .setns_by_fd(netns.as_raw_fd())
             .build();
-        let veth = LinkVeth::new(&host_name, &self.config.peer_interface(pod_uid))
+        let veth = LinkVeth::new(&host_name, POD_INTERFACE)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
         self.handle
@@ -254,12 +254,8 @@ impl PodNetwork for NetlinkPodNetwork {
 
     async fn teardown_pod(&self, pod_uid: &str) -> Result<(), NetError> {
         let netns_path = self.config.netns_path(pod_uid)?;
-        for name in [
-            self.config.host_interface(pod_uid),
-            self.config.peer_interface(pod_uid),
-        ] {
-            delete_link(&self.handle, &name).await?;
-        }
+        // Deleting the host end deletes its peer, eth0, with it.
+        delete_link(&self.handle, &self.config.host_interface(pod_uid)).await?;
         remove_pinned_netns(&netns_path)
     }
 
