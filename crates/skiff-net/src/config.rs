@@ -50,6 +50,9 @@ pub struct HostConfig {
     pub netns_dir: PathBuf,
     /// The `nft` program (found on `PATH` when it is a bare name).
     pub nft_program: PathBuf,
+    /// The MTU of the bridge and every veth; `None` keeps the kernel's 1500. Set it to the
+    /// uplink's MTU when that is smaller, so pod traffic leaving the node is not fragmented.
+    pub mtu: Option<u32>,
 }
 
 impl HostConfig {
@@ -84,6 +87,7 @@ impl HostConfig {
             pod_range,
             netns_dir,
             nft_program: PathBuf::from("nft"),
+            mtu: None,
         })
     }
 

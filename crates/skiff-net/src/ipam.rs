@@ -401,7 +401,10 @@ mod tests {
         addresses.last_allocated = Some(wide.last_pod_address());
         assert_eq!(addresses.allocate("a").unwrap(), (ip("0.0.0.2"), true));
         addresses.last_allocated = Some(ip("255.255.255.253"));
-        assert_eq!(addresses.allocate("b").unwrap(), (ip("255.255.255.254"), true));
+        assert_eq!(
+            addresses.allocate("b").unwrap(),
+            (ip("255.255.255.254"), true)
+        );
         assert_eq!(addresses.allocate("c").unwrap(), (ip("0.0.0.3"), true));
     }
 

@@ -18,7 +18,9 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::io::AsyncWriteExt;
@@ -69,11 +71,20 @@ impl NetlinkPodNetwork {
     async fn ensure_bridge(&self) -> Result<u32, NetError> {
         let bridge = &self.config.bridge;
         let index = match link_by_name(&self.handle, bridge).await? {
-            Some(link) => link.header.index,
+            Some(link) if is_bridge(&link) => link.header.index,
+            Some(_) => {
+                return Err(NetError::Unexpected(format!(
+                    "interface {bridge} exists and is not a bridge"
+                )))
+            }
             None => {
+                let mut message = LinkBridge::new(bridge);
+                if let Some(mtu) = self.config.mtu {
+                    message = message.mtu(mtu);
+                }
                 self.handle
                     .link()
-                    .add(LinkBridge::new(bridge).build())
+                    .add(message.build())
                     .execute()
                     .await
                     .or_else(ignore(Errno::EEXIST))
@@ -90,7 +101,16 @@ impl NetlinkPodNetwork {
             .execute()
             .await
             .map_err(|source| netlink(format!("add {gateway}/{prefix} to {bridge}"), source))?;
-        set_up(&self.handle, index, bridge).await?;
+        let mut message = LinkUnspec::new_with_index(index).up();
+        if let Some(mtu) = self.config.mtu {
+            message = message.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .set(message.build())
+            .execute()
+            .await
+            .map_err(|source| netlink(format!("set {bridge} up"), source))?;
         Ok(index)
     }
 
@@ -180,11 +200,14 @@ impl NetlinkPodNetwork {
             .map_err(|err| NetError::io(format!("open {}", netns_path.display()), err))?;
         let host_name = self.config.host_interface(pod_uid);
         // The pod's end is created straight in the pod's namespace, already named eth0.
-        let peer = LinkUnspec::new_with_name(POD_INTERFACE)
-            .setns_by_fd(netns.as_raw_fd())
-            .build();
-        let veth = LinkVeth::new(&host_name, POD_INTERFACE)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        let mut peer = LinkUnspec::new_with_name(POD_INTERFACE).setns_by_fd(netns.as_raw_fd());
+        let mut veth = LinkVeth::new(&host_name, POD_INTERFACE);
+        if let Some(mtu) = self.config.mtu {
+            peer = peer.mtu(mtu);
+            veth = veth.mtu(mtu);
+        }
+        let veth = veth
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         self.handle
             .link()
@@ -260,7 +283,12 @@ impl PodNetwork for NetlinkPodNetwork {
     }
 
     async fn teardown_host(&self) -> Result<(), NetError> {
-        delete_link(&self.handle, &self.config.bridge).await?;
+        // Only a bridge is ours to delete: an interface of that name of another kind is not.
+        if let Some(link) = link_by_name(&self.handle, &self.config.bridge).await? {
+            if is_bridge(&link) {
+                delete_link(&self.handle, &self.config.bridge).await?;
+            }
+        }
         for route in host_routes(&self.config) {
             if let HostRoute::Unreachable { destination } = route {
                 self.handle
@@ -280,10 +308,22 @@ impl PodNetwork for NetlinkPodNetwork {
 }
 
 fn spawn_connection() -> Result<Handle, NetError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        NetError::Unexpected("the pod network needs a tokio runtime to run on".to_string())
+    })?;
     let (connection, handle, _) =
         rtnetlink::new_connection().map_err(|err| NetError::io("open a netlink socket", err))?;
-    tokio::spawn(connection);
+    runtime.spawn(connection);
     Ok(handle)
+}
+
+fn is_bridge(link: &LinkMessage) -> bool {
+    link.attributes.iter().any(|attribute| match attribute {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Bridge))),
+        _ => false,
+    })
 }
 
 fn unreachable_route(destination: Ipv4Net) -> rtnetlink::packet_route::route::RouteMessage {

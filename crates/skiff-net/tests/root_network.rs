@@ -262,7 +262,8 @@ fn pods_get_addresses_and_reach_each_other_and_the_host_over_the_bridge() {
         ];
         let pod_cidr = next_free_pod_cidr(&ranges, &taken).unwrap();
         assert_eq!(pod_cidr.to_string(), "198.18.2.0/24");
-        let scene = Scene::new("sknet-pods", &pod_cidr.to_string(), "198.19.0.0/17");
+        let mut scene = Scene::new("sknet-pods", &pod_cidr.to_string(), "198.19.0.0/17");
+        scene.config.mtu = Some(1400);
         assert_eq!(
             run("ip", &["route", "show", "type", "unreachable"]).trim(),
             ""
@@ -287,6 +288,7 @@ fn pods_get_addresses_and_reach_each_other_and_the_host_over_the_bridge() {
             }
             let bridge = link_line(&run("ip", &["-o", "link", "show"]), "sknet-pods");
             assert!(link_flags(&bridge).contains(&"UP".to_string()), "{bridge}");
+            assert!(bridge.contains(" mtu 1400 "), "{bridge}");
             let bridge_address = run("ip", &["-o", "-4", "addr", "show", "dev", "sknet-pods"]);
             assert!(
                 bridge_address.contains("inet 198.18.2.1/24"),
@@ -323,6 +325,8 @@ fn pods_get_addresses_and_reach_each_other_and_the_host_over_the_bridge() {
                         "{pod}: {line}"
                     );
                 }
+                let eth0 = link_line(&links, "eth0");
+                assert!(eth0.contains(" mtu 1400 "), "{pod}: {eth0}");
                 let addresses = run_in(
                     &attachment.netns_path,
                     "ip",
@@ -502,6 +506,46 @@ fn pod_traffic_leaving_the_node_is_masqueraded() {
             manager.shutdown().await.unwrap();
         });
         run("ip", &["link", "del", "sknet-up0"]);
+        assert_nothing_left(&scene);
+    });
+}
+
+#[test]
+fn guard_routes_come_first_and_a_foreign_interface_is_left_alone() {
+    on_private_host(|| {
+        let scene = Scene::new("sknet-fake", "198.18.6.0/24", "198.19.0.0/16");
+        // Something else already owns the bridge's name.
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "sknet-fake",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "sknet-fake1",
+            ],
+        );
+        block_on(async {
+            let network = NetlinkPodNetwork::new(scene.config.clone()).unwrap();
+            let err = network.ensure_host().await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "interface sknet-fake exists and is not a bridge"
+            );
+            // The guards went in before the bridge was even looked at.
+            let guards = run("ip", &["route", "show", "type", "unreachable"]);
+            assert!(guards.contains("unreachable 198.18.0.0/16"), "{guards}");
+            assert!(guards.contains("unreachable 198.19.0.0/16"), "{guards}");
+            let addresses = run("ip", &["-o", "-4", "addr", "show", "dev", "sknet-fake"]);
+            assert_eq!(addresses.trim(), "", "the foreign interface got an address");
+            network.teardown_host().await.unwrap();
+        });
+        // Teardown removed what was ours and left the foreign interface.
+        link_line(&run("ip", &["-o", "link", "show"]), "sknet-fake");
+        run("ip", &["link", "del", "sknet-fake"]);
         assert_nothing_left(&scene);
     });
 }
