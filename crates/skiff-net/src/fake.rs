@@ -77,6 +77,10 @@ impl RecordingPodNetwork {
 
 #[async_trait]
 impl PodNetwork for RecordingPodNetwork {
+    fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
     async fn ensure_host(&self) -> Result<(), NetError> {
         let mut state = self.lock();
         state.calls.push(NetworkCall::EnsureHost);

@@ -46,11 +46,6 @@ impl NetlinkPodNetwork {
         Ok(NetlinkPodNetwork { config, handle })
     }
 
-    /// The configuration it was made with.
-    pub fn config(&self) -> &HostConfig {
-        &self.config
-    }
-
     async fn ensure_routes(&self) -> Result<(), NetError> {
         for route in host_routes(&self.config) {
             if let HostRoute::Unreachable { destination } = route {
@@ -245,6 +240,10 @@ impl NetlinkPodNetwork {
 
 #[async_trait]
 impl PodNetwork for NetlinkPodNetwork {
+    fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
     async fn ensure_host(&self) -> Result<(), NetError> {
         // Guards first: from here on no pod or Service address can leave by the default route.
         self.ensure_routes().await?;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use tokio::sync::Mutex;
 
-use crate::config::{check_pod_uid, HostConfig};
+use crate::config::check_pod_uid;
 use crate::ipam::PodAddressFile;
 use crate::network::{NetError, PodAttachment, PodNetwork};
 
@@ -20,12 +20,8 @@ pub struct PodNetworkManager<N> {
 
 impl<N: PodNetwork> PodNetworkManager<N> {
     /// Loads the address file (`state_file`, created on first use) and makes the host ready.
-    pub async fn start(
-        network: N,
-        config: &HostConfig,
-        state_file: impl Into<PathBuf>,
-    ) -> Result<Self, NetError> {
-        let addresses = PodAddressFile::open(state_file, config.pod_range)?;
+    pub async fn start(network: N, state_file: impl Into<PathBuf>) -> Result<Self, NetError> {
+        let addresses = PodAddressFile::open(state_file, network.config().pod_range)?;
         network.ensure_host().await?;
         Ok(PodNetworkManager {
             network,
@@ -81,6 +77,7 @@ impl<N: PodNetwork> PodNetworkManager<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HostConfig;
     use crate::fake::{NetworkCall, RecordingPodNetwork};
     use crate::ipam::PodRange;
     use crate::ranges::ClusterRanges;
@@ -103,10 +100,9 @@ mod tests {
     async fn attach_detach_and_restart() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("pod-addresses.json");
-        let manager =
-            PodNetworkManager::start(RecordingPodNetwork::new(config()), &config(), &state)
-                .await
-                .unwrap();
+        let manager = PodNetworkManager::start(RecordingPodNetwork::new(config()), &state)
+            .await
+            .unwrap();
         let a = manager.attach("pod-a").await.unwrap();
         let b = manager.attach("pod-b").await.unwrap();
         assert_eq!((a.ip, b.ip), (ip("198.18.9.2"), ip("198.18.9.3")));
@@ -131,10 +127,9 @@ mod tests {
         drop(manager);
 
         // A restart finds pod-b's address and does not reuse pod-a's at once.
-        let restarted =
-            PodNetworkManager::start(RecordingPodNetwork::new(config()), &config(), &state)
-                .await
-                .unwrap();
+        let restarted = PodNetworkManager::start(RecordingPodNetwork::new(config()), &state)
+            .await
+            .unwrap();
         assert_eq!(
             restarted.attached_pods().await,
             BTreeMap::from([("pod-b".to_string(), ip("198.18.9.3"))])
@@ -155,10 +150,9 @@ mod tests {
     async fn a_failed_setup_gives_its_new_address_back() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("pod-addresses.json");
-        let manager =
-            PodNetworkManager::start(RecordingPodNetwork::new(config()), &config(), &state)
-                .await
-                .unwrap();
+        let manager = PodNetworkManager::start(RecordingPodNetwork::new(config()), &state)
+            .await
+            .unwrap();
         manager.network().fail_next_setup("veth refused");
         let err = manager.attach("pod-a").await.unwrap_err();
         assert_eq!(err.to_string(), "veth refused");
@@ -175,7 +169,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let manager = PodNetworkManager::start(
             RecordingPodNetwork::new(config()),
-            &config(),
             dir.path().join("state.json"),
         )
         .await

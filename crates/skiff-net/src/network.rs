@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::config::InvalidPodUid;
+use crate::config::{HostConfig, InvalidPodUid};
 use crate::ipam::IpamError;
 
 /// Where a pod's network lives once set up: what an OCI runtime's `config.json` names as the
@@ -77,6 +77,9 @@ impl NetError {
 /// after success, or after a failure or crash half-way, converges on the same state.
 #[async_trait]
 pub trait PodNetwork: Send + Sync {
+    /// The configuration the network was made for.
+    fn config(&self) -> &HostConfig;
+
     /// Makes the host ready: the bridge up with the gateway address, IPv4 forwarding on, the
     /// `unreachable` guard routes, and the masquerading rules.
     async fn ensure_host(&self) -> Result<(), NetError>;

@@ -101,7 +101,7 @@ impl Scene {
 
     async fn start(&self) -> PodNetworkManager<NetlinkPodNetwork> {
         let network = NetlinkPodNetwork::new(self.config.clone()).expect("a netlink connection");
-        PodNetworkManager::start(network, &self.config, self.state_file())
+        PodNetworkManager::start(network, self.state_file())
             .await
             .unwrap_or_else(|err| panic!("the host network should come up: {err}"))
     }
