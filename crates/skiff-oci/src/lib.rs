@@ -1,0 +1,20 @@
+//! The OCI runtime boundary for Skiff's node agent: a container's description becomes an OCI
+//! runtime bundle ([`bundle`], pure), and an [`OciRuntime`] turns bundles into containers.
+//!
+//! Two runtimes implement it through runc's command line ([`CliRuntime`]): `crun` or `runc`
+//! installed on the machine, and the embedded default, youki's `libcontainer` inside Skiff's
+//! own binary, run out of process as a shim ([`shim`]). Neither leaves a process of its own
+//! beside a running container.
+
+pub mod bundle;
+pub mod cli;
+pub mod runtime;
+pub mod shim;
+
+pub use bundle::{generate_spec, write_bundle, BundleError, ContainerConfig};
+pub use cli::CliRuntime;
+pub use runtime::{
+    ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, OciError, OciRuntime,
+    ProcessStdio,
+};
+pub use shim::{embedded_runtime, shim_main};
