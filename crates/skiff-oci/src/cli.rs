@@ -341,6 +341,11 @@ impl OciRuntime for CliRuntime {
                 runtime: self.name.clone(),
                 message: format!("unknown status {:?}", parsed.status),
             })?;
+        let exit_code = match (exit_code, status) {
+            // It may have ended between the reap above and the runtime's look.
+            (None, ContainerStatus::Stopped) => self.reap(id)?,
+            (code, _) => code,
+        };
         if exit_code.is_some() {
             status = ContainerStatus::Stopped;
         }
