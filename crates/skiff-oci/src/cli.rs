@@ -37,6 +37,7 @@ pub struct CliRuntime {
     leading_args: Vec<OsString>,
     root: PathBuf,
     log_counter: AtomicU64,
+    hide_unified_cgroup: bool,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
@@ -72,12 +73,21 @@ impl CliRuntime {
             leading_args,
             root,
             log_counter: AtomicU64::new(0),
+            hide_unified_cgroup: false,
         })
     }
 
     /// `crun` found on `PATH`, with its state under `root`.
+    ///
+    /// crun refuses a hybrid cgroup layout (v1 controllers, plus a v2 hierarchy at
+    /// `/sys/fs/cgroup/unified`) once that v2 hierarchy has any controller: "cgroups in hybrid
+    /// mode not supported". On such a machine every crun call runs in a mount namespace of
+    /// its own where the v2 mount is detached, so crun sees, and manages, the v1 hierarchies
+    /// alone, as runc does there.
     pub fn crun(root: impl Into<PathBuf>) -> Result<Self, OciError> {
-        CliRuntime::new("crun", "crun", Vec::new(), root)
+        let mut runtime = CliRuntime::new("crun", "crun", Vec::new(), root)?;
+        runtime.hide_unified_cgroup = hybrid_with_v2_controllers();
+        Ok(runtime)
     }
 
     /// `runc` found on `PATH`, with its state under `root`.
@@ -106,11 +116,8 @@ impl CliRuntime {
             id.as_str(),
             std::process::id()
         ));
-        let mut command = Command::new(&self.program);
+        let mut command = self.base_command();
         command
-            .args(&self.leading_args)
-            .arg("--root")
-            .arg(self.state_root())
             .arg("--log")
             .arg(&log)
             .arg("--log-format")
@@ -122,12 +129,21 @@ impl CliRuntime {
     /// A command for `operation` logging to its standard error (for `exec`, whose runtime
     /// process lives as long as the exec'd one: its errors reach the caller's stream).
     fn command_without_log(&self, operation: &str) -> Command {
+        let mut command = self.base_command();
+        command.arg(operation);
+        command
+    }
+
+    /// The program with its leading arguments and `--root`.
+    fn base_command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command
             .args(&self.leading_args)
             .arg("--root")
-            .arg(self.state_root())
-            .arg(operation);
+            .arg(self.state_root());
+        if self.hide_unified_cgroup {
+            hidden_cgroup2::apply(&mut command);
+        }
         command
     }
 
@@ -213,6 +229,48 @@ impl CliRuntime {
         };
         let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED;
         nix::sys::wait::waitid(nix::sys::wait::Id::Pid(Pid::from_raw(pid)), flags).is_ok()
+    }
+}
+
+/// Whether this machine mounts cgroups in hybrid mode with a controller on the v2 side.
+fn hybrid_with_v2_controllers() -> bool {
+    fs::read_to_string(Path::new(hidden_cgroup2::UNIFIED).join("cgroup.controllers"))
+        .is_ok_and(|controllers| !controllers.trim().is_empty())
+}
+
+/// Running a runtime without the v2 mount of a hybrid cgroup layout.
+mod hidden_cgroup2 {
+    // unshare(2), mount(2) and umount2(2) in the forked child before it executes the
+    // runtime: plain system calls, safe between fork and exec.
+    #![allow(unsafe_code)]
+
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+
+    /// Where hybrid layouts mount the v2 hierarchy.
+    pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
+
+    /// Makes `command` run in a new mount namespace, private to it, without [`UNIFIED`].
+    pub fn apply(command: &mut Command) {
+        // SAFETY: the closure only makes system calls (no allocation, no locks), as the
+        // child of a fork must.
+        unsafe {
+            command.pre_exec(|| {
+                unshare(CloneFlags::CLONE_NEWNS)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                umount2(UNIFIED, MntFlags::MNT_DETACH)?;
+                Ok(())
+            });
+        }
     }
 }
 
