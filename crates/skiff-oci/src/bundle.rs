@@ -619,11 +619,15 @@ pub fn generate_spec(config: &ContainerConfig) -> Result<Spec, BundleError> {
     }
 
     let caps = effective_capabilities(&config.capabilities, config.privileged)?;
-    let capabilities = LinuxCapabilitiesBuilder::default()
+    let mut capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
         .build()?;
+    // The builder would fill these from the library's defaults; containerd leaves both
+    // empty (an inheritable or ambient set would survive exec into a non-root user).
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
 
     let mut user = UserBuilder::default()
         .uid(process_config.user.uid)
@@ -755,4 +759,415 @@ pub fn write_bundle(dir: &Path, spec: &Spec) -> Result<PathBuf, BundleError> {
     std::fs::write(&partial, json).map_err(io(&partial))?;
     std::fs::rename(&partial, &path).map_err(io(&path))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn base() -> ContainerConfig {
+        ContainerConfig::new("/rootfs", vec!["/bin/app".into(), "--flag".into()])
+    }
+
+    fn spec_json(config: &ContainerConfig) -> Value {
+        serde_json::to_value(generate_spec(config).unwrap()).unwrap()
+    }
+
+    fn sorted(value: &Value) -> Vec<String> {
+        let mut list: Vec<String> = value
+            .as_array()
+            .unwrap_or_else(|| panic!("not an array: {value}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        list.sort();
+        list
+    }
+
+    fn names(caps: &[Capability]) -> Vec<String> {
+        let mut list: Vec<String> = caps
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        list.sort();
+        list
+    }
+
+    fn destinations(spec: &Value) -> Vec<String> {
+        spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_have_containerds_shape() {
+        let spec = spec_json(&base());
+        assert_eq!(spec["ociVersion"], OCI_VERSION);
+        assert_eq!(spec["root"], json!({"path": "/rootfs", "readonly": false}));
+        assert!(spec.get("hostname").is_none());
+        assert!(spec.get("annotations").is_none());
+        let process = &spec["process"];
+        assert_eq!(process["args"], json!(["/bin/app", "--flag"]));
+        assert_eq!(process["env"], json!([DEFAULT_PATH_ENV]));
+        assert_eq!(process["cwd"], "/");
+        assert_eq!(process["user"], json!({"uid": 0, "gid": 0}));
+        assert_eq!(process["terminal"], false);
+        assert_eq!(process["noNewPrivileges"], false);
+        assert!(process.get("rlimits").is_none());
+        assert!(process.get("apparmorProfile").is_none());
+        let default_caps = names(&DEFAULT_CAPABILITIES);
+        assert_eq!(default_caps.len(), 14);
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(sorted(&process["capabilities"][set]), default_caps, "{set}");
+        }
+        for set in ["inheritable", "ambient"] {
+            assert!(process["capabilities"].get(set).is_none(), "{set}");
+        }
+
+        assert_eq!(
+            destinations(&spec),
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys",
+                "/sys/fs/cgroup"
+            ]
+        );
+        let mounts = spec["mounts"].as_array().unwrap();
+        assert_eq!(
+            mounts[0],
+            json!({"destination": "/proc", "type": "proc", "source": "proc",
+                   "options": ["nosuid", "noexec", "nodev"]})
+        );
+        assert_eq!(mounts[1]["type"], "tmpfs");
+        assert_eq!(
+            mounts[1]["options"],
+            json!(["nosuid", "strictatime", "mode=755", "size=65536k"])
+        );
+        assert_eq!(mounts[3]["source"], "shm");
+        assert_eq!(
+            mounts[5]["options"],
+            json!(["nosuid", "noexec", "nodev", "ro"])
+        );
+        assert_eq!(mounts[6]["type"], "cgroup");
+        assert_eq!(
+            mounts[6]["options"],
+            json!(["nosuid", "noexec", "nodev", "relatime", "ro"])
+        );
+
+        let linux = &spec["linux"];
+        assert_eq!(
+            linux["namespaces"],
+            json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+                   {"type": "network"}])
+        );
+        assert_eq!(linux["maskedPaths"], json!(DEFAULT_MASKED_PATHS));
+        assert_eq!(linux["readonlyPaths"], json!(DEFAULT_READONLY_PATHS));
+        assert!(linux.get("cgroupsPath").is_none());
+        assert!(linux.get("seccomp").is_none());
+        let devices = linux["resources"]["devices"].as_array().unwrap();
+        assert_eq!(devices[0], json!({"allow": false, "access": "rwm"}));
+        assert!(
+            devices.contains(&json!({"allow": true, "type": "c", "major": 1, "minor": 3,
+                                          "access": "rwm"}))
+        );
+        assert!(linux["resources"].get("cpu").is_none());
+        assert!(linux["resources"].get("memory").is_none());
+    }
+
+    #[test]
+    fn process_user_env_and_limits() {
+        let mut config = base();
+        config.process.env = vec!["PATH=/custom".into(), "A=1".into()];
+        config.process.cwd = "/work".into();
+        config.process.user = UserConfig {
+            uid: 1000,
+            gid: 2000,
+            additional_gids: vec![3000, 4000],
+        };
+        config.readonly_rootfs = true;
+        config.no_new_privileges = true;
+        config.oom_score_adj = Some(-997);
+        config.rlimits = vec![Rlimit {
+            kind: "RLIMIT_NOFILE".into(),
+            soft: 1024,
+            hard: 4096,
+        }];
+        config.cgroups_path = Some("/skiff/pod1/app".into());
+        config.resources = Resources {
+            cpu_shares: Some(512),
+            cpu_quota: Some(50_000),
+            cpu_period: None,
+            memory_limit: Some(32 * 1024 * 1024),
+        };
+        let spec = spec_json(&config);
+        let process = &spec["process"];
+        assert_eq!(process["env"], json!(["PATH=/custom", "A=1"]));
+        assert_eq!(process["cwd"], "/work");
+        assert_eq!(
+            process["user"],
+            json!({"uid": 1000, "gid": 2000, "additionalGids": [3000, 4000]})
+        );
+        assert_eq!(process["noNewPrivileges"], true);
+        assert_eq!(process["oomScoreAdj"], -997);
+        assert_eq!(
+            process["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096}])
+        );
+        assert_eq!(spec["root"]["readonly"], true);
+        assert_eq!(spec["linux"]["cgroupsPath"], "/skiff/pod1/app");
+        assert_eq!(
+            spec["linux"]["resources"]["cpu"],
+            json!({"shares": 512, "quota": 50000, "period": 100000})
+        );
+        assert_eq!(
+            spec["linux"]["resources"]["memory"],
+            json!({"limit": 33554432})
+        );
+    }
+
+    #[test]
+    fn namespaces_join_share_or_stay_on_the_host() {
+        let mut config = base();
+        config.hostname = Some("web-0".into());
+        assert_eq!(spec_json(&config)["hostname"], "web-0");
+
+        config.namespaces.network = NamespaceMode::Join("/run/skiff/netns/pod1".into());
+        config.namespaces.uts = NamespaceMode::Join("/proc/42/ns/uts".into());
+        config.namespaces.pid = NamespaceMode::Host;
+        let spec = spec_json(&config);
+        assert_eq!(
+            spec["linux"]["namespaces"],
+            json!([{"type": "ipc"}, {"type": "uts", "path": "/proc/42/ns/uts"},
+                   {"type": "mount"}, {"type": "network", "path": "/run/skiff/netns/pod1"}])
+        );
+        // A joined UTS namespace's hostname belongs to whoever created it.
+        assert!(spec.get("hostname").is_none());
+
+        config.namespaces.network = NamespaceMode::Join("relative/netns".into());
+        assert!(matches!(
+            generate_spec(&config),
+            Err(BundleError::Invalid(message)) if message.contains("not absolute")
+        ));
+    }
+
+    #[test]
+    fn bind_mounts_follow_defaults_parents_first_and_replace_a_default() {
+        let mut config = base();
+        let bind = |destination: &str, source: &str, readonly| BindMount {
+            destination: destination.into(),
+            source: source.into(),
+            readonly,
+        };
+        config.mounts = vec![
+            bind("/data/cache/deep", "/host/deep", false),
+            bind("/etc/hosts", "/pod/hosts", false),
+            bind("/data", "/host/data", true),
+            bind("/dev/shm", "/pod/shm", false),
+        ];
+        let spec = spec_json(&config);
+        assert_eq!(
+            destinations(&spec),
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/mqueue",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/data",
+                "/etc/hosts",
+                "/dev/shm",
+                "/data/cache/deep"
+            ]
+        );
+        let mounts = spec["mounts"].as_array().unwrap();
+        assert_eq!(
+            mounts[6],
+            json!({"destination": "/data", "type": "bind", "source": "/host/data",
+                   "options": ["rbind", "rprivate", "ro"]})
+        );
+        assert_eq!(mounts[7]["options"], json!(["rbind", "rprivate", "rw"]));
+
+        for (mounts, expected) in [
+            (vec![bind("data", "/host", false)], "not an absolute path"),
+            (
+                vec![bind("/data/../etc", "/host", false)],
+                "contains \"..\"",
+            ),
+            (vec![bind("/data", "host", false)], "not an absolute path"),
+            (
+                vec![bind("/data", "/a", false), bind("/data/", "/b", true)],
+                "two mounts",
+            ),
+        ] {
+            config.mounts = mounts;
+            match generate_spec(&config) {
+                Err(BundleError::Invalid(message)) => {
+                    assert!(message.contains(expected), "{message}")
+                }
+                other => panic!("expected {expected:?}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn capabilities_follow_kubernetes_add_and_drop() {
+        let changes = |add: &[&str], drop: &[&str]| CapabilityChanges {
+            add: add.iter().map(|s| s.to_string()).collect(),
+            drop: drop.iter().map(|s| s.to_string()).collect(),
+        };
+        let caps =
+            effective_capabilities(&changes(&["NET_ADMIN", "cap_sys_time"], &["KILL"]), false)
+                .unwrap();
+        assert!(caps.contains(&Capability::NetAdmin));
+        assert!(caps.contains(&Capability::SysTime));
+        assert!(!caps.contains(&Capability::Kill));
+        assert_eq!(caps.len(), 15);
+
+        let only =
+            effective_capabilities(&changes(&["NET_BIND_SERVICE"], &["ALL"]), false).unwrap();
+        assert_eq!(only, [Capability::NetBindService].into_iter().collect());
+
+        let all_but = effective_capabilities(&changes(&["ALL"], &["SYS_ADMIN"]), false).unwrap();
+        assert_eq!(all_but.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(!all_but.contains(&Capability::SysAdmin));
+
+        // A name both added and dropped is dropped.
+        let both = effective_capabilities(&changes(&["SYS_ADMIN"], &["SYS_ADMIN"]), false).unwrap();
+        assert!(!both.contains(&Capability::SysAdmin));
+
+        assert!(matches!(
+            effective_capabilities(&changes(&["NOT_A_CAP"], &[]), false),
+            Err(BundleError::Invalid(message)) if message.contains("NOT_A_CAP")
+        ));
+    }
+
+    #[test]
+    fn privileged_gets_everything() {
+        let mut config = base();
+        config.privileged = true;
+        config.capabilities.drop = vec!["ALL".into()];
+        let spec = spec_json(&config);
+        assert_eq!(
+            sorted(&spec["process"]["capabilities"]["bounding"]),
+            names(&ALL_CAPABILITIES)
+        );
+        assert_eq!(spec["linux"]["maskedPaths"], json!([]));
+        assert_eq!(spec["linux"]["readonlyPaths"], json!([]));
+        assert_eq!(
+            spec["linux"]["resources"]["devices"],
+            json!([{"allow": true, "access": "rwm"}])
+        );
+        let mounts = spec["mounts"].as_array().unwrap();
+        assert_eq!(
+            mounts[5]["options"],
+            json!(["nosuid", "noexec", "nodev", "rw"])
+        );
+        assert_eq!(
+            mounts[6]["options"],
+            json!(["nosuid", "noexec", "nodev", "relatime", "rw"])
+        );
+    }
+
+    #[test]
+    fn masked_and_readonly_paths_can_be_replaced() {
+        let mut config = base();
+        config.masked_paths = Some(vec![]);
+        config.readonly_paths = Some(vec!["/proc/sys".into()]);
+        let spec = spec_json(&config);
+        assert_eq!(spec["linux"]["maskedPaths"], json!([]));
+        assert_eq!(spec["linux"]["readonlyPaths"], json!(["/proc/sys"]));
+        config.masked_paths = Some(vec!["proc/kcore".into()]);
+        assert!(generate_spec(&config).is_err());
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_message() {
+        let cases: Vec<(Box<dyn Fn(&mut ContainerConfig)>, &str)> = vec![
+            (Box::new(|c| c.process.args.clear()), "no command"),
+            (Box::new(|c| c.rootfs = "rootfs".into()), "rootfs"),
+            (
+                Box::new(|c| c.process.cwd = "work".into()),
+                "working directory",
+            ),
+            (
+                Box::new(|c| c.process.env = vec!["NOEQUALS".into()]),
+                "has no '='",
+            ),
+            (Box::new(|c| c.resources.cpu_shares = Some(1)), "cpu shares"),
+            (
+                Box::new(|c| c.resources.cpu_shares = Some(u64::MAX)),
+                "cpu shares",
+            ),
+            (Box::new(|c| c.resources.cpu_quota = Some(10)), "cpu quota"),
+            (Box::new(|c| c.resources.cpu_period = Some(0)), "cpu period"),
+            (
+                Box::new(|c| c.resources.memory_limit = Some(0)),
+                "memory limit",
+            ),
+            (
+                Box::new(|c| c.resources.memory_limit = Some(i64::MIN)),
+                "memory limit",
+            ),
+            (
+                Box::new(|c| {
+                    c.rlimits = vec![Rlimit {
+                        kind: "RLIMIT_BOGUS".into(),
+                        soft: 1,
+                        hard: 1,
+                    }]
+                }),
+                "unknown rlimit",
+            ),
+            (
+                Box::new(|c| {
+                    c.rlimits = vec![Rlimit {
+                        kind: "RLIMIT_NOFILE".into(),
+                        soft: 2,
+                        hard: 1,
+                    }]
+                }),
+                "exceeds hard limit",
+            ),
+            (Box::new(|c| c.hostname = Some("x".repeat(65))), "hostname"),
+        ];
+        for (change, expected) in cases {
+            let mut config = base();
+            change(&mut config);
+            match generate_spec(&config) {
+                Err(BundleError::Invalid(message)) => {
+                    assert!(message.contains(expected), "{expected}: {message}")
+                }
+                other => panic!("{expected}: expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn written_bundle_reads_back_as_the_same_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = base();
+        config.hostname = Some("pod".into());
+        config.resources.memory_limit = Some(1 << 30);
+        let spec = generate_spec(&config).unwrap();
+        let path = write_bundle(&dir.path().join("bundle"), &spec).unwrap();
+        assert_eq!(path, dir.path().join("bundle/config.json"));
+        let loaded = Spec::load(&path).unwrap();
+        assert_eq!(loaded, spec);
+        assert!(!dir.path().join("bundle/config.json.partial").exists());
+    }
 }

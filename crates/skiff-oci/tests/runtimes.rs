@@ -59,7 +59,11 @@ fn isolation(kind: &str) {
     });
     let output = std::fs::read_to_string(&out_path).unwrap();
     let errors = std::fs::read_to_string(&err_path).unwrap();
-    assert_eq!(stopped.exit_code, Some(0), "stdout: {output}\nstderr: {errors}");
+    assert_eq!(
+        stopped.exit_code,
+        Some(0),
+        "stdout: {output}\nstderr: {errors}"
+    );
     let lines: Vec<&str> = output.lines().collect();
     assert_eq!(
         lines,
@@ -98,7 +102,11 @@ fn kill(kind: &str) {
     let trapping = unique_id("term");
     let config = fixture.config(
         &trapping,
-        &["/bin/sh", "-c", "trap 'exit 3' TERM; echo ready; while :; do sleep 1; done"],
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'exit 3' TERM; echo ready; while :; do sleep 1; done",
+        ],
     );
     let (out_path, out) = fixture.output_file("term.out");
     fixture
@@ -119,11 +127,20 @@ fn kill(kind: &str) {
     assert!(running.pid.is_some_and(|pid| pid > 1), "{running:?}");
     // Signal only once the trap is installed, which the script announces after doing so.
     let deadline = std::time::Instant::now() + LIMIT;
-    while !std::fs::read_to_string(&out_path).unwrap().contains("ready") {
-        assert!(std::time::Instant::now() < deadline, "the script never got ready");
+    while !std::fs::read_to_string(&out_path)
+        .unwrap()
+        .contains("ready")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never got ready"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    fixture.runtime.kill(&trapping, Signal::SIGTERM, false).unwrap();
+    fixture
+        .runtime
+        .kill(&trapping, Signal::SIGTERM, false)
+        .unwrap();
     let state = wait_for(&fixture.runtime, &trapping, "stopped", LIMIT, |s| {
         s.status == ContainerStatus::Stopped
     });
@@ -131,12 +148,17 @@ fn kill(kind: &str) {
 
     let sleeper = unique_id("kill");
     let config = fixture.config(&sleeper, &["/bin/sleep", "1000"]);
-    fixture.create(&sleeper, &config, ProcessStdio::null()).unwrap();
+    fixture
+        .create(&sleeper, &config, ProcessStdio::null())
+        .unwrap();
     fixture.runtime.start(&sleeper).unwrap();
     wait_for(&fixture.runtime, &sleeper, "running", LIMIT, |s| {
         s.status == ContainerStatus::Running
     });
-    fixture.runtime.kill(&sleeper, Signal::SIGKILL, false).unwrap();
+    fixture
+        .runtime
+        .kill(&sleeper, Signal::SIGKILL, false)
+        .unwrap();
     let state = wait_for(&fixture.runtime, &sleeper, "stopped", LIMIT, |s| {
         s.status == ContainerStatus::Stopped
     });
@@ -194,7 +216,10 @@ fn exec(kind: &str) {
     let code = child.wait().unwrap();
     assert_eq!(code, 5, "stdout: {output}\nstderr: {errors}");
     let line = output.trim();
-    assert!(!line.starts_with("pid=1 "), "exec'd process is PID 1: {line}");
+    assert!(
+        !line.starts_with("pid=1 "),
+        "exec'd process is PID 1: {line}"
+    );
     assert!(
         line.ends_with(&format!(
             "host=host-{} greeting=hello root=bin data dev etc proc sys tmp",
@@ -238,7 +263,11 @@ fn delete_leaves_nothing(kind: &str) {
         (64 * 1024 * 1024).to_string()
     );
     let state_dir = fixture.runtime.state_root().join(id.as_str());
-    assert!(state_dir.exists(), "no runtime state at {}", state_dir.display());
+    assert!(
+        state_dir.exists(),
+        "no runtime state at {}",
+        state_dir.display()
+    );
 
     // A running container is refused without force.
     assert!(fixture.runtime.delete(&id, false).is_err());
@@ -248,7 +277,11 @@ fn delete_leaves_nothing(kind: &str) {
     });
     fixture.runtime.delete(&id, false).unwrap();
 
-    assert!(!state_dir.exists(), "runtime state left at {}", state_dir.display());
+    assert!(
+        !state_dir.exists(),
+        "runtime state left at {}",
+        state_dir.display()
+    );
     let leftover: Vec<_> = cgroups.iter().filter(|dir| dir.exists()).collect();
     assert!(leftover.is_empty(), "cgroups left: {leftover:?}");
     assert!(

@@ -77,12 +77,10 @@ pub fn runtime(kind: &str, root: &Path) -> CliRuntime {
             require_program("runc", "runc");
             CliRuntime::runc(root).unwrap()
         }
-        "embedded" => skiff_oci::embedded_runtime(
-            env!("CARGO_BIN_EXE_skiff-oci-shim"),
-            Vec::new(),
-            root,
-        )
-        .unwrap(),
+        "embedded" => {
+            skiff_oci::embedded_runtime(env!("CARGO_BIN_EXE_skiff-oci-shim"), Vec::new(), root)
+                .unwrap()
+        }
         other => panic!("unknown runtime {other}"),
     }
 }
@@ -137,10 +135,8 @@ impl Fixture {
 
     /// A container config running `args` in the busybox rootfs, with its own cgroup.
     pub fn config(&self, id: &ContainerId, args: &[&str]) -> ContainerConfig {
-        let mut config = ContainerConfig::new(
-            &self.rootfs,
-            args.iter().map(|a| a.to_string()).collect(),
-        );
+        let mut config =
+            ContainerConfig::new(&self.rootfs, args.iter().map(|a| a.to_string()).collect());
         config.hostname = Some(format!("host-{}", id.as_str()));
         config.cgroups_path = Some(format!("/skiff-oci-test/{}", id.as_str()));
         config
@@ -155,10 +151,8 @@ impl Fixture {
     ) -> Result<PathBuf, OciError> {
         let bundle = self.dir.path().join("bundles").join(id.as_str());
         write_bundle(&bundle, &generate_spec(config).unwrap()).unwrap();
-        self.created.push((
-            id.clone(),
-            config.cgroups_path.clone().unwrap_or_default(),
-        ));
+        self.created
+            .push((id.clone(), config.cgroups_path.clone().unwrap_or_default()));
         self.runtime.create(id, &bundle, stdio)?;
         Ok(bundle)
     }
