@@ -64,9 +64,13 @@ fn measure(kind: &str, runs: usize) {
         fixture.create(&id, &config, ProcessStdio::null()).unwrap();
         fixture.runtime.start(&id).unwrap();
         timings.push(began.elapsed());
-        wait_for(&fixture.runtime, &id, "running", Duration::from_secs(10), |s| {
-            s.status == ContainerStatus::Running
-        });
+        wait_for(
+            &fixture.runtime,
+            &id,
+            "running",
+            Duration::from_secs(10),
+            |s| s.status == ContainerStatus::Running,
+        );
         fixture.runtime.delete(&id, true).unwrap();
     }
     timings.sort();
@@ -85,9 +89,13 @@ fn measure(kind: &str, runs: usize) {
         let config = fixture.config(&id, &["/bin/sleep", "1000"]);
         fixture.create(&id, &config, ProcessStdio::null()).unwrap();
         fixture.runtime.start(&id).unwrap();
-        let state = wait_for(&fixture.runtime, &id, "running", Duration::from_secs(10), |s| {
-            s.status == ContainerStatus::Running
-        });
+        let state = wait_for(
+            &fixture.runtime,
+            &id,
+            "running",
+            Duration::from_secs(10),
+            |s| s.status == ContainerStatus::Running,
+        );
         pids.insert(state.pid.unwrap());
     }
     let children = children_of(std::process::id());

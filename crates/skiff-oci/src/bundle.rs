@@ -466,7 +466,8 @@ fn all_mounts(config: &ContainerConfig) -> Result<Vec<Mount>, BundleError> {
         .into_iter()
         .filter(|m| {
             let dest = m.destination().to_string_lossy().to_string();
-            !seen.contains(&dest) && !(dev_replaced && dest.starts_with("/dev/"))
+            let replaced = seen.contains(&dest) || (dev_replaced && dest.starts_with("/dev/"));
+            !replaced
         })
         .collect();
     mounts.extend(binds);
@@ -1097,7 +1098,8 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_with_a_message() {
-        let cases: Vec<(Box<dyn Fn(&mut ContainerConfig)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut ContainerConfig)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|c| c.process.args.clear()), "no command"),
             (Box::new(|c| c.rootfs = "rootfs".into()), "rootfs"),
             (
