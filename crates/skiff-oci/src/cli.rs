@@ -6,6 +6,13 @@
 //! subreaper, which [`CliRuntime::new`] makes this process, so it alone can collect the exit
 //! code; [`OciRuntime::state`] collects it and records it beside the runtime's state.
 //!
+//! Two consequences for the process that owns the runtime: every orphan among its
+//! descendants now comes back to it, so it must collect the ones it does not know (or they
+//! stay zombies); and a container that ends while that process is down (a restart of Skiff)
+//! is collected by the system's init instead, so its exit code is lost and `state` reports
+//! it `Stopped` without one. Keeping those needs a waiting process per container, which is
+//! what containerd's shim (about 10 MB each) is for.
+//!
 //! Layout under the root directory given to [`CliRuntime::new`]:
 //! - `state/`: the runtime's own `--root` (one directory per container);
 //! - `containers/<id>/pid`: the container's PID 1 as the runtime wrote it at `create`;

@@ -5,6 +5,9 @@
 //! installed on the machine, and the embedded default, youki's `libcontainer` inside Skiff's
 //! own binary, run out of process as a shim ([`shim`]). Neither leaves a process of its own
 //! beside a running container.
+//!
+//! Not yet offered: a terminal for the container (`tty: true` needs a console socket), exit
+//! codes of containers that ended while their owner was not running (see [`cli`]).
 
 pub mod bundle;
 pub mod cli;
