@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use skiff_oci::{ContainerStatus, ExecProcess, OciError, OciRuntime, ProcessStdio};
-use support::{cgroup_dirs, host_mounts_mention, unique_id, wait_for, Fixture};
+use support::{cgroup_dirs, host_mounts_mention, processes_naming, unique_id, wait_for, Fixture};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -232,8 +232,8 @@ fn exec(kind: &str) {
     assert_eq!(state.status, ContainerStatus::Running);
 }
 
-/// Deleting a container leaves nothing: no runtime state, no record of ours, no cgroup,
-/// no mount, no process; the id is then unknown.
+/// No runtime process stays beside a running container; deleting it leaves nothing: no
+/// runtime state, no record of ours, no cgroup, no mount, no process; the id is then unknown.
 fn delete_leaves_nothing(kind: &str) {
     let mut fixture = Fixture::new(kind);
     let id = unique_id("del");
@@ -247,6 +247,11 @@ fn delete_leaves_nothing(kind: &str) {
         s.status == ContainerStatus::Running
     });
     let pid = running.pid.unwrap();
+    let helpers = processes_naming(&id);
+    assert!(
+        helpers.is_empty(),
+        "runtime processes stay beside the running container: {helpers:?}"
+    );
     let cgroups = cgroup_dirs(&cgroups_path);
     assert!(
         cgroups.iter().any(|dir| dir.exists()),

@@ -215,3 +215,24 @@ pub fn wait_for(
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The processes whose command line names `id`: a runtime or shim still working on it.
+pub fn processes_naming(id: &ContainerId) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let words: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|w| String::from_utf8_lossy(w).to_string())
+            .collect();
+        if words.iter().any(|w| w == id.as_str()) {
+            found.push((pid, words.join(" ")));
+        }
+    }
+    found
+}
