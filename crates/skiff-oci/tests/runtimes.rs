@@ -233,12 +233,15 @@ fn exec(kind: &str) {
 }
 
 /// No runtime process stays beside a running container; deleting it leaves nothing: no
-/// runtime state, no record of ours, no cgroup, no mount, no process; the id is then unknown.
+/// runtime state, no record of ours, no cgroup (which held the CPU and memory limits asked
+/// for), no mount, no process; the id is then unknown.
 fn delete_leaves_nothing(kind: &str) {
     let mut fixture = Fixture::new(kind);
     let id = unique_id("del");
     let mut config = fixture.config(&id, &["/bin/sleep", "1000"]);
     config.resources.memory_limit = Some(64 * 1024 * 1024);
+    config.resources.cpu_shares = Some(512);
+    config.resources.cpu_quota = Some(50_000);
     config.mounts.push(fixture.data_volume());
     let cgroups_path = config.cgroups_path.clone().unwrap();
     fixture.create(&id, &config, ProcessStdio::null()).unwrap();
@@ -267,6 +270,24 @@ fn delete_leaves_nothing(kind: &str) {
         std::fs::read_to_string(&memory_limit).unwrap().trim(),
         (64 * 1024 * 1024).to_string()
     );
+    let read_first = |names: &[&str]| {
+        cgroups
+            .iter()
+            .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+            .find(|file| file.exists())
+            .map(|file| std::fs::read_to_string(file).unwrap().trim().to_string())
+    };
+    match read_first(&["cpu.cfs_quota_us"]) {
+        Some(quota) => {
+            assert_eq!(quota, "50000");
+            assert_eq!(read_first(&["cpu.cfs_period_us"]).unwrap(), "100000");
+            assert_eq!(read_first(&["cpu.shares"]).unwrap(), "512");
+        }
+        None => assert_eq!(
+            read_first(&["cpu.max"]).expect("no CPU limit file in the container's cgroup"),
+            "50000 100000"
+        ),
+    }
     let state_dir = fixture.runtime.state_root().join(id.as_str());
     assert!(
         state_dir.exists(),
