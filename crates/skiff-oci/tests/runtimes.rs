@@ -383,6 +383,90 @@ fn errors(kind: &str) {
     ));
 }
 
+/// One field of `/proc/self/status` as a container printed it.
+fn status_field(output: &str, name: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {output}"))
+        .trim()
+        .to_string()
+}
+
+/// Runs `config` to completion and returns its standard output.
+fn run_to_end(
+    fixture: &mut Fixture,
+    id: &skiff_oci::ContainerId,
+    config: &skiff_oci::ContainerConfig,
+) -> String {
+    let (out_path, out) = fixture.output_file(&format!("{id}.out"));
+    let (err_path, err) = fixture.output_file(&format!("{id}.err"));
+    fixture
+        .create(
+            id,
+            config,
+            ProcessStdio {
+                stdin: Stdio::null(),
+                stdout: out.into(),
+                stderr: err.into(),
+            },
+        )
+        .unwrap();
+    fixture.runtime.start(id).unwrap();
+    let state = wait_for(&fixture.runtime, id, "stopped", LIMIT, |s| {
+        s.status == ContainerStatus::Stopped
+    });
+    let output = std::fs::read_to_string(out_path).unwrap();
+    let errors = std::fs::read_to_string(err_path).unwrap();
+    assert_eq!(
+        state.exit_code,
+        Some(0),
+        "stdout: {output}\nstderr: {errors}"
+    );
+    output
+}
+
+/// The security settings of the bundle take effect: Docker's default capabilities for root,
+/// only the added one after dropping all, no effective capabilities for another user, the
+/// user and groups asked for, no_new_privs, and a read-only root.
+fn security(kind: &str) {
+    let mut fixture = Fixture::new(kind);
+    let script = "cat /proc/self/status; echo uid=$(id -u) gid=$(id -g) groups=$(id -G); \
+                  if touch /written 2>/dev/null; then echo root=writable; else echo root=readonly; fi";
+
+    let id = unique_id("caps-default");
+    let config = fixture.config(&id, &["/bin/sh", "-c", script]);
+    let output = run_to_end(&mut fixture, &id, &config);
+    assert_eq!(status_field(&output, "CapBnd:"), "00000000a80425fb");
+    assert_eq!(status_field(&output, "CapEff:"), "00000000a80425fb");
+    assert_eq!(status_field(&output, "CapInh:"), "0000000000000000");
+    assert_eq!(status_field(&output, "CapAmb:"), "0000000000000000");
+    assert_eq!(status_field(&output, "NoNewPrivs:"), "0");
+    assert!(output.contains("uid=0 gid=0"), "{output}");
+    assert!(output.contains("root=writable"), "{output}");
+
+    let id = unique_id("caps-restricted");
+    let mut config = fixture.config(&id, &["/bin/sh", "-c", script]);
+    config.capabilities.drop = vec!["ALL".into()];
+    config.capabilities.add = vec!["NET_BIND_SERVICE".into()];
+    config.process.user = skiff_oci::bundle::UserConfig {
+        uid: 1000,
+        gid: 2000,
+        additional_gids: vec![3000],
+    };
+    config.no_new_privileges = true;
+    config.readonly_rootfs = true;
+    let output = run_to_end(&mut fixture, &id, &config);
+    assert_eq!(status_field(&output, "CapBnd:"), "0000000000000400");
+    assert_eq!(status_field(&output, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(&output, "NoNewPrivs:"), "1");
+    assert!(
+        output.contains("uid=1000 gid=2000 groups=2000 3000"),
+        "{output}"
+    );
+    assert!(output.contains("root=readonly"), "{output}");
+}
+
 macro_rules! runtime_tests {
     ($module:ident, $kind:literal) => {
         mod $module {
@@ -409,6 +493,10 @@ macro_rules! runtime_tests {
             #[test]
             fn force_delete() {
                 super::force_delete($kind)
+            }
+            #[test]
+            fn security() {
+                super::security($kind)
             }
             #[test]
             fn errors() {
