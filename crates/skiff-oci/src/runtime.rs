@@ -1,0 +1,241 @@
+//! The runtime boundary: what the node agent asks of an OCI runtime, whichever one it is.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+
+use nix::sys::signal::Signal;
+
+/// A container's name as runtimes know it: 1 to 128 characters of ASCII letters, digits,
+/// `_`, `-` and `.`, not starting with `.` or `-`, so it is always one safe path component.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContainerId(String);
+
+impl ContainerId {
+    /// Checks `id` against the rule above.
+    pub fn new(id: impl Into<String>) -> Result<Self, OciError> {
+        let id = id.into();
+        let first_ok = id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let rest_ok = id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !first_ok || !rest_ok || id.len() > 128 {
+            return Err(OciError::InvalidId(id));
+        }
+        Ok(ContainerId(id))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A container's lifecycle state, as the OCI runtime spec names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// Being created.
+    Creating,
+    /// Created, its process waiting for `start`.
+    Created,
+    /// Its process is running.
+    Running,
+    /// Frozen.
+    Paused,
+    /// Its process has exited.
+    Stopped,
+}
+
+impl ContainerStatus {
+    /// Reads a status as runtimes print it in `state`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "creating" => ContainerStatus::Creating,
+            "created" => ContainerStatus::Created,
+            "running" => ContainerStatus::Running,
+            "paused" => ContainerStatus::Paused,
+            "stopped" => ContainerStatus::Stopped,
+            _ => return None,
+        })
+    }
+}
+
+/// What the runtime knows of one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerState {
+    /// The container.
+    pub id: ContainerId,
+    /// Its lifecycle state.
+    pub status: ContainerStatus,
+    /// Its PID 1 on the host, while it has one.
+    pub pid: Option<i32>,
+    /// Its bundle directory.
+    pub bundle: PathBuf,
+    /// How its process ended, once stopped and reaped by this process: the exit code, or
+    /// 128 + the signal that killed it (137 for SIGKILL), as Kubernetes reports it. `None`
+    /// while it runs, or when another process reaped it (this one was not its subreaper).
+    pub exit_code: Option<i32>,
+}
+
+/// The standard streams of a container's or an exec'd process, given by the caller: files,
+/// pipe ends, or null. A container outlives the `create` call, so its streams must be ones
+/// the caller keeps the other end of (a file, `std::io::pipe()`), not `Stdio::piped()`.
+#[derive(Debug)]
+pub struct ProcessStdio {
+    /// Standard input.
+    pub stdin: Stdio,
+    /// Standard output.
+    pub stdout: Stdio,
+    /// Standard error.
+    pub stderr: Stdio,
+}
+
+impl ProcessStdio {
+    /// All three streams connected to `/dev/null`.
+    pub fn null() -> Self {
+        ProcessStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+        }
+    }
+}
+
+/// A process to run inside a running container (exec probes, `kubectl exec`). It inherits
+/// the container's user, capabilities and namespaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecProcess {
+    /// The command and its arguments.
+    pub args: Vec<String>,
+    /// Extra `NAME=value` entries on top of the container's environment.
+    pub env: Vec<String>,
+    /// The working directory; `None` keeps the container's.
+    pub cwd: Option<String>,
+}
+
+/// A process started by [`OciRuntime::exec`]: the runtime's own foreground process, which
+/// lives as long as the exec'd process does and ends with its exit code.
+#[derive(Debug)]
+pub struct ExecChild {
+    /// The runtime process; its piped streams (if asked for) are the exec'd process's.
+    pub child: Child,
+}
+
+impl ExecChild {
+    /// Waits for the exec'd process to end and returns its exit code (128 + signal when a
+    /// signal ended it).
+    pub fn wait(&mut self) -> Result<i32, OciError> {
+        let status = self.child.wait().map_err(|source| OciError::Spawn {
+            program: "exec".into(),
+            source,
+        })?;
+        Ok(exit_code_of(status))
+    }
+}
+
+/// The exit code Kubernetes reports for a process status: the code, or 128 + the signal.
+pub fn exit_code_of(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 128,
+    }
+}
+
+/// Why a runtime operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    /// The id is not a valid container id.
+    #[error("invalid container id {0:?}")]
+    InvalidId(String),
+    /// No such container in this runtime's state directory.
+    #[error("container {0} does not exist")]
+    NotFound(ContainerId),
+    /// The runtime program could not be run.
+    #[error("running {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The runtime ran and refused or failed.
+    #[error("{runtime} {operation} {id}: {message}")]
+    Runtime {
+        /// Which runtime (`crun`, `runc`, `embedded`).
+        runtime: String,
+        /// The operation (`create`, `start`, ...).
+        operation: &'static str,
+        /// The container.
+        id: ContainerId,
+        /// What the runtime said.
+        message: String,
+    },
+    /// The runtime answered something this crate cannot read.
+    #[error("unexpected answer from {runtime}: {message}")]
+    Protocol {
+        /// Which runtime.
+        runtime: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Reading or writing this crate's own state failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The request needs something this runtime does not offer.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// An OCI runtime: turns bundles into running containers and manages them by id. Calls block
+/// (each runs a short-lived runtime process); async callers run them on a blocking thread.
+pub trait OciRuntime: Send + Sync {
+    /// A short name for messages (`crun`, `runc`, `embedded`).
+    fn name(&self) -> &str;
+
+    /// Creates the container `id` from the bundle directory (namespaces, mounts, cgroup, its
+    /// process waiting to be started) with the given streams.
+    fn create(
+        &self,
+        id: &ContainerId,
+        bundle: &std::path::Path,
+        stdio: ProcessStdio,
+    ) -> Result<(), OciError>;
+
+    /// Starts the created container's process.
+    fn start(&self, id: &ContainerId) -> Result<(), OciError>;
+
+    /// The container's state, reaping its process if it has ended.
+    fn state(&self, id: &ContainerId) -> Result<ContainerState, OciError>;
+
+    /// Sends `signal` to the container's PID 1, or to every process in it when `all`.
+    fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<(), OciError>;
+
+    /// Deletes the stopped container (or, with `force`, kills and deletes a running one):
+    /// its state directory, cgroup and mounts go.
+    fn delete(&self, id: &ContainerId, force: bool) -> Result<(), OciError>;
+
+    /// Runs `process` inside the running container with the given streams; the returned
+    /// child ends when the process does.
+    fn exec(
+        &self,
+        id: &ContainerId,
+        process: &ExecProcess,
+        stdio: ProcessStdio,
+    ) -> Result<ExecChild, OciError>;
+}
