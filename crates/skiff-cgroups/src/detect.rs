@@ -77,9 +77,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| {
-            bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b))
-        });
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match octal {
             Some(d) => {
                 let value = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
@@ -214,7 +214,10 @@ mod tests {
     fn odd_tables_are_handled() {
         // Nothing mounted.
         let err = choose_hierarchy(&parse_mountinfo("garbage\n\n1 2 3\n")).unwrap_err();
-        assert!(err.to_string().contains("no usable cgroup hierarchy"), "{err}");
+        assert!(
+            err.to_string().contains("no usable cgroup hierarchy"),
+            "{err}"
+        );
         // Escaped mount points, and a v1 table missing memory, fall back to a unified mount.
         let text = "\
 40 33 0:35 / /mnt/cgroup\\040two rw,relatime - cgroup2 cgroup2 rw

@@ -56,7 +56,9 @@ impl RecordingDriver {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A test that panicked while holding the lock leaves data still worth reading.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every call so far, in order.
@@ -122,7 +124,9 @@ impl CgroupDriver for RecordingDriver {
 
     fn create(&self, cgroup: &CgroupPath, limits: &CgroupLimits) -> Result<(), CgroupError> {
         let mut state = self.state();
-        state.calls.push(DriverCall::Create(cgroup.clone(), *limits));
+        state
+            .calls
+            .push(DriverCall::Create(cgroup.clone(), *limits));
         let mut ancestor = cgroup.parent();
         while let Some(path) = ancestor {
             ancestor = path.parent();
@@ -140,7 +144,9 @@ impl CgroupDriver for RecordingDriver {
 
     fn add_process(&self, cgroup: &CgroupPath, pid: u32) -> Result<(), CgroupError> {
         let mut state = self.state();
-        state.calls.push(DriverCall::AddProcess(cgroup.clone(), pid));
+        state
+            .calls
+            .push(DriverCall::AddProcess(cgroup.clone(), pid));
         if !state.cgroups.contains_key(cgroup) {
             return Err(Self::not_found(cgroup));
         }

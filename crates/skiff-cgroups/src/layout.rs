@@ -188,7 +188,10 @@ mod tests {
         let layout = CgroupLayout::new("skiff").unwrap();
         let uid = "5f0c7a1e-2b4d-4c1e-9a57-0d1e2f3a4b5c";
         let cases = [
-            (QosClass::Guaranteed, "skiff/kubepods/pod5f0c7a1e-2b4d-4c1e-9a57-0d1e2f3a4b5c"),
+            (
+                QosClass::Guaranteed,
+                "skiff/kubepods/pod5f0c7a1e-2b4d-4c1e-9a57-0d1e2f3a4b5c",
+            ),
             (
                 QosClass::Burstable,
                 "skiff/kubepods/burstable/pod5f0c7a1e-2b4d-4c1e-9a57-0d1e2f3a4b5c",
@@ -263,7 +266,10 @@ mod tests {
         assert!(!b.is_within(&a));
         assert!(a.is_within(&CgroupPath::root()));
         assert_eq!(
-            CgroupPath::parse("x/y/z").unwrap().components().collect::<Vec<_>>(),
+            CgroupPath::parse("x/y/z")
+                .unwrap()
+                .components()
+                .collect::<Vec<_>>(),
             ["x", "y", "z"]
         );
     }

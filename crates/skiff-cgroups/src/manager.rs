@@ -122,7 +122,11 @@ impl PodCgroups {
 
     /// A container's cgroup below its pod's, for an OCI runtime's `cgroupsPath`
     /// ([`CgroupPath::runtime_path`]) when the runtime creates it itself.
-    pub fn container_path(&self, pod: &PodCgroup, container_id: &str) -> Result<CgroupPath, NameError> {
+    pub fn container_path(
+        &self,
+        pod: &PodCgroup,
+        container_id: &str,
+    ) -> Result<CgroupPath, NameError> {
         self.layout.container(&pod.path, container_id)
     }
 
@@ -154,7 +158,11 @@ impl PodCgroups {
     /// The existing cgroup of the pod with this UID, in whichever tier it is (its class
     /// cannot change, but after a restart the agent may only know the UID).
     pub fn find_pod(&self, uid: &str) -> Result<Option<(QosClass, CgroupPath)>, NameError> {
-        for qos in [QosClass::Guaranteed, QosClass::Burstable, QosClass::BestEffort] {
+        for qos in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
+        ] {
             let path = self.layout.pod(qos, uid)?;
             if self.driver.exists(&path) {
                 return Ok(Some((qos, path)));

@@ -109,7 +109,10 @@ mod tests {
             ),
             (
                 "best-effort-best-effort",
-                pod(vec![container(("", ""), ("", "")), container(("", ""), ("", ""))]),
+                pod(vec![
+                    container(("", ""), ("", "")),
+                    container(("", ""), ("", "")),
+                ]),
                 QosClass::BestEffort,
             ),
             (
@@ -119,7 +122,10 @@ mod tests {
             ),
             (
                 "best-effort-burstable",
-                pod(vec![container(("", ""), ("", "")), container(("1", ""), ("2", ""))]),
+                pod(vec![
+                    container(("", ""), ("", "")),
+                    container(("1", ""), ("2", "")),
+                ]),
                 QosClass::Burstable,
             ),
             (
@@ -171,7 +177,10 @@ mod tests {
                 pod(vec![{
                     let mut c = container(("0", "0"), ("0", "0"));
                     let r = c.resources.as_mut().unwrap();
-                    for list in [r.requests.as_mut(), r.limits.as_mut()].into_iter().flatten() {
+                    for list in [r.requests.as_mut(), r.limits.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
                         list.insert(
                             "hugepages-2Mi".into(),
                             k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()),

@@ -139,11 +139,7 @@ pub fn pod_resource_config(spec: &PodSpec) -> PodResourceConfig {
         }
     });
     if pod_level_resources_set(spec) {
-        let pod_limits = CpuMemory::all(
-            spec.resources
-                .as_ref()
-                .and_then(|r| r.limits.as_ref()),
-        );
+        let pod_limits = CpuMemory::all(spec.resources.as_ref().and_then(|r| r.limits.as_ref()));
         if pod_limits.cpu_milli.unwrap_or(0) != 0 {
             cpu_limits_declared = true;
         }
@@ -317,9 +313,7 @@ fn names_cpu_or_memory(list: &BTreeMap<String, Quantity>) -> bool {
 }
 
 fn positive_bytes(bytes: Option<i64>) -> Option<u64> {
-    bytes
-        .filter(|b| *b > 0)
-        .and_then(|b| u64::try_from(b).ok())
+    bytes.filter(|b| *b > 0).and_then(|b| u64::try_from(b).ok())
 }
 
 fn sum(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -546,7 +540,11 @@ pub(crate) mod tests {
             (u64::MAX, 10_000),
         ];
         for (shares, want) in cases {
-            assert_eq!(cpu_shares_to_weight(*shares), *want, "weight for {shares} shares");
+            assert_eq!(
+                cpu_shares_to_weight(*shares),
+                *want,
+                "weight for {shares} shares"
+            );
         }
         let mut previous = 0;
         for shares in MIN_SHARES..=MAX_SHARES {
@@ -741,7 +739,11 @@ pub(crate) mod tests {
             assert_eq!(container_limits(&c), want, "{name}");
         }
         let bare = Container::default();
-        assert_eq!(container_limits(&bare), limits(2, None, None), "no resources");
+        assert_eq!(
+            container_limits(&bare),
+            limits(2, None, None),
+            "no resources"
+        );
     }
 
     #[test]

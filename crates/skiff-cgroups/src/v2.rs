@@ -46,10 +46,7 @@ impl V2Driver {
     fn available(&self) -> Result<Vec<&'static str>, CgroupError> {
         let offered = fsutil::read(&self.mount.join("cgroup.controllers"))?;
         let offered: Vec<&str> = offered.split_whitespace().collect();
-        Ok(WANTED
-            .into_iter()
-            .filter(|c| offered.contains(c))
-            .collect())
+        Ok(WANTED.into_iter().filter(|c| offered.contains(c)).collect())
     }
 }
 

@@ -134,7 +134,10 @@ impl Scratch {
             if let Some(status) = self.children[index].try_wait().expect("wait for helper") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "helper still running after {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "helper still running after {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -191,7 +194,10 @@ fn pod(requests: (&str, &str), limits: (&str, &str)) -> PodSpec {
 
 /// Creates the pod's cgroup and its one container's.
 fn create_pod(scratch: &Scratch, uid: &str, spec: &PodSpec) -> (PodCgroup, CgroupPath) {
-    let pod = scratch.cgroups.create_pod(uid, spec).expect("create pod cgroup");
+    let pod = scratch
+        .cgroups
+        .create_pod(uid, spec)
+        .expect("create pod cgroup");
     let ctr = scratch
         .cgroups
         .create_container(&pod, "main", &spec.containers[0])
@@ -218,8 +224,15 @@ fn pod_and_container_cgroups_get_the_kubelets_files() {
         assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000", "{cgroup}");
         assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "20000", "{cgroup}");
         let memory = m.memory.join(cgroup.as_str());
-        assert_eq!(read(&memory.join("memory.limit_in_bytes")), "33554432", "{cgroup}");
-        assert!(m.cpuacct.join(cgroup.as_str()).is_dir(), "{cgroup} in cpuacct");
+        assert_eq!(
+            read(&memory.join("memory.limit_in_bytes")),
+            "33554432",
+            "{cgroup}"
+        );
+        assert!(
+            m.cpuacct.join(cgroup.as_str()).is_dir(),
+            "{cgroup} in cpuacct"
+        );
         if let Some(pids) = &m.pids {
             assert_eq!(read(&pids.join(cgroup.as_str()).join("pids.max")), "max");
         }
@@ -233,19 +246,32 @@ fn pod_and_container_cgroups_get_the_kubelets_files() {
     // A BestEffort pod: minimal shares, no quota, no memory limit, in its own tier.
     let best_effort = pod(("", ""), ("", ""));
     let (be, _) = create_pod(&scratch, "0a1b-besteffort", &best_effort);
-    assert_eq!(be.path.as_str(), format!("{root}/kubepods/besteffort/pod0a1b-besteffort"));
+    assert_eq!(
+        be.path.as_str(),
+        format!("{root}/kubepods/besteffort/pod0a1b-besteffort")
+    );
     let cpu = m.cpu.join(be.path.as_str());
     assert_eq!(read(&cpu.join("cpu.shares")), "2");
     assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "-1");
     let unlimited = read(&m.memory.join("memory.limit_in_bytes"));
-    let be_memory = read(&m.memory.join(be.path.as_str()).join("memory.limit_in_bytes"));
+    let be_memory = read(
+        &m.memory
+            .join(be.path.as_str())
+            .join("memory.limit_in_bytes"),
+    );
     assert_eq!(be_memory, unlimited, "no memory limit reads as the root's");
 
     // Updating a pod's limits rewrites them; a Guaranteed pod sits right under kubepods.
     let guaranteed = pod(("500m", "64Mi"), ("500m", "64Mi"));
     let (g, _) = create_pod(&scratch, "0a1b-guaranteed", &guaranteed);
-    assert_eq!(g.path.as_str(), format!("{root}/kubepods/pod0a1b-guaranteed"));
-    assert_eq!(read(&m.cpu.join(g.path.as_str()).join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(
+        g.path.as_str(),
+        format!("{root}/kubepods/pod0a1b-guaranteed")
+    );
+    assert_eq!(
+        read(&m.cpu.join(g.path.as_str()).join("cpu.cfs_quota_us")),
+        "50000"
+    );
 
     for p in [&pod_cg, &be, &g] {
         scratch.cgroups.remove_pod(p).expect("remove pod");
@@ -264,7 +290,13 @@ fn a_process_over_its_memory_limit_is_oom_killed_and_reported() {
     let spec = pod(("100m", "32Mi"), ("500m", "32Mi"));
     let (pod_cg, ctr) = create_pod(&scratch, "oom", &spec);
     assert_eq!(
-        read(&scratch.mounts.memory.join(ctr.as_str()).join("memory.limit_in_bytes")),
+        read(
+            &scratch
+                .mounts
+                .memory
+                .join(ctr.as_str())
+                .join("memory.limit_in_bytes")
+        ),
         (32u64 << 20).to_string()
     );
     let script = format!(
@@ -276,7 +308,10 @@ fn a_process_over_its_memory_limit_is_oom_killed_and_reported() {
         .driver
         .add_process(&ctr, scratch.pid(helper))
         .expect("move helper into the container cgroup");
-    assert_eq!(scratch.driver.pids(&pod_cg.path).unwrap(), vec![scratch.pid(helper)]);
+    assert_eq!(
+        scratch.driver.pids(&pod_cg.path).unwrap(),
+        vec![scratch.pid(helper)]
+    );
     assert_eq!(scratch.cgroups.oom_kills(&ctr).unwrap(), 0);
     scratch.go(helper);
     let status = scratch.wait_exit(helper, Duration::from_secs(30));
@@ -285,8 +320,16 @@ fn a_process_over_its_memory_limit_is_oom_killed_and_reported() {
         Some(9),
         "a 64 MiB allocation under a 32 MiB limit must end in SIGKILL, got {status:?}"
     );
-    assert_eq!(scratch.cgroups.oom_kills(&ctr).unwrap(), 1, "container count");
-    assert_eq!(scratch.cgroups.oom_kills(&pod_cg.path).unwrap(), 1, "pod count");
+    assert_eq!(
+        scratch.cgroups.oom_kills(&ctr).unwrap(),
+        1,
+        "container count"
+    );
+    assert_eq!(
+        scratch.cgroups.oom_kills(&pod_cg.path).unwrap(),
+        1,
+        "pod count"
+    );
     assert!(scratch.driver.pids(&pod_cg.path).unwrap().is_empty());
     scratch.cgroups.remove_pod(&pod_cg).expect("remove pod");
     scratch.finish();
@@ -298,7 +341,10 @@ fn a_fifth_of_a_cpu_throttles_a_busy_loop() {
     let spec = pod(("200m", ""), ("200m", ""));
     let (pod_cg, ctr) = create_pod(&scratch, "throttle", &spec);
     let helper = scratch.spawn_held("while :; do :; done");
-    scratch.driver.add_process(&ctr, scratch.pid(helper)).expect("move helper");
+    scratch
+        .driver
+        .add_process(&ctr, scratch.pid(helper))
+        .expect("move helper");
     scratch.go(helper);
     let usage = |scratch: &Scratch| scratch.cgroups.usage(&ctr).expect("read usage");
     // Let throttling show first, however busy the machine is.
@@ -321,7 +367,10 @@ fn a_fifth_of_a_cpu_throttles_a_busy_loop() {
         if u.cpu_periods >= first.cpu_periods + 20 && t0.elapsed() >= Duration::from_secs(2) {
             break u;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "periods stopped: {u:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "periods stopped: {u:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = t0.elapsed();
@@ -339,7 +388,10 @@ fn a_fifth_of_a_cpu_throttles_a_busy_loop() {
     assert!(last.cpu_throttled_ns > first.cpu_throttled_ns);
     assert!(used > Duration::ZERO, "the loop used no CPU");
     // 0.2 CPU, with room for one period's slack at either end of the window.
-    assert!(share <= 0.25, "a 0.2 CPU limit let the loop use {share:.3} CPU");
+    assert!(
+        share <= 0.25,
+        "a 0.2 CPU limit let the loop use {share:.3} CPU"
+    );
     // The pod cgroup counts its container's usage.
     let pod_usage = scratch.cgroups.usage(&pod_cg.path).unwrap();
     assert!(pod_usage.cpu_usage_ns >= last.cpu_usage_ns);
@@ -360,7 +412,10 @@ fn usage_readings_grow_with_the_work_done() {
         python()
     );
     let helper = scratch.spawn_held(&script);
-    scratch.driver.add_process(&ctr, scratch.pid(helper)).expect("move helper");
+    scratch
+        .driver
+        .add_process(&ctr, scratch.pid(helper))
+        .expect("move helper");
     let before = scratch.cgroups.usage(&ctr).unwrap();
     let mut out = scratch.stdout(helper);
     let mut line = String::new();
@@ -374,8 +429,14 @@ fn usage_readings_grow_with_the_work_done() {
     assert_eq!(line.trim(), "two");
     let second = scratch.cgroups.usage(&ctr).unwrap();
     eprintln!("usage before {before:?}\nafter 8 MiB {first:?}\nafter 24 MiB {second:?}");
-    assert!(first.cpu_usage_ns > before.cpu_usage_ns, "CPU use must grow");
-    assert!(second.cpu_usage_ns > first.cpu_usage_ns, "CPU use must grow");
+    assert!(
+        first.cpu_usage_ns > before.cpu_usage_ns,
+        "CPU use must grow"
+    );
+    assert!(
+        second.cpu_usage_ns > first.cpu_usage_ns,
+        "CPU use must grow"
+    );
     assert!(first.memory_usage_bytes >= before.memory_usage_bytes + (8 << 20));
     assert!(second.memory_usage_bytes >= first.memory_usage_bytes + (16 << 20));
     assert!(second.memory_working_set_bytes >= first.memory_working_set_bytes + (16 << 20));
@@ -413,7 +474,10 @@ fn removing_a_pod_kills_every_process_and_leaves_nothing() {
     for (i, script) in scripts.iter().enumerate() {
         let helper = scratch.spawn_held(script);
         let ctr = &containers[i % containers.len()];
-        scratch.driver.add_process(ctr, scratch.pid(helper)).unwrap();
+        scratch
+            .driver
+            .add_process(ctr, scratch.pid(helper))
+            .unwrap();
         scratch.go(helper);
         helpers.push(helper);
     }
@@ -423,10 +487,17 @@ fn removing_a_pod_kills_every_process_and_leaves_nothing() {
         assert!(Instant::now() < deadline, "the forker never forked");
         std::thread::sleep(Duration::from_millis(10));
     }
-    scratch.cgroups.remove_pod(&pod_cg).expect("kill and remove the pod");
+    scratch
+        .cgroups
+        .remove_pod(&pod_cg)
+        .expect("kill and remove the pod");
     for helper in helpers {
         let status = scratch.wait_exit(helper, Duration::from_secs(10));
-        assert_eq!(status.signal(), Some(9), "helper {helper} ended with {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "helper {helper} ended with {status:?}"
+        );
     }
     for cgroup in containers.iter().chain([&pod_cg.path]) {
         assert!(!scratch.driver.exists(cgroup), "{cgroup} still exists");
