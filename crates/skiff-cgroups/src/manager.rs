@@ -219,12 +219,17 @@ mod tests {
             }),
             memory_limit_bytes: Some(32 << 20),
             pids_max: None,
+            no_swap: false,
+        };
+        let container_limits = CgroupLimits {
+            no_swap: true,
+            ..limits
         };
         assert_eq!(
             fake.calls(),
             vec![
                 DriverCall::Create(pod.path.clone(), limits),
-                DriverCall::Create(ctr.clone(), limits),
+                DriverCall::Create(ctr.clone(), container_limits),
             ]
         );
         assert_eq!(

@@ -57,6 +57,10 @@ pub struct CgroupLimits {
     pub memory_limit_bytes: Option<u64>,
     /// The most processes the cgroup may hold; `None` means no limit.
     pub pids_max: Option<u64>,
+    /// Forbids swapping, the kubelet's default (`NoSwap`) for containers, so a container over
+    /// its memory limit is OOM-killed rather than swapped out: v1 caps memory plus swap at the
+    /// memory limit, v2 writes `memory.swap.max` 0. Only where the kernel accounts swap.
+    pub no_swap: bool,
 }
 
 /// Node capacity set aside for pods, which the kubelet enforces on the `kubepods` cgroup.
@@ -155,13 +159,13 @@ pub fn pod_resource_config(spec: &PodSpec) -> PodResourceConfig {
             cpu_shares: Some(shares),
             cpu_quota: quota,
             memory_limit_bytes: memory,
-            pids_max: None,
+            ..CgroupLimits::default()
         },
         QosClass::Burstable => CgroupLimits {
             cpu_shares: Some(shares),
             cpu_quota: quota.filter(|_| cpu_limits_declared),
             memory_limit_bytes: memory.filter(|_| memory_limits_declared),
-            pids_max: None,
+            ..CgroupLimits::default()
         },
         QosClass::BestEffort => CgroupLimits {
             cpu_shares: Some(MIN_SHARES),
@@ -172,8 +176,8 @@ pub fn pod_resource_config(spec: &PodSpec) -> PodResourceConfig {
 }
 
 /// A container's cgroup limits, as the kubelet hands them to the runtime: shares from its CPU
-/// request (from its limit when it requests nothing but limits CPU), the quota of its CPU limit
-/// and its memory limit.
+/// request (from its limit when it requests nothing but limits CPU), the quota of its CPU limit,
+/// its memory limit, and no swap.
 pub fn container_limits(container: &Container) -> CgroupLimits {
     let resources = container.resources.as_ref();
     let requests = CpuMemory::all(resources.and_then(|r| r.requests.as_ref()));
@@ -188,6 +192,7 @@ pub fn container_limits(container: &Container) -> CgroupLimits {
         cpu_quota: milli_cpu_to_quota(cpu_limit, QUOTA_PERIOD_US),
         memory_limit_bytes: positive_bytes(limits.memory),
         pids_max: None,
+        no_swap: true,
     }
 }
 
@@ -225,7 +230,7 @@ pub fn node_allocatable_limits(allocatable: NodeAllocatable) -> CgroupLimits {
         cpu_shares: Some(milli_cpu_to_shares(allocatable.milli_cpu)),
         cpu_quota: None,
         memory_limit_bytes: positive_bytes(Some(allocatable.memory_bytes)),
-        pids_max: None,
+        ..CgroupLimits::default()
     }
 }
 
@@ -474,6 +479,7 @@ pub(crate) mod tests {
             }),
             memory_limit_bytes: memory,
             pids_max: None,
+            no_swap: false,
         }
     }
 
@@ -736,12 +742,19 @@ pub(crate) mod tests {
             ),
         ];
         for (name, c, want) in cases {
+            let want = CgroupLimits {
+                no_swap: true,
+                ..want
+            };
             assert_eq!(container_limits(&c), want, "{name}");
         }
         let bare = Container::default();
         assert_eq!(
             container_limits(&bare),
-            limits(2, None, None),
+            CgroupLimits {
+                no_swap: true,
+                ..limits(2, None, None)
+            },
             "no resources"
         );
     }

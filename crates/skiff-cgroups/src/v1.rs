@@ -2,7 +2,8 @@
 //! and `pids` and `freezer` where mounted), as the kubelet's cgroupfs driver keeps them.
 //!
 //! Files: `cpu.shares`, `cpu.cfs_period_us` and `cpu.cfs_quota_us` (`-1` for no quota),
-//! `memory.limit_in_bytes` (`-1` for none), `pids.max`; usage from `cpuacct.usage`,
+//! `memory.limit_in_bytes` (`-1` for none), `memory.memsw.limit_in_bytes` (the memory limit
+//! when swap is forbidden), `pids.max`; usage from `cpuacct.usage`,
 //! `cpu.stat`, `memory.usage_in_bytes` and `memory.stat` (`total_inactive_file`, as cAdvisor
 //! computes the working set); OOM kills from `memory.oom_control`, which v1 counts only in
 //! the cgroup the victim was in, so a subtree's count is summed here. Killing freezes the
@@ -113,10 +114,18 @@ impl CgroupDriver for V1Driver {
             Some(bytes) => bytes.to_string(),
             None => "-1".to_string(),
         };
-        fsutil::write(
-            &self.memory_dir(cgroup).join("memory.limit_in_bytes"),
-            &memory_limit,
-        )?;
+        let memory = self.memory_dir(cgroup);
+        // Memory plus swap may never be set below memory alone, so it is lifted out of the
+        // way first and capped after; the file exists only where swap is accounted.
+        let memsw = memory.join("memory.memsw.limit_in_bytes");
+        let swap_accounted = memsw.is_file();
+        if swap_accounted {
+            fsutil::write(&memsw, "-1")?;
+        }
+        fsutil::write(&memory.join("memory.limit_in_bytes"), &memory_limit)?;
+        if swap_accounted && limits.no_swap {
+            fsutil::write(&memsw, &memory_limit)?;
+        }
         if let Some(pids) = &self.mounts.pids {
             let max = match limits.pids_max {
                 Some(n) => n.to_string(),

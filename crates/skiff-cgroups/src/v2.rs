@@ -3,7 +3,7 @@
 //! Controllers are enabled top-down in each ancestor's `cgroup.subtree_control` (`cpu`,
 //! `memory` and `pids`, those the root offers). Files: `cpu.weight` (shares converted by
 //! [`cpu_shares_to_weight`]), `cpu.max` (`max 100000` for no quota), `memory.max`,
-//! `pids.max`; usage from `cpu.stat` (`usage_usec`, throttling), `memory.current` and
+//! `memory.swap.max` (0 when swap is forbidden), `pids.max`; usage from `cpu.stat` (`usage_usec`, throttling), `memory.current` and
 //! `memory.stat` (`inactive_file`, as cAdvisor computes the working set); OOM kills from
 //! `memory.events`, which already counts the whole subtree. Killing writes `cgroup.kill`
 //! where the kernel has it (5.14 on), which kills the subtree at once, forks included.
@@ -105,6 +105,11 @@ impl CgroupDriver for V2Driver {
             Some(bytes) => fsutil::write(&dir.join("memory.max"), &bytes.to_string())?,
             None if has("memory") => fsutil::write(&dir.join("memory.max"), "max")?,
             None => {}
+        }
+        // Present only with the memory controller and swap accounting.
+        let swap_max = dir.join("memory.swap.max");
+        if swap_max.is_file() {
+            fsutil::write(&swap_max, if limits.no_swap { "0" } else { "max" })?;
         }
         match limits.pids_max {
             Some(_) if !has("pids") => return Err(missing("pids")),

@@ -237,6 +237,26 @@ fn pod_and_container_cgroups_get_the_kubelets_files() {
             assert_eq!(read(&pids.join(cgroup.as_str()).join("pids.max")), "max");
         }
     }
+    // Containers may not swap: memory plus swap is capped at the memory limit where the
+    // kernel accounts swap, and the file is absent where it does not.
+    let root_memsw = m.memory.join("memory.memsw.limit_in_bytes");
+    let ctr_memsw = m
+        .memory
+        .join(ctr.as_str())
+        .join("memory.memsw.limit_in_bytes");
+    let pod_memsw = m
+        .memory
+        .join(pod_cg.path.as_str())
+        .join("memory.memsw.limit_in_bytes");
+    if root_memsw.exists() {
+        assert_eq!(read(&ctr_memsw), "33554432", "container memory+swap");
+        assert_eq!(read(&pod_memsw), read(&root_memsw), "pods are not capped");
+    } else {
+        assert!(
+            !ctr_memsw.exists(),
+            "no swap accounting at the root but in a child"
+        );
+    }
     let root = scratch.root().as_str().to_string();
     assert_eq!(
         ctr.runtime_path(),

@@ -94,9 +94,22 @@ fn pod_and_container_cgroups_get_the_v2_files() {
     let spec = pod(("100m", "16Mi"), ("200m", "32Mi"));
     let pod_cg = cgroups.create_pod("0a1b", &spec).unwrap();
     assert_eq!(pod_cg.qos, QosClass::Burstable);
+    // The kernel gives the container `memory.swap.max` when it accounts swap.
+    let ctr_dir = dir(mount, &pod_cg.path).join("main");
+    std::fs::create_dir(&ctr_dir).unwrap();
+    std::fs::write(ctr_dir.join("memory.swap.max"), "max\n").unwrap();
     let ctr = cgroups
         .create_container(&pod_cg, "main", &spec.containers[0])
         .unwrap();
+    assert_eq!(
+        read(&ctr_dir.join("memory.swap.max")),
+        "0",
+        "containers may not swap"
+    );
+    assert!(
+        !dir(mount, &pod_cg.path).join("memory.swap.max").exists(),
+        "no swap file is made where the kernel has none"
+    );
     // Controllers are handed down through every ancestor, but not into the leaf.
     for ancestor in ["", "skiff", "skiff/kubepods", "skiff/kubepods/burstable"] {
         assert_eq!(
