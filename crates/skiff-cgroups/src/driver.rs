@@ -106,6 +106,10 @@ pub trait CgroupDriver: Send + Sync {
     /// Moves a process (all its threads) into the cgroup.
     fn add_process(&self, cgroup: &CgroupPath, pid: u32) -> Result<(), CgroupError>;
 
+    /// The names of the cgroup's direct children, sorted; none for a cgroup that does not
+    /// exist.
+    fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError>;
+
     /// The processes in the cgroup and every cgroup below it, sorted; none for a cgroup that
     /// does not exist.
     fn pids(&self, cgroup: &CgroupPath) -> Result<Vec<u32>, CgroupError>;

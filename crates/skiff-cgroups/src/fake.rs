@@ -159,6 +159,17 @@ impl CgroupDriver for RecordingDriver {
         Ok(())
     }
 
+    fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError> {
+        let state = self.state();
+        let names = state
+            .cgroups
+            .keys()
+            .filter(|path| path.parent().as_ref() == Some(cgroup))
+            .filter_map(|path| path.components().last().map(str::to_string))
+            .collect();
+        Ok(names)
+    }
+
     fn pids(&self, cgroup: &CgroupPath) -> Result<Vec<u32>, CgroupError> {
         let state = self.state();
         let mut pids: Vec<u32> = subtree(&state, cgroup)

@@ -123,6 +123,28 @@ pub fn subtree(top: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     Ok(out)
 }
 
+/// The names of a cgroup directory's subdirectories, sorted; none if it does not exist.
+pub fn child_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("list", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io("list", dir))?;
+        if entry
+            .file_type()
+            .map_err(io("list", &entry.path()))?
+            .is_dir()
+        {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// The processes listed in `cgroup.procs` across a subtree, sorted and without duplicates.
 pub fn procs_in_subtree(top: &Path) -> Result<Vec<u32>, CgroupError> {
     let mut pids = Vec::new();

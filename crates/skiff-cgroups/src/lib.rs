@@ -23,6 +23,6 @@ pub mod v2;
 pub use detect::{detect, Hierarchy};
 pub use driver::{CgroupDriver, CgroupError, CgroupUsage, CgroupVersion};
 pub use layout::{CgroupLayout, CgroupPath, NameError};
-pub use manager::{PodCgroup, PodCgroups};
+pub use manager::{ExistingPod, PodCgroup, PodCgroups};
 pub use qos::{pod_qos, QosClass};
 pub use resources::{CgroupLimits, CpuQuota};

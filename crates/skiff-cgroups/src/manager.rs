@@ -31,6 +31,17 @@ pub struct PodCgroup {
     pub limits: CgroupLimits,
 }
 
+/// A pod cgroup found on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingPod {
+    /// The tier it is in.
+    pub qos: QosClass,
+    /// The pod UID its name carries.
+    pub uid: String,
+    /// The cgroup.
+    pub path: CgroupPath,
+}
+
 /// Pod and container cgroups under one layout, through one driver.
 #[derive(Clone)]
 pub struct PodCgroups {
@@ -150,9 +161,34 @@ impl PodCgroups {
 
     /// Kills every process of the pod and removes its containers' cgroups, then its own;
     /// gone already is fine.
-    pub fn remove_pod(&self, pod: &PodCgroup) -> Result<(), CgroupError> {
-        self.driver.kill_all(&pod.path, self.kill_wait)?;
-        self.driver.remove(&pod.path)
+    pub fn remove_pod(&self, pod: &CgroupPath) -> Result<(), CgroupError> {
+        self.driver.kill_all(pod, self.kill_wait)?;
+        self.driver.remove(pod)
+    }
+
+    /// Every pod cgroup that exists under the layout, for removing those of pods the node no
+    /// longer runs (the kubelet's orphaned pod cgroup clean-up).
+    pub fn existing_pods(&self) -> Result<Vec<ExistingPod>, CgroupError> {
+        let mut pods = Vec::new();
+        for qos in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
+        ] {
+            let tier = self.layout.tier(qos);
+            for name in self.driver.children(&tier)? {
+                let Some(uid) = name.strip_prefix("pod").filter(|uid| !uid.is_empty()) else {
+                    // The other tiers under `kubepods`, or something not ours.
+                    continue;
+                };
+                pods.push(ExistingPod {
+                    qos,
+                    uid: uid.to_string(),
+                    path: tier.join(&name)?,
+                });
+            }
+        }
+        Ok(pods)
     }
 
     /// The existing cgroup of the pod with this UID, in whichever tier it is (its class
@@ -239,7 +275,7 @@ mod tests {
         assert_eq!(cgroups.find_pod("uid-2").unwrap(), None);
 
         fake.add_process(&ctr, 4242).unwrap();
-        cgroups.remove_pod(&pod).unwrap();
+        cgroups.remove_pod(&pod.path).unwrap();
         let calls = fake.calls();
         assert_eq!(
             calls[calls.len() - 2..],
@@ -251,7 +287,7 @@ mod tests {
         assert!(!fake.exists(&ctr) && !fake.exists(&pod.path));
         assert!(fake.exists(&path("skiff/kubepods/burstable")));
         // A second removal (a retried cleanup) finds nothing and succeeds.
-        cgroups.remove_pod(&pod).unwrap();
+        cgroups.remove_pod(&pod.path).unwrap();
     }
 
     #[test]
@@ -292,6 +328,41 @@ mod tests {
         assert_eq!(tier.cpu_shares, Some(512));
         let tier = fake.limits(&path("skiff/kubepods/besteffort")).unwrap();
         assert_eq!(tier.cpu_shares, Some(MIN_SHARES));
+    }
+
+    #[test]
+    fn existing_pods_are_found_in_every_tier() {
+        let (_fake, cgroups) = manager();
+        cgroups.ensure_node(None, []).unwrap();
+        let specs = [
+            ("g", pod(vec![container(("1", "1Gi"), ("1", "1Gi"))])),
+            ("b", pod(vec![container(("1", ""), ("", ""))])),
+            ("e", pod(vec![container(("", ""), ("", ""))])),
+        ];
+        for (uid, spec) in &specs {
+            let pod = cgroups.create_pod(uid, spec).unwrap();
+            cgroups
+                .create_container(&pod, "c", &spec.containers[0])
+                .unwrap();
+        }
+        let found = cgroups.existing_pods().unwrap();
+        let summary: Vec<(QosClass, &str, &str)> = found
+            .iter()
+            .map(|p| (p.qos, p.uid.as_str(), p.path.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (QosClass::Guaranteed, "g", "skiff/kubepods/podg"),
+                (QosClass::Burstable, "b", "skiff/kubepods/burstable/podb"),
+                (QosClass::BestEffort, "e", "skiff/kubepods/besteffort/pode"),
+            ]
+        );
+        cgroups.remove_pod(&found[1].path).unwrap();
+        assert_eq!(cgroups.existing_pods().unwrap().len(), 2);
+        // Nothing created yet: nothing found.
+        let (_, empty) = manager();
+        assert!(empty.existing_pods().unwrap().is_empty());
     }
 
     #[test]

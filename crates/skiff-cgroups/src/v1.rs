@@ -148,6 +148,10 @@ impl CgroupDriver for V1Driver {
         Ok(())
     }
 
+    fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError> {
+        fsutil::child_names(&self.memory_dir(cgroup))
+    }
+
     fn pids(&self, cgroup: &CgroupPath) -> Result<Vec<u32>, CgroupError> {
         fsutil::procs_in_subtree(&self.memory_dir(cgroup))
     }

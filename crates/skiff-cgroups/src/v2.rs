@@ -128,6 +128,10 @@ impl CgroupDriver for V2Driver {
         fsutil::write(&self.dir(cgroup).join("cgroup.procs"), &pid.to_string())
     }
 
+    fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError> {
+        fsutil::child_names(&self.dir(cgroup))
+    }
+
     fn pids(&self, cgroup: &CgroupPath) -> Result<Vec<u32>, CgroupError> {
         fsutil::procs_in_subtree(&self.dir(cgroup))
     }

@@ -293,14 +293,35 @@ fn pod_and_container_cgroups_get_the_kubelets_files() {
         "50000"
     );
 
+    // After a restart the agent finds every pod cgroup by listing the tiers.
+    let found: Vec<(QosClass, String)> = scratch
+        .cgroups
+        .existing_pods()
+        .expect("list pod cgroups")
+        .into_iter()
+        .map(|p| (p.qos, p.uid))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (QosClass::Guaranteed, "0a1b-guaranteed".to_string()),
+            (QosClass::Burstable, "0a1b-burstable".to_string()),
+            (QosClass::BestEffort, "0a1b-besteffort".to_string()),
+        ]
+    );
+
     for p in [&pod_cg, &be, &g] {
-        scratch.cgroups.remove_pod(p).expect("remove pod");
+        scratch.cgroups.remove_pod(&p.path).expect("remove pod");
         for dir in scratch.dirs(&p.path) {
             assert!(!dir.exists(), "{} left behind", dir.display());
         }
     }
+    assert!(scratch.cgroups.existing_pods().unwrap().is_empty());
     // Removing again tolerates the cgroup being gone.
-    scratch.cgroups.remove_pod(&pod_cg).expect("second removal");
+    scratch
+        .cgroups
+        .remove_pod(&pod_cg.path)
+        .expect("second removal");
     scratch.finish();
 }
 
@@ -351,7 +372,10 @@ fn a_process_over_its_memory_limit_is_oom_killed_and_reported() {
         "pod count"
     );
     assert!(scratch.driver.pids(&pod_cg.path).unwrap().is_empty());
-    scratch.cgroups.remove_pod(&pod_cg).expect("remove pod");
+    scratch
+        .cgroups
+        .remove_pod(&pod_cg.path)
+        .expect("remove pod");
     scratch.finish();
 }
 
@@ -415,7 +439,10 @@ fn a_fifth_of_a_cpu_throttles_a_busy_loop() {
     // The pod cgroup counts its container's usage.
     let pod_usage = scratch.cgroups.usage(&pod_cg.path).unwrap();
     assert!(pod_usage.cpu_usage_ns >= last.cpu_usage_ns);
-    scratch.cgroups.remove_pod(&pod_cg).expect("remove pod");
+    scratch
+        .cgroups
+        .remove_pod(&pod_cg.path)
+        .expect("remove pod");
     let status = scratch.wait_exit(helper, Duration::from_secs(10));
     assert_eq!(status.signal(), Some(9), "removal kills the loop");
     scratch.finish();
@@ -466,7 +493,10 @@ fn usage_readings_grow_with_the_work_done() {
     scratch.go(helper);
     let status = scratch.wait_exit(helper, Duration::from_secs(10));
     assert!(status.success(), "helper failed: {status:?}");
-    scratch.cgroups.remove_pod(&pod_cg).expect("remove pod");
+    scratch
+        .cgroups
+        .remove_pod(&pod_cg.path)
+        .expect("remove pod");
     scratch.finish();
 }
 
@@ -509,7 +539,7 @@ fn removing_a_pod_kills_every_process_and_leaves_nothing() {
     }
     scratch
         .cgroups
-        .remove_pod(&pod_cg)
+        .remove_pod(&pod_cg.path)
         .expect("kill and remove the pod");
     for helper in helpers {
         let status = scratch.wait_exit(helper, Duration::from_secs(10));

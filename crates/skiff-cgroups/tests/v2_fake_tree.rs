@@ -293,12 +293,19 @@ fn removal_goes_deepest_first_and_tolerates_what_is_gone() {
     }
     // Only `rmdir` is used: files in the way (which cgroupfs never has) stop the removal
     // instead of being deleted.
-    let err = cgroups.remove_pod(&pod_cg).unwrap_err();
+    let err = cgroups.remove_pod(&pod_cg.path).unwrap_err();
     assert!(matches!(err, CgroupError::Io { op: "remove", .. }), "{err}");
     assert!(dir(tmp.path(), &ctr).join("cpu.weight").exists());
 
+    let found = cgroups.existing_pods().unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].qos, found[0].uid.as_str()),
+        (QosClass::BestEffort, "r")
+    );
     kernel_drops_interface_files(&dir(tmp.path(), &pod_cg.path));
-    cgroups.remove_pod(&pod_cg).unwrap();
+    cgroups.remove_pod(&pod_cg.path).unwrap();
+    assert!(cgroups.existing_pods().unwrap().is_empty());
     assert!(!dir(tmp.path(), &pod_cg.path).exists());
     assert!(!driver.exists(&ctr));
     assert!(
@@ -310,7 +317,7 @@ fn removal_goes_deepest_first_and_tolerates_what_is_gone() {
         "the tier stays"
     );
     cgroups
-        .remove_pod(&pod_cg)
+        .remove_pod(&pod_cg.path)
         .expect("already removed is fine");
     cgroups
         .remove_container(&ctr)
