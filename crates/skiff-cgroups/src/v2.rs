@@ -50,6 +50,28 @@ impl V2Driver {
     }
 }
 
+impl V2Driver {
+    /// Enables the controllers in a cgroup's `cgroup.subtree_control`, writing only when one
+    /// is missing (a cgroup holding processes refuses the write, even of enabled ones).
+    fn enable_controllers(&self, dir: &Path, controllers: &[&str]) -> Result<(), CgroupError> {
+        let file = dir.join("cgroup.subtree_control");
+        let enabled = match fsutil::read(&file) {
+            Ok(text) => text,
+            Err(e) if e.is_not_found() => String::new(),
+            Err(e) => return Err(e),
+        };
+        let enabled: Vec<&str> = enabled
+            .split_whitespace()
+            .map(|c| c.trim_start_matches('+'))
+            .collect();
+        if controllers.iter().all(|c| enabled.contains(c)) {
+            return Ok(());
+        }
+        let enable: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
+        fsutil::write(&file, &enable.join(" "))
+    }
+}
+
 fn missing(controller: &str) -> CgroupError {
     CgroupError::Unavailable(format!(
         "the {controller} controller is not enabled in the cgroup v2 root"
@@ -63,12 +85,23 @@ impl CgroupDriver for V2Driver {
 
     fn create(&self, cgroup: &CgroupPath, limits: &CgroupLimits) -> Result<(), CgroupError> {
         let available = self.available()?;
+        let has = |controller| available.contains(&controller);
+        // Refuse before creating anything a limit the hierarchy cannot enforce.
+        let needed = [
+            (
+                "cpu",
+                limits.cpu_shares.is_some() || limits.cpu_quota.is_some(),
+            ),
+            ("memory", limits.memory_limit_bytes.is_some()),
+            ("pids", limits.pids_max.is_some()),
+        ];
+        if let Some((controller, _)) = needed.iter().find(|(c, needed)| *needed && !has(c)) {
+            return Err(missing(controller));
+        }
         fsutil::create_dirs(&self.mount, cgroup, |_| Ok(()))?;
         if !available.is_empty() {
-            // Each ancestor hands the controllers down to its children, from the top.
-            let enable: Vec<String> = available.iter().map(|c| format!("+{c}")).collect();
-            let enable = enable.join(" ");
-            // The ancestors, the hierarchy's root included, from the top down.
+            // Each ancestor, the hierarchy's root included, hands the controllers down to its
+            // children, from the top down.
             let mut chain = Vec::new();
             let mut walk = cgroup.parent();
             while let Some(parent) = walk {
@@ -77,20 +110,15 @@ impl CgroupDriver for V2Driver {
             }
             chain.reverse();
             for parent in chain {
-                fsutil::write(&self.dir(&parent).join("cgroup.subtree_control"), &enable)?;
+                self.enable_controllers(&self.dir(&parent), &available)?;
             }
         }
         let dir = self.dir(cgroup);
-        let has = |controller| available.contains(&controller);
         if let Some(shares) = limits.cpu_shares {
-            if !has("cpu") {
-                return Err(missing("cpu"));
-            }
             let weight = cpu_shares_to_weight(shares);
             fsutil::write(&dir.join("cpu.weight"), &weight.to_string())?;
         }
         match limits.cpu_quota {
-            Some(_) if !has("cpu") => return Err(missing("cpu")),
             Some(quota) => fsutil::write(
                 &dir.join("cpu.max"),
                 &format!("{} {}", quota.quota_us, quota.period_us),
@@ -101,7 +129,6 @@ impl CgroupDriver for V2Driver {
             None => {}
         }
         match limits.memory_limit_bytes {
-            Some(_) if !has("memory") => return Err(missing("memory")),
             Some(bytes) => fsutil::write(&dir.join("memory.max"), &bytes.to_string())?,
             None if has("memory") => fsutil::write(&dir.join("memory.max"), "max")?,
             None => {}
@@ -112,7 +139,6 @@ impl CgroupDriver for V2Driver {
             fsutil::write(&swap_max, if limits.no_swap { "0" } else { "max" })?;
         }
         match limits.pids_max {
-            Some(_) if !has("pids") => return Err(missing("pids")),
             Some(n) => fsutil::write(&dir.join("pids.max"), &n.to_string())?,
             None if has("pids") => fsutil::write(&dir.join("pids.max"), "max")?,
             None => {}

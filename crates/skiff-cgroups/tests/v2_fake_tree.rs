@@ -167,6 +167,10 @@ fn limits_on_missing_controllers_are_refused() {
         err.to_string().contains("memory controller"),
         "unexpected error: {err}"
     );
+    assert!(
+        !tmp.path().join("skiff").exists(),
+        "nothing is created for a refused limit"
+    );
     // Without a memory limit the cgroup is made with what the root offers.
     driver.create(&cgroup, &CgroupLimits::default()).unwrap();
     let d = tmp.path().join("skiff/x");
@@ -175,6 +179,19 @@ fn limits_on_missing_controllers_are_refused() {
     assert_eq!(
         read(&tmp.path().join("skiff/cgroup.subtree_control")),
         "+cpu +pids"
+    );
+    // Controllers already handed down are not written again (a cgroup holding processes,
+    // like a delegated root, refuses even that write).
+    std::fs::write(tmp.path().join("cgroup.subtree_control"), "cpu pids io\n").unwrap();
+    driver
+        .create(
+            &CgroupPath::parse("skiff/y").unwrap(),
+            &CgroupLimits::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        read(&tmp.path().join("cgroup.subtree_control")),
+        "cpu pids io"
     );
     // No root file at all: not a cgroup v2 mount.
     let empty = tempfile::tempdir().unwrap();
