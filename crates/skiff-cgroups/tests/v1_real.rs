@@ -35,7 +35,7 @@ fn v1_mounts() -> V1Mounts {
     }
 }
 
-/// A test's own cgroup root, its helper processes, and their cleanup on drop.
+/// A test's own cgroup root, its child processes, and their cleanup on drop.
 struct Scratch {
     mounts: V1Mounts,
     driver: Arc<V1Driver>,
@@ -127,16 +127,19 @@ impl Scratch {
         BufReader::new(self.children[index].stdout.take().expect("piped stdout"))
     }
 
-    /// Waits for a helper to exit, failing after `limit`.
+    /// Waits for a child process to exit, failing after `limit`.
     fn wait_exit(&mut self, index: usize, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.children[index].try_wait().expect("wait for helper") {
+            if let Some(status) = self.children[index]
+                .try_wait()
+                .expect("wait for the child process")
+            {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "helper still running after {limit:?}"
+                "child process still running after {limit:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -344,18 +347,18 @@ fn a_process_over_its_memory_limit_is_oom_killed_and_reported() {
         "exec {} -c 'import time; b = b\"x\" * (64 << 20); print(\"allocated\", flush=True); time.sleep(60)'",
         python()
     );
-    let helper = scratch.spawn_held(&script);
+    let child = scratch.spawn_held(&script);
     scratch
         .driver
-        .add_process(&ctr, scratch.pid(helper))
-        .expect("move helper into the container cgroup");
+        .add_process(&ctr, scratch.pid(child))
+        .expect("move the child process into the container cgroup");
     assert_eq!(
         scratch.driver.pids(&pod_cg.path).unwrap(),
-        vec![scratch.pid(helper)]
+        vec![scratch.pid(child)]
     );
     assert_eq!(scratch.cgroups.oom_kills(&ctr).unwrap(), 0);
-    scratch.go(helper);
-    let status = scratch.wait_exit(helper, Duration::from_secs(30));
+    scratch.go(child);
+    let status = scratch.wait_exit(child, Duration::from_secs(30));
     assert_eq!(
         status.signal(),
         Some(9),
@@ -384,12 +387,12 @@ fn a_fifth_of_a_cpu_throttles_a_busy_loop() {
     let mut scratch = Scratch::new("throttle");
     let spec = pod(("200m", ""), ("200m", ""));
     let (pod_cg, ctr) = create_pod(&scratch, "throttle", &spec);
-    let helper = scratch.spawn_held("while :; do :; done");
+    let child = scratch.spawn_held("while :; do :; done");
     scratch
         .driver
-        .add_process(&ctr, scratch.pid(helper))
-        .expect("move helper");
-    scratch.go(helper);
+        .add_process(&ctr, scratch.pid(child))
+        .expect("move child");
+    scratch.go(child);
     let usage = |scratch: &Scratch| scratch.cgroups.usage(&ctr).expect("read usage");
     // Let throttling show first, however busy the machine is.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -443,7 +446,7 @@ fn a_fifth_of_a_cpu_throttles_a_busy_loop() {
         .cgroups
         .remove_pod(&pod_cg.path)
         .expect("remove pod");
-    let status = scratch.wait_exit(helper, Duration::from_secs(10));
+    let status = scratch.wait_exit(child, Duration::from_secs(10));
     assert_eq!(status.signal(), Some(9), "removal kills the loop");
     scratch.finish();
 }
@@ -458,19 +461,19 @@ fn usage_readings_grow_with_the_work_done() {
         "exec {} -c '\nimport sys\na = b\"a\" * (8 << 20)\nprint(\"one\", flush=True)\nsys.stdin.readline()\nb = b\"b\" * (16 << 20)\nprint(\"two\", flush=True)\nsys.stdin.readline()\n'",
         python()
     );
-    let helper = scratch.spawn_held(&script);
+    let child = scratch.spawn_held(&script);
     scratch
         .driver
-        .add_process(&ctr, scratch.pid(helper))
-        .expect("move helper");
+        .add_process(&ctr, scratch.pid(child))
+        .expect("move child");
     let before = scratch.cgroups.usage(&ctr).unwrap();
-    let mut out = scratch.stdout(helper);
+    let mut out = scratch.stdout(child);
     let mut line = String::new();
-    scratch.go(helper);
+    scratch.go(child);
     out.read_line(&mut line).expect("first allocation");
     assert_eq!(line.trim(), "one");
     let first = scratch.cgroups.usage(&ctr).unwrap();
-    scratch.go(helper);
+    scratch.go(child);
     line.clear();
     out.read_line(&mut line).expect("second allocation");
     assert_eq!(line.trim(), "two");
@@ -490,9 +493,9 @@ fn usage_readings_grow_with_the_work_done() {
     assert!(second.memory_working_set_bytes <= second.memory_usage_bytes);
     let pod_usage = scratch.cgroups.usage(&pod_cg.path).unwrap();
     assert!(pod_usage.memory_usage_bytes >= second.memory_usage_bytes - (1 << 20));
-    scratch.go(helper);
-    let status = scratch.wait_exit(helper, Duration::from_secs(10));
-    assert!(status.success(), "helper failed: {status:?}");
+    scratch.go(child);
+    let status = scratch.wait_exit(child, Duration::from_secs(10));
+    assert!(status.success(), "child failed: {status:?}");
     scratch
         .cgroups
         .remove_pod(&pod_cg.path)
@@ -520,16 +523,13 @@ fn removing_a_pod_kills_every_process_and_leaves_nothing() {
         "exec sleep 300",
         "while :; do sleep 300 & sleep 0.01; done",
     ];
-    let mut helpers = Vec::new();
+    let mut started = Vec::new();
     for (i, script) in scripts.iter().enumerate() {
-        let helper = scratch.spawn_held(script);
+        let child = scratch.spawn_held(script);
         let ctr = &containers[i % containers.len()];
-        scratch
-            .driver
-            .add_process(ctr, scratch.pid(helper))
-            .unwrap();
-        scratch.go(helper);
-        helpers.push(helper);
+        scratch.driver.add_process(ctr, scratch.pid(child)).unwrap();
+        scratch.go(child);
+        started.push(child);
     }
     // Wait for the forker to have children of its own in the cgroup.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -541,12 +541,12 @@ fn removing_a_pod_kills_every_process_and_leaves_nothing() {
         .cgroups
         .remove_pod(&pod_cg.path)
         .expect("kill and remove the pod");
-    for helper in helpers {
-        let status = scratch.wait_exit(helper, Duration::from_secs(10));
+    for child in started {
+        let status = scratch.wait_exit(child, Duration::from_secs(10));
         assert_eq!(
             status.signal(),
             Some(9),
-            "helper {helper} ended with {status:?}"
+            "child {child} ended with {status:?}"
         );
     }
     for cgroup in containers.iter().chain([&pod_cg.path]) {
