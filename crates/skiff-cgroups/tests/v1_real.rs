@@ -488,8 +488,10 @@ fn usage_readings_grow_with_the_work_done() {
         "CPU use must grow"
     );
     assert!(first.memory_usage_bytes >= before.memory_usage_bytes + (8 << 20));
-    assert!(second.memory_usage_bytes >= first.memory_usage_bytes + (16 << 20));
-    assert!(second.memory_working_set_bytes >= first.memory_working_set_bytes + (16 << 20));
+    // The interpreter's file pages (a few MiB) may be reclaimed between the readings when the
+    // machine is short of memory, so the second step is held to 12 of its 16 MiB.
+    assert!(second.memory_usage_bytes >= first.memory_usage_bytes + (12 << 20));
+    assert!(second.memory_working_set_bytes >= first.memory_working_set_bytes + (12 << 20));
     assert!(second.memory_working_set_bytes <= second.memory_usage_bytes);
     let pod_usage = scratch.cgroups.usage(&pod_cg.path).unwrap();
     assert!(pod_usage.memory_usage_bytes >= second.memory_usage_bytes - (1 << 20));
