@@ -256,9 +256,11 @@ mod tests {
             memory_limit_bytes: Some(32 << 20),
             pids_max: None,
             no_swap: false,
+            oom_kills_group: false,
         };
         let container_limits = CgroupLimits {
             no_swap: true,
+            oom_kills_group: true,
             ..limits
         };
         assert_eq!(

@@ -61,6 +61,9 @@ pub struct CgroupLimits {
     /// its memory limit is OOM-killed rather than swapped out: v1 caps memory plus swap at the
     /// memory limit, v2 writes `memory.swap.max` 0. Only where the kernel accounts swap.
     pub no_swap: bool,
+    /// Makes an OOM kill take every process of the cgroup at once (v2 `memory.oom.group`),
+    /// as the kubelet asks for containers on cgroup v2; v1 has no such switch.
+    pub oom_kills_group: bool,
 }
 
 /// Node capacity set aside for pods, which the kubelet enforces on the `kubepods` cgroup.
@@ -177,7 +180,7 @@ pub fn pod_resource_config(spec: &PodSpec) -> PodResourceConfig {
 
 /// A container's cgroup limits, as the kubelet hands them to the runtime: shares from its CPU
 /// request (from its limit when it requests nothing but limits CPU), the quota of its CPU limit,
-/// its memory limit, and no swap.
+/// its memory limit, no swap, and OOM kills that take the whole container.
 pub fn container_limits(container: &Container) -> CgroupLimits {
     let resources = container.resources.as_ref();
     let requests = CpuMemory::all(resources.and_then(|r| r.requests.as_ref()));
@@ -193,6 +196,7 @@ pub fn container_limits(container: &Container) -> CgroupLimits {
         memory_limit_bytes: positive_bytes(limits.memory),
         pids_max: None,
         no_swap: true,
+        oom_kills_group: true,
     }
 }
 
@@ -480,6 +484,7 @@ pub(crate) mod tests {
             memory_limit_bytes: memory,
             pids_max: None,
             no_swap: false,
+            oom_kills_group: false,
         }
     }
 
@@ -744,6 +749,7 @@ pub(crate) mod tests {
         for (name, c, want) in cases {
             let want = CgroupLimits {
                 no_swap: true,
+                oom_kills_group: true,
                 ..want
             };
             assert_eq!(container_limits(&c), want, "{name}");
@@ -753,6 +759,7 @@ pub(crate) mod tests {
             container_limits(&bare),
             CgroupLimits {
                 no_swap: true,
+                oom_kills_group: true,
                 ..limits(2, None, None)
             },
             "no resources"

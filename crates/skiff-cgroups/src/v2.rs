@@ -3,9 +3,10 @@
 //! Controllers are enabled top-down in each ancestor's `cgroup.subtree_control` (`cpu`,
 //! `memory` and `pids`, those the root offers). Files: `cpu.weight` (shares converted by
 //! [`cpu_shares_to_weight`]), `cpu.max` (`max 100000` for no quota), `memory.max`,
-//! `memory.swap.max` (0 when swap is forbidden), `pids.max`; usage from `cpu.stat` (`usage_usec`, throttling), `memory.current` and
-//! `memory.stat` (`inactive_file`, as cAdvisor computes the working set); OOM kills from
-//! `memory.events`, which already counts the whole subtree. Killing writes `cgroup.kill`
+//! `memory.swap.max` (0 when swap is forbidden), `memory.oom.group`, `pids.max`; usage from
+//! `cpu.stat` (`usage_usec`, throttling), `memory.current` and `memory.stat`
+//! (`inactive_file`, as cAdvisor computes the working set); OOM kills from `memory.events`,
+//! which already counts the whole subtree. Killing writes `cgroup.kill`
 //! where the kernel has it (5.14 on), which kills the subtree at once, forks included.
 
 use std::path::{Path, PathBuf};
@@ -137,6 +138,9 @@ impl CgroupDriver for V2Driver {
         let swap_max = dir.join("memory.swap.max");
         if swap_max.is_file() {
             fsutil::write(&swap_max, if limits.no_swap { "0" } else { "max" })?;
+        }
+        if limits.oom_kills_group && has("memory") {
+            fsutil::write(&dir.join("memory.oom.group"), "1")?;
         }
         match limits.pids_max {
             Some(n) => fsutil::write(&dir.join("pids.max"), &n.to_string())?,

@@ -110,6 +110,15 @@ fn pod_and_container_cgroups_get_the_v2_files() {
         !dir(mount, &pod_cg.path).join("memory.swap.max").exists(),
         "no swap file is made where the kernel has none"
     );
+    assert_eq!(
+        read(&ctr_dir.join("memory.oom.group")),
+        "1",
+        "an OOM kill takes the whole container"
+    );
+    assert!(
+        !dir(mount, &pod_cg.path).join("memory.oom.group").exists(),
+        "pods keep the kernel's choice of victim"
+    );
     // Controllers are handed down through every ancestor, but not into the leaf.
     for ancestor in ["", "skiff", "skiff/kubepods", "skiff/kubepods/burstable"] {
         assert_eq!(
