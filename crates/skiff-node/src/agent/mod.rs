@@ -13,7 +13,7 @@
 //! OpenKruise took out of service for an in-place update, keeps serving until proxies no longer
 //! route to it, within its grace period, before preStop hooks and SIGTERM.
 //!
-//! Images and probes plug in through [`ImageResolver`] and [`Prober`]; [`SimpleImages`] and
+//! Images and probes plug in through [`ImageService`] and [`Prober`]; [`SimpleImages`] and
 //! [`SimpleProber`] are small built-in implementations.
 //!
 //! Guarantees: when [`NodeAgent::run`] returns, no process it started is left: every pod was
@@ -37,6 +37,8 @@ mod node;
 pub mod pod_range;
 pub mod probe_timing;
 mod process;
+pub mod pull;
+pub mod pull_secrets;
 mod runtime;
 pub mod sandbox;
 mod worker;
@@ -63,8 +65,8 @@ pub use logfiles::{AgentLogs, LiveRuns};
 pub use machine::BackoffConfig;
 pub use node::{detect_capacity, NodeReporter, RealNode, NODE_ADDRESS};
 pub use runtime::{
-    image_repository, ExecFn, ExecOutput, ImageResolver, ProbeContext, ProbeResult, Prober,
-    ResolvedImage, SimpleImages, SimpleProber,
+    image_repository, ExecFn, ExecOutput, ImageLookupError, ImageRoot, ImageService, ProbeContext,
+    ProbeResult, Prober, PullCredentials, PulledImage, ResolvedImage, SimpleImages, SimpleProber,
 };
 
 use crate::drain::TrafficDrain;
@@ -83,8 +85,8 @@ pub struct NodeAgentConfig {
     pub pod_cidr: (Ipv4Addr, u8),
     /// What the node offers; [`detect_capacity`] reads this machine's.
     pub capacity: NodeCapacity,
-    /// Resolves images.
-    pub images: Arc<dyn ImageResolver>,
+    /// Finds and pulls images.
+    pub images: Arc<dyn ImageService>,
     /// Runs probes and hooks.
     pub prober: Arc<dyn Prober>,
     /// How often the Lease is renewed (kubelet: 10 s).
@@ -108,7 +110,7 @@ impl NodeAgentConfig {
     pub fn new(
         node_name: &str,
         data_dir: PathBuf,
-        images: Arc<dyn ImageResolver>,
+        images: Arc<dyn ImageService>,
         prober: Arc<dyn Prober>,
     ) -> NodeAgentConfig {
         NodeAgentConfig {

@@ -27,12 +27,21 @@ struct PanicsOnce {
     fired: std::sync::atomic::AtomicBool,
 }
 
-impl ImageResolver for PanicsOnce {
-    fn resolve(&self, image: &str) -> Option<runtime::ResolvedImage> {
+#[async_trait::async_trait]
+impl ImageService for PanicsOnce {
+    async fn find(&self, image: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
         if image == PANICS_ONCE && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
             panic!("the image store broke on {image}");
         }
-        self.images.resolve(image)
+        self.images.find(image).await
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: &PullCredentials,
+    ) -> Result<PulledImage, String> {
+        self.images.pull(image, credentials).await
     }
 }
 
@@ -329,7 +338,7 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
     let expected = [
         (
             "Pulled",
-            "Container image \"busybox\" already present on machine",
+            "Container image \"busybox\" already present on machine and can be accessed by the pod",
         ),
         ("Created", "Created container: c"),
         ("Started", "Started container c"),
@@ -646,7 +655,7 @@ async fn a_changed_image_restarts_that_container_in_place() {
     })
     .await;
     h.wait_event("inplace", |r, m| {
-        r == "Pulled" && m == "Container image \"busybox:2\" already present on machine"
+        r == "Pulled" && m == "Container image \"busybox:2\" already present on machine and can be accessed by the pod"
     })
     .await;
     // The second start of `app` is counted on the same Event object, as kubelet's are.

@@ -23,7 +23,9 @@ use super::logfiles::{log_path, LiveRuns};
 use super::machine::{Action, BackoffConfig, Input, Now, PodMachine, Severity, StartFailure};
 use super::probe_timing::ProbeKind;
 use super::process::{self, ContainerProcess, SpawnRequest};
-use super::runtime::{ExecFn, ImageResolver, ProbeContext, ProbeResult, Prober};
+use super::pull::{ensure_image, PullPolicy};
+use super::pull_secrets::pull_credentials;
+use super::runtime::{ExecFn, ImageService, ProbeContext, ProbeResult, Prober};
 use super::sandbox::{self, container_mounts, isolated_argv, pod_dir, PreparedVolume};
 use crate::drain::TrafficDrain;
 
@@ -45,7 +47,7 @@ pub(crate) struct Shared {
     pub kubernetes_service: Option<(String, u16)>,
     /// Allocatable CPU (millicores) and memory (bytes).
     pub allocatable: (i64, i64),
-    pub images: Arc<dyn ImageResolver>,
+    pub images: Arc<dyn ImageService>,
     pub prober: Arc<dyn Prober>,
     pub recorder: EventRecorder,
     pub live: LiveRuns,
@@ -536,13 +538,6 @@ impl Worker {
                     }));
                 };
                 let image_ref = container.image.clone().unwrap_or_default();
-                let Some(image) = shared.images.resolve(&image_ref) else {
-                    fail(
-                        StartFailure::ImageNotFound,
-                        format!("image \"{image_ref}\" is not in this node's image catalog"),
-                    );
-                    return;
-                };
                 let record = |severity: EventType, reason: &str, message: String| {
                     if let Ok(r) = ObjectRef::from_object(&*pod) {
                         let field = if pod
@@ -563,11 +558,31 @@ impl Worker {
                         );
                     }
                 };
-                record(
-                    EventType::Normal,
-                    "Pulled",
-                    format!("Container image \"{image_ref}\" already present on machine"),
-                );
+                let policy =
+                    PullPolicy::effective(container.image_pull_policy.as_deref(), &image_ref);
+                let credentials =
+                    pull_credentials(shared.client.clone(), &pod, &image_ref, &shared.recorder);
+                let ensured = ensure_image(
+                    shared.images.as_ref(),
+                    &image_ref,
+                    policy,
+                    credentials,
+                    &mut |severity, reason, message| {
+                        let kind = match severity {
+                            Severity::Normal => EventType::Normal,
+                            Severity::Warning => EventType::Warning,
+                        };
+                        record(kind, reason, message);
+                    },
+                )
+                .await;
+                let image = match ensured {
+                    Ok(image) => image,
+                    Err((failure, message)) => {
+                        fail(failure, message);
+                        return;
+                    }
+                };
                 let mut env = match environment(
                     shared.client.clone(),
                     &pod,
@@ -701,6 +716,7 @@ impl Worker {
                 let _ = tx.send(Msg::Input(Input::Started {
                     container: name.clone(),
                     image_id: image.image_id.clone(),
+                    image: image.name.clone(),
                     container_id: format!("skiff://{uid}/{name}/{run}"),
                 }));
             },
