@@ -219,7 +219,8 @@ impl NodeAgent {
             self.config.capacity.clone(),
         );
         let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
-            .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?;
+            .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?
+            .with_images(self.config.images.clone());
         reporter
             .register()
             .await
