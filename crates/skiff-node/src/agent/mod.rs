@@ -39,6 +39,7 @@ pub mod probe_timing;
 mod process;
 pub mod pull;
 pub mod pull_secrets;
+pub mod rootfs;
 mod runtime;
 pub mod sandbox;
 mod worker;

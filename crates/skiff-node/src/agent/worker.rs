@@ -25,6 +25,8 @@ use super::probe_timing::ProbeKind;
 use super::process::{self, ContainerProcess, SpawnRequest};
 use super::pull::{ensure_image, PullPolicy};
 use super::pull_secrets::pull_credentials;
+use super::rootfs::{find_program, resolve_in_root, rooted_argv, EtcFiles, RootedRun, RunDirs};
+use super::runtime::ImageRoot;
 use super::runtime::{ExecFn, ImageService, ProbeContext, ProbeResult, Prober};
 use super::sandbox::{self, container_mounts, isolated_argv, pod_dir, PreparedVolume};
 use crate::drain::TrafficDrain;
@@ -394,7 +396,7 @@ impl Worker {
                     self.event(
                         Severity::Warning,
                         "NoIsolation",
-                        "containers run without their own mounts, /tmp or hostname: this node is not running as root with unshare available".to_string(),
+                        "containers run without their own mounts, /tmp or hostname, and images without a root of their own (programs run from the image's files on the host): this node is not running as root with unshare available".to_string(),
                         None,
                     );
                 }
@@ -606,39 +608,41 @@ impl Worker {
                     fail(StartFailure::Runtime, "no command specified".to_string());
                     return;
                 }
-                let private_tmp = container_dir.join("tmp");
-                if let Err(e) = std::fs::create_dir_all(&private_tmp) {
-                    fail(
-                        StartFailure::Runtime,
-                        format!("creating the container directory: {e}"),
-                    );
-                    return;
-                }
                 let working_dir = container
                     .working_dir
                     .clone()
                     .filter(|d| !d.is_empty())
                     .or_else(|| image.working_dir.clone());
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                let (argv, cwd) = match &shared.isolation {
-                    Some((unshare, _)) => {
-                        let mounts = container_mounts(&container, &volumes);
-                        let mut argv = isolated_argv(
-                            &command,
-                            &mounts,
-                            &private_tmp,
-                            &pod_name,
-                            working_dir.as_deref(),
-                        );
-                        argv[0] = unshare.to_string_lossy().into_owned();
-                        (argv, container_dir.clone())
+                let mounts = container_mounts(&container, &volumes);
+                let launch = match (&image.root, &shared.isolation) {
+                    (None, isolation) => host_launch(
+                        command,
+                        &container_dir,
+                        &mounts,
+                        &pod_name,
+                        working_dir,
+                        isolation.as_ref().map(|(unshare, _)| unshare.as_path()),
+                    ),
+                    (Some(root), Some((unshare, _))) => rooted_launch(
+                        command,
+                        root,
+                        &container_dir,
+                        &mounts,
+                        &pod_name,
+                        &pod_ip.to_string(),
+                        working_dir.as_deref(),
+                        unshare,
+                    ),
+                    (Some(root), None) => {
+                        merged_launch(command, root, &container_dir, working_dir, &env)
                     }
-                    None => {
-                        let cwd = working_dir
-                            .map(PathBuf::from)
-                            .filter(|d| d.is_dir())
-                            .unwrap_or_else(|| container_dir.clone());
-                        (command, cwd)
+                };
+                let (argv, cwd, arg0) = match launch {
+                    Ok(launch) => launch,
+                    Err(message) => {
+                        fail(StartFailure::Runtime, message);
+                        return;
                     }
                 };
                 record(
@@ -653,6 +657,7 @@ impl Worker {
                     cwd: cwd.clone(),
                     log_path: log,
                     log_cap: shared.log_cap,
+                    arg0,
                 });
                 let process = match spawned {
                     Ok(p) => p,
@@ -951,6 +956,108 @@ impl Worker {
     }
 }
 
+/// How a container run starts: its argv, working directory and `argv[0]` override.
+type Launch = (Vec<String>, PathBuf, Option<String>);
+
+/// A container on the host's filesystem (the transitional aliases and imported directories):
+/// in its own mount and UTS namespaces with a private `/tmp` when isolated.
+fn host_launch(
+    command: Vec<String>,
+    container_dir: &Path,
+    mounts: &[sandbox::Mount],
+    pod_name: &str,
+    working_dir: Option<String>,
+    unshare: Option<&Path>,
+) -> Result<Launch, String> {
+    let private_tmp = container_dir.join("tmp");
+    std::fs::create_dir_all(&private_tmp)
+        .map_err(|e| format!("creating the container directory: {e}"))?;
+    Ok(match unshare {
+        Some(unshare) => {
+            let mut argv = isolated_argv(
+                &command,
+                mounts,
+                &private_tmp,
+                pod_name,
+                working_dir.as_deref(),
+            );
+            argv[0] = unshare.to_string_lossy().into_owned();
+            (argv, container_dir.to_path_buf(), None)
+        }
+        None => {
+            let cwd = working_dir
+                .map(PathBuf::from)
+                .filter(|d| d.is_dir())
+                .unwrap_or_else(|| container_dir.to_path_buf());
+            (command, cwd, None)
+        }
+    })
+}
+
+/// A container whose root is its image, assembled in its own mount namespace.
+#[allow(clippy::too_many_arguments)]
+fn rooted_launch(
+    command: Vec<String>,
+    root: &ImageRoot,
+    container_dir: &Path,
+    mounts: &[sandbox::Mount],
+    pod_name: &str,
+    pod_ip: &str,
+    working_dir: Option<&str>,
+    unshare: &Path,
+) -> Result<Launch, String> {
+    let dirs = RunDirs::under(container_dir);
+    dirs.prepare()
+        .map_err(|e| format!("preparing the container's root: {e}"))?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    EtcFiles::for_pod(pod_ip, pod_name, &resolv)
+        .write(&dirs.etc)
+        .map_err(|e| format!("writing the container's /etc files: {e}"))?;
+    let argv = rooted_argv(
+        &RootedRun {
+            unshare,
+            image: root,
+            dirs: &dirs,
+            mounts,
+            hostname: pod_name,
+            working_dir: working_dir.unwrap_or("/"),
+        },
+        &command,
+    );
+    Ok((argv, container_dir.to_path_buf(), None))
+}
+
+/// A container run from its image's merged tree without a root of its own (no isolation):
+/// the program is found inside the tree, volumes are not mounted.
+fn merged_launch(
+    mut command: Vec<String>,
+    root: &ImageRoot,
+    container_dir: &Path,
+    working_dir: Option<String>,
+    env: &super::command::Environment,
+) -> Result<Launch, String> {
+    let ImageRoot::Merged(tree) = root else {
+        return Err(
+            "the image's layers can only be stacked with isolation (root and unshare)".to_string(),
+        );
+    };
+    let name = command.first().cloned().unwrap_or_default();
+    let path = env.get("PATH").unwrap_or_else(|| DEFAULT_PATH.to_string());
+    let program = find_program(tree, &name, &path).ok_or_else(|| {
+        format!(
+            "failed to create containerd task: exec: \"{name}\": executable file not found in $PATH"
+        )
+    })?;
+    command[0] = program.to_string_lossy().into_owned();
+    let cwd = working_dir
+        .and_then(|d| resolve_in_root(tree, &d))
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| tree.clone());
+    std::fs::create_dir_all(container_dir)
+        .map_err(|e| format!("creating the container directory: {e}"))?;
+    Ok((command, cwd, Some(name)))
+}
+
 /// Runs commands with the container's environment, inside its namespaces (through
 /// `nsenter` into the group leader's) when containers are isolated.
 fn make_exec(
@@ -967,6 +1074,8 @@ fn make_exec(
                 pid.to_string(),
                 "-m".to_string(),
                 "-u".to_string(),
+                // Its root and working directory: the image's, for a container run from one.
+                "-r".to_string(),
                 "-w".to_string(),
                 "--".to_string(),
             ]
