@@ -206,7 +206,7 @@ pub fn node_images(records: &[ImageRecord]) -> Vec<ContainerImage> {
             size_bytes: i64::try_from(size).ok(),
         })
         .collect();
-    images.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    images.sort_by_key(|image| std::cmp::Reverse(image.size_bytes));
     images
 }
 

@@ -35,6 +35,8 @@ pub struct RunDirs {
     pub work: PathBuf,
     /// Where the generated `/etc` files are written before being bound in.
     pub etc: PathBuf,
+    /// Created once the root is assembled, just before the command runs.
+    pub ready: PathBuf,
 }
 
 impl RunDirs {
@@ -45,11 +47,17 @@ impl RunDirs {
             upper: container_dir.join("upper"),
             work: container_dir.join("work"),
             etc: container_dir.join("etc"),
+            ready: container_dir.join("root-ready"),
         }
     }
 
     /// Creates them empty: a new run starts from the image as it is, as a new container does.
     pub fn prepare(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.ready) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         for dir in [&self.upper, &self.work] {
             match std::fs::remove_dir_all(dir) {
                 Ok(()) => {}
@@ -200,6 +208,7 @@ pub fn rooted_argv(run: &RootedRun<'_>, command: &[String]) -> Vec<String> {
         sh_quote(run.hostname)
     ));
     script.push_str(&format!("mkdir -p {}\n", inside(root, run.working_dir)));
+    script.push_str(&format!(": > {}\n", q(&run.dirs.ready)));
     script.push_str(&format!(
         "set +e\nexec {} --root={} --wd={} -- \"$@\"\n",
         q(run.unshare),

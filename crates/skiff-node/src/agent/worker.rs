@@ -170,6 +170,7 @@ enum Msg {
         run: i32,
         env: Vec<(String, String)>,
         cwd: PathBuf,
+        root: Option<ExecRoot>,
     },
 }
 
@@ -184,7 +185,7 @@ struct Worker {
     sandbox_retry: Option<Instant>,
     processes: HashMap<String, ContainerProcess>,
     /// The environment and working directory of each container's current run, for exec.
-    exec_env: HashMap<String, (Vec<(String, String)>, PathBuf)>,
+    exec_env: HashMap<String, ExecPlace>,
     last_written: Option<PodStatus>,
     /// A pod that had finished before this worker started: report nothing, start nothing.
     adopted_terminal: bool,
@@ -324,9 +325,9 @@ impl Worker {
                     }
                     Some(msg) = self.rx.recv() => match msg {
                         Msg::Input(input) => input,
-                        Msg::Spawned { container, process, run, env, cwd } => {
+                        Msg::Spawned { container, process, run, env, cwd, root } => {
                             self.watch_exit(&container, process.clone(), run);
-                            self.exec_env.insert(container.clone(), (env, cwd));
+                            self.exec_env.insert(container.clone(), (env, cwd, root));
                             self.processes.insert(container, process);
                             continue;
                         }
@@ -496,20 +497,26 @@ impl Worker {
     }
 
     /// The environment exec checks and hooks run in: the container's env and namespaces.
-    fn exec_fn(&self, env: Vec<(String, String)>, cwd: PathBuf, pgid: Option<i32>) -> ExecFn {
-        let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
-        make_exec(nsenter, env, cwd, pgid)
+    fn exec_fn(
+        &self,
+        env: Vec<(String, String)>,
+        cwd: PathBuf,
+        pgid: Option<i32>,
+        root: Option<ExecRoot>,
+    ) -> ExecFn {
+        make_exec(self.shared.isolation.clone(), env, cwd, pgid, root)
     }
 
     /// The exec function for a container's current run.
     fn exec_for(&self, name: &str, pgid: Option<i32>) -> ExecFn {
-        let (env, cwd) = self.exec_env.get(name).cloned().unwrap_or_else(|| {
+        let (env, cwd, root) = self.exec_env.get(name).cloned().unwrap_or_else(|| {
             (
                 vec![("PATH".to_string(), DEFAULT_PATH.to_string())],
                 self.dir.join("containers").join(name),
+                None,
             )
         });
-        self.exec_fn(env, cwd, pgid)
+        self.exec_fn(env, cwd, pgid, root)
     }
 
     fn start(&mut self, name: String, restart_count: i32, run: u32) {
@@ -526,7 +533,7 @@ impl Worker {
         let pgids = self.dir.join("pgids");
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
-        let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
+        let isolation = self.shared.isolation.clone();
         let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
         spawn_step(
             &self.uid,
@@ -638,7 +645,7 @@ impl Worker {
                         merged_launch(command, root, &container_dir, working_dir, &env)
                     }
                 };
-                let (argv, cwd, arg0) = match launch {
+                let (argv, cwd, arg0, root) = match launch {
                     Ok(launch) => launch,
                     Err(message) => {
                         fail(StartFailure::Runtime, message);
@@ -686,12 +693,18 @@ impl Worker {
                     pgid: process.pgid,
                 });
                 let pgid = process.pgid;
+                if root.is_some() {
+                    // Started means the container's root is in place, as for a created
+                    // container: probes and hooks must not run in a half-assembled one.
+                    wait_for_root(&RunDirs::under(&container_dir).ready, &process).await;
+                }
                 let _ = tx.send(Msg::Spawned {
                     container: name.clone(),
                     process,
                     run: restart_count,
                     env: env_pairs.clone(),
                     cwd: cwd.clone(),
+                    root: root.clone(),
                 });
                 record(
                     EventType::Normal,
@@ -706,7 +719,7 @@ impl Worker {
                     let ctx = ProbeContext {
                         pod_ip,
                         container_ports: container.ports.clone().unwrap_or_default(),
-                        exec: make_exec(nsenter, env_pairs, cwd, Some(pgid)),
+                        exec: make_exec(isolation, env_pairs, cwd, Some(pgid), root),
                     };
                     let deadline = deadline::after(Instant::now(), grace_of(&pod));
                     if let Err(message) = shared.prober.run_hook(handler, &ctx, deadline).await {
@@ -956,8 +969,42 @@ impl Worker {
     }
 }
 
-/// How a container run starts: its argv, working directory and `argv[0]` override.
-type Launch = (Vec<String>, PathBuf, Option<String>);
+/// How a container run starts: its argv, working directory, `argv[0]` override, and the root
+/// its exec commands run in.
+type Launch = (Vec<String>, PathBuf, Option<String>, Option<ExecRoot>);
+
+/// Where a container run's exec commands run: its environment, working directory (of the
+/// `nsenter` itself) and own root.
+type ExecPlace = (Vec<(String, String)>, PathBuf, Option<ExecRoot>);
+
+/// A container run's own root (the mount point of its image, inside its mount namespace) and
+/// working directory there.
+#[derive(Clone, Debug)]
+struct ExecRoot {
+    root: PathBuf,
+    working_dir: String,
+}
+
+/// The longest a container's root may take to be assembled before it counts as started.
+const ROOT_ASSEMBLY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until the container's root is assembled (its script leaves `marker`), the process
+/// ends, or [`ROOT_ASSEMBLY_DEADLINE`] passes.
+async fn wait_for_root(marker: &Path, process: &ContainerProcess) {
+    let deadline = deadline::after(Instant::now(), ROOT_ASSEMBLY_DEADLINE);
+    let mut done = process.done.clone();
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        if marker.exists() || done.borrow().is_some() {
+            return;
+        }
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = done.changed() => if changed.is_err() { return; },
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
 
 /// A container on the host's filesystem (the transitional aliases and imported directories):
 /// in its own mount and UTS namespaces with a private `/tmp` when isolated.
@@ -982,14 +1029,14 @@ fn host_launch(
                 working_dir.as_deref(),
             );
             argv[0] = unshare.to_string_lossy().into_owned();
-            (argv, container_dir.to_path_buf(), None)
+            (argv, container_dir.to_path_buf(), None, None)
         }
         None => {
             let cwd = working_dir
                 .map(PathBuf::from)
                 .filter(|d| d.is_dir())
                 .unwrap_or_else(|| container_dir.to_path_buf());
-            (command, cwd, None)
+            (command, cwd, None, None)
         }
     })
 }
@@ -1013,6 +1060,7 @@ fn rooted_launch(
     EtcFiles::for_pod(pod_ip, pod_name, &resolv)
         .write(&dirs.etc)
         .map_err(|e| format!("writing the container's /etc files: {e}"))?;
+    let working_dir = working_dir.unwrap_or("/");
     let argv = rooted_argv(
         &RootedRun {
             unshare,
@@ -1020,11 +1068,15 @@ fn rooted_launch(
             dirs: &dirs,
             mounts,
             hostname: pod_name,
-            working_dir: working_dir.unwrap_or("/"),
+            working_dir,
         },
         &command,
     );
-    Ok((argv, container_dir.to_path_buf(), None))
+    let exec_root = ExecRoot {
+        root: dirs.root.clone(),
+        working_dir: working_dir.to_string(),
+    };
+    Ok((argv, container_dir.to_path_buf(), None, Some(exec_root)))
 }
 
 /// A container run from its image's merged tree without a root of its own (no isolation):
@@ -1055,33 +1107,44 @@ fn merged_launch(
         .unwrap_or_else(|| tree.clone());
     std::fs::create_dir_all(container_dir)
         .map_err(|e| format!("creating the container directory: {e}"))?;
-    Ok((command, cwd, Some(name)))
+    Ok((command, cwd, Some(name), None))
 }
 
 /// Runs commands with the container's environment, inside its namespaces (through
-/// `nsenter` into the group leader's) when containers are isolated.
+/// `nsenter` into the group leader's) when containers are isolated, and inside its image's
+/// root and working directory when it runs from one.
 fn make_exec(
-    nsenter: Option<PathBuf>,
+    isolation: Option<(PathBuf, PathBuf)>,
     env: Vec<(String, String)>,
     cwd: PathBuf,
     pgid: Option<i32>,
+    root: Option<ExecRoot>,
 ) -> ExecFn {
     Arc::new(move |command: Vec<String>, timeout: Duration| {
-        let argv: Vec<String> = match (&nsenter, pgid) {
-            (Some(nsenter), Some(pid)) => [
-                nsenter.to_string_lossy().into_owned(),
-                "-t".to_string(),
-                pid.to_string(),
-                "-m".to_string(),
-                "-u".to_string(),
-                // Its root and working directory: the image's, for a container run from one.
-                "-r".to_string(),
-                "-w".to_string(),
-                "--".to_string(),
-            ]
-            .into_iter()
-            .chain(command)
-            .collect(),
+        let argv: Vec<String> = match (&isolation, pgid) {
+            (Some((unshare, nsenter)), Some(pid)) => {
+                let mut argv = vec![
+                    nsenter.to_string_lossy().into_owned(),
+                    "-t".to_string(),
+                    pid.to_string(),
+                    "-m".to_string(),
+                    "-u".to_string(),
+                ];
+                match &root {
+                    // The root's mount point is resolved inside the container's namespace,
+                    // where the image is mounted on it.
+                    Some(root) => argv.extend([
+                        "--".to_string(),
+                        unshare.to_string_lossy().into_owned(),
+                        format!("--root={}", root.root.to_string_lossy()),
+                        format!("--wd={}", root.working_dir),
+                    ]),
+                    None => argv.push("-w".to_string()),
+                }
+                argv.push("--".to_string());
+                argv.extend(command);
+                argv
+            }
             _ => command,
         };
         let env = env.clone();
