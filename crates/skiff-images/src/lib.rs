@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod config;
 pub mod digest;
+pub mod gc;
 pub mod keyring;
 pub mod pull;
 pub mod reference;

@@ -2,11 +2,15 @@
 //! overlayfs lower layers, or one directory with every layer applied.
 //!
 //! Overlay lower layers must hold their whiteouts in overlayfs' own form (0/0 character devices
-//! and the `trusted.overlay.opaque` attribute), which only root can create; a store run by
-//! anyone else keeps the OCI marker files and hands out a merged copy instead.
+//! and the `trusted.overlay.opaque` attribute), which only root can create, and only where the
+//! store's filesystem takes them and the kernel will mount them (probed when the store opens);
+//! any other store keeps the OCI marker files and hands out a merged copy instead.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::digest::Digest;
 use crate::store::{ContentStore, ImageRecord, StoreError};
@@ -49,6 +53,30 @@ impl SnapshotForm {
         }
     }
 
+    /// [`SnapshotForm::for_this_host`], checked on the filesystem of the store under `root`:
+    /// overlay form only if whiteouts can be made there and the kernel mounts them as
+    /// overlayfs lower layers (not so, say, for root in a container without the privilege to
+    /// mount, or a store on a filesystem without trusted attributes). Probed once per store
+    /// directory and process.
+    pub fn for_store(root: &Path) -> Self {
+        static PROBED: Mutex<BTreeMap<PathBuf, SnapshotForm>> = Mutex::new(BTreeMap::new());
+        if Self::for_this_host() == SnapshotForm::Markers {
+            return SnapshotForm::Markers;
+        }
+        let mut probed = PROBED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *probed.entry(root.to_path_buf()).or_insert_with(|| {
+            match overlay_mount_works(&root.join("ingest")) {
+                Ok(()) => SnapshotForm::Overlay,
+                Err(error) => {
+                    tracing::info!(store = %root.display(), %error, "overlayfs lower layers cannot be used here; images are handed out as merged trees");
+                    SnapshotForm::Markers
+                }
+            }
+        })
+    }
+
     /// The prefix of this form's snapshot directory names, before `<algorithm>-<hex>`.
     pub(crate) fn directory_prefix(self) -> &'static str {
         match self {
@@ -64,6 +92,50 @@ impl SnapshotForm {
             SnapshotForm::Overlay => unpack::Whiteouts::Overlay,
         }
     }
+}
+
+/// Makes two layers in overlay form under `work` (a whiteout and an opaque directory), mounts
+/// them read-only and checks the merged view hides what they hide; everything is removed after.
+fn overlay_mount_works(work: &Path) -> io::Result<()> {
+    let probe = work.join(format!(
+        "{}-overlay-probe-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let (low, high, merged) = (probe.join("low"), probe.join("high"), probe.join("merged"));
+    let result = (|| {
+        for dir in [&low.join("opaque"), &high.join("opaque"), &merged] {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(low.join("hidden"), b"")?;
+        fs::write(low.join("opaque/hidden"), b"")?;
+        nix::sys::stat::mknod(
+            &high.join("hidden"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            nix::sys::stat::makedev(0, 0),
+        )?;
+        xattr::set(high.join("opaque"), unpack::OVERLAY_OPAQUE_XATTR, b"y")?;
+        let options = format!("lowerdir={}:{}", high.display(), low.display());
+        nix::mount::mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(options.as_str()),
+        )?;
+        let hides = !merged.join("hidden").exists() && !merged.join("opaque/hidden").exists();
+        nix::mount::umount(&merged)?;
+        if hides {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                "the mounted overlay showed whiteouts' targets",
+            ))
+        }
+    })();
+    let _ = fs::remove_dir_all(&probe);
+    result
 }
 
 impl ContentStore {
@@ -83,6 +155,14 @@ impl ContentStore {
             }
             SnapshotForm::Markers => self.ensure_merged(record, &layers).map(LowerDirs::Merged),
         }
+    }
+
+    /// One read-only directory holding the image's layers applied in order, whatever form
+    /// the store keeps its snapshots in: for running without a mount of one's own (no
+    /// overlayfs, no mount namespace). Made once, removed with the last record of its config.
+    pub fn merged_rootfs(&self, record: &ImageRecord) -> Result<PathBuf, StoreError> {
+        let layers = self.layers_of(record)?;
+        self.ensure_merged(record, &layers)
     }
 
     /// Where the merged root filesystem of the image with config `config` lives.
@@ -388,6 +468,25 @@ mod tests {
     }
 
     #[test]
+    fn an_overlay_store_also_makes_a_merged_tree_when_asked() {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open_with_form(dir.path(), SnapshotForm::Overlay).unwrap();
+        let record = store_image(&store, "r/app", &three_layers());
+        let merged = store.merged_rootfs(&record).unwrap();
+        let config = Digest::parse(&record.config).unwrap();
+        assert_eq!(merged, store.merged_path(&config));
+        let files: Vec<_> = tree(&merged).into_keys().collect();
+        assert_eq!(files, ["etc", "etc/keep", "var", "var/new"]);
+        assert!(
+            matches!(store.lower_dirs(&record).unwrap(), LowerDirs::Overlay(_)),
+            "the runtime's choice is still the overlay"
+        );
+        store.remove_image("r/app", Some("1"), None).unwrap();
+        assert!(!merged.exists());
+    }
+
+    #[test]
     fn a_marker_snapshot_is_never_taken_for_an_overlay_one() {
         require_root();
         let dir = tempfile::tempdir().unwrap();
@@ -415,6 +514,43 @@ mod tests {
             fs::read_dir(dir.path().join("snapshots")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn concurrent_builders_of_one_snapshot_unpack_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..1500).map(|i| format!("files/{i}")).collect();
+        let mut entries: Vec<(&str, &str)> = vec![("files/", "")];
+        entries.extend(names.iter().map(|name| (name.as_str(), "content")));
+        let bytes = layer(&entries);
+        let diff_id = Digest::sha256_of(&bytes);
+        // Two handles on one directory share no memory, as two processes would not.
+        let handles: Vec<ContentStore> = (0..2)
+            .map(|_| ContentStore::open_with_form(dir.path(), SnapshotForm::Markers).unwrap())
+            .collect();
+        handles[0].put(&diff_id, &bytes).unwrap();
+        let start = std::sync::Barrier::new(4);
+        let paths: Vec<PathBuf> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|i| {
+                    let (store, start, diff_id) = (&handles[i % 2], &start, &diff_id);
+                    scope.spawn(move || {
+                        start.wait();
+                        store.ensure_snapshot(diff_id, diff_id).unwrap()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(paths.iter().all(|p| p == &paths[0]));
+        assert_eq!(fs::read_dir(paths[0].join("files")).unwrap().count(), 1500);
+        assert_eq!(
+            handles[0].unpacks() + handles[1].unpacks(),
+            1,
+            "one builder unpacks, the others wait and find it done"
+        );
+        let ingest: Vec<_> = fs::read_dir(dir.path().join("ingest")).unwrap().collect();
+        assert!(ingest.is_empty(), "no lock file is left: {ingest:?}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ImageConfig;
 use crate::digest::{Algorithm, Digest, Hasher};
+use crate::gc::FilesystemUsage;
 use crate::reference::Reference;
 use crate::rootfs::{parse_stored_digest, SnapshotForm};
 use crate::unpack::{self, UnpackOptions};
@@ -136,13 +137,17 @@ impl ImageRecord {
 pub struct ContentStore {
     root: PathBuf,
     form: SnapshotForm,
+    /// Snapshots and merged trees this handle (and its clones) built.
+    built: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ContentStore {
     /// Opens (creating if needed) the store under `root`, keeping snapshots in the form this
-    /// host allows ([`SnapshotForm::for_this_host`]).
+    /// host and filesystem allow ([`SnapshotForm::for_store`]).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        Self::open_with_form(root, SnapshotForm::for_this_host())
+        let mut store = Self::open_with_form(root, SnapshotForm::Markers)?;
+        store.form = SnapshotForm::for_store(&store.root);
+        Ok(store)
     }
 
     /// Opens the store under `root` keeping new snapshots in `form` (overlay form needs root).
@@ -161,13 +166,17 @@ impl ContentStore {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_error("creating", &path))?;
         }
-        let store = ContentStore { root, form };
+        let store = ContentStore {
+            root,
+            form,
+            built: Default::default(),
+        };
         store.sweep_abandoned_work();
         Ok(store)
     }
 
     /// Removes what processes that are gone (killed during a pull or an import) left in
-    /// `ingest/` and as `snapshots/tmp-*` or `rootfs/tmp-*`: every such name carries its writer's process ID.
+    /// `ingest/` (lock files nobody holds included) and as `snapshots/tmp-*` or `rootfs/tmp-*`: every such name carries its writer's process ID.
     /// None of it was ever trusted; this only frees the space.
     fn sweep_abandoned_work(&self) {
         let writer_pid = |name: &str| -> Option<i32> {
@@ -189,6 +198,10 @@ impl ContentStore {
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
+                if dir == "ingest" && name.ends_with(".lock") {
+                    remove_unheld_lock(&entry.path());
+                    continue;
+                }
                 if dir != "ingest" && !name.starts_with("tmp-") {
                     continue;
                 }
@@ -203,6 +216,25 @@ impl ContentStore {
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The capacity and free space of the filesystem holding the store, for image garbage
+    /// collection ([`crate::gc`]).
+    pub fn filesystem_usage(&self) -> Result<FilesystemUsage, StoreError> {
+        let stats = nix::sys::statvfs::statvfs(&self.root)
+            .map_err(|errno| io_error("measuring the filesystem of", &self.root)(errno.into()))?;
+        let fragment = stats.fragment_size();
+        let bytes = |blocks: u64| blocks.saturating_mul(fragment);
+        Ok(FilesystemUsage {
+            capacity_bytes: bytes(stats.blocks()),
+            available_bytes: bytes(stats.blocks_available()),
+        })
+    }
+
+    /// How many snapshots and merged trees this handle and its clones unpacked (those found
+    /// already built are not counted).
+    pub fn unpacks(&self) -> u64 {
+        self.built.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The form new snapshots are unpacked in.
@@ -255,12 +287,13 @@ impl ContentStore {
     /// gets it checks [`ContentStore::contains`] again: a process that held it before may have
     /// stored the blob meanwhile. Blocks, so async callers run it on a blocking thread.
     pub fn lock_blob(&self, digest: &Digest) -> Result<BlobLock, StoreError> {
+        self.lock_named(&format!("{}-{}", digest.algorithm_name(), digest.hex()))
+    }
+
+    /// Waits for and holds the lock file `ingest/<name>.lock`, removed as it is let go.
+    fn lock_named(&self, name: &str) -> Result<BlobLock, StoreError> {
         use std::os::unix::fs::MetadataExt;
-        let path = self.root.join("ingest").join(format!(
-            "{}-{}.lock",
-            digest.algorithm_name(),
-            digest.hex()
-        ));
+        let path = self.root.join("ingest").join(format!("{name}.lock"));
         loop {
             let file = OpenOptions::new()
                 .create(true)
@@ -345,6 +378,8 @@ impl ContentStore {
 
     /// Makes the read-only directory `target` with `build` unless it exists: built in a
     /// temporary sibling, sealed, and renamed in only when complete.
+    /// Builders of the same directory, in this process or another, take turns on a lock file
+    /// named after it, and whoever comes second finds it done.
     pub(crate) fn build_sealed(
         &self,
         target: &Path,
@@ -354,6 +389,17 @@ impl ContentStore {
             return Ok(());
         }
         let parent = target.parent().unwrap_or(&self.root);
+        let lock_name = format!(
+            "{}-{}",
+            parent.file_name().unwrap_or_default().to_string_lossy(),
+            target.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let _turn = self.lock_named(&lock_name)?;
+        if target.is_dir() {
+            return Ok(());
+        }
+        self.built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = parent.join(format!(
             "tmp-{}-{:016x}",
             std::process::id(),
@@ -562,6 +608,18 @@ impl ContentStore {
     }
 }
 
+/// Removes a lock file left by a process that died holding it, unless someone holds it now.
+/// Removing it while holding it is what a holder does on release, so waiters notice.
+fn remove_unheld_lock(path: &Path) {
+    let Ok(file) = OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    if let Ok(held) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        let _ = fs::remove_file(path);
+        drop(held);
+    }
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut file = File::create(path).map_err(io_error("creating", path))?;
     file.write_all(bytes).map_err(io_error("writing", path))?;
@@ -586,7 +644,7 @@ fn remove_tree(path: &Path) {
     let _ = fs::remove_dir_all(path);
 }
 
-/// The lock on downloading one blob; dropping it removes the lock file and lets the next
+/// The lock on downloading one blob (or building one snapshot); dropping it removes the lock file and lets the next
 /// waiter (in this process or another) go on.
 #[derive(Debug)]
 pub struct BlobLock {
@@ -935,13 +993,57 @@ mod tests {
             0,
             "the lock file goes with the last holder"
         );
-        // A lock file a killed process left behind is simply taken over.
+        // A lock file a killed process left behind is swept when a store opens, unless held.
+        let stale = dir.path().join("ingest/sha256-abandoned.lock");
+        fs::write(&stale, b"").unwrap();
+        let held_path = dir.path().join("ingest/sha256-held.lock");
+        fs::write(&held_path, b"").unwrap();
+        let held = nix::fcntl::Flock::lock(
+            File::open(&held_path).unwrap(),
+            nix::fcntl::FlockArg::LockExclusive,
+        )
+        .unwrap();
+        ContentStore::open(dir.path()).unwrap();
+        assert!(!stale.exists(), "an abandoned lock file is swept");
+        assert!(held_path.exists(), "a held lock file stays");
+        drop(held);
+        // One left at a blob's own name is simply taken over.
         let stale = dir
             .path()
             .join(format!("ingest/sha256-{}.lock", digest.hex()));
         fs::write(&stale, b"").unwrap();
         drop(store.lock_blob(&digest).unwrap());
         assert!(!stale.exists());
+    }
+
+    #[test]
+    fn filesystem_usage_agrees_with_df() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let usage = store.filesystem_usage().unwrap();
+        assert!(usage.capacity_bytes > 0);
+        assert!(usage.available_bytes <= usage.capacity_bytes);
+        let output = std::process::Command::new("df")
+            .args(["--block-size=1", "--output=size,avail"])
+            .arg(dir.path())
+            .output()
+            .expect("df runs");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let numbers: Vec<u64> = text
+            .lines()
+            .nth(1)
+            .expect("df prints a row")
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(usage.capacity_bytes, numbers[0], "{text}");
+        // Other writers on the machine move free space a little between the two readings.
+        let drift = usage.available_bytes.abs_diff(numbers[1]);
+        assert!(
+            drift < 256 << 20,
+            "available {} vs df {text}",
+            usage.available_bytes
+        );
     }
 
     #[test]

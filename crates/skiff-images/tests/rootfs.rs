@@ -155,6 +155,93 @@ fn overlay_lower_dirs_mounted_by_the_kernel_show_the_image() {
     }
 }
 
+/// A read-write overlayfs mount of empty directories, as a container's root would be.
+struct WritableOverlay {
+    _mount: OverlayMountGuard,
+    target: PathBuf,
+}
+
+/// Unmounts when dropped.
+struct OverlayMountGuard(PathBuf);
+
+impl Drop for OverlayMountGuard {
+    fn drop(&mut self) {
+        let status = Command::new("umount").arg(&self.0).status();
+        if !matches!(status, Ok(s) if s.success()) && !std::thread::panicking() {
+            panic!("unmounting {:?} failed: {status:?}", self.0);
+        }
+    }
+}
+
+impl WritableOverlay {
+    fn new(dir: &Path) -> WritableOverlay {
+        let [lower, upper, work, target] = ["lower", "upper", "work", "target"].map(|name| {
+            let path = dir.join(name);
+            fs::create_dir(&path).unwrap();
+            path
+        });
+        let output = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            ))
+            .arg(&target)
+            .output()
+            .expect("mount runs");
+        assert!(
+            output.status.success(),
+            "mounting a writable overlayfs failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        WritableOverlay {
+            _mount: OverlayMountGuard(target.clone()),
+            target,
+        }
+    }
+}
+
+#[test]
+fn root_gets_overlay_snapshots_where_the_kernel_mounts_them_and_merged_trees_elsewhere() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test probes overlayfs support as root: run it as root"
+    );
+    let plain = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(plain.path()).unwrap();
+    assert_eq!(store.snapshot_form(), SnapshotForm::Overlay);
+    assert_eq!(
+        fs::read_dir(plain.path().join("ingest")).unwrap().count(),
+        0,
+        "the probe leaves nothing behind"
+    );
+
+    // overlayfs refuses its own attributes from above, so a store inside a container's
+    // root filesystem cannot hold overlay snapshots: it must fall back, and still work.
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = WritableOverlay::new(dir.path());
+    let inside = overlay.target.join("data");
+    fs::create_dir(&inside).unwrap();
+    let store = ContentStore::open(inside.join("store")).unwrap();
+    assert_eq!(store.snapshot_form(), SnapshotForm::Markers);
+    let archive = inside.join("layered.tar");
+    layered_image().write_oci_archive(&archive, "layered:1", Compression::Gzip);
+    let records = import_archive(&store, &archive).expect("the archive imports");
+    let LowerDirs::Merged(merged) = store.lower_dirs(&records[0]).unwrap() else {
+        panic!("a store that cannot hold overlay snapshots hands out merged trees");
+    };
+    assert_eq!(tree(&merged), expected_tree());
+    drop(store);
+    // The store's files go before the mount does.
+    let _ = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&inside)
+        .status();
+    fs::remove_dir_all(&inside).unwrap();
+}
+
 #[test]
 fn the_merged_tree_shows_what_overlayfs_shows() {
     let dir = tempfile::tempdir().unwrap();
