@@ -5,9 +5,10 @@
 //! one reference with the same credentials share one pull (the puller already shares each
 //! blob's download between different references).
 
+use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -16,10 +17,12 @@ use skiff_images::{ContentStore, ImageRecord, LowerDirs, PullError, Puller, Refe
 use tokio::time::Instant;
 
 use crate::agent::{
-    ImageLookupError, ImageRoot, ImageService, PullCredentials, PulledImage, ResolvedImage,
+    ImageGcFailure, ImageLookupError, ImageRoot, ImageService, PullCredentials, PulledImage,
+    ResolvedImage,
 };
 use crate::images::ImageCatalog;
 use crate::wiring::CatalogImages;
+use skiff_images::gc::{GcPolicy, ImageGc, RemovalReason};
 
 /// A pull in flight: its outcome (record, or the registry's error) and how long it took.
 type SharedPull = Shared<BoxFuture<'static, Result<(ImageRecord, Duration), String>>>;
@@ -30,6 +33,8 @@ pub struct StoreImages {
     puller: Puller,
     catalog: CatalogImages,
     in_flight: Mutex<HashMap<String, SharedPull>>,
+    /// The garbage collector's memory of images (first seen, last used).
+    gc: Arc<Mutex<ImageGc>>,
 }
 
 impl StoreImages {
@@ -40,6 +45,7 @@ impl StoreImages {
             puller,
             catalog: CatalogImages::new(catalog),
             in_flight: Mutex::new(HashMap::new()),
+            gc: Arc::new(Mutex::new(new_collector(SystemTime::now()))),
         }
     }
 
@@ -175,6 +181,19 @@ impl ImageService for StoreImages {
         })
     }
 
+    async fn collect_garbage(
+        &self,
+        in_use: &[String],
+        now: SystemTime,
+    ) -> Result<(), ImageGcFailure> {
+        let store = self.store.clone();
+        let gc = self.gc.clone();
+        let in_use = in_use.to_vec();
+        tokio::task::spawn_blocking(move || collect(&store, &gc, &in_use, now))
+            .await
+            .map_err(|e| ImageGcFailure::Failed(format!("image garbage collection stopped: {e}")))?
+    }
+
     fn node_images(&self) -> Vec<ContainerImage> {
         match self.store.images() {
             Ok(records) => node_images(&records),
@@ -183,6 +202,54 @@ impl ImageService for StoreImages {
                 Vec::new()
             }
         }
+    }
+}
+
+/// A collector with kubelet's policy (85 % / 80 %, two minutes' minimum age).
+fn new_collector(began: SystemTime) -> ImageGc {
+    match ImageGc::new(GcPolicy::default(), began) {
+        Ok(gc) => gc,
+        Err(error) => unreachable!("kubelet's default image GC policy is valid: {error}"),
+    }
+}
+
+/// One round: the pods' images (by image ID) are kept, the planner decides from the store's
+/// filesystem usage, and what it picks is removed with every name it has.
+fn collect(
+    store: &ContentStore,
+    gc: &Mutex<ImageGc>,
+    in_use: &[String],
+    now: SystemTime,
+) -> Result<(), ImageGcFailure> {
+    let failed = |e: skiff_images::StoreError| ImageGcFailure::Failed(e.to_string());
+    let used: BTreeSet<String> = in_use
+        .iter()
+        .filter_map(|image| Reference::parse(image).ok())
+        .filter_map(|reference| store.find_image(&reference).ok().flatten())
+        .map(|record| record.image_id().to_string())
+        .collect();
+    let present = store.gc_inventory().map_err(failed)?;
+    let usage = store.filesystem_usage().map_err(failed)?;
+    let mut gc = gc.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let plan = gc
+        .plan(now, &present, &used, usage)
+        .map_err(|e| ImageGcFailure::Failed(e.to_string()))?;
+    let mut freed: u64 = 0;
+    for removal in &plan.removals {
+        match store.remove_image_id(&removal.id) {
+            Ok(_) => {
+                gc.forget(&removal.id);
+                tracing::info!(image = %removal.id, size = removal.size, "removed an unused image");
+                if removal.reason == RemovalReason::Space {
+                    freed = freed.saturating_add(removal.size);
+                }
+            }
+            Err(error) => tracing::warn!(image = %removal.id, %error, "removing an image failed"),
+        }
+    }
+    match plan.shortfall_message(freed) {
+        Some(message) => Err(ImageGcFailure::FreeDiskSpace(message)),
+        None => Ok(()),
     }
 }
 

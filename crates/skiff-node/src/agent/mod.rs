@@ -31,6 +31,7 @@
 mod backoff;
 pub mod command;
 pub mod deadline;
+pub mod image_gc;
 pub mod logfiles;
 pub mod machine;
 mod node;
@@ -66,8 +67,9 @@ pub use logfiles::{AgentLogs, LiveRuns};
 pub use machine::BackoffConfig;
 pub use node::{detect_capacity, NodeReporter, RealNode, NODE_ADDRESS};
 pub use runtime::{
-    image_repository, ExecFn, ExecOutput, ImageLookupError, ImageRoot, ImageService, ProbeContext,
-    ProbeResult, Prober, PullCredentials, PulledImage, ResolvedImage, SimpleImages, SimpleProber,
+    image_repository, ExecFn, ExecOutput, ImageGcFailure, ImageLookupError, ImageRoot,
+    ImageService, ProbeContext, ProbeResult, Prober, PullCredentials, PulledImage, ResolvedImage,
+    SimpleImages, SimpleProber,
 };
 
 use crate::drain::TrafficDrain;
@@ -103,6 +105,8 @@ pub struct NodeAgentConfig {
     /// Holds a stopping pod's preStop and SIGTERM until proxies no longer route to it; none
     /// means no wait (Kubernetes' behaviour).
     pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
+    /// How often unused images are garbage collected (kubelet: 5 minutes); tests shorten it.
+    pub image_gc_period: Duration,
 }
 
 impl NodeAgentConfig {
@@ -127,6 +131,7 @@ impl NodeAgentConfig {
             isolate: true,
             log_cap: logfiles::DEFAULT_LOG_CAP,
             traffic_drain: None,
+            image_gc_period: image_gc::DEFAULT_IMAGE_GC_PERIOD,
         }
     }
 
@@ -289,6 +294,13 @@ impl NodeAgent {
             uids_by_key: HashMap::new(),
         };
         pods_manager.clean_leftovers(&informer).await;
+        let image_gc = tokio::spawn(image_gc::run(
+            self.config.images.clone(),
+            informer.clone(),
+            recorder.clone(),
+            self.config.node_name.clone(),
+            self.config.image_gc_period,
+        ));
         let mut changes = informer.subscribe();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
         loop {
@@ -308,6 +320,7 @@ impl NodeAgent {
                 Some(uid) = done_rx.recv() => pods_manager.on_worker_done(&uid, &informer),
             }
         }
+        image_gc.abort();
         pods_manager
             .stop_all(self.config.shutdown_grace, &mut done_rx)
             .await;

@@ -92,9 +92,33 @@ pub trait ImageService: Send + Sync {
     fn node_images(&self) -> Vec<ContainerImage> {
         Vec::new()
     }
-    /// Counts changes to the stored images, so the Node's status is refreshed when it moves.
-    fn generation(&self) -> u64 {
-        0
+    /// One image garbage collection round at `now`, keeping the images `in_use` (the pods'
+    /// `image` fields); a service with nothing to collect does nothing.
+    async fn collect_garbage(
+        &self,
+        _in_use: &[String],
+        _now: std::time::SystemTime,
+    ) -> Result<(), ImageGcFailure> {
+        Ok(())
+    }
+}
+
+/// Why an image garbage collection round failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageGcFailure {
+    /// The images that could go do not free enough space: kubelet's `FreeDiskSpaceFailed`
+    /// text.
+    FreeDiskSpace(String),
+    /// The round could not run (the store or its filesystem could not be read).
+    Failed(String),
+}
+
+impl ImageGcFailure {
+    /// The failure's text, as kubelet's events carry it.
+    pub fn message(&self) -> &str {
+        match self {
+            ImageGcFailure::FreeDiskSpace(message) | ImageGcFailure::Failed(message) => message,
+        }
     }
 }
 /// The outcome of one probe.

@@ -39,6 +39,8 @@ struct TestImages {
     fired: std::sync::atomic::AtomicBool,
     pulled: std::sync::Mutex<Vec<String>>,
     slow_gate: tokio::sync::Semaphore,
+    /// The images each garbage collection round was told are in use.
+    gc_rounds: std::sync::Mutex<Vec<Vec<String>>>,
 }
 
 impl TestImages {
@@ -99,7 +101,19 @@ impl ImageService for TestImages {
         self.pulled.lock().unwrap().push(image.to_string());
         Ok(pulled)
     }
+
+    async fn collect_garbage(
+        &self,
+        in_use: &[String],
+        _now: std::time::SystemTime,
+    ) -> Result<(), ImageGcFailure> {
+        self.gc_rounds.lock().unwrap().push(in_use.to_vec());
+        Err(ImageGcFailure::FreeDiskSpace(GC_SHORTFALL.to_string()))
+    }
 }
+
+/// What the fake image service's garbage collection always answers.
+const GC_SHORTFALL: &str = "Failed to garbage collect required amount of images. Attempted to free 100 bytes, but only found 0 bytes eligible to free.";
 
 struct Harness {
     images: Arc<TestImages>,
@@ -136,6 +150,7 @@ async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Har
         fired: std::sync::atomic::AtomicBool::new(false),
         pulled: std::sync::Mutex::new(Vec::new()),
         slow_gate: tokio::sync::Semaphore::new(0),
+        gc_rounds: std::sync::Mutex::new(Vec::new()),
     });
     let mut config = NodeAgentConfig::new(
         NODE,
@@ -148,6 +163,7 @@ async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Har
         max: Duration::from_secs(1),
     };
     config.heartbeat = Duration::from_secs(1);
+    config.image_gc_period = Duration::from_millis(300);
     config.shutdown_grace = Duration::from_secs(3);
     if let Some(drain) = drain {
         config = config.with_traffic_drain(drain);
@@ -1177,5 +1193,40 @@ async fn a_slow_pull_does_not_hold_up_other_pods() {
         h.delete_with_grace(name, 1).await;
         h.wait_gone(name, Duration::from_secs(10)).await;
     }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_garbage_collection_keeps_pod_images_and_reports_shortfalls_on_the_node() {
+    let h = harness().await;
+    h.create(
+        "kept",
+        json!({"containers": [{"name": "c", "image": "busybox:2",
+            "command": ["sh", "-c", "sleep 30"]}]}),
+    )
+    .await;
+    h.wait_ready("kept").await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while !h
+        .images
+        .gc_rounds
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|round| round == &vec!["busybox:2".to_string()])
+    {
+        assert!(
+            Instant::now() < until,
+            "no round was told the pod's image is in use"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.wait_event(NODE, |r, m| r == "FreeDiskSpaceFailed" && m == GC_SHORTFALL)
+        .await;
+    // A second failed round in a row is an ImageGCFailed.
+    h.wait_event(NODE, |r, m| r == "ImageGCFailed" && m == GC_SHORTFALL)
+        .await;
+    h.delete_with_grace("kept", 1).await;
+    h.wait_gone("kept", Duration::from_secs(10)).await;
     h.shutdown().await;
 }
