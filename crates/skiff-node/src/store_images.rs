@@ -294,6 +294,32 @@ mod tests {
         }
     }
 
+    fn service(dir: &std::path::Path) -> StoreImages {
+        let store = ContentStore::open(dir.join("content")).unwrap();
+        let puller = Puller::new(store.clone(), skiff_images::RegistryConfig::default());
+        let catalog = ImageCatalog::open(dir.join("images"))
+            .unwrap()
+            .with_demo_program("/bin/skiff");
+        StoreImages::new(store, puller, catalog)
+    }
+
+    #[tokio::test]
+    async fn lookups_parse_the_reference_then_fall_back_to_the_transitional_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = service(dir.path());
+        match images.find("Upper/Case:1").await {
+            Err(ImageLookupError::InvalidName(message)) => {
+                assert!(message.starts_with("invalid reference format"), "{message}")
+            }
+            other => panic!("an invalid name, not {other:?}"),
+        }
+        assert_eq!(images.find("example.test/app:1").await, Ok(None));
+        let alias = images.find("nginx:1.18").await.unwrap().expect("the alias");
+        assert!(alias.local_only, "an alias is never pulled");
+        assert!(alias.root.is_none(), "an alias runs on the host's files");
+        assert!(images.node_images().is_empty());
+    }
+
     #[test]
     fn node_images_name_each_content_by_digest_then_tags_largest_first() {
         let records = [

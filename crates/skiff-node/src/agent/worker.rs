@@ -1190,6 +1190,64 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    #[test]
+    fn without_isolation_the_program_and_working_directory_come_from_the_merged_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("merged");
+        std::fs::create_dir_all(tree.join("bin")).unwrap();
+        std::fs::create_dir_all(tree.join("srv")).unwrap();
+        std::fs::write(tree.join("bin/busybox"), b"#!").unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", tree.join("bin/hello")).unwrap();
+        let mut env = super::super::command::Environment::default();
+        env.set("PATH", "/usr/bin:/bin".to_string());
+        let container_dir = dir.path().join("containers/c");
+        let (argv, cwd, arg0, root) = merged_launch(
+            vec!["hello".into(), "world".into()],
+            &ImageRoot::Merged(tree.clone()),
+            &container_dir,
+            Some("/srv".into()),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            vec![
+                tree.join("bin/busybox").to_string_lossy().into_owned(),
+                "world".into()
+            ]
+        );
+        assert_eq!(
+            arg0.as_deref(),
+            Some("hello"),
+            "busybox dispatches on argv[0]"
+        );
+        assert_eq!(cwd, tree.join("srv"));
+        assert!(root.is_none());
+        let missing = merged_launch(
+            vec!["absent".into()],
+            &ImageRoot::Merged(tree.clone()),
+            &container_dir,
+            None,
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            missing.contains("\"absent\": executable file not found in $PATH"),
+            "{missing}"
+        );
+        let layered = merged_launch(
+            vec!["hello".into()],
+            &ImageRoot::Overlay(vec![tree]),
+            &container_dir,
+            None,
+            &env,
+        );
+        assert!(
+            layered.is_err(),
+            "layers cannot be stacked without isolation"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_worker_that_panics_is_started_again_after_a_doubling_back_off() {
         let began = Instant::now();
