@@ -133,6 +133,7 @@ fn resolve_record(
         cmd: config.cmd,
         env: config.env,
         working_dir: config.working_dir.filter(|d| !d.is_empty()),
+        user: config.user.filter(|u| !u.is_empty()),
         image_id: format!("{}@{}", record.name, record.digest),
         name: reference.to_string(),
         root: Some(root),

@@ -119,6 +119,92 @@ pub struct RootedRun<'a> {
     pub hostname: &'a str,
     /// The working directory inside the image (`/` when none is set).
     pub working_dir: &'a str,
+    /// Who the command runs as.
+    pub run_as: RunAs,
+}
+
+/// The user and group a container's processes run as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user ID.
+    pub uid: u32,
+    /// The group ID.
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// `unshare`'s options that switch to this user once inside the root.
+    pub fn unshare_options(&self) -> [String; 2] {
+        [
+            format!("--setgid={}", self.gid),
+            format!("--setuid={}", self.uid),
+        ]
+    }
+}
+
+/// Resolves an image's `USER` (`user`, `uid`, `user:group`, `uid:gid`; empty is root) against
+/// the image's `/etc/passwd` and `/etc/group`, as the OCI runtimes do: a name must be listed,
+/// a number need not be; without a group, the user's primary group from `passwd`, else 0.
+pub fn resolve_user(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<RunAs, String> {
+    let (user, group_spec) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let users: Vec<Vec<&str>> = passwd
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|fields| fields.len() >= 4)
+        .collect();
+    let (uid, primary_gid) = if user.is_empty() {
+        (0, Some(0))
+    } else if let Ok(uid) = user.parse::<u32>() {
+        let primary = users
+            .iter()
+            .find(|f| f[2].parse::<u32>().ok() == Some(uid))
+            .and_then(|f| f[3].parse::<u32>().ok());
+        (uid, primary)
+    } else {
+        let entry = users.iter().find(|f| f[0] == user).ok_or_else(|| {
+            format!("unable to find user {user}: no matching entries in passwd file")
+        })?;
+        let uid = entry[2]
+            .parse::<u32>()
+            .map_err(|_| format!("invalid uid for user {user} in passwd file"))?;
+        (uid, entry[3].parse::<u32>().ok())
+    };
+    let gid = match group_spec.filter(|g| !g.is_empty()) {
+        None => primary_gid.unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group
+                .unwrap_or("")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse::<u32>().ok())
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        },
+    };
+    Ok(RunAs { uid, gid })
+}
+
+/// The text of `path` as the image has it: from its merged tree, or from the top-most layer
+/// holding it.
+pub fn image_file(image: &ImageRoot, path: &str) -> Option<String> {
+    let dirs: Vec<&PathBuf> = match image {
+        ImageRoot::Overlay(dirs) => dirs.iter().collect(),
+        ImageRoot::Merged(dir) => vec![dir],
+    };
+    dirs.into_iter()
+        .filter_map(|dir| resolve_in_root(dir, path))
+        .find_map(|file| std::fs::read_to_string(file).ok())
 }
 
 /// A path inside the container's root, as the shell script names it.
@@ -209,8 +295,9 @@ pub fn rooted_argv(run: &RootedRun<'_>, command: &[String]) -> Vec<String> {
     ));
     script.push_str(&format!("mkdir -p {}\n", inside(root, run.working_dir)));
     script.push_str(&format!(": > {}\n", q(&run.dirs.ready)));
+    let [setgid, setuid] = run.run_as.unshare_options();
     script.push_str(&format!(
-        "set +e\nexec {} --root={} --wd={} -- \"$@\"\n",
+        "set +e\nexec {} --root={} --wd={} {setgid} {setuid} -- \"$@\"\n",
         q(run.unshare),
         q(root),
         sh_quote(run.working_dir)
@@ -318,6 +405,7 @@ mod tests {
                 mounts: &mounts,
                 hostname: "web-0",
                 working_dir: "/srv",
+                run_as: RunAs { uid: 10, gid: 20 },
             },
             &["cat".to_string(), "/etc/motd".to_string()],
         );
@@ -338,7 +426,7 @@ mod tests {
             "mount --bind '/pods/u/containers/c/etc/hosts' '/pods/u/containers/c/rootfs/etc/hosts'"
         ));
         assert!(script.ends_with(
-            "exec '/usr/bin/unshare' --root='/pods/u/containers/c/rootfs' --wd='/srv' -- \"$@\"\n"
+            "exec '/usr/bin/unshare' --root='/pods/u/containers/c/rootfs' --wd='/srv' --setgid=20 --setuid=10 -- \"$@\"\n"
         ));
         let merged = rooted_argv(
             &RootedRun {
@@ -350,6 +438,7 @@ mod tests {
                     mounts: &[],
                     hostname: "p",
                     working_dir: "/",
+                    run_as: RunAs::default(),
                 }
             },
             &["true".to_string()],
@@ -394,5 +483,54 @@ mod tests {
             .starts_with("# Kubernetes-managed hosts file.\n"));
         assert!(hosts.hosts.ends_with("127.128.0.5\tweb-0\n"));
         assert_eq!(hosts.hostname, "web-0\n");
+    }
+
+    #[test]
+    fn image_users_resolve_as_oci_runtimes_resolve_them() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:101:102::/srv:/bin/false\n";
+        let group = "root:x:0:\nwww:x:33:\n";
+        let cases = [
+            ("", Ok(RunAs { uid: 0, gid: 0 })),
+            ("web", Ok(RunAs { uid: 101, gid: 102 })),
+            ("101", Ok(RunAs { uid: 101, gid: 102 })),
+            ("4000", Ok(RunAs { uid: 4000, gid: 0 })),
+            ("web:www", Ok(RunAs { uid: 101, gid: 33 })),
+            (
+                "4000:5000",
+                Ok(RunAs {
+                    uid: 4000,
+                    gid: 5000,
+                }),
+            ),
+            (
+                "nobody",
+                Err("unable to find user nobody: no matching entries in passwd file".to_string()),
+            ),
+            (
+                "web:staff",
+                Err("unable to find group staff: no matching entries in group file".to_string()),
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(
+                resolve_user(spec, Some(passwd), Some(group)),
+                want,
+                "{spec:?}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (top, base) = (dir.path().join("top"), dir.path().join("base"));
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        std::fs::write(base.join("etc/passwd"), "base").unwrap();
+        std::fs::write(base.join("etc/group"), "base group").unwrap();
+        std::fs::write(top.join("etc/passwd"), "top").unwrap();
+        let layers = ImageRoot::Overlay(vec![top, base]);
+        assert_eq!(image_file(&layers, "/etc/passwd").as_deref(), Some("top"));
+        assert_eq!(
+            image_file(&layers, "/etc/group").as_deref(),
+            Some("base group")
+        );
+        assert_eq!(image_file(&layers, "/etc/shadow"), None);
     }
 }
