@@ -14,6 +14,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use k8s_openapi::api::core::v1::Pod;
+
 use super::runtime::ImageRoot;
 use super::sandbox::{sh_quote, Mount};
 
@@ -83,16 +85,95 @@ pub struct EtcFiles {
     pub resolv_conf: String,
 }
 
+/// The node's own files kubelet starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostFiles {
+    /// The node's `/etc/hosts`, which pods on the host's network get.
+    pub hosts: String,
+    /// The node's `/etc/resolv.conf`.
+    pub resolv_conf: String,
+    /// The node's host name, which pods on the host's network get.
+    pub hostname: String,
+}
+
+impl HostFiles {
+    /// This machine's.
+    pub fn read() -> HostFiles {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        HostFiles {
+            hosts: read("/etc/hosts"),
+            resolv_conf: read("/etc/resolv.conf"),
+            hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
+        }
+    }
+}
+
+/// The domain of pods' hostnames (kubelet's `--cluster-domain` default).
+const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The hostname a pod's containers see: the node's on the host's network, else the pod's
+/// `hostname` or its name (at most 63 characters, as kubelet truncates it).
+pub fn pod_hostname(pod: &Pod, host: &HostFiles) -> String {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.host_network).unwrap_or(false) {
+        return host.hostname.clone();
+    }
+    let name = spec
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    let mut name: String = name.chars().take(63).collect();
+    while name.ends_with(['-', '.']) {
+        name.pop();
+    }
+    name
+}
+
 impl EtcFiles {
-    /// kubelet's managed hosts file for a pod at `pod_ip` named `hostname`, its hostname, and
-    /// the host's resolver configuration (`host_resolv_conf`).
-    pub fn for_pod(pod_ip: &str, hostname: &str, host_resolv_conf: &str) -> EtcFiles {
+    /// kubelet's managed files for `pod` at `pod_ip`: its hosts file (the standard entries and
+    /// the pod's own, or the node's file on the host's network, then `hostAliases`), its
+    /// hostname, and the node's resolver configuration.
+    pub fn for_pod(pod: &Pod, pod_ip: &str, host: &HostFiles) -> EtcFiles {
+        let spec = pod.spec.as_ref();
+        let hostname = pod_hostname(pod, host);
+        let mut hosts = if spec.and_then(|s| s.host_network).unwrap_or(false) {
+            format!(
+                "# Kubernetes-managed hosts file (host network).\n{}",
+                host.hosts
+            )
+        } else {
+            let mut hosts = String::from(
+                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+            );
+            let subdomain = spec
+                .and_then(|s| s.subdomain.as_deref())
+                .filter(|d| !d.is_empty());
+            match subdomain {
+                Some(subdomain) => {
+                    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+                    hosts.push_str(&format!(
+                        "{pod_ip}\t{hostname}.{subdomain}.{namespace}.svc.{CLUSTER_DOMAIN}\t{hostname}\n"
+                    ));
+                }
+                None => hosts.push_str(&format!("{pod_ip}\t{hostname}\n")),
+            }
+            hosts
+        };
+        let aliases = spec
+            .and_then(|s| s.host_aliases.as_deref())
+            .unwrap_or_default();
+        if !aliases.is_empty() {
+            hosts.push_str("\n# Entries added by HostAliases.\n");
+            for alias in aliases {
+                let names = alias.hostnames.clone().unwrap_or_default().join("\t");
+                hosts.push_str(&format!("{}\t{names}\n", alias.ip));
+            }
+        }
         EtcFiles {
-            hosts: format!(
-                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{pod_ip}\t{hostname}\n"
-            ),
+            hosts,
             hostname: format!("{hostname}\n"),
-            resolv_conf: host_resolv_conf.to_string(),
+            resolv_conf: host.resolv_conf.clone(),
         }
     }
 
@@ -477,12 +558,6 @@ mod tests {
         );
         assert_eq!(find_program(root, "loop", "/bin"), None);
         assert_eq!(find_program(root, "missing", "/bin"), None);
-        let hosts = EtcFiles::for_pod("127.128.0.5", "web-0", "nameserver 1.1.1.1\n");
-        assert!(hosts
-            .hosts
-            .starts_with("# Kubernetes-managed hosts file.\n"));
-        assert!(hosts.hosts.ends_with("127.128.0.5\tweb-0\n"));
-        assert_eq!(hosts.hostname, "web-0\n");
     }
 
     #[test]
@@ -532,5 +607,56 @@ mod tests {
             Some("base group")
         );
         assert_eq!(image_file(&layers, "/etc/shadow"), None);
+    }
+
+    #[test]
+    fn etc_files_are_kubelets() {
+        let host = HostFiles {
+            hosts: "127.0.0.1 localhost node-a\n".into(),
+            resolv_conf: "nameserver 192.0.2.53\n".into(),
+            hostname: "node-a".into(),
+        };
+        let pod = |spec: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-0", "namespace": "shop"},
+                "spec": spec,
+            }))
+            .unwrap()
+        };
+        let plain = EtcFiles::for_pod(
+            &pod(serde_json::json!({"containers": []})),
+            "127.128.0.5",
+            &host,
+        );
+        assert_eq!(
+            plain.hosts,
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.128.0.5\tweb-0\n"
+        );
+        assert_eq!(plain.hostname, "web-0\n");
+        assert_eq!(plain.resolv_conf, "nameserver 192.0.2.53\n");
+        let named = EtcFiles::for_pod(
+            &pod(
+                serde_json::json!({"containers": [], "hostname": "db", "subdomain": "backend",
+                "hostAliases": [{"ip": "10.0.0.9", "hostnames": ["a.test", "b.test"]}]}),
+            ),
+            "127.128.0.6",
+            &host,
+        );
+        assert!(
+            named.hosts.ends_with("127.128.0.6\tdb.backend.shop.svc.cluster.local\tdb\n\n# Entries added by HostAliases.\n10.0.0.9\ta.test\tb.test\n"),
+            "{}",
+            named.hosts
+        );
+        assert_eq!(named.hostname, "db\n");
+        let on_host = EtcFiles::for_pod(
+            &pod(serde_json::json!({"containers": [], "hostNetwork": true})),
+            "127.0.0.1",
+            &host,
+        );
+        assert_eq!(
+            on_host.hosts,
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost node-a\n"
+        );
+        assert_eq!(on_host.hostname, "node-a\n");
     }
 }

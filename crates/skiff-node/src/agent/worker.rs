@@ -26,8 +26,8 @@ use super::process::{self, ContainerProcess, SpawnRequest};
 use super::pull::{ensure_image, PullPolicy};
 use super::pull_secrets::pull_credentials;
 use super::rootfs::{
-    find_program, image_file, resolve_in_root, resolve_user, rooted_argv, EtcFiles, RootedRun,
-    RunAs, RunDirs,
+    find_program, image_file, pod_hostname, resolve_in_root, resolve_user, rooted_argv, EtcFiles,
+    HostFiles, RootedRun, RunAs, RunDirs,
 };
 use super::runtime::ImageRoot;
 use super::runtime::{ExecFn, ImageService, ProbeContext, ProbeResult, Prober};
@@ -641,7 +641,7 @@ impl Worker {
                                 root,
                                 &container_dir,
                                 &mounts,
-                                &pod_name,
+                                &pod,
                                 &pod_ip.to_string(),
                                 working_dir.as_deref(),
                                 unshare,
@@ -1139,7 +1139,7 @@ fn rooted_launch(
     root: &ImageRoot,
     container_dir: &Path,
     mounts: &[sandbox::Mount],
-    pod_name: &str,
+    pod: &Pod,
     pod_ip: &str,
     working_dir: Option<&str>,
     unshare: &Path,
@@ -1148,8 +1148,9 @@ fn rooted_launch(
     let dirs = RunDirs::under(container_dir);
     dirs.prepare()
         .map_err(|e| format!("preparing the container's root: {e}"))?;
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    EtcFiles::for_pod(pod_ip, pod_name, &resolv)
+    let host = HostFiles::read();
+    let hostname = pod_hostname(pod, &host);
+    EtcFiles::for_pod(pod, pod_ip, &host)
         .write(&dirs.etc)
         .map_err(|e| format!("writing the container's /etc files: {e}"))?;
     let working_dir = working_dir.unwrap_or("/");
@@ -1159,7 +1160,7 @@ fn rooted_launch(
             image: root,
             dirs: &dirs,
             mounts,
-            hostname: pod_name,
+            hostname: &hostname,
             working_dir,
             run_as,
         },
