@@ -267,6 +267,23 @@ fn an_imported_image_runs_as_the_containers_root_with_pull_policy_never() {
             && events.contains("Error: ErrImageNeverPull")
             && !events.contains("Pulling")
     });
+    // A reference that does not parse.
+    apply(
+        &skiff,
+        &kubectl,
+        "bad-name.json",
+        &pod("bad-name", "Bad/Name:1", "IfNotPresent", "true", &marker),
+    );
+    let message = wait_for_waiting(&kubectl, "bad-name", "InvalidImageName");
+    assert!(
+        message.starts_with(
+            "Failed to apply default image tag \"Bad/Name:1\": couldn't parse image name \"Bad/Name:1\": invalid reference format"
+        ),
+        "{message}"
+    );
+    wait_for_described_events(&kubectl, "bad-name", |events| {
+        events.contains("InspectFailed") && events.contains("Error: InvalidImageName")
+    });
     stop_and_check_nothing_left(skiff, &marker);
 }
 
