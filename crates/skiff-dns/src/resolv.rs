@@ -1,0 +1,1 @@
+//! The resolv.conf pods get.
