@@ -884,3 +884,7 @@ impl ClusterZone {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;
