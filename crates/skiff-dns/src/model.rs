@@ -292,7 +292,10 @@ impl ClusterZone {
         };
         for endpoint in &entry.endpoints {
             for ip in &endpoint.addresses {
-                self.endpoint_ips.entry(*ip).or_default().insert(key.clone());
+                self.endpoint_ips
+                    .entry(*ip)
+                    .or_default()
+                    .insert(key.clone());
             }
         }
         self.slices_by_service
@@ -448,8 +451,8 @@ impl ClusterZone {
 
     /// `labels` (innermost first) under the cluster domain.
     fn child(&self, labels: &[&str]) -> Name {
-        let mut name = Name::from_labels(labels.iter().map(|l| l.as_bytes()))
-            .unwrap_or_else(|_| Name::root());
+        let mut name =
+            Name::from_labels(labels.iter().map(|l| l.as_bytes())).unwrap_or_else(|_| Name::root());
         name.set_fqdn(false);
         name.append_domain(&self.domain)
             .unwrap_or_else(|_| self.domain.clone())
@@ -542,12 +545,7 @@ impl ClusterZone {
         let Some(entry) = self.services.get(&key) else {
             return Resolved::Missing;
         };
-        let targets = self.endpoint_targets(
-            &key,
-            entry,
-            |label, _| label == endpoint,
-            |_| true,
-        );
+        let targets = self.endpoint_targets(&key, entry, |label, _| label == endpoint, |_| true);
         if targets.is_empty() {
             Resolved::Missing
         } else {
@@ -642,7 +640,13 @@ impl ClusterZone {
     }
 
     /// Writes the records of an existing name for `query_type` into `answer`.
-    fn fill(&self, owner: &Name, resolved: Resolved, query_type: RecordType, answer: &mut ZoneAnswer) {
+    fn fill(
+        &self,
+        owner: &Name,
+        resolved: Resolved,
+        query_type: RecordType,
+        answer: &mut ZoneAnswer,
+    ) {
         match resolved {
             Resolved::Apex => match query_type {
                 RecordType::SOA => answer.answers.push(self.soa()),
@@ -738,11 +742,7 @@ fn service_entry(service: &Service) -> ServiceEntry {
             Some(PortEntry {
                 name: p.name.clone().unwrap_or_default(),
                 port: u16::try_from(p.port).ok()?,
-                protocol: p
-                    .protocol
-                    .as_deref()
-                    .unwrap_or("TCP")
-                    .to_ascii_lowercase(),
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
             })
         })
         .collect();
@@ -799,11 +799,7 @@ fn slice_entry(slice: &EndpointSlice) -> Option<SliceEntry> {
             Some(PortEntry {
                 name: p.name.clone().unwrap_or_default(),
                 port: u16::try_from(p.port?).ok()?,
-                protocol: p
-                    .protocol
-                    .as_deref()
-                    .unwrap_or("TCP")
-                    .to_ascii_lowercase(),
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
             })
         })
         .collect();
@@ -815,11 +811,7 @@ fn slice_entry(slice: &EndpointSlice) -> Option<SliceEntry> {
             addresses: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
             hostname: e.hostname.clone().filter(|h| !h.is_empty()),
             // The API treats an unknown readiness as ready.
-            ready: e
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true),
+            ready: e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
         })
         .collect();
     Some(SliceEntry {
@@ -853,7 +845,11 @@ fn pod_address(label: &str) -> Option<IpAddr> {
     if let Ok(v4) = label.replace('-', ".").parse::<Ipv4Addr>() {
         return Some(IpAddr::V4(v4));
     }
-    label.replace('-', ":").parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+    label
+        .replace('-', ":")
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
 }
 
 /// The single address a reverse name stands for, if it is a complete one.

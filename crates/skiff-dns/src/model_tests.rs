@@ -33,22 +33,28 @@ fn zone() -> ClusterZone {
             "spec": {"clusterIP": "None", "publishNotReadyAddresses": true}})),
         service(json!({"metadata": {"name": "ext", "namespace": "default"},
             "spec": {"type": "ExternalName", "externalName": "example.com"}})),
-        service(json!({"metadata": {"name": "alias", "namespace": "default"},
-            "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}})),
-        service(json!({"metadata": {"name": "empty", "namespace": "default"},
-            "spec": {"clusterIP": "None"}})),
+        service(
+            json!({"metadata": {"name": "alias", "namespace": "default"},
+            "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}}),
+        ),
+        service(
+            json!({"metadata": {"name": "empty", "namespace": "default"},
+            "spec": {"clusterIP": "None"}}),
+        ),
         service(json!({"metadata": {"name": "dual", "namespace": "default"},
             "spec": {"clusterIP": "10.43.0.30", "clusterIPs": ["10.43.0.30", "fd00:43::30"],
                 "ports": [{"port": 443}]}})),
     ];
     let slices = [
-        slice(json!({"metadata": {"name": "web-abc", "namespace": "default",
+        slice(
+            json!({"metadata": {"name": "web-abc", "namespace": "default",
                 "labels": {"kubernetes.io/service-name": "web"}},
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": [
                 {"addresses": ["10.42.0.5"], "conditions": {"ready": true}},
-                {"addresses": ["10.42.0.6"], "conditions": {"ready": true}}]})),
+                {"addresses": ["10.42.0.6"], "conditions": {"ready": true}}]}),
+        ),
         slice(json!({"metadata": {"name": "db-xyz", "namespace": "data",
                 "labels": {"kubernetes.io/service-name": "db"}},
             "addressType": "IPv4",
@@ -272,9 +278,17 @@ fn answers_table() {
         let label = format!("{} {}", case.question, case.record_type);
         assert_eq!(answer.response_code, case.code, "{label}: response code");
         assert_eq!(texts(&answer.answers), case.answers, "{label}: answers");
-        assert_eq!(texts(&answer.additionals), case.additionals, "{label}: additionals");
+        assert_eq!(
+            texts(&answer.additionals),
+            case.additionals,
+            "{label}: additionals"
+        );
         if case.code == ResponseCode::NXDomain {
-            assert_eq!(texts(&answer.authorities), [SOA_TEXT], "{label}: SOA on NXDOMAIN");
+            assert_eq!(
+                texts(&answer.authorities),
+                [SOA_TEXT],
+                "{label}: SOA on NXDOMAIN"
+            );
         }
     }
 }
@@ -291,9 +305,20 @@ fn existing_names_without_the_asked_type_are_nodata_with_the_soa() {
         ("cluster.local.", RecordType::A),
     ] {
         let answer = zone.answer(&name(question), record_type);
-        assert_eq!(answer.response_code, ResponseCode::NoError, "{question} {record_type}");
-        assert!(answer.answers.is_empty(), "{question} {record_type}: no answers");
-        assert_eq!(texts(&answer.authorities), [SOA_TEXT], "{question} {record_type}");
+        assert_eq!(
+            answer.response_code,
+            ResponseCode::NoError,
+            "{question} {record_type}"
+        );
+        assert!(
+            answer.answers.is_empty(),
+            "{question} {record_type}: no answers"
+        );
+        assert_eq!(
+            texts(&answer.authorities),
+            [SOA_TEXT],
+            "{question} {record_type}"
+        );
     }
 }
 
@@ -302,20 +327,25 @@ fn an_external_name_leaves_its_target_to_the_server() {
     let answer = zone().answer(&name("ext.default.svc.cluster.local."), RecordType::A);
     assert_eq!(answer.external_target, Some(name("example.com.")));
     let cname_only = zone().answer(&name("ext.default.svc.cluster.local."), RecordType::CNAME);
-    assert_eq!(cname_only.external_target, None, "a CNAME question needs nothing more");
+    assert_eq!(
+        cname_only.external_target, None,
+        "a CNAME question needs nothing more"
+    );
 }
 
 #[test]
 fn headless_services_answer_every_ready_endpoint_and_share_srv_weight() {
     let mut zone = zone();
-    zone.apply_endpoint_slice(&slice(json!({"metadata": {"name": "db-xyz", "namespace": "data",
+    zone.apply_endpoint_slice(&slice(
+        json!({"metadata": {"name": "db-xyz", "namespace": "data",
             "labels": {"kubernetes.io/service-name": "db"}},
         "addressType": "IPv4",
         "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
         "endpoints": [
             {"addresses": ["10.42.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
             {"addresses": ["10.42.0.8"], "hostname": "db-1"},
-            {"addresses": ["10.42.0.10"], "hostname": "db-2", "conditions": {"ready": true}}]})));
+            {"addresses": ["10.42.0.10"], "hostname": "db-2", "conditions": {"ready": true}}]}),
+    ));
     let a = zone.answer(&name("db.data.svc.cluster.local."), RecordType::A);
     assert_eq!(
         texts(&a.answers),
@@ -325,7 +355,10 @@ fn headless_services_answer_every_ready_endpoint_and_share_srv_weight() {
             "db.data.svc.cluster.local. 5 IN A 10.42.0.8",
         ]
     );
-    let srv = zone.answer(&name("_pg._tcp.db.data.svc.cluster.local."), RecordType::SRV);
+    let srv = zone.answer(
+        &name("_pg._tcp.db.data.svc.cluster.local."),
+        RecordType::SRV,
+    );
     assert_eq!(
         texts(&srv.answers),
         [
@@ -379,8 +412,10 @@ fn updates_apply_one_object_at_a_time() {
     let mut zone = zone();
     let web = name("web.default.svc.cluster.local.");
     // The Service moves to another cluster IP: the old PTR goes, the new one comes.
-    zone.apply_service(&service(json!({"metadata": {"name": "web", "namespace": "default"},
-        "spec": {"clusterIP": "10.43.0.21", "ports": [{"name": "http", "port": 80}]}})));
+    zone.apply_service(&service(
+        json!({"metadata": {"name": "web", "namespace": "default"},
+        "spec": {"clusterIP": "10.43.0.21", "ports": [{"name": "http", "port": 80}]}}),
+    ));
     assert_eq!(
         texts(&zone.answer(&web, RecordType::A).answers),
         ["web.default.svc.cluster.local. 5 IN A 10.43.0.21"]
@@ -396,10 +431,12 @@ fn updates_apply_one_object_at_a_time() {
 
     // A second slice for the headless Service adds its endpoints; deleting it removes them.
     let db = name("db.data.svc.cluster.local.");
-    zone.apply_endpoint_slice(&slice(json!({"metadata": {"name": "db-second", "namespace": "data",
+    zone.apply_endpoint_slice(&slice(
+        json!({"metadata": {"name": "db-second", "namespace": "data",
             "labels": {"kubernetes.io/service-name": "db"}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.42.1.3"]}]})));
+        "endpoints": [{"addresses": ["10.42.1.3"]}]}),
+    ));
     assert_eq!(zone.answer(&db, RecordType::A).answers.len(), 2);
     zone.delete_endpoint_slice("data", "db-second");
     assert_eq!(
@@ -413,7 +450,10 @@ fn updates_apply_one_object_at_a_time() {
 
     // Deleting the Service makes its name and its namespace (now empty of Services) vanish.
     zone.delete_service("default", "web");
-    for gone in ["web.default.svc.cluster.local.", "_http._tcp.web.default.svc.cluster.local."] {
+    for gone in [
+        "web.default.svc.cluster.local.",
+        "_http._tcp.web.default.svc.cluster.local.",
+    ] {
         assert_eq!(
             zone.answer(&name(gone), RecordType::A).response_code,
             ResponseCode::NXDomain,
@@ -424,7 +464,8 @@ fn updates_apply_one_object_at_a_time() {
         zone.delete_service("default", service_name);
     }
     assert_eq!(
-        zone.answer(&name("default.svc.cluster.local."), RecordType::A).response_code,
+        zone.answer(&name("default.svc.cluster.local."), RecordType::A)
+            .response_code,
         ResponseCode::NXDomain
     );
     assert_eq!(zone.size().services, 2);
@@ -434,8 +475,10 @@ fn updates_apply_one_object_at_a_time() {
 fn objects_without_identity_are_refused_and_domains_are_checked() {
     let mut zone = zone();
     assert!(!zone.apply_service(&service(json!({"metadata": {"name": "x"}}))));
-    assert!(!zone.apply_endpoint_slice(&slice(json!({"metadata": {"name": "s", "namespace": "default"},
-        "addressType": "IPv4", "endpoints": []}))));
+    assert!(!zone.apply_endpoint_slice(&slice(
+        json!({"metadata": {"name": "s", "namespace": "default"},
+        "addressType": "IPv4", "endpoints": []})
+    )));
     assert!(ClusterZone::new("").is_err());
     assert!(ClusterZone::new("bad..domain").is_err());
     let custom = ClusterZone::new("Example.Internal.").unwrap();
@@ -449,15 +492,30 @@ fn hostile_numbers_do_not_panic() {
     let mut zone = ClusterZone::new("cluster.local").unwrap();
     zone.apply_service(&service(json!({"metadata": {"name": "big", "namespace": "default"},
         "spec": {"clusterIP": "10.43.0.9", "ports": [{"name": "p", "port": 70000}, {"name": "n", "port": -1}]}})));
-    zone.apply_endpoint_slice(&slice(json!({"metadata": {"name": "big-1", "namespace": "default",
+    zone.apply_endpoint_slice(&slice(
+        json!({"metadata": {"name": "big-1", "namespace": "default",
             "labels": {"kubernetes.io/service-name": "big"}},
         "addressType": "IPv4",
         "ports": [{"name": "p", "port": 2147483647}],
-        "endpoints": [{"addresses": ["not-an-ip", "10.42.0.1"]}]})));
-    let srv = zone.answer(&name("_p._tcp.big.default.svc.cluster.local."), RecordType::SRV);
-    assert_eq!(srv.response_code, ResponseCode::NXDomain, "ports outside u16 are ignored");
-    let a = zone.answer(&name("10-42-0-1.big.default.svc.cluster.local."), RecordType::A);
-    assert_eq!(texts(&a.answers), ["10-42-0-1.big.default.svc.cluster.local. 5 IN A 10.42.0.1"]);
+        "endpoints": [{"addresses": ["not-an-ip", "10.42.0.1"]}]}),
+    ));
+    let srv = zone.answer(
+        &name("_p._tcp.big.default.svc.cluster.local."),
+        RecordType::SRV,
+    );
+    assert_eq!(
+        srv.response_code,
+        ResponseCode::NXDomain,
+        "ports outside u16 are ignored"
+    );
+    let a = zone.answer(
+        &name("10-42-0-1.big.default.svc.cluster.local."),
+        RecordType::A,
+    );
+    assert_eq!(
+        texts(&a.answers),
+        ["10-42-0-1.big.default.svc.cluster.local. 5 IN A 10.42.0.1"]
+    );
     zone.set_ttl(u32::MAX);
     assert_eq!(zone.ttl(), 3600);
 }

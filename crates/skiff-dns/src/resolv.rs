@@ -189,7 +189,10 @@ pub fn pod_dns(node: &NodeDnsSettings, pod: &Pod) -> PodDns {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut events = Vec::new();
     let host = node.host.clone().unwrap_or_default();
-    let mut kind = policy_kind(spec.dns_policy.as_deref(), spec.host_network.unwrap_or(false));
+    let mut kind = policy_kind(
+        spec.dns_policy.as_deref(),
+        spec.host_network.unwrap_or(false),
+    );
     let mut config = match kind {
         PolicyKind::None => ResolverConfig::default(),
         _ => host.clone(),
@@ -211,7 +214,10 @@ pub fn pod_dns(node: &NodeDnsSettings, pod: &Pod) -> PodDns {
         } else {
             config.nameservers = node.cluster_dns.iter().map(ToString::to_string).collect();
             config.searches = cluster_searches(&node.cluster_domain, namespace, &host.searches);
-            config.options = CLUSTER_FIRST_OPTIONS.iter().map(|o| o.to_string()).collect();
+            config.options = CLUSTER_FIRST_OPTIONS
+                .iter()
+                .map(|o| o.to_string())
+                .collect();
         }
     }
     if kind == PolicyKind::Host && node.host.is_none() {

@@ -7,10 +7,22 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// (text, nameservers, searches, options, has errors)
+type ParseCase = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+    bool,
+);
+
+/// (description, searches given, searches kept, events)
+type SearchCase = (&'static str, Vec<String>, Vec<String>, Vec<DnsEvent>);
+
 #[test]
 fn parses_resolv_conf_as_the_kubelet_does() {
     // (text, nameservers, searches, options, has errors)
-    let cases: &[(&str, &[&str], &[&str], &[&str], bool)] = &[
+    let cases: &[ParseCase] = &[
         ("", &[], &[], &[], false),
         (" ", &[], &[], &[], false),
         ("\n", &[], &[], &[], false),
@@ -57,10 +69,23 @@ fn parses_resolv_conf_as_the_kubelet_does() {
     ];
     for (text, nameservers, searches, options, has_errors) in cases {
         let parsed = parse_resolv_conf(text);
-        assert_eq!(!parsed.errors.is_empty(), *has_errors, "{text:?}: errors {:?}", parsed.errors);
+        assert_eq!(
+            !parsed.errors.is_empty(),
+            *has_errors,
+            "{text:?}: errors {:?}",
+            parsed.errors
+        );
         if !has_errors {
-            assert_eq!(parsed.config.nameservers, strings(nameservers), "{text:?}: nameservers");
-            assert_eq!(parsed.config.searches, strings(searches), "{text:?}: searches");
+            assert_eq!(
+                parsed.config.nameservers,
+                strings(nameservers),
+                "{text:?}: nameservers"
+            );
+            assert_eq!(
+                parsed.config.searches,
+                strings(searches),
+                "{text:?}: searches"
+            );
             assert_eq!(parsed.config.options, strings(options), "{text:?}: options");
         }
     }
@@ -89,11 +114,23 @@ fn search_lists_fit_the_limits_with_the_kubelet_event() {
     let mut numbered_33 = numbered.clone();
     numbered_33.push("33".to_string());
     let base = strings(&["testNS.svc.TEST", "svc.TEST", "TEST", "AAA", "BBB"]);
-    let with_long = strings(&["testNS.svc.TEST", "svc.TEST", "TEST", "AAA", &"B".repeat(256), "BBB"]);
+    let with_long = strings(&[
+        "testNS.svc.TEST",
+        "svc.TEST",
+        "TEST",
+        "AAA",
+        &"B".repeat(256),
+        "BBB",
+    ]);
     let mut list_2050 = list_2048.clone();
     list_2050.push("B".to_string());
-    let cases: Vec<(&str, Vec<String>, Vec<String>, Vec<DnsEvent>)> = vec![
-        ("3 search paths", base[..3].to_vec(), base[..3].to_vec(), vec![]),
+    let cases: Vec<SearchCase> = vec![
+        (
+            "3 search paths",
+            base[..3].to_vec(),
+            base[..3].to_vec(),
+            vec![],
+        ),
         ("5 search paths", base.clone(), base.clone(), vec![]),
         (
             "a search path over 253 characters",
@@ -101,10 +138,30 @@ fn search_lists_fit_the_limits_with_the_kubelet_event() {
             base.clone(),
             vec![search_event("testNS.svc.TEST svc.TEST TEST AAA BBB")],
         ),
-        ("2048 characters", list_2048.clone(), list_2048.clone(), vec![]),
-        ("2050 characters", list_2050, list_2048.clone(), vec![search_event(&list_2048.join(" "))]),
-        ("32 search paths", numbered.clone(), numbered.clone(), vec![]),
-        ("33 search paths", numbered_33, numbered.clone(), vec![search_event(&numbered.join(" "))]),
+        (
+            "2048 characters",
+            list_2048.clone(),
+            list_2048.clone(),
+            vec![],
+        ),
+        (
+            "2050 characters",
+            list_2050,
+            list_2048.clone(),
+            vec![search_event(&list_2048.join(" "))],
+        ),
+        (
+            "32 search paths",
+            numbered.clone(),
+            numbered.clone(),
+            vec![],
+        ),
+        (
+            "33 search paths",
+            numbered_33,
+            numbered.clone(),
+            vec![search_event(&numbered.join(" "))],
+        ),
     ];
     for (description, searches, expected, expected_events) in cases {
         let mut config = ResolverConfig {
@@ -122,8 +179,16 @@ fn search_lists_fit_the_limits_with_the_kubelet_event() {
 fn nameservers_are_capped_at_three_with_the_kubelet_event() {
     let cases: &[(&[&str], &[&str], bool)] = &[
         (&["127.0.0.1"], &["127.0.0.1"], false),
-        (&["127.0.0.1", "10.0.0.10", "8.8.8.8"], &["127.0.0.1", "10.0.0.10", "8.8.8.8"], false),
-        (&["127.0.0.1", "10.0.0.10", "8.8.8.8", "1.2.3.4"], &["127.0.0.1", "10.0.0.10", "8.8.8.8"], true),
+        (
+            &["127.0.0.1", "10.0.0.10", "8.8.8.8"],
+            &["127.0.0.1", "10.0.0.10", "8.8.8.8"],
+            false,
+        ),
+        (
+            &["127.0.0.1", "10.0.0.10", "8.8.8.8", "1.2.3.4"],
+            &["127.0.0.1", "10.0.0.10", "8.8.8.8"],
+            true,
+        ),
     ];
     for (given, expected, event) in cases {
         let mut config = ResolverConfig {
@@ -187,7 +252,11 @@ fn policies_pick_cluster_host_or_none() {
         (Some("invalidPolicy"), false, PolicyKind::Cluster),
     ];
     for (policy, host_network, expected) in cases {
-        assert_eq!(policy_kind(policy, host_network), expected, "{policy:?} hostNetwork={host_network}");
+        assert_eq!(
+            policy_kind(policy, host_network),
+            expected,
+            "{policy:?} hostNetwork={host_network}"
+        );
     }
 }
 
@@ -265,15 +334,25 @@ fn pods_get_the_resolv_conf_their_policy_asks_for() {
     for (description, node, spec, expected) in cases {
         let formed = pod_dns(&node, &pod(spec));
         assert_eq!(formed.config.render(), expected, "{description}");
-        assert!(formed.events.is_empty(), "{description}: {:?}", formed.events);
+        assert!(
+            formed.events.is_empty(),
+            "{description}: {:?}",
+            formed.events
+        );
     }
 }
 
 #[test]
 fn cluster_first_without_cluster_dns_falls_back_with_events() {
     let formed = pod_dns(&node(&[], Some(HOST)), &pod(json!({})));
-    assert_eq!(formed.config.nameservers, strings(&["192.168.1.1", "192.168.1.2"]));
-    assert_eq!(formed.config.searches, strings(&["corp.example", "lab.example"]));
+    assert_eq!(
+        formed.config.nameservers,
+        strings(&["192.168.1.1", "192.168.1.2"])
+    );
+    assert_eq!(
+        formed.config.searches,
+        strings(&["corp.example", "lab.example"])
+    );
     let message = "kubelet does not have ClusterDNS IP configured and cannot create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.";
     assert_eq!(
         formed.events,
@@ -298,7 +377,10 @@ fn too_many_nameservers_from_dns_config_are_trimmed_with_an_event() {
         &node(&["10.43.0.10"], Some(HOST)),
         &pod(json!({"dnsConfig": {"nameservers": ["1.1.1.1", "2.2.2.2", "3.3.3.3"]}})),
     );
-    assert_eq!(formed.config.nameservers, strings(&["10.43.0.10", "1.1.1.1", "2.2.2.2"]));
+    assert_eq!(
+        formed.config.nameservers,
+        strings(&["10.43.0.10", "1.1.1.1", "2.2.2.2"])
+    );
     assert_eq!(formed.events.len(), 1);
     assert_eq!(formed.events[0].reason, REASON_DNS_CONFIG_FORMING);
 }

@@ -220,7 +220,11 @@ impl Forwarder {
     }
 
     /// Asks the upstreams `name`/`record_type` until one answers.
-    pub async fn resolve(&self, name: &Name, record_type: RecordType) -> Result<Message, ForwardError> {
+    pub async fn resolve(
+        &self,
+        name: &Name,
+        record_type: RecordType,
+    ) -> Result<Message, ForwardError> {
         let mut last = ForwardError::NoUpstreams;
         for upstream in &self.upstreams {
             match self.ask(*upstream, name, record_type).await {
@@ -237,7 +241,12 @@ impl Forwarder {
         Err(last)
     }
 
-    async fn ask(&self, upstream: SocketAddr, name: &Name, record_type: RecordType) -> Result<Message, String> {
+    async fn ask(
+        &self,
+        upstream: SocketAddr,
+        name: &Name,
+        record_type: RecordType,
+    ) -> Result<Message, String> {
         let id = random_id();
         let mut query = Message::query();
         query.metadata.id = id;
@@ -291,7 +300,9 @@ async fn udp_exchange(upstream: SocketAddr, bytes: &[u8], id: u16) -> Result<Mes
 }
 
 async fn tcp_exchange(upstream: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
-    let mut stream = TcpStream::connect(upstream).await.map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect(upstream)
+        .await
+        .map_err(|e| e.to_string())?;
     let length = u16::try_from(bytes.len()).map_err(|_| "query too long".to_string())?;
     let mut framed = Vec::with_capacity(bytes.len() + 2);
     framed.extend_from_slice(&length.to_be_bytes());
@@ -299,7 +310,10 @@ async fn tcp_exchange(upstream: SocketAddr, bytes: &[u8], id: u16) -> Result<Mes
     stream.write_all(&framed).await.map_err(|e| e.to_string())?;
     let reply_length = stream.read_u16().await.map_err(|e| e.to_string())?;
     let mut reply = vec![0u8; usize::from(reply_length)];
-    stream.read_exact(&mut reply).await.map_err(|e| e.to_string())?;
+    stream
+        .read_exact(&mut reply)
+        .await
+        .map_err(|e| e.to_string())?;
     let message = Message::from_vec(&reply).map_err(|e| e.to_string())?;
     if message.metadata.id != id {
         return Err("answer with another id".to_string());
@@ -364,13 +378,21 @@ impl ClusterDnsHandler {
             }
         });
         match in_zone {
-            Some(answer) => self.from_zone(answer, record_type, &mut reply).await,
-            None => self.from_upstream(&name, record_type, &mut reply).await,
+            Some(answer) => self.answer_from_zone(answer, record_type, &mut reply).await,
+            None => {
+                self.answer_from_upstream(&name, record_type, &mut reply)
+                    .await
+            }
         }
         reply
     }
 
-    async fn from_zone(&self, answer: ZoneAnswer, record_type: RecordType, reply: &mut Reply) {
+    async fn answer_from_zone(
+        &self,
+        answer: ZoneAnswer,
+        record_type: RecordType,
+        reply: &mut Reply,
+    ) {
         reply.metadata.authoritative = true;
         reply.metadata.response_code = answer.response_code;
         reply.answers = answer.answers;
@@ -385,7 +407,7 @@ impl ClusterDnsHandler {
         }
     }
 
-    async fn from_upstream(&self, name: &Name, record_type: RecordType, reply: &mut Reply) {
+    async fn answer_from_upstream(&self, name: &Name, record_type: RecordType, reply: &mut Reply) {
         match self.forwarder.resolve(name, record_type).await {
             Ok(upstream) => {
                 reply.metadata.response_code = upstream.metadata.response_code;
@@ -470,9 +492,12 @@ pub async fn start(config: &DnsServerConfig, zone: ZoneHandle) -> Result<Running
         source,
     })?;
     let forwarder = match &config.upstream_resolv_conf {
-        Some(path) => {
-            Forwarder::from_resolv_conf(path, config.upstream_port, address, config.upstream_timeout)
-        }
+        Some(path) => Forwarder::from_resolv_conf(
+            path,
+            config.upstream_port,
+            address,
+            config.upstream_timeout,
+        ),
         None => Forwarder::new(Vec::new(), config.upstream_timeout),
     };
     let mut server = Server::new(ClusterDnsHandler::new(zone, forwarder));
@@ -502,6 +527,9 @@ async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsEr
         }
     }
     Err(bind_error(last_error.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for UDP and TCP")
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no port free for UDP and TCP",
+        )
     })))
 }

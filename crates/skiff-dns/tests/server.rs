@@ -104,7 +104,9 @@ impl FakeUpstream {
             while let Ok((mut stream, _)) = tcp.accept().await {
                 let tcp_questions = tcp_questions.clone();
                 tokio::spawn(async move {
-                    let Ok(length) = stream.read_u16().await else { return };
+                    let Ok(length) = stream.read_u16().await else {
+                        return;
+                    };
                     let mut query = vec![0u8; usize::from(length)];
                     if stream.read_exact(&mut query).await.is_err() {
                         return;
@@ -146,7 +148,11 @@ fn upstream_reply(query: &[u8], over_udp: bool) -> Option<Vec<u8>> {
     reply.add_query(question.clone());
     let asked = question.name().to_ascii().to_ascii_lowercase();
     let address = |i: u8| {
-        Record::from_rdata(question.name().clone(), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, i))))
+        Record::from_rdata(
+            question.name().clone(),
+            60,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, i))),
+        )
     };
     match (asked.as_str(), question.query_type()) {
         ("outside.example.", RecordType::A) => {
@@ -183,13 +189,19 @@ async fn start_dns(upstream: Option<SocketAddr>, upstream_timeout: Duration) -> 
     let resolv_conf = resolv_dir.path().join("resolv.conf");
     let upstream_port = upstream.map_or(53, |u| u.port());
     let nameserver = upstream.map_or("127.0.0.1".to_string(), |u| u.ip().to_string());
-    std::fs::write(&resolv_conf, format!("search example\nnameserver {nameserver}\n")).unwrap();
+    std::fs::write(
+        &resolv_conf,
+        format!("search example\nnameserver {nameserver}\n"),
+    )
+    .unwrap();
     let mut config = DnsServerConfig::new("127.0.0.1:0".parse().unwrap());
     config.upstream_resolv_conf = Some(resolv_conf);
     config.upstream_port = upstream_port;
     config.upstream_timeout = upstream_timeout;
     let zone = ZoneHandle::new(cluster_zone());
-    let dns = start(&config, zone.clone()).await.expect("dns server starts");
+    let dns = start(&config, zone.clone())
+        .await
+        .expect("dns server starts");
     Running {
         dns,
         zone,
@@ -197,7 +209,11 @@ async fn start_dns(upstream: Option<SocketAddr>, upstream_timeout: Duration) -> 
     }
 }
 
-fn query_bytes(question: &str, record_type: RecordType, edns_payload: Option<u16>) -> (u16, Vec<u8>) {
+fn query_bytes(
+    question: &str,
+    record_type: RecordType,
+    edns_payload: Option<u16>,
+) -> (u16, Vec<u8>) {
     let mut message = Message::query();
     let id = 0x5a5a;
     message.metadata.id = id;
@@ -212,7 +228,12 @@ fn query_bytes(question: &str, record_type: RecordType, edns_payload: Option<u16
 }
 
 /// One question over UDP, as a stub resolver asks it.
-async fn ask_udp(server: SocketAddr, question: &str, record_type: RecordType, edns_payload: Option<u16>) -> Message {
+async fn ask_udp(
+    server: SocketAddr,
+    question: &str,
+    record_type: RecordType,
+    edns_payload: Option<u16>,
+) -> Message {
     let (id, bytes) = query_bytes(question, record_type, edns_payload);
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.connect(server).await.unwrap();
@@ -220,9 +241,14 @@ async fn ask_udp(server: SocketAddr, question: &str, record_type: RecordType, ed
     let mut buffer = vec![0u8; 65535];
     let length = tokio::time::timeout(DEADLINE, socket.recv(&mut buffer))
         .await
-        .unwrap_or_else(|_| panic!("no UDP answer for {question} {record_type} within {DEADLINE:?}"))
+        .unwrap_or_else(|_| {
+            panic!("no UDP answer for {question} {record_type} within {DEADLINE:?}")
+        })
         .unwrap();
-    assert!(length <= usize::from(edns_payload.unwrap_or(512)), "UDP answer of {length} bytes exceeds the client's buffer");
+    assert!(
+        length <= usize::from(edns_payload.unwrap_or(512)),
+        "UDP answer of {length} bytes exceeds the client's buffer"
+    );
     let message = Message::from_vec(&buffer[..length]).expect("decode answer");
     assert_eq!(message.metadata.id, id);
     assert_eq!(message.metadata.message_type, MessageType::Response);
@@ -261,45 +287,103 @@ async fn answers_a_srv_ptr_and_nxdomain_with_the_soa() {
     let running = start_dns(None, Duration::from_millis(500)).await;
     let server = running.dns.address();
 
-    let a = ask_udp(server, "web.default.svc.cluster.local.", RecordType::A, None).await;
+    let a = ask_udp(
+        server,
+        "web.default.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
     assert_eq!(a.metadata.response_code, ResponseCode::NoError);
-    assert!(a.metadata.authoritative, "cluster answers are authoritative");
-    assert_eq!(texts(&a.answers), ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]);
+    assert!(
+        a.metadata.authoritative,
+        "cluster answers are authoritative"
+    );
+    assert_eq!(
+        texts(&a.answers),
+        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+    );
 
-    let srv = ask_udp(server, "_http._tcp.web.default.svc.cluster.local.", RecordType::SRV, Some(1232)).await;
+    let srv = ask_udp(
+        server,
+        "_http._tcp.web.default.svc.cluster.local.",
+        RecordType::SRV,
+        Some(1232),
+    )
+    .await;
     assert_eq!(
         texts(&srv.answers),
         ["_http._tcp.web.default.svc.cluster.local. 5 IN SRV 0 100 80 web.default.svc.cluster.local."]
     );
-    assert_eq!(texts(&srv.additionals), ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]);
+    assert_eq!(
+        texts(&srv.additionals),
+        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+    );
     assert!(srv.edns.is_some(), "an EDNS question gets an EDNS answer");
 
     let ptr = ask_udp(server, "20.0.43.10.in-addr.arpa.", RecordType::PTR, None).await;
-    assert_eq!(texts(&ptr.answers), ["20.0.43.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local."]);
+    assert_eq!(
+        texts(&ptr.answers),
+        ["20.0.43.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local."]
+    );
 
-    let missing = ask_udp(server, "nope.default.svc.cluster.local.", RecordType::A, None).await;
+    let missing = ask_udp(
+        server,
+        "nope.default.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
     assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
     assert!(missing.answers.is_empty());
     let [soa] = missing.authorities.as_slice() else {
-        panic!("NXDOMAIN carries exactly the SOA, got {:?}", missing.authorities);
+        panic!(
+            "NXDOMAIN carries exactly the SOA, got {:?}",
+            missing.authorities
+        );
     };
     assert_eq!(soa.name, name("cluster.local."));
     assert_eq!(soa.ttl, 5);
-    let RData::SOA(SOA { mname, rname, refresh, retry, expire, minimum, serial, .. }) = &soa.data else {
+    let RData::SOA(SOA {
+        mname,
+        rname,
+        refresh,
+        retry,
+        expire,
+        minimum,
+        serial,
+        ..
+    }) = &soa.data
+    else {
         panic!("not an SOA: {soa}");
     };
     assert_eq!(mname, &name("ns.dns.cluster.local."));
     assert_eq!(rname, &name("hostmaster.cluster.local."));
-    assert_eq!((*refresh, *retry, *expire, *minimum), (7200, 1800, 86400, 5));
-    assert!(*serial > 1_600_000_000, "serial is the time of the last change: {serial}");
+    assert_eq!(
+        (*refresh, *retry, *expire, *minimum),
+        (7200, 1800, 86400, 5)
+    );
+    assert!(
+        *serial > 1_600_000_000,
+        "serial is the time of the last change: {serial}"
+    );
 
-    let nodata = ask_udp(server, "web.default.svc.cluster.local.", RecordType::AAAA, None).await;
+    let nodata = ask_udp(
+        server,
+        "web.default.svc.cluster.local.",
+        RecordType::AAAA,
+        None,
+    )
+    .await;
     assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
     assert!(nodata.answers.is_empty());
     assert_eq!(nodata.authorities.len(), 1, "NODATA carries the SOA");
 
     let over_tcp = ask_tcp(server, "web.default.svc.cluster.local.", RecordType::A).await;
-    assert_eq!(texts(&over_tcp.answers), ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]);
+    assert_eq!(
+        texts(&over_tcp.answers),
+        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+    );
     running.dns.shutdown().await.expect("clean shutdown");
 }
 
@@ -312,10 +396,19 @@ async fn headless_services_list_ready_endpoints_and_follow_slice_updates() {
     let before = ask_udp(server, headless, RecordType::A, None).await;
     assert_eq!(
         texts(&before.answers),
-        ["db.data.svc.cluster.local. 5 IN A 10.42.0.7", "db.data.svc.cluster.local. 5 IN A 10.42.0.8"],
+        [
+            "db.data.svc.cluster.local. 5 IN A 10.42.0.7",
+            "db.data.svc.cluster.local. 5 IN A 10.42.0.8"
+        ],
         "every ready endpoint and only those"
     );
-    let srv = ask_udp(server, "_pg._tcp.db.data.svc.cluster.local.", RecordType::SRV, None).await;
+    let srv = ask_udp(
+        server,
+        "_pg._tcp.db.data.svc.cluster.local.",
+        RecordType::SRV,
+        None,
+    )
+    .await;
     assert_eq!(
         texts(&srv.answers),
         [
@@ -323,33 +416,64 @@ async fn headless_services_list_ready_endpoints_and_follow_slice_updates() {
             "_pg._tcp.db.data.svc.cluster.local. 5 IN SRV 0 50 5432 db-1.db.data.svc.cluster.local.",
         ]
     );
-    let pod = ask_udp(server, "db-1.db.data.svc.cluster.local.", RecordType::A, None).await;
-    assert_eq!(texts(&pod.answers), ["db-1.db.data.svc.cluster.local. 5 IN A 10.42.0.8"]);
+    let pod = ask_udp(
+        server,
+        "db-1.db.data.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
+    assert_eq!(
+        texts(&pod.answers),
+        ["db-1.db.data.svc.cluster.local. 5 IN A 10.42.0.8"]
+    );
 
     // db-2 becomes ready: the very next query lists it.
     let changed_at = Instant::now();
-    running.zone.apply_endpoint_slice(&slice(json!({"metadata": {"name": "db-1", "namespace": "data",
+    running.zone.apply_endpoint_slice(&slice(
+        json!({"metadata": {"name": "db-1", "namespace": "data",
             "labels": {"kubernetes.io/service-name": "db"}},
         "addressType": "IPv4",
         "ports": [{"name": "pg", "port": 5432}],
         "endpoints": [
             {"addresses": ["10.42.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
-            {"addresses": ["10.42.0.9"], "hostname": "db-2", "conditions": {"ready": true}}]})));
+            {"addresses": ["10.42.0.9"], "hostname": "db-2", "conditions": {"ready": true}}]}),
+    ));
     let after = ask_udp(server, headless, RecordType::A, None).await;
     let elapsed = changed_at.elapsed();
     assert_eq!(
         texts(&after.answers),
-        ["db.data.svc.cluster.local. 5 IN A 10.42.0.7", "db.data.svc.cluster.local. 5 IN A 10.42.0.9"]
+        [
+            "db.data.svc.cluster.local. 5 IN A 10.42.0.7",
+            "db.data.svc.cluster.local. 5 IN A 10.42.0.9"
+        ]
     );
     println!("slice change to answer: {elapsed:?}");
-    let gone = ask_udp(server, "db-1.db.data.svc.cluster.local.", RecordType::A, None).await;
+    let gone = ask_udp(
+        server,
+        "db-1.db.data.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
     assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain);
 
     // A new Service is answered on the next query too.
-    running.zone.apply_service(&service(json!({"metadata": {"name": "api", "namespace": "default"},
-        "spec": {"clusterIP": "10.43.0.44", "ports": [{"port": 443}]}})));
-    let api = ask_udp(server, "api.default.svc.cluster.local.", RecordType::A, None).await;
-    assert_eq!(texts(&api.answers), ["api.default.svc.cluster.local. 5 IN A 10.43.0.44"]);
+    running.zone.apply_service(&service(
+        json!({"metadata": {"name": "api", "namespace": "default"},
+        "spec": {"clusterIP": "10.43.0.44", "ports": [{"port": 443}]}}),
+    ));
+    let api = ask_udp(
+        server,
+        "api.default.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
+    assert_eq!(
+        texts(&api.answers),
+        ["api.default.svc.cluster.local. 5 IN A 10.43.0.44"]
+    );
     running.dns.shutdown().await.unwrap();
 }
 
@@ -360,7 +484,10 @@ async fn big_answers_are_truncated_over_udp_and_complete_over_tcp() {
     running.zone.apply_endpoint_slice(&headless_slice(120));
 
     let udp = ask_udp(server, "db.data.svc.cluster.local.", RecordType::A, None).await;
-    assert!(udp.metadata.truncation, "120 addresses do not fit in 512 bytes: TC must be set");
+    assert!(
+        udp.metadata.truncation,
+        "120 addresses do not fit in 512 bytes: TC must be set"
+    );
     assert!(udp.answers.len() < 120);
 
     let tcp = ask_tcp(server, "db.data.svc.cluster.local.", RecordType::A).await;
@@ -377,22 +504,37 @@ async fn outside_names_go_upstream_and_cluster_names_never_do() {
 
     let outside = ask_udp(server, "outside.example.", RecordType::A, None).await;
     assert_eq!(outside.metadata.response_code, ResponseCode::NoError);
-    assert!(!outside.metadata.authoritative, "forwarded answers are not ours");
-    assert_eq!(texts(&outside.answers), ["outside.example. 60 IN A 192.0.2.7"]);
+    assert!(
+        !outside.metadata.authoritative,
+        "forwarded answers are not ours"
+    );
+    assert_eq!(
+        texts(&outside.answers),
+        ["outside.example. 60 IN A 192.0.2.7"]
+    );
 
     let unknown = ask_udp(server, "unknown.example.", RecordType::A, None).await;
     assert_eq!(unknown.metadata.response_code, ResponseCode::NXDomain);
 
     // A reverse name for an address outside the cluster falls through to the upstream.
     let ptr = ask_udp(server, "9.2.0.192.in-addr.arpa.", RecordType::PTR, None).await;
-    assert_eq!(texts(&ptr.answers), ["9.2.0.192.in-addr.arpa. 60 IN PTR host.outside.example."]);
+    assert_eq!(
+        texts(&ptr.answers),
+        ["9.2.0.192.in-addr.arpa. 60 IN PTR host.outside.example."]
+    );
 
     // The upstream truncates big.example over UDP; the forwarder asks again over TCP.
     let big = ask_tcp(server, "big.example.", RecordType::A).await;
     assert_eq!(big.answers.len(), 60);
 
     // An ExternalName's target is resolved upstream after the CNAME.
-    let external = ask_udp(server, "ext.default.svc.cluster.local.", RecordType::A, None).await;
+    let external = ask_udp(
+        server,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
     assert_eq!(
         texts(&external.answers),
         [
@@ -410,11 +552,27 @@ async fn outside_names_go_upstream_and_cluster_names_never_do() {
         "web.default.svc.cluster.local.cluster.local.",
     ] {
         let answer = ask_udp(server, expanded, RecordType::A, None).await;
-        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain, "{expanded}");
-        assert_eq!(answer.authorities.len(), 1, "{expanded}: SOA for negative caching");
+        assert_eq!(
+            answer.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{expanded}"
+        );
+        assert_eq!(
+            answer.authorities.len(),
+            1,
+            "{expanded}: SOA for negative caching"
+        );
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "search-path misses are quick: {:?}", started.elapsed());
-    assert_eq!(upstream.questions(), asked_upstream, "no cluster name is forwarded");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "search-path misses are quick: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        upstream.questions(),
+        asked_upstream,
+        "no cluster name is forwarded"
+    );
     running.dns.shutdown().await.unwrap();
 }
 
@@ -422,13 +580,29 @@ async fn outside_names_go_upstream_and_cluster_names_never_do() {
 async fn a_silent_upstream_gives_servfail_after_the_timeout() {
     // A bound socket nobody answers on.
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let running = start_dns(Some(silent.local_addr().unwrap()), Duration::from_millis(300)).await;
+    let running = start_dns(
+        Some(silent.local_addr().unwrap()),
+        Duration::from_millis(300),
+    )
+    .await;
     let started = Instant::now();
-    let answer = ask_udp(running.dns.address(), "outside.example.", RecordType::A, None).await;
+    let answer = ask_udp(
+        running.dns.address(),
+        "outside.example.",
+        RecordType::A,
+        None,
+    )
+    .await;
     assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
     assert!(started.elapsed() < DEADLINE);
     // The cluster zone still answers.
-    let web = ask_udp(running.dns.address(), "web.default.svc.cluster.local.", RecordType::A, None).await;
+    let web = ask_udp(
+        running.dns.address(),
+        "web.default.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
     assert_eq!(web.answers.len(), 1);
     running.dns.shutdown().await.unwrap();
 }
@@ -459,7 +633,13 @@ async fn garbage_and_updates_get_error_codes_not_crashes() {
         }
     };
     assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
-    let web = ask_udp(server, "web.default.svc.cluster.local.", RecordType::A, None).await;
+    let web = ask_udp(
+        server,
+        "web.default.svc.cluster.local.",
+        RecordType::A,
+        None,
+    )
+    .await;
     assert_eq!(web.answers.len(), 1, "still serving");
     running.dns.shutdown().await.unwrap();
 }
