@@ -643,3 +643,159 @@ async fn garbage_and_updates_get_error_codes_not_crashes() {
     assert_eq!(web.answers.len(), 1, "still serving");
     running.dns.shutdown().await.unwrap();
 }
+
+/// hickory's own DNS client over UDP, as an independent implementation of the protocol.
+async fn hickory_client(
+    server: SocketAddr,
+) -> hickory_net::client::Client<hickory_net::runtime::TokioRuntimeProvider> {
+    use hickory_net::runtime::TokioRuntimeProvider;
+    let stream =
+        hickory_net::udp::UdpClientStream::builder(server, TokioRuntimeProvider::default())
+            .with_timeout(Some(DEADLINE))
+            .build();
+    let (client, background) =
+        hickory_net::client::Client::<TokioRuntimeProvider>::from_sender(stream);
+    tokio::spawn(background);
+    client
+}
+
+#[tokio::test]
+async fn hickory_client_gets_records_errors_forwarded_answers_and_updates() {
+    use hickory_net::client::ClientHandle;
+    use hickory_proto::rr::DNSClass;
+
+    let upstream = FakeUpstream::start().await;
+    let running = start_dns(Some(upstream.address), Duration::from_secs(2)).await;
+    let mut client = hickory_client(running.dns.address()).await;
+    let mut ask = async |question: &str, record_type: RecordType| -> Message {
+        let response = tokio::time::timeout(
+            DEADLINE,
+            client.query(name(question), DNSClass::IN, record_type),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{question}: no answer within {DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("{question}: {e}"));
+        response.into_message()
+    };
+
+    let a = ask("web.default.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(
+        texts(&a.answers),
+        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+    );
+
+    let headless = ask("db.data.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(
+        texts(&headless.answers),
+        [
+            "db.data.svc.cluster.local. 5 IN A 10.42.0.7",
+            "db.data.svc.cluster.local. 5 IN A 10.42.0.8",
+        ]
+    );
+
+    let srv = ask("_pg._tcp.db.data.svc.cluster.local.", RecordType::SRV).await;
+    assert_eq!(srv.answers.len(), 2);
+    assert_eq!(
+        srv.additionals.len(),
+        2,
+        "the targets' addresses come along"
+    );
+
+    let ptr = ask("8.0.42.10.in-addr.arpa.", RecordType::PTR).await;
+    assert_eq!(
+        texts(&ptr.answers),
+        ["8.0.42.10.in-addr.arpa. 5 IN PTR db-1.db.data.svc.cluster.local."]
+    );
+
+    let missing = ask("nope.data.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        texts(&missing.authorities),
+        [running.zone.read(|zone| zone.soa()).to_string()]
+    );
+    assert!(texts(&missing.authorities)[0]
+        .starts_with("cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. "));
+
+    let outside = ask("outside.example.", RecordType::A).await;
+    assert_eq!(
+        texts(&outside.answers),
+        ["outside.example. 60 IN A 192.0.2.7"]
+    );
+
+    running.zone.delete_service("default", "web");
+    let deleted = ask("web.default.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(
+        deleted.metadata.response_code,
+        ResponseCode::NXDomain,
+        "a deleted Service is gone on the next query"
+    );
+    running.dns.shutdown().await.unwrap();
+}
+
+/// Runs `busybox nslookup [-type=T] NAME 127.0.0.1:PORT`, the client pods use.
+async fn busybox_nslookup(
+    server: SocketAddr,
+    record_type: Option<&str>,
+    question: &str,
+) -> (bool, String) {
+    let mut command = tokio::process::Command::new("busybox");
+    command.arg("nslookup");
+    if let Some(record_type) = record_type {
+        command.arg(format!("-type={record_type}"));
+    }
+    command
+        .arg(question)
+        .arg(server.to_string())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(DEADLINE, command.output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("busybox nslookup {question} did not finish within {DEADLINE:?}")
+        })
+        .expect("busybox must be installed (Debian package busybox or busybox-static)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn busybox_nslookup_lists_headless_endpoints_srv_and_unknown_names() {
+    let running = start_dns(None, Duration::from_millis(300)).await;
+    let server = running.dns.address();
+
+    let (ok, text) = busybox_nslookup(server, None, "db.data.svc.cluster.local").await;
+    println!("{text}");
+    assert!(ok, "nslookup of the headless Service failed:\n{text}");
+    for ready in ["10.42.0.7", "10.42.0.8"] {
+        assert!(
+            text.contains(&format!("Address: {ready}")),
+            "{ready} missing:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("10.42.0.9"),
+        "a not-ready endpoint is listed:\n{text}"
+    );
+
+    let (ok, text) = busybox_nslookup(
+        server,
+        Some("srv"),
+        "_http._tcp.web.default.svc.cluster.local",
+    )
+    .await;
+    println!("{text}");
+    assert!(ok, "SRV lookup failed:\n{text}");
+    assert!(
+        text.contains("0 100 80 web.default.svc.cluster.local"),
+        "{text}"
+    );
+
+    let (ok, text) = busybox_nslookup(server, None, "nope.default.svc.cluster.local").await;
+    println!("{text}");
+    assert!(!ok, "an unknown name must fail:\n{text}");
+    assert!(text.contains("NXDOMAIN"), "{text}");
+    running.dns.shutdown().await.unwrap();
+}
