@@ -349,7 +349,8 @@ impl ClusterZone {
         )
     }
 
-    /// Answers a question for a name inside the zone (callers check [`Self::is_in_zone`]).
+    /// Answers a question for a name inside the zone (callers check [`Self::is_in_zone`]; a
+    /// name outside it is NXDOMAIN here).
     pub fn answer(&self, name: &Name, query_type: RecordType) -> ZoneAnswer {
         let mut answer = ZoneAnswer {
             response_code: ResponseCode::NoError,
@@ -363,10 +364,9 @@ impl ClusterZone {
         for _ in 0..MAX_CNAME_CHAIN {
             match self.resolve(&owner) {
                 Resolved::Missing => {
-                    if answer.answers.is_empty() {
-                        answer.response_code = ResponseCode::NXDomain;
-                        answer.authorities.push(self.soa());
-                    }
+                    // Also after a CNAME: the code speaks of the last name in the chain.
+                    answer.response_code = ResponseCode::NXDomain;
+                    answer.authorities.push(self.soa());
                     return answer;
                 }
                 Resolved::Cname(target) => {
@@ -460,7 +460,14 @@ impl ClusterZone {
 
     /// What a lowercase name inside the zone is.
     fn resolve(&self, name: &Name) -> Resolved {
-        let depth = usize::from(name.num_labels()) - usize::from(self.domain.num_labels());
+        if !self.is_in_zone(name) {
+            return Resolved::Missing;
+        }
+        let Some(depth) =
+            usize::from(name.num_labels()).checked_sub(usize::from(self.domain.num_labels()))
+        else {
+            return Resolved::Missing;
+        };
         let labels: Vec<String> = name
             .iter()
             .take(depth)

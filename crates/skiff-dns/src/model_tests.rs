@@ -323,6 +323,42 @@ fn existing_names_without_the_asked_type_are_nodata_with_the_soa() {
 }
 
 #[test]
+fn names_outside_the_zone_and_dangling_aliases_are_nxdomain() {
+    let mut zone = zone();
+    let outside = zone.answer(&name("example.com."), RecordType::A);
+    assert_eq!(outside.response_code, ResponseCode::NXDomain);
+    let root = zone.answer(&Name::root(), RecordType::A);
+    assert_eq!(root.response_code, ResponseCode::NXDomain);
+
+    zone.apply_service(&service(
+        json!({"metadata": {"name": "dangling", "namespace": "default"},
+        "spec": {"type": "ExternalName", "externalName": "gone.default.svc.cluster.local"}}),
+    ));
+    let dangling = zone.answer(&name("dangling.default.svc.cluster.local."), RecordType::A);
+    assert_eq!(
+        dangling.response_code,
+        ResponseCode::NXDomain,
+        "the chain ends nowhere"
+    );
+    assert_eq!(
+        texts(&dangling.answers),
+        ["dangling.default.svc.cluster.local. 5 IN CNAME gone.default.svc.cluster.local."]
+    );
+    assert_eq!(texts(&dangling.authorities), [SOA_TEXT]);
+
+    zone.apply_service(&service(
+        json!({"metadata": {"name": "loop", "namespace": "default"},
+        "spec": {"type": "ExternalName", "externalName": "loop.default.svc.cluster.local"}}),
+    ));
+    let looped = zone.answer(&name("loop.default.svc.cluster.local."), RecordType::A);
+    assert_eq!(
+        looped.answers.len(),
+        MAX_CNAME_CHAIN,
+        "a CNAME loop stops after {MAX_CNAME_CHAIN} hops"
+    );
+}
+
+#[test]
 fn an_external_name_leaves_its_target_to_the_server() {
     let answer = zone().answer(&name("ext.default.svc.cluster.local."), RecordType::A);
     assert_eq!(answer.external_target, Some(name("example.com.")));

@@ -209,7 +209,7 @@ impl Forwarder {
                 address.parse::<IpAddr>().ok()
             })
             .map(|ip| SocketAddr::new(ip, port))
-            .filter(|upstream| *upstream != own)
+            .filter(|upstream| !is_own_address(*upstream, own))
             .collect();
         Self::new(upstreams, timeout)
     }
@@ -268,6 +268,15 @@ impl Forwarder {
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
         }
     }
+}
+
+/// Whether an upstream is this server itself: the same address, or a loopback address on our
+/// port while we listen on every address.
+fn is_own_address(upstream: SocketAddr, own: SocketAddr) -> bool {
+    upstream == own
+        || (upstream.port() == own.port()
+            && own.ip().is_unspecified()
+            && upstream.ip().is_loopback())
 }
 
 /// A random message id, without a random-number crate: the standard library seeds each
@@ -365,6 +374,11 @@ impl ClusterDnsHandler {
         };
         let name: Name = info.query.name().into();
         let record_type = info.query.query_type();
+        if matches!(record_type, RecordType::AXFR | RecordType::IXFR) {
+            // Zone transfers are not offered, as CoreDNS without a `transfer` block.
+            reply.metadata.response_code = ResponseCode::Refused;
+            return reply;
+        }
         let in_zone = self.zone.read(|zone| {
             if zone.is_in_zone(&name) {
                 Some(zone.answer(&name, record_type))
@@ -532,4 +546,36 @@ async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsEr
             "no port free for UDP and TCP",
         )
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_come_from_resolv_conf_without_ourselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "nameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver 127.0.0.1\nnameserver not-an-ip\nsearch x\n",
+        )
+        .unwrap();
+        let own: SocketAddr = "0.0.0.0:53".parse().unwrap();
+        let forwarder = Forwarder::from_resolv_conf(&path, 53, own, Duration::from_secs(1));
+        assert_eq!(
+            forwarder.upstreams(),
+            [
+                "192.0.2.1:53".parse().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ],
+            "loopback on our own port while we listen everywhere would loop"
+        );
+        let elsewhere: SocketAddr = "10.43.0.10:53".parse().unwrap();
+        let forwarder = Forwarder::from_resolv_conf(&path, 53, elsewhere, Duration::from_secs(1));
+        assert_eq!(forwarder.upstreams().len(), 3);
+        let missing =
+            Forwarder::from_resolv_conf(&dir.path().join("none"), 53, own, Duration::from_secs(1));
+        assert!(missing.upstreams().is_empty());
+    }
 }

@@ -633,6 +633,12 @@ async fn garbage_and_updates_get_error_codes_not_crashes() {
         }
     };
     assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+    let transfer = ask_udp(server, "cluster.local.", RecordType::AXFR, None).await;
+    assert_eq!(
+        transfer.metadata.response_code,
+        ResponseCode::Refused,
+        "no zone transfers"
+    );
     let web = ask_udp(
         server,
         "web.default.svc.cluster.local.",
