@@ -12,7 +12,8 @@
 //!   with dashes.
 //! - `_<port>._<proto>.<svc>.<ns>.svc.<domain>`: SRV for a named port, targeting the Service
 //!   name, or each endpoint's name for a headless Service, with their addresses as additionals.
-//! - `1-2-3-4.<ns>.pod.<domain>`: the address spelled in the name.
+//! - `1-2-3-4.<ns>.pod.<domain>`: the address spelled in the name, in an existing namespace
+//!   (a Namespace object applied, or a namespace holding a Service).
 //! - PTR for cluster IPs and endpoint addresses.
 //! - NXDOMAIN or NODATA with the zone's SOA in the authority section.
 
@@ -159,6 +160,8 @@ pub struct ClusterZone {
     slices_by_service: HashMap<Key, BTreeSet<String>>,
     /// namespace → number of Services in it (a namespace with Services is an existing name).
     namespaces: HashMap<String, usize>,
+    /// Namespaces known from Namespace objects.
+    namespace_objects: BTreeSet<String>,
     /// cluster IP → Services holding it.
     service_ips: HashMap<IpAddr, BTreeSet<Key>>,
     /// endpoint address → slices listing it.
@@ -186,6 +189,7 @@ impl ClusterZone {
             slices: HashMap::new(),
             slices_by_service: HashMap::new(),
             namespaces: HashMap::new(),
+            namespace_objects: BTreeSet::new(),
             service_ips: HashMap::new(),
             endpoint_ips: HashMap::new(),
         })
@@ -304,6 +308,22 @@ impl ClusterZone {
             .insert(key.1.clone());
         self.slices.insert(key, entry);
         true
+    }
+
+    /// Records that a namespace exists. CoreDNS answers `<ns>.svc.<domain>` with NODATA and
+    /// pod names under `<ns>.pod.<domain>` only for existing namespaces; a namespace holding a
+    /// Service exists even if its Namespace object was never applied.
+    pub fn apply_namespace(&mut self, name: &str) {
+        self.namespace_objects.insert(name.to_string());
+    }
+
+    /// Forgets a Namespace object.
+    pub fn delete_namespace(&mut self, name: &str) {
+        self.namespace_objects.remove(name);
+    }
+
+    fn namespace_exists(&self, name: &str) -> bool {
+        self.namespace_objects.contains(name) || self.namespaces.contains_key(name)
     }
 
     /// Removes an EndpointSlice.
@@ -479,7 +499,7 @@ impl ClusterZone {
             ["dns-version"] => Resolved::Version,
             ["svc"] | ["pod"] => Resolved::Empty,
             [namespace, "svc"] | [namespace, "pod"] => {
-                if self.namespaces.contains_key(*namespace) {
+                if self.namespace_exists(namespace) {
                     Resolved::Empty
                 } else {
                     Resolved::Missing
@@ -497,13 +517,13 @@ impl ClusterZone {
                     _ => Resolved::Missing,
                 }
             }
-            [address, _namespace, "pod"] => match pod_address(address) {
-                Some(ip) => Resolved::Targets(vec![Target {
+            [address, namespace, "pod"] => match pod_address(address) {
+                Some(ip) if self.namespace_exists(namespace) => Resolved::Targets(vec![Target {
                     host: name.clone(),
                     ip,
                     port: None,
                 }]),
-                None => Resolved::Missing,
+                _ => Resolved::Missing,
             },
             _ => Resolved::Missing,
         }

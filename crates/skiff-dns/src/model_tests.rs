@@ -68,6 +68,7 @@ fn zone() -> ClusterZone {
             "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {"ready": false}}]})),
     ];
     let mut zone = ClusterZone::from_snapshot("cluster.local", &services, &slices).unwrap();
+    zone.apply_namespace("quiet");
     zone.set_serial(1_700_000_000);
     zone
 }
@@ -213,6 +214,27 @@ fn answers_table() {
             record_type: RecordType::AAAA,
             code: ResponseCode::NoError,
             answers: &["fd00--5.default.pod.cluster.local. 5 IN AAAA fd00::5"],
+            additionals: &[],
+        },
+        Case {
+            question: "10-42-0-3.quiet.pod.cluster.local.",
+            record_type: RecordType::A,
+            code: ResponseCode::NoError,
+            answers: &["10-42-0-3.quiet.pod.cluster.local. 5 IN A 10.42.0.3"],
+            additionals: &[],
+        },
+        Case {
+            question: "10-42-0-3.nowhere.pod.cluster.local.",
+            record_type: RecordType::A,
+            code: ResponseCode::NXDomain,
+            answers: &[],
+            additionals: &[],
+        },
+        Case {
+            question: "quiet.svc.cluster.local.",
+            record_type: RecordType::A,
+            code: ResponseCode::NoError,
+            answers: &[],
             additionals: &[],
         },
         Case {
@@ -505,6 +527,18 @@ fn updates_apply_one_object_at_a_time() {
         ResponseCode::NXDomain
     );
     assert_eq!(zone.size().services, 2);
+
+    // A Namespace object keeps the namespace's names existing without Services.
+    zone.apply_namespace("default");
+    let namespace = zone.answer(&name("default.svc.cluster.local."), RecordType::A);
+    assert_eq!(namespace.response_code, ResponseCode::NoError);
+    assert!(namespace.answers.is_empty());
+    zone.delete_namespace("quiet");
+    assert_eq!(
+        zone.answer(&name("10-42-0-3.quiet.pod.cluster.local."), RecordType::A)
+            .response_code,
+        ResponseCode::NXDomain
+    );
 }
 
 #[test]

@@ -123,6 +123,22 @@ impl ZoneHandle {
         self.write(|zone| zone.apply_endpoint_slice(slice))
     }
 
+    /// Records that a namespace exists (from a Namespace object).
+    pub fn apply_namespace(&self, name: &str) {
+        self.write(|zone| {
+            zone.apply_namespace(name);
+            true
+        });
+    }
+
+    /// Forgets a Namespace object.
+    pub fn delete_namespace(&self, name: &str) {
+        self.write(|zone| {
+            zone.delete_namespace(name);
+            true
+        });
+    }
+
     /// Removes an EndpointSlice.
     pub fn delete_endpoint_slice(&self, namespace: &str, name: &str) {
         self.write(|zone| {
