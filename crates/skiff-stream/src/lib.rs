@@ -1,0 +1,6 @@
+//! The streaming protocols behind `kubectl exec`, `attach` and `port-forward`, server side,
+//! independent of any HTTP server: [`negotiate`] picks the protocol from the upgrade request's
+//! headers (a pure function), then [`remotecommand`] and [`portforward`] run a session over the
+//! upgraded connection and hand the caller plain async byte streams.
+
+pub mod spdy;
