@@ -4,3 +4,7 @@
 //! upgraded connection and hand the caller plain async byte streams.
 
 pub mod spdy;
+pub mod negotiate;
+pub mod portforward;
+pub mod remotecommand;
+pub mod websocket;
