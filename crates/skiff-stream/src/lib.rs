@@ -3,8 +3,8 @@
 //! headers (a pure function), then [`remotecommand`] and [`portforward`] run a session over the
 //! upgraded connection and hand the caller plain async byte streams.
 
-pub mod spdy;
 pub mod negotiate;
 pub mod portforward;
 pub mod remotecommand;
+pub mod spdy;
 pub mod websocket;

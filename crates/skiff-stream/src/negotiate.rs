@@ -10,7 +10,9 @@
 //! `portforward.k8s.io`, and the same tunnelled in WebSocket messages (`SPDY/3.1+portforward.k8s.io`,
 //! kubectl 1.31 and later).
 
-use http::header::{CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{
+    CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 /// `X-Stream-Protocol-Version`: the SPDY subprotocols a client offers, and the one chosen.
@@ -404,13 +406,19 @@ mod tests {
         let request = headers(&[
             ("connection", "Upgrade"),
             ("upgrade", "SPDY/3.1"),
-            ("x-stream-protocol-version", "v9.channel.k8s.io, v4.channel.k8s.io"),
+            (
+                "x-stream-protocol-version",
+                "v9.channel.k8s.io, v4.channel.k8s.io",
+            ),
             ("x-stream-protocol-version", "v3.channel.k8s.io"),
         ]);
         let chosen = negotiate(StreamKind::RemoteCommand, &request).unwrap();
         assert_eq!(chosen.protocol, "v4.channel.k8s.io");
         assert_eq!(chosen.transport, Transport::Spdy);
-        assert_eq!(chosen.remote_command_version(), Some(RemoteCommandVersion::V4));
+        assert_eq!(
+            chosen.remote_command_version(),
+            Some(RemoteCommandVersion::V4)
+        );
         let head = String::from_utf8(chosen.response_head()).unwrap();
         assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(head.contains("X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
@@ -438,7 +446,10 @@ mod tests {
             "unable to upgrade: unable to negotiate protocol: client supports [v4.channel.k8s.io], server accepts [portforward.k8s.io]\n"
         );
         assert_eq!(
-            refusal.headers.get(HEADER_ACCEPTED_PROTOCOL_VERSIONS).unwrap(),
+            refusal
+                .headers
+                .get(HEADER_ACCEPTED_PROTOCOL_VERSIONS)
+                .unwrap(),
             "portforward.k8s.io"
         );
     }
@@ -461,17 +472,26 @@ mod tests {
             ("upgrade", "websocket"),
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
             ("sec-websocket-version", "13"),
-            ("sec-websocket-protocol", "v5.channel.k8s.io, v4.channel.k8s.io"),
+            (
+                "sec-websocket-protocol",
+                "v5.channel.k8s.io, v4.channel.k8s.io",
+            ),
         ]);
         let chosen = negotiate(StreamKind::RemoteCommand, &request).unwrap();
-        assert_eq!(chosen.remote_command_version(), Some(RemoteCommandVersion::V5));
+        assert_eq!(
+            chosen.remote_command_version(),
+            Some(RemoteCommandVersion::V5)
+        );
         assert_eq!(chosen.transport, Transport::WebSocket { base64: false });
         assert_eq!(
             chosen.response_headers.get("sec-websocket-accept").unwrap(),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
         assert_eq!(
-            chosen.response_headers.get("sec-websocket-protocol").unwrap(),
+            chosen
+                .response_headers
+                .get("sec-websocket-protocol")
+                .unwrap(),
             "v5.channel.k8s.io"
         );
     }
@@ -491,8 +511,14 @@ mod tests {
         );
         let chosen = negotiate(StreamKind::RemoteCommand, &request).unwrap();
         assert_eq!(chosen.transport, Transport::WebSocket { base64: true });
-        assert_eq!(chosen.remote_command_version(), Some(RemoteCommandVersion::V3));
-        request.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("v9.channel.k8s.io"));
+        assert_eq!(
+            chosen.remote_command_version(),
+            Some(RemoteCommandVersion::V3)
+        );
+        request.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v9.channel.k8s.io"),
+        );
         let refusal = negotiate(StreamKind::RemoteCommand, &request).unwrap_err();
         assert_eq!(refusal.status, StatusCode::FORBIDDEN);
         let refusal = negotiate(StreamKind::PortForward, &request).unwrap_err();
@@ -515,7 +541,10 @@ mod tests {
         assert_eq!(chosen.transport, Transport::SpdyOverWebSocket);
         assert_eq!(chosen.protocol, "portforward.k8s.io");
         assert_eq!(
-            chosen.response_headers.get("sec-websocket-protocol").unwrap(),
+            chosen
+                .response_headers
+                .get("sec-websocket-protocol")
+                .unwrap(),
             "SPDY/3.1+portforward.k8s.io"
         );
     }

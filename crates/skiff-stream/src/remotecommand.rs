@@ -157,9 +157,7 @@ impl RemoteCommandSession {
             return Err(SessionError::WrongKind(negotiated.kind));
         };
         match negotiated.transport {
-            Transport::Spdy => {
-                start_spdy(io, version, options, stream_creation_timeout).await
-            }
+            Transport::Spdy => start_spdy(io, version, options, stream_creation_timeout).await,
             Transport::WebSocket { base64 } => {
                 Ok(start_websocket(io, version, options, base64).await)
             }
@@ -380,7 +378,8 @@ fn decode_resizes(mut io: DuplexStream) -> mpsc::Receiver<TerminalSize> {
             };
             pending.extend_from_slice(chunk.get(..read).unwrap_or_default());
             let mut consumed = 0;
-            let mut sizes = serde_json::Deserializer::from_slice(&pending).into_iter::<TerminalSize>();
+            let mut sizes =
+                serde_json::Deserializer::from_slice(&pending).into_iter::<TerminalSize>();
             loop {
                 match sizes.next() {
                     Some(Ok(size)) => {

@@ -10,7 +10,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -70,7 +71,7 @@ where
                 }
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
     });
     caller_end
 }
@@ -214,18 +215,30 @@ impl ChannelConnection {
 
     /// Sends one message on `number` (the empty first message, the final status).
     pub async fn send(&self, number: u8, payload: &[u8]) {
-        let _ = self.outgoing.send(encode(number, payload, self.base64)).await;
+        let _ = self
+            .outgoing
+            .send(encode(number, payload, self.base64))
+            .await;
     }
 
     /// Sends the close frame, then waits up to `linger` for the peer to close (it does once it
     /// has read everything), then drops the connection.
     pub async fn close(mut self, linger: Duration) {
-        let _ = self.outgoing.send(Message::Close(None)).await;
+        // A normal closure (1000): Go's client reads it as the end of every stream, while a
+        // close without a code is an error there.
+        let _ = self.outgoing.send(normal_close()).await;
         if let Some(ended) = self.ended.take() {
             let _ = tokio::time::timeout(linger, ended).await;
         }
         self.reader.abort();
     }
+}
+
+fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
 }
 
 fn encode(number: u8, payload: &[u8], base64: bool) -> Message {

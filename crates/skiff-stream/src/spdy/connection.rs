@@ -497,7 +497,7 @@ mod tests {
         client.send(syn(1, "stdin")).await;
         let mut stream = connection.accept().await.unwrap();
         let _ = client.next().await; // SYN_REPLY
-        // Four times the stream buffer: the session can hold only one buffer's worth.
+                                     // Four times the stream buffer: the session can hold only one buffer's worth.
         let total = STREAM_BUFFER * 4;
         let mut sender = tokio::spawn(async move {
             for _ in 0..(total / 8192) {

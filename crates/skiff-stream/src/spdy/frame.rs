@@ -196,9 +196,8 @@ impl FrameReader {
             }
             let first = u32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
             let flags = buffer[4];
-            let length = usize::from(buffer[5]) << 16
-                | usize::from(buffer[6]) << 8
-                | usize::from(buffer[7]);
+            let length =
+                usize::from(buffer[5]) << 16 | usize::from(buffer[6]) << 8 | usize::from(buffer[7]);
             if length > MAX_FRAME_LENGTH {
                 return Err(ProtocolError::FrameTooLarge(length));
             }
@@ -524,7 +523,11 @@ pub fn encode_header_block(headers: &HeaderList) -> Result<Vec<u8>, ProtocolErro
         .to_vec();
     for (name, values) in grouped {
         let value = values.join("\0");
-        block.extend_from_slice(&u32::try_from(name.len()).map_err(|_| too_long())?.to_be_bytes());
+        block.extend_from_slice(
+            &u32::try_from(name.len())
+                .map_err(|_| too_long())?
+                .to_be_bytes(),
+        );
         block.extend_from_slice(name.as_bytes());
         block.extend_from_slice(
             &u32::try_from(value.len())
@@ -577,7 +580,12 @@ fn take_string(block: &mut &[u8]) -> Option<String> {
     String::from_utf8(text.to_vec()).ok()
 }
 
-fn control(out: &mut Vec<u8>, frame_type: u16, flags: u8, body: &[u8]) -> Result<(), ProtocolError> {
+fn control(
+    out: &mut Vec<u8>,
+    frame_type: u16,
+    flags: u8,
+    body: &[u8],
+) -> Result<(), ProtocolError> {
     let length = length24(body.len())?;
     out.extend_from_slice(&(0x8000 | SPDY_VERSION).to_be_bytes());
     out.extend_from_slice(&frame_type.to_be_bytes());
@@ -723,8 +731,14 @@ mod tests {
         writer.encode(&second, &mut b).unwrap();
         assert!(b.len() < a.len(), "{} !< {}", b.len(), a.len());
         let mut reader = FrameReader::new();
-        assert_eq!(reader.parse(&mut BytesMut::from(&a[..])).unwrap(), Some(first));
-        assert_eq!(reader.parse(&mut BytesMut::from(&b[..])).unwrap(), Some(second.clone()));
+        assert_eq!(
+            reader.parse(&mut BytesMut::from(&a[..])).unwrap(),
+            Some(first)
+        );
+        assert_eq!(
+            reader.parse(&mut BytesMut::from(&b[..])).unwrap(),
+            Some(second.clone())
+        );
         // A reader that missed the first block cannot make sense of the second.
         let mut fresh = FrameReader::new();
         assert!(fresh.parse(&mut BytesMut::from(&b[..])).is_err());
@@ -767,9 +781,15 @@ mod tests {
     #[test]
     fn malformed_frames_are_protocol_errors() {
         let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("version 2", vec![0x80, 0x02, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1]),
+            (
+                "version 2",
+                vec![0x80, 0x02, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1],
+            ),
             ("short ping", vec![0x80, 0x03, 0x00, 0x06, 0, 0, 0, 2, 0, 1]),
-            ("short rst", vec![0x80, 0x03, 0x00, 0x03, 0, 0, 0, 4, 0, 0, 0, 1]),
+            (
+                "short rst",
+                vec![0x80, 0x03, 0x00, 0x03, 0, 0, 0, 4, 0, 0, 0, 1],
+            ),
             (
                 "settings count lies",
                 vec![0x80, 0x03, 0x00, 0x04, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff],
@@ -777,9 +797,14 @@ mod tests {
             ("huge data frame", vec![0, 0, 0, 1, 0, 0xff, 0xff, 0xff]),
             (
                 "syn_stream with garbage headers",
-                vec![0x80, 0x03, 0x00, 0x01, 0, 0, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+                vec![
+                    0x80, 0x03, 0x00, 0x01, 0, 0, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4,
+                ],
             ),
-            ("short syn_reply", vec![0x80, 0x03, 0x00, 0x02, 0, 0, 0, 2, 0, 1]),
+            (
+                "short syn_reply",
+                vec![0x80, 0x03, 0x00, 0x02, 0, 0, 0, 2, 0, 1],
+            ),
         ];
         for (name, bytes) in cases {
             let mut reader = FrameReader::new();

@@ -1,0 +1,200 @@
+//! End to end: the real kubectl binaries (1.27, SPDY only, to 1.33, WebSocket first) run
+//! exec and port-forward against a loopback stand-in server built on this crate.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::{echo_pod, required_kubectls, FakeApiServer};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const KUBECTL_LIMIT: Duration = Duration::from_secs(60);
+
+async fn run(mut command: tokio::process::Command, stdin: &[u8]) -> std::process::Output {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("kubectl starts");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let feeder = tokio::spawn(async move {
+        let _ = input.write_all(&stdin).await;
+        drop(input);
+    });
+    let output = tokio::time::timeout(KUBECTL_LIMIT, child.wait_with_output())
+        .await
+        .expect("kubectl finishes within a minute")
+        .expect("kubectl runs");
+    feeder.await.unwrap();
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_splits_output_streams_and_reports_the_exit_code() {
+    let server = FakeApiServer::start(1).await;
+    for (minor, kubectl) in required_kubectls() {
+        let mut command = server.kubectl(&kubectl);
+        command.args([
+            "exec",
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ]);
+        let output = run(command, b"").await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "1.{minor}: {stderr}");
+        assert_eq!(stdout, "out\n", "1.{minor}");
+        assert!(stderr.starts_with("err\n"), "1.{minor}: {stderr:?}");
+        assert!(
+            stderr.contains("command terminated with exit code 3"),
+            "1.{minor}: {stderr:?}"
+        );
+        let success = {
+            let mut command = server.kubectl(&kubectl);
+            command.args(["exec", "p", "--", "true"]);
+            run(command, b"").await
+        };
+        assert!(
+            success.status.success(),
+            "1.{minor}: {}",
+            String::from_utf8_lossy(&success.stderr)
+        );
+    }
+    // kubectl 1.27 knows only SPDY; 1.30 and later open a WebSocket with v5 first.
+    let upgrades = server.upgrades.lock().unwrap().clone();
+    let protocols: Vec<String> = upgrades
+        .iter()
+        .map(|seen| {
+            let upgrade = seen.headers.get("upgrade").unwrap().to_str().unwrap();
+            upgrade.to_ascii_lowercase()
+        })
+        .collect();
+    assert_eq!(protocols.first().map(String::as_str), Some("spdy/3.1"));
+    assert_eq!(protocols.last().map(String::as_str), Some("websocket"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_stdin_echoes_to_end_of_file() {
+    let server = FakeApiServer::start(1).await;
+    // Larger than every buffer on the way, so flow control is exercised.
+    let input: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for (minor, kubectl) in required_kubectls() {
+        let mut command = server.kubectl(&kubectl);
+        command.args(["exec", "-i", "p", "--", "cat"]);
+        let output = run(command, &input).await;
+        assert!(
+            output.status.success(),
+            "1.{minor}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout.len(), input.len(), "1.{minor}");
+        assert!(
+            output.stdout == input,
+            "1.{minor}: output differs from input"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_carries_bytes_intact_over_many_connections() {
+    let (pod_port, _pod) = echo_pod().await;
+    let server = FakeApiServer::start(pod_port).await;
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    for (minor, kubectl) in required_kubectls() {
+        let local = free_port();
+        let mut command = server.kubectl(&kubectl);
+        command
+            .args(["port-forward", "pod/p", &format!("{local}:80")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(KUBECTL_LIMIT, lines.next_line())
+            .await
+            .expect("port-forward announces itself")
+            .unwrap()
+            .unwrap_or_default();
+        assert!(ready.starts_with("Forwarding from"), "1.{minor}: {ready}");
+        for round in 0..20 {
+            let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", local))
+                .await
+                .unwrap();
+            let (mut read, mut write) = socket.split();
+            let send = async {
+                write.write_all(&payload).await.unwrap();
+                write.shutdown().await.unwrap();
+            };
+            let mut echoed = Vec::new();
+            let receive = read.read_to_end(&mut echoed);
+            let ((), received) =
+                tokio::time::timeout(KUBECTL_LIMIT, async { tokio::join!(send, receive) })
+                    .await
+                    .unwrap_or_else(|_| panic!("1.{minor}: round {round} timed out"));
+            received.unwrap();
+            assert_eq!(echoed.len(), payload.len(), "1.{minor}: round {round}");
+            assert!(echoed == payload, "1.{minor}: round {round} differs");
+        }
+        child.kill().await.unwrap();
+    }
+    let upgrades = server.upgrades.lock().unwrap().clone();
+    let last = upgrades.last().unwrap();
+    assert_eq!(
+        last.headers.get("sec-websocket-protocol").unwrap(),
+        "SPDY/3.1+portforward.k8s.io"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_reports_a_refused_pod_port() {
+    // Port 1 on loopback has no listener: the pod refuses the connection.
+    let server = FakeApiServer::start(1).await;
+    for (minor, kubectl) in required_kubectls() {
+        let local = free_port();
+        let mut command = server.kubectl(&kubectl);
+        command
+            .args(["port-forward", "pod/p", &format!("{local}:80")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::time::timeout(KUBECTL_LIMIT, out.next_line())
+            .await
+            .expect("port-forward announces itself")
+            .unwrap();
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", local))
+            .await
+            .unwrap();
+        let mut nothing = Vec::new();
+        let _ = tokio::time::timeout(KUBECTL_LIMIT, socket.read_to_end(&mut nothing)).await;
+        let mut reported = String::new();
+        let deadline = tokio::time::Instant::now() + KUBECTL_LIMIT;
+        while !reported.contains("error forwarding port 80 to pod p, uid u1") {
+            match tokio::time::timeout_at(deadline, err.next_line()).await {
+                Ok(Ok(Some(line))) => {
+                    reported.push_str(&line);
+                    reported.push('\n');
+                }
+                _ => panic!("1.{minor}: kubectl did not report the pod's refusal: {reported}"),
+            }
+        }
+        assert!(
+            reported.contains("an error occurred forwarding"),
+            "1.{minor}: {reported}"
+        );
+        child.kill().await.unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
