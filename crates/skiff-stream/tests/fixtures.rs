@@ -94,7 +94,8 @@ fn kubectl_127_exec_negotiates_v4_over_spdy_and_opens_the_error_stream_first() {
 
 #[test]
 fn kubectl_127_port_forward_opens_an_error_stream_with_port_and_request_id() {
-    let negotiated = negotiate(StreamKind::PortForward, &request_headers("pf-1.27.request")).unwrap();
+    let negotiated =
+        negotiate(StreamKind::PortForward, &request_headers("pf-1.27.request")).unwrap();
     assert_eq!(negotiated.transport, Transport::Spdy);
     assert_eq!(negotiated.protocol, "portforward.k8s.io");
     let frame = first_frame(&fixture("pf-1.27.frames"));
@@ -127,7 +128,8 @@ async fn kubectl_133_exec_negotiates_v5_and_half_closes_stdin_with_a_close_signa
 
 #[tokio::test]
 async fn kubectl_133_port_forward_tunnels_spdy_frames_in_binary_messages() {
-    let negotiated = negotiate(StreamKind::PortForward, &request_headers("pf-1.33.request")).unwrap();
+    let negotiated =
+        negotiate(StreamKind::PortForward, &request_headers("pf-1.33.request")).unwrap();
     assert_eq!(negotiated.transport, Transport::SpdyOverWebSocket);
     let mut spdy = Vec::new();
     for message in websocket_messages(fixture("pf-1.33.frames")).await {

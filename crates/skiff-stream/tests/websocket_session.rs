@@ -1,0 +1,167 @@
+//! Exec sessions over WebSocket driven by a client written here, for what kubectl does not do
+//! without a terminal: resize events, v5's CLOSE signal, and the base64 channel protocol.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue};
+use skiff_stream::negotiate::{negotiate, StreamKind};
+use skiff_stream::remotecommand::{
+    CommandOutcome, RemoteCommandOptions, RemoteCommandSession, TerminalSize,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn open(
+    protocol: &str,
+    query: &str,
+) -> (RemoteCommandSession, WebSocketStream<DuplexStream>) {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-protocol", protocol),
+    ] {
+        headers.insert(name, HeaderValue::from_str(value).unwrap());
+    }
+    let negotiated = negotiate(StreamKind::RemoteCommand, &headers).unwrap();
+    let options = RemoteCommandOptions::from_query(query).unwrap();
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+    let session = RemoteCommandSession::start(server_io, &negotiated, options, LIMIT)
+        .await
+        .unwrap();
+    (session, client)
+}
+
+async fn next(client: &mut WebSocketStream<DuplexStream>) -> Message {
+    tokio::time::timeout(LIMIT, client.next())
+        .await
+        .expect("a message within the limit")
+        .expect("the connection is open")
+        .expect("a valid message")
+}
+
+#[tokio::test]
+async fn v5_carries_resizes_half_closes_stdin_and_ends_with_the_exit_status() {
+    let (mut session, mut client) =
+        open("v5.channel.k8s.io", "stdin=true&stdout=true&tty=true").await;
+    assert!(session.stderr.is_none(), "a terminal has no stderr");
+    // The empty message on stdout tells the client the session is up.
+    assert_eq!(next(&mut client).await, Message::Binary(vec![1u8].into()));
+    let mut resize = b"\x04".to_vec();
+    resize.extend_from_slice(br#"{"Width":100,"Height":30}"#);
+    client.send(Message::Binary(resize.into())).await.unwrap();
+    client
+        .send(Message::Binary(b"\0typed".to_vec().into()))
+        .await
+        .unwrap();
+    client
+        .send(Message::Binary(vec![255u8, 0].into()))
+        .await
+        .unwrap();
+    let size = tokio::time::timeout(LIMIT, session.resize.as_mut().unwrap().recv())
+        .await
+        .unwrap();
+    assert_eq!(
+        size,
+        Some(TerminalSize {
+            width: 100,
+            height: 30
+        })
+    );
+    // The CLOSE signal ends stdin: reading to the end finishes.
+    let mut typed = Vec::new();
+    tokio::time::timeout(
+        LIMIT,
+        session.stdin.as_mut().unwrap().read_to_end(&mut typed),
+    )
+    .await
+    .expect("stdin ends at the CLOSE signal")
+    .unwrap();
+    assert_eq!(typed, b"typed");
+    session
+        .stdout
+        .as_mut()
+        .unwrap()
+        .write_all(b"result")
+        .await
+        .unwrap();
+    let finishing = tokio::spawn(session.finish(CommandOutcome::Exited(2)));
+    // Output first, then the status, then a normal close.
+    assert_eq!(
+        next(&mut client).await,
+        Message::Binary(b"\x01result".to_vec().into())
+    );
+    let Message::Binary(status) = next(&mut client).await else {
+        panic!("expected the status");
+    };
+    assert_eq!(status[0], 3);
+    let status: serde_json::Value = serde_json::from_slice(&status[1..]).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "2");
+    let Message::Close(Some(frame)) = next(&mut client).await else {
+        panic!("expected a close frame");
+    };
+    assert_eq!(frame.code, CloseCode::Normal);
+    // The session ends once the client closes its side.
+    drop(client);
+    tokio::time::timeout(LIMIT, finishing)
+        .await
+        .expect("finish returns once the client closed")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn base64_protocol_encodes_every_channel_and_reports_failures_as_text() {
+    let (mut session, mut client) = open("base64.channel.k8s.io", "stdout=true&stderr=true").await;
+    assert!(session.stdin.is_none());
+    assert_eq!(next(&mut client).await, Message::Text("1".into()));
+    session
+        .stdout
+        .as_mut()
+        .unwrap()
+        .write_all(b"out")
+        .await
+        .unwrap();
+    session
+        .stderr
+        .as_mut()
+        .unwrap()
+        .write_all(b"err")
+        .await
+        .unwrap();
+    let finishing = tokio::spawn(session.finish(CommandOutcome::Exited(1)));
+    let mut texts = Vec::new();
+    loop {
+        match next(&mut client).await {
+            Message::Text(text) => texts.push(text.to_string()),
+            Message::Close(_) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // stdout and stderr may interleave; the status comes last.
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[..2].contains(&"1b3V0".to_string()), "{texts:?}");
+    assert!(texts[..2].contains(&"2ZXJy".to_string()), "{texts:?}");
+    use base64::Engine;
+    let status = base64::engine::general_purpose::STANDARD
+        .decode(texts[2].strip_prefix('3').unwrap())
+        .unwrap();
+    assert_eq!(
+        status,
+        b"command terminated with non-zero exit code: exit status 1"
+    );
+    drop(client);
+    tokio::time::timeout(LIMIT, finishing)
+        .await
+        .unwrap()
+        .unwrap();
+}
