@@ -145,8 +145,8 @@ pub struct Refusal {
     pub content_type: &'static str,
     /// The body.
     pub body: String,
-    /// Extra headers (`X-Accepted-Stream-Protocol-Versions`).
-    pub headers: HeaderMap,
+    /// Extra headers (`X-Accepted-Stream-Protocol-Versions`, once per protocol).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Refusal {
@@ -155,7 +155,7 @@ impl Refusal {
             status,
             content_type: "text/plain; charset=utf-8",
             body: format!("{message}\n"),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -173,7 +173,7 @@ impl Refusal {
             status,
             content_type: "application/json",
             body: body.to_string(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -188,7 +188,7 @@ impl Refusal {
         )
         .into_bytes();
         for (name, value) in &self.headers {
-            out.extend_from_slice(canonical(name.as_str()).as_bytes());
+            out.extend_from_slice(canonical(name).as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -273,11 +273,9 @@ fn choose_spdy(offered: &[String], accepted: &[&str]) -> Result<String, Refusal>
         ),
     );
     for protocol in accepted {
-        if let Ok(value) = HeaderValue::from_str(protocol) {
-            refusal
-                .headers
-                .append(HEADER_ACCEPTED_PROTOCOL_VERSIONS, value);
-        }
+        refusal
+            .headers
+            .push((HEADER_ACCEPTED_PROTOCOL_VERSIONS, protocol.to_string()));
     }
     Err(refusal)
 }
@@ -330,7 +328,7 @@ fn negotiate_websocket(kind: StreamKind, headers: &HeaderMap) -> Result<Negotiat
                             status: StatusCode::FORBIDDEN,
                             content_type: "text/plain; charset=utf-8",
                             body: String::new(),
-                            headers: HeaderMap::new(),
+                            headers: Vec::new(),
                         }
                     })?
             };
@@ -446,11 +444,20 @@ mod tests {
             "unable to upgrade: unable to negotiate protocol: client supports [v4.channel.k8s.io], server accepts [portforward.k8s.io]\n"
         );
         assert_eq!(
-            refusal
-                .headers
-                .get(HEADER_ACCEPTED_PROTOCOL_VERSIONS)
-                .unwrap(),
-            "portforward.k8s.io"
+            refusal.headers,
+            vec![(
+                HEADER_ACCEPTED_PROTOCOL_VERSIONS,
+                "portforward.k8s.io".to_string()
+            )]
+        );
+        let response = String::from_utf8(refusal.response_bytes()).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+            "{response}"
+        );
+        assert!(
+            response.contains("\r\nX-Accepted-Stream-Protocol-Versions: portforward.k8s.io\r\n"),
+            "{response}"
         );
     }
 

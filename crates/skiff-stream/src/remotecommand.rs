@@ -69,7 +69,7 @@ impl RemoteCommandOptions {
                 status: http::StatusCode::BAD_REQUEST,
                 content_type: "text/plain; charset=utf-8",
                 body: "you must specify at least 1 of stdin, stdout, stderr\n".into(),
-                headers: http::HeaderMap::new(),
+                headers: Vec::new(),
             });
         }
         Ok(options)
