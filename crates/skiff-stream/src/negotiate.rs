@@ -42,6 +42,9 @@ const WEBSOCKET_REMOTE_COMMAND: &[&str] = &[
     "base64.channel.k8s.io",
 ];
 
+/// Port-forward subprotocols of the kubelet's WebSocket transport.
+const WEBSOCKET_PORT_FORWARD: &[&str] = &["v4.channel.k8s.io", "v4.base64.channel.k8s.io"];
+
 /// Which subresource the request is for: exec and attach share their protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {
@@ -296,7 +299,9 @@ fn negotiate_websocket(kind: StreamKind, headers: &HeaderMap) -> Result<Negotiat
     }
     let offered = comma_separated(headers, SEC_WEBSOCKET_PROTOCOL.as_str());
     let (transport, protocol, answered) = match kind {
-        StreamKind::PortForward => {
+        StreamKind::PortForward
+            if offered.iter().any(|p| p.starts_with(SPDY_TUNNEL_PREFIX)) =>
+        {
             let tunnelled: Vec<String> = offered
                 .iter()
                 .filter_map(|p| p.strip_prefix(SPDY_TUNNEL_PREFIX))
@@ -313,25 +318,15 @@ fn negotiate_websocket(kind: StreamKind, headers: &HeaderMap) -> Result<Negotiat
             let answered = format!("{SPDY_TUNNEL_PREFIX}{protocol}");
             (Transport::SpdyOverWebSocket, protocol, answered)
         }
+        StreamKind::PortForward => {
+            // The kubelet's own WebSocket port-forward: a data and an error channel per port.
+            let protocol = choose_websocket(&offered, WEBSOCKET_PORT_FORWARD)?;
+            let base64 = protocol.contains("base64");
+            let answered = protocol.clone();
+            (Transport::WebSocket { base64 }, protocol, answered)
+        }
         StreamKind::RemoteCommand => {
-            let protocol = if offered.is_empty() {
-                String::new()
-            } else {
-                offered
-                    .iter()
-                    .find(|p| WEBSOCKET_REMOTE_COMMAND.contains(&p.as_str()))
-                    .cloned()
-                    .ok_or_else(|| {
-                        // The WebSocket library kube-apiserver uses answers a failed
-                        // subprotocol handshake with a bare 403.
-                        Refusal {
-                            status: StatusCode::FORBIDDEN,
-                            content_type: "text/plain; charset=utf-8",
-                            body: String::new(),
-                            headers: Vec::new(),
-                        }
-                    })?
-            };
+            let protocol = choose_websocket(&offered, WEBSOCKET_REMOTE_COMMAND)?;
             let base64 = protocol.contains("base64");
             let answered = protocol.clone();
             (Transport::WebSocket { base64 }, protocol, answered)
@@ -354,6 +349,24 @@ fn negotiate_websocket(kind: StreamKind, headers: &HeaderMap) -> Result<Negotiat
         protocol,
         response_headers,
     })
+}
+
+/// The WebSocket library kube-apiserver and the kubelet use: the first offered subprotocol the
+/// server knows, none when none is offered, and a bare 403 when nothing matches.
+fn choose_websocket(offered: &[String], accepted: &[&str]) -> Result<String, Refusal> {
+    if offered.is_empty() {
+        return Ok(String::new());
+    }
+    offered
+        .iter()
+        .find(|p| accepted.contains(&p.as_str()))
+        .cloned()
+        .ok_or_else(|| Refusal {
+            status: StatusCode::FORBIDDEN,
+            content_type: "text/plain; charset=utf-8",
+            body: String::new(),
+            headers: Vec::new(),
+        })
 }
 
 fn comma_separated(headers: &HeaderMap, name: &str) -> Vec<String> {
@@ -529,6 +542,19 @@ mod tests {
         let refusal = negotiate(StreamKind::RemoteCommand, &request).unwrap_err();
         assert_eq!(refusal.status, StatusCode::FORBIDDEN);
         let refusal = negotiate(StreamKind::PortForward, &request).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+        request.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v4.base64.channel.k8s.io"),
+        );
+        let chosen = negotiate(StreamKind::PortForward, &request).unwrap();
+        assert_eq!(chosen.transport, Transport::WebSocket { base64: true });
+        request.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("SPDY/3.1+other"),
+        );
+        let refusal = negotiate(StreamKind::PortForward, &request).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
         assert_eq!(
             refusal.body,
             "unable to upgrade: no tunneling spdy protocols provided\n"
