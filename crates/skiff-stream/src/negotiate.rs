@@ -299,9 +299,7 @@ fn negotiate_websocket(kind: StreamKind, headers: &HeaderMap) -> Result<Negotiat
     }
     let offered = comma_separated(headers, SEC_WEBSOCKET_PROTOCOL.as_str());
     let (transport, protocol, answered) = match kind {
-        StreamKind::PortForward
-            if offered.iter().any(|p| p.starts_with(SPDY_TUNNEL_PREFIX)) =>
-        {
+        StreamKind::PortForward if offered.iter().any(|p| p.starts_with(SPDY_TUNNEL_PREFIX)) => {
             let tunnelled: Vec<String> = offered
                 .iter()
                 .filter_map(|p| p.strip_prefix(SPDY_TUNNEL_PREFIX))

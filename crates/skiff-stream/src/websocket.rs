@@ -116,9 +116,11 @@ impl ChannelConnection {
             while let Some(message) = outgoing_rx.recv().await {
                 let closing = matches!(message, Message::Close(_));
                 if sink.send(message).await.is_err() || closing {
-                    break;
+                    return;
                 }
             }
+            // Every writer is gone (each channel finished): the session is over.
+            let _ = sink.send(normal_close()).await;
         });
         let mut sinks: Vec<(u8, WriteHalf<DuplexStream>)> = Vec::new();
         let mut channels = Vec::new();

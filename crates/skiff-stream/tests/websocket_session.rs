@@ -165,3 +165,72 @@ async fn base64_protocol_encodes_every_channel_and_reports_failures_as_text() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn kubelet_websocket_port_forward_prefixes_each_channel_with_its_port() {
+    use skiff_stream::portforward::{PortForwardOptions, PortForwardSession};
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-protocol", "v4.channel.k8s.io"),
+    ] {
+        headers.insert(name, HeaderValue::from_str(value).unwrap());
+    }
+    let negotiated = negotiate(StreamKind::PortForward, &headers).unwrap();
+    let refusal = PortForwardOptions::from_query("", negotiated.transport).unwrap_err();
+    assert_eq!(refusal.body, "query parameter \"port\" is required\n");
+    let options = PortForwardOptions::from_query("port=80&port=81", negotiated.transport).unwrap();
+    assert_eq!(options.ports, vec![80, 81]);
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+    let mut session = PortForwardSession::start(server_io, &negotiated, &options)
+        .await
+        .unwrap();
+    for expected in [[0u8, 80, 0], [1, 80, 0], [2, 81, 0], [3, 81, 0]] {
+        assert_eq!(
+            next(&mut client).await,
+            Message::Binary(expected.to_vec().into())
+        );
+    }
+    let mut web = session.next().await.unwrap();
+    let other = session.next().await.unwrap();
+    assert_eq!((web.port, other.port), (80, 81));
+    assert!(session.next().await.is_none());
+    client
+        .send(Message::Binary(b"\0hello".to_vec().into()))
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 5];
+    tokio::time::timeout(LIMIT, web.data.read_exact(&mut greeting))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&greeting, b"hello");
+    web.data.write_all(b"world").await.unwrap();
+    assert_eq!(
+        next(&mut client).await,
+        Message::Binary(b"\0world".to_vec().into())
+    );
+    other
+        .errors
+        .forwarding_failed(81, "p", "u1", "connection refused")
+        .await;
+    assert_eq!(
+        next(&mut client).await,
+        Message::Binary(
+            b"\x03error forwarding port 81 to pod p, uid u1: connection refused"
+                .to_vec()
+                .into()
+        )
+    );
+    // Once every channel is finished, the server closes the WebSocket normally.
+    drop(web);
+    drop(other.data);
+    let Message::Close(Some(frame)) = next(&mut client).await else {
+        panic!("expected a close frame");
+    };
+    assert_eq!(frame.code, CloseCode::Normal);
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use skiff_stream::negotiate::{negotiate, StreamKind};
-use skiff_stream::portforward::PortForwardSession;
+use skiff_stream::portforward::{PortForwardOptions, PortForwardSession};
 use skiff_stream::remotecommand::{
     CommandOutcome, RemoteCommandOptions, RemoteCommandSession, STREAM_CREATION_TIMEOUT,
 };
@@ -182,8 +182,15 @@ async fn serve_connection(
                     .expect("kubectl opens its streams");
             run_command(session, command).await;
         } else {
+            let options = match PortForwardOptions::from_query(query, negotiated.transport) {
+                Ok(options) => options,
+                Err(refusal) => {
+                    let _ = socket.write_all(&refusal.response_bytes()).await;
+                    return;
+                }
+            };
             socket.write_all(&negotiated.response_head()).await.unwrap();
-            let mut session = PortForwardSession::start(socket, &negotiated)
+            let mut session = PortForwardSession::start(socket, &negotiated, &options)
                 .await
                 .expect("a port-forward session");
             while let Some(forwarded) = session.next().await {
