@@ -198,3 +198,34 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_terminal_reports_its_size() {
+    let server = FakeApiServer::start(1).await;
+    let kubectls = required_kubectls();
+    for (minor, kubectl) in &kubectls {
+        // `script` gives kubectl a pseudo-terminal of 91 columns and 27 rows.
+        let inner = format!(
+            "stty cols 91 rows 27; {} --kubeconfig {} exec -it p -- sh -c 'echo tty-ok'",
+            kubectl.display(),
+            server.kubeconfig().display()
+        );
+        let mut command = tokio::process::Command::new("script");
+        command
+            .args(["-qec", &inner, "/dev/null"])
+            .kill_on_drop(true);
+        let output = run(command, b"").await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "1.{minor}: {stdout}");
+        assert!(stdout.contains("tty-ok"), "1.{minor}: {stdout}");
+    }
+    let sizes = server.terminal_sizes.lock().unwrap().clone();
+    assert_eq!(
+        sizes.len(),
+        kubectls.len(),
+        "one size per session: {sizes:?}"
+    );
+    for size in sizes {
+        assert_eq!((size.width, size.height), (91, 27));
+    }
+}

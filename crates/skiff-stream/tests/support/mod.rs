@@ -15,7 +15,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use skiff_stream::negotiate::{negotiate, StreamKind};
 use skiff_stream::portforward::{PortForwardOptions, PortForwardSession};
 use skiff_stream::remotecommand::{
-    CommandOutcome, RemoteCommandOptions, RemoteCommandSession, STREAM_CREATION_TIMEOUT,
+    CommandOutcome, RemoteCommandOptions, RemoteCommandSession, TerminalSize,
+    STREAM_CREATION_TIMEOUT,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -66,6 +67,8 @@ pub struct FakeApiServer {
     pub address: SocketAddr,
     /// Every upgrade request it received, in order.
     pub upgrades: Arc<Mutex<Vec<SeenUpgrade>>>,
+    /// The first terminal size of every terminal session, in order.
+    pub terminal_sizes: Arc<Mutex<Vec<TerminalSize>>>,
     task: tokio::task::JoinHandle<()>,
     dir: tempfile::TempDir,
 }
@@ -82,10 +85,17 @@ impl FakeApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let upgrades = Arc::new(Mutex::new(Vec::new()));
+        let terminal_sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = upgrades.clone();
+        let sizes = terminal_sizes.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve_connection(socket, seen.clone(), pod_port_80));
+                tokio::spawn(serve_connection(
+                    socket,
+                    seen.clone(),
+                    sizes.clone(),
+                    pod_port_80,
+                ));
             }
         });
         let dir = tempfile::tempdir().unwrap();
@@ -96,6 +106,7 @@ impl FakeApiServer {
         Self {
             address,
             upgrades,
+            terminal_sizes,
             task,
             dir,
         }
@@ -123,6 +134,7 @@ impl FakeApiServer {
 async fn serve_connection(
     mut socket: TcpStream,
     seen: Arc<Mutex<Vec<SeenUpgrade>>>,
+    terminal_sizes: Arc<Mutex<Vec<TerminalSize>>>,
     pod_port_80: u16,
 ) {
     loop {
@@ -180,6 +192,16 @@ async fn serve_connection(
                 RemoteCommandSession::start(socket, &negotiated, options, STREAM_CREATION_TIMEOUT)
                     .await
                     .expect("kubectl opens its streams");
+            let mut session = session;
+            if let Some(resize) = session.resize.as_mut() {
+                // A terminal client reports its size first: wait for it (bounded) so the
+                // test can check it arrived, then run the command.
+                if let Ok(Some(size)) =
+                    tokio::time::timeout(Duration::from_secs(10), resize.recv()).await
+                {
+                    terminal_sizes.lock().unwrap().push(size);
+                }
+            }
             run_command(session, command).await;
         } else {
             let options = match PortForwardOptions::from_query(query, negotiated.transport) {
