@@ -229,3 +229,24 @@ async fn exec_with_a_terminal_reports_its_size() {
         assert_eq!((size.width, size.height), (91, 27));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_with_stdin_reaches_the_container_and_back() {
+    let server = FakeApiServer::start(1).await;
+    for (minor, kubectl) in required_kubectls() {
+        let mut command = server.kubectl(&kubectl);
+        command.args(["attach", "-i", "p"]);
+        let output = run(command, b"attached line\n").await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "1.{minor}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("attached line\n"), "1.{minor}: {stdout:?}");
+    }
+    let upgrades = server.upgrades.lock().unwrap().clone();
+    assert!(upgrades
+        .iter()
+        .all(|seen| seen.request_line.contains("/pods/p/attach?")));
+}

@@ -183,10 +183,13 @@ async fn serve_connection(
                 }
             };
             socket.write_all(&negotiated.response_head()).await.unwrap();
+            // An attached "container" echoes its input, as `cat` would as its main process.
+            let attach = path.ends_with("/attach");
             let command: Vec<String> = query
                 .split('&')
                 .filter_map(|pair| pair.strip_prefix("command="))
                 .map(percent_decode)
+                .chain(attach.then(|| "cat".to_string()))
                 .collect();
             let session =
                 RemoteCommandSession::start(socket, &negotiated, options, STREAM_CREATION_TIMEOUT)
@@ -327,7 +330,8 @@ fn answer_get(path: &str) -> String {
             "kind": "Pod",
             "apiVersion": "v1",
             "metadata": {"name": name, "namespace": "default", "uid": "u1"},
-            "spec": {"containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": 80}]}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "stdin": true,
+                "ports": [{"containerPort": 80}]}]},
             "status": {"phase": "Running"},
         })
         .to_string();
