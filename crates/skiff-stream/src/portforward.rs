@@ -71,7 +71,9 @@ impl PortForwardOptions {
     }
 }
 
-/// One forwarded connection: bytes to and from `port` in the pod.
+/// One forwarded connection: bytes to and from `port` in the pod. When the pod closes its side,
+/// shut `data` down and drop `errors`, as the kubelet does: kubectl closes its local connection
+/// only once both streams ended, whether or not its client still sends.
 pub struct ForwardedConnection {
     /// The pod port the client asked for.
     pub port: u16,

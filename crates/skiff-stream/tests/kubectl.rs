@@ -6,7 +6,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{echo_pod, required_kubectls, FakeApiServer};
+use support::{download_pod, echo_pod, read_download, required_kubectls, FakeApiServer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const KUBECTL_LIMIT: Duration = Duration::from_secs(60);
@@ -249,4 +249,50 @@ async fn attach_with_stdin_reaches_the_container_and_back() {
     assert!(upgrades
         .iter()
         .all(|seen| seen.request_line.contains("/pods/p/attach?")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_downloads_50_mib_intact() {
+    const SIZE: u64 = 50 << 20;
+    let (pod_port, _pod) = download_pod(SIZE).await;
+    let server = FakeApiServer::start(pod_port).await;
+    let direct_started = std::time::Instant::now();
+    let mut direct = tokio::net::TcpStream::connect(("127.0.0.1", pod_port))
+        .await
+        .unwrap();
+    assert_eq!(read_download(&mut direct).await, SIZE);
+    let direct_time = direct_started.elapsed();
+    for (minor, kubectl) in required_kubectls() {
+        if minor != 27 && minor != 33 {
+            continue;
+        }
+        let local = free_port();
+        let mut command = server.kubectl(&kubectl);
+        command
+            .args(["port-forward", "pod/p", &format!("{local}:80")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        tokio::time::timeout(KUBECTL_LIMIT, lines.next_line())
+            .await
+            .expect("port-forward announces itself")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", local))
+            .await
+            .unwrap();
+        let received = tokio::time::timeout(Duration::from_secs(120), read_download(&mut socket))
+            .await
+            .expect("the download finishes within two minutes");
+        assert_eq!(received, SIZE, "1.{minor}");
+        let elapsed = started.elapsed();
+        eprintln!(
+            "kubectl 1.{minor} port-forward (debug build, every byte checked): 50 MiB in {:.2?} ({:.0} MiB/s; direct {:.2?})",
+            elapsed,
+            50.0 / elapsed.as_secs_f64(),
+            direct_time
+        );
+        child.kill().await.unwrap();
+    }
 }

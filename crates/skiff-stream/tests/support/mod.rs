@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use skiff_stream::negotiate::{negotiate, StreamKind};
-use skiff_stream::portforward::{PortForwardOptions, PortForwardSession};
+use skiff_stream::portforward::{ForwardErrors, PortForwardOptions, PortForwardSession};
 use skiff_stream::remotecommand::{
     CommandOutcome, RemoteCommandOptions, RemoteCommandSession, TerminalSize,
     STREAM_CREATION_TIMEOUT,
@@ -226,10 +226,7 @@ async fn serve_connection(
                         forwarded.port
                     };
                     match TcpStream::connect(("127.0.0.1", target)).await {
-                        Ok(pod) => {
-                            splice(forwarded.data, pod).await;
-                            drop(forwarded.errors);
-                        }
+                        Ok(pod) => splice(forwarded.data, pod, forwarded.errors).await,
                         Err(error) => {
                             forwarded
                                 .errors
@@ -244,19 +241,19 @@ async fn serve_connection(
     }
 }
 
-/// Copies both ways with half-close: each side's EOF shuts the other side's writes.
-async fn splice(data: tokio::io::DuplexStream, pod: TcpStream) {
+/// Copies both ways, as a kubelet's forwarder does: the client's half-close shuts the pod's
+/// input; the pod closing its output ends the forwarded connection (data and error streams
+/// both end, which is what kubectl waits for before closing its local connection).
+async fn splice(data: tokio::io::DuplexStream, pod: TcpStream, errors: ForwardErrors) {
     let (mut data_read, mut data_write) = tokio::io::split(data);
     let (mut pod_read, mut pod_write) = pod.into_split();
-    let upstream = async {
+    tokio::spawn(async move {
         let _ = tokio::io::copy(&mut data_read, &mut pod_write).await;
         let _ = pod_write.shutdown().await;
-    };
-    let downstream = async {
-        let _ = tokio::io::copy(&mut pod_read, &mut data_write).await;
-        let _ = data_write.shutdown().await;
-    };
-    tokio::join!(upstream, downstream);
+    });
+    let _ = tokio::io::copy(&mut pod_read, &mut data_write).await;
+    let _ = data_write.shutdown().await;
+    drop(errors);
 }
 
 /// Runs `command` as a local process wired to the session's streams.
@@ -429,5 +426,58 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The byte at `offset` of the download a [`download_pod`] serves.
+pub fn download_byte(offset: u64) -> u8 {
+    (offset.wrapping_mul(31).wrapping_add(offset / 4096) % 251) as u8
+}
+
+/// A loopback "pod" listener sending `size` bytes of [`download_byte`] on every connection,
+/// then closing it.
+pub async fn download_pod(size: u64) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut offset = 0u64;
+                let mut chunk = vec![0u8; 64 * 1024];
+                while offset < size {
+                    let length = (size - offset).min(chunk.len() as u64) as usize;
+                    for (index, byte) in chunk[..length].iter_mut().enumerate() {
+                        *byte = download_byte(offset + index as u64);
+                    }
+                    if socket.write_all(&chunk[..length]).await.is_err() {
+                        return;
+                    }
+                    offset += length as u64;
+                }
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Reads a whole download from `socket`, checking every byte; returns how many arrived.
+pub async fn read_download(socket: &mut TcpStream) -> u64 {
+    let mut offset = 0u64;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let read = socket.read(&mut chunk).await.unwrap();
+        if read == 0 {
+            return offset;
+        }
+        for (index, byte) in chunk[..read].iter().enumerate() {
+            assert_eq!(
+                *byte,
+                download_byte(offset + index as u64),
+                "byte {} differs",
+                offset + index as u64
+            );
+        }
+        offset += read as u64;
     }
 }
