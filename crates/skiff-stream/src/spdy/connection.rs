@@ -176,6 +176,9 @@ async fn read_frames<R: AsyncRead>(
     let mut reader = FrameReader::new();
     let mut buffer = BytesMut::with_capacity(16 * 1024);
     let mut sinks: HashMap<u32, WriteHalf<DuplexStream>> = HashMap::new();
+    // Stops the sending half of a stream the peer reset; entries of finished senders are
+    // pruned as new streams open.
+    let mut cancels: HashMap<u32, oneshot::Sender<()>> = HashMap::new();
     let mut last_peer_stream = 0u32;
     let mut accepting = true;
     let failure = 'session: loop {
@@ -226,10 +229,14 @@ async fn read_frames<R: AsyncRead>(
                 if outgoing.send(Outgoing::Frame(reply)).await.is_err() {
                     break None;
                 }
+                cancels.retain(|_, cancel| !cancel.is_closed());
+                let (cancel, cancelled) = oneshot::channel();
+                cancels.insert(stream_id, cancel);
                 let sent = SentSignal(tokio::spawn(send_stream(
                     stream_id,
                     from_caller,
                     outgoing.clone(),
+                    cancelled,
                 )));
                 if fin {
                     let _ = to_caller.shutdown().await;
@@ -289,6 +296,9 @@ async fn read_frames<R: AsyncRead>(
                 if let Some(mut sink) = sinks.remove(&stream_id) {
                     let _ = sink.shutdown().await;
                 }
+                if let Some(cancel) = cancels.remove(&stream_id) {
+                    let _ = cancel.send(());
+                }
             }
             Frame::Ping { id } => {
                 // Echo the peer's pings (odd ids, the client's); ours would be even.
@@ -309,14 +319,22 @@ async fn read_frames<R: AsyncRead>(
     failure
 }
 
+/// Sends what the caller writes on `stream_id`, then FIN; stops without FIN once the peer reset
+/// the stream (the caller's later writes then fail).
 async fn send_stream(
     stream_id: u32,
     mut from_caller: ReadHalf<DuplexStream>,
     outgoing: mpsc::Sender<Outgoing>,
+    mut cancelled: oneshot::Receiver<()>,
 ) {
     let mut chunk = vec![0u8; WRITE_CHUNK];
     loop {
-        match from_caller.read(&mut chunk).await {
+        let read = tokio::select! {
+            biased;
+            _ = &mut cancelled => return,
+            read = from_caller.read(&mut chunk) => read,
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let data = Bytes::copy_from_slice(chunk.get(..n).unwrap_or_default());
@@ -471,6 +489,34 @@ mod tests {
         );
         client.send(syn(3, "data")).await;
         assert_eq!(connection.accept().await.map(|s| s.id), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_reset_stream_ends_both_directions_without_fin() {
+        let (mut connection, mut client) = session();
+        client.send(syn(1, "data")).await;
+        let mut stream = connection.accept().await.unwrap();
+        let _ = client.next().await; // SYN_REPLY
+        client
+            .send(Frame::RstStream {
+                stream_id: 1,
+                status: super::super::frame::STATUS_CANCEL,
+            })
+            .await;
+        let mut rest = Vec::new();
+        stream.io.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        // Writes fail once the session dropped its end, and no FIN goes out.
+        let mut failed = false;
+        for _ in 0..64 {
+            if stream.io.write_all(&[0u8; 4096]).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "writes to a reset stream keep succeeding");
+        client.send(Frame::Ping { id: 3 }).await;
+        assert_eq!(client.next_significant().await, Some(Frame::Ping { id: 3 }));
     }
 
     #[tokio::test]
