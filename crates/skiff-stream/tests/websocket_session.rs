@@ -21,6 +21,14 @@ async fn open(
     protocol: &str,
     query: &str,
 ) -> (RemoteCommandSession, WebSocketStream<DuplexStream>) {
+    open_with_transit(protocol, query, 64 * 1024).await
+}
+
+async fn open_with_transit(
+    protocol: &str,
+    query: &str,
+    transit: usize,
+) -> (RemoteCommandSession, WebSocketStream<DuplexStream>) {
     let mut headers = HeaderMap::new();
     for (name, value) in [
         ("connection", "Upgrade"),
@@ -33,7 +41,7 @@ async fn open(
     }
     let negotiated = negotiate(StreamKind::RemoteCommand, &headers).unwrap();
     let options = RemoteCommandOptions::from_query(query).unwrap();
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let (server_io, client_io) = tokio::io::duplex(transit);
     let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
     let session = RemoteCommandSession::start(server_io, &negotiated, options, LIMIT)
         .await
@@ -233,4 +241,39 @@ async fn kubelet_websocket_port_forward_prefixes_each_channel_with_its_port() {
         panic!("expected a close frame");
     };
     assert_eq!(frame.code, CloseCode::Normal);
+}
+
+#[tokio::test]
+async fn unread_stdin_pushes_back_on_the_client() {
+    let (mut session, mut client) =
+        open_with_transit("v5.channel.k8s.io", "stdin=true&stdout=true", 16 * 1024).await;
+    assert_eq!(next(&mut client).await, Message::Binary(vec![1u8].into()));
+    const MESSAGES: usize = 64;
+    const SIZE: usize = 8192;
+    let mut sender = tokio::spawn(async move {
+        for _ in 0..MESSAGES {
+            let mut message = vec![0u8];
+            message.extend_from_slice(&[7u8; SIZE]);
+            client.send(Message::Binary(message.into())).await.unwrap();
+        }
+        client
+    });
+    // 512 KiB cannot fit the 64 KiB stdin buffer and 16 KiB in transit while nobody reads.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut sender)
+            .await
+            .is_err(),
+        "the client sent everything though stdin was never read"
+    );
+    let mut stdin = session.stdin.take().unwrap();
+    let mut received = vec![0u8; MESSAGES * SIZE];
+    tokio::time::timeout(LIMIT, stdin.read_exact(&mut received))
+        .await
+        .expect("stdin drains")
+        .unwrap();
+    assert!(received.iter().all(|byte| *byte == 7));
+    tokio::time::timeout(LIMIT, sender)
+        .await
+        .expect("the client finishes once stdin is read")
+        .unwrap();
 }
