@@ -283,7 +283,7 @@ where
                 stderr = Some(stream.io);
                 outputs.push(stream.sent);
             }
-            "resize" => resize = Some(decode_resizes(stream.io)),
+            "resize" if version.supports_resize() => resize = Some(decode_resizes(stream.io)),
             other => {
                 tracing::debug!(stream_type = other, "ignoring a stream of unknown type");
                 continue;

@@ -299,3 +299,19 @@ async fn port_forward_downloads_50_mib_intact() {
         child.kill().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_of_a_command_that_cannot_start_is_an_internal_error() {
+    let server = FakeApiServer::start(1).await;
+    for (minor, kubectl) in required_kubectls() {
+        let mut command = server.kubectl(&kubectl);
+        command.args(["exec", "p", "--", "/nonexistent/program"]);
+        let output = run(command, b"").await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "1.{minor}: {stderr}");
+        assert!(
+            stderr.contains("Internal error occurred: error executing command in container: "),
+            "1.{minor}: {stderr:?}"
+        );
+    }
+}
