@@ -76,6 +76,17 @@ async fn exec_splits_output_streams_and_reports_the_exit_code() {
         .collect();
     assert_eq!(protocols.first().map(String::as_str), Some("spdy/3.1"));
     assert_eq!(protocols.last().map(String::as_str), Some("websocket"));
+    // Over SPDY, kubectl opens the error stream first, then stdout and stderr, each after the
+    // previous one was answered, naming each by its streamType header.
+    let opened = spdy_streams_opened(&upgrades[0]);
+    assert_eq!(
+        opened,
+        vec![
+            (1, "error".to_string()),
+            (3, "stdout".to_string()),
+            (5, "stderr".to_string())
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,6 +233,13 @@ async fn exec_with_a_terminal_reports_its_size() {
         assert!(output.status.success(), "1.{minor}: {stdout}");
         assert!(stdout.contains("tty-ok"), "1.{minor}: {stdout}");
     }
+    // kubectl 1.27 over SPDY: a terminal session adds the resize stream, and has no stderr.
+    let upgrades = server.upgrades.lock().unwrap().clone();
+    let opened: Vec<String> = spdy_streams_opened(&upgrades[0])
+        .into_iter()
+        .map(|(_, kind)| kind)
+        .collect();
+    assert_eq!(opened, ["error", "stdin", "stdout", "resize"]);
     let sizes = server.terminal_sizes.lock().unwrap().clone();
     assert_eq!(
         sizes.len(),
@@ -314,4 +332,26 @@ async fn exec_of_a_command_that_cannot_start_is_an_internal_error() {
             "1.{minor}: {stderr:?}"
         );
     }
+}
+
+/// The SPDY streams a client opened on an upgraded connection, with their `streamtype`.
+fn spdy_streams_opened(upgrade: &support::SeenUpgrade) -> Vec<(u32, String)> {
+    let bytes = upgrade.client_bytes.lock().unwrap().clone();
+    let mut buffer = bytes::BytesMut::from(&bytes[..]);
+    let mut reader = skiff_stream::spdy::frame::FrameReader::new();
+    let mut opened = Vec::new();
+    while let Ok(Some(frame)) = reader.parse(&mut buffer) {
+        if let skiff_stream::spdy::frame::Frame::SynStream {
+            stream_id, headers, ..
+        } = frame
+        {
+            let kind = headers
+                .iter()
+                .find(|(name, _)| name == "streamtype")
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default();
+            opened.push((stream_id, kind));
+        }
+    }
+    opened
 }

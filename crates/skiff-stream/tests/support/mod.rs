@@ -59,6 +59,57 @@ pub struct SeenUpgrade {
     pub request_line: String,
     /// Its headers.
     pub headers: HeaderMap,
+    /// The first bytes the client sent after the upgrade (at most [`RECORDED_BYTES`]).
+    pub client_bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+/// How much of each upgraded connection's client bytes is recorded.
+pub const RECORDED_BYTES: usize = 16 * 1024;
+
+/// A connection that keeps a copy of the first bytes read from it.
+struct Recording {
+    inner: TcpStream,
+    copy: Arc<Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Recording {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let fresh = &buf.filled()[before..];
+        let mut copy = self.copy.lock().unwrap();
+        let room = RECORDED_BYTES.saturating_sub(copy.len());
+        copy.extend_from_slice(&fresh[..fresh.len().min(room)]);
+        result
+    }
+}
+
+impl tokio::io::AsyncWrite for Recording {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A running stand-in server.
@@ -163,9 +214,11 @@ async fn serve_connection(
             }
             continue;
         };
+        let client_bytes = Arc::new(Mutex::new(Vec::new()));
         seen.lock().unwrap().push(SeenUpgrade {
             request_line: request_line.clone(),
             headers: headers.clone(),
+            client_bytes: client_bytes.clone(),
         });
         let negotiated = match negotiate(kind, &headers) {
             Ok(negotiated) => negotiated,
@@ -191,6 +244,10 @@ async fn serve_connection(
                 .map(percent_decode)
                 .chain(attach.then(|| "cat".to_string()))
                 .collect();
+            let socket = Recording {
+                inner: socket,
+                copy: client_bytes,
+            };
             let session =
                 RemoteCommandSession::start(socket, &negotiated, options, STREAM_CREATION_TIMEOUT)
                     .await
@@ -215,6 +272,10 @@ async fn serve_connection(
                 }
             };
             socket.write_all(&negotiated.response_head()).await.unwrap();
+            let socket = Recording {
+                inner: socket,
+                copy: client_bytes,
+            };
             let mut session = PortForwardSession::start(socket, &negotiated, &options)
                 .await
                 .expect("a port-forward session");
