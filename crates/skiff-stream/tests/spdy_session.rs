@@ -97,6 +97,21 @@ async fn exec_gives_up_when_the_client_does_not_open_every_stream() {
         RemoteCommandSession::start(server_io, &negotiated, options, STREAM_CREATION_TIMEOUT).await;
     assert!(matches!(result, Err(SessionError::StreamCreationTimeout)));
     assert_eq!(started.elapsed(), STREAM_CREATION_TIMEOUT);
+    // The server gives up on the connection: GOAWAY, then the end of the stream.
+    let mut frames = Vec::new();
+    loop {
+        if let Some(frame) = client.reader.parse(&mut client.buffer).unwrap() {
+            frames.push(frame);
+            continue;
+        }
+        if client.io.read_buf(&mut client.buffer).await.unwrap() == 0 {
+            break;
+        }
+    }
+    assert!(
+        matches!(frames.last(), Some(Frame::GoAway { .. })),
+        "{frames:?}"
+    );
     assert_eq!(
         SessionError::StreamCreationTimeout.to_string(),
         "timed out waiting for client to create streams"

@@ -72,11 +72,22 @@ enum Outgoing {
 }
 
 /// A SPDY/3.1 session in which the peer opens streams (the server role for exec, attach and
-/// port-forward).
+/// port-forward). Dropped without [`SpdyConnection::close`], it stops reading at once and
+/// closes the connection after a GOAWAY, as the kubelet does when it gives up on a client.
 pub struct SpdyConnection {
     incoming: mpsc::Receiver<SpdyStream>,
     outgoing: mpsc::Sender<Outgoing>,
-    reader: JoinHandle<Option<ProtocolError>>,
+    reader: Option<JoinHandle<Option<ProtocolError>>>,
+}
+
+impl Drop for SpdyConnection {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+            let (done, _) = oneshot::channel();
+            let _ = self.outgoing.try_send(Outgoing::Close(done));
+        }
+    }
 }
 
 impl SpdyConnection {
@@ -93,7 +104,7 @@ impl SpdyConnection {
         Self {
             incoming,
             outgoing,
-            reader,
+            reader: Some(reader),
         }
     }
 
@@ -113,15 +124,17 @@ impl SpdyConnection {
     /// Ends the session: sends GOAWAY after every frame already queued, closes this side, and
     /// waits up to `linger` for the peer to close its side (so nothing it still has to read is
     /// cut off), then drops the connection.
-    pub async fn close(self, linger: Duration) {
+    pub async fn close(mut self, linger: Duration) {
         let (done_tx, done) = oneshot::channel();
         if self.outgoing.send(Outgoing::Close(done_tx)).await.is_ok() {
             let _ = done.await;
         }
-        drop(self.incoming);
-        let mut reader = self.reader;
-        if tokio::time::timeout(linger, &mut reader).await.is_err() {
-            reader.abort();
+        // Streams the peer still opens are refused from now on.
+        self.incoming.close();
+        if let Some(mut reader) = self.reader.take() {
+            if tokio::time::timeout(linger, &mut reader).await.is_err() {
+                reader.abort();
+            }
         }
     }
 }
