@@ -336,7 +336,7 @@ fn negotiate_websocket(kind: StreamKind, headers: &HeaderMap) -> Result<Negotiat
     insert(
         &mut response_headers,
         "sec-websocket-accept",
-        &tokio_tungstenite::tungstenite::handshake::derive_accept_key(key),
+        &websocket_accept(key),
     );
     if !answered.is_empty() {
         insert(&mut response_headers, "sec-websocket-protocol", &answered);
@@ -365,6 +365,17 @@ fn choose_websocket(offered: &[String], accepted: &[&str]) -> Result<String, Ref
             body: String::new(),
             headers: Vec::new(),
         })
+}
+
+/// `Sec-WebSocket-Accept` for a client's key (RFC 6455, section 4.2.2): the base64 of the
+/// SHA-1 of the key followed by the protocol's fixed GUID.
+fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(key);
+    context.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(context.finish().as_ref())
 }
 
 fn comma_separated(headers: &HeaderMap, name: &str) -> Vec<String> {
