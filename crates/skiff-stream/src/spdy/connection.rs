@@ -504,6 +504,39 @@ mod tests {
         assert_eq!(connection.accept().await.map(|s| s.id), Some(3));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Valid frames followed by arbitrary bytes: the session ends without a panic in its
+        /// reader, whatever the peer sent.
+        #[test]
+        fn arbitrary_peer_bytes_never_panic_the_session(
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (mut connection, mut client) = session();
+                client.send(syn(1, "stdin")).await;
+                client
+                    .send(Frame::Data { stream_id: 1, fin: false, data: Bytes::from_static(b"x") })
+                    .await;
+                client.io.write_all(&garbage).await.unwrap();
+                drop(client);
+                while let Some(stream) = connection.accept().await {
+                    drop(stream);
+                }
+                let reader = connection.reader.take().unwrap();
+                let outcome = tokio::time::timeout(Duration::from_secs(5), reader)
+                    .await
+                    .expect("the session ends with the connection");
+                assert!(outcome.is_ok(), "the session's reader panicked");
+            });
+        }
+    }
+
     #[tokio::test]
     async fn a_reset_stream_ends_both_directions_without_fin() {
         let (mut connection, mut client) = session();
