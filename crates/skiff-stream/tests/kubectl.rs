@@ -355,3 +355,56 @@ fn spdy_streams_opened(upgrade: &support::SeenUpgrade) -> Vec<(u32, String)> {
     }
     opened
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_copies_a_directory_in_and_out_byte_for_byte() {
+    // The stand-in "container" runs commands on this machine, so the pod's paths are
+    // directories of this test.
+    let server = FakeApiServer::start(1).await;
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    std::fs::create_dir_all(source.join("nested")).unwrap();
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i * 17 % 253) as u8).collect();
+    std::fs::write(source.join("big.bin"), &big).unwrap();
+    std::fs::write(source.join("nested/small.txt"), b"small\n").unwrap();
+    for (minor, kubectl) in required_kubectls() {
+        if minor != 27 && minor != 33 {
+            continue;
+        }
+        let inside = work.path().join(format!("pod-{minor}"));
+        let back = work.path().join(format!("back-{minor}"));
+        let mut copy_in = server.kubectl(&kubectl);
+        copy_in
+            .arg("cp")
+            .arg(&source)
+            .arg(format!("p:{}", inside.display()))
+            .current_dir(work.path());
+        let output = run(copy_in, b"").await;
+        assert!(
+            output.status.success(),
+            "1.{minor} cp in: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut copy_out = server.kubectl(&kubectl);
+        copy_out
+            .arg("cp")
+            .arg(format!("p:{}", inside.display()))
+            .arg(&back)
+            .current_dir(work.path());
+        let output = run(copy_out, b"").await;
+        assert!(
+            output.status.success(),
+            "1.{minor} cp out: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            std::fs::read(back.join("big.bin")).unwrap() == big,
+            "1.{minor}: big.bin differs"
+        );
+        assert_eq!(
+            std::fs::read(back.join("nested/small.txt")).unwrap(),
+            b"small\n",
+            "1.{minor}"
+        );
+    }
+}
