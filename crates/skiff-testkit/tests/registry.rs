@@ -1,0 +1,115 @@
+//! The registry launcher: test images pushed to a real `docker-registry` pull back whole
+//! through Skiff's puller, over plain HTTP, with basic auth, and with TLS and basic auth.
+
+use std::collections::HashMap;
+
+use skiff_images::build::PushTarget;
+use skiff_images::pull::TlsConfig;
+use skiff_images::{ContentStore, Digest, Puller, Reference, RegistryConfig};
+use skiff_testkit::images;
+use skiff_testkit::registry::{Registry, RegistryOptions, PASSWORD, USER};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Pulls `name` from `registry` into a fresh store and returns the index page the httpd
+/// image serves, read from the pulled layers, and the pulled digest.
+fn pull_page(registry: &Registry, name: &str, config: RegistryConfig) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    let puller = Puller::new(store.clone(), config);
+    let reference = Reference::parse(name).unwrap();
+    let record = runtime()
+        .block_on(puller.pull(&reference))
+        .unwrap_or_else(|e| panic!("pulling {name}: {e}; registry log:\n{}", registry.log()));
+    let site = store.snapshot_path(&Digest::parse(record.diff_ids.last().unwrap()).unwrap());
+    let page = std::fs::read_to_string(site.join("www/index.html")).unwrap();
+    (page, record.digest)
+}
+
+#[test]
+fn an_image_pushed_over_plain_http_pulls_back_whole() {
+    let registry = Registry::start();
+    let digest = registry.push(&images::httpd("2.2"), "test/httpd", "2.2");
+    let config = RegistryConfig {
+        plain_http: vec![registry.address.clone()],
+        ..RegistryConfig::default()
+    };
+    let name = registry.image_name("test/httpd", "2.2");
+    let (page, pulled) = pull_page(&registry, &name, config);
+    assert_eq!(page, "version=2.2\n");
+    assert_eq!(pulled, digest.to_string());
+    assert!(
+        registry.blob_file(&digest).is_file(),
+        "the manifest is stored in the registry's own storage"
+    );
+}
+
+#[test]
+fn pushing_without_credentials_to_an_auth_registry_is_refused() {
+    let registry = Registry::start_with_basic_auth();
+    let image = images::shell();
+    let anonymous = PushTarget {
+        credentials: None,
+        ..registry.push_target()
+    };
+    let error = runtime()
+        .block_on(image.build().push(&anonymous, "test/shell", "1"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("401") || error.to_lowercase().contains("unauthorized"),
+        "{error}"
+    );
+    let digest = registry.push(&image, "test/shell", "1");
+    let config = RegistryConfig {
+        plain_http: vec![registry.address.clone()],
+        credentials: HashMap::from([(
+            registry.address.clone(),
+            (USER.to_string(), PASSWORD.to_string()),
+        )]),
+        ..RegistryConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let puller = Puller::new(ContentStore::open(dir.path()).unwrap(), config);
+    let reference = Reference::parse(&registry.image_name("test/shell", "1")).unwrap();
+    let record = runtime().block_on(puller.pull(&reference)).unwrap();
+    assert_eq!(record.digest, digest.to_string());
+}
+
+#[test]
+fn a_tls_registry_with_basic_auth_takes_pushes_and_pulls_trusting_its_ca() {
+    let registry = Registry::start_with(RegistryOptions {
+        basic_auth: true,
+        tls: true,
+    });
+    let ca_file = registry.ca_file().expect("a TLS registry has a CA file");
+    let ca_pem = std::fs::read(&ca_file).unwrap();
+    assert_eq!(
+        Some(String::from_utf8(ca_pem.clone()).unwrap()),
+        registry.ca_pem
+    );
+    let digest = registry.push(&images::httpd("2.4"), "test/httpd", "2.4");
+    let config = RegistryConfig {
+        credentials: HashMap::from([(
+            registry.address.clone(),
+            (USER.to_string(), PASSWORD.to_string()),
+        )]),
+        tls: HashMap::from([(
+            registry.address.clone(),
+            TlsConfig {
+                ca_pem: Some(ca_pem),
+                insecure_skip_verify: false,
+            },
+        )]),
+        ..RegistryConfig::default()
+    };
+    let name = registry.image_name("test/httpd", "2.4");
+    let (page, pulled) = pull_page(&registry, &name, config);
+    assert_eq!(page, "version=2.4\n");
+    assert_eq!(pulled, digest.to_string());
+}
