@@ -1,6 +1,6 @@
 //! The test images build, their archives import into a content store, and what they hold
-//! runs: each image's program is started from its own unpacked layers under `chroot`, so a
-//! file missing from an image fails here and not in a pod.
+//! runs: each image's program is started from its own unpacked layers as its root, so a file
+//! missing from an image fails here and not in a pod.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -9,100 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use skiff_images::archive::import_archive;
-use skiff_images::{ContentStore, Digest, ImageRecord};
-use skiff_testkit::images::{self, TestImage, TEST_REGISTRY};
+use skiff_testkit::images::{self, TEST_REGISTRY};
+use skiff_testkit::rootfs::UnpackedImage;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// An image imported from its archive into a fresh store, with its layers merged into one
-/// root directory as a container would see them.
-struct Unpacked {
-    _dir: tempfile::TempDir,
-    record: ImageRecord,
-    config: serde_json::Value,
-    root: PathBuf,
-    files: BTreeSet<String>,
-}
-
-fn unpack(image: &TestImage) -> Unpacked {
-    let dir = tempfile::tempdir().unwrap();
-    let store = ContentStore::open(dir.path().join("store")).unwrap();
-    let records = import_archive(&store, &image.archive)
-        .unwrap_or_else(|e| panic!("importing {}: {e}", image.archive.display()));
-    assert_eq!(records.len(), 1, "one image per archive");
-    let record = records.into_iter().next().unwrap();
-    assert_eq!(
-        format!("{}:{}", record.name, record.tag.clone().unwrap_or_default()),
-        image.name
-    );
-    let config = store.read(&Digest::parse(&record.config).unwrap()).unwrap();
-    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let mut files = BTreeSet::new();
-    for diff_id in &record.diff_ids {
-        let snapshot = store.snapshot_path(&Digest::parse(diff_id).unwrap());
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(format!("{}/.", snapshot.display()))
-            .arg(&root)
-            .status()
-            .unwrap();
-        assert!(status.success(), "copying {}", snapshot.display());
-        list_files(&snapshot, &snapshot, &mut files);
-    }
-    Unpacked {
-        _dir: dir,
-        record,
-        config,
-        root,
-        files,
-    }
-}
-
-/// Every path under `dir` that is not a directory, relative to `base`.
-fn list_files(base: &Path, dir: &Path, files: &mut BTreeSet<String>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() && !path.is_symlink() {
-            list_files(base, &path, files);
-        } else {
-            let relative = path.strip_prefix(base).unwrap();
-            files.insert(relative.to_string_lossy().into_owned());
-        }
-    }
-}
-
-/// A command run inside `root` as its `/`, with exactly `env`: `chroot` as root, else in a
-/// user namespace mapping the caller to root.
-fn in_root(root: &Path, env: &[String], argv: &[String]) -> Command {
-    let mut command = if nix::unistd::geteuid().is_root() {
-        Command::new("chroot")
-    } else {
-        let mut unshare = Command::new("unshare");
-        unshare.args(["--map-root-user", "chroot"]);
-        unshare
-    };
-    command.arg(root).args(argv).env_clear();
-    for pair in env {
-        let (name, value) = pair.split_once('=').unwrap();
-        command.env(name, value);
-    }
-    command
-}
-
-fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// A loopback address no other test uses, to bind port 80 on.
 fn private_loopback_ip() -> String {
@@ -149,13 +59,12 @@ fn wait_for_response(address: &str, path: &str, server: &mut KillOnDrop) -> Stri
 fn httpd_image_serves_its_version_on_the_pod_ip() {
     let image = images::httpd("2.2");
     assert_eq!(image.name, format!("{TEST_REGISTRY}/httpd:2.2"));
-    let unpacked = unpack(&image);
+    let unpacked = UnpackedImage::of(&image);
     assert_eq!(unpacked.record.diff_ids.len(), 2, "busybox, then the site");
     assert!(unpacked.files.contains("bin/busybox"));
     assert!(unpacked.files.contains("www/index.html"));
-    let config = &unpacked.config["config"];
-    assert_eq!(config["Entrypoint"], serde_json::Value::Null);
-    let cmd = strings(&config["Cmd"]);
+    assert!(unpacked.config_strings("Entrypoint").is_empty());
+    let cmd = unpacked.config_strings("Cmd");
     assert_eq!(
         cmd,
         [
@@ -165,10 +74,10 @@ fn httpd_image_serves_its_version_on_the_pod_ip() {
         ]
     );
     let ip = private_loopback_ip();
-    let mut env = strings(&config["Env"]);
-    env.push(format!("SKIFF_POD_IP={ip}"));
+    let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let mut server = KillOnDrop(
-        in_root(&unpacked.root, &env, &cmd)
+        unpacked
+            .command(&argv, &[&format!("SKIFF_POD_IP={ip}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -183,7 +92,7 @@ fn httpd_image_serves_its_version_on_the_pod_ip() {
 fn shell_image_runs_sh_and_busybox_applets() {
     let image = images::shell();
     assert_eq!(image.name, format!("{TEST_REGISTRY}/shell:1.36"));
-    let unpacked = unpack(&image);
+    let unpacked = UnpackedImage::of(&image);
     for applet in ["bin/sh", "bin/ls", "usr/bin/wget", "bin/sleep"] {
         assert!(unpacked.files.contains(applet), "{applet} missing");
         assert_eq!(
@@ -191,20 +100,18 @@ fn shell_image_runs_sh_and_busybox_applets() {
             Path::new("/bin/busybox")
         );
     }
-    let config = &unpacked.config["config"];
-    assert_eq!(strings(&config["Cmd"]), ["sh"]);
-    let output = in_root(
-        &unpacked.root,
-        &strings(&config["Env"]),
-        &[
-            "sh",
-            "-c",
-            "echo $((6 * 7)); ls /bin/busybox; touch /tmp/x && echo written",
-        ]
-        .map(String::from),
-    )
-    .output()
-    .unwrap();
+    assert_eq!(unpacked.config_strings("Cmd"), ["sh"]);
+    let output = unpacked
+        .command(
+            &[
+                "sh",
+                "-c",
+                "echo $((6 * 7)); ls /bin/busybox; touch /tmp/x && echo written",
+            ],
+            &[],
+        )
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -226,7 +133,7 @@ fn demo_image_holds_the_binary_its_libraries_and_loader_and_nothing_else() {
     let binary = host_true();
     let image = images::demo_from_binary(&binary, "1.18");
     assert_eq!(image.name, format!("{TEST_REGISTRY}/demo:1.18"));
-    let unpacked = unpack(&image);
+    let unpacked = UnpackedImage::of(&image);
     let ldd = Command::new("ldd").arg(&binary).output().unwrap();
     let mut expected: BTreeSet<String> = images::parse_ldd(&String::from_utf8_lossy(&ldd.stdout))
         .unwrap()
@@ -239,18 +146,15 @@ fn demo_image_holds_the_binary_its_libraries_and_loader_and_nothing_else() {
     );
     expected.insert("skiff-demo".into());
     assert_eq!(unpacked.files, expected);
-    let config = &unpacked.config["config"];
-    assert_eq!(strings(&config["Entrypoint"]), ["/skiff-demo"]);
-    let env = strings(&config["Env"]);
+    assert_eq!(unpacked.config_strings("Entrypoint"), ["/skiff-demo"]);
+    let env = unpacked.config_strings("Env");
     assert!(
         env.contains(&"SKIFF_DEMO_VERSION=1.18".to_string()),
         "{env:?}"
     );
     assert!(env.iter().any(|e| e.starts_with("PATH=/")), "{env:?}");
     // The program starts with only what the image holds.
-    let status = in_root(&unpacked.root, &env, &["/skiff-demo".to_string()])
-        .status()
-        .unwrap();
+    let status = unpacked.command(&["/skiff-demo"], &[]).status().unwrap();
     assert!(
         status.success(),
         "the binary could not run from its image: {status}"
