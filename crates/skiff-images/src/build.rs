@@ -480,6 +480,7 @@ impl ImageBuilder {
         .expect("a manifest serializes");
         BuiltImage {
             layers: self.layers,
+            platform: self.platform,
             config_digest: Digest::sha256_of(&config),
             config,
             manifest_digest: Digest::sha256_of(&manifest),
@@ -523,6 +524,8 @@ impl PushTarget {
 pub struct BuiltImage {
     /// The layers, bottom first.
     pub layers: Vec<Layer>,
+    /// The platform the config names, which an index entry for the image repeats.
+    pub platform: Platform,
     /// The config blob.
     pub config: Vec<u8>,
     /// The config blob's digest.
@@ -644,10 +647,94 @@ impl BuiltImage {
         repository: &str,
         tag: &str,
     ) -> Result<Digest, BuildError> {
-        let failed = |reason: String| BuildError::Push {
-            registry: target.registry.clone(),
-            reason,
-        };
+        let pusher = Pusher::connect(target, repository).await?;
+        pusher.push_image(self).await?;
+        pusher
+            .push_manifest(tag, &self.manifest, OCI_IMAGE_MEDIA_TYPE)
+            .await?;
+        Ok(self.manifest_digest.clone())
+    }
+}
+
+/// A multi-platform image: an OCI index naming one image per platform.
+#[derive(Debug, Clone)]
+pub struct ImageIndex {
+    /// The index's bytes.
+    pub bytes: Vec<u8>,
+    /// Their digest, the image's digest.
+    pub digest: Digest,
+}
+
+impl ImageIndex {
+    /// The index of `images`, each entry carrying its image's platform.
+    pub fn of(images: &[&BuiltImage]) -> ImageIndex {
+        let entries: Vec<serde_json::Value> = images
+            .iter()
+            .map(|image| {
+                let mut platform = serde_json::json!({
+                    "architecture": image.platform.architecture,
+                    "os": image.platform.os,
+                });
+                if let Some(variant) = &image.platform.variant {
+                    platform["variant"] = variant.clone().into();
+                }
+                let mut entry = descriptor(
+                    OCI_IMAGE_MEDIA_TYPE,
+                    &image.manifest_digest,
+                    image.manifest.len(),
+                );
+                entry["platform"] = platform;
+                entry
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
+            "manifests": entries,
+        }))
+        .expect("an index serializes");
+        ImageIndex {
+            digest: Digest::sha256_of(&bytes),
+            bytes,
+        }
+    }
+
+    /// Pushes every image by digest and the index of them as `repository:tag`; returns the
+    /// index's digest.
+    pub async fn push(
+        images: &[&BuiltImage],
+        target: &PushTarget,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Digest, BuildError> {
+        let index = ImageIndex::of(images);
+        let pusher = Pusher::connect(target, repository).await?;
+        for image in images {
+            pusher.push_image(image).await?;
+            pusher
+                .push_manifest(
+                    &image.manifest_digest.to_string(),
+                    &image.manifest,
+                    OCI_IMAGE_MEDIA_TYPE,
+                )
+                .await?;
+        }
+        pusher
+            .push_manifest(tag, &index.bytes, OCI_IMAGE_INDEX_MEDIA_TYPE)
+            .await?;
+        Ok(index.digest)
+    }
+}
+
+/// A registry client authenticated to push to one repository.
+struct Pusher {
+    client: oci_client::Client,
+    registry: String,
+    repository: String,
+}
+
+impl Pusher {
+    async fn connect(target: &PushTarget, repository: &str) -> Result<Pusher, BuildError> {
         // The registry client's TLS uses the process-wide provider; the workspace's is ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let protocol = if target.plain_http {
@@ -667,44 +754,79 @@ impl BuiltImage {
                 .collect(),
             ..ClientConfig::default()
         })
-        .map_err(|e| failed(e.to_string()))?;
-        let reference = oci_client::Reference::with_tag(
-            target.registry.clone(),
-            repository.to_string(),
-            tag.to_string(),
-        );
+        .map_err(|e| push_failed(&target.registry, e))?;
+        let pusher = Pusher {
+            client,
+            registry: target.registry.clone(),
+            repository: repository.to_string(),
+        };
         let auth = match &target.credentials {
             Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        client
-            .auth(&reference, &auth, oci_client::RegistryOperation::Push)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        for (digest, bytes) in self.blobs().skip(1) {
-            let digest = digest.to_string();
-            let present = client
-                .blob_exists(&reference, &digest)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            if !present {
-                client
-                    .push_blob(&reference, bytes.to_vec(), &digest)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-            }
-        }
-        client
-            .push_manifest_raw(
-                &reference,
-                self.manifest.clone(),
-                OCI_IMAGE_MEDIA_TYPE
-                    .parse()
-                    .expect("a media type is a valid header value"),
+        pusher
+            .client
+            .auth(
+                &pusher.reference("latest"),
+                &auth,
+                oci_client::RegistryOperation::Push,
             )
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(self.manifest_digest.clone())
+            .map_err(|e| push_failed(&pusher.registry, e))?;
+        Ok(pusher)
+    }
+
+    /// The reference of `tag_or_digest` (`sha256:...` pins a digest) in the repository.
+    fn reference(&self, tag_or_digest: &str) -> oci_client::Reference {
+        let (registry, repository) = (self.registry.clone(), self.repository.clone());
+        if tag_or_digest.contains(':') {
+            oci_client::Reference::with_digest(registry, repository, tag_or_digest.to_string())
+        } else {
+            oci_client::Reference::with_tag(registry, repository, tag_or_digest.to_string())
+        }
+    }
+
+    /// Sends the config and layers the registry lacks.
+    async fn push_image(&self, image: &BuiltImage) -> Result<(), BuildError> {
+        let reference = self.reference(&image.manifest_digest.to_string());
+        for (digest, bytes) in image.blobs().skip(1) {
+            let digest = digest.to_string();
+            let present = self
+                .client
+                .blob_exists(&reference, &digest)
+                .await
+                .map_err(|e| push_failed(&self.registry, e))?;
+            if !present {
+                self.client
+                    .push_blob(&reference, bytes.to_vec(), &digest)
+                    .await
+                    .map_err(|e| push_failed(&self.registry, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_manifest(
+        &self,
+        tag_or_digest: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), BuildError> {
+        let content_type = media_type
+            .parse()
+            .map_err(|_| push_failed(&self.registry, format!("bad media type {media_type}")))?;
+        self.client
+            .push_manifest_raw(&self.reference(tag_or_digest), bytes.to_vec(), content_type)
+            .await
+            .map_err(|e| push_failed(&self.registry, e))?;
+        Ok(())
+    }
+}
+
+fn push_failed(registry: &str, reason: impl std::fmt::Display) -> BuildError {
+    BuildError::Push {
+        registry: registry.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -975,6 +1097,44 @@ mod tests {
             built.config_digest.to_string().as_str()
         );
         assert_eq!(manifest["layers"][0]["mediaType"], IMAGE_LAYER_MEDIA_TYPE);
+    }
+
+    #[test]
+    fn an_index_names_each_image_with_its_platform() {
+        let mut layer = LayerBuilder::new();
+        layer.file("etc/motd", "hi\n", 0o644).unwrap();
+        let layer = layer.build(LayerCompression::None).unwrap();
+        let arm = Platform {
+            os: "linux".into(),
+            architecture: "arm".into(),
+            variant: Some("v7".into()),
+        };
+        let here = ImageBuilder::new().layer(layer.clone()).build();
+        let there = ImageBuilder::new().layer(layer).platform(arm).build();
+        assert_ne!(here.manifest_digest, there.manifest_digest);
+        let index = ImageIndex::of(&[&here, &there]);
+        assert_eq!(index.digest, Digest::sha256_of(&index.bytes));
+        let parsed: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+        assert_eq!(parsed["mediaType"], OCI_IMAGE_INDEX_MEDIA_TYPE);
+        let entries = parsed["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries[0]["digest"],
+            here.manifest_digest.to_string().as_str()
+        );
+        assert_eq!(
+            entries[0]["platform"]["architecture"],
+            Platform::current().architecture.as_str()
+        );
+        assert_eq!(
+            entries[1]["digest"],
+            there.manifest_digest.to_string().as_str()
+        );
+        assert_eq!(
+            entries[1]["platform"],
+            serde_json::json!({"architecture": "arm", "os": "linux", "variant": "v7"})
+        );
+        assert_eq!(entries[1]["size"], there.manifest.len());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use skiff_images::build::{BuiltImage, PushTarget};
+use skiff_images::build::{BuiltImage, ImageIndex, PushTarget};
 use skiff_images::Digest;
 
 use crate::images::{built, TestImage};
@@ -228,6 +228,14 @@ impl Registry {
             .push(&self.push_target(), repository, tag)
             .await
             .unwrap_or_else(|e| panic!("pushing {repository}:{tag}: {e}"))
+    }
+
+    /// Pushes `images` (one per platform) and an index of them as `repository:tag`; returns
+    /// the index's digest.
+    pub async fn push_index(&self, images: &[&BuiltImage], repository: &str, tag: &str) -> Digest {
+        ImageIndex::push(images, &self.push_target(), repository, tag)
+            .await
+            .unwrap_or_else(|e| panic!("pushing the index {repository}:{tag}: {e}"))
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use skiff_images::build::PushTarget;
-use skiff_images::pull::TlsConfig;
+use skiff_images::build::{ImageBuilder, PushTarget};
+use skiff_images::pull::{Platform, TlsConfig};
 use skiff_images::{ContentStore, Digest, Puller, Reference, RegistryConfig};
 use skiff_testkit::images;
 use skiff_testkit::registry::{Registry, RegistryOptions, PASSWORD, USER};
@@ -112,4 +112,38 @@ fn a_tls_registry_with_basic_auth_takes_pushes_and_pulls_trusting_its_ca() {
     let (page, pulled) = pull_page(&registry, &name, config);
     assert_eq!(page, "version=2.4\n");
     assert_eq!(pulled, digest.to_string());
+}
+
+#[test]
+fn a_multi_platform_index_pulls_the_image_of_this_platform() {
+    let registry = Registry::start();
+    let here = images::httpd("2.2").build();
+    let elsewhere = ImageBuilder::new()
+        .layer(here.layers[0].clone())
+        .platform(Platform {
+            os: "linux".into(),
+            architecture: "s390x-elsewhere".into(),
+            variant: None,
+        })
+        .build();
+    let index = runtime().block_on(registry.push_index(&[&elsewhere, &here], "test/multi", "1"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    let config = RegistryConfig {
+        plain_http: vec![registry.address.clone()],
+        ..RegistryConfig::default()
+    };
+    let puller = Puller::new(store, config);
+    let reference = Reference::parse(&registry.image_name("test/multi", "1")).unwrap();
+    let record = runtime().block_on(puller.pull(&reference)).unwrap();
+    assert_eq!(
+        record.digest,
+        index.to_string(),
+        "the name resolves to the index"
+    );
+    assert_eq!(
+        record.manifest,
+        here.manifest_digest.to_string(),
+        "the index resolves to this platform's image"
+    );
 }

@@ -7,8 +7,7 @@
 
 use std::path::Path;
 
-pub use skiff_testkit::images::{TestImage, TEST_REGISTRY};
-pub use skiff_testkit::registry::Registry;
+use skiff_testkit::images::TestImage;
 
 use super::Skiff;
 
