@@ -331,6 +331,7 @@ fn cached(repository: &str, tag: &str, recipe: Recipe) -> TestImage {
             .build()
             .write_oci_archive(&archive, &name)
             .unwrap_or_else(|e| panic!("writing test image {name}: {e}"));
+        remove_superseded(&dir, &format!("{repository}-{tag}-"), &archive);
     }
     let image = TestImage {
         repository: format!(
@@ -344,6 +345,25 @@ fn cached(repository: &str, tag: &str, recipe: Recipe) -> TestImage {
     };
     made.insert(name, image.clone());
     image
+}
+
+/// Removes the archives of the same image built from other inputs (an older `skiff-demo`,
+/// say), so the cache holds one archive per image: names `<prefix><16 hex>.tar` but `keep`.
+/// Servers that were given one keep their hard link to it.
+fn remove_superseded(dir: &Path, prefix: &str, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let superseded = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(".tar"))
+            .is_some_and(|key| key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()));
+        if superseded && entry.path() != keep {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A hex SHA-256 of the recipe and the bytes of every file it reads.

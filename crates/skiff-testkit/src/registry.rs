@@ -202,6 +202,31 @@ impl Registry {
         }
     }
 
+    /// A registries file (k3s's `registries.yaml` shape, written as JSON, which YAML reads)
+    /// reaching this registry: over plain HTTP, or over HTTPS trusting its CA file; with its
+    /// credentials when `with_credentials` (else a pull must bring its own).
+    pub fn registries_file(&self, with_credentials: bool) -> String {
+        let scheme = if self.options.tls { "https" } else { "http" };
+        let mut host = serde_json::Map::new();
+        if let Some(ca_file) = self.ca_file() {
+            host.insert(
+                "tls".into(),
+                serde_json::json!({"ca_file": ca_file.to_string_lossy()}),
+            );
+        }
+        if with_credentials && self.options.basic_auth {
+            host.insert(
+                "auth".into(),
+                serde_json::json!({"username": USER, "password": PASSWORD}),
+            );
+        }
+        let file = serde_json::json!({
+            "mirrors": {&self.address: {"endpoint": [format!("{scheme}://{}", self.address)]}},
+            "configs": {&self.address: host},
+        });
+        serde_json::to_string_pretty(&file).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The reference `127.0.0.1:PORT/<repository>:<tag>` of an image in this registry.
     pub fn image_name(&self, repository: &str, tag: &str) -> String {
         format!("{}/{repository}:{tag}", self.address)

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use skiff_images::build::{ImageBuilder, PushTarget};
-use skiff_images::pull::{Platform, TlsConfig};
+use skiff_images::pull::Platform;
+use skiff_images::registries::RegistriesFile;
 use skiff_images::{ContentStore, Digest, Puller, Reference, RegistryConfig};
 use skiff_testkit::images;
 use skiff_testkit::registry::{Registry, RegistryOptions, PASSWORD, USER};
@@ -94,20 +95,12 @@ fn a_tls_registry_with_basic_auth_takes_pushes_and_pulls_trusting_its_ca() {
         registry.ca_pem
     );
     let digest = registry.push(&images::httpd("2.4"), "test/httpd", "2.4");
-    let config = RegistryConfig {
-        credentials: HashMap::from([(
-            registry.address.clone(),
-            (USER.to_string(), PASSWORD.to_string()),
-        )]),
-        tls: HashMap::from([(
-            registry.address.clone(),
-            TlsConfig {
-                ca_pem: Some(ca_pem),
-                insecure_skip_verify: false,
-            },
-        )]),
-        ..RegistryConfig::default()
-    };
+    let file: RegistriesFile = serde_json::from_str(&registry.registries_file(true)).unwrap();
+    let config = file.to_config().unwrap();
+    assert_eq!(
+        config.tls[&registry.address].ca_pem.as_deref(),
+        Some(&ca_pem[..])
+    );
     let name = registry.image_name("test/httpd", "2.4");
     let (page, pulled) = pull_page(&registry, &name, config);
     assert_eq!(page, "version=2.4\n");
@@ -146,4 +139,25 @@ fn a_multi_platform_index_pulls_the_image_of_this_platform() {
         here.manifest_digest.to_string(),
         "the index resolves to this platform's image"
     );
+}
+
+#[test]
+fn the_registries_file_reaches_a_plain_registry_and_leaves_credentials_out_on_request() {
+    let registry = Registry::start_with_basic_auth();
+    registry.push(&images::httpd("2.2"), "test/httpd", "2.2");
+    let name = registry.image_name("test/httpd", "2.2");
+    let with: RegistriesFile = serde_json::from_str(&registry.registries_file(true)).unwrap();
+    let (page, _) = pull_page(&registry, &name, with.to_config().unwrap());
+    assert_eq!(page, "version=2.2\n");
+    let without: RegistriesFile = serde_json::from_str(&registry.registries_file(false)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let puller = Puller::new(
+        ContentStore::open(dir.path()).unwrap(),
+        without.to_config().unwrap(),
+    );
+    let error = runtime()
+        .block_on(puller.pull(&Reference::parse(&name).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unauthorized"), "{error}");
 }
