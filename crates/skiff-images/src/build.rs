@@ -20,6 +20,7 @@ use oci_client::manifest::{
 };
 use oci_client::secrets::RegistryAuth;
 
+pub use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::pull::Platform;
 use crate::reference::Reference;
@@ -351,28 +352,8 @@ pub struct Layer {
     pub media_type: &'static str,
 }
 
-/// The runtime settings of an image config (`config` in the OCI image config), as Docker's
-/// `ENTRYPOINT`, `CMD`, `ENV`, `WORKDIR`, `EXPOSE`, `LABEL` and `USER` set them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageConfig {
-    /// `Entrypoint`.
-    pub entrypoint: Option<Vec<String>>,
-    /// `Cmd`.
-    pub cmd: Option<Vec<String>>,
-    /// `Env`, as `NAME=value`.
-    pub env: Vec<String>,
-    /// `WorkingDir`.
-    pub working_dir: Option<String>,
-    /// `ExposedPorts`, as `80/tcp`.
-    pub exposed_ports: Vec<String>,
-    /// `Labels`.
-    pub labels: BTreeMap<String, String>,
-    /// `User`.
-    pub user: Option<String>,
-}
-
 /// The `PATH` Docker gives images that set none.
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Assembles layers and a config into an image for a platform (the node's by default).
 #[derive(Debug, Clone)]
@@ -439,12 +420,16 @@ impl ImageBuilder {
             runtime.insert("ExposedPorts".into(), ports.into());
         }
         if !env.is_empty() {
+            let env: Vec<String> = env
+                .into_iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
             runtime.insert("Env".into(), env.into());
         }
-        if let Some(entrypoint) = entrypoint {
+        if !entrypoint.is_empty() {
             runtime.insert("Entrypoint".into(), entrypoint.into());
         }
-        if let Some(cmd) = cmd {
+        if !cmd.is_empty() {
             runtime.insert("Cmd".into(), cmd.into());
         }
         if let Some(working_dir) = working_dir {
@@ -922,16 +907,23 @@ mod tests {
         ImageBuilder::new()
             .layer(base)
             .layer(top.build(compression).unwrap())
-            .config(ImageConfig {
-                entrypoint: Some(vec!["/bin/tool".into()]),
-                cmd: Some(vec!["serve".into()]),
-                env: vec![DEFAULT_PATH.into(), "VERSION=2".into()],
-                working_dir: Some("/www".into()),
-                exposed_ports: vec!["80/tcp".into()],
-                labels: BTreeMap::from([("purpose".into(), "test".into())]),
-                user: None,
-            })
+            .config(runtime_config())
             .build()
+    }
+
+    fn runtime_config() -> ImageConfig {
+        ImageConfig {
+            entrypoint: vec!["/bin/tool".into()],
+            cmd: vec!["serve".into()],
+            env: vec![
+                ("PATH".into(), DEFAULT_PATH.into()),
+                ("VERSION".into(), "2".into()),
+            ],
+            working_dir: Some("/www".into()),
+            exposed_ports: vec!["80/tcp".into()],
+            labels: BTreeMap::from([("purpose".into(), "test".into())]),
+            user: None,
+        }
     }
 
     fn host_file(dir: &Path) -> PathBuf {
@@ -1082,12 +1074,17 @@ mod tests {
             config["config"],
             serde_json::json!({
                 "ExposedPorts": {"80/tcp": {}},
-                "Env": [DEFAULT_PATH, "VERSION=2"],
+                "Env": [format!("PATH={DEFAULT_PATH}"), "VERSION=2".to_string()],
                 "Entrypoint": ["/bin/tool"],
                 "Cmd": ["serve"],
                 "WorkingDir": "/www",
                 "Labels": {"purpose": "test"},
             })
+        );
+        assert_eq!(
+            ImageConfig::parse(&built.config).unwrap(),
+            runtime_config(),
+            "the config reads back as written"
         );
         let diff_ids: Vec<String> = built.layers.iter().map(|l| l.diff_id.to_string()).collect();
         assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(diff_ids));

@@ -1,4 +1,5 @@
-//! Registry credentials from `kubernetes.io/dockerconfigjson` Secrets, matched to an image
+//! Registry credentials from `kubernetes.io/dockerconfigjson` Secrets (and the older
+//! `kubernetes.io/dockercfg`, the same entries without the `auths` wrapper), matched to an image
 //! the way the kubelet's credential keyring does, so a pod's `imagePullSecrets` pick the same
 //! login here as on a real node.
 //!
@@ -71,7 +72,22 @@ impl Keyring {
     pub fn add_docker_config_json(&mut self, bytes: &[u8]) -> Result<(), KeyringError> {
         let config: DockerConfigJson =
             serde_json::from_slice(bytes).map_err(|e| KeyringError(e.to_string()))?;
-        for (location, entry) in config.auths {
+        self.add_entries(config.auths)
+    }
+
+    /// Adds the entries of a `kubernetes.io/dockercfg` Secret's `.dockercfg` value: the
+    /// registry-to-entry map that `.dockerconfigjson` later wrapped in `auths`.
+    pub fn add_docker_cfg(&mut self, bytes: &[u8]) -> Result<(), KeyringError> {
+        let entries: BTreeMap<String, DockerConfigEntry> =
+            serde_json::from_slice(bytes).map_err(|e| KeyringError(format!(".dockercfg: {e}")))?;
+        self.add_entries(entries)
+    }
+
+    fn add_entries(
+        &mut self,
+        entries: BTreeMap<String, DockerConfigEntry>,
+    ) -> Result<(), KeyringError> {
+        for (location, entry) in entries {
             let credentials = entry.credentials(&location)?;
             let Some(key) = normalized_key(&location) else {
                 continue;
@@ -373,6 +389,34 @@ mod tests {
             error.to_string().starts_with("invalid .dockerconfigjson"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_legacy_dockercfg_secret_reads_the_same_entries() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("old:style");
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "https://index.docker.io/v1/": {"auth": auth, "email": "a@b.test"},
+            "registry.test:5000": {"username": "plain", "password": "p"},
+        }))
+        .unwrap();
+        let mut keyring = Keyring::default();
+        keyring.add_docker_cfg(&bytes).unwrap();
+        assert_eq!(
+            keyring.lookup(&Reference::parse("nginx").unwrap()),
+            [Credentials {
+                username: "old".into(),
+                password: "style".into()
+            }]
+        );
+        assert_eq!(users(&keyring, "registry.test:5000/app"), ["plain"]);
+        assert!(
+            users(&keyring, "registry.test/app").is_empty(),
+            "the port must match"
+        );
+        let error = Keyring::default()
+            .add_docker_cfg(br#"{"registry.test": "not an entry"}"#)
+            .unwrap_err();
+        assert!(error.to_string().contains(".dockercfg"), "{error}");
     }
 
     #[test]

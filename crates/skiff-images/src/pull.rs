@@ -455,6 +455,16 @@ impl Puller {
         if self.store.contains(&digest) {
             return Ok(());
         }
+        // Other processes (or stores opened separately) pulling the same blob wait here, then
+        // find it stored by whoever went first.
+        let store = self.store.clone();
+        let locked = digest.clone();
+        let _blob_lock = tokio::task::spawn_blocking(move || store.lock_blob(&locked))
+            .await
+            .map_err(|e| PullError::Registry(format!("waiting for blob {digest}: {e}")))??;
+        if self.store.contains(&digest) {
+            return Ok(());
+        }
         self.downloads.fetch_add(1, Ordering::Relaxed);
         let expected_size = u64::try_from(descriptor.size).ok();
         // The client checks the digest as the stream ends as well; the store checks it again

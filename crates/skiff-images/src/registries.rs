@@ -10,7 +10,7 @@
 //!     endpoint: ["http://127.0.0.1:5000"]
 //! configs:
 //!   "mirror.example":
-//!     auth: {username: user, password: secret}
+//!     auth: {username: user, password: secret}   # or {auth: base64(user:secret)}
 //!     tls: {ca_file: /etc/ssl/mirror-ca.pem}
 //! ```
 //!
@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use base64::Engine;
 use serde::Deserialize;
 
 use crate::pull::{MirrorConfig, PrefixRewrite, RegistryConfig, TlsConfig};
@@ -61,13 +62,48 @@ pub struct HostConfig {
     pub tls: Option<Tls>,
 }
 
-/// Basic-auth credentials.
+/// Basic-auth credentials: `username` and `password`, or `auth` (base64 of
+/// `username:password`, as in a Docker config), which wins when both are given.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Auth {
     /// The user name.
+    #[serde(default)]
     pub username: String,
     /// The password.
+    #[serde(default)]
     pub password: String,
+    /// base64 of `username:password`.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// An OAuth identity token; refused until the registry client can exchange one.
+    #[serde(default)]
+    pub identity_token: Option<String>,
+}
+
+impl Auth {
+    /// The user name and password this entry gives for `host`.
+    fn credentials(&self, host: &str) -> Result<(String, String), RegistriesError> {
+        if self.identity_token.is_some() {
+            return Err(RegistriesError(format!(
+                "configs.{host}.auth.identity_token is not supported yet; give username and password"
+            )));
+        }
+        let Some(encoded) = &self.auth else {
+            return Ok((self.username.clone(), self.password.clone()));
+        };
+        let malformed = || {
+            RegistriesError(format!(
+                "configs.{host}.auth.auth must be base64(username:password)"
+            ))
+        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| malformed())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+        let (username, password) = decoded.split_once(':').ok_or_else(malformed)?;
+        Ok((username.to_string(), password.to_string()))
+    }
 }
 
 /// TLS settings for one host, as k3s names them.
@@ -140,7 +176,7 @@ impl RegistriesFile {
             if let Some(auth) = &settings.auth {
                 config
                     .credentials
-                    .insert(host.clone(), (auth.username.clone(), auth.password.clone()));
+                    .insert(host.clone(), auth.credentials(host)?);
             }
             if let Some(tls) = &settings.tls {
                 if tls.cert_file.is_some() || tls.key_file.is_some() {
@@ -251,6 +287,37 @@ mod tests {
             plan(&config, "127.0.0.1:5000/app"),
             pairs(&[("127.0.0.1:5000", "app")])
         );
+    }
+
+    #[test]
+    fn the_auth_field_is_base64_of_user_and_password_and_wins() {
+        let config = config(serde_json::json!({
+            "configs": {
+                // base64("robot:s3cret:with:colons")
+                "a.test": {"auth": {"auth": "cm9ib3Q6czNjcmV0OndpdGg6Y29sb25z", "username": "ignored"}},
+                "b.test": {"auth": {"username": "u", "password": "p"}},
+            },
+        }))
+        .unwrap();
+        assert_eq!(
+            config.credentials["a.test"],
+            ("robot".to_string(), "s3cret:with:colons".to_string())
+        );
+        assert_eq!(
+            config.credentials["b.test"],
+            ("u".to_string(), "p".to_string())
+        );
+        let error = config_error(serde_json::json!({
+            "configs": {"c.test": {"auth": {"auth": "not base64!"}}},
+        }));
+        assert!(
+            error.contains("configs.c.test.auth.auth must be base64"),
+            "{error}"
+        );
+        let error = config_error(serde_json::json!({
+            "configs": {"d.test": {"auth": {"identity_token": "t"}}},
+        }));
+        assert!(error.contains("identity_token is not supported"), "{error}");
     }
 
     #[test]

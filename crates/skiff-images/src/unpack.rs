@@ -8,8 +8,10 @@
 //! - Device nodes and FIFOs are created only by root; otherwise they are skipped and counted.
 //! - Modes are kept; owners are kept when running as root.
 //!
-//! A snapshot keeps whiteouts as the empty marker files of the OCI layout instead of applying
-//! them, so the layer can later be stacked over the ones below it.
+//! A snapshot keeps whiteouts instead of applying them, so the layer can later be stacked over
+//! the ones below it: either as the empty marker files of the OCI layout, or in the form
+//! overlayfs reads (a whiteout is a 0/0 character device, an opaque directory carries the
+//! `trusted.overlay.opaque` attribute), which only root can create.
 
 use std::collections::HashSet;
 use std::fs;
@@ -20,6 +22,8 @@ use crate::digest::{Algorithm, Digest, HashingReader};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// The extended attribute that makes an overlayfs directory hide the layers below it.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
@@ -41,8 +45,19 @@ pub struct UnpackOptions {
     pub preserve_ownership: bool,
     /// Create device nodes and FIFOs (only root may create devices).
     pub create_devices: bool,
-    /// Keep whiteouts as marker files rather than applying them.
-    pub keep_whiteouts: bool,
+    /// What to do with whiteouts and opaque-directory markers.
+    pub whiteouts: Whiteouts,
+}
+
+/// What a layer's whiteouts become when it is unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Applied: the hidden entries are deleted from the directory (a flattened root).
+    Apply,
+    /// Kept as the OCI layout's empty `.wh.` marker files (a snapshot anyone can write).
+    Markers,
+    /// Kept in overlayfs' form: 0/0 character devices and the opaque attribute (root only).
+    Overlay,
 }
 
 impl UnpackOptions {
@@ -52,13 +67,18 @@ impl UnpackOptions {
         UnpackOptions {
             preserve_ownership: root,
             create_devices: root,
-            keep_whiteouts: false,
+            whiteouts: Whiteouts::Apply,
         }
     }
 
     /// The same, keeping whiteouts as markers (for a snapshot of one layer).
-    pub fn keeping_whiteouts(mut self) -> Self {
-        self.keep_whiteouts = true;
+    pub fn keeping_whiteouts(self) -> Self {
+        self.with_whiteouts(Whiteouts::Markers)
+    }
+
+    /// The same, with whiteouts handled as `whiteouts` says.
+    pub fn with_whiteouts(mut self, whiteouts: Whiteouts) -> Self {
+        self.whiteouts = whiteouts;
         self
     }
 }
@@ -107,15 +127,30 @@ pub fn unpack_layer(
         let parent = relative.parent().unwrap_or(Path::new("")).to_path_buf();
         check_no_symlink_ancestor(dest, &parent, &raw)?;
         if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
-            if options.keep_whiteouts {
-                fs::create_dir_all(dest.join(&parent))?;
-                fs::write(dest.join(&relative), b"")?;
-            } else if file_name == OPAQUE_MARKER {
-                empty_lower_entries(dest, &parent, &written)?;
-            } else {
-                let target = parent.join(hidden);
-                if !written.contains(&target) {
-                    remove_any(&dest.join(&target))?;
+            match options.whiteouts {
+                Whiteouts::Markers => {
+                    fs::create_dir_all(dest.join(&parent))?;
+                    fs::write(dest.join(&relative), b"")?;
+                }
+                Whiteouts::Overlay if file_name == OPAQUE_MARKER => {
+                    let dir = dest.join(&parent);
+                    fs::create_dir_all(&dir)?;
+                    xattr::set(&dir, OVERLAY_OPAQUE_XATTR, b"y")?;
+                }
+                Whiteouts::Overlay => {
+                    let target = dest.join(&parent).join(hidden);
+                    fs::create_dir_all(dest.join(&parent))?;
+                    remove_any(&target)?;
+                    make_overlay_whiteout(&target)?;
+                }
+                Whiteouts::Apply if file_name == OPAQUE_MARKER => {
+                    empty_lower_entries(dest, &parent, &written)?;
+                }
+                Whiteouts::Apply => {
+                    let target = parent.join(hidden);
+                    if !written.contains(&target) {
+                        remove_any(&dest.join(&target))?;
+                    }
                 }
             }
             continue;
@@ -213,6 +248,13 @@ fn empty_lower_entries(dest: &Path, dir: &Path, written: &HashSet<PathBuf>) -> i
     Ok(())
 }
 
+/// An overlayfs whiteout: a character device numbered 0/0 under the hidden entry's name.
+fn make_overlay_whiteout(target: &Path) -> Result<(), UnpackError> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    mknod(target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
+        .map_err(|e| UnpackError::Io(e.into()))
+}
+
 fn make_device<R: Read>(entry: &tar::Entry<'_, R>, target: &Path) -> Result<(), UnpackError> {
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};
     let header = entry.header();
@@ -301,7 +343,7 @@ mod tests {
         let options = UnpackOptions {
             preserve_ownership: false,
             create_devices: false,
-            keep_whiteouts: false,
+            whiteouts: Whiteouts::Apply,
         };
         unpack_layer(bytes, dest, &options, Algorithm::Sha256).expect("layer applies")
     }

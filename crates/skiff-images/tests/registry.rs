@@ -225,6 +225,61 @@ async fn concurrent_pulls_of_one_image_download_each_blob_once() {
     );
 }
 
+/// Bytes that gzip cannot shrink, so a layer of them takes a while to download.
+fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_through_separate_store_handles_download_each_blob_once() {
+    let registry = Registry::start();
+    let layers = (0..3)
+        .map(|i| TestLayer::of_files(&[("data/blob", incompressible(8 << 20, i + 1), 0o644)]))
+        .collect();
+    let image = TestImage::new(layers, &Platform::current().architecture, &["/bin/sh"]);
+    registry.push(&image, "test/big", "1").await;
+    let dir = tempfile::tempdir().unwrap();
+    // Two handles and two pullers share nothing in memory, as two processes would not.
+    let first = puller(&registry, dir.path());
+    let second = puller(&registry, dir.path());
+    let reference = Reference::parse(&format!("{}/test/big:1", registry.address)).unwrap();
+    let (a, b) = tokio::join!(first.pull(&reference), second.pull(&reference));
+    let (a, b) = (a.expect("first pull"), b.expect("second pull"));
+    assert_eq!(a, b, "both pulls record the same image");
+    let blobs = 1 + image.layers.len() as u64;
+    assert_eq!(
+        first.downloads() + second.downloads(),
+        blobs,
+        "config and layers are each downloaded once between the two pullers \
+         (first {}, second {})",
+        first.downloads(),
+        second.downloads()
+    );
+    let store = ContentStore::open(dir.path()).unwrap();
+    for blob in &a.blobs {
+        assert!(
+            store.contains(&Digest::parse(blob).unwrap()),
+            "{blob} stored"
+        );
+    }
+    let ingest: Vec<_> = fs::read_dir(dir.path().join("ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        ingest.is_empty(),
+        "no lock or partial file is left: {ingest:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_credentials_are_presented_and_required() {
     let registry = Registry::start_with_basic_auth();

@@ -17,4 +17,5 @@ pub mod metrics;
 mod observed;
 pub mod probes;
 pub mod simulated;
+pub mod store_images;
 pub mod wiring;

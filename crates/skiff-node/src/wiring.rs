@@ -8,7 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{LifecycleHandler, Probe};
 
-use crate::agent::{ExecFn, ImageResolver, ProbeContext, ProbeResult, Prober, ResolvedImage};
+use crate::agent::{
+    ExecFn, ImageLookupError, ImageService, ProbeContext, ProbeResult, Prober, PullCredentials,
+    PulledImage, ResolvedImage,
+};
 use crate::hooks::{self, PreStopOutcome};
 use crate::images::ImageCatalog;
 use crate::probes::{self, ExecOutput, ExecRunner, ProbeTarget};
@@ -25,8 +28,9 @@ impl CatalogImages {
     }
 }
 
-impl ImageResolver for CatalogImages {
-    fn resolve(&self, image: &str) -> Option<ResolvedImage> {
+impl CatalogImages {
+    /// The catalog's image for `image`, run on the host's filesystem.
+    pub fn resolve(&self, image: &str) -> Option<ResolvedImage> {
         let found = self.catalog.resolve(image)?;
         let image_id = found.image_id();
         Some(ResolvedImage {
@@ -35,7 +39,26 @@ impl ImageResolver for CatalogImages {
             env: found.env,
             working_dir: found.working_dir,
             image_id,
+            local_only: true,
+            ..ResolvedImage::default()
         })
+    }
+}
+
+#[async_trait]
+impl ImageService for CatalogImages {
+    async fn find(&self, image: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
+        Ok(self.resolve(image))
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        _credentials: &PullCredentials,
+    ) -> Result<PulledImage, String> {
+        Err(format!(
+            "image \"{image}\" is not in this node's image catalog"
+        ))
     }
 }
 

@@ -110,8 +110,11 @@ impl Recipe {
                 ImageBuilder::new()
                     .layer(built_layer(&layer))
                     .config(ImageConfig {
-                        entrypoint: Some(vec!["/skiff-demo".into()]),
-                        env: vec![DEFAULT_PATH.into(), format!("SKIFF_DEMO_VERSION={tag}")],
+                        entrypoint: vec!["/skiff-demo".into()],
+                        env: vec![
+                            ("PATH".into(), DEFAULT_PATH.into()),
+                            ("SKIFF_DEMO_VERSION".into(), tag.clone()),
+                        ],
                         exposed_ports: vec!["80/tcp".into()],
                         ..ImageConfig::default()
                     })
@@ -125,16 +128,14 @@ impl Recipe {
                     .layer(busybox_layer())
                     .layer(built_layer(&site))
                     .config(ImageConfig {
-                        cmd: Some(
-                            [
-                                "sh",
-                                "-c",
-                                "exec httpd -f -v -p ${SKIFF_POD_IP:-0.0.0.0}:80 -h /www",
-                            ]
-                            .map(String::from)
-                            .to_vec(),
-                        ),
-                        env: vec![DEFAULT_PATH.into()],
+                        cmd: [
+                            "sh",
+                            "-c",
+                            "exec httpd -f -v -p ${SKIFF_POD_IP:-0.0.0.0}:80 -h /www",
+                        ]
+                        .map(String::from)
+                        .to_vec(),
+                        env: vec![("PATH".into(), DEFAULT_PATH.into())],
                         exposed_ports: vec!["80/tcp".into()],
                         ..ImageConfig::default()
                     })
@@ -143,8 +144,8 @@ impl Recipe {
             Recipe::Shell => ImageBuilder::new()
                 .layer(busybox_layer())
                 .config(ImageConfig {
-                    cmd: Some(vec!["sh".into()]),
-                    env: vec![DEFAULT_PATH.into()],
+                    cmd: vec!["sh".into()],
+                    env: vec![("PATH".into(), DEFAULT_PATH.into())],
                     ..ImageConfig::default()
                 })
                 .build(),

@@ -169,18 +169,21 @@ fn display_name(record: &ImageRecord) -> String {
     }
 }
 
+/// Reads a registries file (k3s' `registries.yaml` shape); none means plain defaults.
+pub fn registry_config(path: Option<&Path>) -> Result<RegistryConfig, String> {
+    let Some(path) = path else {
+        return Ok(RegistryConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: RegistriesFile =
+        skiff_api::yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.to_config()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn pull(args: &PullArgs) -> Result<(), String> {
     let reference = Reference::parse(&args.reference).map_err(|e| e.to_string())?;
-    let config = match &args.registry_config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let file: RegistriesFile =
-                skiff_api::yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            file.to_config().map_err(|e| e.to_string())?
-        }
-        None => RegistryConfig::default(),
-    };
+    let config = registry_config(args.registry_config.as_deref())?;
     let store = open_store(args.data_dir.as_ref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -108,6 +108,10 @@ pub struct UpArgs {
     /// 15 s there); `kubectl top` and autoscalers see a pod once it was sampled twice.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub metric_resolution: u64,
+    /// A registries file in k3s' `registries.yaml` shape (`mirrors`, `configs` with `auth`
+    /// and `tls`) for the node's image pulls: mirrors, plain-HTTP registries, credentials.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
 }
 
 /// Reads a duration written as kube-controller-manager takes it (`15s`, `5m`, `1m30s`).

@@ -74,7 +74,13 @@ fn pull_error_shown(backoff: &Backoff) -> Duration {
 fn is_back_off_reason(reason: &str) -> bool {
     matches!(
         reason,
-        "CrashLoopBackOff" | "ErrImagePull" | "ImagePullBackOff" | "CreateContainerConfigError"
+        "CrashLoopBackOff"
+            | "ErrImagePull"
+            | "ImagePullBackOff"
+            | "CreateContainerConfigError"
+            | "ErrImageNeverPull"
+            | "InvalidImageName"
+            | "ImageInspectError"
     )
 }
 
@@ -192,8 +198,14 @@ pub enum Phase {
 /// Why a container start failed before any process ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartFailure {
-    /// The image is unknown on this node.
-    ImageNotFound,
+    /// The image could not be pulled (kubelet's `ErrImagePull`, then `ImagePullBackOff`).
+    ImagePull,
+    /// The image is not on this node and its pull policy is `Never` (`ErrImageNeverPull`).
+    NeverPull,
+    /// The image reference does not parse (`InvalidImageName`).
+    InvalidImageName,
+    /// The node's images could not be read (`ImageInspectError`).
+    ImageInspect,
     /// The container's configuration cannot be made (a missing ConfigMap key, say).
     Config,
     /// The process could not be started.
@@ -224,6 +236,11 @@ pub struct ContainerTrack {
     pub last_termination: Option<Termination>,
     /// `imageID` of the running image.
     pub image_id: String,
+    /// The image as the runtime names the current run's (`docker.io/library/nginx:1.25`);
+    /// `None` reports the spec's spelling.
+    pub runtime_image: Option<String>,
+    /// The last pull's error, which `ImagePullBackOff` keeps showing (`ErrImagePull: ...`).
+    last_pull_error: Option<String>,
     /// `started`.
     pub started: bool,
     /// `ready`.
@@ -273,6 +290,8 @@ pub enum Input {
         container: String,
         /// Its image's ID.
         image_id: String,
+        /// The image as the runtime names it; empty keeps the spec's spelling.
+        image: String,
         /// Its container ID.
         container_id: String,
     },
@@ -496,6 +515,8 @@ impl PodMachine {
                     runs: u32::from(ran_before),
                     last_termination: None,
                     image_id: known.map(|s| s.image_id.clone()).unwrap_or_default(),
+                    runtime_image: None,
+                    last_pull_error: None,
                     started: false,
                     ready: false,
                     probes: Vec::new(),
@@ -580,9 +601,12 @@ impl PodMachine {
             Input::Started {
                 container,
                 image_id,
+                image,
                 container_id,
             } => {
                 if let Some(c) = self.track(&container) {
+                    c.runtime_image = (!image.is_empty()).then_some(image);
+                    c.last_pull_error = None;
                     c.phase = Phase::Running {
                         started_at: now.wall,
                         container_id,
@@ -605,18 +629,20 @@ impl PodMachine {
                 failure,
                 message,
             } => {
+                let backoff = self.backoff;
                 let Some(c) = self.track(&container) else {
                     return;
                 };
                 c.replacing = false;
-                if matches!(failure, StartFailure::ImageNotFound | StartFailure::Config) {
+                if failure != StartFailure::Runtime {
                     // No container was created, so the attempt is not a run: kubelet's
                     // restartCount stays where it was while a pull or a config keeps failing.
                     Self::forget_attempt(c);
                 }
                 match failure {
-                    StartFailure::ImageNotFound => {
+                    StartFailure::ImagePull => {
                         c.pull_backoff.next(now.mono, now.mono);
+                        c.last_pull_error = Some(format!("ErrImagePull: {message}"));
                         let image = c.image.clone();
                         c.phase = Phase::Waiting {
                             reason: "ErrImagePull".to_string(),
@@ -639,6 +665,25 @@ impl PodMachine {
                             since: now.mono,
                         };
                         actions.push(warning("Failed", format!("Error: {message}"), &container));
+                    }
+                    StartFailure::NeverPull
+                    | StartFailure::InvalidImageName
+                    | StartFailure::ImageInspect => {
+                        // No pull was tried, so no pull back-off: kubelet tries again at its
+                        // next sync of the pod, which the first back-off step stands for.
+                        c.pull_backoff = Backoff::new(backoff.base, backoff.max);
+                        c.pull_backoff.next(now.mono, now.mono);
+                        let reason = match failure {
+                            StartFailure::NeverPull => "ErrImageNeverPull",
+                            StartFailure::InvalidImageName => "InvalidImageName",
+                            _ => "ImageInspectError",
+                        };
+                        c.phase = Phase::Waiting {
+                            reason: reason.to_string(),
+                            message: Some(message.clone()),
+                            since: now.mono,
+                        };
+                        actions.push(warning("Failed", format!("Error: {reason}"), &container));
                     }
                     StartFailure::Runtime => {
                         c.phase = Phase::Terminated(Termination {
@@ -1052,7 +1097,12 @@ impl PodMachine {
                         Self::start(c, actions);
                     }
                 }
-                "ErrImagePull" | "ImagePullBackOff" | "CreateContainerConfigError" => {
+                "ErrImagePull"
+                | "ImagePullBackOff"
+                | "CreateContainerConfigError"
+                | "ErrImageNeverPull"
+                | "InvalidImageName"
+                | "ImageInspectError" => {
                     if !c.pull_backoff.in_backoff_since(since, now.mono) {
                         Self::start(c, actions);
                     } else if reason == "ErrImagePull"
@@ -1060,9 +1110,13 @@ impl PodMachine {
                             >= pull_error_shown(&c.pull_backoff)
                     {
                         let image = c.image.clone();
+                        let shown = match &c.last_pull_error {
+                            Some(error) => format!("Back-off pulling image \"{image}\": {error}"),
+                            None => format!("Back-off pulling image \"{image}\""),
+                        };
                         c.phase = Phase::Waiting {
                             reason: "ImagePullBackOff".to_string(),
-                            message: Some(format!("Back-off pulling image \"{image}\"")),
+                            message: Some(shown),
                             since,
                         };
                         actions.push(Action::Event {
@@ -1117,6 +1171,9 @@ impl PodMachine {
             c.restart_count += 1;
         }
         c.runs += 1;
+        if c.image != c.spec_image {
+            c.runtime_image = None;
+        }
         c.image = c.spec_image.clone();
         c.phase = Phase::Starting;
         c.backoff_reported = false;
@@ -1165,7 +1222,11 @@ impl PodMachine {
                     "ErrImagePull" => {
                         consider(deadline::after(*since, pull_error_shown(&c.pull_backoff)));
                     }
-                    "ImagePullBackOff" | "CreateContainerConfigError" => {
+                    "ImagePullBackOff"
+                    | "CreateContainerConfigError"
+                    | "ErrImageNeverPull"
+                    | "InvalidImageName"
+                    | "ImageInspectError" => {
                         consider(c.pull_backoff.ends_at(*since));
                     }
                     _ => {}
@@ -1526,7 +1587,7 @@ fn container_status(c: &ContainerTrack) -> ContainerStatus {
     };
     ContainerStatus {
         name: c.name.clone(),
-        image: c.image.clone(),
+        image: c.runtime_image.clone().unwrap_or_else(|| c.image.clone()),
         image_id: c.image_id.clone(),
         container_id,
         ready: c.ready,
@@ -1615,6 +1676,7 @@ mod tests {
         Input::Started {
             container: name.into(),
             image_id: "img".into(),
+            image: String::new(),
             container_id: format!("skiff://{name}"),
         }
     }
@@ -1762,7 +1824,7 @@ mod tests {
         let a = m.step(
             Input::StartFailed {
                 container: "c".into(),
-                failure: StartFailure::ImageNotFound,
+                failure: StartFailure::ImagePull,
                 message: "image not known".into(),
             },
             clock.at(0),
@@ -1783,7 +1845,7 @@ mod tests {
 
     #[test]
     fn failed_pulls_and_config_errors_are_not_restarts() {
-        for failure in [StartFailure::ImageNotFound, StartFailure::Config] {
+        for failure in [StartFailure::ImagePull, StartFailure::Config] {
             let mut clock = Clock::new();
             let p = pod(json!({"containers": [{"name": "c", "image": "nope:1"}]}));
             let mut m = PodMachine::new(&p, backoff(), clock.at(0));
@@ -1864,7 +1926,7 @@ mod tests {
         m.step(Input::SandboxReady, clock.at(0));
         let not_found = || Input::StartFailed {
             container: "c".into(),
-            failure: StartFailure::ImageNotFound,
+            failure: StartFailure::ImagePull,
             message: "not here".into(),
         };
         m.step(not_found(), clock.at(0));
@@ -2104,6 +2166,7 @@ mod tests {
                 Input::Started {
                     container: "app".into(),
                     image_id: "web-2-id".into(),
+                    image: String::new(),
                     container_id: "skiff://app/1".into(),
                 },
                 clock.at(1_600),

@@ -13,7 +13,7 @@
 //! OpenKruise took out of service for an in-place update, keeps serving until proxies no longer
 //! route to it, within its grace period, before preStop hooks and SIGTERM.
 //!
-//! Images and probes plug in through [`ImageResolver`] and [`Prober`]; [`SimpleImages`] and
+//! Images and probes plug in through [`ImageService`] and [`Prober`]; [`SimpleImages`] and
 //! [`SimpleProber`] are small built-in implementations.
 //!
 //! Guarantees: when [`NodeAgent::run`] returns, no process it started is left: every pod was
@@ -31,12 +31,16 @@
 mod backoff;
 pub mod command;
 pub mod deadline;
+pub mod image_gc;
 pub mod logfiles;
 pub mod machine;
 mod node;
 pub mod pod_range;
 pub mod probe_timing;
 mod process;
+pub mod pull;
+pub mod pull_secrets;
+pub mod rootfs;
 mod runtime;
 pub mod sandbox;
 mod worker;
@@ -63,8 +67,9 @@ pub use logfiles::{AgentLogs, LiveRuns};
 pub use machine::BackoffConfig;
 pub use node::{detect_capacity, NodeReporter, RealNode, NODE_ADDRESS};
 pub use runtime::{
-    image_repository, ExecFn, ExecOutput, ImageResolver, ProbeContext, ProbeResult, Prober,
-    ResolvedImage, SimpleImages, SimpleProber,
+    image_repository, ExecFn, ExecOutput, ImageGcFailure, ImageLookupError, ImageRoot,
+    ImageService, ProbeContext, ProbeResult, Prober, PullCredentials, PulledImage, ResolvedImage,
+    SimpleImages, SimpleProber,
 };
 
 use crate::drain::TrafficDrain;
@@ -83,8 +88,8 @@ pub struct NodeAgentConfig {
     pub pod_cidr: (Ipv4Addr, u8),
     /// What the node offers; [`detect_capacity`] reads this machine's.
     pub capacity: NodeCapacity,
-    /// Resolves images.
-    pub images: Arc<dyn ImageResolver>,
+    /// Finds and pulls images.
+    pub images: Arc<dyn ImageService>,
     /// Runs probes and hooks.
     pub prober: Arc<dyn Prober>,
     /// How often the Lease is renewed (kubelet: 10 s).
@@ -100,6 +105,8 @@ pub struct NodeAgentConfig {
     /// Holds a stopping pod's preStop and SIGTERM until proxies no longer route to it; none
     /// means no wait (Kubernetes' behaviour).
     pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
+    /// How often unused images are garbage collected (kubelet: 5 minutes); tests shorten it.
+    pub image_gc_period: Duration,
 }
 
 impl NodeAgentConfig {
@@ -108,7 +115,7 @@ impl NodeAgentConfig {
     pub fn new(
         node_name: &str,
         data_dir: PathBuf,
-        images: Arc<dyn ImageResolver>,
+        images: Arc<dyn ImageService>,
         prober: Arc<dyn Prober>,
     ) -> NodeAgentConfig {
         NodeAgentConfig {
@@ -124,6 +131,7 @@ impl NodeAgentConfig {
             isolate: true,
             log_cap: logfiles::DEFAULT_LOG_CAP,
             traffic_drain: None,
+            image_gc_period: image_gc::DEFAULT_IMAGE_GC_PERIOD,
         }
     }
 
@@ -217,7 +225,8 @@ impl NodeAgent {
             self.config.capacity.clone(),
         );
         let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
-            .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?;
+            .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?
+            .with_images(self.config.images.clone());
         reporter
             .register()
             .await
@@ -285,6 +294,13 @@ impl NodeAgent {
             uids_by_key: HashMap::new(),
         };
         pods_manager.clean_leftovers(&informer).await;
+        let image_gc = tokio::spawn(image_gc::run(
+            self.config.images.clone(),
+            informer.clone(),
+            recorder.clone(),
+            self.config.node_name.clone(),
+            self.config.image_gc_period,
+        ));
         let mut changes = informer.subscribe();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
         loop {
@@ -304,6 +320,7 @@ impl NodeAgent {
                 Some(uid) = done_rx.recv() => pods_manager.on_worker_done(&uid, &informer),
             }
         }
+        image_gc.abort();
         pods_manager
             .stop_all(self.config.shutdown_grace, &mut done_rx)
             .await;

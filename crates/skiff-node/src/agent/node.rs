@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::api::core::v1::{ContainerImage, Node, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use serde_json::json;
 use skiff_api::patch::PatchType;
 use skiff_client::{Api, Client, ClientError};
 
+use crate::agent::ImageService;
 use crate::simulated::node::{
     lease_duration_seconds, lease_object, node_object, node_status, NodeSoftware, SimulatedNode,
     NODE_LEASE_NAMESPACE, SIMULATED_NODE_LABEL,
@@ -135,6 +136,9 @@ pub struct NodeReporter {
     node: RealNode,
     heartbeat: Duration,
     uid: Option<String>,
+    images: Option<Arc<dyn ImageService>>,
+    /// The images the last status written listed.
+    reported_images: Vec<ContainerImage>,
 }
 
 impl NodeReporter {
@@ -150,7 +154,23 @@ impl NodeReporter {
             node,
             heartbeat,
             uid: None,
+            images: None,
+            reported_images: Vec::new(),
         })
+    }
+
+    /// Lists `images`' stored images in the Node's `status.images`, refreshed whenever they
+    /// change (checked every heartbeat).
+    pub fn with_images(mut self, images: Arc<dyn ImageService>) -> NodeReporter {
+        self.images = Some(images);
+        self
+    }
+
+    fn current_images(&self) -> Vec<ContainerImage> {
+        self.images
+            .as_ref()
+            .map(|images| images.node_images())
+            .unwrap_or_default()
     }
 
     /// Creates the Node (or refreshes one registered before) and its Lease.
@@ -177,13 +197,22 @@ impl NodeReporter {
     }
 
     /// Writes a fresh status.
-    pub async fn report_status(&self) -> Result<Node, ClientError> {
+    pub async fn report_status(&mut self) -> Result<Node, ClientError> {
         let mut last = None;
+        let images = self.current_images();
         for _ in 0..5 {
             let mut current = self.nodes.get(self.node.name()).await?;
-            current.status = Some(self.node.status(current.status.as_ref(), Timestamp::now()));
+            let mut status = self.node.status(current.status.as_ref(), Timestamp::now());
+            if self.images.is_some() {
+                // kubelet omits the list when the node has no images.
+                status.images = (!images.is_empty()).then(|| images.clone());
+            }
+            current.status = Some(status);
             match self.nodes.update_status(&current).await {
-                Ok(stored) => return Ok(stored),
+                Ok(stored) => {
+                    self.reported_images = images;
+                    return Ok(stored);
+                }
                 Err(e) if e.is_conflict() => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -230,7 +259,9 @@ impl NodeReporter {
             if let Err(error) = self.renew_lease().await {
                 tracing::warn!(node = %self.node.name(), %error, "renewing the node lease failed");
             }
-            if count.is_multiple_of(6) {
+            let images_changed =
+                self.images.is_some() && self.current_images() != self.reported_images;
+            if count.is_multiple_of(6) || images_changed {
                 let result = match self.report_status().await {
                     Err(e) if e.is_not_found() => self.register().await,
                     other => other.map(|_| ()),

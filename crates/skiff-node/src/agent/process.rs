@@ -32,6 +32,9 @@ pub struct SpawnRequest {
     pub cwd: PathBuf,
     /// The log file of this run.
     pub log_path: PathBuf,
+    /// The name the program sees as its `argv[0]`, when not the path run (a program found
+    /// inside an image run without a root of its own: `busybox` dispatches on it).
+    pub arg0: Option<String>,
     /// Where rotation starts.
     pub log_cap: u64,
 }
@@ -296,6 +299,9 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
         request.log_cap,
     )?));
     let mut command = tokio::process::Command::new(program);
+    if let Some(arg0) = &request.arg0 {
+        command.arg0(arg0);
+    }
     command
         .args(&request.argv[1..])
         .env_clear()
@@ -547,6 +553,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: dir.path().to_path_buf(),
             log_path: dir.path().join("0.log"),
+            arg0: None,
             log_cap: 1 << 20,
         })
         .unwrap();

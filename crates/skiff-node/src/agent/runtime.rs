@@ -1,23 +1,35 @@
 //! The seams where images and probes plug into the agent, with small built-in implementations.
 //!
-//! The agent only needs to know what an image *runs* ([`ImageResolver`]) and how to check on a
+//! The agent only needs to find or pull an image ([`ImageService`]) and to check on a
 //! container or run one of its lifecycle hooks ([`Prober`]); a richer catalog and prober can be
 //! plugged in without touching the pod lifecycle.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, LifecycleHandler, Probe};
+use k8s_openapi::api::core::v1::{
+    ContainerImage, ContainerPort, HTTPGetAction, LifecycleHandler, Probe,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// What an image runs, once resolved on this node.
+/// Where an image's files are, to become a container's root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRoot {
+    /// Layer snapshots to stack with overlayfs, top-most first.
+    Overlay(Vec<PathBuf>),
+    /// One read-only tree holding the whole image.
+    Merged(PathBuf),
+}
+
+/// What an image runs, once on this node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResolvedImage {
     /// The image's `ENTRYPOINT`.
@@ -30,15 +42,85 @@ pub struct ResolvedImage {
     pub working_dir: Option<String>,
     /// The `imageID` reported in container statuses.
     pub image_id: String,
+    /// The image as container statuses report it in `image` (the normalized reference, as
+    /// containerd names it); empty to report the pod's own spelling.
+    pub name: String,
+    /// The image's files; `None` runs the container on the host's filesystem (the
+    /// transitional built-in aliases).
+    pub root: Option<ImageRoot>,
+    /// The image's size in bytes, as `Pulled` events and the Node's `status.images` report it.
+    pub size: u64,
+    /// Whether this image exists only on this node (a built-in alias or an imported
+    /// directory): it is used whatever the pull policy says and never pulled.
+    pub local_only: bool,
 }
 
-/// Resolves image references to what they run; there is no registry to pull from.
-pub trait ImageResolver: Send + Sync {
-    /// The image, or `None` when it is unknown on this node (the container then waits in
-    /// `ErrImagePull` / `ImagePullBackOff`).
-    fn resolve(&self, image: &str) -> Option<ResolvedImage>;
+/// Why an image reference cannot be looked up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageLookupError {
+    /// The reference does not parse: kubelet's `InvalidImageName`; the text is the parser's.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The node's image store could not be read: kubelet's `ImageInspectError`.
+    #[error("{0}")]
+    Inspect(String),
 }
 
+/// Credentials to present to a registry, from a pod's pull Secrets, best match first.
+pub type PullCredentials = Vec<skiff_images::keyring::Credentials>;
+
+/// A finished pull.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PulledImage {
+    /// What the pulled image runs.
+    pub image: ResolvedImage,
+    /// How long the download itself took (without waiting for another pull of it).
+    pub pull_duration: Duration,
+}
+
+/// The node's images: what is stored here, and pulls of what is not. The agent applies the
+/// pull policy and reports events; implementations only look up and fetch.
+#[async_trait]
+pub trait ImageService: Send + Sync {
+    /// The image `image` (a pod's `image` field) if this node has it.
+    async fn find(&self, image: &str) -> Result<Option<ResolvedImage>, ImageLookupError>;
+    /// Pulls `image`, trying `credentials` in order and then the node's own; the error is
+    /// the registry's own text.
+    async fn pull(&self, image: &str, credentials: &PullCredentials)
+        -> Result<PulledImage, String>;
+    /// The images stored on this node, for the Node's `status.images`, largest first.
+    fn node_images(&self) -> Vec<ContainerImage> {
+        Vec::new()
+    }
+    /// One image garbage collection round at `now`, keeping the images `in_use` (the pods'
+    /// `image` fields); a service with nothing to collect does nothing.
+    async fn collect_garbage(
+        &self,
+        _in_use: &[String],
+        _now: std::time::SystemTime,
+    ) -> Result<(), ImageGcFailure> {
+        Ok(())
+    }
+}
+
+/// Why an image garbage collection round failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageGcFailure {
+    /// The images that could go do not free enough space: kubelet's `FreeDiskSpaceFailed`
+    /// text.
+    FreeDiskSpace(String),
+    /// The round could not run (the store or its filesystem could not be read).
+    Failed(String),
+}
+
+impl ImageGcFailure {
+    /// The failure's text, as kubelet's events carry it.
+    pub fn message(&self) -> &str {
+        match self {
+            ImageGcFailure::FreeDiskSpace(message) | ImageGcFailure::Failed(message) => message,
+        }
+    }
+}
 /// The outcome of one probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeResult {
@@ -136,6 +218,8 @@ impl SimpleImages {
                 )],
                 working_dir: None,
                 image_id: format!("skiff://{name}"),
+                local_only: true,
+                ..ResolvedImage::default()
             },
         );
         self
@@ -158,12 +242,24 @@ pub fn image_repository(image: &str) -> &str {
     }
 }
 
-impl ImageResolver for SimpleImages {
-    fn resolve(&self, image: &str) -> Option<ResolvedImage> {
-        self.images
+#[async_trait]
+impl ImageService for SimpleImages {
+    async fn find(&self, image: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
+        Ok(self
+            .images
             .get(image)
             .or_else(|| self.images.get(image_repository(image)))
-            .cloned()
+            .cloned())
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        _credentials: &PullCredentials,
+    ) -> Result<PulledImage, String> {
+        Err(format!(
+            "image \"{image}\" is not in this node's image catalog"
+        ))
     }
 }
 
@@ -339,8 +435,8 @@ async fn http_get(
 mod tests {
     use super::*;
 
-    #[test]
-    fn image_references_resolve_by_exact_name_then_repository() {
+    #[tokio::test]
+    async fn image_references_resolve_by_exact_name_then_repository() {
         let images =
             SimpleImages::new()
                 .with("busybox", &[], &["sh"])
@@ -353,7 +449,7 @@ mod tests {
             ("nginx", None),
         ];
         for (image, cmd) in cases {
-            let got = images.resolve(image);
+            let got = images.find(image).await.unwrap();
             match cmd {
                 Some(cmd) => assert_eq!(got.unwrap().cmd, vec![cmd.to_string()], "{image}"),
                 None if image == "busybox:exact" => {

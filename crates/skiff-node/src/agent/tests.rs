@@ -21,22 +21,102 @@ const NODE: &str = "node-a";
 /// An image whose first resolution panics, as a bug in an image store would.
 const PANICS_ONCE: &str = "panics-once";
 
-/// The test catalog, panicking the first time [`PANICS_ONCE`] is resolved.
-struct PanicsOnce {
+/// An image a fake registry serves.
+const REMOTE_IMAGE: &str = "app:1";
+/// An image whose pull the fake registry refuses with [`REGISTRY_ERROR`].
+const BROKEN_IMAGE: &str = "registry.test/broken:1";
+/// The fake registry's refusal.
+const REGISTRY_ERROR: &str =
+    "registry.test/team/broken:1: not found: manifest unknown: manifest unknown";
+/// An image whose pull waits until the test opens [`TestImages::slow_gate`].
+const SLOW_IMAGE: &str = "registry.test/slow:1";
+
+/// The test catalog plus a fake registry: panics the first time [`PANICS_ONCE`] is looked
+/// up, serves [`REMOTE_IMAGE`] and [`SLOW_IMAGE`], refuses [`BROKEN_IMAGE`], and records
+/// every pull.
+struct TestImages {
     images: SimpleImages,
     fired: std::sync::atomic::AtomicBool,
+    pulled: std::sync::Mutex<Vec<String>>,
+    slow_gate: tokio::sync::Semaphore,
+    /// The images each garbage collection round was told are in use.
+    gc_rounds: std::sync::Mutex<Vec<Vec<String>>>,
 }
 
-impl ImageResolver for PanicsOnce {
-    fn resolve(&self, image: &str) -> Option<runtime::ResolvedImage> {
-        if image == PANICS_ONCE && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            panic!("the image store broke on {image}");
+impl TestImages {
+    fn pulls(&self) -> Vec<String> {
+        self.pulled.lock().unwrap().clone()
+    }
+
+    fn remote(image: &str) -> ResolvedImage {
+        let name = if image == REMOTE_IMAGE {
+            "docker.io/library/app:1".to_string()
+        } else {
+            image.to_string()
+        };
+        ResolvedImage {
+            cmd: vec!["sh".into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            image_id: format!(
+                "{}@sha256:{}",
+                name.split(':').next().unwrap(),
+                "1".repeat(64)
+            ),
+            name,
+            size: 1234,
+            ..ResolvedImage::default()
         }
-        self.images.resolve(image)
     }
 }
 
+#[async_trait::async_trait]
+impl ImageService for TestImages {
+    async fn find(&self, image: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
+        if image == PANICS_ONCE && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("the image store broke on {image}");
+        }
+        if self.pulls().iter().any(|p| p == image) {
+            return Ok(Some(Self::remote(image)));
+        }
+        self.images.find(image).await
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: &PullCredentials,
+    ) -> Result<PulledImage, String> {
+        let pulled = PulledImage {
+            image: Self::remote(image),
+            pull_duration: Duration::from_millis(3),
+        };
+        match image {
+            REMOTE_IMAGE => {}
+            SLOW_IMAGE => {
+                let _permit = self.slow_gate.acquire().await.map_err(|e| e.to_string())?;
+            }
+            BROKEN_IMAGE => return Err(REGISTRY_ERROR.to_string()),
+            _ => return self.images.pull(image, credentials).await,
+        }
+        self.pulled.lock().unwrap().push(image.to_string());
+        Ok(pulled)
+    }
+
+    async fn collect_garbage(
+        &self,
+        in_use: &[String],
+        _now: std::time::SystemTime,
+    ) -> Result<(), ImageGcFailure> {
+        self.gc_rounds.lock().unwrap().push(in_use.to_vec());
+        Err(ImageGcFailure::FreeDiskSpace(GC_SHORTFALL.to_string()))
+    }
+}
+
+/// What the fake image service's garbage collection always answers.
+const GC_SHORTFALL: &str = "Failed to garbage collect required amount of images. Attempted to free 100 bytes, but only found 0 bytes eligible to free.";
+
 struct Harness {
+    images: Arc<TestImages>,
     _dir: tempfile::TempDir,
     data_dir: PathBuf,
     client: Arc<dyn Client>,
@@ -65,14 +145,17 @@ async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Har
         .with("busybox", &[], &["sh"])
         .with("busybox:2", &[], &["sh"])
         .with(PANICS_ONCE, &[], &["sh"]);
-    let images = PanicsOnce {
+    let images = Arc::new(TestImages {
         images,
         fired: std::sync::atomic::AtomicBool::new(false),
-    };
+        pulled: std::sync::Mutex::new(Vec::new()),
+        slow_gate: tokio::sync::Semaphore::new(0),
+        gc_rounds: std::sync::Mutex::new(Vec::new()),
+    });
     let mut config = NodeAgentConfig::new(
         NODE,
         data_dir.clone(),
-        Arc::new(images),
+        images.clone(),
         Arc::new(SimpleProber),
     );
     config.backoff = BackoffConfig {
@@ -80,6 +163,7 @@ async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Har
         max: Duration::from_secs(1),
     };
     config.heartbeat = Duration::from_secs(1);
+    config.image_gc_period = Duration::from_millis(300);
     config.shutdown_grace = Duration::from_secs(3);
     if let Some(drain) = drain {
         config = config.with_traffic_drain(drain);
@@ -92,6 +176,7 @@ async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Har
         let _ = stopped.wait_for(|s| *s).await;
     }));
     Harness {
+        images,
         _dir: dir,
         data_dir,
         pods: Api::new(client.clone(), Some("default")).unwrap(),
@@ -329,7 +414,7 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
     let expected = [
         (
             "Pulled",
-            "Container image \"busybox\" already present on machine",
+            "Container image \"busybox\" already present on machine and can be accessed by the pod",
         ),
         ("Created", "Created container: c"),
         ("Started", "Started container c"),
@@ -646,7 +731,7 @@ async fn a_changed_image_restarts_that_container_in_place() {
     })
     .await;
     h.wait_event("inplace", |r, m| {
-        r == "Pulled" && m == "Container image \"busybox:2\" already present on machine"
+        r == "Pulled" && m == "Container image \"busybox:2\" already present on machine and can be accessed by the pod"
     })
     .await;
     // The second start of `app` is counted on the same Event object, as kubelet's are.
@@ -946,5 +1031,202 @@ async fn huge_grace_periods_neither_stop_the_node_nor_outlast_a_shorter_deletion
     )
     .await;
     h.wait_ready("after").await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_pulled_then_started_and_reported_by_its_runtime_name() {
+    let h = harness().await;
+    h.create(
+        "pulled",
+        json!({"containers": [{"name": "c", "image": REMOTE_IMAGE,
+            "command": ["sh", "-c", "sleep 30"]}]}),
+    )
+    .await;
+    let pod = h.wait_ready("pulled").await;
+    let status = container_status(&pod).unwrap();
+    assert_eq!(status.image, "docker.io/library/app:1");
+    assert_eq!(
+        status.image_id,
+        format!("docker.io/library/app@sha256:{}", "1".repeat(64))
+    );
+    assert_eq!(h.images.pulls(), vec![REMOTE_IMAGE.to_string()]);
+    h.wait_event("pulled", |r, m| {
+        r == "Pulling" && m == "Pulling image \"app:1\""
+    })
+    .await;
+    h.wait_event("pulled", |r, m| {
+        r == "Pulled"
+            && m.starts_with("Successfully pulled image \"app:1\" in ")
+            && m.ends_with(" including waiting). Image size: 1234 bytes.")
+    })
+    .await;
+    h.wait_event("pulled", |r, _| r == "Started").await;
+    h.delete_with_grace("pulled", 1).await;
+    h.wait_gone("pulled", Duration::from_secs(10)).await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pull_shows_the_registrys_error_then_backs_off_with_it() {
+    let h = harness().await;
+    h.create(
+        "refused",
+        json!({"containers": [{"name": "c", "image": BROKEN_IMAGE}]}),
+    )
+    .await;
+    let waiting =
+        |reason: &'static str| move |p: &Pod| waiting_reason(p).as_deref() == Some(reason);
+    let pod = h
+        .wait_for("refused", Duration::from_secs(10), waiting("ErrImagePull"))
+        .await;
+    let message = container_status(&pod)
+        .unwrap()
+        .state
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message;
+    assert_eq!(message.as_deref(), Some(REGISTRY_ERROR));
+    let pod = h
+        .wait_for(
+            "refused",
+            Duration::from_secs(10),
+            waiting("ImagePullBackOff"),
+        )
+        .await;
+    let message = container_status(&pod)
+        .unwrap()
+        .state
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message;
+    assert_eq!(
+        message,
+        Some(format!(
+            "Back-off pulling image \"{BROKEN_IMAGE}\": ErrImagePull: {REGISTRY_ERROR}"
+        ))
+    );
+    h.wait_event("refused", |r, m| {
+        r == "Failed" && m == format!("Failed to pull image \"{BROKEN_IMAGE}\": {REGISTRY_ERROR}")
+    })
+    .await;
+    h.wait_event("refused", |r, m| {
+        r == "Failed" && m == "Error: ErrImagePull"
+    })
+    .await;
+    h.wait_event("refused", |r, m| {
+        r == "BackOff" && m == format!("Back-off pulling image \"{BROKEN_IMAGE}\"")
+    })
+    .await;
+    h.wait_event("refused", |r, m| {
+        r == "Failed" && m == "Error: ImagePullBackOff"
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_policy_never_fails_without_pulling() {
+    let h = harness().await;
+    h.create(
+        "never",
+        json!({"containers": [{"name": "c", "image": REMOTE_IMAGE, "imagePullPolicy": "Never"}]}),
+    )
+    .await;
+    let pod = h
+        .wait_for("never", Duration::from_secs(10), |p| {
+            waiting_reason(p).as_deref() == Some("ErrImageNeverPull")
+        })
+        .await;
+    let message = container_status(&pod)
+        .unwrap()
+        .state
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message;
+    assert_eq!(
+        message.as_deref(),
+        Some("Container image \"app:1\" is not present with pull policy of Never")
+    );
+    h.wait_event("never", |r, m| {
+        r == "ErrImageNeverPull"
+            && m == "Container image \"app:1\" is not present with pull policy of Never"
+    })
+    .await;
+    h.wait_event("never", |r, m| {
+        r == "Failed" && m == "Error: ErrImageNeverPull"
+    })
+    .await;
+    assert!(h.images.pulls().is_empty(), "nothing was pulled");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_pull_does_not_hold_up_other_pods() {
+    let h = harness().await;
+    h.create(
+        "slow",
+        json!({"containers": [{"name": "c", "image": SLOW_IMAGE,
+            "command": ["sh", "-c", "sleep 30"]}]}),
+    )
+    .await;
+    h.wait_event("slow", |r, _| r == "Pulling").await;
+    h.create(
+        "quick",
+        json!({"containers": [{"name": "c", "image": "busybox",
+            "command": ["sh", "-c", "sleep 30"]}]}),
+    )
+    .await;
+    h.wait_ready("quick").await;
+    let slow = h.pods.get("slow").await.unwrap();
+    assert_eq!(
+        waiting_reason(&slow).as_deref(),
+        Some("ContainerCreating"),
+        "the slow pod still waits for its image"
+    );
+    h.images.slow_gate.add_permits(1);
+    h.wait_ready("slow").await;
+    for name in ["slow", "quick"] {
+        h.delete_with_grace(name, 1).await;
+        h.wait_gone(name, Duration::from_secs(10)).await;
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_garbage_collection_keeps_pod_images_and_reports_shortfalls_on_the_node() {
+    let h = harness().await;
+    h.create(
+        "kept",
+        json!({"containers": [{"name": "c", "image": "busybox:2",
+            "command": ["sh", "-c", "sleep 30"]}]}),
+    )
+    .await;
+    h.wait_ready("kept").await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while !h
+        .images
+        .gc_rounds
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|round| round == &vec!["busybox:2".to_string()])
+    {
+        assert!(
+            Instant::now() < until,
+            "no round was told the pod's image is in use"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.wait_event(NODE, |r, m| r == "FreeDiskSpaceFailed" && m == GC_SHORTFALL)
+        .await;
+    // A second failed round in a row is an ImageGCFailed.
+    h.wait_event(NODE, |r, m| r == "ImageGCFailed" && m == GC_SHORTFALL)
+        .await;
+    h.delete_with_grace("kept", 1).await;
+    h.wait_gone("kept", Duration::from_secs(10)).await;
     h.shutdown().await;
 }

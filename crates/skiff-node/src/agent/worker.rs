@@ -23,7 +23,11 @@ use super::logfiles::{log_path, LiveRuns};
 use super::machine::{Action, BackoffConfig, Input, Now, PodMachine, Severity, StartFailure};
 use super::probe_timing::ProbeKind;
 use super::process::{self, ContainerProcess, SpawnRequest};
-use super::runtime::{ExecFn, ImageResolver, ProbeContext, ProbeResult, Prober};
+use super::pull::{ensure_image, PullPolicy};
+use super::pull_secrets::pull_credentials;
+use super::rootfs::{find_program, resolve_in_root, rooted_argv, EtcFiles, RootedRun, RunDirs};
+use super::runtime::ImageRoot;
+use super::runtime::{ExecFn, ImageService, ProbeContext, ProbeResult, Prober};
 use super::sandbox::{self, container_mounts, isolated_argv, pod_dir, PreparedVolume};
 use crate::drain::TrafficDrain;
 
@@ -45,7 +49,7 @@ pub(crate) struct Shared {
     pub kubernetes_service: Option<(String, u16)>,
     /// Allocatable CPU (millicores) and memory (bytes).
     pub allocatable: (i64, i64),
-    pub images: Arc<dyn ImageResolver>,
+    pub images: Arc<dyn ImageService>,
     pub prober: Arc<dyn Prober>,
     pub recorder: EventRecorder,
     pub live: LiveRuns,
@@ -166,6 +170,7 @@ enum Msg {
         run: i32,
         env: Vec<(String, String)>,
         cwd: PathBuf,
+        root: Option<ExecRoot>,
     },
 }
 
@@ -180,7 +185,7 @@ struct Worker {
     sandbox_retry: Option<Instant>,
     processes: HashMap<String, ContainerProcess>,
     /// The environment and working directory of each container's current run, for exec.
-    exec_env: HashMap<String, (Vec<(String, String)>, PathBuf)>,
+    exec_env: HashMap<String, ExecPlace>,
     last_written: Option<PodStatus>,
     /// A pod that had finished before this worker started: report nothing, start nothing.
     adopted_terminal: bool,
@@ -320,9 +325,9 @@ impl Worker {
                     }
                     Some(msg) = self.rx.recv() => match msg {
                         Msg::Input(input) => input,
-                        Msg::Spawned { container, process, run, env, cwd } => {
+                        Msg::Spawned { container, process, run, env, cwd, root } => {
                             self.watch_exit(&container, process.clone(), run);
-                            self.exec_env.insert(container.clone(), (env, cwd));
+                            self.exec_env.insert(container.clone(), (env, cwd, root));
                             self.processes.insert(container, process);
                             continue;
                         }
@@ -392,7 +397,7 @@ impl Worker {
                     self.event(
                         Severity::Warning,
                         "NoIsolation",
-                        "containers run without their own mounts, /tmp or hostname: this node is not running as root with unshare available".to_string(),
+                        "containers run without their own mounts, /tmp or hostname, and images without a root of their own (programs run from the image's files on the host): this node is not running as root with unshare available".to_string(),
                         None,
                     );
                 }
@@ -492,20 +497,26 @@ impl Worker {
     }
 
     /// The environment exec checks and hooks run in: the container's env and namespaces.
-    fn exec_fn(&self, env: Vec<(String, String)>, cwd: PathBuf, pgid: Option<i32>) -> ExecFn {
-        let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
-        make_exec(nsenter, env, cwd, pgid)
+    fn exec_fn(
+        &self,
+        env: Vec<(String, String)>,
+        cwd: PathBuf,
+        pgid: Option<i32>,
+        root: Option<ExecRoot>,
+    ) -> ExecFn {
+        make_exec(self.shared.isolation.clone(), env, cwd, pgid, root)
     }
 
     /// The exec function for a container's current run.
     fn exec_for(&self, name: &str, pgid: Option<i32>) -> ExecFn {
-        let (env, cwd) = self.exec_env.get(name).cloned().unwrap_or_else(|| {
+        let (env, cwd, root) = self.exec_env.get(name).cloned().unwrap_or_else(|| {
             (
                 vec![("PATH".to_string(), DEFAULT_PATH.to_string())],
                 self.dir.join("containers").join(name),
+                None,
             )
         });
-        self.exec_fn(env, cwd, pgid)
+        self.exec_fn(env, cwd, pgid, root)
     }
 
     fn start(&mut self, name: String, restart_count: i32, run: u32) {
@@ -522,7 +533,7 @@ impl Worker {
         let pgids = self.dir.join("pgids");
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
-        let nsenter = self.shared.isolation.as_ref().map(|(_, n)| n.clone());
+        let isolation = self.shared.isolation.clone();
         let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
         spawn_step(
             &self.uid,
@@ -536,13 +547,6 @@ impl Worker {
                     }));
                 };
                 let image_ref = container.image.clone().unwrap_or_default();
-                let Some(image) = shared.images.resolve(&image_ref) else {
-                    fail(
-                        StartFailure::ImageNotFound,
-                        format!("image \"{image_ref}\" is not in this node's image catalog"),
-                    );
-                    return;
-                };
                 let record = |severity: EventType, reason: &str, message: String| {
                     if let Ok(r) = ObjectRef::from_object(&*pod) {
                         let field = if pod
@@ -563,11 +567,31 @@ impl Worker {
                         );
                     }
                 };
-                record(
-                    EventType::Normal,
-                    "Pulled",
-                    format!("Container image \"{image_ref}\" already present on machine"),
-                );
+                let policy =
+                    PullPolicy::effective(container.image_pull_policy.as_deref(), &image_ref);
+                let credentials =
+                    pull_credentials(shared.client.clone(), &pod, &image_ref, &shared.recorder);
+                let ensured = ensure_image(
+                    shared.images.as_ref(),
+                    &image_ref,
+                    policy,
+                    credentials,
+                    &mut |severity, reason, message| {
+                        let kind = match severity {
+                            Severity::Normal => EventType::Normal,
+                            Severity::Warning => EventType::Warning,
+                        };
+                        record(kind, reason, message);
+                    },
+                )
+                .await;
+                let image = match ensured {
+                    Ok(image) => image,
+                    Err((failure, message)) => {
+                        fail(failure, message);
+                        return;
+                    }
+                };
                 let mut env = match environment(
                     shared.client.clone(),
                     &pod,
@@ -591,39 +615,41 @@ impl Worker {
                     fail(StartFailure::Runtime, "no command specified".to_string());
                     return;
                 }
-                let private_tmp = container_dir.join("tmp");
-                if let Err(e) = std::fs::create_dir_all(&private_tmp) {
-                    fail(
-                        StartFailure::Runtime,
-                        format!("creating the container directory: {e}"),
-                    );
-                    return;
-                }
                 let working_dir = container
                     .working_dir
                     .clone()
                     .filter(|d| !d.is_empty())
                     .or_else(|| image.working_dir.clone());
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                let (argv, cwd) = match &shared.isolation {
-                    Some((unshare, _)) => {
-                        let mounts = container_mounts(&container, &volumes);
-                        let mut argv = isolated_argv(
-                            &command,
-                            &mounts,
-                            &private_tmp,
-                            &pod_name,
-                            working_dir.as_deref(),
-                        );
-                        argv[0] = unshare.to_string_lossy().into_owned();
-                        (argv, container_dir.clone())
+                let mounts = container_mounts(&container, &volumes);
+                let launch = match (&image.root, &shared.isolation) {
+                    (None, isolation) => host_launch(
+                        command,
+                        &container_dir,
+                        &mounts,
+                        &pod_name,
+                        working_dir,
+                        isolation.as_ref().map(|(unshare, _)| unshare.as_path()),
+                    ),
+                    (Some(root), Some((unshare, _))) => rooted_launch(
+                        command,
+                        root,
+                        &container_dir,
+                        &mounts,
+                        &pod_name,
+                        &pod_ip.to_string(),
+                        working_dir.as_deref(),
+                        unshare,
+                    ),
+                    (Some(root), None) => {
+                        merged_launch(command, root, &container_dir, working_dir, &env)
                     }
-                    None => {
-                        let cwd = working_dir
-                            .map(PathBuf::from)
-                            .filter(|d| d.is_dir())
-                            .unwrap_or_else(|| container_dir.clone());
-                        (command, cwd)
+                };
+                let (argv, cwd, arg0, root) = match launch {
+                    Ok(launch) => launch,
+                    Err(message) => {
+                        fail(StartFailure::Runtime, message);
+                        return;
                     }
                 };
                 record(
@@ -638,6 +664,7 @@ impl Worker {
                     cwd: cwd.clone(),
                     log_path: log,
                     log_cap: shared.log_cap,
+                    arg0,
                 });
                 let process = match spawned {
                     Ok(p) => p,
@@ -666,12 +693,18 @@ impl Worker {
                     pgid: process.pgid,
                 });
                 let pgid = process.pgid;
+                if root.is_some() {
+                    // Started means the container's root is in place, as for a created
+                    // container: probes and hooks must not run in a half-assembled one.
+                    wait_for_root(&RunDirs::under(&container_dir).ready, &process).await;
+                }
                 let _ = tx.send(Msg::Spawned {
                     container: name.clone(),
                     process,
                     run: restart_count,
                     env: env_pairs.clone(),
                     cwd: cwd.clone(),
+                    root: root.clone(),
                 });
                 record(
                     EventType::Normal,
@@ -686,7 +719,7 @@ impl Worker {
                     let ctx = ProbeContext {
                         pod_ip,
                         container_ports: container.ports.clone().unwrap_or_default(),
-                        exec: make_exec(nsenter, env_pairs, cwd, Some(pgid)),
+                        exec: make_exec(isolation, env_pairs, cwd, Some(pgid), root),
                     };
                     let deadline = deadline::after(Instant::now(), grace_of(&pod));
                     if let Err(message) = shared.prober.run_hook(handler, &ctx, deadline).await {
@@ -701,6 +734,7 @@ impl Worker {
                 let _ = tx.send(Msg::Input(Input::Started {
                     container: name.clone(),
                     image_id: image.image_id.clone(),
+                    image: image.name.clone(),
                     container_id: format!("skiff://{uid}/{name}/{run}"),
                 }));
             },
@@ -935,28 +969,182 @@ impl Worker {
     }
 }
 
+/// How a container run starts: its argv, working directory, `argv[0]` override, and the root
+/// its exec commands run in.
+type Launch = (Vec<String>, PathBuf, Option<String>, Option<ExecRoot>);
+
+/// Where a container run's exec commands run: its environment, working directory (of the
+/// `nsenter` itself) and own root.
+type ExecPlace = (Vec<(String, String)>, PathBuf, Option<ExecRoot>);
+
+/// A container run's own root (the mount point of its image, inside its mount namespace) and
+/// working directory there.
+#[derive(Clone, Debug)]
+struct ExecRoot {
+    root: PathBuf,
+    working_dir: String,
+}
+
+/// The longest a container's root may take to be assembled before it counts as started.
+const ROOT_ASSEMBLY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until the container's root is assembled (its script leaves `marker`), the process
+/// ends, or [`ROOT_ASSEMBLY_DEADLINE`] passes.
+async fn wait_for_root(marker: &Path, process: &ContainerProcess) {
+    let deadline = deadline::after(Instant::now(), ROOT_ASSEMBLY_DEADLINE);
+    let mut done = process.done.clone();
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        if marker.exists() || done.borrow().is_some() {
+            return;
+        }
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = done.changed() => if changed.is_err() { return; },
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// A container on the host's filesystem (the transitional aliases and imported directories):
+/// in its own mount and UTS namespaces with a private `/tmp` when isolated.
+fn host_launch(
+    command: Vec<String>,
+    container_dir: &Path,
+    mounts: &[sandbox::Mount],
+    pod_name: &str,
+    working_dir: Option<String>,
+    unshare: Option<&Path>,
+) -> Result<Launch, String> {
+    let private_tmp = container_dir.join("tmp");
+    std::fs::create_dir_all(&private_tmp)
+        .map_err(|e| format!("creating the container directory: {e}"))?;
+    Ok(match unshare {
+        Some(unshare) => {
+            let mut argv = isolated_argv(
+                &command,
+                mounts,
+                &private_tmp,
+                pod_name,
+                working_dir.as_deref(),
+            );
+            argv[0] = unshare.to_string_lossy().into_owned();
+            (argv, container_dir.to_path_buf(), None, None)
+        }
+        None => {
+            let cwd = working_dir
+                .map(PathBuf::from)
+                .filter(|d| d.is_dir())
+                .unwrap_or_else(|| container_dir.to_path_buf());
+            (command, cwd, None, None)
+        }
+    })
+}
+
+/// A container whose root is its image, assembled in its own mount namespace.
+#[allow(clippy::too_many_arguments)]
+fn rooted_launch(
+    command: Vec<String>,
+    root: &ImageRoot,
+    container_dir: &Path,
+    mounts: &[sandbox::Mount],
+    pod_name: &str,
+    pod_ip: &str,
+    working_dir: Option<&str>,
+    unshare: &Path,
+) -> Result<Launch, String> {
+    let dirs = RunDirs::under(container_dir);
+    dirs.prepare()
+        .map_err(|e| format!("preparing the container's root: {e}"))?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    EtcFiles::for_pod(pod_ip, pod_name, &resolv)
+        .write(&dirs.etc)
+        .map_err(|e| format!("writing the container's /etc files: {e}"))?;
+    let working_dir = working_dir.unwrap_or("/");
+    let argv = rooted_argv(
+        &RootedRun {
+            unshare,
+            image: root,
+            dirs: &dirs,
+            mounts,
+            hostname: pod_name,
+            working_dir,
+        },
+        &command,
+    );
+    let exec_root = ExecRoot {
+        root: dirs.root.clone(),
+        working_dir: working_dir.to_string(),
+    };
+    Ok((argv, container_dir.to_path_buf(), None, Some(exec_root)))
+}
+
+/// A container run from its image's merged tree without a root of its own (no isolation):
+/// the program is found inside the tree, volumes are not mounted.
+fn merged_launch(
+    mut command: Vec<String>,
+    root: &ImageRoot,
+    container_dir: &Path,
+    working_dir: Option<String>,
+    env: &super::command::Environment,
+) -> Result<Launch, String> {
+    let ImageRoot::Merged(tree) = root else {
+        return Err(
+            "the image's layers can only be stacked with isolation (root and unshare)".to_string(),
+        );
+    };
+    let name = command.first().cloned().unwrap_or_default();
+    let path = env.get("PATH").unwrap_or_else(|| DEFAULT_PATH.to_string());
+    let program = find_program(tree, &name, &path).ok_or_else(|| {
+        format!(
+            "failed to create containerd task: exec: \"{name}\": executable file not found in $PATH"
+        )
+    })?;
+    command[0] = program.to_string_lossy().into_owned();
+    let cwd = working_dir
+        .and_then(|d| resolve_in_root(tree, &d))
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| tree.clone());
+    std::fs::create_dir_all(container_dir)
+        .map_err(|e| format!("creating the container directory: {e}"))?;
+    Ok((command, cwd, Some(name), None))
+}
+
 /// Runs commands with the container's environment, inside its namespaces (through
-/// `nsenter` into the group leader's) when containers are isolated.
+/// `nsenter` into the group leader's) when containers are isolated, and inside its image's
+/// root and working directory when it runs from one.
 fn make_exec(
-    nsenter: Option<PathBuf>,
+    isolation: Option<(PathBuf, PathBuf)>,
     env: Vec<(String, String)>,
     cwd: PathBuf,
     pgid: Option<i32>,
+    root: Option<ExecRoot>,
 ) -> ExecFn {
     Arc::new(move |command: Vec<String>, timeout: Duration| {
-        let argv: Vec<String> = match (&nsenter, pgid) {
-            (Some(nsenter), Some(pid)) => [
-                nsenter.to_string_lossy().into_owned(),
-                "-t".to_string(),
-                pid.to_string(),
-                "-m".to_string(),
-                "-u".to_string(),
-                "-w".to_string(),
-                "--".to_string(),
-            ]
-            .into_iter()
-            .chain(command)
-            .collect(),
+        let argv: Vec<String> = match (&isolation, pgid) {
+            (Some((unshare, nsenter)), Some(pid)) => {
+                let mut argv = vec![
+                    nsenter.to_string_lossy().into_owned(),
+                    "-t".to_string(),
+                    pid.to_string(),
+                    "-m".to_string(),
+                    "-u".to_string(),
+                ];
+                match &root {
+                    // The root's mount point is resolved inside the container's namespace,
+                    // where the image is mounted on it.
+                    Some(root) => argv.extend([
+                        "--".to_string(),
+                        unshare.to_string_lossy().into_owned(),
+                        format!("--root={}", root.root.to_string_lossy()),
+                        format!("--wd={}", root.working_dir),
+                    ]),
+                    None => argv.push("-w".to_string()),
+                }
+                argv.push("--".to_string());
+                argv.extend(command);
+                argv
+            }
             _ => command,
         };
         let env = env.clone();
@@ -1001,6 +1189,64 @@ pub(crate) fn isolation_tools() -> Option<(PathBuf, PathBuf)> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn without_isolation_the_program_and_working_directory_come_from_the_merged_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("merged");
+        std::fs::create_dir_all(tree.join("bin")).unwrap();
+        std::fs::create_dir_all(tree.join("srv")).unwrap();
+        std::fs::write(tree.join("bin/busybox"), b"#!").unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", tree.join("bin/hello")).unwrap();
+        let mut env = super::super::command::Environment::default();
+        env.set("PATH", "/usr/bin:/bin".to_string());
+        let container_dir = dir.path().join("containers/c");
+        let (argv, cwd, arg0, root) = merged_launch(
+            vec!["hello".into(), "world".into()],
+            &ImageRoot::Merged(tree.clone()),
+            &container_dir,
+            Some("/srv".into()),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            vec![
+                tree.join("bin/busybox").to_string_lossy().into_owned(),
+                "world".into()
+            ]
+        );
+        assert_eq!(
+            arg0.as_deref(),
+            Some("hello"),
+            "busybox dispatches on argv[0]"
+        );
+        assert_eq!(cwd, tree.join("srv"));
+        assert!(root.is_none());
+        let missing = merged_launch(
+            vec!["absent".into()],
+            &ImageRoot::Merged(tree.clone()),
+            &container_dir,
+            None,
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            missing.contains("\"absent\": executable file not found in $PATH"),
+            "{missing}"
+        );
+        let layered = merged_launch(
+            vec!["hello".into()],
+            &ImageRoot::Overlay(vec![tree]),
+            &container_dir,
+            None,
+            &env,
+        );
+        assert!(
+            layered.is_err(),
+            "layers cannot be stacked without isolation"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_worker_that_panics_is_started_again_after_a_doubling_back_off() {

@@ -1,0 +1,398 @@
+//! Running a container from its image's files.
+//!
+//! With isolation (root and `unshare`), the container's mount namespace gets an overlay whose
+//! lower layers are the image's read-only snapshots and whose upper and work directories are
+//! in the container's directory under the pod directory, so writes never reach the content
+//! store. The pod's volumes, `/proc`, a minimal `/dev`, and kubelet's `/etc/hosts`,
+//! `/etc/hostname` and `/etc/resolv.conf` are mounted into it; then the command runs with that
+//! root and working directory. Every mount lives in the namespace and goes with it; the upper
+//! directory goes with the pod directory.
+//!
+//! Without isolation, the command runs from the image's merged tree without a root of its own:
+//! the program is found inside the tree (its symbolic links followed within it) and the
+//! working directory is the tree's.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::runtime::ImageRoot;
+use super::sandbox::{sh_quote, Mount};
+
+/// The device nodes a container's `/dev` gets from the host.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// How deep symbolic links are followed inside an image before giving up (Linux's limit).
+const MAX_LINK_HOPS: u32 = 40;
+
+/// The directories of one container run's root: the overlay's mount point and its upper and
+/// work directories, under the container's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDirs {
+    /// Where the root is assembled.
+    pub root: PathBuf,
+    /// The overlay's upper directory: everything the container writes.
+    pub upper: PathBuf,
+    /// overlayfs' work directory.
+    pub work: PathBuf,
+    /// Where the generated `/etc` files are written before being bound in.
+    pub etc: PathBuf,
+    /// Created once the root is assembled, just before the command runs.
+    pub ready: PathBuf,
+}
+
+impl RunDirs {
+    /// The directories under `container_dir`.
+    pub fn under(container_dir: &Path) -> RunDirs {
+        RunDirs {
+            root: container_dir.join("rootfs"),
+            upper: container_dir.join("upper"),
+            work: container_dir.join("work"),
+            etc: container_dir.join("etc"),
+            ready: container_dir.join("root-ready"),
+        }
+    }
+
+    /// Creates them empty: a new run starts from the image as it is, as a new container does.
+    pub fn prepare(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.ready) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        for dir in [&self.upper, &self.work] {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for dir in [&self.root, &self.upper, &self.work, &self.etc] {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// The files kubelet writes for a container's `/etc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcFiles {
+    /// `/etc/hosts`.
+    pub hosts: String,
+    /// `/etc/hostname`.
+    pub hostname: String,
+    /// `/etc/resolv.conf`.
+    pub resolv_conf: String,
+}
+
+impl EtcFiles {
+    /// kubelet's managed hosts file for a pod at `pod_ip` named `hostname`, its hostname, and
+    /// the host's resolver configuration (`host_resolv_conf`).
+    pub fn for_pod(pod_ip: &str, hostname: &str, host_resolv_conf: &str) -> EtcFiles {
+        EtcFiles {
+            hosts: format!(
+                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{pod_ip}\t{hostname}\n"
+            ),
+            hostname: format!("{hostname}\n"),
+            resolv_conf: host_resolv_conf.to_string(),
+        }
+    }
+
+    /// Writes them into `dir`.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::write(dir.join("hosts"), &self.hosts)?;
+        std::fs::write(dir.join("hostname"), &self.hostname)?;
+        std::fs::write(dir.join("resolv.conf"), &self.resolv_conf)
+    }
+}
+
+/// What a container needs to run from its image with isolation.
+#[derive(Clone, Debug)]
+pub struct RootedRun<'a> {
+    /// The `unshare` program.
+    pub unshare: &'a Path,
+    /// The image's files.
+    pub image: &'a ImageRoot,
+    /// The run's directories.
+    pub dirs: &'a RunDirs,
+    /// The pod's volumes as this container mounts them.
+    pub mounts: &'a [Mount],
+    /// The hostname.
+    pub hostname: &'a str,
+    /// The working directory inside the image (`/` when none is set).
+    pub working_dir: &'a str,
+}
+
+/// A path inside the container's root, as the shell script names it.
+fn inside(root: &Path, path: &str) -> String {
+    let relative = path.trim_start_matches('/');
+    sh_quote(&root.join(relative).to_string_lossy())
+}
+
+/// The argv that assembles the container's root in new mount and UTS namespaces and runs
+/// `command` in it.
+pub fn rooted_argv(run: &RootedRun<'_>, command: &[String]) -> Vec<String> {
+    let root = &run.dirs.root;
+    let q = |p: &Path| sh_quote(&p.to_string_lossy());
+    let lower = match run.image {
+        ImageRoot::Overlay(dirs) => dirs
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":"),
+        ImageRoot::Merged(dir) => dir.to_string_lossy().into_owned(),
+    };
+    let mut script = String::from("set -e\nmount --make-rprivate / 2>/dev/null || true\n");
+    script.push_str(&format!(
+        "mount -t overlay overlay -o {} {}\n",
+        sh_quote(&format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            run.dirs.upper.to_string_lossy(),
+            run.dirs.work.to_string_lossy()
+        )),
+        q(root)
+    ));
+    // A bind target that is a symbolic link in the image would be followed on the host's
+    // side: it is replaced by a plain file or directory first.
+    let bind = |script: &mut String, source: &Path, target: &str, read_only: bool| {
+        let source = q(source);
+        let target = inside(root, target);
+        script.push_str(&format!(
+            "if [ -L {target} ]; then rm -f {target}; fi\nif [ -d {source} ]; then mkdir -p {target}; else mkdir -p \"$(dirname {target})\"; [ -e {target} ] || : > {target}; fi\nmount --bind {source} {target}\n"
+        ));
+        if read_only {
+            script.push_str(&format!("mount -o remount,bind,ro {target}\n"));
+        }
+    };
+    for m in run.mounts {
+        bind(&mut script, &m.source, &m.target, m.read_only);
+    }
+    let proc_dir = inside(root, "/proc");
+    script.push_str(&format!(
+        "mkdir -p {proc_dir}\nmount -t proc proc {proc_dir} 2>/dev/null || mount --rbind /proc {proc_dir}\n"
+    ));
+    let dev = inside(root, "/dev");
+    script.push_str(&format!(
+        "mkdir -p {dev}\nmount -t tmpfs -o nosuid,mode=0755 tmpfs {dev}\n"
+    ));
+    for device in DEVICES {
+        let node = inside(root, &format!("/dev/{device}"));
+        script.push_str(&format!(": > {node}\nmount --bind /dev/{device} {node}\n"));
+    }
+    let shm = inside(root, "/dev/shm");
+    let pts = inside(root, "/dev/pts");
+    script.push_str(&format!(
+        "mkdir -p {shm} {pts}\nmount -t tmpfs -o nosuid,nodev,noexec,mode=1777 shm {shm}\nmount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts {pts} 2>/dev/null || true\n"
+    ));
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        script.push_str(&format!(
+            "ln -s {} {}\n",
+            sh_quote(target),
+            inside(root, &format!("/dev/{link}"))
+        ));
+    }
+    for file in ["hosts", "hostname", "resolv.conf"] {
+        bind(
+            &mut script,
+            &run.dirs.etc.join(file),
+            &format!("/etc/{file}"),
+            false,
+        );
+    }
+    script.push_str(&format!(
+        "echo {} > /proc/sys/kernel/hostname 2>/dev/null || true\n",
+        sh_quote(run.hostname)
+    ));
+    script.push_str(&format!("mkdir -p {}\n", inside(root, run.working_dir)));
+    script.push_str(&format!(": > {}\n", q(&run.dirs.ready)));
+    script.push_str(&format!(
+        "set +e\nexec {} --root={} --wd={} -- \"$@\"\n",
+        q(run.unshare),
+        q(root),
+        sh_quote(run.working_dir)
+    ));
+    let mut argv = vec![
+        run.unshare.to_string_lossy().into_owned(),
+        "--mount".to_string(),
+        "--uts".to_string(),
+        "--".to_string(),
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        script,
+        "skiff-container".to_string(),
+    ];
+    argv.extend(command.iter().cloned());
+    argv
+}
+
+/// `path` resolved inside `root` as the kernel would after a chroot: `..` never climbs out,
+/// and symbolic links (absolute ones meant against `root`) are followed within it. `None` when
+/// nothing is there or the links loop.
+pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut pending: Vec<String> = components(path);
+    pending.reverse();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "." | "" => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut candidate = root.to_path_buf();
+        candidate.extend(&resolved);
+        candidate.push(&part);
+        let metadata = std::fs::symlink_metadata(&candidate).ok()?;
+        if metadata.file_type().is_symlink() {
+            hops += 1;
+            if hops > MAX_LINK_HOPS {
+                return None;
+            }
+            let target = std::fs::read_link(&candidate).ok()?;
+            let target = target.to_string_lossy();
+            if target.starts_with('/') {
+                resolved.clear();
+            }
+            let mut more = components(&target);
+            more.reverse();
+            pending.extend(more);
+        } else {
+            resolved.push(part);
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(&resolved);
+    Some(out)
+}
+
+fn components(path: &str) -> Vec<String> {
+    Path::new(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The program `name` inside `root`: a path is taken as is, a bare name is looked up in the
+/// directories of `path_env` (the container's `PATH`), as `execvp` does after a chroot.
+pub fn find_program(root: &Path, name: &str, path_env: &str) -> Option<PathBuf> {
+    let is_program = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    if name.contains('/') {
+        return resolve_in_root(root, name).filter(|p| is_program(p));
+    }
+    path_env
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .filter_map(|dir| resolve_in_root(root, &format!("{dir}/{name}")))
+        .find(|p| is_program(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rooted_script_mounts_the_overlay_first_and_execs_inside_the_root() {
+        let dirs = RunDirs::under(Path::new("/pods/u/containers/c"));
+        let image = ImageRoot::Overlay(vec!["/s/top".into(), "/s/base".into()]);
+        let mounts = [Mount {
+            source: "/pods/u/volumes/data".into(),
+            target: "/data".into(),
+            read_only: true,
+        }];
+        let argv = rooted_argv(
+            &RootedRun {
+                unshare: Path::new("/usr/bin/unshare"),
+                image: &image,
+                dirs: &dirs,
+                mounts: &mounts,
+                hostname: "web-0",
+                working_dir: "/srv",
+            },
+            &["cat".to_string(), "/etc/motd".to_string()],
+        );
+        assert_eq!(&argv[..4], &["/usr/bin/unshare", "--mount", "--uts", "--"]);
+        assert_eq!(&argv[argv.len() - 2..], &["cat", "/etc/motd"]);
+        let script = &argv[6];
+        let overlay = script
+            .find("mount -t overlay overlay -o 'lowerdir=/s/top:/s/base,upperdir=/pods/u/containers/c/upper,workdir=/pods/u/containers/c/work' '/pods/u/containers/c/rootfs'")
+            .expect(script);
+        let volume = script
+            .find("mount --bind '/pods/u/volumes/data' '/pods/u/containers/c/rootfs/data'")
+            .expect(script);
+        assert!(overlay < volume, "{script}");
+        assert!(script.contains("mount -o remount,bind,ro '/pods/u/containers/c/rootfs/data'"));
+        assert!(script.contains("mount -t proc proc '/pods/u/containers/c/rootfs/proc'"));
+        assert!(script.contains("mount --bind /dev/null '/pods/u/containers/c/rootfs/dev/null'"));
+        assert!(script.contains(
+            "mount --bind '/pods/u/containers/c/etc/hosts' '/pods/u/containers/c/rootfs/etc/hosts'"
+        ));
+        assert!(script.ends_with(
+            "exec '/usr/bin/unshare' --root='/pods/u/containers/c/rootfs' --wd='/srv' -- \"$@\"\n"
+        ));
+        let merged = rooted_argv(
+            &RootedRun {
+                image: &ImageRoot::Merged("/s/merged".into()),
+                ..RootedRun {
+                    unshare: Path::new("/usr/bin/unshare"),
+                    image: &image,
+                    dirs: &dirs,
+                    mounts: &[],
+                    hostname: "p",
+                    working_dir: "/",
+                }
+            },
+            &["true".to_string()],
+        );
+        assert!(
+            merged[6].contains("'lowerdir=/s/merged,upperdir="),
+            "{}",
+            merged[6]
+        );
+    }
+
+    #[test]
+    fn programs_resolve_inside_the_root_following_its_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::write(root.join("bin/busybox"), b"#!").unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/sh")).unwrap();
+        std::os::unix::fs::symlink("../../bin/busybox", root.join("usr/bin/env")).unwrap();
+        std::os::unix::fs::symlink("/bin/loop", root.join("bin/loop")).unwrap();
+        let busybox = root.join("bin/busybox");
+        assert_eq!(
+            find_program(root, "sh", "/usr/bin:/bin"),
+            Some(busybox.clone())
+        );
+        assert_eq!(
+            find_program(root, "env", "/usr/bin:/bin"),
+            Some(busybox.clone())
+        );
+        assert_eq!(find_program(root, "/bin/sh", ""), Some(busybox.clone()));
+        assert_eq!(
+            find_program(root, "/../../bin/sh", ""),
+            Some(busybox),
+            "`..` never climbs out of the root"
+        );
+        assert_eq!(find_program(root, "loop", "/bin"), None);
+        assert_eq!(find_program(root, "missing", "/bin"), None);
+        let hosts = EtcFiles::for_pod("127.128.0.5", "web-0", "nameserver 1.1.1.1\n");
+        assert!(hosts
+            .hosts
+            .starts_with("# Kubernetes-managed hosts file.\n"));
+        assert!(hosts.hosts.ends_with("127.128.0.5\tweb-0\n"));
+        assert_eq!(hosts.hostname, "web-0\n");
+    }
+}

@@ -1,0 +1,350 @@
+//! The real node's images: the OCI content store first, registries through the puller, and
+//! (transitionally) the built-in aliases and imported directories of [`ImageCatalog`].
+//!
+//! Lookups and unpacking touch the disk, so they run on the blocking pool; concurrent pulls of
+//! one reference with the same credentials share one pull (the puller already shares each
+//! blob's download between different references).
+
+use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use k8s_openapi::api::core::v1::ContainerImage;
+use skiff_images::{ContentStore, ImageRecord, LowerDirs, PullError, Puller, Reference};
+use tokio::time::Instant;
+
+use crate::agent::{
+    ImageGcFailure, ImageLookupError, ImageRoot, ImageService, PullCredentials, PulledImage,
+    ResolvedImage,
+};
+use crate::images::ImageCatalog;
+use crate::wiring::CatalogImages;
+use skiff_images::gc::{GcPolicy, ImageGc, RemovalReason};
+
+/// A pull in flight: its outcome (record, or the registry's error) and how long it took.
+type SharedPull = Shared<BoxFuture<'static, Result<(ImageRecord, Duration), String>>>;
+
+/// The node's images from the content store, pulled through registries when missing.
+pub struct StoreImages {
+    store: ContentStore,
+    puller: Puller,
+    catalog: CatalogImages,
+    in_flight: Mutex<HashMap<String, SharedPull>>,
+    /// The garbage collector's memory of images (first seen, last used).
+    gc: Arc<Mutex<ImageGc>>,
+}
+
+impl StoreImages {
+    /// Images from `store`, pulled with `puller`; `catalog` serves the transitional aliases.
+    pub fn new(store: ContentStore, puller: Puller, catalog: ImageCatalog) -> StoreImages {
+        StoreImages {
+            store,
+            puller,
+            catalog: CatalogImages::new(catalog),
+            in_flight: Mutex::new(HashMap::new()),
+            gc: Arc::new(Mutex::new(new_collector(SystemTime::now()))),
+        }
+    }
+
+    /// TRANSITIONAL: when the store has nothing, the catalog's answer: a built-in alias
+    /// (`nginx`, `httpd`, `ikubernetes/myapp`, `skiff/demo`, `busybox`) or a directory
+    /// imported with `skiff image import NAME:TAG DIR`. Both run on the host's filesystem and
+    /// are never pulled; this goes once real test images replace the aliases.
+    fn transitional(&self, image: &str) -> Option<ResolvedImage> {
+        self.catalog.resolve(image)
+    }
+
+    /// Pulls `reference`, one pull per reference and credentials at a time.
+    async fn shared_pull(
+        &self,
+        reference: Reference,
+        credentials: &PullCredentials,
+    ) -> Result<(ImageRecord, Duration), String> {
+        let users: Vec<&str> = credentials.iter().map(|c| c.username.as_str()).collect();
+        let key = format!("{reference}\u{0}{}", users.join("\u{0}"));
+        let pull = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            in_flight
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let puller = self.puller.clone();
+                    let credentials = credentials.clone();
+                    async move {
+                        let began = Instant::now();
+                        let record = pull_trying(&puller, &reference, &credentials).await?;
+                        Ok((record, began.elapsed()))
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        let outcome = pull.await;
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&key);
+        outcome
+    }
+}
+
+/// Tries each credential in order (the next only when the registry refused the last), then
+/// the registries file's credentials or none.
+async fn pull_trying(
+    puller: &Puller,
+    reference: &Reference,
+    credentials: &PullCredentials,
+) -> Result<ImageRecord, String> {
+    for credential in credentials {
+        match puller
+            .pull_with_credentials(reference, Some(credential))
+            .await
+        {
+            Ok(record) => return Ok(record),
+            Err(PullError::Unauthorized { .. }) => continue,
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    puller
+        .pull_with_credentials(reference, None)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// What runs from a stored image: its config and root filesystem (unpacked on first use).
+fn resolve_record(
+    store: &ContentStore,
+    record: &ImageRecord,
+    reference: &Reference,
+) -> Result<ResolvedImage, String> {
+    let config = store.image_config(record).map_err(|e| e.to_string())?;
+    let root = match store.lower_dirs(record).map_err(|e| e.to_string())? {
+        LowerDirs::Overlay(dirs) => ImageRoot::Overlay(dirs),
+        LowerDirs::Merged(dir) => ImageRoot::Merged(dir),
+    };
+    Ok(ResolvedImage {
+        entrypoint: config.entrypoint,
+        cmd: config.cmd,
+        env: config.env,
+        working_dir: config.working_dir.filter(|d| !d.is_empty()),
+        image_id: format!("{}@{}", record.name, record.digest),
+        name: reference.to_string(),
+        root: Some(root),
+        size: record.size,
+        local_only: false,
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("image store task failed: {e}"))?
+}
+
+#[async_trait]
+impl ImageService for StoreImages {
+    async fn find(&self, image: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
+        let reference =
+            Reference::parse(image).map_err(|e| ImageLookupError::InvalidName(e.to_string()))?;
+        let store = self.store.clone();
+        let found = blocking(move || {
+            let Some(record) = store.find_image(&reference).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            resolve_record(&store, &record, &reference).map(Some)
+        })
+        .await
+        .map_err(ImageLookupError::Inspect)?;
+        Ok(found.or_else(|| self.transitional(image)))
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        credentials: &PullCredentials,
+    ) -> Result<PulledImage, String> {
+        let reference = Reference::parse(image).map_err(|e| e.to_string())?;
+        let (record, pull_duration) = self.shared_pull(reference.clone(), credentials).await?;
+        let store = self.store.clone();
+        let image = blocking(move || resolve_record(&store, &record, &reference)).await?;
+        Ok(PulledImage {
+            image,
+            pull_duration,
+        })
+    }
+
+    async fn collect_garbage(
+        &self,
+        in_use: &[String],
+        now: SystemTime,
+    ) -> Result<(), ImageGcFailure> {
+        let store = self.store.clone();
+        let gc = self.gc.clone();
+        let in_use = in_use.to_vec();
+        tokio::task::spawn_blocking(move || collect(&store, &gc, &in_use, now))
+            .await
+            .map_err(|e| ImageGcFailure::Failed(format!("image garbage collection stopped: {e}")))?
+    }
+
+    fn node_images(&self) -> Vec<ContainerImage> {
+        match self.store.images() {
+            Ok(records) => node_images(&records),
+            Err(error) => {
+                tracing::warn!(%error, "listing stored images failed");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A collector with kubelet's policy (85 % / 80 %, two minutes' minimum age).
+fn new_collector(began: SystemTime) -> ImageGc {
+    match ImageGc::new(GcPolicy::default(), began) {
+        Ok(gc) => gc,
+        Err(error) => unreachable!("kubelet's default image GC policy is valid: {error}"),
+    }
+}
+
+/// One round: the pods' images (by image ID) are kept, the planner decides from the store's
+/// filesystem usage, and what it picks is removed with every name it has.
+fn collect(
+    store: &ContentStore,
+    gc: &Mutex<ImageGc>,
+    in_use: &[String],
+    now: SystemTime,
+) -> Result<(), ImageGcFailure> {
+    let failed = |e: skiff_images::StoreError| ImageGcFailure::Failed(e.to_string());
+    let used: BTreeSet<String> = in_use
+        .iter()
+        .filter_map(|image| Reference::parse(image).ok())
+        .filter_map(|reference| store.find_image(&reference).ok().flatten())
+        .map(|record| record.image_id().to_string())
+        .collect();
+    let present = store.gc_inventory().map_err(failed)?;
+    let usage = store.filesystem_usage().map_err(failed)?;
+    let mut gc = gc.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let plan = gc
+        .plan(now, &present, &used, usage)
+        .map_err(|e| ImageGcFailure::Failed(e.to_string()))?;
+    let mut freed: u64 = 0;
+    for removal in &plan.removals {
+        match store.remove_image_id(&removal.id) {
+            Ok(_) => {
+                gc.forget(&removal.id);
+                tracing::info!(image = %removal.id, size = removal.size, "removed an unused image");
+                if removal.reason == RemovalReason::Space {
+                    freed = freed.saturating_add(removal.size);
+                }
+            }
+            Err(error) => tracing::warn!(image = %removal.id, %error, "removing an image failed"),
+        }
+    }
+    match plan.shortfall_message(freed) {
+        Some(message) => Err(ImageGcFailure::FreeDiskSpace(message)),
+        None => Ok(()),
+    }
+}
+
+/// The Node's `status.images`: one entry per stored image content, named `repo@digest` and
+/// `repo:tag` for each tag, largest first, as kubelet lists them.
+pub fn node_images(records: &[ImageRecord]) -> Vec<ContainerImage> {
+    let mut by_content: BTreeMap<(String, String), (Vec<String>, u64)> = BTreeMap::new();
+    for record in records {
+        let entry = by_content
+            .entry((record.name.clone(), record.digest.clone()))
+            .or_insert_with(|| (vec![format!("{}@{}", record.name, record.digest)], 0));
+        if let Some(tag) = &record.tag {
+            entry.0.push(format!("{}:{tag}", record.name));
+        }
+        entry.1 = entry.1.max(record.size);
+    }
+    let mut images: Vec<ContainerImage> = by_content
+        .into_values()
+        .map(|(names, size)| ContainerImage {
+            names: Some(names),
+            size_bytes: i64::try_from(size).ok(),
+        })
+        .collect();
+    images.sort_by_key(|image| std::cmp::Reverse(image.size_bytes));
+    images
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, tag: Option<&str>, digest: &str, size: u64) -> ImageRecord {
+        ImageRecord {
+            name: name.into(),
+            tag: tag.map(str::to_string),
+            digest: digest.into(),
+            manifest: digest.into(),
+            config: "sha256:c".into(),
+            size,
+            blobs: Vec::new(),
+            diff_ids: Vec::new(),
+        }
+    }
+
+    fn service(dir: &std::path::Path) -> StoreImages {
+        let store = ContentStore::open(dir.join("content")).unwrap();
+        let puller = Puller::new(store.clone(), skiff_images::RegistryConfig::default());
+        let catalog = ImageCatalog::open(dir.join("images"))
+            .unwrap()
+            .with_demo_program("/bin/skiff");
+        StoreImages::new(store, puller, catalog)
+    }
+
+    #[tokio::test]
+    async fn lookups_parse_the_reference_then_fall_back_to_the_transitional_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = service(dir.path());
+        match images.find("Upper/Case:1").await {
+            Err(ImageLookupError::InvalidName(message)) => {
+                assert!(message.starts_with("invalid reference format"), "{message}")
+            }
+            other => panic!("an invalid name, not {other:?}"),
+        }
+        assert_eq!(images.find("example.test/app:1").await, Ok(None));
+        let alias = images.find("nginx:1.18").await.unwrap().expect("the alias");
+        assert!(alias.local_only, "an alias is never pulled");
+        assert!(alias.root.is_none(), "an alias runs on the host's files");
+        assert!(images.node_images().is_empty());
+    }
+
+    #[test]
+    fn node_images_name_each_content_by_digest_then_tags_largest_first() {
+        let records = [
+            record("docker.io/library/small", Some("1"), "sha256:aa", 10),
+            record("docker.io/library/big", Some("1"), "sha256:bb", 500),
+            record("docker.io/library/big", Some("stable"), "sha256:bb", 500),
+            record("docker.io/library/pinned", None, "sha256:cc", 20),
+        ];
+        let images = node_images(&records);
+        let names: Vec<Vec<String>> = images.iter().map(|i| i.names.clone().unwrap()).collect();
+        assert_eq!(
+            names,
+            vec![
+                vec![
+                    "docker.io/library/big@sha256:bb".to_string(),
+                    "docker.io/library/big:1".to_string(),
+                    "docker.io/library/big:stable".to_string(),
+                ],
+                vec!["docker.io/library/pinned@sha256:cc".to_string()],
+                vec![
+                    "docker.io/library/small@sha256:aa".to_string(),
+                    "docker.io/library/small:1".to_string(),
+                ],
+            ]
+        );
+        assert_eq!(images[0].size_bytes, Some(500));
+    }
+}
