@@ -17,6 +17,8 @@ pub const DEMO: &str = "127.0.0.1:9/skiff-test/demo";
 pub const HTTPD: &str = "127.0.0.1:9/skiff-test/httpd";
 /// The busybox shell image.
 pub const SHELL: &str = "127.0.0.1:9/skiff-test/shell:1.36";
+/// An image no test server is given: pulling it fails at once (nothing serves the port).
+pub const MISSING: &str = "127.0.0.1:9/skiff-test/missing:1";
 
 /// The demo server image `DEMO:<tag>`, built from the `skiff-demo` binary Cargo built for
 /// these tests.
