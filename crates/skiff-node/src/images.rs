@@ -1,5 +1,9 @@
 //! The node's image catalog: how an image reference becomes something to run without a registry.
 //!
+//! TRANSITIONAL: pods run real images from the content store
+//! ([`crate::store_images::StoreImages`]); the catalog only answers when the store has no such
+//! image, and goes once the tests run real images instead of these aliases.
+//!
 //! There is nothing to pull. An image is either a directory registered with
 //! `skiff image import` (kept in `catalog.json` under the catalog directory) or one of the
 //! built-in aliases that make the usual tutorial manifests run unchanged:

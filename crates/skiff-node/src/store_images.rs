@@ -133,6 +133,7 @@ fn resolve_record(
         cmd: config.cmd,
         env: config.env,
         working_dir: config.working_dir.filter(|d| !d.is_empty()),
+        user: config.user.filter(|u| !u.is_empty()),
         image_id: format!("{}@{}", record.name, record.digest),
         name: reference.to_string(),
         root: Some(root),
@@ -318,6 +319,56 @@ mod tests {
         assert!(alias.local_only, "an alias is never pulled");
         assert!(alias.root.is_none(), "an alias runs on the host's files");
         assert!(images.node_images().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_pulls_of_one_image_share_one_pull() {
+        use tokio::io::AsyncReadExt;
+        // A "registry" that takes the first connection, holds it until told, then hangs up.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let registry = tokio::spawn(async move {
+            let (mut connection, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = connection.read(&mut request).await;
+            let _ = accepted_tx.send(());
+            let _ = release_rx.await;
+            drop(connection);
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path().join("content")).unwrap();
+        let config = skiff_images::RegistryConfig {
+            plain_http: vec![host.clone()],
+            ..Default::default()
+        };
+        let puller = Puller::new(store.clone(), config);
+        let catalog = ImageCatalog::open(dir.path().join("images")).unwrap();
+        let images = StoreImages::new(store, puller.clone(), catalog);
+        let image = format!("{host}/team/app:1");
+        let no_credentials = PullCredentials::new();
+        let release = async {
+            accepted_rx.await.unwrap();
+            // Both pulls have been polled by now: the second joined the first's.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            release_tx.send(()).unwrap();
+        };
+        let (first, second, ()) = tokio::join!(
+            images.pull(&image, &no_credentials),
+            images.pull(&image, &no_credentials),
+            release
+        );
+        registry.await.unwrap();
+        let (first, second) = (first.unwrap_err(), second.unwrap_err());
+        assert_eq!(first, second, "both callers get the one pull's error");
+        assert_eq!(
+            puller.attempted_hosts(),
+            vec![host],
+            "one pull reached the registry"
+        );
     }
 
     #[test]

@@ -410,10 +410,10 @@ fn a_pull_killed_midway_leaves_nothing_trusted_and_the_next_pull_completes() {
     proxy.throttled.store(false, Ordering::SeqCst);
     let (ok, _, stderr) = pull_with_config(data.path(), &name, &config);
     assert!(ok, "the second pull completes: {stderr}");
-    let snapshot = data
-        .path()
-        .join("content/snapshots")
-        .join(format!("sha256-{}", pushed.layers[1].diff_id.hex()));
+    // The store names a snapshot by its diff ID and form (overlay or marker whiteouts).
+    let snapshot = skiff_images::ContentStore::open(data.path().join("content"))
+        .unwrap()
+        .snapshot_path(&pushed.layers[1].diff_id);
     assert_eq!(
         std::fs::read_to_string(snapshot.join("etc/motd")).unwrap(),
         "interrupted"

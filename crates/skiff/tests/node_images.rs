@@ -212,6 +212,38 @@ fn an_imported_image_runs_as_the_containers_root_with_pull_policy_never() {
         "{names:?}"
     );
 
+    // The security context's user and group, and kubelet's check of runAsNonRoot.
+    let mut as_user = pod(
+        "as-user",
+        "example.test/team/tool:1.0",
+        "Never",
+        "/bin/busybox id -u; /bin/busybox id -g; exec /bin/busybox sleep 3600",
+        &marker,
+    );
+    as_user["spec"]["securityContext"] = json!({"runAsUser": 1000, "runAsGroup": 3000});
+    apply(&skiff, &kubectl, "as-user.json", &as_user);
+    let ids = wait_for("as-user's output", WAIT, || {
+        let logs = kubectl.ok(&["logs", "as-user"]);
+        (logs.lines().count() >= 2).then_some(logs)
+    });
+    assert_eq!(ids.lines().collect::<Vec<_>>(), vec!["1000", "3000"]);
+    let mut non_root = pod(
+        "non-root",
+        "example.test/team/tool:1.0",
+        "Never",
+        "true",
+        &marker,
+    );
+    non_root["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    apply(&skiff, &kubectl, "non-root.json", &non_root);
+    let refused = wait_for_waiting(&kubectl, "non-root", "CreateContainerConfigError");
+    assert!(
+        refused.starts_with(
+            "container has runAsNonRoot and image will run as root (pod: \"non-root_default("
+        ),
+        "{refused}"
+    );
+
     // An image the node lacks, with Never, is not pulled.
     apply(
         &skiff,
@@ -234,6 +266,23 @@ fn an_imported_image_runs_as_the_containers_root_with_pull_policy_never() {
         events.contains("ErrImageNeverPull")
             && events.contains("Error: ErrImageNeverPull")
             && !events.contains("Pulling")
+    });
+    // A reference that does not parse.
+    apply(
+        &skiff,
+        &kubectl,
+        "bad-name.json",
+        &pod("bad-name", "Bad/Name:1", "IfNotPresent", "true", &marker),
+    );
+    let message = wait_for_waiting(&kubectl, "bad-name", "InvalidImageName");
+    assert!(
+        message.starts_with(
+            "Failed to apply default image tag \"Bad/Name:1\": couldn't parse image name \"Bad/Name:1\": invalid reference format"
+        ),
+        "{message}"
+    );
+    wait_for_described_events(&kubectl, "bad-name", |events| {
+        events.contains("InspectFailed") && events.contains("Error: InvalidImageName")
     });
     stop_and_check_nothing_left(skiff, &marker);
 }

@@ -14,6 +14,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use k8s_openapi::api::core::v1::Pod;
+
 use super::runtime::ImageRoot;
 use super::sandbox::{sh_quote, Mount};
 
@@ -83,16 +85,95 @@ pub struct EtcFiles {
     pub resolv_conf: String,
 }
 
+/// The node's own files kubelet starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostFiles {
+    /// The node's `/etc/hosts`, which pods on the host's network get.
+    pub hosts: String,
+    /// The node's `/etc/resolv.conf`.
+    pub resolv_conf: String,
+    /// The node's host name, which pods on the host's network get.
+    pub hostname: String,
+}
+
+impl HostFiles {
+    /// This machine's.
+    pub fn read() -> HostFiles {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        HostFiles {
+            hosts: read("/etc/hosts"),
+            resolv_conf: read("/etc/resolv.conf"),
+            hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
+        }
+    }
+}
+
+/// The domain of pods' hostnames (kubelet's `--cluster-domain` default).
+const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The hostname a pod's containers see: the node's on the host's network, else the pod's
+/// `hostname` or its name (at most 63 characters, as kubelet truncates it).
+pub fn pod_hostname(pod: &Pod, host: &HostFiles) -> String {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.host_network).unwrap_or(false) {
+        return host.hostname.clone();
+    }
+    let name = spec
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    let mut name: String = name.chars().take(63).collect();
+    while name.ends_with(['-', '.']) {
+        name.pop();
+    }
+    name
+}
+
 impl EtcFiles {
-    /// kubelet's managed hosts file for a pod at `pod_ip` named `hostname`, its hostname, and
-    /// the host's resolver configuration (`host_resolv_conf`).
-    pub fn for_pod(pod_ip: &str, hostname: &str, host_resolv_conf: &str) -> EtcFiles {
+    /// kubelet's managed files for `pod` at `pod_ip`: its hosts file (the standard entries and
+    /// the pod's own, or the node's file on the host's network, then `hostAliases`), its
+    /// hostname, and the node's resolver configuration.
+    pub fn for_pod(pod: &Pod, pod_ip: &str, host: &HostFiles) -> EtcFiles {
+        let spec = pod.spec.as_ref();
+        let hostname = pod_hostname(pod, host);
+        let mut hosts = if spec.and_then(|s| s.host_network).unwrap_or(false) {
+            format!(
+                "# Kubernetes-managed hosts file (host network).\n{}",
+                host.hosts
+            )
+        } else {
+            let mut hosts = String::from(
+                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+            );
+            let subdomain = spec
+                .and_then(|s| s.subdomain.as_deref())
+                .filter(|d| !d.is_empty());
+            match subdomain {
+                Some(subdomain) => {
+                    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+                    hosts.push_str(&format!(
+                        "{pod_ip}\t{hostname}.{subdomain}.{namespace}.svc.{CLUSTER_DOMAIN}\t{hostname}\n"
+                    ));
+                }
+                None => hosts.push_str(&format!("{pod_ip}\t{hostname}\n")),
+            }
+            hosts
+        };
+        let aliases = spec
+            .and_then(|s| s.host_aliases.as_deref())
+            .unwrap_or_default();
+        if !aliases.is_empty() {
+            hosts.push_str("\n# Entries added by HostAliases.\n");
+            for alias in aliases {
+                let names = alias.hostnames.clone().unwrap_or_default().join("\t");
+                hosts.push_str(&format!("{}\t{names}\n", alias.ip));
+            }
+        }
         EtcFiles {
-            hosts: format!(
-                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{pod_ip}\t{hostname}\n"
-            ),
+            hosts,
             hostname: format!("{hostname}\n"),
-            resolv_conf: host_resolv_conf.to_string(),
+            resolv_conf: host.resolv_conf.clone(),
         }
     }
 
@@ -119,6 +200,92 @@ pub struct RootedRun<'a> {
     pub hostname: &'a str,
     /// The working directory inside the image (`/` when none is set).
     pub working_dir: &'a str,
+    /// Who the command runs as.
+    pub run_as: RunAs,
+}
+
+/// The user and group a container's processes run as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user ID.
+    pub uid: u32,
+    /// The group ID.
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// `unshare`'s options that switch to this user once inside the root.
+    pub fn unshare_options(&self) -> [String; 2] {
+        [
+            format!("--setgid={}", self.gid),
+            format!("--setuid={}", self.uid),
+        ]
+    }
+}
+
+/// Resolves an image's `USER` (`user`, `uid`, `user:group`, `uid:gid`; empty is root) against
+/// the image's `/etc/passwd` and `/etc/group`, as the OCI runtimes do: a name must be listed,
+/// a number need not be; without a group, the user's primary group from `passwd`, else 0.
+pub fn resolve_user(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<RunAs, String> {
+    let (user, group_spec) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let users: Vec<Vec<&str>> = passwd
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|fields| fields.len() >= 4)
+        .collect();
+    let (uid, primary_gid) = if user.is_empty() {
+        (0, Some(0))
+    } else if let Ok(uid) = user.parse::<u32>() {
+        let primary = users
+            .iter()
+            .find(|f| f[2].parse::<u32>().ok() == Some(uid))
+            .and_then(|f| f[3].parse::<u32>().ok());
+        (uid, primary)
+    } else {
+        let entry = users.iter().find(|f| f[0] == user).ok_or_else(|| {
+            format!("unable to find user {user}: no matching entries in passwd file")
+        })?;
+        let uid = entry[2]
+            .parse::<u32>()
+            .map_err(|_| format!("invalid uid for user {user} in passwd file"))?;
+        (uid, entry[3].parse::<u32>().ok())
+    };
+    let gid = match group_spec.filter(|g| !g.is_empty()) {
+        None => primary_gid.unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group
+                .unwrap_or("")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse::<u32>().ok())
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        },
+    };
+    Ok(RunAs { uid, gid })
+}
+
+/// The text of `path` as the image has it: from its merged tree, or from the top-most layer
+/// holding it.
+pub fn image_file(image: &ImageRoot, path: &str) -> Option<String> {
+    let dirs: Vec<&PathBuf> = match image {
+        ImageRoot::Overlay(dirs) => dirs.iter().collect(),
+        ImageRoot::Merged(dir) => vec![dir],
+    };
+    dirs.into_iter()
+        .filter_map(|dir| resolve_in_root(dir, path))
+        .find_map(|file| std::fs::read_to_string(file).ok())
 }
 
 /// A path inside the container's root, as the shell script names it.
@@ -209,8 +376,9 @@ pub fn rooted_argv(run: &RootedRun<'_>, command: &[String]) -> Vec<String> {
     ));
     script.push_str(&format!("mkdir -p {}\n", inside(root, run.working_dir)));
     script.push_str(&format!(": > {}\n", q(&run.dirs.ready)));
+    let [setgid, setuid] = run.run_as.unshare_options();
     script.push_str(&format!(
-        "set +e\nexec {} --root={} --wd={} -- \"$@\"\n",
+        "set +e\nexec {} --root={} --wd={} {setgid} {setuid} -- \"$@\"\n",
         q(run.unshare),
         q(root),
         sh_quote(run.working_dir)
@@ -318,6 +486,7 @@ mod tests {
                 mounts: &mounts,
                 hostname: "web-0",
                 working_dir: "/srv",
+                run_as: RunAs { uid: 10, gid: 20 },
             },
             &["cat".to_string(), "/etc/motd".to_string()],
         );
@@ -338,7 +507,7 @@ mod tests {
             "mount --bind '/pods/u/containers/c/etc/hosts' '/pods/u/containers/c/rootfs/etc/hosts'"
         ));
         assert!(script.ends_with(
-            "exec '/usr/bin/unshare' --root='/pods/u/containers/c/rootfs' --wd='/srv' -- \"$@\"\n"
+            "exec '/usr/bin/unshare' --root='/pods/u/containers/c/rootfs' --wd='/srv' --setgid=20 --setuid=10 -- \"$@\"\n"
         ));
         let merged = rooted_argv(
             &RootedRun {
@@ -350,6 +519,7 @@ mod tests {
                     mounts: &[],
                     hostname: "p",
                     working_dir: "/",
+                    run_as: RunAs::default(),
                 }
             },
             &["true".to_string()],
@@ -388,11 +558,105 @@ mod tests {
         );
         assert_eq!(find_program(root, "loop", "/bin"), None);
         assert_eq!(find_program(root, "missing", "/bin"), None);
-        let hosts = EtcFiles::for_pod("127.128.0.5", "web-0", "nameserver 1.1.1.1\n");
-        assert!(hosts
-            .hosts
-            .starts_with("# Kubernetes-managed hosts file.\n"));
-        assert!(hosts.hosts.ends_with("127.128.0.5\tweb-0\n"));
-        assert_eq!(hosts.hostname, "web-0\n");
+    }
+
+    #[test]
+    fn image_users_resolve_as_oci_runtimes_resolve_them() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:101:102::/srv:/bin/false\n";
+        let group = "root:x:0:\nwww:x:33:\n";
+        let cases = [
+            ("", Ok(RunAs { uid: 0, gid: 0 })),
+            ("web", Ok(RunAs { uid: 101, gid: 102 })),
+            ("101", Ok(RunAs { uid: 101, gid: 102 })),
+            ("4000", Ok(RunAs { uid: 4000, gid: 0 })),
+            ("web:www", Ok(RunAs { uid: 101, gid: 33 })),
+            (
+                "4000:5000",
+                Ok(RunAs {
+                    uid: 4000,
+                    gid: 5000,
+                }),
+            ),
+            (
+                "nobody",
+                Err("unable to find user nobody: no matching entries in passwd file".to_string()),
+            ),
+            (
+                "web:staff",
+                Err("unable to find group staff: no matching entries in group file".to_string()),
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(
+                resolve_user(spec, Some(passwd), Some(group)),
+                want,
+                "{spec:?}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (top, base) = (dir.path().join("top"), dir.path().join("base"));
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::create_dir_all(top.join("etc")).unwrap();
+        std::fs::write(base.join("etc/passwd"), "base").unwrap();
+        std::fs::write(base.join("etc/group"), "base group").unwrap();
+        std::fs::write(top.join("etc/passwd"), "top").unwrap();
+        let layers = ImageRoot::Overlay(vec![top, base]);
+        assert_eq!(image_file(&layers, "/etc/passwd").as_deref(), Some("top"));
+        assert_eq!(
+            image_file(&layers, "/etc/group").as_deref(),
+            Some("base group")
+        );
+        assert_eq!(image_file(&layers, "/etc/shadow"), None);
+    }
+
+    #[test]
+    fn etc_files_are_kubelets() {
+        let host = HostFiles {
+            hosts: "127.0.0.1 localhost node-a\n".into(),
+            resolv_conf: "nameserver 192.0.2.53\n".into(),
+            hostname: "node-a".into(),
+        };
+        let pod = |spec: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-0", "namespace": "shop"},
+                "spec": spec,
+            }))
+            .unwrap()
+        };
+        let plain = EtcFiles::for_pod(
+            &pod(serde_json::json!({"containers": []})),
+            "127.128.0.5",
+            &host,
+        );
+        assert_eq!(
+            plain.hosts,
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.128.0.5\tweb-0\n"
+        );
+        assert_eq!(plain.hostname, "web-0\n");
+        assert_eq!(plain.resolv_conf, "nameserver 192.0.2.53\n");
+        let named = EtcFiles::for_pod(
+            &pod(
+                serde_json::json!({"containers": [], "hostname": "db", "subdomain": "backend",
+                "hostAliases": [{"ip": "10.0.0.9", "hostnames": ["a.test", "b.test"]}]}),
+            ),
+            "127.128.0.6",
+            &host,
+        );
+        assert!(
+            named.hosts.ends_with("127.128.0.6\tdb.backend.shop.svc.cluster.local\tdb\n\n# Entries added by HostAliases.\n10.0.0.9\ta.test\tb.test\n"),
+            "{}",
+            named.hosts
+        );
+        assert_eq!(named.hostname, "db\n");
+        let on_host = EtcFiles::for_pod(
+            &pod(serde_json::json!({"containers": [], "hostNetwork": true})),
+            "127.0.0.1",
+            &host,
+        );
+        assert_eq!(
+            on_host.hosts,
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost node-a\n"
+        );
+        assert_eq!(on_host.hostname, "node-a\n");
     }
 }

@@ -40,6 +40,8 @@ pub struct ResolvedImage {
     pub env: Vec<(String, String)>,
     /// The image's `WORKDIR`, if any.
     pub working_dir: Option<String>,
+    /// The image's `USER` (`name`, `uid`, `name:group`, `uid:gid`), if any.
+    pub user: Option<String>,
     /// The `imageID` reported in container statuses.
     pub image_id: String,
     /// The image as container statuses report it in `image` (the normalized reference, as

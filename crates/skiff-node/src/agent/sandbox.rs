@@ -165,6 +165,9 @@ pub async fn prepare_volumes(
             path
         } else if volume.empty_dir.is_some() {
             std::fs::create_dir_all(&target).map_err(|e| io_error(&volume.name, e))?;
+            // Writable by whichever user the containers run as, as Kubernetes makes it.
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| io_error(&volume.name, e))?;
             target
         } else if let Some(source) = &volume.config_map {
             let api: Api<ConfigMap> =

@@ -1230,3 +1230,48 @@ async fn image_garbage_collection_keeps_pod_images_and_reports_shortfalls_on_the
     h.wait_gone("kept", Duration::from_secs(10)).await;
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_while_its_image_is_pulled_leaves_no_process() {
+    let h = harness().await;
+    let marker = format!("pulled-late-{}", std::process::id());
+    h.create(
+        "gone-early",
+        json!({"terminationGracePeriodSeconds": 1, "containers": [{"name": "c",
+            "image": SLOW_IMAGE, "command": ["sh", "-c", "sleep 30"],
+            "env": [{"name": "SKIFF_TEST_MARKER", "value": marker}]}]}),
+    )
+    .await;
+    h.wait_event("gone-early", |r, _| r == "Pulling").await;
+    h.delete_with_grace("gone-early", 1).await;
+    h.images.slow_gate.add_permits(1);
+    h.wait_gone("gone-early", Duration::from_secs(10)).await;
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with_env("SKIFF_TEST_MARKER", &marker);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < until, "processes left: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.shutdown().await;
+}
+
+/// The live processes whose environment holds `name=value`.
+fn processes_with_env(name: &str, value: &str) -> Vec<i32> {
+    let wanted = format!("{name}={value}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            !zombie && environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
+        })
+        .collect()
+}

@@ -25,7 +25,10 @@ use super::probe_timing::ProbeKind;
 use super::process::{self, ContainerProcess, SpawnRequest};
 use super::pull::{ensure_image, PullPolicy};
 use super::pull_secrets::pull_credentials;
-use super::rootfs::{find_program, resolve_in_root, rooted_argv, EtcFiles, RootedRun, RunDirs};
+use super::rootfs::{
+    find_program, image_file, pod_hostname, resolve_in_root, resolve_user, rooted_argv, EtcFiles,
+    HostFiles, RootedRun, RunAs, RunDirs,
+};
 use super::runtime::ImageRoot;
 use super::runtime::{ExecFn, ImageService, ProbeContext, ProbeResult, Prober};
 use super::sandbox::{self, container_mounts, isolated_argv, pod_dir, PreparedVolume};
@@ -631,16 +634,25 @@ impl Worker {
                         working_dir,
                         isolation.as_ref().map(|(unshare, _)| unshare.as_path()),
                     ),
-                    (Some(root), Some((unshare, _))) => rooted_launch(
-                        command,
-                        root,
-                        &container_dir,
-                        &mounts,
-                        &pod_name,
-                        &pod_ip.to_string(),
-                        working_dir.as_deref(),
-                        unshare,
-                    ),
+                    (Some(root), Some((unshare, _))) => {
+                        match container_user(&pod, &container, &image, root) {
+                            Ok(run_as) => rooted_launch(
+                                command,
+                                root,
+                                &container_dir,
+                                &mounts,
+                                &pod,
+                                &pod_ip.to_string(),
+                                working_dir.as_deref(),
+                                unshare,
+                                run_as,
+                            ),
+                            Err((failure, message)) => {
+                                fail(failure, message);
+                                return;
+                            }
+                        }
+                    }
                     (Some(root), None) => {
                         merged_launch(command, root, &container_dir, working_dir, &env)
                     }
@@ -983,6 +995,85 @@ type ExecPlace = (Vec<(String, String)>, PathBuf, Option<ExecRoot>);
 struct ExecRoot {
     root: PathBuf,
     working_dir: String,
+    run_as: RunAs,
+}
+
+/// Who a container run from its image runs as: the security context's `runAsUser` and
+/// `runAsGroup` (the container's, else the pod's), else the image's `USER`, resolved against
+/// the image's `/etc/passwd` and `/etc/group`; `runAsNonRoot` is checked as kubelet checks it.
+fn container_user(
+    pod: &Pod,
+    container: &Container,
+    image: &super::runtime::ResolvedImage,
+    root: &ImageRoot,
+) -> Result<RunAs, (StartFailure, String)> {
+    let pod_context = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let context = container.security_context.as_ref();
+    let run_as_user = context
+        .and_then(|c| c.run_as_user)
+        .or_else(|| pod_context.and_then(|c| c.run_as_user));
+    let run_as_group = context
+        .and_then(|c| c.run_as_group)
+        .or_else(|| pod_context.and_then(|c| c.run_as_group));
+    let non_root = context
+        .and_then(|c| c.run_as_non_root)
+        .or_else(|| pod_context.and_then(|c| c.run_as_non_root))
+        .unwrap_or(false);
+    let id = |value: i64, what: &str| {
+        u32::try_from(value).map_err(|_| (StartFailure::Config, format!("invalid {what} {value}")))
+    };
+    let described = format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or(""),
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.uid.as_deref().unwrap_or("")
+    );
+    let image_user = image.user.clone().unwrap_or_default();
+    if non_root {
+        match run_as_user {
+            Some(0) => {
+                return Err((
+                    StartFailure::Config,
+                    format!(
+                        "container's runAsUser breaks non-root policy (pod: \"{described}\", container: {})",
+                        container.name
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None => {
+                let user = image_user.split(':').next().unwrap_or("");
+                let message = if user.is_empty() || user.parse::<u32>() == Ok(0) {
+                    Some(format!(
+                        "container has runAsNonRoot and image will run as root (pod: \"{described}\", container: {})",
+                        container.name
+                    ))
+                } else if user.parse::<u32>().is_err() {
+                    Some(format!(
+                        "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: \"{described}\", container: {})",
+                        container.name
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = message {
+                    return Err((StartFailure::Config, message));
+                }
+            }
+        }
+    }
+    let passwd = image_file(root, "/etc/passwd");
+    let group = image_file(root, "/etc/group");
+    let user_spec = match run_as_user {
+        Some(uid) => id(uid, "runAsUser")?.to_string(),
+        None => image_user,
+    };
+    let mut run_as = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())
+        .map_err(|message| (StartFailure::Runtime, message))?;
+    if let Some(gid) = run_as_group {
+        run_as.gid = id(gid, "runAsGroup")?;
+    }
+    Ok(run_as)
 }
 
 /// The longest a container's root may take to be assembled before it counts as started.
@@ -1048,16 +1139,18 @@ fn rooted_launch(
     root: &ImageRoot,
     container_dir: &Path,
     mounts: &[sandbox::Mount],
-    pod_name: &str,
+    pod: &Pod,
     pod_ip: &str,
     working_dir: Option<&str>,
     unshare: &Path,
+    run_as: RunAs,
 ) -> Result<Launch, String> {
     let dirs = RunDirs::under(container_dir);
     dirs.prepare()
         .map_err(|e| format!("preparing the container's root: {e}"))?;
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    EtcFiles::for_pod(pod_ip, pod_name, &resolv)
+    let host = HostFiles::read();
+    let hostname = pod_hostname(pod, &host);
+    EtcFiles::for_pod(pod, pod_ip, &host)
         .write(&dirs.etc)
         .map_err(|e| format!("writing the container's /etc files: {e}"))?;
     let working_dir = working_dir.unwrap_or("/");
@@ -1067,14 +1160,16 @@ fn rooted_launch(
             image: root,
             dirs: &dirs,
             mounts,
-            hostname: pod_name,
+            hostname: &hostname,
             working_dir,
+            run_as,
         },
         &command,
     );
     let exec_root = ExecRoot {
         root: dirs.root.clone(),
         working_dir: working_dir.to_string(),
+        run_as,
     };
     Ok((argv, container_dir.to_path_buf(), None, Some(exec_root)))
 }
@@ -1133,12 +1228,15 @@ fn make_exec(
                 match &root {
                     // The root's mount point is resolved inside the container's namespace,
                     // where the image is mounted on it.
-                    Some(root) => argv.extend([
-                        "--".to_string(),
-                        unshare.to_string_lossy().into_owned(),
-                        format!("--root={}", root.root.to_string_lossy()),
-                        format!("--wd={}", root.working_dir),
-                    ]),
+                    Some(root) => {
+                        argv.extend([
+                            "--".to_string(),
+                            unshare.to_string_lossy().into_owned(),
+                            format!("--root={}", root.root.to_string_lossy()),
+                            format!("--wd={}", root.working_dir),
+                        ]);
+                        argv.extend(root.run_as.unshare_options());
+                    }
                     None => argv.push("-w".to_string()),
                 }
                 argv.push("--".to_string());
@@ -1189,6 +1287,97 @@ pub(crate) fn isolation_tools() -> Option<(PathBuf, PathBuf)> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn the_user_comes_from_the_security_context_else_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:101:102::/srv:/bin/sh\n",
+        )
+        .unwrap();
+        let root = ImageRoot::Merged(dir.path().to_path_buf());
+        let image = |user: Option<&str>| super::super::runtime::ResolvedImage {
+            user: user.map(str::to_string),
+            ..Default::default()
+        };
+        let pod =
+            |pod_context: serde_json::Value, context: serde_json::Value| -> (Pod, Container) {
+                let pod: Pod = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+                    "spec": {"securityContext": pod_context,
+                        "containers": [{"name": "c", "securityContext": context}]},
+                }))
+                .unwrap();
+                let container = pod.spec.as_ref().unwrap().containers[0].clone();
+                (pod, container)
+            };
+        let run = |pod_context, context, user: Option<&str>| {
+            let (p, c) = pod(pod_context, context);
+            container_user(&p, &c, &image(user), &root)
+        };
+        let none = serde_json::json!({});
+        assert_eq!(
+            run(none.clone(), none.clone(), None),
+            Ok(RunAs { uid: 0, gid: 0 })
+        );
+        assert_eq!(
+            run(none.clone(), none.clone(), Some("web")),
+            Ok(RunAs { uid: 101, gid: 102 })
+        );
+        assert_eq!(
+            run(
+                serde_json::json!({"runAsUser": 2000, "runAsGroup": 3000}),
+                none.clone(),
+                Some("web")
+            ),
+            Ok(RunAs {
+                uid: 2000,
+                gid: 3000
+            })
+        );
+        assert_eq!(
+            run(
+                serde_json::json!({"runAsUser": 2000}),
+                serde_json::json!({"runAsUser": 101}),
+                None
+            ),
+            Ok(RunAs { uid: 101, gid: 102 }),
+            "the container's context wins, and the image's passwd gives the group"
+        );
+        let non_root = serde_json::json!({"runAsNonRoot": true});
+        assert_eq!(
+            run(non_root.clone(), none.clone(), None),
+            Err((
+                StartFailure::Config,
+                "container has runAsNonRoot and image will run as root (pod: \"p_ns(u1)\", container: c)".to_string()
+            ))
+        );
+        assert_eq!(
+            run(non_root.clone(), none.clone(), Some("web")),
+            Err((
+                StartFailure::Config,
+                "container has runAsNonRoot and image has non-numeric user (web), cannot verify user is non-root (pod: \"p_ns(u1)\", container: c)".to_string()
+            ))
+        );
+        assert_eq!(
+            run(non_root, none.clone(), Some("101")),
+            Ok(RunAs { uid: 101, gid: 102 })
+        );
+        assert_eq!(
+            run(
+                none,
+                serde_json::json!({"runAsUser": 0, "runAsNonRoot": true}),
+                None
+            ),
+            Err((
+                StartFailure::Config,
+                "container's runAsUser breaks non-root policy (pod: \"p_ns(u1)\", container: c)"
+                    .to_string()
+            ))
+        );
+    }
 
     #[test]
     fn without_isolation_the_program_and_working_directory_come_from_the_merged_tree() {
