@@ -535,6 +535,16 @@ impl BuiltImage {
     /// (`registry/repository:tag`): the full name in `io.containerd.image.name` and the tag in
     /// `org.opencontainers.image.ref.name`, as containerd and Docker export.
     pub fn write_oci_archive(&self, path: &Path, name: &str) -> Result<(), BuildError> {
+        self.write_oci_archive_compressed(path, name, ArchiveCompression::None)
+    }
+
+    /// [`BuiltImage::write_oci_archive`], the whole file compressed (`.tar.gz`, `.tar.zst`).
+    pub fn write_oci_archive_compressed(
+        &self,
+        path: &Path,
+        name: &str,
+        compression: ArchiveCompression,
+    ) -> Result<(), BuildError> {
         let reference = parse_name(name)?;
         let tag = reference.effective_tag().unwrap_or("latest").to_string();
         let index = serde_json::to_vec(&serde_json::json!({
@@ -555,12 +565,22 @@ impl BuiltImage {
         for (digest, bytes) in self.blobs() {
             files.push((format!("blobs/sha256/{}", digest.hex()), bytes));
         }
-        write_archive(path, &["blobs", "blobs/sha256"], &files)
+        write_archive(path, &["blobs", "blobs/sha256"], &files, compression)
     }
 
     /// Writes a `docker save` archive at `path` naming the image `repo_tags`
     /// (`registry/repository:tag` each), with uncompressed layers as `docker save` writes them.
     pub fn write_docker_archive(&self, path: &Path, repo_tags: &[&str]) -> Result<(), BuildError> {
+        self.write_docker_archive_compressed(path, repo_tags, ArchiveCompression::None)
+    }
+
+    /// [`BuiltImage::write_docker_archive`], the whole file compressed (`.tar.gz`, `.tar.zst`).
+    pub fn write_docker_archive_compressed(
+        &self,
+        path: &Path,
+        repo_tags: &[&str],
+        compression: ArchiveCompression,
+    ) -> Result<(), BuildError> {
         for name in repo_tags {
             parse_name(name)?;
         }
@@ -587,7 +607,7 @@ impl BuiltImage {
             files.push((name.clone(), tar));
         }
         files.push(("manifest.json".into(), &manifest));
-        write_archive(path, &directories, &files)
+        write_archive(path, &directories, &files, compression)
     }
 
     /// Every blob with its digest: the manifest, the config, then the layers.
@@ -834,13 +854,54 @@ fn uncompressed(layer: &Layer) -> Result<Vec<u8>, BuildError> {
     Ok(tar)
 }
 
-/// Writes a tar of `directories` and `files` at `path`, deterministically, through a
-/// temporary file renamed into place so no reader sees half an archive.
+/// How a whole archive file is compressed, as `skiff image import` accepts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveCompression {
+    /// A plain `.tar`.
+    None,
+    /// `.tar.gz`, at the fastest level.
+    Gzip,
+    /// `.tar.zst`, at the fastest level.
+    Zstd,
+}
+
+/// Writes a tar of `directories` and `files` at `path`, deterministically and compressed as
+/// asked, through a temporary file renamed into place so no reader sees half an archive.
 fn write_archive(
     path: &Path,
     directories: &[&str],
     files: &[(String, &[u8])],
+    compression: ArchiveCompression,
 ) -> Result<(), BuildError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let tarred = (|| {
+        for directory in directories {
+            let mut header = header(tar::EntryType::Directory, 0o755, 0);
+            builder.append_data(&mut header, format!("{directory}/"), io::empty())?;
+        }
+        for (name, bytes) in files {
+            let mut header = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+            builder.append_data(&mut header, name, *bytes)?;
+        }
+        builder.into_inner()
+    })()
+    .map_err(io_error("writing", path))?;
+    let bytes = match compression {
+        ArchiveCompression::None => tarred,
+        ArchiveCompression::Gzip => {
+            let mut encoder = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(Vec::new(), flate2::Compression::fast());
+            encoder
+                .write_all(&tarred)
+                .and_then(|()| encoder.finish())
+                .map_err(io_error("compressing", path))?
+        }
+        ArchiveCompression::Zstd => ruzstd::encoding::compress_to_vec(
+            &tarred[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ),
+    };
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -851,23 +912,9 @@ fn write_archive(
         rand::random::<u64>()
     ));
     let result = (|| {
-        let file = File::create(&temporary).map_err(io_error("creating", &temporary))?;
-        let mut builder = tar::Builder::new(io::BufWriter::new(file));
-        let written = (|| {
-            for directory in directories {
-                let mut header = header(tar::EntryType::Directory, 0o755, 0);
-                builder.append_data(&mut header, format!("{directory}/"), io::empty())?;
-            }
-            for (name, bytes) in files {
-                let mut header = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
-                builder.append_data(&mut header, name, *bytes)?;
-            }
-            builder
-                .into_inner()?
-                .into_inner()
-                .map_err(|e| e.into_error())
-        })();
-        let file = written.map_err(io_error("writing", &temporary))?;
+        let mut file = File::create(&temporary).map_err(io_error("creating", &temporary))?;
+        file.write_all(&bytes)
+            .map_err(io_error("writing", &temporary))?;
         file.sync_all().map_err(io_error("syncing", &temporary))?;
         std::fs::rename(&temporary, path).map_err(io_error("renaming into place", path))
     })();
@@ -1005,6 +1052,36 @@ mod tests {
         assert_eq!(tags, ["2", "stable"]);
         assert!(records.iter().all(|r| r.name == "example.com/app"));
         assert_holds_the_files(&store, &records[0]);
+    }
+
+    #[test]
+    fn compressed_archives_import_like_plain_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = image(&host_file(dir.path()), LayerCompression::None);
+        for (compression, magic) in [
+            (ArchiveCompression::Gzip, &[0x1f, 0x8b][..]),
+            (ArchiveCompression::Zstd, &[0x28, 0xb5, 0x2f, 0xfd][..]),
+        ] {
+            let oci = dir.path().join("oci.tar.x");
+            built
+                .write_oci_archive_compressed(&oci, "example.com/app:oci", compression)
+                .unwrap();
+            let docker = dir.path().join("docker.tar.x");
+            built
+                .write_docker_archive_compressed(&docker, &["example.com/app:docker"], compression)
+                .unwrap();
+            for archive in [&oci, &docker] {
+                assert!(
+                    std::fs::read(archive).unwrap().starts_with(magic),
+                    "{compression:?}"
+                );
+                let store =
+                    ContentStore::open(dir.path().join(format!("{compression:?}"))).unwrap();
+                let records = import_archive(&store, archive).unwrap();
+                assert_eq!(records.len(), 1, "{compression:?}");
+                assert_holds_the_files(&store, &records[0]);
+            }
+        }
     }
 
     #[test]
