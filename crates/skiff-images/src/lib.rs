@@ -3,6 +3,7 @@
 //! unpacked into read-only snapshots.
 
 pub mod archive;
+pub mod build;
 pub mod config;
 pub mod digest;
 pub mod gc;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::http::{http_get, READ_TIMEOUT};
+use support::images::{demo, DEMO};
 use support::json::{items, json_of, str_at};
 use support::{cells, poll, wait_for, Kubectl, Skiff, DEADLINE};
 
@@ -370,14 +371,20 @@ spec:
 /// stops it shrinks back after the (shortened) stabilization window.
 #[test]
 fn cpu_burn_on_real_pods_scales_up_and_back() {
-    let skiff = Skiff::start_with(&[
-        "--horizontal-pod-autoscaler-sync-period",
-        "1s",
-        "--metric-resolution",
-        "1",
-    ]);
+    let skiff = Skiff::start_with_images(
+        &[
+            "--horizontal-pod-autoscaler-sync-period",
+            "1s",
+            "--metric-resolution",
+            "1",
+        ],
+        &[demo("1.0")],
+    );
     let kubectl = skiff.kubectl();
-    let file = skiff.write_file("burner.yaml", &deployment("burner", 1, "nginx"));
+    let file = skiff.write_file(
+        "burner.yaml",
+        &deployment("burner", 1, &format!("{DEMO}:1.0")),
+    );
     kubectl.ok(&["apply", "-f", &file]);
     let hpa = skiff.write_file(
         "hpa.yaml",

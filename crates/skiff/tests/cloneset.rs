@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::http::{demo_line, ok_body};
+use support::images::{demo, DEMO};
 use support::json::{items, str_at};
 use support::{cells, wait_for, Kubectl, Skiff};
 
@@ -22,7 +23,12 @@ const NAMESPACE: &str = "clones";
 /// Deadline for a stage that includes a 10 s grace period and a restart.
 const STAGE: Duration = Duration::from_secs(45);
 
-const MANIFEST: &str = "apiVersion: apps.kruise.io/v1alpha1
+/// The tags the stages move through, each a demo image reporting it as its version.
+const TAGS: [&str; 4] = ["alpine", "v2", "v3", "v4"];
+
+fn manifest() -> String {
+    format!(
+        "apiVersion: apps.kruise.io/v1alpha1
 kind: CloneSet
 metadata:
   name: web
@@ -38,13 +44,22 @@ spec:
     spec:
       containers:
       - name: web
-        image: nginx:alpine
+        image: {DEMO}:alpine
   updateStrategy:
     type: InPlaceIfPossible
     maxUnavailable: 100%
     inPlaceUpdateStrategy:
       gracePeriodSeconds: 10
-";
+"
+    )
+}
+
+/// A JSON patch operation setting the container's image to the demo image `tag`.
+fn set_image(tag: &str) -> String {
+    format!(
+        r#"{{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"{DEMO}:{tag}"}}"#
+    )
+}
 
 struct Env {
     skiff: Skiff,
@@ -148,11 +163,11 @@ fn revision_column(env: &Env) -> BTreeMap<String, String> {
 
 #[test]
 fn cloneset_updates_in_place_by_partition_and_pause() {
-    let skiff = Skiff::start_with(&[]);
+    let skiff = Skiff::start_with_images(&[], &TAGS.map(demo));
     let kubectl = skiff.kubectl();
     let env = Env { skiff, kubectl };
     env.kubectl.ok(&["create", "namespace", NAMESPACE]);
-    let file = env.skiff.write_file("cloneset.yaml", MANIFEST);
+    let file = env.skiff.write_file("cloneset.yaml", &manifest());
     env.ok(&["apply", "-f", &file]);
 
     // Five pods, ready and serving the first tag.
@@ -192,9 +207,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
     );
 
     // Stage 1: a new tag, updated in place after the grace period.
-    env.patch(
-        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:v2"}]"#,
-    );
+    env.patch(&format!("[{}]", set_image("v2")));
     let in_grace = wait_for(
         "pods taken out of service for the grace period",
         STAGE,
@@ -209,7 +222,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
         assert!(!ready(pod), "a pod in its grace period is not Ready");
         assert_eq!(
             str_at(pod, "/spec/containers/0/image"),
-            "nginx:alpine",
+            format!("{DEMO}:alpine"),
             "the image changes only after the grace period"
         );
     }
@@ -220,7 +233,7 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
                 ready(p)
                     && restarts(p) == 1
                     && condition(p, "InPlaceUpdateReady").as_deref() == Some("True")
-                    && str_at(p, "/spec/containers/0/image") == "nginx:v2"
+                    && str_at(p, "/spec/containers/0/image") == format!("{DEMO}:v2")
             });
         done.then_some(pods)
     });
@@ -259,10 +272,10 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
     );
 
     // Stage 2: partition 3 and another tag: exactly two pods move.
-    env.patch(
-        r#"[{"op":"add","path":"/spec/updateStrategy/partition","value":3},
-            {"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:v3"}]"#,
-    );
+    env.patch(&format!(
+        r#"[{{"op":"add","path":"/spec/updateStrategy/partition","value":3}},{}]"#,
+        set_image("v3")
+    ));
     let third_revision = wait_for("two pods at the third revision", STAGE, || {
         let cs = env.cloneset();
         let rev = str_at(&cs, "/status/updateRevision");
@@ -302,11 +315,11 @@ fn cloneset_updates_in_place_by_partition_and_pause() {
 
     // Stage 3: paused, another tag and ten replicas: five new pods, no existing pod updated.
     let before_pause = revision_column(&env);
-    env.patch(
-        r#"[{"op":"add","path":"/spec/updateStrategy/paused","value":true},
-            {"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:v4"},
-            {"op":"replace","path":"/spec/replicas","value":10}]"#,
-    );
+    env.patch(&format!(
+        r#"[{{"op":"add","path":"/spec/updateStrategy/paused","value":true}},{},
+            {{"op":"replace","path":"/spec/replicas","value":10}}]"#,
+        set_image("v4")
+    ));
     let fourth_revision = wait_for("ten ready pods while paused", STAGE, || {
         let cs = env.cloneset();
         let rev = str_at(&cs, "/status/updateRevision");

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::{json, Value};
 use support::api::ApiEndpoint;
+use support::images::{shell, SHELL};
 use support::json::{items, str_at};
 use support::process::{tagged_processes, unique_run_marker};
 use support::{Kubectl, Skiff};
@@ -891,13 +892,13 @@ spec:
   terminationGracePeriodSeconds: 2
   containers:
   - name: first
-    image: busybox
+    image: {SHELL}
     command: [\"sleep\", \"3600\"]
     env:
     - name: {MARKER_VAR}
       value: \"{}\"
   - name: second
-    image: busybox
+    image: {SHELL}
     command: [\"sleep\", \"3600\"]
     env:
     - name: {MARKER_VAR}
@@ -963,7 +964,7 @@ fn pod_processes_are_never_leaked_or_duplicated_across_kills() {
     let node_kills = scaled(NODE_KILLS);
     let run = unique_run_marker();
     let markers = [format!("{run}-first"), format!("{run}-second")];
-    let mut skiff = Skiff::start_with(&["--no-proxy"]);
+    let mut skiff = Skiff::start_with_images(&["--no-proxy"], &[shell()]);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let kubectl = skiff.kubectl();
         let manifest = skiff.write_file("sleeper.yaml", &sleeper_pod(&markers));

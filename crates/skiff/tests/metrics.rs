@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::http::http_get;
+use support::images::{demo, DEMO};
 use support::{cells, Kubectl, Skiff};
 
 /// The deadline for conditions that take a few seconds when all is well.
@@ -63,9 +64,9 @@ fn top_until(
 
 #[test]
 fn real_pods_report_the_cpu_they_burn() {
-    let skiff = Skiff::start_with(&["--metric-resolution", "1"]);
+    let skiff = Skiff::start_with_images(&["--metric-resolution", "1"], &[demo("v1")]);
     let kubectl = skiff.kubectl();
-    kubectl.ok(&["run", "burner", "--image=skiff/demo:v1"]);
+    kubectl.ok(&["run", "burner", &format!("--image={DEMO}:v1")]);
     let ip = support::wait_for("burner to run with an IP", SHORT, || {
         let pod = kubectl.json(&["get", "pod", "burner"]);
         let running = pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running");

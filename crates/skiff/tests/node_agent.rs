@@ -24,10 +24,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::http::{demo_line, http_get, READ_TIMEOUT};
+use support::images::{demo, shell, DEMO, MISSING, SHELL};
 use support::json::{items, str_at};
 use support::{cells, Kubectl, LineStream, Skiff};
 
@@ -118,12 +119,12 @@ fn poll<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T
     support::wait_for_every(what, timeout, POLL, probe)
 }
 
-/// Seconds since the epoch, as the containers' `date +%s.%N` writes them.
-fn now_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+/// Seconds since the machine booted, as containers read them from `/proc/uptime` (busybox's
+/// `date` has no sub-second format): the same clock, `CLOCK_BOOTTIME`.
+fn uptime_seconds() -> f64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .unwrap_or_else(|e| panic!("cannot read the boot-time clock: {e}"));
+    now.tv_sec() as f64 + now.tv_nsec() as f64 / 1e9
 }
 
 /// A status timestamp (`2026-01-02T03:04:05Z`) in whole seconds since the epoch.
@@ -291,7 +292,8 @@ fn node_agent_acceptance() {
     let slow: Vec<&Scenario> = slow.iter().filter(wanted).collect();
     let quick: Vec<&Scenario> = quick.iter().filter(wanted).collect();
 
-    let mut skiff = Skiff::start_with(&[]);
+    let images = ["2.2", "2.4", "1", "2", "1.25"].map(demo);
+    let mut skiff = Skiff::start_with_images(&[], &[&images[..], &[shell()]].concat());
     let kubectl = skiff.kubectl();
     let node = poll("the real node to register", SHORT, || {
         let names = kubectl.ok(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
@@ -414,7 +416,7 @@ fn fold_pod_event(pods: &mut BTreeMap<String, WatchedPod>, line: &str) -> bool {
 
 fn httpd_rolls_one_by_one_keeping_three_ready(env: &Env) {
     assert_eq!(
-        env.apply("web.yaml", &web_deployment(env, "httpd:2.2")),
+        env.apply("web.yaml", &web_deployment(env, &format!("{DEMO}:2.2"))),
         "deployment.apps/web created\n"
     );
     let rolled = env.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
@@ -469,8 +471,8 @@ fn httpd_rolls_one_by_one_keeping_three_ready(env: &Env) {
     let servers = tagged_processes(|value| value == env.marker);
     assert_eq!(servers.len(), 3, "one process per pod: {servers:#?}");
     assert!(
-        servers.iter().all(|p| p.contains("demo-server")),
-        "{servers:#?}"
+        servers.iter().all(|p| p.ends_with(" /skiff-demo")),
+        "each pod runs its image's program: {servers:#?}"
     );
 
     // Roll to 2.4 while watching every pod change: with maxSurge 1 and maxUnavailable 0 (25%
@@ -493,7 +495,12 @@ fn httpd_rolls_one_by_one_keeping_three_ready(env: &Env) {
         fold_pod_event(&mut watched, &line);
     }
     assert_eq!(
-        env.ok(&["set", "image", "deployment/web", "httpd=httpd:2.4"]),
+        env.ok(&[
+            "set",
+            "image",
+            "deployment/web",
+            &format!("httpd={DEMO}:2.4")
+        ]),
         "deployment.apps/web image updated\n"
     );
     let started = Instant::now();
@@ -509,7 +516,7 @@ fn httpd_rolls_one_by_one_keeping_three_ready(env: &Env) {
         let done = watched.len() == 3
             && watched
                 .values()
-                .all(|p| p.image == "httpd:2.4" && p.ready && !p.terminating);
+                .all(|p| p.image == format!("{DEMO}:2.4") && p.ready && !p.terminating);
         if done {
             break;
         }
@@ -579,7 +586,7 @@ spec:
   restartPolicy: OnFailure
   containers:
   - name: crash
-    image: busybox
+    image: {SHELL}
     command: [\"/bin/sh\", \"-c\", \"sleep 1; exit 1\"]
     env:
 {marker}",
@@ -694,7 +701,7 @@ metadata:
 spec:
   containers:
   - name: liveness
-    image: busybox
+    image: {SHELL}
     args:
     - /bin/sh
     - -c
@@ -736,8 +743,9 @@ spec:
             let row = cells(l);
             row.first() == Some(&"Warning")
                 && row.get(1) == Some(&"Unhealthy")
+                // busybox's `cat` words it so, as in Kubernetes' own liveness example.
                 && l.ends_with(
-                    "Liveness probe failed: cat: /tmp/healthy: No such file or directory",
+                    "Liveness probe failed: cat: can't open '/tmp/healthy': No such file or directory",
                 )
         });
         let killing = events.lines().any(|l| {
@@ -770,7 +778,7 @@ metadata:
 spec:
   containers:
   - name: main
-    image: busybox
+    image: {SHELL}
     command: [\"/bin/sh\", \"-c\", \"{script}\"]
 {probe}    volumeMounts:
     - name: shared
@@ -865,7 +873,10 @@ spec:
 }
 
 fn failing_readiness_probe_holds_the_rollout(env: &Env) {
-    env.apply("api-v1.yaml", &api_deployment(env, "nginx:1", "/readyz"));
+    env.apply(
+        "api-v1.yaml",
+        &api_deployment(env, &format!("{DEMO}:1"), "/readyz"),
+    );
     env.ok(&["rollout", "status", "deployment/api", "--timeout=60s"]);
     let old: BTreeSet<String> = items(&env.json(&["get", "pods", "-l", "app=api"]))
         .iter()
@@ -875,7 +886,10 @@ fn failing_readiness_probe_holds_the_rollout(env: &Env) {
 
     // Version 2 answers 404 on its readiness path: its first pod never becomes ready.
     assert_eq!(
-        env.apply("api-v2.yaml", &api_deployment(env, "nginx:2", "/missing")),
+        env.apply(
+            "api-v2.yaml",
+            &api_deployment(env, &format!("{DEMO}:2"), "/missing")
+        ),
         "deployment.apps/api configured\n"
     );
     let new_pod = poll("the v2 pod to fail its readiness probe", SHORT, || {
@@ -960,15 +974,15 @@ spec:
   terminationGracePeriodSeconds: 3
   containers:
   - name: main
-    image: busybox
+    image: {SHELL}
     command:
     - /bin/sh
     - -c
-    - trap 'date +%s.%N >> /data/term' TERM; while true; do date +%s.%N >> /data/alive; sleep 0.2; done
+    - trap 'read t _ < /proc/uptime; echo $t >> /data/term' TERM; while true; do read t _ < /proc/uptime; echo $t >> /data/alive; sleep 0.2; done
     lifecycle:
       preStop:
         exec:
-          command: [/bin/sh, -c, 'date +%s.%N > /data/prestop; sleep 1']
+          command: [/bin/sh, -c, 'read t _ < /proc/uptime; echo $t > /data/prestop; sleep 1']
     volumeMounts:
     - name: data
       mountPath: /data
@@ -1004,7 +1018,7 @@ spec:
         "jsonpath={.type}{\"\\n\"}",
     ]);
     watch.wait_for_line("the watch to list the pod", |l| l == "ADDED");
-    let deleted_at = now_seconds();
+    let deleted_at = uptime_seconds();
     let began = Instant::now();
     env.ok(&["delete", "pod", "stubborn", "--wait=false"]);
     watch.wait_for_line("the pod to go", |l| l == "DELETED");
@@ -1026,8 +1040,9 @@ spec:
     // machine's load, bounded by the watch's deadline.
     assert_eq!(pre_stop.len(), 1, "{report}");
     assert_eq!(term.len(), 1, "one SIGTERM: {report}");
+    // `/proc/uptime` counts in hundredths, rounded down.
     assert!(
-        pre_stop[0] >= deleted_at,
+        pre_stop[0] + 0.01 >= deleted_at,
         "preStop ran after the delete: {report}"
     );
     assert!(
@@ -1070,7 +1085,7 @@ spec:
   terminationGracePeriodSeconds: {grace}
   containers:
   - name: main
-    image: busybox
+    image: {SHELL}
     command: [/bin/sh, -c, \"trap '' TERM; while true; do sleep 0.2; done\"]
     lifecycle:
       postStart:
@@ -1164,7 +1179,7 @@ spec:
 }
 
 fn rollout_to_unknown_image_stalls_and_undo_recovers(env: &Env) {
-    env.apply("shop.yaml", &shop_deployment(env, "nginx:1.25"));
+    env.apply("shop.yaml", &shop_deployment(env, &format!("{DEMO}:1.25")));
     env.ok(&["rollout", "status", "deployment/shop", "--timeout=60s"]);
     let serving: BTreeSet<String> = items(&env.json(&["get", "pods", "-l", "app=shop"]))
         .iter()
@@ -1184,7 +1199,7 @@ fn rollout_to_unknown_image_stalls_and_undo_recovers(env: &Env) {
             "set",
             "image",
             "deployment/shop",
-            "shop=example.invalid/nope:1"
+            &format!("shop={MISSING}")
         ]),
         "deployment.apps/shop image updated\n"
     );
@@ -1200,7 +1215,7 @@ fn rollout_to_unknown_image_stalls_and_undo_recovers(env: &Env) {
         let [name, image, reason, restarts] = fields[..] else {
             continue;
         };
-        if image != "example.invalid/nope:1" || reason.is_empty() {
+        if image != MISSING || reason.is_empty() {
             continue;
         }
         assert_eq!(
@@ -1285,7 +1300,7 @@ spec:
   restartPolicy: Always
   containers:
   - name: counter
-    image: busybox
+    image: {SHELL}
     command:
     - /bin/sh
     - -c

@@ -5,17 +5,17 @@
 //! files only the image has. Run as root (containers get their image as their root through
 //! overlayfs and `unshare`), with `kubectl` and `docker-registry` on the PATH.
 
-#[path = "../../skiff-images/tests/support/mod.rs"]
-mod image_support;
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use image_support::{Compression, Registry, TestImage, TestLayer, PASSWORD, USER};
 use serde_json::{json, Value};
-use skiff_images::pull::Platform;
-use skiff_images::Digest;
+use skiff_images::build::{
+    ArchiveCompression, BuiltImage, ImageBuilder, ImageConfig, LayerBuilder, LayerCompression,
+};
+use skiff_testkit::images::BUSYBOX;
+use skiff_testkit::registry::{Registry, PASSWORD, USER};
 use support::cli::skiff as skiff_cli;
 use support::json::str_at;
 use support::process::{tagged_processes, unique_run_marker};
@@ -31,17 +31,27 @@ const MARKER_VAR: &str = "SKIFF_IMAGES_MARKER";
 const IMAGE_ONLY_FILE: &str = "/skiff-image-test/message.txt";
 
 /// An image of busybox plus a file at [`IMAGE_ONLY_FILE`] holding `message`.
-fn image(message: &str) -> TestImage {
-    let files = TestLayer::of_files(&[(
-        IMAGE_ONLY_FILE.trim_start_matches('/'),
-        message.as_bytes().to_vec(),
-        0o644,
-    )]);
-    TestImage::new(
-        vec![TestLayer::busybox(), files],
-        &Platform::current().architecture,
-        &["/bin/busybox", "sh"],
-    )
+fn image(message: &str) -> BuiltImage {
+    let mut busybox = LayerBuilder::new();
+    busybox
+        .host_file("bin/busybox", BUSYBOX)
+        .expect("busybox must be installed (Debian package busybox-static)");
+    let mut files = LayerBuilder::new();
+    files
+        .file(IMAGE_ONLY_FILE, message.as_bytes(), 0o644)
+        .expect("the image's own file");
+    ImageBuilder::new()
+        .layer(
+            busybox
+                .build(LayerCompression::Gzip)
+                .expect("busybox layer"),
+        )
+        .layer(files.build(LayerCompression::Gzip).expect("file layer"))
+        .config(ImageConfig {
+            entrypoint: vec!["/bin/busybox".into(), "sh".into()],
+            ..ImageConfig::default()
+        })
+        .build()
 }
 
 /// A pod running `script` with busybox's shell, tagged with `marker`.
@@ -120,8 +130,14 @@ fn an_imported_image_runs_as_the_containers_root_with_pull_policy_never() {
     let files = tempfile::tempdir().unwrap();
     let built = image("hello from inside the image");
     let archive = files.path().join("tool.tar");
-    built.write_oci_archive(&archive, "example.test/team/tool:1.0", Compression::Gzip);
-    let manifest_digest = Digest::sha256_of(&built.manifest()).to_string();
+    built
+        .write_oci_archive_compressed(
+            &archive,
+            "example.test/team/tool:1.0",
+            ArchiveCompression::Gzip,
+        )
+        .expect("writing the archive");
+    let manifest_digest = built.manifest_digest.to_string();
 
     let skiff = Skiff::start_with(&[]);
     let (ok, _, stderr) = skiff_cli(
@@ -297,7 +313,7 @@ fn images_are_pulled_from_a_registry_with_kubelets_events_and_back_off() {
         .build()
         .unwrap();
     let built = image("pulled from the registry");
-    let digest = runtime.block_on(registry.push(&built, "test/app", "1"));
+    let digest = runtime.block_on(registry.push_built(&built, "test/app", "1"));
     let files = tempfile::tempdir().unwrap();
     let config = files.path().join("registries.yaml");
     std::fs::write(
@@ -380,7 +396,7 @@ fn a_pull_secret_opens_a_registry_that_refuses_anonymous_pulls() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(registry.push(&image("private"), "team/private", "1"));
+    runtime.block_on(registry.push_built(&image("private"), "team/private", "1"));
     let files = tempfile::tempdir().unwrap();
     let config = files.path().join("registries.yaml");
     std::fs::write(

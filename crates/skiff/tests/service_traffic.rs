@@ -20,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::http::{http_get_at, parse_answer, Answer};
+use support::images::{demo, DEMO};
 use support::json::{items, json_of, str_at};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
@@ -151,7 +152,7 @@ spec:
     spec:
       containers:
       - name: web
-        image: skiff/demo:v1
+        image: {DEMO}:v1
         ports:
         - containerPort: 80
         readinessProbe:
@@ -357,7 +358,8 @@ fn fast(s: &Scenario) {
     assert!(rows[1][1].split(',').all(|e| e.ends_with(":80")), "{table}");
 
     let client = Client::start(address);
-    let set_v2 = ["set", "image", "deployment/web", "web=skiff/demo:v2"];
+    let image_v2 = format!("web={DEMO}:v2");
+    let set_v2 = ["set", "image", "deployment/web", &image_v2];
     let undo = ["rollout", "undo", "deployment/web"];
     // A rollback returns to the revision before the last change, so it comes before the
     // restart (after one, it would return to the pre-restart pods' template).
@@ -384,7 +386,7 @@ fn slow(s: &Scenario) {
         &client,
         "v1",
         "v2",
-        &["set", "image", "deployment/web", "web=skiff/demo:v2"],
+        &["set", "image", "deployment/web", &format!("web={DEMO}:v2")],
     );
     s.scale(6);
     s.scale(2);
@@ -394,7 +396,7 @@ fn slow(s: &Scenario) {
         &client,
         "v2",
         "v1",
-        &["set", "image", "deployment/web", "web=skiff/demo:v1"],
+        &["set", "image", "deployment/web", &format!("web={DEMO}:v1")],
     );
     assert_no_failures(s.namespace, &client.finish());
 }
@@ -402,7 +404,9 @@ fn slow(s: &Scenario) {
 /// A CloneSet updating its pods in place (OpenKruise's `InPlaceIfPossible`) behind a NodePort
 /// Service: each pod is taken out of service through its `InPlaceUpdateReady` gate, drained,
 /// restarted with the new image and put back, and no request fails on the way.
-const IN_PLACE_CLONESET: &str = "apiVersion: apps.kruise.io/v1alpha1
+fn in_place_clone_set() -> String {
+    format!(
+        "apiVersion: apps.kruise.io/v1alpha1
 kind: CloneSet
 metadata:
   name: web
@@ -423,7 +427,7 @@ spec:
     spec:
       containers:
       - name: web
-        image: skiff/demo:v1
+        image: {DEMO}:v1
         ports:
         - containerPort: 80
         readinessProbe:
@@ -443,7 +447,9 @@ spec:
   ports:
   - port: 80
     targetPort: 80
-";
+"
+    )
+}
 
 /// Pod name to (uid, IP, restart count) for the CloneSet's pods.
 fn clone_set_pods(s: &Scenario) -> BTreeMap<String, (String, String, u64)> {
@@ -497,7 +503,7 @@ fn clone_set_updated(s: &Scenario, replicas: u32) {
 /// In-place updates through a Service: the pods keep their names, UIDs and IPs, restart once,
 /// answer with the new version, and not one request fails.
 fn in_place(s: &Scenario) {
-    s.apply_in_new_namespace(IN_PLACE_CLONESET);
+    s.apply_in_new_namespace(&in_place_clone_set());
     clone_set_updated(s, 3);
     let address = s.answering_node_port();
     let before = clone_set_pods(s);
@@ -511,10 +517,14 @@ fn in_place(s: &Scenario) {
         "cloneset/web",
         "--type=json",
         "-p",
-        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"skiff/demo:v2"}]"#,
+        &format!(
+            r#"[{{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"{DEMO}:v2"}}]"#
+        ),
     ]);
     clone_set_updated(s, 3);
-    let answers = client.answers_since(Instant::now(), 20);
+    // An in-place update takes a second or two: the client goes on long enough after it to
+    // send the hundred requests a fair check needs, all answered by v2.
+    let answers = client.answers_since(Instant::now(), 100);
     assert!(
         answers.iter().all(|a| a.version == "v2"),
         "after the in-place update every answer comes from v2: {answers:?}"
@@ -538,7 +548,7 @@ type ScenarioBody = fn(&Scenario);
 
 #[test]
 fn rollouts_restarts_rollbacks_and_scaling_lose_no_request() {
-    let skiff = Skiff::start_with(&[]);
+    let skiff = Skiff::start_with_images(&[], &[demo("v1"), demo("v2")]);
     let scenarios: [(&'static str, ScenarioBody); 3] =
         [("fast", fast), ("slow", slow), ("inplace", in_place)];
     let failures: Vec<String> = thread::scope(|threads| {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod http;
+pub mod images;
 pub mod json;
 pub mod process;
 
