@@ -1,0 +1,179 @@
+//! A throwaway single-member etcd on loopback, for the etcd backend's tests, the end-to-end tests
+//! of `skiff up --datastore-endpoint` and the store benchmark.
+//!
+//! It runs Debian's `etcd` binary (package `etcd-server`) in a temporary directory on free
+//! loopback ports, and is killed and its directory removed when dropped, whatever the test's
+//! outcome. Failing to start is a panic with a message naming the package, never a silent skip.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long etcd may take to start answering.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running (or stopped, restartable) single-member etcd owned by a test.
+pub struct TestEtcd {
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    process: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("cannot read a bound port: {e}"))
+        .port()
+}
+
+impl TestEtcd {
+    /// Starts etcd and waits until it answers its health check.
+    pub fn start() -> TestEtcd {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-etcd-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory for etcd: {e}"));
+        let mut etcd = TestEtcd {
+            dir,
+            client_port: 0,
+            peer_port: 0,
+            process: None,
+        };
+        // Another process may take a port between our probe and etcd's bind: try a few pairs.
+        for attempt in 1..=3 {
+            etcd.client_port = free_port();
+            etcd.peer_port = free_port();
+            if etcd.try_launch() {
+                return etcd;
+            }
+            eprintln!(
+                "etcd did not start (attempt {attempt}); log:\n{}",
+                etcd.log()
+            );
+        }
+        panic!("etcd did not start; log:\n{}", etcd.log());
+    }
+
+    /// The client URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// etcd's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kills etcd (SIGKILL, no chance to flush anything but what it already committed).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed etcd again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.try_launch(),
+            "etcd did not restart; log:\n{}",
+            self.log()
+        );
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn try_launch(&mut self) -> bool {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap_or_else(|e| panic!("cannot open the etcd log: {e}"));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot share the etcd log: {e}"));
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let spawned = Command::new("etcd")
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", self.data_dir().display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "the etcd binary is not on the PATH: install Debian's etcd-server package \
+                 (apt-get install -y etcd-server)"
+            ),
+            Err(e) => panic!("cannot start etcd: {e}"),
+        };
+        self.process = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < START_DEADLINE {
+            if let Some(child) = self.process.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.process = None;
+                    return false;
+                }
+            }
+            if healthy(self.client_port) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
+    /// The temporary directory etcd runs in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Whether etcd's `/health` answers healthy on `port`.
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.contains("\"health\":\"true\"")
+}
+
+impl Drop for TestEtcd {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!("--- etcd log ---\n{}--- end of etcd log ---", self.log());
+        }
+    }
+}

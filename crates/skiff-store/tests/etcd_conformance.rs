@@ -1,0 +1,358 @@
+//! The conformance suite against [`EtcdStore`] on a real single-member etcd (Debian's
+//! `etcd-server`), one per test, plus what only a networked store shows: compaction done by
+//! etcd, etcd dying under a watch, calls bounded while etcd is down, durability across an etcd
+//! crash.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use skiff_store::conformance;
+use skiff_store::test_etcd::TestEtcd;
+use skiff_store::{EtcdOptions, EtcdStore, Revision, Store, StoreError, WatchEvent};
+
+/// Short, so the tests of a dead etcd are quick; far above a healthy loopback round trip.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn connect(etcd: &TestEtcd) -> EtcdStore {
+    let mut options = EtcdOptions::new(vec![etcd.endpoint()]);
+    options.request_timeout = TIMEOUT;
+    EtcdStore::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", etcd.endpoint()))
+}
+
+macro_rules! conformance_tests {
+    ($($property:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $property() {
+                let etcd = TestEtcd::start();
+                conformance::$property(&connect(&etcd).await).await;
+            }
+        )*
+    };
+}
+
+conformance_tests!(
+    create_rejects_existing_key,
+    update_and_delete_of_missing_key_fail_not_found,
+    revisions_advance_by_one_per_write,
+    create_and_mod_revisions_track_writes,
+    concurrent_updates_with_same_expected_revision_one_wins,
+    delete_honours_expected_revision,
+    list_returns_keys_in_order_at_current_revision,
+    list_isolates_sibling_prefixes,
+    list_paginates_with_start_after_and_limit,
+    list_uncounted_pages_like_list_and_only_says_whether_more_follow,
+    watch_replays_exactly_the_later_events,
+    watch_started_during_concurrent_writes_sees_each_event_once,
+    watch_filters_by_prefix,
+    delete_event_carries_last_value,
+    compaction_limits_where_watches_start,
+    watch_from_future_revision_waits_for_it,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_passes_on_one_etcd_with_a_store_per_prefix() {
+    // The suite assumes nothing about the starting revision, so stores under distinct root
+    // prefixes of one etcd each count as fresh.
+    let etcd = TestEtcd::start();
+    let mut count = 0;
+    let endpoint = etcd.endpoint();
+    conformance::run_all(|| {
+        count += 1;
+        let mut options = EtcdOptions::new(vec![endpoint.clone()]);
+        options.root_prefix = format!("/suite-{count}");
+        options.request_timeout = TIMEOUT;
+        async move { Box::new(EtcdStore::connect(options).await.expect("connect")) as Box<dyn Store> }
+    })
+    .await;
+    assert_eq!(count, 16, "run_all makes one store per property");
+}
+
+async fn next(
+    watch: &mut futures::stream::BoxStream<'static, Result<WatchEvent, StoreError>>,
+) -> Result<WatchEvent, StoreError> {
+    match tokio::time::timeout(conformance::WAIT, watch.next()).await {
+        Ok(Some(item)) => item,
+        Ok(None) => panic!("the watch ended without an error item"),
+        Err(_) => panic!("no watch item within {:?}", conformance::WAIT),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_did_not_compact_learns_the_compacted_revision_from_etcd() {
+    let etcd = TestEtcd::start();
+    let compacting = connect(&etcd).await;
+    for n in 0..10 {
+        compacting
+            .create(&format!("/c/{n}"), vec![1])
+            .await
+            .expect("create");
+    }
+    let at: Revision = compacting.current_revision().await.expect("revision") - 3;
+    compacting.compact(at).await.expect("compact");
+
+    // Another server on the same etcd never saw the compaction.
+    let other = connect(&etcd).await;
+    assert_eq!(
+        other
+            .compacted_revision()
+            .await
+            .expect("compacted revision"),
+        at,
+        "found by probing etcd"
+    );
+    match other.watch("/c/", at - 1).await {
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => assert_eq!((requested, compacted), (at - 1, at)),
+        Err(other) => panic!("want Compacted, got {other}"),
+        Ok(_) => panic!("want Compacted, got a stream"),
+    }
+    match other.watch("/c/", 0).await {
+        Err(StoreError::Compacted { requested: 0, .. }) => {}
+        Err(other) => panic!("watch from 0: want Compacted, got {other}"),
+        Ok(_) => panic!("watch from 0: want Compacted, got a stream"),
+    }
+    let mut watch = other
+        .watch("/c/", at)
+        .await
+        .expect("watch after compaction");
+    let event = next(&mut watch).await.expect("replayed event");
+    assert_eq!(event.revision, at + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_restart_ends_a_watch_with_an_error_and_a_new_watch_resumes_without_gap() {
+    let mut etcd = TestEtcd::start();
+    let store = connect(&etcd).await;
+    let first = store.create("/r/1", b"one".to_vec()).await.expect("create");
+    let mut watch = store.watch("/r/", 0).await.expect("watch");
+    assert_eq!(
+        next(&mut watch).await.expect("event").revision,
+        first.mod_revision
+    );
+
+    etcd.kill();
+    match next(&mut watch).await {
+        Err(StoreError::Backend(message)) => assert!(message.contains("etcd"), "{message}"),
+        Ok(event) => panic!("no event can follow etcd's death, got {event:?}"),
+        Err(other) => panic!("want a Backend error, got {other}"),
+    }
+    let after_error = tokio::time::timeout(Duration::from_secs(1), watch.next()).await;
+    assert!(
+        matches!(after_error, Ok(None)),
+        "nothing follows the error: {after_error:?}"
+    );
+
+    etcd.restart();
+    let second = retry_until_up(|| store.create("/r/2", b"two".to_vec())).await;
+    assert_eq!(
+        second.mod_revision,
+        first.mod_revision + 1,
+        "etcd kept its revision across the restart"
+    );
+    let mut resumed = store
+        .watch("/r/", first.mod_revision)
+        .await
+        .expect("watch again from the last revision seen");
+    let event = next(&mut resumed).await.expect("event");
+    assert_eq!(
+        event.kv.key, "/r/2",
+        "the next change, no gap and no repeat"
+    );
+    assert_eq!(event.revision, second.mod_revision);
+}
+
+/// Retries `op` until etcd answers again; fails the test past a deadline.
+async fn retry_until_up<T, F, Fut>(mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(StoreError::Backend(message)) if Instant::now() < deadline => {
+                let _ = message;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the store did not recover after etcd came back: {error}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_within_the_timeout_while_etcd_is_down_and_work_when_it_returns() {
+    let mut etcd = TestEtcd::start();
+    let store = Arc::new(connect(&etcd).await);
+    store
+        .create("/down/a", b"a".to_vec())
+        .await
+        .expect("create");
+    etcd.kill();
+
+    let bound = TIMEOUT + Duration::from_secs(2);
+    let started = Instant::now();
+    let write = tokio::time::timeout(bound, store.create("/down/b", b"b".to_vec())).await;
+    match write {
+        Ok(Err(StoreError::Backend(message))) => assert!(message.contains("etcd"), "{message}"),
+        Ok(other) => panic!("a write with etcd down: want a Backend error, got {other:?}"),
+        Err(_) => panic!("a write with etcd down hung past {bound:?}"),
+    }
+    for (what, result) in [
+        (
+            "get",
+            tokio::time::timeout(bound, store.get("/down/a"))
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+        (
+            "list",
+            tokio::time::timeout(bound, store.list("/down/", None, None))
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+        (
+            "watch",
+            tokio::time::timeout(bound, store.watch("/down/", 0))
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+    ] {
+        match result {
+            Ok(Err(StoreError::Backend(_))) => {}
+            Ok(other) => panic!("{what} with etcd down: want a Backend error, got {other:?}"),
+            Err(_) => panic!("{what} with etcd down hung past {bound:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < bound * 4,
+        "each call is bounded by the timeout"
+    );
+
+    etcd.restart();
+    retry_until_up(|| store.create("/down/b", b"b".to_vec())).await;
+    let listed = store
+        .list("/down/", None, None)
+        .await
+        .expect("list after recovery");
+    let keys: Vec<&str> = listed.items.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["/down/a", "/down/b"],
+        "the failed write left nothing behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_etcd_being_killed() {
+    let mut etcd = TestEtcd::start();
+    let store = Arc::new(connect(&etcd).await);
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0..25 {
+                    let kv = store
+                        .create(&format!("/dur/{writer}/{n:02}"), vec![writer as u8; 64])
+                        .await
+                        .expect("create");
+                    acknowledged.push(kv);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.expect("writer"));
+    }
+    etcd.kill();
+    etcd.restart();
+    let listed = retry_until_up(|| store.list("/dur/", None, None)).await;
+    acknowledged.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        listed.items, acknowledged,
+        "same keys, values and revisions"
+    );
+}
+
+struct UpperCase;
+
+impl skiff_store::ValueExtractor for UpperCase {
+    fn extract(&self, _key: &str, value: &[u8]) -> Option<skiff_store::Extracted> {
+        let text = std::str::from_utf8(value).ok()?;
+        if text.starts_with('#') {
+            return None;
+        }
+        Some(skiff_store::Extracted::new(text.to_uppercase()))
+    }
+}
+
+fn extracted(kv: &skiff_store::KeyValue) -> Option<&str> {
+    kv.extracted
+        .as_ref()
+        .map(|part| part.downcast_ref::<String>().expect("a String").as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_values_carry_what_the_installed_extractor_computes() {
+    let etcd = TestEtcd::start();
+    let store = connect(&etcd).await;
+    store
+        .create("/k/before", b"old".to_vec())
+        .await
+        .expect("create");
+    let before = store.get("/k/before").await.expect("get").expect("present");
+    assert!(
+        before.extracted.is_none(),
+        "no extractor, nothing extracted"
+    );
+
+    store.set_extractor(Arc::new(UpperCase)).expect("install");
+    let before = store.get("/k/before").await.expect("get").expect("present");
+    assert_eq!(extracted(&before), Some("OLD"), "values already stored");
+    store
+        .create("/k/a", b"first".to_vec())
+        .await
+        .expect("create");
+    store
+        .create("/k/b", b"#declined".to_vec())
+        .await
+        .expect("create");
+    let written = store
+        .update("/k/before", b"new".to_vec(), None)
+        .await
+        .expect("update");
+    assert_eq!(extracted(&written), Some("NEW"), "the answer to a write");
+    let listed = store.list("/k/", None, None).await.expect("list");
+    let seen: Vec<(&str, Option<&str>)> = listed
+        .items
+        .iter()
+        .map(|kv| (kv.key.as_str(), extracted(kv)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/k/a", Some("FIRST")),
+            ("/k/b", None),
+            ("/k/before", Some("NEW"))
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoints_without_client_certificates_are_refused_at_connect() {
+    let options = EtcdOptions::new(vec!["https://127.0.0.1:1".to_string()]);
+    match EtcdStore::connect(options).await {
+        Err(StoreError::Backend(message)) => assert!(message.contains("certificate"), "{message}"),
+        Err(other) => panic!("want Backend, got {other}"),
+        Ok(_) => panic!("https without certificates must be refused"),
+    }
+}
