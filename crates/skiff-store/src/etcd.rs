@@ -599,6 +599,10 @@ impl Store for EtcdStore {
         Ok(readable)
     }
 
+    fn backend_name(&self) -> &'static str {
+        "etcd"
+    }
+
     fn set_extractor(&self, extractor: Arc<dyn ValueExtractor>) -> Result<(), StoreError> {
         *self
             .extractor

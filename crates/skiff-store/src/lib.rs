@@ -249,4 +249,10 @@ pub trait Store: Send + Sync + 'static {
         let _ = extractor;
         Ok(())
     }
+
+    /// A short name of the backend (`"sqlite"`, `"etcd"`), for health reports that name the
+    /// store the way operators know it. Wrappers that only delegate may keep the default.
+    fn backend_name(&self) -> &'static str {
+        "store"
+    }
 }
