@@ -13,6 +13,10 @@
 //! client reconnects by itself). A watch whose stream breaks ends with a `Backend` error, which
 //! the trait allows: its user re-lists and watches again.
 //!
+//! The trait has no bookmark item, so etcd's progress notifications are not requested; API
+//! watch bookmarks carry the last delivered revision, as on SQLite. Lists are at the current
+//! revision, as the trait's are.
+//!
 //! Extracted parts ([`ValueExtractor`]) are computed when a value is read rather than kept in
 //! memory, since this backend keeps no copy of the data: the part is then never stale, and costs
 //! what parsing by the reader would.
@@ -508,8 +512,7 @@ impl Store for EtcdStore {
         let options = WatchOptions::new()
             .with_range(prefix_end(&from))
             .with_start_revision(start)
-            .with_prev_key()
-            .with_progress_notify();
+            .with_prev_key();
         let mut client = self.client.watch_client();
         let mut etcd_watch = self
             .bounded("watching", client.watch(from, Some(options)))
@@ -675,7 +678,7 @@ impl WatchState {
                 format!("etcd cancelled the watch: {}", response.cancel_reason()),
             ));
         }
-        // A response without events is a progress notification: nothing to deliver.
+        // A response without events (a progress report) has nothing to deliver.
         for event in response.events() {
             let converted = self.convert(event)?;
             self.after_revision = converted.revision;
