@@ -290,8 +290,13 @@ async fn an_idle_watch_outlives_the_request_timeout() {
     let mut watch = store.watch("/idle/", 0).await.expect("watch");
     // The timeout bounds each call, not the life of a watch: idle for longer than it.
     tokio::time::sleep(TIMEOUT * 2).await;
-    let created = store.create("/idle/k", b"v".to_vec()).await.expect("create");
-    let event = next(&mut watch).await.expect("an event after the idle time");
+    let created = store
+        .create("/idle/k", b"v".to_vec())
+        .await
+        .expect("create");
+    let event = next(&mut watch)
+        .await
+        .expect("an event after the idle time");
     assert_eq!(event.revision, created.mod_revision);
 }
 

@@ -78,9 +78,16 @@ fn a_deployment_rolls_out_on_etcd_and_outlives_the_server() {
     skiff.restart();
     let kubectl = skiff.kubectl();
     let uid_after = kubectl.ok(&["get", "deploy/web", "-o", "jsonpath={.metadata.uid}"]);
-    assert_eq!(uid_after, uid_before, "the restarted server finds the same Deployment");
+    assert_eq!(
+        uid_after, uid_before,
+        "the restarted server finds the same Deployment"
+    );
     let pods = kubectl.json(&["get", "pods", "-l", "app=web", "-o", "json"]);
-    assert_eq!(items(&pods).len(), 3, "the Deployment's pods are still there");
+    assert_eq!(
+        items(&pods).len(),
+        3,
+        "the Deployment's pods are still there"
+    );
 
     // A server with a data directory of its own sees the same objects: they live in etcd.
     drop(skiff);
@@ -88,15 +95,19 @@ fn a_deployment_rolls_out_on_etcd_and_outlives_the_server() {
     let kubectl = fresh.kubectl();
     let uid_elsewhere = kubectl.ok(&["get", "deploy/web", "-o", "jsonpath={.metadata.uid}"]);
     assert_eq!(uid_elsewhere, uid_before);
-    wait_for("the Deployment to report 3 available replicas", DEADLINE, || {
-        let available = kubectl.ok(&[
-            "get",
-            "deploy/web",
-            "-o",
-            "jsonpath={.status.availableReplicas}",
-        ]);
-        (available == "3").then_some(())
-    });
+    wait_for(
+        "the Deployment to report 3 available replicas",
+        DEADLINE,
+        || {
+            let available = kubectl.ok(&[
+                "get",
+                "deploy/web",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ]);
+            (available == "3").then_some(())
+        },
+    );
 }
 
 #[test]
