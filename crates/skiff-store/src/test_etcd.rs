@@ -20,7 +20,19 @@ pub struct TestEtcd {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<ServerTls>,
     process: Option<Child>,
+}
+
+/// PEM files etcd serves its client URL with, requiring client certificates signed by `ca_file`.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// The certificate authority client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// etcd's serving certificate, valid for `127.0.0.1`.
+    pub cert_file: PathBuf,
+    /// Its private key.
+    pub key_file: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -35,6 +47,15 @@ fn free_port() -> u16 {
 impl TestEtcd {
     /// Starts etcd and waits until it answers its health check.
     pub fn start() -> TestEtcd {
+        Self::start_with(None)
+    }
+
+    /// Starts etcd serving `https://` with client certificate authentication.
+    pub fn start_tls(tls: ServerTls) -> TestEtcd {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ServerTls>) -> TestEtcd {
         let dir = tempfile::Builder::new()
             .prefix("skiff-etcd-")
             .tempdir()
@@ -43,6 +64,7 @@ impl TestEtcd {
             dir,
             client_port: 0,
             peer_port: 0,
+            tls,
             process: None,
         };
         // Another process may take a port between our probe and etcd's bind: try a few pairs.
@@ -60,9 +82,10 @@ impl TestEtcd {
         panic!("etcd did not start; log:\n{}", etcd.log());
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` when serving TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// etcd's output so far.
@@ -107,7 +130,15 @@ impl TestEtcd {
             .unwrap_or_else(|e| panic!("cannot share the etcd log: {e}"));
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let spawned = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert_file.display()))
+                .arg(format!("--key-file={}", tls.key_file.display()))
+                .arg(format!("--trusted-ca-file={}", tls.ca_file.display()))
+                .arg("--client-cert-auth");
+        }
+        let spawned = command
             .arg("--name=test")
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -139,7 +170,7 @@ impl TestEtcd {
                     return false;
                 }
             }
-            if healthy(self.client_port) {
+            if self.answers() {
                 return true;
             }
             thread::sleep(Duration::from_millis(50));
@@ -151,6 +182,19 @@ impl TestEtcd {
     /// The temporary directory etcd runs in.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl TestEtcd {
+    /// Whether etcd is ready: its `/health` says so, or, over TLS (which this check does not
+    /// speak), its log says it serves clients.
+    fn answers(&self) -> bool {
+        if self.tls.is_some() {
+            return TcpStream::connect(("127.0.0.1", self.client_port)).is_ok()
+                && self.log().contains("serving client requests on")
+                && self.log().contains("ready to serve client requests");
+        }
+        healthy(self.client_port)
     }
 }
 

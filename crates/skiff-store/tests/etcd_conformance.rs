@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use skiff_store::conformance;
-use skiff_store::test_etcd::TestEtcd;
-use skiff_store::{EtcdOptions, EtcdStore, Revision, Store, StoreError, WatchEvent};
+use skiff_store::test_etcd::{ServerTls, TestEtcd};
+use skiff_store::{EtcdOptions, EtcdStore, EtcdTls, Revision, Store, StoreError, WatchEvent};
 
 /// Short, so the tests of a dead etcd are quick; far above a healthy loopback round trip.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -371,5 +371,96 @@ async fn https_endpoints_without_client_certificates_are_refused_at_connect() {
         Err(StoreError::Backend(message)) => assert!(message.contains("certificate"), "{message}"),
         Err(other) => panic!("want Backend, got {other}"),
         Ok(_) => panic!("https without certificates must be refused"),
+    }
+}
+
+/// A certificate authority, and certificates it signs, written as PEM files into `dir`.
+struct Authority {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+}
+
+impl Authority {
+    fn new(dir: &std::path::Path, name: &str) -> (Authority, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        let path = dir.join(format!("{name}.crt"));
+        std::fs::write(&path, cert.pem()).expect("write CA");
+        (Authority { params, key }, path)
+    }
+
+    /// Signs a certificate for `usage`, valid for 127.0.0.1; returns (cert, key) files.
+    fn sign(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ]))];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        let cert_file = dir.join(format!("{name}.crt"));
+        let key_file = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        (cert_file, key_file)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoints_work_with_client_certificates_and_refuse_strangers() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let pki = tempfile::tempdir().expect("temp dir");
+    let (ca, ca_file) = Authority::new(pki.path(), "etcd-ca");
+    let (server_cert, server_key) = ca.sign(pki.path(), "etcd-server", ServerAuth);
+    let (client_cert, client_key) = ca.sign(pki.path(), "skiff", ClientAuth);
+    let etcd = TestEtcd::start_tls(ServerTls {
+        ca_file: ca_file.clone(),
+        cert_file: server_cert,
+        key_file: server_key,
+    });
+    assert!(etcd.endpoint().starts_with("https://"));
+
+    let mut options = EtcdOptions::new(vec![etcd.endpoint()]);
+    options.request_timeout = TIMEOUT;
+    options.tls = Some(EtcdTls {
+        ca_file: ca_file.clone(),
+        cert_file: client_cert,
+        key_file: client_key,
+    });
+    let store = EtcdStore::connect(options.clone())
+        .await
+        .expect("connect with a client certificate");
+    let created = store
+        .create("/tls/k", b"v".to_vec())
+        .await
+        .expect("create over TLS");
+    assert_eq!(store.get("/tls/k").await.expect("get"), Some(created));
+
+    // A client certificate from another authority is refused by etcd.
+    let (stranger, _) = Authority::new(pki.path(), "other-ca");
+    let (stranger_cert, stranger_key) = stranger.sign(pki.path(), "stranger", ClientAuth);
+    options.tls = Some(EtcdTls {
+        ca_file,
+        cert_file: stranger_cert,
+        key_file: stranger_key,
+    });
+    match EtcdStore::connect(options).await {
+        Err(StoreError::Backend(message)) => assert!(message.contains("etcd"), "{message}"),
+        Err(other) => panic!("want Backend, got {other}"),
+        Ok(_) => panic!("etcd must refuse a client certificate it did not sign"),
     }
 }
