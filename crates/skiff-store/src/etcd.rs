@@ -47,6 +47,9 @@ pub const DEFAULT_ROOT_PREFIX: &str = "/skiff";
 /// leader election, short enough that a request never outlives an API request's patience.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest answer accepted from etcd: etcd's own limit on what it sends (2 GiB - 1).
+const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
 /// Client certificates for `https://` endpoints.
 #[derive(Clone, Debug)]
 pub struct EtcdTls {
@@ -222,6 +225,14 @@ impl EtcdStore {
         }
     }
 
+    /// A KV client that accepts answers of any size etcd sends (gRPC's default stops at 4 MiB,
+    /// which a list of a few thousand objects exceeds).
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
     fn etcd_key(&self, key: &str) -> Vec<u8> {
         let mut full = self.root.clone();
         full.extend_from_slice(key.as_bytes());
@@ -263,7 +274,7 @@ impl EtcdStore {
 
     /// Whether etcd still holds history at `revision` (a range there succeeds).
     async fn readable_at(&self, revision: Revision) -> Result<bool, StoreError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let options = GetOptions::new().with_revision(revision).with_count_only();
         match tokio::time::timeout(self.timeout, kv.get(self.root.clone(), Some(options))).await {
             Ok(Ok(_)) => Ok(true),
@@ -355,7 +366,7 @@ impl EtcdStore {
             }
             None => {}
         }
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let response = self
             .bounded("listing", kv.get(start, Some(options)))
             .await?;
@@ -385,7 +396,7 @@ impl Store for EtcdStore {
                 0,
             )])
             .and_then(vec![TxnOp::put(etcd_key, value.clone(), None)]);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let response = self.bounded("creating", kv.txn(txn)).await?;
         if !response.succeeded() {
             return Err(StoreError::AlreadyExists(key.to_string()));
@@ -415,7 +426,7 @@ impl Store for EtcdStore {
             Some(PutOptions::new().with_prev_key()),
         );
         let txn = self.guarded(&etcd_key, expected_revision, put);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let response = self.bounded("updating", kv.txn(txn)).await?;
         if !response.succeeded() {
             return Err(self.why_not(key, expected_revision, &response));
@@ -448,7 +459,7 @@ impl Store for EtcdStore {
         let etcd_key = self.etcd_key(key);
         let delete = TxnOp::delete(etcd_key.clone(), Some(DeleteOptions::new().with_prev_key()));
         let txn = self.guarded(&etcd_key, expected_revision, delete);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let response = self.bounded("deleting", kv.txn(txn)).await?;
         if !response.succeeded() {
             return Err(self.why_not(key, expected_revision, &response));
@@ -468,7 +479,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let response = self
             .bounded("reading", kv.get(self.etcd_key(key), None))
             .await?;
@@ -513,7 +524,10 @@ impl Store for EtcdStore {
             .with_range(prefix_end(&from))
             .with_start_revision(start)
             .with_prev_key();
-        let mut client = self.client.watch_client();
+        let mut client = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let mut etcd_watch = self
             .bounded("watching", client.watch(from, Some(options)))
             .await?;
@@ -552,7 +566,7 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let options = GetOptions::new().with_count_only();
         let response = self
             .bounded(
@@ -564,7 +578,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let call = kv.compact(revision, Some(CompactionOptions::new().with_physical()));
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(_)) => {

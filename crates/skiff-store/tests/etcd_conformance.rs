@@ -300,6 +300,28 @@ async fn an_idle_watch_outlives_the_request_timeout() {
     assert_eq!(event.revision, created.mod_revision);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_and_watches_larger_than_grpc_s_default_message_limit_come_back_whole() {
+    const MIB: usize = 1024 * 1024;
+    let etcd = TestEtcd::start();
+    let store = connect(&etcd).await;
+    // etcd takes requests up to 1.5 MiB; six 1 MiB values make a 6 MiB answer.
+    for n in 0..6 {
+        store
+            .create(&format!("/big/{n}"), vec![n as u8; MIB])
+            .await
+            .expect("create a 1 MiB value");
+    }
+    let listed = store.list("/big/", None, None).await.expect("list 6 MiB");
+    assert_eq!(listed.items.len(), 6);
+    assert!(listed.items.iter().all(|kv| kv.value.len() == MIB));
+    let mut watch = store.watch("/big/", 0).await.expect("watch");
+    for n in 0..6 {
+        let event = next(&mut watch).await.expect("replayed 1 MiB event");
+        assert_eq!(event.kv.key, format!("/big/{n}"));
+    }
+}
+
 struct UpperCase;
 
 impl skiff_store::ValueExtractor for UpperCase {
