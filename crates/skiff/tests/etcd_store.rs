@@ -111,6 +111,39 @@ fn a_deployment_rolls_out_on_etcd_and_outlives_the_server() {
 }
 
 #[test]
+fn with_etcd_down_requests_fail_with_a_503_status_in_bounded_time_and_recover() {
+    let mut etcd = TestEtcd::start();
+    let skiff = server_on(&etcd);
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&["create", "configmap", "before", "--from-literal=k=v"]);
+
+    etcd.kill();
+    let started = std::time::Instant::now();
+    let out = kubectl.run(&["get", "configmap", "before", "-o", "name"]);
+    let took = started.elapsed();
+    assert!(!out.success(), "a read with etcd down must fail: {out:?}");
+    assert!(
+        out.stderr
+            .contains("Error from server (ServiceUnavailable): storage error")
+            && out.stderr.contains("etcd"),
+        "kubectl shows the store's failure: {}",
+        out.stderr
+    );
+    // The store gives up after its 10 s timeout; kubectl may retry a 503 once or twice.
+    assert!(
+        took < std::time::Duration::from_secs(45),
+        "the request took {took:?}: bounded by the store's timeout"
+    );
+
+    etcd.restart();
+    wait_for("reads to work again once etcd is back", DEADLINE, || {
+        let out = kubectl.run(&["get", "configmap", "before", "-o", "name"]);
+        out.success().then_some(out.stdout)
+    });
+    kubectl.ok(&["create", "configmap", "after", "--from-literal=k=v"]);
+}
+
+#[test]
 fn skiff_up_fails_clearly_when_etcd_does_not_answer() {
     let etcd = TestEtcd::start();
     let endpoint = etcd.endpoint();
