@@ -161,8 +161,8 @@ impl EtcdStore {
             return Err(StoreError::Backend("no etcd endpoint given".to_string()));
         }
         let mut connect = ConnectOptions::new()
+            // Each call is bounded by `bounded`, whose message says what was being done.
             .with_connect_timeout(options.request_timeout)
-            .with_timeout(options.request_timeout)
             // etcd refuses pings more often than every 5 s; these find a dead peer mid-watch.
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         let wants_tls = options.endpoints.iter().any(|e| e.starts_with("https://"));

@@ -101,6 +101,27 @@ impl TestEtcd {
         }
     }
 
+    /// Freezes etcd (SIGSTOP): its connections stay open but nothing answers, as with a
+    /// peer cut off by the network.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused etcd run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let child = self.process.as_ref().expect("etcd is not running");
+        let status = Command::new("kill")
+            .arg(which)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill {which}: {e}"));
+        assert!(status.success(), "kill {which} failed");
+    }
+
     /// Starts a killed etcd again on the same data directory and ports.
     pub fn restart(&mut self) {
         self.kill();
@@ -120,6 +141,7 @@ impl TestEtcd {
     }
 
     fn try_launch(&mut self) -> bool {
+        let log_start = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -170,7 +192,7 @@ impl TestEtcd {
                     return false;
                 }
             }
-            if self.answers() {
+            if self.answers(log_start) {
                 return true;
             }
             thread::sleep(Duration::from_millis(50));
@@ -186,15 +208,18 @@ impl TestEtcd {
 }
 
 impl TestEtcd {
-    /// Whether etcd is ready: its `/health` says so, or, over TLS (which this check does not
-    /// speak), its log says it serves clients.
-    fn answers(&self) -> bool {
-        if self.tls.is_some() {
-            return TcpStream::connect(("127.0.0.1", self.client_port)).is_ok()
-                && self.log().contains("serving client requests on")
-                && self.log().contains("ready to serve client requests");
+    /// Whether the etcd just launched is ready. Its own log must say so since `log_start`:
+    /// another etcd that won a race for the same port would answer a health check too, while
+    /// ours exits on its failed bind.
+    fn answers(&self, log_start: usize) -> bool {
+        let log = self.log();
+        let ours = log.get(log_start..).unwrap_or_default();
+        let serving = format!("client requests on 127.0.0.1:{}", self.client_port);
+        if !ours.contains("ready to serve client requests") || !ours.contains(&serving) {
+            return false;
         }
-        healthy(self.client_port)
+        // Over TLS the health check (plain HTTP) cannot ask; the log line is enough.
+        self.tls.is_some() || healthy(self.client_port)
     }
 }
 
@@ -215,6 +240,18 @@ fn healthy(port: u16) -> bool {
 
 impl Drop for TestEtcd {
     fn drop(&mut self) {
+        if self.process.is_some() {
+            // A paused etcd must run again to die of SIGKILL promptly and be reaped.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(
+                    self.process
+                        .as_ref()
+                        .map(|c| c.id().to_string())
+                        .unwrap_or_default(),
+                )
+                .status();
+        }
         self.kill();
         if thread::panicking() {
             eprintln!("--- etcd log ---\n{}--- end of etcd log ---", self.log());

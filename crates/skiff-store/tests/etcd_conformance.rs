@@ -250,6 +250,48 @@ async fn calls_fail_within_the_timeout_while_etcd_is_down_and_work_when_it_retur
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_an_etcd_that_stopped_answering_fail_after_the_timeout_not_hang() {
+    let etcd = TestEtcd::start();
+    let store = connect(&etcd).await;
+    store
+        .create("/frozen/a", b"a".to_vec())
+        .await
+        .expect("create");
+    etcd.pause();
+    let bound = TIMEOUT + Duration::from_secs(2);
+    let started = Instant::now();
+    let write = tokio::time::timeout(bound, store.update("/frozen/a", b"b".to_vec(), None)).await;
+    let took = started.elapsed();
+    match write {
+        Ok(Err(StoreError::Backend(message))) => {
+            assert!(message.contains("no answer within"), "{message}")
+        }
+        Ok(other) => panic!("a write to a frozen etcd: want a Backend error, got {other:?}"),
+        Err(_) => panic!("a write to a frozen etcd hung past {bound:?}"),
+    }
+    assert!(
+        took >= TIMEOUT,
+        "it waited the whole timeout first ({took:?})"
+    );
+    let read = tokio::time::timeout(bound, store.get("/frozen/a")).await;
+    assert!(
+        matches!(read, Ok(Err(StoreError::Backend(_)))),
+        "a read to a frozen etcd: {read:?}"
+    );
+
+    etcd.resume();
+    let value = retry_until_up(|| store.get("/frozen/a"))
+        .await
+        .expect("the key");
+    // The timed-out write may or may not have been applied: the message says so.
+    assert!(matches!(&*value.value, b"a" | b"b"));
+    store
+        .update("/frozen/a", b"c".to_vec(), None)
+        .await
+        .expect("writes work once etcd answers again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_etcd_being_killed() {
     let mut etcd = TestEtcd::start();
     let store = Arc::new(connect(&etcd).await);
