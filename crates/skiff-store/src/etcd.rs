@@ -50,6 +50,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest answer accepted from etcd: etcd's own limit on what it sends (2 GiB - 1).
 const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 
+/// How often open watches' connections are pinged unless told otherwise: twice etcd's minimum.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Client certificates for `https://` endpoints.
 #[derive(Clone, Debug)]
 pub struct EtcdTls {
@@ -72,6 +75,11 @@ pub struct EtcdOptions {
     pub request_timeout: Duration,
     /// Client certificates, required for `https://` endpoints.
     pub tls: Option<EtcdTls>,
+    /// How often a connection with open watches is pinged; a ping unanswered within
+    /// `request_timeout` ends the watches with an error instead of leaving them silent on a
+    /// peer the network cut off. etcd refuses pings more often than its
+    /// `--grpc-keepalive-min-time` (5 s by default).
+    pub keepalive_interval: Duration,
 }
 
 impl EtcdOptions {
@@ -82,6 +90,7 @@ impl EtcdOptions {
             root_prefix: DEFAULT_ROOT_PREFIX.to_string(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             tls: None,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
         }
     }
 
@@ -163,8 +172,7 @@ impl EtcdStore {
         let mut connect = ConnectOptions::new()
             // Each call is bounded by `bounded`, whose message says what was being done.
             .with_connect_timeout(options.request_timeout)
-            // etcd refuses pings more often than every 5 s; these find a dead peer mid-watch.
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+            .with_keep_alive(options.keepalive_interval, options.request_timeout);
         let wants_tls = options.endpoints.iter().any(|e| e.starts_with("https://"));
         match (&options.tls, wants_tls) {
             (Some(tls), _) => {

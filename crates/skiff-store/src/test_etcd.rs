@@ -162,6 +162,8 @@ impl TestEtcd {
         }
         let spawned = command
             .arg("--name=test")
+            // Lets tests ping every second to find a frozen etcd quickly.
+            .arg("--grpc-keepalive-min-time=1s")
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))

@@ -292,6 +292,36 @@ async fn calls_to_an_etcd_that_stopped_answering_fail_after_the_timeout_not_hang
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_an_etcd_that_stopped_answering_ends_with_an_error() {
+    let etcd = TestEtcd::start();
+    let mut options = EtcdOptions::new(vec![etcd.endpoint()]);
+    options.request_timeout = Duration::from_secs(2);
+    options.keepalive_interval = Duration::from_secs(1);
+    let store = EtcdStore::connect(options).await.expect("connect");
+    let created = store
+        .create("/quiet/a", b"a".to_vec())
+        .await
+        .expect("create");
+    let mut watch = store.watch("/quiet/", 0).await.expect("watch");
+    assert_eq!(
+        next(&mut watch).await.expect("event").revision,
+        created.mod_revision
+    );
+
+    etcd.pause();
+    // An unanswered ping (1 s apart, 2 s to answer) breaks the connection well within this.
+    let bound = Duration::from_secs(8);
+    match tokio::time::timeout(bound, watch.next()).await {
+        Ok(Some(Err(StoreError::Backend(message)))) => {
+            assert!(message.contains("etcd"), "{message}")
+        }
+        Ok(other) => panic!("want a Backend error ending the watch, got {other:?}"),
+        Err(_) => panic!("the watch stayed silent past {bound:?} on a frozen etcd"),
+    }
+    etcd.resume();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_etcd_being_killed() {
     let mut etcd = TestEtcd::start();
     let store = Arc::new(connect(&etcd).await);
