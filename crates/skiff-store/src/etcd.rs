@@ -10,8 +10,9 @@
 //!
 //! Every call is bounded by [`EtcdOptions::request_timeout`]: with etcd unreachable, operations
 //! fail with [`StoreError::Backend`] instead of hanging, and work again once etcd is back (the
-//! client reconnects by itself). A watch whose stream breaks ends with a `Backend` error, which
-//! the trait allows: its user re-lists and watches again.
+//! client reconnects by itself). A watch whose stream breaks, or whose connection stops answering
+//! keepalive pings, ends with a `Backend` error, which the trait allows: its user re-lists and
+//! watches again.
 //!
 //! The trait has no bookmark item, so etcd's progress notifications are not requested; API
 //! watch bookmarks carry the last delivered revision, as on SQLite. Lists are at the current
