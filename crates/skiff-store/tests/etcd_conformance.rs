@@ -394,6 +394,23 @@ async fn lists_and_watches_larger_than_grpc_s_default_message_limit_come_back_wh
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_outside_the_prefix_pages_within_it() {
+    let etcd = TestEtcd::start();
+    let store = connect(&etcd).await;
+    for key in ["/a", "/m/1", "/m/2", "/z"] {
+        store.create(key, b"x".to_vec()).await.expect("create");
+    }
+    let keys = |list: skiff_store::ListResult| -> Vec<String> {
+        list.items.into_iter().map(|kv| kv.key).collect()
+    };
+    let before = store.list("/m/", Some("/a"), None).await.expect("list");
+    assert_eq!(keys(before), ["/m/1", "/m/2"], "a cursor before the prefix");
+    let after = store.list("/m/", Some("/y"), None).await.expect("list");
+    assert_eq!(after.remaining, 0);
+    assert!(keys(after).is_empty(), "a cursor after the prefix");
+}
+
 struct UpperCase;
 
 impl skiff_store::ValueExtractor for UpperCase {
