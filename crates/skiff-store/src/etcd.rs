@@ -588,7 +588,10 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         let mut kv = self.kv();
-        let call = kv.compact(revision, Some(CompactionOptions::new().with_physical()));
+        // Not physical, as the Kubernetes API server compacts: etcd moves its compaction
+        // revision when it applies the request and frees the space in the background, so a
+        // large database cannot make the call outlast the timeout.
+        let call = kv.compact(revision, Some(CompactionOptions::new()));
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(_)) => {
                 self.known_compacted.fetch_max(revision, Ordering::Relaxed);
