@@ -62,7 +62,7 @@ async fn components(registry: &Registry) -> Vec<Value> {
     vec![
         component("scheduler", Ok(())),
         component("controller-manager", Ok(())),
-        component(STORE_COMPONENT, store),
+        component(&format!("{}-0", registry.store().backend_name()), store),
     ]
 }
 

@@ -6,7 +6,7 @@
 //! server keeps Kubernetes objects here; `metadata.resourceVersion` is a key's `mod_revision`.
 //!
 //! The store knows nothing about Kubernetes kinds or HTTP: keys are strings, values are bytes.
-//! [`Store`] is the boundary that the SQLite backend (and, later, an etcd backend) implement;
+//! [`Store`] is the boundary that the SQLite and etcd backends implement;
 //! [`conformance`] is the suite every backend must pass.
 
 use std::any::Any;
@@ -17,8 +17,11 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
+pub mod test_etcd;
 
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};
 
 /// A global revision: every successful write gets the next one, starting at 1.
@@ -245,5 +248,11 @@ pub trait Store: Send + Sync + 'static {
     fn set_extractor(&self, extractor: Arc<dyn ValueExtractor>) -> Result<(), StoreError> {
         let _ = extractor;
         Ok(())
+    }
+
+    /// A short name of the backend (`"sqlite"`, `"etcd"`), for health reports that name the
+    /// store the way operators know it. Wrappers that only delegate may keep the default.
+    fn backend_name(&self) -> &'static str {
+        "store"
     }
 }

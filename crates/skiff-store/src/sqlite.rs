@@ -191,6 +191,10 @@ impl fmt::Debug for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
         self.write(WriteOp::Create {
             key: key.to_owned(),

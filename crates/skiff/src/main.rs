@@ -66,6 +66,19 @@ pub struct UpArgs {
     /// or ./.skiff).
     #[arg(long, env = "SKIFF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the cluster's state in etcd instead of the SQLite file in the data directory: a
+    /// comma-separated list of `http://` or `https://` client URLs (k3s' flag).
+    #[arg(long, env = "SKIFF_DATASTORE_ENDPOINT", value_name = "URLS")]
+    pub datastore_endpoint: Option<String>,
+    /// PEM file of the certificate authority that signed etcd's serving certificates.
+    #[arg(long, value_name = "FILE", requires_all = ["datastore_endpoint", "datastore_certfile", "datastore_keyfile"])]
+    pub datastore_cafile: Option<PathBuf>,
+    /// PEM file of the client certificate presented to etcd.
+    #[arg(long, value_name = "FILE", requires = "datastore_cafile")]
+    pub datastore_certfile: Option<PathBuf>,
+    /// PEM file of the private key of `--datastore-certfile`.
+    #[arg(long, value_name = "FILE", requires = "datastore_cafile")]
+    pub datastore_keyfile: Option<PathBuf>,
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,

@@ -20,7 +20,7 @@ use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_node::store_images::StoreImages;
 use skiff_node::wiring::KubeletProber;
 use skiff_proxy::{Proxy, ProxyConfig};
-use skiff_store::{SqliteStore, Store};
+use skiff_store::{EtcdOptions, EtcdStore, EtcdTls, SqliteStore, Store};
 
 use crate::UpArgs;
 use crate::{kubeconfig, pki};
@@ -154,6 +154,32 @@ async fn import_image_archives(data_dir: &Path) {
     }
 }
 
+/// The SQLite file in the data directory, or etcd with `--datastore-endpoint`.
+async fn open_store(args: &UpArgs, data_dir: &Path) -> Result<Arc<dyn Store>, String> {
+    let Some(endpoints) = &args.datastore_endpoint else {
+        let store = SqliteStore::open(&data_dir.join("state.db"))
+            .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
+        return Ok(Arc::new(store));
+    };
+    let mut options =
+        EtcdOptions::new(EtcdOptions::parse_endpoints(endpoints).map_err(|e| e.to_string())?);
+    if let (Some(ca_file), Some(cert_file), Some(key_file)) = (
+        &args.datastore_cafile,
+        &args.datastore_certfile,
+        &args.datastore_keyfile,
+    ) {
+        options.tls = Some(EtcdTls {
+            ca_file: ca_file.clone(),
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        });
+    }
+    let store = EtcdStore::connect(options)
+        .await
+        .map_err(|e| format!("cannot open the store at {endpoints}: {e}"))?;
+    Ok(Arc::new(store))
+}
+
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     raise_open_file_limit();
@@ -163,10 +189,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let data_dir = data_dir.canonicalize()?;
     make_private_directory(&data_dir)?;
     import_image_archives(&data_dir).await;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&data_dir.join("state.db"))
-            .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?,
-    );
+    let store = open_store(&args, &data_dir).await?;
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
     let registry = Registry::new(store.clone());
     system::ensure_builtin_namespaces(&registry).await?;
