@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(empty, Ok(net("198.18.1.0/24")));
         // A range from the process runtime's loopback pods cannot be changed into this one.
         let outside = node_pod_cidr(&ranges, Some("127.128.0.0/16"), []).unwrap_err();
-        assert!(matches!(outside, NodePodCidrError::HeldOutsideCluster { .. }));
+        assert!(matches!(
+            outside,
+            NodePodCidrError::HeldOutsideCluster { .. }
+        ));
         assert!(outside.to_string().contains("127.128.0.0/16"), "{outside}");
         let full = ranges_full();
         assert!(matches!(

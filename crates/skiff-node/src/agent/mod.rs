@@ -107,7 +107,36 @@ pub struct NodeAgentConfig {
     pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
     /// How often unused images are garbage collected (kubelet: 5 minutes); tests shorten it.
     pub image_gc_period: Duration,
+    /// A network namespace per pod on a bridge, with addresses from the Node's `podCIDR`;
+    /// none keeps pods on the host's network with loopback addresses from `pod_cidr`.
+    pub pod_network: Option<PodNetworkSettings>,
 }
+
+/// The pod network a node agent builds when pods get their own network namespaces.
+#[derive(Clone, Debug)]
+pub struct PodNetworkSettings {
+    /// `--cluster-cidr`, `--service-cidr` and the node share's size: the node's `podCIDR`
+    /// comes from the first, and both get `unreachable` guard routes on the host.
+    pub ranges: skiff_net::ClusterRanges,
+    /// The bridge pods' veths join (`skiff0`); one per Skiff on a machine.
+    pub bridge: String,
+    /// Where pod namespaces are pinned (`/run/skiff/netns`).
+    pub netns_dir: PathBuf,
+}
+
+impl PodNetworkSettings {
+    /// k3s's ranges on bridge `skiff0`, namespaces pinned under `/run/skiff/netns`.
+    pub fn new(ranges: skiff_net::ClusterRanges) -> PodNetworkSettings {
+        PodNetworkSettings {
+            ranges,
+            bridge: skiff_net::DEFAULT_BRIDGE.to_string(),
+            netns_dir: PathBuf::from(skiff_net::DEFAULT_NETNS_DIR),
+        }
+    }
+}
+
+/// The pod network the agent drives (netlink and nftables on this machine).
+pub(crate) type PodNetworkHandle = skiff_net::PodNetworkManager<skiff_net::NetlinkPodNetwork>;
 
 impl NodeAgentConfig {
     /// The defaults for node `node_name` keeping pods under `data_dir`, with this machine's
@@ -132,6 +161,7 @@ impl NodeAgentConfig {
             log_cap: logfiles::DEFAULT_LOG_CAP,
             traffic_drain: None,
             image_gc_period: image_gc::DEFAULT_IMAGE_GC_PERIOD,
+            pod_network: None,
         }
     }
 
@@ -159,6 +189,9 @@ pub enum NodeAgentError {
         #[source]
         source: Box<ClientError>,
     },
+    /// The pod network cannot be set up.
+    #[error("setting up the pod network: {0}")]
+    PodNetwork(String),
     /// The data directory cannot be used.
     #[error("preparing the data directory {path}: {source}")]
     DataDir {
@@ -219,9 +252,14 @@ impl NodeAgent {
             path: pods_dir.clone(),
             source,
         })?;
+        let mut pod_cidr = self.config.pod_cidr;
+        if let Some(settings) = &self.config.pod_network {
+            let net = node_pod_cidr(&self.client, &self.config.node_name, settings).await?;
+            pod_cidr = (net.network(), net.prefix_len());
+        }
         let node = RealNode::new(
             &self.config.node_name,
-            self.config.pod_cidr,
+            pod_cidr,
             self.config.capacity.clone(),
         );
         let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
@@ -234,6 +272,14 @@ impl NodeAgent {
                 node: self.config.node_name.clone(),
                 source: Box::new(source),
             })?;
+        let pod_network = match &self.config.pod_network {
+            Some(settings) => {
+                let network = start_pod_network(settings, pod_cidr, &self.config.data_dir).await?;
+                tracing::info!(pod_cidr = %format!("{}/{}", pod_cidr.0, pod_cidr.1), bridge = %settings.bridge, "pods get their own network namespaces");
+                Some(Arc::new(network))
+            }
+            None => None,
+        };
         let pods = skiff_api::resources::find("", "v1", "pods").ok_or_else(|| {
             NodeAgentError::Unserved(Box::new(ClientError::UnknownResource("v1/pods".into())))
         })?;
@@ -273,6 +319,7 @@ impl NodeAgent {
             live: self.live.clone(),
             traffic_drain: self.config.traffic_drain.clone(),
             processes: self.processes.clone(),
+            pod_network: pod_network.clone(),
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(
@@ -284,12 +331,15 @@ impl NodeAgent {
             _ = informer.wait_synced() => {}
             _ = &mut shutdown => {
                 heartbeat.abort();
+                if let Some(network) = &pod_network {
+                    shut_down_pod_network(network).await;
+                }
                 return Ok(());
             }
         }
         let mut pods_manager = PodManager {
             shared,
-            pool: PodIpPool::new(self.config.pod_cidr.0, self.config.pod_cidr.1),
+            pool: PodIpPool::new(pod_cidr.0, pod_cidr.1),
             workers: HashMap::new(),
             uids_by_key: HashMap::new(),
         };
@@ -324,6 +374,9 @@ impl NodeAgent {
         pods_manager
             .stop_all(self.config.shutdown_grace, &mut done_rx)
             .await;
+        if let Some(network) = &pod_network {
+            shut_down_pod_network(network).await;
+        }
         heartbeat.abort();
         recorder.flush().await;
         Ok(())
@@ -337,6 +390,77 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeAgentError> {
     NodeAgent::new(client, config).run(shutdown).await
+}
+
+/// The `podCIDR` of this node: the one its Node holds, else the next free share of the cluster
+/// range given every other Node's (kube-controller-manager's range allocator, decided by
+/// `skiff_net::node_pod_cidr`). Registration writes it to `spec.podCIDR` and `spec.podCIDRs`.
+async fn node_pod_cidr(
+    client: &Arc<dyn Client>,
+    node_name: &str,
+    settings: &PodNetworkSettings,
+) -> Result<ipnet::Ipv4Net, NodeAgentError> {
+    let unserved = |e: ClientError| NodeAgentError::Unserved(Box::new(e));
+    let nodes: Api<k8s_openapi::api::core::v1::Node> =
+        Api::new(client.clone(), None).map_err(unserved)?;
+    let (listed, _) = nodes
+        .list(&skiff_client::ListOptions::default())
+        .await
+        .map_err(unserved)?;
+    let pod_cidr_of = |node: &k8s_openapi::api::core::v1::Node| {
+        node.spec.as_ref().and_then(|s| s.pod_cidr.clone())
+    };
+    let held = listed
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(node_name))
+        .and_then(pod_cidr_of);
+    let others: Vec<String> = listed
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(node_name))
+        .filter_map(pod_cidr_of)
+        .collect();
+    skiff_net::node_pod_cidr(
+        &settings.ranges,
+        held.as_deref(),
+        others.iter().map(String::as_str),
+    )
+    .map_err(|e| NodeAgentError::PodNetwork(e.to_string()))
+}
+
+/// Installs the guard routes, the bridge and masquerading, with pod addresses kept in
+/// `DATA/pod-addresses.json`.
+async fn start_pod_network(
+    settings: &PodNetworkSettings,
+    pod_cidr: (Ipv4Addr, u8),
+    data_dir: &std::path::Path,
+) -> Result<PodNetworkHandle, NodeAgentError> {
+    let failed = |e: &dyn std::fmt::Display| NodeAgentError::PodNetwork(e.to_string());
+    let net = ipnet::Ipv4Net::new(pod_cidr.0, pod_cidr.1).map_err(|e| failed(&e))?;
+    let range = skiff_net::PodRange::new(net).map_err(|e| failed(&e))?;
+    let host = skiff_net::HostConfig::new(
+        &settings.bridge,
+        settings.ranges,
+        range,
+        settings.netns_dir.clone(),
+    )
+    .map_err(|e| failed(&e))?;
+    let network = skiff_net::NetlinkPodNetwork::new(host).map_err(|e| failed(&e))?;
+    skiff_net::PodNetworkManager::start(network, data_dir.join("pod-addresses.json"))
+        .await
+        .map_err(|e| failed(&e))
+}
+
+/// Removes every pod's namespace and veth that is left, then the host's part: the bridge,
+/// the guard routes and the nftables table.
+async fn shut_down_pod_network(network: &PodNetworkHandle) {
+    for uid in network.attached_pods().await.into_keys() {
+        if let Err(error) = network.detach(&uid).await {
+            tracing::warn!(pod_uid = %uid, %error, "removing a pod's network failed");
+        }
+    }
+    if let Err(error) = network.shutdown().await {
+        tracing::warn!(%error, "removing the pod network failed");
+    }
 }
 
 /// The `kubernetes` Service's address, for containers' `KUBERNETES_SERVICE_*` variables.
@@ -379,6 +503,15 @@ impl PodManager {
                     .map(str::to_string)
             })
             .collect();
+        if let Some(network) = &self.shared.pod_network {
+            for uid in network.attached_pods().await.into_keys() {
+                if !bound.contains(&uid) {
+                    if let Err(error) = network.detach(&uid).await {
+                        tracing::warn!(pod_uid = %uid, %error, "removing the network of a pod no longer here failed");
+                    }
+                }
+            }
+        }
         let pods_dir = self.shared.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods_dir) else {
             return;
@@ -502,6 +635,11 @@ impl PodManager {
         }
         for (uid, handle) in self.workers.drain() {
             handle.task.abort();
+            if let Some(network) = &self.shared.pod_network {
+                if let Err(error) = network.detach(&uid).await {
+                    tracing::warn!(pod_uid = %uid, %error, "removing a pod's network failed");
+                }
+            }
             let pgids = sandbox::pod_dir(&self.shared.data_dir, &uid).join("pgids");
             process::kill_leftovers(&pgids, &uid).await;
         }

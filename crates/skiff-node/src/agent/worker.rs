@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
     /// Which process group runs which container, for resource metrics.
     pub processes: crate::metrics::ContainerProcesses,
+    /// Gives each pod a network namespace and address before its first container; none keeps
+    /// pods on the host's network.
+    pub pod_network: Option<Arc<super::PodNetworkHandle>>,
 }
 
 /// The manager's handle on a pod worker.
@@ -182,6 +185,8 @@ struct Worker {
     pod: Arc<Pod>,
     uid: String,
     pod_ip: Ipv4Addr,
+    /// The pod's pinned network namespace, once attached to the pod network.
+    netns: Option<PathBuf>,
     dir: PathBuf,
     machine: PodMachine,
     volumes: Option<Vec<PreparedVolume>>,
@@ -247,6 +252,7 @@ impl Worker {
             pod,
             uid,
             pod_ip,
+            netns: None,
             dir,
             machine,
             volumes: None,
@@ -359,6 +365,46 @@ impl Worker {
                 break;
             }
         }
+        self.detach_network().await;
+    }
+
+    /// Whether the pod shares the host's network namespace.
+    fn host_network(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+    }
+
+    /// Gives the pod its network namespace and address (the ones it had, after a restart).
+    async fn attach_network(&mut self) -> Result<(), String> {
+        let Some(network) = self.shared.pod_network.clone() else {
+            return Ok(());
+        };
+        if self.netns.is_some() || self.host_network() {
+            return Ok(());
+        }
+        let attachment = network.attach(&self.uid).await.map_err(|e| {
+            format!("Failed to create pod sandbox: setting up the pod network: {e}")
+        })?;
+        self.pod_ip = attachment.ip;
+        self.netns = Some(attachment.netns_path);
+        Ok(())
+    }
+
+    /// Removes the pod's namespace and veth and frees its address, once nothing runs in it.
+    async fn detach_network(&mut self) {
+        let Some(network) = self.shared.pod_network.clone() else {
+            return;
+        };
+        if self.host_network() {
+            return;
+        }
+        if let Err(error) = network.detach(&self.uid).await {
+            tracing::warn!(pod_uid = %self.uid, %error, "removing the pod's network failed");
+        }
+        self.netns = None;
     }
 
     /// `Delete` the first time the pod shows a deletion timestamp, and again whenever a later
@@ -382,6 +428,11 @@ impl Worker {
 
     async fn prepare_sandbox(&mut self) {
         if self.sandbox_retry.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        if let Err(message) = self.attach_network().await {
+            self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
+            self.event(Severity::Warning, "FailedCreatePodSandBox", message, None);
             return;
         }
         match sandbox::prepare_volumes(
@@ -536,6 +587,7 @@ impl Worker {
         let pgids = self.dir.join("pgids");
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
+        let netns = self.netns.clone();
         let isolation = self.shared.isolation.clone();
         let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
         spawn_step(
@@ -663,6 +715,10 @@ impl Worker {
                         fail(StartFailure::Runtime, message);
                         return;
                     }
+                };
+                let argv = match (&netns, &isolation) {
+                    (Some(netns), Some((_, nsenter))) => in_network_namespace(nsenter, netns, argv),
+                    _ => argv,
                 };
                 record(
                     EventType::Normal,
@@ -1097,6 +1153,17 @@ async fn wait_for_root(marker: &Path, process: &ContainerProcess) {
     }
 }
 
+/// `argv` run inside the pod's network namespace (pinned at `netns`), through `nsenter`.
+fn in_network_namespace(nsenter: &Path, netns: &Path, argv: Vec<String>) -> Vec<String> {
+    let mut wrapped = vec![
+        nsenter.to_string_lossy().into_owned(),
+        format!("--net={}", netns.to_string_lossy()),
+        "--".to_string(),
+    ];
+    wrapped.extend(argv);
+    wrapped
+}
+
 /// A container on the host's filesystem (the transitional aliases and imported directories):
 /// in its own mount and UTS namespaces with a private `/tmp` when isolated.
 fn host_launch(
@@ -1224,6 +1291,8 @@ fn make_exec(
                     pid.to_string(),
                     "-m".to_string(),
                     "-u".to_string(),
+                    // The container's network namespace: the pod's own, or the host's.
+                    "-n".to_string(),
                 ];
                 match &root {
                     // The root's mount point is resolved inside the container's namespace,
