@@ -1,0 +1,297 @@
+//! Pods on the `oci` container runtime: `skiff up --container-runtime oci` with its real node,
+//! driven by the real `kubectl`.
+//!
+//! Run with `cargo test -p skiff --test containers` as root (network namespaces, veths, routes
+//! and `nft` need it; CI runs as root), with `kubectl`, `nsenter`, `ip` and `nft` on the PATH.
+//!
+//! Every range comes from 198.18.0.0/15 (reserved for benchmarking), one share per test process
+//! so parallel runs never overlap, and the `unreachable` guard routes are checked before any
+//! packet is sent. After the server stops, the test checks that nothing it built is left: no
+//! bridge, veth, route, nftables table, namespace pin or mount.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::http::ok_body;
+use support::json::{items, json_of, str_at};
+use support::{wait_for_every, Skiff};
+
+/// How long pods may take to run and answer.
+const SETTLE: Duration = Duration::from_secs(90);
+/// How often kubectl-based conditions are polled.
+const POLL: Duration = Duration::from_millis(250);
+/// Where Skiff pins pod network namespaces.
+const NETNS_DIR: &str = "/run/skiff/netns";
+
+/// The ranges and bridge of one test server.
+struct TestNetwork {
+    cluster_cidr: String,
+    service_cidr: String,
+    node_pod_cidr: String,
+    bridge: String,
+}
+
+impl TestNetwork {
+    /// A /20 of pods in 198.18.0.0/16 and a /20 of Services in 198.19.0.0/16, picked by the
+    /// process id so concurrent test processes do not share them.
+    fn for_this_process() -> TestNetwork {
+        let share = std::process::id() % 16 * 16;
+        TestNetwork {
+            cluster_cidr: format!("198.18.{share}.0/20"),
+            service_cidr: format!("198.19.{share}.0/20"),
+            node_pod_cidr: format!("198.18.{share}.0/24"),
+            bridge: format!("skt{}", std::process::id()),
+        }
+    }
+
+    fn flags(&self) -> Vec<String> {
+        vec![
+            "--container-runtime".into(),
+            "oci".into(),
+            "--cluster-cidr".into(),
+            self.cluster_cidr.clone(),
+            "--service-cidr".into(),
+            self.service_cidr.clone(),
+            "--pod-bridge".into(),
+            self.bridge.clone(),
+        ]
+    }
+}
+
+/// Runs a host command and returns its stdout, failing the test unless it succeeds.
+fn host(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is it installed?)"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The destinations of the host's `unreachable` routes.
+fn unreachable_routes() -> BTreeSet<String> {
+    host("ip", &["-4", "route", "show", "type", "unreachable"])
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip_while(|w| *w == "unreachable");
+            words.next().map(str::to_string)
+        })
+        .collect()
+}
+
+fn assert_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the oci runtime tests need root (network namespaces, veths, routes); run them as root"
+    );
+}
+
+/// What the pod network left on the host, described; empty when nothing is left.
+fn leftovers(network: &TestNetwork, pod_uids: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    let links = host("ip", &["-o", "link", "show"]);
+    if links.contains(&format!(": {}:", network.bridge)) {
+        left.push(format!("bridge {}", network.bridge));
+    }
+    if links.contains(&format!("master {} ", network.bridge)) {
+        left.push("a veth on the bridge".to_string());
+    }
+    let routes = unreachable_routes();
+    for range in [&network.cluster_cidr, &network.service_cidr] {
+        if routes.contains(range.as_str()) {
+            left.push(format!("unreachable route {range}"));
+        }
+    }
+    if host("ip", &["-4", "route", "show"]).contains(&network.node_pod_cidr) {
+        left.push(format!("route to {}", network.node_pod_cidr));
+    }
+    let table = format!("skiff_{}", network.bridge);
+    if host("nft", &["list", "tables"]).contains(&table) {
+        left.push(format!("nftables table {table}"));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for uid in pod_uids {
+        let pin = Path::new(NETNS_DIR).join(uid);
+        if pin.exists() {
+            left.push(format!("namespace pin {}", pin.display()));
+        }
+        if mounts.contains(uid.as_str()) {
+            left.push(format!("a mount naming pod {uid}"));
+        }
+    }
+    left
+}
+
+fn web_deployment() -> &'static str {
+    "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: httpd
+        image: skiff/demo
+        ports:
+        - containerPort: 80
+"
+}
+
+/// The running pods of the `web` Deployment: (name, uid, IP), once all three run with an IP.
+fn running_web_pods(skiff: &Skiff) -> Vec<(String, String, String)> {
+    let kubectl = skiff.kubectl();
+    wait_for_every("three running web pods with IPs", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+        let pods: Vec<(String, String, String)> = items(&list)
+            .iter()
+            .filter(|pod| str_at(pod, "/status/phase") == "Running")
+            .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
+            .map(|pod| {
+                (
+                    str_at(pod, "/metadata/name"),
+                    str_at(pod, "/metadata/uid"),
+                    str_at(pod, "/status/podIP"),
+                )
+            })
+            .filter(|(_, _, ip)| !ip.is_empty())
+            .collect();
+        (pods.len() == 3).then_some(pods)
+    })
+}
+
+#[test]
+fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
+    assert_root();
+    let network = TestNetwork::for_this_process();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+
+    // The guard routes are in place before any packet goes to a pod or Service address.
+    let routes = wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(routes)
+    });
+    assert!(routes.contains(&network.cluster_cidr), "{routes:?}");
+
+    // The node got the first share of the cluster range as its podCIDR.
+    let node = wait_for_every("the node to register", SETTLE, POLL, || {
+        let nodes = json_of(&kubectl.ok(&["get", "nodes", "-o", "json"]));
+        items(&nodes).into_iter().next()
+    });
+    assert_eq!(str_at(&node, "/spec/podCIDR"), network.node_pod_cidr);
+    assert_eq!(
+        node.pointer("/spec/podCIDRs"),
+        Some(&serde_json::json!([network.node_pod_cidr])),
+        "{node}"
+    );
+
+    skiff.write_file("web.yaml", web_deployment());
+    kubectl.ok(&["apply", "-f", "web.yaml"]);
+    let pods = running_web_pods(&skiff);
+    let pod_cidr: ipnet::Ipv4Net = network.node_pod_cidr.parse().unwrap();
+    let gateway = pod_cidr.hosts().next().unwrap();
+    let ips: BTreeSet<&str> = pods.iter().map(|(_, _, ip)| ip.as_str()).collect();
+    assert_eq!(ips.len(), 3, "pods share addresses: {pods:?}");
+    for (name, uid, ip) in &pods {
+        let address: std::net::Ipv4Addr = ip.parse().unwrap();
+        assert!(
+            pod_cidr.contains(&address) && address != gateway,
+            "pod {name} has {ip}, not a pod address of {pod_cidr}"
+        );
+        // Each pod answers on port 80 of its own address.
+        wait_for_every(
+            &format!("pod {name} to answer at {ip}"),
+            SETTLE,
+            POLL,
+            || ok_body(ip),
+        );
+        // Its own namespace holds exactly its address and one listener on port 80.
+        let pin = format!("{NETNS_DIR}/{uid}");
+        let net = format!("--net={pin}");
+        let addresses = host("nsenter", &[&net, "--", "ip", "-4", "-o", "addr", "show"]);
+        assert!(
+            addresses.contains(&format!("{ip}/24")),
+            "pod {name}'s namespace lacks {ip}/24:\n{addresses}"
+        );
+        for (other, _, other_ip) in pods.iter().filter(|(n, _, _)| n != name) {
+            assert!(
+                !addresses.contains(&format!("{other_ip}/")),
+                "pod {name}'s namespace holds {other}'s address {other_ip}:\n{addresses}"
+            );
+        }
+        let listeners = host("nsenter", &[&net, "--", "ss", "-Hltn"]);
+        let on_port_80: Vec<&str> = listeners.lines().filter(|l| l.contains(":80 ")).collect();
+        assert_eq!(
+            on_port_80.len(),
+            1,
+            "pod {name}'s namespace should hold only its own listener on port 80:\n{listeners}"
+        );
+    }
+
+    // A deleted pod's namespace goes with it.
+    let (gone_name, gone_uid, _) = pods[0].clone();
+    kubectl.ok(&["delete", "pod", &gone_name, "--wait=true"]);
+    wait_for_every(
+        "the deleted pod's namespace pin to go",
+        SETTLE,
+        POLL,
+        || (!Path::new(NETNS_DIR).join(&gone_uid).exists()).then_some(()),
+    );
+    let replacement = running_web_pods(&skiff);
+    let mut uids: Vec<String> = pods.iter().map(|(_, uid, _)| uid.clone()).collect();
+    uids.extend(replacement.iter().map(|(_, uid, _)| uid.clone()));
+
+    // SIGTERM tears the whole pod network down.
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &uids);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
+
+#[test]
+fn the_oci_runtime_refuses_a_range_it_cannot_route() {
+    // Checked before anything starts, so no root is needed to see it.
+    let output = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "up",
+            "--container-runtime",
+            "oci",
+            "--cluster-cidr",
+            "198.18.0.0/33",
+        ])
+        .env(
+            "SKIFF_DATA_DIR",
+            std::env::temp_dir().join("skiff-never-created"),
+        )
+        .output()
+        .expect("skiff runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid CIDR address: 198.18.0.0/33"),
+        "{stderr}"
+    );
+}
