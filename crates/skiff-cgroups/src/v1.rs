@@ -148,6 +148,13 @@ impl CgroupDriver for V1Driver {
         Ok(())
     }
 
+    fn procs_files(&self, cgroup: &CgroupPath) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .map(|mount| fsutil::dir(mount, cgroup).join("cgroup.procs"))
+            .collect()
+    }
+
     fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError> {
         fsutil::child_names(&self.memory_dir(cgroup))
     }

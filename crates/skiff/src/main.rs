@@ -130,6 +130,11 @@ pub struct UpArgs {
     /// machine need two bridges.
     #[arg(long, value_name = "NAME", default_value = skiff_net::DEFAULT_BRIDGE)]
     pub pod_bridge: String,
+    /// The cgroup (in every hierarchy) under which the `oci` runtime puts the kubelet's
+    /// `kubepods` tree: a cgroup per pod and per container with the spec's limits. Two Skiffs
+    /// on one machine need two roots.
+    #[arg(long, value_name = "NAME", default_value = "skiff")]
+    pub cgroup_root: String,
 }
 
 /// How the real node runs pods.

@@ -285,6 +285,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                     "container runtime oci: each pod gets its own network namespace"
                 );
                 config.pod_network = Some(settings);
+                config.cgroup_root = Some(args.cgroup_root.clone());
             }
             None => {
                 config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));

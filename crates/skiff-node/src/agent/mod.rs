@@ -110,6 +110,10 @@ pub struct NodeAgentConfig {
     /// A network namespace per pod on a bridge, with addresses from the Node's `podCIDR`;
     /// none keeps pods on the host's network with loopback addresses from `pod_cidr`.
     pub pod_network: Option<PodNetworkSettings>,
+    /// The cgroup (relative to each hierarchy's root, e.g. `skiff`) under which pods get the
+    /// kubelet's `kubepods` tree with a cgroup per pod and per container; none leaves
+    /// containers unlimited in the agent's cgroup.
+    pub cgroup_root: Option<String>,
 }
 
 /// The pod network a node agent builds when pods get their own network namespaces.
@@ -162,6 +166,7 @@ impl NodeAgentConfig {
             traffic_drain: None,
             image_gc_period: image_gc::DEFAULT_IMAGE_GC_PERIOD,
             pod_network: None,
+            cgroup_root: None,
         }
     }
 
@@ -189,6 +194,9 @@ pub enum NodeAgentError {
         #[source]
         source: Box<ClientError>,
     },
+    /// Pod cgroups cannot be set up.
+    #[error("setting up pod cgroups: {0}")]
+    Cgroups(String),
     /// The pod network cannot be set up.
     #[error("setting up the pod network: {0}")]
     PodNetwork(String),
@@ -280,6 +288,10 @@ impl NodeAgent {
             }
             None => None,
         };
+        let cgroups = match &self.config.cgroup_root {
+            Some(root) => Some(Arc::new(start_cgroups(root)?)),
+            None => None,
+        };
         let pods = skiff_api::resources::find("", "v1", "pods").ok_or_else(|| {
             NodeAgentError::Unserved(Box::new(ClientError::UnknownResource("v1/pods".into())))
         })?;
@@ -320,6 +332,7 @@ impl NodeAgent {
             traffic_drain: self.config.traffic_drain.clone(),
             processes: self.processes.clone(),
             pod_network: pod_network.clone(),
+            cgroups: cgroups.clone(),
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(
@@ -333,6 +346,9 @@ impl NodeAgent {
                 heartbeat.abort();
                 if let Some(network) = &pod_network {
                     shut_down_pod_network(network).await;
+                }
+                if let Some(cgroups) = &cgroups {
+                    remove_cgroup_root(cgroups);
                 }
                 return Ok(());
             }
@@ -376,6 +392,9 @@ impl NodeAgent {
             .await;
         if let Some(network) = &pod_network {
             shut_down_pod_network(network).await;
+        }
+        if let Some(cgroups) = &cgroups {
+            remove_cgroup_root(cgroups);
         }
         heartbeat.abort();
         recorder.flush().await;
@@ -450,6 +469,36 @@ async fn start_pod_network(
         .map_err(|e| failed(&e))
 }
 
+/// Finds the machine's cgroup hierarchy and creates `ROOT/kubepods` with its QoS tiers.
+fn start_cgroups(root: &str) -> Result<skiff_cgroups::PodCgroups, NodeAgentError> {
+    let failed = |e: &dyn std::fmt::Display| NodeAgentError::Cgroups(e.to_string());
+    let layout = skiff_cgroups::CgroupLayout::new(root).map_err(|e| failed(&e))?;
+    if layout.root() == &skiff_cgroups::CgroupPath::root() {
+        return Err(NodeAgentError::Cgroups(
+            "the cgroup root must name a cgroup of Skiff's own, not the hierarchy's root"
+                .to_string(),
+        ));
+    }
+    let driver = skiff_cgroups::detect().map_err(|e| failed(&e))?;
+    let cgroups = skiff_cgroups::PodCgroups::new(driver, layout);
+    cgroups
+        .ensure_node(None, std::iter::empty())
+        .map_err(|e| failed(&e))?;
+    Ok(cgroups)
+}
+
+/// Removes Skiff's cgroup tree (every pod's is gone by then; anything left is killed).
+fn remove_cgroup_root(cgroups: &skiff_cgroups::PodCgroups) {
+    let root = cgroups.layout().root().clone();
+    let removed = cgroups
+        .driver()
+        .kill_all(&root, Duration::from_secs(5))
+        .and_then(|()| cgroups.driver().remove(&root));
+    if let Err(error) = removed {
+        tracing::warn!(%error, "removing the pods' cgroups failed");
+    }
+}
+
 /// Removes every pod's namespace and veth that is left, then the host's part: the bridge,
 /// the guard routes and the nftables table.
 async fn shut_down_pod_network(network: &PodNetworkHandle) {
@@ -508,6 +557,15 @@ impl PodManager {
                 if !bound.contains(&uid) {
                     if let Err(error) = network.detach(&uid).await {
                         tracing::warn!(pod_uid = %uid, %error, "removing the network of a pod no longer here failed");
+                    }
+                }
+            }
+        }
+        if let Some(cgroups) = &self.shared.cgroups {
+            for pod in cgroups.existing_pods().unwrap_or_default() {
+                if !bound.contains(&pod.uid) {
+                    if let Err(error) = cgroups.remove_pod(&pod.path) {
+                        tracing::warn!(pod_uid = %pod.uid, %error, "removing the cgroup of a pod no longer here failed");
                     }
                 }
             }
@@ -635,6 +693,11 @@ impl PodManager {
         }
         for (uid, handle) in self.workers.drain() {
             handle.task.abort();
+            if let Some(cgroups) = &self.shared.cgroups {
+                if let Err(error) = worker::remove_pod_cgroup(cgroups, &uid) {
+                    tracing::warn!(pod_uid = %uid, %error, "removing a pod's cgroup failed");
+                }
+            }
             if let Some(network) = &self.shared.pod_network {
                 if let Err(error) = network.detach(&uid).await {
                     tracing::warn!(pod_uid = %uid, %error, "removing a pod's network failed");

@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     /// Gives each pod a network namespace and address before its first container; none keeps
     /// pods on the host's network.
     pub pod_network: Option<Arc<super::PodNetworkHandle>>,
+    /// A cgroup per pod and per container, with the spec's limits; none leaves containers in
+    /// the agent's cgroup.
+    pub cgroups: Option<Arc<skiff_cgroups::PodCgroups>>,
 }
 
 /// The manager's handle on a pod worker.
@@ -187,6 +190,8 @@ struct Worker {
     pod_ip: Ipv4Addr,
     /// The pod's pinned network namespace, once attached to the pod network.
     netns: Option<PathBuf>,
+    /// The pod's cgroup, once created.
+    pod_cgroup: Option<skiff_cgroups::PodCgroup>,
     dir: PathBuf,
     machine: PodMachine,
     volumes: Option<Vec<PreparedVolume>>,
@@ -253,6 +258,7 @@ impl Worker {
             uid,
             pod_ip,
             netns: None,
+            pod_cgroup: None,
             dir,
             machine,
             volumes: None,
@@ -365,7 +371,37 @@ impl Worker {
                 break;
             }
         }
+        self.remove_cgroup().await;
         self.detach_network().await;
+    }
+
+    /// Creates the pod's cgroup with the limits its spec sums to.
+    fn create_cgroup(&mut self) -> Result<(), String> {
+        let Some(cgroups) = &self.shared.cgroups else {
+            return Ok(());
+        };
+        if self.pod_cgroup.is_some() {
+            return Ok(());
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let cgroup = cgroups
+            .create_pod(&self.uid, &spec)
+            .map_err(|e| format!("Failed to create pod sandbox: creating the pod's cgroup: {e}"))?;
+        self.pod_cgroup = Some(cgroup);
+        Ok(())
+    }
+
+    /// Kills whatever is left in the pod's cgroup and removes it with its containers'.
+    async fn remove_cgroup(&mut self) {
+        let Some(cgroups) = self.shared.cgroups.clone() else {
+            return;
+        };
+        let uid = self.uid.clone();
+        let removed = tokio::task::spawn_blocking(move || remove_pod_cgroup(&cgroups, &uid)).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(pod_uid = %self.uid, %error, "removing the pod's cgroup failed");
+        }
+        self.pod_cgroup = None;
     }
 
     /// Whether the pod shares the host's network namespace.
@@ -428,6 +464,11 @@ impl Worker {
 
     async fn prepare_sandbox(&mut self) {
         if self.sandbox_retry.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        if let Err(message) = self.create_cgroup() {
+            self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
+            self.event(Severity::Warning, "FailedCreatePodSandBox", message, None);
             return;
         }
         if let Err(message) = self.attach_network().await {
@@ -588,6 +629,7 @@ impl Worker {
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
         let netns = self.netns.clone();
+        let pod_cgroup = self.pod_cgroup.clone();
         let isolation = self.shared.isolation.clone();
         let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
         spawn_step(
@@ -725,8 +767,21 @@ impl Worker {
                     "Created",
                     format!("Created container: {name}"),
                 );
+                let cgroup_procs = match (&shared.cgroups, &pod_cgroup) {
+                    (Some(cgroups), Some(pod_cgroup)) => {
+                        match fresh_container_cgroup(cgroups, pod_cgroup, &container) {
+                            Ok(procs) => procs,
+                            Err(message) => {
+                                fail(StartFailure::Runtime, message);
+                                return;
+                            }
+                        }
+                    }
+                    _ => Vec::new(),
+                };
                 let env_pairs = env.pairs();
                 let spawned = process::spawn(SpawnRequest {
+                    cgroup_procs,
                     argv,
                     env: env_pairs.clone(),
                     cwd: cwd.clone(),
@@ -823,14 +878,25 @@ impl Worker {
         let processes = self.shared.processes.clone();
         let uid = self.uid.clone();
         let name = name.to_string();
+        let cgroup = match (&self.shared.cgroups, &self.pod_cgroup) {
+            (Some(cgroups), Some(pod)) => cgroups
+                .container_path(pod, &name)
+                .ok()
+                .map(|path| (cgroups.clone(), path)),
+            _ => None,
+        };
         tokio::spawn(async move {
             let code = process.wait().await;
             live.remove(&uid, &name, run);
             processes.exited(&uid, &name, process.pgid);
+            // The kernel counts the container's OOM kills in its cgroup, fresh for each run.
+            let oom = cgroup.is_some_and(|(cgroups, path)| {
+                cgroups.oom_kills(&path).is_ok_and(|kills| kills > 0)
+            });
             let _ = tx.send(Msg::Input(Input::Exited {
                 container: name,
                 exit_code: code,
-                oom: false,
+                oom,
             }));
         });
     }
@@ -1150,6 +1216,37 @@ async fn wait_for_root(marker: &Path, process: &ContainerProcess) {
             changed = done.changed() => if changed.is_err() { return; },
             _ = tokio::time::sleep_until(deadline) => return,
         }
+    }
+}
+
+/// Gives the container a new cgroup under its pod's (what an earlier run left is killed and
+/// removed, so its OOM count starts at zero) with its own limits, and returns the files its
+/// process writes to join it.
+fn fresh_container_cgroup(
+    cgroups: &skiff_cgroups::PodCgroups,
+    pod: &skiff_cgroups::PodCgroup,
+    container: &Container,
+) -> Result<Vec<PathBuf>, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("creating the container's cgroup: {e}");
+    let path = cgroups
+        .container_path(pod, &container.name)
+        .map_err(|e| failed(&e))?;
+    cgroups.remove_container(&path).map_err(|e| failed(&e))?;
+    cgroups
+        .create_container(pod, &container.name, container)
+        .map_err(|e| failed(&e))?;
+    Ok(cgroups.driver().procs_files(&path))
+}
+
+/// Kills what is left in pod `uid`'s cgroup and removes it, wherever its class put it.
+pub(crate) fn remove_pod_cgroup(
+    cgroups: &skiff_cgroups::PodCgroups,
+    uid: &str,
+) -> Result<(), String> {
+    match cgroups.find_pod(uid) {
+        Ok(Some((_, path))) => cgroups.remove_pod(&path).map_err(|e| e.to_string()),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
