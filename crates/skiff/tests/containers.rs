@@ -14,6 +14,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use support::http::ok_body;
@@ -27,24 +28,31 @@ const POLL: Duration = Duration::from_millis(250);
 /// Where Skiff pins pod network namespaces.
 const NETNS_DIR: &str = "/run/skiff/netns";
 
-/// The ranges and bridge of one test server.
+/// The ranges, bridge and cgroup root of one test server.
 struct TestNetwork {
     cluster_cidr: String,
     service_cidr: String,
     node_pod_cidr: String,
     bridge: String,
+    cgroup_root: String,
 }
+
+/// How many test servers this process started, so each gets its own share.
+static SERVERS: AtomicU32 = AtomicU32::new(0);
 
 impl TestNetwork {
     /// A /20 of pods in 198.18.0.0/16 and a /20 of Services in 198.19.0.0/16, picked by the
-    /// process id so concurrent test processes do not share them.
-    fn for_this_process() -> TestNetwork {
-        let share = std::process::id() % 16 * 16;
+    /// process id and a counter so concurrent tests and test processes do not share them.
+    fn next() -> TestNetwork {
+        let index = SERVERS.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let share = (pid % 8 * 2 + index) % 16 * 16;
         TestNetwork {
             cluster_cidr: format!("198.18.{share}.0/20"),
             service_cidr: format!("198.19.{share}.0/20"),
             node_pod_cidr: format!("198.18.{share}.0/24"),
-            bridge: format!("skt{}", std::process::id()),
+            bridge: format!("skt{pid}x{index}"),
+            cgroup_root: format!("skiff-test-{pid}-{index}"),
         }
     }
 
@@ -58,6 +66,8 @@ impl TestNetwork {
             self.service_cidr.clone(),
             "--pod-bridge".into(),
             self.bridge.clone(),
+            "--cgroup-root".into(),
+            self.cgroup_root.clone(),
         ]
     }
 }
@@ -117,6 +127,12 @@ fn leftovers(network: &TestNetwork, pod_uids: &[String]) -> Vec<String> {
     if host("nft", &["list", "tables"]).contains(&table) {
         left.push(format!("nftables table {table}"));
     }
+    for hierarchy in cgroup_hierarchies() {
+        let dir = hierarchy.join(&network.cgroup_root);
+        if dir.exists() {
+            left.push(format!("cgroup {}", dir.display()));
+        }
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for uid in pod_uids {
         let pin = Path::new(NETNS_DIR).join(uid);
@@ -128,6 +144,45 @@ fn leftovers(network: &TestNetwork, pod_uids: &[String]) -> Vec<String> {
         }
     }
     left
+}
+
+/// The mount points of the machine's cgroup hierarchies (v1's, or the unified one).
+fn cgroup_hierarchies() -> Vec<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let found: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter(|line| {
+            let fstype = line
+                .split(" - ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next());
+            matches!(fstype, Some("cgroup") | Some("cgroup2"))
+        })
+        .filter_map(|line| line.split_whitespace().nth(4).map(std::path::PathBuf::from))
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "no cgroup hierarchy is mounted:\n{mounts}"
+    );
+    found
+}
+
+/// The cgroup directories (one per hierarchy) holding container `name` of pod `uid`.
+fn container_cgroups(network: &TestNetwork, uid: &str, name: &str) -> Vec<std::path::PathBuf> {
+    let pod = format!("pod{uid}");
+    cgroup_hierarchies()
+        .into_iter()
+        .flat_map(|hierarchy| {
+            let kubepods = hierarchy.join(&network.cgroup_root).join("kubepods");
+            [
+                kubepods.join(&pod),
+                kubepods.join("burstable").join(&pod),
+                kubepods.join("besteffort").join(&pod),
+            ]
+        })
+        .map(|pod_dir| pod_dir.join(name))
+        .filter(|dir| dir.is_dir())
+        .collect()
 }
 
 fn web_deployment() -> &'static str {
@@ -178,7 +233,7 @@ fn running_web_pods(skiff: &Skiff) -> Vec<(String, String, String)> {
 #[test]
 fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
     assert_root();
-    let network = TestNetwork::for_this_process();
+    let network = TestNetwork::next();
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut skiff = Skiff::start_with(&flags);
@@ -294,4 +349,111 @@ fn the_oci_runtime_refuses_a_range_it_cannot_route() {
         stderr.contains("invalid CIDR address: 198.18.0.0/33"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_container_over_its_memory_limit_ends_oom_killed_in_its_own_cgroup() {
+    assert_root();
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    // One container allocates 64 MiB under a 32 MiB limit; its sibling only sleeps, so the
+    // pod lives on after the kill and its cgroups can be inspected.
+    skiff.write_file(
+        "hog.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: busybox
+    command: [\"sh\", \"-c\", \"x=$(head -c 67108864 /dev/zero | tr '\\\\0' a); echo survived ${#x}\"]
+    resources:
+      limits:
+        memory: 32Mi
+  - name: idle
+    image: busybox
+    command: [\"sleep\", \"3600\"]
+    resources:
+      limits:
+        memory: 48Mi
+        cpu: 250m
+",
+    );
+    kubectl.ok(&["apply", "-f", "hog.yaml"]);
+    let uid = kubectl.ok(&["get", "pod", "hog", "-o", "jsonpath={.metadata.uid}"]);
+    let terminated = wait_for_every("the hog container to terminate", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "hog", "-o", "json"]));
+        let statuses = pod
+            .pointer("/status/containerStatuses")
+            .and_then(|s| s.as_array())
+            .cloned()
+            .unwrap_or_default();
+        statuses
+            .into_iter()
+            .find(|s| str_at(s, "/name") == "hog")
+            .and_then(|s| s.pointer("/state/terminated").cloned())
+    });
+    assert_eq!(str_at(&terminated, "/reason"), "OOMKilled", "{terminated}");
+    assert_eq!(
+        terminated.pointer("/exitCode"),
+        Some(&serde_json::json!(137))
+    );
+    let described = kubectl.ok(&["describe", "pod", "hog"]);
+    let hog_section = described
+        .split("  idle:")
+        .next()
+        .expect("describe prints the containers");
+    assert!(
+        hog_section.contains("Reason:       OOMKilled")
+            && hog_section.contains("Exit Code:    137"),
+        "kubectl describe should say the container was OOMKilled:\n{described}"
+    );
+    // The sibling runs in a cgroup of its own holding its limit.
+    let idle = container_cgroups(&network, &uid, "idle");
+    assert!(
+        !idle.is_empty(),
+        "no cgroup for container idle of pod {uid}"
+    );
+    let memory_limit = idle
+        .iter()
+        .find_map(|dir| {
+            std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+                .or_else(|_| std::fs::read_to_string(dir.join("memory.max")))
+                .ok()
+        })
+        .expect("the container's cgroup has a memory limit file");
+    assert_eq!(memory_limit.trim(), (48 * 1024 * 1024).to_string());
+    let procs: Vec<String> = idle
+        .iter()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+        .flat_map(|text| text.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let sleeping = procs.iter().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.starts_with("sleep\0"))
+    });
+    assert!(
+        sleeping,
+        "the idle container's sleep is not in its cgroup: {procs:?}"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &[uid]);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
