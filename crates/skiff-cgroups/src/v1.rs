@@ -261,3 +261,33 @@ impl CgroupDriver for V1Driver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod procs_tests {
+    use super::*;
+
+    #[test]
+    fn a_process_joins_every_hierarchy_once() {
+        let driver = V1Driver::new(V1Mounts {
+            cpu: PathBuf::from("/cg/cpu,cpuacct"),
+            cpuacct: PathBuf::from("/cg/cpu,cpuacct"),
+            memory: PathBuf::from("/cg/memory"),
+            pids: Some(PathBuf::from("/cg/pids")),
+            freezer: None,
+        });
+        let cgroup = CgroupPath::parse("skiff/kubepods/podu/web").unwrap();
+        let files: Vec<String> = driver
+            .procs_files(&cgroup)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "/cg/cpu,cpuacct/skiff/kubepods/podu/web/cgroup.procs",
+                "/cg/memory/skiff/kubepods/podu/web/cgroup.procs",
+                "/cg/pids/skiff/kubepods/podu/web/cgroup.procs",
+            ]
+        );
+    }
+}

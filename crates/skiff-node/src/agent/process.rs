@@ -611,4 +611,41 @@ mod tests {
         let log = std::fs::read_to_string(dir.path().join("0.log")).unwrap();
         assert!(log.contains(" stdout F started"), "{log}");
     }
+
+    #[tokio::test]
+    async fn the_child_joins_its_cgroups_before_it_runs_and_fails_if_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        // Plain files stand in for `cgroup.procs`: the child writes `0` (itself) to each.
+        let procs = [dir.path().join("a.procs"), dir.path().join("b.procs")];
+        for file in &procs {
+            std::fs::write(file, "").unwrap();
+        }
+        let request = |cgroup_procs: Vec<PathBuf>| SpawnRequest {
+            cgroup_procs,
+            argv: vec!["/bin/true".into()],
+            env: vec![],
+            cwd: dir.path().to_path_buf(),
+            log_path: dir.path().join("0.log"),
+            arg0: None,
+            log_cap: 1 << 20,
+        };
+        let process = spawn(request(procs.to_vec())).unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(10), process.wait())
+            .await
+            .unwrap();
+        assert_eq!(code, 0);
+        for file in &procs {
+            assert_eq!(
+                std::fs::read_to_string(file).unwrap(),
+                "0",
+                "{}",
+                file.display()
+            );
+        }
+        let missing = spawn(request(vec![dir.path().join("gone/cgroup.procs")]));
+        let error = missing
+            .err()
+            .expect("a cgroup that cannot be joined stops the start");
+        assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
+    }
 }

@@ -1455,6 +1455,32 @@ mod tests {
     use std::sync::Mutex;
 
     #[test]
+    fn pod_network_commands_enter_the_pinned_namespace_first() {
+        let argv = in_network_namespace(
+            Path::new("/usr/bin/nsenter"),
+            Path::new("/run/skiff/netns/u1"),
+            vec![
+                "/usr/bin/unshare".into(),
+                "--mount".into(),
+                "--".into(),
+                "sh".into(),
+            ],
+        );
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/nsenter",
+                "--net=/run/skiff/netns/u1",
+                "--",
+                "/usr/bin/unshare",
+                "--mount",
+                "--",
+                "sh"
+            ]
+        );
+    }
+
+    #[test]
     fn the_user_comes_from_the_security_context_else_the_image() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("etc")).unwrap();
