@@ -24,7 +24,12 @@
 //! then start afresh, counting a restart. They are not adopted: their output pipes died with
 //! the agent.
 //!
-//! Not done yet: cgroup limits and OOM detection (usage and limits are not enforced), service
+//! With [`NodeAgentConfig::pod_network`] and [`NodeAgentConfig::cgroup_root`] (the `oci`
+//! container runtime) each pod gets its own network namespace with an address from the Node's
+//! `podCIDR`, and a cgroup per pod and per container with the spec's limits; a container the
+//! OOM killer ended is reported `OOMKilled`.
+//!
+//! Not done yet: containers through an OCI runtime (they are still process groups), service
 //! environment variables other than the `kubernetes` Service's, service account tokens in
 //! projected volumes, ephemeral and sidecar (restartable init) containers.
 
@@ -447,7 +452,7 @@ async fn node_pod_cidr(
 }
 
 /// Installs the guard routes, the bridge and masquerading, with pod addresses kept in
-/// `DATA/pod-addresses.json`.
+/// `pod-addresses.json` in the agent's data directory.
 async fn start_pod_network(
     settings: &PodNetworkSettings,
     pod_cidr: (Ipv4Addr, u8),

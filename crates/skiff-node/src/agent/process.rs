@@ -643,9 +643,7 @@ mod tests {
             );
         }
         let missing = spawn(request(vec![dir.path().join("gone/cgroup.procs")]));
-        let error = missing
-            .err()
-            .expect("a cgroup that cannot be joined stops the start");
+        let error = missing.expect_err("a cgroup that cannot be joined stops the start");
         assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
     }
 }
