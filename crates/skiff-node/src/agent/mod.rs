@@ -294,7 +294,11 @@ impl NodeAgent {
             None => None,
         };
         let cgroups = match &self.config.cgroup_root {
-            Some(root) => Some(Arc::new(start_cgroups(root)?)),
+            Some(root) => {
+                let cgroups = Arc::new(start_cgroups(root)?);
+                self.processes.measure_cgroups_with(cgroups.clone());
+                Some(cgroups)
+            }
             None => None,
         };
         let pods = skiff_api::resources::find("", "v1", "pods").ok_or_else(|| {

@@ -814,6 +814,10 @@ impl Worker {
                     pod: pod.metadata.name.clone().unwrap_or_default(),
                     container: name.clone(),
                     pgid: process.pgid,
+                    cgroup: match (&shared.cgroups, &pod_cgroup) {
+                        (Some(cgroups), Some(pod)) => cgroups.container_path(pod, &name).ok(),
+                        _ => None,
+                    },
                 });
                 let pgid = process.pgid;
                 if root.is_some() {
