@@ -457,3 +457,84 @@ spec:
     let left = leftovers(&network, &[uid]);
     assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
+
+/// A `key value` figure of a cgroup's `cpu.stat`, read from whichever hierarchy holds it.
+fn cpu_stat(dirs: &[std::path::PathBuf], key: &str) -> Option<u64> {
+    dirs.iter().find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+        text.lines().find_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            (name == key).then(|| value.trim().parse().ok())?
+        })
+    })
+}
+
+#[test]
+fn a_cpu_limited_container_is_throttled_and_measured_from_its_cgroup() {
+    assert_root();
+    let network = TestNetwork::next();
+    let mut flags = network.flags();
+    flags.extend(["--metric-resolution".to_string(), "1".to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file(
+        "spin.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: spin
+spec:
+  containers:
+  - name: spin
+    image: busybox
+    command: [\"sh\", \"-c\", \"while :; do :; done\"]
+    resources:
+      limits:
+        cpu: 200m
+",
+    );
+    kubectl.ok(&["apply", "-f", "spin.yaml"]);
+    let uid = kubectl.ok(&["get", "pod", "spin", "-o", "jsonpath={.metadata.uid}"]);
+    let dirs = wait_for_every("the spin container's cgroup", SETTLE, POLL, || {
+        let dirs = container_cgroups(&network, &uid, "spin");
+        (!dirs.is_empty()).then_some(dirs)
+    });
+    // The quota holds the loop to a fifth of a CPU: the kernel counts throttled periods.
+    let throttled = wait_for_every("throttled periods in cpu.stat", SETTLE, POLL, || {
+        cpu_stat(&dirs, "nr_throttled").filter(|n| *n >= 5)
+    });
+    assert!(throttled >= 5);
+    // `kubectl top` reads the cgroup: the loop uses about its limit, never much more.
+    let millicores = wait_for_every("kubectl top to measure the pod", SETTLE, POLL, || {
+        let out = kubectl.run(&["top", "pod", "spin", "--no-headers"]);
+        if !out.success() {
+            return None;
+        }
+        let cpu = out
+            .stdout
+            .split_whitespace()
+            .nth(1)?
+            .strip_suffix('m')?
+            .to_string();
+        cpu.parse::<u64>().ok().filter(|m| *m > 0)
+    });
+    assert!(
+        (100..=260).contains(&millicores),
+        "a loop limited to 200m measured {millicores}m"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &[uid]);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
