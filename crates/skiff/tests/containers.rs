@@ -302,6 +302,39 @@ fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
         );
     }
 
+    // A pod on the host's network gets no namespace, and the node's address.
+    skiff.write_file(
+        "on-host.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: on-host
+spec:
+  hostNetwork: true
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sleep\", \"3600\"]
+",
+    );
+    kubectl.ok(&["apply", "-f", "on-host.yaml"]);
+    let on_host = wait_for_every("the host-network pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "on-host", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(pod)
+    });
+    let internal_ip = node
+        .pointer("/status/addresses")
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.iter().find(|a| str_at(a, "/type") == "InternalIP"))
+        .map(|a| str_at(a, "/address"))
+        .expect("the node has an InternalIP");
+    assert_eq!(str_at(&on_host, "/status/podIP"), internal_ip);
+    let on_host_uid = str_at(&on_host, "/metadata/uid");
+    assert!(
+        !Path::new(NETNS_DIR).join(&on_host_uid).exists(),
+        "a host-network pod got a namespace of its own"
+    );
+
     // A deleted pod's namespace goes with it.
     let (gone_name, gone_uid, _) = pods[0].clone();
     kubectl.ok(&["delete", "pod", &gone_name, "--wait=true"]);

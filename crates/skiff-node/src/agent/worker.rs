@@ -418,7 +418,14 @@ impl Worker {
         let Some(network) = self.shared.pod_network.clone() else {
             return Ok(());
         };
-        if self.netns.is_some() || self.host_network() {
+        if self.host_network() {
+            // On the host's network the pod's address is the node's, as kubelet reports it.
+            if let Ok(host_ip) = self.shared.host_ip.parse() {
+                self.pod_ip = host_ip;
+            }
+            return Ok(());
+        }
+        if self.netns.is_some() {
             return Ok(());
         }
         let attachment = network.attach(&self.uid).await.map_err(|e| {
