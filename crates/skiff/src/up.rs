@@ -297,7 +297,16 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
         metric_sources.push(agent.metrics(resolution));
-        (Some(tokio::spawn(agent.run(until_stopped()))), Some(logs))
+        let run = agent.run(until_stopped());
+        // Said when it happens (a pod network that cannot be built, say), not only at exit.
+        let agent = tokio::spawn(async move {
+            let result = run.await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the node agent stopped; this machine runs no pods");
+            }
+            result
+        });
+        (Some(agent), Some(logs))
     };
 
     // Every measured pod and node, real and simulated; the autoscaler reads the same source.
@@ -347,7 +356,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     if let Some(agent) = node_agent {
         match agent.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "the node agent stopped with an error"),
+            // Already logged when it happened.
+            Ok(Err(_)) => {}
             Err(e) => tracing::warn!(error = %e, "the node agent task failed"),
             Ok(Ok(())) => {}
         }

@@ -294,11 +294,20 @@ impl NodeAgent {
             None => None,
         };
         let cgroups = match &self.config.cgroup_root {
-            Some(root) => {
-                let cgroups = Arc::new(start_cgroups(root)?);
-                self.processes.measure_cgroups_with(cgroups.clone());
-                Some(cgroups)
-            }
+            Some(root) => match start_cgroups(root) {
+                Ok(cgroups) => {
+                    let cgroups = Arc::new(cgroups);
+                    self.processes.measure_cgroups_with(cgroups.clone());
+                    Some(cgroups)
+                }
+                Err(error) => {
+                    // Leave nothing of the network behind when the node cannot run pods.
+                    if let Some(network) = &pod_network {
+                        shut_down_pod_network(network).await;
+                    }
+                    return Err(error);
+                }
+            },
             None => None,
         };
         let pods = skiff_api::resources::find("", "v1", "pods").ok_or_else(|| {
