@@ -571,3 +571,79 @@ spec:
     let left = leftovers(&network, &[uid]);
     assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
+
+#[test]
+fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
+    assert_root();
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file("web.yaml", web_deployment());
+    kubectl.ok(&["apply", "-f", "web.yaml"]);
+    let before: BTreeSet<(String, String, String)> = running_web_pods(&skiff).into_iter().collect();
+
+    skiff.kill();
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    // The same pods run again (their processes died with the agent's pipes: a restart is
+    // counted) at the addresses they had, and answer there.
+    let after = wait_for_every(
+        "the pods to run again after the crash",
+        SETTLE,
+        POLL,
+        || {
+            let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+            let pods: BTreeSet<(String, String, String)> = items(&list)
+                .iter()
+                .filter(|pod| {
+                    pod.pointer("/status/containerStatuses/0/state/running")
+                        .is_some()
+                        && pod
+                            .pointer("/status/containerStatuses/0/restartCount")
+                            .and_then(|c| c.as_i64())
+                            .is_some_and(|c| c >= 1)
+                })
+                .map(|pod| {
+                    (
+                        str_at(pod, "/metadata/name"),
+                        str_at(pod, "/metadata/uid"),
+                        str_at(pod, "/status/podIP"),
+                    )
+                })
+                .collect();
+            (pods.len() == 3).then_some(pods)
+        },
+    );
+    assert_eq!(
+        after, before,
+        "pods or their addresses changed across the crash"
+    );
+    for (name, _, ip) in &after {
+        wait_for_every(
+            &format!("pod {name} to answer at {ip}"),
+            SETTLE,
+            POLL,
+            || ok_body(ip),
+        );
+    }
+    // One veth per pod on the bridge: the crash left no second one.
+    let on_bridge = host("ip", &["-o", "link", "show", "master", &network.bridge]);
+    assert_eq!(on_bridge.lines().count(), 3, "{on_bridge}");
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let uids: Vec<String> = after.iter().map(|(_, uid, _)| uid.clone()).collect();
+    let left = leftovers(&network, &uids);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
