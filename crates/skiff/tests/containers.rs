@@ -538,6 +538,34 @@ spec:
         let dirs = container_cgroups(&network, &uid, "spin");
         (!dirs.is_empty()).then_some(dirs)
     });
+    // The pod is Burstable: its tier's CPU shares grew to its request (200m is 204 shares;
+    // with no Burstable pod the tier has the minimal 2). cgroup v2 has weights instead.
+    let tier_shares = cgroup_hierarchies()
+        .into_iter()
+        .map(|h| {
+            h.join(&network.cgroup_root)
+                .join("kubepods/burstable/cpu.shares")
+        })
+        .find(|file| file.exists());
+    if let Some(file) = tier_shares {
+        let shares = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(shares.trim(), "204", "{}", file.display());
+    } else {
+        let weight = cgroup_hierarchies()
+            .into_iter()
+            .map(|h| {
+                h.join(&network.cgroup_root)
+                    .join("kubepods/burstable/cpu.weight")
+            })
+            .find(|file| file.exists())
+            .expect("the Burstable tier has cpu.shares (v1) or cpu.weight (v2)");
+        let weight = std::fs::read_to_string(&weight).unwrap_or_default();
+        assert_ne!(
+            weight.trim(),
+            "1",
+            "the Burstable tier kept the minimal weight"
+        );
+    }
     // The quota holds the loop to a fifth of a CPU: the kernel counts throttled periods.
     let throttled = wait_for_every("throttled periods in cpu.stat", SETTLE, POLL, || {
         cpu_stat(&dirs, "nr_throttled").filter(|n| *n >= 5)

@@ -376,6 +376,7 @@ impl NodeAgent {
             pool: PodIpPool::new(pod_cidr.0, pod_cidr.1),
             workers: HashMap::new(),
             uids_by_key: HashMap::new(),
+            specs: HashMap::new(),
         };
         pods_manager.clean_leftovers(&informer).await;
         let image_gc = tokio::spawn(image_gc::run(
@@ -552,6 +553,8 @@ struct PodManager {
     workers: HashMap<String, worker::PodHandle>,
     /// `namespace/name` to UID of the workers' pods.
     uids_by_key: HashMap<String, String>,
+    /// The workers' pod specs, which size the QoS tier cgroups.
+    specs: HashMap<String, k8s_openapi::api::core::v1::PodSpec>,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -656,6 +659,10 @@ impl PodManager {
                     tracing::warn!(pod = %key, "no pod address left in the node's range");
                     return;
                 };
+                self.specs
+                    .insert(uid.clone(), pod.spec.clone().unwrap_or_default());
+                // The tiers grow before the pod's cgroup is made, as the kubelet orders it.
+                self.resize_tiers();
                 let handle =
                     worker::spawn_worker(self.shared.clone(), Arc::new(pod), ip, done.clone());
                 self.uids_by_key.insert(key, uid.clone());
@@ -676,8 +683,27 @@ impl PodManager {
         }
     }
 
+    /// Sizes `kubepods` to the node's allocatable resources and the Burstable tier to what its
+    /// pods request together (the kubelet's QoS container manager).
+    fn resize_tiers(&self) {
+        let Some(cgroups) = &self.shared.cgroups else {
+            return;
+        };
+        let (milli_cpu, memory_bytes) = self.shared.allocatable;
+        let allocatable = skiff_cgroups::resources::NodeAllocatable {
+            milli_cpu,
+            memory_bytes,
+        };
+        if let Err(error) = cgroups.ensure_node(Some(allocatable), self.specs.values()) {
+            tracing::warn!(%error, "sizing the QoS tier cgroups failed");
+        }
+    }
+
     fn on_worker_done(&mut self, uid: &str, informer: &Informer) {
         self.workers.remove(uid);
+        if self.specs.remove(uid).is_some() {
+            self.resize_tiers();
+        }
         self.pool.release(uid);
         self.uids_by_key.retain(|_, u| u != uid);
         let still_bound = informer
