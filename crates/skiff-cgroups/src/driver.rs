@@ -106,6 +106,11 @@ pub trait CgroupDriver: Send + Sync {
     /// Moves a process (all its threads) into the cgroup.
     fn add_process(&self, cgroup: &CgroupPath, pid: u32) -> Result<(), CgroupError>;
 
+    /// The `cgroup.procs` files a process writes `0` to in order to join the cgroup (one per
+    /// hierarchy), so a starting child can join before it runs anything, between fork and exec,
+    /// where it may not allocate.
+    fn procs_files(&self, cgroup: &CgroupPath) -> Vec<std::path::PathBuf>;
+
     /// The names of the cgroup's direct children, sorted; none for a cgroup that does not
     /// exist.
     fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError>;

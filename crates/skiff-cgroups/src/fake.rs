@@ -159,6 +159,12 @@ impl CgroupDriver for RecordingDriver {
         Ok(())
     }
 
+    fn procs_files(&self, cgroup: &CgroupPath) -> Vec<std::path::PathBuf> {
+        // Nothing on disk: a child told to join these would fail, so the fake names none.
+        let _ = cgroup;
+        Vec::new()
+    }
+
     fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError> {
         let state = self.state();
         let names = state

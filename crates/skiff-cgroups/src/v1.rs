@@ -148,6 +148,13 @@ impl CgroupDriver for V1Driver {
         Ok(())
     }
 
+    fn procs_files(&self, cgroup: &CgroupPath) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .map(|mount| fsutil::dir(mount, cgroup).join("cgroup.procs"))
+            .collect()
+    }
+
     fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError> {
         fsutil::child_names(&self.memory_dir(cgroup))
     }
@@ -252,5 +259,35 @@ impl CgroupDriver for V1Driver {
             fsutil::remove_subtree(&fsutil::dir(mount, cgroup), cgroup)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod procs_tests {
+    use super::*;
+
+    #[test]
+    fn a_process_joins_every_hierarchy_once() {
+        let driver = V1Driver::new(V1Mounts {
+            cpu: PathBuf::from("/cg/cpu,cpuacct"),
+            cpuacct: PathBuf::from("/cg/cpu,cpuacct"),
+            memory: PathBuf::from("/cg/memory"),
+            pids: Some(PathBuf::from("/cg/pids")),
+            freezer: None,
+        });
+        let cgroup = CgroupPath::parse("skiff/kubepods/podu/web").unwrap();
+        let files: Vec<String> = driver
+            .procs_files(&cgroup)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "/cg/cpu,cpuacct/skiff/kubepods/podu/web/cgroup.procs",
+                "/cg/memory/skiff/kubepods/podu/web/cgroup.procs",
+                "/cg/pids/skiff/kubepods/podu/web/cgroup.procs",
+            ]
+        );
     }
 }

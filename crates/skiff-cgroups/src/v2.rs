@@ -158,6 +158,10 @@ impl CgroupDriver for V2Driver {
         fsutil::write(&self.dir(cgroup).join("cgroup.procs"), &pid.to_string())
     }
 
+    fn procs_files(&self, cgroup: &CgroupPath) -> Vec<std::path::PathBuf> {
+        vec![self.dir(cgroup).join("cgroup.procs")]
+    }
+
     fn children(&self, cgroup: &CgroupPath) -> Result<Vec<String>, CgroupError> {
         fsutil::child_names(&self.dir(cgroup))
     }

@@ -349,3 +349,15 @@ fn removal_goes_deepest_first_and_tolerates_what_is_gone() {
         .remove_container(&ctr)
         .expect("already removed is fine");
 }
+
+#[test]
+fn a_process_joins_through_the_one_procs_file_of_its_cgroup() {
+    let driver = V2Driver::new("/sys/fs/cgroup");
+    let cgroup = CgroupPath::parse("skiff/kubepods/podu/web").unwrap();
+    assert_eq!(
+        driver.procs_files(&cgroup),
+        vec![PathBuf::from(
+            "/sys/fs/cgroup/skiff/kubepods/podu/web/cgroup.procs"
+        )]
+    );
+}

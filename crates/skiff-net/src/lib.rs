@@ -51,5 +51,7 @@ pub use linux::{run_in_netns, NetlinkPodNetwork};
 pub use manager::PodNetworkManager;
 pub use network::{NetError, PodAttachment, PodNetwork};
 pub use plan::{host_routes, HostRoute};
-pub use pod_cidr::{next_free_pod_cidr, parse_taken_pod_cidrs, NoFreePodCidr};
+pub use pod_cidr::{
+    next_free_pod_cidr, node_pod_cidr, parse_taken_pod_cidrs, NoFreePodCidr, NodePodCidrError,
+};
 pub use ranges::{ClusterRanges, RangeError};

@@ -38,6 +38,47 @@ pub fn next_free_pod_cidr<'a>(
         .ok_or(NoFreePodCidr { cluster })
 }
 
+/// Why a node cannot use the cluster range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodePodCidrError {
+    /// Every share is taken.
+    #[error(transparent)]
+    Exhausted(#[from] NoFreePodCidr),
+    /// The Node already holds a range outside the cluster range; `spec.podCIDR` cannot change
+    /// once set, so the node cannot join this pod network.
+    #[error("node's podCIDR {held} is not inside the cluster range {cluster}; a podCIDR cannot change once set, so delete the Node or use its cluster range")]
+    HeldOutsideCluster {
+        /// What the Node holds.
+        held: String,
+        /// The cluster range.
+        cluster: Ipv4Net,
+    },
+}
+
+/// The `podCIDR` a node runs with: the one its Node already holds (a restart keeps it), else the
+/// first free share given the ranges other Nodes hold (`others`, their raw `spec.podCIDR`
+/// values), as kube-controller-manager's range allocator decides for a new node.
+pub fn node_pod_cidr<'a>(
+    ranges: &ClusterRanges,
+    held: Option<&str>,
+    others: impl IntoIterator<Item = &'a str>,
+) -> Result<Ipv4Net, NodePodCidrError> {
+    let cluster = ranges.cluster_cidr;
+    if let Some(held) = held.map(str::trim).filter(|h| !h.is_empty()) {
+        return match held.parse::<Ipv4Net>() {
+            Ok(net) if cluster.contains(&net) && net.prefix_len() >= cluster.prefix_len() => {
+                Ok(net.trunc())
+            }
+            _ => Err(NodePodCidrError::HeldOutsideCluster {
+                held: held.to_string(),
+                cluster,
+            }),
+        };
+    }
+    let taken = parse_taken_pod_cidrs(others);
+    Ok(next_free_pod_cidr(ranges, &taken)?)
+}
+
 /// Parses Nodes' `spec.podCIDR` values, skipping ones that are not IPv4 ranges (the allocator
 /// logs and skips them too).
 pub fn parse_taken_pod_cidrs<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Ipv4Net> {
@@ -148,6 +189,33 @@ mod tests {
         }
         assert_eq!(taken.last(), Some(&net("198.18.255.0/24")));
         assert!(next_free_pod_cidr(&ranges, &taken).is_err());
+    }
+
+    #[test]
+    fn a_node_keeps_its_range_and_a_new_one_gets_the_next_free_share() {
+        let ranges = ranges("198.18.0.0/16", 24);
+        let held = node_pod_cidr(&ranges, Some("198.18.7.0/24"), ["198.18.0.0/24"]);
+        assert_eq!(held, Ok(net("198.18.7.0/24")));
+        let new = node_pod_cidr(&ranges, None, ["198.18.0.0/24", "garbage", "10.244.0.0/24"]);
+        assert_eq!(new, Ok(net("198.18.1.0/24")));
+        let empty = node_pod_cidr(&ranges, Some(""), ["198.18.0.0/24"]);
+        assert_eq!(empty, Ok(net("198.18.1.0/24")));
+        // A range from the process runtime's loopback pods cannot be changed into this one.
+        let outside = node_pod_cidr(&ranges, Some("127.128.0.0/16"), []).unwrap_err();
+        assert!(matches!(
+            outside,
+            NodePodCidrError::HeldOutsideCluster { .. }
+        ));
+        assert!(outside.to_string().contains("127.128.0.0/16"), "{outside}");
+        let full = ranges_full();
+        assert!(matches!(
+            node_pod_cidr(&full, None, ["198.18.0.0/24"]),
+            Err(NodePodCidrError::Exhausted(_))
+        ));
+    }
+
+    fn ranges_full() -> ClusterRanges {
+        ranges("198.18.0.0/24", 24)
     }
 
     #[test]

@@ -125,6 +125,38 @@ pub struct UpArgs {
     /// and `tls`) for the node's image pulls: mirrors, plain-HTTP registries, credentials.
     #[arg(long, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
+    /// How the real node runs pods: `process` runs containers as process groups on the host's
+    /// network with loopback pod addresses; `oci` gives each pod its own network namespace on
+    /// a bridge, with an address from the Node's `podCIDR` (needs root and `nft`).
+    #[arg(long, value_enum, default_value = "process")]
+    pub container_runtime: ContainerRuntime,
+    /// The pod range the Nodes' `podCIDR`s are cut from, a /24 each (k3s's flag and default).
+    /// Used by the `oci` runtime, which routes it `unreachable` on the host except this node's
+    /// share.
+    #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
+    /// The Service range (k3s's flag and default), routed `unreachable` on the host by the
+    /// `oci` runtime so its packets never leave the machine.
+    #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: String,
+    /// The bridge pods' network namespaces join under the `oci` runtime; two Skiffs on one
+    /// machine need two bridges.
+    #[arg(long, value_name = "NAME", default_value = skiff_net::DEFAULT_BRIDGE)]
+    pub pod_bridge: String,
+    /// The cgroup (in every hierarchy) under which the `oci` runtime puts the kubelet's
+    /// `kubepods` tree: a cgroup per pod and per container with the spec's limits. Two Skiffs
+    /// on one machine need two roots.
+    #[arg(long, value_name = "NAME", default_value = "skiff")]
+    pub cgroup_root: String,
+}
+
+/// How the real node runs pods.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerRuntime {
+    /// Process groups on the host's network, loopback pod addresses.
+    Process,
+    /// A network namespace per pod, addresses from the Node's `podCIDR`.
+    Oci,
 }
 
 /// Reads a duration written as kube-controller-manager takes it (`15s`, `5m`, `1m30s`).

@@ -12,7 +12,7 @@ use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::{Client, LocalClient};
 use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_node::agent::pod_range::pod_range_for;
-use skiff_node::agent::{ImageService, NodeAgent, NodeAgentConfig};
+use skiff_node::agent::{ImageService, NodeAgent, NodeAgentConfig, PodNetworkSettings};
 use skiff_node::drain::TrafficDrain;
 use skiff_node::images::ImageCatalog;
 use skiff_node::simulated::metrics::SimulatedMetrics;
@@ -22,8 +22,8 @@ use skiff_node::wiring::KubeletProber;
 use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_store::{EtcdOptions, EtcdStore, EtcdTls, SqliteStore, Store};
 
-use crate::UpArgs;
 use crate::{kubeconfig, pki};
+use crate::{ContainerRuntime, UpArgs};
 
 /// The default data directory: `$XDG_DATA_HOME/skiff`, `~/.local/share/skiff`, else `./.skiff`.
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -180,8 +180,34 @@ async fn open_store(args: &UpArgs, data_dir: &Path) -> Result<Arc<dyn Store>, St
     Ok(Arc::new(store))
 }
 
+/// The pod network the `oci` runtime builds, checked before anything starts.
+fn pod_network_settings(
+    args: &UpArgs,
+) -> Result<Option<PodNetworkSettings>, Box<dyn std::error::Error>> {
+    let ranges = skiff_net::ClusterRanges::parse(
+        &args.cluster_cidr,
+        &args.service_cidr,
+        skiff_net::ranges::DEFAULT_NODE_CIDR_MASK_SIZE,
+    )?;
+    match args.container_runtime {
+        ContainerRuntime::Process => Ok(None),
+        ContainerRuntime::Oci => {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(
+                    "--container-runtime oci needs root: pods get network namespaces, veths and routes"
+                        .into(),
+                );
+            }
+            let mut settings = PodNetworkSettings::new(ranges);
+            settings.bridge = args.pod_bridge.clone();
+            Ok(Some(settings))
+        }
+    }
+}
+
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
+    let pod_network = pod_network_settings(&args)?;
     raise_open_file_limit();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
@@ -274,14 +300,36 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             images,
             Arc::new(KubeletProber),
         );
-        config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
+        match pod_network {
+            Some(settings) => {
+                tracing::info!(
+                    cluster_cidr = %settings.ranges.cluster_cidr,
+                    service_cidr = %settings.ranges.service_cidr,
+                    "container runtime oci: each pod gets its own network namespace"
+                );
+                config.pod_network = Some(settings);
+                config.cgroup_root = Some(args.cgroup_root.clone());
+            }
+            None => {
+                config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
+            }
+        }
         if let Some(proxy) = &proxy {
             config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
         }
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
         metric_sources.push(agent.metrics(resolution));
-        (Some(tokio::spawn(agent.run(until_stopped()))), Some(logs))
+        let run = agent.run(until_stopped());
+        // Said when it happens (a pod network that cannot be built, say), not only at exit.
+        let agent = tokio::spawn(async move {
+            let result = run.await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the node agent stopped; this machine runs no pods");
+            }
+            result
+        });
+        (Some(agent), Some(logs))
     };
 
     // Every measured pod and node, real and simulated; the autoscaler reads the same source.
@@ -331,7 +379,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     if let Some(agent) = node_agent {
         match agent.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "the node agent stopped with an error"),
+            // Already logged when it happened.
+            Ok(Err(_)) => {}
             Err(e) => tracing::warn!(error = %e, "the node agent task failed"),
             Ok(Ok(())) => {}
         }

@@ -24,7 +24,12 @@
 //! then start afresh, counting a restart. They are not adopted: their output pipes died with
 //! the agent.
 //!
-//! Not done yet: cgroup limits and OOM detection (usage and limits are not enforced), service
+//! With [`NodeAgentConfig::pod_network`] and [`NodeAgentConfig::cgroup_root`] (the `oci`
+//! container runtime) each pod gets its own network namespace with an address from the Node's
+//! `podCIDR`, and a cgroup per pod and per container with the spec's limits; a container the
+//! OOM killer ended is reported `OOMKilled`.
+//!
+//! Not done yet: containers through an OCI runtime (they are still process groups), service
 //! environment variables other than the `kubernetes` Service's, service account tokens in
 //! projected volumes, ephemeral and sidecar (restartable init) containers.
 
@@ -107,7 +112,40 @@ pub struct NodeAgentConfig {
     pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
     /// How often unused images are garbage collected (kubelet: 5 minutes); tests shorten it.
     pub image_gc_period: Duration,
+    /// A network namespace per pod on a bridge, with addresses from the Node's `podCIDR`;
+    /// none keeps pods on the host's network with loopback addresses from `pod_cidr`.
+    pub pod_network: Option<PodNetworkSettings>,
+    /// The cgroup (relative to each hierarchy's root, e.g. `skiff`) under which pods get the
+    /// kubelet's `kubepods` tree with a cgroup per pod and per container; none leaves
+    /// containers unlimited in the agent's cgroup.
+    pub cgroup_root: Option<String>,
 }
+
+/// The pod network a node agent builds when pods get their own network namespaces.
+#[derive(Clone, Debug)]
+pub struct PodNetworkSettings {
+    /// `--cluster-cidr`, `--service-cidr` and the node share's size: the node's `podCIDR`
+    /// comes from the first, and both get `unreachable` guard routes on the host.
+    pub ranges: skiff_net::ClusterRanges,
+    /// The bridge pods' veths join (`skiff0`); one per Skiff on a machine.
+    pub bridge: String,
+    /// Where pod namespaces are pinned (`/run/skiff/netns`).
+    pub netns_dir: PathBuf,
+}
+
+impl PodNetworkSettings {
+    /// k3s's ranges on bridge `skiff0`, namespaces pinned under `/run/skiff/netns`.
+    pub fn new(ranges: skiff_net::ClusterRanges) -> PodNetworkSettings {
+        PodNetworkSettings {
+            ranges,
+            bridge: skiff_net::DEFAULT_BRIDGE.to_string(),
+            netns_dir: PathBuf::from(skiff_net::DEFAULT_NETNS_DIR),
+        }
+    }
+}
+
+/// The pod network the agent drives (netlink and nftables on this machine).
+pub(crate) type PodNetworkHandle = skiff_net::PodNetworkManager<skiff_net::NetlinkPodNetwork>;
 
 impl NodeAgentConfig {
     /// The defaults for node `node_name` keeping pods under `data_dir`, with this machine's
@@ -132,6 +170,8 @@ impl NodeAgentConfig {
             log_cap: logfiles::DEFAULT_LOG_CAP,
             traffic_drain: None,
             image_gc_period: image_gc::DEFAULT_IMAGE_GC_PERIOD,
+            pod_network: None,
+            cgroup_root: None,
         }
     }
 
@@ -159,6 +199,12 @@ pub enum NodeAgentError {
         #[source]
         source: Box<ClientError>,
     },
+    /// Pod cgroups cannot be set up.
+    #[error("setting up pod cgroups: {0}")]
+    Cgroups(String),
+    /// The pod network cannot be set up.
+    #[error("setting up the pod network: {0}")]
+    PodNetwork(String),
     /// The data directory cannot be used.
     #[error("preparing the data directory {path}: {source}")]
     DataDir {
@@ -219,9 +265,14 @@ impl NodeAgent {
             path: pods_dir.clone(),
             source,
         })?;
+        let mut pod_cidr = self.config.pod_cidr;
+        if let Some(settings) = &self.config.pod_network {
+            let net = node_pod_cidr(&self.client, &self.config.node_name, settings).await?;
+            pod_cidr = (net.network(), net.prefix_len());
+        }
         let node = RealNode::new(
             &self.config.node_name,
-            self.config.pod_cidr,
+            pod_cidr,
             self.config.capacity.clone(),
         );
         let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
@@ -234,6 +285,31 @@ impl NodeAgent {
                 node: self.config.node_name.clone(),
                 source: Box::new(source),
             })?;
+        let pod_network = match &self.config.pod_network {
+            Some(settings) => {
+                let network = start_pod_network(settings, pod_cidr, &self.config.data_dir).await?;
+                tracing::info!(pod_cidr = %format!("{}/{}", pod_cidr.0, pod_cidr.1), bridge = %settings.bridge, "pods get their own network namespaces");
+                Some(Arc::new(network))
+            }
+            None => None,
+        };
+        let cgroups = match &self.config.cgroup_root {
+            Some(root) => match start_cgroups(root) {
+                Ok(cgroups) => {
+                    let cgroups = Arc::new(cgroups);
+                    self.processes.measure_cgroups_with(cgroups.clone());
+                    Some(cgroups)
+                }
+                Err(error) => {
+                    // Leave nothing of the network behind when the node cannot run pods.
+                    if let Some(network) = &pod_network {
+                        shut_down_pod_network(network).await;
+                    }
+                    return Err(error);
+                }
+            },
+            None => None,
+        };
         let pods = skiff_api::resources::find("", "v1", "pods").ok_or_else(|| {
             NodeAgentError::Unserved(Box::new(ClientError::UnknownResource("v1/pods".into())))
         })?;
@@ -273,6 +349,8 @@ impl NodeAgent {
             live: self.live.clone(),
             traffic_drain: self.config.traffic_drain.clone(),
             processes: self.processes.clone(),
+            pod_network: pod_network.clone(),
+            cgroups: cgroups.clone(),
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(
@@ -284,14 +362,21 @@ impl NodeAgent {
             _ = informer.wait_synced() => {}
             _ = &mut shutdown => {
                 heartbeat.abort();
+                if let Some(network) = &pod_network {
+                    shut_down_pod_network(network).await;
+                }
+                if let Some(cgroups) = &cgroups {
+                    remove_cgroup_root(cgroups);
+                }
                 return Ok(());
             }
         }
         let mut pods_manager = PodManager {
             shared,
-            pool: PodIpPool::new(self.config.pod_cidr.0, self.config.pod_cidr.1),
+            pool: PodIpPool::new(pod_cidr.0, pod_cidr.1),
             workers: HashMap::new(),
             uids_by_key: HashMap::new(),
+            specs: HashMap::new(),
         };
         pods_manager.clean_leftovers(&informer).await;
         let image_gc = tokio::spawn(image_gc::run(
@@ -324,6 +409,12 @@ impl NodeAgent {
         pods_manager
             .stop_all(self.config.shutdown_grace, &mut done_rx)
             .await;
+        if let Some(network) = &pod_network {
+            shut_down_pod_network(network).await;
+        }
+        if let Some(cgroups) = &cgroups {
+            remove_cgroup_root(cgroups);
+        }
         heartbeat.abort();
         recorder.flush().await;
         Ok(())
@@ -337,6 +428,107 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeAgentError> {
     NodeAgent::new(client, config).run(shutdown).await
+}
+
+/// The `podCIDR` of this node: the one its Node holds, else the next free share of the cluster
+/// range given every other Node's (kube-controller-manager's range allocator, decided by
+/// `skiff_net::node_pod_cidr`). Registration writes it to `spec.podCIDR` and `spec.podCIDRs`.
+async fn node_pod_cidr(
+    client: &Arc<dyn Client>,
+    node_name: &str,
+    settings: &PodNetworkSettings,
+) -> Result<ipnet::Ipv4Net, NodeAgentError> {
+    let unserved = |e: ClientError| NodeAgentError::Unserved(Box::new(e));
+    let nodes: Api<k8s_openapi::api::core::v1::Node> =
+        Api::new(client.clone(), None).map_err(unserved)?;
+    let (listed, _) = nodes
+        .list(&skiff_client::ListOptions::default())
+        .await
+        .map_err(unserved)?;
+    let pod_cidr_of = |node: &k8s_openapi::api::core::v1::Node| {
+        node.spec.as_ref().and_then(|s| s.pod_cidr.clone())
+    };
+    let held = listed
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(node_name))
+        .and_then(pod_cidr_of);
+    let others: Vec<String> = listed
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(node_name))
+        .filter_map(pod_cidr_of)
+        .collect();
+    skiff_net::node_pod_cidr(
+        &settings.ranges,
+        held.as_deref(),
+        others.iter().map(String::as_str),
+    )
+    .map_err(|e| NodeAgentError::PodNetwork(e.to_string()))
+}
+
+/// Installs the guard routes, the bridge and masquerading, with pod addresses kept in
+/// `pod-addresses.json` in the agent's data directory.
+async fn start_pod_network(
+    settings: &PodNetworkSettings,
+    pod_cidr: (Ipv4Addr, u8),
+    data_dir: &std::path::Path,
+) -> Result<PodNetworkHandle, NodeAgentError> {
+    let failed = |e: &dyn std::fmt::Display| NodeAgentError::PodNetwork(e.to_string());
+    let net = ipnet::Ipv4Net::new(pod_cidr.0, pod_cidr.1).map_err(|e| failed(&e))?;
+    let range = skiff_net::PodRange::new(net).map_err(|e| failed(&e))?;
+    let host = skiff_net::HostConfig::new(
+        &settings.bridge,
+        settings.ranges,
+        range,
+        settings.netns_dir.clone(),
+    )
+    .map_err(|e| failed(&e))?;
+    let network = skiff_net::NetlinkPodNetwork::new(host).map_err(|e| failed(&e))?;
+    skiff_net::PodNetworkManager::start(network, data_dir.join("pod-addresses.json"))
+        .await
+        .map_err(|e| failed(&e))
+}
+
+/// Finds the machine's cgroup hierarchy and creates `ROOT/kubepods` with its QoS tiers.
+fn start_cgroups(root: &str) -> Result<skiff_cgroups::PodCgroups, NodeAgentError> {
+    let failed = |e: &dyn std::fmt::Display| NodeAgentError::Cgroups(e.to_string());
+    let layout = skiff_cgroups::CgroupLayout::new(root).map_err(|e| failed(&e))?;
+    if layout.root() == &skiff_cgroups::CgroupPath::root() {
+        return Err(NodeAgentError::Cgroups(
+            "the cgroup root must name a cgroup of Skiff's own, not the hierarchy's root"
+                .to_string(),
+        ));
+    }
+    let driver = skiff_cgroups::detect().map_err(|e| failed(&e))?;
+    let cgroups = skiff_cgroups::PodCgroups::new(driver, layout);
+    cgroups
+        .ensure_node(None, std::iter::empty())
+        .map_err(|e| failed(&e))?;
+    Ok(cgroups)
+}
+
+/// Removes Skiff's cgroup tree (every pod's is gone by then; anything left is killed).
+fn remove_cgroup_root(cgroups: &skiff_cgroups::PodCgroups) {
+    let root = cgroups.layout().root().clone();
+    let removed = cgroups
+        .driver()
+        .kill_all(&root, Duration::from_secs(5))
+        .and_then(|()| cgroups.driver().remove(&root));
+    if let Err(error) = removed {
+        tracing::warn!(%error, "removing the pods' cgroups failed");
+    }
+}
+
+/// Removes every pod's namespace and veth that is left, then the host's part: the bridge,
+/// the guard routes and the nftables table.
+async fn shut_down_pod_network(network: &PodNetworkHandle) {
+    for uid in network.attached_pods().await.into_keys() {
+        if let Err(error) = network.detach(&uid).await {
+            tracing::warn!(pod_uid = %uid, %error, "removing a pod's network failed");
+        }
+    }
+    if let Err(error) = network.shutdown().await {
+        tracing::warn!(%error, "removing the pod network failed");
+    }
 }
 
 /// The `kubernetes` Service's address, for containers' `KUBERNETES_SERVICE_*` variables.
@@ -361,6 +553,8 @@ struct PodManager {
     workers: HashMap<String, worker::PodHandle>,
     /// `namespace/name` to UID of the workers' pods.
     uids_by_key: HashMap<String, String>,
+    /// The workers' pod specs, which size the QoS tier cgroups.
+    specs: HashMap<String, k8s_openapi::api::core::v1::PodSpec>,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -379,6 +573,24 @@ impl PodManager {
                     .map(str::to_string)
             })
             .collect();
+        if let Some(network) = &self.shared.pod_network {
+            for uid in network.attached_pods().await.into_keys() {
+                if !bound.contains(&uid) {
+                    if let Err(error) = network.detach(&uid).await {
+                        tracing::warn!(pod_uid = %uid, %error, "removing the network of a pod no longer here failed");
+                    }
+                }
+            }
+        }
+        if let Some(cgroups) = &self.shared.cgroups {
+            for pod in cgroups.existing_pods().unwrap_or_default() {
+                if !bound.contains(&pod.uid) {
+                    if let Err(error) = cgroups.remove_pod(&pod.path) {
+                        tracing::warn!(pod_uid = %pod.uid, %error, "removing the cgroup of a pod no longer here failed");
+                    }
+                }
+            }
+        }
         let pods_dir = self.shared.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods_dir) else {
             return;
@@ -447,6 +659,10 @@ impl PodManager {
                     tracing::warn!(pod = %key, "no pod address left in the node's range");
                     return;
                 };
+                self.specs
+                    .insert(uid.clone(), pod.spec.clone().unwrap_or_default());
+                // The tiers grow before the pod's cgroup is made, as the kubelet orders it.
+                self.resize_tiers();
                 let handle =
                     worker::spawn_worker(self.shared.clone(), Arc::new(pod), ip, done.clone());
                 self.uids_by_key.insert(key, uid.clone());
@@ -467,8 +683,27 @@ impl PodManager {
         }
     }
 
+    /// Sizes `kubepods` to the node's allocatable resources and the Burstable tier to what its
+    /// pods request together (the kubelet's QoS container manager).
+    fn resize_tiers(&self) {
+        let Some(cgroups) = &self.shared.cgroups else {
+            return;
+        };
+        let (milli_cpu, memory_bytes) = self.shared.allocatable;
+        let allocatable = skiff_cgroups::resources::NodeAllocatable {
+            milli_cpu,
+            memory_bytes,
+        };
+        if let Err(error) = cgroups.ensure_node(Some(allocatable), self.specs.values()) {
+            tracing::warn!(%error, "sizing the QoS tier cgroups failed");
+        }
+    }
+
     fn on_worker_done(&mut self, uid: &str, informer: &Informer) {
         self.workers.remove(uid);
+        if self.specs.remove(uid).is_some() {
+            self.resize_tiers();
+        }
         self.pool.release(uid);
         self.uids_by_key.retain(|_, u| u != uid);
         let still_bound = informer
@@ -502,6 +737,16 @@ impl PodManager {
         }
         for (uid, handle) in self.workers.drain() {
             handle.task.abort();
+            if let Some(cgroups) = &self.shared.cgroups {
+                if let Err(error) = worker::remove_pod_cgroup(cgroups, &uid) {
+                    tracing::warn!(pod_uid = %uid, %error, "removing a pod's cgroup failed");
+                }
+            }
+            if let Some(network) = &self.shared.pod_network {
+                if let Err(error) = network.detach(&uid).await {
+                    tracing::warn!(pod_uid = %uid, %error, "removing a pod's network failed");
+                }
+            }
             let pgids = sandbox::pod_dir(&self.shared.data_dir, &uid).join("pgids");
             process::kill_leftovers(&pgids, &uid).await;
         }

@@ -37,6 +37,33 @@ pub struct SpawnRequest {
     pub arg0: Option<String>,
     /// Where rotation starts.
     pub log_cap: u64,
+    /// `cgroup.procs` files the process joins before it runs anything (its container's
+    /// cgroup); none leaves it in the agent's.
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+/// Joins the cgroups whose `cgroup.procs` files are given by writing `0` (the writer itself)
+/// to each. Runs in the child between fork and exec, so it only makes system calls on paths
+/// prepared beforehand.
+#[allow(unsafe_code)]
+fn join_cgroups(procs: &[std::ffi::CString]) -> io::Result<()> {
+    for path in procs {
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the calls; open,
+        // write and close are async-signal-safe.
+        unsafe {
+            let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+            let error = io::Error::last_os_error();
+            nix::libc::close(fd);
+            if written != 1 {
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A running container process group.
@@ -289,6 +316,7 @@ pub fn record_pgid(pgids_file: &Path, pgid: i32) -> io::Result<()> {
 }
 
 /// Starts a container run in its own process group, its output copied to its log file.
+#[allow(unsafe_code)] // Only to join the container's cgroups between fork and exec.
 pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
     let program = request
         .argv
@@ -312,6 +340,20 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    if !request.cgroup_procs.is_empty() {
+        use std::os::unix::ffi::OsStrExt;
+        let procs = request
+            .cgroup_procs
+            .iter()
+            .map(|path| std::ffi::CString::new(path.as_os_str().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: the hook only calls `join_cgroups`, which makes async-signal-safe system
+        // calls and allocates nothing.
+        unsafe {
+            command.pre_exec(move || join_cgroups(&procs));
+        }
+    }
     let mut child = command.spawn()?;
     let pgid = child
         .id()
@@ -545,6 +587,7 @@ mod tests {
     async fn a_group_counts_as_exited_only_when_every_member_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let process = spawn(SpawnRequest {
+            cgroup_procs: Vec::new(),
             argv: vec![
                 "/bin/sh".into(),
                 "-c".into(),
@@ -567,5 +610,40 @@ mod tests {
         );
         let log = std::fs::read_to_string(dir.path().join("0.log")).unwrap();
         assert!(log.contains(" stdout F started"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn the_child_joins_its_cgroups_before_it_runs_and_fails_if_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        // Plain files stand in for `cgroup.procs`: the child writes `0` (itself) to each.
+        let procs = [dir.path().join("a.procs"), dir.path().join("b.procs")];
+        for file in &procs {
+            std::fs::write(file, "").unwrap();
+        }
+        let request = |cgroup_procs: Vec<PathBuf>| SpawnRequest {
+            cgroup_procs,
+            argv: vec!["/bin/true".into()],
+            env: vec![],
+            cwd: dir.path().to_path_buf(),
+            log_path: dir.path().join("0.log"),
+            arg0: None,
+            log_cap: 1 << 20,
+        };
+        let process = spawn(request(procs.to_vec())).unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(10), process.wait())
+            .await
+            .unwrap();
+        assert_eq!(code, 0);
+        for file in &procs {
+            assert_eq!(
+                std::fs::read_to_string(file).unwrap(),
+                "0",
+                "{}",
+                file.display()
+            );
+        }
+        let missing = spawn(request(vec![dir.path().join("gone/cgroup.procs")]));
+        let error = missing.expect_err("a cgroup that cannot be joined stops the start");
+        assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
     }
 }

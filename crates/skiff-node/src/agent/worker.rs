@@ -60,6 +60,12 @@ pub(crate) struct Shared {
     pub traffic_drain: Option<Arc<dyn TrafficDrain>>,
     /// Which process group runs which container, for resource metrics.
     pub processes: crate::metrics::ContainerProcesses,
+    /// Gives each pod a network namespace and address before its first container; none keeps
+    /// pods on the host's network.
+    pub pod_network: Option<Arc<super::PodNetworkHandle>>,
+    /// A cgroup per pod and per container, with the spec's limits; none leaves containers in
+    /// the agent's cgroup.
+    pub cgroups: Option<Arc<skiff_cgroups::PodCgroups>>,
 }
 
 /// The manager's handle on a pod worker.
@@ -182,6 +188,10 @@ struct Worker {
     pod: Arc<Pod>,
     uid: String,
     pod_ip: Ipv4Addr,
+    /// The pod's pinned network namespace, once attached to the pod network.
+    netns: Option<PathBuf>,
+    /// The pod's cgroup, once created.
+    pod_cgroup: Option<skiff_cgroups::PodCgroup>,
     dir: PathBuf,
     machine: PodMachine,
     volumes: Option<Vec<PreparedVolume>>,
@@ -247,6 +257,8 @@ impl Worker {
             pod,
             uid,
             pod_ip,
+            netns: None,
+            pod_cgroup: None,
             dir,
             machine,
             volumes: None,
@@ -359,6 +371,83 @@ impl Worker {
                 break;
             }
         }
+        self.remove_cgroup().await;
+        self.detach_network().await;
+    }
+
+    /// Creates the pod's cgroup with the limits its spec sums to.
+    fn create_cgroup(&mut self) -> Result<(), String> {
+        let Some(cgroups) = &self.shared.cgroups else {
+            return Ok(());
+        };
+        if self.pod_cgroup.is_some() {
+            return Ok(());
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let cgroup = cgroups
+            .create_pod(&self.uid, &spec)
+            .map_err(|e| format!("Failed to create pod sandbox: creating the pod's cgroup: {e}"))?;
+        self.pod_cgroup = Some(cgroup);
+        Ok(())
+    }
+
+    /// Kills whatever is left in the pod's cgroup and removes it with its containers'.
+    async fn remove_cgroup(&mut self) {
+        let Some(cgroups) = self.shared.cgroups.clone() else {
+            return;
+        };
+        let uid = self.uid.clone();
+        let removed = tokio::task::spawn_blocking(move || remove_pod_cgroup(&cgroups, &uid)).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(pod_uid = %self.uid, %error, "removing the pod's cgroup failed");
+        }
+        self.pod_cgroup = None;
+    }
+
+    /// Whether the pod shares the host's network namespace.
+    fn host_network(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+    }
+
+    /// Gives the pod its network namespace and address (the ones it had, after a restart).
+    async fn attach_network(&mut self) -> Result<(), String> {
+        let Some(network) = self.shared.pod_network.clone() else {
+            return Ok(());
+        };
+        if self.host_network() {
+            // On the host's network the pod's address is the node's, as kubelet reports it.
+            if let Ok(host_ip) = self.shared.host_ip.parse() {
+                self.pod_ip = host_ip;
+            }
+            return Ok(());
+        }
+        if self.netns.is_some() {
+            return Ok(());
+        }
+        let attachment = network.attach(&self.uid).await.map_err(|e| {
+            format!("Failed to create pod sandbox: setting up the pod network: {e}")
+        })?;
+        self.pod_ip = attachment.ip;
+        self.netns = Some(attachment.netns_path);
+        Ok(())
+    }
+
+    /// Removes the pod's namespace and veth and frees its address, once nothing runs in it.
+    async fn detach_network(&mut self) {
+        let Some(network) = self.shared.pod_network.clone() else {
+            return;
+        };
+        if self.host_network() {
+            return;
+        }
+        if let Err(error) = network.detach(&self.uid).await {
+            tracing::warn!(pod_uid = %self.uid, %error, "removing the pod's network failed");
+        }
+        self.netns = None;
     }
 
     /// `Delete` the first time the pod shows a deletion timestamp, and again whenever a later
@@ -382,6 +471,16 @@ impl Worker {
 
     async fn prepare_sandbox(&mut self) {
         if self.sandbox_retry.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        if let Err(message) = self.create_cgroup() {
+            self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
+            self.event(Severity::Warning, "FailedCreatePodSandBox", message, None);
+            return;
+        }
+        if let Err(message) = self.attach_network().await {
+            self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
+            self.event(Severity::Warning, "FailedCreatePodSandBox", message, None);
             return;
         }
         match sandbox::prepare_volumes(
@@ -536,6 +635,8 @@ impl Worker {
         let pgids = self.dir.join("pgids");
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
+        let netns = self.netns.clone();
+        let pod_cgroup = self.pod_cgroup.clone();
         let isolation = self.shared.isolation.clone();
         let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
         spawn_step(
@@ -664,13 +765,30 @@ impl Worker {
                         return;
                     }
                 };
+                let argv = match (&netns, &isolation) {
+                    (Some(netns), Some((_, nsenter))) => in_network_namespace(nsenter, netns, argv),
+                    _ => argv,
+                };
                 record(
                     EventType::Normal,
                     "Created",
                     format!("Created container: {name}"),
                 );
+                let cgroup_procs = match (&shared.cgroups, &pod_cgroup) {
+                    (Some(cgroups), Some(pod_cgroup)) => {
+                        match fresh_container_cgroup(cgroups, pod_cgroup, &container) {
+                            Ok(procs) => procs,
+                            Err(message) => {
+                                fail(StartFailure::Runtime, message);
+                                return;
+                            }
+                        }
+                    }
+                    _ => Vec::new(),
+                };
                 let env_pairs = env.pairs();
                 let spawned = process::spawn(SpawnRequest {
+                    cgroup_procs,
                     argv,
                     env: env_pairs.clone(),
                     cwd: cwd.clone(),
@@ -703,6 +821,10 @@ impl Worker {
                     pod: pod.metadata.name.clone().unwrap_or_default(),
                     container: name.clone(),
                     pgid: process.pgid,
+                    cgroup: match (&shared.cgroups, &pod_cgroup) {
+                        (Some(cgroups), Some(pod)) => cgroups.container_path(pod, &name).ok(),
+                        _ => None,
+                    },
                 });
                 let pgid = process.pgid;
                 if root.is_some() {
@@ -767,14 +889,25 @@ impl Worker {
         let processes = self.shared.processes.clone();
         let uid = self.uid.clone();
         let name = name.to_string();
+        let cgroup = match (&self.shared.cgroups, &self.pod_cgroup) {
+            (Some(cgroups), Some(pod)) => cgroups
+                .container_path(pod, &name)
+                .ok()
+                .map(|path| (cgroups.clone(), path)),
+            _ => None,
+        };
         tokio::spawn(async move {
             let code = process.wait().await;
             live.remove(&uid, &name, run);
             processes.exited(&uid, &name, process.pgid);
+            // The kernel counts the container's OOM kills in its cgroup, fresh for each run.
+            let oom = cgroup.is_some_and(|(cgroups, path)| {
+                cgroups.oom_kills(&path).is_ok_and(|kills| kills > 0)
+            });
             let _ = tx.send(Msg::Input(Input::Exited {
                 container: name,
                 exit_code: code,
-                oom: false,
+                oom,
             }));
         });
     }
@@ -1097,6 +1230,48 @@ async fn wait_for_root(marker: &Path, process: &ContainerProcess) {
     }
 }
 
+/// Gives the container a new cgroup under its pod's (what an earlier run left is killed and
+/// removed, so its OOM count starts at zero) with its own limits, and returns the files its
+/// process writes to join it.
+fn fresh_container_cgroup(
+    cgroups: &skiff_cgroups::PodCgroups,
+    pod: &skiff_cgroups::PodCgroup,
+    container: &Container,
+) -> Result<Vec<PathBuf>, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("creating the container's cgroup: {e}");
+    let path = cgroups
+        .container_path(pod, &container.name)
+        .map_err(|e| failed(&e))?;
+    cgroups.remove_container(&path).map_err(|e| failed(&e))?;
+    cgroups
+        .create_container(pod, &container.name, container)
+        .map_err(|e| failed(&e))?;
+    Ok(cgroups.driver().procs_files(&path))
+}
+
+/// Kills what is left in pod `uid`'s cgroup and removes it, wherever its class put it.
+pub(crate) fn remove_pod_cgroup(
+    cgroups: &skiff_cgroups::PodCgroups,
+    uid: &str,
+) -> Result<(), String> {
+    match cgroups.find_pod(uid) {
+        Ok(Some((_, path))) => cgroups.remove_pod(&path).map_err(|e| e.to_string()),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `argv` run inside the pod's network namespace (pinned at `netns`), through `nsenter`.
+fn in_network_namespace(nsenter: &Path, netns: &Path, argv: Vec<String>) -> Vec<String> {
+    let mut wrapped = vec![
+        nsenter.to_string_lossy().into_owned(),
+        format!("--net={}", netns.to_string_lossy()),
+        "--".to_string(),
+    ];
+    wrapped.extend(argv);
+    wrapped
+}
+
 /// A container on the host's filesystem (the transitional aliases and imported directories):
 /// in its own mount and UTS namespaces with a private `/tmp` when isolated.
 fn host_launch(
@@ -1224,6 +1399,8 @@ fn make_exec(
                     pid.to_string(),
                     "-m".to_string(),
                     "-u".to_string(),
+                    // The container's network namespace: the pod's own, or the host's.
+                    "-n".to_string(),
                 ];
                 match &root {
                     // The root's mount point is resolved inside the container's namespace,
@@ -1287,6 +1464,32 @@ pub(crate) fn isolation_tools() -> Option<(PathBuf, PathBuf)> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn pod_network_commands_enter_the_pinned_namespace_first() {
+        let argv = in_network_namespace(
+            Path::new("/usr/bin/nsenter"),
+            Path::new("/run/skiff/netns/u1"),
+            vec![
+                "/usr/bin/unshare".into(),
+                "--mount".into(),
+                "--".into(),
+                "sh".into(),
+            ],
+        );
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/nsenter",
+                "--net=/run/skiff/netns/u1",
+                "--",
+                "/usr/bin/unshare",
+                "--mount",
+                "--",
+                "sh"
+            ]
+        );
+    }
 
     #[test]
     fn the_user_comes_from_the_security_context_else_the_image() {

@@ -3,8 +3,10 @@
 //! Like metrics-server over kubelet, a sampler reads every running container's cumulative CPU
 //! time and memory once per resolution and keeps the last two readings ([`window::Window`]); a
 //! pod is reported once each of its running containers has two, with the mean CPU rate between
-//! them. Containers are process groups (the agent uses no cgroups), measured from `/proc`
-//! ([`procfs`]); the node is measured from `/proc/stat` and `/proc/meminfo`.
+//! them. A container with a cgroup of its own (the `oci` runtime) is measured from it, as
+//! cAdvisor does: CPU time used and the working set; one without (the `process` runtime) is
+//! its process group measured from `/proc` ([`procfs`]). The node is measured from
+//! `/proc/stat` and `/proc/meminfo`.
 //!
 //! The agent tells [`ContainerProcesses`] which process group runs which container; the
 //! sampler runs until the [`RealNodeMetrics`] it feeds is dropped.
@@ -39,15 +41,25 @@ pub struct RunningContainer {
     pub container: String,
     /// The process group running the container.
     pub pgid: i32,
+    /// The container's own cgroup, measured instead of its process group when
+    /// [`ContainerProcesses::measure_cgroups_with`] was given the pod cgroups.
+    pub cgroup: Option<skiff_cgroups::CgroupPath>,
 }
 
 /// Which process group runs which container right now; the agent's workers keep it current.
 #[derive(Clone, Debug, Default)]
 pub struct ContainerProcesses {
     running: Arc<Mutex<HashMap<(String, String), RunningContainer>>>,
+    cgroups: Arc<std::sync::OnceLock<Arc<skiff_cgroups::PodCgroups>>>,
 }
 
 impl ContainerProcesses {
+    /// Measures containers that have a cgroup through `cgroups` from now on (set once, when
+    /// the agent has created them).
+    pub fn measure_cgroups_with(&self, cgroups: Arc<skiff_cgroups::PodCgroups>) {
+        let _ = self.cgroups.set(cgroups);
+    }
+
     /// Records a container run that just started (replacing its earlier run).
     pub fn started(&self, container: RunningContainer) {
         if let Ok(mut running) = self.running.lock() {
@@ -164,7 +176,23 @@ impl RealNodeMetrics {
     /// Takes one sample of every running container and of the node.
     pub fn sample_now(&self) {
         let running = self.processes.snapshot();
-        let groups: Vec<i32> = running.iter().map(|c| c.pgid).collect();
+        let cgroups = self.processes.cgroups.get().cloned();
+        // Containers with a cgroup are read from it; the others from their process groups.
+        let from_cgroup = |c: &RunningContainer| -> Option<(u64, u64)> {
+            let usage = cgroups.as_ref()?.usage(c.cgroup.as_ref()?).ok()?;
+            Some((usage.cpu_usage_ns, usage.memory_working_set_bytes))
+        };
+        let cgroup_usage: HashMap<(String, String), (u64, u64)> = running
+            .iter()
+            .filter_map(|c| {
+                from_cgroup(c).map(|usage| ((c.pod_uid.clone(), c.container.clone()), usage))
+            })
+            .collect();
+        let groups: Vec<i32> = running
+            .iter()
+            .filter(|c| !cgroup_usage.contains_key(&(c.pod_uid.clone(), c.container.clone())))
+            .map(|c| c.pgid)
+            .collect();
         let totals = procfs::group_totals(&self.proc_root, &groups);
         let machine = procfs::machine_totals(&self.proc_root);
         let at = SystemTime::now();
@@ -176,8 +204,15 @@ impl RealNodeMetrics {
         for container in &running {
             let key = (container.pod_uid.clone(), container.container.clone());
             seen.insert(key.clone());
-            let Some(group) = totals.get(&container.pgid) else {
-                continue;
+            let measured = match cgroup_usage.get(&key) {
+                Some(&usage) => usage,
+                None => match totals.get(&container.pgid) {
+                    Some(group) => (
+                        group.cpu_ticks.saturating_mul(self.ns_per_tick),
+                        group.rss_bytes,
+                    ),
+                    None => continue,
+                },
             };
             let tracked = state
                 .containers
@@ -193,8 +228,8 @@ impl RealNodeMetrics {
             tracked.window.push(Sample {
                 at,
                 taken,
-                cpu_time_ns: group.cpu_ticks.saturating_mul(self.ns_per_tick),
-                memory_bytes: group.rss_bytes,
+                cpu_time_ns: measured.0,
+                memory_bytes: measured.1,
             });
         }
         state.containers.retain(|key, _| seen.contains(key));

@@ -38,6 +38,7 @@ fn container(uid: &str, pod: &str, name: &str, pgid: i32) -> RunningContainer {
         pod: pod.to_string(),
         container: name.to_string(),
         pgid,
+        cgroup: None,
     }
 }
 
@@ -158,4 +159,56 @@ async fn the_sampler_stops_when_the_source_is_dropped() {
     })
     .await
     .expect("the source is freed");
+}
+
+#[tokio::test]
+async fn containers_with_a_cgroup_are_measured_from_it() {
+    use skiff_cgroups::fake::RecordingDriver;
+    use skiff_cgroups::{
+        CgroupDriver, CgroupLayout, CgroupPath, CgroupUsage, CgroupVersion, PodCgroups,
+    };
+
+    let driver = Arc::new(RecordingDriver::new(CgroupVersion::V2));
+    let cgroups = Arc::new(PodCgroups::new(
+        driver.clone(),
+        CgroupLayout::new("skiff").unwrap(),
+    ));
+    let path = CgroupPath::parse("skiff/kubepods/besteffort/podu1/main").unwrap();
+    driver.create(&path, &Default::default()).unwrap();
+    // The process group is a sleeper: a busy CPU figure can only come from the cgroup.
+    let idle = Group::spawn("sleep 30");
+    let processes = ContainerProcesses::default();
+    processes.measure_cgroups_with(cgroups);
+    processes.started(RunningContainer {
+        cgroup: Some(path.clone()),
+        ..container("u1", "web", "main", idle.pgid())
+    });
+    let metrics = source(&processes);
+    let usage = |cpu_usage_ns| CgroupUsage {
+        cpu_usage_ns,
+        memory_usage_bytes: 50 << 20,
+        memory_working_set_bytes: 40 << 20,
+        ..CgroupUsage::default()
+    };
+    driver.set_usage(&path, usage(1_000_000_000));
+    metrics.sample_now();
+    std::thread::sleep(Duration::from_millis(500));
+    // Half a second later the cgroup used a quarter of a second more.
+    driver.set_usage(&path, usage(1_250_000_000));
+    metrics.sample_now();
+    let pods = metrics.pods().await;
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let main = &pods[0].containers[0];
+    assert_eq!(
+        main.memory_bytes,
+        40 << 20,
+        "the working set, not the usage"
+    );
+    let window_ns = pods[0].window.as_nanos() as f64;
+    let expected = 250_000_000.0 / window_ns * 1e9;
+    assert!(
+        (main.cpu_nanocores as f64 - expected).abs() < expected * 0.05,
+        "{} nanocores, expected about {expected}",
+        main.cpu_nanocores
+    );
 }

@@ -1,0 +1,677 @@
+//! Pods on the `oci` container runtime: `skiff up --container-runtime oci` with its real node,
+//! driven by the real `kubectl`.
+//!
+//! Run with `cargo test -p skiff --test containers` as root (network namespaces, veths, routes
+//! and `nft` need it; CI runs as root), with `kubectl`, `nsenter`, `ip` and `nft` on the PATH.
+//!
+//! Every range comes from 198.18.0.0/15 (reserved for benchmarking), one share per test process
+//! so parallel runs never overlap, and the `unreachable` guard routes are checked before any
+//! packet is sent. After the server stops, the test checks that nothing it built is left: no
+//! bridge, veth, route, nftables table, namespace pin or mount.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use support::http::ok_body;
+use support::json::{items, json_of, str_at};
+use support::{wait_for_every, Skiff};
+
+/// How long pods may take to run and answer.
+const SETTLE: Duration = Duration::from_secs(90);
+/// How often kubectl-based conditions are polled.
+const POLL: Duration = Duration::from_millis(250);
+/// Where Skiff pins pod network namespaces.
+const NETNS_DIR: &str = "/run/skiff/netns";
+
+/// The ranges, bridge and cgroup root of one test server.
+struct TestNetwork {
+    cluster_cidr: String,
+    service_cidr: String,
+    node_pod_cidr: String,
+    bridge: String,
+    cgroup_root: String,
+}
+
+/// How many test servers this process started, so each gets its own share.
+static SERVERS: AtomicU32 = AtomicU32::new(0);
+
+impl TestNetwork {
+    /// A /20 of pods in 198.18.0.0/16 and a /20 of Services in 198.19.0.0/16, picked by the
+    /// process id and a counter so concurrent tests and test processes do not share them.
+    fn next() -> TestNetwork {
+        let index = SERVERS.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let share = (pid % 8 * 2 + index) % 16 * 16;
+        TestNetwork {
+            cluster_cidr: format!("198.18.{share}.0/20"),
+            service_cidr: format!("198.19.{share}.0/20"),
+            node_pod_cidr: format!("198.18.{share}.0/24"),
+            bridge: format!("skt{pid}x{index}"),
+            cgroup_root: format!("skiff-test-{pid}-{index}"),
+        }
+    }
+
+    fn flags(&self) -> Vec<String> {
+        vec![
+            "--container-runtime".into(),
+            "oci".into(),
+            "--cluster-cidr".into(),
+            self.cluster_cidr.clone(),
+            "--service-cidr".into(),
+            self.service_cidr.clone(),
+            "--pod-bridge".into(),
+            self.bridge.clone(),
+            "--cgroup-root".into(),
+            self.cgroup_root.clone(),
+        ]
+    }
+}
+
+/// Runs a host command and returns its stdout, failing the test unless it succeeds.
+fn host(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is it installed?)"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The destinations of the host's `unreachable` routes.
+fn unreachable_routes() -> BTreeSet<String> {
+    host("ip", &["-4", "route", "show", "type", "unreachable"])
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip_while(|w| *w == "unreachable");
+            words.next().map(str::to_string)
+        })
+        .collect()
+}
+
+fn assert_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the oci runtime tests need root (network namespaces, veths, routes); run them as root"
+    );
+}
+
+/// What the pod network left on the host, described; empty when nothing is left.
+fn leftovers(network: &TestNetwork, pod_uids: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    let links = host("ip", &["-o", "link", "show"]);
+    if links.contains(&format!(": {}:", network.bridge)) {
+        left.push(format!("bridge {}", network.bridge));
+    }
+    if links.contains(&format!("master {} ", network.bridge)) {
+        left.push("a veth on the bridge".to_string());
+    }
+    let routes = unreachable_routes();
+    for range in [&network.cluster_cidr, &network.service_cidr] {
+        if routes.contains(range.as_str()) {
+            left.push(format!("unreachable route {range}"));
+        }
+    }
+    if host("ip", &["-4", "route", "show"]).contains(&network.node_pod_cidr) {
+        left.push(format!("route to {}", network.node_pod_cidr));
+    }
+    let table = format!("skiff_{}", network.bridge);
+    if host("nft", &["list", "tables"]).contains(&table) {
+        left.push(format!("nftables table {table}"));
+    }
+    for hierarchy in cgroup_hierarchies() {
+        let dir = hierarchy.join(&network.cgroup_root);
+        if dir.exists() {
+            left.push(format!("cgroup {}", dir.display()));
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for uid in pod_uids {
+        let pin = Path::new(NETNS_DIR).join(uid);
+        if pin.exists() {
+            left.push(format!("namespace pin {}", pin.display()));
+        }
+        if mounts.contains(uid.as_str()) {
+            left.push(format!("a mount naming pod {uid}"));
+        }
+    }
+    left
+}
+
+/// The mount points of the machine's cgroup hierarchies (v1's, or the unified one).
+fn cgroup_hierarchies() -> Vec<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let found: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter(|line| {
+            let fstype = line
+                .split(" - ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next());
+            matches!(fstype, Some("cgroup") | Some("cgroup2"))
+        })
+        .filter_map(|line| line.split_whitespace().nth(4).map(std::path::PathBuf::from))
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "no cgroup hierarchy is mounted:\n{mounts}"
+    );
+    found
+}
+
+/// The cgroup directories (one per hierarchy) holding container `name` of pod `uid`.
+fn container_cgroups(network: &TestNetwork, uid: &str, name: &str) -> Vec<std::path::PathBuf> {
+    let pod = format!("pod{uid}");
+    cgroup_hierarchies()
+        .into_iter()
+        .flat_map(|hierarchy| {
+            let kubepods = hierarchy.join(&network.cgroup_root).join("kubepods");
+            [
+                kubepods.join(&pod),
+                kubepods.join("burstable").join(&pod),
+                kubepods.join("besteffort").join(&pod),
+            ]
+        })
+        .map(|pod_dir| pod_dir.join(name))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
+fn web_deployment() -> &'static str {
+    "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: httpd
+        image: skiff/demo
+        ports:
+        - containerPort: 80
+"
+}
+
+/// The running pods of the `web` Deployment: (name, uid, IP), once all three run with an IP.
+fn running_web_pods(skiff: &Skiff) -> Vec<(String, String, String)> {
+    let kubectl = skiff.kubectl();
+    wait_for_every("three running web pods with IPs", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+        let pods: Vec<(String, String, String)> = items(&list)
+            .iter()
+            .filter(|pod| str_at(pod, "/status/phase") == "Running")
+            .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
+            .map(|pod| {
+                (
+                    str_at(pod, "/metadata/name"),
+                    str_at(pod, "/metadata/uid"),
+                    str_at(pod, "/status/podIP"),
+                )
+            })
+            .filter(|(_, _, ip)| !ip.is_empty())
+            .collect();
+        (pods.len() == 3).then_some(pods)
+    })
+}
+
+#[test]
+fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
+    assert_root();
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+
+    // The guard routes are in place before any packet goes to a pod or Service address.
+    let routes = wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(routes)
+    });
+    assert!(routes.contains(&network.cluster_cidr), "{routes:?}");
+
+    // The node got the first share of the cluster range as its podCIDR.
+    let node = wait_for_every("the node to register", SETTLE, POLL, || {
+        let nodes = json_of(&kubectl.ok(&["get", "nodes", "-o", "json"]));
+        items(&nodes).into_iter().next()
+    });
+    assert_eq!(str_at(&node, "/spec/podCIDR"), network.node_pod_cidr);
+    assert_eq!(
+        node.pointer("/spec/podCIDRs"),
+        Some(&serde_json::json!([network.node_pod_cidr])),
+        "{node}"
+    );
+
+    skiff.write_file("web.yaml", web_deployment());
+    kubectl.ok(&["apply", "-f", "web.yaml"]);
+    let pods = running_web_pods(&skiff);
+    let pod_cidr: ipnet::Ipv4Net = network.node_pod_cidr.parse().unwrap();
+    let gateway = pod_cidr.hosts().next().unwrap();
+    let ips: BTreeSet<&str> = pods.iter().map(|(_, _, ip)| ip.as_str()).collect();
+    assert_eq!(ips.len(), 3, "pods share addresses: {pods:?}");
+    for (name, uid, ip) in &pods {
+        let address: std::net::Ipv4Addr = ip.parse().unwrap();
+        assert!(
+            pod_cidr.contains(&address) && address != gateway,
+            "pod {name} has {ip}, not a pod address of {pod_cidr}"
+        );
+        // Each pod answers on port 80 of its own address.
+        wait_for_every(
+            &format!("pod {name} to answer at {ip}"),
+            SETTLE,
+            POLL,
+            || ok_body(ip),
+        );
+        // Its own namespace holds exactly its address and one listener on port 80.
+        let pin = format!("{NETNS_DIR}/{uid}");
+        let net = format!("--net={pin}");
+        let addresses = host("nsenter", &[&net, "--", "ip", "-4", "-o", "addr", "show"]);
+        assert!(
+            addresses.contains(&format!("{ip}/24")),
+            "pod {name}'s namespace lacks {ip}/24:\n{addresses}"
+        );
+        for (other, _, other_ip) in pods.iter().filter(|(n, _, _)| n != name) {
+            assert!(
+                !addresses.contains(&format!("{other_ip}/")),
+                "pod {name}'s namespace holds {other}'s address {other_ip}:\n{addresses}"
+            );
+        }
+        let listeners = host("nsenter", &[&net, "--", "ss", "-Hltn"]);
+        let on_port_80: Vec<&str> = listeners.lines().filter(|l| l.contains(":80 ")).collect();
+        assert_eq!(
+            on_port_80.len(),
+            1,
+            "pod {name}'s namespace should hold only its own listener on port 80:\n{listeners}"
+        );
+    }
+
+    // A pod on the host's network gets no namespace, and the node's address.
+    skiff.write_file(
+        "on-host.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: on-host
+spec:
+  hostNetwork: true
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sleep\", \"3600\"]
+",
+    );
+    kubectl.ok(&["apply", "-f", "on-host.yaml"]);
+    let on_host = wait_for_every("the host-network pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "on-host", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(pod)
+    });
+    let internal_ip = node
+        .pointer("/status/addresses")
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.iter().find(|a| str_at(a, "/type") == "InternalIP"))
+        .map(|a| str_at(a, "/address"))
+        .expect("the node has an InternalIP");
+    assert_eq!(str_at(&on_host, "/status/podIP"), internal_ip);
+    let on_host_uid = str_at(&on_host, "/metadata/uid");
+    assert!(
+        !Path::new(NETNS_DIR).join(&on_host_uid).exists(),
+        "a host-network pod got a namespace of its own"
+    );
+
+    // A deleted pod's namespace goes with it.
+    let (gone_name, gone_uid, _) = pods[0].clone();
+    kubectl.ok(&["delete", "pod", &gone_name, "--wait=true"]);
+    wait_for_every(
+        "the deleted pod's namespace pin to go",
+        SETTLE,
+        POLL,
+        || (!Path::new(NETNS_DIR).join(&gone_uid).exists()).then_some(()),
+    );
+    let replacement = running_web_pods(&skiff);
+    let mut uids: Vec<String> = pods.iter().map(|(_, uid, _)| uid.clone()).collect();
+    uids.extend(replacement.iter().map(|(_, uid, _)| uid.clone()));
+
+    // SIGTERM tears the whole pod network down.
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &uids);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
+
+#[test]
+fn the_oci_runtime_refuses_a_range_it_cannot_route() {
+    // Checked before anything starts, so no root is needed to see it.
+    let output = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "up",
+            "--container-runtime",
+            "oci",
+            "--cluster-cidr",
+            "198.18.0.0/33",
+        ])
+        .env(
+            "SKIFF_DATA_DIR",
+            std::env::temp_dir().join("skiff-never-created"),
+        )
+        .output()
+        .expect("skiff runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid CIDR address: 198.18.0.0/33"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_container_over_its_memory_limit_ends_oom_killed_in_its_own_cgroup() {
+    assert_root();
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    // One container allocates 64 MiB under a 32 MiB limit; its sibling only sleeps, so the
+    // pod lives on after the kill and its cgroups can be inspected.
+    skiff.write_file(
+        "hog.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: busybox
+    command: [\"sh\", \"-c\", \"x=$(head -c 67108864 /dev/zero | tr '\\\\0' a); echo survived ${#x}\"]
+    resources:
+      limits:
+        memory: 32Mi
+  - name: idle
+    image: busybox
+    command: [\"sleep\", \"3600\"]
+    resources:
+      limits:
+        memory: 48Mi
+        cpu: 250m
+",
+    );
+    kubectl.ok(&["apply", "-f", "hog.yaml"]);
+    let uid = kubectl.ok(&["get", "pod", "hog", "-o", "jsonpath={.metadata.uid}"]);
+    let terminated = wait_for_every("the hog container to terminate", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "hog", "-o", "json"]));
+        let statuses = pod
+            .pointer("/status/containerStatuses")
+            .and_then(|s| s.as_array())
+            .cloned()
+            .unwrap_or_default();
+        statuses
+            .into_iter()
+            .find(|s| str_at(s, "/name") == "hog")
+            .and_then(|s| s.pointer("/state/terminated").cloned())
+    });
+    assert_eq!(str_at(&terminated, "/reason"), "OOMKilled", "{terminated}");
+    assert_eq!(
+        terminated.pointer("/exitCode"),
+        Some(&serde_json::json!(137))
+    );
+    let described = kubectl.ok(&["describe", "pod", "hog"]);
+    let hog_section = described
+        .split("  idle:")
+        .next()
+        .expect("describe prints the containers");
+    assert!(
+        hog_section.contains("Reason:       OOMKilled")
+            && hog_section.contains("Exit Code:    137"),
+        "kubectl describe should say the container was OOMKilled:\n{described}"
+    );
+    // The sibling runs in a cgroup of its own holding its limit.
+    let idle = container_cgroups(&network, &uid, "idle");
+    assert!(
+        !idle.is_empty(),
+        "no cgroup for container idle of pod {uid}"
+    );
+    let memory_limit = idle
+        .iter()
+        .find_map(|dir| {
+            std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+                .or_else(|_| std::fs::read_to_string(dir.join("memory.max")))
+                .ok()
+        })
+        .expect("the container's cgroup has a memory limit file");
+    assert_eq!(memory_limit.trim(), (48 * 1024 * 1024).to_string());
+    let procs: Vec<String> = idle
+        .iter()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+        .flat_map(|text| text.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let sleeping = procs.iter().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.starts_with("sleep\0"))
+    });
+    assert!(
+        sleeping,
+        "the idle container's sleep is not in its cgroup: {procs:?}"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &[uid]);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
+
+/// A `key value` figure of a cgroup's `cpu.stat`, read from whichever hierarchy holds it.
+fn cpu_stat(dirs: &[std::path::PathBuf], key: &str) -> Option<u64> {
+    dirs.iter().find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+        text.lines().find_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            (name == key).then(|| value.trim().parse().ok())?
+        })
+    })
+}
+
+#[test]
+fn a_cpu_limited_container_is_throttled_and_measured_from_its_cgroup() {
+    assert_root();
+    let network = TestNetwork::next();
+    let mut flags = network.flags();
+    flags.extend(["--metric-resolution".to_string(), "1".to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file(
+        "spin.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: spin
+spec:
+  containers:
+  - name: spin
+    image: busybox
+    command: [\"sh\", \"-c\", \"while :; do :; done\"]
+    resources:
+      limits:
+        cpu: 200m
+",
+    );
+    kubectl.ok(&["apply", "-f", "spin.yaml"]);
+    let uid = kubectl.ok(&["get", "pod", "spin", "-o", "jsonpath={.metadata.uid}"]);
+    let dirs = wait_for_every("the spin container's cgroup", SETTLE, POLL, || {
+        let dirs = container_cgroups(&network, &uid, "spin");
+        (!dirs.is_empty()).then_some(dirs)
+    });
+    // The pod is Burstable: its tier's CPU shares grew to its request (200m is 204 shares;
+    // with no Burstable pod the tier has the minimal 2). cgroup v2 has weights instead.
+    let tier_shares = cgroup_hierarchies()
+        .into_iter()
+        .map(|h| {
+            h.join(&network.cgroup_root)
+                .join("kubepods/burstable/cpu.shares")
+        })
+        .find(|file| file.exists());
+    if let Some(file) = tier_shares {
+        let shares = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(shares.trim(), "204", "{}", file.display());
+    } else {
+        let weight = cgroup_hierarchies()
+            .into_iter()
+            .map(|h| {
+                h.join(&network.cgroup_root)
+                    .join("kubepods/burstable/cpu.weight")
+            })
+            .find(|file| file.exists())
+            .expect("the Burstable tier has cpu.shares (v1) or cpu.weight (v2)");
+        let weight = std::fs::read_to_string(&weight).unwrap_or_default();
+        assert_ne!(
+            weight.trim(),
+            "1",
+            "the Burstable tier kept the minimal weight"
+        );
+    }
+    // The quota holds the loop to a fifth of a CPU: the kernel counts throttled periods.
+    let throttled = wait_for_every("throttled periods in cpu.stat", SETTLE, POLL, || {
+        cpu_stat(&dirs, "nr_throttled").filter(|n| *n >= 5)
+    });
+    assert!(throttled >= 5);
+    // `kubectl top` reads the cgroup: the loop uses about its limit, never much more.
+    let millicores = wait_for_every("kubectl top to measure the pod", SETTLE, POLL, || {
+        let out = kubectl.run(&["top", "pod", "spin", "--no-headers"]);
+        if !out.success() {
+            return None;
+        }
+        let cpu = out
+            .stdout
+            .split_whitespace()
+            .nth(1)?
+            .strip_suffix('m')?
+            .to_string();
+        cpu.parse::<u64>().ok().filter(|m| *m > 0)
+    });
+    assert!(
+        (100..=260).contains(&millicores),
+        "a loop limited to 200m measured {millicores}m"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &[uid]);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
+
+#[test]
+fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
+    assert_root();
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with(&flags);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file("web.yaml", web_deployment());
+    kubectl.ok(&["apply", "-f", "web.yaml"]);
+    let before: BTreeSet<(String, String, String)> = running_web_pods(&skiff).into_iter().collect();
+
+    skiff.kill();
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    // The same pods run again (their processes died with the agent's pipes: a restart is
+    // counted) at the addresses they had, and answer there.
+    let after = wait_for_every(
+        "the pods to run again after the crash",
+        SETTLE,
+        POLL,
+        || {
+            let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+            let pods: BTreeSet<(String, String, String)> = items(&list)
+                .iter()
+                .filter(|pod| {
+                    pod.pointer("/status/containerStatuses/0/state/running")
+                        .is_some()
+                        && pod
+                            .pointer("/status/containerStatuses/0/restartCount")
+                            .and_then(|c| c.as_i64())
+                            .is_some_and(|c| c >= 1)
+                })
+                .map(|pod| {
+                    (
+                        str_at(pod, "/metadata/name"),
+                        str_at(pod, "/metadata/uid"),
+                        str_at(pod, "/status/podIP"),
+                    )
+                })
+                .collect();
+            (pods.len() == 3).then_some(pods)
+        },
+    );
+    assert_eq!(
+        after, before,
+        "pods or their addresses changed across the crash"
+    );
+    for (name, _, ip) in &after {
+        wait_for_every(
+            &format!("pod {name} to answer at {ip}"),
+            SETTLE,
+            POLL,
+            || ok_body(ip),
+        );
+    }
+    // One veth per pod on the bridge: the crash left no second one.
+    let on_bridge = host("ip", &["-o", "link", "show", "master", &network.bridge]);
+    assert_eq!(on_bridge.lines().count(), 3, "{on_bridge}");
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let uids: Vec<String> = after.iter().map(|(_, uid, _)| uid.clone()).collect();
+    let left = leftovers(&network, &uids);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
