@@ -431,6 +431,7 @@ fn name_errors(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
         NameRule::Dns1123Subdomain => dns1123_subdomain_errors(name),
         NameRule::Dns1123Label => dns1123_label_errors(name),
         NameRule::Dns1035Label => dns1035_label_errors(name),
+        NameRule::PathSegment => crate::rbac::name_errors(name),
     }
 }
 
@@ -624,7 +625,7 @@ fn selector_matches(requirements: &[Requirement<'_>], labels: &BTreeMap<&str, &s
 }
 
 /// `ValidateLabelSelector` with label values in expressions validated strictly.
-fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldError>) {
     for (i, expr) in array_at(selector, "matchExpressions").iter().enumerate() {
         let expr_path = index(&join(path, "matchExpressions"), i);
         let values = array_at(expr, "values");
