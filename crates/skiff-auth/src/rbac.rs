@@ -126,6 +126,10 @@ impl Binding {
     }
 }
 
+/// A rule found for a user: the binding it comes through, the index of the subject naming the
+/// user, and the rule.
+type BoundRule<'a> = (&'a Binding, usize, &'a PolicyRule);
+
 /// The Roles, ClusterRoles and bindings the authorizer decides from, as read at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct RbacSnapshot {
@@ -235,7 +239,7 @@ impl RbacSnapshot {
         &self,
         user: &UserInfo,
         namespace: &str,
-        visit: &mut dyn FnMut(Result<(&Binding, usize, &PolicyRule), String>) -> bool,
+        visit: &mut dyn FnMut(Result<BoundRule<'_>, String>) -> bool,
     ) {
         let namespaced = if namespace.is_empty() {
             None
