@@ -277,13 +277,22 @@ fn role_bindings_resolve_roles_in_their_own_namespace() {
     );
 }
 
+/// Subjects, binding namespace, user, groups, and the index of the subject that applies.
+type AppliesCase = (
+    Vec<Value>,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<usize>,
+);
+
 /// `TestAppliesTo`: which subjects name which users.
 #[test]
 fn subjects_apply_to_users_groups_and_service_accounts() {
     let sa =
         |name: &str, ns: &str| json!({"kind": "ServiceAccount", "name": name, "namespace": ns});
     // (subjects, binding namespace, user, groups, applies, subject index)
-    let cases: Vec<(Vec<Value>, &str, &str, &str, Option<usize>)> = vec![
+    let cases: Vec<AppliesCase> = vec![
         (subjects(&["User:foobar"]), "", "foobar", "", Some(0)),
         (
             subjects(&["User:barfoo", "User:foobar"]),

@@ -231,19 +231,22 @@ fn compact_strings_are_those_of_escalation_errors() {
     );
 }
 
+/// Name, owner rules, wanted rules, whether covered, and the rules missing.
+type CoversCase = (
+    &'static str,
+    Vec<PolicyRule>,
+    Vec<PolicyRule>,
+    bool,
+    Vec<PolicyRule>,
+);
+
 /// Cases of the policy comparator's `TestCoversExactMatch` and its neighbours.
 #[test]
 fn covers_cases_from_kubernetes() {
     let r = PolicyRule::resources;
     let u = PolicyRule::urls;
     // (owner, servant, covered, missing)
-    let cases: Vec<(
-        &str,
-        Vec<PolicyRule>,
-        Vec<PolicyRule>,
-        bool,
-        Vec<PolicyRule>,
-    )> = vec![
+    let cases: Vec<CoversCase> = vec![
         (
             "exact match",
             vec![r(&["get"], &["v1"], &["builds"])],
