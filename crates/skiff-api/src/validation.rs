@@ -213,6 +213,12 @@ pub(crate) fn path_segment_errors(name: &str) -> Vec<String> {
     out
 }
 
+/// Whether `name` is a valid path segment (`IsValidPathSegmentName` finds nothing wrong), as
+/// names read from URLs and field selectors must be.
+pub fn is_path_segment_name(name: &str) -> bool {
+    path_segment_errors(name).is_empty()
+}
+
 pub(crate) fn is_valid_percent(s: &str) -> bool {
     s.strip_suffix('%')
         .is_some_and(|digits| !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))

@@ -7,6 +7,7 @@
 //!
 //! - [`user`]: the authenticated identity and Kubernetes' well-known user and group names;
 //! - [`attributes`]: what a request asks to do, and the 403 message Kubernetes words for it;
+//! - [`request_info`]: those attributes as kube-apiserver derives them from a method and URL;
 //! - [`rule`]: matching one `PolicyRule` against a request, and whether rules cover others
 //!   (the escalation check);
 //! - [`rbac`]: resolving the rules bound to a user and the authorizer chain (`system:masters`
@@ -16,5 +17,6 @@
 pub mod aggregation;
 pub mod attributes;
 pub mod rbac;
+pub mod request_info;
 pub mod rule;
 pub mod user;
