@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod authz;
 pub mod bodies;
 pub mod component_status;
 pub mod discovery;
@@ -19,6 +20,7 @@ pub mod openapi;
 pub mod openapi_v2;
 pub mod options;
 pub mod protobuf;
+pub mod rbac_bootstrap;
 pub mod recovery;
 pub mod registry;
 pub mod scale;

@@ -60,6 +60,10 @@ pub fn router_with(state: Arc<ServerState>, extra: Router<Arc<ServerState>>) -> 
         .route("/version", get(version))
         .merge(extra)
         .fallback(api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::authz::authorize_request,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(crate::recovery::recover_panics))
         .with_state(state)
@@ -73,8 +77,13 @@ async fn version() -> Response {
     json_response(StatusCode::OK, &discovery::version())
 }
 
-/// Every path but the health checks and `/version` (public in Kubernetes too) needs a token.
-async fn authenticate(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
+/// Every path but the health checks and `/version` (public in Kubernetes too) needs a token;
+/// the admin token's identity is kept in the request for authorization.
+async fn authenticate(
+    State(state): State<Arc<ServerState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path();
     if matches!(path, "/healthz" | "/livez" | "/readyz" | "/version") {
         return next.run(req).await;
@@ -92,6 +101,8 @@ async fn authenticate(State(state): State<Arc<ServerState>>, req: Request, next:
             .any(|t| constant_time_eq(t.as_bytes(), p.as_bytes()))
     });
     if ok {
+        req.extensions_mut()
+            .insert(crate::authz::Identity(crate::authz::admin_user()));
         next.run(req).await
     } else {
         ApiError::unauthorized().into_response()
@@ -105,7 +116,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn json_response(code: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response {
     json_response_typed(code, body, "application/json")
 }
 
@@ -340,6 +351,12 @@ fn accept_header(headers: &HeaderMap) -> &str {
 }
 
 async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
+    if crate::authz::is_review_path(req.uri().path()) {
+        return match crate::authz::serve_review(&state, req).await {
+            Ok(resp) => resp,
+            Err(err) => err.into_response(),
+        };
+    }
     let deprecation = match parse_path(req.uri().path()) {
         _ if crate::component_status::parse_path(req.uri().path()).is_some() => {
             Some(crate::component_status::DEPRECATION_WARNING)
@@ -368,7 +385,7 @@ const OVERSIZED_BODY_DRAIN_BYTES: usize = 256 * 1024 * 1024;
 const OVERSIZED_BODY_DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     use axum::body::HttpBody;
     let declared_too_large =
         usize::try_from(body.size_hint().lower()).map_or(true, |n| n > MAX_BODY_BYTES);

@@ -169,6 +169,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
     let registry = Registry::new(store.clone());
     system::ensure_builtin_namespaces(&registry).await?;
+    skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
 
     let listener = std::net::TcpListener::bind(args.listen)
