@@ -222,12 +222,145 @@ pub async fn authorize_request(
         }
     }
     .await;
-    match result {
-        Ok(user) => {
-            req.extensions_mut().insert(Identity(user));
-            next.run(req).await
+    let user = match result {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    if !user.in_group(SYSTEM_MASTERS) && writes_rbac_object(&method, &path) {
+        let (parts, body) = req.into_parts();
+        let bytes = match crate::server::read_body(body).await {
+            Ok(bytes) => bytes,
+            Err(e) => return e.into_response(),
+        };
+        if let Ok(object) = crate::bodies::decode_object(&parts.headers, &bytes) {
+            if let Ok(info) = request_info(&method, &path, query.as_deref()) {
+                if let Err(e) = confirm_no_escalation(&state.registry, &user, &info, &object).await
+                {
+                    return e.into_response();
+                }
+            }
         }
-        Err(e) => e.into_response(),
+        req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    req.extensions_mut().insert(Identity(user));
+    next.run(req).await
+}
+
+/// Whether a request creates or replaces a Role, ClusterRole or binding, whose content the
+/// escalation check reads.
+fn writes_rbac_object(method: &str, path: &str) -> bool {
+    matches!(method, "POST" | "PUT")
+        && path.starts_with("/apis/rbac.authorization.k8s.io/")
+        && request_info(method, path, None).is_ok_and(|i| {
+            i.subresource.is_empty()
+                && matches!(
+                    i.resource.as_str(),
+                    "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings"
+                )
+        })
+}
+
+fn rbac_target(namespace: &str, resource: &str, name: &str) -> ResourceTarget {
+    ResourceTarget {
+        namespace: namespace.into(),
+        api_group: skiff_api::rbac::GROUP.into(),
+        api_version: "v1".into(),
+        resource: resource.into(),
+        subresource: String::new(),
+        name: name.into(),
+    }
+}
+
+/// kube-apiserver's escalation prevention on RBAC writes: a role may hold only rules its
+/// writer holds (or the writer may `escalate` it), a binding may grant only a role whose rules
+/// its writer holds (or the writer may `bind` it), and only a writer who may `escalate` sets an
+/// `aggregationRule`.
+pub async fn confirm_no_escalation(
+    registry: &Registry,
+    user: &UserInfo,
+    info: &skiff_auth::request_info::RequestInfo,
+    object: &Value,
+) -> Result<(), ApiError> {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or(&info.name)
+        .to_string();
+    let namespace = info.namespace.clone();
+    let refuse = |message: String| {
+        let attrs = Attributes::resource(
+            user.clone(),
+            &info.verb,
+            rbac_target(&namespace, &info.resource, &name),
+        );
+        let mut error = forbidden(&attrs, "");
+        let qualified = format!("{}.{}", info.resource, skiff_api::rbac::GROUP);
+        error.message = if name.is_empty() {
+            format!("{qualified} is forbidden: {message}")
+        } else {
+            format!("{qualified} {name:?} is forbidden: {message}")
+        };
+        error
+    };
+    let allowed_to = |verb: &str, resource: &str, target_name: &str| {
+        Attributes::resource(
+            user.clone(),
+            verb,
+            rbac_target(&namespace, resource, target_name),
+        )
+    };
+    match info.resource.as_str() {
+        "roles" | "clusterroles" => {
+            if authorize(registry, &allowed_to("escalate", &info.resource, &name))
+                .await?
+                .allowed
+            {
+                return Ok(());
+            }
+            if object.get("aggregationRule").is_some_and(|r| !r.is_null()) {
+                return Err(refuse(
+                    "must have cluster-admin privileges to use the aggregationRule".into(),
+                ));
+            }
+            let rules = skiff_auth::rule::PolicyRule::list_from_json(object);
+            rbac_snapshot(registry)
+                .await?
+                .confirm_no_escalation(user, &namespace, &rules)
+                .map_err(refuse)
+        }
+        _ => {
+            let kind = object
+                .pointer("/roleRef/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let role_name = object
+                .pointer("/roleRef/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let role_resource = if kind == "Role" {
+                "roles"
+            } else {
+                "clusterroles"
+            };
+            if authorize(registry, &allowed_to("bind", role_resource, role_name))
+                .await?
+                .allowed
+            {
+                return Ok(());
+            }
+            let snapshot = rbac_snapshot(registry).await?;
+            let role_ref = skiff_auth::rbac::RoleRef {
+                kind: kind.to_string(),
+                name: role_name.to_string(),
+            };
+            let rules = snapshot
+                .role_ref_rules(&role_ref, &namespace)
+                .map_err(&refuse)?
+                .to_vec();
+            snapshot
+                .confirm_no_escalation(user, &namespace, &rules)
+                .map_err(refuse)
+        }
     }
 }
 
