@@ -77,8 +77,10 @@ async fn version() -> Response {
     json_response(StatusCode::OK, &discovery::version())
 }
 
-/// Every path but the health checks and `/version` (public in Kubernetes too) needs a token;
-/// the admin token's identity is kept in the request for authorization.
+/// Every path but the health checks and `/version` (public in Kubernetes too) needs a
+/// credential: a client certificate the cluster CA signed (checked first, as kube-apiserver's
+/// x509 authenticator comes first) or the admin token. The identity is kept in the request for
+/// authorization.
 async fn authenticate(
     State(state): State<Arc<ServerState>>,
     mut req: Request,
@@ -86,6 +88,14 @@ async fn authenticate(
 ) -> Response {
     let path = req.uri().path();
     if matches!(path, "/healthz" | "/livez" | "/readyz" | "/version") {
+        return next.run(req).await;
+    }
+    let certificate_user = req
+        .extensions()
+        .get::<crate::client_certs::CertificateUser>()
+        .and_then(|c| c.0.clone());
+    if let Some(user) = certificate_user {
+        req.extensions_mut().insert(crate::authz::Identity(user));
         return next.run(req).await;
     }
     let presented = req
@@ -1000,6 +1010,39 @@ async fn watch(
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| ApiError::internal("building watch response").into_response()))
+}
+
+/// Serves the API over TLS like [`serve_tls`], also accepting client certificates signed by
+/// `client_ca_pem`, whose subjects authenticate their requests (clients without one still
+/// connect and present a token).
+pub async fn serve_tls_with_client_ca(
+    listener: std::net::TcpListener,
+    state: Arc<ServerState>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    client_ca_pem: Vec<u8>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = crate::client_certs::server_config(&cert_pem, &key_pem, &client_ca_pem)?;
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    listener.set_nonblocking(true)?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum_server::from_tcp_rustls(listener, config)?
+        .map(|tls| {
+            crate::client_certs::CertificateUserAcceptor::new(
+                tls.acceptor(axum_server::accept::NoDelayAcceptor::new()),
+            )
+        })
+        .handle(handle)
+        .serve(app)
+        .await
 }
 
 /// Serves the API over TLS on `listener` until `shutdown` resolves, then lets open requests

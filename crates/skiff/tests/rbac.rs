@@ -144,6 +144,36 @@ fn rbac_decides_what_the_admin_and_jane_may_do() {
         "error: failed to create deployment: deployments.apps is forbidden: User \"jane\" cannot create resource \"deployments\" in API group \"apps\" in the namespace \"default\"\n"
     );
 
+    // A client certificate for jane (in group devs) from `skiff kubeconfig` behaves the same.
+    let (ok, kubeconfig, stderr) = support::cli::skiff(
+        &skiff.data_dir(),
+        &["kubeconfig", "--user", "jane", "--group", "devs"],
+    );
+    assert!(ok, "skiff kubeconfig failed: {stderr}");
+    let jane_config = skiff.write_file("jane.kubeconfig", &kubeconfig);
+    let jane = kubectl.with_kubeconfig(&skiff.file_path(&jane_config));
+    let whoami = jane.ok(&["auth", "whoami"]);
+    let rows: Vec<Vec<&str>> = whoami.lines().map(cells).collect();
+    assert_eq!(rows[1], ["Username", "jane"], "{whoami}");
+    assert_eq!(
+        rows[2],
+        ["Groups", "[devs", "system:authenticated]"],
+        "{whoami}"
+    );
+    assert_eq!(
+        jane.ok(&["auth", "can-i", "create", "deployments", "-n", "dev"]),
+        "yes\n"
+    );
+    let outcome = jane.run(&["auth", "can-i", "create", "deployments", "-n", "default"]);
+    assert_eq!(outcome.stdout, "no\n", "{}", outcome.stderr);
+    assert_eq!(
+        jane.fails(&["get", "pods", "-n", "default"]),
+        "Error from server (Forbidden): pods is forbidden: User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"\n"
+    );
+    assert!(jane
+        .ok(&["get", "deployments", "-n", "dev"])
+        .contains("web"));
+
     // can-i --list shows the self-review rules, the edit rules and the discovery paths.
     let list = run_as_jane(&kubectl, &["auth", "can-i", "--list", "-n", "dev"]);
     assert!(list.success(), "{}", list.stderr);
