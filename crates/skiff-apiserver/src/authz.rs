@@ -232,8 +232,14 @@ pub async fn authorize_request(
             Ok(bytes) => bytes,
             Err(e) => return e.into_response(),
         };
-        if let Ok(object) = crate::bodies::decode_object(&parts.headers, &bytes) {
-            if let Ok(info) = request_info(&method, &path, query.as_deref()) {
+        if let Ok(info) = request_info(&method, &path, query.as_deref()) {
+            let written = if method == "PATCH" {
+                patched_object(&state.registry, &info, &parts.headers, &bytes).await
+            } else {
+                crate::bodies::decode_object(&parts.headers, &bytes).ok()
+            };
+            // A body that does not decode or apply is refused later, before anything is written.
+            if let Some(object) = written {
                 if let Err(e) = confirm_no_escalation(&state.registry, &user, &info, &object).await
                 {
                     return e.into_response();
@@ -246,10 +252,34 @@ pub async fn authorize_request(
     next.run(req).await
 }
 
-/// Whether a request creates or replaces a Role, ClusterRole or binding, whose content the
-/// escalation check reads.
+/// The object a PATCH would leave: the patch applied to the stored object (to nothing, for an
+/// apply that creates), or `None` when it cannot be worked out here.
+async fn patched_object(
+    registry: &Registry,
+    info: &skiff_auth::request_info::RequestInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Value> {
+    use skiff_api::patch::{apply_patch, decode_patch_body, PatchType};
+    let resource = skiff_api::resources::find(&info.api_group, &info.api_version, &info.resource)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())?;
+    let patch_type = PatchType::from_content_type(content_type)?;
+    let patch = decode_patch_body(patch_type, body).ok()?;
+    let namespace = (!info.namespace.is_empty()).then_some(info.namespace.as_str());
+    let current = match registry.get(resource, namespace, &info.name).await {
+        Ok(current) => current,
+        Err(e) if e.code == 404 && patch_type == PatchType::Apply => json!({}),
+        Err(_) => return None,
+    };
+    apply_patch(resource, &current, patch_type, &patch).ok()
+}
+
+/// Whether a request creates, replaces or patches a Role, ClusterRole or binding, whose
+/// content the escalation check reads.
 fn writes_rbac_object(method: &str, path: &str) -> bool {
-    matches!(method, "POST" | "PUT")
+    matches!(method, "POST" | "PUT" | "PATCH")
         && path.starts_with("/apis/rbac.authorization.k8s.io/")
         && request_info(method, path, None).is_ok_and(|i| {
             i.subresource.is_empty()

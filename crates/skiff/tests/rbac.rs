@@ -277,6 +277,41 @@ fn rbac_decides_what_the_admin_and_jane_may_do() {
         "{}",
         escalating.stderr
     );
+    // A role she holds the rules of may be written; patching in more is refused too.
+    let created = run_as_jane(
+        &kubectl,
+        &[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get",
+            "--resource=pods",
+            "-n",
+            "dev",
+        ],
+    );
+    assert!(
+        created.success(),
+        "a role within her rights: {}",
+        created.stderr
+    );
+    let patched = run_as_jane(
+        &kubectl,
+        &[
+            "patch",
+            "role",
+            "pod-reader",
+            "-n",
+            "dev",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":["*"],"resources":["*"],"verbs":["*"]}}]"#,
+        ],
+    );
+    assert_eq!(
+        patched.stderr,
+        "Error from server (Forbidden): roles.rbac.authorization.k8s.io \"pod-reader\" is forbidden: user \"jane\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}\n"
+    );
     let held = run_as_jane(
         &kubectl,
         &[
