@@ -36,6 +36,12 @@ pub fn admin_user() -> UserInfo {
     UserInfo::new(ADMIN_USER, &[SYSTEM_MASTERS, SYSTEM_AUTHENTICATED])
 }
 
+/// The identity of a request without credentials, as kube-apiserver's anonymous
+/// authenticator gives it.
+pub fn anonymous_user() -> UserInfo {
+    UserInfo::new(ANONYMOUS, &[SYSTEM_UNAUTHENTICATED])
+}
+
 /// Reads the Roles, ClusterRoles and bindings the authorizer decides from.
 pub async fn rbac_snapshot(registry: &Registry) -> Result<RbacSnapshot, ApiError> {
     let mut snapshot = RbacSnapshot::new();

@@ -77,10 +77,10 @@ async fn version() -> Response {
     json_response(StatusCode::OK, &discovery::version())
 }
 
-/// Every path but the health checks and `/version` (public in Kubernetes too) needs a
-/// credential: a client certificate the cluster CA signed (checked first, as kube-apiserver's
-/// x509 authenticator comes first) or the admin token. The identity is kept in the request for
-/// authorization.
+/// Every path but the health checks and `/version` (public in Kubernetes too) is
+/// authenticated: a client certificate the cluster CA signed (checked first, as kube-apiserver's
+/// x509 authenticator comes first) or the admin token; a wrong token is 401, and a request
+/// with neither is `system:anonymous`. The identity is kept in the request for authorization.
 async fn authenticate(
     State(state): State<Arc<ServerState>>,
     mut req: Request,
@@ -103,13 +103,18 @@ async fn authenticate(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok = presented.is_some_and(|p| {
-        state
-            .tokens
-            .iter()
-            .any(|t| constant_time_eq(t.as_bytes(), p.as_bytes()))
-    });
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let Some(presented) = presented else {
+        // No credential at all: the request is anonymous and authorized like any other.
+        req.extensions_mut()
+            .insert(crate::authz::Identity(crate::authz::anonymous_user()));
+        return next.run(req).await;
+    };
+    let ok = state
+        .tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()));
     if ok {
         req.extensions_mut()
             .insert(crate::authz::Identity(crate::authz::admin_user()));

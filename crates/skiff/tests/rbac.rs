@@ -69,6 +69,16 @@ fn rbac_decides_what_the_admin_and_jane_may_do() {
         "Error from server (Forbidden): nodes is forbidden: User \"jane\" cannot list resource \"nodes\" in API group \"\" at the cluster scope\n"
     );
 
+    // Without credentials a request is system:anonymous: discovery is for authenticated users.
+    let anonymous = skiff.request("GET", "/api", None);
+    assert_eq!(anonymous.status, 403, "{}", anonymous.body);
+    let status: Value = serde_json::from_str(&anonymous.body).expect("a Status");
+    assert_eq!(
+        status["message"],
+        "forbidden: User \"system:anonymous\" cannot get path \"/api\""
+    );
+    assert_eq!(skiff.request("GET", "/version", None).status, 200);
+
     // The bootstrap roles are there, and edit gathers the aggregate-to-edit rules.
     let roles = kubectl.ok(&["get", "clusterroles", "-o", "name"]);
     for role in [
