@@ -154,6 +154,24 @@ fn rbac_decides_what_the_admin_and_jane_may_do() {
         "error: failed to create deployment: deployments.apps is forbidden: User \"jane\" cannot create resource \"deployments\" in API group \"apps\" in the namespace \"default\"\n"
     );
 
+    // A SubjectAccessReview names the binding that allows.
+    let token = std::fs::read_to_string(skiff.data_dir().join("token")).expect("admin token");
+    let review = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
+        "spec":{"user":"jane","resourceAttributes":{"namespace":"dev","verb":"create","group":"apps","resource":"deployments"}}}"#;
+    let answer = skiff.request_with_body(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        Some(token.trim()),
+        Some(("application/json", review.as_bytes())),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let answer: Value = serde_json::from_str(&answer.body).expect("a review");
+    assert_eq!(
+        answer["status"],
+        serde_json::json!({"allowed": true,
+            "reason": "RBAC: allowed by RoleBinding \"jane-edit/dev\" of ClusterRole \"edit\" to User \"jane\""})
+    );
+
     // A client certificate for jane (in group devs) from `skiff kubeconfig` behaves the same.
     let (ok, kubeconfig, stderr) = support::cli::skiff(
         &skiff.data_dir(),
