@@ -178,8 +178,20 @@ pub async fn acting_user(
             return Err(forbidden(check, &decision.reason));
         }
     }
+    Ok(impersonated_user(name, &groups, uids.first().copied()))
+}
+
+/// The user a request impersonates, as kube-apiserver builds it: the named groups (a
+/// ServiceAccount without any gets `system:serviceaccounts` and its namespace's group), plus
+/// `system:authenticated` unless an authentication group was named (`system:unauthenticated`
+/// for `system:anonymous`).
+pub fn impersonated_user(name: &str, groups: &[&str], uid: Option<&str>) -> UserInfo {
     let mut acting_groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    if let Some((namespace, _)) = service_account {
+    let service_account_namespace = name
+        .strip_prefix(SERVICE_ACCOUNT_PREFIX)
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(namespace, _)| namespace);
+    if let Some(namespace) = service_account_namespace {
         if acting_groups.is_empty() {
             acting_groups.push("system:serviceaccounts".into());
             acting_groups.push(format!("system:serviceaccounts:{namespace}"));
@@ -193,11 +205,11 @@ pub async fn acting_user(
     } else if !has(SYSTEM_AUTHENTICATED) && !has(SYSTEM_UNAUTHENTICATED) {
         acting_groups.push(SYSTEM_AUTHENTICATED.into());
     }
-    Ok(UserInfo {
+    UserInfo {
         name: name.to_string(),
-        uid: uids.first().map(|u| u.to_string()).unwrap_or_default(),
+        uid: uid.unwrap_or_default().to_string(),
         groups: acting_groups,
-    })
+    }
 }
 
 /// The middleware after authentication: settles the acting user, derives the request's
@@ -654,6 +666,38 @@ mod tests {
         );
         let path = Attributes::non_resource(UserInfo::new("jane", &[]), "get", "/metrics");
         assert_eq!(forbidden(&path, "").to_status()["details"], json!({}));
+    }
+
+    #[test]
+    fn impersonated_users_get_their_authentication_groups() {
+        assert_eq!(
+            impersonated_user("jane", &[], None),
+            UserInfo::new("jane", &[SYSTEM_AUTHENTICATED])
+        );
+        assert_eq!(
+            impersonated_user("jane", &["devs"], Some("42")).groups,
+            ["devs", SYSTEM_AUTHENTICATED]
+        );
+        assert_eq!(
+            impersonated_user("jane", &[SYSTEM_UNAUTHENTICATED], None).groups,
+            [SYSTEM_UNAUTHENTICATED]
+        );
+        assert_eq!(
+            impersonated_user(ANONYMOUS, &[], None).groups,
+            [SYSTEM_UNAUTHENTICATED]
+        );
+        assert_eq!(
+            impersonated_user("system:serviceaccount:dev:default", &[], None).groups,
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:dev",
+                SYSTEM_AUTHENTICATED
+            ]
+        );
+        assert_eq!(
+            impersonated_user("system:serviceaccount:dev:default", &["ops"], None).groups,
+            ["ops", SYSTEM_AUTHENTICATED]
+        );
     }
 
     #[test]

@@ -201,6 +201,19 @@ fn rbac_decides_what_the_admin_and_jane_may_do() {
     assert!(jane
         .ok(&["get", "deployments", "-n", "dev"])
         .contains("web"));
+    // Impersonating needs the impersonate verb, which the admin holds and jane does not.
+    assert_eq!(
+        jane.fails(&["get", "pods", "-n", "dev", "--as=bob"]),
+        "Error from server (Forbidden): users \"bob\" is forbidden: User \"jane\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope\n"
+    );
+    let whoami = kubectl.ok(&["auth", "whoami", "--as=bob", "--as-group=devs"]);
+    let rows: Vec<Vec<&str>> = whoami.lines().map(cells).collect();
+    assert_eq!(rows[1], ["Username", "bob"], "{whoami}");
+    assert_eq!(
+        rows[2],
+        ["Groups", "[devs", "system:authenticated]"],
+        "{whoami}"
+    );
 
     // can-i --list shows the self-review rules, the edit rules and the discovery paths.
     let list = run_as_jane(&kubectl, &["auth", "can-i", "--list", "-n", "dev"]);
