@@ -127,6 +127,7 @@ mod tests {
     fn a_certificate_names_its_user_and_groups() {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, "jane");
         params
             .distinguished_name
@@ -137,6 +138,7 @@ mod tests {
             Some(UserInfo::new("jane", &["devs", SYSTEM_AUTHENTICATED]))
         );
         let mut nameless = CertificateParams::new(Vec::<String>::new()).expect("params");
+        nameless.distinguished_name = rcgen::DistinguishedName::new();
         nameless
             .distinguished_name
             .push(DnType::OrganizationName, "devs");
