@@ -581,18 +581,18 @@ pub async fn rules_review(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let (rules, errors) = if user.in_group(SYSTEM_MASTERS) {
-        // kube-apiserver's privileged-group authorizer lists everything for its members.
-        (
-            vec![
+    let (mut rules, errors) = rbac_snapshot(registry).await?.rules_for(user, &namespace);
+    if user.in_group(SYSTEM_MASTERS) {
+        // kube-apiserver's privileged-group authorizer comes first and lists everything for
+        // its members; RBAC's rules follow.
+        rules.splice(
+            0..0,
+            [
                 skiff_auth::rule::PolicyRule::resources(&["*"], &["*"], &["*"]),
                 skiff_auth::rule::PolicyRule::urls(&["*"], &["*"]),
             ],
-            Vec::new(),
-        )
-    } else {
-        rbac_snapshot(registry).await?.rules_for(user, &namespace)
-    };
+        );
+    }
     let mut resource_rules = Vec::new();
     let mut non_resource_rules = Vec::new();
     for rule in &rules {
