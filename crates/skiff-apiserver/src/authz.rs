@@ -543,30 +543,26 @@ pub async fn serve_review(state: &ServerState, req: Request) -> Result<Response,
     let Some(review) = review_of(req.uri().path()) else {
         return Err(ApiError::path_not_found());
     };
-    {
-        {
-            if req.method() != axum::http::Method::POST {
-                return Err(ApiError::method_not_allowed());
-            }
-            let Some(Identity(user)) = req.extensions().get::<Identity>().cloned() else {
-                return Err(ApiError::unauthorized());
-            };
-            let (parts, body) = req.into_parts();
-            let bytes = crate::server::read_body(body).await?;
-            let object = crate::bodies::decode_object(&parts.headers, &bytes)?;
-            let registry = &state.registry;
-            let answer = match review {
-                Review::SelfSubjectAccess => access_review(registry, &user, object, true).await?,
-                Review::SubjectAccess => access_review(registry, &user, object, false).await?,
-                Review::SelfSubjectRules => rules_review(registry, &user, object).await?,
-                Review::SelfSubject => self_subject_review(&user, object),
-            };
-            Ok(crate::server::json_response(
-                axum::http::StatusCode::CREATED,
-                &answer,
-            ))
-        }
+    if req.method() != axum::http::Method::POST {
+        return Err(ApiError::method_not_allowed());
     }
+    let Some(Identity(user)) = req.extensions().get::<Identity>().cloned() else {
+        return Err(ApiError::unauthorized());
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = crate::server::read_body(body).await?;
+    let object = crate::bodies::decode_object(&parts.headers, &bytes)?;
+    let registry = &state.registry;
+    let answer = match review {
+        Review::SelfSubjectAccess => access_review(registry, &user, object, true).await?,
+        Review::SubjectAccess => access_review(registry, &user, object, false).await?,
+        Review::SelfSubjectRules => rules_review(registry, &user, object).await?,
+        Review::SelfSubject => self_subject_review(&user, object),
+    };
+    Ok(crate::server::json_response(
+        axum::http::StatusCode::CREATED,
+        &answer,
+    ))
 }
 
 /// `SelfSubjectRulesReview`: the rules the user holds in `spec.namespace`, as
