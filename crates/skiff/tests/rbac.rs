@@ -172,6 +172,38 @@ fn rbac_decides_what_the_admin_and_jane_may_do() {
             "reason": "RBAC: allowed by RoleBinding \"jane-edit/dev\" of ClusterRole \"edit\" to User \"jane\""})
     );
 
+    // The review kinds are discovered, so kubectl can create one from a manifest.
+    let reviews = kubectl.ok(&["api-resources", "--api-group=authorization.k8s.io"]);
+    let names: Vec<&str> = reviews
+        .lines()
+        .skip(1)
+        .filter_map(|l| cells(l).first().copied())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "selfsubjectaccessreviews",
+            "selfsubjectrulesreviews",
+            "subjectaccessreviews"
+        ],
+        "{reviews}"
+    );
+    let manifest = skiff.write_file(
+        "sar.yaml",
+        "apiVersion: authorization.k8s.io/v1
+kind: SubjectAccessReview
+spec:
+  user: jane
+  resourceAttributes: {verb: list, resource: pods, namespace: default}
+",
+    );
+    let created = kubectl.json(&[
+        "create",
+        "-f",
+        &skiff.file_path(&manifest).to_string_lossy(),
+    ]);
+    assert_eq!(created["status"], serde_json::json!({"allowed": false}));
+
     // A client certificate for jane (in group devs) from `skiff kubeconfig` behaves the same.
     let (ok, kubeconfig, stderr) = support::cli::skiff(
         &skiff.data_dir(),
