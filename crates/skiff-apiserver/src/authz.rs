@@ -321,8 +321,8 @@ fn rbac_target(namespace: &str, resource: &str, name: &str) -> ResourceTarget {
 
 /// kube-apiserver's escalation prevention on RBAC writes: a role may hold only rules its
 /// writer holds (or the writer may `escalate` it), a binding may grant only a role whose rules
-/// its writer holds (or the writer may `bind` it), and only a writer who may `escalate` sets an
-/// `aggregationRule`.
+/// its writer holds (or the writer may `bind` it), and only a writer holding every right (or
+/// who may `escalate`) sets an `aggregationRule`.
 pub async fn confirm_no_escalation(
     registry: &Registry,
     user: &UserInfo,
@@ -365,16 +365,27 @@ pub async fn confirm_no_escalation(
             {
                 return Ok(());
             }
-            if object.get("aggregationRule").is_some_and(|r| !r.is_null()) {
-                return Err(refuse(
-                    "must have cluster-admin privileges to use the aggregationRule".into(),
-                ));
-            }
+            let snapshot = rbac_snapshot(registry).await?;
             let rules = skiff_auth::rule::PolicyRule::list_from_json(object);
-            rbac_snapshot(registry)
-                .await?
+            snapshot
                 .confirm_no_escalation(user, &namespace, &rules)
-                .map_err(refuse)
+                .map_err(&refuse)?;
+            // An aggregation rule can gather anything, so it takes every right there is.
+            if object.get("aggregationRule").is_some_and(|r| !r.is_null()) {
+                let full_authority = [
+                    skiff_auth::rule::PolicyRule::resources(&["*"], &["*"], &["*"]),
+                    skiff_auth::rule::PolicyRule::urls(&["*"], &["*"]),
+                ];
+                if snapshot
+                    .confirm_no_escalation(user, &namespace, &full_authority)
+                    .is_err()
+                {
+                    return Err(refuse(
+                        "must have cluster-admin privileges to use the aggregationRule".into(),
+                    ));
+                }
+            }
+            Ok(())
         }
         _ => {
             let kind = object

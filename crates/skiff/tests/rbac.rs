@@ -449,6 +449,46 @@ aggregationRule:
         || rules_of(&kubectl, "monitoring").is_empty().then_some(()),
     );
 
+    // Writing ClusterRoles: rules the writer holds are fine; an aggregation rule takes every
+    // right there is.
+    kubectl.ok(&[
+        "create",
+        "clusterrole",
+        "role-writer",
+        "--verb=create,get",
+        "--resource=clusterroles.rbac.authorization.k8s.io,pods",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "clusterrolebinding",
+        "jane-role-writer",
+        "--clusterrole=role-writer",
+        "--user=jane",
+    ]);
+    let held = kubectl.run(&[
+        "create",
+        "clusterrole",
+        "pod-getter",
+        "--verb=get",
+        "--resource=pods",
+        "--as=jane",
+    ]);
+    assert!(held.success(), "{}", held.stderr);
+    let gathering = kubectl.run(&[
+        "create",
+        "clusterrole",
+        "gatherer",
+        "--aggregation-rule=team=monitoring",
+        "--as=jane",
+    ]);
+    assert!(
+        gathering.stderr.contains(
+            "clusterroles.rbac.authorization.k8s.io \"gatherer\" is forbidden: must have cluster-admin privileges to use the aggregationRule"
+        ),
+        "{}",
+        gathering.stderr
+    );
+
     // Roles are validated with Kubernetes' messages.
     let bad = skiff.write_file(
         "bad.yaml",
