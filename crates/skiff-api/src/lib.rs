@@ -14,6 +14,7 @@ pub mod nesting;
 pub mod patch;
 pub mod printers;
 pub mod quantity;
+pub mod rbac;
 pub mod resources;
 pub mod selector;
 pub mod validation;

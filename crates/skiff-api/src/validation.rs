@@ -213,6 +213,12 @@ pub(crate) fn path_segment_errors(name: &str) -> Vec<String> {
     out
 }
 
+/// Whether `name` is a valid path segment (`IsValidPathSegmentName` finds nothing wrong), as
+/// names read from URLs and field selectors must be.
+pub fn is_path_segment_name(name: &str) -> bool {
+    path_segment_errors(name).is_empty()
+}
+
 pub(crate) fn is_valid_percent(s: &str) -> bool {
     s.strip_suffix('%')
         .is_some_and(|digits| !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
@@ -431,6 +437,7 @@ fn name_errors(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
         NameRule::Dns1123Subdomain => dns1123_subdomain_errors(name),
         NameRule::Dns1123Label => dns1123_label_errors(name),
         NameRule::Dns1035Label => dns1035_label_errors(name),
+        NameRule::PathSegment => crate::rbac::name_errors(name),
     }
 }
 
@@ -624,7 +631,7 @@ fn selector_matches(requirements: &[Requirement<'_>], labels: &BTreeMap<&str, &s
 }
 
 /// `ValidateLabelSelector` with label values in expressions validated strictly.
-fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldError>) {
     for (i, expr) in array_at(selector, "matchExpressions").iter().enumerate() {
         let expr_path = index(&join(path, "matchExpressions"), i);
         let values = array_at(expr, "values");

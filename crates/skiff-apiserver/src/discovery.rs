@@ -169,6 +169,45 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
     out
 }
 
+/// The review kinds (`kubectl auth can-i`, `can-i --list`, `auth whoami`): computed on each
+/// `create` and never stored, so they are advertised here rather than in the kind table.
+/// `(group, plural, singular, kind)`, all in `v1`, cluster-scoped, `create` only.
+const REVIEWS: [(&str, &str, &str, &str); 4] = [
+    (
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+    ),
+];
+
+/// The groups of [`REVIEWS`], in order.
+const REVIEW_GROUPS: [&str; 2] = ["authentication.k8s.io", "authorization.k8s.io"];
+
+fn reviews_in(
+    group: &str,
+) -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str, &'static str)> + '_ {
+    REVIEWS.iter().filter(move |r| r.0 == group)
+}
+
 /// The aggregated document for the core group (`/api`) or for all named groups (`/apis`).
 pub fn aggregated(core: bool, format: DiscoveryFormat) -> Value {
     let items: Vec<Value> = resources::groups()
@@ -192,6 +231,26 @@ pub fn aggregated(core: bool, format: DiscoveryFormat) -> Value {
             json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
         })
         .collect();
+    let mut items = items;
+    if !core {
+        for group in REVIEW_GROUPS {
+            let resources: Vec<Value> = reviews_in(group)
+                .map(|(g, plural, singular, kind)| {
+                    json!({
+                        "resource": plural,
+                        "responseKind": {"group": g, "version": "v1", "kind": kind},
+                        "scope": "Cluster",
+                        "singularResource": singular,
+                        "verbs": ["create"],
+                    })
+                })
+                .collect();
+            items.push(json!({
+                "metadata": {"name": group, "creationTimestamp": null},
+                "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
+            }));
+        }
+    }
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": format.api_version(),
@@ -227,12 +286,19 @@ pub fn api_group_list() -> Value {
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| api_group(g, &vs))
+        .chain(REVIEW_GROUPS.iter().map(|g| api_group(g, &["v1"])))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/GROUP`, or `None` for an unknown group.
 pub fn api_group_doc(group: &str) -> Option<Value> {
+    if REVIEW_GROUPS.contains(&group) {
+        let mut doc = api_group(group, &["v1"]);
+        doc["kind"] = json!("APIGroup");
+        doc["apiVersion"] = json!("v1");
+        return Some(doc);
+    }
     resources::groups()
         .into_iter()
         .find(|(g, _)| *g == group && !g.is_empty())
@@ -246,6 +312,16 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
 
 /// `GET /api/v1` or `GET /apis/GROUP/VERSION`, or `None` if not served.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+    if REVIEW_GROUPS.contains(&group) && version == "v1" {
+        let list: Vec<Value> = reviews_in(group)
+            .map(|(_, plural, singular, kind)| {
+                json!({"name": plural, "singularName": singular, "namespaced": false,
+                       "kind": kind, "verbs": ["create"]})
+            })
+            .collect();
+        return Some(json!({"kind": "APIResourceList", "apiVersion": "v1",
+                           "groupVersion": format!("{group}/v1"), "resources": list}));
+    }
     let served: Vec<&ResourceInfo> = resources::resources_in(group, version).collect();
     if served.is_empty() {
         return None;

@@ -7,7 +7,9 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod authz;
 pub mod bodies;
+pub mod client_certs;
 pub mod component_status;
 pub mod discovery;
 pub mod filter;
@@ -19,6 +21,7 @@ pub mod openapi;
 pub mod openapi_v2;
 pub mod options;
 pub mod protobuf;
+pub mod rbac_bootstrap;
 pub mod recovery;
 pub mod registry;
 pub mod scale;

@@ -60,6 +60,10 @@ pub fn router_with(state: Arc<ServerState>, extra: Router<Arc<ServerState>>) -> 
         .route("/version", get(version))
         .merge(extra)
         .fallback(api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::authz::authorize_request,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(crate::recovery::recover_panics))
         .with_state(state)
@@ -73,10 +77,25 @@ async fn version() -> Response {
     json_response(StatusCode::OK, &discovery::version())
 }
 
-/// Every path but the health checks and `/version` (public in Kubernetes too) needs a token.
-async fn authenticate(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
+/// Every path but the health checks and `/version` (public in Kubernetes too) is
+/// authenticated: a client certificate the cluster CA signed (checked first, as kube-apiserver's
+/// x509 authenticator comes first) or the admin token; a wrong token is 401, and a request
+/// with neither is `system:anonymous`. The identity is kept in the request for authorization.
+async fn authenticate(
+    State(state): State<Arc<ServerState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path();
     if matches!(path, "/healthz" | "/livez" | "/readyz" | "/version") {
+        return next.run(req).await;
+    }
+    let certificate_user = req
+        .extensions()
+        .get::<crate::client_certs::CertificateUser>()
+        .and_then(|c| c.0.clone());
+    if let Some(user) = certificate_user {
+        req.extensions_mut().insert(crate::authz::Identity(user));
         return next.run(req).await;
     }
     let presented = req
@@ -84,14 +103,21 @@ async fn authenticate(State(state): State<Arc<ServerState>>, req: Request, next:
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok = presented.is_some_and(|p| {
-        state
-            .tokens
-            .iter()
-            .any(|t| constant_time_eq(t.as_bytes(), p.as_bytes()))
-    });
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let Some(presented) = presented else {
+        // No credential at all: the request is anonymous and authorized like any other.
+        req.extensions_mut()
+            .insert(crate::authz::Identity(crate::authz::anonymous_user()));
+        return next.run(req).await;
+    };
+    let ok = state
+        .tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()));
     if ok {
+        req.extensions_mut()
+            .insert(crate::authz::Identity(crate::authz::admin_user()));
         next.run(req).await
     } else {
         ApiError::unauthorized().into_response()
@@ -105,7 +131,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn json_response(code: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response {
     json_response_typed(code, body, "application/json")
 }
 
@@ -340,6 +366,12 @@ fn accept_header(headers: &HeaderMap) -> &str {
 }
 
 async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
+    if crate::authz::is_review_path(req.uri().path()) {
+        return match crate::authz::serve_review(&state, req).await {
+            Ok(resp) => resp,
+            Err(err) => err.into_response(),
+        };
+    }
     let deprecation = match parse_path(req.uri().path()) {
         _ if crate::component_status::parse_path(req.uri().path()).is_some() => {
             Some(crate::component_status::DEPRECATION_WARNING)
@@ -368,7 +400,7 @@ const OVERSIZED_BODY_DRAIN_BYTES: usize = 256 * 1024 * 1024;
 const OVERSIZED_BODY_DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     use axum::body::HttpBody;
     let declared_too_large =
         usize::try_from(body.size_hint().lower()).map_or(true, |n| n > MAX_BODY_BYTES);
@@ -983,6 +1015,39 @@ async fn watch(
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| ApiError::internal("building watch response").into_response()))
+}
+
+/// Serves the API over TLS like [`serve_tls`], also accepting client certificates signed by
+/// `client_ca_pem`, whose subjects authenticate their requests (clients without one still
+/// connect and present a token).
+pub async fn serve_tls_with_client_ca(
+    listener: std::net::TcpListener,
+    state: Arc<ServerState>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    client_ca_pem: Vec<u8>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = crate::client_certs::server_config(&cert_pem, &key_pem, &client_ca_pem)?;
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    listener.set_nonblocking(true)?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum_server::from_tcp_rustls(listener, config)?
+        .map(|tls| {
+            crate::client_certs::CertificateUserAcceptor::new(
+                tls.acceptor(axum_server::accept::NoDelayAcceptor::new()),
+            )
+        })
+        .handle(handle)
+        .serve(app)
+        .await
 }
 
 /// Serves the API over TLS on `listener` until `shutdown` resolves, then lets open requests

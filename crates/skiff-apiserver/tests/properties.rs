@@ -113,6 +113,22 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
         ("", "v1", "ConfigMap") => json!({"data": {"key": "value"}}),
         ("", "v1", "Secret") => json!({"data": {"key": "dmFsdWU="}, "type": "Opaque"}),
         ("", "v1", "ServiceAccount") => json!({}),
+        ("rbac.authorization.k8s.io", "v1", "Role") => json!({"rules": [
+            {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}]}),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => json!({"rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"],
+             "verbs": ["get"]},
+            {"nonResourceURLs": ["/healthz", "/api/*"], "verbs": ["get"]}],
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"team": "a"}}]}}),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => json!({
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "view"},
+            "subjects": [{"kind": "User", "name": "jane"},
+                         {"kind": "ServiceAccount", "name": "default"}]}),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => json!({
+            "roleRef": {"kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "Group", "name": "devs"},
+                         {"kind": "ServiceAccount", "name": "default", "namespace": "dev"}]}),
         ("apps", "v1", "Deployment") => json!({"spec": {"replicas": 3, "selector": selector,
             "template": template, "minReadySeconds": 5, "revisionHistoryLimit": 4,
             "progressDeadlineSeconds": 600,

@@ -7,6 +7,7 @@
 //! taken from the upstream Kubernetes unit tests.
 
 pub mod cloneset;
+pub mod clusterrole_aggregation;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;

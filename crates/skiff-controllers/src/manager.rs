@@ -9,6 +9,7 @@ use skiff_client::Client;
 use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
 use crate::cloneset::controller::CloneSetController;
+use crate::clusterrole_aggregation::ClusterRoleAggregationController;
 use crate::deployment::controller::DeploymentController;
 use crate::endpoints::controller::EndpointsController;
 use crate::endpointslice::controller::EndpointSliceController;
@@ -26,13 +27,15 @@ const CLONESET_WORKERS: usize = 3;
 /// `--concurrent-service-endpoint-syncs`.
 const ENDPOINTS_WORKERS: usize = 5;
 const ENDPOINTSLICE_WORKERS: usize = 5;
+/// kube-controller-manager runs the ClusterRole aggregator with 5 workers.
+const CLUSTERROLE_AGGREGATION_WORKERS: usize = 5;
 
 fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Informer {
     Informer::start(client.clone(), InformerConfig::new(resource))
 }
 
-/// Runs the Deployment, ReplicaSet, CloneSet, Endpoints, EndpointSlice and
-/// garbage-collection controllers until `shutdown` resolves.
+/// Runs the Deployment, ReplicaSet, CloneSet, Endpoints, EndpointSlice, ClusterRole
+/// aggregation and garbage-collection controllers until `shutdown` resolves.
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
     let deployments = informer(&client, &kinds::deployment::V1);
     let replica_sets = informer(&client, &kinds::replica_set::V1);
@@ -43,6 +46,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let endpoints = informer(&client, &kinds::endpoints::V1);
     let endpoint_slices = informer(&client, &kinds::endpoint_slice::V1);
     let nodes = informer(&client, &kinds::node::V1);
+    let cluster_roles = informer(&client, &kinds::cluster_role::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -53,6 +57,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &endpoints,
         &endpoint_slices,
         &nodes,
+        &cluster_roles,
     ] {
         i.wait_synced().await;
     }
@@ -107,6 +112,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("endpointslice-controller"),
         ),
     );
+    let aggregation_controller =
+        ClusterRoleAggregationController::new(client.clone(), cluster_roles);
     let gc = GarbageCollector::new(
         client.clone(),
         vec![
@@ -127,15 +134,17 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let endpoint_stoppers = (
         endpoints_controller.clone(),
         endpoint_slice_controller.clone(),
+        aggregation_controller.clone(),
     );
     let running = futures::future::join5(
         deployment_controller.run(DEPLOYMENT_WORKERS),
         replica_set_controller.run(REPLICASET_WORKERS),
         gc.run(GC_WORKERS),
         clone_set_controller.run(CLONESET_WORKERS),
-        futures::future::join(
+        futures::future::join3(
             endpoints_controller.run(ENDPOINTS_WORKERS),
             endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
+            aggregation_controller.run(CLUSTERROLE_AGGREGATION_WORKERS),
         ),
     );
     tokio::select! {
@@ -147,6 +156,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             stoppers.3.shutdown();
             endpoint_stoppers.0.shutdown();
             endpoint_stoppers.1.shutdown();
+            endpoint_stoppers.2.shutdown();
         }
     }
 }

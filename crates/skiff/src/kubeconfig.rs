@@ -55,6 +55,30 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
     skiff_api::yaml::to_string(&doc).unwrap_or_default()
 }
 
+/// A kubeconfig for `server` (trusting `ca_pem`) that authenticates as `user` with a client
+/// certificate, in a context `USER@skiff` made current.
+pub fn render_client(
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    use base64::Engine;
+    let encode = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let context = format!("{user}@skiff");
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority-data": encode(ca_pem)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": encode(cert_pem), "client-key-data": encode(key_pem)}}],
+        "contexts": [{"name": context, "context": {"cluster": "skiff", "user": user, "namespace": "default"}}],
+        "current-context": context,
+        "preferences": {},
+    });
+    skiff_api::yaml::to_string(&doc).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ mod memory;
 mod pki;
 mod plan;
 mod up;
+mod user_kubeconfig;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
         #[command(subcommand)]
         command: image_cmd::ImageCommand,
     },
+    /// Print a kubeconfig for another user, with a new client certificate the cluster CA signs.
+    Kubeconfig(user_kubeconfig::KubeconfigArgs),
     /// Run the demo HTTP server the built-in images stand for.
     #[command(hide = true)]
     DemoServer,
@@ -179,6 +182,15 @@ fn main() -> std::process::ExitCode {
     match &cli.command {
         Command::Image { command } => return image_cmd::run(command),
         Command::DemoServer => return image_cmd::demo_server(),
+        Command::Kubeconfig(args) => {
+            return match user_kubeconfig::run(args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         _ => {}
     }
     if let Command::Rollout {
@@ -205,7 +217,10 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
-        Command::Rollout { .. } | Command::Image { .. } | Command::DemoServer => Ok(()),
+        Command::Rollout { .. }
+        | Command::Image { .. }
+        | Command::Kubeconfig(_)
+        | Command::DemoServer => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

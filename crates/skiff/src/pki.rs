@@ -57,6 +57,46 @@ fn load_or_create_ca(dir: &Path) -> PkiResult<(String, KeyPair)> {
     Ok((cert.pem(), key))
 }
 
+/// A client certificate and its key (PEM), for a kubeconfig's `client-certificate-data` and
+/// `client-key-data`.
+pub struct ClientMaterial {
+    /// The certificate, signed by the cluster CA.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+}
+
+/// Issues a client certificate signed by the cluster CA in `dir` for `user` (the subject's
+/// common name) in `group` (its organization), as kube-apiserver's x509 authenticator reads
+/// them. The CA must exist already: `skiff up` creates it.
+pub fn client_material(dir: &Path, user: &str, group: Option<&str>) -> PkiResult<ClientMaterial> {
+    let key_path = dir.join("ca.key");
+    let ca_key = std::fs::read_to_string(&key_path).map_err(|e| {
+        format!(
+            "cannot read the cluster CA key {} (run `skiff up` first): {e}",
+            key_path.display()
+        )
+    })?;
+    let ca = ca_params()?;
+    let issuer = Issuer::from_params(&ca, KeyPair::from_pem(&ca_key)?);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    if let Some(group) = group {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, group);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(ClientMaterial {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 /// Loads the CA (creating it on first start) and issues a serving certificate valid for
 /// `localhost`, `127.0.0.1`, `::1` and `extra_ip`.
 pub fn serving_material(dir: &Path, extra_ip: IpAddr) -> PkiResult<ServingMaterial> {

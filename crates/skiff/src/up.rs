@@ -219,6 +219,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
     let registry = Registry::new(store.clone());
     system::ensure_builtin_namespaces(&registry).await?;
+    skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
 
     let listener = std::net::TcpListener::bind(args.listen)
@@ -366,11 +367,12 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(crate::memory::release_loop(crate::memory::RELEASE_INTERVAL));
     tracing::info!(%address, data_dir = %data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "skiff is serving");
     println!("export KUBECONFIG={}", kubeconfig_path.display());
-    server::serve_tls(
+    server::serve_tls_with_client_ca(
         listener,
         state,
         tls.cert_pem.into_bytes(),
         tls.key_pem.into_bytes(),
+        tls.ca_pem.into_bytes(),
         async move {
             shutdown_signal().await;
             let _ = stop.send(true);

@@ -15,6 +15,8 @@ use crate::printers::Printer;
 use crate::resources::ResourceInfo;
 
 pub mod clone_set;
+pub mod cluster_role;
+pub mod cluster_role_binding;
 pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
@@ -28,6 +30,8 @@ pub mod namespace;
 pub mod node;
 pub mod pod;
 pub mod replica_set;
+pub mod role;
+pub mod role_binding;
 pub mod secret;
 pub mod service;
 pub mod service_account;
@@ -54,6 +58,10 @@ pub static KINDS: &[&Kind] = &[
     &lease::KIND,
     &endpoint_slice::KIND,
     &clone_set::KIND,
+    &cluster_role_binding::KIND,
+    &cluster_role::KIND,
+    &role_binding::KIND,
+    &role::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
@@ -79,6 +87,8 @@ pub enum NameRule {
     Dns1123Label,
     /// An RFC 1035 label (services, whose names become DNS labels).
     Dns1035Label,
+    /// Any valid path segment (the RBAC kinds, whose names such as `system:node` carry colons).
+    PathSegment,
 }
 
 /// What the registry does for a kind beyond the generic create, update and delete, so that the

@@ -13,11 +13,14 @@ mod json;
 mod types;
 
 use k8s_pb::api::apps::v1 as apps_v1;
+use k8s_pb::api::authentication::v1 as authentication_v1;
+use k8s_pb::api::authorization::v1 as authorization_v1;
 use k8s_pb::api::autoscaling::v1 as autoscaling_v1;
 use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
+use k8s_pb::api::rbac::v1 as rbac_v1;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
@@ -52,6 +55,14 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("coordination.k8s.io/v1", "Lease"),
     ("batch/v1", "Job"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
+    ("authentication.k8s.io/v1", "SelfSubjectReview"),
 ];
 
 /// Why a protobuf body could not be turned into JSON; the message is meant to be shown
@@ -167,6 +178,28 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         }
         ("coordination.k8s.io/v1", "Lease") => object_json::<coordination_v1::Lease>(&raw, &kind)?,
         ("batch/v1", "Job") => object_json::<batch_v1::Job>(&raw, &kind)?,
+        ("rbac.authorization.k8s.io/v1", "Role") => object_json::<rbac_v1::Role>(&raw, &kind)?,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+            object_json::<rbac_v1::ClusterRole>(&raw, &kind)?
+        }
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+            object_json::<rbac_v1::RoleBinding>(&raw, &kind)?
+        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            object_json::<rbac_v1::ClusterRoleBinding>(&raw, &kind)?
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            object_json::<authorization_v1::SelfSubjectAccessReview>(&raw, &kind)?
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+            object_json::<authorization_v1::SubjectAccessReview>(&raw, &kind)?
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            object_json::<authorization_v1::SelfSubjectRulesReview>(&raw, &kind)?
+        }
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            object_json::<authentication_v1::SelfSubjectReview>(&raw, &kind)?
+        }
         // Clients encode DeleteOptions in the group version of the resource they delete
         // (`v1`, `apps/v1`, `policy/v1`, ...) or in `meta.k8s.io/v1`: the type is the same.
         (_, "DeleteOptions") => object_json::<meta_v1::DeleteOptions>(&raw, &kind)?,

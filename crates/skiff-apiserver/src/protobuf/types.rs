@@ -10,16 +10,101 @@
 //! conversions in `json.rs`.
 
 use k8s_pb::api::apps::v1 as apps_v1;
+use k8s_pb::api::authentication::v1 as authentication_v1;
+use k8s_pb::api::authorization::v1 as authorization_v1;
 use k8s_pb::api::autoscaling::v1 as autoscaling_v1;
 use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
+use k8s_pb::api::rbac::v1 as rbac_v1;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 
 use super::json::json_objects;
 
 json_objects! {
+    rbac_v1::Role {
+        "metadata" = metadata: always,
+        "rules" = rules: list,
+    },
+    rbac_v1::ClusterRole {
+        "metadata" = metadata: always,
+        "rules" = rules: list,
+        "aggregationRule" = aggregation_rule: ptr,
+    },
+    rbac_v1::PolicyRule {
+        "verbs" = verbs: list,
+        "apiGroups" = api_groups: list,
+        "resources" = resources: list,
+        "resourceNames" = resource_names: list,
+        "nonResourceURLs" = non_resource_ur_ls: list,
+    },
+    rbac_v1::AggregationRule {
+        "clusterRoleSelectors" = cluster_role_selectors: list,
+    },
+    rbac_v1::RoleBinding {
+        "metadata" = metadata: always,
+        "subjects" = subjects: list,
+        "roleRef" = role_ref: always,
+    },
+    rbac_v1::ClusterRoleBinding {
+        "metadata" = metadata: always,
+        "subjects" = subjects: list,
+        "roleRef" = role_ref: always,
+    },
+    rbac_v1::Subject {
+        "kind" = kind: always,
+        "apiGroup" = api_group: omit,
+        "name" = name: always,
+        "namespace" = namespace: omit,
+    },
+    rbac_v1::RoleRef {
+        "apiGroup" = api_group: always,
+        "kind" = kind: always,
+        "name" = name: always,
+    },
+    authorization_v1::SelfSubjectAccessReview {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+    },
+    authorization_v1::SelfSubjectAccessReviewSpec {
+        "resourceAttributes" = resource_attributes: ptr,
+        "nonResourceAttributes" = non_resource_attributes: ptr,
+    },
+    authorization_v1::SubjectAccessReview {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+    },
+    authorization_v1::SubjectAccessReviewSpec {
+        "resourceAttributes" = resource_attributes: ptr,
+        "nonResourceAttributes" = non_resource_attributes: ptr,
+        "user" = user: omit,
+        "groups" = groups: list,
+        "uid" = uid: omit,
+    },
+    authorization_v1::ResourceAttributes {
+        "namespace" = namespace: omit,
+        "verb" = verb: omit,
+        "group" = group: omit,
+        "version" = version: omit,
+        "resource" = resource: omit,
+        "subresource" = subresource: omit,
+        "name" = name: omit,
+    },
+    authorization_v1::NonResourceAttributes {
+        "path" = path: omit,
+        "verb" = verb: omit,
+    },
+    authorization_v1::SelfSubjectRulesReview {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+    },
+    authorization_v1::SelfSubjectRulesReviewSpec {
+        "namespace" = namespace: omit,
+    },
+    authentication_v1::SelfSubjectReview {
+        "metadata" = metadata: always,
+    },
     meta_v1::DeleteOptions {
         "gracePeriodSeconds" = grace_period_seconds: ptr,
         "preconditions" = preconditions: ptr,
