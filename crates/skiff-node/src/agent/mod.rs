@@ -43,6 +43,7 @@ pub mod pull_secrets;
 pub mod rootfs;
 mod runtime;
 pub mod sandbox;
+mod streams;
 mod worker;
 
 #[cfg(test)]
@@ -71,6 +72,7 @@ pub use runtime::{
     ImageService, ProbeContext, ProbeResult, Prober, PullCredentials, PulledImage, ResolvedImage,
     SimpleImages, SimpleProber,
 };
+pub use streams::AgentStreams;
 
 use crate::drain::TrafficDrain;
 use crate::simulated::ipam::PodIpPool;
@@ -176,6 +178,7 @@ pub struct NodeAgent {
     config: NodeAgentConfig,
     live: LiveRuns,
     processes: crate::metrics::ContainerProcesses,
+    exec_places: streams::ExecPlaces,
 }
 
 impl NodeAgent {
@@ -186,6 +189,7 @@ impl NodeAgent {
             config,
             live: LiveRuns::default(),
             processes: crate::metrics::ContainerProcesses::default(),
+            exec_places: streams::ExecPlaces::default(),
         }
     }
 
@@ -205,6 +209,15 @@ impl NodeAgent {
             self.client.clone(),
             self.config.data_dir.clone(),
             self.live.clone(),
+        ))
+    }
+
+    /// The agent's exec and port-forward sessions, to serve `pods/exec` and
+    /// `pods/portforward` (hand it to the API server).
+    pub fn streams(&self) -> Arc<dyn skiff_client::streams::PodStreams> {
+        Arc::new(streams::AgentStreams::new(
+            self.client.clone(),
+            self.exec_places.clone(),
         ))
     }
 
@@ -273,6 +286,7 @@ impl NodeAgent {
             live: self.live.clone(),
             traffic_drain: self.config.traffic_drain.clone(),
             processes: self.processes.clone(),
+            exec_places: self.exec_places.clone(),
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(

@@ -1,0 +1,454 @@
+//! The node's side of `kubectl exec` and `port-forward`, as the kubelet serves them: the API
+//! server hands over the upgraded connection ([`PodStreams`]), and the session runs here.
+//! Exec starts the command where the container's exec probes run (its environment, its
+//! namespaces and its image root, see the worker's exec places), on pipes or on a
+//! pseudo-terminal; port-forward connects to the pod's address from the node.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use skiff_client::streams::{PodStreamKind, PodStreamRequest, PodStreams, UpgradedConnection};
+use skiff_client::{ApiError, Client, Scope};
+use skiff_stream::portforward::{ForwardedConnection, PortForwardSession};
+use skiff_stream::remotecommand::{
+    CommandOutcome, RemoteCommandSession, TerminalSize, STREAM_CREATION_TIMEOUT,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Turns a command into the argv that runs it inside one container run (through `nsenter`
+/// and `unshare` when containers are isolated, unchanged otherwise).
+pub(crate) type EnterContainer = Arc<dyn Fn(Vec<String>) -> Vec<String> + Send + Sync>;
+
+/// Where commands run for one container run: what exec probes use.
+#[derive(Clone)]
+pub(crate) struct ExecPlace {
+    /// The run's process group, to tell runs apart.
+    pub pgid: i32,
+    /// The container's environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory of the entering process on the host.
+    pub cwd: PathBuf,
+    /// How a command enters the container.
+    pub enter: EnterContainer,
+}
+
+/// Which container runs are running now and where their commands run, shared by the pod
+/// workers (who record them) and [`AgentStreams`] (who starts commands there).
+#[derive(Clone, Default)]
+pub(crate) struct ExecPlaces {
+    running: Arc<Mutex<HashMap<(String, String), ExecPlace>>>,
+}
+
+impl ExecPlaces {
+    /// Records a container run that just started, replacing its earlier run.
+    pub fn started(&self, pod_uid: &str, container: &str, place: ExecPlace) {
+        if let Ok(mut running) = self.running.lock() {
+            running.insert((pod_uid.to_string(), container.to_string()), place);
+        }
+    }
+
+    /// Forgets a container run whose process group is gone (a newer run stays).
+    pub fn exited(&self, pod_uid: &str, container: &str, pgid: i32) {
+        if let Ok(mut running) = self.running.lock() {
+            let key = (pod_uid.to_string(), container.to_string());
+            if running.get(&key).is_some_and(|place| place.pgid == pgid) {
+                running.remove(&key);
+            }
+        }
+    }
+
+    fn find(&self, pod_uid: &str, container: &str) -> Option<ExecPlace> {
+        let running = self.running.lock().ok()?;
+        running
+            .get(&(pod_uid.to_string(), container.to_string()))
+            .cloned()
+    }
+}
+
+/// How long output still flows after the command exits, for a process it left behind that
+/// holds its output open.
+const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(10);
+
+/// The node agent's streaming sessions (hand it to the API server).
+pub struct AgentStreams {
+    client: Arc<dyn Client>,
+    places: ExecPlaces,
+    setsid: Option<PathBuf>,
+}
+
+impl AgentStreams {
+    pub(crate) fn new(client: Arc<dyn Client>, places: ExecPlaces) -> AgentStreams {
+        AgentStreams {
+            client,
+            places,
+            setsid: find_tool("setsid"),
+        }
+    }
+
+    fn place_of(&self, request: &PodStreamRequest) -> Result<ExecPlace, ApiError> {
+        let container = request.container.as_deref().unwrap_or_default();
+        self.places
+            .find(&request.uid, container)
+            .ok_or_else(|| container_not_found(container))
+    }
+
+    async fn pod_ip(&self, request: &PodStreamRequest) -> Result<IpAddr, ApiError> {
+        let pods = skiff_api::resources::find("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("pods are not served"))?;
+        let scope = Scope {
+            resource: pods,
+            namespace: Some(&request.namespace),
+        };
+        let pod = self
+            .client
+            .get(scope, &request.pod)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str);
+        if uid != Some(request.uid.as_str()) {
+            return Err(kubelet_error(format!(
+                "pod not found ({:?})",
+                format!("{}_{}", request.pod, request.namespace)
+            )));
+        }
+        pod.pointer("/status/podIP")
+            .and_then(Value::as_str)
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| {
+                kubelet_error(format!(
+                    "pod {} has no IP address to forward to yet",
+                    request.pod
+                ))
+            })
+    }
+
+    async fn exec(&self, request: PodStreamRequest, connection: UpgradedConnection) {
+        let place = self.place_of(&request);
+        let Ok(mut session) = RemoteCommandSession::start(
+            connection,
+            &request.negotiated,
+            request.remote_command,
+            STREAM_CREATION_TIMEOUT,
+        )
+        .await
+        else {
+            return;
+        };
+        let outcome = match place {
+            Ok(place) if session.options.tty => {
+                run_on_terminal(
+                    &place,
+                    self.setsid.as_deref(),
+                    request.command,
+                    &mut session,
+                )
+                .await
+            }
+            Ok(place) => run_on_pipes(&place, request.command, &mut session).await,
+            Err(error) => CommandOutcome::Failed(error.message),
+        };
+        session.finish(outcome).await;
+    }
+
+    async fn port_forward(&self, request: PodStreamRequest, connection: UpgradedConnection) {
+        let pod_ip = self.pod_ip(&request).await;
+        let Ok(mut session) =
+            PortForwardSession::start(connection, &request.negotiated, &request.ports).await
+        else {
+            return;
+        };
+        while let Some(forwarded) = session.next().await {
+            let pod = request.pod.clone();
+            let uid = request.uid.clone();
+            match &pod_ip {
+                Ok(ip) => {
+                    tokio::spawn(forward(forwarded, *ip, pod, uid));
+                }
+                Err(error) => {
+                    let port = forwarded.port;
+                    forwarded
+                        .errors
+                        .forwarding_failed(port, &pod, &uid, &error.message)
+                        .await;
+                }
+            }
+        }
+        session.close(Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait]
+impl PodStreams for AgentStreams {
+    async fn check(&self, request: &PodStreamRequest) -> Result<(), ApiError> {
+        match request.kind {
+            PodStreamKind::Exec => self.place_of(request).map(|_| ()),
+            PodStreamKind::Attach => Err(ApiError::bad_request(
+                "attaching to a container is not supported by this node yet",
+            )),
+            PodStreamKind::PortForward => self.pod_ip(request).await.map(|_| ()),
+        }
+    }
+
+    async fn serve(&self, request: PodStreamRequest, connection: UpgradedConnection) {
+        match request.kind {
+            PodStreamKind::Exec => self.exec(request, connection).await,
+            PodStreamKind::PortForward => self.port_forward(request, connection).await,
+            PodStreamKind::Attach => {}
+        }
+    }
+}
+
+/// The kubelet's error for a streaming request it cannot serve, as kube-apiserver passes it
+/// on: a 500 `Status` whose message kubectl prints after `unable to upgrade connection: `.
+fn kubelet_error(message: String) -> ApiError {
+    ApiError {
+        code: 500,
+        reason: "",
+        message,
+        details: None,
+    }
+}
+
+/// The kubelet's answer when the container has no running process to exec into.
+fn container_not_found(container: &str) -> ApiError {
+    kubelet_error(format!("container not found ({container:?})"))
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+}
+
+fn command_for(place: &ExecPlace, argv: &[String]) -> Option<tokio::process::Command> {
+    let (program, args) = argv.split_first()?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(place.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&place.cwd)
+        .kill_on_drop(true);
+    Some(command)
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+/// Copies `from` into `to` until either ends, then closes `to`.
+async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) {
+    let _ = tokio::io::copy(&mut from, &mut to).await;
+    let _ = to.shutdown().await;
+}
+
+/// Runs the command on pipes: stdin, stdout and stderr each as the client asked.
+async fn run_on_pipes(
+    place: &ExecPlace,
+    command: Vec<String>,
+    session: &mut RemoteCommandSession,
+) -> CommandOutcome {
+    let argv = (place.enter)(command);
+    let Some(mut command) = command_for(place, &argv) else {
+        return CommandOutcome::Failed("no command specified".into());
+    };
+    let piped = |wanted: bool| {
+        if wanted {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
+    command
+        .stdin(piped(session.stdin.is_some()))
+        .stdout(piped(session.stdout.is_some()))
+        .stderr(piped(session.stderr.is_some()))
+        .process_group(0);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return CommandOutcome::Failed(format!("starting {argv:?}: {error}")),
+    };
+    let input = match (session.stdin.take(), child.stdin.take()) {
+        (Some(from), Some(to)) => Some(tokio::spawn(pump(from, to))),
+        _ => None,
+    };
+    let mut outputs = Vec::new();
+    if let (Some(from), Some(to)) = (child.stdout.take(), session.stdout.take()) {
+        outputs.push(tokio::spawn(pump(from, to)));
+    }
+    if let (Some(from), Some(to)) = (child.stderr.take(), session.stderr.take()) {
+        outputs.push(tokio::spawn(pump(from, to)));
+    }
+    let status = child.wait().await;
+    for output in outputs {
+        let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, output).await;
+    }
+    if let Some(input) = input {
+        input.abort();
+    }
+    match status {
+        Ok(status) => CommandOutcome::Exited(exit_code(status)),
+        Err(error) => CommandOutcome::Failed(format!("waiting for the command: {error}")),
+    }
+}
+
+/// Runs the command on a new pseudo-terminal, as its session leader with the terminal as its
+/// controlling one (through `setsid --ctty` when installed); resizes set the terminal's size.
+async fn run_on_terminal(
+    place: &ExecPlace,
+    setsid: Option<&Path>,
+    command: Vec<String>,
+    session: &mut RemoteCommandSession,
+) -> CommandOutcome {
+    let pty = match nix::pty::openpty(None, None) {
+        Ok(pty) => pty,
+        Err(error) => return CommandOutcome::Failed(format!("opening a terminal: {error}")),
+    };
+    let mut argv = Vec::new();
+    if let Some(setsid) = setsid {
+        argv.push(setsid.to_string_lossy().into_owned());
+        argv.push("--ctty".to_string());
+    }
+    argv.extend((place.enter)(command));
+    let Some(mut command) = command_for(place, &argv) else {
+        return CommandOutcome::Failed("no command specified".into());
+    };
+    let terminal = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
+    let (stdin, stdout, stderr) = match (
+        terminal(&pty.slave),
+        terminal(&pty.slave),
+        terminal(&pty.slave),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => return CommandOutcome::Failed("sharing the terminal".into()),
+    };
+    command.stdin(stdin).stdout(stdout).stderr(stderr);
+    let spawned = command.spawn();
+    // Only the command holds the terminal's other end now: reading ends when it is gone.
+    drop(command);
+    drop(pty.slave);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => return CommandOutcome::Failed(format!("starting {argv:?}: {error}")),
+    };
+    let master = pty.master;
+    let (reader, writer) = match (master.try_clone(), master.try_clone()) {
+        (Ok(reader), Ok(writer)) => (
+            tokio::fs::File::from_std(std::fs::File::from(reader)),
+            tokio::fs::File::from_std(std::fs::File::from(writer)),
+        ),
+        _ => return CommandOutcome::Failed("sharing the terminal".into()),
+    };
+    let input = session
+        .stdin
+        .take()
+        .map(|from| tokio::spawn(pump_into_terminal(from, writer)));
+    let output = session
+        .stdout
+        .take()
+        .map(|to| tokio::spawn(pump_from_terminal(reader, to)));
+    let resizes = session.resize.take().map(|mut sizes| {
+        tokio::spawn(async move {
+            while let Some(size) = sizes.recv().await {
+                set_size(&master, size);
+            }
+            master
+        })
+    });
+    let status = child.wait().await;
+    if let Some(output) = output {
+        let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, output).await;
+    }
+    for task in [
+        input.map(|t| t.abort_handle()),
+        resizes.map(|t| t.abort_handle()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        task.abort();
+    }
+    match status {
+        Ok(status) => CommandOutcome::Exited(exit_code(status)),
+        Err(error) => CommandOutcome::Failed(format!("waiting for the command: {error}")),
+    }
+}
+
+/// Sets the terminal's size (TIOCSWINSZ), which sends SIGWINCH to its foreground group.
+fn set_size(master: &OwnedFd, size: TerminalSize) {
+    let winsize = rustix::termios::Winsize {
+        ws_row: size.height,
+        ws_col: size.width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    if let Err(error) = rustix::termios::tcsetwinsize(master.as_fd(), winsize) {
+        tracing::debug!(%error, "setting a terminal's size failed");
+    }
+}
+
+async fn pump_into_terminal(mut from: impl AsyncRead + Unpin, mut to: tokio::fs::File) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).await.is_err() || to.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Copies the terminal's output; the terminal reports an error (EIO) once the command and
+/// every process holding it are gone, which ends the copy.
+async fn pump_from_terminal(mut from: tokio::fs::File, mut to: impl AsyncWrite + Unpin) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Carries one forwarded connection to `ip:port`. When the pod closes its side, both streams
+/// close (kubectl then closes its local connection), whether or not the client still sends.
+async fn forward(forwarded: ForwardedConnection, ip: IpAddr, pod: String, uid: String) {
+    let ForwardedConnection {
+        port, data, errors, ..
+    } = forwarded;
+    let socket = match tokio::net::TcpStream::connect((ip, port)).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            let cause = format!("failed to connect to {ip}:{port}: {error}");
+            errors.forwarding_failed(port, &pod, &uid, &cause).await;
+            return;
+        }
+    };
+    let _ = socket.set_nodelay(true);
+    let (from_pod, to_pod) = socket.into_split();
+    let (from_client, to_client) = tokio::io::split(data);
+    let upstream = tokio::spawn(pump(from_client, to_pod));
+    pump(from_pod, to_client).await;
+    upstream.abort();
+    drop(errors);
+}
