@@ -13,7 +13,9 @@ use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use skiff_stream::negotiate::{negotiate, Negotiated, Refusal, StreamKind, Transport};
+/// The answer to a refused upgrade, re-exported for the nodes that refuse one.
+pub use skiff_stream::negotiate::Refusal;
+use skiff_stream::negotiate::{negotiate, Negotiated, StreamKind, Transport};
 use skiff_stream::portforward::PortForwardOptions;
 use skiff_stream::remotecommand::RemoteCommandOptions;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -85,9 +87,10 @@ pub type UpgradedConnection = Box<dyn UpgradedIo>;
 #[async_trait]
 pub trait PodStreams: Send + Sync {
     /// Whether `request` can be served now (the container runs, the pod has an address), before
-    /// the upgrade is answered; errors carry the status the client gets instead, as the
-    /// kubelet's answer passes through kube-apiserver.
-    async fn check(&self, request: &PodStreamRequest) -> Result<(), ApiError>;
+    /// the upgrade is answered; a refusal is the answer the client gets instead, as the
+    /// kubelet's answer passes through kube-apiserver (plain text: kubectl prints it after
+    /// `unable to upgrade connection: `).
+    async fn check(&self, request: &PodStreamRequest) -> Result<(), Refusal>;
 
     /// Runs the session of `request` on `connection`, whose `101` was sent, until it ends.
     async fn serve(&self, request: PodStreamRequest, connection: UpgradedConnection);
@@ -242,7 +245,9 @@ pub async fn serve(
         ports,
         negotiated,
     };
-    streams.check(&request).await?;
+    if let Err(refusal) = streams.check(&request).await {
+        return Ok(refusal_response(refusal));
+    }
     let Some(upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(ApiError::bad_request("Upgrade request required"));
     };

@@ -4,6 +4,7 @@
 //! upgraded connection over; it is re-exported here so node agents name it through the client
 //! crate like everything else they use to talk to the cluster.
 
+pub use skiff_apiserver::streaming::Refusal;
 pub use skiff_apiserver::streaming::{
     PodStreamKind, PodStreamRequest, PodStreams, UpgradedConnection, UpgradedIo,
 };

@@ -244,7 +244,7 @@ fn exec_with_a_terminal_reports_its_size_and_follows_a_resize() {
         // (bounded) until it sees the new size.
         let inner = format!(
             "stty cols 91 rows 27; \
-             (while [ ! -e {go} ]; do sleep 0.05; done; stty cols 100 rows 40) & \
+             (while [ ! -e {go} ]; do sleep 0.05; done; stty cols 100 rows 40 < /dev/tty) & \
              {kubectl} --kubeconfig {config} exec -it shell -- sh -c \
              'stty size; i=0; while [ \"$(stty size)\" != \"40 100\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo now $(stty size)'",
             go = go.display(),

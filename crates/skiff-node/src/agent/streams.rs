@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use skiff_client::streams::{PodStreamKind, PodStreamRequest, PodStreams, UpgradedConnection};
-use skiff_client::{ApiError, Client, Scope};
+use skiff_client::streams::{
+    PodStreamKind, PodStreamRequest, PodStreams, Refusal, UpgradedConnection,
+};
+use skiff_client::{Client, Scope};
 use skiff_stream::portforward::{ForwardedConnection, PortForwardSession};
 use skiff_stream::remotecommand::{
     CommandOutcome, RemoteCommandSession, TerminalSize, STREAM_CREATION_TIMEOUT,
@@ -92,16 +94,16 @@ impl AgentStreams {
         }
     }
 
-    fn place_of(&self, request: &PodStreamRequest) -> Result<ExecPlace, ApiError> {
+    fn place_of(&self, request: &PodStreamRequest) -> Result<ExecPlace, Refusal> {
         let container = request.container.as_deref().unwrap_or_default();
         self.places
             .find(&request.uid, container)
             .ok_or_else(|| container_not_found(container))
     }
 
-    async fn pod_ip(&self, request: &PodStreamRequest) -> Result<IpAddr, ApiError> {
+    async fn pod_ip(&self, request: &PodStreamRequest) -> Result<IpAddr, Refusal> {
         let pods = skiff_api::resources::find("", "v1", "pods")
-            .ok_or_else(|| ApiError::internal("pods are not served"))?;
+            .ok_or_else(|| kubelet_error("pods are not served".into()))?;
         let scope = Scope {
             resource: pods,
             namespace: Some(&request.namespace),
@@ -110,13 +112,10 @@ impl AgentStreams {
             .client
             .get(scope, &request.pod)
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|_| not_found("pod does not exist"))?;
         let uid = pod.pointer("/metadata/uid").and_then(Value::as_str);
         if uid != Some(request.uid.as_str()) {
-            return Err(kubelet_error(format!(
-                "pod not found ({:?})",
-                format!("{}_{}", request.pod, request.namespace)
-            )));
+            return Err(not_found("pod does not exist"));
         }
         pod.pointer("/status/podIP")
             .and_then(Value::as_str)
@@ -152,7 +151,7 @@ impl AgentStreams {
                 .await
             }
             Ok(place) => run_on_pipes(&place, request.command, &mut session).await,
-            Err(error) => CommandOutcome::Failed(error.message),
+            Err(refusal) => CommandOutcome::Failed(refusal.body),
         };
         session.finish(outcome).await;
     }
@@ -175,7 +174,7 @@ impl AgentStreams {
                     let port = forwarded.port;
                     forwarded
                         .errors
-                        .forwarding_failed(port, &pod, &uid, &error.message)
+                        .forwarding_failed(port, &pod, &uid, &error.body)
                         .await;
                 }
             }
@@ -186,11 +185,12 @@ impl AgentStreams {
 
 #[async_trait]
 impl PodStreams for AgentStreams {
-    async fn check(&self, request: &PodStreamRequest) -> Result<(), ApiError> {
+    async fn check(&self, request: &PodStreamRequest) -> Result<(), Refusal> {
         match request.kind {
             PodStreamKind::Exec => self.place_of(request).map(|_| ()),
-            PodStreamKind::Attach => Err(ApiError::bad_request(
-                "attaching to a container is not supported by this node yet",
+            PodStreamKind::Attach => Err(plain(
+                http::StatusCode::BAD_REQUEST,
+                "attaching to a container is not supported by this node yet".into(),
             )),
             PodStreamKind::PortForward => self.pod_ip(request).await.map(|_| ()),
         }
@@ -205,19 +205,29 @@ impl PodStreams for AgentStreams {
     }
 }
 
-/// The kubelet's error for a streaming request it cannot serve, as kube-apiserver passes it
-/// on: a 500 `Status` whose message kubectl prints after `unable to upgrade connection: `.
-fn kubelet_error(message: String) -> ApiError {
-    ApiError {
-        code: 500,
-        reason: "",
-        message,
-        details: None,
+/// A plain-text answer, as the kubelet writes its streaming errors.
+fn plain(status: http::StatusCode, message: String) -> Refusal {
+    Refusal {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body: message,
+        headers: Vec::new(),
     }
 }
 
+/// The kubelet's error for a streaming request its runtime cannot serve: a 500 whose text
+/// kubectl prints after `unable to upgrade connection: `.
+fn kubelet_error(message: String) -> Refusal {
+    plain(http::StatusCode::INTERNAL_SERVER_ERROR, message)
+}
+
+/// The kubelet's answer for a pod it does not run.
+fn not_found(message: &str) -> Refusal {
+    plain(http::StatusCode::NOT_FOUND, message.to_string())
+}
+
 /// The kubelet's answer when the container has no running process to exec into.
-fn container_not_found(container: &str) -> ApiError {
+fn container_not_found(container: &str) -> Refusal {
     kubelet_error(format!("container not found ({container:?})"))
 }
 
