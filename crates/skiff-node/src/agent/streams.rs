@@ -33,6 +33,8 @@ pub(crate) type EnterContainer = Arc<dyn Fn(Vec<String>) -> Vec<String> + Send +
 pub(crate) struct ExecPlace {
     /// The run's process group, to tell runs apart.
     pub pgid: i32,
+    /// The run's own stdio, for attach.
+    pub attach: Arc<Attachable>,
     /// The container's environment.
     pub env: Vec<(String, String)>,
     /// The working directory of the entering process on the host.
@@ -71,6 +73,120 @@ impl ExecPlaces {
         running
             .get(&(pod_uid.to_string(), container.to_string()))
             .cloned()
+    }
+}
+
+/// A container's `stdin`, `stdinOnce` and `tty`, which decide what its own stdio is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachConfig {
+    /// The container reads stdin from a pipe (or its terminal) the node keeps, for attach.
+    pub stdin: bool,
+    /// The first attach session to close stdin closes it for good.
+    pub stdin_once: bool,
+    /// The container runs on a terminal the node keeps.
+    pub tty: bool,
+}
+
+impl AttachConfig {
+    /// The settings of `container`'s spec.
+    pub fn of(container: &k8s_openapi::api::core::v1::Container) -> AttachConfig {
+        AttachConfig {
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
+            tty: container.tty.unwrap_or(false),
+        }
+    }
+}
+
+/// A container's output as attach sessions receive it: the stream and the bytes.
+pub type OutputSender = tokio::sync::broadcast::Sender<(&'static str, bytes::Bytes)>;
+
+/// How many output chunks an attach session may fall behind before it skips some.
+const ATTACH_BACKLOG: usize = 1024;
+
+/// A fresh output channel for one container run.
+pub fn output_channel() -> OutputSender {
+    tokio::sync::broadcast::channel(ATTACH_BACKLOG).0
+}
+
+/// Sets a container's stdio from its spec: a new terminal (returned, its controlling end kept
+/// by the node) for `tty`, else a stdin pipe for `stdin` (or nothing) and output pipes.
+pub fn container_stdio(
+    command: &mut tokio::process::Command,
+    config: &AttachConfig,
+) -> std::io::Result<Option<OwnedFd>> {
+    if config.tty {
+        let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+        command
+            .stdin(Stdio::from(pty.slave.try_clone()?))
+            .stdout(Stdio::from(pty.slave.try_clone()?))
+            .stderr(Stdio::from(pty.slave));
+        return Ok(Some(pty.master));
+    }
+    let stdin = if config.stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(None)
+}
+
+/// A reader of the terminal's output (which ends with an error once no process holds the
+/// terminal any more).
+pub fn terminal_reader(master: &OwnedFd) -> Option<tokio::fs::File> {
+    let reader = master.try_clone().ok()?;
+    Some(tokio::fs::File::from_std(std::fs::File::from(reader)))
+}
+
+type Input = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A container run's own stdio as attach sessions use it.
+pub struct Attachable {
+    config: AttachConfig,
+    output: OutputSender,
+    input: tokio::sync::Mutex<Option<Input>>,
+    terminal: Option<OwnedFd>,
+    done: tokio::sync::watch::Receiver<Option<i32>>,
+}
+
+impl std::fmt::Debug for Attachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachable")
+            .field("config", &self.config)
+            .field("terminal", &self.terminal.is_some())
+            .finish()
+    }
+}
+
+impl Attachable {
+    /// Joins a run's stdio: its output channel, its stdin pipe or its terminal, and the signal
+    /// of its end.
+    pub fn new(
+        config: &AttachConfig,
+        output: OutputSender,
+        stdin: Option<tokio::process::ChildStdin>,
+        terminal: Option<OwnedFd>,
+        done: tokio::sync::watch::Receiver<Option<i32>>,
+    ) -> Attachable {
+        let input: Option<Input> = match (&terminal, stdin) {
+            (Some(master), _) if config.stdin => master
+                .try_clone()
+                .ok()
+                .map(|fd| Box::new(tokio::fs::File::from_std(std::fs::File::from(fd))) as Input),
+            (_, Some(pipe)) => Some(Box::new(pipe)),
+            _ => None,
+        };
+        Attachable {
+            config: *config,
+            output,
+            input: tokio::sync::Mutex::new(input),
+            terminal,
+            done,
+        }
     }
 }
 
@@ -156,6 +272,25 @@ impl AgentStreams {
         session.finish(outcome).await;
     }
 
+    async fn attach(&self, request: PodStreamRequest, connection: UpgradedConnection) {
+        let place = self.place_of(&request);
+        let Ok(mut session) = RemoteCommandSession::start(
+            connection,
+            &request.negotiated,
+            request.remote_command,
+            STREAM_CREATION_TIMEOUT,
+        )
+        .await
+        else {
+            return;
+        };
+        let outcome = match place {
+            Ok(place) => attach_to(&place.attach, &mut session).await,
+            Err(refusal) => CommandOutcome::Failed(refusal.body),
+        };
+        session.finish(outcome).await;
+    }
+
     async fn port_forward(&self, request: PodStreamRequest, connection: UpgradedConnection) {
         let pod_ip = self.pod_ip(&request).await;
         let Ok(mut session) =
@@ -188,10 +323,17 @@ impl PodStreams for AgentStreams {
     async fn check(&self, request: &PodStreamRequest) -> Result<(), Refusal> {
         match request.kind {
             PodStreamKind::Exec => self.place_of(request).map(|_| ()),
-            PodStreamKind::Attach => Err(plain(
-                http::StatusCode::BAD_REQUEST,
-                "attaching to a container is not supported by this node yet".into(),
-            )),
+            PodStreamKind::Attach => {
+                let place = self.place_of(request)?;
+                if request.remote_command.tty && !place.attach.config.tty {
+                    // The kubelet refuses a terminal the container was not started with.
+                    return Err(plain(
+                        http::StatusCode::BAD_REQUEST,
+                        "tty requested but container was not started with a tty".into(),
+                    ));
+                }
+                Ok(())
+            }
             PodStreamKind::PortForward => self.pod_ip(request).await.map(|_| ()),
         }
     }
@@ -200,7 +342,7 @@ impl PodStreams for AgentStreams {
         match request.kind {
             PodStreamKind::Exec => self.exec(request, connection).await,
             PodStreamKind::PortForward => self.port_forward(request, connection).await,
-            PodStreamKind::Attach => {}
+            PodStreamKind::Attach => self.attach(request, connection).await,
         }
     }
 }
@@ -394,6 +536,102 @@ async fn run_on_terminal(
         Ok(status) => CommandOutcome::Exited(exit_code(status)),
         Err(error) => CommandOutcome::Failed(format!("waiting for the command: {error}")),
     }
+}
+
+/// Connects a session to a running container's own stdio until the container or the client
+/// ends it: its output as it is written from now on (with a terminal, one stream), the
+/// client's input to its stdin (closed for good at the client's EOF with `stdinOnce`), and
+/// resizes to its terminal.
+async fn attach_to(
+    attachable: &Arc<Attachable>,
+    session: &mut RemoteCommandSession,
+) -> CommandOutcome {
+    let mut output = attachable.output.subscribe();
+    let mut done = attachable.done.clone();
+    let input = match (session.stdin.take(), attachable.config.stdin) {
+        (Some(mut from), true) => {
+            let attachable = attachable.clone();
+            Some(tokio::spawn(async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match from.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let mut input = attachable.input.lock().await;
+                    let Some(to) = input.as_mut() else { break };
+                    if to.write_all(&buffer[..n]).await.is_err() || to.flush().await.is_err() {
+                        break;
+                    }
+                }
+                if attachable.config.stdin_once && !attachable.config.tty {
+                    if let Some(mut to) = attachable.input.lock().await.take() {
+                        let _ = to.shutdown().await;
+                    }
+                }
+            }))
+        }
+        _ => None,
+    };
+    let resizes = match (session.resize.take(), attachable.terminal.as_ref()) {
+        (Some(mut sizes), Some(_)) => {
+            let attachable = attachable.clone();
+            Some(tokio::spawn(async move {
+                while let Some(size) = sizes.recv().await {
+                    if let Some(master) = attachable.terminal.as_ref() {
+                        set_size(master, size);
+                    }
+                }
+            }))
+        }
+        _ => None,
+    };
+    let mut stdout = session.stdout.take();
+    let mut stderr = session.stderr.take();
+    loop {
+        tokio::select! {
+            received = output.recv() => match received {
+                Ok((stream, bytes)) => {
+                    let target = match stream {
+                        "stderr" if stderr.is_some() => stderr.as_mut(),
+                        _ => stdout.as_mut(),
+                    };
+                    if let Some(to) = target {
+                        if to.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            () = ended(&mut done) => {
+                // The run's output was all sent before its end was announced.
+                while let Ok((stream, bytes)) = output.try_recv() {
+                    let target = match stream {
+                        "stderr" if stderr.is_some() => stderr.as_mut(),
+                        _ => stdout.as_mut(),
+                    };
+                    if let Some(to) = target {
+                        let _ = to.write_all(&bytes).await;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    for task in [input, resizes].into_iter().flatten() {
+        task.abort();
+    }
+    drop(stdout);
+    drop(stderr);
+    CommandOutcome::Exited(0)
+}
+
+/// Waits until the run's process group is gone.
+async fn ended(done: &mut tokio::sync::watch::Receiver<Option<i32>>) {
+    // The guard is let go at once: it must not be held across an await.
+    let _ = done.wait_for(Option::is_some).await.map(|_| ());
 }
 
 /// Sets the terminal's size (TIOCSWINSZ), which sends SIGWINCH to its foreground group.

@@ -332,7 +332,7 @@ impl Worker {
                         Msg::Input(input) => input,
                         Msg::Spawned { container, process, run, env, cwd, root } => {
                             self.watch_exit(&container, process.clone(), run);
-                            let place = exec_place(&self.shared.isolation, process.pgid, &env, &cwd, &root);
+                            let place = exec_place(&self.shared.isolation, &process, &env, &cwd, &root);
                             self.shared.exec_places.started(&self.uid, &container, place);
                             self.exec_env.insert(container.clone(), (env, cwd, root));
                             self.processes.insert(container, process);
@@ -681,6 +681,7 @@ impl Worker {
                     log_path: log,
                     log_cap: shared.log_cap,
                     arg0,
+                    attach: super::streams::AttachConfig::of(&container),
                 });
                 let process = match spawned {
                     Ok(p) => p,
@@ -1271,14 +1272,15 @@ fn enter_argv(
 /// Where `kubectl exec` runs commands for a container run: where its exec probes run.
 fn exec_place(
     isolation: &Option<(PathBuf, PathBuf)>,
-    pgid: i32,
+    process: &ContainerProcess,
     env: &[(String, String)],
     cwd: &Path,
     root: &Option<ExecRoot>,
 ) -> super::streams::ExecPlace {
-    let (isolation, root) = (isolation.clone(), root.clone());
+    let (isolation, root, pgid) = (isolation.clone(), root.clone(), process.pgid);
     super::streams::ExecPlace {
         pgid,
+        attach: process.attach.clone(),
         env: env.to_vec(),
         cwd: cwd.to_path_buf(),
         enter: Arc::new(move |command| enter_argv(&isolation, Some(pgid), &root, command)),
