@@ -511,3 +511,129 @@ fn exec_errors_carry_kubernetes_messages() {
         "{no_command}"
     );
 }
+
+#[test]
+fn attach_sends_stdin_to_the_container_and_follows_its_output() {
+    let skiff = Skiff::start_with(&[]);
+    let kubectl = skiff.kubectl();
+    for (index, binary) in key_kubectls().iter().enumerate() {
+        let who = label(binary);
+        let name = format!("echo-{index}");
+        // `cat` echoes what it reads and ends at stdin's end, which `stdinOnce` makes the
+        // first session's.
+        let manifest = format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: cat
+    image: busybox
+    command: [\"cat\"]
+    stdin: true
+    stdinOnce: true
+"
+        );
+        kubectl.ok(&[
+            "apply",
+            "-f",
+            &skiff.write_file(&format!("{name}.yaml"), &manifest),
+        ]);
+        wait_running(&kubectl, &name);
+        let attached = run_fed(
+            &skiff,
+            binary,
+            &["attach", "-i", &name],
+            b"through attach\n",
+            SHORT,
+        );
+        assert_eq!(attached.code, Some(0), "{who}: {}", attached.stderr);
+        assert!(
+            attached.stdout.contains("through attach\n"),
+            "{who}: the container's echo: {:?}",
+            attached.stdout
+        );
+        wait_for(&format!("{who}: cat to end with stdin"), SHORT, || {
+            let phase = kubectl.ok(&["get", "pod", &name, "-o", "jsonpath={.status.phase}"]);
+            (phase == "Succeeded").then_some(())
+        });
+    }
+}
+
+/// Runs `inner` under `script` (a pseudo-terminal), feeding `input`; the terminal's text.
+fn under_terminal(inner: &str, input: &[u8]) -> (bool, String) {
+    let mut child = Command::new("script")
+        .args(["-qec", inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("`script` (bsdutils) must be installed");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input).expect("feeding the terminal");
+    let output = reader(child.stdout.take().expect("stdout is piped"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for script") {
+            break status;
+        }
+        if started.elapsed() > SHORT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{inner:?} did not finish within {SHORT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    (status.success(), output.join().unwrap_or_default())
+}
+
+#[test]
+fn run_interactive_with_rm_prints_the_output_and_leaves_no_pod() {
+    let skiff = Skiff::start_with(&[]);
+    let kubectl = skiff.kubectl();
+    for (index, binary) in key_kubectls().iter().enumerate() {
+        let who = label(binary);
+        let config = skiff.kubeconfig();
+        let name = format!("tmp-{index}");
+        let (ok, text) = under_terminal(
+            &format!(
+                "{} --kubeconfig {} run -it --rm {name} --image=busybox -- sh -c 'echo hi'",
+                binary.display(),
+                config.display()
+            ),
+            b"",
+        );
+        assert!(ok, "{who}: {text:?}");
+        assert!(text.lines().any(|l| l.trim() == "hi"), "{who}: {text:?}");
+        assert!(
+            text.contains(&format!("pod \"{name}\" deleted")),
+            "{who}: {text:?}"
+        );
+        let gone = kubectl.run(&["get", "pod", &name]);
+        assert!(
+            gone.stderr.contains("not found"),
+            "{who}: the pod is left: {}",
+            gone.stdout
+        );
+
+        // The command waits for a line: it can only come through the attached terminal.
+        let name = format!("reader-{index}");
+        let (ok, text) = under_terminal(
+            &format!(
+                "{} --kubeconfig {} run -it --rm {name} --restart=Never --image=busybox -- sh -c 'read x; echo hi $x'",
+                binary.display(),
+                config.display()
+            ),
+            b"there\n",
+        );
+        assert!(ok, "{who}: {text:?}");
+        assert!(
+            text.lines().any(|l| l.trim() == "hi there"),
+            "{who}: the line typed reached the container: {text:?}"
+        );
+        assert!(!text.contains("couldn't attach"), "{who}: {text:?}");
+    }
+}

@@ -409,8 +409,7 @@ async fn copy_log(
                 if let Ok(mut w) = writer.lock() {
                     w.write(stream, &buf[..n], jiff::Timestamp::now());
                 }
-                // No attached reader is the usual case, not an error.
-                let _ = attached.send((stream, bytes::Bytes::copy_from_slice(&buf[..n])));
+                attached.send(stream, bytes::Bytes::copy_from_slice(&buf[..n]));
             }
         }
     }

@@ -98,15 +98,66 @@ impl AttachConfig {
     }
 }
 
-/// A container's output as attach sessions receive it: the stream and the bytes.
-pub type OutputSender = tokio::sync::broadcast::Sender<(&'static str, bytes::Bytes)>;
+/// One chunk of a container's output: the stream (`stdout`, `stderr`) and the bytes.
+type OutputChunk = (&'static str, bytes::Bytes);
+
+/// A container run's output as attach sessions receive it. What the run writes before its
+/// first attach session is kept (up to [`EARLY_OUTPUT_LIMIT`]) and given to that session, so
+/// `kubectl run -it -- sh -c 'echo hi'` shows what the command printed before kubectl attached,
+/// as `docker run -it` does; later sessions see output from when they attach.
+#[derive(Clone)]
+pub struct OutputSender {
+    channel: tokio::sync::broadcast::Sender<OutputChunk>,
+    early: Arc<Mutex<Option<(Vec<OutputChunk>, usize)>>>,
+}
 
 /// How many output chunks an attach session may fall behind before it skips some.
 const ATTACH_BACKLOG: usize = 1024;
 
+/// How much output written before the first attach session is kept for it.
+const EARLY_OUTPUT_LIMIT: usize = 64 * 1024;
+
+impl OutputSender {
+    /// Passes a chunk of output on to every attach session (none is the usual case).
+    pub fn send(&self, stream: &'static str, bytes: bytes::Bytes) {
+        // Under the lock, so that a first session gets each chunk exactly once.
+        let Ok(mut early) = self.early.lock() else {
+            return;
+        };
+        if let Some((chunks, size)) = early.as_mut() {
+            if let Some(grown) = size.checked_add(bytes.len()) {
+                if grown <= EARLY_OUTPUT_LIMIT {
+                    *size = grown;
+                    chunks.push((stream, bytes.clone()));
+                }
+            }
+        }
+        let _ = self.channel.send((stream, bytes));
+    }
+
+    /// A new session's view: the early output if it is the first, then every later chunk.
+    fn subscribe(
+        &self,
+    ) -> (
+        Vec<OutputChunk>,
+        tokio::sync::broadcast::Receiver<OutputChunk>,
+    ) {
+        match self.early.lock() {
+            Ok(mut early) => {
+                let backlog = early.take().map(|(chunks, _)| chunks).unwrap_or_default();
+                (backlog, self.channel.subscribe())
+            }
+            Err(_) => (Vec::new(), self.channel.subscribe()),
+        }
+    }
+}
+
 /// A fresh output channel for one container run.
 pub fn output_channel() -> OutputSender {
-    tokio::sync::broadcast::channel(ATTACH_BACKLOG).0
+    OutputSender {
+        channel: tokio::sync::broadcast::channel(ATTACH_BACKLOG).0,
+        early: Arc::new(Mutex::new(Some((Vec::new(), 0)))),
+    }
 }
 
 /// Sets a container's stdio from its spec: a new terminal (returned, its controlling end kept
@@ -546,7 +597,7 @@ async fn attach_to(
     attachable: &Arc<Attachable>,
     session: &mut RemoteCommandSession,
 ) -> CommandOutcome {
-    let mut output = attachable.output.subscribe();
+    let (backlog, mut output) = attachable.output.subscribe();
     let mut done = attachable.done.clone();
     let input = match (session.stdin.take(), attachable.config.stdin) {
         (Some(mut from), true) => {
@@ -588,6 +639,15 @@ async fn attach_to(
     };
     let mut stdout = session.stdout.take();
     let mut stderr = session.stderr.take();
+    for (stream, bytes) in backlog {
+        let target = match stream {
+            "stderr" if stderr.is_some() => stderr.as_mut(),
+            _ => stdout.as_mut(),
+        };
+        if let Some(to) = target {
+            let _ = to.write_all(&bytes).await;
+        }
+    }
     loop {
         tokio::select! {
             received = output.recv() => match received {
