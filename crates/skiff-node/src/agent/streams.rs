@@ -108,7 +108,14 @@ type OutputChunk = (&'static str, bytes::Bytes);
 #[derive(Clone)]
 pub struct OutputSender {
     channel: tokio::sync::broadcast::Sender<OutputChunk>,
-    early: Arc<Mutex<Option<(Vec<OutputChunk>, usize)>>>,
+    early: Arc<Mutex<Option<EarlyOutput>>>,
+}
+
+/// Output kept for the first attach session, and its size in bytes.
+#[derive(Default)]
+struct EarlyOutput {
+    chunks: Vec<OutputChunk>,
+    size: usize,
 }
 
 /// How many output chunks an attach session may fall behind before it skips some.
@@ -124,11 +131,11 @@ impl OutputSender {
         let Ok(mut early) = self.early.lock() else {
             return;
         };
-        if let Some((chunks, size)) = early.as_mut() {
-            if let Some(grown) = size.checked_add(bytes.len()) {
+        if let Some(kept) = early.as_mut() {
+            if let Some(grown) = kept.size.checked_add(bytes.len()) {
                 if grown <= EARLY_OUTPUT_LIMIT {
-                    *size = grown;
-                    chunks.push((stream, bytes.clone()));
+                    kept.size = grown;
+                    kept.chunks.push((stream, bytes.clone()));
                 }
             }
         }
@@ -144,7 +151,7 @@ impl OutputSender {
     ) {
         match self.early.lock() {
             Ok(mut early) => {
-                let backlog = early.take().map(|(chunks, _)| chunks).unwrap_or_default();
+                let backlog = early.take().map(|kept| kept.chunks).unwrap_or_default();
                 (backlog, self.channel.subscribe())
             }
             Err(_) => (Vec::new(), self.channel.subscribe()),
@@ -156,7 +163,7 @@ impl OutputSender {
 pub fn output_channel() -> OutputSender {
     OutputSender {
         channel: tokio::sync::broadcast::channel(ATTACH_BACKLOG).0,
-        early: Arc::new(Mutex::new(Some((Vec::new(), 0)))),
+        early: Arc::new(Mutex::new(Some(EarlyOutput::default()))),
     }
 }
 
@@ -640,26 +647,14 @@ async fn attach_to(
     let mut stdout = session.stdout.take();
     let mut stderr = session.stderr.take();
     for (stream, bytes) in backlog {
-        let target = match stream {
-            "stderr" if stderr.is_some() => stderr.as_mut(),
-            _ => stdout.as_mut(),
-        };
-        if let Some(to) = target {
-            let _ = to.write_all(&bytes).await;
-        }
+        let _ = deliver(&mut stdout, &mut stderr, stream, &bytes).await;
     }
     loop {
         tokio::select! {
             received = output.recv() => match received {
                 Ok((stream, bytes)) => {
-                    let target = match stream {
-                        "stderr" if stderr.is_some() => stderr.as_mut(),
-                        _ => stdout.as_mut(),
-                    };
-                    if let Some(to) = target {
-                        if to.write_all(&bytes).await.is_err() {
-                            break;
-                        }
+                    if deliver(&mut stdout, &mut stderr, stream, &bytes).await.is_err() {
+                        break;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -668,13 +663,7 @@ async fn attach_to(
             () = ended(&mut done) => {
                 // The run's output was all sent before its end was announced.
                 while let Ok((stream, bytes)) = output.try_recv() {
-                    let target = match stream {
-                        "stderr" if stderr.is_some() => stderr.as_mut(),
-                        _ => stdout.as_mut(),
-                    };
-                    if let Some(to) = target {
-                        let _ = to.write_all(&bytes).await;
-                    }
+                    let _ = deliver(&mut stdout, &mut stderr, stream, &bytes).await;
                 }
                 break;
             }
@@ -686,6 +675,24 @@ async fn attach_to(
     drop(stdout);
     drop(stderr);
     CommandOutcome::Exited(0)
+}
+
+/// Writes a chunk of the container's output to the session stream it belongs to: stderr when
+/// the session has one, else stdout (a terminal has one stream).
+async fn deliver(
+    stdout: &mut Option<tokio::io::DuplexStream>,
+    stderr: &mut Option<tokio::io::DuplexStream>,
+    stream: &str,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let target = match stream {
+        "stderr" if stderr.is_some() => stderr.as_mut(),
+        _ => stdout.as_mut(),
+    };
+    match target {
+        Some(to) => to.write_all(bytes).await,
+        None => Ok(()),
+    }
 }
 
 /// Waits until the run's process group is gone.
@@ -759,4 +766,75 @@ async fn forward(forwarded: ForwardedConnection, ip: IpAddr, pod: String, uid: S
     pump(from_pod, to_client).await;
     upstream.abort();
     drop(errors);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(chunks: &[OutputChunk]) -> String {
+        chunks
+            .iter()
+            .map(|(stream, bytes)| format!("{stream}:{}", String::from_utf8_lossy(bytes)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_first_attach_session_gets_earlier_output_and_later_ones_do_not() {
+        let output = output_channel();
+        output.send("stdout", bytes::Bytes::from_static(b"hi\n"));
+        output.send("stderr", bytes::Bytes::from_static(b"oops\n"));
+        let (backlog, mut first) = output.subscribe();
+        assert_eq!(text(&backlog), "stdout:hi\nstderr:oops\n");
+        output.send("stdout", bytes::Bytes::from_static(b"later\n"));
+        assert_eq!(first.recv().await.unwrap().1, "later\n");
+        let (second_backlog, mut second) = output.subscribe();
+        assert!(second_backlog.is_empty(), "{}", text(&second_backlog));
+        output.send("stdout", bytes::Bytes::from_static(b"both\n"));
+        assert_eq!(first.recv().await.unwrap().1, "both\n");
+        assert_eq!(second.recv().await.unwrap().1, "both\n");
+    }
+
+    #[test]
+    fn early_output_is_bounded() {
+        let output = output_channel();
+        let big = bytes::Bytes::from(vec![b'x'; EARLY_OUTPUT_LIMIT - 1]);
+        output.send("stdout", big);
+        output.send("stdout", bytes::Bytes::from_static(b"too much"));
+        output.send("stdout", bytes::Bytes::from_static(b"!"));
+        let (backlog, _) = output.subscribe();
+        let kept: usize = backlog.iter().map(|(_, bytes)| bytes.len()).sum();
+        assert_eq!(kept, EARLY_OUTPUT_LIMIT);
+        assert_eq!(backlog.last().map(|(_, b)| b.as_ref()), Some(&b"!"[..]));
+    }
+
+    #[test]
+    fn places_forget_only_the_run_that_exited() {
+        let places = ExecPlaces::default();
+        let (_tx, done) = tokio::sync::watch::channel(None);
+        let place = |pgid| ExecPlace {
+            pgid,
+            attach: Arc::new(Attachable::new(
+                &AttachConfig::default(),
+                output_channel(),
+                None,
+                None,
+                done.clone(),
+            )),
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            enter: Arc::new(|command| command),
+        };
+        places.started("uid", "c", place(10));
+        places.started("uid", "c", place(20));
+        places.exited("uid", "c", 10);
+        assert_eq!(places.find("uid", "c").map(|p| p.pgid), Some(20));
+        places.exited("uid", "c", 20);
+        assert!(places.find("uid", "c").is_none());
+        assert_eq!(
+            container_not_found("c").body,
+            "container not found (\"c\")",
+            "the kubelet's text"
+        );
+    }
 }
