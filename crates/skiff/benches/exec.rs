@@ -238,12 +238,16 @@ fn run(quick: bool) -> Result<(), String> {
     let mut first_line = String::new();
     let listening = match forward.stdout.take() {
         Some(stdout) => {
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first_line)
-                .map_err(|e| e.to_string())
-                .and_then(|_| match first_line.starts_with("Forwarding from") {
+            let mut stdout = std::io::BufReader::new(stdout);
+            let read = std::io::BufRead::read_line(&mut stdout, &mut first_line);
+            // kubectl prints a line per connection; a closed pipe would kill it.
+            thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+            read.map_err(|e| e.to_string()).and_then(|_| {
+                match first_line.starts_with("Forwarding from") {
                     true => Ok(()),
                     false => Err(format!("kubectl port-forward said {first_line:?}")),
-                })
+                }
+            })
         }
         None => Err("kubectl port-forward's output is not piped".to_string()),
     };

@@ -136,14 +136,24 @@ fn label(binary: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Every installed kubectl, 1.27 and 1.33 among them.
+fn every_kubectl() -> Vec<PathBuf> {
+    let required = key_kubectls();
+    let every = versioned_kubectls();
+    assert!(required.iter().all(|k| every.contains(k)));
+    every
+}
+
 #[test]
 fn exec_streams_stdout_stderr_stdin_and_the_exit_code() {
     let (skiff, _kubectl) = server_with_shell();
-    for binary in key_kubectls() {
+    let kubectls = every_kubectl();
+    for binary in &kubectls {
+        let binary = binary.as_path();
         let who = label(&binary);
         let out = run_fed(
             &skiff,
-            &binary,
+            binary,
             &[
                 "exec",
                 "shell",
@@ -175,7 +185,7 @@ fn exec_streams_stdout_stderr_stdin_and_the_exit_code() {
 
         let echoed = run_fed(
             &skiff,
-            &binary,
+            binary,
             &["exec", "-i", "shell", "--", "cat"],
             b"first line\nsecond line\n",
             SHORT,
@@ -188,7 +198,7 @@ fn exec_streams_stdout_stderr_stdin_and_the_exit_code() {
 
         let env = run_fed(
             &skiff,
-            &binary,
+            binary,
             &["exec", "shell", "--", "sh", "-c", "echo \"$GREETING\""],
             b"",
             SHORT,
@@ -209,7 +219,8 @@ fn exec_streams_stdout_stderr_stdin_and_the_exit_code() {
         .filter(|line| line.contains("\"echo out; echo err >&2; exit 3\""))
         .count();
     assert_eq!(
-        audited, 2,
+        audited,
+        kubectls.len(),
         "one audit line per exec of that command:\n{log}"
     );
 }
@@ -424,6 +435,46 @@ fn port_forward_carries_http_to_a_pod_and_through_a_service_100_times() {
         support::http::http_get(&pod_ip, "/", Duration::from_secs(5)).ok()
     });
     assert_eq!(direct.0, 200, "the pod answers directly: {direct:?}");
+    // A 50 MiB download from the pod's own address (the test listens there, the pod's
+    // process serves HTTP on port 80 beside it), checked byte by byte.
+    let download_port = serve_pattern(&pod_ip, DOWNLOAD_SIZE);
+    for binary in key_kubectls() {
+        let who = label(&binary);
+        let local = free_port();
+        let forward = Command::new(&binary)
+            .arg("--kubeconfig")
+            .arg(skiff.kubeconfig())
+            .args([
+                "port-forward",
+                "pod/web",
+                &format!("{local}:{download_port}"),
+            ])
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl port-forward");
+        let mut forward = PortForward(forward);
+        let mut first_line = String::new();
+        let stdout = forward.0.stdout.take().expect("stdout is piped");
+        let mut stdout = std::io::BufReader::new(stdout);
+        std::io::BufRead::read_line(&mut stdout, &mut first_line)
+            .expect("reading kubectl's output");
+        // kubectl prints a line per connection; a closed pipe would kill it.
+        thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        assert!(
+            first_line.starts_with("Forwarding from"),
+            "{who}: {first_line:?}"
+        );
+        let received = read_pattern(local);
+        assert_eq!(
+            received,
+            Ok(DOWNLOAD_SIZE),
+            "{who}: the download through port-forward"
+        );
+        drop(forward);
+    }
     for binary in key_kubectls() {
         let who = label(&binary);
         for target in ["pod/web", "svc/web-svc"] {
@@ -435,6 +486,67 @@ fn port_forward_carries_http_to_a_pod_and_through_a_service_100_times() {
                 assert_eq!(code, 200, "{who} {target}: connection {attempt}");
                 assert_eq!(body, direct.1, "{who} {target}: the pod's own answer");
             }
+        }
+    }
+}
+
+/// The size of the port-forward download.
+const DOWNLOAD_SIZE: u64 = 50 << 20;
+
+/// The byte at `offset` of the download: a pattern in which a lost, repeated or reordered chunk
+/// shows.
+fn pattern_byte(offset: u64) -> u8 {
+    (offset.wrapping_mul(2_654_435_761) >> 16) as u8
+}
+
+/// Listens on `ip` and sends `size` pattern bytes to every connection; the port.
+fn serve_pattern(ip: &str, size: u64) -> u16 {
+    let listener = std::net::TcpListener::bind((ip, 0))
+        .unwrap_or_else(|e| panic!("cannot listen on the pod's address {ip}: {e}"));
+    let port = listener.local_addr().expect("a bound address").port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut offset = 0u64;
+                let mut chunk = vec![0u8; 64 * 1024];
+                while offset < size {
+                    let n = (size - offset).min(chunk.len() as u64) as usize;
+                    for (i, byte) in chunk[..n].iter_mut().enumerate() {
+                        *byte = pattern_byte(offset + i as u64);
+                    }
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    offset += n as u64;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Reads one connection to `127.0.0.1:port` to its end, checking every byte against the
+/// pattern; the number of bytes, or where it first differed.
+fn read_pattern(port: u16) -> Result<u64, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    loop {
+        let n = stream
+            .read(&mut buffer)
+            .map_err(|e| format!("at {offset}: {e}"))?;
+        if n == 0 {
+            return Ok(offset);
+        }
+        for byte in &buffer[..n] {
+            if *byte != pattern_byte(offset) {
+                return Err(format!("byte {offset} differs"));
+            }
+            offset += 1;
         }
     }
 }
