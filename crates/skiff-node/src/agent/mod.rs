@@ -212,8 +212,8 @@ impl NodeAgent {
         ))
     }
 
-    /// The agent's exec and port-forward sessions, to serve `pods/exec` and
-    /// `pods/portforward` (hand it to the API server).
+    /// The agent's exec, attach and port-forward sessions, to serve `pods/exec`,
+    /// `pods/attach` and `pods/portforward` (hand it to the API server).
     pub fn streams(&self) -> Arc<dyn skiff_client::streams::PodStreams> {
         Arc::new(streams::AgentStreams::new(
             self.client.clone(),

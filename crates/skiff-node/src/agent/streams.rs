@@ -1,8 +1,10 @@
-//! The node's side of `kubectl exec` and `port-forward`, as the kubelet serves them: the API
-//! server hands over the upgraded connection ([`PodStreams`]), and the session runs here.
-//! Exec starts the command where the container's exec probes run (its environment, its
+//! The node's side of `kubectl exec`, `attach` and `port-forward`, as the kubelet serves them:
+//! the API server hands over the upgraded connection ([`PodStreams`]), and the session runs
+//! here. Exec starts the command where the container's exec probes run (its environment, its
 //! namespaces and its image root, see the worker's exec places), on pipes or on a
-//! pseudo-terminal; port-forward connects to the pod's address from the node.
+//! pseudo-terminal; attach joins a container's own stdio, which the node keeps for containers
+//! started with `stdin` or `tty` ([`Attachable`]); port-forward connects to the pod's address
+//! from the node.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
