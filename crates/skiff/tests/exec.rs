@@ -749,3 +749,49 @@ fn run_interactive_with_rm_prints_the_output_and_leaves_no_pod() {
         assert!(!text.contains("couldn't attach"), "{who}: {text:?}");
     }
 }
+
+/// Whether a process whose command line is exactly `argv` runs on this machine.
+fn process_runs(argv: &[&str]) -> bool {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries.flatten().any(|entry| {
+                std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted)
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn an_exec_session_ends_when_its_pod_is_deleted_and_leaves_no_process() {
+    let (skiff, kubectl) = server_with_shell();
+    let binary = &key_kubectls()[1];
+    // A duration no other test uses, to find the process by its command line.
+    let sleeper = ["sleep", "3517"];
+    let mut exec = Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(skiff.kubeconfig())
+        .args(["exec", "shell", "--"])
+        .args(sleeper)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl exec");
+    wait_for("the exec'd command to run", SHORT, || {
+        process_runs(&sleeper).then_some(())
+    });
+    kubectl.ok(&["delete", "pod", "shell", "--grace-period=1"]);
+    let ended = wait_for("kubectl exec to end with its pod", SHORT, || {
+        exec.try_wait().expect("waiting for kubectl")
+    });
+    assert!(!ended.success(), "the command was killed, not finished");
+    assert!(
+        !process_runs(&sleeper),
+        "the exec'd command outlived its container"
+    );
+}

@@ -460,6 +460,22 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
+/// Waits for an exec'd command; should the container stop first, the command is killed, as
+/// a container's exec processes end with it.
+async fn wait_or_kill(
+    child: &mut tokio::process::Child,
+    container: &Attachable,
+) -> std::io::Result<std::process::ExitStatus> {
+    let mut done = container.done.clone();
+    tokio::select! {
+        status = child.wait() => status,
+        () = ended(&mut done) => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    }
+}
+
 /// Copies `from` into `to` until either ends, then closes `to`.
 async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) {
     let _ = tokio::io::copy(&mut from, &mut to).await;
@@ -487,7 +503,8 @@ async fn run_on_pipes(
         .stdin(piped(session.stdin.is_some()))
         .stdout(piped(session.stdout.is_some()))
         .stderr(piped(session.stderr.is_some()))
-        .process_group(0);
+        // In the container's process group, so it goes when the container's processes go.
+        .process_group(place.pgid);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => return CommandOutcome::Failed(format!("starting {argv:?}: {error}")),
@@ -503,7 +520,7 @@ async fn run_on_pipes(
     if let (Some(from), Some(to)) = (child.stderr.take(), session.stderr.take()) {
         outputs.push(tokio::spawn(pump(from, to)));
     }
-    let status = child.wait().await;
+    let status = wait_or_kill(&mut child, &place.attach).await;
     for output in outputs {
         let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, output).await;
     }
@@ -579,7 +596,7 @@ async fn run_on_terminal(
             master
         })
     });
-    let status = child.wait().await;
+    let status = wait_or_kill(&mut child, &place.attach).await;
     if let Some(output) = output {
         let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, output).await;
     }
