@@ -150,7 +150,7 @@ fn exec_streams_stdout_stderr_stdin_and_the_exit_code() {
     let kubectls = every_kubectl();
     for binary in &kubectls {
         let binary = binary.as_path();
-        let who = label(&binary);
+        let who = label(binary);
         let out = run_fed(
             &skiff,
             binary,
