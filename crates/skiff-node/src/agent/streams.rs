@@ -382,18 +382,10 @@ impl AgentStreams {
 impl PodStreams for AgentStreams {
     async fn check(&self, request: &PodStreamRequest) -> Result<(), Refusal> {
         match request.kind {
-            PodStreamKind::Exec => self.place_of(request).map(|_| ()),
-            PodStreamKind::Attach => {
-                let place = self.place_of(request)?;
-                if request.remote_command.tty && !place.attach.config.tty {
-                    // The kubelet refuses a terminal the container was not started with.
-                    return Err(plain(
-                        http::StatusCode::BAD_REQUEST,
-                        "tty requested but container was not started with a tty".into(),
-                    ));
-                }
-                Ok(())
-            }
+            // Whether the session has a terminal follows the client (as the kubelet's does, kubectl
+            // asks for one only when the container has one); the output goes to the streams
+            // it opened.
+            PodStreamKind::Exec | PodStreamKind::Attach => self.place_of(request).map(|_| ()),
             PodStreamKind::PortForward => self.pod_ip(request).await.map(|_| ()),
         }
     }
