@@ -702,6 +702,9 @@ fn under_terminal(inner: &str, input: &[u8]) -> (bool, String) {
     (status.success(), output.join().unwrap_or_default())
 }
 
+/// `--restart=Never`: with the default `Always`, a command that ends at once restarts at once,
+/// and kubectl may attach between two runs and fall back to the logs of a run that has not
+/// printed yet, on Kubernetes as here.
 #[test]
 fn run_interactive_with_rm_prints_the_output_and_leaves_no_pod() {
     let skiff = Skiff::start_with(&[]);
@@ -712,7 +715,7 @@ fn run_interactive_with_rm_prints_the_output_and_leaves_no_pod() {
         let name = format!("tmp-{index}");
         let (ok, text) = under_terminal(
             &format!(
-                "{} --kubeconfig {} run -it --rm {name} --image=busybox -- sh -c 'echo hi'",
+                "{} --kubeconfig {} run -it --rm {name} --restart=Never --image=busybox -- sh -c 'echo hi'",
                 binary.display(),
                 config.display()
             ),
