@@ -294,6 +294,10 @@ fn exec_with_a_terminal_reports_its_size_and_follows_a_resize() {
             }
         };
         wait_text("27 91", &mut seen);
+        assert!(
+            seen.trim_start().starts_with("27 91"),
+            "{who}: the command starts with the client's size: {seen:?}"
+        );
         std::fs::write(&go, b"").expect("creating the go file");
         wait_text("now 40 100", &mut seen);
         let status = child.wait().expect("waiting for script");

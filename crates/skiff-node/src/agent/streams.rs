@@ -250,6 +250,9 @@ impl Attachable {
     }
 }
 
+/// How long a terminal command waits for the client's first terminal size before it starts.
+const FIRST_SIZE_WAIT: Duration = Duration::from_secs(1);
+
 /// How long output still flows after the command exits, for a process it left behind that
 /// holds its output open.
 const OUTPUT_AFTER_EXIT: Duration = Duration::from_secs(10);
@@ -537,6 +540,13 @@ async fn run_on_terminal(
         Ok(pty) => pty,
         Err(error) => return CommandOutcome::Failed(format!("opening a terminal: {error}")),
     };
+    // kubectl sends the terminal's size as soon as the streams are open: a command started
+    // before it arrives would read a size of 0x0.
+    if let Some(sizes) = session.resize.as_mut() {
+        if let Ok(Some(size)) = tokio::time::timeout(FIRST_SIZE_WAIT, sizes.recv()).await {
+            set_size(&pty.master, size);
+        }
+    }
     let mut argv = Vec::new();
     if let Some(setsid) = setsid {
         argv.push(setsid.to_string_lossy().into_owned());
