@@ -908,6 +908,7 @@ async fn run_in_process(config: Config, command: &str) -> Result<(), BenchError>
         tokens: vec![token.clone()],
         advertise_address: address.to_string(),
         logs: None,
+        streams: None,
         metrics: None,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -29,4 +29,5 @@ pub mod server;
 pub mod status;
 pub mod stored_json;
 pub mod stored_labels;
+pub mod streaming;
 pub mod system;

@@ -40,6 +40,8 @@ pub struct ServerState {
     pub advertise_address: String,
     /// Where `pods/NAME/log` reads from; `None` when no node agent runs in this process.
     pub logs: Option<Arc<dyn crate::logs::PodLogs>>,
+    /// Where `pods/exec`, `attach` and `portforward` sessions run; `None` without a node agent.
+    pub streams: Option<Arc<dyn crate::streaming::PodStreams>>,
     /// Where `metrics.k8s.io` reads from; `None` when nothing in this process measures pods.
     pub metrics: Option<Arc<dyn crate::metrics::ResourceMetrics>>,
 }
@@ -450,6 +452,10 @@ pub(crate) fn written(code: StatusCode, w: Written) -> Response {
 }
 
 async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, ApiError> {
+    if let Some(target) = crate::streaming::parse_path(req.uri().path()) {
+        let streams = state.streams.as_ref();
+        return crate::streaming::serve(&state.registry, streams, target, req).await;
+    }
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let headers = parts.headers;

@@ -7,6 +7,7 @@
 
 pub mod logs;
 pub mod metrics;
+pub mod streams;
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -285,8 +285,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         )?)
     };
 
-    let (node_agent, logs) = if args.no_node {
-        (None, None)
+    let (node_agent, logs, streams) = if args.no_node {
+        (None, None, None)
     } else {
         let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
         let catalog = ImageCatalog::open_in_data_dir(&data_dir)?;
@@ -320,6 +320,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         let agent = NodeAgent::new(client.clone(), config);
         let logs = agent.logs();
+        let streams = agent.streams();
         metric_sources.push(agent.metrics(resolution));
         let run = agent.run(until_stopped());
         // Said when it happens (a pod network that cannot be built, say), not only at exit.
@@ -330,7 +331,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
             result
         });
-        (Some(agent), Some(logs))
+        (Some(agent), Some(logs), Some(streams))
     };
 
     // Every measured pod and node, real and simulated; the autoscaler reads the same source.
@@ -343,6 +344,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokens: vec![token],
         advertise_address: address.to_string(),
         logs,
+        streams,
         metrics: measured.then(|| metrics.clone()),
     });
     let autoscaler = tokio::spawn(skiff_controllers::hpa::run(

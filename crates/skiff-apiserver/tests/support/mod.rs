@@ -63,6 +63,7 @@ pub async fn serve_registry(
         tokens: vec![TOKEN.to_string()],
         advertise_address: "127.0.0.1:0".to_string(),
         logs: None,
+        streams: None,
         metrics,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -48,6 +48,7 @@ pub mod pull_secrets;
 pub mod rootfs;
 mod runtime;
 pub mod sandbox;
+mod streams;
 mod worker;
 
 #[cfg(test)]
@@ -76,6 +77,7 @@ pub use runtime::{
     ImageService, ProbeContext, ProbeResult, Prober, PullCredentials, PulledImage, ResolvedImage,
     SimpleImages, SimpleProber,
 };
+pub use streams::AgentStreams;
 
 use crate::drain::TrafficDrain;
 use crate::simulated::ipam::PodIpPool;
@@ -222,6 +224,7 @@ pub struct NodeAgent {
     config: NodeAgentConfig,
     live: LiveRuns,
     processes: crate::metrics::ContainerProcesses,
+    exec_places: streams::ExecPlaces,
 }
 
 impl NodeAgent {
@@ -232,6 +235,7 @@ impl NodeAgent {
             config,
             live: LiveRuns::default(),
             processes: crate::metrics::ContainerProcesses::default(),
+            exec_places: streams::ExecPlaces::default(),
         }
     }
 
@@ -251,6 +255,15 @@ impl NodeAgent {
             self.client.clone(),
             self.config.data_dir.clone(),
             self.live.clone(),
+        ))
+    }
+
+    /// The agent's exec, attach and port-forward sessions, to serve `pods/exec`,
+    /// `pods/attach` and `pods/portforward` (hand it to the API server).
+    pub fn streams(&self) -> Arc<dyn skiff_client::streams::PodStreams> {
+        Arc::new(streams::AgentStreams::new(
+            self.client.clone(),
+            self.exec_places.clone(),
         ))
     }
 
@@ -351,6 +364,7 @@ impl NodeAgent {
             processes: self.processes.clone(),
             pod_network: pod_network.clone(),
             cgroups: cgroups.clone(),
+            exec_places: self.exec_places.clone(),
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(

@@ -40,6 +40,8 @@ pub struct SpawnRequest {
     /// `cgroup.procs` files the process joins before it runs anything (its container's
     /// cgroup); none leaves it in the agent's.
     pub cgroup_procs: Vec<PathBuf>,
+    /// The container's `stdin`, `stdinOnce` and `tty`: what `kubectl attach` connects to.
+    pub attach: super::streams::AttachConfig,
 }
 
 /// Joins the cgroups whose `cgroup.procs` files are given by writing `0` (the writer itself)
@@ -73,6 +75,8 @@ pub struct ContainerProcess {
     pub pgid: i32,
     /// `Some(exit code)` once every process of the group is gone.
     pub done: watch::Receiver<Option<i32>>,
+    /// The run's own stdio, for `kubectl attach`.
+    pub attach: Arc<super::streams::Attachable>,
 }
 
 impl ContainerProcess {
@@ -335,9 +339,6 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
         .env_clear()
         .envs(request.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&request.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
     if !request.cgroup_procs.is_empty() {
@@ -354,19 +355,49 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
             command.pre_exec(move || join_cgroups(&procs));
         }
     }
-    let mut child = command.spawn()?;
+    let terminal = super::streams::container_stdio(&mut command, &request.attach)?;
+    let spawned = command.spawn();
+    // The terminal's other end belongs to the container alone.
+    drop(command);
+    let mut child = spawned?;
     let pgid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .ok_or_else(|| io::Error::other("the process exited before it could be tracked"))?;
+    let output = super::streams::output_channel();
     let mut copiers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        copiers.push(tokio::spawn(copy_log(out, "stdout", writer.clone())));
+        copiers.push(tokio::spawn(copy_log(
+            out,
+            "stdout",
+            writer.clone(),
+            output.clone(),
+        )));
     }
     if let Some(err) = child.stderr.take() {
-        copiers.push(tokio::spawn(copy_log(err, "stderr", writer.clone())));
+        copiers.push(tokio::spawn(copy_log(
+            err,
+            "stderr",
+            writer.clone(),
+            output.clone(),
+        )));
+    }
+    if let Some(reader) = terminal.as_ref().and_then(super::streams::terminal_reader) {
+        copiers.push(tokio::spawn(copy_log(
+            reader,
+            "stdout",
+            writer.clone(),
+            output.clone(),
+        )));
     }
     let (tx, rx) = watch::channel(None);
+    let attach = Arc::new(super::streams::Attachable::new(
+        &request.attach,
+        output,
+        child.stdin.take(),
+        terminal,
+        rx.clone(),
+    ));
     tokio::spawn(async move {
         let code = match child.wait().await {
             Ok(status) => exit_code(status),
@@ -390,7 +421,11 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
         }
         let _ = tx.send(Some(code));
     });
-    Ok(ContainerProcess { pgid, done: rx })
+    Ok(ContainerProcess {
+        pgid,
+        done: rx,
+        attach,
+    })
 }
 
 /// The exit code kubelet reports: the code, or 128 + the signal.
@@ -406,6 +441,7 @@ async fn copy_log(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: &'static str,
     writer: Arc<Mutex<LogWriter>>,
+    attached: super::streams::OutputSender,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -415,6 +451,7 @@ async fn copy_log(
                 if let Ok(mut w) = writer.lock() {
                     w.write(stream, &buf[..n], jiff::Timestamp::now());
                 }
+                attached.send(stream, bytes::Bytes::copy_from_slice(&buf[..n]));
             }
         }
     }
@@ -598,6 +635,7 @@ mod tests {
             log_path: dir.path().join("0.log"),
             arg0: None,
             log_cap: 1 << 20,
+            attach: Default::default(),
         })
         .unwrap();
         let code = tokio::time::timeout(Duration::from_secs(10), process.wait())
@@ -628,6 +666,7 @@ mod tests {
             log_path: dir.path().join("0.log"),
             arg0: None,
             log_cap: 1 << 20,
+            attach: Default::default(),
         };
         let process = spawn(request(procs.to_vec())).unwrap();
         let code = tokio::time::timeout(Duration::from_secs(10), process.wait())

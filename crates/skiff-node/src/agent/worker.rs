@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     /// A cgroup per pod and per container, with the spec's limits; none leaves containers in
     /// the agent's cgroup.
     pub cgroups: Option<Arc<skiff_cgroups::PodCgroups>>,
+    /// Where each running container's commands run, for `kubectl exec`.
+    pub exec_places: super::streams::ExecPlaces,
 }
 
 /// The manager's handle on a pod worker.
@@ -342,6 +344,8 @@ impl Worker {
                         Msg::Input(input) => input,
                         Msg::Spawned { container, process, run, env, cwd, root } => {
                             self.watch_exit(&container, process.clone(), run);
+                            let place = exec_place(&self.shared.isolation, &process, &env, &cwd, &root);
+                            self.shared.exec_places.started(&self.uid, &container, place);
                             self.exec_env.insert(container.clone(), (env, cwd, root));
                             self.processes.insert(container, process);
                             continue;
@@ -795,6 +799,7 @@ impl Worker {
                     log_path: log,
                     log_cap: shared.log_cap,
                     arg0,
+                    attach: super::streams::AttachConfig::of(&container),
                 });
                 let process = match spawned {
                     Ok(p) => p,
@@ -887,6 +892,7 @@ impl Worker {
         let tx = self.tx.clone();
         let live = self.shared.live.clone();
         let processes = self.shared.processes.clone();
+        let exec_places = self.shared.exec_places.clone();
         let uid = self.uid.clone();
         let name = name.to_string();
         let cgroup = match (&self.shared.cgroups, &self.pod_cgroup) {
@@ -900,6 +906,7 @@ impl Worker {
             let code = process.wait().await;
             live.remove(&uid, &name, run);
             processes.exited(&uid, &name, process.pgid);
+            exec_places.exited(&uid, &name, process.pgid);
             // The kernel counts the container's OOM kills in its cgroup, fresh for each run.
             let oom = cgroup.is_some_and(|(cgroups, path)| {
                 cgroups.oom_kills(&path).is_ok_and(|kills| kills > 0)
@@ -1391,41 +1398,70 @@ fn make_exec(
     root: Option<ExecRoot>,
 ) -> ExecFn {
     Arc::new(move |command: Vec<String>, timeout: Duration| {
-        let argv: Vec<String> = match (&isolation, pgid) {
-            (Some((unshare, nsenter)), Some(pid)) => {
-                let mut argv = vec![
-                    nsenter.to_string_lossy().into_owned(),
-                    "-t".to_string(),
-                    pid.to_string(),
-                    "-m".to_string(),
-                    "-u".to_string(),
-                    // The container's network namespace: the pod's own, or the host's.
-                    "-n".to_string(),
-                ];
-                match &root {
-                    // The root's mount point is resolved inside the container's namespace,
-                    // where the image is mounted on it.
-                    Some(root) => {
-                        argv.extend([
-                            "--".to_string(),
-                            unshare.to_string_lossy().into_owned(),
-                            format!("--root={}", root.root.to_string_lossy()),
-                            format!("--wd={}", root.working_dir),
-                        ]);
-                        argv.extend(root.run_as.unshare_options());
-                    }
-                    None => argv.push("-w".to_string()),
-                }
-                argv.push("--".to_string());
-                argv.extend(command);
-                argv
-            }
-            _ => command,
-        };
+        let argv = enter_argv(&isolation, pgid, &root, command);
         let env = env.clone();
         let cwd = cwd.clone();
         Box::pin(async move { process::run_to_completion(&argv, &env, &cwd, timeout).await })
     })
+}
+
+/// The argv that runs `command` inside a container run: through `nsenter` into the group
+/// leader's namespaces (and `unshare` into its image root) when containers are isolated.
+fn enter_argv(
+    isolation: &Option<(PathBuf, PathBuf)>,
+    pgid: Option<i32>,
+    root: &Option<ExecRoot>,
+    command: Vec<String>,
+) -> Vec<String> {
+    match (isolation, pgid) {
+        (Some((unshare, nsenter)), Some(pid)) => {
+            let mut argv = vec![
+                nsenter.to_string_lossy().into_owned(),
+                "-t".to_string(),
+                pid.to_string(),
+                "-m".to_string(),
+                "-u".to_string(),
+                // The container's network namespace: the pod's own, or the host's.
+                "-n".to_string(),
+            ];
+            match root {
+                // The root's mount point is resolved inside the container's namespace,
+                // where the image is mounted on it.
+                Some(root) => {
+                    argv.extend([
+                        "--".to_string(),
+                        unshare.to_string_lossy().into_owned(),
+                        format!("--root={}", root.root.to_string_lossy()),
+                        format!("--wd={}", root.working_dir),
+                    ]);
+                    argv.extend(root.run_as.unshare_options());
+                }
+                None => argv.push("-w".to_string()),
+            }
+            argv.push("--".to_string());
+            argv.extend(command);
+            argv
+        }
+        _ => command,
+    }
+}
+
+/// Where `kubectl exec` runs commands for a container run: where its exec probes run.
+fn exec_place(
+    isolation: &Option<(PathBuf, PathBuf)>,
+    process: &ContainerProcess,
+    env: &[(String, String)],
+    cwd: &Path,
+    root: &Option<ExecRoot>,
+) -> super::streams::ExecPlace {
+    let (isolation, root, pgid) = (isolation.clone(), root.clone(), process.pgid);
+    super::streams::ExecPlace {
+        pgid,
+        attach: process.attach.clone(),
+        env: env.to_vec(),
+        cwd: cwd.to_path_buf(),
+        enter: Arc::new(move |command| enter_argv(&isolation, Some(pgid), &root, command)),
+    }
 }
 
 /// Pod conditions carry `lastProbeTime: null` in Kubernetes' JSON; typed conditions drop it.
