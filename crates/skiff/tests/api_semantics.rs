@@ -127,7 +127,7 @@ fn drain_without_eviction_deletes_pods_with_protobuf_delete_options() {
         let out = kubectl.run(&["get", "pod", "lonely", "-o", "jsonpath={.spec.nodeName}"]);
         (out.stdout.trim() == "sim-node-1").then_some(())
     });
-    // Exec into a pod a node runs is not served, and says so in a Status.
+    // Exec into a pod on a simulated node cannot be served, and says so in a Status.
     let exec = skiff.request(
         "POST",
         "/api/v1/namespaces/default/pods/lonely/exec?container=lonely&command=true&stdout=true",
@@ -136,7 +136,7 @@ fn drain_without_eviction_deletes_pods_with_protobuf_delete_options() {
     assert_eq!(exec.status, 400, "{}", exec.body);
     assert_eq!(
         json_of(&exec.body)["message"],
-        "this server does not stream into containers: exec and attach are not supported"
+        "pod lonely runs on a node this server cannot reach for exec"
     );
     // `--disable-eviction` makes drain delete each pod with protobuf DeleteOptions.
     let out = kubectl.run(&[
