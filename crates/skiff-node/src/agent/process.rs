@@ -73,9 +73,20 @@ pub struct ContainerProcess {
     pub pgid: i32,
     /// `Some(exit code)` once every process of the group is gone.
     pub done: watch::Receiver<Option<i32>>,
+    /// The runtime's container, when the run is one (`pgid` is then its PID 1).
+    pub oci: Option<Arc<super::oci::OciContainer>>,
 }
 
 impl ContainerProcess {
+    /// Sends `signal` to the run: to the container's PID 1 through its runtime, else to the
+    /// whole process group.
+    pub fn signal(&self, signal: Signal) {
+        match &self.oci {
+            Some(container) => container.signal(signal),
+            None => signal_group(self.pgid, signal),
+        }
+    }
+
     /// Waits until the group is gone and returns the leader's exit code.
     pub async fn wait(&self) -> i32 {
         let mut done = self.done.clone();
@@ -390,7 +401,11 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
         }
         let _ = tx.send(Some(code));
     });
-    Ok(ContainerProcess { pgid, done: rx })
+    Ok(ContainerProcess {
+        pgid,
+        done: rx,
+        oci: None,
+    })
 }
 
 /// The exit code kubelet reports: the code, or 128 + the signal.
@@ -402,7 +417,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-async fn copy_log(
+pub(crate) async fn copy_log(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: &'static str,
     writer: Arc<Mutex<LogWriter>>,
