@@ -99,7 +99,10 @@ impl CliRuntime {
 
     /// The runtime program at `program` (crun or runc, by path), with its state under
     /// `root`; crun gets the hybrid-cgroup workaround of [`CliRuntime::crun`].
-    pub fn at_path(program: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Result<Self, OciError> {
+    pub fn at_path(
+        program: impl Into<PathBuf>,
+        root: impl Into<PathBuf>,
+    ) -> Result<Self, OciError> {
         let program = program.into();
         let name = program
             .file_name()

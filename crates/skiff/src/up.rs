@@ -223,7 +223,10 @@ fn oci_runtime(
             root,
         )?,
     };
-    tracing::info!(runtime = skiff_oci::OciRuntime::name(&runtime), "containers run through an OCI runtime");
+    tracing::info!(
+        runtime = skiff_oci::OciRuntime::name(&runtime),
+        "containers run through an OCI runtime"
+    );
     Ok(Arc::new(runtime))
 }
 

@@ -44,6 +44,8 @@ pub struct OciContainer {
     pub id: ContainerId,
     /// Its root's mount point, unmounted when the run ends.
     pub rootfs: PathBuf,
+    /// Its cgroup as the runtime took it, and where the agent's own driver keeps it.
+    pub cgroup: Option<(String, Vec<PathBuf>)>,
 }
 
 impl std::fmt::Debug for OciContainer {
@@ -68,6 +70,9 @@ impl OciContainer {
     /// unmounts its root. Blocking.
     pub fn release(&self) {
         remove_previous(self.runtime.as_ref(), &self.id, &self.rootfs);
+        if let Some((path, managed)) = &self.cgroup {
+            remove_runtime_cgroups(path, managed);
+        }
     }
 }
 
@@ -91,6 +96,31 @@ fn remove_previous(runtime: &dyn OciRuntime, id: &ContainerId, rootfs: &Path) {
         Err(e) => tracing::warn!(container = %id, error = %e, "deleting a container failed"),
     }
     unmount_root(rootfs);
+}
+
+/// Removes the cgroups a runtime made for `path` in the hierarchies the agent does not manage
+/// (a v1 machine's `cpuset`, `devices`, `blkio`...), and their parents once empty: the
+/// kernel refuses to remove a cgroup with children or processes, so a sibling's are kept.
+fn remove_runtime_cgroups(path: &str, managed: &[PathBuf]) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let relative = path.trim_start_matches('/');
+    for mount in skiff_cgroups::detect::parse_mountinfo(&mounts) {
+        if managed
+            .iter()
+            .any(|dir| dir.starts_with(&mount.mount_point))
+        {
+            continue;
+        }
+        let mut dir = mount.mount_point.join(relative);
+        while dir != mount.mount_point && dir.starts_with(&mount.mount_point) {
+            if std::fs::remove_dir(&dir).is_err() && dir.exists() {
+                break;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
 }
 
 fn unmount_root(rootfs: &Path) {
@@ -131,6 +161,8 @@ pub struct OciRun<'a> {
     pub netns: Option<&'a Path>,
     /// The container's cgroup, as runtimes take it (`/skiff/kubepods/.../<container>`).
     pub cgroups_path: Option<String>,
+    /// The container's cgroup directories in the hierarchies the agent manages.
+    pub managed_cgroup_dirs: Vec<PathBuf>,
     /// The run's log file.
     pub log_path: &'a Path,
     /// Where the log is rotated.
@@ -140,7 +172,11 @@ pub struct OciRun<'a> {
 /// The container's `config.json` description: pure, from the run's inputs.
 pub fn container_config(run: &OciRun<'_>, rootfs: &Path, etc_dir: &Path) -> ContainerConfig {
     let context = run.container.security_context.as_ref();
-    let pod_context = run.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let pod_context = run
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref());
     let mut config = ContainerConfig::new(rootfs, run.command.clone());
     config.process.env = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     config.process.cwd = run.working_dir.to_string();
@@ -319,6 +355,10 @@ fn start_in_root(
             runtime: run.runtime.clone(),
             id: id.clone(),
             rootfs: dirs.root.clone(),
+            cgroup: run
+                .cgroups_path
+                .clone()
+                .map(|path| (path, run.managed_cgroup_dirs.clone())),
         })),
     })
 }
@@ -362,7 +402,8 @@ async fn run_exec(
     process: ExecProcess,
     timeout: Duration,
 ) -> io::Result<ExecOutput> {
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let write_again = write.try_clone()?;
     let stdio = ProcessStdio {
         stdin: Stdio::null(),

@@ -794,7 +794,10 @@ impl Worker {
                     (Some(runtime), Some(exec_root), Some(cgroups), Some(pod_cgroup)) => Some((
                         runtime.clone(),
                         exec_root.clone(),
-                        cgroups.container_path(pod_cgroup, &name).ok(),
+                        cgroups.container_path(pod_cgroup, &name).ok().map(|path| {
+                            let dirs = cgroups.driver().procs_files(&path);
+                            (path, dirs)
+                        }),
                     )),
                     _ => None,
                 };
@@ -811,7 +814,15 @@ impl Worker {
                             exec_root: exec_root.clone(),
                             mounts: mounts.clone(),
                             netns: netns.clone(),
-                            cgroups_path: cgroup.map(|c| c.runtime_path()),
+                            cgroups_path: cgroup.as_ref().map(|(c, _)| c.runtime_path()),
+                            managed_cgroup_dirs: cgroup
+                                .map(|(_, procs)| {
+                                    procs
+                                        .iter()
+                                        .filter_map(|p| p.parent().map(Path::to_path_buf))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
                             log_path: log,
                             log_cap: shared.log_cap,
                         })
@@ -1289,6 +1300,7 @@ struct OciStart {
     mounts: Vec<sandbox::Mount>,
     netns: Option<PathBuf>,
     cgroups_path: Option<String>,
+    managed_cgroup_dirs: Vec<PathBuf>,
     log_path: PathBuf,
     log_cap: u64,
 }
@@ -1297,7 +1309,8 @@ struct OciStart {
 /// process path prepared, off the async threads.
 async fn start_oci(start: OciStart) -> std::io::Result<ContainerProcess> {
     let uid = start.pod.metadata.uid.clone().unwrap_or_default();
-    let id = super::oci::container_id(&uid, &start.container.name).map_err(std::io::Error::other)?;
+    let id =
+        super::oci::container_id(&uid, &start.container.name).map_err(std::io::Error::other)?;
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         // The launch spawns the log copiers and the waiter on the agent's runtime.
@@ -1318,6 +1331,7 @@ async fn start_oci(start: OciStart) -> std::io::Result<ContainerProcess> {
                 hostname: &hostname,
                 netns: start.netns.as_deref(),
                 cgroups_path: start.cgroups_path.clone(),
+                managed_cgroup_dirs: start.managed_cgroup_dirs.clone(),
                 log_path: &start.log_path,
                 log_cap: start.log_cap,
             },
