@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a whole single-machine control plane in this process.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Inspect rollouts without a server.
     Rollout {
         #[command(subcommand)]
@@ -219,7 +219,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Up(args) => runtime.block_on(up::run(*args)),
         Command::Rollout { .. } | Command::Image { .. } | Command::DemoServer => Ok(()),
     };
     match result {

@@ -46,6 +46,9 @@ pub struct OciContainer {
     pub rootfs: PathBuf,
     /// Its cgroup as the runtime took it, and where the agent's own driver keeps it.
     pub cgroup: Option<(String, Vec<PathBuf>)>,
+    /// Held by each runtime call on the container: a runtime rewrites its state file in
+    /// place, so a `kill` racing a `delete` could make the delete read half a file.
+    operations: Mutex<()>,
 }
 
 impl std::fmt::Debug for OciContainer {
@@ -60,6 +63,7 @@ impl OciContainer {
     pub fn signal(self: &Arc<Self>, signal: Signal) {
         let container = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = container.operations.lock();
             if let Err(e) = container.runtime.kill(&container.id, signal, false) {
                 tracing::debug!(container = %container.id, %signal, error = %e, "signalling a container failed");
             }
@@ -69,6 +73,7 @@ impl OciContainer {
     /// Deletes the ended container from the runtime (its state, and the mounts it made) and
     /// unmounts its root. Blocking.
     pub fn release(&self) {
+        let _one_at_a_time = self.operations.lock();
         remove_previous(self.runtime.as_ref(), &self.id, &self.rootfs);
         if let Some((path, managed)) = &self.cgroup {
             remove_runtime_cgroups(path, managed);
@@ -91,12 +96,21 @@ pub fn container_id(pod_uid: &str, container: &str) -> Result<ContainerId, Strin
 /// Removes what an earlier run of `id` left: the runtime's container (killed if it still
 /// runs) and the root mounted at `rootfs`.
 fn remove_previous(runtime: &dyn OciRuntime, id: &ContainerId, rootfs: &Path) {
-    match runtime.delete(id, true) {
-        Ok(()) | Err(skiff_oci::OciError::NotFound(_)) => {}
-        Err(e) => tracing::warn!(container = %id, error = %e, "deleting a container failed"),
+    for attempt in 1..=DELETE_ATTEMPTS {
+        match runtime.delete(id, true) {
+            Ok(()) | Err(skiff_oci::OciError::NotFound(_)) => break,
+            Err(e) if attempt == DELETE_ATTEMPTS => {
+                tracing::warn!(container = %id, error = %e, "deleting a container failed")
+            }
+            Err(_) => std::thread::sleep(DELETE_RETRY),
+        }
     }
     unmount_root(rootfs);
 }
+
+/// How often a failed `delete` is tried in all, and the pause between tries.
+const DELETE_ATTEMPTS: u32 = 3;
+const DELETE_RETRY: Duration = Duration::from_millis(100);
 
 /// Removes the cgroups a runtime made for `path` in the hierarchies the agent does not manage
 /// (a v1 machine's `cpuset`, `devices`, `blkio`...), and their parents once empty: the
@@ -359,6 +373,7 @@ fn start_in_root(
                 .cgroups_path
                 .clone()
                 .map(|path| (path, run.managed_cgroup_dirs.clone())),
+            operations: Mutex::new(()),
         })),
     })
 }
