@@ -744,6 +744,22 @@ spec:
     )
 }
 
+/// The zombie children of process `parent`, from `/proc/<pid>/stat`.
+fn zombie_children_of(parent: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let mut fields = after.split_whitespace();
+            fields.next() == Some("Z") && fields.next() == Some(parent.to_string().as_str())
+        })
+        .collect()
+}
+
 /// A file the observer pod wrote, once it is there and not empty.
 fn shared_file(dir: &Path, name: &str) -> String {
     wait_for_every(&format!("the pod to write {name}"), SETTLE, POLL, || {
@@ -841,6 +857,13 @@ fn containers_run_through_the_oci_runtime(runtime_flags: &[&str]) {
         "{last}"
     );
     assert_eq!(str_at(last, "/reason"), "Error", "{last}");
+
+    // Containers' PID 1s and runtime helpers come back to skiff: none stays a zombie.
+    let skiff_pid = skiff.pid();
+    wait_for_every("skiff to have no zombie children", SETTLE, POLL, || {
+        let zombies = zombie_children_of(skiff_pid);
+        zombies.is_empty().then_some(())
+    });
 
     // Deleting the observer sends SIGTERM to its PID 1, whose trap runs.
     kubectl.ok(&["delete", "pod", "observer", "--wait=true"]);

@@ -116,6 +116,14 @@ impl Skiff {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .map(Child::id)
+            .expect("the server is not running")
+    }
+
     fn log_path(&self) -> PathBuf {
         self.root.path().join("skiff.log")
     }
