@@ -535,6 +535,90 @@ mod tests {
     }
 
     #[test]
+    fn the_config_carries_the_pods_sandbox_and_security_context() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "uid": "u1"},
+            "spec": {
+                "securityContext": {"fsGroup": 2000, "supplementalGroups": [3000, 2000]},
+                "containers": [{"name": "main"}]
+            }
+        }))
+        .unwrap();
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "name": "main",
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}
+            }
+        }))
+        .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let runtime: Arc<dyn OciRuntime> = Arc::new(
+            skiff_oci::CliRuntime::new("test", "/nonexistent", Vec::new(), state.path()).unwrap(),
+        );
+        let mounts = [Mount {
+            source: "/pods/u1/volumes/data".into(),
+            target: "/data".into(),
+            read_only: true,
+        }];
+        let run = OciRun {
+            runtime,
+            pod: &pod,
+            container: &container,
+            container_dir: Path::new("/pods/u1/containers/main"),
+            image: &ImageRoot::Merged("/images/x".into()),
+            command: vec!["httpd".into(), "-f".into()],
+            env: vec![("PATH".into(), "/bin".into())],
+            working_dir: "/www",
+            run_as: RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            mounts: &mounts,
+            hostname: "web",
+            netns: Some(Path::new("/run/skiff/netns/u1")),
+            cgroups_path: Some("/skiff/kubepods/podu1/main".into()),
+            managed_cgroup_dirs: Vec::new(),
+            log_path: Path::new("/pods/u1/logs/main/0.log"),
+            log_cap: 1024,
+        };
+        let config = container_config(&run, Path::new("/root"), Path::new("/etc-files"));
+        assert_eq!(config.process.args, ["httpd", "-f"]);
+        assert_eq!(config.process.env, ["PATH=/bin"]);
+        assert_eq!(config.process.cwd, "/www");
+        assert_eq!(config.process.user.uid, 1000);
+        assert_eq!(config.process.user.additional_gids, [2000, 3000]);
+        assert_eq!(config.hostname.as_deref(), Some("web"));
+        assert_eq!(
+            config.namespaces.network,
+            NamespaceMode::Join("/run/skiff/netns/u1".into())
+        );
+        assert_eq!(config.namespaces.pid, NamespaceMode::Private);
+        assert_eq!(config.namespaces.uts, NamespaceMode::Private);
+        assert_eq!(
+            config.cgroups_path.as_deref(),
+            Some("/skiff/kubepods/podu1/main")
+        );
+        assert!(config.no_new_privileges && config.readonly_rootfs && !config.privileged);
+        assert_eq!(config.capabilities.add, ["NET_ADMIN"]);
+        assert_eq!(config.capabilities.drop, ["ALL"]);
+        let destinations: Vec<&str> = config
+            .mounts
+            .iter()
+            .map(|m| m.destination.as_str())
+            .collect();
+        assert_eq!(
+            destinations,
+            ["/data", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+        );
+        assert!(config.mounts[0].readonly);
+        assert_eq!(config.mounts[1].source, Path::new("/etc-files/hosts"));
+        // The whole config becomes a valid spec.
+        skiff_oci::generate_spec(&config).unwrap();
+    }
+
+    #[test]
     fn overlay_stacks_the_layers_under_the_runs_upper_directory() {
         let dirs = RunDirs::under(Path::new("/pods/u/containers/c"));
         let image = ImageRoot::Overlay(vec!["/s/top".into(), "/s/base".into()]);
