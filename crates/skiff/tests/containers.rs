@@ -907,3 +907,90 @@ fn containers_run_through_crun() {
         .expect("crun is not installed (Debian package crun)");
     containers_run_through_the_oci_runtime(&["--oci-runtime", crun]);
 }
+
+#[test]
+fn after_a_crash_oci_containers_start_again_and_nothing_leaks() {
+    assert_root();
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file(
+        "sleeper.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+spec:
+  # sleep as a PID namespace's init ignores SIGTERM: it ends at the grace period's SIGKILL.
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {shell}
+    command: [sleep, \"3600\"]
+",
+            shell = support::images::SHELL
+        ),
+    );
+    kubectl.ok(&["apply", "-f", "sleeper.yaml"]);
+    let uid = kubectl.ok(&["get", "pod", "sleeper", "-o", "jsonpath={.metadata.uid}"]);
+    let container_state = skiff
+        .data_dir()
+        .join("oci")
+        .join("state")
+        .join(format!("{uid}-main"));
+    wait_for_every("the sleeper to run as a container", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "sleeper", "-o", "json"]));
+        (container_status(&pod, "main")?
+            .pointer("/state/running")
+            .is_some()
+            && container_state.is_dir())
+        .then_some(())
+    });
+
+    skiff.kill();
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    // Not adopted yet: the old container is removed and a new run counted.
+    wait_for_every("the sleeper to run again", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "sleeper", "-o", "json"]));
+        let status = container_status(&pod, "main")?;
+        (status.pointer("/state/running").is_some()
+            && status
+                .pointer("/restartCount")
+                .and_then(|c| c.as_i64())
+                .is_some_and(|c| c >= 1))
+        .then_some(())
+    });
+    let sleepers = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("environ"))
+                .is_ok_and(|environ| String::from_utf8_lossy(&environ).contains(uid.as_str()))
+        })
+        .count();
+    assert_eq!(
+        sleepers, 1,
+        "the old container's process outlived the crash"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let mut left = leftovers(&network, std::slice::from_ref(&uid));
+    if container_state.exists() {
+        left.push(format!("runtime state {}", container_state.display()));
+    }
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
