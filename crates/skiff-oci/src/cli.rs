@@ -97,6 +97,23 @@ impl CliRuntime {
         Ok(runtime)
     }
 
+    /// The runtime program at `program` (crun or runc, by path), with its state under
+    /// `root`; crun gets the hybrid-cgroup workaround of [`CliRuntime::crun`].
+    pub fn at_path(
+        program: impl Into<PathBuf>,
+        root: impl Into<PathBuf>,
+    ) -> Result<Self, OciError> {
+        let program = program.into();
+        let name = program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| program.display().to_string());
+        let is_crun = name.starts_with("crun");
+        let mut runtime = CliRuntime::new(name, program, Vec::new(), root)?;
+        runtime.hide_unified_cgroup = is_crun && hybrid_with_v2_controllers();
+        Ok(runtime)
+    }
+
     /// `runc` found on `PATH`, with its state under `root`.
     pub fn runc(root: impl Into<PathBuf>) -> Result<Self, OciError> {
         CliRuntime::new("runc", "runc", Vec::new(), root)

@@ -151,6 +151,11 @@ pub struct UpArgs {
     /// on one machine need two roots.
     #[arg(long, value_name = "NAME", default_value = "skiff")]
     pub cgroup_root: String,
+    /// The OCI runtime (`crun` or `runc`, by path) that runs containers under
+    /// `--container-runtime oci`; without it, the one built into `skiff` (youki's
+    /// `libcontainer`) runs them, so nothing else needs installing.
+    #[arg(long, value_name = "PATH")]
+    pub oci_runtime: Option<PathBuf>,
 }
 
 /// How the real node runs pods.
@@ -170,7 +175,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(parsed).map_err(|_| format!("duration {text:?} must not be negative"))
 }
 
+/// The hidden subcommand that runs one operation of the embedded OCI runtime.
+pub const OCI_SHIM_SUBCOMMAND: &str = "oci-shim";
+
 fn main() -> std::process::ExitCode {
+    // The embedded runtime forks containers: it must run before any thread exists, so it is
+    // dispatched ahead of everything else (runc-style arguments, not clap's).
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == OCI_SHIM_SUBCOMMAND) {
+        let code = skiff_oci::shim_main(args);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")

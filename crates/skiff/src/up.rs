@@ -190,6 +190,9 @@ fn pod_network_settings(
         skiff_net::ranges::DEFAULT_NODE_CIDR_MASK_SIZE,
     )?;
     match args.container_runtime {
+        ContainerRuntime::Process if args.oci_runtime.is_some() => {
+            Err("--oci-runtime needs --container-runtime oci".into())
+        }
         ContainerRuntime::Process => Ok(None),
         ContainerRuntime::Oci => {
             if !nix::unistd::geteuid().is_root() {
@@ -203,6 +206,28 @@ fn pod_network_settings(
             Ok(Some(settings))
         }
     }
+}
+
+/// The OCI runtime containers run through: `--oci-runtime`'s program, else the embedded one
+/// (this binary re-executed for its hidden shim subcommand), with its state under `DATA/oci`.
+fn oci_runtime(
+    args: &UpArgs,
+    data_dir: &Path,
+) -> Result<Arc<dyn skiff_oci::OciRuntime>, Box<dyn std::error::Error>> {
+    let root = data_dir.join("oci");
+    let runtime = match &args.oci_runtime {
+        Some(program) => skiff_oci::CliRuntime::at_path(program, root)?,
+        None => skiff_oci::embedded_runtime(
+            std::env::current_exe()?,
+            vec![crate::OCI_SHIM_SUBCOMMAND.into()],
+            root,
+        )?,
+    };
+    tracing::info!(
+        runtime = skiff_oci::OciRuntime::name(&runtime),
+        "containers run through an OCI runtime"
+    );
+    Ok(Arc::new(runtime))
 }
 
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -310,6 +335,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                 );
                 config.pod_network = Some(settings);
                 config.cgroup_root = Some(args.cgroup_root.clone());
+                config.oci_runtime = Some(oci_runtime(&args, &data_dir)?);
             }
             None => {
                 config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));

@@ -675,3 +675,322 @@ fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
     let left = leftovers(&network, &uids);
     assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
+
+/// The status of container `name` in pod JSON `pod`.
+fn container_status(pod: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    pod.pointer("/status/containerStatuses")?
+        .as_array()?
+        .iter()
+        .find(|s| str_at(s, "/name") == name)
+        .cloned()
+}
+
+/// A pod of the shell image that records what it sees into the host directory `shared`: its
+/// processes, hostname and whether the server's token is visible; an exec probe records
+/// where it ran, and a TERM trap records that it ran.
+fn observer_pod(shared: &Path, token: &Path) -> String {
+    let token = token.display();
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: observer
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: main
+    image: {shell}
+    command:
+    - sh
+    - -c
+    - |
+      trap 'echo got-term > /shared/term; exit 0' TERM
+      ps -o pid,args > /shared/ps
+      hostname > /shared/hostname
+      if [ -e {token} ]; then echo visible; else echo invisible; fi > /shared/token
+      while true; do sleep 1 & wait $!; done
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+    livenessProbe:
+      exec:
+        command: [sh, -c, \"hostname > /shared/probe-hostname; tr '\\\\0' ' ' < /proc/1/cmdline > /shared/probe-pid1\"]
+      periodSeconds: 1
+  volumes:
+  - name: shared
+    hostPath:
+      path: {shared}
+",
+        shell = support::images::SHELL,
+        shared = shared.display(),
+    )
+}
+
+/// A pod whose container exits 3 and is restarted on failure.
+fn exit_three_pod() -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: exit-three
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - name: main
+    image: {shell}
+    command: [sh, -c, \"exit 3\"]
+",
+        shell = support::images::SHELL,
+    )
+}
+
+/// The zombie children of process `parent`, from `/proc/<pid>/stat`.
+fn zombie_children_of(parent: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let mut fields = after.split_whitespace();
+            fields.next() == Some("Z") && fields.next() == Some(parent.to_string().as_str())
+        })
+        .collect()
+}
+
+/// A file the observer pod wrote, once it is there and not empty.
+fn shared_file(dir: &Path, name: &str) -> String {
+    wait_for_every(&format!("the pod to write {name}"), SETTLE, POLL, || {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .filter(|text| !text.trim().is_empty())
+    })
+}
+
+/// Containers run through the OCI runtime given by `runtime_flags` (none: the embedded one):
+/// each in its own PID and UTS namespaces and its image's root, exit codes reported and
+/// restarts done by policy, exec probes run inside, SIGTERM reaches the container's trap, and
+/// after SIGTERM to skiff nothing of them is left.
+fn containers_run_through_the_oci_runtime(runtime_flags: &[&str]) {
+    assert_root();
+    let network = TestNetwork::next();
+    let mut flags = network.flags();
+    flags.extend(runtime_flags.iter().map(|f| f.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    let shared = skiff.file_path("shared");
+    std::fs::create_dir_all(&shared).expect("the shared directory");
+    let token = skiff.data_dir().join("token");
+    assert!(
+        token.exists(),
+        "the server has no token at {}",
+        token.display()
+    );
+    skiff.write_file("observer.yaml", &observer_pod(&shared, &token));
+    skiff.write_file("exit-three.yaml", &exit_three_pod());
+    kubectl.ok(&["apply", "-f", "observer.yaml"]);
+    kubectl.ok(&["apply", "-f", "exit-three.yaml"]);
+    let observer_uid = kubectl.ok(&["get", "pod", "observer", "-o", "jsonpath={.metadata.uid}"]);
+    let exit_uid = kubectl.ok(&["get", "pod", "exit-three", "-o", "jsonpath={.metadata.uid}"]);
+
+    // PID 1 is the container's command, and its own processes are all it sees.
+    let ps = shared_file(&shared, "ps");
+    let state = skiff.data_dir().join("oci").join("state");
+    assert!(
+        state.join(format!("{observer_uid}-main")).is_dir(),
+        "the runtime does not know the observer's container in {}",
+        state.display()
+    );
+    let pid_one = ps
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some("1"))
+        .unwrap_or_else(|| panic!("no PID 1 in the container's ps:\n{ps}"));
+    assert!(pid_one.contains("sh -c"), "PID 1 is not the command:\n{ps}");
+    assert!(
+        ps.lines().count() <= 4,
+        "the container sees more than its own processes:\n{ps}"
+    );
+    assert_eq!(shared_file(&shared, "hostname").trim(), "observer");
+    assert_eq!(
+        shared_file(&shared, "token").trim(),
+        "invisible",
+        "the server's token is visible inside the container"
+    );
+    // The exec probe ran inside the container: its hostname, its PID 1.
+    assert_eq!(shared_file(&shared, "probe-hostname").trim(), "observer");
+    let probe_pid1 = shared_file(&shared, "probe-pid1");
+    assert!(
+        probe_pid1.starts_with("sh -c"),
+        "the probe saw another PID 1: {probe_pid1}"
+    );
+    let pod = json_of(&kubectl.ok(&["get", "pod", "observer", "-o", "json"]));
+    let status = container_status(&pod, "main").expect("the observer has a status");
+    assert_eq!(
+        status.pointer("/restartCount"),
+        Some(&serde_json::json!(0)),
+        "the passing liveness probe restarted the container: {status}"
+    );
+
+    // A container exiting 3 is Terminated with exit code 3 and restarted on failure.
+    let restarted = wait_for_every("exit-three to be restarted", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "exit-three", "-o", "json"]));
+        container_status(&pod, "main").filter(|s| {
+            s.pointer("/restartCount")
+                .and_then(|c| c.as_i64())
+                .is_some_and(|c| c >= 1)
+        })
+    });
+    let last = restarted
+        .pointer("/lastState/terminated")
+        .unwrap_or_else(|| panic!("no lastState.terminated: {restarted}"));
+    assert_eq!(
+        last.pointer("/exitCode"),
+        Some(&serde_json::json!(3)),
+        "{last}"
+    );
+    assert_eq!(str_at(last, "/reason"), "Error", "{last}");
+
+    // Containers' PID 1s and runtime helpers come back to skiff: none stays a zombie.
+    let skiff_pid = skiff.pid();
+    wait_for_every("skiff to have no zombie children", SETTLE, POLL, || {
+        let zombies = zombie_children_of(skiff_pid);
+        zombies.is_empty().then_some(())
+    });
+
+    // Deleting the observer sends SIGTERM to its PID 1, whose trap runs.
+    kubectl.ok(&["delete", "pod", "observer", "--wait=true"]);
+    assert_eq!(shared_file(&shared, "term").trim(), "got-term");
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let mut left = leftovers(&network, &[observer_uid.clone(), exit_uid.clone()]);
+    let containers = std::fs::read_dir(&state)
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    if containers > 0 {
+        left.push(format!("{containers} containers in the runtime's state"));
+    }
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let environ = String::from_utf8_lossy(&environ);
+        for uid in [&observer_uid, &exit_uid] {
+            if environ.contains(uid.as_str()) {
+                left.push(format!("process {:?} of pod {uid}", entry.file_name()));
+            }
+        }
+    }
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
+
+#[test]
+fn containers_run_through_the_embedded_oci_runtime() {
+    containers_run_through_the_oci_runtime(&[]);
+}
+
+#[test]
+fn containers_run_through_crun() {
+    let crun = ["/usr/bin/crun", "/usr/local/bin/crun", "/usr/sbin/crun"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .expect("crun is not installed (Debian package crun)");
+    containers_run_through_the_oci_runtime(&["--oci-runtime", crun]);
+}
+
+#[test]
+fn after_a_crash_oci_containers_start_again_and_nothing_leaks() {
+    assert_root();
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file(
+        "sleeper.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+spec:
+  # sleep as a PID namespace's init ignores SIGTERM: it ends at the grace period's SIGKILL.
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {shell}
+    command: [sleep, \"3600\"]
+",
+            shell = support::images::SHELL
+        ),
+    );
+    kubectl.ok(&["apply", "-f", "sleeper.yaml"]);
+    let uid = kubectl.ok(&["get", "pod", "sleeper", "-o", "jsonpath={.metadata.uid}"]);
+    let container_state = skiff
+        .data_dir()
+        .join("oci")
+        .join("state")
+        .join(format!("{uid}-main"));
+    wait_for_every("the sleeper to run as a container", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "sleeper", "-o", "json"]));
+        (container_status(&pod, "main")?
+            .pointer("/state/running")
+            .is_some()
+            && container_state.is_dir())
+        .then_some(())
+    });
+
+    skiff.kill();
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    // Not adopted yet: the old container is removed and a new run counted.
+    wait_for_every("the sleeper to run again", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "sleeper", "-o", "json"]));
+        let status = container_status(&pod, "main")?;
+        (status.pointer("/state/running").is_some()
+            && status
+                .pointer("/restartCount")
+                .and_then(|c| c.as_i64())
+                .is_some_and(|c| c >= 1))
+        .then_some(())
+    });
+    let sleepers = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("environ"))
+                .is_ok_and(|environ| String::from_utf8_lossy(&environ).contains(uid.as_str()))
+        })
+        .count();
+    assert_eq!(
+        sleepers, 1,
+        "the old container's process outlived the crash"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let mut left = leftovers(&network, std::slice::from_ref(&uid));
+    if container_state.exists() {
+        left.push(format!("runtime state {}", container_state.display()));
+    }
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}

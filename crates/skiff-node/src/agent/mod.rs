@@ -40,6 +40,7 @@ pub mod image_gc;
 pub mod logfiles;
 pub mod machine;
 mod node;
+mod oci;
 pub mod pod_range;
 pub mod probe_timing;
 mod process;
@@ -69,6 +70,9 @@ use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig, Notifi
 use tokio::sync::mpsc;
 
 pub use backoff::Backoff;
+
+/// How often zombie children nobody else collects are looked for under the OCI runtime.
+const ZOMBIE_SWEEP_PERIOD: Duration = Duration::from_secs(5);
 pub use logfiles::{AgentLogs, LiveRuns};
 pub use machine::BackoffConfig;
 pub use node::{detect_capacity, NodeReporter, RealNode, NODE_ADDRESS};
@@ -121,6 +125,10 @@ pub struct NodeAgentConfig {
     /// kubelet's `kubepods` tree with a cgroup per pod and per container; none leaves
     /// containers unlimited in the agent's cgroup.
     pub cgroup_root: Option<String>,
+    /// Runs containers as OCI containers (each in its image's root, with its own PID, IPC,
+    /// UTS and mount namespaces) when pods get a network namespace and a cgroup; none runs
+    /// them as process groups.
+    pub oci_runtime: Option<Arc<dyn skiff_oci::OciRuntime>>,
 }
 
 /// The pod network a node agent builds when pods get their own network namespaces.
@@ -174,6 +182,7 @@ impl NodeAgentConfig {
             image_gc_period: image_gc::DEFAULT_IMAGE_GC_PERIOD,
             pod_network: None,
             cgroup_root: None,
+            oci_runtime: None,
         }
     }
 
@@ -365,6 +374,19 @@ impl NodeAgent {
             pod_network: pod_network.clone(),
             cgroups: cgroups.clone(),
             exec_places: self.exec_places.clone(),
+            oci: self.config.oci_runtime.clone(),
+        });
+        // Containers' PID 1s come back to this process (a child subreaper); the rare orphan
+        // that is neither a container nor tokio's own child is collected here.
+        let zombie_sweep = self.config.oci_runtime.is_some().then(|| {
+            tokio::spawn(async {
+                let mut sweep = oci::ZombieSweep::default();
+                let mut ticks = tokio::time::interval(ZOMBIE_SWEEP_PERIOD);
+                loop {
+                    ticks.tick().await;
+                    oci::sweep_zombies(&mut sweep);
+                }
+            })
         });
         let heartbeat = tokio::spawn(reporter.run());
         let informer = Informer::start(
@@ -420,6 +442,9 @@ impl NodeAgent {
             }
         }
         image_gc.abort();
+        if let Some(sweep) = &zombie_sweep {
+            sweep.abort();
+        }
         pods_manager
             .stop_all(self.config.shutdown_grace, &mut done_rx)
             .await;

@@ -77,9 +77,20 @@ pub struct ContainerProcess {
     pub done: watch::Receiver<Option<i32>>,
     /// The run's own stdio, for `kubectl attach`.
     pub attach: Arc<super::streams::Attachable>,
+    /// The runtime's container, when the run is one (`pgid` is then its PID 1).
+    pub oci: Option<Arc<super::oci::OciContainer>>,
 }
 
 impl ContainerProcess {
+    /// Sends `signal` to the run: to the container's PID 1 through its runtime, else to the
+    /// whole process group.
+    pub fn signal(&self, signal: Signal) {
+        match &self.oci {
+            Some(container) => container.signal(signal),
+            None => signal_group(self.pgid, signal),
+        }
+    }
+
     /// Waits until the group is gone and returns the leader's exit code.
     pub async fn wait(&self) -> i32 {
         let mut done = self.done.clone();
@@ -425,6 +436,7 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
         pgid,
         done: rx,
         attach,
+        oci: None,
     })
 }
 
@@ -437,7 +449,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-async fn copy_log(
+pub(crate) async fn copy_log(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: &'static str,
     writer: Arc<Mutex<LogWriter>>,

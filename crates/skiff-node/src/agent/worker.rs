@@ -68,6 +68,9 @@ pub(crate) struct Shared {
     pub cgroups: Option<Arc<skiff_cgroups::PodCgroups>>,
     /// Where each running container's commands run, for `kubectl exec`.
     pub exec_places: super::streams::ExecPlaces,
+    /// Runs containers from their image's root through an OCI runtime; none runs them as
+    /// process groups.
+    pub oci: Option<Arc<dyn skiff_oci::OciRuntime>>,
 }
 
 /// The manager's handle on a pod worker.
@@ -791,16 +794,60 @@ impl Worker {
                     _ => Vec::new(),
                 };
                 let env_pairs = env.pairs();
-                let spawned = process::spawn(SpawnRequest {
-                    cgroup_procs,
-                    argv,
-                    env: env_pairs.clone(),
-                    cwd: cwd.clone(),
-                    log_path: log,
-                    log_cap: shared.log_cap,
-                    arg0,
-                    attach: super::streams::AttachConfig::of(&container),
-                });
+                let oci_run = match (&shared.oci, &root, &shared.cgroups, &pod_cgroup) {
+                    (Some(runtime), Some(exec_root), Some(cgroups), Some(pod_cgroup)) => Some((
+                        runtime.clone(),
+                        exec_root.clone(),
+                        cgroups.container_path(pod_cgroup, &name).ok().map(|path| {
+                            let dirs = cgroups.driver().procs_files(&path);
+                            (path, dirs)
+                        }),
+                    )),
+                    _ => None,
+                };
+                let (spawned, root) = match (oci_run, &image.root) {
+                    (Some((runtime, mut exec_root, cgroup)), Some(image_root)) => {
+                        let started = start_oci(OciStart {
+                            runtime,
+                            pod: pod.clone(),
+                            container: container.clone(),
+                            container_dir: container_dir.clone(),
+                            image: image_root.clone(),
+                            command: expanded_command(&container, &image, &env),
+                            env: env_pairs.clone(),
+                            exec_root: exec_root.clone(),
+                            mounts: mounts.clone(),
+                            netns: netns.clone(),
+                            cgroups_path: cgroup.as_ref().map(|(c, _)| c.runtime_path()),
+                            managed_cgroup_dirs: cgroup
+                                .map(|(_, procs)| {
+                                    procs
+                                        .iter()
+                                        .filter_map(|p| p.parent().map(Path::to_path_buf))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                            log_path: log,
+                            log_cap: shared.log_cap,
+                        })
+                        .await;
+                        exec_root.oci = started.as_ref().ok().and_then(|p| p.oci.clone());
+                        (started, Some(exec_root))
+                    }
+                    _ => (
+                        process::spawn(SpawnRequest {
+                            cgroup_procs,
+                            argv,
+                            env: env_pairs.clone(),
+                            cwd: cwd.clone(),
+                            log_path: log,
+                            log_cap: shared.log_cap,
+                            arg0,
+                            attach: super::streams::AttachConfig::of(&container),
+                        }),
+                        root,
+                    ),
+                };
                 let process = match spawned {
                     Ok(p) => p,
                     Err(e) => {
@@ -832,7 +879,8 @@ impl Worker {
                     },
                 });
                 let pgid = process.pgid;
-                if root.is_some() {
+                let oci_container = process.oci.clone();
+                if root.is_some() && oci_container.is_none() {
                     // Started means the container's root is in place, as for a created
                     // container: probes and hooks must not run in a half-assembled one.
                     wait_for_root(&RunDirs::under(&container_dir).ready, &process).await;
@@ -867,7 +915,10 @@ impl Worker {
                             "FailedPostStartHook",
                             format!("PostStartHook failed: {message}"),
                         );
-                        process::signal_group(pgid, Signal::SIGKILL);
+                        match &oci_container {
+                            Some(container) => container.signal(Signal::SIGKILL),
+                            None => process::signal_group(pgid, Signal::SIGKILL),
+                        }
                     }
                 }
                 let _ = tx.send(Msg::Input(Input::Started {
@@ -911,6 +962,10 @@ impl Worker {
             let oom = cgroup.is_some_and(|(cgroups, path)| {
                 cgroups.oom_kills(&path).is_ok_and(|kills| kills > 0)
             });
+            if let Some(container) = process.oci.clone() {
+                // The run is over: its container and root go before the exit is reported.
+                let _ = tokio::task::spawn_blocking(move || container.release()).await;
+            }
             let _ = tx.send(Msg::Input(Input::Exited {
                 container: name,
                 exit_code: code,
@@ -930,7 +985,7 @@ impl Worker {
         let pod_ip = self.pod_ip;
         let exec = self.exec_for(name, Some(process.pgid));
         let name = name.to_string();
-        let pgid = process.pgid;
+        let killed = process.clone();
         spawn_step(
             &self.uid,
             "kill",
@@ -965,15 +1020,15 @@ impl Worker {
                         Err(_) => {}
                     }
                 }
-                process::signal_group(process.pgid, Signal::SIGTERM);
+                process.signal(Signal::SIGTERM);
                 tokio::select! {
                     _ = process.wait() => {}
                     _ = tokio::time::sleep_until(deadline) => {
-                        process::signal_group(process.pgid, Signal::SIGKILL);
+                        process.signal(Signal::SIGKILL);
                     }
                 }
             },
-            move |_| process::signal_group(pgid, Signal::SIGKILL),
+            move |_| killed.signal(Signal::SIGKILL),
         );
     }
 
@@ -1136,6 +1191,8 @@ struct ExecRoot {
     root: PathBuf,
     working_dir: String,
     run_as: RunAs,
+    /// The runtime's container, when the run is one: commands run through its `exec`.
+    oci: Option<Arc<super::oci::OciContainer>>,
 }
 
 /// Who a container run from its image runs as: the security context's `runAsUser` and
@@ -1235,6 +1292,62 @@ async fn wait_for_root(marker: &Path, process: &ContainerProcess) {
             _ = tokio::time::sleep_until(deadline) => return,
         }
     }
+}
+
+/// What [`start_oci`] needs, owned so that it can move to a blocking thread.
+struct OciStart {
+    runtime: Arc<dyn skiff_oci::OciRuntime>,
+    pod: Arc<Pod>,
+    container: Container,
+    container_dir: PathBuf,
+    image: ImageRoot,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    exec_root: ExecRoot,
+    mounts: Vec<sandbox::Mount>,
+    netns: Option<PathBuf>,
+    cgroups_path: Option<String>,
+    managed_cgroup_dirs: Vec<PathBuf>,
+    log_path: PathBuf,
+    log_cap: u64,
+}
+
+/// Creates and starts a run as an OCI container, in the root, `/etc` files and cgroup the
+/// process path prepared, off the async threads.
+async fn start_oci(start: OciStart) -> std::io::Result<ContainerProcess> {
+    let uid = start.pod.metadata.uid.clone().unwrap_or_default();
+    let id =
+        super::oci::container_id(&uid, &start.container.name).map_err(std::io::Error::other)?;
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        // The launch spawns the log copiers and the waiter on the agent's runtime.
+        let _entered = handle.enter();
+        let hostname = pod_hostname(&start.pod, &HostFiles::read());
+        super::oci::launch(
+            super::oci::OciRun {
+                runtime: start.runtime.clone(),
+                pod: &start.pod,
+                container: &start.container,
+                container_dir: &start.container_dir,
+                image: &start.image,
+                command: start.command.clone(),
+                env: start.env.clone(),
+                working_dir: &start.exec_root.working_dir,
+                run_as: start.exec_root.run_as,
+                mounts: &start.mounts,
+                hostname: &hostname,
+                netns: start.netns.as_deref(),
+                cgroups_path: start.cgroups_path.clone(),
+                managed_cgroup_dirs: start.managed_cgroup_dirs.clone(),
+                log_path: &start.log_path,
+                log_cap: start.log_cap,
+            },
+            id,
+        )
+        .map_err(std::io::Error::other)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Gives the container a new cgroup under its pod's (what an earlier run left is killed and
@@ -1352,6 +1465,7 @@ fn rooted_launch(
         root: dirs.root.clone(),
         working_dir: working_dir.to_string(),
         run_as,
+        oci: None,
     };
     Ok((argv, container_dir.to_path_buf(), None, Some(exec_root)))
 }
@@ -1397,6 +1511,9 @@ fn make_exec(
     pgid: Option<i32>,
     root: Option<ExecRoot>,
 ) -> ExecFn {
+    if let Some((container, root)) = root.as_ref().and_then(|r| Some((r.oci.clone()?, r))) {
+        return super::oci::exec_fn(container, env, root.working_dir.clone());
+    }
     Arc::new(move |command: Vec<String>, timeout: Duration| {
         let argv = enter_argv(&isolation, pgid, &root, command);
         let env = env.clone();

@@ -70,7 +70,7 @@ impl Skiff {
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
         let mut skiff = Skiff {
             root,
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args: super::with_test_container_runtime(extra_args),
             process: None,
         };
         let images_dir = skiff.data_dir().join("images");

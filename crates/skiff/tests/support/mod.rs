@@ -94,7 +94,7 @@ impl Skiff {
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
         let mut skiff = Skiff {
             root,
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args: with_test_container_runtime(extra_args),
             process: None,
         };
         skiff.launch();
@@ -114,6 +114,14 @@ impl Skiff {
     /// The server's log (stdout and stderr) so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .map(Child::id)
+            .expect("the server is not running")
     }
 
     fn log_path(&self) -> PathBuf {
@@ -739,4 +747,55 @@ fn parse_response(raw: &[u8]) -> RawResponse {
         body.to_string()
     };
     RawResponse { status, body }
+}
+
+/// The variable that runs every test server's real node on another container runtime:
+/// `oci` (the embedded OCI runtime) or `oci=PATH` (crun or runc at `PATH`). Unset, servers
+/// keep `skiff up`'s default.
+pub const TEST_CONTAINER_RUNTIME: &str = "SKIFF_TEST_CONTAINER_RUNTIME";
+
+/// How many servers this process started under [`TEST_CONTAINER_RUNTIME`], for their ranges.
+static OCI_SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// `extra_args`, plus the flags [`TEST_CONTAINER_RUNTIME`] asks for when the server runs a
+/// real node and its flags choose no runtime: ranges from 198.18.0.0/15 (a /22 of pods and
+/// one of Services, picked by process and server), a bridge and a cgroup root of its own.
+pub fn with_test_container_runtime(extra_args: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+    let Ok(choice) = std::env::var(TEST_CONTAINER_RUNTIME) else {
+        return args;
+    };
+    if args
+        .iter()
+        .any(|a| a == "--no-node" || a.starts_with("--container-runtime"))
+    {
+        return args;
+    }
+    let (runtime, program) = match choice.split_once('=') {
+        Some((runtime, program)) => (runtime.to_string(), Some(program.to_string())),
+        None => (choice.clone(), None),
+    };
+    assert_eq!(
+        runtime, "oci",
+        "{TEST_CONTAINER_RUNTIME} must be oci or oci=PATH, not {choice:?}"
+    );
+    let index = OCI_SERVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let pid = std::process::id();
+    let share = (pid.wrapping_mul(4).wrapping_add(index) % 64) * 4;
+    args.extend([
+        "--container-runtime".to_string(),
+        "oci".to_string(),
+        "--cluster-cidr".to_string(),
+        format!("198.18.{share}.0/22"),
+        "--service-cidr".to_string(),
+        format!("198.19.{share}.0/22"),
+        "--pod-bridge".to_string(),
+        format!("sks{pid}x{index}"),
+        "--cgroup-root".to_string(),
+        format!("skiff-suite-{pid}-{index}"),
+    ]);
+    if let Some(program) = program {
+        args.extend(["--oci-runtime".to_string(), program]);
+    }
+    args
 }

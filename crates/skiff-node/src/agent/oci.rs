@@ -1,0 +1,646 @@
+//! Containers through an OCI runtime (`--container-runtime oci`): the second implementation
+//! behind the agent's process seam. A run becomes a bundle (the image's layers mounted as an
+//! overlay at its `rootfs`, a `config.json` from the pod spec and the image config) that the
+//! runtime creates and starts; the container's PID 1 is then this process's child (the
+//! runtime makes it a child subreaper), reaped by PID on a blocking thread, and its output
+//! goes through pipes into the run's log file, as a process run's does.
+//!
+//! Never `waitpid(-1)`: tokio reaps its own children by PID, and a wildcard wait would steal
+//! their exit statuses. Orphans that are neither tokio's nor a container (a runtime's helper
+//! that outlived it) are collected by [`sweep_zombies`], which reaps only children that were
+//! already zombies at its previous pass and are not containers.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use skiff_oci::bundle::{BindMount, CapabilityChanges, NamespaceMode, Namespaces, UserConfig};
+use skiff_oci::{ContainerConfig, ContainerId, ExecProcess, OciRuntime, ProcessStdio};
+use tokio::sync::watch;
+
+use super::logfiles::LogWriter;
+use super::process::{copy_log, ContainerProcess};
+use super::rootfs::{resolve_in_root, RunAs, RunDirs};
+use super::runtime::{ExecFn, ExecOutput, ImageRoot};
+use super::sandbox::Mount;
+
+/// How long a container's output pipes may stay open after its PID 1 ended (a process that
+/// escaped the container holding them) before the run counts as over anyway.
+const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// One container run under the runtime: what signals, exec and the end of the run need.
+pub struct OciContainer {
+    /// The runtime that created it.
+    pub runtime: Arc<dyn OciRuntime>,
+    /// Its id in the runtime (`<pod uid>-<container name>`, the same for every run).
+    pub id: ContainerId,
+    /// Its root's mount point, unmounted when the run ends.
+    pub rootfs: PathBuf,
+    /// Its cgroup as the runtime took it, and where the agent's own driver keeps it.
+    pub cgroup: Option<(String, Vec<PathBuf>)>,
+    /// Held by each runtime call on the container: a runtime rewrites its state file in
+    /// place, so a `kill` racing a `delete` could make the delete read half a file.
+    operations: Mutex<()>,
+}
+
+impl std::fmt::Debug for OciContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} container {}", self.runtime.name(), self.id)
+    }
+}
+
+impl OciContainer {
+    /// Sends `signal` to the container's PID 1 through the runtime, off the async threads; a
+    /// container already gone is not an error.
+    pub fn signal(self: &Arc<Self>, signal: Signal) {
+        let container = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = container.operations.lock();
+            if let Err(e) = container.runtime.kill(&container.id, signal, false) {
+                tracing::debug!(container = %container.id, %signal, error = %e, "signalling a container failed");
+            }
+        });
+    }
+
+    /// Deletes the ended container from the runtime (its state, and the mounts it made) and
+    /// unmounts its root. Blocking.
+    pub fn release(&self) {
+        let _one_at_a_time = self.operations.lock();
+        remove_previous(self.runtime.as_ref(), &self.id, &self.rootfs);
+        if let Some((path, managed)) = &self.cgroup {
+            remove_runtime_cgroups(path, managed);
+        }
+    }
+}
+
+/// The PIDs of running containers' PID 1s, which [`sweep_zombies`] leaves to their waiters.
+fn container_pids() -> &'static Mutex<HashSet<i32>> {
+    static PIDS: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
+    PIDS.get_or_init(Mutex::default)
+}
+
+/// The runtime's id for a pod's container: `<pod uid>-<container name>`, the same for every
+/// run, so a new run replaces whatever the previous one left.
+pub fn container_id(pod_uid: &str, container: &str) -> Result<ContainerId, String> {
+    ContainerId::new(format!("{pod_uid}-{container}")).map_err(|e| e.to_string())
+}
+
+/// Removes what an earlier run of `id` left: the runtime's container (killed if it still
+/// runs) and the root mounted at `rootfs`.
+fn remove_previous(runtime: &dyn OciRuntime, id: &ContainerId, rootfs: &Path) {
+    for attempt in 1..=DELETE_ATTEMPTS {
+        match runtime.delete(id, true) {
+            Ok(()) | Err(skiff_oci::OciError::NotFound(_)) => break,
+            Err(e) if attempt == DELETE_ATTEMPTS => {
+                tracing::warn!(container = %id, error = %e, "deleting a container failed")
+            }
+            Err(_) => std::thread::sleep(DELETE_RETRY),
+        }
+    }
+    unmount_root(rootfs);
+}
+
+/// How often a failed `delete` is tried in all, and the pause between tries.
+const DELETE_ATTEMPTS: u32 = 3;
+const DELETE_RETRY: Duration = Duration::from_millis(100);
+
+/// Removes the cgroups a runtime made for `path` in the hierarchies the agent does not manage
+/// (a v1 machine's `cpuset`, `devices`, `blkio`...), and their parents once empty: the
+/// kernel refuses to remove a cgroup with children or processes, so a sibling's are kept.
+fn remove_runtime_cgroups(path: &str, managed: &[PathBuf]) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let relative = path.trim_start_matches('/');
+    for mount in skiff_cgroups::detect::parse_mountinfo(&mounts) {
+        if managed
+            .iter()
+            .any(|dir| dir.starts_with(&mount.mount_point))
+        {
+            continue;
+        }
+        let mut dir = mount.mount_point.join(relative);
+        while dir != mount.mount_point && dir.starts_with(&mount.mount_point) {
+            if std::fs::remove_dir(&dir).is_err() && dir.exists() {
+                break;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+}
+
+fn unmount_root(rootfs: &Path) {
+    // Detached, so a process still holding a file there cannot keep the mount busy.
+    match nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            tracing::warn!(root = %rootfs.display(), error = %e, "unmounting a container's root failed")
+        }
+    }
+}
+
+/// Everything one run needs beyond the pod spec.
+pub struct OciRun<'a> {
+    /// The runtime.
+    pub runtime: Arc<dyn OciRuntime>,
+    /// The pod.
+    pub pod: &'a Pod,
+    /// The container.
+    pub container: &'a Container,
+    /// The container's directory under the pod's (root, upper, work, etc, bundle).
+    pub container_dir: &'a Path,
+    /// The image's files.
+    pub image: &'a ImageRoot,
+    /// The resolved command.
+    pub command: Vec<String>,
+    /// The whole environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory inside the container.
+    pub working_dir: &'a str,
+    /// Who PID 1 runs as.
+    pub run_as: RunAs,
+    /// Volumes to bind.
+    pub mounts: &'a [Mount],
+    /// The pod's hostname.
+    pub hostname: &'a str,
+    /// The pod's pinned network namespace; none keeps the host's network (and UTS).
+    pub netns: Option<&'a Path>,
+    /// The container's cgroup, as runtimes take it (`/skiff/kubepods/.../<container>`).
+    pub cgroups_path: Option<String>,
+    /// The container's cgroup directories in the hierarchies the agent manages.
+    pub managed_cgroup_dirs: Vec<PathBuf>,
+    /// The run's log file.
+    pub log_path: &'a Path,
+    /// Where the log is rotated.
+    pub log_cap: u64,
+}
+
+/// The container's `config.json` description: pure, from the run's inputs.
+pub fn container_config(run: &OciRun<'_>, rootfs: &Path, etc_dir: &Path) -> ContainerConfig {
+    let context = run.container.security_context.as_ref();
+    let pod_context = run
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref());
+    let mut config = ContainerConfig::new(rootfs, run.command.clone());
+    config.process.env = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    config.process.cwd = run.working_dir.to_string();
+    let mut additional_gids: Vec<u32> = pod_context
+        .and_then(|c| c.supplemental_groups.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(pod_context.and_then(|c| c.fs_group))
+        .filter_map(|gid| u32::try_from(gid).ok())
+        .collect();
+    additional_gids.sort_unstable();
+    additional_gids.dedup();
+    config.process.user = UserConfig {
+        uid: run.run_as.uid,
+        gid: run.run_as.gid,
+        additional_gids,
+    };
+    config.hostname = Some(run.hostname.to_string());
+    config.mounts = run
+        .mounts
+        .iter()
+        .map(|m| BindMount {
+            destination: m.target.clone(),
+            source: m.source.clone(),
+            readonly: m.read_only,
+        })
+        .chain(["hosts", "hostname", "resolv.conf"].map(|file| BindMount {
+            destination: format!("/etc/{file}"),
+            source: etc_dir.join(file),
+            readonly: false,
+        }))
+        .collect();
+    let (network, uts) = match run.netns {
+        Some(netns) => (
+            NamespaceMode::Join(netns.to_path_buf()),
+            NamespaceMode::Private,
+        ),
+        None => (NamespaceMode::Host, NamespaceMode::Host),
+    };
+    config.namespaces = Namespaces {
+        pid: NamespaceMode::Private,
+        ipc: NamespaceMode::Private,
+        uts,
+        network,
+    };
+    config.cgroups_path = run.cgroups_path.clone();
+    if let Some(capabilities) = context.and_then(|c| c.capabilities.as_ref()) {
+        config.capabilities = CapabilityChanges {
+            add: capabilities.add.clone().unwrap_or_default(),
+            drop: capabilities.drop.clone().unwrap_or_default(),
+        };
+    }
+    config.privileged = context.and_then(|c| c.privileged).unwrap_or(false);
+    config.no_new_privileges = context.and_then(|c| c.allow_privilege_escalation) == Some(false);
+    config.readonly_rootfs = context
+        .and_then(|c| c.read_only_root_filesystem)
+        .unwrap_or(false);
+    config
+}
+
+/// The overlay mount options stacking the image under the run's upper directory.
+pub fn overlay_options(image: &ImageRoot, dirs: &RunDirs) -> String {
+    let lower = match image {
+        ImageRoot::Overlay(layers) => layers
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":"),
+        ImageRoot::Merged(dir) => dir.to_string_lossy().into_owned(),
+    };
+    format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        dirs.upper.to_string_lossy(),
+        dirs.work.to_string_lossy()
+    )
+}
+
+/// Creates and starts the container of one run (blocking: call it on a blocking thread) and
+/// returns its handle, whose `done` is set once its PID 1 has been reaped. The run's `/etc`
+/// files must already be written into the run's `etc` directory.
+pub fn launch(run: OciRun<'_>, id: ContainerId) -> Result<ContainerProcess, String> {
+    let dirs = RunDirs::under(run.container_dir);
+    remove_previous(run.runtime.as_ref(), &id, &dirs.root);
+    dirs.prepare()
+        .map_err(|e| format!("preparing the container's root: {e}"))?;
+    let options = overlay_options(run.image, &dirs);
+    nix::mount::mount(
+        Some("overlay"),
+        &dirs.root,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|e| format!("mounting the container's root: {e}"))?;
+    let started = start_in_root(&run, &id, &dirs);
+    if started.is_err() {
+        remove_previous(run.runtime.as_ref(), &id, &dirs.root);
+    }
+    started
+}
+
+fn start_in_root(
+    run: &OciRun<'_>,
+    id: &ContainerId,
+    dirs: &RunDirs,
+) -> Result<ContainerProcess, String> {
+    // The working directory is made inside the root as a runtime would, resolved there so
+    // that no link in the image leads outside it.
+    if let Some(cwd) = resolve_in_root(&dirs.root, run.working_dir) {
+        let _ = std::fs::create_dir_all(cwd);
+    }
+    let config = container_config(run, &dirs.root, &dirs.etc);
+    let spec = skiff_oci::generate_spec(&config).map_err(|e| e.to_string())?;
+    let bundle = run.container_dir.join("bundle");
+    std::fs::create_dir_all(&bundle).map_err(|e| format!("creating the bundle: {e}"))?;
+    skiff_oci::write_bundle(&bundle, &spec).map_err(|e| e.to_string())?;
+    let writer = Arc::new(Mutex::new(
+        LogWriter::open(run.log_path, run.log_cap).map_err(|e| format!("opening the log: {e}"))?,
+    ));
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let stdio = ProcessStdio {
+        stdin: Stdio::null(),
+        stdout: Stdio::from(out_write),
+        stderr: Stdio::from(err_write),
+    };
+    // Our write ends close when `create` returns: only the container holds them then.
+    run.runtime
+        .create(id, &bundle, stdio)
+        .map_err(|e| format!("failed to create containerd task: {e}"))?;
+    let pid = run
+        .runtime
+        .state(id)
+        .map_err(|e| e.to_string())?
+        .pid
+        .ok_or_else(|| "the runtime reported no process for the container".to_string())?;
+    container_pids()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid);
+    if let Err(e) = run.runtime.start(id) {
+        container_pids()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
+        return Err(format!("failed to start containerd task: {e}"));
+    }
+    // `kubectl attach` follows the output; stdin and terminals are not wired through the
+    // runtime yet, so an attach session only reads.
+    let output = super::streams::output_channel();
+    let copiers = [(out_read, "stdout"), (err_read, "stderr")]
+        .into_iter()
+        .filter_map(|(fd, stream)| {
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok()?;
+            Some(tokio::spawn(copy_log(
+                pipe,
+                stream,
+                writer.clone(),
+                output.clone(),
+            )))
+        })
+        .collect::<Vec<_>>();
+    let (tx, rx) = watch::channel(None);
+    let attach = Arc::new(super::streams::Attachable::new(
+        &super::streams::AttachConfig::default(),
+        output,
+        None,
+        None,
+        rx.clone(),
+    ));
+    tokio::spawn(async move {
+        let code = tokio::task::spawn_blocking(move || wait_for_pid(pid))
+            .await
+            .unwrap_or(-1);
+        container_pids()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
+        for copier in copiers {
+            let _ = tokio::time::timeout(PIPE_DRAIN_LIMIT, copier).await;
+        }
+        if let Ok(mut w) = writer.lock() {
+            w.flush();
+        }
+        let _ = tx.send(Some(code));
+    });
+    Ok(ContainerProcess {
+        pgid: pid,
+        done: rx,
+        attach,
+        oci: Some(Arc::new(OciContainer {
+            runtime: run.runtime.clone(),
+            id: id.clone(),
+            rootfs: dirs.root.clone(),
+            cgroup: run
+                .cgroups_path
+                .clone()
+                .map(|path| (path, run.managed_cgroup_dirs.clone())),
+            operations: Mutex::new(()),
+        })),
+    })
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("creating the container's output pipe: {e}"))
+}
+
+/// Waits for `pid` (a child of this process) to end and returns Kubernetes' exit code.
+fn wait_for_pid(pid: i32) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "waiting for a container failed");
+                return -1;
+            }
+        }
+    }
+}
+
+/// Runs commands inside a running container through the runtime's `exec`, with its
+/// environment and working directory, output combined, bounded by the timeout.
+pub fn exec_fn(container: Arc<OciContainer>, env: Vec<(String, String)>, cwd: String) -> ExecFn {
+    Arc::new(move |command: Vec<String>, timeout: Duration| {
+        let container = container.clone();
+        let process = ExecProcess {
+            args: command,
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: Some(cwd.clone()),
+        };
+        Box::pin(async move { run_exec(container, process, timeout).await })
+    })
+}
+
+async fn run_exec(
+    container: Arc<OciContainer>,
+    process: ExecProcess,
+    timeout: Duration,
+) -> io::Result<ExecOutput> {
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let write_again = write.try_clone()?;
+    let stdio = ProcessStdio {
+        stdin: Stdio::null(),
+        stdout: Stdio::from(write),
+        stderr: Stdio::from(write_again),
+    };
+    let runtime = container.runtime.clone();
+    let id = container.id.clone();
+    let mut child = tokio::task::spawn_blocking(move || runtime.exec(&id, &process, stdio))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+    let runtime_pid = child.child.id();
+    let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
+    let waited = tokio::task::spawn_blocking(move || child.wait());
+    let work = async {
+        let mut output = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut output).await?;
+        let code = waited
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?;
+        Ok(ExecOutput {
+            exit_code: code,
+            output: String::from_utf8_lossy(&output).into_owned(),
+        })
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            if let Ok(pid) = i32::try_from(runtime_pid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            Err(io::Error::new(io::ErrorKind::TimedOut, "command timed out"))
+        }
+    }
+}
+
+/// Zombie children seen at one pass of [`sweep_zombies`], reaped if still there at the next.
+#[derive(Debug, Default)]
+pub struct ZombieSweep {
+    seen: HashSet<i32>,
+}
+
+impl ZombieSweep {
+    /// Which of `zombies` (zombie children of this process) to reap now: those already seen
+    /// at the previous pass (tokio or a runtime call would have collected its own by then)
+    /// and not a container's PID 1. Pure.
+    pub fn pick(&mut self, zombies: &[i32], containers: &HashSet<i32>) -> Vec<i32> {
+        let now: HashSet<i32> = zombies
+            .iter()
+            .copied()
+            .filter(|pid| !containers.contains(pid))
+            .collect();
+        let reap = now.intersection(&self.seen).copied().collect();
+        self.seen = now;
+        reap
+    }
+}
+
+/// Zombie children of this process, from `/proc/<pid>/stat` (state `Z`, parent us).
+fn zombie_children() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = stat.get(stat.rfind(')')? + 1..)?;
+                    let mut fields = after.split_whitespace();
+                    let state = fields.next()?;
+                    let ppid: i32 = fields.next()?.parse().ok()?;
+                    Some(state == "Z" && ppid == me)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// One pass of the orphan sweep: reaps zombie children that are no one's to collect.
+pub fn sweep_zombies(sweep: &mut ZombieSweep) -> usize {
+    let containers = container_pids()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let reap = sweep.pick(&zombie_children(), &containers);
+    for pid in &reap {
+        let _ = waitpid(
+            Pid::from_raw(*pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+    }
+    reap.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_zombies_seen_twice_and_not_containers_are_reaped() {
+        let mut sweep = ZombieSweep::default();
+        let containers: HashSet<i32> = [7].into_iter().collect();
+        assert!(sweep.pick(&[5, 6, 7], &containers).is_empty());
+        let mut second = sweep.pick(&[5, 7, 8], &containers);
+        second.sort_unstable();
+        assert_eq!(second, vec![5]);
+        assert_eq!(sweep.pick(&[8], &containers), vec![8]);
+    }
+
+    #[test]
+    fn the_config_carries_the_pods_sandbox_and_security_context() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "uid": "u1"},
+            "spec": {
+                "securityContext": {"fsGroup": 2000, "supplementalGroups": [3000, 2000]},
+                "containers": [{"name": "main"}]
+            }
+        }))
+        .unwrap();
+        let container: Container = serde_json::from_value(serde_json::json!({
+            "name": "main",
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}
+            }
+        }))
+        .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let runtime: Arc<dyn OciRuntime> = Arc::new(
+            skiff_oci::CliRuntime::new("test", "/nonexistent", Vec::new(), state.path()).unwrap(),
+        );
+        let mounts = [Mount {
+            source: "/pods/u1/volumes/data".into(),
+            target: "/data".into(),
+            read_only: true,
+        }];
+        let run = OciRun {
+            runtime,
+            pod: &pod,
+            container: &container,
+            container_dir: Path::new("/pods/u1/containers/main"),
+            image: &ImageRoot::Merged("/images/x".into()),
+            command: vec!["httpd".into(), "-f".into()],
+            env: vec![("PATH".into(), "/bin".into())],
+            working_dir: "/www",
+            run_as: RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            mounts: &mounts,
+            hostname: "web",
+            netns: Some(Path::new("/run/skiff/netns/u1")),
+            cgroups_path: Some("/skiff/kubepods/podu1/main".into()),
+            managed_cgroup_dirs: Vec::new(),
+            log_path: Path::new("/pods/u1/logs/main/0.log"),
+            log_cap: 1024,
+        };
+        let config = container_config(&run, Path::new("/root"), Path::new("/etc-files"));
+        assert_eq!(config.process.args, ["httpd", "-f"]);
+        assert_eq!(config.process.env, ["PATH=/bin"]);
+        assert_eq!(config.process.cwd, "/www");
+        assert_eq!(config.process.user.uid, 1000);
+        assert_eq!(config.process.user.additional_gids, [2000, 3000]);
+        assert_eq!(config.hostname.as_deref(), Some("web"));
+        assert_eq!(
+            config.namespaces.network,
+            NamespaceMode::Join("/run/skiff/netns/u1".into())
+        );
+        assert_eq!(config.namespaces.pid, NamespaceMode::Private);
+        assert_eq!(config.namespaces.uts, NamespaceMode::Private);
+        assert_eq!(
+            config.cgroups_path.as_deref(),
+            Some("/skiff/kubepods/podu1/main")
+        );
+        assert!(config.no_new_privileges && config.readonly_rootfs && !config.privileged);
+        assert_eq!(config.capabilities.add, ["NET_ADMIN"]);
+        assert_eq!(config.capabilities.drop, ["ALL"]);
+        let destinations: Vec<&str> = config
+            .mounts
+            .iter()
+            .map(|m| m.destination.as_str())
+            .collect();
+        assert_eq!(
+            destinations,
+            ["/data", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+        );
+        assert!(config.mounts[0].readonly);
+        assert_eq!(config.mounts[1].source, Path::new("/etc-files/hosts"));
+        // The whole config becomes a valid spec.
+        skiff_oci::generate_spec(&config).unwrap();
+    }
+
+    #[test]
+    fn overlay_stacks_the_layers_under_the_runs_upper_directory() {
+        let dirs = RunDirs::under(Path::new("/pods/u/containers/c"));
+        let image = ImageRoot::Overlay(vec!["/s/top".into(), "/s/base".into()]);
+        assert_eq!(
+            overlay_options(&image, &dirs),
+            "lowerdir=/s/top:/s/base,upperdir=/pods/u/containers/c/upper,workdir=/pods/u/containers/c/work"
+        );
+    }
+}
