@@ -463,7 +463,6 @@ fn a_pull_secret_opens_a_registry_that_refuses_anonymous_pulls() {
     stop_and_check_nothing_left(skiff, &marker);
 }
 
-
 #[test]
 fn no_test_server_pulls_beyond_loopback() {
     let marker = unique_run_marker();

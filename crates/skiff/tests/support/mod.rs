@@ -241,9 +241,11 @@ impl Skiff {
     /// passes a registries file of its own: all registries mirror to [`UNSERVED_REGISTRY`]
     /// with no fallback to the registry itself, so a pull of `nginx:1.18` fails at once.
     fn loopback_only_registries(&self) -> Vec<String> {
-        if self.extra_args.iter().any(|a| {
-            a == "--registry-config" || a.starts_with("--registry-config=")
-        }) {
+        if self
+            .extra_args
+            .iter()
+            .any(|a| a == "--registry-config" || a.starts_with("--registry-config="))
+        {
             return Vec::new();
         }
         let path = self.root.path().join("loopback-registries.yaml");
