@@ -19,6 +19,7 @@ use support::http::ok_body;
 use support::images::httpd;
 use support::json::{items, str_at};
 use support::process::{tagged_processes, unique_run_marker};
+use support::slow_proxy::SlowProxy;
 use support::{wait_for, Kubectl, Skiff};
 
 /// How long a pod or a rollout may take to reach the state a test waits for.
@@ -309,5 +310,101 @@ fn a_rollout_to_a_missing_tag_stalls_in_image_pull_back_off_while_old_pods_serve
             "the old pod at {ip} keeps serving"
         );
     }
+    stop_and_check_nothing_left(skiff, &marker);
+}
+
+/// The bytes of partly downloaded blobs in a data directory's content store.
+fn ingest_bytes(data_dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(data_dir.join("content/ingest"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_server_killed_during_a_pods_pull_pulls_cleanly_after_restart() {
+    require_root();
+    let registry = Registry::start();
+    let image = httpd("interrupted");
+    let built = image.build();
+    registry.push(&image, "test/httpd", "interrupted");
+    // The registry is reached only through a relay that slows its answers to a trickle.
+    let proxy = SlowProxy::start(&registry.address);
+    let files = tempfile::tempdir().unwrap();
+    let config = files.path().join("registries.yaml");
+    let file = json!({
+        "mirrors": {
+            &proxy.address: {"endpoint": [format!("http://{}", proxy.address)]},
+            "*": {"endpoint": [format!("http://{}", support::UNSERVED_REGISTRY)]},
+        },
+        "disable_default_endpoint": true,
+    });
+    std::fs::write(&config, file.to_string()).unwrap();
+    let mut skiff = Skiff::start_with(&["--registry-config", config.to_str().unwrap()]);
+    let kubectl = skiff.kubectl();
+    let marker = unique_run_marker();
+
+    let name = format!("{}/test/httpd:interrupted", proxy.address);
+    apply(&skiff, &kubectl, "slow", &httpd_pod("slow", &name, &marker));
+    let data_dir = skiff.data_dir();
+    wait_for("the layer download to be under way", WAIT, || {
+        (ingest_bytes(&data_dir) >= 64 * 1024).then_some(())
+    });
+    skiff.kill();
+
+    let largest = built
+        .layers
+        .iter()
+        .max_by_key(|layer| layer.blob.len())
+        .expect("the image has layers");
+    let blob = data_dir
+        .join("content/blobs/sha256")
+        .join(largest.digest.hex());
+    assert!(
+        !blob.exists(),
+        "a half-downloaded blob is not stored under its digest"
+    );
+    let (ok, listing, stderr) = support::cli::skiff(&data_dir, &["image", "ls"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        !listing.contains("test/httpd"),
+        "no image is recorded before its pull completes:\n{listing}"
+    );
+
+    proxy.set_throttled(false);
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    let pod = running_pod(&kubectl, "slow");
+    let ip = str_at(&pod, "/status/podIP");
+    let page = wait_for("the pulled pod's page", WAIT, || ok_body(&ip));
+    assert_eq!(page, "version=interrupted\n");
+    assert_eq!(
+        str_at(&pod, "/status/containerStatuses/0/imageID"),
+        format!("{}/test/httpd@{}", proxy.address, built.manifest_digest)
+    );
+    let stored = std::fs::read(&blob).expect("the completed blob is stored");
+    assert_eq!(
+        skiff_images::Digest::sha256_of(&stored),
+        largest.digest,
+        "the stored blob is the whole layer"
+    );
+    let (ok, listing, stderr) = support::cli::skiff(&data_dir, &["image", "ls"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        listing.contains(&format!("{}/test/httpd", proxy.address))
+            && listing.contains("interrupted"),
+        "{listing}"
+    );
+    assert_eq!(
+        ingest_bytes(&data_dir),
+        0,
+        "the killed pull's partial file was swept"
+    );
     stop_and_check_nothing_left(skiff, &marker);
 }

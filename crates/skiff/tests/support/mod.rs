@@ -12,6 +12,7 @@ pub mod http;
 pub mod images;
 pub mod json;
 pub mod process;
+pub mod slow_proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
