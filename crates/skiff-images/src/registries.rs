@@ -371,10 +371,12 @@ mod tests {
             ])
         );
         // The file itself can turn the fallback off.
-        let from_file = config(serde_json::json!({
+        let from_file = serde_json::from_value::<RegistriesFile>(serde_json::json!({
             "mirrors": {"*": {"endpoint": ["http://127.0.0.1:9"]}},
             "disable_default_endpoint": true,
         }))
+        .expect("the file's shape")
+        .to_config()
         .unwrap();
         assert_eq!(
             plan(&from_file, "nginx:1.18"),
