@@ -18,7 +18,9 @@
 //! is reached over plain HTTP. `configs` are keyed by the host actually contacted. Rewrites
 //! are honoured in their simple prefix form (`^PREFIX(.*)` to `REPLACEMENT$1`); client
 //! certificates (`cert_file`, `key_file`) are refused until the registry client can present
-//! them, rather than silently ignored.
+//! them, rather than silently ignored. A top-level `disable_default_endpoint: true` (k3s has
+//! it as a flag, `--disable-default-registry-endpoint`) stops the fallback to the registry
+//! itself after its mirrors.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +40,11 @@ pub struct RegistriesFile {
     /// Credentials and TLS settings by registry host.
     #[serde(default)]
     pub configs: BTreeMap<String, HostConfig>,
+    /// Never fall back to a registry itself once its mirrors (or the `*` mirrors) are tried:
+    /// the file's form of k3s's `--disable-default-registry-endpoint`, so one file can keep
+    /// every pull on known endpoints.
+    #[serde(default)]
+    pub disable_default_endpoint: bool,
 }
 
 /// Where to reach one registry.
@@ -129,7 +136,10 @@ pub struct RegistriesError(String);
 impl RegistriesFile {
     /// The puller settings this file describes; reads the CA files it names.
     pub fn to_config(&self) -> Result<RegistryConfig, RegistriesError> {
-        let mut config = RegistryConfig::default();
+        let mut config = RegistryConfig {
+            disable_default_endpoint: self.disable_default_endpoint,
+            ..RegistryConfig::default()
+        };
         for (registry, mirror) in &self.mirrors {
             let mut endpoints = Vec::new();
             for endpoint in &mirror.endpoint {
@@ -359,6 +369,18 @@ mod tests {
                 ("127.0.0.1:5001", "library/nginx"),
                 ("mirror.test:8443", "library/nginx")
             ])
+        );
+        // The file itself can turn the fallback off.
+        let from_file = serde_json::from_value::<RegistriesFile>(serde_json::json!({
+            "mirrors": {"*": {"endpoint": ["http://127.0.0.1:9"]}},
+            "disable_default_endpoint": true,
+        }))
+        .expect("the file's shape")
+        .to_config()
+        .unwrap();
+        assert_eq!(
+            plan(&from_file, "nginx:1.18"),
+            pairs(&[("127.0.0.1:9", "library/nginx")])
         );
         // With no mirror at all, the registry is still the place to pull from.
         assert_eq!(

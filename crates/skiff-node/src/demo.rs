@@ -32,6 +32,10 @@ use axum::Router;
 
 use crate::simulated::duration::parse_go_duration;
 
+/// The port the demo server listens on unless `SKIFF_DEMO_PORT` says otherwise: 80, as the
+/// web servers it stands in for in tests.
+pub const DEMO_PORT: u16 = 80;
+
 /// The longest `/burn` accepted: one request must not pin a CPU for longer than a minute.
 pub const MAX_BURN: Duration = Duration::from_secs(60);
 
@@ -134,7 +138,7 @@ impl DemoConfig {
                     value,
                     reason: "expected a port number from 0 to 65535",
                 })?,
-            None => crate::images::DEMO_PORT,
+            None => DEMO_PORT,
         };
         let exit_code = match get("DEMO_EXIT_CODE") {
             Some(value) => value

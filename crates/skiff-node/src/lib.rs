@@ -12,7 +12,6 @@ pub mod agent;
 pub mod demo;
 pub mod drain;
 pub mod hooks;
-pub mod images;
 pub mod metrics;
 mod observed;
 pub mod probes;

@@ -1,5 +1,5 @@
-//! The real node's images: the OCI content store first, registries through the puller, and
-//! (transitionally) the built-in aliases and imported directories of [`ImageCatalog`].
+//! The real node's images: the OCI content store first, then registries through the puller.
+//! An image name means only what the store or its registry says.
 //!
 //! Lookups and unpacking touch the disk, so they run on the blocking pool; concurrent pulls of
 //! one reference with the same credentials share one pull (the puller already shares each
@@ -20,8 +20,6 @@ use crate::agent::{
     ImageGcFailure, ImageLookupError, ImageRoot, ImageService, PullCredentials, PulledImage,
     ResolvedImage,
 };
-use crate::images::ImageCatalog;
-use crate::wiring::CatalogImages;
 use skiff_images::gc::{GcPolicy, ImageGc, RemovalReason};
 
 /// A pull in flight: its outcome (record, or the registry's error) and how long it took.
@@ -31,30 +29,20 @@ type SharedPull = Shared<BoxFuture<'static, Result<(ImageRecord, Duration), Stri
 pub struct StoreImages {
     store: ContentStore,
     puller: Puller,
-    catalog: CatalogImages,
     in_flight: Mutex<HashMap<String, SharedPull>>,
     /// The garbage collector's memory of images (first seen, last used).
     gc: Arc<Mutex<ImageGc>>,
 }
 
 impl StoreImages {
-    /// Images from `store`, pulled with `puller`; `catalog` serves the transitional aliases.
-    pub fn new(store: ContentStore, puller: Puller, catalog: ImageCatalog) -> StoreImages {
+    /// Images from `store`, pulled with `puller` when missing.
+    pub fn new(store: ContentStore, puller: Puller) -> StoreImages {
         StoreImages {
             store,
             puller,
-            catalog: CatalogImages::new(catalog),
             in_flight: Mutex::new(HashMap::new()),
             gc: Arc::new(Mutex::new(new_collector(SystemTime::now()))),
         }
-    }
-
-    /// TRANSITIONAL: when the store has nothing, the catalog's answer: a built-in alias
-    /// (`nginx`, `httpd`, `ikubernetes/myapp`, `skiff/demo`, `busybox`) or a directory
-    /// imported with `skiff image import NAME:TAG DIR`. Both run on the host's filesystem and
-    /// are never pulled; this goes once real test images replace the aliases.
-    fn transitional(&self, image: &str) -> Option<ResolvedImage> {
-        self.catalog.resolve(image)
     }
 
     /// Pulls `reference`, one pull per reference and credentials at a time.
@@ -156,15 +144,14 @@ impl ImageService for StoreImages {
         let reference =
             Reference::parse(image).map_err(|e| ImageLookupError::InvalidName(e.to_string()))?;
         let store = self.store.clone();
-        let found = blocking(move || {
+        blocking(move || {
             let Some(record) = store.find_image(&reference).map_err(|e| e.to_string())? else {
                 return Ok(None);
             };
             resolve_record(&store, &record, &reference).map(Some)
         })
         .await
-        .map_err(ImageLookupError::Inspect)?;
-        Ok(found.or_else(|| self.transitional(image)))
+        .map_err(ImageLookupError::Inspect)
     }
 
     async fn pull(
@@ -298,14 +285,11 @@ mod tests {
     fn service(dir: &std::path::Path) -> StoreImages {
         let store = ContentStore::open(dir.join("content")).unwrap();
         let puller = Puller::new(store.clone(), skiff_images::RegistryConfig::default());
-        let catalog = ImageCatalog::open(dir.join("images"))
-            .unwrap()
-            .with_demo_program("/bin/skiff");
-        StoreImages::new(store, puller, catalog)
+        StoreImages::new(store, puller)
     }
 
     #[tokio::test]
-    async fn lookups_parse_the_reference_then_fall_back_to_the_transitional_aliases() {
+    async fn lookups_parse_the_reference_and_find_only_stored_images() {
         let dir = tempfile::tempdir().unwrap();
         let images = service(dir.path());
         match images.find("Upper/Case:1").await {
@@ -315,9 +299,10 @@ mod tests {
             other => panic!("an invalid name, not {other:?}"),
         }
         assert_eq!(images.find("example.test/app:1").await, Ok(None));
-        let alias = images.find("nginx:1.18").await.unwrap().expect("the alias");
-        assert!(alias.local_only, "an alias is never pulled");
-        assert!(alias.root.is_none(), "an alias runs on the host's files");
+        // Names that once meant built-in programs mean nothing until stored.
+        for former_alias in ["nginx:1.18", "busybox", "httpd:2.4", "skiff/demo:1"] {
+            assert_eq!(images.find(former_alias).await, Ok(None), "{former_alias}");
+        }
         assert!(images.node_images().is_empty());
     }
 
@@ -344,8 +329,7 @@ mod tests {
             ..Default::default()
         };
         let puller = Puller::new(store.clone(), config);
-        let catalog = ImageCatalog::open(dir.path().join("images")).unwrap();
-        let images = StoreImages::new(store, puller.clone(), catalog);
+        let images = StoreImages::new(store, puller.clone());
         let image = format!("{host}/team/app:1");
         let no_credentials = PullCredentials::new();
         let release = async {

@@ -1,5 +1,5 @@
-//! The real node's parts plugged into the agent: images from the catalog, probes and hooks with
-//! kubelet's semantics and messages.
+//! The real node's parts plugged into the agent: probes and hooks with kubelet's semantics and
+//! messages.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -8,59 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{LifecycleHandler, Probe};
 
-use crate::agent::{
-    ExecFn, ImageLookupError, ImageService, ProbeContext, ProbeResult, Prober, PullCredentials,
-    PulledImage, ResolvedImage,
-};
+use crate::agent::{ExecFn, ProbeContext, ProbeResult, Prober};
 use crate::hooks::{self, PreStopOutcome};
-use crate::images::ImageCatalog;
 use crate::probes::{self, ExecOutput, ExecRunner, ProbeTarget};
-
-/// Resolves images through the node's catalog (imported directories and built-in aliases).
-pub struct CatalogImages {
-    catalog: ImageCatalog,
-}
-
-impl CatalogImages {
-    /// Images from `catalog`.
-    pub fn new(catalog: ImageCatalog) -> CatalogImages {
-        CatalogImages { catalog }
-    }
-}
-
-impl CatalogImages {
-    /// The catalog's image for `image`, run on the host's filesystem.
-    pub fn resolve(&self, image: &str) -> Option<ResolvedImage> {
-        let found = self.catalog.resolve(image)?;
-        let image_id = found.image_id();
-        Some(ResolvedImage {
-            entrypoint: found.entrypoint,
-            cmd: found.cmd,
-            env: found.env,
-            working_dir: found.working_dir,
-            image_id,
-            local_only: true,
-            ..ResolvedImage::default()
-        })
-    }
-}
-
-#[async_trait]
-impl ImageService for CatalogImages {
-    async fn find(&self, image: &str) -> Result<Option<ResolvedImage>, ImageLookupError> {
-        Ok(self.resolve(image))
-    }
-
-    async fn pull(
-        &self,
-        image: &str,
-        _credentials: &PullCredentials,
-    ) -> Result<PulledImage, String> {
-        Err(format!(
-            "image \"{image}\" is not in this node's image catalog"
-        ))
-    }
-}
 
 /// Runs exec checks through the agent's in-container exec.
 struct AgentExec(ExecFn);
@@ -118,31 +68,5 @@ impl Prober for KubeletProber {
             PreStopOutcome::Completed | PreStopOutcome::DeadlineReached => Ok(()),
             PreStopOutcome::Failed(error) => Err(error.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tutorial_images_resolve_through_the_catalog() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = ImageCatalog::open(dir.path().join("images"))
-            .unwrap()
-            .with_demo_program("/bin/skiff");
-        let images = CatalogImages::new(catalog);
-        let demo = images
-            .resolve("nginx:1.18")
-            .expect("nginx is the demo server");
-        assert_eq!(
-            demo.entrypoint,
-            vec!["/bin/skiff".to_string(), "demo-server".to_string()]
-        );
-        assert!(demo
-            .env
-            .contains(&("SKIFF_DEMO_VERSION".to_string(), "1.18".to_string())));
-        assert!(images.resolve("busybox").is_some());
-        assert!(images.resolve("example.com/unknown:1").is_none());
     }
 }

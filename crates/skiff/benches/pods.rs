@@ -145,29 +145,57 @@ impl Config {
     };
 }
 
+/// The demo test image's tag; its archive is in the server's `images/` directory at start,
+/// so every pod finds it cached.
+const DEMO_TAG: &str = "1";
+/// The demo test image's reference.
+const DEMO_IMAGE: &str = "127.0.0.1:9/skiff-test/demo:1";
+/// The shell test image's reference, imported at start as well.
+const SHELL_IMAGE: &str = "127.0.0.1:9/skiff-test/shell:1.36";
+
+/// Puts the test images' archives in `images_dir`, which `skiff up` imports before it serves.
+fn place_test_images(images_dir: &Path) -> Result<(), BenchError> {
+    std::fs::create_dir_all(images_dir).map_err(io_error("creating the images directory"))?;
+    let demo = skiff_testkit::images::demo_from_binary(
+        Path::new(env!("CARGO_BIN_EXE_skiff-demo")),
+        DEMO_TAG,
+    );
+    let shell = skiff_testkit::images::shell();
+    for image in [&demo, &shell] {
+        let file_name = image.archive.file_name().ok_or_else(|| {
+            BenchError::Setup(format!("{} names no file", image.archive.display()))
+        })?;
+        std::fs::copy(&image.archive, images_dir.join(file_name))
+            .map_err(io_error(format!("copying {}", image.archive.display())))?;
+    }
+    Ok(())
+}
+
 /// What a benchmark pod runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Workload {
-    /// `nginx:1`: the built-in demo HTTP server, one `skiff demo-server` process per pod.
+    /// The demo test image ([`DEMO_IMAGE`]): the demo HTTP server, one `skiff-demo` process
+    /// per pod.
     Demo,
-    /// `busybox` running `sleep 3600`: one host `sleep` process per pod.
+    /// The shell test image ([`SHELL_IMAGE`]) running `sleep 3600`: one busybox `sleep`
+    /// process per pod.
     Sleep,
 }
 
 impl Workload {
     fn describe(self) -> &'static str {
         match self {
-            Workload::Demo => "nginx:1 (demo HTTP server)",
-            Workload::Sleep => "busybox, sleep 3600",
+            Workload::Demo => "the demo test image (demo HTTP server)",
+            Workload::Sleep => "the shell test image, sleep 3600",
         }
     }
 
     fn container(self) -> Value {
         match self {
-            Workload::Demo => json!({"name": "web", "image": "nginx:1"}),
+            Workload::Demo => json!({"name": "web", "image": DEMO_IMAGE}),
             Workload::Sleep => json!({
                 "name": "sleep",
-                "image": "busybox",
+                "image": SHELL_IMAGE,
                 "command": ["sleep", "3600"],
             }),
         }
@@ -506,6 +534,7 @@ impl Server {
             .prefix("skiff-bench-pods-")
             .tempdir()
             .map_err(io_error("creating a temporary directory"))?;
+        place_test_images(&root.path().join("data").join("images"))?;
         let log = std::fs::File::create(root.path().join("skiff.log"))
             .map_err(io_error("creating the server log"))?;
         let log_err = log
@@ -966,6 +995,10 @@ impl Bench {
                 distribution_row(
                     &format!("{origin_label} -> Ready (start latency)"),
                     span(origin, |p| p.ready),
+                ),
+                distribution_row(
+                    &format!("{origin_label} -> container running (cached image)"),
+                    span(origin, |p| p.running),
                 ),
                 distribution_row(
                     &format!("{origin_label} -> seen bound to the node"),

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Phases:
-//! 1. a 3-replica Deployment of `skiff/demo:v1` (readiness probe on `/readyz`, maxSurge 0 /
+//! 1. a 3-replica Deployment of `127.0.0.1:9/skiff-test/demo:v1` (the demo test image, imported at start) (readiness probe on `/readyz`, maxSurge 0 /
 //!    maxUnavailable 1) is applied and exposed with `kubectl expose --type=NodePort`;
 //! 2. under load: `--clients` threads send `GET /` in a closed loop through
 //!    `127.0.0.1:<nodePort>`, a new connection per request, while the Deployment is rolled to
@@ -137,6 +137,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 // ---------------------------------------------------------------------------------------------
 
 /// A running `skiff up`; dropping it stops the server and with it every pod.
+/// Puts the demo test image's `v1` and `v2` archives in `images_dir`, which `skiff up`
+/// imports before it serves, so the rollout's pods never pull.
+fn place_demo_images(images_dir: &Path) -> Result<(), BenchError> {
+    let io = |context: String| move |source| BenchError::Io { context, source };
+    std::fs::create_dir_all(images_dir)
+        .map_err(io("cannot create the images directory".to_string()))?;
+    for tag in ["v1", "v2"] {
+        let image = skiff_testkit::images::demo_from_binary(
+            Path::new(env!("CARGO_BIN_EXE_skiff-demo")),
+            tag,
+        );
+        let file_name = image.archive.file_name().unwrap_or_default();
+        std::fs::copy(&image.archive, images_dir.join(file_name))
+            .map_err(io(format!("cannot copy {}", image.archive.display())))?;
+    }
+    Ok(())
+}
+
 struct Server {
     child: Child,
     kubeconfig: PathBuf,
@@ -152,6 +170,7 @@ impl Server {
                 source,
             })?;
         let data_dir = work_dir.join("data");
+        place_demo_images(&data_dir.join("images"))?;
         let log_path = work_dir.join("server.log");
         let log = std::fs::File::create(&log_path).map_err(|source| BenchError::Io {
             context: "cannot create the server log".to_string(),
@@ -309,7 +328,7 @@ spec:
     spec:
       containers:
       - name: web
-        image: skiff/demo:v1
+        image: 127.0.0.1:9/skiff-test/demo:v1
         ports:
         - containerPort: 80
         readinessProbe:
@@ -482,7 +501,12 @@ fn run(options: &Options, server: &Server) -> Result<bool, BenchError> {
     let steps: [(&str, &[&str]); 3] = [
         (
             "image v1 -> v2",
-            &["set", "image", "deployment/web", "web=skiff/demo:v2"],
+            &[
+                "set",
+                "image",
+                "deployment/web",
+                "web=127.0.0.1:9/skiff-test/demo:v2",
+            ],
         ),
         ("restart", &["rollout", "restart", "deployment/web"]),
         ("undo (v2 -> v1)", &["rollout", "undo", "deployment/web"]),

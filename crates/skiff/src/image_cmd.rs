@@ -1,23 +1,22 @@
 //! `skiff image`: the node's images from the command line (the OCI content store filled by
-//! pulls and archive imports, beside the catalog of imported directories and built-in
-//! aliases), and `skiff demo-server`, the process the built-in demo images run.
+//! pulls, archive imports and directories built into one-layer images), and
+//! `skiff demo-server`, the program the demo test image runs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use skiff_images::build::{ImageBuilder, ImageConfig, LayerBuilder, LayerCompression};
 use skiff_images::registries::RegistriesFile;
 use skiff_images::{ContentStore, ImageRecord, Puller, Reference, RegistryConfig};
-use skiff_node::images::{Builtin, Image, ImageCatalog};
 
 /// `skiff image ...`.
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// Import a `docker save` or OCI image archive (FILE, also .tar.gz or .tar.zst) into the
-    /// content store, or, given NAME:TAG and DIR, register a directory as an image.
+    /// content store, or, given NAME:TAG and DIR, build a one-layer image of the directory.
     Import(ImportArgs),
-    /// List the stored images (name, tag, digest, size), then the catalog of directories and
-    /// built-in aliases (which accept any tag).
+    /// List the stored images (name, tag, digest, size).
     Ls(LsArgs),
     /// Pull an image from its registry into the content store.
     Pull(PullArgs),
@@ -55,7 +54,7 @@ pub struct ImportArgs {
 /// Options of `skiff image ls`.
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// The data directory of the `skiff up` whose catalog to list.
+    /// The data directory of the `skiff up` whose content store to list.
     #[arg(long, env = "SKIFF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -92,13 +91,6 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn open_catalog(data_dir: Option<&PathBuf>) -> Result<ImageCatalog, String> {
-    let data_dir = data_dir
-        .cloned()
-        .unwrap_or_else(crate::up::default_data_dir);
-    ImageCatalog::open_in_data_dir(&data_dir).map_err(|e| e.to_string())
-}
-
 /// The content store of a data directory: `DATA_DIR/content`.
 fn open_store(data_dir: Option<&PathBuf>) -> Result<ContentStore, String> {
     let data_dir = data_dir
@@ -131,24 +123,82 @@ fn import(args: &ImportArgs) -> Result<(), String> {
     let Some(dir) = &args.dir else {
         return import_archive(args);
     };
-    let catalog = open_catalog(args.data_dir.as_ref())?;
-    let image = catalog
-        .import(
-            &args.reference,
-            dir,
-            args.entrypoint.clone(),
-            args.cmd.clone(),
-            args.env.clone(),
-            args.workdir.clone(),
-        )
+    let reference = Reference::parse(&args.reference).map_err(|e| e.to_string())?;
+    if reference.digest().is_some() {
+        return Err(format!(
+            "{}: a directory is imported under NAME[:TAG], not a digest",
+            args.reference
+        ));
+    }
+    let layer = directory_layer(dir)?
+        .build(LayerCompression::Gzip)
         .map_err(|e| e.to_string())?;
-    let root = image
-        .root
-        .as_ref()
-        .map(|r| r.display().to_string())
-        .unwrap_or_default();
-    println!("imported {} from {root}", image.reference());
+    let image = ImageBuilder::new()
+        .layer(layer)
+        .config(ImageConfig {
+            entrypoint: args.entrypoint.clone(),
+            cmd: args.cmd.clone(),
+            env: args.env.clone(),
+            working_dir: args.workdir.clone(),
+            ..ImageConfig::default()
+        })
+        .build();
+    let store = open_store(args.data_dir.as_ref())?;
+    let record = image
+        .import_into(&store, &reference.to_string())
+        .map_err(|e| e.to_string())?;
+    println!(
+        "imported {} {} from {}",
+        display_name(&record),
+        record.digest,
+        dir.display()
+    );
     Ok(())
+}
+
+/// One layer holding `dir`'s tree: directories, regular files and symbolic links with their
+/// modes; sockets, pipes and devices are left out.
+fn directory_layer(dir: &Path) -> Result<LayerBuilder, String> {
+    let metadata = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !metadata.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()));
+    }
+    let mut layer = LayerBuilder::new();
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((host_dir, image_dir)) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&host_dir).map_err(|e| format!("{}: {e}", host_dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", host_dir.display()))?;
+            let host_path = entry.path();
+            let name = entry.file_name();
+            let name = name
+                .to_str()
+                .ok_or_else(|| format!("{}: the name is not UTF-8", host_path.display()))?;
+            let image_path = format!("{image_dir}/{name}");
+            let metadata = std::fs::symlink_metadata(&host_path)
+                .map_err(|e| format!("{}: {e}", host_path.display()))?;
+            let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
+            let kind = metadata.file_type();
+            let added = if kind.is_dir() {
+                pending.push((host_path.clone(), image_path.clone()));
+                layer.directory(&image_path, mode)
+            } else if kind.is_file() {
+                layer.host_file_with_mode(&image_path, &host_path, mode)
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(&host_path)
+                    .map_err(|e| format!("{}: {e}", host_path.display()))?;
+                let target = target.to_str().ok_or_else(|| {
+                    format!("{}: the link's target is not UTF-8", host_path.display())
+                })?;
+                layer.symlink(&image_path, target)
+            } else {
+                continue;
+            };
+            added.map_err(|e| format!("{}: {e}", host_path.display()))?;
+        }
+    }
+    Ok(layer)
 }
 
 fn import_archive(args: &ImportArgs) -> Result<(), String> {
@@ -266,15 +316,6 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     }
 }
 
-fn source(image: &Image) -> String {
-    match (&image.builtin, &image.root) {
-        (Some(Builtin::Demo { .. }), _) => "built-in: demo server".to_string(),
-        (Some(Builtin::HostShell), _) => "built-in: host shell".to_string(),
-        (None, Some(root)) => root.display().to_string(),
-        (None, None) => String::new(),
-    }
-}
-
 fn list(args: &LsArgs) -> Result<(), String> {
     let store = open_store(args.data_dir.as_ref())?;
     let stored: Vec<[String; 4]> = store
@@ -290,35 +331,12 @@ fn list(args: &LsArgs) -> Result<(), String> {
             ]
         })
         .collect();
-    if !stored.is_empty() {
-        print_table(["NAME", "TAG", "DIGEST", "SIZE"], &stored);
-        println!();
-    }
-    let catalog = open_catalog(args.data_dir.as_ref())?;
-    let rows: Vec<[String; 3]> = catalog
-        .list()
-        .iter()
-        .map(|image| [image.name.clone(), image.tag.clone(), source(image)])
-        .collect();
-    let header = ["NAME", "TAG", "SOURCE"].map(String::from);
-    let width = |column: usize| {
-        rows.iter()
-            .chain(std::iter::once(&header))
-            .map(|row| row[column].chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let (name_width, tag_width) = (width(0), width(1));
-    for row in std::iter::once(&header).chain(rows.iter()) {
-        println!(
-            "{:<name_width$}   {:<tag_width$}   {}",
-            row[0], row[1], row[2]
-        );
-    }
+    print_table(["NAME", "TAG", "DIGEST", "SIZE"], &stored);
     Ok(())
 }
 
-/// Runs `skiff demo-server`: the demo HTTP server, configured from the environment.
+/// Runs `skiff demo-server`: the demo HTTP server, configured from the environment (the
+/// program of the demo test image, also built alone as `skiff-demo`).
 pub fn demo_server() -> ExitCode {
     ExitCode::from(skiff_node::demo::main_from_env())
 }

@@ -14,7 +14,6 @@ use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_node::agent::pod_range::pod_range_for;
 use skiff_node::agent::{ImageService, NodeAgent, NodeAgentConfig, PodNetworkSettings};
 use skiff_node::drain::TrafficDrain;
-use skiff_node::images::ImageCatalog;
 use skiff_node::simulated::metrics::SimulatedMetrics;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_node::store_images::StoreImages;
@@ -314,12 +313,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         (None, None, None)
     } else {
         let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
-        let catalog = ImageCatalog::open_in_data_dir(&data_dir)?;
         let content =
             skiff_images::ContentStore::open(data_dir.join(crate::image_cmd::CONTENT_SUBDIR))?;
         let registries = crate::image_cmd::registry_config(args.registry_config.as_deref())?;
         let puller = skiff_images::Puller::new(content.clone(), registries);
-        let images: Arc<dyn ImageService> = Arc::new(StoreImages::new(content, puller, catalog));
+        let images: Arc<dyn ImageService> = Arc::new(StoreImages::new(content, puller));
         let mut config = NodeAgentConfig::new(
             &node_name,
             data_dir.join("node"),

@@ -463,6 +463,35 @@ fn a_pull_secret_opens_a_registry_that_refuses_anonymous_pulls() {
     stop_and_check_nothing_left(skiff, &marker);
 }
 
+#[test]
+fn no_test_server_pulls_beyond_loopback() {
+    let marker = unique_run_marker();
+    let skiff = Skiff::start_with(&[]);
+    let kubectl = skiff.kubectl();
+    apply(
+        &skiff,
+        &kubectl,
+        "far.json",
+        &pod("far", "nginx:1.18", "IfNotPresent", "true", &marker),
+    );
+    let error = wait_for_waiting(&kubectl, "far", "ErrImagePull");
+    let endpoint = support::UNSERVED_REGISTRY;
+    assert!(
+        error.contains(endpoint),
+        "the pull of nginx:1.18 must go to {endpoint} only, and fail there: {error}"
+    );
+    assert!(
+        !error.contains("registry-1.docker.io"),
+        "the pull must not reach Docker Hub: {error}"
+    );
+    assert!(
+        !skiff.log().contains("registry-1.docker.io"),
+        "the server tried Docker Hub:\n{}",
+        skiff.log()
+    );
+    stop_and_check_nothing_left(skiff, &marker);
+}
+
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -12,6 +12,7 @@ pub mod http;
 pub mod images;
 pub mod json;
 pub mod process;
+pub mod slow_proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,10 @@ pub fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Optio
         thread::sleep(POLL_INTERVAL);
     }
 }
+
+/// A loopback `host:port` nothing serves (the discard port), where every test server's pulls
+/// go unless the test names a registries file of its own.
+pub const UNSERVED_REGISTRY: &str = "127.0.0.1:9";
 
 /// A `skiff up` process with its own data directory, plus scratch space for manifests and kubectl
 /// caches.
@@ -223,12 +228,14 @@ impl Skiff {
         let log_err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot share the server log: {e}"));
+        let loopback_net = self.loopback_only_registries();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.extra_args)
+            .args(&loopback_net)
             .env_remove("SKIFF_DATA_DIR")
             .env("SKIFF_LOG", "info")
             .stdin(Stdio::null())
@@ -237,6 +244,26 @@ impl Skiff {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start skiff: {e}"));
         self.process = Some(child);
+    }
+
+    /// The `--registry-config` arguments that keep every pull on loopback, unless the test
+    /// passes a registries file of its own: all registries mirror to [`UNSERVED_REGISTRY`]
+    /// with no fallback to the registry itself, so a pull of `nginx:1.18` fails at once.
+    fn loopback_only_registries(&self) -> Vec<String> {
+        if self
+            .extra_args
+            .iter()
+            .any(|a| a == "--registry-config" || a.starts_with("--registry-config="))
+        {
+            return Vec::new();
+        }
+        let path = self.root.path().join("loopback-registries.yaml");
+        let file = format!(
+            "mirrors:\n  \"*\":\n    endpoint: [\"http://{UNSERVED_REGISTRY}\"]\ndisable_default_endpoint: true\n"
+        );
+        std::fs::write(&path, file)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        vec!["--registry-config".to_string(), path.display().to_string()]
     }
 
     fn wait_ready(&mut self) {
