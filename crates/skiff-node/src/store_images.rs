@@ -113,7 +113,11 @@ fn resolve_record(
 ) -> Result<ResolvedImage, String> {
     let config = store.image_config(record).map_err(|e| e.to_string())?;
     let root = match store.lower_dirs(record).map_err(|e| e.to_string())? {
-        LowerDirs::Overlay(dirs) => ImageRoot::Overlay(dirs),
+        LowerDirs::Overlay(dirs) if fits_in_mount_options(&dirs) => ImageRoot::Overlay(dirs),
+        // Too many layers to name in one `lowerdir=` option: one merged tree instead.
+        LowerDirs::Overlay(_) => {
+            ImageRoot::Merged(store.merged_rootfs(record).map_err(|e| e.to_string())?)
+        }
         LowerDirs::Merged(dir) => ImageRoot::Merged(dir),
     };
     Ok(ResolvedImage {
@@ -128,6 +132,17 @@ fn resolve_record(
         size: record.size,
         local_only: false,
     })
+}
+
+/// The room the kernel gives one mount's options (a page), less what the upper and work
+/// directories and the option names take.
+const LOWERDIR_OPTION_BUDGET: usize = 4096 - 1024;
+
+/// Whether overlayfs can be given `dirs` as its `lowerdir=` in one mount: the kernel copies
+/// mount options into a single page, so a deep image's snapshot paths may not fit.
+fn fits_in_mount_options(dirs: &[std::path::PathBuf]) -> bool {
+    let joined: usize = dirs.iter().map(|d| d.as_os_str().len() + 1).sum();
+    joined <= LOWERDIR_OPTION_BUDGET
 }
 
 async fn blocking<T: Send + 'static>(
@@ -267,6 +282,17 @@ pub fn node_images(records: &[ImageRecord]) -> Vec<ContainerImage> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn deep_images_fall_back_to_a_merged_tree_beyond_one_page_of_lower_dirs() {
+        let dir = |i: usize| {
+            std::path::PathBuf::from(format!("/data/content/snapshots/overlay-sha256-{i:064}"))
+        };
+        let shallow: Vec<_> = (0..10).map(dir).collect();
+        let deep: Vec<_> = (0..40).map(dir).collect();
+        assert!(super::fits_in_mount_options(&shallow));
+        assert!(!super::fits_in_mount_options(&deep));
+    }
+
     use super::*;
 
     fn record(name: &str, tag: Option<&str>, digest: &str, size: u64) -> ImageRecord {
