@@ -185,8 +185,24 @@ fn container_cgroups(network: &TestNetwork, uid: &str, name: &str) -> Vec<std::p
         .collect()
 }
 
-fn web_deployment() -> &'static str {
-    "apiVersion: apps/v1
+/// The manifest with the test images' names put in: `SHELL_IMAGE` (busybox and its applets)
+/// and `DEMO_IMAGE` (the demo HTTP server), both imported at start. A shell or `sleep` as PID 1
+/// of its own PID namespace ignores SIGTERM, as on Kubernetes, so such pods here get a short
+/// grace period: stopping the server then takes seconds, not the default 30.
+fn with_test_images(yaml: &str) -> String {
+    yaml.replace("SHELL_IMAGE", support::images::SHELL)
+        .replace("DEMO_IMAGE", &format!("{}:v1", support::images::DEMO))
+}
+
+/// The images every test server here starts with.
+fn test_images() -> Vec<skiff_testkit::images::TestImage> {
+    vec![support::images::shell(), support::images::demo("v1")]
+}
+
+/// Three replicas of the demo server.
+fn web_deployment() -> String {
+    with_test_images(
+        "apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
@@ -202,10 +218,11 @@ spec:
     spec:
       containers:
       - name: httpd
-        image: skiff/demo
+        image: DEMO_IMAGE
         ports:
         - containerPort: 80
-"
+",
+    )
 }
 
 /// The running pods of the `web` Deployment: (name, uid, IP), once all three run with an IP.
@@ -236,7 +253,7 @@ fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
     let network = TestNetwork::next();
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with(&flags);
+    let mut skiff = Skiff::start_with_images(&flags, &test_images());
     let kubectl = skiff.kubectl();
 
     // The guard routes are in place before any packet goes to a pod or Service address.
@@ -259,7 +276,7 @@ fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
         "{node}"
     );
 
-    skiff.write_file("web.yaml", web_deployment());
+    skiff.write_file("web.yaml", &web_deployment());
     kubectl.ok(&["apply", "-f", "web.yaml"]);
     let pods = running_web_pods(&skiff);
     let pod_cidr: ipnet::Ipv4Net = network.node_pod_cidr.parse().unwrap();
@@ -305,17 +322,20 @@ fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
     // A pod on the host's network gets no namespace, and the node's address.
     skiff.write_file(
         "on-host.yaml",
-        "apiVersion: v1
+        &with_test_images(
+            "apiVersion: v1
 kind: Pod
 metadata:
   name: on-host
 spec:
   hostNetwork: true
+  terminationGracePeriodSeconds: 2
   containers:
   - name: main
-    image: busybox
+    image: SHELL_IMAGE
     command: [\"sleep\", \"3600\"]
 ",
+        ),
     );
     kubectl.ok(&["apply", "-f", "on-host.yaml"]);
     let on_host = wait_for_every("the host-network pod to run", SETTLE, POLL, || {
@@ -390,7 +410,7 @@ fn a_container_over_its_memory_limit_ends_oom_killed_in_its_own_cgroup() {
     let network = TestNetwork::next();
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with(&flags);
+    let mut skiff = Skiff::start_with_images(&flags, &test_images());
     let kubectl = skiff.kubectl();
     wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
         let routes = unreachable_routes();
@@ -401,27 +421,30 @@ fn a_container_over_its_memory_limit_ends_oom_killed_in_its_own_cgroup() {
     // pod lives on after the kill and its cgroups can be inspected.
     skiff.write_file(
         "hog.yaml",
-        "apiVersion: v1
+        &with_test_images(
+            "apiVersion: v1
 kind: Pod
 metadata:
   name: hog
 spec:
   restartPolicy: Never
+  terminationGracePeriodSeconds: 2
   containers:
   - name: hog
-    image: busybox
+    image: SHELL_IMAGE
     command: [\"sh\", \"-c\", \"x=$(head -c 67108864 /dev/zero | tr '\\\\0' a); echo survived ${#x}\"]
     resources:
       limits:
         memory: 32Mi
   - name: idle
-    image: busybox
+    image: SHELL_IMAGE
     command: [\"sleep\", \"3600\"]
     resources:
       limits:
         memory: 48Mi
         cpu: 250m
 ",
+        ),
     );
     kubectl.ok(&["apply", "-f", "hog.yaml"]);
     let uid = kubectl.ok(&["get", "pod", "hog", "-o", "jsonpath={.metadata.uid}"]);
@@ -509,7 +532,7 @@ fn a_cpu_limited_container_is_throttled_and_measured_from_its_cgroup() {
     let mut flags = network.flags();
     flags.extend(["--metric-resolution".to_string(), "1".to_string()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with(&flags);
+    let mut skiff = Skiff::start_with_images(&flags, &test_images());
     let kubectl = skiff.kubectl();
     wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
         let routes = unreachable_routes();
@@ -518,19 +541,22 @@ fn a_cpu_limited_container_is_throttled_and_measured_from_its_cgroup() {
     });
     skiff.write_file(
         "spin.yaml",
-        "apiVersion: v1
+        &with_test_images(
+            "apiVersion: v1
 kind: Pod
 metadata:
   name: spin
 spec:
+  terminationGracePeriodSeconds: 2
   containers:
   - name: spin
-    image: busybox
+    image: SHELL_IMAGE
     command: [\"sh\", \"-c\", \"while :; do :; done\"]
     resources:
       limits:
         cpu: 200m
 ",
+        ),
     );
     kubectl.ok(&["apply", "-f", "spin.yaml"]);
     let uid = kubectl.ok(&["get", "pod", "spin", "-o", "jsonpath={.metadata.uid}"]);
@@ -606,14 +632,14 @@ fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
     let network = TestNetwork::next();
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with(&flags);
+    let mut skiff = Skiff::start_with_images(&flags, &test_images());
     let kubectl = skiff.kubectl();
     wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
         let routes = unreachable_routes();
         (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
             .then_some(())
     });
-    skiff.write_file("web.yaml", web_deployment());
+    skiff.write_file("web.yaml", &web_deployment());
     kubectl.ok(&["apply", "-f", "web.yaml"]);
     let before: BTreeSet<(String, String, String)> = running_web_pods(&skiff).into_iter().collect();
 
