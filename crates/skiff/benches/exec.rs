@@ -23,7 +23,7 @@ metadata:
 spec:
   containers:
   - name: sh
-    image: busybox
+    image: 127.0.0.1:9/skiff-test/shell:1.36
     command: [\"sh\", \"-c\", \"sleep 3600\"]
 ";
 
@@ -61,6 +61,15 @@ fn start_server() -> Result<Server, String> {
         .map_err(|e| e.to_string())?
         .port();
     let data = dir.path().join("data");
+    // The test kit's shell image, imported at start: the pod the commands run in.
+    let images = data.join("images");
+    std::fs::create_dir_all(&images).map_err(|e| e.to_string())?;
+    let shell = skiff_testkit::images::shell();
+    let file_name = shell
+        .archive
+        .file_name()
+        .ok_or("the shell image's archive has no file name")?;
+    std::fs::copy(&shell.archive, images.join(file_name)).map_err(|e| e.to_string())?;
     let log = std::fs::File::create(dir.path().join("skiff.log")).map_err(|e| e.to_string())?;
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["up", "--data-dir"])

@@ -20,6 +20,16 @@ use support::{versioned_kubectls, wait_for, Kubectl, Skiff};
 /// How long a pod may take to start or a session to answer when all is well.
 const SHORT: Duration = Duration::from_secs(60);
 
+/// The test kit's images every server here starts with, imported at start: the shell image
+/// (`127.0.0.1:9/skiff-test/shell:1.36`, busybox with its applets, `tar` for `kubectl cp`) and
+/// the httpd image (`127.0.0.1:9/skiff-test/httpd:2.2`) the manifests below name.
+fn test_images() -> Vec<skiff_testkit::images::TestImage> {
+    let images = vec![support::images::shell(), support::images::httpd("2.2")];
+    assert_eq!(support::images::SHELL, "127.0.0.1:9/skiff-test/shell:1.36");
+    assert_eq!(support::images::HTTPD, "127.0.0.1:9/skiff-test/httpd");
+    images
+}
+
 /// A shell pod that stays up, with an environment variable exec must see.
 const SHELL_POD: &str = "apiVersion: v1
 kind: Pod
@@ -30,7 +40,7 @@ metadata:
 spec:
   containers:
   - name: sh
-    image: busybox
+    image: 127.0.0.1:9/skiff-test/shell:1.36
     command: [\"sh\", \"-c\", \"sleep 3600\"]
     env:
     - name: GREETING
@@ -56,7 +66,7 @@ fn key_kubectls() -> Vec<PathBuf> {
 
 /// Starts a server with its real node and the shell pod, and waits until the pod runs.
 fn server_with_shell() -> (Skiff, Kubectl) {
-    let skiff = Skiff::start_with(&[]);
+    let skiff = Skiff::start_with_images(&[], &test_images());
     let kubectl = skiff.kubectl();
     let manifest = skiff.write_file("shell.yaml", SHELL_POD);
     kubectl.ok(&["apply", "-f", &manifest]);
@@ -421,14 +431,14 @@ metadata:
 spec:
   containers:
   - name: web
-    image: nginx
+    image: 127.0.0.1:9/skiff-test/httpd:2.2
     ports:
     - containerPort: 80
 ";
 
 #[test]
 fn port_forward_carries_http_to_a_pod_and_through_a_service_100_times() {
-    let skiff = Skiff::start_with(&[]);
+    let skiff = Skiff::start_with_images(&[], &test_images());
     let kubectl = skiff.kubectl();
     let manifest = skiff.write_file("web.yaml", WEB_POD);
     kubectl.ok(&["apply", "-f", &manifest]);
@@ -563,7 +573,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: once
-    image: busybox
+    image: 127.0.0.1:9/skiff-test/shell:1.36
     command: [\"sh\", \"-c\", \"true\"]
 ";
 
@@ -630,7 +640,7 @@ fn exec_errors_carry_kubernetes_messages() {
 
 #[test]
 fn attach_sends_stdin_to_the_container_and_follows_its_output() {
-    let skiff = Skiff::start_with(&[]);
+    let skiff = Skiff::start_with_images(&[], &test_images());
     let kubectl = skiff.kubectl();
     for (index, binary) in key_kubectls().iter().enumerate() {
         let who = label(binary);
@@ -646,7 +656,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: cat
-    image: busybox
+    image: 127.0.0.1:9/skiff-test/shell:1.36
     command: [\"cat\"]
     stdin: true
     stdinOnce: true
@@ -711,7 +721,7 @@ fn under_terminal(inner: &str, input: &[u8]) -> (bool, String) {
 /// printed yet, on Kubernetes as here.
 #[test]
 fn run_interactive_with_rm_prints_the_output_and_leaves_no_pod() {
-    let skiff = Skiff::start_with(&[]);
+    let skiff = Skiff::start_with_images(&[], &test_images());
     let kubectl = skiff.kubectl();
     for (index, binary) in key_kubectls().iter().enumerate() {
         let who = label(binary);
@@ -719,7 +729,7 @@ fn run_interactive_with_rm_prints_the_output_and_leaves_no_pod() {
         let name = format!("tmp-{index}");
         let (ok, text) = under_terminal(
             &format!(
-                "{} --kubeconfig {} run -it --rm {name} --restart=Never --image=busybox -- sh -c 'echo hi'",
+                "{} --kubeconfig {} run -it --rm {name} --restart=Never --image=127.0.0.1:9/skiff-test/shell:1.36 -- sh -c 'echo hi'",
                 binary.display(),
                 config.display()
             ),
@@ -742,7 +752,7 @@ fn run_interactive_with_rm_prints_the_output_and_leaves_no_pod() {
         let name = format!("reader-{index}");
         let (ok, text) = under_terminal(
             &format!(
-                "{} --kubeconfig {} run -it --rm {name} --restart=Never --image=busybox -- sh -c 'read x; echo hi $x'",
+                "{} --kubeconfig {} run -it --rm {name} --restart=Never --image=127.0.0.1:9/skiff-test/shell:1.36 -- sh -c 'read x; echo hi $x'",
                 binary.display(),
                 config.display()
             ),
