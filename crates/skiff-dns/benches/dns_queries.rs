@@ -28,7 +28,7 @@ fn objects() -> (Vec<Service>, Vec<EndpointSlice>) {
         let cluster_ip = if headless {
             "None".to_string()
         } else {
-            format!("10.43.{}.{}", i / 250, i % 250 + 2)
+            format!("198.19.{}.{}", i / 250, i % 250 + 2)
         };
         services.push(
             serde_json::from_value(
@@ -38,7 +38,7 @@ fn objects() -> (Vec<Service>, Vec<EndpointSlice>) {
             .expect("service"),
         );
         let endpoints: Vec<serde_json::Value> = (0..5)
-            .map(|e| json!({"addresses": [format!("10.42.{}.{}", i / 50, (i % 50) * 5 + e)], "conditions": {"ready": true}}))
+            .map(|e| json!({"addresses": [format!("198.18.{}.{}", i / 50, (i % 50) * 5 + e)], "conditions": {"ready": true}}))
             .collect();
         slices.push(
             serde_json::from_value(

@@ -16,7 +16,7 @@ fn name(text: &str) -> Name {
 }
 
 /// A zone with the Services and slices the table tests query:
-/// - `web` (ClusterIP 10.43.0.20, ports http/TCP 80 and dns/UDP 53) with two ready pods;
+/// - `web` (ClusterIP 198.19.0.20, ports http/TCP 80 and dns/UDP 53) with two ready pods;
 /// - `db` (headless, port pg/TCP 5432) with pods `db-0` (ready, hostname) and one not ready;
 /// - `loose` (headless, publishNotReadyAddresses) with one not-ready pod;
 /// - `ext` (ExternalName example.com) and `alias` (ExternalName to web's cluster name);
@@ -24,7 +24,7 @@ fn name(text: &str) -> Name {
 fn zone() -> ClusterZone {
     let services = [
         service(json!({"metadata": {"name": "web", "namespace": "default"},
-            "spec": {"clusterIP": "10.43.0.20", "clusterIPs": ["10.43.0.20"], "ports": [
+            "spec": {"clusterIP": "198.19.0.20", "clusterIPs": ["198.19.0.20"], "ports": [
                 {"name": "http", "port": 80, "protocol": "TCP"},
                 {"name": "dns", "port": 53, "protocol": "UDP"}]}})),
         service(json!({"metadata": {"name": "db", "namespace": "data"},
@@ -42,7 +42,7 @@ fn zone() -> ClusterZone {
             "spec": {"clusterIP": "None"}}),
         ),
         service(json!({"metadata": {"name": "dual", "namespace": "default"},
-            "spec": {"clusterIP": "10.43.0.30", "clusterIPs": ["10.43.0.30", "fd00:43::30"],
+            "spec": {"clusterIP": "198.19.0.30", "clusterIPs": ["198.19.0.30", "fd00:43::30"],
                 "ports": [{"port": 443}]}})),
     ];
     let slices = [
@@ -52,20 +52,20 @@ fn zone() -> ClusterZone {
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": [
-                {"addresses": ["10.42.0.5"], "conditions": {"ready": true}},
-                {"addresses": ["10.42.0.6"], "conditions": {"ready": true}}]}),
+                {"addresses": ["198.18.0.5"], "conditions": {"ready": true}},
+                {"addresses": ["198.18.0.6"], "conditions": {"ready": true}}]}),
         ),
         slice(json!({"metadata": {"name": "db-xyz", "namespace": "data",
                 "labels": {"kubernetes.io/service-name": "db"}},
             "addressType": "IPv4",
             "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
             "endpoints": [
-                {"addresses": ["10.42.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
-                {"addresses": ["10.42.0.8"], "hostname": "db-1", "conditions": {"ready": false}}]})),
+                {"addresses": ["198.18.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
+                {"addresses": ["198.18.0.8"], "hostname": "db-1", "conditions": {"ready": false}}]})),
         slice(json!({"metadata": {"name": "loose-1", "namespace": "data",
                 "labels": {"kubernetes.io/service-name": "loose"}},
             "addressType": "IPv4",
-            "endpoints": [{"addresses": ["10.42.0.9"], "conditions": {"ready": false}}]})),
+            "endpoints": [{"addresses": ["198.18.0.9"], "conditions": {"ready": false}}]})),
     ];
     let mut zone = ClusterZone::from_snapshot("cluster.local", &services, &slices).unwrap();
     zone.apply_namespace("quiet");
@@ -95,14 +95,14 @@ fn answers_table() {
             question: "web.default.svc.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["web.default.svc.cluster.local. 5 IN A 10.43.0.20"],
+            answers: &["web.default.svc.cluster.local. 5 IN A 198.19.0.20"],
             additionals: &[],
         },
         Case {
             question: "WEB.Default.SVC.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["web.default.svc.cluster.local. 5 IN A 10.43.0.20"],
+            answers: &["web.default.svc.cluster.local. 5 IN A 198.19.0.20"],
             additionals: &[],
         },
         Case {
@@ -116,21 +116,21 @@ fn answers_table() {
             question: "db.data.svc.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["db.data.svc.cluster.local. 5 IN A 10.42.0.7"],
+            answers: &["db.data.svc.cluster.local. 5 IN A 198.18.0.7"],
             additionals: &[],
         },
         Case {
             question: "loose.data.svc.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["loose.data.svc.cluster.local. 5 IN A 10.42.0.9"],
+            answers: &["loose.data.svc.cluster.local. 5 IN A 198.18.0.9"],
             additionals: &[],
         },
         Case {
             question: "db-0.db.data.svc.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["db-0.db.data.svc.cluster.local. 5 IN A 10.42.0.7"],
+            answers: &["db-0.db.data.svc.cluster.local. 5 IN A 198.18.0.7"],
             additionals: &[],
         },
         Case {
@@ -141,10 +141,10 @@ fn answers_table() {
             additionals: &[],
         },
         Case {
-            question: "10-42-0-5.web.default.svc.cluster.local.",
+            question: "198-18-0-5.web.default.svc.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["10-42-0-5.web.default.svc.cluster.local. 5 IN A 10.42.0.5"],
+            answers: &["198-18-0-5.web.default.svc.cluster.local. 5 IN A 198.18.0.5"],
             additionals: &[],
         },
         Case {
@@ -152,14 +152,14 @@ fn answers_table() {
             record_type: RecordType::SRV,
             code: ResponseCode::NoError,
             answers: &["_http._tcp.web.default.svc.cluster.local. 5 IN SRV 0 100 80 web.default.svc.cluster.local."],
-            additionals: &["web.default.svc.cluster.local. 5 IN A 10.43.0.20"],
+            additionals: &["web.default.svc.cluster.local. 5 IN A 198.19.0.20"],
         },
         Case {
             question: "_dns._udp.web.default.svc.cluster.local.",
             record_type: RecordType::SRV,
             code: ResponseCode::NoError,
             answers: &["_dns._udp.web.default.svc.cluster.local. 5 IN SRV 0 100 53 web.default.svc.cluster.local."],
-            additionals: &["web.default.svc.cluster.local. 5 IN A 10.43.0.20"],
+            additionals: &["web.default.svc.cluster.local. 5 IN A 198.19.0.20"],
         },
         Case {
             question: "_dns._tcp.web.default.svc.cluster.local.",
@@ -173,7 +173,7 @@ fn answers_table() {
             record_type: RecordType::SRV,
             code: ResponseCode::NoError,
             answers: &["_pg._tcp.db.data.svc.cluster.local. 5 IN SRV 0 100 5432 db-0.db.data.svc.cluster.local."],
-            additionals: &["db-0.db.data.svc.cluster.local. 5 IN A 10.42.0.7"],
+            additionals: &["db-0.db.data.svc.cluster.local. 5 IN A 198.18.0.7"],
         },
         Case {
             question: "web.default.svc.cluster.local.",
@@ -183,7 +183,7 @@ fn answers_table() {
                 "web.default.svc.cluster.local. 5 IN SRV 0 50 53 web.default.svc.cluster.local.",
                 "web.default.svc.cluster.local. 5 IN SRV 0 50 80 web.default.svc.cluster.local.",
             ],
-            additionals: &["web.default.svc.cluster.local. 5 IN A 10.43.0.20"],
+            additionals: &["web.default.svc.cluster.local. 5 IN A 198.19.0.20"],
         },
         Case {
             question: "ext.default.svc.cluster.local.",
@@ -198,15 +198,15 @@ fn answers_table() {
             code: ResponseCode::NoError,
             answers: &[
                 "alias.default.svc.cluster.local. 5 IN CNAME web.default.svc.cluster.local.",
-                "web.default.svc.cluster.local. 5 IN A 10.43.0.20",
+                "web.default.svc.cluster.local. 5 IN A 198.19.0.20",
             ],
             additionals: &[],
         },
         Case {
-            question: "10-42-0-99.default.pod.cluster.local.",
+            question: "198-18-0-99.default.pod.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["10-42-0-99.default.pod.cluster.local. 5 IN A 10.42.0.99"],
+            answers: &["198-18-0-99.default.pod.cluster.local. 5 IN A 198.18.0.99"],
             additionals: &[],
         },
         Case {
@@ -217,14 +217,14 @@ fn answers_table() {
             additionals: &[],
         },
         Case {
-            question: "10-42-0-3.quiet.pod.cluster.local.",
+            question: "198-18-0-3.quiet.pod.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NoError,
-            answers: &["10-42-0-3.quiet.pod.cluster.local. 5 IN A 10.42.0.3"],
+            answers: &["198-18-0-3.quiet.pod.cluster.local. 5 IN A 198.18.0.3"],
             additionals: &[],
         },
         Case {
-            question: "10-42-0-3.nowhere.pod.cluster.local.",
+            question: "198-18-0-3.nowhere.pod.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NXDomain,
             answers: &[],
@@ -238,7 +238,7 @@ fn answers_table() {
             additionals: &[],
         },
         Case {
-            question: "10-42-0.default.pod.cluster.local.",
+            question: "198-18-0.default.pod.cluster.local.",
             record_type: RecordType::A,
             code: ResponseCode::NXDomain,
             answers: &[],
@@ -321,7 +321,7 @@ fn existing_names_without_the_asked_type_are_nodata_with_the_soa() {
     for (question, record_type) in [
         ("web.default.svc.cluster.local.", RecordType::AAAA),
         ("web.default.svc.cluster.local.", RecordType::TXT),
-        ("10-42-0-99.default.pod.cluster.local.", RecordType::AAAA),
+        ("198-18-0-99.default.pod.cluster.local.", RecordType::AAAA),
         ("default.svc.cluster.local.", RecordType::A),
         ("svc.cluster.local.", RecordType::A),
         ("cluster.local.", RecordType::A),
@@ -400,17 +400,17 @@ fn headless_services_answer_every_ready_endpoint_and_share_srv_weight() {
         "addressType": "IPv4",
         "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
         "endpoints": [
-            {"addresses": ["10.42.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
-            {"addresses": ["10.42.0.8"], "hostname": "db-1"},
-            {"addresses": ["10.42.0.10"], "hostname": "db-2", "conditions": {"ready": true}}]}),
+            {"addresses": ["198.18.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
+            {"addresses": ["198.18.0.8"], "hostname": "db-1"},
+            {"addresses": ["198.18.0.10"], "hostname": "db-2", "conditions": {"ready": true}}]}),
     ));
     let a = zone.answer(&name("db.data.svc.cluster.local."), RecordType::A);
     assert_eq!(
         texts(&a.answers),
         [
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.10",
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.7",
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.8",
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.10",
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.7",
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.8",
         ]
     );
     let srv = zone.answer(
@@ -436,16 +436,16 @@ fn reverse_lookups_name_services_then_endpoints_and_leave_others_upstream() {
         ReverseAnswer::NotInCluster => panic!("{question} should be a cluster address"),
     };
     assert_eq!(
-        found("20.0.43.10.in-addr.arpa."),
-        ["20.0.43.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local."]
+        found("20.0.19.198.in-addr.arpa."),
+        ["20.0.19.198.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local."]
     );
     assert_eq!(
-        found("7.0.42.10.in-addr.arpa."),
-        ["7.0.42.10.in-addr.arpa. 5 IN PTR db-0.db.data.svc.cluster.local."]
+        found("7.0.18.198.in-addr.arpa."),
+        ["7.0.18.198.in-addr.arpa. 5 IN PTR db-0.db.data.svc.cluster.local."]
     );
     assert_eq!(
-        found("5.0.42.10.in-addr.arpa."),
-        ["5.0.42.10.in-addr.arpa. 5 IN PTR 10-42-0-5.web.default.svc.cluster.local."]
+        found("5.0.18.198.in-addr.arpa."),
+        ["5.0.18.198.in-addr.arpa. 5 IN PTR 198-18-0-5.web.default.svc.cluster.local."]
     );
     let v6: Name = IpAddr::V6("fd00:43::30".parse().unwrap()).into();
     assert_eq!(
@@ -453,9 +453,9 @@ fn reverse_lookups_name_services_then_endpoints_and_leave_others_upstream() {
         [format!("{v6} 5 IN PTR dual.default.svc.cluster.local.")]
     );
     for outside in [
-        "8.0.42.10.in-addr.arpa.", // not ready
+        "8.0.18.198.in-addr.arpa.", // not ready
         "1.1.168.192.in-addr.arpa.",
-        "0.42.10.in-addr.arpa.",
+        "0.18.198.in-addr.arpa.",
     ] {
         assert_eq!(
             zone.answer_reverse(&name(outside)),
@@ -472,18 +472,18 @@ fn updates_apply_one_object_at_a_time() {
     // The Service moves to another cluster IP: the old PTR goes, the new one comes.
     zone.apply_service(&service(
         json!({"metadata": {"name": "web", "namespace": "default"},
-        "spec": {"clusterIP": "10.43.0.21", "ports": [{"name": "http", "port": 80}]}}),
+        "spec": {"clusterIP": "198.19.0.21", "ports": [{"name": "http", "port": 80}]}}),
     ));
     assert_eq!(
         texts(&zone.answer(&web, RecordType::A).answers),
-        ["web.default.svc.cluster.local. 5 IN A 10.43.0.21"]
+        ["web.default.svc.cluster.local. 5 IN A 198.19.0.21"]
     );
     assert_eq!(
-        zone.answer_reverse(&name("20.0.43.10.in-addr.arpa.")),
+        zone.answer_reverse(&name("20.0.19.198.in-addr.arpa.")),
         ReverseAnswer::NotInCluster
     );
     assert!(matches!(
-        zone.answer_reverse(&name("21.0.43.10.in-addr.arpa.")),
+        zone.answer_reverse(&name("21.0.19.198.in-addr.arpa.")),
         ReverseAnswer::Found(_)
     ));
 
@@ -493,16 +493,16 @@ fn updates_apply_one_object_at_a_time() {
         json!({"metadata": {"name": "db-second", "namespace": "data",
             "labels": {"kubernetes.io/service-name": "db"}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.42.1.3"]}]}),
+        "endpoints": [{"addresses": ["198.18.1.3"]}]}),
     ));
     assert_eq!(zone.answer(&db, RecordType::A).answers.len(), 2);
     zone.delete_endpoint_slice("data", "db-second");
     assert_eq!(
         texts(&zone.answer(&db, RecordType::A).answers),
-        ["db.data.svc.cluster.local. 5 IN A 10.42.0.7"]
+        ["db.data.svc.cluster.local. 5 IN A 198.18.0.7"]
     );
     assert_eq!(
-        zone.answer_reverse(&name("3.1.42.10.in-addr.arpa.")),
+        zone.answer_reverse(&name("3.1.18.198.in-addr.arpa.")),
         ReverseAnswer::NotInCluster
     );
 
@@ -535,7 +535,7 @@ fn updates_apply_one_object_at_a_time() {
     assert!(namespace.answers.is_empty());
     zone.delete_namespace("quiet");
     assert_eq!(
-        zone.answer(&name("10-42-0-3.quiet.pod.cluster.local."), RecordType::A)
+        zone.answer(&name("198-18-0-3.quiet.pod.cluster.local."), RecordType::A)
             .response_code,
         ResponseCode::NXDomain
     );
@@ -561,13 +561,13 @@ fn objects_without_identity_are_refused_and_domains_are_checked() {
 fn hostile_numbers_do_not_panic() {
     let mut zone = ClusterZone::new("cluster.local").unwrap();
     zone.apply_service(&service(json!({"metadata": {"name": "big", "namespace": "default"},
-        "spec": {"clusterIP": "10.43.0.9", "ports": [{"name": "p", "port": 70000}, {"name": "n", "port": -1}]}})));
+        "spec": {"clusterIP": "198.19.0.9", "ports": [{"name": "p", "port": 70000}, {"name": "n", "port": -1}]}})));
     zone.apply_endpoint_slice(&slice(
         json!({"metadata": {"name": "big-1", "namespace": "default",
             "labels": {"kubernetes.io/service-name": "big"}},
         "addressType": "IPv4",
         "ports": [{"name": "p", "port": 2147483647}],
-        "endpoints": [{"addresses": ["not-an-ip", "10.42.0.1"]}]}),
+        "endpoints": [{"addresses": ["not-an-ip", "198.18.0.1"]}]}),
     ));
     let srv = zone.answer(
         &name("_p._tcp.big.default.svc.cluster.local."),
@@ -579,12 +579,12 @@ fn hostile_numbers_do_not_panic() {
         "ports outside u16 are ignored"
     );
     let a = zone.answer(
-        &name("10-42-0-1.big.default.svc.cluster.local."),
+        &name("198-18-0-1.big.default.svc.cluster.local."),
         RecordType::A,
     );
     assert_eq!(
         texts(&a.answers),
-        ["10-42-0-1.big.default.svc.cluster.local. 5 IN A 10.42.0.1"]
+        ["198-18-0-1.big.default.svc.cluster.local. 5 IN A 198.18.0.1"]
     );
     zone.set_ttl(u32::MAX);
     assert_eq!(zone.ttl(), 3600);

@@ -180,13 +180,13 @@ fn nameservers_are_capped_at_three_with_the_kubelet_event() {
     let cases: &[(&[&str], &[&str], bool)] = &[
         (&["127.0.0.1"], &["127.0.0.1"], false),
         (
-            &["127.0.0.1", "10.0.0.10", "8.8.8.8"],
-            &["127.0.0.1", "10.0.0.10", "8.8.8.8"],
+            &["127.0.0.1", "198.18.255.10", "8.8.8.8"],
+            &["127.0.0.1", "198.18.255.10", "8.8.8.8"],
             false,
         ),
         (
-            &["127.0.0.1", "10.0.0.10", "8.8.8.8", "1.2.3.4"],
-            &["127.0.0.1", "10.0.0.10", "8.8.8.8"],
+            &["127.0.0.1", "198.18.255.10", "8.8.8.8", "1.2.3.4"],
+            &["127.0.0.1", "198.18.255.10", "8.8.8.8"],
             true,
         ),
     ];
@@ -204,7 +204,7 @@ fn nameservers_are_capped_at_three_with_the_kubelet_event() {
                 [DnsEvent {
                     subject: EventSubject::Pod,
                     reason: REASON_DNS_CONFIG_FORMING,
-                    message: "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 127.0.0.1 10.0.0.10 8.8.8.8".to_string(),
+                    message: "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 127.0.0.1 198.18.255.10 8.8.8.8".to_string(),
                 }]
             );
         } else {
@@ -265,7 +265,7 @@ fn node(cluster_dns: &[&str], host: Option<&str>) -> NodeDnsSettings {
         cluster_dns: cluster_dns.iter().map(|ip| ip.parse().unwrap()).collect(),
         cluster_domain: "cluster.local".to_string(),
         host: host.map(|text| parse_resolv_conf(text).config),
-        node_ips: vec!["192.168.1.10".parse().unwrap()],
+        node_ips: vec!["198.19.255.10".parse().unwrap()],
     }
 }
 
@@ -277,44 +277,44 @@ fn pod(spec: serde_json::Value) -> Pod {
     .unwrap()
 }
 
-const HOST: &str = "nameserver 192.168.1.1\nnameserver 192.168.1.2\nsearch corp.example lab.example\noptions edns0 timeout:2\n";
+const HOST: &str = "nameserver 198.19.255.1\nnameserver 198.19.255.2\nsearch corp.example lab.example\noptions edns0 timeout:2\n";
 
 #[test]
 fn pods_get_the_resolv_conf_their_policy_asks_for() {
     let cases: Vec<(&str, NodeDnsSettings, serde_json::Value, &str)> = vec![
         (
             "ClusterFirst: cluster DNS, cluster searches then the host's, ndots:5",
-            node(&["10.43.0.10"], Some(HOST)),
+            node(&["198.19.0.10"], Some(HOST)),
             json!({"dnsPolicy": "ClusterFirst"}),
-            "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example lab.example\nnameserver 10.43.0.10\noptions ndots:5\n",
+            "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example lab.example\nnameserver 198.19.0.10\noptions ndots:5\n",
         ),
         (
             "ClusterFirst on the host network falls back to the host's file",
-            node(&["10.43.0.10"], Some(HOST)),
+            node(&["198.19.0.10"], Some(HOST)),
             json!({"dnsPolicy": "ClusterFirst", "hostNetwork": true}),
-            "search corp.example lab.example\nnameserver 192.168.1.1\nnameserver 192.168.1.2\noptions edns0 timeout:2\n",
+            "search corp.example lab.example\nnameserver 198.19.255.1\nnameserver 198.19.255.2\noptions edns0 timeout:2\n",
         ),
         (
             "ClusterFirstWithHostNet keeps cluster DNS on the host network",
-            node(&["10.43.0.10"], Some(HOST)),
+            node(&["198.19.0.10"], Some(HOST)),
             json!({"dnsPolicy": "ClusterFirstWithHostNet", "hostNetwork": true}),
-            "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example lab.example\nnameserver 10.43.0.10\noptions ndots:5\n",
+            "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example lab.example\nnameserver 198.19.0.10\noptions ndots:5\n",
         ),
         (
             "Default: the host's file",
-            node(&["10.43.0.10"], Some(HOST)),
+            node(&["198.19.0.10"], Some(HOST)),
             json!({"dnsPolicy": "Default"}),
-            "search corp.example lab.example\nnameserver 192.168.1.1\nnameserver 192.168.1.2\noptions edns0 timeout:2\n",
+            "search corp.example lab.example\nnameserver 198.19.255.1\nnameserver 198.19.255.2\noptions edns0 timeout:2\n",
         ),
         (
             "Default without a host file: loopback and an empty search",
-            node(&["10.43.0.10"], None),
+            node(&["198.19.0.10"], None),
             json!({"dnsPolicy": "Default"}),
             "search .\nnameserver 127.0.0.1\n",
         ),
         (
             "None: only dnsConfig",
-            node(&["10.43.0.10"], Some(HOST)),
+            node(&["198.19.0.10"], Some(HOST)),
             json!({"dnsPolicy": "None", "dnsConfig": {
                 "nameservers": ["203.0.113.1", "203.0.113.1"],
                 "searches": ["a.example", "b.example"],
@@ -323,12 +323,12 @@ fn pods_get_the_resolv_conf_their_policy_asks_for() {
         ),
         (
             "ClusterFirst with dnsConfig appended",
-            node(&["10.43.0.10"], Some("search cluster.local")),
+            node(&["198.19.0.10"], Some("search cluster.local")),
             json!({"dnsConfig": {
                 "nameservers": ["203.0.113.1"],
                 "searches": ["extra.example", "svc.cluster.local"],
                 "options": [{"name": "ndots", "value": "1"}, {"name": "single-request"}]}}),
-            "search shop.svc.cluster.local svc.cluster.local cluster.local extra.example\nnameserver 10.43.0.10\nnameserver 203.0.113.1\noptions ndots:1 single-request\n",
+            "search shop.svc.cluster.local svc.cluster.local cluster.local extra.example\nnameserver 198.19.0.10\nnameserver 203.0.113.1\noptions ndots:1 single-request\n",
         ),
     ];
     for (description, node, spec, expected) in cases {
@@ -347,7 +347,7 @@ fn cluster_first_without_cluster_dns_falls_back_with_events() {
     let formed = pod_dns(&node(&[], Some(HOST)), &pod(json!({})));
     assert_eq!(
         formed.config.nameservers,
-        strings(&["192.168.1.1", "192.168.1.2"])
+        strings(&["198.19.255.1", "198.19.255.2"])
     );
     assert_eq!(
         formed.config.searches,
@@ -374,12 +374,12 @@ fn cluster_first_without_cluster_dns_falls_back_with_events() {
 #[test]
 fn too_many_nameservers_from_dns_config_are_trimmed_with_an_event() {
     let formed = pod_dns(
-        &node(&["10.43.0.10"], Some(HOST)),
+        &node(&["198.19.0.10"], Some(HOST)),
         &pod(json!({"dnsConfig": {"nameservers": ["1.1.1.1", "2.2.2.2", "3.3.3.3"]}})),
     );
     assert_eq!(
         formed.config.nameservers,
-        strings(&["10.43.0.10", "1.1.1.1", "2.2.2.2"])
+        strings(&["198.19.0.10", "1.1.1.1", "2.2.2.2"])
     );
     assert_eq!(formed.events.len(), 1);
     assert_eq!(formed.events[0].reason, REASON_DNS_CONFIG_FORMING);

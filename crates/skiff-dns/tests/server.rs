@@ -34,7 +34,7 @@ fn name(text: &str) -> Name {
 
 fn headless_slice(count: usize) -> EndpointSlice {
     let endpoints: Vec<serde_json::Value> = (0..count)
-        .map(|i| json!({"addresses": [format!("10.42.{}.{}", i / 200, i % 200 + 2)], "conditions": {"ready": true}}))
+        .map(|i| json!({"addresses": [format!("198.18.{}.{}", i / 200, i % 200 + 2)], "conditions": {"ready": true}}))
         .collect();
     slice(json!({"metadata": {"name": "db-1", "namespace": "data",
             "labels": {"kubernetes.io/service-name": "db"}},
@@ -46,7 +46,7 @@ fn headless_slice(count: usize) -> EndpointSlice {
 fn cluster_zone() -> ClusterZone {
     let services = [
         service(json!({"metadata": {"name": "web", "namespace": "default"},
-            "spec": {"clusterIP": "10.43.0.20", "ports": [{"name": "http", "port": 80}]}})),
+            "spec": {"clusterIP": "198.19.0.20", "ports": [{"name": "http", "port": 80}]}})),
         service(json!({"metadata": {"name": "db", "namespace": "data"},
             "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}})),
         service(json!({"metadata": {"name": "ext", "namespace": "default"},
@@ -57,15 +57,15 @@ fn cluster_zone() -> ClusterZone {
                 "labels": {"kubernetes.io/service-name": "web"}},
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080}],
-            "endpoints": [{"addresses": ["10.42.0.5"], "conditions": {"ready": true}}]})),
+            "endpoints": [{"addresses": ["198.18.0.5"], "conditions": {"ready": true}}]})),
         slice(json!({"metadata": {"name": "db-1", "namespace": "data",
                 "labels": {"kubernetes.io/service-name": "db"}},
             "addressType": "IPv4",
             "ports": [{"name": "pg", "port": 5432}],
             "endpoints": [
-                {"addresses": ["10.42.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
-                {"addresses": ["10.42.0.8"], "hostname": "db-1", "conditions": {"ready": true}},
-                {"addresses": ["10.42.0.9"], "hostname": "db-2", "conditions": {"ready": false}}]})),
+                {"addresses": ["198.18.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
+                {"addresses": ["198.18.0.8"], "hostname": "db-1", "conditions": {"ready": true}},
+                {"addresses": ["198.18.0.9"], "hostname": "db-2", "conditions": {"ready": false}}]})),
     ];
     ClusterZone::from_snapshot("cluster.local", &services, &slices).expect("zone")
 }
@@ -151,7 +151,7 @@ fn upstream_reply(query: &[u8], over_udp: bool) -> Option<Vec<u8>> {
         Record::from_rdata(
             question.name().clone(),
             60,
-            RData::A(A(Ipv4Addr::new(192, 0, 2, i))),
+            RData::A(A(Ipv4Addr::new(198, 18, 254, i))),
         )
     };
     match (asked.as_str(), question.query_type()) {
@@ -301,7 +301,7 @@ async fn answers_a_srv_ptr_and_nxdomain_with_the_soa() {
     );
     assert_eq!(
         texts(&a.answers),
-        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+        ["web.default.svc.cluster.local. 5 IN A 198.19.0.20"]
     );
 
     let srv = ask_udp(
@@ -317,14 +317,14 @@ async fn answers_a_srv_ptr_and_nxdomain_with_the_soa() {
     );
     assert_eq!(
         texts(&srv.additionals),
-        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+        ["web.default.svc.cluster.local. 5 IN A 198.19.0.20"]
     );
     assert!(srv.edns.is_some(), "an EDNS question gets an EDNS answer");
 
-    let ptr = ask_udp(server, "20.0.43.10.in-addr.arpa.", RecordType::PTR, None).await;
+    let ptr = ask_udp(server, "20.0.19.198.in-addr.arpa.", RecordType::PTR, None).await;
     assert_eq!(
         texts(&ptr.answers),
-        ["20.0.43.10.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local."]
+        ["20.0.19.198.in-addr.arpa. 5 IN PTR web.default.svc.cluster.local."]
     );
 
     let missing = ask_udp(
@@ -382,7 +382,7 @@ async fn answers_a_srv_ptr_and_nxdomain_with_the_soa() {
     let over_tcp = ask_tcp(server, "web.default.svc.cluster.local.", RecordType::A).await;
     assert_eq!(
         texts(&over_tcp.answers),
-        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+        ["web.default.svc.cluster.local. 5 IN A 198.19.0.20"]
     );
     running.dns.shutdown().await.expect("clean shutdown");
 }
@@ -397,8 +397,8 @@ async fn headless_services_list_ready_endpoints_and_follow_slice_updates() {
     assert_eq!(
         texts(&before.answers),
         [
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.7",
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.8"
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.7",
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.8"
         ],
         "every ready endpoint and only those"
     );
@@ -425,7 +425,7 @@ async fn headless_services_list_ready_endpoints_and_follow_slice_updates() {
     .await;
     assert_eq!(
         texts(&pod.answers),
-        ["db-1.db.data.svc.cluster.local. 5 IN A 10.42.0.8"]
+        ["db-1.db.data.svc.cluster.local. 5 IN A 198.18.0.8"]
     );
 
     // db-2 becomes ready: the very next query lists it.
@@ -436,16 +436,16 @@ async fn headless_services_list_ready_endpoints_and_follow_slice_updates() {
         "addressType": "IPv4",
         "ports": [{"name": "pg", "port": 5432}],
         "endpoints": [
-            {"addresses": ["10.42.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
-            {"addresses": ["10.42.0.9"], "hostname": "db-2", "conditions": {"ready": true}}]}),
+            {"addresses": ["198.18.0.7"], "hostname": "db-0", "conditions": {"ready": true}},
+            {"addresses": ["198.18.0.9"], "hostname": "db-2", "conditions": {"ready": true}}]}),
     ));
     let after = ask_udp(server, headless, RecordType::A, None).await;
     let elapsed = changed_at.elapsed();
     assert_eq!(
         texts(&after.answers),
         [
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.7",
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.9"
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.7",
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.9"
         ]
     );
     println!("slice change to answer: {elapsed:?}");
@@ -461,7 +461,7 @@ async fn headless_services_list_ready_endpoints_and_follow_slice_updates() {
     // A new Service is answered on the next query too.
     running.zone.apply_service(&service(
         json!({"metadata": {"name": "api", "namespace": "default"},
-        "spec": {"clusterIP": "10.43.0.44", "ports": [{"port": 443}]}}),
+        "spec": {"clusterIP": "198.19.0.44", "ports": [{"port": 443}]}}),
     ));
     let api = ask_udp(
         server,
@@ -472,7 +472,7 @@ async fn headless_services_list_ready_endpoints_and_follow_slice_updates() {
     .await;
     assert_eq!(
         texts(&api.answers),
-        ["api.default.svc.cluster.local. 5 IN A 10.43.0.44"]
+        ["api.default.svc.cluster.local. 5 IN A 198.19.0.44"]
     );
     running.dns.shutdown().await.unwrap();
 }
@@ -510,7 +510,7 @@ async fn outside_names_go_upstream_and_cluster_names_never_do() {
     );
     assert_eq!(
         texts(&outside.answers),
-        ["outside.example. 60 IN A 192.0.2.7"]
+        ["outside.example. 60 IN A 198.18.254.7"]
     );
 
     let unknown = ask_udp(server, "unknown.example.", RecordType::A, None).await;
@@ -539,7 +539,7 @@ async fn outside_names_go_upstream_and_cluster_names_never_do() {
         texts(&external.answers),
         [
             "ext.default.svc.cluster.local. 5 IN CNAME outside.example.",
-            "outside.example. 60 IN A 192.0.2.7",
+            "outside.example. 60 IN A 198.18.254.7",
         ]
     );
 
@@ -687,15 +687,15 @@ async fn hickory_client_gets_records_errors_forwarded_answers_and_updates() {
     let a = ask("web.default.svc.cluster.local.", RecordType::A).await;
     assert_eq!(
         texts(&a.answers),
-        ["web.default.svc.cluster.local. 5 IN A 10.43.0.20"]
+        ["web.default.svc.cluster.local. 5 IN A 198.19.0.20"]
     );
 
     let headless = ask("db.data.svc.cluster.local.", RecordType::A).await;
     assert_eq!(
         texts(&headless.answers),
         [
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.7",
-            "db.data.svc.cluster.local. 5 IN A 10.42.0.8",
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.7",
+            "db.data.svc.cluster.local. 5 IN A 198.18.0.8",
         ]
     );
 
@@ -707,10 +707,10 @@ async fn hickory_client_gets_records_errors_forwarded_answers_and_updates() {
         "the targets' addresses come along"
     );
 
-    let ptr = ask("8.0.42.10.in-addr.arpa.", RecordType::PTR).await;
+    let ptr = ask("8.0.18.198.in-addr.arpa.", RecordType::PTR).await;
     assert_eq!(
         texts(&ptr.answers),
-        ["8.0.42.10.in-addr.arpa. 5 IN PTR db-1.db.data.svc.cluster.local."]
+        ["8.0.18.198.in-addr.arpa. 5 IN PTR db-1.db.data.svc.cluster.local."]
     );
 
     let missing = ask("nope.data.svc.cluster.local.", RecordType::A).await;
@@ -725,7 +725,7 @@ async fn hickory_client_gets_records_errors_forwarded_answers_and_updates() {
     let outside = ask("outside.example.", RecordType::A).await;
     assert_eq!(
         texts(&outside.answers),
-        ["outside.example. 60 IN A 192.0.2.7"]
+        ["outside.example. 60 IN A 198.18.254.7"]
     );
 
     running.zone.delete_service("default", "web");
@@ -775,14 +775,14 @@ async fn busybox_nslookup_lists_headless_endpoints_srv_and_unknown_names() {
     let (ok, text) = busybox_nslookup(server, None, "db.data.svc.cluster.local").await;
     println!("{text}");
     assert!(ok, "nslookup of the headless Service failed:\n{text}");
-    for ready in ["10.42.0.7", "10.42.0.8"] {
+    for ready in ["198.18.0.7", "198.18.0.8"] {
         assert!(
             text.contains(&format!("Address: {ready}")),
             "{ready} missing:\n{text}"
         );
     }
     assert!(
-        !text.contains("10.42.0.9"),
+        !text.contains("198.18.0.9"),
         "a not-ready endpoint is listed:\n{text}"
     );
 
