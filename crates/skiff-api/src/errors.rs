@@ -216,7 +216,7 @@ mod tests {
             go_value(&json!({"b": "2", "a": "1"})),
             r#"{"a":"1","b":"2"}"#
         );
-        assert_eq!(go_value(&json!(["10.0.0.2"])), r#"["10.0.0.2"]"#);
+        assert_eq!(go_value(&json!(["198.18.0.2"])), r#"["198.18.0.2"]"#);
         assert_eq!(go_value(&json!("x")), r#""x""#);
         assert_eq!(go_value(&json!(-1)), "-1");
         assert_eq!(go_value(&Value::Null), "null");

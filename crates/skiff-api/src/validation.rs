@@ -1955,9 +1955,9 @@ mod tests {
                 "Required value: must specify `addresses` or `notReadyAddresses`",
             ),
             (
-                json!([{"addresses": [{"ip": "10.0.0.300"}]}]),
+                json!([{"addresses": [{"ip": "198.18.0.300"}]}]),
                 "subsets[0].addresses[0].ip",
-                "Invalid value: \"10.0.0.300\": must be a valid IP address",
+                "Invalid value: \"198.18.0.300\": must be a valid IP address",
             ),
             (
                 json!([{"notReadyAddresses": [{"ip": "x"}]}]),
@@ -1965,18 +1965,18 @@ mod tests {
                 "must be a valid IP address",
             ),
             (
-                json!([{"addresses": [{"ip": "10.0.0.1"}],
+                json!([{"addresses": [{"ip": "198.18.0.1"}],
                      "ports": [{"name": "a", "port": 80, "protocol": "TCP"}, {"port": 81, "protocol": "TCP"}]}]),
                 "subsets[0].ports[1].name",
                 "Required value",
             ),
             (
-                json!([{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 0, "protocol": "TCP"}]}]),
+                json!([{"addresses": [{"ip": "198.18.0.1"}], "ports": [{"port": 0, "protocol": "TCP"}]}]),
                 "subsets[0].ports[0].port",
                 "must be between 1 and 65535, inclusive",
             ),
             (
-                json!([{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80, "protocol": "HTTP"}]}]),
+                json!([{"addresses": [{"ip": "198.18.0.1"}], "ports": [{"port": 80, "protocol": "HTTP"}]}]),
                 "subsets[0].ports[0].protocol",
                 "Unsupported value: \"HTTP\"",
             ),
@@ -2058,15 +2058,15 @@ mod tests {
     fn service_cluster_ip_may_not_change() {
         let r = resource("", "v1", "services");
         let old = json!({"metadata": {"name": "web", "namespace": "d"},
-                         "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ports": [{"port": 80, "protocol": "TCP"}],
+                         "spec": {"clusterIP": "198.18.0.1", "clusterIPs": ["198.18.0.1"], "ports": [{"port": 80, "protocol": "TCP"}],
                                   "type": "ClusterIP", "sessionAffinity": "None"}});
         let mut new = old.clone();
-        set(&mut new, "/spec/clusterIP", json!("10.0.0.2"));
-        set(&mut new, "/spec/clusterIPs", json!(["10.0.0.2"]));
+        set(&mut new, "/spec/clusterIP", json!("198.18.0.2"));
+        set(&mut new, "/spec/clusterIPs", json!(["198.18.0.2"]));
         let errs = validate_update(r, &new, &old);
         assert_eq!(
             errs[0].full(),
-            "spec.clusterIPs[0]: Invalid value: [\"10.0.0.2\"]: may not change once set"
+            "spec.clusterIPs[0]: Invalid value: [\"198.18.0.2\"]: may not change once set"
         );
     }
 
