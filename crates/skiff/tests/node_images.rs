@@ -116,6 +116,53 @@ fn stop_and_check_nothing_left(mut skiff: Skiff, marker: &str) {
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
+/// A `docker save` archive imported with `skiff image import` runs with pull policy Never,
+/// no registry anywhere.
+#[test]
+fn a_docker_save_archive_runs_with_pull_policy_never() {
+    assert!(
+        nix_is_root(),
+        "this test runs containers with their image as root filesystem, which needs root"
+    );
+    let marker = unique_run_marker();
+    let files = tempfile::tempdir().unwrap();
+    let archive = files.path().join("saved.tar");
+    image("hello from a docker save archive")
+        .write_docker_archive(&archive, &["example.test/team/saved:2.0"])
+        .expect("writing the archive");
+
+    let skiff = Skiff::start_with(&[]);
+    let (ok, _, stderr) = skiff_cli(
+        &skiff.data_dir(),
+        &["image", "import", archive.to_str().unwrap()],
+    );
+    assert!(ok, "import: {stderr}");
+    let kubectl = skiff.kubectl();
+    let script = format!("/bin/busybox cat {IMAGE_ONLY_FILE}; exec /bin/busybox sleep 3600");
+    let saved = pod(
+        "saved",
+        "example.test/team/saved:2.0",
+        "Never",
+        &script,
+        &marker,
+    );
+    apply(&skiff, &kubectl, "saved.json", &saved);
+    wait_for("the saved image's file in the pod's log", WAIT, || {
+        let out = kubectl.run(&["logs", "saved"]);
+        out.stdout
+            .contains("hello from a docker save archive")
+            .then_some(())
+    });
+    let running = pod_json(&kubectl, "saved");
+    assert!(
+        running
+            .pointer("/status/containerStatuses/0/state/running")
+            .is_some(),
+        "the container runs from the imported image: {running}"
+    );
+    stop_and_check_nothing_left(skiff, &marker);
+}
+
 #[test]
 fn an_imported_image_runs_as_the_containers_root_with_pull_policy_never() {
     assert!(
