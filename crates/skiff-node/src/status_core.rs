@@ -194,12 +194,7 @@ impl ObservedContainer {
             started: Some(running && self.started),
             restart_count: self.restart_count,
             state: Some(state),
-            last_state: Some(
-                self.last_exit
-                    .as_ref()
-                    .map(Exit::state)
-                    .unwrap_or_default(),
-            ),
+            last_state: Some(self.last_exit.as_ref().map(Exit::state).unwrap_or_default()),
             ..ContainerStatus::default()
         }
     }
@@ -316,7 +311,11 @@ pub fn pod_phase(
                 failed_init += 1;
             }
         } else if state.waiting.is_some() {
-            match status.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            match status
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+            {
                 Some(last) if last.exit_code != 0 => failed_init += 1,
                 Some(_) => {}
                 None => pending_init += 1,
@@ -436,10 +435,16 @@ pub fn go_list(names: &[&str]) -> String {
 fn unready_message(unknown: &[&str], pending: &[&str], what: &str) -> Option<String> {
     let mut parts = Vec::new();
     if !unknown.is_empty() {
-        parts.push(format!("containers with unknown status: {}", go_list(unknown)));
+        parts.push(format!(
+            "containers with unknown status: {}",
+            go_list(unknown)
+        ));
     }
     if !pending.is_empty() {
-        parts.push(format!("containers with {what} status: {}", go_list(pending)));
+        parts.push(format!(
+            "containers with {what} status: {}",
+            go_list(pending)
+        ));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
@@ -543,8 +548,8 @@ pub fn unmet_readiness_gates(spec: &PodSpec, conditions: &[PodCondition]) -> Vec
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .filter_map(|gate| {
-            match conditions.iter().find(|c| c.type_ == gate.condition_type) {
+        .filter_map(
+            |gate| match conditions.iter().find(|c| c.type_ == gate.condition_type) {
                 None => Some(format!(
                     "corresponding condition of pod readiness gate \"{}\" does not exist.",
                     gate.condition_type
@@ -554,8 +559,8 @@ pub fn unmet_readiness_gates(spec: &PodSpec, conditions: &[PodCondition]) -> Vec
                     gate.condition_type, c.status
                 )),
                 Some(_) => None,
-            }
-        })
+            },
+        )
         .collect()
 }
 

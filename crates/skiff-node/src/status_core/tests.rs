@@ -20,9 +20,11 @@ fn status_json(value: serde_json::Value) -> ContainerStatus {
 }
 
 fn running(name: &str) -> ContainerStatus {
-    status_json(json!({"name": name, "image": "x", "imageID": "", "ready": false,
+    status_json(
+        json!({"name": name, "image": "x", "imageID": "", "ready": false,
         "restartCount": 0, "started": true,
-        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}))
+        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}),
+    )
 }
 
 fn running_unstarted(name: &str) -> ContainerStatus {
@@ -40,9 +42,11 @@ fn ready(name: &str) -> ContainerStatus {
 }
 
 fn exited(name: &str, code: i32) -> ContainerStatus {
-    status_json(json!({"name": name, "image": "x", "imageID": "", "ready": false,
+    status_json(
+        json!({"name": name, "image": "x", "imageID": "", "ready": false,
         "restartCount": 0, "started": false,
-        "state": {"terminated": {"exitCode": code}}}))
+        "state": {"terminated": {"exitCode": code}}}),
+    )
 }
 
 fn succeeded(name: &str) -> ContainerStatus {
@@ -54,16 +58,20 @@ fn failed(name: &str) -> ContainerStatus {
 }
 
 fn waiting(name: &str) -> ContainerStatus {
-    status_json(json!({"name": name, "image": "x", "imageID": "", "ready": false,
+    status_json(
+        json!({"name": name, "image": "x", "imageID": "", "ready": false,
         "restartCount": 0, "started": false,
-        "state": {"waiting": {"reason": "ContainerCreating"}}}))
+        "state": {"waiting": {"reason": "ContainerCreating"}}}),
+    )
 }
 
 fn waiting_after_exit(name: &str, code: i32) -> ContainerStatus {
-    status_json(json!({"name": name, "image": "x", "imageID": "", "ready": false,
+    status_json(
+        json!({"name": name, "image": "x", "imageID": "", "ready": false,
         "restartCount": 1, "started": false,
         "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-        "lastState": {"terminated": {"exitCode": code}}}))
+        "lastState": {"terminated": {"exitCode": code}}}),
+    )
 }
 
 struct PhaseCase {
@@ -103,7 +111,12 @@ fn phase_with_restart_always() {
     check_phases(
         &two_containers("Always"),
         vec![
-            case("all running", vec![running("a"), running("b")], false, RUNNING),
+            case(
+                "all running",
+                vec![running("a"), running("b")],
+                false,
+                RUNNING,
+            ),
             case(
                 "all stopped with restart always",
                 vec![succeeded("a"), failed("b")],
@@ -162,7 +175,12 @@ fn phase_with_restart_never() {
     check_phases(
         &two_containers("Never"),
         vec![
-            case("all running", vec![running("a"), running("b")], false, RUNNING),
+            case(
+                "all running",
+                vec![running("a"), running("b")],
+                false,
+                RUNNING,
+            ),
             case(
                 "all succeeded with restart never",
                 vec![succeeded("a"), succeeded("b")],
@@ -202,7 +220,12 @@ fn phase_with_restart_on_failure() {
     check_phases(
         &two_containers("OnFailure"),
         vec![
-            case("all running", vec![running("a"), running("b")], false, RUNNING),
+            case(
+                "all running",
+                vec![running("a"), running("b")],
+                false,
+                RUNNING,
+            ),
             case(
                 "all succeeded with restart onfailure",
                 vec![succeeded("a"), succeeded("b")],
@@ -549,7 +572,11 @@ fn ready_follows_containers_ready_then_readiness_gates() {
     );
     let all_ready = value(true, None, None);
     assert_eq!(
-        ready_condition(&spec, &[gate_condition("example.com/one", "False")], &all_ready),
+        ready_condition(
+            &spec,
+            &[gate_condition("example.com/one", "False")],
+            &all_ready
+        ),
         value(
             false,
             Some("ReadinessGatesNotReady"),
@@ -583,7 +610,13 @@ fn initialized_follows_kubelets_cases() {
             Some(&format!("containers with incomplete status: {names}")),
         )
     };
-    let cases: Vec<(&str, Vec<ContainerStatus>, Vec<ContainerStatus>, &str, ConditionValue)> = vec![
+    let cases: Vec<(
+        &str,
+        Vec<ContainerStatus>,
+        Vec<ContainerStatus>,
+        &str,
+        ConditionValue,
+    )> = vec![
         (
             "nothing ran",
             vec![waiting("first"), waiting("second"), waiting("sidecar")],
@@ -607,7 +640,11 @@ fn initialized_follows_kubelets_cases() {
         ),
         (
             "sidecar running but not started",
-            vec![succeeded("first"), succeeded("second"), running_unstarted("sidecar")],
+            vec![
+                succeeded("first"),
+                succeeded("second"),
+                running_unstarted("sidecar"),
+            ],
             vec![waiting("a")],
             PENDING,
             incomplete("[sidecar]"),
@@ -632,14 +669,22 @@ fn initialized_follows_kubelets_cases() {
         ),
         (
             "sidecar restarting after a container started",
-            vec![succeeded("first"), succeeded("second"), waiting_after_exit("sidecar", 1)],
+            vec![
+                succeeded("first"),
+                succeeded("second"),
+                waiting_after_exit("sidecar", 1),
+            ],
             vec![running("a")],
             RUNNING,
             value(true, None, None),
         ),
         (
             "succeeded pod",
-            vec![succeeded("first"), succeeded("second"), exited("sidecar", 137)],
+            vec![
+                succeeded("first"),
+                succeeded("second"),
+                exited("sidecar", 137),
+            ],
             vec![succeeded("a")],
             SUCCEEDED,
             value(true, Some("PodCompleted"), None),
@@ -824,7 +869,10 @@ fn filled_status_keeps_a_terminal_phase_and_ends_a_terminated_pod() {
             "init",
             ObservedState::Running { started_at: at(1) },
         )],
-        containers: vec![observed("a", waiting_state()), observed("b", waiting_state())],
+        containers: vec![
+            observed("a", waiting_state()),
+            observed("b", waiting_state()),
+        ],
         sandbox_ready: true,
         terminal: false,
     };
@@ -854,7 +902,9 @@ fn filled_status_keeps_a_terminal_phase_and_ends_a_terminated_pod() {
     assert_eq!(ended.phase.as_deref(), Some(FAILED));
     let conditions = ended.conditions.clone().unwrap_or_default();
     assert_eq!(
-        find_condition(&conditions, "ContainersReady").reason.as_deref(),
+        find_condition(&conditions, "ContainersReady")
+            .reason
+            .as_deref(),
         Some("PodFailed")
     );
     assert_eq!(
