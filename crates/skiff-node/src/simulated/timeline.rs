@@ -1309,6 +1309,167 @@ mod tests {
         assert_eq!(status_json(&pod)["phase"], "Running");
     }
 
+    fn init_status(pod: &Pod, i: usize) -> Value {
+        status_json(pod)["initContainerStatuses"][i].clone()
+    }
+
+    fn two_init_containers() -> Pod {
+        pod_with(
+            json!({INIT_RUN_FOR_ANNOTATION: "2s"}),
+            json!({"initContainers": [
+                {"name": "first", "image": "busybox"},
+                {"name": "second", "image": "busybox"},
+            ]}),
+        )
+    }
+
+    #[test]
+    fn init_containers_run_one_after_another_before_the_containers() {
+        let mut pod = two_init_containers();
+        let plan = step(&mut pod, t(0), &instant());
+        assert_eq!(
+            plan.next_check,
+            Some(t(2)),
+            "the first init container ends at 2 s"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Pending");
+        assert_eq!(
+            init_status(&pod, 0)["state"]["running"]["startedAt"],
+            stamp(0)
+        );
+        assert_eq!(
+            init_status(&pod, 1)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            condition_of(&pod, "Initialized")["message"],
+            "containers with incomplete status: [first second]"
+        );
+
+        let plan = step(&mut pod, t(2), &instant());
+        assert_eq!(plan.next_check, Some(t(4)));
+        let first = init_status(&pod, 0);
+        assert_eq!(first["state"]["terminated"]["reason"], "Completed");
+        assert_eq!(first["state"]["terminated"]["finishedAt"], stamp(2));
+        assert_eq!(first["ready"], true, "a completed init container is ready");
+        assert_eq!(
+            init_status(&pod, 1)["state"]["running"]["startedAt"],
+            stamp(2)
+        );
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            condition_of(&pod, "Initialized")["message"],
+            "containers with incomplete status: [second]"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Pending");
+
+        step(&mut pod, t(4), &instant());
+        assert_eq!(
+            init_status(&pod, 1)["state"]["terminated"]["finishedAt"],
+            stamp(4)
+        );
+        assert_eq!(container(&pod)["state"]["running"]["startedAt"], stamp(4));
+        assert_eq!(condition_of(&pod, "Initialized")["status"], "True");
+        assert_eq!(
+            condition_of(&pod, "Initialized")["lastTransitionTime"],
+            stamp(4)
+        );
+        assert_eq!(status_json(&pod)["phase"], "Running");
+        assert_eq!(condition_of(&pod, "Ready")["status"], "True");
+    }
+
+    #[test]
+    fn an_agent_that_was_away_runs_the_missed_init_containers_on_their_own_times() {
+        let mut pod = two_init_containers();
+        step(&mut pod, t(0), &instant());
+        step(&mut pod, t(100), &instant());
+        assert_eq!(
+            init_status(&pod, 0)["state"]["terminated"]["finishedAt"],
+            stamp(2)
+        );
+        assert_eq!(
+            init_status(&pod, 1)["state"]["terminated"]["startedAt"],
+            stamp(2)
+        );
+        assert_eq!(
+            init_status(&pod, 1)["state"]["terminated"]["finishedAt"],
+            stamp(4)
+        );
+        assert_eq!(container(&pod)["state"]["running"]["startedAt"], stamp(100));
+        assert_eq!(status_json(&pod)["phase"], "Running");
+    }
+
+    #[test]
+    fn a_sidecar_starts_in_its_turn_and_runs_beside_the_containers() {
+        let mut pod = pod_with(
+            json!({}),
+            json!({"initContainers": [
+                {"name": "proxy", "image": "envoy", "restartPolicy": "Always",
+                 "startupProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 3}},
+            ]}),
+        );
+        let plan = step(&mut pod, t(0), &instant());
+        assert_eq!(plan.next_check, Some(t(3)));
+        let proxy = init_status(&pod, 0);
+        assert_eq!(proxy["state"]["running"]["startedAt"], stamp(0));
+        assert_eq!(proxy["started"], false);
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            condition_of(&pod, "Initialized")["message"],
+            "containers with incomplete status: [proxy]"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Pending");
+
+        step(&mut pod, t(3), &instant());
+        let proxy = init_status(&pod, 0);
+        assert_eq!(proxy["started"], true);
+        assert_eq!(proxy["ready"], true);
+        assert_eq!(container(&pod)["state"]["running"]["startedAt"], stamp(3));
+        assert_eq!(condition_of(&pod, "Initialized")["status"], "True");
+        assert_eq!(condition_of(&pod, "ContainersReady")["status"], "True");
+        assert_eq!(status_json(&pod)["phase"], "Running");
+
+        // Deleted: the sidecar stops with the containers and the pod succeeds.
+        let mut pod = deleting(pod, 10, 30);
+        let plan = step(&mut pod, t(10), &instant());
+        assert!(plan.delete);
+        assert_eq!(
+            init_status(&pod, 0)["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Succeeded");
+    }
+
+    #[test]
+    fn deleting_a_pod_during_its_init_containers_fails_it() {
+        let mut pod = two_init_containers();
+        step(&mut pod, t(0), &instant());
+        let mut pod = deleting(pod, 1, 30);
+        let plan = step(&mut pod, t(1), &instant());
+        assert!(plan.delete);
+        assert_eq!(status_json(&pod)["phase"], "Failed");
+        assert_eq!(
+            init_status(&pod, 0)["state"]["terminated"]["finishedAt"],
+            stamp(1)
+        );
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing",
+            "a container that never ran keeps waiting"
+        );
+        assert_eq!(condition_of(&pod, "ContainersReady")["reason"], "PodFailed");
+    }
+
     #[test]
     fn without_an_address_the_pod_waits() {
         let config = instant();
