@@ -266,6 +266,24 @@ fn phase_with_restart_on_failure() {
     );
 }
 
+/// (name, restart policy, init container statuses, container statuses, expected phase)
+type PolicyCase = (
+    &'static str,
+    &'static str,
+    Vec<ContainerStatus>,
+    Vec<ContainerStatus>,
+    &'static str,
+);
+
+/// (name, init container statuses, container statuses, phase, expected condition)
+type InitializedCase = (
+    &'static str,
+    Vec<ContainerStatus>,
+    Vec<ContainerStatus>,
+    &'static str,
+    ConditionValue,
+);
+
 fn with_init(policy: &str) -> PodSpec {
     spec(json!({
         "restartPolicy": policy,
@@ -276,7 +294,7 @@ fn with_init(policy: &str) -> PodSpec {
 
 #[test]
 fn phase_with_init_containers() {
-    let cases: Vec<(&str, &str, Vec<ContainerStatus>, Vec<ContainerStatus>, &str)> = vec![
+    let cases: Vec<PolicyCase> = vec![
         (
             "init container running",
             "Always",
@@ -360,7 +378,7 @@ fn with_sidecar(policy: &str) -> PodSpec {
 
 #[test]
 fn phase_with_restartable_init_containers() {
-    let cases: Vec<(&str, &str, Vec<ContainerStatus>, Vec<ContainerStatus>, &str)> = vec![
+    let cases: Vec<PolicyCase> = vec![
         (
             "sidecar waiting",
             "Always",
@@ -610,13 +628,7 @@ fn initialized_follows_kubelets_cases() {
             Some(&format!("containers with incomplete status: {names}")),
         )
     };
-    let cases: Vec<(
-        &str,
-        Vec<ContainerStatus>,
-        Vec<ContainerStatus>,
-        &str,
-        ConditionValue,
-    )> = vec![
+    let cases: Vec<InitializedCase> = vec![
         (
             "nothing ran",
             vec![waiting("first"), waiting("second"), waiting("sidecar")],
