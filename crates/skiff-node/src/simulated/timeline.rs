@@ -8,8 +8,11 @@
 //! The timeline, following kubelet's status reporting:
 //! 1. First sight: `Pending`, `startTime` and `hostIP` set, containers `Waiting`
 //!    (`ContainerCreating`, or `PodInitializing` when the pod has init containers).
-//! 2. After the start delay ([`PodTimelineConfig::start_delay`]): `Running` with a pod IP, init
-//!    containers `Completed`, containers `Running`. A container is `started` once its startup
+//! 2. After the start delay ([`PodTimelineConfig::start_delay`]) the pod gets its IP and its
+//!    init containers run one after another, each for [`INIT_RUN_FOR_ANNOTATION`] (at once
+//!    without it) until `Completed`; a sidecar (`restartPolicy: Always`) starts in its turn and
+//!    counts as done once started. Then the pod is `Running`, its containers `Running`. A
+//!    container is `started` once its startup
 //!    probe's `initialDelaySeconds` passed and ready once its readiness probe's did too (at once
 //!    without probes), unless [`NEVER_READY_ANNOTATION`] says otherwise.
 //! 3. [`FAIL_AFTER_ANNOTATION`] / [`COMPLETE_AFTER_ANNOTATION`] make every container exit (code 1
@@ -20,6 +23,9 @@
 //! 4. Once `deletionTimestamp` is set: after [`PodTimelineConfig::termination_delay`] (at most
 //!    the grace period) every container is terminated, the pod gets a terminal phase, and its
 //!    deletion is confirmed (delete with grace period 0).
+//!
+//! Phase, conditions and container statuses come from [`crate::status_core`], as the real
+//! node's do.
 //!
 //! Times in a status have one-second resolution, like every `metav1.Time`; delays are measured
 //! from those stored times.
