@@ -125,10 +125,12 @@ impl Lifecycle {
             Action::Kill {
                 container, grace, ..
             } => {
-                let grace = grace.expect("a stop with a grace period");
+                // No grace period given: the pod's, which these pods leave at 30 s.
+                let shown = grace.map_or("default".to_string(), |g| format!("{}s", g.as_secs()));
+                let grace = grace.unwrap_or(Duration::from_secs(30));
                 self.runtime
                     .log
-                    .push((now, format!("kill {container} {}s", grace.as_secs())));
+                    .push((now, format!("kill {container} {shown}")));
                 let term_ms = match self.runtime.scripts[&container][0] {
                     Run::Serves { term_ms } => term_ms,
                     Run::ExitsAfter { .. } => Some(0),
@@ -415,4 +417,34 @@ fn a_sidecar_starts_in_init_order_and_restarts_beside_the_containers() {
         .expect("init statuses")[0];
     assert_eq!(proxy.restart_count, 1);
     assert!(proxy.ready, "a running sidecar without probes is ready");
+}
+
+#[test]
+fn sidecars_are_stopped_once_the_containers_completed() {
+    let mut pod = Lifecycle::new(
+        json!({"restartPolicy": "Never",
+               "initContainers": [{"name": "proxy", "restartPolicy": "Always"}],
+               "containers": [{"name": "job"}]}),
+        &[
+            (
+                "proxy",
+                vec![Run::Serves {
+                    term_ms: Some(1_000),
+                }],
+            ),
+            ("job", vec![exits(5_000, 0)]),
+        ],
+    );
+    pod.run_until(60_000);
+    assert_eq!(
+        pod.log(),
+        vec![
+            (0, "start proxy"),
+            (0, "start job"),
+            (5, "exit job 0"),
+            (5, "kill proxy default"),
+            (6, "exit proxy 143"),
+        ]
+    );
+    assert_eq!(pod.machine.phase(), "Succeeded");
 }

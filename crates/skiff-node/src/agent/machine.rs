@@ -1042,7 +1042,24 @@ impl PodMachine {
         }
         if initialized {
             for i in 0..self.containers.len() {
-                if !self.containers[i].init || self.containers[i].sidecar {
+                if !self.containers[i].init {
+                    self.advance(i, now, actions);
+                }
+            }
+            // Sidecars serve the containers: once every container has exited for good, they
+            // are stopped (and not restarted), so the pod can complete.
+            let containers_done = self
+                .containers
+                .iter()
+                .filter(|c| !c.init)
+                .all(|c| matches!(c.phase, Phase::Terminated(_)));
+            for i in 0..self.containers.len() {
+                if !self.containers[i].sidecar {
+                    continue;
+                }
+                if containers_done {
+                    self.stop_sidecar(i, actions);
+                } else {
                     self.advance(i, now, actions);
                 }
             }
@@ -1073,6 +1090,27 @@ impl PodMachine {
         if phase == "Succeeded" || phase == "Failed" {
             self.terminal = Some(phase);
         }
+    }
+
+    /// Stops a running sidecar whose containers all ended, with the pod's grace period.
+    fn stop_sidecar(&mut self, i: usize, actions: &mut Vec<Action>) {
+        let c = &mut self.containers[i];
+        if !matches!(c.phase, Phase::Running { .. }) || c.killing {
+            return;
+        }
+        c.killing = true;
+        c.ready = false;
+        actions.push(Action::Event {
+            severity: Severity::Normal,
+            reason: "Killing",
+            message: format!("Stopping container {}", c.name),
+            container: Some(c.name.clone()),
+        });
+        actions.push(Action::Kill {
+            container: c.name.clone(),
+            grace: None,
+            pre_stop: true,
+        });
     }
 
     /// Moves one container on: start it, restart it, or keep it waiting.

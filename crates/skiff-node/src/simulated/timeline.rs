@@ -183,6 +183,7 @@ pub fn plan_pod(pod: &Pod, now: Timestamp, ctx: &PodContext<'_>) -> PodPlan {
                 })
                 .collect();
             status.container_statuses = Some(statuses);
+            stop_sidecars_after_the_containers(&mut status, spec, now);
         }
     }
     fill_from_statuses(&mut status, spec, &current, sandbox, false, now);
@@ -278,6 +279,45 @@ fn run_init_containers(
     status.init_container_statuses = (!statuses.is_empty()).then_some(statuses);
     initialized = initialized || !blocked;
     initialized
+}
+
+/// Once every container exited for good, the sidecars stop too (with code 0, as a sidecar
+/// that handles `SIGTERM` does), so the pod can complete.
+fn stop_sidecars_after_the_containers(status: &mut PodStatus, spec: &PodSpec, now: Timestamp) {
+    let containers_done = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .all(|cs| cs.state.as_ref().is_some_and(|s| s.terminated.is_some()));
+    if !containers_done {
+        return;
+    }
+    let sidecars: Vec<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| is_sidecar(c))
+        .map(|c| c.name.as_str())
+        .collect();
+    for cs in status.init_container_statuses.iter_mut().flatten() {
+        if !sidecars.contains(&cs.name.as_str()) {
+            continue;
+        }
+        let Some(running) = cs.state.as_ref().and_then(|s| s.running.clone()) else {
+            continue;
+        };
+        cs.state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                container_id: cs.container_id.clone(),
+                exit_code: 0,
+                reason: Some("Completed".to_string()),
+                started_at: running.started_at,
+                finished_at: Some(Time(whole_seconds(now))),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        });
+    }
 }
 
 /// One regular init container up to `now`: started at `turn` (when the one before it
@@ -1454,6 +1494,31 @@ mod tests {
             "Completed"
         );
         assert_eq!(status_json(&pod)["phase"], "Succeeded");
+    }
+
+    #[test]
+    fn a_sidecar_stops_once_the_containers_completed() {
+        let mut pod = pod_with(
+            json!({COMPLETE_AFTER_ANNOTATION: "5s"}),
+            json!({"restartPolicy": "Never",
+                   "initContainers": [{"name": "proxy", "image": "envoy", "restartPolicy": "Always"}]}),
+        );
+        step(&mut pod, t(0), &instant());
+        assert_eq!(status_json(&pod)["phase"], "Running");
+        assert_eq!(
+            init_status(&pod, 0)["state"]["running"]["startedAt"],
+            stamp(0)
+        );
+        step(&mut pod, t(5), &instant());
+        assert_eq!(
+            container(&pod)["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        let proxy = init_status(&pod, 0);
+        assert_eq!(proxy["state"]["terminated"]["finishedAt"], stamp(5));
+        assert_eq!(proxy["ready"], false);
+        assert_eq!(status_json(&pod)["phase"], "Succeeded");
+        assert_eq!(condition_of(&pod, "Initialized")["reason"], "PodCompleted");
     }
 
     #[test]
