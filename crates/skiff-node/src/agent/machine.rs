@@ -5,8 +5,9 @@
 //! knows about each container, and returns the [`Action`]s the shell must carry out: start or
 //! kill a container, run a probe, record an event, confirm the deletion. The shell owns the
 //! processes and the clock; the machine owns every decision kubelet makes: init containers in
-//! order, restart policy, crash-loop and image-pull back-off, probe thresholds, pod phase,
-//! conditions and container statuses ([`PodMachine::status`]).
+//! order (sidecars started in their turn), restart policy, crash-loop and image-pull back-off,
+//! probe thresholds. Pod phase, conditions and container statuses ([`PodMachine::status`]) come
+//! from [`crate::status_core`], which simulated nodes use too.
 //!
 //! Two waits come before containers are stopped when the node has a traffic drain
 //! ([`PodMachine::with_traffic_drain`]): a deleted pod's, and an in-place update's when
