@@ -364,6 +364,8 @@ fn advance_init_container(
             }),
             ..ContainerState::default()
         });
+        // Init containers have no startup probe: a running one counts as started.
+        cs.started = Some(true);
         next.at(finish_at);
     }
     cs
@@ -1383,6 +1385,8 @@ mod tests {
             init_status(&pod, 0)["state"]["running"]["startedAt"],
             stamp(0)
         );
+        assert_eq!(init_status(&pod, 0)["started"], true);
+        assert_eq!(init_status(&pod, 0)["ready"], false);
         assert_eq!(
             init_status(&pod, 1)["state"]["waiting"]["reason"],
             "PodInitializing"
@@ -1402,6 +1406,7 @@ mod tests {
         assert_eq!(first["state"]["terminated"]["reason"], "Completed");
         assert_eq!(first["state"]["terminated"]["finishedAt"], stamp(2));
         assert_eq!(first["ready"], true, "a completed init container is ready");
+        assert_eq!(first["started"], false);
         assert_eq!(
             init_status(&pod, 1)["state"]["running"]["startedAt"],
             stamp(2)
