@@ -16,5 +16,6 @@ pub mod metrics;
 mod observed;
 pub mod probes;
 pub mod simulated;
+pub mod status_core;
 pub mod store_images;
 pub mod wiring;

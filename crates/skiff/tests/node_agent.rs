@@ -284,6 +284,10 @@ fn node_agent_acceptance() {
             name: "logs",
             body: logs_previous_tail_and_follow,
         },
+        Scenario {
+            name: "init_containers",
+            body: init_containers_run_in_turn,
+        },
     ];
     let only: Option<BTreeSet<String>> = std::env::var("SKIFF_E2E_SCENARIOS")
         .ok()
@@ -1366,4 +1370,76 @@ spec:
             .unwrap_or_else(|| panic!("logs -f stopped streaming: {:#?}", follow.seen()));
         assert_eq!(tick(&line), expected, "{:#?}", follow.seen());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Init containers run one after another before the container, as `kubectl get pods` shows.
+
+fn init_containers_run_in_turn(env: &Env) {
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: staged
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: fetch
+    image: {SHELL}
+    command: [/bin/sh, -c, 'sleep 2']
+    env:
+{marker}  - name: migrate
+    image: {SHELL}
+    command: [/bin/sh, -c, 'sleep 2']
+    env:
+{marker}  containers:
+  - name: main
+    image: {SHELL}
+    command: [/bin/sh, -c, 'sleep 600']
+    env:
+{marker}",
+        marker = env.marker_env(4),
+    );
+    let mut watch = env.stream(&["get", "pods", "-w"]);
+    env.apply("staged.yaml", &manifest);
+    let status_of = |line: &str| {
+        let c = cells(line);
+        (c.first() == Some(&"staged")).then(|| (c[1].to_string(), c[2].to_string()))
+    };
+    for (wanted, ready) in [("Init:0/2", "0/1"), ("Init:1/2", "0/1"), ("Running", "1/1")] {
+        let line = watch.wait_for_line(&format!("staged {wanted}"), |line| {
+            status_of(line).is_some_and(|(_, status)| status == wanted)
+        });
+        assert_eq!(
+            status_of(&line).map(|(r, _)| r).as_deref(),
+            Some(ready),
+            "{line}"
+        );
+    }
+    let pod = env.json(&["get", "pod", "staged"]);
+    let inits = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(inits.len(), 2, "{pod}");
+    let first_end = timestamp_seconds(&str_at(&inits[0], "/state/terminated/finishedAt"));
+    let second_start = timestamp_seconds(&str_at(&inits[1], "/state/terminated/startedAt"));
+    assert!(
+        second_start >= first_end,
+        "migrate started at {second_start}, before fetch ended at {first_end}"
+    );
+    for init in &inits {
+        assert_eq!(
+            str_at(init, "/state/terminated/reason"),
+            "Completed",
+            "{init}"
+        );
+        assert_eq!(init["ready"], Value::Bool(true), "{init}");
+    }
+    let initialized = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == "Initialized"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(initialized["status"], "True", "{initialized}");
 }

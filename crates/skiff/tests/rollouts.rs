@@ -844,3 +844,87 @@ fn check_cascading_deletion(skiff: &Skiff, kubectl: &Kubectl) {
         );
     }
 }
+
+/// A pod with two init containers on a simulated node, each running two seconds: `kubectl get
+/// pods -w` shows `Init:0/2`, then `Init:1/2`, then `Running`, and the statuses say why.
+#[test]
+fn init_containers_run_in_turn_on_a_simulated_node() {
+    let skiff = cluster();
+    let kubectl = skiff.kubectl();
+    let file = skiff.write_file(
+        "init.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: init-demo
+  annotations:
+    sim.skiff.dev/init-run-for: 2s
+spec:
+  initContainers:
+  - name: fetch
+    image: busybox
+  - name: migrate
+    image: busybox
+  containers:
+  - name: app
+    image: nginx:1.25
+",
+    );
+    let mut watch = kubectl.spawn_lines(&["get", "pods", "-w"]);
+    kubectl.ok(&["apply", "-f", &file]);
+    let status_of = |line: &str| {
+        let c = cells(line);
+        (c.first() == Some(&"init-demo")).then(|| (c[1].to_string(), c[2].to_string()))
+    };
+    let mut wait_for_status = |wanted: &str| {
+        let line = watch.wait_for_line(&format!("init-demo {wanted}"), |line| {
+            status_of(line).is_some_and(|(_, status)| status == wanted)
+        });
+        status_of(&line).map(|(ready, _)| ready)
+    };
+    assert_eq!(wait_for_status("Init:0/2").as_deref(), Some("0/1"));
+    assert_eq!(wait_for_status("Init:1/2").as_deref(), Some("0/1"));
+    assert_eq!(wait_for_status("Running").as_deref(), Some("1/1"));
+    let shown: Vec<String> = watch
+        .seen()
+        .iter()
+        .filter_map(|line| status_of(line).map(|(_, status)| status))
+        .collect();
+    let first_running = shown.iter().position(|s| s == "Running");
+    assert!(
+        first_running.is_some_and(|at| shown[..at]
+            .iter()
+            .all(|s| ["Pending", "Init:0/2", "Init:1/2"].contains(&s.as_str()))),
+        "statuses before Running: {shown:?}"
+    );
+    drop(watch);
+
+    let pod = json_of(&kubectl.ok(&["get", "pod", "init-demo", "-o", "json"]));
+    let inits = pod
+        .pointer("/status/initContainerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(inits.len(), 2, "init container statuses: {inits:?}");
+    for init in &inits {
+        assert_eq!(
+            init.pointer("/state/terminated/reason")
+                .and_then(Value::as_str),
+            Some("Completed"),
+            "{init}"
+        );
+        assert_eq!(init["ready"], Value::Bool(true), "{init}");
+    }
+    assert_eq!(
+        inits[0].pointer("/state/terminated/finishedAt"),
+        inits[1].pointer("/state/terminated/startedAt"),
+        "the second init container starts when the first ends"
+    );
+    let initialized = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|all| all.iter().find(|c| c["type"] == "Initialized"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(initialized["status"], "True", "{initialized}");
+}

@@ -5,8 +5,9 @@
 //! knows about each container, and returns the [`Action`]s the shell must carry out: start or
 //! kill a container, run a probe, record an event, confirm the deletion. The shell owns the
 //! processes and the clock; the machine owns every decision kubelet makes: init containers in
-//! order, restart policy, crash-loop and image-pull back-off, probe thresholds, pod phase,
-//! conditions and container statuses ([`PodMachine::status`]).
+//! order (sidecars started in their turn), restart policy, crash-loop and image-pull back-off,
+//! probe thresholds. Pod phase, conditions and container statuses ([`PodMachine::status`]) come
+//! from [`crate::status_core`], which simulated nodes use too.
 //!
 //! Two waits come before containers are stopped when the node has a traffic drain
 //! ([`PodMachine::with_traffic_drain`]): a deleted pod's, and an in-place update's when
@@ -18,10 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodIP, PodSpec, PodStatus,
-};
+use k8s_openapi::api::core::v1::{ContainerStatus, HostIP, Pod, PodIP, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
@@ -30,7 +28,9 @@ use super::deadline;
 use super::probe_timing::{ProbeKind, ProbeTiming, ProbeTracker};
 use super::runtime::ProbeResult;
 use crate::simulated::duration::{format_go_seconds, whole_seconds};
-use crate::simulated::timeline::{condition, go_list, unmet_readiness_gates};
+use crate::status_core::{
+    self, is_sidecar, ConditionInputs, ContainerKind, Exit, ObservedContainer, ObservedState,
+};
 
 /// The readiness gate OpenKruise gives pods it may update in place; it turns the condition
 /// False before changing a container's image, so services stop routing to the pod first.
@@ -224,8 +224,11 @@ pub struct ContainerTrack {
     /// Its spec changed while it ran: it is stopped and started again whatever the restart
     /// policy, as kubelet does when a container's definition changes.
     pub replacing: bool,
-    /// Whether it is an init container.
+    /// Whether it is an init container (a sidecar is one too).
     pub init: bool,
+    /// Whether it is a restartable init container (`restartPolicy: Always`): it starts in init
+    /// order, counts as done once started, and then runs (and restarts) beside the containers.
+    pub sidecar: bool,
     /// Where it is.
     pub phase: Phase,
     /// `restartCount`.
@@ -427,6 +430,8 @@ pub struct PodMachine {
     /// `name_namespace(uid)`, as kubelet names pods in messages.
     pod_label: String,
     policy: RestartPolicy,
+    /// The spec's containers and policies, which the status core reads.
+    shape: PodSpec,
     /// Init containers first, in order, then regular containers.
     containers: Vec<ContainerTrack>,
     sandbox_ready: bool,
@@ -471,6 +476,7 @@ impl PodMachine {
             ),
         ] {
             for c in list {
+                let sidecar = init && is_sidecar(c);
                 let known = statuses
                     .unwrap_or_default()
                     .iter()
@@ -484,7 +490,7 @@ impl PodMachine {
                             .is_some_and(|st| st.terminated.is_some())
                 });
                 let mut probe_specs = Vec::new();
-                if !init {
+                if !init || sidecar {
                     for (kind, probe) in [
                         (ProbeKind::Startup, &c.startup_probe),
                         (ProbeKind::Liveness, &c.liveness_probe),
@@ -506,6 +512,7 @@ impl PodMachine {
                     spec_image: c.image.clone().unwrap_or_default(),
                     replacing: false,
                     init,
+                    sidecar,
                     phase: Phase::Waiting {
                         reason: reason.to_string(),
                         message: None,
@@ -532,6 +539,7 @@ impl PodMachine {
         PodMachine {
             pod_label,
             policy: RestartPolicy::of(&spec),
+            shape: spec.clone(),
             containers,
             sandbox_ready: false,
             stopping: None,
@@ -1009,22 +1017,50 @@ impl PodMachine {
         if self.terminal.is_some() || !self.sandbox_ready {
             return;
         }
-        // Init containers, one at a time, in order.
-        let mut initialized = true;
-        for i in 0..self.containers.len() {
-            if !self.containers[i].init {
-                continue;
+        // Init containers, one at a time, in order; a sidecar is done once it started. Once a
+        // regular container ran, the pod stays initialized while a sidecar restarts.
+        let mut initialized = self.containers.iter().any(|c| {
+            !c.init
+                && (matches!(c.phase, Phase::Running { .. } | Phase::Terminated(_))
+                    || c.last_termination.is_some())
+        });
+        if !initialized {
+            initialized = true;
+            for i in 0..self.containers.len() {
+                let c = &self.containers[i];
+                let done = if c.sidecar {
+                    c.started && matches!(c.phase, Phase::Running { .. })
+                } else {
+                    c.succeeded()
+                };
+                if !c.init || done {
+                    continue;
+                }
+                initialized = false;
+                self.advance(i, now, actions);
+                break;
             }
-            if self.containers[i].succeeded() {
-                continue;
-            }
-            initialized = false;
-            self.advance(i, now, actions);
-            break;
         }
         if initialized {
             for i in 0..self.containers.len() {
                 if !self.containers[i].init {
+                    self.advance(i, now, actions);
+                }
+            }
+            // Sidecars serve the containers: once every container has exited for good, they
+            // are stopped (and not restarted), so the pod can complete.
+            let containers_done = self
+                .containers
+                .iter()
+                .filter(|c| !c.init)
+                .all(|c| matches!(c.phase, Phase::Terminated(_)));
+            for i in 0..self.containers.len() {
+                if !self.containers[i].sidecar {
+                    continue;
+                }
+                if containers_done {
+                    self.stop_sidecar(i, actions);
+                } else {
                     self.advance(i, now, actions);
                 }
             }
@@ -1057,14 +1093,38 @@ impl PodMachine {
         }
     }
 
+    /// Stops a running sidecar whose containers all ended, with the pod's grace period.
+    fn stop_sidecar(&mut self, i: usize, actions: &mut Vec<Action>) {
+        let c = &mut self.containers[i];
+        if !matches!(c.phase, Phase::Running { .. }) || c.killing {
+            return;
+        }
+        c.killing = true;
+        c.ready = false;
+        actions.push(Action::Event {
+            severity: Severity::Normal,
+            reason: "Killing",
+            message: format!("Stopping container {}", c.name),
+            container: Some(c.name.clone()),
+        });
+        actions.push(Action::Kill {
+            container: c.name.clone(),
+            grace: None,
+            pre_stop: true,
+        });
+    }
+
     /// Moves one container on: start it, restart it, or keep it waiting.
     fn advance(&mut self, i: usize, now: Now, actions: &mut Vec<Action>) {
         let policy = self.policy;
         let pod_label = self.pod_label.clone();
         let c = &mut self.containers[i];
-        // Init containers restart on failure unless the policy is Never.
+        // Sidecars always restart; init containers restart on failure unless the policy is
+        // Never.
         let restarts = |code: i32| {
-            if c.init {
+            if c.sidecar {
+                true
+            } else if c.init {
                 policy != RestartPolicy::Never && code != 0
             } else {
                 policy.restarts(code)
@@ -1248,71 +1308,74 @@ impl PodMachine {
         wake
     }
 
-    /// The pod phase, as kubelet's `getPhase` decides it.
+    /// The observed record of every container, init containers first, as the status core
+    /// reads them.
+    fn observed(&self) -> (Vec<ObservedContainer>, Vec<ObservedContainer>) {
+        let (inits, regular): (Vec<&ContainerTrack>, Vec<&ContainerTrack>) =
+            self.containers.iter().partition(|c| c.init);
+        (
+            inits.into_iter().map(observe).collect(),
+            regular.into_iter().map(observe).collect(),
+        )
+    }
+
+    /// Whether the pod was deleted and nothing of it runs any more.
+    fn stopped_for_good(&self) -> bool {
+        matches!(self.stopping, Some(Stopping::Delete { .. }))
+            && !self.containers.iter().any(|c| c.is_running() || c.killing)
+    }
+
+    /// The pod phase, as the status core decides it from the container statuses.
     pub fn phase(&self) -> &'static str {
         if let Some(terminal) = self.terminal {
             return terminal;
         }
-        let (mut pending_init, mut failed_init) = (0, 0);
-        let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
-        for c in &self.containers {
-            if c.init {
-                match &c.phase {
-                    Phase::Terminated(t) if t.exit_code == 0 => {}
-                    Phase::Terminated(_) => failed_init += 1,
-                    Phase::Waiting { .. }
-                        if c.last_termination
-                            .as_ref()
-                            .is_some_and(|t| t.exit_code != 0) =>
-                    {
-                        failed_init += 1
-                    }
-                    _ => pending_init += 1,
+        let (inits, regular) = self.observed();
+        let statuses = |list: &[ObservedContainer], kind: ContainerKind| -> Vec<ContainerStatus> {
+            list.iter().map(|o| o.status(kind)).collect()
+        };
+        let init_statuses = self.init_statuses(&inits);
+        // kubelet stops and starts a container replaced for a new definition in one pass, so
+        // its phase never sees the gap between the two.
+        let regular: Vec<ObservedContainer> = regular
+            .into_iter()
+            .map(|mut o| {
+                let replacing = self
+                    .container(&o.name)
+                    .is_some_and(|c| c.replacing && matches!(c.phase, Phase::Starting));
+                if replacing {
+                    o.state = ObservedState::Running {
+                        started_at: Timestamp::UNIX_EPOCH,
+                    };
                 }
-                continue;
-            }
-            match &c.phase {
-                Phase::Running { .. } => running += 1,
-                Phase::Terminated(t) => {
-                    stopped += 1;
-                    if t.exit_code == 0 {
-                        succeeded += 1;
-                    }
-                }
-                // Replaced for a new definition: kubelet stops and starts it in one pass.
-                Phase::Starting if c.replacing => running += 1,
-                Phase::Waiting { .. } if c.last_termination.is_some() => stopped += 1,
-                Phase::Waiting { .. } | Phase::Starting => waiting += 1,
-            }
+                o
+            })
+            .collect();
+        let phase = status_core::pod_phase(
+            &self.shape,
+            &init_statuses,
+            &statuses(&regular, ContainerKind::Regular),
+            matches!(self.stopping, Some(Stopping::Delete { .. })),
+        );
+        if self.stopped_for_good() {
+            status_core::final_phase(phase)
+        } else {
+            phase
         }
-        if failed_init > 0 && self.policy == RestartPolicy::Never {
-            return "Failed";
-        }
-        if pending_init > 0 || failed_init > 0 {
-            return "Pending";
-        }
-        if waiting > 0 {
-            return "Pending";
-        }
-        if running > 0 {
-            return "Running";
-        }
-        if stopped > 0 {
-            if matches!(self.stopping, Some(Stopping::Delete { .. })) {
-                return if stopped == succeeded {
-                    "Succeeded"
+    }
+
+    fn init_statuses(&self, inits: &[ObservedContainer]) -> Vec<ContainerStatus> {
+        inits
+            .iter()
+            .map(|o| {
+                let sidecar = self.container(&o.name).is_some_and(|c| c.sidecar);
+                o.status(if sidecar {
+                    ContainerKind::Sidecar
                 } else {
-                    "Failed"
-                };
-            }
-            return match self.policy {
-                RestartPolicy::Always => "Running",
-                _ if stopped == succeeded => "Succeeded",
-                RestartPolicy::Never => "Failed",
-                RestartPolicy::OnFailure => "Running",
-            };
-        }
-        "Pending"
+                    ContainerKind::Init
+                })
+            })
+            .collect()
     }
 
     /// The status to report: phase, conditions, addresses and container statuses, keeping
@@ -1328,7 +1391,22 @@ impl PodMachine {
         let spec = pod.spec.clone().unwrap_or_default();
         let previous = pod.status.clone().unwrap_or_default();
         let phase = self.phase();
-        let mut status = PodStatus {
+        let (inits, regular) = self.observed();
+        let init_statuses = self.init_statuses(&inits);
+        let statuses: Vec<ContainerStatus> = regular
+            .iter()
+            .map(|o| o.status(ContainerKind::Regular))
+            .collect();
+        let conditions = status_core::pod_conditions(&ConditionInputs {
+            spec: &spec,
+            previous: &previous,
+            init_statuses: &init_statuses,
+            statuses: &statuses,
+            phase,
+            sandbox_ready: self.sandbox_ready && !self.is_done(),
+            now,
+        });
+        PodStatus {
             phase: Some(phase.to_string()),
             host_ip: Some(host_ip.to_string()),
             host_ips: Some(vec![HostIP {
@@ -1340,143 +1418,16 @@ impl PodMachine {
                 .or_else(|| Some(Time(whole_seconds(now)))),
             pod_ip: pod_ip.map(str::to_string),
             pod_ips: pod_ip.map(|ip| vec![PodIP { ip: ip.to_string() }]),
-            ..previous.clone()
-        };
-        let statuses = |init: bool| -> Vec<ContainerStatus> {
-            self.containers
-                .iter()
-                .filter(|c| c.init == init)
-                .map(container_status)
-                .collect()
-        };
-        let inits = statuses(true);
-        status.init_container_statuses = (!inits.is_empty()).then_some(inits);
-        status.container_statuses = Some(statuses(false));
-
-        let initialized = self
-            .containers
-            .iter()
-            .filter(|c| c.init)
-            .all(ContainerTrack::succeeded);
-        let pending_inits: Vec<&str> = self
-            .containers
-            .iter()
-            .filter(|c| c.init && !c.succeeded())
-            .map(|c| c.name.as_str())
-            .collect();
-        let unready: Vec<&str> = self
-            .containers
-            .iter()
-            .filter(|c| !c.init && !c.ready)
-            .map(|c| c.name.as_str())
-            .collect();
-        let terminal = phase == "Succeeded" || phase == "Failed";
-        let mut conditions = vec![condition(
-            &previous,
-            "PodReadyToStartContainers",
-            self.sandbox_ready && !terminal && !self.is_done(),
-            None,
-            None,
-            now,
-        )];
-        conditions.push(if initialized {
-            condition(&previous, "Initialized", true, None, None, now)
-        } else {
-            condition(
-                &previous,
-                "Initialized",
-                false,
-                Some("ContainersNotInitialized"),
-                Some(format!(
-                    "containers with incomplete status: {}",
-                    go_list(&pending_inits)
-                )),
-                now,
-            )
-        });
-        let containers_ready = if phase == "Succeeded" {
-            condition(
-                &previous,
-                "ContainersReady",
-                false,
-                Some("PodCompleted"),
-                None,
-                now,
-            )
-        } else if unready.is_empty() {
-            condition(&previous, "ContainersReady", true, None, None, now)
-        } else {
-            condition(
-                &previous,
-                "ContainersReady",
-                false,
-                Some("ContainersNotReady"),
-                Some(format!(
-                    "containers with unready status: {}",
-                    go_list(&unready)
-                )),
-                now,
-            )
-        };
-        let ready = if containers_ready.status != "True" {
-            condition(
-                &previous,
-                "Ready",
-                false,
-                containers_ready.reason.as_deref(),
-                containers_ready.message.clone(),
-                now,
-            )
-        } else {
-            let unmet = unmet_readiness_gates(&spec, &previous);
-            if unmet.is_empty() {
-                condition(&previous, "Ready", true, None, None, now)
-            } else {
-                condition(
-                    &previous,
-                    "Ready",
-                    false,
-                    Some("ReadinessGatesNotReady"),
-                    Some(unmet.join(", ")),
-                    now,
-                )
-            }
-        };
-        conditions.push(ready);
-        conditions.push(containers_ready);
-        conditions.push(
-            previous
-                .conditions
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .find(|c| c.type_ == "PodScheduled" && c.status == "True")
-                .cloned()
-                .unwrap_or_else(|| condition(&previous, "PodScheduled", true, None, None, now)),
-        );
-        conditions.extend(
-            previous
-                .conditions
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .filter(|c| !OWNED_CONDITIONS.contains(&c.type_.as_str()))
-                .cloned(),
-        );
-        status.conditions = Some(conditions);
-        status
+            init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+            container_statuses: Some(statuses),
+            conditions: Some(conditions),
+            ..previous
+        }
     }
 }
 
-/// The pod conditions the node agent writes; any other belongs to someone else (OpenKruise's
-/// `InPlaceUpdateReady`, a readiness gate's controller).
-const OWNED_CONDITIONS: [&str; 5] = [
-    "PodReadyToStartContainers",
-    "Initialized",
-    "Ready",
-    "ContainersReady",
-    "PodScheduled",
-];
+/// The pod conditions the node agent writes; any other belongs to someone else.
+const OWNED_CONDITIONS: [&str; 5] = status_core::NODE_OWNED_CONDITIONS;
 
 /// The status to build on: what the agent last wrote, with the conditions others own taken
 /// from the newest pod object, so a condition written since (a readiness gate turning, say)
@@ -1507,103 +1458,84 @@ fn warning(reason: &'static str, message: String, container: &str) -> Action {
     }
 }
 
-fn terminated_state(t: &Termination) -> ContainerState {
-    ContainerState {
-        terminated: Some(ContainerStateTerminated {
-            exit_code: t.exit_code,
-            reason: Some(t.reason.clone()),
-            message: t.message.clone(),
-            started_at: Some(Time(whole_seconds(t.started_at))),
-            finished_at: Some(Time(whole_seconds(t.finished_at))),
-            container_id: (!t.container_id.is_empty()).then(|| t.container_id.clone()),
-            ..ContainerStateTerminated::default()
-        }),
-        ..ContainerState::default()
+fn exit_of(t: &Termination) -> Exit {
+    Exit {
+        exit_code: t.exit_code,
+        reason: Some(t.reason.clone()),
+        message: t.message.clone(),
+        started_at: Some(t.started_at),
+        finished_at: Some(t.finished_at),
+        container_id: (!t.container_id.is_empty()).then(|| t.container_id.clone()),
     }
 }
 
-fn container_status(c: &ContainerTrack) -> ContainerStatus {
+/// What the machine knows of one container, as the status core's record: a retry after a
+/// back-off keeps showing the back-off until its container runs, and a start under way shows
+/// `PodInitializing` (a first init run) or `ContainerCreating`.
+fn observe(c: &ContainerTrack) -> ObservedContainer {
+    let last_id = || {
+        c.last_termination
+            .as_ref()
+            .map(|t| t.container_id.clone())
+            .filter(|id| !id.is_empty())
+    };
     let (state, container_id) = match &c.phase {
         Phase::Waiting {
             reason, message, ..
         } => (
-            ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some(reason.clone()),
-                    message: message.clone(),
-                }),
-                ..ContainerState::default()
+            ObservedState::Waiting {
+                reason: reason.clone(),
+                message: message.clone(),
             },
-            c.last_termination
-                .as_ref()
-                .map(|t| t.container_id.clone())
-                .filter(|id| !id.is_empty()),
+            last_id(),
         ),
-        Phase::Starting if c.retry_shows.is_some() => (
-            ContainerState {
-                waiting: c.retry_shows.as_ref().map(|shown| ContainerStateWaiting {
-                    reason: Some(shown.reason.clone()),
+        Phase::Starting => match &c.retry_shows {
+            Some(shown) => (
+                ObservedState::Waiting {
+                    reason: shown.reason.clone(),
                     message: shown.message.clone(),
-                }),
-                ..ContainerState::default()
-            },
-            c.last_termination
-                .as_ref()
-                .map(|t| t.container_id.clone())
-                .filter(|id| !id.is_empty()),
-        ),
-        Phase::Starting => (
-            ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some(if c.runs > 1 {
-                        "ContainerCreating".to_string()
-                    } else if c.init {
+                },
+                last_id(),
+            ),
+            None => (
+                ObservedState::Waiting {
+                    reason: if c.init && !c.sidecar && c.runs <= 1 {
                         "PodInitializing".to_string()
                     } else {
                         "ContainerCreating".to_string()
-                    }),
+                    },
                     message: None,
-                }),
-                ..ContainerState::default()
-            },
-            None,
-        ),
+                },
+                None,
+            ),
+        },
         Phase::Running {
             started_at,
             container_id,
         } => (
-            ContainerState {
-                running: Some(ContainerStateRunning {
-                    started_at: Some(Time(whole_seconds(*started_at))),
-                }),
-                ..ContainerState::default()
+            ObservedState::Running {
+                started_at: *started_at,
             },
             Some(container_id.clone()),
         ),
         Phase::Terminated(t) => (
-            terminated_state(t),
+            ObservedState::Terminated(exit_of(t)),
             (!t.container_id.is_empty()).then(|| t.container_id.clone()),
         ),
     };
-    ContainerStatus {
+    ObservedContainer {
         name: c.name.clone(),
         image: c.runtime_image.clone().unwrap_or_else(|| c.image.clone()),
         image_id: c.image_id.clone(),
         container_id,
-        ready: c.ready,
-        started: Some(c.started),
+        state,
+        last_exit: c.last_termination.as_ref().map(exit_of),
         restart_count: match (&c.phase, &c.retry_shows) {
             (Phase::Starting, Some(shown)) => shown.restart_count,
             _ => c.restart_count,
         },
-        state: Some(state),
-        last_state: Some(
-            c.last_termination
-                .as_ref()
-                .map(terminated_state)
-                .unwrap_or_default(),
-        ),
-        ..ContainerStatus::default()
+        ready: c.ready,
+        started: c.started,
     }
 }
 
@@ -1880,7 +1812,7 @@ mod tests {
         let p = pod(json!({"containers": [{"name": "c", "image": "busybox"}]}));
         let mut m = PodMachine::new(&p, backoff(), clock.at(0));
         let shown = |m: &PodMachine| {
-            let status = container_status(m.container("c").unwrap());
+            let status = observe(m.container("c").unwrap()).status(ContainerKind::Regular);
             let waiting = status.state.and_then(|s| s.waiting);
             (
                 waiting.and_then(|w| w.reason),

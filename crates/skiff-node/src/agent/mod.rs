@@ -36,7 +36,10 @@
 mod backoff;
 pub mod command;
 pub mod deadline;
+mod graceful;
 pub mod image_gc;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod logfiles;
 pub mod machine;
 mod node;

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::command::{environment, expanded_command, PodFacts};
 use super::deadline;
+use super::graceful::stop_within;
 use super::logfiles::{log_path, LiveRuns};
 use super::machine::{Action, BackoffConfig, Input, Now, PodMachine, Severity, StartFailure};
 use super::probe_timing::ProbeKind;
@@ -1020,13 +1021,7 @@ impl Worker {
                         Err(_) => {}
                     }
                 }
-                process.signal(Signal::SIGTERM);
-                tokio::select! {
-                    _ = process.wait() => {}
-                    _ = tokio::time::sleep_until(deadline) => {
-                        process.signal(Signal::SIGKILL);
-                    }
-                }
+                stop_within(&process, deadline).await;
             },
             move |_| killed.signal(Signal::SIGKILL),
         );

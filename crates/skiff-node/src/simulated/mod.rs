@@ -5,7 +5,8 @@
 //! pods bound to it: they go `Pending` → `Running` → ready on a short timeline (see
 //! [`timeline`]), can be scripted to stay unready or to crash through pod annotations
 //! ([`timeline::NEVER_READY_ANNOTATION`], [`timeline::FAIL_AFTER_ANNOTATION`],
-//! [`timeline::COMPLETE_AFTER_ANNOTATION`]), and have their deletion confirmed once their
+//! [`timeline::COMPLETE_AFTER_ANNOTATION`]), run their init containers in turn
+//! ([`timeline::INIT_RUN_FOR_ANNOTATION`]), and have their deletion confirmed once their
 //! containers stopped.
 //!
 //! Everything goes through a [`Client`]; all pod state lives in the pods' status, so restarting

@@ -8,8 +8,11 @@
 //! The timeline, following kubelet's status reporting:
 //! 1. First sight: `Pending`, `startTime` and `hostIP` set, containers `Waiting`
 //!    (`ContainerCreating`, or `PodInitializing` when the pod has init containers).
-//! 2. After the start delay ([`PodTimelineConfig::start_delay`]): `Running` with a pod IP, init
-//!    containers `Completed`, containers `Running`. A container is `started` once its startup
+//! 2. After the start delay ([`PodTimelineConfig::start_delay`]) the pod gets its IP and its
+//!    init containers run one after another, each for [`INIT_RUN_FOR_ANNOTATION`] (at once
+//!    without it) until `Completed`; a sidecar (`restartPolicy: Always`) starts in its turn and
+//!    counts as done once started. Then the pod is `Running`, its containers `Running`. A
+//!    container is `started` once its startup
 //!    probe's `initialDelaySeconds` passed and ready once its readiness probe's did too (at once
 //!    without probes), unless [`NEVER_READY_ANNOTATION`] says otherwise.
 //! 3. [`FAIL_AFTER_ANNOTATION`] / [`COMPLETE_AFTER_ANNOTATION`] make every container exit (code 1
@@ -21,6 +24,9 @@
 //!    the grace period) every container is terminated, the pod gets a terminal phase, and its
 //!    deletion is confirmed (delete with grace period 0).
 //!
+//! Phase, conditions and container statuses come from [`crate::status_core`], as the real
+//! node's do.
+//!
 //! Times in a status have one-second resolution, like every `metav1.Time`; delays are measured
 //! from those stored times.
 
@@ -30,12 +36,12 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus,
-    Probe,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodIP, PodSpec, PodStatus, Probe,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::duration::{add, format_go_seconds, parse_go_duration, whole_seconds};
+use crate::status_core::{fill_pod_status, is_sidecar, ObservedContainer, ObservedPod};
 
 /// Annotation that keeps every container of a pod unready forever (value `"true"`), to exercise
 /// rollouts that never progress.
@@ -46,6 +52,9 @@ pub const FAIL_AFTER_ANNOTATION: &str = "sim.skiff.dev/fail-after";
 /// Annotation with a Go duration (`"5s"`): each container exits with code 0 (`Completed`) that
 /// long after it started, as a batch job would.
 pub const COMPLETE_AFTER_ANNOTATION: &str = "sim.skiff.dev/complete-after";
+/// Annotation with a Go duration (`"2s"`): how long each regular init container runs before it
+/// completes; without it they complete as soon as they start, still one after another.
+pub const INIT_RUN_FOR_ANNOTATION: &str = "sim.skiff.dev/init-run-for";
 
 /// kubelet's initial crash-loop back-off.
 const INITIAL_BACKOFF_SECONDS: u64 = 10;
@@ -140,7 +149,7 @@ pub fn plan_pod(pod: &Pod, now: Timestamp, ctx: &PodContext<'_>) -> PodPlan {
     if status.pod_ip.is_none() {
         let start_at = add(start_time, ctx.config.start_delay(facts.uid));
         match ctx.pod_ip {
-            Some(ip) if start_at <= now => start_sandbox(&mut status, spec, &facts, ip, now),
+            Some(ip) if start_at <= now => start_sandbox(&mut status, ip),
             Some(_) => {
                 waiting_for_sandbox(&mut status, spec);
                 next.at(start_at);
@@ -153,21 +162,213 @@ pub fn plan_pod(pod: &Pod, now: Timestamp, ctx: &PodContext<'_>) -> PodPlan {
     }
     let sandbox = status.pod_ip.is_some();
     if sandbox {
-        let statuses = spec
-            .containers
-            .iter()
-            .map(|c| advance_container(c, find_status(&status, &c.name), &facts, now, &mut next))
-            .collect();
-        status.container_statuses = Some(statuses);
+        let initialized = run_init_containers(&mut status, spec, &facts, now, &mut next);
+        if !initialized {
+            let statuses = spec
+                .containers
+                .iter()
+                .map(|c| {
+                    find_status(&status, &c.name)
+                        .cloned()
+                        .unwrap_or_else(|| not_started(c, "PodInitializing"))
+                })
+                .collect();
+            status.container_statuses = Some(statuses);
+        } else {
+            let statuses = spec
+                .containers
+                .iter()
+                .map(|c| {
+                    advance_container(c, find_status(&status, &c.name), &facts, now, &mut next)
+                })
+                .collect();
+            status.container_statuses = Some(statuses);
+            stop_sidecars_after_the_containers(&mut status, spec, now);
+        }
     }
-    let phase = pod_phase(&status, &facts, sandbox);
-    status.phase = Some(phase.to_string());
-    status.conditions = Some(conditions(spec, &current, &status, sandbox, phase, now));
+    fill_from_statuses(&mut status, spec, &current, sandbox, false, now);
     PodPlan {
         status: (status != current).then_some(status),
         delete: false,
         next_check: next.earliest(),
     }
+}
+
+/// Recomputes the container statuses, phase and conditions through the status core from the
+/// container statuses in `status`, which hold the timeline's state.
+fn fill_from_statuses(
+    status: &mut PodStatus,
+    spec: &PodSpec,
+    previous: &PodStatus,
+    sandbox_ready: bool,
+    terminal: bool,
+    now: Timestamp,
+) {
+    let observe = |list: &Option<Vec<ContainerStatus>>| -> Vec<ObservedContainer> {
+        list.iter()
+            .flatten()
+            .map(ObservedContainer::from_status)
+            .collect()
+    };
+    let observed = ObservedPod {
+        init_containers: observe(&status.init_container_statuses),
+        containers: observe(&status.container_statuses),
+        sandbox_ready,
+        terminal,
+    };
+    fill_pod_status(status, spec, previous, &observed, now);
+}
+
+/// Runs the init containers in order up to `now`: each regular one runs for the pod's
+/// [`INIT_RUN_FOR_ANNOTATION`] (at once without it) and completes before the next starts; a
+/// sidecar starts in its turn, counts as done once started, and keeps running. Returns whether
+/// the pod is initialized, so its containers may start.
+fn run_init_containers(
+    status: &mut PodStatus,
+    spec: &PodSpec,
+    facts: &PodFacts<'_>,
+    now: Timestamp,
+    next: &mut NextCheck,
+) -> bool {
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    // Once a container ran, the pod stays initialized (a restarting sidecar does not undo it).
+    let mut initialized = spec.containers.iter().any(|c| {
+        find_status(status, &c.name).is_some_and(|cs| !matches!(life_of(cs), Life::NotStarted))
+    });
+    let sidecar_facts = PodFacts {
+        script: Script {
+            exit: None,
+            ..facts.script
+        },
+        ..*facts
+    };
+    let mut blocked = false;
+    // When the previous init container finished: the next one starts then.
+    let mut turn = now;
+    let mut statuses = Vec::with_capacity(inits.len());
+    for container in inits {
+        let current = status
+            .init_container_statuses
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|cs| cs.name == container.name)
+            .cloned();
+        if blocked || (initialized && !is_sidecar(container)) {
+            statuses.push(current.unwrap_or_else(|| not_started(container, "PodInitializing")));
+            continue;
+        }
+        if is_sidecar(container) {
+            let cs = advance_container(container, current.as_ref(), &sidecar_facts, now, next);
+            blocked = !initialized && cs.started != Some(true);
+            statuses.push(cs);
+            continue;
+        }
+        let cs = advance_init_container(container, current, facts, turn, now, next);
+        match cs
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.finished_at.as_ref())
+        {
+            Some(finished) => turn = finished.0,
+            None => blocked = true,
+        }
+        statuses.push(cs);
+    }
+    status.init_container_statuses = (!statuses.is_empty()).then_some(statuses);
+    initialized = initialized || !blocked;
+    initialized
+}
+
+/// Once every container exited for good, the sidecars stop too (with code 0, as a sidecar
+/// that handles `SIGTERM` does), so the pod can complete.
+fn stop_sidecars_after_the_containers(status: &mut PodStatus, spec: &PodSpec, now: Timestamp) {
+    let containers_done = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .all(|cs| cs.state.as_ref().is_some_and(|s| s.terminated.is_some()));
+    if !containers_done {
+        return;
+    }
+    let sidecars: Vec<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| is_sidecar(c))
+        .map(|c| c.name.as_str())
+        .collect();
+    for cs in status.init_container_statuses.iter_mut().flatten() {
+        if !sidecars.contains(&cs.name.as_str()) {
+            continue;
+        }
+        let Some(running) = cs.state.as_ref().and_then(|s| s.running.clone()) else {
+            continue;
+        };
+        cs.state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                container_id: cs.container_id.clone(),
+                exit_code: 0,
+                reason: Some("Completed".to_string()),
+                started_at: running.started_at,
+                finished_at: Some(Time(whole_seconds(now))),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        });
+    }
+}
+
+/// One regular init container up to `now`: started at `turn` (when the one before it
+/// finished), it completes with code 0 after the pod's init run time.
+fn advance_init_container(
+    container: &Container,
+    current: Option<ContainerStatus>,
+    facts: &PodFacts<'_>,
+    turn: Timestamp,
+    now: Timestamp,
+    next: &mut NextCheck,
+) -> ContainerStatus {
+    let mut cs = current.unwrap_or_else(|| not_started(container, "PodInitializing"));
+    let started_at = match cs.state.as_ref() {
+        Some(state) if state.terminated.is_some() => return cs,
+        Some(ContainerState {
+            running: Some(running),
+            ..
+        }) => running.started_at.as_ref().map_or(turn, |t| t.0),
+        _ => whole_seconds(turn),
+    };
+    let image = container.image.clone().unwrap_or_default();
+    let id = container_id(facts.uid, &container.name, cs.restart_count);
+    cs.image_id = image_id(&image);
+    cs.image = image;
+    cs.container_id = Some(id.clone());
+    let finish_at = add(started_at, facts.script.init_run_for);
+    if finish_at <= now {
+        cs.state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                container_id: Some(id),
+                exit_code: 0,
+                reason: Some("Completed".to_string()),
+                started_at: Some(Time(started_at)),
+                finished_at: Some(Time(whole_seconds(finish_at))),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        });
+    } else {
+        cs.state = Some(ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(Time(started_at)),
+            }),
+            ..ContainerState::default()
+        });
+        // Init containers have no startup probe: a running one counts as started.
+        cs.started = Some(true);
+        next.at(finish_at);
+    }
+    cs
 }
 
 /// Whether the pod reached `Succeeded` or `Failed`, which it never leaves.
@@ -194,6 +395,8 @@ struct Script {
     never_ready: bool,
     /// How long after starting each container exits, and with which code.
     exit: Option<(Duration, i32)>,
+    /// How long each regular init container runs.
+    init_run_for: Duration,
 }
 
 impl Script {
@@ -217,11 +420,15 @@ impl Script {
             never_ready: annotation(NEVER_READY_ANNOTATION)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             exit,
+            init_run_for: annotation(INIT_RUN_FOR_ANNOTATION)
+                .and_then(parse_go_duration)
+                .unwrap_or(Duration::ZERO),
         }
     }
 }
 
 /// The parts of a pod every container decision needs.
+#[derive(Clone, Copy)]
 struct PodFacts<'a> {
     name: &'a str,
     namespace: &'a str,
@@ -303,7 +510,23 @@ fn waiting_for_sandbox(status: &mut PodStatus, spec: &PodSpec) {
     } else {
         "ContainerCreating"
     };
-    let not_started = |c: &Container| ContainerStatus {
+    if has_init {
+        status.init_container_statuses = spec
+            .init_containers
+            .as_ref()
+            .map(|cs| cs.iter().map(|c| not_started(c, reason)).collect());
+    }
+    status.container_statuses = Some(
+        spec.containers
+            .iter()
+            .map(|c| not_started(c, reason))
+            .collect(),
+    );
+}
+
+/// The status of a container that has not run yet, waiting for `reason`.
+fn not_started(c: &Container, reason: &str) -> ContainerStatus {
+    ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         image_id: String::new(),
@@ -313,57 +536,13 @@ fn waiting_for_sandbox(status: &mut PodStatus, spec: &PodSpec) {
         state: Some(waiting(reason, None)),
         last_state: Some(ContainerState::default()),
         ..ContainerStatus::default()
-    };
-    if has_init {
-        status.init_container_statuses = spec
-            .init_containers
-            .as_ref()
-            .map(|cs| cs.iter().map(not_started).collect());
     }
-    status.container_statuses = Some(spec.containers.iter().map(not_started).collect());
 }
 
-/// The sandbox is up: the pod gets its address and its init containers run to completion.
-fn start_sandbox(
-    status: &mut PodStatus,
-    spec: &PodSpec,
-    facts: &PodFacts<'_>,
-    ip: Ipv4Addr,
-    now: Timestamp,
-) {
+/// The sandbox is up: the pod gets its address; its init containers run from now on.
+fn start_sandbox(status: &mut PodStatus, ip: Ipv4Addr) {
     status.pod_ip = Some(ip.to_string());
     status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
-    let at = Time(whole_seconds(now));
-    status.init_container_statuses = spec.init_containers.as_ref().map(|inits| {
-        inits
-            .iter()
-            .map(|c| {
-                let id = container_id(facts.uid, &c.name, 0);
-                ContainerStatus {
-                    name: c.name.clone(),
-                    image: c.image.clone().unwrap_or_default(),
-                    image_id: image_id(c.image.as_deref().unwrap_or_default()),
-                    container_id: Some(id.clone()),
-                    ready: true,
-                    restart_count: 0,
-                    started: Some(false),
-                    state: Some(ContainerState {
-                        terminated: Some(ContainerStateTerminated {
-                            container_id: Some(id),
-                            exit_code: 0,
-                            reason: Some("Completed".to_string()),
-                            started_at: Some(at.clone()),
-                            finished_at: Some(at.clone()),
-                            ..ContainerStateTerminated::default()
-                        }),
-                        ..ContainerState::default()
-                    }),
-                    last_state: Some(ContainerState::default()),
-                    ..ContainerStatus::default()
-                }
-            })
-            .collect()
-    });
 }
 
 /// Where one container is in its life, read from its status.
@@ -531,246 +710,6 @@ fn advance_container(
     cs
 }
 
-/// The pod phase from its containers, as kubelet's `getPhase` decides it.
-fn pod_phase(status: &PodStatus, facts: &PodFacts<'_>, sandbox: bool) -> &'static str {
-    if !sandbox {
-        return "Pending";
-    }
-    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
-    for cs in status.container_statuses.as_deref().unwrap_or_default() {
-        let state = cs.state.as_ref();
-        if state.is_some_and(|s| s.running.is_some()) {
-            running += 1;
-        } else if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
-            stopped += 1;
-            if t.exit_code == 0 {
-                succeeded += 1;
-            }
-        } else if cs
-            .last_state
-            .as_ref()
-            .is_some_and(|s| s.terminated.is_some())
-        {
-            stopped += 1;
-        } else {
-            waiting += 1;
-        }
-    }
-    if waiting > 0 {
-        "Pending"
-    } else if running > 0 {
-        "Running"
-    } else if stopped > 0 {
-        match facts.restart_policy {
-            "Never" if stopped != succeeded => "Failed",
-            _ if stopped == succeeded && facts.restart_policy != "Always" => "Succeeded",
-            _ => "Running",
-        }
-    } else {
-        "Pending"
-    }
-}
-
-/// Sets a condition, keeping its `lastTransitionTime` while its status stays.
-pub(crate) fn condition(
-    previous: &PodStatus,
-    type_: &str,
-    ok: bool,
-    reason: Option<&str>,
-    message: Option<String>,
-    now: Timestamp,
-) -> PodCondition {
-    let status = if ok { "True" } else { "False" };
-    let before = previous
-        .conditions
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .find(|c| c.type_ == type_);
-    let last_transition_time = match before {
-        Some(c) if c.status == status && c.last_transition_time.is_some() => {
-            c.last_transition_time.clone()
-        }
-        _ => Some(Time(whole_seconds(now))),
-    };
-    PodCondition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.map(str::to_string),
-        message,
-        last_transition_time,
-        last_probe_time: None,
-        // Stamped when written; kept here so an unchanged condition plans no write.
-        observed_generation: before.and_then(|c| c.observed_generation),
-    }
-}
-
-/// Go's `%v` of a string slice: `[a b]`.
-pub(crate) fn go_list(names: &[&str]) -> String {
-    format!("[{}]", names.join(" "))
-}
-
-/// The kubelet-owned conditions, in kubelet's order, followed by everyone else's unchanged.
-fn conditions(
-    spec: &PodSpec,
-    previous: &PodStatus,
-    status: &PodStatus,
-    sandbox: bool,
-    phase: &str,
-    now: Timestamp,
-) -> Vec<PodCondition> {
-    const OWNED: [&str; 5] = [
-        "PodReadyToStartContainers",
-        "Initialized",
-        "Ready",
-        "ContainersReady",
-        "PodScheduled",
-    ];
-    let mut out = vec![condition(
-        previous,
-        "PodReadyToStartContainers",
-        sandbox && !is_terminal(status),
-        None,
-        None,
-        now,
-    )];
-
-    let pending_inits: Vec<&str> = if sandbox {
-        Vec::new()
-    } else {
-        spec.init_containers
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect()
-    };
-    out.push(if pending_inits.is_empty() {
-        condition(previous, "Initialized", true, None, None, now)
-    } else {
-        condition(
-            previous,
-            "Initialized",
-            false,
-            Some("ContainersNotInitialized"),
-            Some(format!(
-                "containers with incomplete status: {}",
-                go_list(&pending_inits)
-            )),
-            now,
-        )
-    });
-
-    let unready: Vec<&str> = spec
-        .containers
-        .iter()
-        .filter(|c| !find_status(status, &c.name).is_some_and(|cs| cs.ready))
-        .map(|c| c.name.as_str())
-        .collect();
-    let containers_ready = if phase == "Succeeded" {
-        condition(
-            previous,
-            "ContainersReady",
-            false,
-            Some("PodCompleted"),
-            None,
-            now,
-        )
-    } else if unready.is_empty() {
-        condition(previous, "ContainersReady", true, None, None, now)
-    } else {
-        condition(
-            previous,
-            "ContainersReady",
-            false,
-            Some("ContainersNotReady"),
-            Some(format!(
-                "containers with unready status: {}",
-                go_list(&unready)
-            )),
-            now,
-        )
-    };
-    let ready = if containers_ready.status != "True" {
-        PodCondition {
-            type_: "Ready".to_string(),
-            ..condition(
-                previous,
-                "Ready",
-                false,
-                containers_ready.reason.as_deref(),
-                containers_ready.message.clone(),
-                now,
-            )
-        }
-    } else {
-        let unmet = unmet_readiness_gates(spec, previous);
-        if unmet.is_empty() {
-            condition(previous, "Ready", true, None, None, now)
-        } else {
-            condition(
-                previous,
-                "Ready",
-                false,
-                Some("ReadinessGatesNotReady"),
-                Some(unmet.join(", ")),
-                now,
-            )
-        }
-    };
-    out.push(ready);
-    out.push(containers_ready);
-
-    let scheduled = previous
-        .conditions
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "True")
-        .cloned()
-        .unwrap_or_else(|| condition(previous, "PodScheduled", true, None, None, now));
-    out.push(scheduled);
-
-    out.extend(
-        previous
-            .conditions
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .filter(|c| !OWNED.contains(&c.type_.as_str()))
-            .cloned(),
-    );
-    out
-}
-
-/// kubelet's messages for `spec.readinessGates` whose condition is missing or not `True`.
-pub(crate) fn unmet_readiness_gates(spec: &PodSpec, status: &PodStatus) -> Vec<String> {
-    spec.readiness_gates
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|gate| {
-            let found = status
-                .conditions
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .find(|c| c.type_ == gate.condition_type);
-            match found {
-                None => Some(format!(
-                    "corresponding condition of pod readiness gate \"{}\" does not exist.",
-                    gate.condition_type
-                )),
-                Some(c) if c.status != "True" => Some(format!(
-                    "the status of pod readiness gate \"{}\" is not \"True\", but {}",
-                    gate.condition_type, c.status
-                )),
-                Some(_) => None,
-            }
-        })
-        .collect()
-}
-
 /// The deletion branch: wait for the simulated shutdown, stop every container, give the pod its
 /// terminal phase and confirm the deletion.
 fn plan_termination(
@@ -814,48 +753,47 @@ fn plan_termination(
 
     let mut status = current.clone();
     let at = Time(whole_seconds(now));
-    let mut failed = false;
-    let statuses: Vec<ContainerStatus> = status
+    let stop = |mut cs: ContainerStatus| {
+        let state = cs.state.take().unwrap_or_default();
+        let final_state = if let Some(running) = state.running {
+            Some(ContainerStateTerminated {
+                container_id: cs.container_id.clone(),
+                exit_code: 0,
+                reason: Some("Completed".to_string()),
+                started_at: running.started_at,
+                finished_at: Some(at.clone()),
+                ..ContainerStateTerminated::default()
+            })
+        } else if let Some(t) = state.terminated {
+            Some(t)
+        } else {
+            // A container waiting to restart ends with its last run.
+            cs.last_state.as_ref().and_then(|s| s.terminated.clone())
+        };
+        cs.state = Some(match final_state {
+            Some(t) => ContainerState {
+                terminated: Some(t),
+                ..ContainerState::default()
+            },
+            // Never ran: it keeps waiting, and the pod fails.
+            None => ContainerState {
+                waiting: state.waiting,
+                ..ContainerState::default()
+            },
+        });
+        cs.ready = false;
+        cs.started = Some(false);
+        cs
+    };
+    status.init_container_statuses = status
+        .init_container_statuses
+        .take()
+        .map(|list| list.into_iter().map(stop).collect());
+    status.container_statuses = status
         .container_statuses
         .take()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|mut cs| {
-            let state = cs.state.take().unwrap_or_default();
-            let final_state = if let Some(running) = state.running {
-                Some(ContainerStateTerminated {
-                    container_id: cs.container_id.clone(),
-                    exit_code: 0,
-                    reason: Some("Completed".to_string()),
-                    started_at: running.started_at,
-                    finished_at: Some(at.clone()),
-                    ..ContainerStateTerminated::default()
-                })
-            } else if let Some(t) = state.terminated {
-                Some(t)
-            } else {
-                // A container waiting to restart ends with its last run.
-                cs.last_state.as_ref().and_then(|s| s.terminated.clone())
-            };
-            if let Some(t) = &final_state {
-                failed |= t.exit_code != 0;
-            }
-            cs.state = Some(match final_state {
-                Some(t) => ContainerState {
-                    terminated: Some(t),
-                    ..ContainerState::default()
-                },
-                None => waiting("ContainerCreating", None),
-            });
-            cs.ready = false;
-            cs.started = Some(false);
-            cs
-        })
-        .collect();
-    status.container_statuses = Some(statuses);
-    let phase = if failed { "Failed" } else { "Succeeded" };
-    status.phase = Some(phase.to_string());
-    status.conditions = Some(conditions(spec, current, &status, true, phase, now));
+        .map(|list| list.into_iter().map(stop).collect());
+    fill_from_statuses(&mut status, spec, current, false, true, now);
     PodPlan {
         status: (&status != current).then_some(status),
         delete: true,
@@ -884,6 +822,7 @@ fn digest(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::PodCondition;
     use serde_json::{json, Value};
 
     const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -1213,7 +1152,7 @@ mod tests {
                 "Failed",
                 1,
                 "Error",
-                "ContainersNotReady",
+                "PodFailed",
             ),
             (
                 COMPLETE_AFTER_ANNOTATION,
@@ -1416,6 +1355,195 @@ mod tests {
         assert_eq!(init["state"]["terminated"]["reason"], "Completed");
         assert_eq!(init["ready"], true);
         assert_eq!(status_json(&pod)["phase"], "Running");
+    }
+
+    fn init_status(pod: &Pod, i: usize) -> Value {
+        status_json(pod)["initContainerStatuses"][i].clone()
+    }
+
+    fn two_init_containers() -> Pod {
+        pod_with(
+            json!({INIT_RUN_FOR_ANNOTATION: "2s"}),
+            json!({"initContainers": [
+                {"name": "first", "image": "busybox"},
+                {"name": "second", "image": "busybox"},
+            ]}),
+        )
+    }
+
+    #[test]
+    fn init_containers_run_one_after_another_before_the_containers() {
+        let mut pod = two_init_containers();
+        let plan = step(&mut pod, t(0), &instant());
+        assert_eq!(
+            plan.next_check,
+            Some(t(2)),
+            "the first init container ends at 2 s"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Pending");
+        assert_eq!(
+            init_status(&pod, 0)["state"]["running"]["startedAt"],
+            stamp(0)
+        );
+        assert_eq!(init_status(&pod, 0)["started"], true);
+        assert_eq!(init_status(&pod, 0)["ready"], false);
+        assert_eq!(
+            init_status(&pod, 1)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            condition_of(&pod, "Initialized")["message"],
+            "containers with incomplete status: [first second]"
+        );
+
+        let plan = step(&mut pod, t(2), &instant());
+        assert_eq!(plan.next_check, Some(t(4)));
+        let first = init_status(&pod, 0);
+        assert_eq!(first["state"]["terminated"]["reason"], "Completed");
+        assert_eq!(first["state"]["terminated"]["finishedAt"], stamp(2));
+        assert_eq!(first["ready"], true, "a completed init container is ready");
+        assert_eq!(first["started"], false);
+        assert_eq!(
+            init_status(&pod, 1)["state"]["running"]["startedAt"],
+            stamp(2)
+        );
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            condition_of(&pod, "Initialized")["message"],
+            "containers with incomplete status: [second]"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Pending");
+
+        step(&mut pod, t(4), &instant());
+        assert_eq!(
+            init_status(&pod, 1)["state"]["terminated"]["finishedAt"],
+            stamp(4)
+        );
+        assert_eq!(container(&pod)["state"]["running"]["startedAt"], stamp(4));
+        assert_eq!(condition_of(&pod, "Initialized")["status"], "True");
+        assert_eq!(
+            condition_of(&pod, "Initialized")["lastTransitionTime"],
+            stamp(4)
+        );
+        assert_eq!(status_json(&pod)["phase"], "Running");
+        assert_eq!(condition_of(&pod, "Ready")["status"], "True");
+    }
+
+    #[test]
+    fn an_agent_that_was_away_runs_the_missed_init_containers_on_their_own_times() {
+        let mut pod = two_init_containers();
+        step(&mut pod, t(0), &instant());
+        step(&mut pod, t(100), &instant());
+        assert_eq!(
+            init_status(&pod, 0)["state"]["terminated"]["finishedAt"],
+            stamp(2)
+        );
+        assert_eq!(
+            init_status(&pod, 1)["state"]["terminated"]["startedAt"],
+            stamp(2)
+        );
+        assert_eq!(
+            init_status(&pod, 1)["state"]["terminated"]["finishedAt"],
+            stamp(4)
+        );
+        assert_eq!(container(&pod)["state"]["running"]["startedAt"], stamp(100));
+        assert_eq!(status_json(&pod)["phase"], "Running");
+    }
+
+    #[test]
+    fn a_sidecar_starts_in_its_turn_and_runs_beside_the_containers() {
+        let mut pod = pod_with(
+            json!({}),
+            json!({"initContainers": [
+                {"name": "proxy", "image": "envoy", "restartPolicy": "Always",
+                 "startupProbe": {"exec": {"command": ["true"]}, "initialDelaySeconds": 3}},
+            ]}),
+        );
+        let plan = step(&mut pod, t(0), &instant());
+        assert_eq!(plan.next_check, Some(t(3)));
+        let proxy = init_status(&pod, 0);
+        assert_eq!(proxy["state"]["running"]["startedAt"], stamp(0));
+        assert_eq!(proxy["started"], false);
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        assert_eq!(
+            condition_of(&pod, "Initialized")["message"],
+            "containers with incomplete status: [proxy]"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Pending");
+
+        step(&mut pod, t(3), &instant());
+        let proxy = init_status(&pod, 0);
+        assert_eq!(proxy["started"], true);
+        assert_eq!(proxy["ready"], true);
+        assert_eq!(container(&pod)["state"]["running"]["startedAt"], stamp(3));
+        assert_eq!(condition_of(&pod, "Initialized")["status"], "True");
+        assert_eq!(condition_of(&pod, "ContainersReady")["status"], "True");
+        assert_eq!(status_json(&pod)["phase"], "Running");
+
+        // Deleted: the sidecar stops with the containers and the pod succeeds.
+        let mut pod = deleting(pod, 10, 30);
+        let plan = step(&mut pod, t(10), &instant());
+        assert!(plan.delete);
+        assert_eq!(
+            init_status(&pod, 0)["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        assert_eq!(status_json(&pod)["phase"], "Succeeded");
+    }
+
+    #[test]
+    fn a_sidecar_stops_once_the_containers_completed() {
+        let mut pod = pod_with(
+            json!({COMPLETE_AFTER_ANNOTATION: "5s"}),
+            json!({"restartPolicy": "Never",
+                   "initContainers": [{"name": "proxy", "image": "envoy", "restartPolicy": "Always"}]}),
+        );
+        step(&mut pod, t(0), &instant());
+        assert_eq!(status_json(&pod)["phase"], "Running");
+        assert_eq!(
+            init_status(&pod, 0)["state"]["running"]["startedAt"],
+            stamp(0)
+        );
+        step(&mut pod, t(5), &instant());
+        assert_eq!(
+            container(&pod)["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        let proxy = init_status(&pod, 0);
+        assert_eq!(proxy["state"]["terminated"]["finishedAt"], stamp(5));
+        assert_eq!(proxy["ready"], false);
+        assert_eq!(status_json(&pod)["phase"], "Succeeded");
+        assert_eq!(condition_of(&pod, "Initialized")["reason"], "PodCompleted");
+    }
+
+    #[test]
+    fn deleting_a_pod_during_its_init_containers_fails_it() {
+        let mut pod = two_init_containers();
+        step(&mut pod, t(0), &instant());
+        let mut pod = deleting(pod, 1, 30);
+        let plan = step(&mut pod, t(1), &instant());
+        assert!(plan.delete);
+        assert_eq!(status_json(&pod)["phase"], "Failed");
+        assert_eq!(
+            init_status(&pod, 0)["state"]["terminated"]["finishedAt"],
+            stamp(1)
+        );
+        assert_eq!(
+            container(&pod)["state"]["waiting"]["reason"],
+            "PodInitializing",
+            "a container that never ran keeps waiting"
+        );
+        assert_eq!(condition_of(&pod, "ContainersReady")["reason"], "PodFailed");
     }
 
     #[test]
