@@ -11,11 +11,14 @@
 //! embedded shim, 17 ms (31 ms) with crun and 30 ms (49 ms) with runc, and no process of
 //! any runtime stays resident beside running containers.
 //!
-//! Not yet offered: a terminal for the container (`tty: true` needs a console socket), exit
-//! codes of containers that ended while their owner was not running (see [`cli`]).
+//! With a [`monitor`] (one small process per node, not one per container), containers and
+//! their exit codes outlive the owner's restarts.
+//!
+//! Not yet offered: a terminal for the container (`tty: true` needs a console socket).
 
 pub mod bundle;
 pub mod cli;
+pub mod monitor;
 pub mod runtime;
 pub mod shim;
 
@@ -25,4 +28,5 @@ pub use runtime::{
     ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, OciError, OciRuntime,
     ProcessStdio,
 };
+pub use monitor::monitor_main;
 pub use shim::{embedded_runtime, shim_main};
