@@ -610,6 +610,10 @@ impl OciRuntime for CliRuntime {
         }
     }
 
+    fn keeper_pid(&self) -> Option<i32> {
+        self.monitor.as_ref()?.pid()
+    }
+
     fn recover_output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {
         match &self.monitor {
             Some(monitor) => monitor.output(id),

@@ -501,6 +501,16 @@ impl MonitorClient {
         Ok(<[OwnedFd; 2]>::try_from(fds).ok())
     }
 
+    /// The monitor's PID, as its socket reports its peer; connects first if needed.
+    pub fn pid(&self) -> Option<i32> {
+        self.connect().ok()?;
+        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let credentials =
+            nix::sys::socket::getsockopt(connection.as_ref()?, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()?;
+        Some(credentials.pid())
+    }
+
     /// Tells the monitor to stop tracking the container.
     pub fn forget(&self, id: &ContainerId) -> Result<(), OciError> {
         let request = Request::Forget {

@@ -261,6 +261,13 @@ pub trait OciRuntime: Send + Sync {
         self.create(id, bundle, stdio)
     }
 
+    /// The PID of the process that keeps this runtime's containers running across restarts
+    /// of their owner (the node's monitor), when there is one: its descendants are
+    /// containers to adopt, not leftovers to kill.
+    fn keeper_pid(&self) -> Option<i32> {
+        None
+    }
+
     /// The read ends of a running container's stdout and stderr pipes, for an owner that
     /// restarted; `None` when the runtime kept none (the container cannot be adopted).
     fn recover_output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {

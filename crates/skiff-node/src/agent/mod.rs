@@ -641,7 +641,16 @@ impl PodManager {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .chain(bound.iter().cloned())
             .collect();
-        let unrecorded = process::kill_unrecorded(&known).await;
+        // Containers the node's monitor kept running across the restart are adopted by their
+        // pods' workers, not killed.
+        let spared = self
+            .shared
+            .oci
+            .as_ref()
+            .and_then(|runtime| runtime.keeper_pid())
+            .map(process::descendant_groups)
+            .unwrap_or_default();
+        let unrecorded = process::kill_unrecorded_sparing(&known, &spared).await;
         if unrecorded > 0 {
             tracing::info!(
                 groups = unrecorded,
@@ -651,7 +660,7 @@ impl PodManager {
         for entry in entries {
             let uid = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
-            let killed = process::kill_leftovers(&dir.join("pgids"), &uid).await;
+            let killed = process::kill_leftovers_sparing(&dir.join("pgids"), &uid, &spared).await;
             if killed > 0 {
                 tracing::info!(pod_uid = %uid, groups = killed, "killed processes left by an earlier run");
             }

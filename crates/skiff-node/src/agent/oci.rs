@@ -457,9 +457,9 @@ pub fn adopt(
     Some(Leftover::Running(follow(container, pid, readers, writer)))
 }
 
-/// The environment and working directory of a container's process, from its bundle's
+/// The environment, working directory and user of a container's process, from its bundle's
 /// `config.json`, for exec into an adopted container.
-pub fn bundle_process(container_dir: &Path) -> Option<(Vec<(String, String)>, String)> {
+pub fn bundle_process(container_dir: &Path) -> Option<(Vec<(String, String)>, String, RunAs)> {
     let text = std::fs::read_to_string(container_dir.join("bundle").join("config.json")).ok()?;
     let config: serde_json::Value = serde_json::from_str(&text).ok()?;
     let env = config
@@ -474,7 +474,21 @@ pub fn bundle_process(container_dir: &Path) -> Option<(Vec<(String, String)>, St
         .and_then(|c| c.as_str())
         .unwrap_or("/")
         .to_string();
-    Some((env, cwd))
+    let id = |field: &str| {
+        config
+            .pointer(&format!("/process/user/{field}"))
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    Some((
+        env,
+        cwd,
+        RunAs {
+            uid: id("uid"),
+            gid: id("gid"),
+        },
+    ))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
