@@ -10,8 +10,9 @@
 //! descendants now comes back to it, so it must collect the ones it does not know (or they
 //! stay zombies); and a container that ends while that process is down (a restart of Skiff)
 //! is collected by the system's init instead, so its exit code is lost and `state` reports
-//! it `Stopped` without one. Keeping those needs a waiting process per container, which is
-//! what containerd's shim (about 10 MB each) is for.
+//! it `Stopped` without one. [`CliRuntime::with_monitor`] avoids both: one node-wide
+//! [`crate::monitor`] runs `create`, is the containers' subreaper and records their exit
+//! codes (where containerd keeps a shim of about 10 MB per container).
 //!
 //! Layout under the root directory given to [`CliRuntime::new`]:
 //! - `state/`: the runtime's own `--root` (one directory per container);
