@@ -168,7 +168,8 @@ fn serve(root: &Path) -> Result<(), String> {
         }
         let mut closed = Vec::new();
         for (index, client) in clients.iter().enumerate() {
-            if !ready[index + 2] {
+            // Clients accepted just now were not polled yet.
+            if !ready.get(index + 2).copied().unwrap_or(false) {
                 continue;
             }
             match receive(client.as_raw_fd()) {
