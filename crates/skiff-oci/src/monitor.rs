@@ -127,7 +127,8 @@ fn serve(root: &Path) -> Result<(), String> {
     bind(listener.as_raw_fd(), &address).map_err(|e| format!("bind {}: {e}", path.display()))?;
     listen(&listener, Backlog::new(16).unwrap_or(Backlog::MAXCONN))
         .map_err(|e| format!("listen: {e}"))?;
-    shed_startup_pages();
+    shed_clean_pages();
+    let mut busy = false;
     let began = Instant::now();
     let mut clients: Vec<OwnedFd> = Vec::new();
     let mut claimed = false;
@@ -148,7 +149,13 @@ fn serve(root: &Path) -> Result<(), String> {
                 .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)),
         );
         match poll(&mut fds, PollTimeout::from(1000u16)) {
-            Ok(_) | Err(Errno::EINTR) => {}
+            Ok(0) if busy => {
+                // A second with nothing to do after some work: let go of the program's
+                // pages that work touched, so an idle monitor holds little.
+                busy = false;
+                shed_clean_pages();
+            }
+            Ok(_) | Err(Errno::EINTR) => busy = true,
             Err(e) => return Err(format!("poll: {e}")),
         }
         let ready: Vec<bool> = fds
@@ -189,11 +196,12 @@ fn serve(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Unmaps the pages of the program's file that starting it touched (the dynamic loader reads
-/// all of a large program's relocations) and the monitor will not need again: only mappings
-/// of files with no page of their own (no copy-on-write, nothing anonymous), which read back
-/// from the file unchanged when touched. Keeps the monitor's memory to what its loop uses.
-fn shed_startup_pages() {
+/// Unmaps the pages of the program's files the monitor touched (at start, the dynamic loader
+/// reads all of a large program's relocations; each `create` runs through code it then does
+/// not need until the next): only mappings of files with no page of their own (no
+/// copy-on-write, nothing anonymous), which read back from the file unchanged when touched
+/// again. Keeps an idle monitor's memory to its own data.
+fn shed_clean_pages() {
     let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
         return;
     };
