@@ -128,7 +128,11 @@ impl CliRuntime {
     /// Has the node's [`crate::monitor`] (started as `program` with `leading_args`, its
     /// hidden subcommand, when none runs) create the containers, so that they keep running
     /// and their exit codes are recorded while this process is down or restarting.
-    pub fn with_monitor(mut self, program: impl Into<PathBuf>, leading_args: Vec<OsString>) -> Self {
+    pub fn with_monitor(
+        mut self,
+        program: impl Into<PathBuf>,
+        leading_args: Vec<OsString>,
+    ) -> Self {
         self.monitor = Some(MonitorClient::new(
             self.root.clone(),
             program.into(),
@@ -632,10 +636,11 @@ impl OciRuntime for CliRuntime {
         let exit_path = self.container_dir(id).join("exit-code");
         let deadline = Instant::now() + RECORDED_EXIT_LIMIT;
         loop {
-            if let Ok(code) = fs::read_to_string(&exit_path).map(|t| t.trim().parse::<i32>()) {
-                if let Ok(code) = code {
-                    return code;
-                }
+            let recorded = fs::read_to_string(&exit_path)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            if let Some(code) = recorded {
+                return code;
             }
             if Instant::now() >= deadline {
                 return -1;

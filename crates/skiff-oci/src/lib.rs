@@ -24,9 +24,9 @@ pub mod shim;
 
 pub use bundle::{generate_spec, write_bundle, BundleError, ContainerConfig};
 pub use cli::CliRuntime;
+pub use monitor::monitor_main;
 pub use runtime::{
     ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, OciError, OciRuntime,
     ProcessStdio,
 };
-pub use monitor::monitor_main;
 pub use shim::{embedded_runtime, shim_main};

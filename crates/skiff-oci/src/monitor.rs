@@ -110,7 +110,8 @@ fn serve(root: &Path) -> Result<(), String> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
-    mask.thread_block().map_err(|e| format!("blocking SIGCHLD: {e}"))?;
+    mask.thread_block()
+        .map_err(|e| format!("blocking SIGCHLD: {e}"))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("signalfd: {e}"))?;
     let path = socket_path(root);
@@ -134,7 +135,9 @@ fn serve(root: &Path) -> Result<(), String> {
     let mut claimed = false;
     let mut tracked: HashMap<i32, Tracked> = HashMap::new();
     loop {
-        if tracked.is_empty() && clients.is_empty() && (claimed || began.elapsed() > UNCLAIMED_LIMIT)
+        if tracked.is_empty()
+            && clients.is_empty()
+            && (claimed || began.elapsed() > UNCLAIMED_LIMIT)
         {
             let _ = fs::remove_file(&path);
             return Ok(());
@@ -231,7 +234,10 @@ fn shed_clean_pages() {
             current = Some((start, end, file_backed && private));
             continue;
         }
-        let value = words.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let value = words
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
         if matches!(first, "Private_Dirty:" | "Anonymous:" | "Swap:") && value > 0 {
             if let Some((_, _, clean)) = current.as_mut() {
                 *clean = false;
@@ -384,8 +390,14 @@ fn send(socket: RawFd, message: &impl serde::Serialize, fds: &[OwnedFd]) -> Resu
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let control = [ControlMessage::ScmRights(&raw)];
     let control: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &control };
-    sendmsg::<()>(socket, &[IoSlice::new(&bytes)], control, MsgFlags::empty(), None)
-        .map_err(|e| format!("sending to the node monitor: {e}"))?;
+    sendmsg::<()>(
+        socket,
+        &[IoSlice::new(&bytes)],
+        control,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("sending to the node monitor: {e}"))?;
     Ok(())
 }
 
@@ -408,7 +420,11 @@ fn receive<T: serde::de::DeserializeOwned>(
         for cmsg in message.cmsgs().map_err(|e| e.to_string())? {
             if let ControlMessageOwned::ScmRights(received) = cmsg {
                 // SAFETY: the kernel installed these descriptors for this process alone.
-                fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         (message.bytes, fds)
@@ -568,9 +584,11 @@ impl MonitorClient {
     pub fn pid(&self) -> Option<i32> {
         self.connect().ok()?;
         let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        let credentials =
-            nix::sys::socket::getsockopt(connection.as_ref()?, nix::sys::socket::sockopt::PeerCredentials)
-                .ok()?;
+        let credentials = nix::sys::socket::getsockopt(
+            connection.as_ref()?,
+            nix::sys::socket::sockopt::PeerCredentials,
+        )
+        .ok()?;
         Some(credentials.pid())
     }
 

@@ -84,15 +84,26 @@ fn a_container_outlives_its_owner_and_its_exit_code_is_recorded() {
     .pid
     .unwrap();
     let monitor = first.keeper_pid().expect("the monitor's PID");
-    assert_eq!(parent_of(pid), Some(monitor), "PID 1 is the monitor's child");
+    assert_eq!(
+        parent_of(pid),
+        Some(monitor),
+        "PID 1 is the monitor's child"
+    );
     // The owner goes, with its ends of the pipes: the container runs on and keeps writing.
     drop(readers);
     drop(first);
 
     let second = owner(&root);
-    assert_eq!(second.keeper_pid(), Some(monitor), "the same monitor serves");
+    assert_eq!(
+        second.keeper_pid(),
+        Some(monitor),
+        "the same monitor serves"
+    );
     let state = second.state(&id).unwrap();
-    assert_eq!((state.status, state.pid), (ContainerStatus::Running, Some(pid)));
+    assert_eq!(
+        (state.status, state.pid),
+        (ContainerStatus::Running, Some(pid))
+    );
     let [stdout, _stderr] = second
         .recover_output(&id)
         .unwrap()
@@ -111,7 +122,10 @@ fn a_container_outlives_its_owner_and_its_exit_code_is_recorded() {
     // With no container and no owner left, the monitor exits.
     let deadline = Instant::now() + LIMIT;
     while Path::new(&format!("/proc/{monitor}")).exists() {
-        assert!(Instant::now() < deadline, "the monitor outlived its last container");
+        assert!(
+            Instant::now() < deadline,
+            "the monitor outlived its last container"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

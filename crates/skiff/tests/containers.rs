@@ -1009,7 +1009,7 @@ fn monitors_of(root: &Path) -> Vec<i32> {
                     .split(|b| *b == 0)
                     .map(|w| String::from_utf8_lossy(w).into_owned())
                     .collect();
-                words.iter().any(|w| w == "node-monitor") && words.iter().any(|w| *w == wanted)
+                words.iter().any(|w| w == "node-monitor") && words.contains(&wanted)
             })
         })
         .collect()
@@ -1038,7 +1038,9 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
         (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
             .then_some(())
     });
-    let manifest: String = (0..PODS).map(|i| ticker_pod(&format!("ticker-{i}"))).collect();
+    let manifest: String = (0..PODS)
+        .map(|i| ticker_pod(&format!("ticker-{i}")))
+        .collect();
     skiff.write_file("tickers.yaml", &manifest);
     kubectl.ok(&["apply", "-f", "tickers.yaml"]);
     let tickers: Vec<Ticker> = wait_for_every("ten running ticker pods", SETTLE, POLL, || {
@@ -1068,8 +1070,8 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
     let root = skiff.data_dir().join("oci");
     let monitors = monitors_of(&root);
     assert_eq!(monitors.len(), 1, "one node monitor: {monitors:?}");
-    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", monitors[0]))
-        .unwrap_or_default();
+    let smaps =
+        std::fs::read_to_string(format!("/proc/{}/smaps_rollup", monitors[0])).unwrap_or_default();
     let figure = |key: &str| {
         smaps
             .lines()
@@ -1135,7 +1137,10 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
         "{restarted}"
     );
     let new_pid = container_pid(&skiff, &victim.uid).expect("the new run's PID 1");
-    assert_ne!(new_pid, victim.pid, "the killed container runs again as a new process");
+    assert_ne!(
+        new_pid, victim.pid,
+        "the killed container runs again as a new process"
+    );
 
     // The others were adopted: the same processes, Ready within 5 s of the server being
     // ready, restart counts, start times and addresses unchanged.

@@ -307,8 +307,8 @@ fn start_in_root(
     let bundle = run.container_dir.join("bundle");
     std::fs::create_dir_all(&bundle).map_err(|e| format!("creating the bundle: {e}"))?;
     skiff_oci::write_bundle(&bundle, &spec).map_err(|e| e.to_string())?;
-    let writer = LogWriter::open(run.log_path, run.log_cap)
-        .map_err(|e| format!("opening the log: {e}"))?;
+    let writer =
+        LogWriter::open(run.log_path, run.log_cap).map_err(|e| format!("opening the log: {e}"))?;
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let readers = [out_read, err_read];
@@ -457,9 +457,19 @@ pub fn adopt(
     Some(Leftover::Running(follow(container, pid, readers, writer)))
 }
 
+/// What exec into an adopted container needs of its process.
+pub struct BundleProcess {
+    /// The environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory inside the container.
+    pub working_dir: String,
+    /// Who it runs as.
+    pub run_as: RunAs,
+}
+
 /// The environment, working directory and user of a container's process, from its bundle's
 /// `config.json`, for exec into an adopted container.
-pub fn bundle_process(container_dir: &Path) -> Option<(Vec<(String, String)>, String, RunAs)> {
+pub fn bundle_process(container_dir: &Path) -> Option<BundleProcess> {
     let text = std::fs::read_to_string(container_dir.join("bundle").join("config.json")).ok()?;
     let config: serde_json::Value = serde_json::from_str(&text).ok()?;
     let env = config
@@ -481,14 +491,14 @@ pub fn bundle_process(container_dir: &Path) -> Option<(Vec<(String, String)>, St
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0)
     };
-    Some((
+    Some(BundleProcess {
         env,
-        cwd,
-        RunAs {
+        working_dir: cwd,
+        run_as: RunAs {
             uid: id("uid"),
             gid: id("gid"),
         },
-    ))
+    })
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {

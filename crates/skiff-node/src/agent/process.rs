@@ -346,7 +346,11 @@ pub async fn kill_unrecorded_sparing(
             .ok()
             .and_then(|stat| parse_stat(&stat));
         if let Some((state, pgid)) = group {
-            if state != 'Z' && state != 'X' && pgid > 1 && pgid != own_group && !spared.contains(&pgid)
+            if state != 'Z'
+                && state != 'X'
+                && pgid > 1
+                && pgid != own_group
+                && !spared.contains(&pgid)
             {
                 groups.insert(pgid);
             }

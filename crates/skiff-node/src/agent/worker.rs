@@ -465,17 +465,21 @@ impl Worker {
                     if let Err(e) = process::record_pgid(&self.dir.join("pgids"), process.pgid) {
                         tracing::warn!(pod_uid = %self.uid, error = %e, "recording a process group failed");
                     }
-                    self.shared.processes.started(crate::metrics::RunningContainer {
-                        pod_uid: self.uid.clone(),
-                        namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
-                        pod: self.pod.metadata.name.clone().unwrap_or_default(),
-                        container: name.clone(),
-                        pgid: process.pgid,
-                        cgroup: match (&self.shared.cgroups, &self.pod_cgroup) {
-                            (Some(cgroups), Some(pod)) => cgroups.container_path(pod, &name).ok(),
-                            _ => None,
-                        },
-                    });
+                    self.shared
+                        .processes
+                        .started(crate::metrics::RunningContainer {
+                            pod_uid: self.uid.clone(),
+                            namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
+                            pod: self.pod.metadata.name.clone().unwrap_or_default(),
+                            container: name.clone(),
+                            pgid: process.pgid,
+                            cgroup: match (&self.shared.cgroups, &self.pod_cgroup) {
+                                (Some(cgroups), Some(pod)) => {
+                                    cgroups.container_path(pod, &name).ok()
+                                }
+                                _ => None,
+                            },
+                        });
                     process
                 }
                 super::oci::Leftover::Ended(process) => {
@@ -486,8 +490,15 @@ impl Worker {
             self.shared
                 .live
                 .insert(&self.uid, &name, known.restart_count);
-            let (env, working_dir, run_as) = super::oci::bundle_process(&container_dir)
-                .unwrap_or_else(|| (Vec::new(), "/".to_string(), RunAs { uid: 0, gid: 0 }));
+            let super::oci::BundleProcess {
+                env,
+                working_dir,
+                run_as,
+            } = super::oci::bundle_process(&container_dir).unwrap_or(super::oci::BundleProcess {
+                env: Vec::new(),
+                working_dir: "/".to_string(),
+                run_as: RunAs { uid: 0, gid: 0 },
+            });
             let root = Some(ExecRoot {
                 root: RunDirs::under(&container_dir).root,
                 working_dir,
@@ -505,14 +516,7 @@ impl Worker {
             for action in actions {
                 self.execute(action).await;
             }
-            self.register(
-                name,
-                process,
-                known.restart_count,
-                env,
-                container_dir,
-                root,
-            );
+            self.register(name, process, known.restart_count, env, container_dir, root);
         }
     }
 
