@@ -1100,6 +1100,14 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
     wait_for_every("the killed PID 1 to be collected", SETTLE, POLL, || {
         (!Path::new(&format!("/proc/{}", victim.pid)).exists()).then_some(())
     });
+    // Its exit code is on disk while Skiff is still down.
+    let exit_file = root
+        .join("containers")
+        .join(format!("{}-main", victim.uid))
+        .join("exit-code");
+    wait_for_every("the monitor to record the exit code", SETTLE, POLL, || {
+        (std::fs::read_to_string(&exit_file).ok()?.trim() == "137").then_some(())
+    });
     for ticker in &tickers[1..] {
         assert!(
             runs_for_pod(ticker.pid, &ticker.uid),
@@ -1110,37 +1118,6 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
     skiff.restart();
     let kubectl = skiff.kubectl();
     let ready_at = std::time::Instant::now();
-
-    // The killed one is reported with its exit code and started again, counted.
-    let restarted = wait_for_every("the killed ticker to run again", SETTLE, POLL, || {
-        let pod = json_of(&kubectl.ok(&["get", "pod", &victim.name, "-o", "json"]));
-        let status = container_status(&pod, "main")?;
-        (status.pointer("/state/running").is_some()
-            && status.pointer("/restartCount").and_then(|c| c.as_i64()) == Some(1))
-        .then_some(status)
-    });
-    assert_eq!(
-        restarted.pointer("/lastState/terminated/exitCode"),
-        Some(&serde_json::json!(137)),
-        "{restarted}"
-    );
-    assert_eq!(
-        restarted.pointer("/lastState/terminated/reason"),
-        Some(&serde_json::json!("Error")),
-        "{restarted}"
-    );
-    assert_eq!(
-        restarted
-            .pointer("/lastState/terminated/startedAt")
-            .and_then(|s| s.as_str()),
-        Some(victim.started_at.as_str()),
-        "{restarted}"
-    );
-    let new_pid = container_pid(&skiff, &victim.uid).expect("the new run's PID 1");
-    assert_ne!(
-        new_pid, victim.pid,
-        "the killed container runs again as a new process"
-    );
 
     // The others were adopted: the same processes, Ready within 5 s of the server being
     // ready, restart counts, start times and addresses unchanged.
@@ -1177,6 +1154,37 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
                 .then_some(())
         },
     );
+    // The killed one is reported with its exit code and started again, counted.
+    let restarted = wait_for_every("the killed ticker to run again", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", &victim.name, "-o", "json"]));
+        let status = container_status(&pod, "main")?;
+        (status.pointer("/state/running").is_some()
+            && status.pointer("/restartCount").and_then(|c| c.as_i64()) == Some(1))
+        .then_some(status)
+    });
+    assert_eq!(
+        restarted.pointer("/lastState/terminated/exitCode"),
+        Some(&serde_json::json!(137)),
+        "{restarted}"
+    );
+    assert_eq!(
+        restarted.pointer("/lastState/terminated/reason"),
+        Some(&serde_json::json!("Error")),
+        "{restarted}"
+    );
+    assert_eq!(
+        restarted
+            .pointer("/lastState/terminated/startedAt")
+            .and_then(|s| s.as_str()),
+        Some(victim.started_at.as_str()),
+        "{restarted}"
+    );
+    let new_pid = container_pid(&skiff, &victim.uid).expect("the new run's PID 1");
+    assert_ne!(
+        new_pid, victim.pid,
+        "the killed container runs again as a new process"
+    );
+
     for ticker in &tickers[1..] {
         assert!(
             runs_for_pod(ticker.pid, &ticker.uid),
@@ -1193,6 +1201,24 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
             POLL,
             || last_tick(&kubectl, &ticker.name).filter(|tick| tick > before),
         );
+    }
+    // Still adopted once the agent has been at work (it restarted the killed one): no
+    // restart counted, the same processes.
+    let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=ticker", "-o", "json"]));
+    for ticker in &tickers[1..] {
+        let pod = items(&list)
+            .iter()
+            .find(|pod| str_at(pod, "/metadata/uid") == ticker.uid)
+            .cloned()
+            .unwrap_or_else(|| panic!("{} is gone", ticker.name));
+        let status = container_status(&pod, "main").expect("a container status");
+        assert_eq!(
+            status.pointer("/restartCount").and_then(|c| c.as_i64()),
+            Some(0),
+            "{}: {status}",
+            ticker.name
+        );
+        assert!(runs_for_pod(ticker.pid, &ticker.uid), "{}", ticker.name);
     }
     // One veth per pod on the bridge: none was made twice.
     let on_bridge = host("ip", &["-o", "link", "show", "master", &network.bridge]);
