@@ -615,6 +615,18 @@ impl OciRuntime for CliRuntime {
         }
     }
 
+    fn list(&self) -> Vec<ContainerId> {
+        let Ok(entries) = fs::read_dir(self.root.join("containers")) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<ContainerId> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| ContainerId::new(e.file_name().to_str()?).ok())
+            .collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
+    }
+
     fn keeper_pid(&self) -> Option<i32> {
         self.monitor.as_ref()?.pid()
     }

@@ -261,6 +261,11 @@ pub trait OciRuntime: Send + Sync {
         self.create(id, bundle, stdio)
     }
 
+    /// Every container this runtime has a record of, running or not; by default none known.
+    fn list(&self) -> Vec<ContainerId> {
+        Vec::new()
+    }
+
     /// The PID of the process that keeps this runtime's containers running across restarts
     /// of their owner (the node's monitor), when there is one: its descendants are
     /// containers to adopt, not leftovers to kill.

@@ -1224,6 +1224,54 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
     let on_bridge = host("ip", &["-o", "link", "show", "master", &network.bridge]);
     assert_eq!(on_bridge.lines().count(), PODS, "{on_bridge}");
 
+    // A second crash: adopted containers, and the one started since, are adopted again.
+    skiff.kill();
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    let expected: Vec<(String, i32, i64)> = tickers
+        .iter()
+        .map(|t| {
+            if t.uid == victim.uid {
+                (t.uid.clone(), new_pid, 1)
+            } else {
+                (t.uid.clone(), t.pid, 0)
+            }
+        })
+        .collect();
+    wait_for_every("every ticker to be adopted again", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=ticker", "-o", "json"]));
+        expected
+            .iter()
+            .all(|(uid, pid, restarts)| {
+                items(&list).iter().any(|pod| {
+                    str_at(pod, "/metadata/uid") == *uid
+                        && container_status(pod, "main").is_some_and(|s| {
+                            s.pointer("/restartCount").and_then(|c| c.as_i64()) == Some(*restarts)
+                                && s.pointer("/state/running").is_some()
+                        })
+                }) && runs_for_pod(*pid, uid)
+            })
+            .then_some(())
+    });
+    // The agent owns them again: deleting one stops its adopted process gracefully.
+    let deleted = &tickers[PODS - 1];
+    kubectl.ok(&["delete", "pod", &deleted.name, "--wait=false"]);
+    wait_for_every(
+        &format!("{} to be deleted with its process", deleted.name),
+        SETTLE,
+        POLL,
+        || {
+            let gone = !kubectl
+                .ok(&["get", "pods", "-o", "name"])
+                .contains(&format!("pod/{}", deleted.name));
+            (gone && !runs_for_pod(deleted.pid, &deleted.uid)).then_some(())
+        },
+    );
+    // A third crash, and SIGTERM at once: whether or not the workers adopted them yet,
+    // nothing is left.
+    skiff.kill();
+    skiff.restart();
+
     let status = skiff.stop();
     assert!(
         status.success(),

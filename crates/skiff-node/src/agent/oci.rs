@@ -108,6 +108,43 @@ fn remove_previous(runtime: &dyn OciRuntime, id: &ContainerId, rootfs: &Path) {
     unmount_root(rootfs);
 }
 
+/// The pod UID and container name a runtime id (`<pod uid>-<container name>`) stands for;
+/// pod UIDs are 36-character UUIDs.
+pub fn pod_and_container(id: &ContainerId) -> Option<(&str, &str)> {
+    let text = id.as_str();
+    let uid = text.get(..36)?;
+    let name = text.get(36..)?.strip_prefix('-')?;
+    (!name.is_empty()).then_some((uid, name))
+}
+
+/// Removes a container no worker owns (its pod is gone, or the agent stops before its worker
+/// adopted it): killed and deleted from the runtime, its root unmounted, the cgroups the
+/// runtime made outside `managed` hierarchies (mount points) removed. Blocking.
+pub fn remove_unowned(
+    runtime: &dyn OciRuntime,
+    id: &ContainerId,
+    pods_dir: &Path,
+    managed: &[PathBuf],
+) {
+    let Some((uid, name)) = pod_and_container(id) else {
+        return;
+    };
+    let container_dir = pods_dir.join(uid).join("containers").join(name);
+    let cgroups_path = std::fs::read_to_string(container_dir.join("bundle").join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|config| {
+            config
+                .pointer("/linux/cgroupsPath")
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        });
+    remove_previous(runtime, id, &RunDirs::under(&container_dir).root);
+    if let Some(path) = cgroups_path {
+        remove_runtime_cgroups(&path, managed);
+    }
+}
+
 /// How often a failed `delete` is tried in all, and the pause between tries.
 const DELETE_ATTEMPTS: u32 = 3;
 const DELETE_RETRY: Duration = Duration::from_millis(100);
@@ -630,6 +667,19 @@ pub fn sweep_zombies(sweep: &mut ZombieSweep) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runtime_id_names_its_pod_and_container() {
+        let id = ContainerId::new("0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f-web-server").unwrap();
+        assert_eq!(
+            pod_and_container(&id),
+            Some(("0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f", "web-server"))
+        );
+        let short = ContainerId::new("not-a-pod").unwrap();
+        assert_eq!(pod_and_container(&short), None);
+        let nameless = ContainerId::new("0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f-").unwrap();
+        assert_eq!(pod_and_container(&nameless), None);
+    }
 
     #[test]
     fn only_zombies_seen_twice_and_not_containers_are_reaped() {
