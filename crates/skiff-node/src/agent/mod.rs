@@ -398,6 +398,8 @@ impl NodeAgent {
             _ = informer.wait_synced() => {}
             _ = &mut shutdown => {
                 heartbeat.abort();
+                // No worker runs yet: containers an earlier run left go with the rest.
+                remove_unowned_containers(&shared, |_| true).await;
                 if let Some(network) = &pod_network {
                     shut_down_pod_network(network).await;
                 }
@@ -458,6 +460,42 @@ impl NodeAgent {
         recorder.flush().await;
         Ok(())
     }
+}
+
+/// Removes the runtime's containers of pods `unowned` picks by UID, which no worker
+/// runs: at start those of pods no longer bound here, at stop those no worker adopted.
+async fn remove_unowned_containers(shared: &worker::Shared, unowned: impl Fn(&str) -> bool) {
+    let Some(runtime) = shared.oci.clone() else {
+        return;
+    };
+    let pods_dir = shared.data_dir.join("pods");
+    let managed: Vec<PathBuf> = shared
+        .cgroups
+        .as_ref()
+        .map(|cgroups| {
+            cgroups
+                .driver()
+                .procs_files(&skiff_cgroups::CgroupPath::root())
+                .iter()
+                .filter_map(|file| file.parent().map(Path::to_path_buf))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ids: Vec<_> = runtime
+        .list()
+        .into_iter()
+        .filter(|id| oci::pod_and_container(id).is_some_and(|(uid, _)| unowned(uid)))
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for id in ids {
+            tracing::info!(container = %id, "removing a container no pod runs");
+            oci::remove_unowned(runtime.as_ref(), &id, &pods_dir, &managed);
+        }
+    })
+    .await;
 }
 
 /// Registers the node and runs its pods until `shutdown`: see [`NodeAgent::run`].
@@ -630,8 +668,7 @@ impl PodManager {
                 }
             }
         }
-        self.remove_unowned_containers(|uid| !bound.contains(uid))
-            .await;
+        remove_unowned_containers(&self.shared, |uid| !bound.contains(uid)).await;
         let pods_dir = self.shared.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods_dir) else {
             return;
@@ -768,43 +805,6 @@ impl PodManager {
 
     /// Stops every pod within `grace` and waits for their workers; anything still running
     /// after that is killed outright.
-    /// Removes the runtime's containers of pods `unowned` picks by UID, which no worker
-    /// runs: at start those of pods no longer bound here, at stop those no worker adopted.
-    async fn remove_unowned_containers(&self, unowned: impl Fn(&str) -> bool) {
-        let Some(runtime) = self.shared.oci.clone() else {
-            return;
-        };
-        let pods_dir = self.shared.data_dir.join("pods");
-        let managed: Vec<PathBuf> = self
-            .shared
-            .cgroups
-            .as_ref()
-            .map(|cgroups| {
-                cgroups
-                    .driver()
-                    .procs_files(&skiff_cgroups::CgroupPath::root())
-                    .iter()
-                    .filter_map(|file| file.parent().map(Path::to_path_buf))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let ids: Vec<_> = runtime
-            .list()
-            .into_iter()
-            .filter(|id| oci::pod_and_container(id).is_some_and(|(uid, _)| unowned(uid)))
-            .collect();
-        if ids.is_empty() {
-            return;
-        }
-        let _ = tokio::task::spawn_blocking(move || {
-            for id in ids {
-                tracing::info!(container = %id, "removing a container no pod runs");
-                oci::remove_unowned(runtime.as_ref(), &id, &pods_dir, &managed);
-            }
-        })
-        .await;
-    }
-
     async fn stop_all(&mut self, grace: Duration, done: &mut mpsc::UnboundedReceiver<String>) {
         for handle in self.workers.values() {
             let _ = handle.stop.send(Some(grace));
@@ -822,7 +822,7 @@ impl PodManager {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        self.remove_unowned_containers(|_| true).await;
+        remove_unowned_containers(&self.shared, |_| true).await;
         for (uid, handle) in self.workers.drain() {
             handle.task.abort();
             if let Some(cgroups) = &self.shared.cgroups {
