@@ -10,8 +10,9 @@
 //! descendants now comes back to it, so it must collect the ones it does not know (or they
 //! stay zombies); and a container that ends while that process is down (a restart of Skiff)
 //! is collected by the system's init instead, so its exit code is lost and `state` reports
-//! it `Stopped` without one. Keeping those needs a waiting process per container, which is
-//! what containerd's shim (about 10 MB each) is for.
+//! it `Stopped` without one. [`CliRuntime::with_monitor`] avoids both: one node-wide
+//! [`crate::monitor`] runs `create`, is the containers' subreaper and records their exit
+//! codes (where containerd keeps a shim of about 10 MB per container).
 //!
 //! Layout under the root directory given to [`CliRuntime::new`]:
 //! - `state/`: the runtime's own `--root` (one directory per container);
@@ -21,6 +22,7 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +33,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::monitor::MonitorClient;
 use crate::runtime::{
     ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, OciError, OciRuntime,
     ProcessStdio,
@@ -45,6 +48,8 @@ pub struct CliRuntime {
     root: PathBuf,
     log_counter: AtomicU64,
     hide_unified_cgroup: bool,
+    /// The node's monitor, which runs `create` so containers outlive this process.
+    monitor: Option<MonitorClient>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
@@ -81,6 +86,7 @@ impl CliRuntime {
             root,
             log_counter: AtomicU64::new(0),
             hide_unified_cgroup: false,
+            monitor: None,
         })
     }
 
@@ -117,6 +123,31 @@ impl CliRuntime {
     /// `runc` found on `PATH`, with its state under `root`.
     pub fn runc(root: impl Into<PathBuf>) -> Result<Self, OciError> {
         CliRuntime::new("runc", "runc", Vec::new(), root)
+    }
+
+    /// Has the node's [`crate::monitor`] (started as `program` with `leading_args`, its
+    /// hidden subcommand, when none runs) create the containers, so that they keep running
+    /// and their exit codes are recorded while this process is down or restarting.
+    pub fn with_monitor(
+        mut self,
+        program: impl Into<PathBuf>,
+        leading_args: Vec<OsString>,
+    ) -> Self {
+        self.monitor = Some(MonitorClient::new(
+            self.root.clone(),
+            program.into(),
+            leading_args,
+        ));
+        self
+    }
+
+    /// Connects to the running monitor, or starts one, so it stays up while this process
+    /// runs; nothing to do without a monitor.
+    pub fn connect_monitor(&self) -> Result<(), OciError> {
+        match &self.monitor {
+            Some(monitor) => monitor.connect(),
+            None => Ok(()),
+        }
     }
 
     /// The directory passed to the runtime as `--root`.
@@ -260,6 +291,11 @@ impl CliRuntime {
 fn hybrid_with_v2_controllers() -> bool {
     fs::read_to_string(Path::new(hidden_cgroup2::UNIFIED).join("cgroup.controllers"))
         .is_ok_and(|controllers| !controllers.trim().is_empty())
+}
+
+/// Makes `command` run without the v2 mount of a hybrid cgroup layout.
+pub(crate) fn hide_unified_cgroup(command: &mut Command) {
+    hidden_cgroup2::apply(command);
 }
 
 /// Running a runtime without the v2 mount of a hybrid cgroup layout.
@@ -460,6 +496,10 @@ impl OciRuntime for CliRuntime {
         // Collect the exit code before the runtime forgets the container, so that its
         // process does not linger as a zombie.
         let _ = self.reap(id);
+        if let Some(monitor) = &self.monitor {
+            // A later run of the same id must not get this one's exit code.
+            let _ = monitor.forget(id);
+        }
         if self.state_root().join(id.as_str()).exists() {
             let (mut command, log) = self.command(id, "delete");
             if force {
@@ -510,4 +550,117 @@ impl OciRuntime for CliRuntime {
         })?;
         Ok(ExecChild { child })
     }
+
+    fn create_with_output(
+        &self,
+        id: &ContainerId,
+        bundle: &Path,
+        writers: [OwnedFd; 2],
+        readers: &[OwnedFd; 2],
+    ) -> Result<(), OciError> {
+        let Some(monitor) = &self.monitor else {
+            let [stdout, stderr] = writers;
+            let stdio = ProcessStdio {
+                stdin: Stdio::null(),
+                stdout: Stdio::from(stdout),
+                stderr: Stdio::from(stderr),
+            };
+            return self.create(id, bundle, stdio);
+        };
+        let dir = self.container_dir(id);
+        if dir.exists() {
+            return Err(OciError::Runtime {
+                runtime: self.name.clone(),
+                operation: "create",
+                id: id.clone(),
+                message: "a container with this id already exists".into(),
+            });
+        }
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let (mut command, log) = self.command(id, "create");
+        command
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(dir.join("pid"))
+            .arg(id.as_str());
+        let argv: Vec<OsString> = std::iter::once(command.get_program().to_owned())
+            .chain(command.get_args().map(ToOwned::to_owned))
+            .collect();
+        let [stdout, stderr] = writers;
+        let clone = |fd: &OwnedFd| fd.try_clone().map_err(io_error(&dir));
+        let fds = [stdout, stderr, clone(&readers[0])?, clone(&readers[1])?];
+        let code = monitor.create(id, argv, self.hide_unified_cgroup, fds);
+        let message = read_log(&log);
+        let _ = fs::remove_file(&log);
+        match code {
+            Ok(0) => Ok(()),
+            Ok(code) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(OciError::Runtime {
+                    runtime: self.name.clone(),
+                    operation: "create",
+                    id: id.clone(),
+                    message: if message.is_empty() {
+                        format!("exited with code {code}")
+                    } else {
+                        message
+                    },
+                })
+            }
+            Err(error) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(error)
+            }
+        }
+    }
+
+    fn list(&self) -> Vec<ContainerId> {
+        let Ok(entries) = fs::read_dir(self.root.join("containers")) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<ContainerId> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| ContainerId::new(e.file_name().to_str()?).ok())
+            .collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
+    }
+
+    fn keeper_pid(&self) -> Option<i32> {
+        self.monitor.as_ref()?.pid()
+    }
+
+    fn recover_output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {
+        match &self.monitor {
+            Some(monitor) => monitor.output(id),
+            None => Ok(None),
+        }
+    }
+
+    fn wait_exit(&self, id: &ContainerId, pid: i32) -> i32 {
+        if self.monitor.is_none() {
+            return crate::runtime::wait_for_child(pid);
+        }
+        // The monitor is the parent: wait for the process to go, then for the code it
+        // records (it reaps at once; a monitor that died leaves none).
+        crate::monitor::wait_until_gone(pid);
+        let exit_path = self.container_dir(id).join("exit-code");
+        let deadline = Instant::now() + RECORDED_EXIT_LIMIT;
+        loop {
+            let recorded = fs::read_to_string(&exit_path)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            if let Some(code) = recorded {
+                return code;
+            }
+            if Instant::now() >= deadline {
+                return -1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
+
+/// How long an ended container's recorded exit code may take to appear.
+const RECORDED_EXIT_LIMIT: Duration = Duration::from_secs(5);

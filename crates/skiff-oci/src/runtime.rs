@@ -1,6 +1,7 @@
 //! The runtime boundary: what the node agent asks of an OCI runtime, whichever one it is.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
 
@@ -238,4 +239,65 @@ pub trait OciRuntime: Send + Sync {
         process: &ExecProcess,
         stdio: ProcessStdio,
     ) -> Result<ExecChild, OciError>;
+
+    /// Creates the container with its stdout and stderr on `writers`, the write ends of two
+    /// pipes whose read ends are `readers`. A runtime whose containers outlive their owner
+    /// keeps copies of the read ends, so the container's writes never fail while the owner is
+    /// down and [`OciRuntime::recover_output`] hands them back; by default only `create`.
+    fn create_with_output(
+        &self,
+        id: &ContainerId,
+        bundle: &std::path::Path,
+        writers: [OwnedFd; 2],
+        readers: &[OwnedFd; 2],
+    ) -> Result<(), OciError> {
+        let _ = readers;
+        let [stdout, stderr] = writers;
+        let stdio = ProcessStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::from(stdout),
+            stderr: Stdio::from(stderr),
+        };
+        self.create(id, bundle, stdio)
+    }
+
+    /// Every container this runtime has a record of, running or not; by default none known.
+    fn list(&self) -> Vec<ContainerId> {
+        Vec::new()
+    }
+
+    /// The PID of the process that keeps this runtime's containers running across restarts
+    /// of their owner (the node's monitor), when there is one: its descendants are
+    /// containers to adopt, not leftovers to kill.
+    fn keeper_pid(&self) -> Option<i32> {
+        None
+    }
+
+    /// The read ends of a running container's stdout and stderr pipes, for an owner that
+    /// restarted; `None` when the runtime kept none (the container cannot be adopted).
+    fn recover_output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Waits, blocking, for the container's PID 1 `pid` to end and returns its exit code
+    /// (128 + signal), or -1 when it cannot be known. By default `pid` is this process's
+    /// child (its subreaper) and is reaped by PID, never with a wildcard wait.
+    fn wait_exit(&self, id: &ContainerId, pid: i32) -> i32 {
+        let _ = id;
+        wait_for_child(pid)
+    }
+}
+
+/// Waits for the child `pid` to end and returns Kubernetes' exit code, -1 when it cannot.
+pub fn wait_for_child(pid: i32) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return -1,
+        }
+    }
 }

@@ -178,12 +178,24 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The hidden subcommand that runs one operation of the embedded OCI runtime.
 pub const OCI_SHIM_SUBCOMMAND: &str = "oci-shim";
 
+/// The hidden subcommand running the node's container monitor (`skiff_oci::monitor`), which
+/// keeps containers and their exit codes while `skiff up` restarts.
+pub const NODE_MONITOR_SUBCOMMAND: &str = "node-monitor";
+
 fn main() -> std::process::ExitCode {
     // The embedded runtime forks containers: it must run before any thread exists, so it is
     // dispatched ahead of everything else (runc-style arguments, not clap's).
     let mut args = std::env::args_os();
     if args.nth(1).is_some_and(|a| a == OCI_SHIM_SUBCOMMAND) {
         let code = skiff_oci::shim_main(args);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == NODE_MONITOR_SUBCOMMAND)
+    {
+        // The node's container monitor forks runtimes too, and must stay single-threaded.
+        let code = skiff_oci::monitor_main(std::env::args_os().skip(2));
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     tracing_subscriber::fmt()

@@ -208,20 +208,25 @@ fn pod_network_settings(
 }
 
 /// The OCI runtime containers run through: `--oci-runtime`'s program, else the embedded one
-/// (this binary re-executed for its hidden shim subcommand), with its state under `DATA/oci`.
+/// (this binary re-executed for its hidden shim subcommand), with its state under `DATA/oci`;
+/// containers are created through the node's monitor (this binary's hidden `node-monitor`).
 fn oci_runtime(
     args: &UpArgs,
     data_dir: &Path,
 ) -> Result<Arc<dyn skiff_oci::OciRuntime>, Box<dyn std::error::Error>> {
     let root = data_dir.join("oci");
+    let program = std::env::current_exe()?;
     let runtime = match &args.oci_runtime {
-        Some(program) => skiff_oci::CliRuntime::at_path(program, root)?,
+        Some(runtime) => skiff_oci::CliRuntime::at_path(runtime, root)?,
         None => skiff_oci::embedded_runtime(
-            std::env::current_exe()?,
+            program.clone(),
             vec![crate::OCI_SHIM_SUBCOMMAND.into()],
             root,
         )?,
-    };
+    }
+    .with_monitor(program, vec![crate::NODE_MONITOR_SUBCOMMAND.into()]);
+    // Reconnect to the monitor a previous run left (its containers are adopted), or start one.
+    runtime.connect_monitor()?;
     tracing::info!(
         runtime = skiff_oci::OciRuntime::name(&runtime),
         "containers run through an OCI runtime"

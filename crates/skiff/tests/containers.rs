@@ -646,8 +646,8 @@ fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
     skiff.kill();
     skiff.restart();
     let kubectl = skiff.kubectl();
-    // The same pods run again (their processes died with the agent's pipes: a restart is
-    // counted) at the addresses they had, and answer there.
+    // The same pods run on (their containers are adopted: no restart is counted) at the
+    // addresses they had, and answer there.
     let after = wait_for_every(
         "the pods to run again after the crash",
         SETTLE,
@@ -662,7 +662,7 @@ fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
                         && pod
                             .pointer("/status/containerStatuses/0/restartCount")
                             .and_then(|c| c.as_i64())
-                            .is_some_and(|c| c >= 1)
+                            == Some(0)
                 })
                 .map(|pod| {
                     (
@@ -934,9 +934,100 @@ fn containers_run_through_crun() {
     containers_run_through_the_oci_runtime(&["--oci-runtime", crun]);
 }
 
+/// One adoptable pod's facts before the crash.
+#[derive(Debug)]
+struct Ticker {
+    name: String,
+    uid: String,
+    ip: String,
+    started_at: String,
+    pid: i32,
+}
+
+/// A pod of the shell image whose PID 1 prints a numbered line every 200 ms, so the test can
+/// tell that its output still reaches the log.
+fn ticker_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels:
+    app: ticker
+spec:
+  # A shell as a PID namespace's init ignores SIGTERM: it ends at the grace period's SIGKILL.
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {shell}
+    command: [sh, -c, 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done']
+---
+",
+        shell = support::images::SHELL
+    )
+}
+
+/// The container's PID 1 on the host, as the runtime recorded it at `create`.
+fn container_pid(skiff: &Skiff, uid: &str) -> Option<i32> {
+    std::fs::read_to_string(
+        skiff
+            .data_dir()
+            .join("oci")
+            .join("containers")
+            .join(format!("{uid}-main"))
+            .join("pid"),
+    )
+    .ok()?
+    .trim()
+    .parse()
+    .ok()
+}
+
+/// Whether `pid` is a live (not zombie) process carrying the pod UID `uid` in its
+/// environment: the pod's container, not a PID reused by something else.
+fn runs_for_pod(pid: i32, uid: &str) -> bool {
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    });
+    alive
+        && std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|environ| String::from_utf8_lossy(&environ).contains(uid))
+}
+
+/// The PIDs of node monitors serving the runtime root `root`.
+fn monitors_of(root: &Path) -> Vec<i32> {
+    let wanted = root.display().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let words: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|w| String::from_utf8_lossy(w).into_owned())
+                    .collect();
+                words.iter().any(|w| w == "node-monitor") && words.contains(&wanted)
+            })
+        })
+        .collect()
+}
+
+/// The highest tick number in a ticker pod's log.
+fn last_tick(kubectl: &support::Kubectl, pod: &str) -> Option<u64> {
+    kubectl
+        .ok(&["logs", pod])
+        .lines()
+        .filter_map(|line| line.strip_prefix("tick ")?.trim().parse().ok())
+        .max()
+}
+
 #[test]
-fn after_a_crash_oci_containers_start_again_and_nothing_leaks() {
+fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restarts() {
     assert_root();
+    const PODS: usize = 10;
     let network = TestNetwork::next();
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -947,66 +1038,239 @@ fn after_a_crash_oci_containers_start_again_and_nothing_leaks() {
         (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
             .then_some(())
     });
-    skiff.write_file(
-        "sleeper.yaml",
-        &format!(
-            "apiVersion: v1
-kind: Pod
-metadata:
-  name: sleeper
-spec:
-  # sleep as a PID namespace's init ignores SIGTERM: it ends at the grace period's SIGKILL.
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: main
-    image: {shell}
-    command: [sleep, \"3600\"]
-",
-            shell = support::images::SHELL
-        ),
-    );
-    kubectl.ok(&["apply", "-f", "sleeper.yaml"]);
-    let uid = kubectl.ok(&["get", "pod", "sleeper", "-o", "jsonpath={.metadata.uid}"]);
-    let container_state = skiff
-        .data_dir()
-        .join("oci")
-        .join("state")
-        .join(format!("{uid}-main"));
-    wait_for_every("the sleeper to run as a container", SETTLE, POLL, || {
-        let pod = json_of(&kubectl.ok(&["get", "pod", "sleeper", "-o", "json"]));
-        (container_status(&pod, "main")?
-            .pointer("/state/running")
-            .is_some()
-            && container_state.is_dir())
-        .then_some(())
+    let manifest: String = (0..PODS)
+        .map(|i| ticker_pod(&format!("ticker-{i}")))
+        .collect();
+    skiff.write_file("tickers.yaml", &manifest);
+    kubectl.ok(&["apply", "-f", "tickers.yaml"]);
+    let tickers: Vec<Ticker> = wait_for_every("ten running ticker pods", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=ticker", "-o", "json"]));
+        let pods: Vec<Ticker> = items(&list)
+            .iter()
+            .filter_map(|pod| {
+                let uid = str_at(pod, "/metadata/uid");
+                let status = container_status(pod, "main")?;
+                let started_at = status
+                    .pointer("/state/running/startedAt")?
+                    .as_str()?
+                    .to_string();
+                let ip = str_at(pod, "/status/podIP");
+                let pid = container_pid(&skiff, &uid)?;
+                (!ip.is_empty() && runs_for_pod(pid, &uid)).then(|| Ticker {
+                    name: str_at(pod, "/metadata/name"),
+                    uid,
+                    ip,
+                    started_at,
+                    pid,
+                })
+            })
+            .collect();
+        (pods.len() == PODS).then_some(pods)
     });
+    let root = skiff.data_dir().join("oci");
+    let monitors = monitors_of(&root);
+    assert_eq!(monitors.len(), 1, "one node monitor: {monitors:?}");
+    let smaps =
+        std::fs::read_to_string(format!("/proc/{}/smaps_rollup", monitors[0])).unwrap_or_default();
+    let figure = |key: &str| {
+        smaps
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "node monitor with {PODS} pods: {}, {}",
+        figure("Rss:"),
+        figure("Pss:")
+    );
+    let ticks_before: Vec<u64> = tickers
+        .iter()
+        .map(|t| last_tick(&kubectl, &t.name).unwrap_or(0))
+        .collect();
 
+    skiff.kill();
+    // While Skiff is down, the first pod's PID 1 is killed; the monitor collects it.
+    let victim = &tickers[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killing the first ticker's PID 1");
+    wait_for_every("the killed PID 1 to be collected", SETTLE, POLL, || {
+        (!Path::new(&format!("/proc/{}", victim.pid)).exists()).then_some(())
+    });
+    // Its exit code is on disk while Skiff is still down.
+    let exit_file = root
+        .join("containers")
+        .join(format!("{}-main", victim.uid))
+        .join("exit-code");
+    wait_for_every("the monitor to record the exit code", SETTLE, POLL, || {
+        (std::fs::read_to_string(&exit_file).ok()?.trim() == "137").then_some(())
+    });
+    for ticker in &tickers[1..] {
+        assert!(
+            runs_for_pod(ticker.pid, &ticker.uid),
+            "{} stopped running when Skiff was killed",
+            ticker.name
+        );
+    }
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    let ready_at = std::time::Instant::now();
+
+    // The others were adopted: the same processes, Ready within 5 s of the server being
+    // ready, restart counts, start times and addresses unchanged.
+    wait_for_every(
+        "the other tickers to be adopted, running and Ready",
+        Duration::from_secs(5).saturating_sub(ready_at.elapsed()),
+        Duration::from_millis(100),
+        || {
+            let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=ticker", "-o", "json"]));
+            tickers[1..]
+                .iter()
+                .all(|ticker| {
+                    items(&list).iter().any(|pod| {
+                        let ready = pod
+                            .pointer("/status/conditions")
+                            .and_then(|c| c.as_array())
+                            .is_some_and(|conditions| {
+                                conditions.iter().any(|c| {
+                                    str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True"
+                                })
+                            });
+                        let status = container_status(pod, "main");
+                        str_at(pod, "/metadata/uid") == ticker.uid
+                            && ready
+                            && str_at(pod, "/status/podIP") == ticker.ip
+                            && status.as_ref().is_some_and(|s| {
+                                s.pointer("/restartCount").and_then(|c| c.as_i64()) == Some(0)
+                                    && s.pointer("/state/running/startedAt")
+                                        .and_then(|t| t.as_str())
+                                        == Some(ticker.started_at.as_str())
+                            })
+                    })
+                })
+                .then_some(())
+        },
+    );
+    // The killed one is reported with its exit code and started again, counted.
+    let restarted = wait_for_every("the killed ticker to run again", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", &victim.name, "-o", "json"]));
+        let status = container_status(&pod, "main")?;
+        (status.pointer("/state/running").is_some()
+            && status.pointer("/restartCount").and_then(|c| c.as_i64()) == Some(1))
+        .then_some(status)
+    });
+    assert_eq!(
+        restarted.pointer("/lastState/terminated/exitCode"),
+        Some(&serde_json::json!(137)),
+        "{restarted}"
+    );
+    assert_eq!(
+        restarted.pointer("/lastState/terminated/reason"),
+        Some(&serde_json::json!("Error")),
+        "{restarted}"
+    );
+    assert_eq!(
+        restarted
+            .pointer("/lastState/terminated/startedAt")
+            .and_then(|s| s.as_str()),
+        Some(victim.started_at.as_str()),
+        "{restarted}"
+    );
+    let new_pid = container_pid(&skiff, &victim.uid).expect("the new run's PID 1");
+    assert_ne!(
+        new_pid, victim.pid,
+        "the killed container runs again as a new process"
+    );
+
+    for ticker in &tickers[1..] {
+        assert!(
+            runs_for_pod(ticker.pid, &ticker.uid),
+            "{} is no longer the same process",
+            ticker.name
+        );
+        assert_eq!(container_pid(&skiff, &ticker.uid), Some(ticker.pid));
+    }
+    // Their output flows into their logs again, from the same processes.
+    for (ticker, before) in tickers[1..].iter().zip(&ticks_before[1..]) {
+        wait_for_every(
+            &format!("{} to log past tick {before} after adoption", ticker.name),
+            SETTLE,
+            POLL,
+            || last_tick(&kubectl, &ticker.name).filter(|tick| tick > before),
+        );
+    }
+    // Still adopted once the agent has been at work (it restarted the killed one): no
+    // restart counted, the same processes.
+    let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=ticker", "-o", "json"]));
+    for ticker in &tickers[1..] {
+        let pod = items(&list)
+            .iter()
+            .find(|pod| str_at(pod, "/metadata/uid") == ticker.uid)
+            .cloned()
+            .unwrap_or_else(|| panic!("{} is gone", ticker.name));
+        let status = container_status(&pod, "main").expect("a container status");
+        assert_eq!(
+            status.pointer("/restartCount").and_then(|c| c.as_i64()),
+            Some(0),
+            "{}: {status}",
+            ticker.name
+        );
+        assert!(runs_for_pod(ticker.pid, &ticker.uid), "{}", ticker.name);
+    }
+    // One veth per pod on the bridge: none was made twice.
+    let on_bridge = host("ip", &["-o", "link", "show", "master", &network.bridge]);
+    assert_eq!(on_bridge.lines().count(), PODS, "{on_bridge}");
+
+    // A second crash: adopted containers, and the one started since, are adopted again.
     skiff.kill();
     skiff.restart();
     let kubectl = skiff.kubectl();
-    // Not adopted yet: the old container is removed and a new run counted.
-    wait_for_every("the sleeper to run again", SETTLE, POLL, || {
-        let pod = json_of(&kubectl.ok(&["get", "pod", "sleeper", "-o", "json"]));
-        let status = container_status(&pod, "main")?;
-        (status.pointer("/state/running").is_some()
-            && status
-                .pointer("/restartCount")
-                .and_then(|c| c.as_i64())
-                .is_some_and(|c| c >= 1))
-        .then_some(())
-    });
-    let sleepers = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter(|entry| {
-            std::fs::read(entry.path().join("environ"))
-                .is_ok_and(|environ| String::from_utf8_lossy(&environ).contains(uid.as_str()))
+    let expected: Vec<(String, i32, i64)> = tickers
+        .iter()
+        .map(|t| {
+            if t.uid == victim.uid {
+                (t.uid.clone(), new_pid, 1)
+            } else {
+                (t.uid.clone(), t.pid, 0)
+            }
         })
-        .count();
-    assert_eq!(
-        sleepers, 1,
-        "the old container's process outlived the crash"
+        .collect();
+    wait_for_every("every ticker to be adopted again", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=ticker", "-o", "json"]));
+        expected
+            .iter()
+            .all(|(uid, pid, restarts)| {
+                items(&list).iter().any(|pod| {
+                    str_at(pod, "/metadata/uid") == *uid
+                        && container_status(pod, "main").is_some_and(|s| {
+                            s.pointer("/restartCount").and_then(|c| c.as_i64()) == Some(*restarts)
+                                && s.pointer("/state/running").is_some()
+                        })
+                }) && runs_for_pod(*pid, uid)
+            })
+            .then_some(())
+    });
+    // The agent owns them again: deleting one stops its adopted process gracefully.
+    let deleted = &tickers[PODS - 1];
+    kubectl.ok(&["delete", "pod", &deleted.name, "--wait=false"]);
+    wait_for_every(
+        &format!("{} to be deleted with its process", deleted.name),
+        SETTLE,
+        POLL,
+        || {
+            let gone = !kubectl
+                .ok(&["get", "pods", "-o", "name"])
+                .contains(&format!("pod/{}", deleted.name));
+            (gone && !runs_for_pod(deleted.pid, &deleted.uid)).then_some(())
+        },
     );
+    // A third crash, and SIGTERM at once: whether or not the workers adopted them yet,
+    // nothing is left.
+    skiff.kill();
+    skiff.restart();
 
     let status = skiff.stop();
     assert!(
@@ -1014,9 +1278,22 @@ spec:
         "skiff exited with {status}:\n{}",
         skiff.log()
     );
-    let mut left = leftovers(&network, std::slice::from_ref(&uid));
-    if container_state.exists() {
-        left.push(format!("runtime state {}", container_state.display()));
+    let uids: Vec<String> = tickers.iter().map(|t| t.uid.clone()).collect();
+    let mut left = leftovers(&network, &uids);
+    for ticker in &tickers {
+        let state = root.join("state").join(format!("{}-main", ticker.uid));
+        if state.exists() {
+            left.push(format!("runtime state {}", state.display()));
+        }
+        if runs_for_pod(ticker.pid, &ticker.uid) {
+            left.push(format!("process {} of {}", ticker.pid, ticker.name));
+        }
+    }
+    if runs_for_pod(new_pid, &victim.uid) {
+        left.push(format!("process {new_pid} of {}", victim.name));
     }
     assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+    wait_for_every("the node monitor to exit", SETTLE, POLL, || {
+        monitors_of(&root).is_empty().then_some(())
+    });
 }

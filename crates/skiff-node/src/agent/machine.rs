@@ -298,6 +298,17 @@ pub enum Input {
         /// Its container ID.
         container_id: String,
     },
+    /// A container an earlier run of the agent started runs on, taken over as it is: its
+    /// run keeps its start time and container ID, and the restart count the pod's status
+    /// had (nothing is counted).
+    Adopted {
+        /// The container.
+        container: String,
+        /// When the run started (the pod's status says).
+        started_at: Timestamp,
+        /// Its container ID.
+        container_id: String,
+    },
     /// A container could not be started.
     StartFailed {
         /// The container.
@@ -632,6 +643,11 @@ impl PodMachine {
                     c.backoff_reported = false;
                 }
             }
+            Input::Adopted {
+                container,
+                started_at,
+                container_id,
+            } => self.adopt(&container, started_at, container_id, now),
             Input::StartFailed {
                 container,
                 failure,
@@ -795,6 +811,26 @@ impl PodMachine {
                 }
             }
         }
+    }
+
+    /// Takes over a running container: it counts as one run already made (so its next start
+    /// is a restart), its probes begin again as at a start.
+    fn adopt(&mut self, container: &str, started_at: Timestamp, container_id: String, now: Now) {
+        let Some(c) = self.track(container) else {
+            return;
+        };
+        c.runs = c.runs.max(1);
+        c.phase = Phase::Running {
+            started_at,
+            container_id,
+        };
+        c.probes = c
+            .probe_specs
+            .iter()
+            .map(|(kind, timing)| ProbeTracker::new(*kind, *timing, now.mono))
+            .collect();
+        c.started = !c.probes.iter().any(|p| p.kind() == ProbeKind::Startup);
+        c.ready = c.started && !c.probes.iter().any(|p| p.kind() == ProbeKind::Readiness);
     }
 
     /// A second deletion or stop may only shorten the grace period, as kubelet's does: the
@@ -1626,6 +1662,56 @@ mod tests {
             base: Duration::from_secs(10),
             max: Duration::from_secs(300),
         }
+    }
+
+    #[test]
+    fn an_adopted_container_keeps_its_run_and_its_next_start_is_a_restart() {
+        let mut clock = Clock::new();
+        let mut p = pod(json!({"containers": [{"name": "a"}, {"name": "b"}]}));
+        p.status = serde_json::from_value(json!({
+            "containerStatuses": [
+                {"name": "a", "restartCount": 2, "ready": true, "image": "x", "imageID": "x",
+                 "state": {"running": {"startedAt": "2026-01-02T03:04:05Z"}}},
+                {"name": "b", "restartCount": 0, "ready": true, "image": "x", "imageID": "x",
+                 "state": {"running": {"startedAt": "2026-01-02T03:04:05Z"}}}
+            ]
+        }))
+        .unwrap();
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        let started_at: Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        for name in ["a", "b"] {
+            let adopted = Input::Adopted {
+                container: name.into(),
+                started_at,
+                container_id: format!("skiff://u1/{name}/0"),
+            };
+            assert!(starts(&m.step(adopted, clock.at(0))).is_empty());
+        }
+        assert!(
+            starts(&m.step(Input::SandboxReady, clock.at(10))).is_empty(),
+            "an adopted container is not started again"
+        );
+        let a = m.container("a").unwrap();
+        assert_eq!(a.restart_count, 2);
+        assert!(a.ready, "no readiness probe: ready once adopted");
+        assert_eq!(
+            a.phase,
+            Phase::Running {
+                started_at,
+                container_id: "skiff://u1/a/0".into()
+            }
+        );
+        assert_eq!(m.phase(), "Running");
+        // The one that ended while the agent was down restarts per policy, counted.
+        assert_eq!(
+            starts(&m.step(exited("b", 137), clock.at(20))),
+            vec![("b".to_string(), 1)]
+        );
+        let b = m.container("b").unwrap();
+        let last = b.last_termination.as_ref().unwrap();
+        assert_eq!((last.exit_code, last.reason.as_str()), (137, "Error"));
+        assert_eq!(last.started_at, started_at);
+        assert_eq!(last.container_id, "skiff://u1/b/0");
     }
 
     #[test]

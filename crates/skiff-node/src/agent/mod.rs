@@ -61,7 +61,7 @@ mod tests;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -401,6 +401,8 @@ impl NodeAgent {
             _ = informer.wait_synced() => {}
             _ = &mut shutdown => {
                 heartbeat.abort();
+                // No worker runs yet: containers an earlier run left go with the rest.
+                remove_unowned_containers(&shared, |_| true).await;
                 if let Some(network) = &pod_network {
                     shut_down_pod_network(network).await;
                 }
@@ -461,6 +463,42 @@ impl NodeAgent {
         recorder.flush().await;
         Ok(())
     }
+}
+
+/// Removes the runtime's containers of pods `unowned` picks by UID, which no worker
+/// runs: at start those of pods no longer bound here, at stop those no worker adopted.
+async fn remove_unowned_containers(shared: &worker::Shared, unowned: impl Fn(&str) -> bool) {
+    let Some(runtime) = shared.oci.clone() else {
+        return;
+    };
+    let pods_dir = shared.data_dir.join("pods");
+    let managed: Vec<PathBuf> = shared
+        .cgroups
+        .as_ref()
+        .map(|cgroups| {
+            cgroups
+                .driver()
+                .procs_files(&skiff_cgroups::CgroupPath::root())
+                .iter()
+                .filter_map(|file| file.parent().map(Path::to_path_buf))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ids: Vec<_> = runtime
+        .list()
+        .into_iter()
+        .filter(|id| oci::pod_and_container(id).is_some_and(|(uid, _)| unowned(uid)))
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for id in ids {
+            tracing::info!(container = %id, "removing a container no pod runs");
+            oci::remove_unowned(runtime.as_ref(), &id, &pods_dir, &managed);
+        }
+    })
+    .await;
 }
 
 /// Registers the node and runs its pods until `shutdown`: see [`NodeAgent::run`].
@@ -633,6 +671,7 @@ impl PodManager {
                 }
             }
         }
+        remove_unowned_containers(&self.shared, |uid| !bound.contains(uid)).await;
         let pods_dir = self.shared.data_dir.join("pods");
         let Ok(entries) = std::fs::read_dir(&pods_dir) else {
             return;
@@ -644,7 +683,16 @@ impl PodManager {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .chain(bound.iter().cloned())
             .collect();
-        let unrecorded = process::kill_unrecorded(&known).await;
+        // Containers the node's monitor kept running across the restart are adopted by their
+        // pods' workers, not killed.
+        let spared = self
+            .shared
+            .oci
+            .as_ref()
+            .and_then(|runtime| runtime.keeper_pid())
+            .map(process::descendant_groups)
+            .unwrap_or_default();
+        let unrecorded = process::kill_unrecorded_sparing(&known, &spared).await;
         if unrecorded > 0 {
             tracing::info!(
                 groups = unrecorded,
@@ -654,7 +702,7 @@ impl PodManager {
         for entry in entries {
             let uid = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
-            let killed = process::kill_leftovers(&dir.join("pgids"), &uid).await;
+            let killed = process::kill_leftovers_sparing(&dir.join("pgids"), &uid, &spared).await;
             if killed > 0 {
                 tracing::info!(pod_uid = %uid, groups = killed, "killed processes left by an earlier run");
             }
@@ -777,6 +825,7 @@ impl PodManager {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        remove_unowned_containers(&self.shared, |_| true).await;
         for (uid, handle) in self.workers.drain() {
             handle.task.abort();
             if let Some(cgroups) = &self.shared.cgroups {

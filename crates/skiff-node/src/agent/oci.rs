@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use skiff_oci::bundle::{BindMount, CapabilityChanges, NamespaceMode, Namespaces, UserConfig};
 use skiff_oci::{ContainerConfig, ContainerId, ExecProcess, OciRuntime, ProcessStdio};
@@ -106,6 +106,43 @@ fn remove_previous(runtime: &dyn OciRuntime, id: &ContainerId, rootfs: &Path) {
         }
     }
     unmount_root(rootfs);
+}
+
+/// The pod UID and container name a runtime id (`<pod uid>-<container name>`) stands for;
+/// pod UIDs are 36-character UUIDs.
+pub fn pod_and_container(id: &ContainerId) -> Option<(&str, &str)> {
+    let text = id.as_str();
+    let uid = text.get(..36)?;
+    let name = text.get(36..)?.strip_prefix('-')?;
+    (!name.is_empty()).then_some((uid, name))
+}
+
+/// Removes a container no worker owns (its pod is gone, or the agent stops before its worker
+/// adopted it): killed and deleted from the runtime, its root unmounted, the cgroups the
+/// runtime made outside `managed` hierarchies (mount points) removed. Blocking.
+pub fn remove_unowned(
+    runtime: &dyn OciRuntime,
+    id: &ContainerId,
+    pods_dir: &Path,
+    managed: &[PathBuf],
+) {
+    let Some((uid, name)) = pod_and_container(id) else {
+        return;
+    };
+    let container_dir = pods_dir.join(uid).join("containers").join(name);
+    let cgroups_path = std::fs::read_to_string(container_dir.join("bundle").join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|config| {
+            config
+                .pointer("/linux/cgroupsPath")
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        });
+    remove_previous(runtime, id, &RunDirs::under(&container_dir).root);
+    if let Some(path) = cgroups_path {
+        remove_runtime_cgroups(&path, managed);
+    }
 }
 
 /// How often a failed `delete` is tried in all, and the pause between tries.
@@ -307,19 +344,14 @@ fn start_in_root(
     let bundle = run.container_dir.join("bundle");
     std::fs::create_dir_all(&bundle).map_err(|e| format!("creating the bundle: {e}"))?;
     skiff_oci::write_bundle(&bundle, &spec).map_err(|e| e.to_string())?;
-    let writer = Arc::new(Mutex::new(
-        LogWriter::open(run.log_path, run.log_cap).map_err(|e| format!("opening the log: {e}"))?,
-    ));
+    let writer =
+        LogWriter::open(run.log_path, run.log_cap).map_err(|e| format!("opening the log: {e}"))?;
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
-    let stdio = ProcessStdio {
-        stdin: Stdio::null(),
-        stdout: Stdio::from(out_write),
-        stderr: Stdio::from(err_write),
-    };
+    let readers = [out_read, err_read];
     // Our write ends close when `create` returns: only the container holds them then.
     run.runtime
-        .create(id, &bundle, stdio)
+        .create_with_output(id, &bundle, [out_write, err_write], &readers)
         .map_err(|e| format!("failed to create containerd task: {e}"))?;
     let pid = run
         .runtime
@@ -338,11 +370,34 @@ fn start_in_root(
             .remove(&pid);
         return Err(format!("failed to start containerd task: {e}"));
     }
+    let container = OciContainer {
+        runtime: run.runtime.clone(),
+        id: id.clone(),
+        rootfs: dirs.root.clone(),
+        cgroup: run
+            .cgroups_path
+            .clone()
+            .map(|path| (path, run.managed_cgroup_dirs.clone())),
+        operations: Mutex::new(()),
+    };
+    Ok(follow(container, pid, readers, writer))
+}
+
+/// The handle of a running container: its output copied from `readers` into the log, its
+/// PID 1 waited for through the runtime, `done` set once it has ended.
+fn follow(
+    container: OciContainer,
+    pid: i32,
+    readers: [OwnedFd; 2],
+    writer: LogWriter,
+) -> ContainerProcess {
+    let writer = Arc::new(Mutex::new(writer));
     // `kubectl attach` follows the output; stdin and terminals are not wired through the
     // runtime yet, so an attach session only reads.
     let output = super::streams::output_channel();
-    let copiers = [(out_read, "stdout"), (err_read, "stderr")]
+    let copiers = readers
         .into_iter()
+        .zip(["stdout", "stderr"])
         .filter_map(|(fd, stream)| {
             let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok()?;
             Some(tokio::spawn(copy_log(
@@ -361,8 +416,10 @@ fn start_in_root(
         None,
         rx.clone(),
     ));
+    let container = Arc::new(container);
+    let waited = container.clone();
     tokio::spawn(async move {
-        let code = tokio::task::spawn_blocking(move || wait_for_pid(pid))
+        let code = tokio::task::spawn_blocking(move || waited.runtime.wait_exit(&waited.id, pid))
             .await
             .unwrap_or(-1);
         container_pids()
@@ -377,41 +434,113 @@ fn start_in_root(
         }
         let _ = tx.send(Some(code));
     });
-    Ok(ContainerProcess {
+    ContainerProcess {
         pgid: pid,
         done: rx,
         attach,
-        oci: Some(Arc::new(OciContainer {
-            runtime: run.runtime.clone(),
-            id: id.clone(),
-            rootfs: dirs.root.clone(),
-            cgroup: run
-                .cgroups_path
-                .clone()
-                .map(|path| (path, run.managed_cgroup_dirs.clone())),
-            operations: Mutex::new(()),
-        })),
+        oci: Some(container),
+    }
+}
+
+/// What a container left by an earlier run of the agent is, as the runtime reports it.
+pub enum Leftover {
+    /// It still runs: its handle, with its output flowing again into `log_path`.
+    Running(ContainerProcess),
+    /// It ended while the agent was down, with this exit code: its handle, already done.
+    Ended(ContainerProcess),
+}
+
+/// Takes over the container `id` an earlier run of the agent created, when the runtime
+/// still runs it and kept its output pipes, or recorded how it ended (blocking: call it on a
+/// blocking thread); `None` when it cannot be adopted (it is then replaced by a new run).
+pub fn adopt(
+    runtime: Arc<dyn OciRuntime>,
+    id: ContainerId,
+    container_dir: &Path,
+    cgroup: Option<(String, Vec<PathBuf>)>,
+    log_path: &Path,
+    log_cap: u64,
+) -> Option<Leftover> {
+    let state = runtime.state(&id).ok()?;
+    let container = OciContainer {
+        runtime: runtime.clone(),
+        id: id.clone(),
+        rootfs: RunDirs::under(container_dir).root,
+        cgroup,
+        operations: Mutex::new(()),
+    };
+    if let Some(code) = state.exit_code {
+        let (_tx, done) = watch::channel(Some(code));
+        let attach = Arc::new(super::streams::Attachable::new(
+            &super::streams::AttachConfig::default(),
+            super::streams::output_channel(),
+            None,
+            None,
+            done.clone(),
+        ));
+        return Some(Leftover::Ended(ContainerProcess {
+            pgid: 0,
+            done,
+            attach,
+            oci: Some(Arc::new(container)),
+        }));
+    }
+    let pid = match (state.status, state.pid) {
+        (skiff_oci::ContainerStatus::Running, Some(pid)) => pid,
+        _ => return None,
+    };
+    let readers = runtime.recover_output(&id).ok().flatten()?;
+    let writer = LogWriter::open(log_path, log_cap).ok()?;
+    Some(Leftover::Running(follow(container, pid, readers, writer)))
+}
+
+/// What exec into an adopted container needs of its process.
+pub struct BundleProcess {
+    /// The environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory inside the container.
+    pub working_dir: String,
+    /// Who it runs as.
+    pub run_as: RunAs,
+}
+
+/// The environment, working directory and user of a container's process, from its bundle's
+/// `config.json`, for exec into an adopted container.
+pub fn bundle_process(container_dir: &Path) -> Option<BundleProcess> {
+    let text = std::fs::read_to_string(container_dir.join("bundle").join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let env = config
+        .pointer("/process/env")?
+        .as_array()?
+        .iter()
+        .filter_map(|e| e.as_str()?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let cwd = config
+        .pointer("/process/cwd")
+        .and_then(|c| c.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let id = |field: &str| {
+        config
+            .pointer(&format!("/process/user/{field}"))
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    Some(BundleProcess {
+        env,
+        working_dir: cwd,
+        run_as: RunAs {
+            uid: id("uid"),
+            gid: id("gid"),
+        },
     })
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("creating the container's output pipe: {e}"))
-}
-
-/// Waits for `pid` (a child of this process) to end and returns Kubernetes' exit code.
-fn wait_for_pid(pid: i32) -> i32 {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                tracing::warn!(pid, error = %e, "waiting for a container failed");
-                return -1;
-            }
-        }
-    }
 }
 
 /// Runs commands inside a running container through the runtime's `exec`, with its
@@ -538,6 +667,19 @@ pub fn sweep_zombies(sweep: &mut ZombieSweep) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runtime_id_names_its_pod_and_container() {
+        let id = ContainerId::new("0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f-web-server").unwrap();
+        assert_eq!(
+            pod_and_container(&id),
+            Some(("0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f", "web-server"))
+        );
+        let short = ContainerId::new("not-a-pod").unwrap();
+        assert_eq!(pod_and_container(&short), None);
+        let nameless = ContainerId::new("0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f-").unwrap();
+        assert_eq!(pod_and_container(&nameless), None);
+    }
 
     #[test]
     fn only_zombies_seen_twice_and_not_containers_are_reaped() {

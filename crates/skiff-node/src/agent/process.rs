@@ -141,6 +141,44 @@ fn parse_stat(stat: &str) -> Option<(char, i32)> {
     Some((state, pgrp))
 }
 
+/// The process groups of every descendant of `ancestor` (not its own), read from `/proc`.
+pub fn descendant_groups(ancestor: i32) -> std::collections::HashSet<i32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for pid in entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(mut fields) = stat_fields(&stat) else {
+                continue;
+            };
+            let _state = fields.next();
+            let ppid = fields.next().and_then(|f| f.parse::<i32>().ok());
+            let pgid = fields.next().and_then(|f| f.parse::<i32>().ok());
+            if let (Some(ppid), Some(pgid)) = (ppid, pgid) {
+                parents.push((pid, ppid, pgid));
+            }
+        }
+    }
+    let mut inside: std::collections::HashSet<i32> = [ancestor].into_iter().collect();
+    let mut groups = std::collections::HashSet::new();
+    // A child can be listed before its parent: repeat until nothing new is found.
+    loop {
+        let before = inside.len();
+        for (pid, ppid, pgid) in &parents {
+            if inside.contains(ppid) && inside.insert(*pid) {
+                groups.insert(*pgid);
+            }
+        }
+        if inside.len() == before {
+            return groups;
+        }
+    }
+}
+
 /// The fields of a `/proc/<pid>/stat` line after the command name, starting with the state
 /// (field 3). The name is in parentheses and may contain anything, so fields follow the last ')'.
 fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
@@ -236,12 +274,25 @@ pub fn process_belongs_to(pid: i32, uid: &str) -> bool {
 /// or one of its processes carries the pod's `SKIFF_POD_UID`: a PID (and so a group ID) reused
 /// by an unrelated process since the record was written is never signalled.
 pub async fn kill_leftovers(pgids_file: &Path, uid: &str) -> usize {
+    kill_leftovers_sparing(pgids_file, uid, &std::collections::HashSet::new()).await
+}
+
+/// [`kill_leftovers`], leaving alone the process groups in `spared` (containers the node's
+/// monitor kept running, to be adopted).
+pub async fn kill_leftovers_sparing(
+    pgids_file: &Path,
+    uid: &str,
+    spared: &std::collections::HashSet<i32>,
+) -> usize {
     let Ok(text) = std::fs::read_to_string(pgids_file) else {
         return 0;
     };
     let boot = boot_id();
     let mut killed = 0;
     for group in text.lines().filter_map(RecordedGroup::parse) {
+        if spared.contains(&group.pgid) {
+            continue;
+        }
         let members = group_members(group.pgid);
         if members.is_empty() {
             continue;
@@ -263,7 +314,16 @@ pub async fn kill_leftovers(pgids_file: &Path, uid: &str) -> usize {
 ///
 /// Only call it while none of these pods' containers should run (at start, before any worker):
 /// the pods' UIDs are unique, so nothing else carries them.
+#[cfg(test)]
 pub async fn kill_unrecorded(uids: &std::collections::HashSet<String>) -> usize {
+    kill_unrecorded_sparing(uids, &std::collections::HashSet::new()).await
+}
+
+/// [`kill_unrecorded`], leaving alone the process groups in `spared`.
+pub async fn kill_unrecorded_sparing(
+    uids: &std::collections::HashSet<String>,
+    spared: &std::collections::HashSet<i32>,
+) -> usize {
     if uids.is_empty() {
         return 0;
     }
@@ -286,7 +346,12 @@ pub async fn kill_unrecorded(uids: &std::collections::HashSet<String>) -> usize 
             .ok()
             .and_then(|stat| parse_stat(&stat));
         if let Some((state, pgid)) = group {
-            if state != 'Z' && state != 'X' && pgid > 1 && pgid != own_group {
+            if state != 'Z'
+                && state != 'X'
+                && pgid > 1
+                && pgid != own_group
+                && !spared.contains(&pgid)
+            {
                 groups.insert(pgid);
             }
         }

@@ -312,6 +312,12 @@ impl Worker {
                 self.pod.metadata.name.as_deref().unwrap_or("")
             ),
         );
+        if self.shared.oci.is_some() && !self.adopted_terminal {
+            // Containers an earlier run of the agent left running are taken over, in the
+            // sandbox they already have, before anything could start them again.
+            self.prepare_sandbox().await;
+            self.adopt_leftovers().await;
+        }
         let mut first = Some(Input::Sync);
         let mut updates_open = true;
         let mut stop_open = true;
@@ -347,11 +353,7 @@ impl Worker {
                     Some(msg) = self.rx.recv() => match msg {
                         Msg::Input(input) => input,
                         Msg::Spawned { container, process, run, env, cwd, root } => {
-                            self.watch_exit(&container, process.clone(), run);
-                            let place = exec_place(&self.shared.isolation, &process, &env, &cwd, &root);
-                            self.shared.exec_places.started(&self.uid, &container, place);
-                            self.exec_env.insert(container.clone(), (env, cwd, root));
-                            self.processes.insert(container, process);
+                            self.register(container, process, run, env, cwd, root);
                             continue;
                         }
                     },
@@ -381,6 +383,142 @@ impl Worker {
         }
         self.remove_cgroup().await;
         self.detach_network().await;
+    }
+
+    /// Keeps a started run's process: its end is watched, and exec and probes find it.
+    fn register(
+        &mut self,
+        container: String,
+        process: ContainerProcess,
+        run: i32,
+        env: Vec<(String, String)>,
+        cwd: PathBuf,
+        root: Option<ExecRoot>,
+    ) {
+        self.watch_exit(&container, process.clone(), run);
+        let place = exec_place(&self.shared.isolation, &process, &env, &cwd, &root);
+        self.shared
+            .exec_places
+            .started(&self.uid, &container, place);
+        self.exec_env.insert(container.clone(), (env, cwd, root));
+        self.processes.insert(container, process);
+    }
+
+    /// Takes over the containers of this pod that its status reports running and that the
+    /// OCI runtime still runs (or saw end while the agent was down): the same processes,
+    /// start times and restart counts, their output flowing again into the run's log.
+    async fn adopt_leftovers(&mut self) {
+        let Some(runtime) = self.shared.oci.clone() else {
+            return;
+        };
+        let status = self.pod.status.clone().unwrap_or_default();
+        let statuses = status
+            .init_container_statuses
+            .into_iter()
+            .flatten()
+            .chain(status.container_statuses.into_iter().flatten());
+        for known in statuses {
+            let name = known.name.clone();
+            let Some(started_at) = known
+                .state
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .and_then(|r| r.started_at.as_ref())
+                .map(|t| t.0)
+            else {
+                continue;
+            };
+            if find_container(&self.pod, &name).is_none() {
+                continue;
+            }
+            let Ok(id) = super::oci::container_id(&self.uid, &name) else {
+                continue;
+            };
+            let container_dir = self.dir.join("containers").join(&name);
+            let cgroup = match (&self.shared.cgroups, &self.pod_cgroup) {
+                (Some(cgroups), Some(pod)) => cgroups.container_path(pod, &name).ok().map(|path| {
+                    let managed = cgroups
+                        .driver()
+                        .procs_files(&path)
+                        .iter()
+                        .filter_map(|p| p.parent().map(Path::to_path_buf))
+                        .collect();
+                    (path.runtime_path(), managed)
+                }),
+                _ => None,
+            };
+            let log = log_path(&self.dir, &name, known.restart_count);
+            let log_cap = self.shared.log_cap;
+            let dir = container_dir.clone();
+            let runtime = runtime.clone();
+            let adopted = tokio::task::spawn_blocking(move || {
+                super::oci::adopt(runtime, id, &dir, cgroup, &log, log_cap)
+            })
+            .await
+            .ok()
+            .flatten();
+            let Some(leftover) = adopted else {
+                continue;
+            };
+            let process = match leftover {
+                super::oci::Leftover::Running(process) => {
+                    tracing::info!(pod_uid = %self.uid, container = %name, pid = process.pgid, "adopted a running container");
+                    if let Err(e) = process::record_pgid(&self.dir.join("pgids"), process.pgid) {
+                        tracing::warn!(pod_uid = %self.uid, error = %e, "recording a process group failed");
+                    }
+                    self.shared
+                        .processes
+                        .started(crate::metrics::RunningContainer {
+                            pod_uid: self.uid.clone(),
+                            namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
+                            pod: self.pod.metadata.name.clone().unwrap_or_default(),
+                            container: name.clone(),
+                            pgid: process.pgid,
+                            cgroup: match (&self.shared.cgroups, &self.pod_cgroup) {
+                                (Some(cgroups), Some(pod)) => {
+                                    cgroups.container_path(pod, &name).ok()
+                                }
+                                _ => None,
+                            },
+                        });
+                    process
+                }
+                super::oci::Leftover::Ended(process) => {
+                    tracing::info!(pod_uid = %self.uid, container = %name, "a container ended while the agent was down");
+                    process
+                }
+            };
+            self.shared
+                .live
+                .insert(&self.uid, &name, known.restart_count);
+            let super::oci::BundleProcess {
+                env,
+                working_dir,
+                run_as,
+            } = super::oci::bundle_process(&container_dir).unwrap_or(super::oci::BundleProcess {
+                env: Vec::new(),
+                working_dir: "/".to_string(),
+                run_as: RunAs { uid: 0, gid: 0 },
+            });
+            let root = Some(ExecRoot {
+                root: RunDirs::under(&container_dir).root,
+                working_dir,
+                run_as,
+                oci: process.oci.clone(),
+            });
+            let actions = self.machine.step(
+                Input::Adopted {
+                    container: name.clone(),
+                    started_at,
+                    container_id: known.container_id.clone().unwrap_or_default(),
+                },
+                Now::current(),
+            );
+            for action in actions {
+                self.execute(action).await;
+            }
+            self.register(name, process, known.restart_count, env, container_dir, root);
+        }
     }
 
     /// Creates the pod's cgroup with the limits its spec sums to.

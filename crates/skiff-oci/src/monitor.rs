@@ -1,0 +1,624 @@
+//! The node's container monitor: one small process that outlives its owner, so that
+//! containers keep running, and their exit codes are kept, while the owner restarts.
+//!
+//! The owner (the node agent, through [`CliRuntime::with_monitor`](crate::CliRuntime)) asks
+//! the monitor to run the runtime's `create`; the monitor is a child subreaper, so each
+//! container's PID 1, orphaned when `create` exits, becomes the monitor's child. The monitor
+//! reaps it and writes its exit code, atomically, to `containers/<id>/exit-code` under the
+//! runtime's root, where [`OciRuntime::state`](crate::OciRuntime::state) reads it. It also
+//! holds a copy of the read ends of the container's output pipes, so that the container's
+//! writes neither fail nor kill it while the owner is down, and a restarted owner takes them
+//! back ([`MonitorClient::output`]) and goes on reading.
+//!
+//! It is single-threaded with no async runtime (it forks the runtime's processes), started in
+//! a session of its own, and exits once it has no container and no owner connected. Requests
+//! are JSON datagrams on a `SOCK_SEQPACKET` unix socket, file descriptors alongside.
+
+// sigprocmask(2) in the forked child before it executes the runtime, to undo the monitor's
+// blocked SIGCHLD: a plain system call, safe between fork and exec.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{
+    accept4, bind, connect, listen, recvmsg, sendmsg, socket, AddressFamily, Backlog,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
+};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+use crate::runtime::{ContainerId, OciError};
+
+/// The largest request or reply, in bytes.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// How long a monitor nobody ever connected to waits before it exits.
+const UNCLAIMED_LIMIT: Duration = Duration::from_secs(30);
+/// How long an owner waits for a monitor it started to listen.
+const START_LIMIT: Duration = Duration::from_secs(5);
+
+/// A request from the owner.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum Request {
+    /// Run the runtime's `create` (`argv`), with the four descriptors sent alongside:
+    /// the output pipes' write ends (stdout, stderr), then their read ends, which it keeps.
+    Create {
+        id: String,
+        argv: Vec<OsString>,
+        hide_unified_cgroup: bool,
+    },
+    /// Send back the kept read ends of the container's output pipes, if it still runs.
+    Output { id: String },
+    /// Stop tracking the container (it is being deleted): its exit is no longer recorded.
+    Forget { id: String },
+}
+
+/// The monitor's answer.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Reply {
+    /// `create`'s exit code; whether output descriptors came back.
+    code: Option<i32>,
+    /// What went wrong, if anything did.
+    error: Option<String>,
+}
+
+/// Where a runtime's root keeps the monitor's socket and log.
+pub fn socket_path(root: &Path) -> PathBuf {
+    root.join("monitor.sock")
+}
+
+/// The monitor's entry point (`skiff node-monitor --root DIR`), run before any thread exists.
+/// Returns the process's exit code.
+pub fn monitor_main(mut args: impl Iterator<Item = OsString>) -> i32 {
+    let root = match (args.next(), args.next()) {
+        (Some(flag), Some(root)) if flag == "--root" => PathBuf::from(root),
+        _ => {
+            eprintln!("usage: node-monitor --root DIR");
+            return 2;
+        }
+    };
+    match serve(&root) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("node monitor: {e}");
+            1
+        }
+    }
+}
+
+/// A container the monitor runs.
+struct Tracked {
+    id: String,
+    /// The read ends of its stdout and stderr pipes.
+    output: Option<[OwnedFd; 2]>,
+}
+
+fn serve(root: &Path) -> Result<(), String> {
+    let _ = nix::unistd::setsid();
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))?;
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block()
+        .map_err(|e| format!("blocking SIGCHLD: {e}"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("signalfd: {e}"))?;
+    let path = socket_path(root);
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    let address = UnixAddr::new(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A socket file left by a monitor that died; a live one answers connects instead.
+    let _ = fs::remove_file(&path);
+    bind(listener.as_raw_fd(), &address).map_err(|e| format!("bind {}: {e}", path.display()))?;
+    listen(&listener, Backlog::new(16).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| format!("listen: {e}"))?;
+    shed_clean_pages();
+    let mut busy = false;
+    let began = Instant::now();
+    let mut clients: Vec<OwnedFd> = Vec::new();
+    let mut claimed = false;
+    let mut tracked: HashMap<i32, Tracked> = HashMap::new();
+    loop {
+        if tracked.is_empty()
+            && clients.is_empty()
+            && (claimed || began.elapsed() > UNCLAIMED_LIMIT)
+        {
+            let _ = fs::remove_file(&path);
+            return Ok(());
+        }
+        let mut fds = vec![
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        ];
+        fds.extend(
+            clients
+                .iter()
+                .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)),
+        );
+        match poll(&mut fds, PollTimeout::from(1000u16)) {
+            Ok(0) if busy => {
+                // A second with nothing to do after some work: let go of the program's
+                // pages that work touched, so an idle monitor holds little.
+                busy = false;
+                shed_clean_pages();
+            }
+            Ok(_) | Err(Errno::EINTR) => busy = true,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            while let Ok(Some(_)) = signals.read_signal() {}
+            reap(root, &mut tracked);
+        }
+        if ready[1] {
+            while let Ok(fd) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+                // SAFETY: accept4 returned a new descriptor that nothing else owns.
+                clients.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                claimed = true;
+            }
+        }
+        let mut closed = Vec::new();
+        for (index, client) in clients.iter().enumerate() {
+            // Clients accepted just now were not polled yet.
+            if !ready.get(index + 2).copied().unwrap_or(false) {
+                continue;
+            }
+            match receive(client.as_raw_fd()) {
+                Ok(Some((request, fds))) => {
+                    let (reply, out) = handle(root, request, fds, &mut tracked);
+                    if send(client.as_raw_fd(), &reply, &out).is_err() {
+                        closed.push(index);
+                    }
+                }
+                Ok(None) | Err(_) => closed.push(index),
+            }
+        }
+        for index in closed.into_iter().rev() {
+            clients.remove(index);
+        }
+    }
+}
+
+/// Unmaps the pages of the program's files the monitor touched (at start, the dynamic loader
+/// reads all of a large program's relocations; each `create` runs through code it then does
+/// not need until the next): only mappings of files with no page of their own (no
+/// copy-on-write, nothing anonymous), which read back from the file unchanged when touched
+/// again. Keeps an idle monitor's memory to its own data.
+fn shed_clean_pages() {
+    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut clean_file_ranges = Vec::new();
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else {
+            continue;
+        };
+        if let Some((start, end)) = first.split_once('-').and_then(|(a, b)| {
+            Some((
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            ))
+        }) {
+            if let Some((start, end, true)) = current.take() {
+                clean_file_ranges.push((start, end));
+            }
+            let permissions = words.next().unwrap_or("");
+            let _offset = words.next();
+            let _device = words.next();
+            let inode = words.next().unwrap_or("0");
+            let path = words.next().unwrap_or("");
+            let file_backed = inode != "0" && path.starts_with('/');
+            let private = permissions.ends_with('p') && !permissions.starts_with("rw");
+            current = Some((start, end, file_backed && private));
+            continue;
+        }
+        let value = words
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if matches!(first, "Private_Dirty:" | "Anonymous:" | "Swap:") && value > 0 {
+            if let Some((_, _, clean)) = current.as_mut() {
+                *clean = false;
+            }
+        }
+    }
+    if let Some((start, end, true)) = current {
+        clean_file_ranges.push((start, end));
+    }
+    for (start, end) in clean_file_ranges {
+        // SAFETY: these mappings hold only clean pages of their files, identical to what a
+        // later access reads back; MADV_DONTNEED changes no byte the program can see.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// Collects every ended child, recording the exit codes of containers.
+fn reap(root: &Path, tracked: &mut HashMap<i32, Tracked>) {
+    loop {
+        let (pid, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, 128 + signal as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => continue,
+        };
+        if let Some(container) = tracked.remove(&pid.as_raw()) {
+            record_exit(root, &container.id, pid.as_raw(), code);
+        }
+    }
+}
+
+/// Writes `code` as the exit code of container `id`, if its recorded PID 1 is still `pid`
+/// (a later run of the same id has a directory of its own).
+fn record_exit(root: &Path, id: &str, pid: i32, code: i32) {
+    let dir = root.join("containers").join(id);
+    let recorded = fs::read_to_string(dir.join("pid"))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok());
+    if recorded != Some(pid) {
+        return;
+    }
+    let partial = dir.join("exit-code.partial");
+    if fs::write(&partial, code.to_string()).is_ok() {
+        let _ = fs::rename(&partial, dir.join("exit-code"));
+    }
+}
+
+fn handle(
+    root: &Path,
+    request: Request,
+    fds: Vec<OwnedFd>,
+    tracked: &mut HashMap<i32, Tracked>,
+) -> (Reply, Vec<OwnedFd>) {
+    let failed = |error: String| {
+        (
+            Reply {
+                code: None,
+                error: Some(error),
+            },
+            Vec::new(),
+        )
+    };
+    match request {
+        Request::Create {
+            id,
+            argv,
+            hide_unified_cgroup,
+        } => {
+            let Ok([stdout, stderr, out_read, err_read]) = <[OwnedFd; 4]>::try_from(fds) else {
+                return failed("create needs four descriptors".into());
+            };
+            let Some((program, rest)) = argv.split_first() else {
+                return failed("create needs a command".into());
+            };
+            let mut command = Command::new(program);
+            command
+                .args(rest)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(stdout))
+                .stderr(Stdio::from(stderr));
+            // SAFETY: the closure only makes a system call, as the child of a fork must.
+            unsafe {
+                command.pre_exec(|| {
+                    SigSet::all().thread_unblock()?;
+                    Ok(())
+                });
+            }
+            if hide_unified_cgroup {
+                crate::cli::hide_unified_cgroup(&mut command);
+            }
+            let status = command.status();
+            // The write ends close here: only the container holds them now.
+            drop(command);
+            let status = match status {
+                Ok(status) => status,
+                Err(e) => return failed(format!("running {}: {e}", program.to_string_lossy())),
+            };
+            let code = crate::runtime::exit_code_of(status);
+            if code == 0 {
+                let pid = fs::read_to_string(root.join("containers").join(&id).join("pid"))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                    .filter(|pid| *pid > 0);
+                if let Some(pid) = pid {
+                    tracked.insert(
+                        pid,
+                        Tracked {
+                            id,
+                            output: Some([out_read, err_read]),
+                        },
+                    );
+                }
+            }
+            (
+                Reply {
+                    code: Some(code),
+                    error: None,
+                },
+                Vec::new(),
+            )
+        }
+        Request::Output { id } => {
+            let held = tracked
+                .values()
+                .find(|t| t.id == id)
+                .and_then(|t| t.output.as_ref())
+                .and_then(|[out, err]| Some(vec![out.try_clone().ok()?, err.try_clone().ok()?]));
+            match held {
+                Some(fds) => (
+                    Reply {
+                        code: Some(0),
+                        error: None,
+                    },
+                    fds,
+                ),
+                None => (Reply::default(), Vec::new()),
+            }
+        }
+        Request::Forget { id } => {
+            tracked.retain(|_, t| t.id != id);
+            (Reply::default(), Vec::new())
+        }
+    }
+}
+
+fn send(socket: RawFd, message: &impl serde::Serialize, fds: &[OwnedFd]) -> Result<(), String> {
+    let bytes = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let control = [ControlMessage::ScmRights(&raw)];
+    let control: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &control };
+    sendmsg::<()>(
+        socket,
+        &[IoSlice::new(&bytes)],
+        control,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("sending to the node monitor: {e}"))?;
+    Ok(())
+}
+
+/// One message and the descriptors that came with it; `None` when the peer hung up.
+fn receive<T: serde::de::DeserializeOwned>(
+    socket: RawFd,
+) -> Result<Option<(T, Vec<OwnedFd>)>, String> {
+    let mut buffer = vec![0u8; MAX_MESSAGE];
+    let mut control = nix::cmsg_space!([RawFd; 8]);
+    let (length, fds) = {
+        let mut iov = [IoSliceMut::new(&mut buffer)];
+        let message = recvmsg::<()>(
+            socket,
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("reading from the node monitor: {e}"))?;
+        let mut fds = Vec::new();
+        for cmsg in message.cmsgs().map_err(|e| e.to_string())? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                // SAFETY: the kernel installed these descriptors for this process alone.
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        (message.bytes, fds)
+    };
+    if length == 0 {
+        return Ok(None);
+    }
+    let parsed = serde_json::from_slice(&buffer[..length])
+        .map_err(|e| format!("a message from the node monitor: {e}"))?;
+    Ok(Some((parsed, fds)))
+}
+
+/// The owner's side: one connection to the node's monitor, started when none answers.
+#[derive(Debug)]
+pub struct MonitorClient {
+    root: PathBuf,
+    program: PathBuf,
+    leading_args: Vec<OsString>,
+    connection: Mutex<Option<OwnedFd>>,
+}
+
+impl MonitorClient {
+    /// A client of the monitor for the runtime root `root`, started as `program` with
+    /// `leading_args` (the hidden subcommand) when it does not run.
+    pub fn new(root: PathBuf, program: PathBuf, leading_args: Vec<OsString>) -> MonitorClient {
+        MonitorClient {
+            root,
+            program,
+            leading_args,
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// Connects to the running monitor, or starts one and connects to it.
+    pub fn connect(&self) -> Result<(), OciError> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if connection.is_none() {
+            *connection = Some(self.open()?);
+        }
+        Ok(())
+    }
+
+    fn open(&self) -> Result<OwnedFd, OciError> {
+        if let Ok(fd) = self.try_connect() {
+            return Ok(fd);
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("monitor.log"))
+            .map_err(|source| OciError::Io {
+                path: self.root.join("monitor.log"),
+                source,
+            })?;
+        let mut child = Command::new(&self.program)
+            .args(&self.leading_args)
+            .arg("--root")
+            .arg(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|source| OciError::Spawn {
+                program: self.program.display().to_string(),
+                source,
+            })?;
+        // Collected when it ends, so that it never lingers as a zombie of this process.
+        std::thread::spawn(move || child.wait());
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            match self.try_connect() {
+                Ok(fd) => return Ok(fd),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(OciError::Protocol {
+                        runtime: "node monitor".into(),
+                        message: format!("it did not start listening: {e}"),
+                    })
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    fn try_connect(&self) -> Result<OwnedFd, Errno> {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let address = UnixAddr::new(&socket_path(&self.root))?;
+        connect(fd.as_raw_fd(), &address)?;
+        Ok(fd)
+    }
+
+    /// Sends one request and reads its reply, reconnecting once (a monitor that exited idle
+    /// is started again).
+    fn call(&self, request: &Request, fds: &[OwnedFd]) -> Result<(Reply, Vec<OwnedFd>), OciError> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for _ in 0..2 {
+            if connection.is_none() {
+                *connection = Some(self.open()?);
+            }
+            let Some(fd) = connection.as_ref().map(AsRawFd::as_raw_fd) else {
+                continue;
+            };
+            let answer = send(fd, request, fds).and_then(|()| receive::<Reply>(fd));
+            match answer {
+                Ok(Some(answer)) => return Ok(answer),
+                Ok(None) => last = "the node monitor hung up".into(),
+                Err(e) => last = e,
+            }
+            *connection = None;
+        }
+        Err(OciError::Protocol {
+            runtime: "node monitor".into(),
+            message: last,
+        })
+    }
+
+    /// Runs the runtime's `create` command in the monitor with the output pipes' ends;
+    /// returns its exit code.
+    pub fn create(
+        &self,
+        id: &ContainerId,
+        argv: Vec<OsString>,
+        hide_unified_cgroup: bool,
+        fds: [OwnedFd; 4],
+    ) -> Result<i32, OciError> {
+        let request = Request::Create {
+            id: id.as_str().to_string(),
+            argv,
+            hide_unified_cgroup,
+        };
+        let (reply, _) = self.call(&request, &fds)?;
+        match (reply.code, reply.error) {
+            (Some(code), _) => Ok(code),
+            (None, error) => Err(OciError::Protocol {
+                runtime: "node monitor".into(),
+                message: error.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// The read ends of a running container's stdout and stderr pipes, when the monitor
+    /// holds them.
+    pub fn output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {
+        let request = Request::Output {
+            id: id.as_str().to_string(),
+        };
+        let (_, fds) = self.call(&request, &[])?;
+        Ok(<[OwnedFd; 2]>::try_from(fds).ok())
+    }
+
+    /// The monitor's PID, as its socket reports its peer; connects first if needed.
+    pub fn pid(&self) -> Option<i32> {
+        self.connect().ok()?;
+        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let credentials = nix::sys::socket::getsockopt(
+            connection.as_ref()?,
+            nix::sys::socket::sockopt::PeerCredentials,
+        )
+        .ok()?;
+        Some(credentials.pid())
+    }
+
+    /// Tells the monitor to stop tracking the container.
+    pub fn forget(&self, id: &ContainerId) -> Result<(), OciError> {
+        let request = Request::Forget {
+            id: id.as_str().to_string(),
+        };
+        self.call(&request, &[]).map(drop)
+    }
+}
+
+/// Waits, blocking, until the process `pid` (not necessarily a child) has ended, through a
+/// pidfd; returns at once when it is already gone.
+pub fn wait_until_gone(pid: i32) {
+    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let Ok(fd) = RawFd::try_from(fd) else {
+        return;
+    };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
