@@ -306,7 +306,7 @@ impl PodNetwork for NetlinkPodNetwork {
     }
 }
 
-fn spawn_connection() -> Result<Handle, NetError> {
+pub(crate) fn spawn_connection() -> Result<Handle, NetError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         NetError::Unexpected("the pod network needs a tokio runtime to run on".to_string())
     })?;
@@ -332,11 +332,11 @@ fn unreachable_route(destination: Ipv4Net) -> rtnetlink::packet_route::route::Ro
         .build()
 }
 
-fn netlink(step: String, source: rtnetlink::Error) -> NetError {
+pub(crate) fn netlink(step: String, source: rtnetlink::Error) -> NetError {
     NetError::Netlink { step, source }
 }
 
-fn errno_of(err: &rtnetlink::Error) -> Option<Errno> {
+pub(crate) fn errno_of(err: &rtnetlink::Error) -> Option<Errno> {
     match err {
         rtnetlink::Error::NetlinkError(message) => {
             message.code.map(|code| Errno::from_raw(-code.get()))
@@ -346,7 +346,7 @@ fn errno_of(err: &rtnetlink::Error) -> Option<Errno> {
 }
 
 /// Turns the kernel's answer `errno` into success: the state asked for is already there.
-fn ignore(errno: Errno) -> impl Fn(rtnetlink::Error) -> Result<(), rtnetlink::Error> {
+pub(crate) fn ignore(errno: Errno) -> impl Fn(rtnetlink::Error) -> Result<(), rtnetlink::Error> {
     move |err| {
         if errno_of(&err) == Some(errno) {
             Ok(())
@@ -356,7 +356,7 @@ fn ignore(errno: Errno) -> impl Fn(rtnetlink::Error) -> Result<(), rtnetlink::Er
     }
 }
 
-async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
+pub(crate) async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(link) => Ok(link),
@@ -371,7 +371,7 @@ async fn required_link(handle: &Handle, name: &str) -> Result<LinkMessage, NetEr
         .ok_or_else(|| NetError::Unexpected(format!("interface {name} does not exist")))
 }
 
-async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetError> {
+pub(crate) async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetError> {
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())
@@ -380,7 +380,7 @@ async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetError>
         .map_err(|source| netlink(format!("set {name} up"), source))
 }
 
-async fn delete_link(handle: &Handle, name: &str) -> Result<(), NetError> {
+pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<(), NetError> {
     let Some(link) = link_by_name(handle, name).await? else {
         return Ok(());
     };
