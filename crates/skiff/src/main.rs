@@ -1,5 +1,6 @@
 //! The `skiff` command: Kubernetes workloads in one binary.
 
+mod cluster_dns;
 mod image_cmd;
 mod kubeconfig;
 mod memory;
@@ -146,6 +147,10 @@ pub struct UpArgs {
     /// machine need two bridges.
     #[arg(long, value_name = "NAME", default_value = skiff_net::DEFAULT_BRIDGE)]
     pub pod_bridge: String,
+    /// The cluster domain (k3s's flag and default): under the `oci` runtime the cluster DNS
+    /// answers `<service>.<namespace>.svc.<domain>` and pods search it.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
     /// The cgroup (in every hierarchy) under which the `oci` runtime puts the kubelet's
     /// `kubepods` tree: a cgroup per pod and per container with the spec's limits. Two Skiffs
     /// on one machine need two roots.

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     /// Runs containers from their image's root through an OCI runtime; none runs them as
     /// process groups.
     pub oci: Option<Arc<dyn skiff_oci::OciRuntime>>,
+    /// The cluster DNS containers' resolv.conf names; none gives them the node's.
+    pub cluster_dns: Option<super::ClusterDnsSettings>,
 }
 
 /// The manager's handle on a pod worker.
@@ -754,6 +756,7 @@ impl Worker {
                                 working_dir.as_deref(),
                                 unshare,
                                 run_as,
+                                shared.cluster_dns.as_ref(),
                             ),
                             Err((failure, message)) => {
                                 fail(failure, message);
@@ -1439,14 +1442,18 @@ fn rooted_launch(
     working_dir: Option<&str>,
     unshare: &Path,
     run_as: RunAs,
+    cluster_dns: Option<&super::ClusterDnsSettings>,
 ) -> Result<Launch, String> {
     let dirs = RunDirs::under(container_dir);
     dirs.prepare()
         .map_err(|e| format!("preparing the container's root: {e}"))?;
     let host = HostFiles::read();
     let hostname = pod_hostname(pod, &host);
-    EtcFiles::for_pod(pod, pod_ip, &host)
-        .write(&dirs.etc)
+    let mut etc = EtcFiles::for_pod(pod, pod_ip, &host);
+    if let Some(dns) = cluster_dns {
+        etc.resolv_conf = super::rootfs::pod_resolv_conf(pod, &host, dns);
+    }
+    etc.write(&dirs.etc)
         .map_err(|e| format!("writing the container's /etc files: {e}"))?;
     let working_dir = working_dir.unwrap_or("/");
     let argv = rooted_argv(
