@@ -2,13 +2,16 @@
 //! `kube-ipvs0`: a dummy interface whose addresses are local, so a proxy in the host's network
 //! namespace accepts on `clusterIP:port` and pods reach it through their default route.
 //!
+//! Kernels built without the `dummy` link type (some virtual machines' minimal kernels) get a
+//! bridge with no ports instead, which holds local addresses just as well.
+//!
 //! Each address is a `/32` of its own, so nothing is routed by it; being local, it is looked up
 //! in the `local` table before the `main` table's `unreachable` guard for the Service range.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use nix::errno::Errno;
-use rtnetlink::{AddressMessageBuilder, Handle, LinkDummy};
+use rtnetlink::{AddressMessageBuilder, Handle, LinkBridge, LinkDummy};
 
 use crate::config::MAX_INTERFACE_NAME_LEN;
 use crate::linux::{delete_link, errno_of, ignore, link_by_name, netlink, set_up, spawn_connection};
@@ -29,7 +32,8 @@ pub fn service_interface_name(bridge: &str) -> String {
     format!("svc{:012x}", hash & 0xffff_ffff_ffff)
 }
 
-/// A dummy interface in the calling thread's network namespace holding cluster IPs.
+/// A dummy interface (or a bridge with no ports) in the calling thread's network namespace
+/// holding cluster IPs.
 pub struct ServiceInterface {
     name: String,
     index: u32,
@@ -42,12 +46,29 @@ impl ServiceInterface {
     pub async fn create(name: &str) -> Result<ServiceInterface, NetError> {
         let handle = spawn_connection()?;
         delete_link(&handle, name).await?;
-        handle
+        let dummy = handle
             .link()
             .add(LinkDummy::new(name).build())
             .execute()
-            .await
-            .map_err(|source| netlink(format!("create dummy interface {name}"), source))?;
+            .await;
+        match dummy {
+            Ok(()) => {}
+            Err(error) if errno_of(&error) == Some(Errno::EOPNOTSUPP) => {
+                tracing::info!(
+                    interface = name,
+                    "the kernel has no dummy interfaces; cluster IPs go on a bridge with no ports"
+                );
+                handle
+                    .link()
+                    .add(LinkBridge::new(name).build())
+                    .execute()
+                    .await
+                    .map_err(|source| netlink(format!("create bridge {name}"), source))?;
+            }
+            Err(source) => {
+                return Err(netlink(format!("create dummy interface {name}"), source));
+            }
+        }
         let Some(link) = link_by_name(&handle, name).await? else {
             return Err(NetError::Unexpected(format!(
                 "interface {name} vanished after it was created"

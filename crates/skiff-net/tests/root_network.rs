@@ -572,3 +572,48 @@ fn pin_new_namespace(path: &Path) {
 fn libc_ehostunreach() -> i32 {
     nix::errno::Errno::EHOSTUNREACH as i32
 }
+
+#[test]
+fn cluster_ips_on_the_service_interface_are_local_while_they_are_held() {
+    on_private_host(|| {
+        block_on(async {
+            run("ip", &["link", "set", "lo", "up"]);
+            let name = skiff_net::service_interface_name("sktestbr0");
+            let first = skiff_net::ServiceInterface::create(&name)
+                .await
+                .expect("interface created");
+            let stale = ip("198.19.200.9");
+            first.add(stale).await.expect("address added");
+            // A new start replaces what a previous run left, addresses and all.
+            let interface = skiff_net::ServiceInterface::create(&name)
+                .await
+                .expect("interface created again");
+            let cluster_ip = ip("198.19.200.1");
+            interface.add(cluster_ip).await.expect("address added");
+            interface.add(cluster_ip).await.expect("adding again is no error");
+            let addresses = run("ip", &["-4", "-o", "addr", "show", "dev", &name]);
+            assert!(addresses.contains("198.19.200.1/32"), "{addresses}");
+            assert!(!addresses.contains("198.19.200.9"), "{addresses}");
+            let listener = TcpListener::bind(SocketAddrV4::new(cluster_ip, 0))
+                .expect("a cluster IP on the interface can be listened on");
+            let port = listener.local_addr().expect("address").port();
+            TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, port)), WAIT)
+                .expect("and connected to");
+            drop(listener);
+
+            interface.remove(cluster_ip).await.expect("address removed");
+            interface.remove(cluster_ip).await.expect("removing again is no error");
+            let error = TcpListener::bind(SocketAddrV4::new(cluster_ip, 0))
+                .expect_err("a removed cluster IP is no longer local");
+            assert_eq!(error.raw_os_error(), Some(libc_eaddrnotavail()), "{error}");
+
+            interface.delete().await.expect("interface deleted");
+            let links = run("ip", &["-o", "link", "show"]);
+            assert!(!links.contains(&format!(": {name}:")), "{links}");
+        })
+    });
+}
+
+fn libc_eaddrnotavail() -> i32 {
+    nix::errno::Errno::EADDRNOTAVAIL as i32
+}

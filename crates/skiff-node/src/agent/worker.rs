@@ -1570,6 +1570,33 @@ fn enter_argv(
     }
 }
 
+/// The argv entering a container an OCI runtime made, whose PID 1 is `pid`: every namespace
+/// of it (PID included, so the command ends with it), its root and working directory there,
+/// and its user; the runtime has pivoted into the image, so no host path leads there.
+fn enter_runtime_container_argv(
+    nsenter: &Path,
+    pid: i32,
+    root: &ExecRoot,
+    command: Vec<String>,
+) -> Vec<String> {
+    let mut argv = vec![
+        nsenter.to_string_lossy().into_owned(),
+        "-t".to_string(),
+        pid.to_string(),
+        "-m".to_string(),
+        "-u".to_string(),
+        "-i".to_string(),
+        "-n".to_string(),
+        "-p".to_string(),
+        "-r".to_string(),
+        format!("--wdns={}", root.working_dir),
+    ];
+    argv.extend(root.run_as.unshare_options());
+    argv.push("--".to_string());
+    argv.extend(command);
+    argv
+}
+
 /// Where `kubectl exec` runs commands for a container run: where its exec probes run.
 fn exec_place(
     isolation: &Option<(PathBuf, PathBuf)>,
@@ -1579,12 +1606,19 @@ fn exec_place(
     root: &Option<ExecRoot>,
 ) -> super::streams::ExecPlace {
     let (isolation, root, pgid) = (isolation.clone(), root.clone(), process.pgid);
+    let through_runtime = root.as_ref().is_some_and(|r| r.oci.is_some());
     super::streams::ExecPlace {
         pgid,
         attach: process.attach.clone(),
         env: env.to_vec(),
         cwd: cwd.to_path_buf(),
-        enter: Arc::new(move |command| enter_argv(&isolation, Some(pgid), &root, command)),
+        enter: Arc::new(move |command| match (&isolation, &root) {
+            (Some((_, nsenter)), Some(root)) if through_runtime => {
+                enter_runtime_container_argv(nsenter, pgid, root, command)
+            }
+            _ => enter_argv(&isolation, Some(pgid), &root, command),
+        }),
+        join_group: !through_runtime,
     }
 }
 
