@@ -298,7 +298,20 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
-    let tls = pki::serving_material(&data_dir, address.ip())?;
+    // Valid for the `kubernetes` Service's address and names too, as kube-apiserver's is.
+    let domain = args.cluster_domain.trim_end_matches('.');
+    let service_names: Vec<String> = [
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        format!("kubernetes.default.svc.{domain}"),
+    ]
+    .into();
+    let tls = pki::serving_material(
+        &data_dir,
+        &[address.ip(), IpAddr::V4(registry.service_range().first())],
+        &service_names,
+    )?;
     system::ensure_kubernetes_service(&registry, address).await?;
     if let Some(network) = &service_network {
         // Before any user Service can take its address.
