@@ -523,7 +523,11 @@ mod range_tests {
         }
         let mut s = json!({"spec": {"type": "ClusterIP"}});
         let err = a.allocate(&mut s, None, Vec::new).await.unwrap_err();
-        assert!(err[0].full().contains("range 198.19.4.0/29 is full"), "{}", err[0].full());
+        assert!(
+            err[0].full().contains("range 198.19.4.0/29 is full"),
+            "{}",
+            err[0].full()
+        );
     }
 }
 

@@ -356,7 +356,10 @@ pub(crate) fn ignore(errno: Errno) -> impl Fn(rtnetlink::Error) -> Result<(), rt
     }
 }
 
-pub(crate) async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
+pub(crate) async fn link_by_name(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<LinkMessage>, NetError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(link) => Ok(link),

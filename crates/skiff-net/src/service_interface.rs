@@ -14,7 +14,9 @@ use nix::errno::Errno;
 use rtnetlink::{AddressMessageBuilder, Handle, LinkBridge, LinkDummy};
 
 use crate::config::MAX_INTERFACE_NAME_LEN;
-use crate::linux::{delete_link, errno_of, ignore, link_by_name, netlink, set_up, spawn_connection};
+use crate::linux::{
+    delete_link, errno_of, ignore, link_by_name, netlink, set_up, spawn_connection,
+};
 use crate::network::NetError;
 
 /// The name of the cluster IP interface that goes with a pod bridge: `<bridge>-svc` when that
@@ -26,9 +28,11 @@ pub fn service_interface_name(bridge: &str) -> String {
         return plain;
     }
     // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
-    let hash = bridge.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = bridge
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
     format!("svc{:012x}", hash & 0xffff_ffff_ffff)
 }
 

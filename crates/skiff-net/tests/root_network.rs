@@ -590,7 +590,10 @@ fn cluster_ips_on_the_service_interface_are_local_while_they_are_held() {
                 .expect("interface created again");
             let cluster_ip = ip("198.19.200.1");
             interface.add(cluster_ip).await.expect("address added");
-            interface.add(cluster_ip).await.expect("adding again is no error");
+            interface
+                .add(cluster_ip)
+                .await
+                .expect("adding again is no error");
             let addresses = run("ip", &["-4", "-o", "addr", "show", "dev", &name]);
             assert!(addresses.contains("198.19.200.1/32"), "{addresses}");
             assert!(!addresses.contains("198.19.200.9"), "{addresses}");
@@ -602,7 +605,10 @@ fn cluster_ips_on_the_service_interface_are_local_while_they_are_held() {
             drop(listener);
 
             interface.remove(cluster_ip).await.expect("address removed");
-            interface.remove(cluster_ip).await.expect("removing again is no error");
+            interface
+                .remove(cluster_ip)
+                .await
+                .expect("removing again is no error");
             let error = TcpListener::bind(SocketAddrV4::new(cluster_ip, 0))
                 .expect_err("a removed cluster IP is no longer local");
             assert_eq!(error.raw_os_error(), Some(libc_eaddrnotavail()), "{error}");

@@ -521,16 +521,23 @@ async fn cluster_ips_are_put_on_the_host_while_a_service_has_them_and_served_els
     })
     .await;
     let _a = serve("127.55.8.1", "a").await;
-    c.create_service("dns", json!({"clusterIP": "127.105.8.2",
-        "ports": [{"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}))
-        .await;
+    c.create_service(
+        "dns",
+        json!({"clusterIP": "127.105.8.2",
+        "ports": [{"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}),
+    )
+    .await;
     c.create_service("web", cluster_ip_service("127.105.8.1"))
         .await;
     c.set_endpoints("web", &[("127.55.8.1", "a", true)]).await;
     let frontend: SocketAddr = "127.105.8.1:80".parse().expect("frontend");
     c.wait_backends(frontend, &["127.55.8.1"]).await;
     assert_eq!(greeting(frontend, None).await, "a");
-    assert_eq!(host.calls(), ["add 127.105.8.1"], "only web's IP is put on the host");
+    assert_eq!(
+        host.calls(),
+        ["add 127.105.8.1"],
+        "only web's IP is put on the host"
+    );
     let state = c.proxy.state();
     assert!(
         !state.routes.contains_key(&dns_frontend) && !state.unbound.contains_key(&dns_frontend),

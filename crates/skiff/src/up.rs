@@ -368,7 +368,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     // is put there first, for the DNS server to answer on.
     let service_interface = match &service_network {
         Some(network) => {
-            let interface = Arc::new(skiff_net::ServiceInterface::create(&network.interface).await?);
+            let interface =
+                Arc::new(skiff_net::ServiceInterface::create(&network.interface).await?);
             interface.add(network.dns_ip).await?;
             Some(interface)
         }

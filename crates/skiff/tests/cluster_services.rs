@@ -245,7 +245,8 @@ fn in_client(skiff: &Skiff, command: &[&str]) -> (bool, String, String) {
 fn fetch_from_client(skiff: &Skiff, url: &str) {
     let mut last = String::new();
     let answered = support::poll(REACH, || {
-        let (ok, stdout, stderr) = in_client(skiff, &["timeout", "10", "wget", "-q", "-O", "-", url]);
+        let (ok, stdout, stderr) =
+            in_client(skiff, &["timeout", "10", "wget", "-q", "-O", "-", url]);
         last = format!("ok={ok} stdout={stdout:?} stderr={stderr:?}");
         (ok && stdout.trim() == "version=v1").then_some(())
     });
@@ -358,10 +359,7 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
         search.starts_with("search default.svc.cluster.local svc.cluster.local cluster.local"),
         "resolv.conf:\n{resolv}"
     );
-    assert!(
-        lines.contains(&"options ndots:5"),
-        "resolv.conf:\n{resolv}"
-    );
+    assert!(lines.contains(&"options ndots:5"), "resolv.conf:\n{resolv}");
 
     // The Service by its cluster IP, then by short, namespaced and full name.
     fetch_from_client(&skiff, &format!("http://{web_ip}/"));
@@ -372,7 +370,11 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     // A missing name is NXDOMAIN.
     let (ok, stdout, stderr) = in_client(
         &skiff,
-        &["nslookup", "nothing-here.default.svc.cluster.local", &dns_ip],
+        &[
+            "nslookup",
+            "nothing-here.default.svc.cluster.local",
+            &dns_ip,
+        ],
     );
     assert!(!ok, "a missing name resolved:\n{stdout}");
     assert!(
@@ -385,7 +387,11 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     let listed = support::poll(REACH, || {
         let (ok, stdout, _) = in_client(
             &skiff,
-            &["nslookup", "web-headless.default.svc.cluster.local", &dns_ip],
+            &[
+                "nslookup",
+                "web-headless.default.svc.cluster.local",
+                &dns_ip,
+            ],
         );
         last = stdout.clone();
         (ok && pod_ips
@@ -428,7 +434,10 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     // From the pod's network namespace, a full HTTPS GET verified with the cluster CA, by the
     // Service's DNS name as the serving certificate holds it.
     let client = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
-    let pin = format!("--net=/run/skiff/netns/{}", str_at(&client, "/metadata/uid"));
+    let pin = format!(
+        "--net=/run/skiff/netns/{}",
+        str_at(&client, "/metadata/uid")
+    );
     let ca = skiff.data_dir().join("ca.crt");
     let ca = ca.to_string_lossy();
     let resolve = format!("kubernetes.default.svc:443:{api_ip}");
