@@ -58,6 +58,9 @@ pub struct ProxyConfig {
     /// Puts cluster IPs on the host before their frontends listen, and takes them off after;
     /// none when they are loopback addresses, which need nothing.
     pub cluster_ip_host: Option<Arc<dyn ClusterIpHost>>,
+    /// The node this proxy runs on, whose endpoints `Local` traffic policies keep to; none
+    /// ignores those policies.
+    pub node_name: Option<String>,
     /// Frontends something else in this process serves (the cluster DNS answers on its
     /// Service's address itself): the proxy neither listens there nor manages their IPs.
     pub served_elsewhere: HashSet<SocketAddr>,
@@ -71,6 +74,7 @@ impl std::fmt::Debug for ProxyConfig {
             .field("retry_window", &self.retry_window)
             .field("drain_quiet_period", &self.drain_quiet_period)
             .field("cluster_ip_host", &self.cluster_ip_host.is_some())
+            .field("node_name", &self.node_name)
             .field("served_elsewhere", &self.served_elsewhere)
             .finish()
     }
@@ -87,6 +91,7 @@ impl ProxyConfig {
             retry_window: Duration::from_secs(3),
             drain_quiet_period: Duration::from_millis(250),
             cluster_ip_host: None,
+            node_name: None,
             served_elsewhere: HashSet::new(),
         }
     }
@@ -338,11 +343,12 @@ async fn reconcile(
                     None => PodState::Live,
                 };
             let built = skiff_runtime::panics::catch_sync(|| {
-                RoutingTable::build(
+                RoutingTable::build_for_node(
                     &watched.services.list(),
                     &slices,
                     pod_state,
                     &config.node_addresses,
+                    config.node_name.as_deref(),
                 )
             });
             let table = match built {

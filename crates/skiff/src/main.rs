@@ -96,6 +96,11 @@ pub struct UpArgs {
     /// Run no real node: pods run only on simulated nodes (or stay Pending).
     #[arg(long)]
     pub no_node: bool,
+    /// The node's addresses (k3s's flag; repeat it or separate addresses with commas): NodePorts
+    /// listen on each of them as well as on `--listen`'s address, which alone keeps them on
+    /// loopback by default.
+    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    pub node_ip: Vec<std::net::IpAddr>,
     /// Run no service proxy: ClusterIPs and NodePorts are allocated but nothing listens on them.
     #[arg(long)]
     pub no_proxy: bool,

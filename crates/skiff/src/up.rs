@@ -364,6 +364,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
+    let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
     // Cluster IPs live on a dummy interface under the oci runtime; the DNS Service's address
     // is put there first, for the DNS server to answer on.
     let service_interface = match &service_network {
@@ -397,8 +398,17 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let proxy = if args.no_proxy {
         None
     } else {
-        // Node ports listen on the address the user gave `--listen`, and nowhere else.
-        let mut config = ProxyConfig::new(vec![address.ip()]);
+        // Node ports listen on the address the user gave `--listen` and on `--node-ip`'s, and
+        // nowhere else.
+        let mut node_addresses = vec![address.ip()];
+        for ip in &args.node_ip {
+            if !node_addresses.contains(ip) {
+                node_addresses.push(*ip);
+            }
+        }
+        let mut config = ProxyConfig::new(node_addresses);
+        // `Local` traffic policies keep to the pods of this machine's node.
+        config.node_name = (!args.no_node).then(|| node_name.clone());
         if let (Some(network), Some(interface)) = (&service_network, &service_interface) {
             config.cluster_ip_host = Some(Arc::new(crate::cluster_dns::DummyClusterIps(
                 interface.clone(),
@@ -411,7 +421,6 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (node_agent, logs, streams) = if args.no_node {
         (None, None, None)
     } else {
-        let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
         let content =
             skiff_images::ContentStore::open(data_dir.join(crate::image_cmd::CONTENT_SUBDIR))?;
         let registries = crate::image_cmd::registry_config(args.registry_config.as_deref())?;

@@ -77,6 +77,12 @@ impl TestNetwork {
         std::net::Ipv4Addr::from(u32::from(range.network()) + n)
     }
 
+    /// The bridge's address: the first of the node's pod range.
+    fn gateway(&self) -> std::net::Ipv4Addr {
+        let range: ipnet::Ipv4Net = self.node_pod_cidr.parse().expect("node pod range");
+        std::net::Ipv4Addr::from(u32::from(range.network()) + 1)
+    }
+
     /// The interface holding cluster IPs, named after the bridge.
     fn service_interface(&self) -> String {
         skiff_net::service_interface_name(&self.bridge)
@@ -94,6 +100,9 @@ impl TestNetwork {
             &self.bridge,
             "--cgroup-root",
             &self.cgroup_root,
+            // The bridge's address, the pods' gateway: NodePorts listen there too.
+            "--node-ip",
+            &self.gateway().to_string(),
         ]
         .map(String::from)
         .to_vec()
@@ -175,6 +184,7 @@ kind: Service
 metadata:
   name: web
 spec:
+  type: NodePort
   selector:
     app: web
   ports:
@@ -366,6 +376,12 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     for name in ["web", "web.default", "web.default.svc.cluster.local"] {
         fetch_from_client(&skiff, &format!("http://{name}/"));
     }
+
+    // The NodePort on a `--node-ip` address, from the pod.
+    let node_port = web["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("web has no node port: {web}"));
+    fetch_from_client(&skiff, &format!("http://{}:{node_port}/", network.gateway()));
 
     // A missing name is NXDOMAIN.
     let (ok, stdout, stderr) = in_client(
