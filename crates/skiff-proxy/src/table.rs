@@ -129,9 +129,8 @@ impl RoutingTable {
                 PodState::Terminating if publishes_not_ready => PodState::Live,
                 state => state,
             };
-            let local_only = |field: &str| {
-                node_name.filter(|_| str_at(service, field) == Some("Local"))
-            };
+            let local_only =
+                |field: &str| node_name.filter(|_| str_at(service, field) == Some("Local"));
             let internal_node = local_only("/spec/internalTrafficPolicy");
             let external_node = local_only("/spec/externalTrafficPolicy");
             for port in frontends.ports {
@@ -665,11 +664,23 @@ mod tests {
                 &node,
                 Some("node-a"),
             );
-            assert_eq!(table.routes[&addr("127.96.0.10:80")].backends, cluster, "{what}");
-            assert_eq!(table.routes[&addr("127.0.0.1:30080")].backends, node_port, "{what}");
+            assert_eq!(
+                table.routes[&addr("127.96.0.10:80")].backends,
+                cluster,
+                "{what}"
+            );
+            assert_eq!(
+                table.routes[&addr("127.0.0.1:30080")].backends,
+                node_port,
+                "{what}"
+            );
             // A proxy that does not know its node ignores the policies.
             let unplaced = RoutingTable::build(&[svc], &slices, |_, _| PodState::Live, &node);
-            assert_eq!(unplaced.routes[&addr("127.96.0.10:80")].backends, both, "{what}");
+            assert_eq!(
+                unplaced.routes[&addr("127.96.0.10:80")].backends,
+                both,
+                "{what}"
+            );
         }
         // With no endpoint on this node, a Local frontend has none.
         let mut svc = web_service();

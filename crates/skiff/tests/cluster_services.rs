@@ -188,7 +188,8 @@ spec:
   selector:
     app: web
   ports:
-  - port: 80
+  - name: http
+    port: 80
     targetPort: 80
 ---
 apiVersion: v1
@@ -381,7 +382,18 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     let node_port = web["spec"]["ports"][0]["nodePort"]
         .as_u64()
         .unwrap_or_else(|| panic!("web has no node port: {web}"));
-    fetch_from_client(&skiff, &format!("http://{}:{node_port}/", network.gateway()));
+    fetch_from_client(
+        &skiff,
+        &format!("http://{}:{node_port}/", network.gateway()),
+    );
+
+    // A named port has an SRV record pointing at the Service.
+    let srv_name = "_http._tcp.web.default.svc.cluster.local";
+    let (ok, stdout, stderr) = in_client(&skiff, &["nslookup", "-type=SRV", srv_name, &dns_ip]);
+    assert!(
+        ok && stdout.contains("80 web.default.svc.cluster.local"),
+        "SRV {srv_name}:\n{stdout}\n{stderr}"
+    );
 
     // A missing name is NXDOMAIN.
     let (ok, stdout, stderr) = in_client(
