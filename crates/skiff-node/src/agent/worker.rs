@@ -1660,6 +1660,46 @@ mod tests {
     use std::sync::Mutex;
 
     #[test]
+    fn exec_into_a_runtime_container_enters_every_namespace_its_root_and_its_user() {
+        let root = ExecRoot {
+            root: PathBuf::from("/host/path/rootfs"),
+            working_dir: "/srv".into(),
+            run_as: RunAs {
+                uid: 1000,
+                gid: 2000,
+            },
+            oci: None,
+        };
+        let argv = enter_runtime_container_argv(
+            Path::new("/usr/bin/nsenter"),
+            4242,
+            &root,
+            vec!["cat".into(), "/etc/resolv.conf".into()],
+        );
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/nsenter",
+                "-t",
+                "4242",
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "-r",
+                "--wdns=/srv",
+                "--setgid=2000",
+                "--setuid=1000",
+                "--",
+                "cat",
+                "/etc/resolv.conf"
+            ],
+            "the host's path to the root means nothing once the runtime pivoted into it"
+        );
+    }
+
+    #[test]
     fn pod_network_commands_enter_the_pinned_namespace_first() {
         let argv = in_network_namespace(
             Path::new("/usr/bin/nsenter"),
