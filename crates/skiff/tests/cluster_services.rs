@@ -527,3 +527,115 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     }
     assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
+
+/// How many requests the client pod sends at least while the Deployment behind the Service
+/// rolls out, restarts, scales down and is undone.
+const LOAD_REQUESTS: u32 = 10_000;
+
+#[test]
+fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, veths, routes, a dummy interface)"
+    );
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(
+        &flags,
+        &[
+            support::images::shell(),
+            support::images::httpd("v1"),
+            support::images::httpd("v2"),
+        ],
+    );
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file("app.yaml", &manifests());
+    kubectl.ok(&["apply", "-f", "app.yaml"]);
+    ready_web_pod_ips(&skiff);
+    wait_for_every("the client pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(())
+    });
+    fetch_from_client(&skiff, "http://web/");
+
+    // Requests one after another by name until told to stop and at least LOAD_REQUESTS were
+    // sent; every failure is printed, then the totals.
+    let script = format!(
+        "i=0; f=0; v2=0; \
+         while [ ! -e /tmp/stop ] || [ $i -lt {LOAD_REQUESTS} ]; do \
+           if r=$(wget -q -O - http://web/); then \
+             case $r in *v2*) v2=$((v2+1));; esac; \
+           else f=$((f+1)); echo \"failed request $i\"; fi; \
+           i=$((i+1)); \
+           [ $((i % 500)) -eq 0 ] && echo \"progress $i\"; \
+         done; \
+         echo \"done requests=$i failed=$f v2=$v2\""
+    );
+    let mut load = kubectl.spawn_lines(&["exec", "client", "--", "sh", "-c", &script]);
+    load.wait_for_line("the first requests", |l| l.starts_with("progress"));
+
+    let v2 = format!("httpd={}:v2", support::images::HTTPD);
+    let rollout_status = ["rollout", "status", "deployment/web", "--timeout=120s"];
+    kubectl.ok(&["set", "image", "deployment/web", &v2]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["rollout", "restart", "deployment/web"]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["scale", "deployment/web", "--replicas=1"]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["rollout", "undo", "deployment/web"]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["exec", "client", "--", "touch", "/tmp/stop"]);
+
+    let started = std::time::Instant::now();
+    let done = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the client's requests did not finish; printed: {:?}",
+            load.seen()
+        );
+        match load.next_line(Duration::from_secs(30)) {
+            Some(line) if line.starts_with("done") => break line,
+            Some(_) => {}
+            None => panic!(
+                "the client stopped printing before its totals; printed: {:?}",
+                load.seen()
+            ),
+        }
+    };
+    println!("client totals: {done}");
+    let field = |name: &str| -> u32 {
+        done.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {done:?}"))
+    };
+    let failures: Vec<&String> = load
+        .seen()
+        .iter()
+        .filter(|l| l.starts_with("failed"))
+        .collect();
+    assert_eq!(field("failed"), 0, "{done}; {failures:?}");
+    assert!(field("requests") >= LOAD_REQUESTS, "{done}");
+    assert!(
+        field("v2") > 0,
+        "no request reached the new version during the rollout: {done}"
+    );
+    drop(load);
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    assert!(
+        interface_addresses(&network.service_interface()).is_none(),
+        "the cluster IP interface is left after SIGTERM"
+    );
+}
