@@ -73,7 +73,8 @@ impl NetlinkPodNetwork {
                 )))
             }
             None => {
-                let mut message = LinkBridge::new(bridge);
+                let mut message =
+                    LinkBridge::new(bridge).address(self.config.bridge_mac().to_vec());
                 if let Some(mtu) = self.config.mtu {
                     message = message.mtu(mtu);
                 }
@@ -96,7 +97,10 @@ impl NetlinkPodNetwork {
             .execute()
             .await
             .map_err(|source| netlink(format!("add {gateway}/{prefix} to {bridge}"), source))?;
-        let mut message = LinkUnspec::new_with_index(index).up();
+        // Set again on a bridge a previous run made: the address must never follow its ports.
+        let mut message = LinkUnspec::new_with_index(index)
+            .address(self.config.bridge_mac().to_vec())
+            .up();
         if let Some(mtu) = self.config.mtu {
             message = message.mtu(mtu);
         }

@@ -565,11 +565,12 @@ fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes
     fetch_from_client(&skiff, "http://web/");
 
     // Requests one after another by name until told to stop and at least LOAD_REQUESTS were
-    // sent; every failure is printed, then the totals.
+    // sent, each bounded by busybox's `timeout` (a request that hangs fails); every failure is
+    // printed, then the totals.
     let script = format!(
         "i=0; f=0; v2=0; \
          while [ ! -e /tmp/stop ] || [ $i -lt {LOAD_REQUESTS} ]; do \
-           if r=$(wget -q -O - http://web/); then \
+           if r=$(timeout 10 wget -q -O - http://web/); then \
              case $r in *v2*) v2=$((v2+1));; esac; \
            else f=$((f+1)); echo \"failed request $i\"; fi; \
            i=$((i+1)); \
