@@ -314,6 +314,17 @@ fn pods_get_addresses_and_reach_each_other_and_the_host_over_the_bridge() {
             let a = manager.attach("pod-a").await.unwrap();
             let b = manager.attach("pod-b").await.unwrap();
             assert_eq!((a.ip, b.ip), (ip("198.18.2.2"), ip("198.18.2.3")));
+            // The gateway's MAC address is the configured one, whatever its ports' addresses:
+            // pods never have to learn it again.
+            let mac = scene
+                .config
+                .bridge_mac()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            let bridge = link_line(&run("ip", &["-o", "link", "show"]), "sknet-pods");
+            assert!(bridge.contains(&format!("link/ether {mac} ")), "{bridge}");
             for (pod, attachment) in [("pod-a", &a), ("pod-b", &b)] {
                 assert_eq!(attachment.netns_path, scene.config.netns_dir().join(pod));
                 assert!(is_nsfs(&attachment.netns_path), "{pod} is not pinned");
