@@ -374,7 +374,9 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
 
     // The Service by its cluster IP, then by short, namespaced and full name.
     fetch_from_client(&skiff, &format!("http://{web_ip}/"));
-    for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+    // The full name is written absolute: with ndots:5 the resolver would otherwise try it
+    // under the host's own search domains too, which the cluster DNS forwards upstream.
+    for name in ["web", "web.default", "web.default.svc.cluster.local."] {
         fetch_from_client(&skiff, &format!("http://{name}/"));
     }
 
@@ -430,6 +432,17 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     assert!(
         listed.is_some(),
         "the headless Service should list {pod_ips:?}:\n{last}"
+    );
+
+    // Its name resolves to the first address (busybox's nslookup applies no search path, and
+    // tests only ask cluster names, which are never forwarded).
+    let (ok, stdout, stderr) = in_client(
+        &skiff,
+        &["nslookup", "kubernetes.default.svc.cluster.local", &dns_ip],
+    );
+    assert!(
+        ok && stdout.contains(&format!("Address: {api_ip}")),
+        "kubernetes.default.svc.cluster.local should resolve to {api_ip}:\n{stdout}\n{stderr}"
     );
 
     // The `kubernetes` Service reaches the API server. From the pod, busybox's wget meets a TLS
