@@ -1,7 +1,9 @@
 //! Cluster IPs and node ports for Services, as the API server allocates them on create.
 //!
 //! Cluster IPs come from a loopback range (127.96.0.0/12 by default), so that a service proxy
-//! can listen on them without privileges; node ports from 30000-32767, as Kubernetes does.
+//! can listen on them without privileges, or from the range `skiff up --service-cidr` gives
+//! when pods have network namespaces of their own; node ports from 30000-32767, as Kubernetes
+//! does.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -17,6 +19,67 @@ pub const SERVICE_RANGE_PREFIX: u32 = 12;
 /// The node port range, inclusive.
 pub const NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
 
+/// The IPv4 range cluster IPs come from: its network address and prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceRange {
+    base: Ipv4Addr,
+    prefix: u32,
+}
+
+impl Default for ServiceRange {
+    /// The loopback range 127.96.0.0/12.
+    fn default() -> Self {
+        ServiceRange {
+            base: SERVICE_RANGE_START,
+            prefix: SERVICE_RANGE_PREFIX,
+        }
+    }
+}
+
+impl ServiceRange {
+    /// The range `network/prefix` (host bits of `network` are ignored), or `None` when it holds
+    /// fewer than 8 addresses: the API server's, the DNS Service's and a few others need room.
+    pub fn new(network: Ipv4Addr, prefix: u8) -> Option<ServiceRange> {
+        if !(1..=29).contains(&prefix) {
+            return None;
+        }
+        let prefix = u32::from(prefix);
+        let mask = u32::MAX << (32 - prefix);
+        Some(ServiceRange {
+            base: Ipv4Addr::from(u32::from(network) & mask),
+            prefix,
+        })
+    }
+
+    /// The address `offset` places into the range (`.1` is offset 1), if the range holds it.
+    pub fn nth(&self, offset: u32) -> Option<Ipv4Addr> {
+        (offset < self.size()).then(|| Ipv4Addr::from(u32::from(self.base) + offset))
+    }
+
+    /// The first usable address, where the `kubernetes` Service lives.
+    pub fn first(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base) + 1)
+    }
+
+    fn size(&self) -> u32 {
+        1 << (32 - self.prefix)
+    }
+
+    /// Whether `ip` is a usable address of the range (neither its network nor its broadcast
+    /// address).
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let v = u32::from(ip);
+        let base = u32::from(self.base);
+        v > base && v - base < self.size() - 1
+    }
+}
+
+impl std::fmt::Display for ServiceRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
 /// What is in use: loaded from the stored Services on first use, then kept current.
 #[derive(Default)]
 struct InUse {
@@ -29,6 +92,8 @@ struct InUse {
 /// Hands out cluster IPs and node ports, never the same one twice while it is in use.
 pub struct ServiceAllocator {
     state: Mutex<Option<InUse>>,
+    /// Where cluster IPs come from.
+    range: ServiceRange,
     /// Where the search for a free IP (an offset into the range) and a free port begins.
     first_ip: u32,
     first_port: u16,
@@ -39,29 +104,8 @@ impl Default for ServiceAllocator {
     /// at random: users should not come to rely on one, and two Skiffs on one machine (whose
     /// proxies both listen on loopback) rarely pick the same cluster IP.
     fn default() -> Self {
-        let random = uuid::Uuid::new_v4().as_u128();
-        let port_span = u128::from(NODE_PORT_RANGE.1 - NODE_PORT_RANGE.0 + 1);
-        let first_port = NODE_PORT_RANGE.0 + (random % port_span) as u16;
-        let first_ip = ((random >> 64) % u128::from(range_size())) as u32 + 1;
-        ServiceAllocator::starting_at(first_ip, first_port)
+        ServiceAllocator::for_range(ServiceRange::default())
     }
-}
-
-fn range_base() -> u32 {
-    u32::from(SERVICE_RANGE_START)
-}
-
-fn range_size() -> u32 {
-    1 << (32 - SERVICE_RANGE_PREFIX)
-}
-
-fn in_range(ip: Ipv4Addr) -> bool {
-    let v = u32::from(ip);
-    v > range_base() && v < range_base() + range_size() - 1
-}
-
-fn range_text() -> String {
-    format!("{SERVICE_RANGE_START}/{SERVICE_RANGE_PREFIX}")
 }
 
 /// Whether a Service of this type gets node ports.
@@ -100,14 +144,34 @@ fn held(service: &Value) -> (Vec<Ipv4Addr>, Vec<u16>) {
 }
 
 impl ServiceAllocator {
-    /// An allocator whose searches begin at offset `first_ip` of the service range and at node
-    /// port `first_port`, for reproducible allocations.
+    /// Cluster IPs from `range`, starting at a random place in it (as node ports do in theirs).
+    pub fn for_range(range: ServiceRange) -> Self {
+        let random = uuid::Uuid::new_v4().as_u128();
+        let port_span = u128::from(NODE_PORT_RANGE.1 - NODE_PORT_RANGE.0 + 1);
+        let first_port = NODE_PORT_RANGE.0 + (random % port_span) as u16;
+        let first_ip = ((random >> 64) % u128::from(range.size() - 2)) as u32 + 1;
+        ServiceAllocator::starting_at_in(range, first_ip, first_port)
+    }
+
+    /// An allocator whose searches begin at offset `first_ip` of the default service range and
+    /// at node port `first_port`, for reproducible allocations.
     pub fn starting_at(first_ip: u32, first_port: u16) -> ServiceAllocator {
+        ServiceAllocator::starting_at_in(ServiceRange::default(), first_ip, first_port)
+    }
+
+    /// As [`ServiceAllocator::starting_at`], in `range`.
+    pub fn starting_at_in(range: ServiceRange, first_ip: u32, first_port: u16) -> Self {
         ServiceAllocator {
             state: Mutex::new(None),
-            first_ip: first_ip.clamp(1, range_size()),
+            range,
+            first_ip: first_ip.clamp(1, range.size() - 2),
             first_port: first_port.clamp(NODE_PORT_RANGE.0, NODE_PORT_RANGE.1),
         }
+    }
+
+    /// The range cluster IPs come from.
+    pub fn range(&self) -> ServiceRange {
+        self.range
     }
 
     /// Makes sure the in-use sets reflect `existing` Services (called with the stored ones the
@@ -153,6 +217,7 @@ impl ServiceAllocator {
         let mut taken_ips = Vec::new();
         let mut taken_ports = Vec::new();
         let result = allocate_into(
+            self.range,
             in_use,
             service,
             (&own_ips, &own_ports),
@@ -193,6 +258,7 @@ impl ServiceAllocator {
 }
 
 fn allocate_into(
+    range: ServiceRange,
     in_use: &mut InUse,
     service: &mut Value,
     (own_ips, own_ports): (&[Ipv4Addr], &[u16]),
@@ -209,10 +275,10 @@ fn allocate_into(
         match requested {
             Some(text) => match text.parse::<Ipv4Addr>() {
                 Ok(ip) if own_ips.contains(&ip) => {}
-                Ok(ip) if !in_range(ip) => errors.push(FieldError::invalid(
+                Ok(ip) if !range.contains(ip) => errors.push(FieldError::invalid(
                     "spec.clusterIPs",
                     &json!([text]),
-                    format!("failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {}", range_text()),
+                    format!("failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {range}"),
                 )),
                 Ok(ip) if in_use.ips.contains(&ip) => errors.push(FieldError::invalid(
                     "spec.clusterIPs",
@@ -231,11 +297,11 @@ fn allocate_into(
                 )),
             },
             None => {
-                let size = range_size() - 2;
+                let size = range.size() - 2;
                 let mut found = None;
                 for i in 0..size {
                     let offset = (in_use.next_ip - 1 + i) % size + 1;
-                    let ip = Ipv4Addr::from(range_base() + offset);
+                    let ip = Ipv4Addr::from(u32::from(range.base) + offset);
                     if !in_use.ips.contains(&ip) {
                         in_use.next_ip = offset % size + 1;
                         found = Some(ip);
@@ -252,7 +318,7 @@ fn allocate_into(
                     None => errors.push(FieldError::invalid(
                         "spec.clusterIPs",
                         &json!([]),
-                        format!("failed to allocate IP: range {} is full", range_text()),
+                        format!("failed to allocate IP: range {range} is full"),
                     )),
                 }
             }
@@ -415,6 +481,53 @@ mod tests {
         a.allocate(&mut s, None, || vec![existing]).await.unwrap();
         assert_eq!(s["spec"]["clusterIP"], "127.96.0.2");
         assert_ne!(s["spec"]["ports"][0]["nodePort"], 30000);
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_given_range_bounds_allocations_and_names_itself_in_errors() {
+        let range = ServiceRange::new(Ipv4Addr::new(198, 19, 4, 77), 24).expect("a /24");
+        assert_eq!(range.to_string(), "198.19.4.0/24");
+        assert_eq!(range.first(), Ipv4Addr::new(198, 19, 4, 1));
+        assert_eq!(range.nth(10), Some(Ipv4Addr::new(198, 19, 4, 10)));
+        assert_eq!(range.nth(256), None);
+        assert!(!range.contains(Ipv4Addr::new(198, 19, 4, 0)));
+        assert!(!range.contains(Ipv4Addr::new(198, 19, 4, 255)));
+        assert!(ServiceRange::new(Ipv4Addr::new(198, 19, 4, 0), 30).is_none());
+        let a = ServiceAllocator::for_range(range);
+        for _ in 0..20 {
+            let mut s = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
+            a.allocate(&mut s, None, Vec::new).await.expect("allocated");
+            let ip: Ipv4Addr = s["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+            assert!(range.contains(ip), "{ip} outside {range}");
+        }
+        let mut outside = json!({"spec": {"type": "ClusterIP", "clusterIP": "127.96.0.5"}});
+        let err = a.allocate(&mut outside, None, Vec::new).await.unwrap_err();
+        assert_eq!(
+            err[0].full(),
+            "spec.clusterIPs: Invalid value: [\"127.96.0.5\"]: failed to allocate IP 127.96.0.5: provided IP is not in the valid range. The range of valid IPs is 198.19.4.0/24"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_range_says_so() {
+        let range = ServiceRange::new(Ipv4Addr::new(198, 19, 4, 0), 29).expect("a /29");
+        let a = ServiceAllocator::for_range(range);
+        for _ in 0..6 {
+            let mut s = json!({"spec": {"type": "ClusterIP"}});
+            a.allocate(&mut s, None, Vec::new).await.expect("allocated");
+        }
+        let mut s = json!({"spec": {"type": "ClusterIP"}});
+        let err = a.allocate(&mut s, None, Vec::new).await.unwrap_err();
+        assert!(
+            err[0].full().contains("range 198.19.4.0/29 is full"),
+            "{}",
+            err[0].full()
+        );
     }
 }
 

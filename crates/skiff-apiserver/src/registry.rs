@@ -16,7 +16,7 @@ use skiff_api::resources::{self, ResourceInfo, Subresource};
 use skiff_store::{EventKind, KeyValue, Revision, Store, StoreError};
 
 use crate::admission::{self, FieldValidation};
-use crate::allocator::ServiceAllocator;
+use crate::allocator::{ServiceAllocator, ServiceRange};
 use crate::filter::Filter;
 use crate::meta;
 use crate::status::ApiError;
@@ -295,14 +295,24 @@ impl Registry {
     /// A registry over `store`. Installs [`LabelExtractor`] in the store, so that label
     /// selectors read labels the store keeps parsed instead of parsing every object.
     pub fn new(store: Arc<dyn Store>) -> Registry {
+        Registry::with_service_range(store, ServiceRange::default())
+    }
+
+    /// A registry over `store` whose Services get cluster IPs from `range`.
+    pub fn with_service_range(store: Arc<dyn Store>, range: ServiceRange) -> Registry {
         if let Err(error) = store.set_extractor(Arc::new(LabelExtractor)) {
             // Lists still work without it, parsing each object's labels themselves.
             tracing::warn!(%error, "the store keeps no parsed labels");
         }
         Registry {
             store,
-            services: Arc::new(ServiceAllocator::default()),
+            services: Arc::new(ServiceAllocator::for_range(range)),
         }
+    }
+
+    /// The range Services' cluster IPs come from.
+    pub fn service_range(&self) -> ServiceRange {
+        self.services.range()
     }
 
     /// The underlying store.

@@ -139,7 +139,7 @@ pub async fn ensure_kubernetes_service(
 ) -> Result<(), ApiError> {
     let services = &skiff_api::kinds::service::V1;
     let endpoints = &skiff_api::kinds::endpoints::V1;
-    let first_ip = std::net::Ipv4Addr::from(u32::from(crate::allocator::SERVICE_RANGE_START) + 1);
+    let first_ip = registry.service_range().first();
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",

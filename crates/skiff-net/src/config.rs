@@ -110,6 +110,23 @@ impl HostConfig {
         )
     }
 
+    /// The bridge's MAC address: fixed, derived from its name and locally administered. A
+    /// bridge left to choose its own takes the lowest of its ports' addresses, so a new pod's
+    /// veth could change it, and every pod would then send to the old gateway address until its
+    /// ARP entry expired: tens of seconds without Services or DNS.
+    pub fn bridge_mac(&self) -> [u8; 6] {
+        let hash = name_hash(&self.bridge, "").to_be_bytes();
+        // Locally administered (bit 1 set), unicast (bit 0 clear).
+        [
+            (hash[0] | 0x02) & 0xfe,
+            hash[1],
+            hash[2],
+            hash[3],
+            hash[4],
+            hash[5],
+        ]
+    }
+
     /// The file pinning a pod's network namespace.
     pub fn netns_path(&self, pod_uid: &str) -> Result<PathBuf, InvalidPodUid> {
         check_pod_uid(pod_uid)?;
@@ -155,6 +172,15 @@ fn name_hash(bridge: &str, pod_uid: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bridge_mac_is_fixed_by_name_locally_administered_and_unicast() {
+        let mac = config("skiff0").unwrap().bridge_mac();
+        assert_eq!(mac, config("skiff0").unwrap().bridge_mac());
+        assert_ne!(mac, config("skiff1").unwrap().bridge_mac());
+        assert_eq!(mac[0] & 0x02, 0x02, "locally administered: {mac:02x?}");
+        assert_eq!(mac[0] & 0x01, 0, "unicast: {mac:02x?}");
+    }
 
     fn config(bridge: &str) -> Result<HostConfig, ConfigError> {
         HostConfig::new(

@@ -43,6 +43,7 @@ pub mod network;
 pub mod plan;
 pub mod pod_cidr;
 pub mod ranges;
+pub mod service_interface;
 
 pub use config::{HostConfig, DEFAULT_BRIDGE, DEFAULT_NETNS_DIR, POD_INTERFACE};
 pub use fake::{NetworkCall, RecordingPodNetwork};
@@ -55,3 +56,4 @@ pub use pod_cidr::{
     next_free_pod_cidr, node_pod_cidr, parse_taken_pod_cidrs, NoFreePodCidr, NodePodCidrError,
 };
 pub use ranges::{ClusterRanges, RangeError};
+pub use service_interface::{service_interface_name, ServiceInterface};

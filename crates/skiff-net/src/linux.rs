@@ -73,7 +73,8 @@ impl NetlinkPodNetwork {
                 )))
             }
             None => {
-                let mut message = LinkBridge::new(bridge);
+                let mut message =
+                    LinkBridge::new(bridge).address(self.config.bridge_mac().to_vec());
                 if let Some(mtu) = self.config.mtu {
                     message = message.mtu(mtu);
                 }
@@ -96,7 +97,10 @@ impl NetlinkPodNetwork {
             .execute()
             .await
             .map_err(|source| netlink(format!("add {gateway}/{prefix} to {bridge}"), source))?;
-        let mut message = LinkUnspec::new_with_index(index).up();
+        // Set again on a bridge a previous run made: the address must never follow its ports.
+        let mut message = LinkUnspec::new_with_index(index)
+            .address(self.config.bridge_mac().to_vec())
+            .up();
         if let Some(mtu) = self.config.mtu {
             message = message.mtu(mtu);
         }
@@ -306,7 +310,7 @@ impl PodNetwork for NetlinkPodNetwork {
     }
 }
 
-fn spawn_connection() -> Result<Handle, NetError> {
+pub(crate) fn spawn_connection() -> Result<Handle, NetError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         NetError::Unexpected("the pod network needs a tokio runtime to run on".to_string())
     })?;
@@ -332,11 +336,11 @@ fn unreachable_route(destination: Ipv4Net) -> rtnetlink::packet_route::route::Ro
         .build()
 }
 
-fn netlink(step: String, source: rtnetlink::Error) -> NetError {
+pub(crate) fn netlink(step: String, source: rtnetlink::Error) -> NetError {
     NetError::Netlink { step, source }
 }
 
-fn errno_of(err: &rtnetlink::Error) -> Option<Errno> {
+pub(crate) fn errno_of(err: &rtnetlink::Error) -> Option<Errno> {
     match err {
         rtnetlink::Error::NetlinkError(message) => {
             message.code.map(|code| Errno::from_raw(-code.get()))
@@ -346,7 +350,7 @@ fn errno_of(err: &rtnetlink::Error) -> Option<Errno> {
 }
 
 /// Turns the kernel's answer `errno` into success: the state asked for is already there.
-fn ignore(errno: Errno) -> impl Fn(rtnetlink::Error) -> Result<(), rtnetlink::Error> {
+pub(crate) fn ignore(errno: Errno) -> impl Fn(rtnetlink::Error) -> Result<(), rtnetlink::Error> {
     move |err| {
         if errno_of(&err) == Some(errno) {
             Ok(())
@@ -356,7 +360,10 @@ fn ignore(errno: Errno) -> impl Fn(rtnetlink::Error) -> Result<(), rtnetlink::Er
     }
 }
 
-async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
+pub(crate) async fn link_by_name(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<LinkMessage>, NetError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(link) => Ok(link),
@@ -371,7 +378,7 @@ async fn required_link(handle: &Handle, name: &str) -> Result<LinkMessage, NetEr
         .ok_or_else(|| NetError::Unexpected(format!("interface {name} does not exist")))
 }
 
-async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetError> {
+pub(crate) async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetError> {
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())
@@ -380,7 +387,7 @@ async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), NetError>
         .map_err(|source| netlink(format!("set {name} up"), source))
 }
 
-async fn delete_link(handle: &Handle, name: &str) -> Result<(), NetError> {
+pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<(), NetError> {
     let Some(link) = link_by_name(handle, name).await? else {
         return Ok(());
     };

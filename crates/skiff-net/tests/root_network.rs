@@ -314,6 +314,17 @@ fn pods_get_addresses_and_reach_each_other_and_the_host_over_the_bridge() {
             let a = manager.attach("pod-a").await.unwrap();
             let b = manager.attach("pod-b").await.unwrap();
             assert_eq!((a.ip, b.ip), (ip("198.18.2.2"), ip("198.18.2.3")));
+            // The gateway's MAC address is the configured one, whatever its ports' addresses:
+            // pods never have to learn it again.
+            let mac = scene
+                .config
+                .bridge_mac()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            let bridge = link_line(&run("ip", &["-o", "link", "show"]), "sknet-pods");
+            assert!(bridge.contains(&format!("link/ether {mac} ")), "{bridge}");
             for (pod, attachment) in [("pod-a", &a), ("pod-b", &b)] {
                 assert_eq!(attachment.netns_path, scene.config.netns_dir().join(pod));
                 assert!(is_nsfs(&attachment.netns_path), "{pod} is not pinned");
@@ -571,4 +582,55 @@ fn pin_new_namespace(path: &Path) {
 
 fn libc_ehostunreach() -> i32 {
     nix::errno::Errno::EHOSTUNREACH as i32
+}
+
+#[test]
+fn cluster_ips_on_the_service_interface_are_local_while_they_are_held() {
+    on_private_host(|| {
+        block_on(async {
+            run("ip", &["link", "set", "lo", "up"]);
+            let name = skiff_net::service_interface_name("sktestbr0");
+            let first = skiff_net::ServiceInterface::create(&name)
+                .await
+                .expect("interface created");
+            let stale = ip("198.19.200.9");
+            first.add(stale).await.expect("address added");
+            // A new start replaces what a previous run left, addresses and all.
+            let interface = skiff_net::ServiceInterface::create(&name)
+                .await
+                .expect("interface created again");
+            let cluster_ip = ip("198.19.200.1");
+            interface.add(cluster_ip).await.expect("address added");
+            interface
+                .add(cluster_ip)
+                .await
+                .expect("adding again is no error");
+            let addresses = run("ip", &["-4", "-o", "addr", "show", "dev", &name]);
+            assert!(addresses.contains("198.19.200.1/32"), "{addresses}");
+            assert!(!addresses.contains("198.19.200.9"), "{addresses}");
+            let listener = TcpListener::bind(SocketAddrV4::new(cluster_ip, 0))
+                .expect("a cluster IP on the interface can be listened on");
+            let port = listener.local_addr().expect("address").port();
+            TcpStream::connect_timeout(&SocketAddr::from((cluster_ip, port)), WAIT)
+                .expect("and connected to");
+            drop(listener);
+
+            interface.remove(cluster_ip).await.expect("address removed");
+            interface
+                .remove(cluster_ip)
+                .await
+                .expect("removing again is no error");
+            let error = TcpListener::bind(SocketAddrV4::new(cluster_ip, 0))
+                .expect_err("a removed cluster IP is no longer local");
+            assert_eq!(error.raw_os_error(), Some(libc_eaddrnotavail()), "{error}");
+
+            interface.delete().await.expect("interface deleted");
+            let links = run("ip", &["-o", "link", "show"]);
+            assert!(!links.contains(&format!(": {name}:")), "{links}");
+        })
+    });
+}
+
+fn libc_eaddrnotavail() -> i32 {
+    nix::errno::Errno::EADDRNOTAVAIL as i32
 }

@@ -22,5 +22,5 @@ mod forward;
 mod proxy;
 pub mod table;
 
-pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyState};
+pub use proxy::{ClusterIpHost, Proxy, ProxyConfig, ProxyError, ProxyState};
 pub use table::{PodState, Route, RoutingTable};

@@ -30,8 +30,19 @@ pub enum ProxyError {
     UnknownResource(&'static str),
 }
 
+/// Makes cluster IPs addresses of this host, so the proxy can listen on them: with pods in
+/// network namespaces of their own, cluster IPs are not loopback addresses and must be put on
+/// an interface (kube-proxy's IPVS mode does the same with `kube-ipvs0`).
+#[async_trait::async_trait]
+pub trait ClusterIpHost: Send + Sync {
+    /// Makes `ip` local before the proxy listens on it; already local is not an error.
+    async fn add(&self, ip: IpAddr) -> Result<(), String>;
+    /// Gives `ip` up once no frontend listens on it; already gone is not an error.
+    async fn remove(&self, ip: IpAddr) -> Result<(), String>;
+}
+
 /// Where the proxy listens and how it forwards.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// The node's addresses: node ports listen on each of them, and nowhere else.
     pub node_addresses: Vec<IpAddr>,
@@ -44,6 +55,29 @@ pub struct ProxyConfig {
     /// waits: a connection the server has not accepted and read yet would be reset by a server
     /// that stops listening on SIGTERM.
     pub drain_quiet_period: Duration,
+    /// Puts cluster IPs on the host before their frontends listen, and takes them off after;
+    /// none when they are loopback addresses, which need nothing.
+    pub cluster_ip_host: Option<Arc<dyn ClusterIpHost>>,
+    /// The node this proxy runs on, whose endpoints `Local` traffic policies keep to; none
+    /// ignores those policies.
+    pub node_name: Option<String>,
+    /// Frontends something else in this process serves (the cluster DNS answers on its
+    /// Service's address itself): the proxy neither listens there nor manages their IPs.
+    pub served_elsewhere: HashSet<SocketAddr>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("node_addresses", &self.node_addresses)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry_window", &self.retry_window)
+            .field("drain_quiet_period", &self.drain_quiet_period)
+            .field("cluster_ip_host", &self.cluster_ip_host.is_some())
+            .field("node_name", &self.node_name)
+            .field("served_elsewhere", &self.served_elsewhere)
+            .finish()
+    }
 }
 
 impl ProxyConfig {
@@ -56,6 +90,9 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(1),
             retry_window: Duration::from_secs(3),
             drain_quiet_period: Duration::from_millis(250),
+            cluster_ip_host: None,
+            node_name: None,
+            served_elsewhere: HashSet::new(),
         }
     }
 }
@@ -283,6 +320,10 @@ async fn reconcile(
 
     let mut frontends: BTreeMap<SocketAddr, Frontend> = BTreeMap::new();
     let mut unbound: BTreeMap<SocketAddr, Unbound> = BTreeMap::new();
+    let mut host_ips = HostIps {
+        host: config.cluster_ip_host.clone(),
+        added: HashSet::new(),
+    };
     let mut deleted = DeletedPods::default();
     let mut dirty = true;
     loop {
@@ -302,15 +343,21 @@ async fn reconcile(
                     None => PodState::Live,
                 };
             let built = skiff_runtime::panics::catch_sync(|| {
-                RoutingTable::build(
+                RoutingTable::build_for_node(
                     &watched.services.list(),
                     &slices,
                     pod_state,
                     &config.node_addresses,
+                    config.node_name.as_deref(),
                 )
             });
             let table = match built {
-                Ok(table) => table,
+                Ok(mut table) => {
+                    table
+                        .routes
+                        .retain(|address, _| !config.served_elsewhere.contains(address));
+                    table
+                }
                 Err(panic) => {
                     // Keep serving the routes already bound; the next change, or a pause,
                     // brings the next attempt.
@@ -323,7 +370,15 @@ async fn reconcile(
                     continue;
                 }
             };
+            let cluster_ips: HashSet<IpAddr> = table
+                .routes
+                .keys()
+                .map(SocketAddr::ip)
+                .filter(|ip| !config.node_addresses.contains(ip))
+                .collect();
+            host_ips.add_missing(&cluster_ips).await;
             apply(table, &mut frontends, &mut unbound, &connecting, settings).await;
+            host_ips.remove_unused(&cluster_ips).await;
             state.send_replace(Arc::new(ProxyState {
                 synced: true,
                 routes: frontends
@@ -349,6 +404,52 @@ async fn reconcile(
                 None => return,
             },
             _ = sleep_until_some(next_retry) => {}
+        }
+    }
+}
+
+/// The cluster IPs the proxy put on the host, and what puts them there.
+struct HostIps {
+    host: Option<Arc<dyn ClusterIpHost>>,
+    added: HashSet<IpAddr>,
+}
+
+impl HostIps {
+    /// Puts on the host each of `wanted` it does not hold yet. One that fails stays out of
+    /// `added`, so its frontend fails to bind and both are tried again with the bind back-off.
+    async fn add_missing(&mut self, wanted: &HashSet<IpAddr>) {
+        let Some(host) = &self.host else {
+            return;
+        };
+        for ip in wanted {
+            if self.added.contains(ip) {
+                continue;
+            }
+            match host.add(*ip).await {
+                Ok(()) => {
+                    self.added.insert(*ip);
+                }
+                Err(error) => tracing::warn!(%ip, %error, "cannot put a cluster IP on the host"),
+            }
+        }
+    }
+
+    /// Takes off the host every address it holds that is not in `wanted` (called after the
+    /// frontends on them were dropped).
+    async fn remove_unused(&mut self, wanted: &HashSet<IpAddr>) {
+        let Some(host) = &self.host else {
+            return;
+        };
+        let unused: Vec<IpAddr> = self.added.difference(wanted).copied().collect();
+        for ip in unused {
+            match host.remove(ip).await {
+                Ok(()) => {
+                    self.added.remove(&ip);
+                }
+                Err(error) => {
+                    tracing::warn!(%ip, %error, "cannot take a cluster IP off the host")
+                }
+            }
         }
     }
 }

@@ -11,7 +11,11 @@
 //! - a Service port is served by the EndpointSlice ports of the same name, in the slices
 //!   labelled `kubernetes.io/service-name` with the Service's name in its namespace;
 //! - endpoints whose `ready` condition is true (or absent) are in rotation; only when there is
-//!   none, endpoints that are both `serving` and `terminating` are used instead.
+//!   none, endpoints that are both `serving` and `terminating` are used instead;
+//! - when the proxy knows its node, `internalTrafficPolicy: Local` keeps a Service's cluster
+//!   IP frontends to the endpoints on that node (their slice's `nodeName`), and
+//!   `externalTrafficPolicy: Local` does the same for its node ports; with no local endpoint
+//!   such a frontend has none, and its connections are dropped, as kube-proxy drops them.
 //!
 //! One addition closes the race between endpoint removal and SIGTERM: a pod the proxy has seen
 //! get a `deletionTimestamp` (or disappear) counts as terminating at once, before the endpoints
@@ -73,6 +77,18 @@ impl RoutingTable {
         pod_state: impl Fn(&str, &str) -> PodState,
         node_addresses: &[IpAddr],
     ) -> RoutingTable {
+        RoutingTable::build_for_node(services, slices, pod_state, node_addresses, None)
+    }
+
+    /// As [`RoutingTable::build`], for the proxy of node `node_name`, whose frontends honour
+    /// the `Local` traffic policies; `None` ignores them (every endpoint counts as local).
+    pub fn build_for_node(
+        services: &[impl Borrow<Value>],
+        slices: &[impl Borrow<Value>],
+        pod_state: impl Fn(&str, &str) -> PodState,
+        node_addresses: &[IpAddr],
+        node_name: Option<&str>,
+    ) -> RoutingTable {
         let mut slices_by_service: BTreeMap<(&str, &str), Vec<&Value>> = BTreeMap::new();
         for slice in slices {
             let slice = slice.borrow();
@@ -113,10 +129,27 @@ impl RoutingTable {
                 PodState::Terminating if publishes_not_ready => PodState::Live,
                 state => state,
             };
+            let local_only =
+                |field: &str| node_name.filter(|_| str_at(service, field) == Some("Local"));
+            let internal_node = local_only("/spec/internalTrafficPolicy");
+            let external_node = local_only("/spec/externalTrafficPolicy");
             for port in frontends.ports {
-                let backends = backends_for_port(slices, &port.name, namespace, &pod_state);
-                for address in port.addresses {
-                    routes.entry(address).or_insert_with(|| Route {
+                let backends_on = |node: Option<&str>| {
+                    backends_for_port(slices, &port.name, namespace, &pod_state, node)
+                };
+                let internal = backends_on(internal_node);
+                let external = if external_node == internal_node {
+                    internal.clone()
+                } else {
+                    backends_on(external_node)
+                };
+                let addresses = port
+                    .cluster_addresses
+                    .iter()
+                    .map(|a| (a, &internal))
+                    .chain(port.node_addresses.iter().map(|a| (a, &external)));
+                for (address, backends) in addresses {
+                    routes.entry(*address).or_insert_with(|| Route {
                         service: format!("{namespace}/{name}"),
                         port_name: port.name.clone(),
                         backends: backends.clone(),
@@ -146,7 +179,10 @@ struct ServiceFrontends {
 /// The addresses of one Service port.
 struct PortFrontends {
     name: String,
-    addresses: Vec<SocketAddr>,
+    /// `clusterIP:port` for each cluster IP.
+    cluster_addresses: Vec<SocketAddr>,
+    /// `nodeAddress:nodePort` for each node address.
+    node_addresses: Vec<SocketAddr>,
 }
 
 impl ServiceFrontends {
@@ -183,13 +219,14 @@ impl ServiceFrontends {
             let Some(number) = port_number(port.get("port")) else {
                 continue;
             };
-            let mut addresses: Vec<SocketAddr> = cluster_ips
+            let cluster_addresses: Vec<SocketAddr> = cluster_ips
                 .iter()
                 .map(|ip| SocketAddr::new(*ip, number))
                 .collect();
+            let mut node_port_addresses = Vec::new();
             if with_node_ports {
                 if let Some(node_port) = port_number(port.get("nodePort")) {
-                    addresses.extend(
+                    node_port_addresses.extend(
                         node_addresses
                             .iter()
                             .map(|ip| SocketAddr::new(*ip, node_port)),
@@ -202,7 +239,8 @@ impl ServiceFrontends {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string(),
-                addresses,
+                cluster_addresses,
+                node_addresses: node_port_addresses,
             });
         }
         let affinity = (str_at(service, "/spec/sessionAffinity") == Some("ClientIP")).then(|| {
@@ -216,7 +254,9 @@ impl ServiceFrontends {
     }
 
     fn is_empty(&self) -> bool {
-        self.ports.iter().all(|p| p.addresses.is_empty())
+        self.ports
+            .iter()
+            .all(|p| p.cluster_addresses.is_empty() && p.node_addresses.is_empty())
     }
 }
 
@@ -243,12 +283,13 @@ fn cluster_ips(service: &Value) -> Vec<IpAddr> {
 }
 
 /// The endpoints of one Service port, by kube-proxy's rule: the ready ones, else the serving
-/// terminating ones.
+/// terminating ones; with `node`, only those whose `nodeName` is that node.
 fn backends_for_port(
     slices: &[&Value],
     port_name: &str,
     namespace: &str,
     pod_state: &impl Fn(&str, &str) -> PodState,
+    node: Option<&str>,
 ) -> Vec<SocketAddr> {
     let mut ready = BTreeSet::new();
     let mut terminating = BTreeSet::new();
@@ -262,6 +303,9 @@ fn backends_for_port(
             .map(Vec::as_slice)
             .unwrap_or_default();
         for endpoint in endpoints {
+            if node.is_some_and(|node| str_at(endpoint, "/nodeName") != Some(node)) {
+                continue;
+            }
             // kube-proxy uses the first address only.
             let Some(ip) = endpoint
                 .pointer("/addresses/0")
@@ -561,6 +605,95 @@ mod tests {
             table.routed_ips(),
             HashSet::from(["127.128.0.2".parse::<IpAddr>().expect("ip")])
         );
+    }
+
+    #[test]
+    fn local_traffic_policies_keep_their_frontends_to_this_nodes_endpoints() {
+        let on = |ip: &str, pod: &str, node: &str| {
+            let mut e = endpoint(ip, pod, json!({"ready": true}));
+            e["nodeName"] = json!(node);
+            e
+        };
+        let slices = [slice(
+            "web",
+            json!([{"name": "http", "port": 8080}]),
+            json!([
+                on("127.128.0.1", "here", "node-a"),
+                on("127.128.0.2", "there", "node-b"),
+            ]),
+        )];
+        let both = vec![addr("127.128.0.1:8080"), addr("127.128.0.2:8080")];
+        let here = vec![addr("127.128.0.1:8080")];
+        let node = [NODE.parse().expect("ip")];
+        let cases = [
+            ("no policy", json!({}), both.clone(), both.clone()),
+            (
+                "internal Local",
+                json!({"internalTrafficPolicy": "Local"}),
+                here.clone(),
+                both.clone(),
+            ),
+            (
+                "external Local",
+                json!({"externalTrafficPolicy": "Local"}),
+                both.clone(),
+                here.clone(),
+            ),
+            (
+                "both Local",
+                json!({"internalTrafficPolicy": "Local", "externalTrafficPolicy": "Local"}),
+                here.clone(),
+                here.clone(),
+            ),
+            (
+                "Cluster spelled out",
+                json!({"internalTrafficPolicy": "Cluster", "externalTrafficPolicy": "Cluster"}),
+                both.clone(),
+                both.clone(),
+            ),
+        ];
+        for (what, policies, cluster, node_port) in cases {
+            let mut svc = web_service();
+            for (field, value) in policies.as_object().expect("object") {
+                svc["spec"][field] = value.clone();
+            }
+            let table = RoutingTable::build_for_node(
+                std::slice::from_ref(&svc),
+                &slices,
+                |_, _| PodState::Live,
+                &node,
+                Some("node-a"),
+            );
+            assert_eq!(
+                table.routes[&addr("127.96.0.10:80")].backends,
+                cluster,
+                "{what}"
+            );
+            assert_eq!(
+                table.routes[&addr("127.0.0.1:30080")].backends,
+                node_port,
+                "{what}"
+            );
+            // A proxy that does not know its node ignores the policies.
+            let unplaced = RoutingTable::build(&[svc], &slices, |_, _| PodState::Live, &node);
+            assert_eq!(
+                unplaced.routes[&addr("127.96.0.10:80")].backends,
+                both,
+                "{what}"
+            );
+        }
+        // With no endpoint on this node, a Local frontend has none.
+        let mut svc = web_service();
+        svc["spec"]["internalTrafficPolicy"] = json!("Local");
+        let table = RoutingTable::build_for_node(
+            &[svc],
+            &slices,
+            |_, _| PodState::Live,
+            &node,
+            Some("node-c"),
+        );
+        assert!(table.routes[&addr("127.96.0.10:80")].backends.is_empty());
+        assert_eq!(table.routes[&addr("127.0.0.1:30080")].backends.len(), 2);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_apiserver::registry::Registry;
 use skiff_client::{Client, DeleteOptions, LocalClient, Scope};
-use skiff_proxy::{Proxy, ProxyConfig, ProxyState};
+use skiff_proxy::{ClusterIpHost, Proxy, ProxyConfig, ProxyState};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -34,6 +34,11 @@ struct Cluster {
 }
 
 async fn cluster(test: u8) -> Cluster {
+    cluster_with(test, |config| config).await
+}
+
+/// A cluster whose proxy runs with `adjust`'s changes to the tests' configuration.
+async fn cluster_with(test: u8, adjust: impl FnOnce(ProxyConfig) -> ProxyConfig) -> Cluster {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = skiff_store::SqliteStore::open(&dir.path().join("store.db")).expect("store");
     let registry = Registry::new(Arc::new(store));
@@ -42,10 +47,10 @@ async fn cluster(test: u8) -> Cluster {
         .expect("namespaces");
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
     let node: IpAddr = format!("127.77.{test}.1").parse().expect("node address");
-    let config = ProxyConfig {
+    let config = adjust(ProxyConfig {
         drain_quiet_period: QUIET_PERIOD,
         ..ProxyConfig::new(vec![node])
-    };
+    });
     let proxy = Proxy::start(client.clone(), config).expect("proxy");
     timeout(WAIT, proxy.wait_synced())
         .await
@@ -480,4 +485,78 @@ async fn wait_unrouted_resolves_when_the_pod_is_marked_for_deletion() {
     // An IP nothing routes to is unrouted at once.
     let stranger: IpAddr = "127.55.7.99".parse().expect("ip");
     assert!(c.proxy.wait_unrouted(stranger, Instant::now()).await);
+}
+
+/// Records what the proxy asks of the host, in order.
+#[derive(Default)]
+struct RecordingHost(std::sync::Mutex<Vec<String>>);
+
+impl RecordingHost {
+    fn calls(&self) -> Vec<String> {
+        self.0.lock().expect("calls").clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterIpHost for RecordingHost {
+    async fn add(&self, ip: IpAddr) -> Result<(), String> {
+        self.0.lock().expect("calls").push(format!("add {ip}"));
+        Ok(())
+    }
+    async fn remove(&self, ip: IpAddr) -> Result<(), String> {
+        self.0.lock().expect("calls").push(format!("remove {ip}"));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn cluster_ips_are_put_on_the_host_while_a_service_has_them_and_served_elsewhere_is_left_alone(
+) {
+    let host = Arc::new(RecordingHost::default());
+    let dns_frontend: SocketAddr = "127.105.8.2:53".parse().expect("dns frontend");
+    let c = cluster_with(8, |mut config| {
+        config.cluster_ip_host = Some(host.clone());
+        config.served_elsewhere.insert(dns_frontend);
+        config
+    })
+    .await;
+    let _a = serve("127.55.8.1", "a").await;
+    c.create_service(
+        "dns",
+        json!({"clusterIP": "127.105.8.2",
+        "ports": [{"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}),
+    )
+    .await;
+    c.create_service("web", cluster_ip_service("127.105.8.1"))
+        .await;
+    c.set_endpoints("web", &[("127.55.8.1", "a", true)]).await;
+    let frontend: SocketAddr = "127.105.8.1:80".parse().expect("frontend");
+    c.wait_backends(frontend, &["127.55.8.1"]).await;
+    assert_eq!(greeting(frontend, None).await, "a");
+    assert_eq!(
+        host.calls(),
+        ["add 127.105.8.1"],
+        "only web's IP is put on the host"
+    );
+    let state = c.proxy.state();
+    assert!(
+        !state.routes.contains_key(&dns_frontend) && !state.unbound.contains_key(&dns_frontend),
+        "the proxy does not serve what is served elsewhere: {state:?}"
+    );
+    // Nothing of the proxy's holds the DNS frontend: its owner can listen there.
+    let _owner = TcpListener::bind(dns_frontend)
+        .await
+        .expect("the address served elsewhere is free");
+
+    c.client
+        .delete(scope(services()), "web", &DeleteOptions::default())
+        .await
+        .expect("service deleted");
+    c.wait_state("web's frontend gone", |s| !s.routes.contains_key(&frontend))
+        .await;
+    assert_eq!(
+        host.calls(),
+        ["add 127.105.8.1", "remove 127.105.8.1"],
+        "the IP leaves the host with its last frontend"
+    );
 }

@@ -1,5 +1,6 @@
 //! The `skiff` command: Kubernetes workloads in one binary.
 
+mod cluster_dns;
 mod image_cmd;
 mod kubeconfig;
 mod memory;
@@ -95,6 +96,11 @@ pub struct UpArgs {
     /// Run no real node: pods run only on simulated nodes (or stay Pending).
     #[arg(long)]
     pub no_node: bool,
+    /// The node's addresses (k3s's flag; repeat it or separate addresses with commas): NodePorts
+    /// listen on each of them as well as on `--listen`'s address, which alone keeps them on
+    /// loopback by default.
+    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    pub node_ip: Vec<std::net::IpAddr>,
     /// Run no service proxy: ClusterIPs and NodePorts are allocated but nothing listens on them.
     #[arg(long)]
     pub no_proxy: bool,
@@ -146,6 +152,10 @@ pub struct UpArgs {
     /// machine need two bridges.
     #[arg(long, value_name = "NAME", default_value = skiff_net::DEFAULT_BRIDGE)]
     pub pod_bridge: String,
+    /// The cluster domain (k3s's flag and default): under the `oci` runtime the cluster DNS
+    /// answers `<service>.<namespace>.svc.<domain>` and pods search it.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
     /// The cgroup (in every hierarchy) under which the `oci` runtime puts the kubelet's
     /// `kubepods` tree: a cgroup per pod and per container with the spec's limits. Two Skiffs
     /// on one machine need two roots.
@@ -201,7 +211,9 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The DNS server logs every query at info; CoreDNS logs none without its `log`
+                // plugin, and the cluster DNS keeps as quiet.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

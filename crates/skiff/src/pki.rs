@@ -98,19 +98,28 @@ pub fn client_material(dir: &Path, user: &str, group: Option<&str>) -> PkiResult
 }
 
 /// Loads the CA (creating it on first start) and issues a serving certificate valid for
-/// `localhost`, `127.0.0.1`, `::1` and `extra_ip`.
-pub fn serving_material(dir: &Path, extra_ip: IpAddr) -> PkiResult<ServingMaterial> {
+/// `localhost`, `127.0.0.1`, `::1`, `extra_ips` and `extra_names` (the `kubernetes` Service's
+/// cluster IP and names, as kube-apiserver's certificate holds them, so pods verify it).
+pub fn serving_material(
+    dir: &Path,
+    extra_ips: &[IpAddr],
+    extra_names: &[String],
+) -> PkiResult<ServingMaterial> {
     let (ca_pem, ca_key) = load_or_create_ca(dir)?;
     let ca = ca_params()?;
     let issuer = Issuer::from_params(&ca, ca_key);
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    let mut names = vec!["localhost".to_string()];
+    names.extend(extra_names.iter().cloned());
+    let mut params = CertificateParams::new(names)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "skiff-apiserver");
     let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse()?, "::1".parse()?];
-    if !extra_ip.is_unspecified() && !ips.contains(&extra_ip) {
-        ips.push(extra_ip);
+    for ip in extra_ips {
+        if !ip.is_unspecified() && !ips.contains(ip) {
+            ips.push(*ip);
+        }
     }
     params
         .subject_alt_names
@@ -131,8 +140,8 @@ mod tests {
     #[test]
     fn ca_is_created_once_and_signs_serving_certs() {
         let dir = tempfile::tempdir().unwrap();
-        let first = serving_material(dir.path(), "127.0.0.1".parse().unwrap()).unwrap();
-        let second = serving_material(dir.path(), "10.1.2.3".parse().unwrap()).unwrap();
+        let first = serving_material(dir.path(), &["127.0.0.1".parse().unwrap()], &[]).unwrap();
+        let second = serving_material(dir.path(), &["10.1.2.3".parse().unwrap()], &[]).unwrap();
         assert_eq!(first.ca_pem, second.ca_pem, "the CA survives restarts");
         assert_ne!(first.cert_pem, second.cert_pem);
         assert!(first.key_pem.contains("PRIVATE KEY"));

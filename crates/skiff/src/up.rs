@@ -1,10 +1,11 @@
 //! `skiff up`: the whole control plane in one process.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use skiff_apiserver::allocator::ServiceRange;
 use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
@@ -12,7 +13,9 @@ use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::{Client, LocalClient};
 use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_node::agent::pod_range::pod_range_for;
-use skiff_node::agent::{ImageService, NodeAgent, NodeAgentConfig, PodNetworkSettings};
+use skiff_node::agent::{
+    ClusterDnsSettings, ImageService, NodeAgent, NodeAgentConfig, PodNetworkSettings,
+};
 use skiff_node::drain::TrafficDrain;
 use skiff_node::simulated::metrics::SimulatedMetrics;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
@@ -207,6 +210,45 @@ fn pod_network_settings(
     }
 }
 
+/// What the `oci` runtime adds around the pod network: cluster IPs from `--service-cidr`, put
+/// on a dummy interface named after the pod bridge, and the cluster DNS at the range's `.10`.
+struct ServiceNetwork {
+    range: ServiceRange,
+    dns_ip: Ipv4Addr,
+    interface: String,
+    domain: String,
+}
+
+impl ServiceNetwork {
+    fn for_pod_network(
+        args: &UpArgs,
+        settings: &PodNetworkSettings,
+    ) -> Result<ServiceNetwork, Box<dyn std::error::Error>> {
+        let cidr = settings.ranges.service_cidr;
+        let range = ServiceRange::new(cidr.network(), cidr.prefix_len())
+            .ok_or_else(|| format!("--service-cidr {cidr} must hold at least 8 addresses"))?;
+        let dns_ip = range
+            .nth(crate::cluster_dns::DNS_SERVICE_OFFSET)
+            .ok_or_else(|| format!("--service-cidr {cidr} is too small for the DNS Service"))?;
+        // Checked now, so a bad domain stops nothing half-started.
+        skiff_dns::ClusterZone::new(&args.cluster_domain)?;
+        Ok(ServiceNetwork {
+            range,
+            dns_ip,
+            interface: skiff_net::service_interface_name(&settings.bridge),
+            domain: args.cluster_domain.trim_end_matches('.').to_string(),
+        })
+    }
+
+    /// The frontends the DNS server answers on itself, which the proxy leaves alone.
+    fn dns_frontends(&self) -> std::collections::HashSet<SocketAddr> {
+        [53, crate::cluster_dns::DNS_METRICS_PORT]
+            .into_iter()
+            .map(|port| SocketAddr::new(IpAddr::V4(self.dns_ip), port))
+            .collect()
+    }
+}
+
 /// The OCI runtime containers run through: `--oci-runtime`'s program, else the embedded one
 /// (this binary re-executed for its hidden shim subcommand), with its state under `DATA/oci`;
 /// containers are created through the node's monitor (this binary's hidden `node-monitor`).
@@ -237,6 +279,10 @@ fn oci_runtime(
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pod_network = pod_network_settings(&args)?;
+    let service_network = match &pod_network {
+        Some(settings) => Some(ServiceNetwork::for_pod_network(&args, settings)?),
+        None => None,
+    };
     raise_open_file_limit();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
@@ -246,7 +292,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     import_image_archives(&data_dir).await;
     let store = open_store(&args, &data_dir).await?;
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
-    let registry = Registry::new(store.clone());
+    let registry = match &service_network {
+        Some(network) => Registry::with_service_range(store.clone(), network.range),
+        None => Registry::new(store.clone()),
+    };
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
@@ -254,8 +303,25 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
-    let tls = pki::serving_material(&data_dir, address.ip())?;
+    // Valid for the `kubernetes` Service's address and names too, as kube-apiserver's is.
+    let domain = args.cluster_domain.trim_end_matches('.');
+    let service_names: Vec<String> = [
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        format!("kubernetes.default.svc.{domain}"),
+    ]
+    .into();
+    let tls = pki::serving_material(
+        &data_dir,
+        &[address.ip(), IpAddr::V4(registry.service_range().first())],
+        &service_names,
+    )?;
     system::ensure_kubernetes_service(&registry, address).await?;
+    if let Some(network) = &service_network {
+        // Before any user Service can take its address.
+        crate::cluster_dns::ensure_dns_service(&registry, network.dns_ip).await?;
+    }
     let server_url = format!("https://{address}");
     let kubeconfig_path = data_dir.join("kubeconfig");
     kubeconfig::write_private(
@@ -303,21 +369,63 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
+    let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
+    // Cluster IPs live on a dummy interface under the oci runtime; the DNS Service's address
+    // is put there first, for the DNS server to answer on.
+    let service_interface = match &service_network {
+        Some(network) => {
+            let interface =
+                Arc::new(skiff_net::ServiceInterface::create(&network.interface).await?);
+            interface.add(network.dns_ip).await?;
+            Some(interface)
+        }
+        None => None,
+    };
+    let cluster_dns = match &service_network {
+        Some(network) => {
+            let listen = SocketAddr::new(IpAddr::V4(network.dns_ip), 53);
+            match crate::cluster_dns::ClusterDns::start(client.clone(), listen, &network.domain)
+                .await
+            {
+                Ok(dns) => Some(dns),
+                Err(error) => {
+                    if let Some(interface) = &service_interface {
+                        let _ = interface.delete().await;
+                    }
+                    return Err(format!("cannot start the cluster DNS: {error}").into());
+                }
+            }
+        }
+        None => None,
+    };
+
     // The proxy starts before the node agent so that the agent's drain waits see its routes.
     let proxy = if args.no_proxy {
         None
     } else {
-        // Node ports listen on the address the user gave `--listen`, and nowhere else.
-        Some(Proxy::start(
-            client.clone(),
-            ProxyConfig::new(vec![address.ip()]),
-        )?)
+        // Node ports listen on the address the user gave `--listen` and on `--node-ip`'s, and
+        // nowhere else.
+        let mut node_addresses = vec![address.ip()];
+        for ip in &args.node_ip {
+            if !node_addresses.contains(ip) {
+                node_addresses.push(*ip);
+            }
+        }
+        let mut config = ProxyConfig::new(node_addresses);
+        // `Local` traffic policies keep to the pods of this machine's node.
+        config.node_name = (!args.no_node).then(|| node_name.clone());
+        if let (Some(network), Some(interface)) = (&service_network, &service_interface) {
+            config.cluster_ip_host = Some(Arc::new(crate::cluster_dns::DummyClusterIps(
+                interface.clone(),
+            )));
+            config.served_elsewhere = network.dns_frontends();
+        }
+        Some(Proxy::start(client.clone(), config)?)
     };
 
     let (node_agent, logs, streams) = if args.no_node {
         (None, None, None)
     } else {
-        let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
         let content =
             skiff_images::ContentStore::open(data_dir.join(crate::image_cmd::CONTENT_SUBDIR))?;
         let registries = crate::image_cmd::registry_config(args.registry_config.as_deref())?;
@@ -337,6 +445,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                     "container runtime oci: each pod gets its own network namespace"
                 );
                 config.pod_network = Some(settings);
+                config.cluster_dns = service_network.as_ref().map(|network| ClusterDnsSettings {
+                    servers: vec![IpAddr::V4(network.dns_ip)],
+                    domain: network.domain.clone(),
+                });
                 config.cgroup_root = Some(args.cgroup_root.clone());
                 config.oci_runtime = Some(oci_runtime(&args, &data_dir)?);
             }
@@ -434,6 +546,14 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     drop(proxy);
+    if let Some(dns) = cluster_dns {
+        dns.stop().await;
+    }
+    if let Some(interface) = service_interface {
+        if let Err(error) = interface.delete().await {
+            tracing::warn!(%error, interface = interface.name(), "cannot remove the cluster IP interface");
+        }
+    }
     tracing::info!("skiff stopped");
     Ok(())
 }

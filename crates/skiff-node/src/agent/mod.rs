@@ -132,6 +132,19 @@ pub struct NodeAgentConfig {
     /// UTS and mount namespaces) when pods get a network namespace and a cgroup; none runs
     /// them as process groups.
     pub oci_runtime: Option<Arc<dyn skiff_oci::OciRuntime>>,
+    /// The cluster DNS pods' resolv.conf names, as kubelet's `--cluster-dns` and
+    /// `--cluster-domain`; none gives containers the node's resolv.conf, whatever their
+    /// `dnsPolicy`.
+    pub cluster_dns: Option<ClusterDnsSettings>,
+}
+
+/// Where pods find the cluster DNS: what kubelet's `--cluster-dns` and `--cluster-domain` say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterDnsSettings {
+    /// The DNS Service's addresses.
+    pub servers: Vec<std::net::IpAddr>,
+    /// The cluster domain (`cluster.local`).
+    pub domain: String,
 }
 
 /// The pod network a node agent builds when pods get their own network namespaces.
@@ -186,6 +199,7 @@ impl NodeAgentConfig {
             pod_network: None,
             cgroup_root: None,
             oci_runtime: None,
+            cluster_dns: None,
         }
     }
 
@@ -378,6 +392,7 @@ impl NodeAgent {
             cgroups: cgroups.clone(),
             exec_places: self.exec_places.clone(),
             oci: self.config.oci_runtime.clone(),
+            cluster_dns: self.config.cluster_dns.clone(),
         });
         // Containers' PID 1s come back to this process (a child subreaper); the rare orphan
         // that is neither a container nor tokio's own child is collected here.

@@ -185,6 +185,27 @@ impl EtcFiles {
     }
 }
 
+/// The resolv.conf kubelet gives `pod` for its `dnsPolicy` and `dnsConfig`, with `dns` as the
+/// cluster DNS and the node's own file as the host's.
+pub fn pod_resolv_conf(pod: &Pod, host: &HostFiles, dns: &super::ClusterDnsSettings) -> String {
+    let node = skiff_dns::resolv::NodeDnsSettings {
+        cluster_dns: dns.servers.clone(),
+        cluster_domain: dns.domain.clone(),
+        host: Some(skiff_dns::resolv::parse_resolv_conf(&host.resolv_conf).config),
+        node_ips: Vec::new(),
+    };
+    let formed = skiff_dns::resolv::pod_dns(&node, pod);
+    for event in &formed.events {
+        tracing::warn!(
+            pod = pod.metadata.name.as_deref().unwrap_or_default(),
+            reason = event.reason,
+            message = %event.message,
+            "pod DNS configuration"
+        );
+    }
+    formed.config.render()
+}
+
 /// What a container needs to run from its image with isolation.
 #[derive(Clone, Debug)]
 pub struct RootedRun<'a> {
@@ -607,6 +628,58 @@ mod tests {
             Some("base group")
         );
         assert_eq!(image_file(&layers, "/etc/shadow"), None);
+    }
+
+    #[test]
+    fn a_pods_resolv_conf_follows_its_dns_policy() {
+        let host = HostFiles {
+            hosts: String::new(),
+            resolv_conf: "search corp.example\nnameserver 192.0.2.53\n".into(),
+            hostname: "node-a".into(),
+        };
+        let dns = super::super::ClusterDnsSettings {
+            servers: vec!["198.19.4.10".parse().unwrap()],
+            domain: "cluster.local".into(),
+        };
+        let pod = |spec: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-0", "namespace": "shop"},
+                "spec": spec,
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            pod_resolv_conf(&pod(serde_json::json!({"containers": []})), &host, &dns),
+            "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example\nnameserver 198.19.4.10\noptions ndots:5\n",
+            "ClusterFirst is the default"
+        );
+        assert_eq!(
+            pod_resolv_conf(
+                &pod(serde_json::json!({"containers": [], "dnsPolicy": "Default"})),
+                &host,
+                &dns
+            ),
+            "search corp.example\nnameserver 192.0.2.53\n"
+        );
+        assert_eq!(
+            pod_resolv_conf(
+                &pod(serde_json::json!({"containers": [], "dnsPolicy": "None",
+                    "dnsConfig": {"nameservers": ["192.0.2.1"], "searches": ["a.example"],
+                                  "options": [{"name": "ndots", "value": "2"}]}})),
+                &host,
+                &dns
+            ),
+            "search a.example\nnameserver 192.0.2.1\noptions ndots:2\n"
+        );
+        assert_eq!(
+            pod_resolv_conf(
+                &pod(serde_json::json!({"containers": [], "hostNetwork": true,
+                    "dnsPolicy": "ClusterFirstWithHostNet"})),
+                &host,
+                &dns
+            ),
+            "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example\nnameserver 198.19.4.10\noptions ndots:5\n"
+        );
     }
 
     #[test]

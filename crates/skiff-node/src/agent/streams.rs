@@ -43,6 +43,10 @@ pub(crate) struct ExecPlace {
     pub cwd: PathBuf,
     /// How a command enters the container.
     pub enter: EnterContainer,
+    /// Whether a command joins the run's process group, so it goes when the run's processes
+    /// go. A run through an OCI runtime leads a session of its own, which no process outside
+    /// may join; a command entering its PID namespace ends with its PID 1 instead.
+    pub join_group: bool,
 }
 
 /// Which container runs are running now and where their commands run, shared by the pod
@@ -497,9 +501,11 @@ async fn run_on_pipes(
     command
         .stdin(piped(session.stdin.is_some()))
         .stdout(piped(session.stdout.is_some()))
-        .stderr(piped(session.stderr.is_some()))
+        .stderr(piped(session.stderr.is_some()));
+    if place.join_group {
         // In the container's process group, so it goes when the container's processes go.
-        .process_group(place.pgid);
+        command.process_group(place.pgid);
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => return CommandOutcome::Failed(format!("starting {argv:?}: {error}")),
@@ -844,6 +850,7 @@ mod tests {
             )),
             env: Vec::new(),
             cwd: PathBuf::from("/"),
+            join_group: true,
             enter: Arc::new(|command| command),
         };
         places.started("uid", "c", place(10));

@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     /// Runs containers from their image's root through an OCI runtime; none runs them as
     /// process groups.
     pub oci: Option<Arc<dyn skiff_oci::OciRuntime>>,
+    /// The cluster DNS containers' resolv.conf names; none gives them the node's.
+    pub cluster_dns: Option<super::ClusterDnsSettings>,
 }
 
 /// The manager's handle on a pod worker.
@@ -893,6 +895,7 @@ impl Worker {
                                 working_dir.as_deref(),
                                 unshare,
                                 run_as,
+                                shared.cluster_dns.as_ref(),
                             ),
                             Err((failure, message)) => {
                                 fail(failure, message);
@@ -1572,14 +1575,18 @@ fn rooted_launch(
     working_dir: Option<&str>,
     unshare: &Path,
     run_as: RunAs,
+    cluster_dns: Option<&super::ClusterDnsSettings>,
 ) -> Result<Launch, String> {
     let dirs = RunDirs::under(container_dir);
     dirs.prepare()
         .map_err(|e| format!("preparing the container's root: {e}"))?;
     let host = HostFiles::read();
     let hostname = pod_hostname(pod, &host);
-    EtcFiles::for_pod(pod, pod_ip, &host)
-        .write(&dirs.etc)
+    let mut etc = EtcFiles::for_pod(pod, pod_ip, &host);
+    if let Some(dns) = cluster_dns {
+        etc.resolv_conf = super::rootfs::pod_resolv_conf(pod, &host, dns);
+    }
+    etc.write(&dirs.etc)
         .map_err(|e| format!("writing the container's /etc files: {e}"))?;
     let working_dir = working_dir.unwrap_or("/");
     let argv = rooted_argv(
@@ -1696,6 +1703,33 @@ fn enter_argv(
     }
 }
 
+/// The argv entering a container an OCI runtime made, whose PID 1 is `pid`: every namespace
+/// of it (PID included, so the command ends with it), its root and working directory there,
+/// and its user; the runtime has pivoted into the image, so no host path leads there.
+fn enter_runtime_container_argv(
+    nsenter: &Path,
+    pid: i32,
+    root: &ExecRoot,
+    command: Vec<String>,
+) -> Vec<String> {
+    let mut argv = vec![
+        nsenter.to_string_lossy().into_owned(),
+        "-t".to_string(),
+        pid.to_string(),
+        "-m".to_string(),
+        "-u".to_string(),
+        "-i".to_string(),
+        "-n".to_string(),
+        "-p".to_string(),
+        "-r".to_string(),
+        format!("--wdns={}", root.working_dir),
+    ];
+    argv.extend(root.run_as.unshare_options());
+    argv.push("--".to_string());
+    argv.extend(command);
+    argv
+}
+
 /// Where `kubectl exec` runs commands for a container run: where its exec probes run.
 fn exec_place(
     isolation: &Option<(PathBuf, PathBuf)>,
@@ -1705,12 +1739,19 @@ fn exec_place(
     root: &Option<ExecRoot>,
 ) -> super::streams::ExecPlace {
     let (isolation, root, pgid) = (isolation.clone(), root.clone(), process.pgid);
+    let through_runtime = root.as_ref().is_some_and(|r| r.oci.is_some());
     super::streams::ExecPlace {
         pgid,
         attach: process.attach.clone(),
         env: env.to_vec(),
         cwd: cwd.to_path_buf(),
-        enter: Arc::new(move |command| enter_argv(&isolation, Some(pgid), &root, command)),
+        enter: Arc::new(move |command| match (&isolation, &root) {
+            (Some((_, nsenter)), Some(root)) if through_runtime => {
+                enter_runtime_container_argv(nsenter, pgid, root, command)
+            }
+            _ => enter_argv(&isolation, Some(pgid), &root, command),
+        }),
+        join_group: !through_runtime,
     }
 }
 
@@ -1750,6 +1791,46 @@ pub(crate) fn isolation_tools() -> Option<(PathBuf, PathBuf)> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn exec_into_a_runtime_container_enters_every_namespace_its_root_and_its_user() {
+        let root = ExecRoot {
+            root: PathBuf::from("/host/path/rootfs"),
+            working_dir: "/srv".into(),
+            run_as: RunAs {
+                uid: 1000,
+                gid: 2000,
+            },
+            oci: None,
+        };
+        let argv = enter_runtime_container_argv(
+            Path::new("/usr/bin/nsenter"),
+            4242,
+            &root,
+            vec!["cat".into(), "/etc/resolv.conf".into()],
+        );
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/nsenter",
+                "-t",
+                "4242",
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "-r",
+                "--wdns=/srv",
+                "--setgid=2000",
+                "--setuid=1000",
+                "--",
+                "cat",
+                "/etc/resolv.conf"
+            ],
+            "the host's path to the root means nothing once the runtime pivoted into it"
+        );
+    }
 
     #[test]
     fn pod_network_commands_enter_the_pinned_namespace_first() {

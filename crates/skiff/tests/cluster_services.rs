@@ -1,0 +1,655 @@
+//! Services from inside the cluster under `skiff up --container-runtime oci`: a pod reaches a
+//! Service by cluster IP and by name through the cluster DNS, a headless Service answers each
+//! ready pod, and the `kubernetes` Service reaches the API server; all driven by the real
+//! `kubectl`, the pod's side through `kubectl exec` into busybox.
+//!
+//! Run with `cargo test -p skiff --test cluster_services` as root (network namespaces, veths,
+//! routes, a dummy interface and `nft` need it), with `kubectl`, `ip`, `nft`, `nsenter` and
+//! `curl` on the PATH.
+//!
+//! Every range comes from 198.18.0.0/15, one share per test process, and the `unreachable`
+//! guard routes are checked before any packet is sent. After the server stops, the test checks
+//! that the bridge, the cluster IP interface and the routes are gone.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use support::json::{items, json_of, str_at};
+use support::{wait_for_every, Skiff};
+
+/// How long pods may take to run and answer.
+const SETTLE: Duration = Duration::from_secs(90);
+/// How long a name or address may take to answer from a pod once its Service exists.
+const REACH: Duration = Duration::from_secs(30);
+/// How often conditions are polled.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The ranges, bridge and cgroup root of one test server.
+struct TestNetwork {
+    cluster_cidr: String,
+    service_cidr: String,
+    node_pod_cidr: String,
+    bridge: String,
+    cgroup_root: String,
+}
+
+static SERVERS: AtomicU32 = AtomicU32::new(0);
+
+impl TestNetwork {
+    /// A /20 of pods in 198.18.0.0/16 and a /20 of Services in 198.19.0.0/16: the first share,
+    /// from one picked by the process id and a counter, that no route or address on the host
+    /// uses yet, so this test and other oci tests running beside it do not meet.
+    fn next() -> TestNetwork {
+        let index = SERVERS.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let in_use = format!(
+            "{}{}",
+            host("ip", &["-4", "route", "show", "table", "all"]),
+            host("ip", &["-4", "-o", "addr", "show"])
+        );
+        let first = (pid % 16 + index * 5) % 16;
+        let share = (0..16)
+            .map(|step| (first + step) % 16 * 16)
+            .find(|share| {
+                let prefix = |range: u32| format!("198.{range}.{share}.");
+                let next = |range: u32| format!("198.{range}.{}.", share + 15);
+                ![prefix(18), prefix(19), next(18), next(19)]
+                    .iter()
+                    .any(|taken| in_use.contains(taken.as_str()))
+            })
+            .unwrap_or(first * 16);
+        TestNetwork {
+            cluster_cidr: format!("198.18.{share}.0/20"),
+            service_cidr: format!("198.19.{share}.0/20"),
+            node_pod_cidr: format!("198.18.{share}.0/24"),
+            bridge: format!("skc{pid}x{index}"),
+            cgroup_root: format!("skiff-test-svc-{pid}-{index}"),
+        }
+    }
+
+    /// The Service range's `n`th address.
+    fn service_ip(&self, n: u32) -> std::net::Ipv4Addr {
+        let range: ipnet::Ipv4Net = self.service_cidr.parse().expect("service range");
+        std::net::Ipv4Addr::from(u32::from(range.network()) + n)
+    }
+
+    /// The bridge's address: the first of the node's pod range.
+    fn gateway(&self) -> std::net::Ipv4Addr {
+        let range: ipnet::Ipv4Net = self.node_pod_cidr.parse().expect("node pod range");
+        std::net::Ipv4Addr::from(u32::from(range.network()) + 1)
+    }
+
+    /// The interface holding cluster IPs, named after the bridge.
+    fn service_interface(&self) -> String {
+        skiff_net::service_interface_name(&self.bridge)
+    }
+
+    fn flags(&self) -> Vec<String> {
+        [
+            "--container-runtime",
+            "oci",
+            "--cluster-cidr",
+            &self.cluster_cidr,
+            "--service-cidr",
+            &self.service_cidr,
+            "--pod-bridge",
+            &self.bridge,
+            "--cgroup-root",
+            &self.cgroup_root,
+            // The bridge's address, the pods' gateway: NodePorts listen there too.
+            "--node-ip",
+            &self.gateway().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// Runs a host command and returns its stdout, failing the test unless it succeeds.
+fn host(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is it installed?)"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The destinations of the host's `unreachable` routes.
+fn unreachable_routes() -> BTreeSet<String> {
+    host("ip", &["-4", "route", "show", "type", "unreachable"])
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip_while(|w| *w == "unreachable");
+            words.next().map(str::to_string)
+        })
+        .collect()
+}
+
+/// The IPv4 addresses on interface `name`, or `None` when it does not exist.
+fn interface_addresses(name: &str) -> Option<BTreeSet<String>> {
+    let output = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", name])
+        .output()
+        .expect("ip runs");
+    if !output.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                words.find(|w| *w == "inet")?;
+                words.next().map(str::to_string)
+            })
+            .collect(),
+    )
+}
+
+fn manifests() -> String {
+    let httpd = format!("{}:v1", support::images::HTTPD);
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: {httpd}
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-headless
+spec:
+  clusterIP: None
+  selector:
+    app: web
+  ports:
+  - port: 80
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: shell
+    image: {shell}
+    command: [\"sleep\", \"3600\"]
+",
+        shell = support::images::SHELL
+    )
+}
+
+/// The IPs of the running, ready `web` pods, once both are.
+fn ready_web_pod_ips(skiff: &Skiff) -> BTreeSet<String> {
+    let kubectl = skiff.kubectl();
+    wait_for_every("two ready web pods with IPs", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+        let ips: BTreeSet<String> = items(&list)
+            .iter()
+            .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|pod| {
+                pod.pointer("/status/conditions")
+                    .and_then(|c| c.as_array())
+                    .is_some_and(|c| {
+                        c.iter().any(|c| {
+                            str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True"
+                        })
+                    })
+            })
+            .map(|pod| str_at(pod, "/status/podIP"))
+            .filter(|ip| !ip.is_empty())
+            .collect();
+        (ips.len() == 2).then_some(ips)
+    })
+}
+
+/// Runs `command` in the client pod; (exit success, stdout, stderr).
+fn in_client(skiff: &Skiff, command: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["exec", "client", "--"];
+    args.extend_from_slice(command);
+    let outcome = skiff.kubectl().run(&args);
+    (outcome.success(), outcome.stdout, outcome.stderr)
+}
+
+/// Fetches `url` from the client pod until it answers with `version=v1`, failing with what it
+/// saw last once [`REACH`] passes. Each try is bounded by busybox's `timeout`: the static
+/// busybox 1.35 of the test images crashes on `wget -T`.
+fn fetch_from_client(skiff: &Skiff, url: &str) {
+    let mut last = String::new();
+    let answered = support::poll(REACH, || {
+        let (ok, stdout, stderr) =
+            in_client(skiff, &["timeout", "10", "wget", "-q", "-O", "-", url]);
+        last = format!("ok={ok} stdout={stdout:?} stderr={stderr:?}");
+        (ok && stdout.trim() == "version=v1").then_some(())
+    });
+    assert!(
+        answered.is_some(),
+        "the client pod could not fetch {url}; last try: {last}\n{}",
+        skiff.log()
+    );
+}
+
+#[test]
+fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, veths, routes, a dummy interface)"
+    );
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(
+        &flags,
+        &[support::images::shell(), support::images::httpd("v1")],
+    );
+    let kubectl = skiff.kubectl();
+
+    // The guard routes are in place before any packet goes to a pod or Service address.
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+
+    // The API server's Service at .1 and the DNS Service at .10, as k3s places them.
+    let api_ip = network.service_ip(1).to_string();
+    let dns_ip = network.service_ip(10).to_string();
+    let kubernetes = json_of(&kubectl.ok(&["get", "service", "kubernetes", "-o", "json"]));
+    assert_eq!(str_at(&kubernetes, "/spec/clusterIP"), api_ip);
+    let dns = json_of(&kubectl.ok(&[
+        "get",
+        "service",
+        "kube-dns",
+        "-n",
+        "kube-system",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(str_at(&dns, "/spec/clusterIP"), dns_ip);
+    assert_eq!(str_at(&dns, "/metadata/labels/k8s-app"), "kube-dns");
+    let ports: Vec<String> = dns["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}/{}",
+                str_at(p, "/name"),
+                p["port"],
+                str_at(p, "/protocol")
+            )
+        })
+        .collect();
+    assert_eq!(ports, ["dns 53/UDP", "dns-tcp 53/TCP", "metrics 9153/TCP"]);
+
+    skiff.write_file("app.yaml", &manifests());
+    kubectl.ok(&["apply", "-f", "app.yaml"]);
+    let pod_ips = ready_web_pod_ips(&skiff);
+    wait_for_every("the client pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(())
+    });
+    let web = json_of(&kubectl.ok(&["get", "service", "web", "-o", "json"]));
+    let web_ip = str_at(&web, "/spec/clusterIP");
+    let service_range: ipnet::Ipv4Net = network.service_cidr.parse().unwrap();
+    assert!(
+        service_range.contains(&web_ip.parse::<std::net::Ipv4Addr>().unwrap()),
+        "web's cluster IP {web_ip} is not from {service_range}"
+    );
+
+    // Cluster IPs are local addresses of the host, on the interface named after the bridge.
+    let on_interface = wait_for_every("web's cluster IP on the host", REACH, POLL, || {
+        interface_addresses(&network.service_interface())
+            .filter(|a| a.contains(&format!("{web_ip}/32")))
+    });
+    for ip in [&api_ip, &dns_ip] {
+        assert!(
+            on_interface.contains(&format!("{ip}/32")),
+            "{ip} missing from {on_interface:?}"
+        );
+    }
+
+    // The pod's resolver is the cluster DNS, searching its namespace first.
+    let (ok, resolv, stderr) = in_client(&skiff, &["cat", "/etc/resolv.conf"]);
+    assert!(ok, "cannot read the pod's resolv.conf: {stderr}");
+    let lines: Vec<&str> = resolv.lines().collect();
+    let nameservers: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("nameserver "))
+        .copied()
+        .collect();
+    assert_eq!(
+        nameservers,
+        [format!("nameserver {dns_ip}")],
+        "resolv.conf:\n{resolv}"
+    );
+    let search = lines
+        .iter()
+        .find(|l| l.starts_with("search "))
+        .unwrap_or_else(|| panic!("no search line:\n{resolv}"));
+    assert!(
+        search.starts_with("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "resolv.conf:\n{resolv}"
+    );
+    assert!(lines.contains(&"options ndots:5"), "resolv.conf:\n{resolv}");
+
+    // The Service by its cluster IP, then by short, namespaced and full name.
+    fetch_from_client(&skiff, &format!("http://{web_ip}/"));
+    // The full name is written absolute: with ndots:5 the resolver would otherwise try it
+    // under the host's own search domains too, which the cluster DNS forwards upstream.
+    for name in ["web", "web.default", "web.default.svc.cluster.local."] {
+        fetch_from_client(&skiff, &format!("http://{name}/"));
+    }
+
+    // The NodePort on a `--node-ip` address, from the pod.
+    let node_port = web["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("web has no node port: {web}"));
+    fetch_from_client(
+        &skiff,
+        &format!("http://{}:{node_port}/", network.gateway()),
+    );
+
+    // A named port has an SRV record pointing at the Service.
+    let srv_name = "_http._tcp.web.default.svc.cluster.local";
+    let (ok, stdout, stderr) = in_client(&skiff, &["nslookup", "-type=SRV", srv_name, &dns_ip]);
+    assert!(
+        ok && stdout.contains("80 web.default.svc.cluster.local"),
+        "SRV {srv_name}:\n{stdout}\n{stderr}"
+    );
+
+    // A missing name is NXDOMAIN.
+    let (ok, stdout, stderr) = in_client(
+        &skiff,
+        &[
+            "nslookup",
+            "nothing-here.default.svc.cluster.local",
+            &dns_ip,
+        ],
+    );
+    assert!(!ok, "a missing name resolved:\n{stdout}");
+    assert!(
+        format!("{stdout}{stderr}").contains("NXDOMAIN"),
+        "a missing name should be NXDOMAIN:\n{stdout}\n{stderr}"
+    );
+
+    // The headless Service answers every ready pod.
+    let mut last = String::new();
+    let listed = support::poll(REACH, || {
+        let (ok, stdout, _) = in_client(
+            &skiff,
+            &[
+                "nslookup",
+                "web-headless.default.svc.cluster.local",
+                &dns_ip,
+            ],
+        );
+        last = stdout.clone();
+        (ok && pod_ips
+            .iter()
+            .all(|ip| stdout.contains(&format!("Address: {ip}"))))
+        .then_some(())
+    });
+    assert!(
+        listed.is_some(),
+        "the headless Service should list {pod_ips:?}:\n{last}"
+    );
+
+    // Its name resolves to the first address (busybox's nslookup applies no search path, and
+    // tests only ask cluster names, which are never forwarded).
+    let (ok, stdout, stderr) = in_client(
+        &skiff,
+        &["nslookup", "kubernetes.default.svc.cluster.local", &dns_ip],
+    );
+    assert!(
+        ok && stdout.contains(&format!("Address: {api_ip}")),
+        "kubernetes.default.svc.cluster.local should resolve to {api_ip}:\n{stdout}\n{stderr}"
+    );
+
+    // The `kubernetes` Service reaches the API server. From the pod, busybox's wget meets a TLS
+    // server there (its TLS 1.2 offers nothing the API server accepts, which says so with an
+    // alert: an answer only a TLS server gives).
+    let url = format!("https://{api_ip}/version");
+    let mut last = String::new();
+    let answered = support::poll(REACH, || {
+        let (ok, stdout, stderr) = in_client(
+            &skiff,
+            &[
+                "timeout",
+                "10",
+                "wget",
+                "-q",
+                "--no-check-certificate",
+                "-O",
+                "-",
+                &url,
+            ],
+        );
+        last = format!("ok={ok} stdout={stdout:?} stderr={stderr:?}");
+        ((ok && stdout.contains("\"gitVersion\"")) || stderr.contains("TLS error from peer"))
+            .then_some(())
+    });
+    assert!(
+        answered.is_some(),
+        "no TLS server answered at {api_ip}:443 from the pod; last try: {last}"
+    );
+    // From the pod's network namespace, a full HTTPS GET verified with the cluster CA, by the
+    // Service's DNS name as the serving certificate holds it.
+    let client = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+    let pin = format!(
+        "--net=/run/skiff/netns/{}",
+        str_at(&client, "/metadata/uid")
+    );
+    let ca = skiff.data_dir().join("ca.crt");
+    let ca = ca.to_string_lossy();
+    let resolve = format!("kubernetes.default.svc:443:{api_ip}");
+    let version = host(
+        "nsenter",
+        &[
+            &pin,
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "https://kubernetes.default.svc/version",
+        ],
+    );
+    assert!(
+        version.contains("\"gitVersion\""),
+        "the API server's /version through the kubernetes Service: {version}"
+    );
+
+    // A Service that goes takes its cluster IP off the host.
+    kubectl.ok(&["delete", "service", "web"]);
+    wait_for_every("web's cluster IP to leave the host", REACH, POLL, || {
+        interface_addresses(&network.service_interface())
+            .filter(|a| !a.contains(&format!("{web_ip}/32")))
+    });
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let mut left = Vec::new();
+    if interface_addresses(&network.service_interface()).is_some() {
+        left.push(format!("interface {}", network.service_interface()));
+    }
+    let links = host("ip", &["-o", "link", "show"]);
+    if links.contains(&format!(": {}:", network.bridge)) {
+        left.push(format!("bridge {}", network.bridge));
+    }
+    let routes = unreachable_routes();
+    for range in [&network.cluster_cidr, &network.service_cidr] {
+        if routes.contains(range.as_str()) {
+            left.push(format!("unreachable route {range}"));
+        }
+    }
+    if host("ip", &["-4", "route", "show"]).contains(&network.node_pod_cidr) {
+        left.push(format!("route to {}", network.node_pod_cidr));
+    }
+    for ip in [&api_ip, &dns_ip, &web_ip] {
+        if host("ip", &["-4", "-o", "addr", "show"]).contains(&format!(" {ip}/")) {
+            left.push(format!("address {ip}"));
+        }
+    }
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
+
+/// How many requests the client pod sends at least while the Deployment behind the Service
+/// rolls out, restarts, scales down and is undone.
+const LOAD_REQUESTS: u32 = 10_000;
+
+#[test]
+fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, veths, routes, a dummy interface)"
+    );
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(
+        &flags,
+        &[
+            support::images::shell(),
+            support::images::httpd("v1"),
+            support::images::httpd("v2"),
+        ],
+    );
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file("app.yaml", &manifests());
+    kubectl.ok(&["apply", "-f", "app.yaml"]);
+    ready_web_pod_ips(&skiff);
+    wait_for_every("the client pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(())
+    });
+    fetch_from_client(&skiff, "http://web/");
+
+    // Requests one after another by name until told to stop and at least LOAD_REQUESTS were
+    // sent, each bounded by busybox's `timeout` (a request that hangs fails); every failure is
+    // printed, then the totals.
+    let script = format!(
+        "i=0; f=0; v2=0; \
+         while [ ! -e /tmp/stop ] || [ $i -lt {LOAD_REQUESTS} ]; do \
+           if r=$(timeout 10 wget -q -O - http://web/); then \
+             case $r in *v2*) v2=$((v2+1));; esac; \
+           else f=$((f+1)); echo \"failed request $i\"; fi; \
+           i=$((i+1)); \
+           [ $((i % 500)) -eq 0 ] && echo \"progress $i\"; \
+         done; \
+         echo \"done requests=$i failed=$f v2=$v2\""
+    );
+    let mut load = kubectl.spawn_lines(&["exec", "client", "--", "sh", "-c", &script]);
+    load.wait_for_line("the first requests", |l| l.starts_with("progress"));
+
+    let v2 = format!("httpd={}:v2", support::images::HTTPD);
+    let rollout_status = ["rollout", "status", "deployment/web", "--timeout=120s"];
+    kubectl.ok(&["set", "image", "deployment/web", &v2]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["rollout", "restart", "deployment/web"]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["scale", "deployment/web", "--replicas=1"]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["rollout", "undo", "deployment/web"]);
+    kubectl.ok(&rollout_status);
+    kubectl.ok(&["exec", "client", "--", "touch", "/tmp/stop"]);
+
+    let started = std::time::Instant::now();
+    let done = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the client's requests did not finish; printed: {:?}",
+            load.seen()
+        );
+        match load.next_line(Duration::from_secs(30)) {
+            Some(line) if line.starts_with("done") => break line,
+            Some(_) => {}
+            None => panic!(
+                "the client stopped printing before its totals; printed: {:?}",
+                load.seen()
+            ),
+        }
+    };
+    println!("client totals: {done}");
+    let field = |name: &str| -> u32 {
+        done.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {done:?}"))
+    };
+    let failures: Vec<&String> = load
+        .seen()
+        .iter()
+        .filter(|l| l.starts_with("failed"))
+        .collect();
+    assert_eq!(field("failed"), 0, "{done}; {failures:?}");
+    assert!(field("requests") >= LOAD_REQUESTS, "{done}");
+    assert!(
+        field("v2") > 0,
+        "no request reached the new version during the rollout: {done}"
+    );
+    drop(load);
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    assert!(
+        interface_addresses(&network.service_interface()).is_none(),
+        "the cluster IP interface is left after SIGTERM"
+    );
+}
