@@ -172,12 +172,18 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
 /// The review kinds (`kubectl auth can-i`, `can-i --list`, `auth whoami`): computed on each
 /// `create` and never stored, so they are advertised here rather than in the kind table.
 /// `(group, plural, singular, kind)`, all in `v1`, cluster-scoped, `create` only.
-const REVIEWS: [(&str, &str, &str, &str); 4] = [
+const REVIEWS: [(&str, &str, &str, &str); 5] = [
     (
         "authentication.k8s.io",
         "selfsubjectreviews",
         "selfsubjectreview",
         "SelfSubjectReview",
+    ),
+    (
+        "authentication.k8s.io",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
     ),
     (
         "authorization.k8s.io",

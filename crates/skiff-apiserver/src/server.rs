@@ -120,10 +120,25 @@ async fn authenticate(
     if ok {
         req.extensions_mut()
             .insert(crate::authz::Identity(crate::authz::admin_user()));
-        next.run(req).await
-    } else {
-        ApiError::unauthorized().into_response()
+        return next.run(req).await;
     }
+    if crate::token_request::looks_like_jwt(presented) {
+        let verified = crate::token_request::authenticate(
+            &state.registry,
+            presented,
+            crate::service_account_tokens::API_AUDIENCES,
+            crate::token_request::now_seconds(),
+        )
+        .await;
+        match verified {
+            Ok((user, _)) => {
+                req.extensions_mut().insert(crate::authz::Identity(user));
+                return next.run(req).await;
+            }
+            Err(error) => tracing::debug!(%error, "refused a ServiceAccount token"),
+        }
+    }
+    ApiError::unauthorized().into_response()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -461,6 +476,21 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
     let headers = parts.headers;
     let query = Query::parse(parts.uri.query())?;
     let registry = &state.registry;
+    if let Some((namespace, name)) = crate::token_request::parse_token_path(parts.uri.path()) {
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        let request = bodies::decode_object(&headers, &read_body(body).await?)?;
+        let answer = crate::token_request::request_token(
+            registry,
+            &namespace,
+            &name,
+            request,
+            crate::token_request::now_seconds(),
+        )
+        .await?;
+        return Ok(json_response(StatusCode::CREATED, &answer));
+    }
     if let Some(metrics) = &state.metrics {
         if let Some(target) = crate::metrics_api::parse_path(parts.uri.path()) {
             let target = target?;

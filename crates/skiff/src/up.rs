@@ -242,6 +242,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let store = open_store(&args, &data_dir).await?;
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
     let registry = Registry::new(store.clone());
+    // ServiceAccount tokens stay valid across restarts: the key is made once and kept.
+    let token_signer = skiff_apiserver::service_account_tokens::TokenSigner::load_or_create(
+        &data_dir.join("service-account.key"),
+    )?;
+    registry.install_token_signer(Arc::new(token_signer));
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
