@@ -284,14 +284,21 @@ pub async fn environment(
     let mut defined = Environment::default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     if let Some((host, port)) = &facts.kubernetes_service {
+        // The kubelet's variables for the `kubernetes` Service, named after its port.
         for (k, v) in [
-            ("KUBERNETES_SERVICE_HOST", host.clone()),
-            ("KUBERNETES_SERVICE_PORT", port.to_string()),
-            ("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string()),
-            ("KUBERNETES_PORT", format!("tcp://{host}:{port}")),
-            ("KUBERNETES_PORT_443_TCP", format!("tcp://{host}:{port}")),
+            ("KUBERNETES_SERVICE_HOST".to_string(), host.clone()),
+            ("KUBERNETES_SERVICE_PORT".to_string(), port.to_string()),
+            ("KUBERNETES_SERVICE_PORT_HTTPS".to_string(), port.to_string()),
+            ("KUBERNETES_PORT".to_string(), format!("tcp://{host}:{port}")),
+            (
+                format!("KUBERNETES_PORT_{port}_TCP"),
+                format!("tcp://{host}:{port}"),
+            ),
+            (format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".to_string()),
+            (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.to_string()),
+            (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), host.clone()),
         ] {
-            defined.set(k, v);
+            defined.set(&k, v);
         }
     }
     for source in container.env_from.as_deref().unwrap_or_default() {
