@@ -13,7 +13,7 @@ mod support;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use support::{cells, wait_for, Kubectl, Skiff, DEADLINE};
+use support::{wait_for, Kubectl, Skiff, DEADLINE};
 
 /// Where every container finds its credentials.
 const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -48,15 +48,18 @@ fn whoami(kubectl: &Kubectl, token: &str) -> support::Outcome {
     kubectl.run(&["auth", "whoami", "--token", token])
 }
 
-/// The value cells of a `kubectl auth whoami` row named `attribute`.
+/// The value cells of a `kubectl auth whoami` row named `attribute` (which may hold spaces,
+/// as `Extra: authentication.kubernetes.io/pod-name` does).
 fn whoami_row(output: &str, attribute: &str) -> Vec<String> {
     output
         .lines()
-        .map(cells)
-        .find(|row| row.first() == Some(&attribute))
-        .unwrap_or_else(|| panic!("no {attribute} row in:\n{output}"))[1..]
-        .iter()
-        .map(|c| c.to_string())
+        .find_map(|line| {
+            line.strip_prefix(attribute)
+                .filter(|rest| rest.starts_with(char::is_whitespace))
+        })
+        .unwrap_or_else(|| panic!("no {attribute} row in:\n{output}"))
+        .split_whitespace()
+        .map(str::to_string)
         .collect()
 }
 
