@@ -109,9 +109,7 @@ pub fn admit(pod: &mut Value, account: &Value, suffix: &str) {
             continue;
         };
         for container in containers.iter_mut().filter_map(Value::as_object_mut) {
-            let mounts = container
-                .entry("volumeMounts")
-                .or_insert_with(|| json!([]));
+            let mounts = container.entry("volumeMounts").or_insert_with(|| json!([]));
             if !mounts.is_array() {
                 *mounts = json!([]);
             }
@@ -192,7 +190,10 @@ mod tests {
             json!({"expirationSeconds": 3607, "path": "token"})
         );
         let mount = json!({"name": "kube-api-access-ss22h", "readOnly": true, "mountPath": TOKEN_MOUNT_PATH});
-        assert_eq!(pod["spec"]["initContainers"][0]["volumeMounts"], json!([mount]));
+        assert_eq!(
+            pod["spec"]["initContainers"][0]["volumeMounts"],
+            json!([mount])
+        );
         assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount]));
         // A container that mounts something at the path already keeps its own.
         assert_eq!(
@@ -207,7 +208,9 @@ mod tests {
         on_pod["spec"]["automountServiceAccountToken"] = json!(false);
         admit(&mut on_pod, &json!({}), "abcde");
         assert!(on_pod["spec"].get("volumes").is_none());
-        assert!(on_pod["spec"]["containers"][0].get("volumeMounts").is_none());
+        assert!(on_pod["spec"]["containers"][0]
+            .get("volumeMounts")
+            .is_none());
 
         let mut on_account = pod();
         admit(
@@ -225,7 +228,10 @@ mod tests {
             &json!({"automountServiceAccountToken": false}),
             "abcde",
         );
-        assert_eq!(pod_wins["spec"]["volumes"][0]["name"], "kube-api-access-abcde");
+        assert_eq!(
+            pod_wins["spec"]["volumes"][0]["name"],
+            "kube-api-access-abcde"
+        );
     }
 
     #[test]
@@ -233,7 +239,10 @@ mod tests {
         let account = json!({"imagePullSecrets": [{"name": "regcred"}]});
         let mut without = pod();
         admit(&mut without, &account, "abcde");
-        assert_eq!(without["spec"]["imagePullSecrets"], json!([{"name": "regcred"}]));
+        assert_eq!(
+            without["spec"]["imagePullSecrets"],
+            json!([{"name": "regcred"}])
+        );
         let mut with = pod();
         with["spec"]["imagePullSecrets"] = json!([{"name": "mine"}]);
         admit(&mut with, &account, "abcde");

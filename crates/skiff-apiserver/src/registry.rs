@@ -328,7 +328,11 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
         let account = loop {
             match self
-                .get(&skiff_api::kinds::service_account::V1, Some(&namespace), &account_name)
+                .get(
+                    &skiff_api::kinds::service_account::V1,
+                    Some(&namespace),
+                    &account_name,
+                )
                 .await
             {
                 Ok(account) => break account,

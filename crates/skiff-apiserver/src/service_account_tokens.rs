@@ -208,7 +208,9 @@ impl TokenSigner {
             )));
         }
         if now > claims.exp.saturating_add(LEEWAY_SECONDS) {
-            return Err(TokenError::Rejected("service account token has expired".into()));
+            return Err(TokenError::Rejected(
+                "service account token has expired".into(),
+            ));
         }
         if now < claims.nbf.saturating_sub(LEEWAY_SECONDS) {
             return Err(TokenError::Rejected(
@@ -323,7 +325,9 @@ mod tests {
     fn signed_tokens_verify_and_carry_kubernetes_claims() {
         let signer = TokenSigner::generate();
         let token = signer.sign(&claims());
-        let verified = signer.verify(&token, API_AUDIENCES, NOW + 10).expect("valid");
+        let verified = signer
+            .verify(&token, API_AUDIENCES, NOW + 10)
+            .expect("valid");
         assert_eq!(verified, claims_with_jti(&verified));
         let payload = token.split('.').nth(1).expect("three parts");
         let json: serde_json::Value = serde_json::from_slice(
@@ -438,10 +442,7 @@ mod tests {
                 "system:authenticated"
             ]
         );
-        assert_eq!(
-            user.extra["authentication.kubernetes.io/pod-name"],
-            ["web"]
-        );
+        assert_eq!(user.extra["authentication.kubernetes.io/pod-name"], ["web"]);
         assert_eq!(
             user.extra["authentication.kubernetes.io/pod-uid"],
             ["pod-uid"]

@@ -99,7 +99,9 @@ pub async fn request_token(
 ) -> Result<Value, ApiError> {
     let signer = registry.token_signer().cloned().ok_or_else(no_signer)?;
     if !request.is_object() {
-        return Err(ApiError::bad_request("the TokenRequest is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the TokenRequest is not a JSON object",
+        ));
     }
     let expiration = match request.pointer("/spec/expirationSeconds") {
         None | Some(Value::Null) => DEFAULT_EXPIRATION_SECONDS,
@@ -365,9 +367,7 @@ pub async fn token_review(
         obj.insert("status".into(), status);
         let metadata = obj.entry("metadata").or_insert_with(|| json!({}));
         if let Some(metadata) = metadata.as_object_mut() {
-            metadata
-                .entry("creationTimestamp")
-                .or_insert(Value::Null);
+            metadata.entry("creationTimestamp").or_insert(Value::Null);
         }
     }
     Ok(review)

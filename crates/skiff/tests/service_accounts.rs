@@ -100,7 +100,9 @@ fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
         .unwrap_or_else(|| panic!("volume {volume_name} is not kube-api-access-*"));
     assert_eq!(suffix.len(), 5, "{volume_name}");
     assert!(
-        suffix.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)),
+        suffix
+            .bytes()
+            .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)),
         "{volume_name}"
     );
     assert_eq!(
@@ -152,7 +154,10 @@ fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
     let claims = claims_of(&token);
     let pod_uid = pod["metadata"]["uid"].as_str().expect("uid");
     assert_eq!(claims["sub"], "system:serviceaccount:default:default");
-    assert_eq!(claims["iss"], "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(
+        claims["iss"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
     assert_eq!(claims["kubernetes.io"]["pod"]["name"], "shell");
     assert_eq!(claims["kubernetes.io"]["pod"]["uid"], pod_uid);
     assert_eq!(
@@ -260,7 +265,10 @@ fn kubectl_create_token_issues_tokens_the_server_accepts_and_reviews() {
 
     // Another ServiceAccount's token is that account, until the account is deleted.
     kubectl.ok(&["create", "serviceaccount", "builder"]);
-    let builder = kubectl.ok(&["create", "token", "builder"]).trim().to_string();
+    let builder = kubectl
+        .ok(&["create", "token", "builder"])
+        .trim()
+        .to_string();
     let me = whoami(&kubectl, &builder);
     assert!(me.success(), "{}", me.stderr);
     assert_eq!(

@@ -288,13 +288,22 @@ pub async fn environment(
         for (k, v) in [
             ("KUBERNETES_SERVICE_HOST".to_string(), host.clone()),
             ("KUBERNETES_SERVICE_PORT".to_string(), port.to_string()),
-            ("KUBERNETES_SERVICE_PORT_HTTPS".to_string(), port.to_string()),
-            ("KUBERNETES_PORT".to_string(), format!("tcp://{host}:{port}")),
+            (
+                "KUBERNETES_SERVICE_PORT_HTTPS".to_string(),
+                port.to_string(),
+            ),
+            (
+                "KUBERNETES_PORT".to_string(),
+                format!("tcp://{host}:{port}"),
+            ),
             (
                 format!("KUBERNETES_PORT_{port}_TCP"),
                 format!("tcp://{host}:{port}"),
             ),
-            (format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".to_string()),
+            (
+                format!("KUBERNETES_PORT_{port}_TCP_PROTO"),
+                "tcp".to_string(),
+            ),
             (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.to_string()),
             (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), host.clone()),
         ] {

@@ -369,7 +369,11 @@ pub fn token_files(pod: &Pod, dir: &Path) -> Vec<TokenFile> {
             let Some(token) = &source.service_account_token else {
                 continue;
             };
-            if token.path.split('/').any(|part| part == ".." || part.is_empty()) {
+            if token
+                .path
+                .split('/')
+                .any(|part| part == ".." || part.is_empty())
+            {
                 continue;
             }
             out.push(TokenFile {

@@ -516,13 +516,12 @@ impl Worker {
                 self.sandbox_retry = None;
                 let tokens = sandbox::token_files(&self.pod, &self.dir);
                 if !tokens.is_empty() {
-                    self.token_refresher = Some(AbortOnDrop(tokio::spawn(
-                        sandbox::keep_tokens_fresh(
+                    self.token_refresher =
+                        Some(AbortOnDrop(tokio::spawn(sandbox::keep_tokens_fresh(
                             self.shared.client.clone(),
                             self.pod.clone(),
                             tokens,
-                        ),
-                    )));
+                        ))));
                 }
                 if self.shared.isolation.is_none() && !self.warned_no_isolation {
                     self.warned_no_isolation = true;
