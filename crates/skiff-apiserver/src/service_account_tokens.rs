@@ -279,6 +279,99 @@ pub fn user_of(claims: &Claims) -> skiff_auth::user::UserInfo {
     }
 }
 
+/// The issuer of legacy Secret tokens, which never expire and name no audience.
+pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
+/// The claims of a legacy token, as kube-controller-manager's tokens controller writes them
+/// into `kubernetes.io/service-account-token` Secrets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyClaims {
+    /// [`LEGACY_ISSUER`].
+    pub iss: String,
+    /// The ServiceAccount's namespace.
+    #[serde(rename = "kubernetes.io/serviceaccount/namespace")]
+    pub namespace: String,
+    /// The Secret holding the token.
+    #[serde(rename = "kubernetes.io/serviceaccount/secret.name")]
+    pub secret_name: String,
+    /// The ServiceAccount's name.
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.name")]
+    pub service_account_name: String,
+    /// The ServiceAccount's uid.
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
+    pub service_account_uid: String,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub sub: String,
+}
+
+impl LegacyClaims {
+    /// The claims of the token Secret `secret` holds for ServiceAccount `account`.
+    pub fn new(namespace: &str, account: &str, account_uid: &str, secret: &str) -> LegacyClaims {
+        LegacyClaims {
+            iss: LEGACY_ISSUER.to_string(),
+            namespace: namespace.to_string(),
+            secret_name: secret.to_string(),
+            service_account_name: account.to_string(),
+            service_account_uid: account_uid.to_string(),
+            sub: format!(
+                "{}{namespace}:{account}",
+                skiff_auth::user::SERVICE_ACCOUNT_PREFIX
+            ),
+        }
+    }
+
+    /// The identity the token gives: the ServiceAccount's name, uid and groups.
+    pub fn user(&self) -> skiff_auth::user::UserInfo {
+        skiff_auth::user::UserInfo {
+            name: self.sub.clone(),
+            uid: self.service_account_uid.clone(),
+            groups: vec![
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{}", self.namespace),
+                skiff_auth::user::SYSTEM_AUTHENTICATED.to_string(),
+            ],
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl TokenSigner {
+    /// The signed legacy token for `claims`.
+    pub fn sign_legacy(&self, claims: &LegacyClaims) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key_id.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .expect("claims serialize and the key signs")
+    }
+
+    /// The claims of a legacy token this server signed.
+    pub fn verify_legacy(&self, token: &str) -> Result<LegacyClaims, TokenError> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<LegacyClaims>(token, &self.decoding, &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+        if claims.iss != LEGACY_ISSUER {
+            return Err(TokenError::Invalid("not a legacy token".into()));
+        }
+        let expected = format!(
+            "{}{}:{}",
+            skiff_auth::user::SERVICE_ACCOUNT_PREFIX,
+            claims.namespace,
+            claims.service_account_name
+        );
+        if claims.sub != expected {
+            return Err(TokenError::Invalid(
+                "the subject does not name the token's ServiceAccount".into(),
+            ));
+        }
+        Ok(claims)
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -427,6 +520,31 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let second = TokenSigner::load_or_create(&path).expect("loaded");
         assert!(second.verify(&token, API_AUDIENCES, NOW).is_ok());
+    }
+
+    #[test]
+    fn legacy_tokens_verify_only_as_legacy_tokens() {
+        let signer = TokenSigner::generate();
+        let claims = LegacyClaims::new("dev", "robot", "sa-1", "robot-token");
+        let token = signer.sign_legacy(&claims);
+        assert_eq!(signer.verify_legacy(&token), Ok(claims.clone()));
+        assert_eq!(claims.user().name, "system:serviceaccount:dev:robot");
+        assert_eq!(claims.user().groups[1], "system:serviceaccounts:dev");
+        // A legacy token is no bound token, and a bound token no legacy one.
+        assert!(matches!(
+            signer.verify(&token, API_AUDIENCES, NOW),
+            Err(TokenError::Invalid(_))
+        ));
+        let bound = signer.sign(&claims_fixture());
+        assert!(matches!(
+            signer.verify_legacy(&bound),
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(TokenSigner::generate().verify_legacy(&token).is_err());
+    }
+
+    fn claims_fixture() -> Claims {
+        claims()
     }
 
     #[test]

@@ -266,7 +266,15 @@ pub async fn authenticate(
     let signer: &TokenSigner = registry
         .token_signer()
         .ok_or_else(|| TokenError::Invalid("no signing key".into()))?;
-    let claims = signer.verify(token, audiences, now)?;
+    let claims = match signer.verify(token, audiences, now) {
+        Ok(claims) => claims,
+        Err(bound_error) => {
+            return match signer.verify_legacy(token) {
+                Ok(legacy) => authenticate_legacy(registry, token, &legacy, audiences).await,
+                Err(_) => Err(bound_error),
+            }
+        }
+    };
     let namespace = claims.kubernetes.namespace.as_str();
     let lookup_failed = |what: &str| TokenError::Rejected(format!("token lookup failed: {what}"));
     let account = registry
@@ -329,6 +337,64 @@ pub async fn authenticate(
         .cloned()
         .collect();
     Ok((user_of(&claims), accepted))
+}
+
+/// The user of a legacy Secret token: its Secret must still hold exactly this token and its
+/// ServiceAccount still exist with the uid it names. Such tokens name no audience: they are
+/// the API server's own, so they count only where one of its audiences is asked for.
+async fn authenticate_legacy(
+    registry: &Registry,
+    token: &str,
+    claims: &crate::service_account_tokens::LegacyClaims,
+    audiences: &[&str],
+) -> Result<(UserInfo, Vec<String>), TokenError> {
+    let accepted: Vec<String> = audiences
+        .iter()
+        .filter(|a| API_AUDIENCES.contains(a))
+        .map(|a| a.to_string())
+        .collect();
+    if accepted.is_empty() {
+        return Err(TokenError::Rejected("token audiences are invalid".into()));
+    }
+    let lookup_failed = |what: &str| TokenError::Rejected(format!("token lookup failed: {what}"));
+    let secret = registry
+        .get(
+            &kinds::secret::V1,
+            Some(&claims.namespace),
+            &claims.secret_name,
+        )
+        .await
+        .map_err(|e| lookup_failed(&e.message))?;
+    let held = secret
+        .pointer("/data/token")
+        .and_then(Value::as_str)
+        .and_then(|t| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(t).ok()
+        })
+        .unwrap_or_default();
+    if held != token.as_bytes() {
+        return Err(TokenError::Rejected(format!(
+            "token of secret {}/{} does not match",
+            claims.namespace, claims.secret_name
+        )));
+    }
+    let account = registry
+        .get(
+            &kinds::service_account::V1,
+            Some(&claims.namespace),
+            &claims.service_account_name,
+        )
+        .await
+        .map_err(|e| lookup_failed(&e.message))?;
+    if uid_of(&account) != claims.service_account_uid {
+        return Err(TokenError::Rejected(format!(
+            "service account UID ({}) does not match claim ({})",
+            uid_of(&account),
+            claims.service_account_uid
+        )));
+    }
+    Ok((claims.user(), accepted))
 }
 
 /// Answers a TokenReview: whether its token authenticates, as whom, and for which of the

@@ -246,7 +246,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let token_signer = skiff_apiserver::service_account_tokens::TokenSigner::load_or_create(
         &data_dir.join("service-account.key"),
     )?;
-    registry.install_token_signer(Arc::new(token_signer));
+    let token_signer = Arc::new(token_signer);
+    registry.install_token_signer(token_signer.clone());
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
@@ -280,6 +281,12 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot give the namespaces their defaults: {e}"))?;
     let namespace_defaults = tokio::spawn(skiff_controllers::manager::run_namespace_defaults(
         client.clone(),
+        tls.ca_pem.clone(),
+        until_stopped(),
+    ));
+    let token_secrets = tokio::spawn(skiff_controllers::manager::run_token_secrets(
+        client.clone(),
+        Arc::new(LegacySigner(token_signer)),
         tls.ca_pem.clone(),
         until_stopped(),
     ));
@@ -420,6 +427,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = controllers.await;
     let _ = namespace_defaults.await;
+    let _ = token_secrets.await;
     let _ = autoscaler.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
@@ -436,4 +444,19 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     drop(proxy);
     tracing::info!("skiff stopped");
     Ok(())
+}
+
+/// The API server's key signing the tokens of legacy ServiceAccount token Secrets.
+struct LegacySigner(Arc<skiff_apiserver::service_account_tokens::TokenSigner>);
+
+impl skiff_controllers::token_secrets::LegacyTokenSigner for LegacySigner {
+    fn sign(&self, namespace: &str, account: &str, account_uid: &str, secret: &str) -> String {
+        self.0
+            .sign_legacy(&skiff_apiserver::service_account_tokens::LegacyClaims::new(
+                namespace,
+                account,
+                account_uid,
+                secret,
+            ))
+    }
 }

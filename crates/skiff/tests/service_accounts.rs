@@ -3,7 +3,7 @@
 //! after a RoleBinding, its refusal once its pod is gone; `kubectl create token` with a
 //! duration, an audience, another ServiceAccount and a bound pod; TokenReview; tampered tokens;
 //! `automountServiceAccountToken: false`; a missing ServiceAccount; tokens kept valid across a
-//! restart.
+//! restart; legacy token Secrets filled by the tokens controller.
 //!
 //! Run with `cargo test -p skiff --test service_accounts`. Needs `kubectl` on the PATH; the
 //! pod test runs the test kit's shell image on the real node. Every wait polls a condition
@@ -357,8 +357,64 @@ fn kubectl_create_token_issues_tokens_the_server_accepts_and_reviews() {
         (!kubectl.run(&["get", "pod", "bound"]).success()).then_some(())
     });
     assert_eq!(whoami(&kubectl, &bound).stderr, UNAUTHORIZED);
+    // A legacy token Secret is filled by the tokens controller and speaks for its account.
+    let secret = skiff.write_file(
+        "builder-token.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: builder-token\n  annotations:\n    kubernetes.io/service-account.name: builder\ntype: kubernetes.io/service-account-token\n",
+    );
+    kubectl.ok(&["create", "-f", &secret]);
+    let filled: Value = wait_for("the token Secret to be filled", DEADLINE, || {
+        let secret: Value = serde_json::from_str(&kubectl.ok(&[
+            "get",
+            "secret",
+            "builder-token",
+            "-o",
+            "json",
+        ]))
+        .expect("secret JSON");
+        secret["data"]["token"].is_string().then_some(secret)
+    });
+    let decode = |key: &str| {
+        let encoded = filled["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {filled}"));
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .expect("base64"),
+        )
+        .expect("UTF-8")
+    };
+    assert_eq!(decode("namespace"), "default");
+    let root_ca = kubectl.ok(&[
+        "get",
+        "configmap",
+        "kube-root-ca.crt",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    assert_eq!(decode("ca.crt"), root_ca);
+    let builder_uid = kubectl.ok(&["get", "sa", "builder", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(
+        filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"],
+        builder_uid.as_str()
+    );
+    let legacy = decode("token");
+    assert_eq!(claims_of(&legacy)["iss"], "kubernetes/serviceaccount");
+    let me = whoami(&kubectl, &legacy);
+    assert!(me.success(), "{}", me.stderr);
+    assert_eq!(
+        whoami_row(&me.stdout, "Username"),
+        ["system:serviceaccount:default:builder"]
+    );
+
+    // Deleting the account ends its tokens and its token Secret.
     kubectl.ok(&["delete", "serviceaccount", "builder"]);
     assert_eq!(whoami(&kubectl, &builder).stderr, UNAUTHORIZED);
+    assert_eq!(whoami(&kubectl, &legacy).stderr, UNAUTHORIZED);
+    wait_for("the token Secret to be deleted", DEADLINE, || {
+        (!kubectl.run(&["get", "secret", "builder-token"]).success()).then_some(())
+    });
 }
 
 #[test]
