@@ -166,7 +166,9 @@ impl TokenSecretsController {
         controller.service_accounts.add_handler(move |n| {
             let account = n.object();
             let (Some(namespace), Some(name)) = (
-                account.pointer("/metadata/namespace").and_then(Value::as_str),
+                account
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str),
                 account.pointer("/metadata/name").and_then(Value::as_str),
             ) else {
                 return;
@@ -273,7 +275,10 @@ mod tests {
 
     #[test]
     fn a_new_token_secret_is_populated_for_its_account() {
-        let new = secret(json!({SERVICE_ACCOUNT_NAME_ANNOTATION: "robot"}), Value::Null);
+        let new = secret(
+            json!({SERVICE_ACCOUNT_NAME_ANNOTATION: "robot"}),
+            Value::Null,
+        );
         assert_eq!(
             plan(&new, Some(&account())),
             TokenSecretPlan::Populate {
@@ -293,7 +298,10 @@ mod tests {
 
     #[test]
     fn secrets_of_missing_or_replaced_accounts_are_deleted() {
-        let new = secret(json!({SERVICE_ACCOUNT_NAME_ANNOTATION: "robot"}), Value::Null);
+        let new = secret(
+            json!({SERVICE_ACCOUNT_NAME_ANNOTATION: "robot"}),
+            Value::Null,
+        );
         assert_eq!(plan(&new, None), TokenSecretPlan::Delete);
         let filled = populated(&new, "jwt", "PEM", "old-uid");
         assert_eq!(plan(&filled, Some(&account())), TokenSecretPlan::Delete);

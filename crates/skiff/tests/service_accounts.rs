@@ -364,14 +364,9 @@ fn kubectl_create_token_issues_tokens_the_server_accepts_and_reviews() {
     );
     kubectl.ok(&["create", "-f", &secret]);
     let filled: Value = wait_for("the token Secret to be filled", DEADLINE, || {
-        let secret: Value = serde_json::from_str(&kubectl.ok(&[
-            "get",
-            "secret",
-            "builder-token",
-            "-o",
-            "json",
-        ]))
-        .expect("secret JSON");
+        let secret: Value =
+            serde_json::from_str(&kubectl.ok(&["get", "secret", "builder-token", "-o", "json"]))
+                .expect("secret JSON");
         secret["data"]["token"].is_string().then_some(secret)
     });
     let decode = |key: &str| {

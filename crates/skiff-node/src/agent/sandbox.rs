@@ -395,25 +395,41 @@ pub fn write_token(file: &Path, token: &str, mode: u32) -> std::io::Result<()> {
     std::fs::rename(&partial, file)
 }
 
+/// How long after it was issued a token of `lifetime` seconds is replaced: the kubelet's
+/// schedule, [`token_refresh_at`].
+pub fn kubelet_refresh_delay(lifetime: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(token_refresh_at(0, lifetime).max(0) as u64)
+}
+
+/// How long to wait before trying a failed refresh again.
+const TOKEN_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Keeps `pod`'s token files fresh, as the kubelet's token manager does: each is replaced
-/// once 80 % of its lifetime has passed (tried again every 10 seconds on failure). Runs until
-/// the task is dropped; the first tokens were written when the volumes were prepared.
-pub async fn keep_tokens_fresh(client: Arc<dyn Client>, pod: Arc<Pod>, tokens: Vec<TokenFile>) {
+/// `refresh_delay(lifetime)` after it was issued ([`kubelet_refresh_delay`] in the agent), and
+/// tried again every 10 seconds on failure. Runs until the task is dropped; the first tokens
+/// were written when the volumes were prepared.
+pub async fn keep_tokens_fresh(
+    client: Arc<dyn Client>,
+    pod: Arc<Pod>,
+    tokens: Vec<TokenFile>,
+    refresh_delay: fn(i64) -> std::time::Duration,
+) {
     if tokens.is_empty() {
         return;
     }
-    let now = || jiff::Timestamp::now().as_second();
-    let issued = now();
-    let mut due: Vec<i64> = tokens
+    let issued = tokio::time::Instant::now();
+    let mut due: Vec<tokio::time::Instant> = tokens
         .iter()
-        .map(|t| token_refresh_at(issued, t.expiration_seconds))
+        .map(|t| issued + refresh_delay(t.expiration_seconds))
         .collect();
     loop {
-        let next = due.iter().copied().min().unwrap_or(i64::MAX);
-        let wait = next.saturating_sub(now()).max(0);
-        tokio::time::sleep(std::time::Duration::from_secs(wait as u64)).await;
+        let Some(next) = due.iter().min().copied() else {
+            return;
+        };
+        tokio::time::sleep_until(next).await;
         for (token, due_at) in tokens.iter().zip(due.iter_mut()) {
-            if *due_at > now() {
+            let now = tokio::time::Instant::now();
+            if *due_at > now {
                 continue;
             }
             let fresh = request_pod_token(
@@ -424,14 +440,14 @@ pub async fn keep_tokens_fresh(client: Arc<dyn Client>, pod: Arc<Pod>, tokens: V
             )
             .await;
             match fresh.map(|t| write_token(&token.file, &t, token.mode)) {
-                Ok(Ok(())) => *due_at = token_refresh_at(now(), token.expiration_seconds),
+                Ok(Ok(())) => *due_at = now + refresh_delay(token.expiration_seconds),
                 Ok(Err(e)) => {
                     tracing::warn!(file = %token.file.display(), error = %e, "writing a refreshed token failed");
-                    *due_at = now().saturating_add(10);
+                    *due_at = now + TOKEN_RETRY;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "refreshing a projected token failed");
-                    *due_at = now().saturating_add(10);
+                    *due_at = now + TOKEN_RETRY;
                 }
             }
         }
@@ -652,6 +668,79 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pod_tokens_are_requested_bound_to_the_pod_and_replaced_on_schedule() {
+        use skiff_apiserver::service_account_tokens::{TokenSigner, API_AUDIENCES};
+        use skiff_client::{LocalClient, Scope};
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let registry = skiff_apiserver::registry::Registry::new(Arc::new(store));
+        skiff_apiserver::system::ensure_builtin_namespaces(&registry)
+            .await
+            .unwrap();
+        let signer = Arc::new(TokenSigner::generate());
+        registry.install_token_signer(signer.clone());
+        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
+        let scope = |resource| Scope {
+            resource,
+            namespace: Some("default"),
+        };
+        client
+            .create(
+                scope(&skiff_api::kinds::service_account::V1),
+                serde_json::json!({"metadata": {"name": "default"}}),
+            )
+            .await
+            .unwrap();
+        let pod = client
+            .create(
+                scope(&skiff_api::kinds::pod::V1),
+                serde_json::json!({"metadata": {"name": "web"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+            )
+            .await
+            .unwrap();
+        let pod: Arc<Pod> = Arc::new(serde_json::from_value(pod).unwrap());
+        let file = dir.path().join("token");
+        std::fs::write(&file, "expired").unwrap();
+        let tokens = vec![TokenFile {
+            file: file.clone(),
+            audience: None,
+            expiration_seconds: 3607,
+            mode: 0o644,
+        }];
+        let refresher = tokio::spawn(keep_tokens_fresh(
+            client.clone(),
+            pod.clone(),
+            tokens,
+            |_| std::time::Duration::from_millis(50),
+        ));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the token was replaced {} times",
+                seen.len()
+            );
+            let current = std::fs::read_to_string(&file).unwrap();
+            if current != "expired" && !seen.contains(&current) {
+                seen.push(current);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        refresher.abort();
+        let now = jiff::Timestamp::now().as_second();
+        for token in &seen {
+            let claims = signer.verify(token, API_AUDIENCES, now).unwrap();
+            assert_eq!(claims.sub, "system:serviceaccount:default:default");
+            let bound = claims.kubernetes.pod.expect("bound to the pod");
+            assert_eq!(bound.name, "web");
+            assert_eq!(Some(bound.uid), pod.metadata.uid.clone());
+            assert_eq!(claims.exp - claims.iat, 3607);
+        }
     }
 
     #[test]

@@ -521,6 +521,7 @@ impl Worker {
                             self.shared.client.clone(),
                             self.pod.clone(),
                             tokens,
+                            sandbox::kubelet_refresh_delay,
                         ))));
                 }
                 if self.shared.isolation.is_none() && !self.warned_no_isolation {
