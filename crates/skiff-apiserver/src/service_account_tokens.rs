@@ -47,6 +47,9 @@ pub struct KubernetesClaim {
     /// The node of the bound pod (or the bound node), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<ObjectRef>,
+    /// When an extended kubelet token should have expired (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnafter: Option<i64>,
 }
 
 /// Every claim of a ServiceAccount token.

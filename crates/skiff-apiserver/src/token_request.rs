@@ -156,9 +156,10 @@ pub async fn request_token(
     if let Some(bound) = &bound {
         bind(registry, namespace, name, bound, &mut claims).await?;
     }
-    let token = signer.sign(&claims);
     let expires = jiff::Timestamp::from_second(claims.exp)
         .map_err(|e| ApiError::internal(format!("token expiry out of range: {e}")))?;
+    extend_kubelet_token(&mut claims, expiration, now);
+    let token = signer.sign(&claims);
     request["kind"] = json!("TokenRequest");
     request["apiVersion"] = json!("authentication.k8s.io/v1");
     let metadata = request
@@ -184,6 +185,29 @@ pub async fn request_token(
         "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     });
     Ok(request)
+}
+
+/// The lifetime kube-apiserver gives the kubelet's projected tokens instead of the 3607
+/// seconds asked for (a year), so that old clients that never reread the file keep working;
+/// `warnafter` records when the token should have expired.
+pub const EXTENDED_EXPIRATION_SECONDS: i64 = 365 * 24 * 3600;
+
+/// As kube-apiserver's `--service-account-extend-token-expiration` (on by default): a
+/// pod-bound token for the API server asked for exactly 3607 seconds is valid for a year,
+/// with `warnafter` at the 3607 seconds. Its TokenRequest still reports the 3607 seconds, and
+/// the node refreshes it on that schedule.
+pub fn extend_kubelet_token(claims: &mut Claims, expiration: i64, now: i64) {
+    let for_api_server = claims
+        .aud
+        .iter()
+        .all(|a| API_AUDIENCES.contains(&a.as_str()));
+    if claims.kubernetes.pod.is_some()
+        && expiration == skiff_api::service_account_admission::PROJECTED_TOKEN_EXPIRATION_SECONDS
+        && for_api_server
+    {
+        claims.kubernetes.warnafter = Some(claims.exp);
+        claims.exp = now.saturating_add(EXTENDED_EXPIRATION_SECONDS);
+    }
 }
 
 /// Checks the object a TokenRequest binds to and records it in the claims.
@@ -457,6 +481,39 @@ mod tests {
             parse_token_path("/api/v1/namespaces/dev/pods/builder/token"),
             None
         );
+    }
+
+    #[test]
+    fn only_kubelet_shaped_tokens_are_extended_to_a_year() {
+        let account = ObjectRef {
+            name: "default".into(),
+            uid: "sa".into(),
+        };
+        let api: Vec<String> = API_AUDIENCES.iter().map(|a| a.to_string()).collect();
+        let pod = Some(ObjectRef {
+            name: "web".into(),
+            uid: "p".into(),
+        });
+        let mut kubelet = Claims::new("dev", account.clone(), api.clone(), 1_000, 3607);
+        kubelet.kubernetes.pod = pod.clone();
+        extend_kubelet_token(&mut kubelet, 3607, 1_000);
+        assert_eq!(kubelet.exp, 1_000 + EXTENDED_EXPIRATION_SECONDS);
+        assert_eq!(kubelet.kubernetes.warnafter, Some(1_000 + 3607));
+
+        let mut other_length = Claims::new("dev", account.clone(), api.clone(), 1_000, 3600);
+        other_length.kubernetes.pod = pod.clone();
+        extend_kubelet_token(&mut other_length, 3600, 1_000);
+        assert_eq!(other_length.exp, 4_600);
+        assert_eq!(other_length.kubernetes.warnafter, None);
+
+        let mut unbound = Claims::new("dev", account.clone(), api, 1_000, 3607);
+        extend_kubelet_token(&mut unbound, 3607, 1_000);
+        assert_eq!(unbound.exp, 4_607);
+
+        let mut foreign = Claims::new("dev", account, vec!["vault".into()], 1_000, 3607);
+        foreign.kubernetes.pod = pod;
+        extend_kubelet_token(&mut foreign, 3607, 1_000);
+        assert_eq!(foreign.exp, 4_607);
     }
 
     #[test]

@@ -150,7 +150,8 @@ fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
         );
     }
 
-    // The token is bound to the pod, for the API server, for 3607 seconds.
+    // The token is bound to the pod, for the API server, for 3607 seconds (extended to a
+    // year with a `warnafter`, as kube-apiserver extends the kubelet's tokens).
     let claims = claims_of(&token);
     let pod_uid = pod["metadata"]["uid"].as_str().expect("uid");
     assert_eq!(claims["sub"], "system:serviceaccount:default:default");
@@ -160,9 +161,17 @@ fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
     );
     assert_eq!(claims["kubernetes.io"]["pod"]["name"], "shell");
     assert_eq!(claims["kubernetes.io"]["pod"]["uid"], pod_uid);
+    let issued = claims["iat"].as_i64().expect("iat");
     assert_eq!(
-        claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat"),
+        claims["kubernetes.io"]["warnafter"]
+            .as_i64()
+            .expect("warnafter")
+            - issued,
         3607
+    );
+    assert_eq!(
+        claims["exp"].as_i64().expect("exp") - issued,
+        365 * 24 * 3600
     );
 
     let me = whoami(&kubectl, &token);
