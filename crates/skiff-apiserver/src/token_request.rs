@@ -1,8 +1,8 @@
 //! What ServiceAccount tokens mean against the stored objects: the `serviceaccounts/NAME/token`
 //! subresource (TokenRequest, `kubectl create token`), the bearer-token check every request
 //! with a ServiceAccount token passes (signature, issuer, audience and times, then the
-//! ServiceAccount and the bound pod or Secret still existing with the uids the token names),
-//! and TokenReview, which answers that same check for another client.
+//! ServiceAccount and the bound pod, Secret or node still existing with the uids the token
+//! names), and TokenReview, which answers that same check for another client.
 
 use serde_json::{json, Value};
 use skiff_api::errors::FieldError;
@@ -222,9 +222,10 @@ async fn bind(
     let api_version = text_at(bound, "/apiVersion");
     let name = text_at(bound, "/name");
     let uid = text_at(bound, "/uid");
-    let resource = match (api_version, kind) {
-        ("v1", "Pod") => &kinds::pod::V1,
-        ("v1", "Secret") => &kinds::secret::V1,
+    let (resource, scope) = match (api_version, kind) {
+        ("v1", "Pod") => (&kinds::pod::V1, Some(namespace)),
+        ("v1", "Secret") => (&kinds::secret::V1, Some(namespace)),
+        ("v1", "Node") => (&kinds::node::V1, None),
         _ => {
             let (group, version) = match api_version.split_once('/') {
                 Some((g, v)) => (g, v),
@@ -235,7 +236,7 @@ async fn bind(
             )));
         }
     };
-    let object = registry.get(resource, Some(namespace), name).await?;
+    let object = registry.get(resource, scope, name).await?;
     let live_uid = uid_of(&object);
     if !uid.is_empty() && uid != live_uid {
         return Err(ApiError::conflict_message(
@@ -267,6 +268,8 @@ async fn bind(
             }
         }
         claims.kubernetes.pod = Some(reference);
+    } else if kind == "Node" {
+        claims.kubernetes.node = Some(reference);
     } else {
         claims.kubernetes.secret = Some(reference);
     }
@@ -339,6 +342,20 @@ pub async fn authenticate(
                     pod_ref.name
                 )));
             }
+        }
+    }
+    // A pod's node is only informative; a token bound to a node needs the node.
+    if let (None, Some(node_ref)) = (&claims.kubernetes.pod, &claims.kubernetes.node) {
+        let node = registry
+            .get(&kinds::node::V1, None, &node_ref.name)
+            .await
+            .map_err(|e| lookup_failed(&e.message))?;
+        if uid_of(&node) != node_ref.uid {
+            return Err(TokenError::Rejected(format!(
+                "node UID ({}) does not match claim ({})",
+                uid_of(&node),
+                node_ref.uid
+            )));
         }
     }
     if let Some(secret_ref) = &claims.kubernetes.secret {

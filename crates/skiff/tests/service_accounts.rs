@@ -355,6 +355,36 @@ fn kubectl_create_token_issues_tokens_the_server_accepts_and_reviews() {
         ["[bound]"]
     );
 
+    // A token bound to a node works while the node exists.
+    let node = skiff.write_file(
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: edge-1\n",
+    );
+    kubectl.ok(&["create", "-f", &node]);
+    let node_bound = kubectl
+        .ok(&[
+            "create",
+            "token",
+            "default",
+            "--bound-object-kind",
+            "Node",
+            "--bound-object-name",
+            "edge-1",
+        ])
+        .trim()
+        .to_string();
+    let me = whoami(&kubectl, &node_bound);
+    assert!(me.success(), "{}", me.stderr);
+    assert_eq!(
+        whoami_row(&me.stdout, "Extra: authentication.kubernetes.io/node-name"),
+        ["[edge-1]"]
+    );
+    kubectl.ok(&["delete", "node", "edge-1"]);
+    wait_for("node edge-1 to be gone", DEADLINE, || {
+        (!kubectl.run(&["get", "node", "edge-1"]).success()).then_some(())
+    });
+    assert_eq!(whoami(&kubectl, &node_bound).stderr, UNAUTHORIZED);
+
     // Tokens outlive a restart: the signing key is kept in the data directory.
     skiff.restart();
     let kubectl = skiff.kubectl();
