@@ -84,6 +84,8 @@ fn token_review(skiff: &Skiff, kubectl: &Kubectl, token: &str, audiences: &[&str
 fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
     let skiff = Skiff::start_with_images(&[], &[support::images::shell()]);
     let kubectl = skiff.kubectl();
+    // A Service in the namespace before the pod: its link variables reach the container.
+    kubectl.ok(&["create", "service", "clusterip", "web-front", "--tcp=80:8080"]);
     let manifest = skiff.write_file("shell.yaml", SHELL_POD);
     kubectl.ok(&["apply", "-f", &manifest]);
 
@@ -143,6 +145,9 @@ fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
         "KUBERNETES_SERVICE_HOST=",
         "KUBERNETES_SERVICE_PORT=",
         "KUBERNETES_PORT=tcp://",
+        "WEB_FRONT_SERVICE_HOST=",
+        "WEB_FRONT_SERVICE_PORT=80",
+        "WEB_FRONT_PORT_80_TCP_PROTO=tcp",
     ] {
         assert!(
             env.lines().any(|l| l.starts_with(variable)),
