@@ -131,6 +131,11 @@ pub async fn compaction_loop(store: Arc<dyn Store>, every: Duration) {
     }
 }
 
+/// The `kubernetes` Service's cluster IP: the first of the Service range, as Kubernetes gives it.
+pub fn kubernetes_service_ip() -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(crate::allocator::SERVICE_RANGE_START) + 1)
+}
+
 /// The `default/kubernetes` Service and its Endpoints, pointing at this API server, as every
 /// cluster has them (`kubectl get all` shows it).
 pub async fn ensure_kubernetes_service(
@@ -139,7 +144,7 @@ pub async fn ensure_kubernetes_service(
 ) -> Result<(), ApiError> {
     let services = &skiff_api::kinds::service::V1;
     let endpoints = &skiff_api::kinds::endpoints::V1;
-    let first_ip = std::net::Ipv4Addr::from(u32::from(crate::allocator::SERVICE_RANGE_START) + 1);
+    let first_ip = kubernetes_service_ip();
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",

@@ -97,18 +97,34 @@ pub fn client_material(dir: &Path, user: &str, group: Option<&str>) -> PkiResult
     })
 }
 
+/// The names in-cluster clients reach the API server by (the `kubernetes` Service's), which
+/// its serving certificate carries as kube-apiserver's does.
+const IN_CLUSTER_NAMES: [&str; 4] = [
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
 /// Loads the CA (creating it on first start) and issues a serving certificate valid for
-/// `localhost`, `127.0.0.1`, `::1` and `extra_ip`.
+/// `localhost`, the `kubernetes` Service's names and cluster IP, `127.0.0.1`, `::1` and
+/// `extra_ip`.
 pub fn serving_material(dir: &Path, extra_ip: IpAddr) -> PkiResult<ServingMaterial> {
     let (ca_pem, ca_key) = load_or_create_ca(dir)?;
     let ca = ca_params()?;
     let issuer = Issuer::from_params(&ca, ca_key);
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    let mut names = vec!["localhost".to_string()];
+    names.extend(IN_CLUSTER_NAMES.iter().map(|n| n.to_string()));
+    let mut params = CertificateParams::new(names)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "skiff-apiserver");
-    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse()?, "::1".parse()?];
+    let mut ips: Vec<IpAddr> = vec![
+        "127.0.0.1".parse()?,
+        "::1".parse()?,
+        IpAddr::V4(skiff_apiserver::system::kubernetes_service_ip()),
+    ];
     if !extra_ip.is_unspecified() && !ips.contains(&extra_ip) {
         ips.push(extra_ip);
     }
@@ -136,5 +152,34 @@ mod tests {
         assert_eq!(first.ca_pem, second.ca_pem, "the CA survives restarts");
         assert_ne!(first.cert_pem, second.cert_pem);
         assert!(first.key_pem.contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn serving_certs_name_the_kubernetes_service() {
+        use rustls::pki_types::pem::PemObject as _;
+        let dir = tempfile::tempdir().unwrap();
+        let material = serving_material(dir.path(), "127.0.0.1".parse().unwrap()).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(material.cert_pem.as_bytes())
+            .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => format!("{ip:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        for name in IN_CLUSTER_NAMES {
+            assert!(names.contains(&name.to_string()), "{names:?}");
+        }
+        let service_ip = skiff_apiserver::system::kubernetes_service_ip().octets();
+        assert!(
+            names.contains(&format!("{:?}", &service_ip[..])),
+            "{names:?}"
+        );
     }
 }
