@@ -104,8 +104,7 @@ async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
         .filter(|p| !p.is_empty());
     let Some(presented) = presented else {
         // No credential at all: the request is anonymous and authorized like any other.
@@ -139,6 +138,14 @@ async fn authenticate(
         }
     }
     ApiError::unauthorized().into_response()
+}
+
+/// The token of an `Authorization` header, as Kubernetes' bearer authenticator reads it: the
+/// scheme in any case (the Python client's in-cluster configuration sends `bearer`), then the
+/// token after whitespace.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(char::is_whitespace)?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -1119,6 +1126,15 @@ pub async fn serve_tls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_schemes_are_read_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 
     fn resource_of(path: &str) -> (String, Option<String>, Option<String>, Option<Subresource>) {
         match parse_path(path) {

@@ -6,7 +6,8 @@
 //! restart; legacy token Secrets filled by the tokens controller.
 //!
 //! Run with `cargo test -p skiff --test service_accounts`. Needs `kubectl` on the PATH; the
-//! pod test runs the test kit's shell image on the real node. Every wait polls a condition
+//! pod test runs the test kit's shell image on the real node, and the official Python client
+//! (`pip install kubernetes`) with its in-cluster configuration. Every wait polls a condition
 //! against a deadline.
 
 mod support;
@@ -17,6 +18,12 @@ use support::{wait_for, Kubectl, Skiff, DEADLINE};
 
 /// Where every container finds its credentials.
 const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The official Python client listing pods with its in-cluster configuration.
+const IN_CLUSTER_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/python/in_cluster_list_pods.py"
+);
 
 /// A shell pod that stays up and stops at once when deleted.
 const SHELL_POD: &str = "apiVersion: v1
@@ -208,6 +215,48 @@ fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
         [format!("[{pod_uid}]")]
     );
 
+    // The official Python client's in-cluster configuration, given the pod's mounted files.
+    // It is pointed at the server's own address: the `kubernetes` Service's cluster IP is
+    // shared by every server on this machine, so it may reach another one.
+    let credentials = skiff.file_path("serviceaccount");
+    std::fs::create_dir_all(&credentials).expect("a credentials directory");
+    for (name, contents) in [
+        ("token", &token),
+        ("ca.crt", &ca),
+        ("namespace", &namespace),
+    ] {
+        std::fs::write(credentials.join(name), contents).expect("a credentials file");
+    }
+    let server = kubectl.ok(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let (service_host, service_port) = server
+        .strip_prefix("https://")
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .unwrap_or_else(|| panic!("unexpected server address {server:?}"));
+    let in_cluster = || {
+        let out = std::process::Command::new("python3")
+            .arg(IN_CLUSTER_SCRIPT)
+            .arg(&credentials)
+            .args([&service_host, &service_port])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+        assert!(
+            out.status.success(),
+            "the in-cluster client failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        in_cluster(),
+        "HTTP 403 pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"\n"
+    );
+
     // What the ServiceAccount may do is RBAC's: nothing, then what `view` grants.
     let denied = kubectl.run(&["get", "pods", "--token", &token]);
     assert!(!denied.success());
@@ -224,6 +273,7 @@ fn pods_get_a_token_volume_whose_token_speaks_for_their_service_account() {
     ]);
     let listed = kubectl.ok(&["get", "pods", "--token", &token, "-o", "name"]);
     assert_eq!(listed, "pod/shell\n");
+    assert_eq!(in_cluster(), "shell\n");
 
     // Once the pod is gone its token is refused.
     kubectl.ok(&["delete", "pod", "shell", "--wait=false"]);
