@@ -17,6 +17,7 @@ pub mod quantity;
 pub mod rbac;
 pub mod resources;
 pub mod selector;
+pub mod service_account_admission;
 pub mod validation;
 pub mod wire;
 pub mod yaml;

@@ -12,6 +12,8 @@ pub enum Subresource {
     Binding,
     /// `/log` (pods): container logs as text.
     Log,
+    /// `/token` (ServiceAccounts): a TokenRequest for a signed token.
+    Token,
 }
 
 impl Subresource {
@@ -22,6 +24,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Token => "token",
         }
     }
 
@@ -32,6 +35,7 @@ impl Subresource {
             Subresource::Scale,
             Subresource::Binding,
             Subresource::Log,
+            Subresource::Token,
         ]
         .into_iter()
         .find(|s| s.name() == segment)

@@ -209,6 +209,7 @@ pub fn impersonated_user(name: &str, groups: &[&str], uid: Option<&str>) -> User
         name: name.to_string(),
         uid: uid.unwrap_or_default().to_string(),
         groups: acting_groups,
+        extra: Default::default(),
     }
 }
 
@@ -459,6 +460,7 @@ pub async fn access_review(
                 .unwrap_or("")
                 .to_string(),
             groups,
+            extra: Default::default(),
         }
     };
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
@@ -532,6 +534,7 @@ enum Review {
     SubjectAccess,
     SelfSubjectRules,
     SelfSubject,
+    Token,
 }
 
 fn review_of(path: &str) -> Option<Review> {
@@ -540,6 +543,7 @@ fn review_of(path: &str) -> Option<Review> {
         "/apis/authorization.k8s.io/v1/subjectaccessreviews" => Some(Review::SubjectAccess),
         "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews" => Some(Review::SelfSubjectRules),
         "/apis/authentication.k8s.io/v1/selfsubjectreviews" => Some(Review::SelfSubject),
+        "/apis/authentication.k8s.io/v1/tokenreviews" => Some(Review::Token),
         _ => None,
     }
 }
@@ -569,6 +573,14 @@ pub async fn serve_review(state: &ServerState, req: Request) -> Result<Response,
         Review::SubjectAccess => access_review(registry, &user, object, false).await?,
         Review::SelfSubjectRules => rules_review(registry, &user, object).await?,
         Review::SelfSubject => self_subject_review(&user, object),
+        Review::Token => {
+            crate::token_request::token_review(
+                registry,
+                object,
+                crate::token_request::now_seconds(),
+            )
+            .await?
+        }
     };
     Ok(crate::server::json_response(
         axum::http::StatusCode::CREATED,
@@ -636,6 +648,9 @@ pub fn self_subject_review(user: &UserInfo, mut review: Value) -> Value {
     let mut info = json!({"username": user.name, "groups": user.groups});
     if !user.uid.is_empty() {
         info["uid"] = user.uid.clone().into();
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
     }
     if let Some(obj) = review.as_object_mut() {
         obj.insert("status".into(), json!({"userInfo": info}));

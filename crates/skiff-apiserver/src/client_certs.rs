@@ -42,6 +42,7 @@ pub fn user_of_certificate(der: &[u8]) -> Option<UserInfo> {
         name,
         uid: String::new(),
         groups,
+        extra: Default::default(),
     })
 }
 

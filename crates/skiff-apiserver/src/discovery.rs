@@ -67,7 +67,7 @@ pub fn supports_delete_collection(r: &ResourceInfo) -> bool {
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-        Subresource::Binding => &["create"],
+        Subresource::Binding | Subresource::Token => &["create"],
         Subresource::Log => &["get"],
     }
 }
@@ -80,6 +80,7 @@ fn subresource_kind(
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Log => ("", "v1", "Pod"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Status => (resource.group, resource.version, resource.kind),
     }
 }
@@ -172,12 +173,18 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
 /// The review kinds (`kubectl auth can-i`, `can-i --list`, `auth whoami`): computed on each
 /// `create` and never stored, so they are advertised here rather than in the kind table.
 /// `(group, plural, singular, kind)`, all in `v1`, cluster-scoped, `create` only.
-const REVIEWS: [(&str, &str, &str, &str); 4] = [
+const REVIEWS: [(&str, &str, &str, &str); 5] = [
     (
         "authentication.k8s.io",
         "selfsubjectreviews",
         "selfsubjectreview",
         "SelfSubjectReview",
+    ),
+    (
+        "authentication.k8s.io",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
     ),
     (
         "authorization.k8s.io",

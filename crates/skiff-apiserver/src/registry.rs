@@ -136,6 +136,8 @@ pub struct WatchEvent {
 pub struct Registry {
     store: Arc<dyn Store>,
     services: Arc<ServiceAllocator>,
+    /// The ServiceAccount token signer, shared by every clone once installed.
+    token_signer: Arc<std::sync::OnceLock<Arc<crate::service_account_tokens::TokenSigner>>>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -307,12 +309,66 @@ impl Registry {
         Registry {
             store,
             services: Arc::new(ServiceAllocator::for_range(range)),
+            token_signer: Arc::default(),
         }
     }
 
     /// The range Services' cluster IPs come from.
     pub fn service_range(&self) -> ServiceRange {
         self.services.range()
+    }
+
+    /// Installs the key ServiceAccount tokens are signed and verified with; every clone of
+    /// this registry sees it. Without one, TokenRequests are refused and no bearer token but
+    /// the admin's is accepted. A second install is ignored.
+    pub fn install_token_signer(&self, signer: Arc<crate::service_account_tokens::TokenSigner>) {
+        let _ = self.token_signer.set(signer);
+    }
+
+    /// The ServiceAccount admission plugin, on when this registry issues tokens: the pod's
+    /// ServiceAccount must exist (a namespace's `default` one is awaited briefly, since its
+    /// controller creates it just after the namespace), then the pod gets its token volume.
+    async fn admit_service_account(&self, pod: &mut Value) -> Result<(), ApiError> {
+        use skiff_api::service_account_admission as plugin;
+        if !plugin::applies_to(pod) {
+            return Ok(());
+        }
+        let namespace = meta::namespace(pod).unwrap_or("default").to_string();
+        let account_name = plugin::service_account_name(pod).to_string();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let account = loop {
+            match self
+                .get(
+                    &skiff_api::kinds::service_account::V1,
+                    Some(&namespace),
+                    &account_name,
+                )
+                .await
+            {
+                Ok(account) => break account,
+                Err(e) if e.code == 404 => {
+                    if account_name != "default" || tokio::time::Instant::now() >= deadline {
+                        return Err(ApiError::forbidden(
+                            plugin::missing_service_account_message(
+                                meta::name(pod),
+                                &namespace,
+                                &account_name,
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let suffix = plugin::suffix_from(rand::random());
+        plugin::admit(pod, &account, &suffix);
+        Ok(())
+    }
+
+    /// The installed ServiceAccount token signer.
+    pub fn token_signer(&self) -> Option<&Arc<crate::service_account_tokens::TokenSigner>> {
+        self.token_signer.get()
     }
 
     /// The underlying store.
@@ -764,6 +820,9 @@ impl Registry {
         }
 
         admission::apply_defaults(resource, &mut obj);
+        if hook(resource) == RegistryHook::Pod && self.token_signer().is_some() {
+            self.admit_service_account(&mut obj).await?;
+        }
         let storage = resources::storage_resource(resource);
         let mut stored = admission::convert(obj, &storage.api_version())?;
         skiff_api::wire::fill_never_omitted(storage, &mut stored);

@@ -104,8 +104,7 @@ async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
         .filter(|p| !p.is_empty());
     let Some(presented) = presented else {
         // No credential at all: the request is anonymous and authorized like any other.
@@ -120,10 +119,33 @@ async fn authenticate(
     if ok {
         req.extensions_mut()
             .insert(crate::authz::Identity(crate::authz::admin_user()));
-        next.run(req).await
-    } else {
-        ApiError::unauthorized().into_response()
+        return next.run(req).await;
     }
+    if crate::token_request::looks_like_jwt(presented) {
+        let verified = crate::token_request::authenticate(
+            &state.registry,
+            presented,
+            crate::service_account_tokens::API_AUDIENCES,
+            crate::token_request::now_seconds(),
+        )
+        .await;
+        match verified {
+            Ok((user, _)) => {
+                req.extensions_mut().insert(crate::authz::Identity(user));
+                return next.run(req).await;
+            }
+            Err(error) => tracing::debug!(%error, "refused a ServiceAccount token"),
+        }
+    }
+    ApiError::unauthorized().into_response()
+}
+
+/// The token of an `Authorization` header, as Kubernetes' bearer authenticator reads it: the
+/// scheme in any case (the Python client's in-cluster configuration sends `bearer`), then the
+/// token after whitespace.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(char::is_whitespace)?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -461,6 +483,21 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
     let headers = parts.headers;
     let query = Query::parse(parts.uri.query())?;
     let registry = &state.registry;
+    if let Some((namespace, name)) = crate::token_request::parse_token_path(parts.uri.path()) {
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        let request = bodies::decode_object(&headers, &read_body(body).await?)?;
+        let answer = crate::token_request::request_token(
+            registry,
+            &namespace,
+            &name,
+            request,
+            crate::token_request::now_seconds(),
+        )
+        .await?;
+        return Ok(json_response(StatusCode::CREATED, &answer));
+    }
     if let Some(metrics) = &state.metrics {
         if let Some(target) = crate::metrics_api::parse_path(parts.uri.path()) {
             let target = target?;
@@ -1089,6 +1126,15 @@ pub async fn serve_tls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_schemes_are_read_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 
     fn resource_of(path: &str) -> (String, Option<String>, Option<String>, Option<Subresource>) {
         match parse_path(path) {

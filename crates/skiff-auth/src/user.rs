@@ -22,6 +22,9 @@ pub struct UserInfo {
     pub uid: String,
     /// Every group the user is in.
     pub groups: Vec<String>,
+    /// What else the authenticator knows (`authentication.kubernetes.io/pod-name`, ...), as
+    /// `user.Info`'s extra, which reviews report and impersonation can carry.
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -31,6 +34,7 @@ impl UserInfo {
             name: name.into(),
             uid: String::new(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            extra: Default::default(),
         }
     }
 

@@ -137,6 +137,21 @@ pub trait Client: Send + Sync + 'static {
     /// Binds a pod to a node (`pods/NAME/binding`); fails with 409 if it is already bound.
     async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClientError>;
 
+    /// Requests a token for the ServiceAccount `name` in `namespace` (`serviceaccounts/NAME/token`,
+    /// an `authentication.k8s.io/v1` TokenRequest), as the kubelet does for projected token
+    /// volumes. Clients that cannot issue tokens refuse.
+    async fn create_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: Value,
+    ) -> Result<Value, ClientError> {
+        let _ = (namespace, name, request);
+        Err(ClientError::UnknownResource(
+            "serviceaccounts/token".to_string(),
+        ))
+    }
+
     /// Reads a workload's `autoscaling/v1` Scale (`.../NAME/scale`), so autoscalers can size
     /// any scalable kind without knowing it.
     async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
@@ -337,6 +352,22 @@ impl Client for LocalClient {
     async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClientError> {
         self.registry.bind_pod(namespace, name, node).await?;
         Ok(())
+    }
+
+    async fn create_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: Value,
+    ) -> Result<Value, ClientError> {
+        Ok(skiff_apiserver::token_request::request_token(
+            &self.registry,
+            namespace,
+            name,
+            request,
+            skiff_apiserver::token_request::now_seconds(),
+        )
+        .await?)
     }
 }
 

@@ -17,3 +17,4 @@ pub mod manager;
 pub mod namespace_defaults;
 pub mod replicaset;
 pub mod shell;
+pub mod token_secrets;

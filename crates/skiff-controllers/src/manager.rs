@@ -165,6 +165,36 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
 /// namespace defaults.
 const NAMESPACE_DEFAULTS_WORKERS: usize = 5;
 
+/// Concurrent syncs of the legacy token Secrets controller.
+const TOKEN_SECRETS_WORKERS: usize = 2;
+
+/// Fills legacy ServiceAccount token Secrets (and deletes those whose account is gone) until
+/// `shutdown` resolves; `signer` is the API server's key, `ca_pem` the CA the Secrets carry.
+pub async fn run_token_secrets(
+    client: Arc<dyn Client>,
+    signer: Arc<dyn crate::token_secrets::LegacyTokenSigner>,
+    ca_pem: String,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let secrets = informer(&client, &kinds::secret::V1);
+    let service_accounts = informer(&client, &kinds::service_account::V1);
+    for i in [&secrets, &service_accounts] {
+        i.wait_synced().await;
+    }
+    let controller = crate::token_secrets::TokenSecretsController::new(
+        client,
+        secrets,
+        service_accounts,
+        signer,
+        &ca_pem,
+    );
+    let stopper = controller.clone();
+    tokio::select! {
+        _ = controller.run(TOKEN_SECRETS_WORKERS) => {}
+        _ = shutdown => stopper.shutdown(),
+    }
+}
+
 /// Gives every namespace its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap
 /// holding `ca_pem`, until `shutdown` resolves.
 pub async fn run_namespace_defaults(

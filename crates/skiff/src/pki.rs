@@ -146,4 +146,46 @@ mod tests {
         assert_ne!(first.cert_pem, second.cert_pem);
         assert!(first.key_pem.contains("PRIVATE KEY"));
     }
+
+    #[test]
+    fn serving_certs_name_the_kubernetes_service() {
+        use rustls::pki_types::pem::PemObject as _;
+        let dir = tempfile::tempdir().unwrap();
+        let in_cluster_names = [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .map(String::from);
+        let service_ip = std::net::Ipv4Addr::new(198, 19, 0, 1);
+        let material = serving_material(
+            dir.path(),
+            &["127.0.0.1".parse().unwrap(), IpAddr::V4(service_ip)],
+            &in_cluster_names,
+        )
+        .unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(material.cert_pem.as_bytes())
+            .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => format!("{ip:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        for name in &in_cluster_names {
+            assert!(names.contains(name), "{names:?}");
+        }
+        let service_ip = service_ip.octets();
+        assert!(
+            names.contains(&format!("{:?}", &service_ip[..])),
+            "{names:?}"
+        );
+    }
 }

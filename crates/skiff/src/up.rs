@@ -296,6 +296,12 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         Some(network) => Registry::with_service_range(store.clone(), network.range),
         None => Registry::new(store.clone()),
     };
+    // ServiceAccount tokens stay valid across restarts: the key is made once and kept.
+    let token_signer = skiff_apiserver::service_account_tokens::TokenSigner::load_or_create(
+        &data_dir.join("service-account.key"),
+    )?;
+    let token_signer = Arc::new(token_signer);
+    registry.install_token_signer(token_signer.clone());
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
@@ -346,6 +352,12 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot give the namespaces their defaults: {e}"))?;
     let namespace_defaults = tokio::spawn(skiff_controllers::manager::run_namespace_defaults(
         client.clone(),
+        tls.ca_pem.clone(),
+        until_stopped(),
+    ));
+    let token_secrets = tokio::spawn(skiff_controllers::manager::run_token_secrets(
+        client.clone(),
+        Arc::new(LegacySigner(token_signer)),
         tls.ca_pem.clone(),
         until_stopped(),
     ));
@@ -532,6 +544,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = controllers.await;
     let _ = namespace_defaults.await;
+    let _ = token_secrets.await;
     let _ = autoscaler.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
@@ -556,4 +569,19 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("skiff stopped");
     Ok(())
+}
+
+/// The API server's key signing the tokens of legacy ServiceAccount token Secrets.
+struct LegacySigner(Arc<skiff_apiserver::service_account_tokens::TokenSigner>);
+
+impl skiff_controllers::token_secrets::LegacyTokenSigner for LegacySigner {
+    fn sign(&self, namespace: &str, account: &str, account_uid: &str, secret: &str) -> String {
+        self.0
+            .sign_legacy(&skiff_apiserver::service_account_tokens::LegacyClaims::new(
+                namespace,
+                account,
+                account_uid,
+                secret,
+            ))
+    }
 }

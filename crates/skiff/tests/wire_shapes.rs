@@ -19,19 +19,6 @@ const ALLOWED_MISSING: &[(&str, &str, &str)] = &[
     // Field ownership is recorded by server-side apply bookkeeping that kubectl strips from its
     // output; its keys are the paths of the fields each manager wrote, different per manager.
     ("*", ".metadata.managedFields", "field manager bookkeeping"),
-    // The capture's cluster mounted a service account token and, being an OpenShift-flavoured
-    // distribution, a service CA bundle into every pod; Skiff issues no service account
-    // tokens, so its pods carry no projected token volume.
-    (
-        "pods.json",
-        ".items[].spec.volumes",
-        "no service account token volume",
-    ),
-    (
-        "pods.json",
-        ".items[].spec.containers[].volumeMounts",
-        "no service account token volume",
-    ),
 ];
 
 fn capture(name: &str) -> Value {

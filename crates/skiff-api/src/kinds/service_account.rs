@@ -13,6 +13,7 @@ use crate::{
 /// `v1` ServiceAccounts.
 pub static V1: ResourceInfo = ResourceInfo {
     short_names: &["sa"],
+    subresources: &[crate::resources::Subresource::Token],
     ..res(
         "",
         "v1",

@@ -63,6 +63,8 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("authorization.k8s.io/v1", "SubjectAccessReview"),
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
     ("authentication.k8s.io/v1", "SelfSubjectReview"),
+    ("authentication.k8s.io/v1", "TokenRequest"),
+    ("authentication.k8s.io/v1", "TokenReview"),
 ];
 
 /// Why a protobuf body could not be turned into JSON; the message is meant to be shown
@@ -199,6 +201,12 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         }
         ("authentication.k8s.io/v1", "SelfSubjectReview") => {
             object_json::<authentication_v1::SelfSubjectReview>(&raw, &kind)?
+        }
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            object_json::<authentication_v1::TokenRequest>(&raw, &kind)?
+        }
+        ("authentication.k8s.io/v1", "TokenReview") => {
+            object_json::<authentication_v1::TokenReview>(&raw, &kind)?
         }
         // Clients encode DeleteOptions in the group version of the resource they delete
         // (`v1`, `apps/v1`, `policy/v1`, ...) or in `meta.k8s.io/v1`: the type is the same.

@@ -105,6 +105,29 @@ json_objects! {
     authentication_v1::SelfSubjectReview {
         "metadata" = metadata: always,
     },
+    authentication_v1::TokenRequest {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+    },
+    authentication_v1::TokenRequestSpec {
+        "audiences" = audiences: list,
+        "expirationSeconds" = expiration_seconds: ptr,
+        "boundObjectRef" = bound_object_ref: ptr,
+    },
+    authentication_v1::BoundObjectReference {
+        "kind" = kind: omit,
+        "apiVersion" = api_version: omit,
+        "name" = name: omit,
+        "uid" = u_id: omit,
+    },
+    authentication_v1::TokenReview {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+    },
+    authentication_v1::TokenReviewSpec {
+        "token" = token: omit,
+        "audiences" = audiences: list,
+    },
     meta_v1::DeleteOptions {
         "gracePeriodSeconds" = grace_period_seconds: ptr,
         "preconditions" = preconditions: ptr,

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use skiff_client::{Api, Client};
 use std::sync::Arc;
 
@@ -260,6 +260,69 @@ pub fn resource_value(
     Some(((amount + divisor - 1) / divisor).to_string())
 }
 
+/// The kubelet's service link variables (`enableServiceLinks`) for `services`:
+/// `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT` (and one per named port), and the Docker link
+/// family `<NAME>_PORT`, `<NAME>_PORT_<port>_<PROTO>` with `_PROTO`, `_PORT` and `_ADDR`.
+/// Services without a cluster IP (headless, or not yet allocated) give none.
+pub fn service_link_variables(services: &[Service]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for service in services {
+        let Some(spec) = &service.spec else {
+            continue;
+        };
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
+            continue;
+        };
+        let name = service
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .to_uppercase()
+            .replace('-', "_");
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        let Some(first) = ports.first() else {
+            continue;
+        };
+        out.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        for port in ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                let port_name = port_name.to_uppercase().replace('-', "_");
+                out.push((
+                    format!("{name}_SERVICE_PORT_{port_name}"),
+                    port.port.to_string(),
+                ));
+            }
+        }
+        let host_port = |port: i32| {
+            if ip.contains(':') {
+                format!("[{ip}]:{port}")
+            } else {
+                format!("{ip}:{port}")
+            }
+        };
+        for (i, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.as_deref().unwrap_or("TCP").to_uppercase();
+            let lower = protocol.to_lowercase();
+            let url = format!("{lower}://{}", host_port(port.port));
+            if i == 0 {
+                out.push((format!("{name}_PORT"), url.clone()));
+            }
+            let prefix = format!("{name}_PORT_{}_{protocol}", port.port);
+            out.push((prefix.clone(), url));
+            out.push((format!("{prefix}_PROTO"), lower));
+            out.push((format!("{prefix}_PORT"), port.port.to_string()));
+            out.push((format!("{prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    out
+}
+
 /// Builds a container's environment: the image's, `envFrom`, `env`, then the variables Skiff
 /// always sets.
 pub async fn environment(
@@ -284,14 +347,54 @@ pub async fn environment(
     let mut defined = Environment::default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     if let Some((host, port)) = &facts.kubernetes_service {
+        // The kubelet's variables for the `kubernetes` Service, named after its port.
         for (k, v) in [
-            ("KUBERNETES_SERVICE_HOST", host.clone()),
-            ("KUBERNETES_SERVICE_PORT", port.to_string()),
-            ("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string()),
-            ("KUBERNETES_PORT", format!("tcp://{host}:{port}")),
-            ("KUBERNETES_PORT_443_TCP", format!("tcp://{host}:{port}")),
+            ("KUBERNETES_SERVICE_HOST".to_string(), host.clone()),
+            ("KUBERNETES_SERVICE_PORT".to_string(), port.to_string()),
+            (
+                "KUBERNETES_SERVICE_PORT_HTTPS".to_string(),
+                port.to_string(),
+            ),
+            (
+                "KUBERNETES_PORT".to_string(),
+                format!("tcp://{host}:{port}"),
+            ),
+            (
+                format!("KUBERNETES_PORT_{port}_TCP"),
+                format!("tcp://{host}:{port}"),
+            ),
+            (
+                format!("KUBERNETES_PORT_{port}_TCP_PROTO"),
+                "tcp".to_string(),
+            ),
+            (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.to_string()),
+            (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), host.clone()),
         ] {
-            defined.set(k, v);
+            defined.set(&k, v);
+        }
+    }
+    let service_links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    if service_links {
+        let api: Api<Service> = Api::new(sources.client.clone(), Some(&sources.namespace))
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let (services, _) = api
+            .list(&skiff_client::ListOptions::default())
+            .await
+            .map_err(|e| ConfigError(format!("failed to list services: {e}")))?;
+        let linked: Vec<Service> = services
+            .into_iter()
+            // The `kubernetes` Service's variables are set above for every pod.
+            .filter(|s| {
+                !(sources.namespace == "default"
+                    && s.metadata.name.as_deref() == Some("kubernetes"))
+            })
+            .collect();
+        for (k, v) in service_link_variables(&linked) {
+            defined.set(&k, v);
         }
     }
     for source in container.env_from.as_deref().unwrap_or_default() {
@@ -480,6 +583,38 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(expand(input, &lookup), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn service_links_follow_the_kubelet() {
+        let services: Vec<Service> = serde_json::from_value(serde_json::json!([
+            {"metadata": {"name": "web-front"}, "spec": {"clusterIP": "127.96.0.10", "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP"},
+                {"name": "dns-udp", "port": 53, "protocol": "UDP"},
+            ]}},
+            {"metadata": {"name": "headless"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}},
+        ]))
+        .unwrap();
+        let vars = service_link_variables(&services);
+        let expected: Vec<(String, String)> = [
+            ("WEB_FRONT_SERVICE_HOST", "127.96.0.10"),
+            ("WEB_FRONT_SERVICE_PORT", "80"),
+            ("WEB_FRONT_SERVICE_PORT_HTTP", "80"),
+            ("WEB_FRONT_SERVICE_PORT_DNS_UDP", "53"),
+            ("WEB_FRONT_PORT", "tcp://127.96.0.10:80"),
+            ("WEB_FRONT_PORT_80_TCP", "tcp://127.96.0.10:80"),
+            ("WEB_FRONT_PORT_80_TCP_PROTO", "tcp"),
+            ("WEB_FRONT_PORT_80_TCP_PORT", "80"),
+            ("WEB_FRONT_PORT_80_TCP_ADDR", "127.96.0.10"),
+            ("WEB_FRONT_PORT_53_UDP", "udp://127.96.0.10:53"),
+            ("WEB_FRONT_PORT_53_UDP_PROTO", "udp"),
+            ("WEB_FRONT_PORT_53_UDP_PORT", "53"),
+            ("WEB_FRONT_PORT_53_UDP_ADDR", "127.96.0.10"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(vars, expected);
     }
 
     #[test]

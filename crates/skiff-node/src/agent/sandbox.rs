@@ -257,7 +257,17 @@ pub async fn prepare_volumes(
                         }
                     }
                 }
-                // Service account tokens are not issued by this server; the path stays empty.
+                if let Some(token_source) = &source.service_account_token {
+                    let token = request_pod_token(
+                        client.as_ref(),
+                        pod,
+                        token_source.audience.as_deref(),
+                        token_expiration(token_source.expiration_seconds),
+                    )
+                    .await
+                    .map_err(fail)?;
+                    files.push((token_source.path.clone(), token.into_bytes(), None));
+                }
             }
             write_files(&target, &files, projected.default_mode)
                 .map_err(|e| io_error(&volume.name, e))?;
@@ -273,6 +283,175 @@ pub async fn prepare_volumes(
         });
     }
     Ok(out)
+}
+
+/// The lifetime a projected token asks for (kubelet's default: an hour).
+fn token_expiration(expiration_seconds: Option<i64>) -> i64 {
+    expiration_seconds.unwrap_or(3600)
+}
+
+/// A projected `serviceAccountToken` file the node keeps fresh while the pod runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFile {
+    /// The file on the host.
+    pub file: PathBuf,
+    /// The audience asked for; `None` means the API server's.
+    pub audience: Option<String>,
+    /// The lifetime asked for, in seconds.
+    pub expiration_seconds: i64,
+    /// The file's mode.
+    pub mode: u32,
+}
+
+/// When the kubelet replaces a token issued at `issued_at` (seconds) for `lifetime` seconds:
+/// once 80 % of its lifetime has passed, and at least once a day.
+pub fn token_refresh_at(issued_at: i64, lifetime: i64) -> i64 {
+    let eighty_percent = lifetime.saturating_mul(8) / 10;
+    issued_at.saturating_add(eighty_percent.clamp(0, 24 * 3600))
+}
+
+/// A token for the pod's ServiceAccount, bound to the pod, through the TokenRequest
+/// subresource.
+pub async fn request_pod_token(
+    client: &dyn Client,
+    pod: &Pod,
+    audience: Option<&str>,
+    expiration_seconds: i64,
+) -> Result<String, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    let mut spec = serde_json::json!({
+        "expirationSeconds": expiration_seconds,
+        "boundObjectRef": {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "name": pod.metadata.name.clone().unwrap_or_default(),
+            "uid": pod.metadata.uid.clone().unwrap_or_default(),
+        },
+    });
+    if let Some(audience) = audience.filter(|a| !a.is_empty()) {
+        spec["audiences"] = serde_json::json!([audience]);
+    }
+    let request = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": spec,
+    });
+    let answer = client
+        .create_token(namespace, account, request)
+        .await
+        .map_err(|e| format!("failed to fetch token: {e}"))?;
+    answer
+        .pointer("/status/token")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| "failed to fetch token: the TokenRequest answer has no token".to_string())
+}
+
+/// The projected token files of `pod`, whose sandbox is `dir`.
+pub fn token_files(pod: &Pod, dir: &Path) -> Vec<TokenFile> {
+    let mut out = Vec::new();
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    for volume in volumes {
+        let Some(projected) = &volume.projected else {
+            continue;
+        };
+        for source in projected.sources.as_deref().unwrap_or_default() {
+            let Some(token) = &source.service_account_token else {
+                continue;
+            };
+            if token
+                .path
+                .split('/')
+                .any(|part| part == ".." || part.is_empty())
+            {
+                continue;
+            }
+            out.push(TokenFile {
+                file: dir.join("volumes").join(&volume.name).join(&token.path),
+                audience: token.audience.clone(),
+                expiration_seconds: token_expiration(token.expiration_seconds),
+                mode: projected.default_mode.unwrap_or(0o644) as u32 & 0o777,
+            });
+        }
+    }
+    out
+}
+
+/// Replaces a token file at once: readers see the old token or the new one, never half.
+pub fn write_token(file: &Path, token: &str, mode: u32) -> std::io::Result<()> {
+    let partial = file.with_extension("refreshing");
+    std::fs::write(&partial, token)?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&partial, file)
+}
+
+/// How long after it was issued a token of `lifetime` seconds is replaced: the kubelet's
+/// schedule, [`token_refresh_at`].
+pub fn kubelet_refresh_delay(lifetime: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(token_refresh_at(0, lifetime).max(0) as u64)
+}
+
+/// How long to wait before trying a failed refresh again.
+const TOKEN_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps `pod`'s token files fresh, as the kubelet's token manager does: each is replaced
+/// `refresh_delay(lifetime)` after it was issued ([`kubelet_refresh_delay`] in the agent), and
+/// tried again every 10 seconds on failure. Runs until the task is dropped; the first tokens
+/// were written when the volumes were prepared.
+pub async fn keep_tokens_fresh(
+    client: Arc<dyn Client>,
+    pod: Arc<Pod>,
+    tokens: Vec<TokenFile>,
+    refresh_delay: fn(i64) -> std::time::Duration,
+) {
+    if tokens.is_empty() {
+        return;
+    }
+    let issued = tokio::time::Instant::now();
+    let mut due: Vec<tokio::time::Instant> = tokens
+        .iter()
+        .map(|t| issued + refresh_delay(t.expiration_seconds))
+        .collect();
+    loop {
+        let Some(next) = due.iter().min().copied() else {
+            return;
+        };
+        tokio::time::sleep_until(next).await;
+        for (token, due_at) in tokens.iter().zip(due.iter_mut()) {
+            let now = tokio::time::Instant::now();
+            if *due_at > now {
+                continue;
+            }
+            let fresh = request_pod_token(
+                client.as_ref(),
+                &pod,
+                token.audience.as_deref(),
+                token.expiration_seconds,
+            )
+            .await;
+            match fresh.map(|t| write_token(&token.file, &t, token.mode)) {
+                Ok(Ok(())) => *due_at = now + refresh_delay(token.expiration_seconds),
+                Ok(Err(e)) => {
+                    tracing::warn!(file = %token.file.display(), error = %e, "writing a refreshed token failed");
+                    *due_at = now + TOKEN_RETRY;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "refreshing a projected token failed");
+                    *due_at = now + TOKEN_RETRY;
+                }
+            }
+        }
+    }
 }
 
 fn downward_item(
@@ -443,6 +622,139 @@ pub fn volume<'p>(pod: &'p Pod, name: &str) -> Option<&'p Volume> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_after_eighty_percent_of_their_lifetime_and_daily() {
+        assert_eq!(token_refresh_at(1_000, 3607), 1_000 + 2885);
+        assert_eq!(token_refresh_at(1_000, 600), 1_000 + 480);
+        assert_eq!(token_refresh_at(1_000, 7 * 24 * 3600), 1_000 + 24 * 3600);
+    }
+
+    #[test]
+    fn projected_token_sources_become_token_files() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "dev", "uid": "u"},
+            "spec": {
+                "containers": [{"name": "c"}],
+                "volumes": [
+                    {"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt"}},
+                    ]}},
+                    {"name": "vault", "projected": {"sources": [
+                        {"serviceAccountToken": {"audience": "vault", "path": "../escape"}},
+                        {"serviceAccountToken": {"audience": "vault", "path": "vault-token"}},
+                    ]}},
+                    {"name": "data", "emptyDir": {}},
+                ],
+            },
+        }))
+        .unwrap();
+        let files = token_files(&pod, Path::new("/pods/u"));
+        assert_eq!(
+            files,
+            vec![
+                TokenFile {
+                    file: "/pods/u/volumes/kube-api-access-abcde/token".into(),
+                    audience: None,
+                    expiration_seconds: 3607,
+                    mode: 0o644,
+                },
+                TokenFile {
+                    file: "/pods/u/volumes/vault/vault-token".into(),
+                    audience: Some("vault".into()),
+                    expiration_seconds: 3600,
+                    mode: 0o644,
+                },
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pod_tokens_are_requested_bound_to_the_pod_and_replaced_on_schedule() {
+        use skiff_apiserver::service_account_tokens::{TokenSigner, API_AUDIENCES};
+        use skiff_client::{LocalClient, Scope};
+        let dir = tempfile::tempdir().unwrap();
+        let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let registry = skiff_apiserver::registry::Registry::new(Arc::new(store));
+        skiff_apiserver::system::ensure_builtin_namespaces(&registry)
+            .await
+            .unwrap();
+        let signer = Arc::new(TokenSigner::generate());
+        registry.install_token_signer(signer.clone());
+        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
+        let scope = |resource| Scope {
+            resource,
+            namespace: Some("default"),
+        };
+        client
+            .create(
+                scope(&skiff_api::kinds::service_account::V1),
+                serde_json::json!({"metadata": {"name": "default"}}),
+            )
+            .await
+            .unwrap();
+        let pod = client
+            .create(
+                scope(&skiff_api::kinds::pod::V1),
+                serde_json::json!({"metadata": {"name": "web"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+            )
+            .await
+            .unwrap();
+        let pod: Arc<Pod> = Arc::new(serde_json::from_value(pod).unwrap());
+        let file = dir.path().join("token");
+        std::fs::write(&file, "expired").unwrap();
+        let tokens = vec![TokenFile {
+            file: file.clone(),
+            audience: None,
+            expiration_seconds: 3607,
+            mode: 0o644,
+        }];
+        let refresher = tokio::spawn(keep_tokens_fresh(
+            client.clone(),
+            pod.clone(),
+            tokens,
+            |_| std::time::Duration::from_millis(50),
+        ));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the token was replaced {} times",
+                seen.len()
+            );
+            let current = std::fs::read_to_string(&file).unwrap();
+            if current != "expired" && !seen.contains(&current) {
+                seen.push(current);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        refresher.abort();
+        let now = jiff::Timestamp::now().as_second();
+        for token in &seen {
+            let claims = signer.verify(token, API_AUDIENCES, now).unwrap();
+            assert_eq!(claims.sub, "system:serviceaccount:default:default");
+            let bound = claims.kubernetes.pod.expect("bound to the pod");
+            assert_eq!(bound.name, "web");
+            assert_eq!(Some(bound.uid), pod.metadata.uid.clone());
+            // The kubelet's 3607 seconds, which the server extends with a `warnafter`.
+            assert_eq!(claims.kubernetes.warnafter, Some(claims.iat + 3607));
+        }
+    }
+
+    #[test]
+    fn token_files_are_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        write_token(&file, "first", 0o644).unwrap();
+        write_token(&file, "second", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "second");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn shell_quoting_survives_quotes() {

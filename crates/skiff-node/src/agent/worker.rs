@@ -191,6 +191,15 @@ enum Msg {
     },
 }
 
+/// A background task that ends when its owner is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct Worker {
     shared: Arc<Shared>,
     pod: Arc<Pod>,
@@ -203,6 +212,9 @@ struct Worker {
     dir: PathBuf,
     machine: PodMachine,
     volumes: Option<Vec<PreparedVolume>>,
+    /// Replaces the pod's projected ServiceAccount tokens before they expire; stops with
+    /// the worker.
+    token_refresher: Option<AbortOnDrop>,
     sandbox_retry: Option<Instant>,
     processes: HashMap<String, ContainerProcess>,
     /// The environment and working directory of each container's current run, for exec.
@@ -270,6 +282,7 @@ impl Worker {
             dir,
             machine,
             volumes: None,
+            token_refresher: None,
             sandbox_retry: None,
             processes: HashMap::new(),
             exec_env: HashMap::new(),
@@ -642,6 +655,16 @@ impl Worker {
             Ok(volumes) => {
                 self.volumes = Some(volumes);
                 self.sandbox_retry = None;
+                let tokens = sandbox::token_files(&self.pod, &self.dir);
+                if !tokens.is_empty() {
+                    self.token_refresher =
+                        Some(AbortOnDrop(tokio::spawn(sandbox::keep_tokens_fresh(
+                            self.shared.client.clone(),
+                            self.pod.clone(),
+                            tokens,
+                            sandbox::kubelet_refresh_delay,
+                        ))));
+                }
                 if self.shared.isolation.is_none() && !self.warned_no_isolation {
                     self.warned_no_isolation = true;
                     self.event(
