@@ -25,6 +25,7 @@ pub mod endpoint_slice;
 pub mod endpoints;
 pub mod event;
 pub mod horizontal_pod_autoscaler;
+pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
@@ -58,6 +59,7 @@ pub static KINDS: &[&Kind] = &[
     &lease::KIND,
     &endpoint_slice::KIND,
     &clone_set::KIND,
+    &job::KIND,
     &cluster_role_binding::KIND,
     &cluster_role::KIND,
     &role_binding::KIND,
