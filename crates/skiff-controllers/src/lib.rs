@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
 pub mod hpa;
+pub mod job;
 pub mod manager;
 pub mod namespace_defaults;
 pub mod replicaset;
