@@ -590,7 +590,7 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
                 out.remove_finalizers.push(pod_ref(pod));
             }
         }
-        active = 0;
+        active = active_pods.len().saturating_sub(out.delete.len());
         if remaining == 0 {
             set_condition(
                 &mut conditions,
@@ -611,7 +611,7 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
                 out.delete.push(pod_ref(pod));
             }
         }
-        active = 0;
+        active = active_pods.len().saturating_sub(out.delete.len());
         if set_condition(
             &mut conditions,
             new_condition("Suspended", "True", "JobSuspended", "Job suspended", &now_text),
@@ -658,7 +658,10 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     }
 
     // Step 3: the status after this sync.
-    let ready = active_pods.iter().filter(|p| is_ready(p)).count();
+    let ready = active_pods
+        .iter()
+        .filter(|p| is_ready(p) && !out.delete.iter().any(|d| d.uid == text(p, "/metadata/uid")))
+        .count();
     let mut status = Map::new();
     if active > 0 {
         status.insert("active".into(), json!(active));
@@ -669,7 +672,7 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     if failed > 0 {
         status.insert("failed".into(), json!(failed));
     }
-    status.insert("ready".into(), json!(if interim.is_some() || suspended { 0 } else { ready }));
+    status.insert("ready".into(), json!(ready));
     status.insert(
         "terminating".into(),
         json!(terminating.saturating_add(out.delete.len())),
