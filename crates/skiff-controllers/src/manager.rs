@@ -13,6 +13,7 @@ use crate::clusterrole_aggregation::ClusterRoleAggregationController;
 use crate::deployment::controller::DeploymentController;
 use crate::endpoints::controller::EndpointsController;
 use crate::endpointslice::controller::EndpointSliceController;
+use crate::cronjob::controller::CronJobController;
 use crate::gc::controller::GarbageCollector;
 use crate::job::controller::{JobController, TtlAfterFinishedController};
 use crate::replicaset::controller::ReplicaSetController;
@@ -33,6 +34,8 @@ const CLUSTERROLE_AGGREGATION_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-job-syncs` and `--concurrent-ttl-after-finished-syncs`.
 const JOB_WORKERS: usize = 5;
 const TTL_AFTER_FINISHED_WORKERS: usize = 5;
+/// kube-controller-manager's `--concurrent-cron-job-syncs`.
+const CRONJOB_WORKERS: usize = 5;
 
 fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Informer {
     Informer::start(client.clone(), InformerConfig::new(resource))
@@ -52,6 +55,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let nodes = informer(&client, &kinds::node::V1);
     let cluster_roles = informer(&client, &kinds::cluster_role::V1);
     let jobs = informer(&client, &kinds::job::V1);
+    let cron_jobs = informer(&client, &kinds::cron_job::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -64,6 +68,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &nodes,
         &cluster_roles,
         &jobs,
+        &cron_jobs,
     ] {
         i.wait_synced().await;
     }
@@ -127,6 +132,12 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         EventRecorder::new(client.clone(), EventSource::component("job-controller")),
     );
     let ttl_controller = TtlAfterFinishedController::new(client.clone(), jobs.clone());
+    let cron_job_controller = CronJobController::new(
+        client.clone(),
+        cron_jobs.clone(),
+        jobs.clone(),
+        EventRecorder::new(client.clone(), EventSource::component("cronjob-controller")),
+    );
     let gc = GarbageCollector::new(
         client.clone(),
         vec![
@@ -136,6 +147,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             controller_revisions,
             clonesets,
             jobs,
+            cron_jobs,
         ],
     );
 
@@ -151,6 +163,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         aggregation_controller.clone(),
         job_controller.clone(),
         ttl_controller.clone(),
+        cron_job_controller.clone(),
     );
     let running = futures::future::join5(
         deployment_controller.run(DEPLOYMENT_WORKERS),
@@ -161,9 +174,10 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoints_controller.run(ENDPOINTS_WORKERS),
             endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
             aggregation_controller.run(CLUSTERROLE_AGGREGATION_WORKERS),
-            futures::future::join(
+            futures::future::join3(
                 job_controller.run(JOB_WORKERS),
                 ttl_controller.run(TTL_AFTER_FINISHED_WORKERS),
+                cron_job_controller.run(CRONJOB_WORKERS),
             ),
         ),
     );
@@ -179,6 +193,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoint_stoppers.2.shutdown();
             endpoint_stoppers.3.shutdown();
             endpoint_stoppers.4.shutdown();
+            endpoint_stoppers.5.shutdown();
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod cluster_role_binding;
 pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
+pub mod cron_job;
 pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
@@ -60,6 +61,7 @@ pub static KINDS: &[&Kind] = &[
     &endpoint_slice::KIND,
     &clone_set::KIND,
     &job::KIND,
+    &cron_job::KIND,
     &cluster_role_binding::KIND,
     &cluster_role::KIND,
     &role_binding::KIND,
