@@ -10,10 +10,10 @@ use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
 use crate::cloneset::controller::CloneSetController;
 use crate::clusterrole_aggregation::ClusterRoleAggregationController;
+use crate::cronjob::controller::CronJobController;
 use crate::deployment::controller::DeploymentController;
 use crate::endpoints::controller::EndpointsController;
 use crate::endpointslice::controller::EndpointSliceController;
-use crate::cronjob::controller::CronJobController;
 use crate::gc::controller::GarbageCollector;
 use crate::job::controller::{JobController, TtlAfterFinishedController};
 use crate::replicaset::controller::ReplicaSetController;

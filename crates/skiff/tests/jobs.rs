@@ -110,7 +110,10 @@ fn five_completions_two_at_a_time_complete_with_exactly_five_successful_pods() {
         most_active = most_active.max(running);
         condition(&job(&kubectl, "batch"), "Complete").map(|_| ())
     });
-    assert!(most_active <= 2, "{most_active} pods ran at once with parallelism 2");
+    assert!(
+        most_active <= 2,
+        "{most_active} pods ran at once with parallelism 2"
+    );
     kubectl.ok(&[
         "wait",
         "--for=condition=complete",
@@ -147,11 +150,16 @@ fn five_completions_two_at_a_time_complete_with_exactly_five_successful_pods() {
     );
     let row = support::cells(rows[1]);
     assert_eq!(row[..3], ["batch", "Complete", "5/5"], "{listing}");
-    assert!(support::is_age(row[3]) && support::is_age(row[4]), "{listing}");
+    assert!(
+        support::is_age(row[3]) && support::is_age(row[4]),
+        "{listing}"
+    );
     let events = events_for(&kubectl, "batch");
     let created = events
         .iter()
-        .filter(|(_, reason, message)| reason == "SuccessfulCreate" && message.starts_with("Created pod: batch-"))
+        .filter(|(_, reason, message)| {
+            reason == "SuccessfulCreate" && message.starts_with("Created pod: batch-")
+        })
         .count();
     assert!(created >= 1, "SuccessfulCreate events: {events:?}");
     assert!(
@@ -182,7 +190,10 @@ fn a_failing_job_stops_at_its_backoff_limit() {
     assert_eq!(failed["status"]["failed"], 2, "{failed:#}");
     let cond = condition(&failed, "Failed").expect("Failed condition");
     assert_eq!(cond["reason"], "BackoffLimitExceeded");
-    assert_eq!(cond["message"], "Job has reached the specified backoff limit");
+    assert_eq!(
+        cond["message"],
+        "Job has reached the specified backoff limit"
+    );
     assert!(condition(&failed, "FailureTarget").is_some(), "{failed:#}");
     let pods = job_pods(&kubectl, "flaky");
     assert_eq!(pods.len(), 2, "one pod and one retry");
@@ -236,16 +247,37 @@ fn suspended_indexed_job_waits_then_runs_each_index_and_its_ttl_deletes_it() {
         condition(&job(&kubectl, "indexed"), "Suspended").map(|_| ())
     });
     let listing = kubectl.ok(&["get", "job", "indexed", "--no-headers"]);
-    assert_eq!(support::cells(&listing)[..3], ["indexed", "Suspended", "0/3"], "{listing}");
-    assert!(job_pods(&kubectl, "indexed").is_empty(), "a suspended job starts no pod");
+    assert_eq!(
+        support::cells(&listing)[..3],
+        ["indexed", "Suspended", "0/3"],
+        "{listing}"
+    );
+    assert!(
+        job_pods(&kubectl, "indexed").is_empty(),
+        "a suspended job starts no pod"
+    );
 
-    kubectl.ok(&["patch", "job", "indexed", "--type", "merge", "-p", r#"{"spec":{"suspend":false}}"#]);
+    kubectl.ok(&[
+        "patch",
+        "job",
+        "indexed",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
     let mut seen_indexes = BTreeSet::new();
     let done = wait_for("job indexed to complete", JOB_DEADLINE, || {
         for pod in job_pods(&kubectl, "indexed") {
-            let index = str_at(&pod, "/metadata/annotations/batch.kubernetes.io~1job-completion-index");
+            let index = str_at(
+                &pod,
+                "/metadata/annotations/batch.kubernetes.io~1job-completion-index",
+            );
             assert_eq!(
-                str_at(&pod, "/metadata/labels/batch.kubernetes.io~1job-completion-index"),
+                str_at(
+                    &pod,
+                    "/metadata/labels/batch.kubernetes.io~1job-completion-index"
+                ),
                 index
             );
             assert_eq!(str_at(&pod, "/spec/hostname"), format!("indexed-{index}"));
@@ -276,10 +308,14 @@ fn suspended_indexed_job_waits_then_runs_each_index_and_its_ttl_deletes_it() {
     );
 
     // ttlSecondsAfterFinished: the Job goes, and its pods with it.
-    wait_for("the finished job and its pods to be deleted", JOB_DEADLINE, || {
-        let gone = kubectl.run(&["get", "job", "indexed"]);
-        (!gone.success() && job_pods(&kubectl, "indexed").is_empty()).then_some(())
-    });
+    wait_for(
+        "the finished job and its pods to be deleted",
+        JOB_DEADLINE,
+        || {
+            let gone = kubectl.run(&["get", "job", "indexed"]);
+            (!gone.success() && job_pods(&kubectl, "indexed").is_empty()).then_some(())
+        },
+    );
 }
 
 #[test]
@@ -316,25 +352,53 @@ spec:
         ("controller-uid", uid.as_str()),
         ("job-name", "ok"),
     ] {
-        assert_eq!(created["spec"]["template"]["metadata"]["labels"][key], value);
+        assert_eq!(
+            created["spec"]["template"]["metadata"]["labels"][key],
+            value
+        );
         assert_eq!(created["metadata"]["labels"][key], value);
     }
     assert_eq!(created["spec"]["backoffLimit"], 6);
     assert_eq!(created["spec"]["completionMode"], "NonIndexed");
-    assert_eq!(created["spec"]["podReplacementPolicy"], "TerminatingOrFailed");
+    assert_eq!(
+        created["spec"]["podReplacementPolicy"],
+        "TerminatingOrFailed"
+    );
     let err = kubectl.fails(&[
-        "patch", "job", "ok", "--type", "json", "-p",
+        "patch",
+        "job",
+        "ok",
+        "--type",
+        "json",
+        "-p",
         r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"other"}]"#,
     ]);
-    assert!(err.contains("spec.template: Invalid value:") && err.contains("field is immutable"), "{err}");
+    assert!(
+        err.contains("spec.template: Invalid value:") && err.contains("field is immutable"),
+        "{err}"
+    );
 }
 
 #[test]
 fn kubectl_create_job_runs_a_shell_command_on_the_real_node() {
     let skiff = Skiff::start_with_images(&[], &[support::images::shell()]);
     let kubectl = skiff.kubectl();
-    kubectl.ok(&["create", "job", "hello", &format!("--image={SHELL}"), "--", "sh", "-c", "echo hello from a job"]);
-    kubectl.ok(&["wait", "--for=condition=complete", "job/hello", "--timeout=90s"]);
+    kubectl.ok(&[
+        "create",
+        "job",
+        "hello",
+        &format!("--image={SHELL}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hello from a job",
+    ]);
+    kubectl.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/hello",
+        "--timeout=90s",
+    ]);
     let listing = kubectl.ok(&["get", "jobs"]);
     let rows: Vec<&str> = listing.lines().collect();
     assert_eq!(rows.len(), 2, "{listing}");
@@ -357,4 +421,176 @@ fn kubectl_create_job_runs_a_shell_command_on_the_real_node() {
             &format!("batch.kubernetes.io/controller-uid={uid}"),
         ]],
     );
+}
+
+/// A CronJob for simulated nodes whose Jobs' pods succeed one second after they start.
+fn simulated_cron_job(name: &str, schedule: &str) -> String {
+    format!(
+        "apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: {name}
+spec:
+  schedule: \"{schedule}\"
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          annotations:
+            sim.skiff.dev/complete-after: 1s
+        spec:
+          restartPolicy: OnFailure
+          containers:
+          - name: work
+            image: busybox
+"
+    )
+}
+
+fn cron_job_events(kubectl: &Kubectl, name: &str) -> Vec<(String, String, String)> {
+    items(&kubectl.json(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.kind=CronJob,involvedObject.name={name}"),
+    ]))
+    .iter()
+    .map(|e| {
+        (
+            str_at(e, "/type"),
+            str_at(e, "/reason"),
+            str_at(e, "/message"),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn kubectl_create_cronjob_and_a_job_from_it() {
+    let (skiff, kubectl) = simulated_server();
+    kubectl.ok(&[
+        "create",
+        "cronjob",
+        "nightly",
+        "--image=busybox",
+        "--schedule=0 3 * * *",
+        "--",
+        "true",
+    ]);
+    let listing = kubectl.ok(&["get", "cronjobs"]);
+    let rows: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        support::cells(rows[0]),
+        ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"],
+        "{listing}"
+    );
+    let row = support::cells(rows[1]);
+    assert_eq!(
+        row[..row.len() - 1],
+        ["nightly", "0", "3", "*", "*", "*", "<none>", "False", "0", "<none>"],
+        "{listing}"
+    );
+    let created = kubectl.json(&["get", "cronjob", "nightly"]);
+    assert_eq!(created["spec"]["concurrencyPolicy"], "Allow");
+    assert_eq!(created["spec"]["successfulJobsHistoryLimit"], 3);
+    assert_eq!(created["spec"]["failedJobsHistoryLimit"], 1);
+    assert_eq!(created["spec"]["suspend"], false);
+
+    let err = kubectl.fails(&[
+        "create",
+        "cronjob",
+        "bad",
+        "--image=busybox",
+        "--schedule=61 * * * *",
+    ]);
+    assert!(
+        err.contains(r#"spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61"#),
+        "{err}"
+    );
+
+    apply(
+        &skiff,
+        &kubectl,
+        "report",
+        &simulated_cron_job("report", "0 3 * * *"),
+    );
+    kubectl.ok(&["create", "job", "report-manual", "--from=cronjob/report"]);
+    let done = wait_for(
+        "the job made from the cronjob to complete",
+        JOB_DEADLINE,
+        || {
+            let j = job(&kubectl, "report-manual");
+            condition(&j, "Complete").is_some().then_some(j)
+        },
+    );
+    assert_eq!(
+        done["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+    assert_eq!(done["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(done["status"]["succeeded"], 1);
+}
+
+#[test]
+fn a_cronjob_every_minute_starts_a_job_named_for_its_scheduled_minute() {
+    let (skiff, kubectl) = simulated_server();
+    apply(
+        &skiff,
+        &kubectl,
+        "minutely",
+        &simulated_cron_job("minutely", "*/1 * * * *"),
+    );
+    // The first run comes at the next whole minute: at most 60 s away.
+    let first = wait_for(
+        "the cronjob to start a job",
+        Duration::from_secs(80),
+        || {
+            items(&kubectl.json(&["get", "jobs"]))
+                .into_iter()
+                .find(|j| str_at(j, "/metadata/ownerReferences/0/name") == "minutely")
+        },
+    );
+    let name = str_at(&first, "/metadata/name");
+    let scheduled = str_at(
+        &first,
+        "/metadata/annotations/batch.kubernetes.io~1cronjob-scheduled-timestamp",
+    );
+    let at: jiff::Timestamp = scheduled.parse().expect("an RFC 3339 scheduled time");
+    assert_eq!(
+        at.as_second() % 60,
+        0,
+        "scheduled on a whole minute: {scheduled}"
+    );
+    assert_eq!(name, format!("minutely-{}", at.as_second() / 60));
+    let cj = wait_for(
+        "the cronjob to record its successful run",
+        JOB_DEADLINE,
+        || {
+            let cj = kubectl.json(&["get", "cronjob", "minutely"]);
+            cj["status"]["lastSuccessfulTime"].is_string().then_some(cj)
+        },
+    );
+    assert_eq!(
+        cj["status"]["lastScheduleTime"],
+        scheduled.as_str(),
+        "{cj:#}"
+    );
+    let events = cron_job_events(&kubectl, "minutely");
+    assert!(
+        events.contains(&(
+            "Normal".into(),
+            "SuccessfulCreate".into(),
+            format!("Created job {name}")
+        )),
+        "{events:?}"
+    );
+    wait_for("the cronjob to see its job complete", JOB_DEADLINE, || {
+        cron_job_events(&kubectl, "minutely")
+            .contains(&(
+                "Normal".into(),
+                "SawCompletedJob".into(),
+                format!("Saw completed job: {name}, condition: Complete"),
+            ))
+            .then_some(())
+    });
 }

@@ -172,7 +172,9 @@ fn cron_job_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         None => "<none>".to_string(),
     };
     let suspend = match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
-        Some(b) => Value::from(b),
+        // `printBoolPtr`: Go's words, though the column is typed boolean.
+        Some(true) => Value::from("True"),
+        Some(false) => Value::from("False"),
         None => Value::from("<unset>"),
     };
     let containers = list(obj, "/spec/jobTemplate/spec/template/spec/containers");
@@ -222,13 +224,27 @@ struct Bounds {
     names: &'static [&'static str],
 }
 
-const MINUTES: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOURS: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DAYS_OF_MONTH: Bounds = Bounds { min: 1, max: 31, names: &[] };
+const MINUTES: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOURS: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DAYS_OF_MONTH: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,
-    names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
 };
 const DAYS_OF_WEEK: Bounds = Bounds {
     min: 0,
@@ -314,7 +330,9 @@ fn parse_range(expr: &str, bounds: &Bounds) -> Result<(Vec<u32>, bool), String> 
     if step == 0 {
         return Err(format!("step of range should be a positive number: {expr}"));
     }
-    let values = (start..=end).step_by(usize::try_from(step).unwrap_or(1)).collect();
+    let values = (start..=end)
+        .step_by(usize::try_from(step).unwrap_or(1))
+        .collect();
     Ok((values, star))
 }
 
@@ -349,7 +367,9 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
         let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
         let (number, tail) = rest.split_at(digits);
         let value: f64 = number.parse().ok()?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_len);
         let seconds = match unit {
             "h" => value * 3600.0,
@@ -393,7 +413,10 @@ impl Schedule {
                 _ => {
                     if let Some(every) = descriptor.strip_prefix("every ") {
                         let delay = parse_go_duration(every.trim()).ok_or_else(|| {
-                            format!("failed to parse duration {spec}: time: invalid duration \"{}\"", every.trim())
+                            format!(
+                                "failed to parse duration {spec}: time: invalid duration \"{}\"",
+                                every.trim()
+                            )
                         })?;
                         return Ok(Schedule {
                             rule: Rule::Every(delay.max(Duration::from_secs(1))),
@@ -481,7 +504,11 @@ mod tests {
     fn accepts_what_the_standard_parser_accepts() {
         // (schedule, after, next)
         let cases = [
-            ("*/1 * * * *", "2024-01-01T00:00:30Z", "2024-01-01T00:01:00Z"),
+            (
+                "*/1 * * * *",
+                "2024-01-01T00:00:30Z",
+                "2024-01-01T00:01:00Z",
+            ),
             ("@hourly", "2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
             ("@daily", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"),
             ("@midnight", "2024-01-01T12:00:00Z", "2024-01-02T00:00:00Z"),
@@ -489,25 +516,55 @@ mod tests {
             ("@monthly", "2024-01-15T00:00:00Z", "2024-02-01T00:00:00Z"),
             ("@yearly", "2024-01-15T00:00:00Z", "2025-01-01T00:00:00Z"),
             ("@annually", "2024-01-15T00:00:00Z", "2025-01-01T00:00:00Z"),
-            ("@every 90s", "2024-01-01T00:00:00.500Z", "2024-01-01T00:01:30Z"),
-            ("30 6-16/4 * * 1-5", "2024-01-01T07:00:00Z", "2024-01-01T10:30:00Z"),
-            ("0 0 * * SUN", "2024-01-01T00:00:00Z", "2024-01-07T00:00:00Z"),
-            ("0 0 1 jan,Jul *", "2024-01-02T00:00:00Z", "2024-07-01T00:00:00Z"),
-            ("5/15 * * * *", "2024-01-01T00:06:00Z", "2024-01-01T00:20:00Z"),
+            (
+                "@every 90s",
+                "2024-01-01T00:00:00.500Z",
+                "2024-01-01T00:01:30Z",
+            ),
+            (
+                "30 6-16/4 * * 1-5",
+                "2024-01-01T07:00:00Z",
+                "2024-01-01T10:30:00Z",
+            ),
+            (
+                "0 0 * * SUN",
+                "2024-01-01T00:00:00Z",
+                "2024-01-07T00:00:00Z",
+            ),
+            (
+                "0 0 1 jan,Jul *",
+                "2024-01-02T00:00:00Z",
+                "2024-07-01T00:00:00Z",
+            ),
+            (
+                "5/15 * * * *",
+                "2024-01-01T00:06:00Z",
+                "2024-01-01T00:20:00Z",
+            ),
             ("0 0 ? * *", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"),
             // Day of month or day of week when both are restricted: the 13th or a Friday.
             ("0 0 13 * 5", "2024-01-01T00:00:00Z", "2024-01-05T00:00:00Z"),
             // A star day of week leaves the day of month alone.
             ("0 0 13 * *", "2024-01-01T00:00:00Z", "2024-01-13T00:00:00Z"),
-            ("CRON_TZ=Asia/Tokyo 0 9 * * *", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"),
-            ("TZ=America/New_York 0 0 * * *", "2024-01-01T00:00:00Z", "2024-01-01T05:00:00Z"),
+            (
+                "CRON_TZ=Asia/Tokyo 0 9 * * *",
+                "2024-01-01T00:00:00Z",
+                "2024-01-02T00:00:00Z",
+            ),
+            (
+                "TZ=America/New_York 0 0 * * *",
+                "2024-01-01T00:00:00Z",
+                "2024-01-01T05:00:00Z",
+            ),
         ];
         for (spec, after, want) in cases {
             assert_eq!(next(spec, after), want, "{spec}");
         }
         let tokyo = Schedule::parse("0 9 * * *", Some("Asia/Tokyo")).expect("valid");
         assert_eq!(
-            tokyo.next_after(at("2024-01-01T00:00:00Z")).map(|t| t.to_string()),
+            tokyo
+                .next_after(at("2024-01-01T00:00:00Z"))
+                .map(|t| t.to_string()),
             Some("2024-01-02T00:00:00Z".to_string())
         );
     }
@@ -517,23 +574,45 @@ mod tests {
         let cases = [
             ("", "empty spec string"),
             ("* * * *", "expected exactly 5 fields, found 4: [* * * *]"),
-            ("0 * * * * *", "expected exactly 5 fields, found 6: [0 * * * * *]"),
+            (
+                "0 * * * * *",
+                "expected exactly 5 fields, found 6: [0 * * * * *]",
+            ),
             ("@fortnightly", "unrecognized descriptor: @fortnightly"),
             ("60 * * * *", "end of range (60) above maximum (59): 60"),
             ("* 24 * * *", "end of range (24) above maximum (23): 24"),
             ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
             ("* * * 13 *", "end of range (13) above maximum (12): 13"),
             ("* * * * 7", "end of range (7) above maximum (6): 7"),
-            ("5-2 * * * *", "beginning of range (5) beyond end of range (2): 5-2"),
-            ("*/0 * * * *", "step of range should be a positive number: */0"),
+            (
+                "5-2 * * * *",
+                "beginning of range (5) beyond end of range (2): 5-2",
+            ),
+            (
+                "*/0 * * * *",
+                "step of range should be a positive number: */0",
+            ),
             ("1-2-3 * * * *", "too many hyphens: 1-2-3"),
             ("*/2/3 * * * *", "too many slashes: */2/3"),
-            ("x * * * *", "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"),
-            ("0 0 L * *", "failed to parse int from L: strconv.Atoi: parsing \"L\": invalid syntax"),
-            ("0 0 * * 1#2", "failed to parse int from 1#2: strconv.Atoi: parsing \"1#2\": invalid syntax"),
+            (
+                "x * * * *",
+                "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax",
+            ),
+            (
+                "0 0 L * *",
+                "failed to parse int from L: strconv.Atoi: parsing \"L\": invalid syntax",
+            ),
+            (
+                "0 0 * * 1#2",
+                "failed to parse int from 1#2: strconv.Atoi: parsing \"1#2\": invalid syntax",
+            ),
         ];
         for (spec, message) in cases {
-            assert_eq!(Schedule::parse(spec, None).err().as_deref(), Some(message), "{spec:?}");
+            assert_eq!(
+                Schedule::parse(spec, None).err().as_deref(),
+                Some(message),
+                "{spec:?}"
+            );
         }
         assert!(Schedule::parse("0 0 * * *", Some("Mars/Olympus")).is_err());
     }
@@ -557,11 +636,16 @@ mod tests {
         assert_eq!(obj["spec"]["suspend"], false);
         assert_eq!(obj["spec"]["successfulJobsHistoryLimit"], 3);
         assert_eq!(obj["spec"]["failedJobsHistoryLimit"], 1);
-        assert!(obj["spec"]["jobTemplate"]["spec"].get("backoffLimit").is_none());
+        assert!(obj["spec"]["jobTemplate"]["spec"]
+            .get("backoffLimit")
+            .is_none());
         assert!(validate_create(&V1, &obj).is_empty());
 
         let messages = |obj: &Value| -> Vec<String> {
-            validate_create(&V1, obj).iter().map(FieldError::full).collect()
+            validate_create(&V1, obj)
+                .iter()
+                .map(FieldError::full)
+                .collect()
         };
         assert_eq!(
             messages(&cron_job("* * * *")),
@@ -577,8 +661,19 @@ mod tests {
         bad["metadata"]["name"] = json!("a".repeat(53));
         let got = messages(&bad);
         assert!(got.contains(&"spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\"".to_string()), "{got:?}");
-        assert!(got.contains(&"spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus".to_string()), "{got:?}");
-        assert!(got.iter().any(|m| m.starts_with("metadata.name: Invalid value:") && m.ends_with("must be no more than 52 characters")), "{got:?}");
+        assert!(
+            got.contains(
+                &"spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"
+                    .to_string()
+            ),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|m| m.starts_with("metadata.name: Invalid value:")
+                    && m.ends_with("must be no more than 52 characters")),
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -587,8 +682,20 @@ mod tests {
         let mut obj = cron_job("*/1 * * * *");
         obj["metadata"]["creationTimestamp"] = json!("2024-01-01T00:00:00Z");
         let cells = cron_job_cells(&obj, now);
-        assert_eq!(cells[..7], [json!("hello"), json!("*/1 * * * *"), json!("<none>"), json!(false), json!(0), json!("<none>"), json!("10m")]);
-        obj["status"] = json!({"active": [{"name": "hello-1"}], "lastScheduleTime": "2024-01-01T00:09:00Z"});
+        assert_eq!(
+            cells[..7],
+            [
+                json!("hello"),
+                json!("*/1 * * * *"),
+                json!("<none>"),
+                json!("False"),
+                json!(0),
+                json!("<none>"),
+                json!("10m")
+            ]
+        );
+        obj["status"] =
+            json!({"active": [{"name": "hello-1"}], "lastScheduleTime": "2024-01-01T00:09:00Z"});
         obj["spec"]["timeZone"] = json!("Etc/UTC");
         let cells = cron_job_cells(&obj, now);
         assert_eq!(cells[2], "Etc/UTC");

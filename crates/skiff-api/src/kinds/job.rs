@@ -261,16 +261,23 @@ pub(crate) fn validate_job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
                 let when = "when completion mode is Indexed";
                 match int_at(spec, "completions") {
                     None => errs.push(FieldError::required(join(path, "completions"), when)),
-                    Some(c) if c > MAX_INDEXED_COMPLETIONS && spec.get("backoffLimitPerIndex").is_none_or(Value::is_null) => {
+                    Some(c)
+                        if c > MAX_INDEXED_COMPLETIONS
+                            && spec.get("backoffLimitPerIndex").is_none_or(Value::is_null) =>
+                    {
                         errs.push(FieldError::invalid(
                             join(path, "completions"),
                             &Value::from(c),
-                            format!("must be less than or equal to {MAX_INDEXED_COMPLETIONS} {when}"),
+                            format!(
+                                "must be less than or equal to {MAX_INDEXED_COMPLETIONS} {when}"
+                            ),
                         ))
                     }
                     Some(_) => {}
                 }
-                if let Some(p) = int_at(spec, "parallelism").filter(|p| *p > MAX_INDEXED_COMPLETIONS) {
+                if let Some(p) =
+                    int_at(spec, "parallelism").filter(|p| *p > MAX_INDEXED_COMPLETIONS)
+                {
                     errs.push(FieldError::invalid(
                         join(path, "parallelism"),
                         &Value::from(p),
@@ -407,7 +414,10 @@ mod tests {
     }
 
     fn messages(obj: &Value) -> Vec<String> {
-        validate_create(&V1, obj).iter().map(FieldError::full).collect()
+        validate_create(&V1, obj)
+            .iter()
+            .map(FieldError::full)
+            .collect()
     }
 
     #[test]
@@ -461,8 +471,9 @@ mod tests {
     #[test]
     fn indexed_jobs_need_completions_and_counts_are_nonnegative() {
         let obj = defaulted(job(json!({"completionMode": "Indexed", "parallelism": 2})));
-        assert!(messages(&obj)
-            .contains(&"spec.completions: Required value: when completion mode is Indexed".to_string()));
+        assert!(messages(&obj).contains(
+            &"spec.completions: Required value: when completion mode is Indexed".to_string()
+        ));
         let obj = defaulted(job(json!({"backoffLimit": -1})));
         assert!(messages(&obj).contains(
             &"spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0".to_string()
@@ -479,8 +490,10 @@ mod tests {
         obj["spec"]["template"]["metadata"] = json!({"labels": {"app": "x"}});
         let obj = defaulted(obj);
         assert!(
-            messages(&obj).iter().any(|m| m.starts_with("spec.selector: Invalid value: ")
-                && m.ends_with(": `selector` not auto-generated")),
+            messages(&obj)
+                .iter()
+                .any(|m| m.starts_with("spec.selector: Invalid value: ")
+                    && m.ends_with(": `selector` not auto-generated")),
             "{:?}",
             messages(&obj)
         );
@@ -496,8 +509,16 @@ mod tests {
             .iter()
             .map(FieldError::full)
             .collect();
-        assert!(msgs.iter().any(|m| m.starts_with("spec.template: Invalid value:") && m.ends_with("field is immutable")), "{msgs:?}");
-        assert!(msgs.contains(&"spec.completions: Invalid value: 3: field is immutable".to_string()), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("spec.template: Invalid value:")
+                    && m.ends_with("field is immutable")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"spec.completions: Invalid value: 3: field is immutable".to_string()),
+            "{msgs:?}"
+        );
         let mut suspended = old.clone();
         suspended["spec"]["suspend"] = json!(true);
         assert!(validate_update(&V1, &suspended, &old).is_empty());
@@ -510,7 +531,16 @@ mod tests {
         obj["metadata"]["creationTimestamp"] = json!("2024-05-01T11:59:00Z");
         obj["status"] = json!({"succeeded": 2, "startTime": "2024-05-01T11:59:30Z"});
         let cells = job_cells(&obj, now);
-        assert_eq!(cells[..5], [json!("pi"), json!("Running"), json!("2/5"), json!("30s"), json!("60s")]);
+        assert_eq!(
+            cells[..5],
+            [
+                json!("pi"),
+                json!("Running"),
+                json!("2/5"),
+                json!("30s"),
+                json!("60s")
+            ]
+        );
         obj["status"]["completionTime"] = json!("2024-05-01T11:59:50Z");
         obj["status"]["conditions"] = json!([{"type": "Complete", "status": "True"}]);
         let cells = job_cells(&obj, now);
@@ -524,10 +554,19 @@ mod tests {
         assert_eq!(cells[3], "");
         for (conditions, word) in [
             (json!([{"type": "Failed", "status": "True"}]), "Failed"),
-            (json!([{"type": "Suspended", "status": "True"}]), "Suspended"),
+            (
+                json!([{"type": "Suspended", "status": "True"}]),
+                "Suspended",
+            ),
             (json!([{"type": "Suspended", "status": "False"}]), "Running"),
-            (json!([{"type": "FailureTarget", "status": "True"}]), "FailureTarget"),
-            (json!([{"type": "SuccessCriteriaMet", "status": "True"}]), "SuccessCriteriaMet"),
+            (
+                json!([{"type": "FailureTarget", "status": "True"}]),
+                "FailureTarget",
+            ),
+            (
+                json!([{"type": "SuccessCriteriaMet", "status": "True"}]),
+                "SuccessCriteriaMet",
+            ),
         ] {
             work_queue["status"]["conditions"] = conditions;
             assert_eq!(job_status(&work_queue), word);

@@ -81,7 +81,12 @@ impl CronJobController {
         self.queue.shutdown();
     }
 
-    async fn delete_job(&self, namespace: &str, cron_job: &Value, target: &JobRef) -> Result<(), SyncError> {
+    async fn delete_job(
+        &self,
+        namespace: &str,
+        cron_job: &Value,
+        target: &JobRef,
+    ) -> Result<(), SyncError> {
         let scope = Scope {
             resource: jobs_resource(),
             namespace: Some(namespace),
@@ -93,7 +98,11 @@ impl CronJobController {
         };
         match self.client.delete(scope, &target.name, &options).await {
             Ok(_) => {
-                record_events(&self.recorder, cron_job, &[successful_delete_event(&target.name)]);
+                record_events(
+                    &self.recorder,
+                    cron_job,
+                    &[successful_delete_event(&target.name)],
+                );
                 Ok(())
             }
             Err(e) if e.is_not_found() => Ok(()),
@@ -136,7 +145,11 @@ impl CronJobController {
                         .pointer("/metadata/name")
                         .and_then(Value::as_str)
                         .unwrap_or("");
-                    record_events(&self.recorder, &cached, &[successful_create_event(job_name)]);
+                    record_events(
+                        &self.recorder,
+                        &cached,
+                        &[successful_create_event(job_name)],
+                    );
                     if let Some(status) = status.as_mut() {
                         let reference = json!({
                             "apiVersion": "batch/v1",
@@ -156,11 +169,15 @@ impl CronJobController {
                 // sees it as its child.
                 Err(e) if e.code() == 409 => {}
                 Err(e) => {
-                    record_events(&self.recorder, &cached, &[super::event(
-                        super::EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating job: {e}"),
-                    )]);
+                    record_events(
+                        &self.recorder,
+                        &cached,
+                        &[super::event(
+                            super::EventType::Warning,
+                            "FailedCreate",
+                            format!("Error creating job: {e}"),
+                        )],
+                    );
                     return Err(e.into());
                 }
             }

@@ -69,12 +69,20 @@ fn event(type_: EventType, reason: &str, message: impl Into<String>) -> Event {
 
 /// The event recorded for a created Job.
 pub fn successful_create_event(job: &str) -> Event {
-    event(EventType::Normal, "SuccessfulCreate", format!("Created job {job}"))
+    event(
+        EventType::Normal,
+        "SuccessfulCreate",
+        format!("Created job {job}"),
+    )
 }
 
 /// The event recorded for a deleted Job.
 pub fn successful_delete_event(job: &str) -> Event {
-    event(EventType::Normal, "SuccessfulDelete", format!("Deleted job {job}"))
+    event(
+        EventType::Normal,
+        "SuccessfulDelete",
+        format!("Deleted job {job}"),
+    )
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
@@ -153,7 +161,9 @@ pub fn most_recent_schedule_time(
         .checked_add(jiff::SignedDuration::from_secs(back))
         .unwrap_or(t1);
     // `t` is itself a scheduled time or earlier; walk from just before it.
-    t = t.checked_sub(jiff::SignedDuration::from_secs(1)).unwrap_or(t);
+    t = t
+        .checked_sub(jiff::SignedDuration::from_secs(1))
+        .unwrap_or(t);
     let mut latest = None;
     let mut steps = 0;
     while let Some(next) = schedule.next_after(t) {
@@ -187,7 +197,10 @@ pub fn job_for(cron_job: &Value, scheduled: Timestamp, schedule: &Schedule) -> V
             "blockOwnerDeletion": true,
         }],
     });
-    if let Some(labels) = template.pointer("/metadata/labels").filter(|l| l.is_object()) {
+    if let Some(labels) = template
+        .pointer("/metadata/labels")
+        .filter(|l| l.is_object())
+    {
         meta["labels"] = labels.clone();
     }
     let mut annotations = template
@@ -196,8 +209,10 @@ pub fn job_for(cron_job: &Value, scheduled: Timestamp, schedule: &Schedule) -> V
         .filter(Value::is_object)
         .unwrap_or(json!({}));
     let zoned = scheduled.to_zoned(schedule.zone().clone());
-    annotations[SCHEDULED_TIMESTAMP_ANNOTATION] =
-        json!(zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string().replace("+00:00", "Z"));
+    annotations[SCHEDULED_TIMESTAMP_ANNOTATION] = json!(zoned
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+        .replace("+00:00", "Z"));
     meta["annotations"] = annotations;
     json!({
         "apiVersion": "batch/v1",
@@ -415,7 +430,10 @@ fn clean_up_history(cron_job: &Value, jobs: &[Value], replaced: &[JobRef], out: 
         }
         // Jobs without a start time sort last, ties by name.
         finished.sort_by(|a, b| {
-            let (sa, sb) = (time_at(a, "/status/startTime"), time_at(b, "/status/startTime"));
+            let (sa, sb) = (
+                time_at(a, "/status/startTime"),
+                time_at(b, "/status/startTime"),
+            );
             let key = |s: Option<Timestamp>| (s.is_none(), s);
             key(sa)
                 .cmp(&key(sb))

@@ -90,91 +90,158 @@ fn with_active(name: &'static str, cj: Value, now: &'static str) -> Case {
 fn until_next_hour(now: &str) -> Option<Duration> {
     let now = at(now);
     let next = Timestamp::from_second((now.as_second() / 3600 + 1) * 3600).expect("valid");
-    Some(Duration::from_secs(u64::try_from(next.duration_since(now).as_secs()).expect("positive")) + Duration::from_millis(100))
+    Some(
+        Duration::from_secs(u64::try_from(next.duration_since(now).as_secs()).expect("positive"))
+            + Duration::from_millis(100),
+    )
 }
 
 fn cases() -> Vec<Case> {
     vec![
         Case {
             requeue_after: until_next_hour(JUST_BEFORE_THE_HOUR),
-            ..case("never ran, not time, A", cron_job("Allow", false, None, false), JUST_BEFORE_THE_HOUR)
+            ..case(
+                "never ran, not time, A",
+                cron_job("Allow", false, None, false),
+                JUST_BEFORE_THE_HOUR,
+            )
         },
         Case {
             requeue_after: until_next_hour(JUST_BEFORE_THE_HOUR),
-            ..case("never ran, not time, F", cron_job("Forbid", false, None, false), JUST_BEFORE_THE_HOUR)
+            ..case(
+                "never ran, not time, F",
+                cron_job("Forbid", false, None, false),
+                JUST_BEFORE_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 1,
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..case("never ran, is time, A", cron_job("Allow", false, None, false), JUST_AFTER_THE_HOUR)
+            ..case(
+                "never ran, is time, A",
+                cron_job("Allow", false, None, false),
+                JUST_AFTER_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 1,
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..case("never ran, is time, R", cron_job("Replace", false, None, false), JUST_AFTER_THE_HOUR)
+            ..case(
+                "never ran, is time, R",
+                cron_job("Replace", false, None, false),
+                JUST_AFTER_THE_HOUR,
+            )
         },
-        case("never ran, is time, suspended", cron_job("Allow", true, None, false), JUST_AFTER_THE_HOUR),
+        case(
+            "never ran, is time, suspended",
+            cron_job("Allow", true, None, false),
+            JUST_AFTER_THE_HOUR,
+        ),
         Case {
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..case("never ran, is time, past deadline", cron_job("Allow", false, Some(10), false), JUST_AFTER_THE_HOUR)
+            ..case(
+                "never ran, is time, past deadline",
+                cron_job("Allow", false, Some(10), false),
+                JUST_AFTER_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 1,
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..case("never ran, is time, not past deadline", cron_job("Allow", false, Some(100), false), JUST_AFTER_THE_HOUR)
+            ..case(
+                "never ran, is time, not past deadline",
+                cron_job("Allow", false, Some(100), false),
+                JUST_AFTER_THE_HOUR,
+            )
         },
         Case {
             requeue_after: until_next_hour(JUST_BEFORE_THE_HOUR),
-            ..case("prev ran but done, not time, A", cron_job("Allow", false, None, true), JUST_BEFORE_THE_HOUR)
+            ..case(
+                "prev ran but done, not time, A",
+                cron_job("Allow", false, None, true),
+                JUST_BEFORE_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 1,
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..case("prev ran but done, is time, A", cron_job("Allow", false, None, true), JUST_AFTER_THE_HOUR)
+            ..case(
+                "prev ran but done, is time, A",
+                cron_job("Allow", false, None, true),
+                JUST_AFTER_THE_HOUR,
+            )
         },
         Case {
             requeue_after: until_next_hour(JUST_BEFORE_THE_HOUR),
-            ..with_active("still active, not time, A", cron_job("Allow", false, None, true), JUST_BEFORE_THE_HOUR)
+            ..with_active(
+                "still active, not time, A",
+                cron_job("Allow", false, None, true),
+                JUST_BEFORE_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 2,
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..with_active("still active, is time, A", cron_job("Allow", false, None, true), JUST_AFTER_THE_HOUR)
+            ..with_active(
+                "still active, is time, A",
+                cron_job("Allow", false, None, true),
+                JUST_AFTER_THE_HOUR,
+            )
         },
         Case {
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..with_active("still active, is time, F", cron_job("Forbid", false, None, true), JUST_AFTER_THE_HOUR)
+            ..with_active(
+                "still active, is time, F",
+                cron_job("Forbid", false, None, true),
+                JUST_AFTER_THE_HOUR,
+            )
         },
         Case {
             create: true,
             replace: 1,
             active: 1,
             requeue_after: until_next_hour(JUST_AFTER_THE_HOUR),
-            ..with_active("still active, is time, R", cron_job("Replace", false, None, true), JUST_AFTER_THE_HOUR)
+            ..with_active(
+                "still active, is time, R",
+                cron_job("Replace", false, None, true),
+                JUST_AFTER_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 1,
             warnings: vec!["TooManyMissedTimes"],
             requeue_after: until_next_hour(WEEK_AFTER_THE_HOUR),
-            ..case("prev ran but done, long overdue, no deadline, A", cron_job("Allow", false, None, true), WEEK_AFTER_THE_HOUR)
+            ..case(
+                "prev ran but done, long overdue, no deadline, A",
+                cron_job("Allow", false, None, true),
+                WEEK_AFTER_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 1,
             requeue_after: until_next_hour(WEEK_AFTER_THE_HOUR),
-            ..case("prev ran but done, long overdue, not past deadline, A", cron_job("Allow", false, Some(100), true), WEEK_AFTER_THE_HOUR)
+            ..case(
+                "prev ran but done, long overdue, not past deadline, A",
+                cron_job("Allow", false, Some(100), true),
+                WEEK_AFTER_THE_HOUR,
+            )
         },
         Case {
             create: true,
             active: 1,
             requeue_after: until_next_hour(TOP_OF_THE_HOUR),
-            ..case("prev ran but done, is time exactly, A", cron_job("Allow", false, None, true), TOP_OF_THE_HOUR)
+            ..case(
+                "prev ran but done, is time exactly, A",
+                cron_job("Allow", false, None, true),
+                TOP_OF_THE_HOUR,
+            )
         },
     ]
 }
@@ -196,7 +263,11 @@ fn controller_v2_sync_cron_job_table() {
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
         let created = usize::from(plan.create.is_some());
-        assert_eq!(listed + created, case.active, "{name}: active after the sync");
+        assert_eq!(
+            listed + created,
+            case.active,
+            "{name}: active after the sync"
+        );
         let warnings: Vec<&str> = plan
             .events
             .iter()
@@ -206,7 +277,10 @@ fn controller_v2_sync_cron_job_table() {
         assert_eq!(warnings, case.warnings, "{name}: warnings");
         assert_eq!(plan.requeue_after, case.requeue_after, "{name}: requeue");
         if let Some(job) = &plan.create {
-            let status = plan.status.as_ref().expect("a created job comes with status");
+            let status = plan
+                .status
+                .as_ref()
+                .expect("a created job comes with status");
             let scheduled = at(text(status, "/lastScheduleTime"));
             assert!(scheduled <= at(case.now), "{name}");
             assert_eq!(
@@ -233,8 +307,14 @@ fn a_scheduled_job_has_kubernetes_name_annotation_labels_and_owner() {
     assert_eq!(job["metadata"]["labels"]["a"], "b");
     assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
-    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "OnFailure");
-    assert_eq!(plan.status.expect("status")["lastScheduleTime"], TOP_OF_THE_HOUR);
+    assert_eq!(
+        job["spec"]["template"]["spec"]["restartPolicy"],
+        "OnFailure"
+    );
+    assert_eq!(
+        plan.status.expect("status")["lastScheduleTime"],
+        TOP_OF_THE_HOUR
+    );
 
     let mut tokyo = cron_job("Allow", false, None, false);
     tokyo["spec"]["timeZone"] = json!("Asia/Tokyo");
@@ -282,7 +362,10 @@ fn missing_and_unexpected_jobs_are_reported() {
     cj["status"]["active"] = json!([{"name": "gone", "uid": "gone-uid"}]);
     let stray = json!({"metadata": {"name": "stray", "uid": "stray-uid"}, "status": {}});
     let plan = plan(&cj, &[stray], at(JUST_BEFORE_THE_HOUR));
-    assert!(plan.events.iter().any(|e| e.reason == "MissingJob" && e.message == "Active job went missing: gone"));
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.reason == "MissingJob" && e.message == "Active job went missing: gone"));
     assert!(plan.events.iter().any(|e| e.type_ == EventType::Warning
         && e.reason == "UnexpectedJob"
         && e.message == "Saw a job that the controller did not create or forgot: stray"));

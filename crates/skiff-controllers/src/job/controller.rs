@@ -61,7 +61,9 @@ fn has_tracking_finalizer(pod: &Value) -> bool {
 /// The `namespace/name` of the Job controlling `pod`, with that Job's uid.
 fn owning_job(pod: &Value) -> Option<(String, String)> {
     match controller_of(pod) {
-        Some(("Job", name, uid)) => Some((format!("{}/{}", namespace_of(pod), name), uid.to_string())),
+        Some(("Job", name, uid)) => {
+            Some((format!("{}/{}", namespace_of(pod), name), uid.to_string()))
+        }
         _ => None,
     }
 }
@@ -211,7 +213,8 @@ impl JobController {
             // A Job being deleted lets go of its pods; the garbage collector deletes them.
             let pods = self.owned_pods(&cached);
             for pod in pods.iter().filter(|p| has_tracking_finalizer(p)) {
-                self.remove_finalizer(namespace, &super::pod_ref(pod)).await?;
+                self.remove_finalizer(namespace, &super::pod_ref(pod))
+                    .await?;
             }
             return Ok(None);
         }
@@ -234,7 +237,12 @@ impl JobController {
             .collect()
     }
 
-    async fn write_status(&self, namespace: &str, job: &Value, status: Value) -> Result<Option<Value>, SyncError> {
+    async fn write_status(
+        &self,
+        namespace: &str,
+        job: &Value,
+        status: Value,
+    ) -> Result<Option<Value>, SyncError> {
         let mut updated = job.clone();
         updated["status"] = status;
         let scope = Scope {
@@ -289,7 +297,11 @@ impl JobController {
                     }
                     Err(e) => {
                         self.expectations.lower(key, 1, 0);
-                        record_events(&self.recorder, cached, &[failed_create_event(&e.to_string())]);
+                        record_events(
+                            &self.recorder,
+                            cached,
+                            &[failed_create_event(&e.to_string())],
+                        );
                         failure = Some(SyncError::Plan(e.to_string()));
                     }
                 }

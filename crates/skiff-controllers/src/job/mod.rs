@@ -276,7 +276,9 @@ pub fn failure_backoff(failures: u32) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }
-    let factor = 1u64.checked_shl(failures.saturating_sub(1)).unwrap_or(u64::MAX);
+    let factor = 1u64
+        .checked_shl(failures.saturating_sub(1))
+        .unwrap_or(u64::MAX);
     let secs = POD_FAILURE_BACKOFF.as_secs().saturating_mul(factor);
     Duration::from_secs(secs).min(MAX_POD_FAILURE_BACKOFF)
 }
@@ -325,10 +327,7 @@ pub fn pod_for(job: &Value, index: Option<i64>) -> Value {
         None => format!("{name}-"),
     };
     meta.insert("generateName".into(), json!(prefix));
-    meta.insert(
-        "namespace".into(),
-        json!(text(job, "/metadata/namespace")),
-    );
+    meta.insert("namespace".into(), json!(text(job, "/metadata/namespace")));
     let mut finalizers: Vec<Value> = meta
         .get("finalizers")
         .and_then(Value::as_array)
@@ -420,16 +419,27 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     let on_failure = text(&spec, "/template/spec/restartPolicy") == "OnFailure";
 
     let pods: Vec<&Value> = pods.iter().collect();
+    // `podReplacementPolicy: Failed` waits for a deleted pod to fail before replacing it;
+    // `TerminatingOrFailed` counts it as failed as soon as it is deleted.
+    let replace_only_failed = text(&spec, "/podReplacementPolicy") == "Failed";
     let failed_pod = |p: &Value| {
         if suspended && is_deleting(p) {
             return false;
         }
-        phase(p) == "Failed" || (is_deleting(p) && phase(p) != "Succeeded" && has_finalizer(p))
+        phase(p) == "Failed"
+            || (!replace_only_failed
+                && is_deleting(p)
+                && phase(p) != "Succeeded"
+                && has_finalizer(p))
     };
 
     if is_finished(job) {
         // A finished Job only lets go of the pods it still holds.
-        out.remove_finalizers = pods.iter().filter(|p| has_finalizer(p)).map(|p| pod_ref(p)).collect();
+        out.remove_finalizers = pods
+            .iter()
+            .filter(|p| has_finalizer(p))
+            .map(|p| pod_ref(p))
+            .collect();
         return out;
     }
 
@@ -508,11 +518,19 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     let mut start_time = time_at(&old_status, "/startTime");
     let mut interim = if has_true_condition(job, "FailureTarget") {
         condition(job, "FailureTarget").map(|c| {
-            ("Failed", text(c, "/reason").to_string(), text(c, "/message").to_string())
+            (
+                "Failed",
+                text(c, "/reason").to_string(),
+                text(c, "/message").to_string(),
+            )
         })
     } else if has_true_condition(job, "SuccessCriteriaMet") {
         condition(job, "SuccessCriteriaMet").map(|c| {
-            ("Complete", text(c, "/reason").to_string(), text(c, "/message").to_string())
+            (
+                "Complete",
+                text(c, "/reason").to_string(),
+                text(c, "/message").to_string(),
+            )
         })
     } else {
         None
@@ -586,7 +604,13 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
         }
         let remaining = active_pods.len() + terminating;
         for pod in &pods {
-            if has_finalizer(pod) && !out.remove_finalizers.iter().any(|r| r.uid == text(pod, "/metadata/uid")) && is_deleting(pod) {
+            if has_finalizer(pod)
+                && !out
+                    .remove_finalizers
+                    .iter()
+                    .any(|r| r.uid == text(pod, "/metadata/uid"))
+                && is_deleting(pod)
+            {
                 out.remove_finalizers.push(pod_ref(pod));
             }
         }
@@ -614,7 +638,13 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
         active = active_pods.len().saturating_sub(out.delete.len());
         if set_condition(
             &mut conditions,
-            new_condition("Suspended", "True", "JobSuspended", "Job suspended", &now_text),
+            new_condition(
+                "Suspended",
+                "True",
+                "JobSuspended",
+                "Job suspended",
+                &now_text,
+            ),
         ) {
             out.events
                 .push(event(EventType::Normal, "Suspended", "Job suspended"));
@@ -634,9 +664,18 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
         }
         if may_manage {
             let backoff = remaining_backoff(&pods, failed_pod, now);
+            let still_terminating: Vec<&Value> = if replace_only_failed {
+                pods.iter()
+                    .copied()
+                    .filter(|p| is_deleting(p) && !matches!(phase(p), "Succeeded" | "Failed"))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             manage(
                 job,
                 &active_pods,
+                &still_terminating,
                 completions,
                 parallelism,
                 succeeded,
@@ -703,6 +742,7 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
 fn manage(
     job: &Value,
     active_pods: &[&Value],
+    not_yet_replaceable: &[&Value],
     completions: Option<i64>,
     parallelism: i64,
     succeeded: i64,
@@ -745,12 +785,25 @@ fn manage(
             .collect();
         out.delete.extend(surplus);
         out.delete.extend(extra);
-        let room = wanted.saturating_sub(held_count).max(0);
+        for pod in not_yet_replaceable {
+            if let Some(i) = completion_index(pod) {
+                held.entry(i).or_insert(0);
+            }
+        }
+        let waiting = i64::try_from(not_yet_replaceable.len()).unwrap_or(i64::MAX);
+        let room = wanted
+            .saturating_sub(held_count)
+            .saturating_sub(waiting)
+            .max(0);
         if room > 0 && backoff.is_zero() {
             let total = completions.unwrap_or(0);
             let missing = (0..total)
                 .filter(|i| !completed.contains(i) && !held.contains_key(i))
-                .take(usize::try_from(room).unwrap_or(0).min(MAX_POD_CHANGES_PER_SYNC));
+                .take(
+                    usize::try_from(room)
+                        .unwrap_or(0)
+                        .min(MAX_POD_CHANGES_PER_SYNC),
+                );
             for i in missing {
                 out.create.push(pod_for(job, Some(i)));
             }
@@ -759,6 +812,7 @@ fn manage(
         }
         return;
     }
+    let waiting = i64::try_from(not_yet_replaceable.len()).unwrap_or(i64::MAX);
     let diff = wanted.saturating_sub(active);
     if diff < 0 {
         // Not-ready pods first, then the newest.
@@ -770,11 +824,18 @@ fn manage(
             )
         });
         let count = usize::try_from(diff.unsigned_abs()).unwrap_or(usize::MAX);
-        out.delete
-            .extend(ranked.into_iter().take(count.min(MAX_POD_CHANGES_PER_SYNC)).map(|p| pod_ref(p)));
-    } else if diff > 0 {
+        out.delete.extend(
+            ranked
+                .into_iter()
+                .take(count.min(MAX_POD_CHANGES_PER_SYNC))
+                .map(|p| pod_ref(p)),
+        );
+    } else if diff.saturating_sub(waiting) > 0 {
+        let diff = diff.saturating_sub(waiting);
         if backoff.is_zero() {
-            let count = usize::try_from(diff).unwrap_or(usize::MAX).min(MAX_POD_CHANGES_PER_SYNC);
+            let count = usize::try_from(diff)
+                .unwrap_or(usize::MAX)
+                .min(MAX_POD_CHANGES_PER_SYNC);
             for _ in 0..count {
                 out.create.push(pod_for(job, None));
             }

@@ -73,7 +73,9 @@ fn ready(mut pod: Value) -> Value {
 
 /// `count` pods in `phase`, numbered from `first`.
 fn pods(first: usize, count: usize, phase: &str) -> Vec<Value> {
-    (first..first + count).map(|n| pod(n, phase, None)).collect()
+    (first..first + count)
+        .map(|n| pod(n, phase, None))
+        .collect()
 }
 
 fn status_int(plan: &JobPlan, key: &str) -> i64 {
@@ -172,7 +174,11 @@ fn cases() -> Vec<Case> {
         Case {
             name: "correct # of pods",
             job: job(3, Some(5), 6),
-            pods: vec![ready(pod(0, "Running", None)), ready(pod(1, "Running", None)), pod(2, "Running", None)],
+            pods: vec![
+                ready(pod(0, "Running", None)),
+                ready(pod(1, "Running", None)),
+                pod(2, "Running", None),
+            ],
             active: 3,
             ready: 2,
             ..Case::default()
@@ -302,7 +308,12 @@ fn cases() -> Vec<Case> {
         Case {
             name: "indexed job completed",
             job: indexed(job(2, Some(3), 6)),
-            pods: indexed_pods(&[(0, "Succeeded"), (1, "Failed"), (1, "Succeeded"), (2, "Succeeded")]),
+            pods: indexed_pods(&[
+                (0, "Succeeded"),
+                (1, "Failed"),
+                (1, "Succeeded"),
+                (2, "Succeeded"),
+            ]),
             succeeded: 3,
             failed: 1,
             finalizers_removed: 4,
@@ -326,8 +337,14 @@ fn cases() -> Vec<Case> {
             name: "indexed job some running and completed pods",
             job: indexed(job(8, Some(20), 6)),
             pods: indexed_pods(&[
-                (0, "Running"), (2, "Succeeded"), (3, "Running"), (4, "Succeeded"),
-                (5, "Succeeded"), (7, "Running"), (8, "Succeeded"), (9, "Running"),
+                (0, "Running"),
+                (2, "Succeeded"),
+                (3, "Running"),
+                (4, "Succeeded"),
+                (5, "Succeeded"),
+                (7, "Running"),
+                (8, "Succeeded"),
+                (9, "Running"),
             ]),
             creations: 4,
             active: 8,
@@ -399,7 +416,11 @@ fn controller_sync_job_table() {
         assert_eq!(plan.delete.len(), case.deletions, "{name}: deletions");
         assert_eq!(status_int(&plan, "active"), case.active, "{name}: active");
         assert_eq!(status_int(&plan, "ready"), case.ready, "{name}: ready");
-        assert_eq!(status_int(&plan, "succeeded"), case.succeeded, "{name}: succeeded");
+        assert_eq!(
+            status_int(&plan, "succeeded"),
+            case.succeeded,
+            "{name}: succeeded"
+        );
         assert_eq!(status_int(&plan, "failed"), case.failed, "{name}: failed");
         assert_eq!(
             plan.remove_finalizers.len(),
@@ -413,7 +434,10 @@ fn controller_sync_job_table() {
             assert_eq!(cond["reason"], reason, "{name}");
         } else {
             for type_ in ["Complete", "Failed", "Suspended"] {
-                assert!(condition_of(&plan, type_).is_none(), "{name}: unexpected {type_}");
+                assert!(
+                    condition_of(&plan, type_).is_none(),
+                    "{name}: unexpected {type_}"
+                );
             }
         }
         let mut indexes = created_indexes(&plan);
@@ -425,7 +449,10 @@ fn controller_sync_job_table() {
             .and_then(|s| s.get("completedIndexes"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        assert_eq!(completed, case.completed_indexes, "{name}: completed indexes");
+        assert_eq!(
+            completed, case.completed_indexes,
+            "{name}: completed indexes"
+        );
     }
 }
 
@@ -435,11 +462,20 @@ fn newly_finished_pods_are_recorded_as_uncounted_before_their_finalizers_go() {
     let pods = [pods(0, 1, "Succeeded"), pods(1, 1, "Failed")].concat();
     let plan = plan(&j, &pods, at(NOW), true);
     let uncounted = plan.uncounted_status.expect("an interim status");
-    assert_eq!(uncounted["uncountedTerminatedPods"]["succeeded"], json!(["pod-0"]));
-    assert_eq!(uncounted["uncountedTerminatedPods"]["failed"], json!(["pod-1"]));
+    assert_eq!(
+        uncounted["uncountedTerminatedPods"]["succeeded"],
+        json!(["pod-0"])
+    );
+    assert_eq!(
+        uncounted["uncountedTerminatedPods"]["failed"],
+        json!(["pod-1"])
+    );
     let status = plan.status.expect("a final status");
     assert_eq!(status["uncountedTerminatedPods"], json!({}));
-    assert_eq!((status["succeeded"].as_i64(), status["failed"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (status["succeeded"].as_i64(), status["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
 
     // After a crash between the two writes: the pods lost their finalizers, their uids are
     // still uncounted, and they are counted once.
@@ -452,7 +488,10 @@ fn newly_finished_pods_are_recorded_as_uncounted_before_their_finalizers_go() {
     let again = super::plan(&j, &released, at(NOW), true);
     assert!(again.remove_finalizers.is_empty());
     let status = again.status.expect("a final status");
-    assert_eq!((status["succeeded"].as_i64(), status["failed"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (status["succeeded"].as_i64(), status["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(status["uncountedTerminatedPods"], json!({}));
 
     // Counted pods (no finalizer, not uncounted) are not counted again.
@@ -461,7 +500,10 @@ fn newly_finished_pods_are_recorded_as_uncounted_before_their_finalizers_go() {
     counted["status"]["failed"] = json!(1);
     let third = super::plan(&counted, &released, at(NOW), true);
     let status = third.status.expect("status");
-    assert_eq!((status["succeeded"].as_i64(), status["failed"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (status["succeeded"].as_i64(), status["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
 }
 
 #[test]
@@ -474,12 +516,24 @@ fn created_pods_carry_the_finalizer_owner_and_index() {
     assert_eq!(p["metadata"]["finalizers"], json!([TRACKING_FINALIZER]));
     assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Job");
     assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
-    assert_eq!(p["metadata"]["ownerReferences"][0]["blockOwnerDeletion"], true);
-    assert_eq!(p["metadata"]["annotations"][COMPLETION_INDEX_ANNOTATION], "0");
+    assert_eq!(
+        p["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+        true
+    );
+    assert_eq!(
+        p["metadata"]["annotations"][COMPLETION_INDEX_ANNOTATION],
+        "0"
+    );
     assert_eq!(p["metadata"]["labels"][COMPLETION_INDEX_ANNOTATION], "0");
-    assert_eq!(p["metadata"]["labels"]["batch.kubernetes.io/job-name"], "foobar");
+    assert_eq!(
+        p["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+        "foobar"
+    );
     assert_eq!(p["spec"]["hostname"], "foobar-0");
-    assert_eq!(p["spec"]["containers"][0]["env"][0]["name"], COMPLETION_INDEX_ENV);
+    assert_eq!(
+        p["spec"]["containers"][0]["env"][0]["name"],
+        COMPLETION_INDEX_ENV
+    );
     let plain = super::plan(&job(1, Some(1), 6), &[], at(NOW), true);
     assert_eq!(plain.create[0]["metadata"]["generateName"], "foobar-");
     assert!(plain.create[0]["spec"].get("hostname").is_none());
@@ -510,7 +564,12 @@ fn failures_back_off_ten_seconds_doubling_to_six_minutes() {
     later["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] =
         json!("2024-01-01T00:01:02Z");
     mixed.push(later);
-    let plan = super::plan(&job(2, Some(5), 6), &mixed, at("2024-01-01T00:01:03Z"), true);
+    let plan = super::plan(
+        &job(2, Some(5), 6),
+        &mixed,
+        at("2024-01-01T00:01:03Z"),
+        true,
+    );
     assert_eq!(plan.create.len(), 2);
 }
 
@@ -524,8 +583,14 @@ fn past_the_active_deadline_the_job_fails_after_its_pods_are_gone() {
     assert_eq!(first.delete.len(), 1, "the active pod is deleted");
     let target = condition_of(&first, "FailureTarget").expect("FailureTarget");
     assert_eq!(target["reason"], "DeadlineExceeded");
-    assert_eq!(target["message"], "Job was active longer than specified deadline");
-    assert!(condition_of(&first, "Failed").is_none(), "pods still terminate");
+    assert_eq!(
+        target["message"],
+        "Job was active longer than specified deadline"
+    );
+    assert!(
+        condition_of(&first, "Failed").is_none(),
+        "pods still terminate"
+    );
 
     // The pod is gone (counted as failed); the Job fails with the same reason.
     let mut after = j.clone();
@@ -548,13 +613,25 @@ fn past_the_active_deadline_the_job_fails_after_its_pods_are_gone() {
 #[test]
 fn completion_and_backoff_limit_record_kubernetes_events() {
     let done = plan(&job(1, Some(1), 6), &pods(0, 1, "Succeeded"), at(NOW), true);
-    assert!(done.events.iter().any(|e| e.reason == "Completed" && e.message == "Job completed"));
+    assert!(done
+        .events
+        .iter()
+        .any(|e| e.reason == "Completed" && e.message == "Job completed"));
     let status = done.status.expect("status");
     assert_eq!(status["completionTime"], NOW);
-    let success = condition_of(&JobPlan { status: Some(status.clone()), ..Default::default() }, "SuccessCriteriaMet")
-        .cloned()
-        .expect("SuccessCriteriaMet first");
-    assert_eq!(success["message"], "Reached expected number of succeeded pods");
+    let success = condition_of(
+        &JobPlan {
+            status: Some(status.clone()),
+            ..Default::default()
+        },
+        "SuccessCriteriaMet",
+    )
+    .cloned()
+    .expect("SuccessCriteriaMet first");
+    assert_eq!(
+        success["message"],
+        "Reached expected number of succeeded pods"
+    );
 
     let failed = plan(&job(1, Some(1), 1), &pods(0, 2, "Failed"), at(NOW), true);
     assert!(failed.events.iter().any(|e| e.type_ == EventType::Warning
@@ -579,8 +656,14 @@ fn resuming_a_suspended_job_restarts_its_clock_and_creates_pods() {
     let status = plan.status.expect("status");
     assert_eq!(status["startTime"], NOW);
     let cond = &status["conditions"][0];
-    assert_eq!((cond["status"].as_str(), cond["reason"].as_str()), (Some("False"), Some("JobResumed")));
-    assert!(plan.events.iter().any(|e| e.reason == "Resumed" && e.message == "Job resumed"));
+    assert_eq!(
+        (cond["status"].as_str(), cond["reason"].as_str()),
+        (Some("False"), Some("JobResumed"))
+    );
+    assert!(plan
+        .events
+        .iter()
+        .any(|e| e.reason == "Resumed" && e.message == "Job resumed"));
 }
 
 #[test]
@@ -592,4 +675,31 @@ fn completed_indexes_are_written_as_kubernetes_ranges() {
     assert_eq!(parse_indexes("0-2,4", 10), set(&[0, 1, 2, 4]));
     assert_eq!(parse_indexes("0-2,4,9", 5), set(&[0, 1, 2, 4]));
     assert_eq!(parse_indexes("x,3", 5), set(&[3]));
+}
+
+#[test]
+fn pod_replacement_policy_decides_when_a_deleted_pod_is_replaced() {
+    let mut deleted = pod(0, "Running", None);
+    deleted["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:09:00Z");
+    // TerminatingOrFailed: the deleted pod counts as failed and is replaced at once.
+    let j = job(1, Some(1), 6);
+    let now_replaced = plan(&j, std::slice::from_ref(&deleted), at(NOW), true);
+    assert_eq!(status_int(&now_replaced, "failed"), 1);
+    assert_eq!(status_int(&now_replaced, "terminating"), 1);
+    // The failure started a 10 s back-off, long passed at NOW; the replacement is made.
+    assert_eq!(now_replaced.create.len(), 1);
+    // Failed: it is replaced only once it failed.
+    let mut waits = job(1, Some(1), 6);
+    waits["spec"]["podReplacementPolicy"] = json!("Failed");
+    let waiting = plan(&waits, std::slice::from_ref(&deleted), at(NOW), true);
+    assert_eq!(status_int(&waiting, "failed"), 0);
+    assert!(
+        waiting.create.is_empty(),
+        "no replacement while it terminates"
+    );
+    let mut gone = deleted.clone();
+    gone["status"]["phase"] = json!("Failed");
+    let replaced = plan(&waits, &[gone], at(NOW), true);
+    assert_eq!(status_int(&replaced, "failed"), 1);
+    assert_eq!(replaced.create.len(), 1);
 }

@@ -76,7 +76,10 @@ mod tests {
             decide(&done, at("2024-01-01T00:00:40Z")),
             TtlDecision::WaitFor(Duration::from_secs(60))
         );
-        assert_eq!(decide(&done, at("2024-01-01T00:01:40Z")), TtlDecision::Delete);
+        assert_eq!(
+            decide(&done, at("2024-01-01T00:01:40Z")),
+            TtlDecision::Delete
+        );
         let mut failed = done.clone();
         failed["status"] = json!({"conditions": [{"type": "Failed", "status": "True",
             "lastTransitionTime": "2024-01-01T00:00:30Z"}]});
@@ -86,19 +89,31 @@ mod tests {
         );
         let mut zero = done.clone();
         zero["spec"]["ttlSecondsAfterFinished"] = json!(0);
-        assert_eq!(decide(&zero, at("2024-01-01T00:00:00Z")), TtlDecision::Delete);
+        assert_eq!(
+            decide(&zero, at("2024-01-01T00:00:00Z")),
+            TtlDecision::Delete
+        );
     }
 
     #[test]
     fn running_untimed_or_deleting_jobs_are_kept() {
         let running = json!({"spec": {"ttlSecondsAfterFinished": 0}, "status": {}});
-        assert_eq!(decide(&running, at("2030-01-01T00:00:00Z")), TtlDecision::Keep);
+        assert_eq!(
+            decide(&running, at("2030-01-01T00:00:00Z")),
+            TtlDecision::Keep
+        );
         let untimed = json!({"spec": {}, "status": {"completionTime": "2024-01-01T00:00:00Z",
             "conditions": [{"type": "Complete", "status": "True"}]}});
-        assert_eq!(decide(&untimed, at("2030-01-01T00:00:00Z")), TtlDecision::Keep);
+        assert_eq!(
+            decide(&untimed, at("2030-01-01T00:00:00Z")),
+            TtlDecision::Keep
+        );
         let mut deleting = untimed.clone();
         deleting["spec"]["ttlSecondsAfterFinished"] = json!(1);
         deleting["metadata"] = json!({"deletionTimestamp": "2024-01-01T00:00:01Z"});
-        assert_eq!(decide(&deleting, at("2030-01-01T00:00:00Z")), TtlDecision::Keep);
+        assert_eq!(
+            decide(&deleting, at("2030-01-01T00:00:00Z")),
+            TtlDecision::Keep
+        );
     }
 }
