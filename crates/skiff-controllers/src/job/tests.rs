@@ -98,7 +98,7 @@ fn condition_of<'a>(plan: &'a JobPlan, type_: &str) -> Option<&'a Value> {
 fn created_indexes(plan: &JobPlan) -> Vec<i64> {
     plan.create
         .iter()
-        .filter_map(|p| completion_index(p))
+        .filter_map(completion_index)
         .collect()
 }
 
