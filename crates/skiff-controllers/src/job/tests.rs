@@ -96,10 +96,7 @@ fn condition_of<'a>(plan: &'a JobPlan, type_: &str) -> Option<&'a Value> {
 }
 
 fn created_indexes(plan: &JobPlan) -> Vec<i64> {
-    plan.create
-        .iter()
-        .filter_map(completion_index)
-        .collect()
+    plan.create.iter().filter_map(completion_index).collect()
 }
 
 /// One row of the table: what goes in and what one sync must decide.
