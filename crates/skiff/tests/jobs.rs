@@ -154,6 +154,25 @@ fn five_completions_two_at_a_time_complete_with_exactly_five_successful_pods() {
         support::is_age(row[3]) && support::is_age(row[4]),
         "{listing}"
     );
+    let described = kubectl.ok(&["describe", "job", "batch"]);
+    assert!(
+        described.contains("Pods Statuses:    0 Active (0 Ready) / 5 Succeeded / 0 Failed"),
+        "{described}"
+    );
+    assert!(
+        described.lines().any(|l| support::cells(l)[..]
+            == [
+                "Normal",
+                "Completed",
+                support::cells(l).get(2).copied().unwrap_or(""),
+                "job-controller",
+                "Job",
+                "completed"
+            ]),
+        "{described}"
+    );
+    let all = kubectl.ok(&["get", "all"]);
+    assert!(all.contains("job.batch/batch"), "{all}");
     let events = events_for(&kubectl, "batch");
     let created = events
         .iter()
@@ -490,6 +509,8 @@ fn kubectl_create_cronjob_and_a_job_from_it() {
         ["nightly", "0", "3", "*", "*", "*", "<none>", "False", "0", "<none>"],
         "{listing}"
     );
+    let all = kubectl.ok(&["get", "all"]);
+    assert!(all.contains("cronjob.batch/nightly"), "{all}");
     let created = kubectl.json(&["get", "cronjob", "nightly"]);
     assert_eq!(created["spec"]["concurrencyPolicy"], "Allow");
     assert_eq!(created["spec"]["successfulJobsHistoryLimit"], 3);

@@ -387,3 +387,33 @@ fn a_start_later_than_its_deadline_is_not_made() {
     assert!(late.create.is_none(), "10:00 is more than 30 s ago");
     assert_eq!(late.requeue_after, Some(Duration::from_millis(15_100)));
 }
+
+#[test]
+fn most_recent_schedule_time_counts_missed_starts_as_upstream() {
+    let schedule = Schedule::parse("0 * * * *", None).expect("valid");
+    let cj = cron_job("Allow", false, None, true);
+    // (now, most recent scheduled time, missed starts)
+    let cases = [
+        (JUST_BEFORE_THE_HOUR, None, 0),
+        (TOP_OF_THE_HOUR, Some(TOP_OF_THE_HOUR), 1),
+        (JUST_AFTER_THE_HOUR, Some(TOP_OF_THE_HOUR), 1),
+        ("2024-01-01T12:30:00Z", Some("2024-01-01T12:00:00Z"), 3),
+        (WEEK_AFTER_THE_HOUR, Some(WEEK_AFTER_THE_HOUR), 169),
+    ];
+    for (now, want, missed) in cases {
+        let (got, count) = most_recent_schedule_time(&cj, &schedule, at(now)).expect("computes");
+        assert_eq!(got, want.map(at), "{now}");
+        assert_eq!(count, missed, "{now}");
+    }
+    let plan = plan(&cj, &[], at(WEEK_AFTER_THE_HOUR));
+    assert!(plan.events.iter().any(|e| e.type_ == EventType::Warning
+        && e.reason == "TooManyMissedTimes"
+        && e.message
+            == "too many missed start times: 169. Set or decrease .spec.startingDeadlineSeconds or check clock skew"));
+    // Never firing (February 30th) schedules nothing.
+    let never = Schedule::parse("0 0 30 2 *", None).expect("parses as the library does");
+    assert_eq!(
+        most_recent_schedule_time(&cj, &never, at(WEEK_AFTER_THE_HOUR)).expect("computes"),
+        (None, 0)
+    );
+}

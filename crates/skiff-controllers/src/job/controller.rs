@@ -1,7 +1,8 @@
 //! The Job controller's and the TTL-after-finished controller's shells: informer events in,
 //! pods created, deleted and released, Job status and deletions out.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use skiff_api::patch::PatchType;
 use skiff_api::resources::ResourceInfo;
 use skiff_client::{Client, DeleteOptions, Scope};
-use skiff_runtime::{EventRecorder, Expectations, Informer, WorkQueue};
+use skiff_runtime::{EventRecorder, Expectations, Informer, Notification, WorkQueue};
 
 use super::ttl::{decide, TtlDecision};
 use super::{
@@ -40,7 +41,47 @@ pub struct JobController {
     pods: Informer,
     recorder: EventRecorder,
     expectations: Arc<Expectations>,
+    removed_finalizers: Arc<RemovedFinalizers>,
     queue: WorkQueue<String>,
+}
+
+/// The pods each Job removed the tracking finalizer from and whose change the pod cache has
+/// not shown yet (upstream's finalizer expectations): until it does, such a pod is taken as
+/// already released, so a stale cache never counts it twice.
+#[derive(Default)]
+struct RemovedFinalizers(Mutex<HashMap<String, HashSet<String>>>);
+
+impl RemovedFinalizers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn expect(&self, job_key: &str, uid: &str) {
+        self.lock()
+            .entry(job_key.to_string())
+            .or_default()
+            .insert(uid.to_string());
+    }
+
+    fn observed(&self, job_key: &str, uid: &str) {
+        let mut map = self.lock();
+        if let Some(uids) = map.get_mut(job_key) {
+            uids.remove(uid);
+            if uids.is_empty() {
+                map.remove(job_key);
+            }
+        }
+    }
+
+    fn pending(&self, job_key: &str) -> HashSet<String> {
+        self.lock().get(job_key).cloned().unwrap_or_default()
+    }
+
+    fn forget(&self, job_key: &str) {
+        self.lock().remove(job_key);
+    }
 }
 
 impl KeySync for JobController {
@@ -82,6 +123,7 @@ impl JobController {
             pods,
             recorder,
             expectations: Arc::new(Expectations::new()),
+            removed_finalizers: Arc::new(RemovedFinalizers::default()),
             queue: WorkQueue::new(),
         };
         controller.watch_changes();
@@ -97,12 +139,23 @@ impl JobController {
         let queue = self.queue.clone();
         let expectations = self.expectations.clone();
         let jobs = self.jobs.clone();
+        let removed = self.removed_finalizers.clone();
         self.pods.add_handler(move |n| {
             let owner_key = |p: &Value| owning_job(p).map(|(key, _)| key);
             for key in observe_owned_pod(n, &expectations, owner_key) {
                 queue.add(key);
             }
             let pod = n.object();
+            let gone = matches!(n, Notification::Deleted(_));
+            if gone || !has_tracking_finalizer(pod) {
+                if let Some((key, _)) = owning_job(pod) {
+                    let uid = pod
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    removed.observed(&key, uid);
+                }
+            }
             if has_tracking_finalizer(pod) {
                 let orphan = match owning_job(pod) {
                     None => true,
@@ -207,6 +260,7 @@ impl JobController {
         };
         let Some(cached) = self.jobs.get(Some(namespace), name) else {
             self.expectations.delete(key);
+            self.removed_finalizers.forget(key);
             return Ok(None);
         };
         if cached.pointer("/metadata/deletionTimestamp").is_some() {
@@ -219,7 +273,24 @@ impl JobController {
             return Ok(None);
         }
         let may_manage = self.expectations.satisfied(key);
-        let pods = self.owned_pods(&cached);
+        let mut pods = self.owned_pods(&cached);
+        // Pods whose finalizer this controller already removed count as released even
+        // while the cache still shows the finalizer.
+        let released = self.removed_finalizers.pending(key);
+        for pod in &mut pods {
+            let uid = pod
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if released.contains(uid) {
+                if let Some(finalizers) = pod
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    finalizers.retain(|f| f.as_str() != Some(TRACKING_FINALIZER));
+                }
+            }
+        }
         let plan = plan(&cached, &pods, now(), may_manage);
         self.apply(key, namespace, &cached, plan).await
     }
@@ -272,6 +343,7 @@ impl JobController {
         }
         for target in &plan.remove_finalizers {
             self.remove_finalizer(namespace, target).await?;
+            self.removed_finalizers.expect(key, &target.uid);
         }
         let pod_scope = Scope {
             resource: pods_resource(),
