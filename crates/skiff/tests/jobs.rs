@@ -615,3 +615,65 @@ fn a_cronjob_every_minute_starts_a_job_named_for_its_scheduled_minute() {
             .then_some(())
     });
 }
+
+#[test]
+fn deleting_a_job_without_a_policy_orphans_its_pods_with_kubernetes_warning() {
+    let (skiff, kubectl) = simulated_server();
+    apply(
+        &skiff,
+        &kubectl,
+        "keep",
+        &simulated_job(
+            "keep",
+            "  parallelism: 2\n  completions: 2\n",
+            "complete-after",
+        ),
+    );
+    wait_for("job keep to complete", JOB_DEADLINE, || {
+        condition(&job(&kubectl, "keep"), "Complete").map(|_| ())
+    });
+    let out = kubectl.run(&[
+        "delete",
+        "--raw",
+        "/apis/batch/v1/namespaces/default/jobs/keep",
+    ]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning"),
+        "{}",
+        out.stderr
+    );
+    let pods = wait_for(
+        "the job to go and its pods to be orphaned",
+        JOB_DEADLINE,
+        || {
+            let gone = !kubectl.run(&["get", "job", "keep"]).success();
+            let pods = job_pods(&kubectl, "keep");
+            let orphaned = pods.iter().all(|p| {
+                p.pointer("/metadata/ownerReferences")
+                    .is_none_or(|r| r.as_array().is_some_and(Vec::is_empty))
+            });
+            (gone && orphaned).then_some(pods)
+        },
+    );
+    assert_eq!(pods.len(), 2, "the pods stay");
+    // kubectl itself asks for background deletion: the pods go with the Job.
+    apply(
+        &skiff,
+        &kubectl,
+        "drop",
+        &simulated_job("drop", "", "complete-after"),
+    );
+    wait_for("job drop to complete", JOB_DEADLINE, || {
+        condition(&job(&kubectl, "drop"), "Complete").map(|_| ())
+    });
+    let out = kubectl.run(&["delete", "job", "drop"]);
+    assert!(
+        out.success() && !out.stderr.contains("preserved"),
+        "{}",
+        out.stderr
+    );
+    wait_for("the pods of job drop to go", JOB_DEADLINE, || {
+        job_pods(&kubectl, "drop").is_empty().then_some(())
+    });
+}

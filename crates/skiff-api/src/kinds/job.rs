@@ -101,6 +101,10 @@ impl KindStrategy for Strategy {
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
         Some(&["metadata.name", "metadata.namespace", "status.successful"])
     }
+
+    fn default_propagation(&self) -> Option<(&'static str, &'static str)> {
+        Some(("Orphan", "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning"))
+    }
 }
 
 /// `SetDefaults_Job`, then the selector and pod labels the Job strategy generates on create

@@ -180,6 +180,12 @@ pub trait KindStrategy: Sync {
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Generic
     }
+
+    /// The propagation a delete without `propagationPolicy` gets, with the warning it
+    /// answers (Jobs orphan their pods); `None` for background deletion.
+    fn default_propagation(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
 }
 
 /// The strategy of a resource the table does not list: generic in every respect.
