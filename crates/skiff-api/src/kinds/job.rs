@@ -529,6 +529,16 @@ mod tests {
     }
 
     #[test]
+    fn jobs_orphan_their_pods_by_default_with_kubernetes_warning() {
+        let (policy, warning) = Strategy.default_propagation().expect("a default");
+        assert_eq!(policy, "Orphan");
+        assert!(warning.starts_with("child pods are preserved by default when jobs are deleted"));
+        assert!(crate::kinds::strategy_for(&crate::kinds::cron_job::V1)
+            .default_propagation()
+            .is_none());
+    }
+
+    #[test]
     fn printer_shows_status_completions_and_duration_as_kubectl() {
         let now: Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
         let mut obj = defaulted(job(json!({"completions": 5, "parallelism": 2})));
