@@ -350,32 +350,51 @@ impl JobController {
             namespace: Some(namespace),
         };
         let mut failure = None;
+        let mut not_created = 0usize;
         if !plan.create.is_empty() {
             self.expectations.expect_creations(key, plan.create.len());
-            let results = join_all(
-                plan.create
-                    .iter()
-                    .map(|body| self.client.create(pod_scope, body.clone())),
-            )
-            .await;
-            for result in results {
-                match result {
-                    Ok(pod) => {
-                        let name = pod
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        record_events(&self.recorder, cached, &[successful_create_event(name)]);
+            let mut bodies = plan.create.iter();
+            let batches = super::slow_start_batches(plan.create.len());
+            let mut remaining = plan.create.len();
+            for batch in batches {
+                let results = join_all(
+                    bodies
+                        .by_ref()
+                        .take(batch)
+                        .map(|body| self.client.create(pod_scope, body.clone())),
+                )
+                .await;
+                remaining = remaining.saturating_sub(batch);
+                let mut failed = false;
+                for result in results {
+                    match result {
+                        Ok(pod) => {
+                            let name = pod
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
+                            record_events(&self.recorder, cached, &[successful_create_event(name)]);
+                        }
+                        Err(e) => {
+                            // This creation will never be observed.
+                            self.expectations.lower(key, 1, 0);
+                            not_created += 1;
+                            record_events(
+                                &self.recorder,
+                                cached,
+                                &[failed_create_event(&e.to_string())],
+                            );
+                            failure = Some(SyncError::Plan(e.to_string()));
+                            failed = true;
+                        }
                     }
-                    Err(e) => {
-                        self.expectations.lower(key, 1, 0);
-                        record_events(
-                            &self.recorder,
-                            cached,
-                            &[failed_create_event(&e.to_string())],
-                        );
-                        failure = Some(SyncError::Plan(e.to_string()));
-                    }
+                }
+                if failed {
+                    // Nor will the batches skipped after a failure.
+                    self.expectations
+                        .lower(key, i64::try_from(remaining).unwrap_or(i64::MAX), 0);
+                    not_created += remaining;
+                    break;
                 }
             }
         }
@@ -404,7 +423,12 @@ impl JobController {
                 }
             }
         }
-        if let Some(status) = plan.status {
+        if let Some(mut status) = plan.status {
+            if not_created > 0 {
+                let active = status.get("active").and_then(Value::as_u64).unwrap_or(0);
+                let active = active.saturating_sub(u64::try_from(not_created).unwrap_or(u64::MAX));
+                status["active"] = json!(active);
+            }
             if self.write_status(namespace, &job, status).await?.is_none() {
                 return Ok(None);
             }

@@ -36,6 +36,21 @@ pub const MAX_POD_FAILURE_BACKOFF: Duration = Duration::from_secs(360);
 /// The most pods one sync creates or deletes (`MaxPodCreateDeletePerSync`).
 pub const MAX_POD_CHANGES_PER_SYNC: usize = 500;
 
+/// The sizes of the creation batches for `count` pods: 1, 2, 4, ... as upstream's slow start,
+/// so a failing create stops after a few attempts instead of hundreds.
+pub fn slow_start_batches(count: usize) -> Vec<usize> {
+    let mut batches = Vec::new();
+    let mut left = count;
+    let mut size = 1usize;
+    while left > 0 {
+        let batch = size.min(left);
+        batches.push(batch);
+        left -= batch;
+        size = size.saturating_mul(2);
+    }
+    batches
+}
+
 /// A pod the plan deletes or releases, named and pinned to its uid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodRef {

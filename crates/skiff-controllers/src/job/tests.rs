@@ -700,3 +700,12 @@ fn pod_replacement_policy_decides_when_a_deleted_pod_is_replaced() {
     assert_eq!(status_int(&replaced, "failed"), 1);
     assert_eq!(replaced.create.len(), 1);
 }
+
+#[test]
+fn creations_start_slowly_in_doubling_batches() {
+    assert_eq!(slow_start_batches(0), Vec::<usize>::new());
+    assert_eq!(slow_start_batches(1), [1]);
+    assert_eq!(slow_start_batches(5), [1, 2, 2]);
+    assert_eq!(slow_start_batches(10), [1, 2, 4, 3]);
+    assert_eq!(slow_start_batches(500).iter().sum::<usize>(), 500);
+}
