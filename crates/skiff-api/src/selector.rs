@@ -1076,6 +1076,11 @@ pub fn field_value(resource: &ResourceInfo, obj: &Value, field: &str) -> Option<
             .and_then(Value::as_i64)
             .unwrap_or(0)
             .to_string(),
+        "status.successful" => obj
+            .pointer("/status/succeeded")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string(),
         "reason" => str_at(obj, "/reason"),
         "reportingComponent" => str_at(obj, "/reportingComponent"),
         "source" => str_at(obj, "/source/component"),

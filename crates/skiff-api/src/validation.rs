@@ -739,6 +739,26 @@ pub(crate) fn validate_selector_and_template(
     }
 }
 
+/// `metav1.LabelSelectorAsSelector(selector).Matches(template labels)`, reported as Kubernetes
+/// reports a mismatch; an unparsable selector is left to the selector's own validation.
+pub(crate) fn selector_matches_template(spec: &Value, errs: &mut Vec<FieldError>) {
+    let Ok(parsed) = parse_selector(field(spec, "selector")) else {
+        return;
+    };
+    let labels_value = field(field(field(spec, "template"), "metadata"), "labels");
+    let matches = match &parsed {
+        None => false,
+        Some(reqs) => reqs.is_empty() || selector_matches(reqs, &string_map(labels_value)),
+    };
+    if !matches {
+        errs.push(invalid_raw(
+            "spec.template.metadata.labels",
+            go_string_map(labels_value),
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
 pub(crate) fn immutable_selector(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     let new_selector = field(field(new, "spec"), "selector");
     let old_selector = field(field(old, "spec"), "selector");
@@ -840,7 +860,7 @@ pub(crate) fn validate_replica_set_template_rules(spec: &Value, errs: &mut Vec<F
 // ---------------------------------------------------------------------------------------------
 // Pods.
 
-fn validate_pod_template(template: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_pod_template(template: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let meta = field(template, "metadata");
     // Kubernetes reports template labels under `template.labels`, without `metadata`.
     validate_labels(field(meta, "labels"), &join(path, "labels"), errs);

@@ -1196,7 +1196,10 @@ impl Registry {
             }
             let grace = self.grace_period(storage, &old, options);
             // Foreground and orphan deletion are finalizers the garbage collector honours.
-            let gc_finalizer = match options.propagation_policy.as_deref() {
+            let default_policy = skiff_api::kinds::strategy_for(storage)
+                .default_propagation()
+                .map(|(policy, _)| policy);
+            let gc_finalizer = match options.propagation_policy.as_deref().or(default_policy) {
                 Some("Foreground") => Some(("foregroundDeletion", "orphan")),
                 Some("Orphan") => Some(("orphan", "foregroundDeletion")),
                 _ => None,

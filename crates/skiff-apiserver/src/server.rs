@@ -715,7 +715,13 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                 }
                 (Method::DELETE, Some(name), None) => {
                     let opts = delete_options(&query, &headers, &read_body(body).await?)?;
-                    match registry.delete(resource, ns, &name, &opts).await? {
+                    let default_warning = match opts.propagation_policy {
+                        None => skiff_api::kinds::strategy_for(resource)
+                            .default_propagation()
+                            .map(|(_, warning)| warning.to_string()),
+                        Some(_) => None,
+                    };
+                    let answer = match registry.delete(resource, ns, &name, &opts).await? {
                         Deleted::Gone(obj) => Ok(json_response(
                             StatusCode::OK,
                             &deleted_status(resource, &obj),
@@ -731,6 +737,10 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                             }
                             Ok(json_response(StatusCode::ACCEPTED, &obj))
                         }
+                    };
+                    match default_warning {
+                        Some(warning) => answer.map(|resp| with_warnings(resp, &[warning])),
+                        None => answer,
                     }
                 }
                 (m, Some(name), Some(Subresource::Scale)) => {
@@ -863,6 +873,17 @@ fn delete_options(
     }
     if let Some(p) = query.get("propagationPolicy") {
         opts.propagation_policy = Some(p.to_string());
+    }
+    // The deprecated `orphanDependents` still decides when no policy is given.
+    if opts.propagation_policy.is_none() {
+        let orphan = body
+            .get("orphanDependents")
+            .and_then(Value::as_bool)
+            .or_else(|| query.get("orphanDependents").map(|v| v == "true"));
+        if let Some(orphan) = orphan {
+            let policy = if orphan { "Orphan" } else { "Background" };
+            opts.propagation_policy = Some(policy.to_string());
+        }
     }
     if let Some(p) = &opts.propagation_policy {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {

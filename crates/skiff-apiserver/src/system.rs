@@ -53,7 +53,12 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
                         resource,
                         Some(name),
                         meta::name(&item),
-                        &DeleteOptions::default(),
+                        // As the namespace controller: in the background, whatever a kind's
+                        // default (Jobs would orphan their pods).
+                        &DeleteOptions {
+                            propagation_policy: Some("Background".to_string()),
+                            ..DeleteOptions::default()
+                        },
                     )
                     .await
                 {

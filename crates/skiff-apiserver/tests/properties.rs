@@ -157,6 +157,20 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             "updateStrategy": {"type": "InPlaceIfPossible", "partition": 1,
                                "maxUnavailable": "20%", "maxSurge": 0},
             "scaleStrategy": {"maxUnavailable": 1}}}),
+        ("batch", "v1", "Job") => {
+            let mut pod_template = template.clone();
+            pod_template["spec"]["restartPolicy"] = json!("Never");
+            json!({"spec": {"completions": 3, "parallelism": 2, "backoffLimit": 4,
+                "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 60,
+                "template": pod_template}})
+        }
+        ("batch", "v1", "CronJob") => {
+            let mut pod_template = template.clone();
+            pod_template["spec"]["restartPolicy"] = json!("OnFailure");
+            json!({"spec": {"schedule": "*/5 * * * *", "concurrencyPolicy": "Forbid",
+                "startingDeadlineSeconds": 30,
+                "jobTemplate": {"spec": {"template": pod_template}}}})
+        }
         _ => return None,
     };
     let mut object = body;

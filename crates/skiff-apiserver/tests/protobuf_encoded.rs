@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::autoscaling::v1 as autoscaling_v1;
 use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
+use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::coordination::v1 as coordination;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
@@ -501,6 +502,49 @@ fn micro_times_bytes_and_raw_extensions_convert() {
     for (bytes, expected) in cases {
         assert_eq!(decode(&bytes).expect("decodes"), expected);
     }
+}
+
+#[test]
+fn create_cronjob_matches_kubectl_json() {
+    let cron_job = batch::CronJob {
+        metadata: Some(go_object_meta("hello", &[])),
+        spec: Some(batch::CronJobSpec {
+            schedule: some("*/1 * * * *"),
+            concurrency_policy: some(""),
+            job_template: Some(batch::JobTemplateSpec {
+                metadata: Some(go_object_meta("hello", &[])),
+                spec: Some(batch::JobSpec {
+                    template: Some(core::PodTemplateSpec {
+                        metadata: Some(go_object_meta("", &[])),
+                        spec: Some(core::PodSpec {
+                            containers: vec![go_container("hello", "busybox")],
+                            restart_policy: some("OnFailure"),
+                            dns_policy: some(""),
+                            service_account_name: some(""),
+                            host_network: Some(false),
+                            scheduler_name: some(""),
+                            ..Default::default()
+                        }),
+                    }),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+        status: Some(batch::CronJobStatus::default()),
+    };
+    let decoded = decode(&body("batch/v1", "CronJob", &cron_job)).expect("decodes");
+    assert_eq!(
+        decoded,
+        json!({"kind":"CronJob","apiVersion":"batch/v1",
+               "metadata":{"name":"hello","creationTimestamp":null},
+               "spec":{"schedule":"*/1 * * * *",
+                       "jobTemplate":{"metadata":{"name":"hello","creationTimestamp":null},
+                                      "spec":{"template":{"metadata":{"creationTimestamp":null},
+                                              "spec":{"containers":[{"name":"hello","image":"busybox","resources":{}}],
+                                                      "restartPolicy":"OnFailure"}}}}},
+               "status":{}})
+    );
 }
 
 #[test]

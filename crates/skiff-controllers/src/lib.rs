@@ -8,11 +8,13 @@
 
 pub mod cloneset;
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
 pub mod hpa;
+pub mod job;
 pub mod manager;
 pub mod namespace_defaults;
 pub mod replicaset;

@@ -10,10 +10,12 @@ use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
 use crate::cloneset::controller::CloneSetController;
 use crate::clusterrole_aggregation::ClusterRoleAggregationController;
+use crate::cronjob::controller::CronJobController;
 use crate::deployment::controller::DeploymentController;
 use crate::endpoints::controller::EndpointsController;
 use crate::endpointslice::controller::EndpointSliceController;
 use crate::gc::controller::GarbageCollector;
+use crate::job::controller::{JobController, TtlAfterFinishedController};
 use crate::replicaset::controller::ReplicaSetController;
 
 /// Concurrent syncs per controller, as kube-controller-manager's defaults (5 for Deployments and
@@ -29,6 +31,11 @@ const ENDPOINTS_WORKERS: usize = 5;
 const ENDPOINTSLICE_WORKERS: usize = 5;
 /// kube-controller-manager runs the ClusterRole aggregator with 5 workers.
 const CLUSTERROLE_AGGREGATION_WORKERS: usize = 5;
+/// kube-controller-manager's `--concurrent-job-syncs` and `--concurrent-ttl-after-finished-syncs`.
+const JOB_WORKERS: usize = 5;
+const TTL_AFTER_FINISHED_WORKERS: usize = 5;
+/// kube-controller-manager's `--concurrent-cron-job-syncs`.
+const CRONJOB_WORKERS: usize = 5;
 
 fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Informer {
     Informer::start(client.clone(), InformerConfig::new(resource))
@@ -47,6 +54,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let endpoint_slices = informer(&client, &kinds::endpoint_slice::V1);
     let nodes = informer(&client, &kinds::node::V1);
     let cluster_roles = informer(&client, &kinds::cluster_role::V1);
+    let jobs = informer(&client, &kinds::job::V1);
+    let cron_jobs = informer(&client, &kinds::cron_job::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -58,6 +67,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &endpoint_slices,
         &nodes,
         &cluster_roles,
+        &jobs,
+        &cron_jobs,
     ] {
         i.wait_synced().await;
     }
@@ -114,6 +125,19 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     );
     let aggregation_controller =
         ClusterRoleAggregationController::new(client.clone(), cluster_roles);
+    let job_controller = JobController::new(
+        client.clone(),
+        jobs.clone(),
+        pods.clone(),
+        EventRecorder::new(client.clone(), EventSource::component("job-controller")),
+    );
+    let ttl_controller = TtlAfterFinishedController::new(client.clone(), jobs.clone());
+    let cron_job_controller = CronJobController::new(
+        client.clone(),
+        cron_jobs.clone(),
+        jobs.clone(),
+        EventRecorder::new(client.clone(), EventSource::component("cronjob-controller")),
+    );
     let gc = GarbageCollector::new(
         client.clone(),
         vec![
@@ -122,6 +146,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             pods,
             controller_revisions,
             clonesets,
+            jobs,
+            cron_jobs,
         ],
     );
 
@@ -135,16 +161,24 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         endpoints_controller.clone(),
         endpoint_slice_controller.clone(),
         aggregation_controller.clone(),
+        job_controller.clone(),
+        ttl_controller.clone(),
+        cron_job_controller.clone(),
     );
     let running = futures::future::join5(
         deployment_controller.run(DEPLOYMENT_WORKERS),
         replica_set_controller.run(REPLICASET_WORKERS),
         gc.run(GC_WORKERS),
         clone_set_controller.run(CLONESET_WORKERS),
-        futures::future::join3(
+        futures::future::join4(
             endpoints_controller.run(ENDPOINTS_WORKERS),
             endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
             aggregation_controller.run(CLUSTERROLE_AGGREGATION_WORKERS),
+            futures::future::join3(
+                job_controller.run(JOB_WORKERS),
+                ttl_controller.run(TTL_AFTER_FINISHED_WORKERS),
+                cron_job_controller.run(CRONJOB_WORKERS),
+            ),
         ),
     );
     tokio::select! {
@@ -157,6 +191,9 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoint_stoppers.0.shutdown();
             endpoint_stoppers.1.shutdown();
             endpoint_stoppers.2.shutdown();
+            endpoint_stoppers.3.shutdown();
+            endpoint_stoppers.4.shutdown();
+            endpoint_stoppers.5.shutdown();
         }
     }
 }

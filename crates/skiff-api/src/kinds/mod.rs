@@ -20,11 +20,13 @@ pub mod cluster_role_binding;
 pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
+pub mod cron_job;
 pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
 pub mod event;
 pub mod horizontal_pod_autoscaler;
+pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
@@ -58,6 +60,8 @@ pub static KINDS: &[&Kind] = &[
     &lease::KIND,
     &endpoint_slice::KIND,
     &clone_set::KIND,
+    &job::KIND,
+    &cron_job::KIND,
     &cluster_role_binding::KIND,
     &cluster_role::KIND,
     &role_binding::KIND,
@@ -175,6 +179,12 @@ pub trait KindStrategy: Sync {
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Generic
+    }
+
+    /// The propagation a delete without `propagationPolicy` gets, with the warning it
+    /// answers (Jobs orphan their pods); `None` for background deletion.
+    fn default_propagation(&self) -> Option<(&'static str, &'static str)> {
+        None
     }
 }
 

@@ -55,6 +55,7 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("coordination.k8s.io/v1", "Lease"),
     ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
     ("rbac.authorization.k8s.io/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"),
@@ -180,6 +181,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         }
         ("coordination.k8s.io/v1", "Lease") => object_json::<coordination_v1::Lease>(&raw, &kind)?,
         ("batch/v1", "Job") => object_json::<batch_v1::Job>(&raw, &kind)?,
+        ("batch/v1", "CronJob") => object_json::<batch_v1::CronJob>(&raw, &kind)?,
         ("rbac.authorization.k8s.io/v1", "Role") => object_json::<rbac_v1::Role>(&raw, &kind)?,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
             object_json::<rbac_v1::ClusterRole>(&raw, &kind)?

@@ -233,6 +233,30 @@ json_objects! {
         "spec" = spec: always,
         "status" = status: always,
     },
+    batch_v1::CronJob {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+        "status" = status: always,
+    },
+    batch_v1::CronJobSpec {
+        "schedule" = schedule: always,
+        "timeZone" = time_zone: ptr,
+        "startingDeadlineSeconds" = starting_deadline_seconds: ptr,
+        "concurrencyPolicy" = concurrency_policy: omit,
+        "suspend" = suspend: ptr,
+        "jobTemplate" = job_template: always,
+        "successfulJobsHistoryLimit" = successful_jobs_history_limit: ptr,
+        "failedJobsHistoryLimit" = failed_jobs_history_limit: ptr,
+    },
+    batch_v1::CronJobStatus {
+        "active" = active: list,
+        "lastScheduleTime" = last_schedule_time: ptr,
+        "lastSuccessfulTime" = last_successful_time: ptr,
+    },
+    batch_v1::JobTemplateSpec {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+    },
     meta_v1::ObjectMeta {
         "name" = name: omit,
         "generateName" = generate_name: omit,
