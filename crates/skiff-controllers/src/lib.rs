@@ -15,5 +15,6 @@ pub mod gc;
 pub mod hpa;
 pub mod manager;
 pub mod namespace_defaults;
+pub mod node_lifecycle;
 pub mod replicaset;
 pub mod shell;
