@@ -136,6 +136,8 @@ pub struct WatchEvent {
 pub struct Registry {
     store: Arc<dyn Store>,
     services: Arc<ServiceAllocator>,
+    /// The `DefaultTolerationSeconds` admission's not-ready and unreachable seconds.
+    toleration_seconds: (i64, i64),
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -302,7 +304,19 @@ impl Registry {
         Registry {
             store,
             services: Arc::new(ServiceAllocator::default()),
+            toleration_seconds: (
+                skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
+                skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
+            ),
         }
+    }
+
+    /// The same registry with other `DefaultTolerationSeconds` (kube-apiserver's
+    /// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`):
+    /// the tolerations new pods get of the `not-ready` and `unreachable` NoExecute taints.
+    pub fn with_default_toleration_seconds(mut self, not_ready: i64, unreachable: i64) -> Self {
+        self.toleration_seconds = (not_ready, unreachable);
+        self
     }
 
     /// The underlying store.
@@ -753,6 +767,14 @@ impl Registry {
             }
         }
 
+        if hook(resource) == RegistryHook::Pod {
+            // Before the kind's defaults, which add the standard seconds only where these
+            // left a taint untolerated.
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                let (not_ready, unreachable) = self.toleration_seconds;
+                skiff_api::kinds::pod::add_default_tolerations(spec, not_ready, unreachable);
+            }
+        }
         admission::apply_defaults(resource, &mut obj);
         let storage = resources::storage_resource(resource);
         let mut stored = admission::convert(obj, &storage.api_version())?;

@@ -229,6 +229,37 @@ fn oci_runtime(
     Ok(Arc::new(runtime))
 }
 
+/// The node lifecycle controller's settings from `skiff up`'s flags.
+fn node_lifecycle_settings(
+    args: &UpArgs,
+) -> Result<skiff_controllers::node_lifecycle::controller::NodeLifecycleSettings, String> {
+    use skiff_controllers::node_lifecycle::{controller::NodeLifecycleSettings, LifecycleConfig};
+    let signed = |d: Duration, flag: &str| {
+        jiff::SignedDuration::try_from(d).map_err(|_| format!("{flag} is too long"))
+    };
+    if !(args.node_eviction_rate >= 0.0 && args.node_eviction_rate.is_finite()) {
+        return Err("--node-eviction-rate must be a number of at least 0".to_string());
+    }
+    if args.node_monitor_period.is_zero() {
+        return Err("--node-monitor-period must be positive".to_string());
+    }
+    Ok(NodeLifecycleSettings {
+        config: LifecycleConfig {
+            grace_period: signed(
+                args.node_monitor_grace_period,
+                "--node-monitor-grace-period",
+            )?,
+            startup_grace_period: signed(
+                args.node_startup_grace_period,
+                "--node-startup-grace-period",
+            )?,
+            eviction_rate: args.node_eviction_rate,
+            ..LifecycleConfig::default()
+        },
+        monitor_period: args.node_monitor_period,
+    })
+}
+
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pod_network = pod_network_settings(&args)?;
@@ -241,7 +272,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     import_image_archives(&data_dir).await;
     let store = open_store(&args, &data_dir).await?;
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
-    let registry = Registry::new(store.clone());
+    let registry = Registry::new(store.clone()).with_default_toleration_seconds(
+        args.default_not_ready_toleration_seconds,
+        args.default_unreachable_toleration_seconds,
+    );
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
@@ -276,6 +310,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let namespace_defaults = tokio::spawn(skiff_controllers::manager::run_namespace_defaults(
         client.clone(),
         tls.ca_pem.clone(),
+        until_stopped(),
+    ));
+    let node_lifecycle = tokio::spawn(skiff_controllers::node_lifecycle::controller::run(
+        client.clone(),
+        node_lifecycle_settings(&args)?,
         until_stopped(),
     ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
@@ -416,6 +455,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = controllers.await;
     let _ = namespace_defaults.await;
     let _ = autoscaler.await;
+    let _ = node_lifecycle.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),

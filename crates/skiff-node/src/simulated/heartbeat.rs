@@ -14,8 +14,8 @@ use skiff_client::{Api, Client, ClientError};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use super::node::{
-    lease_duration_seconds, lease_object, node_object, node_status, NodeSoftware, SimulatedNode,
-    NODE_LEASE_NAMESPACE,
+    heartbeat_stopped, lease_duration_seconds, lease_object, node_object, node_status,
+    reported_ready, NodeSoftware, SimulatedNode, NODE_LEASE_NAMESPACE,
 };
 use super::NodeCapacity;
 
@@ -152,14 +152,34 @@ impl Heartbeat {
         loop {
             tokio::select! {
                 _ = leases.tick() => {
-                    for node in &self.nodes {
-                        if let Err(error) = self.renew_lease(node).await {
+                    for node in self.nodes.clone() {
+                        let stored = self.nodes_api.get_opt(&node.name).await.ok().flatten();
+                        if stored.as_ref().is_some_and(heartbeat_stopped) {
+                            continue;
+                        }
+                        if let Err(error) = self.renew_lease(&node).await {
                             tracing::warn!(node = %node.name, %error, "renewing the node lease failed");
+                        }
+                        // Back from silence (or marked Unknown meanwhile): say so at once.
+                        if stored.as_ref().is_some_and(|n| !reported_ready(n)) {
+                            if let Err(error) = self.report_status(&node).await {
+                                tracing::warn!(node = %node.name, %error, "reporting node status failed");
+                            }
                         }
                     }
                 }
                 _ = reports.tick() => {
                     for node in self.nodes.clone() {
+                        let silent = self
+                            .nodes_api
+                            .get_opt(&node.name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|n| heartbeat_stopped(&n));
+                        if silent {
+                            continue;
+                        }
                         let result = match self.report_status(&node).await {
                             Err(error) if error.is_not_found() => self.register(&node).await,
                             other => other.map(|_| ()),

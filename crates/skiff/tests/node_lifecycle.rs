@@ -1,0 +1,309 @@
+//! Node lifecycle end to end: a simulated node that stops heartbeating goes `Unknown` with
+//! Kubernetes' conditions and taints, its pods are evicted once their tolerations run out and
+//! replaced on the other nodes, and it loses the taints when it reports again; `kubectl
+//! cordon` and `uncordon` mark the node and taint it; `kubectl drain` evicts within a
+//! PodDisruptionBudget.
+//!
+//! Run with `cargo test -p skiff --test node_lifecycle`. Needs `kubectl` on the PATH.
+
+mod support;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::Value;
+use support::json::{items, str_at};
+use support::{wait_for, Kubectl, Skiff, DEADLINE};
+
+/// The simulated node's knob that stops its Lease renewals and status reports.
+const HEARTBEAT_STOPPED: &str = "sim.skiff.dev/heartbeat-stopped";
+
+/// Three simulated nodes, a short grace period (the simulated Lease is renewed every 10 s)
+/// and ten-second default tolerations.
+fn cluster() -> Skiff {
+    Skiff::start_with(&[
+        "--no-node",
+        "--simulated-nodes",
+        "3",
+        "--node-monitor-grace-period",
+        "25s",
+        "--node-monitor-period",
+        "1s",
+        "--default-not-ready-toleration-seconds",
+        "10",
+        "--default-unreachable-toleration-seconds",
+        "10",
+    ])
+}
+
+fn condition(node: &Value, kind: &str) -> Value {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn taints(node: &Value) -> Vec<(String, String)> {
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .map(|t| (str_at(t, "/key"), str_at(t, "/effect")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pair(key: &str, effect: &str) -> (String, String) {
+    (key.to_string(), effect.to_string())
+}
+
+/// Live (not terminating) pods of `app`, with their nodes.
+fn live_pods(kubectl: &Kubectl, app: &str) -> Vec<(String, String, bool)> {
+    items(&kubectl.json(&["get", "pods", "-l", &format!("app={app}")]))
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|p| {
+            let ready = condition(p, "Ready")["status"] == "True";
+            (
+                str_at(p, "/metadata/name"),
+                str_at(p, "/spec/nodeName"),
+                ready,
+            )
+        })
+        .collect()
+}
+
+fn events(kubectl: &Kubectl, reason: &str) -> Vec<Value> {
+    items(&kubectl.json(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("reason={reason}"),
+    ]))
+}
+
+fn timestamp(value: &Value, pointer: &str) -> Timestamp {
+    str_at(value, pointer)
+        .parse()
+        .unwrap_or_else(|e| panic!("{pointer} of {value} is not a time: {e}"))
+}
+
+#[test]
+fn a_silent_node_goes_unknown_its_pods_move_after_their_toleration_and_it_comes_back() {
+    let skiff = cluster();
+    let kubectl = skiff.kubectl();
+    wait_for("three Ready nodes", DEADLINE, || {
+        let nodes = items(&kubectl.json(&["get", "nodes"]));
+        (nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| condition(n, "Ready")["status"] == "True"))
+        .then_some(())
+    });
+    kubectl.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=6",
+    ]);
+    let placed = wait_for("six ready web pods", DEADLINE, || {
+        let pods = live_pods(&kubectl, "web");
+        (pods.len() == 6
+            && pods
+                .iter()
+                .all(|(_, node, ready)| !node.is_empty() && *ready))
+        .then_some(pods)
+    });
+
+    // DefaultTolerationSeconds gave every pod the server's ten seconds.
+    let pod = kubectl.json(&["get", "pod", &placed[0].0]);
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        assert!(
+            tolerations.iter().any(|t| t["key"] == key
+                && t["operator"] == "Exists"
+                && t["effect"] == "NoExecute"
+                && t["tolerationSeconds"] == 10),
+            "no ten-second toleration of {key}: {tolerations:?}"
+        );
+    }
+
+    // The node with the most pods goes dark.
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for (_, node, _) in &placed {
+        *counts.entry(node.clone()).or_default() += 1;
+    }
+    let (dark, _) = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(n, c)| (n.clone(), *c))
+        .expect("pods were placed");
+    let victims: Vec<String> = placed
+        .iter()
+        .filter(|(_, node, _)| *node == dark)
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    kubectl.ok(&[
+        "annotate",
+        "node",
+        &dark,
+        &format!("{HEARTBEAT_STOPPED}=true"),
+    ]);
+
+    let node = wait_for(
+        "the silent node's Ready condition to turn Unknown",
+        Duration::from_secs(90),
+        || {
+            let node = kubectl.json(&["get", "node", &dark]);
+            (condition(&node, "Ready")["status"] == "Unknown").then_some(node)
+        },
+    );
+    for kind in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        let c = condition(&node, kind);
+        assert_eq!(c["status"], "Unknown", "{kind}: {c}");
+        assert_eq!(c["reason"], "NodeStatusUnknown", "{kind}: {c}");
+        assert_eq!(
+            c["message"], "Kubelet stopped posting node status.",
+            "{kind}: {c}"
+        );
+    }
+    let listing = kubectl.ok(&["get", "node", &dark]);
+    assert!(
+        listing
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("NotReady")),
+        "kubectl get node shows it NotReady:\n{listing}"
+    );
+    let node = wait_for("the unreachable taints", DEADLINE, || {
+        let node = kubectl.json(&["get", "node", &dark]);
+        let t = taints(&node);
+        (t.contains(&pair("node.kubernetes.io/unreachable", "NoSchedule"))
+            && t.contains(&pair("node.kubernetes.io/unreachable", "NoExecute")))
+        .then_some(node)
+    });
+    let tainted_at = node["spec"]["taints"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["effect"] == "NoExecute"))
+        .map(|t| timestamp(t, "/timeAdded"))
+        .expect("the NoExecute taint carries timeAdded");
+
+    // Its pods are marked not ready, then evicted once their ten seconds ran out, and the
+    // Deployment has six ready pods again, none on the silent node.
+    let replaced = wait_for(
+        "six ready web pods on the other nodes",
+        Duration::from_secs(90),
+        || {
+            let pods = live_pods(&kubectl, "web");
+            (pods.len() == 6
+                && pods
+                    .iter()
+                    .all(|(_, node, ready)| *ready && *node != dark && !node.is_empty()))
+            .then_some(pods)
+        },
+    );
+    assert!(replaced.iter().all(|(name, _, _)| !victims.contains(name)));
+    let evictions = events(&kubectl, "TaintManagerEviction");
+    for victim in &victims {
+        let event = evictions
+            .iter()
+            .find(|e| str_at(e, "/involvedObject/name") == *victim)
+            .unwrap_or_else(|| panic!("no TaintManagerEviction event for {victim}: {evictions:?}"));
+        assert_eq!(
+            str_at(event, "/message"),
+            format!("Marking for deletion Pod default/{victim}")
+        );
+        assert_eq!(
+            str_at(event, "/source/component"),
+            "taint-eviction-controller"
+        );
+        let at = timestamp(event, "/firstTimestamp");
+        // Event times have whole seconds.
+        assert!(
+            at.duration_since(tainted_at) >= jiff::SignedDuration::from_secs(9),
+            "{victim} evicted at {at}, before its toleration ran out (tainted at {tainted_at})"
+        );
+    }
+    let not_ready = events(&kubectl, "NodeNotReady");
+    assert!(
+        victims.iter().all(|v| not_ready
+            .iter()
+            .any(|e| str_at(e, "/involvedObject/name") == *v
+                && str_at(e, "/message") == "Node is not ready")),
+        "every pod on the silent node was marked not ready: {not_ready:?}"
+    );
+
+    // It reports again: Ready, and the taints are gone.
+    kubectl.ok(&["annotate", "node", &dark, &format!("{HEARTBEAT_STOPPED}-")]);
+    wait_for(
+        "the node Ready and untainted again",
+        Duration::from_secs(60),
+        || {
+            let node = kubectl.json(&["get", "node", &dark]);
+            (condition(&node, "Ready")["status"] == "True"
+                && taints(&node)
+                    .iter()
+                    .all(|(key, _)| key != "node.kubernetes.io/unreachable"))
+            .then_some(())
+        },
+    );
+}
+
+#[test]
+fn cordon_marks_the_node_unschedulable_and_taints_it_and_uncordon_undoes_both() {
+    let skiff = cluster();
+    let kubectl = skiff.kubectl();
+    wait_for("three nodes", DEADLINE, || {
+        (items(&kubectl.json(&["get", "nodes"])).len() == 3).then_some(())
+    });
+    let out = kubectl.ok(&["cordon", "sim-node-2"]);
+    assert_eq!(out.trim(), "node/sim-node-2 cordoned");
+    wait_for("the unschedulable taint", DEADLINE, || {
+        let node = kubectl.json(&["get", "node", "sim-node-2"]);
+        taints(&node)
+            .contains(&pair("node.kubernetes.io/unschedulable", "NoSchedule"))
+            .then_some(())
+    });
+    let listing = kubectl.ok(&["get", "node", "sim-node-2"]);
+    assert!(
+        listing
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("Ready,SchedulingDisabled")),
+        "{listing}"
+    );
+    // New pods avoid it.
+    kubectl.ok(&[
+        "create",
+        "deployment",
+        "spread",
+        "--image=nginx:1.25",
+        "--replicas=4",
+    ]);
+    let pods = wait_for("four ready pods", DEADLINE, || {
+        let pods = live_pods(&kubectl, "spread");
+        (pods.len() == 4 && pods.iter().all(|(_, _, ready)| *ready)).then_some(pods)
+    });
+    assert!(
+        pods.iter().all(|(_, node, _)| node != "sim-node-2"),
+        "{pods:?}"
+    );
+
+    assert_eq!(
+        kubectl.ok(&["uncordon", "sim-node-2"]).trim(),
+        "node/sim-node-2 uncordoned"
+    );
+    wait_for("the taint gone", DEADLINE, || {
+        let node = kubectl.json(&["get", "node", "sim-node-2"]);
+        taints(&node).is_empty().then_some(())
+    });
+}
