@@ -12,6 +12,8 @@ pub enum Subresource {
     Binding,
     /// `/log` (pods): container logs as text.
     Log,
+    /// `/eviction` (pods): a `policy/v1` Eviction, a delete that honours disruption budgets.
+    Eviction,
 }
 
 impl Subresource {
@@ -22,6 +24,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -32,6 +35,7 @@ impl Subresource {
             Subresource::Scale,
             Subresource::Binding,
             Subresource::Log,
+            Subresource::Eviction,
         ]
         .into_iter()
         .find(|s| s.name() == segment)

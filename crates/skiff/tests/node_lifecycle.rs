@@ -214,10 +214,13 @@ fn a_silent_node_goes_unknown_its_pods_move_after_their_toleration_and_it_comes_
     assert!(replaced.iter().all(|(name, _, _)| !victims.contains(name)));
     let evictions = events(&kubectl, "TaintManagerEviction");
     for victim in &victims {
-        let event = evictions
+        let mine: Vec<&Value> = evictions
             .iter()
-            .find(|e| str_at(e, "/involvedObject/name") == *victim)
-            .unwrap_or_else(|| panic!("no TaintManagerEviction event for {victim}: {evictions:?}"));
+            .filter(|e| str_at(e, "/involvedObject/name") == *victim)
+            .collect();
+        let [event] = mine[..] else {
+            panic!("one TaintManagerEviction event for {victim}, not {mine:?}");
+        };
         assert_eq!(
             str_at(event, "/message"),
             format!("Marking for deletion Pod default/{victim}")

@@ -12,7 +12,7 @@ use crate::{
     printers::Printer,
     resources::{
         res, ResourceInfo,
-        Subresource::{Binding, Log, Status},
+        Subresource::{Binding, Eviction, Log, Status},
     },
     validation,
 };
@@ -21,7 +21,7 @@ use crate::{
 pub static V1: ResourceInfo = ResourceInfo {
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[Status, Binding, Log],
+    subresources: &[Status, Binding, Log, Eviction],
     // Since 1.35 a pod's generation counts its spec changes, for `status.observedGeneration`.
     has_generation: true,
     ..res("", "v1", "Pod", "pods", "pod", true)

@@ -211,17 +211,23 @@ impl Shell {
                 .as_ref()
                 .and_then(|s| s.taints.clone())
                 .unwrap_or_default();
-            let taints = match plan.taints {
-                None => current,
+            match plan.taints {
+                None => {
+                    taints_by_node.insert(name, current);
+                }
                 Some(taints) => match self.write_taints(node, &taints).await {
-                    Ok(()) => taints,
+                    Ok(()) => {
+                        taints_by_node.insert(name, taints);
+                    }
+                    // Planned again on the next pass; meanwhile its pods' plans stand.
+                    Err(error) if error.is_conflict() => {
+                        tracing::debug!(node = %name, %error, "node changed while tainting it");
+                    }
                     Err(error) => {
                         tracing::warn!(node = %name, %error, "writing node taints failed");
-                        current
                     }
                 },
-            };
-            taints_by_node.insert(name, taints);
+            }
         }
 
         self.evict(&taints_by_node, now).await;
@@ -336,10 +342,17 @@ impl Shell {
             let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) else {
                 continue;
             };
-            let taints = taints_by_node.get(node).map(Vec::as_slice).unwrap_or(&[]);
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
             let key = format!("{namespace}/{name}");
+            // A node whose taints are not known this pass (a write lost a race, or the node
+            // is gone) leaves its pods' plans as they were.
+            let Some(taints) = taints_by_node.get(node) else {
+                if self.scheduled.contains(&key) {
+                    still_scheduled.insert(key);
+                }
+                continue;
+            };
             match taint_eviction::plan_pod_eviction(&pod, taints, now) {
                 PodEviction::Stays => {
                     if self.scheduled.remove(&key) {
