@@ -317,6 +317,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         node_lifecycle_settings(&args)?,
         until_stopped(),
     ));
+    let disruption = tokio::spawn(skiff_controllers::disruption::controller::run(
+        client.clone(),
+        until_stopped(),
+    ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
     let resolution = Duration::from_secs(args.metric_resolution);
     let mut metric_sources: Vec<Arc<dyn ResourceMetrics>> = Vec::new();
@@ -456,6 +460,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = namespace_defaults.await;
     let _ = autoscaler.await;
     let _ = node_lifecycle.await;
+    let _ = disruption.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),
