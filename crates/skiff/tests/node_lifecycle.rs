@@ -310,3 +310,152 @@ fn cordon_marks_the_node_unschedulable_and_taints_it_and_uncordon_undoes_both() 
         taints(&node).is_empty().then_some(())
     });
 }
+
+/// An Eviction of `pod` in `default`, as `kubectl create --raw` posts it.
+fn eviction(skiff: &Skiff, pod: &str) -> String {
+    skiff.write_file(
+        &format!("eviction-{pod}.json"),
+        &format!(
+            r#"{{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {{"name": "{pod}", "namespace": "default"}}}}"#
+        ),
+    )
+}
+
+#[test]
+fn drain_evicts_within_the_disruption_budget_and_an_exhausted_budget_answers_429() {
+    let skiff = cluster();
+    let kubectl = skiff.kubectl();
+    wait_for("three nodes", DEADLINE, || {
+        (items(&kubectl.json(&["get", "nodes"])).len() == 3).then_some(())
+    });
+    // Every replica on sim-node-1.
+    kubectl.ok(&["cordon", "sim-node-2", "sim-node-3"]);
+    kubectl.ok(&[
+        "create",
+        "deployment",
+        "db",
+        "--image=nginx:1.25",
+        "--replicas=3",
+    ]);
+    wait_for("three ready db pods on sim-node-1", DEADLINE, || {
+        let pods = live_pods(&kubectl, "db");
+        (pods.len() == 3
+            && pods
+                .iter()
+                .all(|(_, node, ready)| node == "sim-node-1" && *ready))
+        .then_some(())
+    });
+    kubectl.ok(&["uncordon", "sim-node-2", "sim-node-3"]);
+
+    // A budget needing all three: an eviction is refused with Kubernetes' 429.
+    kubectl.ok(&[
+        "create",
+        "pdb",
+        "strict",
+        "--selector=app=db",
+        "--min-available=3",
+    ]);
+    wait_for("the strict budget's status", DEADLINE, || {
+        let pdb = kubectl.json(&["get", "pdb", "strict"]);
+        (pdb["status"]["currentHealthy"] == 3 && pdb["status"]["observedGeneration"] == 1)
+            .then_some(())
+    });
+    let pdb = kubectl.json(&["get", "pdb", "strict"]);
+    assert_eq!(pdb["status"]["desiredHealthy"], 3);
+    assert_eq!(pdb["status"]["expectedPods"], 3);
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+    let allowed = &pdb["status"]["conditions"][0];
+    assert_eq!(allowed["type"], "DisruptionAllowed");
+    assert_eq!(allowed["status"], "False");
+    assert_eq!(allowed["reason"], "InsufficientPods");
+    let victim = live_pods(&kubectl, "db")[0].0.clone();
+    let path = format!("/api/v1/namespaces/default/pods/{victim}/eviction");
+    let refused = kubectl.fails(&["create", "--raw", &path, "-f", &eviction(&skiff, &victim)]);
+    assert!(
+        refused.contains(
+            "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget."
+        ),
+        "{refused}"
+    );
+    kubectl.ok(&["delete", "pdb", "strict"]);
+
+    // minAvailable 2 of 3: `kubectl get pdb` as 1.36 prints it, then drain goes one at a time.
+    kubectl.ok(&[
+        "create",
+        "pdb",
+        "db",
+        "--selector=app=db",
+        "--min-available=2",
+    ]);
+    wait_for("one disruption allowed", DEADLINE, || {
+        let pdb = kubectl.json(&["get", "pdb", "db"]);
+        (pdb["status"]["disruptionsAllowed"] == 1).then_some(())
+    });
+    let listing = kubectl.ok(&["get", "pdb"]);
+    let mut lines = listing.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec![
+            "NAME",
+            "MIN",
+            "AVAILABLE",
+            "MAX",
+            "UNAVAILABLE",
+            "ALLOWED",
+            "DISRUPTIONS",
+            "AGE"
+        ]),
+        "{listing}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .expect("one budget")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..4], ["db", "2", "N/A", "1"], "{listing}");
+
+    let drained = kubectl.run(&[
+        "drain",
+        "sim-node-1",
+        "--ignore-daemonsets",
+        "--timeout=180s",
+    ]);
+    assert!(
+        drained.success(),
+        "drain failed:\nstdout: {}\nstderr: {}",
+        drained.stdout,
+        drained.stderr
+    );
+    assert!(
+        drained.stdout.contains("node/sim-node-1 drained"),
+        "{}",
+        drained.stdout
+    );
+    assert_eq!(
+        drained.stdout.matches(" evicted").count(),
+        3,
+        "every pod evicted: {}",
+        drained.stdout
+    );
+    // With one disruption allowed, the second eviction had to wait for a replacement.
+    assert!(
+        drained
+            .stderr
+            .contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "no eviction was refused: {}",
+        drained.stderr
+    );
+    let pods = wait_for("three ready db pods elsewhere", DEADLINE, || {
+        let pods = live_pods(&kubectl, "db");
+        (pods.len() == 3
+            && pods
+                .iter()
+                .all(|(_, node, ready)| *ready && node != "sim-node-1"))
+        .then_some(pods)
+    });
+    assert_eq!(pods.len(), 3);
+    let node = kubectl.json(&["get", "node", "sim-node-1"]);
+    assert_eq!(node["spec"]["unschedulable"], true);
+}
