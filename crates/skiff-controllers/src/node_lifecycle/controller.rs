@@ -75,6 +75,7 @@ pub async fn run(
         settings,
         buckets: HashMap::new(),
         scheduled: HashSet::new(),
+        watching_since: Timestamp::now(),
     };
     let mut ticks = tokio::time::interval(shell.settings.monitor_period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,6 +115,8 @@ struct Shell {
     buckets: HashMap<String, TokenBucket>,
     /// Pods whose eviction is planned, so a called-off one is announced.
     scheduled: HashSet<String>,
+    /// When the controller started: no node is judged silent for longer than that.
+    watching_since: Timestamp,
 }
 
 fn scope<'a>(
@@ -141,8 +144,13 @@ impl Shell {
                 .and_then(|l| l.spec?.renew_time)
                 .map(|t| t.0);
             let was_ready = ready_status(node) == Some("True");
-            let Some(conditions) = plan_conditions(node, renewed, now, &self.settings.config)
-            else {
+            let Some(conditions) = plan_conditions(
+                node,
+                renewed,
+                self.watching_since,
+                now,
+                &self.settings.config,
+            ) else {
                 continue;
             };
             let mut updated = node.clone();

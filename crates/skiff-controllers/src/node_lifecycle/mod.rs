@@ -109,11 +109,17 @@ pub fn ready_status(node: &Node) -> Option<&str> {
     condition(node, "Ready").map(|c| c.status.as_str())
 }
 
-/// When the node was last heard from: the later of its Lease's renewal and its Ready
-/// condition's heartbeat, else its creation. (kube-controller-manager stamps its own clock
-/// when it sees either change, to bear clock skew between machines; Skiff's nodes share the
-/// server's clock, so the recorded times serve, and survive a restart of the controller.)
-pub fn last_heard(node: &Node, lease_renewed: Option<Timestamp>) -> Option<Timestamp> {
+/// When the node was last heard from: the latest of its Lease's renewal, its Ready
+/// condition's heartbeat, its creation and `watching_since`, when the controller started
+/// watching. (kube-controller-manager stamps its own clock when it first sees a node and
+/// whenever either time changes, to bear clock skew between machines; Skiff's nodes share the
+/// server's clock, so the recorded times serve, and counting from the controller's start gives
+/// every node a full grace period after a restart, as upstream's first observation does.)
+pub fn last_heard(
+    node: &Node,
+    lease_renewed: Option<Timestamp>,
+    watching_since: Timestamp,
+) -> Timestamp {
     let heartbeat = condition(node, "Ready")
         .and_then(|c| c.last_heartbeat_time.as_ref())
         .map(|t| t.0);
@@ -121,17 +127,18 @@ pub fn last_heard(node: &Node, lease_renewed: Option<Timestamp>) -> Option<Times
     [heartbeat, lease_renewed, created]
         .into_iter()
         .flatten()
-        .max()
+        .fold(watching_since, Timestamp::max)
 }
 
 /// The node's conditions after a health check at `now`, or `None` when they stay as they are:
-/// once the grace period has passed since the node was last heard from, every monitored
+/// once the grace period has passed since the node was last heard from (see [`last_heard`]), every monitored
 /// condition that is not already `Unknown` becomes `Unknown` ("Kubelet stopped posting node
 /// status."), and a monitored condition the node never reported is added as `Unknown`
 /// ("Kubelet never posted node status.").
 pub fn plan_conditions(
     node: &Node,
     lease_renewed: Option<Timestamp>,
+    watching_since: Timestamp,
     now: Timestamp,
     config: &LifecycleConfig,
 ) -> Option<Vec<NodeCondition>> {
@@ -140,7 +147,7 @@ pub fn plan_conditions(
     } else {
         config.startup_grace_period
     };
-    let heard = last_heard(node, lease_renewed)?;
+    let heard = last_heard(node, lease_renewed, watching_since);
     let deadline = heard.checked_add(grace).ok()?;
     if now <= deadline {
         return None;

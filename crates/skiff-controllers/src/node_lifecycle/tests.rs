@@ -45,7 +45,7 @@ fn find<'a>(conditions: &'a [NodeCondition], kind: &str) -> &'a NodeCondition {
 fn a_node_heard_from_within_the_grace_period_keeps_its_conditions() {
     let n = node(json!({}), ready("True", "2026-01-01T00:59:20Z"));
     assert_eq!(
-        plan_conditions(&n, None, ts(NOW), &LifecycleConfig::default()),
+        plan_conditions(&n, None, ts(CREATED), ts(NOW), &LifecycleConfig::default()),
         None
     );
 }
@@ -53,7 +53,7 @@ fn a_node_heard_from_within_the_grace_period_keeps_its_conditions() {
 #[test]
 fn a_silent_node_turns_every_monitored_condition_unknown_with_kubernetes_texts() {
     let n = node(json!({}), ready("True", "2026-01-01T00:59:00Z"));
-    let conditions = plan_conditions(&n, None, ts(NOW), &LifecycleConfig::default())
+    let conditions = plan_conditions(&n, None, ts(CREATED), ts(NOW), &LifecycleConfig::default())
         .expect("the grace period (50 s) has passed");
     for kind in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
         let c = find(&conditions, kind);
@@ -77,6 +77,7 @@ fn a_silent_node_turns_every_monitored_condition_unknown_with_kubernetes_texts()
         plan_conditions(
             &again,
             None,
+            ts(CREATED),
             ts("2026-01-01T02:00:00Z"),
             &LifecycleConfig::default()
         ),
@@ -89,10 +90,23 @@ fn a_renewed_lease_keeps_a_node_alive_whose_status_is_old() {
     let n = node(json!({}), ready("True", "2026-01-01T00:10:00Z"));
     let config = LifecycleConfig::default();
     assert_eq!(
-        plan_conditions(&n, Some(ts("2026-01-01T00:59:30Z")), ts(NOW), &config),
+        plan_conditions(
+            &n,
+            Some(ts("2026-01-01T00:59:30Z")),
+            ts(CREATED),
+            ts(NOW),
+            &config
+        ),
         None
     );
-    assert!(plan_conditions(&n, Some(ts("2026-01-01T00:58:00Z")), ts(NOW), &config).is_some());
+    assert!(plan_conditions(
+        &n,
+        Some(ts("2026-01-01T00:58:00Z")),
+        ts(CREATED),
+        ts(NOW),
+        &config
+    )
+    .is_some());
 }
 
 #[test]
@@ -100,11 +114,11 @@ fn a_node_that_never_reported_gets_never_updated_conditions_after_the_startup_gr
     let n = node(json!({}), json!([]));
     let config = LifecycleConfig::default();
     assert_eq!(
-        plan_conditions(&n, None, ts("2026-01-01T00:00:59Z"), &config),
+        plan_conditions(&n, None, ts(CREATED), ts("2026-01-01T00:00:59Z"), &config),
         None
     );
-    let conditions =
-        plan_conditions(&n, None, ts("2026-01-01T00:01:01Z"), &config).expect("startup grace over");
+    let conditions = plan_conditions(&n, None, ts(CREATED), ts("2026-01-01T00:01:01Z"), &config)
+        .expect("startup grace over");
     let r = find(&conditions, "Ready");
     assert_eq!(r.status, "Unknown");
     assert_eq!(r.reason.as_deref(), Some("NodeStatusNeverUpdated"));
@@ -336,4 +350,14 @@ fn a_lifted_gate_removes_the_no_execute_taint_but_keeps_no_schedule() {
         keys(&plan),
         [(TAINT_UNREACHABLE.to_string(), "NoSchedule".to_string())]
     );
+}
+
+#[test]
+fn a_restarted_controller_gives_every_node_a_full_grace_period() {
+    // The node's last report is an hour old, but the controller only started 30 s ago.
+    let n = node(json!({}), ready("True", CREATED));
+    let config = LifecycleConfig::default();
+    let started = ts("2026-01-01T00:59:30Z");
+    assert_eq!(plan_conditions(&n, None, started, ts(NOW), &config), None);
+    assert!(plan_conditions(&n, None, started, ts("2026-01-01T01:00:21Z"), &config).is_some());
 }
