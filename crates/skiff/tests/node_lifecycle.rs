@@ -459,3 +459,111 @@ fn drain_evicts_within_the_disruption_budget_and_an_exhausted_budget_answers_429
     let node = kubectl.json(&["get", "node", "sim-node-1"]);
     assert_eq!(node["spec"]["unschedulable"], true);
 }
+
+fn no_execute_added(node: &Value) -> Option<Timestamp> {
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")
+        .map(|t| timestamp(t, "/timeAdded"))
+}
+
+#[test]
+fn a_fully_disrupted_cluster_evicts_nothing_and_taints_come_back_at_the_eviction_rate() {
+    let skiff = cluster();
+    let kubectl = skiff.kubectl();
+    wait_for("three Ready nodes", DEADLINE, || {
+        let nodes = items(&kubectl.json(&["get", "nodes"]));
+        (nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| condition(n, "Ready")["status"] == "True"))
+        .then_some(())
+    });
+    kubectl.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=3",
+    ]);
+    let before = wait_for("three ready web pods", DEADLINE, || {
+        let pods = live_pods(&kubectl, "web");
+        (pods.len() == 3 && pods.iter().all(|(_, _, ready)| *ready)).then_some(pods)
+    });
+
+    // Every node goes dark: the whole (only) zone is fully disrupted, so the controller takes
+    // itself to be cut off and adds no NoExecute taint (lifting any it added meanwhile).
+    kubectl.ok(&[
+        "annotate",
+        "node",
+        "--all",
+        &format!("{HEARTBEAT_STOPPED}=true"),
+    ]);
+    wait_for(
+        "every node Unknown, tainted NoSchedule and not NoExecute",
+        Duration::from_secs(90),
+        || {
+            let nodes = items(&kubectl.json(&["get", "nodes"]));
+            nodes
+                .iter()
+                .all(|n| {
+                    condition(n, "Ready")["status"] == "Unknown"
+                        && taints(n).contains(&pair("node.kubernetes.io/unreachable", "NoSchedule"))
+                        && no_execute_added(n).is_none()
+                })
+                .then_some(())
+        },
+    );
+    // Longer than the ten-second tolerations: no pod may go meanwhile.
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(15) {
+        let pods = live_pods(&kubectl, "web");
+        let names: Vec<&String> = pods.iter().map(|(n, _, _)| n).collect();
+        assert!(
+            before.iter().all(|(n, _, _)| names.contains(&n)),
+            "a pod was evicted from a fully disrupted zone: {pods:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for node in items(&kubectl.json(&["get", "nodes"])) {
+        assert!(no_execute_added(&node).is_none(), "{node}");
+    }
+
+    // One node back: the zone is only partly down, and the other two get their NoExecute
+    // taints at the eviction rate (0.1 per second: ten seconds apart).
+    kubectl.ok(&[
+        "annotate",
+        "node",
+        "sim-node-1",
+        &format!("{HEARTBEAT_STOPPED}-"),
+    ]);
+    let added = wait_for(
+        "both silent nodes tainted NoExecute",
+        Duration::from_secs(90),
+        || {
+            let times: Vec<Timestamp> = ["sim-node-2", "sim-node-3"]
+                .iter()
+                .filter_map(|n| no_execute_added(&kubectl.json(&["get", "node", n])))
+                .collect();
+            (times.len() == 2).then_some(times)
+        },
+    );
+    let apart = added[0].duration_since(added[1]).abs();
+    assert!(
+        apart >= jiff::SignedDuration::from_secs(9),
+        "the NoExecute taints came {apart} apart, faster than --node-eviction-rate allows"
+    );
+    wait_for(
+        "three ready web pods on sim-node-1",
+        Duration::from_secs(90),
+        || {
+            let pods = live_pods(&kubectl, "web");
+            (pods.len() == 3
+                && pods
+                    .iter()
+                    .all(|(_, node, ready)| *ready && node == "sim-node-1"))
+            .then_some(())
+        },
+    );
+}
