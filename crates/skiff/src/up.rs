@@ -237,7 +237,7 @@ fn node_lifecycle_settings(
     let signed = |d: Duration, flag: &str| {
         jiff::SignedDuration::try_from(d).map_err(|_| format!("{flag} is too long"))
     };
-    if !(args.node_eviction_rate >= 0.0 && args.node_eviction_rate.is_finite()) {
+    if !args.node_eviction_rate.is_finite() || args.node_eviction_rate < 0.0 {
         return Err("--node-eviction-rate must be a number of at least 0".to_string());
     }
     if args.node_monitor_period.is_zero() {

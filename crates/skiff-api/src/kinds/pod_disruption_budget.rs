@@ -166,9 +166,8 @@ pub fn scaled_value(value: &Value, total: i64) -> Result<i64, String> {
                 .strip_suffix('%')
                 .and_then(|p| p.parse().ok())
                 .ok_or_else(|| {
-                    format!(
-                        "invalid value for IntOrString: invalid type: string is not a percentage"
-                    )
+                    "invalid value for IntOrString: invalid type: string is not a percentage"
+                        .to_string()
                 })?;
             let product = percent.checked_mul(total).ok_or_else(|| {
                 format!("invalid value for IntOrString: {s} of {total} overflows")

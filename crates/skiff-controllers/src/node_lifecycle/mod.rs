@@ -443,7 +443,7 @@ impl TokenBucket {
     /// Takes a token at `now` if one is there at `rate` per second; a rate of zero (or
     /// less, or not a number) never gives one.
     pub fn try_take(&mut self, now: Timestamp, rate: f64, burst: f64) -> bool {
-        if !(rate > 0.0) {
+        if rate.is_nan() || rate <= 0.0 {
             self.last = Some(now);
             return false;
         }
