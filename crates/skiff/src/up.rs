@@ -312,13 +312,9 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         tls.ca_pem.clone(),
         until_stopped(),
     ));
-    let node_lifecycle = tokio::spawn(skiff_controllers::node_lifecycle::controller::run(
+    let node_controllers = tokio::spawn(skiff_controllers::manager::run_node_controllers(
         client.clone(),
         node_lifecycle_settings(&args)?,
-        until_stopped(),
-    ));
-    let disruption = tokio::spawn(skiff_controllers::disruption::controller::run(
-        client.clone(),
         until_stopped(),
     ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
@@ -459,8 +455,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = controllers.await;
     let _ = namespace_defaults.await;
     let _ = autoscaler.await;
-    let _ = node_lifecycle.await;
-    let _ = disruption.await;
+    let _ = node_controllers.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),

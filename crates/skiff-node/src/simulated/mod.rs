@@ -6,7 +6,8 @@
 //! [`timeline`]), can be scripted to stay unready or to crash through pod annotations
 //! ([`timeline::NEVER_READY_ANNOTATION`], [`timeline::FAIL_AFTER_ANNOTATION`],
 //! [`timeline::COMPLETE_AFTER_ANNOTATION`]), and have their deletion confirmed once their
-//! containers stopped.
+//! containers stopped. A node annotated [`node::HEARTBEAT_STOPPED_ANNOTATION`] goes silent (no
+//! Lease renewal, no status report) until the annotation goes, as a machine cut off would.
 //!
 //! Everything goes through a [`Client`]; all pod state lives in the pods' status, so restarting
 //! the agent leaves running pods running.
