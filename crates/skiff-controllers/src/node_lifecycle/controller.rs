@@ -172,6 +172,10 @@ impl Shell {
                     }
                     *node = stored;
                 }
+                // The node wrote meanwhile: judged again on the next pass.
+                Err(error) if error.is_conflict() => {
+                    tracing::debug!(node = %name, %error, "node changed while marking it Unknown");
+                }
                 Err(error) => {
                     tracing::warn!(node = %name, %error, "marking a silent node Unknown failed");
                 }
