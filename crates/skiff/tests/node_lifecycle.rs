@@ -416,12 +416,37 @@ fn drain_evicts_within_the_disruption_budget_and_an_exhausted_budget_answers_429
         .collect();
     assert_eq!(row[..4], ["db", "2", "N/A", "1"], "{listing}");
 
+    // While drain runs, the ready db pods that are not going away never drop below the
+    // budget's two.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let kubectl = kubectl.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut fewest = usize::MAX;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let ready = live_pods(&kubectl, "db")
+                    .iter()
+                    .filter(|(_, _, ready)| *ready)
+                    .count();
+                fewest = fewest.min(ready);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            fewest
+        })
+    };
     let drained = kubectl.run(&[
         "drain",
         "sim-node-1",
         "--ignore-daemonsets",
         "--timeout=180s",
     ]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let fewest = watcher.join().expect("the watcher ran");
+    assert!(
+        fewest >= 2,
+        "drain left {fewest} ready pods, below minAvailable 2"
+    );
     assert!(
         drained.success(),
         "drain failed:\nstdout: {}\nstderr: {}",
