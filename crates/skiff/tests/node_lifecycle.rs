@@ -592,3 +592,76 @@ fn a_fully_disrupted_cluster_evicts_nothing_and_taints_come_back_at_the_eviction
         },
     );
 }
+
+#[test]
+fn percentage_budgets_count_the_scale_of_deployments_and_clonesets() {
+    let skiff = cluster();
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=4",
+    ]);
+    let clone_set = skiff.write_file(
+        "cloneset.yaml",
+        "apiVersion: apps.kruise.io/v1alpha1
+kind: CloneSet
+metadata:
+  name: cs
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: cs
+  template:
+    metadata:
+      labels:
+        app: cs
+    spec:
+      containers:
+      - name: cs
+        image: nginx:1.25
+",
+    );
+    kubectl.ok(&["apply", "-f", &clone_set]);
+    kubectl.ok(&[
+        "create",
+        "pdb",
+        "web",
+        "--selector=app=web",
+        "--max-unavailable=25%",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "pdb",
+        "cs",
+        "--selector=app=cs",
+        "--min-available=50%",
+    ]);
+    for (name, expected, desired) in [("web", 4, 3), ("cs", 2, 1)] {
+        let status = wait_for(&format!("budget {name} computed"), DEADLINE, || {
+            let pdb = kubectl.json(&["get", "pdb", name]);
+            (pdb["status"]["currentHealthy"] == expected).then(|| pdb["status"].clone())
+        });
+        assert_eq!(status["expectedPods"], expected, "{name}: {status}");
+        assert_eq!(status["desiredHealthy"], desired, "{name}: {status}");
+        assert_eq!(status["disruptionsAllowed"], 1, "{name}: {status}");
+        assert_eq!(
+            status["conditions"][0]["reason"], "SufficientPods",
+            "{name}: {status}"
+        );
+    }
+    // Scaling the Deployment moves the denominator: 25 % of 8 rounds up to 2 unavailable.
+    kubectl.ok(&["scale", "deployment", "web", "--replicas=8"]);
+    wait_for("the web budget at eight", DEADLINE, || {
+        let pdb = kubectl.json(&["get", "pdb", "web"]);
+        let s = &pdb["status"];
+        (s["expectedPods"] == 8
+            && s["desiredHealthy"] == 6
+            && s["currentHealthy"] == 8
+            && s["disruptionsAllowed"] == 2)
+            .then_some(())
+    });
+}

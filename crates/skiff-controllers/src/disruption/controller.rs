@@ -1,5 +1,5 @@
-//! The disruption controller's shell: PodDisruptionBudgets, pods, ReplicaSets and Deployments
-//! from informers; each budget's status computed by [`super::plan_status`] and written
+//! The disruption controller's shell: PodDisruptionBudgets, pods, ReplicaSets, Deployments and
+//! CloneSets from informers; each budget's status computed by [`super::plan_status`] and written
 //! through the `status` subresource.
 
 use std::future::Future;
@@ -29,6 +29,7 @@ pub struct DisruptionController {
     pods: Informer,
     replica_sets: Informer,
     deployments: Informer,
+    clone_sets: Informer,
     queue: WorkQueue<String>,
 }
 
@@ -66,6 +67,7 @@ impl DisruptionController {
         pods: Informer,
         replica_sets: Informer,
         deployments: Informer,
+        clone_sets: Informer,
     ) -> Self {
         let controller = DisruptionController {
             client,
@@ -73,6 +75,7 @@ impl DisruptionController {
             pods,
             replica_sets,
             deployments,
+            clone_sets,
             queue: WorkQueue::new(),
         };
         controller
@@ -82,6 +85,7 @@ impl DisruptionController {
             &controller.pods,
             &controller.replica_sets,
             &controller.deployments,
+            &controller.clone_sets,
         ] {
             informer.add_handler(enqueue_namespace(&controller.budgets, &controller.queue));
         }
@@ -105,7 +109,8 @@ impl DisruptionController {
     }
 
     /// Upstream's controller finders: a ReplicaSet's pods belong to its Deployment when it
-    /// has one, else to the ReplicaSet; both looked up by name and checked by uid.
+    /// has one, else to the ReplicaSet; a CloneSet's to the CloneSet (upstream's finder of
+    /// any controller with a `scale` subresource); each looked up by name and checked by uid.
     fn controller_of_pod(&self, pod: &Value) -> PodController {
         let Some((kind, name, uid)) = controller_of(pod) else {
             return PodController::Unmanaged;
@@ -146,6 +151,13 @@ impl DisruptionController {
                     scale: replicas(&rs),
                 }
             }
+            "CloneSet" => match self.clone_sets.get(Some(namespace), name) {
+                Some(set) if uid_of(&set) == uid => PodController::Found {
+                    uid: uid.to_string(),
+                    scale: replicas(&set),
+                },
+                _ => PodController::Missing,
+            },
             _ => PodController::Missing,
         }
     }
@@ -191,10 +203,12 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let pods = informer(&kinds::pod::V1);
     let replica_sets = informer(&kinds::replica_set::V1);
     let deployments = informer(&kinds::deployment::V1);
-    for i in [&budgets, &pods, &replica_sets, &deployments] {
+    let clone_sets = informer(&kinds::clone_set::V1ALPHA1);
+    for i in [&budgets, &pods, &replica_sets, &deployments, &clone_sets] {
         i.wait_synced().await;
     }
-    let controller = DisruptionController::new(client, budgets, pods, replica_sets, deployments);
+    let controller =
+        DisruptionController::new(client, budgets, pods, replica_sets, deployments, clone_sets);
     let stopper = controller.clone();
     tokio::select! {
         _ = controller.run(WORKERS) => {}
