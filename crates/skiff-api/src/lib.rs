@@ -9,6 +9,7 @@ pub mod cloneset;
 pub mod conversion;
 pub mod defaults;
 pub mod errors;
+pub mod eviction;
 pub mod kinds;
 pub mod nesting;
 pub mod patch;

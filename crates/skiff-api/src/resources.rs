@@ -14,6 +14,8 @@ pub enum Subresource {
     Log,
     /// `/token` (ServiceAccounts): a TokenRequest for a signed token.
     Token,
+    /// `/eviction` (pods): a `policy/v1` Eviction, a delete that honours disruption budgets.
+    Eviction,
 }
 
 impl Subresource {
@@ -25,6 +27,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Log => "log",
             Subresource::Token => "token",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -36,6 +39,7 @@ impl Subresource {
             Subresource::Binding,
             Subresource::Log,
             Subresource::Token,
+            Subresource::Eviction,
         ]
         .into_iter()
         .find(|s| s.name() == segment)

@@ -67,7 +67,7 @@ pub fn supports_delete_collection(r: &ResourceInfo) -> bool {
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-        Subresource::Binding | Subresource::Token => &["create"],
+        Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
         Subresource::Log => &["get"],
     }
 }
@@ -79,6 +79,7 @@ fn subresource_kind(
     match sub {
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
+        Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Log => ("", "v1", "Pod"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Status => (resource.group, resource.version, resource.kind),

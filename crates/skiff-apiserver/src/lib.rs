@@ -12,6 +12,7 @@ pub mod bodies;
 pub mod client_certs;
 pub mod component_status;
 pub mod discovery;
+pub mod eviction;
 pub mod filter;
 pub mod logs;
 pub mod meta;

@@ -138,6 +138,8 @@ pub struct Registry {
     services: Arc<ServiceAllocator>,
     /// The ServiceAccount token signer, shared by every clone once installed.
     token_signer: Arc<std::sync::OnceLock<Arc<crate::service_account_tokens::TokenSigner>>>,
+    /// The `DefaultTolerationSeconds` admission's not-ready and unreachable seconds.
+    toleration_seconds: (i64, i64),
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -310,6 +312,10 @@ impl Registry {
             store,
             services: Arc::new(ServiceAllocator::for_range(range)),
             token_signer: Arc::default(),
+            toleration_seconds: (
+                skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
+                skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
+            ),
         }
     }
 
@@ -369,6 +375,14 @@ impl Registry {
     /// The installed ServiceAccount token signer.
     pub fn token_signer(&self) -> Option<&Arc<crate::service_account_tokens::TokenSigner>> {
         self.token_signer.get()
+    }
+
+    /// The same registry with other `DefaultTolerationSeconds` (kube-apiserver's
+    /// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`):
+    /// the tolerations new pods get of the `not-ready` and `unreachable` NoExecute taints.
+    pub fn with_default_toleration_seconds(mut self, not_ready: i64, unreachable: i64) -> Self {
+        self.toleration_seconds = (not_ready, unreachable);
+        self
     }
 
     /// The underlying store.
@@ -819,6 +833,14 @@ impl Registry {
             }
         }
 
+        if hook(resource) == RegistryHook::Pod {
+            // Before the kind's defaults, which add the standard seconds only where these
+            // left a taint untolerated.
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                let (not_ready, unreachable) = self.toleration_seconds;
+                skiff_api::kinds::pod::add_default_tolerations(spec, not_ready, unreachable);
+            }
+        }
         admission::apply_defaults(resource, &mut obj);
         if hook(resource) == RegistryHook::Pod && self.token_signer().is_some() {
             self.admit_service_account(&mut obj).await?;

@@ -776,6 +776,20 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
                     ))
                 }
+                (Method::POST, Some(name), Some(Subresource::Eviction)) => {
+                    let eviction = bodies::decode_object(&headers, &read_body(body).await?)?;
+                    crate::eviction::check_body(&name, &eviction)?;
+                    let delete = match eviction.get("deleteOptions") {
+                        None | Some(Value::Null) => json!({}),
+                        Some(options) => options.clone(),
+                    };
+                    let opts = delete_options_from(&query, &delete)?;
+                    crate::eviction::evict(registry, ns.unwrap_or("default"), &name, &opts).await?;
+                    Ok(json_response(
+                        StatusCode::CREATED,
+                        &crate::eviction::success_status(),
+                    ))
+                }
                 (Method::GET, Some(name), Some(Subresource::Log)) => {
                     let logs = state.logs.as_ref().ok_or_else(|| {
                         ApiError::bad_request(
@@ -834,6 +848,17 @@ fn delete_options(
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
+    delete_options_from(query, &body)
+}
+
+/// DeleteOptions from their JSON form (a DELETE's body, an Eviction's `deleteOptions`) and the
+/// query's overrides.
+fn delete_options_from(query: &Query, body: &Value) -> Result<DeleteOptions, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid DeleteOptions: not an object",
+        ));
+    }
     let grace_period_seconds = match body.get("gracePeriodSeconds") {
         None | Some(Value::Null) => None,
         Some(value) => Some(value.as_i64().ok_or_else(|| {

@@ -9,6 +9,7 @@ use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::coordination::v1 as coordination;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::api::policy::v1 as policy;
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::{RawExtension, TypeMeta, Unknown};
@@ -243,6 +244,55 @@ fn autoscale_matches_kubectl_json() {
                "spec":{"scaleTargetRef":{"kind":"Deployment","name":"nginx","apiVersion":"apps/v1"},
                        "minReplicas":1,"maxReplicas":10,"targetCPUUtilizationPercentage":50},
                "status":{"currentReplicas":0,"desiredReplicas":0}})
+    );
+}
+
+#[test]
+fn create_pdb_and_drain_eviction_match_kubectl_json() {
+    let pdb = policy::PodDisruptionBudget {
+        metadata: Some(go_object_meta("db", &[])),
+        spec: Some(policy::PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString {
+                r#type: Some(0),
+                int_val: Some(2),
+                str_val: some(""),
+            }),
+            selector: Some(meta::LabelSelector {
+                match_labels: string_map(&[("app", "db")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: Some(policy::PodDisruptionBudgetStatus {
+            observed_generation: Some(0),
+            disruptions_allowed: Some(0),
+            current_healthy: Some(0),
+            desired_healthy: Some(0),
+            expected_pods: Some(0),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(
+        decode(&body("policy/v1", "PodDisruptionBudget", &pdb)).expect("decodes"),
+        json!({"kind":"PodDisruptionBudget","apiVersion":"policy/v1",
+               "metadata":{"name":"db","creationTimestamp":null},
+               "spec":{"minAvailable":2,"selector":{"matchLabels":{"app":"db"}}},
+               "status":{"disruptionsAllowed":0,"currentHealthy":0,"desiredHealthy":0,"expectedPods":0}})
+    );
+    let mut pod_meta = go_object_meta("db-1", &[]);
+    pod_meta.namespace = some("default");
+    let eviction = policy::Eviction {
+        metadata: Some(pod_meta),
+        delete_options: Some(meta::DeleteOptions {
+            grace_period_seconds: Some(30),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(
+        decode(&body("policy/v1", "Eviction", &eviction)).expect("decodes"),
+        json!({"kind":"Eviction","apiVersion":"policy/v1",
+               "metadata":{"name":"db-1","namespace":"default","creationTimestamp":null},
+               "deleteOptions":{"gracePeriodSeconds":30}})
     );
 }
 

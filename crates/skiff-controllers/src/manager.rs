@@ -258,3 +258,19 @@ pub async fn run_namespace_defaults(
         _ = shutdown => stopper.shutdown(),
     }
 }
+
+/// Runs the node lifecycle controller (with its NoExecute taint eviction), configured by
+/// `skiff up`'s flags, and the disruption controller keeping PodDisruptionBudgets' status,
+/// until `shutdown` resolves.
+pub async fn run_node_controllers(
+    client: Arc<dyn Client>,
+    settings: crate::node_lifecycle::controller::NodeLifecycleSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    futures::future::join(
+        crate::node_lifecycle::controller::run(client.clone(), settings, shutdown.clone()),
+        crate::disruption::controller::run(client, shutdown),
+    )
+    .await;
+}

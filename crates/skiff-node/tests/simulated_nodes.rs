@@ -393,3 +393,74 @@ async fn a_deleted_node_registers_again_on_its_next_report() {
     .await;
     stop(agent).await;
 }
+
+#[tokio::test]
+async fn a_node_annotated_silent_stops_heartbeating_and_reports_ready_when_back() {
+    use skiff_api::patch::PatchType;
+    use skiff_node::simulated::node::HEARTBEAT_STOPPED_ANNOTATION;
+
+    let (_dir, client) = cluster().await;
+    let agent = start(&client, config(1));
+    let nodes: Api<Node> = Api::new(client.clone(), None).unwrap();
+    let leases: Api<Lease> = Api::new(client.clone(), Some("kube-node-lease")).unwrap();
+    let renewed = || async {
+        leases
+            .get_opt("sim-node-1")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.renew_time)
+            .map(|t| t.0)
+    };
+    eventually("the lease", || async { renewed().await }).await;
+
+    nodes
+        .patch(
+            "sim-node-1",
+            PatchType::Merge,
+            json!({"metadata": {"annotations": {HEARTBEAT_STOPPED_ANNOTATION: "true"}}}),
+            false,
+        )
+        .await
+        .unwrap();
+    // A renewal already under way may land; after that the time stands still.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let silent_since = renewed().await;
+    let watched = tokio::time::Instant::now();
+    while watched.elapsed() < Duration::from_millis(1000) {
+        assert_eq!(
+            renewed().await,
+            silent_since,
+            "a silent node renewed its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // As the node lifecycle controller would: Ready goes Unknown.
+    let mut node = nodes.get("sim-node-1").await.unwrap();
+    for c in node.status.as_mut().unwrap().conditions.as_mut().unwrap() {
+        c.status = "Unknown".into();
+    }
+    nodes.update_status(&node).await.unwrap();
+    nodes
+        .patch(
+            "sim-node-1",
+            PatchType::Merge,
+            json!({"metadata": {"annotations": {HEARTBEAT_STOPPED_ANNOTATION: null}}}),
+            false,
+        )
+        .await
+        .unwrap();
+    eventually("the lease renewed and Ready reported again", || async {
+        let ready = nodes
+            .get("sim-node-1")
+            .await
+            .unwrap()
+            .status?
+            .conditions?
+            .into_iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (ready && renewed().await > silent_since).then_some(())
+    })
+    .await;
+    stop(agent).await;
+}

@@ -130,6 +130,28 @@ pub struct UpArgs {
     /// 15 s there); `kubectl top` and autoscalers see a pod once it was sampled twice.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub metric_resolution: u64,
+    /// How long a node may go without renewing its Lease or reporting Ready before its
+    /// conditions turn Unknown and it is tainted `unreachable` (kube-controller-manager's flag
+    /// and its default since Kubernetes 1.32).
+    #[arg(long, value_name = "DURATION", default_value = "50s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// The same for a node that never reported Ready.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub node_startup_grace_period: Duration,
+    /// How often the node lifecycle controller checks every node.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: Duration,
+    /// Nodes per second, per zone, that may be tainted NoExecute (so their pods evicted).
+    #[arg(long, value_name = "RATE", default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+    /// Seconds a new pod without such a toleration tolerates a `not-ready` node before it is
+    /// evicted (kube-apiserver's `DefaultTolerationSeconds` admission).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds a new pod without such a toleration tolerates an `unreachable` node before it
+    /// is evicted.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_unreachable_toleration_seconds: i64,
     /// A registries file in k3s' `registries.yaml` shape (`mirrors`, `configs` with `auth`
     /// and `tls`) for the node's image pulls: mirrors, plain-HTTP registries, credentials.
     #[arg(long, value_name = "FILE")]

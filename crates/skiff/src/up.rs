@@ -276,6 +276,37 @@ fn oci_runtime(
     Ok(Arc::new(runtime))
 }
 
+/// The node lifecycle controller's settings from `skiff up`'s flags.
+fn node_lifecycle_settings(
+    args: &UpArgs,
+) -> Result<skiff_controllers::node_lifecycle::controller::NodeLifecycleSettings, String> {
+    use skiff_controllers::node_lifecycle::{controller::NodeLifecycleSettings, LifecycleConfig};
+    let signed = |d: Duration, flag: &str| {
+        jiff::SignedDuration::try_from(d).map_err(|_| format!("{flag} is too long"))
+    };
+    if !args.node_eviction_rate.is_finite() || args.node_eviction_rate < 0.0 {
+        return Err("--node-eviction-rate must be a number of at least 0".to_string());
+    }
+    if args.node_monitor_period.is_zero() {
+        return Err("--node-monitor-period must be positive".to_string());
+    }
+    Ok(NodeLifecycleSettings {
+        config: LifecycleConfig {
+            grace_period: signed(
+                args.node_monitor_grace_period,
+                "--node-monitor-grace-period",
+            )?,
+            startup_grace_period: signed(
+                args.node_startup_grace_period,
+                "--node-startup-grace-period",
+            )?,
+            eviction_rate: args.node_eviction_rate,
+            ..LifecycleConfig::default()
+        },
+        monitor_period: args.node_monitor_period,
+    })
+}
+
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pod_network = pod_network_settings(&args)?;
@@ -295,7 +326,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let registry = match &service_network {
         Some(network) => Registry::with_service_range(store.clone(), network.range),
         None => Registry::new(store.clone()),
-    };
+    }
+    .with_default_toleration_seconds(
+        args.default_not_ready_toleration_seconds,
+        args.default_unreachable_toleration_seconds,
+    );
     // ServiceAccount tokens stay valid across restarts: the key is made once and kept.
     let token_signer = skiff_apiserver::service_account_tokens::TokenSigner::load_or_create(
         &data_dir.join("service-account.key"),
@@ -359,6 +394,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         client.clone(),
         Arc::new(LegacySigner(token_signer)),
         tls.ca_pem.clone(),
+        until_stopped(),
+    ));
+    let node_controllers = tokio::spawn(skiff_controllers::manager::run_node_controllers(
+        client.clone(),
+        node_lifecycle_settings(&args)?,
         until_stopped(),
     ));
     let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
@@ -546,6 +586,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = namespace_defaults.await;
     let _ = token_secrets.await;
     let _ = autoscaler.await;
+    let _ = node_controllers.await;
     match scheduler.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),

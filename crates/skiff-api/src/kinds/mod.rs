@@ -31,6 +31,7 @@ pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod pod_disruption_budget;
 pub mod replica_set;
 pub mod role;
 pub mod role_binding;
@@ -66,6 +67,7 @@ pub static KINDS: &[&Kind] = &[
     &cluster_role::KIND,
     &role_binding::KIND,
     &role::KIND,
+    &pod_disruption_budget::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part

@@ -12,7 +12,7 @@ use crate::{
     printers::Printer,
     resources::{
         res, ResourceInfo,
-        Subresource::{Binding, Log, Status},
+        Subresource::{Binding, Eviction, Log, Status},
     },
     validation,
 };
@@ -21,7 +21,7 @@ use crate::{
 pub static V1: ResourceInfo = ResourceInfo {
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[Status, Binding, Log],
+    subresources: &[Status, Binding, Log, Eviction],
     // Since 1.35 a pod's generation counts its spec changes, for `status.observedGeneration`.
     has_generation: true,
     ..res("", "v1", "Pod", "pods", "pod", true)
@@ -362,15 +362,28 @@ fn default_pod_admission(spec: &mut Map<String, Value>) {
     // The deprecated alias always mirrors the real field on the way out.
     spec.insert("serviceAccount".to_string(), json!(account));
 
+    add_default_tolerations(spec, DEFAULT_TOLERATION_SECONDS, DEFAULT_TOLERATION_SECONDS);
+}
+
+/// Kubernetes' `DefaultTolerationSeconds` admission: a pod spec tolerating no `NoExecute`
+/// `not-ready` (or `unreachable`) taint gets a toleration of it for the given seconds, so its
+/// pods leave a failed node after that long. Public so a server started with other seconds
+/// (`--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`)
+/// applies them before the defaults, which then find the taints tolerated.
+pub fn add_default_tolerations(
+    spec: &mut Map<String, Value>,
+    not_ready_seconds: i64,
+    unreachable_seconds: i64,
+) {
     let mut tolerations: Vec<Value> = spec
         .get("tolerations")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let mut added = false;
-    for taint in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
+    for (taint, seconds) in [
+        ("node.kubernetes.io/not-ready", not_ready_seconds),
+        ("node.kubernetes.io/unreachable", unreachable_seconds),
     ] {
         let tolerated = tolerations
             .iter()
@@ -380,7 +393,7 @@ fn default_pod_admission(spec: &mut Map<String, Value>) {
                 "key": taint,
                 "operator": "Exists",
                 "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+                "tolerationSeconds": seconds,
             }));
             added = true;
         }
@@ -412,8 +425,8 @@ fn tolerates_no_execute_taint(toleration: &Value, taint_key: &str) -> bool {
 }
 
 /// The seconds pods tolerate a not-ready or unreachable node before eviction, as Kubernetes'
-/// `DefaultTolerationSeconds` admission plugin sets them.
-const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+/// `DefaultTolerationSeconds` admission plugin sets them by default.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
 /// A pod's `status` struct, and in each condition the two `metav1.Time` fields, which Go
 /// writes as `null` when unset.

@@ -20,6 +20,7 @@ use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
+use k8s_pb::api::policy::v1 as policy_v1;
 use k8s_pb::api::rbac::v1 as rbac_v1;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
@@ -56,6 +57,8 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("coordination.k8s.io/v1", "Lease"),
     ("batch/v1", "Job"),
     ("batch/v1", "CronJob"),
+    ("policy/v1", "Eviction"),
+    ("policy/v1", "PodDisruptionBudget"),
     ("rbac.authorization.k8s.io/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"),
@@ -182,6 +185,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("coordination.k8s.io/v1", "Lease") => object_json::<coordination_v1::Lease>(&raw, &kind)?,
         ("batch/v1", "Job") => object_json::<batch_v1::Job>(&raw, &kind)?,
         ("batch/v1", "CronJob") => object_json::<batch_v1::CronJob>(&raw, &kind)?,
+        ("policy/v1", "Eviction") => object_json::<policy_v1::Eviction>(&raw, &kind)?,
+        ("policy/v1", "PodDisruptionBudget") => {
+            object_json::<policy_v1::PodDisruptionBudget>(&raw, &kind)?
+        }
         ("rbac.authorization.k8s.io/v1", "Role") => object_json::<rbac_v1::Role>(&raw, &kind)?,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
             object_json::<rbac_v1::ClusterRole>(&raw, &kind)?

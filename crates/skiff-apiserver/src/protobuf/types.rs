@@ -17,12 +17,37 @@ use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
+use k8s_pb::api::policy::v1 as policy_v1;
 use k8s_pb::api::rbac::v1 as rbac_v1;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 
 use super::json::json_objects;
 
 json_objects! {
+    policy_v1::Eviction {
+        "metadata" = metadata: always,
+        "deleteOptions" = delete_options: ptr,
+    },
+    policy_v1::PodDisruptionBudget {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+        "status" = status: always,
+    },
+    policy_v1::PodDisruptionBudgetSpec {
+        "minAvailable" = min_available: ptr,
+        "selector" = selector: ptr,
+        "maxUnavailable" = max_unavailable: ptr,
+        "unhealthyPodEvictionPolicy" = unhealthy_pod_eviction_policy: ptr,
+    },
+    policy_v1::PodDisruptionBudgetStatus {
+        "observedGeneration" = observed_generation: omit,
+        "disruptedPods" = disrupted_pods: map,
+        "disruptionsAllowed" = disruptions_allowed: always,
+        "currentHealthy" = current_healthy: always,
+        "desiredHealthy" = desired_healthy: always,
+        "expectedPods" = expected_pods: always,
+        "conditions" = conditions: list,
+    },
     rbac_v1::Role {
         "metadata" = metadata: always,
         "rules" = rules: list,

@@ -261,7 +261,13 @@ impl NodeReporter {
             }
             let images_changed =
                 self.images.is_some() && self.current_images() != self.reported_images;
-            if count.is_multiple_of(6) || images_changed {
+            // Marked Unknown by the node lifecycle controller (the server was away, or this
+            // node was slow): kubelet reports at once when the stored status is not its own.
+            let marked_unready = match self.nodes.get_opt(self.node.name()).await {
+                Ok(Some(stored)) => !crate::simulated::node::reported_ready(&stored),
+                _ => false,
+            };
+            if count.is_multiple_of(6) || images_changed || marked_unready {
                 let result = match self.report_status().await {
                     Err(e) if e.is_not_found() => self.register().await,
                     other => other.map(|_| ()),

@@ -10,12 +10,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::json;
 use skiff_api::patch::PatchType;
-use skiff_client::{Api, Client, ClientError};
+use skiff_client::{Api, Client, ClientError, ListOptions};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use super::node::{
-    lease_duration_seconds, lease_object, node_object, node_status, NodeSoftware, SimulatedNode,
-    NODE_LEASE_NAMESPACE,
+    heartbeat_stopped, lease_duration_seconds, lease_object, node_object, node_status,
+    reported_ready, NodeSoftware, SimulatedNode, NODE_LEASE_NAMESPACE, SIMULATED_NODE_LABEL,
 };
 use super::NodeCapacity;
 
@@ -138,6 +138,25 @@ impl Heartbeat {
         }
     }
 
+    /// The simulated Nodes as stored, by name, read with one list (empty when it fails: the
+    /// nodes then heartbeat as usual).
+    async fn stored_nodes(&self) -> HashMap<String, Node> {
+        let options = ListOptions {
+            label_selector: Some(SIMULATED_NODE_LABEL.to_string()),
+            ..ListOptions::default()
+        };
+        match self.nodes_api.list(&options).await {
+            Ok((nodes, _)) => nodes
+                .into_iter()
+                .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "listing the simulated nodes failed");
+                HashMap::new()
+            }
+        }
+    }
+
     /// Renews leases every heartbeat and reports node status every report interval, forever.
     /// Failures are logged and retried on the next tick; a deleted Node is registered again.
     pub(crate) async fn run(mut self) {
@@ -152,14 +171,29 @@ impl Heartbeat {
         loop {
             tokio::select! {
                 _ = leases.tick() => {
-                    for node in &self.nodes {
-                        if let Err(error) = self.renew_lease(node).await {
+                    let stored = self.stored_nodes().await;
+                    for node in self.nodes.clone() {
+                        let stored = stored.get(&node.name);
+                        if stored.is_some_and(heartbeat_stopped) {
+                            continue;
+                        }
+                        if let Err(error) = self.renew_lease(&node).await {
                             tracing::warn!(node = %node.name, %error, "renewing the node lease failed");
+                        }
+                        // Back from silence (or marked Unknown meanwhile): say so at once.
+                        if stored.is_some_and(|n| !reported_ready(n)) {
+                            if let Err(error) = self.report_status(&node).await {
+                                tracing::warn!(node = %node.name, %error, "reporting node status failed");
+                            }
                         }
                     }
                 }
                 _ = reports.tick() => {
+                    let stored = self.stored_nodes().await;
                     for node in self.nodes.clone() {
+                        if stored.get(&node.name).is_some_and(heartbeat_stopped) {
+                            continue;
+                        }
                         let result = match self.report_status(&node).await {
                             Err(error) if error.is_not_found() => self.register(&node).await,
                             other => other.map(|_| ()),

@@ -7,7 +7,8 @@
 //! ([`timeline::NEVER_READY_ANNOTATION`], [`timeline::FAIL_AFTER_ANNOTATION`],
 //! [`timeline::COMPLETE_AFTER_ANNOTATION`]), run their init containers in turn
 //! ([`timeline::INIT_RUN_FOR_ANNOTATION`]), and have their deletion confirmed once their
-//! containers stopped.
+//! containers stopped. A node annotated [`node::HEARTBEAT_STOPPED_ANNOTATION`] goes silent (no
+//! Lease renewal, no status report) until the annotation goes, as a machine cut off would.
 //!
 //! Everything goes through a [`Client`]; all pod state lives in the pods' status, so restarting
 //! the agent leaves running pods running.

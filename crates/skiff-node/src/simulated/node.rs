@@ -19,6 +19,31 @@ use super::NodeCapacity;
 
 /// The label every simulated node carries, so they can be selected (or avoided).
 pub const SIMULATED_NODE_LABEL: &str = "skiff.dev/simulated";
+/// Annotation on a simulated node's Node: with the value `"true"` the node stops renewing its
+/// Lease and reporting status, as a machine that lost its network would, until the annotation
+/// goes. A testing knob of the simulation only: real nodes ignore it.
+pub const HEARTBEAT_STOPPED_ANNOTATION: &str = "sim.skiff.dev/heartbeat-stopped";
+
+/// Whether the Node asks its simulated kubelet to go silent.
+pub fn heartbeat_stopped(node: &Node) -> bool {
+    node.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HEARTBEAT_STOPPED_ANNOTATION))
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether the Node's Ready condition says what a live simulated kubelet reports (`True`);
+/// when it does not (the node lifecycle controller marked it `Unknown`), the kubelet reports
+/// again at once, as kubelet does when its status differs from the stored one.
+pub fn reported_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
 /// The namespace of node heartbeats.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// kubelet's default `nodeLeaseDurationSeconds`, for the default heartbeat of 10 s.
@@ -456,5 +481,23 @@ mod tests {
         ] {
             assert_eq!(go_arch(rust), go);
         }
+    }
+
+    #[test]
+    fn the_heartbeat_annotation_silences_a_node_and_an_unknown_ready_calls_for_a_report() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "sim-node-1", "annotations": {HEARTBEAT_STOPPED_ANNOTATION: "true"}},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]},
+        }))
+        .expect("a node");
+        assert!(heartbeat_stopped(&node));
+        assert!(!reported_ready(&node));
+        let live: Node = serde_json::from_value(json!({
+            "metadata": {"name": "sim-node-1", "annotations": {HEARTBEAT_STOPPED_ANNOTATION: "false"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .expect("a node");
+        assert!(!heartbeat_stopped(&live));
+        assert!(reported_ready(&live));
     }
 }
