@@ -552,6 +552,7 @@ pub fn exec_fn(container: Arc<OciContainer>, env: Vec<(String, String)>, cwd: St
             args: command,
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd: Some(cwd.clone()),
+            terminal: false,
         };
         Box::pin(async move { run_exec(container, process, timeout).await })
     })
