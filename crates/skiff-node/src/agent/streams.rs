@@ -992,6 +992,7 @@ mod tests {
             )),
             env: Vec::new(),
             cwd: PathBuf::from("/"),
+            join_group: true,
             oci: None,
             enter: Arc::new(|command| command),
         };
