@@ -1402,7 +1402,16 @@ spec:
 
     // As with the kubelet, -f follows one run of the container: it ends when that run does,
     // not at the restart after it.
-    env.ok(&["exec", "counter", "--", "touch", "/state/stop"]);
+    // (The namespace goes before `--`, which `env.ok` would put it after.)
+    env.kubectl.ok(&[
+        "exec",
+        "-n",
+        &env.namespace,
+        "counter",
+        "--",
+        "touch",
+        "/state/stop",
+    ]);
     assert!(
         follow.ends_within(SHORT),
         "logs -f went on after the run ended: {:#?}",
