@@ -39,7 +39,8 @@ impl LogOptions {
             return Some(time);
         }
         let seconds = i64::try_from(self.since_seconds?).ok()?;
-        now.checked_sub(jiff::SignedDuration::from_secs(seconds)).ok()
+        now.checked_sub(jiff::SignedDuration::from_secs(seconds))
+            .ok()
     }
 }
 

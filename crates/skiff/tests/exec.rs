@@ -225,9 +225,7 @@ fn exec_streams_stdout_stderr_stdin_and_the_exit_code() {
         .lines()
         .filter(|line| line.contains("streaming request accepted"))
         .filter(|line| line.contains("subresource=\"exec\"") && line.contains("pod=shell"))
-        .filter(|line| {
-            line.contains("user=\"system:admin\"") && line.contains("verb=\"create\"")
-        })
+        .filter(|line| line.contains("user=\"system:admin\"") && line.contains("verb=\"create\""))
         .filter(|line| line.contains("\"echo out; echo err >&2; exit 3\""))
         .count();
     assert_eq!(
@@ -862,7 +860,11 @@ fn exec_is_create_on_pods_exec_over_websocket_and_spdy_and_the_audit_names_the_u
     let (skiff, kubectl) = server_with_shell();
     let manifest = skiff.write_file(
         "roles.yaml",
-        &format!("{}---\n{}", exec_role("getter", "get"), exec_role("creator", "create")),
+        &format!(
+            "{}---\n{}",
+            exec_role("getter", "get"),
+            exec_role("creator", "create")
+        ),
     );
     kubectl.ok(&["apply", "-f", &manifest]);
     for binary in key_kubectls() {
@@ -872,7 +874,11 @@ fn exec_is_create_on_pods_exec_over_websocket_and_spdy_and_the_audit_names_the_u
         let creator = certificate_user(&skiff, &admin, "creator");
         // Only `get` on pods/exec: refused whichever protocol kubectl tries.
         let refused = getter.run(&["exec", "shell", "--", "echo", "in"]);
-        assert!(!refused.success(), "{who}: getter may exec: {}", refused.stdout);
+        assert!(
+            !refused.success(),
+            "{who}: getter may exec: {}",
+            refused.stdout
+        );
         assert!(
             refused.stderr.contains(
                 "pods \"shell\" is forbidden: User \"getter\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"default\""
@@ -895,6 +901,14 @@ fn exec_is_create_on_pods_exec_over_websocket_and_spdy_and_the_audit_names_the_u
             .filter(|line| line.contains(&format!("user=\"{user}\"")))
             .count()
     };
-    assert_eq!(audited("creator"), 2, "one audit line per allowed exec:\n{log}");
-    assert_eq!(audited("getter"), 0, "a refused exec is not accepted:\n{log}");
+    assert_eq!(
+        audited("creator"),
+        2,
+        "one audit line per allowed exec:\n{log}"
+    );
+    assert_eq!(
+        audited("getter"),
+        0,
+        "a refused exec is not accepted:\n{log}"
+    );
 }

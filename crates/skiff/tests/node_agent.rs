@@ -1387,16 +1387,32 @@ spec:
         "run"
     );
     assert_eq!(
-        env.ok(&["logs", "counter", "--previous", "--since-time=2000-01-01T00:00:00Z"]),
+        env.ok(&[
+            "logs",
+            "counter",
+            "--previous",
+            "--since-time=2000-01-01T00:00:00Z"
+        ]),
         "run 1\n"
     );
     assert_eq!(
-        env.ok(&["logs", "counter", "--previous", "--since-time=2999-01-01T00:00:00Z"]),
+        env.ok(&[
+            "logs",
+            "counter",
+            "--previous",
+            "--since-time=2999-01-01T00:00:00Z"
+        ]),
         ""
     );
     let after_run_1 = jiff::Timestamp::now().to_string();
     assert_eq!(
-        env.ok(&["logs", "counter", "--previous", "--since-time", &after_run_1]),
+        env.ok(&[
+            "logs",
+            "counter",
+            "--previous",
+            "--since-time",
+            &after_run_1
+        ]),
         ""
     );
 
