@@ -1299,7 +1299,8 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
 }
 
 /// A pod of the shell image that stays up for exec, with an environment and a working
-/// directory of its own, and busybox's `httpd` on port 8080 for port-forward.
+/// directory the image lacks (made at start, as runtimes make it), and busybox's `httpd` on
+/// port 8080 for port-forward.
 fn toolbox_pod() -> String {
     format!(
         "apiVersion: v1
@@ -1311,7 +1312,7 @@ spec:
   containers:
   - name: main
     image: {shell}
-    workingDir: /tmp
+    workingDir: /srv/app
     env:
     - name: GREETING
       value: hello from the container
@@ -1509,7 +1510,7 @@ fn streams_reach_containers_of_the_oci_runtime(runtime_flags: &[&str]) {
         exec_sees.ends_with("hello from the container\n"),
         "{exec_sees}"
     );
-    assert_eq!(kubectl.ok(&["exec", "toolbox", "--", "pwd"]), "/tmp\n");
+    assert_eq!(kubectl.ok(&["exec", "toolbox", "--", "pwd"]), "/srv/app\n");
     assert!(
         !container_cgroups(&network, &uid, "main").is_empty(),
         "the container has no cgroup of its own"
