@@ -26,6 +26,22 @@ pub struct LogOptions {
     pub timestamps: bool,
     /// `sinceSeconds=N`: only lines written in the last N seconds.
     pub since_seconds: Option<u64>,
+    /// `sinceTime=RFC3339`: only lines written at or after that time (`kubectl logs
+    /// --since-time`).
+    pub since_time: Option<jiff::Timestamp>,
+}
+
+impl LogOptions {
+    /// The earliest time a line may carry to be shown at `now`: `sinceTime`, else `now`
+    /// minus `sinceSeconds` (none when that lies before any representable time).
+    pub fn since(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        if let Some(time) = self.since_time {
+            return Some(time);
+        }
+        let seconds = i64::try_from(self.since_seconds?).ok()?;
+        now.checked_sub(jiff::SignedDuration::from_secs(seconds))
+            .ok()
+    }
 }
 
 /// A stream of log bytes.
@@ -110,6 +126,26 @@ pub fn select_container(pod: &Value, requested: Option<&str>) -> Result<String, 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_earliest_line_comes_from_since_time_or_since_seconds() {
+        let now: jiff::Timestamp = "2024-05-01T10:00:10Z".parse().unwrap();
+        let at = |text: &str| Some(text.parse::<jiff::Timestamp>().unwrap());
+        let seconds = |n| LogOptions {
+            since_seconds: Some(n),
+            ..LogOptions::default()
+        };
+        assert_eq!(LogOptions::default().since(now), None);
+        assert_eq!(seconds(10).since(now), at("2024-05-01T10:00:00Z"));
+        // Further back than time goes: every line.
+        assert_eq!(seconds(u64::MAX).since(now), None);
+        assert_eq!(seconds(i64::MAX as u64).since(now), None);
+        let time = LogOptions {
+            since_time: at("2024-05-01T09:00:00Z"),
+            ..LogOptions::default()
+        };
+        assert_eq!(time.since(now), at("2024-05-01T09:00:00Z"));
+    }
 
     #[test]
     fn containers_are_chosen_as_kubernetes_chooses_them() {

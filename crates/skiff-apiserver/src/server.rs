@@ -805,6 +805,16 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         limit_bytes: query.number("limitBytes")?,
                         timestamps: query.flag("timestamps"),
                         since_seconds: query.number("sinceSeconds")?,
+                        since_time: query
+                            .get("sinceTime")
+                            .map(|text| {
+                                text.parse::<jiff::Timestamp>().map_err(|e| {
+                                    ApiError::bad_request(format!(
+                                        "sinceTime: cannot parse {text:?} as an RFC 3339 time: {e}"
+                                    ))
+                                })
+                            })
+                            .transpose()?,
                     };
                     let stream = logs
                         .logs(ns.unwrap_or("default"), &name, Some(&container), options)

@@ -13,6 +13,8 @@ use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use skiff_auth::attributes::{Attributes, ResourceTarget};
+use skiff_auth::user::UserInfo;
 /// The answer to a refused upgrade, re-exported for the nodes that refuse one.
 pub use skiff_stream::negotiate::Refusal;
 use skiff_stream::negotiate::{negotiate, Negotiated, StreamKind, Transport};
@@ -20,6 +22,7 @@ use skiff_stream::portforward::PortForwardOptions;
 use skiff_stream::remotecommand::RemoteCommandOptions;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::authz::Identity;
 use crate::registry::Registry;
 use crate::status::ApiError;
 
@@ -152,9 +155,29 @@ fn refusal_response(refusal: Refusal) -> Response {
     response
 }
 
-/// What the audit line names as the caller. Authentication knows one identity today: the
-/// holder of the admin token.
-const AUDIT_USER: &str = "admin";
+/// The `create` on the subresource a streaming request must also be allowed, as
+/// kube-apiserver's compound check for WebSocket upgrades: authorization of a `GET` (the
+/// WebSocket handshake) asked only for `get`, while the session is the `create` that SPDY's
+/// `POST` is. Pure.
+fn create_on_subresource(
+    user: UserInfo,
+    kind: PodStreamKind,
+    namespace: &str,
+    name: &str,
+) -> Attributes {
+    Attributes::resource(
+        user,
+        "create",
+        ResourceTarget {
+            namespace: namespace.to_string(),
+            api_group: String::new(),
+            api_version: "v1".to_string(),
+            resource: "pods".to_string(),
+            subresource: kind.subresource().to_string(),
+            name: name.to_string(),
+        },
+    )
+}
 
 /// Serves one streaming request: the checks, the negotiation, the audit line, then the `101`
 /// and the session handed to `streams`.
@@ -171,6 +194,17 @@ pub async fn serve(
     let headers = &parts.headers;
     if parts.method != Method::GET && parts.method != Method::POST {
         return Err(ApiError::method_not_allowed());
+    }
+    let user = parts
+        .extensions
+        .get::<Identity>()
+        .map(|Identity(user)| user.clone());
+    if let (Some(user), true) = (&user, parts.method == Method::GET) {
+        let attrs = create_on_subresource(user.clone(), kind, &namespace, &name);
+        let decision = crate::authz::authorize(registry, &attrs).await?;
+        if !decision.allowed {
+            return Err(crate::authz::forbidden(&attrs, &decision.reason));
+        }
     }
     let pods = skiff_api::resources::find("", "v1", "pods")
         .ok_or_else(|| ApiError::internal("pods are not served"))?;
@@ -253,7 +287,7 @@ pub async fn serve(
     };
     tracing::info!(
         target: "audit",
-        user = AUDIT_USER,
+        user = user.as_ref().map_or("", |user| user.name.as_str()),
         verb = "create",
         resource = "pods",
         subresource = kind.subresource(),
@@ -295,6 +329,33 @@ fn transport_name(transport: Transport) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A snapshot where `jane` holds `verbs` on `pods/exec` in `default`.
+    fn jane_may(verbs: &[&str]) -> skiff_auth::rbac::RbacSnapshot {
+        let mut snapshot = skiff_auth::rbac::RbacSnapshot::new();
+        snapshot.add_role(&serde_json::json!({
+            "metadata": {"name": "exec", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": verbs}],
+        }));
+        snapshot.add_role_binding(&serde_json::json!({
+            "metadata": {"name": "exec", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "exec"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}],
+        }));
+        snapshot
+    }
+
+    #[test]
+    fn a_websocket_session_needs_create_on_the_subresource_and_not_only_get() {
+        let jane = UserInfo::new("jane", &[skiff_auth::user::SYSTEM_AUTHENTICATED]);
+        let attrs = create_on_subresource(jane, PodStreamKind::Exec, "default", "shell");
+        assert!(!jane_may(&["get"]).authorize(&attrs).allowed);
+        assert!(jane_may(&["create"]).authorize(&attrs).allowed);
+        assert_eq!(
+            attrs.forbidden_message(""),
+            "pods \"shell\" is forbidden: User \"jane\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"default\""
+        );
+    }
 
     #[test]
     fn streaming_paths_name_their_subresource_and_pod() {

@@ -334,6 +334,32 @@ mod hidden_cgroup2 {
     }
 }
 
+/// Running a runtime as the leader of a new session whose controlling terminal is its stdin.
+mod controlling_terminal {
+    // setsid(2) and ioctl(2) in the forked child before it executes the runtime: plain system
+    // calls, safe between fork and exec.
+    #![allow(unsafe_code)]
+
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    /// Makes `command` start a new session and take its stdin (a terminal) as the session's
+    /// controlling terminal, as a login does.
+    pub fn apply(command: &mut Command) {
+        // SAFETY: the closure only makes system calls (no allocation, no locks), as the
+        // child of a fork must.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
 /// How long a forced delete waits for the killed process to be collected.
 const REAP_AFTER_KILL: Duration = Duration::from_secs(5);
 
@@ -537,6 +563,9 @@ impl OciRuntime for CliRuntime {
         }
         if let Some(cwd) = &process.cwd {
             command.arg("--cwd").arg(cwd);
+        }
+        if process.terminal {
+            controlling_terminal::apply(&mut command);
         }
         command
             .arg(id.as_str())

@@ -121,6 +121,10 @@ pub struct ExecProcess {
     pub env: Vec<String>,
     /// The working directory; `None` keeps the container's.
     pub cwd: Option<String>,
+    /// The caller's stdin is a terminal to become the process's controlling one (for
+    /// `kubectl exec -it`): the runtime process starts a session of its own on it, which the
+    /// exec'd process inherits unless the runtime starts another.
+    pub terminal: bool,
 }
 
 /// A process started by [`OciRuntime::exec`]: the runtime's own foreground process, which

@@ -184,6 +184,7 @@ fn exec(kind: &str) {
         ],
         env: vec!["GREETING=hello".into()],
         cwd: Some("/tmp".into()),
+        terminal: false,
     };
     let mut child = fixture
         .runtime

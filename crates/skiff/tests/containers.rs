@@ -1297,3 +1297,291 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
         monitors_of(&root).is_empty().then_some(())
     });
 }
+
+/// A pod of the shell image that stays up for exec, with an environment and a working
+/// directory the image lacks (made at start, as runtimes make it), and busybox's `httpd` on
+/// port 8080 for port-forward.
+fn toolbox_pod() -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: toolbox
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {shell}
+    workingDir: /srv/app
+    env:
+    - name: GREETING
+      value: hello from the container
+    command: [sh, -c, \"mkdir -p /www && echo served-from-the-pod > /www/index.html && exec httpd -f -p 8080 -h /www\"]
+",
+        shell = support::images::SHELL,
+    )
+}
+
+/// What a kubectl run fed on stdin printed, and how it ended.
+struct Fed {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the PATH kubectl against `skiff` with `args` and `input` on stdin, killed (failing
+/// the test) after [`SETTLE`].
+fn kubectl_fed(skiff: &Skiff, args: &[&str], input: &[u8]) -> Fed {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = Command::new(support::path_kubectl())
+        .arg("--kubeconfig")
+        .arg(skiff.kubeconfig())
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for kubectl") {
+            break status;
+        }
+        if started.elapsed() > SETTLE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kubectl {args:?} did not finish within {SETTLE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = feeder.join();
+    Fed {
+        code: status.code(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `kubectl exec -it` under `script` (a pseudo-terminal of 91x27 that becomes 100x40
+/// once the test creates a go file) and checks that the command saw both sizes.
+fn exec_on_a_terminal_follows_a_resize(skiff: &Skiff, pod: &str) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let go = skiff.file_path("resize-go");
+    let inner = format!(
+        "stty cols 91 rows 27; \
+         (while [ ! -e {go} ]; do sleep 0.05; done; stty cols 100 rows 40 < /dev/tty) & \
+         {kubectl} --kubeconfig {config} exec -it {pod} -- sh -c \
+         'stty size; i=0; while [ \"$(stty size)\" != \"40 100\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo now $(stty size); [ -t 0 ] && [ -t 1 ] && echo on a terminal'",
+        go = go.display(),
+        kubectl = support::path_kubectl().display(),
+        config = skiff.kubeconfig().display(),
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("`script` (bsdutils) must be installed");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 || tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_text = |text: &str, seen: &mut String| {
+        let deadline = std::time::Instant::now() + SETTLE;
+        while !seen.contains(text) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{text:?} never appeared in the terminal: {seen:?}");
+                }
+            }
+        }
+    };
+    wait_text("27 91", &mut seen);
+    assert!(
+        seen.trim_start().starts_with("27 91"),
+        "the command starts with the client's size: {seen:?}"
+    );
+    std::fs::write(&go, b"").expect("creating the go file");
+    wait_text("now 40 100\r\non a terminal", &mut seen);
+    let status = child.wait().expect("waiting for script");
+    assert!(status.success(), "exec -it failed: {seen:?}");
+}
+
+/// `kubectl exec`, `cp` and `port-forward` into a container of the OCI runtime given by
+/// `runtime_flags`: the command runs through the runtime's exec (the container's cgroup,
+/// capabilities, environment and working directory, as its PID 1 has them), on pipes with
+/// the exit code reported, or on a terminal that follows a resize; `cp` goes both ways
+/// byte-identical; port-forward reaches the pod's own network namespace.
+fn streams_reach_containers_of_the_oci_runtime(runtime_flags: &[&str]) {
+    assert_root();
+    let network = TestNetwork::next();
+    let mut flags = network.flags();
+    flags.extend(runtime_flags.iter().map(|f| f.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    skiff.write_file("toolbox.yaml", &toolbox_pod());
+    kubectl.ok(&["apply", "-f", "toolbox.yaml"]);
+    let uid = kubectl.ok(&["get", "pod", "toolbox", "-o", "jsonpath={.metadata.uid}"]);
+    wait_for_every("the toolbox pod to run", SETTLE, POLL, || {
+        let phase = kubectl.ok(&["get", "pod", "toolbox", "-o", "jsonpath={.status.phase}"]);
+        (phase == "Running").then_some(())
+    });
+
+    // Both streams and the exit code.
+    let out = kubectl_fed(
+        &skiff,
+        &[
+            "exec",
+            "toolbox",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.code,
+        Some(3),
+        "exit code; stderr: {}\npod: {}\nlogs: {}",
+        out.stderr,
+        kubectl.ok(&["get", "pod", "toolbox", "-o", "yaml"]),
+        kubectl.run(&["logs", "toolbox"]).stdout
+    );
+    assert_eq!(out.stdout, "out\n");
+    assert!(
+        out.stderr.starts_with("err\n")
+            && out.stderr.contains("command terminated with exit code 3"),
+        "stderr: {:?}",
+        out.stderr
+    );
+
+    // Stdin to its end.
+    let echoed = kubectl_fed(
+        &skiff,
+        &["exec", "-i", "toolbox", "--", "cat"],
+        b"first line\nsecond line\n",
+    );
+    assert_eq!(echoed.code, Some(0), "cat: {}", echoed.stderr);
+    assert_eq!(echoed.stdout, "first line\nsecond line\n");
+
+    // The command is where PID 1 is: its cgroup, capabilities, environment and directory.
+    let place = "cat /proc/self/cgroup; grep -E '^Cap(Eff|Bnd)' /proc/self/status; \
+                 echo \"$GREETING\"";
+    let of_pid1 = "cat /proc/1/cgroup; grep -E '^Cap(Eff|Bnd)' /proc/1/status; \
+                   tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^GREETING=//p'";
+    let exec_sees = kubectl.ok(&["exec", "toolbox", "--", "sh", "-c", place]);
+    let pid1_has = kubectl.ok(&["exec", "toolbox", "--", "sh", "-c", of_pid1]);
+    assert_eq!(
+        exec_sees, pid1_has,
+        "an exec'd command is not where the container's PID 1 is"
+    );
+    assert!(
+        exec_sees.ends_with("hello from the container\n"),
+        "{exec_sees}"
+    );
+    assert_eq!(kubectl.ok(&["exec", "toolbox", "--", "pwd"]), "/srv/app\n");
+    assert!(
+        !container_cgroups(&network, &uid, "main").is_empty(),
+        "the container has no cgroup of its own"
+    );
+
+    exec_on_a_terminal_follows_a_resize(&skiff, "toolbox");
+
+    // cp both ways, byte-identical.
+    let source = skiff.file_path("tree");
+    std::fs::create_dir_all(source.join("nested")).expect("the tree");
+    std::fs::write(source.join("hello.txt"), b"hello\n").expect("a file");
+    let blob: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(source.join("nested/blob.bin"), &blob).expect("a file");
+    let source_text = source.to_string_lossy().into_owned();
+    let into = kubectl_fed(&skiff, &["cp", &source_text, "toolbox:/tmp/copied"], b"");
+    assert_eq!(into.code, Some(0), "cp into the pod: {}", into.stderr);
+    let back = skiff.file_path("back");
+    let back_text = back.to_string_lossy().into_owned();
+    let out = kubectl_fed(&skiff, &["cp", "toolbox:/tmp/copied", &back_text], b"");
+    assert_eq!(out.code, Some(0), "cp out of the pod: {}", out.stderr);
+    for file in ["hello.txt", "nested/blob.bin"] {
+        let original = std::fs::read(source.join(file)).expect("the original");
+        let copied = std::fs::read(back.join(file))
+            .unwrap_or_else(|e| panic!("{file} did not come back: {e}"));
+        assert!(original == copied, "{file} changed on the way");
+    }
+
+    // Port-forward reaches the server in the pod's own network namespace.
+    let mut forward = kubectl.spawn_lines(&["port-forward", "pod/toolbox", ":8080"]);
+    let line = forward.wait_for_line("the forwarding port", |line| {
+        line.starts_with("Forwarding from 127.0.0.1:")
+    });
+    let port: u16 = line
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let answer = support::http::http_get_at(
+        address,
+        "/index.html",
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    );
+    match answer {
+        Ok((200, body)) => assert_eq!(body.trim(), "served-from-the-pod"),
+        other => panic!("port-forward to the pod: {other:?}"),
+    }
+    drop(forward);
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+}
+
+#[test]
+fn exec_cp_and_port_forward_reach_containers_of_the_embedded_oci_runtime() {
+    streams_reach_containers_of_the_oci_runtime(&[]);
+}
+
+#[test]
+fn exec_cp_and_port_forward_reach_containers_of_crun() {
+    let crun = ["/usr/bin/crun", "/usr/local/bin/crun", "/usr/sbin/crun"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .expect("crun is not installed (Debian package crun)");
+    streams_reach_containers_of_the_oci_runtime(&["--oci-runtime", crun]);
+}

@@ -225,7 +225,7 @@ fn exec_streams_stdout_stderr_stdin_and_the_exit_code() {
         .lines()
         .filter(|line| line.contains("streaming request accepted"))
         .filter(|line| line.contains("subresource=\"exec\"") && line.contains("pod=shell"))
-        .filter(|line| line.contains("user=\"admin\"") && line.contains("verb=\"create\""))
+        .filter(|line| line.contains("user=\"system:admin\"") && line.contains("verb=\"create\""))
         .filter(|line| line.contains("\"echo out; echo err >&2; exit 3\""))
         .count();
     assert_eq!(
@@ -810,5 +810,105 @@ fn an_exec_session_ends_when_its_pod_is_deleted_and_leaves_no_process() {
     assert!(
         !process_runs(&sleeper),
         "the exec'd command outlived its container"
+    );
+}
+
+/// A Role in `default` holding `get` on pods and `verbs` on `pods/exec`, bound to `user`.
+fn exec_role(user: &str, verbs: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: exec-{user}
+  namespace: default
+rules:
+- apiGroups: [\"\"]
+  resources: [pods]
+  verbs: [get]
+- apiGroups: [\"\"]
+  resources: [pods/exec]
+  verbs: [{verbs}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: exec-{user}
+  namespace: default
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: exec-{user}
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: {user}
+"
+    )
+}
+
+/// kubectl for a client certificate of `user` from `skiff kubeconfig --user`.
+fn certificate_user(skiff: &Skiff, kubectl: &Kubectl, user: &str) -> Kubectl {
+    let (ok, kubeconfig, stderr) =
+        support::cli::skiff(&skiff.data_dir(), &["kubeconfig", "--user", user]);
+    assert!(ok, "skiff kubeconfig --user {user} failed: {stderr}");
+    let file = skiff.write_file(&format!("{user}.kubeconfig"), &kubeconfig);
+    kubectl.with_kubeconfig(&skiff.file_path(&file))
+}
+
+#[test]
+fn exec_is_create_on_pods_exec_over_websocket_and_spdy_and_the_audit_names_the_user() {
+    let (skiff, kubectl) = server_with_shell();
+    let manifest = skiff.write_file(
+        "roles.yaml",
+        &format!(
+            "{}---\n{}",
+            exec_role("getter", "get"),
+            exec_role("creator", "create")
+        ),
+    );
+    kubectl.ok(&["apply", "-f", &manifest]);
+    for binary in key_kubectls() {
+        let who = label(&binary);
+        let admin = skiff.kubectl_at(&binary);
+        let getter = certificate_user(&skiff, &admin, "getter");
+        let creator = certificate_user(&skiff, &admin, "creator");
+        // Only `get` on pods/exec: refused whichever protocol kubectl tries.
+        let refused = getter.run(&["exec", "shell", "--", "echo", "in"]);
+        assert!(
+            !refused.success(),
+            "{who}: getter may exec: {}",
+            refused.stdout
+        );
+        assert!(
+            refused.stderr.contains(
+                "pods \"shell\" is forbidden: User \"getter\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"default\""
+            ),
+            "{who}: Kubernetes' 403 text: {}",
+            refused.stderr
+        );
+        // `create` on pods/exec: allowed (over SPDY after a refused WebSocket `get`).
+        let allowed = creator.run(&["exec", "shell", "--", "echo", "in"]);
+        assert!(
+            allowed.success() && allowed.stdout == "in\n",
+            "{who}: creator cannot exec: {}",
+            allowed.stderr
+        );
+    }
+    let log = without_colours(&skiff.log());
+    let audited = |user: &str| {
+        log.lines()
+            .filter(|line| line.contains("streaming request accepted"))
+            .filter(|line| line.contains(&format!("user=\"{user}\"")))
+            .count()
+    };
+    assert_eq!(
+        audited("creator"),
+        2,
+        "one audit line per allowed exec:\n{log}"
+    );
+    assert_eq!(
+        audited("getter"),
+        0,
+        "a refused exec is not accepted:\n{log}"
     );
 }

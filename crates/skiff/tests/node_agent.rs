@@ -1311,7 +1311,7 @@ spec:
     - |
       n=$(cat /state/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /state/n
       echo \"run $n\"
-      if [ $n -ge 2 ]; then i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.2; done; fi
+      if [ $n -ge 2 ]; then i=0; while [ ! -e /state/stop ]; do i=$((i+1)); echo \"tick $i\"; sleep 0.2; done; fi
       exit 1
     volumeMounts:
     - name: state
@@ -1370,6 +1370,69 @@ spec:
             .unwrap_or_else(|| panic!("logs -f stopped streaming: {:#?}", follow.seen()));
         assert_eq!(tick(&line), expected, "{:#?}", follow.seen());
     }
+
+    // --timestamps puts the RFC 3339 time each line was written before it; --limit-bytes
+    // cuts the output; --since-time keeps the lines written from then on.
+    let stamped = env.ok(&["logs", "counter", "--previous", "--timestamps"]);
+    let (time, text) = stamped
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no timestamp: {stamped:?}"));
+    assert_eq!(text, "run 1\n");
+    assert!(
+        time.parse::<jiff::Timestamp>().is_ok() && time.contains('T') && time.ends_with('Z'),
+        "not an RFC 3339 time: {time:?}"
+    );
+    assert_eq!(
+        env.ok(&["logs", "counter", "--previous", "--limit-bytes=3"]),
+        "run"
+    );
+    assert_eq!(
+        env.ok(&[
+            "logs",
+            "counter",
+            "--previous",
+            "--since-time=2000-01-01T00:00:00Z"
+        ]),
+        "run 1\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "logs",
+            "counter",
+            "--previous",
+            "--since-time=2999-01-01T00:00:00Z"
+        ]),
+        ""
+    );
+    let after_run_1 = jiff::Timestamp::now().to_string();
+    assert_eq!(
+        env.ok(&[
+            "logs",
+            "counter",
+            "--previous",
+            "--since-time",
+            &after_run_1
+        ]),
+        ""
+    );
+
+    // As with the kubelet, -f follows one run of the container: it ends when that run does,
+    // not at the restart after it.
+    // (The namespace goes before `--`, which `env.ok` would put it after.)
+    env.kubectl.ok(&[
+        "exec",
+        "-n",
+        &env.namespace,
+        "counter",
+        "--",
+        "touch",
+        "/state/stop",
+    ]);
+    assert!(
+        follow.ends_within(SHORT),
+        "logs -f went on after the run ended: {:#?}",
+        follow.seen()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -160,13 +160,10 @@ pub fn parse_entries(bytes: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
-/// Renders entries as `kubectl logs` shows them, applying `sinceSeconds`, `tailLines` and
+/// Renders entries as `kubectl logs` shows them, applying `sinceSeconds` or `sinceTime`, `tailLines` and
 /// `timestamps` (`limitBytes` is applied on the stream).
 pub fn render(entries: &[Entry], options: &LogOptions, now: Timestamp) -> Vec<u8> {
-    let since = options.since_seconds.and_then(|s| {
-        now.checked_sub(jiff::SignedDuration::from_secs(s as i64))
-            .ok()
-    });
+    let since = options.since(now);
     let kept: Vec<&Entry> = entries
         .iter()
         .filter(|e| match since {
@@ -337,6 +334,7 @@ impl Follow {
         let options = LogOptions {
             tail_lines: None,
             since_seconds: None,
+            since_time: None,
             ..self.options.clone()
         };
         render(&parse_entries(&complete), &options, Timestamp::now())
@@ -533,6 +531,21 @@ mod tests {
                     ..Default::default()
                 },
                 "c\n",
+            ),
+            (
+                LogOptions {
+                    since_time: Some("2024-05-01T10:00:06Z".parse().unwrap()),
+                    ..Default::default()
+                },
+                "b2\nc\n",
+            ),
+            (
+                // Further back than time goes: every line, not none.
+                LogOptions {
+                    since_seconds: Some(u64::MAX),
+                    ..Default::default()
+                },
+                "a\nb1b2\nc\n",
             ),
             (
                 LogOptions {

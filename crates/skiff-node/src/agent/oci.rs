@@ -329,6 +329,29 @@ pub fn launch(run: OciRun<'_>, id: ContainerId) -> Result<ContainerProcess, Stri
     started
 }
 
+/// Makes the directory `path` of the container's root under `root` (the missing working
+/// directory a runtime creates): each missing component is made in its parent as resolved
+/// inside the root, so no link in the image leads outside it. The directory on the host, or
+/// `None` when it cannot be made.
+fn make_dir_in_root(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut inside = String::new();
+    let mut dir = root.to_path_buf();
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        inside.push('/');
+        inside.push_str(part);
+        dir = match resolve_in_root(root, &inside) {
+            Some(found) => found,
+            None if part != ".." => {
+                let made = dir.join(part);
+                std::fs::create_dir(&made).ok()?;
+                made
+            }
+            None => return None,
+        };
+    }
+    dir.is_dir().then_some(dir)
+}
+
 fn start_in_root(
     run: &OciRun<'_>,
     id: &ContainerId,
@@ -336,9 +359,7 @@ fn start_in_root(
 ) -> Result<ContainerProcess, String> {
     // The working directory is made inside the root as a runtime would, resolved there so
     // that no link in the image leads outside it.
-    if let Some(cwd) = resolve_in_root(&dirs.root, run.working_dir) {
-        let _ = std::fs::create_dir_all(cwd);
-    }
+    let _ = make_dir_in_root(&dirs.root, run.working_dir);
     let config = container_config(run, &dirs.root, &dirs.etc);
     let spec = skiff_oci::generate_spec(&config).map_err(|e| e.to_string())?;
     let bundle = run.container_dir.join("bundle");
@@ -552,6 +573,7 @@ pub fn exec_fn(container: Arc<OciContainer>, env: Vec<(String, String)>, cwd: St
             args: command,
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             cwd: Some(cwd.clone()),
+            terminal: false,
         };
         Box::pin(async move { run_exec(container, process, timeout).await })
     })
@@ -667,6 +689,36 @@ pub fn sweep_zombies(sweep: &mut ZombieSweep) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_working_directory_is_made_inside_the_root_even_through_links() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("up")).unwrap();
+        std::os::unix::fs::symlink("/nowhere", root.join("dangling")).unwrap();
+
+        assert_eq!(
+            make_dir_in_root(&root, "/srv/app/data"),
+            Some(root.join("srv/app/data"))
+        );
+        assert!(root.join("srv/app/data").is_dir());
+        // Links resolve inside the root, never to the host's directories.
+        assert_eq!(
+            make_dir_in_root(&root, "/abs/made"),
+            Some(root.join("etc/made"))
+        );
+        assert_eq!(make_dir_in_root(&root, "/up/x/y"), Some(root.join("x/y")));
+        assert!(!base.path().join("x").exists());
+        // A dangling link is not replaced by a directory.
+        assert_eq!(make_dir_in_root(&root, "/dangling/z"), None);
+        assert!(!Path::new("/nowhere").exists());
+        // What exists is found as it is.
+        assert_eq!(make_dir_in_root(&root, "/"), Some(root.clone()));
+        assert_eq!(make_dir_in_root(&root, "srv"), Some(root.join("srv")));
+    }
 
     #[test]
     fn a_runtime_id_names_its_pod_and_container() {

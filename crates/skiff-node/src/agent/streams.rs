@@ -47,6 +47,56 @@ pub(crate) struct ExecPlace {
     /// go. A run through an OCI runtime leads a session of its own, which no process outside
     /// may join; a command entering its PID namespace ends with its PID 1 instead.
     pub join_group: bool,
+    /// The runtime's container, when the run is one: commands run through its `exec` (its
+    /// namespaces, cgroup, user and capabilities, as `crun exec` does), not through `enter`.
+    pub oci: Option<OciExec>,
+}
+
+/// A container of the OCI runtime that `kubectl exec` runs commands in, with the
+/// environment and working directory of its process.
+#[derive(Clone)]
+pub(crate) struct OciExec {
+    /// The container.
+    pub container: Arc<super::oci::OciContainer>,
+    /// Its process's environment, as `NAME=value`.
+    pub env: Vec<String>,
+    /// Its process's working directory inside its root.
+    pub cwd: String,
+}
+
+impl OciExec {
+    /// The runtime's description of `command` run as the container's process runs.
+    fn process(&self, command: Vec<String>, terminal: bool) -> skiff_oci::ExecProcess {
+        skiff_oci::ExecProcess {
+            args: command,
+            env: self.env.clone(),
+            cwd: Some(self.cwd.clone()),
+            terminal,
+        }
+    }
+
+    /// Starts `process` in the container with the given streams.
+    async fn start(
+        &self,
+        process: skiff_oci::ExecProcess,
+        stdio: skiff_oci::ProcessStdio,
+    ) -> Result<std::process::Child, String> {
+        let runtime = self.container.runtime.clone();
+        let id = self.container.id.clone();
+        tokio::task::spawn_blocking(move || runtime.exec(&id, &process, stdio))
+            .await
+            .map_err(|e| format!("starting the command: {e}"))?
+            .map(|exec| exec.child)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Waits, on a blocking thread, for the runtime's exec process, which ends with the
+/// command (and with the container, whose PID namespace takes its processes down).
+async fn wait_runtime_child(mut child: std::process::Child) -> std::io::Result<i32> {
+    tokio::task::spawn_blocking(move || child.wait().map(exit_code))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Which container runs are running now and where their commands run, shared by the pod
@@ -487,6 +537,9 @@ async fn run_on_pipes(
     command: Vec<String>,
     session: &mut RemoteCommandSession,
 ) -> CommandOutcome {
+    if let Some(oci) = &place.oci {
+        return run_in_container_on_pipes(oci, command, session).await;
+    }
     let argv = (place.enter)(command);
     let Some(mut command) = command_for(place, &argv) else {
         return CommandOutcome::Failed("no command specified".into());
@@ -534,6 +587,69 @@ async fn run_on_pipes(
     }
 }
 
+/// Runs the command through the runtime's exec on pipes, each stream as the client asked.
+async fn run_in_container_on_pipes(
+    oci: &OciExec,
+    command: Vec<String>,
+    session: &mut RemoteCommandSession,
+) -> CommandOutcome {
+    if command.is_empty() {
+        return CommandOutcome::Failed("no command specified".into());
+    }
+    let piped = |wanted: bool| {
+        if wanted {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
+    let stdio = skiff_oci::ProcessStdio {
+        stdin: piped(session.stdin.is_some()),
+        stdout: piped(session.stdout.is_some()),
+        stderr: piped(session.stderr.is_some()),
+    };
+    let mut child = match oci.start(oci.process(command, false), stdio).await {
+        Ok(child) => child,
+        Err(error) => return CommandOutcome::Failed(error),
+    };
+    let input = match (
+        session.stdin.take(),
+        child
+            .stdin
+            .take()
+            .and_then(|pipe| tokio::process::ChildStdin::from_std(pipe).ok()),
+    ) {
+        (Some(from), Some(to)) => Some(tokio::spawn(pump(from, to))),
+        _ => None,
+    };
+    let mut outputs = Vec::new();
+    let stdout = child
+        .stdout
+        .take()
+        .and_then(|pipe| tokio::process::ChildStdout::from_std(pipe).ok());
+    if let (Some(from), Some(to)) = (stdout, session.stdout.take()) {
+        outputs.push(tokio::spawn(pump(from, to)));
+    }
+    let stderr = child
+        .stderr
+        .take()
+        .and_then(|pipe| tokio::process::ChildStderr::from_std(pipe).ok());
+    if let (Some(from), Some(to)) = (stderr, session.stderr.take()) {
+        outputs.push(tokio::spawn(pump(from, to)));
+    }
+    let status = wait_runtime_child(child).await;
+    for output in outputs {
+        let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, output).await;
+    }
+    if let Some(input) = input {
+        input.abort();
+    }
+    match status {
+        Ok(code) => CommandOutcome::Exited(code),
+        Err(error) => CommandOutcome::Failed(format!("waiting for the command: {error}")),
+    }
+}
+
 /// Runs the command on a new pseudo-terminal, as its session leader with the terminal as its
 /// controlling one (through `setsid --ctty` when installed); resizes set the terminal's size.
 async fn run_on_terminal(
@@ -553,32 +669,9 @@ async fn run_on_terminal(
             set_size(&pty.master, size);
         }
     }
-    let mut argv = Vec::new();
-    if let Some(setsid) = setsid {
-        argv.push(setsid.to_string_lossy().into_owned());
-        argv.push("--ctty".to_string());
-    }
-    argv.extend((place.enter)(command));
-    let Some(mut command) = command_for(place, &argv) else {
-        return CommandOutcome::Failed("no command specified".into());
-    };
-    let terminal = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
-    let (stdin, stdout, stderr) = match (
-        terminal(&pty.slave),
-        terminal(&pty.slave),
-        terminal(&pty.slave),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        _ => return CommandOutcome::Failed("sharing the terminal".into()),
-    };
-    command.stdin(stdin).stdout(stdout).stderr(stderr);
-    let spawned = command.spawn();
-    // Only the command holds the terminal's other end now: reading ends when it is gone.
-    drop(command);
-    drop(pty.slave);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(error) => return CommandOutcome::Failed(format!("starting {argv:?}: {error}")),
+    let waiting = match start_on_terminal(place, setsid, command, pty.slave).await {
+        Ok(waiting) => waiting,
+        Err(error) => return CommandOutcome::Failed(error),
     };
     let master = pty.master;
     let (reader, writer) = match (master.try_clone(), master.try_clone()) {
@@ -604,7 +697,7 @@ async fn run_on_terminal(
             master
         })
     });
-    let status = wait_or_kill(&mut child, &place.attach).await;
+    let status = waiting.await;
     if let Some(output) = output {
         let _ = tokio::time::timeout(OUTPUT_AFTER_EXIT, output).await;
     }
@@ -618,9 +711,58 @@ async fn run_on_terminal(
         task.abort();
     }
     match status {
-        Ok(status) => CommandOutcome::Exited(exit_code(status)),
+        Ok(code) => CommandOutcome::Exited(code),
         Err(error) => CommandOutcome::Failed(format!("waiting for the command: {error}")),
     }
+}
+
+/// The end of a started command: its exit code.
+type Waiting = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<i32>> + Send>>;
+
+/// Starts the command with the terminal's `slave` end as its stdio, through the runtime's
+/// exec for a runtime's container, else entering the container as probes do; once started,
+/// only the command holds that end, so reading the terminal ends when it is gone.
+async fn start_on_terminal(
+    place: &ExecPlace,
+    setsid: Option<&Path>,
+    command: Vec<String>,
+    slave: OwnedFd,
+) -> Result<Waiting, String> {
+    if command.is_empty() {
+        return Err("no command specified".into());
+    }
+    let terminal = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
+    let (stdin, stdout, stderr) = match (terminal(&slave), terminal(&slave), terminal(&slave)) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => return Err("sharing the terminal".into()),
+    };
+    drop(slave);
+    if let Some(oci) = &place.oci {
+        let stdio = skiff_oci::ProcessStdio {
+            stdin,
+            stdout,
+            stderr,
+        };
+        let child = oci.start(oci.process(command, true), stdio).await?;
+        return Ok(Box::pin(wait_runtime_child(child)));
+    }
+    let mut argv = Vec::new();
+    if let Some(setsid) = setsid {
+        argv.push(setsid.to_string_lossy().into_owned());
+        argv.push("--ctty".to_string());
+    }
+    argv.extend((place.enter)(command));
+    let Some(mut command) = command_for(place, &argv) else {
+        return Err("no command specified".into());
+    };
+    command.stdin(stdin).stdout(stdout).stderr(stderr);
+    let spawned = command.spawn();
+    drop(command);
+    let mut child = spawned.map_err(|error| format!("starting {argv:?}: {error}"))?;
+    let attach = place.attach.clone();
+    Ok(Box::pin(async move {
+        wait_or_kill(&mut child, &attach).await.map(exit_code)
+    }))
 }
 
 /// Connects a session to a running container's own stdio until the container or the client
@@ -851,6 +993,7 @@ mod tests {
             env: Vec::new(),
             cwd: PathBuf::from("/"),
             join_group: true,
+            oci: None,
             enter: Arc::new(|command| command),
         };
         places.started("uid", "c", place(10));

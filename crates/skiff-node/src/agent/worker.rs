@@ -1763,7 +1763,15 @@ fn exec_place(
 ) -> super::streams::ExecPlace {
     let (isolation, root, pgid) = (isolation.clone(), root.clone(), process.pgid);
     let through_runtime = root.as_ref().is_some_and(|r| r.oci.is_some());
+    let oci = root.as_ref().and_then(|root| {
+        Some(super::streams::OciExec {
+            container: root.oci.clone()?,
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: root.working_dir.clone(),
+        })
+    });
     super::streams::ExecPlace {
+        oci,
         pgid,
         attach: process.attach.clone(),
         env: env.to_vec(),

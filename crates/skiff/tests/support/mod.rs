@@ -573,6 +573,20 @@ impl LineStream {
     pub fn seen(&self) -> &[String] {
         &self.seen
     }
+
+    /// Whether kubectl closes its output (ends) within `timeout`; lines printed meanwhile
+    /// join [`LineStream::seen`].
+    pub fn ends_within(&mut self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+    }
 }
 
 impl Drop for LineStream {
