@@ -444,9 +444,18 @@ fn a_second_apply_of_the_same_file_reports_unchanged_and_writes_nothing() {
         let lines: Vec<&str> = second.lines().collect();
         assert_eq!(lines.len(), before.len(), "one line per object:\n{second}");
         for line in &lines {
+            // kubectl knows no strategic merge for the CloneSet (a custom resource to it), so
+            // its three-way JSON merge patch resends the container list the server defaulted,
+            // and it says "configured" as it does against OpenKruise; the write is a no-op all
+            // the same (checked below).
+            let expected = if line.starts_with("cloneset.apps.kruise.io/") {
+                " configured"
+            } else {
+                " unchanged"
+            };
             assert!(
-                line.ends_with(" unchanged"),
-                "a second apply should report every object unchanged:\n{second}"
+                line.ends_with(expected),
+                "a second apply should report {line:?} as{expected}:\n{second}"
             );
         }
         let after = items(&kubectl.json(&["get", "-f", file]));
