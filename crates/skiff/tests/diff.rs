@@ -296,7 +296,7 @@ fn an_applied_config_map_diffs_empty_with_every_installed_kubectl() {
 /// The lines a unified diff adds or removes, without its file headers.
 fn changed_lines(diff: &str) -> Vec<String> {
     diff.lines()
-        .filter(|l| (l.starts_with('+') || l.starts_with('-')))
+        .filter(|l| l.starts_with('+') || l.starts_with('-'))
         .filter(|l| !l.starts_with("+++") && !l.starts_with("---"))
         .map(str::to_string)
         .collect()
