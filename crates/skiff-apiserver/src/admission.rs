@@ -293,13 +293,43 @@ fn decode_typed(
 ) -> Result<(Value, Vec<String>), DecodeError> {
     let strategy = skiff_api::kinds::strategy_for(resource);
     let Some(typed) = strategy.typed(resource.version) else {
+        let mut obj = obj;
+        drop_empty_metadata_collections(&mut obj);
         return Ok((obj, Vec::new()));
     };
     let (mut value, warnings) = typed_round_trip(typed, resource, obj, validation)?;
     if strategy.registry_hook() == RegistryHook::Secret {
         merge_string_data(&mut value);
     }
+    drop_empty_metadata_collections(&mut value);
     Ok((value, warnings))
+}
+
+/// Removes empty `labels`, `annotations`, `finalizers`, `ownerReferences` and `managedFields`
+/// from an object's metadata: Kubernetes declares them `omitempty`, so an empty one sent by a
+/// client (kubectl's patches carry `annotations: {}`) is neither stored nor returned, and a
+/// write that only adds one changes nothing.
+pub fn drop_empty_metadata_collections(obj: &mut Value) {
+    let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in [
+        "labels",
+        "annotations",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+    ] {
+        let empty = match metadata.get(field) {
+            Some(Value::Object(map)) => map.is_empty(),
+            Some(Value::Array(list)) => list.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            metadata.remove(field);
+        }
+    }
 }
 
 /// Folds a Secret's write-only `stringData` into `data` (base64), its entries winning over
@@ -400,6 +430,22 @@ mod tests {
         let (value, _) = normalize(secrets, only_string, FieldValidation::Strict).unwrap();
         assert_eq!(value["data"], json!({"k":"dg=="}));
         assert_eq!(value.get("stringData"), None);
+    }
+
+    #[test]
+    fn empty_metadata_collections_are_dropped_as_go_omits_them() {
+        let config_maps = skiff_api::resources::find("", "v1", "configmaps").unwrap();
+        let obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c",
+            "annotations":{},"labels":{},"finalizers":[],"ownerReferences":[]},"data":{"a":"1"}});
+        let (value, _) = normalize(config_maps, obj, FieldValidation::Strict).unwrap();
+        assert_eq!(value["metadata"], json!({"name":"c"}));
+        let kept = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c",
+            "annotations":{"k":"v"},"labels":{"l":"v"},"finalizers":["f"]}});
+        let (value, _) = normalize(config_maps, kept, FieldValidation::Strict).unwrap();
+        assert_eq!(
+            value["metadata"],
+            json!({"name":"c","annotations":{"k":"v"},"labels":{"l":"v"},"finalizers":["f"]})
+        );
     }
 
     #[test]

@@ -1013,6 +1013,13 @@ impl Registry {
                 if is_service {
                     self.services.release_difference(&new, Some(&old)).await;
                 }
+                // What the write would store, at the version it would replace: nothing was
+                // written, so the answer names the current resourceVersion.
+                meta::set(
+                    &mut new,
+                    "resourceVersion",
+                    Value::String(revision.to_string()),
+                );
                 return Ok(Written {
                     object: self.present(resource, new)?,
                     warnings,

@@ -647,3 +647,79 @@ async fn a_huge_grace_period_is_kept_and_the_deadline_saturates() {
         Deleted::Gone(_) => panic!("a negative grace period is one second, not immediate"),
     }
 }
+
+#[tokio::test]
+async fn dry_run_updates_answer_at_the_current_resource_version_and_store_nothing() {
+    let (_d, r) = fresh_registry().await;
+    let config_maps = res("", "v1", "configmaps");
+    let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings"}, "data": {"mode": "fast"}});
+    let created = r
+        .create(config_maps, Some("default"), config_map, opts())
+        .await
+        .unwrap()
+        .object;
+    let version = created["metadata"]["resourceVersion"].clone();
+    assert!(version.is_string(), "created without a resourceVersion");
+
+    let mut changed = created.clone();
+    changed["data"]["mode"] = json!("slow");
+    let dry_run = WriteOptions {
+        dry_run: true,
+        ..opts()
+    };
+    let answer = r
+        .update(
+            config_maps,
+            Some("default"),
+            "settings",
+            changed,
+            None,
+            dry_run,
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(answer["data"]["mode"], "slow");
+    assert_eq!(answer["metadata"]["resourceVersion"], version);
+    let stored = r
+        .get(config_maps, Some("default"), "settings")
+        .await
+        .unwrap();
+    assert_eq!(stored, created, "the dry run stored something");
+}
+
+#[tokio::test]
+async fn empty_metadata_maps_are_not_stored_and_change_nothing() {
+    let (_d, r) = fresh_registry().await;
+    let config_maps = res("", "v1", "configmaps");
+    let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "plain", "annotations": {}, "labels": {}}, "data": {"k": "v"}});
+    let created = r
+        .create(config_maps, Some("default"), config_map, opts())
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(created["metadata"].get("annotations"), None);
+    assert_eq!(created["metadata"].get("labels"), None);
+
+    let mut with_empty = created.clone();
+    with_empty["metadata"]["annotations"] = json!({});
+    with_empty["metadata"]["finalizers"] = json!([]);
+    let updated = r
+        .update(
+            config_maps,
+            Some("default"),
+            "plain",
+            with_empty,
+            None,
+            opts(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(
+        updated, created,
+        "adding empty maps changed the object or its resourceVersion"
+    );
+}
