@@ -20,6 +20,7 @@ pub mod cluster_role_binding;
 pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
+pub mod daemon_set;
 pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
@@ -54,6 +55,7 @@ pub static KINDS: &[&Kind] = &[
     &deployment::KIND,
     &replica_set::KIND,
     &controller_revision::KIND,
+    &daemon_set::KIND,
     &horizontal_pod_autoscaler::KIND,
     &lease::KIND,
     &endpoint_slice::KIND,
