@@ -8,6 +8,7 @@
 
 pub mod cloneset;
 pub mod clusterrole_aggregation;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;

@@ -10,6 +10,7 @@ use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
 use crate::cloneset::controller::CloneSetController;
 use crate::clusterrole_aggregation::ClusterRoleAggregationController;
+use crate::daemonset::controller::DaemonSetController;
 use crate::deployment::controller::DeploymentController;
 use crate::endpoints::controller::EndpointsController;
 use crate::endpointslice::controller::EndpointSliceController;
@@ -23,6 +24,8 @@ const REPLICASET_WORKERS: usize = 5;
 const GC_WORKERS: usize = 20;
 /// OpenKruise's default `--cloneset-workers`.
 const CLONESET_WORKERS: usize = 3;
+/// kube-controller-manager's `--concurrent-daemonset-syncs` default.
+const DAEMONSET_WORKERS: usize = 2;
 /// kube-controller-manager's `--concurrent-endpoint-syncs` and
 /// `--concurrent-service-endpoint-syncs`.
 const ENDPOINTS_WORKERS: usize = 5;
@@ -47,6 +50,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let endpoint_slices = informer(&client, &kinds::endpoint_slice::V1);
     let nodes = informer(&client, &kinds::node::V1);
     let cluster_roles = informer(&client, &kinds::cluster_role::V1);
+    let daemon_sets = informer(&client, &kinds::daemon_set::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -58,6 +62,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &endpoint_slices,
         &nodes,
         &cluster_roles,
+        &daemon_sets,
     ] {
         i.wait_synced().await;
     }
@@ -101,6 +106,17 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("endpoint-controller"),
         ),
     );
+    let daemon_set_controller = DaemonSetController::new(
+        client.clone(),
+        daemon_sets.clone(),
+        pods.clone(),
+        nodes.clone(),
+        controller_revisions.clone(),
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("daemonset-controller"),
+        ),
+    );
     let endpoint_slice_controller = EndpointSliceController::new(
         client.clone(),
         services,
@@ -122,6 +138,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             pods,
             controller_revisions,
             clonesets,
+            daemon_sets,
         ],
     );
 
@@ -135,16 +152,18 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         endpoints_controller.clone(),
         endpoint_slice_controller.clone(),
         aggregation_controller.clone(),
+        daemon_set_controller.clone(),
     );
     let running = futures::future::join5(
         deployment_controller.run(DEPLOYMENT_WORKERS),
         replica_set_controller.run(REPLICASET_WORKERS),
         gc.run(GC_WORKERS),
         clone_set_controller.run(CLONESET_WORKERS),
-        futures::future::join3(
+        futures::future::join4(
             endpoints_controller.run(ENDPOINTS_WORKERS),
             endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
             aggregation_controller.run(CLUSTERROLE_AGGREGATION_WORKERS),
+            daemon_set_controller.run(DAEMONSET_WORKERS),
         ),
     );
     tokio::select! {
@@ -157,6 +176,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoint_stoppers.0.shutdown();
             endpoint_stoppers.1.shutdown();
             endpoint_stoppers.2.shutdown();
+            endpoint_stoppers.3.shutdown();
         }
     }
 }
