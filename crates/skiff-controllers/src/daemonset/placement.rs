@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use skiff_scheduler::matching::{effective_taints, node_matches_pod_affinity, tolerated};
+use skiff_scheduler::matching::{node_matches_pod_affinity, tolerated};
 
 use crate::replicaset::pod_name_prefix;
 
@@ -208,7 +208,13 @@ pub fn node_fit(ds: &DaemonSet, node: &Node) -> NodeFit {
         return NEITHER;
     }
     let tolerations = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
-    let taints = effective_taints(node);
+    // The node's own taints, as the daemon controller reads them: a node that is not Ready
+    // without a taint saying so still gets its pod, which the scheduler then holds back.
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or(&[]);
     let untolerated = |effects: &[&str]| {
         taints
             .iter()
