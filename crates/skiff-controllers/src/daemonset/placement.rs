@@ -198,9 +198,18 @@ pub fn node_fit(ds: &DaemonSet, node: &Node) -> NodeFit {
         should_continue_running: false,
     };
     let node_name = node.metadata.name.as_deref().unwrap_or("");
-    let pod = daemon_pod(ds, node_name, "");
+    // The template as it would run there (`NewPod`): the user's own affinity, which the
+    // created pod's pin to the node replaces, is what decides.
+    let template = template(ds);
+    let mut pod_spec = template.spec.unwrap_or_default();
+    with_daemon_tolerations(&mut pod_spec);
+    let wanted_node = pod_spec.node_name.clone().unwrap_or_default();
+    let pod = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: Some(pod_spec),
+        status: None,
+    };
     let spec = pod.spec.as_ref();
-    let wanted_node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or("");
     if !wanted_node.is_empty() && wanted_node != node_name {
         return NEITHER;
     }

@@ -449,17 +449,19 @@ fn old_pods(count: usize, extra: Value) -> Vec<Pod> {
         .collect()
 }
 
+/// `pods` plus a pod of revision `hash` on each listed node, ready or not.
+fn with_new(mut pods: Vec<Pod>, ready: bool, hash: &str, nodes: &[usize]) -> Vec<Pod> {
+    for i in nodes {
+        let extra = if ready { json!({}) } else { not_ready() };
+        pods.push(pod(&format!("new-{i}"), &format!("node-{i}"), hash, extra));
+    }
+    pods
+}
+
 #[test]
 fn rolling_updates_respect_max_unavailable_and_max_surge() {
     let surge = |v: Value| json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": v}}});
     let unavailable = |v: Value| json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": v, "maxSurge": 0}}});
-    let with_new = |mut pods: Vec<Pod>, ready: bool, hash: &str, nodes: &[usize]| {
-        for i in nodes {
-            let extra = if ready { json!({}) } else { not_ready() };
-            pods.push(pod(&format!("new-{i}"), &format!("node-{i}"), hash, extra));
-        }
-        pods
-    };
     type Case = (
         &'static str,
         Value,
