@@ -300,6 +300,39 @@ fn rolling_update_rollout_undo_and_on_delete() {
         (revisions == ["2", "3"]).then_some(())
     });
 
+    // With maxUnavailable 1, a new pod that never becomes ready stops the rollout after one
+    // node: the other two keep their old pods.
+    kubectl.ok(&[
+        "patch",
+        "ds",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"sim.skiff.dev/never-ready":"true"}},"spec":{"containers":[{"name":"main","image":"web:bad"}]}}}}"#,
+    ]);
+    wait_for("the stalled rollout", DEADLINE, || {
+        let ds = ds_status(&kubectl, "web");
+        let status = &ds["status"];
+        let stalled = status["observedGeneration"] == ds["metadata"]["generation"]
+            && status["updatedNumberScheduled"] == 1
+            && status["numberReady"] == 2
+            && status["numberUnavailable"] == 1;
+        stalled.then_some(())
+    });
+    let images: Vec<String> = pods_by_node(&kubectl, "web")
+        .into_values()
+        .flatten()
+        .collect();
+    let mut sorted = images.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["web:1", "web:1", "web:bad"], "pods: {images:?}");
+    assert_eq!(
+        kubectl.ok(&["rollout", "status", "ds/web", "--watch=false"]),
+        "Waiting for daemon set \"web\" rollout to finish: 1 out of 3 new pods have been updated...\n"
+    );
+    kubectl.ok(&["rollout", "undo", "ds/web"]);
+    kubectl.ok(&["rollout", "status", "ds/web", "--timeout=60s"]);
+    wait_for_pods(&kubectl, "web", &all, "web:1");
+
     // OnDelete: a new template waits until the user deletes a pod.
     kubectl.ok(&[
         "patch",

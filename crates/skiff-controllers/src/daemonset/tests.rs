@@ -282,7 +282,14 @@ fn existing_pods_are_kept_deleted_or_completed() {
     let no_execute = json!({"spec": {"taints": [{"key": "dedicated", "effect": "NoExecute"}]}});
     let no_schedule = json!({"spec": {"taints": [{"key": "dedicated", "effect": "NoSchedule"}]}});
     // (case, nodes, pods, expected creations, expected deletions)
-    let cases: Vec<(&str, Vec<Node>, Vec<Pod>, Vec<&str>, Vec<&str>)> = vec![
+    type Case = (
+        &'static str,
+        Vec<Node>,
+        Vec<Pod>,
+        Vec<&'static str>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "DealsWithExistingPods",
             nodes(5),
@@ -673,13 +680,14 @@ fn revision(name: &str, number: i64, template_image: &str, hash: &str) -> Contro
 fn history_is_created_renumbered_and_pruned() {
     let ds = daemon_set(json!({"revisionHistoryLimit": 1}));
     // (case, existing revisions, revision created (number), renumbered, pruned)
-    let cases: Vec<(
-        &str,
+    type Case = (
+        &'static str,
         Vec<ControllerRevision>,
         Option<i64>,
-        Option<(&str, i64)>,
-        Vec<&str>,
-    )> = vec![
+        Option<(&'static str, i64)>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         ("FirstRevision", vec![], Some(1), None, vec![]),
         (
             "NewTemplate",
