@@ -273,6 +273,20 @@ fn rolling_update_rollout_undo_and_on_delete() {
         "rollout status printed {status}"
     );
     wait_for_pods(&kubectl, "web", &all, "web:2");
+    let ds = ds_status(&kubectl, "web");
+    assert_eq!(
+        ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "2",
+        "the template generation counts the template change"
+    );
+    let generations = kubectl.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.labels.pod-template-generation}",
+    ]);
+    assert_eq!(generations, "2 2 2");
     let history = kubectl.ok(&["rollout", "history", "ds/web"]);
     let revisions: Vec<&str> = history
         .lines()

@@ -69,6 +69,44 @@ impl KindStrategy for Strategy {
     fn printer(&self) -> Option<Printer> {
         Some(Printer::new(daemon_set_columns(), daemon_set_cells))
     }
+
+    /// The template generation `apps/v1` shows as an annotation: 1 on create, one more on
+    /// each template change, never what the client sent.
+    fn prepare_for_write(&self, new: &mut Value, old: Option<&Value>) {
+        let generation = match old {
+            None => 1,
+            Some(old) => {
+                let before = template_generation(old);
+                let changed = new.pointer("/spec/template") != old.pointer("/spec/template");
+                if changed {
+                    before.saturating_add(1)
+                } else {
+                    before
+                }
+            }
+        };
+        let Some(metadata) = new.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return;
+        };
+        let annotations = object_at(metadata, "annotations");
+        annotations.insert(
+            TEMPLATE_GENERATION_ANNOTATION.to_string(),
+            Value::String(generation.to_string()),
+        );
+    }
+}
+
+/// The annotation in which `apps/v1` carries a DaemonSet's template generation.
+pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+
+/// The stored template generation (0 when absent or unreadable, as for an object stored
+/// before the annotation was kept).
+fn template_generation(obj: &Value) -> i64 {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(TEMPLATE_GENERATION_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `ValidateDaemonSetSpec`: the selector against the template, the template's restart policy
@@ -381,6 +419,29 @@ mod tests {
                 == "spec.template.spec.activeDeadlineSeconds: Invalid value: 5: activeDeadlineSeconds must be nil for DaemonSets"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn template_generation_starts_at_one_and_counts_template_changes() {
+        let generation =
+            |obj: &Value| obj["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION].clone();
+        let mut created = defaulted(json!({}));
+        created["metadata"]["annotations"] = json!({TEMPLATE_GENERATION_ANNOTATION: "7"});
+        Strategy.prepare_for_write(&mut created, None);
+        assert_eq!(
+            generation(&created),
+            json!("1"),
+            "a client's value is not kept"
+        );
+        let mut same_template = created.clone();
+        same_template["spec"]["minReadySeconds"] = json!(5);
+        same_template["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION] = json!("9");
+        Strategy.prepare_for_write(&mut same_template, Some(&created));
+        assert_eq!(generation(&same_template), json!("1"));
+        let mut new_image = created.clone();
+        new_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("agent:2");
+        Strategy.prepare_for_write(&mut new_image, Some(&created));
+        assert_eq!(generation(&new_image), json!("2"));
     }
 
     #[test]

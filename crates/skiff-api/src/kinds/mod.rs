@@ -174,6 +174,10 @@ pub trait KindStrategy: Sync {
         true
     }
 
+    /// Sets the fields the server owns on a create (`old` is `None`) or derives them from the
+    /// stored object on an update, after admission (a DaemonSet's template generation).
+    fn prepare_for_write(&self, _new: &mut Value, _old: Option<&Value>) {}
+
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Generic

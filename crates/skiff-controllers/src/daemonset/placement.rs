@@ -19,8 +19,7 @@ use crate::replicaset::pod_name_prefix;
 pub const CONTROLLER_REVISION_HASH_LABEL: &str = "controller-revision-hash";
 /// Label carrying the DaemonSet's template generation on its pods.
 pub const POD_TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
-/// Annotation in which `apps/v1` keeps a DaemonSet's template generation.
-pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+use skiff_api::kinds::daemon_set::TEMPLATE_GENERATION_ANNOTATION;
 
 /// The tolerations every daemon pod gets (`AddOrUpdateDaemonPodTolerations`), so node
 /// conditions never evict or keep out a node's daemons: `(key, effect)`, operator `Exists`.
