@@ -278,15 +278,21 @@ fn rolling_update_rollout_undo_and_on_delete() {
         ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "2",
         "the template generation counts the template change"
     );
-    let generations = kubectl.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=web",
-        "-o",
-        "jsonpath={.items[*].metadata.labels.pod-template-generation}",
-    ]);
-    assert_eq!(generations, "2 2 2");
+    wait_for(
+        "every pod labelled with template generation 2",
+        DEADLINE,
+        || {
+            let generations = kubectl.ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].metadata.labels.pod-template-generation}",
+            ]);
+            (generations == "2 2 2").then_some(())
+        },
+    );
     let history = kubectl.ok(&["rollout", "history", "ds/web"]);
     let revisions: Vec<&str> = history
         .lines()
