@@ -401,3 +401,89 @@ fn rolling_update_rollout_undo_and_on_delete() {
         (ds_status(&kubectl, "web")["status"]["updatedNumberScheduled"] == 1).then_some(())
     });
 }
+
+/// The real node beside two simulated ones runs the daemon's container from a test image, and
+/// the rolling update to a new tag keeps at most one node without an available pod, in every
+/// status the controller wrote.
+#[test]
+fn daemon_set_runs_on_the_real_node_and_rolls_out_one_node_at_a_time() {
+    use support::images::{demo, DEMO};
+    let skiff = Skiff::start_with_images(
+        &["--simulated-nodes", "2", "--no-proxy"],
+        &[demo("alpine"), demo("v2")],
+    );
+    let kubectl = skiff.kubectl();
+    let real_node = wait_for("the real node to register", DEADLINE, || {
+        let nodes = kubectl.json(&["get", "nodes"]);
+        items(&nodes)
+            .iter()
+            .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+            .find(|n| !n.starts_with("sim-node-"))
+            .map(str::to_string)
+    });
+    let path = skiff.write_file("web.yaml", &manifest("web", &format!("{DEMO}:alpine"), ""));
+    kubectl.ok(&["apply", "-f", &path]);
+    let mut nodes = vec![real_node.clone(), "sim-node-1".into(), "sim-node-2".into()];
+    nodes.sort();
+    let node_refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    wait_for_pods(&kubectl, "web", &node_refs, &format!("{DEMO}:alpine"));
+    kubectl.ok(&["rollout", "status", "ds/web", "--timeout=90s"]);
+    let on_real = kubectl.json(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "--field-selector",
+        &format!("spec.nodeName={real_node}"),
+    ]);
+    let real_pods = items(&on_real);
+    assert_eq!(real_pods.len(), 1, "one daemon pod on {real_node}");
+    assert_eq!(
+        real_pods[0]
+            .pointer("/status/phase")
+            .and_then(Value::as_str),
+        Some("Running"),
+        "the real node runs its daemon pod"
+    );
+
+    let mut statuses = kubectl.spawn_lines(&[
+        "get",
+        "ds",
+        "web",
+        "-w",
+        "-o",
+        "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.updatedNumberScheduled} {.status.numberAvailable} {.status.numberUnavailable}{\"\\n\"}",
+    ]);
+    kubectl.ok(&["set", "image", "ds/web", &format!("main={DEMO}:v2")]);
+    let done = kubectl.ok(&["rollout", "status", "ds/web", "--timeout=90s"]);
+    assert!(
+        done.ends_with("daemon set \"web\" successfully rolled out\n"),
+        "rollout status printed {done}"
+    );
+    wait_for_pods(&kubectl, "web", &node_refs, &format!("{DEMO}:v2"));
+    statuses.wait_for_line("the rolled-out status", |line| {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        cells.len() >= 4 && cells[0] == "2" && cells[1] == "2" && cells[2] == "3" && cells[3] == "3"
+    });
+    // Every status the controller wrote on the way (a watch misses none).
+    let unavailable: Vec<i64> = statuses
+        .seen()
+        .iter()
+        .map(|line| {
+            line.split_whitespace()
+                .nth(4)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(
+        unavailable.iter().all(|n| *n <= 1),
+        "more than one node was without an available pod: {:?}",
+        statuses.seen()
+    );
+    assert!(
+        unavailable.contains(&1),
+        "the rollout never took a node's pod down: {:?}",
+        statuses.seen()
+    );
+}
