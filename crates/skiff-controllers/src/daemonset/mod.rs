@@ -256,7 +256,6 @@ pub fn allows_surge(ds: &DaemonSet) -> bool {
 /// and what to write.
 struct History<'a> {
     hash: String,
-    current: Option<&'a ControllerRevision>,
     create: Option<ControllerRevision>,
     renumber: Option<(String, i64)>,
     old: Vec<&'a ControllerRevision>,
@@ -306,7 +305,6 @@ fn construct_history<'a>(ds: &DaemonSet, revisions: &'a [ControllerRevision]) ->
                 (cur.revision < next).then(|| (name_of(&cur.metadata).to_string(), next));
             History {
                 hash,
-                current: Some(cur),
                 create: None,
                 renumber,
                 old,
@@ -336,7 +334,6 @@ fn construct_history<'a>(ds: &DaemonSet, revisions: &'a [ControllerRevision]) ->
             };
             History {
                 hash,
-                current: None,
                 create: Some(revision),
                 renumber: None,
                 old,
@@ -399,7 +396,6 @@ pub fn plan(
         renumber_revision: history.renumber.clone(),
         ..DaemonSetPlan::default()
     };
-    let _ = history.current;
 
     // The DaemonSet's pods by the node they are on or target; deleted pods that finished
     // are gone for good and count nowhere.
