@@ -423,7 +423,7 @@ fn daemon_set_runs_on_the_real_node_and_rolls_out_one_node_at_a_time() {
     });
     let path = skiff.write_file("web.yaml", &manifest("web", &format!("{DEMO}:alpine"), ""));
     kubectl.ok(&["apply", "-f", &path]);
-    let mut nodes = vec![real_node.clone(), "sim-node-1".into(), "sim-node-2".into()];
+    let mut nodes = [real_node.clone(), "sim-node-1".into(), "sim-node-2".into()];
     nodes.sort();
     let node_refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
     wait_for_pods(&kubectl, "web", &node_refs, &format!("{DEMO}:alpine"));
