@@ -200,6 +200,35 @@ fn daemon_pods_follow_nodes_taints_and_node_selectors() {
     ]);
     assert!(events.contains("Created pod: agent-"), "events: {events}");
 
+    // Events are written apart from the pods; wait for them to show.
+    let described = wait_for("the creation events in describe", DEADLINE, || {
+        let described = kubectl.ok(&["describe", "ds", "agent"]);
+        described
+            .lines()
+            .any(|l| l.contains("SuccessfulCreate"))
+            .then_some(described)
+    });
+    for line in [
+        "Desired Number of Nodes Scheduled: 2",
+        "Current Number of Nodes Scheduled: 2",
+        "Number of Nodes Scheduled with Up-to-date Pods: 2",
+        "Number of Nodes Scheduled with Available Pods: 2",
+        "Number of Nodes Misscheduled: 0",
+        "Pods Status:  2 Running / 0 Waiting / 0 Succeeded / 0 Failed",
+        "deprecated.daemonset.template.generation: 1",
+    ] {
+        assert!(
+            described.contains(line),
+            "describe lacks {line:?}:\n{described}"
+        );
+    }
+    assert!(
+        described.lines().any(|l| l.contains("SuccessfulCreate")
+            && l.contains("daemonset-controller")
+            && l.contains("Created pod: agent-")),
+        "describe lacks the creation events:\n{described}"
+    );
+
     // A nodeSelector change moves the daemon to the labelled node only.
     kubectl.ok(&["label", "node", "sim-node-1", "role=edge"]);
     kubectl.ok(&[
