@@ -264,6 +264,20 @@ fn placement_follows_the_daemon_controller_cases() {
 }
 
 #[test]
+fn creations_go_in_slow_start_batches_up_to_the_burst() {
+    let ds = daemon_set(json!({}));
+    let five = run(&ds, &nodes(5), &[], &mut FailedPodBackoff::new());
+    assert_eq!(five.plan.create_batches, [1, 2, 2]);
+    let many = run(&ds, &nodes(300), &[], &mut FailedPodBackoff::new());
+    assert_eq!(many.plan.create_on_nodes.len(), BURST_REPLICAS);
+    assert_eq!(many.plan.create_batches, [1, 2, 4, 8, 16, 32, 64, 123]);
+    assert_eq!(
+        many.plan.status.map(|s| s.desired_number_scheduled),
+        Some(300)
+    );
+}
+
+#[test]
 fn existing_pods_are_kept_deleted_or_completed() {
     let ds = daemon_set(json!({}));
     let h = hash_of(&ds);
