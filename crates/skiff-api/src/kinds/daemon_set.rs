@@ -11,7 +11,7 @@ use crate::selector::LabelSelector;
 use crate::validation::*;
 use crate::wire::{object_at, or_insert};
 use crate::{
-    errors::FieldError,
+    errors::{FieldError, FieldErrorType},
     printers::Printer,
     resources::{res, ResourceInfo, Subresource::Status},
     validation,
@@ -112,7 +112,15 @@ fn template_generation(obj: &Value) -> i64 {
 /// `ValidateDaemonSetSpec`: the selector against the template, the template's restart policy
 /// and deadline, the counts, and the update strategy.
 fn validate_daemon_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    let start = errs.len();
     validate_selector_and_template(spec, "daemonset", errs);
+    // Unlike the Deployment's, Kubernetes' DaemonSet validation does not require a selector:
+    // a missing one matches no labels, which the template check reports.
+    let mut own = errs.split_off(start);
+    if field(spec, "selector").is_null() {
+        own.retain(|e| !(e.field == "spec.selector" && e.error_type == FieldErrorType::Required));
+    }
+    errs.extend(own);
     let template_spec = field(field(spec, "template"), "spec");
     if !field(spec, "template").is_null() {
         let restart = str_at(template_spec, "restartPolicy");
@@ -123,14 +131,13 @@ fn validate_daemon_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
                 &["Always"],
             ));
         }
-        if let Some(deadline) = template_spec
+        if template_spec
             .get("activeDeadlineSeconds")
-            .filter(|v| !v.is_null())
+            .is_some_and(|v| !v.is_null())
         {
-            errs.push(FieldError::invalid(
+            errs.push(FieldError::forbidden(
                 "spec.template.spec.activeDeadlineSeconds",
-                deadline,
-                "activeDeadlineSeconds must be nil for DaemonSets",
+                "activeDeadlineSeconds in DaemonSet is not Supported",
             ));
         }
     }
@@ -416,7 +423,7 @@ mod tests {
         );
         assert!(
             errors.iter().any(|e| e
-                == "spec.template.spec.activeDeadlineSeconds: Invalid value: 5: activeDeadlineSeconds must be nil for DaemonSets"),
+                == "spec.template.spec.activeDeadlineSeconds: Forbidden: activeDeadlineSeconds in DaemonSet is not Supported"),
             "{errors:?}"
         );
     }
@@ -442,6 +449,27 @@ mod tests {
         new_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("agent:2");
         Strategy.prepare_for_write(&mut new_image, Some(&created));
         assert_eq!(generation(&new_image), json!("2"));
+    }
+
+    #[test]
+    fn a_missing_selector_matches_no_labels_and_an_empty_one_is_invalid() {
+        let mut missing = defaulted(json!({}));
+        missing["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("selector");
+        assert_eq!(
+            errors_of(&missing),
+            ["spec.template.metadata.labels: Invalid value: {\"app\":\"agent\"}: `selector` does not match template `labels`"]
+        );
+        let empty = defaulted(json!({"selector": {}}));
+        let errors = errors_of(&empty);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("spec.selector: Invalid value")
+                && errors[0].ends_with("empty selector is invalid for daemonset"),
+            "{errors:?}"
+        );
     }
 
     #[test]
