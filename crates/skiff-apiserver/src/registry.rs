@@ -819,6 +819,7 @@ impl Registry {
         } else {
             md.remove("generation");
         }
+        skiff_api::kinds::strategy_for(resource).prepare_for_write(&mut obj, None);
         if resource.has_subresource(Subresource::Status) {
             match hook(resource) {
                 RegistryHook::Pod => {
@@ -1163,6 +1164,7 @@ impl Registry {
                 .unwrap_or(0);
             meta::set(&mut new, "generation", json!(generation.saturating_add(1)));
         }
+        skiff_api::kinds::strategy_for(storage).prepare_for_write(&mut new, Some(old));
         if meta::is_deleting(old) {
             // Once deletion started, finalizers may only be removed.
             let before = meta::finalizers(old);

@@ -9,6 +9,7 @@
 pub mod cloneset;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;

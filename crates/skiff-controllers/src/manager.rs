@@ -11,6 +11,7 @@ use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 use crate::cloneset::controller::CloneSetController;
 use crate::clusterrole_aggregation::ClusterRoleAggregationController;
 use crate::cronjob::controller::CronJobController;
+use crate::daemonset::controller::DaemonSetController;
 use crate::deployment::controller::DeploymentController;
 use crate::endpoints::controller::EndpointsController;
 use crate::endpointslice::controller::EndpointSliceController;
@@ -25,6 +26,8 @@ const REPLICASET_WORKERS: usize = 5;
 const GC_WORKERS: usize = 20;
 /// OpenKruise's default `--cloneset-workers`.
 const CLONESET_WORKERS: usize = 3;
+/// kube-controller-manager's `--concurrent-daemonset-syncs` default.
+const DAEMONSET_WORKERS: usize = 2;
 /// kube-controller-manager's `--concurrent-endpoint-syncs` and
 /// `--concurrent-service-endpoint-syncs`.
 const ENDPOINTS_WORKERS: usize = 5;
@@ -56,6 +59,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let cluster_roles = informer(&client, &kinds::cluster_role::V1);
     let jobs = informer(&client, &kinds::job::V1);
     let cron_jobs = informer(&client, &kinds::cron_job::V1);
+    let daemon_sets = informer(&client, &kinds::daemon_set::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -69,6 +73,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &cluster_roles,
         &jobs,
         &cron_jobs,
+        &daemon_sets,
     ] {
         i.wait_synced().await;
     }
@@ -112,6 +117,17 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("endpoint-controller"),
         ),
     );
+    let daemon_set_controller = DaemonSetController::new(
+        client.clone(),
+        daemon_sets.clone(),
+        pods.clone(),
+        nodes.clone(),
+        controller_revisions.clone(),
+        EventRecorder::new(
+            client.clone(),
+            EventSource::component("daemonset-controller"),
+        ),
+    );
     let endpoint_slice_controller = EndpointSliceController::new(
         client.clone(),
         services,
@@ -148,6 +164,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             clonesets,
             jobs,
             cron_jobs,
+            daemon_sets,
         ],
     );
 
@@ -164,6 +181,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         job_controller.clone(),
         ttl_controller.clone(),
         cron_job_controller.clone(),
+        daemon_set_controller.clone(),
     );
     let running = futures::future::join5(
         deployment_controller.run(DEPLOYMENT_WORKERS),
@@ -174,10 +192,11 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoints_controller.run(ENDPOINTS_WORKERS),
             endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
             aggregation_controller.run(CLUSTERROLE_AGGREGATION_WORKERS),
-            futures::future::join3(
+            futures::future::join4(
                 job_controller.run(JOB_WORKERS),
                 ttl_controller.run(TTL_AFTER_FINISHED_WORKERS),
                 cron_job_controller.run(CRONJOB_WORKERS),
+                daemon_set_controller.run(DAEMONSET_WORKERS),
             ),
         ),
     );
@@ -194,6 +213,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoint_stoppers.3.shutdown();
             endpoint_stoppers.4.shutdown();
             endpoint_stoppers.5.shutdown();
+            endpoint_stoppers.6.shutdown();
         }
     }
 }

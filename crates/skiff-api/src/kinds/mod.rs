@@ -21,6 +21,7 @@ pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
 pub mod cron_job;
+pub mod daemon_set;
 pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
@@ -57,6 +58,7 @@ pub static KINDS: &[&Kind] = &[
     &deployment::KIND,
     &replica_set::KIND,
     &controller_revision::KIND,
+    &daemon_set::KIND,
     &horizontal_pod_autoscaler::KIND,
     &lease::KIND,
     &endpoint_slice::KIND,
@@ -177,6 +179,10 @@ pub trait KindStrategy: Sync {
     fn serves_delete_collection(&self) -> bool {
         true
     }
+
+    /// Sets the fields the server owns on a create (`old` is `None`) or derives them from the
+    /// stored object on an update, after admission (a DaemonSet's template generation).
+    fn prepare_for_write(&self, _new: &mut Value, _old: Option<&Value>) {}
 
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {

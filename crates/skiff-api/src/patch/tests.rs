@@ -1171,3 +1171,26 @@ mod element_order {
         }
     }
 }
+
+#[test]
+fn daemon_set_template_containers_merge_by_name() {
+    // What `kubectl set image ds/x main=web:2` sends.
+    let target = json!({"kind": "DaemonSet", "spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "web:1"},
+        {"name": "side", "image": "side:1"}
+    ]}}}});
+    let patched = apply_patch(
+        find("apps", "v1", "daemonsets").expect("daemonsets are served"),
+        &target,
+        PatchType::StrategicMerge,
+        &json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "main"}],
+            "containers": [{"name": "main", "image": "web:2"}]
+        }}}}),
+    )
+    .expect("patch applies");
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "main", "image": "web:2"}, {"name": "side", "image": "side:1"}])
+    );
+}
