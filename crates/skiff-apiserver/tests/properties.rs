@@ -171,6 +171,12 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
                 "startingDeadlineSeconds": 30,
                 "jobTemplate": {"spec": {"template": pod_template}}}})
         }
+        ("policy", "v1", "PodDisruptionBudget") => json!({"spec": {"minAvailable": "50%",
+            "selector": selector, "unhealthyPodEvictionPolicy": "IfHealthyBudget"}}),
+        ("apps", "v1", "DaemonSet") => json!({"spec": {"selector": selector,
+            "template": template, "minReadySeconds": 2, "revisionHistoryLimit": 5,
+            "updateStrategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": 0}}}}),
         _ => return None,
     };
     let mut object = body;
