@@ -15,6 +15,7 @@ pub mod endpointslice;
 pub mod gc;
 pub mod hpa;
 pub mod job;
+pub mod leader_election;
 pub mod manager;
 pub mod namespace_defaults;
 pub mod replicaset;
