@@ -72,6 +72,14 @@ fn holder(kubectl: &Kubectl, lease: &str) -> String {
     ])
 }
 
+/// How many times `server` logged `message` for `lease`.
+fn log_count(server: &Skiff, message: &str, lease: &str) -> usize {
+    without_colours(&server.log())
+        .lines()
+        .filter(|line| line.contains(message) && line.contains(&format!("lease={lease}")))
+        .count()
+}
+
 /// The identity `server` announced when it became leader of `lease`, if it did.
 fn leader_identity_in_log(server: &Skiff, lease: &str) -> Option<String> {
     let log = without_colours(&server.log());
@@ -275,4 +283,40 @@ fn a_terminated_leader_hands_over_to_the_other_server() {
 #[test]
 fn a_killed_leader_is_replaced_once_its_lease_runs_out() {
     leader_fails_over(LeaderEnd::Killed);
+}
+
+#[test]
+fn a_leader_that_cannot_renew_stops_leading_before_its_lease_runs_out() {
+    let etcd = TestEtcd::start();
+    let a = server_on(&etcd, false);
+    for lease in LEASES {
+        wait_for(&format!("the server to hold {lease}"), DEADLINE, || {
+            leader_identity_in_log(&a, lease)
+        });
+    }
+    etcd.pause();
+    let paused = Instant::now();
+    for lease in LEASES {
+        wait_for(
+            &format!("the server to stop leading {lease}"),
+            DEADLINE,
+            || (log_count(&a, "stopped leading", lease) == 1).then_some(()),
+        );
+    }
+    let took = paused.elapsed();
+    eprintln!("stopped leading {took:?} after etcd stopped answering");
+    // The last renewal was at most a retry period before the pause; the others would wait a
+    // lease duration after it.
+    assert!(
+        took < Duration::from_secs(LEASE_SECONDS),
+        "the leader stopped {took:?} after its last chance to renew: too late"
+    );
+    etcd.resume();
+    for lease in LEASES {
+        wait_for(
+            &format!("the server to lead {lease} again"),
+            DEADLINE,
+            || (log_count(&a, "became leader", lease) == 2).then_some(()),
+        );
+    }
 }

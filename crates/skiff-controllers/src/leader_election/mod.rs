@@ -270,8 +270,14 @@ pub async fn run_elected(
         };
         let _ = stop_leading.send(true);
         if !running.is_finished() {
-            let _ = (&mut running).await;
+            // The lease runs out for others this long after the renew deadline.
+            let margin = timing.lease_duration.saturating_sub(timing.renew_deadline);
+            if tokio::time::timeout(margin, &mut running).await.is_err() {
+                tracing::warn!(lease = %candidate.election.lease_name, "the elected work is still stopping as the lease runs out");
+                let _ = (&mut running).await;
+            }
         }
+        tracing::info!(lease = %candidate.election.lease_name, "stopped leading");
         if ended_by_shutdown {
             candidate.release().await;
             return;
