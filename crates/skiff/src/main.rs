@@ -1,5 +1,6 @@
 //! The `skiff` command: Kubernetes workloads in one binary.
 
+mod bootstrap;
 mod cluster_dns;
 mod image_cmd;
 mod kubeconfig;

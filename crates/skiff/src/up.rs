@@ -295,6 +295,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     make_private_directory(&data_dir)?;
     import_image_archives(&data_dir).await;
     let store = open_store(&args, &data_dir).await?;
+    if args.datastore_endpoint.is_some() {
+        // Every server of the datastore serves with the same CA and accepts the same tokens.
+        crate::bootstrap::share_credentials(&*store, &data_dir).await?;
+    }
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
     let registry = match &service_network {
         Some(network) => Registry::with_service_range(store.clone(), network.range),

@@ -2,7 +2,7 @@
 //! `kubectl`: both serve the API, the controller manager and the scheduler run on the server
 //! holding the `kube-system` Leases, and when that server stops (SIGTERM) or dies (SIGKILL) the
 //! other takes the Leases over and carries out what is asked afterwards, never running more
-//! pods than the Deployment wants.
+//! pods than the Deployment wants. The servers share their CA and admin token through etcd.
 //!
 //! Run with `cargo test -p skiff --test ha`. Needs `kubectl` and `etcd` on the PATH.
 
@@ -166,6 +166,27 @@ fn leader_fails_over(end: LeaderEnd) {
         .collect();
     let b = server_on(&etcd, true);
     let b_kubectl = b.kubectl();
+
+    // The servers share the CA and the admin token: A's kubeconfig pointed at B works.
+    let server_url = |kubectl: &Kubectl| {
+        kubectl.ok(&[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])
+    };
+    let (a_url, b_url) = (server_url(&a_kubectl), server_url(&b_kubectl));
+    assert_ne!(a_url, b_url, "each server listens on its own port");
+    let a_config = std::fs::read_to_string(a.kubeconfig()).expect("A's kubeconfig");
+    let crossed = b.write_file("a-to-b.kubeconfig", &a_config.replace(&a_url, &b_url));
+    let crossed = b_kubectl.with_kubeconfig(&b.file_path(&crossed));
+    assert_eq!(
+        crossed.ok(&["get", "namespace", "default", "-o", "name"]),
+        "namespace/default\n",
+        "B trusts A's admin token and serves with the shared CA"
+    );
 
     // Both servers answer, and both see the same single holder of each Lease: A.
     for (lease, identity) in LEASES.iter().zip(&first_holders) {
