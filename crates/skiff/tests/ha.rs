@@ -258,6 +258,7 @@ fn leader_fails_over(end: LeaderEnd) {
         .iter()
         .map(|lease| {
             wait_for(&format!("B to take {lease}"), DEADLINE, || {
+                live_pods_within(&b_kubectl, 3);
                 leader_identity_in_log(&b, lease)
             })
         })
