@@ -47,6 +47,11 @@ const LEASES: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
 
 /// A server on `etcd`; `simulated_node` gives it the cluster's one (simulated) node.
 fn server_on(etcd: &TestEtcd, simulated_node: bool) -> Skiff {
+    server_with_timing(etcd, simulated_node, &ELECTION_FLAGS)
+}
+
+/// A server on `etcd` with the given `--leader-elect-*` flags.
+fn server_with_timing(etcd: &TestEtcd, simulated_node: bool, timing: &[&str]) -> Skiff {
     let endpoint = etcd.endpoint();
     let mut args = vec![
         "--no-node",
@@ -56,7 +61,7 @@ fn server_on(etcd: &TestEtcd, simulated_node: bool) -> Skiff {
         "--simulated-nodes",
         if simulated_node { "1" } else { "0" },
     ];
-    args.extend(ELECTION_FLAGS);
+    args.extend(timing);
     Skiff::start_with(&args)
 }
 
@@ -310,7 +315,19 @@ fn a_killed_leader_is_replaced_once_its_lease_runs_out() {
 #[test]
 fn a_leader_that_cannot_renew_stops_leading_before_its_lease_runs_out() {
     let etcd = TestEtcd::start();
-    let a = server_on(&etcd, false);
+    // A lease well beyond the renew deadline, so the bound below holds on a loaded machine.
+    let a = server_with_timing(
+        &etcd,
+        false,
+        &[
+            "--leader-elect-lease-duration",
+            "8s",
+            "--leader-elect-renew-deadline",
+            "3s",
+            "--leader-elect-retry-period",
+            "1s",
+        ],
+    );
     for lease in LEASES {
         wait_for(&format!("the server to hold {lease}"), DEADLINE, || {
             leader_identity_in_log(&a, lease)
@@ -328,9 +345,9 @@ fn a_leader_that_cannot_renew_stops_leading_before_its_lease_runs_out() {
     let took = paused.elapsed();
     eprintln!("stopped leading {took:?} after etcd stopped answering");
     // The last renewal was at most a retry period before the pause; the others would wait a
-    // lease duration after it.
+    // lease duration (8 s) after it, and the leader stops at its renew deadline (3 s).
     assert!(
-        took < Duration::from_secs(LEASE_SECONDS),
+        took < Duration::from_secs(8),
         "the leader stopped {took:?} after its last chance to renew: too late"
     );
     etcd.resume();
