@@ -17,6 +17,7 @@ pub mod endpointslice;
 pub mod gc;
 pub mod hpa;
 pub mod job;
+pub mod leader_election;
 pub mod manager;
 pub mod namespace_defaults;
 pub mod node_lifecycle;

@@ -45,8 +45,10 @@ fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Inform
 }
 
 /// Runs the Deployment, ReplicaSet, CloneSet, Endpoints, EndpointSlice, ClusterRole
-/// aggregation and garbage-collection controllers until `shutdown` resolves.
+/// aggregation and garbage-collection controllers until `shutdown` resolves (which also ends a
+/// wait for the informers to sync).
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
+    tokio::pin!(shutdown);
     let deployments = informer(&client, &kinds::deployment::V1);
     let replica_sets = informer(&client, &kinds::replica_set::V1);
     let pods = informer(&client, &kinds::pod::V1);
@@ -75,7 +77,10 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &cron_jobs,
         &daemon_sets,
     ] {
-        i.wait_synced().await;
+        tokio::select! {
+            _ = i.wait_synced() => {}
+            _ = &mut shutdown => return,
+        }
     }
 
     let deployment_controller = DeploymentController::new(
@@ -202,7 +207,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     );
     tokio::select! {
         _ = running => {}
-        _ = shutdown => {
+        _ = &mut shutdown => {
             stoppers.0.shutdown();
             stoppers.1.shutdown();
             stoppers.2.shutdown();
@@ -235,8 +240,12 @@ pub async fn run_token_secrets(
 ) {
     let secrets = informer(&client, &kinds::secret::V1);
     let service_accounts = informer(&client, &kinds::service_account::V1);
+    tokio::pin!(shutdown);
     for i in [&secrets, &service_accounts] {
-        i.wait_synced().await;
+        tokio::select! {
+            _ = i.wait_synced() => {}
+            _ = &mut shutdown => return,
+        }
     }
     let controller = crate::token_secrets::TokenSecretsController::new(
         client,
@@ -248,7 +257,7 @@ pub async fn run_token_secrets(
     let stopper = controller.clone();
     tokio::select! {
         _ = controller.run(TOKEN_SECRETS_WORKERS) => {}
-        _ = shutdown => stopper.shutdown(),
+        _ = &mut shutdown => stopper.shutdown(),
     }
 }
 
@@ -262,8 +271,12 @@ pub async fn run_namespace_defaults(
     let namespaces = informer(&client, &kinds::namespace::V1);
     let service_accounts = informer(&client, &kinds::service_account::V1);
     let config_maps = informer(&client, &kinds::config_map::V1);
+    tokio::pin!(shutdown);
     for i in [&namespaces, &service_accounts, &config_maps] {
-        i.wait_synced().await;
+        tokio::select! {
+            _ = i.wait_synced() => {}
+            _ = &mut shutdown => return,
+        }
     }
     let controller = crate::namespace_defaults::NamespaceDefaultsController::new(
         client,
@@ -275,7 +288,7 @@ pub async fn run_namespace_defaults(
     let stopper = controller.clone();
     tokio::select! {
         _ = controller.run(NAMESPACE_DEFAULTS_WORKERS) => {}
-        _ = shutdown => stopper.shutdown(),
+        _ = &mut shutdown => stopper.shutdown(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `skiff` command: Kubernetes workloads in one binary.
 
+mod bootstrap;
 mod cluster_dns;
 mod image_cmd;
 mod kubeconfig;
@@ -83,6 +84,16 @@ pub struct UpArgs {
     /// PEM file of the private key of `--datastore-certfile`.
     #[arg(long, value_name = "FILE", requires = "datastore_cafile")]
     pub datastore_keyfile: Option<PathBuf>,
+    /// With `--datastore-endpoint`, how long a leader's claim on the controller manager's and
+    /// the scheduler's Leases lasts without renewal (kube-controller-manager's flag and default).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long a leader keeps leading without renewing its Lease before it stops its work.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to take a leader Lease and leaders renew theirs.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: Duration,
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,

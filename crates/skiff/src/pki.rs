@@ -41,7 +41,8 @@ fn ca_params() -> PkiResult<CertificateParams> {
     Ok(params)
 }
 
-fn load_or_create_ca(dir: &Path) -> PkiResult<(String, KeyPair)> {
+/// The CA of the data directory `dir`, created there on first use.
+pub(crate) fn load_or_create_ca(dir: &Path) -> PkiResult<(String, KeyPair)> {
     let cert_path = dir.join("ca.crt");
     let key_path = dir.join("ca.key");
     if let (Ok(cert), Ok(key)) = (

@@ -12,6 +12,10 @@ use skiff_apiserver::system;
 use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::{Client, LocalClient};
 use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
+use skiff_controllers::leader_election::planner::ElectionTiming;
+use skiff_controllers::leader_election::{
+    self, candidate_identity, ElectedWork, Election, CONTROLLER_MANAGER_LEASE, SCHEDULER_LEASE,
+};
 use skiff_node::agent::pod_range::pod_range_for;
 use skiff_node::agent::{
     ClusterDnsSettings, ImageService, NodeAgent, NodeAgentConfig, PodNetworkSettings,
@@ -322,6 +326,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     make_private_directory(&data_dir)?;
     import_image_archives(&data_dir).await;
     let store = open_store(&args, &data_dir).await?;
+    if args.datastore_endpoint.is_some() {
+        // Every server of the datastore serves with the same CA and accepts the same tokens.
+        crate::bootstrap::share_credentials(&*store, &data_dir).await?;
+    }
     let token = kubeconfig::load_or_create_token(&data_dir.join("token"))?;
     let registry = match &service_network {
         Some(network) => Registry::with_service_range(store.clone(), network.range),
@@ -378,30 +386,45 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
-    let controllers = tokio::spawn(skiff_controllers::manager::run(
-        client.clone(),
-        until_stopped(),
-    ));
     skiff_controllers::namespace_defaults::ensure_all(&client, &tls.ca_pem)
         .await
         .map_err(|e| format!("cannot give the namespaces their defaults: {e}"))?;
-    let namespace_defaults = tokio::spawn(skiff_controllers::manager::run_namespace_defaults(
+    // On a shared datastore, the controllers and the scheduler run on the elected server only.
+    let election = match &args.datastore_endpoint {
+        Some(_) => {
+            let timing = ElectionTiming {
+                lease_duration: args.leader_elect_lease_duration,
+                renew_deadline: args.leader_elect_renew_deadline,
+                retry_period: args.leader_elect_retry_period,
+            };
+            timing.validate()?;
+            Some((timing, host_node_name()))
+        }
+        None => None,
+    };
+    let elect = |lease_name: &str, event_component: &str| {
+        election.as_ref().map(|(timing, host)| Election {
+            lease_name: lease_name.to_string(),
+            identity: candidate_identity(host),
+            timing: *timing,
+            event_component: event_component.to_string(),
+        })
+    };
+    let scheduler_client = client.clone();
+    let scheduler_work: ElectedWork = Box::new(move |stop| {
+        let client = scheduler_client.clone();
+        Box::pin(async move {
+            if let Err(error) = skiff_scheduler::run(client, stop).await {
+                tracing::warn!(%error, "the scheduler stopped with an error");
+            }
+        })
+    });
+    let scheduler = run_maybe_elected(
         client.clone(),
-        tls.ca_pem.clone(),
+        elect(SCHEDULER_LEASE, "default-scheduler"),
+        scheduler_work,
         until_stopped(),
-    ));
-    let token_secrets = tokio::spawn(skiff_controllers::manager::run_token_secrets(
-        client.clone(),
-        Arc::new(LegacySigner(token_signer)),
-        tls.ca_pem.clone(),
-        until_stopped(),
-    ));
-    let node_controllers = tokio::spawn(skiff_controllers::manager::run_node_controllers(
-        client.clone(),
-        node_lifecycle_settings(&args)?,
-        until_stopped(),
-    ));
-    let scheduler = tokio::spawn(skiff_scheduler::run(client.clone(), until_stopped()));
+    );
     let resolution = Duration::from_secs(args.metric_resolution);
     let mut metric_sources: Vec<Arc<dyn ResourceMetrics>> = Vec::new();
     let simulated_nodes = if args.simulated_nodes > 0 {
@@ -540,10 +563,12 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         streams,
         metrics: measured.then(|| metrics.clone()),
     });
-    let autoscaler = tokio::spawn(skiff_controllers::hpa::run(
-        client.clone(),
-        metrics.clone(),
-        HpaConfig {
+    let controller_manager = ControllerManager {
+        client: client.clone(),
+        ca_pem: tls.ca_pem.clone(),
+        signer: Arc::new(LegacySigner(token_signer)),
+        metrics: metrics.clone(),
+        hpa: HpaConfig {
             sync_period: args.horizontal_pod_autoscaler_sync_period,
             downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
             calculator: ReplicaCalculator {
@@ -553,8 +578,14 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .horizontal_pod_autoscaler_initial_readiness_delay,
             },
         },
+        node_lifecycle: node_lifecycle_settings(&args)?,
+    };
+    let controllers = run_maybe_elected(
+        client.clone(),
+        elect(CONTROLLER_MANAGER_LEASE, "kube-controller-manager"),
+        controller_manager.into_work(),
         until_stopped(),
-    ));
+    );
     tokio::spawn(system::compaction_loop(
         store.clone(),
         Duration::from_secs(args.compaction_interval),
@@ -582,15 +613,11 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             Ok(Ok(())) => {}
         }
     }
-    let _ = controllers.await;
-    let _ = namespace_defaults.await;
-    let _ = token_secrets.await;
-    let _ = autoscaler.await;
-    let _ = node_controllers.await;
-    match scheduler.await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "the scheduler stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "the scheduler task failed"),
-        Ok(Ok(())) => {}
+    if let Err(e) = controllers.await {
+        tracing::warn!(error = %e, "the controller manager task failed");
+    }
+    if let Err(e) = scheduler.await {
+        tracing::warn!(error = %e, "the scheduler task failed");
     }
     if let Some(task) = simulated_nodes {
         match task.await {
@@ -610,6 +637,92 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("skiff stopped");
     Ok(())
+}
+
+/// Runs `work` until `shutdown`: directly on a server of its own, or whenever `election` is
+/// won on a shared datastore.
+fn run_maybe_elected(
+    client: Arc<dyn Client>,
+    election: Option<Election>,
+    work: ElectedWork,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    match election {
+        Some(election) => tokio::spawn(leader_election::run_elected(
+            client, election, work, shutdown,
+        )),
+        None => tokio::spawn(work(Box::pin(shutdown))),
+    }
+}
+
+/// What kube-controller-manager runs in Skiff: the controllers of the manager, the namespace
+/// defaults, the legacy token Secrets, the autoscaler and the node lifecycle and disruption
+/// controllers, started and stopped together.
+struct ControllerManager {
+    client: Arc<dyn Client>,
+    ca_pem: String,
+    signer: Arc<LegacySigner>,
+    metrics: Arc<dyn ResourceMetrics>,
+    hpa: HpaConfig,
+    node_lifecycle: skiff_controllers::node_lifecycle::controller::NodeLifecycleSettings,
+}
+
+impl ControllerManager {
+    fn into_work(self) -> ElectedWork {
+        let this = Arc::new(self);
+        Box::new(move |stop| {
+            let this = this.clone();
+            Box::pin(async move {
+                let (stop_all, stopped) = tokio::sync::watch::channel(false);
+                let until_stopped = move || {
+                    let mut stopped = stopped.clone();
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    }
+                };
+                let manager = skiff_controllers::manager::run(this.client.clone(), until_stopped());
+                let namespace_defaults = skiff_controllers::manager::run_namespace_defaults(
+                    this.client.clone(),
+                    this.ca_pem.clone(),
+                    until_stopped(),
+                );
+                let token_secrets = skiff_controllers::manager::run_token_secrets(
+                    this.client.clone(),
+                    this.signer.clone(),
+                    this.ca_pem.clone(),
+                    until_stopped(),
+                );
+                let autoscaler = skiff_controllers::hpa::run(
+                    this.client.clone(),
+                    this.metrics.clone(),
+                    this.hpa,
+                    until_stopped(),
+                );
+                let node_controllers = skiff_controllers::manager::run_node_controllers(
+                    this.client.clone(),
+                    this.node_lifecycle.clone(),
+                    until_stopped(),
+                );
+                let all = async {
+                    tokio::join!(
+                        manager,
+                        namespace_defaults,
+                        token_secrets,
+                        autoscaler,
+                        node_controllers
+                    );
+                };
+                tokio::pin!(all);
+                tokio::select! {
+                    _ = &mut all => {}
+                    _ = stop => {
+                        let _ = stop_all.send(true);
+                        all.await;
+                    }
+                }
+            })
+        })
+    }
 }
 
 /// The API server's key signing the tokens of legacy ServiceAccount token Secrets.

@@ -36,10 +36,14 @@ pub async fn run(
     config: HpaConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let controller = controller::HpaController::start(client, metrics, config).await;
+    tokio::pin!(shutdown);
+    let controller = tokio::select! {
+        controller = controller::HpaController::start(client, metrics, config) => controller,
+        _ = &mut shutdown => return,
+    };
     let stopper = controller.clone();
     tokio::select! {
         _ = controller.run() => {}
-        _ = shutdown => stopper.shutdown(),
+        _ = &mut shutdown => stopper.shutdown(),
     }
 }
