@@ -66,7 +66,9 @@ pub fn supports_delete_collection(r: &ResourceInfo) -> bool {
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
-        Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+        Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => {
+            &["get", "patch", "update"]
+        }
         Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
         Subresource::Log => &["get"],
     }
@@ -82,7 +84,9 @@ fn subresource_kind(
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Log => ("", "v1", "Pod"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
-        Subresource::Status => (resource.group, resource.version, resource.kind),
+        Subresource::Status | Subresource::EphemeralContainers => {
+            (resource.group, resource.version, resource.kind)
+        }
     }
 }
 
