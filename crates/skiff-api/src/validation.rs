@@ -1721,7 +1721,10 @@ mod tests {
                      "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]}});
         assert_eq!(
             summary(&create_errors("", "v1", "pods", pod)),
-            vec![("spec.ephemeralContainers".to_string(), "FieldValueForbidden")]
+            vec![(
+                "spec.ephemeralContainers".to_string(),
+                "FieldValueForbidden"
+            )]
         );
     }
 

@@ -149,7 +149,10 @@ fn debug_with_a_target_sees_its_processes_and_the_debugger_cannot_change() {
             .find(|c| c["type"] == "Ready")
             .cloned()
             .unwrap_or(Value::Null);
-        assert_eq!(ready["status"], "True", "{who}: the debugger made the pod unready");
+        assert_eq!(
+            ready["status"], "True",
+            "{who}: the debugger made the pod unready"
+        );
         let spec = &pod["spec"]["ephemeralContainers"][index];
         assert_eq!(spec["name"], debugger.as_str(), "{who}: {spec}");
         assert_eq!(spec["targetContainerName"], "app", "{who}: {spec}");
@@ -158,11 +161,17 @@ fn debug_with_a_target_sees_its_processes_and_the_debugger_cannot_change() {
     // Changing an existing ephemeral container through the subresource is Kubernetes' 422.
     let path = "/api/v1/namespaces/default/pods/target/ephemeralcontainers";
     let mut pod = json_of(&kubectl.ok(&["get", "--raw", path]));
-    assert_eq!(pod["kind"], "Pod", "the subresource reads as the pod: {pod}");
+    assert_eq!(
+        pod["kind"], "Pod",
+        "the subresource reads as the pod: {pod}"
+    );
     pod["spec"]["ephemeralContainers"][0]["image"] = json!("127.0.0.1:9/skiff-test/other:1");
     let changed = skiff.write_file("changed.json", &pod.to_string());
     let refused = kubectl.run(&["replace", "--raw", path, "-f", &changed, "-v=6"]);
-    assert!(!refused.success(), "a changed ephemeral container was accepted");
+    assert!(
+        !refused.success(),
+        "a changed ephemeral container was accepted"
+    );
     assert!(
         refused.stderr.contains(" 422 "),
         "not a 422: {}",

@@ -2286,7 +2286,9 @@ mod tests {
         assert_eq!(starts(&actions), vec![("debugger".to_string(), 0)]);
         m.step(started("debugger"), clock.at(1_000));
         let status = m.status(&debugged, "127.0.0.1", None, clock.at(1_000).wall);
-        let ephemeral = status.ephemeral_container_statuses.expect("ephemeral statuses");
+        let ephemeral = status
+            .ephemeral_container_statuses
+            .expect("ephemeral statuses");
         assert_eq!(ephemeral.len(), 1);
         assert_eq!(ephemeral[0].name, "debugger");
         assert_eq!(ephemeral[0].image, "busybox");
@@ -2299,7 +2301,10 @@ mod tests {
             .into_iter()
             .find(|c| c.type_ == "Ready")
             .unwrap();
-        assert_eq!(ready.status, "True", "the unready debugger leaves the pod ready");
+        assert_eq!(
+            ready.status, "True",
+            "the unready debugger leaves the pod ready"
+        );
 
         // It ends and is never restarted, whatever the pod's restart policy; the pod runs on.
         let actions = m.step(exited("debugger", 1), clock.at(2_000));

@@ -259,9 +259,15 @@ fn find_container(pod: &Pod, name: &str) -> Option<Container> {
 fn container_list_of(pod: &Pod, name: &str) -> &'static str {
     let spec = pod.spec.as_ref();
     let holds = |list: Option<Vec<&str>>| list.is_some_and(|l| l.contains(&name));
-    if holds(spec.and_then(|s| s.init_containers.as_ref()).map(|l| l.iter().map(|c| c.name.as_str()).collect())) {
+    if holds(
+        spec.and_then(|s| s.init_containers.as_ref())
+            .map(|l| l.iter().map(|c| c.name.as_str()).collect()),
+    ) {
         "initContainers"
-    } else if holds(spec.and_then(|s| s.ephemeral_containers.as_ref()).map(|l| l.iter().map(|c| c.name.as_str()).collect())) {
+    } else if holds(
+        spec.and_then(|s| s.ephemeral_containers.as_ref())
+            .map(|l| l.iter().map(|c| c.name.as_str()).collect()),
+    ) {
         "ephemeralContainers"
     } else {
         "containers"
