@@ -4,7 +4,10 @@
 //! shows in `status.ephemeralContainerStatuses`; changing it afterwards is Kubernetes' 422.
 //!
 //! Run with `cargo test -p skiff --test debug` (Linux; `kubectl.1.27` and `kubectl.1.33` beside
-//! the PATH `kubectl`; `script` from bsdutils for the terminal).
+//! the PATH `kubectl`; `script` from bsdutils for the terminal). With
+//! `SKIFF_TEST_CONTAINER_RUNTIME=oci` the test without a terminal also checks that the debugger
+//! joined the target's PID namespace; the terminal test fails there, as containers of the OCI
+//! runtime get no stdin or terminal yet.
 
 mod support;
 
@@ -121,7 +124,8 @@ fn debug_with_a_target_sees_its_processes_and_the_debugger_cannot_change() {
         assert!(ok, "{who}: kubectl debug failed: {text:?}");
         assert!(
             text.contains("sleep 12345"),
-            "{who}: the debugger does not see the target's process: {text:?}"
+            "{who}: the debugger does not see the target's process: {text:?}; its status: {}",
+            ephemeral_status(&kubectl, &debugger)
         );
 
         // The run ended with the shell, is reported, and is not restarted.
@@ -186,4 +190,59 @@ fn debug_with_a_target_sees_its_processes_and_the_debugger_cannot_change() {
         "not Kubernetes' message: {}",
         refused.stderr
     );
+}
+
+/// Without a terminal (the only way under `oci`, whose containers have no stdin yet): the
+/// debugger's `ps` lists the target's process, which under `oci` is PID 1 of the namespace it
+/// joined.
+#[test]
+fn a_debugger_without_a_terminal_lists_the_target_process_in_its_log() {
+    let skiff = Skiff::start_with_images(&[], &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&["apply", "-f", &skiff.write_file("target.yaml", TARGET_POD)]);
+    wait_for("the target pod to run", SHORT, || {
+        let phase = kubectl.ok(&["get", "pod", "target", "-o", "jsonpath={.status.phase}"]);
+        (phase == "Running").then_some(())
+    });
+    let under_oci = std::env::var(support::TEST_CONTAINER_RUNTIME).is_ok();
+    for (index, binary) in key_kubectls().iter().enumerate() {
+        let who = binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let debugger = format!("ps-{index}");
+        let versioned = skiff.kubectl_at(binary);
+        versioned.ok(&[
+            "debug",
+            "target",
+            &format!("--image={}", support::images::SHELL),
+            "--target=app",
+            "-c",
+            &debugger,
+            "--",
+            "ps",
+            "-o",
+            "pid,args",
+        ]);
+        let status = wait_for(&format!("{who}: {debugger} to end"), SHORT, || {
+            let status = ephemeral_status(&kubectl, &debugger);
+            status["state"]["terminated"].is_object().then_some(status)
+        });
+        assert_eq!(
+            status["state"]["terminated"]["exitCode"], 0,
+            "{who}: {status}"
+        );
+        let log = kubectl.ok(&["logs", "target", "-c", &debugger]);
+        let target_line = log
+            .lines()
+            .find(|line| line.trim_end().ends_with("sleep 12345"))
+            .unwrap_or_else(|| panic!("{who}: ps does not list the target's process:\n{log}"));
+        if under_oci {
+            let pid = target_line.split_whitespace().next().unwrap_or_default();
+            assert_eq!(
+                pid, "1",
+                "{who}: the target is not PID 1 of the debugger's PID namespace:\n{log}"
+            );
+        }
+    }
 }
