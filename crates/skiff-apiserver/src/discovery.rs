@@ -490,6 +490,18 @@ mod tests {
     }
 
     #[test]
+    fn pods_ephemeralcontainers_is_discovered_with_get_patch_and_update() {
+        let legacy = api_resource_list("", "v1").expect("core v1");
+        let entry = legacy["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == "pods/ephemeralcontainers"))
+            .cloned()
+            .expect("pods/ephemeralcontainers listed");
+        assert_eq!(entry["kind"], "Pod");
+        assert_eq!(entry["verbs"], json!(["get", "patch", "update"]));
+    }
+
+    #[test]
     fn version_reports_kubernetes_1_36_with_a_skiff_suffix() {
         let doc = version();
         assert_eq!(doc["major"], "1");
