@@ -16,6 +16,8 @@ pub enum Subresource {
     Token,
     /// `/eviction` (pods): a `policy/v1` Eviction, a delete that honours disruption budgets.
     Eviction,
+    /// `/ephemeralcontainers` (pods): writes may only add to `spec.ephemeralContainers`.
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -28,6 +30,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Token => "token",
             Subresource::Eviction => "eviction",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 
@@ -40,6 +43,7 @@ impl Subresource {
             Subresource::Log,
             Subresource::Token,
             Subresource::Eviction,
+            Subresource::EphemeralContainers,
         ]
         .into_iter()
         .find(|s| s.name() == segment)

@@ -876,6 +876,97 @@ pub(crate) fn validate_pod_template(template: &Value, path: &str, errs: &mut Vec
     }
 }
 
+/// Container fields an ephemeral container may not set: it has no ports, probes, resources or
+/// lifecycle of its own, and it is never restarted.
+const EPHEMERAL_FORBIDDEN_FIELDS: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// Validates a write through `pods/NAME/ephemeralcontainers` (both pods on the storage version):
+/// every ephemeral container must be a valid container without the fields reserved for regular
+/// ones, named uniquely in the pod, targeting an existing container if it names one; existing
+/// ephemeral containers may be neither removed nor changed.
+pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = field(new, "spec");
+    let list_path = "spec.ephemeralContainers";
+    let volume_names: BTreeSet<String> = array_at(spec, "volumes")
+        .iter()
+        .map(|v| str_at(v, "name").to_string())
+        .collect();
+    let regular: BTreeSet<&str> = array_at(spec, "containers")
+        .iter()
+        .chain(array_at(spec, "initContainers"))
+        .map(|c| str_at(c, "name"))
+        .collect();
+    let mut names = regular.clone();
+    for (i, container) in array_at(spec, "ephemeralContainers").iter().enumerate() {
+        let c_path = index(list_path, i);
+        validate_container(container, &c_path, &volume_names, &mut errs);
+        let name = str_at(container, "name");
+        if !name.is_empty() && !names.insert(name) {
+            errs.push(FieldError::duplicate(
+                join(&c_path, "name"),
+                &Value::from(name),
+            ));
+        }
+        for key in EPHEMERAL_FORBIDDEN_FIELDS {
+            // Defaults leave empty values behind (`resources: {}`), which count as unset.
+            let set = container.get(*key).is_some_and(|v| match v {
+                Value::Null => false,
+                Value::Object(map) => !map.is_empty(),
+                Value::Array(list) => !list.is_empty(),
+                Value::String(text) => !text.is_empty(),
+                _ => true,
+            });
+            if set {
+                errs.push(FieldError::forbidden(
+                    join(&c_path, key),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (m, mount) in array_at(container, "volumeMounts").iter().enumerate() {
+            if !str_at(mount, "subPath").is_empty() {
+                errs.push(FieldError::forbidden(
+                    join(&index(&join(&c_path, "volumeMounts"), m), "subPath"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        let target = str_at(container, "targetContainerName");
+        if !target.is_empty() && !regular.contains(target) {
+            errs.push(not_found(
+                join(&c_path, "targetContainerName"),
+                &Value::from(target),
+            ));
+        }
+    }
+    let new_list = array_at(spec, "ephemeralContainers");
+    for existing in array_at(field(old, "spec"), "ephemeralContainers") {
+        let name = str_at(existing, "name");
+        match new_list.iter().find(|c| str_at(c, "name") == name) {
+            None => errs.push(FieldError::forbidden(
+                list_path,
+                format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(now) if now != existing => errs.push(FieldError::forbidden(
+                list_path,
+                format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 const HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
 
 pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
@@ -1529,6 +1620,112 @@ mod tests {
             .and_then(Value::as_object_mut)
             .expect("parent exists");
         target.insert(key.to_string(), value);
+    }
+
+    /// A defaulted pod with one container `app` and the given ephemeral containers.
+    fn pod_with_ephemeral(ephemeral: Value) -> Value {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}],
+                     "ephemeralContainers": ephemeral}});
+        apply_defaults(resource("", "v1", "pods"), &mut pod);
+        pod
+    }
+
+    fn ephemeral_errors(new: Value, old: Value) -> Vec<(String, &'static str, String)> {
+        validate_ephemeral_containers_update(&pod_with_ephemeral(new), &pod_with_ephemeral(old))
+            .into_iter()
+            .map(|e| (e.field, e.error_type.reason(), e.detail))
+            .collect()
+    }
+
+    #[test]
+    fn ephemeral_containers_may_be_added_targeting_a_container() {
+        let debugger = json!({"name": "debugger", "image": "busybox", "stdin": true, "tty": true,
+                              "targetContainerName": "app"});
+        assert_eq!(ephemeral_errors(json!([debugger]), json!([])), vec![]);
+        let second = json!({"name": "second", "image": "busybox"});
+        assert_eq!(
+            ephemeral_errors(json!([debugger, second]), json!([debugger])),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn existing_ephemeral_containers_may_be_neither_changed_nor_removed() {
+        let debugger = json!({"name": "debugger", "image": "busybox"});
+        let changed = json!({"name": "debugger", "image": "alpine"});
+        assert_eq!(
+            ephemeral_errors(json!([changed]), json!([debugger])),
+            vec![(
+                "spec.ephemeralContainers".to_string(),
+                "FieldValueForbidden",
+                "existing ephemeral containers \"debugger\" may not be changed\n".to_string()
+            )]
+        );
+        assert_eq!(
+            ephemeral_errors(json!([]), json!([debugger])),
+            vec![(
+                "spec.ephemeralContainers".to_string(),
+                "FieldValueForbidden",
+                "existing ephemeral containers \"debugger\" may not be removed\n".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_have_no_ports_probes_resources_or_lifecycle() {
+        let bad = json!({"name": "debugger", "image": "busybox",
+            "ports": [{"containerPort": 80}],
+            "resources": {"limits": {"cpu": "1"}},
+            "readinessProbe": {"exec": {"command": ["true"]}},
+            "lifecycle": {"preStop": {"exec": {"command": ["true"]}}},
+            "targetContainerName": "missing"});
+        let errs = ephemeral_errors(json!([bad]), json!([]));
+        let forbidden = "cannot be set for an Ephemeral Container".to_string();
+        for path in ["ports", "resources", "readinessProbe", "lifecycle"] {
+            let expected = (
+                format!("spec.ephemeralContainers[0].{path}"),
+                "FieldValueForbidden",
+                forbidden.clone(),
+            );
+            assert!(errs.contains(&expected), "{path} not forbidden: {errs:?}");
+        }
+        assert!(
+            errs.contains(&(
+                "spec.ephemeralContainers[0].targetContainerName".to_string(),
+                "FieldValueNotFound",
+                String::new()
+            )),
+            "a missing target is not reported: {errs:?}"
+        );
+    }
+
+    #[test]
+    fn ephemeral_container_names_are_unique_in_the_pod() {
+        let clash = json!({"name": "app", "image": "busybox"});
+        assert_eq!(
+            ephemeral_errors(json!([clash]), json!([])),
+            vec![(
+                "spec.ephemeralContainers[0].name".to_string(),
+                "FieldValueDuplicate",
+                String::new()
+            )]
+        );
+    }
+
+    #[test]
+    fn pods_cannot_be_created_with_ephemeral_containers() {
+        let pod = json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}],
+                     "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]}});
+        assert_eq!(
+            summary(&create_errors("", "v1", "pods", pod)),
+            vec![(
+                "spec.ephemeralContainers".to_string(),
+                "FieldValueForbidden"
+            )]
+        );
     }
 
     #[test]

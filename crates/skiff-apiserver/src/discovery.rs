@@ -66,7 +66,9 @@ pub fn supports_delete_collection(r: &ResourceInfo) -> bool {
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
-        Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+        Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => {
+            &["get", "patch", "update"]
+        }
         Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
         Subresource::Log => &["get"],
     }
@@ -82,7 +84,9 @@ fn subresource_kind(
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Log => ("", "v1", "Pod"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
-        Subresource::Status => (resource.group, resource.version, resource.kind),
+        Subresource::Status | Subresource::EphemeralContainers => {
+            (resource.group, resource.version, resource.kind)
+        }
     }
 }
 
@@ -483,6 +487,18 @@ mod tests {
             .expect("verbs")
             .iter()
             .any(|v| v == "deletecollection"));
+    }
+
+    #[test]
+    fn pods_ephemeralcontainers_is_discovered_with_get_patch_and_update() {
+        let legacy = api_resource_list("", "v1").expect("core v1");
+        let entry = legacy["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == "pods/ephemeralcontainers"))
+            .cloned()
+            .expect("pods/ephemeralcontainers listed");
+        assert_eq!(entry["kind"], "Pod");
+        assert_eq!(entry["verbs"], json!(["get", "patch", "update"]));
     }
 
     #[test]

@@ -1112,6 +1112,25 @@ impl Registry {
                 }
                 new
             }
+            // Only `spec.ephemeralContainers` is taken from the request; everything else stays.
+            Some(Subresource::EphemeralContainers) => {
+                let mut new = old.clone();
+                let containers = desired
+                    .pointer("/spec/ephemeralContainers")
+                    .filter(|list| !list.is_null())
+                    .cloned();
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    match containers {
+                        Some(list) => {
+                            spec.insert("ephemeralContainers".to_string(), list);
+                        }
+                        None => {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
+                new
+            }
             Some(Subresource::Status) => {
                 let mut new = old.clone();
                 match desired.get("status") {
@@ -1184,7 +1203,11 @@ impl Registry {
                 ));
             }
         }
-        let errors = admission::validate_update(storage, &new, old);
+        let errors = if subresource == Some(Subresource::EphemeralContainers) {
+            skiff_api::validation::validate_ephemeral_containers_update(&new, old)
+        } else {
+            admission::validate_update(storage, &new, old)
+        };
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }

@@ -668,7 +668,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     ))
                 }
                 (Method::GET, Some(name), None)
-                | (Method::GET, Some(name), Some(Subresource::Status)) => {
+                | (
+                    Method::GET,
+                    Some(name),
+                    Some(Subresource::Status | Subresource::EphemeralContainers),
+                ) => {
                     let obj = registry.get(resource, ns, &name).await?;
                     if wants_table(&headers) {
                         let include = IncludeObject::parse(query.get("includeObject"));
@@ -684,7 +688,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     }
                     Ok(json_response(StatusCode::OK, &obj))
                 }
-                (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
+                (
+                    Method::PUT,
+                    Some(name),
+                    sub @ (None | Some(Subresource::Status | Subresource::EphemeralContainers)),
+                ) => {
                     let obj =
                         bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
                     let w = registry
@@ -699,7 +707,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                         .await?;
                     Ok(written(StatusCode::OK, w))
                 }
-                (Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status))) => {
+                (
+                    Method::PATCH,
+                    Some(name),
+                    sub @ (None | Some(Subresource::Status | Subresource::EphemeralContainers)),
+                ) => {
                     let raw = read_body(body).await?;
                     bodies::patch(
                         registry,
@@ -1267,7 +1279,7 @@ mod tests {
                 _ => panic!("pods/web/{sub} is not a pod stream"),
             }
         }
-        let err = parse_path("/api/v1/namespaces/a/pods/web/ephemeralcontainers")
+        let err = parse_path("/api/v1/namespaces/a/pods/web/debug")
             .err()
             .expect("an unknown subresource is not found");
         assert_eq!(err.code, 404);

@@ -722,4 +722,78 @@ async fn empty_metadata_maps_are_not_stored_and_change_nothing() {
         updated, created,
         "adding empty maps changed the object or its resourceVersion"
     );
+fn pod_with_app(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"containers": [{"name": "app", "image": "busybox"}]}})
+}
+
+#[tokio::test]
+async fn ephemeral_containers_subresource_only_adds_ephemeral_containers() {
+    let (_d, r) = fresh_registry().await;
+    let pods = res("", "v1", "pods");
+    let created = r
+        .create(pods, Some("default"), pod_with_app("web"), opts())
+        .await
+        .unwrap()
+        .object;
+
+    // The write adds a debugger; the image and label changes riding along are ignored.
+    let mut request = created.clone();
+    request["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": "busybox",
+        "stdin": true, "tty": true, "targetContainerName": "app"}]);
+    request["spec"]["containers"][0]["image"] = json!("alpine");
+    request["metadata"]["labels"] = json!({"sneaked": "in"});
+    let added = r
+        .update(
+            pods,
+            Some("default"),
+            "web",
+            request,
+            Some(Subresource::EphemeralContainers),
+            opts(),
+        )
+        .await
+        .expect("adding an ephemeral container is allowed")
+        .object;
+    let debugger = &added["spec"]["ephemeralContainers"][0];
+    assert_eq!(debugger["name"], "debugger");
+    assert_eq!(debugger["targetContainerName"], "app");
+    assert_eq!(
+        debugger["imagePullPolicy"], "Always",
+        "ephemeral containers are defaulted like containers"
+    );
+    assert_eq!(added["spec"]["containers"][0]["image"], "busybox");
+    assert!(added["metadata"].get("labels").is_none());
+
+    // Changing it through the subresource is Kubernetes' 422.
+    let mut changed = added.clone();
+    changed["spec"]["ephemeralContainers"][0]["image"] = json!("alpine");
+    let err = r
+        .update(
+            pods,
+            Some("default"),
+            "web",
+            changed,
+            Some(Subresource::EphemeralContainers),
+            opts(),
+        )
+        .await
+        .expect_err("an existing ephemeral container may not change");
+    assert_eq!((err.code, err.reason), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "Pod \"web\" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be changed\n"
+    );
+
+    // A plain pod update may not touch them either.
+    let mut removed = added.clone();
+    removed["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ephemeralContainers");
+    let err = r
+        .update(pods, Some("default"), "web", removed, None, opts())
+        .await
+        .expect_err("a pod update may not remove ephemeral containers");
+    assert_eq!(err.code, 422);
 }

@@ -12,7 +12,7 @@ use crate::{
     printers::Printer,
     resources::{
         res, ResourceInfo,
-        Subresource::{Binding, Eviction, Log, Status},
+        Subresource::{Binding, EphemeralContainers, Eviction, Log, Status},
     },
     validation,
 };
@@ -21,7 +21,7 @@ use crate::{
 pub static V1: ResourceInfo = ResourceInfo {
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[Status, Binding, Log, Eviction],
+    subresources: &[Status, Binding, Log, Eviction, EphemeralContainers],
     // Since 1.35 a pod's generation counts its spec changes, for `status.observedGeneration`.
     has_generation: true,
     ..res("", "v1", "Pod", "pods", "pod", true)
@@ -50,7 +50,15 @@ impl KindStrategy for Strategy {
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
-        validation::validate_pod_spec(validation::field(obj, "spec"), "spec", errs);
+        let spec = validation::field(obj, "spec");
+        validation::validate_pod_spec(spec, "spec", errs);
+        // Ephemeral containers only come later, through the `ephemeralcontainers` subresource.
+        if !validation::array_at(spec, "ephemeralContainers").is_empty() {
+            errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                "cannot be set on create",
+            ));
+        }
     }
 
     /// A pod update checks only what may change in a running pod, not the whole spec again.

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, HostIP, Pod, PodIP, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStatus, EphemeralContainer, HostIP, Pod, PodIP, PodSpec, PodStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
@@ -226,6 +228,9 @@ pub struct ContainerTrack {
     pub replacing: bool,
     /// Whether it is an init container (a sidecar is one too).
     pub init: bool,
+    /// Whether it is an ephemeral container (`kubectl debug`): started once when added, never
+    /// restarted, and outside the pod's phase and conditions.
+    pub ephemeral: bool,
     /// Whether it is a restartable init container (`restartPolicy: Always`): it starts in init
     /// order, counts as done once started, and then runs (and restarts) beside the containers.
     pub sidecar: bool,
@@ -263,12 +268,109 @@ pub struct ContainerTrack {
 }
 
 impl ContainerTrack {
+    /// A track for an ephemeral container just added to the pod: waiting to be created.
+    fn ephemeral(c: &Container, backoff: BackoffConfig, now: Now) -> ContainerTrack {
+        ContainerTrack {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            spec_image: c.image.clone().unwrap_or_default(),
+            replacing: false,
+            init: false,
+            ephemeral: true,
+            sidecar: false,
+            phase: Phase::Waiting {
+                reason: "ContainerCreating".to_string(),
+                message: None,
+                since: now.mono,
+            },
+            restart_count: 0,
+            runs: 0,
+            last_termination: None,
+            image_id: String::new(),
+            runtime_image: None,
+            last_pull_error: None,
+            started: false,
+            ready: false,
+            probes: Vec::new(),
+            killing: false,
+            crash_backoff: Backoff::new(backoff.base, backoff.max),
+            pull_backoff: Backoff::new(backoff.base, backoff.max),
+            backoff_reported: false,
+            retry_shows: None,
+            probe_specs: Vec::new(),
+        }
+    }
+
     fn is_running(&self) -> bool {
         matches!(self.phase, Phase::Running { .. } | Phase::Starting)
     }
 
     fn succeeded(&self) -> bool {
         matches!(&self.phase, Phase::Terminated(t) if t.exit_code == 0)
+    }
+}
+
+/// The pod's ephemeral containers as containers: the fields they share, which are all the
+/// node needs to run one (`targetContainerName` aside, which the shell reads from the spec).
+pub fn ephemeral_containers(spec: &PodSpec) -> Vec<Container> {
+    spec.ephemeral_containers
+        .iter()
+        .flatten()
+        .map(ephemeral_as_container)
+        .collect()
+}
+
+/// One ephemeral container as a container.
+pub fn ephemeral_as_container(e: &EphemeralContainer) -> Container {
+    Container {
+        name: e.name.clone(),
+        image: e.image.clone(),
+        image_pull_policy: e.image_pull_policy.clone(),
+        command: e.command.clone(),
+        args: e.args.clone(),
+        working_dir: e.working_dir.clone(),
+        env: e.env.clone(),
+        env_from: e.env_from.clone(),
+        volume_mounts: e.volume_mounts.clone(),
+        volume_devices: e.volume_devices.clone(),
+        security_context: e.security_context.clone(),
+        stdin: e.stdin,
+        stdin_once: e.stdin_once,
+        tty: e.tty,
+        termination_message_path: e.termination_message_path.clone(),
+        termination_message_policy: e.termination_message_policy.clone(),
+        ..Container::default()
+    }
+}
+
+/// The end an ephemeral container's earlier run had, as its status reported it (a run still
+/// reported running when the agent stopped ended with it, killed).
+fn earlier_end(known: Option<&ContainerStatus>, now: Now) -> Termination {
+    let terminated = known
+        .and_then(|s| s.state.as_ref())
+        .and_then(|st| st.terminated.as_ref());
+    let time = |t: Option<&Time>| t.map(|t| t.0).unwrap_or(now.wall);
+    match terminated {
+        Some(t) => Termination {
+            exit_code: t.exit_code,
+            reason: t.reason.clone().unwrap_or_else(|| "Error".to_string()),
+            message: t.message.clone(),
+            started_at: time(t.started_at.as_ref()),
+            finished_at: time(t.finished_at.as_ref()),
+            finished_mono: now.mono,
+            container_id: t.container_id.clone().unwrap_or_default(),
+        },
+        None => Termination {
+            exit_code: 137,
+            reason: "Error".to_string(),
+            message: None,
+            started_at: now.wall,
+            finished_at: now.wall,
+            finished_mono: now.mono,
+            container_id: known
+                .and_then(|s| s.container_id.clone())
+                .unwrap_or_default(),
+        },
     }
 }
 
@@ -478,12 +580,25 @@ impl PodMachine {
         let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
         let mut containers = Vec::new();
         let inits = spec.init_containers.as_deref().unwrap_or_default();
-        for (init, list, statuses) in [
-            (true, inits, status.init_container_statuses.as_deref()),
+        let ephemeral = ephemeral_containers(&spec);
+        for (init, is_ephemeral, list, statuses) in [
             (
+                true,
+                false,
+                inits,
+                status.init_container_statuses.as_deref(),
+            ),
+            (
+                false,
                 false,
                 &spec.containers[..],
                 status.container_statuses.as_deref(),
+            ),
+            (
+                false,
+                true,
+                &ephemeral[..],
+                status.ephemeral_container_statuses.as_deref(),
             ),
         ] {
             for c in list {
@@ -512,17 +627,18 @@ impl PodMachine {
                         }
                     }
                 }
-                let reason = if init || has_init {
+                let reason = if (init || has_init) && !is_ephemeral {
                     "PodInitializing"
                 } else {
                     "ContainerCreating"
                 };
-                containers.push(ContainerTrack {
+                let mut track = ContainerTrack {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
                     spec_image: c.image.clone().unwrap_or_default(),
                     replacing: false,
                     init,
+                    ephemeral: is_ephemeral,
                     sidecar,
                     phase: Phase::Waiting {
                         reason: reason.to_string(),
@@ -544,7 +660,13 @@ impl PodMachine {
                     backoff_reported: false,
                     retry_shows: None,
                     probe_specs,
-                });
+                };
+                if is_ephemeral && ran_before {
+                    // An ephemeral container runs once: after an agent restart it is not
+                    // started again, and keeps the end it had.
+                    track.phase = Phase::Terminated(earlier_end(known, now));
+                }
+                containers.push(track);
             }
         }
         PodMachine {
@@ -770,7 +892,7 @@ impl PodMachine {
                 run,
                 result,
             } => self.on_probe(&container, kind, run, result, actions),
-            Input::Updated(pod) => self.on_update(&pod),
+            Input::Updated(pod) => self.on_update(&pod, now),
             Input::Drained { drain } => {
                 if self.draining.is_some_and(|d| d.id == drain) {
                     self.draining = None;
@@ -864,13 +986,19 @@ impl PodMachine {
 
     /// Takes in a new version of the pod: containers whose image changed are marked for
     /// replacement (or, when not running, simply use the new image next time).
-    fn on_update(&mut self, pod: &Pod) {
+    fn on_update(&mut self, pod: &Pod, now: Now) {
         self.out_of_service = taken_out_for_in_place_update(pod);
         let Some(spec) = pod.spec.as_ref() else {
             return;
         };
         let backoff = self.backoff;
         let stopping = self.stopping.is_some();
+        for added in ephemeral_containers(spec) {
+            if self.track(&added.name).is_none() {
+                self.containers
+                    .push(ContainerTrack::ephemeral(&added, backoff, now));
+            }
+        }
         for container in spec
             .init_containers
             .iter()
@@ -1057,6 +1185,7 @@ impl PodMachine {
         // regular container ran, the pod stays initialized while a sidecar restarts.
         let mut initialized = self.containers.iter().any(|c| {
             !c.init
+                && !c.ephemeral
                 && (matches!(c.phase, Phase::Running { .. } | Phase::Terminated(_))
                     || c.last_termination.is_some())
         });
@@ -1077,9 +1206,15 @@ impl PodMachine {
                 break;
             }
         }
+        // Ephemeral containers start as soon as they are added, initialized or not.
+        for i in 0..self.containers.len() {
+            if self.containers[i].ephemeral {
+                self.advance(i, now, actions);
+            }
+        }
         if initialized {
             for i in 0..self.containers.len() {
-                if !self.containers[i].init {
+                if !self.containers[i].init && !self.containers[i].ephemeral {
                     self.advance(i, now, actions);
                 }
             }
@@ -1088,7 +1223,7 @@ impl PodMachine {
             let containers_done = self
                 .containers
                 .iter()
-                .filter(|c| !c.init)
+                .filter(|c| !c.init && !c.ephemeral)
                 .all(|c| matches!(c.phase, Phase::Terminated(_)));
             for i in 0..self.containers.len() {
                 if !self.containers[i].sidecar {
@@ -1158,7 +1293,9 @@ impl PodMachine {
         // Sidecars always restart; init containers restart on failure unless the policy is
         // Never.
         let restarts = |code: i32| {
-            if c.sidecar {
+            if c.ephemeral {
+                false
+            } else if c.sidecar {
                 true
             } else if c.init {
                 policy != RestartPolicy::Never && code != 0
@@ -1347,8 +1484,11 @@ impl PodMachine {
     /// The observed record of every container, init containers first, as the status core
     /// reads them.
     fn observed(&self) -> (Vec<ObservedContainer>, Vec<ObservedContainer>) {
-        let (inits, regular): (Vec<&ContainerTrack>, Vec<&ContainerTrack>) =
-            self.containers.iter().partition(|c| c.init);
+        let (inits, regular): (Vec<&ContainerTrack>, Vec<&ContainerTrack>) = self
+            .containers
+            .iter()
+            .filter(|c| !c.ephemeral)
+            .partition(|c| c.init);
         (
             inits.into_iter().map(observe).collect(),
             regular.into_iter().map(observe).collect(),
@@ -1433,6 +1573,16 @@ impl PodMachine {
             .iter()
             .map(|o| o.status(ContainerKind::Regular))
             .collect();
+        // Ephemeral containers are never ready: they serve no one.
+        let ephemeral_statuses: Vec<ContainerStatus> = self
+            .containers
+            .iter()
+            .filter(|c| c.ephemeral)
+            .map(|c| ContainerStatus {
+                ready: false,
+                ..observe(c).status(ContainerKind::Regular)
+            })
+            .collect();
         let conditions = status_core::pod_conditions(&ConditionInputs {
             spec: &spec,
             previous: &previous,
@@ -1456,6 +1606,8 @@ impl PodMachine {
             pod_ips: pod_ip.map(|ip| vec![PodIP { ip: ip.to_string() }]),
             init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
             container_statuses: Some(statuses),
+            ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
+                .then_some(ephemeral_statuses),
             conditions: Some(conditions),
             ..previous
         }
@@ -2112,6 +2264,66 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn an_ephemeral_container_starts_once_when_added_and_leaves_phase_and_readiness_alone() {
+        let mut clock = Clock::new();
+        let p = pod(json!({"restartPolicy": "Always",
+                           "containers": [{"name": "app", "image": "busybox"}]}));
+        let mut m = PodMachine::new(&p, backoff(), clock.at(0));
+        m.step(Input::SandboxReady, clock.at(0));
+        m.step(started("app"), clock.at(0));
+        assert_eq!(m.phase(), "Running");
+
+        let mut debugged = p.clone();
+        debugged.spec.as_mut().unwrap().ephemeral_containers = Some(vec![serde_json::from_value(
+            json!({"name": "debugger", "image": "busybox", "targetContainerName": "app",
+                   "stdin": true, "tty": true}),
+        )
+        .unwrap()]);
+        let actions = m.step(Input::Updated(Arc::new(debugged.clone())), clock.at(1_000));
+        assert_eq!(starts(&actions), vec![("debugger".to_string(), 0)]);
+        m.step(started("debugger"), clock.at(1_000));
+        let status = m.status(&debugged, "127.0.0.1", None, clock.at(1_000).wall);
+        let ephemeral = status
+            .ephemeral_container_statuses
+            .expect("ephemeral statuses");
+        assert_eq!(ephemeral.len(), 1);
+        assert_eq!(ephemeral[0].name, "debugger");
+        assert_eq!(ephemeral[0].image, "busybox");
+        assert!(!ephemeral[0].ready, "an ephemeral container is never ready");
+        assert!(ephemeral[0].state.as_ref().unwrap().running.is_some());
+        assert_eq!(status.container_statuses.unwrap().len(), 1);
+        let ready = status
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(
+            ready.status, "True",
+            "the unready debugger leaves the pod ready"
+        );
+
+        // It ends and is never restarted, whatever the pod's restart policy; the pod runs on.
+        let actions = m.step(exited("debugger", 1), clock.at(2_000));
+        assert!(starts(&actions).is_empty(), "restarted: {actions:?}");
+        let later = m.step(Input::Sync, clock.at(600_000));
+        assert!(starts(&later).is_empty(), "restarted later: {later:?}");
+        assert_eq!(m.next_wake(), None);
+        assert_eq!(m.phase(), "Running");
+        let status = m.status(&debugged, "127.0.0.1", None, clock.at(600_000).wall);
+        let ended = &status.ephemeral_container_statuses.unwrap()[0];
+        let terminated = ended.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!((terminated.exit_code, ended.restart_count), (1, 0));
+
+        // A restarted agent does not run it again.
+        let mut known = debugged.clone();
+        known.status = Some(m.status(&debugged, "127.0.0.1", None, clock.at(600_000).wall));
+        let mut again = PodMachine::new(&known, backoff(), clock.at(600_000));
+        let actions = again.step(Input::SandboxReady, clock.at(600_000));
+        assert_eq!(starts(&actions), vec![("app".to_string(), 1)]);
     }
 
     /// `p` with container `name` now running `image`.

@@ -210,6 +210,8 @@ pub struct OciRun<'a> {
     pub hostname: &'a str,
     /// The pod's pinned network namespace; none keeps the host's network (and UTS).
     pub netns: Option<&'a Path>,
+    /// A PID namespace to join instead of a new one: an ephemeral container's target's.
+    pub pid_namespace: Option<&'a Path>,
     /// The container's cgroup, as runtimes take it (`/skiff/kubepods/.../<container>`).
     pub cgroups_path: Option<String>,
     /// The container's cgroup directories in the hierarchies the agent manages.
@@ -268,7 +270,10 @@ pub fn container_config(run: &OciRun<'_>, rootfs: &Path, etc_dir: &Path) -> Cont
         None => (NamespaceMode::Host, NamespaceMode::Host),
     };
     config.namespaces = Namespaces {
-        pid: NamespaceMode::Private,
+        pid: match run.pid_namespace {
+            Some(target) => NamespaceMode::Join(target.to_path_buf()),
+            None => NamespaceMode::Private,
+        },
         ipc: NamespaceMode::Private,
         uts,
         network,
@@ -788,6 +793,7 @@ mod tests {
             mounts: &mounts,
             hostname: "web",
             netns: Some(Path::new("/run/skiff/netns/u1")),
+            pid_namespace: None,
             cgroups_path: Some("/skiff/kubepods/podu1/main".into()),
             managed_cgroup_dirs: Vec::new(),
             log_path: Path::new("/pods/u1/logs/main/0.log"),
@@ -826,6 +832,27 @@ mod tests {
         assert_eq!(config.mounts[1].source, Path::new("/etc-files/hosts"));
         // The whole config becomes a valid spec.
         skiff_oci::generate_spec(&config).unwrap();
+
+        // An ephemeral container with a target joins the target's PID namespace.
+        let debugger = OciRun {
+            pid_namespace: Some(Path::new("/proc/4242/ns/pid")),
+            ..run
+        };
+        let config = container_config(&debugger, Path::new("/root"), Path::new("/etc-files"));
+        assert_eq!(
+            config.namespaces.pid,
+            NamespaceMode::Join("/proc/4242/ns/pid".into())
+        );
+        let spec = skiff_oci::generate_spec(&config).unwrap();
+        let namespaces = serde_json::to_value(&spec).unwrap()["linux"]["namespaces"].clone();
+        assert!(
+            namespaces
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|ns| ns["type"] == "pid" && ns["path"] == "/proc/4242/ns/pid"),
+            "the runtime spec does not join the target's PID namespace: {namespaces}"
+        );
     }
 
     #[test]

@@ -238,12 +238,40 @@ fn grace_of(pod: &Pod) -> Duration {
     )
 }
 
-fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<&'p Container> {
+/// The container `name` of the pod: a regular, init or ephemeral one (as a container).
+fn find_container(pod: &Pod, name: &str) -> Option<Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
         .find(|c| c.name == name)
+        .cloned()
+        .or_else(|| {
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == name)
+                .map(super::machine::ephemeral_as_container)
+        })
+}
+
+/// The list of the pod's spec that holds container `name`, for events' `fieldPath`.
+fn container_list_of(pod: &Pod, name: &str) -> &'static str {
+    let spec = pod.spec.as_ref();
+    let holds = |list: Option<Vec<&str>>| list.is_some_and(|l| l.contains(&name));
+    if holds(
+        spec.and_then(|s| s.init_containers.as_ref())
+            .map(|l| l.iter().map(|c| c.name.as_str()).collect()),
+    ) {
+        "initContainers"
+    } else if holds(
+        spec.and_then(|s| s.ephemeral_containers.as_ref())
+            .map(|l| l.iter().map(|c| c.name.as_str()).collect()),
+    ) {
+        "ephemeralContainers"
+    } else {
+        "containers"
+    }
 }
 
 impl Worker {
@@ -688,13 +716,7 @@ impl Worker {
             return;
         };
         if let Some(name) = container {
-            let init = self
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.init_containers.as_ref())
-                .is_some_and(|i| i.iter().any(|c| c.name == name));
-            let field = if init { "initContainers" } else { "containers" };
+            let field = container_list_of(&self.pod, name);
             involved = involved.with_field_path(&format!("spec.{field}{{{name}}}"));
         }
         let kind = match severity {
@@ -792,8 +814,28 @@ impl Worker {
         self.exec_fn(env, cwd, pgid, root)
     }
 
+    /// For an ephemeral container naming a `targetContainerName` that runs as a runtime
+    /// container: the target's PID namespace, by its PID 1 (`/proc/<pid>/ns/pid`), for the
+    /// debugger to join. Process-group containers all share the node's PID namespace, so they
+    /// need nothing.
+    fn target_pid_namespace(&self, name: &str) -> Option<PathBuf> {
+        let target = self
+            .pod
+            .spec
+            .as_ref()?
+            .ephemeral_containers
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == name)?
+            .target_container_name
+            .clone()?;
+        let process = self.processes.get(&target)?;
+        process.oci.as_ref()?;
+        Some(PathBuf::from(format!("/proc/{}/ns/pid", process.pgid)))
+    }
+
     fn start(&mut self, name: String, restart_count: i32, run: u32) {
-        let Some(container) = find_container(&self.pod, &name).cloned() else {
+        let Some(container) = find_container(&self.pod, &name) else {
             return;
         };
         let shared = self.shared.clone();
@@ -807,6 +849,7 @@ impl Worker {
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip;
         let netns = self.netns.clone();
+        let target_pid_namespace = self.target_pid_namespace(&name);
         let pod_cgroup = self.pod_cgroup.clone();
         let isolation = self.shared.isolation.clone();
         let (fallback_tx, fallback_name) = (tx.clone(), name.clone());
@@ -824,16 +867,7 @@ impl Worker {
                 let image_ref = container.image.clone().unwrap_or_default();
                 let record = |severity: EventType, reason: &str, message: String| {
                     if let Ok(r) = ObjectRef::from_object(&*pod) {
-                        let field = if pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.init_containers.as_ref())
-                            .is_some_and(|i| i.iter().any(|c| c.name == name))
-                        {
-                            "initContainers"
-                        } else {
-                            "containers"
-                        };
+                        let field = container_list_of(&pod, &name);
                         shared.recorder.record(
                             &r.with_field_path(&format!("spec.{field}{{{name}}}")),
                             severity,
@@ -983,6 +1017,7 @@ impl Worker {
                             exec_root: exec_root.clone(),
                             mounts: mounts.clone(),
                             netns: netns.clone(),
+                            pid_namespace: target_pid_namespace.clone(),
                             cgroups_path: cgroup.as_ref().map(|(c, _)| c.runtime_path()),
                             managed_cgroup_dirs: cgroup
                                 .map(|(_, procs)| {
@@ -1144,7 +1179,7 @@ impl Worker {
             return;
         };
         let grace = grace.unwrap_or_else(|| grace_of(&self.pod));
-        let container = find_container(&self.pod, name).cloned();
+        let container = find_container(&self.pod, name);
         let shared = self.shared.clone();
         let pod = self.pod.clone();
         let pod_ip = self.pod_ip;
@@ -1192,7 +1227,7 @@ impl Worker {
     }
 
     fn probe(&self, name: String, kind: ProbeKind, run: u32) {
-        let Some(container) = find_container(&self.pod, &name).cloned() else {
+        let Some(container) = find_container(&self.pod, &name) else {
             return;
         };
         let probe = match kind {
@@ -1465,6 +1500,7 @@ struct OciStart {
     exec_root: ExecRoot,
     mounts: Vec<sandbox::Mount>,
     netns: Option<PathBuf>,
+    pid_namespace: Option<PathBuf>,
     cgroups_path: Option<String>,
     managed_cgroup_dirs: Vec<PathBuf>,
     log_path: PathBuf,
@@ -1496,6 +1532,7 @@ async fn start_oci(start: OciStart) -> std::io::Result<ContainerProcess> {
                 mounts: &start.mounts,
                 hostname: &hostname,
                 netns: start.netns.as_deref(),
+                pid_namespace: start.pid_namespace.as_deref(),
                 cgroups_path: start.cgroups_path.clone(),
                 managed_cgroup_dirs: start.managed_cgroup_dirs.clone(),
                 log_path: &start.log_path,
