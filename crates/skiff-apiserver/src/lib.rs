@@ -22,6 +22,7 @@ pub mod openapi_v2;
 pub mod options;
 pub mod protobuf;
 pub mod rbac_bootstrap;
+pub mod rbac_cache;
 pub mod recovery;
 pub mod registry;
 pub mod scale;
