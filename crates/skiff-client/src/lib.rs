@@ -50,6 +50,15 @@ impl ClientError {
         }
     }
 
+    /// The error as client-go words it: an API error's `Status` message alone, which is what
+    /// Kubernetes' controllers put in their events (`Error creating: pods is forbidden: ...`).
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::Api(e) => e.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the object was not found.
     pub fn is_not_found(&self) -> bool {
         self.code() == 404

@@ -375,7 +375,7 @@ impl JobController {
                             record_events(
                                 &self.recorder,
                                 cached,
-                                &[failed_create_event(&e.to_string())],
+                                &[failed_create_event(&e.message())],
                             );
                             failure = Some(SyncError::Plan(e.to_string()));
                             failed = true;

@@ -243,7 +243,7 @@ impl ReplicaSetController {
                             record_events(
                                 &self.recorder,
                                 cached,
-                                &[failed_create_event(&e.to_string())],
+                                &[failed_create_event(&e.message())],
                             );
                             failure = Some(ManageError {
                                 message: e.to_string(),
@@ -282,7 +282,7 @@ impl ReplicaSetController {
                         record_events(
                             &self.recorder,
                             cached,
-                            &[failed_delete_event(&e.to_string())],
+                            &[failed_delete_event(&e.message())],
                         );
                         failure = Some(ManageError {
                             message: e.to_string(),
