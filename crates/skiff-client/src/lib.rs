@@ -749,7 +749,11 @@ mod tests {
             status.message,
             r#"configmaps is forbidden: User "system:serviceaccount:kube-system:replicaset-controller" cannot create resource "configmaps" in API group "" in the namespace "default""#
         );
-        assert_eq!(refused.message(), status.message, "events carry the message alone");
+        assert_eq!(
+            refused.message(),
+            status.message,
+            "events carry the message alone"
+        );
         let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "cm-writer"},
             "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]});

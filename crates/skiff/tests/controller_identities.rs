@@ -63,6 +63,22 @@ fn the_replicaset_controller_holds_only_what_its_binding_grants() {
     assert_eq!(nodes.stdout, "no\n");
 
     // Without its binding the controller cannot create pods, and says so as Kubernetes does.
+    // Its events are written under the same identity, so a separate binding keeps it allowed
+    // to record them (without one, Kubernetes' controller would fail silently too).
+    kubectl.ok(&[
+        "create",
+        "clusterrole",
+        "event-recorder",
+        "--verb=create,update,patch",
+        "--resource=events",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "clusterrolebinding",
+        "replicaset-controller-events",
+        "--clusterrole=event-recorder",
+        "--serviceaccount=kube-system:replicaset-controller",
+    ]);
     kubectl.ok(&["delete", "clusterrolebinding", BINDING]);
     assert_eq!(
         kubectl
@@ -91,7 +107,19 @@ fn the_replicaset_controller_holds_only_what_its_binding_grants() {
         "{event}"
     );
     let pods = kubectl.json(&["get", "pods", "-l", "app=web"]);
-    assert_eq!(pods["items"], serde_json::json!([]), "no pod without the right");
+    assert_eq!(
+        pods["items"],
+        serde_json::json!([]),
+        "no pod without the right"
+    );
+    let refusal = format!("request refused user={REPLICASET_CONTROLLER}");
+    assert!(
+        skiff
+            .log()
+            .lines()
+            .any(|l| strip_ansi(l).contains(&refusal)),
+        "the refusal is logged"
+    );
 
     // Restored, the binding lets the ReplicaSet reach its replicas.
     kubectl.ok(&[
@@ -109,4 +137,22 @@ fn the_replicaset_controller_holds_only_what_its_binding_grants() {
         let replica_set = kubectl.json(&["get", "replicaset", "web"]);
         (replica_set["status"]["replicas"] == 2).then_some(())
     });
+}
+
+/// A log line without its terminal colours.
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for next in chars.by_ref() {
+                if next == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
