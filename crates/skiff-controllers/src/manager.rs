@@ -90,7 +90,8 @@ pub fn controller_client(client: &Arc<dyn Client>, name: &str) -> Arc<dyn Client
 }
 
 /// Creates the controllers' ServiceAccounts in `kube-system` that do not exist yet, as
-/// kube-controller-manager's client builder does before a controller starts.
+/// kube-controller-manager's client builder does before a controller starts; the server calls
+/// it before it serves, so clients see no write of it after start.
 pub async fn ensure_controller_service_accounts(client: &Arc<dyn Client>) {
     let scope = Scope {
         resource: &kinds::service_account::V1,
@@ -119,7 +120,6 @@ fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Inform
 /// Informers read with `client`'s own rights, as kube-controller-manager's shared informers
 /// use its own credentials; each controller writes as its ServiceAccount (see [`identities`]).
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
-    ensure_controller_service_accounts(&client).await;
     let as_controller = |name: &str| controller_client(&client, name);
     let deployments = informer(&client, &kinds::deployment::V1);
     let replica_sets = informer(&client, &kinds::replica_set::V1);

@@ -343,6 +343,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+    skiff_controllers::manager::ensure_controller_service_accounts(&client).await;
     let controllers = tokio::spawn(skiff_controllers::manager::run(
         client.clone(),
         until_stopped(),
