@@ -42,8 +42,21 @@ pub fn anonymous_user() -> UserInfo {
     UserInfo::new(ANONYMOUS, &[SYSTEM_UNAUTHENTICATED])
 }
 
-/// Reads the Roles, ClusterRoles and bindings the authorizer decides from.
-pub async fn rbac_snapshot(registry: &Registry) -> Result<RbacSnapshot, ApiError> {
+/// The Roles, ClusterRoles and bindings the authorizer decides from: the registry's cached
+/// snapshot while no RBAC write happened since it was listed, else a fresh one.
+pub async fn rbac_snapshot(registry: &Registry) -> Result<Arc<RbacSnapshot>, ApiError> {
+    let cache = registry.rbac_cache();
+    if let Some(snapshot) = cache.current() {
+        return Ok(snapshot);
+    }
+    let generation = cache.generation();
+    let snapshot = Arc::new(read_rbac_snapshot(registry).await?);
+    cache.offer(generation, snapshot.clone());
+    Ok(snapshot)
+}
+
+/// Reads the four RBAC kinds from the registry, bypassing the cache.
+pub async fn read_rbac_snapshot(registry: &Registry) -> Result<RbacSnapshot, ApiError> {
     let mut snapshot = RbacSnapshot::new();
     let options = ListOptions::default();
     for item in registry.list(&kinds::role::V1, None, &options).await?.items {
@@ -729,6 +742,133 @@ mod tests {
         assert_eq!(
             answered["status"]["userInfo"],
             json!({"username": "system:admin", "groups": ["system:masters", "system:authenticated"]})
+        );
+    }
+
+    fn registry(dir: &tempfile::TempDir) -> Registry {
+        let store = skiff_store::SqliteStore::open(&dir.path().join("state.db")).expect("store");
+        Registry::new(Arc::new(store))
+    }
+
+    fn jane_lists_pods() -> Attributes {
+        Attributes::resource(
+            UserInfo::new("jane", &[SYSTEM_AUTHENTICATED]),
+            "list",
+            ResourceTarget {
+                namespace: "default".into(),
+                api_version: "v1".into(),
+                resource: "pods".into(),
+                ..ResourceTarget::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_binding_applies_to_the_very_next_request_and_its_deletion_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = registry(&dir);
+        crate::system::ensure_builtin_namespaces(&registry)
+            .await
+            .expect("namespaces");
+        let write = crate::registry::WriteOptions::default;
+        // Warm the cache with a snapshot in which jane holds nothing.
+        assert!(
+            !authorize(&registry, &jane_lists_pods())
+                .await
+                .unwrap()
+                .allowed
+        );
+        registry
+            .create(
+                &kinds::role::V1,
+                Some("default"),
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                       "metadata": {"name": "pod-reader", "namespace": "default"},
+                       "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]}),
+                write(),
+            )
+            .await
+            .expect("role");
+        assert!(
+            !authorize(&registry, &jane_lists_pods())
+                .await
+                .unwrap()
+                .allowed
+        );
+        registry
+            .create(
+                &kinds::role_binding::V1,
+                Some("default"),
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "jane-reads", "namespace": "default"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}]}),
+                write(),
+            )
+            .await
+            .expect("binding");
+        let decision = authorize(&registry, &jane_lists_pods()).await.unwrap();
+        assert!(
+            decision.allowed,
+            "the new binding was not applied: {decision:?}"
+        );
+        registry
+            .delete(
+                &kinds::role_binding::V1,
+                Some("default"),
+                "jane-reads",
+                &crate::registry::DeleteOptions::default(),
+            )
+            .await
+            .expect("delete binding");
+        assert!(
+            !authorize(&registry, &jane_lists_pods())
+                .await
+                .unwrap()
+                .allowed,
+            "the deleted binding still applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_is_read_once_until_an_rbac_object_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = registry(&dir);
+        crate::system::ensure_builtin_namespaces(&registry)
+            .await
+            .expect("namespaces");
+        let first = rbac_snapshot(&registry).await.expect("snapshot");
+        let again = rbac_snapshot(&registry).await.expect("snapshot");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "an unchanged snapshot was re-read"
+        );
+        // Writes to other kinds keep it.
+        registry
+            .create(
+                &kinds::config_map::V1,
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+                crate::registry::WriteOptions::default(),
+            )
+            .await
+            .expect("config map");
+        let after_other = rbac_snapshot(&registry).await.expect("snapshot");
+        assert!(Arc::ptr_eq(&first, &after_other));
+        registry
+            .create(
+                &kinds::cluster_role::V1,
+                None,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                       "metadata": {"name": "nothing"}}),
+                crate::registry::WriteOptions::default(),
+            )
+            .await
+            .expect("cluster role");
+        let after_rbac = rbac_snapshot(&registry).await.expect("snapshot");
+        assert!(
+            !Arc::ptr_eq(&first, &after_rbac),
+            "an RBAC write kept the old snapshot"
         );
     }
 }

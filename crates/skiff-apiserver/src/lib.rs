@@ -23,6 +23,8 @@ pub mod openapi_v2;
 pub mod options;
 pub mod protobuf;
 pub mod rbac_bootstrap;
+pub mod rbac_cache;
+pub mod rbac_controller_roles;
 pub mod recovery;
 pub mod registry;
 pub mod scale;

@@ -426,11 +426,29 @@ pub fn reconcile_binding(existing: &Value, wanted: &Value) -> Option<Value> {
     changed.then_some(updated)
 }
 
+/// Every bootstrap ClusterRole: the roles above and the built-in controllers' roles.
+pub fn all_cluster_roles() -> Vec<Value> {
+    let mut roles = cluster_roles();
+    roles.extend(crate::rbac_controller_roles::controller_roles());
+    roles
+}
+
+/// Every bootstrap ClusterRoleBinding: the bindings above and the controllers' bindings.
+pub fn all_cluster_role_bindings() -> Vec<Value> {
+    let mut bindings = cluster_role_bindings();
+    bindings.extend(crate::rbac_controller_roles::controller_role_bindings());
+    bindings
+}
+
 /// Creates or repairs every bootstrap ClusterRole and ClusterRoleBinding.
 pub async fn reconcile(registry: &Registry) -> Result<(), ApiError> {
     let kinds = [
-        (&cluster_role::V1, cluster_roles(), true),
-        (&cluster_role_binding::V1, cluster_role_bindings(), false),
+        (&cluster_role::V1, all_cluster_roles(), true),
+        (
+            &cluster_role_binding::V1,
+            all_cluster_role_bindings(),
+            false,
+        ),
     ];
     for (resource, wanted_objects, is_role) in kinds {
         for wanted in wanted_objects {
@@ -474,11 +492,11 @@ mod tests {
 
     #[test]
     fn every_bootstrap_role_passes_validation() {
-        for role in cluster_roles() {
+        for role in all_cluster_roles() {
             let errs = skiff_api::validation::validate_create(&cluster_role::V1, &role);
             assert!(errs.is_empty(), "{}: {errs:?}", role["metadata"]["name"]);
         }
-        for binding in cluster_role_bindings() {
+        for binding in all_cluster_role_bindings() {
             let errs = skiff_api::validation::validate_create(&cluster_role_binding::V1, &binding);
             assert!(errs.is_empty(), "{}: {errs:?}", binding["metadata"]["name"]);
         }

@@ -140,6 +140,8 @@ pub struct Registry {
     token_signer: Arc<std::sync::OnceLock<Arc<crate::service_account_tokens::TokenSigner>>>,
     /// The `DefaultTolerationSeconds` admission's not-ready and unreachable seconds.
     toleration_seconds: (i64, i64),
+    /// The authorizer's RBAC snapshot, retired by every RBAC write through `store`.
+    rbac: Arc<crate::rbac_cache::RbacCache>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -308,6 +310,11 @@ impl Registry {
             // Lists still work without it, parsing each object's labels themselves.
             tracing::warn!(%error, "the store keeps no parsed labels");
         }
+        let rbac = Arc::new(crate::rbac_cache::RbacCache::default());
+        let store: Arc<dyn Store> = Arc::new(crate::rbac_cache::RbacTrackingStore::new(
+            store,
+            rbac.clone(),
+        ));
         Registry {
             store,
             services: Arc::new(ServiceAllocator::for_range(range)),
@@ -316,6 +323,7 @@ impl Registry {
                 skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
                 skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
             ),
+            rbac,
         }
     }
 
@@ -388,6 +396,11 @@ impl Registry {
     /// The underlying store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The cached RBAC snapshot the authorizer decides from, and what retires it.
+    pub fn rbac_cache(&self) -> &Arc<crate::rbac_cache::RbacCache> {
+        &self.rbac
     }
 
     /// Decodes a stored value, stamping its resourceVersion, in the storage version.

@@ -722,6 +722,8 @@ async fn empty_metadata_maps_are_not_stored_and_change_nothing() {
         updated, created,
         "adding empty maps changed the object or its resourceVersion"
     );
+}
+
 fn pod_with_app(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"containers": [{"name": "app", "image": "busybox"}]}})

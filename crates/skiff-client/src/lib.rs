@@ -21,6 +21,8 @@ use serde_json::Value;
 use skiff_api::patch::PatchType;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 use skiff_apiserver::registry::{self, Registry, WriteOptions};
+use skiff_auth::attributes::{Attributes, ResourceTarget};
+use skiff_auth::user::UserInfo;
 
 pub use skiff_apiserver::registry::{DeleteOptions, ListOptions};
 pub use skiff_apiserver::status::ApiError;
@@ -45,6 +47,15 @@ impl ClientError {
         match self {
             ClientError::Api(e) => e.code,
             _ => 0,
+        }
+    }
+
+    /// The error as client-go words it: an API error's `Status` message alone, which is what
+    /// Kubernetes' controllers put in their events (`Error creating: pods is forbidden: ...`).
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::Api(e) => e.message.clone(),
+            other => other.to_string(),
         }
     }
 
@@ -152,6 +163,14 @@ pub trait Client: Send + Sync + 'static {
         ))
     }
 
+    /// The same client acting as `user`, every call authorized as an HTTP request from that
+    /// user would be, so in-process controllers hold exactly the rights RBAC gives them.
+    /// `None` from clients that cannot act for someone else (they keep their own identity).
+    fn as_user(&self, user: UserInfo) -> Option<Arc<dyn Client>> {
+        let _ = user;
+        None
+    }
+
     /// Reads a workload's `autoscaling/v1` Scale (`.../NAME/scale`), so autoscalers can size
     /// any scalable kind without knowing it.
     async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
@@ -164,22 +183,31 @@ pub trait Client: Send + Sync + 'static {
     /// is a precondition, as for `PUT .../scale`.
     async fn update_scale(&self, scope: Scope<'_>, scale: Value) -> Result<Value, ClientError> {
         require_scale(scope.resource)?;
-        let name = name_of(&scale).to_string();
-        let replicas = scale
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let mut object = self.get(scope, &name).await?;
-        if let Some(rv) = scale
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-        {
-            object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        }
-        object["spec"]["replicas"] = Value::from(replicas);
-        let updated = self.update(scope, object).await?;
-        Ok(skiff_apiserver::scale::scale_of(&updated))
+        write_scale(self, scope, scale).await
     }
+}
+
+/// Writes a Scale's `spec.replicas` to its workload through `client`'s get and update.
+async fn write_scale<C: Client + ?Sized>(
+    client: &C,
+    scope: Scope<'_>,
+    scale: Value,
+) -> Result<Value, ClientError> {
+    let name = name_of(&scale).to_string();
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let mut object = client.get(scope, &name).await?;
+    if let Some(rv) = scale
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+    }
+    object["spec"]["replicas"] = Value::from(replicas);
+    let updated = client.update(scope, object).await?;
+    Ok(skiff_apiserver::scale::scale_of(&updated))
 }
 
 fn require_scale(resource: &ResourceInfo) -> Result<(), ClientError> {
@@ -193,16 +221,76 @@ fn require_scale(resource: &ResourceInfo) -> Result<(), ClientError> {
     }
 }
 
-/// A client that goes straight into the registry of this process: no HTTP, same admission.
+/// A client that goes straight into the registry of this process: no HTTP, same admission,
+/// and, when it acts as a user, the same authorization.
 #[derive(Clone)]
 pub struct LocalClient {
     registry: Registry,
+    /// Who the calls are made as; `None` is the control plane itself, never authorized.
+    user: Option<UserInfo>,
 }
 
 impl LocalClient {
-    /// A client over `registry`.
+    /// A client over `registry` with the control plane's own unrestricted rights (the API
+    /// server's loopback identity): for informers and start-up work, not for controllers.
     pub fn new(registry: Registry) -> LocalClient {
-        LocalClient { registry }
+        LocalClient {
+            registry,
+            user: None,
+        }
+    }
+
+    /// A client over `registry` whose every call is authorized for `user` with the decision
+    /// HTTP requests get, refused with the same 403.
+    pub fn as_user(registry: Registry, user: UserInfo) -> LocalClient {
+        LocalClient {
+            registry,
+            user: Some(user),
+        }
+    }
+
+    /// This client without its user: for the object reads and writes a subresource call the
+    /// user was already authorized for is made of.
+    fn unrestricted(&self) -> LocalClient {
+        LocalClient::new(self.registry.clone())
+    }
+
+    /// The user calls are made as, if any.
+    pub fn user(&self) -> Option<&UserInfo> {
+        self.user.as_ref()
+    }
+
+    /// Refuses a call its user may not make, as kube-apiserver's authorization filter does.
+    async fn authorize(
+        &self,
+        verb: &str,
+        resource: &ResourceInfo,
+        subresource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), ClientError> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let attrs = Attributes::resource(
+            user.clone(),
+            verb,
+            ResourceTarget {
+                namespace: namespace.unwrap_or("").to_string(),
+                api_group: resource.group.to_string(),
+                api_version: resource.version.to_string(),
+                resource: resource.plural.to_string(),
+                subresource: subresource.to_string(),
+                name: name.to_string(),
+            },
+        );
+        let decision = skiff_apiserver::authz::authorize(&self.registry, &attrs).await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        let refusal = skiff_apiserver::authz::forbidden(&attrs, &decision.reason);
+        tracing::warn!(user = %user.name, error = %refusal.message, "request refused");
+        Err(ClientError::Api(refusal))
     }
 }
 
@@ -215,7 +303,13 @@ fn name_of(object: &Value) -> &str {
 
 #[async_trait]
 impl Client for LocalClient {
+    fn as_user(&self, user: UserInfo) -> Option<Arc<dyn Client>> {
+        Some(Arc::new(LocalClient::as_user(self.registry.clone(), user)))
+    }
+
     async fn get(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
+        self.authorize("get", scope.resource, "", scope.namespace, name)
+            .await?;
         Ok(self
             .registry
             .get(scope.resource, scope.namespace, name)
@@ -227,6 +321,8 @@ impl Client for LocalClient {
         scope: Scope<'_>,
         options: &ListOptions,
     ) -> Result<ObjectList, ClientError> {
+        self.authorize("list", scope.resource, "", scope.namespace, "")
+            .await?;
         let list = self
             .registry
             .list(scope.resource, scope.namespace, options)
@@ -243,6 +339,8 @@ impl Client for LocalClient {
         scope: Scope<'_>,
         options: &ListOptions,
     ) -> Result<BoxStream<'static, WatchEvent>, ClientError> {
+        self.authorize("watch", scope.resource, "", scope.namespace, "")
+            .await?;
         let events = self
             .registry
             .watch(scope.resource, scope.namespace, options)
@@ -256,6 +354,8 @@ impl Client for LocalClient {
     }
 
     async fn create(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
+        self.authorize("create", scope.resource, "", scope.namespace, "")
+            .await?;
         let w = self
             .registry
             .create(
@@ -270,6 +370,8 @@ impl Client for LocalClient {
 
     async fn update(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
         let name = name_of(&object).to_string();
+        self.authorize("update", scope.resource, "", scope.namespace, &name)
+            .await?;
         let w = self
             .registry
             .update(
@@ -286,6 +388,8 @@ impl Client for LocalClient {
 
     async fn update_status(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
         let name = name_of(&object).to_string();
+        self.authorize("update", scope.resource, "status", scope.namespace, &name)
+            .await?;
         let w = self
             .registry
             .update(
@@ -310,6 +414,9 @@ impl Client for LocalClient {
     ) -> Result<Value, ClientError> {
         let resource = scope.resource;
         let sub = status.then_some(Subresource::Status);
+        let subresource = if status { "status" } else { "" };
+        self.authorize("patch", resource, subresource, scope.namespace, name)
+            .await?;
         let w =
             self.registry
                 .write_loop(
@@ -339,6 +446,8 @@ impl Client for LocalClient {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Option<Value>, ClientError> {
+        self.authorize("delete", scope.resource, "", scope.namespace, name)
+            .await?;
         match self
             .registry
             .delete(scope.resource, scope.namespace, name, options)
@@ -350,6 +459,14 @@ impl Client for LocalClient {
     }
 
     async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClientError> {
+        self.authorize(
+            "create",
+            &skiff_api::kinds::pod::V1,
+            "binding",
+            Some(namespace),
+            name,
+        )
+        .await?;
         self.registry.bind_pod(namespace, name, node).await?;
         Ok(())
     }
@@ -360,6 +477,14 @@ impl Client for LocalClient {
         name: &str,
         request: Value,
     ) -> Result<Value, ClientError> {
+        self.authorize(
+            "create",
+            &skiff_api::kinds::service_account::V1,
+            "token",
+            Some(namespace),
+            name,
+        )
+        .await?;
         Ok(skiff_apiserver::token_request::request_token(
             &self.registry,
             namespace,
@@ -368,6 +493,22 @@ impl Client for LocalClient {
             skiff_apiserver::token_request::now_seconds(),
         )
         .await?)
+    }
+
+    async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
+        require_scale(scope.resource)?;
+        self.authorize("get", scope.resource, "scale", scope.namespace, name)
+            .await?;
+        let object = self.unrestricted().get(scope, name).await?;
+        Ok(skiff_apiserver::scale::scale_of(&object))
+    }
+
+    async fn update_scale(&self, scope: Scope<'_>, scale: Value) -> Result<Value, ClientError> {
+        require_scale(scope.resource)?;
+        let name = name_of(&scale).to_string();
+        self.authorize("update", scope.resource, "scale", scope.namespace, &name)
+            .await?;
+        write_scale(&self.unrestricted(), scope, scale).await
     }
 }
 
@@ -571,5 +712,140 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(api.get_opt("c").await.unwrap().is_none());
+    }
+
+    fn controller_user() -> UserInfo {
+        UserInfo::new(
+            "system:serviceaccount:kube-system:replicaset-controller",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:kube-system",
+                "system:authenticated",
+            ],
+        )
+    }
+
+    #[tokio::test]
+    async fn a_client_acting_as_a_user_holds_only_what_rbac_grants() {
+        let (_dir, admin) = client().await;
+        let acting = admin
+            .as_user(controller_user())
+            .expect("a local client acts for users");
+        let config_maps = Scope {
+            resource: &skiff_api::kinds::config_map::V1,
+            namespace: Some("default"),
+        };
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                      "metadata": {"name": "c"}});
+        let refused = acting
+            .create(config_maps, body.clone())
+            .await
+            .expect_err("no rule grants it");
+        let ClientError::Api(status) = &refused else {
+            panic!("expected a Status, got {refused:?}");
+        };
+        assert_eq!(status.code, 403);
+        assert_eq!(
+            status.message,
+            r#"configmaps is forbidden: User "system:serviceaccount:kube-system:replicaset-controller" cannot create resource "configmaps" in API group "" in the namespace "default""#
+        );
+        assert_eq!(
+            refused.message(),
+            status.message,
+            "events carry the message alone"
+        );
+        let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cm-writer"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]});
+        let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "cm-writer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cm-writer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"}]});
+        for (resource, object) in [
+            (&skiff_api::kinds::cluster_role::V1, role),
+            (&skiff_api::kinds::cluster_role_binding::V1, binding),
+        ] {
+            admin
+                .create(
+                    Scope {
+                        resource,
+                        namespace: None,
+                    },
+                    object,
+                )
+                .await
+                .expect("the unrestricted client writes RBAC");
+        }
+        acting
+            .create(config_maps, body)
+            .await
+            .expect("the binding grants create");
+        // Create is all it grants.
+        assert_eq!(acting.get(config_maps, "c").await.unwrap_err().code(), 403);
+        assert_eq!(
+            acting
+                .delete(config_maps, "c", &DeleteOptions::default())
+                .await
+                .unwrap_err()
+                .code(),
+            403
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_calls_are_authorized_on_the_scale_subresource() {
+        let (_dir, admin) = client().await;
+        let deployments = Scope {
+            resource: &skiff_api::kinds::deployment::V1,
+            namespace: Some("default"),
+        };
+        admin
+            .create(
+                deployments,
+                serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "web"},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+            )
+            .await
+            .expect("deployment");
+        let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "scaler"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["get", "update"]}]});
+        let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "scaler"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "scaler"},
+            "subjects": [{"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"}]});
+        for (resource, object) in [
+            (&skiff_api::kinds::cluster_role::V1, role),
+            (&skiff_api::kinds::cluster_role_binding::V1, binding),
+        ] {
+            admin
+                .create(
+                    Scope {
+                        resource,
+                        namespace: None,
+                    },
+                    object,
+                )
+                .await
+                .expect("rbac");
+        }
+        let acting = admin.as_user(controller_user()).expect("acting client");
+        let mut scale = acting
+            .get_scale(deployments, "web")
+            .await
+            .expect("get scale");
+        assert_eq!(
+            acting.get(deployments, "web").await.unwrap_err().code(),
+            403
+        );
+        scale["spec"]["replicas"] = serde_json::json!(3);
+        let scaled = acting
+            .update_scale(deployments, scale)
+            .await
+            .expect("update scale");
+        assert_eq!(scaled["spec"]["replicas"], 3);
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use skiff_api::kinds;
 use skiff_api::resources::ResourceInfo;
-use skiff_client::Client;
+use skiff_apiserver::rbac_controller_roles::CONTROLLER_NAMESPACE;
+use skiff_auth::user::{UserInfo, SERVICE_ACCOUNT_PREFIX, SYSTEM_AUTHENTICATED};
+use skiff_client::{Client, Scope};
 use skiff_runtime::{EventRecorder, EventSource, Informer, InformerConfig};
 
 use crate::cloneset::controller::CloneSetController;
@@ -40,6 +42,77 @@ const TTL_AFTER_FINISHED_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-cron-job-syncs`.
 const CRONJOB_WORKERS: usize = 5;
 
+/// The ServiceAccount (in `kube-system`) each built-in controller acts as, as
+/// kube-controller-manager's with `--use-service-account-credentials`; each is bound to the
+/// `system:controller:<name>` ClusterRole that says what it may do. A new controller takes
+/// its line here and its role in `skiff_apiserver::rbac_controller_roles`.
+pub mod identities {
+    /// The Deployment controller.
+    pub const DEPLOYMENT: &str = "deployment-controller";
+    /// The ReplicaSet controller.
+    pub const REPLICASET: &str = "replicaset-controller";
+    /// The CloneSet controller (OpenKruise's, under a Skiff role).
+    pub const CLONESET: &str = "cloneset-controller";
+    /// The Endpoints controller.
+    pub const ENDPOINTS: &str = "endpoint-controller";
+    /// The EndpointSlice controller.
+    pub const ENDPOINTSLICE: &str = "endpointslice-controller";
+    /// The ClusterRole aggregation controller.
+    pub const CLUSTERROLE_AGGREGATION: &str = "clusterrole-aggregation-controller";
+    /// The Job controller.
+    pub const JOB: &str = "job-controller";
+    /// The TTL-after-finished controller.
+    pub const TTL_AFTER_FINISHED: &str = "ttl-after-finished-controller";
+    /// The CronJob controller.
+    pub const CRONJOB: &str = "cronjob-controller";
+    /// The garbage collector.
+    pub const GARBAGE_COLLECTOR: &str = "generic-garbage-collector";
+    /// The HorizontalPodAutoscaler controller.
+    pub const HORIZONTAL_POD_AUTOSCALER: &str = "horizontal-pod-autoscaler";
+}
+
+/// The user a controller's ServiceAccount `name` in `kube-system` authenticates as: its
+/// name and the groups a ServiceAccount token gives.
+pub fn controller_user(name: &str) -> UserInfo {
+    UserInfo::new(
+        format!("{SERVICE_ACCOUNT_PREFIX}{CONTROLLER_NAMESPACE}:{name}"),
+        &[
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{CONTROLLER_NAMESPACE}"),
+            SYSTEM_AUTHENTICATED,
+        ],
+    )
+}
+
+/// `client` acting as the controller `name`, so its writes are authorized by its role; a
+/// client that cannot act for others is returned as it is.
+pub fn controller_client(client: &Arc<dyn Client>, name: &str) -> Arc<dyn Client> {
+    client
+        .as_user(controller_user(name))
+        .unwrap_or_else(|| client.clone())
+}
+
+/// Creates the controllers' ServiceAccounts in `kube-system` that do not exist yet, as
+/// kube-controller-manager's client builder does before a controller starts; the server calls
+/// it before it serves, so clients see no write of it after start.
+pub async fn ensure_controller_service_accounts(client: &Arc<dyn Client>) {
+    let scope = Scope {
+        resource: &kinds::service_account::V1,
+        namespace: Some(CONTROLLER_NAMESPACE),
+    };
+    for name in skiff_apiserver::rbac_controller_roles::controller_names() {
+        let account = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                         "metadata": {"name": name, "namespace": CONTROLLER_NAMESPACE}});
+        match client.create(scope, account).await {
+            Ok(_) => {}
+            Err(e) if e.is_conflict() => {}
+            Err(error) => {
+                tracing::warn!(%error, account = name, "cannot create a controller's ServiceAccount")
+            }
+        }
+    }
+}
+
 fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Informer {
     Informer::start(client.clone(), InformerConfig::new(resource))
 }
@@ -47,8 +120,12 @@ fn informer(client: &Arc<dyn Client>, resource: &'static ResourceInfo) -> Inform
 /// Runs the Deployment, ReplicaSet, CloneSet, Endpoints, EndpointSlice, ClusterRole
 /// aggregation and garbage-collection controllers until `shutdown` resolves (which also ends a
 /// wait for the informers to sync).
+///
+/// Informers read with `client`'s own rights, as kube-controller-manager's shared informers
+/// use its own credentials; each controller writes as its ServiceAccount (see [`identities`]).
 pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
     tokio::pin!(shutdown);
+    let as_controller = |name: &str| controller_client(&client, name);
     let deployments = informer(&client, &kinds::deployment::V1);
     let replica_sets = informer(&client, &kinds::replica_set::V1);
     let pods = informer(&client, &kinds::pod::V1);
@@ -83,42 +160,46 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         }
     }
 
+    let identity_client = as_controller(identities::DEPLOYMENT);
     let deployment_controller = DeploymentController::new(
-        client.clone(),
+        identity_client.clone(),
         deployments.clone(),
         replica_sets.clone(),
         pods.clone(),
         EventRecorder::new(
-            client.clone(),
+            identity_client,
             EventSource::component("deployment-controller"),
         ),
     );
+    let identity_client = as_controller(identities::REPLICASET);
     let replica_set_controller = ReplicaSetController::new(
-        client.clone(),
+        identity_client.clone(),
         replica_sets.clone(),
         pods.clone(),
         EventRecorder::new(
-            client.clone(),
+            identity_client,
             EventSource::component("replicaset-controller"),
         ),
     );
+    let identity_client = as_controller(identities::CLONESET);
     let clone_set_controller = CloneSetController::new(
-        client.clone(),
+        identity_client.clone(),
         clonesets.clone(),
         pods.clone(),
         controller_revisions.clone(),
         EventRecorder::new(
-            client.clone(),
+            identity_client,
             EventSource::component("cloneset-controller"),
         ),
     );
+    let identity_client = as_controller(identities::ENDPOINTS);
     let endpoints_controller = EndpointsController::new(
-        client.clone(),
+        identity_client.clone(),
         services.clone(),
         pods.clone(),
         endpoints,
         EventRecorder::new(
-            client.clone(),
+            identity_client,
             EventSource::component("endpoint-controller"),
         ),
     );
@@ -133,34 +214,45 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("daemonset-controller"),
         ),
     );
+    let identity_client = as_controller(identities::ENDPOINTSLICE);
     let endpoint_slice_controller = EndpointSliceController::new(
-        client.clone(),
+        identity_client.clone(),
         services,
         pods.clone(),
         endpoint_slices,
         nodes,
         EventRecorder::new(
-            client.clone(),
+            identity_client,
             EventSource::component("endpointslice-controller"),
         ),
     );
-    let aggregation_controller =
-        ClusterRoleAggregationController::new(client.clone(), cluster_roles);
+    let aggregation_controller = ClusterRoleAggregationController::new(
+        as_controller(identities::CLUSTERROLE_AGGREGATION),
+        cluster_roles,
+    );
+    let identity_client = as_controller(identities::JOB);
     let job_controller = JobController::new(
-        client.clone(),
+        identity_client.clone(),
         jobs.clone(),
         pods.clone(),
-        EventRecorder::new(client.clone(), EventSource::component("job-controller")),
+        EventRecorder::new(identity_client, EventSource::component("job-controller")),
     );
-    let ttl_controller = TtlAfterFinishedController::new(client.clone(), jobs.clone());
+    let ttl_controller = TtlAfterFinishedController::new(
+        as_controller(identities::TTL_AFTER_FINISHED),
+        jobs.clone(),
+    );
+    let identity_client = as_controller(identities::CRONJOB);
     let cron_job_controller = CronJobController::new(
-        client.clone(),
+        identity_client.clone(),
         cron_jobs.clone(),
         jobs.clone(),
-        EventRecorder::new(client.clone(), EventSource::component("cronjob-controller")),
+        EventRecorder::new(
+            identity_client,
+            EventSource::component("cronjob-controller"),
+        ),
     );
     let gc = GarbageCollector::new(
-        client.clone(),
+        as_controller(identities::GARBAGE_COLLECTOR),
         vec![
             deployments,
             replica_sets,

@@ -386,6 +386,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+    skiff_controllers::manager::ensure_controller_service_accounts(&client).await;
     skiff_controllers::namespace_defaults::ensure_all(&client, &tls.ca_pem)
         .await
         .map_err(|e| format!("cannot give the namespaces their defaults: {e}"))?;

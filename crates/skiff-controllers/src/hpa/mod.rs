@@ -36,6 +36,10 @@ pub async fn run(
     config: HpaConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let client = crate::manager::controller_client(
+        &client,
+        crate::manager::identities::HORIZONTAL_POD_AUTOSCALER,
+    );
     tokio::pin!(shutdown);
     let controller = tokio::select! {
         controller = controller::HpaController::start(client, metrics, config) => controller,

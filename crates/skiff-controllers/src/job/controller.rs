@@ -214,37 +214,30 @@ impl JobController {
         Ok(None)
     }
 
-    /// Drops the tracking finalizer from one pod, keeping every other finalizer.
+    /// Drops the tracking finalizer from one pod, keeping every other finalizer. As upstream,
+    /// the pod is not read again (the controller's role may not `get` pods): the cache says
+    /// whether there is anything to drop, and a strategic merge patch deletes the one entry,
+    /// carrying the pod's uid so that a namesake replacing it is refused rather than changed.
     async fn remove_finalizer(&self, namespace: &str, target: &PodRef) -> Result<(), SyncError> {
         let scope = Scope {
             resource: pods_resource(),
             namespace: Some(namespace),
         };
-        let current = match self.client.get(scope, &target.name).await {
-            Ok(pod) => pod,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(cached) = self.pods.get(Some(namespace), &target.name) else {
+            return Ok(());
         };
-        if current.pointer("/metadata/uid").and_then(Value::as_str) != Some(target.uid.as_str())
-            || !has_tracking_finalizer(&current)
+        if cached.pointer("/metadata/uid").and_then(Value::as_str) != Some(target.uid.as_str())
+            || !has_tracking_finalizer(&cached)
         {
             return Ok(());
         }
-        let kept: Vec<Value> = current
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|f| f.as_str() != Some(TRACKING_FINALIZER))
-            .cloned()
-            .collect();
         let patch = json!({"metadata": {
-            "finalizers": kept,
-            "resourceVersion": current.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+            "$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER],
+            "uid": target.uid,
         }});
         match self
             .client
-            .patch(scope, &target.name, PatchType::Merge, patch, false)
+            .patch(scope, &target.name, PatchType::StrategicMerge, patch, false)
             .await
         {
             Ok(_) => Ok(()),
@@ -382,7 +375,7 @@ impl JobController {
                             record_events(
                                 &self.recorder,
                                 cached,
-                                &[failed_create_event(&e.to_string())],
+                                &[failed_create_event(&e.message())],
                             );
                             failure = Some(SyncError::Plan(e.to_string()));
                             failed = true;

@@ -243,7 +243,7 @@ impl ReplicaSetController {
                             record_events(
                                 &self.recorder,
                                 cached,
-                                &[failed_create_event(&e.to_string())],
+                                &[failed_create_event(&e.message())],
                             );
                             failure = Some(ManageError {
                                 message: e.to_string(),
@@ -279,11 +279,7 @@ impl ReplicaSetController {
                     Err(e) if e.is_not_found() => self.expectations.deletion_observed(key),
                     Err(e) => {
                         self.expectations.deletion_observed(key);
-                        record_events(
-                            &self.recorder,
-                            cached,
-                            &[failed_delete_event(&e.to_string())],
-                        );
+                        record_events(&self.recorder, cached, &[failed_delete_event(&e.message())]);
                         failure = Some(ManageError {
                             message: e.to_string(),
                         });
