@@ -171,7 +171,6 @@ fn every_not_found_carries_details_and_streams_check_the_container() {
     let kubectl = skiff.kubectl();
     let token = token(&skiff);
     for path in [
-        "/api/v1/namespaces/default/pods/nope/ephemeralcontainers",
         "/api/v1/namespaces/default/widgets",
         "/apis/nothing.example.com/v1/things",
     ] {
@@ -190,30 +189,49 @@ fn every_not_found_carries_details_and_streams_check_the_container() {
         missing["details"],
         json!({"name": "nope", "group": "", "kind": "pods"})
     );
+    // A subresource of a missing pod names the pod, as kube-apiserver's 404 does.
+    let missing_ephemeral = skiff.request(
+        "GET",
+        "/api/v1/namespaces/default/pods/nope/ephemeralcontainers",
+        Some(&token),
+    );
+    assert_eq!(missing_ephemeral.status, 404, "{}", missing_ephemeral.body);
+    assert_eq!(
+        json_of(&missing_ephemeral.body)["details"],
+        json!({"name": "nope", "group": "", "kind": "pods"})
+    );
 
     kubectl.ok(&["run", "web", "--image=nginx"]);
-    // kubectl debug reads the details of the 404 the ephemeralcontainers subresource gives;
-    // without them it crashed with a nil pointer.
-    let clients = std::iter::once(kubectl.clone()).chain(
-        versioned_kubectls()
-            .into_iter()
-            .map(|b| skiff.kubectl_at(&b)),
-    );
-    for client in clients {
-        let out = client.run(&["debug", "web", "--image=busybox", "--", "true"]);
+    // kubectl debug adds an ephemeral container through the subresource; every installed
+    // kubectl must get through without crashing on what the server answers.
+    let clients: Vec<_> = std::iter::once(kubectl.clone())
+        .chain(
+            versioned_kubectls()
+                .into_iter()
+                .map(|b| skiff.kubectl_at(&b)),
+        )
+        .collect();
+    for (index, client) in clients.iter().enumerate() {
+        let name = format!("debugger-{index}");
+        let out = client.run(&["debug", "web", "--image=busybox", "-c", &name, "--", "true"]);
         let label = client.label();
         assert!(
-            !out.success(),
-            "{label}: debug cannot add an ephemeral container here"
-        );
-        assert!(
-            out.stderr
-                .contains("ephemeral containers are disabled for this cluster"),
-            "{label}: {}",
+            out.success(),
+            "{label}: debug failed:\nstdout: {}\nstderr: {}",
+            out.stdout,
             out.stderr
         );
         assert!(!out.stderr.contains("panic"), "{label}: {}", out.stderr);
     }
+    let pod = json_of(&kubectl.ok(&["get", "pod", "web", "-o", "json"]));
+    let added: Vec<&str> = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    let expected: Vec<String> = (0..clients.len())
+        .map(|i| format!("debugger-{i}"))
+        .collect();
+    assert_eq!(added, expected, "{pod}");
 
     // Exec into a container the pod lacks: Kubernetes' 400.
     let response = skiff.request(
