@@ -17,6 +17,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use support::host::{host, unreachable_routes};
 use support::http::ok_body;
 use support::json::{items, json_of, str_at};
 use support::{wait_for_every, Skiff};
@@ -70,31 +71,6 @@ impl TestNetwork {
             self.cgroup_root.clone(),
         ]
     }
-}
-
-/// Runs a host command and returns its stdout, failing the test unless it succeeds.
-fn host(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is it installed?)"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The destinations of the host's `unreachable` routes.
-fn unreachable_routes() -> BTreeSet<String> {
-    host("ip", &["-4", "route", "show", "type", "unreachable"])
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace().skip_while(|w| *w == "unreachable");
-            words.next().map(str::to_string)
-        })
-        .collect()
 }
 
 fn assert_root() {

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod host;
 pub mod http;
 pub mod images;
 pub mod json;
