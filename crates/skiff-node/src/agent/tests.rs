@@ -683,8 +683,21 @@ async fn a_changed_image_restarts_that_container_in_place() {
         )
         .await;
     let before = h.wait_ready("inplace").await;
-    let old_groups = h.pgids(&uid(&created));
-    assert_eq!(old_groups.len(), 2);
+    // Each container's process group is recorded as its run starts; a busy machine may report
+    // the pod Ready before the second record is on disk.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let old_groups = loop {
+        let groups = h.pgids(&uid(&created));
+        if groups.len() == 2 || std::time::Instant::now() >= deadline {
+            break groups;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        old_groups.len(),
+        2,
+        "process groups recorded: {old_groups:?}"
+    );
     let side_before = named_status(&before, "side");
     let app_before = named_status(&before, "app");
     assert_eq!(app_before.image_id, "skiff://busybox");
