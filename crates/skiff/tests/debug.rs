@@ -5,9 +5,9 @@
 //!
 //! Run with `cargo test -p skiff --test debug` (Linux; `kubectl.1.27` and `kubectl.1.33` beside
 //! the PATH `kubectl`; `script` from bsdutils for the terminal). With
-//! `SKIFF_TEST_CONTAINER_RUNTIME=oci` the test without a terminal also checks that the debugger
-//! joined the target's PID namespace; the terminal test fails there, as containers of the OCI
-//! runtime get no stdin or terminal yet.
+//! `SKIFF_TEST_CONTAINER_RUNTIME=oci` both run under the OCI runtime (the debugger's terminal
+//! is the node monitor's), and the test without a terminal also checks that the debugger
+//! joined the target's PID namespace.
 
 mod support;
 
@@ -192,8 +192,7 @@ fn debug_with_a_target_sees_its_processes_and_the_debugger_cannot_change() {
     );
 }
 
-/// Without a terminal (the only way under `oci`, whose containers have no stdin yet): the
-/// debugger's `ps` lists the target's process, which under `oci` is PID 1 of the namespace it
+/// Without a terminal: the debugger's `ps` lists the target's process, which under `oci` is PID 1 of the namespace it
 /// joined.
 #[test]
 fn a_debugger_without_a_terminal_lists_the_target_process_in_its_log() {
