@@ -1759,11 +1759,11 @@ fn pts_in(text: &str) -> Option<String> {
 /// session shows the shell's prompt, `tty` answers a `/dev/pts/N`, the client's size reaches
 /// the terminal, and the terminal's output is the container's log. After a crash of the
 /// agent, the adopted containers' stdin and terminal are attached to again.
-#[test]
-fn stdin_and_terminals_reach_containers_of_the_oci_runtime_and_survive_a_crash() {
+fn stdin_and_terminals_reach_containers_and_survive_a_crash(runtime_flags: &[&str]) {
     assert_root();
     let network = TestNetwork::next();
-    let flags = network.flags();
+    let mut flags = network.flags();
+    flags.extend(runtime_flags.iter().map(|f| f.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
     let kubectl = skiff.kubectl();
@@ -1861,9 +1861,8 @@ fn stdin_and_terminals_reach_containers_of_the_oci_runtime_and_survive_a_crash()
 
     // A crash of the agent: the containers run on with their stdin and terminal held by the
     // node monitor, and the restarted agent attaches to them again.
-    let pid_of = |uid: &str| container_pid(&skiff, uid);
-    let keeper_pid = pid_of(&uids[1]).expect("keeper's PID 1");
-    let term_pid = pid_of(&uids[2]).expect("term's PID 1");
+    let keeper_pid = container_pid(&skiff, &uids[1]).expect("keeper's PID 1");
+    let term_pid = container_pid(&skiff, &uids[2]).expect("term's PID 1");
     skiff.kill();
     assert!(runs_for_pod(keeper_pid, &uids[1]), "keeper went with Skiff");
     assert!(runs_for_pod(term_pid, &uids[2]), "term went with Skiff");
@@ -1885,7 +1884,11 @@ fn stdin_and_terminals_reach_containers_of_the_oci_runtime_and_survive_a_crash()
         kubectl.ok(&["logs", "keeper"]).contains("got third"),
         "the adopted container's log"
     );
-    assert_eq!(pid_of(&uids[1]), Some(keeper_pid), "keeper was not adopted");
+    assert_eq!(
+        container_pid(&skiff, &uids[1]),
+        Some(keeper_pid),
+        "keeper was not adopted"
+    );
     let (ok, text) = on_a_terminal(&attach_term, b"echo after-the-crash; tty; stty size\nexit\n");
     assert!(ok, "attach -it after the crash: {text:?}");
     assert!(
@@ -1911,4 +1914,18 @@ fn stdin_and_terminals_reach_containers_of_the_oci_runtime_and_survive_a_crash()
     );
     let left = leftovers(&network, &uids);
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn stdin_and_terminals_reach_containers_of_the_embedded_oci_runtime_and_survive_a_crash() {
+    stdin_and_terminals_reach_containers_and_survive_a_crash(&[]);
+}
+
+#[test]
+fn stdin_and_terminals_reach_containers_of_crun_and_survive_a_crash() {
+    let crun = ["/usr/bin/crun", "/usr/local/bin/crun", "/usr/sbin/crun"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .expect("crun is not installed (Debian package crun)");
+    stdin_and_terminals_reach_containers_and_survive_a_crash(&["--oci-runtime", crun]);
 }
