@@ -35,8 +35,8 @@ use nix::unistd::Pid;
 
 use crate::monitor::MonitorClient;
 use crate::runtime::{
-    ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, HeldInput,
-    InputRequest, OciError, OciRuntime, ProcessStdio, RecoveredStreams,
+    ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, HeldInput, InputRequest,
+    OciError, OciRuntime, ProcessStdio, RecoveredStreams,
 };
 
 /// An OCI runtime run as a program per operation: `crun`, `runc`, or the embedded shim.

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    accept4, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
-    MsgFlags, SockFlag, SockType, UnixAddr,
+    accept4, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType, UnixAddr,
 };
 
 /// A fresh path for a console socket, unique to this process and call.
@@ -107,7 +107,10 @@ impl ConsoleSocket {
         for cmsg in message.cmsgs()? {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
                 // SAFETY: the kernel installed these descriptors for this process alone.
-                received.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                received.extend(
+                    fds.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         // One descriptor is expected; any other is closed as it drops.
@@ -188,10 +191,7 @@ mod tests {
 
         drop(console);
         assert!(!path.exists(), "the socket is removed");
-        assert!(
-            !path.parent().unwrap().exists(),
-            "its directory is removed"
-        );
+        assert!(!path.parent().unwrap().exists(), "its directory is removed");
     }
 
     #[test]

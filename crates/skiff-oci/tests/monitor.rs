@@ -193,7 +193,11 @@ fn stdin_through_the_monitor_survives_its_owner_and_closes_once() {
     let dir = tempfile::tempdir().unwrap();
     let (id, first, stdout, held) = create_with_input(
         dir.path(),
-        &["sh", "-c", "while read line; do echo \"got $line\"; done; echo stdin closed"],
+        &[
+            "sh",
+            "-c",
+            "while read line; do echo \"got $line\"; done; echo stdin closed",
+        ],
         InputRequest {
             stdin: true,
             terminal: false,
@@ -243,7 +247,11 @@ fn a_terminal_from_the_console_socket_is_kept_by_the_monitor() {
     let dir = tempfile::tempdir().unwrap();
     let (id, first, _stdout, held) = create_with_input(
         dir.path(),
-        &["sh", "-c", "while read line; do echo \"answer $line $(tty)\"; done"],
+        &[
+            "sh",
+            "-c",
+            "while read line; do echo \"answer $line $(tty)\"; done",
+        ],
         InputRequest {
             stdin: true,
             terminal: true,

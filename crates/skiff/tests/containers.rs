@@ -1626,7 +1626,9 @@ fn attach_until(skiff: &Skiff, pod: &str, line: &str, wanted: &str) -> String {
         .spawn()
         .expect("running kubectl attach");
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin.write_all(line.as_bytes()).expect("writing to kubectl");
+    stdin
+        .write_all(line.as_bytes())
+        .expect("writing to kubectl");
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut stdout = child.stdout.take().expect("stdout is piped");
     std::thread::spawn(move || {
@@ -1665,7 +1667,11 @@ fn on_a_terminal(inner: &str, input: &[u8]) -> (bool, String) {
     use std::io::{Read, Write};
     use std::process::Stdio;
     let mut child = Command::new("script")
-        .args(["-qec", &format!("stty cols 91 rows 27; {inner}"), "/dev/null"])
+        .args([
+            "-qec",
+            &format!("stty cols 91 rows 27; {inner}"),
+            "/dev/null",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1702,7 +1708,11 @@ fn on_a_terminal_until(inner: &str, input: &[u8], wanted: &str) -> String {
     use std::io::{Read, Write};
     use std::process::Stdio;
     let mut child = Command::new("script")
-        .args(["-qec", &format!("stty cols 91 rows 27; {inner}"), "/dev/null"])
+        .args([
+            "-qec",
+            &format!("stty cols 91 rows 27; {inner}"),
+            "/dev/null",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1852,7 +1862,11 @@ fn stdin_and_terminals_reach_containers_and_survive_a_crash(runtime_flags: &[&st
         support::path_kubectl().display(),
         skiff.kubeconfig().display(),
     );
-    let text = on_a_terminal_until(&attach_term, b"tty; echo before-the-crash\n", "before-the-crash");
+    let text = on_a_terminal_until(
+        &attach_term,
+        b"tty; echo before-the-crash\n",
+        "before-the-crash",
+    );
     let pts = pts_in(&text).unwrap_or_else(|| panic!("tty: {text:?}"));
     wait_for_every("the terminal's output in the log", SETTLE, POLL, || {
         let log = kubectl.ok(&["logs", "term"]);
@@ -1889,7 +1903,10 @@ fn stdin_and_terminals_reach_containers_and_survive_a_crash(runtime_flags: &[&st
         Some(keeper_pid),
         "keeper was not adopted"
     );
-    let (ok, text) = on_a_terminal(&attach_term, b"echo after-the-crash; tty; stty size\nexit\n");
+    let (ok, text) = on_a_terminal(
+        &attach_term,
+        b"echo after-the-crash; tty; stty size\nexit\n",
+    );
     assert!(ok, "attach -it after the crash: {text:?}");
     assert!(
         text.lines().any(|line| line.trim() == "after-the-crash"),

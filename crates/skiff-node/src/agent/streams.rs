@@ -1067,25 +1067,19 @@ mod tests {
             drop(client);
             pass_input(attachable.clone(), session_stdin).await;
             let mut read = vec![0u8; line.len()];
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                container_side.read_exact(&mut read),
-            )
-            .await
-            .expect("the line reaches the container")
-            .unwrap();
+            tokio::time::timeout(Duration::from_secs(5), container_side.read_exact(&mut read))
+                .await
+                .expect("the line reaches the container")
+                .unwrap();
             assert_eq!(read, line);
         }
         assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 0);
         // Still open: nothing more to read, and no end either.
         let mut more = [0u8; 1];
         assert!(
-            tokio::time::timeout(
-                Duration::from_millis(200),
-                container_side.read(&mut more)
-            )
-            .await
-            .is_err(),
+            tokio::time::timeout(Duration::from_millis(200), container_side.read(&mut more))
+                .await
+                .is_err(),
             "the container's stdin ended though stdinOnce is off"
         );
     }
