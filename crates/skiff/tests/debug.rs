@@ -24,12 +24,15 @@ use support::{versioned_kubectls, wait_for, Kubectl, Skiff};
 /// How long a pod may take to start or a session to answer when all is well.
 const SHORT: Duration = Duration::from_secs(60);
 
-/// The pod to debug: its container `app` runs a command the debugger must see.
+/// The pod to debug: its container `app` runs a command the debugger must see. `sleep` as a
+/// PID namespace's init ignores SIGTERM: a short grace period lets the server stop it, and
+/// everything else, before the test's clean-up stops waiting.
 const TARGET_POD: &str = "apiVersion: v1
 kind: Pod
 metadata:
   name: target
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: app
     image: 127.0.0.1:9/skiff-test/shell:1.36
