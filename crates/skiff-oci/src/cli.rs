@@ -35,8 +35,8 @@ use nix::unistd::Pid;
 
 use crate::monitor::MonitorClient;
 use crate::runtime::{
-    ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, OciError, OciRuntime,
-    ProcessStdio,
+    ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, HeldInput, InputRequest,
+    OciError, OciRuntime, ProcessStdio, RecoveredStreams,
 };
 
 /// An OCI runtime run as a program per operation: `crun`, `runc`, or the embedded shim.
@@ -586,15 +586,23 @@ impl OciRuntime for CliRuntime {
         bundle: &Path,
         writers: [OwnedFd; 2],
         readers: &[OwnedFd; 2],
-    ) -> Result<(), OciError> {
+        input: InputRequest,
+    ) -> Result<HeldInput, OciError> {
         let Some(monitor) = &self.monitor else {
+            if input.terminal {
+                return Err(OciError::Unsupported(
+                    "a terminal for a container needs the node monitor".into(),
+                ));
+            }
             let [stdout, stderr] = writers;
+            let (stdin, held) =
+                crate::runtime::stdin_pipe(input.stdin).map_err(io_error(Path::new("pipe")))?;
             let stdio = ProcessStdio {
-                stdin: Stdio::null(),
+                stdin,
                 stdout: Stdio::from(stdout),
                 stderr: Stdio::from(stderr),
             };
-            return self.create(id, bundle, stdio);
+            return self.create(id, bundle, stdio).map(|()| held);
         };
         let dir = self.container_dir(id);
         if dir.exists() {
@@ -611,20 +619,31 @@ impl OciRuntime for CliRuntime {
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
-            .arg(dir.join("pid"))
-            .arg(id.as_str());
+            .arg(dir.join("pid"));
+        let console_socket = input.terminal.then(crate::console::fresh_path);
+        if let Some(path) = &console_socket {
+            command.arg("--console-socket").arg(path);
+        }
+        command.arg(id.as_str());
         let argv: Vec<OsString> = std::iter::once(command.get_program().to_owned())
             .chain(command.get_args().map(ToOwned::to_owned))
             .collect();
         let [stdout, stderr] = writers;
         let clone = |fd: &OwnedFd| fd.try_clone().map_err(io_error(&dir));
         let fds = [stdout, stderr, clone(&readers[0])?, clone(&readers[1])?];
-        let code = monitor.create(id, argv, self.hide_unified_cgroup, fds);
+        let code = monitor.create(
+            id,
+            argv,
+            self.hide_unified_cgroup,
+            fds,
+            input,
+            console_socket,
+        );
         let message = read_log(&log);
         let _ = fs::remove_file(&log);
         match code {
-            Ok(0) => Ok(()),
-            Ok(code) => {
+            Ok((0, held)) => Ok(held),
+            Ok((code, _)) => {
                 let _ = fs::remove_dir_all(&dir);
                 Err(OciError::Runtime {
                     runtime: self.name.clone(),
@@ -660,10 +679,17 @@ impl OciRuntime for CliRuntime {
         self.monitor.as_ref()?.pid()
     }
 
-    fn recover_output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {
+    fn recover_output(&self, id: &ContainerId) -> Result<Option<RecoveredStreams>, OciError> {
         match &self.monitor {
             Some(monitor) => monitor.output(id),
             None => Ok(None),
+        }
+    }
+
+    fn close_stdin(&self, id: &ContainerId) -> Result<(), OciError> {
+        match &self.monitor {
+            Some(monitor) => monitor.close_stdin(id),
+            None => Ok(()),
         }
     }
 

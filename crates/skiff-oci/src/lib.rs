@@ -14,10 +14,12 @@
 //! With a [`monitor`] (one small process per node, not one per container), containers and
 //! their exit codes outlive the owner's restarts.
 //!
-//! Not yet offered: a terminal for the container (`tty: true` needs a console socket).
+//! A container's stdin can be a pipe, or all its streams a terminal the runtime opens and
+//! sends over a console socket ([`console`]); the monitor keeps their ends too.
 
 pub mod bundle;
 pub mod cli;
+pub mod console;
 pub mod monitor;
 pub mod runtime;
 pub mod shim;
@@ -26,7 +28,7 @@ pub use bundle::{generate_spec, write_bundle, BundleError, ContainerConfig};
 pub use cli::CliRuntime;
 pub use monitor::monitor_main;
 pub use runtime::{
-    ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, OciError, OciRuntime,
-    ProcessStdio,
+    ContainerId, ContainerState, ContainerStatus, ExecChild, ExecProcess, HeldInput, InputRequest,
+    OciError, OciRuntime, ProcessStdio, RecoveredStreams,
 };
 pub use shim::{embedded_runtime, shim_main};

@@ -8,7 +8,10 @@
 //! runtime's root, where [`OciRuntime::state`](crate::OciRuntime::state) reads it. It also
 //! holds a copy of the read ends of the container's output pipes, so that the container's
 //! writes neither fail nor kill it while the owner is down, and a restarted owner takes them
-//! back ([`MonitorClient::output`]) and goes on reading.
+//! back ([`MonitorClient::output`]) and goes on reading. For a container with `stdin`, it
+//! makes the stdin pipe and keeps its write end; for one with a terminal, it receives the
+//! terminal's master end from the runtime's console socket and keeps it: the container's
+//! input stays open while the owner is down, and a restarted owner takes it back too.
 //!
 //! It is single-threaded with no async runtime (it forks the runtime's processes), started in
 //! a session of its own, and exits once it has no container and no owner connected. Requests
@@ -39,7 +42,8 @@ use nix::sys::socket::{
 };
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
-use crate::runtime::{ContainerId, OciError};
+use crate::console::ConsoleSocket;
+use crate::runtime::{ContainerId, HeldInput, InputRequest, OciError, RecoveredStreams};
 
 /// The largest request or reply, in bytes.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -47,6 +51,8 @@ const MAX_MESSAGE: usize = 64 * 1024;
 const UNCLAIMED_LIMIT: Duration = Duration::from_secs(30);
 /// How long an owner waits for a monitor it started to listen.
 const START_LIMIT: Duration = Duration::from_secs(5);
+/// How long the monitor waits, after `create`, for the terminal on the console socket.
+const CONSOLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// A request from the owner.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -54,13 +60,23 @@ const START_LIMIT: Duration = Duration::from_secs(5);
 enum Request {
     /// Run the runtime's `create` (`argv`), with the four descriptors sent alongside:
     /// the output pipes' write ends (stdout, stderr), then their read ends, which it keeps.
+    /// With `input`, it also makes a stdin pipe, or receives a terminal on `console_socket`
+    /// (which `argv` names to the runtime), keeps their ends and sends copies back.
     Create {
         id: String,
         argv: Vec<OsString>,
         hide_unified_cgroup: bool,
+        #[serde(default)]
+        input: InputRequest,
+        #[serde(default)]
+        console_socket: Option<PathBuf>,
     },
-    /// Send back the kept read ends of the container's output pipes, if it still runs.
+    /// Send back the kept read ends of the container's output pipes, and its input's ends,
+    /// if it still runs.
     Output { id: String },
+    /// Let go of the container's stdin pipe (`stdinOnce`): it reads end-of-file once the
+    /// owner closes its end too.
+    CloseStdin { id: String },
     /// Stop tracking the container (it is being deleted): its exit is no longer recorded.
     Forget { id: String },
 }
@@ -72,6 +88,35 @@ struct Reply {
     code: Option<i32>,
     /// What went wrong, if anything did.
     error: Option<String>,
+    /// A stdin pipe's write end follows the other descriptors.
+    #[serde(default)]
+    stdin: bool,
+    /// A terminal's master end follows the other descriptors (after stdin's).
+    #[serde(default)]
+    terminal: bool,
+}
+
+impl Reply {
+    /// A reply with `code` and the ends of `input` that are held, to send in that order
+    /// after any others.
+    fn with_input(code: i32, input: &HeldInput) -> (Reply, Vec<OwnedFd>) {
+        let stdin = input.stdin.as_ref().and_then(|fd| fd.try_clone().ok());
+        let terminal = input.terminal.as_ref().and_then(|fd| fd.try_clone().ok());
+        let reply = Reply {
+            code: Some(code),
+            error: None,
+            stdin: stdin.is_some(),
+            terminal: terminal.is_some(),
+        };
+        (reply, stdin.into_iter().chain(terminal).collect())
+    }
+
+    /// Takes the input's ends, as [`Reply::with_input`] sent them, off the end of `fds`.
+    fn take_input(&self, fds: &mut Vec<OwnedFd>) -> HeldInput {
+        let terminal = if self.terminal { fds.pop() } else { None };
+        let stdin = if self.stdin { fds.pop() } else { None };
+        HeldInput { stdin, terminal }
+    }
 }
 
 /// Where a runtime's root keeps the monitor's socket and log.
@@ -103,6 +148,8 @@ struct Tracked {
     id: String,
     /// The read ends of its stdout and stderr pipes.
     output: Option<[OwnedFd; 2]>,
+    /// Its stdin pipe's write end and its terminal's master end, when it has them.
+    input: HeldInput,
 }
 
 fn serve(root: &Path) -> Result<(), String> {
@@ -296,8 +343,8 @@ fn handle(
     let failed = |error: String| {
         (
             Reply {
-                code: None,
                 error: Some(error),
+                ..Reply::default()
             },
             Vec::new(),
         )
@@ -307,6 +354,8 @@ fn handle(
             id,
             argv,
             hide_unified_cgroup,
+            input,
+            console_socket,
         } => {
             let Ok([stdout, stderr, out_read, err_read]) = <[OwnedFd; 4]>::try_from(fds) else {
                 return failed("create needs four descriptors".into());
@@ -314,10 +363,23 @@ fn handle(
             let Some((program, rest)) = argv.split_first() else {
                 return failed("create needs a command".into());
             };
+            let console = match (input.terminal, &console_socket) {
+                (false, _) => None,
+                (true, None) => return failed("a terminal needs a console socket".into()),
+                (true, Some(path)) => match ConsoleSocket::bind(path) {
+                    Ok(console) => Some(console),
+                    Err(e) => return failed(format!("console socket {}: {e}", path.display())),
+                },
+            };
+            let (stdin, mut held) = match crate::runtime::stdin_pipe(input.stdin && !input.terminal)
+            {
+                Ok(pipe) => pipe,
+                Err(e) => return failed(format!("creating the stdin pipe: {e}")),
+            };
             let mut command = Command::new(program);
             command
                 .args(rest)
-                .stdin(Stdio::null())
+                .stdin(stdin)
                 .stdout(Stdio::from(stdout))
                 .stderr(Stdio::from(stderr));
             // SAFETY: the closure only makes a system call, as the child of a fork must.
@@ -338,6 +400,13 @@ fn handle(
                 Err(e) => return failed(format!("running {}: {e}", program.to_string_lossy())),
             };
             let code = crate::runtime::exit_code_of(status);
+            if let (0, Some(console)) = (code, &console) {
+                match console.receive(CONSOLE_LIMIT) {
+                    Ok(master) => held.terminal = Some(master),
+                    Err(e) => return failed(format!("receiving the container's terminal: {e}")),
+                }
+            }
+            let (reply, out) = Reply::with_input(code, &held);
             if code == 0 {
                 let pid = fs::read_to_string(root.join("containers").join(&id).join("pid"))
                     .ok()
@@ -349,34 +418,35 @@ fn handle(
                         Tracked {
                             id,
                             output: Some([out_read, err_read]),
+                            input: held,
                         },
                     );
                 }
             }
-            (
-                Reply {
-                    code: Some(code),
-                    error: None,
-                },
-                Vec::new(),
-            )
+            (reply, out)
         }
         Request::Output { id } => {
-            let held = tracked
-                .values()
-                .find(|t| t.id == id)
-                .and_then(|t| t.output.as_ref())
+            let Some(container) = tracked.values().find(|t| t.id == id) else {
+                return (Reply::default(), Vec::new());
+            };
+            let output = container
+                .output
+                .as_ref()
                 .and_then(|[out, err]| Some(vec![out.try_clone().ok()?, err.try_clone().ok()?]));
-            match held {
-                Some(fds) => (
-                    Reply {
-                        code: Some(0),
-                        error: None,
-                    },
-                    fds,
-                ),
+            match output {
+                Some(mut fds) => {
+                    let (reply, input) = Reply::with_input(0, &container.input);
+                    fds.extend(input);
+                    (reply, fds)
+                }
                 None => (Reply::default(), Vec::new()),
             }
+        }
+        Request::CloseStdin { id } => {
+            for container in tracked.values_mut().filter(|t| t.id == id) {
+                container.input.stdin = None;
+            }
+            (Reply::default(), Vec::new())
         }
         Request::Forget { id } => {
             tracked.retain(|_, t| t.id != id);
@@ -546,23 +616,29 @@ impl MonitorClient {
         })
     }
 
-    /// Runs the runtime's `create` command in the monitor with the output pipes' ends;
-    /// returns its exit code.
+    /// Runs the runtime's `create` command in the monitor with the output pipes' ends and
+    /// the input asked for (a terminal comes on `console_socket`, which `argv` names);
+    /// returns its exit code and the owner's ends of the input.
     pub fn create(
         &self,
         id: &ContainerId,
         argv: Vec<OsString>,
         hide_unified_cgroup: bool,
         fds: [OwnedFd; 4],
-    ) -> Result<i32, OciError> {
+        input: InputRequest,
+        console_socket: Option<PathBuf>,
+    ) -> Result<(i32, HeldInput), OciError> {
         let request = Request::Create {
             id: id.as_str().to_string(),
             argv,
             hide_unified_cgroup,
+            input,
+            console_socket,
         };
-        let (reply, _) = self.call(&request, &fds)?;
+        let (reply, mut fds) = self.call(&request, &fds)?;
+        let held = reply.take_input(&mut fds);
         match (reply.code, reply.error) {
-            (Some(code), _) => Ok(code),
+            (Some(code), _) => Ok((code, held)),
             (None, error) => Err(OciError::Protocol {
                 runtime: "node monitor".into(),
                 message: error.unwrap_or_default(),
@@ -570,14 +646,25 @@ impl MonitorClient {
         }
     }
 
-    /// The read ends of a running container's stdout and stderr pipes, when the monitor
-    /// holds them.
-    pub fn output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {
+    /// The read ends of a running container's stdout and stderr pipes, and its input's
+    /// ends, when the monitor holds them.
+    pub fn output(&self, id: &ContainerId) -> Result<Option<RecoveredStreams>, OciError> {
         let request = Request::Output {
             id: id.as_str().to_string(),
         };
-        let (_, fds) = self.call(&request, &[])?;
-        Ok(<[OwnedFd; 2]>::try_from(fds).ok())
+        let (reply, mut fds) = self.call(&request, &[])?;
+        let input = reply.take_input(&mut fds);
+        Ok(<[OwnedFd; 2]>::try_from(fds)
+            .ok()
+            .map(|output| RecoveredStreams { output, input }))
+    }
+
+    /// Has the monitor let go of the container's stdin pipe.
+    pub fn close_stdin(&self, id: &ContainerId) -> Result<(), OciError> {
+        let request = Request::CloseStdin {
+            id: id.as_str().to_string(),
+        };
+        self.call(&request, &[]).map(drop)
     }
 
     /// The monitor's PID, as its socket reports its peer; connects first if needed.

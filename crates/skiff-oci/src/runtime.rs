@@ -157,6 +157,51 @@ pub fn exit_code_of(status: ExitStatus) -> i32 {
     }
 }
 
+/// What a container reads, beside the output pipes it writes: what `stdin` and `tty` in a
+/// pod's container ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputRequest {
+    /// A pipe as its stdin, whose write end the owner keeps (else `/dev/null`).
+    pub stdin: bool,
+    /// A terminal for all three streams, whose master end the owner keeps; the bundle's
+    /// `process.terminal` must then be set.
+    pub terminal: bool,
+}
+
+/// The owner's ends of a container's input.
+#[derive(Debug, Default)]
+pub struct HeldInput {
+    /// The write end of its stdin pipe.
+    pub stdin: Option<OwnedFd>,
+    /// The master end of its terminal.
+    pub terminal: Option<OwnedFd>,
+}
+
+/// What a restarted owner takes back of a running container's streams.
+#[derive(Debug)]
+pub struct RecoveredStreams {
+    /// The read ends of its stdout and stderr pipes.
+    pub output: [OwnedFd; 2],
+    /// Its input's ends, when it has any still open.
+    pub input: HeldInput,
+}
+
+/// A stdin pipe when `wanted`: the container's end as its stdin and the owner's write end;
+/// else `/dev/null` and nothing.
+pub(crate) fn stdin_pipe(wanted: bool) -> std::io::Result<(Stdio, HeldInput)> {
+    if !wanted {
+        return Ok((Stdio::null(), HeldInput::default()));
+    }
+    let (read, write) = std::io::pipe()?;
+    Ok((
+        Stdio::from(OwnedFd::from(read)),
+        HeldInput {
+            stdin: Some(OwnedFd::from(write)),
+            terminal: None,
+        },
+    ))
+}
+
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -245,24 +290,47 @@ pub trait OciRuntime: Send + Sync {
     ) -> Result<ExecChild, OciError>;
 
     /// Creates the container with its stdout and stderr on `writers`, the write ends of two
-    /// pipes whose read ends are `readers`. A runtime whose containers outlive their owner
-    /// keeps copies of the read ends, so the container's writes never fail while the owner is
-    /// down and [`OciRuntime::recover_output`] hands them back; by default only `create`.
+    /// pipes whose read ends are `readers`, and with the input `input` asks for: a stdin pipe,
+    /// or a terminal (the runtime's console socket) that then carries all three streams. A
+    /// runtime whose containers outlive their owner keeps copies of the read ends and of the
+    /// input's ends, so the container's writes never fail while the owner is down and
+    /// [`OciRuntime::recover_output`] hands them back. Returns the input's ends for the owner:
+    /// the stdin pipe's write end, the terminal's controlling (master) end. By default only
+    /// `create`, with a stdin pipe of the caller's and no terminal.
     fn create_with_output(
         &self,
         id: &ContainerId,
         bundle: &std::path::Path,
         writers: [OwnedFd; 2],
         readers: &[OwnedFd; 2],
-    ) -> Result<(), OciError> {
+        input: InputRequest,
+    ) -> Result<HeldInput, OciError> {
         let _ = readers;
+        if input.terminal {
+            return Err(OciError::Unsupported(format!(
+                "a terminal for containers of {}",
+                self.name()
+            )));
+        }
         let [stdout, stderr] = writers;
+        let (stdin, held) = stdin_pipe(input.stdin).map_err(|source| OciError::Io {
+            path: PathBuf::from("pipe"),
+            source,
+        })?;
         let stdio = ProcessStdio {
-            stdin: Stdio::null(),
+            stdin,
             stdout: Stdio::from(stdout),
             stderr: Stdio::from(stderr),
         };
-        self.create(id, bundle, stdio)
+        self.create(id, bundle, stdio)?;
+        Ok(held)
+    }
+
+    /// Closes the container's stdin for good (`stdinOnce` after the first attach session):
+    /// the runtime lets go of the copy of its write end it keeps, if any.
+    fn close_stdin(&self, id: &ContainerId) -> Result<(), OciError> {
+        let _ = id;
+        Ok(())
     }
 
     /// Every container this runtime has a record of, running or not; by default none known.
@@ -277,9 +345,10 @@ pub trait OciRuntime: Send + Sync {
         None
     }
 
-    /// The read ends of a running container's stdout and stderr pipes, for an owner that
-    /// restarted; `None` when the runtime kept none (the container cannot be adopted).
-    fn recover_output(&self, id: &ContainerId) -> Result<Option<[OwnedFd; 2]>, OciError> {
+    /// The read ends of a running container's stdout and stderr pipes, and its input's ends
+    /// (see [`OciRuntime::create_with_output`]), for an owner that restarted; `None` when the
+    /// runtime kept none (the container cannot be adopted).
+    fn recover_output(&self, id: &ContainerId) -> Result<Option<RecoveredStreams>, OciError> {
         let _ = id;
         Ok(None)
     }

@@ -55,6 +55,7 @@ enum Operation {
     Create {
         bundle: PathBuf,
         pid_file: Option<PathBuf>,
+        console_socket: Option<PathBuf>,
         id: String,
     },
     Start {
@@ -128,12 +129,14 @@ fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
         "create" => {
             let mut bundle = None;
             let mut pid_file = None;
+            let mut console_socket = None;
             let mut id = None;
             let mut it = rest.into_iter();
             while let Some(arg) = it.next() {
                 match arg.as_str() {
                     "--bundle" | "-b" => bundle = it.next(),
                     "--pid-file" => pid_file = it.next(),
+                    "--console-socket" => console_socket = it.next(),
                     _ if id.is_none() && !arg.starts_with('-') => id = Some(arg),
                     _ => return Err(format!("create: unexpected argument {arg:?}")),
                 }
@@ -141,6 +144,7 @@ fn parse(args: Vec<OsString>) -> Result<Invocation, String> {
             Operation::Create {
                 bundle: PathBuf::from(bundle.ok_or("create: --bundle is required")?),
                 pid_file: pid_file.map(PathBuf::from),
+                console_socket: console_socket.map(PathBuf::from),
                 id: id.ok_or("create: a container id is required")?,
             }
         }
@@ -220,12 +224,14 @@ fn run(invocation: Invocation) -> Result<i32, String> {
         Operation::Create {
             bundle,
             pid_file,
+            console_socket,
             id,
         } => {
             std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
             ContainerBuilder::new(id.clone(), SyscallType::default())
                 .with_executor(libcontainer::workload::default::DefaultExecutor {})
                 .with_pid_file(pid_file)
+                .map(|b| b.with_console_socket(console_socket))
                 .and_then(|b| b.with_root_path(&root))
                 .and_then(|b| b.validate_id())
                 .map_err(|e| format!("create {id}: {e}"))?
@@ -374,7 +380,30 @@ mod tests {
             Operation::Create {
                 bundle: "/b".into(),
                 pid_file: Some("/p".into()),
+                console_socket: None,
                 id: "c1".into()
+            }
+        );
+        let with_terminal = parse(args(&[
+            "--root",
+            "/r",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--console-socket",
+            "/tmp/console/socket",
+            "c2",
+        ]))
+        .unwrap();
+        assert_eq!(
+            with_terminal.operation,
+            Operation::Create {
+                bundle: "/b".into(),
+                pid_file: Some("/p".into()),
+                console_socket: Some("/tmp/console/socket".into()),
+                id: "c2".into()
             }
         );
         let kill = parse(args(&["--root", "/r", "kill", "--all", "c1", "9"])).unwrap();

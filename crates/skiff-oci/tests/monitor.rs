@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use skiff_oci::{generate_spec, write_bundle, CliRuntime, ContainerStatus, OciRuntime};
+use skiff_oci::{
+    generate_spec, write_bundle, CliRuntime, ContainerStatus, InputRequest, OciRuntime,
+};
 use support::{busybox_rootfs, require_root, unique_id, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -75,6 +77,7 @@ fn a_container_outlives_its_owner_and_its_exit_code_is_recorded() {
             &bundle,
             [OwnedFd::from(out_write), OwnedFd::from(err_write)],
             &readers,
+            InputRequest::default(),
         )
         .unwrap();
     first.start(&id).unwrap();
@@ -107,7 +110,8 @@ fn a_container_outlives_its_owner_and_its_exit_code_is_recorded() {
     let [stdout, _stderr] = second
         .recover_output(&id)
         .unwrap()
-        .expect("the monitor kept the output pipes");
+        .expect("the monitor kept the output pipes")
+        .output;
     read_until(stdout, "tick");
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
@@ -128,4 +132,151 @@ fn a_container_outlives_its_owner_and_its_exit_code_is_recorded() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A container of the busybox root running `args`, created through the monitor with `input`:
+/// its id, the owner, the read end of its stdout, and the owner's ends of its input.
+fn create_with_input(
+    dir: &Path,
+    args: &[&str],
+    input: InputRequest,
+) -> (
+    skiff_oci::ContainerId,
+    CliRuntime,
+    OwnedFd,
+    skiff_oci::HeldInput,
+) {
+    let rootfs = busybox_rootfs(dir);
+    let id = unique_id("input");
+    let mut config =
+        skiff_oci::ContainerConfig::new(&rootfs, args.iter().map(|a| a.to_string()).collect());
+    config.process.terminal = input.terminal;
+    config.cgroups_path = Some(format!("/skiff-oci-test/{id}"));
+    let bundle = dir.join("bundle");
+    write_bundle(&bundle, &generate_spec(&config).unwrap()).unwrap();
+    let runtime = owner(&dir.join("runtime"));
+    let (out_read, out_write) = std::io::pipe().unwrap();
+    let (err_read, err_write) = std::io::pipe().unwrap();
+    let readers = [OwnedFd::from(out_read), OwnedFd::from(err_read)];
+    let held = runtime
+        .create_with_output(
+            &id,
+            &bundle,
+            [OwnedFd::from(out_write), OwnedFd::from(err_write)],
+            &readers,
+            input,
+        )
+        .unwrap();
+    runtime.start(&id).unwrap();
+    let [stdout, _] = readers;
+    (id, runtime, stdout, held)
+}
+
+/// Removes the container and waits for the monitor it leaves idle to exit.
+fn remove(runtime: CliRuntime, id: &skiff_oci::ContainerId) {
+    let monitor = runtime.keeper_pid();
+    runtime.delete(id, true).unwrap();
+    drop(runtime);
+    if let Some(monitor) = monitor {
+        let deadline = Instant::now() + LIMIT;
+        while Path::new(&format!("/proc/{monitor}")).exists() {
+            assert!(Instant::now() < deadline, "the monitor did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn stdin_through_the_monitor_survives_its_owner_and_closes_once() {
+    use std::io::Write;
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (id, first, stdout, held) = create_with_input(
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "while read line; do echo \"got $line\"; done; echo stdin closed",
+        ],
+        InputRequest {
+            stdin: true,
+            terminal: false,
+        },
+    );
+    assert!(held.terminal.is_none());
+    let mut stdin = std::fs::File::from(held.stdin.expect("the stdin pipe's write end"));
+    stdin.write_all(b"one\n").unwrap();
+    read_until(stdout.try_clone().unwrap(), "got one");
+    // The owner goes with its end; the monitor's keeps the container's stdin open.
+    drop(stdin);
+    drop(stdout);
+    drop(first);
+
+    let second = owner(&dir.path().join("runtime"));
+    let recovered = second
+        .recover_output(&id)
+        .unwrap()
+        .expect("the monitor kept the streams");
+    let [stdout, _] = recovered.output;
+    let mut stdin = std::fs::File::from(recovered.input.stdin.expect("stdin is kept"));
+    stdin.write_all(b"two\n").unwrap();
+    let seen = read_until(stdout.try_clone().unwrap(), "got two");
+    assert!(
+        !seen.contains("stdin closed"),
+        "stdin closed while the monitor kept it: {seen:?}"
+    );
+    // Closed for good: the monitor lets go, then the owner does; the container reads EOF.
+    second.close_stdin(&id).unwrap();
+    drop(stdin);
+    read_until(stdout, "stdin closed");
+    assert!(
+        second
+            .recover_output(&id)
+            .ok()
+            .flatten()
+            .is_none_or(|r| r.input.stdin.is_none()),
+        "a closed stdin is not handed out again"
+    );
+    remove(second, &id);
+}
+
+#[test]
+fn a_terminal_from_the_console_socket_is_kept_by_the_monitor() {
+    use std::io::Write;
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (id, first, _stdout, held) = create_with_input(
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "while read line; do echo \"answer $line $(tty)\"; done",
+        ],
+        InputRequest {
+            stdin: true,
+            terminal: true,
+        },
+    );
+    assert!(held.stdin.is_none(), "a terminal carries stdin");
+    let master = held.terminal.expect("the terminal's master end");
+    let mut terminal = std::fs::File::from(master.try_clone().unwrap());
+    terminal.write_all(b"first\n").unwrap();
+    let seen = read_until(master, "answer first /dev/");
+    assert!(
+        seen.contains("answer first /dev/pts/") || seen.contains("answer first /dev/console"),
+        "{seen:?}"
+    );
+    drop(terminal);
+    drop(first);
+
+    let second = owner(&dir.path().join("runtime"));
+    let recovered = second
+        .recover_output(&id)
+        .unwrap()
+        .expect("the monitor kept the streams");
+    let master = recovered.input.terminal.expect("the terminal is kept");
+    let mut terminal = std::fs::File::from(master.try_clone().unwrap());
+    terminal.write_all(b"second\n").unwrap();
+    read_until(master, "answer second /dev/");
+    remove(second, &id);
 }

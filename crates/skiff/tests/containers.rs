@@ -1561,3 +1561,388 @@ fn exec_cp_and_port_forward_reach_containers_of_crun() {
         .expect("crun is not installed (Debian package crun)");
     streams_reach_containers_of_the_oci_runtime(&["--oci-runtime", crun]);
 }
+
+/// Pods whose containers read their input: `echo` (`cat`, with `stdinOnce`), `keeper` (a line
+/// reader that keeps its stdin across sessions) and `term` (a shell on a terminal).
+fn input_pods() -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: echo
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {shell}
+    command: [cat]
+    stdin: true
+    stdinOnce: true
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: keeper
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {shell}
+    command: [sh, -c, 'while read line; do echo \"got $line\"; done']
+    stdin: true
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: term
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {shell}
+    command: [sh]
+    stdin: true
+    tty: true
+",
+        shell = support::images::SHELL
+    )
+}
+
+/// Runs `kubectl attach -i POD` with `line` on its stdin, kept open, until the attached
+/// output shows `wanted` (failing after [`SETTLE`]); then ends the session. The output seen.
+fn attach_until(skiff: &Skiff, pod: &str, line: &str, wanted: &str) -> String {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = Command::new(support::path_kubectl())
+        .arg("--kubeconfig")
+        .arg(skiff.kubeconfig())
+        .args(["attach", "-i", pod])
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl attach");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(line.as_bytes())
+        .expect("writing to kubectl");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 || tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + SETTLE;
+    let mut seen = String::new();
+    while !seen.contains(wanted) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("kubectl's end");
+                panic!(
+                    "attach to {pod}: {wanted:?} never came: {seen:?}; kubectl said {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
+/// Runs `inner` under `script` (a pseudo-terminal of 91x27), feeding `input`; whether it
+/// succeeded and the terminal's text. Killed, failing the test, after [`SETTLE`].
+fn on_a_terminal(inner: &str, input: &[u8]) -> (bool, String) {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 91 rows 27; {inner}"),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("`script` (bsdutils) must be installed");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input).expect("feeding the terminal");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let output = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for script") {
+            break status;
+        }
+        if started.elapsed() > SETTLE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{inner:?} did not finish within {SETTLE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    (status.success(), output.join().unwrap_or_default())
+}
+
+/// Runs `inner` under `script` (a pseudo-terminal of 91x27), feeding `input`, until its
+/// text shows a line `wanted` (failing after [`SETTLE`]); then ends it, leaving what it runs
+/// in the container running. The text seen.
+fn on_a_terminal_until(inner: &str, input: &[u8], wanted: &str) -> String {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 91 rows 27; {inner}"),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("`script` (bsdutils) must be installed");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input).expect("feeding the terminal");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 || tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + SETTLE;
+    let mut seen = String::new();
+    while !seen.lines().any(|line| line.trim() == wanted) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{inner:?}: {wanted:?} never came: {seen:?}");
+            }
+        }
+    }
+    // The terminal's line after `wanted` may still be on its way.
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(500)) {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
+/// The `/dev/pts/N` a terminal session's text shows, if any.
+fn pts_in(text: &str) -> Option<String> {
+    let start = text.find("/dev/pts/")?;
+    let digits: String = text[start + "/dev/pts/".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!digits.is_empty()).then(|| format!("/dev/pts/{digits}"))
+}
+
+/// Under the OCI runtime, containers with `stdin` and `tty` get them: `kubectl attach -i`
+/// writes to a container's stdin (and `stdinOnce` ends it with the first session); `kubectl
+/// run -i --rm` runs a script piped to a shell and passes its exit code on; a terminal
+/// session shows the shell's prompt, `tty` answers a `/dev/pts/N`, the client's size reaches
+/// the terminal, and the terminal's output is the container's log. After a crash of the
+/// agent, the adopted containers' stdin and terminal are attached to again.
+fn stdin_and_terminals_reach_containers_and_survive_a_crash(runtime_flags: &[&str]) {
+    assert_root();
+    let network = TestNetwork::next();
+    let mut flags = network.flags();
+    flags.extend(runtime_flags.iter().map(|f| f.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    skiff.write_file("input.yaml", &input_pods());
+    kubectl.ok(&["apply", "-f", "input.yaml"]);
+    let mut uids = Vec::new();
+    for pod in ["echo", "keeper", "term"] {
+        wait_for_every(&format!("{pod} to run"), SETTLE, POLL, || {
+            let phase = kubectl.ok(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
+            (phase == "Running").then_some(())
+        });
+        uids.push(kubectl.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]));
+    }
+
+    // attach -i: the line reaches cat, whose echo is in its log; stdinOnce then ends it.
+    let echoed = kubectl_fed(&skiff, &["attach", "-i", "echo"], b"through attach\n");
+    assert_eq!(echoed.code, Some(0), "attach -i: {}", echoed.stderr);
+    assert!(
+        echoed.stdout.contains("through attach\n"),
+        "the attached output: {:?}",
+        echoed.stdout
+    );
+    wait_for_every("cat to end with its stdin", SETTLE, POLL, || {
+        let phase = kubectl.ok(&["get", "pod", "echo", "-o", "jsonpath={.status.phase}"]);
+        (phase == "Succeeded").then_some(())
+    });
+    assert_eq!(kubectl.ok(&["logs", "echo"]), "through attach\n");
+
+    // Without stdinOnce, stdin stays open from one session to the next.
+    attach_until(&skiff, "keeper", "first\n", "got first");
+    attach_until(&skiff, "keeper", "second\n", "got second");
+
+    // run -i --rm: a script piped to the shell; its output and its exit code come back.
+    let ran = kubectl_fed(
+        &skiff,
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "piped",
+            "--restart=Never",
+            &format!("--image={}", support::images::SHELL),
+            "--",
+            "sh",
+        ],
+        b"echo from the piped script; exit 7\n",
+    );
+    assert!(
+        ran.stdout.contains("from the piped script"),
+        "run -i: stdout {:?}, stderr {:?}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert_eq!(ran.code, Some(7), "run -i: {}", ran.stderr);
+    wait_for_every("the piped pod to be deleted", SETTLE, POLL, || {
+        kubectl
+            .run(&["get", "pod", "piped"])
+            .stderr
+            .contains("not found")
+            .then_some(())
+    });
+
+    // run -it --rm: a shell on a terminal prompts, answers `tty` and has the client's size.
+    let (ok, text) = on_a_terminal(
+        &format!(
+            "{} --kubeconfig {} run -it --rm shell --restart=Never --image={} -- sh",
+            support::path_kubectl().display(),
+            skiff.kubeconfig().display(),
+            support::images::SHELL,
+        ),
+        b"tty; stty size\nexit\n",
+    );
+    assert!(ok, "run -it: {text:?}");
+    assert!(text.contains("# "), "no prompt: {text:?}");
+    assert!(pts_in(&text).is_some(), "tty: {text:?}");
+    assert!(text.contains("27 91"), "the terminal's size: {text:?}");
+
+    // The terminal pod before the crash: its prompt and its answer are its log.
+    let attach_term = format!(
+        "{} --kubeconfig {} attach -it term",
+        support::path_kubectl().display(),
+        skiff.kubeconfig().display(),
+    );
+    let text = on_a_terminal_until(
+        &attach_term,
+        b"tty; echo before-the-crash\n",
+        "before-the-crash",
+    );
+    let pts = pts_in(&text).unwrap_or_else(|| panic!("tty: {text:?}"));
+    wait_for_every("the terminal's output in the log", SETTLE, POLL, || {
+        let log = kubectl.ok(&["logs", "term"]);
+        (log.contains("before-the-crash") && log.contains(&pts)).then_some(())
+    });
+
+    // A crash of the agent: the containers run on with their stdin and terminal held by the
+    // node monitor, and the restarted agent attaches to them again.
+    let keeper_pid = container_pid(&skiff, &uids[1]).expect("keeper's PID 1");
+    let term_pid = container_pid(&skiff, &uids[2]).expect("term's PID 1");
+    skiff.kill();
+    assert!(runs_for_pod(keeper_pid, &uids[1]), "keeper went with Skiff");
+    assert!(runs_for_pod(term_pid, &uids[2]), "term went with Skiff");
+    skiff.restart();
+    let kubectl = skiff.kubectl();
+    for pod in ["keeper", "term"] {
+        wait_for_every(&format!("{pod} to be adopted"), SETTLE, POLL, || {
+            let pod = json_of(&kubectl.ok(&["get", "pod", pod, "-o", "json"]));
+            container_status(&pod, "main")
+                .filter(|s| {
+                    s.pointer("/state/running").is_some()
+                        && s.pointer("/restartCount").and_then(|c| c.as_i64()) == Some(0)
+                })
+                .map(drop)
+        });
+    }
+    attach_until(&skiff, "keeper", "third\n", "got third");
+    assert!(
+        kubectl.ok(&["logs", "keeper"]).contains("got third"),
+        "the adopted container's log"
+    );
+    assert_eq!(
+        container_pid(&skiff, &uids[1]),
+        Some(keeper_pid),
+        "keeper was not adopted"
+    );
+    let (ok, text) = on_a_terminal(
+        &attach_term,
+        b"echo after-the-crash; tty; stty size\nexit\n",
+    );
+    assert!(ok, "attach -it after the crash: {text:?}");
+    assert!(
+        text.lines().any(|line| line.trim() == "after-the-crash"),
+        "{text:?}"
+    );
+    assert_eq!(pts_in(&text).as_deref(), Some(pts.as_str()), "{text:?}");
+    assert!(text.contains("27 91"), "the terminal's size: {text:?}");
+    wait_for_every("the terminal's shell to end", SETTLE, POLL, || {
+        let phase = kubectl.ok(&["get", "pod", "term", "-o", "jsonpath={.status.phase}"]);
+        (phase == "Succeeded").then_some(())
+    });
+    assert!(
+        kubectl.ok(&["logs", "term"]).contains("after-the-crash"),
+        "the adopted terminal's log"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &uids);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn stdin_and_terminals_reach_containers_of_the_embedded_oci_runtime_and_survive_a_crash() {
+    stdin_and_terminals_reach_containers_and_survive_a_crash(&[]);
+}
+
+#[test]
+fn stdin_and_terminals_reach_containers_of_crun_and_survive_a_crash() {
+    let crun = ["/usr/bin/crun", "/usr/local/bin/crun", "/usr/sbin/crun"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .expect("crun is not installed (Debian package crun)");
+    stdin_and_terminals_reach_containers_and_survive_a_crash(&["--oci-runtime", crun]);
+}

@@ -5,9 +5,9 @@
 //!
 //! Run with `cargo test -p skiff --test debug` (Linux; `kubectl.1.27` and `kubectl.1.33` beside
 //! the PATH `kubectl`; `script` from bsdutils for the terminal). With
-//! `SKIFF_TEST_CONTAINER_RUNTIME=oci` the test without a terminal also checks that the debugger
-//! joined the target's PID namespace; the terminal test fails there, as containers of the OCI
-//! runtime get no stdin or terminal yet.
+//! `SKIFF_TEST_CONTAINER_RUNTIME=oci` both run under the OCI runtime (the debugger's terminal
+//! is the node monitor's), and the test without a terminal also checks that the debugger
+//! joined the target's PID namespace.
 
 mod support;
 
@@ -24,12 +24,15 @@ use support::{versioned_kubectls, wait_for, Kubectl, Skiff};
 /// How long a pod may take to start or a session to answer when all is well.
 const SHORT: Duration = Duration::from_secs(60);
 
-/// The pod to debug: its container `app` runs a command the debugger must see.
+/// The pod to debug: its container `app` runs a command the debugger must see. `sleep` as a
+/// PID namespace's init ignores SIGTERM: a short grace period lets the server stop it, and
+/// everything else, before the test's clean-up stops waiting.
 const TARGET_POD: &str = "apiVersion: v1
 kind: Pod
 metadata:
   name: target
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: app
     image: 127.0.0.1:9/skiff-test/shell:1.36
@@ -192,8 +195,7 @@ fn debug_with_a_target_sees_its_processes_and_the_debugger_cannot_change() {
     );
 }
 
-/// Without a terminal (the only way under `oci`, whose containers have no stdin yet): the
-/// debugger's `ps` lists the target's process, which under `oci` is PID 1 of the namespace it
+/// Without a terminal: the debugger's `ps` lists the target's process, which under `oci` is PID 1 of the namespace it
 /// joined.
 #[test]
 fn a_debugger_without_a_terminal_lists_the_target_process_in_its_log() {

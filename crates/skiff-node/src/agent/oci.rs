@@ -3,7 +3,10 @@
 //! overlay at its `rootfs`, a `config.json` from the pod spec and the image config) that the
 //! runtime creates and starts; the container's PID 1 is then this process's child (the
 //! runtime makes it a child subreaper), reaped by PID on a blocking thread, and its output
-//! goes through pipes into the run's log file, as a process run's does.
+//! goes through pipes into the run's log file, as a process run's does. A container with
+//! `stdin` reads a pipe whose write end attach sessions use; one with `tty` runs on a terminal
+//! the runtime opens (its master end comes back through the console socket), whose output is
+//! the container's log, as the kubelet logs a terminal.
 //!
 //! Never `waitpid(-1)`: tokio reaps its own children by PID, and a wildcard wait would steal
 //! their exit statuses. Orphans that are neither tokio's nor a container (a runtime's helper
@@ -23,7 +26,9 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use skiff_oci::bundle::{BindMount, CapabilityChanges, NamespaceMode, Namespaces, UserConfig};
-use skiff_oci::{ContainerConfig, ContainerId, ExecProcess, OciRuntime, ProcessStdio};
+use skiff_oci::{
+    ContainerConfig, ContainerId, ExecProcess, HeldInput, InputRequest, OciRuntime, ProcessStdio,
+};
 use tokio::sync::watch;
 
 use super::logfiles::LogWriter;
@@ -31,6 +36,7 @@ use super::process::{copy_log, ContainerProcess};
 use super::rootfs::{resolve_in_root, RunAs, RunDirs};
 use super::runtime::{ExecFn, ExecOutput, ImageRoot};
 use super::sandbox::Mount;
+use super::streams::AttachConfig;
 
 /// How long a container's output pipes may stay open after its PID 1 ended (a process that
 /// escaped the container holding them) before the run counts as over anyway.
@@ -233,6 +239,7 @@ pub fn container_config(run: &OciRun<'_>, rootfs: &Path, etc_dir: &Path) -> Cont
     let mut config = ContainerConfig::new(rootfs, run.command.clone());
     config.process.env = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     config.process.cwd = run.working_dir.to_string();
+    config.process.terminal = AttachConfig::of(run.container).tty;
     let mut additional_gids: Vec<u32> = pod_context
         .and_then(|c| c.supplemental_groups.clone())
         .unwrap_or_default()
@@ -375,9 +382,17 @@ fn start_in_root(
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let readers = [out_read, err_read];
+    let attach = AttachConfig::of(run.container);
     // Our write ends close when `create` returns: only the container holds them then.
-    run.runtime
-        .create_with_output(id, &bundle, [out_write, err_write], &readers)
+    let input = run
+        .runtime
+        .create_with_output(
+            id,
+            &bundle,
+            [out_write, err_write],
+            &readers,
+            input_request(&attach),
+        )
         .map_err(|e| format!("failed to create containerd task: {e}"))?;
     let pid = run
         .runtime
@@ -406,22 +421,32 @@ fn start_in_root(
             .map(|path| (path, run.managed_cgroup_dirs.clone())),
         operations: Mutex::new(()),
     };
-    Ok(follow(container, pid, readers, writer))
+    Ok(follow(container, pid, readers, writer, &attach, input))
 }
 
-/// The handle of a running container: its output copied from `readers` into the log, its
-/// PID 1 waited for through the runtime, `done` set once it has ended.
+/// What the runtime is asked to give a container to read: a stdin pipe for `stdin`, a
+/// terminal for `tty` (which carries stdin too).
+fn input_request(attach: &AttachConfig) -> InputRequest {
+    InputRequest {
+        stdin: attach.stdin && !attach.tty,
+        terminal: attach.tty,
+    }
+}
+
+/// The handle of a running container: its output copied from `readers` (and from its
+/// terminal, if it has one) into the log, its input's ends given to attach sessions, its PID 1
+/// waited for through the runtime, `done` set once it has ended.
 fn follow(
     container: OciContainer,
     pid: i32,
     readers: [OwnedFd; 2],
     writer: LogWriter,
+    attach: &AttachConfig,
+    input: HeldInput,
 ) -> ContainerProcess {
     let writer = Arc::new(Mutex::new(writer));
-    // `kubectl attach` follows the output; stdin and terminals are not wired through the
-    // runtime yet, so an attach session only reads.
     let output = super::streams::output_channel();
-    let copiers = readers
+    let mut copiers = readers
         .into_iter()
         .zip(["stdout", "stderr"])
         .filter_map(|(fd, stream)| {
@@ -434,14 +459,35 @@ fn follow(
             )))
         })
         .collect::<Vec<_>>();
+    let HeldInput { stdin, terminal } = input;
+    if let Some(reader) = terminal.as_ref().and_then(super::streams::terminal_reader) {
+        copiers.push(tokio::spawn(copy_log(
+            reader,
+            "stdout",
+            writer.clone(),
+            output.clone(),
+        )));
+    }
+    let stdin = stdin.and_then(|fd| {
+        tokio::net::unix::pipe::Sender::from_owned_fd(fd)
+            .map(|pipe| Box::new(pipe) as super::streams::Input)
+            .map_err(|e| tracing::warn!(container = %container.id, error = %e, "the container's stdin cannot be written"))
+            .ok()
+    });
     let (tx, rx) = watch::channel(None);
-    let attach = Arc::new(super::streams::Attachable::new(
-        &super::streams::AttachConfig::default(),
-        output,
-        None,
-        None,
-        rx.clone(),
-    ));
+    let closing = (container.runtime.clone(), container.id.clone());
+    let attach = Arc::new(
+        super::streams::Attachable::new(attach, output, stdin, terminal, rx.clone())
+            .with_stdin_closer(Box::new(move || {
+                let (runtime, id) = closing.clone();
+                // The runtime's copy goes too, so the container reads end-of-file.
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = runtime.close_stdin(&id) {
+                        tracing::debug!(container = %id, error = %e, "closing a container's stdin failed");
+                    }
+                });
+            })),
+    );
     let container = Arc::new(container);
     let waited = container.clone();
     tokio::spawn(async move {
@@ -484,6 +530,7 @@ pub fn adopt(
     id: ContainerId,
     container_dir: &Path,
     cgroup: Option<(String, Vec<PathBuf>)>,
+    attach: &AttachConfig,
     log_path: &Path,
     log_cap: u64,
 ) -> Option<Leftover> {
@@ -515,9 +562,16 @@ pub fn adopt(
         (skiff_oci::ContainerStatus::Running, Some(pid)) => pid,
         _ => return None,
     };
-    let readers = runtime.recover_output(&id).ok().flatten()?;
+    let recovered = runtime.recover_output(&id).ok().flatten()?;
     let writer = LogWriter::open(log_path, log_cap).ok()?;
-    Some(Leftover::Running(follow(container, pid, readers, writer)))
+    Some(Leftover::Running(follow(
+        container,
+        pid,
+        recovered.output,
+        writer,
+        attach,
+        recovered.input,
+    )))
 }
 
 /// What exec into an adopted container needs of its process.

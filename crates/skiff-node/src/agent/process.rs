@@ -470,7 +470,10 @@ pub fn spawn(request: SpawnRequest) -> io::Result<ContainerProcess> {
     let attach = Arc::new(super::streams::Attachable::new(
         &request.attach,
         output,
-        child.stdin.take(),
+        child
+            .stdin
+            .take()
+            .map(|pipe| Box::new(pipe) as super::streams::Input),
         terminal,
         rx.clone(),
     ));

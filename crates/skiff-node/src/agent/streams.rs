@@ -256,7 +256,12 @@ pub fn terminal_reader(master: &OwnedFd) -> Option<tokio::fs::File> {
     Some(tokio::fs::File::from_std(std::fs::File::from(reader)))
 }
 
-type Input = Box<dyn AsyncWrite + Send + Unpin>;
+/// Where attach sessions write a container's input: its stdin pipe or its terminal.
+pub type Input = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// What else closing a container's stdin for good takes (the runtime's own copy of the
+/// pipe's write end, which a container under the node monitor has).
+pub type StdinCloser = Box<dyn Fn() + Send + Sync>;
 
 /// A container run's own stdio as attach sessions use it.
 pub struct Attachable {
@@ -265,6 +270,7 @@ pub struct Attachable {
     input: tokio::sync::Mutex<Option<Input>>,
     terminal: Option<OwnedFd>,
     done: tokio::sync::watch::Receiver<Option<i32>>,
+    stdin_closer: Option<StdinCloser>,
 }
 
 impl std::fmt::Debug for Attachable {
@@ -282,7 +288,7 @@ impl Attachable {
     pub fn new(
         config: &AttachConfig,
         output: OutputSender,
-        stdin: Option<tokio::process::ChildStdin>,
+        stdin: Option<Input>,
         terminal: Option<OwnedFd>,
         done: tokio::sync::watch::Receiver<Option<i32>>,
     ) -> Attachable {
@@ -291,7 +297,7 @@ impl Attachable {
                 .try_clone()
                 .ok()
                 .map(|fd| Box::new(tokio::fs::File::from_std(std::fs::File::from(fd))) as Input),
-            (_, Some(pipe)) => Some(Box::new(pipe)),
+            (None, Some(pipe)) if config.stdin => Some(pipe),
             _ => None,
         };
         Attachable {
@@ -300,7 +306,14 @@ impl Attachable {
             input: tokio::sync::Mutex::new(input),
             terminal,
             done,
+            stdin_closer: None,
         }
+    }
+
+    /// Also runs `closer` when the container's stdin is closed for good (`stdinOnce`).
+    pub fn with_stdin_closer(mut self, closer: StdinCloser) -> Attachable {
+        self.stdin_closer = Some(closer);
+        self
     }
 }
 
@@ -776,28 +789,7 @@ async fn attach_to(
     let (backlog, mut output) = attachable.output.subscribe();
     let mut done = attachable.done.clone();
     let input = match (session.stdin.take(), attachable.config.stdin) {
-        (Some(mut from), true) => {
-            let attachable = attachable.clone();
-            Some(tokio::spawn(async move {
-                let mut buffer = vec![0u8; 16 * 1024];
-                loop {
-                    let n = match from.read(&mut buffer).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let mut input = attachable.input.lock().await;
-                    let Some(to) = input.as_mut() else { break };
-                    if to.write_all(&buffer[..n]).await.is_err() || to.flush().await.is_err() {
-                        break;
-                    }
-                }
-                if attachable.config.stdin_once && !attachable.config.tty {
-                    if let Some(mut to) = attachable.input.lock().await.take() {
-                        let _ = to.shutdown().await;
-                    }
-                }
-            }))
-        }
+        (Some(from), true) => Some(tokio::spawn(pass_input(attachable.clone(), from))),
         _ => None,
     };
     let resizes = match (session.resize.take(), attachable.terminal.as_ref()) {
@@ -844,6 +836,31 @@ async fn attach_to(
     drop(stdout);
     drop(stderr);
     CommandOutcome::Exited(0)
+}
+
+/// Passes what an attach session's client types to the container's stdin until the client
+/// closes it; with `stdinOnce` (and no terminal) the container's stdin is then closed for good.
+async fn pass_input(attachable: Arc<Attachable>, mut from: impl AsyncRead + Unpin) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut input = attachable.input.lock().await;
+        let Some(to) = input.as_mut() else { break };
+        if to.write_all(&buffer[..n]).await.is_err() || to.flush().await.is_err() {
+            break;
+        }
+    }
+    if attachable.config.stdin_once && !attachable.config.tty {
+        if let Some(mut to) = attachable.input.lock().await.take() {
+            let _ = to.shutdown().await;
+            if let Some(closer) = &attachable.stdin_closer {
+                closer();
+            }
+        }
+    }
 }
 
 /// Writes a chunk of the container's output to the session stream it belongs to: stderr when
@@ -975,6 +992,96 @@ mod tests {
         let kept: usize = backlog.iter().map(|(_, bytes)| bytes.len()).sum();
         assert_eq!(kept, EARLY_OUTPUT_LIMIT);
         assert_eq!(backlog.last().map(|(_, b)| b.as_ref()), Some(&b"!"[..]));
+    }
+
+    /// An attachable container stdin on a pipe, with a closer that counts its calls; the
+    /// pipe's read end (the container's side) and the count.
+    fn piped_attachable(
+        config: AttachConfig,
+    ) -> (
+        Arc<Attachable>,
+        tokio::net::unix::pipe::Receiver,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let (sender, receiver) = tokio::net::unix::pipe::pipe().unwrap();
+        let (_tx, done) = tokio::sync::watch::channel(None);
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = closed.clone();
+        let attachable = Attachable::new(
+            &config,
+            output_channel(),
+            Some(Box::new(sender)),
+            None,
+            done,
+        )
+        .with_stdin_closer(Box::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        (Arc::new(attachable), receiver, closed)
+    }
+
+    #[tokio::test]
+    async fn stdin_once_closes_the_containers_stdin_and_the_runtimes_copy_after_one_session() {
+        let config = AttachConfig {
+            stdin: true,
+            stdin_once: true,
+            tty: false,
+        };
+        let (attachable, mut container_side, closed) = piped_attachable(config);
+        let (mut client, session_stdin) = tokio::io::duplex(64);
+        let session = tokio::spawn(pass_input(attachable.clone(), session_stdin));
+        client.write_all(b"typed\n").await.unwrap();
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("the session ends with the client's stdin")
+            .unwrap();
+        let mut read = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            container_side.read_to_end(&mut read),
+        )
+        .await
+        .expect("the container's stdin reaches its end")
+        .unwrap();
+        assert_eq!(read, b"typed\n");
+        assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A later session has nothing to write to, and closes nothing again.
+        let (client, session_stdin) = tokio::io::duplex(64);
+        drop(client);
+        pass_input(attachable, session_stdin).await;
+        assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn without_stdin_once_the_containers_stdin_stays_open_between_sessions() {
+        let config = AttachConfig {
+            stdin: true,
+            stdin_once: false,
+            tty: false,
+        };
+        let (attachable, mut container_side, closed) = piped_attachable(config);
+        for line in [&b"first\n"[..], b"second\n"] {
+            let (mut client, session_stdin) = tokio::io::duplex(64);
+            client.write_all(line).await.unwrap();
+            drop(client);
+            pass_input(attachable.clone(), session_stdin).await;
+            let mut read = vec![0u8; line.len()];
+            tokio::time::timeout(Duration::from_secs(5), container_side.read_exact(&mut read))
+                .await
+                .expect("the line reaches the container")
+                .unwrap();
+            assert_eq!(read, line);
+        }
+        assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Still open: nothing more to read, and no end either.
+        let mut more = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), container_side.read(&mut more))
+                .await
+                .is_err(),
+            "the container's stdin ended though stdinOnce is off"
+        );
     }
 
     #[test]

@@ -494,8 +494,11 @@ impl Worker {
             let log_cap = self.shared.log_cap;
             let dir = container_dir.clone();
             let runtime = runtime.clone();
+            let attach = find_container(&self.pod, &name)
+                .map(|c| super::streams::AttachConfig::of(&c))
+                .unwrap_or_default();
             let adopted = tokio::task::spawn_blocking(move || {
-                super::oci::adopt(runtime, id, &dir, cgroup, &log, log_cap)
+                super::oci::adopt(runtime, id, &dir, cgroup, &attach, &log, log_cap)
             })
             .await
             .ok()
