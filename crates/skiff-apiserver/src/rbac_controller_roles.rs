@@ -171,6 +171,18 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "persistent-volume-binder",
+            vec![
+                rule(&["create", "delete", "get", "list", "update", "watch"], &[CORE], &["persistentvolumes"]),
+                rule(&["update", "patch"], &[CORE], &["persistentvolumes/status"]),
+                rule(&["get", "list", "update", "watch"], &[CORE], &["persistentvolumeclaims"]),
+                rule(&["update", "patch"], &[CORE], &["persistentvolumeclaims/status"]),
+                rule(&["get", "list", "watch"], &[CORE], &["pods", "nodes"]),
+                rule(&["get", "list", "watch"], &["storage.k8s.io"], &["storageclasses"]),
+                events(),
+            ],
+        ),
+        (
             "endpoint-controller",
             vec![
                 rule(&["get", "list", "watch"], &[CORE], &["services", "pods"]),
