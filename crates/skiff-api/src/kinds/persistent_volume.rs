@@ -357,7 +357,7 @@ fn volume_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         text(obj, "/spec/capacity/storage").into(),
         access_modes_text(list(obj, "/spec/accessModes")).into(),
         text(obj, "/spec/persistentVolumeReclaimPolicy").into(),
-        text(obj, "/status/phase").into(),
+        phase_cell(obj).into(),
         claim.into(),
         text(obj, "/spec/storageClassName").into(),
         unset_or(text(obj, "/spec/volumeAttributesClassName")).into(),
@@ -365,6 +365,19 @@ fn volume_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         age(obj, now),
         text(obj, "/spec/volumeMode").into(),
     ]
+}
+
+/// The phase kubectl shows: `Terminating` once deletion started, as `printPersistentVolume`
+/// and `printPersistentVolumeClaim` print it.
+pub(crate) fn phase_cell(obj: &Value) -> String {
+    if obj
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        "Terminating".to_string()
+    } else {
+        text(obj, "/status/phase").to_string()
+    }
 }
 
 /// `<unset>` for an empty class name, as kubectl prints a missing attributes class.
@@ -480,6 +493,9 @@ mod tests {
                      "claimRef": {"namespace": "default", "name": "data"}, "volumeMode": "Filesystem"},
             "status": {"phase": "Bound"}});
         let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let mut deleting = obj.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:04:00Z");
+        assert_eq!(volume_cells(&deleting, now)[4], json!("Terminating"));
         let cells = volume_cells(&obj, now);
         assert_eq!(
             cells,

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use super::persistent_volume::{
-    access_modes_text, add_finalizer, unset_or, validate_access_modes,
+    access_modes_text, add_finalizer, phase_cell, unset_or, validate_access_modes,
     validate_positive_quantity, VOLUME_MODES,
 };
 use super::{Kind, KindStrategy, TypedVersion};
@@ -204,7 +204,7 @@ fn claim_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     };
     vec![
         name(obj),
-        text(obj, "/status/phase").into(),
+        phase_cell(obj).into(),
         volume.into(),
         capacity.into(),
         modes.into(),

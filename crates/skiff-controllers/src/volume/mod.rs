@@ -602,6 +602,15 @@ fn plan_unbound_claim(claim: &Value, cluster: &Cluster<'_>, plan: &mut Plan) {
         return;
     };
     let provisioner = text(class, "/provisioner");
+    if provisioner.starts_with("kubernetes.io/") {
+        // Upstream's in-tree provisioners are gone (moved to CSI drivers) and the
+        // `kubernetes.io/` prefix is not an external provisioner's: no plugin makes volumes.
+        plan.events.push(warning(
+            "ProvisioningFailed",
+            format!("no volume plugin matched name: {provisioner}"),
+        ));
+        return;
+    }
     if annotation(claim, ANN_STORAGE_PROVISIONER) != Some(provisioner) {
         let mut updated = claim.clone();
         set_annotation(&mut updated, ANN_STORAGE_PROVISIONER, provisioner);

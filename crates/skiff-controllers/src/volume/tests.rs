@@ -273,6 +273,12 @@ fn claim_syncs_follow_upstream_binder_cases() {
             ],
         ),
         (
+            "a kubernetes.io provisioner has no plugin",
+            claim("1Gi", json!({"spec": {"storageClassName": "manual"}})),
+            vec![],
+            vec!["event ProvisioningFailed"],
+        ),
+        (
             "a class that does not exist",
             claim("1Gi", json!({"spec": {"storageClassName": "gold"}})),
             vec![],
@@ -330,11 +336,12 @@ fn claim_syncs_follow_upstream_binder_cases() {
             vec!["claim volumeName= class=local-path completed=- by-controller=- finalizers=0"],
         ),
     ];
-    assert_eq!(cases.len(), 20);
+    assert_eq!(cases.len(), 21);
     let mut default_wffc = wffc.clone();
     default_wffc["metadata"]["annotations"] =
         json!({skiff_api::kinds::storage_class::DEFAULT_CLASS_ANNOTATION: "true"});
-    let classes = [&default_wffc, &immediate_external];
+    let manual = class("manual", "kubernetes.io/no-provisioner", "Immediate");
+    let classes = [&default_wffc, &immediate_external, &manual];
     for (name, claim, volumes, expected) in cases {
         let refs: Vec<&Value> = volumes.iter().collect();
         let cluster = Cluster {
