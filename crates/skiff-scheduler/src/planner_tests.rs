@@ -568,8 +568,7 @@ fn claims_reject_the_pod_before_any_node_or_pin_it_to_their_volumes_node() {
         ..PodVolumes::default()
     };
     assert_eq!(
-        schedule_with_volumes(&p, &nodes, &PodsByNode::new(), &pinned)
-            .map(|c| c.node_name),
+        schedule_with_volumes(&p, &nodes, &PodsByNode::new(), &pinned).map(|c| c.node_name),
         Ok("n2".to_string())
     );
     let elsewhere = PodVolumes {

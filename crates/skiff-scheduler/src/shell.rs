@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use crate::events::{ClientEventRecorder, EventRecorder, PodEvent};
 use crate::planner::{self, PodsByNode};
 use crate::volumes::{ClaimFacts, PodVolumes, ANN_SELECTED_NODE};
-use skiff_api::kinds;
 use crate::watch::{self, Change};
+use skiff_api::kinds;
 
 /// Why the scheduler could not start.
 #[derive(Debug, thiserror::Error)]
@@ -517,13 +517,7 @@ impl Scheduler {
         for claim in claims {
             let patch = json!({"metadata": {"annotations": {ANN_SELECTED_NODE: node}}});
             self.client
-                .patch(
-                    scope,
-                    claim,
-                    PatchType::Merge,
-                    patch,
-                    false,
-                )
+                .patch(scope, claim, PatchType::Merge, patch, false)
                 .await?;
         }
         Ok(())

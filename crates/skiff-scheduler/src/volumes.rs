@@ -52,10 +52,7 @@ pub fn pod_volumes(facts: &[ClaimFacts]) -> PodVolumes {
     let mut unbound_immediate = false;
     for fact in facts {
         let Some(claim) = &fact.claim else {
-            out.rejection = Some(format!(
-                "persistentvolumeclaim \"{}\" not found",
-                fact.name
-            ));
+            out.rejection = Some(format!("persistentvolumeclaim \"{}\" not found", fact.name));
             return out;
         };
         if claim
@@ -110,7 +107,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn fact(name: &str, claim: Option<Value>, volume: Option<Value>, mode: Option<&str>) -> ClaimFacts {
+    fn fact(
+        name: &str,
+        claim: Option<Value>,
+        volume: Option<Value>,
+        mode: Option<&str>,
+    ) -> ClaimFacts {
         ClaimFacts {
             name: name.to_string(),
             claim,
@@ -129,16 +131,51 @@ mod tests {
         // (what, facts, rejection, affinities, delayed claims)
         let cases: Vec<(&str, Vec<ClaimFacts>, Option<&str>, usize, Vec<&str>)> = vec![
             ("no claims", vec![], None, 0, vec![]),
-            ("missing claim", vec![fact("data", None, None, None)],
-             Some("persistentvolumeclaim \"data\" not found"), 0, vec![]),
-            ("unbound immediate", vec![fact("data", Some(unbound.clone()), None, Some("Immediate"))],
-             Some(REASON_UNBOUND_IMMEDIATE), 0, vec![]),
-            ("unbound without a class", vec![fact("data", Some(unbound.clone()), None, None)],
-             Some(REASON_UNBOUND_IMMEDIATE), 0, vec![]),
-            ("unbound delayed", vec![fact("data", Some(unbound.clone()), None, Some("WaitForFirstConsumer"))],
-             None, 0, vec!["data"]),
-            ("bound and pinned", vec![fact("data", Some(bound.clone()), Some(pinned), Some("Immediate"))],
-             None, 1, vec![]),
+            (
+                "missing claim",
+                vec![fact("data", None, None, None)],
+                Some("persistentvolumeclaim \"data\" not found"),
+                0,
+                vec![],
+            ),
+            (
+                "unbound immediate",
+                vec![fact("data", Some(unbound.clone()), None, Some("Immediate"))],
+                Some(REASON_UNBOUND_IMMEDIATE),
+                0,
+                vec![],
+            ),
+            (
+                "unbound without a class",
+                vec![fact("data", Some(unbound.clone()), None, None)],
+                Some(REASON_UNBOUND_IMMEDIATE),
+                0,
+                vec![],
+            ),
+            (
+                "unbound delayed",
+                vec![fact(
+                    "data",
+                    Some(unbound.clone()),
+                    None,
+                    Some("WaitForFirstConsumer"),
+                )],
+                None,
+                0,
+                vec!["data"],
+            ),
+            (
+                "bound and pinned",
+                vec![fact(
+                    "data",
+                    Some(bound.clone()),
+                    Some(pinned),
+                    Some("Immediate"),
+                )],
+                None,
+                1,
+                vec![],
+            ),
         ];
         assert_eq!(cases.len(), 6);
         for (what, facts, rejection, affinities, delayed) in cases {
@@ -154,9 +191,11 @@ mod tests {
         let facts = vec![fact(
             "data",
             Some(json!({"metadata": {"name": "data"}, "spec": {"volumeName": "pv1"}})),
-            Some(json!({"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+            Some(
+                json!({"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
                 {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
-                                       "values": ["n1"]}]}]}}}})),
+                                       "values": ["n1"]}]}]}}}}),
+            ),
             Some("WaitForFirstConsumer"),
         )];
         let volumes = pod_volumes(&facts);

@@ -33,10 +33,13 @@ fn json(kubectl: &Kubectl, args: &[&str]) -> Value {
 /// The events about the object `name`, as (reason, message).
 fn events_about(kubectl: &Kubectl, name: &str) -> Vec<(String, String)> {
     let selector = format!("involvedObject.name={name}");
-    items(&json(kubectl, &["get", "events", "--field-selector", &selector]))
-        .iter()
-        .map(|e| (str_at(e, "/reason"), str_at(e, "/message")))
-        .collect()
+    items(&json(
+        kubectl,
+        &["get", "events", "--field-selector", &selector],
+    ))
+    .iter()
+    .map(|e| (str_at(e, "/reason"), str_at(e, "/message")))
+    .collect()
 }
 
 fn wait_for_event(kubectl: &Kubectl, name: &str, reason: &str) -> String {
@@ -114,7 +117,10 @@ fn start() -> (Skiff, Kubectl, Vec<String>) {
 fn local_path_claims_bind_on_first_use_keep_data_and_are_deleted_with_their_directory() {
     let (mut skiff, kubectl, _nodes) = start();
     wait_for_every("the local-path class", SHORT, POLL, || {
-        kubectl.run(&["get", "sc", "local-path"]).success().then_some(())
+        kubectl
+            .run(&["get", "sc", "local-path"])
+            .success()
+            .then_some(())
     });
     assert_table(
         &kubectl.ok(&["get", "sc"]),

@@ -110,11 +110,7 @@ impl KindStrategy for Strategy {
         let source = |v: &Value| -> Vec<(String, Value)> {
             VOLUME_SOURCES
                 .iter()
-                .filter_map(|k| {
-                    field(v, "spec")
-                        .get(*k)
-                        .map(|s| (k.to_string(), s.clone()))
-                })
+                .filter_map(|k| field(v, "spec").get(*k).map(|s| (k.to_string(), s.clone())))
                 .collect()
         };
         if source(new) != source(old) {
@@ -482,7 +478,10 @@ mod tests {
         let mut obj = volume();
         Strategy.prepare_for_write(&mut obj, None);
         Strategy.prepare_for_write(&mut obj, None);
-        assert_eq!(obj["metadata"]["finalizers"], json!([PV_PROTECTION_FINALIZER]));
+        assert_eq!(
+            obj["metadata"]["finalizers"],
+            json!([PV_PROTECTION_FINALIZER])
+        );
     }
 
     #[test]
@@ -500,9 +499,17 @@ mod tests {
         assert_eq!(
             cells,
             vec![
-                json!("pv1"), json!("1Gi"), json!("RWO,ROX"), json!("Delete"), json!("Bound"),
-                json!("default/data"), json!("local-path"), json!("<unset>"), json!(""),
-                json!("5m"), json!("Filesystem")
+                json!("pv1"),
+                json!("1Gi"),
+                json!("RWO,ROX"),
+                json!("Delete"),
+                json!("Bound"),
+                json!("default/data"),
+                json!("local-path"),
+                json!("<unset>"),
+                json!(""),
+                json!("5m"),
+                json!("Filesystem")
             ]
         );
     }

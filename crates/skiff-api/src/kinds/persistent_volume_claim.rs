@@ -157,7 +157,9 @@ fn claim_spec_change_allowed(new: &Value, old: &Value, old_claim: &Value) -> boo
         return new == old;
     };
     let filled = |key: &str, n: &mut Map<String, Value>| {
-        let was_empty = o.get(key).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+        let was_empty = o
+            .get(key)
+            .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
         if was_empty {
             match o.get(key) {
                 Some(v) => n.insert(key.to_string(), v.clone()),
@@ -235,10 +237,7 @@ mod tests {
         Strategy.validate(&claim(), &mut errs);
         assert!(errs.is_empty(), "{errs:?}");
         let mut errs = Vec::new();
-        Strategy.validate(
-            &json!({"metadata": {"name": "x"}, "spec": {}}),
-            &mut errs,
-        );
+        Strategy.validate(&json!({"metadata": {"name": "x"}, "spec": {}}), &mut errs);
         assert_eq!(
             full_errors(&errs),
             vec![
@@ -295,8 +294,15 @@ mod tests {
         assert_eq!(
             claim_cells(&obj, now),
             vec![
-                json!("data"), json!("Pending"), json!("pv1"), json!("1Gi"), json!("RWO"),
-                json!("local-path"), json!("<unset>"), json!("60s"), json!("")
+                json!("data"),
+                json!("Pending"),
+                json!("pv1"),
+                json!("1Gi"),
+                json!("RWO"),
+                json!("local-path"),
+                json!("<unset>"),
+                json!("60s"),
+                json!("")
             ]
         );
     }

@@ -136,11 +136,7 @@ impl KindStrategy for Strategy {
                     "string",
                     "When claims are bound and volumes provisioned.",
                 ),
-                col(
-                    "AllowVolumeExpansion",
-                    "string",
-                    "Whether claims may grow.",
-                ),
+                col("AllowVolumeExpansion", "string", "Whether claims may grow."),
                 age_col(),
             ],
             class_cells,
@@ -216,8 +212,14 @@ mod tests {
             "volumeBindingMode": "WaitForFirstConsumer"});
         assert_eq!(
             class_cells(&obj, now),
-            vec![json!("local-path (default)"), json!("rancher.io/local-path"), json!("Delete"),
-                 json!("WaitForFirstConsumer"), json!("false"), json!("10s")]
+            vec![
+                json!("local-path (default)"),
+                json!("rancher.io/local-path"),
+                json!("Delete"),
+                json!("WaitForFirstConsumer"),
+                json!("false"),
+                json!("10s")
+            ]
         );
     }
 }

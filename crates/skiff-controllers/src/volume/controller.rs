@@ -57,8 +57,7 @@ impl LocalDirectories {
     fn checked<'a>(&self, path: &'a str) -> std::io::Result<&'a Path> {
         let p = Path::new(path);
         let inside = p.parent() == Some(self.root.as_path())
-            && p
-                .file_name()
+            && p.file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("pvc-") && n != "." && n != "..");
         if inside {

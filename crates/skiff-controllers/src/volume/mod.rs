@@ -148,9 +148,7 @@ fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 
 fn set_annotation(v: &mut Value, key: &str, value: &str) {
     let metadata = ensure_object(v, "metadata");
-    let annotations = metadata
-        .entry("annotations")
-        .or_insert_with(|| json!({}));
+    let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
     if !annotations.is_object() {
         *annotations = json!({});
     }
@@ -406,9 +404,7 @@ fn bind(claim: &Value, volume: &Value, plan: &mut Plan) {
     let volume_name = text(volume, "/metadata/name").to_string();
     if !volume_bound_to_claim(volume, claim) || text(volume, "/spec/claimRef/uid").is_empty() {
         let mut updated = volume.clone();
-        let by_controller = volume
-            .pointer("/spec/claimRef")
-            .is_none_or(Value::is_null);
+        let by_controller = volume.pointer("/spec/claimRef").is_none_or(Value::is_null);
         ensure_object(&mut updated, "spec").insert(
             "claimRef".to_string(),
             json!({"kind": "PersistentVolumeClaim", "apiVersion": "v1",
@@ -431,8 +427,7 @@ fn bind(claim: &Value, volume: &Value, plan: &mut Plan) {
     let mut updated = claim.clone();
     let mut changed = false;
     if text(claim, "/spec/volumeName") != volume_name {
-        ensure_object(&mut updated, "spec")
-            .insert("volumeName".to_string(), json!(volume_name));
+        ensure_object(&mut updated, "spec").insert("volumeName".to_string(), json!(volume_name));
         set_annotation(&mut updated, ANN_BOUND_BY_CONTROLLER, "yes");
         changed = true;
     }
@@ -655,7 +650,8 @@ fn plan_bound_claim(claim: &Value, cluster: &Cluster<'_>, plan: &mut Plan) {
     let volume_name = text(claim, "/spec/volumeName");
     let lost = |plan: &mut Plan, message: &str| {
         if text(claim, "/status/phase") != "Lost" {
-            plan.writes.push(Write::ClaimStatus(with_phase(claim, "Lost")));
+            plan.writes
+                .push(Write::ClaimStatus(with_phase(claim, "Lost")));
             plan.events.push(warning("ClaimLost", message));
         }
     };

@@ -65,7 +65,8 @@ fn summary(plan: &Plan) -> Vec<String> {
                 text(c, "/spec/storageClassName"),
                 annotation(c, ANN_BIND_COMPLETED).unwrap_or("-"),
                 annotation(c, ANN_BOUND_BY_CONTROLLER).unwrap_or("-"),
-                c.pointer("/metadata/finalizers").map_or(0, |f| f.as_array().map_or(0, Vec::len)),
+                c.pointer("/metadata/finalizers")
+                    .map_or(0, |f| f.as_array().map_or(0, Vec::len)),
             ),
             Write::ClaimStatus(s) => format!("claim status {}", text(s, "/phase")),
             Write::UpdateVolume(v) => format!(
@@ -73,7 +74,8 @@ fn summary(plan: &Plan) -> Vec<String> {
                 text(v, "/metadata/name"),
                 text(v, "/spec/claimRef/name"),
                 annotation(v, ANN_BOUND_BY_CONTROLLER).unwrap_or("-"),
-                v.pointer("/metadata/finalizers").map_or(0, |f| f.as_array().map_or(0, Vec::len)),
+                v.pointer("/metadata/finalizers")
+                    .map_or(0, |f| f.as_array().map_or(0, Vec::len)),
             ),
             Write::VolumeStatus { name, status } => {
                 format!("volume {name} status {}", text(status, "/phase"))
@@ -410,7 +412,10 @@ fn volume_syncs_follow_upstream_binder_cases() {
                 "1Gi",
                 merge_into(bound_to_claim(), json!({"status": {"phase": "Bound"}})),
             ),
-            Some(merge_into(bound_claim.clone(), json!({"metadata": {"uid": "new"}}))),
+            Some(merge_into(
+                bound_claim.clone(),
+                json!({"metadata": {"uid": "new"}}),
+            )),
             vec!["volume volume status Released"],
         ),
         (
@@ -531,7 +536,11 @@ fn protection_finalizers_wait_for_pods_and_bindings() {
     assert_eq!(claim_cases.len(), 2);
     for (what, in_use, expected) in claim_cases {
         let expected: Vec<&str> = expected;
-        assert_eq!(summary(&plan_claim(&claim, &cluster, in_use)), expected, "{what}");
+        assert_eq!(
+            summary(&plan_claim(&claim, &cluster, in_use)),
+            expected,
+            "{what}"
+        );
     }
     let volume_cases = [
         ("a bound volume keeps its finalizer", "Bound", vec![]),
@@ -564,14 +573,56 @@ fn matching_follows_upstream_index_cases() {
         )
     };
     let volumes = [
-        labelled("gce-1", "1Gi", json!({}), "", json!(["ReadWriteOnce", "ReadOnlyMany"])),
-        labelled("gce-10", "10Gi", json!({}), "", json!(["ReadWriteOnce", "ReadOnlyMany"])),
-        labelled("nfs-5", "5Gi", json!({}), "", json!(["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"])),
-        labelled("labelled-20", "20Gi", json!({"should-exist": "true"}), "", json!(["ReadWriteOnce"])),
-        labelled("silver-1", "1Gi", json!({}), "silver", json!(["ReadWriteOnce"])),
-        labelled("gold-30", "30Gi", json!({"should-exist": "true"}), "gold", json!(["ReadWriteOnce"])),
+        labelled(
+            "gce-1",
+            "1Gi",
+            json!({}),
+            "",
+            json!(["ReadWriteOnce", "ReadOnlyMany"]),
+        ),
+        labelled(
+            "gce-10",
+            "10Gi",
+            json!({}),
+            "",
+            json!(["ReadWriteOnce", "ReadOnlyMany"]),
+        ),
+        labelled(
+            "nfs-5",
+            "5Gi",
+            json!({}),
+            "",
+            json!(["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"]),
+        ),
+        labelled(
+            "labelled-20",
+            "20Gi",
+            json!({"should-exist": "true"}),
+            "",
+            json!(["ReadWriteOnce"]),
+        ),
+        labelled(
+            "silver-1",
+            "1Gi",
+            json!({}),
+            "silver",
+            json!(["ReadWriteOnce"]),
+        ),
+        labelled(
+            "gold-30",
+            "30Gi",
+            json!({"should-exist": "true"}),
+            "gold",
+            json!(["ReadWriteOnce"]),
+        ),
         merge_into(
-            labelled("bound-100", "100Gi", json!({}), "", json!(["ReadWriteOnce"])),
+            labelled(
+                "bound-100",
+                "100Gi",
+                json!({}),
+                "",
+                json!(["ReadWriteOnce"]),
+            ),
             json!({"spec": {"claimRef": {"namespace": "x", "name": "y", "uid": "z"}},
                    "status": {"phase": "Bound"}}),
         ),
@@ -582,21 +633,76 @@ fn matching_follows_upstream_index_cases() {
     };
     // (upstream case, claim, expected volume)
     let cases: Vec<(&str, Value, Option<&str>)> = vec![
-        ("successful-match-gce-10", want("8Gi", json!(["ReadOnlyMany", "ReadWriteOnce"]), json!({})), Some("gce-10")),
-        ("successful-match-nfs-5", want("5Gi", json!(["ReadOnlyMany", "ReadWriteOnce", "ReadWriteMany"]), json!({})), Some("nfs-5")),
-        ("successful-skip-1g-bound-volume", want("1Gi", json!(["ReadWriteOnce"]), json!({})), Some("gce-1")),
-        ("successful-no-match", want("999Gi", json!(["ReadWriteOnce"]), json!({})), None),
-        ("successful-no-match-due-to-label", want("1Gi", json!(["ReadWriteOnce"]),
-            json!({"spec": {"selector": {"matchLabels": {"should-not-exist": "true"}}}})), None),
-        ("successful-match-with-label", want("1Gi", json!(["ReadWriteOnce"]),
-            json!({"spec": {"selector": {"matchLabels": {"should-exist": "true"}}}})), Some("labelled-20")),
-        ("successful-match-with-class", want("1Gi", json!(["ReadWriteOnce"]),
-            json!({"spec": {"storageClassName": "silver"}})), Some("silver-1")),
-        ("successful-match-with-class-and-labels", want("1Gi", json!(["ReadWriteOnce"]),
-            json!({"spec": {"storageClassName": "gold",
-                            "selector": {"matchLabels": {"should-exist": "true"}}}})), Some("gold-30")),
-        ("no-match-other-volume-mode", want("1Gi", json!(["ReadWriteOnce"]),
-            json!({"spec": {"volumeMode": "Block"}})), None),
+        (
+            "successful-match-gce-10",
+            want("8Gi", json!(["ReadOnlyMany", "ReadWriteOnce"]), json!({})),
+            Some("gce-10"),
+        ),
+        (
+            "successful-match-nfs-5",
+            want(
+                "5Gi",
+                json!(["ReadOnlyMany", "ReadWriteOnce", "ReadWriteMany"]),
+                json!({}),
+            ),
+            Some("nfs-5"),
+        ),
+        (
+            "successful-skip-1g-bound-volume",
+            want("1Gi", json!(["ReadWriteOnce"]), json!({})),
+            Some("gce-1"),
+        ),
+        (
+            "successful-no-match",
+            want("999Gi", json!(["ReadWriteOnce"]), json!({})),
+            None,
+        ),
+        (
+            "successful-no-match-due-to-label",
+            want(
+                "1Gi",
+                json!(["ReadWriteOnce"]),
+                json!({"spec": {"selector": {"matchLabels": {"should-not-exist": "true"}}}}),
+            ),
+            None,
+        ),
+        (
+            "successful-match-with-label",
+            want(
+                "1Gi",
+                json!(["ReadWriteOnce"]),
+                json!({"spec": {"selector": {"matchLabels": {"should-exist": "true"}}}}),
+            ),
+            Some("labelled-20"),
+        ),
+        (
+            "successful-match-with-class",
+            want(
+                "1Gi",
+                json!(["ReadWriteOnce"]),
+                json!({"spec": {"storageClassName": "silver"}}),
+            ),
+            Some("silver-1"),
+        ),
+        (
+            "successful-match-with-class-and-labels",
+            want(
+                "1Gi",
+                json!(["ReadWriteOnce"]),
+                json!({"spec": {"storageClassName": "gold",
+                            "selector": {"matchLabels": {"should-exist": "true"}}}}),
+            ),
+            Some("gold-30"),
+        ),
+        (
+            "no-match-other-volume-mode",
+            want(
+                "1Gi",
+                json!(["ReadWriteOnce"]),
+                json!({"spec": {"volumeMode": "Block"}}),
+            ),
+            None,
+        ),
     ];
     assert_eq!(cases.len(), 9);
     for (name, claim, expected) in cases {

@@ -292,7 +292,11 @@ pub async fn prepare_volumes(
 /// The directory on this node behind claim `name`: its volume's `hostPath` or `local` path,
 /// made if missing. A claim not bound yet is an error, so the pod waits (the node retries)
 /// until the binder has given it a volume, as the kubelet's volume manager waits.
-async fn claim_directory(client: &dyn Client, namespace: &str, name: &str) -> Result<PathBuf, String> {
+async fn claim_directory(
+    client: &dyn Client,
+    namespace: &str,
+    name: &str,
+) -> Result<PathBuf, String> {
     use skiff_api::kinds::{persistent_volume, persistent_volume_claim};
     let processing = |detail: String| format!("error processing PVC {namespace}/{name}: {detail}");
     let claim_scope = skiff_client::Scope {
@@ -300,7 +304,10 @@ async fn claim_directory(client: &dyn Client, namespace: &str, name: &str) -> Re
         namespace: Some(namespace),
     };
     let claim = client.get(claim_scope, name).await.map_err(|e| {
-        processing(format!("failed to fetch PVC from API server: {}", e.message()))
+        processing(format!(
+            "failed to fetch PVC from API server: {}",
+            e.message()
+        ))
     })?;
     let text = |v: &serde_json::Value, p: &str| {
         v.pointer(p)
@@ -317,7 +324,10 @@ async fn claim_directory(client: &dyn Client, namespace: &str, name: &str) -> Re
         namespace: None,
     };
     let volume = client.get(volume_scope, &volume_name).await.map_err(|e| {
-        processing(format!("failed to fetch PV {volume_name} from API server: {}", e.message()))
+        processing(format!(
+            "failed to fetch PV {volume_name} from API server: {}",
+            e.message()
+        ))
     })?;
     let path = [text(&volume, "/spec/hostPath/path"), text(&volume, "/spec/local/path")]
         .into_iter()
