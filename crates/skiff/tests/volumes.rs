@@ -386,3 +386,126 @@ spec:
     wait_for_phase(&kubectl, "pv", "by-hand", "Released");
     skiff.stop();
 }
+
+/// The claims of the CloneSet `web`, by name, with their phases.
+fn clone_set_claims(kubectl: &Kubectl) -> Vec<(String, String)> {
+    let mut claims: Vec<(String, String)> = items(&json(kubectl, &["get", "pvc"]))
+        .iter()
+        .filter(|c| c.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|c| (str_at(c, "/metadata/name"), str_at(c, "/status/phase")))
+        .collect();
+    claims.sort();
+    claims
+}
+
+/// The running pods of the CloneSet `web`, by name.
+fn clone_set_pods(kubectl: &Kubectl) -> Vec<String> {
+    let mut pods: Vec<String> = items(&json(kubectl, &["get", "pods", "-l", "app=web"]))
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| str_at(p, "/status/phase") == "Running")
+        .map(|p| str_at(p, "/metadata/name"))
+        .collect();
+    pods.sort();
+    pods
+}
+
+#[test]
+fn clone_set_claim_templates_give_each_pod_its_claim_and_scale_in_takes_it_away() {
+    let (mut skiff, kubectl, _nodes) = start();
+    let clone_set = |replicas: u32| {
+        format!(
+            "apiVersion: apps.kruise.io/v1alpha1
+kind: CloneSet
+metadata:
+  name: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: main
+        image: {SHELL}
+        command: [\"/bin/sh\", \"-c\", \"hostname >> /data/names; sleep 600\"]
+        volumeMounts:
+        - name: data
+          mountPath: /data
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"
+        )
+    };
+    apply(&skiff, &kubectl, "web.yaml", &clone_set(2));
+    let pods = wait_for_every("two running CloneSet pods", SHORT, POLL, || {
+        let pods = clone_set_pods(&kubectl);
+        (pods.len() == 2).then_some(pods)
+    });
+    let expected: Vec<(String, String)> = pods
+        .iter()
+        .map(|p| (format!("data-{p}"), "Bound".to_string()))
+        .collect();
+    wait_for_every("a bound claim per pod", SHORT, POLL, || {
+        (clone_set_claims(&kubectl) == expected).then_some(())
+    });
+    for pod in &pods {
+        let claim = json(&kubectl, &["get", "pvc", &format!("data-{pod}")]);
+        let volume = json(
+            &kubectl,
+            &["get", "pv", &str_at(&claim, "/spec/volumeName")],
+        );
+        let names = PathBuf::from(str_at(&volume, "/spec/hostPath/path")).join("names");
+        let written = wait_for_every("the pod to write into its claim", SHORT, POLL, || {
+            std::fs::read_to_string(&names).ok()
+        });
+        assert_eq!(
+            written,
+            format!("{pod}\n"),
+            "each pod has a volume of its own"
+        );
+    }
+
+    // A pod deleted by hand comes back under its instance id, on the same claim.
+    kubectl.ok(&["delete", "pod", &pods[0], "--wait=true", "--grace-period=1"]);
+    wait_for_every("the deleted pod to come back", SHORT, POLL, || {
+        (clone_set_pods(&kubectl) == pods).then_some(())
+    });
+    let claim = json(&kubectl, &["get", "pvc", &format!("data-{}", pods[0])]);
+    let volume = json(
+        &kubectl,
+        &["get", "pv", &str_at(&claim, "/spec/volumeName")],
+    );
+    let names = PathBuf::from(str_at(&volume, "/spec/hostPath/path")).join("names");
+    wait_for_every(
+        "the replacement to write into the same claim",
+        SHORT,
+        POLL,
+        || {
+            let text = std::fs::read_to_string(&names).ok()?;
+            (text == format!("{0}\n{0}\n", pods[0])).then_some(())
+        },
+    );
+
+    // Scaling in deletes the pod the controller removes and its claim.
+    apply(&skiff, &kubectl, "web.yaml", &clone_set(1));
+    let kept = wait_for_every("one pod left", SHORT, POLL, || {
+        let pods = clone_set_pods(&kubectl);
+        (pods.len() == 1).then_some(pods)
+    });
+    let expected = vec![(format!("data-{}", kept[0]), "Bound".to_string())];
+    wait_for_every("only the kept pod's claim", SHORT, POLL, || {
+        (clone_set_claims(&kubectl) == expected).then_some(())
+    });
+    skiff.stop();
+}

@@ -151,45 +151,35 @@ pub fn validate_claim_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>)
 /// empty and `storageClassName` set where it was unset (what the binder and the default class
 /// fill in), and the requests and attributes class of a bound claim.
 fn claim_spec_change_allowed(new: &Value, old: &Value, old_claim: &Value) -> bool {
-    let mut new = new.clone();
-    let old = old.clone();
-    let (Some(n), Some(o)) = (new.as_object_mut(), old.as_object()) else {
+    let (Some(new_spec), Some(old_spec)) = (new.as_object(), old.as_object()) else {
         return new == old;
     };
-    let filled = |key: &str, n: &mut Map<String, Value>| {
-        let was_empty = o
-            .get(key)
-            .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
-        if was_empty {
-            match o.get(key) {
-                Some(v) => n.insert(key.to_string(), v.clone()),
-                None => n.remove(key),
-            };
-        }
-    };
-    filled("volumeName", n);
-    if o.get("storageClassName").is_none_or(Value::is_null) {
-        match o.get("storageClassName") {
-            Some(v) => n.insert("storageClassName".to_string(), v.clone()),
-            None => n.remove("storageClassName"),
+    let mut allowed = new_spec.clone();
+    // Takes the old value of `key` back, so that a change there does not count.
+    let restore = |allowed: &mut Map<String, Value>, key: &str| {
+        match old_spec.get(key) {
+            Some(v) => allowed.insert(key.to_string(), v.clone()),
+            None => allowed.remove(key),
         };
+    };
+    let unset = |key: &str| old_spec.get(key).is_none_or(Value::is_null);
+    if unset("volumeName") || old_spec.get("volumeName").and_then(Value::as_str) == Some("") {
+        restore(&mut allowed, "volumeName");
+    }
+    if unset("storageClassName") {
+        restore(&mut allowed, "storageClassName");
     }
     if old_claim.pointer("/status/phase").and_then(Value::as_str) == Some("Bound") {
-        for key in ["volumeAttributesClassName"] {
-            match o.get(key) {
-                Some(v) => n.insert(key.to_string(), v.clone()),
-                None => n.remove(key),
-            };
-        }
+        restore(&mut allowed, "volumeAttributesClassName");
         let old_requests = old.pointer("/resources/requests").cloned();
-        if let Some(resources) = n.get_mut("resources").and_then(Value::as_object_mut) {
+        if let Some(resources) = allowed.get_mut("resources").and_then(Value::as_object_mut) {
             match old_requests {
                 Some(r) => resources.insert("requests".to_string(), r),
                 None => resources.remove("requests"),
             };
         }
     }
-    Value::Object(n.clone()) == old
+    Value::Object(allowed) == *old
 }
 
 /// The Table row of a claim, as `printPersistentVolumeClaim`: capacity and access modes are
