@@ -137,6 +137,11 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
                     &["replicasets"],
                 ),
                 rule(&["get", "list", "watch", "update"], &[CORE], &["pods"]),
+                rule(
+                    &["get", "list", "create", "delete"],
+                    &[CORE],
+                    &["persistentvolumeclaims"],
+                ),
                 events(),
             ],
         ),
@@ -167,6 +172,34 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
                 rule(&["update"], &[POLICY], &["poddisruptionbudgets/status"]),
                 rule(&["patch", "update"], &[CORE], &["pods/status"]),
                 rule(&["get"], &["*"], &["*/scale"]),
+                events(),
+            ],
+        ),
+        (
+            "persistent-volume-binder",
+            vec![
+                rule(
+                    &["create", "delete", "get", "list", "update", "watch"],
+                    &[CORE],
+                    &["persistentvolumes"],
+                ),
+                rule(&["update", "patch"], &[CORE], &["persistentvolumes/status"]),
+                rule(
+                    &["get", "list", "update", "watch"],
+                    &[CORE],
+                    &["persistentvolumeclaims"],
+                ),
+                rule(
+                    &["update", "patch"],
+                    &[CORE],
+                    &["persistentvolumeclaims/status"],
+                ),
+                rule(&["get", "list", "watch"], &[CORE], &["pods", "nodes"]),
+                rule(
+                    &["get", "list", "watch"],
+                    &["storage.k8s.io"],
+                    &["storageclasses"],
+                ),
                 events(),
             ],
         ),

@@ -24,3 +24,4 @@ pub mod node_lifecycle;
 pub mod replicaset;
 pub mod shell;
 pub mod token_secrets;
+pub mod volume;

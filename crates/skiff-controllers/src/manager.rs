@@ -69,6 +69,8 @@ pub mod identities {
     pub const GARBAGE_COLLECTOR: &str = "generic-garbage-collector";
     /// The HorizontalPodAutoscaler controller.
     pub const HORIZONTAL_POD_AUTOSCALER: &str = "horizontal-pod-autoscaler";
+    /// The PersistentVolume binder, with the local-path provisioner and the protection finalizers.
+    pub const PERSISTENT_VOLUME_BINDER: &str = "persistent-volume-binder";
 }
 
 /// The user a controller's ServiceAccount `name` in `kube-system` authenticates as: its

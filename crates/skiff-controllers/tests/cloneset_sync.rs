@@ -87,6 +87,7 @@ fn plan_of(f: &Fixture) -> Vec<PodAction> {
         current_revision: &f.old,
         update_revision: &f.new,
         revisions: &revisions,
+        claim_ids: &[],
         now: Timestamp::now(),
     };
     plan_update(&input).actions
@@ -141,6 +142,7 @@ fn in_place_only_refuses_a_change_it_cannot_make_in_place() {
         current_revision: &f.old,
         update_revision: &f.new,
         revisions: &revisions,
+        claim_ids: &[],
         now: Timestamp::now(),
     });
     let error = plan.error.expect("an error");
@@ -192,6 +194,7 @@ fn new_pods_get_the_readiness_gate_and_the_partitioned_revision() {
         current_revision: &f.old,
         update_revision: &f.new,
         revisions: &revisions,
+        claim_ids: &[],
         now: Timestamp::now(),
     };
     let mut n = 0;
@@ -270,4 +273,85 @@ fn refresh_marks_new_pods_ready_and_normal_before_updating_anything() {
     assert!(actions.iter().any(|a| matches!(a,
         PodAction::Patch { name, patch } if name == "web-new"
             && patch["metadata"]["labels"]["lifecycle.apps.kruise.io/state"] == "Normal")));
+}
+
+#[test]
+fn claim_templates_give_each_new_pod_its_claims_and_reuse_a_gone_pods_id() {
+    let strategy = json!({"type": "ReCreate"});
+    let mut f = fixture(strategy, "a", "nginx:1");
+    let spec = f.cs.spec.as_mut().expect("spec");
+    spec.replicas = Some(7);
+    spec.volume_claim_templates = Some(vec![serde_json::from_value(json!({
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .expect("claim template")]);
+    let revisions = [f.old.clone()];
+    // The claims of instance `left` outlived its pod (deleted by hand); `web-p0`'s id is
+    // taken, so it is not reused.
+    let claim_ids = ["left".to_string(), "p0".to_string()];
+    let mut pods = f.pods.clone();
+    for pod in &mut pods {
+        let id = pod.metadata.name.as_deref().expect("named")["web-".len()..].to_string();
+        pod.metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert(skiff_api::cloneset::INSTANCE_ID_LABEL.into(), id);
+    }
+    let input = SyncInput {
+        cloneset: &f.cs,
+        pods: &pods,
+        current_revision: &f.old,
+        update_revision: &f.old,
+        revisions: &revisions,
+        claim_ids: &claim_ids,
+        now: Timestamp::now(),
+    };
+    let plan = plan_pass(&input, &mut || "fresh".to_string());
+    let created: Vec<&Pod> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::Create { pod, .. } => Some(&**pod),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<&str> = created
+        .iter()
+        .map(|p| p.metadata.name.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["web-left", "web-fresh"]);
+    let claims: Vec<String> = created
+        .iter()
+        .map(|p| {
+            let volumes = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.volumes.clone())
+                .unwrap_or_default();
+            assert_eq!(volumes.len(), 1, "one volume per claim template");
+            assert_eq!(volumes[0].name, "data");
+            volumes[0]
+                .persistent_volume_claim
+                .as_ref()
+                .expect("a claim volume")
+                .claim_name
+                .clone()
+        })
+        .collect();
+    assert_eq!(claims, ["data-web-left", "data-web-fresh"]);
+
+    let made = skiff_controllers::cloneset::sync::new_claims(&f.cs, "fresh");
+    assert_eq!(made.len(), 1);
+    let claim = serde_json::to_value(&made[0]).expect("claim encodes");
+    assert_eq!(claim["metadata"]["name"], "data-web-fresh");
+    assert_eq!(claim["metadata"]["namespace"], "ns");
+    assert_eq!(
+        claim["metadata"]["labels"],
+        json!({"app": "web", "apps.kruise.io/cloneset-instance-id": "fresh"})
+    );
+    assert_eq!(claim["metadata"]["ownerReferences"][0]["uid"], "cs-uid");
+    assert_eq!(claim["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
 }

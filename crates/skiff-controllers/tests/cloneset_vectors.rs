@@ -306,6 +306,7 @@ fn scale_step_matches_openkruise() {
             current_revision: &revision,
             update_revision: &revision,
             revisions: std::slice::from_ref(&revision),
+            claim_ids: &[],
             now,
         };
         let mut ids = (0..).map(|i| format!("id{i:03}"));

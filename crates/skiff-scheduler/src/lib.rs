@@ -15,6 +15,7 @@ pub mod planner;
 pub mod requests;
 mod shell;
 pub mod spread;
+pub mod volumes;
 mod watch;
 
 pub use planner::{needs_scheduling, schedule, NodeChoice, PodsByNode, Unschedulable};

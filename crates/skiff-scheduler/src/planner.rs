@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use crate::matching;
 use crate::requests::{self, Allocatable, Resources};
 use crate::spread::Spread;
+use crate::volumes::PodVolumes;
 
 /// The best score one scoring plugin gives a node.
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -330,6 +331,18 @@ pub fn schedule(
     nodes: &[Node],
     pods_on_nodes: &PodsByNode,
 ) -> Result<NodeChoice, Unschedulable> {
+    schedule_with_volumes(pod, nodes, pods_on_nodes, &PodVolumes::default())
+}
+
+/// [`schedule`] with the constraints of the pod's claims: a PreFilter rejection makes every
+/// node unfit with that one message, and nodes its bound volumes exclude are filtered out
+/// after the resource fit, where kube-scheduler runs VolumeBinding.
+pub fn schedule_with_volumes(
+    pod: &Pod,
+    nodes: &[Node],
+    pods_on_nodes: &PodsByNode,
+    volumes: &PodVolumes,
+) -> Result<NodeChoice, Unschedulable> {
     if nodes.is_empty() {
         return Err(Unschedulable {
             message: MESSAGE_NO_NODES.to_string(),
@@ -353,7 +366,30 @@ pub fn schedule(
     let request = requests::pod_requests(pod, false);
     let spread = Spread::for_pod(pod);
     let all: Vec<(&Node, &[Pod])> = views.iter().map(|v| (v.node, v.pods)).collect();
-    let spread_filter = spread.filter(&all);
+    let topology_filter = spread.filter(&all);
+    let spread_filter = |node: &Node| {
+        if !crate::volumes::node_fits_volumes(volumes, node) {
+            return Some((crate::volumes::REASON_VOLUME_NODE_CONFLICT, false));
+        }
+        topology_filter(node)
+    };
+
+    if let Some(reason) = &volumes.rejection {
+        // The VolumeBinding PreFilter rejected the pod: no node is tried, every node counts as
+        // unresolvably unfit, and the message is the PreFilter's alone.
+        let rejected: Vec<(&NodeView<'_>, Rejection)> = views
+            .iter()
+            .map(|v| (v, Rejection::unresolvable(reason)))
+            .collect();
+        let mut message = format!("0/{} nodes are available: {reason}.", views.len());
+        if let Some(post) = preemption_message(pod, &request, &spread_filter, &rejected) {
+            message.push(' ');
+            message.push_str(NO_CLAIMS_TO_DEALLOCATE);
+            message.push_str(", ");
+            message.push_str(&post);
+        }
+        return Err(Unschedulable { message });
+    }
 
     let mut feasible: Vec<&NodeView<'_>> = Vec::new();
     let mut rejected: Vec<(&NodeView<'_>, Rejection)> = Vec::new();

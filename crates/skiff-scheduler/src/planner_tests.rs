@@ -542,3 +542,46 @@ fn normalization_scales_and_reverses() {
     assert_eq!(normalize(&[0, 0], true), vec![100, 100]);
     assert_eq!(normalize(&[0, 0], false), vec![0, 0]);
 }
+
+#[test]
+fn claims_reject_the_pod_before_any_node_or_pin_it_to_their_volumes_node() {
+    let nodes = vec![
+        node("n1", "4", "8Gi", json!({})),
+        node("n2", "4", "8Gi", json!({})),
+    ];
+    let unbound = PodVolumes {
+        rejection: Some(crate::volumes::REASON_UNBOUND_IMMEDIATE.to_string()),
+        ..PodVolumes::default()
+    };
+    let p = pod("p", "100m", "", json!({}));
+    assert_eq!(
+        schedule_with_volumes(&p, &nodes, &PodsByNode::new(), &unbound),
+        Err(Unschedulable {
+            message: "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.".to_string()
+        })
+    );
+    let pinned = PodVolumes {
+        node_affinities: vec![serde_json::from_value(json!({"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                   "values": ["n2"]}]}]}))
+        .unwrap()],
+        ..PodVolumes::default()
+    };
+    assert_eq!(
+        schedule_with_volumes(&p, &nodes, &PodsByNode::new(), &pinned).map(|c| c.node_name),
+        Ok("n2".to_string())
+    );
+    let elsewhere = PodVolumes {
+        node_affinities: vec![serde_json::from_value(json!({"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                   "values": ["n9"]}]}]}))
+        .unwrap()],
+        ..PodVolumes::default()
+    };
+    assert_eq!(
+        schedule_with_volumes(&p, &nodes, &PodsByNode::new(), &elsewhere),
+        Err(Unschedulable {
+            message: "0/2 nodes are available: 2 node(s) had volume node affinity conflict. no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.".to_string()
+        })
+    );
+}

@@ -16,7 +16,9 @@ use tokio::time::Instant;
 
 use crate::events::{ClientEventRecorder, EventRecorder, PodEvent};
 use crate::planner::{self, PodsByNode};
+use crate::volumes::{ClaimFacts, PodVolumes, ANN_SELECTED_NODE};
 use crate::watch::{self, Change};
+use skiff_api::kinds;
 
 /// Why the scheduler could not start.
 #[derive(Debug, thiserror::Error)]
@@ -384,8 +386,17 @@ impl Scheduler {
             let Some(pod) = self.state.pods.get(&key).cloned() else {
                 continue;
             };
-            let planned =
-                skiff_runtime::panics::catch_sync(|| planner::schedule(&pod, &nodes, &by_node));
+            let volumes = match self.pod_volumes(&pod).await {
+                Ok(volumes) => volumes,
+                Err(error) => {
+                    tracing::warn!(pod = key, %error, "reading the pod's claims failed");
+                    self.state.failed(&key, &self.config, false);
+                    continue;
+                }
+            };
+            let planned = skiff_runtime::panics::catch_sync(|| {
+                planner::schedule_with_volumes(&pod, &nodes, &by_node, &volumes)
+            });
             let planned = match planned {
                 Ok(planned) => planned,
                 Err(panic) => {
@@ -397,6 +408,14 @@ impl Scheduler {
             };
             match planned {
                 Ok(choice) => {
+                    if let Err(error) = self
+                        .select_node_for_claims(&pod, &volumes.delayed_claims, &choice.node_name)
+                        .await
+                    {
+                        tracing::warn!(pod = key, %error, "annotating the pod's claims failed");
+                        self.state.failed(&key, &self.config, false);
+                        continue;
+                    }
                     if let Some(bound) = self.bind(&key, pod, &choice.node_name).await {
                         by_node.entry(choice.node_name).or_default().push(bound);
                     }
@@ -404,10 +423,104 @@ impl Scheduler {
                 Err(unschedulable) => {
                     self.report_unschedulable(&pod, &unschedulable.message)
                         .await;
-                    self.state.failed(&key, &self.config, true);
+                    // Claims bind without any node or pod changing, so a pod waiting on its
+                    // claims is retried with back-off rather than on the next cluster change.
+                    let wait_for_change = volumes.rejection.is_none();
+                    self.state.failed(&key, &self.config, wait_for_change);
                 }
             }
         }
+    }
+
+    /// Reads the claims the pod names, with each claim's volume or class, and works out the
+    /// pod's volume constraints.
+    async fn pod_volumes(&self, pod: &Pod) -> Result<PodVolumes, ClientError> {
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .map(|vols| {
+                vols.iter()
+                    .filter_map(|v| v.persistent_volume_claim.as_ref())
+                    .map(|c| c.claim_name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.is_empty() {
+            return Ok(PodVolumes::default());
+        }
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let get = |resource: &'static ResourceInfo, namespace: Option<String>, name: String| {
+            let client = self.client.clone();
+            async move {
+                let scope = Scope {
+                    resource,
+                    namespace: namespace.as_deref(),
+                };
+                match client.get(scope, &name).await {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let mut facts = Vec::new();
+        for name in names {
+            let claim = get(
+                &kinds::persistent_volume_claim::V1,
+                Some(namespace.clone()),
+                name.clone(),
+            )
+            .await?;
+            let text = |v: &Option<Value>, p: &str| {
+                v.as_ref()
+                    .and_then(|v| v.pointer(p))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let volume_name = text(&claim, "/spec/volumeName");
+            let class_name = text(&claim, "/spec/storageClassName");
+            let volume = if volume_name.is_empty() {
+                None
+            } else {
+                get(&kinds::persistent_volume::V1, None, volume_name).await?
+            };
+            let class = if class_name.is_empty() {
+                None
+            } else {
+                get(&kinds::storage_class::V1, None, class_name).await?
+            };
+            facts.push(ClaimFacts {
+                name,
+                claim,
+                volume,
+                class,
+            });
+        }
+        Ok(crate::volumes::pod_volumes(&facts))
+    }
+
+    /// Names the chosen node on each claim waiting for its first consumer, as the
+    /// VolumeBinding plugin's PreBind does before the pod is bound.
+    async fn select_node_for_claims(
+        &self,
+        pod: &Pod,
+        claims: &[String],
+        node: &str,
+    ) -> Result<(), ClientError> {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let scope = Scope {
+            resource: &kinds::persistent_volume_claim::V1,
+            namespace: Some(&namespace),
+        };
+        for claim in claims {
+            let patch = json!({"metadata": {"annotations": {ANN_SELECTED_NODE: node}}});
+            self.client
+                .patch(scope, claim, PatchType::Merge, patch, false)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Binds the pod and, on success, assumes it on the node until the watch confirms it.

@@ -580,6 +580,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             },
         },
         node_lifecycle: node_lifecycle_settings(&args)?,
+        storage_root: data_dir.join("storage"),
     };
     let controllers = run_maybe_elected(
         client.clone(),
@@ -666,6 +667,8 @@ struct ControllerManager {
     metrics: Arc<dyn ResourceMetrics>,
     hpa: HpaConfig,
     node_lifecycle: skiff_controllers::node_lifecycle::controller::NodeLifecycleSettings,
+    /// Where the local-path provisioner keeps volumes: `DATA/storage`.
+    storage_root: PathBuf,
 }
 
 impl ControllerManager {
@@ -704,13 +707,23 @@ impl ControllerManager {
                     this.node_lifecycle.clone(),
                     until_stopped(),
                 );
+                let volume_binder = skiff_controllers::volume::controller::run(
+                    this.client.clone(),
+                    skiff_controllers::manager::controller_client(
+                        &this.client,
+                        skiff_controllers::manager::identities::PERSISTENT_VOLUME_BINDER,
+                    ),
+                    this.storage_root.clone(),
+                    until_stopped(),
+                );
                 let all = async {
                     tokio::join!(
                         manager,
                         namespace_defaults,
                         token_secrets,
                         autoscaler,
-                        node_controllers
+                        node_controllers,
+                        volume_binder
                     );
                 };
                 tokio::pin!(all);

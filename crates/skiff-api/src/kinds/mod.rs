@@ -31,6 +31,8 @@ pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
+pub mod persistent_volume;
+pub mod persistent_volume_claim;
 pub mod pod;
 pub mod pod_disruption_budget;
 pub mod replica_set;
@@ -39,6 +41,7 @@ pub mod role_binding;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+pub mod storage_class;
 pub mod typed;
 
 pub use typed::{TypedError, TypedVersion};
@@ -70,6 +73,9 @@ pub static KINDS: &[&Kind] = &[
     &role_binding::KIND,
     &role::KIND,
     &pod_disruption_budget::KIND,
+    &persistent_volume::KIND,
+    &persistent_volume_claim::KIND,
+    &storage_class::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part

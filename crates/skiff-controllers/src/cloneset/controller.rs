@@ -29,7 +29,8 @@ use super::revision::{
 };
 use super::status::{calculate_status, status_changed, StatusInputs};
 use super::sync::{
-    live_revisions, plan_pass, truncated_pods_to_delete, PodAction, Step, SyncInput,
+    claim_name, live_revisions, new_claims, plan_pass, truncated_pods_to_delete, PodAction, Step,
+    SyncInput,
 };
 use super::{
     failed_create_event, failed_delete_event, failed_in_place_event, failed_recreate_event,
@@ -242,6 +243,7 @@ impl CloneSetController {
 
         let (revisions, current, update, collision_count) =
             self.active_revisions(&cs, namespace).await?;
+        let claim_ids = self.claim_ids(&cs, namespace).await?;
         let now_ts = now();
         let input = SyncInput {
             cloneset: &cs,
@@ -249,6 +251,7 @@ impl CloneSetController {
             current_revision: &current,
             update_revision: &update,
             revisions: &revisions,
+            claim_ids: &claim_ids,
             now: now_ts,
         };
         let mut plan = plan_pass(&input, &mut random_instance_id);
@@ -404,6 +407,9 @@ impl CloneSetController {
             })
             .collect();
         if !creates.is_empty() {
+            if let Some(error) = self.create_claims(cached, namespace, &creates).await {
+                return Some(error);
+            }
             if let Some(error) = self.create_pods(key, cached, namespace, &creates).await {
                 return Some(error);
             }
@@ -417,6 +423,9 @@ impl CloneSetController {
             .collect();
         if !deletes.is_empty() {
             if let Some(error) = self.delete_pods(key, cached, namespace, &deletes).await {
+                return Some(error);
+            }
+            if let Some(error) = self.delete_claims(cached, namespace, &deletes).await {
                 return Some(error);
             }
         }
@@ -462,6 +471,122 @@ impl CloneSetController {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Some(e.to_string()),
+            }
+        }
+        None
+    }
+
+    /// The instance ids of the claims the CloneSet's templates made that still exist.
+    async fn claim_ids(&self, cs: &CloneSet, namespace: &str) -> Result<Vec<String>, SyncError> {
+        let has_templates = cs
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.as_ref())
+            .is_some_and(|t| !t.is_empty());
+        if !has_templates {
+            return Ok(Vec::new());
+        }
+        let scope = Scope {
+            resource: &skiff_api::kinds::persistent_volume_claim::V1,
+            namespace: Some(namespace),
+        };
+        let uid = cs.metadata.uid.clone().unwrap_or_default();
+        let list = self
+            .client
+            .list(scope, &skiff_client::ListOptions::default())
+            .await?;
+        let mut ids: Vec<String> = list
+            .items
+            .iter()
+            .filter(|c| controller_of(c).is_some_and(|(_, _, owner)| owner == uid))
+            .filter(|c| c.pointer("/metadata/deletionTimestamp").is_none())
+            .filter_map(|c| {
+                c.pointer("/metadata/labels")
+                    .and_then(|l| l.get(skiff_api::cloneset::INSTANCE_ID_LABEL))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Creates the claims of the pods about to be created (those that exist are kept, so a
+    /// pod reusing an instance id finds its data), before the pods, as OpenKruise does.
+    async fn create_claims(
+        &self,
+        cached: &Value,
+        namespace: &str,
+        creates: &[(&Pod, &str)],
+    ) -> Option<String> {
+        let cs: CloneSet = serde_json::from_value(cached.clone()).ok()?;
+        let scope = Scope {
+            resource: &skiff_api::kinds::persistent_volume_claim::V1,
+            namespace: Some(namespace),
+        };
+        for (pod, _) in creates {
+            let Some(id) = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(skiff_api::cloneset::INSTANCE_ID_LABEL))
+            else {
+                continue;
+            };
+            for claim in new_claims(&cs, id) {
+                let body = match serde_json::to_value(&claim) {
+                    Ok(body) => body,
+                    Err(e) => return Some(e.to_string()),
+                };
+                match self.client.create(scope, body).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_conflict() => {}
+                    Err(e) => return Some(e.message()),
+                }
+            }
+        }
+        None
+    }
+
+    /// Deletes the claims of the pods this pass deleted: a pod the controller removes (scale
+    /// in, or a recreate update) takes its claims with it, as OpenKruise's does.
+    async fn delete_claims(
+        &self,
+        cached: &Value,
+        namespace: &str,
+        deletes: &[(&str, &Option<String>)],
+    ) -> Option<String> {
+        let cs: CloneSet = serde_json::from_value(cached.clone()).ok()?;
+        let cs_name = cs.metadata.name.clone().unwrap_or_default();
+        let templates = cs
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.clone())
+            .unwrap_or_default();
+        let scope = Scope {
+            resource: &skiff_api::kinds::persistent_volume_claim::V1,
+            namespace: Some(namespace),
+        };
+        for (pod, _) in deletes {
+            let Some(id) = pod.strip_prefix(&format!("{cs_name}-")) else {
+                continue;
+            };
+            for template in &templates {
+                let name = claim_name(
+                    template.metadata.name.as_deref().unwrap_or(""),
+                    &cs_name,
+                    id,
+                );
+                match self
+                    .client
+                    .delete(scope, &name, &DeleteOptions::default())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Some(e.message()),
+                }
             }
         }
         None

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Pod, PodReadinessGate, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodReadinessGate,
+    PodTemplateSpec, Volume,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 use skiff_api::cloneset::{
@@ -51,6 +54,9 @@ pub struct SyncInput<'a> {
     pub update_revision: &'a ControllerRevision,
     /// Every revision of the CloneSet, to find what a pod's own revision held.
     pub revisions: &'a [ControllerRevision],
+    /// The instance ids of the claims the CloneSet's `volumeClaimTemplates` made that still
+    /// exist: a new pod takes one whose pod is gone before a fresh id, and so its claims.
+    pub claim_ids: &'a [String],
     /// The time of the pass.
     pub now: Timestamp,
 }
@@ -197,6 +203,7 @@ pub fn new_pod(
         spec: template.spec.clone(),
         status: None,
     };
+    mount_claims(cs, &mut pod, instance_id);
     inplace::set_lifecycle(&mut pod, PREPARING_NORMAL, now);
     let spec = pod.spec.get_or_insert_with(Default::default);
     let gates = spec.readiness_gates.get_or_insert_with(Vec::new);
@@ -209,6 +216,71 @@ pub fn new_pod(
         });
     }
     pod
+}
+
+/// The name of the claim template `template` makes for the pod with `instance_id`:
+/// `<template>-<cloneset>-<id>`, as OpenKruise names it.
+pub fn claim_name(template: &str, cs_name: &str, instance_id: &str) -> String {
+    format!("{template}-{cs_name}-{instance_id}")
+}
+
+/// The claims a new pod with `instance_id` gets from the `volumeClaimTemplates`: each named by
+/// [`claim_name`], labelled with the selector's labels and the instance id, and owned by the
+/// CloneSet, so they go with it.
+pub fn new_claims(cs: &CloneSet, instance_id: &str) -> Vec<PersistentVolumeClaim> {
+    let cs_name = cs.metadata.name.clone().unwrap_or_default();
+    let spec = cs.spec.clone().unwrap_or_default();
+    let selector_labels = spec.selector.match_labels.clone().unwrap_or_default();
+    spec.volume_claim_templates
+        .unwrap_or_default()
+        .into_iter()
+        .map(|template| {
+            let mut claim = template;
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            let mut labels = claim.metadata.labels.take().unwrap_or_default();
+            labels.extend(selector_labels.clone());
+            labels.insert(INSTANCE_ID_LABEL.into(), instance_id.into());
+            claim.metadata = ObjectMeta {
+                name: Some(claim_name(&name, &cs_name, instance_id)),
+                namespace: cs.metadata.namespace.clone(),
+                labels: Some(labels),
+                annotations: claim.metadata.annotations.take(),
+                owner_references: Some(vec![owner_reference(cs)]),
+                ..ObjectMeta::default()
+            };
+            claim.status = None;
+            claim
+        })
+        .collect()
+}
+
+/// Points the pod's volume named after each claim template at its own claim, adding the
+/// volume when the template does not declare one.
+fn mount_claims(cs: &CloneSet, pod: &mut Pod, instance_id: &str) {
+    let cs_name = cs.metadata.name.clone().unwrap_or_default();
+    let templates = cs
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.clone())
+        .unwrap_or_default();
+    if templates.is_empty() {
+        return;
+    }
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    for template in templates {
+        let name = template.metadata.name.unwrap_or_default();
+        let source = PersistentVolumeClaimVolumeSource {
+            claim_name: claim_name(&name, &cs_name, instance_id),
+            read_only: None,
+        };
+        volumes.retain(|v| v.name != name);
+        volumes.push(Volume {
+            name,
+            persistent_volume_claim: Some(source),
+            ..Volume::default()
+        });
+    }
 }
 
 /// Instance ids in use by the pods.
@@ -284,7 +356,14 @@ pub fn plan_scale(input: &SyncInput<'_>, new_id: &mut dyn FnMut() -> String) -> 
                 (Some(t), true) => (t, revision_name(input.current_revision)),
                 _ => (&update_template, update_name),
             };
-            let mut id = new_id();
+            // A pod deleted by someone else left its claims: its replacement takes its id
+            // (OpenKruise's PVC reuse) before any fresh one.
+            let reused = input
+                .claim_ids
+                .iter()
+                .find(|id| !used.contains(*id))
+                .cloned();
+            let mut id = reused.unwrap_or_else(&mut *new_id);
             let mut attempts = 0;
             while used.contains(&id) && attempts < 100 {
                 id = new_id();

@@ -272,8 +272,12 @@ pub async fn prepare_volumes(
             write_files(&target, &files, projected.default_mode)
                 .map_err(|e| io_error(&volume.name, e))?;
             target
+        } else if let Some(source) = &volume.persistent_volume_claim {
+            claim_directory(client.as_ref(), &namespace, &source.claim_name)
+                .await
+                .map_err(fail)?
         } else {
-            // Volume types that need a storage backend (PVCs, NFS, ...) get an empty directory.
+            // Volume types that need a storage backend (NFS, ...) get an empty directory.
             std::fs::create_dir_all(&target).map_err(|e| io_error(&volume.name, e))?;
             target
         };
@@ -283,6 +287,57 @@ pub async fn prepare_volumes(
         });
     }
     Ok(out)
+}
+
+/// The directory on this node behind claim `name`: its volume's `hostPath` or `local` path,
+/// made if missing. A claim not bound yet is an error, so the pod waits (the node retries)
+/// until the binder has given it a volume, as the kubelet's volume manager waits.
+async fn claim_directory(
+    client: &dyn Client,
+    namespace: &str,
+    name: &str,
+) -> Result<PathBuf, String> {
+    use skiff_api::kinds::{persistent_volume, persistent_volume_claim};
+    let processing = |detail: String| format!("error processing PVC {namespace}/{name}: {detail}");
+    let claim_scope = skiff_client::Scope {
+        resource: &persistent_volume_claim::V1,
+        namespace: Some(namespace),
+    };
+    let claim = client.get(claim_scope, name).await.map_err(|e| {
+        processing(format!(
+            "failed to fetch PVC from API server: {}",
+            e.message()
+        ))
+    })?;
+    let text = |v: &serde_json::Value, p: &str| {
+        v.pointer(p)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let volume_name = text(&claim, "/spec/volumeName");
+    if text(&claim, "/status/phase") != "Bound" || volume_name.is_empty() {
+        return Err(processing("PVC is not bound".to_string()));
+    }
+    let volume_scope = skiff_client::Scope {
+        resource: &persistent_volume::V1,
+        namespace: None,
+    };
+    let volume = client.get(volume_scope, &volume_name).await.map_err(|e| {
+        processing(format!(
+            "failed to fetch PV {volume_name} from API server: {}",
+            e.message()
+        ))
+    })?;
+    let path = [text(&volume, "/spec/hostPath/path"), text(&volume, "/spec/local/path")]
+        .into_iter()
+        .find(|p| !p.is_empty())
+        .ok_or_else(|| {
+            processing(format!("volume {volume_name} is neither a hostPath nor a local volume, which this node cannot mount"))
+        })?;
+    let path = PathBuf::from(path);
+    std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+    Ok(path)
 }
 
 /// The lifetime a projected token asks for (kubelet's default: an hour).
