@@ -39,6 +39,7 @@ pub mod role_binding;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+pub mod stateful_set;
 pub mod typed;
 
 pub use typed::{TypedError, TypedVersion};
@@ -59,6 +60,7 @@ pub static KINDS: &[&Kind] = &[
     &replica_set::KIND,
     &controller_revision::KIND,
     &daemon_set::KIND,
+    &stateful_set::KIND,
     &horizontal_pod_autoscaler::KIND,
     &lease::KIND,
     &endpoint_slice::KIND,
