@@ -326,6 +326,34 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
             vec![rule(&["create"], &[CORE], &["serviceaccounts"]), events()],
         ),
         (
+            "statefulset-controller",
+            vec![
+                rule(&["list", "watch"], &[CORE], &["pods"]),
+                rule(&["get", "list", "watch"], &[APPS], &["statefulsets"]),
+                rule(&["update"], &[APPS], &["statefulsets/status"]),
+                rule(&["update"], &[APPS], &["statefulsets/finalizers"]),
+                rule(
+                    &["get", "create", "delete", "update", "patch"],
+                    &[CORE],
+                    &["pods"],
+                ),
+                rule(
+                    &[
+                        "get", "create", "delete", "update", "patch", "list", "watch",
+                    ],
+                    &[APPS],
+                    &["controllerrevisions"],
+                ),
+                rule(&["get", "create"], &[CORE], &["persistentvolumeclaims"]),
+                rule(
+                    &["update", "patch", "delete"],
+                    &[CORE],
+                    &["persistentvolumeclaims"],
+                ),
+                events(),
+            ],
+        ),
+        (
             "ttl-after-finished-controller",
             vec![
                 rule(&["get", "list", "watch", "delete"], &[BATCH], &["jobs"]),

@@ -23,4 +23,5 @@ pub mod namespace_defaults;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod shell;
+pub mod statefulset;
 pub mod token_secrets;
