@@ -232,7 +232,10 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         pods.clone(),
         controller_revisions.clone(),
         claims,
-        EventRecorder::new(identity_client, EventSource::component("statefulset-controller")),
+        EventRecorder::new(
+            identity_client,
+            EventSource::component("statefulset-controller"),
+        ),
     );
     let identity_client = as_controller(identities::ENDPOINTSLICE);
     let endpoint_slice_controller = EndpointSliceController::new(

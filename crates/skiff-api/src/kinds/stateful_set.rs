@@ -459,10 +459,7 @@ mod tests {
         assert_eq!(cells[1], json!("2/3"));
         assert_eq!(cells[3], json!("nginx"));
         assert_eq!(cells[4], json!("nginx:1"));
-        let mut root = defaulted(json!({}))
-            .as_object()
-            .expect("object")
-            .clone();
+        let mut root = defaulted(json!({})).as_object().expect("object").clone();
         Strategy.fill_never_omitted("v1", &mut root);
         assert_eq!(
             root["status"],

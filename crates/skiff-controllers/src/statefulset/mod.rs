@@ -155,7 +155,9 @@ pub fn claim_event(verb: &str, claim: &str, pod: &str, set: &str, error: Option<
         Some(error) => event(
             EventType::Warning,
             &format!("Failed{title}"),
-            format!("{verb} Claim {claim} for Pod {pod} in StatefulSet {set} failed error: {error}"),
+            format!(
+                "{verb} Claim {claim} for Pod {pod} in StatefulSet {set} failed error: {error}"
+            ),
         ),
     }
 }
@@ -198,7 +200,11 @@ fn is_healthy(pod: &Pod) -> bool {
     is_running_and_ready(pod) && !is_terminating(pod)
 }
 
-fn spec_int(set: &StatefulSet, get: impl Fn(&k8s_openapi::api::apps::v1::StatefulSetSpec) -> Option<i32>, default: i32) -> i32 {
+fn spec_int(
+    set: &StatefulSet,
+    get: impl Fn(&k8s_openapi::api::apps::v1::StatefulSetSpec) -> Option<i32>,
+    default: i32,
+) -> i32 {
     set.spec.as_ref().and_then(get).unwrap_or(default)
 }
 
@@ -438,10 +444,7 @@ fn construct_history<'a>(set: &StatefulSet, revisions: &'a [ControllerRevision])
             .cmp(&b.revision)
             .then_with(|| a.metadata.name.cmp(&b.metadata.name))
     });
-    let next = owned
-        .last()
-        .map_or(0, |r| r.revision)
-        .saturating_add(1);
+    let next = owned.last().map_or(0, |r| r.revision).saturating_add(1);
     let data = revision_data(&template);
     let equal: Vec<&&ControllerRevision> = owned
         .iter()
@@ -507,8 +510,8 @@ fn construct_history<'a>(set: &StatefulSet, revisions: &'a [ControllerRevision])
 /// `truncateHistory`: revisions no pod was made from, other than the current and update ones,
 /// oldest first beyond `revisionHistoryLimit`.
 fn revisions_to_delete(set: &StatefulSet, history: &History<'_>, pods: &[&Pod]) -> Vec<String> {
-    let limit = usize::try_from(spec_int(set, |s| s.revision_history_limit, 10).max(0))
-        .unwrap_or(0);
+    let limit =
+        usize::try_from(spec_int(set, |s| s.revision_history_limit, 10).max(0)).unwrap_or(0);
     let live: BTreeSet<&str> = pods
         .iter()
         .map(|p| pod_revision(p))
@@ -620,11 +623,20 @@ pub fn plan(observation: &StatefulSetObservation<'_>, now: Timestamp) -> Statefu
         .iter()
         .filter(|p| is_controlled_by(&p.metadata, uid))
         .filter(|p| selector.as_ref().is_some_and(|s| s.matches(&labels_of(p))))
-        .filter(|p| parent_and_ordinal(name_of(&p.metadata)).is_some_and(|(parent, _)| parent == set_name))
+        .filter(|p| {
+            parent_and_ordinal(name_of(&p.metadata)).is_some_and(|(parent, _)| parent == set_name)
+        })
         .collect();
 
     let min_ready = min_ready_seconds(set);
-    plan.status = status_update(set, &pods, &history, min_ready, now, &mut plan.requeue_after);
+    plan.status = status_update(
+        set,
+        &pods,
+        &history,
+        min_ready,
+        now,
+        &mut plan.requeue_after,
+    );
 
     if set.metadata.deletion_timestamp.is_none() {
         manage(observation, &pods, &history, now, &mut plan);
