@@ -832,3 +832,20 @@ fn max_unavailable_rounds_down_and_is_at_least_one() {
         assert_eq!(max_unavailable(&set), expected, "{value}");
     }
 }
+
+#[test]
+fn the_governing_service_names_each_pod_by_its_hostname() {
+    use k8s_openapi::api::core::v1::Service;
+    let set = stateful_set(json!({}));
+    let pod = new_pod(&set, &set.spec.as_ref().unwrap().template, 0, "r");
+    let service = |name: &str| -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": "None", "selector": {"app": "web"}}}))
+        .unwrap()
+    };
+    let endpoint = crate::endpointslice::pod_to_endpoint(&pod, None, &service("web"), "IPv4");
+    assert_eq!(endpoint.hostname.as_deref(), Some("web-0"));
+    // Another Service selecting the same pods does not name them.
+    let endpoint = crate::endpointslice::pod_to_endpoint(&pod, None, &service("other"), "IPv4");
+    assert_eq!(endpoint.hostname, None);
+}
