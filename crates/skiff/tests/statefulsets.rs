@@ -296,14 +296,20 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
         "-p",
         r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
     ]);
+    // kubectl reports any set with a rollingUpdate block as partitioned.
     let status = kubectl.ok(&["rollout", "status", "sts/web", "--timeout=90s"]);
     assert!(
-        status.ends_with(&format!(
-            "statefulset rolling update complete 3 pods at revision {second_revision}...\n"
-        )),
+        status.ends_with("partitioned roll out complete: 3 new pods have been updated...\n"),
         "rollout status printed {status}"
     );
-    assert!(pods(&kubectl).iter().all(|p| p.2 == "web:2"));
+    wait_for("every pod on the new revision", DEADLINE, || {
+        let pods = pods(&kubectl);
+        let set = sts(&kubectl);
+        let done = pods.len() == 3
+            && pods.iter().all(|p| p.2 == "web:2" && p.3 == second_revision)
+            && set["status"]["currentRevision"] == second_revision.as_str();
+        done.then_some(())
+    });
 
     // History and undo.
     let history = kubectl.ok(&["rollout", "history", "sts/web"]);
