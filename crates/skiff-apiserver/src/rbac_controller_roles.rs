@@ -486,6 +486,13 @@ mod tests {
             "",
             "pods"
         ));
+        let sts = "statefulset-controller";
+        assert!(may(&snapshot, sts, "create", "", "pods"));
+        assert!(may(&snapshot, sts, "create", "", "persistentvolumeclaims"));
+        assert!(may(&snapshot, sts, "create", "apps", "controllerrevisions"));
+        assert!(may(&snapshot, sts, "update", "apps", "statefulsets/status"));
+        assert!(!may(&snapshot, sts, "update", "apps", "statefulsets"));
+        assert!(!may(&snapshot, sts, "create", "apps", "replicasets"));
         // One ServiceAccount's role is not another's.
         assert!(!may(&snapshot, "endpoint-controller", "create", "", "pods"));
     }

@@ -595,15 +595,19 @@ fn stateful_set_pods_keep_their_names_across_replacement() {
     // The governing headless Service `web` of a StatefulSet in `shop`, its slice naming each
     // pod by its hostname; a replaced pod keeps its name with a new address.
     let mut zone = ClusterZone::new("cluster.local").unwrap();
-    zone.apply_service(&service(json!({"metadata": {"name": "web", "namespace": "shop"},
-        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}})));
+    zone.apply_service(&service(
+        json!({"metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}}),
+    ));
     let slice_with = |web_1: Option<&str>| {
         let mut endpoints = vec![
             json!({"addresses": ["198.18.1.10"], "hostname": "web-0", "conditions": {"ready": true}}),
             json!({"addresses": ["198.18.1.12"], "hostname": "web-2", "conditions": {"ready": true}}),
         ];
         if let Some(ip) = web_1 {
-            endpoints.push(json!({"addresses": [ip], "hostname": "web-1", "conditions": {"ready": true}}));
+            endpoints.push(
+                json!({"addresses": [ip], "hostname": "web-1", "conditions": {"ready": true}}),
+            );
         }
         slice(json!({"metadata": {"name": "web-sts", "namespace": "shop",
                 "labels": {"kubernetes.io/service-name": "web"}},
@@ -628,14 +632,24 @@ fn stateful_set_pods_keep_their_names_across_replacement() {
             ResponseCode::NoError,
             vec!["web-0.web.shop.svc.cluster.local. 5 IN A 198.18.1.10"],
         ),
-        (None, "web-1.web.shop.svc.cluster.local.", ResponseCode::NXDomain, vec![]),
+        (
+            None,
+            "web-1.web.shop.svc.cluster.local.",
+            ResponseCode::NXDomain,
+            vec![],
+        ),
         (
             Some("198.18.1.21"),
             "web-1.web.shop.svc.cluster.local.",
             ResponseCode::NoError,
             vec!["web-1.web.shop.svc.cluster.local. 5 IN A 198.18.1.21"],
         ),
-        (Some("198.18.1.21"), "web-3.web.shop.svc.cluster.local.", ResponseCode::NXDomain, vec![]),
+        (
+            Some("198.18.1.21"),
+            "web-3.web.shop.svc.cluster.local.",
+            ResponseCode::NXDomain,
+            vec![],
+        ),
     ];
     assert_eq!(cases.len(), 5);
     for (i, (web_1, question, code, answers)) in cases.into_iter().enumerate() {

@@ -154,7 +154,10 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
         pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
         "web-1"
     );
-    assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    assert_eq!(
+        pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+        "1"
+    );
     let set = sts(&kubectl);
     let first_revision = set["status"]["updateRevision"]
         .as_str()
@@ -175,7 +178,10 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
     assert_eq!(row[..2], ["web", "3/3"], "{table}");
     let wide = kubectl.ok(&["get", "sts", "web", "-o", "wide"]);
     let lines: Vec<&str> = wide.lines().collect();
-    assert_table(lines[0], &[&["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"]]);
+    assert_table(
+        lines[0],
+        &[&["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"]],
+    );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(row[3..], ["main", "web:1"], "{wide}");
     let events = wait_for("the creation events", DEADLINE, || {
@@ -230,7 +236,9 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
                     .unwrap_or(0);
                 (rv, e["message"].as_str().unwrap_or("").to_string())
             })
-            .filter(|(_, m)| m.starts_with("delete Pod web-2") || m.starts_with("delete Pod web-1 in"))
+            .filter(|(_, m)| {
+                m.starts_with("delete Pod web-2") || m.starts_with("delete Pod web-1 in")
+            })
             .collect();
         events.sort();
         let messages: Vec<String> = events.into_iter().map(|e| e.1).collect();
@@ -282,7 +290,10 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
             "{pod:?}"
         );
     }
-    assert_eq!(sts(&kubectl)["status"]["currentRevision"], first_revision.as_str());
+    assert_eq!(
+        sts(&kubectl)["status"]["currentRevision"],
+        first_revision.as_str()
+    );
     assert_eq!(
         kubectl.ok(&["rollout", "status", "sts/web", "--watch=false"]),
         "partitioned roll out complete: 1 new pods have been updated...\n"
@@ -306,7 +317,9 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
         let pods = pods(&kubectl);
         let set = sts(&kubectl);
         let done = pods.len() == 3
-            && pods.iter().all(|p| p.2 == "web:2" && p.3 == second_revision)
+            && pods
+                .iter()
+                .all(|p| p.2 == "web:2" && p.3 == second_revision)
             && set["status"]["currentRevision"] == second_revision.as_str();
         done.then_some(())
     });

@@ -655,7 +655,6 @@ fn manage(
     plan: &mut StatefulSetPlan,
 ) {
     let set = observation.stateful_set;
-    let set_name = name_of(&set.metadata);
     let monotonic = !pod_management_parallel(set);
     let min_ready = min_ready_seconds(set);
     let start = i64::from(start_ordinal(set));
@@ -847,7 +846,6 @@ fn manage(
             deleted += 1;
         }
     }
-    let _ = set_name;
 }
 
 /// The status counts over the set's pods (`computeReplicaStatus`), the revisions, and the
