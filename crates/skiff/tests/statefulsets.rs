@@ -202,6 +202,39 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
         "{events}"
     );
 
+    // kubectl get all lists the set; describe shows its pods and events.
+    let all = kubectl.ok(&["get", "all"]);
+    assert!(all.contains("statefulset.apps/web"), "{all}");
+    let described = kubectl.ok(&["describe", "sts", "web"]);
+    let lines: Vec<String> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for line in [
+        "Replicas: 3 desired | 3 total",
+        "Update Strategy: RollingUpdate",
+        "Partition: 0",
+        "Pods Status: 3 Running / 0 Waiting / 0 Succeeded / 0 Failed",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == line),
+            "describe lacks {line:?}:\n{described}"
+        );
+    }
+
+    // Only the listed fields may change, with Kubernetes' refusal.
+    let refused = kubectl.fails(&[
+        "patch",
+        "sts",
+        "web",
+        "-p",
+        r#"{"spec":{"serviceName":"other"}}"#,
+    ]);
+    assert!(
+        refused.contains("The StatefulSet \"web\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"),
+        "{refused}"
+    );
+
     // A deleted pod comes back under the same name.
     let old_uid = pods(&kubectl)[1].1.clone();
     kubectl.ok(&["delete", "pod", "web-1", "--wait=false"]);
