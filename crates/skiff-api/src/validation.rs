@@ -691,6 +691,19 @@ pub(crate) fn validate_selector_and_template(
     empty_selector_kind: &str,
     errs: &mut Vec<FieldError>,
 ) {
+    if validate_selector_and_template_labels(spec, empty_selector_kind, errs) {
+        validate_pod_template(field(spec, "template"), "spec.template", errs);
+    }
+}
+
+/// The selector, its match with the template's labels and the template's metadata, without
+/// the pod spec (a StatefulSet's template mounts claims its volumes do not list). Returns
+/// whether a template was there to check.
+pub(crate) fn validate_selector_and_template_labels(
+    spec: &Value,
+    empty_selector_kind: &str,
+    errs: &mut Vec<FieldError>,
+) -> bool {
     let selector = field(spec, "selector");
     if selector.is_null() {
         errs.push(FieldError::required("spec.selector", ""));
@@ -713,12 +726,13 @@ pub(crate) fn validate_selector_and_template(
                 go_label_selector(selector),
                 "invalid label selector",
             ));
+            false
         }
         Ok(parsed) => {
             let template = field(spec, "template");
             if template.is_null() {
                 errs.push(FieldError::required("spec.template", ""));
-                return;
+                return false;
             }
             let labels_value = field(field(template, "metadata"), "labels");
             let labels = string_map(labels_value);
@@ -734,9 +748,17 @@ pub(crate) fn validate_selector_and_template(
                     "`selector` does not match template `labels`",
                 ));
             }
-            validate_pod_template(template, "spec.template", errs);
+            true
         }
     }
+}
+
+/// The template's labels and annotations, checked as `ValidatePodTemplateSpecForStatefulSet`
+/// does (its pod spec is checked on each pod).
+pub(crate) fn validate_template_metadata(template: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let meta = field(template, "metadata");
+    validate_labels(field(meta, "labels"), &join(path, "labels"), errs);
+    validate_annotations(field(meta, "annotations"), &join(path, "annotations"), errs);
 }
 
 /// `metav1.LabelSelectorAsSelector(selector).Matches(template labels)`, reported as Kubernetes

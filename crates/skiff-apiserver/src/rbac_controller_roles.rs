@@ -359,6 +359,34 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
             vec![rule(&["create"], &[CORE], &["serviceaccounts"]), events()],
         ),
         (
+            "statefulset-controller",
+            vec![
+                rule(&["list", "watch"], &[CORE], &["pods"]),
+                rule(&["get", "list", "watch"], &[APPS], &["statefulsets"]),
+                rule(&["update"], &[APPS], &["statefulsets/status"]),
+                rule(&["update"], &[APPS], &["statefulsets/finalizers"]),
+                rule(
+                    &["get", "create", "delete", "update", "patch"],
+                    &[CORE],
+                    &["pods"],
+                ),
+                rule(
+                    &[
+                        "get", "create", "delete", "update", "patch", "list", "watch",
+                    ],
+                    &[APPS],
+                    &["controllerrevisions"],
+                ),
+                rule(&["get", "create"], &[CORE], &["persistentvolumeclaims"]),
+                rule(
+                    &["update", "patch", "delete"],
+                    &[CORE],
+                    &["persistentvolumeclaims"],
+                ),
+                events(),
+            ],
+        ),
+        (
             "ttl-after-finished-controller",
             vec![
                 rule(&["get", "list", "watch", "delete"], &[BATCH], &["jobs"]),
@@ -491,6 +519,13 @@ mod tests {
             "",
             "pods"
         ));
+        let sts = "statefulset-controller";
+        assert!(may(&snapshot, sts, "create", "", "pods"));
+        assert!(may(&snapshot, sts, "create", "", "persistentvolumeclaims"));
+        assert!(may(&snapshot, sts, "create", "apps", "controllerrevisions"));
+        assert!(may(&snapshot, sts, "update", "apps", "statefulsets/status"));
+        assert!(!may(&snapshot, sts, "update", "apps", "statefulsets"));
+        assert!(!may(&snapshot, sts, "create", "apps", "replicasets"));
         // One ServiceAccount's role is not another's.
         assert!(!may(&snapshot, "endpoint-controller", "create", "", "pods"));
     }

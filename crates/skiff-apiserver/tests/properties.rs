@@ -177,6 +177,16 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             "template": template, "minReadySeconds": 2, "revisionHistoryLimit": 5,
             "updateStrategy": {"type": "RollingUpdate",
                                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": 0}}}}),
+        ("apps", "v1", "StatefulSet") => json!({"spec": {"replicas": 3, "serviceName": "web",
+            "selector": selector, "template": template, "podManagementPolicy": "Parallel",
+            "ordinals": {"start": 1}, "revisionHistoryLimit": 5,
+            "updateStrategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"partition": 1, "maxUnavailable": "50%"}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete",
+                                                     "whenScaled": "Retain"},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "1Gi"}}}}]}}),
         _ => return None,
     };
     let mut object = body;

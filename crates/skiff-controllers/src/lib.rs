@@ -23,5 +23,6 @@ pub mod namespace_defaults;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod shell;
+pub mod statefulset;
 pub mod token_secrets;
 pub mod volume;

@@ -20,6 +20,7 @@ use crate::endpointslice::controller::EndpointSliceController;
 use crate::gc::controller::GarbageCollector;
 use crate::job::controller::{JobController, TtlAfterFinishedController};
 use crate::replicaset::controller::ReplicaSetController;
+use crate::statefulset::controller::StatefulSetController;
 
 /// Concurrent syncs per controller, as kube-controller-manager's defaults (5 for Deployments and
 /// ReplicaSets; 20 for the garbage collector).
@@ -41,6 +42,8 @@ const JOB_WORKERS: usize = 5;
 const TTL_AFTER_FINISHED_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-cron-job-syncs`.
 const CRONJOB_WORKERS: usize = 5;
+/// kube-controller-manager's `--concurrent-statefulset-syncs`.
+const STATEFULSET_WORKERS: usize = 5;
 
 /// The ServiceAccount (in `kube-system`) each built-in controller acts as, as
 /// kube-controller-manager's with `--use-service-account-credentials`; each is bound to the
@@ -71,6 +74,8 @@ pub mod identities {
     pub const HORIZONTAL_POD_AUTOSCALER: &str = "horizontal-pod-autoscaler";
     /// The PersistentVolume binder, with the local-path provisioner and the protection finalizers.
     pub const PERSISTENT_VOLUME_BINDER: &str = "persistent-volume-binder";
+    /// The StatefulSet controller.
+    pub const STATEFULSET: &str = "statefulset-controller";
 }
 
 /// The user a controller's ServiceAccount `name` in `kube-system` authenticates as: its
@@ -141,6 +146,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let jobs = informer(&client, &kinds::job::V1);
     let cron_jobs = informer(&client, &kinds::cron_job::V1);
     let daemon_sets = informer(&client, &kinds::daemon_set::V1);
+    let stateful_sets = informer(&client, &kinds::stateful_set::V1);
+    let claims = crate::statefulset::controller::claims_resource().map(|r| informer(&client, r));
     for i in [
         &deployments,
         &replica_sets,
@@ -155,7 +162,11 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &jobs,
         &cron_jobs,
         &daemon_sets,
-    ] {
+        &stateful_sets,
+    ]
+    .into_iter()
+    .chain(claims.as_ref())
+    {
         tokio::select! {
             _ = i.wait_synced() => {}
             _ = &mut shutdown => return,
@@ -216,6 +227,18 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("daemonset-controller"),
         ),
     );
+    let identity_client = as_controller(identities::STATEFULSET);
+    let stateful_set_controller = StatefulSetController::new(
+        identity_client.clone(),
+        stateful_sets.clone(),
+        pods.clone(),
+        controller_revisions.clone(),
+        claims,
+        EventRecorder::new(
+            identity_client,
+            EventSource::component("statefulset-controller"),
+        ),
+    );
     let identity_client = as_controller(identities::ENDPOINTSLICE);
     let endpoint_slice_controller = EndpointSliceController::new(
         identity_client.clone(),
@@ -264,6 +287,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             jobs,
             cron_jobs,
             daemon_sets,
+            stateful_sets,
         ],
     );
 
@@ -281,6 +305,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         ttl_controller.clone(),
         cron_job_controller.clone(),
         daemon_set_controller.clone(),
+        stateful_set_controller.clone(),
     );
     let running = futures::future::join5(
         deployment_controller.run(DEPLOYMENT_WORKERS),
@@ -295,7 +320,10 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
                 job_controller.run(JOB_WORKERS),
                 ttl_controller.run(TTL_AFTER_FINISHED_WORKERS),
                 cron_job_controller.run(CRONJOB_WORKERS),
-                daemon_set_controller.run(DAEMONSET_WORKERS),
+                futures::future::join(
+                    daemon_set_controller.run(DAEMONSET_WORKERS),
+                    stateful_set_controller.run(STATEFULSET_WORKERS),
+                ),
             ),
         ),
     );
@@ -313,6 +341,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoint_stoppers.4.shutdown();
             endpoint_stoppers.5.shutdown();
             endpoint_stoppers.6.shutdown();
+            endpoint_stoppers.7.shutdown();
         }
     }
 }

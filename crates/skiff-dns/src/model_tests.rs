@@ -589,3 +589,73 @@ fn hostile_numbers_do_not_panic() {
     zone.set_ttl(u32::MAX);
     assert_eq!(zone.ttl(), 3600);
 }
+
+#[test]
+fn stateful_set_pods_keep_their_names_across_replacement() {
+    // The governing headless Service `web` of a StatefulSet in `shop`, its slice naming each
+    // pod by its hostname; a replaced pod keeps its name with a new address.
+    let mut zone = ClusterZone::new("cluster.local").unwrap();
+    zone.apply_service(&service(
+        json!({"metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}}),
+    ));
+    let slice_with = |web_1: Option<&str>| {
+        let mut endpoints = vec![
+            json!({"addresses": ["198.18.1.10"], "hostname": "web-0", "conditions": {"ready": true}}),
+            json!({"addresses": ["198.18.1.12"], "hostname": "web-2", "conditions": {"ready": true}}),
+        ];
+        if let Some(ip) = web_1 {
+            endpoints.push(
+                json!({"addresses": [ip], "hostname": "web-1", "conditions": {"ready": true}}),
+            );
+        }
+        slice(json!({"metadata": {"name": "web-sts", "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+            "endpoints": endpoints}))
+    };
+    let ask = |zone: &ClusterZone, question: &str| {
+        let answer = zone.answer(&name(question), RecordType::A);
+        (answer.response_code, texts(&answer.answers))
+    };
+    // (web-1's address or none, question, code, answers)
+    let cases: Vec<(Option<&str>, &str, ResponseCode, Vec<&str>)> = vec![
+        (
+            Some("198.18.1.11"),
+            "web-1.web.shop.svc.cluster.local.",
+            ResponseCode::NoError,
+            vec!["web-1.web.shop.svc.cluster.local. 5 IN A 198.18.1.11"],
+        ),
+        (
+            Some("198.18.1.11"),
+            "web-0.web.shop.svc.cluster.local.",
+            ResponseCode::NoError,
+            vec!["web-0.web.shop.svc.cluster.local. 5 IN A 198.18.1.10"],
+        ),
+        (
+            None,
+            "web-1.web.shop.svc.cluster.local.",
+            ResponseCode::NXDomain,
+            vec![],
+        ),
+        (
+            Some("198.18.1.21"),
+            "web-1.web.shop.svc.cluster.local.",
+            ResponseCode::NoError,
+            vec!["web-1.web.shop.svc.cluster.local. 5 IN A 198.18.1.21"],
+        ),
+        (
+            Some("198.18.1.21"),
+            "web-3.web.shop.svc.cluster.local.",
+            ResponseCode::NXDomain,
+            vec![],
+        ),
+    ];
+    assert_eq!(cases.len(), 5);
+    for (i, (web_1, question, code, answers)) in cases.into_iter().enumerate() {
+        zone.apply_endpoint_slice(&slice_with(web_1));
+        let (got_code, got) = ask(&zone, question);
+        assert_eq!(got_code, code, "case {i}: {question}");
+        assert_eq!(got, answers, "case {i}: {question}");
+    }
+}

@@ -42,6 +42,7 @@ pub mod secret;
 pub mod service;
 pub mod service_account;
 pub mod storage_class;
+pub mod stateful_set;
 pub mod typed;
 
 pub use typed::{TypedError, TypedVersion};
@@ -62,6 +63,7 @@ pub static KINDS: &[&Kind] = &[
     &replica_set::KIND,
     &controller_revision::KIND,
     &daemon_set::KIND,
+    &stateful_set::KIND,
     &horizontal_pod_autoscaler::KIND,
     &lease::KIND,
     &endpoint_slice::KIND,

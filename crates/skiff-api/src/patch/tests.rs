@@ -1194,3 +1194,36 @@ fn daemon_set_template_containers_merge_by_name() {
         json!([{"name": "main", "image": "web:2"}, {"name": "side", "image": "side:1"}])
     );
 }
+
+#[test]
+fn stateful_set_template_containers_merge_by_name_and_claim_templates_are_atomic() {
+    // What `kubectl set image sts/x main=web:2` sends.
+    let target = json!({"kind": "StatefulSet", "spec": {
+        "template": {"spec": {"containers": [
+            {"name": "main", "image": "web:1"},
+            {"name": "side", "image": "side:1"}
+        ]}},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}}, {"metadata": {"name": "logs"}}]
+    }});
+    let patched = apply_patch(
+        find("apps", "v1", "statefulsets").expect("statefulsets are served"),
+        &target,
+        PatchType::StrategicMerge,
+        &json!({"spec": {
+            "template": {"spec": {
+                "$setElementOrder/containers": [{"name": "main"}],
+                "containers": [{"name": "main", "image": "web:2"}]
+            }},
+            "volumeClaimTemplates": [{"metadata": {"name": "cache"}}]
+        }}),
+    )
+    .expect("patch applies");
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "main", "image": "web:2"}, {"name": "side", "image": "side:1"}])
+    );
+    assert_eq!(
+        patched["spec"]["volumeClaimTemplates"],
+        json!([{"metadata": {"name": "cache"}}])
+    );
+}
