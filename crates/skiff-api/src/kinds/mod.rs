@@ -39,6 +39,15 @@ pub mod role_binding;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+pub mod ingress;
+pub mod ingress_class;
+pub mod limit_range;
+pub mod network_policy;
+pub mod pod_template;
+pub mod priority_class;
+pub mod replication_controller;
+pub mod resource_quota;
+pub mod runtime_class;
 pub mod typed;
 
 pub use typed::{TypedError, TypedVersion};
@@ -70,6 +79,15 @@ pub static KINDS: &[&Kind] = &[
     &role_binding::KIND,
     &role::KIND,
     &pod_disruption_budget::KIND,
+    &resource_quota::KIND,
+    &limit_range::KIND,
+    &pod_template::KIND,
+    &replication_controller::KIND,
+    &priority_class::KIND,
+    &runtime_class::KIND,
+    &ingress_class::KIND,
+    &ingress::KIND,
+    &network_policy::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
