@@ -577,67 +577,204 @@ pub fn admit(
     Ok(charges)
 }
 
-/// The resource quota controller's sync as a planner: the quota's status recomputed from the
-/// objects of its namespace (`objects` gives them by `(group, plural)`), `None` when it is
-/// already current. `status.hard` copies `spec.hard`; `status.used` sums every tracked
-/// resource of `spec.hard` over the objects the quota covers (pods only while they count).
-pub fn plan_status(
-    quota: &Value,
-    objects: &dyn Fn(&str, &str) -> Vec<Value>,
-    now: Timestamp,
-) -> Option<Value> {
-    let empty = Map::new();
-    let hard = resource_map(quota, "/spec/hard").unwrap_or(&empty);
-    let mut sources: BTreeMap<(String, String), Vec<&String>> = BTreeMap::new();
-    for name in hard.keys() {
-        if let Some(source) = source_of(name) {
-            sources.entry(source).or_default().push(name);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, resources: Value) -> Value {
+        json!({
+            "metadata": {"name": name, "namespace": "test"},
+            "spec": {"containers": [{"name": name, "image": "x", "resources": resources}]}
+        })
+    }
+
+    fn quota(name: &str, hard: Value, used: Value) -> Value {
+        json!({
+            "metadata": {"name": name, "namespace": "test"},
+            "spec": {"hard": hard.clone()},
+            "status": {"hard": hard, "used": used}
+        })
+    }
+
+    fn scoped(mut q: Value, scopes: Value) -> Value {
+        q["spec"]["scopes"] = scopes;
+        q
+    }
+
+    /// One admission: the quotas, the kind and object created, and either the charges (each
+    /// quota's index and new `status.used`) or the refusal's text.
+    struct Case {
+        name: &'static str,
+        quotas: Vec<Value>,
+        kind: (&'static str, &'static str),
+        object: Value,
+        expected: Result<Vec<(usize, Value)>, &'static str>,
+    }
+
+    /// Shaped after upstream's ResourceQuota admission tests (`TestAdmitBelowQuotaLimit`,
+    /// `TestAdmitExceedQuotaLimit`, `TestAdmitEnforceQuotaConstraints`,
+    /// `TestAdmitBelowTerminatingQuotaLimit`, `TestAdmitBelowBestEffortQuotaLimit`, ...).
+    fn cases() -> Vec<Case> {
+        let compute = json!({"requests": {"cpu": "100m", "memory": "2Gi"}, "limits": {"cpu": "200m", "memory": "3Gi"}});
+        let quota_compute = || {
+            quota(
+                "quota",
+                json!({"cpu": "3", "memory": "100Gi", "pods": "5"}),
+                json!({"cpu": "1", "memory": "50Gi", "pods": "3"}),
+            )
+        };
+        vec![
+            Case {
+                name: "below quota limit",
+                quotas: vec![quota_compute()],
+                kind: ("", "pods"),
+                object: pod("123", compute.clone()),
+                expected: Ok(vec![(0, json!({"cpu": "1100m", "memory": "52Gi", "pods": "4"}))]),
+            },
+            Case {
+                name: "exceed quota limit",
+                quotas: vec![quota_compute()],
+                kind: ("", "pods"),
+                object: pod("123", json!({"requests": {"cpu": "3", "memory": "2Gi"}})),
+                expected: Err("exceeded quota: quota, requested: cpu=3, used: cpu=1, limited: cpu=3"),
+            },
+            Case {
+                name: "the last pod slot",
+                quotas: vec![quota("q", json!({"pods": "2"}), json!({"pods": "2"}))],
+                kind: ("", "pods"),
+                object: pod("x", json!({})),
+                expected: Err("exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"),
+            },
+            Case {
+                name: "enforce quota constraints",
+                quotas: vec![quota(
+                    "quota",
+                    json!({"cpu": "3", "memory": "100Gi", "pods": "5", "limits.memory": "10Gi"}),
+                    json!({"cpu": "1", "memory": "50Gi", "pods": "3", "limits.memory": "1Gi"}),
+                )],
+                kind: ("", "pods"),
+                object: pod("allocate-me", json!({"requests": {"cpu": "100m"}})),
+                expected: Err("failed quota: quota: must specify limits.memory for: allocate-me; memory for: allocate-me"),
+            },
+            Case {
+                name: "quota status not yet known",
+                quotas: vec![quota("quota", json!({"pods": "5"}), json!({}))],
+                kind: ("", "pods"),
+                object: pod("p", json!({})),
+                expected: Err("status unknown for quota: quota, resources: pods"),
+            },
+            Case {
+                name: "quota without status is not enforced",
+                quotas: vec![json!({"metadata": {"name": "fresh"}, "spec": {"hard": {"pods": "0"}}})],
+                kind: ("", "pods"),
+                object: pod("p", json!({})),
+                expected: Ok(vec![]),
+            },
+            Case {
+                name: "below terminating quota limit: only the scoped quota sees a terminating pod",
+                quotas: vec![
+                    scoped(quota("terminating", json!({"pods": "2"}), json!({"pods": "1"})), json!(["Terminating"])),
+                    scoped(quota("not-terminating", json!({"pods": "1"}), json!({"pods": "1"})), json!(["NotTerminating"])),
+                ],
+                kind: ("", "pods"),
+                object: {
+                    let mut p = pod("t", json!({}));
+                    p["spec"]["activeDeadlineSeconds"] = json!(60);
+                    p
+                },
+                expected: Ok(vec![(0, json!({"pods": "2"}))]),
+            },
+            Case {
+                name: "below best effort quota limit",
+                quotas: vec![
+                    scoped(quota("best-effort", json!({"pods": "5"}), json!({"pods": "3"})), json!(["BestEffort"])),
+                    scoped(quota("not-best-effort", json!({"pods": "0"}), json!({"pods": "0"})), json!(["NotBestEffort"])),
+                ],
+                kind: ("", "pods"),
+                object: pod("be", json!({})),
+                expected: Ok(vec![(0, json!({"pods": "4"}))]),
+            },
+            Case {
+                name: "not best effort pod refused by its scoped quota",
+                quotas: vec![scoped(
+                    quota("not-best-effort", json!({"pods": "1"}), json!({"pods": "1"})),
+                    json!(["NotBestEffort"]),
+                )],
+                kind: ("", "pods"),
+                object: pod("nbe", compute.clone()),
+                expected: Err("exceeded quota: not-best-effort, requested: pods=1, used: pods=1, limited: pods=1"),
+            },
+            Case {
+                name: "object count of a group kind",
+                quotas: vec![quota("q", json!({"count/deployments.apps": "2"}), json!({"count/deployments.apps": "1"}))],
+                kind: ("apps", "deployments"),
+                object: json!({"metadata": {"name": "d"}}),
+                expected: Ok(vec![(0, json!({"count/deployments.apps": "2"}))]),
+            },
+            Case {
+                name: "services and node ports",
+                quotas: vec![quota(
+                    "q",
+                    json!({"services": "10", "services.nodeports": "1"}),
+                    json!({"services": "0", "services.nodeports": "0"}),
+                )],
+                kind: ("", "services"),
+                object: json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 443}]}}),
+                expected: Err("exceeded quota: q, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"),
+            },
+            Case {
+                name: "scoped quotas ignore other kinds",
+                quotas: vec![scoped(quota("q", json!({"pods": "0"}), json!({"pods": "0"})), json!(["BestEffort"]))],
+                kind: ("", "configmaps"),
+                object: json!({}),
+                expected: Ok(vec![]),
+            },
+            Case {
+                name: "several quotas are all charged",
+                quotas: vec![
+                    quota("a", json!({"configmaps": "4"}), json!({"configmaps": "1"})),
+                    quota("b", json!({"count/configmaps": "9"}), json!({"count/configmaps": "1"})),
+                ],
+                kind: ("", "configmaps"),
+                object: json!({}),
+                expected: Ok(vec![
+                    (0, json!({"configmaps": "2"})),
+                    (1, json!({"count/configmaps": "2"})),
+                ]),
+            },
+        ]
+    }
+
+    #[test]
+    fn admission_table() {
+        let cases = cases();
+        assert_eq!(cases.len(), 13);
+        for case in cases {
+            let got = admit(&case.quotas, case.kind.0, case.kind.1, &case.object).map(|charges| {
+                charges
+                    .into_iter()
+                    .map(|c| (c.index, Value::Object(c.used)))
+                    .collect::<Vec<_>>()
+            });
+            let want = case.expected.map_err(str::to_string);
+            assert_eq!(got, want, "case {}", case.name);
         }
     }
-    let mut used = Map::new();
-    for ((group, plural), names) in &sources {
-        let mut totals: Usage = names
-            .iter()
-            .map(|n| ((*n).clone(), Amount::default()))
-            .collect();
-        for obj in objects(group, plural) {
-            if group.is_empty() && plural == "pods" && !pod_counts(&obj, now) {
-                continue;
-            }
-            if !quota_covers(quota, group, plural, &obj) {
-                continue;
-            }
-            for (name, amount) in object_usage(group, plural, &obj) {
-                if let Some(total) = totals.get_mut(&name) {
-                    *total = total.plus(amount);
-                }
-            }
-        }
-        for (name, total) in totals {
-            let hard_binary = hard
-                .get(&name)
-                .and_then(Value::as_str)
-                .is_some_and(|h| h.ends_with('i'));
-            let total = Amount {
-                binary: total.binary || hard_binary,
-                ..total
-            };
-            used.insert(name, Value::String(total.to_quantity()));
-        }
-    }
-    let mut sorted_hard: Vec<(&String, &Value)> = hard.iter().collect();
-    sorted_hard.sort_by(|a, b| a.0.cmp(b.0));
-    let mut sorted_used: Vec<(String, Value)> = used.into_iter().collect();
-    sorted_used.sort_by(|a, b| a.0.cmp(&b.0));
-    let status = serde_json::json!({
-        "hard": sorted_hard.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Map<_, _>>(),
-        "used": sorted_used.into_iter().collect::<Map<_, _>>(),
-    });
-    let current = quota.get("status").cloned().unwrap_or(Value::Null);
-    let same = |key: &str| current.get(key).cloned().unwrap_or_else(|| Value::Object(Map::new())) == status[key];
-    if same("hard") && same("used") {
-        None
-    } else {
-        Some(status)
+
+    #[test]
+    fn amounts_print_in_their_family() {
+        let sum = |a: &str, b: &str| {
+            Amount::parse(a)
+                .unwrap()
+                .plus(Amount::parse(b).unwrap())
+                .to_quantity()
+        };
+        assert_eq!(sum("512Mi", "512Mi"), "1Gi");
+        assert_eq!(sum("100m", "900m"), "1");
+        assert_eq!(sum("100m", "50m"), "150m");
+        assert_eq!(sum("500", "500"), "1k");
+        assert_eq!(sum("1Gi", "1"), "1073741825");
+        assert_eq!(Amount::count(0).to_quantity(), "0");
     }
 }

@@ -171,6 +171,14 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "resourcequota-controller",
+            vec![
+                rule(&["list", "watch"], &["*"], &["*"]),
+                rule(&["update"], &[CORE], &["resourcequotas/status"]),
+                events(),
+            ],
+        ),
+        (
             "endpoint-controller",
             vec![
                 rule(&["get", "list", "watch"], &[CORE], &["services", "pods"]),

@@ -22,5 +22,6 @@ pub mod manager;
 pub mod namespace_defaults;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod shell;
 pub mod token_secrets;

@@ -69,6 +69,8 @@ pub mod identities {
     pub const GARBAGE_COLLECTOR: &str = "generic-garbage-collector";
     /// The HorizontalPodAutoscaler controller.
     pub const HORIZONTAL_POD_AUTOSCALER: &str = "horizontal-pod-autoscaler";
+    /// The resource quota controller.
+    pub const RESOURCE_QUOTA: &str = "resourcequota-controller";
 }
 
 /// The user a controller's ServiceAccount `name` in `kube-system` authenticates as: its
@@ -385,17 +387,21 @@ pub async fn run_namespace_defaults(
 }
 
 /// Runs the node lifecycle controller (with its NoExecute taint eviction), configured by
-/// `skiff up`'s flags, and the disruption controller keeping PodDisruptionBudgets' status,
-/// until `shutdown` resolves.
+/// `skiff up`'s flags, the disruption controller keeping PodDisruptionBudgets' status, and
+/// the resource quota controller keeping ResourceQuotas' status, until `shutdown` resolves.
 pub async fn run_node_controllers(
     client: Arc<dyn Client>,
     settings: crate::node_lifecycle::controller::NodeLifecycleSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    futures::future::join(
+    futures::future::join3(
         crate::node_lifecycle::controller::run(client.clone(), settings, shutdown.clone()),
-        crate::disruption::controller::run(client, shutdown),
+        crate::disruption::controller::run(client.clone(), shutdown.clone()),
+        crate::resourcequota::controller::run(
+            controller_client(&client, identities::RESOURCE_QUOTA),
+            shutdown,
+        ),
     )
     .await;
 }

@@ -547,3 +547,157 @@ pub fn check_claim(claim: &Value, ranges: &[Value]) -> Result<(), String> {
     }
     aggregate(errors)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(items: Value) -> Value {
+        let mut range = json!({"spec": {"limits": items}});
+        if let Some(root) = range.as_object_mut() {
+            Strategy.apply_defaults("v1", root);
+        }
+        range
+    }
+
+    fn pod(containers: Value) -> Value {
+        json!({"metadata": {"name": "p"}, "spec": {"containers": containers}})
+    }
+
+    #[test]
+    fn defaulting_fills_default_limits_from_max_and_requests_from_limits_or_min() {
+        let r = range(json!([{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}, "default": {"memory": "8Mi"}}]));
+        assert_eq!(
+            r["spec"]["limits"][0]["default"],
+            json!({"memory": "8Mi", "cpu": "2"})
+        );
+        assert_eq!(
+            r["spec"]["limits"][0]["defaultRequest"],
+            json!({"memory": "8Mi", "cpu": "2"})
+        );
+        let pod_items = range(json!([{"type": "Pod", "max": {"cpu": "2"}}]));
+        assert!(pod_items["spec"]["limits"][0].get("default").is_none());
+    }
+
+    /// Shaped after upstream's LimitRanger `TestPodLimitFunc` (success and error cases) and
+    /// `TestDefaultContainerResourceRequirements`.
+    #[test]
+    fn pod_limit_table() {
+        let cases: Vec<(&str, Value, Value, Result<(), &str>)> = vec![
+            (
+                "within min and max",
+                json!([{"type": "Container", "min": {"cpu": "100m"}, "max": {"cpu": "1"}}]),
+                json!([{"name": "a", "resources": {"requests": {"cpu": "200m"}, "limits": {"cpu": "500m"}}}]),
+                Ok(()),
+            ),
+            (
+                "request below min",
+                json!([{"type": "Container", "min": {"cpu": "100m"}}]),
+                json!([{"name": "a", "resources": {"requests": {"cpu": "50m"}}}]),
+                Err("minimum cpu usage per Container is 100m, but request is 50m"),
+            ),
+            (
+                "no request against a min",
+                json!([{"type": "Container", "min": {"memory": "10Mi"}}]),
+                json!([{"name": "a"}]),
+                Err("minimum memory usage per Container is 10Mi.  No request is specified"),
+            ),
+            (
+                "limit above max",
+                json!([{"type": "Container", "max": {"cpu": "1"}}]),
+                json!([{"name": "a", "resources": {"limits": {"cpu": "2"}}}]),
+                Err("maximum cpu usage per Container is 1, but limit is 2"),
+            ),
+            (
+                "no limit against a max",
+                json!([{"type": "Container", "max": {"memory": "1Gi"}}]),
+                json!([{"name": "a"}]),
+                Err("maximum memory usage per Container is 1Gi.  No limit is specified"),
+            ),
+            (
+                "ratio exceeded",
+                json!([{"type": "Container", "maxLimitRequestRatio": {"cpu": "2"}}]),
+                json!([{"name": "a", "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "500m"}}}]),
+                Err("cpu max limit to request ratio per Container is 2, but provided ratio is 5.000000"),
+            ),
+            (
+                "ratio without a request",
+                json!([{"type": "Container", "maxLimitRequestRatio": {"cpu": "2"}}]),
+                json!([{"name": "a", "resources": {"limits": {"cpu": "500m"}}}]),
+                Err("cpu max limit to request ratio per Container is 2, but no request is specified or request is 0"),
+            ),
+            (
+                "pod total above the pod max",
+                json!([{"type": "Pod", "max": {"cpu": "1"}}]),
+                json!([
+                    {"name": "a", "resources": {"limits": {"cpu": "600m"}}},
+                    {"name": "b", "resources": {"limits": {"cpu": "600m"}}}
+                ]),
+                Err("maximum cpu usage per Pod is 1, but limit is 1200m"),
+            ),
+            (
+                "several errors are aggregated",
+                json!([{"type": "Container", "max": {"cpu": "1", "memory": "1Gi"}}]),
+                json!([{"name": "a", "resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}]),
+                Err("[maximum cpu usage per Container is 1, but limit is 2, maximum memory usage per Container is 1Gi, but limit is 2Gi]"),
+            ),
+        ];
+        assert_eq!(cases.len(), 9);
+        for (name, items, containers, expected) in cases {
+            // Validation only: no defaults (items have no `default`), as upstream's table.
+            let ranges = [json!({"spec": {"limits": items}})];
+            let got = check_pod(&pod(containers), &ranges);
+            assert_eq!(got, expected.map_err(str::to_string), "case {name}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_merged_into_containers_and_noted() {
+        let ranges = [range(json!([{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m"}}]))];
+        let mut p = pod(json!([
+            {"name": "web", "resources": {"limits": {"memory": "1Gi"}}},
+        ]));
+        p["spec"]["initContainers"] = json!([{"name": "setup"}]);
+        default_pod(&mut p, &ranges);
+        assert_eq!(
+            p["spec"]["containers"][0]["resources"],
+            json!({"limits": {"memory": "1Gi", "cpu": "500m"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+        );
+        assert_eq!(
+            p["metadata"]["annotations"][ANNOTATION],
+            "LimitRanger plugin set: cpu, memory request for container web; cpu limit for container web; cpu, memory request for init container setup; cpu, memory limit for init container setup"
+        );
+    }
+
+    #[test]
+    fn claims_are_bounded_by_storage() {
+        let ranges = [json!({"spec": {"limits": [{"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "10Gi"}}]}})];
+        let claim = |size: &str| json!({"spec": {"resources": {"requests": {"storage": size}}}});
+        assert_eq!(check_claim(&claim("5Gi"), &ranges), Ok(()));
+        assert_eq!(
+            check_claim(&claim("20Gi"), &ranges),
+            Err("maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi".to_string())
+        );
+        assert_eq!(
+            check_claim(&claim("500Mi"), &ranges),
+            Err("minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi".to_string())
+        );
+    }
+
+    #[test]
+    fn validation_speaks_kubernetes() {
+        let mut errs = Vec::new();
+        Strategy.validate(
+            &range(json!([
+                {"type": "Pod", "default": {"cpu": "1"}},
+                {"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}},
+                {"type": "Node"}
+            ])),
+            &mut errs,
+        );
+        let texts: Vec<String> = errs.iter().map(FieldError::full).collect();
+        assert!(texts.contains(&"spec.limits[0].default: Forbidden: may not be specified when `type` is 'Pod'".to_string()), "{texts:?}");
+        assert!(texts.iter().any(|t| t.starts_with("spec.limits[1].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1")), "{texts:?}");
+        assert!(texts.iter().any(|t| t.starts_with("spec.limits[2].type: Unsupported value: \"Node\"")), "{texts:?}");
+    }
+}

@@ -245,3 +245,61 @@ pub fn admit_pod(pod: &mut Value, classes: &[Value]) -> Result<(), String> {
     spec.insert("preemptionPolicy".into(), json!(policy));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(name: &str, value: i64, global: bool) -> Value {
+        json!({"metadata": {"name": name}, "value": value, "globalDefault": global, "preemptionPolicy": "PreemptLowerPriority"})
+    }
+
+    fn pod(spec: Value) -> Value {
+        json!({"metadata": {"name": "p"}, "spec": spec})
+    }
+
+    /// Shaped after upstream's Priority admission `TestPodAdmission`: each case's classes, pod
+    /// spec, and the priority and class name it ends with or the refusal.
+    #[test]
+    fn priority_admission_table() {
+        let mut classes = system_classes();
+        classes.push(class("default1", 1000, true));
+        classes.push(class("nondefault1", 2000, false));
+        let no_default: Vec<Value> = system_classes();
+        let cases: Vec<(&str, &[Value], Value, Result<(i64, &str), &str>)> = vec![
+            ("default priority class", &classes, json!({}), Ok((1000, "default1"))),
+            ("no default class", &no_default, json!({}), Ok((0, ""))),
+            ("named class", &classes, json!({"priorityClassName": "nondefault1"}), Ok((2000, "nondefault1"))),
+            ("system cluster critical", &classes, json!({"priorityClassName": "system-cluster-critical"}), Ok((2_000_000_000, "system-cluster-critical"))),
+            ("system node critical", &classes, json!({"priorityClassName": "system-node-critical"}), Ok((2_000_001_000, "system-node-critical"))),
+            ("unknown class", &classes, json!({"priorityClassName": "foo"}), Err("no PriorityClass with name foo was found")),
+            ("conflicting priority given", &classes, json!({"priorityClassName": "nondefault1", "priority": 7}), Err("the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 2000 from the given PriorityClass name")),
+            ("matching priority given", &classes, json!({"priorityClassName": "nondefault1", "priority": 2000}), Ok((2000, "nondefault1"))),
+        ];
+        assert_eq!(cases.len(), 8);
+        for (name, classes, spec, expected) in cases {
+            let mut p = pod(spec);
+            let got = admit_pod(&mut p, classes).map(|()| {
+                (
+                    p["spec"]["priority"].as_i64().unwrap_or(-1),
+                    p["spec"]["priorityClassName"].as_str().unwrap_or(""),
+                )
+            });
+            assert_eq!(got, expected.map_err(str::to_string), "case {name}");
+        }
+    }
+
+    #[test]
+    fn reserved_names_and_user_values_are_validated() {
+        let mut errs = Vec::new();
+        Strategy.validate(&class("system-mine", 5, false), &mut errs);
+        Strategy.validate(&class("huge", HIGHEST_USER_DEFINABLE + 1, false), &mut errs);
+        for c in system_classes() {
+            Strategy.validate(&c, &mut errs);
+        }
+        let texts: Vec<String> = errs.iter().map(FieldError::full).collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(texts[0].starts_with("metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only."), "{texts:?}");
+        assert_eq!(texts[1], "value: Forbidden: maximum allowed value of a user defined priority is 1000000000");
+    }
+}
