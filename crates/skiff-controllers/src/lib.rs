@@ -22,6 +22,7 @@ pub mod manager;
 pub mod namespace_defaults;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod resourcequota;
 pub mod shell;
 pub mod token_secrets;

@@ -39,6 +39,8 @@ const CLUSTERROLE_AGGREGATION_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-job-syncs` and `--concurrent-ttl-after-finished-syncs`.
 const JOB_WORKERS: usize = 5;
 const TTL_AFTER_FINISHED_WORKERS: usize = 5;
+/// kube-controller-manager's `--concurrent-rc-syncs`.
+const REPLICATION_CONTROLLER_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-cron-job-syncs`.
 const CRONJOB_WORKERS: usize = 5;
 
@@ -69,6 +71,8 @@ pub mod identities {
     pub const GARBAGE_COLLECTOR: &str = "generic-garbage-collector";
     /// The HorizontalPodAutoscaler controller.
     pub const HORIZONTAL_POD_AUTOSCALER: &str = "horizontal-pod-autoscaler";
+    /// The ReplicationController manager.
+    pub const REPLICATION_CONTROLLER: &str = "replication-controller";
     /// The resource quota controller.
     pub const RESOURCE_QUOTA: &str = "resourcequota-controller";
 }
@@ -141,6 +145,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let jobs = informer(&client, &kinds::job::V1);
     let cron_jobs = informer(&client, &kinds::cron_job::V1);
     let daemon_sets = informer(&client, &kinds::daemon_set::V1);
+    let replication_controllers = informer(&client, &kinds::replication_controller::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -155,6 +160,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &jobs,
         &cron_jobs,
         &daemon_sets,
+        &replication_controllers,
     ] {
         tokio::select! {
             _ = i.wait_synced() => {}
@@ -181,6 +187,17 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         EventRecorder::new(
             identity_client,
             EventSource::component("replicaset-controller"),
+        ),
+    );
+    let identity_client = as_controller(identities::REPLICATION_CONTROLLER);
+    let replication_controller_manager = ReplicaSetController::with_flavor(
+        &crate::replicationcontroller::FLAVOR,
+        identity_client.clone(),
+        replication_controllers.clone(),
+        pods.clone(),
+        EventRecorder::new(
+            identity_client,
+            EventSource::component("replication-controller"),
         ),
     );
     let identity_client = as_controller(identities::CLONESET);
@@ -264,6 +281,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             jobs,
             cron_jobs,
             daemon_sets,
+            replication_controllers,
         ],
     );
 
@@ -291,11 +309,14 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoints_controller.run(ENDPOINTS_WORKERS),
             endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
             aggregation_controller.run(CLUSTERROLE_AGGREGATION_WORKERS),
-            futures::future::join4(
+            futures::future::join5(
                 job_controller.run(JOB_WORKERS),
                 ttl_controller.run(TTL_AFTER_FINISHED_WORKERS),
                 cron_job_controller.run(CRONJOB_WORKERS),
                 daemon_set_controller.run(DAEMONSET_WORKERS),
+                replication_controller_manager
+                    .clone()
+                    .run(REPLICATION_CONTROLLER_WORKERS),
             ),
         ),
     );
@@ -313,6 +334,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoint_stoppers.4.shutdown();
             endpoint_stoppers.5.shutdown();
             endpoint_stoppers.6.shutdown();
+            replication_controller_manager.shutdown();
         }
     }
 }

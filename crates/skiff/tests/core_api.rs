@@ -62,12 +62,7 @@ fn described_row(output: &str, first: &str) -> Vec<String> {
 fn a_quota_of_two_pods_refuses_the_third_and_deleting_one_frees_a_slot() {
     let skiff = Skiff::start();
     let kubectl = skiff.kubectl();
-    apply(
-        &skiff,
-        &kubectl,
-        "quota.yaml",
-        &quota_manifest("default", "q", "    pods: \"2\"\n"),
-    );
+    kubectl.ok(&["create", "quota", "q", "--hard=pods=2"]);
     wait_for_used(&kubectl, "default", "q", "pods", "0");
     kubectl.ok(&["run", "a", "--image=registry.example/app:1"]);
     kubectl.ok(&["run", "b", "--image=registry.example/app:1"]);
@@ -142,9 +137,10 @@ fn concurrent_creates_never_pass_the_last_slots_together() {
         &skiff,
         &kubectl,
         "quota.yaml",
-        &quota_manifest("default", "few", "    count/configmaps: \"3\"\n"),
+        &quota_manifest("default", "few", "    count/configmaps: \"4\"\n"),
     );
-    wait_for_used(&kubectl, "default", "few", "count/configmaps", "0");
+    // The namespace's `kube-root-ca.crt` takes one of the four.
+    wait_for_used(&kubectl, "default", "few", "count/configmaps", "1");
     let attempts: Vec<_> = (0..8)
         .map(|i| {
             let kubectl = kubectl.clone();
@@ -161,8 +157,8 @@ fn concurrent_creates_never_pass_the_last_slots_together() {
         .map(|t| t.join().expect("a creating thread"))
         .filter(|ok| *ok)
         .count();
-    assert_eq!(created, 3, "exactly the quota's three configmaps are admitted");
-    let listed = kubectl.json(&["get", "configmaps", "-l", "!unused"]);
+    assert_eq!(created, 3, "exactly the quota's three free slots are taken");
+    let listed = kubectl.json(&["get", "configmaps"]);
     let names: Vec<String> = listed["items"]
         .as_array()
         .into_iter()
@@ -172,7 +168,7 @@ fn concurrent_creates_never_pass_the_last_slots_together() {
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     let q = kubectl.json(&["get", "quota", "few"]);
-    assert_eq!(str_at(&q, "/status/used/count~1configmaps"), "3");
+    assert_eq!(str_at(&q, "/status/used/count~1configmaps"), "4");
 }
 
 #[test]
@@ -305,17 +301,13 @@ globalDefault: true
     let pod = kubectl.json(&["get", "pod", "plain"]);
     assert_eq!(pod["spec"]["priority"], 1000, "{pod}");
     assert_eq!(str_at(&pod, "/spec/priorityClassName"), "everyday");
-    let second = skiff.write_file(
-        "second-default.yaml",
-        "apiVersion: scheduling.k8s.io/v1
-kind: PriorityClass
-metadata:
-  name: another
-value: 5
-globalDefault: true
-",
-    );
-    let refused = kubectl.fails(&["create", "-f", &second]);
+    let refused = kubectl.fails(&[
+        "create",
+        "priorityclass",
+        "another",
+        "--value=5",
+        "--global-default=true",
+    ]);
     assert!(
         refused.contains("PriorityClass everyday is already marked as default. Only one default can exist"),
         "{refused}"
@@ -361,7 +353,7 @@ fn api_resources_lists_the_new_kinds() {
             .find(|l| cells(l).first() == Some(&name))
             .unwrap_or_else(|| panic!("{name} missing from:\n{wide}"));
         assert!(
-            line.contains("[create delete deletecollection get list patch update watch]"),
+            line.contains(" create,delete,deletecollection,get,list,patch,update,watch"),
             "{line}"
         );
     }
@@ -500,4 +492,65 @@ spec:
         refused.contains("The Ingress \"bad\" is invalid: spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"),
         "{refused}"
     );
+}
+
+#[test]
+fn a_replication_controller_keeps_its_pods() {
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    apply(
+        &skiff,
+        &kubectl,
+        "rc.yaml",
+        "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: legacy
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels:
+        app: legacy
+    spec:
+      containers:
+      - name: main
+        image: registry.example/app:1
+",
+    );
+    let owners = wait_for("two pods owned by the ReplicationController", DEADLINE, || {
+        let pods = kubectl.json(&["get", "pods", "-l", "app=legacy"]);
+        let owners: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    str_at(p, "/metadata/ownerReferences/0/apiVersion"),
+                    str_at(p, "/metadata/ownerReferences/0/kind")
+                )
+            })
+            .collect();
+        (owners.len() == 2).then_some(owners)
+    });
+    assert_eq!(owners, ["v1/ReplicationController", "v1/ReplicationController"]);
+    wait_for("kubectl get rc to count both pods", DEADLINE, || {
+        let printed = kubectl.ok(&["get", "rc", "legacy"]);
+        let rows: Vec<Vec<&str>> = printed.lines().map(cells).collect();
+        (rows.len() == 2 && rows[1][..4] == ["legacy", "2", "2", "0"]).then_some(())
+    });
+    let pods = kubectl.json(&["get", "pods", "-l", "app=legacy"]);
+    let victim = str_at(&pods, "/items/0/metadata/name");
+    kubectl.ok(&["delete", "pod", &victim]);
+    wait_for("a replacement pod", DEADLINE, || {
+        let pods = kubectl.json(&["get", "pods", "-l", "app=legacy"]);
+        let names: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| str_at(p, "/metadata/name"))
+            .collect();
+        (names.len() == 2 && !names.contains(&victim)).then_some(())
+    });
 }

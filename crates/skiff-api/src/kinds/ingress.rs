@@ -110,7 +110,8 @@ fn validate_spec(spec: &Value, errs: &mut Vec<FieldError>) {
         for (j, p) in paths.iter().enumerate() {
             let at = index(&paths_at, j);
             let path_type = field(p, "pathType");
-            match path_type.as_str() {
+            // The typed round trip writes a missing `pathType` as an empty string.
+            match path_type.as_str().filter(|t| !t.is_empty()) {
                 None => errs.push(FieldError::required(
                     join(&at, "pathType"),
                     "pathType must be specified",
@@ -122,14 +123,14 @@ fn validate_spec(spec: &Value, errs: &mut Vec<FieldError>) {
                 )),
                 Some(t) => {
                     let value = str_at(p, "path");
-                    if t != "ImplementationSpecific" || !value.is_empty() {
-                        if !value.starts_with('/') {
-                            errs.push(FieldError::invalid(
-                                join(&at, "path"),
-                                field(p, "path"),
-                                "must be an absolute path",
-                            ));
-                        }
+                    if (t != "ImplementationSpecific" || !value.is_empty())
+                        && !value.starts_with('/')
+                    {
+                        errs.push(FieldError::invalid(
+                            join(&at, "path"),
+                            field(p, "path"),
+                            "must be an absolute path",
+                        ));
                     }
                 }
             }

@@ -126,13 +126,12 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
             ));
         }
     }
-    if kind == "PersistentVolumeClaim" {
-        if !min.contains_key("storage") && !max.contains_key("storage") {
-            errs.push(FieldError::required(
-                join(path, "limits"),
-                "either minimum or maximum storage value is required, but neither was provided",
-            ));
-        }
+    if kind == "PersistentVolumeClaim" && !min.contains_key("storage") && !max.contains_key("storage")
+    {
+        errs.push(FieldError::required(
+            join(path, "limits"),
+            "either minimum or maximum storage value is required, but neither was provided",
+        ));
     }
     let cmp = |a: &Value, b: &Value| match (quantity(a), quantity(b)) {
         (Some(a), Some(b)) => Some(a.milli_value().cmp(&b.milli_value())),
