@@ -123,9 +123,7 @@ impl Registry {
         let name = meta::name(obj).to_string();
         let mut last_conflict = None;
         for _ in 0..QUOTA_CONFLICT_RETRIES {
-            let quotas = self
-                .list_all(&resource_quota::V1, Some(&namespace))
-                .await?;
+            let quotas = self.list_all(&resource_quota::V1, Some(&namespace)).await?;
             if quotas.is_empty() {
                 return Ok(());
             }

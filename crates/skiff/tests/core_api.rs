@@ -73,11 +73,17 @@ fn a_quota_of_two_pods_refuses_the_third_and_deleting_one_frees_a_slot() {
     );
 
     let described = kubectl.ok(&["describe", "quota", "q"]);
-    assert_eq!(described_row(&described, "Resource"), ["Resource", "Used", "Hard"]);
+    assert_eq!(
+        described_row(&described, "Resource"),
+        ["Resource", "Used", "Hard"]
+    );
     assert_eq!(described_row(&described, "pods"), ["pods", "2", "2"]);
     assert_table(
         &kubectl.ok(&["get", "quota"]),
-        &[&["NAME", "AGE", "REQUEST", "LIMIT"], &["q", "<age>", "pods:", "2/2"]],
+        &[
+            &["NAME", "AGE", "REQUEST", "LIMIT"],
+            &["q", "<age>", "pods:", "2/2"],
+        ],
     );
 
     kubectl.ok(&["delete", "pod", "a"]);
@@ -95,7 +101,11 @@ fn a_compute_quota_requires_every_container_to_state_it() {
         &skiff,
         &kubectl,
         "quota.yaml",
-        &quota_manifest("mem", "mem-quota", "    limits.memory: 1Gi\n    requests.cpu: \"1\"\n"),
+        &quota_manifest(
+            "mem",
+            "mem-quota",
+            "    limits.memory: 1Gi\n    requests.cpu: \"1\"\n",
+        ),
     );
     wait_for_used(&kubectl, "mem", "mem-quota", "limits.memory", "0");
     let refused = kubectl.fails(&["run", "d", "-n", "mem", "--image=registry.example/app:1"]);
@@ -120,7 +130,9 @@ spec:
     wait_for_used(&kubectl, "mem", "mem-quota", "limits.memory", "512Mi");
     let q = kubectl.json(&["get", "quota", "mem-quota", "-n", "mem"]);
     assert_eq!(str_at(&q, "/status/used/requests.cpu"), "250m");
-    let too_big = pod.replace("name: sized", "name: too-big").replace("512Mi", "600Mi");
+    let too_big = pod
+        .replace("name: sized", "name: too-big")
+        .replace("512Mi", "600Mi");
     let file = skiff.write_file("too-big.yaml", &too_big);
     let refused = kubectl.fails(&["apply", "-f", &file]);
     assert!(
@@ -205,7 +217,10 @@ spec:
         "LimitRanger plugin set: cpu, memory request for container defaulted; cpu, memory limit for container defaulted"
     );
     let yaml = kubectl.ok(&["get", "pod", "defaulted", "-o", "yaml"]);
-    assert!(yaml.contains("        cpu: 500m\n        memory: 256Mi"), "{yaml}");
+    assert!(
+        yaml.contains("        cpu: 500m\n        memory: 256Mi"),
+        "{yaml}"
+    );
 
     let file = skiff.write_file(
         "greedy.yaml",
@@ -223,7 +238,9 @@ spec:
     );
     let refused = kubectl.fails(&["apply", "-f", &file]);
     assert!(
-        refused.contains("pods \"greedy\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"),
+        refused.contains(
+            "pods \"greedy\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+        ),
         "{refused}"
     );
 
@@ -243,8 +260,20 @@ fn priority_classes_give_pods_their_priority() {
         &kubectl.ok(&["get", "priorityclasses"]),
         &[
             &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"],
-            &["system-cluster-critical", "2000000000", "false", "<age>", "PreemptLowerPriority"],
-            &["system-node-critical", "2000001000", "false", "<age>", "PreemptLowerPriority"],
+            &[
+                "system-cluster-critical",
+                "2000000000",
+                "false",
+                "<age>",
+                "PreemptLowerPriority",
+            ],
+            &[
+                "system-node-critical",
+                "2000001000",
+                "false",
+                "<age>",
+                "PreemptLowerPriority",
+            ],
         ],
     );
     apply(
@@ -264,7 +293,10 @@ spec:
     );
     let pod = kubectl.json(&["get", "pod", "critical"]);
     assert_eq!(pod["spec"]["priority"], 2_000_000_000, "{pod}");
-    assert_eq!(str_at(&pod, "/spec/preemptionPolicy"), "PreemptLowerPriority");
+    assert_eq!(
+        str_at(&pod, "/spec/preemptionPolicy"),
+        "PreemptLowerPriority"
+    );
 
     let file = skiff.write_file(
         "unknown.yaml",
@@ -281,7 +313,8 @@ spec:
     );
     let refused = kubectl.fails(&["apply", "-f", &file]);
     assert!(
-        refused.contains("pods \"unknown\" is forbidden: no PriorityClass with name nope was found"),
+        refused
+            .contains("pods \"unknown\" is forbidden: no PriorityClass with name nope was found"),
         "{refused}"
     );
 
@@ -309,7 +342,9 @@ globalDefault: true
         "--global-default=true",
     ]);
     assert!(
-        refused.contains("PriorityClass everyday is already marked as default. Only one default can exist"),
+        refused.contains(
+            "PriorityClass everyday is already marked as default. Only one default can exist"
+        ),
         "{refused}"
     );
 }
@@ -322,13 +357,42 @@ fn api_resources_lists_the_new_kinds() {
     let expected: &[&[&str]] = &[
         &["limitranges", "limits", "v1", "true", "LimitRange"],
         &["podtemplates", "v1", "true", "PodTemplate"],
-        &["replicationcontrollers", "rc", "v1", "true", "ReplicationController"],
+        &[
+            "replicationcontrollers",
+            "rc",
+            "v1",
+            "true",
+            "ReplicationController",
+        ],
         &["resourcequotas", "quota", "v1", "true", "ResourceQuota"],
-        &["ingressclasses", "networking.k8s.io/v1", "false", "IngressClass"],
-        &["ingresses", "ing", "networking.k8s.io/v1", "true", "Ingress"],
-        &["networkpolicies", "netpol", "networking.k8s.io/v1", "true", "NetworkPolicy"],
+        &[
+            "ingressclasses",
+            "networking.k8s.io/v1",
+            "false",
+            "IngressClass",
+        ],
+        &[
+            "ingresses",
+            "ing",
+            "networking.k8s.io/v1",
+            "true",
+            "Ingress",
+        ],
+        &[
+            "networkpolicies",
+            "netpol",
+            "networking.k8s.io/v1",
+            "true",
+            "NetworkPolicy",
+        ],
         &["runtimeclasses", "node.k8s.io/v1", "false", "RuntimeClass"],
-        &["priorityclasses", "pc", "scheduling.k8s.io/v1", "false", "PriorityClass"],
+        &[
+            "priorityclasses",
+            "pc",
+            "scheduling.k8s.io/v1",
+            "false",
+            "PriorityClass",
+        ],
     ];
     for row in expected {
         assert!(
@@ -455,19 +519,38 @@ handler: runsc
         })
     };
     for want in [
-        &["ingress.networking.k8s.io/site", "web", "shop.example", "80", "<age>"][..],
+        &[
+            "ingress.networking.k8s.io/site",
+            "web",
+            "shop.example",
+            "80",
+            "<age>",
+        ][..],
         &["networkpolicy.networking.k8s.io/deny", "app=db", "<age>"],
         &["replicationcontroller/legacy", "0", "0", "0", "<age>"],
-        &["podtemplate/tmpl", "main", "registry.example/app:1", "app=t"],
+        &[
+            "podtemplate/tmpl",
+            "main",
+            "registry.example/app:1",
+            "app=t",
+        ],
         &["runtimeclass.node.k8s.io/sandboxed", "runsc", "<age>"],
-        &["ingressclass.networking.k8s.io/web", "example.com/ingress", "<none>", "<age>"],
+        &[
+            "ingressclass.networking.k8s.io/web",
+            "example.com/ingress",
+            "<none>",
+            "<age>",
+        ],
     ] {
         assert!(has(want), "no row {want:?} in:\n{printed}");
     }
     let rc = kubectl.json(&["get", "rc", "legacy"]);
     assert_eq!(rc["spec"]["selector"], serde_json::json!({"app": "legacy"}));
     let policy = kubectl.json(&["get", "netpol", "deny"]);
-    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
 
     let bad = skiff.write_file(
         "bad-ingress.yaml",
@@ -518,23 +601,30 @@ spec:
         image: registry.example/app:1
 ",
     );
-    let owners = wait_for("two pods owned by the ReplicationController", DEADLINE, || {
-        let pods = kubectl.json(&["get", "pods", "-l", "app=legacy"]);
-        let owners: Vec<String> = pods["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                format!(
-                    "{}/{}",
-                    str_at(p, "/metadata/ownerReferences/0/apiVersion"),
-                    str_at(p, "/metadata/ownerReferences/0/kind")
-                )
-            })
-            .collect();
-        (owners.len() == 2).then_some(owners)
-    });
-    assert_eq!(owners, ["v1/ReplicationController", "v1/ReplicationController"]);
+    let owners = wait_for(
+        "two pods owned by the ReplicationController",
+        DEADLINE,
+        || {
+            let pods = kubectl.json(&["get", "pods", "-l", "app=legacy"]);
+            let owners: Vec<String> = pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        str_at(p, "/metadata/ownerReferences/0/apiVersion"),
+                        str_at(p, "/metadata/ownerReferences/0/kind")
+                    )
+                })
+                .collect();
+            (owners.len() == 2).then_some(owners)
+        },
+    );
+    assert_eq!(
+        owners,
+        ["v1/ReplicationController", "v1/ReplicationController"]
+    );
     wait_for("kubectl get rc to count both pods", DEADLINE, || {
         let printed = kubectl.ok(&["get", "rc", "legacy"]);
         let rows: Vec<Vec<&str>> = printed.lines().map(cells).collect();
@@ -553,4 +643,23 @@ spec:
             .collect();
         (names.len() == 2 && !names.contains(&victim)).then_some(())
     });
+    kubectl.ok(&["scale", "rc", "legacy", "--replicas=1"]);
+    wait_for("the scaled-down controller's one pod", DEADLINE, || {
+        let pods = kubectl.json(&["get", "pods", "-l", "app=legacy"]);
+        let live = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .count();
+        (live == 1).then_some(())
+    });
+    let raw = kubectl.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/replicationcontrollers/legacy/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(&raw).expect("a Scale");
+    assert_eq!(str_at(&scale, "/status/selector"), "app=legacy", "{scale}");
+    assert_eq!(scale["spec"]["replicas"], 1, "{scale}");
 }

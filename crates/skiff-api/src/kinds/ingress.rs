@@ -42,9 +42,7 @@ pub struct Strategy;
 
 impl KindStrategy for Strategy {
     fn typed(&self, _version: &str) -> Option<TypedVersion> {
-        Some(TypedVersion::of::<
-            k8s_openapi::api::networking::v1::Ingress,
-        >())
+        Some(TypedVersion::of::<k8s_openapi::api::networking::v1::Ingress>())
     }
 
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
@@ -55,9 +53,21 @@ impl KindStrategy for Strategy {
         Some(Printer::new(
             vec![
                 name_col(),
-                col("Class", "string", "The name of the IngressClass resource that should be used for ingress class."),
-                col("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule"),
-                col("Address", "string", "Address is a list containing ingress points for the load-balancer"),
+                col(
+                    "Class",
+                    "string",
+                    "The name of the IngressClass resource that should be used for ingress class.",
+                ),
+                col(
+                    "Hosts",
+                    "string",
+                    "Hosts that incoming requests are matched against before the ingress rule",
+                ),
+                col(
+                    "Address",
+                    "string",
+                    "Address is a list containing ingress points for the load-balancer",
+                ),
                 col("Ports", "string", "Ports of TLS configurations that open"),
                 age_col(),
             ],
@@ -95,7 +105,11 @@ fn validate_spec(spec: &Value, errs: &mut Vec<FieldError>) {
         if !host.is_empty() {
             let checked = host.strip_prefix("*.").unwrap_or(host);
             for message in dns1123_subdomain_errors(checked) {
-                errs.push(FieldError::invalid(join(&path, "host"), field(rule, "host"), message));
+                errs.push(FieldError::invalid(
+                    join(&path, "host"),
+                    field(rule, "host"),
+                    message,
+                ));
             }
         }
         let http = field(rule, "http");
@@ -162,7 +176,11 @@ fn validate_backend(backend: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::required(join(&at, "name"), ""));
             } else {
                 for message in dns1123_label_errors(name) {
-                    errs.push(FieldError::invalid(join(&at, "name"), field(service, "name"), message));
+                    errs.push(FieldError::invalid(
+                        join(&at, "name"),
+                        field(service, "name"),
+                        message,
+                    ));
                 }
             }
             let port = field(service, "port");

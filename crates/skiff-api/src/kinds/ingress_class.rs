@@ -69,7 +69,11 @@ impl KindStrategy for Strategy {
             field(field(old, "spec"), "controller"),
         );
         if n != o {
-            errs.push(FieldError::invalid("spec.controller", n, "field is immutable"));
+            errs.push(FieldError::invalid(
+                "spec.controller",
+                n,
+                "field is immutable",
+            ));
         }
     }
 
@@ -77,8 +81,16 @@ impl KindStrategy for Strategy {
         Some(Printer::new(
             vec![
                 name_col(),
-                col("Controller", "string", "Controller that is responsible for handling this class"),
-                col("Parameters", "string", "A reference to a resource with additional parameters"),
+                col(
+                    "Controller",
+                    "string",
+                    "Controller that is responsible for handling this class",
+                ),
+                col(
+                    "Parameters",
+                    "string",
+                    "A reference to a resource with additional parameters",
+                ),
                 age_col(),
             ],
             class_cells,

@@ -126,7 +126,9 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
             ));
         }
     }
-    if kind == "PersistentVolumeClaim" && !min.contains_key("storage") && !max.contains_key("storage")
+    if kind == "PersistentVolumeClaim"
+        && !min.contains_key("storage")
+        && !max.contains_key("storage")
     {
         errs.push(FieldError::required(
             join(path, "limits"),
@@ -144,7 +146,11 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     format!("{path}.min[{name}]"),
                     value,
-                    format!("min value {} is greater than max value {}", text(value), text(mx)),
+                    format!(
+                        "min value {} is greater than max value {}",
+                        text(value),
+                        text(mx)
+                    ),
                 ));
             }
         }
@@ -156,7 +162,11 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     at.clone(),
                     value,
-                    format!("min value {} is greater than default request value {}", text(mn), text(value)),
+                    format!(
+                        "min value {} is greater than default request value {}",
+                        text(mn),
+                        text(value)
+                    ),
                 ));
             }
         }
@@ -165,7 +175,11 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     at.clone(),
                     value,
-                    format!("default request value {} is greater than max value {}", text(value), text(mx)),
+                    format!(
+                        "default request value {} is greater than max value {}",
+                        text(value),
+                        text(mx)
+                    ),
                 ));
             }
         }
@@ -174,7 +188,11 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     at,
                     value,
-                    format!("default request value {} is greater than default limit value {}", text(value), text(limit)),
+                    format!(
+                        "default request value {} is greater than default limit value {}",
+                        text(value),
+                        text(limit)
+                    ),
                 ));
             }
         }
@@ -186,7 +204,11 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     at.clone(),
                     value,
-                    format!("min value {} is greater than default value {}", text(mn), text(value)),
+                    format!(
+                        "min value {} is greater than default value {}",
+                        text(mn),
+                        text(value)
+                    ),
                 ));
             }
         }
@@ -195,7 +217,11 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     at,
                     value,
-                    format!("default value {} is greater than max value {}", text(value), text(mx)),
+                    format!(
+                        "default value {} is greater than max value {}",
+                        text(value),
+                        text(mx)
+                    ),
                 ));
             }
         }
@@ -245,7 +271,10 @@ fn items_of<'a>(ranges: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a 
 pub fn default_pod(pod: &mut Value, ranges: &[Value]) {
     let mut defaults = (Map::new(), Map::new());
     for item in items_of(ranges, "Container") {
-        for (key, into) in [("defaultRequest", &mut defaults.0), ("default", &mut defaults.1)] {
+        for (key, into) in [
+            ("defaultRequest", &mut defaults.0),
+            ("default", &mut defaults.1),
+        ] {
             if let Some(map) = item.get(key).and_then(Value::as_object) {
                 for (k, v) in map {
                     into.insert(k.clone(), v.clone());
@@ -257,7 +286,10 @@ pub fn default_pod(pod: &mut Value, ranges: &[Value]) {
         return;
     }
     let mut notes = Vec::new();
-    for (list, label) in [("containers", "container"), ("initContainers", "init container")] {
+    for (list, label) in [
+        ("containers", "container"),
+        ("initContainers", "init container"),
+    ] {
         let Some(containers) = pod
             .pointer_mut(&format!("/spec/{list}"))
             .and_then(Value::as_array_mut)
@@ -270,9 +302,7 @@ pub fn default_pod(pod: &mut Value, ranges: &[Value]) {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            let resources = container
-                .entry("resources")
-                .or_insert_with(|| json!({}));
+            let resources = container.entry("resources").or_insert_with(|| json!({}));
             let Some(resources) = resources.as_object_mut() else {
                 continue;
             };
@@ -309,9 +339,7 @@ pub fn default_pod(pod: &mut Value, ranges: &[Value]) {
             .as_object_mut()
             .map(|o| o.entry("metadata").or_insert_with(|| json!({})));
         if let Some(Value::Object(metadata)) = metadata {
-            let annotations = metadata
-                .entry("annotations")
-                .or_insert_with(|| json!({}));
+            let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
             if let Some(annotations) = annotations.as_object_mut() {
                 annotations.insert(
                     ANNOTATION.into(),
@@ -418,13 +446,17 @@ fn ratio_constraint(
     None
 }
 
+/// A request or limit as observed: thousandths and the quantity's text, `None` when unset.
+type Observed = Option<(i64, String)>;
+
+/// One of the three checks: limit type, resource, the bound, the request, the limit.
+type Constraint = fn(&str, &str, &(i64, String), Observed, Observed) -> Option<String>;
+
+/// Reads `requests` or `limits` of a resource from what is checked.
+type Lookup<'a> = &'a dyn Fn(&str, &str) -> Observed;
+
 /// Checks one set of requests and limits against an item's min, max and ratio.
-fn check_item(
-    kind: &str,
-    item: &Value,
-    requested: &dyn Fn(&str, &str) -> Option<(i64, String)>,
-    errors: &mut Vec<String>,
-) {
+fn check_item(kind: &str, item: &Value, requested: Lookup<'_>, errors: &mut Vec<String>) {
     let bounds = |key: &str| -> Vec<(String, (i64, String))> {
         item.get(key)
             .and_then(Value::as_object)
@@ -433,7 +465,7 @@ fn check_item(
             .filter_map(|(k, v)| Some((k.clone(), bound(v)?)))
             .collect()
     };
-    let constraints: [(&str, fn(&str, &str, &(i64, String), Option<(i64, String)>, Option<(i64, String)>) -> Option<String>); 3] = [
+    let constraints: [(&str, Constraint); 3] = [
         ("min", min_constraint),
         ("max", max_constraint),
         ("maxLimitRequestRatio", ratio_constraint),
@@ -480,11 +512,7 @@ fn pod_total(pod: &Value, which: &str, name: &str) -> Option<(i64, String)> {
     }
     total.map(|milli| {
         let binary = name == "memory" || name == "ephemeral-storage";
-        let text = crate::quota::Amount {
-            milli,
-            binary,
-        }
-        .to_quantity();
+        let text = crate::quota::Amount { milli, binary }.to_quantity();
         (milli, text)
     })
 }
@@ -501,12 +529,22 @@ pub fn check_pod(pod: &Value, ranges: &[Value]) -> Result<(), String> {
                 .into_iter()
                 .flatten()
             {
-                check_item("Container", item, &|which, name| amount(container, which, name), &mut errors);
+                check_item(
+                    "Container",
+                    item,
+                    &|which, name| amount(container, which, name),
+                    &mut errors,
+                );
             }
         }
     }
     for item in items_of(ranges, "Pod") {
-        check_item("Pod", item, &|which, name| pod_total(pod, which, name), &mut errors);
+        check_item(
+            "Pod",
+            item,
+            &|which, name| pod_total(pod, which, name),
+            &mut errors,
+        );
     }
     aggregate(errors)
 }
@@ -523,7 +561,13 @@ pub fn check_claim(claim: &Value, ranges: &[Value]) -> Result<(), String> {
         };
         for (name, enforced) in field(item, "min").as_object().into_iter().flatten() {
             if let Some(enforced) = bound(enforced) {
-                if let Some(e) = min_constraint("PersistentVolumeClaim", name, &enforced, request(name), None) {
+                if let Some(e) = min_constraint(
+                    "PersistentVolumeClaim",
+                    name,
+                    &enforced,
+                    request(name),
+                    None,
+                ) {
                     errors.push(e);
                 }
             }
@@ -565,7 +609,9 @@ mod tests {
 
     #[test]
     fn defaulting_fills_default_limits_from_max_and_requests_from_limits_or_min() {
-        let r = range(json!([{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}, "default": {"memory": "8Mi"}}]));
+        let r = range(
+            json!([{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}, "default": {"memory": "8Mi"}}]),
+        );
         assert_eq!(
             r["spec"]["limits"][0]["default"],
             json!({"memory": "8Mi", "cpu": "2"})
@@ -652,7 +698,9 @@ mod tests {
 
     #[test]
     fn defaults_are_merged_into_containers_and_noted() {
-        let ranges = [range(json!([{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m"}}]))];
+        let ranges = [range(
+            json!([{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m"}}]),
+        )];
         let mut p = pod(json!([
             {"name": "web", "resources": {"limits": {"memory": "1Gi"}}},
         ]));
@@ -670,16 +718,24 @@ mod tests {
 
     #[test]
     fn claims_are_bounded_by_storage() {
-        let ranges = [json!({"spec": {"limits": [{"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "10Gi"}}]}})];
+        let ranges = [
+            json!({"spec": {"limits": [{"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "10Gi"}}]}}),
+        ];
         let claim = |size: &str| json!({"spec": {"resources": {"requests": {"storage": size}}}});
         assert_eq!(check_claim(&claim("5Gi"), &ranges), Ok(()));
         assert_eq!(
             check_claim(&claim("20Gi"), &ranges),
-            Err("maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi".to_string())
+            Err(
+                "maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi"
+                    .to_string()
+            )
         );
         assert_eq!(
             check_claim(&claim("500Mi"), &ranges),
-            Err("minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi".to_string())
+            Err(
+                "minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi"
+                    .to_string()
+            )
         );
     }
 
@@ -695,8 +751,19 @@ mod tests {
             &mut errs,
         );
         let texts: Vec<String> = errs.iter().map(FieldError::full).collect();
-        assert!(texts.contains(&"spec.limits[0].default: Forbidden: may not be specified when `type` is 'Pod'".to_string()), "{texts:?}");
+        assert!(
+            texts.contains(
+                &"spec.limits[0].default: Forbidden: may not be specified when `type` is 'Pod'"
+                    .to_string()
+            ),
+            "{texts:?}"
+        );
         assert!(texts.iter().any(|t| t.starts_with("spec.limits[1].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1")), "{texts:?}");
-        assert!(texts.iter().any(|t| t.starts_with("spec.limits[2].type: Unsupported value: \"Node\"")), "{texts:?}");
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("spec.limits[2].type: Unsupported value: \"Node\"")),
+            "{texts:?}"
+        );
     }
 }

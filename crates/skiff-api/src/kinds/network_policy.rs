@@ -123,7 +123,11 @@ impl KindStrategy for Strategy {
         Some(Printer::new(
             vec![
                 name_col(),
-                col("Pod-Selector", "string", "Select the pods to which this NetworkPolicy object applies."),
+                col(
+                    "Pod-Selector",
+                    "string",
+                    "Select the pods to which this NetworkPolicy object applies.",
+                ),
                 age_col(),
             ],
             policy_cells,
@@ -195,10 +199,7 @@ fn validate_peer(peer: &Value, path: &str, errs: &mut Vec<FieldError>) {
         .filter(|v| !v.is_null())
         .count();
     if set == 0 {
-        errs.push(FieldError::required(
-            path,
-            "must specify a peer",
-        ));
+        errs.push(FieldError::required(path, "must specify a peer"));
     }
     if !block.is_null() && set > 1 {
         errs.push(FieldError::forbidden(

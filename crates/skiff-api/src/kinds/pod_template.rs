@@ -41,8 +41,16 @@ impl KindStrategy for Strategy {
         Some(Printer::new(
             vec![
                 name_col(),
-                col("Containers", "string", "Names of each container in the template."),
-                col("Images", "string", "Images referenced by each container in the template."),
+                col(
+                    "Containers",
+                    "string",
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    "Images referenced by each container in the template.",
+                ),
                 col("Pod Labels", "string", "The labels for the pod template."),
             ],
             pod_template_cells,

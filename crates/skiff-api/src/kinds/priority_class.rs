@@ -96,9 +96,9 @@ impl KindStrategy for Strategy {
             let known = SYSTEM_CLASSES.iter().find(|(n, _, _)| *n == name);
             let error = match known {
                 None => Some(format!("{name:?} is not a known system priority class")),
-                Some((_, v, _)) if *v != value => Some(format!(
-                    "value of {name:?} PriorityClass must be {v}"
-                )),
+                Some((_, v, _)) if *v != value => {
+                    Some(format!("value of {name:?} PriorityClass must be {v}"))
+                }
                 Some(_) if global => Some(format!(
                     "globalDefault of {name:?} PriorityClass must be false"
                 )),
@@ -266,7 +266,10 @@ mod tests {
         classes.push(class("default1", 1000, true));
         classes.push(class("nondefault1", 2000, false));
         let no_default: Vec<Value> = system_classes();
-        let cases: Vec<(&str, &[Value], Value, Result<(i64, &str), &str>)> = vec![
+        /// A case: its name, the classes, the pod spec, and the priority and class name the
+        /// pod ends with or the refusal.
+        type Case<'a> = (&'a str, &'a [Value], Value, Result<(i64, &'a str), &'a str>);
+        let cases: Vec<Case> = vec![
             ("default priority class", &classes, json!({}), Ok((1000, "default1"))),
             ("no default class", &no_default, json!({}), Ok((0, ""))),
             ("named class", &classes, json!({"priorityClassName": "nondefault1"}), Ok((2000, "nondefault1"))),
@@ -300,6 +303,9 @@ mod tests {
         let texts: Vec<String> = errs.iter().map(FieldError::full).collect();
         assert_eq!(texts.len(), 2, "{texts:?}");
         assert!(texts[0].starts_with("metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only."), "{texts:?}");
-        assert_eq!(texts[1], "value: Forbidden: maximum allowed value of a user defined priority is 1000000000");
+        assert_eq!(
+            texts[1],
+            "value: Forbidden: maximum allowed value of a user defined priority is 1000000000"
+        );
     }
 }

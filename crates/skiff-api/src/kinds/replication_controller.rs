@@ -90,7 +90,10 @@ impl KindStrategy for Strategy {
         let spec = field(obj, "spec");
         nonnegative(spec.get("replicas"), "spec.replicas", errs);
         nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
-        let selector = field(spec, "selector").as_object().cloned().unwrap_or_default();
+        let selector = field(spec, "selector")
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         if selector.is_empty() {
             errs.push(FieldError::required("spec.selector", ""));
         } else {
@@ -102,9 +105,7 @@ impl KindStrategy for Strategy {
             return;
         }
         let labels = field(field(template, "metadata"), "labels");
-        let matches = selector
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v));
+        let matches = selector.iter().all(|(k, v)| labels.get(k) == Some(v));
         if !selector.is_empty() && !matches {
             errs.push(FieldError::invalid(
                 "spec.template.metadata.labels",

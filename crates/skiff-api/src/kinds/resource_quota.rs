@@ -57,16 +57,8 @@ impl KindStrategy for Strategy {
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
         let spec = field(obj, "spec");
         validate_quantities(field(spec, "hard"), "spec.hard", errs);
-        validate_quantities(
-            field(field(obj, "status"), "hard"),
-            "status.hard",
-            errs,
-        );
-        validate_quantities(
-            field(field(obj, "status"), "used"),
-            "status.used",
-            errs,
-        );
+        validate_quantities(field(field(obj, "status"), "hard"), "status.hard", errs);
+        validate_quantities(field(field(obj, "status"), "used"), "status.used", errs);
         for (i, scope) in array_at(spec, "scopes").iter().enumerate() {
             if !scope.as_str().is_some_and(|s| SCOPES.contains(&s)) {
                 errs.push(FieldError::not_supported(
@@ -184,8 +176,23 @@ mod tests {
         );
         let texts: Vec<String> = errs.iter().map(FieldError::full).collect();
         assert_eq!(texts.len(), 3, "{texts:?}");
-        assert!(texts.iter().any(|t| t.starts_with("spec.hard[pods]: Invalid value: \"-1\": must be greater than or equal to 0")), "{texts:?}");
-        assert!(texts.iter().any(|t| t.starts_with("spec.hard[cpu]: Invalid value: \"lots\"")), "{texts:?}");
-        assert!(texts.iter().any(|t| t.starts_with("spec.scopes[0]: Unsupported value: \"Sometimes\"")), "{texts:?}");
+        assert!(
+            texts.iter().any(|t| t.starts_with(
+                "spec.hard[pods]: Invalid value: \"-1\": must be greater than or equal to 0"
+            )),
+            "{texts:?}"
+        );
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("spec.hard[cpu]: Invalid value: \"lots\"")),
+            "{texts:?}"
+        );
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("spec.scopes[0]: Unsupported value: \"Sometimes\"")),
+            "{texts:?}"
+        );
     }
 }

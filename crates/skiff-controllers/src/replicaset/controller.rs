@@ -223,8 +223,7 @@ impl ReplicaSetController {
                 resource: self.flavor.resource,
                 namespace: Some(namespace),
             };
-            match self.client.update_status(scope, updated).await
-            {
+            match self.client.update_status(scope, updated).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => return Ok(None),
                 Err(e) => return Err(e.into()),

@@ -88,10 +88,17 @@ mod tests {
         assert_eq!(creation.count, 2);
         let reference = &creation.pod.metadata.owner_references.unwrap()[0];
         assert_eq!(
-            (reference.kind.as_str(), reference.api_version.as_str(), reference.uid.as_str()),
+            (
+                reference.kind.as_str(),
+                reference.api_version.as_str(),
+                reference.uid.as_str()
+            ),
             ("ReplicationController", "v1", "rc-uid")
         );
-        assert_eq!(creation.pod.metadata.generate_name.as_deref(), Some("legacy-"));
+        assert_eq!(
+            creation.pod.metadata.generate_name.as_deref(),
+            Some("legacy-")
+        );
     }
 
     #[test]

@@ -86,7 +86,13 @@ pub fn plan_status(
         "used": sorted_used.into_iter().collect::<Map<_, _>>(),
     });
     let current = quota.get("status").cloned().unwrap_or(Value::Null);
-    let same = |key: &str| current.get(key).cloned().unwrap_or_else(|| Value::Object(Map::new())) == status[key];
+    let same = |key: &str| {
+        current
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()))
+            == status[key]
+    };
     if same("hard") && same("used") {
         None
     } else {

@@ -137,8 +137,16 @@ fn cases() -> Vec<Case> {
                 json!({}),
             ),
             objects: vec![
-                ("", "services", json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}})),
-                ("", "services", json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})),
+                (
+                    "",
+                    "services",
+                    json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}}),
+                ),
+                (
+                    "",
+                    "services",
+                    json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}),
+                ),
                 ("", "configmaps", json!({})),
                 ("apps", "deployments", json!({})),
             ],
@@ -151,7 +159,11 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "scoped-quotas-count-no-other-kinds",
-            quota: quota(json!({"pods": "5", "count/pods": "5"}), json!(["NotTerminating"]), json!({})),
+            quota: quota(
+                json!({"pods": "5", "count/pods": "5"}),
+                json!(["NotTerminating"]),
+                json!({}),
+            ),
             objects: vec![("", "pods", pod("p", "Pending", json!({}), None))],
             expected: Some(json!({"hard": {"count/pods": "5", "pods": "5"},
                                   "used": {"count/pods": "1", "pods": "1"}})),
