@@ -244,10 +244,20 @@ spec:
         "{refused}"
     );
 
+    // kubectl prints the resources of an item in map order, which varies.
     let described = kubectl.ok(&["describe", "limitrange", "limits"]);
+    let mut rows: Vec<Vec<&str>> = described
+        .lines()
+        .map(cells)
+        .filter(|c| c.first() == Some(&"Container"))
+        .collect();
+    rows.sort();
     assert_eq!(
-        described_row(&described, "Container"),
-        ["Container", "cpu", "-", "1", "100m", "500m", "-"],
+        rows,
+        [
+            ["Container", "cpu", "-", "1", "100m", "500m", "-"],
+            ["Container", "memory", "-", "-", "256Mi", "256Mi", "-"],
+        ],
         "{described}"
     );
 }
