@@ -15,6 +15,7 @@ pub mod nesting;
 pub mod patch;
 pub mod printers;
 pub mod quantity;
+pub mod quota;
 pub mod rbac;
 pub mod resources;
 pub mod selector;

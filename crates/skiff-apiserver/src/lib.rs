@@ -21,6 +21,7 @@ pub mod metrics_api;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod options;
+pub mod policy_admission;
 pub mod protobuf;
 pub mod rbac_bootstrap;
 pub mod rbac_cache;

@@ -204,6 +204,32 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "replication-controller",
+            vec![
+                rule(
+                    &["get", "list", "watch", "update"],
+                    &[CORE],
+                    &["replicationcontrollers"],
+                ),
+                rule(&["update"], &[CORE], &["replicationcontrollers/status"]),
+                rule(&["update"], &[CORE], &["replicationcontrollers/finalizers"]),
+                rule(
+                    &["list", "watch", "patch", "create", "delete"],
+                    &[CORE],
+                    &["pods"],
+                ),
+                events(),
+            ],
+        ),
+        (
+            "resourcequota-controller",
+            vec![
+                rule(&["list", "watch"], &["*"], &["*"]),
+                rule(&["update"], &[CORE], &["resourcequotas/status"]),
+                events(),
+            ],
+        ),
+        (
             "endpoint-controller",
             vec![
                 rule(&["get", "list", "watch"], &[CORE], &["services", "pods"]),

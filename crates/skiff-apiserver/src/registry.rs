@@ -855,7 +855,9 @@ impl Registry {
                 skiff_api::kinds::pod::add_default_tolerations(spec, not_ready, unreachable);
             }
         }
+        self.admit_priority(resource, &mut obj).await?;
         admission::apply_defaults(resource, &mut obj);
+        self.admit_limit_ranges(resource, &mut obj).await?;
         if hook(resource) == RegistryHook::Pod && self.token_signer().is_some() {
             self.admit_service_account(&mut obj).await?;
         }
@@ -867,6 +869,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }
+        self.admit_quota(storage, &stored, options.dry_run).await?;
         if hook(storage) == RegistryHook::Service {
             self.allocate_service(resource, &name, &mut stored, None)
                 .await?;

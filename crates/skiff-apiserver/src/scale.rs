@@ -12,13 +12,23 @@ use crate::status::ApiError;
 use crate::{bodies, meta};
 
 /// The selector string a Scale reports: the workload's selector, canonically rendered
-/// (CloneSets publish theirs in `status.labelSelector`).
+/// (CloneSets publish theirs in `status.labelSelector`; a ReplicationController's label map
+/// reads as `matchLabels`).
 fn selector_string(obj: &Value) -> String {
     if let Some(s) = obj.pointer("/status/labelSelector").and_then(Value::as_str) {
         return s.to_string();
     }
+    // A ReplicationController's selector is a plain label map.
+    let equality_based = obj.get("kind").and_then(Value::as_str) == Some("ReplicationController");
     obj.pointer("/spec/selector")
-        .and_then(|s| LabelSelector::from_label_selector(s).ok())
+        .map(|s| {
+            if equality_based {
+                json!({"matchLabels": s})
+            } else {
+                s.clone()
+            }
+        })
+        .and_then(|s| LabelSelector::from_label_selector(&s).ok())
         .map(|s| s.to_string())
         .unwrap_or_default()
 }

@@ -22,6 +22,8 @@ pub mod manager;
 pub mod namespace_defaults;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod replicationcontroller;
+pub mod resourcequota;
 pub mod shell;
 pub mod statefulset;
 pub mod token_secrets;

@@ -40,6 +40,8 @@ const CLUSTERROLE_AGGREGATION_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-job-syncs` and `--concurrent-ttl-after-finished-syncs`.
 const JOB_WORKERS: usize = 5;
 const TTL_AFTER_FINISHED_WORKERS: usize = 5;
+/// kube-controller-manager's `--concurrent-rc-syncs`.
+const REPLICATION_CONTROLLER_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-cron-job-syncs`.
 const CRONJOB_WORKERS: usize = 5;
 /// kube-controller-manager's `--concurrent-statefulset-syncs`.
@@ -76,6 +78,10 @@ pub mod identities {
     pub const PERSISTENT_VOLUME_BINDER: &str = "persistent-volume-binder";
     /// The StatefulSet controller.
     pub const STATEFULSET: &str = "statefulset-controller";
+    /// The ReplicationController manager.
+    pub const REPLICATION_CONTROLLER: &str = "replication-controller";
+    /// The resource quota controller.
+    pub const RESOURCE_QUOTA: &str = "resourcequota-controller";
 }
 
 /// The user a controller's ServiceAccount `name` in `kube-system` authenticates as: its
@@ -148,6 +154,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let daemon_sets = informer(&client, &kinds::daemon_set::V1);
     let stateful_sets = informer(&client, &kinds::stateful_set::V1);
     let claims = crate::statefulset::controller::claims_resource().map(|r| informer(&client, r));
+    let replication_controllers = informer(&client, &kinds::replication_controller::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -163,6 +170,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &cron_jobs,
         &daemon_sets,
         &stateful_sets,
+        &replication_controllers,
     ]
     .into_iter()
     .chain(claims.as_ref())
@@ -192,6 +200,17 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         EventRecorder::new(
             identity_client,
             EventSource::component("replicaset-controller"),
+        ),
+    );
+    let identity_client = as_controller(identities::REPLICATION_CONTROLLER);
+    let replication_controller_manager = ReplicaSetController::with_flavor(
+        &crate::replicationcontroller::FLAVOR,
+        identity_client.clone(),
+        replication_controllers.clone(),
+        pods.clone(),
+        EventRecorder::new(
+            identity_client,
+            EventSource::component("replication-controller"),
         ),
     );
     let identity_client = as_controller(identities::CLONESET);
@@ -288,6 +307,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             cron_jobs,
             daemon_sets,
             stateful_sets,
+            replication_controllers,
         ],
     );
 
@@ -316,7 +336,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoints_controller.run(ENDPOINTS_WORKERS),
             endpoint_slice_controller.run(ENDPOINTSLICE_WORKERS),
             aggregation_controller.run(CLUSTERROLE_AGGREGATION_WORKERS),
-            futures::future::join4(
+            futures::future::join5(
                 job_controller.run(JOB_WORKERS),
                 ttl_controller.run(TTL_AFTER_FINISHED_WORKERS),
                 cron_job_controller.run(CRONJOB_WORKERS),
@@ -324,6 +344,9 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
                     daemon_set_controller.run(DAEMONSET_WORKERS),
                     stateful_set_controller.run(STATEFULSET_WORKERS),
                 ),
+                replication_controller_manager
+                    .clone()
+                    .run(REPLICATION_CONTROLLER_WORKERS),
             ),
         ),
     );
@@ -342,6 +365,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             endpoint_stoppers.5.shutdown();
             endpoint_stoppers.6.shutdown();
             endpoint_stoppers.7.shutdown();
+            replication_controller_manager.shutdown();
         }
     }
 }
@@ -416,17 +440,21 @@ pub async fn run_namespace_defaults(
 }
 
 /// Runs the node lifecycle controller (with its NoExecute taint eviction), configured by
-/// `skiff up`'s flags, and the disruption controller keeping PodDisruptionBudgets' status,
-/// until `shutdown` resolves.
+/// `skiff up`'s flags, the disruption controller keeping PodDisruptionBudgets' status, and
+/// the resource quota controller keeping ResourceQuotas' status, until `shutdown` resolves.
 pub async fn run_node_controllers(
     client: Arc<dyn Client>,
     settings: crate::node_lifecycle::controller::NodeLifecycleSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    futures::future::join(
+    futures::future::join3(
         crate::node_lifecycle::controller::run(client.clone(), settings, shutdown.clone()),
-        crate::disruption::controller::run(client, shutdown),
+        crate::disruption::controller::run(client.clone(), shutdown.clone()),
+        crate::resourcequota::controller::run(
+            controller_client(&client, identities::RESOURCE_QUOTA),
+            shutdown,
+        ),
     )
     .await;
 }

@@ -347,6 +347,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     registry.install_token_signer(token_signer.clone());
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
+    skiff_apiserver::policy_admission::ensure_system_priority_classes(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
 
     let listener = std::net::TcpListener::bind(args.listen)

@@ -27,17 +27,26 @@ pub mod endpoint_slice;
 pub mod endpoints;
 pub mod event;
 pub mod horizontal_pod_autoscaler;
+pub mod ingress;
+pub mod ingress_class;
 pub mod job;
 pub mod lease;
+pub mod limit_range;
 pub mod namespace;
+pub mod network_policy;
 pub mod node;
 pub mod persistent_volume;
 pub mod persistent_volume_claim;
 pub mod pod;
 pub mod pod_disruption_budget;
+pub mod pod_template;
+pub mod priority_class;
 pub mod replica_set;
+pub mod replication_controller;
+pub mod resource_quota;
 pub mod role;
 pub mod role_binding;
+pub mod runtime_class;
 pub mod secret;
 pub mod service;
 pub mod service_account;
@@ -78,6 +87,15 @@ pub static KINDS: &[&Kind] = &[
     &persistent_volume::KIND,
     &persistent_volume_claim::KIND,
     &storage_class::KIND,
+    &resource_quota::KIND,
+    &limit_range::KIND,
+    &pod_template::KIND,
+    &replication_controller::KIND,
+    &priority_class::KIND,
+    &runtime_class::KIND,
+    &ingress_class::KIND,
+    &ingress::KIND,
+    &network_policy::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part

@@ -49,6 +49,8 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("v1", "Endpoints"),
     ("v1", "Event"),
     ("v1", "ServiceAccount"),
+    ("v1", "ResourceQuota"),
+    ("scheduling.k8s.io/v1", "PriorityClass"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
     ("apps/v1", "ControllerRevision"),
@@ -171,6 +173,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("v1", "Endpoints") => object_json::<core_v1::Endpoints>(&raw, &kind)?,
         ("v1", "Event") => object_json::<core_v1::Event>(&raw, &kind)?,
         ("v1", "ServiceAccount") => object_json::<core_v1::ServiceAccount>(&raw, &kind)?,
+        ("v1", "ResourceQuota") => object_json::<core_v1::ResourceQuota>(&raw, &kind)?,
+        ("scheduling.k8s.io/v1", "PriorityClass") => {
+            object_json::<k8s_pb::api::scheduling::v1::PriorityClass>(&raw, &kind)?
+        }
         ("apps/v1", "Deployment") => object_json::<apps_v1::Deployment>(&raw, &kind)?,
         ("apps/v1", "ReplicaSet") => object_json::<apps_v1::ReplicaSet>(&raw, &kind)?,
         ("apps/v1", "ControllerRevision") => {

@@ -19,11 +19,41 @@ use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
 use k8s_pb::api::policy::v1 as policy_v1;
 use k8s_pb::api::rbac::v1 as rbac_v1;
+use k8s_pb::api::scheduling::v1 as scheduling_v1;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 
 use super::json::json_objects;
 
 json_objects! {
+    core_v1::ResourceQuota {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+        "status" = status: always,
+    },
+    core_v1::ResourceQuotaSpec {
+        "hard" = hard: map,
+        "scopes" = scopes: list,
+        "scopeSelector" = scope_selector: ptr,
+    },
+    core_v1::ResourceQuotaStatus {
+        "hard" = hard: map,
+        "used" = used: map,
+    },
+    core_v1::ScopeSelector {
+        "matchExpressions" = match_expressions: list,
+    },
+    core_v1::ScopedResourceSelectorRequirement {
+        "scopeName" = scope_name: always,
+        "operator" = operator: always,
+        "values" = values: list,
+    },
+    scheduling_v1::PriorityClass {
+        "metadata" = metadata: always,
+        "value" = value: always,
+        "globalDefault" = global_default: omit,
+        "description" = description: omit,
+        "preemptionPolicy" = preemption_policy: ptr,
+    },
     policy_v1::Eviction {
         "metadata" = metadata: always,
         "deleteOptions" = delete_options: ptr,

@@ -21,17 +21,36 @@ use crate::shell::{
     record_events, run_key_syncs, typed, KeySync, SyncError,
 };
 
-fn replica_sets_resource() -> &'static ResourceInfo {
-    &skiff_api::kinds::replica_set::V1
-}
-
 fn pods_resource() -> &'static ResourceInfo {
     &skiff_api::kinds::pod::V1
 }
 
+/// What differs between the kinds this shell manages: ReplicaSets, and ReplicationControllers,
+/// which upstream also runs through the ReplicaSet controller's logic after converting them.
+pub struct Flavor {
+    /// The managed resource.
+    pub resource: &'static ResourceInfo,
+    /// The `kind` its pods' controller references name.
+    pub owner_kind: &'static str,
+    /// The object as the ReplicaSet the planner reads, `None` when it does not convert.
+    pub as_replica_set: fn(&Value) -> Option<ReplicaSet>,
+    /// Makes a plan made for the converted object right for the managed kind (its controller
+    /// references).
+    pub adapt_plan: fn(&mut super::ReplicaSetPlan),
+}
+
+/// ReplicaSets as they are.
+pub static REPLICA_SETS: Flavor = Flavor {
+    resource: &skiff_api::kinds::replica_set::V1,
+    owner_kind: "ReplicaSet",
+    as_replica_set: |object| serde_json::from_value(object.clone()).ok(),
+    adapt_plan: |_| {},
+};
+
 /// Everything one ReplicaSet sync reads and writes through.
 #[derive(Clone)]
 pub struct ReplicaSetController {
+    flavor: &'static Flavor,
     client: Arc<dyn Client>,
     replica_sets: Informer,
     pods: Informer,
@@ -54,7 +73,20 @@ impl ReplicaSetController {
         pods: Informer,
         recorder: EventRecorder,
     ) -> Self {
+        Self::with_flavor(&REPLICA_SETS, client, replica_sets, pods, recorder)
+    }
+
+    /// Like [`ReplicaSetController::new`], for the kind `flavor` describes; `replica_sets`
+    /// is the informer of that kind.
+    pub fn with_flavor(
+        flavor: &'static Flavor,
+        client: Arc<dyn Client>,
+        replica_sets: Informer,
+        pods: Informer,
+        recorder: EventRecorder,
+    ) -> Self {
         let controller = ReplicaSetController {
+            flavor,
             client,
             replica_sets,
             pods,
@@ -75,11 +107,14 @@ impl ReplicaSetController {
         let queue = self.queue.clone();
         let expectations = self.expectations.clone();
         let replica_sets = self.replica_sets.clone();
+        let owner_kind = self.flavor.owner_kind;
         self.pods.add_handler(move |n| {
             let pod = n.object();
             let ns = namespace_of(pod).to_string();
             let owner_key = |p: &Value| match controller_of(p) {
-                Some(("ReplicaSet", name, _)) => Some(format!("{}/{}", namespace_of(p), name)),
+                Some((kind, name, _)) if kind == owner_kind => {
+                    Some(format!("{}/{}", namespace_of(p), name))
+                }
                 _ => None,
             };
             let owners = observe_owned_pod(n, &expectations, owner_key);
@@ -123,7 +158,7 @@ impl ReplicaSetController {
             self.expectations.delete(key);
             return Ok(None);
         };
-        let Some(rs) = typed::<ReplicaSet>(&cached) else {
+        let Some(rs) = (self.flavor.as_replica_set)(&cached) else {
             return Ok(None);
         };
         // Expectations are read before the pods, as upstream does: once they are satisfied the
@@ -143,9 +178,10 @@ impl ReplicaSetController {
             .list_by_namespace(namespace)
             .iter()
             .filter(|o| o.pointer("/metadata/uid") != cached.pointer("/metadata/uid"))
-            .filter_map(typed)
+            .filter_map(|o| (self.flavor.as_replica_set)(o))
             .collect();
-        let plan = plan_with_related(&rs, &others, &pods, now());
+        let mut plan = plan_with_related(&rs, &others, &pods, now());
+        (self.flavor.adapt_plan)(&mut plan);
         if let Some(error) = &plan.error {
             return Err(SyncError::Plan(error.to_string()));
         }
@@ -180,17 +216,14 @@ impl ReplicaSetController {
             None => plan.status_update.clone(),
         };
         if let Some(status) = status {
-            let mut updated = rs.clone();
-            updated.status = Some(status);
+            // The stored object with the new status: both kinds share the status fields.
+            let mut updated = (*cached).clone();
+            updated["status"] = serde_json::to_value(&status)?;
             let scope = Scope {
-                resource: replica_sets_resource(),
+                resource: self.flavor.resource,
                 namespace: Some(namespace),
             };
-            match self
-                .client
-                .update_status(scope, serde_json::to_value(&updated)?)
-                .await
-            {
+            match self.client.update_status(scope, updated).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => return Ok(None),
                 Err(e) => return Err(e.into()),
