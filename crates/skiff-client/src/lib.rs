@@ -7,6 +7,7 @@
 
 pub mod logs;
 pub mod metrics;
+pub mod remote;
 pub mod streams;
 
 use std::marker::PhantomData;
@@ -21,6 +22,7 @@ use skiff_api::patch::PatchType;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 use skiff_auth::user::UserInfo;
 
+pub use remote::{Credentials, RemoteClient, RemoteConfig};
 pub use skiff_api::request_options::{DeleteOptions, ListOptions};
 pub use skiff_api::status::ApiError;
 
@@ -36,6 +38,12 @@ pub enum ClientError {
     /// The resource is not served.
     #[error("resource {0} is not served")]
     UnknownResource(String),
+    /// The server could not be reached, or the connection failed before an answer.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The client's configuration (server URL, CA, credentials, kubeconfig) is unusable.
+    #[error("client configuration: {0}")]
+    Config(String),
 }
 
 impl ClientError {
