@@ -9,6 +9,7 @@
 //! stream with the server's `ERROR` event (410 `Expired`), the signal to list again.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -215,6 +216,8 @@ struct Connection {
     token: Option<String>,
     watch_window: Duration,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// How many times a watch the server ended was reopened.
+    watch_reopens: AtomicU64,
 }
 
 /// An answer: its status code and body.
@@ -294,8 +297,15 @@ impl RemoteClient {
                 token,
                 watch_window: config.watch_window.max(Duration::from_secs(1)),
                 idle: Mutex::new(Vec::new()),
+                watch_reopens: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// How many times this client's watches were reopened after the server ended them: what a
+    /// reconnecting watch has done, for diagnostics and tests.
+    pub fn watch_reopens(&self) -> u64 {
+        self.inner.watch_reopens.load(Ordering::Relaxed)
     }
 
     /// A client for the current context of the kubeconfig at `path`.
@@ -799,7 +809,10 @@ impl Client for RemoteClient {
                 current_window = window_until(deadline);
                 let path = with_query(base.clone(), &list_query(&options, Some(current_window)));
                 body = match connection.open_watch(&path).await {
-                    Ok(body) => body,
+                    Ok(body) => {
+                        connection.watch_reopens.fetch_add(1, Ordering::Relaxed);
+                        body
+                    }
                     Err(ClientError::Api(status)) => {
                         // The same ERROR event a server sends inside a watch, so callers
                         // handle a gone revision one way (410: list again).
