@@ -26,6 +26,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Value};
 use skiff_api::patch::PatchType;
 use skiff_api::resources::ResourceInfo;
+use skiff_auth::user::UserInfo;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
@@ -205,7 +206,12 @@ fn read_file(path: &Path) -> Result<Vec<u8>, ClientError> {
 #[derive(Clone)]
 pub struct RemoteClient {
     inner: Arc<Connection>,
+    /// The `Impersonate-*` headers of a client acting as another user ([`Client::as_user`]).
+    impersonation: Arc<Vec<(&'static str, String)>>,
 }
+
+/// Extra request headers, by name.
+type Headers = [(&'static str, String)];
 
 /// What every call shares: where to connect, how, and the idle connections.
 struct Connection {
@@ -299,6 +305,7 @@ impl RemoteClient {
                 idle: Mutex::new(Vec::new()),
                 watch_reopens: AtomicU64::new(0),
             }),
+            impersonation: Arc::new(Vec::new()),
         })
     }
 
@@ -306,6 +313,19 @@ impl RemoteClient {
     /// reconnecting watch has done, for diagnostics and tests.
     pub fn watch_reopens(&self) -> u64 {
         self.inner.watch_reopens.load(Ordering::Relaxed)
+    }
+
+    /// Sends one call as this client (impersonating its user, if any); see
+    /// [`Connection::call_json`].
+    async fn json(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<(u16, Value), ClientError> {
+        self.inner
+            .call_json(method, path, body, &self.impersonation)
+            .await
     }
 
     /// A client for the current context of the kubeconfig at `path`.
@@ -372,6 +392,7 @@ impl Connection {
         method: &hyper::Method,
         path: &str,
         body: &Option<(&'static str, Vec<u8>)>,
+        headers: &Headers,
     ) -> Result<hyper::Request<Full<Bytes>>, ClientError> {
         let mut builder = hyper::Request::builder()
             .method(method.clone())
@@ -381,6 +402,9 @@ impl Connection {
             .header(hyper::header::USER_AGENT, "skiff-client");
         if let Some(token) = &self.token {
             builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
         }
         let payload = match body {
             Some((content_type, bytes)) => {
@@ -401,11 +425,12 @@ impl Connection {
         method: hyper::Method,
         path: &str,
         body: Option<(&'static str, Vec<u8>)>,
+        headers: &Headers,
     ) -> Result<Answer, ClientError> {
         let exchange = async {
             if let Some(mut sender) = self.idle_sender().await {
                 if let Ok(response) = sender
-                    .send_request(self.request(&method, path, &body)?)
+                    .send_request(self.request(&method, path, &body, headers)?)
                     .await
                 {
                     let answer = read_answer(response).await?;
@@ -415,7 +440,7 @@ impl Connection {
             }
             let mut sender = self.connect().await?;
             let response = sender
-                .send_request(self.request(&method, path, &body)?)
+                .send_request(self.request(&method, path, &body, headers)?)
                 .await
                 .map_err(|e| transport("request failed", e))?;
             let answer = read_answer(response).await?;
@@ -433,8 +458,9 @@ impl Connection {
         method: hyper::Method,
         path: &str,
         body: Option<(&'static str, Vec<u8>)>,
+        headers: &Headers,
     ) -> Result<(u16, Value), ClientError> {
-        let answer = self.call(method, path, body).await?;
+        let answer = self.call(method, path, body, headers).await?;
         if !(200..300).contains(&answer.code) {
             return Err(ClientError::Api(error_of(answer.code, &answer.body)));
         }
@@ -444,11 +470,11 @@ impl Connection {
     }
 
     /// Opens a watch; the answer's body streams its events.
-    async fn open_watch(&self, path: &str) -> Result<Incoming, ClientError> {
+    async fn open_watch(&self, path: &str, headers: &Headers) -> Result<Incoming, ClientError> {
         let mut sender = self.connect().await?;
         let response = tokio::time::timeout(
             CALL_TIMEOUT,
-            sender.send_request(self.request(&hyper::Method::GET, path, &None)?),
+            sender.send_request(self.request(&hyper::Method::GET, path, &None, headers)?),
         )
         .await
         .map_err(|_| transport("watch", "timed out"))?
@@ -724,13 +750,24 @@ enum PumpEnd {
 
 #[async_trait]
 impl Client for RemoteClient {
+    /// The same connection acting as `user` through Kubernetes' impersonation headers
+    /// (`Impersonate-User`, `-Group`, `-Uid`), so a controller holds exactly its user's rights
+    /// as it does in process; the client's own credentials must allow `impersonate`.
+    fn as_user(&self, user: UserInfo) -> Option<Arc<dyn Client>> {
+        let mut headers = vec![("Impersonate-User", user.name)];
+        headers.extend(user.groups.into_iter().map(|g| ("Impersonate-Group", g)));
+        if !user.uid.is_empty() {
+            headers.push(("Impersonate-Uid", user.uid));
+        }
+        Some(Arc::new(RemoteClient {
+            inner: self.inner.clone(),
+            impersonation: Arc::new(headers),
+        }))
+    }
+
     async fn get(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
         let path = resource_path(scope, Some(name), None);
-        Ok(self
-            .inner
-            .call_json(hyper::Method::GET, &path, None)
-            .await?
-            .1)
+        Ok(self.json(hyper::Method::GET, &path, None).await?.1)
     }
 
     async fn list(
@@ -739,10 +776,7 @@ impl Client for RemoteClient {
         options: &ListOptions,
     ) -> Result<ObjectList, ClientError> {
         let path = with_query(resource_path(scope, None, None), &list_query(options, None));
-        let (_, list) = self
-            .inner
-            .call_json(hyper::Method::GET, &path, None)
-            .await?;
+        let (_, list) = self.json(hyper::Method::GET, &path, None).await?;
         let text = |pointer: &str| list.pointer(pointer).and_then(Value::as_str);
         Ok(ObjectList {
             resource_version: text("/metadata/resourceVersion").unwrap_or("").to_string(),
@@ -771,7 +805,8 @@ impl Client for RemoteClient {
         };
         let first_window = window_until(deadline);
         let first = with_query(base.clone(), &list_query(options, Some(first_window)));
-        let body = self.inner.open_watch(&first).await?;
+        let body = self.inner.open_watch(&first, &self.impersonation).await?;
+        let impersonation = self.impersonation.clone();
         let (sender, receiver) = mpsc::channel(64);
         let connection = self.inner.clone();
         let mut options = options.clone();
@@ -808,7 +843,7 @@ impl Client for RemoteClient {
                 options.send_initial_events = None;
                 current_window = window_until(deadline);
                 let path = with_query(base.clone(), &list_query(&options, Some(current_window)));
-                body = match connection.open_watch(&path).await {
+                body = match connection.open_watch(&path, &impersonation).await {
                     Ok(body) => {
                         connection.watch_reopens.fetch_add(1, Ordering::Relaxed);
                         body
@@ -842,8 +877,7 @@ impl Client for RemoteClient {
     async fn create(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
         let path = resource_path(scope, None, None);
         Ok(self
-            .inner
-            .call_json(hyper::Method::POST, &path, json_body(&object))
+            .json(hyper::Method::POST, &path, json_body(&object))
             .await?
             .1)
     }
@@ -851,8 +885,7 @@ impl Client for RemoteClient {
     async fn update(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
         let path = resource_path(scope, Some(name_of(&object)), None);
         Ok(self
-            .inner
-            .call_json(hyper::Method::PUT, &path, json_body(&object))
+            .json(hyper::Method::PUT, &path, json_body(&object))
             .await?
             .1)
     }
@@ -860,8 +893,7 @@ impl Client for RemoteClient {
     async fn update_status(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
         let path = resource_path(scope, Some(name_of(&object)), Some("status"));
         Ok(self
-            .inner
-            .call_json(hyper::Method::PUT, &path, json_body(&object))
+            .json(hyper::Method::PUT, &path, json_body(&object))
             .await?
             .1)
     }
@@ -881,8 +913,7 @@ impl Client for RemoteClient {
         }
         let body = serde_json::to_vec(&patch).unwrap_or_default();
         Ok(self
-            .inner
-            .call_json(
+            .json(
                 hyper::Method::PATCH,
                 &path,
                 Some((patch_type.content_type(), body)),
@@ -899,8 +930,7 @@ impl Client for RemoteClient {
     ) -> Result<Option<Value>, ClientError> {
         let path = resource_path(scope, Some(name), None);
         let (code, answer) = self
-            .inner
-            .call_json(
+            .json(
                 hyper::Method::DELETE,
                 &path,
                 json_body(&delete_body(options)),
@@ -922,8 +952,7 @@ impl Client for RemoteClient {
             "metadata": {"name": name, "namespace": namespace},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         });
-        self.inner
-            .call_json(hyper::Method::POST, &path, json_body(&binding))
+        self.json(hyper::Method::POST, &path, json_body(&binding))
             .await?;
         Ok(())
     }
@@ -940,8 +969,7 @@ impl Client for RemoteClient {
         };
         let path = resource_path(scope, Some(name), Some("token"));
         Ok(self
-            .inner
-            .call_json(hyper::Method::POST, &path, json_body(&request))
+            .json(hyper::Method::POST, &path, json_body(&request))
             .await?
             .1)
     }
@@ -949,19 +977,14 @@ impl Client for RemoteClient {
     async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
         require_scale(scope.resource)?;
         let path = resource_path(scope, Some(name), Some("scale"));
-        Ok(self
-            .inner
-            .call_json(hyper::Method::GET, &path, None)
-            .await?
-            .1)
+        Ok(self.json(hyper::Method::GET, &path, None).await?.1)
     }
 
     async fn update_scale(&self, scope: Scope<'_>, scale: Value) -> Result<Value, ClientError> {
         require_scale(scope.resource)?;
         let path = resource_path(scope, Some(name_of(&scale)), Some("scale"));
         Ok(self
-            .inner
-            .call_json(hyper::Method::PUT, &path, json_body(&scale))
+            .json(hyper::Method::PUT, &path, json_body(&scale))
             .await?
             .1)
     }

@@ -25,7 +25,15 @@ fn normal_dependencies(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
     let output = Command::new(&cargo)
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p"])
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+        ])
         .arg(package)
         .arg("--manifest-path")
         .arg(&manifest)

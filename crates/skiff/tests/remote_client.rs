@@ -210,6 +210,42 @@ fn reads_writes_and_errors_answer_as_the_local_client_does() {
             over_https[2]
         );
 
+        // Acting as a controller's ServiceAccount, a call holds only what RBAC grants it, and a
+        // refusal reads as in process.
+        let controller = skiff_auth::user::UserInfo::new(
+            "system:serviceaccount:kube-system:replicaset-controller",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:kube-system",
+                "system:authenticated",
+            ],
+        );
+        let acting = client
+            .as_user(controller.clone())
+            .expect("a remote client acts for users");
+        let refused = status_of(acting.create(scope, config_map("denied", "x")).await);
+        let local_acting = local.as_user(controller).expect("a local acting client");
+        assert_eq!(
+            refused,
+            status_of(local_acting.create(scope, config_map("denied", "x")).await)
+        );
+        assert_eq!(
+            refused,
+            (
+                403,
+                "Forbidden",
+                r#"configmaps is forbidden: User "system:serviceaccount:kube-system:replicaset-controller" cannot create resource "configmaps" in API group "" in the namespace "default""#.to_string()
+            )
+        );
+        let pods = Scope {
+            resource: &kinds::pod::V1,
+            namespace: Some("default"),
+        };
+        acting
+            .list(pods, &ListOptions::default())
+            .await
+            .expect("its role lets the ReplicaSet controller list pods");
+
         // The scale subresource of a Deployment.
         let deployments = Scope {
             resource: &kinds::deployment::V1,
@@ -234,6 +270,12 @@ fn reads_writes_and_errors_answer_as_the_local_client_does() {
         assert_eq!(scale["spec"]["replicas"], 0);
         assert_eq!(scale["status"]["selector"], "app=web");
         scale["spec"]["replicas"] = json!(2);
+        // The Deployment controller writes the Deployment meanwhile; without a
+        // resourceVersion the write is unconditional, as `kubectl scale` without one is.
+        scale["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("resourceVersion");
         let scaled = client
             .update_scale(deployments, scale)
             .await
@@ -329,10 +371,13 @@ fn a_watch_sees_every_change_once_across_the_server_closing_it() {
             ("ADDED", "watched".to_string(), "1".to_string())
         );
         let reopens = client.watch_reopens();
-        wait_until("the server to end the watch and the client to reopen it", || {
-            let client = client.clone();
-            async move { client.watch_reopens() > reopens }
-        })
+        wait_until(
+            "the server to end the watch and the client to reopen it",
+            || {
+                let client = client.clone();
+                async move { client.watch_reopens() > reopens }
+            },
+        )
         .await;
         client
             .patch(
@@ -479,10 +524,16 @@ fn the_replicaset_controller_runs_unchanged_over_the_remote_client() {
     ]);
     let refusal = "request refused user=system:serviceaccount:kube-system:replicaset-controller";
     wait_for("the server's controller to be refused", DEADLINE, || {
-        without_colours(&skiff.log()).contains(refusal).then_some(())
+        without_colours(&skiff.log())
+            .contains(refusal)
+            .then_some(())
     });
     let pods = kubectl.json(&["get", "pods", "-l", "app=remote"]);
-    assert_eq!(pods["items"], json!([]), "no pod without the remote controller");
+    assert_eq!(
+        pods["items"],
+        json!([]),
+        "no pod without the remote controller"
+    );
 
     let rt = runtime();
     let controller = rt.block_on(async {
@@ -514,21 +565,29 @@ fn the_replicaset_controller_runs_unchanged_over_the_remote_client() {
         controller
     });
 
-    let owned = wait_for("the remote controller to create three pods", DEADLINE, || {
-        let pods = kubectl.json(&["get", "pods", "-l", "app=remote"]);
-        let items = pods["items"].as_array()?.clone();
-        (items.len() == 3).then_some(items)
-    });
+    let owned = wait_for(
+        "the remote controller to create three pods",
+        DEADLINE,
+        || {
+            let pods = kubectl.json(&["get", "pods", "-l", "app=remote"]);
+            let items = pods["items"].as_array()?.clone();
+            (items.len() == 3).then_some(items)
+        },
+    );
     for pod in &owned {
         let owner = &pod["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "ReplicaSet", "{pod}");
         assert_eq!(owner["name"], "remote", "{pod}");
         assert_eq!(owner["controller"], true, "{pod}");
     }
-    wait_for("the remote controller to count the replicas", DEADLINE, || {
-        let replica_set = kubectl.json(&["get", "replicaset", "remote"]);
-        (replica_set["status"]["replicas"] == 3).then_some(())
-    });
+    wait_for(
+        "the remote controller to count the replicas",
+        DEADLINE,
+        || {
+            let replica_set = kubectl.json(&["get", "replicaset", "remote"]);
+            (replica_set["status"]["replicas"] == 3).then_some(())
+        },
+    );
     // Scaled down, it deletes what is too many.
     kubectl.ok(&["scale", "replicaset", "remote", "--replicas=1"]);
     wait_for("the remote controller to delete two pods", DEADLINE, || {
