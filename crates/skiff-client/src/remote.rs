@@ -419,7 +419,8 @@ impl Connection {
     }
 
     /// Sends one request and reads its whole answer. A request that fails on a reused idle
-    /// connection (the server may have closed it meanwhile) is sent once more on a new one.
+    /// connection (the server may have closed it meanwhile) is sent once more on a new one,
+    /// unless it is a `POST` that may have reached the server.
     async fn call(
         &self,
         method: hyper::Method,
@@ -429,13 +430,21 @@ impl Connection {
     ) -> Result<Answer, ClientError> {
         let exchange = async {
             if let Some(mut sender) = self.idle_sender().await {
-                if let Ok(response) = sender
+                match sender
                     .send_request(self.request(&method, path, &body, headers)?)
                     .await
                 {
-                    let answer = read_answer(response).await?;
-                    self.keep_idle(sender);
-                    return Ok(answer);
+                    Ok(response) => {
+                        let answer = read_answer(response).await?;
+                        self.keep_idle(sender);
+                        return Ok(answer);
+                    }
+                    // A create may have been carried out before the connection broke; only a
+                    // request never sent is sent again.
+                    Err(e) if method == hyper::Method::POST && !e.is_canceled() => {
+                        return Err(transport("request failed", e));
+                    }
+                    Err(_) => {}
                 }
             }
             let mut sender = self.connect().await?;
