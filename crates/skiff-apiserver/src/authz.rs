@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{json, Map, Value};
 use skiff_api::kinds;
 use skiff_auth::attributes::{Attributes, ResourceTarget, Target};
@@ -21,7 +21,7 @@ use skiff_auth::user::{
 
 use crate::registry::{ListOptions, Registry};
 use crate::server::ServerState;
-use crate::status::ApiError;
+use crate::status::{ApiError, ServerApiError};
 
 /// The user name the admin token authenticates as (k3s's admin identity).
 pub const ADMIN_USER: &str = "system:admin";

@@ -14,6 +14,7 @@ pub mod component_status;
 pub mod discovery;
 pub mod eviction;
 pub mod filter;
+pub mod local_client;
 pub mod logs;
 pub mod meta;
 pub mod metrics;
@@ -37,3 +38,5 @@ pub mod stored_labels;
 pub mod streaming;
 pub mod system;
 pub mod token_request;
+
+pub use local_client::LocalClient;

@@ -10,11 +10,11 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::FutureExt;
 use hyper::body::{Frame, SizeHint};
 
-use crate::status::ApiError;
+use crate::status::{ApiError, ServerApiError};
 
 /// What a client is told when its request made the server panic: the words Kubernetes' panic
 /// handler answers with, as client-go reports such a 500.

@@ -19,7 +19,7 @@ use crate::admission::{self, FieldValidation};
 use crate::allocator::{ServiceAllocator, ServiceRange};
 use crate::filter::Filter;
 use crate::meta;
-use crate::status::ApiError;
+use crate::status::{ApiError, ServerApiError};
 use crate::stored_json;
 use crate::stored_labels::{label_verdict, LabelExtractor};
 
@@ -44,30 +44,7 @@ pub struct WriteOptions {
     pub dry_run: bool,
 }
 
-/// Options of a list or watch.
-#[derive(Clone, Debug, Default)]
-pub struct ListOptions {
-    /// `labelSelector`.
-    pub label_selector: Option<String>,
-    /// `fieldSelector`.
-    pub field_selector: Option<String>,
-    /// `limit`: at most this many items per page.
-    pub limit: Option<usize>,
-    /// `continue`: the token of the previous page.
-    pub continue_token: Option<String>,
-    /// `resourceVersion`: for a watch, the revision to start after.
-    pub resource_version: Option<String>,
-    /// `allowWatchBookmarks`.
-    pub allow_bookmarks: bool,
-    /// `resourceVersionMatch`: `Exact` lists at `resource_version` itself, `NotOlderThan`
-    /// (like no match with a resourceVersion) at least as new as it.
-    pub resource_version_match: Option<String>,
-    /// `sendInitialEvents` of a watch: `true` starts with the current state as `ADDED` events
-    /// ended by a bookmark (when bookmarks are allowed); `false` starts with changes only.
-    pub send_initial_events: Option<bool>,
-    /// `timeoutSeconds` of a watch.
-    pub timeout: Option<Duration>,
-}
+pub use skiff_api::request_options::{DeleteOptions, ListOptions};
 
 /// One page of a list, of decoded objects ([`ObjectList`]) or of objects as stored
 /// ([`StoredList`]).
@@ -96,21 +73,6 @@ pub type StoredList = ListPage<KeyValue>;
 struct MetadataOnly {
     #[serde(default)]
     metadata: Value,
-}
-
-/// The deletion options Kubernetes clients send.
-#[derive(Clone, Debug, Default)]
-pub struct DeleteOptions {
-    /// `gracePeriodSeconds`.
-    pub grace_period_seconds: Option<i64>,
-    /// `propagationPolicy`: `Orphan`, `Background` or `Foreground`.
-    pub propagation_policy: Option<String>,
-    /// `preconditions.uid`.
-    pub precondition_uid: Option<String>,
-    /// `preconditions.resourceVersion`.
-    pub precondition_resource_version: Option<String>,
-    /// Validate but do not persist.
-    pub dry_run: bool,
 }
 
 /// What a delete did.

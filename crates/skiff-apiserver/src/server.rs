@@ -24,7 +24,7 @@ use crate::discovery::{self, DiscoveryFormat};
 use crate::registry::{
     DeleteOptions, Deleted, ListOptions, ListPage, Registry, StoredList, WriteOptions, Written,
 };
-use crate::status::ApiError;
+use crate::status::{ApiError, ServerApiError};
 use crate::{bodies, meta, scale};
 
 /// The largest request body accepted, as Kubernetes limits it (3 MiB).

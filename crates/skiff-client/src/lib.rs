@@ -2,11 +2,12 @@
 //! state.
 //!
 //! [`Client`] is object-safe and speaks JSON values, so the same controller code runs against
-//! the in-process registry ([`LocalClient`], same admission as HTTP requests) or, later, a
-//! remote server. [`Api`] adds typed access for any `k8s-openapi` resource (and CloneSets).
+//! the in-process registry (`skiff_apiserver::LocalClient`, same admission as HTTP requests)
+//! or a remote server over HTTPS ([`RemoteClient`]). [`Api`] adds typed access for any `k8s-openapi` resource (and CloneSets).
 
 pub mod logs;
 pub mod metrics;
+pub mod remote;
 pub mod streams;
 
 use std::marker::PhantomData;
@@ -14,18 +15,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use futures::StreamExt;
 use k8s_openapi::serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use skiff_api::patch::PatchType;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
-use skiff_apiserver::registry::{self, Registry, WriteOptions};
-use skiff_auth::attributes::{Attributes, ResourceTarget};
 use skiff_auth::user::UserInfo;
 
-pub use skiff_apiserver::registry::{DeleteOptions, ListOptions};
-pub use skiff_apiserver::status::ApiError;
+pub use remote::{Credentials, RemoteClient, RemoteConfig};
+pub use skiff_api::request_options::{DeleteOptions, ListOptions};
+pub use skiff_api::status::ApiError;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +38,12 @@ pub enum ClientError {
     /// The resource is not served.
     #[error("resource {0} is not served")]
     UnknownResource(String),
+    /// The server could not be reached, or the connection failed before an answer.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The client's configuration (server URL, CA, credentials, kubeconfig) is unusable.
+    #[error("client configuration: {0}")]
+    Config(String),
 }
 
 impl ClientError {
@@ -176,7 +181,7 @@ pub trait Client: Send + Sync + 'static {
     async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
         require_scale(scope.resource)?;
         let object = self.get(scope, name).await?;
-        Ok(skiff_apiserver::scale::scale_of(&object))
+        Ok(skiff_api::scale::scale_of(&object))
     }
 
     /// Writes a Scale's `spec.replicas` to its workload; the Scale's `resourceVersion`, if set,
@@ -187,8 +192,9 @@ pub trait Client: Send + Sync + 'static {
     }
 }
 
-/// Writes a Scale's `spec.replicas` to its workload through `client`'s get and update.
-async fn write_scale<C: Client + ?Sized>(
+/// Writes a Scale's `spec.replicas` to its workload through `client`'s get and update: what
+/// `PUT .../scale` does, for clients that have no subresource call of their own.
+pub async fn write_scale<C: Client + ?Sized>(
     client: &C,
     scope: Scope<'_>,
     scale: Value,
@@ -207,93 +213,10 @@ async fn write_scale<C: Client + ?Sized>(
     }
     object["spec"]["replicas"] = Value::from(replicas);
     let updated = client.update(scope, object).await?;
-    Ok(skiff_apiserver::scale::scale_of(&updated))
+    Ok(skiff_api::scale::scale_of(&updated))
 }
 
-fn require_scale(resource: &ResourceInfo) -> Result<(), ClientError> {
-    if resource.subresources.contains(&Subresource::Scale) {
-        Ok(())
-    } else {
-        Err(ClientError::UnknownResource(format!(
-            "{}/scale",
-            resource.plural
-        )))
-    }
-}
-
-/// A client that goes straight into the registry of this process: no HTTP, same admission,
-/// and, when it acts as a user, the same authorization.
-#[derive(Clone)]
-pub struct LocalClient {
-    registry: Registry,
-    /// Who the calls are made as; `None` is the control plane itself, never authorized.
-    user: Option<UserInfo>,
-}
-
-impl LocalClient {
-    /// A client over `registry` with the control plane's own unrestricted rights (the API
-    /// server's loopback identity): for informers and start-up work, not for controllers.
-    pub fn new(registry: Registry) -> LocalClient {
-        LocalClient {
-            registry,
-            user: None,
-        }
-    }
-
-    /// A client over `registry` whose every call is authorized for `user` with the decision
-    /// HTTP requests get, refused with the same 403.
-    pub fn as_user(registry: Registry, user: UserInfo) -> LocalClient {
-        LocalClient {
-            registry,
-            user: Some(user),
-        }
-    }
-
-    /// This client without its user: for the object reads and writes a subresource call the
-    /// user was already authorized for is made of.
-    fn unrestricted(&self) -> LocalClient {
-        LocalClient::new(self.registry.clone())
-    }
-
-    /// The user calls are made as, if any.
-    pub fn user(&self) -> Option<&UserInfo> {
-        self.user.as_ref()
-    }
-
-    /// Refuses a call its user may not make, as kube-apiserver's authorization filter does.
-    async fn authorize(
-        &self,
-        verb: &str,
-        resource: &ResourceInfo,
-        subresource: &str,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<(), ClientError> {
-        let Some(user) = &self.user else {
-            return Ok(());
-        };
-        let attrs = Attributes::resource(
-            user.clone(),
-            verb,
-            ResourceTarget {
-                namespace: namespace.unwrap_or("").to_string(),
-                api_group: resource.group.to_string(),
-                api_version: resource.version.to_string(),
-                resource: resource.plural.to_string(),
-                subresource: subresource.to_string(),
-                name: name.to_string(),
-            },
-        );
-        let decision = skiff_apiserver::authz::authorize(&self.registry, &attrs).await?;
-        if decision.allowed {
-            return Ok(());
-        }
-        let refusal = skiff_apiserver::authz::forbidden(&attrs, &decision.reason);
-        tracing::warn!(user = %user.name, error = %refusal.message, "request refused");
-        Err(ClientError::Api(refusal))
-    }
-}
-
+/// The object's `metadata.name`, empty when it has none.
 fn name_of(object: &Value) -> &str {
     object
         .pointer("/metadata/name")
@@ -301,214 +224,15 @@ fn name_of(object: &Value) -> &str {
         .unwrap_or("")
 }
 
-#[async_trait]
-impl Client for LocalClient {
-    fn as_user(&self, user: UserInfo) -> Option<Arc<dyn Client>> {
-        Some(Arc::new(LocalClient::as_user(self.registry.clone(), user)))
-    }
-
-    async fn get(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
-        self.authorize("get", scope.resource, "", scope.namespace, name)
-            .await?;
-        Ok(self
-            .registry
-            .get(scope.resource, scope.namespace, name)
-            .await?)
-    }
-
-    async fn list(
-        &self,
-        scope: Scope<'_>,
-        options: &ListOptions,
-    ) -> Result<ObjectList, ClientError> {
-        self.authorize("list", scope.resource, "", scope.namespace, "")
-            .await?;
-        let list = self
-            .registry
-            .list(scope.resource, scope.namespace, options)
-            .await?;
-        Ok(ObjectList {
-            items: list.items,
-            resource_version: list.resource_version.to_string(),
-            continue_token: list.continue_token,
-        })
-    }
-
-    async fn watch(
-        &self,
-        scope: Scope<'_>,
-        options: &ListOptions,
-    ) -> Result<BoxStream<'static, WatchEvent>, ClientError> {
-        self.authorize("watch", scope.resource, "", scope.namespace, "")
-            .await?;
-        let events = self
-            .registry
-            .watch(scope.resource, scope.namespace, options)
-            .await?;
-        Ok(events
-            .map(|e: registry::WatchEvent| WatchEvent {
-                event_type: e.event_type,
-                object: e.object,
-            })
-            .boxed())
-    }
-
-    async fn create(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
-        self.authorize("create", scope.resource, "", scope.namespace, "")
-            .await?;
-        let w = self
-            .registry
-            .create(
-                scope.resource,
-                scope.namespace,
-                object,
-                WriteOptions::default(),
-            )
-            .await?;
-        Ok(w.object)
-    }
-
-    async fn update(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
-        let name = name_of(&object).to_string();
-        self.authorize("update", scope.resource, "", scope.namespace, &name)
-            .await?;
-        let w = self
-            .registry
-            .update(
-                scope.resource,
-                scope.namespace,
-                &name,
-                object,
-                None,
-                WriteOptions::default(),
-            )
-            .await?;
-        Ok(w.object)
-    }
-
-    async fn update_status(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
-        let name = name_of(&object).to_string();
-        self.authorize("update", scope.resource, "status", scope.namespace, &name)
-            .await?;
-        let w = self
-            .registry
-            .update(
-                scope.resource,
-                scope.namespace,
-                &name,
-                object,
-                Some(Subresource::Status),
-                WriteOptions::default(),
-            )
-            .await?;
-        Ok(w.object)
-    }
-
-    async fn patch(
-        &self,
-        scope: Scope<'_>,
-        name: &str,
-        patch_type: PatchType,
-        patch: Value,
-        status: bool,
-    ) -> Result<Value, ClientError> {
-        let resource = scope.resource;
-        let sub = status.then_some(Subresource::Status);
-        let subresource = if status { "status" } else { "" };
-        self.authorize("patch", resource, subresource, scope.namespace, name)
-            .await?;
-        let w =
-            self.registry
-                .write_loop(
-                    resource,
-                    scope.namespace,
-                    name,
-                    sub,
-                    WriteOptions::default(),
-                    None,
-                    |current| {
-                        skiff_api::patch::apply_patch(resource, &current, patch_type, &patch)
-                            .map_err(|e| ApiError {
-                                code: e.code(),
-                                reason: e.reason(),
-                                message: e.to_string(),
-                                details: None,
-                            })
-                    },
-                )
-                .await?;
-        Ok(w.object)
-    }
-
-    async fn delete(
-        &self,
-        scope: Scope<'_>,
-        name: &str,
-        options: &DeleteOptions,
-    ) -> Result<Option<Value>, ClientError> {
-        self.authorize("delete", scope.resource, "", scope.namespace, name)
-            .await?;
-        match self
-            .registry
-            .delete(scope.resource, scope.namespace, name, options)
-            .await?
-        {
-            registry::Deleted::Gone(_) => Ok(None),
-            registry::Deleted::Pending(obj) => Ok(Some(obj)),
-        }
-    }
-
-    async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), ClientError> {
-        self.authorize(
-            "create",
-            &skiff_api::kinds::pod::V1,
-            "binding",
-            Some(namespace),
-            name,
-        )
-        .await?;
-        self.registry.bind_pod(namespace, name, node).await?;
+/// Refuses a scale call on a resource without the `scale` subresource.
+pub fn require_scale(resource: &ResourceInfo) -> Result<(), ClientError> {
+    if resource.subresources.contains(&Subresource::Scale) {
         Ok(())
-    }
-
-    async fn create_token(
-        &self,
-        namespace: &str,
-        name: &str,
-        request: Value,
-    ) -> Result<Value, ClientError> {
-        self.authorize(
-            "create",
-            &skiff_api::kinds::service_account::V1,
-            "token",
-            Some(namespace),
-            name,
-        )
-        .await?;
-        Ok(skiff_apiserver::token_request::request_token(
-            &self.registry,
-            namespace,
-            name,
-            request,
-            skiff_apiserver::token_request::now_seconds(),
-        )
-        .await?)
-    }
-
-    async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {
-        require_scale(scope.resource)?;
-        self.authorize("get", scope.resource, "scale", scope.namespace, name)
-            .await?;
-        let object = self.unrestricted().get(scope, name).await?;
-        Ok(skiff_apiserver::scale::scale_of(&object))
-    }
-
-    async fn update_scale(&self, scope: Scope<'_>, scale: Value) -> Result<Value, ClientError> {
-        require_scale(scope.resource)?;
-        let name = name_of(&scale).to_string();
-        self.authorize("update", scope.resource, "scale", scope.namespace, &name)
-            .await?;
-        write_scale(&self.unrestricted(), scope, scale).await
+    } else {
+        Err(ClientError::UnknownResource(format!(
+            "{}/scale",
+            resource.plural
+        )))
     }
 }
 
@@ -667,185 +391,5 @@ where
         options: &ListOptions,
     ) -> Result<BoxStream<'static, WatchEvent>, ClientError> {
         self.client.watch(self.scope(), options).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::ConfigMap;
-
-    async fn client() -> (tempfile::TempDir, Arc<dyn Client>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let registry = Registry::new(Arc::new(store));
-        skiff_apiserver::system::ensure_builtin_namespaces(&registry)
-            .await
-            .unwrap();
-        (dir, Arc::new(LocalClient::new(registry)))
-    }
-
-    #[tokio::test]
-    async fn typed_round_trip_through_the_registry() {
-        let (_dir, client) = client().await;
-        let api: Api<ConfigMap> = Api::new(client, Some("default")).unwrap();
-        let mut cm = ConfigMap::default();
-        cm.metadata.name = Some("c".into());
-        cm.data = Some([("a".to_string(), "b".to_string())].into());
-        let created = api.create(&cm).await.unwrap();
-        assert!(created.metadata.uid.is_some());
-        let patched = api
-            .patch(
-                "c",
-                PatchType::Merge,
-                serde_json::json!({"data": {"a": "z"}}),
-                false,
-            )
-            .await
-            .unwrap();
-        assert_eq!(patched.data.unwrap()["a"], "z");
-        let stale = created.clone();
-        assert!(api.update(&stale).await.unwrap_err().is_conflict());
-        assert!(api
-            .delete("c", &DeleteOptions::default())
-            .await
-            .unwrap()
-            .is_none());
-        assert!(api.get_opt("c").await.unwrap().is_none());
-    }
-
-    fn controller_user() -> UserInfo {
-        UserInfo::new(
-            "system:serviceaccount:kube-system:replicaset-controller",
-            &[
-                "system:serviceaccounts",
-                "system:serviceaccounts:kube-system",
-                "system:authenticated",
-            ],
-        )
-    }
-
-    #[tokio::test]
-    async fn a_client_acting_as_a_user_holds_only_what_rbac_grants() {
-        let (_dir, admin) = client().await;
-        let acting = admin
-            .as_user(controller_user())
-            .expect("a local client acts for users");
-        let config_maps = Scope {
-            resource: &skiff_api::kinds::config_map::V1,
-            namespace: Some("default"),
-        };
-        let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                                      "metadata": {"name": "c"}});
-        let refused = acting
-            .create(config_maps, body.clone())
-            .await
-            .expect_err("no rule grants it");
-        let ClientError::Api(status) = &refused else {
-            panic!("expected a Status, got {refused:?}");
-        };
-        assert_eq!(status.code, 403);
-        assert_eq!(
-            status.message,
-            r#"configmaps is forbidden: User "system:serviceaccount:kube-system:replicaset-controller" cannot create resource "configmaps" in API group "" in the namespace "default""#
-        );
-        assert_eq!(
-            refused.message(),
-            status.message,
-            "events carry the message alone"
-        );
-        let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "cm-writer"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]});
-        let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "cm-writer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cm-writer"},
-            "subjects": [{"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"}]});
-        for (resource, object) in [
-            (&skiff_api::kinds::cluster_role::V1, role),
-            (&skiff_api::kinds::cluster_role_binding::V1, binding),
-        ] {
-            admin
-                .create(
-                    Scope {
-                        resource,
-                        namespace: None,
-                    },
-                    object,
-                )
-                .await
-                .expect("the unrestricted client writes RBAC");
-        }
-        acting
-            .create(config_maps, body)
-            .await
-            .expect("the binding grants create");
-        // Create is all it grants.
-        assert_eq!(acting.get(config_maps, "c").await.unwrap_err().code(), 403);
-        assert_eq!(
-            acting
-                .delete(config_maps, "c", &DeleteOptions::default())
-                .await
-                .unwrap_err()
-                .code(),
-            403
-        );
-    }
-
-    #[tokio::test]
-    async fn scale_calls_are_authorized_on_the_scale_subresource() {
-        let (_dir, admin) = client().await;
-        let deployments = Scope {
-            resource: &skiff_api::kinds::deployment::V1,
-            namespace: Some("default"),
-        };
-        admin
-            .create(
-                deployments,
-                serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": "web"},
-                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                        "template": {"metadata": {"labels": {"app": "web"}},
-                            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
-            )
-            .await
-            .expect("deployment");
-        let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "scaler"},
-            "rules": [{"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["get", "update"]}]});
-        let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "scaler"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "scaler"},
-            "subjects": [{"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"}]});
-        for (resource, object) in [
-            (&skiff_api::kinds::cluster_role::V1, role),
-            (&skiff_api::kinds::cluster_role_binding::V1, binding),
-        ] {
-            admin
-                .create(
-                    Scope {
-                        resource,
-                        namespace: None,
-                    },
-                    object,
-                )
-                .await
-                .expect("rbac");
-        }
-        let acting = admin.as_user(controller_user()).expect("acting client");
-        let mut scale = acting
-            .get_scale(deployments, "web")
-            .await
-            .expect("get scale");
-        assert_eq!(
-            acting.get(deployments, "web").await.unwrap_err().code(),
-            403
-        );
-        scale["spec"]["replicas"] = serde_json::json!(3);
-        let scaled = acting
-            .update_scale(deployments, scale)
-            .await
-            .expect("update scale");
-        assert_eq!(scaled["spec"]["replicas"], 3);
     }
 }

@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use serde_json::json;
 use skiff_api::patch::PatchType;
 use skiff_apiserver::registry::Registry;
-use skiff_client::{Api, Client, ListOptions, LocalClient};
+use skiff_apiserver::LocalClient;
+use skiff_client::{Api, Client, ListOptions};
 
 async fn cluster() -> (tempfile::TempDir, Arc<dyn Client>) {
     let dir = tempfile::tempdir().expect("tempdir");

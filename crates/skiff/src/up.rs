@@ -9,8 +9,9 @@ use skiff_apiserver::allocator::ServiceRange;
 use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
+use skiff_apiserver::LocalClient;
 use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
-use skiff_client::{Client, LocalClient};
+use skiff_client::Client;
 use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_controllers::leader_election::planner::ElectionTiming;
 use skiff_controllers::leader_election::{

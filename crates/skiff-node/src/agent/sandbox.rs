@@ -728,7 +728,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pod_tokens_are_requested_bound_to_the_pod_and_replaced_on_schedule() {
         use skiff_apiserver::service_account_tokens::{TokenSigner, API_AUDIENCES};
-        use skiff_client::{LocalClient, Scope};
+        use skiff_apiserver::LocalClient;
+        use skiff_client::Scope;
         let dir = tempfile::tempdir().unwrap();
         let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap();
         let registry = skiff_apiserver::registry::Registry::new(Arc::new(store));

@@ -12,9 +12,9 @@ use futures::stream::BoxStream;
 use serde_json::Value;
 use skiff_api::patch::PatchType;
 use skiff_apiserver::registry::Registry;
+use skiff_apiserver::LocalClient;
 use skiff_client::{
-    ApiError, Client, ClientError, DeleteOptions, ListOptions, LocalClient, ObjectList, Scope,
-    WatchEvent,
+    ApiError, Client, ClientError, DeleteOptions, ListOptions, ObjectList, Scope, WatchEvent,
 };
 use tokio::sync::{mpsc, watch};
 
