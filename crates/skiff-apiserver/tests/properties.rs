@@ -187,6 +187,33 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             "volumeClaimTemplates": [{"metadata": {"name": "data"},
                 "spec": {"accessModes": ["ReadWriteOnce"],
                          "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+        ("", "v1", "ResourceQuota") => json!({"spec": {"hard": {"pods": "10",
+            "requests.cpu": "4", "limits.memory": "8Gi", "count/deployments.apps": "5"},
+            "scopes": ["NotTerminating"]}}),
+        ("", "v1", "LimitRange") => json!({"spec": {"limits": [
+            {"type": "Container", "max": {"cpu": "2"}, "min": {"cpu": "50m"},
+             "default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"},
+             "maxLimitRequestRatio": {"cpu": "10"}},
+            {"type": "Pod", "max": {"memory": "4Gi"}}]}}),
+        ("", "v1", "PodTemplate") => json!({"template": template}),
+        ("", "v1", "ReplicationController") => json!({"spec": {"replicas": 2,
+            "selector": {"app": "sample"}, "template": template}}),
+        ("scheduling.k8s.io", "v1", "PriorityClass") => json!({"value": 1000,
+            "description": "sample", "preemptionPolicy": "Never"}),
+        ("node.k8s.io", "v1", "RuntimeClass") => json!({"handler": "runc"}),
+        ("networking.k8s.io", "v1", "IngressClass") => json!({"spec": {
+            "controller": "example.com/ingress"}}),
+        ("networking.k8s.io", "v1", "Ingress") => json!({"spec": {"ingressClassName": "web",
+            "tls": [{"hosts": ["shop.example"], "secretName": "tls"}],
+            "rules": [{"host": "shop.example", "http": {"paths": [{"path": "/",
+                "pathType": "Prefix", "backend": {"service": {"name": "shop",
+                "port": {"number": 80}}}}]}}]}}),
+        ("networking.k8s.io", "v1", "NetworkPolicy") => json!({"spec": {
+            "podSelector": selector,
+            "ingress": [{"from": [{"ipBlock": {"cidr": "198.18.0.0/15"}},
+                                  {"namespaceSelector": {"matchLabels": {"team": "a"}}}],
+                         "ports": [{"port": 80, "endPort": 90}]}],
+            "egress": [{"to": [{"podSelector": {}}], "ports": [{"port": "dns"}]}]}}),
         _ => return None,
     };
     let mut object = body;

@@ -554,6 +554,21 @@ handler: runsc
     ] {
         assert!(has(want), "no row {want:?} in:\n{printed}");
     }
+    kubectl.ok(&[
+        "create",
+        "ingress",
+        "simple",
+        "--class=web",
+        "--rule=foo.example/bar=svc1:8080",
+    ]);
+    let simple = kubectl.json(&["get", "ingress", "simple"]);
+    assert_eq!(
+        simple["spec"],
+        serde_json::json!({"ingressClassName": "web", "rules": [{"host": "foo.example",
+            "http": {"paths": [{"path": "/bar", "pathType": "Exact",
+                "backend": {"service": {"name": "svc1", "port": {"number": 8080}}}}]}}]}),
+        "{simple}"
+    );
     let rc = kubectl.json(&["get", "rc", "legacy"]);
     assert_eq!(rc["spec"]["selector"], serde_json::json!({"app": "legacy"}));
     let policy = kubectl.json(&["get", "netpol", "deny"]);

@@ -17,6 +17,7 @@ use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
+use k8s_pb::api::networking::v1 as networking_v1;
 use k8s_pb::api::policy::v1 as policy_v1;
 use k8s_pb::api::rbac::v1 as rbac_v1;
 use k8s_pb::api::scheduling::v1 as scheduling_v1;
@@ -46,6 +47,64 @@ json_objects! {
         "scopeName" = scope_name: always,
         "operator" = operator: always,
         "values" = values: list,
+    },
+    networking_v1::Ingress {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+        "status" = status: always,
+    },
+    networking_v1::IngressSpec {
+        "ingressClassName" = ingress_class_name: ptr,
+        "defaultBackend" = default_backend: ptr,
+        "tls" = tls: list,
+        "rules" = rules: list,
+    },
+    networking_v1::IngressRule {
+        "host" = host: omit,
+        ingress_rule_value: inline,
+    },
+    networking_v1::IngressRuleValue {
+        "http" = http: ptr,
+    },
+    networking_v1::HttpIngressRuleValue {
+        "paths" = paths: list,
+    },
+    networking_v1::HttpIngressPath {
+        "path" = path: omit,
+        "pathType" = path_type: ptr,
+        "backend" = backend: always,
+    },
+    networking_v1::IngressBackend {
+        "service" = service: ptr,
+        "resource" = resource: ptr,
+    },
+    networking_v1::IngressServiceBackend {
+        "name" = name: always,
+        "port" = port: always,
+    },
+    networking_v1::ServiceBackendPort {
+        "name" = name: omit,
+        "number" = number: omit,
+    },
+    networking_v1::IngressTls {
+        "hosts" = hosts: list,
+        "secretName" = secret_name: omit,
+    },
+    networking_v1::IngressStatus {
+        "loadBalancer" = load_balancer: always,
+    },
+    networking_v1::IngressLoadBalancerStatus {
+        "ingress" = ingress: list,
+    },
+    networking_v1::IngressLoadBalancerIngress {
+        "ip" = ip: omit,
+        "hostname" = hostname: omit,
+        "ports" = ports: list,
+    },
+    networking_v1::IngressPortStatus {
+        "port" = port: always,
+        "protocol" = protocol: always,
+        "error" = error: ptr,
     },
     scheduling_v1::PriorityClass {
         "metadata" = metadata: always,

@@ -5,8 +5,9 @@
 //! As upstream, a quota is synced when it is created or its `spec.hard` changes, and pods
 //! replenish it when they are deleted or stop counting (finish, or start terminating); new
 //! objects are charged by quota admission, not here, so the controller never races an
-//! admitted pod it has not observed yet. A quota counting kinds without an informer here is
-//! also synced every [`RESYNC_OTHER_KINDS`].
+//! admitted pod it has not observed yet. Every quota is also recomputed every [`RESYNC`]
+//! (one counting kinds without an informer here every [`RESYNC_OTHER_KINDS`]), which corrects
+//! a charge for an object whose creation failed after admission, as upstream's resync does.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,6 +29,11 @@ const WORKERS: usize = 5;
 
 /// How often a quota counting kinds other than pods is recomputed.
 pub const RESYNC_OTHER_KINDS: Duration = Duration::from_secs(15);
+
+/// How often every quota is recomputed (kube-controller-manager's
+/// `--resource-quota-sync-period`), which corrects a charge admission made for an object
+/// whose creation then failed.
+pub const RESYNC: Duration = Duration::from_secs(5 * 60);
 
 /// The shell.
 #[derive(Clone)]
@@ -169,7 +175,11 @@ impl ResourceQuotaController {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(other_kinds.then_some(RESYNC_OTHER_KINDS))
+        Ok(Some(if other_kinds {
+            RESYNC_OTHER_KINDS
+        } else {
+            RESYNC
+        }))
     }
 }
 
