@@ -5,8 +5,8 @@
 //! scale use merge patch, rollout undo uses JSON Patch, `apply --server-side` uses apply), so the
 //! server must speak all four, with Kubernetes' status codes for each kind of failure.
 
-mod schema;
-mod strategic;
+pub(crate) mod schema;
+pub(crate) mod strategic;
 
 use serde_json::Value;
 

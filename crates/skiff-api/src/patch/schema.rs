@@ -82,6 +82,11 @@ impl Schema {
         }
     }
 
+    /// The Go type at this position, when the table knows it.
+    pub fn named_type(&self) -> Option<&'static str> {
+        self.type_name
+    }
+
     /// The type name, for messages.
     pub fn type_name(&self) -> &'static str {
         self.type_name.unwrap_or("struct")
@@ -154,6 +159,7 @@ static BUILTIN_RULES: &[FieldRule] = &[
     nest("ServiceAccount", "metadata", OBJECT_META),
     merge_by("ServiceAccount", "secrets", None, "name"),
     nest("HorizontalPodAutoscaler", "metadata", OBJECT_META),
+    nest("HorizontalPodAutoscaler", "spec", "HorizontalPodAutoscalerSpec"),
     nest(
         "HorizontalPodAutoscaler",
         "status",
