@@ -344,6 +344,8 @@ pub fn apply(
     writer: &Writer<'_>,
     force: bool,
 ) -> Result<Applied, ApplyError> {
+    // Nulls and patch directives mean nothing in a configuration.
+    let config = &crate::patch::strategic::strip_value(config.clone()).unwrap_or_else(|| json!({}));
     let Value::Object(config_map) = config else {
         return Err(ApplyError::Malformed(format!(
             "error decoding patch: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
