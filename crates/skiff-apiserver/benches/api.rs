@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
@@ -178,6 +178,8 @@ impl Connection {
             .uri(path)
             .header(HOST, &self.host)
             .header(AUTHORIZATION, &self.authorization)
+            // Like client-go, so every write is recorded in managedFields as kubectl's are.
+            .header(USER_AGENT, "skiff-bench/v0 (linux/amd64)")
             .header(ACCEPT, accept);
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
