@@ -1162,6 +1162,11 @@ impl Registry {
         admission::apply_defaults(resource, &mut desired);
         let mut desired = admission::convert(desired, &storage.api_version())?;
         skiff_api::wire::fill_never_omitted(storage, &mut desired);
+        // A server-side apply decided the ownership, whichever part of the object it wrote.
+        let applied_entries = options
+            .applied
+            .then(|| desired.pointer("/metadata/managedFields").cloned())
+            .flatten();
 
         let mut new = match subresource {
             // The apps kinds' status strategy keeps the new metadata (annotations included,
@@ -1228,6 +1233,9 @@ impl Registry {
                 new
             }
         };
+        if let Some(entries) = applied_entries {
+            meta::set(&mut new, "managedFields", entries);
+        }
         // Server-owned metadata always comes from the stored object.
         let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
         let md = meta::metadata_mut(&mut new);

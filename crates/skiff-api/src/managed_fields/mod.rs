@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 pub use fieldset::{path_string, FieldSet, Path, PathElement};
 
-use crate::patch::schema::{schema_for, Schema};
+use crate::patch::schema::{apply_schema_for, Schema};
 use crate::resources::ResourceInfo;
 use typed::{Shape, Comparison};
 
@@ -186,8 +186,7 @@ pub fn manager_from_user_agent(user_agent: &str) -> String {
 }
 
 fn schema_of(resource: &ResourceInfo) -> Schema {
-    schema_for(resource)
-        .unwrap_or_else(Schema::untyped)
+    apply_schema_for(resource)
 }
 
 /// Fields no manager owns: identity and bookkeeping the server sets.
@@ -435,7 +434,6 @@ pub fn apply(
             subresource: writer.subresource.to_string(),
         }),
     }
-    update_last_applied(&mut merged, live_value, config);
     set_entries(&mut merged, entries);
     Ok(Applied { object: merged })
 }
@@ -465,38 +463,6 @@ fn last_applied(object: &Value) -> Option<Value> {
         .get(LAST_APPLIED_ANNOTATION)?
         .as_str()?;
     serde_json::from_str(text).ok()
-}
-
-/// An object that still carries client-side apply's annotation keeps it in step with what is
-/// applied server-side, so a later client-side apply computes its patch from the right base.
-fn update_last_applied(merged: &mut Value, live: &Value, config: &Value) {
-    if last_applied(live).is_none() {
-        return;
-    }
-    let mut recorded = config.clone();
-    if let Some(annotations) = recorded
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        annotations.shift_remove(LAST_APPLIED_ANNOTATION);
-        if annotations.is_empty() {
-            if let Some(metadata) = recorded.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.shift_remove("annotations");
-            }
-        }
-    }
-    let text = recorded.to_string();
-    if let Some(annotations) = merged
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        annotations.insert(LAST_APPLIED_ANNOTATION.into(), Value::String(text));
-    }
-}
-
-/// The value at a path of an object, for tests and diagnostics.
-pub fn value_at<'a>(resource: &ResourceInfo, object: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
-    typed::value_at(object, path, schema_of(resource))
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -779,10 +779,17 @@ fn client_side_apply_fields_in_last_applied_do_not_conflict() {
     )
     .expect("the applier had applied replicas client-side");
     assert_eq!(applied.object["spec"]["replicas"], 3);
-    let annotation = applied.object["metadata"]["annotations"][LAST_APPLIED_ANNOTATION]
-        .as_str()
-        .map(|s| serde_json::from_str::<Value>(s).expect("JSON"));
-    assert_eq!(annotation.map(|a| a["spec"]["replicas"].clone()), Some(json!(3)));
+    // Without the annotation the same apply is a conflict.
+    let mut bare = live.clone();
+    bare["metadata"].as_object_mut().map(|m| m.shift_remove("annotations"));
+    let refused = apply(
+        resource,
+        Some(&bare),
+        &deploy(json!({"replicas": 3})),
+        &writer("kubectl", resource, "apps/v1"),
+        false,
+    );
+    assert!(matches!(refused, Err(ApplyError::Conflicts(_))), "{refused:?}");
 }
 
 #[test]

@@ -475,35 +475,3 @@ fn walk_mut<'a>(
     }
     Some((current, shape))
 }
-
-/// The value at `path` in `object`, if present.
-pub(crate) fn value_at<'a>(
-    object: &'a Value,
-    path: &[PathElement],
-    schema: Schema,
-) -> Option<&'a Value> {
-    let mut current = object;
-    let mut schema = schema;
-    let mut shape = Shape::Granular;
-    for element in path {
-        let (next, next_schema, next_shape) = match (current, element) {
-            (Value::Object(map), PathElement::Field(name)) => {
-                let (child, child_shape) = field_of(schema, name);
-                (map.get(name)?, child, child_shape)
-            }
-            (Value::Array(items), PathElement::Index(index)) => {
-                (items.get(*index)?, schema, Shape::Granular)
-            }
-            (Value::Array(items), element) => {
-                let elements = item_elements(items, shape)?;
-                let index = elements.iter().position(|e| e == element)?;
-                (items.get(index)?, schema, Shape::Granular)
-            }
-            _ => return None,
-        };
-        current = next;
-        schema = next_schema;
-        shape = next_shape;
-    }
-    Some(current)
-}
