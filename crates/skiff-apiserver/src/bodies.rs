@@ -243,7 +243,9 @@ pub async fn patch(
         // Server-side apply creates what does not exist yet.
         Err(e) if e.code == 404 && applying && subresource.is_none() => {
             let object = apply(None)?;
-            let w = registry.create(resource, namespace, object, options).await?;
+            let w = registry
+                .create(resource, namespace, object, options)
+                .await?;
             Ok(crate::server::written(StatusCode::CREATED, w))
         }
         Err(e) => Err(e),

@@ -857,7 +857,14 @@ async fn writes_record_their_managers_fields() {
     let mut scaled = created.clone();
     scaled["spec"]["replicas"] = json!(5);
     let edited = r
-        .update(deploy, Some("default"), "web", scaled, None, as_manager("editor"))
+        .update(
+            deploy,
+            Some("default"),
+            "web",
+            scaled,
+            None,
+            as_manager("editor"),
+        )
         .await
         .unwrap()
         .object;
@@ -885,7 +892,9 @@ async fn writes_record_their_managers_fields() {
         .object;
     let controller = managed_entry(&with_status, "kube-controller-manager");
     assert_eq!(controller["subresource"], "status");
-    assert!(controller["fieldsV1"].pointer("/f:status/f:replicas").is_some());
+    assert!(controller["fieldsV1"]
+        .pointer("/f:status/f:replicas")
+        .is_some());
     assert!(controller["fieldsV1"].get("f:spec").is_none());
     assert!(managed_entry(&with_status, "editor")["fieldsV1"]
         .pointer("/f:spec/f:replicas")

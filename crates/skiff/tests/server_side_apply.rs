@@ -87,11 +87,15 @@ fn a_second_manager_conflicts_until_it_forces_and_then_owns_the_field() {
         "other.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
     );
-    let refused = kubectl.fails(&["apply", "--server-side", "--field-manager=other", "-f", &other]);
+    let refused = kubectl.fails(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "-f",
+        &other,
+    ]);
     assert!(
-        refused.contains(
-            "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"
-        ),
+        refused.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
         "kubectl prints Kubernetes' conflict message: {refused}"
     );
     assert!(refused.contains("--force-conflicts"), "{refused}");
@@ -119,7 +123,13 @@ fn a_second_manager_conflicts_until_it_forces_and_then_owns_the_field() {
         "same.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
     );
-    kubectl.ok(&["apply", "--server-side", "--field-manager=third", "-f", &same]);
+    kubectl.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=third",
+        "-f",
+        &same,
+    ]);
     let shared = with_managed_fields(&kubectl, "deployment/web");
     assert!(owns_replicas(entry(&shared, "other", "Apply")));
     assert!(owns_replicas(entry(&shared, "third", "Apply")));
@@ -204,7 +214,13 @@ spec:
         image: httpd:2.4
 ",
     );
-    kubectl.ok(&["apply", "--server-side", "--field-manager=a", "-f", &a_without]);
+    kubectl.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=a",
+        "-f",
+        &a_without,
+    ]);
     let after = json_of(&kubectl.ok(&["get", "deployment/shared", "-o", "json"]));
     assert_eq!(env_names(&after), ["FROM_B"]);
     assert!(
@@ -212,7 +228,10 @@ spec:
         "the label only `a` applied is gone: {}",
         after["metadata"]
     );
-    assert_eq!(after.pointer("/metadata/labels/app"), Some(&Value::from("shared")));
+    assert_eq!(
+        after.pointer("/metadata/labels/app"),
+        Some(&Value::from("shared"))
+    );
 }
 
 #[test]
@@ -294,7 +313,10 @@ fn client_side_applied_objects_move_to_server_side_apply_and_diff_empty() {
     kubectl.ok(&["create", "-f", &config]);
     let made = with_managed_fields(&kubectl, "configmap/made");
     let creator = entry(&made, "kubectl-create", "Update");
-    assert!(creator.pointer("/fieldsV1/f:data/f:k").is_some(), "{creator}");
+    assert!(
+        creator.pointer("/fieldsV1/f:data/f:k").is_some(),
+        "{creator}"
+    );
     let diff = kubectl.run(&["diff", "-f", &config]);
     assert!(
         diff.status.code() == Some(0) && diff.stdout.is_empty(),

@@ -164,11 +164,7 @@ impl FieldSet {
     pub fn insert(&mut self, path: &[PathElement]) {
         match path.split_first() {
             None => self.member = true,
-            Some((first, rest)) => self
-                .children
-                .entry(first.clone())
-                .or_default()
-                .insert(rest),
+            Some((first, rest)) => self.children.entry(first.clone()).or_default().insert(rest),
         }
     }
 
@@ -320,10 +316,7 @@ mod tests {
         });
         let set = FieldSet::from_fields_v1(&encoded).expect("valid fieldsV1");
         assert_eq!(set.to_fields_v1(), encoded);
-        assert!(set.contains(&[
-            PathElement::field("metadata"),
-            PathElement::field("labels")
-        ]));
+        assert!(set.contains(&[PathElement::field("metadata"), PathElement::field("labels")]));
         assert!(!set.contains(&[PathElement::field("spec")]));
         assert_eq!(set.paths().len(), 6);
     }
@@ -333,7 +326,10 @@ mod tests {
         let port = json!(80);
         let protocol = json!("TCP");
         let key = PathElement::key(&[("protocol", &protocol), ("containerPort", &port)]);
-        assert_eq!(key.encode(), "k:{\"containerPort\":80,\"protocol\":\"TCP\"}");
+        assert_eq!(
+            key.encode(),
+            "k:{\"containerPort\":80,\"protocol\":\"TCP\"}"
+        );
         let path = vec![
             PathElement::field("spec"),
             PathElement::field("ports"),

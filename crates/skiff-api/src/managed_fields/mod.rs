@@ -21,7 +21,7 @@ pub use fieldset::{path_string, FieldSet, Path, PathElement};
 
 use crate::patch::schema::{apply_schema_for, Schema};
 use crate::resources::ResourceInfo;
-use typed::{Shape, Comparison};
+use typed::{Comparison, Shape};
 
 /// The annotation client-side `kubectl apply` keeps its last configuration in.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -103,7 +103,10 @@ impl ManagedEntry {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            time: value.get("time").and_then(Value::as_str).map(str::to_string),
+            time: value
+                .get("time")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             fields,
             subresource: value
                 .get("subresource")
@@ -144,13 +147,20 @@ pub fn entries_of(object: &Value) -> Vec<ManagedEntry> {
 pub fn set_entries(object: &mut Value, mut entries: Vec<ManagedEntry>) {
     entries.retain(|e| !e.fields.is_empty());
     entries.sort_by(|a, b| {
-        (a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
-            b.operation,
-            &b.time,
-            &b.manager,
-            &b.api_version,
-            &b.subresource,
-        ))
+        (
+            a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
     });
     let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
@@ -441,20 +451,14 @@ pub fn apply(
 /// The migration from client-side apply: conflicts are allowed when every conflicting field is
 /// in the object's `last-applied-configuration`, i.e. the applier had set it with a
 /// client-side apply before.
-fn allowed_by_last_applied(
-    live: &Value,
-    conflicts: &[Conflict],
-    schema: Schema,
-) -> bool {
+fn allowed_by_last_applied(live: &Value, conflicts: &[Conflict], schema: Schema) -> bool {
     let Some(Value::Object(last)) = last_applied(live) else {
         return false;
     };
     let mut set = typed::applied_set(&last, schema);
     strip_server_fields(&mut set, "");
     let fields: Vec<String> = set.paths().iter().map(|p| path_string(p)).collect();
-    conflicts
-        .iter()
-        .all(|c| fields.contains(&c.field))
+    conflicts.iter().all(|c| fields.contains(&c.field))
 }
 
 fn last_applied(object: &Value) -> Option<Value> {

@@ -131,7 +131,12 @@ fn run(case: &Case) -> Value {
                     entry.fields.paths()
                 )
             });
-        let mut found: Vec<String> = entry.fields.paths().iter().map(|p| path_string(p)).collect();
+        let mut found: Vec<String> = entry
+            .fields
+            .paths()
+            .iter()
+            .map(|p| path_string(p))
+            .collect();
         found.sort();
         let mut wanted: Vec<String> = expected.2.iter().map(|s| s.to_string()).collect();
         wanted.sort();
@@ -240,8 +245,14 @@ fn multiple_appliers_cases() -> Vec<Case> {
             name: "appliers of different containers both keep them",
             resource: deployments,
             steps: vec![
-                Step::Apply("a", pod_spec_deploy(json!([{"name": "one", "image": "i1"}]))),
-                Step::Apply("b", pod_spec_deploy(json!([{"name": "two", "image": "i2"}]))),
+                Step::Apply(
+                    "a",
+                    pod_spec_deploy(json!([{"name": "one", "image": "i1"}])),
+                ),
+                Step::Apply(
+                    "b",
+                    pod_spec_deploy(json!([{"name": "two", "image": "i2"}])),
+                ),
             ],
             object: pod_spec_deploy(
                 json!([{"name": "one", "image": "i1"}, {"name": "two", "image": "i2"}]),
@@ -317,9 +328,14 @@ fn multiple_appliers_cases() -> Vec<Case> {
             steps: vec![
                 Step::Apply(
                     "a",
-                    pod_spec_deploy(json!([{"name": "one", "image": "i1"}, {"name": "two", "image": "i2"}])),
+                    pod_spec_deploy(
+                        json!([{"name": "one", "image": "i1"}, {"name": "two", "image": "i2"}]),
+                    ),
                 ),
-                Step::Apply("b", pod_spec_deploy(json!([{"name": "two", "image": "i2"}]))),
+                Step::Apply(
+                    "b",
+                    pod_spec_deploy(json!([{"name": "two", "image": "i2"}])),
+                ),
                 Step::Apply("a", pod_spec_deploy(json!([]))),
             ],
             object: pod_spec_deploy(json!([{"name": "two", "image": "i2"}])),
@@ -512,7 +528,11 @@ fn updates_with_applies_cases() -> Vec<Case> {
             resource: deployments,
             steps: vec![
                 Step::Update("editor", deploy(json!({"replicas": 3}))),
-                Step::Conflicts("kubectl", deploy(json!({"replicas": 4})), &[".spec.replicas"]),
+                Step::Conflicts(
+                    "kubectl",
+                    deploy(json!({"replicas": 4})),
+                    &[".spec.replicas"],
+                ),
                 Step::ForceApply("kubectl", deploy(json!({"replicas": 4}))),
             ],
             object: deploy(json!({"replicas": 4})),
@@ -634,7 +654,14 @@ fn a_create_records_the_fields_kubernetes_records() {
         .unwrap_or_default();
     assert_eq!(
         keys,
-        ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1"]
+        [
+            "manager",
+            "operation",
+            "apiVersion",
+            "time",
+            "fieldsType",
+            "fieldsV1"
+        ]
     );
 }
 
@@ -752,7 +779,12 @@ fn status_writes_own_only_status_and_say_so() {
     );
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].subresource, "status");
-    let paths: Vec<String> = entries[0].fields.paths().iter().map(|p| path_string(p)).collect();
+    let paths: Vec<String> = entries[0]
+        .fields
+        .paths()
+        .iter()
+        .map(|p| path_string(p))
+        .collect();
     assert_eq!(paths, [".status.replicas"]);
     assert_eq!(entries[0].to_json()["subresource"], "status");
 }
@@ -761,7 +793,8 @@ fn status_writes_own_only_status_and_say_so() {
 fn client_side_apply_fields_in_last_applied_do_not_conflict() {
     let resource = deployments();
     let mut live = deploy(json!({"replicas": 2}));
-    live["metadata"]["annotations"] = json!({LAST_APPLIED_ANNOTATION: deploy(json!({"replicas": 2})).to_string()});
+    live["metadata"]["annotations"] =
+        json!({LAST_APPLIED_ANNOTATION: deploy(json!({"replicas": 2})).to_string()});
     let entries = record_update(
         resource,
         Vec::new(),
@@ -781,7 +814,9 @@ fn client_side_apply_fields_in_last_applied_do_not_conflict() {
     assert_eq!(applied.object["spec"]["replicas"], 3);
     // Without the annotation the same apply is a conflict.
     let mut bare = live.clone();
-    bare["metadata"].as_object_mut().map(|m| m.shift_remove("annotations"));
+    bare["metadata"]
+        .as_object_mut()
+        .map(|m| m.shift_remove("annotations"));
     let refused = apply(
         resource,
         Some(&bare),
@@ -789,7 +824,10 @@ fn client_side_apply_fields_in_last_applied_do_not_conflict() {
         &writer("kubectl", resource, "apps/v1"),
         false,
     );
-    assert!(matches!(refused, Err(ApplyError::Conflicts(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ApplyError::Conflicts(_))),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -805,7 +843,13 @@ fn manager_names_come_from_the_user_agent_prefix() {
 #[test]
 fn a_non_object_configuration_is_refused() {
     let resource = configmaps();
-    let err = apply(resource, None, &json!([1]), &writer("a", resource, "v1"), false)
-        .expect_err("a list is no configuration");
+    let err = apply(
+        resource,
+        None,
+        &json!([1]),
+        &writer("a", resource, "v1"),
+        false,
+    )
+    .expect_err("a list is no configuration");
     assert!(matches!(err, ApplyError::Malformed(_)), "{err:?}");
 }

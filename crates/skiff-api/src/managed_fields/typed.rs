@@ -376,7 +376,11 @@ pub(crate) fn merge(live: &Value, config: &Value, schema: Schema, shape: Shape) 
             }
             Value::Object(out)
         }
-        (Value::Array(live_items), Value::Array(config_items), Shape::Set | Shape::ListMap { .. }) => {
+        (
+            Value::Array(live_items),
+            Value::Array(config_items),
+            Shape::Set | Shape::ListMap { .. },
+        ) => {
             let (Some(live_elements), Some(config_elements)) = (
                 item_elements(live_items, shape),
                 item_elements(config_items, shape),

@@ -159,7 +159,11 @@ static BUILTIN_RULES: &[FieldRule] = &[
     nest("ServiceAccount", "metadata", OBJECT_META),
     merge_by("ServiceAccount", "secrets", None, "name"),
     nest("HorizontalPodAutoscaler", "metadata", OBJECT_META),
-    nest("HorizontalPodAutoscaler", "spec", "HorizontalPodAutoscalerSpec"),
+    nest(
+        "HorizontalPodAutoscaler",
+        "spec",
+        "HorizontalPodAutoscalerSpec",
+    ),
     nest(
         "HorizontalPodAutoscaler",
         "status",
