@@ -429,10 +429,8 @@ pub(crate) fn remove_path(object: &mut Value, path: &[PathElement], schema: Sche
         (Value::Object(map), PathElement::Field(name)) => {
             map.shift_remove(name);
         }
-        (Value::Array(items), PathElement::Index(index)) => {
-            if *index < items.len() {
-                items.remove(*index);
-            }
+        (Value::Array(items), PathElement::Index(index)) if *index < items.len() => {
+            items.remove(*index);
         }
         (Value::Array(items), element) => {
             if let Some(elements) = item_elements(items, shape) {
