@@ -482,13 +482,49 @@ fn set_and_key_cases() -> Vec<Case> {
                 "metadata": {"name": "c"}, "spec": {"items": ["a"]}}),
             owners: vec![("a", Operation::Apply, vec![".spec.items"])],
         },
+        Case {
+            name: "a CloneSet's containers merge by name like a built-in workload's",
+            resource: clonesets,
+            steps: vec![
+                Step::Apply("a", cloneset_containers(json!([{"name": "one", "image": "i1"}]))),
+                Step::Apply("b", cloneset_containers(json!([{"name": "two", "image": "i2"}]))),
+            ],
+            object: cloneset_containers(
+                json!([{"name": "one", "image": "i1"}, {"name": "two", "image": "i2"}]),
+            ),
+            owners: vec![
+                (
+                    "a",
+                    Operation::Apply,
+                    vec![
+                        ".spec.template.spec.containers[name=\"one\"]",
+                        ".spec.template.spec.containers[name=\"one\"].image",
+                        ".spec.template.spec.containers[name=\"one\"].name",
+                    ],
+                ),
+                (
+                    "b",
+                    Operation::Apply,
+                    vec![
+                        ".spec.template.spec.containers[name=\"two\"]",
+                        ".spec.template.spec.containers[name=\"two\"].image",
+                        ".spec.template.spec.containers[name=\"two\"].name",
+                    ],
+                ),
+            ],
+        },
     ]
+}
+
+fn cloneset_containers(containers: Value) -> Value {
+    json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "metadata": {"name": "c"},
+        "spec": {"template": {"spec": {"containers": containers}}}})
 }
 
 #[test]
 fn sets_keys_and_atomic_values() {
     let cases = set_and_key_cases();
-    assert_eq!(cases.len(), 6);
+    assert_eq!(cases.len(), 7);
     for case in &cases {
         run(case);
     }
