@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod errors;
 pub mod eviction;
 pub mod kinds;
+pub mod managed_fields;
 pub mod nesting;
 pub mod patch;
 pub mod printers;

@@ -7,6 +7,9 @@
 //! another disk. Clients and server share one process and its cores, so every figure is what the
 //! server does while also paying for its load generator: a floor, not a ceiling.
 //!
+//! Requests carry a client-go style user agent, so writes record `managedFields` under it;
+//! `SKIFF_BENCH_ANONYMOUS=1` leaves it out and with it the recording, for comparison.
+//!
 //! With `SKIFF_BENCH_SERVER=ADDR:PORT` and `SKIFF_BENCH_DATA_DIR=DIR` the same load goes to a
 //! running `skiff up` instead (its token and CA are read from its data directory), the
 //! in-process breakdown is left out, and memory figures are that process's when
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
@@ -179,6 +182,11 @@ impl Connection {
             .header(HOST, &self.host)
             .header(AUTHORIZATION, &self.authorization)
             .header(ACCEPT, accept);
+        // Like client-go, so every write is recorded in managedFields as kubectl's are;
+        // `SKIFF_BENCH_ANONYMOUS=1` sends none, so writes record no field manager.
+        if std::env::var_os("SKIFF_BENCH_ANONYMOUS").is_none_or(|v| v.is_empty() || v == "0") {
+            request = request.header(USER_AGENT, "skiff-bench/v0 (linux/amd64)");
+        }
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }

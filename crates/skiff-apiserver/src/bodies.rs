@@ -2,7 +2,8 @@
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::Value;
+use serde_json::{json, Value};
+use skiff_api::managed_fields;
 use skiff_api::nesting;
 use skiff_api::patch::{self, PatchError, PatchType};
 use skiff_api::resources::{ResourceInfo, Subresource};
@@ -196,6 +197,28 @@ pub async fn patch(
         ))
     })?;
     let patch_doc = patch::decode_patch_body(patch_type, raw).map_err(patch_error)?;
+    let applying = patch_type == PatchType::Apply;
+    let options = WriteOptions {
+        applied: applying,
+        ..options
+    };
+    let api_version = resource.api_version();
+    let applied_subresource = match subresource {
+        Some(Subresource::Status) => "status",
+        _ => "",
+    };
+    let apply = |live: Option<&Value>| {
+        let now = crate::meta::now_rfc3339();
+        let writer = managed_fields::Writer {
+            manager: options.field_manager.as_str(),
+            api_version: &api_version,
+            subresource: applied_subresource,
+            now: &now,
+        };
+        managed_fields::apply(resource, live, &patch_doc, &writer, options.force)
+            .map(|applied| applied.object)
+            .map_err(apply_error)
+    };
     let result = registry
         .write_loop(
             resource,
@@ -205,11 +228,12 @@ pub async fn patch(
             options,
             None,
             |current| {
+                if applying {
+                    return apply(Some(&current));
+                }
                 let patched = patch::apply_patch(resource, &current, patch_type, &patch_doc)
                     .map_err(patch_error)?;
-                if patch_type != PatchType::Apply {
-                    admission::check_patched(resource, &patched, patch_type, &patch_doc)?;
-                }
+                admission::check_patched(resource, &patched, patch_type, &patch_doc)?;
                 Ok(patched)
             },
         )
@@ -217,13 +241,34 @@ pub async fn patch(
     match result {
         Ok(w) => Ok(crate::server::written(StatusCode::OK, w)),
         // Server-side apply creates what does not exist yet.
-        Err(e) if e.code == 404 && patch_type == PatchType::Apply && subresource.is_none() => {
+        Err(e) if e.code == 404 && applying && subresource.is_none() => {
+            let object = apply(None)?;
             let w = registry
-                .create(resource, namespace, patch_doc, options)
+                .create(resource, namespace, object, options)
                 .await?;
             Ok(crate::server::written(StatusCode::CREATED, w))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The Status of a refused apply: 409 with one `FieldManagerConflict` cause per field, as
+/// Kubernetes words them, or 400 for a configuration that is not an object.
+fn apply_error(err: managed_fields::ApplyError) -> ApiError {
+    match &err {
+        managed_fields::ApplyError::Conflicts(conflicts) => ApiError {
+            code: 409,
+            reason: "Conflict",
+            message: err.to_string(),
+            details: Some(json!({
+                "causes": conflicts.iter().map(|c| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with {}", c.manager),
+                    "field": c.field,
+                })).collect::<Vec<_>>()
+            })),
+        },
+        managed_fields::ApplyError::Malformed(message) => ApiError::bad_request(message.clone()),
     }
 }
 

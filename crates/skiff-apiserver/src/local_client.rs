@@ -54,6 +54,22 @@ impl LocalClient {
         LocalClient::new(self.registry.clone())
     }
 
+    /// Write options naming the component as `managedFields` records it, as Kubernetes' own
+    /// components name themselves: node agents `kubelet`, the scheduler `kube-scheduler`, the
+    /// controllers `kube-controller-manager`, the control plane itself `kube-apiserver`.
+    fn write_options(&self) -> WriteOptions {
+        let manager = match &self.user {
+            None => "kube-apiserver",
+            Some(user) if user.name.starts_with("system:node:") => "kubelet",
+            Some(user) if user.name == "system:kube-scheduler" => "kube-scheduler",
+            Some(_) => "kube-controller-manager",
+        };
+        WriteOptions {
+            field_manager: registry::FieldManagerName::new(manager),
+            ..WriteOptions::default()
+        }
+    }
+
     /// The user calls are made as, if any.
     pub fn user(&self) -> Option<&UserInfo> {
         self.user.as_ref()
@@ -161,7 +177,7 @@ impl Client for LocalClient {
                 scope.resource,
                 scope.namespace,
                 object,
-                WriteOptions::default(),
+                self.write_options(),
             )
             .await?;
         Ok(w.object)
@@ -179,7 +195,7 @@ impl Client for LocalClient {
                 &name,
                 object,
                 None,
-                WriteOptions::default(),
+                self.write_options(),
             )
             .await?;
         Ok(w.object)
@@ -197,7 +213,7 @@ impl Client for LocalClient {
                 &name,
                 object,
                 Some(Subresource::Status),
-                WriteOptions::default(),
+                self.write_options(),
             )
             .await?;
         Ok(w.object)
@@ -223,7 +239,7 @@ impl Client for LocalClient {
                     scope.namespace,
                     name,
                     sub,
-                    WriteOptions::default(),
+                    self.write_options(),
                     None,
                     |current| {
                         skiff_api::patch::apply_patch(resource, &current, patch_type, &patch)

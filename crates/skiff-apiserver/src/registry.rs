@@ -12,6 +12,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_api::kinds::RegistryHook;
+use skiff_api::managed_fields;
 use skiff_api::resources::{self, ResourceInfo, Subresource};
 use skiff_store::{EventKind, KeyValue, Revision, Store, StoreError};
 
@@ -42,6 +43,60 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Validate and default but do not persist.
     pub dry_run: bool,
+    /// Who writes, as `managedFields` records it; an empty name records nothing.
+    pub field_manager: FieldManagerName,
+    /// `force=true` on a server-side apply: take the fields other managers own.
+    pub force: bool,
+    /// The object comes from a server-side apply, which already set its `managedFields`.
+    pub applied: bool,
+    /// The subresource an update is recorded under when it is not the one written through
+    /// (`scale` writes the main object).
+    pub recorded_subresource: Option<&'static str>,
+}
+
+/// A field manager's name, at most the 128 bytes Kubernetes keeps, stored inline so write
+/// options stay `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FieldManagerName {
+    bytes: [u8; FieldManagerName::MAX],
+    len: u8,
+}
+
+impl FieldManagerName {
+    /// The longest name kept; longer ones are cut on a character boundary.
+    pub const MAX: usize = 128;
+
+    /// The name `name`, cut to [`FieldManagerName::MAX`] bytes.
+    pub fn new(name: &str) -> FieldManagerName {
+        let mut end = name.len().min(Self::MAX);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0u8; Self::MAX];
+        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        FieldManagerName {
+            bytes,
+            // `end` is at most 128.
+            len: u8::try_from(end).unwrap_or(0),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl Default for FieldManagerName {
+    fn default() -> Self {
+        FieldManagerName::new("")
+    }
+}
+
+impl std::fmt::Debug for FieldManagerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 pub use skiff_api::request_options::{DeleteOptions, ListOptions};
@@ -845,6 +900,7 @@ impl Registry {
                 }
             }
         };
+        record_managed_fields(resource, None, &mut stored, None, &options);
         if options.dry_run {
             release(self, stored.clone()).await;
             return Ok(Written {
@@ -981,6 +1037,7 @@ impl Registry {
                 self.allocate_service(resource, name, &mut new, Some(&old))
                     .await?;
             }
+            record_managed_fields(resource, Some(&old), &mut new, subresource, &options);
             if strip_rv(&new) == strip_rv(&old) {
                 return Ok(Written {
                     object: self.present(resource, old)?,
@@ -1070,6 +1127,11 @@ impl Registry {
         admission::apply_defaults(resource, &mut desired);
         let mut desired = admission::convert(desired, &storage.api_version())?;
         skiff_api::wire::fill_never_omitted(storage, &mut desired);
+        // A server-side apply decided the ownership, whichever part of the object it wrote.
+        let applied_entries = options
+            .applied
+            .then(|| desired.pointer("/metadata/managedFields").cloned())
+            .flatten();
 
         let mut new = match subresource {
             // The apps kinds' status strategy keeps the new metadata (annotations included,
@@ -1136,6 +1198,9 @@ impl Registry {
                 new
             }
         };
+        if let Some(entries) = applied_entries {
+            meta::set(&mut new, "managedFields", entries);
+        }
         // Server-owned metadata always comes from the stored object.
         let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
         let md = meta::metadata_mut(&mut new);
@@ -1556,6 +1621,49 @@ impl Registry {
 
 /// Refuses a request body whose `kind` or `apiVersion` names another type than the endpoint
 /// serves, with the messages of Kubernetes' decoder. Both may be left out.
+/// Records the write in `managedFields` as an update by the options' manager (a server-side
+/// apply has recorded itself already). The entries start from the ones the request carries, or
+/// the stored object's when it carries none; a create starts from none.
+fn record_managed_fields(
+    resource: &ResourceInfo,
+    old: Option<&Value>,
+    new: &mut Value,
+    subresource: Option<Subresource>,
+    options: &WriteOptions,
+) {
+    let manager = options.field_manager;
+    if options.applied || manager.as_str().is_empty() {
+        return;
+    }
+    let base = match old {
+        None => Vec::new(),
+        Some(_) if new.pointer("/metadata/managedFields").is_some() => {
+            managed_fields::entries_of(new)
+        }
+        Some(old) => managed_fields::entries_of(old),
+    };
+    let recorded_subresource = options.recorded_subresource.unwrap_or(match subresource {
+        Some(Subresource::Status) => "status",
+        Some(Subresource::EphemeralContainers) => "ephemeralcontainers",
+        _ => "",
+    });
+    let api_version = resource.api_version();
+    let now = meta::now_rfc3339();
+    let entries = managed_fields::record_update(
+        resource,
+        base,
+        old,
+        new,
+        &managed_fields::Writer {
+            manager: manager.as_str(),
+            api_version: &api_version,
+            subresource: recorded_subresource,
+            now: &now,
+        },
+    );
+    managed_fields::set_entries(new, entries);
+}
+
 fn check_type_meta(resource: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     let expected_version = resource.api_version();
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");

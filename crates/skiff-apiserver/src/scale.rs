@@ -70,6 +70,7 @@ pub async fn handle(
             ));
         }
         Method::PUT => {
+            let options = scale_writes(options);
             let scale = bodies::decode_object(headers, raw)?;
             let replicas = replicas_of(&scale, resource, name)?;
             let required = meta::resource_version(&scale)
@@ -103,6 +104,7 @@ pub async fn handle(
                 ApiError::unsupported_media_type(format!("unsupported patch type {ct}"))
             })?;
             let doc = patch::decode_patch_body(patch_type, raw).map_err(bodies::patch_error)?;
+            let options = scale_writes(options);
             registry
                 .write_loop(resource, namespace, name, None, options, None, |mut obj| {
                     let patched =
@@ -122,4 +124,13 @@ pub async fn handle(
             warnings: w.warnings,
         },
     ))
+}
+
+/// Writes through `scale` are recorded in `managedFields` under that subresource, with the
+/// main object's paths (`.spec.replicas`), as Kubernetes records them.
+fn scale_writes(options: WriteOptions) -> WriteOptions {
+    WriteOptions {
+        recorded_subresource: Some("scale"),
+        ..options
+    }
 }

@@ -367,9 +367,21 @@ impl Query {
                 apply_patch,
             },
         )?;
+        let field_manager = match self.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(name) => name.to_string(),
+            None => skiff_api::managed_fields::manager_from_user_agent(
+                headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            ),
+        };
         Ok(WriteOptions {
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
             dry_run,
+            field_manager: crate::registry::FieldManagerName::new(&field_manager),
+            force: self.get("force") == Some("true"),
+            ..WriteOptions::default()
         })
     }
 }

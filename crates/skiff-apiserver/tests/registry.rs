@@ -799,3 +799,104 @@ async fn ephemeral_containers_subresource_only_adds_ephemeral_containers() {
         .expect_err("a pod update may not remove ephemeral containers");
     assert_eq!(err.code, 422);
 }
+
+fn as_manager(name: &str) -> WriteOptions {
+    WriteOptions {
+        field_manager: skiff_apiserver::registry::FieldManagerName::new(name),
+        ..WriteOptions::default()
+    }
+}
+
+/// The `managedFields` entry of `manager`, failing the test when absent.
+fn managed_entry<'a>(object: &'a Value, manager: &str) -> &'a Value {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["manager"] == manager))
+        .unwrap_or_else(|| panic!("no entry for {manager}: {}", object["metadata"]))
+}
+
+#[tokio::test]
+async fn writes_record_their_managers_fields() {
+    let (_d, r) = fresh_registry().await;
+    let deploy = res("apps", "v1", "deployments");
+    let created = r
+        .create(
+            deploy,
+            Some("default"),
+            deployment("web", "a:1"),
+            as_manager("creator"),
+        )
+        .await
+        .unwrap()
+        .object;
+    let creator = managed_entry(&created, "creator");
+    assert_eq!(creator["operation"], "Update");
+    assert_eq!(creator["apiVersion"], "apps/v1");
+    assert!(creator["fieldsV1"].pointer("/f:spec/f:replicas").is_some());
+    assert!(
+        creator["fieldsV1"].pointer("/f:metadata/f:name").is_none(),
+        "identity is nobody's: {creator}"
+    );
+
+    // A no-op write by someone else records nothing and writes nothing.
+    let same = r
+        .update(
+            deploy,
+            Some("default"),
+            "web",
+            created.clone(),
+            None,
+            as_manager("editor"),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(same, created);
+
+    // A change moves the field to its writer.
+    let mut scaled = created.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    let edited = r
+        .update(
+            deploy,
+            Some("default"),
+            "web",
+            scaled,
+            None,
+            as_manager("editor"),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert!(managed_entry(&edited, "editor")["fieldsV1"]
+        .pointer("/f:spec/f:replicas")
+        .is_some());
+    assert!(managed_entry(&edited, "creator")["fieldsV1"]
+        .pointer("/f:spec/f:replicas")
+        .is_none());
+
+    // Status writes are recorded under the subresource.
+    let mut status = edited.clone();
+    status["status"] = json!({"replicas": 5});
+    let with_status = r
+        .update(
+            deploy,
+            Some("default"),
+            "web",
+            status,
+            Some(Subresource::Status),
+            as_manager("kube-controller-manager"),
+        )
+        .await
+        .unwrap()
+        .object;
+    let controller = managed_entry(&with_status, "kube-controller-manager");
+    assert_eq!(controller["subresource"], "status");
+    assert!(controller["fieldsV1"]
+        .pointer("/f:status/f:replicas")
+        .is_some());
+    assert!(controller["fieldsV1"].get("f:spec").is_none());
+    assert!(managed_entry(&with_status, "editor")["fieldsV1"]
+        .pointer("/f:spec/f:replicas")
+        .is_some());
+}

@@ -5,8 +5,8 @@
 //! scale use merge patch, rollout undo uses JSON Patch, `apply --server-side` uses apply), so the
 //! server must speak all four, with Kubernetes' status codes for each kind of failure.
 
-mod schema;
-mod strategic;
+pub(crate) mod schema;
+pub(crate) mod strategic;
 
 use serde_json::Value;
 
@@ -310,10 +310,9 @@ fn apply_strategic_merge_patch(
 /// as a strategic merge patch (by merge key on built-in kinds, lists replaced whole on custom
 /// resources) after dropping `null`s and patch directives, so nothing is ever deleted.
 ///
-/// Real server-side apply tracks which manager owns each field (`managedFields`) and removes
-/// fields a manager applied before but no longer applies, reports conflicts between managers
-/// (409 unless `force=true`), and merges lists by their `listType=map` keys. None of that is done
-/// here: a field dropped from the applied configuration stays on the object.
+/// This is the ownership-free merge the `scale` subresource and in-process clients use; the
+/// API's server-side apply of whole objects, with `managedFields`, conflicts and removal of
+/// fields a manager stops applying, is [`crate::managed_fields::apply`].
 fn apply_configuration(
     resource: &ResourceInfo,
     target: &Value,

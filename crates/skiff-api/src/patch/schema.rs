@@ -82,6 +82,11 @@ impl Schema {
         }
     }
 
+    /// The Go type at this position, when the table knows it.
+    pub fn named_type(&self) -> Option<&'static str> {
+        self.type_name
+    }
+
     /// The type name, for messages.
     pub fn type_name(&self) -> &'static str {
         self.type_name.unwrap_or("struct")
@@ -159,6 +164,11 @@ static BUILTIN_RULES: &[FieldRule] = &[
     nest("HorizontalPodAutoscaler", "metadata", OBJECT_META),
     nest(
         "HorizontalPodAutoscaler",
+        "spec",
+        "HorizontalPodAutoscalerSpec",
+    ),
+    nest(
+        "HorizontalPodAutoscaler",
         "status",
         "HorizontalPodAutoscalerStatus",
     ),
@@ -180,6 +190,11 @@ static BUILTIN_RULES: &[FieldRule] = &[
     nest("ReplicaSetSpec", "template", POD_TEMPLATE),
     nest("DaemonSetSpec", "template", POD_TEMPLATE),
     nest("StatefulSetSpec", "template", POD_TEMPLATE),
+    // OpenKruise CloneSet: never used for strategic merge (custom resources refuse it), but
+    // server-side apply merges its pod template as the built-in workloads' one.
+    nest("CloneSet", "metadata", OBJECT_META),
+    nest("CloneSet", "spec", "CloneSetSpec"),
+    nest("CloneSetSpec", "template", POD_TEMPLATE),
     // core/v1 PodSpec.
     merge_by(POD_SPEC, "volumes", None, "name"),
     merge_by(POD_SPEC, "initContainers", Some(CONTAINER), "name"),
@@ -222,6 +237,16 @@ pub fn schema_for(resource: &ResourceInfo) -> Option<Schema> {
     }
     let root = resource.kind;
     Some(Schema::new(BUILTIN_RULES, root))
+}
+
+/// The schema server-side apply merges a resource with: the strategic-merge one, and for the
+/// CloneSet the same pod template structure the built-in workloads have.
+pub fn apply_schema_for(resource: &ResourceInfo) -> Schema {
+    match schema_for(resource) {
+        Some(schema) => schema,
+        None if resource.kind == "CloneSet" => Schema::new(BUILTIN_RULES, "CloneSet"),
+        None => Schema::untyped(),
+    }
 }
 
 #[cfg(test)]
