@@ -329,6 +329,20 @@ impl StatefulSetController {
             resource: pods_resource(),
             namespace: Some(namespace),
         };
+        for adoption in &plan.adopt {
+            // The uid in the patch is a precondition: a namesake is never adopted instead.
+            let patch = json!({"metadata": {"ownerReferences": adoption.owner_references,
+                                            "uid": adoption.uid}});
+            match self
+                .client
+                .patch(pod_scope, &adoption.name, PatchType::Merge, patch, false)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Some(e.message()),
+            }
+        }
         for action in &plan.actions {
             match action {
                 PodAction::CreateClaims { pod, claims } => {

@@ -92,9 +92,22 @@ pub struct ClaimOwnerUpdate {
     pub owner_references: Vec<OwnerReference>,
 }
 
+/// An orphan pod the set adopts: its new owner references, with its uid as precondition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodAdoption {
+    /// The pod's name.
+    pub name: String,
+    /// The pod's uid.
+    pub uid: Option<String>,
+    /// Its owner references with the set's controller reference added.
+    pub owner_references: Vec<OwnerReference>,
+}
+
 /// What one sync writes.
 #[derive(Debug, Clone, Default)]
 pub struct StatefulSetPlan {
+    /// Orphan pods to adopt, before any other pod write.
+    pub adopt: Vec<PodAdoption>,
     /// The revision new pods above the partition are made from.
     pub update_revision: String,
     /// The revision pods below the partition are made from.
@@ -618,15 +631,40 @@ pub fn plan(observation: &StatefulSetObservation<'_>, now: Timestamp) -> Statefu
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
             .collect()
     };
-    let pods: Vec<&Pod> = observation
-        .pods
-        .iter()
-        .filter(|p| is_controlled_by(&p.metadata, uid))
-        .filter(|p| selector.as_ref().is_some_and(|s| s.matches(&labels_of(p))))
-        .filter(|p| {
-            parent_and_ordinal(name_of(&p.metadata)).is_some_and(|(parent, _)| parent == set_name)
-        })
-        .collect();
+    let selected = |p: &Pod| selector.as_ref().is_some_and(|s| s.matches(&labels_of(p)));
+    let member = |p: &Pod| {
+        parent_and_ordinal(name_of(&p.metadata)).is_some_and(|(parent, _)| parent == set_name)
+    };
+    let has_controller = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true))
+    };
+    // `ClaimPods`: orphans the set selects and names are adopted (not while it is deleted);
+    // they count as its pods from this sync on.
+    let adopting = set.metadata.deletion_timestamp.is_none();
+    let mut pods: Vec<&Pod> = Vec::new();
+    for pod in observation.pods {
+        if is_controlled_by(&pod.metadata, uid) && selected(pod) && member(pod) {
+            pods.push(pod);
+        } else if adopting
+            && !has_controller(pod)
+            && pod.metadata.deletion_timestamp.is_none()
+            && selected(pod)
+            && member(pod)
+        {
+            let mut owner_references = pod.metadata.owner_references.clone().unwrap_or_default();
+            owner_references.push(controller_ref(set));
+            plan.adopt.push(PodAdoption {
+                name: name_of(&pod.metadata).to_string(),
+                uid: pod.metadata.uid.clone(),
+                owner_references,
+            });
+            pods.push(pod);
+        }
+    }
 
     let min_ready = min_ready_seconds(set);
     plan.status = status_update(

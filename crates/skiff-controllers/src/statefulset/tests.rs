@@ -770,7 +770,14 @@ fn pods_of_other_owners_or_names_are_not_the_sets() {
     cluster.settle();
     let mut foreign = cluster.pods[0].clone();
     foreign.metadata.name = Some("web-9".into());
-    foreign.metadata.owner_references = None;
+    foreign.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: "rs".into(),
+        uid: "rs-uid".into(),
+        controller: Some(true),
+        ..Default::default()
+    }]);
     let mut misnamed = cluster.pods[0].clone();
     misnamed.metadata.name = Some("other-9".into());
     cluster.pods.push(foreign);
@@ -848,4 +855,56 @@ fn the_governing_service_names_each_pod_by_its_hostname() {
     // Another Service selecting the same pods does not name them.
     let endpoint = crate::endpointslice::pod_to_endpoint(&pod, None, &service("other"), "IPv4");
     assert_eq!(endpoint.hostname, None);
+}
+
+#[test]
+fn orphans_the_set_selects_and_names_are_adopted() {
+    // (pod name, labels, owned by another controller, adopted)
+    let cases: Vec<(&str, Value, bool, bool)> = vec![
+        ("web-1", json!({"app": "web"}), false, true),
+        ("web-1", json!({"app": "other"}), false, false),
+        ("cache-1", json!({"app": "web"}), false, false),
+        ("web-1", json!({"app": "web"}), true, false),
+    ];
+    assert_eq!(cases.len(), 4);
+    for (i, (name, labels, foreign, adopted)) in cases.into_iter().enumerate() {
+        let mut set = stateful_set(json!({"podManagementPolicy": "Parallel"}));
+        set.spec.as_mut().unwrap().replicas = Some(2);
+        let mut cluster = Cluster::new(set);
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": "orphan-uid",
+                         "labels": labels},
+            "status": {"phase": "Running",
+                       "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .unwrap();
+        if foreign {
+            pod.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "rs".into(),
+                uid: "rs-uid".into(),
+                controller: Some(true),
+                ..Default::default()
+            }]);
+        }
+        cluster.pods.push(pod);
+        let plan = cluster.sync();
+        let adoptions: Vec<&str> = plan.adopt.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            adoptions,
+            if adopted { vec![name] } else { vec![] },
+            "case {i}"
+        );
+        if adopted {
+            assert_eq!(plan.adopt[0].uid.as_deref(), Some("orphan-uid"));
+            assert_eq!(
+                plan.adopt[0].owner_references,
+                [controller_ref(&cluster.set)]
+            );
+            // The adopted pod fills its ordinal: only web-0 is created.
+            assert_eq!(created(&plan), ["web-0"], "case {i}");
+        } else if name == "web-1" && !foreign {
+            assert_eq!(created(&plan), ["web-0", "web-1"], "case {i}");
+        }
+    }
 }
