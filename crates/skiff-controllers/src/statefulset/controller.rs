@@ -227,8 +227,34 @@ impl StatefulSetController {
                 let name = revision.metadata.name.clone().unwrap_or_default();
                 let existing: ControllerRevision =
                     serde_json::from_value(self.client.get(scope, &name).await?)?;
-                if existing.data == revision.data {
-                    // The cache has not seen it yet.
+                let controller = existing
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .find(|r| r.controller == Some(true));
+                let ours = controller.is_some_and(|r| Some(&r.uid) == set.metadata.uid.as_ref());
+                if existing.data == revision.data && (ours || controller.is_none()) {
+                    if controller.is_none() {
+                        // An orphan of an earlier set of this name (`ClaimControllerRevisions`).
+                        let mut refs = existing
+                            .metadata
+                            .owner_references
+                            .clone()
+                            .unwrap_or_default();
+                        refs.push(super::controller_ref(set));
+                        self.client
+                            .patch(
+                                scope,
+                                &name,
+                                PatchType::Merge,
+                                json!({"metadata": {"ownerReferences": refs,
+                                                    "uid": existing.metadata.uid}}),
+                                false,
+                            )
+                            .await?;
+                    }
+                    // The cache has not seen it (or its adoption) yet.
                     return Ok(Some(Duration::from_millis(100)));
                 }
                 let mut updated = set.clone();
