@@ -920,17 +920,19 @@ fn status_update(
         }
     }
     let old = set.status.clone().unwrap_or_default();
+    // Go's `omitempty` leaves out the zero counts; `availableReplicas` it always writes.
+    let omit_zero = |n: i32| (n != 0).then_some(n);
     let mut status = StatefulSetStatus {
         available_replicas: Some(available),
         collision_count: Some(collision_count(set)),
         conditions: old.conditions.clone(),
-        current_replicas: Some(current),
+        current_replicas: omit_zero(current),
         current_revision: Some(history.current.clone()),
         observed_generation: set.metadata.generation,
-        ready_replicas: Some(ready),
+        ready_replicas: omit_zero(ready),
         replicas: count,
         update_revision: Some(history.update.clone()),
-        updated_replicas: Some(updated),
+        updated_replicas: omit_zero(updated),
     };
     let desired = replicas(set);
     if strategy_type(set) == "RollingUpdate"
@@ -951,5 +953,5 @@ fn status_update(
         update_revision: Some(s.update_revision.clone().unwrap_or_default()),
         ..s.clone()
     };
-    (normalize(&old) != status).then_some(status)
+    (normalize(&old) != normalize(&status)).then_some(status)
 }

@@ -621,12 +621,12 @@ fn rolling_updates_follow_partition_and_max_unavailable() {
             "case {i}"
         );
         assert_eq!(
-            status.updated_replicas,
-            Some(updated.len() as i32),
+            status.updated_replicas.unwrap_or(0),
+            updated.len() as i32,
             "case {i}"
         );
         assert_eq!(
-            status.current_replicas,
+            status.current_replicas.or(Some(0)),
             Some(if complete {
                 3
             } else {
@@ -748,6 +748,26 @@ fn status_counts_follow_compute_replica_status() {
     assert_eq!(status.collision_count, Some(0));
     let plan = cluster.sync();
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(3600)));
+    // The zero counts Go omits are left out; availableReplicas is always written.
+    let mut empty = Cluster::new(stateful_set(json!({"replicas": 0})));
+    empty.sync();
+    assert_eq!(
+        serde_json::to_value(empty.set.status.clone().unwrap())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        [
+            "availableReplicas",
+            "collisionCount",
+            "currentRevision",
+            "observedGeneration",
+            "replicas",
+            "updateRevision"
+        ]
+    );
     assert!(
         plan.status.is_none(),
         "an unchanged status is not written again"
