@@ -415,6 +415,30 @@ impl StatefulSetController {
                         }
                     }
                 }
+                PodAction::Relabel { name, uid, labels } => {
+                    let patch = json!({"metadata": {"labels": labels, "uid": uid}});
+                    match self
+                        .client
+                        .patch(pod_scope, name, PatchType::Merge, patch, false)
+                        .await
+                    {
+                        Ok(_) => record_events(
+                            &self.recorder,
+                            cached,
+                            &[pod_event("update", name, set_name, None)],
+                        ),
+                        Err(e) if e.is_not_found() || e.is_conflict() => {}
+                        Err(e) => {
+                            let error = e.message();
+                            record_events(
+                                &self.recorder,
+                                cached,
+                                &[pod_event("update", name, set_name, Some(&error))],
+                            );
+                            return Some(error);
+                        }
+                    }
+                }
                 PodAction::Delete { name, uid } => {
                     let options = DeleteOptions {
                         precondition_uid: uid.clone(),

@@ -74,6 +74,15 @@ pub enum PodAction {
         /// The claims to create.
         claims: Vec<PersistentVolumeClaim>,
     },
+    /// Give a pod the identity labels it lacks (`updateStatefulPod`).
+    Relabel {
+        /// The pod's name.
+        name: String,
+        /// The pod's uid, as precondition.
+        uid: Option<String>,
+        /// Its labels after the change.
+        labels: BTreeMap<String, String>,
+    },
     /// Delete a pod (its uid as precondition, so a namesake is never deleted instead).
     Delete {
         /// The pod's name.
@@ -821,6 +830,26 @@ fn manage(
                 requeue_sooner(&mut plan.requeue_after, wait);
             }
             return;
+        }
+        // `identityMatches`, else `updateIdentity`: the pod-name and pod-index labels.
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let wanted = [
+            (POD_NAME_LABEL, name.to_string()),
+            (POD_INDEX_LABEL, ordinal.to_string()),
+        ];
+        if wanted
+            .iter()
+            .any(|(k, v)| labels.get(*k).map(String::as_str) != Some(v.as_str()))
+        {
+            let mut labels = labels;
+            for (k, v) in wanted {
+                labels.insert(k.to_string(), v);
+            }
+            plan.actions.push(PodAction::Relabel {
+                name: name.to_string(),
+                uid: pod.metadata.uid.clone(),
+                labels,
+            });
         }
     }
 

@@ -119,6 +119,13 @@ impl Cluster {
                 PodAction::CreateClaims { claims, .. } => {
                     self.claims.extend(claims.iter().cloned())
                 }
+                PodAction::Relabel { name, labels, .. } => {
+                    for p in &mut self.pods {
+                        if p.metadata.name.as_deref() == Some(name) {
+                            p.metadata.labels = Some(labels.clone());
+                        }
+                    }
+                }
                 PodAction::Delete { name, .. } => {
                     for p in &mut self.pods {
                         if p.metadata.name.as_deref() == Some(name) {
@@ -927,4 +934,35 @@ fn orphans_the_set_selects_and_names_are_adopted() {
             assert_eq!(created(&plan), ["web-0", "web-1"], "case {i}");
         }
     }
+}
+
+#[test]
+fn a_pod_missing_its_identity_labels_gets_them_back() {
+    let mut cluster = Cluster::new(stateful_set(json!({})));
+    cluster.settle();
+    for pod in &mut cluster.pods {
+        if pod.metadata.name.as_deref() == Some("web-1") {
+            let labels = pod.metadata.labels.as_mut().unwrap();
+            labels.remove(POD_NAME_LABEL);
+            labels.insert(POD_INDEX_LABEL.to_string(), "7".to_string());
+        }
+    }
+    let plan = cluster.sync();
+    match &plan.actions[..] {
+        [PodAction::Relabel { name, labels, .. }] => {
+            assert_eq!(name, "web-1");
+            assert_eq!(
+                labels.get(POD_NAME_LABEL).map(String::as_str),
+                Some("web-1")
+            );
+            assert_eq!(labels.get(POD_INDEX_LABEL).map(String::as_str), Some("1"));
+            assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(cluster.sync().actions.is_empty());
+    assert_eq!(
+        pod_event("update", "web-1", "web", None).message,
+        "update Pod web-1 in StatefulSet web successful"
+    );
 }
