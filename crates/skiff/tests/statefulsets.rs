@@ -385,6 +385,36 @@ fn ordered_pods_stable_names_scaling_and_partitioned_rollout() {
         (revisions == ["2", "3"]).then_some(())
     });
 
+    // Orphaned by a delete, the pods are adopted by the set made again: none is replaced.
+    let uids: Vec<String> = pods(&kubectl).into_iter().map(|p| p.1).collect();
+    kubectl.ok(&["delete", "sts", "web", "--cascade=orphan"]);
+    wait_for("the pods to be orphaned", DEADLINE, || {
+        let list = kubectl.json(&["get", "pods", "-l", "app=web"]);
+        let orphaned = items(&list).len() == 3
+            && items(&list)
+                .iter()
+                .all(|p| p.pointer("/metadata/ownerReferences/0").is_none());
+        orphaned.then_some(())
+    });
+    kubectl.ok(&["apply", "-f", &path]);
+    let new_uid = wait_for("the new set", DEADLINE, || {
+        sts(&kubectl)["metadata"]["uid"]
+            .as_str()
+            .map(str::to_string)
+    });
+    wait_for("the pods to be adopted", DEADLINE, || {
+        let list = kubectl.json(&["get", "pods", "-l", "app=web"]);
+        let adopted = items(&list).len() == 3
+            && items(&list).iter().all(|p| {
+                p["metadata"]["ownerReferences"][0]["uid"] == new_uid.as_str()
+                    && p["metadata"]["ownerReferences"][0]["controller"] == true
+            });
+        adopted.then_some(())
+    });
+    wait_ready(&kubectl, 3);
+    let after: Vec<String> = pods(&kubectl).into_iter().map(|p| p.1).collect();
+    assert_eq!(after, uids, "adopted pods are kept, not replaced");
+
     // Deleting the set removes its pods.
     kubectl.ok(&["delete", "sts", "web"]);
     wait_for("the pods to go", DEADLINE, || {

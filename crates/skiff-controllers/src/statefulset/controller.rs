@@ -227,8 +227,34 @@ impl StatefulSetController {
                 let name = revision.metadata.name.clone().unwrap_or_default();
                 let existing: ControllerRevision =
                     serde_json::from_value(self.client.get(scope, &name).await?)?;
-                if existing.data == revision.data {
-                    // The cache has not seen it yet.
+                let controller = existing
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .find(|r| r.controller == Some(true));
+                let ours = controller.is_some_and(|r| Some(&r.uid) == set.metadata.uid.as_ref());
+                if existing.data == revision.data && (ours || controller.is_none()) {
+                    if controller.is_none() {
+                        // An orphan of an earlier set of this name (`ClaimControllerRevisions`).
+                        let mut refs = existing
+                            .metadata
+                            .owner_references
+                            .clone()
+                            .unwrap_or_default();
+                        refs.push(super::controller_ref(set));
+                        self.client
+                            .patch(
+                                scope,
+                                &name,
+                                PatchType::Merge,
+                                json!({"metadata": {"ownerReferences": refs,
+                                                    "uid": existing.metadata.uid}}),
+                                false,
+                            )
+                            .await?;
+                    }
+                    // The cache has not seen it (or its adoption) yet.
                     return Ok(Some(Duration::from_millis(100)));
                 }
                 let mut updated = set.clone();
@@ -329,6 +355,20 @@ impl StatefulSetController {
             resource: pods_resource(),
             namespace: Some(namespace),
         };
+        for adoption in &plan.adopt {
+            // The uid in the patch is a precondition: a namesake is never adopted instead.
+            let patch = json!({"metadata": {"ownerReferences": adoption.owner_references,
+                                            "uid": adoption.uid}});
+            match self
+                .client
+                .patch(pod_scope, &adoption.name, PatchType::Merge, patch, false)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Some(e.message()),
+            }
+        }
         for action in &plan.actions {
             match action {
                 PodAction::CreateClaims { pod, claims } => {
@@ -370,6 +410,30 @@ impl StatefulSetController {
                                 &self.recorder,
                                 cached,
                                 &[pod_event("create", &pod_name, set_name, Some(&error))],
+                            );
+                            return Some(error);
+                        }
+                    }
+                }
+                PodAction::Relabel { name, uid, labels } => {
+                    let patch = json!({"metadata": {"labels": labels, "uid": uid}});
+                    match self
+                        .client
+                        .patch(pod_scope, name, PatchType::Merge, patch, false)
+                        .await
+                    {
+                        Ok(_) => record_events(
+                            &self.recorder,
+                            cached,
+                            &[pod_event("update", name, set_name, None)],
+                        ),
+                        Err(e) if e.is_not_found() || e.is_conflict() => {}
+                        Err(e) => {
+                            let error = e.message();
+                            record_events(
+                                &self.recorder,
+                                cached,
+                                &[pod_event("update", name, set_name, Some(&error))],
                             );
                             return Some(error);
                         }

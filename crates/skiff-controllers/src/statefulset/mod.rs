@@ -74,6 +74,15 @@ pub enum PodAction {
         /// The claims to create.
         claims: Vec<PersistentVolumeClaim>,
     },
+    /// Give a pod the identity labels it lacks (`updateStatefulPod`).
+    Relabel {
+        /// The pod's name.
+        name: String,
+        /// The pod's uid, as precondition.
+        uid: Option<String>,
+        /// Its labels after the change.
+        labels: BTreeMap<String, String>,
+    },
     /// Delete a pod (its uid as precondition, so a namesake is never deleted instead).
     Delete {
         /// The pod's name.
@@ -92,9 +101,22 @@ pub struct ClaimOwnerUpdate {
     pub owner_references: Vec<OwnerReference>,
 }
 
+/// An orphan pod the set adopts: its new owner references, with its uid as precondition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodAdoption {
+    /// The pod's name.
+    pub name: String,
+    /// The pod's uid.
+    pub uid: Option<String>,
+    /// Its owner references with the set's controller reference added.
+    pub owner_references: Vec<OwnerReference>,
+}
+
 /// What one sync writes.
 #[derive(Debug, Clone, Default)]
 pub struct StatefulSetPlan {
+    /// Orphan pods to adopt, before any other pod write.
+    pub adopt: Vec<PodAdoption>,
     /// The revision new pods above the partition are made from.
     pub update_revision: String,
     /// The revision pods below the partition are made from.
@@ -618,15 +640,40 @@ pub fn plan(observation: &StatefulSetObservation<'_>, now: Timestamp) -> Statefu
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
             .collect()
     };
-    let pods: Vec<&Pod> = observation
-        .pods
-        .iter()
-        .filter(|p| is_controlled_by(&p.metadata, uid))
-        .filter(|p| selector.as_ref().is_some_and(|s| s.matches(&labels_of(p))))
-        .filter(|p| {
-            parent_and_ordinal(name_of(&p.metadata)).is_some_and(|(parent, _)| parent == set_name)
-        })
-        .collect();
+    let selected = |p: &Pod| selector.as_ref().is_some_and(|s| s.matches(&labels_of(p)));
+    let member = |p: &Pod| {
+        parent_and_ordinal(name_of(&p.metadata)).is_some_and(|(parent, _)| parent == set_name)
+    };
+    let has_controller = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true))
+    };
+    // `ClaimPods`: orphans the set selects and names are adopted (not while it is deleted);
+    // they count as its pods from this sync on.
+    let adopting = set.metadata.deletion_timestamp.is_none();
+    let mut pods: Vec<&Pod> = Vec::new();
+    for pod in observation.pods {
+        if is_controlled_by(&pod.metadata, uid) && selected(pod) && member(pod) {
+            pods.push(pod);
+        } else if adopting
+            && !has_controller(pod)
+            && pod.metadata.deletion_timestamp.is_none()
+            && selected(pod)
+            && member(pod)
+        {
+            let mut owner_references = pod.metadata.owner_references.clone().unwrap_or_default();
+            owner_references.push(controller_ref(set));
+            plan.adopt.push(PodAdoption {
+                name: name_of(&pod.metadata).to_string(),
+                uid: pod.metadata.uid.clone(),
+                owner_references,
+            });
+            pods.push(pod);
+        }
+    }
 
     let min_ready = min_ready_seconds(set);
     plan.status = status_update(
@@ -784,6 +831,26 @@ fn manage(
             }
             return;
         }
+        // `identityMatches`, else `updateIdentity`: the pod-name and pod-index labels.
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let wanted = [
+            (POD_NAME_LABEL, name.to_string()),
+            (POD_INDEX_LABEL, ordinal.to_string()),
+        ];
+        if wanted
+            .iter()
+            .any(|(k, v)| labels.get(*k).map(String::as_str) != Some(v.as_str()))
+        {
+            let mut labels = labels;
+            for (k, v) in wanted {
+                labels.insert(k.to_string(), v);
+            }
+            plan.actions.push(PodAction::Relabel {
+                name: name.to_string(),
+                uid: pod.metadata.uid.clone(),
+                labels,
+            });
+        }
     }
 
     // Pods beyond the replicas, from the highest ordinal.
@@ -882,17 +949,19 @@ fn status_update(
         }
     }
     let old = set.status.clone().unwrap_or_default();
+    // Go's `omitempty` leaves out the zero counts; `availableReplicas` it always writes.
+    let omit_zero = |n: i32| (n != 0).then_some(n);
     let mut status = StatefulSetStatus {
         available_replicas: Some(available),
         collision_count: Some(collision_count(set)),
         conditions: old.conditions.clone(),
-        current_replicas: Some(current),
+        current_replicas: omit_zero(current),
         current_revision: Some(history.current.clone()),
         observed_generation: set.metadata.generation,
-        ready_replicas: Some(ready),
+        ready_replicas: omit_zero(ready),
         replicas: count,
         update_revision: Some(history.update.clone()),
-        updated_replicas: Some(updated),
+        updated_replicas: omit_zero(updated),
     };
     let desired = replicas(set);
     if strategy_type(set) == "RollingUpdate"
@@ -913,5 +982,5 @@ fn status_update(
         update_revision: Some(s.update_revision.clone().unwrap_or_default()),
         ..s.clone()
     };
-    (normalize(&old) != status).then_some(status)
+    (normalize(&old) != normalize(&status)).then_some(status)
 }

@@ -119,6 +119,13 @@ impl Cluster {
                 PodAction::CreateClaims { claims, .. } => {
                     self.claims.extend(claims.iter().cloned())
                 }
+                PodAction::Relabel { name, labels, .. } => {
+                    for p in &mut self.pods {
+                        if p.metadata.name.as_deref() == Some(name) {
+                            p.metadata.labels = Some(labels.clone());
+                        }
+                    }
+                }
                 PodAction::Delete { name, .. } => {
                     for p in &mut self.pods {
                         if p.metadata.name.as_deref() == Some(name) {
@@ -621,12 +628,12 @@ fn rolling_updates_follow_partition_and_max_unavailable() {
             "case {i}"
         );
         assert_eq!(
-            status.updated_replicas,
-            Some(updated.len() as i32),
+            status.updated_replicas.unwrap_or(0),
+            updated.len() as i32,
             "case {i}"
         );
         assert_eq!(
-            status.current_replicas,
+            status.current_replicas.or(Some(0)),
             Some(if complete {
                 3
             } else {
@@ -748,6 +755,26 @@ fn status_counts_follow_compute_replica_status() {
     assert_eq!(status.collision_count, Some(0));
     let plan = cluster.sync();
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(3600)));
+    // The zero counts Go omits are left out; availableReplicas is always written.
+    let mut empty = Cluster::new(stateful_set(json!({"replicas": 0})));
+    empty.sync();
+    assert_eq!(
+        serde_json::to_value(empty.set.status.clone().unwrap())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        [
+            "availableReplicas",
+            "collisionCount",
+            "currentRevision",
+            "observedGeneration",
+            "replicas",
+            "updateRevision"
+        ]
+    );
     assert!(
         plan.status.is_none(),
         "an unchanged status is not written again"
@@ -770,7 +797,14 @@ fn pods_of_other_owners_or_names_are_not_the_sets() {
     cluster.settle();
     let mut foreign = cluster.pods[0].clone();
     foreign.metadata.name = Some("web-9".into());
-    foreign.metadata.owner_references = None;
+    foreign.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: "rs".into(),
+        uid: "rs-uid".into(),
+        controller: Some(true),
+        ..Default::default()
+    }]);
     let mut misnamed = cluster.pods[0].clone();
     misnamed.metadata.name = Some("other-9".into());
     cluster.pods.push(foreign);
@@ -848,4 +882,87 @@ fn the_governing_service_names_each_pod_by_its_hostname() {
     // Another Service selecting the same pods does not name them.
     let endpoint = crate::endpointslice::pod_to_endpoint(&pod, None, &service("other"), "IPv4");
     assert_eq!(endpoint.hostname, None);
+}
+
+#[test]
+fn orphans_the_set_selects_and_names_are_adopted() {
+    // (pod name, labels, owned by another controller, adopted)
+    let cases: Vec<(&str, Value, bool, bool)> = vec![
+        ("web-1", json!({"app": "web"}), false, true),
+        ("web-1", json!({"app": "other"}), false, false),
+        ("cache-1", json!({"app": "web"}), false, false),
+        ("web-1", json!({"app": "web"}), true, false),
+    ];
+    assert_eq!(cases.len(), 4);
+    for (i, (name, labels, foreign, adopted)) in cases.into_iter().enumerate() {
+        let mut set = stateful_set(json!({"podManagementPolicy": "Parallel"}));
+        set.spec.as_mut().unwrap().replicas = Some(2);
+        let mut cluster = Cluster::new(set);
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": "orphan-uid",
+                         "labels": labels},
+            "status": {"phase": "Running",
+                       "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .unwrap();
+        if foreign {
+            pod.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "rs".into(),
+                uid: "rs-uid".into(),
+                controller: Some(true),
+                ..Default::default()
+            }]);
+        }
+        cluster.pods.push(pod);
+        let plan = cluster.sync();
+        let adoptions: Vec<&str> = plan.adopt.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            adoptions,
+            if adopted { vec![name] } else { vec![] },
+            "case {i}"
+        );
+        if adopted {
+            assert_eq!(plan.adopt[0].uid.as_deref(), Some("orphan-uid"));
+            assert_eq!(
+                plan.adopt[0].owner_references,
+                [controller_ref(&cluster.set)]
+            );
+            // The adopted pod fills its ordinal: only web-0 is created.
+            assert_eq!(created(&plan), ["web-0"], "case {i}");
+        } else if name == "web-1" && !foreign {
+            assert_eq!(created(&plan), ["web-0", "web-1"], "case {i}");
+        }
+    }
+}
+
+#[test]
+fn a_pod_missing_its_identity_labels_gets_them_back() {
+    let mut cluster = Cluster::new(stateful_set(json!({})));
+    cluster.settle();
+    for pod in &mut cluster.pods {
+        if pod.metadata.name.as_deref() == Some("web-1") {
+            let labels = pod.metadata.labels.as_mut().unwrap();
+            labels.remove(POD_NAME_LABEL);
+            labels.insert(POD_INDEX_LABEL.to_string(), "7".to_string());
+        }
+    }
+    let plan = cluster.sync();
+    match &plan.actions[..] {
+        [PodAction::Relabel { name, labels, .. }] => {
+            assert_eq!(name, "web-1");
+            assert_eq!(
+                labels.get(POD_NAME_LABEL).map(String::as_str),
+                Some("web-1")
+            );
+            assert_eq!(labels.get(POD_INDEX_LABEL).map(String::as_str), Some("1"));
+            assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(cluster.sync().actions.is_empty());
+    assert_eq!(
+        pod_event("update", "web-1", "web", None).message,
+        "update Pod web-1 in StatefulSet web successful"
+    );
 }
