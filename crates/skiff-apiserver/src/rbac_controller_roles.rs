@@ -491,6 +491,38 @@ mod tests {
             "",
             "pods"
         ));
+        let binder = "persistent-volume-binder";
+        assert!(may(&snapshot, binder, "create", "", "persistentvolumes"));
+        assert!(may(&snapshot, binder, "delete", "", "persistentvolumes"));
+        assert!(may(
+            &snapshot,
+            binder,
+            "update",
+            "",
+            "persistentvolumeclaims/status"
+        ));
+        assert!(may(
+            &snapshot,
+            binder,
+            "watch",
+            "storage.k8s.io",
+            "storageclasses"
+        ));
+        assert!(!may(
+            &snapshot,
+            binder,
+            "delete",
+            "",
+            "persistentvolumeclaims"
+        ));
+        assert!(!may(&snapshot, binder, "delete", "", "pods"));
+        assert!(may(
+            &snapshot,
+            "cloneset-controller",
+            "create",
+            "",
+            "persistentvolumeclaims"
+        ));
         // One ServiceAccount's role is not another's.
         assert!(!may(&snapshot, "endpoint-controller", "create", "", "pods"));
     }
