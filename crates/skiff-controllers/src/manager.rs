@@ -141,6 +141,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let jobs = informer(&client, &kinds::job::V1);
     let cron_jobs = informer(&client, &kinds::cron_job::V1);
     let daemon_sets = informer(&client, &kinds::daemon_set::V1);
+    let claims = informer(&client, &kinds::persistent_volume_claim::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -264,6 +265,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             jobs,
             cron_jobs,
             daemon_sets,
+            claims,
         ],
     );
 
