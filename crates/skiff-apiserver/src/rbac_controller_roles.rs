@@ -68,6 +68,11 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
                     &[APPS],
                     &["controllerrevisions"],
                 ),
+                rule(
+                    &["get", "list", "create", "delete"],
+                    &[CORE],
+                    &["persistentvolumeclaims"],
+                ),
                 events(),
             ],
         ),
@@ -137,11 +142,6 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
                     &["replicasets"],
                 ),
                 rule(&["get", "list", "watch", "update"], &[CORE], &["pods"]),
-                rule(
-                    &["get", "list", "create", "delete"],
-                    &[CORE],
-                    &["persistentvolumeclaims"],
-                ),
                 events(),
             ],
         ),
