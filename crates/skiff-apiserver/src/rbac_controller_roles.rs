@@ -68,6 +68,11 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
                     &[APPS],
                     &["controllerrevisions"],
                 ),
+                rule(
+                    &["get", "list", "create", "delete"],
+                    &[CORE],
+                    &["persistentvolumeclaims"],
+                ),
                 events(),
             ],
         ),
@@ -137,11 +142,6 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
                     &["replicasets"],
                 ),
                 rule(&["get", "list", "watch", "update"], &[CORE], &["pods"]),
-                rule(
-                    &["get", "list", "create", "delete"],
-                    &[CORE],
-                    &["persistentvolumeclaims"],
-                ),
                 events(),
             ],
         ),
@@ -552,6 +552,38 @@ mod tests {
         assert!(may(&snapshot, sts, "update", "apps", "statefulsets/status"));
         assert!(!may(&snapshot, sts, "update", "apps", "statefulsets"));
         assert!(!may(&snapshot, sts, "create", "apps", "replicasets"));
+        let binder = "persistent-volume-binder";
+        assert!(may(&snapshot, binder, "create", "", "persistentvolumes"));
+        assert!(may(&snapshot, binder, "delete", "", "persistentvolumes"));
+        assert!(may(
+            &snapshot,
+            binder,
+            "update",
+            "",
+            "persistentvolumeclaims/status"
+        ));
+        assert!(may(
+            &snapshot,
+            binder,
+            "watch",
+            "storage.k8s.io",
+            "storageclasses"
+        ));
+        assert!(!may(
+            &snapshot,
+            binder,
+            "delete",
+            "",
+            "persistentvolumeclaims"
+        ));
+        assert!(!may(&snapshot, binder, "delete", "", "pods"));
+        assert!(may(
+            &snapshot,
+            "cloneset-controller",
+            "create",
+            "",
+            "persistentvolumeclaims"
+        ));
         // One ServiceAccount's role is not another's.
         assert!(!may(&snapshot, "endpoint-controller", "create", "", "pods"));
     }

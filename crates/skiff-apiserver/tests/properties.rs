@@ -171,6 +171,17 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
                 "startingDeadlineSeconds": 30,
                 "jobTemplate": {"spec": {"template": pod_template}}}})
         }
+        ("", "v1", "PersistentVolume") => json!({"spec": {"capacity": {"storage": "2Gi"},
+            "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "manual", "hostPath": {"path": "/srv/data"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node"]}]}]}}}}),
+        ("", "v1", "PersistentVolumeClaim") => json!({"spec": {"accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual", "resources": {"requests": {"storage": "1Gi"}},
+            "selector": selector}}),
+        ("storage.k8s.io", "v1", "StorageClass") => json!({"provisioner": "rancher.io/local-path",
+            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": false, "parameters": {"type": "local"}}),
         ("policy", "v1", "PodDisruptionBudget") => json!({"spec": {"minAvailable": "50%",
             "selector": selector, "unhealthyPodEvictionPolicy": "IfHealthyBudget"}}),
         ("apps", "v1", "DaemonSet") => json!({"spec": {"selector": selector,

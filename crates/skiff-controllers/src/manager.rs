@@ -153,8 +153,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let cron_jobs = informer(&client, &kinds::cron_job::V1);
     let daemon_sets = informer(&client, &kinds::daemon_set::V1);
     let stateful_sets = informer(&client, &kinds::stateful_set::V1);
-    let claims = crate::statefulset::controller::claims_resource().map(|r| informer(&client, r));
     let replication_controllers = informer(&client, &kinds::replication_controller::V1);
+    let claims = informer(&client, &kinds::persistent_volume_claim::V1);
     for i in [
         &deployments,
         &replica_sets,
@@ -171,10 +171,8 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         &daemon_sets,
         &stateful_sets,
         &replication_controllers,
-    ]
-    .into_iter()
-    .chain(claims.as_ref())
-    {
+        &claims,
+    ] {
         tokio::select! {
             _ = i.wait_synced() => {}
             _ = &mut shutdown => return,
@@ -252,7 +250,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         stateful_sets.clone(),
         pods.clone(),
         controller_revisions.clone(),
-        claims,
+        Some(claims.clone()),
         EventRecorder::new(
             identity_client,
             EventSource::component("statefulset-controller"),
@@ -308,6 +306,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             daemon_sets,
             stateful_sets,
             replication_controllers,
+            claims.clone(),
         ],
     );
 

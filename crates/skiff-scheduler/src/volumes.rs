@@ -121,6 +121,15 @@ mod tests {
         }
     }
 
+    /// (what, facts, rejection, affinities, delayed claims)
+    type Case = (
+        &'static str,
+        Vec<ClaimFacts>,
+        Option<&'static str>,
+        usize,
+        Vec<&'static str>,
+    );
+
     #[test]
     fn prefilter_cases() {
         let unbound = json!({"metadata": {"name": "data"}, "spec": {}});
@@ -129,7 +138,7 @@ mod tests {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname",
                 "operator": "In", "values": ["n1"]}]}]}}}});
         // (what, facts, rejection, affinities, delayed claims)
-        let cases: Vec<(&str, Vec<ClaimFacts>, Option<&str>, usize, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             ("no claims", vec![], None, 0, vec![]),
             (
                 "missing claim",

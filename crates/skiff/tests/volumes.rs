@@ -507,5 +507,18 @@ spec:
     wait_for_every("only the kept pod's claim", SHORT, POLL, || {
         (clone_set_claims(&kubectl) == expected).then_some(())
     });
+
+    // The claims are the CloneSet's: deleting it deletes them, and their volumes go with them.
+    kubectl.ok(&["delete", "cloneset", "web", "--wait=true"]);
+    wait_for_every(
+        "the claims and volumes to go with the CloneSet",
+        SHORT,
+        POLL,
+        || {
+            let claims = items(&json(&kubectl, &["get", "pvc"])).len();
+            let volumes = items(&json(&kubectl, &["get", "pv"])).len();
+            (claims == 0 && volumes == 0).then_some(())
+        },
+    );
     skiff.stop();
 }

@@ -78,7 +78,7 @@ impl KindStrategy for Strategy {
 fn validate_clone_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     let replicas = int_at(spec, "replicas").unwrap_or(1);
     nonnegative(spec.get("replicas"), "spec.replicas", errs);
-    validate_selector_and_template(spec, "cloneset", errs);
+    validate_selector_and_template(&with_claim_volumes(spec), "cloneset", errs);
     let pod_spec = field(field(spec, "template"), "spec");
     let restart = str_at(pod_spec, "restartPolicy");
     if !restart.is_empty() && restart != "Always" {
@@ -391,6 +391,39 @@ fn clone_set_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
+/// The spec with a volume per claim template in the pod template, as each pod gets it: a
+/// container may mount a template's claim by the template's name without declaring the
+/// volume, as OpenKruise's webhook allows.
+fn with_claim_volumes(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let names: Vec<String> = array_at(&spec, "volumeClaimTemplates")
+        .iter()
+        .map(|t| str_at(field(t, "metadata"), "name").to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return spec;
+    }
+    let Some(pod_spec) = spec
+        .pointer_mut("/template/spec")
+        .and_then(Value::as_object_mut)
+    else {
+        return spec;
+    };
+    let volumes = pod_spec
+        .entry("volumes")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(volumes) = volumes.as_array_mut() {
+        for name in names {
+            if !volumes.iter().any(|v| str_at(v, "name") == name) {
+                volumes.push(json!({"name": name,
+                                    "persistentVolumeClaim": {"claimName": name}}));
+            }
+        }
+    }
+    spec
+}
+
 fn default_clone_set(root: &mut Map<String, Value>) {
     let Some(spec) = child(root, "spec") else {
         return;
@@ -419,5 +452,37 @@ fn default_clone_set(root: &mut Map<String, Value>) {
         default_value(strategy, "partition", json!(0));
         default_value(strategy, "maxUnavailable", json!("20%"));
         default_value(strategy, "maxSurge", json!(0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clone_set(templates: Value) -> Value {
+        let mut obj = json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                    {"name": "main", "image": "busybox",
+                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+                "volumeClaimTemplates": templates}});
+        crate::defaults::apply_defaults(&V1ALPHA1, &mut obj);
+        obj
+    }
+
+    #[test]
+    fn a_container_may_mount_a_claim_template_by_name_but_not_an_undeclared_volume() {
+        let templated = clone_set(json!([{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}}]));
+        let errs = crate::validation::validate_create(&V1ALPHA1, &templated);
+        assert!(errs.is_empty(), "{errs:?}");
+        let untemplated = clone_set(json!([]));
+        let errs = crate::validation::validate_create(&V1ALPHA1, &untemplated);
+        assert_eq!(
+            errs.iter().map(FieldError::full).collect::<Vec<_>>(),
+            vec!["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"data\""]
+        );
     }
 }

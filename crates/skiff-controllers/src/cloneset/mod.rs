@@ -14,10 +14,9 @@
 //!
 //! Not implemented, all deliberate for now: lifecycle hooks (`spec.lifecycle`: pods never stop
 //! in PreparingDelete, PreparingUpdate or Updated on their own), `priorityStrategy` and
-//! `scatterStrategy` (the default update order is used), volumeClaimTemplates (no PVCs are
-//! created), in-place changes of env values taken from labels (they need OpenKruise's node
-//! daemon) and of resources, container launch priorities, image pre-download, and partition
-//! rollback (an off-by-default gate upstream).
+//! `scatterStrategy` (the default update order is used), in-place changes of env values taken
+//! from labels (they need OpenKruise's node daemon) and of resources, container launch
+//! priorities, image pre-download, and partition rollback (an off-by-default gate upstream).
 
 pub mod arithmetic;
 pub mod controller;

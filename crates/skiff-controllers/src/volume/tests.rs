@@ -7,6 +7,11 @@ use serde_json::json;
 
 const UID: &str = "uid-claim";
 
+/// (upstream case, claim, volumes, expected summary)
+type ClaimCase = (&'static str, Value, Vec<Value>, Vec<&'static str>);
+/// (upstream case, volume, its claim, expected summary)
+type VolumeCase = (&'static str, Value, Option<Value>, Vec<&'static str>);
+
 /// A volume of `size` (unbound, Available), with `extra` merged in.
 fn volume(name: &str, size: &str, extra: Value) -> Value {
     let mut v = json!({"metadata": {"name": name},
@@ -97,7 +102,7 @@ fn claim_syncs_follow_upstream_binder_cases() {
     let wffc = class("local-path", LOCAL_PATH_PROVISIONER, "WaitForFirstConsumer");
     let immediate_external = class("fast", "example.com/fast", "Immediate");
     // (upstream case, claim, volumes, expected summary)
-    let cases: Vec<(&str, Value, Vec<Value>, Vec<&str>)> = vec![
+    let cases: Vec<ClaimCase> = vec![
         (
             "1-1 binds to a matching unbound volume",
             claim("1Gi", json!({})),
@@ -377,7 +382,7 @@ fn volume_syncs_follow_upstream_binder_cases() {
         "spec": {"persistentVolumeReclaimPolicy": "Delete",
                  "hostPath": {"path": "/data/storage/pvc-uid-claim_default_claim"}}});
     // (upstream case, volume, its claim, expected summary)
-    let cases: Vec<(&str, Value, Option<Value>, Vec<&str>)> = vec![
+    let cases: Vec<VolumeCase> = vec![
         (
             "4-1 a pending volume becomes Available",
             volume("volume", "1Gi", json!({"status": {"phase": "Pending"}})),
