@@ -8,6 +8,8 @@
 //! several kinds share (object metadata and pod template validation, table building, label
 //! selectors) stay in the shared modules the kind modules call.
 
+use std::sync::{Arc, RwLock};
+
 use serde_json::{Map, Value};
 
 use crate::errors::FieldError;
@@ -21,6 +23,7 @@ pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
 pub mod cron_job;
+pub mod custom_resource_definition;
 pub mod daemon_set;
 pub mod deployment;
 pub mod endpoint_slice;
@@ -70,6 +73,7 @@ pub static KINDS: &[&Kind] = &[
     &role_binding::KIND,
     &role::KIND,
     &pod_disruption_budget::KIND,
+    &custom_resource_definition::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
@@ -184,6 +188,24 @@ pub trait KindStrategy: Sync {
     /// stored object on an update, after admission (a DaemonSet's template generation).
     fn prepare_for_write(&self, _new: &mut Value, _old: Option<&Value>) {}
 
+    /// The printer columns a custom resource's definition declares for `version`; `None` for
+    /// kinds whose printer is Rust code ([`KindStrategy::printer`]).
+    fn custom_columns(&self, _version: &str) -> Option<&[crate::printers::CustomColumn]> {
+        None
+    }
+
+    /// Where a custom resource keeps the replica counts its `scale` subresource shows; `None`
+    /// for the built-in layout (`spec.replicas`, `status.replicas`).
+    fn scale_paths(&self, _version: &str) -> Option<crate::crd::ScalePaths> {
+        None
+    }
+
+    /// The finalizer the first delete adds before the object goes, for kinds whose deletion
+    /// takes work (a CustomResourceDefinition's objects are deleted first).
+    fn deletion_finalizer(&self) -> Option<&'static str> {
+        None
+    }
+
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Generic
@@ -201,13 +223,73 @@ struct GenericStrategy;
 
 impl KindStrategy for GenericStrategy {}
 
-/// The kind entry of a resource, stored or computed, found by group and kind.
+/// The kinds registered at run time from CustomResourceDefinitions, replaced as a whole on
+/// each change so that readers take a cheap snapshot (one `Arc` clone) and never hold the lock
+/// while they work.
+///
+/// The catalogue is process-wide, as the definitions it mirrors are cluster-wide. Each entry is
+/// leaked (`Box::leak`) so that it is `&'static` like the built-in table's: an entry is made
+/// only when a definition's generation changes (see `crate::crd`), which bounds the leak by the
+/// number of definition changes a server sees.
+static CUSTOM_KINDS: RwLock<Vec<&'static Kind>> = RwLock::new(Vec::new());
+
+/// Readers' snapshot of [`CUSTOM_KINDS`], rebuilt by each registration.
+static CUSTOM_SNAPSHOT: RwLock<Option<Arc<Vec<&'static Kind>>>> = RwLock::new(None);
+
+/// The custom kinds registered now, in registration order.
+pub fn custom_kinds() -> Arc<Vec<&'static Kind>> {
+    let snapshot = CUSTOM_SNAPSHOT.read().unwrap_or_else(|e| e.into_inner());
+    match snapshot.as_ref() {
+        Some(kinds) => kinds.clone(),
+        None => Arc::new(Vec::new()),
+    }
+}
+
+/// Registers (or replaces, matched by group and plural) a custom kind.
+pub fn register_custom_kind(kind: &'static Kind) {
+    let first = kind.versions.first().copied();
+    let mut kinds = CUSTOM_KINDS.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(first) = first {
+        kinds.retain(|k| {
+            !k.versions
+                .iter()
+                .any(|v| v.group == first.group && v.plural == first.plural)
+        });
+    }
+    kinds.push(kind);
+    publish(&kinds);
+}
+
+/// Removes the custom kind serving `plural` in `group`, if registered.
+pub fn unregister_custom_kind(group: &str, plural: &str) {
+    let mut kinds = CUSTOM_KINDS.write().unwrap_or_else(|e| e.into_inner());
+    kinds.retain(|k| {
+        !k.versions
+            .iter()
+            .any(|v| v.group == group && v.plural == plural)
+    });
+    publish(&kinds);
+}
+
+fn publish(kinds: &[&'static Kind]) {
+    let mut snapshot = CUSTOM_SNAPSHOT.write().unwrap_or_else(|e| e.into_inner());
+    *snapshot = Some(Arc::new(kinds.to_vec()));
+}
+
+/// The kind entry of a resource, stored or computed, found by group and kind; the built-in
+/// table first, then the custom kinds.
 pub fn kind_of(resource: &ResourceInfo) -> Option<&'static Kind> {
-    KINDS.iter().chain(COMPUTED_KINDS).copied().find(|k| {
+    let matches = |k: &&Kind| {
         k.versions
             .iter()
             .any(|v| v.group == resource.group && v.kind == resource.kind)
-    })
+    };
+    KINDS
+        .iter()
+        .chain(COMPUTED_KINDS)
+        .copied()
+        .find(matches)
+        .or_else(|| custom_kinds().iter().copied().find(matches))
 }
 
 /// The strategy of a resource; a resource outside the table gets the generic behaviour.
