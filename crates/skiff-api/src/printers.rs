@@ -1668,8 +1668,9 @@ mod tests {
 
     #[test]
     fn every_registered_resource_has_a_specific_printer() {
-        // Kubernetes' own printers for Roles and ClusterRoles are `Name` and `Created At`.
-        let generic_in_kubernetes = ["roles", "clusterroles"];
+        // Kubernetes' own printers for Roles, ClusterRoles and CustomResourceDefinitions are
+        // `Name` and `Created At`.
+        let generic_in_kubernetes = ["roles", "clusterroles", "customresourcedefinitions"];
         for r in crate::resources::all().filter(|r| !generic_in_kubernetes.contains(&r.plural)) {
             let t = table(r, &[], IncludeObject::None, now());
             let first = &t["columnDefinitions"][1]["name"];

@@ -832,7 +832,6 @@ impl Registry {
         } else {
             md.remove("generation");
         }
-        skiff_api::kinds::strategy_for(resource).prepare_for_write(&mut obj, None);
         if resource.has_subresource(Subresource::Status) {
             match hook(resource) {
                 RegistryHook::Pod => {
@@ -847,6 +846,7 @@ impl Registry {
             }
         }
 
+        skiff_api::kinds::strategy_for(resource).prepare_for_write(&mut obj, None);
         if hook(resource) == RegistryHook::Pod {
             // Before the kind's defaults, which add the standard seconds only where these
             // left a taint untolerated.
@@ -1280,6 +1280,13 @@ impl Registry {
                     if !finalizers.iter().any(|f| f == add) {
                         finalizers.push(add.to_string());
                     }
+                    meta::set(&mut marked, "finalizers", json!(finalizers));
+                }
+            }
+            if let Some(finalizer) = skiff_api::kinds::strategy_for(storage).deletion_finalizer() {
+                let mut finalizers = meta::finalizers(&marked);
+                if !meta::is_deleting(&old) && !finalizers.iter().any(|f| f == finalizer) {
+                    finalizers.push(finalizer.to_string());
                     meta::set(&mut marked, "finalizers", json!(finalizers));
                 }
             }

@@ -348,6 +348,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
+    skiff_apiserver::crd_controller::register_stored(&registry).await?;
+    skiff_apiserver::crd_controller::spawn(registry.clone());
 
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
