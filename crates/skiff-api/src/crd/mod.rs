@@ -437,6 +437,18 @@ impl KindStrategy for CustomStrategy {
         }
     }
 
+    fn prune(&self, version: &str, obj: &mut Value) -> Vec<String> {
+        let mut pruned = Vec::new();
+        if let Some(behaviour) = self.version(version) {
+            schema::prune(&behaviour.schema, obj, "", &mut pruned);
+        }
+        pruned
+    }
+
+    fn openapi_schema(&self, version: &str) -> Option<&Value> {
+        self.version(version).map(|b| &b.schema)
+    }
+
     fn custom_columns(&self, version: &str) -> Option<&[CustomColumn]> {
         self.version(version).map(|b| b.columns.as_slice())
     }

@@ -188,6 +188,19 @@ pub trait KindStrategy: Sync {
     /// stored object on an update, after admission (a DaemonSet's template generation).
     fn prepare_for_write(&self, _new: &mut Value, _old: Option<&Value>) {}
 
+    /// Removes the fields a custom resource's schema for `version` does not specify and
+    /// returns their paths (`spec.foo`); nothing for kinds with Rust types, whose decoding
+    /// drops unknown fields.
+    fn prune(&self, _version: &str, _obj: &mut Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The OpenAPI v3 schema a custom resource's definition gives `version`; `None` for kinds
+    /// with Rust types, whose schemas come from those types.
+    fn openapi_schema(&self, _version: &str) -> Option<&Value> {
+        None
+    }
+
     /// The printer columns a custom resource's definition declares for `version`; `None` for
     /// kinds whose printer is Rust code ([`KindStrategy::printer`]).
     fn custom_columns(&self, _version: &str) -> Option<&[crate::printers::CustomColumn]> {
