@@ -58,6 +58,9 @@ spec:
           spec:
             type: object
             required: [color]
+            x-kubernetes-validations:
+            - rule: "!has(self.size) || self.size != '0cm'"
+              message: size must not be zero
             properties:
               replicas:
                 type: integer
@@ -70,6 +73,9 @@ spec:
               size:
                 type: string
                 pattern: '^[0-9]+(cm|m)$'
+                x-kubernetes-validations:
+                - rule: self == oldSelf
+                  message: size is immutable
               settings:
                 type: object
                 x-kubernetes-preserve-unknown-fields: true
@@ -90,7 +96,6 @@ metadata:
 spec:
   color: blue
   size: 10cm
-  unknownField: dropped
   settings:
     anything: kept
 ";
@@ -142,9 +147,18 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         "{listing}"
     );
 
-    // Defaulted and pruned; preserved where the schema says so.
-    let file = skiff.write_file("first.yaml", WIDGET);
-    kubectl.ok(&["apply", "-f", &file]);
+    // Defaulted and pruned; preserved where the schema says so. Unknown fields are refused
+    // under kubectl's default strict field validation, and dropped without it.
+    let with_unknown = format!("{WIDGET}  unknownField: dropped\n");
+    let file = skiff.write_file("first.yaml", &with_unknown);
+    let refused = kubectl.fails(&["apply", "-f", &file]);
+    assert!(
+        refused.contains(
+            "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.unknownField\""
+        ),
+        "{refused}"
+    );
+    kubectl.ok(&["apply", "--validate=false", "-f", &file]);
     let first = kubectl.json(&["get", "widget", "first", "-o", "json"]);
     assert_eq!(first["spec"]["replicas"], 1, "default applied: {first}");
     assert!(first["spec"].get("unknownField").is_none(), "pruned: {first}");
@@ -182,6 +196,28 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
     );
     let refused = kubectl.fails(&["create", "-f", &missing]);
     assert!(refused.contains("spec.color: Required value"), "{refused}");
+    // CEL rules: one on the object, one transition rule comparing with the stored value.
+    let zero = skiff.write_file(
+        "zero.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  color: red\n  size: 0cm\n",
+    );
+    let refused = kubectl.fails(&["create", "-f", &zero]);
+    assert!(
+        refused.contains("spec: Invalid value: \"object\": size must not be zero"),
+        "{refused}"
+    );
+    let refused = kubectl.fails(&[
+        "patch",
+        "widget",
+        "first",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":"2m"}}"#,
+    ]);
+    assert!(
+        refused.contains("spec.size: Invalid value: \"string\": size is immutable"),
+        "{refused}"
+    );
     assert!(
         kubectl.run(&["get", "widget", "bad"]).stderr.contains("NotFound"),
         "a refused object was stored"
@@ -193,7 +229,12 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
     assert_eq!(rows[0], vec!["NAME", "REPLICAS", "COLOR", "AGE"], "{listing}");
     assert_eq!(&rows[1][..3], &["first", "1", "blue"], "{listing}");
     let by_category = kubectl.ok(&["get", "gadgets"]);
-    assert!(by_category.contains("widget.example.com/first"), "{by_category}");
+    let names: Vec<&str> = by_category
+        .lines()
+        .skip(1)
+        .filter_map(|l| cells(l).first().copied())
+        .collect();
+    assert_eq!(names, vec!["first"], "{by_category}");
 
     // Scale through the scale subresource.
     kubectl.ok(&["scale", "widget/first", "--replicas=3"]);

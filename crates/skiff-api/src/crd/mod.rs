@@ -5,6 +5,7 @@
 //!
 //! Pure: the API server's definition controller decides when to register and what to write.
 
+pub mod rules;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -270,7 +271,7 @@ pub fn validate_definition_update(new: &Value, old: &Value, errs: &mut Vec<Field
                         .cloned()
                         .unwrap_or_default(),
                 ),
-                format!("must appear in spec.versions"),
+                "must appear in spec.versions",
             ));
         }
     }
@@ -434,6 +435,14 @@ impl KindStrategy for CustomStrategy {
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
         if let Some(behaviour) = self.version(&self.storage_version) {
             schema::validate(&behaviour.schema, obj, "", errs);
+            rules::validate(&behaviour.schema, obj, None, "", errs);
+        }
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
+        if let Some(behaviour) = self.version(&self.storage_version) {
+            schema::validate(&behaviour.schema, new, "", errs);
+            rules::validate(&behaviour.schema, new, Some(old), "", errs);
         }
     }
 

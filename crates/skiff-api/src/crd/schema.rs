@@ -464,6 +464,21 @@ fn structural_children(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs,
         );
     }
+    if let Some(Value::Array(rules)) = schema.get("x-kubernetes-validations") {
+        for (i, rule) in rules.iter().enumerate() {
+            let text = rule.get("rule").and_then(Value::as_str).unwrap_or("");
+            let rule_path = format!("{path}.x-kubernetes-validations[{i}].rule");
+            if text.is_empty() {
+                errs.push(FieldError::required(rule_path, ""));
+            } else if let Err(e) = cel::Program::compile(text) {
+                errs.push(FieldError::invalid(
+                    rule_path,
+                    &Value::String(text.to_string()),
+                    format!("compilation failed: {e}"),
+                ));
+            }
+        }
+    }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         if let Err(e) = regex::Regex::new(pattern) {
             errs.push(FieldError::invalid(
