@@ -59,7 +59,7 @@ spec:
             type: object
             required: [color]
             x-kubernetes-validations:
-            - rule: "!has(self.size) || self.size != '0cm'"
+            - rule: \"!has(self.size) || self.size != '0cm'\"
               message: size must not be zero
             properties:
               replicas:
@@ -300,6 +300,11 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
     assert_eq!(items(&selected).len(), 1, "{selected}");
     let none = kubectl.json(&["get", "widgets", "--field-selector", "metadata.name=other", "-o", "json"]);
     assert!(items(&none).is_empty(), "{none}");
+
+    // OpenAPI v3 publishes the definition's schema: kubectl explain reads it.
+    let explained = kubectl.ok(&["explain", "widgets.spec.replicas"]);
+    assert!(explained.contains("KIND:       Widget"), "{explained}");
+    assert!(explained.contains("FIELD: replicas <integer>"), "{explained}");
 
     // Discovery publishes the resource with its names and subresources.
     let resources = kubectl.ok(&["api-resources", "--api-group=example.com"]);

@@ -394,6 +394,43 @@ mod tests {
     }
 
     #[test]
+    fn custom_kinds_join_and_leave_the_catalogue() {
+        let definition = serde_json::json!({
+            "metadata": {"name": "gizmos.catalogue.example.com"},
+            "spec": {"group": "catalogue.example.com", "scope": "Cluster",
+                "names": {"plural": "gizmos", "kind": "Gizmo", "shortNames": ["gz"]},
+                "versions": [
+                    {"name": "v2", "served": true, "storage": true,
+                     "schema": {"openAPIV3Schema": {"type": "object"}}},
+                    {"name": "v1", "served": true, "storage": false,
+                     "schema": {"openAPIV3Schema": {"type": "object"}}}]}
+        });
+        let kind = crate::crd::kind_for(&definition).expect("a served kind");
+        assert!(resources::find("catalogue.example.com", "v1", "gizmos").is_none());
+        register_custom_kind(kind);
+        let v1 = resources::find("catalogue.example.com", "v1", "gizmos").expect("v1 served");
+        assert!(!v1.namespaced);
+        assert_eq!(resources::storage_resource(v1).version, "v2");
+        assert!(std::ptr::eq(kind_of(v1).expect("found"), kind));
+        assert!(strategy_for(v1).is_custom_resource());
+        assert!(resources::groups()
+            .iter()
+            .any(|(g, versions)| *g == "catalogue.example.com" && versions == &["v2", "v1"]));
+        // The built-in resources are still found first, and unchanged.
+        assert_eq!(resources::find("", "v1", "pods"), Some(&pod::V1));
+        // Re-registering replaces instead of duplicating.
+        register_custom_kind(crate::crd::kind_for(&definition).expect("a served kind"));
+        assert_eq!(
+            resources::all().filter(|r| r.plural == "gizmos").count(),
+            2,
+            "one entry per served version"
+        );
+        unregister_custom_kind("catalogue.example.com", "gizmos");
+        assert!(resources::find("catalogue.example.com", "v1", "gizmos").is_none());
+        assert!(kind_of(v1).is_none());
+    }
+
+    #[test]
     fn a_resource_outside_the_table_gets_the_generic_strategy() {
         let unknown = ResourceInfo {
             kind: "Widget",
