@@ -173,36 +173,37 @@ fn collect_references(value: &Value, out: &mut Vec<String>) {
 /// One custom group-version's document: each kind's schema from its definition, with the
 /// type and object metadata every object has, and its list.
 fn custom_group_version_document(group: &str, version: &str) -> Value {
-    let core = group_version_document("", "v1");
-    let core_schemas = core
-        .as_ref()
-        .and_then(|d| d.pointer("/components/schemas"))
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    // The shared definitions (object and list metadata, options, Status, Scale) are taken from
+    // the built-in documents that hold them.
+    let mut library = Map::new();
+    for (g, v) in [("", "v1"), ("apps", "v1")] {
+        if let Some(doc) = group_version_document(g, v) {
+            if let Some(found) = doc.pointer("/components/schemas").and_then(Value::as_object) {
+                for (name, schema) in found {
+                    library.entry(name.clone()).or_insert_with(|| schema.clone());
+                }
+            }
+        }
+    }
     let mut schemas = Map::new();
-    for name in [
+    copy_with_references(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        LIST_META,
-        DELETE_OPTIONS,
-        STATUS,
-        PATCH,
-    ] {
-        copy_with_references(name, &core_schemas, &mut schemas);
-    }
-    let apps = group_version_document("apps", "v1");
-    if let Some(apps_schemas) = apps
-        .as_ref()
-        .and_then(|d| d.pointer("/components/schemas"))
-        .and_then(Value::as_object)
-    {
-        copy_with_references(SCALE, apps_schemas, &mut schemas);
-    }
+        &library,
+        &mut schemas,
+    );
+    copy_with_references(LIST_META, &library, &mut schemas);
+    let mut paths = BTreeMap::new();
     for info in resources::resources_in(group, version) {
         let strategy = skiff_api::kinds::strategy_for(info);
         let Some(schema) = strategy.openapi_schema(version) else {
             continue;
         };
+        // kubectl explain finds a resource's kind through its paths.
+        let served = ServedKind {
+            info,
+            definition: custom_definition_name(info),
+        };
+        add_resource_paths(&mut paths, group, version, &served);
         let gvk = json!([{"group": info.group, "version": info.version, "kind": info.kind}]);
         let mut schema = schema.clone();
         if let Some(map) = schema.as_object_mut() {
@@ -230,10 +231,15 @@ fn custom_group_version_document(group: &str, version: &str) -> Value {
         schemas.insert(format!("{name}List"), list);
         schemas.insert(name, schema);
     }
+    let mut referenced = Vec::new();
+    collect_references(&json!(paths), &mut referenced);
+    for name in referenced {
+        copy_with_references(&name, &library, &mut schemas);
+    }
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
-        "paths": {},
+        "paths": paths,
         "components": {"schemas": schemas},
     })
 }

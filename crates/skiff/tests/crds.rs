@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::json::{items, str_at};
+use support::json::{items, json_of, str_at};
 use support::{cells, wait_for, Kubectl, Skiff, DEADLINE};
 
 const DEFINITION: &str = "\
@@ -266,7 +266,11 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         "-p",
         r#"{"status":{"replicas":2,"selector":"app=first"}}"#,
     ]);
-    let scale = kubectl.json(&["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets/first/scale"]);
+    let scale = json_of(&kubectl.ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/widgets/first/scale",
+    ]));
     assert_eq!(scale["spec"]["replicas"], 3, "{scale}");
     assert_eq!(scale["status"]["replicas"], 2, "{scale}");
     assert_eq!(scale["status"]["selector"], "app=first", "{scale}");
