@@ -170,10 +170,7 @@ pub fn json_path_value<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
         if !field.is_empty() {
             current = current.get(field)?;
         }
-        for index in indexes
-            .split(['[', ']'])
-            .filter(|i| !i.is_empty())
-        {
+        for index in indexes.split(['[', ']']).filter(|i| !i.is_empty()) {
             let list = current.as_array()?;
             let i: i64 = index.parse().ok()?;
             let i = if i < 0 {

@@ -170,9 +170,8 @@ pub(crate) const fn res(
 /// time. Within a group, a resource's preferred version comes first.
 pub fn all() -> impl Iterator<Item = &'static ResourceInfo> {
     let custom = crate::kinds::custom_kinds();
-    crate::kinds::all_resources().chain(
-        (0..custom.len()).flat_map(move |i| custom[i].versions.iter().copied()),
-    )
+    crate::kinds::all_resources()
+        .chain((0..custom.len()).flat_map(move |i| custom[i].versions.iter().copied()))
 }
 
 /// The API groups served, in discovery order, each with its versions (preferred first).
@@ -207,7 +206,8 @@ pub fn deprecation_warning(info: &ResourceInfo) -> Option<&'static str> {
 /// Finds a resource by group, version and plural. The built-in table is searched first, so a
 /// built-in resource costs no look at the custom ones.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    let matches = |r: &&ResourceInfo| r.group == group && r.version == version && r.plural == plural;
+    let matches =
+        |r: &&ResourceInfo| r.group == group && r.version == version && r.plural == plural;
     crate::kinds::all_resources()
         .find(matches)
         .or_else(|| all().find(matches))

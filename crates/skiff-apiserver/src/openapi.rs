@@ -178,9 +178,14 @@ fn custom_group_version_document(group: &str, version: &str) -> Value {
     let mut library = Map::new();
     for (g, v) in [("", "v1"), ("apps", "v1")] {
         if let Some(doc) = group_version_document(g, v) {
-            if let Some(found) = doc.pointer("/components/schemas").and_then(Value::as_object) {
+            if let Some(found) = doc
+                .pointer("/components/schemas")
+                .and_then(Value::as_object)
+            {
                 for (name, schema) in found {
-                    library.entry(name.clone()).or_insert_with(|| schema.clone());
+                    library
+                        .entry(name.clone())
+                        .or_insert_with(|| schema.clone());
                 }
             }
         }
@@ -207,9 +212,7 @@ fn custom_group_version_document(group: &str, version: &str) -> Value {
         let gvk = json!([{"group": info.group, "version": info.version, "kind": info.kind}]);
         let mut schema = schema.clone();
         if let Some(map) = schema.as_object_mut() {
-            let properties = map
-                .entry("properties")
-                .or_insert_with(|| json!({}));
+            let properties = map.entry("properties").or_insert_with(|| json!({}));
             properties["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"});
             properties["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"});
             properties["metadata"] = json!({"allOf": [{"$ref": format!("{OPENAPI_REF_PREFIX}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")}], "default": {}, "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"});

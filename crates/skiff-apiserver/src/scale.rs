@@ -3,8 +3,8 @@
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
-use skiff_api::patch::{self, PatchType};
 use skiff_api::crd::ScalePaths;
+use skiff_api::patch::{self, PatchType};
 use skiff_api::resources::ResourceInfo;
 use skiff_api::selector::LabelSelector;
 
@@ -203,9 +203,13 @@ pub async fn handle(
             let doc = patch::decode_patch_body(patch_type, raw).map_err(bodies::patch_error)?;
             registry
                 .write_loop(resource, namespace, name, None, options, None, |mut obj| {
-                    let patched =
-                        patch::apply_patch(scale_resource(), &scale_with(&obj, paths), patch_type, &doc)
-                            .map_err(bodies::patch_error)?;
+                    let patched = patch::apply_patch(
+                        scale_resource(),
+                        &scale_with(&obj, paths),
+                        patch_type,
+                        &doc,
+                    )
+                    .map_err(bodies::patch_error)?;
                     let replicas = replicas_of(&patched, resource, name)?;
                     set_replicas(&mut obj, paths, replicas);
                     Ok(obj)

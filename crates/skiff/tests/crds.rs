@@ -136,14 +136,22 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         condition("Established")["message"],
         "the initial names have been accepted"
     );
-    assert_eq!(definition["status"]["storedVersions"], serde_json::json!(["v1"]));
-    assert_eq!(definition["status"]["acceptedNames"]["listKind"], "WidgetList");
+    assert_eq!(
+        definition["status"]["storedVersions"],
+        serde_json::json!(["v1"])
+    );
+    assert_eq!(
+        definition["status"]["acceptedNames"]["listKind"],
+        "WidgetList"
+    );
 
     let listing = kubectl.ok(&["get", "crd"]);
     let header = listing.lines().next().unwrap_or("");
     assert_eq!(cells(header), vec!["NAME", "CREATED", "AT"], "{listing}");
     assert!(
-        listing.lines().any(|l| cells(l).first() == Some(&"widgets.example.com")),
+        listing
+            .lines()
+            .any(|l| cells(l).first() == Some(&"widgets.example.com")),
         "{listing}"
     );
 
@@ -161,9 +169,15 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
     kubectl.ok(&["apply", "--validate=false", "-f", &file]);
     let first = kubectl.json(&["get", "widget", "first", "-o", "json"]);
     assert_eq!(first["spec"]["replicas"], 1, "default applied: {first}");
-    assert!(first["spec"].get("unknownField").is_none(), "pruned: {first}");
+    assert!(
+        first["spec"].get("unknownField").is_none(),
+        "pruned: {first}"
+    );
     assert_eq!(first["spec"]["settings"]["anything"], "kept", "{first}");
-    assert!(first.get("status").is_none(), "no status on create: {first}");
+    assert!(
+        first.get("status").is_none(),
+        "no status on create: {first}"
+    );
 
     // Invalid objects get 422 in Kubernetes' words.
     let too_many = skiff.write_file(
@@ -183,11 +197,15 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
     );
     let refused = kubectl.fails(&["create", "-f", &wrong]);
     assert!(
-        refused.contains("spec.color: Unsupported value: \"pink\": supported values: \"red\", \"blue\""),
+        refused.contains(
+            "spec.color: Unsupported value: \"pink\": supported values: \"red\", \"blue\""
+        ),
         "{refused}"
     );
     assert!(
-        refused.contains("spec.size: Invalid value: \"tall\": spec.size in body should match '^[0-9]+(cm|m)$'"),
+        refused.contains(
+            "spec.size: Invalid value: \"tall\": spec.size in body should match '^[0-9]+(cm|m)$'"
+        ),
         "{refused}"
     );
     let missing = skiff.write_file(
@@ -219,14 +237,21 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         "{refused}"
     );
     assert!(
-        kubectl.run(&["get", "widget", "bad"]).stderr.contains("NotFound"),
+        kubectl
+            .run(&["get", "widget", "bad"])
+            .stderr
+            .contains("NotFound"),
         "a refused object was stored"
     );
 
     // The printer columns, through the short name and the category.
     let listing = kubectl.ok(&["get", "wd"]);
     let rows: Vec<Vec<&str>> = listing.lines().map(cells).collect();
-    assert_eq!(rows[0], vec!["NAME", "REPLICAS", "COLOR", "AGE"], "{listing}");
+    assert_eq!(
+        rows[0],
+        vec!["NAME", "REPLICAS", "COLOR", "AGE"],
+        "{listing}"
+    );
     assert_eq!(&rows[1][..3], &["first", "1", "blue"], "{listing}");
     let by_category = kubectl.ok(&["get", "gadgets"]);
     let names: Vec<&str> = by_category
@@ -284,7 +309,12 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         "-p",
         r#"{"spec":{"color":"red"}}"#,
     ]);
-    assert!(refused.contains("UnsupportedMediaType") || refused.contains("unknown format") || refused.contains("415"), "{refused}");
+    assert!(
+        refused.contains("UnsupportedMediaType")
+            || refused.contains("unknown format")
+            || refused.contains("415"),
+        "{refused}"
+    );
     kubectl.ok(&[
         "patch",
         "widget",
@@ -294,7 +324,10 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         r#"[{"op":"replace","path":"/spec/color","value":"red"}]"#,
     ]);
     assert_eq!(
-        str_at(&kubectl.json(&["get", "widget", "first", "-o", "json"]), "/spec/color"),
+        str_at(
+            &kubectl.json(&["get", "widget", "first", "-o", "json"]),
+            "/spec/color"
+        ),
         "red"
     );
 
@@ -302,13 +335,23 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
     kubectl.ok(&["label", "widget", "first", "tier=front"]);
     let selected = kubectl.json(&["get", "widgets", "-l", "tier=front", "-o", "json"]);
     assert_eq!(items(&selected).len(), 1, "{selected}");
-    let none = kubectl.json(&["get", "widgets", "--field-selector", "metadata.name=other", "-o", "json"]);
+    let none = kubectl.json(&[
+        "get",
+        "widgets",
+        "--field-selector",
+        "metadata.name=other",
+        "-o",
+        "json",
+    ]);
     assert!(items(&none).is_empty(), "{none}");
 
     // OpenAPI v3 publishes the definition's schema: kubectl explain reads it.
     let explained = kubectl.ok(&["explain", "widgets.spec.replicas"]);
     assert!(explained.contains("KIND:       Widget"), "{explained}");
-    assert!(explained.contains("FIELD: replicas <integer>"), "{explained}");
+    assert!(
+        explained.contains("FIELD: replicas <integer>"),
+        "{explained}"
+    );
 
     // Discovery publishes the resource with its names and subresources.
     let resources = kubectl.ok(&["api-resources", "--api-group=example.com"]);
@@ -317,7 +360,11 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         .map(cells)
         .find(|r| r.first() == Some(&"widgets"))
         .unwrap_or_else(|| panic!("widgets not discovered:\n{resources}"));
-    assert_eq!(row, vec!["widgets", "wd", "example.com/v1", "true", "Widget"], "{resources}");
+    assert_eq!(
+        row,
+        vec!["widgets", "wd", "example.com/v1", "true", "Widget"],
+        "{resources}"
+    );
 }
 
 #[test]
@@ -346,7 +393,10 @@ fn custom_objects_survive_a_restart_and_go_with_their_definition() {
     // A new definition of the same resource finds none of the old objects.
     install_definition(&skiff, &kubectl);
     let listed = kubectl.json(&["get", "widgets", "-A", "-o", "json"]);
-    assert!(items(&listed).is_empty(), "objects outlived their definition: {listed}");
+    assert!(
+        items(&listed).is_empty(),
+        "objects outlived their definition: {listed}"
+    );
 }
 
 #[test]
@@ -366,7 +416,10 @@ fn python_dynamic_client_lists_and_watches_custom_objects() {
     let file = skiff.write_file("first.yaml", WIDGET);
     kubectl.ok(&["apply", "-f", &file]);
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/dynamic_custom_objects.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/dynamic_custom_objects.py"
+    );
     let mut child = Command::new("python3")
         .arg(script)
         .arg(skiff.kubeconfig())
@@ -416,8 +469,50 @@ fn python_dynamic_client_lists_and_watches_custom_objects() {
         "the dynamic client did not list and watch Widgets (exit {status}):\nstdout:\n{}\nstderr:\n{stderr}",
         seen.join("\n")
     );
-    assert_eq!(seen.first().map(String::as_str), Some("LISTED first"), "{seen:?}");
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("LISTED first"),
+        "{seen:?}"
+    );
     assert!(seen.iter().any(|l| l == "ADDED first"), "{seen:?}");
     let created = kubectl.json(&["get", "widget", "from-python", "-o", "json"]);
     assert_eq!(created["spec"]["replicas"], 1, "defaulted: {created}");
+}
+
+#[test]
+fn servers_sharing_etcd_serve_each_others_definitions() {
+    let etcd = skiff_store::test_etcd::TestEtcd::start();
+    let flags = [
+        "--no-node",
+        "--no-proxy",
+        "--datastore-endpoint",
+        &etcd.endpoint(),
+    ];
+    let first = Skiff::start_with(&flags);
+    let kubectl = first.kubectl();
+    install_definition(&first, &kubectl);
+    let file = first.write_file("first.yaml", WIDGET);
+    kubectl.ok(&["apply", "-f", &file]);
+
+    // A second server, with its own data directory, registers the stored definition at start.
+    let second = Skiff::start_with(&flags);
+    let other = second.kubectl();
+    let served = other.json(&["get", "widget", "first", "-o", "json"]);
+    assert_eq!(served["spec"]["replicas"], 1, "{served}");
+
+    // A definition deleted through one server stops being served by the other, whose
+    // controller follows the definitions in etcd.
+    other.ok(&["delete", "crd", "widgets.example.com", "--timeout=60s"]);
+    wait_for(
+        "the first server to stop serving widgets",
+        Duration::from_secs(30),
+        || {
+            let out = kubectl.run(&[
+                "get",
+                "--raw",
+                "/apis/example.com/v1/namespaces/default/widgets",
+            ]);
+            (!out.success() && out.stderr.contains("NotFound")).then_some(())
+        },
+    );
 }

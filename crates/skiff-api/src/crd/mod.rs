@@ -503,7 +503,9 @@ fn columns_of(version: &Value) -> Vec<CustomColumn> {
         .map(|c| {
             let json_path = text(c, "/jsonPath").to_string();
             let description = match text(c, "/description") {
-                "" => format!("Custom resource definition column (in JSONPath format): {json_path}"),
+                "" => {
+                    format!("Custom resource definition column (in JSONPath format): {json_path}")
+                }
                 d => d.to_string(),
             };
             CustomColumn {

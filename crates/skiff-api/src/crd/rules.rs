@@ -157,19 +157,19 @@ mod tests {
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {"spec": {
-            "type": "object",
-            "x-kubernetes-validations": [
-                {"rule": "self.replicas <= self.maxReplicas", "message": "replicas must not exceed maxReplicas"},
-                {"rule": "self.replicas >= oldSelf.replicas", "message": "replicas may not decrease"},
-                {"rule": "!has(self.tag) || self.tag.startsWith('v')"}
-            ],
-            "properties": {
-                "replicas": {"type": "integer"},
-                "maxReplicas": {"type": "integer"},
-                "tag": {"type": "string"},
-                "name": {"type": "string", "x-kubernetes-validations": [
-                    {"rule": "self == oldSelf", "message": "name is immutable"}]}
-            }}}})
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.replicas <= self.maxReplicas", "message": "replicas must not exceed maxReplicas"},
+            {"rule": "self.replicas >= oldSelf.replicas", "message": "replicas may not decrease"},
+            {"rule": "!has(self.tag) || self.tag.startsWith('v')"}
+        ],
+        "properties": {
+            "replicas": {"type": "integer"},
+            "maxReplicas": {"type": "integer"},
+            "tag": {"type": "string"},
+            "name": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "name is immutable"}]}
+        }}}})
     }
 
     fn messages(new: Value, old: Option<Value>) -> Vec<String> {

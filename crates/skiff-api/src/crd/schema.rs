@@ -331,8 +331,15 @@ fn validate_object(
     }
     if flag(schema, "x-kubernetes-embedded-resource") {
         for field in ["apiVersion", "kind"] {
-            if !map.get(field).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-                errs.push(FieldError::required(child_path(path, field), "must not be empty"));
+            if !map
+                .get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
+                errs.push(FieldError::required(
+                    child_path(path, field),
+                    "must not be empty",
+                ));
             }
         }
     }
@@ -448,12 +455,22 @@ fn structural_children(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
         for (key, field) in properties {
             let sub = format!("{path}.properties[{key}]");
-            structural_node(field, &sub, "must not be empty for specified object fields", errs);
+            structural_node(
+                field,
+                &sub,
+                "must not be empty for specified object fields",
+                errs,
+            );
         }
     }
     if let Some(items) = schema.get("items").filter(|i| i.is_object()) {
         let sub = format!("{path}.items");
-        structural_node(items, &sub, "must not be empty for specified array items", errs);
+        structural_node(
+            items,
+            &sub,
+            "must not be empty for specified array items",
+            errs,
+        );
     }
     if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
         let sub = format!("{path}.additionalProperties");
@@ -619,9 +636,18 @@ mod tests {
             (json!({"x-kubernetes-int-or-string":true}), json!("50%")),
             (json!({"x-kubernetes-int-or-string":true}), json!(5)),
             (json!({"type":"string","nullable":true}), json!(null)),
-            (json!({"type":"object","x-kubernetes-preserve-unknown-fields":true}), json!({"any": [1]})),
-            (json!({"type":"string","format":"date-time"}), json!("2026-01-02T03:04:05Z")),
-            (json!({"type":"object","additionalProperties":{"type":"string"}}), json!({"a":"b"})),
+            (
+                json!({"type":"object","x-kubernetes-preserve-unknown-fields":true}),
+                json!({"any": [1]}),
+            ),
+            (
+                json!({"type":"string","format":"date-time"}),
+                json!("2026-01-02T03:04:05Z"),
+            ),
+            (
+                json!({"type":"object","additionalProperties":{"type":"string"}}),
+                json!({"a":"b"}),
+            ),
         ];
         assert_eq!(rows.len(), 9);
         for (spec, value) in rows {
