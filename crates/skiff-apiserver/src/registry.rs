@@ -527,7 +527,13 @@ impl Registry {
         kv: &KeyValue,
         out: &mut Vec<u8>,
     ) -> Result<(), ApiError> {
+        // Custom resources are defaulted on read too, so their stored bytes may lack defaults
+        // added to their schema since they were written.
+        let defaulted_on_read = skiff_api::kinds::strategy_for(resource)
+            .openapi_schema(resource.version)
+            .is_some();
         if resource.version == resource.storage_version
+            && !defaulted_on_read
             && stored_json::write_with_resource_version(&kv.value, kv.mod_revision, out)
         {
             return Ok(());

@@ -383,6 +383,34 @@ fn custom_objects_survive_a_restart_and_go_with_their_definition() {
     assert_eq!(items(&served).len(), 2, "{served}");
     assert_eq!(served["items"][0]["spec"]["replicas"], 1, "{served}");
 
+    // A default added to the schema later applies to stored objects when they are read.
+    kubectl.ok(&[
+        "patch",
+        "crd",
+        "widgets.example.com",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/mode","value":{"type":"string","default":"auto"}}]"#,
+    ]);
+    wait_for("the new default on read", Duration::from_secs(30), || {
+        let one = kubectl.json(&["get", "widget", "first", "-o", "json"]);
+        let all = kubectl.json(&["get", "widgets", "-A", "-o", "json"]);
+        let listed_modes: Vec<String> = items(&all)
+            .iter()
+            .map(|w| str_at(w, "/spec/mode"))
+            .collect();
+        (str_at(&one, "/spec/mode") == "auto" && listed_modes == ["auto", "auto"]).then_some(())
+    });
+
+    // Deleting a collection of custom objects.
+    kubectl.ok(&[
+        "delete",
+        "--raw",
+        "/apis/example.com/v1/namespaces/other/widgets",
+    ]);
+    let left = kubectl.json(&["get", "widgets", "-n", "other", "-o", "json"]);
+    assert!(items(&left).is_empty(), "{left}");
+
     kubectl.ok(&["delete", "crd", "widgets.example.com", "--timeout=60s"]);
     wait_for("the definition to be gone", Duration::from_secs(30), || {
         let out = kubectl.run(&["get", "crd", "widgets.example.com"]);

@@ -331,10 +331,10 @@ fn validate_object(
     }
     if flag(schema, "x-kubernetes-embedded-resource") {
         for field in ["apiVersion", "kind"] {
-            if !map
+            if map
                 .get(field)
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
+                .is_none_or(str::is_empty)
             {
                 errs.push(FieldError::required(
                     child_path(path, field),
