@@ -1664,6 +1664,68 @@ mod tests {
     }
 
     #[test]
+    fn json_paths_of_printer_columns_table() {
+        let obj = json!({"metadata": {"name": "w", "labels": {"app": "web"}},
+            "spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 443}]}});
+        let rows: Vec<(&str, Option<Value>)> = vec![
+            (".spec.replicas", Some(json!(2))),
+            ("{.spec.replicas}", Some(json!(2))),
+            (".metadata.labels.app", Some(json!("web"))),
+            (".spec.ports[1].port", Some(json!(443))),
+            (".spec.ports[-1].port", Some(json!(443))),
+            (".spec.ports[2].port", None),
+            (".spec.missing", None),
+        ];
+        assert_eq!(rows.len(), 7);
+        for (path, expected) in rows {
+            assert_eq!(json_path_value(&obj, path).cloned(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn custom_columns_follow_name_with_typed_cells() {
+        let columns = vec![
+            CustomColumn {
+                name: "Replicas".into(),
+                kind: "integer".into(),
+                format: String::new(),
+                description: "d".into(),
+                priority: 0,
+                json_path: ".spec.replicas".into(),
+            },
+            CustomColumn {
+                name: "Age".into(),
+                kind: "date".into(),
+                format: String::new(),
+                description: "d".into(),
+                priority: 0,
+                json_path: ".metadata.creationTimestamp".into(),
+            },
+            CustomColumn {
+                name: "Mode".into(),
+                kind: "string".into(),
+                format: String::new(),
+                description: "d".into(),
+                priority: 1,
+                json_path: ".spec.mode".into(),
+            },
+        ];
+        let obj = json!({"metadata": {"name": "w", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"replicas": 2}});
+        let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let table = custom_table(&columns, &[obj], IncludeObject::None, now);
+        let names: Vec<&str> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, vec!["Name", "Replicas", "Age", "Mode"]);
+        assert_eq!(table["columnDefinitions"][3]["priority"], 1);
+        assert_eq!(table["rows"][0]["cells"], json!(["w", 2, "5m", null]));
+    }
+
+    #[test]
     fn every_registered_resource_has_a_specific_printer() {
         // Kubernetes' own printers for Roles, ClusterRoles and CustomResourceDefinitions are
         // `Name` and `Created At`.

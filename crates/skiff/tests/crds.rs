@@ -145,6 +145,22 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         "WidgetList"
     );
 
+    // A definition with two storage versions is refused in Kubernetes' words.
+    let mut second = DEFINITION
+        .replace("widgets", "gadgets")
+        .replace("Widget", "Gadget");
+    second = second.replace("kind: Gadget\n    shortNames: [wd]", "kind: Gadget");
+    second.push_str(
+        "  - name: v2\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n",
+    );
+    let file = skiff.write_file("gadgets-crd.yaml", &second);
+    let refused = kubectl.fails(&["create", "-f", &file]);
+    assert!(
+        refused.contains("The CustomResourceDefinition \"gadgets.example.com\" is invalid")
+            && refused.contains("must have exactly one version marked as storage version"),
+        "{refused}"
+    );
+
     let listing = kubectl.ok(&["get", "crd"]);
     let header = listing.lines().next().unwrap_or("");
     assert_eq!(cells(header), vec!["NAME", "CREATED", "AT"], "{listing}");

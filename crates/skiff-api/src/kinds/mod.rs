@@ -416,6 +416,14 @@ mod tests {
         assert!(resources::groups()
             .iter()
             .any(|(g, versions)| *g == "catalogue.example.com" && versions == &["v2", "v1"]));
+        // Conversion between served versions is `None`: only apiVersion changes.
+        let stored = serde_json::json!({"apiVersion": "catalogue.example.com/v2", "kind": "Gizmo",
+            "metadata": {"name": "g"}, "spec": {"a": 1}});
+        let converted =
+            crate::conversion::convert(stored.clone(), "catalogue.example.com/v1").expect("None");
+        let mut expected = stored;
+        expected["apiVersion"] = serde_json::json!("catalogue.example.com/v1");
+        assert_eq!(converted, expected);
         // The built-in resources are still found first, and unchanged.
         assert_eq!(resources::find("", "v1", "pods"), Some(&pod::V1));
         // Re-registering replaces instead of duplicating.
@@ -428,6 +436,10 @@ mod tests {
         unregister_custom_kind("catalogue.example.com", "gizmos");
         assert!(resources::find("catalogue.example.com", "v1", "gizmos").is_none());
         assert!(kind_of(v1).is_none());
+        assert!(
+            crate::conversion::convert(converted, "catalogue.example.com/v2").is_err(),
+            "no conversion once the kind is gone"
+        );
     }
 
     #[test]
