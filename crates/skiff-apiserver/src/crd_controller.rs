@@ -100,11 +100,20 @@ async fn reconcile(registry: &Registry, memory: &Arc<Mutex<Memory>>, definition:
         .and_then(Value::as_i64)
         .unwrap_or(0);
     let uid = meta::uid(&definition).to_string();
+    let others = match registry.list(&CRDS, None, &ListOptions::default()).await {
+        Ok(list) => list.items,
+        Err(error) => {
+            tracing::warn!(%error, "listing CustomResourceDefinitions failed");
+            return;
+        }
+    };
+    // A definition whose names another holds is not served until they are free.
+    let accepted = crd::names_accepted(&definition, &others) || crd::is_established(&definition);
     let changed = {
         let memory = memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.registered.get(&name) != Some(&(uid.clone(), generation))
     };
-    if changed {
+    if changed && accepted {
         match crd::kind_for(&definition) {
             Some(kind) => skiff_api::kinds::register_custom_kind(kind),
             None => skiff_api::kinds::unregister_custom_kind(
@@ -115,7 +124,7 @@ async fn reconcile(registry: &Registry, memory: &Arc<Mutex<Memory>>, definition:
         let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
         memory.registered.insert(name.clone(), (uid, generation));
     }
-    if let Err(error) = write_status(registry, &name).await {
+    if let Err(error) = write_status(registry, &name, &others).await {
         tracing::warn!(%error, definition = %name, "updating a definition's status failed");
     }
     if meta::is_deleting(&definition)
@@ -143,10 +152,10 @@ async fn reconcile(registry: &Registry, memory: &Arc<Mutex<Memory>>, definition:
 }
 
 /// Writes the status the controllers give the definition, when it differs.
-async fn write_status(registry: &Registry, name: &str) -> Result<(), ApiError> {
+async fn write_status(registry: &Registry, name: &str, others: &[Value]) -> Result<(), ApiError> {
     registry
         .system_update(&CRDS, None, name, |mut current| {
-            let status = crd::desired_status(&current, jiff::Timestamp::now());
+            let status = crd::desired_status(&current, others, jiff::Timestamp::now());
             current["status"] = status;
             Ok(current)
         })

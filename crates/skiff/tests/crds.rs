@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use support::json::{items, json_of, str_at};
 use support::{cells, wait_for, Kubectl, Skiff, DEADLINE};
 
@@ -136,10 +137,7 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
         condition("Established")["message"],
         "the initial names have been accepted"
     );
-    assert_eq!(
-        definition["status"]["storedVersions"],
-        serde_json::json!(["v1"])
-    );
+    assert_eq!(definition["status"]["storedVersions"], json!(["v1"]));
     assert_eq!(
         definition["status"]["acceptedNames"]["listKind"],
         "WidgetList"
@@ -160,6 +158,36 @@ fn a_definition_serves_validated_defaulted_pruned_objects_with_its_columns_and_s
             && refused.contains("must have exactly one version marked as storage version"),
         "{refused}"
     );
+
+    // A definition asking for a short name another one holds is not accepted.
+    let clashing = DEFINITION
+        .replace("widgets", "gizmos")
+        .replace("widget", "gizmo")
+        .replace("Widget", "Gizmo");
+    let file = skiff.write_file("gizmos-crd.yaml", &clashing);
+    kubectl.ok(&["create", "-f", &file]);
+    wait_for("the short name conflict", Duration::from_secs(30), || {
+        let gizmos = kubectl.json(&["get", "crd", "gizmos.example.com", "-o", "json"]);
+        let accepted = gizmos["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "NamesAccepted"))
+            .cloned()?;
+        assert_eq!(
+            (
+                &accepted["status"],
+                &accepted["reason"],
+                &accepted["message"]
+            ),
+            (
+                &json!("False"),
+                &json!("ShortNamesConflict"),
+                &json!("\"wd\" is already in use")
+            ),
+            "{gizmos}"
+        );
+        Some(())
+    });
+    kubectl.ok(&["delete", "crd", "gizmos.example.com", "--timeout=60s"]);
 
     let listing = kubectl.ok(&["get", "crd"]);
     let header = listing.lines().next().unwrap_or("");

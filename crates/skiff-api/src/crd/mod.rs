@@ -307,10 +307,120 @@ fn condition_status<'a>(crd: &'a Value, kind: &str) -> Option<&'a str> {
         .map(|c| text(c, "/status"))
 }
 
-/// The status the apiextensions controllers give a definition: names accepted (no conflicts),
-/// established, `Terminating` while its objects are being deleted, the accepted names and the
-/// stored versions. Times of unchanged conditions are kept; `now` stamps new ones.
-pub fn desired_status(crd: &Value, now: Timestamp) -> Value {
+/// The names of a definition that other definitions of its group already hold, as the naming
+/// controller finds them: the first conflict's reason and message (`"wd" is already in use`),
+/// and the names accepted (those without conflict; a name accepted before stays accepted).
+fn accepted_names(crd: &Value, others: &[Value]) -> (Option<(&'static str, String)>, Value) {
+    let group = text(crd, "/spec/group");
+    let name = text(crd, "/metadata/name");
+    let mut resources: Vec<&str> = Vec::new();
+    let mut kinds: Vec<&str> = Vec::new();
+    for other in others {
+        if text(other, "/spec/group") != group || text(other, "/metadata/name") == name {
+            continue;
+        }
+        for pointer in [
+            "/status/acceptedNames/plural",
+            "/status/acceptedNames/singular",
+        ] {
+            resources.push(text(other, pointer));
+        }
+        if let Some(short) = other
+            .pointer("/status/acceptedNames/shortNames")
+            .and_then(Value::as_array)
+        {
+            resources.extend(short.iter().filter_map(Value::as_str));
+        }
+        for pointer in [
+            "/status/acceptedNames/kind",
+            "/status/acceptedNames/listKind",
+        ] {
+            kinds.push(text(other, pointer));
+        }
+    }
+    resources.retain(|n| !n.is_empty());
+    kinds.retain(|n| !n.is_empty());
+    let requested = crd
+        .pointer("/spec/names")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut accepted = crd
+        .pointer("/status/acceptedNames")
+        .filter(|a| a.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({"plural": "", "kind": ""}));
+    let mut conflict: Option<(&'static str, String)> = None;
+    let mut check = |field: &str, reason: &'static str, claimed: &[&str]| {
+        let wanted = requested.get(field).cloned().unwrap_or(Value::Null);
+        let already = accepted.get(field).cloned().unwrap_or(Value::Null);
+        let clash = match &wanted {
+            Value::String(w) => {
+                (wanted != already && claimed.contains(&w.as_str())).then(|| w.clone())
+            }
+            Value::Array(list) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|w| {
+                    claimed.contains(w)
+                        && !already
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == *w))
+                })
+                .map(str::to_string),
+            _ => None,
+        };
+        match clash {
+            Some(taken) => {
+                if conflict.is_none() {
+                    conflict = Some((reason, format!("{taken:?} is already in use")));
+                }
+            }
+            None => {
+                if wanted.is_null() {
+                    if let Some(map) = accepted.as_object_mut() {
+                        map.remove(field);
+                    }
+                } else {
+                    accepted[field] = wanted;
+                }
+            }
+        }
+    };
+    check("plural", "PluralConflict", &resources);
+    check("singular", "SingularConflict", &resources);
+    check("shortNames", "ShortNamesConflict", &resources);
+    check("kind", "KindConflict", &kinds);
+    check("listKind", "ListKindConflict", &kinds);
+    for field in ["categories"] {
+        match requested.get(field) {
+            Some(v) => accepted[field] = v.clone(),
+            None => {
+                if let Some(map) = accepted.as_object_mut() {
+                    map.remove(field);
+                }
+            }
+        }
+    }
+    if let Some(map) = accepted.as_object_mut() {
+        // Accepted names are kept in Go's field order.
+        let ordered: BTreeMap<String, Value> = map.clone().into_iter().collect();
+        *map = ordered.into_iter().collect();
+    }
+    (conflict, accepted)
+}
+
+/// Whether a definition's names are all accepted, given the other definitions (the kind is
+/// served only then).
+pub fn names_accepted(crd: &Value, others: &[Value]) -> bool {
+    accepted_names(crd, others).0.is_none()
+}
+
+/// The status the apiextensions controllers give a definition, given every other definition
+/// (whose accepted names it must not take): `NamesAccepted` (`NoConflicts`, or the first
+/// conflict), `Established` once the names are accepted, `Terminating` while its objects are
+/// being deleted, the accepted names and the stored versions. Times of unchanged conditions are
+/// kept; `now` stamps new ones.
+pub fn desired_status(crd: &Value, others: &[Value], now: Timestamp) -> Value {
     let old_conditions: Vec<Value> = crd
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -327,15 +437,37 @@ pub fn desired_status(crd: &Value, now: Timestamp) -> Value {
         json!({"type": kind, "status": status, "lastTransitionTime": time,
                "reason": reason, "message": message})
     };
-    let mut conditions = vec![
-        condition("NamesAccepted", "True", "NoConflicts", "no conflicts found"),
-        condition(
-            "Established",
-            "True",
-            "InitialNamesAccepted",
-            "the initial names have been accepted",
-        ),
-    ];
+    let (conflict, names) = accepted_names(crd, others);
+    let was_established = is_established(crd);
+    let mut conditions = match &conflict {
+        None => vec![
+            condition("NamesAccepted", "True", "NoConflicts", "no conflicts found"),
+            condition(
+                "Established",
+                "True",
+                "InitialNamesAccepted",
+                "the initial names have been accepted",
+            ),
+        ],
+        Some((reason, message)) => vec![
+            condition("NamesAccepted", "False", reason, message),
+            if was_established {
+                condition(
+                    "Established",
+                    "True",
+                    "InitialNamesAccepted",
+                    "the initial names have been accepted",
+                )
+            } else {
+                condition(
+                    "Established",
+                    "False",
+                    "NotAccepted",
+                    "not all names are accepted",
+                )
+            },
+        ],
+    };
     if crd.pointer("/metadata/deletionTimestamp").is_some() {
         conditions.push(condition(
             "Terminating",
@@ -353,15 +485,6 @@ pub fn desired_status(crd: &Value, now: Timestamp) -> Value {
         if !stored.iter().any(|v| v == storage) {
             stored.push(Value::String(storage.to_string()));
         }
-    }
-    let mut names = crd
-        .pointer("/spec/names")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    if let Some(map) = names.as_object_mut() {
-        // Accepted names are kept in Go's field order.
-        let ordered: BTreeMap<String, Value> = map.clone().into_iter().collect();
-        *map = ordered.into_iter().collect();
     }
     json!({"conditions": conditions, "acceptedNames": names, "storedVersions": stored})
 }
@@ -700,7 +823,7 @@ mod tests {
         assert_eq!(crd["spec"]["names"]["singular"], "widget");
         assert_eq!(crd["spec"]["names"]["listKind"], "WidgetList");
         assert_eq!(crd["spec"]["conversion"], json!({"strategy": "None"}));
-        let status = desired_status(&crd, now);
+        let status = desired_status(&crd, &[], now);
         assert_eq!(status["storedVersions"], json!(["v1"]));
         assert_eq!(status["acceptedNames"]["kind"], "Widget");
         assert_eq!(
@@ -710,8 +833,64 @@ mod tests {
         );
         crd["status"] = status;
         assert!(is_established(&crd));
-        let later = desired_status(&crd, "2026-02-01T00:00:00Z".parse().unwrap());
+        let later = desired_status(&crd, &[], "2026-02-01T00:00:00Z".parse().unwrap());
         assert_eq!(later["conditions"], crd["status"]["conditions"]);
+    }
+
+    #[test]
+    fn names_other_definitions_hold_are_not_accepted() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut widgets = widget_crd();
+        apply_definition_defaults(widgets.as_object_mut().unwrap());
+        widgets["status"] = desired_status(&widgets, &[], now);
+        let gadgets = |names: Value| {
+            let mut crd = widget_crd();
+            crd["metadata"]["name"] = json!("gadgets.example.com");
+            crd["spec"]["names"] = names;
+            apply_definition_defaults(crd.as_object_mut().unwrap());
+            crd
+        };
+        let rows: Vec<(Value, Option<(&str, &str)>)> = vec![
+            (json!({"plural": "gadgets", "kind": "Gadget"}), None),
+            (
+                json!({"plural": "gadgets", "kind": "Gadget", "shortNames": ["wd"]}),
+                Some(("ShortNamesConflict", "\"wd\" is already in use")),
+            ),
+            (
+                json!({"plural": "gadgets", "singular": "gadget", "kind": "Widget"}),
+                Some(("KindConflict", "\"Widget\" is already in use")),
+            ),
+            (
+                json!({"plural": "gadgets", "singular": "widget", "kind": "Gadget"}),
+                Some(("SingularConflict", "\"widget\" is already in use")),
+            ),
+        ];
+        assert_eq!(rows.len(), 4);
+        for (names, expected) in rows {
+            let crd = gadgets(names.clone());
+            let status = desired_status(&crd, std::slice::from_ref(&widgets), now);
+            let accepted = &status["conditions"][0];
+            let established = &status["conditions"][1];
+            match expected {
+                None => {
+                    assert_eq!(accepted["status"], "True", "{names}");
+                    assert!(names_accepted(&crd, std::slice::from_ref(&widgets)));
+                }
+                Some((reason, message)) => {
+                    assert_eq!(
+                        (
+                            accepted["status"].as_str(),
+                            accepted["reason"].as_str(),
+                            accepted["message"].as_str()
+                        ),
+                        (Some("False"), Some(reason), Some(message)),
+                        "{names}"
+                    );
+                    assert_eq!(established["reason"], "NotAccepted", "{names}");
+                    assert!(!names_accepted(&crd, std::slice::from_ref(&widgets)));
+                }
+            }
+        }
     }
 
     #[test]
