@@ -503,6 +503,8 @@ pub struct ScalePaths {
 /// What a custom resource needs in one served version.
 struct VersionBehaviour {
     schema: Value,
+    /// Whether the schema declares CEL rules (evaluated on a thread of their own).
+    has_rules: bool,
     columns: Vec<CustomColumn>,
     scale: Option<ScalePaths>,
 }
@@ -558,14 +560,18 @@ impl KindStrategy for CustomStrategy {
     fn validate(&self, obj: &Value, errs: &mut Vec<FieldError>) {
         if let Some(behaviour) = self.version(&self.storage_version) {
             schema::validate(&behaviour.schema, obj, "", errs);
-            rules::validate(&behaviour.schema, obj, None, "", errs);
+            if behaviour.has_rules {
+                rules::validate_object(&behaviour.schema, obj, None, errs);
+            }
         }
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
         if let Some(behaviour) = self.version(&self.storage_version) {
             schema::validate(&behaviour.schema, new, "", errs);
-            rules::validate(&behaviour.schema, new, Some(old), "", errs);
+            if behaviour.has_rules {
+                rules::validate_object(&behaviour.schema, new, Some(old), errs);
+            }
         }
     }
 
@@ -690,13 +696,15 @@ pub fn kind_for(crd: &Value) -> Option<&'static Kind> {
         if scale.is_some() {
             subresources.push(Subresource::Scale);
         }
+        let version_schema = version
+            .pointer("/schema/openAPIV3Schema")
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object"}));
         behaviours.insert(
             name.to_string(),
             VersionBehaviour {
-                schema: version
-                    .pointer("/schema/openAPIV3Schema")
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object"})),
+                has_rules: rules::has_rules(&version_schema),
+                schema: version_schema,
                 columns: columns_of(version),
                 scale,
             },

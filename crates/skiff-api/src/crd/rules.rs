@@ -46,8 +46,51 @@ fn is_transition_rule(rule: &str) -> bool {
     })
 }
 
+/// The longest rule accepted, in bytes.
+pub const MAX_RULE_BYTES: usize = 2048;
+
+/// The deepest nesting of brackets, and the longest run of prefix operators, a rule may have.
+pub const MAX_RULE_NESTING: usize = 24;
+
+/// The stack the rules of one object are evaluated on: the CEL parser and evaluator recurse
+/// once per nesting level, so rules are bounded ([`check_bounds`]) and run on a thread of their
+/// own with room for the deepest bounded rule.
+const RULE_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Refuses a rule too long or too deeply nested to compile and run within the evaluation
+/// stack (Kubernetes bounds rules by an estimated cost instead).
+pub fn check_bounds(rule: &str) -> Result<(), String> {
+    if rule.len() > MAX_RULE_BYTES {
+        return Err(format!(
+            "rule is {} bytes long, more than the {MAX_RULE_BYTES} allowed",
+            rule.len()
+        ));
+    }
+    let mut depth = 0usize;
+    let mut prefix_run = 0usize;
+    for c in rule.chars() {
+        match c {
+            '(' | '[' | '{' => depth = depth.saturating_add(1),
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        match c {
+            '!' | '-' => prefix_run = prefix_run.saturating_add(1),
+            c if c.is_whitespace() => {}
+            _ => prefix_run = 0,
+        }
+        if depth > MAX_RULE_NESTING || prefix_run > MAX_RULE_NESTING {
+            return Err(format!(
+                "rule nests more than {MAX_RULE_NESTING} levels deep"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates one rule; `Ok(true)` when it holds.
 fn evaluate(rule: &str, value: &Value, old: Option<&Value>) -> Result<bool, String> {
+    check_bounds(rule)?;
     let program = cel::Program::compile(rule).map_err(|e| format!("compilation failed: {e}"))?;
     let mut context = cel::Context::default();
     context
@@ -65,6 +108,46 @@ fn evaluate(rule: &str, value: &Value, old: Option<&Value>) -> Result<bool, Stri
             other.type_of()
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether a schema declares any rule, anywhere.
+pub fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            map.contains_key("x-kubernetes-validations") || map.values().any(has_rules)
+        }
+        Value::Array(items) => items.iter().any(has_rules),
+        _ => false,
+    }
+}
+
+/// Checks every rule of `schema` on `value` and below, pushing what fails, on a thread with a
+/// stack sized for the deepest rule allowed. `old` is the stored object, on updates.
+pub fn validate_object(
+    schema: &Value,
+    value: &Value,
+    old: Option<&Value>,
+    errs: &mut Vec<FieldError>,
+) {
+    let outcome = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("cel-rules".into())
+            .stack_size(RULE_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                let mut found = Vec::new();
+                validate(schema, value, old, "", &mut found);
+                found
+            })
+            .map(|handle| handle.join())
+    });
+    match outcome {
+        Ok(Ok(found)) => errs.extend(found),
+        _ => errs.push(FieldError::invalid(
+            "",
+            &Value::String("object".into()),
+            "the validation rules could not be evaluated",
+        )),
     }
 }
 
@@ -211,6 +294,51 @@ mod tests {
         assert_eq!(rows.len(), 6);
         for (new, old, expected) in rows {
             assert_eq!(messages(new.clone(), old), expected, "{new}");
+        }
+    }
+
+    #[test]
+    fn the_deepest_and_longest_rules_allowed_run_and_deeper_ones_are_refused() {
+        let nested = format!(
+            "{}self.replicas{} >= 0",
+            "(".repeat(MAX_RULE_NESTING),
+            ")".repeat(MAX_RULE_NESTING)
+        );
+        let negated = format!("{}true", "!".repeat(MAX_RULE_NESTING));
+        let long_sum = format!("{}0 >= 0", "1 + ".repeat(MAX_RULE_BYTES / 4 - 2));
+        let schema = |rule: &str| {
+            json!({"type": "object", "properties": {"spec": {"type": "object",
+                "x-kubernetes-validations": [{"rule": rule}],
+                "properties": {"replicas": {"type": "integer"}}}}})
+        };
+        for rule in [&nested, &negated, &long_sum] {
+            assert!(check_bounds(rule).is_ok(), "{rule}");
+            let mut errs = Vec::new();
+            validate_object(
+                &schema(rule),
+                &json!({"spec": {"replicas": 1}}),
+                None,
+                &mut errs,
+            );
+            assert!(errs.is_empty(), "{rule}: {errs:?}");
+        }
+        let too_deep = format!(
+            "{}1{} == 1",
+            "(".repeat(MAX_RULE_NESTING + 1),
+            ")".repeat(MAX_RULE_NESTING + 1)
+        );
+        let too_negated = format!("{}true", "!".repeat(MAX_RULE_NESTING + 1));
+        let too_long = format!("{}0 >= 0", "1 + ".repeat(MAX_RULE_BYTES / 4));
+        for rule in [&too_deep, &too_negated, &too_long] {
+            assert!(check_bounds(rule).is_err(), "{rule}");
+            let mut errs = Vec::new();
+            validate_object(
+                &schema(rule),
+                &json!({"spec": {"replicas": 1}}),
+                None,
+                &mut errs,
+            );
+            assert_eq!(errs.len(), 1, "{rule}");
         }
     }
 

@@ -487,7 +487,13 @@ fn structural_children(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
             let rule_path = format!("{path}.x-kubernetes-validations[{i}].rule");
             if text.is_empty() {
                 errs.push(FieldError::required(rule_path, ""));
-            } else if let Err(e) = cel::Program::compile(text) {
+            } else if let Err(e) = super::rules::check_bounds(text) {
+                errs.push(FieldError::invalid(
+                    rule_path,
+                    &Value::String(text.to_string()),
+                    e,
+                ));
+            } else if let Err(e) = compile_on_rule_stack(text) {
                 errs.push(FieldError::invalid(
                     rule_path,
                     &Value::String(text.to_string()),
@@ -504,6 +510,26 @@ fn structural_children(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 format!("must be a valid regular expression, but isn't: {e}"),
             ));
         }
+    }
+}
+
+/// Compiles a rule on a thread with the stack rules are evaluated on.
+fn compile_on_rule_stack(rule: &str) -> Result<(), String> {
+    let mut errs = Vec::new();
+    let schema = serde_json::json!({"x-kubernetes-validations": [{"rule": rule}]});
+    // Evaluating against null compiles nothing; an empty object (old and new, so transition
+    // rules compile too) makes the rule compile.
+    let empty = serde_json::json!({});
+    super::rules::validate_object(&schema, &empty, Some(&empty), &mut errs);
+    match errs.first() {
+        Some(e) if e.detail.starts_with("compilation failed: ") => Err(e
+            .detail
+            .trim_start_matches("compilation failed: ")
+            .to_string()),
+        Some(e) if e.detail == "the validation rules could not be evaluated" => {
+            Err(e.detail.clone())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -772,6 +798,25 @@ mod tests {
             validate_structural(&schema, "s", &mut errs);
             let got: Vec<String> = errs.iter().map(FieldError::full).collect();
             assert_eq!(got, expected, "schema {schema}");
+        }
+    }
+
+    #[test]
+    fn rules_that_do_not_compile_or_nest_too_deep_are_refused_with_the_definition() {
+        let deep = format!("{}1{} == 1", "(".repeat(30), ")".repeat(30));
+        let rows: Vec<(&str, &str)> = vec![
+            ("self.a == ", "compilation failed: "),
+            ("oldSelf.a == (", "compilation failed: "),
+            (&deep, "rule nests more than 24 levels deep"),
+        ];
+        assert_eq!(rows.len(), 3);
+        for (rule, expected) in rows {
+            let schema = json!({"type": "object", "x-kubernetes-validations": [{"rule": rule}]});
+            let mut errs = Vec::new();
+            validate_structural(&schema, "s", &mut errs);
+            assert_eq!(errs.len(), 1, "{rule}: {errs:?}");
+            assert_eq!(errs[0].field, "s.x-kubernetes-validations[0].rule");
+            assert!(errs[0].detail.starts_with(expected), "{rule}: {errs:?}");
         }
     }
 }
