@@ -90,6 +90,26 @@ pub fn check_bounds(rule: &str) -> Result<(), String> {
 
 /// Evaluates one rule; `Ok(true)` when it holds.
 fn evaluate(rule: &str, value: &Value, old: Option<&Value>) -> Result<bool, String> {
+    match run(rule, value, old)? {
+        cel::Value::Bool(result) => Ok(result),
+        other => Err(format!(
+            "rule did not evaluate to a boolean: {:?}",
+            other.type_of()
+        )),
+    }
+}
+
+/// The message a failed rule's `messageExpression` gives, when it evaluates to a non-empty
+/// string (Kubernetes falls back to `message` otherwise).
+fn expressed_message(expression: &str, value: &Value, old: Option<&Value>) -> Option<String> {
+    match run(expression, value, old) {
+        Ok(cel::Value::String(text)) if !text.trim().is_empty() => Some(text.to_string()),
+        _ => None,
+    }
+}
+
+/// Compiles and runs an expression with `self` (and `oldSelf`) bound.
+fn run(rule: &str, value: &Value, old: Option<&Value>) -> Result<cel::Value, String> {
     check_bounds(rule)?;
     let program = cel::Program::compile(rule).map_err(|e| format!("compilation failed: {e}"))?;
     let mut context = cel::Context::default();
@@ -101,14 +121,7 @@ fn evaluate(rule: &str, value: &Value, old: Option<&Value>) -> Result<bool, Stri
             .add_variable("oldSelf", old)
             .map_err(|e| e.to_string())?;
     }
-    match program.execute(&context) {
-        Ok(cel::Value::Bool(result)) => Ok(result),
-        Ok(other) => Err(format!(
-            "rule did not evaluate to a boolean: {:?}",
-            other.type_of()
-        )),
-        Err(e) => Err(e.to_string()),
-    }
+    program.execute(&context).map_err(|e| e.to_string())
 }
 
 /// Whether a schema declares any rule, anywhere.
@@ -176,8 +189,13 @@ pub fn validate(
             match evaluate(text, value, old.filter(|_| transition)) {
                 Ok(true) => {}
                 Ok(false) => {
-                    let detail = match rule.get("message").and_then(Value::as_str) {
-                        Some(m) if !m.is_empty() => m.to_string(),
+                    let expressed = rule
+                        .get("messageExpression")
+                        .and_then(Value::as_str)
+                        .and_then(|e| expressed_message(e, value, old.filter(|_| transition)));
+                    let detail = match (expressed, rule.get("message").and_then(Value::as_str)) {
+                        (Some(m), _) => m,
+                        (None, Some(m)) if !m.is_empty() => m.to_string(),
                         _ => format!("failed rule: {text}"),
                     };
                     let field = match rule.get("fieldPath").and_then(Value::as_str) {
@@ -244,7 +262,9 @@ mod tests {
         "x-kubernetes-validations": [
             {"rule": "self.replicas <= self.maxReplicas", "message": "replicas must not exceed maxReplicas"},
             {"rule": "self.replicas >= oldSelf.replicas", "message": "replicas may not decrease"},
-            {"rule": "!has(self.tag) || self.tag.startsWith('v')"}
+            {"rule": "!has(self.tag) || self.tag.startsWith('v')"},
+            {"rule": "self.replicas != 7", "message": "not this",
+             "messageExpression": "'replicas may not be ' + string(self.replicas)"}
         ],
         "properties": {
             "replicas": {"type": "integer"},
@@ -290,8 +310,13 @@ mod tests {
                 Some(json!({"spec": {"replicas": 1, "maxReplicas": 3}})),
                 vec![],
             ),
+            (
+                json!({"spec": {"replicas": 7, "maxReplicas": 9}}),
+                None,
+                vec!["spec: Invalid value: \"object\": replicas may not be 7"],
+            ),
         ];
-        assert_eq!(rows.len(), 6);
+        assert_eq!(rows.len(), 7);
         for (new, old, expected) in rows {
             assert_eq!(messages(new.clone(), old), expected, "{new}");
         }
