@@ -66,6 +66,14 @@ pub fn convert(obj: Value, to_api_version: &str) -> Result<Value, ConversionErro
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
+    let (from_group, _) = crate::resources::split_api_version(&from);
+    let (to_group, _) = crate::resources::split_api_version(to_api_version);
+    if from_group == to_group && is_custom_kind(to_group, &kind) {
+        // Custom resources convert with strategy `None`: only `apiVersion` changes.
+        let mut obj = obj;
+        obj["apiVersion"] = Value::String(to_api_version.to_string());
+        return Ok(obj);
+    }
     match (kind.as_str(), from.as_str(), to_api_version) {
         ("HorizontalPodAutoscaler", "autoscaling/v2", "autoscaling/v1") => Ok(hpa_v2_to_v1(&obj)),
         ("HorizontalPodAutoscaler", "autoscaling/v1", "autoscaling/v2") => Ok(hpa_v1_to_v2(&obj)),
@@ -75,6 +83,15 @@ pub fn convert(obj: Value, to_api_version: &str) -> Result<Value, ConversionErro
             to: to_api_version.to_string(),
         }),
     }
+}
+
+/// Whether a kind of `group` was registered from a CustomResourceDefinition.
+fn is_custom_kind(group: &str, kind: &str) -> bool {
+    crate::kinds::custom_kinds().iter().any(|k| {
+        k.versions
+            .iter()
+            .any(|v| v.group == group && v.kind == kind)
+    })
 }
 
 static NULL: Value = Value::Null;

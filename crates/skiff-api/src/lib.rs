@@ -7,6 +7,7 @@
 
 pub mod cloneset;
 pub mod conversion;
+pub mod crd;
 pub mod defaults;
 pub mod errors;
 pub mod eviction;

@@ -136,6 +136,101 @@ impl Printer {
     }
 }
 
+/// One printer column a CustomResourceDefinition declares (`additionalPrinterColumns`), whose
+/// cells come from a JSONPath into each object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomColumn {
+    /// The column's header.
+    pub name: String,
+    /// `integer`, `number`, `string`, `boolean` or `date`.
+    pub kind: String,
+    /// The OpenAPI format hint, possibly empty.
+    pub format: String,
+    /// The column's description.
+    pub description: String,
+    /// 0 for always shown, more for `-o wide` only.
+    pub priority: i64,
+    /// Where each cell comes from, e.g. `.spec.replicas`.
+    pub json_path: String,
+}
+
+/// The value a simple JSONPath (`.a.b`, `.a[0].b`, `{.a.b}`, `.a[-1]`) names in an object.
+pub fn json_path_value<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let path = path.trim();
+    let path = path
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(path);
+    let mut current = obj;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (field, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !field.is_empty() {
+            current = current.get(field)?;
+        }
+        for index in indexes.split(['[', ']']).filter(|i| !i.is_empty()) {
+            let list = current.as_array()?;
+            let i: i64 = index.parse().ok()?;
+            let i = if i < 0 {
+                i64::try_from(list.len()).ok()?.checked_add(i)?
+            } else {
+                i
+            };
+            current = list.get(usize::try_from(i).ok()?)?;
+        }
+    }
+    Some(current)
+}
+
+fn custom_cell(column: &CustomColumn, obj: &Value, now: Timestamp) -> Value {
+    let Some(value) = json_path_value(obj, &column.json_path) else {
+        return Value::Null;
+    };
+    match (column.kind.as_str(), value) {
+        ("date", Value::String(s)) => match s.parse::<Timestamp>() {
+            Ok(t) => Value::String(human_duration(now.duration_since(t).as_secs())),
+            Err(_) => Value::String(s.clone()),
+        },
+        ("integer", Value::Number(_)) | ("number", Value::Number(_)) => value.clone(),
+        ("boolean", Value::Bool(_)) => value.clone(),
+        ("string", Value::String(_)) => value.clone(),
+        (_, Value::Null) => Value::Null,
+        (_, Value::String(s)) => Value::String(s.clone()),
+        (_, other) => Value::String(crate::errors::go_json(other)),
+    }
+}
+
+/// The `Table` of a custom resource: `Name`, then the definition's columns.
+fn custom_table(
+    columns: &[CustomColumn],
+    objects: &[Value],
+    include: IncludeObject,
+    now: Timestamp,
+) -> Value {
+    let mut definitions = vec![name_col().to_json()];
+    definitions.extend(columns.iter().map(|c| {
+        json!({"name": c.name, "type": c.kind, "format": c.format,
+               "description": c.description, "priority": c.priority})
+    }));
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|obj| {
+            let mut cells = vec![name(obj)];
+            cells.extend(columns.iter().map(|c| custom_cell(c, obj, now)));
+            json!({"cells": cells, "object": row_object(obj, include)})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
 fn printer_for(resource: &ResourceInfo) -> Printer {
     crate::kinds::strategy_for(resource)
         .printer()
@@ -151,6 +246,9 @@ pub fn table(
     include: IncludeObject,
     now: Timestamp,
 ) -> Value {
+    if let Some(columns) = crate::kinds::strategy_for(resource).custom_columns(resource.version) {
+        return custom_table(columns, objects, include, now);
+    }
     let printer = printer_for(resource);
     let columns: Vec<Value> = printer.columns.iter().map(Column::to_json).collect();
     let rows: Vec<Value> = objects
@@ -1566,10 +1664,77 @@ mod tests {
     }
 
     #[test]
+    fn json_paths_of_printer_columns_table() {
+        let obj = json!({"metadata": {"name": "w", "labels": {"app": "web"}},
+            "spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 443}]}});
+        let rows: Vec<(&str, Option<Value>)> = vec![
+            (".spec.replicas", Some(json!(2))),
+            ("{.spec.replicas}", Some(json!(2))),
+            (".metadata.labels.app", Some(json!("web"))),
+            (".spec.ports[1].port", Some(json!(443))),
+            (".spec.ports[-1].port", Some(json!(443))),
+            (".spec.ports[2].port", None),
+            (".spec.missing", None),
+        ];
+        assert_eq!(rows.len(), 7);
+        for (path, expected) in rows {
+            assert_eq!(json_path_value(&obj, path).cloned(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn custom_columns_follow_name_with_typed_cells() {
+        let columns = vec![
+            CustomColumn {
+                name: "Replicas".into(),
+                kind: "integer".into(),
+                format: String::new(),
+                description: "d".into(),
+                priority: 0,
+                json_path: ".spec.replicas".into(),
+            },
+            CustomColumn {
+                name: "Age".into(),
+                kind: "date".into(),
+                format: String::new(),
+                description: "d".into(),
+                priority: 0,
+                json_path: ".metadata.creationTimestamp".into(),
+            },
+            CustomColumn {
+                name: "Mode".into(),
+                kind: "string".into(),
+                format: String::new(),
+                description: "d".into(),
+                priority: 1,
+                json_path: ".spec.mode".into(),
+            },
+        ];
+        let obj = json!({"metadata": {"name": "w", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"replicas": 2}});
+        let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let table = custom_table(&columns, &[obj], IncludeObject::None, now);
+        let names: Vec<&str> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, vec!["Name", "Replicas", "Age", "Mode"]);
+        assert_eq!(table["columnDefinitions"][3]["priority"], 1);
+        assert_eq!(table["rows"][0]["cells"], json!(["w", 2, "5m", null]));
+    }
+
+    #[test]
     fn every_registered_resource_has_a_specific_printer() {
-        // Kubernetes' own printers for Roles, ClusterRoles and LimitRanges are `Name` and
-        // `Created At`.
-        let generic_in_kubernetes = ["roles", "clusterroles", "limitranges"];
+        // Kubernetes' own printers for Roles, ClusterRoles, LimitRanges and
+        // CustomResourceDefinitions are `Name` and `Created At`.
+        let generic_in_kubernetes = [
+            "roles",
+            "clusterroles",
+            "limitranges",
+            "customresourcedefinitions",
+        ];
         for r in crate::resources::all().filter(|r| !generic_in_kubernetes.contains(&r.plural)) {
             let t = table(r, &[], IncludeObject::None, now());
             let first = &t["columnDefinitions"][1]["name"];

@@ -166,10 +166,12 @@ pub(crate) const fn res(
     }
 }
 
-/// Every resource Skiff serves, from the kind table. Within a group, a resource's preferred
-/// version comes first.
+/// Every resource Skiff serves: the kind table's, then the custom resources registered at run
+/// time. Within a group, a resource's preferred version comes first.
 pub fn all() -> impl Iterator<Item = &'static ResourceInfo> {
+    let custom = crate::kinds::custom_kinds();
     crate::kinds::all_resources()
+        .chain((0..custom.len()).flat_map(move |i| custom[i].versions.iter().copied()))
 }
 
 /// The API groups served, in discovery order, each with its versions (preferred first).
@@ -201,9 +203,14 @@ pub fn deprecation_warning(info: &ResourceInfo) -> Option<&'static str> {
     crate::kinds::strategy_for(info).deprecation_warning(info.version)
 }
 
-/// Finds a resource by group, version and plural.
+/// Finds a resource by group, version and plural. The built-in table is searched first, so a
+/// built-in resource costs no look at the custom ones.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    all().find(|r| r.group == group && r.version == version && r.plural == plural)
+    let matches =
+        |r: &&ResourceInfo| r.group == group && r.version == version && r.plural == plural;
+    crate::kinds::all_resources()
+        .find(matches)
+        .or_else(|| all().find(matches))
 }
 
 /// Finds the resource an `apiVersion` and `kind` name.
@@ -213,14 +220,26 @@ pub fn find_by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceIn
 }
 
 /// The storage-version entry for a resource served in any version.
+///
+/// A custom resource whose definition was replaced since the caller looked it up may no longer
+/// list that version; its own entry then stands in, since all versions share one key space.
 pub fn storage_resource(resource: &ResourceInfo) -> &'static ResourceInfo {
-    all()
-        .find(|r| {
-            r.group == resource.group
-                && r.plural == resource.plural
-                && r.version == resource.storage_version
-        })
-        .expect("every resource's storage version is registered")
+    let matches = |r: &&ResourceInfo| {
+        r.group == resource.group
+            && r.plural == resource.plural
+            && r.version == resource.storage_version
+    };
+    crate::kinds::all_resources()
+        .find(matches)
+        .or_else(|| all().find(matches))
+        .or_else(|| all().find(|r| r.group == resource.group && r.plural == resource.plural))
+        .unwrap_or_else(|| leak_copy(resource))
+}
+
+/// A `'static` copy of a resource no longer registered (a custom resource whose definition
+/// went away while a request was under way), so that request can still finish.
+fn leak_copy(resource: &ResourceInfo) -> &'static ResourceInfo {
+    Box::leak(Box::new(resource.clone()))
 }
 
 /// Splits `group/version` (or a bare core `version`) into its parts.

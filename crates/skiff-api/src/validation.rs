@@ -104,7 +104,7 @@ pub(crate) fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
 }
 
 /// The messages of apimachinery's `IsDNS1035Label`.
-fn dns1035_label_errors(s: &str) -> Vec<String> {
+pub(crate) fn dns1035_label_errors(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     if s.len() > 63 {
         out.push(max_len(63));

@@ -43,7 +43,6 @@ fn typed_round_trip(
     obj: Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), DecodeError> {
-    let cannot_handle = |detail: String| cannot_be_handled(resource, detail);
     if let Some(mismatch) = metadata_map_mismatch(&obj) {
         return Err(DecodeError::MetadataMap(mismatch));
     }
@@ -52,6 +51,18 @@ fn typed_round_trip(
         TypedError::Decode(error) => DecodeError::Decode(error),
         TypedError::Encode(detail) => DecodeError::Refused(ApiError::internal(detail)),
     })?;
+    let warnings = unknown_field_answer(resource, &unknown, validation)?;
+    Ok((value, warnings))
+}
+
+/// What unknown fields mean under the request's field validation: a 400 naming them
+/// (`Strict`), warnings naming them (`Warn`), or nothing (`Ignore`).
+fn unknown_field_answer(
+    resource: &ResourceInfo,
+    unknown: &[String],
+    validation: FieldValidation,
+) -> Result<Vec<String>, DecodeError> {
+    let cannot_handle = |detail: String| cannot_be_handled(resource, detail);
     if !unknown.is_empty() && validation == FieldValidation::Strict {
         let detail = if unknown.len() == 1 {
             format!("strict decoding error: unknown field \"{}\"", unknown[0])
@@ -72,7 +83,7 @@ fn typed_round_trip(
     } else {
         Vec::new()
     };
-    Ok((value, warnings))
+    Ok(warnings)
 }
 
 /// Why an object did not decode as its typed kind.
@@ -294,8 +305,12 @@ fn decode_typed(
     let strategy = skiff_api::kinds::strategy_for(resource);
     let Some(typed) = strategy.typed(resource.version) else {
         let mut obj = obj;
+        // A custom resource's schema prunes what it does not specify; those fields count as
+        // unknown, as they do for Kubernetes' custom resource decoder.
+        let pruned = strategy.prune(resource.version, &mut obj);
+        let warnings = unknown_field_answer(resource, &pruned, validation)?;
         drop_empty_metadata_collections(&mut obj);
-        return Ok((obj, Vec::new()));
+        return Ok((obj, warnings));
     };
     let (mut value, warnings) = typed_round_trip(typed, resource, obj, validation)?;
     if strategy.registry_hook() == RegistryHook::Secret {

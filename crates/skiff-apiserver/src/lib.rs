@@ -11,6 +11,7 @@ pub mod authz;
 pub mod bodies;
 pub mod client_certs;
 pub mod component_status;
+pub mod crd_controller;
 pub mod discovery;
 pub mod eviction;
 pub mod filter;

@@ -52,6 +52,12 @@ fn documents() -> &'static BTreeMap<String, GroupVersionDocument> {
         let mut out = BTreeMap::new();
         for (group, versions) in resources::groups() {
             for version in versions {
+                if !skiff_api::kinds::all_resources()
+                    .any(|r| r.group == group && r.version == version)
+                {
+                    // Custom resources come and go: their documents are built on request.
+                    continue;
+                }
                 let value = build_group_version_document(group, version);
                 let bytes = Bytes::from(value.to_string());
                 let hash = stable_hash_hex(&bytes);
@@ -82,7 +88,7 @@ pub fn path_key(group: &str, version: &str) -> String {
 /// The `/openapi/v3` discovery document: each served group-version with the URL of its document.
 /// The URL carries a hash of the document so clients may cache it for as long as it is unchanged.
 pub fn root_document() -> Value {
-    let paths: Map<String, Value> = documents()
+    let mut paths: Map<String, Value> = documents()
         .iter()
         .map(|(key, doc)| {
             (
@@ -91,7 +97,154 @@ pub fn root_document() -> Value {
             )
         })
         .collect();
+    for (key, bytes) in custom_documents() {
+        let hash = stable_hash_hex(&bytes);
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+        );
+    }
     json!({ "paths": paths })
+}
+
+/// The documents of the custom resources' group-versions, built from their definitions'
+/// schemas on each request (they change whenever a definition does).
+fn custom_documents() -> Vec<(String, Bytes)> {
+    let kinds = skiff_api::kinds::custom_kinds();
+    let mut group_versions: Vec<(&'static str, &'static str)> = Vec::new();
+    for kind in kinds.iter() {
+        for info in kind.versions {
+            if !group_versions.contains(&(info.group, info.version)) {
+                group_versions.push((info.group, info.version));
+            }
+        }
+    }
+    group_versions
+        .into_iter()
+        .map(|(group, version)| {
+            let doc = custom_group_version_document(group, version);
+            (path_key(group, version), Bytes::from(doc.to_string()))
+        })
+        .collect()
+}
+
+/// The definition name Kubernetes gives a custom kind: the group reversed, then version and
+/// kind (`com.example.v1.Widget`).
+fn custom_definition_name(info: &ResourceInfo) -> String {
+    let reversed: Vec<&str> = info.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), info.version, info.kind)
+}
+
+/// Copies `name` and every definition it references, transitively, from `from` into `into`.
+fn copy_with_references(name: &str, from: &Map<String, Value>, into: &mut Map<String, Value>) {
+    if into.contains_key(name) {
+        return;
+    }
+    let Some(schema) = from.get(name) else {
+        return;
+    };
+    into.insert(name.to_string(), schema.clone());
+    let mut references = Vec::new();
+    collect_references(schema, &mut references);
+    for reference in references {
+        copy_with_references(&reference, from, into);
+    }
+}
+
+fn collect_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", Value::String(r)) => {
+                        if let Some(name) = r.strip_prefix(OPENAPI_REF_PREFIX) {
+                            out.push(name.to_string());
+                        }
+                    }
+                    _ => collect_references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
+        _ => {}
+    }
+}
+
+/// One custom group-version's document: each kind's schema from its definition, with the
+/// type and object metadata every object has, and its list.
+fn custom_group_version_document(group: &str, version: &str) -> Value {
+    // The shared definitions (object and list metadata, options, Status, Scale) are taken from
+    // the built-in documents that hold them.
+    let mut library = Map::new();
+    for (g, v) in [("", "v1"), ("apps", "v1")] {
+        if let Some(doc) = group_version_document(g, v) {
+            if let Some(found) = doc
+                .pointer("/components/schemas")
+                .and_then(Value::as_object)
+            {
+                for (name, schema) in found {
+                    library
+                        .entry(name.clone())
+                        .or_insert_with(|| schema.clone());
+                }
+            }
+        }
+    }
+    let mut schemas = Map::new();
+    copy_with_references(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        &library,
+        &mut schemas,
+    );
+    copy_with_references(LIST_META, &library, &mut schemas);
+    let mut paths = BTreeMap::new();
+    for info in resources::resources_in(group, version) {
+        let strategy = skiff_api::kinds::strategy_for(info);
+        let Some(schema) = strategy.openapi_schema(version) else {
+            continue;
+        };
+        // kubectl explain finds a resource's kind through its paths.
+        let served = ServedKind {
+            info,
+            definition: custom_definition_name(info),
+        };
+        add_resource_paths(&mut paths, group, version, &served);
+        let gvk = json!([{"group": info.group, "version": info.version, "kind": info.kind}]);
+        let mut schema = schema.clone();
+        if let Some(map) = schema.as_object_mut() {
+            let properties = map.entry("properties").or_insert_with(|| json!({}));
+            properties["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"});
+            properties["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"});
+            properties["metadata"] = json!({"allOf": [{"$ref": format!("{OPENAPI_REF_PREFIX}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")}], "default": {}, "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"});
+            map.insert("x-kubernetes-group-version-kind".into(), gvk.clone());
+        }
+        let name = custom_definition_name(info);
+        let list = json!({
+            "type": "object",
+            "description": format!("{} is a list of {}", info.list_kind(), info.kind),
+            "required": ["items"],
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "items": {"type": "array", "items": {"$ref": format!("{OPENAPI_REF_PREFIX}{name}")}},
+                "kind": {"type": "string"},
+                "metadata": {"allOf": [{"$ref": format!("{OPENAPI_REF_PREFIX}{LIST_META}")}], "default": {}},
+            },
+            "x-kubernetes-group-version-kind": [{"group": info.group, "version": info.version, "kind": info.list_kind()}],
+        });
+        schemas.insert(format!("{name}List"), list);
+        schemas.insert(name, schema);
+    }
+    let mut referenced = Vec::new();
+    collect_references(&json!(paths), &mut referenced);
+    for name in referenced {
+        copy_with_references(&name, &library, &mut schemas);
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
 }
 
 /// The OpenAPI 3.0 document for one group-version (`""`, `"v1"` for the core group), or `None`
@@ -105,9 +258,16 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Arc<Value>> 
 /// The serialized document for a path under `/openapi/v3/` (`apis/apps/v1`), ready to send, or
 /// `None` when no such document exists. Any `?hash=` query must be removed first.
 pub fn document_bytes(path: &str) -> Option<Bytes> {
+    let path = path.trim_matches('/');
     documents()
-        .get(path.trim_matches('/'))
+        .get(path)
         .map(|doc| doc.bytes.clone())
+        .or_else(|| {
+            custom_documents()
+                .into_iter()
+                .find(|(key, _)| key == path)
+                .map(|(_, bytes)| bytes)
+        })
 }
 
 /// The hash advertised for a path under `/openapi/v3/`; a server can answer requests carrying it

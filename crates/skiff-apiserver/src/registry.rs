@@ -544,7 +544,13 @@ impl Registry {
         kv: &KeyValue,
         out: &mut Vec<u8>,
     ) -> Result<(), ApiError> {
+        // Custom resources are defaulted on read too, so their stored bytes may lack defaults
+        // added to their schema since they were written.
+        let defaulted_on_read = skiff_api::kinds::strategy_for(resource)
+            .openapi_schema(resource.version)
+            .is_some();
         if resource.version == resource.storage_version
+            && !defaulted_on_read
             && stored_json::write_with_resource_version(&kv.value, kv.mod_revision, out)
         {
             return Ok(());
@@ -849,7 +855,6 @@ impl Registry {
         } else {
             md.remove("generation");
         }
-        skiff_api::kinds::strategy_for(resource).prepare_for_write(&mut obj, None);
         if resource.has_subresource(Subresource::Status) {
             match hook(resource) {
                 RegistryHook::Pod => {
@@ -864,6 +869,7 @@ impl Registry {
             }
         }
 
+        skiff_api::kinds::strategy_for(resource).prepare_for_write(&mut obj, None);
         if hook(resource) == RegistryHook::Pod {
             // Before the kind's defaults, which add the standard seconds only where these
             // left a taint untolerated.
@@ -1310,6 +1316,13 @@ impl Registry {
                     if !finalizers.iter().any(|f| f == add) {
                         finalizers.push(add.to_string());
                     }
+                    meta::set(&mut marked, "finalizers", json!(finalizers));
+                }
+            }
+            if let Some(finalizer) = skiff_api::kinds::strategy_for(storage).deletion_finalizer() {
+                let mut finalizers = meta::finalizers(&marked);
+                if !meta::is_deleting(&old) && !finalizers.iter().any(|f| f == finalizer) {
+                    finalizers.push(finalizer.to_string());
                     meta::set(&mut marked, "finalizers", json!(finalizers));
                 }
             }

@@ -3,6 +3,7 @@
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
+use skiff_api::crd::ScalePaths;
 use skiff_api::patch::{self, PatchType};
 use skiff_api::resources::ResourceInfo;
 
@@ -11,6 +12,59 @@ use crate::status::ApiError;
 use crate::{bodies, meta};
 
 pub use skiff_api::scale::scale_of;
+
+/// The replica paths of a resource: a custom resource's from its definition, else `None` for
+/// the built-in `spec.replicas` and `status.replicas`.
+fn paths_of(resource: &ResourceInfo) -> Option<ScalePaths> {
+    skiff_api::kinds::strategy_for(resource).scale_paths(resource.version)
+}
+
+/// Sets the value at a simple JSONPath (`.spec.replicas`), making the objects on the way.
+fn set_at_path(obj: &mut Value, path: &str, value: Value) {
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let mut current = obj;
+    for part in parents {
+        if !current.get(*part).is_some_and(Value::is_object) {
+            current[*part] = json!({});
+        }
+        current = &mut current[*part];
+    }
+    current[*last] = value;
+}
+
+/// Sets the desired replicas where the resource keeps them.
+fn set_replicas(obj: &mut Value, paths: Option<&ScalePaths>, replicas: i64) {
+    match paths {
+        Some(p) => set_at_path(obj, &p.spec_replicas, json!(replicas)),
+        None => obj["spec"]["replicas"] = json!(replicas),
+    }
+}
+
+/// The Scale view of an object whose replica counts live at `paths` (the built-in places for
+/// `None`). As for Kubernetes' custom resources, the selector is the string at the
+/// definition's `labelSelectorPath`, empty without one.
+fn scale_with(obj: &Value, paths: Option<&ScalePaths>) -> Value {
+    let mut scale = scale_of(obj);
+    if let Some(paths) = paths {
+        let int_at = |path: &str| {
+            skiff_api::printers::json_path_value(obj, path)
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
+        scale["spec"]["replicas"] = json!(int_at(&paths.spec_replicas));
+        scale["status"]["replicas"] = json!(int_at(&paths.status_replicas));
+        scale["status"]["selector"] = json!(paths
+            .label_selector
+            .as_deref()
+            .and_then(|p| skiff_api::printers::json_path_value(obj, p))
+            .and_then(Value::as_str)
+            .unwrap_or(""));
+    }
+    scale
+}
 
 fn scale_resource() -> &'static ResourceInfo {
     // Scale is not stored; patches to it merge like any built-in kind without list merge keys.
@@ -58,13 +112,15 @@ pub async fn handle(
     raw: &[u8],
     options: WriteOptions,
 ) -> Result<Response, ApiError> {
+    let paths = paths_of(resource);
+    let paths = paths.as_ref();
     let w: Written = match *method {
         Method::GET => {
             let obj = registry.get(resource, namespace, name).await?;
             return Ok(crate::server::written(
                 StatusCode::OK,
                 Written {
-                    object: scale_of(&obj),
+                    object: scale_with(&obj, paths),
                     warnings: vec![],
                 },
             ));
@@ -89,7 +145,7 @@ pub async fn handle(
                     options,
                     required,
                     |mut obj| {
-                        obj["spec"]["replicas"] = json!(replicas);
+                        set_replicas(&mut obj, paths, replicas);
                         Ok(obj)
                     },
                 )
@@ -107,10 +163,15 @@ pub async fn handle(
             let options = scale_writes(options);
             registry
                 .write_loop(resource, namespace, name, None, options, None, |mut obj| {
-                    let patched =
-                        patch::apply_patch(scale_resource(), &scale_of(&obj), patch_type, &doc)
-                            .map_err(bodies::patch_error)?;
-                    obj["spec"]["replicas"] = json!(replicas_of(&patched, resource, name)?);
+                    let patched = patch::apply_patch(
+                        scale_resource(),
+                        &scale_with(&obj, paths),
+                        patch_type,
+                        &doc,
+                    )
+                    .map_err(bodies::patch_error)?;
+                    let replicas = replicas_of(&patched, resource, name)?;
+                    set_replicas(&mut obj, paths, replicas);
                     Ok(obj)
                 })
                 .await?
@@ -120,7 +181,7 @@ pub async fn handle(
     Ok(crate::server::written(
         StatusCode::OK,
         Written {
-            object: scale_of(&w.object),
+            object: scale_with(&w.object, paths),
             warnings: w.warnings,
         },
     ))

@@ -225,12 +225,27 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
                                   {"namespaceSelector": {"matchLabels": {"team": "a"}}}],
                          "ports": [{"port": 80, "endPort": 90}]}],
             "egress": [{"to": [{"podSelector": {}}], "ports": [{"port": "dns"}]}]}}),
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => {
+            json!({"spec": {"group": "sample.example.com", "scope": "Namespaced",
+                "names": {"plural": "samples", "kind": "Sample", "shortNames": ["smp"]},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "properties": {
+                            "size": {"type": "integer", "minimum": 0, "default": 1},
+                            "mode": {"type": "string", "enum": ["a", "b"]}}}}}},
+                    "subresources": {"status": {}}}]}})
+        }
         _ => return None,
     };
     let mut object = body;
     object["apiVersion"] = json!(resource.api_version());
     object["kind"] = json!(resource.kind);
-    object["metadata"] = json!({"name": "sample", "labels": {"app": "sample"},
+    // A definition's name is its plural and group.
+    let name = match resource.kind {
+        "CustomResourceDefinition" => "samples.sample.example.com",
+        _ => "sample",
+    };
+    object["metadata"] = json!({"name": name, "labels": {"app": "sample"},
         "annotations": {"note": "sample"}});
     Some(object)
 }

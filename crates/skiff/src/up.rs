@@ -350,6 +350,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     skiff_apiserver::policy_admission::ensure_system_priority_classes(&registry).await?;
     system::resume_namespace_finalizers(&registry).await?;
+    skiff_apiserver::crd_controller::register_stored(&registry).await?;
+    skiff_apiserver::crd_controller::spawn(registry.clone());
 
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

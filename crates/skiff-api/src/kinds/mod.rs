@@ -8,6 +8,8 @@
 //! several kinds share (object metadata and pod template validation, table building, label
 //! selectors) stay in the shared modules the kind modules call.
 
+use std::sync::{Arc, RwLock};
+
 use serde_json::{Map, Value};
 
 use crate::errors::FieldError;
@@ -21,6 +23,7 @@ pub mod component_status;
 pub mod config_map;
 pub mod controller_revision;
 pub mod cron_job;
+pub mod custom_resource_definition;
 pub mod daemon_set;
 pub mod deployment;
 pub mod endpoint_slice;
@@ -96,6 +99,7 @@ pub static KINDS: &[&Kind] = &[
     &ingress_class::KIND,
     &ingress::KIND,
     &network_policy::KIND,
+    &custom_resource_definition::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
@@ -210,6 +214,37 @@ pub trait KindStrategy: Sync {
     /// stored object on an update, after admission (a DaemonSet's template generation).
     fn prepare_for_write(&self, _new: &mut Value, _old: Option<&Value>) {}
 
+    /// Removes the fields a custom resource's schema for `version` does not specify and
+    /// returns their paths (`spec.foo`); nothing for kinds with Rust types, whose decoding
+    /// drops unknown fields.
+    fn prune(&self, _version: &str, _obj: &mut Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The OpenAPI v3 schema a custom resource's definition gives `version`; `None` for kinds
+    /// with Rust types, whose schemas come from those types.
+    fn openapi_schema(&self, _version: &str) -> Option<&Value> {
+        None
+    }
+
+    /// The printer columns a custom resource's definition declares for `version`; `None` for
+    /// kinds whose printer is Rust code ([`KindStrategy::printer`]).
+    fn custom_columns(&self, _version: &str) -> Option<&[crate::printers::CustomColumn]> {
+        None
+    }
+
+    /// Where a custom resource keeps the replica counts its `scale` subresource shows; `None`
+    /// for the built-in layout (`spec.replicas`, `status.replicas`).
+    fn scale_paths(&self, _version: &str) -> Option<crate::crd::ScalePaths> {
+        None
+    }
+
+    /// The finalizer the first delete adds before the object goes, for kinds whose deletion
+    /// takes work (a CustomResourceDefinition's objects are deleted first).
+    fn deletion_finalizer(&self) -> Option<&'static str> {
+        None
+    }
+
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {
         RegistryHook::Generic
@@ -227,13 +262,73 @@ struct GenericStrategy;
 
 impl KindStrategy for GenericStrategy {}
 
-/// The kind entry of a resource, stored or computed, found by group and kind.
+/// The kinds registered at run time from CustomResourceDefinitions, replaced as a whole on
+/// each change so that readers take a cheap snapshot (one `Arc` clone) and never hold the lock
+/// while they work.
+///
+/// The catalogue is process-wide, as the definitions it mirrors are cluster-wide. Each entry is
+/// leaked (`Box::leak`) so that it is `&'static` like the built-in table's: an entry is made
+/// only when a definition's generation changes (see `crate::crd`), which bounds the leak by the
+/// number of definition changes a server sees.
+static CUSTOM_KINDS: RwLock<Vec<&'static Kind>> = RwLock::new(Vec::new());
+
+/// Readers' snapshot of [`CUSTOM_KINDS`], rebuilt by each registration.
+static CUSTOM_SNAPSHOT: RwLock<Option<Arc<Vec<&'static Kind>>>> = RwLock::new(None);
+
+/// The custom kinds registered now, in registration order.
+pub fn custom_kinds() -> Arc<Vec<&'static Kind>> {
+    let snapshot = CUSTOM_SNAPSHOT.read().unwrap_or_else(|e| e.into_inner());
+    match snapshot.as_ref() {
+        Some(kinds) => kinds.clone(),
+        None => Arc::new(Vec::new()),
+    }
+}
+
+/// Registers (or replaces, matched by group and plural) a custom kind.
+pub fn register_custom_kind(kind: &'static Kind) {
+    let first = kind.versions.first().copied();
+    let mut kinds = CUSTOM_KINDS.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(first) = first {
+        kinds.retain(|k| {
+            !k.versions
+                .iter()
+                .any(|v| v.group == first.group && v.plural == first.plural)
+        });
+    }
+    kinds.push(kind);
+    publish(&kinds);
+}
+
+/// Removes the custom kind serving `plural` in `group`, if registered.
+pub fn unregister_custom_kind(group: &str, plural: &str) {
+    let mut kinds = CUSTOM_KINDS.write().unwrap_or_else(|e| e.into_inner());
+    kinds.retain(|k| {
+        !k.versions
+            .iter()
+            .any(|v| v.group == group && v.plural == plural)
+    });
+    publish(&kinds);
+}
+
+fn publish(kinds: &[&'static Kind]) {
+    let mut snapshot = CUSTOM_SNAPSHOT.write().unwrap_or_else(|e| e.into_inner());
+    *snapshot = Some(Arc::new(kinds.to_vec()));
+}
+
+/// The kind entry of a resource, stored or computed, found by group and kind; the built-in
+/// table first, then the custom kinds.
 pub fn kind_of(resource: &ResourceInfo) -> Option<&'static Kind> {
-    KINDS.iter().chain(COMPUTED_KINDS).copied().find(|k| {
+    let matches = |k: &&Kind| {
         k.versions
             .iter()
             .any(|v| v.group == resource.group && v.kind == resource.kind)
-    })
+    };
+    KINDS
+        .iter()
+        .chain(COMPUTED_KINDS)
+        .copied()
+        .find(matches)
+        .or_else(|| custom_kinds().iter().copied().find(matches))
 }
 
 /// The strategy of a resource; a resource outside the table gets the generic behaviour.
@@ -322,6 +417,55 @@ mod tests {
         assert!(resources::all().all(|r| r.kind != cs.kind));
         assert!(resources::find("", "v1", "componentstatuses").is_none());
         assert!(strategy_for(cs).printer().is_some());
+    }
+
+    #[test]
+    fn custom_kinds_join_and_leave_the_catalogue() {
+        let definition = serde_json::json!({
+            "metadata": {"name": "gizmos.catalogue.example.com"},
+            "spec": {"group": "catalogue.example.com", "scope": "Cluster",
+                "names": {"plural": "gizmos", "kind": "Gizmo", "shortNames": ["gz"]},
+                "versions": [
+                    {"name": "v2", "served": true, "storage": true,
+                     "schema": {"openAPIV3Schema": {"type": "object"}}},
+                    {"name": "v1", "served": true, "storage": false,
+                     "schema": {"openAPIV3Schema": {"type": "object"}}}]}
+        });
+        let kind = crate::crd::kind_for(&definition).expect("a served kind");
+        assert!(resources::find("catalogue.example.com", "v1", "gizmos").is_none());
+        register_custom_kind(kind);
+        let v1 = resources::find("catalogue.example.com", "v1", "gizmos").expect("v1 served");
+        assert!(!v1.namespaced);
+        assert_eq!(resources::storage_resource(v1).version, "v2");
+        assert!(std::ptr::eq(kind_of(v1).expect("found"), kind));
+        assert!(strategy_for(v1).is_custom_resource());
+        assert!(resources::groups()
+            .iter()
+            .any(|(g, versions)| *g == "catalogue.example.com" && versions == &["v2", "v1"]));
+        // Conversion between served versions is `None`: only apiVersion changes.
+        let stored = serde_json::json!({"apiVersion": "catalogue.example.com/v2", "kind": "Gizmo",
+            "metadata": {"name": "g"}, "spec": {"a": 1}});
+        let converted =
+            crate::conversion::convert(stored.clone(), "catalogue.example.com/v1").expect("None");
+        let mut expected = stored;
+        expected["apiVersion"] = serde_json::json!("catalogue.example.com/v1");
+        assert_eq!(converted, expected);
+        // The built-in resources are still found first, and unchanged.
+        assert_eq!(resources::find("", "v1", "pods"), Some(&pod::V1));
+        // Re-registering replaces instead of duplicating.
+        register_custom_kind(crate::crd::kind_for(&definition).expect("a served kind"));
+        assert_eq!(
+            resources::all().filter(|r| r.plural == "gizmos").count(),
+            2,
+            "one entry per served version"
+        );
+        unregister_custom_kind("catalogue.example.com", "gizmos");
+        assert!(resources::find("catalogue.example.com", "v1", "gizmos").is_none());
+        assert!(kind_of(v1).is_none());
+        assert!(
+            crate::conversion::convert(converted, "catalogue.example.com/v2").is_err(),
+            "no conversion once the kind is gone"
+        );
     }
 
     #[test]
