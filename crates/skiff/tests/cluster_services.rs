@@ -629,3 +629,215 @@ fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes
         "the cluster IP interface is left after SIGTERM"
     );
 }
+
+/// How long a `ClientIP` affinity lasts in the affinity test: short, so the test can outwait it.
+const AFFINITY_TIMEOUT_SECONDS: u64 = 5;
+/// How many requests one batch from the client pod sends.
+const AFFINITY_REQUESTS: usize = 50;
+
+/// Three busybox `httpd` pods answering their own host name (the pod's name), a Service with
+/// `ClientIP` affinity and a short timeout, one without, and the client pod.
+fn affinity_manifests() -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: echo
+  template:
+    metadata:
+      labels:
+        app: echo
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {shell}
+        command: [sh, -c, \"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www\"]
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: sticky
+spec:
+  selector:
+    app: echo
+  sessionAffinity: ClientIP
+  sessionAffinityConfig:
+    clientIP:
+      timeoutSeconds: {AFFINITY_TIMEOUT_SECONDS}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: spread
+spec:
+  selector:
+    app: echo
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: shell
+    image: {shell}
+    command: [\"sleep\", \"3600\"]
+",
+        shell = support::images::SHELL
+    )
+}
+
+/// The names of the three ready `echo` pods, once all are.
+fn ready_echo_pod_names(skiff: &Skiff) -> BTreeSet<String> {
+    let kubectl = skiff.kubectl();
+    wait_for_every("three ready echo pods", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=echo", "-o", "json"]));
+        let names: BTreeSet<String> = items(&list)
+            .iter()
+            .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|pod| {
+                pod.pointer("/status/conditions")
+                    .and_then(|c| c.as_array())
+                    .is_some_and(|c| {
+                        c.iter().any(|c| {
+                            str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True"
+                        })
+                    })
+            })
+            .map(|pod| str_at(pod, "/metadata/name"))
+            .collect();
+        (names.len() == 3).then_some(names)
+    })
+}
+
+/// The answers to [`AFFINITY_REQUESTS`] requests the client pod sends one after another to
+/// `http://<service>/`, each on a new connection; a failed request answers `FAILED`.
+fn answers_from_client(skiff: &Skiff, service: &str) -> Vec<String> {
+    let script = format!(
+        "i=0; while [ $i -lt {AFFINITY_REQUESTS} ]; do \
+           timeout 5 wget -q -O - http://{service}/ || echo FAILED; \
+           i=$((i+1)); \
+         done"
+    );
+    let (ok, stdout, stderr) = in_client(skiff, &["sh", "-c", &script]);
+    assert!(ok, "the client's requests to {service} did not run: {stderr}");
+    stdout.lines().map(|l| l.trim().to_string()).collect()
+}
+
+/// The one backend every answer in `answers` names, failing when they name several or some
+/// request failed.
+fn single_backend(answers: &[String], pods: &BTreeSet<String>, what: &str) -> String {
+    assert_eq!(answers.len(), AFFINITY_REQUESTS, "{what}: {answers:?}");
+    let seen: BTreeSet<&String> = answers.iter().collect();
+    assert!(
+        seen.iter().all(|a| pods.contains(*a)),
+        "{what}: answers other than the pods {pods:?}: {seen:?}"
+    );
+    assert_eq!(
+        seen.len(),
+        1,
+        "{what}: with ClientIP affinity every request should reach one backend, saw {answers:?}"
+    );
+    answers[0].clone()
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_pod_on_one_backend_until_its_timeout() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, veths, routes, a dummy interface)"
+    );
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+
+    skiff.write_file("affinity.yaml", &affinity_manifests());
+    kubectl.ok(&["apply", "-f", "affinity.yaml"]);
+    let pods = ready_echo_pod_names(&skiff);
+    wait_for_every("the client pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(())
+    });
+    let sticky = json_of(&kubectl.ok(&["get", "service", "sticky", "-o", "json"]));
+    assert_eq!(
+        sticky["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+        AFFINITY_TIMEOUT_SECONDS,
+        "{sticky}"
+    );
+
+    // Without affinity, a batch reaches every backend once all of them serve.
+    let mut last = Vec::new();
+    let spread = support::poll(REACH, || {
+        last = answers_from_client(&skiff, "spread");
+        let seen: BTreeSet<String> = last.iter().cloned().collect();
+        (seen == pods).then_some(seen)
+    });
+    assert!(
+        spread.is_some(),
+        "requests without affinity should spread over every pod {pods:?}; last batch: {last:?}"
+    );
+
+    // With affinity, every request of a batch reaches the backend the first one did.
+    let first = single_backend(
+        &answers_from_client(&skiff, "sticky"),
+        &pods,
+        "the first batch to sticky",
+    );
+    let again = single_backend(
+        &answers_from_client(&skiff, "sticky"),
+        &pods,
+        "a second batch to sticky",
+    );
+    assert_eq!(
+        again, first,
+        "a batch within the affinity timeout moved to another backend"
+    );
+
+    // Once the client stays away longer than the timeout, the choice is made anew: the
+    // proxy's round robin moved on since the first choice, so it lands on another backend,
+    // and holds it for the whole batch.
+    std::thread::sleep(Duration::from_secs(AFFINITY_TIMEOUT_SECONDS + 1));
+    let after = single_backend(
+        &answers_from_client(&skiff, "sticky"),
+        &pods,
+        "a batch after the affinity timeout",
+    );
+    assert_ne!(
+        after, first,
+        "after {AFFINITY_TIMEOUT_SECONDS} s idle the affinity should have expired and a new \
+         backend been chosen"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    assert!(
+        interface_addresses(&network.service_interface()).is_none(),
+        "the cluster IP interface is left after SIGTERM"
+    );
+}
