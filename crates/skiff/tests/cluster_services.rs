@@ -948,7 +948,11 @@ fn local_traffic_policies_keep_connections_on_the_node_local_endpoints() {
         .iter()
         .map(|n| str_at(n, "/metadata/name"))
         .collect();
-    assert_eq!(node_names.len(), 1, "one real node expected: {node_names:?}");
+    assert_eq!(
+        node_names.len(),
+        1,
+        "one real node expected: {node_names:?}"
+    );
     let node = &node_names[0];
     let ip_of = |pod: &str| {
         let pod = json_of(&kubectl.ok(&["get", "pod", pod, "-o", "json"]));
