@@ -629,3 +629,399 @@ fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes
         "the cluster IP interface is left after SIGTERM"
     );
 }
+
+/// How long a `ClientIP` affinity lasts in the affinity test: short, so the test can outwait it.
+const AFFINITY_TIMEOUT_SECONDS: u64 = 5;
+/// How many requests one batch from the client pod sends.
+const AFFINITY_REQUESTS: usize = 50;
+
+/// Three busybox `httpd` pods answering their own host name (the pod's name), a Service with
+/// `ClientIP` affinity and a short timeout, one without, and the client pod.
+fn affinity_manifests() -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: echo
+  template:
+    metadata:
+      labels:
+        app: echo
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {shell}
+        command: [sh, -c, \"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www\"]
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: sticky
+spec:
+  selector:
+    app: echo
+  sessionAffinity: ClientIP
+  sessionAffinityConfig:
+    clientIP:
+      timeoutSeconds: {AFFINITY_TIMEOUT_SECONDS}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: spread
+spec:
+  selector:
+    app: echo
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: shell
+    image: {shell}
+    command: [\"sleep\", \"3600\"]
+",
+        shell = support::images::SHELL
+    )
+}
+
+/// The names of the three ready `echo` pods, once all are.
+fn ready_echo_pod_names(skiff: &Skiff) -> BTreeSet<String> {
+    let kubectl = skiff.kubectl();
+    wait_for_every("three ready echo pods", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=echo", "-o", "json"]));
+        let names: BTreeSet<String> = items(&list)
+            .iter()
+            .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|pod| {
+                pod.pointer("/status/conditions")
+                    .and_then(|c| c.as_array())
+                    .is_some_and(|c| {
+                        c.iter().any(|c| {
+                            str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True"
+                        })
+                    })
+            })
+            .map(|pod| str_at(pod, "/metadata/name"))
+            .collect();
+        (names.len() == 3).then_some(names)
+    })
+}
+
+/// The answers to [`AFFINITY_REQUESTS`] requests the client pod sends one after another to
+/// `url`, each on a new connection; a failed request answers `FAILED`.
+fn answers_from_client(skiff: &Skiff, url: &str) -> Vec<String> {
+    let script = format!(
+        "i=0; while [ $i -lt {AFFINITY_REQUESTS} ]; do \
+           timeout 5 wget -q -O - {url} || echo FAILED; \
+           i=$((i+1)); \
+         done"
+    );
+    let (ok, stdout, stderr) = in_client(skiff, &["sh", "-c", &script]);
+    assert!(ok, "the client's requests to {url} did not run: {stderr}");
+    stdout.lines().map(|l| l.trim().to_string()).collect()
+}
+
+/// The one backend every answer in `answers` names, failing when they name several or some
+/// request failed.
+fn single_backend(answers: &[String], pods: &BTreeSet<String>, what: &str) -> String {
+    assert_eq!(answers.len(), AFFINITY_REQUESTS, "{what}: {answers:?}");
+    let seen: BTreeSet<&String> = answers.iter().collect();
+    assert!(
+        seen.iter().all(|a| pods.contains(*a)),
+        "{what}: answers other than the pods {pods:?}: {seen:?}"
+    );
+    assert_eq!(
+        seen.len(),
+        1,
+        "{what}: with ClientIP affinity every request should reach one backend, saw {answers:?}"
+    );
+    answers[0].clone()
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_pod_on_one_backend_until_its_timeout() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, veths, routes, a dummy interface)"
+    );
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+
+    skiff.write_file("affinity.yaml", &affinity_manifests());
+    kubectl.ok(&["apply", "-f", "affinity.yaml"]);
+    let pods = ready_echo_pod_names(&skiff);
+    wait_for_every("the client pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(())
+    });
+    let sticky = json_of(&kubectl.ok(&["get", "service", "sticky", "-o", "json"]));
+    assert_eq!(
+        sticky["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+        AFFINITY_TIMEOUT_SECONDS,
+        "{sticky}"
+    );
+
+    // Without affinity, a batch reaches every backend once all of them serve.
+    let mut last = Vec::new();
+    let spread = support::poll(REACH, || {
+        last = answers_from_client(&skiff, "http://spread/");
+        let seen: BTreeSet<String> = last.iter().cloned().collect();
+        (seen == pods).then_some(seen)
+    });
+    assert!(
+        spread.is_some(),
+        "requests without affinity should spread over every pod {pods:?}; last batch: {last:?}"
+    );
+
+    // With affinity, every request of a batch reaches the backend the first one did.
+    let first = single_backend(
+        &answers_from_client(&skiff, "http://sticky/"),
+        &pods,
+        "the first batch to sticky",
+    );
+    let again = single_backend(
+        &answers_from_client(&skiff, "http://sticky/"),
+        &pods,
+        "a second batch to sticky",
+    );
+    assert_eq!(
+        again, first,
+        "a batch within the affinity timeout moved to another backend"
+    );
+
+    // Once the client stays away longer than the timeout, the choice is made anew: the
+    // proxy's round robin moved on since the first choice, so it lands on another backend,
+    // and holds it for the whole batch.
+    std::thread::sleep(Duration::from_secs(AFFINITY_TIMEOUT_SECONDS + 1));
+    let after = single_backend(
+        &answers_from_client(&skiff, "http://sticky/"),
+        &pods,
+        "a batch after the affinity timeout",
+    );
+    assert_ne!(
+        after, first,
+        "after {AFFINITY_TIMEOUT_SECONDS} s idle the affinity should have expired and a new \
+         backend been chosen"
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    assert!(
+        interface_addresses(&network.service_interface()).is_none(),
+        "the cluster IP interface is left after SIGTERM"
+    );
+}
+
+/// A selectorless NodePort Service `name` with both traffic policies `policy`, and its
+/// EndpointSlice: `local` (address, pod name) on node `node`, `remote` on a node that does not
+/// exist here, both ready, port 8080.
+fn policy_manifests(
+    name: &str,
+    policy: &str,
+    node: &str,
+    local: (&str, &str),
+    remote: (&str, &str),
+) -> String {
+    let endpoint = |(ip, pod): (&str, &str), on: &str| {
+        format!(
+            "- addresses: [\"{ip}\"]
+  nodeName: {on}
+  conditions:
+    ready: true
+  targetRef:
+    kind: Pod
+    namespace: default
+    name: {pod}
+"
+        )
+    };
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  type: NodePort
+  externalTrafficPolicy: {policy}
+  internalTrafficPolicy: {policy}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-manual
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+- name: \"\"
+  port: 8080
+  protocol: TCP
+endpoints:
+{}{}",
+        endpoint(local, node),
+        endpoint(remote, "another-node")
+    )
+}
+
+/// The distinct answers of `answers`, failing when a request failed or something other than
+/// one of `pods` answered.
+fn backends_seen(answers: &[String], pods: &BTreeSet<String>, what: &str) -> BTreeSet<String> {
+    assert_eq!(answers.len(), AFFINITY_REQUESTS, "{what}: {answers:?}");
+    let seen: BTreeSet<String> = answers.iter().cloned().collect();
+    assert!(
+        seen.iter().all(|a| pods.contains(a)),
+        "{what}: answers other than the pods {pods:?}: {answers:?}"
+    );
+    seen
+}
+
+#[test]
+fn local_traffic_policies_keep_connections_on_the_node_local_endpoints() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, veths, routes, a dummy interface)"
+    );
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+
+    skiff.write_file("affinity.yaml", &affinity_manifests());
+    kubectl.ok(&["apply", "-f", "affinity.yaml"]);
+    let pods = ready_echo_pod_names(&skiff);
+    wait_for_every("the client pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(())
+    });
+    // Every echo pod serves before the policies are looked at.
+    let mut last = Vec::new();
+    let served = support::poll(REACH, || {
+        last = answers_from_client(&skiff, "http://spread/");
+        (last.iter().cloned().collect::<BTreeSet<String>>() == pods).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "every echo pod {pods:?} should answer; last batch: {last:?}"
+    );
+
+    let nodes = json_of(&kubectl.ok(&["get", "nodes", "-o", "json"]));
+    let node_names: Vec<String> = items(&nodes)
+        .iter()
+        .map(|n| str_at(n, "/metadata/name"))
+        .collect();
+    assert_eq!(
+        node_names.len(),
+        1,
+        "one real node expected: {node_names:?}"
+    );
+    let node = &node_names[0];
+    let ip_of = |pod: &str| {
+        let pod = json_of(&kubectl.ok(&["get", "pod", pod, "-o", "json"]));
+        str_at(&pod, "/status/podIP")
+    };
+    let mut names = pods.iter();
+    let local = names.next().expect("a first echo pod").clone();
+    let remote = names.next().expect("a second echo pod").clone();
+    let (local_ip, remote_ip) = (ip_of(&local), ip_of(&remote));
+    // The pod said to be on another node is a real pod here, so a wrong route would answer.
+    let manifests = [
+        policy_manifests(
+            "local-policy",
+            "Local",
+            node,
+            (&local_ip, &local),
+            (&remote_ip, &remote),
+        ),
+        policy_manifests(
+            "cluster-policy",
+            "Cluster",
+            node,
+            (&local_ip, &local),
+            (&remote_ip, &remote),
+        ),
+    ]
+    .join("---\n");
+    skiff.write_file("policies.yaml", &manifests);
+    kubectl.ok(&["apply", "-f", "policies.yaml"]);
+
+    let node_port = |service: &str| {
+        let svc = json_of(&kubectl.ok(&["get", "service", service, "-o", "json"]));
+        svc["spec"]["ports"][0]["nodePort"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{service} has no node port: {svc}"))
+    };
+    let gateway = network.gateway();
+    let both: BTreeSet<String> = [local.clone(), remote.clone()].into();
+    let only_local: BTreeSet<String> = [local.clone()].into();
+    for (service, expected) in [("cluster-policy", &both), ("local-policy", &only_local)] {
+        let port = node_port(service);
+        for url in [
+            format!("http://{service}/"),
+            format!("http://{gateway}:{port}/"),
+        ] {
+            // The first batch may come before the proxy has the new Service; then every
+            // batch must give what the policy promises.
+            let mut last = Vec::new();
+            let reached = support::poll(REACH, || {
+                last = answers_from_client(&skiff, &url);
+                last.iter().all(|a| a != "FAILED").then_some(())
+            });
+            assert!(reached.is_some(), "{url} did not answer: {last:?}");
+            let seen = backends_seen(&last, &pods, &url);
+            assert_eq!(
+                &seen, expected,
+                "{service} ({url}) reached {seen:?}; its policy allows {expected:?}"
+            );
+        }
+    }
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    assert!(
+        interface_addresses(&network.service_interface()).is_none(),
+        "the cluster IP interface is left after SIGTERM"
+    );
+}
