@@ -451,7 +451,8 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     // `TerminatingOrFailed` counts it as failed as soon as it is deleted.
     let replace_only_failed = text(&spec, "/podReplacementPolicy") == "Failed";
     let failed_pod = |p: &Value| {
-        if (suspended || success_met) && is_deleting(p) && phase(p) != "Failed" {
+        // Pods stopped by a suspension or by the Job's success are no failures.
+        if (suspended || success_met) && is_deleting(p) {
             return false;
         }
         phase(p) == "Failed"
