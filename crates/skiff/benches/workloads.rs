@@ -335,7 +335,10 @@ fn run(options: &Options, kubectl: &Kubectl, phases: &mut Vec<Phase>) -> Result<
         None,
     )?;
 
-    for (name, policy) in [("bench-parallel", "Parallel"), ("bench-ordered", "OrderedReady")] {
+    for (name, policy) in [
+        ("bench-parallel", "Parallel"),
+        ("bench-ordered", "OrderedReady"),
+    ] {
         let replicas = u64::from(options.replicas);
         let started = Instant::now();
         kubectl.apply(&stateful_set_manifest(name, options.replicas, policy))?;

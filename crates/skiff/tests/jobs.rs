@@ -794,7 +794,10 @@ fn failure_and_success_policies_decide_how_jobs_end_on_the_real_node() {
         true_condition(&kubectl, "leader", "Complete")
     });
     assert_eq!(complete["reason"], "SuccessPolicy", "{complete}");
-    assert_eq!(complete["message"], "Matched rules at index 0", "{complete}");
+    assert_eq!(
+        complete["message"], "Matched rules at index 0",
+        "{complete}"
+    );
     let met = true_condition(&kubectl, "leader", "SuccessCriteriaMet")
         .expect("SuccessCriteriaMet comes before Complete");
     assert_eq!(met["reason"], "SuccessPolicy");

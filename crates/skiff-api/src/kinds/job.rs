@@ -379,7 +379,7 @@ fn validate_failure_and_success_policies(spec: &Value, path: &str, errs: &mut Ve
         }
         if let Some(v) = spec.get("successPolicy").filter(|v| !v.is_null()) {
             errs.push(invalid_raw(
-                &join(path, "successPolicy"),
+                join(path, "successPolicy"),
                 go_struct_json(Some(v)),
                 "requires indexed completion mode",
             ));
@@ -391,7 +391,11 @@ fn validate_failure_and_success_policies(spec: &Value, path: &str, errs: &mut Ve
     let template_spec = spec.pointer("/template/spec");
     let container_names: Vec<&str> = ["containers", "initContainers"]
         .iter()
-        .filter_map(|key| template_spec.and_then(|s| s.get(*key)).and_then(Value::as_array))
+        .filter_map(|key| {
+            template_spec
+                .and_then(|s| s.get(*key))
+                .and_then(Value::as_array)
+        })
         .flatten()
         .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();
@@ -411,9 +415,11 @@ fn validate_failure_and_success_policies(spec: &Value, path: &str, errs: &mut Ve
                 &Value::from("FailIndex"),
                 "requires the backoffLimitPerIndex to be set",
             )),
-            a if !supported.contains(&a) => {
-                errs.push(FieldError::not_supported(action_path, &Value::from(a), &supported))
-            }
+            a if !supported.contains(&a) => errs.push(FieldError::not_supported(
+                action_path,
+                &Value::from(a),
+                &supported,
+            )),
             _ => {}
         }
         let on_exit_codes = rule.get("onExitCodes").filter(|v| !v.is_null());
