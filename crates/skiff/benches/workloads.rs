@@ -30,6 +30,8 @@ const POLL: Duration = Duration::from_millis(200);
 const STARTUP_LIMIT: Duration = Duration::from_secs(120);
 /// How long any one measured phase may take.
 const PHASE_LIMIT: Duration = Duration::from_secs(600);
+/// The start of a probe's error that ends its wait at once.
+const FINAL: &str = "final: ";
 /// How long the server gets to stop after SIGTERM before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -46,6 +48,8 @@ struct Options {
     nodes: u32,
     job_pods: u32,
     replicas: u32,
+    job: bool,
+    stateful_sets: bool,
 }
 
 impl Options {
@@ -54,6 +58,8 @@ impl Options {
             nodes: 20,
             job_pods: 1000,
             replicas: 100,
+            job: true,
+            stateful_sets: true,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -63,6 +69,14 @@ impl Options {
                 "--replicas" => &mut options.replicas,
                 // Cargo passes `--bench` to every bench binary.
                 "--bench" => continue,
+                "--only-job" => {
+                    options.stateful_sets = false;
+                    continue;
+                }
+                "--only-statefulsets" => {
+                    options.job = false;
+                    continue;
+                }
                 other => return Err(format!("unknown argument {other}")),
             };
             let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -195,9 +209,12 @@ fn wait<T>(
 ) -> Result<T, String> {
     let deadline = Instant::now() + limit;
     loop {
-        // A busy server may refuse a poll now and then; only the deadline ends the wait.
-        if let Ok(Some(value)) = probe() {
-            return Ok(value);
+        // A busy server may refuse a poll now and then; only the deadline or a verdict the
+        // probe marks as final ends the wait.
+        match probe() {
+            Ok(Some(value)) => return Ok(value),
+            Err(e) if e.starts_with(FINAL) => return Err(e),
+            _ => {}
         }
         if Instant::now() > deadline {
             return Err(format!("{what} took longer than {limit:?}"));
@@ -282,6 +299,20 @@ fn per_second(count: u64, seconds: f64) -> f64 {
 }
 
 fn run(options: &Options, kubectl: &Kubectl, phases: &mut Vec<Phase>) -> Result<(), String> {
+    let job = if options.job {
+        run_job(options, kubectl, phases)
+    } else {
+        Ok(())
+    };
+    let sets = if options.stateful_sets {
+        run_stateful_sets(options, kubectl, phases)
+    } else {
+        Ok(())
+    };
+    job.and(sets)
+}
+
+fn run_job(options: &Options, kubectl: &Kubectl, phases: &mut Vec<Phase>) -> Result<(), String> {
     let pods = u64::from(options.job_pods);
     let started = Instant::now();
     kubectl.apply(&job_manifest(options.job_pods))?;
@@ -303,8 +334,21 @@ fn run(options: &Options, kubectl: &Kubectl, phases: &mut Vec<Phase>) -> Result<
                 cs.iter()
                     .any(|c| c["type"] == "Complete" && c["status"] == "True")
             });
-        if int(&job, "/status/failed") > 0 {
-            return Err("a Job pod failed".to_string());
+        if let Some(failed) = job
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == "Failed" && c["status"] == "True")
+            })
+        {
+            return Err(format!(
+                "{FINAL}the Job failed ({}: {}) with {} pods succeeded and {} failed",
+                failed["reason"].as_str().unwrap_or(""),
+                failed["message"].as_str().unwrap_or(""),
+                int(&job, "/status/succeeded"),
+                int(&job, "/status/failed")
+            ));
         }
         Ok(complete.then(|| (started.elapsed(), int(&job, "/status/succeeded"))))
     })?;
@@ -334,7 +378,14 @@ fn run(options: &Options, kubectl: &Kubectl, phases: &mut Vec<Phase>) -> Result<
         ],
         None,
     )?;
+    Ok(())
+}
 
+fn run_stateful_sets(
+    options: &Options,
+    kubectl: &Kubectl,
+    phases: &mut Vec<Phase>,
+) -> Result<(), String> {
     for (name, policy) in [
         ("bench-parallel", "Parallel"),
         ("bench-ordered", "OrderedReady"),
@@ -359,7 +410,7 @@ fn main() -> ExitCode {
     let options = match Options::parse() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("{e}\nusage: workloads [--nodes N] [--job-pods N] [--replicas N]");
+            eprintln!("{e}\nusage: workloads [--nodes N] [--job-pods N] [--replicas N] [--only-job | --only-statefulsets]");
             return ExitCode::FAILURE;
         }
     };
