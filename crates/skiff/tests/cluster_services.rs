@@ -1025,3 +1025,138 @@ fn local_traffic_policies_keep_connections_on_the_node_local_endpoints() {
         "the cluster IP interface is left after SIGTERM"
     );
 }
+
+/// The headless Service `web` and a 3-replica StatefulSet `web` of the shell image whose pods
+/// write their hostname into their claim of the default `local-path` class.
+fn stateful_manifests() -> String {
+    let shell = support::images::SHELL;
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  clusterIP: None
+  selector:
+    app: web
+  ports:
+  - port: 80
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  serviceName: web
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {shell}
+        command: [\"/bin/sh\", \"-c\", \"hostname > /data/name; exec sleep 3600\"]
+        volumeMounts:
+        - name: data
+          mountPath: /data
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+"
+    )
+}
+
+#[test]
+fn stateful_pods_resolve_each_other_by_stable_names_and_keep_their_claims_under_oci() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, veths, routes, mounts)"
+    );
+    let network = TestNetwork::next();
+    let flags = network.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
+        let routes = unreachable_routes();
+        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
+            .then_some(())
+    });
+    let dns_ip = network.service_ip(10).to_string();
+
+    skiff.write_file("web.yaml", &stateful_manifests());
+    kubectl.ok(&["apply", "-f", "web.yaml"]);
+    let ips = wait_for_every("web-0, web-1 and web-2 ready", SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+        let ready: Vec<(String, String)> = items(&list)
+            .iter()
+            .filter(|pod| {
+                pod.pointer("/status/conditions")
+                    .and_then(|c| c.as_array())
+                    .is_some_and(|c| {
+                        c.iter().any(|c| {
+                            str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True"
+                        })
+                    })
+            })
+            .map(|pod| (str_at(pod, "/metadata/name"), str_at(pod, "/status/podIP")))
+            .filter(|(_, ip)| !ip.is_empty())
+            .collect();
+        (ready.len() == 3).then_some(ready)
+    });
+
+    // Each pod wrote its hostname into its own claim, mounted by the node under oci.
+    for (name, _) in &ips {
+        let written = kubectl.ok(&["exec", name, "--", "cat", "/data/name"]);
+        assert_eq!(written.trim(), name, "{name}'s volume");
+    }
+    let claims = kubectl.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(claims, "data-web-0 data-web-1 data-web-2");
+
+    // From inside web-1, web-0's and web-2's stable names answer their addresses through the
+    // cluster DNS.
+    for (name, ip) in ips.iter().filter(|(name, _)| name != "web-1") {
+        let stable = format!("{name}.web.default.svc.cluster.local");
+        let mut last = String::new();
+        let resolved = support::poll(REACH, || {
+            let out = kubectl.run(&["exec", "web-1", "--", "nslookup", &stable, &dns_ip]);
+            last = format!("{}{}", out.stdout, out.stderr);
+            (out.success() && out.stdout.contains(ip.as_str())).then_some(())
+        });
+        assert!(
+            resolved.is_some(),
+            "{stable} should answer {ip} from web-1: {last}"
+        );
+    }
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let links = host("ip", &["-o", "link", "show"]);
+    assert!(
+        !links.contains(&format!(": {}:", network.bridge)),
+        "bridge {} left behind",
+        network.bridge
+    );
+    let routes = unreachable_routes();
+    for range in [&network.cluster_cidr, &network.service_cidr] {
+        assert!(
+            !routes.contains(range.as_str()),
+            "unreachable route {range} left behind"
+        );
+    }
+}

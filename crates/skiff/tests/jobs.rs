@@ -677,3 +677,211 @@ fn deleting_a_job_without_a_policy_orphans_its_pods_with_kubernetes_warning() {
         job_pods(&kubectl, "drop").is_empty().then_some(())
     });
 }
+
+/// A Job on the real node whose single container runs `script` in the test kit's shell image.
+fn shell_job(name: &str, spec_extra: &str, script: &str) -> String {
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{spec_extra}  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: work
+        image: {SHELL}
+        command: [\"sh\", \"-c\", {script:?}]
+"
+    )
+}
+
+fn true_condition(kubectl: &Kubectl, name: &str, type_: &str) -> Option<Value> {
+    condition(&job(kubectl, name), type_).cloned()
+}
+
+#[test]
+fn failure_and_success_policies_decide_how_jobs_end_on_the_real_node() {
+    let skiff = Skiff::start_with_images(&[], &[support::images::shell()]);
+    let kubectl = skiff.kubectl();
+    // Exit code 5 matches the FailJob rule: the Job fails at once, with its backoff limit unused.
+    apply(
+        &skiff,
+        &kubectl,
+        "exit-five",
+        &shell_job(
+            "exit-five",
+            "  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: Ignore
+      onExitCodes:
+        operator: In
+        values: [3]
+    - action: FailJob
+      onExitCodes:
+        containerName: work
+        operator: In
+        values: [5]
+",
+            "exit 5",
+        ),
+    );
+    // Index 0 succeeds at once and the success policy needs only it; the others would sleep.
+    apply(
+        &skiff,
+        &kubectl,
+        "leader",
+        &shell_job(
+            "leader",
+            "  completionMode: Indexed
+  completions: 3
+  parallelism: 3
+  successPolicy:
+    rules:
+    - succeededIndexes: \"0\"
+",
+            "if [ \"$JOB_COMPLETION_INDEX\" = 0 ]; then exit 0; fi; sleep 300",
+        ),
+    );
+    // Index 1 fails with no retry allowed; index 0 succeeds: the Job fails for its index.
+    apply(
+        &skiff,
+        &kubectl,
+        "per-index",
+        &shell_job(
+            "per-index",
+            "  completionMode: Indexed
+  completions: 2
+  parallelism: 2
+  backoffLimitPerIndex: 0
+",
+            "exit $JOB_COMPLETION_INDEX",
+        ),
+    );
+
+    let failed = wait_for("job exit-five to fail", JOB_DEADLINE, || {
+        true_condition(&kubectl, "exit-five", "Failed")
+    });
+    assert_eq!(failed["reason"], "PodFailurePolicy", "{failed}");
+    let pods = job_pods(&kubectl, "exit-five");
+    assert_eq!(pods.len(), 1, "one pod, no retry: {pods:?}");
+    let pod_name = str_at(&pods[0], "/metadata/name");
+    let namespace = str_at(&pods[0], "/metadata/namespace");
+    let message = format!(
+        "Container work for pod {namespace}/{pod_name} failed with exit code 5 matching FailJob \
+         rule at index 1"
+    );
+    assert_eq!(failed["message"], message.as_str(), "{failed}");
+    let target = true_condition(&kubectl, "exit-five", "FailureTarget")
+        .expect("FailureTarget stays beside Failed");
+    assert_eq!(target["reason"], "PodFailurePolicy");
+    let exit_five = job(&kubectl, "exit-five");
+    assert_eq!(exit_five["status"]["failed"], 1, "{exit_five}");
+    assert!(
+        events_for(&kubectl, "exit-five").contains(&(
+            "Warning".to_string(),
+            "PodFailurePolicy".to_string(),
+            message.clone()
+        )),
+        "{:?}",
+        events_for(&kubectl, "exit-five")
+    );
+
+    let complete = wait_for("job leader to complete", JOB_DEADLINE, || {
+        true_condition(&kubectl, "leader", "Complete")
+    });
+    assert_eq!(complete["reason"], "SuccessPolicy", "{complete}");
+    assert_eq!(
+        complete["message"], "Matched rules at index 0",
+        "{complete}"
+    );
+    let met = true_condition(&kubectl, "leader", "SuccessCriteriaMet")
+        .expect("SuccessCriteriaMet comes before Complete");
+    assert_eq!(met["reason"], "SuccessPolicy");
+    let leader = job(&kubectl, "leader");
+    assert_eq!(leader["status"]["succeeded"], 1, "{leader}");
+    assert_eq!(leader["status"]["completedIndexes"], "0", "{leader}");
+    assert!(
+        leader["status"].get("failed").is_none(),
+        "the pods the success stopped are no failures: {leader}"
+    );
+    let listing = kubectl.ok(&["get", "job", "leader", "--no-headers"]);
+    assert_eq!(
+        support::cells(listing.lines().next().unwrap_or(""))[..3],
+        ["leader", "Complete", "1/3"],
+        "{listing}"
+    );
+
+    let failed = wait_for("job per-index to fail", JOB_DEADLINE, || {
+        true_condition(&kubectl, "per-index", "Failed")
+    });
+    assert_eq!(failed["reason"], "FailedIndexes", "{failed}");
+    assert_eq!(failed["message"], "Job has failed indexes", "{failed}");
+    let per_index = job(&kubectl, "per-index");
+    assert_eq!(per_index["status"]["failedIndexes"], "1", "{per_index}");
+    assert_eq!(per_index["status"]["completedIndexes"], "0", "{per_index}");
+    let pods = job_pods(&kubectl, "per-index");
+    assert_eq!(pods.len(), 2, "the failed index was not retried: {pods:?}");
+    for pod in &pods {
+        assert_eq!(
+            pod["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"], "0",
+            "{pod}"
+        );
+    }
+}
+
+#[test]
+fn invalid_failure_and_success_policies_are_refused_with_kubernetes_messages() {
+    let skiff = Skiff::start_with(&["--no-node"]);
+    let kubectl = skiff.kubectl();
+    let cases = [
+        (
+            "  podFailurePolicy:
+    rules:
+    - action: FailIndex
+      onExitCodes:
+        operator: In
+        values: [1]
+",
+            r#"spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set"#,
+        ),
+        (
+            "  podFailurePolicy:
+    rules:
+    - action: Count
+",
+            "spec.podFailurePolicy.rules[0]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+        ),
+        (
+            "  podFailurePolicy:
+    rules:
+    - action: Ignore
+      onExitCodes:
+        containerName: other
+        operator: In
+        values: [1]
+",
+            r#"spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: "other": must be one of the container or initContainer names in the pod template"#,
+        ),
+        (
+            "  backoffLimitPerIndex: 1\n",
+            "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode",
+        ),
+        (
+            "  completionMode: Indexed\n  completions: 2\n  maxFailedIndexes: 1\n",
+            "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+        ),
+    ];
+    for (n, (spec, message)) in cases.iter().enumerate() {
+        let name = format!("bad-{n}");
+        let path = skiff.write_file(
+            &format!("{name}.yaml"),
+            &simulated_job(&name, spec, "complete-after"),
+        );
+        let err = kubectl.fails(&["create", "-f", &path]);
+        assert!(err.contains(message), "case {n}: {err}");
+    }
+}

@@ -255,9 +255,12 @@ pub(crate) fn validate_job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
         "activeDeadlineSeconds",
         "backoffLimit",
         "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
     ] {
         nonnegative(spec.get(key), &join(path, key), errs);
     }
+    validate_failure_and_success_policies(spec, path, errs);
     if let Some(mode) = spec.get("completionMode").filter(|m| !m.is_null()) {
         match mode.as_str() {
             Some("NonIndexed") => {}
@@ -296,8 +299,15 @@ pub(crate) fn validate_job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
             )),
         }
     }
+    let has_failure_policy = spec.get("podFailurePolicy").is_some_and(|p| !p.is_null());
     if let Some(policy) = spec.get("podReplacementPolicy").filter(|p| !p.is_null()) {
-        if !matches!(policy.as_str(), Some("TerminatingOrFailed" | "Failed")) {
+        if has_failure_policy && policy.as_str() != Some("Failed") {
+            errs.push(FieldError::not_supported(
+                join(path, "podReplacementPolicy"),
+                policy,
+                &["Failed"],
+            ));
+        } else if !matches!(policy.as_str(), Some("TerminatingOrFailed" | "Failed")) {
             errs.push(FieldError::not_supported(
                 join(path, "podReplacementPolicy"),
                 policy,
@@ -315,6 +325,152 @@ pub(crate) fn validate_job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
             &Value::from(restart),
             &["OnFailure", "Never"],
         ));
+    } else if has_failure_policy && restart != "Never" {
+        errs.push(FieldError::invalid(
+            join(&template_path, "spec.restartPolicy"),
+            &Value::from(restart),
+            "only \"Never\" is supported when podFailurePolicy is specified",
+        ));
+    }
+}
+
+/// An `Invalid value` error whose value Kubernetes leaves out of the message.
+fn invalid_without_value(path: String, detail: &str) -> FieldError {
+    let mut err = FieldError::invalid(path, &Value::Null, detail);
+    err.bad_value = None;
+    err
+}
+
+/// The rules for `backoffLimitPerIndex`, `maxFailedIndexes`, `podFailurePolicy` and
+/// `successPolicy`, with Kubernetes' messages: the per-index fields and the success policy
+/// need Indexed mode, `FailIndex` needs a limit per index, each failure rule names exit codes
+/// or pod conditions (not both) of containers the template has.
+fn validate_failure_and_success_policies(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let indexed = str_at(spec, "completionMode") == "Indexed";
+    let per_index = spec.get("backoffLimitPerIndex").filter(|v| !v.is_null());
+    if let Some(max) = spec.get("maxFailedIndexes").filter(|v| !v.is_null()) {
+        if per_index.is_none() {
+            errs.push(FieldError::required(
+                join(path, "backoffLimitPerIndex"),
+                "when maxFailedIndexes is specified",
+            ));
+        }
+        if indexed {
+            if let (Some(m), Some(c)) = (max.as_i64(), int_at(spec, "completions")) {
+                if m > c {
+                    errs.push(FieldError::invalid(
+                        join(path, "maxFailedIndexes"),
+                        max,
+                        "must be less than or equal to completions",
+                    ));
+                }
+            }
+        }
+    }
+    if !indexed {
+        for key in ["backoffLimitPerIndex", "maxFailedIndexes"] {
+            if let Some(v) = spec.get(key).filter(|v| !v.is_null()) {
+                errs.push(FieldError::invalid(
+                    join(path, key),
+                    v,
+                    "requires indexed completion mode",
+                ));
+            }
+        }
+        if let Some(v) = spec.get("successPolicy").filter(|v| !v.is_null()) {
+            errs.push(invalid_raw(
+                join(path, "successPolicy"),
+                go_struct_json(Some(v)),
+                "requires indexed completion mode",
+            ));
+        }
+    }
+    let Some(policy) = spec.get("podFailurePolicy").filter(|v| !v.is_null()) else {
+        return;
+    };
+    let template_spec = spec.pointer("/template/spec");
+    let container_names: Vec<&str> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|key| {
+            template_spec
+                .and_then(|s| s.get(*key))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let rules_path = join(path, "podFailurePolicy.rules");
+    let rules = policy.get("rules").and_then(Value::as_array);
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        let rule_path = format!("{rules_path}[{i}]");
+        let action_path = format!("{rule_path}.action");
+        let supported = ["Count", "FailIndex", "FailJob", "Ignore"];
+        match rule.get("action").and_then(Value::as_str).unwrap_or("") {
+            "" => errs.push(FieldError::required(
+                action_path,
+                "valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]",
+            )),
+            "FailIndex" if per_index.is_none() => errs.push(FieldError::invalid(
+                action_path,
+                &Value::from("FailIndex"),
+                "requires the backoffLimitPerIndex to be set",
+            )),
+            a if !supported.contains(&a) => errs.push(FieldError::not_supported(
+                action_path,
+                &Value::from(a),
+                &supported,
+            )),
+            _ => {}
+        }
+        let on_exit_codes = rule.get("onExitCodes").filter(|v| !v.is_null());
+        let on_conditions = rule
+            .get("onPodConditions")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if let Some(codes) = on_exit_codes {
+            let codes_path = format!("{rule_path}.onExitCodes");
+            match codes.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "" => errs.push(FieldError::required(
+                    format!("{codes_path}.operator"),
+                    "valid values: [\"In\" \"NotIn\"]",
+                )),
+                "In" | "NotIn" => {}
+                other => errs.push(FieldError::not_supported(
+                    format!("{codes_path}.operator"),
+                    &Value::from(other),
+                    &["In", "NotIn"],
+                )),
+            }
+            if let Some(name) = codes.get("containerName").and_then(Value::as_str) {
+                if !container_names.contains(&name) {
+                    errs.push(FieldError::invalid(
+                        format!("{codes_path}.containerName"),
+                        &Value::from(name),
+                        "must be one of the container or initContainer names in the pod template",
+                    ));
+                }
+            }
+            let values = codes.get("values").and_then(Value::as_array);
+            if values.is_none_or(|v| v.is_empty()) {
+                errs.push(FieldError::invalid(
+                    format!("{codes_path}.values"),
+                    &json!([]),
+                    "at least one value is required",
+                ));
+            }
+        }
+        if on_exit_codes.is_some() && on_conditions {
+            errs.push(invalid_without_value(
+                rule_path.clone(),
+                "specifying both OnExitCodes and OnPodConditions is not supported",
+            ));
+        }
+        if on_exit_codes.is_none() && !on_conditions {
+            errs.push(invalid_without_value(
+                rule_path,
+                "specifying one of OnExitCodes and OnPodConditions is required",
+            ));
+        }
     }
 }
 

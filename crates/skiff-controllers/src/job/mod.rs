@@ -13,6 +13,7 @@
 //! success, at most 6 minutes. Suspending deletes the active pods; resuming restarts the clock.
 
 pub mod controller;
+pub mod policy;
 pub mod ttl;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +23,7 @@ use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
 pub use crate::deployment::{Event, EventType};
+use policy::{index_failure_counts, match_pod_failure_policy, match_success_policy, FailureAction};
 
 /// The finalizer that keeps a Job's pod until the controller has counted it.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -432,13 +434,25 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     let parallelism = int(&spec, "/parallelism").unwrap_or(1).max(0);
     let backoff_limit = int(&spec, "/backoffLimit").unwrap_or(6);
     let on_failure = text(&spec, "/template/spec/restartPolicy") == "OnFailure";
+    let failure_policy = spec.get("podFailurePolicy").filter(|p| !p.is_null());
+    let success_policy = spec.get("successPolicy").filter(|p| !p.is_null());
+    let limit_per_index = int(&spec, "/backoffLimitPerIndex").filter(|_| indexed);
+    let max_failed_indexes = int(&spec, "/maxFailedIndexes");
+    let success_met = has_true_condition(job, "SuccessCriteriaMet");
+    // What the pod failure policy says of a pod in the Failed phase.
+    let verdict = |p: &Value| -> Option<FailureAction> {
+        let policy = failure_policy?;
+        (phase(p) == "Failed").then(|| match_pod_failure_policy(policy, p))?
+    };
+    let ignored = |p: &Value| verdict(p) == Some(FailureAction::Ignore);
 
     let pods: Vec<&Value> = pods.iter().collect();
     // `podReplacementPolicy: Failed` waits for a deleted pod to fail before replacing it;
     // `TerminatingOrFailed` counts it as failed as soon as it is deleted.
     let replace_only_failed = text(&spec, "/podReplacementPolicy") == "Failed";
     let failed_pod = |p: &Value| {
-        if suspended && is_deleting(p) {
+        // Pods stopped by a suspension or by the Job's success are no failures.
+        if (suspended || success_met) && is_deleting(p) {
             return false;
         }
         phase(p) == "Failed"
@@ -465,6 +479,12 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
         Some(c) if indexed => parse_indexes(text(&old_status, "/completedIndexes"), c),
         _ => BTreeSet::new(),
     };
+    let mut failed_indexes: BTreeSet<i64> = match completions {
+        Some(c) if limit_per_index.is_some() => {
+            parse_indexes(text(&old_status, "/failedIndexes"), c)
+        }
+        _ => BTreeSet::new(),
+    };
     for pod in &pods {
         if !has_finalizer(pod) {
             continue;
@@ -476,12 +496,25 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
             }
             out.remove_finalizers.push(pod_ref(pod));
         } else if failed_pod(pod) {
-            if !uncounted_succeeded.contains(&uid) {
+            let action = verdict(pod);
+            let counts = action.as_ref().is_none_or(FailureAction::counts);
+            if counts && !uncounted_succeeded.contains(&uid) {
                 uncounted_failed.insert(uid);
             }
+            if let (Some(limit), Some(i)) = (
+                limit_per_index,
+                completion_index(pod).filter(|i| Some(*i) < completions),
+            ) {
+                let index_failed = action == Some(FailureAction::FailIndex)
+                    || (counts && index_failure_counts(pod).0 >= limit);
+                if index_failed && !completed.contains(&i) {
+                    failed_indexes.insert(i);
+                }
+            }
             out.remove_finalizers.push(pod_ref(pod));
-        } else if suspended && is_deleting(pod) {
-            // Pods stopped by a suspension are let go without counting as failures.
+        } else if (suspended || success_met) && is_deleting(pod) {
+            // Pods stopped by a suspension or by the Job's success are let go without
+            // counting as failures.
             out.remove_finalizers.push(pod_ref(pod));
         }
     }
@@ -551,6 +584,12 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
         None
     };
     if interim.is_none() {
+        // A failed pod matching a `FailJob` rule fails the Job before any limit is looked at.
+        let fail_job_message = pods.iter().find_map(|p| match verdict(p) {
+            Some(FailureAction::FailJob(message)) => Some(message),
+            _ => None,
+        });
+        let failed_index_count = i64::try_from(failed_indexes.len()).unwrap_or(i64::MAX);
         let restarts: i64 = if on_failure {
             active_pods
                 .iter()
@@ -576,7 +615,9 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
             Some(c) => succeeded >= c,
             None => succeeded > 0 && active_pods.is_empty(),
         };
-        if failed.saturating_add(restarts) > backoff_limit {
+        if let Some(message) = fail_job_message {
+            interim = Some(("Failed", "PodFailurePolicy".to_string(), message));
+        } else if failed.saturating_add(restarts) > backoff_limit {
             interim = Some((
                 "Failed",
                 "BackoffLimitExceeded".to_string(),
@@ -588,6 +629,28 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
                 "DeadlineExceeded".to_string(),
                 "Job was active longer than specified deadline".to_string(),
             ));
+        } else if limit_per_index.is_some()
+            && max_failed_indexes.is_some_and(|max| failed_index_count > max)
+        {
+            interim = Some((
+                "Failed",
+                "MaxFailedIndexesExceeded".to_string(),
+                "Job has exceeded the specified maximal number of failed indexes".to_string(),
+            ));
+        } else if limit_per_index.is_some()
+            && failed_index_count > 0
+            && failed_index_count.saturating_add(succeeded) >= completions.unwrap_or(0)
+        {
+            interim = Some((
+                "Failed",
+                "FailedIndexes".to_string(),
+                "Job has failed indexes".to_string(),
+            ));
+        } else if let Some(message) = success_policy
+            .filter(|_| indexed)
+            .and_then(|p| match_success_policy(p, completions.unwrap_or(0), &completed))
+        {
+            interim = Some(("Complete", "SuccessPolicy".to_string(), message));
         } else if complete {
             interim = Some((
                 "Complete",
@@ -678,7 +741,16 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
             start_time = Some(now);
         }
         if may_manage {
-            let backoff = remaining_backoff(&pods, failed_pod, now);
+            let counted_failure = |p: &Value| failed_pod(p) && !ignored(p);
+            let histories = match limit_per_index {
+                Some(_) => index_histories(&pods, &failed_pod, &counted_failure, now),
+                None => BTreeMap::new(),
+            };
+            // With a limit per index, each index backs off on its own failures.
+            let backoff = match limit_per_index {
+                Some(_) => Duration::ZERO,
+                None => remaining_backoff(&pods, counted_failure, now),
+            };
             let still_terminating: Vec<&Value> = if replace_only_failed {
                 pods.iter()
                     .copied()
@@ -697,6 +769,7 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
                 indexed,
                 &completed,
                 backoff,
+                limit_per_index.map(|_| (&failed_indexes, &histories)),
                 &mut out,
             );
             active = active
@@ -740,6 +813,12 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     if indexed && !completed.is_empty() {
         status.insert("completedIndexes".into(), json!(format_indexes(&completed)));
     }
+    if limit_per_index.is_some() {
+        status.insert(
+            "failedIndexes".into(),
+            json!(format_indexes(&failed_indexes)),
+        );
+    }
     status.insert("uncountedTerminatedPods".into(), json!({}));
     if !conditions.is_empty() {
         status.insert("conditions".into(), Value::Array(conditions));
@@ -751,8 +830,66 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
     out
 }
 
+/// What the failed pods of one index say about its next pod, for Jobs with
+/// `backoffLimitPerIndex`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct IndexHistory {
+    /// Failures that counted, which the next pod's annotation carries.
+    failures: i64,
+    /// Failures the pod failure policy ignored.
+    ignored: i64,
+    /// How long the index's failure back-off still runs.
+    backoff: Duration,
+}
+
+/// Per index, the history the latest failed pod leaves (`getNewIndexFailureCounts`): its
+/// annotations plus its own failure, and the back-off that failure starts.
+fn index_histories(
+    pods: &[&Value],
+    failed: &dyn Fn(&Value) -> bool,
+    counted: &dyn Fn(&Value) -> bool,
+    now: Timestamp,
+) -> BTreeMap<i64, IndexHistory> {
+    let mut out: BTreeMap<i64, (IndexHistory, Option<Timestamp>)> = BTreeMap::new();
+    for pod in pods.iter().filter(|p| failed(p)) {
+        let Some(index) = completion_index(pod) else {
+            continue;
+        };
+        let (mut failures, mut ignored) = index_failure_counts(pod);
+        let finished = finished_at(pod);
+        let mut backoff = Duration::ZERO;
+        if counted(pod) {
+            failures = failures.saturating_add(1);
+            let delay = failure_backoff(u32::try_from(failures).unwrap_or(u32::MAX));
+            let elapsed = finished
+                .map(|f| now.duration_since(f))
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or(Duration::ZERO);
+            backoff = delay.saturating_sub(elapsed);
+        } else {
+            ignored = ignored.saturating_add(1);
+        }
+        let candidate = IndexHistory {
+            failures,
+            ignored,
+            backoff,
+        };
+        let newer = out.get(&index).is_none_or(|(old, old_finished)| {
+            (
+                candidate.failures.saturating_add(candidate.ignored),
+                finished,
+            ) >= (old.failures.saturating_add(old.ignored), *old_finished)
+        });
+        if newer {
+            out.insert(index, (candidate, finished));
+        }
+    }
+    out.into_iter().map(|(i, (h, _))| (i, h)).collect()
+}
+
 /// `manageJob`: creates the missing pods (unless a failure back-off is running) or deletes the
-/// excess ones.
+/// excess ones. With a limit per index, `per_index` holds the failed indexes (never
+/// recreated, their pods deleted) and each index's history (carried by its next pod).
 #[allow(clippy::too_many_arguments)]
 fn manage(
     job: &Value,
@@ -764,8 +901,11 @@ fn manage(
     indexed: bool,
     completed: &BTreeSet<i64>,
     backoff: Duration,
+    per_index: Option<(&BTreeSet<i64>, &BTreeMap<i64, IndexHistory>)>,
     out: &mut JobPlan,
 ) {
+    let failed_indexes = per_index.map(|(f, _)| f);
+    let index_failed = |i: i64| failed_indexes.is_some_and(|f| f.contains(&i));
     let active = i64::try_from(active_pods.len()).unwrap_or(i64::MAX);
     let wanted = match completions {
         Some(c) => parallelism.min(c.saturating_sub(succeeded).max(0)),
@@ -779,7 +919,9 @@ fn manage(
         let mut surplus = Vec::new();
         for pod in active_pods {
             match completion_index(pod).filter(|i| Some(*i) < completions) {
-                Some(i) if !completed.contains(&i) && !held.contains_key(&i) => {
+                Some(i)
+                    if !completed.contains(&i) && !held.contains_key(&i) && !index_failed(i) =>
+                {
                     held.insert(i, 1);
                 }
                 _ => surplus.push(pod_ref(pod)),
@@ -812,15 +954,51 @@ fn manage(
             .max(0);
         if room > 0 && backoff.is_zero() {
             let total = completions.unwrap_or(0);
-            let missing = (0..total)
-                .filter(|i| !completed.contains(i) && !held.contains_key(i))
+            let history = |i: i64| {
+                per_index
+                    .and_then(|(_, h)| h.get(&i).copied())
+                    .unwrap_or_default()
+            };
+            let mut waiting_backoff: Option<Duration> = None;
+            let missing: Vec<i64> = (0..total)
+                .filter(|i| !completed.contains(i) && !held.contains_key(i) && !index_failed(*i))
+                .filter(|i| {
+                    let left = history(*i).backoff;
+                    if !left.is_zero() {
+                        waiting_backoff = Some(waiting_backoff.map_or(left, |w| w.min(left)));
+                    }
+                    left.is_zero()
+                })
                 .take(
                     usize::try_from(room)
                         .unwrap_or(0)
                         .min(MAX_POD_CHANGES_PER_SYNC),
-                );
+                )
+                .collect();
             for i in missing {
-                out.create.push(pod_for(job, Some(i)));
+                let mut pod = pod_for(job, Some(i));
+                if per_index.is_some() {
+                    let h = history(i);
+                    if let Some(a) = pod
+                        .pointer_mut("/metadata/annotations")
+                        .and_then(Value::as_object_mut)
+                    {
+                        a.insert(
+                            policy::INDEX_FAILURE_COUNT_ANNOTATION.into(),
+                            json!(h.failures.to_string()),
+                        );
+                        if h.ignored > 0 {
+                            a.insert(
+                                policy::INDEX_IGNORED_FAILURE_COUNT_ANNOTATION.into(),
+                                json!(h.ignored.to_string()),
+                            );
+                        }
+                    }
+                }
+                out.create.push(pod);
+            }
+            if let Some(left) = waiting_backoff {
+                out.requeue_after = Some(out.requeue_after.map_or(left, |r| r.min(left)));
             }
         } else if room > 0 {
             out.requeue_after = Some(backoff);
@@ -862,3 +1040,6 @@ fn manage(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod policy_tests;
