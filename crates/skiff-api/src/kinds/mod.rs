@@ -14,6 +14,7 @@ use crate::errors::FieldError;
 use crate::printers::Printer;
 use crate::resources::ResourceInfo;
 
+pub mod certificate_signing_request;
 pub mod clone_set;
 pub mod cluster_role;
 pub mod cluster_role_binding;
@@ -96,6 +97,7 @@ pub static KINDS: &[&Kind] = &[
     &ingress_class::KIND,
     &ingress::KIND,
     &network_policy::KIND,
+    &certificate_signing_request::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
@@ -209,6 +211,12 @@ pub trait KindStrategy: Sync {
     /// Sets the fields the server owns on a create (`old` is `None`) or derives them from the
     /// stored object on an update, after admission (a DaemonSet's template generation).
     fn prepare_for_write(&self, _new: &mut Value, _old: Option<&Value>) {}
+
+    /// Whether a create records its requester in `spec.username`, `uid`, `groups` and `extra`
+    /// (CertificateSigningRequests, whose approvers judge who asked).
+    fn records_requestor(&self) -> bool {
+        false
+    }
 
     /// What the registry does for the kind beyond the generic behaviour.
     fn registry_hook(&self) -> RegistryHook {
