@@ -583,6 +583,13 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         node_lifecycle: node_lifecycle_settings(&args)?,
         storage_root: data_dir.join("storage"),
+        reviewer: Arc::new(skiff_controllers::certificates::RegistryAccessReviewer(
+            state.registry.clone(),
+        )),
+        issuer: Arc::new(
+            crate::pki::ClusterIssuer::load(&data_dir)
+                .map_err(|e| format!("cannot load the cluster CA: {e}"))?,
+        ),
     };
     let controllers = run_maybe_elected(
         client.clone(),
@@ -671,6 +678,10 @@ struct ControllerManager {
     node_lifecycle: skiff_controllers::node_lifecycle::controller::NodeLifecycleSettings,
     /// Where the local-path provisioner keeps volumes: `DATA/storage`.
     storage_root: PathBuf,
+    /// The authorizer the certificate approver asks.
+    reviewer: Arc<dyn skiff_controllers::certificates::AccessReviewer>,
+    /// The cluster CA signing approved client certificate requests.
+    issuer: Arc<dyn skiff_controllers::certificates::CertificateIssuer>,
 }
 
 impl ControllerManager {
@@ -718,6 +729,12 @@ impl ControllerManager {
                     this.storage_root.clone(),
                     until_stopped(),
                 );
+                let certificates = skiff_controllers::manager::run_certificates(
+                    this.client.clone(),
+                    this.reviewer.clone(),
+                    this.issuer.clone(),
+                    until_stopped(),
+                );
                 let all = async {
                     tokio::join!(
                         manager,
@@ -725,7 +742,8 @@ impl ControllerManager {
                         token_secrets,
                         autoscaler,
                         node_controllers,
-                        volume_binder
+                        volume_binder,
+                        certificates
                     );
                 };
                 tokio::pin!(all);
