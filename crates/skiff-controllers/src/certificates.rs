@@ -172,8 +172,10 @@ pub fn approved(csr: &Value, now: &str) -> Value {
         out["status"]["conditions"] = json!([]);
     }
     if let Some(list) = out["status"]["conditions"].as_array_mut() {
-        list.push(json!({"type": "Approved", "status": "True", "reason": APPROVED_REASON,
-            "message": APPROVED_MESSAGE, "lastUpdateTime": now, "lastTransitionTime": now}));
+        list.push(
+            json!({"type": "Approved", "status": "True", "reason": APPROVED_REASON,
+            "message": APPROVED_MESSAGE, "lastUpdateTime": now, "lastTransitionTime": now}),
+        );
     }
     out
 }
@@ -183,7 +185,12 @@ pub fn requester(csr: &Value) -> UserInfo {
     let groups = csr
         .pointer("/spec/groups")
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let extra: BTreeMap<String, Vec<String>> = csr
         .pointer("/spec/extra")
@@ -253,8 +260,10 @@ pub fn failed(csr: &Value, message: &str, now: &str) -> Value {
         out["status"]["conditions"] = json!([]);
     }
     if let Some(list) = out["status"]["conditions"].as_array_mut() {
-        list.push(json!({"type": "Failed", "status": "True", "reason": SIGNER_FAILED_REASON,
-            "message": message, "lastUpdateTime": now, "lastTransitionTime": now}));
+        list.push(
+            json!({"type": "Failed", "status": "True", "reason": SIGNER_FAILED_REASON,
+            "message": message, "lastUpdateTime": now, "lastTransitionTime": now}),
+        );
     }
     out
 }
@@ -278,8 +287,12 @@ pub trait AccessReviewer: Send + Sync + 'static {
 pub trait CertificateIssuer: Send + Sync + 'static {
     /// A PEM certificate for the PEM request `request_pem` (its signature checked), for
     /// `usages`, valid for `lifetime` from now.
-    fn issue(&self, request_pem: &str, usages: &[&str], lifetime: Duration)
-        -> Result<String, String>;
+    fn issue(
+        &self,
+        request_pem: &str,
+        usages: &[&str],
+        lifetime: Duration,
+    ) -> Result<String, String>;
 }
 
 /// The shell: requests in; approvals and certificates out.
@@ -352,18 +365,31 @@ impl CertificateController {
             resource: &kinds::certificate_signing_request::V1,
             namespace: None,
         };
-        let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string();
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_string();
         let subject = request_subject(&csr).ok();
         if let ApproverPlan::Review(subresources) = approver_plan(&csr, subject.as_ref()) {
             let user = requester(&csr);
             for subresource in subresources {
                 let allowed = self
                     .reviewer
-                    .allowed(&user, "create", "certificates.k8s.io", "certificatesigningrequests", subresource)
+                    .allowed(
+                        &user,
+                        "create",
+                        "certificates.k8s.io",
+                        "certificatesigningrequests",
+                        subresource,
+                    )
                     .await
                     .map_err(SyncError::Plan)?;
                 if allowed {
-                    return match self.client.update_approval(scope, approved(&csr, &now)).await {
+                    return match self
+                        .client
+                        .update_approval(scope, approved(&csr, &now))
+                        .await
+                    {
                         Ok(_) => Ok(None),
                         Err(e) if e.is_conflict() || e.is_not_found() => Ok(None),
                         Err(e) => Err(e.into()),
@@ -450,18 +476,27 @@ mod tests {
 
     #[test]
     fn a_bootstrap_request_for_a_node_client_certificate_is_reviewed_for_nodeclient() {
-        let csr = request("system:bootstrap:abcdef", json!(["digital signature", "client auth"]));
+        let csr = request(
+            "system:bootstrap:abcdef",
+            json!(["digital signature", "client auth"]),
+        );
         assert_eq!(
             approver_plan(&csr, Some(&node_subject("n1"))),
             ApproverPlan::Review(vec!["nodeclient"])
         );
         assert_eq!(requester(&csr).name, "system:bootstrap:abcdef");
-        assert_eq!(requester(&csr).groups, ["system:bootstrappers", "system:authenticated"]);
+        assert_eq!(
+            requester(&csr).groups,
+            ["system:bootstrappers", "system:authenticated"]
+        );
     }
 
     #[test]
     fn a_node_renewing_its_own_certificate_is_reviewed_for_selfnodeclient_first() {
-        let csr = request("system:node:n1", json!(["key encipherment", "digital signature", "client auth"]));
+        let csr = request(
+            "system:node:n1",
+            json!(["key encipherment", "digital signature", "client auth"]),
+        );
         assert_eq!(
             approver_plan(&csr, Some(&node_subject("n1"))),
             ApproverPlan::Review(vec!["selfnodeclient", "nodeclient"])
@@ -470,45 +505,82 @@ mod tests {
 
     #[test]
     fn requests_that_are_not_node_client_certificates_are_left_pending() {
-        let good = request("system:bootstrap:abcdef", json!(["digital signature", "client auth"]));
+        let good = request(
+            "system:bootstrap:abcdef",
+            json!(["digital signature", "client auth"]),
+        );
         let mut other_org = node_subject("n1");
         other_org.organizations = vec!["system:masters".into()];
-        assert_eq!(approver_plan(&good, Some(&other_org)), ApproverPlan::Nothing);
+        assert_eq!(
+            approver_plan(&good, Some(&other_org)),
+            ApproverPlan::Nothing
+        );
         let mut with_names = node_subject("n1");
         with_names.has_alternative_names = true;
-        assert_eq!(approver_plan(&good, Some(&with_names)), ApproverPlan::Nothing);
+        assert_eq!(
+            approver_plan(&good, Some(&with_names)),
+            ApproverPlan::Nothing
+        );
         let mut not_node = node_subject("n1");
         not_node.common_name = "jane".into();
         assert_eq!(approver_plan(&good, Some(&not_node)), ApproverPlan::Nothing);
-        let server = request("system:bootstrap:abcdef", json!(["digital signature", "server auth"]));
-        assert_eq!(approver_plan(&server, Some(&node_subject("n1"))), ApproverPlan::Nothing);
+        let server = request(
+            "system:bootstrap:abcdef",
+            json!(["digital signature", "server auth"]),
+        );
+        assert_eq!(
+            approver_plan(&server, Some(&node_subject("n1"))),
+            ApproverPlan::Nothing
+        );
         let mut other_signer = good.clone();
         other_signer["spec"]["signerName"] = json!("example.com/signer");
-        assert_eq!(approver_plan(&other_signer, Some(&node_subject("n1"))), ApproverPlan::Nothing);
+        assert_eq!(
+            approver_plan(&other_signer, Some(&node_subject("n1"))),
+            ApproverPlan::Nothing
+        );
         assert_eq!(approver_plan(&good, None), ApproverPlan::Nothing);
     }
 
     #[test]
     fn decided_requests_are_not_reviewed_again() {
-        let csr = request("system:bootstrap:abcdef", json!(["digital signature", "client auth"]));
+        let csr = request(
+            "system:bootstrap:abcdef",
+            json!(["digital signature", "client auth"]),
+        );
         let done = approved(&csr, "2026-01-01T00:00:00Z");
         assert_eq!(done["status"]["conditions"][0]["reason"], APPROVED_REASON);
         assert_eq!(done["status"]["conditions"][0]["message"], APPROVED_MESSAGE);
-        assert_eq!(approver_plan(&done, Some(&node_subject("n1"))), ApproverPlan::Nothing);
+        assert_eq!(
+            approver_plan(&done, Some(&node_subject("n1"))),
+            ApproverPlan::Nothing
+        );
         let mut denied = csr.clone();
         denied["status"] = json!({"conditions": [{"type": "Denied", "status": "True"}]});
-        assert_eq!(approver_plan(&denied, Some(&node_subject("n1"))), ApproverPlan::Nothing);
+        assert_eq!(
+            approver_plan(&denied, Some(&node_subject("n1"))),
+            ApproverPlan::Nothing
+        );
     }
 
     #[test]
     fn the_signer_signs_approved_requests_for_the_asked_lifetime_capped_by_its_own() {
         let year = DEFAULT_SIGNING_DURATION;
-        let csr = request("system:bootstrap:abcdef", json!(["digital signature", "client auth"]));
-        assert_eq!(signer_plan(&csr, year), SignerPlan::Nothing, "pending: not signed");
+        let csr = request(
+            "system:bootstrap:abcdef",
+            json!(["digital signature", "client auth"]),
+        );
+        assert_eq!(
+            signer_plan(&csr, year),
+            SignerPlan::Nothing,
+            "pending: not signed"
+        );
         let mut ok = approved(&csr, "2026-01-01T00:00:00Z");
         assert_eq!(signer_plan(&ok, year), SignerPlan::Sign(year));
         ok["spec"]["expirationSeconds"] = json!(3600);
-        assert_eq!(signer_plan(&ok, year), SignerPlan::Sign(Duration::from_secs(3600)));
+        assert_eq!(
+            signer_plan(&ok, year),
+            SignerPlan::Sign(Duration::from_secs(3600))
+        );
         ok["spec"]["expirationSeconds"] = json!(10 * 365 * 24 * 3600_u64);
         assert_eq!(signer_plan(&ok, year), SignerPlan::Sign(year));
         let done = issued(&ok, "PEM");
@@ -525,8 +597,15 @@ mod tests {
             signer_plan(&ok, year),
             SignerPlan::Fail("invalid usage for client certificate: server auth".into())
         );
-        let marked = failed(&ok, "invalid usage for client certificate: server auth", "2026-01-01T00:00:00Z");
-        assert_eq!(marked["status"]["conditions"][1]["reason"], SIGNER_FAILED_REASON);
+        let marked = failed(
+            &ok,
+            "invalid usage for client certificate: server auth",
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(
+            marked["status"]["conditions"][1]["reason"],
+            SIGNER_FAILED_REASON
+        );
         assert_eq!(signer_plan(&marked, year), SignerPlan::Nothing);
         let mut other = ok.clone();
         other["spec"]["signerName"] = json!("example.com/signer");

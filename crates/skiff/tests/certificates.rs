@@ -8,7 +8,7 @@ mod support;
 
 use base64::Engine;
 use support::json::str_at;
-use support::{assert_table, Kubectl, Skiff};
+use support::{assert_table, wait_for, Kubectl, Skiff, DEADLINE};
 
 /// A PEM certificate request for `common_name`, made with a fresh key.
 fn certificate_request(common_name: &str) -> String {
@@ -17,9 +17,11 @@ fn certificate_request(common_name: &str) -> String {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, common_name);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    if common_name.starts_with("system:node:") {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+    }
     params
         .serialize_request(&key)
         .expect("a certificate request")
@@ -27,11 +29,18 @@ fn certificate_request(common_name: &str) -> String {
         .expect("PEM")
 }
 
-/// Creates a request named `name` for the kubelet client signer, asking for an hour.
-fn create_request(skiff: &Skiff, kubectl: &Kubectl, name: &str) {
-    let request = base64::engine::general_purpose::STANDARD.encode(certificate_request(
-        &format!("system:node:{name}"),
-    ));
+/// Creates a request named `name` for `common_name` in `organization`, for `signer` with
+/// `usages`, asking for an hour.
+fn create_request(
+    skiff: &Skiff,
+    kubectl: &Kubectl,
+    name: &str,
+    common_name: &str,
+    signer: &str,
+    usages: &str,
+) {
+    let request =
+        base64::engine::general_purpose::STANDARD.encode(certificate_request(common_name));
     let manifest = format!(
         "apiVersion: certificates.k8s.io/v1
 kind: CertificateSigningRequest
@@ -39,9 +48,9 @@ metadata:
   name: {name}
 spec:
   request: {request}
-  signerName: kubernetes.io/kube-apiserver-client-kubelet
+  signerName: {signer}
   expirationSeconds: 3600
-  usages: [digital signature, client auth]
+  usages: [{usages}]
   username: someone-else
 "
     );
@@ -49,12 +58,102 @@ spec:
     kubectl.ok(&["create", "-f", &file]);
 }
 
+const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+const NODE_USAGES: &str = "digital signature, client auth";
+
 #[test]
-fn kubectl_lists_approves_and_denies_requests_recording_their_requestor() {
+fn a_node_client_request_its_requester_may_make_is_approved_and_signed_by_the_cluster_ca() {
     let skiff = Skiff::start();
     let kubectl = skiff.kubectl();
-    create_request(&skiff, &kubectl, "one");
-    create_request(&skiff, &kubectl, "two");
+    create_request(
+        &skiff,
+        &kubectl,
+        "node-a",
+        "system:node:a",
+        KUBELET_SIGNER,
+        NODE_USAGES,
+    );
+    let issued = wait_for("the request to be approved and issued", DEADLINE, || {
+        let csr = kubectl.json(&["get", "csr", "node-a"]);
+        (!str_at(&csr, "/status/certificate").is_empty()).then_some(csr)
+    });
+    assert_eq!(str_at(&issued, "/status/conditions/0/type"), "Approved");
+    assert_eq!(
+        str_at(&issued, "/status/conditions/0/reason"),
+        "AutoApproved"
+    );
+    assert_eq!(
+        str_at(&issued, "/status/conditions/0/message"),
+        "Auto approving kubelet client certificate after SubjectAccessReview."
+    );
+    assert_table(
+        &kubectl.ok(&["get", "csr"]),
+        &[
+            &[
+                "NAME",
+                "AGE",
+                "SIGNERNAME",
+                "REQUESTOR",
+                "REQUESTEDDURATION",
+                "CONDITION",
+            ],
+            &[
+                "node-a",
+                "<age>",
+                KUBELET_SIGNER,
+                "system:admin",
+                "60m",
+                "Approved,Issued",
+            ],
+        ],
+    );
+
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(str_at(&issued, "/status/certificate"))
+        .expect("base64 certificate");
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).expect("a PEM certificate");
+    let cert = block.parse_x509().expect("an X.509 certificate");
+    let names = |name: &x509_parser::x509::X509Name| {
+        name.iter_attributes()
+            .filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(cert.subject()), ["system:node:a", "system:nodes"]);
+    assert_eq!(names(cert.issuer()), ["skiff-ca"]);
+    let ca_pem = std::fs::read(skiff.data_dir().join("ca.crt")).expect("the cluster CA");
+    let (_, ca_block) = x509_parser::pem::parse_x509_pem(&ca_pem).expect("CA PEM");
+    let ca = ca_block.parse_x509().expect("CA certificate");
+    cert.verify_signature(Some(ca.public_key()))
+        .expect("the certificate is signed by the cluster CA");
+    let validity = cert.validity();
+    let lifetime = validity.not_after.timestamp() - validity.not_before.timestamp();
+    assert_eq!(
+        lifetime,
+        3600 + 5 * 60,
+        "an hour as asked, from five minutes back"
+    );
+    let eku = cert
+        .extended_key_usage()
+        .expect("extensions parse")
+        .expect("extended key usage present");
+    assert!(eku.value.client_auth && !eku.value.server_auth);
+}
+
+#[test]
+fn kubectl_approves_and_denies_requests_the_controllers_leave_alone() {
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    let other_signer = "example.com/signer";
+    create_request(&skiff, &kubectl, "one", "jane", other_signer, "client auth");
+    create_request(&skiff, &kubectl, "two", "jane", other_signer, "client auth");
+    create_request(
+        &skiff,
+        &kubectl,
+        "three",
+        "jane",
+        "kubernetes.io/kube-apiserver-client",
+        "digital signature, server auth",
+    );
 
     let stored = kubectl.json(&["get", "csr", "one"]);
     assert_eq!(
@@ -66,14 +165,33 @@ fn kubectl_lists_approves_and_denies_requests_recording_their_requestor() {
         stored["spec"]["groups"],
         serde_json::json!(["system:masters", "system:authenticated"])
     );
-
-    let listed = kubectl.ok(&["get", "csr"]);
     assert_table(
-        &listed,
+        &kubectl.ok(&["get", "csr", "one", "two"]),
         &[
-            &["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"],
-            &["one", "<age>", "kubernetes.io/kube-apiserver-client-kubelet", "system:admin", "60m", "Pending"],
-            &["two", "<age>", "kubernetes.io/kube-apiserver-client-kubelet", "system:admin", "60m", "Pending"],
+            &[
+                "NAME",
+                "AGE",
+                "SIGNERNAME",
+                "REQUESTOR",
+                "REQUESTEDDURATION",
+                "CONDITION",
+            ],
+            &[
+                "one",
+                "<age>",
+                other_signer,
+                "system:admin",
+                "60m",
+                "Pending",
+            ],
+            &[
+                "two",
+                "<age>",
+                other_signer,
+                "system:admin",
+                "60m",
+                "Pending",
+            ],
         ],
     );
 
@@ -85,23 +203,67 @@ fn kubectl_lists_approves_and_denies_requests_recording_their_requestor() {
         kubectl.ok(&["certificate", "deny", "two"]).trim(),
         "certificatesigningrequest.certificates.k8s.io/two denied"
     );
+    assert_eq!(
+        kubectl.ok(&["certificate", "approve", "three"]).trim(),
+        "certificatesigningrequest.certificates.k8s.io/three approved"
+    );
     let approved = kubectl.json(&["get", "csr", "one"]);
     assert_eq!(str_at(&approved, "/status/conditions/0/type"), "Approved");
-    assert_eq!(str_at(&approved, "/status/conditions/0/reason"), "KubectlApprove");
+    assert_eq!(
+        str_at(&approved, "/status/conditions/0/reason"),
+        "KubectlApprove"
+    );
     assert_eq!(
         approved["spec"], stored["spec"],
         "approval leaves the spec as it was"
     );
-    let listed = kubectl.ok(&["get", "csr"]);
+    // The client signer refuses a server usage once the request is approved.
+    wait_for("the signer to fail request three", DEADLINE, || {
+        let csr = kubectl.json(&["get", "csr", "three"]);
+        (str_at(&csr, "/status/conditions/1/type") == "Failed").then_some(())
+    });
     assert_table(
-        &listed,
+        &kubectl.ok(&["get", "csr"]),
         &[
-            &["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"],
-            &["one", "<age>", "kubernetes.io/kube-apiserver-client-kubelet", "system:admin", "60m", "Approved"],
-            &["two", "<age>", "kubernetes.io/kube-apiserver-client-kubelet", "system:admin", "60m", "Denied"],
+            &[
+                "NAME",
+                "AGE",
+                "SIGNERNAME",
+                "REQUESTOR",
+                "REQUESTEDDURATION",
+                "CONDITION",
+            ],
+            &[
+                "one",
+                "<age>",
+                other_signer,
+                "system:admin",
+                "60m",
+                "Approved",
+            ],
+            &[
+                "three",
+                "<age>",
+                "kubernetes.io/kube-apiserver-client",
+                "system:admin",
+                "60m",
+                "Approved,Failed",
+            ],
+            &[
+                "two",
+                "<age>",
+                other_signer,
+                "system:admin",
+                "60m",
+                "Denied",
+            ],
         ],
     );
-
+    let failed = kubectl.json(&["get", "csr", "three"]);
+    assert_eq!(
+        str_at(&failed, "/status/conditions/1/message"),
+        "invalid usage for client certificate: server auth"
+    );
 }
 
 #[test]

@@ -108,8 +108,12 @@ impl KindStrategy for Strategy {
         let new_conditions = array_at(field(new, "status"), "conditions");
         let old_conditions = array_at(field(old, "status"), "conditions");
         for decision in DECISIONS {
-            let had = old_conditions.iter().any(|c| str_at(c, "type") == *decision);
-            let has = new_conditions.iter().any(|c| str_at(c, "type") == *decision);
+            let had = old_conditions
+                .iter()
+                .any(|c| str_at(c, "type") == *decision);
+            let has = new_conditions
+                .iter()
+                .any(|c| str_at(c, "type") == *decision);
             if had && !has {
                 errs.push(FieldError::forbidden(
                     "status.conditions",
@@ -290,7 +294,10 @@ pub fn condition_summary(obj: &Value) -> String {
 }
 
 fn csr_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
-    let duration = match obj.pointer("/spec/expirationSeconds").and_then(Value::as_i64) {
+    let duration = match obj
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+    {
         Some(seconds) => human_duration(seconds),
         None => "<none>".to_string(),
     };
@@ -342,10 +349,24 @@ mod tests {
         obj["spec"]["expirationSeconds"] = json!(60);
         let errors = errors_of(&obj).join("\n");
         assert!(errors.contains("spec.request: Invalid value"), "{errors}");
-        assert!(errors.contains("PEM block type must be CERTIFICATE REQUEST"), "{errors}");
-        assert!(errors.contains("must be a fully qualified domain and path of the form 'example.com/signer-name'"), "{errors}");
-        assert!(errors.contains("spec.usages: Required value: usages must be provided"), "{errors}");
-        assert!(errors.contains("may not specify a duration less than 600 seconds (10 minutes)"), "{errors}");
+        assert!(
+            errors.contains("PEM block type must be CERTIFICATE REQUEST"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains(
+                "must be a fully qualified domain and path of the form 'example.com/signer-name'"
+            ),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("spec.usages: Required value: usages must be provided"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("may not specify a duration less than 600 seconds (10 minutes)"),
+            "{errors}"
+        );
     }
 
     #[test]
@@ -353,8 +374,14 @@ mod tests {
         let mut obj = csr();
         obj["spec"]["usages"] = json!(["client auth", "flying", "client auth"]);
         let errors = errors_of(&obj).join("\n");
-        assert!(errors.contains("spec.usages[1]: Unsupported value: \"flying\""), "{errors}");
-        assert!(errors.contains("spec.usages[2]: Duplicate value: \"client auth\""), "{errors}");
+        assert!(
+            errors.contains("spec.usages[1]: Unsupported value: \"flying\""),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("spec.usages[2]: Duplicate value: \"client auth\""),
+            "{errors}"
+        );
     }
 
     #[test]
@@ -363,7 +390,10 @@ mod tests {
         both["status"] = json!({"conditions": [
             {"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]});
         let errors = errors_of(&both).join("\n");
-        assert!(errors.contains("Approved and Denied conditions are mutually exclusive"), "{errors}");
+        assert!(
+            errors.contains("Approved and Denied conditions are mutually exclusive"),
+            "{errors}"
+        );
 
         let mut approved = csr();
         approved["status"] = json!({"conditions": [{"type": "Approved", "status": "True"}]});
@@ -371,7 +401,9 @@ mod tests {
         Strategy.validate_update(&csr(), &approved, &mut errs);
         let errors: Vec<String> = errs.iter().map(FieldError::full).collect();
         assert!(
-            errors.iter().any(|e| e.contains("updates may not remove a condition of type \"Approved\"")),
+            errors
+                .iter()
+                .any(|e| e.contains("updates may not remove a condition of type \"Approved\"")),
             "{errors:?}"
         );
     }
@@ -385,7 +417,9 @@ mod tests {
         let mut errs = Vec::new();
         Strategy.validate_update(&new, &old, &mut errs);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].full().contains("updates may not modify existing certificate content"));
+        assert!(errs[0]
+            .full()
+            .contains("updates may not modify existing certificate content"));
     }
 
     #[test]

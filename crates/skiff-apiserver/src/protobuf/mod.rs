@@ -51,6 +51,7 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("v1", "ServiceAccount"),
     ("v1", "ResourceQuota"),
     ("scheduling.k8s.io/v1", "PriorityClass"),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
     ("apps/v1", "ControllerRevision"),
@@ -174,6 +175,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("v1", "Event") => object_json::<core_v1::Event>(&raw, &kind)?,
         ("v1", "ServiceAccount") => object_json::<core_v1::ServiceAccount>(&raw, &kind)?,
         ("v1", "ResourceQuota") => object_json::<core_v1::ResourceQuota>(&raw, &kind)?,
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            object_json::<k8s_pb::api::certificates::v1::CertificateSigningRequest>(&raw, &kind)?
+        }
         ("scheduling.k8s.io/v1", "PriorityClass") => {
             object_json::<k8s_pb::api::scheduling::v1::PriorityClass>(&raw, &kind)?
         }
