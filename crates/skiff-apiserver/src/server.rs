@@ -121,6 +121,13 @@ async fn authenticate(
             .insert(crate::authz::Identity(crate::authz::admin_user()));
         return next.run(req).await;
     }
+    if crate::bootstrap_tokens::parse(presented).is_some() {
+        if let Some(user) = crate::bootstrap_tokens::authenticate(&state.registry, presented).await
+        {
+            req.extensions_mut().insert(crate::authz::Identity(user));
+            return next.run(req).await;
+        }
+    }
     if crate::token_request::looks_like_jwt(presented) {
         let verified = crate::token_request::authenticate(
             &state.registry,

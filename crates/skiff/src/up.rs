@@ -380,6 +380,15 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         kubeconfig::render(&server_url, &tls.ca_pem, &token).as_bytes(),
     )?;
 
+    // The join token nodes use (`DATA/node-token`), backed by its bootstrap token Secret.
+    let join_token = crate::join_token::load_or_create(&data_dir.join("node-token"), &tls.ca_pem)?;
+    skiff_apiserver::bootstrap_tokens::ensure_token(
+        &registry,
+        &join_token,
+        &[skiff_apiserver::bootstrap_tokens::NODE_TOKEN_GROUP],
+    )
+    .await?;
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();

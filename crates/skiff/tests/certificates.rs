@@ -297,3 +297,121 @@ spec:
         assert!(refused.contains(message), "missing {message:?} in:\n{refused}");
     }
 }
+
+/// The bootstrap token in `DATA/node-token` (`K10<ca-hash>::<id>.<secret>`), checked to be
+/// private and to pin the cluster CA.
+fn join_token(skiff: &Skiff) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = skiff.data_dir().join("node-token");
+    let mode = std::fs::metadata(&path)
+        .expect("skiff up writes DATA/node-token")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the join token is readable only by its owner"
+    );
+    let text = std::fs::read_to_string(&path).expect("node-token");
+    let (hash, token) = text
+        .trim()
+        .strip_prefix("K10")
+        .and_then(|rest| rest.split_once("::"))
+        .unwrap_or_else(|| panic!("node-token is K10<hash>::<token>: {text:?}"));
+    let ca = std::fs::read(skiff.data_dir().join("ca.crt")).expect("ca.crt");
+    let digest: String = ring::digest::digest(&ring::digest::SHA256, &ca)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hash, digest, "the token pins the cluster CA");
+    token.to_string()
+}
+
+#[test]
+fn the_join_token_may_only_ask_for_a_node_certificate_which_is_approved_and_issued() {
+    let skiff = Skiff::start();
+    let admin = skiff.kubectl();
+    let token = join_token(&skiff);
+    let id = token.split('.').next().expect("token id").to_string();
+    let as_bootstrap = |args: &[&str]| {
+        let mut all = vec!["--token", token.as_str()];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        admin.run(&refs)
+    };
+
+    let request =
+        base64::engine::general_purpose::STANDARD.encode(certificate_request("system:node:joiner"));
+    let file = skiff.write_file(
+        "joiner.yaml",
+        &format!(
+            "apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata:
+  name: joiner
+spec:
+  request: {request}
+  signerName: {KUBELET_SIGNER}
+  usages: [digital signature, client auth]
+"
+        ),
+    );
+    let created = run(as_bootstrap(&["create", "-f", &file]));
+    assert!(
+        created.success(),
+        "the join token may create a CSR: {created:?}"
+    );
+    wait_for("the joiner's request to be issued", DEADLINE, || {
+        let csr = admin.json(&["get", "csr", "joiner"]);
+        (!str_at(&csr, "/status/certificate").is_empty()).then_some(())
+    });
+    let requestor = format!("system:bootstrap:{id}");
+    assert_table(
+        &admin.ok(&["get", "csr"]),
+        &[
+            &[
+                "NAME",
+                "AGE",
+                "SIGNERNAME",
+                "REQUESTOR",
+                "REQUESTEDDURATION",
+                "CONDITION",
+            ],
+            &[
+                "joiner",
+                "<age>",
+                KUBELET_SIGNER,
+                &requestor,
+                "<none>",
+                "Approved,Issued",
+            ],
+        ],
+    );
+    let read_back = run(as_bootstrap(&["get", "csr", "joiner", "-o", "name"]));
+    assert!(
+        read_back.success(),
+        "the join token may read its CSR: {read_back:?}"
+    );
+
+    let refused = run(as_bootstrap(&["get", "pods"]));
+    assert!(!refused.success());
+    assert!(
+        refused.stderr.contains(&format!(
+            "User \"system:bootstrap:{id}\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        )),
+        "{refused:?}"
+    );
+
+    let wrong = admin.run(&["--token", "abcdef.0000000000000000", "get", "csr"]);
+    assert!(!wrong.success());
+    assert!(
+        wrong
+            .stderr
+            .contains("You must be logged in to the server (Unauthorized)"),
+        "{wrong:?}"
+    );
+}
