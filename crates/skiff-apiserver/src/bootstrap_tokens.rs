@@ -75,7 +75,7 @@ pub fn token_secret(token: &str, extra_groups: &[&str]) -> Option<Value> {
     }))
 }
 
-fn data<'v>(secret: &'v Value, key: &str) -> Option<String> {
+fn data(secret: &Value, key: &str) -> Option<String> {
     let encoded = secret.pointer("/data")?.get(key)?.as_str()?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)

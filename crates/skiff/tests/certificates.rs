@@ -270,6 +270,19 @@ fn kubectl_approves_and_denies_requests_the_controllers_leave_alone() {
 fn malformed_requests_are_refused_with_kubernetes_messages() {
     let skiff = Skiff::start();
     let kubectl = skiff.kubectl();
+    assert_table(
+        &kubectl.ok(&["api-resources", "--api-group=certificates.k8s.io"]),
+        &[
+            &["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"],
+            &[
+                "certificatesigningrequests",
+                "csr",
+                "certificates.k8s.io/v1",
+                "false",
+                "CertificateSigningRequest",
+            ],
+        ],
+    );
     let file = skiff.write_file(
         "bad.yaml",
         "apiVersion: certificates.k8s.io/v1
