@@ -216,8 +216,35 @@ pub enum SignerPlan {
     Fail(String),
 }
 
-/// The signer's decision for `csr`; `max_lifetime` is the longest certificate it gives.
-pub fn signer_plan(csr: &Value, max_lifetime: Duration) -> SignerPlan {
+/// Why a request cannot be a kubelet client certificate, as Kubernetes' kubelet client signer
+/// words it; `None` when it is one.
+pub fn kubelet_client_refusal(csr: &Value, subject: Option<&RequestSubject>) -> Option<String> {
+    let Some(subject) = subject else {
+        return Some("unable to parse csr".to_string());
+    };
+    if subject.organizations != [NODES_GROUP] {
+        return Some(format!("subject organization is not {NODES_GROUP}"));
+    }
+    if subject.has_alternative_names {
+        return Some("DNS, email, IP or URI subjectAltNames are not allowed".to_string());
+    }
+    if !subject.common_name.starts_with(NODE_USER_PREFIX) {
+        return Some(format!(
+            "subject common name does not begin with {NODE_USER_PREFIX}"
+        ));
+    }
+    (!is_node_client_request(csr, subject)).then(|| {
+        "usages did not match [digital signature client auth] or [key encipherment digital signature client auth]".to_string()
+    })
+}
+
+/// The signer's decision for `csr`, whose request parsed to `subject`; `max_lifetime` is the
+/// longest certificate it gives.
+pub fn signer_plan(
+    csr: &Value,
+    subject: Option<&RequestSubject>,
+    max_lifetime: Duration,
+) -> SignerPlan {
     let signer = text(csr, "/spec/signerName");
     if signer != KUBELET_CLIENT_SIGNER && signer != APISERVER_CLIENT_SIGNER {
         return SignerPlan::Nothing;
@@ -231,6 +258,11 @@ pub fn signer_plan(csr: &Value, max_lifetime: Duration) -> SignerPlan {
     }
     if let Some(bad) = usages(csr).into_iter().find(|u| !CLIENT_USAGES.contains(u)) {
         return SignerPlan::Fail(format!("invalid usage for client certificate: {bad}"));
+    }
+    if signer == KUBELET_CLIENT_SIGNER {
+        if let Some(refusal) = kubelet_client_refusal(csr, subject) {
+            return SignerPlan::Fail(refusal);
+        }
     }
     let asked = csr
         .pointer("/spec/expirationSeconds")
@@ -398,7 +430,7 @@ impl CertificateController {
             }
             return Ok(None);
         }
-        let update = match signer_plan(&csr, self.max_lifetime) {
+        let update = match signer_plan(&csr, subject.as_ref(), self.max_lifetime) {
             SignerPlan::Nothing => return Ok(None),
             SignerPlan::Fail(message) => failed(&csr, &message, &now),
             SignerPlan::Sign(lifetime) => {
@@ -569,23 +601,25 @@ mod tests {
             "system:bootstrap:abcdef",
             json!(["digital signature", "client auth"]),
         );
+        let node = node_subject("n1");
+        let subject = Some(&node);
         assert_eq!(
-            signer_plan(&csr, year),
+            signer_plan(&csr, subject, year),
             SignerPlan::Nothing,
             "pending: not signed"
         );
         let mut ok = approved(&csr, "2026-01-01T00:00:00Z");
-        assert_eq!(signer_plan(&ok, year), SignerPlan::Sign(year));
+        assert_eq!(signer_plan(&ok, subject, year), SignerPlan::Sign(year));
         ok["spec"]["expirationSeconds"] = json!(3600);
         assert_eq!(
-            signer_plan(&ok, year),
+            signer_plan(&ok, subject, year),
             SignerPlan::Sign(Duration::from_secs(3600))
         );
         ok["spec"]["expirationSeconds"] = json!(10 * 365 * 24 * 3600_u64);
-        assert_eq!(signer_plan(&ok, year), SignerPlan::Sign(year));
+        assert_eq!(signer_plan(&ok, subject, year), SignerPlan::Sign(year));
         let done = issued(&ok, "PEM");
         assert_eq!(done["status"]["certificate"], "UEVN");
-        assert_eq!(signer_plan(&done, year), SignerPlan::Nothing);
+        assert_eq!(signer_plan(&done, subject, year), SignerPlan::Nothing);
     }
 
     #[test]
@@ -594,7 +628,7 @@ mod tests {
         let csr = request("jane", json!(["digital signature", "server auth"]));
         let ok = approved(&csr, "2026-01-01T00:00:00Z");
         assert_eq!(
-            signer_plan(&ok, year),
+            signer_plan(&ok, Some(&node_subject("n1")), year),
             SignerPlan::Fail("invalid usage for client certificate: server auth".into())
         );
         let marked = failed(
@@ -606,9 +640,38 @@ mod tests {
             marked["status"]["conditions"][1]["reason"],
             SIGNER_FAILED_REASON
         );
-        assert_eq!(signer_plan(&marked, year), SignerPlan::Nothing);
+        assert_eq!(signer_plan(&marked, None, year), SignerPlan::Nothing);
         let mut other = ok.clone();
         other["spec"]["signerName"] = json!("example.com/signer");
-        assert_eq!(signer_plan(&other, year), SignerPlan::Nothing);
+        assert_eq!(signer_plan(&other, None, year), SignerPlan::Nothing);
+    }
+
+    #[test]
+    fn the_kubelet_signer_fails_approved_requests_that_are_not_node_client_certificates() {
+        let year = DEFAULT_SIGNING_DURATION;
+        let csr = request("jane", json!(["digital signature", "client auth"]));
+        let ok = approved(&csr, "2026-01-01T00:00:00Z");
+        let mut jane = node_subject("n1");
+        jane.common_name = "jane".into();
+        assert_eq!(
+            signer_plan(&ok, Some(&jane), year),
+            SignerPlan::Fail("subject common name does not begin with system:node:".into())
+        );
+        let mut masters = node_subject("n1");
+        masters.organizations = vec!["system:masters".into()];
+        assert_eq!(
+            signer_plan(&ok, Some(&masters), year),
+            SignerPlan::Fail("subject organization is not system:nodes".into())
+        );
+        assert_eq!(
+            signer_plan(&ok, None, year),
+            SignerPlan::Fail("unable to parse csr".into())
+        );
+        let mut general = ok.clone();
+        general["spec"]["signerName"] = json!(APISERVER_CLIENT_SIGNER);
+        assert_eq!(
+            signer_plan(&general, Some(&jane), year),
+            SignerPlan::Sign(year)
+        );
     }
 }
