@@ -18,6 +18,8 @@ pub enum Subresource {
     Eviction,
     /// `/ephemeralcontainers` (pods): writes may only add to `spec.ephemeralContainers`.
     EphemeralContainers,
+    /// `/approval` (CertificateSigningRequests): writes change only `status.conditions`.
+    Approval,
 }
 
 impl Subresource {
@@ -31,6 +33,7 @@ impl Subresource {
             Subresource::Token => "token",
             Subresource::Eviction => "eviction",
             Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Approval => "approval",
         }
     }
 
@@ -44,6 +47,7 @@ impl Subresource {
             Subresource::Token,
             Subresource::Eviction,
             Subresource::EphemeralContainers,
+            Subresource::Approval,
         ]
         .into_iter()
         .find(|s| s.name() == segment)

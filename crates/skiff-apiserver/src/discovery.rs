@@ -66,9 +66,10 @@ pub fn supports_delete_collection(r: &ResourceInfo) -> bool {
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
-        Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => {
-            &["get", "patch", "update"]
-        }
+        Subresource::Status
+        | Subresource::Scale
+        | Subresource::EphemeralContainers
+        | Subresource::Approval => &["get", "patch", "update"],
         Subresource::Binding | Subresource::Token | Subresource::Eviction => &["create"],
         Subresource::Log => &["get"],
     }
@@ -84,7 +85,7 @@ fn subresource_kind(
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Log => ("", "v1", "Pod"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
-        Subresource::Status | Subresource::EphemeralContainers => {
+        Subresource::Status | Subresource::EphemeralContainers | Subresource::Approval => {
             (resource.group, resource.version, resource.kind)
         }
     }

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod allocator;
 pub mod authz;
 pub mod bodies;
+pub mod bootstrap_tokens;
 pub mod client_certs;
 pub mod component_status;
 pub mod crd_controller;

@@ -219,6 +219,24 @@ impl Client for LocalClient {
         Ok(w.object)
     }
 
+    async fn update_approval(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
+        let name = name_of(&object).to_string();
+        self.authorize("update", scope.resource, "approval", scope.namespace, &name)
+            .await?;
+        let w = self
+            .registry
+            .update(
+                scope.resource,
+                scope.namespace,
+                &name,
+                object,
+                Some(Subresource::Approval),
+                WriteOptions::default(),
+            )
+            .await?;
+        Ok(w.object)
+    }
+
     async fn patch(
         &self,
         scope: Scope<'_>,

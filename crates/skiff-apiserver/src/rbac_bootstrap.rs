@@ -314,6 +314,33 @@ pub fn cluster_roles() -> Vec<Value> {
             )],
         ),
         aggregated("view", &[AGGREGATE_TO_EDIT], AGGREGATE_TO_VIEW),
+        role(
+            NODE_BOOTSTRAPPER_ROLE,
+            &[],
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["create", "get", "list", "watch"],
+            )],
+        ),
+        role(
+            NODE_CLIENT_ROLE,
+            &[],
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+                &["create"],
+            )],
+        ),
+        role(
+            SELF_NODE_CLIENT_ROLE,
+            &[],
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+                &["create"],
+            )],
+        ),
     ]
 }
 
@@ -328,6 +355,23 @@ fn binding(role: &str, groups: &[&str]) -> Value {
            "subjects": subjects})
 }
 
+/// The role letting bootstrap tokens ask for certificates.
+pub const NODE_BOOTSTRAPPER_ROLE: &str = "system:node-bootstrapper";
+/// The role whose holders' node client certificate requests are approved.
+pub const NODE_CLIENT_ROLE: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+/// The role whose holders' renewals of their own node certificate are approved.
+pub const SELF_NODE_CLIENT_ROLE: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
+
+/// A ClusterRoleBinding `name` of `role` to `groups`, as kubeadm binds the node bootstrap
+/// roles for its join tokens.
+fn named_binding(name: &str, role: &str, groups: &[&str]) -> Value {
+    let mut bound = binding(role, groups);
+    bound["metadata"]["name"] = json!(name);
+    bound
+}
+
 /// The bootstrap ClusterRoleBindings: each named after its role.
 pub fn cluster_role_bindings() -> Vec<Value> {
     vec![
@@ -337,6 +381,21 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding(
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],
+        ),
+        named_binding(
+            "skiff:kubelet-bootstrap",
+            NODE_BOOTSTRAPPER_ROLE,
+            &[crate::bootstrap_tokens::NODE_TOKEN_GROUP],
+        ),
+        named_binding(
+            "skiff:node-autoapprove-bootstrap",
+            NODE_CLIENT_ROLE,
+            &[crate::bootstrap_tokens::NODE_TOKEN_GROUP],
+        ),
+        named_binding(
+            "skiff:node-autoapprove-certificate-rotation",
+            SELF_NODE_CLIENT_ROLE,
+            &["system:nodes"],
         ),
     ]
 }

@@ -222,6 +222,30 @@ fn controller_rules() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "certificate-controller",
+            vec![
+                rule(
+                    &["get", "list", "watch", "delete"],
+                    &["certificates.k8s.io"],
+                    &["certificatesigningrequests"],
+                ),
+                rule(
+                    &["update"],
+                    &["certificates.k8s.io"],
+                    &[
+                        "certificatesigningrequests/approval",
+                        "certificatesigningrequests/status",
+                    ],
+                ),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+                events(),
+            ],
+        ),
+        (
             "resourcequota-controller",
             vec![
                 rule(&["list", "watch"], &["*"], &["*"]),

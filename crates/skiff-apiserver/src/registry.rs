@@ -1177,6 +1177,26 @@ impl Registry {
                 }
                 new
             }
+            // Approvers change only the conditions; everything else stays as stored.
+            Some(Subresource::Approval) => {
+                let mut new = old.clone();
+                let conditions = desired
+                    .pointer("/status/conditions")
+                    .filter(|list| !list.is_null())
+                    .cloned();
+                if !new.get("status").is_some_and(Value::is_object) {
+                    new["status"] = json!({});
+                }
+                match conditions {
+                    Some(list) => new["status"]["conditions"] = list,
+                    None => {
+                        if let Some(status) = new["status"].as_object_mut() {
+                            status.remove("conditions");
+                        }
+                    }
+                }
+                new
+            }
             Some(Subresource::Status) => {
                 let mut new = old.clone();
                 match desired.get("status") {

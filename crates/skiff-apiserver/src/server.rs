@@ -121,6 +121,13 @@ async fn authenticate(
             .insert(crate::authz::Identity(crate::authz::admin_user()));
         return next.run(req).await;
     }
+    if crate::bootstrap_tokens::parse(presented).is_some() {
+        if let Some(user) = crate::bootstrap_tokens::authenticate(&state.registry, presented).await
+        {
+            req.extensions_mut().insert(crate::authz::Identity(user));
+            return next.run(req).await;
+        }
+    }
     if crate::token_request::looks_like_jwt(presented) {
         let verified = crate::token_request::authenticate(
             &state.registry,
@@ -485,6 +492,36 @@ pub(crate) fn written(code: StatusCode, w: Written) -> Response {
     with_warnings(json_response(code, &w.object), &w.warnings)
 }
 
+/// Writes who asked into a new object's `spec.username`, `uid`, `groups` and `extra`, replacing
+/// whatever the body claimed, as Kubernetes does for CertificateSigningRequests.
+fn record_requestor(obj: &mut Value, user: Option<&skiff_auth::user::UserInfo>) {
+    if !obj.is_object() {
+        return;
+    }
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        obj["spec"] = json!({});
+    }
+    let spec = &mut obj["spec"];
+    for key in ["username", "uid", "groups", "extra"] {
+        if let Some(map) = spec.as_object_mut() {
+            map.remove(key);
+        }
+    }
+    let Some(user) = user else { return };
+    if !user.name.is_empty() {
+        spec["username"] = json!(user.name);
+    }
+    if !user.uid.is_empty() {
+        spec["uid"] = json!(user.uid);
+    }
+    if !user.groups.is_empty() {
+        spec["groups"] = json!(user.groups);
+    }
+    if !user.extra.is_empty() {
+        spec["extra"] = json!(user.extra);
+    }
+}
+
 async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, ApiError> {
     if let Some(target) = crate::streaming::parse_path(req.uri().path()) {
         let streams = state.streams.as_ref();
@@ -492,6 +529,10 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
     }
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
+    let identity = parts
+        .extensions
+        .get::<crate::authz::Identity>()
+        .map(|i| i.0.clone());
     let headers = parts.headers;
     let query = Query::parse(parts.uri.query())?;
     let registry = &state.registry;
@@ -647,8 +688,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                     list_response(registry, resource, list, &headers, &query)
                 }
                 (Method::POST, None, None) => {
-                    let obj =
+                    let mut obj =
                         bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
+                    if skiff_api::kinds::strategy_for(resource).records_requestor() {
+                        record_requestor(&mut obj, identity.as_ref());
+                    }
                     let w = registry
                         .create(resource, ns, obj, query.write_options(&method, &headers)?)
                         .await?;
@@ -683,7 +727,11 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                 | (
                     Method::GET,
                     Some(name),
-                    Some(Subresource::Status | Subresource::EphemeralContainers),
+                    Some(
+                        Subresource::Status
+                        | Subresource::EphemeralContainers
+                        | Subresource::Approval,
+                    ),
                 ) => {
                     let obj = registry.get(resource, ns, &name).await?;
                     if wants_table(&headers) {
@@ -703,7 +751,12 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                 (
                     Method::PUT,
                     Some(name),
-                    sub @ (None | Some(Subresource::Status | Subresource::EphemeralContainers)),
+                    sub @ (None
+                    | Some(
+                        Subresource::Status
+                        | Subresource::EphemeralContainers
+                        | Subresource::Approval,
+                    )),
                 ) => {
                     let obj =
                         bodies::decode_object_of(resource.kind, &headers, &read_body(body).await?)?;
@@ -722,7 +775,12 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
                 (
                     Method::PATCH,
                     Some(name),
-                    sub @ (None | Some(Subresource::Status | Subresource::EphemeralContainers)),
+                    sub @ (None
+                    | Some(
+                        Subresource::Status
+                        | Subresource::EphemeralContainers
+                        | Subresource::Approval,
+                    )),
                 ) => {
                     let raw = read_body(body).await?;
                     bodies::patch(

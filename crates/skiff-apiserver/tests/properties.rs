@@ -113,6 +113,9 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
         ("", "v1", "ConfigMap") => json!({"data": {"key": "value"}}),
         ("", "v1", "Secret") => json!({"data": {"key": "dmFsdWU="}, "type": "Opaque"}),
         ("", "v1", "ServiceAccount") => json!({}),
+        ("certificates.k8s.io", "v1", "CertificateSigningRequest") => json!({"spec": {
+            "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg==",
+            "signerName": "example.com/signer", "usages": ["client auth"]}}),
         ("rbac.authorization.k8s.io", "v1", "Role") => json!({"rules": [
             {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}]}),
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => json!({"rules": [

@@ -176,6 +176,16 @@ pub trait Client: Send + Sync + 'static {
         None
     }
 
+    /// Replaces a CertificateSigningRequest's conditions through its `approval` subresource,
+    /// as approvers decide requests; clients without it answer that it is not served.
+    async fn update_approval(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
+        let _ = object;
+        Err(ClientError::UnknownResource(format!(
+            "{}/approval",
+            scope.resource.plural
+        )))
+    }
+
     /// Reads a workload's `autoscaling/v1` Scale (`.../NAME/scale`), so autoscalers can size
     /// any scalable kind without knowing it.
     async fn get_scale(&self, scope: Scope<'_>, name: &str) -> Result<Value, ClientError> {

@@ -907,6 +907,14 @@ impl Client for RemoteClient {
             .1)
     }
 
+    async fn update_approval(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
+        let path = resource_path(scope, Some(name_of(&object)), Some("approval"));
+        Ok(self
+            .json(hyper::Method::PUT, &path, json_body(&object))
+            .await?
+            .1)
+    }
+
     async fn patch(
         &self,
         scope: Scope<'_>,

@@ -82,6 +82,8 @@ pub mod identities {
     pub const REPLICATION_CONTROLLER: &str = "replication-controller";
     /// The resource quota controller.
     pub const RESOURCE_QUOTA: &str = "resourcequota-controller";
+    /// The CertificateSigningRequest approver and signer.
+    pub const CERTIFICATE: &str = "certificate-controller";
 }
 
 /// The user a controller's ServiceAccount `name` in `kube-system` authenticates as: its
@@ -456,4 +458,37 @@ pub async fn run_node_controllers(
         ),
     )
     .await;
+}
+
+/// Concurrent syncs of the certificate controller (kube-controller-manager runs its CSR
+/// approver and signer with 5 workers each).
+const CERTIFICATE_WORKERS: usize = 5;
+
+/// Approves kubelet client certificate requests the requester may make and signs approved
+/// client requests with `issuer`, until `shutdown` resolves; writes as the
+/// `certificate-controller` identity.
+pub async fn run_certificates(
+    client: Arc<dyn Client>,
+    reviewer: Arc<dyn crate::certificates::AccessReviewer>,
+    issuer: Arc<dyn crate::certificates::CertificateIssuer>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let requests = informer(&client, &kinds::certificate_signing_request::V1);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = requests.wait_synced() => {}
+        _ = &mut shutdown => return,
+    }
+    let controller = crate::certificates::CertificateController::new(
+        controller_client(&client, identities::CERTIFICATE),
+        requests,
+        reviewer,
+        issuer,
+        crate::certificates::DEFAULT_SIGNING_DURATION,
+    );
+    let stopper = controller.clone();
+    tokio::select! {
+        _ = controller.run(CERTIFICATE_WORKERS) => {}
+        _ = &mut shutdown => stopper.shutdown(),
+    }
 }

@@ -3,6 +3,7 @@
 mod bootstrap;
 mod cluster_dns;
 mod image_cmd;
+mod join_token;
 mod kubeconfig;
 mod memory;
 mod pki;

@@ -98,6 +98,62 @@ pub fn client_material(dir: &Path, user: &str, group: Option<&str>) -> PkiResult
     })
 }
 
+/// How far back an issued certificate's validity starts, so a node whose clock is a little
+/// behind accepts it at once (kube-controller-manager's signer backdates by five minutes).
+const ISSUE_BACKDATE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// The cluster CA as the CertificateSigningRequest signer's issuer: it checks each request's
+/// signature and signs it for client use.
+pub struct ClusterIssuer {
+    ca_key_pem: String,
+}
+
+impl ClusterIssuer {
+    /// The issuer of the CA in data directory `dir` (which `skiff up` created).
+    pub fn load(dir: &Path) -> PkiResult<ClusterIssuer> {
+        let ca_key_pem = std::fs::read_to_string(dir.join("ca.key"))?;
+        KeyPair::from_pem(&ca_key_pem)?;
+        Ok(ClusterIssuer { ca_key_pem })
+    }
+}
+
+impl skiff_controllers::certificates::CertificateIssuer for ClusterIssuer {
+    fn issue(
+        &self,
+        request_pem: &str,
+        usages: &[&str],
+        lifetime: std::time::Duration,
+    ) -> Result<String, String> {
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(request_pem)
+            .map_err(|e| format!("invalid certificate request: {e}"))?;
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?;
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        let params = &mut request.params;
+        params.not_before = epoch + since_epoch.saturating_sub(ISSUE_BACKDATE);
+        params.not_after = epoch + since_epoch.saturating_add(lifetime);
+        params.is_ca = IsCa::NoCa;
+        params.key_usages = Vec::new();
+        params.extended_key_usages = Vec::new();
+        for usage in usages {
+            match *usage {
+                "digital signature" => params.key_usages.push(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+                "client auth" => params
+                    .extended_key_usages
+                    .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth),
+                other => return Err(format!("invalid usage for client certificate: {other}")),
+            }
+        }
+        let ca = ca_params().map_err(|e| e.to_string())?;
+        let key = KeyPair::from_pem(&self.ca_key_pem).map_err(|e| e.to_string())?;
+        let issuer = Issuer::from_params(&ca, key);
+        let cert = request.signed_by(&issuer).map_err(|e| e.to_string())?;
+        Ok(cert.pem())
+    }
+}
+
 /// Loads the CA (creating it on first start) and issues a serving certificate valid for
 /// `localhost`, `127.0.0.1`, `::1`, `extra_ips` and `extra_names` (the `kubernetes` Service's
 /// cluster IP and names, as kube-apiserver's certificate holds them, so pods verify it).

@@ -382,6 +382,15 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         kubeconfig::render(&server_url, &tls.ca_pem, &token).as_bytes(),
     )?;
 
+    // The join token nodes use (`DATA/node-token`), backed by its bootstrap token Secret.
+    let join_token = crate::join_token::load_or_create(&data_dir.join("node-token"), &tls.ca_pem)?;
+    skiff_apiserver::bootstrap_tokens::ensure_token(
+        &registry,
+        &join_token,
+        &[skiff_apiserver::bootstrap_tokens::NODE_TOKEN_GROUP],
+    )
+    .await?;
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();
@@ -585,6 +594,13 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         node_lifecycle: node_lifecycle_settings(&args)?,
         storage_root: data_dir.join("storage"),
+        reviewer: Arc::new(skiff_controllers::certificates::RegistryAccessReviewer(
+            state.registry.clone(),
+        )),
+        issuer: Arc::new(
+            crate::pki::ClusterIssuer::load(&data_dir)
+                .map_err(|e| format!("cannot load the cluster CA: {e}"))?,
+        ),
     };
     let controllers = run_maybe_elected(
         client.clone(),
@@ -673,6 +689,10 @@ struct ControllerManager {
     node_lifecycle: skiff_controllers::node_lifecycle::controller::NodeLifecycleSettings,
     /// Where the local-path provisioner keeps volumes: `DATA/storage`.
     storage_root: PathBuf,
+    /// The authorizer the certificate approver asks.
+    reviewer: Arc<dyn skiff_controllers::certificates::AccessReviewer>,
+    /// The cluster CA signing approved client certificate requests.
+    issuer: Arc<dyn skiff_controllers::certificates::CertificateIssuer>,
 }
 
 impl ControllerManager {
@@ -720,6 +740,12 @@ impl ControllerManager {
                     this.storage_root.clone(),
                     until_stopped(),
                 );
+                let certificates = skiff_controllers::manager::run_certificates(
+                    this.client.clone(),
+                    this.reviewer.clone(),
+                    this.issuer.clone(),
+                    until_stopped(),
+                );
                 let all = async {
                     tokio::join!(
                         manager,
@@ -727,7 +753,8 @@ impl ControllerManager {
                         token_secrets,
                         autoscaler,
                         node_controllers,
-                        volume_binder
+                        volume_binder,
+                        certificates
                     );
                 };
                 tokio::pin!(all);

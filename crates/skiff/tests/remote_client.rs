@@ -2,7 +2,8 @@
 //! kubeconfig the server wrote: reads and writes answer as the in-process client's do (the
 //! same `Status` codes, reasons and messages), watches see every change once, across the
 //! server closing them, and end with 410 when their revision is compacted, and a controller of
-//! `skiff-controllers` does its job over HTTPS unchanged.
+//! `skiff-controllers` does its job over HTTPS unchanged; a CertificateSigningRequest is decided
+//! through its `approval` subresource.
 //!
 //! Run with `cargo test -p skiff --test remote_client`. Needs `kubectl` on the PATH. Every wait
 //! polls a condition against a deadline.
@@ -601,4 +602,52 @@ fn the_replicaset_controller_runs_unchanged_over_the_remote_client() {
     });
     controller.shutdown();
     drop(rt);
+}
+
+#[test]
+fn a_certificate_request_is_decided_through_its_approval_subresource_over_https() {
+    let skiff = Skiff::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = remote(&skiff);
+        let scope = Scope {
+            resource: &kinds::certificate_signing_request::V1,
+            namespace: None,
+        };
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "jane");
+        let pem = params
+            .serialize_request(&key)
+            .expect("a request")
+            .pem()
+            .expect("PEM");
+        use base64::Engine as _;
+        let request = base64::engine::general_purpose::STANDARD.encode(pem);
+        let created = client
+            .create(
+                scope,
+                json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                       "metadata": {"name": "jane"},
+                       "spec": {"request": request, "signerName": "example.com/signer",
+                                "usages": ["client auth"]}}),
+            )
+            .await
+            .expect("created");
+        let mut decided = created.clone();
+        decided["status"] = json!({"conditions": [{"type": "Denied", "status": "True",
+            "reason": "Refused", "message": "not today"}]});
+        decided["spec"]["usages"] = json!(["server auth"]);
+        let answered = client
+            .update_approval(scope, decided)
+            .await
+            .expect("the approval subresource takes the decision");
+        assert_eq!(answered["status"]["conditions"][0]["type"], "Denied");
+        assert_eq!(
+            answered["spec"], created["spec"],
+            "the approval subresource changes nothing but the conditions"
+        );
+    });
 }

@@ -16,6 +16,7 @@ use crate::errors::FieldError;
 use crate::printers::Printer;
 use crate::resources::ResourceInfo;
 
+pub mod certificate_signing_request;
 pub mod clone_set;
 pub mod cluster_role;
 pub mod cluster_role_binding;
@@ -100,6 +101,7 @@ pub static KINDS: &[&Kind] = &[
     &ingress::KIND,
     &network_policy::KIND,
     &custom_resource_definition::KIND,
+    &certificate_signing_request::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
@@ -243,6 +245,12 @@ pub trait KindStrategy: Sync {
     /// takes work (a CustomResourceDefinition's objects are deleted first).
     fn deletion_finalizer(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Whether a create records its requester in `spec.username`, `uid`, `groups` and `extra`
+    /// (CertificateSigningRequests, whose approvers judge who asked).
+    fn records_requestor(&self) -> bool {
+        false
     }
 
     /// What the registry does for the kind beyond the generic behaviour.

@@ -52,6 +52,7 @@ pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     ("v1", "ResourceQuota"),
     ("scheduling.k8s.io/v1", "PriorityClass"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
     ("apps/v1", "ControllerRevision"),
@@ -177,6 +178,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("v1", "ResourceQuota") => object_json::<core_v1::ResourceQuota>(&raw, &kind)?,
         ("networking.k8s.io/v1", "Ingress") => {
             object_json::<k8s_pb::api::networking::v1::Ingress>(&raw, &kind)?
+        }
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            object_json::<k8s_pb::api::certificates::v1::CertificateSigningRequest>(&raw, &kind)?
         }
         ("scheduling.k8s.io/v1", "PriorityClass") => {
             object_json::<k8s_pb::api::scheduling::v1::PriorityClass>(&raw, &kind)?

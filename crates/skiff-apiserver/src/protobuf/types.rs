@@ -15,6 +15,7 @@ use k8s_pb::api::authorization::v1 as authorization_v1;
 use k8s_pb::api::autoscaling::v1 as autoscaling_v1;
 use k8s_pb::api::autoscaling::v2 as autoscaling_v2;
 use k8s_pb::api::batch::v1 as batch_v1;
+use k8s_pb::api::certificates::v1 as certificates_v1;
 use k8s_pb::api::coordination::v1 as coordination_v1;
 use k8s_pb::api::core::v1 as core_v1;
 use k8s_pb::api::networking::v1 as networking_v1;
@@ -26,6 +27,32 @@ use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta_v1;
 use super::json::json_objects;
 
 json_objects! {
+    certificates_v1::CertificateSigningRequest {
+        "metadata" = metadata: always,
+        "spec" = spec: always,
+        "status" = status: always,
+    },
+    certificates_v1::CertificateSigningRequestSpec {
+        "request" = request: always,
+        "signerName" = signer_name: always,
+        "expirationSeconds" = expiration_seconds: ptr,
+        "usages" = usages: list,
+        "username" = username: omit,
+        "uid" = uid: omit,
+        "groups" = groups: list,
+    },
+    certificates_v1::CertificateSigningRequestStatus {
+        "conditions" = conditions: list,
+        "certificate" = certificate: ptr,
+    },
+    certificates_v1::CertificateSigningRequestCondition {
+        "type" = r#type: always,
+        "status" = status: always,
+        "reason" = reason: omit,
+        "message" = message: omit,
+        "lastUpdateTime" = last_update_time: ptr,
+        "lastTransitionTime" = last_transition_time: ptr,
+    },
     core_v1::ResourceQuota {
         "metadata" = metadata: always,
         "spec" = spec: always,
