@@ -25,6 +25,7 @@ pub mod selector;
 pub mod service_account_admission;
 pub mod status;
 pub mod validation;
+pub mod webhook_matching;
 pub mod wire;
 pub mod yaml;
 

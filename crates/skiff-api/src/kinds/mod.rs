@@ -53,6 +53,7 @@ pub mod service_account;
 pub mod storage_class;
 pub mod stateful_set;
 pub mod typed;
+pub mod webhook_configuration;
 
 pub use typed::{TypedError, TypedVersion};
 
@@ -96,6 +97,8 @@ pub static KINDS: &[&Kind] = &[
     &ingress_class::KIND,
     &ingress::KIND,
     &network_policy::KIND,
+    &webhook_configuration::VALIDATING_KIND,
+    &webhook_configuration::MUTATING_KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
