@@ -214,6 +214,13 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
                                   {"namespaceSelector": {"matchLabels": {"team": "a"}}}],
                          "ports": [{"port": 80, "endPort": 90}]}],
             "egress": [{"to": [{"podSelector": {}}], "ports": [{"port": "dns"}]}]}}),
+        ("admissionregistration.k8s.io", "v1", kind @ ("ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration")) => json!({"webhooks": [{
+            "name": format!("{}.example.com", kind.to_lowercase()),
+            "clientConfig": {"url": "https://webhook.example.com/admit"},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["configmaps"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
         _ => return None,
     };
     let mut object = body;
