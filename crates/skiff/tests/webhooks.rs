@@ -21,7 +21,10 @@ use serde_json::{json, Value};
 use support::json::str_at;
 use support::Skiff;
 
-/// A CA and a serving certificate it signed for 127.0.0.1: the CA's PEM, the certificate's
+/// The TLS name of the Service fronting the webhook in the service test.
+const SERVICE_HOST: &str = "admission.default.svc";
+
+/// A CA and a serving certificate it signed for 127.0.0.1 and [`SERVICE_HOST`]: the CA's PEM, the certificate's
 /// PEM and its key's PEM.
 fn certificates() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
@@ -34,7 +37,7 @@ fn certificates() -> (String, String, String) {
     let ca_cert = ca_params.self_signed(&ca_key).expect("a CA certificate");
     let issuer = Issuer::from_params(&ca_params, ca_key);
     let key = KeyPair::generate().expect("a server key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("server parameters");
+    let mut params = CertificateParams::new(vec![SERVICE_HOST.to_string()]).expect("server parameters");
     params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::V4(
@@ -333,4 +336,67 @@ fn webhooks_refuse_mutate_respect_selectors_and_failure_policies() {
         down.pointer("/metadata/labels/mutated").is_none(),
         "no webhook could have labelled it: {down}"
     );
+}
+
+#[test]
+fn a_webhook_behind_a_service_is_reached_at_its_endpoints() {
+    let server = WebhookServer::start();
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: admission
+spec:
+  ports:
+  - name: https
+    port: 443
+    targetPort: {port}
+---
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: admission
+subsets:
+- addresses:
+  - ip: 127.0.0.1
+  ports:
+  - name: https
+    port: {port}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: through-service
+webhooks:
+  - name: service.skiff.test
+    clientConfig:
+      service:
+        namespace: default
+        name: admission
+        path: /validate
+      caBundle: {ca}
+    rules:
+    - operations: [\"CREATE\"]
+      apiGroups: [\"\"]
+      apiVersions: [\"v1\"]
+      resources: [\"configmaps\"]
+    sideEffects: None
+    admissionReviewVersions: [\"v1\"]
+",
+        port = server.port,
+        ca = server.ca_bundle(),
+    );
+    let file = skiff.write_file("service-webhook.yaml", &manifest);
+    kubectl.ok(&["apply", "-f", &file]);
+    let stored = kubectl.json(&["get", "validatingwebhookconfiguration", "through-service"]);
+    assert_eq!(stored.pointer("/webhooks/0/clientConfig/service/port"), Some(&json!(443)));
+    let refused = kubectl.fails(&["create", "configmap", "bad", "--from-literal=forbidden=1"]);
+    assert_eq!(
+        refused.trim(),
+        "error: failed to create configmap: admission webhook \"service.skiff.test\" denied the request: the key forbidden is not allowed"
+    );
+    kubectl.ok(&["create", "configmap", "fine", "--from-literal=a=b"]);
+    assert!(server.reviews.load(Ordering::SeqCst) >= 2);
 }
