@@ -66,8 +66,9 @@ fn scope_matches(rule: &Value, attrs: &RequestAttributes) -> bool {
 fn selector_matches(webhook: &Value, key: &str, labels: &Map<String, Value>) -> bool {
     match webhook.get(key).filter(|s| !s.is_null()) {
         None => true,
-        Some(selector) => LabelSelector::from_label_selector(selector)
-            .is_ok_and(|parsed| parsed.matches(labels)),
+        Some(selector) => {
+            LabelSelector::from_label_selector(selector).is_ok_and(|parsed| parsed.matches(labels))
+        }
     }
 }
 
@@ -178,31 +179,131 @@ mod tests {
         };
         let cases: Vec<(&str, Value, RequestAttributes, bool)> = vec![
             ("operation wildcard", rule(&["*"], &["*"], "*"), pod, true),
-            ("operation listed", rule(&["CREATE"], &["*"], "*"), pod, true),
-            ("operation not listed", rule(&["UPDATE", "DELETE"], &["*"], "*"), pod, false),
+            (
+                "operation listed",
+                rule(&["CREATE"], &["*"], "*"),
+                pod,
+                true,
+            ),
+            (
+                "operation not listed",
+                rule(&["UPDATE", "DELETE"], &["*"], "*"),
+                pod,
+                false,
+            ),
             ("group wildcard", group_rule(json!(["*"])), deployment, true),
-            ("group listed", group_rule(json!(["apps"])), deployment, true),
+            (
+                "group listed",
+                group_rule(json!(["apps"])),
+                deployment,
+                true,
+            ),
             ("core group is empty", group_rule(json!([""])), pod, true),
-            ("group not listed", group_rule(json!(["batch"])), deployment, false),
+            (
+                "group not listed",
+                group_rule(json!(["batch"])),
+                deployment,
+                false,
+            ),
             ("version listed", version_rule(json!(["v1"])), pod, true),
-            ("version not listed", version_rule(json!(["v1beta1"])), pod, false),
+            (
+                "version not listed",
+                version_rule(json!(["v1beta1"])),
+                pod,
+                false,
+            ),
             ("resource listed", rule(&["*"], &["pods"], "*"), pod, true),
-            ("resource not listed", rule(&["*"], &["services"], "*"), pod, false),
-            ("star skips subresources", rule(&["*"], &["*"], "*"), pod_status, false),
-            ("plain resource skips subresources", rule(&["*"], &["pods"], "*"), pod_status, false),
-            ("resource with subresource", rule(&["*"], &["pods/status"], "*"), pod_status, true),
-            ("resource with any subresource", rule(&["*"], &["pods/*"], "*"), pod_status, true),
-            ("resource with any subresource matches the main one", rule(&["*"], &["pods/*"], "*"), pod, true),
-            ("any resource with the subresource", rule(&["*"], &["*/status"], "*"), pod_status, true),
-            ("any resource with the subresource skips the main one", rule(&["*"], &["*/status"], "*"), pod, false),
+            (
+                "resource not listed",
+                rule(&["*"], &["services"], "*"),
+                pod,
+                false,
+            ),
+            (
+                "star skips subresources",
+                rule(&["*"], &["*"], "*"),
+                pod_status,
+                false,
+            ),
+            (
+                "plain resource skips subresources",
+                rule(&["*"], &["pods"], "*"),
+                pod_status,
+                false,
+            ),
+            (
+                "resource with subresource",
+                rule(&["*"], &["pods/status"], "*"),
+                pod_status,
+                true,
+            ),
+            (
+                "resource with any subresource",
+                rule(&["*"], &["pods/*"], "*"),
+                pod_status,
+                true,
+            ),
+            (
+                "resource with any subresource matches the main one",
+                rule(&["*"], &["pods/*"], "*"),
+                pod,
+                true,
+            ),
+            (
+                "any resource with the subresource",
+                rule(&["*"], &["*/status"], "*"),
+                pod_status,
+                true,
+            ),
+            (
+                "any resource with the subresource skips the main one",
+                rule(&["*"], &["*/status"], "*"),
+                pod,
+                false,
+            ),
             ("everything", rule(&["*"], &["*/*"], "*"), pod_status, true),
-            ("other subresource", rule(&["*"], &["pods/log"], "*"), pod_status, false),
-            ("namespaced scope on a pod", rule(&["*"], &["*"], "Namespaced"), pod, true),
-            ("namespaced scope on a node", rule(&["*"], &["*"], "Namespaced"), node, false),
-            ("namespaced scope on a namespace", rule(&["*"], &["*"], "Namespaced"), namespace, false),
-            ("cluster scope on a node", rule(&["*"], &["*"], "Cluster"), node, true),
-            ("cluster scope on a namespace", rule(&["*"], &["*"], "Cluster"), namespace, true),
-            ("cluster scope on a pod", rule(&["*"], &["*"], "Cluster"), pod, false),
+            (
+                "other subresource",
+                rule(&["*"], &["pods/log"], "*"),
+                pod_status,
+                false,
+            ),
+            (
+                "namespaced scope on a pod",
+                rule(&["*"], &["*"], "Namespaced"),
+                pod,
+                true,
+            ),
+            (
+                "namespaced scope on a node",
+                rule(&["*"], &["*"], "Namespaced"),
+                node,
+                false,
+            ),
+            (
+                "namespaced scope on a namespace",
+                rule(&["*"], &["*"], "Namespaced"),
+                namespace,
+                false,
+            ),
+            (
+                "cluster scope on a node",
+                rule(&["*"], &["*"], "Cluster"),
+                node,
+                true,
+            ),
+            (
+                "cluster scope on a namespace",
+                rule(&["*"], &["*"], "Cluster"),
+                namespace,
+                true,
+            ),
+            (
+                "cluster scope on a pod",
+                rule(&["*"], &["*"], "Cluster"),
+                pod,
+                false,
+            ),
             ("any scope", rule(&["*"], &["*"], "*"), node, true),
         ];
         assert_eq!(cases.len(), 27);
@@ -225,16 +326,79 @@ mod tests {
         let skip = json!({"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]});
         let prod = json!({"env": "prod"}).as_object().unwrap().clone();
         let dev = json!({"env": "dev"}).as_object().unwrap().clone();
-        type Case<'a> = (&'a str, Value, Option<&'a Map<String, Value>>, Option<Value>, Option<Value>, bool);
+        type Case<'a> = (
+            &'a str,
+            Value,
+            Option<&'a Map<String, Value>>,
+            Option<Value>,
+            Option<Value>,
+            bool,
+        );
         let cases: Vec<Case> = vec![
-            ("empty selectors", webhook(json!({}), json!({})), Some(&dev), Some(labelled(json!({}))), None, true),
-            ("namespace matches", webhook(env_prod.clone(), json!({})), Some(&prod), Some(labelled(json!({}))), None, true),
-            ("namespace does not match", webhook(env_prod.clone(), json!({})), Some(&dev), Some(labelled(json!({}))), None, false),
-            ("cluster-scoped skips the namespace selector", webhook(env_prod.clone(), json!({})), None, Some(labelled(json!({}))), None, true),
-            ("object matches", webhook(json!({}), skip.clone()), Some(&dev), Some(labelled(json!({"a": "b"}))), None, true),
-            ("object excluded", webhook(json!({}), skip.clone()), Some(&dev), Some(labelled(json!({"skip": "yes"}))), None, false),
-            ("old object matches", webhook(json!({}), env_prod.clone()), Some(&dev), Some(labelled(json!({}))), Some(labelled(json!({"env": "prod"}))), true),
-            ("neither object matches", webhook(json!({}), env_prod.clone()), Some(&dev), Some(labelled(json!({}))), Some(labelled(json!({}))), false),
+            (
+                "empty selectors",
+                webhook(json!({}), json!({})),
+                Some(&dev),
+                Some(labelled(json!({}))),
+                None,
+                true,
+            ),
+            (
+                "namespace matches",
+                webhook(env_prod.clone(), json!({})),
+                Some(&prod),
+                Some(labelled(json!({}))),
+                None,
+                true,
+            ),
+            (
+                "namespace does not match",
+                webhook(env_prod.clone(), json!({})),
+                Some(&dev),
+                Some(labelled(json!({}))),
+                None,
+                false,
+            ),
+            (
+                "cluster-scoped skips the namespace selector",
+                webhook(env_prod.clone(), json!({})),
+                None,
+                Some(labelled(json!({}))),
+                None,
+                true,
+            ),
+            (
+                "object matches",
+                webhook(json!({}), skip.clone()),
+                Some(&dev),
+                Some(labelled(json!({"a": "b"}))),
+                None,
+                true,
+            ),
+            (
+                "object excluded",
+                webhook(json!({}), skip.clone()),
+                Some(&dev),
+                Some(labelled(json!({"skip": "yes"}))),
+                None,
+                false,
+            ),
+            (
+                "old object matches",
+                webhook(json!({}), env_prod.clone()),
+                Some(&dev),
+                Some(labelled(json!({}))),
+                Some(labelled(json!({"env": "prod"}))),
+                true,
+            ),
+            (
+                "neither object matches",
+                webhook(json!({}), env_prod.clone()),
+                Some(&dev),
+                Some(labelled(json!({}))),
+                Some(labelled(json!({}))),
+                false,
+            ),
         ];
         assert_eq!(cases.len(), 8);
         for (name, webhook, ns, object, old, expected) in cases {
@@ -248,7 +412,10 @@ mod tests {
 
     #[test]
     fn admission_configuration_kinds_are_exempt() {
-        assert!(is_exempt("admissionregistration.k8s.io", "validatingwebhookconfigurations"));
+        assert!(is_exempt(
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations"
+        ));
         assert!(!is_exempt("", "pods"));
     }
 }

@@ -131,7 +131,10 @@ struct CallFailure(String);
 
 impl Registry {
     async fn webhooks_of(&self, resource: &ResourceInfo) -> Result<Vec<Value>, ApiError> {
-        let mut configurations = self.list(resource, None, &ListOptions::default()).await?.items;
+        let mut configurations = self
+            .list(resource, None, &ListOptions::default())
+            .await?
+            .items;
         configurations.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
         Ok(configurations
             .into_iter()
@@ -311,13 +314,19 @@ impl Registry {
             return Ok(Target {
                 url: url.to_string(),
                 address,
-                server_name: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                server_name: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 ca_bundle,
             });
         }
         let service = config.get("service").cloned().unwrap_or_default();
         let name = service.get("name").and_then(Value::as_str).unwrap_or("");
-        let namespace = service.get("namespace").and_then(Value::as_str).unwrap_or("");
+        let namespace = service
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let port = service.get("port").and_then(Value::as_i64).unwrap_or(443);
         let path = service.get("path").and_then(Value::as_str).unwrap_or("");
         let address = self
@@ -354,12 +363,20 @@ impl Registry {
             .iter()
             .find(|p| p.get("port").and_then(Value::as_i64) == Some(port))
             .ok_or_else(|| format!("no service port {port} found for service \"{name}\""))?;
-        let port_name = service_port.get("name").and_then(Value::as_str).unwrap_or("");
+        let port_name = service_port
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let endpoints = self
             .get(&skiff_api::kinds::endpoints::V1, Some(namespace), name)
             .await
             .map_err(|_| format!("endpoints \"{name}\" not found"))?;
-        for subset in endpoints.get("subsets").and_then(Value::as_array).into_iter().flatten() {
+        for subset in endpoints
+            .get("subsets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let target_port = subset
                 .get("ports")
                 .and_then(Value::as_array)
@@ -367,9 +384,7 @@ impl Registry {
                 .flatten()
                 .find(|p| p.get("name").and_then(Value::as_str).unwrap_or("") == port_name)
                 .and_then(|p| p.get("port").and_then(Value::as_i64));
-            let address = subset
-                .pointer("/addresses/0/ip")
-                .and_then(Value::as_str);
+            let address = subset.pointer("/addresses/0/ip").and_then(Value::as_str);
             if let (Some(ip), Some(port)) = (address, target_port) {
                 return Ok(if ip.contains(':') {
                     format!("[{ip}]:{port}")
@@ -378,7 +393,9 @@ impl Registry {
                 });
             }
         }
-        Err(format!("service {namespace}/{name} has no active endpoints"))
+        Err(format!(
+            "service {namespace}/{name} has no active endpoints"
+        ))
     }
 }
 
@@ -391,7 +408,11 @@ struct Target {
 }
 
 fn webhook_name(webhook: &Value) -> String {
-    webhook.get("name").and_then(Value::as_str).unwrap_or("").to_string()
+    webhook
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Under `failurePolicy: Ignore` a failed call lets the write through; under `Fail` (the
@@ -440,18 +461,31 @@ pub fn denial(name: &str, status: &Value) -> ApiError {
 /// the message only.
 fn known_reason(reason: &str) -> &'static str {
     const KNOWN: &[&str] = &[
-        "Unauthorized", "Forbidden", "NotFound", "AlreadyExists", "Conflict", "Gone",
-        "Invalid", "ServerTimeout", "Timeout", "TooManyRequests", "BadRequest",
-        "MethodNotAllowed", "NotAcceptable", "RequestEntityTooLarge", "UnsupportedMediaType",
-        "InternalError", "Expired", "ServiceUnavailable",
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "AlreadyExists",
+        "Conflict",
+        "Gone",
+        "Invalid",
+        "ServerTimeout",
+        "Timeout",
+        "TooManyRequests",
+        "BadRequest",
+        "MethodNotAllowed",
+        "NotAcceptable",
+        "RequestEntityTooLarge",
+        "UnsupportedMediaType",
+        "InternalError",
+        "Expired",
+        "ServiceUnavailable",
     ];
     KNOWN.iter().copied().find(|k| *k == reason).unwrap_or("")
 }
 
 fn read_verdict(body: &[u8], uid: &str) -> Result<Verdict, CallFailure> {
-    let invalid = |detail: String| {
-        CallFailure(format!("received invalid webhook response: {detail}"))
-    };
+    let invalid =
+        |detail: String| CallFailure(format!("received invalid webhook response: {detail}"));
     let review: Value = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     let response = review
         .get("response")
@@ -466,7 +500,10 @@ fn read_verdict(body: &[u8], uid: &str) -> Result<Verdict, CallFailure> {
     let patch = match response.get("patch").and_then(Value::as_str) {
         None => None,
         Some(text) => {
-            let patch_type = response.get("patchType").and_then(Value::as_str).unwrap_or("");
+            let patch_type = response
+                .get("patchType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if patch_type != "JSONPatch" {
                 return Err(invalid(format!(
                     "expected patchType \"JSONPatch\", got \"{patch_type}\""
@@ -480,7 +517,10 @@ fn read_verdict(body: &[u8], uid: &str) -> Result<Verdict, CallFailure> {
         }
     };
     Ok(Verdict {
-        allowed: response.get("allowed").and_then(Value::as_bool).unwrap_or(false),
+        allowed: response
+            .get("allowed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         status: response.get("status").cloned().unwrap_or_default(),
         patch,
         warnings: response
@@ -549,11 +589,17 @@ async fn post(target: &Target, url: &str, body: Vec<u8>) -> Result<Vec<u8>, Stri
         .header(hyper::header::ACCEPT, "application/json")
         .body(axum::body::Body::from(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = axum::body::to_bytes(axum::body::Body::new(response.into_body()), MAX_RESPONSE_BYTES)
+    let response = sender
+        .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(
+        axum::body::Body::new(response.into_body()),
+        MAX_RESPONSE_BYTES,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if !status.is_success() {
         return Err(format!(
             "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got status {}",
@@ -581,7 +627,10 @@ mod tests {
             bare.message,
             "admission webhook \"v.example.com\" denied the request without explanation"
         );
-        let low_code = denial("v.example.com", &json!({"code": 200, "reason": "Forbidden"}));
+        let low_code = denial(
+            "v.example.com",
+            &json!({"code": 200, "reason": "Forbidden"}),
+        );
         assert_eq!((low_code.code, low_code.reason), (400, "Forbidden"));
     }
 
@@ -604,18 +653,25 @@ mod tests {
             .encode(br#"[{"op":"add","path":"/metadata/labels","value":{"added":"yes"}}]"#);
         let answer = json!({"response": {"uid": "u1", "allowed": true, "patch": patch,
             "patchType": "JSONPatch", "warnings": ["careful"]}});
-        let verdict = read_verdict(answer.to_string().as_bytes(), "u1").ok().unwrap();
+        let verdict = read_verdict(answer.to_string().as_bytes(), "u1")
+            .ok()
+            .unwrap();
         assert!(verdict.allowed);
         assert_eq!(verdict.warnings, vec!["careful"]);
         let mut object = json!({"metadata": {"name": "x"}});
         assert!(apply_patch(&mut object, &verdict.patch.unwrap()).is_ok());
         assert_eq!(object["metadata"]["labels"]["added"], "yes");
-        let wrong_uid = read_verdict(answer.to_string().as_bytes(), "u2").err().unwrap();
+        let wrong_uid = read_verdict(answer.to_string().as_bytes(), "u2")
+            .err()
+            .unwrap();
         assert_eq!(
             wrong_uid.0,
             "received invalid webhook response: expected response.uid=\"u2\", got \"u1\""
         );
         let absent = read_verdict(b"{}", "u1").err().unwrap();
-        assert_eq!(absent.0, "received invalid webhook response: webhook response was absent");
+        assert_eq!(
+            absent.0,
+            "received invalid webhook response: webhook response was absent"
+        );
     }
 }

@@ -214,8 +214,11 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
                                   {"namespaceSelector": {"matchLabels": {"team": "a"}}}],
                          "ports": [{"port": 80, "endPort": 90}]}],
             "egress": [{"to": [{"podSelector": {}}], "ports": [{"port": "dns"}]}]}}),
-        ("admissionregistration.k8s.io", "v1", kind @ ("ValidatingWebhookConfiguration"
-            | "MutatingWebhookConfiguration")) => json!({"webhooks": [{
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            kind @ ("ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"),
+        ) => json!({"webhooks": [{
             "name": format!("{}.example.com", kind.to_lowercase()),
             "clientConfig": {"url": "https://webhook.example.com/admit"},
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],

@@ -37,7 +37,8 @@ fn certificates() -> (String, String, String) {
     let ca_cert = ca_params.self_signed(&ca_key).expect("a CA certificate");
     let issuer = Issuer::from_params(&ca_params, ca_key);
     let key = KeyPair::generate().expect("a server key");
-    let mut params = CertificateParams::new(vec![SERVICE_HOST.to_string()]).expect("server parameters");
+    let mut params =
+        CertificateParams::new(vec![SERVICE_HOST.to_string()]).expect("server parameters");
     params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::V4(
@@ -281,7 +282,10 @@ fn webhooks_refuse_mutate_respect_selectors_and_failure_policies() {
     let stored = kubectl.json(&["get", "mutatingwebhookconfiguration", "add-label"]);
     assert_eq!(str_at(&stored, "/webhooks/0/reinvocationPolicy"), "Never");
     assert_eq!(str_at(&stored, "/webhooks/0/matchPolicy"), "Equivalent");
-    assert_eq!(stored.pointer("/webhooks/0/timeoutSeconds"), Some(&json!(10)));
+    assert_eq!(
+        stored.pointer("/webhooks/0/timeoutSeconds"),
+        Some(&json!(10))
+    );
 
     // The validating webhook refuses with its own message, worded as Kubernetes words it.
     let bad = skiff.write_file(
@@ -300,7 +304,9 @@ fn webhooks_refuse_mutate_respect_selectors_and_failure_policies() {
     let created = kubectl.run(&["create", "configmap", "good", "--from-literal=a=b"]);
     assert!(created.success(), "{}", created.stderr);
     assert!(
-        created.stderr.contains("Warning: checked by the test webhook"),
+        created
+            .stderr
+            .contains("Warning: checked by the test webhook"),
         "stderr: {}",
         created.stderr
     );
@@ -391,7 +397,10 @@ webhooks:
     let file = skiff.write_file("service-webhook.yaml", &manifest);
     kubectl.ok(&["apply", "-f", &file]);
     let stored = kubectl.json(&["get", "validatingwebhookconfiguration", "through-service"]);
-    assert_eq!(stored.pointer("/webhooks/0/clientConfig/service/port"), Some(&json!(443)));
+    assert_eq!(
+        stored.pointer("/webhooks/0/clientConfig/service/port"),
+        Some(&json!(443))
+    );
     let refused = kubectl.fails(&["create", "configmap", "bad", "--from-literal=forbidden=1"]);
     assert_eq!(
         refused.trim(),

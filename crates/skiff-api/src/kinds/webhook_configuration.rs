@@ -110,7 +110,10 @@ impl KindStrategy for Strategy {
             let path = index("webhooks", i);
             let name = str_at(webhook, "name");
             if names.contains(&name) && !name.is_empty() {
-                errs.push(FieldError::duplicate(join(&path, "name"), field(webhook, "name")));
+                errs.push(FieldError::duplicate(
+                    join(&path, "name"),
+                    field(webhook, "name"),
+                ));
             }
             names.push(name);
             validate_webhook(webhook, &path, self.mutating, errs);
@@ -187,7 +190,13 @@ fn validate_webhook(webhook: &Value, path: &str, mutating: bool, errs: &mut Vec<
         one_of(webhook, "sideEffects", path, SIDE_EFFECTS, errs);
     }
     if mutating {
-        one_of(webhook, "reinvocationPolicy", path, REINVOCATION_POLICIES, errs);
+        one_of(
+            webhook,
+            "reinvocationPolicy",
+            path,
+            REINVOCATION_POLICIES,
+            errs,
+        );
     }
     if let Some(timeout) = int_at(webhook, "timeoutSeconds") {
         if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
@@ -206,10 +215,7 @@ fn validate_webhook(webhook: &Value, path: &str, mutating: bool, errs: &mut Vec<
     {
         errs.push(FieldError::required(
             versions_path,
-            format!(
-                "must specify one of {}",
-                REVIEW_VERSIONS.join(", ")
-            ),
+            format!("must specify one of {}", REVIEW_VERSIONS.join(", ")),
         ));
     }
     for key in ["namespaceSelector", "objectSelector"] {
@@ -218,7 +224,11 @@ fn validate_webhook(webhook: &Value, path: &str, mutating: bool, errs: &mut Vec<
             validate_label_selector(selector, &join(path, key), errs);
         }
     }
-    validate_client_config(field(webhook, "clientConfig"), &join(path, "clientConfig"), errs);
+    validate_client_config(
+        field(webhook, "clientConfig"),
+        &join(path, "clientConfig"),
+        errs,
+    );
 }
 
 fn validate_rule(rule: &Value, path: &str, errs: &mut Vec<FieldError>) {
@@ -239,7 +249,11 @@ fn validate_rule(rule: &Value, path: &str, errs: &mut Vec<FieldError>) {
         if key == "operations" {
             for (k, op) in items.iter().enumerate() {
                 if !op.as_str().is_some_and(|op| OPERATIONS.contains(&op)) {
-                    errs.push(FieldError::not_supported(index(&item_path, k), op, OPERATIONS));
+                    errs.push(FieldError::not_supported(
+                        index(&item_path, k),
+                        op,
+                        OPERATIONS,
+                    ));
                 }
             }
         }
@@ -350,7 +364,9 @@ mod tests {
         assert_eq!(webhook["clientConfig"]["service"]["port"], 443);
         let mut validating = configuration(json!({"name": "a.b.c"}));
         Strategy { mutating: false }.apply_defaults("v1", validating.as_object_mut().unwrap());
-        assert!(validating["webhooks"][0].get("reinvocationPolicy").is_none());
+        assert!(validating["webhooks"][0]
+            .get("reinvocationPolicy")
+            .is_none());
     }
 
     /// Shaped after upstream's `TestValidateValidatingWebhookConfiguration`: each webhook and
