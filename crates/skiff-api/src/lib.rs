@@ -26,6 +26,7 @@ pub mod selector;
 pub mod service_account_admission;
 pub mod status;
 pub mod validation;
+pub mod webhook_matching;
 pub mod wire;
 pub mod yaml;
 

@@ -40,5 +40,6 @@ pub mod stored_labels;
 pub mod streaming;
 pub mod system;
 pub mod token_request;
+pub mod webhooks;
 
 pub use local_client::LocalClient;

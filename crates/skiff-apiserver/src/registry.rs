@@ -884,6 +884,20 @@ impl Registry {
         if hook(resource) == RegistryHook::Pod && self.token_signer().is_some() {
             self.admit_service_account(&mut obj).await?;
         }
+        let namespace_name = meta::namespace(&obj).unwrap_or("").to_string();
+        let mut attempt = crate::webhooks::AdmissionAttempt {
+            resource,
+            subresource: "",
+            operation: "CREATE",
+            namespace: &namespace_name,
+            name: &name,
+            object: Some(obj),
+            old_object: None,
+            dry_run: options.dry_run,
+        };
+        let mut warnings = warnings;
+        warnings.extend(self.run_mutating_webhooks(&mut attempt).await?);
+        let obj = attempt.object.take().unwrap_or_default();
         let storage = resources::storage_resource(resource);
         let mut stored = admission::convert(obj, &storage.api_version())?;
         skiff_api::wire::fill_never_omitted(storage, &mut stored);
@@ -892,6 +906,8 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }
+        attempt.object = Some(self.present(resource, stored.clone())?);
+        warnings.extend(self.run_validating_webhooks(&attempt).await?);
         self.admit_quota(storage, &stored, options.dry_run).await?;
         if hook(storage) == RegistryHook::Service {
             self.allocate_service(resource, &name, &mut stored, None)
@@ -1037,8 +1053,12 @@ impl Registry {
                     return Err(ApiError::conflict(resource, name));
                 }
             }
-            let (mut new, warnings) =
+            let (new, warnings) =
                 self.admit_update(resource, storage, &old, desired, subresource, options)?;
+            let (mut new, warnings) = self
+                .admit_update_by_webhooks(resource, storage, &old, new, subresource, options)
+                .await
+                .map(|(new, more)| (new, [warnings, more].concat()))?;
             if hook(storage) == RegistryHook::Service && subresource.is_none() {
                 self.allocate_service(resource, name, &mut new, Some(&old))
                     .await?;
@@ -1107,6 +1127,46 @@ impl Registry {
             }
         }
         Err(ApiError::conflict(resource, name))
+    }
+
+    /// The admission webhooks on an update: mutating ones may patch the admitted object
+    /// (which is then validated again), validating ones see the final object.
+    async fn admit_update_by_webhooks(
+        &self,
+        resource: &ResourceInfo,
+        storage: &ResourceInfo,
+        old: &Value,
+        new: Value,
+        subresource: Option<Subresource>,
+        options: WriteOptions,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let name = meta::name(old).to_string();
+        let namespace = meta::namespace(old).unwrap_or("").to_string();
+        let presented = self.present(resource, new.clone())?;
+        let mut attempt = crate::webhooks::AdmissionAttempt {
+            resource,
+            subresource: subresource.map_or("", Subresource::name),
+            operation: "UPDATE",
+            namespace: &namespace,
+            name: &name,
+            object: Some(presented.clone()),
+            old_object: Some(self.present(resource, old.clone())?),
+            dry_run: options.dry_run,
+        };
+        let mut warnings = self.run_mutating_webhooks(&mut attempt).await?;
+        let mut new = new;
+        if attempt.object.as_ref() != Some(&presented) {
+            new = admission::convert(
+                attempt.object.clone().unwrap_or_default(),
+                &storage.api_version(),
+            )?;
+            let errors = admission::validate_update(storage, &new, old);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(resource, &name, &errors));
+            }
+        }
+        warnings.extend(self.run_validating_webhooks(&attempt).await?);
+        Ok((new, warnings))
     }
 
     /// Admission of an update: merges server-owned fields from `old` (storage version) into
@@ -1317,6 +1377,18 @@ impl Registry {
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}")));
                 }
             }
+            let old_namespace = meta::namespace(&old).unwrap_or("").to_string();
+            let attempt = crate::webhooks::AdmissionAttempt {
+                resource,
+                subresource: "",
+                operation: "DELETE",
+                namespace: &old_namespace,
+                name,
+                object: None,
+                old_object: Some(self.present(resource, old.clone())?),
+                dry_run: options.dry_run,
+            };
+            self.run_validating_webhooks(&attempt).await?;
             let grace = self.grace_period(storage, &old, options);
             // Foreground and orphan deletion are finalizers the garbage collector honours.
             let default_policy = skiff_api::kinds::strategy_for(storage)

@@ -424,7 +424,13 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
         }
         _ => None,
     };
-    let resp = match dispatch(&state, req).await {
+    let user = req
+        .extensions()
+        .get::<crate::authz::Identity>()
+        .map(|identity| identity.0.clone())
+        .unwrap_or_else(crate::authz::anonymous_user);
+    let served = crate::webhooks::REQUEST_USER.scope(user, dispatch(&state, req));
+    let resp = match served.await {
         Ok(resp) => resp,
         Err(err) => err.into_response(),
     };

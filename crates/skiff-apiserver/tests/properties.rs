@@ -238,6 +238,16 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
                             "mode": {"type": "string", "enum": ["a", "b"]}}}}}},
                     "subresources": {"status": {}}}]}})
         }
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            kind @ ("ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"),
+        ) => json!({"webhooks": [{
+            "name": format!("{}.example.com", kind.to_lowercase()),
+            "clientConfig": {"url": "https://198.18.0.1/admit"},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["configmaps"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
         _ => return None,
     };
     let mut object = body;

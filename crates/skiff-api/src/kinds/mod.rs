@@ -57,6 +57,7 @@ pub mod service_account;
 pub mod stateful_set;
 pub mod storage_class;
 pub mod typed;
+pub mod webhook_configuration;
 
 pub use typed::{TypedError, TypedVersion};
 
@@ -102,6 +103,8 @@ pub static KINDS: &[&Kind] = &[
     &network_policy::KIND,
     &custom_resource_definition::KIND,
     &certificate_signing_request::KIND,
+    &webhook_configuration::VALIDATING_KIND,
+    &webhook_configuration::MUTATING_KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part

@@ -180,6 +180,11 @@ static BUILTIN_RULES: &[FieldRule] = &[
     nest("Lease", "metadata", OBJECT_META),
     // discovery/v1 EndpointSlice: `endpoints` and `ports` are atomic lists.
     nest("EndpointSlice", "metadata", OBJECT_META),
+    // admissionregistration/v1: webhooks merge by name.
+    nest("ValidatingWebhookConfiguration", "metadata", OBJECT_META),
+    merge_by("ValidatingWebhookConfiguration", "webhooks", None, "name"),
+    nest("MutatingWebhookConfiguration", "metadata", OBJECT_META),
+    merge_by("MutatingWebhookConfiguration", "webhooks", None, "name"),
     // meta/v1 ObjectMeta.
     merge_by(OBJECT_META, "ownerReferences", None, "uid"),
     merge_set(OBJECT_META, "finalizers"),
@@ -281,5 +286,17 @@ mod tests {
         );
         assert_eq!(pod_spec.field("tolerations").1, Strategy::Default);
         assert_eq!(container.field("args").1, Strategy::Default);
+    }
+
+    #[test]
+    fn webhook_configurations_merge_their_webhooks_by_name() {
+        for plural in [
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+        ] {
+            let resource = find("admissionregistration.k8s.io", "v1", plural).expect(plural);
+            let schema = schema_for(resource).expect("a built-in kind has a schema");
+            assert_eq!(schema.field("webhooks").1, Strategy::MergeByKey("name"));
+        }
     }
 }
