@@ -323,9 +323,9 @@ pub const PYTHON_TAG: &str = "3";
 
 /// The Python image `127.0.0.1:9/skiff-test/python:3`: the host's `python3` (the one on the
 /// `PATH`, whose site-packages hold the PyPI `kubernetes` client), the shared libraries `ldd`
-/// lists for it and its extension modules, its standard library without tests, IDLE, Tk and
-/// byte code, and the `kubernetes` distribution with every one it requires (not the others of
-/// site-packages), all at their host paths; `/usr/bin/python3` leads to the interpreter and
+/// lists for it and its extension modules (without debug sections), its standard library without tests, IDLE, Tk and
+/// byte code, and the `kubernetes` distribution (without its unused asyncio client) with every
+/// one it requires (not the others of site-packages), all at their host paths; `/usr/bin/python3` leads to the interpreter and
 /// the image runs `python3`. No CA bundle is needed: the in-cluster configuration trusts the
 /// mounted `ca.crt`.
 pub fn python() -> TestImage {
@@ -402,9 +402,12 @@ for dist in seen.values():
 
 /// Directories of a Python tree the test image leaves out: byte code (written again on first
 /// import), test suites, GUI and packaging tools, the build configuration, and other
-/// site-packages (the probe names the ones wanted).
-fn skipped_python_directory(name: &str) -> bool {
-    matches!(
+/// site-packages (the probe names the ones wanted); and the `kubernetes` client's asyncio
+/// twin (`kubernetes/aio`, 40 MB the synchronous client never imports).
+fn skipped_python_directory(parent: &Path, name: &str) -> bool {
+    let asyncio_client = name == "aio" && parent.file_name().is_some_and(|p| p == "kubernetes");
+    asyncio_client
+        || matches!(
         name,
         "__pycache__"
             | "test"
@@ -438,7 +441,7 @@ fn collect_python_files(path: &Path, files: &mut Vec<PathBuf>) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let child = entry.path();
-        if child.is_dir() && skipped_python_directory(&name) {
+        if child.is_dir() && skipped_python_directory(path, &name) {
             continue;
         }
         collect_python_files(&child, files);
@@ -475,10 +478,14 @@ fn python_image(interpreter: &Path, files: &[PathBuf]) -> BuiltImage {
     }
     libraries.sort();
     libraries.dedup();
+    // Kept until the layer is built, which reads them; `libpython` alone loses half its size.
+    let mut stripped = Vec::new();
     for library in &libraries {
+        let copy = without_debug_info(library);
         layer
-            .host_file_with_mode(&library.to_string_lossy(), library, 0o755)
+            .host_file_with_mode(&library.to_string_lossy(), copy.path(), 0o755)
             .unwrap_or_else(|e| panic!("python image: {e}"));
+        stripped.push(copy);
     }
     let interpreter_path = interpreter.to_string_lossy();
     if interpreter_path != "/usr/bin/python3" {
@@ -489,8 +496,10 @@ fn python_image(interpreter: &Path, files: &[PathBuf]) -> BuiltImage {
     layer
         .directory("tmp", 0o1777)
         .unwrap_or_else(|e| panic!("python image: {e}"));
+    let layer = built_layer(&layer);
+    drop(stripped);
     ImageBuilder::new()
-        .layer(built_layer(&layer))
+        .layer(layer)
         .config(ImageConfig {
             cmd: vec!["python3".into()],
             env: vec![("PATH".into(), DEFAULT_PATH.into())],

@@ -211,6 +211,10 @@ fn python_image_runs_the_kubernetes_client_alone_without_other_site_packages() {
         !unpacked.files.iter().any(|path| path.contains("/test/")),
         "the standard library's tests are left out"
     );
+    assert!(
+        !unpacked.files.iter().any(|path| path.contains("kubernetes/aio/")),
+        "the client's asyncio twin is left out"
+    );
     // The client and the TLS it uses import from the image alone; without the environment a
     // pod has, the in-cluster configuration refuses with the client's own message.
     let script = "import ssl, kubernetes.client\n\
