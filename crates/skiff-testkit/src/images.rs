@@ -408,20 +408,21 @@ fn skipped_python_directory(parent: &Path, name: &str) -> bool {
     let asyncio_client = name == "aio" && parent.file_name().is_some_and(|p| p == "kubernetes");
     asyncio_client
         || matches!(
-        name,
-        "__pycache__"
-            | "test"
-            | "tests"
-            | "e2e_test"
-            | "idlelib"
-            | "tkinter"
-            | "turtledemo"
-            | "ensurepip"
-            | "lib2to3"
-            | "pydoc_data"
-            | "site-packages"
-            | "dist-packages"
-    ) || name.starts_with("config-")
+            name,
+            "__pycache__"
+                | "test"
+                | "tests"
+                | "e2e_test"
+                | "idlelib"
+                | "tkinter"
+                | "turtledemo"
+                | "ensurepip"
+                | "lib2to3"
+                | "pydoc_data"
+                | "site-packages"
+                | "dist-packages"
+        )
+        || name.starts_with("config-")
 }
 
 /// Every regular file under `path` (or `path` itself), following symbolic links, without the

@@ -212,7 +212,10 @@ fn python_image_runs_the_kubernetes_client_alone_without_other_site_packages() {
         "the standard library's tests are left out"
     );
     assert!(
-        !unpacked.files.iter().any(|path| path.contains("kubernetes/aio/")),
+        !unpacked
+            .files
+            .iter()
+            .any(|path| path.contains("kubernetes/aio/")),
         "the client's asyncio twin is left out"
     );
     // The client and the TLS it uses import from the image alone; without the environment a

@@ -50,8 +50,8 @@ pub mod runtime_class;
 pub mod secret;
 pub mod service;
 pub mod service_account;
-pub mod storage_class;
 pub mod stateful_set;
+pub mod storage_class;
 pub mod typed;
 
 pub use typed::{TypedError, TypedVersion};
