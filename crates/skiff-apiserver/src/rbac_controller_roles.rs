@@ -608,6 +608,22 @@ mod tests {
             "",
             "persistentvolumeclaims"
         ));
+        let ds = "daemon-set-controller";
+        assert!(may(&snapshot, ds, "create", "", "pods"));
+        assert!(may(&snapshot, ds, "delete", "", "pods"));
+        assert!(may(&snapshot, ds, "create", "", "pods/binding"));
+        assert!(may(&snapshot, ds, "patch", "apps", "controllerrevisions"));
+        assert!(may(&snapshot, ds, "update", "apps", "daemonsets/status"));
+        assert!(may(
+            &snapshot,
+            ds,
+            "update",
+            "apps",
+            "daemonsets/finalizers"
+        ));
+        assert!(!may(&snapshot, ds, "update", "apps", "daemonsets"));
+        assert!(!may(&snapshot, ds, "update", "", "pods"));
+        assert!(!may(&snapshot, ds, "create", "apps", "replicasets"));
         // One ServiceAccount's role is not another's.
         assert!(!may(&snapshot, "endpoint-controller", "create", "", "pods"));
     }

@@ -78,6 +78,8 @@ pub mod identities {
     pub const PERSISTENT_VOLUME_BINDER: &str = "persistent-volume-binder";
     /// The StatefulSet controller.
     pub const STATEFULSET: &str = "statefulset-controller";
+    /// The DaemonSet controller.
+    pub const DAEMONSET: &str = "daemon-set-controller";
     /// The ReplicationController manager.
     pub const REPLICATION_CONTROLLER: &str = "replication-controller";
     /// The resource quota controller.
@@ -235,14 +237,15 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
             EventSource::component("endpoint-controller"),
         ),
     );
+    let identity_client = as_controller(identities::DAEMONSET);
     let daemon_set_controller = DaemonSetController::new(
-        client.clone(),
+        identity_client.clone(),
         daemon_sets.clone(),
         pods.clone(),
         nodes.clone(),
         controller_revisions.clone(),
         EventRecorder::new(
-            client.clone(),
+            identity_client,
             EventSource::component("daemonset-controller"),
         ),
     );

@@ -5,7 +5,9 @@
 //! - [`demo`]: Skiff's demo HTTP server (the `skiff-demo` binary) with exactly the shared
 //!   libraries and loader it needs, reporting its tag as its version;
 //! - [`httpd`]: busybox's `httpd` serving `version=<tag>` from `/www`, bound to the pod's IP;
-//! - [`shell`]: busybox and its applets, `/bin/sh` first among them.
+//! - [`shell`]: busybox and its applets, `/bin/sh` first among them;
+//! - [`python`]: the host's `python3` with its standard library and the PyPI `kubernetes`
+//!   client with what it requires, as installed on the host.
 //!
 //! Names live under [`TEST_REGISTRY`], a loopback port nothing serves: an image missing from
 //! the store fails to pull at once and no test ever reaches beyond the machine.
@@ -75,6 +77,10 @@ enum Recipe {
         tag: String,
     },
     Shell,
+    Python {
+        interpreter: PathBuf,
+        files: Vec<PathBuf>,
+    },
 }
 
 impl Recipe {
@@ -87,6 +93,7 @@ impl Recipe {
                 .chain(libraries.iter().cloned())
                 .collect(),
             Recipe::Httpd { .. } | Recipe::Shell => vec![PathBuf::from(BUSYBOX)],
+            Recipe::Python { files, .. } => files.clone(),
         }
     }
 
@@ -151,6 +158,7 @@ impl Recipe {
                     ..ImageConfig::default()
                 })
                 .build(),
+            Recipe::Python { interpreter, files } => python_image(interpreter, files),
         }
     }
 }
@@ -310,6 +318,197 @@ pub fn shell() -> TestImage {
     cached("shell", SHELL_TAG, Recipe::Shell)
 }
 
+/// The tag of the [`python`] image.
+pub const PYTHON_TAG: &str = "3";
+
+/// The Python image `127.0.0.1:9/skiff-test/python:3`: the host's `python3` (the one on the
+/// `PATH`, whose site-packages hold the PyPI `kubernetes` client), the shared libraries `ldd`
+/// lists for it and its extension modules (without debug sections), its standard library without tests, IDLE, Tk and
+/// byte code, and the `kubernetes` distribution (without its unused asyncio client) with every
+/// one it requires (not the others of site-packages), all at their host paths; `/usr/bin/python3` leads to the interpreter and
+/// the image runs `python3`. No CA bundle is needed: the in-cluster configuration trusts the
+/// mounted `ca.crt`.
+pub fn python() -> TestImage {
+    let probe = Command::new("python3")
+        .args(["-c", PYTHON_PROBE])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running python3: {e} (the tests need Debian's python3 and PyPI's kubernetes)")
+        });
+    assert!(
+        probe.status.success(),
+        "python3 could not list the kubernetes client's files (is the PyPI `kubernetes` \
+         package installed?): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let mut interpreter = None;
+    let mut files = Vec::new();
+    for line in String::from_utf8_lossy(&probe.stdout).lines() {
+        match line.split_once(' ') {
+            Some(("interpreter", path)) => {
+                interpreter = Some(PathBuf::from(path));
+                files.push(PathBuf::from(path));
+            }
+            Some(("stdlib" | "package", path)) => collect_python_files(Path::new(path), &mut files),
+            _ => panic!("unexpected line from the python3 probe: {line:?}"),
+        }
+    }
+    let interpreter = interpreter.expect("the python3 probe names its interpreter");
+    files.sort();
+    files.dedup();
+    cached("python", PYTHON_TAG, Recipe::Python { interpreter, files })
+}
+
+/// Prints `interpreter PATH`, `stdlib PATH` and a `package PATH` for each top-level module or
+/// package of the `kubernetes` distribution and those it requires (extras left out).
+const PYTHON_PROBE: &str = r#"
+import os, sys, sysconfig
+from importlib import metadata
+
+def requirement_name(requirement):
+    spec = requirement.split(';')[0].strip()
+    for separator in '<>=!~[( ':
+        spec = spec.split(separator)[0]
+    return spec
+
+seen, pending = {}, ['kubernetes']
+while pending:
+    name = pending.pop().lower().replace('_', '-')
+    if name in seen:
+        continue
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        if name == 'kubernetes':
+            raise
+        continue
+    seen[name] = dist
+    for requirement in dist.requires or []:
+        if 'extra' not in requirement.partition(';')[2]:
+            pending.append(requirement_name(requirement))
+
+print('interpreter', os.path.realpath(sys.executable))
+print('stdlib', sysconfig.get_path('stdlib'))
+for dist in seen.values():
+    tops = set()
+    for file in dist.files or []:
+        top = file.parts[0]
+        if top.endswith(('.dist-info', '.egg-info', '.pth')) or top in ('..', '__pycache__'):
+            continue
+        tops.add(top)
+    for top in sorted(tops):
+        print('package', os.path.join(str(dist.locate_file('')), top))
+"#;
+
+/// Directories of a Python tree the test image leaves out: byte code (written again on first
+/// import), test suites, GUI and packaging tools, the build configuration, and other
+/// site-packages (the probe names the ones wanted); and the `kubernetes` client's asyncio
+/// twin (`kubernetes/aio`, 40 MB the synchronous client never imports).
+fn skipped_python_directory(parent: &Path, name: &str) -> bool {
+    let asyncio_client = name == "aio" && parent.file_name().is_some_and(|p| p == "kubernetes");
+    asyncio_client
+        || matches!(
+            name,
+            "__pycache__"
+                | "test"
+                | "tests"
+                | "e2e_test"
+                | "idlelib"
+                | "tkinter"
+                | "turtledemo"
+                | "ensurepip"
+                | "lib2to3"
+                | "pydoc_data"
+                | "site-packages"
+                | "dist-packages"
+        )
+        || name.starts_with("config-")
+}
+
+/// Every regular file under `path` (or `path` itself), following symbolic links, without the
+/// directories [`skipped_python_directory`] names.
+fn collect_python_files(path: &Path, files: &mut Vec<PathBuf>) {
+    let metadata = std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("reading python file {}: {e}", path.display()));
+    if metadata.is_file() {
+        files.push(path.to_path_buf());
+        return;
+    }
+    if !metadata.is_dir() {
+        return;
+    }
+    let entries = std::fs::read_dir(path)
+        .unwrap_or_else(|e| panic!("listing python directory {}: {e}", path.display()));
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = entry.path();
+        if child.is_dir() && skipped_python_directory(path, &name) {
+            continue;
+        }
+        collect_python_files(&child, files);
+    }
+}
+
+/// The Python image's single layer: every file at its host path, extension modules whose
+/// libraries the host lacks (`_tkinter` without Tk, say) left out, the libraries `ldd` lists
+/// for the interpreter and the extension modules, and `/usr/bin/python3` leading to the
+/// interpreter.
+fn python_image(interpreter: &Path, files: &[PathBuf]) -> BuiltImage {
+    let mut layer = LayerBuilder::new();
+    let mut libraries = shared_libraries(interpreter);
+    for file in files {
+        let is_extension = file.extension().is_some_and(|e| e == "so");
+        if is_extension {
+            let output = Command::new("ldd")
+                .arg(file)
+                .output()
+                .unwrap_or_else(|e| panic!("running ldd {}: {e}", file.display()));
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            match parse_ldd(&text) {
+                Ok(needed) => libraries.extend(needed),
+                Err(_) => continue,
+            }
+        }
+        layer
+            .host_file(&file.to_string_lossy(), file)
+            .unwrap_or_else(|e| panic!("python image: {e}"));
+    }
+    libraries.sort();
+    libraries.dedup();
+    // Kept until the layer is built, which reads them; `libpython` alone loses half its size.
+    let mut stripped = Vec::new();
+    for library in &libraries {
+        let copy = without_debug_info(library);
+        layer
+            .host_file_with_mode(&library.to_string_lossy(), copy.path(), 0o755)
+            .unwrap_or_else(|e| panic!("python image: {e}"));
+        stripped.push(copy);
+    }
+    let interpreter_path = interpreter.to_string_lossy();
+    if interpreter_path != "/usr/bin/python3" {
+        layer
+            .symlink("usr/bin/python3", &interpreter_path)
+            .unwrap_or_else(|e| panic!("python image: {e}"));
+    }
+    layer
+        .directory("tmp", 0o1777)
+        .unwrap_or_else(|e| panic!("python image: {e}"));
+    let layer = built_layer(&layer);
+    drop(stripped);
+    ImageBuilder::new()
+        .layer(layer)
+        .config(ImageConfig {
+            cmd: vec!["python3".into()],
+            env: vec![("PATH".into(), DEFAULT_PATH.into())],
+            ..ImageConfig::default()
+        })
+        .build()
+}
+
 /// The build directory of the running test (`target/debug`): the parent of the `deps`
 /// directory its executable is in.
 fn target_dir() -> Option<PathBuf> {
@@ -393,6 +592,20 @@ fn remove_superseded(dir: &Path, prefix: &str, keep: &Path) {
 fn cache_key(name: &str, recipe: &Recipe) -> String {
     let mut hasher = Hasher::new(Algorithm::Sha256);
     hasher.update(format!("{RECIPE_VERSION}\n{name}\n{recipe:?}\n").as_bytes());
+    if matches!(recipe, Recipe::Python { .. }) {
+        // Thousands of files: their sizes and change times stand for their bytes.
+        for input in recipe.inputs() {
+            let metadata = std::fs::metadata(&input)
+                .unwrap_or_else(|e| panic!("reading test image input {}: {e}", input.display()));
+            let changed = metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            hasher.update(format!("{} {changed:?}\n", metadata.len()).as_bytes());
+        }
+        return hasher.finish().hex().to_string();
+    }
     for input in recipe.inputs() {
         let bytes = std::fs::read(&input)
             .unwrap_or_else(|e| panic!("reading test image input {}: {e}", input.display()));

@@ -181,3 +181,60 @@ fn an_archive_is_built_once_and_holds_what_a_fresh_build_gives() {
     let other = images::httpd("2.5");
     assert_ne!(first.archive, other.archive, "each tag has its own archive");
 }
+
+#[test]
+fn python_image_runs_the_kubernetes_client_alone_without_other_site_packages() {
+    let image = images::python();
+    assert_eq!(image.name, format!("{TEST_REGISTRY}/python:3"));
+    let unpacked = UnpackedImage::of(&image);
+    assert_eq!(unpacked.config_strings("Cmd"), ["python3"]);
+    assert!(unpacked.files.contains("usr/bin/python3"));
+    let site_packages: BTreeSet<&str> = unpacked
+        .files
+        .iter()
+        .filter_map(|path| path.split_once("-packages/").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split('/').next())
+        .collect();
+    for wanted in ["kubernetes", "urllib3", "yaml", "dateutil", "six.py"] {
+        assert!(
+            site_packages.contains(wanted),
+            "{wanted} missing from the image's site-packages: {site_packages:?}"
+        );
+    }
+    for unwanted in ["pip", "setuptools"] {
+        assert!(
+            !site_packages.contains(unwanted),
+            "{unwanted} is not required by kubernetes yet is in the image"
+        );
+    }
+    assert!(
+        !unpacked.files.iter().any(|path| path.contains("/test/")),
+        "the standard library's tests are left out"
+    );
+    assert!(
+        !unpacked
+            .files
+            .iter()
+            .any(|path| path.contains("kubernetes/aio/")),
+        "the client's asyncio twin is left out"
+    );
+    // The client and the TLS it uses import from the image alone; without the environment a
+    // pod has, the in-cluster configuration refuses with the client's own message.
+    let script = "import ssl, kubernetes.client\n\
+        from kubernetes import config\n\
+        try:\n    config.load_incluster_config()\n\
+        except config.ConfigException as e:\n    print('refused:', e)\n";
+    let output = unpacked
+        .command(&["python3", "-c", script], &[])
+        .output()
+        .expect("chroot runs");
+    assert!(
+        output.status.success(),
+        "python3 in the image failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "refused: Service host/port is not set.\n"
+    );
+}

@@ -17,6 +17,8 @@ pub const DEMO: &str = "127.0.0.1:9/skiff-test/demo";
 pub const HTTPD: &str = "127.0.0.1:9/skiff-test/httpd";
 /// The busybox shell image.
 pub const SHELL: &str = "127.0.0.1:9/skiff-test/shell:1.36";
+/// The Python image with the PyPI `kubernetes` client.
+pub const PYTHON: &str = "127.0.0.1:9/skiff-test/python:3";
 /// An image no test server is given: pulling it fails at once (nothing serves the port).
 pub const MISSING: &str = "127.0.0.1:9/skiff-test/missing:1";
 
@@ -34,6 +36,12 @@ pub fn httpd(tag: &str) -> TestImage {
 /// The busybox shell image [`SHELL`].
 pub fn shell() -> TestImage {
     skiff_testkit::images::shell()
+}
+
+/// The Python image [`PYTHON`]: the host's `python3` and its `kubernetes` client.
+#[allow(dead_code)]
+pub fn python() -> TestImage {
+    skiff_testkit::images::python()
 }
 
 /// Puts `image`'s archive in `images_dir`: a hard link to the cached archive, or a copy
