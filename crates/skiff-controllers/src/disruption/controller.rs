@@ -204,14 +204,19 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let replica_sets = informer(&kinds::replica_set::V1);
     let deployments = informer(&kinds::deployment::V1);
     let clone_sets = informer(&kinds::clone_set::V1ALPHA1);
+    tokio::pin!(shutdown);
+    // Told to stop while the store does not answer, it must not wait for unsynced informers.
     for i in [&budgets, &pods, &replica_sets, &deployments, &clone_sets] {
-        i.wait_synced().await;
+        tokio::select! {
+            _ = i.wait_synced() => {}
+            _ = &mut shutdown => return,
+        }
     }
     let controller =
         DisruptionController::new(client, budgets, pods, replica_sets, deployments, clone_sets);
     let stopper = controller.clone();
     tokio::select! {
         _ = controller.run(WORKERS) => {}
-        _ = shutdown => stopper.shutdown(),
+        _ = &mut shutdown => stopper.shutdown(),
     }
 }

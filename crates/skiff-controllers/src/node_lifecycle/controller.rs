@@ -58,8 +58,13 @@ pub async fn run(
         InformerConfig::new(&kinds::lease::V1).namespace(NODE_LEASE_NAMESPACE),
     );
     let pods = Informer::start(client.clone(), InformerConfig::new(&kinds::pod::V1));
+    tokio::pin!(shutdown);
+    // Told to stop while the store does not answer, it must not wait for unsynced informers.
     for i in [&nodes, &leases, &pods] {
-        i.wait_synced().await;
+        tokio::select! {
+            _ = i.wait_synced() => {}
+            _ = &mut shutdown => return,
+        }
     }
     let mut node_changes = nodes.subscribe();
     let mut shell = Shell {
@@ -79,7 +84,6 @@ pub async fn run(
     };
     let mut ticks = tokio::time::interval(shell.settings.monitor_period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,

@@ -188,13 +188,19 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
     let informer = |resource| Informer::start(client.clone(), InformerConfig::new(resource));
     let quotas = informer(&kinds::resource_quota::V1);
     let pods = informer(&kinds::pod::V1);
+    tokio::pin!(shutdown);
+    // A server told to stop (its lease lost) while the store does not answer must not wait
+    // for informers that cannot sync.
     for i in [&quotas, &pods] {
-        i.wait_synced().await;
+        tokio::select! {
+            _ = i.wait_synced() => {}
+            _ = &mut shutdown => return,
+        }
     }
     let controller = ResourceQuotaController::new(client, quotas, pods);
     let stopper = controller.clone();
     tokio::select! {
         _ = controller.run(WORKERS) => {}
-        _ = shutdown => stopper.shutdown(),
+        _ = &mut shutdown => stopper.shutdown(),
     }
 }
