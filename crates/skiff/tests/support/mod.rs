@@ -283,7 +283,13 @@ impl Skiff {
                 );
             }
             // The kubeconfig is written once the port is bound; /readyz says it serves.
-            if kubeconfig.exists() && self.request("GET", "/readyz", None).body == "ok" {
+            // A restarted server's old kubeconfig may name a port not yet (or no longer)
+            // served: a refused or reset connection means "not ready yet".
+            if kubeconfig.exists()
+                && self
+                    .try_request_with("GET", "/readyz", None, &[], b"")
+                    .is_ok_and(|r| r.body == "ok")
+            {
                 return;
             }
             if started.elapsed() > DEADLINE {
@@ -661,6 +667,20 @@ impl Skiff {
         headers: &[String],
         body: &[u8],
     ) -> RawResponse {
+        self.try_request_with(method, path, token, headers, body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Skiff::request_with`], with failures to connect, send or read returned rather
+    /// than panicking: for waiting on a server that is still starting.
+    pub fn try_request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[String],
+        body: &[u8],
+    ) -> Result<RawResponse, String> {
         use std::io::Write;
 
         let kubeconfig: serde_json::Value = skiff_api::yaml::from_str(
@@ -704,7 +724,7 @@ impl Skiff {
         let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), server_name)
             .unwrap_or_else(|e| panic!("cannot set up TLS: {e}"));
         let socket = std::net::TcpStream::connect(address)
-            .unwrap_or_else(|e| panic!("cannot connect to {address}: {e}"));
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
         let _ = socket.set_read_timeout(Some(DEADLINE));
         let mut stream = rustls::StreamOwned::new(connection, socket);
 
@@ -726,16 +746,18 @@ impl Skiff {
             .write_all(request.as_bytes())
             .and_then(|()| stream.write_all(body))
             .and_then(|()| stream.flush())
-            .unwrap_or_else(|e| panic!("cannot send the request: {e}"));
+            .map_err(|e| format!("cannot send the request: {e}"))?;
         let mut raw = Vec::new();
         if let Err(e) = stream.read_to_end(&mut raw) {
             // Servers may close without a TLS close_notify; what arrived is the response.
-            assert!(
-                e.kind() == std::io::ErrorKind::UnexpectedEof,
-                "cannot read the response: {e}"
-            );
+            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                return Err(format!("cannot read the response: {e}"));
+            }
         }
-        parse_response(&raw)
+        if raw.is_empty() {
+            return Err("the server closed the connection without answering".to_string());
+        }
+        Ok(parse_response(&raw))
     }
 
     /// Like [`Skiff::request`], with a body of the given content type.
