@@ -768,8 +768,7 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
                 .iter()
                 .copied()
                 .filter(|p| {
-                    phase(p) == "Succeeded"
-                        && !uncounted_failed.contains(text(p, "/metadata/uid"))
+                    phase(p) == "Succeeded" && !uncounted_failed.contains(text(p, "/metadata/uid"))
                 })
                 .collect();
             let mut completed_floor = completed.clone();

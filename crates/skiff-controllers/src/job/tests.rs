@@ -733,11 +733,7 @@ fn a_job_cache_behind_the_counted_successes_creates_no_surplus_pod() {
     let stale = indexed(job(3, Some(3), 6));
     let mut done = pod(0, "Succeeded", Some(0));
     done["metadata"]["finalizers"] = json!([]);
-    let pods = vec![
-        done,
-        pod(1, "Running", Some(1)),
-        pod(2, "Running", Some(2)),
-    ];
+    let pods = vec![done, pod(1, "Running", Some(1)), pod(2, "Running", Some(2))];
     let plan = super::plan(&stale, &pods, at(NOW), true);
     assert_eq!(created_indexes(&plan), Vec::<i64>::new());
     assert!(plan.delete.is_empty(), "deleted {:?}", plan.delete);
