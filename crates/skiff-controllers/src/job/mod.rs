@@ -759,15 +759,40 @@ pub fn plan(job: &Value, pods: &[Value], now: Timestamp, may_manage: bool) -> Jo
             } else {
                 Vec::new()
             };
+            // The Job in the cache may be older than the status this controller last wrote
+            // (the pod and Job watches move apart under load): a pod already counted and let
+            // go then shows in neither `succeeded` nor `uncountedTerminatedPods`. Creating or
+            // deleting from that lower count would start a surplus pod, deleted later and
+            // counted as failed, so the successes the pods themselves show are a floor.
+            let visible_successes: Vec<&Value> = pods
+                .iter()
+                .copied()
+                .filter(|p| {
+                    phase(p) == "Succeeded" && !uncounted_failed.contains(text(p, "/metadata/uid"))
+                })
+                .collect();
+            let mut completed_floor = completed.clone();
+            let succeeded_floor = if indexed {
+                // Indexes, not pods: two pods may have finished the same index.
+                completed_floor.extend(
+                    visible_successes
+                        .iter()
+                        .filter_map(|p| completion_index(p))
+                        .filter(|i| Some(*i) < completions),
+                );
+                i64::try_from(completed_floor.len()).unwrap_or(i64::MAX)
+            } else {
+                i64::try_from(visible_successes.len()).unwrap_or(i64::MAX)
+            };
             manage(
                 job,
                 &active_pods,
                 &still_terminating,
                 completions,
                 parallelism,
-                succeeded,
+                succeeded.max(succeeded_floor),
                 indexed,
-                &completed,
+                &completed_floor,
                 backoff,
                 limit_per_index.map(|_| (&failed_indexes, &histories)),
                 &mut out,

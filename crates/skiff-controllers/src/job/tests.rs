@@ -709,3 +709,32 @@ fn creations_start_slowly_in_doubling_batches() {
     assert_eq!(slow_start_batches(10), [1, 2, 4, 3]);
     assert_eq!(slow_start_batches(500).iter().sum::<usize>(), 500);
 }
+
+/// Issue 19: the Job cache may lag behind the status the controller wrote. A pod already
+/// counted and let go (Succeeded, no finalizer) then shows in neither `succeeded` nor
+/// `uncountedTerminatedPods`; replacing it would start a surplus pod that is deleted later
+/// and, under `TerminatingOrFailed`, counted as a failure.
+#[test]
+fn a_job_cache_behind_the_counted_successes_creates_no_surplus_pod() {
+    let stale = job(3, Some(3), 6);
+    let mut done = pod(0, "Succeeded", None);
+    done["metadata"]["finalizers"] = json!([]);
+    let pods = [vec![done], pods(1, 2, "Running")].concat();
+    let plan = plan(&stale, &pods, at(NOW), true);
+    assert!(
+        plan.create.is_empty(),
+        "created {} pods for a Job whose three completions are all succeeded or running",
+        plan.create.len()
+    );
+    assert!(plan.delete.is_empty(), "deleted {:?}", plan.delete);
+
+    // Indexed: the finished index is not started again, even before the cache shows it in
+    // `completedIndexes`.
+    let stale = indexed(job(3, Some(3), 6));
+    let mut done = pod(0, "Succeeded", Some(0));
+    done["metadata"]["finalizers"] = json!([]);
+    let pods = vec![done, pod(1, "Running", Some(1)), pod(2, "Running", Some(2))];
+    let plan = super::plan(&stale, &pods, at(NOW), true);
+    assert_eq!(created_indexes(&plan), Vec::<i64>::new());
+    assert!(plan.delete.is_empty(), "deleted {:?}", plan.delete);
+}
