@@ -517,9 +517,11 @@ fn bench(settings: &Settings, network: &Network) -> Result<Vec<Round>, String> {
     wait("the Service to answer from the client pod", SETTLE, || {
         http_round("warm-up", &namespace, 1, 1, &service_target).ok()
     })?;
-    wait("the cluster DNS to answer the Service's name", SETTLE, || {
-        dns_round(&namespace, 1, 1, dns_server, name).ok()
-    })?;
+    wait(
+        "the cluster DNS to answer the Service's name",
+        SETTLE,
+        || dns_round(&namespace, 1, 1, dns_server, name).ok(),
+    )?;
     let warm_up = settings.requests / 10;
     http_round("warm-up", &namespace, CONCURRENCY, warm_up, &backends)?;
     http_round("warm-up", &namespace, CONCURRENCY, warm_up, &service_target)?;
