@@ -210,8 +210,9 @@ fn wait<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) ->
 }
 
 /// Stops the server when SIGINT or SIGTERM arrives, then exits: the signals are blocked in
-/// every thread started after this call and taken by one that waits for them.
-fn stop_server_on_signal(server_pid: u32) {
+/// every thread started after this call and taken by one that waits for them. The server's
+/// temporary directory `scratch` is removed once it has stopped.
+fn stop_server_on_signal(server_pid: u32, scratch: std::path::PathBuf) {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
@@ -237,6 +238,7 @@ fn stop_server_on_signal(server_pid: u32) {
                 }
             }
         }
+        let _ = std::fs::remove_dir_all(&scratch);
         std::process::exit(130);
     });
 }
@@ -470,7 +472,12 @@ fn bench(settings: &Settings, network: &Network) -> Result<Vec<Round>, String> {
         &flags,
         &[support::images::shell(), support::images::httpd("v1")],
     );
-    stop_server_on_signal(skiff.pid());
+    let scratch = skiff
+        .data_dir()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or("the server's data directory has no parent")?;
+    stop_server_on_signal(skiff.pid(), scratch);
     let kubectl = skiff.kubectl();
 
     // The guard routes are in place before any packet goes to a pod or Service address.
