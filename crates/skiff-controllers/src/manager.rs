@@ -80,6 +80,10 @@ pub mod identities {
     pub const STATEFULSET: &str = "statefulset-controller";
     /// The DaemonSet controller.
     pub const DAEMONSET: &str = "daemon-set-controller";
+    /// The node lifecycle controller, with its NoExecute taint eviction.
+    pub const NODE: &str = "node-controller";
+    /// The disruption controller.
+    pub const DISRUPTION: &str = "disruption-controller";
     /// The ReplicationController manager.
     pub const REPLICATION_CONTROLLER: &str = "replication-controller";
     /// The resource quota controller.
@@ -453,8 +457,17 @@ pub async fn run_node_controllers(
 ) {
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     futures::future::join3(
-        crate::node_lifecycle::controller::run(client.clone(), settings, shutdown.clone()),
-        crate::disruption::controller::run(client.clone(), shutdown.clone()),
+        crate::node_lifecycle::controller::run(
+            client.clone(),
+            controller_client(&client, identities::NODE),
+            settings,
+            shutdown.clone(),
+        ),
+        crate::disruption::controller::run(
+            client.clone(),
+            controller_client(&client, identities::DISRUPTION),
+            shutdown.clone(),
+        ),
         crate::resourcequota::controller::run(
             controller_client(&client, identities::RESOURCE_QUOTA),
             shutdown,

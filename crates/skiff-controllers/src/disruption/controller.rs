@@ -197,7 +197,14 @@ impl DisruptionController {
 }
 
 /// Runs the disruption controller over its own informers until `shutdown` resolves.
-pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + Send) {
+///
+/// Informers read through `client`, as kube-controller-manager's shared informers do; status
+/// writes go through `writer`, the controller's own identity.
+pub async fn run(
+    client: Arc<dyn Client>,
+    writer: Arc<dyn Client>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let informer = |resource| Informer::start(client.clone(), InformerConfig::new(resource));
     let budgets = informer(&kinds::pod_disruption_budget::V1);
     let pods = informer(&kinds::pod::V1);
@@ -213,7 +220,7 @@ pub async fn run(client: Arc<dyn Client>, shutdown: impl Future<Output = ()> + S
         }
     }
     let controller =
-        DisruptionController::new(client, budgets, pods, replica_sets, deployments, clone_sets);
+        DisruptionController::new(writer, budgets, pods, replica_sets, deployments, clone_sets);
     let stopper = controller.clone();
     tokio::select! {
         _ = controller.run(WORKERS) => {}

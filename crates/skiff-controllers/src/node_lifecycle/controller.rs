@@ -46,9 +46,12 @@ impl Default for NodeLifecycleSettings {
     }
 }
 
-/// Runs the node lifecycle and taint eviction controllers until `shutdown` resolves.
+/// Runs the node lifecycle and taint eviction controllers until `shutdown` resolves: informers
+/// read through `client`, as kube-controller-manager's shared informers do, and every write and
+/// event goes through `writer`, the controller's own identity.
 pub async fn run(
     client: Arc<dyn Client>,
+    writer: Arc<dyn Client>,
     settings: NodeLifecycleSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) {
@@ -68,12 +71,12 @@ pub async fn run(
     }
     let mut node_changes = nodes.subscribe();
     let mut shell = Shell {
-        node_events: EventRecorder::new(client.clone(), EventSource::component("node-controller")),
+        node_events: EventRecorder::new(writer.clone(), EventSource::component("node-controller")),
         eviction_events: EventRecorder::new(
-            client.clone(),
+            writer.clone(),
             EventSource::component("taint-eviction-controller"),
         ),
-        client,
+        client: writer,
         nodes,
         leases,
         pods,
