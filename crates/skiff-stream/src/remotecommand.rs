@@ -331,15 +331,20 @@ where
             _ => drop(channel),
         }
     }
-    // Tell the client the connection is up: an empty message on the lowest channel it reads.
-    let first = if options.stdout {
-        STDOUT
-    } else if options.stderr {
-        STDERR
-    } else {
-        ERROR
-    };
-    connection.send(first, &[]).await;
+    // Up to v4, tell the client the connection is up: an empty message on the lowest channel
+    // it reads. v5 is client-go's protocol, which has no use for that message, and client-go
+    // before 1.33 creates its streams only after it starts reading: a message arriving in
+    // between is dropped with an "Unknown stream id" error printed to the user.
+    if version < RemoteCommandVersion::V5 {
+        let first = if options.stdout {
+            STDOUT
+        } else if options.stderr {
+            STDERR
+        } else {
+            ERROR
+        };
+        connection.send(first, &[]).await;
+    }
     let mut outputs = Vec::new();
     if options.stdout {
         let channel = connection.outbound(STDOUT);
