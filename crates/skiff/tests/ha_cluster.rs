@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use skiff_client::{Client, RemoteClient, Scope};
 use skiff_store::test_etcd::TestEtcdCluster;
 use support::json::{items, str_at};
 use support::{wait_for, wait_for_every, Kubectl, Skiff, DEADLINE};
@@ -142,6 +143,24 @@ fn kubernetes_slice_endpoints(kubectl: &Kubectl) -> BTreeSet<String> {
     listed
 }
 
+/// Reads the `default` Namespace through a `RemoteClient` made from `kubeconfig`, returning
+/// how long the call took.
+fn read_through_client(runtime: &tokio::runtime::Runtime, client: &RemoteClient) -> Duration {
+    runtime.block_on(async {
+        let namespaces = Scope {
+            resource: &skiff_api::kinds::namespace::V1,
+            namespace: None,
+        };
+        let started = Instant::now();
+        let namespace = client
+            .get(namespaces, "default")
+            .await
+            .unwrap_or_else(|e| panic!("reading through the failover client: {e}"));
+        assert_eq!(str_at(&namespace, "/metadata/name"), "default");
+        started.elapsed()
+    })
+}
+
 fn host_port(url: &str) -> String {
     url.trim_start_matches("https://").to_string()
 }
@@ -261,6 +280,40 @@ fn three_servers_on_three_etcd_members_survive_a_dead_leader_and_a_lost_member()
     );
     assert_eq!(kubernetes_slice_endpoints(&b_kubectl), all);
 
+    // A kubeconfig naming all three servers, A first: kubectl uses A; Skiff's client fails
+    // over along the list.
+    let (made, failover_config, stderr) = support::cli::skiff(
+        &c.data_dir(),
+        &[
+            "kubeconfig",
+            "--user",
+            "failover-admin",
+            "--group",
+            "system:masters",
+            "--server",
+            &urls[0],
+            "--server",
+            &urls[1],
+            "--server",
+            &urls[2],
+        ],
+    );
+    assert!(made, "skiff kubeconfig failed: {stderr}");
+    let failover_path = c.file_path(&c.write_file("failover.kubeconfig", &failover_config));
+    let failover_kubectl = c_kubectl.with_kubeconfig(&failover_path);
+    assert_eq!(
+        failover_kubectl.ok(&["get", "namespace", "default", "-o", "name"]),
+        "namespace/default\n",
+        "kubectl reads a kubeconfig with the servers extension"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let failover_client = RemoteClient::from_kubeconfig(&failover_path).expect("a client");
+    read_through_client(&runtime, &failover_client);
+
     // The Deployment runs 30 pods, then its template changes: a rollout starts.
     let manifest = b.write_file("web.yaml", DEPLOYMENT);
     assert_eq!(
@@ -312,6 +365,22 @@ fn three_servers_on_three_etcd_members_survive_a_dead_leader_and_a_lost_member()
         "the new leader {new_leader} took over {takeover:?} after the kill"
     );
     stop.store(true, Ordering::SeqCst);
+
+    // The client's connection to A is gone: its next call fails over to B.
+    let failover = read_through_client(&runtime, &failover_client);
+    eprintln!("the client's first call after A died took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failing over from a refused server took {failover:?}"
+    );
+    let next = read_through_client(&runtime, &failover_client);
+    eprintln!("its next call took {next:?}");
+    let kubectl_on_a = failover_kubectl.run(&["get", "namespace", "default"]);
+    assert!(
+        !kubectl_on_a.success(),
+        "kubectl reads only `server`, the dead A, and must fail: {kubectl_on_a:?}"
+    );
+
     let acknowledged_a = through_a.join().expect("the writer through A");
     let acknowledged_b = through_b.join().expect("the writer through B");
     assert!(
