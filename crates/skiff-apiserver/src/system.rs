@@ -136,14 +136,14 @@ pub async fn compaction_loop(store: Arc<dyn Store>, every: Duration) {
     }
 }
 
-/// The `default/kubernetes` Service and its Endpoints, pointing at this API server, as every
-/// cluster has them (`kubectl get all` shows it).
+/// The `default/kubernetes` Service, as every cluster has it (`kubectl get all` shows it). Its
+/// Endpoints and EndpointSlices list the live API servers; every server keeps them (the
+/// controllers' `apiserver_endpoints`).
 pub async fn ensure_kubernetes_service(
     registry: &Registry,
     api: std::net::SocketAddr,
 ) -> Result<(), ApiError> {
     let services = &skiff_api::kinds::service::V1;
-    let endpoints = &skiff_api::kinds::endpoints::V1;
     let first_ip = registry.service_range().first();
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -155,83 +155,15 @@ pub async fn ensure_kubernetes_service(
     // On a restart the Service exists already; creating it again would fail on its cluster IP,
     // which the stored Service holds, before the name clash is noticed.
     match registry.get(services, Some("default"), "kubernetes").await {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(e) if e.code == 404 => match registry
             .create(services, Some("default"), service, WriteOptions::default())
             .await
         {
-            Ok(_) => {}
-            Err(e) if e.code == 409 => {}
-            Err(e) => return Err(e),
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
         },
-        Err(e) => return Err(e),
-    }
-    let ip = if api.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        api.ip().to_string()
-    };
-    let subsets = json!([{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}]}]);
-    let object = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": subsets,
-    });
-    put_default_object(registry, endpoints, object, &["subsets"]).await?;
-    // The API server keeps a slice of the same name beside the Endpoints, as Kubernetes'
-    // endpoints reconciler does, so proxies and `kubectl get endpointslices` see it too.
-    let slices = &skiff_api::kinds::endpoint_slice::V1;
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
-    });
-    put_default_object(registry, slices, slice, &["endpoints", "ports"]).await
-}
-
-/// Creates `object` in `default`, or, when it exists (a restart), overwrites its `fields` with
-/// this start's values.
-async fn put_default_object(
-    registry: &Registry,
-    resource: &'static resources::ResourceInfo,
-    object: Value,
-    fields: &[&str],
-) -> Result<(), ApiError> {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    match registry
-        .create(
-            resource,
-            Some("default"),
-            object.clone(),
-            WriteOptions::default(),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 409 => registry
-            .write_loop(
-                resource,
-                Some("default"),
-                &name,
-                None,
-                WriteOptions::default(),
-                None,
-                |mut current| {
-                    for field in fields {
-                        current[*field] = object[*field].clone();
-                    }
-                    Ok(current)
-                },
-            )
-            .await
-            .map(|_| ()),
         Err(e) => Err(e),
     }
 }
@@ -250,7 +182,6 @@ mod tests {
     async fn kubernetes_service_survives_a_restart_on_the_same_store() {
         let dir = tempfile::tempdir().expect("tempdir");
         let services = &skiff_api::kinds::service::V1;
-        let endpoints = &skiff_api::kinds::endpoints::V1;
         let first: std::net::SocketAddr = "127.0.0.1:6443".parse().expect("address");
         let second: std::net::SocketAddr = "127.0.0.1:7443".parse().expect("address");
         let started = registry(&dir);
@@ -277,23 +208,7 @@ mod tests {
             .await
             .expect("service");
         assert_eq!(service["spec"]["clusterIP"], json!("127.96.0.1"));
-        let ep = restarted
-            .get(endpoints, Some("default"), "kubernetes")
-            .await
-            .expect("endpoints");
-        assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(7443));
-        let slices = &skiff_api::kinds::endpoint_slice::V1;
-        let slice = restarted
-            .get(slices, Some("default"), "kubernetes")
-            .await
-            .expect("endpoint slice");
-        assert_eq!(
-            slice["metadata"]["labels"]["kubernetes.io/service-name"],
-            json!("kubernetes")
-        );
-        assert_eq!(slice["ports"][0]["port"], json!(7443));
-        assert_eq!(slice["endpoints"][0]["addresses"], json!(["127.0.0.1"]));
-        assert_eq!(slice["endpoints"][0]["conditions"]["ready"], json!(true));
+        assert_eq!(service["spec"]["ports"][0]["port"], json!(443));
     }
 
     #[tokio::test]

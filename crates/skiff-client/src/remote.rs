@@ -9,7 +9,7 @@
 //! stream with the server's `ERROR` event (410 `Expired`), the signal to list again.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,9 @@ impl std::fmt::Debug for Credentials {
 pub struct RemoteConfig {
     /// The server's base URL, `https://HOST:PORT`.
     pub server: String,
+    /// Further servers of the same cluster, tried in order when `server` refuses or resets the
+    /// connection (several API servers on one datastore).
+    pub fallback_servers: Vec<String>,
     /// The CA bundle (PEM) the server's certificate must chain to.
     pub ca_pem: Vec<u8>,
     /// The client's credentials.
@@ -95,6 +98,7 @@ impl RemoteConfig {
     pub fn new(server: &str, ca_pem: &[u8], credentials: Credentials) -> RemoteConfig {
         RemoteConfig {
             server: server.to_string(),
+            fallback_servers: Vec::new(),
             ca_pem: ca_pem.to_vec(),
             credentials,
             watch_window: DEFAULT_WATCH_WINDOW,
@@ -173,8 +177,98 @@ impl RemoteConfig {
             },
             _ => Credentials::Anonymous,
         };
-        Ok(RemoteConfig::new(server, &ca_pem, credentials))
+        let mut config = RemoteConfig::new(server, &ca_pem, credentials);
+        config.fallback_servers = listed_servers(&cluster)
+            .into_iter()
+            .filter(|listed| listed != server)
+            .collect();
+        Ok(config)
     }
+}
+
+/// The name of the kubeconfig cluster extension listing every server of the cluster, for
+/// clients that fail over between them (kubectl reads `server` and ignores the extension).
+pub const SERVERS_EXTENSION: &str = "skiff.dev/servers";
+
+/// The servers a kubeconfig cluster lists in its [`SERVERS_EXTENSION`] extension, in order.
+fn listed_servers(cluster: &Value) -> Vec<String> {
+    cluster
+        .get("extensions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("name").and_then(Value::as_str) == Some(SERVERS_EXTENSION))
+        .filter_map(|e| e.pointer("/extension/servers").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether a connection failing with `kind` means the server is gone (refused, reset, timed
+/// out), so the next server is tried, rather than a failure another server would repeat.
+fn fails_over(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | TimedOut
+            | UnexpectedEof
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+    )
+}
+
+/// The order servers are tried in: the one that last answered, then the others in their
+/// listed order after it, wrapping around.
+fn failover_order(count: usize, current: usize) -> Vec<usize> {
+    let start = if count == 0 { 0 } else { current % count };
+    (0..count).map(|step| (start + step) % count).collect()
+}
+
+/// One server a client may connect to.
+struct Endpoint {
+    /// `HOST:PORT`.
+    authority: String,
+    server_name: ServerName<'static>,
+}
+
+/// Parses `https://HOST:PORT`.
+fn endpoint_of(server: &str) -> Result<Endpoint, ClientError> {
+    let authority = server
+        .strip_prefix("https://")
+        .ok_or_else(|| ClientError::Config(format!("server {server:?} is not an https URL")))?
+        .trim_end_matches('/')
+        .to_string();
+    if authority.is_empty() || authority.contains('/') {
+        return Err(ClientError::Config(format!(
+            "server {server:?} must be https://HOST:PORT"
+        )));
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => authority.as_str(),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let server_name = ServerName::try_from(host.to_string())
+        .map_err(|e| ClientError::Config(format!("bad server name {host:?}: {e}")))?;
+    Ok(Endpoint {
+        authority,
+        server_name,
+    })
+}
+
+/// Why one server could not be connected to.
+enum ConnectFailure {
+    /// Gone (refused, reset, timed out): try the next.
+    Unreachable(ClientError),
+    /// Anything else (a certificate the CA does not sign, say): the next would fail alike.
+    Other(ClientError),
 }
 
 /// A kubeconfig field given inline (`NAME-data`, base64) or as a file (`NAME`).
@@ -215,13 +309,15 @@ type Headers = [(&'static str, String)];
 
 /// What every call shares: where to connect, how, and the idle connections.
 struct Connection {
-    /// `HOST:PORT`.
-    authority: String,
-    server_name: ServerName<'static>,
+    /// The servers, the configured one first.
+    endpoints: Vec<Endpoint>,
+    /// The index of the server that last accepted a connection, tried first.
+    current: AtomicUsize,
     tls: TlsConnector,
     token: Option<String>,
     watch_window: Duration,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// Idle connections with the index of their server.
+    idle: Mutex<Vec<(usize, SendRequest<Full<Bytes>>)>>,
     /// How many times a watch the server ended was reopened.
     watch_reopens: AtomicU64,
 }
@@ -235,27 +331,10 @@ struct Answer {
 impl RemoteClient {
     /// A client for `config`; fails when the URL, CA or credentials cannot be used.
     pub fn new(config: RemoteConfig) -> Result<RemoteClient, ClientError> {
-        let authority = config
-            .server
-            .strip_prefix("https://")
-            .ok_or_else(|| {
-                ClientError::Config(format!("server {:?} is not an https URL", config.server))
-            })?
-            .trim_end_matches('/')
-            .to_string();
-        if authority.is_empty() || authority.contains('/') {
-            return Err(ClientError::Config(format!(
-                "server {:?} must be https://HOST:PORT",
-                config.server
-            )));
-        }
-        let host = match authority.rsplit_once(':') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => host,
-            _ => authority.as_str(),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let server_name = ServerName::try_from(host.to_string())
-            .map_err(|e| ClientError::Config(format!("bad server name {host:?}: {e}")))?;
+        let endpoints = std::iter::once(&config.server)
+            .chain(&config.fallback_servers)
+            .map(|server| endpoint_of(server))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&config.ca_pem) {
             let cert =
@@ -297,8 +376,8 @@ impl RemoteClient {
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(RemoteClient {
             inner: Arc::new(Connection {
-                authority,
-                server_name,
+                endpoints,
+                current: AtomicUsize::new(0),
                 tls: TlsConnector::from(Arc::new(tls)),
                 token,
                 watch_window: config.watch_window.max(Duration::from_secs(1)),
@@ -339,20 +418,56 @@ fn transport(what: &str, error: impl std::fmt::Display) -> ClientError {
 }
 
 impl Connection {
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    /// A new connection, to the server that last answered or, when it is gone, to the next
+    /// one that accepts; returns the server's index with it.
+    async fn connect(&self) -> Result<(usize, SendRequest<Full<Bytes>>), ClientError> {
+        let current = self.current.load(Ordering::Relaxed);
+        let mut last_failure = None;
+        for index in failover_order(self.endpoints.len(), current) {
+            match self.connect_to(index).await {
+                Ok(sender) => {
+                    if index != current {
+                        self.current.store(index, Ordering::Relaxed);
+                        tracing::info!(
+                            server = %self.endpoints[index].authority,
+                            "failed over to another API server"
+                        );
+                    }
+                    return Ok((index, sender));
+                }
+                Err(ConnectFailure::Unreachable(error)) => {
+                    tracing::debug!(%error, "API server unreachable, trying the next");
+                    last_failure = Some(error);
+                }
+                Err(ConnectFailure::Other(error)) => return Err(error),
+            }
+        }
+        Err(last_failure.unwrap_or_else(|| transport("cannot connect", "no server configured")))
+    }
+
+    async fn connect_to(&self, index: usize) -> Result<SendRequest<Full<Bytes>>, ConnectFailure> {
+        let endpoint = &self.endpoints[index];
+        let classify = |what: &str, error: std::io::Error| {
+            let failure = transport(what, &error);
+            if fails_over(error.kind()) {
+                ConnectFailure::Unreachable(failure)
+            } else {
+                ConnectFailure::Other(failure)
+            }
+        };
         let open = async {
-            let tcp = TcpStream::connect(&self.authority)
+            let tcp = TcpStream::connect(&endpoint.authority)
                 .await
-                .map_err(|e| transport(&format!("cannot connect to {}", self.authority), e))?;
+                .map_err(|e| classify(&format!("cannot connect to {}", endpoint.authority), e))?;
             let _ = tcp.set_nodelay(true);
             let tls = self
                 .tls
-                .connect(self.server_name.clone(), tcp)
+                .connect(endpoint.server_name.clone(), tcp)
                 .await
-                .map_err(|e| transport("TLS handshake failed", e))?;
+                .map_err(|e| classify("TLS handshake failed", e))?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
-                .map_err(|e| transport("HTTP handshake failed", e))?;
+                .map_err(|e| ConnectFailure::Other(transport("HTTP handshake failed", e)))?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "API server connection ended");
@@ -362,33 +477,38 @@ impl Connection {
         };
         tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
-            .map_err(|_| transport("cannot connect", "timed out"))?
+            .map_err(|_| {
+                ConnectFailure::Unreachable(transport(
+                    &format!("cannot connect to {}", endpoint.authority),
+                    "timed out",
+                ))
+            })?
     }
 
     /// An idle connection ready for a request, if one is kept.
-    async fn idle_sender(&self) -> Option<SendRequest<Full<Bytes>>> {
+    async fn idle_sender(&self) -> Option<(usize, SendRequest<Full<Bytes>>)> {
         loop {
-            let candidate = self.idle.lock().ok()?.pop()?;
-            let mut sender = candidate;
+            let (index, mut sender) = self.idle.lock().ok()?.pop()?;
             if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Some(sender);
+                return Some((index, sender));
             }
         }
     }
 
-    fn keep_idle(&self, sender: SendRequest<Full<Bytes>>) {
+    fn keep_idle(&self, index: usize, sender: SendRequest<Full<Bytes>>) {
         if sender.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < MAX_IDLE_CONNECTIONS {
-                idle.push(sender);
+                idle.push((index, sender));
             }
         }
     }
 
     fn request(
         &self,
+        index: usize,
         method: &hyper::Method,
         path: &str,
         body: &Option<(&'static str, Vec<u8>)>,
@@ -397,7 +517,7 @@ impl Connection {
         let mut builder = hyper::Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::HOST, &self.endpoints[index].authority)
             .header(hyper::header::ACCEPT, "application/json")
             .header(hyper::header::USER_AGENT, "skiff-client");
         if let Some(token) = &self.token {
@@ -429,14 +549,14 @@ impl Connection {
         headers: &Headers,
     ) -> Result<Answer, ClientError> {
         let exchange = async {
-            if let Some(mut sender) = self.idle_sender().await {
+            if let Some((index, mut sender)) = self.idle_sender().await {
                 match sender
-                    .send_request(self.request(&method, path, &body, headers)?)
+                    .send_request(self.request(index, &method, path, &body, headers)?)
                     .await
                 {
                     Ok(response) => {
                         let answer = read_answer(response).await?;
-                        self.keep_idle(sender);
+                        self.keep_idle(index, sender);
                         return Ok(answer);
                     }
                     // A create may have been carried out before the connection broke; only a
@@ -447,13 +567,13 @@ impl Connection {
                     Err(_) => {}
                 }
             }
-            let mut sender = self.connect().await?;
+            let (index, mut sender) = self.connect().await?;
             let response = sender
-                .send_request(self.request(&method, path, &body, headers)?)
+                .send_request(self.request(index, &method, path, &body, headers)?)
                 .await
                 .map_err(|e| transport("request failed", e))?;
             let answer = read_answer(response).await?;
-            self.keep_idle(sender);
+            self.keep_idle(index, sender);
             Ok(answer)
         };
         tokio::time::timeout(CALL_TIMEOUT, exchange)
@@ -480,10 +600,10 @@ impl Connection {
 
     /// Opens a watch; the answer's body streams its events.
     async fn open_watch(&self, path: &str, headers: &Headers) -> Result<Incoming, ClientError> {
-        let mut sender = self.connect().await?;
+        let (index, mut sender) = self.connect().await?;
         let response = tokio::time::timeout(
             CALL_TIMEOUT,
-            sender.send_request(self.request(&hyper::Method::GET, path, &None, headers)?),
+            sender.send_request(self.request(index, &hyper::Method::GET, path, &None, headers)?),
         )
         .await
         .map_err(|_| transport("watch", "timed out"))?
@@ -1010,6 +1130,73 @@ impl Client for RemoteClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_are_tried_from_the_last_that_answered_wrapping_around() {
+        let cases: [(usize, usize, &[usize]); 5] = [
+            (1, 0, &[0]),
+            (3, 0, &[0, 1, 2]),
+            (3, 1, &[1, 2, 0]),
+            (3, 2, &[2, 0, 1]),
+            (3, 7, &[1, 2, 0]),
+        ];
+        for (count, current, order) in cases {
+            assert_eq!(
+                failover_order(count, current),
+                order,
+                "{count} servers from {current}"
+            );
+        }
+        assert!(failover_order(0, 0).is_empty());
+    }
+
+    #[test]
+    fn only_a_gone_server_is_failed_over() {
+        use std::io::ErrorKind;
+        let cases = [
+            (ErrorKind::ConnectionRefused, true),
+            (ErrorKind::ConnectionReset, true),
+            (ErrorKind::ConnectionAborted, true),
+            (ErrorKind::TimedOut, true),
+            (ErrorKind::UnexpectedEof, true),
+            (ErrorKind::InvalidData, false),
+            (ErrorKind::PermissionDenied, false),
+            (ErrorKind::InvalidInput, false),
+        ];
+        for (kind, expected) in cases {
+            assert_eq!(fails_over(kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_kubeconfig_lists_fallback_servers_in_its_cluster_extension() {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(b"unused");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\n    certificate-authority-data: {ca}\n    extensions:\n    - name: other\n      extension: {{servers: [https://127.0.0.1:9]}}\n    - name: skiff.dev/servers\n      extension:\n        servers: [https://127.0.0.1:1, https://127.0.0.1:2, https://127.0.0.1:3]\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\nusers:\n- name: u\n  user: {{token: t}}\n"
+        );
+        let config = RemoteConfig::from_kubeconfig_text(&text, Path::new(".")).expect("parse");
+        assert_eq!(config.server, "https://127.0.0.1:1");
+        assert_eq!(
+            config.fallback_servers,
+            vec!["https://127.0.0.1:2", "https://127.0.0.1:3"]
+        );
+        let plain = text.replace("skiff.dev/servers", "unknown");
+        let config = RemoteConfig::from_kubeconfig_text(&plain, Path::new(".")).expect("parse");
+        assert!(config.fallback_servers.is_empty());
+    }
+
+    #[test]
+    fn a_fallback_server_that_is_not_https_is_refused() {
+        let mut config = RemoteConfig::new(
+            "https://127.0.0.1:1",
+            b"not used before the URLs",
+            Credentials::Anonymous,
+        );
+        config.fallback_servers = vec!["http://127.0.0.1:2".to_string()];
+        let error = RemoteClient::new(config).err().expect("refused");
+        assert!(error.to_string().contains("is not an https URL"), "{error}");
+    }
 
     fn scope(resource: &'static ResourceInfo, namespace: Option<&'static str>) -> Scope<'static> {
         Scope {

@@ -6,6 +6,7 @@
 //! only applies what the planner decided. Keeping behaviour here makes it testable with tables
 //! taken from the upstream Kubernetes unit tests.
 
+pub mod apiserver_endpoints;
 pub mod certificates;
 pub mod cloneset;
 pub mod clusterrole_aggregation;

@@ -3,12 +3,14 @@
 //!
 //! Run with `cargo bench -p skiff-store --bench etcd_vs_sqlite` (needs Debian's `etcd-server`).
 //! Both stores keep their files in the system's temporary directory, so they sync to the same
-//! disk; etcd runs as one member on loopback, with its default settings.
+//! disk; etcd runs as one member on loopback, with its default settings, and then as a
+//! three-member cluster on loopback (`etcd-3`), where each write is also replicated to a
+//! majority of members before it is acknowledged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skiff_store::test_etcd::TestEtcd;
+use skiff_store::test_etcd::{TestEtcd, TestEtcdCluster};
 use skiff_store::{EtcdOptions, EtcdStore, SqliteStore, Store};
 
 const VALUE_SIZE: usize = 1024;
@@ -81,8 +83,20 @@ async fn main() {
             .await
             .expect("connect to etcd"),
     );
+    let etcd_cluster = TestEtcdCluster::start(3);
+    let etcd_3: Arc<dyn Store> = Arc::new(
+        EtcdStore::connect(EtcdOptions::new(
+            etcd_cluster
+                .endpoints()
+                .split(',')
+                .map(str::to_string)
+                .collect(),
+        ))
+        .await
+        .expect("connect to the etcd cluster"),
+    );
     println!("create of a {VALUE_SIZE}-byte value, each acknowledged after its commit");
-    for (backend, store) in [("sqlite", &sqlite), ("etcd", &etcd)] {
+    for (backend, store) in [("sqlite", &sqlite), ("etcd", &etcd), ("etcd-3", &etcd_3)] {
         let single = run(Arc::clone(store), "one", 1, SINGLE_WRITER_WRITES).await;
         print(backend, 1, single);
         let concurrent = run(Arc::clone(store), "many", 64, WRITES_PER_CONCURRENT_WRITER).await;

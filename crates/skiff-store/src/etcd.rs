@@ -135,6 +135,27 @@ fn backend(doing: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("etcd: {doing}: {error}"))
 }
 
+/// How long to pause before sending again a call no member accepted.
+const UNSENT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether a call failed before it was sent: the connection to its member was refused. Only
+/// then is making it again safe for a write, which might otherwise be applied twice.
+fn never_sent(error: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = error else {
+        return false;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}
+
 fn is_compacted_error(error: &etcd_client::Error) -> bool {
     error
         .to_string()
@@ -219,18 +240,44 @@ impl EtcdStore {
     }
 
     /// Runs one etcd call, failing with a clear `Backend` error if it does not finish in time.
-    async fn bounded<T>(
+    /// A call that never left this process (its member refused the connection: a dead member
+    /// of a cluster whose others still answer) is made again, on whichever member the client
+    /// picks next, until the timeout.
+    async fn bounded<T, Call>(
         &self,
         doing: &str,
-        call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(backend(doing, error)),
-            Err(_) => Err(StoreError::Backend(format!(
-                "etcd: {doing}: no answer within {:?} (a write may or may not have been applied)",
-                self.timeout
-            ))),
+        mut call: impl FnMut() -> Call,
+    ) -> Result<T, StoreError>
+    where
+        Call: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut unsent = None;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, call()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) if never_sent(&error) && !left.is_zero() => {
+                    unsent = Some(error.to_string());
+                    // Not a wait for luck: the next attempt goes to another member, and the
+                    // pause only keeps a cluster with no member left from spinning.
+                    tokio::time::sleep(UNSENT_RETRY_PAUSE.min(left)).await;
+                }
+                Ok(Err(error)) => return Err(backend(doing, error)),
+                Err(_) => {
+                    return Err(StoreError::Backend(match unsent {
+                        Some(error) => format!(
+                            "etcd: {doing}: no member answered within {:?}: {error}",
+                            self.timeout
+                        ),
+                        None => format!(
+                            "etcd: {doing}: no answer within {:?} (a write may or may not have \
+                             been applied)",
+                            self.timeout
+                        ),
+                    }))
+                }
+            }
         }
     }
 
@@ -375,9 +422,11 @@ impl EtcdStore {
             }
             None => {}
         }
-        let mut kv = self.kv();
         let response = self
-            .bounded("listing", kv.get(start, Some(options)))
+            .bounded("listing", || {
+                let (mut kv, start, options) = (self.kv(), start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
             .await?;
         let revision = Self::header_revision(response.header(), "listing")?;
         let items = response
@@ -405,8 +454,12 @@ impl Store for EtcdStore {
                 0,
             )])
             .and_then(vec![TxnOp::put(etcd_key, value.clone(), None)]);
-        let mut kv = self.kv();
-        let response = self.bounded("creating", kv.txn(txn)).await?;
+        let response = self
+            .bounded("creating", || {
+                let (mut kv, txn) = (self.kv(), txn.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if !response.succeeded() {
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
@@ -435,8 +488,12 @@ impl Store for EtcdStore {
             Some(PutOptions::new().with_prev_key()),
         );
         let txn = self.guarded(&etcd_key, expected_revision, put);
-        let mut kv = self.kv();
-        let response = self.bounded("updating", kv.txn(txn)).await?;
+        let response = self
+            .bounded("updating", || {
+                let (mut kv, txn) = (self.kv(), txn.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if !response.succeeded() {
             return Err(self.why_not(key, expected_revision, &response));
         }
@@ -468,8 +525,12 @@ impl Store for EtcdStore {
         let etcd_key = self.etcd_key(key);
         let delete = TxnOp::delete(etcd_key.clone(), Some(DeleteOptions::new().with_prev_key()));
         let txn = self.guarded(&etcd_key, expected_revision, delete);
-        let mut kv = self.kv();
-        let response = self.bounded("deleting", kv.txn(txn)).await?;
+        let response = self
+            .bounded("deleting", || {
+                let (mut kv, txn) = (self.kv(), txn.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if !response.succeeded() {
             return Err(self.why_not(key, expected_revision, &response));
         }
@@ -488,9 +549,12 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.kv();
+        let etcd_key = self.etcd_key(key);
         let response = self
-            .bounded("reading", kv.get(self.etcd_key(key), None))
+            .bounded("reading", || {
+                let (mut kv, etcd_key) = (self.kv(), etcd_key.clone());
+                async move { kv.get(etcd_key, None).await }
+            })
             .await?;
         response
             .kvs()
@@ -533,15 +597,27 @@ impl Store for EtcdStore {
             .with_range(prefix_end(&from))
             .with_start_revision(start)
             .with_prev_key();
-        let mut client = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let mut etcd_watch = self
-            .bounded("watching", client.watch(from, Some(options)))
+            .bounded("watching", || {
+                let mut client = self
+                    .client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+                let (from, options) = (from.clone(), options.clone());
+                async move { client.watch(from, Some(options)).await }
+            })
             .await?;
         // Wait for etcd to confirm the watch, so a watch that could not start fails here.
-        let first = self.bounded("watching", etcd_watch.message()).await?;
+        let first = match tokio::time::timeout(self.timeout, etcd_watch.message()).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(error)) => return Err(backend("watching", error)),
+            Err(_) => {
+                return Err(StoreError::Backend(format!(
+                    "etcd: watching: no answer within {:?}",
+                    self.timeout
+                )))
+            }
+        };
         let mut pending = VecDeque::new();
         match first {
             Some(response) if response.created() && !response.canceled() => {
@@ -575,13 +651,15 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        let mut kv = self.kv();
-        let options = GetOptions::new().with_count_only();
         let response = self
-            .bounded(
-                "reading the revision",
-                kv.get(self.root.clone(), Some(options)),
-            )
+            .bounded("reading the revision", || {
+                let mut kv = self.kv();
+                let root = self.root.clone();
+                async move {
+                    kv.get(root, Some(GetOptions::new().with_count_only()))
+                        .await
+                }
+            })
             .await?;
         Self::header_revision(response.header(), "reading the revision")
     }

@@ -22,6 +22,8 @@ pub struct TestEtcd {
     peer_port: u16,
     tls: Option<ServerTls>,
     process: Option<Child>,
+    /// The member's name and the `--initial-cluster` list, for a member of a [`TestEtcdCluster`].
+    membership: Option<(String, String)>,
 }
 
 /// PEM files etcd serves its client URL with, requiring client certificates signed by `ca_file`.
@@ -66,6 +68,7 @@ impl TestEtcd {
             peer_port: 0,
             tls,
             process: None,
+            membership: None,
         };
         // Another process may take a port between our probe and etcd's bind: try a few pairs.
         for attempt in 1..=3 {
@@ -141,6 +144,12 @@ impl TestEtcd {
     }
 
     fn try_launch(&mut self) -> bool {
+        let log_start = self.spawn();
+        self.wait_started(log_start)
+    }
+
+    /// Starts the etcd process and returns where its log for this start begins.
+    fn spawn(&mut self) -> usize {
         let log_start = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -151,7 +160,11 @@ impl TestEtcd {
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot share the etcd log: {e}"));
         let client = self.endpoint();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = self.peer_url();
+        let (name, initial_cluster) = self
+            .membership
+            .clone()
+            .unwrap_or_else(|| ("test".to_string(), format!("test={peer}")));
         let mut command = Command::new("etcd");
         if let Some(tls) = &self.tls {
             command
@@ -161,7 +174,7 @@ impl TestEtcd {
                 .arg("--client-cert-auth");
         }
         let spawned = command
-            .arg("--name=test")
+            .arg(format!("--name={name}"))
             // Lets tests ping every second to find a frozen etcd quickly.
             .arg("--grpc-keepalive-min-time=1s")
             .arg(format!("--data-dir={}", self.data_dir().display()))
@@ -169,7 +182,8 @@ impl TestEtcd {
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=test={peer}"))
+            .arg(format!("--initial-cluster={initial_cluster}"))
+            .arg("--initial-cluster-token=skiff-test")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .current_dir(self.dir.path())
@@ -186,6 +200,12 @@ impl TestEtcd {
             Err(e) => panic!("cannot start etcd: {e}"),
         };
         self.process = Some(child);
+        log_start
+    }
+
+    /// Waits until the etcd spawned at `log_start` serves; kills it and returns `false` if it
+    /// exits or does not serve in time.
+    fn wait_started(&mut self, log_start: usize) -> bool {
         let started = Instant::now();
         while started.elapsed() < START_DEADLINE {
             if let Some(child) = self.process.as_mut() {
@@ -201,6 +221,10 @@ impl TestEtcd {
         }
         self.kill();
         false
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
     }
 
     /// The temporary directory etcd runs in.
@@ -258,5 +282,88 @@ impl Drop for TestEtcd {
         if thread::panicking() {
             eprintln!("--- etcd log ---\n{}--- end of etcd log ---", self.log());
         }
+    }
+}
+
+/// A throwaway etcd cluster of several members on loopback (peer and client URLs on free
+/// ports, each member in its own temporary directory), for tests of quorum: members can be
+/// killed and restarted one by one. Every member is killed and its directory removed on drop.
+pub struct TestEtcdCluster {
+    members: Vec<TestEtcd>,
+}
+
+impl TestEtcdCluster {
+    /// Starts `size` members and waits until each serves (which needs a quorum of them).
+    pub fn start(size: usize) -> TestEtcdCluster {
+        assert!(size > 0, "a cluster has at least one member");
+        let mut members: Vec<TestEtcd> = (0..size)
+            .map(|index| {
+                let dir = tempfile::Builder::new()
+                    .prefix(&format!("skiff-etcd-{index}-"))
+                    .tempdir()
+                    .unwrap_or_else(|e| {
+                        panic!("cannot create a temporary directory for etcd: {e}")
+                    });
+                TestEtcd {
+                    dir,
+                    client_port: free_port(),
+                    peer_port: free_port(),
+                    tls: None,
+                    process: None,
+                    membership: None,
+                }
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .enumerate()
+            .map(|(index, member)| format!("member{index}={}", member.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (index, member) in members.iter_mut().enumerate() {
+            member.membership = Some((format!("member{index}"), initial_cluster.clone()));
+        }
+        // All start before any waits: none serves before a quorum has met.
+        let log_starts: Vec<usize> = members.iter_mut().map(TestEtcd::spawn).collect();
+        for (index, (member, log_start)) in members.iter_mut().zip(log_starts).enumerate() {
+            assert!(
+                member.wait_started(log_start),
+                "etcd member {index} did not start; log:\n{}",
+                member.log()
+            );
+        }
+        TestEtcdCluster { members }
+    }
+
+    /// Every member's client URL, comma-separated, as `--datastore-endpoint` takes them.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(TestEtcd::endpoint)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills member `index` (SIGKILL).
+    pub fn kill(&mut self, index: usize) {
+        self.members[index].kill();
+    }
+
+    /// Starts killed member `index` again on its data directory and ports and waits until it
+    /// serves (which needs a quorum with the members still running).
+    pub fn restart(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        member.kill();
+        let log_start = member.spawn();
+        assert!(
+            member.wait_started(log_start),
+            "etcd member {index} did not restart; log:\n{}",
+            member.log()
+        );
+    }
+
+    /// Member `index`'s output so far.
+    pub fn log(&self, index: usize) -> String {
+        self.members[index].log()
     }
 }

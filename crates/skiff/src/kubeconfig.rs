@@ -55,10 +55,12 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
     skiff_api::yaml::to_string(&doc).unwrap_or_default()
 }
 
-/// A kubeconfig for `server` (trusting `ca_pem`) that authenticates as `user` with a client
-/// certificate, in a context `USER@skiff` made current.
+/// A kubeconfig for `servers` (trusting `ca_pem`) that authenticates as `user` with a client
+/// certificate, in a context `USER@skiff` made current. The first server is the cluster's
+/// `server`, which kubectl uses; with several, all are listed in order in the
+/// `skiff.dev/servers` cluster extension, which Skiff's own clients fail over along.
 pub fn render_client(
-    server: &str,
+    servers: &[String],
     ca_pem: &str,
     user: &str,
     cert_pem: &str,
@@ -67,10 +69,20 @@ pub fn render_client(
     use base64::Engine;
     let encode = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
     let context = format!("{user}@skiff");
+    let mut cluster = serde_json::json!({
+        "server": servers.first().map(String::as_str).unwrap_or_default(),
+        "certificate-authority-data": encode(ca_pem),
+    });
+    if servers.len() > 1 {
+        cluster["extensions"] = serde_json::json!([{
+            "name": skiff_client::remote::SERVERS_EXTENSION,
+            "extension": {"servers": servers},
+        }]);
+    }
     let doc = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority-data": encode(ca_pem)}}],
+        "clusters": [{"name": "skiff", "cluster": cluster}],
         "users": [{"name": user, "user": {"client-certificate-data": encode(cert_pem), "client-key-data": encode(key_pem)}}],
         "contexts": [{"name": context, "context": {"cluster": "skiff", "user": user, "namespace": "default"}}],
         "current-context": context,
@@ -82,6 +94,26 @@ pub fn render_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_kubeconfig_lists_every_server_for_failover() {
+        let servers = vec![
+            "https://127.0.0.1:6443".to_string(),
+            "https://127.0.0.1:7443".to_string(),
+        ];
+        let ca = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
+        let text = render_client(&servers, ca, "ann", "cert", "key");
+        let config =
+            skiff_client::RemoteConfig::from_kubeconfig_text(&text, Path::new(".")).expect("parse");
+        assert_eq!(config.server, "https://127.0.0.1:6443");
+        assert_eq!(config.fallback_servers, vec!["https://127.0.0.1:7443"]);
+
+        let single = render_client(&servers[..1], ca, "ann", "cert", "key");
+        assert!(!single.contains("extensions"), "{single}");
+        let config = skiff_client::RemoteConfig::from_kubeconfig_text(&single, Path::new("."))
+            .expect("parse");
+        assert!(config.fallback_servers.is_empty());
+    }
 
     #[test]
     fn token_is_created_once_and_kept() {

@@ -12,6 +12,7 @@ use skiff_apiserver::system;
 use skiff_apiserver::LocalClient;
 use skiff_client::metrics::{CombinedMetrics, ResourceMetrics};
 use skiff_client::Client;
+use skiff_controllers::apiserver_endpoints::{self, ApiServerIdentity};
 use skiff_controllers::hpa::{HpaConfig, ReplicaCalculator};
 use skiff_controllers::leader_election::planner::ElectionTiming;
 use skiff_controllers::leader_election::{
@@ -399,6 +400,22 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+    // Every server lists itself in the `kubernetes` Service's endpoints before it serves, and
+    // keeps its identity Lease renewed so the others keep it listed while it lives.
+    let advertised = if address.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), address.port())
+    } else {
+        address
+    };
+    let identity = ApiServerIdentity::new(&host_node_name(), advertised);
+    apiserver_endpoints::reconcile(&client, &identity)
+        .await
+        .map_err(|e| format!("cannot list this server in the kubernetes endpoints: {e}"))?;
+    let endpoint_reconciler = tokio::spawn(apiserver_endpoints::run(
+        client.clone(),
+        identity,
+        until_stopped(),
+    ));
     skiff_controllers::manager::ensure_controller_service_accounts(&client).await;
     skiff_controllers::namespace_defaults::ensure_all(&client, &tls.ca_pem)
         .await
@@ -634,6 +651,9 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => tracing::warn!(error = %e, "the node agent task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Err(e) = endpoint_reconciler.await {
+        tracing::warn!(error = %e, "the kubernetes endpoint reconciler task failed");
     }
     if let Err(e) = controllers.await {
         tracing::warn!(error = %e, "the controller manager task failed");

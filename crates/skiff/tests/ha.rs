@@ -203,7 +203,7 @@ fn leader_fails_over(end: LeaderEnd) {
         );
     }
     assert_table(
-        &b_kubectl.ok(&["get", "lease", "-n", "kube-system"]),
+        &b_kubectl.ok(&["get", "lease", "-n", "kube-system", LEASES[0], LEASES[1]]),
         &[
             &["NAME", "HOLDER", "AGE"],
             &["kube-controller-manager", &first_holders[0], "<age>"],

@@ -411,7 +411,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
-    ensure_local_path_class(&client).await;
+    // A store that does not answer must not hold up a stop (a leader losing its lease).
+    tokio::select! {
+        _ = ensure_local_path_class(&client) => {}
+        _ = &mut shutdown => return,
+    }
     let informer = |resource| Informer::start(client.clone(), InformerConfig::new(resource));
     let claims = informer(&kinds::persistent_volume_claim::V1);
     let volumes = informer(&kinds::persistent_volume::V1);
