@@ -109,6 +109,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     for private in [KEY_FILE, CERT_FILE] {
         restrict_if_present(&data_dir.join(private))?;
     }
+    crate::up::import_image_archives(&data_dir).await;
 
     let ca_pem = fetch_cluster_ca(&server, &pinned_hash).await?;
     let previous_ca = std::fs::read(data_dir.join(CA_FILE)).ok();

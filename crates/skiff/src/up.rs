@@ -105,7 +105,7 @@ pub(crate) fn make_private_directory(
 /// Imports the archives dropped in `DATA_DIR/images/` that were not imported before, as k3s
 /// does with its agent images directory; a file that cannot be imported is logged and
 /// skipped, so one bad archive never stops the cluster.
-async fn import_image_archives(data_dir: &Path) {
+pub(crate) async fn import_image_archives(data_dir: &Path) {
     let images = data_dir.join("images");
     let content = data_dir.join(crate::image_cmd::CONTENT_SUBDIR);
     let result = tokio::task::spawn_blocking(move || {
