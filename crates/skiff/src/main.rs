@@ -110,7 +110,8 @@ pub struct UpArgs {
     /// The name of this machine's node (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
-    /// Run no real node: pods run only on simulated nodes (or stay Pending).
+    /// Run no real node (a control-plane machine): pods run on the nodes `skiff agent` joins,
+    /// on simulated nodes, or stay Pending.
     #[arg(long)]
     pub no_node: bool,
     /// The node's addresses (k3s's flag; repeat it or separate addresses with commas): NodePorts
