@@ -618,9 +618,10 @@ pub fn renewal_time(not_before: i64, not_after: i64, jitter: f64) -> i64 {
     } else {
         0.0
     };
-    // Lifetimes are far below 2^53 seconds, so the float holds them exactly enough.
-    let share = (lifetime as f64) * (0.7 + 0.2 * jitter);
-    not_before.saturating_add(share.floor() as i64)
+    // In thousandths of the lifetime, in integers, so 90 % of 100 s is 90 s exactly.
+    let thousandths = 700 + (200.0 * jitter).round() as i128;
+    let share = i128::from(lifetime) * thousandths / 1000;
+    not_before.saturating_add(i64::try_from(share).unwrap_or(i64::MAX))
 }
 
 /// What renewing the node's certificate needs.
@@ -790,6 +791,219 @@ impl Client for SwappableClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How the fake server answers a node's certificate request.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Answer {
+        /// The watch reports it approved and signed.
+        IssueOnWatch,
+        /// The watch ends with nothing; a read finds it signed.
+        IssueOnRead,
+        /// The watch reports it denied.
+        Deny,
+        /// Nothing ever happens.
+        Ignore,
+    }
+
+    /// An API server holding one certificate request, signing with a CA of its own.
+    struct FakeServer {
+        answer: Answer,
+        created: std::sync::Mutex<Option<Value>>,
+    }
+
+    impl FakeServer {
+        fn new(answer: Answer) -> FakeServer {
+            FakeServer {
+                answer,
+                created: std::sync::Mutex::new(None),
+            }
+        }
+
+        fn created(&self) -> Value {
+            self.created
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("a request was created")
+        }
+
+        /// The request as the server has it after its decision.
+        fn decided(&self, approve: bool) -> Value {
+            let mut csr = self.created();
+            csr["metadata"]["resourceVersion"] = json!("2");
+            if !approve {
+                csr["status"] = json!({"conditions": [{"type": "Denied", "status": "True",
+                    "reason": "KubectlDeny", "message": "not this one"}]});
+                return csr;
+            }
+            let request = base64::engine::general_purpose::STANDARD
+                .decode(csr["spec"]["request"].as_str().unwrap())
+                .unwrap();
+            let request = rcgen::CertificateSigningRequestParams::from_pem(
+                std::str::from_utf8(&request).unwrap(),
+            )
+            .unwrap();
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let issuer = rcgen::Issuer::from_params(&ca, rcgen::KeyPair::generate().unwrap());
+            let cert = request.signed_by(&issuer).unwrap();
+            csr["status"] = json!({
+                "conditions": [{"type": "Approved", "status": "True", "reason": "AutoApproved"}],
+                "certificate": base64::engine::general_purpose::STANDARD.encode(cert.pem()),
+            });
+            csr
+        }
+    }
+
+    fn unserved() -> ClientError {
+        ClientError::UnknownResource("not in this fake".into())
+    }
+
+    #[async_trait]
+    impl Client for FakeServer {
+        async fn get(&self, _: Scope<'_>, _: &str) -> Result<Value, ClientError> {
+            Ok(match self.answer {
+                Answer::IssueOnRead => self.decided(true),
+                _ => self.created(),
+            })
+        }
+        async fn list(&self, _: Scope<'_>, _: &ListOptions) -> Result<ObjectList, ClientError> {
+            Err(unserved())
+        }
+        async fn watch(
+            &self,
+            _: Scope<'_>,
+            options: &ListOptions,
+        ) -> Result<BoxStream<'static, WatchEvent>, ClientError> {
+            assert_eq!(
+                options.field_selector.as_deref(),
+                Some("metadata.name=csr-abcde")
+            );
+            let events = match self.answer {
+                Answer::IssueOnWatch => vec![self.decided(true)],
+                Answer::Deny => vec![self.decided(false)],
+                Answer::IssueOnRead => vec![],
+                Answer::Ignore => return Ok(futures::stream::pending().boxed()),
+            };
+            Ok(
+                futures::stream::iter(events.into_iter().map(|object| WatchEvent {
+                    event_type: "MODIFIED",
+                    object,
+                }))
+                .boxed(),
+            )
+        }
+        async fn create(&self, _: Scope<'_>, mut object: Value) -> Result<Value, ClientError> {
+            object["metadata"]["name"] = json!("csr-abcde");
+            object["metadata"]["resourceVersion"] = json!("1");
+            *self.created.lock().unwrap() = Some(object.clone());
+            Ok(object)
+        }
+        async fn update(&self, _: Scope<'_>, _: Value) -> Result<Value, ClientError> {
+            Err(unserved())
+        }
+        async fn update_status(&self, _: Scope<'_>, _: Value) -> Result<Value, ClientError> {
+            Err(unserved())
+        }
+        async fn patch(
+            &self,
+            _: Scope<'_>,
+            _: &str,
+            _: PatchType,
+            _: Value,
+            _: bool,
+        ) -> Result<Value, ClientError> {
+            Err(unserved())
+        }
+        async fn delete(
+            &self,
+            _: Scope<'_>,
+            _: &str,
+            _: &DeleteOptions,
+        ) -> Result<Option<Value>, ClientError> {
+            Err(unserved())
+        }
+        async fn bind_pod(&self, _: &str, _: &str, _: &str) -> Result<(), ClientError> {
+            Err(unserved())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_asks_for_its_client_certificate_and_takes_it_once_issued() {
+        for answer in [Answer::IssueOnWatch, Answer::IssueOnRead] {
+            let server = FakeServer::new(answer);
+            let credential = request_certificate(&server, "n1", Duration::from_secs(10))
+                .await
+                .expect("the certificate is issued");
+            let sent = server.created();
+            assert_eq!(sent["metadata"]["generateName"], "csr-");
+            assert_eq!(sent["spec"]["signerName"], KUBELET_CLIENT_SIGNER);
+            assert_eq!(
+                sent["spec"]["usages"],
+                json!(["digital signature", "client auth"])
+            );
+            let request = base64::engine::general_purpose::STANDARD
+                .decode(sent["spec"]["request"].as_str().unwrap())
+                .unwrap();
+            let request = rcgen::CertificateSigningRequestParams::from_pem(
+                std::str::from_utf8(&request).unwrap(),
+            )
+            .unwrap();
+            let subject: Vec<String> = request
+                .params
+                .distinguished_name
+                .iter()
+                .map(|(_, value)| match value {
+                    rcgen::DnValue::Utf8String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(subject, ["system:node:n1", "system:nodes"]);
+            assert!(credential.not_after > credential.not_before);
+            let kept = rcgen::KeyPair::from_pem(&credential.key_pem).expect("the key is PEM");
+            let (_, block) = x509_parser::pem::parse_x509_pem(credential.cert_pem.as_bytes())
+                .expect("the certificate is PEM");
+            let cert = block.parse_x509().expect("the certificate is X.509");
+            use rcgen::PublicKeyData;
+            assert_eq!(
+                &*cert.public_key().subject_public_key.data,
+                kept.der_bytes(),
+                "the certificate is for the key the node keeps"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_denied_or_unanswered_request_ends_with_a_clear_error() {
+        let denied = request_certificate(
+            &FakeServer::new(Answer::Deny),
+            "n1",
+            Duration::from_secs(10),
+        )
+        .await
+        .err()
+        .expect("a denied request fails")
+        .to_string();
+        assert_eq!(
+            denied,
+            "the certificate request csr-abcde was denied (KubectlDeny): not this one"
+        );
+        let unanswered = request_certificate(
+            &FakeServer::new(Answer::Ignore),
+            "n1",
+            Duration::from_millis(200),
+        )
+        .await
+        .err()
+        .expect("an unanswered request times out")
+        .to_string();
+        assert!(
+            unanswered.starts_with(
+                "the certificate request csr-abcde was not approved and signed within 200ms"
+            ),
+            "{unanswered}"
+        );
+    }
 
     #[test]
     fn renewal_falls_between_seventy_and_ninety_percent_of_the_life() {

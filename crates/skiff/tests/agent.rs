@@ -279,6 +279,78 @@ fn wait_pod_ready(kubectl: &Kubectl, name: &str) -> Value {
     })
 }
 
+/// Sends, with `agent`'s own certificate, a request for a new certificate of its node, as the
+/// agent's renewal does, and checks it is approved and signed.
+fn renew_with_node_certificate(skiff: &Skiff, admin: &Kubectl, agent: &Agent) {
+    let data = agent.data_dir();
+    let kubeconfig = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: {server}, certificate-authority: {ca}}}
+users:
+- name: node
+  user: {{client-certificate: {cert}, client-key: {key}}}
+contexts:
+- name: node
+  context: {{cluster: c, user: node}}
+current-context: node
+",
+        server = agent.server,
+        ca = data.join("ca.crt").display(),
+        cert = data.join("client-kubelet.crt").display(),
+        key = data.join("client-kubelet.key").display(),
+    );
+    let kubeconfig_file = skiff.file_path("node-kubeconfig");
+    std::fs::write(&skiff.file_path("node-kubeconfig"), kubeconfig).expect("write kubeconfig");
+    let as_node = admin.with_kubeconfig(&kubeconfig_file);
+    let key = rcgen::KeyPair::generate().expect("a key pair");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("parameters");
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("system:node:{}", agent.node_name),
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let request = params
+        .serialize_request(&key)
+        .expect("a certificate request")
+        .pem()
+        .expect("PEM");
+    use base64::Engine;
+    let file = skiff.write_file(
+        "renewal.yaml",
+        &format!(
+            "apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata:
+  name: renewal
+spec:
+  request: {}
+  signerName: {KUBELET_SIGNER}
+  usages: [digital signature, client auth]
+",
+            base64::engine::general_purpose::STANDARD.encode(request)
+        ),
+    );
+    as_node.ok(&["create", "-f", &file]);
+    let issued = wait_for("the renewal request to be issued", DEADLINE, || {
+        let csr = admin.json(&["get", "csr", "renewal"]);
+        (!str_at(&csr, "/status/certificate").is_empty()).then_some(csr)
+    });
+    assert_eq!(
+        str_at(&issued, "/spec/username"),
+        format!("system:node:{}", agent.node_name)
+    );
+    assert_eq!(str_at(&issued, "/status/conditions/0/type"), "Approved");
+    assert_eq!(
+        str_at(&issued, "/status/conditions/0/reason"),
+        "AutoApproved"
+    );
+}
+
 #[test]
 fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() {
     let skiff = Skiff::start_with(&["--node-name", "server-node"]);
@@ -363,6 +435,10 @@ fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() 
         "the node's certificate was refused something; log:\n{log}"
     );
 
+    // The node's certificate is the credential of its renewal: a request it makes for its
+    // own name is approved (`selfnodeclient`) and signed.
+    renew_with_node_certificate(&skiff, &kubectl, &agent);
+
     // Stopped and started again, the agent reuses its certificate: no new request.
     let status = agent.stop();
     assert!(status.success(), "the agent exited with {status}");
@@ -380,8 +456,8 @@ fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() 
     wait_pod_ready(&kubectl, "after-restart");
     assert_eq!(
         items(&kubectl.json(&["get", "csr"])).len(),
-        1,
-        "the restarted agent made no new certificate request"
+        2,
+        "the restarted agent made no new certificate request (beside the renewal above)"
     );
     assert_eq!(
         std::fs::read(agent.data_dir().join("client-kubelet.crt")).expect("the certificate"),
