@@ -303,7 +303,7 @@ current-context: node
         key = data.join("client-kubelet.key").display(),
     );
     let kubeconfig_file = skiff.file_path("node-kubeconfig");
-    std::fs::write(&skiff.file_path("node-kubeconfig"), kubeconfig).expect("write kubeconfig");
+    std::fs::write(&kubeconfig_file, kubeconfig).expect("write kubeconfig");
     let as_node = admin.with_kubeconfig(&kubeconfig_file);
     let key = rcgen::KeyPair::generate().expect("a key pair");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("parameters");
