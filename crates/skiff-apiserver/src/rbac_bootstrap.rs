@@ -347,8 +347,16 @@ pub fn cluster_roles() -> Vec<Value> {
             NODE_DNS_ROLE,
             &[],
             vec![
-                rule(&[""], &["services", "endpoints", "namespaces"], &["list", "watch"]),
-                rule(&["discovery.k8s.io"], &["endpointslices"], &["list", "watch"]),
+                rule(
+                    &[""],
+                    &["services", "endpoints", "namespaces"],
+                    &["list", "watch"],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["list", "watch"],
+                ),
             ],
         ),
     ]
@@ -362,17 +370,27 @@ fn node_rules() -> Vec<Value> {
         rule(
             &[""],
             &["nodes"],
-            &["create", "delete", "get", "list", "patch", "update", "watch"],
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
         ),
         rule(&[""], &["nodes/status"], &["patch", "update"]),
-        rule(&[""], &["pods"], &["create", "delete", "get", "list", "watch"]),
+        rule(
+            &[""],
+            &["pods"],
+            &["create", "delete", "get", "list", "watch"],
+        ),
         rule(&[""], &["pods/status"], &["patch", "update"]),
         rule(&[""], &["pods/eviction"], &["create"]),
         rule(&[""], &["services", "endpoints"], READ),
         rule(&[""], &["configmaps", "secrets"], READ),
         rule(
             &[""],
-            &["persistentvolumeclaims", "persistentvolumes", "serviceaccounts"],
+            &[
+                "persistentvolumeclaims",
+                "persistentvolumes",
+                "serviceaccounts",
+            ],
             &["get"],
         ),
         rule(
@@ -381,7 +399,11 @@ fn node_rules() -> Vec<Value> {
             &["get", "patch", "update"],
         ),
         rule(&[""], &["serviceaccounts/token"], &["create"]),
-        rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+        rule(
+            &["", "events.k8s.io"],
+            &["events"],
+            &["create", "patch", "update"],
+        ),
         rule(
             &["coordination.k8s.io"],
             &["leases"],
@@ -408,8 +430,16 @@ fn node_proxier_rules() -> Vec<Value> {
     vec![
         rule(&[""], &["services", "endpoints"], &["list", "watch"]),
         rule(&[""], &["nodes"], READ),
-        rule(&["discovery.k8s.io"], &["endpointslices"], &["list", "watch"]),
-        rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+        rule(
+            &["discovery.k8s.io"],
+            &["endpointslices"],
+            &["list", "watch"],
+        ),
+        rule(
+            &["", "events.k8s.io"],
+            &["events"],
+            &["create", "patch", "update"],
+        ),
     ]
 }
 
