@@ -189,6 +189,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         until_stopped(),
     )
     .await?;
+    tokio::spawn(crate::memory::release_loop(crate::memory::RELEASE_INTERVAL));
     tracing::info!(node = %node_name, %server, data_dir = %data_dir.display(), "skiff agent joined the cluster");
     crate::up::shutdown_signal().await;
     let _ = stop.send(true);
