@@ -975,6 +975,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_certificate_past_its_renewal_time_is_renewed_and_the_client_swapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake: Arc<dyn Client> = Arc::new(FakeServer::new(Answer::IssueOnWatch));
+        let client = Arc::new(SwappableClient {
+            current: RwLock::new(fake.clone()),
+        });
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem().into_bytes();
+        // Valid from the epoch for 100 seconds: long past its renewal time.
+        let expired = NodeCredential {
+            key_pem: String::new(),
+            cert_pem: String::new(),
+            not_before: 0,
+            not_after: 100,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(renew_forever(
+            Renewal {
+                client: client.clone(),
+                server: "https://127.0.0.1:6443".to_string(),
+                ca_pem,
+                node_name: "n1".to_string(),
+                data_dir: dir.path().to_path_buf(),
+                timeout: Duration::from_secs(10),
+            },
+            expired,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while Arc::ptr_eq(&client.current(), &fake) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the certificate was not renewed in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kept = NodeCredential::load(dir.path(), "n1", now_seconds())
+            .expect("the renewed certificate is stored for n1");
+        assert!(kept.not_after > now_seconds());
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("renewal stops on shutdown")
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn a_denied_or_unanswered_request_ends_with_a_clear_error() {
         let denied = request_certificate(
             &FakeServer::new(Answer::Deny),
