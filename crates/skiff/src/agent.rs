@@ -66,7 +66,8 @@ pub struct AgentArgs {
     /// How long to wait for the certificate request to be approved and signed.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::parse_duration)]
     pub certificate_timeout: Duration,
-    /// Seconds between samples of pod and node usage.
+    /// Seconds between samples of pod and node usage (kept on the node: the API server does
+    /// not reach an agent's figures yet).
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub metric_resolution: u64,
     /// The node's flags.
