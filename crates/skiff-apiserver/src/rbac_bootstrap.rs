@@ -341,6 +341,105 @@ pub fn cluster_roles() -> Vec<Value> {
                 &["create"],
             )],
         ),
+        role(NODE_ROLE, &[], node_rules()),
+        role(NODE_PROXIER_ROLE, &[], node_proxier_rules()),
+        role(
+            NODE_DNS_ROLE,
+            &[],
+            vec![
+                rule(
+                    &[""],
+                    &["services", "endpoints", "namespaces"],
+                    &["list", "watch"],
+                ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["list", "watch"],
+                ),
+            ],
+        ),
+    ]
+}
+
+/// What a kubelet does with the API: register and update its Node, renew its Lease, follow
+/// the pods bound to it and write their status, read what their volumes and environment name,
+/// ask for ServiceAccount tokens, report events and renew its own client certificate.
+fn node_rules() -> Vec<Value> {
+    vec![
+        rule(
+            &[""],
+            &["nodes"],
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
+        ),
+        rule(&[""], &["nodes/status"], &["patch", "update"]),
+        rule(
+            &[""],
+            &["pods"],
+            &["create", "delete", "get", "list", "watch"],
+        ),
+        rule(&[""], &["pods/status"], &["patch", "update"]),
+        rule(&[""], &["pods/eviction"], &["create"]),
+        rule(&[""], &["services", "endpoints"], READ),
+        rule(&[""], &["configmaps", "secrets"], READ),
+        rule(
+            &[""],
+            &[
+                "persistentvolumeclaims",
+                "persistentvolumes",
+                "serviceaccounts",
+            ],
+            &["get"],
+        ),
+        rule(
+            &[""],
+            &["persistentvolumeclaims/status"],
+            &["get", "patch", "update"],
+        ),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
+        rule(
+            &["", "events.k8s.io"],
+            &["events"],
+            &["create", "patch", "update"],
+        ),
+        rule(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["create", "delete", "get", "patch", "update"],
+        ),
+        rule(
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests"],
+            &["create", "get", "list", "watch"],
+        ),
+        rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+        rule(
+            &["authorization.k8s.io"],
+            &["localsubjectaccessreviews", "subjectaccessreviews"],
+            &["create"],
+        ),
+        rule(&["node.k8s.io"], &["runtimeclasses"], READ),
+        rule(&["storage.k8s.io"], &["csidrivers"], READ),
+    ]
+}
+
+/// What a service proxy reads to route Services, and the events it reports.
+fn node_proxier_rules() -> Vec<Value> {
+    vec![
+        rule(&[""], &["services", "endpoints"], &["list", "watch"]),
+        rule(&[""], &["nodes"], READ),
+        rule(
+            &["discovery.k8s.io"],
+            &["endpointslices"],
+            &["list", "watch"],
+        ),
+        rule(
+            &["", "events.k8s.io"],
+            &["events"],
+            &["create", "patch", "update"],
+        ),
     ]
 }
 
@@ -363,6 +462,16 @@ pub const NODE_CLIENT_ROLE: &str =
 /// The role whose holders' renewals of their own node certificate are approved.
 pub const SELF_NODE_CLIENT_ROLE: &str =
     "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
+
+/// The role of every node's kubelet (Kubernetes' `system:node`).
+pub const NODE_ROLE: &str = "system:node";
+/// The role of the service proxy (Kubernetes' `system:node-proxier`).
+pub const NODE_PROXIER_ROLE: &str = "system:node-proxier";
+/// What the cluster DNS a node runs reads (CoreDNS's `system:coredns`, without its Pod
+/// reads): Services, their endpoints and namespaces.
+pub const NODE_DNS_ROLE: &str = "skiff:node-dns";
+/// The group of every node's client certificate.
+pub const NODES_GROUP: &str = "system:nodes";
 
 /// A ClusterRoleBinding `name` of `role` to `groups`, as kubeadm binds the node bootstrap
 /// roles for its join tokens.
@@ -395,8 +504,14 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         named_binding(
             "skiff:node-autoapprove-certificate-rotation",
             SELF_NODE_CLIENT_ROLE,
-            &["system:nodes"],
+            &[NODES_GROUP],
         ),
+        // Kubernetes leaves these to its Node authorizer, which Skiff does not have yet: nodes
+        // hold the kubelet's role through RBAC, as they did before Kubernetes 1.8, and the
+        // proxy inside `skiff agent`, which speaks with the node's certificate, the proxier's.
+        named_binding("skiff:nodes", NODE_ROLE, &[NODES_GROUP]),
+        named_binding("skiff:node-proxier", NODE_PROXIER_ROLE, &[NODES_GROUP]),
+        binding(NODE_DNS_ROLE, &[NODES_GROUP]),
     ]
 }
 

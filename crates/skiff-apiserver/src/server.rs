@@ -89,7 +89,10 @@ async fn authenticate(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/healthz" | "/livez" | "/readyz" | "/version") {
+    if matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/version" | CA_CERTS_PATH
+    ) {
         return next.run(req).await;
     }
     let certificate_user = req
@@ -1225,7 +1228,9 @@ pub async fn serve_tls_with_client_ca(
         stopper.graceful_shutdown(Some(Duration::from_secs(2)));
     });
     listener.set_nonblocking(true)?;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let ca_bundle = String::from_utf8_lossy(&client_ca_pem).into_owned();
+    let cacerts = Router::new().route(CA_CERTS_PATH, get(move || async move { ca_bundle }));
+    let app = router_with(state, cacerts).into_make_service_with_connect_info::<SocketAddr>();
     axum_server::from_tcp_rustls(listener, config)?
         .map(|tls| {
             crate::client_certs::CertificateUserAcceptor::new(
@@ -1236,6 +1241,11 @@ pub async fn serve_tls_with_client_ca(
         .serve(app)
         .await
 }
+
+/// Where a server that checks client certificates serves its cluster CA bundle (PEM) to anyone,
+/// as k3s does: a joining node fetches it before it trusts the server, and accepts it only if
+/// its SHA-256 matches the hash its join token carries.
+pub const CA_CERTS_PATH: &str = "/cacerts";
 
 /// Serves the API over TLS on `listener` until `shutdown` resolves, then lets open requests
 /// finish for a short while.

@@ -1,11 +1,13 @@
 //! The `skiff` command: Kubernetes workloads in one binary.
 
+mod agent;
 mod bootstrap;
 mod cluster_dns;
 mod image_cmd;
 mod join_token;
 mod kubeconfig;
 mod memory;
+mod node_host;
 mod pki;
 mod plan;
 mod up;
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Start a whole single-machine control plane in this process.
     Up(Box<UpArgs>),
+    /// Join a cluster as a node: fetch and pin its CA, get a client certificate through the
+    /// join token, then run the node agent and the service proxy against the server.
+    Agent(Box<agent::AgentArgs>),
     /// Inspect rollouts without a server.
     Rollout {
         #[command(subcommand)]
@@ -105,7 +110,8 @@ pub struct UpArgs {
     /// The name of this machine's node (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
-    /// Run no real node: pods run only on simulated nodes (or stay Pending).
+    /// Run no real node (a control-plane machine): pods run on the nodes `skiff agent` joins,
+    /// on simulated nodes, or stay Pending.
     #[arg(long)]
     pub no_node: bool,
     /// The node's addresses (k3s's flag; repeat it or separate addresses with commas): NodePorts
@@ -202,6 +208,25 @@ pub struct UpArgs {
     pub oci_runtime: Option<PathBuf>,
 }
 
+impl UpArgs {
+    /// The flags of the built-in node, as the node's parts take them.
+    pub fn node_args(&self) -> node_host::NodeArgs {
+        node_host::NodeArgs {
+            node_name: self.node_name.clone(),
+            node_ip: self.node_ip.clone(),
+            no_proxy: self.no_proxy,
+            registry_config: self.registry_config.clone(),
+            container_runtime: self.container_runtime,
+            cluster_cidr: self.cluster_cidr.clone(),
+            service_cidr: self.service_cidr.clone(),
+            pod_bridge: self.pod_bridge.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            cgroup_root: self.cgroup_root.clone(),
+            oci_runtime: self.oci_runtime.clone(),
+        }
+    }
+}
+
 /// How the real node runs pods.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContainerRuntime {
@@ -290,6 +315,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Up(args) => runtime.block_on(up::run(*args)),
+        Command::Agent(args) => runtime.block_on(agent::run(*args)),
         Command::Rollout { .. }
         | Command::Image { .. }
         | Command::Kubeconfig(_)

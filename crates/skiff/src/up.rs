@@ -1,11 +1,10 @@
 //! `skiff up`: the whole control plane in one process.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skiff_apiserver::allocator::ServiceRange;
 use skiff_apiserver::registry::Registry;
 use skiff_apiserver::server::{self, ServerState};
 use skiff_apiserver::system;
@@ -18,20 +17,15 @@ use skiff_controllers::leader_election::planner::ElectionTiming;
 use skiff_controllers::leader_election::{
     self, candidate_identity, ElectedWork, Election, CONTROLLER_MANAGER_LEASE, SCHEDULER_LEASE,
 };
-use skiff_node::agent::pod_range::pod_range_for;
-use skiff_node::agent::{
-    ClusterDnsSettings, ImageService, NodeAgent, NodeAgentConfig, PodNetworkSettings,
-};
-use skiff_node::drain::TrafficDrain;
 use skiff_node::simulated::metrics::SimulatedMetrics;
 use skiff_node::simulated::{self, SimulatedNodesConfig};
-use skiff_node::store_images::StoreImages;
-use skiff_node::wiring::KubeletProber;
-use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_store::{EtcdOptions, EtcdStore, EtcdTls, SqliteStore, Store};
 
+use crate::node_host::{
+    host_node_name, pod_network_settings, NodeHost, NodeHostSettings, ServiceNetwork,
+};
+use crate::UpArgs;
 use crate::{kubeconfig, pki};
-use crate::{ContainerRuntime, UpArgs};
 
 /// The default data directory: `$XDG_DATA_HOME/skiff`, `~/.local/share/skiff`, else `./.skiff`.
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -44,20 +38,10 @@ pub(crate) fn default_data_dir() -> PathBuf {
     PathBuf::from(".skiff")
 }
 
-/// The host name as a node name (lowercase, as node names must be), or `localhost`.
-fn host_node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_ascii_lowercase())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 /// Raises the open-file limit to its hard maximum: every pod holds a few descriptors (log files,
 /// process handles), and the common soft default of 1,024 would cap a node at a few hundred pods.
 /// Go programs, Kubernetes' among them, do the same at start.
-fn raise_open_file_limit() {
+pub(crate) fn raise_open_file_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {
@@ -69,7 +53,7 @@ fn raise_open_file_limit() {
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -92,22 +76,11 @@ async fn shutdown_signal() {
     }
 }
 
-/// Lets the node agent hold a dying pod's SIGTERM until this process's proxy stops routing to
-/// it: the proxy is the only one on this node, so its routes are all that matter.
-struct ProxyDrain(Proxy);
-
-#[async_trait::async_trait]
-impl TrafficDrain for ProxyDrain {
-    async fn wait_unrouted(&self, pod_ip: IpAddr, deadline: tokio::time::Instant) {
-        if !self.0.wait_unrouted(pod_ip, deadline).await {
-            tracing::warn!(%pod_ip, "the proxy still routed to the pod when its drain ended");
-        }
-    }
-}
-
 /// Makes the data directory reachable by its owner only: it holds the store with every
 /// Secret, the CA key and the admin token.
-fn make_private_directory(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn make_private_directory(
+    dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -133,7 +106,7 @@ fn make_private_directory(dir: &std::path::Path) -> Result<(), Box<dyn std::erro
 /// Imports the archives dropped in `DATA_DIR/images/` that were not imported before, as k3s
 /// does with its agent images directory; a file that cannot be imported is logged and
 /// skipped, so one bad archive never stops the cluster.
-async fn import_image_archives(data_dir: &Path) {
+pub(crate) async fn import_image_archives(data_dir: &Path) {
     let images = data_dir.join("images");
     let content = data_dir.join(crate::image_cmd::CONTENT_SUBDIR);
     let result = tokio::task::spawn_blocking(move || {
@@ -188,100 +161,6 @@ async fn open_store(args: &UpArgs, data_dir: &Path) -> Result<Arc<dyn Store>, St
     Ok(Arc::new(store))
 }
 
-/// The pod network the `oci` runtime builds, checked before anything starts.
-fn pod_network_settings(
-    args: &UpArgs,
-) -> Result<Option<PodNetworkSettings>, Box<dyn std::error::Error>> {
-    let ranges = skiff_net::ClusterRanges::parse(
-        &args.cluster_cidr,
-        &args.service_cidr,
-        skiff_net::ranges::DEFAULT_NODE_CIDR_MASK_SIZE,
-    )?;
-    match args.container_runtime {
-        ContainerRuntime::Process if args.oci_runtime.is_some() => {
-            Err("--oci-runtime needs --container-runtime oci".into())
-        }
-        ContainerRuntime::Process => Ok(None),
-        ContainerRuntime::Oci => {
-            if !nix::unistd::geteuid().is_root() {
-                return Err(
-                    "--container-runtime oci needs root: pods get network namespaces, veths and routes"
-                        .into(),
-                );
-            }
-            let mut settings = PodNetworkSettings::new(ranges);
-            settings.bridge = args.pod_bridge.clone();
-            Ok(Some(settings))
-        }
-    }
-}
-
-/// What the `oci` runtime adds around the pod network: cluster IPs from `--service-cidr`, put
-/// on a dummy interface named after the pod bridge, and the cluster DNS at the range's `.10`.
-struct ServiceNetwork {
-    range: ServiceRange,
-    dns_ip: Ipv4Addr,
-    interface: String,
-    domain: String,
-}
-
-impl ServiceNetwork {
-    fn for_pod_network(
-        args: &UpArgs,
-        settings: &PodNetworkSettings,
-    ) -> Result<ServiceNetwork, Box<dyn std::error::Error>> {
-        let cidr = settings.ranges.service_cidr;
-        let range = ServiceRange::new(cidr.network(), cidr.prefix_len())
-            .ok_or_else(|| format!("--service-cidr {cidr} must hold at least 8 addresses"))?;
-        let dns_ip = range
-            .nth(crate::cluster_dns::DNS_SERVICE_OFFSET)
-            .ok_or_else(|| format!("--service-cidr {cidr} is too small for the DNS Service"))?;
-        // Checked now, so a bad domain stops nothing half-started.
-        skiff_dns::ClusterZone::new(&args.cluster_domain)?;
-        Ok(ServiceNetwork {
-            range,
-            dns_ip,
-            interface: skiff_net::service_interface_name(&settings.bridge),
-            domain: args.cluster_domain.trim_end_matches('.').to_string(),
-        })
-    }
-
-    /// The frontends the DNS server answers on itself, which the proxy leaves alone.
-    fn dns_frontends(&self) -> std::collections::HashSet<SocketAddr> {
-        [53, crate::cluster_dns::DNS_METRICS_PORT]
-            .into_iter()
-            .map(|port| SocketAddr::new(IpAddr::V4(self.dns_ip), port))
-            .collect()
-    }
-}
-
-/// The OCI runtime containers run through: `--oci-runtime`'s program, else the embedded one
-/// (this binary re-executed for its hidden shim subcommand), with its state under `DATA/oci`;
-/// containers are created through the node's monitor (this binary's hidden `node-monitor`).
-fn oci_runtime(
-    args: &UpArgs,
-    data_dir: &Path,
-) -> Result<Arc<dyn skiff_oci::OciRuntime>, Box<dyn std::error::Error>> {
-    let root = data_dir.join("oci");
-    let program = std::env::current_exe()?;
-    let runtime = match &args.oci_runtime {
-        Some(runtime) => skiff_oci::CliRuntime::at_path(runtime, root)?,
-        None => skiff_oci::embedded_runtime(
-            program.clone(),
-            vec![crate::OCI_SHIM_SUBCOMMAND.into()],
-            root,
-        )?,
-    }
-    .with_monitor(program, vec![crate::NODE_MONITOR_SUBCOMMAND.into()]);
-    // Reconnect to the monitor a previous run left (its containers are adopted), or start one.
-    runtime.connect_monitor()?;
-    tracing::info!(
-        runtime = skiff_oci::OciRuntime::name(&runtime),
-        "containers run through an OCI runtime"
-    );
-    Ok(Arc::new(runtime))
-}
-
 /// The node lifecycle controller's settings from `skiff up`'s flags.
 fn node_lifecycle_settings(
     args: &UpArgs,
@@ -315,9 +194,10 @@ fn node_lifecycle_settings(
 
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let pod_network = pod_network_settings(&args)?;
+    let node_args = args.node_args();
+    let pod_network = pod_network_settings(&node_args)?;
     let service_network = match &pod_network {
-        Some(settings) => Some(ServiceNetwork::for_pod_network(&args, settings)?),
+        Some(settings) => Some(ServiceNetwork::for_pod_network(&node_args, settings)?),
         None => None,
     };
     raise_open_file_limit();
@@ -476,110 +356,23 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
-    // Cluster IPs live on a dummy interface under the oci runtime; the DNS Service's address
-    // is put there first, for the DNS server to answer on.
-    let service_interface = match &service_network {
-        Some(network) => {
-            let interface =
-                Arc::new(skiff_net::ServiceInterface::create(&network.interface).await?);
-            interface.add(network.dns_ip).await?;
-            Some(interface)
-        }
-        None => None,
-    };
-    let cluster_dns = match &service_network {
-        Some(network) => {
-            let listen = SocketAddr::new(IpAddr::V4(network.dns_ip), 53);
-            match crate::cluster_dns::ClusterDns::start(client.clone(), listen, &network.domain)
-                .await
-            {
-                Ok(dns) => Some(dns),
-                Err(error) => {
-                    if let Some(interface) = &service_interface {
-                        let _ = interface.delete().await;
-                    }
-                    return Err(format!("cannot start the cluster DNS: {error}").into());
-                }
-            }
-        }
-        None => None,
-    };
-
-    // The proxy starts before the node agent so that the agent's drain waits see its routes.
-    let proxy = if args.no_proxy {
-        None
-    } else {
-        // Node ports listen on the address the user gave `--listen` and on `--node-ip`'s, and
-        // nowhere else.
-        let mut node_addresses = vec![address.ip()];
-        for ip in &args.node_ip {
-            if !node_addresses.contains(ip) {
-                node_addresses.push(*ip);
-            }
-        }
-        let mut config = ProxyConfig::new(node_addresses);
-        // `Local` traffic policies keep to the pods of this machine's node.
-        config.node_name = (!args.no_node).then(|| node_name.clone());
-        if let (Some(network), Some(interface)) = (&service_network, &service_interface) {
-            config.cluster_ip_host = Some(Arc::new(crate::cluster_dns::DummyClusterIps(
-                interface.clone(),
-            )));
-            config.served_elsewhere = network.dns_frontends();
-        }
-        Some(Proxy::start(client.clone(), config)?)
-    };
-
-    let (node_agent, logs, streams) = if args.no_node {
-        (None, None, None)
-    } else {
-        let content =
-            skiff_images::ContentStore::open(data_dir.join(crate::image_cmd::CONTENT_SUBDIR))?;
-        let registries = crate::image_cmd::registry_config(args.registry_config.as_deref())?;
-        let puller = skiff_images::Puller::new(content.clone(), registries);
-        let images: Arc<dyn ImageService> = Arc::new(StoreImages::new(content, puller));
-        let mut config = NodeAgentConfig::new(
-            &node_name,
-            data_dir.join("node"),
-            images,
-            Arc::new(KubeletProber),
-        );
-        match pod_network {
-            Some(settings) => {
-                tracing::info!(
-                    cluster_cidr = %settings.ranges.cluster_cidr,
-                    service_cidr = %settings.ranges.service_cidr,
-                    "container runtime oci: each pod gets its own network namespace"
-                );
-                config.pod_network = Some(settings);
-                config.cluster_dns = service_network.as_ref().map(|network| ClusterDnsSettings {
-                    servers: vec![IpAddr::V4(network.dns_ip)],
-                    domain: network.domain.clone(),
-                });
-                config.cgroup_root = Some(args.cgroup_root.clone());
-                config.oci_runtime = Some(oci_runtime(&args, &data_dir)?);
-            }
-            None => {
-                config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
-            }
-        }
-        if let Some(proxy) = &proxy {
-            config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
-        }
-        let agent = NodeAgent::new(client.clone(), config);
-        let logs = agent.logs();
-        let streams = agent.streams();
-        metric_sources.push(agent.metrics(resolution));
-        let run = agent.run(until_stopped());
-        // Said when it happens (a pod network that cannot be built, say), not only at exit.
-        let agent = tokio::spawn(async move {
-            let result = run.await;
-            if let Err(error) = &result {
-                tracing::error!(%error, "the node agent stopped; this machine runs no pods");
-            }
-            result
-        });
-        (Some(agent), Some(logs), Some(streams))
-    };
+    let node = NodeHost::start(
+        client.clone(),
+        NodeHostSettings {
+            args: &node_args,
+            data_dir: &data_dir,
+            node_name,
+            run_agent: !args.no_node,
+            primary_address: address.ip(),
+            pod_network,
+            service_network: service_network.as_ref(),
+            metric_resolution: resolution,
+        },
+        until_stopped(),
+    )
+    .await?;
+    metric_sources.extend(node.metrics.clone());
+    let (logs, streams) = (node.logs.clone(), node.streams.clone());
 
     // Every measured pod and node, real and simulated; the autoscaler reads the same source.
     // With nothing measured, `metrics.k8s.io` is not advertised, as on a cluster without
@@ -644,14 +437,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
-    if let Some(agent) = node_agent {
-        match agent.await {
-            // Already logged when it happened.
-            Ok(Err(_)) => {}
-            Err(e) => tracing::warn!(error = %e, "the node agent task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
+    // The node stops its pods first, then its proxy and cluster DNS.
+    node.finish().await;
     if let Err(e) = endpoint_reconciler.await {
         tracing::warn!(error = %e, "the kubernetes endpoint reconciler task failed");
     }
@@ -666,15 +453,6 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             Ok(Err(e)) => tracing::warn!(error = %e, "simulated nodes stopped with an error"),
             Err(e) => tracing::warn!(error = %e, "simulated nodes task failed"),
             Ok(Ok(())) => {}
-        }
-    }
-    drop(proxy);
-    if let Some(dns) = cluster_dns {
-        dns.stop().await;
-    }
-    if let Some(interface) = service_interface {
-        if let Err(error) = interface.delete().await {
-            tracing::warn!(%error, interface = interface.name(), "cannot remove the cluster IP interface");
         }
     }
     tracing::info!("skiff stopped");

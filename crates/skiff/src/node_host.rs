@@ -1,0 +1,367 @@
+//! What runs on every machine that is a node, whether `skiff up` runs it beside the control
+//! plane or `skiff agent` beside a remote server: the `oci` runtime's cluster IP interface and
+//! cluster DNS, the service proxy and the node agent, all speaking to the cluster through one
+//! [`Client`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_apiserver::allocator::ServiceRange;
+use skiff_client::logs::PodLogs;
+use skiff_client::metrics::ResourceMetrics;
+use skiff_client::streams::PodStreams;
+use skiff_client::Client;
+use skiff_node::agent::pod_range::pod_range_for;
+use skiff_node::agent::{
+    ClusterDnsSettings, ImageService, NodeAgent, NodeAgentConfig, NodeAgentError,
+    PodNetworkSettings,
+};
+use skiff_node::drain::TrafficDrain;
+use skiff_node::store_images::StoreImages;
+use skiff_node::wiring::KubeletProber;
+use skiff_proxy::{Proxy, ProxyConfig};
+
+use crate::ContainerRuntime;
+
+/// The flags of a node, shared by `skiff up` (its built-in node) and `skiff agent`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// The name of this machine's node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's addresses (k3s's flag; repeat it or separate addresses with commas):
+    /// NodePorts listen on each of them.
+    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    pub node_ip: Vec<IpAddr>,
+    /// Run no service proxy on this node.
+    #[arg(long)]
+    pub no_proxy: bool,
+    /// A registries file in k3s' `registries.yaml` shape (`mirrors`, `configs` with `auth`
+    /// and `tls`) for the node's image pulls.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// How the node runs pods: `process` (process groups on the host's network, loopback pod
+    /// addresses) or `oci` (a network namespace per pod; needs root and `nft`).
+    #[arg(long, value_enum, default_value = "process")]
+    pub container_runtime: ContainerRuntime,
+    /// The pod range the Nodes' `podCIDR`s are cut from (k3s's flag and default).
+    #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
+    /// The Service range (k3s's flag and default).
+    #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: String,
+    /// The bridge pods' network namespaces join under the `oci` runtime.
+    #[arg(long, value_name = "NAME", default_value = skiff_net::DEFAULT_BRIDGE)]
+    pub pod_bridge: String,
+    /// The cluster domain the `oci` runtime's cluster DNS answers for.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The cgroup under which the `oci` runtime puts the kubelet's `kubepods` tree.
+    #[arg(long, value_name = "NAME", default_value = "skiff")]
+    pub cgroup_root: String,
+    /// The OCI runtime (`crun` or `runc`, by path) of `--container-runtime oci`; by default
+    /// the one built into `skiff`.
+    #[arg(long, value_name = "PATH")]
+    pub oci_runtime: Option<PathBuf>,
+}
+
+/// The host name as a node name (lowercase, as node names must be), or `localhost`.
+pub(crate) fn host_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The pod network the `oci` runtime builds, checked before anything starts.
+pub(crate) fn pod_network_settings(
+    args: &NodeArgs,
+) -> Result<Option<PodNetworkSettings>, Box<dyn std::error::Error>> {
+    let ranges = skiff_net::ClusterRanges::parse(
+        &args.cluster_cidr,
+        &args.service_cidr,
+        skiff_net::ranges::DEFAULT_NODE_CIDR_MASK_SIZE,
+    )?;
+    match args.container_runtime {
+        ContainerRuntime::Process if args.oci_runtime.is_some() => {
+            Err("--oci-runtime needs --container-runtime oci".into())
+        }
+        ContainerRuntime::Process => Ok(None),
+        ContainerRuntime::Oci => {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(
+                    "--container-runtime oci needs root: pods get network namespaces, veths and routes"
+                        .into(),
+                );
+            }
+            let mut settings = PodNetworkSettings::new(ranges);
+            settings.bridge = args.pod_bridge.clone();
+            Ok(Some(settings))
+        }
+    }
+}
+
+/// What the `oci` runtime adds around the pod network: cluster IPs from `--service-cidr`, put
+/// on a dummy interface named after the pod bridge, and the cluster DNS at the range's `.10`.
+pub(crate) struct ServiceNetwork {
+    pub(crate) range: ServiceRange,
+    pub(crate) dns_ip: Ipv4Addr,
+    interface: String,
+    domain: String,
+}
+
+impl ServiceNetwork {
+    pub(crate) fn for_pod_network(
+        args: &NodeArgs,
+        settings: &PodNetworkSettings,
+    ) -> Result<ServiceNetwork, Box<dyn std::error::Error>> {
+        let cidr = settings.ranges.service_cidr;
+        let range = ServiceRange::new(cidr.network(), cidr.prefix_len())
+            .ok_or_else(|| format!("--service-cidr {cidr} must hold at least 8 addresses"))?;
+        let dns_ip = range
+            .nth(crate::cluster_dns::DNS_SERVICE_OFFSET)
+            .ok_or_else(|| format!("--service-cidr {cidr} is too small for the DNS Service"))?;
+        // Checked now, so a bad domain stops nothing half-started.
+        skiff_dns::ClusterZone::new(&args.cluster_domain)?;
+        Ok(ServiceNetwork {
+            range,
+            dns_ip,
+            interface: skiff_net::service_interface_name(&settings.bridge),
+            domain: args.cluster_domain.trim_end_matches('.').to_string(),
+        })
+    }
+
+    /// The frontends the DNS server answers on itself, which the proxy leaves alone.
+    fn dns_frontends(&self) -> std::collections::HashSet<SocketAddr> {
+        [53, crate::cluster_dns::DNS_METRICS_PORT]
+            .into_iter()
+            .map(|port| SocketAddr::new(IpAddr::V4(self.dns_ip), port))
+            .collect()
+    }
+}
+
+/// The OCI runtime containers run through: `--oci-runtime`'s program, else the embedded one
+/// (this binary re-executed for its hidden shim subcommand), with its state under `DATA/oci`;
+/// containers are created through the node's monitor (this binary's hidden `node-monitor`).
+fn oci_runtime(
+    args: &NodeArgs,
+    data_dir: &Path,
+) -> Result<Arc<dyn skiff_oci::OciRuntime>, Box<dyn std::error::Error>> {
+    let root = data_dir.join("oci");
+    let program = std::env::current_exe()?;
+    let runtime = match &args.oci_runtime {
+        Some(runtime) => skiff_oci::CliRuntime::at_path(runtime, root)?,
+        None => skiff_oci::embedded_runtime(
+            program.clone(),
+            vec![crate::OCI_SHIM_SUBCOMMAND.into()],
+            root,
+        )?,
+    }
+    .with_monitor(program, vec![crate::NODE_MONITOR_SUBCOMMAND.into()]);
+    // Reconnect to the monitor a previous run left (its containers are adopted), or start one.
+    runtime.connect_monitor()?;
+    tracing::info!(
+        runtime = skiff_oci::OciRuntime::name(&runtime),
+        "containers run through an OCI runtime"
+    );
+    Ok(Arc::new(runtime))
+}
+
+/// Lets the node agent hold a dying pod's SIGTERM until this process's proxy stops routing to
+/// it: the proxy is the only one on this node, so its routes are all that matter.
+struct ProxyDrain(Proxy);
+
+#[async_trait::async_trait]
+impl TrafficDrain for ProxyDrain {
+    async fn wait_unrouted(&self, pod_ip: IpAddr, deadline: tokio::time::Instant) {
+        if !self.0.wait_unrouted(pod_ip, deadline).await {
+            tracing::warn!(%pod_ip, "the proxy still routed to the pod when its drain ended");
+        }
+    }
+}
+
+/// How to start a node's parts.
+pub(crate) struct NodeHostSettings<'a> {
+    /// The node's flags.
+    pub(crate) args: &'a NodeArgs,
+    /// Where the node keeps its pods, images and OCI state.
+    pub(crate) data_dir: &'a Path,
+    /// The node's name.
+    pub(crate) node_name: String,
+    /// Whether a node agent runs (`skiff up --no-node` runs the proxy alone).
+    pub(crate) run_agent: bool,
+    /// The address NodePorts always listen on, beside `--node-ip`'s.
+    pub(crate) primary_address: IpAddr,
+    /// The pod network of the `oci` runtime, from [`pod_network_settings`].
+    pub(crate) pod_network: Option<PodNetworkSettings>,
+    /// Its Service network, from [`ServiceNetwork::for_pod_network`].
+    pub(crate) service_network: Option<&'a ServiceNetwork>,
+    /// How often pod and node usage is sampled.
+    pub(crate) metric_resolution: Duration,
+}
+
+/// A node's running parts; [`NodeHost::finish`] waits for the agent and takes the rest down.
+pub(crate) struct NodeHost {
+    service_interface: Option<Arc<skiff_net::ServiceInterface>>,
+    cluster_dns: Option<crate::cluster_dns::ClusterDns>,
+    proxy: Option<Proxy>,
+    agent: Option<tokio::task::JoinHandle<Result<(), NodeAgentError>>>,
+    /// The agent's pod logs, for the API server in the same process.
+    pub(crate) logs: Option<Arc<dyn PodLogs>>,
+    /// The agent's exec, attach and port-forward sessions, likewise.
+    pub(crate) streams: Option<Arc<dyn PodStreams>>,
+    /// The agent's measured usage, likewise.
+    pub(crate) metrics: Option<Arc<dyn ResourceMetrics>>,
+}
+
+impl NodeHost {
+    /// Starts the node's parts against `client`; the agent stops its pods once `shutdown`
+    /// completes.
+    pub(crate) async fn start(
+        client: Arc<dyn Client>,
+        settings: NodeHostSettings<'_>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<NodeHost, Box<dyn std::error::Error>> {
+        let args = settings.args;
+        let data_dir = settings.data_dir;
+        // Cluster IPs live on a dummy interface under the oci runtime; the DNS Service's
+        // address is put there first, for the DNS server to answer on.
+        let service_interface = match settings.service_network {
+            Some(network) => {
+                let interface =
+                    Arc::new(skiff_net::ServiceInterface::create(&network.interface).await?);
+                interface.add(network.dns_ip).await?;
+                Some(interface)
+            }
+            None => None,
+        };
+        let cluster_dns = match settings.service_network {
+            Some(network) => {
+                let listen = SocketAddr::new(IpAddr::V4(network.dns_ip), 53);
+                match crate::cluster_dns::ClusterDns::start(client.clone(), listen, &network.domain)
+                    .await
+                {
+                    Ok(dns) => Some(dns),
+                    Err(error) => {
+                        if let Some(interface) = &service_interface {
+                            let _ = interface.delete().await;
+                        }
+                        return Err(format!("cannot start the cluster DNS: {error}").into());
+                    }
+                }
+            }
+            None => None,
+        };
+
+        // The proxy starts before the node agent so that the agent's drain waits see its
+        // routes.
+        let proxy = if args.no_proxy {
+            None
+        } else {
+            // Node ports listen on the node's primary address and on `--node-ip`'s, and
+            // nowhere else.
+            let mut node_addresses = vec![settings.primary_address];
+            for ip in &args.node_ip {
+                if !node_addresses.contains(ip) {
+                    node_addresses.push(*ip);
+                }
+            }
+            let mut config = ProxyConfig::new(node_addresses);
+            // `Local` traffic policies keep to the pods of this machine's node.
+            config.node_name = settings.run_agent.then(|| settings.node_name.clone());
+            if let (Some(network), Some(interface)) = (settings.service_network, &service_interface)
+            {
+                config.cluster_ip_host = Some(Arc::new(crate::cluster_dns::DummyClusterIps(
+                    interface.clone(),
+                )));
+                config.served_elsewhere = network.dns_frontends();
+            }
+            Some(Proxy::start(client.clone(), config)?)
+        };
+
+        let mut host = NodeHost {
+            service_interface,
+            cluster_dns,
+            proxy,
+            agent: None,
+            logs: None,
+            streams: None,
+            metrics: None,
+        };
+        if !settings.run_agent {
+            return Ok(host);
+        }
+        let content =
+            skiff_images::ContentStore::open(data_dir.join(crate::image_cmd::CONTENT_SUBDIR))?;
+        let registries = crate::image_cmd::registry_config(args.registry_config.as_deref())?;
+        let puller = skiff_images::Puller::new(content.clone(), registries);
+        let images: Arc<dyn ImageService> = Arc::new(StoreImages::new(content, puller));
+        let mut config = NodeAgentConfig::new(
+            &settings.node_name,
+            data_dir.join("node"),
+            images,
+            Arc::new(KubeletProber),
+        );
+        match settings.pod_network {
+            Some(pod_network) => {
+                tracing::info!(
+                    cluster_cidr = %pod_network.ranges.cluster_cidr,
+                    service_cidr = %pod_network.ranges.service_cidr,
+                    "container runtime oci: each pod gets its own network namespace"
+                );
+                config.pod_network = Some(pod_network);
+                config.cluster_dns = settings.service_network.map(|network| ClusterDnsSettings {
+                    servers: vec![IpAddr::V4(network.dns_ip)],
+                    domain: network.domain.clone(),
+                });
+                config.cgroup_root = Some(args.cgroup_root.clone());
+                config.oci_runtime = Some(oci_runtime(args, data_dir)?);
+            }
+            None => {
+                config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
+            }
+        }
+        if let Some(proxy) = &host.proxy {
+            config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
+        }
+        let agent = NodeAgent::new(client, config);
+        host.logs = Some(agent.logs());
+        host.streams = Some(agent.streams());
+        host.metrics = Some(agent.metrics(settings.metric_resolution));
+        let run = agent.run(shutdown);
+        // Said when it happens (a pod network that cannot be built, say), not only at exit.
+        host.agent = Some(tokio::spawn(async move {
+            let result = run.await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the node agent stopped; this machine runs no pods");
+            }
+            result
+        }));
+        Ok(host)
+    }
+
+    /// Waits for the node agent to stop its pods (once its shutdown completed), then stops
+    /// the proxy and the cluster DNS and removes the cluster IP interface.
+    pub(crate) async fn finish(self) {
+        if let Some(agent) = self.agent {
+            match agent.await {
+                // Already logged when it happened.
+                Ok(Err(_)) | Ok(Ok(())) => {}
+                Err(e) => tracing::warn!(error = %e, "the node agent task failed"),
+            }
+        }
+        drop(self.proxy);
+        if let Some(dns) = self.cluster_dns {
+            dns.stop().await;
+        }
+        if let Some(interface) = self.service_interface {
+            if let Err(error) = interface.delete().await {
+                tracing::warn!(%error, interface = interface.name(), "cannot remove the cluster IP interface");
+            }
+        }
+    }
+}

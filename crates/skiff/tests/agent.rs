@@ -1,0 +1,557 @@
+//! `skiff agent` joins a `skiff up` server as a node, end to end with the real `kubectl`: the
+//! join token pins the cluster CA and authenticates the node's certificate request, which the
+//! server approves and signs; the node registers, becomes Ready and runs the pods scheduled to
+//! it; a restarted agent reuses its certificate; wrong tokens are refused.
+//!
+//! Everything runs on loopback: the server and each agent with their own temporary data
+//! directories, the process runtime, free ports. Run with `cargo test -p skiff --test agent`.
+//! Needs `kubectl` on the PATH.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::http::{demo_line, http_get, READ_TIMEOUT};
+use support::images::{demo, place_archive, DEMO};
+use support::json::{items, str_at};
+use support::{assert_table, wait_for, Kubectl, Skiff, DEADLINE, UNSERVED_REGISTRY};
+
+const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The demo image the agents are given.
+const DEMO_TAG: &str = "1";
+
+/// A `skiff agent` process with its own data directory, stopped when dropped.
+struct Agent {
+    root: tempfile::TempDir,
+    node_name: String,
+    server: String,
+    token: String,
+    process: Option<Child>,
+    /// How many times it was started, to tell one run's log from the next.
+    runs: u32,
+}
+
+impl Agent {
+    /// Starts an agent named `node_name` joining `skiff` with its join token, with the demo
+    /// image in its images directory.
+    fn start(skiff: &Skiff, node_name: &str) -> Agent {
+        let root = tempfile::Builder::new()
+            .prefix("skiff-agent-e2e-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        place_archive(&demo(DEMO_TAG), &root.path().join("data").join("images"));
+        let mut agent = Agent {
+            root,
+            node_name: node_name.to_string(),
+            server: server_url(skiff),
+            token: join_token(skiff),
+            process: None,
+            runs: 0,
+        };
+        agent.launch();
+        agent
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.path().join("agent.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn launch(&mut self) {
+        self.runs += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap_or_else(|e| panic!("cannot open the agent log: {e}"));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot share the agent log: {e}"));
+        let registries = self.root.path().join("loopback-registries.yaml");
+        std::fs::write(
+            &registries,
+            format!(
+                "mirrors:\n  \"*\":\n    endpoint: [\"http://{UNSERVED_REGISTRY}\"]\ndisable_default_endpoint: true\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("cannot write the registries file: {e}"));
+        let child = agent_command(&self.server, &self.token, &self.data_dir())
+            .args(["--node-name", &self.node_name])
+            .arg("--registry-config")
+            .arg(&registries)
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start skiff agent: {e}"));
+        self.process = Some(child);
+    }
+
+    /// Waits until this run of the agent says it joined.
+    fn wait_joined(&mut self) {
+        let runs = self.runs as usize;
+        wait_for("the agent to join", DEADLINE, || {
+            if let Some(status) = self
+                .process
+                .as_mut()
+                .and_then(|p| p.try_wait().ok().flatten())
+            {
+                panic!("skiff agent exited with {status}; log:\n{}", self.log());
+            }
+            (self.log().matches("skiff agent joined the cluster").count() >= runs).then_some(())
+        });
+    }
+
+    /// Stops the agent with SIGTERM and returns how it exited.
+    fn stop(&mut self) -> ExitStatus {
+        let mut child = self.process.take().expect("the agent is not running");
+        terminate(&mut child)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            terminate(&mut child);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- agent {} log ---\n{}--- end of agent log ---",
+                self.node_name,
+                self.log()
+            );
+        }
+    }
+}
+
+/// `skiff agent` joining `server` with `token`, its state in `data_dir`.
+fn agent_command(server: &str, token: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_skiff"));
+    command
+        .args(["agent", "--server", server, "--token", token])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--certificate-timeout", "60s"])
+        .env_remove("SKIFF_DATA_DIR")
+        .env_remove("SKIFF_AGENT_DATA_DIR")
+        .env_remove("SKIFF_URL")
+        .env_remove("SKIFF_TOKEN")
+        .env("SKIFF_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Sends SIGTERM and waits for the process to exit; kills it if it lingers past the deadline.
+fn terminate(child: &mut Child) -> ExitStatus {
+    if let Ok(Some(status)) = child.try_wait() {
+        return status;
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let started = Instant::now();
+    while started.elapsed() < DEADLINE {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait().expect("reap the agent")
+}
+
+/// The server's URL, from the kubeconfig it wrote.
+fn server_url(skiff: &Skiff) -> String {
+    let kubeconfig = std::fs::read_to_string(skiff.kubeconfig()).expect("the kubeconfig");
+    kubeconfig
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("server:"))
+        .map(|url| url.trim().to_string())
+        .expect("the kubeconfig names the server")
+}
+
+/// The server's join token, `K10<ca-hash>::<id>.<secret>`.
+fn join_token(skiff: &Skiff) -> String {
+    std::fs::read_to_string(skiff.data_dir().join("node-token"))
+        .expect("skiff up writes DATA/node-token")
+        .trim()
+        .to_string()
+}
+
+/// The bootstrap token's id, the `<id>` of `K10<hash>::<id>.<secret>`.
+fn token_id(token: &str) -> String {
+    let (_, bootstrap) = token.split_once("::").expect("K10<hash>::<token>");
+    bootstrap
+        .split('.')
+        .next()
+        .expect("<id>.<secret>")
+        .to_string()
+}
+
+/// Runs `skiff agent` expecting it to fail; returns what it printed on stderr.
+fn agent_refused(server: &str, token: &str, data_dir: &Path) -> String {
+    let mut child = agent_command(server, token, data_dir)
+        .args(["--node-name", "refused"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start skiff agent");
+    let status = wait_for("the refused agent to exit", DEADLINE, || {
+        child.try_wait().ok().flatten()
+    });
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(
+        !status.success(),
+        "skiff agent with token {token:?} should fail; stderr:\n{stderr}"
+    );
+    stderr
+}
+
+/// Waits until node `name` is listed Ready by `kubectl get nodes`.
+fn wait_node_ready(kubectl: &Kubectl, name: &str) {
+    wait_for(&format!("node {name} to be Ready"), DEADLINE, || {
+        let listing = kubectl.ok(&["get", "nodes"]);
+        listing
+            .lines()
+            .any(|line| {
+                let cells = support::cells(line);
+                cells.first() == Some(&name) && cells.get(1) == Some(&"Ready")
+            })
+            .then_some(())
+    });
+}
+
+/// Whether `pod` is Running with its Ready condition True.
+fn running_and_ready(pod: &Value) -> bool {
+    str_at(pod, "/status/phase") == "Running"
+        && pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Creates a pod running the demo image, placed by `placement` (a pod spec fragment).
+fn create_pod(skiff: &Skiff, kubectl: &Kubectl, name: &str, placement: &str) {
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  {placement}
+  containers:
+  - name: web
+    image: {DEMO}:{DEMO_TAG}
+    readinessProbe:
+      httpGet: {{path: /, port: 80}}
+      periodSeconds: 1
+"
+    );
+    let file = skiff.write_file(&format!("{name}.yaml"), &manifest);
+    kubectl.ok(&["create", "-f", &file]);
+}
+
+/// Waits until pod `name` runs and is ready, and returns it.
+fn wait_pod_ready(kubectl: &Kubectl, name: &str) -> Value {
+    wait_for(&format!("pod {name} to run and be ready"), DEADLINE, || {
+        let pod = kubectl.json(&["get", "pod", name]);
+        running_and_ready(&pod).then_some(pod)
+    })
+}
+
+/// Sends, with `agent`'s own certificate, a request for a new certificate of its node, as the
+/// agent's renewal does, and checks it is approved and signed.
+fn renew_with_node_certificate(skiff: &Skiff, admin: &Kubectl, agent: &Agent) {
+    let data = agent.data_dir();
+    let kubeconfig = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: {server}, certificate-authority: {ca}}}
+users:
+- name: node
+  user: {{client-certificate: {cert}, client-key: {key}}}
+contexts:
+- name: node
+  context: {{cluster: c, user: node}}
+current-context: node
+",
+        server = agent.server,
+        ca = data.join("ca.crt").display(),
+        cert = data.join("client-kubelet.crt").display(),
+        key = data.join("client-kubelet.key").display(),
+    );
+    let kubeconfig_file = skiff.file_path("node-kubeconfig");
+    std::fs::write(&kubeconfig_file, kubeconfig).expect("write kubeconfig");
+    let as_node = admin.with_kubeconfig(&kubeconfig_file);
+    let key = rcgen::KeyPair::generate().expect("a key pair");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("parameters");
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("system:node:{}", agent.node_name),
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let request = params
+        .serialize_request(&key)
+        .expect("a certificate request")
+        .pem()
+        .expect("PEM");
+    use base64::Engine;
+    let file = skiff.write_file(
+        "renewal.yaml",
+        &format!(
+            "apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata:
+  name: renewal
+spec:
+  request: {}
+  signerName: {KUBELET_SIGNER}
+  usages: [digital signature, client auth]
+",
+            base64::engine::general_purpose::STANDARD.encode(request)
+        ),
+    );
+    as_node.ok(&["create", "-f", &file]);
+    let issued = wait_for("the renewal request to be issued", DEADLINE, || {
+        let csr = admin.json(&["get", "csr", "renewal"]);
+        (!str_at(&csr, "/status/certificate").is_empty()).then_some(csr)
+    });
+    assert_eq!(
+        str_at(&issued, "/spec/username"),
+        format!("system:node:{}", agent.node_name)
+    );
+    assert_eq!(str_at(&issued, "/status/conditions/0/type"), "Approved");
+    assert_eq!(
+        str_at(&issued, "/status/conditions/0/reason"),
+        "AutoApproved"
+    );
+}
+
+#[test]
+fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() {
+    let skiff = Skiff::start_with(&["--node-name", "server-node"]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start(&skiff, "worker-1");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-1");
+
+    // The node asked for its certificate with the bootstrap token, and the server approved
+    // and signed it.
+    let requestor = format!("system:bootstrap:{}", token_id(&join_token(&skiff)));
+    let csrs = kubectl.json(&["get", "csr"]);
+    let requests = items(&csrs);
+    assert_eq!(requests.len(), 1, "one certificate request: {csrs}");
+    let request_name = str_at(&requests[0], "/metadata/name");
+    assert!(request_name.starts_with("csr-"), "{request_name}");
+    assert_table(
+        &kubectl.ok(&["get", "csr"]),
+        &[
+            &[
+                "NAME",
+                "AGE",
+                "SIGNERNAME",
+                "REQUESTOR",
+                "REQUESTEDDURATION",
+                "CONDITION",
+            ],
+            &[
+                &request_name,
+                "<age>",
+                KUBELET_SIGNER,
+                &requestor,
+                "<none>",
+                "Approved,Issued",
+            ],
+        ],
+    );
+    // The key and certificate are kept, readable by their owner only.
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["client-kubelet.key", "client-kubelet.crt"] {
+        let path = agent.data_dir().join(file);
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is private");
+    }
+    let cert_before =
+        std::fs::read(agent.data_dir().join("client-kubelet.crt")).expect("the certificate");
+
+    // The node registered itself with its identity: it wrote its own Node.
+    let node = kubectl.json(&["get", "node", "worker-1"]);
+    assert_eq!(
+        str_at(&node, "/metadata/labels/kubernetes.io~1hostname"),
+        "worker-1"
+    );
+
+    // Pods bound to the agent's node by name and by selector run there.
+    create_pod(&skiff, &kubectl, "by-name", "nodeName: worker-1");
+    create_pod(
+        &skiff,
+        &kubectl,
+        "by-selector",
+        "nodeSelector: {kubernetes.io/hostname: worker-1}",
+    );
+    for name in ["by-name", "by-selector"] {
+        let pod = wait_pod_ready(&kubectl, name);
+        assert_eq!(str_at(&pod, "/spec/nodeName"), "worker-1", "{pod}");
+        // The agent's process answers on the pod's address.
+        let ip = str_at(&pod, "/status/podIP");
+        assert_eq!(
+            http_get(&ip, "/", READ_TIMEOUT),
+            Ok((200, demo_line(DEMO_TAG, name))),
+            "pod {name} at {ip}"
+        );
+    }
+
+    // The node's identity holds every right its agent and proxy use.
+    let log = agent.log();
+    assert!(
+        !log.contains("forbidden"),
+        "the node's certificate was refused something; log:\n{log}"
+    );
+
+    // The node's certificate is the credential of its renewal: a request it makes for its
+    // own name is approved (`selfnodeclient`) and signed.
+    renew_with_node_certificate(&skiff, &kubectl, &agent);
+
+    // Stopped and started again, the agent reuses its certificate: no new request.
+    let status = agent.stop();
+    assert!(status.success(), "the agent exited with {status}");
+    agent.launch();
+    agent.wait_joined();
+    assert!(
+        agent
+            .log()
+            .contains("reusing the node's client certificate"),
+        "the restarted agent should reuse its certificate; log:\n{}",
+        agent.log()
+    );
+    wait_node_ready(&kubectl, "worker-1");
+    create_pod(&skiff, &kubectl, "after-restart", "nodeName: worker-1");
+    wait_pod_ready(&kubectl, "after-restart");
+    assert_eq!(
+        items(&kubectl.json(&["get", "csr"])).len(),
+        2,
+        "the restarted agent made no new certificate request (beside the renewal above)"
+    );
+    assert_eq!(
+        std::fs::read(agent.data_dir().join("client-kubelet.crt")).expect("the certificate"),
+        cert_before,
+        "the certificate file is unchanged"
+    );
+}
+
+#[test]
+fn a_wrong_join_token_or_ca_hash_is_refused_with_a_clear_message() {
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    let server = server_url(&skiff);
+    let token = join_token(&skiff);
+    let (hash, bootstrap) = token.split_once("::").expect("K10<hash>::<token>");
+    let id = token_id(&token);
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+
+    let wrong_secret = format!("{hash}::{id}.0000000000000000");
+    let refused = agent_refused(&server, &wrong_secret, &scratch.path().join("a"));
+    assert!(
+        refused.contains("the server refused the join token"),
+        "{refused}"
+    );
+
+    let wrong_hash = format!("K10{}::{bootstrap}", "0".repeat(64));
+    let refused = agent_refused(&server, &wrong_hash, &scratch.path().join("b"));
+    assert!(
+        refused.contains("does not match the join token")
+            && refused.contains("refusing to trust this server"),
+        "{refused}"
+    );
+    assert!(
+        !scratch.path().join("b").join("ca.crt").exists(),
+        "a CA that does not match the pin is not kept"
+    );
+
+    let bare = agent_refused(&server, bootstrap, &scratch.path().join("c"));
+    assert!(bare.contains("carries no CA hash"), "{bare}");
+
+    let garbage = agent_refused(&server, "not-a-token", &scratch.path().join("d"));
+    assert!(garbage.contains("the join token is not"), "{garbage}");
+
+    assert_eq!(
+        items(&kubectl.json(&["get", "csr"])).len(),
+        0,
+        "no refused agent made a certificate request"
+    );
+}
+
+#[test]
+fn a_server_without_its_node_runs_a_deployment_on_the_agent() {
+    let skiff = Skiff::start_with(&["--no-node"]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start(&skiff, "worker-2");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-2");
+    let nodes = kubectl.json(&["get", "nodes"]);
+    let names: Vec<String> = items(&nodes)
+        .iter()
+        .map(|n| str_at(n, "/metadata/name"))
+        .collect();
+    assert_eq!(names, ["worker-2"], "the server runs no node of its own");
+
+    let manifest = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: {DEMO}:{DEMO_TAG}
+        readinessProbe:
+          httpGet: {{path: /, port: 80}}
+          periodSeconds: 1
+"
+    );
+    let file = skiff.write_file("web.yaml", &manifest);
+    kubectl.ok(&["create", "-f", &file]);
+    let pods = wait_for("three ready pods of the Deployment", DEADLINE, || {
+        let pods = items(&kubectl.json(&["get", "pods", "-l", "app=web"]));
+        (pods.len() == 3 && pods.iter().all(running_and_ready)).then_some(pods)
+    });
+    for pod in &pods {
+        assert_eq!(str_at(pod, "/spec/nodeName"), "worker-2", "{pod}");
+    }
+    let status = agent.stop();
+    assert!(status.success(), "the agent exited with {status}");
+}
