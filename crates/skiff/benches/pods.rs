@@ -944,6 +944,21 @@ impl Bench {
         workload: Workload,
         bind: bool,
     ) -> Result<Vec<String>, BenchError> {
+        self.start_pods_paced(server, count, workload, bind, false)
+            .await
+    }
+
+    /// [`Bench::start_pods`], or with `one_at_a_time` each POST sent only once the previous
+    /// pod is Ready: every start then finds the node idle, so its latency is the start's own,
+    /// without the queue a burst builds.
+    async fn start_pods_paced(
+        &mut self,
+        server: &mut Server,
+        count: usize,
+        workload: Workload,
+        bind: bool,
+        one_at_a_time: bool,
+    ) -> Result<Vec<String>, BenchError> {
         self.sequence += 1;
         let prefix = format!("bench-{}", self.sequence);
         let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:04}")).collect();
@@ -962,6 +977,17 @@ impl Bench {
             connection
                 .call(Method::POST, &path, Some(&manifest), &[StatusCode::CREATED])
                 .await?;
+            if one_at_a_time {
+                let this_one = std::slice::from_ref(name);
+                wait_for(
+                    &self.tracker,
+                    server,
+                    "the pod to turn Ready",
+                    RUN_LIMIT,
+                    |t: &Tracker| t.count(this_one, |p| p.ready) == 1,
+                )
+                .await?;
+            }
         }
         let creates_took = started.elapsed();
         let all_ready = |t: &Tracker| t.count(&names, |p| p.ready) == names.len();
@@ -977,10 +1003,12 @@ impl Bench {
         self.remember_uids(&names);
         let after = snapshot(server.pid, &self.known_uids());
 
-        let how = if bind {
-            "bound to the node in the manifest"
-        } else {
-            "placed by the scheduler"
+        let how = match (bind, one_at_a_time) {
+            (true, true) => {
+                "bound to the node in the manifest, each POST once the previous pod was Ready"
+            }
+            (true, false) => "bound to the node in the manifest",
+            (false, _) => "placed by the scheduler",
         };
         self.line(format!(
             "{count} pods of {}, {how}: {count} POSTs took {:.2} s on one connection; \
@@ -1332,7 +1360,8 @@ impl Bench {
             ));
             if let Some(pods) = self.running_pods.filter(|n| *n > 0) {
                 self.line(format!(
-                    "  per running pod, its processes and the node monitor ({} process, Pss                      {:.2} MiB) together: Pss {:.2} MiB ({pods} pods)",
+                    "  per running pod, its processes and the node monitor ({} process, Pss \
+                     {:.2} MiB) together: Pss {:.2} MiB ({pods} pods)",
                     after.monitors,
                     mib(after.monitors_pss_kib),
                     mib(after.pods_pss_kib + after.monitors_pss_kib) / pods as f64,
@@ -1342,21 +1371,33 @@ impl Bench {
         Ok(())
     }
 
-    /// The runtime comparison: the start latency of `latency_pods` demo pods, then
-    /// `idle_pods` running sleep pods measured.
+    /// The runtime comparison: the start latency of `latency_pods` demo pods created one at a
+    /// time and then in a burst, then `idle_pods` running sleep pods measured.
     async fn compare(&mut self, server: &mut Server, config: Config) -> Result<(), BenchError> {
         self.idle(server, config.baseline_window, "no pods (baseline)")
             .await?;
         self.line("");
-        let names = self
-            .start_pods(server, config.latency_pods, Workload::Demo, true)
-            .await?;
-        self.delete_pods(server, &names).await?;
-        self.line("");
+        for one_at_a_time in [true, false] {
+            let names = self
+                .start_pods_paced(
+                    server,
+                    config.latency_pods,
+                    Workload::Demo,
+                    true,
+                    one_at_a_time,
+                )
+                .await?;
+            self.delete_pods(server, &names).await?;
+            self.line("");
+        }
         let names = self
             .start_pods(server, config.idle_pods, Workload::Sleep, true)
             .await?;
-        let label = format!("{} running pods of {}", names.len(), Workload::Sleep.describe());
+        let label = format!(
+            "{} running pods of {}",
+            names.len(),
+            Workload::Sleep.describe()
+        );
         self.running_pods = Some(names.len());
         self.idle(server, config.idle_window, &label).await?;
         self.running_pods = None;
@@ -1592,7 +1633,11 @@ async fn run(config: Config, quick: bool, runtime: Option<Runtime>) -> ExitCode 
     let _ = writeln!(
         header,
         "command: cargo bench -p skiff --bench pods{}{}",
-        if quick || runtime.is_some() { " --" } else { "" },
+        if quick || runtime.is_some() {
+            " --"
+        } else {
+            ""
+        },
         format!(
             "{}{}",
             runtime
@@ -1610,12 +1655,16 @@ async fn run(config: Config, quick: bool, runtime: Option<Runtime>) -> ExitCode 
     );
     let _ = writeln!(
         header,
-        "server: skiff up --listen 127.0.0.1:0 --node-name {NODE_NAME} {}, the {} build \
+        "server: skiff up --listen 127.0.0.1:0 --node-name {NODE_NAME}{}, the {} build \
          beside this benchmark (one real node; {})",
         runtime
-            .map(|r| r.server_flags().join(" "))
+            .map(|r| format!(" {}", r.server_flags().join(" ")))
             .unwrap_or_default(),
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         if runtime == Some(Runtime::Oci) {
             "pods are OCI containers of the embedded runtime, each in its own namespaces, \
              cgroup and network namespace"

@@ -27,8 +27,8 @@ use serde_json::Value;
 use support::http::{ok_body, parse_answer};
 use support::json::{items, str_at};
 use support::oci::{
-    assert_root, container_cgroups, leftovers, processes_of_pods, with_test_images,
-    TestNetwork, NETNS_DIR,
+    assert_root, container_cgroups, leftovers, processes_of_pods, with_test_images, TestNetwork,
+    NETNS_DIR,
 };
 use support::traffic::{assert_no_failures, request, Client};
 use support::{cells, wait_for_every, Kubectl, Skiff};
@@ -285,22 +285,27 @@ spec:
     assert_eq!(first_run["exitCode"], 137, "{restarted:#}");
 
     let kubectl = cluster.kubectl();
-    let events = wait_for_every("Unhealthy and Killing in kubectl describe", SETTLE, POLL, || {
-        let described = kubectl.ok(&["describe", "pod", "liveness-exec"]);
-        let events = described.split_once("\nEvents:")?.1.to_string();
-        // busybox's `cat`, the image's, words it so; the host's would not.
-        let unhealthy = events.lines().any(|l| {
-            cells(l).get(1) == Some(&"Unhealthy")
-                && l.ends_with(&format!(
+    let events = wait_for_every(
+        "Unhealthy and Killing in kubectl describe",
+        SETTLE,
+        POLL,
+        || {
+            let described = kubectl.ok(&["describe", "pod", "liveness-exec"]);
+            let events = described.split_once("\nEvents:")?.1.to_string();
+            // busybox's `cat`, the image's, words it so; the host's would not.
+            let unhealthy = events.lines().any(|l| {
+                cells(l).get(1) == Some(&"Unhealthy")
+                    && l.ends_with(&format!(
                     "Liveness probe failed: cat: can't open '{marker}': No such file or directory"
                 ))
-        });
-        let killing = events.lines().any(|l| {
-            cells(l).get(1) == Some(&"Killing")
-                && l.ends_with("Container liveness failed liveness probe, will be restarted")
-        });
-        (unhealthy && killing).then_some(events)
-    });
+            });
+            let killing = events.lines().any(|l| {
+                cells(l).get(1) == Some(&"Killing")
+                    && l.ends_with("Container liveness failed liveness probe, will be restarted")
+            });
+            (unhealthy && killing).then_some(events)
+        },
+    );
     assert!(
         events.contains("Started container liveness"),
         "the container started again: {events}"
@@ -572,18 +577,23 @@ fn clone_set_pods(cluster: &mut Cluster) -> std::collections::BTreeMap<String, I
 /// ready.
 fn clone_set_updated(kubectl: &Kubectl, replicas: u32) {
     let wanted = format!("{replicas}/{replicas}/{replicas}");
-    wait_for_every("the CloneSet's pods to be updated and ready", SETTLE, POLL, || {
-        let set = kubectl.json(&["get", "cloneset", "web"]);
-        let counts = format!(
-            "{}/{}/{}",
-            set.pointer("/status/updatedReadyReplicas")?,
-            set.pointer("/status/readyReplicas")?,
-            set.pointer("/status/replicas")?
-        );
-        let current = set.pointer("/status/observedGeneration")?
-            == set.pointer("/metadata/generation")?;
-        (current && counts == wanted).then_some(())
-    });
+    wait_for_every(
+        "the CloneSet's pods to be updated and ready",
+        SETTLE,
+        POLL,
+        || {
+            let set = kubectl.json(&["get", "cloneset", "web"]);
+            let counts = format!(
+                "{}/{}/{}",
+                set.pointer("/status/updatedReadyReplicas")?,
+                set.pointer("/status/readyReplicas")?,
+                set.pointer("/status/replicas")?
+            );
+            let current = set.pointer("/status/observedGeneration")?
+                == set.pointer("/metadata/generation")?;
+            (current && counts == wanted).then_some(())
+        },
+    );
 }
 
 #[test]
@@ -684,7 +694,10 @@ spec:
             ok_body(ip)
         });
         let answer = parse_answer(&body).unwrap_or_else(|| panic!("{name} answered {body:?}"));
-        assert_eq!((answer.version.as_str(), answer.pod.as_str()), ("v2", name.as_str()));
+        assert_eq!(
+            (answer.version.as_str(), answer.pod.as_str()),
+            ("v2", name.as_str())
+        );
     }
     assert_no_failures("default", &client.finish());
     cluster.stop_and_check_nothing_is_left();
@@ -813,7 +826,9 @@ spec:
     });
     let described = kubectl.ok(&["describe", "hpa", "burner"]);
     assert!(
-        described.contains("New size: 2; reason: cpu resource utilization (percentage of request) above target"),
+        described.contains(
+            "New size: 2; reason: cpu resource utilization (percentage of request) above target"
+        ),
         "{described}"
     );
     // Stop the burning before the server stops.

@@ -17,12 +17,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::host::{host, unreachable_routes};
+use support::http::ok_body;
+use support::json::{items, json_of, str_at};
 use support::oci::{
     assert_root, cgroup_hierarchies, container_cgroups, leftovers, with_test_images, TestNetwork,
     NETNS_DIR,
 };
-use support::http::ok_body;
-use support::json::{items, json_of, str_at};
 use support::{wait_for_every, Skiff};
 
 /// How long pods may take to run and answer.

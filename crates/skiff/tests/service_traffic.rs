@@ -17,9 +17,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::traffic::{assert_no_failures, request, Client};
 use support::images::{demo, DEMO};
 use support::json::{items, json_of, str_at};
+use support::traffic::{assert_no_failures, request, Client};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
 fn deployment(env: &str) -> String {

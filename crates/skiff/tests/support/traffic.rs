@@ -139,4 +139,3 @@ pub fn assert_no_failures(namespace: &str, samples: &[Sample]) {
         &failures[..failures.len().min(10)]
     );
 }
-
