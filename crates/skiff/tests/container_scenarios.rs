@@ -184,7 +184,6 @@ spec:
     // The container's status says why, in kubelet's words, and what the last run ended with.
     let pod = cluster.pod("crash");
     let uid = str_at(&pod, "/metadata/uid");
-    let status = container_status(&pod, "crash").expect("the container has a status");
     let waiting = wait_for_every("the waiting state", SETTLE, POLL, || {
         let pod = cluster.pod("crash");
         let status = container_status(&pod, "crash")?;
@@ -206,9 +205,13 @@ spec:
     assert_eq!(
         waiting.pointer("/lastState/terminated/exitCode"),
         Some(&serde_json::json!(1)),
-        "{status}"
+        "{waiting}"
     );
-    assert_eq!(str_at(&waiting, "/lastState/terminated/reason"), "Error");
+    assert_eq!(
+        str_at(&waiting, "/lastState/terminated/reason"),
+        "Error",
+        "{waiting}"
+    );
 
     // The next run starts only once the back-off has passed.
     let before = waiting["restartCount"].as_i64().unwrap_or_default();
