@@ -1632,19 +1632,16 @@ async fn run(config: Config, quick: bool, runtime: Option<Runtime>) -> ExitCode 
     let mut header = String::new();
     let _ = writeln!(
         header,
-        "command: cargo bench -p skiff --bench pods{}{}",
+        "command: cargo bench -p skiff --bench pods{}{}{}",
         if quick || runtime.is_some() {
             " --"
         } else {
             ""
         },
-        format!(
-            "{}{}",
-            runtime
-                .map(|r| format!(" --runtime {}", r.name()))
-                .unwrap_or_default(),
-            if quick { " --quick" } else { "" }
-        )
+        runtime
+            .map(|r| format!(" --runtime {}", r.name()))
+            .unwrap_or_default(),
+        if quick { " --quick" } else { "" }
     );
     let _ = writeln!(header, "machine: {}", machine_description());
     let _ = writeln!(
