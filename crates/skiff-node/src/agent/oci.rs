@@ -934,6 +934,8 @@ mod tests {
         calls: Mutex<Vec<String>>,
         deletes: Mutex<std::collections::VecDeque<DeleteAnswer>>,
         state: Option<skiff_oci::ContainerState>,
+        /// The one operation (`create` or `start`) the runtime refuses, if any.
+        refuses: Option<&'static str>,
     }
 
     impl RecordingRuntime {
@@ -945,6 +947,24 @@ mod tests {
                 calls: Mutex::new(Vec::new()),
                 deletes: Mutex::new(deletes.iter().copied().collect()),
                 state,
+                refuses: None,
+            }
+        }
+
+        fn refusing(mut self, operation: &'static str) -> RecordingRuntime {
+            self.refuses = Some(operation);
+            self
+        }
+
+        fn answer(
+            &self,
+            operation: &'static str,
+            id: &ContainerId,
+        ) -> Result<(), skiff_oci::OciError> {
+            self.record(format!("{operation} {id}"));
+            match self.refuses {
+                Some(refused) if refused == operation => Err(self.refused(operation, id)),
+                _ => Ok(()),
             }
         }
 
@@ -977,13 +997,11 @@ mod tests {
             _bundle: &Path,
             _stdio: ProcessStdio,
         ) -> Result<(), skiff_oci::OciError> {
-            self.record(format!("create {id}"));
-            Ok(())
+            self.answer("create", id)
         }
 
         fn start(&self, id: &ContainerId) -> Result<(), skiff_oci::OciError> {
-            self.record(format!("start {id}"));
-            Ok(())
+            self.answer("start", id)
         }
 
         fn state(
@@ -1182,6 +1200,112 @@ mod tests {
             };
             assert_eq!(got, ended_with, "{case}");
             assert_eq!(runtime.calls(), calls, "{case}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_is_created_then_started_and_stops_at_the_first_refusal() {
+        use skiff_oci::{ContainerState, ContainerStatus};
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "uid": "0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"},
+            "spec": {"containers": [{"name": "web"}]}
+        }))
+        .unwrap();
+        let container: Container =
+            serde_json::from_value(serde_json::json!({"name": "web"})).unwrap();
+        let created = |pid| ContainerState {
+            id: pod_container_id(),
+            status: ContainerStatus::Created,
+            pid,
+            bundle: PathBuf::from("/bundle"),
+            exit_code: None,
+        };
+        let create = format!("create {POD_CONTAINER}");
+        let state = format!("state {POD_CONTAINER}");
+        let start = format!("start {POD_CONTAINER}");
+        // (case, the operation refused, the runtime's state after create, the outcome: PID 1
+        // or the start's error, the calls made)
+        let cases: [(
+            &str,
+            Option<&'static str>,
+            Option<i32>,
+            Result<i32, &str>,
+            Vec<String>,
+        ); 4] = [
+            (
+                "started",
+                None,
+                Some(4242),
+                Ok(4242),
+                vec![create.clone(), state.clone(), start.clone()],
+            ),
+            (
+                "create refused",
+                Some("create"),
+                Some(4242),
+                Err("failed to create containerd task"),
+                vec![create.clone()],
+            ),
+            (
+                "no process after create",
+                None,
+                None,
+                Err("the runtime reported no process for the container"),
+                vec![create.clone(), state.clone()],
+            ),
+            (
+                "start refused",
+                Some("start"),
+                Some(4242),
+                Err("failed to start containerd task"),
+                vec![create.clone(), state.clone(), start.clone()],
+            ),
+        ];
+        for (case, refused, pid, outcome, calls) in cases {
+            let base = tempfile::tempdir().unwrap();
+            let container_dir = base.path().join("containers").join("web");
+            let mut runtime = RecordingRuntime::new(&[], Some(created(pid)));
+            if let Some(operation) = refused {
+                runtime = runtime.refusing(operation);
+            }
+            let runtime = Arc::new(runtime);
+            let run = OciRun {
+                runtime: runtime.clone(),
+                pod: &pod,
+                container: &container,
+                container_dir: &container_dir,
+                image: &ImageRoot::Merged(base.path().join("image")),
+                command: vec!["httpd".into()],
+                env: Vec::new(),
+                working_dir: "/",
+                run_as: RunAs { uid: 0, gid: 0 },
+                mounts: &[],
+                hostname: "web",
+                netns: None,
+                pid_namespace: None,
+                cgroups_path: None,
+                managed_cgroup_dirs: Vec::new(),
+                log_path: &base.path().join("0.log"),
+                log_cap: 1 << 20,
+            };
+            let dirs = RunDirs::under(&container_dir);
+            dirs.prepare().unwrap();
+            let got = start_in_root(&run, &pod_container_id(), &dirs).map(|process| process.pgid);
+            match (&got, outcome) {
+                (Ok(pgid), Ok(wanted)) => assert_eq!(*pgid, wanted, "{case}"),
+                (Err(message), Err(wanted)) => {
+                    assert!(message.starts_with(wanted), "{case}: {message}")
+                }
+                _ => panic!(
+                    "{case}: {:?}",
+                    got.as_ref().map(|_| ()).map_err(String::as_str)
+                ),
+            }
+            assert_eq!(runtime.calls(), calls, "{case}");
+            assert!(
+                container_dir.join("bundle").join("config.json").is_file(),
+                "{case}: no bundle was written"
+            );
         }
     }
 }
