@@ -1225,13 +1225,14 @@ mod tests {
         let start = format!("start {POD_CONTAINER}");
         // (case, the operation refused, the runtime's state after create, the outcome: PID 1
         // or the start's error, the calls made)
-        let cases: [(
-            &str,
+        type StartCase = (
+            &'static str,
             Option<&'static str>,
             Option<i32>,
-            Result<i32, &str>,
+            Result<i32, &'static str>,
             Vec<String>,
-        ); 4] = [
+        );
+        let cases: [StartCase; 4] = [
             (
                 "started",
                 None,
