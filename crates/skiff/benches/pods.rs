@@ -6,6 +6,14 @@
 //! Run with `cargo bench -p skiff --bench pods`; add `-- --quick` (or set `SKIFF_BENCH_QUICK=1`)
 //! for a small sanity run. Linux only: it reads `/proc`.
 //!
+//! `-- --runtime oci` (as root) or `-- --runtime process` runs the runtime comparison instead:
+//! 200 pods of a cached image created and timed to Ready, then 200 running pods measured, on
+//! the named container runtime, so the two runs side by side compare the runtimes on one
+//! machine. Under `oci` the node's pod range and Service range come from 198.18.0.0/15
+//! (reserved for benchmarking; no packet is sent to them), and the memory per pod counts the
+//! node monitor that holds every container's pipes. `cargo test -p skiff --bench pods -- ...`
+//! runs the same against the debug build.
+//!
 //! Per pod it records, from one watch opened before the first create, when the pod was seen
 //! bound to the node, when a container turned running and when the pod turned Ready, against
 //! the instant its POST was sent: `metadata.creationTimestamp` has one-second resolution, far
@@ -129,6 +137,21 @@ struct Config {
 }
 
 impl Config {
+    /// The runtime comparison: start latency over 200 pods, then 200 running pods.
+    const COMPARISON: Config = Config {
+        latency_pods: 200,
+        scheduled_pods: 0,
+        idle_pods: 200,
+        idle_window: Duration::from_secs(15),
+        baseline_window: Duration::from_secs(5),
+    };
+    const COMPARISON_QUICK: Config = Config {
+        latency_pods: 20,
+        scheduled_pods: 0,
+        idle_pods: 20,
+        idle_window: Duration::from_secs(3),
+        baseline_window: Duration::from_secs(2),
+    };
     const FULL: Config = Config {
         latency_pods: 200,
         scheduled_pods: 100,
@@ -143,6 +166,46 @@ impl Config {
         idle_window: Duration::from_secs(3),
         baseline_window: Duration::from_secs(2),
     };
+}
+
+/// The container runtime `--runtime` names: the run then compares runtimes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runtime {
+    /// Pods as process groups (`skiff up`'s default).
+    Process,
+    /// Pods as OCI containers through the embedded runtime (`--container-runtime oci`).
+    Oci,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Process => "process",
+            Runtime::Oci => "oci",
+        }
+    }
+
+    /// The `skiff up` flags that choose this runtime. Under `oci`: ranges of 198.18.0.0/15
+    /// picked by the process id, a bridge and a cgroup root of the run's own.
+    fn server_flags(self) -> Vec<String> {
+        let pid = std::process::id();
+        let share = pid % 16 * 16;
+        match self {
+            Runtime::Process => vec!["--container-runtime".into(), "process".into()],
+            Runtime::Oci => vec![
+                "--container-runtime".into(),
+                "oci".into(),
+                "--cluster-cidr".into(),
+                format!("198.18.{share}.0/20"),
+                "--service-cidr".into(),
+                format!("198.19.{share}.0/20"),
+                "--pod-bridge".into(),
+                format!("skb{pid}"),
+                "--cgroup-root".into(),
+                format!("skiff-bench-{pid}"),
+            ],
+        }
+    }
 }
 
 /// The demo test image's tag; its archive is in the server's `images/` directory at start,
@@ -529,7 +592,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path) -> Result<Server, BenchError> {
+    fn start(binary: &Path, runtime: Option<Runtime>) -> Result<Server, BenchError> {
         let root = tempfile::Builder::new()
             .prefix("skiff-bench-pods-")
             .tempdir()
@@ -545,6 +608,7 @@ impl Server {
             .arg("--data-dir")
             .arg(root.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--node-name", NODE_NAME])
+            .args(runtime.map(Runtime::server_flags).unwrap_or_default())
             .env_remove("SKIFF_DATA_DIR")
             .env("SKIFF_LOG", "warn")
             .stdin(Stdio::null())
@@ -559,6 +623,11 @@ impl Server {
 
     fn kubeconfig(&self) -> PathBuf {
         self.root.path().join("data").join("kubeconfig")
+    }
+
+    /// Where the `oci` runtime keeps its state, which its node monitor's command line names.
+    fn oci_root(&self) -> PathBuf {
+        self.root.path().join("data").join("oci")
     }
 
     fn log_tail(&self) -> String {
@@ -707,6 +776,25 @@ fn pod_processes(uids: &HashSet<String>) -> Vec<(i32, ProcStat)> {
     found
 }
 
+/// The node monitors (`skiff node-monitor`) serving the `oci` runtime rooted at `root`: the
+/// process holding every container's pipes, part of what a running pod costs.
+fn node_monitors(root: &Path) -> Vec<i32> {
+    let wanted = root.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                words.contains(&b"node-monitor".as_slice()) && words.contains(&wanted.as_bytes())
+            })
+        })
+        .collect()
+}
+
 /// The control plane's and the pods' resource use at one instant.
 struct Snapshot {
     at: Instant,
@@ -719,9 +807,26 @@ struct Snapshot {
     pods: HashMap<i32, (ProcStat, u64)>,
     pods_rss_kib: u64,
     pods_pss_kib: u64,
+    /// The node monitors' (oci runtime) count and summed Pss.
+    monitors: usize,
+    monitors_pss_kib: u64,
 }
 
 fn snapshot(server_pid: i32, uids: &HashSet<String>) -> Snapshot {
+    snapshot_with_monitors(server_pid, uids, None)
+}
+
+/// A [`snapshot`] that also measures the node monitors of the `oci` runtime at `oci_root`.
+fn snapshot_with_monitors(
+    server_pid: i32,
+    uids: &HashSet<String>,
+    oci_root: Option<&Path>,
+) -> Snapshot {
+    let monitors = oci_root.map(node_monitors).unwrap_or_default();
+    let monitors_pss_kib = monitors
+        .iter()
+        .map(|pid| proc_kib(*pid, "smaps_rollup", "Pss:").unwrap_or(0))
+        .sum();
     let mut pods = HashMap::new();
     let mut pods_rss_kib = 0;
     let mut pods_pss_kib = 0;
@@ -740,6 +845,8 @@ fn snapshot(server_pid: i32, uids: &HashSet<String>) -> Snapshot {
         pods,
         pods_rss_kib,
         pods_pss_kib,
+        monitors: monitors.len(),
+        monitors_pss_kib,
     }
 }
 
@@ -799,6 +906,8 @@ struct Bench {
     /// processes are the server's children, so their whole CPU use (mount helpers included)
     /// lands there once they are reaped.
     reaped_mark: u64,
+    /// How many pods run while [`Bench::idle`] measures, for the per-pod figure.
+    running_pods: Option<usize>,
 }
 
 impl Bench {
@@ -835,6 +944,21 @@ impl Bench {
         workload: Workload,
         bind: bool,
     ) -> Result<Vec<String>, BenchError> {
+        self.start_pods_paced(server, count, workload, bind, false)
+            .await
+    }
+
+    /// [`Bench::start_pods`], or with `one_at_a_time` each POST sent only once the previous
+    /// pod is Ready: every start then finds the node idle, so its latency is the start's own,
+    /// without the queue a burst builds.
+    async fn start_pods_paced(
+        &mut self,
+        server: &mut Server,
+        count: usize,
+        workload: Workload,
+        bind: bool,
+        one_at_a_time: bool,
+    ) -> Result<Vec<String>, BenchError> {
         self.sequence += 1;
         let prefix = format!("bench-{}", self.sequence);
         let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:04}")).collect();
@@ -853,6 +977,17 @@ impl Bench {
             connection
                 .call(Method::POST, &path, Some(&manifest), &[StatusCode::CREATED])
                 .await?;
+            if one_at_a_time {
+                let this_one = std::slice::from_ref(name);
+                wait_for(
+                    &self.tracker,
+                    server,
+                    "the pod to turn Ready",
+                    RUN_LIMIT,
+                    |t: &Tracker| t.count(this_one, |p| p.ready) == 1,
+                )
+                .await?;
+            }
         }
         let creates_took = started.elapsed();
         let all_ready = |t: &Tracker| t.count(&names, |p| p.ready) == names.len();
@@ -868,10 +1003,12 @@ impl Bench {
         self.remember_uids(&names);
         let after = snapshot(server.pid, &self.known_uids());
 
-        let how = if bind {
-            "bound to the node in the manifest"
-        } else {
-            "placed by the scheduler"
+        let how = match (bind, one_at_a_time) {
+            (true, true) => {
+                "bound to the node in the manifest, each POST once the previous pod was Ready"
+            }
+            (true, false) => "bound to the node in the manifest",
+            (false, _) => "placed by the scheduler",
         };
         self.line(format!(
             "{count} pods of {}, {how}: {count} POSTs took {:.2} s on one connection; \
@@ -1182,11 +1319,12 @@ impl Bench {
         label: &str,
     ) -> Result<(), BenchError> {
         let uids = self.known_uids();
+        let oci_root = server.oci_root();
         let before = snapshot(server.pid, &uids);
         // The measurement itself: nothing is waited for, the window is the point.
         tokio::time::sleep(window).await;
         server.check_alive()?;
-        let after = snapshot(server.pid, &uids);
+        let after = snapshot_with_monitors(server.pid, &uids, Some(&oci_root));
         let wall = after.at - before.at;
         let server_ticks = after.server.own.saturating_sub(before.server.own);
         self.line(format!("{label}: idle for {:.1} s", wall.as_secs_f64()));
@@ -1220,7 +1358,51 @@ impl Bench {
                 mib(after.pods_pss_kib) / count as f64,
                 pod_ns as f64 / 1e9 / wall.as_secs_f64().max(f64::EPSILON) * 100.0,
             ));
+            if let Some(pods) = self.running_pods.filter(|n| *n > 0) {
+                self.line(format!(
+                    "  per running pod, its processes and the node monitor ({} process, Pss \
+                     {:.2} MiB) together: Pss {:.2} MiB ({pods} pods)",
+                    after.monitors,
+                    mib(after.monitors_pss_kib),
+                    mib(after.pods_pss_kib + after.monitors_pss_kib) / pods as f64,
+                ));
+            }
         }
+        Ok(())
+    }
+
+    /// The runtime comparison: the start latency of `latency_pods` demo pods created one at a
+    /// time and then in a burst, then `idle_pods` running sleep pods measured.
+    async fn compare(&mut self, server: &mut Server, config: Config) -> Result<(), BenchError> {
+        self.idle(server, config.baseline_window, "no pods (baseline)")
+            .await?;
+        self.line("");
+        for one_at_a_time in [true, false] {
+            let names = self
+                .start_pods_paced(
+                    server,
+                    config.latency_pods,
+                    Workload::Demo,
+                    true,
+                    one_at_a_time,
+                )
+                .await?;
+            self.delete_pods(server, &names).await?;
+            self.line("");
+        }
+        let names = self
+            .start_pods(server, config.idle_pods, Workload::Sleep, true)
+            .await?;
+        let label = format!(
+            "{} running pods of {}",
+            names.len(),
+            Workload::Sleep.describe()
+        );
+        self.running_pods = Some(names.len());
+        self.idle(server, config.idle_window, &label).await?;
+        self.running_pods = None;
+        self.delete_pods(server, &names).await?;
+        self.line("");
         Ok(())
     }
 
@@ -1407,28 +1589,59 @@ fn load_average() -> String {
 fn main() -> ExitCode {
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var_os("SKIFF_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty());
-    let config = if quick { Config::QUICK } else { Config::FULL };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = match args
+        .iter()
+        .position(|a| a == "--runtime")
+        .map(|i| args.get(i + 1).map(String::as_str))
+    {
+        None => None,
+        Some(Some("process")) => Some(Runtime::Process),
+        Some(Some("oci")) => Some(Runtime::Oci),
+        Some(other) => {
+            complain!("--runtime takes process or oci, not {other:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if runtime == Some(Runtime::Oci) && !nix::unistd::geteuid().is_root() {
+        complain!("--runtime oci needs root (network namespaces, veths, cgroups)");
+        return ExitCode::FAILURE;
+    }
+    let config = match (runtime, quick) {
+        (None, false) => Config::FULL,
+        (None, true) => Config::QUICK,
+        (Some(_), false) => Config::COMPARISON,
+        (Some(_), true) => Config::COMPARISON_QUICK,
+    };
+    let tokio_runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(tokio_runtime) => tokio_runtime,
         Err(e) => {
             complain!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config, quick))
+    tokio_runtime.block_on(run(config, quick, runtime))
 }
 
-async fn run(config: Config, quick: bool) -> ExitCode {
+async fn run(config: Config, quick: bool, runtime: Option<Runtime>) -> ExitCode {
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_skiff"));
     let mut header = String::new();
     let _ = writeln!(
         header,
-        "command: cargo bench -p skiff --bench pods{}",
-        if quick { " -- --quick" } else { "" }
+        "command: cargo bench -p skiff --bench pods{}{}{}",
+        if quick || runtime.is_some() {
+            " --"
+        } else {
+            ""
+        },
+        runtime
+            .map(|r| format!(" --runtime {}", r.name()))
+            .unwrap_or_default(),
+        if quick { " --quick" } else { "" }
     );
     let _ = writeln!(header, "machine: {}", machine_description());
     let _ = writeln!(
@@ -1439,14 +1652,27 @@ async fn run(config: Config, quick: bool) -> ExitCode {
     );
     let _ = writeln!(
         header,
-        "server: skiff up --listen 127.0.0.1:0 --node-name {NODE_NAME}, the release build \
-         beside this benchmark (one real node; pods are processes, each in its own mount and \
-         UTS namespace when run as root)"
+        "server: skiff up --listen 127.0.0.1:0 --node-name {NODE_NAME}{}, the {} build \
+         beside this benchmark (one real node; {})",
+        runtime
+            .map(|r| format!(" {}", r.server_flags().join(" ")))
+            .unwrap_or_default(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        if runtime == Some(Runtime::Oci) {
+            "pods are OCI containers of the embedded runtime, each in its own namespaces, \
+             cgroup and network namespace"
+        } else {
+            "pods are processes, each in its own mount and UTS namespace when run as root"
+        }
     );
     say!("{}", header.trim_end());
     say!("");
 
-    let mut server = match Server::start(&binary) {
+    let mut server = match Server::start(&binary, runtime) {
         Ok(server) => server,
         Err(e) => {
             complain!("error: {e}");
@@ -1473,8 +1699,12 @@ async fn run(config: Config, quick: bool) -> ExitCode {
             uids: uids.clone(),
             sequence: 0,
             reaped_mark: 0,
+            running_pods: None,
         };
-        bench.run(&mut server, config).await
+        match runtime {
+            Some(_) => bench.compare(&mut server, config).await,
+            None => bench.run(&mut server, config).await,
+        }
     })
     .await;
     let failed = match outcome {

@@ -14,162 +14,21 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use support::host::{host, unreachable_routes};
 use support::http::ok_body;
 use support::json::{items, json_of, str_at};
+use support::oci::{
+    assert_root, cgroup_hierarchies, container_cgroups, leftovers, with_test_images, TestNetwork,
+    NETNS_DIR,
+};
 use support::{wait_for_every, Skiff};
 
 /// How long pods may take to run and answer.
 const SETTLE: Duration = Duration::from_secs(90);
 /// How often kubectl-based conditions are polled.
 const POLL: Duration = Duration::from_millis(250);
-/// Where Skiff pins pod network namespaces.
-const NETNS_DIR: &str = "/run/skiff/netns";
-
-/// The ranges, bridge and cgroup root of one test server.
-struct TestNetwork {
-    cluster_cidr: String,
-    service_cidr: String,
-    node_pod_cidr: String,
-    bridge: String,
-    cgroup_root: String,
-}
-
-/// How many test servers this process started, so each gets its own share.
-static SERVERS: AtomicU32 = AtomicU32::new(0);
-
-impl TestNetwork {
-    /// A /20 of pods in 198.18.0.0/16 and a /20 of Services in 198.19.0.0/16, picked by the
-    /// process id and a counter so concurrent tests and test processes do not share them.
-    fn next() -> TestNetwork {
-        let index = SERVERS.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let share = (pid % 8 * 2 + index) % 16 * 16;
-        TestNetwork {
-            cluster_cidr: format!("198.18.{share}.0/20"),
-            service_cidr: format!("198.19.{share}.0/20"),
-            node_pod_cidr: format!("198.18.{share}.0/24"),
-            bridge: format!("skt{pid}x{index}"),
-            cgroup_root: format!("skiff-test-{pid}-{index}"),
-        }
-    }
-
-    fn flags(&self) -> Vec<String> {
-        vec![
-            "--container-runtime".into(),
-            "oci".into(),
-            "--cluster-cidr".into(),
-            self.cluster_cidr.clone(),
-            "--service-cidr".into(),
-            self.service_cidr.clone(),
-            "--pod-bridge".into(),
-            self.bridge.clone(),
-            "--cgroup-root".into(),
-            self.cgroup_root.clone(),
-        ]
-    }
-}
-
-fn assert_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the oci runtime tests need root (network namespaces, veths, routes); run them as root"
-    );
-}
-
-/// What the pod network left on the host, described; empty when nothing is left.
-fn leftovers(network: &TestNetwork, pod_uids: &[String]) -> Vec<String> {
-    let mut left = Vec::new();
-    let links = host("ip", &["-o", "link", "show"]);
-    if links.contains(&format!(": {}:", network.bridge)) {
-        left.push(format!("bridge {}", network.bridge));
-    }
-    if links.contains(&format!("master {} ", network.bridge)) {
-        left.push("a veth on the bridge".to_string());
-    }
-    let routes = unreachable_routes();
-    for range in [&network.cluster_cidr, &network.service_cidr] {
-        if routes.contains(range.as_str()) {
-            left.push(format!("unreachable route {range}"));
-        }
-    }
-    if host("ip", &["-4", "route", "show"]).contains(&network.node_pod_cidr) {
-        left.push(format!("route to {}", network.node_pod_cidr));
-    }
-    let table = format!("skiff_{}", network.bridge);
-    if host("nft", &["list", "tables"]).contains(&table) {
-        left.push(format!("nftables table {table}"));
-    }
-    for hierarchy in cgroup_hierarchies() {
-        let dir = hierarchy.join(&network.cgroup_root);
-        if dir.exists() {
-            left.push(format!("cgroup {}", dir.display()));
-        }
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for uid in pod_uids {
-        let pin = Path::new(NETNS_DIR).join(uid);
-        if pin.exists() {
-            left.push(format!("namespace pin {}", pin.display()));
-        }
-        if mounts.contains(uid.as_str()) {
-            left.push(format!("a mount naming pod {uid}"));
-        }
-    }
-    left
-}
-
-/// The mount points of the machine's cgroup hierarchies (v1's, or the unified one).
-fn cgroup_hierarchies() -> Vec<std::path::PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let found: Vec<std::path::PathBuf> = mounts
-        .lines()
-        .filter(|line| {
-            let fstype = line
-                .split(" - ")
-                .nth(1)
-                .and_then(|t| t.split_whitespace().next());
-            matches!(fstype, Some("cgroup") | Some("cgroup2"))
-        })
-        .filter_map(|line| line.split_whitespace().nth(4).map(std::path::PathBuf::from))
-        .collect();
-    assert!(
-        !found.is_empty(),
-        "no cgroup hierarchy is mounted:\n{mounts}"
-    );
-    found
-}
-
-/// The cgroup directories (one per hierarchy) holding container `name` of pod `uid`.
-fn container_cgroups(network: &TestNetwork, uid: &str, name: &str) -> Vec<std::path::PathBuf> {
-    let pod = format!("pod{uid}");
-    cgroup_hierarchies()
-        .into_iter()
-        .flat_map(|hierarchy| {
-            let kubepods = hierarchy.join(&network.cgroup_root).join("kubepods");
-            [
-                kubepods.join(&pod),
-                kubepods.join("burstable").join(&pod),
-                kubepods.join("besteffort").join(&pod),
-            ]
-        })
-        .map(|pod_dir| pod_dir.join(name))
-        .filter(|dir| dir.is_dir())
-        .collect()
-}
-
-/// The manifest with the test images' names put in: `SHELL_IMAGE` (busybox and its applets)
-/// and `DEMO_IMAGE` (the demo HTTP server), both imported at start. A shell or `sleep` as PID 1
-/// of its own PID namespace ignores SIGTERM, as on Kubernetes, so such pods here get a short
-/// grace period: stopping the server then takes seconds, not the default 30.
-fn with_test_images(yaml: &str) -> String {
-    yaml.replace("SHELL_IMAGE", support::images::SHELL)
-        .replace("DEMO_IMAGE", &format!("{}:v1", support::images::DEMO))
-}
-
 /// The images every test server here starts with.
 fn test_images() -> Vec<skiff_testkit::images::TestImage> {
     vec![support::images::shell(), support::images::demo("v1")]
@@ -226,7 +85,7 @@ fn running_web_pods(skiff: &Skiff) -> Vec<(String, String, String)> {
 #[test]
 fn pods_get_their_own_network_namespace_and_address_from_the_node_pod_cidr() {
     assert_root();
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut skiff = Skiff::start_with_images(&flags, &test_images());
@@ -383,7 +242,7 @@ fn the_oci_runtime_refuses_a_range_it_cannot_route() {
 #[test]
 fn a_container_over_its_memory_limit_ends_oom_killed_in_its_own_cgroup() {
     assert_root();
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut skiff = Skiff::start_with_images(&flags, &test_images());
@@ -504,7 +363,7 @@ fn cpu_stat(dirs: &[std::path::PathBuf], key: &str) -> Option<u64> {
 #[test]
 fn a_cpu_limited_container_is_throttled_and_measured_from_its_cgroup() {
     assert_root();
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let mut flags = network.flags();
     flags.extend(["--metric-resolution".to_string(), "1".to_string()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -605,7 +464,7 @@ spec:
 #[test]
 fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
     assert_root();
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut skiff = Skiff::start_with_images(&flags, &test_images());
@@ -777,7 +636,7 @@ fn shared_file(dir: &Path, name: &str) -> String {
 /// after SIGTERM to skiff nothing of them is left.
 fn containers_run_through_the_oci_runtime(runtime_flags: &[&str]) {
     assert_root();
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let mut flags = network.flags();
     flags.extend(runtime_flags.iter().map(|f| f.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -1004,7 +863,7 @@ fn last_tick(kubectl: &support::Kubectl, pod: &str) -> Option<u64> {
 fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restarts() {
     assert_root();
     const PODS: usize = 10;
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
@@ -1419,7 +1278,7 @@ fn exec_on_a_terminal_follows_a_resize(skiff: &Skiff, pod: &str) {
 /// byte-identical; port-forward reaches the pod's own network namespace.
 fn streams_reach_containers_of_the_oci_runtime(runtime_flags: &[&str]) {
     assert_root();
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let mut flags = network.flags();
     flags.extend(runtime_flags.iter().map(|f| f.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -1771,7 +1630,7 @@ fn pts_in(text: &str) -> Option<String> {
 /// agent, the adopted containers' stdin and terminal are attached to again.
 fn stdin_and_terminals_reach_containers_and_survive_a_crash(runtime_flags: &[&str]) {
     assert_root();
-    let network = TestNetwork::next();
+    let network = TestNetwork::next("t");
     let mut flags = network.flags();
     flags.extend(runtime_flags.iter().map(|f| f.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

@@ -433,6 +433,7 @@ impl NodeAgent {
             workers: HashMap::new(),
             uids_by_key: HashMap::new(),
             specs: HashMap::new(),
+            waiting_for_address: std::collections::BTreeSet::new(),
         };
         pods_manager.clean_leftovers(&informer).await;
         let image_gc = tokio::spawn(image_gc::run(
@@ -458,7 +459,9 @@ impl NodeAgent {
                     }
                     None => break,
                 },
-                Some(uid) = done_rx.recv() => pods_manager.on_worker_done(&uid, &informer),
+                Some(uid) = done_rx.recv() => {
+                    pods_manager.on_worker_done(&uid, &informer, &done_tx)
+                }
             }
         }
         image_gc.abort();
@@ -650,6 +653,27 @@ struct PodManager {
     uids_by_key: HashMap<String, String>,
     /// The workers' pod specs, which size the QoS tier cgroups.
     specs: HashMap<String, k8s_openapi::api::core::v1::PodSpec>,
+    /// UIDs of bound pods that found the node's range full: tried again each time a worker
+    /// ends and gives its address back (a burst of new pods can arrive while the deleted ones'
+    /// workers are still cleaning up).
+    waiting_for_address: std::collections::BTreeSet<String>,
+}
+
+/// The pods of `listed` (the informer's bound pods) whose UID is in `waiting`, to be tried
+/// again now that an address is free; the others no longer wait (they were deleted).
+fn pods_waiting_for_address(
+    waiting: &std::collections::BTreeSet<String>,
+    listed: &[Arc<serde_json::Value>],
+) -> Vec<Arc<serde_json::Value>> {
+    listed
+        .iter()
+        .filter(|pod| {
+            pod.pointer("/metadata/uid")
+                .and_then(|u| u.as_str())
+                .is_some_and(|uid| waiting.contains(uid))
+        })
+        .cloned()
+        .collect()
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -761,9 +785,12 @@ impl PodManager {
                     _ => self.pool.allocate(&uid),
                 };
                 let Some(ip) = ip else {
-                    tracing::warn!(pod = %key, "no pod address left in the node's range");
+                    if self.waiting_for_address.insert(uid) {
+                        tracing::warn!(pod = %key, "no pod address left in the node's range; waiting for one to be freed");
+                    }
                     return;
                 };
+                self.waiting_for_address.remove(&uid);
                 self.specs
                     .insert(uid.clone(), pod.spec.clone().unwrap_or_default());
                 // The tiers grow before the pod's cgroup is made, as the kubelet orders it.
@@ -774,6 +801,7 @@ impl PodManager {
                 self.workers.insert(uid, handle);
             }
             Notification::Deleted(_) => {
+                self.waiting_for_address.remove(&uid);
                 // Gone from the API (force-deleted, or confirmed by us): stop what is left. A
                 // pod removed without a graceful mark was deleted with a grace period of 0.
                 if let Some(handle) = self.workers.get(&uid) {
@@ -804,12 +832,31 @@ impl PodManager {
         }
     }
 
-    fn on_worker_done(&mut self, uid: &str, informer: &Informer) {
+    fn on_worker_done(
+        &mut self,
+        uid: &str,
+        informer: &Informer,
+        done: &mpsc::UnboundedSender<String>,
+    ) {
         self.workers.remove(uid);
         if self.specs.remove(uid).is_some() {
             self.resize_tiers();
         }
         self.pool.release(uid);
+        if !self.waiting_for_address.is_empty() {
+            let listed = informer.list();
+            let retry = pods_waiting_for_address(&self.waiting_for_address, &listed);
+            // Those no longer bound here stop waiting; the others try again, and those that
+            // still find no address keep waiting (without a second warning).
+            self.waiting_for_address.retain(|waiting| {
+                retry.iter().any(|pod| {
+                    pod.pointer("/metadata/uid").and_then(|u| u.as_str()) == Some(waiting)
+                })
+            });
+            for pod in retry {
+                self.on_change(Notification::Added(pod), done);
+            }
+        }
         self.uids_by_key.retain(|_, u| u != uid);
         let still_bound = informer
             .list()

@@ -918,4 +918,395 @@ mod tests {
             "lowerdir=/s/top:/s/base,upperdir=/pods/u/containers/c/upper,workdir=/pods/u/containers/c/work"
         );
     }
+
+    /// What the recording runtime answers to `delete`, one answer a call.
+    #[derive(Clone, Copy, Debug)]
+    enum DeleteAnswer {
+        Deleted,
+        Missing,
+        Busy,
+    }
+
+    /// An OCI runtime that records each call the agent makes on it (`"delete --force ID"`,
+    /// `"kill SIGTERM ID"`, ...) and answers from a script: the agent's side of removal,
+    /// adoption and signalling is then checked without a runtime, a container or root.
+    struct RecordingRuntime {
+        calls: Mutex<Vec<String>>,
+        deletes: Mutex<std::collections::VecDeque<DeleteAnswer>>,
+        state: Option<skiff_oci::ContainerState>,
+        /// The one operation (`create` or `start`) the runtime refuses, if any.
+        refuses: Option<&'static str>,
+    }
+
+    impl RecordingRuntime {
+        fn new(
+            deletes: &[DeleteAnswer],
+            state: Option<skiff_oci::ContainerState>,
+        ) -> RecordingRuntime {
+            RecordingRuntime {
+                calls: Mutex::new(Vec::new()),
+                deletes: Mutex::new(deletes.iter().copied().collect()),
+                state,
+                refuses: None,
+            }
+        }
+
+        fn refusing(mut self, operation: &'static str) -> RecordingRuntime {
+            self.refuses = Some(operation);
+            self
+        }
+
+        fn answer(
+            &self,
+            operation: &'static str,
+            id: &ContainerId,
+        ) -> Result<(), skiff_oci::OciError> {
+            self.record(format!("{operation} {id}"));
+            match self.refuses {
+                Some(refused) if refused == operation => Err(self.refused(operation, id)),
+                _ => Ok(()),
+            }
+        }
+
+        fn record(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn refused(&self, operation: &'static str, id: &ContainerId) -> skiff_oci::OciError {
+            skiff_oci::OciError::Runtime {
+                runtime: "recording".into(),
+                operation,
+                id: id.clone(),
+                message: "container is busy".into(),
+            }
+        }
+    }
+
+    impl OciRuntime for RecordingRuntime {
+        fn name(&self) -> &str {
+            "recording"
+        }
+
+        fn create(
+            &self,
+            id: &ContainerId,
+            _bundle: &Path,
+            _stdio: ProcessStdio,
+        ) -> Result<(), skiff_oci::OciError> {
+            self.answer("create", id)
+        }
+
+        fn start(&self, id: &ContainerId) -> Result<(), skiff_oci::OciError> {
+            self.answer("start", id)
+        }
+
+        fn state(
+            &self,
+            id: &ContainerId,
+        ) -> Result<skiff_oci::ContainerState, skiff_oci::OciError> {
+            self.record(format!("state {id}"));
+            self.state
+                .clone()
+                .ok_or_else(|| skiff_oci::OciError::NotFound(id.clone()))
+        }
+
+        fn kill(
+            &self,
+            id: &ContainerId,
+            signal: Signal,
+            all: bool,
+        ) -> Result<(), skiff_oci::OciError> {
+            let all = if all { " --all" } else { "" };
+            self.record(format!("kill{all} {signal} {id}"));
+            Ok(())
+        }
+
+        fn delete(&self, id: &ContainerId, force: bool) -> Result<(), skiff_oci::OciError> {
+            let force = if force { " --force" } else { "" };
+            self.record(format!("delete{force} {id}"));
+            match self.deletes.lock().unwrap().pop_front() {
+                None | Some(DeleteAnswer::Deleted) => Ok(()),
+                Some(DeleteAnswer::Missing) => Err(skiff_oci::OciError::NotFound(id.clone())),
+                Some(DeleteAnswer::Busy) => Err(self.refused("delete", id)),
+            }
+        }
+
+        fn exec(
+            &self,
+            id: &ContainerId,
+            _process: &ExecProcess,
+            _stdio: ProcessStdio,
+        ) -> Result<skiff_oci::ExecChild, skiff_oci::OciError> {
+            self.record(format!("exec {id}"));
+            Err(skiff_oci::OciError::Unsupported(
+                "exec in the recording runtime".into(),
+            ))
+        }
+
+        fn recover_output(
+            &self,
+            id: &ContainerId,
+        ) -> Result<Option<skiff_oci::RecoveredStreams>, skiff_oci::OciError> {
+            self.record(format!("recover-output {id}"));
+            Ok(None)
+        }
+    }
+
+    const POD_CONTAINER: &str = "0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f-web";
+
+    fn pod_container_id() -> ContainerId {
+        ContainerId::new(POD_CONTAINER).unwrap()
+    }
+
+    #[test]
+    fn removing_a_previous_run_deletes_it_retrying_only_while_the_runtime_refuses() {
+        use DeleteAnswer::*;
+        let delete = format!("delete --force {POD_CONTAINER}");
+        let cases: [(&str, &[DeleteAnswer], usize); 4] = [
+            ("deleted at once", &[Deleted], 1),
+            ("already gone", &[Missing], 1),
+            ("refused once, then deleted", &[Busy, Deleted], 2),
+            (
+                "refused every time: given up after three tries",
+                &[Busy, Busy, Busy, Deleted],
+                3,
+            ),
+        ];
+        let base = tempfile::tempdir().unwrap();
+        for (case, answers, tries) in cases {
+            let runtime = RecordingRuntime::new(answers, None);
+            remove_previous(&runtime, &pod_container_id(), &base.path().join("rootfs"));
+            assert_eq!(runtime.calls(), vec![delete.clone(); tries], "{case}");
+        }
+    }
+
+    #[test]
+    fn unowned_containers_of_pods_are_deleted_and_other_ids_left_alone() {
+        let pods = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                POD_CONTAINER,
+                vec![format!("delete --force {POD_CONTAINER}")],
+            ),
+            ("not-a-pod", vec![]),
+        ];
+        for (id, expected) in cases {
+            let runtime = RecordingRuntime::new(&[], None);
+            remove_unowned(&runtime, &ContainerId::new(id).unwrap(), pods.path(), &[]);
+            assert_eq!(runtime.calls(), expected, "{id}");
+        }
+    }
+
+    fn recorded_container(runtime: Arc<RecordingRuntime>, rootfs: &Path) -> OciContainer {
+        OciContainer {
+            runtime,
+            id: pod_container_id(),
+            rootfs: rootfs.to_path_buf(),
+            cgroup: None,
+            operations: Mutex::new(()),
+        }
+    }
+
+    #[test]
+    fn releasing_an_ended_container_deletes_it_from_the_runtime() {
+        let base = tempfile::tempdir().unwrap();
+        let runtime = Arc::new(RecordingRuntime::new(&[], None));
+        recorded_container(runtime.clone(), &base.path().join("rootfs")).release();
+        assert_eq!(
+            runtime.calls(),
+            vec![format!("delete --force {POD_CONTAINER}")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signal_goes_to_pid_one_through_the_runtime() {
+        let base = tempfile::tempdir().unwrap();
+        let runtime = Arc::new(RecordingRuntime::new(&[], None));
+        let container = Arc::new(recorded_container(
+            runtime.clone(),
+            &base.path().join("rootfs"),
+        ));
+        container.signal(Signal::SIGTERM);
+        let wanted = vec![format!("kill SIGTERM {POD_CONTAINER}")];
+        let sent = tokio::time::timeout(Duration::from_secs(10), async {
+            while runtime.calls() != wanted {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(sent.is_ok(), "the runtime got {:?}", runtime.calls());
+    }
+
+    #[test]
+    fn adoption_takes_what_the_runtime_reports() {
+        use skiff_oci::{ContainerState, ContainerStatus};
+        let state = |status, pid, exit_code| ContainerState {
+            id: pod_container_id(),
+            status,
+            pid,
+            bundle: PathBuf::from("/bundle"),
+            exit_code,
+        };
+        let state_call = format!("state {POD_CONTAINER}");
+        let recover_call = format!("recover-output {POD_CONTAINER}");
+        // (case, the runtime's state, what adoption gives: the exit code of an ended run, or
+        // `None` for a container replaced by a new run; the calls it made)
+        let cases = [
+            (
+                "ended while the agent was down",
+                Some(state(ContainerStatus::Stopped, None, Some(137))),
+                Some(137),
+                vec![state_call.clone()],
+            ),
+            (
+                "running, but its pipes were not kept",
+                Some(state(ContainerStatus::Running, Some(4242), None)),
+                None,
+                vec![state_call.clone(), recover_call.clone()],
+            ),
+            (
+                "created, never started",
+                Some(state(ContainerStatus::Created, Some(4242), None)),
+                None,
+                vec![state_call.clone()],
+            ),
+            (
+                "unknown to the runtime",
+                None,
+                None,
+                vec![state_call.clone()],
+            ),
+        ];
+        let base = tempfile::tempdir().unwrap();
+        for (case, reported, ended_with, calls) in cases {
+            let runtime = Arc::new(RecordingRuntime::new(&[], reported));
+            let adopted = adopt(
+                runtime.clone(),
+                pod_container_id(),
+                base.path(),
+                None,
+                &AttachConfig::default(),
+                &base.path().join("log"),
+                1 << 20,
+            );
+            let got = match adopted {
+                Some(Leftover::Ended(process)) => *process.done.borrow(),
+                Some(Leftover::Running(_)) => panic!("{case}: adopted as running"),
+                None => None,
+            };
+            assert_eq!(got, ended_with, "{case}");
+            assert_eq!(runtime.calls(), calls, "{case}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_is_created_then_started_and_stops_at_the_first_refusal() {
+        use skiff_oci::{ContainerState, ContainerStatus};
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "uid": "0f9c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"},
+            "spec": {"containers": [{"name": "web"}]}
+        }))
+        .unwrap();
+        let container: Container =
+            serde_json::from_value(serde_json::json!({"name": "web"})).unwrap();
+        let created = |pid| ContainerState {
+            id: pod_container_id(),
+            status: ContainerStatus::Created,
+            pid,
+            bundle: PathBuf::from("/bundle"),
+            exit_code: None,
+        };
+        let create = format!("create {POD_CONTAINER}");
+        let state = format!("state {POD_CONTAINER}");
+        let start = format!("start {POD_CONTAINER}");
+        // (case, the operation refused, the runtime's state after create, the outcome: PID 1
+        // or the start's error, the calls made)
+        type StartCase = (
+            &'static str,
+            Option<&'static str>,
+            Option<i32>,
+            Result<i32, &'static str>,
+            Vec<String>,
+        );
+        let cases: [StartCase; 4] = [
+            (
+                "started",
+                None,
+                Some(4242),
+                Ok(4242),
+                vec![create.clone(), state.clone(), start.clone()],
+            ),
+            (
+                "create refused",
+                Some("create"),
+                Some(4242),
+                Err("failed to create containerd task"),
+                vec![create.clone()],
+            ),
+            (
+                "no process after create",
+                None,
+                None,
+                Err("the runtime reported no process for the container"),
+                vec![create.clone(), state.clone()],
+            ),
+            (
+                "start refused",
+                Some("start"),
+                Some(4242),
+                Err("failed to start containerd task"),
+                vec![create.clone(), state.clone(), start.clone()],
+            ),
+        ];
+        for (case, refused, pid, outcome, calls) in cases {
+            let base = tempfile::tempdir().unwrap();
+            let container_dir = base.path().join("containers").join("web");
+            let mut runtime = RecordingRuntime::new(&[], Some(created(pid)));
+            if let Some(operation) = refused {
+                runtime = runtime.refusing(operation);
+            }
+            let runtime = Arc::new(runtime);
+            let run = OciRun {
+                runtime: runtime.clone(),
+                pod: &pod,
+                container: &container,
+                container_dir: &container_dir,
+                image: &ImageRoot::Merged(base.path().join("image")),
+                command: vec!["httpd".into()],
+                env: Vec::new(),
+                working_dir: "/",
+                run_as: RunAs { uid: 0, gid: 0 },
+                mounts: &[],
+                hostname: "web",
+                netns: None,
+                pid_namespace: None,
+                cgroups_path: None,
+                managed_cgroup_dirs: Vec::new(),
+                log_path: &base.path().join("0.log"),
+                log_cap: 1 << 20,
+            };
+            let dirs = RunDirs::under(&container_dir);
+            dirs.prepare().unwrap();
+            let got = start_in_root(&run, &pod_container_id(), &dirs).map(|process| process.pgid);
+            match (&got, outcome) {
+                (Ok(pgid), Ok(wanted)) => assert_eq!(*pgid, wanted, "{case}"),
+                (Err(message), Err(wanted)) => {
+                    assert!(message.starts_with(wanted), "{case}: {message}")
+                }
+                _ => panic!(
+                    "{case}: {:?}",
+                    got.as_ref().map(|_| ()).map_err(String::as_str)
+                ),
+            }
+            assert_eq!(runtime.calls(), calls, "{case}");
+            assert!(
+                container_dir.join("bundle").join("config.json").is_file(),
+                "{case}: no bundle was written"
+            );
+        }
+    }
 }

@@ -12,8 +12,10 @@ pub mod host;
 pub mod http;
 pub mod images;
 pub mod json;
+pub mod oci;
 pub mod process;
 pub mod slow_proxy;
+pub mod traffic;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
