@@ -63,7 +63,8 @@ pub struct AdmissionAttempt<'a> {
 }
 
 impl AdmissionAttempt<'_> {
-    fn attributes(&self) -> RequestAttributes<'_> {
+    /// The attributes rules are matched against.
+    pub(crate) fn attributes(&self) -> RequestAttributes<'_> {
         RequestAttributes {
             operation: self.operation,
             group: self.resource.group,
@@ -147,7 +148,7 @@ impl Registry {
 
     /// The labels the namespace selector is matched against: the namespace object's own for a
     /// namespace, its namespace's for a namespaced object, none for other cluster-scoped ones.
-    async fn namespace_labels(
+    pub(crate) async fn namespace_labels(
         &self,
         attempt: &AdmissionAttempt<'_>,
     ) -> Result<Option<Map<String, Value>>, ApiError> {
@@ -232,18 +233,19 @@ impl Registry {
         Ok(warnings)
     }
 
-    /// Calls the validating webhooks the write concerns, all at once. Returns their warnings,
-    /// or the first refusal in the webhooks' order.
+    /// Evaluates the ValidatingAdmissionPolicies the write concerns, then calls the validating
+    /// webhooks it concerns, all at once, as upstream orders the two plugins. Returns their
+    /// warnings, or the first refusal (policies first, then in the webhooks' order).
     pub(crate) async fn run_validating_webhooks(
         &self,
         attempt: &AdmissionAttempt<'_>,
     ) -> Result<Vec<String>, ApiError> {
+        let mut warnings = self.run_admission_policies(attempt).await?;
         let webhooks = self
             .matching_webhooks(&webhook_configuration::VALIDATING_V1, attempt)
             .await?;
         let calls = webhooks.iter().map(|w| self.call(w, attempt));
         let answers = futures::future::join_all(calls).await;
-        let mut warnings = Vec::new();
         let mut refusal = None;
         for (webhook, answer) in webhooks.iter().zip(answers) {
             let outcome = match answer {

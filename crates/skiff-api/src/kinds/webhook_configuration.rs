@@ -165,7 +165,13 @@ fn validate_webhook_name(webhook: &Value, path: &str, errs: &mut Vec<FieldError>
     }
 }
 
-fn one_of(webhook: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Vec<FieldError>) {
+pub(crate) fn one_of(
+    webhook: &Value,
+    key: &str,
+    path: &str,
+    allowed: &[&str],
+    errs: &mut Vec<FieldError>,
+) {
     let value = field(webhook, key);
     if let Some(given) = value.as_str() {
         if !allowed.contains(&given) {
@@ -231,7 +237,7 @@ fn validate_webhook(webhook: &Value, path: &str, mutating: bool, errs: &mut Vec<
     );
 }
 
-fn validate_rule(rule: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_rule(rule: &Value, path: &str, errs: &mut Vec<FieldError>) {
     for key in ["operations", "apiGroups", "apiVersions", "resources"] {
         let items = array_at(rule, key);
         let item_path = join(path, key);
