@@ -26,7 +26,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Map, Value};
 use skiff_api::kinds::webhook_configuration::{self, DEFAULT_TIMEOUT_SECONDS};
 use skiff_api::resources::ResourceInfo;
-use skiff_api::webhook_matching::{self, RequestAttributes};
+use skiff_api::webhook_matching::{self, ConditionOutcome, RequestAttributes};
 use skiff_auth::user::UserInfo;
 
 use crate::meta;
@@ -187,7 +187,7 @@ impl Registry {
         }
         let labels = self.namespace_labels(attempt).await?;
         let attrs = attempt.attributes();
-        Ok(webhooks
+        let matched: Vec<Value> = webhooks
             .into_iter()
             .filter(|w| {
                 webhook_matching::webhook_matches(
@@ -198,7 +198,32 @@ impl Registry {
                     attempt.old_object.as_ref(),
                 )
             })
-            .collect())
+            .collect();
+        if !matched.iter().any(|w| w.get("matchConditions").is_some()) {
+            return Ok(matched);
+        }
+        let mut request = attempt.review("")["request"].take();
+        if let Some(fields) = request.as_object_mut() {
+            for key in ["uid", "object", "oldObject"] {
+                fields.remove(key);
+            }
+        }
+        let mut called = Vec::new();
+        for webhook in matched {
+            match webhook_matching::match_conditions(
+                &webhook,
+                attempt.object.as_ref(),
+                attempt.old_object.as_ref(),
+                &request,
+            ) {
+                ConditionOutcome::Call => called.push(webhook),
+                ConditionOutcome::Skip => {}
+                ConditionOutcome::Fail(message) => {
+                    return Err(condition_refusal(attempt, &message));
+                }
+            }
+        }
+        Ok(called)
     }
 
     /// Calls the mutating webhooks the write concerns, in order, applying each one's patch to
@@ -430,6 +455,21 @@ fn fail_or_ignore(webhook: &Value, failure: CallFailure) -> Result<(), ApiError>
         details: Some(json!({"causes": [{"message": reason}]})),
         ..ApiError::internal(format!("Internal error occurred: {reason}"))
     })
+}
+
+/// A webhook whose `matchConditions` could not be evaluated under `failurePolicy: Fail`
+/// refuses the request as upstream's dispatchers do: `deployments.apps "web" is forbidden:
+/// <the evaluation errors>`.
+fn condition_refusal(attempt: &AdmissionAttempt<'_>, message: &str) -> ApiError {
+    ApiError {
+        details: Some(json!({"name": attempt.name, "group": attempt.resource.group,
+            "kind": attempt.resource.plural})),
+        ..ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: {message}",
+            attempt.resource.qualified_plural(),
+            attempt.name
+        ))
+    }
 }
 
 /// Upstream's `ToStatusErr`: a refusal keeps the webhook's code when it is an error code

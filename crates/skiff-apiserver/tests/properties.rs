@@ -248,6 +248,20 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                        "resources": ["configmaps"]}],
             "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => json!({"spec": {
+            "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+            "matchConstraints": {"resourceRules": [{"operations": ["CREATE", "UPDATE"],
+                "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]}]},
+            "variables": [{"name": "replicas", "expression": "object.spec.replicas"}],
+            "validations": [{"expression": "variables.replicas <= int(params.data.max)",
+                "messageExpression": "'at most ' + params.data.max", "reason": "Forbidden"}],
+            "auditAnnotations": [{"key": "replicas",
+                "valueExpression": "string(variables.replicas)"}]}}),
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => {
+            json!({"spec": {"policyName": "sample", "validationActions": ["Deny"],
+                "paramRef": {"name": "limits", "parameterNotFoundAction": "Allow"},
+                "matchResources": {"namespaceSelector": {"matchLabels": {"env": "test"}}}}})
+        }
         _ => return None,
     };
     let mut object = body;

@@ -16,28 +16,37 @@ use crate::validation::*;
 use crate::{
     errors::FieldError,
     printers::Printer,
-    resources::{res, ResourceInfo},
+    resources::{res, ResourceInfo, Subresource::Status},
 };
 
 /// `admissionregistration.k8s.io/v1` ValidatingAdmissionPolicies.
-pub static POLICY_V1: ResourceInfo = res(
-    "admissionregistration.k8s.io",
-    "v1",
-    "ValidatingAdmissionPolicy",
-    "validatingadmissionpolicies",
-    "validatingadmissionpolicy",
-    false,
-);
+pub static POLICY_V1: ResourceInfo = ResourceInfo {
+    categories: &["api-extensions"],
+    subresources: &[Status],
+    has_generation: true,
+    ..res(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicy",
+        false,
+    )
+};
 
 /// `admissionregistration.k8s.io/v1` ValidatingAdmissionPolicyBindings.
-pub static BINDING_V1: ResourceInfo = res(
-    "admissionregistration.k8s.io",
-    "v1",
-    "ValidatingAdmissionPolicyBinding",
-    "validatingadmissionpolicybindings",
-    "validatingadmissionpolicybinding",
-    false,
-);
+pub static BINDING_V1: ResourceInfo = ResourceInfo {
+    categories: &["api-extensions"],
+    has_generation: true,
+    ..res(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
+        false,
+    )
+};
 
 /// The policy kind's entry in the kind table.
 pub static POLICY_KIND: Kind = Kind {
