@@ -487,25 +487,59 @@ mod tests {
     fn match_conditions_table() {
         let request = json!({"operation": "CREATE", "userInfo": {"username": "alice"}});
         let object = json!({"metadata": {"name": "web", "labels": {"tier": "web"}}});
-        let webhook = |conditions: Value, policy: &str| {
-            json!({"matchConditions": conditions, "failurePolicy": policy})
-        };
+        let webhook = |conditions: Value, policy: &str| json!({"matchConditions": conditions, "failurePolicy": policy});
         let failing = "object.metadata.missing.deeper == 1";
         let cases: Vec<(&str, Value, ConditionOutcome)> = vec![
             ("none", webhook(json!([]), "Fail"), ConditionOutcome::Call),
-            ("true", webhook(json!([{"name": "a", "expression": "object.metadata.labels.tier == 'web'"}]), "Fail"), ConditionOutcome::Call),
-            ("request", webhook(json!([{"name": "a", "expression": "request.userInfo.username != 'alice'"}]), "Fail"), ConditionOutcome::Skip),
-            ("false wins over an error", webhook(json!([{"name": "a", "expression": failing}, {"name": "b", "expression": "false"}]), "Fail"), ConditionOutcome::Skip),
-            ("error under Ignore", webhook(json!([{"name": "a", "expression": failing}]), "Ignore"), ConditionOutcome::Skip),
+            (
+                "true",
+                webhook(
+                    json!([{"name": "a", "expression": "object.metadata.labels.tier == 'web'"}]),
+                    "Fail",
+                ),
+                ConditionOutcome::Call,
+            ),
+            (
+                "request",
+                webhook(
+                    json!([{"name": "a", "expression": "request.userInfo.username != 'alice'"}]),
+                    "Fail",
+                ),
+                ConditionOutcome::Skip,
+            ),
+            (
+                "false wins over an error",
+                webhook(
+                    json!([{"name": "a", "expression": failing}, {"name": "b", "expression": "false"}]),
+                    "Fail",
+                ),
+                ConditionOutcome::Skip,
+            ),
+            (
+                "error under Ignore",
+                webhook(json!([{"name": "a", "expression": failing}]), "Ignore"),
+                ConditionOutcome::Skip,
+            ),
         ];
         assert_eq!(cases.len(), 5);
         for (name, hook, expected) in cases {
-            assert_eq!(match_conditions(&hook, Some(&object), None, &request), expected, "case {name}");
+            assert_eq!(
+                match_conditions(&hook, Some(&object), None, &request),
+                expected,
+                "case {name}"
+            );
         }
-        let failed = match_conditions(&webhook(json!([{"name": "a", "expression": failing}]), "Fail"), Some(&object), None, &request);
+        let failed = match_conditions(
+            &webhook(json!([{"name": "a", "expression": failing}]), "Fail"),
+            Some(&object),
+            None,
+            &request,
+        );
         match failed {
             ConditionOutcome::Fail(message) => assert!(
-                message.starts_with("expression 'object.metadata.missing.deeper == 1' resulted in error: "),
+                message.starts_with(
+                    "expression 'object.metadata.missing.deeper == 1' resulted in error: "
+                ),
                 "{message}"
             ),
             other => panic!("expected a failure, got {other:?}"),

@@ -462,8 +462,10 @@ fn fail_or_ignore(webhook: &Value, failure: CallFailure) -> Result<(), ApiError>
 /// <the evaluation errors>`.
 fn condition_refusal(attempt: &AdmissionAttempt<'_>, message: &str) -> ApiError {
     ApiError {
-        details: Some(json!({"name": attempt.name, "group": attempt.resource.group,
-            "kind": attempt.resource.plural})),
+        details: Some(
+            json!({"name": attempt.name, "group": attempt.resource.group,
+            "kind": attempt.resource.plural}),
+        ),
         ..ApiError::forbidden(format!(
             "{} \"{}\" is forbidden: {message}",
             attempt.resource.qualified_plural(),

@@ -244,7 +244,9 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             kind @ ("ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"),
         ) => json!({"webhooks": [{
             "name": format!("{}.example.com", kind.to_lowercase()),
-            "clientConfig": {"url": "https://198.18.0.1/admit"},
+            // Loopback with nothing listening, ignored on failure: objects the random tests
+            // store later must not make the server call out of the machine.
+            "clientConfig": {"url": "https://127.0.0.1:1/admit"}, "failurePolicy": "Ignore",
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                        "resources": ["configmaps"]}],
             "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),

@@ -68,7 +68,11 @@ fn the_documentation_example_refuses_six_replicas_only_in_labelled_namespaces() 
 
     let policies = kubectl.ok(&["get", "validatingadmissionpolicies"]);
     let rows: Vec<Vec<&str>> = policies.lines().map(support::cells).collect();
-    assert_eq!(rows[0], ["NAME", "VALIDATIONS", "PARAMKIND", "AGE"], "{policies}");
+    assert_eq!(
+        rows[0],
+        ["NAME", "VALIDATIONS", "PARAMKIND", "AGE"],
+        "{policies}"
+    );
     assert_eq!(
         rows[1][..3],
         ["demo-policy.example.com", "1", "<unset>"],
@@ -76,7 +80,11 @@ fn the_documentation_example_refuses_six_replicas_only_in_labelled_namespaces() 
     );
     let bindings = kubectl.ok(&["get", "validatingadmissionpolicybindings"]);
     let rows: Vec<Vec<&str>> = bindings.lines().map(support::cells).collect();
-    assert_eq!(rows[0], ["NAME", "POLICYNAME", "PARAMREF", "AGE"], "{bindings}");
+    assert_eq!(
+        rows[0],
+        ["NAME", "POLICYNAME", "PARAMREF", "AGE"],
+        "{bindings}"
+    );
     assert_eq!(
         rows[1][..3],
         [
@@ -86,7 +94,11 @@ fn the_documentation_example_refuses_six_replicas_only_in_labelled_namespaces() 
         ],
         "{bindings}"
     );
-    let stored = kubectl.json(&["get", "validatingadmissionpolicy", "demo-policy.example.com"]);
+    let stored = kubectl.json(&[
+        "get",
+        "validatingadmissionpolicy",
+        "demo-policy.example.com",
+    ]);
     assert_eq!(
         stored.pointer("/spec/matchConstraints/matchPolicy"),
         Some(&serde_json::json!("Equivalent"))
@@ -206,16 +218,34 @@ spec:
         "limits",
         "--from-literal=maxReplicas=3",
     ]);
-    let refused = kubectl.fails(&["create", "deployment", "big", "--image=nginx", "--replicas=4"]);
+    let refused = kubectl.fails(&[
+        "create",
+        "deployment",
+        "big",
+        "--image=nginx",
+        "--replicas=4",
+    ]);
     assert_eq!(
         refused.trim(),
         "error: failed to create deployment: deployments.apps \"big\" is forbidden: ValidatingAdmissionPolicy 'replica-limit' with binding 'replica-limit-default' denied request: replicas must be at most 3"
     );
-    kubectl.ok(&["create", "deployment", "small", "--image=nginx", "--replicas=3"]);
+    kubectl.ok(&[
+        "create",
+        "deployment",
+        "small",
+        "--image=nginx",
+        "--replicas=3",
+    ]);
 
     // Without its parameter the binding refuses, as `parameterNotFoundAction: Deny` says.
     kubectl.ok(&["delete", "configmap", "limits"]);
-    let refused = kubectl.fails(&["create", "deployment", "other", "--image=nginx", "--replicas=1"]);
+    let refused = kubectl.fails(&[
+        "create",
+        "deployment",
+        "other",
+        "--image=nginx",
+        "--replicas=1",
+    ]);
     assert_eq!(
         refused.trim(),
         "error: failed to create deployment: deployments.apps \"other\" is forbidden: ValidatingAdmissionPolicy 'replica-limit' with binding 'replica-limit-default' denied request: failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction"

@@ -304,12 +304,8 @@ fn validate_match_resources(criteria: &Value, path: &str, errs: &mut Vec<FieldEr
             for (j, resource_name) in array_at(rule, "resourceNames").iter().enumerate() {
                 let text = resource_name.as_str().unwrap_or("");
                 let name_path = index(&join(&rule_path, "resourceNames"), j);
-                if !is_path_segment_name(text) {
-                    errs.push(FieldError::invalid(
-                        &name_path,
-                        resource_name,
-                        format!("may not contain '/' or '%'; may not be '.' or '..'"),
-                    ));
+                for message in path_segment_errors(text) {
+                    errs.push(FieldError::invalid(&name_path, resource_name, message));
                 }
                 if seen.contains(&text) {
                     errs.push(FieldError::duplicate(&name_path, resource_name));
@@ -589,11 +585,11 @@ fn validate_param_ref(reference: &Value, path: &str, errs: &mut Vec<FieldError>)
     let name = str_at(reference, "name");
     let has_selector = field(reference, "selector").is_object();
     if !name.is_empty() {
-        if !is_path_segment_name(name) {
+        for message in path_segment_errors(name) {
             errs.push(FieldError::invalid(
                 join(path, "name"),
                 field(reference, "name"),
-                "may not contain '/' or '%'; may not be '.' or '..'",
+                message,
             ));
         }
         if has_selector {
