@@ -1154,7 +1154,12 @@ impl Registry {
         let presented = self.present(resource, new.clone())?;
         let mut attempt = crate::webhooks::AdmissionAttempt {
             resource,
-            subresource: subresource.map_or("", Subresource::name),
+            // Writes through `scale` reach here as updates of the object itself, recorded
+            // under their subresource; admission matches them as `<resource>/scale`.
+            subresource: subresource.map_or(
+                options.recorded_subresource.unwrap_or(""),
+                Subresource::name,
+            ),
             operation: "UPDATE",
             namespace: &namespace,
             name: &name,

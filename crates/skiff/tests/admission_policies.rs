@@ -136,11 +136,23 @@ fn the_documentation_example_refuses_six_replicas_only_in_labelled_namespaces() 
         "test",
     ]);
     // Updates are checked too.
-    let scaled = kubectl.fails(&["scale", "deployment", "web", "--replicas=7", "-n", "test"]);
+    let patched = kubectl.fails(&[
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        "test",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"replicas\":7}}",
+    ]);
     assert!(
-        scaled.contains("denied request: failed expression: object.spec.replicas <= 5"),
-        "{scaled}"
+        patched.contains("denied request: failed expression: object.spec.replicas <= 5"),
+        "{patched}"
     );
+    // The `scale` subresource is another resource to the rules (`deployments/scale`), which
+    // this policy does not name, so Kubernetes lets it through.
+    kubectl.ok(&["scale", "deployment", "web", "--replicas=7", "-n", "test"]);
 
     kubectl.ok(&["create", "namespace", "prod"]);
     kubectl.ok(&[
