@@ -506,21 +506,19 @@ impl Enforcement {
         for failure in &outcome.failures {
             for action in &actions {
                 match *action {
-                    "Deny" => {
-                        if self.denial.is_none() {
-                            let reason = if failure.reason.is_empty() {
-                                "Invalid"
-                            } else {
-                                &failure.reason
-                            };
-                            self.denial = Some((
-                                format!(
-                                    "ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}' denied request: {}",
-                                    failure.message
-                                ),
-                                reason.to_string(),
-                            ));
-                        }
+                    "Deny" if self.denial.is_none() => {
+                        let reason = if failure.reason.is_empty() {
+                            "Invalid"
+                        } else {
+                            &failure.reason
+                        };
+                        self.denial = Some((
+                            format!(
+                                "ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}' denied request: {}",
+                                failure.message
+                            ),
+                            reason.to_string(),
+                        ));
                     }
                     "Warn" => self.warnings.push(format!(
                         "Validation failed for ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}': {}",
@@ -793,7 +791,8 @@ mod tests {
             reason: reason.to_string(),
             error,
         };
-        let cases: Vec<(&str, Value, &Value, Option<Value>, Vec<Decision>)> = vec![
+        type Case<'a> = (&'a str, Value, &'a Value, Option<Value>, Vec<Decision>);
+        let cases: Vec<Case> = vec![
             ("holds", json!([{"expression": "object.spec.replicas <= 5"}]), &five, None, vec![]),
             ("fails with the expression", json!([{"expression": "object.spec.replicas <= 5"}]), &six, None,
                 vec![decision("failed expression: object.spec.replicas <= 5", "Invalid", false)]),

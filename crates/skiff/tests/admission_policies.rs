@@ -66,6 +66,26 @@ fn the_documentation_example_refuses_six_replicas_only_in_labelled_namespaces() 
     let file = skiff.write_file("policy.yaml", DOCS_EXAMPLE);
     kubectl.ok(&["apply", "-f", &file]);
 
+    let resources = kubectl.ok(&["api-resources", "--api-group=admissionregistration.k8s.io"]);
+    for row in [
+        [
+            "validatingadmissionpolicies",
+            "admissionregistration.k8s.io/v1",
+            "false",
+            "ValidatingAdmissionPolicy",
+        ],
+        [
+            "validatingadmissionpolicybindings",
+            "admissionregistration.k8s.io/v1",
+            "false",
+            "ValidatingAdmissionPolicyBinding",
+        ],
+    ] {
+        assert!(
+            resources.lines().any(|l| support::cells(l) == row),
+            "no row {row:?} in:\n{resources}"
+        );
+    }
     let policies = kubectl.ok(&["get", "validatingadmissionpolicies"]);
     let rows: Vec<Vec<&str>> = policies.lines().map(support::cells).collect();
     assert_eq!(
