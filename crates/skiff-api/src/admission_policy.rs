@@ -745,8 +745,30 @@ mod tests {
                 &unlabelled,
                 false,
             ),
+            (
+                "subresource named",
+                json!({"resourceRules": [rule(&["apps"], &["v1"], &["deployments/scale"])]}),
+                RequestAttributes {
+                    subresource: "scale",
+                    ..deployments("UPDATE")
+                },
+                Some(&other_labels),
+                &unlabelled,
+                true,
+            ),
+            (
+                "subresource not named",
+                json!({"resourceRules": [deploy_rule.clone()]}),
+                RequestAttributes {
+                    subresource: "scale",
+                    ..deployments("UPDATE")
+                },
+                Some(&other_labels),
+                &unlabelled,
+                false,
+            ),
         ];
-        assert_eq!(cases.len(), 13);
+        assert_eq!(cases.len(), 15);
         for (name, constraints, attrs, labels, object, expected) in cases {
             let p = policy(constraints, json!([]));
             assert_eq!(
