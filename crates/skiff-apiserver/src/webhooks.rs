@@ -679,6 +679,26 @@ mod tests {
     }
 
     #[test]
+    fn match_condition_errors_refuse_as_forbidden() {
+        let attempt = AdmissionAttempt {
+            resource: &skiff_api::kinds::config_map::V1,
+            subresource: "",
+            operation: "CREATE",
+            namespace: "default",
+            name: "settings",
+            object: None,
+            old_object: None,
+            dry_run: false,
+        };
+        let error = condition_refusal(&attempt, "expression 'x' resulted in error: no such key");
+        assert_eq!((error.code, error.reason), (403, "Forbidden"));
+        assert_eq!(
+            error.message,
+            "configmaps \"settings\" is forbidden: expression 'x' resulted in error: no such key"
+        );
+    }
+
+    #[test]
     fn failures_refuse_under_fail_and_pass_under_ignore() {
         let fail = json!({"name": "f.example.com", "failurePolicy": "Fail"});
         let err = fail_or_ignore(&fail, CallFailure("boom".into())).unwrap_err();
