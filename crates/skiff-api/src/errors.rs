@@ -20,6 +20,8 @@ pub enum FieldErrorType {
     TooLong,
     /// `Not found`.
     NotFound,
+    /// `Too many`.
+    TooMany,
 }
 
 impl FieldErrorType {
@@ -33,6 +35,7 @@ impl FieldErrorType {
             FieldErrorType::Forbidden => "FieldValueForbidden",
             FieldErrorType::TooLong => "FieldValueTooLong",
             FieldErrorType::NotFound => "FieldValueNotFound",
+            FieldErrorType::TooMany => "FieldValueTooMany",
         }
     }
 
@@ -46,6 +49,7 @@ impl FieldErrorType {
             FieldErrorType::Forbidden => "Forbidden",
             FieldErrorType::TooLong => "Too long",
             FieldErrorType::NotFound => "Not found",
+            FieldErrorType::TooMany => "Too many",
         }
     }
 }
@@ -107,6 +111,16 @@ impl FieldError {
             field: field.into(),
             bad_value: None,
             detail: detail.into(),
+        }
+    }
+
+    /// A `Too many` error: a list longer than allowed, worded as Kubernetes' `field.TooMany`.
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        FieldError {
+            error_type: FieldErrorType::TooMany,
+            field: field.into(),
+            bad_value: Some(actual.to_string()),
+            detail: format!("must have at most {max} items"),
         }
     }
 

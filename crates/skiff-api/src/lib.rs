@@ -5,6 +5,8 @@
 //! selectors, the patch formats, server-side printing, and the OpenKruise CloneSet types. It
 //! does no I/O and knows nothing of HTTP, tokio or storage.
 
+pub mod admission_cel;
+pub mod admission_policy;
 pub mod cloneset;
 pub mod conversion;
 pub mod crd;

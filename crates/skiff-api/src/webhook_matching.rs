@@ -117,6 +117,78 @@ pub fn webhook_matches(
         .any(|labels| selector_matches(webhook, "objectSelector", labels))
 }
 
+/// What a webhook's `matchConditions` decide about calling it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConditionOutcome {
+    /// Every condition holds (or there are none): call the webhook.
+    Call,
+    /// A condition is false, or one failed under `failurePolicy: Ignore`: do not call it.
+    Skip,
+    /// A condition failed to evaluate under `failurePolicy: Fail`: refuse the request with
+    /// these words.
+    Fail(String),
+}
+
+/// Evaluates a webhook's `matchConditions` over `object`, `oldObject` and `request` (the
+/// AdmissionRequest without its objects), as upstream's condition matcher: any false condition
+/// skips the webhook whatever else failed; otherwise errors follow the failure policy.
+pub fn match_conditions(
+    webhook: &Value,
+    object: Option<&Value>,
+    old_object: Option<&Value>,
+    request: &Value,
+) -> ConditionOutcome {
+    let conditions: Vec<String> = webhook
+        .get("matchConditions")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|c| {
+                    c.get("expression")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if conditions.is_empty() {
+        return ConditionOutcome::Call;
+    }
+    let activation = crate::admission_cel::Activation {
+        values: vec![
+            ("object", object.cloned().unwrap_or(Value::Null)),
+            ("oldObject", old_object.cloned().unwrap_or(Value::Null)),
+            ("request", request.clone()),
+            ("authorizer", Value::Null),
+        ],
+    };
+    let results = crate::admission_cel::evaluate_all(&activation, &[], &conditions);
+    let mut errors = Vec::new();
+    for (expression, result) in conditions.iter().zip(results) {
+        match result {
+            Ok(Value::Bool(false)) => return ConditionOutcome::Skip,
+            Ok(Value::Bool(true)) => {}
+            Ok(other) => errors.push(format!(
+                "expression '{expression}' resulted in a non-bool value: {other}"
+            )),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        return ConditionOutcome::Call;
+    }
+    if webhook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore") {
+        return ConditionOutcome::Skip;
+    }
+    ConditionOutcome::Fail(if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        format!("[{}]", errors.join(", "))
+    })
+}
+
 /// Whether a resource is exempt from webhooks, as upstream exempts the admission
 /// configuration kinds so a broken webhook can always be removed.
 pub fn is_exempt(group: &str, resource: &str) -> bool {
@@ -407,6 +479,70 @@ mod tests {
                 expected,
                 "case {name}"
             );
+        }
+    }
+
+    /// Each webhook's conditions and failure policy, and whether it is called.
+    #[test]
+    fn match_conditions_table() {
+        let request = json!({"operation": "CREATE", "userInfo": {"username": "alice"}});
+        let object = json!({"metadata": {"name": "web", "labels": {"tier": "web"}}});
+        let webhook = |conditions: Value, policy: &str| json!({"matchConditions": conditions, "failurePolicy": policy});
+        let failing = "object.metadata.missing.deeper == 1";
+        let cases: Vec<(&str, Value, ConditionOutcome)> = vec![
+            ("none", webhook(json!([]), "Fail"), ConditionOutcome::Call),
+            (
+                "true",
+                webhook(
+                    json!([{"name": "a", "expression": "object.metadata.labels.tier == 'web'"}]),
+                    "Fail",
+                ),
+                ConditionOutcome::Call,
+            ),
+            (
+                "request",
+                webhook(
+                    json!([{"name": "a", "expression": "request.userInfo.username != 'alice'"}]),
+                    "Fail",
+                ),
+                ConditionOutcome::Skip,
+            ),
+            (
+                "false wins over an error",
+                webhook(
+                    json!([{"name": "a", "expression": failing}, {"name": "b", "expression": "false"}]),
+                    "Fail",
+                ),
+                ConditionOutcome::Skip,
+            ),
+            (
+                "error under Ignore",
+                webhook(json!([{"name": "a", "expression": failing}]), "Ignore"),
+                ConditionOutcome::Skip,
+            ),
+        ];
+        assert_eq!(cases.len(), 5);
+        for (name, hook, expected) in cases {
+            assert_eq!(
+                match_conditions(&hook, Some(&object), None, &request),
+                expected,
+                "case {name}"
+            );
+        }
+        let failed = match_conditions(
+            &webhook(json!([{"name": "a", "expression": failing}]), "Fail"),
+            Some(&object),
+            None,
+            &request,
+        );
+        match failed {
+            ConditionOutcome::Fail(message) => assert!(
+                message.starts_with(
+                    "expression 'object.metadata.missing.deeper == 1' resulted in error: "
+                ),
+                "{message}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
         }
     }
 

@@ -6,6 +6,7 @@
 //! controllers or processes.
 
 pub mod admission;
+pub mod admission_policies;
 pub mod allocator;
 pub mod authz;
 pub mod bodies;

@@ -62,17 +62,36 @@ impl RbacCache {
 pub struct RbacTrackingStore {
     inner: Arc<dyn Store>,
     cache: Arc<RbacCache>,
+    policies: Option<Arc<crate::admission_policies::PolicyCache>>,
 }
 
 impl RbacTrackingStore {
     /// Wraps `inner`, invalidating `cache` after each RBAC write.
     pub fn new(inner: Arc<dyn Store>, cache: Arc<RbacCache>) -> RbacTrackingStore {
-        RbacTrackingStore { inner, cache }
+        RbacTrackingStore {
+            inner,
+            cache,
+            policies: None,
+        }
+    }
+
+    /// Also retires `policies` after each write to a ValidatingAdmissionPolicy or binding.
+    pub fn tracking_policies(
+        mut self,
+        policies: Arc<crate::admission_policies::PolicyCache>,
+    ) -> RbacTrackingStore {
+        self.policies = Some(policies);
+        self
     }
 
     fn wrote(&self, key: &str) {
         if key.starts_with(RBAC_KEY_PREFIX) {
             self.cache.invalidate();
+        }
+        if let Some(policies) = &self.policies {
+            if key.starts_with(crate::admission_policies::POLICY_KEY_PREFIX) {
+                policies.invalidate();
+            }
         }
     }
 }

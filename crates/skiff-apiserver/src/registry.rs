@@ -159,6 +159,8 @@ pub struct Registry {
     toleration_seconds: (i64, i64),
     /// The authorizer's RBAC snapshot, retired by every RBAC write through `store`.
     rbac: Arc<crate::rbac_cache::RbacCache>,
+    /// The admission policies and bindings, retired by every policy write through `store`.
+    policies: Arc<crate::admission_policies::PolicyCache>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -328,10 +330,11 @@ impl Registry {
             tracing::warn!(%error, "the store keeps no parsed labels");
         }
         let rbac = Arc::new(crate::rbac_cache::RbacCache::default());
-        let store: Arc<dyn Store> = Arc::new(crate::rbac_cache::RbacTrackingStore::new(
-            store,
-            rbac.clone(),
-        ));
+        let policies = Arc::new(crate::admission_policies::PolicyCache::default());
+        let store: Arc<dyn Store> = Arc::new(
+            crate::rbac_cache::RbacTrackingStore::new(store, rbac.clone())
+                .tracking_policies(policies.clone()),
+        );
         Registry {
             store,
             services: Arc::new(ServiceAllocator::for_range(range)),
@@ -341,6 +344,7 @@ impl Registry {
                 skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
             ),
             rbac,
+            policies,
         }
     }
 
@@ -418,6 +422,11 @@ impl Registry {
     /// The cached RBAC snapshot the authorizer decides from, and what retires it.
     pub fn rbac_cache(&self) -> &Arc<crate::rbac_cache::RbacCache> {
         &self.rbac
+    }
+
+    /// The cached admission policies and bindings, and what retires them.
+    pub fn policy_cache(&self) -> &Arc<crate::admission_policies::PolicyCache> {
+        &self.policies
     }
 
     /// Decodes a stored value, stamping its resourceVersion, in the storage version.
@@ -1145,7 +1154,12 @@ impl Registry {
         let presented = self.present(resource, new.clone())?;
         let mut attempt = crate::webhooks::AdmissionAttempt {
             resource,
-            subresource: subresource.map_or("", Subresource::name),
+            // Writes through `scale` reach here as updates of the object itself, recorded
+            // under their subresource; admission matches them as `<resource>/scale`.
+            subresource: subresource.map_or(
+                options.recorded_subresource.unwrap_or(""),
+                Subresource::name,
+            ),
             operation: "UPDATE",
             namespace: &namespace,
             name: &name,

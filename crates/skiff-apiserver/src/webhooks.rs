@@ -26,7 +26,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Map, Value};
 use skiff_api::kinds::webhook_configuration::{self, DEFAULT_TIMEOUT_SECONDS};
 use skiff_api::resources::ResourceInfo;
-use skiff_api::webhook_matching::{self, RequestAttributes};
+use skiff_api::webhook_matching::{self, ConditionOutcome, RequestAttributes};
 use skiff_auth::user::UserInfo;
 
 use crate::meta;
@@ -63,7 +63,8 @@ pub struct AdmissionAttempt<'a> {
 }
 
 impl AdmissionAttempt<'_> {
-    fn attributes(&self) -> RequestAttributes<'_> {
+    /// The attributes rules are matched against.
+    pub(crate) fn attributes(&self) -> RequestAttributes<'_> {
         RequestAttributes {
             operation: self.operation,
             group: self.resource.group,
@@ -147,7 +148,7 @@ impl Registry {
 
     /// The labels the namespace selector is matched against: the namespace object's own for a
     /// namespace, its namespace's for a namespaced object, none for other cluster-scoped ones.
-    async fn namespace_labels(
+    pub(crate) async fn namespace_labels(
         &self,
         attempt: &AdmissionAttempt<'_>,
     ) -> Result<Option<Map<String, Value>>, ApiError> {
@@ -186,7 +187,7 @@ impl Registry {
         }
         let labels = self.namespace_labels(attempt).await?;
         let attrs = attempt.attributes();
-        Ok(webhooks
+        let matched: Vec<Value> = webhooks
             .into_iter()
             .filter(|w| {
                 webhook_matching::webhook_matches(
@@ -197,7 +198,32 @@ impl Registry {
                     attempt.old_object.as_ref(),
                 )
             })
-            .collect())
+            .collect();
+        if !matched.iter().any(|w| w.get("matchConditions").is_some()) {
+            return Ok(matched);
+        }
+        let mut request = attempt.review("")["request"].take();
+        if let Some(fields) = request.as_object_mut() {
+            for key in ["uid", "object", "oldObject"] {
+                fields.remove(key);
+            }
+        }
+        let mut called = Vec::new();
+        for webhook in matched {
+            match webhook_matching::match_conditions(
+                &webhook,
+                attempt.object.as_ref(),
+                attempt.old_object.as_ref(),
+                &request,
+            ) {
+                ConditionOutcome::Call => called.push(webhook),
+                ConditionOutcome::Skip => {}
+                ConditionOutcome::Fail(message) => {
+                    return Err(condition_refusal(attempt, &message));
+                }
+            }
+        }
+        Ok(called)
     }
 
     /// Calls the mutating webhooks the write concerns, in order, applying each one's patch to
@@ -232,18 +258,19 @@ impl Registry {
         Ok(warnings)
     }
 
-    /// Calls the validating webhooks the write concerns, all at once. Returns their warnings,
-    /// or the first refusal in the webhooks' order.
+    /// Evaluates the ValidatingAdmissionPolicies the write concerns, then calls the validating
+    /// webhooks it concerns, all at once, as upstream orders the two plugins. Returns their
+    /// warnings, or the first refusal (policies first, then in the webhooks' order).
     pub(crate) async fn run_validating_webhooks(
         &self,
         attempt: &AdmissionAttempt<'_>,
     ) -> Result<Vec<String>, ApiError> {
+        let mut warnings = self.run_admission_policies(attempt).await?;
         let webhooks = self
             .matching_webhooks(&webhook_configuration::VALIDATING_V1, attempt)
             .await?;
         let calls = webhooks.iter().map(|w| self.call(w, attempt));
         let answers = futures::future::join_all(calls).await;
-        let mut warnings = Vec::new();
         let mut refusal = None;
         for (webhook, answer) in webhooks.iter().zip(answers) {
             let outcome = match answer {
@@ -428,6 +455,23 @@ fn fail_or_ignore(webhook: &Value, failure: CallFailure) -> Result<(), ApiError>
         details: Some(json!({"causes": [{"message": reason}]})),
         ..ApiError::internal(format!("Internal error occurred: {reason}"))
     })
+}
+
+/// A webhook whose `matchConditions` could not be evaluated under `failurePolicy: Fail`
+/// refuses the request as upstream's dispatchers do: `deployments.apps "web" is forbidden:
+/// <the evaluation errors>`.
+fn condition_refusal(attempt: &AdmissionAttempt<'_>, message: &str) -> ApiError {
+    ApiError {
+        details: Some(
+            json!({"name": attempt.name, "group": attempt.resource.group,
+            "kind": attempt.resource.plural}),
+        ),
+        ..ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: {message}",
+            attempt.resource.qualified_plural(),
+            attempt.name
+        ))
+    }
 }
 
 /// Upstream's `ToStatusErr`: a refusal keeps the webhook's code when it is an error code
@@ -632,6 +676,26 @@ mod tests {
             &json!({"code": 200, "reason": "Forbidden"}),
         );
         assert_eq!((low_code.code, low_code.reason), (400, "Forbidden"));
+    }
+
+    #[test]
+    fn match_condition_errors_refuse_as_forbidden() {
+        let attempt = AdmissionAttempt {
+            resource: &skiff_api::kinds::config_map::V1,
+            subresource: "",
+            operation: "CREATE",
+            namespace: "default",
+            name: "settings",
+            object: None,
+            old_object: None,
+            dry_run: false,
+        };
+        let error = condition_refusal(&attempt, "expression 'x' resulted in error: no such key");
+        assert_eq!((error.code, error.reason), (403, "Forbidden"));
+        assert_eq!(
+            error.message,
+            "configmaps \"settings\" is forbidden: expression 'x' resulted in error: no such key"
+        );
     }
 
     #[test]

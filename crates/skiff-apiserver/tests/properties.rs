@@ -244,10 +244,26 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             kind @ ("ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"),
         ) => json!({"webhooks": [{
             "name": format!("{}.example.com", kind.to_lowercase()),
-            "clientConfig": {"url": "https://198.18.0.1/admit"},
+            // Loopback with nothing listening, ignored on failure: objects the random tests
+            // store later must not make the server call out of the machine.
+            "clientConfig": {"url": "https://127.0.0.1:1/admit"}, "failurePolicy": "Ignore",
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                        "resources": ["configmaps"]}],
             "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => json!({"spec": {
+            "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+            "matchConstraints": {"resourceRules": [{"operations": ["CREATE", "UPDATE"],
+                "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]}]},
+            "variables": [{"name": "replicas", "expression": "object.spec.replicas"}],
+            "validations": [{"expression": "variables.replicas <= int(params.data.max)",
+                "messageExpression": "'at most ' + params.data.max", "reason": "Forbidden"}],
+            "auditAnnotations": [{"key": "replicas",
+                "valueExpression": "string(variables.replicas)"}]}}),
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => {
+            json!({"spec": {"policyName": "sample", "validationActions": ["Deny"],
+                "paramRef": {"name": "limits", "parameterNotFoundAction": "Allow"},
+                "matchResources": {"namespaceSelector": {"matchLabels": {"env": "test"}}}}})
+        }
         _ => return None,
     };
     let mut object = body;

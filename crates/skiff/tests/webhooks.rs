@@ -1,8 +1,9 @@
 //! Admission webhooks end to end, with the real `kubectl`: a validating webhook served over
 //! HTTPS by this test (a test CA signs its certificate for 127.0.0.1, handed to the server as
 //! `caBundle`) refuses a ConfigMap with its own message; a mutating webhook adds a label with a
-//! JSONPatch; object and namespace selectors exclude objects; once the webhook server is gone,
-//! `failurePolicy: Fail` refuses writes with upstream's message and `Ignore` lets them through.
+//! JSONPatch; object and namespace selectors and a false `matchConditions` entry exclude
+//! objects; once the webhook server is gone, `failurePolicy: Fail` refuses writes with
+//! upstream's message and `Ignore` lets them through.
 //!
 //! Run with `cargo test -p skiff --test webhooks`. Needs `kubectl` on the PATH.
 
@@ -221,6 +222,9 @@ webhooks:
     failurePolicy: {validating_policy}
     sideEffects: None
     admissionReviewVersions: [\"v1\"]
+    matchConditions:
+    - name: not-excused
+      expression: \"object.metadata.name != 'excused'\"
     objectSelector:
       matchExpressions:
       - {{key: skip-webhooks, operator: DoesNotExist}}
@@ -299,6 +303,16 @@ fn webhooks_refuse_mutate_respect_selectors_and_failure_policies() {
             "Error from server: error when creating \"{bad}\": admission webhook \"deny.skiff.test\" denied the request: the key forbidden is not allowed"
         ),
     );
+
+    // A false match condition keeps the webhook from being called at all.
+    let before = server.reviews.load(Ordering::SeqCst);
+    let excused = skiff.write_file(
+        "excused.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: excused\ndata:\n  forbidden: \"1\"\n",
+    );
+    kubectl.ok(&["apply", "-f", &excused]);
+    // Only the mutating webhook saw it.
+    assert_eq!(server.reviews.load(Ordering::SeqCst), before + 1);
 
     // An allowed object passes, carries the mutating webhook's label and the warning.
     let created = kubectl.run(&["create", "configmap", "good", "--from-literal=a=b"]);

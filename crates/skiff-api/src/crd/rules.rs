@@ -135,6 +135,20 @@ pub fn has_rules(schema: &Value) -> bool {
     }
 }
 
+/// Runs `work` on a thread of its own whose stack has room for the deepest expression
+/// [`check_bounds`] allows; `None` when the thread could not start or panicked. Admission CEL
+/// (`crate::admission_cel`) evaluates on it too.
+pub fn run_on_rule_stack<T: Send>(work: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("cel-rules".into())
+            .stack_size(RULE_STACK_BYTES)
+            .spawn_scoped(scope, work)
+            .ok()
+            .and_then(|handle| handle.join().ok())
+    })
+}
+
 /// Checks every rule of `schema` on `value` and below, pushing what fails, on a thread with a
 /// stack sized for the deepest rule allowed. `old` is the stored object, on updates.
 pub fn validate_object(
@@ -143,20 +157,14 @@ pub fn validate_object(
     old: Option<&Value>,
     errs: &mut Vec<FieldError>,
 ) {
-    let outcome = std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("cel-rules".into())
-            .stack_size(RULE_STACK_BYTES)
-            .spawn_scoped(scope, || {
-                let mut found = Vec::new();
-                validate(schema, value, old, "", &mut found);
-                found
-            })
-            .map(|handle| handle.join())
+    let outcome = run_on_rule_stack(|| {
+        let mut found = Vec::new();
+        validate(schema, value, old, "", &mut found);
+        found
     });
     match outcome {
-        Ok(Ok(found)) => errs.extend(found),
-        _ => errs.push(FieldError::invalid(
+        Some(found) => errs.extend(found),
+        None => errs.push(FieldError::invalid(
             "",
             &Value::String("object".into()),
             "the validation rules could not be evaluated",

@@ -16,6 +16,7 @@ use crate::errors::FieldError;
 use crate::printers::Printer;
 use crate::resources::ResourceInfo;
 
+pub mod admission_policy;
 pub mod certificate_signing_request;
 pub mod clone_set;
 pub mod cluster_role;
@@ -105,6 +106,8 @@ pub static KINDS: &[&Kind] = &[
     &certificate_signing_request::KIND,
     &webhook_configuration::VALIDATING_KIND,
     &webhook_configuration::MUTATING_KIND,
+    &admission_policy::POLICY_KIND,
+    &admission_policy::BINDING_KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part

@@ -165,7 +165,13 @@ fn validate_webhook_name(webhook: &Value, path: &str, errs: &mut Vec<FieldError>
     }
 }
 
-fn one_of(webhook: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Vec<FieldError>) {
+pub(crate) fn one_of(
+    webhook: &Value,
+    key: &str,
+    path: &str,
+    allowed: &[&str],
+    errs: &mut Vec<FieldError>,
+) {
     let value = field(webhook, key);
     if let Some(given) = value.as_str() {
         if !allowed.contains(&given) {
@@ -229,9 +235,15 @@ fn validate_webhook(webhook: &Value, path: &str, mutating: bool, errs: &mut Vec<
         &join(path, "clientConfig"),
         errs,
     );
+    super::admission_policy::validate_match_conditions(
+        webhook,
+        path,
+        crate::admission_cel::Declarations::default(),
+        errs,
+    );
 }
 
-fn validate_rule(rule: &Value, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_rule(rule: &Value, path: &str, errs: &mut Vec<FieldError>) {
     for key in ["operations", "apiGroups", "apiVersions", "resources"] {
         let items = array_at(rule, key);
         let item_path = join(path, key);
@@ -408,8 +420,15 @@ mod tests {
                 "webhooks[0].rules[0].apiGroups: Required value",
                 "webhooks[0].rules[0].apiVersions: Required value",
                 "webhooks[0].rules[0].resources: Required value"]),
+            ("match condition type error", with("matchConditions", json!([{"name": "a",
+                "expression": "object.metadata.name == 1 + 'x'"}])), vec![
+                "webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.name == 1 + 'x'\": compilation failed: ERROR: <input>:1:27: found no matching overload for '_+_' applied to '(int, string)'\n | object.metadata.name == 1 + 'x'\n | ..........................^"]),
+            ("match condition without a name", with("matchConditions", json!([{"expression": "true"}])), vec![
+                "webhooks[0].matchConditions[0].name: Required value"]),
+            ("params are not declared for webhooks", with("matchConditions", json!([{"name": "a", "expression": "params.x == 1"}])), vec![
+                "webhooks[0].matchConditions[0].expression: Invalid value: \"params.x == 1\": compilation failed: ERROR: <input>:1:1: undeclared reference to 'params' (in container '')\n | params.x == 1\n | ^"]),
         ];
-        assert_eq!(cases.len(), 11);
+        assert_eq!(cases.len(), 14);
         for (name, webhook, expected) in cases {
             let got = messages(&Strategy { mutating: false }, &configuration(webhook));
             assert_eq!(got, expected, "case {name}");

@@ -1,0 +1,311 @@
+//! ValidatingAdmissionPolicy enforcement: on every create, update and delete (and the
+//! subresource writes a policy's rules name), the policies whose `matchConstraints` select the
+//! request are evaluated for each of their matching bindings, once per parameter object, and
+//! their failures enforced as the bindings' `validationActions` say: `Deny` refuses with
+//! upstream's words and the validation's reason and code, `Warn` becomes a `Warning:` header,
+//! `Audit` (and `auditAnnotations`) are logged, since Skiff keeps no audit log.
+//!
+//! Policies and bindings are read through [`PolicyCache`]: a snapshot retired by every write to
+//! either kind (the registry's tracking store bumps its generation after such a write returns,
+//! as it does for RBAC), so writes between policy changes list nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use skiff_api::admission_policy::{self, Enforcement, ParamLookup, PolicyRequest};
+use skiff_api::kinds::admission_policy::{BINDING_V1, POLICY_V1};
+use skiff_api::webhook_matching;
+
+use crate::meta;
+use crate::registry::{ListOptions, Registry};
+use crate::status::ApiError;
+use crate::webhooks::{AdmissionAttempt, REQUEST_USER};
+
+/// The store prefix both policy kinds' keys start with.
+pub const POLICY_KEY_PREFIX: &str =
+    "/registry/admissionregistration.k8s.io/validatingadmissionpolic";
+
+/// Every policy and binding, as of one moment, sorted by name.
+#[derive(Debug, Default)]
+pub struct PolicySnapshot {
+    /// The ValidatingAdmissionPolicies.
+    pub policies: Vec<Value>,
+    /// The ValidatingAdmissionPolicyBindings.
+    pub bindings: Vec<Value>,
+}
+
+/// The cached [`PolicySnapshot`] and the generation of policy writes it reflects; shared by
+/// every clone of a registry.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    generation: AtomicU64,
+    snapshot: Mutex<Option<(u64, Arc<PolicySnapshot>)>>,
+}
+
+impl PolicyCache {
+    /// The number of policy and binding writes seen so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Retires the cached snapshot; called once a policy or binding write has returned.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The cached snapshot, if no policy write happened since its lists began.
+    pub fn current(&self) -> Option<Arc<PolicySnapshot>> {
+        let generation = self.generation();
+        let slot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((tag, snapshot)) if *tag == generation => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `snapshot`, listed from generation `tag`, unless a newer one is kept.
+    pub fn offer(&self, tag: u64, snapshot: Arc<PolicySnapshot>) {
+        let mut slot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|(kept, _)| *kept <= tag) {
+            *slot = Some((tag, snapshot));
+        }
+    }
+}
+
+/// The `reason` of a refusal as a static string (validation allows only these).
+fn static_reason(reason: &str) -> &'static str {
+    match reason {
+        "Forbidden" => "Forbidden",
+        "Unauthorized" => "Unauthorized",
+        "RequestEntityTooLarge" => "RequestEntityTooLarge",
+        _ => "Invalid",
+    }
+}
+
+/// Upstream wraps a policy's refusal as admission's `NewForbidden` (`deployments.apps "web"
+/// is forbidden: ...`) and then replaces its reason and code with the validation's.
+fn refusal(attempt: &AdmissionAttempt<'_>, message: &str, reason: &str) -> ApiError {
+    let reason = static_reason(reason);
+    let resource = attempt.resource;
+    let full = format!(
+        "{} \"{}\" is forbidden: {message}",
+        resource.qualified_plural(),
+        attempt.name
+    );
+    ApiError {
+        code: admission_policy::reason_code(reason),
+        reason,
+        message: full,
+        details: Some(json!({"name": attempt.name, "group": resource.group,
+            "kind": resource.plural, "causes": [{"message": message}]})),
+    }
+}
+
+impl Registry {
+    async fn policy_snapshot(&self) -> Result<Arc<PolicySnapshot>, ApiError> {
+        let cache = self.policy_cache();
+        if let Some(snapshot) = cache.current() {
+            return Ok(snapshot);
+        }
+        let tag = cache.generation();
+        let mut policies = self
+            .list(&POLICY_V1, None, &ListOptions::default())
+            .await?
+            .items;
+        let mut bindings = self
+            .list(&BINDING_V1, None, &ListOptions::default())
+            .await?
+            .items;
+        policies.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
+        bindings.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
+        let snapshot = Arc::new(PolicySnapshot { policies, bindings });
+        cache.offer(tag, snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// The parameter objects of `lookup`'s kind in its namespace (all of them for a
+    /// cluster-scoped kind).
+    async fn fetch_params(&self, lookup: &ParamLookup) -> Result<Vec<Value>, String> {
+        let resource = skiff_api::resources::find_by_kind(&lookup.api_version, &lookup.kind)
+            .ok_or_else(|| {
+                format!(
+                    "failed to find resource referenced by paramKind: '{}, Kind={}'",
+                    lookup.api_version, lookup.kind
+                )
+            })?;
+        let namespace = if resource.namespaced {
+            lookup.namespace.as_deref()
+        } else {
+            None
+        };
+        if resource.namespaced && namespace.is_none() {
+            return Err(
+                "cannot use namespaced paramRef in policy binding that matches cluster-scoped resources"
+                    .to_string(),
+            );
+        }
+        self.list(resource, namespace, &ListOptions::default())
+            .await
+            .map(|list| list.items)
+            .map_err(|e| e.message)
+    }
+
+    /// Evaluates the ValidatingAdmissionPolicies the write concerns; returns their warnings, or
+    /// the first refusal.
+    pub(crate) async fn run_admission_policies(
+        &self,
+        attempt: &AdmissionAttempt<'_>,
+    ) -> Result<Vec<String>, ApiError> {
+        if webhook_matching::is_exempt(attempt.resource.group, attempt.resource.plural) {
+            return Ok(Vec::new());
+        }
+        let snapshot = self.policy_snapshot().await?;
+        if snapshot.policies.is_empty() || snapshot.bindings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let labels = self.namespace_labels(attempt).await?;
+        let is_namespace_object =
+            attempt.resource.group.is_empty() && attempt.resource.plural == "namespaces";
+        let namespace_object = if attempt.namespace.is_empty() || is_namespace_object {
+            None
+        } else {
+            self.get(&skiff_api::kinds::namespace::V1, None, attempt.namespace)
+                .await
+                .ok()
+        };
+        let user_info = REQUEST_USER
+            .try_with(|user| {
+                json!({"username": user.name, "uid": user.uid, "groups": user.groups,
+                       "extra": user.extra})
+            })
+            .unwrap_or_else(|_| json!({}));
+        let attrs = attempt.attributes();
+        let request = PolicyRequest {
+            attrs,
+            kind: attempt.resource.kind,
+            name: attempt.name,
+            namespace_labels: if is_namespace_object {
+                None
+            } else {
+                labels.as_ref()
+            },
+            namespace_object: namespace_object.as_ref(),
+            object: attempt.object.as_ref(),
+            old_object: attempt.old_object.as_ref(),
+            user_info,
+            dry_run: attempt.dry_run,
+        };
+        let mut enforcement = Enforcement::default();
+        for policy in &snapshot.policies {
+            if !admission_policy::policy_matches(policy, &request) {
+                continue;
+            }
+            let policy_name = meta::name(policy);
+            let bindings = snapshot.bindings.iter().filter(|b| {
+                b.pointer("/spec/policyName").and_then(Value::as_str) == Some(policy_name)
+            });
+            for binding in bindings {
+                if !admission_policy::binding_matches(binding, &request) {
+                    continue;
+                }
+                let binding_name = meta::name(binding);
+                let params =
+                    match admission_policy::param_lookup(policy, binding, attempt.namespace) {
+                        Ok(None) => vec![None],
+                        Ok(Some(lookup)) => match self.fetch_params(&lookup).await {
+                            Ok(found) => {
+                                match admission_policy::select_params(binding, &lookup, found) {
+                                    Ok(params) => params,
+                                    Err(error) => {
+                                        enforcement.record_configuration_error(
+                                            policy,
+                                            Some(binding_name),
+                                            &error,
+                                        );
+                                        continue;
+                                    }
+                                }
+                            }
+                            Err(error) => {
+                                enforcement.record_configuration_error(
+                                    policy,
+                                    Some(binding_name),
+                                    &error,
+                                );
+                                continue;
+                            }
+                        },
+                        Err(error) => {
+                            enforcement.record_configuration_error(
+                                policy,
+                                Some(binding_name),
+                                &error,
+                            );
+                            continue;
+                        }
+                    };
+                for param in &params {
+                    let outcome = admission_policy::evaluate(policy, param.as_ref(), &request);
+                    enforcement.record(policy_name, binding, &outcome);
+                }
+            }
+        }
+        for line in &enforcement.audit {
+            tracing::info!(audit = %line, "validating admission policy audit");
+        }
+        match enforcement.denial {
+            Some((message, reason)) => Err(refusal(attempt, &message, &reason)),
+            None => Ok(enforcement.warnings),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_snapshot_is_served_until_the_next_policy_write() {
+        let cache = PolicyCache::default();
+        assert!(cache.current().is_none());
+        let tag = cache.generation();
+        cache.offer(tag, Arc::new(PolicySnapshot::default()));
+        assert!(cache.current().is_some());
+        cache.invalidate();
+        assert!(
+            cache.current().is_none(),
+            "a write must retire the snapshot"
+        );
+        let stale = cache.generation() - 1;
+        cache.offer(stale, Arc::new(PolicySnapshot::default()));
+        assert!(
+            cache.current().is_none(),
+            "a snapshot listed before a write is never served"
+        );
+    }
+
+    #[test]
+    fn refusals_carry_the_validation_reason_and_code() {
+        let attempt = AdmissionAttempt {
+            resource: &skiff_api::kinds::deployment::V1,
+            subresource: "",
+            operation: "CREATE",
+            namespace: "default",
+            name: "web",
+            object: None,
+            old_object: None,
+            dry_run: false,
+        };
+        let message =
+            "ValidatingAdmissionPolicy 'p' with binding 'b' denied request: failed expression: x";
+        let invalid = refusal(&attempt, message, "Invalid");
+        assert_eq!((invalid.code, invalid.reason), (422, "Invalid"));
+        assert_eq!(
+            invalid.message,
+            format!("deployments.apps \"web\" is forbidden: {message}")
+        );
+        let forbidden = refusal(&attempt, message, "Forbidden");
+        assert_eq!((forbidden.code, forbidden.reason), (403, "Forbidden"));
+    }
+}
