@@ -19,7 +19,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -73,8 +73,12 @@ impl NetlinkPodNetwork {
                 )))
             }
             None => {
-                let mut message =
-                    LinkBridge::new(bridge).address(self.config.bridge_mac().to_vec());
+                // Bridged frames go through the host's IPv4 hooks (with `br_netfilter`): a pod
+                // answering a client on the same bridge through a Service's translation must
+                // meet the connection tracking that undoes it.
+                let mut message = LinkBridge::new(bridge)
+                    .address(self.config.bridge_mac().to_vec())
+                    .append_info_data(InfoBridge::NfCallIpTables(true));
                 if let Some(mtu) = self.config.mtu {
                     message = message.mtu(mtu);
                 }

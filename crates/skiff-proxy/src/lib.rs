@@ -19,8 +19,10 @@
 #![deny(missing_docs)]
 
 mod forward;
+pub mod kernel;
 mod proxy;
 pub mod table;
 
+pub use kernel::KernelForwarding;
 pub use proxy::{ClusterIpHost, Proxy, ProxyConfig, ProxyError, ProxyState};
-pub use table::{PodState, Route, RoutingTable};
+pub use table::{FrontendKind, PodState, Route, RoutingTable};

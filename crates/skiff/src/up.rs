@@ -30,7 +30,7 @@ use skiff_proxy::{Proxy, ProxyConfig};
 use skiff_store::{EtcdOptions, EtcdStore, EtcdTls, SqliteStore, Store};
 
 use crate::{kubeconfig, pki};
-use crate::{ContainerRuntime, UpArgs};
+use crate::{ContainerRuntime, ProxyMode, UpArgs};
 
 /// The default data directory: `$XDG_DATA_HOME/skiff`, `~/.local/share/skiff`, else `./.skiff`.
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -102,6 +102,12 @@ impl TrafficDrain for ProxyDrain {
             tracing::warn!(%pod_ip, "the proxy still routed to the pod when its drain ended");
         }
     }
+}
+
+/// The nftables table of the service proxy, named after the pod bridge so two Skiffs on one
+/// machine never share one.
+pub(crate) fn proxy_table_name(bridge: &str) -> String {
+    format!("skiff_svc_{bridge}")
 }
 
 /// Makes the data directory reachable by its owner only: it holds the store with every
@@ -509,6 +515,16 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             )));
             config.served_elsewhere = network.dns_frontends();
         }
+        if let Some(settings) = pod_network
+            .as_ref()
+            .filter(|_| args.proxy_mode == ProxyMode::Nftables)
+        {
+            let pods = settings.ranges.cluster_cidr;
+            config.kernel = Some(skiff_proxy::KernelForwarding::nft(
+                proxy_table_name(&settings.bridge),
+                vec![(pods.network(), pods.prefix_len())],
+            ));
+        }
         Some(Proxy::start(client.clone(), config)?)
     };
 
@@ -647,6 +663,9 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => tracing::warn!(error = %e, "simulated nodes task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Some(proxy) = &proxy {
+        proxy.stop().await;
     }
     drop(proxy);
     if let Some(dns) = cluster_dns {
