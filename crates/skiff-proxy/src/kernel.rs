@@ -190,7 +190,8 @@ impl RulePlan {
         chains.push((
             "output".to_string(),
             vec![
-                "type nat hook output priority dstnat; policy accept;".to_string(),
+                // `dstnat` names the prerouting priority only; -100 is its value.
+                "type nat hook output priority -100; policy accept;".to_string(),
                 "jump services".to_string(),
             ],
         ));
@@ -264,7 +265,11 @@ fn endpoint_rules(backend: SocketAddrV4, route: &Route, name: &str, mark: &str) 
             timeout.as_secs().max(1)
         ));
     }
-    rules.push(format!("dnat to {}:{}", backend.ip(), backend.port()));
+    rules.push(format!(
+        "meta l4proto tcp dnat to {}:{}",
+        backend.ip(),
+        backend.port()
+    ));
     rules
 }
 
@@ -483,7 +488,7 @@ mod tests {
             chain(&plan, "ep_198_19_0_5_80_198_18_0_7_8080"),
             [
                 "ip saddr 198.18.0.7 meta mark set meta mark | 0x00400000",
-                "dnat to 198.18.0.7:8080",
+                "meta l4proto tcp dnat to 198.18.0.7:8080",
             ]
         );
         assert_eq!(

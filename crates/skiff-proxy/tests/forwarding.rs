@@ -40,9 +40,22 @@ async fn cluster(test: u8) -> Cluster {
 
 /// A cluster whose proxy runs with `adjust`'s changes to the tests' configuration.
 async fn cluster_with(test: u8, adjust: impl FnOnce(ProxyConfig) -> ProxyConfig) -> Cluster {
+    cluster_on(test, None, adjust).await
+}
+
+/// As [`cluster_with`], cluster IPs from `service_range` when given.
+async fn cluster_on(
+    test: u8,
+    service_range: Option<skiff_apiserver::allocator::ServiceRange>,
+    adjust: impl FnOnce(ProxyConfig) -> ProxyConfig,
+) -> Cluster {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = skiff_store::SqliteStore::open(&dir.path().join("store.db")).expect("store");
-    let registry = Registry::new(Arc::new(store));
+    let store =
+        Arc::new(skiff_store::SqliteStore::open(&dir.path().join("store.db")).expect("store"));
+    let registry = match service_range {
+        Some(range) => Registry::with_service_range(store, range),
+        None => Registry::new(store),
+    };
     skiff_apiserver::system::ensure_builtin_namespaces(&registry)
         .await
         .expect("namespaces");
@@ -584,7 +597,11 @@ async fn kernel_forwarding_writes_rules_before_routes_are_published_and_drains_o
     const TABLE: &str = "skiff_svc_test";
     let writer = RecordingRuleWriter::default();
     let tracker = SetTracker::default();
-    let c = cluster_with(20, |config| ProxyConfig {
+    // Addresses the kernel may forward: not loopback (nothing is sent to them here).
+    let range =
+        skiff_apiserver::allocator::ServiceRange::new("198.19.20.0".parse().expect("ip"), 24)
+            .expect("range");
+    let c = cluster_on(20, Some(range), |config| ProxyConfig {
         kernel: Some(skiff_proxy::KernelForwarding {
             table: TABLE.to_string(),
             pod_ranges: vec![("198.18.0.0".parse().expect("ip"), 16)],
