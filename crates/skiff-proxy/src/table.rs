@@ -700,6 +700,19 @@ mod tests {
                 node_port,
                 "{what}"
             );
+            // The kind tells kernel forwarding whether to keep the client's address.
+            assert_eq!(
+                table.routes[&addr("127.96.0.10:80")].kind,
+                FrontendKind::ClusterIp,
+                "{what}"
+            );
+            assert_eq!(
+                table.routes[&addr("127.0.0.1:30080")].kind,
+                FrontendKind::NodePort {
+                    local: policies.get("externalTrafficPolicy") == Some(&json!("Local"))
+                },
+                "{what}"
+            );
             // A proxy that does not know its node ignores the policies.
             let unplaced = RoutingTable::build(&[svc], &slices, |_, _| PodState::Live, &node);
             assert_eq!(
