@@ -1256,7 +1256,13 @@ fn peer_seen_from_client(skiff: &Skiff, url: &str) -> String {
         let (ok, stdout, stderr) =
             in_client(skiff, &["timeout", "10", "wget", "-q", "-O", "-", url]);
         last = format!("ok={ok} stdout={stdout:?} stderr={stderr:?}");
-        let answer = stdout.trim().to_string();
+        // httpd listens on an IPv6 socket: an IPv4 peer comes as `[::ffff:a.b.c.d]`.
+        let answer = stdout
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_start_matches("::ffff:")
+            .to_string();
         (ok && answer.parse::<std::net::Ipv4Addr>().is_ok()).then_some(answer)
     });
     seen.unwrap_or_else(|| {
@@ -1277,18 +1283,8 @@ fn the_kernel_forwards_services_keeping_the_client_address_and_its_table_goes_at
     let table = proxy_table(&network);
     // A table a crashed run left behind, with a chain the proxy never writes: the start
     // replaces it.
-    let leftover = format!("table ip {table} {{ chain left_by_a_crash {{ }} }}\n");
-    let mut nft = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft runs");
-    std::io::Write::write_all(&mut nft.stdin.take().expect("stdin"), leftover.as_bytes())
-        .expect("write the leftover table");
-    assert!(
-        nft.wait().expect("nft ends").success(),
-        "cannot create {table}"
-    );
+    host("nft", &["add", "table", "ip", &table]);
+    host("nft", &["add", "chain", "ip", &table, "left_by_a_crash"]);
 
     let flags = network.flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
