@@ -1251,10 +1251,17 @@ spec:
 
 /// What the peer pod says the client's connection to `url` came from, once it answers.
 fn peer_seen_from_client(skiff: &Skiff, url: &str) -> String {
+    peer_seen_from(skiff, "client", url)
+}
+
+/// What the peer pod says a connection from pod `from` to `url` came from, once it answers.
+fn peer_seen_from(skiff: &Skiff, from: &str, url: &str) -> String {
     let mut last = String::new();
     let seen = support::poll(REACH, || {
-        let (ok, stdout, stderr) =
-            in_client(skiff, &["timeout", "10", "wget", "-q", "-O", "-", url]);
+        let outcome = skiff.kubectl().run(&[
+            "exec", from, "--", "timeout", "10", "wget", "-q", "-O", "-", url,
+        ]);
+        let (ok, stdout, stderr) = (outcome.success(), outcome.stdout, outcome.stderr);
         last = format!("ok={ok} stdout={stdout:?} stderr={stderr:?}");
         // httpd listens on an IPv6 socket: an IPv4 peer comes as `[::ffff:a.b.c.d]`.
         let answer = stdout
@@ -1297,18 +1304,18 @@ fn the_kernel_forwards_services_keeping_the_client_address_and_its_table_goes_at
     });
     skiff.write_file("peer.yaml", &peer_manifests());
     kubectl.ok(&["apply", "-f", "peer.yaml"]);
-    let (client_ip, peer_ip) =
+    let (client_ip, (peer_name, peer_ip)) =
         wait_for_every("the client and peer pods to run", SETTLE, POLL, || {
             let list = json_of(&kubectl.ok(&["get", "pods", "-o", "json"]));
-            let ip_of = |wanted: &dyn Fn(&serde_json::Value) -> bool| {
+            let name_and_ip_of = |wanted: &dyn Fn(&serde_json::Value) -> bool| {
                 items(&list)
                     .iter()
                     .filter(|pod| wanted(pod) && str_at(pod, "/status/phase") == "Running")
-                    .map(|pod| str_at(pod, "/status/podIP"))
-                    .find(|ip| !ip.is_empty())
+                    .map(|pod| (str_at(pod, "/metadata/name"), str_at(pod, "/status/podIP")))
+                    .find(|(_, ip)| !ip.is_empty())
             };
-            let client = ip_of(&|pod| str_at(pod, "/metadata/name") == "client")?;
-            let peer = ip_of(&|pod| str_at(pod, "/metadata/labels/app") == "peer")?;
+            let (_, client) = name_and_ip_of(&|pod| str_at(pod, "/metadata/name") == "client")?;
+            let peer = name_and_ip_of(&|pod| str_at(pod, "/metadata/labels/app") == "peer")?;
             Some((client, peer))
         });
     let node_port = |service: &str| {
@@ -1340,6 +1347,14 @@ fn the_kernel_forwards_services_keeping_the_client_address_and_its_table_goes_at
         peer_seen_from_client(&skiff, &url),
         gateway,
         "{url} should reach the peer from the node's bridge address"
+    );
+
+    // A pod reaching itself through its Service (hairpin) is masqueraded, or its answer would
+    // skip the translation: it arrives from the node's bridge address.
+    assert_eq!(
+        peer_seen_from(&skiff, &peer_name, "http://peer-cluster/cgi-bin/peer"),
+        gateway,
+        "the peer reaching itself through its Service"
     );
 
     // The kernel holds the rules, in the proxy's own table, and what the crash left is gone.
