@@ -19,10 +19,10 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::RouteType;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{HostConfig, POD_INTERFACE};
@@ -73,8 +73,12 @@ impl NetlinkPodNetwork {
                 )))
             }
             None => {
-                let mut message =
-                    LinkBridge::new(bridge).address(self.config.bridge_mac().to_vec());
+                // Bridged frames go through the host's IPv4 hooks (with `br_netfilter`): a pod
+                // answering a client on the same bridge through a Service's translation must
+                // meet the connection tracking that undoes it.
+                let mut message = LinkBridge::new(bridge)
+                    .address(self.config.bridge_mac().to_vec())
+                    .append_info_data(InfoBridge::NfCallIpTables(true));
                 if let Some(mtu) = self.config.mtu {
                     message = message.mtu(mtu);
                 }
@@ -177,6 +181,8 @@ impl NetlinkPodNetwork {
         if !attached {
             return Ok(false);
         }
+        // A pod attached by an earlier version may lack it.
+        set_hairpin(&self.handle, host_end.header.index).await?;
         let prefix = self.config.pod_range.pod_cidr.prefix_len();
         let gateway = self.config.gateway();
         in_netns(netns_path, move |handle| async move {
@@ -233,6 +239,7 @@ impl NetlinkPodNetwork {
                     source,
                 )
             })?;
+        set_hairpin(&self.handle, host_end.header.index).await?;
         let prefix = self.config.pod_range.pod_cidr.prefix_len();
         let gateway = self.config.gateway();
         in_netns(netns_path, move |handle| async move {
@@ -240,6 +247,23 @@ impl NetlinkPodNetwork {
         })
         .await?
     }
+}
+
+/// Lets the bridge send a frame back out of the port it came in on: a pod that reaches itself
+/// through a Service's translation (bridged again after the DNAT, with `br_netfilter`) gets
+/// its own packets, as the CNI bridge plugin's `hairpinMode` does.
+async fn set_hairpin(handle: &Handle, port_index: u32) -> Result<(), NetError> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+    // Port options change through a new-link request on the existing port, without the create
+    // flags the kernel refuses for a link that exists (as `ip link set ... type bridge_slave`
+    // sends); a set-link request ignores them.
+    handle
+        .link()
+        .add(LinkBridgePort::new(port_index).hairpin(true).build())
+        .set_flags(NLM_F_REQUEST | NLM_F_ACK)
+        .execute()
+        .await
+        .map_err(|source| netlink(format!("set hairpin mode on port {port_index}"), source))
 }
 
 #[async_trait]

@@ -325,6 +325,18 @@ fn pods_get_addresses_and_reach_each_other_and_the_host_over_the_bridge() {
                 .join(":");
             let bridge = link_line(&run("ip", &["-o", "link", "show"]), "sknet-pods");
             assert!(bridge.contains(&format!("link/ether {mac} ")), "{bridge}");
+            // The bridge hands its frames to the IPv4 hooks and sends a frame back out of the
+            // port it came from: what a Service's translation between its pods needs.
+            let bridge_details = run("ip", &["-d", "link", "show", "sknet-pods"]);
+            assert!(
+                bridge_details.contains("nf_call_iptables 1"),
+                "{bridge_details}"
+            );
+            let ports = run("ip", &["-d", "-o", "link", "show", "master", "sknet-pods"]);
+            assert_eq!(ports.lines().count(), 2, "{ports}");
+            for port in ports.lines() {
+                assert!(port.contains("hairpin on"), "{port}");
+            }
             for (pod, attachment) in [("pod-a", &a), ("pod-b", &b)] {
                 assert_eq!(attachment.netns_path, scene.config.netns_dir().join(pod));
                 assert!(is_nsfs(&attachment.netns_path), "{pod} is not pinned");

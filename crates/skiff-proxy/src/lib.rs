@@ -13,14 +13,22 @@
 //! - a connection refused by an endpoint is retried on another one, and while every endpoint
 //!   refuses, the proxy waits briefly for the endpoints to change before giving up.
 //!
-//! [`table`] holds the routing rules, pure and table-tested.
+//! With [`ProxyConfig::kernel`] set, the frontends the kernel can forward are not listened on:
+//! [`kernel`] turns them into nftables DNAT rules (one connection from client to endpoint, the
+//! client's address kept where Kubernetes keeps it), and a drain also waits for the connections
+//! the kernel forwarded to the pod to end.
+//!
+//! [`table`] holds the routing rules, pure and table-tested; [`kernel::RulePlan`] the nftables
+//! rules, pure as well.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod forward;
+pub mod kernel;
 mod proxy;
 pub mod table;
 
+pub use kernel::KernelForwarding;
 pub use proxy::{ClusterIpHost, Proxy, ProxyConfig, ProxyError, ProxyState};
-pub use table::{PodState, Route, RoutingTable};
+pub use table::{FrontendKind, PodState, Route, RoutingTable};

@@ -15,6 +15,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::forward::{Connecting, ForwardSettings, Frontend};
+use crate::kernel::{forwardable, removal_script, KernelForwarding, RulePlan};
 use crate::table::{PodState, Route, RoutingTable};
 
 /// The first wait before binding an address that failed again; it doubles up to
@@ -64,6 +65,10 @@ pub struct ProxyConfig {
     /// Frontends something else in this process serves (the cluster DNS answers on its
     /// Service's address itself): the proxy neither listens there nor manages their IPs.
     pub served_elsewhere: HashSet<SocketAddr>,
+    /// Cluster IPs and node ports the kernel forwards (nftables DNAT) instead of the proxy
+    /// listening; none keeps every frontend in user space. Frontends the kernel cannot forward
+    /// ([`crate::kernel::forwardable`]) stay in user space either way.
+    pub kernel: Option<KernelForwarding>,
 }
 
 impl std::fmt::Debug for ProxyConfig {
@@ -76,6 +81,7 @@ impl std::fmt::Debug for ProxyConfig {
             .field("cluster_ip_host", &self.cluster_ip_host.is_some())
             .field("node_name", &self.node_name)
             .field("served_elsewhere", &self.served_elsewhere)
+            .field("kernel", &self.kernel)
             .finish()
     }
 }
@@ -93,6 +99,7 @@ impl ProxyConfig {
             cluster_ip_host: None,
             node_name: None,
             served_elsewhere: HashSet::new(),
+            kernel: None,
         }
     }
 }
@@ -129,13 +136,57 @@ struct Running {
     connecting: Arc<Connecting>,
     quiet_period: Duration,
     task: AbortHandle,
+    kernel: Option<Arc<KernelTable>>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(kernel) = &self.kernel {
+            kernel.remove();
+        }
     }
 }
+
+/// The proxy's nftables table, written by the reconcile loop until the proxy stops; the lock
+/// keeps a write that was under way from landing after the removal.
+struct KernelTable {
+    forwarding: KernelForwarding,
+    stopped: std::sync::Mutex<bool>,
+}
+
+impl KernelTable {
+    /// Applies `script` unless the proxy stopped; `Ok(false)` when it had.
+    fn write(&self, script: &str) -> Result<bool, String> {
+        let stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *stopped {
+            return Ok(false);
+        }
+        self.forwarding.writer.apply(script).map(|()| true)
+    }
+
+    /// Removes the table for good: at stop, and at start for what a crashed run left.
+    fn remove(&self) {
+        let mut stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *stopped = true;
+        if let Err(error) = self
+            .forwarding
+            .writer
+            .apply(&removal_script(&self.forwarding.table))
+        {
+            tracing::warn!(%error, table = %self.forwarding.table, "cannot remove the proxy's nftables table");
+        }
+    }
+}
+
+/// How often a drain looks at the connection tracking table.
+const CONNTRACK_POLL: Duration = Duration::from_millis(25);
 
 fn resource(
     group: &str,
@@ -163,15 +214,44 @@ impl Proxy {
         let quiet_period = config.drain_quiet_period;
         let (state_tx, state) = watch::channel(Arc::new(ProxyState::default()));
         let connecting = Arc::new(Connecting::default());
-        let task = tokio::spawn(reconcile(watched, config, state_tx, connecting.clone()));
+        let kernel = config.kernel.clone().map(|forwarding| {
+            // Whatever a run that crashed left goes first.
+            if let Err(error) = forwarding
+                .writer
+                .apply(&removal_script(&forwarding.table))
+            {
+                tracing::warn!(%error, table = %forwarding.table, "cannot clear the proxy's nftables table");
+            }
+            Arc::new(KernelTable {
+                forwarding,
+                stopped: std::sync::Mutex::new(false),
+            })
+        });
+        let task = tokio::spawn(reconcile(
+            watched,
+            config,
+            state_tx,
+            connecting.clone(),
+            kernel.clone(),
+        ));
         Ok(Proxy {
             running: Arc::new(Running {
                 state,
                 connecting,
                 quiet_period,
                 task: task.abort_handle(),
+                kernel,
             }),
         })
+    }
+
+    /// Stops routing: the reconcile loop ends and the kernel's rules are removed, though other
+    /// clones may still hold the proxy. Connections already forwarded finish on their own.
+    pub async fn stop(&self) {
+        self.running.task.abort();
+        if let Some(kernel) = self.running.kernel.clone() {
+            let _ = tokio::task::spawn_blocking(move || kernel.remove()).await;
+        }
     }
 
     /// What the proxy does right now.
@@ -213,6 +293,7 @@ impl Proxy {
                 if let Some(quiet_at) = quiet_at.filter(|at| *at > Instant::now()) {
                     tokio::time::sleep_until(quiet_at.min(deadline)).await;
                 }
+                self.wait_forwarded_closed(ip, deadline).await;
                 return true;
             }
             tokio::select! {
@@ -225,6 +306,39 @@ impl Proxy {
                 _ = &mut settled => {}
                 _ = tokio::time::sleep_until(deadline) => return false,
             }
+        }
+    }
+}
+
+impl Proxy {
+    /// With kernel forwarding, waits until the connections the kernel forwarded to `ip` that
+    /// may still carry a request have ended, or until the drain limit or `deadline`.
+    async fn wait_forwarded_closed(&self, ip: IpAddr, deadline: Instant) {
+        let Some(kernel) = &self.running.kernel else {
+            return;
+        };
+        let Some(tracker) = kernel.forwarding.tracker.clone() else {
+            return;
+        };
+        let until = deadline.min(Instant::now() + kernel.forwarding.connection_drain_limit);
+        loop {
+            let reading = tracker.clone();
+            let open = tokio::task::spawn_blocking(move || reading.open_forwarded_to(ip)).await;
+            match open {
+                Ok(Ok(0)) => return,
+                Ok(Ok(open)) => {
+                    if Instant::now() >= until {
+                        tracing::debug!(%ip, open, "connections to the pod still open at the end of its drain");
+                        return;
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%ip, %error, "cannot read the connection tracking table");
+                    return;
+                }
+                Err(_) => return,
+            }
+            tokio::time::sleep_until((Instant::now() + CONNTRACK_POLL).min(until)).await;
         }
     }
 }
@@ -306,6 +420,7 @@ async fn reconcile(
     config: ProxyConfig,
     state: watch::Sender<Arc<ProxyState>>,
     connecting: Arc<Connecting>,
+    kernel: Option<Arc<KernelTable>>,
 ) {
     let settings = ForwardSettings {
         connect_timeout: config.connect_timeout,
@@ -325,13 +440,15 @@ async fn reconcile(
         added: HashSet::new(),
     };
     let mut deleted = DeletedPods::default();
+    let mut rules = KernelRules::default();
     let mut dirty = true;
     loop {
         // Coalesce whatever else is already queued into one rebuild.
         dirty |= drain(&mut service_changes, |_| true);
         dirty |= drain(&mut slice_changes, |_| true);
         dirty |= drain(&mut pod_changes, |c| deleted.note(c));
-        let retry_due = unbound.values().any(|u| u.retry_at <= Instant::now());
+        let retry_due = unbound.values().any(|u| u.retry_at <= Instant::now())
+            || rules.retry_at.is_some_and(|at| at <= Instant::now());
         if dirty || retry_due {
             let slices = watched.slices.list();
             deleted.prune(&slices);
@@ -377,19 +494,40 @@ async fn reconcile(
                 .filter(|ip| !config.node_addresses.contains(ip))
                 .collect();
             host_ips.add_missing(&cluster_ips).await;
+            let mut table = table;
+            if let Some(kernel) = &kernel {
+                let in_kernel: BTreeMap<SocketAddr, Route> = table
+                    .routes
+                    .iter()
+                    .filter(|(address, route)| forwardable(address, route))
+                    .map(|(address, route)| (*address, route.clone()))
+                    .collect();
+                table
+                    .routes
+                    .retain(|address, _| !in_kernel.contains_key(address));
+                rules.apply(kernel, in_kernel).await;
+            }
             apply(table, &mut frontends, &mut unbound, &connecting, settings).await;
             host_ips.remove_unused(&cluster_ips).await;
+            // Published only once the kernel holds the rules: a drain that sees its pod gone
+            // from these routes knows no new connection is translated to it.
+            let mut routes: BTreeMap<SocketAddr, Route> = frontends
+                .iter()
+                .map(|(a, f)| (*a, (*f.route()).clone()))
+                .collect();
+            routes.extend(rules.applied.clone());
             state.send_replace(Arc::new(ProxyState {
                 synced: true,
-                routes: frontends
-                    .iter()
-                    .map(|(a, f)| (*a, (*f.route()).clone()))
-                    .collect(),
+                routes,
                 unbound: unbound.iter().map(|(a, u)| (*a, u.error.clone())).collect(),
             }));
             dirty = false;
         }
-        let next_retry = unbound.values().map(|u| u.retry_at).min();
+        let next_retry = unbound
+            .values()
+            .map(|u| u.retry_at)
+            .chain(rules.retry_at)
+            .min();
         tokio::select! {
             change = service_changes.recv() => match change {
                 Some(_) => dirty = true,
@@ -404,6 +542,46 @@ async fn reconcile(
                 None => return,
             },
             _ = sleep_until_some(next_retry) => {}
+        }
+    }
+}
+
+/// How long the proxy waits before writing its rules again after `nft` failed.
+const RULES_RETRY: Duration = Duration::from_secs(1);
+
+/// The rules the kernel holds, and when to try again after a write failed.
+#[derive(Default)]
+struct KernelRules {
+    /// The routes the kernel forwards now.
+    applied: BTreeMap<SocketAddr, Route>,
+    /// The plan the kernel holds, none before the first write.
+    plan: Option<RulePlan>,
+    retry_at: Option<Instant>,
+}
+
+impl KernelRules {
+    /// Makes the kernel forward `wanted`; on failure the previous rules stay (the transaction
+    /// applies whole or not at all) and the write is retried.
+    async fn apply(&mut self, kernel: &Arc<KernelTable>, wanted: BTreeMap<SocketAddr, Route>) {
+        if self.plan.is_some() && self.applied == wanted && self.retry_at.is_none() {
+            return;
+        }
+        let plan = RulePlan::of(&wanted, &kernel.forwarding.pod_ranges);
+        let script = plan.script(&kernel.forwarding.table, self.plan.as_ref());
+        let writing = kernel.clone();
+        let written = tokio::task::spawn_blocking(move || writing.write(&script))
+            .await
+            .unwrap_or_else(|e| Err(format!("the rule write failed: {e}")));
+        match written {
+            Ok(_) => {
+                self.applied = wanted;
+                self.plan = Some(plan);
+                self.retry_at = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot write the service rules");
+                self.retry_at = Some(Instant::now() + RULES_RETRY);
+            }
         }
     }
 }

@@ -58,6 +58,22 @@ pub struct Route {
     pub backends: Vec<SocketAddr>,
     /// `Some(timeout)` when the Service asks for `ClientIP` session affinity.
     pub affinity: Option<Duration>,
+    /// What kind of address the frontend is, which decides whether the kernel's forwarding
+    /// keeps the client's address.
+    pub kind: FrontendKind,
+}
+
+/// The two kinds of frontend a Service has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontendKind {
+    /// `clusterIP:port`.
+    ClusterIp,
+    /// `nodeAddress:nodePort`; `local` when `externalTrafficPolicy` is `Local`, which keeps the
+    /// client's source address.
+    NodePort {
+        /// Whether the Service's `externalTrafficPolicy` is `Local`.
+        local: bool,
+    },
 }
 
 /// Every frontend address and its route.
@@ -133,6 +149,7 @@ impl RoutingTable {
                 |field: &str| node_name.filter(|_| str_at(service, field) == Some("Local"));
             let internal_node = local_only("/spec/internalTrafficPolicy");
             let external_node = local_only("/spec/externalTrafficPolicy");
+            let external_local = str_at(service, "/spec/externalTrafficPolicy") == Some("Local");
             for port in frontends.ports {
                 let backends_on = |node: Option<&str>| {
                     backends_for_port(slices, &port.name, namespace, &pod_state, node)
@@ -146,14 +163,23 @@ impl RoutingTable {
                 let addresses = port
                     .cluster_addresses
                     .iter()
-                    .map(|a| (a, &internal))
-                    .chain(port.node_addresses.iter().map(|a| (a, &external)));
-                for (address, backends) in addresses {
+                    .map(|a| (a, &internal, FrontendKind::ClusterIp))
+                    .chain(port.node_addresses.iter().map(|a| {
+                        (
+                            a,
+                            &external,
+                            FrontendKind::NodePort {
+                                local: external_local,
+                            },
+                        )
+                    }));
+                for (address, backends, kind) in addresses {
                     routes.entry(*address).or_insert_with(|| Route {
                         service: format!("{namespace}/{name}"),
                         port_name: port.name.clone(),
                         backends: backends.clone(),
                         affinity: frontends.affinity,
+                        kind,
                     });
                 }
             }
@@ -672,6 +698,19 @@ mod tests {
             assert_eq!(
                 table.routes[&addr("127.0.0.1:30080")].backends,
                 node_port,
+                "{what}"
+            );
+            // The kind tells kernel forwarding whether to keep the client's address.
+            assert_eq!(
+                table.routes[&addr("127.96.0.10:80")].kind,
+                FrontendKind::ClusterIp,
+                "{what}"
+            );
+            assert_eq!(
+                table.routes[&addr("127.0.0.1:30080")].kind,
+                FrontendKind::NodePort {
+                    local: policies.get("externalTrafficPolicy") == Some(&json!("Local"))
+                },
                 "{what}"
             );
             // A proxy that does not know its node ignores the policies.

@@ -40,9 +40,22 @@ async fn cluster(test: u8) -> Cluster {
 
 /// A cluster whose proxy runs with `adjust`'s changes to the tests' configuration.
 async fn cluster_with(test: u8, adjust: impl FnOnce(ProxyConfig) -> ProxyConfig) -> Cluster {
+    cluster_on(test, None, adjust).await
+}
+
+/// As [`cluster_with`], cluster IPs from `service_range` when given.
+async fn cluster_on(
+    test: u8,
+    service_range: Option<skiff_apiserver::allocator::ServiceRange>,
+    adjust: impl FnOnce(ProxyConfig) -> ProxyConfig,
+) -> Cluster {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = skiff_store::SqliteStore::open(&dir.path().join("store.db")).expect("store");
-    let registry = Registry::new(Arc::new(store));
+    let store =
+        Arc::new(skiff_store::SqliteStore::open(&dir.path().join("store.db")).expect("store"));
+    let registry = match service_range {
+        Some(range) => Registry::with_service_range(store, range),
+        None => Registry::new(store),
+    };
     skiff_apiserver::system::ensure_builtin_namespaces(&registry)
         .await
         .expect("namespaces");
@@ -560,4 +573,107 @@ async fn cluster_ips_are_put_on_the_host_while_a_service_has_them_and_served_els
         ["add 127.105.8.1", "remove 127.105.8.1"],
         "the IP leaves the host with its last frontend"
     );
+}
+
+/// A connection tracking table whose count of open connections the test sets.
+#[derive(Clone, Default)]
+struct SetTracker(Arc<std::sync::Mutex<usize>>);
+
+impl SetTracker {
+    fn set(&self, open: usize) {
+        *self.0.lock().expect("count") = open;
+    }
+}
+
+impl skiff_proxy::kernel::ConnectionTracker for SetTracker {
+    fn open_forwarded_to(&self, _ip: IpAddr) -> Result<usize, String> {
+        Ok(*self.0.lock().expect("count"))
+    }
+}
+
+#[tokio::test]
+async fn kernel_forwarding_writes_rules_before_routes_are_published_and_drains_on_conntrack() {
+    use skiff_proxy::kernel::{removal_script, RecordingRuleWriter};
+    const TABLE: &str = "skiff_svc_test";
+    let writer = RecordingRuleWriter::default();
+    let tracker = SetTracker::default();
+    // Addresses the kernel may forward: not loopback (nothing is sent to them here).
+    let range =
+        skiff_apiserver::allocator::ServiceRange::new("198.19.20.0".parse().expect("ip"), 24)
+            .expect("range");
+    let c = cluster_on(20, Some(range), |config| ProxyConfig {
+        kernel: Some(skiff_proxy::KernelForwarding {
+            table: TABLE.to_string(),
+            pod_ranges: vec![("198.18.0.0".parse().expect("ip"), 16)],
+            writer: Arc::new(writer.clone()),
+            tracker: Some(Arc::new(tracker.clone())),
+            connection_drain_limit: WAIT,
+        }),
+        ..config
+    })
+    .await;
+    // What a crashed run left is removed before anything else.
+    assert_eq!(writer.scripts().first(), Some(&removal_script(TABLE)));
+
+    c.create_service("web", cluster_ip_service("198.19.20.5"))
+        .await;
+    c.set_endpoints(
+        "web",
+        &[("198.18.20.7", "a", true), ("198.18.20.8", "b", true)],
+    )
+    .await;
+    let frontend: SocketAddr = "198.19.20.5:80".parse().expect("frontend");
+    c.wait_backends(frontend, &["198.18.20.7", "198.18.20.8"])
+        .await;
+    // The routes are published only once the kernel has them.
+    let last = writer.scripts().last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("dnat to 198.18.20.7:8080") && last.contains("dnat to 198.18.20.8:8080"),
+        "{last}"
+    );
+    assert!(
+        last.contains("numgen random mod 2"),
+        "both endpoints are balanced: {last}"
+    );
+
+    // a leaves the Service while a connection to it is still open: the drain waits for it.
+    tracker.set(1);
+    c.set_endpoints("web", &[("198.18.20.8", "b", true)]).await;
+    c.wait_backends(frontend, &["198.18.20.8"]).await;
+    let last = writer.scripts().last().cloned().unwrap_or_default();
+    assert!(
+        !last.contains("198.18.20.7"),
+        "a is still in the rules: {last}"
+    );
+    let a: IpAddr = "198.18.20.7".parse().expect("ip");
+    let waiter = {
+        let proxy = c.proxy.clone();
+        tokio::spawn(async move { proxy.wait_unrouted(a, Instant::now() + WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the drain ended while a forwarded connection was open"
+    );
+    tracker.set(0);
+    let unrouted = timeout(WAIT, waiter)
+        .await
+        .expect("the drain ends once the connection closed")
+        .expect("waiter task");
+    assert!(unrouted);
+
+    // A failed write keeps the rules the kernel holds and is tried again.
+    writer.fail(true);
+    c.set_endpoints("web", &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        c.proxy.state().routes[&frontend].backends,
+        vec![backend("198.18.20.8")],
+        "routes the kernel did not take were published"
+    );
+    writer.fail(false);
+    c.wait_backends(frontend, &[]).await;
+
+    c.proxy.stop().await;
+    assert_eq!(writer.scripts().last(), Some(&removal_script(TABLE)));
 }

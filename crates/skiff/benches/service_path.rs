@@ -1,19 +1,21 @@
 //! Pod → Service → pod against pod → pod, and the cluster DNS, under `skiff up --container-runtime
 //! oci`: requests per second and p50/p99 latency of HTTP GETs from a client pod's network
 //! namespace to an `httpd` backend pod's IP directly and to its Service's cluster IP (through the
-//! user-space service proxy), and A queries per second with p50/p99 for the Service's name against
-//! the cluster DNS.
+//! kernel's nftables translation the proxy writes, or with `--proxy-mode userspace` the
+//! user-space proxy), and A queries per second with p50/p99 for the Service's name against the
+//! cluster DNS.
 //!
 //! Run with `cargo bench -p skiff --bench service_path` (or `cargo test -p skiff --bench
 //! service_path` against the debug build) as root, with `kubectl` and `ip` on the PATH. Arguments:
-//! `--requests N` (5,000 by default), `--backends N` (1 by default), `--quick` for 500 requests.
+//! `--requests N` (5,000 by default), `--backends N` (1 by default), `--quick` for 500 requests,
+//! `--proxy-mode nftables|userspace` (the server's default, `nftables`, when not given).
 //!
 //! The load generator runs in this process: its threads join the client pod's network namespace
 //! (`/run/skiff/netns/<pod uid>`) with `setns`, so the measured path is the pod's own: its veth,
 //! the bridge, and for the Service the proxy on the host. Each HTTP request is a fresh HTTP/1.0
 //! connection (busybox `httpd` keeps no connection alive), so the figures include the TCP
-//! handshake, and for the Service path the proxy's accept, its connect to the backend and its two
-//! copies. Addresses come from 198.18.0.0/15 only and the `unreachable` guard routes are checked
+//! handshake, and for the Service path in user space the proxy's accept, its connect to the
+//! backend and its two copies. Addresses come from 198.18.0.0/15 only and the `unreachable` guard routes are checked
 //! before any packet is sent. The server is stopped however the run ends (also on Ctrl-C and
 //! SIGTERM), and the bridge must be gone afterwards.
 
@@ -45,12 +47,14 @@ const CONCURRENCY: usize = 8;
 struct Settings {
     requests: usize,
     backends: usize,
+    proxy_mode: Option<String>,
 }
 
 fn settings() -> Result<Settings, String> {
     let mut settings = Settings {
         requests: 5_000,
         backends: 1,
+        proxy_mode: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,6 +68,13 @@ fn settings() -> Result<Settings, String> {
             "--quick" => settings.requests = 500,
             "--requests" => settings.requests = number("--requests")?,
             "--backends" => settings.backends = number("--backends")?,
+            "--proxy-mode" => {
+                settings.proxy_mode = Some(
+                    args.next()
+                        .filter(|m| m == "nftables" || m == "userspace")
+                        .ok_or("--proxy-mode wants nftables or userspace")?,
+                )
+            }
             // `cargo bench` and `cargo test` pass their own flags; they mean nothing here.
             _ => {}
         }
@@ -466,7 +477,10 @@ fn load_average() -> String {
 }
 
 fn bench(settings: &Settings, network: &Network) -> Result<Vec<Round>, String> {
-    let flags = network.flags();
+    let mut flags = network.flags();
+    if let Some(mode) = &settings.proxy_mode {
+        flags.extend(["--proxy-mode".to_string(), mode.clone()]);
+    }
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let skiff = Skiff::start_with_images(
         &flags,

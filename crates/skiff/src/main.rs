@@ -206,6 +206,21 @@ pub struct UpArgs {
     /// `libcontainer`) runs them, so nothing else needs installing.
     #[arg(long, value_name = "PATH")]
     pub oci_runtime: Option<PathBuf>,
+    /// How the service proxy forwards under `--container-runtime oci`: `nftables` (the
+    /// kernel translates connections to cluster IPs and node ports, kube-proxy's nftables
+    /// mode) or `userspace` (the proxy accepts and splices each connection). The `process`
+    /// runtime always proxies in user space.
+    #[arg(long, value_enum, default_value = "nftables")]
+    pub proxy_mode: ProxyMode,
+}
+
+/// How the service proxy forwards under the `oci` runtime.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// nftables DNAT rules the proxy writes: one connection from client to endpoint.
+    Nftables,
+    /// The proxy accepts each connection and opens its own to the endpoint.
+    Userspace,
 }
 
 impl UpArgs {
@@ -223,6 +238,7 @@ impl UpArgs {
             cluster_domain: self.cluster_domain.clone(),
             cgroup_root: self.cgroup_root.clone(),
             oci_runtime: self.oci_runtime.clone(),
+            proxy_mode: self.proxy_mode,
         }
     }
 }

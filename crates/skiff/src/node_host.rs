@@ -23,7 +23,7 @@ use skiff_node::store_images::StoreImages;
 use skiff_node::wiring::KubeletProber;
 use skiff_proxy::{Proxy, ProxyConfig};
 
-use crate::ContainerRuntime;
+use crate::{ContainerRuntime, ProxyMode};
 
 /// The flags of a node, shared by `skiff up` (its built-in node) and `skiff agent`.
 #[derive(clap::Args, Clone, Debug)]
@@ -65,6 +65,18 @@ pub struct NodeArgs {
     /// the one built into `skiff`.
     #[arg(long, value_name = "PATH")]
     pub oci_runtime: Option<PathBuf>,
+    /// How the service proxy forwards under `--container-runtime oci`: `nftables` (the
+    /// kernel translates connections to cluster IPs and node ports, kube-proxy's nftables
+    /// mode) or `userspace` (the proxy accepts and splices each connection). The `process`
+    /// runtime always proxies in user space.
+    #[arg(long, value_enum, default_value = "nftables")]
+    pub proxy_mode: ProxyMode,
+}
+
+/// The nftables table of the service proxy, named after the pod bridge so two Skiffs on one
+/// machine never share one.
+pub(crate) fn proxy_table_name(bridge: &str) -> String {
+    format!("skiff_svc_{bridge}")
 }
 
 /// The host name as a node name (lowercase, as node names must be), or `localhost`.
@@ -280,6 +292,17 @@ impl NodeHost {
                 )));
                 config.served_elsewhere = network.dns_frontends();
             }
+            if let Some(pod_network) = settings
+                .pod_network
+                .as_ref()
+                .filter(|_| args.proxy_mode == ProxyMode::Nftables)
+            {
+                let pods = pod_network.ranges.cluster_cidr;
+                config.kernel = Some(skiff_proxy::KernelForwarding::nft(
+                    proxy_table_name(&pod_network.bridge),
+                    vec![(pods.network(), pods.prefix_len())],
+                ));
+            }
             Some(Proxy::start(client.clone(), config)?)
         };
 
@@ -353,6 +376,9 @@ impl NodeHost {
                 Ok(Err(_)) | Ok(Ok(())) => {}
                 Err(e) => tracing::warn!(error = %e, "the node agent task failed"),
             }
+        }
+        if let Some(proxy) = &self.proxy {
+            proxy.stop().await;
         }
         drop(self.proxy);
         if let Some(dns) = self.cluster_dns {
