@@ -43,8 +43,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(
 ) -> Result<Value, TypedError> {
     let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
         .map_err(TypedError::Decode)?;
-    let mut value =
-        serde_json::to_value(typed).map_err(|e| TypedError::Encode(e.to_string()))?;
+    let mut value = serde_json::to_value(typed).map_err(|e| TypedError::Encode(e.to_string()))?;
     write_whole_floats_as_go_does(&mut value);
     Ok(value)
 }
