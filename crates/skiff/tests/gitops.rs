@@ -208,24 +208,40 @@ subjects:
   namespace: shop
 ";
 
-/// Writes the kustomization directory; `changed` raises the replicas, changes a ConfigMap value
-/// and a custom object's field.
-fn write_kustomization(skiff: &Skiff, changed: bool) {
-    let (deployment, config_map, gadgets) = if changed {
-        (
-            DEPLOYMENT.replace("replicas: 1", "replicas: 2"),
-            CONFIG_MAP.replace("mode: fast", "mode: slow"),
-            GADGETS.replacen("color: red", "color: blue", 1),
-        )
-    } else {
+/// What the kustomization says, from the first version to the last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Revision {
+    /// As first applied.
+    First,
+    /// The replicas raised, a ConfigMap value and a custom object's field changed.
+    Changed,
+    /// Then the generated ConfigMap's literal changed too: a new name, which the Deployment
+    /// follows.
+    Regenerated,
+}
+
+/// Writes the kustomization directory at `revision`.
+fn write_kustomization(skiff: &Skiff, revision: Revision) {
+    let (deployment, config_map, gadgets) = if revision == Revision::First {
         (
             DEPLOYMENT.to_string(),
             CONFIG_MAP.to_string(),
             GADGETS.to_string(),
         )
+    } else {
+        (
+            DEPLOYMENT.replace("replicas: 1", "replicas: 2"),
+            CONFIG_MAP.replace("mode: fast", "mode: slow"),
+            GADGETS.replacen("color: red", "color: blue", 1),
+        )
+    };
+    let kustomization = if revision == Revision::Regenerated {
+        KUSTOMIZATION.replace("MODE=fast", "MODE=slow")
+    } else {
+        KUSTOMIZATION.to_string()
     };
     for (file, text) in [
-        ("kustomization.yaml", KUSTOMIZATION),
+        ("kustomization.yaml", kustomization.as_str()),
         ("namespace.yaml", NAMESPACE),
         ("crd.yaml", CRD),
         ("gadgets.yaml", &gadgets),
@@ -314,9 +330,9 @@ fn assert_no_diffs(kubectl: &Kubectl, when: &str) {
 }
 
 /// Waits until the Deployment controller has caught up with the Deployment (its generation
-/// observed, its revision recorded, its replicas counted), so its own writes cannot land
+/// observed, its revision recorded, its `pods` counted), so its own writes cannot land
 /// between a diff's read and its dry run, or between two reads of the resourceVersions.
-fn wait_deployment_settled(kubectl: &Kubectl, replicas: i64) {
+fn wait_deployment_settled(kubectl: &Kubectl, pods: i64) {
     wait_for("the Deployment to settle", DEADLINE, || {
         let d = kubectl.json(&["get", "deployment/web", "-n", "shop"]);
         let generation = d.pointer("/metadata/generation").and_then(Value::as_i64);
@@ -330,7 +346,7 @@ fn wait_deployment_settled(kubectl: &Kubectl, replicas: i64) {
         );
         (generation.is_some()
             && generation == observed
-            && counted == Some(replicas)
+            && counted == Some(pods)
             && !revision.is_empty())
         .then_some(())
     });
@@ -382,7 +398,7 @@ fn diffed_files(diff: &str) -> Vec<String> {
 
 /// The whole flow against a fresh server with one kubectl.
 fn gitops_flow(skiff: &Skiff, kubectl: &Kubectl) {
-    write_kustomization(skiff, false);
+    write_kustomization(skiff, Revision::First);
 
     // As against Kubernetes: kubectl maps every object before it applies any, so on a cluster
     // that does not know the definition yet the custom objects fail with kubectl's hint and
@@ -438,10 +454,7 @@ fn gitops_flow(skiff: &Skiff, kubectl: &Kubectl) {
     );
     // The Deployment reads the generated ConfigMap by its hashed name.
     let deployment = kubectl.json(&["get", "deployment/web", "-n", "shop"]);
-    let env_name = str_at(
-        &deployment,
-        "/spec/template/spec/containers/0/envFrom/0/configMapRef/name",
-    );
+    let env_name = str_at(&deployment, ENV_FROM);
     assert!(is_generated_name(&env_name, "shop-env"), "{env_name}");
 
     // Every object is owned by kubectl's apply, its label included.
@@ -495,7 +508,7 @@ fn gitops_flow(skiff: &Skiff, kubectl: &Kubectl) {
     );
 
     // A change shows exactly that change, with exit 1, and writes nothing.
-    write_kustomization(skiff, true);
+    write_kustomization(skiff, Revision::Changed);
     let changed = kubectl.run(&["diff", "-k", DIR]);
     assert_eq!(
         changed.status.code(),
@@ -573,7 +586,83 @@ fn gitops_flow(skiff: &Skiff, kubectl: &Kubectl) {
         live(&["get", "gadget/alpha", "-n", "shop"], "/spec/color"),
         "blue"
     );
+
+    // A new generated ConfigMap: diff shows it whole, as a dry-run create answers it, and the
+    // Deployment following its new name.
+    let old_env = live(&["get", "deployment/web", "-n", "shop"], ENV_FROM);
+    write_kustomization(skiff, Revision::Regenerated);
+    let regenerated = kubectl.run(&["diff", "-k", DIR]);
+    assert_eq!(
+        regenerated.status.code(),
+        Some(1),
+        "{} diff of a regenerated ConfigMap should exit 1:\nstdout:\n{}\nstderr:\n{}",
+        kubectl.label(),
+        regenerated.stdout,
+        regenerated.stderr
+    );
+    let files = diffed_files(&regenerated.stdout);
+    let new_env = files
+        .iter()
+        .find_map(|f| f.strip_prefix("v1.ConfigMap.shop."))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        files.len() == 2
+            && files[0] == "apps.v1.Deployment.shop.web"
+            && is_generated_name(&new_env, "shop-env")
+            && new_env != old_env,
+        "{} diff should compare the Deployment and a new generated ConfigMap, not {old_env}:\n{}",
+        kubectl.label(),
+        regenerated.stdout
+    );
+    let lines = changed_lines(&regenerated.stdout);
+    for wanted in [
+        "-  generation: 2".to_string(),
+        "+  generation: 3".to_string(),
+        format!("-            name: {old_env}"),
+        format!("+            name: {new_env}"),
+        "+kind: ConfigMap".to_string(),
+        "+  MODE: slow".to_string(),
+        format!("+  name: {new_env}"),
+        "+  namespace: shop".to_string(),
+    ] {
+        assert!(
+            lines.contains(&wanted),
+            "{} diff lacks {wanted:?}:\n{}",
+            kubectl.label(),
+            regenerated.stdout
+        );
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with('-') && !l.contains("generation") && !l.contains("name:")),
+        "{} diff removes more than the old generation and name:\n{}",
+        kubectl.label(),
+        regenerated.stdout
+    );
+    assert!(
+        !regenerated.stdout.contains("resourceVersion: \"\""),
+        "{} a dry-run create answers no empty resourceVersion:\n{}",
+        kubectl.label(),
+        regenerated.stdout
+    );
+    assert_applied(
+        kubectl,
+        &kubectl.ok(&["apply", "-k", DIR, "--server-side"]),
+        &everything,
+    );
+    assert_eq!(
+        live(&["get", "deployment/web", "-n", "shop"], ENV_FROM),
+        new_env
+    );
+    // The rollout stalls at one surge pod beside the two old ones: no node runs them.
+    wait_deployment_settled(kubectl, 3);
+    assert_no_diffs(kubectl, "after re-applying the regenerated ConfigMap");
 }
+
+/// Where the Deployment names its environment's ConfigMap.
+const ENV_FROM: &str = "/spec/template/spec/containers/0/envFrom/0/configMapRef/name";
 
 #[test]
 fn a_kustomization_applies_diffs_empty_and_shows_exactly_a_change_with_kubectl_1_27_1_33_and_the_path_one(
