@@ -43,7 +43,31 @@ fn round_trip<T: DeserializeOwned + Serialize>(
 ) -> Result<Value, TypedError> {
     let typed: T = serde_ignored::deserialize(obj, |path| unknown.push(render_path(&path)))
         .map_err(TypedError::Decode)?;
-    serde_json::to_value(typed).map_err(|e| TypedError::Encode(e.to_string()))
+    let mut value = serde_json::to_value(typed).map_err(|e| TypedError::Encode(e.to_string()))?;
+    write_whole_floats_as_go_does(&mut value);
+    Ok(value)
+}
+
+/// The largest magnitude below which every whole `f64` is an exact integer (2^53).
+const EXACT_WHOLE_FLOAT: f64 = 9_007_199_254_740_992.0;
+
+/// Writes whole floating-point numbers without a fraction (`1`, not `1.0`), as Go's encoder
+/// prints a `float64`: a typed field such as a schema's `minimum` then reads back exactly as
+/// the client sent it, so re-applying an unchanged object changes nothing.
+fn write_whole_floats_as_go_does(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(x) = n.as_f64() else { return };
+            let negative_zero = x == 0.0 && x.is_sign_negative();
+            if x.fract() == 0.0 && x.abs() < EXACT_WHOLE_FLOAT && !negative_zero {
+                // Exact: whole and within the range where f64 holds every integer.
+                *value = Value::from(x as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(write_whole_floats_as_go_does),
+        Value::Object(fields) => fields.values_mut().for_each(write_whole_floats_as_go_does),
+        _ => {}
+    }
 }
 
 fn register_schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
@@ -89,6 +113,21 @@ mod tests {
         assert_eq!(unknown, vec!["bar", "spec.containers[0].foo"]);
         assert_eq!(out.pointer("/spec/containers/0/foo"), None);
         assert_eq!(out.pointer("/spec/containers/0/name"), Some(&json!("c")));
+    }
+
+    #[test]
+    fn whole_floats_come_back_as_integers_as_go_prints_them() {
+        let typed = TypedVersion::of::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+        >();
+        let out = (typed.round_trip)(
+            json!({"type": "integer", "minimum": 1, "maximum": 2.5, "multipleOf": 3.0}),
+            &mut Vec::new(),
+        )
+        .expect("a schema decodes");
+        assert_eq!(serde_json::to_string(&out["minimum"]).unwrap(), "1");
+        assert_eq!(serde_json::to_string(&out["multipleOf"]).unwrap(), "3");
+        assert_eq!(serde_json::to_string(&out["maximum"]).unwrap(), "2.5");
     }
 
     #[test]
