@@ -549,7 +549,7 @@ impl Registry {
         let defaulted_on_read = skiff_api::kinds::strategy_for(resource)
             .openapi_schema(resource.version)
             .is_some();
-        if resource.version == resource.storage_version
+        if resource.is_storage_entry()
             && !defaulted_on_read
             && stored_json::write_with_resource_version(&kv.value, kv.mod_revision, out)
         {

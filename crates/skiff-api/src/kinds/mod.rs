@@ -30,6 +30,7 @@ pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
 pub mod event;
+pub mod events_event;
 pub mod horizontal_pod_autoscaler;
 pub mod ingress;
 pub mod ingress_class;
@@ -70,6 +71,7 @@ pub static KINDS: &[&Kind] = &[
     &service::KIND,
     &endpoints::KIND,
     &event::KIND,
+    &events_event::KIND,
     &config_map::KIND,
     &secret::KIND,
     &service_account::KIND,
@@ -386,7 +388,10 @@ mod tests {
         for kind in KINDS {
             for v in kind.versions {
                 let storage = resources::storage_resource(v);
-                assert!(kind.versions.iter().any(|s| std::ptr::eq(*s, storage)));
+                match v.storage_group {
+                    None => assert!(kind.versions.iter().any(|s| std::ptr::eq(*s, storage))),
+                    Some(group) => assert!(storage.group == group && storage.is_storage_entry()),
+                }
                 assert!(std::ptr::eq(
                     kind_of(v).expect("listed kinds are found"),
                     *kind

@@ -1,0 +1,313 @@
+//! Events as `events.k8s.io/v1` serves them: the same stored objects as core `v1` Events, in the
+//! newer shape (`note`, `regarding`, `reportingController`, the `deprecated*` fields), so an
+//! event written through one group is read through the other, as in Kubernetes.
+//!
+//! The two shapes differ only in names; [`from_core`] and [`to_core`] rename the fields both
+//! ways and leave every value as it is.
+
+use jiff::Timestamp;
+use serde_json::{json, Map, Value};
+
+use super::{Kind, KindStrategy, TypedVersion};
+use crate::printers::Printer;
+use crate::resources::{res, ResourceInfo};
+use crate::wire::{object_at, or_insert};
+
+/// `events.k8s.io/v1` Events, stored as core `v1` Events.
+pub static V1: ResourceInfo = ResourceInfo {
+    short_names: &["ev"],
+    storage_group: Some(""),
+    ..res("events.k8s.io", "v1", "Event", "events", "event", true)
+};
+
+/// The kind's entry in the kind table.
+pub static KIND: Kind = Kind {
+    versions: &[&V1],
+    strategy: &Strategy,
+};
+
+/// The API version of this shape.
+pub const API_VERSION: &str = "events.k8s.io/v1";
+
+/// Core field name and `events.k8s.io/v1` field name of every field the shapes name
+/// differently; all other fields (`eventTime`, `series`, `reportingInstance`, `action`,
+/// `reason`, `related`, `type`, `metadata`) keep their names.
+pub const RENAMED_FIELDS: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("reportingComponent", "reportingController"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+/// `events.k8s.io/v1` fields Go omits when empty (`omitempty` on a string, number or pointer).
+const OMITTED_WHEN_EMPTY: &[&str] = &[
+    "reportingController",
+    "reportingInstance",
+    "action",
+    "reason",
+    "note",
+    "type",
+    "deprecatedCount",
+    "series",
+    "related",
+];
+
+/// A core `v1` Event in the `events.k8s.io/v1` shape.
+pub fn from_core(core: Value) -> Value {
+    let Value::Object(fields) = core else {
+        return core;
+    };
+    let mut out = Map::new();
+    for (key, value) in fields {
+        let key = match RENAMED_FIELDS.iter().find(|(c, _)| *c == key) {
+            Some((_, renamed)) => renamed.to_string(),
+            None => key,
+        };
+        if OMITTED_WHEN_EMPTY.contains(&key.as_str()) && is_empty(&value) {
+            continue;
+        }
+        out.insert(key, value);
+    }
+    out.insert("apiVersion".into(), json!(API_VERSION));
+    fill_events_event(&mut out);
+    Value::Object(out)
+}
+
+/// An `events.k8s.io/v1` Event in the core `v1` shape.
+pub fn to_core(event: Value) -> Value {
+    let Value::Object(fields) = event else {
+        return event;
+    };
+    let mut out = Map::new();
+    for (key, value) in fields {
+        let key = match RENAMED_FIELDS.iter().find(|(_, e)| *e == key) {
+            Some((core, _)) => core.to_string(),
+            None => key,
+        };
+        out.insert(key, value);
+    }
+    out.insert("apiVersion".into(), json!("v1"));
+    super::event::fill_event(&mut out);
+    Value::Object(out)
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_i64() == Some(0),
+        _ => false,
+    }
+}
+
+/// The keys Go never omits in an `events.k8s.io/v1` Event: `eventTime` and the deprecated
+/// timestamps (`null` when unset), `regarding` and `deprecatedSource` (structs, `{}`).
+fn fill_events_event(root: &mut Map<String, Value>) {
+    for key in [
+        "eventTime",
+        "deprecatedFirstTimestamp",
+        "deprecatedLastTimestamp",
+    ] {
+        or_insert(root, key, Value::Null);
+    }
+    object_at(root, "regarding");
+    object_at(root, "deprecatedSource");
+}
+
+/// The kind's behaviour.
+pub struct Strategy;
+
+impl KindStrategy for Strategy {
+    fn fill_never_omitted(&self, _version: &str, root: &mut Map<String, Value>) {
+        fill_events_event(root);
+    }
+
+    fn typed(&self, _version: &str) -> Option<TypedVersion> {
+        Some(TypedVersion::of::<k8s_openapi::api::events::v1::Event>())
+    }
+
+    fn printer(&self) -> Option<Printer> {
+        // Kubernetes prints both groups' Events with one printer.
+        Some(Printer::new(super::event::event_columns(), events_cells))
+    }
+}
+
+fn events_cells(event: &Value, now: Timestamp) -> Vec<Value> {
+    super::event::event_cells(&to_core(event.clone()), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One field in both shapes: the core object's key and value, the events.k8s.io one's.
+    struct Case {
+        core: (&'static str, Value),
+        events: (&'static str, Value),
+    }
+
+    fn cases() -> Vec<Case> {
+        let reference = json!({"kind": "Pod", "name": "web", "namespace": "demo", "uid": "u1"});
+        let related = json!({"kind": "Node", "name": "node-1"});
+        let series = json!({"count": 3, "lastObservedTime": "2026-12-06T10:44:28.716748Z"});
+        vec![
+            Case {
+                core: ("involvedObject", reference.clone()),
+                events: ("regarding", reference),
+            },
+            Case {
+                core: ("related", related.clone()),
+                events: ("related", related),
+            },
+            Case {
+                core: ("message", json!("Pulled image")),
+                events: ("note", json!("Pulled image")),
+            },
+            Case {
+                core: ("reportingComponent", json!("kubelet")),
+                events: ("reportingController", json!("kubelet")),
+            },
+            Case {
+                core: ("reportingInstance", json!("node-1")),
+                events: ("reportingInstance", json!("node-1")),
+            },
+            Case {
+                core: ("source", json!({"component": "kubelet", "host": "node-1"})),
+                events: (
+                    "deprecatedSource",
+                    json!({"component": "kubelet", "host": "node-1"}),
+                ),
+            },
+            Case {
+                core: ("firstTimestamp", json!("2026-12-06T10:44:27Z")),
+                events: ("deprecatedFirstTimestamp", json!("2026-12-06T10:44:27Z")),
+            },
+            Case {
+                core: ("lastTimestamp", json!("2026-12-06T10:44:29Z")),
+                events: ("deprecatedLastTimestamp", json!("2026-12-06T10:44:29Z")),
+            },
+            Case {
+                core: ("count", json!(4)),
+                events: ("deprecatedCount", json!(4)),
+            },
+            Case {
+                core: ("eventTime", json!("2026-12-06T10:44:28.716748Z")),
+                events: ("eventTime", json!("2026-12-06T10:44:28.716748Z")),
+            },
+            Case {
+                core: ("series", series.clone()),
+                events: ("series", series),
+            },
+            Case {
+                core: ("action", json!("Binding")),
+                events: ("action", json!("Binding")),
+            },
+            Case {
+                core: ("reason", json!("Scheduled")),
+                events: ("reason", json!("Scheduled")),
+            },
+            Case {
+                core: ("type", json!("Warning")),
+                events: ("type", json!("Warning")),
+            },
+        ]
+    }
+
+    fn core_event() -> Value {
+        json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "web.1", "namespace": "demo"}})
+    }
+
+    fn events_event() -> Value {
+        json!({"apiVersion": API_VERSION, "kind": "Event",
+            "metadata": {"name": "web.1", "namespace": "demo"}})
+    }
+
+    #[test]
+    fn each_core_field_maps_to_its_events_field() {
+        for case in cases() {
+            let mut core = core_event();
+            core[case.core.0] = case.core.1.clone();
+            let converted = from_core(core);
+            assert_eq!(
+                converted.get(case.events.0),
+                Some(&case.events.1),
+                "core {} becomes events.k8s.io {}",
+                case.core.0,
+                case.events.0
+            );
+            if case.core.0 != case.events.0 {
+                assert!(
+                    converted.get(case.core.0).is_none(),
+                    "{} keeps no core name",
+                    case.core.0
+                );
+            }
+            assert_eq!(converted["apiVersion"], API_VERSION);
+            assert_eq!(converted["metadata"]["name"], "web.1");
+        }
+    }
+
+    #[test]
+    fn each_events_field_maps_to_its_core_field() {
+        for case in cases() {
+            let mut event = events_event();
+            event[case.events.0] = case.events.1.clone();
+            let converted = to_core(event);
+            assert_eq!(
+                converted.get(case.core.0),
+                Some(&case.core.1),
+                "events.k8s.io {} becomes core {}",
+                case.events.0,
+                case.core.0
+            );
+            if case.core.0 != case.events.0 {
+                assert!(converted.get(case.events.0).is_none());
+            }
+            assert_eq!(converted["apiVersion"], "v1");
+        }
+    }
+
+    #[test]
+    fn a_full_event_round_trips_through_both_shapes() {
+        let mut core = core_event();
+        for case in cases() {
+            core[case.core.0] = case.core.1;
+        }
+        let back = to_core(from_core(core.clone()));
+        assert_eq!(back, core);
+    }
+
+    #[test]
+    fn empty_core_fields_are_omitted_and_never_omitted_ones_filled() {
+        // A core event as the server answers it: empty reporting fields and null timestamps.
+        let mut core = core_event();
+        super::super::event::fill_event(core.as_object_mut().expect("object"));
+        core["count"] = json!(0);
+        let converted = from_core(core);
+        for omitted in ["reportingController", "reportingInstance", "deprecatedCount"] {
+            assert!(converted.get(omitted).is_none(), "{omitted} is omitted");
+        }
+        assert_eq!(converted["eventTime"], Value::Null);
+        assert_eq!(converted["deprecatedFirstTimestamp"], Value::Null);
+        assert_eq!(converted["deprecatedLastTimestamp"], Value::Null);
+        assert_eq!(converted["regarding"], json!({}));
+        assert_eq!(converted["deprecatedSource"], json!({}));
+    }
+
+    #[test]
+    fn both_groups_print_the_same_row() {
+        let now: Timestamp = "2026-12-06T10:45:28Z".parse().expect("time");
+        let mut core = core_event();
+        for case in cases() {
+            core[case.core.0] = case.core.1;
+        }
+        let core_row = super::super::event::event_cells(&core, now);
+        let events_row = events_cells(&from_core(core), now);
+        assert_eq!(core_row, events_row);
+        assert_eq!(events_row[3], "pod/web");
+    }
+}
