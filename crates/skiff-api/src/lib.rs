@@ -10,6 +10,7 @@ pub mod conversion;
 pub mod crd;
 pub mod defaults;
 pub mod errors;
+pub mod flow_control;
 pub mod eviction;
 pub mod kinds;
 pub mod managed_fields;

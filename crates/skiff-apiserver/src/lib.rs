@@ -16,6 +16,7 @@ pub mod crd_controller;
 pub mod discovery;
 pub mod eviction;
 pub mod filter;
+pub mod flow_control;
 pub mod local_client;
 pub mod logs;
 pub mod meta;

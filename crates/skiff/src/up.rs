@@ -352,6 +352,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     system::resume_namespace_finalizers(&registry).await?;
     skiff_apiserver::crd_controller::register_stored(&registry).await?;
     skiff_apiserver::crd_controller::spawn(registry.clone());
+    skiff_apiserver::flow_control::ensure_at_start(&registry).await?;
+    skiff_apiserver::flow_control::spawn(registry.clone());
 
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

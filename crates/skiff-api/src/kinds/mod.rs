@@ -29,6 +29,7 @@ pub mod daemon_set;
 pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
+pub mod flow_schema;
 pub mod event;
 pub mod events_event;
 pub mod horizontal_pod_autoscaler;
@@ -46,6 +47,7 @@ pub mod pod;
 pub mod pod_disruption_budget;
 pub mod pod_template;
 pub mod priority_class;
+pub mod priority_level_configuration;
 pub mod replica_set;
 pub mod replication_controller;
 pub mod resource_quota;
@@ -107,6 +109,8 @@ pub static KINDS: &[&Kind] = &[
     &certificate_signing_request::KIND,
     &webhook_configuration::VALIDATING_KIND,
     &webhook_configuration::MUTATING_KIND,
+    &flow_schema::KIND,
+    &priority_level_configuration::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
