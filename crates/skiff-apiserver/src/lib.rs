@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod eviction;
 pub mod filter;
 pub mod flow_control;
+pub mod inflight;
 pub mod local_client;
 pub mod logs;
 pub mod meta;

@@ -578,6 +578,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         logs,
         streams,
         metrics: measured.then(|| metrics.clone()),
+        inflight: Arc::new(skiff_apiserver::inflight::InflightLimiter::new(
+            args.max_requests_inflight,
+            args.max_mutating_requests_inflight,
+        )),
     });
     let controller_manager = ControllerManager {
         client: client.clone(),
