@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod api_services;
 pub mod authz;
 pub mod bodies;
 pub mod bootstrap_tokens;

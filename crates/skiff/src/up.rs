@@ -571,6 +571,17 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     // metrics-server.
     let measured = !metric_sources.is_empty();
     let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(metric_sources));
+    // `metrics.k8s.io` is served here, not by an aggregated server, so its APIService is local.
+    let extra_api_services = if measured {
+        vec![(
+            skiff_apiserver::metrics_api::GROUP,
+            skiff_apiserver::metrics_api::VERSION,
+        )]
+    } else {
+        Vec::new()
+    };
+    skiff_apiserver::api_services::ensure_at_start(&registry, &extra_api_services).await?;
+    skiff_apiserver::api_services::spawn(registry.clone(), extra_api_services);
     let state = Arc::new(ServerState {
         registry,
         tokens: vec![token],

@@ -16,6 +16,7 @@ use crate::errors::FieldError;
 use crate::printers::Printer;
 use crate::resources::ResourceInfo;
 
+pub mod api_service;
 pub mod certificate_signing_request;
 pub mod clone_set;
 pub mod cluster_role;
@@ -111,6 +112,7 @@ pub static KINDS: &[&Kind] = &[
     &webhook_configuration::MUTATING_KIND,
     &flow_schema::KIND,
     &priority_level_configuration::KIND,
+    &api_service::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
