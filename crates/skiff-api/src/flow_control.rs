@@ -187,7 +187,13 @@ pub fn suggested_flow_schemas() -> Vec<Value> {
             vec![group("system:nodes")],
             vec![
                 resource_rule(&[EVERY], &[""], &["nodes", "nodes/status"], &[EVERY], true),
-                resource_rule(&[EVERY], &["coordination.k8s.io"], &["leases"], &[EVERY], false),
+                resource_rule(
+                    &[EVERY],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &[EVERY],
+                    false,
+                ),
             ],
             vec![],
         ),
@@ -322,7 +328,11 @@ pub fn plan(flow_schemas: &[Value], levels: &[Value], at_start: bool, now: &str)
         (ConfigKind::FlowSchema, mandatory_flow_schemas(), true),
     ];
     if at_start {
-        wanted.push((ConfigKind::PriorityLevel, suggested_priority_levels(), false));
+        wanted.push((
+            ConfigKind::PriorityLevel,
+            suggested_priority_levels(),
+            false,
+        ));
         wanted.push((ConfigKind::FlowSchema, suggested_flow_schemas(), false));
     }
     let mut level_names: Vec<&str> = levels.iter().map(name_of).collect();
@@ -439,17 +449,36 @@ mod tests {
         levels.sort();
         assert_eq!(
             levels,
-            ["catch-all", "exempt", "global-default", "leader-election", "node-high", "system",
-                "workload-high", "workload-low"]
+            [
+                "catch-all",
+                "exempt",
+                "global-default",
+                "leader-election",
+                "node-high",
+                "system",
+                "workload-high",
+                "workload-low"
+            ]
         );
         let mut schemas = names(&steps, ConfigKind::FlowSchema);
         schemas.sort();
         assert_eq!(
             schemas,
-            ["catch-all", "endpoint-controller", "exempt", "global-default",
-                "kube-controller-manager", "kube-scheduler", "kube-system-service-accounts",
-                "probes", "service-accounts", "system-leader-election", "system-node-high",
-                "system-nodes", "workload-leader-election"]
+            [
+                "catch-all",
+                "endpoint-controller",
+                "exempt",
+                "global-default",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kube-system-service-accounts",
+                "probes",
+                "service-accounts",
+                "system-leader-election",
+                "system-node-high",
+                "system-nodes",
+                "workload-leader-election"
+            ]
         );
     }
 
@@ -459,9 +488,18 @@ mod tests {
             .into_iter()
             .chain(suggested_priority_levels())
             .collect();
-        for fs in mandatory_flow_schemas().into_iter().chain(suggested_flow_schemas()) {
-            let level = fs["spec"]["priorityLevelConfiguration"]["name"].as_str().unwrap_or("");
-            assert!(levels.iter().any(|l| name_of(l) == level), "{}", name_of(&fs));
+        for fs in mandatory_flow_schemas()
+            .into_iter()
+            .chain(suggested_flow_schemas())
+        {
+            let level = fs["spec"]["priorityLevelConfiguration"]["name"]
+                .as_str()
+                .unwrap_or("");
+            assert!(
+                levels.iter().any(|l| name_of(l) == level),
+                "{}",
+                name_of(&fs)
+            );
         }
     }
 
@@ -482,7 +520,10 @@ mod tests {
         assert_eq!(names(&steps, ConfigKind::FlowSchema), ["catch-all"]);
         assert!(names(&steps, ConfigKind::PriorityLevel).is_empty());
         let at_start = plan(&schemas, &levels, true, NOW);
-        assert_eq!(names(&at_start, ConfigKind::PriorityLevel), ["global-default"]);
+        assert_eq!(
+            names(&at_start, ConfigKind::PriorityLevel),
+            ["global-default"]
+        );
     }
 
     #[test]
@@ -509,9 +550,15 @@ mod tests {
     #[test]
     fn flow_schemas_say_whether_their_level_exists() {
         let mut fs = schema_for_all("mine", "nowhere", 500, Some("ByUser"), vec![group("g")]);
-        let steps = plan(std::slice::from_ref(&fs), &mandatory_priority_levels(), false, NOW);
-        let Some(Step::WriteStatus(written)) =
-            steps.iter().find(|s| matches!(s, Step::WriteStatus(o) if name_of(o) == "mine"))
+        let steps = plan(
+            std::slice::from_ref(&fs),
+            &mandatory_priority_levels(),
+            false,
+            NOW,
+        );
+        let Some(Step::WriteStatus(written)) = steps
+            .iter()
+            .find(|s| matches!(s, Step::WriteStatus(o) if name_of(o) == "mine"))
         else {
             panic!("no status written for mine: {steps:?}");
         };
@@ -523,17 +570,33 @@ mod tests {
         );
         // Once written, the same condition is not written again.
         fs = written.clone();
-        let again = plan(std::slice::from_ref(&fs), &mandatory_priority_levels(), false, NOW);
-        assert!(!again.iter().any(|s| matches!(s, Step::WriteStatus(o) if name_of(o) == "mine")));
+        let again = plan(
+            std::slice::from_ref(&fs),
+            &mandatory_priority_levels(),
+            false,
+            NOW,
+        );
+        assert!(!again
+            .iter()
+            .any(|s| matches!(s, Step::WriteStatus(o) if name_of(o) == "mine")));
         // The level appearing flips it to Found.
         fs["spec"]["priorityLevelConfiguration"]["name"] = json!("exempt");
-        let found = plan(std::slice::from_ref(&fs), &mandatory_priority_levels(), false, "later");
-        let Some(Step::WriteStatus(written)) =
-            found.iter().find(|s| matches!(s, Step::WriteStatus(o) if name_of(o) == "mine"))
+        let found = plan(
+            std::slice::from_ref(&fs),
+            &mandatory_priority_levels(),
+            false,
+            "later",
+        );
+        let Some(Step::WriteStatus(written)) = found
+            .iter()
+            .find(|s| matches!(s, Step::WriteStatus(o) if name_of(o) == "mine"))
         else {
             panic!("no status written for mine: {found:?}");
         };
         assert_eq!(written["status"]["conditions"][0]["reason"], "Found");
-        assert_eq!(written["status"]["conditions"][0]["lastTransitionTime"], "later");
+        assert_eq!(
+            written["status"]["conditions"][0]["lastTransitionTime"],
+            "later"
+        );
     }
 }

@@ -61,7 +61,14 @@ async fn pass(registry: &Registry, at_start: bool) -> Result<(), ApiError> {
             Step::RestoreSpec(kind, object) => {
                 let name = name_of(&object);
                 registry
-                    .update(resource_of(kind), None, &name, object, None, writing_as(PRODUCER))
+                    .update(
+                        resource_of(kind),
+                        None,
+                        &name,
+                        object,
+                        None,
+                        writing_as(PRODUCER),
+                    )
                     .await
             }
             Step::WriteStatus(object) => {

@@ -191,12 +191,19 @@ mod tests {
         let first = limiter.try_acquire(false).expect("a first read");
         let second = limiter.try_acquire(false).expect("a second read");
         assert!(limiter.try_acquire(false).is_none(), "a third read is over");
-        let write = limiter.try_acquire(true).expect("writes have their own limit");
-        assert!(limiter.try_acquire(true).is_none(), "a second write is over");
+        let write = limiter
+            .try_acquire(true)
+            .expect("writes have their own limit");
+        assert!(
+            limiter.try_acquire(true).is_none(),
+            "a second write is over"
+        );
         assert_eq!((limiter.in_flight(false), limiter.in_flight(true)), (2, 1));
         drop(first);
         assert_eq!(limiter.in_flight(false), 1);
-        let third = limiter.try_acquire(false).expect("a freed slot is taken again");
+        let third = limiter
+            .try_acquire(false)
+            .expect("a freed slot is taken again");
         drop((second, third, write));
         assert_eq!((limiter.in_flight(false), limiter.in_flight(true)), (0, 0));
     }

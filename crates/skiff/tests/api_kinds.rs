@@ -60,13 +60,8 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
     let skiff = Skiff::start();
     let kubectl = skiff.kubectl();
     let mut core_watch = kubectl.spawn_lines(&["get", "events", "-w", "-o", "name"]);
-    let mut new_watch = kubectl.spawn_lines(&[
-        "get",
-        "events.v1.events.k8s.io",
-        "-w",
-        "-o",
-        "name",
-    ]);
+    let mut new_watch =
+        kubectl.spawn_lines(&["get", "events.v1.events.k8s.io", "-w", "-o", "name"]);
 
     let new_file = skiff.write_file("new-event.yaml", EVENTS_K8S_IO_EVENT);
     kubectl.ok(&["create", "-f", &new_file]);
@@ -81,10 +76,7 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
         "Pulled image through the new API"
     );
     assert_eq!(str_at(&core, "/involvedObject/name"), "web");
-    assert_eq!(
-        str_at(&core, "/reportingComponent"),
-        "example.com/puller"
-    );
+    assert_eq!(str_at(&core, "/reportingComponent"), "example.com/puller");
     assert_eq!(str_at(&core, "/reportingInstance"), "puller-1");
     assert_eq!(str_at(&core, "/action"), "Pulling");
     assert_eq!(core["source"], serde_json::json!({}));
@@ -97,7 +89,10 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
     // Written as a core Event, read through events.k8s.io.
     let new = kubectl.json(&["get", "events.v1.events.k8s.io", "web.old-api"]);
     assert_eq!(str_at(&new, "/apiVersion"), "events.k8s.io/v1");
-    assert_eq!(str_at(&new, "/note"), "Started container through the old API");
+    assert_eq!(
+        str_at(&new, "/note"),
+        "Started container through the old API"
+    );
     assert_eq!(str_at(&new, "/regarding/kind"), "Pod");
     assert_eq!(
         new["deprecatedSource"],
@@ -108,14 +103,20 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
         str_at(&new, "/deprecatedFirstTimestamp"),
         "2026-12-06T10:40:00Z"
     );
-    assert!(new["eventTime"].is_null(), "eventTime is never omitted: {new}");
+    assert!(
+        new["eventTime"].is_null(),
+        "eventTime is never omitted: {new}"
+    );
     assert!(
         new.get("message").is_none() && new.get("reportingController").is_none(),
         "no core names and no empty omitempty fields: {new}"
     );
     // One object: both groups report the same uid and resourceVersion.
     let same = kubectl.json(&["get", "events", "web.old-api"]);
-    assert_eq!(str_at(&same, "/metadata/uid"), str_at(&new, "/metadata/uid"));
+    assert_eq!(
+        str_at(&same, "/metadata/uid"),
+        str_at(&new, "/metadata/uid")
+    );
     assert_eq!(
         str_at(&same, "/metadata/resourceVersion"),
         str_at(&new, "/metadata/resourceVersion")
@@ -131,11 +132,13 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
     );
     let rows: Vec<Vec<&str>> = lines.map(cells).collect();
     assert!(
-        rows.iter().any(|r| r[1..5] == ["Normal", "Pulled", "pod/web", "Pulled"]),
+        rows.iter()
+            .any(|r| r[1..5] == ["Normal", "Pulled", "pod/web", "Pulled"]),
         "{printed}"
     );
     assert!(
-        rows.iter().any(|r| r[1..5] == ["Warning", "Started", "pod/web", "Started"]),
+        rows.iter()
+            .any(|r| r[1..5] == ["Warning", "Started", "pod/web", "Started"]),
         "{printed}"
     );
 
@@ -157,7 +160,10 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
         r#"{"note": "changed through events.k8s.io"}"#,
     ]);
     let changed = kubectl.json(&["get", "events", "web.old-api"]);
-    assert_eq!(str_at(&changed, "/message"), "changed through events.k8s.io");
+    assert_eq!(
+        str_at(&changed, "/message"),
+        "changed through events.k8s.io"
+    );
 
     for name in ["web.new-api", "web.old-api"] {
         core_watch.wait_for_line(&format!("core watch sees {name}"), |l| {
@@ -205,7 +211,15 @@ fn priority_and_fairness_bootstrap_objects_are_served_and_kept() {
     let levels = kubectl.ok(&["get", "prioritylevelconfigurations"]);
     assert_eq!(
         levels.lines().next().map(cells),
-        Some(vec!["NAME", "TYPE", "NOMINALCONCURRENCYSHARES", "QUEUES", "HANDSIZE", "QUEUELENGTHLIMIT", "AGE"]),
+        Some(vec![
+            "NAME",
+            "TYPE",
+            "NOMINALCONCURRENCYSHARES",
+            "QUEUES",
+            "HANDSIZE",
+            "QUEUELENGTHLIMIT",
+            "AGE"
+        ]),
         "{levels}"
     );
     assert_eq!(
@@ -227,16 +241,64 @@ fn priority_and_fairness_bootstrap_objects_are_served_and_kept() {
     let expected_schemas = set(&[
         &["exempt", "exempt", "1", "<none>", "False"],
         &["probes", "exempt", "2", "<none>", "False"],
-        &["system-leader-election", "leader-election", "100", "ByUser", "False"],
-        &["endpoint-controller", "workload-high", "150", "ByUser", "False"],
-        &["workload-leader-election", "leader-election", "200", "ByUser", "False"],
+        &[
+            "system-leader-election",
+            "leader-election",
+            "100",
+            "ByUser",
+            "False",
+        ],
+        &[
+            "endpoint-controller",
+            "workload-high",
+            "150",
+            "ByUser",
+            "False",
+        ],
+        &[
+            "workload-leader-election",
+            "leader-election",
+            "200",
+            "ByUser",
+            "False",
+        ],
         &["system-node-high", "node-high", "400", "ByUser", "False"],
         &["system-nodes", "system", "500", "ByUser", "False"],
-        &["kube-controller-manager", "workload-high", "800", "ByNamespace", "False"],
-        &["kube-scheduler", "workload-high", "800", "ByNamespace", "False"],
-        &["kube-system-service-accounts", "workload-high", "900", "ByNamespace", "False"],
-        &["service-accounts", "workload-low", "9000", "ByUser", "False"],
-        &["global-default", "global-default", "9900", "ByUser", "False"],
+        &[
+            "kube-controller-manager",
+            "workload-high",
+            "800",
+            "ByNamespace",
+            "False",
+        ],
+        &[
+            "kube-scheduler",
+            "workload-high",
+            "800",
+            "ByNamespace",
+            "False",
+        ],
+        &[
+            "kube-system-service-accounts",
+            "workload-high",
+            "900",
+            "ByNamespace",
+            "False",
+        ],
+        &[
+            "service-accounts",
+            "workload-low",
+            "9000",
+            "ByUser",
+            "False",
+        ],
+        &[
+            "global-default",
+            "global-default",
+            "9900",
+            "ByUser",
+            "False",
+        ],
         &["catch-all", "catch-all", "10000", "ByUser", "False"],
     ]);
     let schemas = wait_for("every FlowSchema's Dangling condition", DEADLINE, || {
@@ -245,13 +307,28 @@ fn priority_and_fairness_bootstrap_objects_are_served_and_kept() {
     });
     assert_eq!(
         schemas.lines().next().map(cells),
-        Some(vec!["NAME", "PRIORITYLEVEL", "MATCHINGPRECEDENCE", "DISTINGUISHERMETHOD", "AGE", "MISSINGPL"]),
+        Some(vec![
+            "NAME",
+            "PRIORITYLEVEL",
+            "MATCHINGPRECEDENCE",
+            "DISTINGUISHERMETHOD",
+            "AGE",
+            "MISSINGPL"
+        ]),
     );
     let exempt = kubectl.json(&["get", "flowschema", "exempt"]);
     let condition = &exempt["status"]["conditions"][0];
     assert_eq!(
-        (str_at(condition, "/type"), str_at(condition, "/status"), str_at(condition, "/reason")),
-        ("Dangling".to_string(), "False".to_string(), "Found".to_string())
+        (
+            str_at(condition, "/type"),
+            str_at(condition, "/status"),
+            str_at(condition, "/reason")
+        ),
+        (
+            "Dangling".to_string(),
+            "False".to_string(),
+            "Found".to_string()
+        )
     );
     assert_eq!(
         str_at(condition, "/message"),
@@ -262,12 +339,18 @@ fn priority_and_fairness_bootstrap_objects_are_served_and_kept() {
         serde_json::json!([{"kind": "Group", "group": {"name": "system:masters"}}])
     );
     assert_eq!(
-        str_at(&exempt, "/metadata/annotations/apf.kubernetes.io~1autoupdate-spec"),
+        str_at(
+            &exempt,
+            "/metadata/annotations/apf.kubernetes.io~1autoupdate-spec"
+        ),
         "true"
     );
 
     // A deleted suggested object stays deleted; a deleted mandatory one comes back.
-    let old_uid = str_at(&kubectl.json(&["get", "flowschema", "catch-all"]), "/metadata/uid");
+    let old_uid = str_at(
+        &kubectl.json(&["get", "flowschema", "catch-all"]),
+        "/metadata/uid",
+    );
     kubectl.ok(&["delete", "flowschema", "global-default"]);
     kubectl.ok(&["delete", "flowschema", "catch-all"]);
     kubectl.ok(&["delete", "prioritylevelconfiguration", "exempt"]);
@@ -276,7 +359,13 @@ fn priority_and_fairness_bootstrap_objects_are_served_and_kept() {
             .iter()
             .map(|fs| str_at(fs, "/metadata/name"))
             .collect();
-        let catch_all = kubectl.run(&["get", "flowschema", "catch-all", "-o", "jsonpath={.metadata.uid}"]);
+        let catch_all = kubectl.run(&[
+            "get",
+            "flowschema",
+            "catch-all",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]);
         let level = kubectl.run(&["get", "prioritylevelconfiguration", "exempt"]);
         (catch_all.success()
             && catch_all.stdout.trim() != old_uid
@@ -313,11 +402,17 @@ spec:
     assert_eq!(str_at(&orphan, "/status/conditions/0/reason"), "NotFound");
     assert_eq!(orphan["spec"]["matchingPrecedence"], 1000, "defaulted");
     let invalid = kubectl.fails(&[
-        "patch", "flowschema", "orphan", "--type=merge", "-p",
+        "patch",
+        "flowschema",
+        "orphan",
+        "--type=merge",
+        "-p",
         r#"{"spec": {"matchingPrecedence": 10001}}"#,
     ]);
     assert!(
-        invalid.contains("spec.matchingPrecedence: Invalid value: 10001: must be between 1 and 10000, inclusive"),
+        invalid.contains(
+            "spec.matchingPrecedence: Invalid value: 10001: must be between 1 and 10000, inclusive"
+        ),
         "{invalid}"
     );
 }
@@ -352,7 +447,11 @@ fn raw_answer(skiff: &Skiff, method: &str, path: &str, token: &str, body: &str) 
         .unwrap_or_else(|e| panic!("cannot send: {e}"));
     let mut raw = Vec::new();
     if let Err(e) = stream.read_to_end(&mut raw) {
-        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "cannot read: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof,
+            "cannot read: {e}"
+        );
     }
     String::from_utf8_lossy(&raw).into_owned()
 }
@@ -390,10 +489,16 @@ fn requests_beyond_the_inflight_limits_are_refused_but_long_running_and_admin_on
     ]);
     let kubectl = skiff.kubectl();
     kubectl.ok(&[
-        "create", "rolebinding", "default-edit", "--clusterrole=edit",
+        "create",
+        "rolebinding",
+        "default-edit",
+        "--clusterrole=edit",
         "--serviceaccount=default:default",
     ]);
-    let token = kubectl.ok(&["create", "token", "default"]).trim().to_string();
+    let token = kubectl
+        .ok(&["create", "token", "default"])
+        .trim()
+        .to_string();
     let configmaps = "/api/v1/namespaces/default/configmaps";
     let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"probe-"}}"#;
 
@@ -401,7 +506,11 @@ fn requests_beyond_the_inflight_limits_are_refused_but_long_running_and_admin_on
     // a read-only limit of one.
     let _watches = [
         open_watch(&skiff, "/api/v1/namespaces/default/pods?watch=true", &token),
-        open_watch(&skiff, "/api/v1/namespaces/default/configmaps?watch=true", &token),
+        open_watch(
+            &skiff,
+            "/api/v1/namespaces/default/configmaps?watch=true",
+            &token,
+        ),
     ];
     let listed = raw_answer(&skiff, "GET", configmaps, &token, "");
     assert_eq!(status_of(&listed), "200", "{listed}");
@@ -514,7 +623,10 @@ fn every_served_group_version_has_a_local_available_api_service() {
     assert_eq!(apps["spec"]["groupPriorityMinimum"], 17800);
     assert_eq!(apps["spec"]["versionPriority"], 15);
     assert_eq!(
-        str_at(&apps, "/metadata/labels/kube-aggregator.kubernetes.io~1automanaged"),
+        str_at(
+            &apps,
+            "/metadata/labels/kube-aggregator.kubernetes.io~1automanaged"
+        ),
         "onstart"
     );
     let condition = &apps["status"]["conditions"][0];
@@ -529,14 +641,15 @@ fn every_served_group_version_has_a_local_available_api_service() {
     kubectl.ok(&["apply", "-f", &file]);
     let widgets = wait_for("v1.widgets.example.com to be Available", DEADLINE, || {
         let got = kubectl.run(&["get", "apiservice", "v1.widgets.example.com", "-o", "json"]);
-        let obj = got
-            .success()
-            .then(|| support::json::json_of(&got.stdout))?;
+        let obj = got.success().then(|| support::json::json_of(&got.stdout))?;
         (str_at(&obj, "/status/conditions/0/status") == "True").then_some(obj)
     });
     assert_eq!(widgets["spec"]["groupPriorityMinimum"], 1000);
     assert_eq!(
-        str_at(&widgets, "/metadata/labels/kube-aggregator.kubernetes.io~1automanaged"),
+        str_at(
+            &widgets,
+            "/metadata/labels/kube-aggregator.kubernetes.io~1automanaged"
+        ),
         "true"
     );
     kubectl.ok(&["delete", "-f", &file]);

@@ -142,9 +142,7 @@ pub fn plan(served: &[(&str, &str)], stored: &[Value], now: &str) -> Vec<Step> {
             &format!("/metadata/labels/{}", AUTOMANAGED_LABEL.replace('/', "~1")),
         )
         .is_empty();
-        let still_served = served
-            .iter()
-            .any(|(g, v)| name_for(g, v) == name(current));
+        let still_served = served.iter().any(|(g, v)| name_for(g, v) == name(current));
         if managed && is_local(current) && !still_served {
             steps.push(Step::Delete(name(current)));
         }
@@ -187,7 +185,9 @@ impl KindStrategy for Strategy {
             ));
         }
         for (field, max) in [("groupPriorityMinimum", 20000), ("versionPriority", 1000)] {
-            let value = obj.pointer(&format!("/spec/{field}")).unwrap_or(&Value::Null);
+            let value = obj
+                .pointer(&format!("/spec/{field}"))
+                .unwrap_or(&Value::Null);
             let n = value.as_i64().unwrap_or(0);
             if n <= 0 || n > max {
                 errs.push(FieldError::invalid(
@@ -208,11 +208,7 @@ impl KindStrategy for Strategy {
                     "string",
                     "The reference to the service that hosts the API endpoint.",
                 ),
-                col(
-                    "Available",
-                    "string",
-                    "Whether this service is available.",
-                ),
+                col("Available", "string", "Whether this service is available."),
                 age_col(),
             ],
             api_service_cells,
@@ -249,7 +245,11 @@ mod tests {
 
     #[test]
     fn served_group_versions_get_local_api_services_with_kubernetes_priorities() {
-        let steps = plan(&[("", "v1"), ("apps", "v1"), ("example.com", "v1")], &[], NOW);
+        let steps = plan(
+            &[("", "v1"), ("apps", "v1"), ("example.com", "v1")],
+            &[],
+            NOW,
+        );
         let created: Vec<&Value> = steps
             .iter()
             .map(|s| match s {
@@ -258,14 +258,23 @@ mod tests {
             })
             .collect();
         assert_eq!(created[0]["metadata"]["name"], "v1.");
-        assert!(created[0]["spec"].get("group").is_none(), "core omits group");
+        assert!(
+            created[0]["spec"].get("group").is_none(),
+            "core omits group"
+        );
         assert_eq!(created[0]["spec"]["groupPriorityMinimum"], 18000);
         assert_eq!(created[1]["metadata"]["name"], "v1.apps");
         assert_eq!(
-            (&created[1]["spec"]["groupPriorityMinimum"], &created[1]["spec"]["versionPriority"]),
+            (
+                &created[1]["spec"]["groupPriorityMinimum"],
+                &created[1]["spec"]["versionPriority"]
+            ),
             (&json!(17800), &json!(15))
         );
-        assert_eq!(created[1]["metadata"]["labels"][AUTOMANAGED_LABEL], "onstart");
+        assert_eq!(
+            created[1]["metadata"]["labels"][AUTOMANAGED_LABEL],
+            "onstart"
+        );
         assert_eq!(created[2]["metadata"]["labels"][AUTOMANAGED_LABEL], "true");
         assert_eq!(created[2]["spec"]["groupPriorityMinimum"], 1000);
     }
@@ -277,7 +286,11 @@ mod tests {
         let mut remote = local_api_service("metrics.k8s.io", "v1beta1");
         remote["spec"]["service"] = json!({"namespace": "kube-system", "name": "metrics-server"});
         remote["metadata"]["labels"] = json!({});
-        let steps = plan(&[("apps", "v1")], &[apps.clone(), gone, remote.clone()], NOW);
+        let steps = plan(
+            &[("apps", "v1")],
+            &[apps.clone(), gone, remote.clone()],
+            NOW,
+        );
         assert_eq!(steps.len(), 2, "{steps:?}");
         let Step::WriteStatus(written) = &steps[0] else {
             panic!("a status first: {steps:?}");
@@ -299,7 +312,12 @@ mod tests {
         obj["metadata"]["creationTimestamp"] = json!("2026-12-06T09:00:00Z");
         assert_eq!(
             api_service_cells(&obj, now),
-            [json!("v1.apps"), json!("Local"), json!("Unknown"), json!("60m")]
+            [
+                json!("v1.apps"),
+                json!("Local"),
+                json!("Unknown"),
+                json!("60m")
+            ]
         );
         obj["spec"]["service"] = json!({"namespace": "kube-system", "name": "metrics-server"});
         obj["status"] = json!({"conditions": [{"type": "Available", "status": "False",
@@ -307,7 +325,10 @@ mod tests {
         let row = api_service_cells(&obj, now);
         assert_eq!(
             (&row[1], &row[2]),
-            (&json!("kube-system/metrics-server"), &json!("False (MissingEndpoints)"))
+            (
+                &json!("kube-system/metrics-server"),
+                &json!("False (MissingEndpoints)")
+            )
         );
     }
 

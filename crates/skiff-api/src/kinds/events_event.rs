@@ -288,7 +288,11 @@ mod tests {
         super::super::event::fill_event(core.as_object_mut().expect("object"));
         core["count"] = json!(0);
         let converted = from_core(core);
-        for omitted in ["reportingController", "reportingInstance", "deprecatedCount"] {
+        for omitted in [
+            "reportingController",
+            "reportingInstance",
+            "deprecatedCount",
+        ] {
             assert!(converted.get(omitted).is_none(), "{omitted} is omitted");
         }
         assert_eq!(converted["eventTime"], Value::Null);

@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::child;
 use crate::errors::FieldError;
-use crate::wire::object_at;
 use crate::printers::*;
 use crate::resources::{res, ResourceInfo, Subresource::Status};
+use crate::wire::object_at;
 
 /// `flowcontrol.apiserver.k8s.io/v1` FlowSchemas.
 pub static V1: ResourceInfo = ResourceInfo {
@@ -180,7 +180,14 @@ mod tests {
             "spec": {"priorityLevelConfiguration": {"name": "exempt"}, "matchingPrecedence": 1}});
         assert_eq!(
             flow_schema_cells(&fs, now),
-            [json!("exempt"), json!("exempt"), json!(1), json!("<none>"), json!("60m"), json!("?")]
+            [
+                json!("exempt"),
+                json!("exempt"),
+                json!(1),
+                json!("<none>"),
+                json!("60m"),
+                json!("?")
+            ]
         );
         fs["spec"]["distinguisherMethod"] = json!({"type": "ByUser"});
         fs["status"] = json!({"conditions": [{"type": "Dangling", "status": "False"}]});

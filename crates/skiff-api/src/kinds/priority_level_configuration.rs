@@ -8,9 +8,9 @@ use serde_json::{json, Map, Value};
 use super::{Kind, KindStrategy, TypedVersion};
 use crate::defaults::{default_value, existing};
 use crate::errors::FieldError;
-use crate::wire::object_at;
 use crate::printers::*;
 use crate::resources::{res, ResourceInfo, Subresource::Status};
+use crate::wire::object_at;
 
 /// `flowcontrol.apiserver.k8s.io/v1` PriorityLevelConfigurations.
 pub static V1: ResourceInfo = ResourceInfo {
@@ -67,7 +67,8 @@ impl KindStrategy for Strategy {
                 let queuing = existing(limited, "limitResponse")
                     .and_then(|response| existing(response, "queuing"));
                 if let Some(queuing) = queuing {
-                    for (key, value) in [("handSize", 8), ("queues", 64), ("queueLengthLimit", 50)] {
+                    for (key, value) in [("handSize", 8), ("queues", 64), ("queueLengthLimit", 50)]
+                    {
                         if queuing.get(key).is_none_or(|v| v.is_null() || v == 0) {
                             queuing.insert(key.into(), json!(value));
                         }
@@ -113,7 +114,10 @@ impl KindStrategy for Strategy {
             }
             Some(_) => {}
         }
-        for pointer in ["/spec/limited/lendablePercent", "/spec/exempt/lendablePercent"] {
+        for pointer in [
+            "/spec/limited/lendablePercent",
+            "/spec/exempt/lendablePercent",
+        ] {
             if let Some(value) = obj.pointer(pointer).filter(|v| !v.is_null()) {
                 if !value.as_i64().is_some_and(|p| (0..=100).contains(&p)) {
                     errs.push(FieldError::invalid(
@@ -227,7 +231,15 @@ mod tests {
             "exempt": {"nominalConcurrencyShares": 0}}});
         assert_eq!(
             priority_level_cells(&exempt, now),
-            [json!("x"), json!("Exempt"), json!("<none>"), json!("<none>"), json!("<none>"), json!("<none>"), json!("60s")]
+            [
+                json!("x"),
+                json!("Exempt"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("60s")
+            ]
         );
         let queued = json!({"metadata": created, "spec": {"type": "Limited", "limited": {
             "nominalConcurrencyShares": 20, "limitResponse": {"type": "Queue",
