@@ -173,6 +173,20 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
             l == format!("event.events.k8s.io/{name}")
         });
     }
+    // events.k8s.io holds new events to its own rules; the core group does not.
+    let bad = skiff.write_file(
+        "bad-event.yaml",
+        &EVENTS_K8S_IO_EVENT
+            .replace("web.new-api", "bad")
+            .replace("type: Normal", "type: Normal\ndeprecatedCount: 2"),
+    );
+    let refused = kubectl.fails(&["create", "-f", &bad]);
+    assert!(
+        refused.contains(
+            r#"Event "bad" is invalid: deprecatedCount: Invalid value: "": needs to be unset"#
+        ),
+        "{refused}"
+    );
     kubectl.ok(&["delete", "events.v1.events.k8s.io", "web.new-api"]);
     let gone = kubectl.fails(&["get", "events", "web.new-api"]);
     assert!(gone.contains("NotFound"), "{gone}");

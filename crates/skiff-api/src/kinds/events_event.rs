@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
 use super::{Kind, KindStrategy, TypedVersion};
+use crate::errors::FieldError;
 use crate::printers::Printer;
 use crate::resources::{res, ResourceInfo};
 use crate::wire::{object_at, or_insert};
@@ -129,9 +130,87 @@ impl KindStrategy for Strategy {
         Some(TypedVersion::of::<k8s_openapi::api::events::v1::Event>())
     }
 
+    fn validate_create_as_sent(&self, obj: &Value, errs: &mut Vec<FieldError>) {
+        validate_create(obj, errs);
+    }
+
     fn printer(&self) -> Option<Printer> {
         // Kubernetes prints both groups' Events with one printer.
         Some(Printer::new(super::event::event_columns(), events_cells))
+    }
+}
+
+/// The most characters `reportingInstance`, `action` and `reason` may have.
+const SHORT_FIELD_LIMIT: usize = 128;
+/// The most bytes a note may have.
+const NOTE_LIMIT: usize = 1024;
+
+/// The rules a new Event written through `events.k8s.io/v1` must follow, in Kubernetes' words:
+/// the fields a new event needs, and none of the deprecated ones a core client writes.
+fn validate_create(event: &Value, errs: &mut Vec<FieldError>) {
+    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or("");
+    let set = |key: &str| event.get(key).is_some_and(|v| !v.is_null());
+    if !set("eventTime") {
+        errs.push(FieldError::required("eventTime", ""));
+    }
+    let event_type = text("type");
+    if event_type != "Normal" && event_type != "Warning" {
+        errs.push(FieldError::invalid(
+            "type",
+            &json!(""),
+            format!("has invalid value: {event_type}"),
+        ));
+    }
+    let controller = text("reportingController");
+    if controller.is_empty() {
+        errs.push(FieldError::required("reportingController", ""));
+    }
+    for message in crate::validation::qualified_name_errors(controller) {
+        errs.push(FieldError::invalid(
+            "reportingController",
+            &json!(controller),
+            message,
+        ));
+    }
+    for key in ["reportingInstance", "action", "reason"] {
+        let value = text(key);
+        if value.is_empty() {
+            errs.push(FieldError::required(key, ""));
+        }
+        if value.chars().count() > SHORT_FIELD_LIMIT {
+            errs.push(FieldError::invalid(
+                key,
+                &json!(""),
+                format!("can have at most {SHORT_FIELD_LIMIT} characters"),
+            ));
+        }
+    }
+    if text("note").len() > NOTE_LIMIT {
+        errs.push(FieldError::invalid(
+            "note",
+            &json!(""),
+            format!("can have at most {NOTE_LIMIT} characters"),
+        ));
+    }
+    let source_set = ["component", "host"].iter().any(|k| {
+        event
+            .pointer(&format!("/deprecatedSource/{k}"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    });
+    let count_set = event
+        .get("deprecatedCount")
+        .and_then(Value::as_i64)
+        .is_some_and(|c| c != 0);
+    for (key, unset) in [
+        ("deprecatedFirstTimestamp", !set("deprecatedFirstTimestamp")),
+        ("deprecatedLastTimestamp", !set("deprecatedLastTimestamp")),
+        ("deprecatedCount", !count_set),
+        ("deprecatedSource", !source_set),
+    ] {
+        if !unset {
+            errs.push(FieldError::invalid(key, &json!(""), "needs to be unset"));
+        }
     }
 }
 
@@ -300,6 +379,52 @@ mod tests {
         assert_eq!(converted["deprecatedLastTimestamp"], Value::Null);
         assert_eq!(converted["regarding"], json!({}));
         assert_eq!(converted["deprecatedSource"], json!({}));
+    }
+
+    #[test]
+    fn new_events_need_their_fields_and_none_of_the_deprecated_ones() {
+        let mut event = events_event();
+        for case in cases() {
+            event[case.events.0] = case.events.1;
+        }
+        let mut errs = Vec::new();
+        validate_create(&event, &mut errs);
+        let messages: Vec<String> = errs.iter().map(FieldError::full).collect();
+        assert_eq!(
+            messages,
+            [
+                "deprecatedFirstTimestamp: Invalid value: \"\": needs to be unset",
+                "deprecatedLastTimestamp: Invalid value: \"\": needs to be unset",
+                "deprecatedCount: Invalid value: \"\": needs to be unset",
+                "deprecatedSource: Invalid value: \"\": needs to be unset",
+            ]
+        );
+        let mut errs = Vec::new();
+        validate_create(&events_event(), &mut errs);
+        let messages: Vec<String> = errs.iter().map(FieldError::full).collect();
+        assert_eq!(
+            messages[..4],
+            [
+                "eventTime: Required value",
+                "type: Invalid value: \"\": has invalid value: ",
+                "reportingController: Required value",
+                "reportingController: Invalid value: \"\": name part must be non-empty",
+            ]
+        );
+        assert!(
+            messages.contains(&"action: Required value".to_string()),
+            "{messages:?}"
+        );
+        let mut good = events_event();
+        for case in cases() {
+            if !case.events.0.starts_with("deprecated") {
+                good[case.events.0] = case.events.1;
+            }
+        }
+        good["reportingController"] = json!("example.com/puller");
+        let mut errs = Vec::new();
+        validate_create(&good, &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
     }
 
     #[test]

@@ -189,6 +189,11 @@ pub trait KindStrategy: Sync {
     /// version.
     fn validate(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
 
+    /// Validation of a new object in the version the client sent, before conversion, for
+    /// kinds whose rules depend on the version written through (`events.k8s.io/v1` Events are
+    /// held to stricter rules than core ones). Runs beside [`KindStrategy::validate`].
+    fn validate_create_as_sent(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
+
     /// The kind's validation of an update (after metadata update validation). By default
     /// Kubernetes re-runs the kind's full validation on the new object.
     fn validate_update(&self, new: &Value, _old: &Value, errs: &mut Vec<FieldError>) {
