@@ -11,6 +11,10 @@ use skiff_api::kinds::api_service::{self, plan, Step};
 use skiff_api::kinds::custom_resource_definition::V1 as CRDS;
 use skiff_api::resources::Subresource;
 
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+
 use crate::registry::{DeleteOptions, ListOptions, Registry, WriteOptions};
 use crate::status::ApiError;
 
@@ -115,4 +119,44 @@ async fn run(registry: Registry, extra: Vec<(&'static str, &'static str)>) {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// kube-aggregator's answer for a group version an APIService hands to a Service it cannot
+/// reach, as Go's `http.Error` writes it.
+pub const SERVICE_UNAVAILABLE: &str = "service unavailable\n";
+
+/// The answer for a request under `/apis/GROUP/VERSION` that no built-in or custom kind
+/// serves but a stored APIService hands to a Service: 503, as kube-aggregator answers while
+/// the Service is unavailable (Skiff does not proxy to aggregated servers). `None` for any
+/// other path.
+pub async fn remote_group_answer(registry: &Registry, path: &str) -> Option<Response> {
+    let mut segments = path.trim_matches('/').split('/');
+    let (Some("apis"), Some(group), Some(version)) =
+        (segments.next(), segments.next(), segments.next())
+    else {
+        return None;
+    };
+    let served_here = skiff_api::resources::all().any(|r| r.group == group && r.version == version)
+        || crate::discovery::REVIEW_GROUPS.contains(&group)
+        || group == crate::metrics_api::GROUP;
+    if served_here || group.is_empty() || version.is_empty() {
+        return None;
+    }
+    let name = api_service::name_for(group, version);
+    let stored = registry.get(&api_service::V1, None, &name).await.ok()?;
+    if stored.pointer("/spec/service").is_none_or(|s| s.is_null()) {
+        return None;
+    }
+    let mut resp = Response::new(Body::from(SERVICE_UNAVAILABLE));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Some(resp)
 }

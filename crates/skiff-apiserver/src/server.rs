@@ -436,6 +436,11 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
         .get::<crate::authz::Identity>()
         .map(|identity| identity.0.clone())
         .unwrap_or_else(crate::authz::anonymous_user);
+    if let Some(answer) =
+        crate::api_services::remote_group_answer(&state.registry, req.uri().path()).await
+    {
+        return answer;
+    }
     let served = crate::webhooks::REQUEST_USER.scope(user, dispatch(&state, req));
     let resp = match served.await {
         Ok(resp) => resp,

@@ -142,6 +142,26 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
         "{printed}"
     );
 
+    // Field selectors name events.k8s.io's fields.
+    let selected = kubectl.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "--field-selector",
+        "regarding.name=web,type=Warning",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(selected.trim(), "event.events.k8s.io/web.old-api");
+    let by_controller = kubectl.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "--field-selector",
+        "reportingController=example.com/puller",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(by_controller.trim(), "event.events.k8s.io/web.new-api");
+
     // `kubectl events` shows an event written through events.k8s.io.
     let listed = kubectl.ok(&["events", "--for", "pod/web"]);
     assert!(
@@ -682,4 +702,53 @@ fn every_served_group_version_has_a_local_available_api_service() {
             .success()
             .then_some(())
     });
+}
+
+#[test]
+fn a_group_handed_to_a_service_answers_503_as_kube_aggregator_does() {
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    let file = skiff.write_file(
+        "remote.yaml",
+        "apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1alpha1.remote.example.com
+spec:
+  group: remote.example.com
+  version: v1alpha1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  service:
+    namespace: default
+    name: remote-api
+  insecureSkipTLSVerify: true
+",
+    );
+    kubectl.ok(&["create", "-f", &file]);
+    let printed = kubectl.ok(&["get", "apiservice", "v1alpha1.remote.example.com"]);
+    let row: Vec<&str> = printed.lines().nth(1).map(cells).unwrap_or_default();
+    assert_eq!(
+        row[..2],
+        ["v1alpha1.remote.example.com", "default/remote-api"],
+        "{printed}"
+    );
+    let token = std::fs::read_to_string(skiff.data_dir().join("token")).expect("token");
+    let answer = skiff.request(
+        "GET",
+        "/apis/remote.example.com/v1alpha1/things",
+        Some(token.trim()),
+    );
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.body, "service unavailable\n");
+    // A group nothing hands anywhere is still a 404.
+    let unknown = skiff.request(
+        "GET",
+        "/apis/nowhere.example.com/v1/things",
+        Some(token.trim()),
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    // The stored APIService is left as its writer made it: not deleted, not marked local.
+    let stored = kubectl.json(&["get", "apiservice", "v1alpha1.remote.example.com"]);
+    assert!(stored["status"]["conditions"].is_null(), "{stored}");
 }

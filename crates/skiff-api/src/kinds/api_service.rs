@@ -229,9 +229,10 @@ fn api_service_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     let available = list(obj, "/status/conditions")
         .iter()
         .find(|c| text(c, "/type") == "Available")
-        .map(|c| match text(c, "/status") {
-            "True" => "True".to_string(),
-            status => format!("{status} ({})", text(c, "/reason")),
+        .map(|c| match (text(c, "/status"), text(c, "/reason")) {
+            ("True", _) => "True".to_string(),
+            (status, "") => status.to_string(),
+            (status, reason) => format!("{status} ({reason})"),
         })
         .unwrap_or_else(|| "Unknown".to_string());
     vec![name(obj), service.into(), available.into(), age(obj, now)]

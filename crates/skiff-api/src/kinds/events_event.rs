@@ -130,6 +130,39 @@ impl KindStrategy for Strategy {
         Some(TypedVersion::of::<k8s_openapi::api::events::v1::Event>())
     }
 
+    fn field_selectors(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "reason",
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reportingController",
+            "source",
+            "type",
+            "metadata.namespace",
+            "metadata.name",
+        ])
+    }
+
+    fn stored_field_label(&self, label: &str) -> Option<&'static str> {
+        let stored = match label {
+            "regarding.kind" => "involvedObject.kind",
+            "regarding.namespace" => "involvedObject.namespace",
+            "regarding.name" => "involvedObject.name",
+            "regarding.uid" => "involvedObject.uid",
+            "regarding.apiVersion" => "involvedObject.apiVersion",
+            "regarding.resourceVersion" => "involvedObject.resourceVersion",
+            "regarding.fieldPath" => "involvedObject.fieldPath",
+            "reportingController" => "reportingComponent",
+            _ => return None,
+        };
+        Some(stored)
+    }
+
     fn validate_create_as_sent(&self, obj: &Value, errs: &mut Vec<FieldError>) {
         validate_create(obj, errs);
     }
@@ -425,6 +458,29 @@ mod tests {
         let mut errs = Vec::new();
         validate_create(&good, &mut errs);
         assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
+    fn field_selectors_name_events_fields_and_match_the_stored_ones() {
+        let selector = crate::selector::FieldSelector::parse(
+            "regarding.name=web,reportingController=kubelet,type=Warning",
+        )
+        .expect("parses");
+        selector.validate_for(&V1).expect("supported");
+        let stored = selector.for_storage(&V1);
+        let mut core = core_event();
+        for case in cases() {
+            core[case.core.0] = case.core.1;
+        }
+        assert!(stored.matches(&super::super::event::V1, &core));
+        core["reportingComponent"] = json!("scheduler");
+        assert!(!stored.matches(&super::super::event::V1, &core));
+        let core_name =
+            crate::selector::FieldSelector::parse("involvedObject.name=web").expect("parses");
+        assert!(
+            core_name.validate_for(&V1).is_err(),
+            "the core spelling is not accepted through events.k8s.io"
+        );
     }
 
     #[test]

@@ -212,6 +212,12 @@ pub trait KindStrategy: Sync {
         None
     }
 
+    /// The field a field selector's `label` names in the stored version, when the kind is
+    /// stored under other names (`events.k8s.io` Events); `None` for the same name.
+    fn stored_field_label(&self, _label: &str) -> Option<&'static str> {
+        None
+    }
+
     /// The warning attached to every request for the kind in `version`, when deprecated.
     fn deprecation_warning(&self, _version: &str) -> Option<&'static str> {
         None
