@@ -247,7 +247,10 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             "clientConfig": {"url": "https://198.18.0.1/admit"},
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                        "resources": ["configmaps"]}],
-            "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
+            "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            // The patch property creates this sample for real in the shared registry: it must
+            // not call its unreachable webhook for the ConfigMaps other cases create.
+            "objectSelector": {"matchLabels": {"webhook-sample": "never-matches"}}}]}),
         ("events.k8s.io", "v1", "Event") => json!({"eventTime": "2024-01-01T00:00:00.000000Z",
             "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "web", "namespace": "default"},
             "note": "Pulled", "reason": "Pulled", "action": "Pulling", "type": "Normal",
