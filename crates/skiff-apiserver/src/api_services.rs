@@ -32,7 +32,10 @@ fn served(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static
         .collect()
 }
 
-async fn pass(registry: &Registry, extra: &[(&'static str, &'static str)]) -> Result<(), ApiError> {
+async fn pass(
+    registry: &Registry,
+    extra: &[(&'static str, &'static str)],
+) -> Result<usize, ApiError> {
     let stored = registry
         .list(&api_service::V1, None, &ListOptions::default())
         .await?
@@ -41,6 +44,7 @@ async fn pass(registry: &Registry, extra: &[(&'static str, &'static str)]) -> Re
         .round(jiff::Unit::Second)
         .unwrap_or_else(|_| jiff::Timestamp::now())
         .to_string();
+    let mut writes = 0;
     for step in plan(&served(extra), &stored, &now) {
         let written = match step {
             Step::Create(object) => registry
@@ -71,22 +75,29 @@ async fn pass(registry: &Registry, extra: &[(&'static str, &'static str)]) -> Re
             }
         };
         match written {
-            Ok(()) => {}
+            Ok(()) => writes += 1,
             // Another writer got there first; the next pass sees its result.
             Err(e) if e.code == 409 || e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(writes)
 }
 
-/// Creates the APIServices of the groups served at start, the kind table's and `extra`: run
-/// before the server serves.
+/// Creates the APIServices of the groups served at start, the kind table's and `extra`, and
+/// writes their status: run before the server serves, so nothing is left to write once it
+/// does.
 pub async fn ensure_at_start(
     registry: &Registry,
     extra: &[(&'static str, &'static str)],
 ) -> Result<(), ApiError> {
-    pass(registry, extra).await
+    // The creates, then the status of what they created.
+    for _ in 0..3 {
+        if pass(registry, extra).await? == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Starts the loop keeping the APIServices in step with the served groups and `extra`.

@@ -44,13 +44,14 @@ fn now() -> String {
 
 /// One pass: reads both kinds, plans, writes. A write that loses a race (the object was
 /// created or changed meanwhile) is left to the next pass.
-async fn pass(registry: &Registry, at_start: bool) -> Result<(), ApiError> {
+async fn pass(registry: &Registry, at_start: bool) -> Result<usize, ApiError> {
     let options = ListOptions::default();
     let schemas = registry.list(&flow_schema::V1, None, &options).await?.items;
     let levels = registry
         .list(&priority_level_configuration::V1, None, &options)
         .await?
         .items;
+    let mut writes = 0;
     for step in plan(&schemas, &levels, at_start, &now()) {
         let written = match step {
             Step::Create(kind, object) => {
@@ -86,12 +87,12 @@ async fn pass(registry: &Registry, at_start: bool) -> Result<(), ApiError> {
             }
         };
         match written {
-            Ok(_) => {}
+            Ok(_) => writes += 1,
             Err(e) if e.code == 409 || e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(writes)
 }
 
 fn name_of(obj: &Value) -> String {
@@ -101,10 +102,18 @@ fn name_of(obj: &Value) -> String {
         .to_string()
 }
 
-/// Creates the missing bootstrap objects, mandatory and suggested: run before the server
-/// serves.
+/// The passes a start makes at most: the creates, then the conditions of what they created.
+const START_PASSES: usize = 3;
+
+/// Creates the missing bootstrap objects, mandatory and suggested, and writes their
+/// conditions: run before the server serves, so nothing is left to write once it does.
 pub async fn ensure_at_start(registry: &Registry) -> Result<(), ApiError> {
-    pass(registry, true).await
+    for _ in 0..START_PASSES {
+        if pass(registry, true).await? == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Starts the loop keeping the mandatory objects and FlowSchema conditions.
