@@ -1,4 +1,5 @@
-//! Version conversion: HorizontalPodAutoscaler between `autoscaling/v1` and `autoscaling/v2`.
+//! Version conversion: HorizontalPodAutoscaler between `autoscaling/v1` and `autoscaling/v2`,
+//! and Events between core `v1` and `events.k8s.io/v1` (in `kinds/events_event.rs`).
 //!
 //! HPAs are stored as v2; clients such as `kubectl autoscale` still speak v1. Conversion
 //! follows Kubernetes: v1's `targetCPUUtilizationPercentage` is the v2 CPU-utilization
@@ -11,6 +12,8 @@
 //! behavior in the internal type's Go field names (`ScaleUp`, `StabilizationWindowSeconds`).
 
 use serde_json::{json, Map, Value};
+
+use crate::kinds::events_event;
 
 /// Non-CPU-utilization metric specs carried on a v1 object.
 pub const METRIC_SPECS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/metrics";
@@ -51,7 +54,7 @@ pub enum ConversionError {
 }
 
 /// Converts `obj` to `to_api_version`. Objects already in that version come back unchanged;
-/// only HorizontalPodAutoscalers convert between versions.
+/// only HorizontalPodAutoscalers and Events convert between versions.
 pub fn convert(obj: Value, to_api_version: &str) -> Result<Value, ConversionError> {
     let from = obj
         .get("apiVersion")
@@ -77,6 +80,8 @@ pub fn convert(obj: Value, to_api_version: &str) -> Result<Value, ConversionErro
     match (kind.as_str(), from.as_str(), to_api_version) {
         ("HorizontalPodAutoscaler", "autoscaling/v2", "autoscaling/v1") => Ok(hpa_v2_to_v1(&obj)),
         ("HorizontalPodAutoscaler", "autoscaling/v1", "autoscaling/v2") => Ok(hpa_v1_to_v2(&obj)),
+        ("Event", "v1", events_event::API_VERSION) => Ok(events_event::from_core(obj)),
+        ("Event", events_event::API_VERSION, "v1") => Ok(events_event::to_core(obj)),
         _ => Err(ConversionError::Unsupported {
             kind,
             from,

@@ -13,6 +13,7 @@ pub mod crd;
 pub mod defaults;
 pub mod errors;
 pub mod eviction;
+pub mod flow_control;
 pub mod kinds;
 pub mod managed_fields;
 pub mod nesting;

@@ -78,6 +78,9 @@ pub struct ResourceInfo {
     /// The version objects are stored in. Objects of other versions are converted on the way in
     /// and out; all versions of a resource share one key space.
     pub storage_version: &'static str,
+    /// The group objects are stored under when it is not the resource's own: `events.k8s.io`
+    /// Events are core Events, one object served in two shapes, as in Kubernetes.
+    pub storage_group: Option<&'static str>,
     /// Whether `metadata.generation` tracks changes to `.spec` (kinds with a spec and status).
     pub has_generation: bool,
 }
@@ -116,12 +119,23 @@ impl ResourceInfo {
         self.subresources.contains(&sub)
     }
 
-    /// The store key prefix of all objects of this resource, shared by every version.
+    /// The group the resource's objects are stored under: its own unless it declares another.
+    pub fn stored_group(&self) -> &'static str {
+        self.storage_group.unwrap_or(self.group)
+    }
+
+    /// Whether this entry is the one objects are stored as (its own group and storage version),
+    /// so each stored object is visited once when walking every resource.
+    pub fn is_storage_entry(&self) -> bool {
+        self.storage_group.is_none() && self.version == self.storage_version
+    }
+
+    /// The store key prefix of all objects of this resource, shared by every version (and by
+    /// a resource stored under another group's).
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            self.group
+        let group = match self.stored_group() {
+            "" => "core",
+            group => group,
         };
         format!("/registry/{}/{}/", group, self.plural)
     }
@@ -166,6 +180,7 @@ pub(crate) const fn res(
         categories: &[],
         subresources: &[],
         storage_version: version,
+        storage_group: None,
         has_generation: false,
     }
 }
@@ -228,8 +243,10 @@ pub fn find_by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceIn
 /// A custom resource whose definition was replaced since the caller looked it up may no longer
 /// list that version; its own entry then stands in, since all versions share one key space.
 pub fn storage_resource(resource: &ResourceInfo) -> &'static ResourceInfo {
+    let group = resource.stored_group();
     let matches = |r: &&ResourceInfo| {
-        r.group == resource.group
+        r.group == group
+            && r.storage_group.is_none()
             && r.plural == resource.plural
             && r.version == resource.storage_version
     };

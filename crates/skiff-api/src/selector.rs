@@ -922,6 +922,19 @@ impl FieldSelector {
         Ok(())
     }
 
+    /// The selector with each field named as the storage version names it (a field label
+    /// conversion: `events.k8s.io`'s `regarding.name` is the stored `involvedObject.name`), for
+    /// matching stored objects. Call after [`FieldSelector::validate_for`].
+    pub fn for_storage(mut self, resource: &ResourceInfo) -> FieldSelector {
+        let strategy = crate::kinds::strategy_for(resource);
+        for term in &mut self.terms {
+            if let Some(stored) = strategy.stored_field_label(&term.field) {
+                term.field = stored.to_string();
+            }
+        }
+        self
+    }
+
     /// Whether an object satisfies every term; fields the object lacks compare as `""`.
     pub fn matches(&self, resource: &ResourceInfo, obj: &Value) -> bool {
         self.terms.iter().all(|t| {

@@ -918,6 +918,7 @@ async fn run_in_process(config: Config, command: &str) -> Result<(), BenchError>
         logs: None,
         streams: None,
         metrics: None,
+        inflight: Default::default(),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve_tls(

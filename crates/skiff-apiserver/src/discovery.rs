@@ -212,8 +212,8 @@ const REVIEWS: [(&str, &str, &str, &str); 5] = [
     ),
 ];
 
-/// The groups of [`REVIEWS`], in order.
-const REVIEW_GROUPS: [&str; 2] = ["authentication.k8s.io", "authorization.k8s.io"];
+/// The groups of the review kinds (all in `v1`), in order.
+pub const REVIEW_GROUPS: [&str; 2] = ["authentication.k8s.io", "authorization.k8s.io"];
 
 fn reviews_in(
     group: &str,

@@ -34,7 +34,8 @@ impl Filter {
                     FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 f.validate_for(resource)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                Some(f)
+                // Objects are matched as stored.
+                Some(f.for_storage(resource))
             }
             None => None,
         };

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod admission_policies;
 pub mod allocator;
+pub mod api_services;
 pub mod authz;
 pub mod bodies;
 pub mod bootstrap_tokens;
@@ -17,6 +18,8 @@ pub mod crd_controller;
 pub mod discovery;
 pub mod eviction;
 pub mod filter;
+pub mod flow_control;
+pub mod inflight;
 pub mod local_client;
 pub mod logs;
 pub mod meta;

@@ -558,7 +558,7 @@ impl Registry {
         let defaulted_on_read = skiff_api::kinds::strategy_for(resource)
             .openapi_schema(resource.version)
             .is_some();
-        if resource.version == resource.storage_version
+        if resource.is_storage_entry()
             && !defaulted_on_read
             && stored_json::write_with_resource_version(&kv.value, kv.mod_revision, out)
         {
@@ -908,12 +908,15 @@ impl Registry {
         warnings.extend(self.run_mutating_webhooks(&mut attempt).await?);
         let obj = attempt.object.take().unwrap_or_default();
         let storage = resources::storage_resource(resource);
+        let mut errors = Vec::new();
+        skiff_api::kinds::strategy_for(resource).validate_create_as_sent(&obj, &mut errors);
         let mut stored = admission::convert(obj, &storage.api_version())?;
         skiff_api::wire::fill_never_omitted(storage, &mut stored);
         self.prepare_create(storage, &mut stored);
-        let errors = admission::validate_create(storage, &stored);
+        errors.extend(admission::validate_create(storage, &stored));
         if !errors.is_empty() {
-            return Err(ApiError::invalid(resource, &name, &errors));
+            // Named by the stored kind, as Kubernetes names the internal type it validates.
+            return Err(ApiError::invalid(storage, &name, &errors));
         }
         attempt.object = Some(self.present(resource, stored.clone())?);
         warnings.extend(self.run_validating_webhooks(&attempt).await?);

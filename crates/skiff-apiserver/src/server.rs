@@ -44,6 +44,9 @@ pub struct ServerState {
     pub streams: Option<Arc<dyn crate::streaming::PodStreams>>,
     /// Where `metrics.k8s.io` reads from; `None` when nothing in this process measures pods.
     pub metrics: Option<Arc<dyn crate::metrics::ResourceMetrics>>,
+    /// The server-wide in-flight limits (`--max-requests-inflight` and
+    /// `--max-mutating-requests-inflight`).
+    pub inflight: Arc<crate::inflight::InflightLimiter>,
 }
 
 /// Builds the router.
@@ -65,6 +68,10 @@ pub fn router_with(state: Arc<ServerState>, extra: Router<Arc<ServerState>>) -> 
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::authz::authorize_request,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::inflight::limit_inflight,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(crate::recovery::recover_panics))
@@ -432,6 +439,11 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
         .get::<crate::authz::Identity>()
         .map(|identity| identity.0.clone())
         .unwrap_or_else(crate::authz::anonymous_user);
+    if let Some(answer) =
+        crate::api_services::remote_group_answer(&state.registry, req.uri().path()).await
+    {
+        return answer;
+    }
     let served = crate::webhooks::REQUEST_USER.scope(user, dispatch(&state, req));
     let resp = match served.await {
         Ok(resp) => resp,

@@ -38,8 +38,7 @@ pub async fn finalize_namespace(registry: &Registry, name: &str) -> Result<(), A
     let ns_resource = &skiff_api::kinds::namespace::V1;
     loop {
         let mut remaining = 0usize;
-        for resource in resources::all().filter(|r| r.namespaced && r.version == r.storage_version)
-        {
+        for resource in resources::all().filter(|r| r.namespaced && r.is_storage_entry()) {
             let list = registry
                 .list(resource, Some(name), &ListOptions::default())
                 .await?;

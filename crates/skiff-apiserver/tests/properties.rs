@@ -249,7 +249,27 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
             "clientConfig": {"url": "https://127.0.0.1:1/admit"}, "failurePolicy": "Ignore",
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                        "resources": ["configmaps"]}],
-            "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
+            "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            // The patch property creates this sample for real in the shared registry: it must
+            // not call its unreachable webhook for the ConfigMaps other cases create.
+            "objectSelector": {"matchLabels": {"webhook-sample": "never-matches"}}}]}),
+        ("events.k8s.io", "v1", "Event") => json!({"eventTime": "2024-01-01T00:00:00.000000Z",
+            "regarding": {"apiVersion": "v1", "kind": "Pod", "name": "web", "namespace": "default"},
+            "note": "Pulled", "reason": "Pulled", "action": "Pulling", "type": "Normal",
+            "reportingController": "example.com/puller", "reportingInstance": "puller-1"}),
+        ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema") => json!({"spec": {
+            "priorityLevelConfiguration": {"name": "global-default"}, "matchingPrecedence": 500,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [{"subjects": [{"kind": "Group", "group": {"name": "system:authenticated"}}],
+                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                    "namespaces": ["*"], "clusterScope": true}]}]}}),
+        ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration") => json!({"spec": {
+            "type": "Limited", "limited": {"nominalConcurrencyShares": 10, "lendablePercent": 20,
+                "limitResponse": {"type": "Queue",
+                    "queuing": {"queues": 16, "handSize": 4, "queueLengthLimit": 50}}}}}),
+        ("apiregistration.k8s.io", "v1", "APIService") => json!({"spec": {
+            "group": "sample.example.com", "version": "v1", "groupPriorityMinimum": 1000,
+            "versionPriority": 100}}),
         ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => json!({"spec": {
             "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
             "matchConstraints": {"resourceRules": [{"operations": ["CREATE", "UPDATE"],
@@ -272,6 +292,8 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
     // A definition's name is its plural and group.
     let name = match resource.kind {
         "CustomResourceDefinition" => "samples.sample.example.com",
+        // An APIService's name is its version and group.
+        "APIService" => "v1.sample.example.com",
         _ => "sample",
     };
     object["metadata"] = json!({"name": name, "labels": {"app": "sample"},

@@ -69,6 +69,7 @@ async fn serve(node: Arc<RecordingNode>) -> (tempfile::TempDir, SocketAddr) {
         logs: None,
         streams: Some(node),
         metrics: None,
+        inflight: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -170,6 +170,13 @@ pub struct UpArgs {
     /// is evicted.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
     pub default_unreachable_toleration_seconds: i64,
+    /// The most read-only requests served at once (0: no limit); more are answered 429.
+    /// Long-running requests (watch, exec, logs, port-forward) do not count.
+    #[arg(long, value_name = "N", default_value_t = skiff_apiserver::inflight::DEFAULT_MAX_REQUESTS_INFLIGHT)]
+    pub max_requests_inflight: usize,
+    /// The most mutating requests served at once (0: no limit); more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = skiff_apiserver::inflight::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)]
+    pub max_mutating_requests_inflight: usize,
     /// A registries file in k3s' `registries.yaml` shape (`mirrors`, `configs` with `auth`
     /// and `tls`) for the node's image pulls: mirrors, plain-HTTP registries, credentials.
     #[arg(long, value_name = "FILE")]

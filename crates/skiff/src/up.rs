@@ -233,6 +233,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     system::resume_namespace_finalizers(&registry).await?;
     skiff_apiserver::crd_controller::register_stored(&registry).await?;
     skiff_apiserver::crd_controller::spawn(registry.clone());
+    skiff_apiserver::flow_control::ensure_at_start(&registry).await?;
+    skiff_apiserver::flow_control::spawn(registry.clone());
 
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -379,6 +381,17 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     // metrics-server.
     let measured = !metric_sources.is_empty();
     let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(metric_sources));
+    // `metrics.k8s.io` is served here, not by an aggregated server, so its APIService is local.
+    let extra_api_services = if measured {
+        vec![(
+            skiff_apiserver::metrics_api::GROUP,
+            skiff_apiserver::metrics_api::VERSION,
+        )]
+    } else {
+        Vec::new()
+    };
+    skiff_apiserver::api_services::ensure_at_start(&registry, &extra_api_services).await?;
+    skiff_apiserver::api_services::spawn(registry.clone(), extra_api_services);
     let state = Arc::new(ServerState {
         registry,
         tokens: vec![token],
@@ -386,6 +399,10 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         logs,
         streams,
         metrics: measured.then(|| metrics.clone()),
+        inflight: Arc::new(skiff_apiserver::inflight::InflightLimiter::new(
+            args.max_requests_inflight,
+            args.max_mutating_requests_inflight,
+        )),
     });
     let controller_manager = ControllerManager {
         client: client.clone(),

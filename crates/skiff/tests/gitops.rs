@@ -766,12 +766,6 @@ const ISSUE_KINDS: &[&[&str]] = &[
         "false",
         "PriorityClass",
     ],
-];
-
-/// Kinds added by parallel work: the issue names them too, and their rows are Kubernetes
-/// 1.36's, but they land on other branches. Once merged, fold them into [`ISSUE_KINDS`] and
-/// drop [`kinds_added_by_parallel_work_are_listed_as_kubernetes_lists_them`].
-const KINDS_ADDED_BY_PARALLEL_WORK: &[&[&str]] = &[
     &[
         "validatingadmissionpolicies",
         "admissionregistration.k8s.io/v1",
@@ -835,11 +829,4 @@ fn api_resources_lists_every_kind_of_the_api_machinery_issue_as_kubernetes_does(
     for kubectl in &clients {
         assert_rows_listed(kubectl, ISSUE_KINDS);
     }
-}
-
-#[test]
-#[ignore = "the kinds land on other branches: fold KINDS_ADDED_BY_PARALLEL_WORK into ISSUE_KINDS once merged"]
-fn kinds_added_by_parallel_work_are_listed_as_kubernetes_lists_them() {
-    let skiff = Skiff::start();
-    assert_rows_listed(&skiff.kubectl(), KINDS_ADDED_BY_PARALLEL_WORK);
 }

@@ -723,6 +723,7 @@ pub fn kind_for(crd: &Value) -> Option<&'static Kind> {
             categories,
             subresources: Box::leak(subresources.into_boxed_slice()),
             storage_version,
+            storage_group: None,
             has_generation: true,
         })));
     }

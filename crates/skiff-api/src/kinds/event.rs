@@ -58,7 +58,7 @@ impl KindStrategy for Strategy {
     }
 }
 
-fn event_columns() -> Vec<Column> {
+pub(crate) fn event_columns() -> Vec<Column> {
     vec![
         col("Last Seen", "string", "When the event was last observed."),
         col("Type", "string", "Normal or Warning."),
@@ -88,7 +88,7 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
     }
 }
 
-fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
+pub(crate) fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
     let first_seen = match timestamp(ev, "/firstTimestamp") {
         Some(ts) => since(Some(ts), now),
         None => since(timestamp(ev, "/eventTime"), now),
@@ -137,7 +137,7 @@ fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 /// A core/v1 Event: the timestamps of both event APIs, the reporting fields and `source`.
-fn fill_event(root: &mut Map<String, Value>) {
+pub(crate) fn fill_event(root: &mut Map<String, Value>) {
     for key in ["eventTime", "firstTimestamp", "lastTimestamp"] {
         or_insert(root, key, Value::Null);
     }

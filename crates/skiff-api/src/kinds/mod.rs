@@ -17,6 +17,7 @@ use crate::printers::Printer;
 use crate::resources::ResourceInfo;
 
 pub mod admission_policy;
+pub mod api_service;
 pub mod certificate_signing_request;
 pub mod clone_set;
 pub mod cluster_role;
@@ -31,6 +32,8 @@ pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
 pub mod event;
+pub mod events_event;
+pub mod flow_schema;
 pub mod horizontal_pod_autoscaler;
 pub mod ingress;
 pub mod ingress_class;
@@ -46,6 +49,7 @@ pub mod pod;
 pub mod pod_disruption_budget;
 pub mod pod_template;
 pub mod priority_class;
+pub mod priority_level_configuration;
 pub mod replica_set;
 pub mod replication_controller;
 pub mod resource_quota;
@@ -71,6 +75,7 @@ pub static KINDS: &[&Kind] = &[
     &service::KIND,
     &endpoints::KIND,
     &event::KIND,
+    &events_event::KIND,
     &config_map::KIND,
     &secret::KIND,
     &service_account::KIND,
@@ -108,6 +113,9 @@ pub static KINDS: &[&Kind] = &[
     &webhook_configuration::MUTATING_KIND,
     &admission_policy::POLICY_KIND,
     &admission_policy::BINDING_KIND,
+    &flow_schema::KIND,
+    &priority_level_configuration::KIND,
+    &api_service::KIND,
 ];
 
 /// Kinds served but never stored: computed on each request by the server, so they take no part
@@ -184,6 +192,11 @@ pub trait KindStrategy: Sync {
     /// version.
     fn validate(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
 
+    /// Validation of a new object in the version the client sent, before conversion, for
+    /// kinds whose rules depend on the version written through (`events.k8s.io/v1` Events are
+    /// held to stricter rules than core ones). Runs beside [`KindStrategy::validate`].
+    fn validate_create_as_sent(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
+
     /// The kind's validation of an update (after metadata update validation). By default
     /// Kubernetes re-runs the kind's full validation on the new object.
     fn validate_update(&self, new: &Value, _old: &Value, errs: &mut Vec<FieldError>) {
@@ -199,6 +212,12 @@ pub trait KindStrategy: Sync {
     /// The fields a field selector may name; `None` for only `metadata.name` and
     /// `metadata.namespace` (Kubernetes' default).
     fn field_selectors(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// The field a field selector's `label` names in the stored version, when the kind is
+    /// stored under other names (`events.k8s.io` Events); `None` for the same name.
+    fn stored_field_label(&self, _label: &str) -> Option<&'static str> {
         None
     }
 
@@ -389,7 +408,10 @@ mod tests {
         for kind in KINDS {
             for v in kind.versions {
                 let storage = resources::storage_resource(v);
-                assert!(kind.versions.iter().any(|s| std::ptr::eq(*s, storage)));
+                match v.storage_group {
+                    None => assert!(kind.versions.iter().any(|s| std::ptr::eq(*s, storage))),
+                    Some(group) => assert!(storage.group == group && storage.is_storage_entry()),
+                }
                 assert!(std::ptr::eq(
                     kind_of(v).expect("listed kinds are found"),
                     *kind

@@ -65,6 +65,7 @@ pub async fn serve_registry(
         logs: None,
         streams: None,
         metrics,
+        inflight: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

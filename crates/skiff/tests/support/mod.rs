@@ -685,6 +685,51 @@ impl Skiff {
     ) -> Result<RawResponse, String> {
         use std::io::Write;
 
+        let (mut stream, address) = self.tls_stream()?;
+
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\nConnection: close\r\n"
+        );
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        request.push_str("\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.write_all(body))
+            .and_then(|()| stream.flush())
+            .map_err(|e| format!("cannot send the request: {e}"))?;
+        let mut raw = Vec::new();
+        if let Err(e) = stream.read_to_end(&mut raw) {
+            // Servers may close without a TLS close_notify; what arrived is the response.
+            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                return Err(format!("cannot read the response: {e}"));
+            }
+        }
+        if raw.is_empty() {
+            return Err("the server closed the connection without answering".to_string());
+        }
+        Ok(parse_response(&raw))
+    }
+
+    /// A TLS connection to the server, trusting the CA from its kubeconfig, with the
+    /// `host:port` it reached: for requests written by hand (held open, sent in parts).
+    pub fn tls_stream(
+        &self,
+    ) -> Result<
+        (
+            rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+            String,
+        ),
+        String,
+    > {
         let kubeconfig: serde_json::Value = skiff_api::yaml::from_str(
             &std::fs::read_to_string(self.kubeconfig())
                 .unwrap_or_else(|e| panic!("cannot read the kubeconfig: {e}")),
@@ -728,38 +773,8 @@ impl Skiff {
         let socket = std::net::TcpStream::connect(address)
             .map_err(|e| format!("cannot connect to {address}: {e}"))?;
         let _ = socket.set_read_timeout(Some(DEADLINE));
-        let mut stream = rustls::StreamOwned::new(connection, socket);
-
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\nConnection: close\r\n"
-        );
-        if let Some(token) = token {
-            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        for header in headers {
-            request.push_str(header);
-            request.push_str("\r\n");
-        }
-        if !body.is_empty() {
-            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        request.push_str("\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .and_then(|()| stream.write_all(body))
-            .and_then(|()| stream.flush())
-            .map_err(|e| format!("cannot send the request: {e}"))?;
-        let mut raw = Vec::new();
-        if let Err(e) = stream.read_to_end(&mut raw) {
-            // Servers may close without a TLS close_notify; what arrived is the response.
-            if e.kind() != std::io::ErrorKind::UnexpectedEof {
-                return Err(format!("cannot read the response: {e}"));
-            }
-        }
-        if raw.is_empty() {
-            return Err("the server closed the connection without answering".to_string());
-        }
-        Ok(parse_response(&raw))
+        let stream = rustls::StreamOwned::new(connection, socket);
+        Ok((stream, address.to_string()))
     }
 
     /// Like [`Skiff::request`], with a body of the given content type.
