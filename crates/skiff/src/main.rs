@@ -6,6 +6,8 @@ mod cluster_dns;
 mod image_cmd;
 mod join_token;
 mod kubeconfig;
+mod kubelet_proxy;
+mod kubelet_server;
 mod memory;
 mod node_host;
 mod pki;

@@ -65,6 +65,10 @@ pub struct NodeArgs {
     /// the one built into `skiff`.
     #[arg(long, value_name = "PATH")]
     pub oci_runtime: Option<PathBuf>,
+    /// The port of the node's kubelet endpoint (HTTPS, on the first `--node-ip`, else
+    /// loopback), through which the API server reaches its pods (`skiff agent` serves it).
+    #[arg(long, value_name = "PORT", default_value_t = skiff_node::agent::DEFAULT_KUBELET_PORT)]
+    pub kubelet_port: u16,
 }
 
 /// The host name as a node name (lowercase, as node names must be), or `localhost`.
@@ -325,6 +329,7 @@ impl NodeHost {
                 config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
             }
         }
+        config.kubelet_port = args.kubelet_port;
         if let Some(proxy) = &host.proxy {
             config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
         }
