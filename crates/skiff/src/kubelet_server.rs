@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use skiff_auth::user::UserInfo;
@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 pub const APISERVER_KUBELET_CLIENT: &str = "kube-apiserver-kubelet-client";
 
 /// What a kubelet endpoint answers with.
-type KubeletBody = BoxBody<Bytes, std::io::Error>;
+type KubeletBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// What the endpoint serves: the node agent's logs and streaming sessions.
 pub(crate) struct KubeletEndpoint {
@@ -213,7 +213,7 @@ fn text_response(status: StatusCode, message: &str) -> Response<KubeletBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(format!("{message}\n")))
             .map_err(|never| match never {})
-            .boxed(),
+            .boxed_unsync(),
     );
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -227,7 +227,7 @@ fn refusal_response(refusal: Refusal) -> Response<KubeletBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(refusal.body))
             .map_err(|never| match never {})
-            .boxed(),
+            .boxed_unsync(),
     );
     *response.status_mut() = refusal.status;
     if let Ok(value) = hyper::header::HeaderValue::from_str(refusal.content_type) {
@@ -284,7 +284,7 @@ impl KubeletEndpoint {
                 {
                     Ok(stream) => {
                         let body = StreamBody::new(stream.map(|chunk| chunk.map(Frame::data)));
-                        let mut response = Response::new(BodyExt::boxed(body));
+                        let mut response = Response::new(BodyExt::boxed_unsync(body));
                         response.headers_mut().insert(
                             hyper::header::CONTENT_TYPE,
                             hyper::header::HeaderValue::from_static("text/plain"),
@@ -346,7 +346,7 @@ impl KubeletEndpoint {
                 let mut response = Response::new(
                     Full::new(Bytes::new())
                         .map_err(|never| match never {})
-                        .boxed(),
+                        .boxed_unsync(),
                 );
                 *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
                 *response.headers_mut() = stream_request.negotiated.response_headers.clone();
@@ -413,7 +413,7 @@ async fn serve_connection(
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| skiff_apiserver::client_certs::user_of_certificate(leaf));
+        .and_then(|leaf| skiff_apiserver::client_certs::user_of_certificate(leaf.as_ref()));
     let service = hyper::service::service_fn(move |request| {
         let endpoint = endpoint.clone();
         let user = user.clone();

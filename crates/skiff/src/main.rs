@@ -225,6 +225,8 @@ impl UpArgs {
             cluster_domain: self.cluster_domain.clone(),
             cgroup_root: self.cgroup_root.clone(),
             oci_runtime: self.oci_runtime.clone(),
+            // The server reaches its own node in process; the port is only reported.
+            kubelet_port: skiff_node::agent::DEFAULT_KUBELET_PORT,
         }
     }
 }
