@@ -216,7 +216,11 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         (Some(logs), Some(streams)) => {
             let mut tls = kubelet_tls;
             tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let endpoint = Arc::new(crate::kubelet_server::KubeletEndpoint { logs, streams });
+            let endpoint = Arc::new(crate::kubelet_server::KubeletEndpoint {
+                logs,
+                streams,
+                client: client.clone(),
+            });
             tracing::info!(address = %kubelet_listen, "serving the kubelet endpoint");
             Some(tokio::spawn(crate::kubelet_server::serve(
                 kubelet_listener,

@@ -110,7 +110,12 @@ fn stream_path(request: &PodStreamRequest) -> String {
         }
         out
     };
-    let pod = format!("{}/{}", encode(&request.namespace), encode(&request.pod));
+    // The pod's uid is in the path, as kube-apiserver sends it, so a pod recreated under the
+    // same name is never reached by mistake.
+    let mut pod = format!("{}/{}", encode(&request.namespace), encode(&request.pod));
+    if !request.uid.is_empty() {
+        pod = format!("{pod}/{}", encode(&request.uid));
+    }
     match request.kind {
         PodStreamKind::PortForward => {
             let ports: Vec<String> = request

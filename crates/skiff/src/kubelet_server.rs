@@ -36,6 +36,8 @@ pub(crate) struct KubeletEndpoint {
     pub(crate) logs: Arc<dyn PodLogs>,
     /// The node's exec, attach and port-forward sessions.
     pub(crate) streams: Arc<dyn PodStreams>,
+    /// Reads a pod's uid when the path names none.
+    pub(crate) client: Arc<dyn skiff_client::Client>,
 }
 
 /// Which kubelet path a request names.
@@ -327,6 +329,33 @@ impl KubeletEndpoint {
                         .map(|(_, value)| value)
                         .collect(),
                     Err(message) => return text_response(StatusCode::BAD_REQUEST, &message),
+                };
+                let uid = if uid.is_empty() {
+                    let scope = skiff_client::Scope {
+                        resource: &skiff_api::kinds::pod::V1,
+                        namespace: Some(&namespace),
+                    };
+                    match self.client.get(scope, &pod).await {
+                        Ok(object) => object
+                            .pointer("/metadata/uid")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        Err(error) if error.is_not_found() => {
+                            return text_response(
+                                StatusCode::NOT_FOUND,
+                                &format!("pod not found ({namespace}/{pod})"),
+                            )
+                        }
+                        Err(error) => {
+                            return text_response(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                &error.message(),
+                            )
+                        }
+                    }
+                } else {
+                    uid
                 };
                 let stream_request = PodStreamRequest {
                     kind,
