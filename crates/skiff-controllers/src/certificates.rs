@@ -307,8 +307,13 @@ pub fn signer_plan(
         .and_then(Value::as_u64)
         .map(Duration::from_secs);
     if signer == KUBELET_SERVING_SIGNER {
-        if let Some(bad) = usages(csr).into_iter().find(|u| !SERVING_USAGES.contains(u)) {
-            return SignerPlan::Fail(format!("invalid usage for kubelet serving certificate: {bad}"));
+        if let Some(bad) = usages(csr)
+            .into_iter()
+            .find(|u| !SERVING_USAGES.contains(u))
+        {
+            return SignerPlan::Fail(format!(
+                "invalid usage for kubelet serving certificate: {bad}"
+            ));
         }
         return match subject {
             Some(subject) if is_node_serving_request(csr, subject) => {
@@ -737,7 +742,10 @@ mod tests {
         let year = DEFAULT_SIGNING_DURATION;
         let mut serving = node_subject("n1");
         serving.has_alternative_names = true;
-        let mut csr = request("system:node:n1", json!(["digital signature", "server auth"]));
+        let mut csr = request(
+            "system:node:n1",
+            json!(["digital signature", "server auth"]),
+        );
         csr["spec"]["signerName"] = json!(KUBELET_SERVING_SIGNER);
         assert_eq!(
             approver_plan(&csr, Some(&serving)),
@@ -753,14 +761,20 @@ mod tests {
         );
         let mut client_use = csr.clone();
         client_use["spec"]["usages"] = json!(["digital signature", "client auth"]);
-        assert_eq!(approver_plan(&client_use, Some(&serving)), ApproverPlan::Nothing);
+        assert_eq!(
+            approver_plan(&client_use, Some(&serving)),
+            ApproverPlan::Nothing
+        );
 
         let ok = approved(&csr, "2026-01-01T00:00:00Z");
         assert_eq!(
             ok["status"]["conditions"][0]["message"],
             APPROVED_SERVING_MESSAGE
         );
-        assert_eq!(signer_plan(&ok, Some(&serving), year), SignerPlan::Sign(year));
+        assert_eq!(
+            signer_plan(&ok, Some(&serving), year),
+            SignerPlan::Sign(year)
+        );
         let mut bad_usage = ok.clone();
         bad_usage["spec"]["usages"] = json!(["digital signature", "client auth"]);
         assert_eq!(

@@ -25,6 +25,9 @@ use skiff_stream::negotiate::Transport;
 
 /// The kubelet's port when a Node reports none.
 const DEFAULT_KUBELET_PORT: u16 = 10250;
+/// The reason of an error kube-apiserver does not classify (Go's `StatusReasonUnknown`), as
+/// its transport errors toward kubelets are answered: kubectl prints their message alone.
+const UNCLASSIFIED: &str = "";
 /// How long connecting to a kubelet may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an upgraded kubelet connection waits for its client's session to begin.
@@ -251,13 +254,10 @@ impl NodeRouter {
         } else {
             format!("{host}:{port}")
         };
-        let tcp = tokio::time::timeout(
-            DIAL_TIMEOUT,
-            tokio::net::TcpStream::connect((host, port)),
-        )
-        .await
-        .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
-        .map_err(|e| dial_error(&authority, &e))?;
+        let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
+            .map_err(|e| dial_error(&authority, &e))?;
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| format!("invalid kubelet address {host}: {e}"))?;
@@ -292,9 +292,8 @@ impl NodeRouter {
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let dial_failed = |message: String| {
-            status_refusal(500, &format!("error dialing backend: {message}"))
-        };
+        let dial_failed =
+            |message: String| status_refusal(500, &format!("error dialing backend: {message}"));
         let (host, port) = self.kubelet_of(node).await.map_err(dial_failed)?;
         let mut sender = self.connect(&host, port).await.map_err(dial_failed)?;
         let path = stream_path(request);
@@ -413,7 +412,10 @@ fn log_query(options: &LogOptions) -> String {
         }
     }
     if let Some(time) = options.since_time {
-        query.push(format!("sinceTime={}", time.to_string().replace(':', "%3A")));
+        query.push(format!(
+            "sinceTime={}",
+            time.to_string().replace(':', "%3A")
+        ));
     }
     query.join("&")
 }
@@ -440,16 +442,15 @@ impl PodLogs for NodeRouter {
         let (host, port) = self
             .kubelet_of(&node)
             .await
-            .map_err(|e| ApiError::new(500, "InternalError", e))?;
+            .map_err(|e| ApiError::new(500, UNCLASSIFIED, e))?;
         let query = log_query(&options);
         let mut path = format!("/containerLogs/{namespace}/{pod}/{container}");
         if !query.is_empty() {
             path = format!("{path}?{query}");
         }
         let url = format!("https://{host}:{port}{path}");
-        let failed = |message: String| {
-            ApiError::new(500, "InternalError", format!("Get \"{url}\": {message}"))
-        };
+        let failed =
+            |message: String| ApiError::new(500, UNCLASSIFIED, format!("Get \"{url}\": {message}"));
         let mut sender = self.connect(&host, port).await.map_err(failed)?;
         let request = hyper::Request::builder()
             .method(hyper::Method::GET)
@@ -467,7 +468,11 @@ impl PodLogs for NodeRouter {
                 .into_body()
                 .collect()
                 .await
-                .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim_end().to_string())
+                .map(|b| {
+                    String::from_utf8_lossy(&b.to_bytes())
+                        .trim_end()
+                        .to_string()
+                })
                 .unwrap_or_default();
             let reason = match status.as_u16() {
                 400 => "BadRequest",
@@ -525,7 +530,9 @@ impl PodStreams for NodeRouter {
         let Some(upstream) = upstream else {
             match &self.local_streams {
                 Some(local) => local.serve(request, connection).await,
-                None => tracing::warn!(pod = %request.pod, "no node session for a streaming request"),
+                None => {
+                    tracing::warn!(pod = %request.pod, "no node session for a streaming request")
+                }
             }
             return;
         };
@@ -553,7 +560,10 @@ mod tests {
             ("198.18.0.2".to_string(), 41000)
         );
         let unreported = json!({"status": {"addresses": [{"type": "Hostname", "address": "n1"}]}});
-        assert_eq!(kubelet_address(&unreported).unwrap(), ("n1".to_string(), 10250));
+        assert_eq!(
+            kubelet_address(&unreported).unwrap(),
+            ("n1".to_string(), 10250)
+        );
         assert_eq!(
             kubelet_address(&json!({"status": {}})).unwrap_err(),
             "no preferred addresses found; known addresses: []"

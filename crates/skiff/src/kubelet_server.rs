@@ -294,7 +294,8 @@ impl KubeletEndpoint {
                         response
                     }
                     Err(error) => text_response(
-                        StatusCode::from_u16(error.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        StatusCode::from_u16(error.code)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                         &error.message,
                     ),
                 }

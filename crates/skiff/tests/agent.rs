@@ -610,7 +610,10 @@ fn kubectl_fed(
         }
         if started.elapsed() > DEADLINE {
             let _ = child.kill();
-            panic!("{} {args:?} did not finish within {DEADLINE:?}", binary.display());
+            panic!(
+                "{} {args:?} did not finish within {DEADLINE:?}",
+                binary.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -626,12 +629,23 @@ fn kubectl_fed(
 
 /// The HTTP status `curl` gets from the agent's kubelet endpoint for `path`, trusting the
 /// cluster CA and presenting `certificate` (a certificate and key file pair) if given.
-fn kubelet_status(skiff: &Skiff, agent: &Agent, path: &str, certificate: Option<(&Path, &Path)>) -> String {
+fn kubelet_status(
+    skiff: &Skiff,
+    agent: &Agent,
+    path: &str,
+    certificate: Option<(&Path, &Path)>,
+) -> String {
     let mut curl = Command::new("curl");
-    curl.args(["--silent", "--output", "/dev/null", "--write-out", "%{http_code}"])
-        .arg("--cacert")
-        .arg(skiff.data_dir().join("ca.crt"))
-        .arg(format!("https://127.0.0.1:{}{path}", agent.kubelet_port));
+    curl.args([
+        "--silent",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_code}",
+    ])
+    .arg("--cacert")
+    .arg(skiff.data_dir().join("ca.crt"))
+    .arg(format!("https://127.0.0.1:{}{path}", agent.kubelet_port));
     if let Some((cert, key)) = certificate {
         curl.arg("--cert").arg(cert).arg("--key").arg(key);
     }
@@ -662,12 +676,23 @@ fn pods_on_an_agent_are_reached_through_its_kubelet_endpoint() {
         .into_iter()
         .filter(|csr| str_at(csr, "/spec/signerName") == KUBELET_SERVING_SIGNER)
         .collect();
-    assert_eq!(serving.len(), 1, "one serving certificate request: {serving:?}");
+    assert_eq!(
+        serving.len(),
+        1,
+        "one serving certificate request: {serving:?}"
+    );
     let serving_name = str_at(&serving[0], "/metadata/name");
     assert_table(
         &kubectl.ok(&["get", "csr", &serving_name]),
         &[
-            &["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"],
+            &[
+                "NAME",
+                "AGE",
+                "SIGNERNAME",
+                "REQUESTOR",
+                "REQUESTEDDURATION",
+                "CONDITION",
+            ],
             &[
                 &serving_name,
                 "<age>",
@@ -738,13 +763,18 @@ spec:
             "through the kubelet endpoint\n",
         );
         assert_eq!(code, Some(0), "{name}: cat; stderr: {stderr}");
-        assert_eq!(stdout, "through the kubelet endpoint\n", "{name}: cat's output");
+        assert_eq!(
+            stdout, "through the kubelet endpoint\n",
+            "{name}: cat's output"
+        );
 
         // Port-forward carries an HTTP request to the pod.
         let local = free_port();
-        let mut forward = skiff
-            .kubectl_at(binary)
-            .spawn_lines(&["port-forward", "pod/web", &format!("{local}:80")]);
+        let mut forward = skiff.kubectl_at(binary).spawn_lines(&[
+            "port-forward",
+            "pod/web",
+            &format!("{local}:80"),
+        ]);
         forward.wait_for_line("port-forward to listen", |line| {
             line.starts_with("Forwarding from")
         });
@@ -752,7 +782,11 @@ spec:
             let address = std::net::SocketAddr::from(([127, 0, 0, 1], local));
             support::http::http_get_at(address, "/", READ_TIMEOUT, READ_TIMEOUT).ok()
         });
-        assert_eq!(answer, (200, demo_line(DEMO_TAG, "web")), "{name}: port-forward");
+        assert_eq!(
+            answer,
+            (200, demo_line(DEMO_TAG, "web")),
+            "{name}: port-forward"
+        );
         drop(forward);
     }
 
@@ -761,7 +795,10 @@ spec:
     let path = "/containerLogs/default/ticker/sh";
     assert_eq!(kubelet_status(&skiff, &agent, path, None), "401");
     let data = agent.data_dir();
-    let (cert, key) = (data.join("client-kubelet.crt"), data.join("client-kubelet.key"));
+    let (cert, key) = (
+        data.join("client-kubelet.crt"),
+        data.join("client-kubelet.key"),
+    );
     assert_eq!(
         kubelet_status(&skiff, &agent, path, Some((&cert, &key))),
         "403"

@@ -325,12 +325,25 @@ mod tests {
         assert_eq!(status.capacity.unwrap()["cpu"].0, "2");
         assert_eq!(status.addresses.unwrap()[0].address, "127.0.0.1");
         assert_eq!(
-            status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            status
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
             10250
         );
-        let moved = node.clone().with_kubelet_port(41234).status(None, Timestamp::now());
+        let moved = node
+            .clone()
+            .with_kubelet_port(41234)
+            .status(None, Timestamp::now());
         assert_eq!(
-            moved.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            moved
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
             41234
         );
         assert_eq!(
