@@ -571,6 +571,22 @@ mod tests {
     }
 
     #[test]
+    fn log_options_reach_the_kubelet_in_its_query_names() {
+        assert_eq!(log_query(&LogOptions::default()), "");
+        let options = LogOptions {
+            follow: true,
+            timestamps: true,
+            tail_lines: Some(5),
+            since_time: Some("2024-05-01T10:00:00Z".parse().unwrap()),
+            ..LogOptions::default()
+        };
+        assert_eq!(
+            log_query(&options),
+            "follow=true&timestamps=true&tailLines=5&sinceTime=2024-05-01T10%3A00%3A00Z"
+        );
+    }
+
+    #[test]
     fn dial_failures_read_as_go_writes_them() {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(
