@@ -740,6 +740,11 @@ spec:
     assert_ne!(first, later);
     drop(followed);
 
+    // Attach joins the running command's own output.
+    let mut attached = kubectl.spawn_lines(&["attach", "ticker"]);
+    attached.wait_for_line("a line through attach", |line| line.starts_with("tick "));
+    drop(attached);
+
     let versioned = support::versioned_kubectls();
     for name in ["kubectl.1.27", "kubectl.1.33"] {
         let binary = versioned
@@ -813,4 +818,10 @@ spec:
         port = agent.kubelet_port
     );
     assert_eq!(refused.trim(), expected);
+    let refused = kubectl.fails(&["exec", "ticker", "--", "true"]);
+    let expected = format!(
+        "error dialing backend: dial tcp 127.0.0.1:{port}: connect: connection refused",
+        port = agent.kubelet_port
+    );
+    assert!(refused.contains(&expected), "{refused}");
 }
