@@ -1,8 +1,8 @@
 //! The streaming pod subresources `pods/exec`, `pods/attach` and `pods/portforward`, placed as
 //! kube-apiserver places them: the server checks the request (the pod, the container, the
 //! options), negotiates the protocol, answers `101` and hands the upgraded connection to
-//! whoever runs the pod's node ([`PodStreams`]), which runs the session. A node in another
-//! process can later implement the same trait by proxying the connection over HTTPS, as
+//! whoever runs the pod's node ([`PodStreams`]), which runs the session. For a node in another
+//! process, the implementation proxies the connection to its kubelet endpoint over HTTPS, as
 //! kube-apiserver proxies to the kubelet.
 
 use std::sync::Arc;

@@ -23,6 +23,15 @@ use skiff_runtime::{Informer, WorkQueue};
 
 use crate::shell::{run_key_syncs, KeySync, SyncError};
 
+/// The signer of kubelet serving certificates (a node's HTTPS endpoint), which the approver
+/// and the signer serve too, as k3s does for its agents.
+pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+/// The message of the approver's `Approved` condition on a node's serving certificate.
+pub const APPROVED_SERVING_MESSAGE: &str =
+    "Auto approving kubelet serving certificate after SubjectAccessReview.";
+/// The usages a kubelet serving certificate may carry.
+const SERVING_USAGES: &[&str] = &["digital signature", "key encipherment", "server auth"];
+
 /// The signer of client certificates for any user, which the signer serves too.
 pub const APISERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 /// The prefix of a node's user name.
@@ -131,6 +140,24 @@ pub fn is_node_client_request(csr: &Value, subject: &RequestSubject) -> bool {
         && usages_ok
 }
 
+/// Whether a request asks for a kubelet serving certificate as Kubernetes defines one: CN
+/// `system:node:<name>`, organization exactly `system:nodes`, at least one alternative name
+/// (the node's addresses and names) and the usages `digital signature` and `server auth`
+/// (with `key encipherment` optional).
+pub fn is_node_serving_request(csr: &Value, subject: &RequestSubject) -> bool {
+    let wanted = usages(csr);
+    let usages_ok = wanted.contains(&"digital signature")
+        && wanted.contains(&"server auth")
+        && wanted.iter().all(|u| SERVING_USAGES.contains(u));
+    subject.organizations == [NODES_GROUP]
+        && subject.has_alternative_names
+        && subject
+            .common_name
+            .strip_prefix(NODE_USER_PREFIX)
+            .is_some_and(|node| !node.is_empty())
+        && usages_ok
+}
+
 /// What the approver does with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApproverPlan {
@@ -146,12 +173,23 @@ pub fn approver_plan(csr: &Value, subject: Option<&RequestSubject>) -> ApproverP
     if has_condition(csr, "Approved") || has_condition(csr, "Denied") {
         return ApproverPlan::Nothing;
     }
-    if text(csr, "/spec/signerName") != KUBELET_CLIENT_SIGNER {
-        return ApproverPlan::Nothing;
-    }
     let Some(subject) = subject else {
         return ApproverPlan::Nothing;
     };
+    match text(csr, "/spec/signerName") {
+        KUBELET_CLIENT_SIGNER => {}
+        // A node may have its own serving certificate, asked with its own credential, as a
+        // renewal of its client certificate is: the `selfnodeclient` permission decides.
+        KUBELET_SERVING_SIGNER => {
+            let own = text(csr, "/spec/username") == subject.common_name;
+            return if own && is_node_serving_request(csr, subject) {
+                ApproverPlan::Review(vec!["selfnodeclient"])
+            } else {
+                ApproverPlan::Nothing
+            };
+        }
+        _ => return ApproverPlan::Nothing,
+    }
     if !is_node_client_request(csr, subject) {
         return ApproverPlan::Nothing;
     }
@@ -171,10 +209,15 @@ pub fn approved(csr: &Value, now: &str) -> Value {
     if !out["status"]["conditions"].is_array() {
         out["status"]["conditions"] = json!([]);
     }
+    let message = if text(csr, "/spec/signerName") == KUBELET_SERVING_SIGNER {
+        APPROVED_SERVING_MESSAGE
+    } else {
+        APPROVED_MESSAGE
+    };
     if let Some(list) = out["status"]["conditions"].as_array_mut() {
         list.push(
             json!({"type": "Approved", "status": "True", "reason": APPROVED_REASON,
-            "message": APPROVED_MESSAGE, "lastUpdateTime": now, "lastTransitionTime": now}),
+            "message": message, "lastUpdateTime": now, "lastTransitionTime": now}),
         );
     }
     out
@@ -246,7 +289,10 @@ pub fn signer_plan(
     max_lifetime: Duration,
 ) -> SignerPlan {
     let signer = text(csr, "/spec/signerName");
-    if signer != KUBELET_CLIENT_SIGNER && signer != APISERVER_CLIENT_SIGNER {
+    if signer != KUBELET_CLIENT_SIGNER
+        && signer != APISERVER_CLIENT_SIGNER
+        && signer != KUBELET_SERVING_SIGNER
+    {
         return SignerPlan::Nothing;
     }
     if !has_condition(csr, "Approved")
@@ -256,6 +302,26 @@ pub fn signer_plan(
     {
         return SignerPlan::Nothing;
     }
+    let asked = csr
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs);
+    if signer == KUBELET_SERVING_SIGNER {
+        if let Some(bad) = usages(csr)
+            .into_iter()
+            .find(|u| !SERVING_USAGES.contains(u))
+        {
+            return SignerPlan::Fail(format!(
+                "invalid usage for kubelet serving certificate: {bad}"
+            ));
+        }
+        return match subject {
+            Some(subject) if is_node_serving_request(csr, subject) => {
+                SignerPlan::Sign(asked.map_or(max_lifetime, |d| d.min(max_lifetime)))
+            }
+            _ => SignerPlan::Fail("not a kubelet serving certificate: the subject must be system:node:<name> in system:nodes with the node's addresses as subjectAltNames, for digital signature and server auth".to_string()),
+        };
+    }
     if let Some(bad) = usages(csr).into_iter().find(|u| !CLIENT_USAGES.contains(u)) {
         return SignerPlan::Fail(format!("invalid usage for client certificate: {bad}"));
     }
@@ -264,10 +330,6 @@ pub fn signer_plan(
             return SignerPlan::Fail(refusal);
         }
     }
-    let asked = csr
-        .pointer("/spec/expirationSeconds")
-        .and_then(Value::as_u64)
-        .map(Duration::from_secs);
     SignerPlan::Sign(asked.map_or(max_lifetime, |d| d.min(max_lifetime)))
 }
 
@@ -673,5 +735,55 @@ mod tests {
             signer_plan(&general, Some(&jane), year),
             SignerPlan::Sign(year)
         );
+    }
+
+    #[test]
+    fn a_node_serving_request_is_approved_for_its_own_node_only_and_signed_for_server_use() {
+        let year = DEFAULT_SIGNING_DURATION;
+        let mut serving = node_subject("n1");
+        serving.has_alternative_names = true;
+        let mut csr = request(
+            "system:node:n1",
+            json!(["digital signature", "server auth"]),
+        );
+        csr["spec"]["signerName"] = json!(KUBELET_SERVING_SIGNER);
+        assert_eq!(
+            approver_plan(&csr, Some(&serving)),
+            ApproverPlan::Review(vec!["selfnodeclient"])
+        );
+        // Another node's request, one without names, or one for client use is left alone.
+        let mut other = csr.clone();
+        other["spec"]["username"] = json!("system:node:n2");
+        assert_eq!(approver_plan(&other, Some(&serving)), ApproverPlan::Nothing);
+        assert_eq!(
+            approver_plan(&csr, Some(&node_subject("n1"))),
+            ApproverPlan::Nothing
+        );
+        let mut client_use = csr.clone();
+        client_use["spec"]["usages"] = json!(["digital signature", "client auth"]);
+        assert_eq!(
+            approver_plan(&client_use, Some(&serving)),
+            ApproverPlan::Nothing
+        );
+
+        let ok = approved(&csr, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            ok["status"]["conditions"][0]["message"],
+            APPROVED_SERVING_MESSAGE
+        );
+        assert_eq!(
+            signer_plan(&ok, Some(&serving), year),
+            SignerPlan::Sign(year)
+        );
+        let mut bad_usage = ok.clone();
+        bad_usage["spec"]["usages"] = json!(["digital signature", "client auth"]);
+        assert_eq!(
+            signer_plan(&bad_usage, Some(&serving), year),
+            SignerPlan::Fail("invalid usage for kubelet serving certificate: client auth".into())
+        );
+        assert!(matches!(
+            signer_plan(&ok, Some(&node_subject("n1")), year),
+            SignerPlan::Fail(_)
+        ));
     }
 }

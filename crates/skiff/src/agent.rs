@@ -175,6 +175,28 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         .first()
         .copied()
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    // The kubelet endpoint: bound first (a port in use stops the agent before anything runs),
+    // its serving certificate asked of the cluster with the node's own credential.
+    let kubelet_listen = std::net::SocketAddr::new(primary_address, args.node.kubelet_port);
+    let kubelet_listener = tokio::net::TcpListener::bind(kubelet_listen)
+        .await
+        .map_err(|e| format!("cannot listen on the kubelet port {kubelet_listen}: {e}"))?;
+    let serving = request_node_certificate(
+        &*client.current(),
+        &node_name,
+        args.certificate_timeout,
+        &NodeCertificateUse::Serving {
+            addresses: vec![primary_address],
+            names: vec![node_name.clone()],
+        },
+    )
+    .await?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubelet_tls = skiff_apiserver::client_certs::server_config(
+        serving.cert_pem.as_bytes(),
+        serving.key_pem.as_bytes(),
+        &ca_pem,
+    )?;
     let node = NodeHost::start(
         client.clone(),
         NodeHostSettings {
@@ -190,11 +212,32 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         until_stopped(),
     )
     .await?;
+    let kubelet = match (node.logs.clone(), node.streams.clone()) {
+        (Some(logs), Some(streams)) => {
+            let mut tls = kubelet_tls;
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let endpoint = Arc::new(crate::kubelet_server::KubeletEndpoint {
+                logs,
+                streams,
+                client: client.clone(),
+            });
+            tracing::info!(address = %kubelet_listen, "serving the kubelet endpoint");
+            Some(tokio::spawn(crate::kubelet_server::serve(
+                kubelet_listener,
+                tls,
+                endpoint,
+            )))
+        }
+        _ => None,
+    };
     tokio::spawn(crate::memory::release_loop(crate::memory::RELEASE_INTERVAL));
     tracing::info!(node = %node_name, %server, data_dir = %data_dir.display(), "skiff agent joined the cluster");
     crate::up::shutdown_signal().await;
     let _ = stop.send(true);
     node.finish().await;
+    if let Some(kubelet) = kubelet {
+        kubelet.abort();
+    }
     renewal.abort();
     tracing::info!("skiff agent stopped");
     Ok(())
@@ -371,9 +414,9 @@ impl rustls::client::danger::ServerCertVerifier for PinnedLater {
 
 /// The node's client key and certificate (both PEM) and the certificate's validity.
 #[derive(Clone)]
-struct NodeCredential {
-    key_pem: String,
-    cert_pem: String,
+pub(crate) struct NodeCredential {
+    pub(crate) key_pem: String,
+    pub(crate) cert_pem: String,
     not_before: i64,
     not_after: i64,
 }
@@ -460,8 +503,52 @@ async fn request_certificate(
     node_name: &str,
     timeout: Duration,
 ) -> AgentResult<NodeCredential> {
+    request_node_certificate(client, node_name, timeout, &NodeCertificateUse::Client).await
+}
+
+/// What a node's certificate is for.
+pub(crate) enum NodeCertificateUse {
+    /// Speaking to the API server (`kube-apiserver-client-kubelet`).
+    Client,
+    /// Serving the kubelet endpoint (`kubelet-serving`), for these addresses and names.
+    Serving {
+        /// The node's addresses, as IP alternative names.
+        addresses: Vec<std::net::IpAddr>,
+        /// The node's host names, as DNS alternative names.
+        names: Vec<String>,
+    },
+}
+
+/// Makes a new key, asks for a certificate of use `usage` for it through `client` and waits
+/// for it to be issued.
+pub(crate) async fn request_node_certificate(
+    client: &dyn Client,
+    node_name: &str,
+    timeout: Duration,
+    usage: &NodeCertificateUse,
+) -> AgentResult<NodeCredential> {
     let key = rcgen::KeyPair::generate()?;
+    let (signer, usages, alternative_names) = match usage {
+        NodeCertificateUse::Client => (
+            KUBELET_CLIENT_SIGNER,
+            json!(["digital signature", "client auth"]),
+            Vec::new(),
+        ),
+        NodeCertificateUse::Serving { addresses, names } => {
+            let mut alternative_names = Vec::new();
+            for name in names {
+                alternative_names.push(rcgen::SanType::DnsName(name.clone().try_into()?));
+            }
+            alternative_names.extend(addresses.iter().copied().map(rcgen::SanType::IpAddress));
+            (
+                skiff_controllers::certificates::KUBELET_SERVING_SIGNER,
+                json!(["digital signature", "server auth"]),
+                alternative_names,
+            )
+        }
+    };
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = alternative_names;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, node_user(node_name));
@@ -475,8 +562,8 @@ async fn request_certificate(
         "metadata": {"generateName": "csr-"},
         "spec": {
             "request": base64::engine::general_purpose::STANDARD.encode(request_pem),
-            "signerName": KUBELET_CLIENT_SIGNER,
-            "usages": ["digital signature", "client auth"],
+            "signerName": signer,
+            "usages": usages,
         },
     });
     let scope = csr_scope();

@@ -6,6 +6,8 @@ mod cluster_dns;
 mod image_cmd;
 mod join_token;
 mod kubeconfig;
+mod kubelet_proxy;
+mod kubelet_server;
 mod memory;
 mod node_host;
 mod pki;
@@ -246,6 +248,8 @@ impl UpArgs {
             cgroup_root: self.cgroup_root.clone(),
             oci_runtime: self.oci_runtime.clone(),
             proxy_mode: self.proxy_mode,
+            // The server reaches its own node in process; the port is only reported.
+            kubelet_port: skiff_node::agent::DEFAULT_KUBELET_PORT,
         }
     }
 }

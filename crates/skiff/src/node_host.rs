@@ -71,6 +71,10 @@ pub struct NodeArgs {
     /// runtime always proxies in user space.
     #[arg(long, value_enum, default_value = "nftables")]
     pub proxy_mode: ProxyMode,
+    /// The port of the node's kubelet endpoint (HTTPS, on the first `--node-ip`, else
+    /// loopback), through which the API server reaches its pods (`skiff agent` serves it).
+    #[arg(long, value_name = "PORT", default_value_t = skiff_node::agent::DEFAULT_KUBELET_PORT)]
+    pub kubelet_port: u16,
 }
 
 /// The nftables table of the service proxy, named after the pod bridge so two Skiffs on one
@@ -348,6 +352,7 @@ impl NodeHost {
                 config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
             }
         }
+        config.kubelet_port = args.kubelet_port;
         if let Some(proxy) = &host.proxy {
             config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
         }

@@ -143,6 +143,9 @@ impl skiff_controllers::certificates::CertificateIssuer for ClusterIssuer {
                 "client auth" => params
                     .extended_key_usages
                     .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth),
+                "server auth" => params
+                    .extended_key_usages
+                    .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth),
                 other => return Err(format!("invalid usage for client certificate: {other}")),
             }
         }

@@ -363,7 +363,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         NodeHostSettings {
             args: &node_args,
             data_dir: &data_dir,
-            node_name,
+            node_name: node_name.clone(),
             run_agent: !args.no_node,
             primary_address: address.ip(),
             pod_network,
@@ -374,7 +374,26 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     metric_sources.extend(node.metrics.clone());
-    let (logs, streams) = (node.logs.clone(), node.streams.clone());
+    // Pods on this server's node are served in process; pods on other nodes through their
+    // kubelet endpoints, with the server's kubelet client certificate.
+    let kubelet_client = pki::client_material(
+        &data_dir,
+        crate::kubelet_server::APISERVER_KUBELET_CLIENT,
+        None,
+    )?;
+    let router = Arc::new(crate::kubelet_proxy::NodeRouter::new(
+        client.clone(),
+        (!args.no_node).then(|| node_name.clone()),
+        node.logs.clone(),
+        node.streams.clone(),
+        crate::kubelet_proxy::kubelet_client_tls(
+            tls.ca_pem.as_bytes(),
+            kubelet_client.cert_pem.as_bytes(),
+            kubelet_client.key_pem.as_bytes(),
+        )?,
+    ));
+    let logs: Option<Arc<dyn skiff_client::logs::PodLogs>> = Some(router.clone());
+    let streams: Option<Arc<dyn skiff_client::streams::PodStreams>> = Some(router);
 
     // Every measured pod and node, real and simulated; the autoscaler reads the same source.
     // With nothing measured, `metrics.k8s.io` is not advertised, as on a cluster without

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::http::{demo_line, http_get, READ_TIMEOUT};
-use support::images::{demo, place_archive, DEMO};
+use support::images::{demo, place_archive, shell, DEMO, SHELL};
 use support::json::{items, str_at};
 use support::{assert_table, wait_for, Kubectl, Skiff, DEADLINE, UNSERVED_REGISTRY};
 
 const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 /// The demo image the agents are given.
 const DEMO_TAG: &str = "1";
 
@@ -32,6 +33,8 @@ struct Agent {
     process: Option<Child>,
     /// How many times it was started, to tell one run's log from the next.
     runs: u32,
+    /// The port of its kubelet endpoint, on loopback.
+    kubelet_port: u16,
 }
 
 impl Agent {
@@ -43,6 +46,7 @@ impl Agent {
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
         place_archive(&demo(DEMO_TAG), &root.path().join("data").join("images"));
+        place_archive(&shell(), &root.path().join("data").join("images"));
         let mut agent = Agent {
             root,
             node_name: node_name.to_string(),
@@ -50,6 +54,7 @@ impl Agent {
             token: join_token(skiff),
             process: None,
             runs: 0,
+            kubelet_port: free_port(),
         };
         agent.launch();
         agent
@@ -87,6 +92,7 @@ impl Agent {
         .unwrap_or_else(|e| panic!("cannot write the registries file: {e}"));
         let child = agent_command(&self.server, &self.token, &self.data_dir())
             .args(["--node-name", &self.node_name])
+            .args(["--kubelet-port", &self.kubelet_port.to_string()])
             .arg("--registry-config")
             .arg(&registries)
             .stdout(log)
@@ -198,6 +204,23 @@ fn token_id(token: &str) -> String {
         .next()
         .expect("<id>.<secret>")
         .to_string()
+}
+
+/// The requests for node client certificates in a CertificateSigningRequest list (beside
+/// them, each agent start asks for its kubelet endpoint's serving certificate).
+fn client_requests(list: &Value) -> Vec<Value> {
+    items(list)
+        .into_iter()
+        .filter(|csr| str_at(csr, "/spec/signerName") == KUBELET_SIGNER)
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot pick a free port: {e}"))
+        .local_addr()
+        .unwrap_or_else(|e| panic!("cannot read a bound address: {e}"))
+        .port()
 }
 
 /// Runs `skiff agent` expecting it to fail; returns what it printed on stderr.
@@ -363,12 +386,12 @@ fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() 
     // and signed it.
     let requestor = format!("system:bootstrap:{}", token_id(&join_token(&skiff)));
     let csrs = kubectl.json(&["get", "csr"]);
-    let requests = items(&csrs);
-    assert_eq!(requests.len(), 1, "one certificate request: {csrs}");
+    let requests = client_requests(&csrs);
+    assert_eq!(requests.len(), 1, "one client certificate request: {csrs}");
     let request_name = str_at(&requests[0], "/metadata/name");
     assert!(request_name.starts_with("csr-"), "{request_name}");
     assert_table(
-        &kubectl.ok(&["get", "csr"]),
+        &kubectl.ok(&["get", "csr", &request_name]),
         &[
             &[
                 "NAME",
@@ -455,9 +478,9 @@ fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() 
     create_pod(&skiff, &kubectl, "after-restart", "nodeName: worker-1");
     wait_pod_ready(&kubectl, "after-restart");
     assert_eq!(
-        items(&kubectl.json(&["get", "csr"])).len(),
+        client_requests(&kubectl.json(&["get", "csr"])).len(),
         2,
-        "the restarted agent made no new certificate request (beside the renewal above)"
+        "the restarted agent made no new client certificate request (beside the renewal above)"
     );
     assert_eq!(
         std::fs::read(agent.data_dir().join("client-kubelet.crt")).expect("the certificate"),
@@ -554,4 +577,251 @@ spec:
     }
     let status = agent.stop();
     assert!(status.success(), "the agent exited with {status}");
+}
+
+/// Runs `binary` (a kubectl) against `skiff` with `input` on stdin; its exit code, stdout and
+/// stderr.
+fn kubectl_fed(
+    skiff: &Skiff,
+    binary: &Path,
+    args: &[&str],
+    input: &str,
+) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(skiff.kubeconfig())
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(input.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot feed kubectl: {e}"));
+    drop(stdin);
+    let started = Instant::now();
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!(
+                "{} {args:?} did not finish within {DEADLINE:?}",
+                binary.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot read kubectl's output: {e}"));
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The HTTP status `curl` gets from the agent's kubelet endpoint for `path`, trusting the
+/// cluster CA and presenting `certificate` (a certificate and key file pair) if given.
+fn kubelet_status(
+    skiff: &Skiff,
+    agent: &Agent,
+    path: &str,
+    certificate: Option<(&Path, &Path)>,
+) -> String {
+    let mut curl = Command::new("curl");
+    curl.args([
+        "--silent",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_code}",
+    ])
+    .arg("--cacert")
+    .arg(skiff.data_dir().join("ca.crt"))
+    .arg(format!("https://127.0.0.1:{}{path}", agent.kubelet_port));
+    if let Some((cert, key)) = certificate {
+        curl.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let output = curl
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl: {e}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn pods_on_an_agent_are_reached_through_its_kubelet_endpoint() {
+    let skiff = Skiff::start_with(&["--node-name", "server-node"]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start(&skiff, "worker-3");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-3");
+
+    // The node reports where its kubelet endpoint listens, and its serving certificate came
+    // from the cluster through an approved request of its own.
+    let node = kubectl.json(&["get", "node", "worker-3"]);
+    assert_eq!(
+        node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+            .and_then(Value::as_u64),
+        Some(u64::from(agent.kubelet_port)),
+        "{node}"
+    );
+    let serving: Vec<Value> = items(&kubectl.json(&["get", "csr"]))
+        .into_iter()
+        .filter(|csr| str_at(csr, "/spec/signerName") == KUBELET_SERVING_SIGNER)
+        .collect();
+    assert_eq!(
+        serving.len(),
+        1,
+        "one serving certificate request: {serving:?}"
+    );
+    let serving_name = str_at(&serving[0], "/metadata/name");
+    assert_table(
+        &kubectl.ok(&["get", "csr", &serving_name]),
+        &[
+            &[
+                "NAME",
+                "AGE",
+                "SIGNERNAME",
+                "REQUESTOR",
+                "REQUESTEDDURATION",
+                "CONDITION",
+            ],
+            &[
+                &serving_name,
+                "<age>",
+                KUBELET_SERVING_SIGNER,
+                "system:node:worker-3",
+                "<none>",
+                "Approved,Issued",
+            ],
+        ],
+    );
+
+    let ticker = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: ticker
+spec:
+  nodeName: worker-3
+  containers:
+  - name: sh
+    image: {SHELL}
+    command: [\"sh\", \"-c\", \"echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done\"]
+"
+    );
+    let file = skiff.write_file("ticker.yaml", &ticker);
+    kubectl.ok(&["create", "-f", &file]);
+    create_pod(&skiff, &kubectl, "web", "nodeName: worker-3");
+    wait_for("pod ticker to run", DEADLINE, || {
+        (str_at(&kubectl.json(&["get", "pod", "ticker"]), "/status/phase") == "Running")
+            .then_some(())
+    });
+    wait_pod_ready(&kubectl, "web");
+
+    // Logs, whole and followed until a new line appears.
+    let logs = wait_for("the ticker's first line", DEADLINE, || {
+        let out = kubectl.run(&["logs", "ticker"]);
+        (out.success() && out.stdout.starts_with("started\n")).then_some(out.stdout)
+    });
+    assert!(logs.starts_with("started\n"), "{logs}");
+    let mut followed = kubectl.spawn_lines(&["logs", "-f", "ticker", "--tail", "1"]);
+    let first = followed.wait_for_line("a followed line", |line| line.starts_with("tick "));
+    let later = followed.wait_for_line("a line written after the follow began", |line| {
+        line.starts_with("tick ") && line != first
+    });
+    assert_ne!(first, later);
+    drop(followed);
+
+    // Attach joins the running command's own output.
+    let mut attached = kubectl.spawn_lines(&["attach", "ticker"]);
+    attached.wait_for_line("a line through attach", |line| line.starts_with("tick "));
+    drop(attached);
+
+    let versioned = support::versioned_kubectls();
+    for name in ["kubectl.1.27", "kubectl.1.33"] {
+        let binary = versioned
+            .iter()
+            .find(|path| path.file_name().is_some_and(|n| n == name))
+            .unwrap_or_else(|| panic!("{name} must be installed beside kubectl"));
+        // The command's output and exit code come back through the node's endpoint.
+        let (code, stdout, stderr) = kubectl_fed(
+            &skiff,
+            binary,
+            &["exec", "ticker", "--", "sh", "-c", "echo out; exit 3"],
+            "",
+        );
+        assert_eq!(code, Some(3), "{name}: exit code; stderr: {stderr}");
+        assert_eq!(stdout, "out\n", "{name}: stdout");
+        // Input reaches the command.
+        let (code, stdout, stderr) = kubectl_fed(
+            &skiff,
+            binary,
+            &["exec", "-i", "ticker", "--", "cat"],
+            "through the kubelet endpoint\n",
+        );
+        assert_eq!(code, Some(0), "{name}: cat; stderr: {stderr}");
+        assert_eq!(
+            stdout, "through the kubelet endpoint\n",
+            "{name}: cat's output"
+        );
+
+        // Port-forward carries an HTTP request to the pod.
+        let local = free_port();
+        let mut forward = skiff.kubectl_at(binary).spawn_lines(&[
+            "port-forward",
+            "pod/web",
+            &format!("{local}:80"),
+        ]);
+        forward.wait_for_line("port-forward to listen", |line| {
+            line.starts_with("Forwarding from")
+        });
+        let answer = wait_for("an answer through port-forward", DEADLINE, || {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], local));
+            support::http::http_get_at(address, "/", READ_TIMEOUT, READ_TIMEOUT).ok()
+        });
+        assert_eq!(
+            answer,
+            (200, demo_line(DEMO_TAG, "web")),
+            "{name}: port-forward"
+        );
+        drop(forward);
+    }
+
+    // The endpoint itself: no client certificate is 401, a user that is not the API
+    // server's kubelet client (the node's own certificate) 403.
+    let path = "/containerLogs/default/ticker/sh";
+    assert_eq!(kubelet_status(&skiff, &agent, path, None), "401");
+    let data = agent.data_dir();
+    let (cert, key) = (
+        data.join("client-kubelet.crt"),
+        data.join("client-kubelet.key"),
+    );
+    assert_eq!(
+        kubelet_status(&skiff, &agent, path, Some((&cert, &key))),
+        "403"
+    );
+
+    // A node whose endpoint does not answer: kube-apiserver's dial error.
+    let status = agent.stop();
+    assert!(status.success(), "the agent exited with {status}");
+    let refused = kubectl.fails(&["logs", "ticker"]);
+    let expected = format!(
+        "Error from server: Get \"https://127.0.0.1:{port}/containerLogs/default/ticker/sh\": dial tcp 127.0.0.1:{port}: connect: connection refused",
+        port = agent.kubelet_port
+    );
+    assert_eq!(refused.trim(), expected);
+    let refused = kubectl.fails(&["exec", "ticker", "--", "true"]);
+    let expected = format!(
+        "error dialing backend: dial tcp 127.0.0.1:{port}: connect: connection refused",
+        port = agent.kubelet_port
+    );
+    assert!(refused.contains(&expected), "{refused}");
 }

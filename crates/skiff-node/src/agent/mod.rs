@@ -136,7 +136,13 @@ pub struct NodeAgentConfig {
     /// `--cluster-domain`; none gives containers the node's resolv.conf, whatever their
     /// `dnsPolicy`.
     pub cluster_dns: Option<ClusterDnsSettings>,
+    /// The port the node's kubelet endpoint serves on, reported in the Node's
+    /// `status.daemonEndpoints.kubeletEndpoint.Port` (the kubelet's 10250 by default).
+    pub kubelet_port: u16,
 }
+
+/// The kubelet's default port.
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 
 /// Where pods find the cluster DNS: what kubelet's `--cluster-dns` and `--cluster-domain` say.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +206,7 @@ impl NodeAgentConfig {
             cgroup_root: None,
             oci_runtime: None,
             cluster_dns: None,
+            kubelet_port: DEFAULT_KUBELET_PORT,
         }
     }
 
@@ -313,7 +320,8 @@ impl NodeAgent {
             &self.config.node_name,
             pod_cidr,
             self.config.capacity.clone(),
-        );
+        )
+        .with_kubelet_port(self.config.kubelet_port);
         let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
             .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?
             .with_images(self.config.images.clone());

@@ -73,6 +73,7 @@ pub struct RealNode {
     identity: SimulatedNode,
     capacity: NodeCapacity,
     software: NodeSoftware,
+    kubelet_port: u16,
 }
 
 impl RealNode {
@@ -87,7 +88,14 @@ impl RealNode {
             },
             capacity,
             software: NodeSoftware::default(),
+            kubelet_port: crate::agent::DEFAULT_KUBELET_PORT,
         }
+    }
+
+    /// The node with its kubelet endpoint on `port`, which its status reports.
+    pub fn with_kubelet_port(mut self, port: u16) -> RealNode {
+        self.kubelet_port = port;
+        self
     }
 
     /// The node's name.
@@ -101,6 +109,11 @@ impl RealNode {
             info.kernel_version = kernel_version();
             info.os_image = os_image();
         }
+        status.daemon_endpoints = Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
+            kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
+                port: i32::from(self.kubelet_port),
+            }),
+        });
     }
 
     /// The Node to register.
@@ -311,6 +324,28 @@ mod tests {
         assert!(info.container_runtime_version.starts_with("skiff://"));
         assert_eq!(status.capacity.unwrap()["cpu"].0, "2");
         assert_eq!(status.addresses.unwrap()[0].address, "127.0.0.1");
+        assert_eq!(
+            status
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
+            10250
+        );
+        let moved = node
+            .clone()
+            .with_kubelet_port(41234)
+            .status(None, Timestamp::now());
+        assert_eq!(
+            moved
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
+            41234
+        );
         assert_eq!(
             object.spec.unwrap().pod_cidr.as_deref(),
             Some("127.128.0.0/16")
