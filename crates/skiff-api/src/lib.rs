@@ -11,6 +11,7 @@ pub mod crd;
 pub mod defaults;
 pub mod errors;
 pub mod eviction;
+pub mod go_diff;
 pub mod kinds;
 pub mod managed_fields;
 pub mod nesting;
