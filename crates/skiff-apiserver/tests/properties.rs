@@ -245,8 +245,10 @@ fn sample(resource: &ResourceInfo) -> Option<Value> {
         ) => json!({"webhooks": [{
             "name": format!("{}.example.com", kind.to_lowercase()),
             "clientConfig": {"url": "https://198.18.0.1/admit"},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                       "resources": ["configmaps"]}],
+            // Rules on a resource no case writes: once stored, a configuration must not make
+            // every later ConfigMap create call an address that never answers.
+            "rules": [{"operations": ["CREATE"], "apiGroups": ["example.com"],
+                       "apiVersions": ["v1"], "resources": ["widgets"]}],
             "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}),
         _ => return None,
     };
