@@ -172,10 +172,17 @@ pub fn record_events(recorder: &EventRecorder, involved: &Value, events: &[Event
 }
 
 /// A controller that syncs `namespace/name` keys from its own work queue: running it and
-/// stopping it are the same for every such controller.
-pub trait QueuedController: KeySync + Sized {
+/// stopping it are the same for every such controller, and it is a [`KeySync`] by its
+/// `sync_key`.
+pub trait QueuedController: Send + Sync + Sized + 'static {
     /// The queue its informer handlers fill.
     fn queue(&self) -> &WorkQueue<String>;
+
+    /// One sync of the object under `key`; `Ok(Some(delay))` asks for another after `delay`.
+    fn sync_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Duration>, SyncError>> + Send;
 
     /// Processes keys with `workers` concurrent syncs until the queue shuts down.
     fn run(self, workers: usize) -> impl Future<Output = ()> + Send {
@@ -186,6 +193,15 @@ pub trait QueuedController: KeySync + Sized {
     /// Stops taking new work.
     fn shutdown(&self) {
         self.queue().shutdown();
+    }
+}
+
+impl<C: QueuedController> KeySync for C {
+    fn sync_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Duration>, SyncError>> + Send {
+        QueuedController::sync_key(self, key)
     }
 }
 

@@ -19,8 +19,7 @@ use super::{
 use crate::shell::{
     cached_for_key, controller_of, create_or_find_revision, delete_revisions,
     enqueue_own_key_forgetting, finish_sync, key_of, namespace_of, now, observe_owned_pod,
-    record_events, renumber_revision, report_collision, typed, KeySync, QueuedController,
-    SyncError,
+    record_events, renumber_revision, report_collision, typed, QueuedController, SyncError,
 };
 
 fn daemon_sets_resource() -> &'static ResourceInfo {
@@ -49,15 +48,13 @@ pub struct DaemonSetController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for DaemonSetController {
-    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        self.sync(key).await
-    }
-}
-
 impl QueuedController for DaemonSetController {
     fn queue(&self) -> &WorkQueue<String> {
         &self.queue
+    }
+
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
     }
 }
 

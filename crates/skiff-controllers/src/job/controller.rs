@@ -19,7 +19,7 @@ use super::{
 };
 use crate::shell::{
     cached_for_key, controller_of, enqueue_own_key, enqueue_own_key_forgetting, namespace_of, now,
-    observe_owned_pod, record_events, KeySync, QueuedController, SyncError,
+    observe_owned_pod, record_events, QueuedController, SyncError,
 };
 
 fn jobs_resource() -> &'static ResourceInfo {
@@ -84,7 +84,11 @@ impl RemovedFinalizers {
     }
 }
 
-impl KeySync for JobController {
+impl QueuedController for JobController {
+    fn queue(&self) -> &WorkQueue<String> {
+        &self.queue
+    }
+
     async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         match key.strip_prefix(ORPHAN_POD_PREFIX) {
             Some(pod_key) => self.release_orphan(pod_key).await,
@@ -106,12 +110,6 @@ fn owning_job(pod: &Value) -> Option<(String, String)> {
             Some((format!("{}/{}", namespace_of(pod), name), uid.to_string()))
         }
         _ => None,
-    }
-}
-
-impl QueuedController for JobController {
-    fn queue(&self) -> &WorkQueue<String> {
-        &self.queue
     }
 }
 
@@ -434,15 +432,13 @@ pub struct TtlAfterFinishedController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for TtlAfterFinishedController {
-    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        self.sync(key).await
-    }
-}
-
 impl QueuedController for TtlAfterFinishedController {
     fn queue(&self) -> &WorkQueue<String> {
         &self.queue
+    }
+
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
     }
 }
 

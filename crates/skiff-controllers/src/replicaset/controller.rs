@@ -18,7 +18,7 @@ use super::{
 };
 use crate::shell::{
     cached_for_key, controller_of, enqueue_own_key_forgetting, key_of, namespace_of, now,
-    observe_owned_pod, record_events, typed, KeySync, QueuedController, SyncError,
+    observe_owned_pod, record_events, typed, QueuedController, SyncError,
 };
 
 fn pods_resource() -> &'static ResourceInfo {
@@ -59,15 +59,13 @@ pub struct ReplicaSetController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for ReplicaSetController {
-    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        self.sync(key).await
-    }
-}
-
 impl QueuedController for ReplicaSetController {
     fn queue(&self) -> &WorkQueue<String> {
         &self.queue
+    }
+
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
     }
 }
 

@@ -16,7 +16,7 @@ use super::{claim_event, plan, pod_event, PodAction, StatefulSetObservation, Sta
 use crate::shell::{
     cached_for_key, controller_of, create_or_find_revision, delete_revisions, enqueue_own_key,
     finish_sync, namespace_of, now, record_events, renumber_revision, report_collision, typed,
-    KeySync, QueuedController, SyncError,
+    QueuedController, SyncError,
 };
 
 /// What a claim write answers when the server does not serve claims.
@@ -51,15 +51,13 @@ pub struct StatefulSetController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for StatefulSetController {
-    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        self.sync(key).await
-    }
-}
-
 impl QueuedController for StatefulSetController {
     fn queue(&self) -> &WorkQueue<String> {
         &self.queue
+    }
+
+    async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        self.sync(key).await
     }
 }
 
