@@ -14,6 +14,7 @@ pub mod defaults;
 pub mod errors;
 pub mod eviction;
 pub mod flow_control;
+pub mod go_diff;
 pub mod kinds;
 pub mod managed_fields;
 pub mod nesting;

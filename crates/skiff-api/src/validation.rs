@@ -981,7 +981,10 @@ pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<Fie
             )),
             Some(now) if now != existing => errs.push(FieldError::forbidden(
                 list_path,
-                format!("existing ephemeral containers {name:?} may not be changed\n"),
+                format!(
+                    "existing ephemeral containers {name:?} may not be changed\n{}",
+                    crate::go_diff::ephemeral_container_diff(existing, now)
+                ),
             )),
             Some(_) => {}
         }
@@ -1676,15 +1679,62 @@ mod tests {
     #[test]
     fn existing_ephemeral_containers_may_be_neither_changed_nor_removed() {
         let debugger = json!({"name": "debugger", "image": "busybox"});
-        let changed = json!({"name": "debugger", "image": "alpine"});
-        assert_eq!(
-            ephemeral_errors(json!([changed]), json!([debugger])),
-            vec![(
-                "spec.ephemeralContainers".to_string(),
-                "FieldValueForbidden",
-                "existing ephemeral containers \"debugger\" may not be changed\n".to_string()
-            )]
-        );
+        // Each change, and the diff Kubernetes appends to its refusal.
+        let cases = [
+            (
+                json!({"name": "debugger", "image": "alpine"}),
+                "  core.EphemeralContainer{\n\
+                 \x20 \tEphemeralContainerCommon: core.EphemeralContainerCommon{\n\
+                 \x20 \t\tName:    \"debugger\",\n\
+                 - \t\tImage:   \"busybox\",\n\
+                 + \t\tImage:   \"alpine\",\n\
+                 \x20 \t\tCommand: nil,\n\
+                 \x20 \t\tArgs:    nil,\n\
+                 \x20 \t\t... // 21 identical fields\n\
+                 \x20 \t},\n\
+                 \x20 \tTargetContainerName: \"\",\n\
+                 \x20 }\n",
+            ),
+            (
+                json!({"name": "debugger", "image": "busybox", "args": ["sleep", "1"]}),
+                "  core.EphemeralContainer{\n\
+                 \x20 \tEphemeralContainerCommon: core.EphemeralContainerCommon{\n\
+                 \x20 \t\tName:       \"debugger\",\n\
+                 \x20 \t\tImage:      \"busybox\",\n\
+                 \x20 \t\tCommand:    nil,\n\
+                 - \t\tArgs:       nil,\n\
+                 + \t\tArgs:       []string{\"sleep\", \"1\"},\n\
+                 \x20 \t\tWorkingDir: \"\",\n\
+                 \x20 \t\tPorts:      nil,\n\
+                 \x20 \t\t... // 19 identical fields\n\
+                 \x20 \t},\n\
+                 \x20 \tTargetContainerName: \"\",\n\
+                 \x20 }\n",
+            ),
+            (
+                json!({"name": "debugger", "image": "busybox", "targetContainerName": "app"}),
+                "  core.EphemeralContainer{\n\
+                 \x20 \tEphemeralContainerCommon: {Name: \"debugger\", Image: \"busybox\", \
+                 TerminationMessagePath: \"/dev/termination-log\", TerminationMessagePolicy: \"File\", \
+                 ImagePullPolicy: \"Always\"},\n\
+                 - \tTargetContainerName:      \"\",\n\
+                 + \tTargetContainerName:      \"app\",\n\
+                 \x20 }\n",
+            ),
+        ];
+        for (changed, diff) in cases {
+            assert_eq!(
+                ephemeral_errors(json!([changed]), json!([debugger])),
+                vec![(
+                    "spec.ephemeralContainers".to_string(),
+                    "FieldValueForbidden",
+                    format!(
+                        "existing ephemeral containers \"debugger\" may not be changed\n{diff}"
+                    )
+                )],
+                "{changed}"
+            );
+        }
         assert_eq!(
             ephemeral_errors(json!([]), json!([debugger])),
             vec![(

@@ -43,6 +43,12 @@ pub struct PolicyCache {
     snapshot: Mutex<Option<(u64, Arc<PolicySnapshot>)>>,
 }
 
+impl crate::snapshot_cache::Retire for PolicyCache {
+    fn retire(&self) {
+        self.invalidate();
+    }
+}
+
 impl PolicyCache {
     /// The number of policy and binding writes seen so far.
     pub fn generation(&self) -> u64 {

@@ -8,7 +8,11 @@
 //! ResourceQuota admission is race-free as Kubernetes' is: the usage is written to the quota's
 //! status with its resourceVersion as a precondition before the object is stored, so of two
 //! concurrent creates competing for the last slot one write conflicts, re-reads the quota and
-//! is refused.
+//! is refused. The quotas are read from the registry's cache (retired by every quota write
+//! before it is acknowledged), so a write needs no list while no quota changed; after a conflict
+//! they are read from the store.
+
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use skiff_api::kinds::{limit_range, priority_class, resource_quota};
@@ -121,21 +125,38 @@ impl Registry {
         }
         let namespace = meta::namespace(obj).unwrap_or("default").to_string();
         let name = meta::name(obj).to_string();
+        let cache = self.quota_cache();
         let mut last_conflict = None;
-        for _ in 0..QUOTA_CONFLICT_RETRIES {
-            let quotas = self.list_all(&resource_quota::V1, Some(&namespace)).await?;
+        for attempt in 0..QUOTA_CONFLICT_RETRIES {
+            // After a conflict the cached quotas are known to be behind: read the store.
+            let cached = if attempt == 0 {
+                cache.current_tagged_for(&namespace)
+            } else {
+                None
+            };
+            let (tag, quotas) = match cached {
+                Some(tagged) => tagged,
+                None => {
+                    let tag = cache.generation();
+                    let quotas =
+                        Arc::new(self.list_all(&resource_quota::V1, Some(&namespace)).await?);
+                    cache.offer_for(namespace.clone(), tag, quotas.clone());
+                    (tag, quotas)
+                }
+            };
             if quotas.is_empty() {
                 return Ok(());
             }
             let charges = skiff_api::quota::admit(&quotas, resource.group, resource.plural, obj)
                 .map_err(|reason| forbidden(resource, &name, &reason))?;
-            if dry_run {
+            if dry_run || charges.is_empty() {
                 return Ok(());
             }
+            let mut charged = quotas.as_ref().clone();
             let mut conflicted = false;
-            for charge in charges {
+            for charge in &charges {
                 let mut quota = quotas[charge.index].clone();
-                quota["status"]["used"] = Value::Object(charge.used);
+                quota["status"]["used"] = Value::Object(charge.used.clone());
                 let quota_name = meta::name(&quota).to_string();
                 match self
                     .update(
@@ -148,7 +169,7 @@ impl Registry {
                     )
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(written) => charged[charge.index] = written.object,
                     Err(e) if e.code == 409 || e.code == 404 => {
                         last_conflict = Some(e);
                         conflicted = true;
@@ -158,6 +179,12 @@ impl Registry {
                 }
             }
             if !conflicted {
+                // Each usage write retired the cache; when they were the only quota writes
+                // since the quotas were read, the quotas as written are current.
+                let writes = u64::try_from(charges.len()).unwrap_or(u64::MAX);
+                if let Some(after) = tag.checked_add(writes) {
+                    cache.offer_for(namespace, after, Arc::new(charged));
+                }
                 return Ok(());
             }
         }

@@ -158,7 +158,11 @@ pub struct Registry {
     /// The `DefaultTolerationSeconds` admission's not-ready and unreachable seconds.
     toleration_seconds: (i64, i64),
     /// The authorizer's RBAC snapshot, retired by every RBAC write through `store`.
-    rbac: Arc<crate::rbac_cache::RbacCache>,
+    rbac: Arc<crate::snapshot_cache::RbacCache>,
+    /// The webhook configurations, retired by every write of either kind through `store`.
+    webhooks: Arc<crate::snapshot_cache::WebhookCache>,
+    /// Each namespace's ResourceQuotas, retired by every quota write through `store`.
+    quotas: Arc<crate::snapshot_cache::QuotaCache>,
     /// The admission policies and bindings, retired by every policy write through `store`.
     policies: Arc<crate::admission_policies::PolicyCache>,
 }
@@ -329,12 +333,35 @@ impl Registry {
             // Lists still work without it, parsing each object's labels themselves.
             tracing::warn!(%error, "the store keeps no parsed labels");
         }
-        let rbac = Arc::new(crate::rbac_cache::RbacCache::default());
+        use crate::snapshot_cache::{Retire, WriteTrackingStore, RBAC_KEY_PREFIX};
+        use skiff_api::kinds::{resource_quota, webhook_configuration};
+        let rbac = Arc::new(crate::snapshot_cache::RbacCache::default());
+        let webhooks = Arc::new(crate::snapshot_cache::WebhookCache::default());
+        let quotas = Arc::new(crate::snapshot_cache::QuotaCache::default());
         let policies = Arc::new(crate::admission_policies::PolicyCache::default());
-        let store: Arc<dyn Store> = Arc::new(
-            crate::rbac_cache::RbacTrackingStore::new(store, rbac.clone())
-                .tracking_policies(policies.clone()),
-        );
+        let policies_retired: Arc<dyn Retire> = policies.clone();
+        let (rbac_retired, webhooks_retired, quotas_retired): (
+            Arc<dyn Retire>,
+            Arc<dyn Retire>,
+            Arc<dyn Retire>,
+        ) = (rbac.clone(), webhooks.clone(), quotas.clone());
+        let watched = vec![
+            (RBAC_KEY_PREFIX.to_string(), rbac_retired),
+            (
+                webhook_configuration::MUTATING_V1.key_prefix(),
+                webhooks_retired.clone(),
+            ),
+            (
+                webhook_configuration::VALIDATING_V1.key_prefix(),
+                webhooks_retired,
+            ),
+            (resource_quota::V1.key_prefix(), quotas_retired),
+            (
+                crate::admission_policies::POLICY_KEY_PREFIX.to_string(),
+                policies_retired,
+            ),
+        ];
+        let store: Arc<dyn Store> = Arc::new(WriteTrackingStore::new(store, watched));
         Registry {
             store,
             services: Arc::new(ServiceAllocator::for_range(range)),
@@ -345,6 +372,8 @@ impl Registry {
             ),
             rbac,
             policies,
+            webhooks,
+            quotas,
         }
     }
 
@@ -420,13 +449,23 @@ impl Registry {
     }
 
     /// The cached RBAC snapshot the authorizer decides from, and what retires it.
-    pub fn rbac_cache(&self) -> &Arc<crate::rbac_cache::RbacCache> {
+    pub fn rbac_cache(&self) -> &Arc<crate::snapshot_cache::RbacCache> {
         &self.rbac
     }
 
     /// The cached admission policies and bindings, and what retires them.
     pub fn policy_cache(&self) -> &Arc<crate::admission_policies::PolicyCache> {
         &self.policies
+    }
+
+    /// The cached webhook configurations dynamic admission matches against.
+    pub fn webhook_cache(&self) -> &Arc<crate::snapshot_cache::WebhookCache> {
+        &self.webhooks
+    }
+
+    /// The cached ResourceQuotas of each namespace quota admission charges.
+    pub fn quota_cache(&self) -> &Arc<crate::snapshot_cache::QuotaCache> {
+        &self.quotas
     }
 
     /// Decodes a stored value, stamping its resourceVersion, in the storage version.

@@ -131,7 +131,35 @@ struct Verdict {
 struct CallFailure(String);
 
 impl Registry {
+    /// The webhooks of every configuration of `resource`'s kind, configurations by name, from
+    /// the cache while no configuration was written since it was listed.
     async fn webhooks_of(&self, resource: &ResourceInfo) -> Result<Vec<Value>, ApiError> {
+        let cache = self.webhook_cache();
+        let both = match cache.current() {
+            Some(both) => both,
+            None => {
+                let tag = cache.generation();
+                let both = Arc::new((
+                    self.list_webhooks(&webhook_configuration::MUTATING_V1)
+                        .await?,
+                    self.list_webhooks(&webhook_configuration::VALIDATING_V1)
+                        .await?,
+                ));
+                cache.offer(tag, both.clone());
+                both
+            }
+        };
+        Ok(
+            if resource.plural == webhook_configuration::MUTATING_V1.plural {
+                both.0.clone()
+            } else {
+                both.1.clone()
+            },
+        )
+    }
+
+    /// Reads the webhooks of every configuration of one kind from the store.
+    async fn list_webhooks(&self, resource: &ResourceInfo) -> Result<Vec<Value>, ApiError> {
         let mut configurations = self
             .list(resource, None, &ListOptions::default())
             .await?

@@ -784,7 +784,19 @@ async fn ephemeral_containers_subresource_only_adds_ephemeral_containers() {
     assert_eq!((err.code, err.reason), (422, "Invalid"));
     assert_eq!(
         err.message,
-        "Pod \"web\" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be changed\n"
+        "Pod \"web\" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be changed\n\
+         \x20 core.EphemeralContainer{\n\
+         \x20 \tEphemeralContainerCommon: core.EphemeralContainerCommon{\n\
+         \x20 \t\tName:    \"debugger\",\n\
+         - \t\tImage:   \"busybox\",\n\
+         + \t\tImage:   \"alpine\",\n\
+         \x20 \t\tCommand: nil,\n\
+         \x20 \t\tArgs:    nil,\n\
+         \x20 \t\t... // 21 identical fields\n\
+         \x20 \t},\n\
+         \x20 \tTargetContainerName: \"app\",\n\
+         \x20 }\n",
+        "Kubernetes appends the change's diff"
     );
 
     // A plain pod update may not touch them either.

@@ -20,6 +20,7 @@ use crate::endpointslice::controller::EndpointSliceController;
 use crate::gc::controller::GarbageCollector;
 use crate::job::controller::{JobController, TtlAfterFinishedController};
 use crate::replicaset::controller::ReplicaSetController;
+use crate::shell::QueuedController;
 use crate::statefulset::controller::StatefulSetController;
 
 /// Concurrent syncs per controller, as kube-controller-manager's defaults (5 for Deployments and

@@ -1,15 +1,21 @@
 //! What the controllers' asynchronous shells share: decoding cached objects, owner lookups,
-//! routing informer notifications to work-queue keys, the worker loop, and turning planner
-//! events into recorded Events.
+//! routing informer notifications to work-queue keys, the worker loop, the ControllerRevision
+//! and status writes workload controllers end their syncs with, and turning planner events into
+//! recorded Events.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
-use skiff_client::ClientError;
-use skiff_runtime::{EventRecorder, EventType, Expectations, Notification, ObjectRef, WorkQueue};
+use skiff_api::patch::PatchType;
+use skiff_client::{Client, ClientError, DeleteOptions, Scope};
+use skiff_runtime::{
+    EventRecorder, EventType, Expectations, Informer, Notification, ObjectRef, WorkQueue,
+};
 
 use crate::deployment::{Event, EventType as PlannedType};
 
@@ -162,6 +168,158 @@ pub fn record_events(recorder: &EventRecorder, involved: &Value, events: &[Event
             PlannedType::Warning => EventType::Warning,
         };
         recorder.record(&reference, event_type, &event.reason, event.message.clone());
+    }
+}
+
+/// A controller that syncs `namespace/name` keys from its own work queue: running it and
+/// stopping it are the same for every such controller, and it is a [`KeySync`] by its
+/// `sync_key`.
+pub trait QueuedController: Send + Sync + Sized + 'static {
+    /// The queue its informer handlers fill.
+    fn queue(&self) -> &WorkQueue<String>;
+
+    /// One sync of the object under `key`; `Ok(Some(delay))` asks for another after `delay`.
+    fn sync_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Duration>, SyncError>> + Send;
+
+    /// Processes keys with `workers` concurrent syncs until the queue shuts down.
+    fn run(self, workers: usize) -> impl Future<Output = ()> + Send {
+        let queue = self.queue().clone();
+        run_key_syncs(self, queue, workers)
+    }
+
+    /// Stops taking new work.
+    fn shutdown(&self) {
+        self.queue().shutdown();
+    }
+}
+
+impl<C: QueuedController> KeySync for C {
+    fn sync_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Duration>, SyncError>> + Send {
+        QueuedController::sync_key(self, key)
+    }
+}
+
+/// The namespace and name of a `namespace/name` key and the informer's object under it, if
+/// any.
+pub fn cached_for_key<'k>(
+    informer: &Informer,
+    key: &'k str,
+) -> Option<(&'k str, &'k str, Arc<Value>)> {
+    let (namespace, name) = key.split_once('/')?;
+    Some((namespace, name, informer.get(Some(namespace), name)?))
+}
+
+/// Gives a ControllerRevision the number its planner chose; one already gone needs none.
+pub async fn renumber_revision(
+    client: &dyn Client,
+    scope: Scope<'_>,
+    renumber: Option<&(String, i64)>,
+) -> Result<(), SyncError> {
+    let Some((name, number)) = renumber else {
+        return Ok(());
+    };
+    let patch = serde_json::json!({"revision": number});
+    match client
+        .patch(scope, name, PatchType::Merge, patch, false)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the ControllerRevisions a planner let go; ones already gone are skipped.
+pub async fn delete_revisions(
+    client: &dyn Client,
+    scope: Scope<'_>,
+    names: &[String],
+) -> Result<(), SyncError> {
+    for name in names {
+        match client.delete(scope, name, &DeleteOptions::default()).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Creates a ControllerRevision: `Ok(None)` once created, or the revision already holding its
+/// name, for the caller to tell its own (not yet in the cache) from a hash collision.
+pub async fn create_or_find_revision(
+    client: &dyn Client,
+    scope: Scope<'_>,
+    revision: &ControllerRevision,
+) -> Result<Option<ControllerRevision>, SyncError> {
+    match client.create(scope, serde_json::to_value(revision)?).await {
+        Ok(_) => Ok(None),
+        Err(e) if e.is_conflict() => {
+            let name = revision.metadata.name.as_deref().unwrap_or_default();
+            Ok(Some(serde_json::from_value(
+                client.get(scope, name).await?,
+            )?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reports a revision hash collision: writes the workload's status with `collisionCount`
+/// already raised, and fails the sync so the next one uses the next hash.
+pub async fn report_collision(
+    client: &dyn Client,
+    scope: Scope<'_>,
+    raised: &impl Serialize,
+    revision_name: &str,
+) -> Result<Option<Duration>, SyncError> {
+    client
+        .update_status(scope, serde_json::to_value(raised)?)
+        .await?;
+    Err(SyncError::Plan(format!(
+        "found a stale or foreign ControllerRevision {revision_name}: hash collision"
+    )))
+}
+
+/// Ends a workload sync: writes the planned status if any (an object gone ends the sync
+/// quietly), then fails with the first error handling its pods, else asks for the planned
+/// requeue.
+pub async fn finish_sync(
+    client: &dyn Client,
+    scope: Scope<'_>,
+    with_status: Option<impl Serialize>,
+    failure: Option<String>,
+    requeue_after: Option<Duration>,
+) -> Result<Option<Duration>, SyncError> {
+    if let Some(object) = with_status {
+        if !write_status(client, scope, &object).await? {
+            return Ok(None);
+        }
+    }
+    match failure {
+        Some(message) => Err(SyncError::Plan(message)),
+        None => Ok(requeue_after),
+    }
+}
+
+/// Writes an object's planned status; `Ok(false)` when the object is gone, which ends its sync.
+pub async fn write_status(
+    client: &dyn Client,
+    scope: Scope<'_>,
+    object: &impl Serialize,
+) -> Result<bool, SyncError> {
+    match client
+        .update_status(scope, serde_json::to_value(object)?)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -193,6 +193,20 @@ fn debug_with_a_target_sees_its_processes_and_the_debugger_cannot_change() {
         "not Kubernetes' message: {}",
         refused.stderr
     );
+    // The refusal carries the diff Kubernetes appends, as printed or inside the logged JSON.
+    for line in [
+        "\n  core.EphemeralContainer{\n  \tEphemeralContainerCommon: core.EphemeralContainerCommon{\n",
+        "\n- \t\tImage:   \"127.0.0.1:9/skiff-test/",
+        "\n+ \t\tImage:   \"127.0.0.1:9/skiff-test/other:1\",\n",
+    ] {
+        let escaped = serde_json::to_string(line).expect("a string serialises");
+        let escaped = &escaped[1..escaped.len() - 1];
+        assert!(
+            refused.stderr.contains(line) || refused.stderr.contains(escaped),
+            "no {line:?} of the change's diff in the refusal: {}",
+            refused.stderr
+        );
+    }
 }
 
 /// Without a terminal: the debugger's `ps` lists the target's process, which under `oci` is PID 1 of the namespace it

@@ -562,7 +562,10 @@ fn the_replicaset_controller_runs_unchanged_over_the_remote_client() {
                 skiff_runtime::EventSource::component("replicaset-controller"),
             ),
         );
-        tokio::spawn(controller.clone().run(2));
+        tokio::spawn(skiff_controllers::shell::QueuedController::run(
+            controller.clone(),
+            2,
+        ));
         controller
     });
 
@@ -600,7 +603,7 @@ fn the_replicaset_controller_runs_unchanged_over_the_remote_client() {
             .count();
         (live == 1).then_some(())
     });
-    controller.shutdown();
+    skiff_controllers::shell::QueuedController::shutdown(&controller);
     drop(rt);
 }
 

@@ -135,96 +135,23 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
             "either minimum or maximum storage value is required, but neither was provided",
         ));
     }
-    let cmp = |a: &Value, b: &Value| match (quantity(a), quantity(b)) {
-        (Some(a), Some(b)) => Some(a.milli_value().cmp(&b.milli_value())),
-        _ => None,
-    };
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    // Each bound is refused at the field it is given in, with that field's value.
     for (name, value) in &min {
-        if let Some(mx) = max.get(name) {
-            if cmp(value, mx) == Some(std::cmp::Ordering::Greater) {
-                errs.push(FieldError::invalid(
-                    format!("{path}.min[{name}]"),
-                    value,
-                    format!(
-                        "min value {} is greater than max value {}",
-                        text(value),
-                        text(mx)
-                    ),
-                ));
-            }
-        }
+        let at = (format!("{path}.min[{name}]"), value);
+        refuse_if_greater(&at, ("min", Some(value)), ("max", max.get(name)), errs);
     }
     for (name, value) in &default_request {
-        let at = format!("{path}.defaultRequest[{name}]");
-        if let Some(mn) = min.get(name) {
-            if cmp(mn, value) == Some(std::cmp::Ordering::Greater) {
-                errs.push(FieldError::invalid(
-                    at.clone(),
-                    value,
-                    format!(
-                        "min value {} is greater than default request value {}",
-                        text(mn),
-                        text(value)
-                    ),
-                ));
-            }
-        }
-        if let Some(mx) = max.get(name) {
-            if cmp(value, mx) == Some(std::cmp::Ordering::Greater) {
-                errs.push(FieldError::invalid(
-                    at.clone(),
-                    value,
-                    format!(
-                        "default request value {} is greater than max value {}",
-                        text(value),
-                        text(mx)
-                    ),
-                ));
-            }
-        }
-        if let Some(limit) = default.get(name) {
-            if cmp(value, limit) == Some(std::cmp::Ordering::Greater) {
-                errs.push(FieldError::invalid(
-                    at,
-                    value,
-                    format!(
-                        "default request value {} is greater than default limit value {}",
-                        text(value),
-                        text(limit)
-                    ),
-                ));
-            }
-        }
+        let at = (format!("{path}.defaultRequest[{name}]"), value);
+        let request = ("default request", Some(value));
+        refuse_if_greater(&at, ("min", min.get(name)), request, errs);
+        refuse_if_greater(&at, request, ("max", max.get(name)), errs);
+        refuse_if_greater(&at, request, ("default limit", default.get(name)), errs);
     }
     for (name, value) in &default {
-        let at = format!("{path}.default[{name}]");
-        if let Some(mn) = min.get(name) {
-            if cmp(mn, value) == Some(std::cmp::Ordering::Greater) {
-                errs.push(FieldError::invalid(
-                    at.clone(),
-                    value,
-                    format!(
-                        "min value {} is greater than default value {}",
-                        text(mn),
-                        text(value)
-                    ),
-                ));
-            }
-        }
-        if let Some(mx) = max.get(name) {
-            if cmp(value, mx) == Some(std::cmp::Ordering::Greater) {
-                errs.push(FieldError::invalid(
-                    at,
-                    value,
-                    format!(
-                        "default value {} is greater than max value {}",
-                        text(value),
-                        text(mx)
-                    ),
-                ));
-            }
-        }
+        let at = (format!("{path}.default[{name}]"), value);
+        let limit = ("default", Some(value));
+        refuse_if_greater(&at, ("min", min.get(name)), limit, errs);
+        refuse_if_greater(&at, limit, ("max", max.get(name)), errs);
     }
     for (name, value) in &ratio {
         let at = format!("{path}.maxLimitRequestRatio[{name}]");
@@ -232,9 +159,37 @@ fn validate_item(item: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::invalid(
                 at,
                 value,
-                format!("ratio {} is less than 1", text(value)),
+                format!("ratio {} is less than 1", value.as_str().unwrap_or("")),
             ));
         }
+    }
+}
+
+/// Refuses the field `at` (its path and value) when the first of two named bounds, both set,
+/// exceeds the second, in Kubernetes' words: `min value 2 is greater than max value 1`.
+fn refuse_if_greater(
+    (path, value): &(String, &Value),
+    (greater_name, greater): (&str, Option<&Value>),
+    (lesser_name, lesser): (&str, Option<&Value>),
+    errs: &mut Vec<FieldError>,
+) {
+    let (Some(greater), Some(lesser)) = (greater, lesser) else {
+        return;
+    };
+    let (Some(a), Some(b)) = (quantity(greater), quantity(lesser)) else {
+        return;
+    };
+    if a.milli_value() > b.milli_value() {
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        errs.push(FieldError::invalid(
+            path.clone(),
+            value,
+            format!(
+                "{greater_name} value {} is greater than {lesser_name} value {}",
+                text(greater),
+                text(lesser)
+            ),
+        ));
     }
 }
 
@@ -765,5 +720,92 @@ mod tests {
                 .any(|t| t.starts_with("spec.limits[2].type: Unsupported value: \"Node\"")),
             "{texts:?}"
         );
+    }
+
+    #[test]
+    fn every_bound_out_of_order_is_refused_at_its_own_field() {
+        let at = |field: &str, value: &str, message: &str| {
+            format!("spec.limits[0].{field}[cpu]: Invalid value: \"{value}\": {message}")
+        };
+        // Defaults fill `default` from `max` and `defaultRequest` from `default`, so one bound
+        // out of order often shows at the fields filled from it too.
+        let cases = [
+            (
+                json!({"min": {"cpu": "2"}, "max": {"cpu": "1"}}),
+                vec![
+                    at("min", "2", "min value 2 is greater than max value 1"),
+                    at(
+                        "defaultRequest",
+                        "1",
+                        "min value 2 is greater than default request value 1",
+                    ),
+                    at(
+                        "default",
+                        "1",
+                        "min value 2 is greater than default value 1",
+                    ),
+                ],
+            ),
+            (
+                json!({"defaultRequest": {"cpu": "2"}, "default": {"cpu": "1"}}),
+                vec![at(
+                    "defaultRequest",
+                    "2",
+                    "default request value 2 is greater than default limit value 1",
+                )],
+            ),
+            (
+                json!({"defaultRequest": {"cpu": "3"}, "default": {"cpu": "2"}, "max": {"cpu": "2"}}),
+                vec![
+                    at(
+                        "defaultRequest",
+                        "3",
+                        "default request value 3 is greater than max value 2",
+                    ),
+                    at(
+                        "defaultRequest",
+                        "3",
+                        "default request value 3 is greater than default limit value 2",
+                    ),
+                ],
+            ),
+            (
+                json!({"min": {"cpu": "2"}, "default": {"cpu": "1"}, "defaultRequest": {"cpu": "2"}}),
+                vec![
+                    at(
+                        "defaultRequest",
+                        "2",
+                        "default request value 2 is greater than default limit value 1",
+                    ),
+                    at(
+                        "default",
+                        "1",
+                        "min value 2 is greater than default value 1",
+                    ),
+                ],
+            ),
+            (
+                json!({"default": {"cpu": "3"}, "max": {"cpu": "2"}}),
+                vec![
+                    at(
+                        "defaultRequest",
+                        "3",
+                        "default request value 3 is greater than max value 2",
+                    ),
+                    at(
+                        "default",
+                        "3",
+                        "default value 3 is greater than max value 2",
+                    ),
+                ],
+            ),
+        ];
+        for (mut item, expected) in cases {
+            item["type"] = json!("Container");
+            let mut errs = Vec::new();
+            Strategy.validate(&range(json!([item])), &mut errs);
+            let texts: Vec<String> = errs.iter().map(FieldError::full).collect();
+            assert_eq!(texts, expected, "{item}");
+        }
     }
 }

@@ -8,7 +8,6 @@ use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
-use skiff_api::patch::PatchType;
 use skiff_api::resources::ResourceInfo;
 use skiff_client::{Client, DeleteOptions, Scope};
 use skiff_runtime::{EventRecorder, Expectations, Informer, Notification, WorkQueue};
@@ -18,8 +17,9 @@ use super::{
     successful_delete_event, DaemonSetObservation, DaemonSetPlan, FailedPodBackoff,
 };
 use crate::shell::{
-    controller_of, enqueue_own_key_forgetting, key_of, namespace_of, now, observe_owned_pod,
-    record_events, run_key_syncs, typed, KeySync, SyncError,
+    cached_for_key, controller_of, create_or_find_revision, delete_revisions,
+    enqueue_own_key_forgetting, finish_sync, key_of, namespace_of, now, observe_owned_pod,
+    record_events, renumber_revision, report_collision, typed, QueuedController, SyncError,
 };
 
 fn daemon_sets_resource() -> &'static ResourceInfo {
@@ -48,7 +48,11 @@ pub struct DaemonSetController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for DaemonSetController {
+impl QueuedController for DaemonSetController {
+    fn queue(&self) -> &WorkQueue<String> {
+        &self.queue
+    }
+
     async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         self.sync(key).await
     }
@@ -138,23 +142,9 @@ impl DaemonSetController {
         });
     }
 
-    /// Processes DaemonSets with `workers` concurrent syncs until the queue shuts down.
-    pub async fn run(self, workers: usize) {
-        let queue = self.queue.clone();
-        run_key_syncs(self, queue, workers).await;
-    }
-
-    /// Stops taking new work.
-    pub fn shutdown(&self) {
-        self.queue.shutdown();
-    }
-
     /// One sync of one DaemonSet.
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        let Some((namespace, name)) = key.split_once('/') else {
-            return Ok(None);
-        };
-        let Some(cached) = self.daemon_sets.get(Some(namespace), name) else {
+        let Some((namespace, _, cached)) = cached_for_key(&self.daemon_sets, key) else {
             self.expectations.delete(key);
             return Ok(None);
         };
@@ -203,60 +193,23 @@ impl DaemonSetController {
                 return Ok(Some(requeue));
             }
         }
-        if let Some((name, number)) = &plan.renumber_revision {
-            match self
-                .client
-                .patch(
-                    revision_scope,
-                    name,
-                    PatchType::Merge,
-                    json!({"revision": number}),
-                    false,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let client = self.client.as_ref();
+        renumber_revision(client, revision_scope, plan.renumber_revision.as_ref()).await?;
         let pod_scope = Scope {
             resource: pods_resource(),
             namespace: Some(namespace),
         };
         let manage_error = self.manage(key, &ds, &cached, &plan, pod_scope).await;
-        for name in &plan.delete_revisions {
-            match self
-                .client
-                .delete(revision_scope, name, &DeleteOptions::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if let Some(status) = &plan.status {
-            let mut updated = ds.clone();
-            updated.status = Some(status.clone());
-            let scope = Scope {
-                resource: daemon_sets_resource(),
-                namespace: Some(namespace),
-            };
-            match self
-                .client
-                .update_status(scope, serde_json::to_value(&updated)?)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if let Some(message) = manage_error {
-            return Err(SyncError::Plan(message));
-        }
-        Ok(plan.requeue_after)
+        delete_revisions(client, revision_scope, &plan.delete_revisions).await?;
+        let with_status = plan.status.as_ref().map(|status| DaemonSet {
+            status: Some(status.clone()),
+            ..ds.clone()
+        });
+        let scope = Scope {
+            resource: daemon_sets_resource(),
+            namespace: Some(namespace),
+        };
+        finish_sync(client, scope, with_status, manage_error, plan.requeue_after).await
     }
 
     /// Creates the current template's revision. A revision of another template already
@@ -268,45 +221,29 @@ impl DaemonSetController {
         revision: &ControllerRevision,
         scope: Scope<'_>,
     ) -> Result<Option<Duration>, SyncError> {
-        match self
-            .client
-            .create(scope, serde_json::to_value(revision)?)
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(e) if e.is_conflict() => {
-                let name = revision.metadata.name.clone().unwrap_or_default();
-                let existing: ControllerRevision =
-                    serde_json::from_value(self.client.get(scope, &name).await?)?;
-                let ours = existing
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|r| {
-                        Some(&r.uid) == ds.metadata.uid.as_ref() && r.controller == Some(true)
-                    });
-                if ours && existing.data == revision.data {
-                    // The cache has not seen it yet.
-                    return Ok(Some(Duration::from_millis(100)));
-                }
-                let mut updated = ds.clone();
-                let status = updated.status.get_or_insert_with(Default::default);
-                status.collision_count =
-                    Some(status.collision_count.unwrap_or(0).saturating_add(1));
-                let ds_scope = Scope {
-                    resource: daemon_sets_resource(),
-                    namespace: scope.namespace,
-                };
-                self.client
-                    .update_status(ds_scope, serde_json::to_value(&updated)?)
-                    .await?;
-                Err(SyncError::Plan(format!(
-                    "found a stale or foreign ControllerRevision {name}: hash collision"
-                )))
-            }
-            Err(e) => Err(e.into()),
+        let client = self.client.as_ref();
+        let Some(existing) = create_or_find_revision(client, scope, revision).await? else {
+            return Ok(None);
+        };
+        let ours = existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| Some(&r.uid) == ds.metadata.uid.as_ref() && r.controller == Some(true));
+        if ours && existing.data == revision.data {
+            // The cache has not seen it yet.
+            return Ok(Some(Duration::from_millis(100)));
         }
+        let mut raised = ds.clone();
+        let status = raised.status.get_or_insert_with(Default::default);
+        status.collision_count = Some(status.collision_count.unwrap_or(0).saturating_add(1));
+        let ds_scope = Scope {
+            resource: daemon_sets_resource(),
+            namespace: scope.namespace,
+        };
+        let name = revision.metadata.name.as_deref().unwrap_or_default();
+        report_collision(client, ds_scope, &raised, name).await
     }
 
     /// Creates and deletes pods as planned, creations in slow-start batches, keeping

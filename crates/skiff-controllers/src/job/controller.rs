@@ -18,8 +18,8 @@ use super::{
     TRACKING_FINALIZER,
 };
 use crate::shell::{
-    controller_of, enqueue_own_key, enqueue_own_key_forgetting, namespace_of, now,
-    observe_owned_pod, record_events, run_key_syncs, KeySync, SyncError,
+    cached_for_key, controller_of, enqueue_own_key, enqueue_own_key_forgetting, namespace_of, now,
+    observe_owned_pod, record_events, QueuedController, SyncError,
 };
 
 fn jobs_resource() -> &'static ResourceInfo {
@@ -84,7 +84,11 @@ impl RemovedFinalizers {
     }
 }
 
-impl KeySync for JobController {
+impl QueuedController for JobController {
+    fn queue(&self) -> &WorkQueue<String> {
+        &self.queue
+    }
+
     async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         match key.strip_prefix(ORPHAN_POD_PREFIX) {
             Some(pod_key) => self.release_orphan(pod_key).await,
@@ -170,17 +174,6 @@ impl JobController {
         });
     }
 
-    /// Processes Jobs with `workers` concurrent syncs until the queue shuts down.
-    pub async fn run(self, workers: usize) {
-        let queue = self.queue.clone();
-        run_key_syncs(self, queue, workers).await;
-    }
-
-    /// Stops taking new work.
-    pub fn shutdown(&self) {
-        self.queue.shutdown();
-    }
-
     /// Removes the tracking finalizer from a pod whose Job no longer exists.
     async fn release_orphan(&self, pod_key: &str) -> Result<Option<Duration>, SyncError> {
         let Some(pod) = self.pods.get_by_key(pod_key) else {
@@ -248,10 +241,7 @@ impl JobController {
 
     /// One sync of one Job.
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        let Some((namespace, name)) = key.split_once('/') else {
-            return Ok(None);
-        };
-        let Some(cached) = self.jobs.get(Some(namespace), name) else {
+        let Some((namespace, _, cached)) = cached_for_key(&self.jobs, key) else {
             self.expectations.delete(key);
             self.removed_finalizers.forget(key);
             return Ok(None);
@@ -442,7 +432,11 @@ pub struct TtlAfterFinishedController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for TtlAfterFinishedController {
+impl QueuedController for TtlAfterFinishedController {
+    fn queue(&self) -> &WorkQueue<String> {
+        &self.queue
+    }
+
     async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         self.sync(key).await
     }
@@ -461,23 +455,9 @@ impl TtlAfterFinishedController {
         }
     }
 
-    /// Processes Jobs with `workers` concurrent syncs until the queue shuts down.
-    pub async fn run(self, workers: usize) {
-        let queue = self.queue.clone();
-        run_key_syncs(self, queue, workers).await;
-    }
-
-    /// Stops taking new work.
-    pub fn shutdown(&self) {
-        self.queue.shutdown();
-    }
-
     /// One look at one Job.
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        let Some((namespace, name)) = key.split_once('/') else {
-            return Ok(None);
-        };
-        let Some(job) = self.jobs.get(Some(namespace), name) else {
+        let Some((namespace, name, job)) = cached_for_key(&self.jobs, key) else {
             return Ok(None);
         };
         match decide(&job, now()) {

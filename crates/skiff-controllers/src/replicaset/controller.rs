@@ -17,8 +17,8 @@ use super::{
     successful_delete_event, ManageError,
 };
 use crate::shell::{
-    controller_of, enqueue_own_key_forgetting, key_of, namespace_of, now, observe_owned_pod,
-    record_events, run_key_syncs, typed, KeySync, SyncError,
+    cached_for_key, controller_of, enqueue_own_key_forgetting, key_of, namespace_of, now,
+    observe_owned_pod, record_events, typed, QueuedController, SyncError,
 };
 
 fn pods_resource() -> &'static ResourceInfo {
@@ -59,7 +59,11 @@ pub struct ReplicaSetController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for ReplicaSetController {
+impl QueuedController for ReplicaSetController {
+    fn queue(&self) -> &WorkQueue<String> {
+        &self.queue
+    }
+
     async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         self.sync(key).await
     }
@@ -138,23 +142,9 @@ impl ReplicaSetController {
         });
     }
 
-    /// Processes ReplicaSets with `workers` concurrent syncs until the queue shuts down.
-    pub async fn run(self, workers: usize) {
-        let queue = self.queue.clone();
-        run_key_syncs(self, queue, workers).await;
-    }
-
-    /// Stops taking new work.
-    pub fn shutdown(&self) {
-        self.queue.shutdown();
-    }
-
     /// One sync of one ReplicaSet.
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        let Some((namespace, name)) = key.split_once('/') else {
-            return Ok(None);
-        };
-        let Some(cached) = self.replica_sets.get(Some(namespace), name) else {
+        let Some((namespace, _, cached)) = cached_for_key(&self.replica_sets, key) else {
             self.expectations.delete(key);
             return Ok(None);
         };

@@ -14,8 +14,9 @@ use skiff_runtime::{EventRecorder, Informer, WorkQueue};
 
 use super::{claim_event, plan, pod_event, PodAction, StatefulSetObservation, StatefulSetPlan};
 use crate::shell::{
-    controller_of, enqueue_own_key, namespace_of, now, record_events, run_key_syncs, typed,
-    KeySync, SyncError,
+    cached_for_key, controller_of, create_or_find_revision, delete_revisions, enqueue_own_key,
+    finish_sync, namespace_of, now, record_events, renumber_revision, report_collision, typed,
+    QueuedController, SyncError,
 };
 
 /// What a claim write answers when the server does not serve claims.
@@ -50,7 +51,11 @@ pub struct StatefulSetController {
     queue: WorkQueue<String>,
 }
 
-impl KeySync for StatefulSetController {
+impl QueuedController for StatefulSetController {
+    fn queue(&self) -> &WorkQueue<String> {
+        &self.queue
+    }
+
     async fn sync_key(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         self.sync(key).await
     }
@@ -99,23 +104,9 @@ impl StatefulSetController {
         }
     }
 
-    /// Processes StatefulSets with `workers` concurrent syncs until the queue shuts down.
-    pub async fn run(self, workers: usize) {
-        let queue = self.queue.clone();
-        run_key_syncs(self, queue, workers).await;
-    }
-
-    /// Stops taking new work.
-    pub fn shutdown(&self) {
-        self.queue.shutdown();
-    }
-
     /// One sync of one StatefulSet.
     pub async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
-        let Some((namespace, name)) = key.split_once('/') else {
-            return Ok(None);
-        };
-        let Some(cached) = self.stateful_sets.get(Some(namespace), name) else {
+        let Some((namespace, _, cached)) = cached_for_key(&self.stateful_sets, key) else {
             return Ok(None);
         };
         let Some(set) = typed::<StatefulSet>(&cached) else {
@@ -157,56 +148,19 @@ impl StatefulSetController {
                 return Ok(Some(requeue));
             }
         }
-        if let Some((name, number)) = &plan.renumber_revision {
-            match self
-                .client
-                .patch(
-                    revision_scope,
-                    name,
-                    PatchType::Merge,
-                    json!({"revision": number}),
-                    false,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let client = self.client.as_ref();
+        renumber_revision(client, revision_scope, plan.renumber_revision.as_ref()).await?;
         let failure = self.act(namespace, &set, &cached, &plan).await;
-        for name in &plan.delete_revisions {
-            match self
-                .client
-                .delete(revision_scope, name, &DeleteOptions::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if let Some(status) = &plan.status {
-            let mut updated = set.clone();
-            updated.status = Some(status.clone());
-            let scope = Scope {
-                resource: stateful_sets_resource(),
-                namespace: Some(namespace),
-            };
-            match self
-                .client
-                .update_status(scope, serde_json::to_value(&updated)?)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if let Some(message) = failure {
-            return Err(SyncError::Plan(message));
-        }
-        Ok(plan.requeue_after)
+        delete_revisions(client, revision_scope, &plan.delete_revisions).await?;
+        let with_status = plan.status.as_ref().map(|status| StatefulSet {
+            status: Some(status.clone()),
+            ..set.clone()
+        });
+        let scope = Scope {
+            resource: stateful_sets_resource(),
+            namespace: Some(namespace),
+        };
+        finish_sync(client, scope, with_status, failure, plan.requeue_after).await
     }
 
     /// Creates the template's revision. A revision of another template holding the name is a
@@ -217,63 +171,44 @@ impl StatefulSetController {
         revision: &ControllerRevision,
         scope: Scope<'_>,
     ) -> Result<Option<Duration>, SyncError> {
-        match self
-            .client
-            .create(scope, serde_json::to_value(revision)?)
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(e) if e.is_conflict() => {
-                let name = revision.metadata.name.clone().unwrap_or_default();
-                let existing: ControllerRevision =
-                    serde_json::from_value(self.client.get(scope, &name).await?)?;
-                let controller = existing
+        let client = self.client.as_ref();
+        let Some(existing) = create_or_find_revision(client, scope, revision).await? else {
+            return Ok(None);
+        };
+        let name = revision.metadata.name.as_deref().unwrap_or_default();
+        let controller = existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true));
+        let ours = controller.is_some_and(|r| Some(&r.uid) == set.metadata.uid.as_ref());
+        if existing.data == revision.data && (ours || controller.is_none()) {
+            if controller.is_none() {
+                // An orphan of an earlier set of this name (`ClaimControllerRevisions`).
+                let mut refs = existing
                     .metadata
                     .owner_references
-                    .iter()
-                    .flatten()
-                    .find(|r| r.controller == Some(true));
-                let ours = controller.is_some_and(|r| Some(&r.uid) == set.metadata.uid.as_ref());
-                if existing.data == revision.data && (ours || controller.is_none()) {
-                    if controller.is_none() {
-                        // An orphan of an earlier set of this name (`ClaimControllerRevisions`).
-                        let mut refs = existing
-                            .metadata
-                            .owner_references
-                            .clone()
-                            .unwrap_or_default();
-                        refs.push(super::controller_ref(set));
-                        self.client
-                            .patch(
-                                scope,
-                                &name,
-                                PatchType::Merge,
-                                json!({"metadata": {"ownerReferences": refs,
-                                                    "uid": existing.metadata.uid}}),
-                                false,
-                            )
-                            .await?;
-                    }
-                    // The cache has not seen it (or its adoption) yet.
-                    return Ok(Some(Duration::from_millis(100)));
-                }
-                let mut updated = set.clone();
-                let status = updated.status.get_or_insert_with(Default::default);
-                status.collision_count =
-                    Some(status.collision_count.unwrap_or(0).saturating_add(1));
-                let set_scope = Scope {
-                    resource: stateful_sets_resource(),
-                    namespace: scope.namespace,
-                };
-                self.client
-                    .update_status(set_scope, serde_json::to_value(&updated)?)
+                    .clone()
+                    .unwrap_or_default();
+                refs.push(super::controller_ref(set));
+                let adopt = json!({"metadata": {"ownerReferences": refs,
+                                                "uid": existing.metadata.uid}});
+                client
+                    .patch(scope, name, PatchType::Merge, adopt, false)
                     .await?;
-                Err(SyncError::Plan(format!(
-                    "found a stale or foreign ControllerRevision {name}: hash collision"
-                )))
             }
-            Err(e) => Err(e.into()),
+            // The cache has not seen it (or its adoption) yet.
+            return Ok(Some(Duration::from_millis(100)));
         }
+        let mut raised = set.clone();
+        let status = raised.status.get_or_insert_with(Default::default);
+        status.collision_count = Some(status.collision_count.unwrap_or(0).saturating_add(1));
+        let set_scope = Scope {
+            resource: stateful_sets_resource(),
+            namespace: scope.namespace,
+        };
+        report_collision(client, set_scope, &raised, name).await
     }
 
     /// Creates the planned claims; the first failure's message, after recording its event.

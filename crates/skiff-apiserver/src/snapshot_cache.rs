@@ -1,0 +1,305 @@
+//! Snapshots of objects the request path reads on every request or write, kept until a write to
+//! their kind, instead of re-listing them from the store each time: the RBAC objects the
+//! authorizer decides from, the webhook configurations dynamic admission matches against, and
+//! each namespace's ResourceQuotas quota admission charges.
+//!
+//! Freshness: [`WriteTrackingStore`] wraps the registry's store and bumps a cache's generation
+//! counter after every write to a key under that cache's prefixes returns, so before the
+//! writer's caller is answered. A snapshot is tagged with the generation read *before* its
+//! lists began; it is used only while the generation still equals its tag. A write
+//! acknowledged before a request therefore always makes that request re-list (or use a
+//! snapshot listed after the write), never a stale one.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde_json::Value;
+use skiff_auth::rbac::RbacSnapshot;
+use skiff_store::{KeyValue, ListResult, Revision, Store, StoreError, ValueExtractor, WatchEvent};
+
+/// The store prefix of the four RBAC kinds (`/registry/<group>/<plural>/...`).
+pub const RBAC_KEY_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+
+/// Snapshots of type `T`, one per key `K` (a namespace, or `()` for one snapshot), and the
+/// generation of writes they reflect; shared by every clone of a registry.
+pub struct SnapshotCache<T, K = ()> {
+    generation: AtomicU64,
+    snapshots: Mutex<HashMap<K, (u64, Arc<T>)>>,
+}
+
+impl<T, K> Default for SnapshotCache<T, K> {
+    fn default() -> Self {
+        SnapshotCache {
+            generation: AtomicU64::new(0),
+            snapshots: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// The authorizer's cached RBAC snapshot.
+pub type RbacCache = SnapshotCache<RbacSnapshot>;
+
+/// The webhooks of every MutatingWebhookConfiguration, then of every
+/// ValidatingWebhookConfiguration, each kind's configurations taken by name.
+pub type WebhookConfigurations = (Vec<Value>, Vec<Value>);
+
+/// The webhook configurations dynamic admission matches writes against.
+pub type WebhookCache = SnapshotCache<WebhookConfigurations>;
+
+/// Each namespace's ResourceQuotas, sorted by name, as quota admission reads them.
+pub type QuotaCache = SnapshotCache<Vec<Value>, String>;
+
+impl<T, K: Eq + Hash> SnapshotCache<T, K> {
+    /// The number of writes seen so far; read before listing to tag a new snapshot.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Marks every cached snapshot out of date; called once a write of the kind has returned.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.lock().clear();
+    }
+
+    /// The snapshot kept under `key`, if no write happened since its lists began.
+    pub fn current_for(&self, key: &K) -> Option<Arc<T>> {
+        self.current_tagged_for(key).map(|(_, snapshot)| snapshot)
+    }
+
+    /// The snapshot kept under `key` with the generation its lists began at, if no write
+    /// happened since.
+    pub fn current_tagged_for(&self, key: &K) -> Option<(u64, Arc<T>)> {
+        let generation = self.generation();
+        match self.lock().get(key) {
+            Some((tag, snapshot)) if *tag == generation => Some((*tag, snapshot.clone())),
+            _ => None,
+        }
+    }
+
+    /// Keeps `snapshot` under `key`, built from lists begun at generation `tag`, if no write
+    /// happened since (an older one would be out of date already).
+    pub fn offer_for(&self, key: K, tag: u64, snapshot: Arc<T>) {
+        let mut slots = self.lock();
+        // Under the lock: `invalidate` bumps before it clears, so a snapshot kept here after
+        // the check is either current or cleared by that write.
+        if tag == self.generation() {
+            slots.insert(key, (tag, snapshot));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (u64, Arc<T>)>> {
+        self.snapshots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T> SnapshotCache<T> {
+    /// The cached snapshot, if no write happened since its lists began.
+    pub fn current(&self) -> Option<Arc<T>> {
+        self.current_for(&())
+    }
+
+    /// Keeps `snapshot`, built from lists begun at generation `tag`, if no write happened since.
+    pub fn offer(&self, tag: u64, snapshot: Arc<T>) {
+        self.offer_for((), tag, snapshot)
+    }
+}
+
+/// A cache a [`WriteTrackingStore`] retires when a key it watches is written.
+pub trait Retire: Send + Sync {
+    /// Marks the cache's snapshots out of date.
+    fn retire(&self);
+}
+
+impl<T: Send + Sync, K: Eq + Hash + Send> Retire for SnapshotCache<T, K> {
+    fn retire(&self) {
+        self.invalidate();
+    }
+}
+
+/// A store that tells caches about every write under their key prefixes, whatever path in the
+/// registry made it (create, update, patch, delete, finalization, namespace clean-up).
+pub struct WriteTrackingStore {
+    inner: Arc<dyn Store>,
+    watched: Vec<(String, Arc<dyn Retire>)>,
+}
+
+impl WriteTrackingStore {
+    /// Wraps `inner`, retiring each cache after every write to a key under its prefix.
+    pub fn new(inner: Arc<dyn Store>, watched: Vec<(String, Arc<dyn Retire>)>) -> Self {
+        WriteTrackingStore { inner, watched }
+    }
+
+    fn wrote(&self, key: &str) {
+        for (prefix, cache) in &self.watched {
+            if key.starts_with(prefix.as_str()) {
+                cache.retire();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for WriteTrackingStore {
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
+        let result = self.inner.create(key, value).await;
+        self.wrote(key);
+        result
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_revision: Option<Revision>,
+    ) -> Result<KeyValue, StoreError> {
+        let result = self.inner.update(key, value, expected_revision).await;
+        self.wrote(key);
+        result
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected_revision: Option<Revision>,
+    ) -> Result<KeyValue, StoreError> {
+        let result = self.inner.delete(key, expected_revision).await;
+        self.wrote(key);
+        result
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    async fn list_uncounted(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError> {
+        self.inner.list_uncounted(prefix, start_after, limit).await
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        after_revision: Revision,
+    ) -> Result<BoxStream<'static, Result<WatchEvent, StoreError>>, StoreError> {
+        self.inner.watch(prefix, after_revision).await
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        self.inner.current_revision().await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.inner.compact(revision).await
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+        self.inner.compacted_revision().await
+    }
+
+    fn set_extractor(&self, extractor: Arc<dyn ValueExtractor>) -> Result<(), StoreError> {
+        self.inner.set_extractor(extractor)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_served_until_the_next_rbac_write() {
+        let cache = RbacCache::default();
+        assert!(cache.current().is_none());
+        let tag = cache.generation();
+        cache.offer(tag, Arc::new(RbacSnapshot::new()));
+        assert!(cache.current().is_some());
+        cache.invalidate();
+        assert!(
+            cache.current().is_none(),
+            "a write must retire the snapshot"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_listed_before_a_write_is_never_served_after_it() {
+        let cache = RbacCache::default();
+        let tag = cache.generation();
+        // The write lands while the lists run; the finished snapshot may miss it.
+        cache.invalidate();
+        cache.offer(tag, Arc::new(RbacSnapshot::new()));
+        assert!(cache.current().is_none());
+        // An older snapshot never replaces a newer one.
+        let newer = cache.generation();
+        cache.offer(newer, Arc::new(RbacSnapshot::new()));
+        cache.offer(tag, Arc::new(RbacSnapshot::new()));
+        assert!(cache.current().is_some());
+    }
+
+    #[test]
+    fn keyed_snapshots_are_served_per_key_until_any_write() {
+        let cache = QuotaCache::default();
+        let tag = cache.generation();
+        cache.offer_for("a".into(), tag, Arc::new(vec![Value::from(1)]));
+        assert_eq!(
+            cache.current_tagged_for(&"a".to_string()),
+            Some((tag, Arc::new(vec![Value::from(1)])))
+        );
+        assert!(cache.current_for(&"b".to_string()).is_none());
+        cache.invalidate();
+        assert!(cache.current_for(&"a".to_string()).is_none());
+    }
+
+    #[tokio::test]
+    async fn writes_retire_only_the_caches_watching_their_keys() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = Arc::new(skiff_store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let rbac = Arc::new(RbacCache::default());
+        let quotas = Arc::new(QuotaCache::default());
+        let store = WriteTrackingStore::new(
+            inner,
+            vec![
+                (RBAC_KEY_PREFIX.to_string(), rbac.clone() as Arc<dyn Retire>),
+                ("/registry/core/resourcequotas/".to_string(), quotas.clone()),
+            ],
+        );
+        store
+            .create("/registry/core/resourcequotas/ns/q", b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!((rbac.generation(), quotas.generation()), (0, 1));
+        store
+            .create("/registry/core/configmaps/ns/c", b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!((rbac.generation(), quotas.generation()), (0, 1));
+        let kv = store
+            .create(
+                "/registry/rbac.authorization.k8s.io/roles/ns/r",
+                b"{}".to_vec(),
+            )
+            .await
+            .unwrap();
+        store.delete(&kv.key, Some(kv.mod_revision)).await.unwrap();
+        assert_eq!((rbac.generation(), quotas.generation()), (2, 1));
+    }
+}
