@@ -413,15 +413,14 @@ fn start_in_root(
     let began = start_step("create", began);
     let pid = run
         .runtime
-        .state(id)
+        .created_pid(id)
         .map_err(|e| e.to_string())?
-        .pid
         .ok_or_else(|| "the runtime reported no process for the container".to_string())?;
     container_pids()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(pid);
-    let began = start_step("state", began);
+    let began = start_step("pid", began);
     if let Err(e) = run.runtime.start(id) {
         container_pids()
             .lock()
