@@ -919,6 +919,8 @@ fn start_steps(log: &str) -> Vec<(String, Vec<Duration>)> {
         ) else {
             continue;
         };
+        // A `&str` field is printed quoted.
+        let step = step.trim_matches('"');
         let took = Duration::from_micros(micros);
         match steps.iter_mut().find(|(name, _)| name == step) {
             Some((_, values)) => values.push(took),

@@ -1181,6 +1181,22 @@ mod tests {
         assert!(sent.is_ok(), "the runtime got {:?}", runtime.calls());
     }
 
+    #[tokio::test]
+    async fn the_wait_for_a_container_ends_when_its_process_does() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let mut waiter = tokio::spawn(process_ended(pid));
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut waiter).await;
+        assert!(early.is_err(), "the wait ended while the process ran");
+        child.kill().unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+        let _ = child.wait();
+        assert!(ended.is_ok(), "the wait did not end with the process");
+    }
+
     #[test]
     fn adoption_takes_what_the_runtime_reports() {
         use skiff_oci::{ContainerState, ContainerStatus};
