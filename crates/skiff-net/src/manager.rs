@@ -242,7 +242,10 @@ mod tests {
         .await
         .expect("a pod's setup waited for another pod's")
         .unwrap();
-        assert!(!slow.is_finished(), "the gated setup ended before its gate opened");
+        assert!(
+            !slow.is_finished(),
+            "the gated setup ended before its gate opened"
+        );
         manager.network().gate.notify_one();
         let slow = slow.await.unwrap().unwrap();
         assert_ne!(slow.ip, fast.ip);

@@ -442,11 +442,7 @@ fn record_exit(root: &Path, id: &str, pid: i32, code: i32) {
 }
 
 /// Answers one request; a `create` is started and answered once its process ends.
-fn handle(
-    request: Request,
-    fds: Vec<OwnedFd>,
-    tracked: &mut HashMap<i32, Tracked>,
-) -> Handled {
+fn handle(request: Request, fds: Vec<OwnedFd>, tracked: &mut HashMap<i32, Tracked>) -> Handled {
     let failed = |error: String| {
         let (reply, out) = failure(error);
         Handled::Reply(reply, out)

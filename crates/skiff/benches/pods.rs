@@ -908,7 +908,10 @@ fn distribution_row(label: &str, mut values: Vec<Duration>) -> String {
 /// micros=N`), each step's durations in the order steps first appear.
 fn start_steps(log: &str) -> Vec<(String, Vec<Duration>)> {
     let mut steps: Vec<(String, Vec<Duration>)> = Vec::new();
-    for line in log.lines().filter(|l| l.contains("skiff_node::start_timing")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("skiff_node::start_timing"))
+    {
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))

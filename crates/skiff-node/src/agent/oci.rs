@@ -350,7 +350,8 @@ pub fn launch(run: OciRun<'_>, id: ContainerId) -> Result<ContainerProcess, Stri
 /// `SKIFF_LOG=skiff_node::start_timing=debug`.
 pub fn start_step(step: &'static str, began: Instant) -> Instant {
     let now = Instant::now();
-    let micros = u64::try_from(now.saturating_duration_since(began).as_micros()).unwrap_or(u64::MAX);
+    let micros =
+        u64::try_from(now.saturating_duration_since(began).as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(target: "skiff_node::start_timing", step, micros, "start step");
     now
 }
