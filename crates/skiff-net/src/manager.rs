@@ -12,7 +12,8 @@ use crate::ipam::PodAddressFile;
 use crate::network::{NetError, PodAttachment, PodNetwork};
 
 /// A node's pod network: attach a pod when its sandbox is created, detach it when the pod is
-/// gone. Steps run one at a time, so an address is never handed out twice.
+/// gone. Addresses are handed out one at a time, so none is handed out twice; the setups of
+/// different pods run at the same time.
 pub struct PodNetworkManager<N> {
     network: N,
     addresses: Mutex<PodAddressFile>,
@@ -38,13 +39,14 @@ impl<N: PodNetwork> PodNetworkManager<N> {
     /// address allocated for this call is released again if the setup fails.
     pub async fn attach(&self, pod_uid: &str) -> Result<PodAttachment, NetError> {
         check_pod_uid(pod_uid)?;
-        let mut addresses = self.addresses.lock().await;
-        let (ip, new) = addresses.allocate(pod_uid)?;
+        // Only the address is taken under the lock: the namespaces and veths of different
+        // pods are set up at the same time (a pod's own steps come from its one worker).
+        let (ip, new) = self.addresses.lock().await.allocate(pod_uid)?;
         match self.network.setup_pod(pod_uid, ip).await {
             Ok(attachment) => Ok(attachment),
             Err(err) => {
                 if new {
-                    if let Err(release) = addresses.release(pod_uid) {
+                    if let Err(release) = self.addresses.lock().await.release(pod_uid) {
                         tracing::warn!(pod_uid, %release, "could not release the address of a failed setup");
                     }
                 }
@@ -181,5 +183,72 @@ mod tests {
             assert!(manager.detach(bad).await.is_err());
         }
         assert_eq!(manager.network().calls(), vec![NetworkCall::EnsureHost]);
+    }
+
+    /// A network whose setup of `pod-slow` waits until `gate` is opened.
+    struct GatedNetwork {
+        inner: RecordingPodNetwork,
+        /// Told when the setup of `pod-slow` has begun.
+        entered: tokio::sync::Notify,
+        gate: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl PodNetwork for GatedNetwork {
+        fn config(&self) -> &HostConfig {
+            self.inner.config()
+        }
+        async fn ensure_host(&self) -> Result<(), NetError> {
+            self.inner.ensure_host().await
+        }
+        async fn setup_pod(&self, pod_uid: &str, ip: Ipv4Addr) -> Result<PodAttachment, NetError> {
+            if pod_uid == "pod-slow" {
+                self.entered.notify_one();
+                self.gate.notified().await;
+            }
+            self.inner.setup_pod(pod_uid, ip).await
+        }
+        async fn teardown_pod(&self, pod_uid: &str) -> Result<(), NetError> {
+            self.inner.teardown_pod(pod_uid).await
+        }
+        async fn teardown_host(&self) -> Result<(), NetError> {
+            self.inner.teardown_host().await
+        }
+    }
+
+    #[tokio::test]
+    async fn pods_are_set_up_at_the_same_time_with_different_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = GatedNetwork {
+            inner: RecordingPodNetwork::new(config()),
+            entered: tokio::sync::Notify::new(),
+            gate: tokio::sync::Notify::new(),
+        };
+        let manager = std::sync::Arc::new(
+            PodNetworkManager::start(network, dir.path().join("pod-addresses.json"))
+                .await
+                .unwrap(),
+        );
+        let slow = tokio::spawn({
+            let manager = manager.clone();
+            async move { manager.attach("pod-slow").await }
+        });
+        manager.network().entered.notified().await;
+        // The slow setup holds no lock the next pod needs: it is set up meanwhile.
+        let fast = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            manager.attach("pod-fast"),
+        )
+        .await
+        .expect("a pod's setup waited for another pod's")
+        .unwrap();
+        assert!(
+            !slow.is_finished(),
+            "the gated setup ended before its gate opened"
+        );
+        manager.network().gate.notify_one();
+        let slow = slow.await.unwrap().unwrap();
+        assert_ne!(slow.ip, fast.ip);
+        assert_eq!((slow.ip, fast.ip), (ip("198.18.9.2"), ip("198.18.9.3")));
     }
 }

@@ -693,6 +693,16 @@ impl OciRuntime for CliRuntime {
         }
     }
 
+    /// The PID the runtime's `create` wrote to the container's `--pid-file`, without running
+    /// the runtime again (each run of the embedded one is a start of the whole binary);
+    /// `state` when the file is not there.
+    fn created_pid(&self, id: &ContainerId) -> Result<Option<i32>, OciError> {
+        match read_pid(&self.container_dir(id).join("pid")) {
+            Some(pid) => Ok(Some(pid)),
+            None => Ok(self.state(id)?.pid),
+        }
+    }
+
     fn wait_exit(&self, id: &ContainerId, pid: i32) -> i32 {
         if self.monitor.is_none() {
             return crate::runtime::wait_for_child(pid);

@@ -178,24 +178,29 @@ fn serve(root: &Path) -> Result<(), String> {
     shed_clean_pages();
     let mut busy = false;
     let began = Instant::now();
-    let mut clients: Vec<OwnedFd> = Vec::new();
+    let mut clients: HashMap<u64, OwnedFd> = HashMap::new();
+    let mut next_client = 0u64;
     let mut claimed = false;
     let mut tracked: HashMap<i32, Tracked> = HashMap::new();
+    let mut pending: HashMap<i32, PendingCreate> = HashMap::new();
     loop {
         if tracked.is_empty()
+            && pending.is_empty()
             && clients.is_empty()
             && (claimed || began.elapsed() > UNCLAIMED_LIMIT)
         {
             let _ = fs::remove_file(&path);
             return Ok(());
         }
+        let order: Vec<u64> = clients.keys().copied().collect();
         let mut fds = vec![
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
         ];
         fds.extend(
-            clients
+            order
                 .iter()
+                .filter_map(|key| clients.get(key))
                 .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)),
         );
         match poll(&mut fds, PollTimeout::from(1000u16)) {
@@ -215,35 +220,129 @@ fn serve(root: &Path) -> Result<(), String> {
         drop(fds);
         if ready[0] {
             while let Ok(Some(_)) = signals.read_signal() {}
-            reap(root, &mut tracked);
+            reap(root, &mut tracked, &mut pending, &clients);
         }
         if ready[1] {
             while let Ok(fd) = accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
                 // SAFETY: accept4 returned a new descriptor that nothing else owns.
-                clients.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                clients.insert(next_client, unsafe { OwnedFd::from_raw_fd(fd) });
+                next_client = next_client.wrapping_add(1);
                 claimed = true;
             }
         }
         let mut closed = Vec::new();
-        for (index, client) in clients.iter().enumerate() {
-            // Clients accepted just now were not polled yet.
+        for (index, key) in order.iter().enumerate() {
             if !ready.get(index + 2).copied().unwrap_or(false) {
                 continue;
             }
+            let Some(client) = clients.get(key) else {
+                continue;
+            };
             match receive(client.as_raw_fd()) {
-                Ok(Some((request, fds))) => {
-                    let (reply, out) = handle(root, request, fds, &mut tracked);
-                    if send(client.as_raw_fd(), &reply, &out).is_err() {
-                        closed.push(index);
+                Ok(Some((request, fds))) => match handle(request, fds, &mut tracked) {
+                    Handled::Reply(reply, out) => {
+                        if send(client.as_raw_fd(), &reply, &out).is_err() {
+                            closed.push(*key);
+                        }
                     }
-                }
-                Ok(None) | Err(_) => closed.push(index),
+                    Handled::Pending(pid, mut create) => {
+                        create.client = *key;
+                        pending.insert(pid, create);
+                    }
+                },
+                Ok(None) | Err(_) => closed.push(*key),
             }
         }
-        for index in closed.into_iter().rev() {
-            clients.remove(index);
+        for key in closed {
+            clients.remove(&key);
         }
     }
+}
+
+/// A runtime `create` the monitor started and has not seen end yet: the request is answered
+/// when it does, so that creates of different containers overlap.
+struct PendingCreate {
+    /// The connection that asked, which gets the reply.
+    client: u64,
+    id: String,
+    /// The read ends of the container's stdout and stderr pipes.
+    output: [OwnedFd; 2],
+    /// The stdin pipe's write end, when one was asked for.
+    held: HeldInput,
+    /// Where the runtime sends the terminal, when one was asked for.
+    console: Option<ConsoleSocket>,
+    /// The runtime program, for messages.
+    program: String,
+}
+
+/// What a request comes to: an answer now, or a `create` running whose answer comes once
+/// its process (this PID) ends.
+enum Handled {
+    Reply(Reply, Vec<OwnedFd>),
+    Pending(i32, PendingCreate),
+}
+
+/// Answers a `create` whose runtime process ended with `code`: takes the terminal, starts
+/// tracking the container, and sends the reply to the connection that asked, if it is
+/// still there.
+fn finish_create(
+    root: &Path,
+    create: PendingCreate,
+    code: i32,
+    tracked: &mut HashMap<i32, Tracked>,
+    clients: &HashMap<u64, OwnedFd>,
+) {
+    let PendingCreate {
+        client,
+        id,
+        output,
+        mut held,
+        console,
+        program,
+    } = create;
+    let mut answer = || -> (Reply, Vec<OwnedFd>) {
+        if let (0, Some(console)) = (code, &console) {
+            match console.receive(CONSOLE_LIMIT) {
+                Ok(master) => held.terminal = Some(master),
+                Err(e) => {
+                    return failure(format!(
+                        "receiving the container's terminal from {program}: {e}"
+                    ))
+                }
+            }
+        }
+        Reply::with_input(code, &held)
+    };
+    let (reply, out) = answer();
+    if code == 0 && reply.error.is_none() {
+        let pid = fs::read_to_string(root.join("containers").join(&id).join("pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|pid| *pid > 0);
+        if let Some(pid) = pid {
+            tracked.insert(
+                pid,
+                Tracked {
+                    id,
+                    output: Some(output),
+                    input: held,
+                },
+            );
+        }
+    }
+    if let Some(socket) = clients.get(&client) {
+        let _ = send(socket.as_raw_fd(), &reply, &out);
+    }
+}
+
+fn failure(error: String) -> (Reply, Vec<OwnedFd>) {
+    (
+        Reply {
+            error: Some(error),
+            ..Reply::default()
+        },
+        Vec::new(),
+    )
 }
 
 /// Unmaps the pages of the program's files the monitor touched (at start, the dynamic loader
@@ -303,8 +402,14 @@ fn shed_clean_pages() {
     }
 }
 
-/// Collects every ended child, recording the exit codes of containers.
-fn reap(root: &Path, tracked: &mut HashMap<i32, Tracked>) {
+/// Collects every ended child, recording the exit codes of containers and answering the
+/// creates whose runtime process ended.
+fn reap(
+    root: &Path,
+    tracked: &mut HashMap<i32, Tracked>,
+    pending: &mut HashMap<i32, PendingCreate>,
+    clients: &HashMap<u64, OwnedFd>,
+) {
     loop {
         let (pid, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => (pid, code),
@@ -312,7 +417,9 @@ fn reap(root: &Path, tracked: &mut HashMap<i32, Tracked>) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => continue,
         };
-        if let Some(container) = tracked.remove(&pid.as_raw()) {
+        if let Some(create) = pending.remove(&pid.as_raw()) {
+            finish_create(root, create, code, tracked, clients);
+        } else if let Some(container) = tracked.remove(&pid.as_raw()) {
             record_exit(root, &container.id, pid.as_raw(), code);
         }
     }
@@ -334,20 +441,11 @@ fn record_exit(root: &Path, id: &str, pid: i32, code: i32) {
     }
 }
 
-fn handle(
-    root: &Path,
-    request: Request,
-    fds: Vec<OwnedFd>,
-    tracked: &mut HashMap<i32, Tracked>,
-) -> (Reply, Vec<OwnedFd>) {
+/// Answers one request; a `create` is started and answered once its process ends.
+fn handle(request: Request, fds: Vec<OwnedFd>, tracked: &mut HashMap<i32, Tracked>) -> Handled {
     let failed = |error: String| {
-        (
-            Reply {
-                error: Some(error),
-                ..Reply::default()
-            },
-            Vec::new(),
-        )
+        let (reply, out) = failure(error);
+        Handled::Reply(reply, out)
     };
     match request {
         Request::Create {
@@ -371,8 +469,7 @@ fn handle(
                     Err(e) => return failed(format!("console socket {}: {e}", path.display())),
                 },
             };
-            let (stdin, mut held) = match crate::runtime::stdin_pipe(input.stdin && !input.terminal)
-            {
+            let (stdin, held) = match crate::runtime::stdin_pipe(input.stdin && !input.terminal) {
                 Ok(pipe) => pipe,
                 Err(e) => return failed(format!("creating the stdin pipe: {e}")),
             };
@@ -392,42 +489,30 @@ fn handle(
             if hide_unified_cgroup {
                 crate::cli::hide_unified_cgroup(&mut command);
             }
-            let status = command.status();
-            // The write ends close here: only the container holds them now.
+            // Not waited for here: the SIGCHLD of its end answers the request (`reap`).
+            let spawned = command.spawn();
+            // The write ends close here: only the runtime, then the container, holds them.
             drop(command);
-            let status = match status {
-                Ok(status) => status,
+            let pid = match spawned.map(|child| i32::try_from(child.id())) {
+                Ok(Ok(pid)) => pid,
+                Ok(Err(_)) => return failed("the runtime's PID does not fit".into()),
                 Err(e) => return failed(format!("running {}: {e}", program.to_string_lossy())),
             };
-            let code = crate::runtime::exit_code_of(status);
-            if let (0, Some(console)) = (code, &console) {
-                match console.receive(CONSOLE_LIMIT) {
-                    Ok(master) => held.terminal = Some(master),
-                    Err(e) => return failed(format!("receiving the container's terminal: {e}")),
-                }
-            }
-            let (reply, out) = Reply::with_input(code, &held);
-            if code == 0 {
-                let pid = fs::read_to_string(root.join("containers").join(&id).join("pid"))
-                    .ok()
-                    .and_then(|t| t.trim().parse::<i32>().ok())
-                    .filter(|pid| *pid > 0);
-                if let Some(pid) = pid {
-                    tracked.insert(
-                        pid,
-                        Tracked {
-                            id,
-                            output: Some([out_read, err_read]),
-                            input: held,
-                        },
-                    );
-                }
-            }
-            (reply, out)
+            Handled::Pending(
+                pid,
+                PendingCreate {
+                    client: 0,
+                    id,
+                    output: [out_read, err_read],
+                    held,
+                    console,
+                    program: program.to_string_lossy().into_owned(),
+                },
+            )
         }
         Request::Output { id } => {
             let Some(container) = tracked.values().find(|t| t.id == id) else {
-                return (Reply::default(), Vec::new());
+                return Handled::Reply(Reply::default(), Vec::new());
             };
             let output = container
                 .output
@@ -437,20 +522,20 @@ fn handle(
                 Some(mut fds) => {
                     let (reply, input) = Reply::with_input(0, &container.input);
                     fds.extend(input);
-                    (reply, fds)
+                    Handled::Reply(reply, fds)
                 }
-                None => (Reply::default(), Vec::new()),
+                None => Handled::Reply(Reply::default(), Vec::new()),
             }
         }
         Request::CloseStdin { id } => {
             for container in tracked.values_mut().filter(|t| t.id == id) {
                 container.input.stdin = None;
             }
-            (Reply::default(), Vec::new())
+            Handled::Reply(Reply::default(), Vec::new())
         }
         Request::Forget { id } => {
             tracked.retain(|_, t| t.id != id);
-            (Reply::default(), Vec::new())
+            Handled::Reply(Reply::default(), Vec::new())
         }
     }
 }
@@ -507,13 +592,18 @@ fn receive<T: serde::de::DeserializeOwned>(
     Ok(Some((parsed, fds)))
 }
 
-/// The owner's side: one connection to the node's monitor, started when none answers.
+/// The owner's side: connections to the node's monitor, started when none answers. Each
+/// request takes an idle connection (or opens one) for its round trip, so requests of
+/// different threads, such as creates of different pods, run at the same time.
 #[derive(Debug)]
 pub struct MonitorClient {
     root: PathBuf,
     program: PathBuf,
     leading_args: Vec<OsString>,
-    connection: Mutex<Option<OwnedFd>>,
+    /// Connections no request is using.
+    idle: Mutex<Vec<OwnedFd>>,
+    /// Held while a monitor is looked for or started, so that only one is.
+    starting: Mutex<()>,
 }
 
 impl MonitorClient {
@@ -524,20 +614,31 @@ impl MonitorClient {
             root,
             program,
             leading_args,
-            connection: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            starting: Mutex::new(()),
         }
     }
 
-    /// Connects to the running monitor, or starts one and connects to it.
+    /// Connects to the running monitor, or starts one and connects to it; the connection
+    /// stays open, which tells the monitor its owner is there.
     pub fn connect(&self) -> Result<(), OciError> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        if connection.is_none() {
-            *connection = Some(self.open()?);
+        if self.idle_connections().is_empty() {
+            let fd = self.open()?;
+            self.idle_connections().push(fd);
         }
         Ok(())
     }
 
+    fn idle_connections(&self) -> std::sync::MutexGuard<'_, Vec<OwnedFd>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn open(&self) -> Result<OwnedFd, OciError> {
+        if let Ok(fd) = self.try_connect() {
+            return Ok(fd);
+        }
+        let _starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        // Another request may have started it meanwhile.
         if let Ok(fd) = self.try_connect() {
             return Ok(fd);
         }
@@ -593,22 +694,25 @@ impl MonitorClient {
     /// Sends one request and reads its reply, reconnecting once (a monitor that exited idle
     /// is started again).
     fn call(&self, request: &Request, fds: &[OwnedFd]) -> Result<(Reply, Vec<OwnedFd>), OciError> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = String::new();
         for _ in 0..2 {
-            if connection.is_none() {
-                *connection = Some(self.open()?);
-            }
-            let Some(fd) = connection.as_ref().map(AsRawFd::as_raw_fd) else {
-                continue;
+            let idle = self.idle_connections().pop();
+            let connection = match idle {
+                Some(fd) => fd,
+                None => self.open()?,
             };
+            let fd = connection.as_raw_fd();
             let answer = send(fd, request, fds).and_then(|()| receive::<Reply>(fd));
             match answer {
-                Ok(Some(answer)) => return Ok(answer),
+                Ok(Some(answer)) => {
+                    self.idle_connections().push(connection);
+                    return Ok(answer);
+                }
                 Ok(None) => last = "the node monitor hung up".into(),
                 Err(e) => last = e,
             }
-            *connection = None;
+            // The monitor went away: none of the idle connections reach it either.
+            self.idle_connections().clear();
         }
         Err(OciError::Protocol {
             runtime: "node monitor".into(),
@@ -670,12 +774,10 @@ impl MonitorClient {
     /// The monitor's PID, as its socket reports its peer; connects first if needed.
     pub fn pid(&self) -> Option<i32> {
         self.connect().ok()?;
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        let credentials = nix::sys::socket::getsockopt(
-            connection.as_ref()?,
-            nix::sys::socket::sockopt::PeerCredentials,
-        )
-        .ok()?;
+        let idle = self.idle_connections();
+        let credentials =
+            nix::sys::socket::getsockopt(idle.last()?, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()?;
         Some(credentials.pid())
     }
 
@@ -688,19 +790,23 @@ impl MonitorClient {
     }
 }
 
+/// A descriptor that becomes readable once the process `pid` (not necessarily a child) has
+/// ended, so an owner can wait for many containers without a thread each; `None` when the
+/// process is already gone.
+pub fn process_fd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Waits, blocking, until the process `pid` (not necessarily a child) has ended, through a
 /// pidfd; returns at once when it is already gone.
 pub fn wait_until_gone(pid: i32) {
-    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let Ok(fd) = RawFd::try_from(fd) else {
+    let Some(fd) = process_fd(pid) else {
         return;
     };
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     loop {
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {

@@ -353,6 +353,12 @@ pub trait OciRuntime: Send + Sync {
         Ok(None)
     }
 
+    /// The PID 1 of a container just created (before `start`). By default asked of the
+    /// runtime's `state`; a runtime that knows it without running anything says so faster.
+    fn created_pid(&self, id: &ContainerId) -> Result<Option<i32>, OciError> {
+        Ok(self.state(id)?.pid)
+    }
+
     /// Waits, blocking, for the container's PID 1 `pid` to end and returns its exit code
     /// (128 + signal), or -1 when it cannot be known. By default `pid` is this process's
     /// child (its subreaper) and is reaped by PID, never with a wildcard wait.

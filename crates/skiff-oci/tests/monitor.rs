@@ -280,3 +280,71 @@ fn a_terminal_from_the_console_socket_is_kept_by_the_monitor() {
     read_until(master, "answer second /dev/");
     remove(second, &id);
 }
+
+/// Runs `script` (with `sh -c`) as a runtime `create` in the monitor of `root`, on a thread;
+/// its exit code comes on the returned channel.
+fn create_in_monitor(
+    root: &Path,
+    name: &str,
+    script: &str,
+) -> std::sync::mpsc::Receiver<Result<i32, String>> {
+    let shim = env!("CARGO_BIN_EXE_skiff-oci-shim");
+    let client = skiff_oci::monitor::MonitorClient::new(
+        root.to_path_buf(),
+        shim.into(),
+        vec!["node-monitor".into()],
+    );
+    let id = unique_id(name);
+    let argv = ["sh", "-c", script].map(std::ffi::OsString::from).to_vec();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let fd = |_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let fds = [0, 1, 2, 3].map(fd);
+        let answer = client
+            .create(&id, argv, false, fds, InputRequest::default(), None)
+            .map(|(code, _)| code)
+            .map_err(|e| e.to_string());
+        let _ = tx.send(answer);
+    });
+    rx
+}
+
+#[test]
+fn creates_of_different_containers_run_at_once_and_each_gets_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runtime");
+    std::fs::create_dir_all(&root).unwrap();
+    let gate = dir.path().join("gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let running = dir.path().join("running");
+    // The first `create` says it runs, then blocks until the gate is written.
+    let slow = create_in_monitor(
+        &root,
+        "slow",
+        &format!(
+            "touch {}; cat {} >/dev/null; exit 3",
+            running.display(),
+            gate.display()
+        ),
+    );
+    let deadline = Instant::now() + LIMIT;
+    while !running.exists() {
+        assert!(Instant::now() < deadline, "the first create never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let fast = create_in_monitor(&root, "fast", "exit 5");
+    let fast_answer = fast.recv_timeout(LIMIT);
+    let slow_before = slow.try_recv();
+    // Open the gate whatever happened, so that nothing is left blocked.
+    std::fs::write(&gate, "go").unwrap();
+    assert_eq!(
+        fast_answer,
+        Ok(Ok(5)),
+        "a create was not answered while another one ran"
+    );
+    assert!(
+        slow_before.is_err(),
+        "the blocked create was answered before its gate opened: {slow_before:?}"
+    );
+    assert_eq!(slow.recv_timeout(LIMIT), Ok(Ok(3)));
+}

@@ -610,7 +610,9 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--node-name", NODE_NAME])
             .args(runtime.map(Runtime::server_flags).unwrap_or_default())
             .env_remove("SKIFF_DATA_DIR")
-            .env("SKIFF_LOG", "warn")
+            // The node's start steps are timed at debug level, for the breakdown.
+            .env("SKIFF_LOG", "warn,skiff_node::start_timing=debug")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -628,6 +630,19 @@ impl Server {
     /// Where the `oci` runtime keeps its state, which its node monitor's command line names.
     fn oci_root(&self) -> PathBuf {
         self.root.path().join("data").join("oci")
+    }
+
+    /// The server's log from byte `from` on.
+    fn log_since(&self, from: usize) -> String {
+        let text = std::fs::read_to_string(self.root.path().join("skiff.log")).unwrap_or_default();
+        text.get(from..).unwrap_or_default().to_string()
+    }
+
+    /// How long the server's log is now, in bytes.
+    fn log_length(&self) -> usize {
+        std::fs::metadata(self.root.path().join("skiff.log"))
+            .map(|m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+            .unwrap_or(0)
     }
 
     fn log_tail(&self) -> String {
@@ -887,6 +902,35 @@ fn distribution_row(label: &str, mut values: Vec<Duration>) -> String {
         ms(percentile(&values, 0.99)),
         ms(values.last().copied().unwrap_or_default()),
     )
+}
+
+/// The node's timed start steps in `log` (`skiff_node::start_timing` events: `step=NAME
+/// micros=N`), each step's durations in the order steps first appear.
+fn start_steps(log: &str) -> Vec<(String, Vec<Duration>)> {
+    let mut steps: Vec<(String, Vec<Duration>)> = Vec::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("skiff_node::start_timing"))
+    {
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        };
+        let (Some(step), Some(micros)) = (
+            field("step"),
+            field("micros").and_then(|m| m.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        // A `&str` field is printed quoted.
+        let step = step.trim_matches('"');
+        let took = Duration::from_micros(micros);
+        match steps.iter_mut().find(|(name, _)| name == step) {
+            Some((_, values)) => values.push(took),
+            None => steps.push((step.to_string(), vec![took])),
+        }
+    }
+    steps
 }
 
 fn distribution_header() -> String {
@@ -1378,6 +1422,7 @@ impl Bench {
             .await?;
         self.line("");
         for one_at_a_time in [true, false] {
+            let log_mark = server.log_length();
             let names = self
                 .start_pods_paced(
                     server,
@@ -1387,6 +1432,14 @@ impl Bench {
                     one_at_a_time,
                 )
                 .await?;
+            let steps = start_steps(&server.log_since(log_mark));
+            if !steps.is_empty() {
+                self.line("  the node's start steps (a pod's sandbox, then each container run):");
+                self.line(distribution_header());
+                for (step, values) in steps {
+                    self.line(distribution_row(&step, values));
+                }
+            }
             self.delete_pods(server, &names).await?;
             self.line("");
         }

@@ -2,7 +2,8 @@
 //! behind the agent's process seam. A run becomes a bundle (the image's layers mounted as an
 //! overlay at its `rootfs`, a `config.json` from the pod spec and the image config) that the
 //! runtime creates and starts; the container's PID 1 is then this process's child (the
-//! runtime makes it a child subreaper), reaped by PID on a blocking thread, and its output
+//! runtime makes it a child subreaper, or the node monitor's), its end watched through a
+//! pidfd on the async runtime (no thread per container), and its output
 //! goes through pipes into the run's log file, as a process run's does. A container with
 //! `stdin` reads a pipe whose write end attach sessions use; one with `tty` runs on a terminal
 //! the runtime opens (its master end comes back through the console socket), whose output is
@@ -19,7 +20,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use nix::sys::signal::Signal;
@@ -322,7 +323,9 @@ pub fn overlay_options(image: &ImageRoot, dirs: &RunDirs) -> String {
 /// files must already be written into the run's `etc` directory.
 pub fn launch(run: OciRun<'_>, id: ContainerId) -> Result<ContainerProcess, String> {
     let dirs = RunDirs::under(run.container_dir);
+    let began = Instant::now();
     remove_previous(run.runtime.as_ref(), &id, &dirs.root);
+    let began = start_step("remove_previous", began);
     dirs.prepare()
         .map_err(|e| format!("preparing the container's root: {e}"))?;
     let options = overlay_options(run.image, &dirs);
@@ -334,11 +337,23 @@ pub fn launch(run: OciRun<'_>, id: ContainerId) -> Result<ContainerProcess, Stri
         Some(options.as_str()),
     )
     .map_err(|e| format!("mounting the container's root: {e}"))?;
+    start_step("rootfs", began);
     let started = start_in_root(&run, &id, &dirs);
     if started.is_err() {
         remove_previous(run.runtime.as_ref(), &id, &dirs.root);
     }
     started
+}
+
+/// Reports how long one step of starting a container took, from `began` (returned: now, the
+/// next step's beginning), for the pods benchmark's breakdown of a start; it shows with
+/// `SKIFF_LOG=skiff_node::start_timing=debug`.
+pub fn start_step(step: &'static str, began: Instant) -> Instant {
+    let now = Instant::now();
+    let micros =
+        u64::try_from(now.saturating_duration_since(began).as_micros()).unwrap_or(u64::MAX);
+    tracing::debug!(target: "skiff_node::start_timing", step, micros, "start step");
+    now
 }
 
 /// Makes the directory `path` of the container's root under `root` (the missing working
@@ -371,6 +386,7 @@ fn start_in_root(
 ) -> Result<ContainerProcess, String> {
     // The working directory is made inside the root as a runtime would, resolved there so
     // that no link in the image leads outside it.
+    let began = Instant::now();
     let _ = make_dir_in_root(&dirs.root, run.working_dir);
     let config = container_config(run, &dirs.root, &dirs.etc);
     let spec = skiff_oci::generate_spec(&config).map_err(|e| e.to_string())?;
@@ -379,6 +395,7 @@ fn start_in_root(
     skiff_oci::write_bundle(&bundle, &spec).map_err(|e| e.to_string())?;
     let writer =
         LogWriter::open(run.log_path, run.log_cap).map_err(|e| format!("opening the log: {e}"))?;
+    let began = start_step("bundle", began);
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let readers = [out_read, err_read];
@@ -394,16 +411,17 @@ fn start_in_root(
             input_request(&attach),
         )
         .map_err(|e| format!("failed to create containerd task: {e}"))?;
+    let began = start_step("create", began);
     let pid = run
         .runtime
-        .state(id)
+        .created_pid(id)
         .map_err(|e| e.to_string())?
-        .pid
         .ok_or_else(|| "the runtime reported no process for the container".to_string())?;
     container_pids()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(pid);
+    let began = start_step("pid", began);
     if let Err(e) = run.runtime.start(id) {
         container_pids()
             .lock()
@@ -411,6 +429,7 @@ fn start_in_root(
             .remove(&pid);
         return Err(format!("failed to start containerd task: {e}"));
     }
+    start_step("start", began);
     let container = OciContainer {
         runtime: run.runtime.clone(),
         id: id.clone(),
@@ -491,6 +510,9 @@ fn follow(
     let container = Arc::new(container);
     let waited = container.clone();
     tokio::spawn(async move {
+        // Waited for here, without a thread: the runtime's wait below then only collects
+        // the exit code of a process already gone.
+        process_ended(pid).await;
         let code = tokio::task::spawn_blocking(move || waited.runtime.wait_exit(&waited.id, pid))
             .await
             .unwrap_or(-1);
@@ -512,6 +534,25 @@ fn follow(
         attach,
         oci: Some(container),
     }
+}
+
+/// Returns once the process `pid` has ended (at once when it is gone or cannot be watched,
+/// leaving the wait to the runtime), through a pidfd on the agent's runtime rather than a
+/// blocked thread per container.
+#[allow(unsafe_code)] // Only to register the pidfd with the runtime's poller.
+async fn process_ended(pid: i32) {
+    let Some(fd) = skiff_oci::monitor::process_fd(pid) else {
+        return;
+    };
+    // SAFETY: the pidfd is owned by the `AsyncFd`, which neither closes nor replaces it
+    // while it is registered.
+    let watched = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    };
+    let Ok(watched) = watched else {
+        return;
+    };
+    let _ = watched.readable().await;
 }
 
 /// What a container left by an earlier run of the agent is, as the runtime reports it.
@@ -1139,6 +1180,22 @@ mod tests {
         })
         .await;
         assert!(sent.is_ok(), "the runtime got {:?}", runtime.calls());
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_a_container_ends_when_its_process_does() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let mut waiter = tokio::spawn(process_ended(pid));
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut waiter).await;
+        assert!(early.is_err(), "the wait ended while the process ran");
+        child.kill().unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+        let _ = child.wait();
+        assert!(ended.is_ok(), "the wait did not end with the process");
     }
 
     #[test]

@@ -665,16 +665,19 @@ impl Worker {
         if self.sandbox_retry.is_some_and(|at| Instant::now() < at) {
             return;
         }
+        let began = std::time::Instant::now();
         if let Err(message) = self.create_cgroup() {
             self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
             self.event(Severity::Warning, "FailedCreatePodSandBox", message, None);
             return;
         }
+        let began = super::oci::start_step("pod_cgroup", began);
         if let Err(message) = self.attach_network().await {
             self.sandbox_retry = Some(Instant::now() + SANDBOX_RETRY);
             self.event(Severity::Warning, "FailedCreatePodSandBox", message, None);
             return;
         }
+        let began = super::oci::start_step("network", began);
         match sandbox::prepare_volumes(
             self.shared.client.clone(),
             &self.pod,
@@ -684,6 +687,7 @@ impl Worker {
         .await
         {
             Ok(volumes) => {
+                super::oci::start_step("volumes", began);
                 self.volumes = Some(volumes);
                 self.sandbox_retry = None;
                 let tokens = sandbox::token_files(&self.pod, &self.dir);
@@ -867,6 +871,7 @@ impl Worker {
                         message,
                     }));
                 };
+                let step_began = std::time::Instant::now();
                 let image_ref = container.image.clone().unwrap_or_default();
                 let record = |severity: EventType, reason: &str, message: String| {
                     if let Ok(r) = ObjectRef::from_object(&*pod) {
@@ -897,6 +902,7 @@ impl Worker {
                     },
                 )
                 .await;
+                let step_began = super::oci::start_step("image", step_began);
                 let image = match ensured {
                     Ok(image) => image,
                     Err((failure, message)) => {
@@ -922,6 +928,7 @@ impl Worker {
                 if env.get("PATH").is_none() {
                     env.set("PATH", DEFAULT_PATH.to_string());
                 }
+                let step_began = super::oci::start_step("environment", step_began);
                 let command = expanded_command(&container, &image, &env);
                 if command.is_empty() {
                     fail(StartFailure::Runtime, "no command specified".to_string());
@@ -1009,6 +1016,7 @@ impl Worker {
                 };
                 let (spawned, root) = match (oci_run, &image.root) {
                     (Some((runtime, mut exec_root, cgroup)), Some(image_root)) => {
+                        let step_began = super::oci::start_step("container_cgroup", step_began);
                         let started = start_oci(OciStart {
                             runtime,
                             pod: pod.clone(),
@@ -1034,6 +1042,7 @@ impl Worker {
                             log_cap: shared.log_cap,
                         })
                         .await;
+                        super::oci::start_step("launch", step_began);
                         exec_root.oci = started.as_ref().ok().and_then(|p| p.oci.clone());
                         (started, Some(exec_root))
                     }
@@ -1350,7 +1359,10 @@ impl Worker {
             return;
         };
         spell_out_probe_times(&mut value);
-        match self.shared.client.update_status(self.scope(), value).await {
+        let began = std::time::Instant::now();
+        let written = self.shared.client.update_status(self.scope(), value).await;
+        super::oci::start_step("status_write", began);
+        match written {
             Ok(written) => {
                 self.last_written = Some(status);
                 if let Some(version) = written
