@@ -1,7 +1,8 @@
 //! Who a request is and whether it may proceed: the identity authentication established,
 //! impersonation (`kubectl --as`, `--as-group`) checked with the `impersonate` verb, and every
-//! request authorized as kube-apiserver does it (members of `system:masters` first, then RBAC
-//! over the stored Roles, ClusterRoles and bindings), refused with Kubernetes' 403.
+//! request authorized as kube-apiserver does it (members of `system:masters` first, then the
+//! Node authorizer for kubelets, then RBAC over the stored Roles, ClusterRoles and bindings),
+//! refused with Kubernetes' 403.
 
 use std::sync::Arc;
 
@@ -86,18 +87,57 @@ pub async fn read_rbac_snapshot(registry: &Registry) -> Result<RbacSnapshot, Api
     Ok(snapshot)
 }
 
-/// Decides `attrs`, reading the RBAC objects only for users outside `system:masters`.
+/// The `system:node` rules the Node authorizer applies, built once.
+fn node_rules() -> &'static [skiff_auth::rule::PolicyRule] {
+    static RULES: std::sync::OnceLock<Vec<skiff_auth::rule::PolicyRule>> =
+        std::sync::OnceLock::new();
+    RULES.get_or_init(crate::rbac_bootstrap::node_policy_rules)
+}
+
+/// Decides `attrs` as kube-apiserver with `--authorization-mode=Node,RBAC`: members of
+/// `system:masters` first, then the Node authorizer for kubelets, then RBAC. A refusal carries
+/// every authorizer's reason, one a line, as the union authorizer joins them.
 pub async fn authorize(
     registry: &Registry,
     attrs: &Attributes,
 ) -> Result<skiff_auth::rbac::Decision, ApiError> {
+    use skiff_auth::node::{authorize_node, node_identity, NodeDecision};
     if attrs.user.in_group(SYSTEM_MASTERS) {
         return Ok(skiff_auth::rbac::Decision {
             allowed: true,
             reason: String::new(),
         });
     }
-    Ok(rbac_snapshot(registry).await?.authorize(attrs))
+    let mut reasons = Vec::new();
+    if let Some(node) = node_identity(&attrs.user) {
+        let decision = registry
+            .node_graph()
+            .read(registry, |graph| {
+                authorize_node(graph, node_rules(), node, attrs)
+            })
+            .await?;
+        match decision {
+            NodeDecision::Allow => {
+                return Ok(skiff_auth::rbac::Decision {
+                    allowed: true,
+                    reason: String::new(),
+                })
+            }
+            NodeDecision::NoOpinion(reason) if !reason.is_empty() => reasons.push(reason),
+            NodeDecision::NoOpinion(_) => {}
+        }
+    }
+    let decision = rbac_snapshot(registry).await?.authorize(attrs);
+    if decision.allowed {
+        return Ok(decision);
+    }
+    if !decision.reason.is_empty() {
+        reasons.push(decision.reason);
+    }
+    Ok(skiff_auth::rbac::Decision {
+        allowed: false,
+        reason: reasons.join("\n"),
+    })
 }
 
 /// The 403 `Status` Kubernetes answers a refused request with (`errors.NewForbidden` around

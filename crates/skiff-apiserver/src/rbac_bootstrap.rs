@@ -365,6 +365,15 @@ pub fn cluster_roles() -> Vec<Value> {
 /// What a kubelet does with the API: register and update its Node, renew its Lease, follow
 /// the pods bound to it and write their status, read what their volumes and environment name,
 /// ask for ServiceAccount tokens, report events and renew its own client certificate.
+/// The `system:node` role's rules as the Node authorizer applies them to every kubelet for
+/// what its graph does not decide (Kubernetes binds the role to nobody by default).
+pub fn node_policy_rules() -> Vec<skiff_auth::rule::PolicyRule> {
+    node_rules()
+        .iter()
+        .map(skiff_auth::rule::PolicyRule::from_json)
+        .collect()
+}
+
 fn node_rules() -> Vec<Value> {
     vec![
         rule(
@@ -506,10 +515,8 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             SELF_NODE_CLIENT_ROLE,
             &[NODES_GROUP],
         ),
-        // Kubernetes leaves these to its Node authorizer, which Skiff does not have yet: nodes
-        // hold the kubelet's role through RBAC, as they did before Kubernetes 1.8, and the
-        // proxy inside `skiff agent`, which speaks with the node's certificate, the proxier's.
-        named_binding("skiff:nodes", NODE_ROLE, &[NODES_GROUP]),
+        // The kubelet's own requests are the Node authorizer's; the proxy and cluster DNS
+        // inside `skiff agent` speak with the node's certificate and hold their roles here.
         named_binding("skiff:node-proxier", NODE_PROXIER_ROLE, &[NODES_GROUP]),
         binding(NODE_DNS_ROLE, &[NODES_GROUP]),
     ]

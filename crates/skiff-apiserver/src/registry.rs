@@ -159,6 +159,7 @@ pub struct Registry {
     toleration_seconds: (i64, i64),
     /// The authorizer's RBAC snapshot, retired by every RBAC write through `store`.
     rbac: Arc<crate::rbac_cache::RbacCache>,
+    node_graph: Arc<crate::node_graph::NodeGraphCache>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -341,6 +342,7 @@ impl Registry {
                 skiff_api::kinds::pod::DEFAULT_TOLERATION_SECONDS,
             ),
             rbac,
+            node_graph: Arc::default(),
         }
     }
 
@@ -418,6 +420,11 @@ impl Registry {
     /// The cached RBAC snapshot the authorizer decides from, and what retires it.
     pub fn rbac_cache(&self) -> &Arc<crate::rbac_cache::RbacCache> {
         &self.rbac
+    }
+
+    /// The Node authorizer's graph of what each node's pods reference.
+    pub fn node_graph(&self) -> &Arc<crate::node_graph::NodeGraphCache> {
+        &self.node_graph
     }
 
     /// Decodes a stored value, stamping its resourceVersion, in the storage version.

@@ -240,6 +240,17 @@ impl NodeGraph {
             .remove(&(namespace.to_string(), name.to_string()));
     }
 
+    /// Forgets every pod, before a fresh list of them is fed.
+    pub fn clear_pods(&mut self) {
+        self.pods.clear();
+        self.reached.clear();
+    }
+
+    /// Forgets every claim, before a fresh list of them is fed.
+    pub fn clear_claims(&mut self) {
+        self.claim_volumes.clear();
+    }
+
     /// Whether a pod bound to `node` references the object.
     pub fn reaches(&self, node: &str, kind: Reachable, namespace: &str, name: &str) -> bool {
         self.reached.get(node).is_some_and(|counts| {
