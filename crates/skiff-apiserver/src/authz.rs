@@ -803,6 +803,96 @@ mod tests {
         )
     }
 
+    fn node_reads_secret(node: &str, name: &str) -> Attributes {
+        Attributes::resource(
+            UserInfo::new(
+                format!("system:node:{node}"),
+                &["system:nodes", SYSTEM_AUTHENTICATED],
+            ),
+            "get",
+            ResourceTarget {
+                namespace: "default".into(),
+                api_version: "v1".into(),
+                resource: "secrets".into(),
+                name: name.into(),
+                ..ResourceTarget::default()
+            },
+        )
+    }
+
+    /// Polls the decision until it is `allowed` (the graph follows pods through a watch).
+    async fn decision_becomes(registry: &Registry, attrs: &Attributes, allowed: bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let decision = authorize(registry, attrs).await.unwrap();
+            if decision.allowed == allowed {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{attrs:?} still decided {decision:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_read_only_the_secrets_of_their_pods_as_pods_come_and_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = registry(&dir);
+        crate::system::ensure_builtin_namespaces(&registry)
+            .await
+            .expect("namespaces");
+        crate::rbac_bootstrap::reconcile(&registry)
+            .await
+            .expect("rbac");
+        let write = crate::registry::WriteOptions::default;
+        // Before any pod, node a is refused with the Node authorizer's reason alone.
+        let refused = authorize(&registry, &node_reads_secret("a", "creds"))
+            .await
+            .unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(
+            forbidden(&node_reads_secret("a", "creds"), &refused.reason).message,
+            "secrets \"creds\" is forbidden: User \"system:node:a\" cannot get resource \"secrets\" \
+             in API group \"\" in the namespace \"default\": no relationship found between node 'a' \
+             and this object"
+        );
+        registry
+            .create(
+                &kinds::pod::V1,
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "busybox"}],
+                                "volumes": [{"name": "s", "secret": {"secretName": "creds"}}]}}),
+                write(),
+            )
+            .await
+            .expect("pod");
+        decision_becomes(&registry, &node_reads_secret("a", "creds"), true).await;
+        assert!(
+            !authorize(&registry, &node_reads_secret("b", "creds"))
+                .await
+                .unwrap()
+                .allowed,
+            "node b has no pod using the secret"
+        );
+        registry
+            .delete(
+                &kinds::pod::V1,
+                Some("default"),
+                "web",
+                &crate::registry::DeleteOptions {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("delete");
+        decision_becomes(&registry, &node_reads_secret("a", "creds"), false).await;
+    }
+
     #[tokio::test]
     async fn a_binding_applies_to_the_very_next_request_and_its_deletion_too() {
         let dir = tempfile::tempdir().expect("tempdir");
