@@ -656,7 +656,41 @@ pub async fn reconcile(registry: &Registry) -> Result<(), ApiError> {
             }
         }
     }
-    Ok(())
+    retire_node_role_binding(registry).await
+}
+
+/// The binding earlier versions made of `system:node` to every node, before the Node
+/// authorizer decided kubelets' requests.
+const RETIRED_NODES_BINDING: &str = "skiff:nodes";
+
+/// Deletes [`RETIRED_NODES_BINDING`] from clusters that still have it, unless an administrator
+/// took it over (`autoupdate` set to `false`): it would give every node every other node's
+/// Secrets.
+async fn retire_node_role_binding(registry: &Registry) -> Result<(), ApiError> {
+    let existing = match registry
+        .get(&cluster_role_binding::V1, None, RETIRED_NODES_BINDING)
+        .await
+    {
+        Ok(existing) => existing,
+        Err(e) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !autoupdate(&existing) || existing.pointer("/roleRef/name") != Some(&json!(NODE_ROLE)) {
+        return Ok(());
+    }
+    match registry
+        .delete(
+            &cluster_role_binding::V1,
+            None,
+            RETIRED_NODES_BINDING,
+            &crate::registry::DeleteOptions::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -669,6 +703,35 @@ mod tests {
             .find(|o| o["metadata"]["name"] == name)
             .cloned()
             .unwrap_or_else(|| panic!("{name} is bootstrapped"))
+    }
+
+    #[tokio::test]
+    async fn the_old_binding_of_the_node_role_to_every_node_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = skiff_store::SqliteStore::open(&dir.path().join("state.db")).expect("store");
+        let registry = Registry::new(std::sync::Arc::new(store));
+        let old = named_binding(RETIRED_NODES_BINDING, NODE_ROLE, &[NODES_GROUP]);
+        registry
+            .create(
+                &cluster_role_binding::V1,
+                None,
+                old,
+                WriteOptions::default(),
+            )
+            .await
+            .expect("old binding");
+        reconcile(&registry).await.expect("reconcile");
+        let gone = registry
+            .get(&cluster_role_binding::V1, None, RETIRED_NODES_BINDING)
+            .await
+            .expect_err("the old binding is deleted");
+        assert_eq!(gone.code, 404);
+        assert!(
+            all_cluster_role_bindings()
+                .iter()
+                .all(|b| b["roleRef"]["name"] != NODE_ROLE),
+            "Kubernetes binds nothing to system:node"
+        );
     }
 
     #[test]
