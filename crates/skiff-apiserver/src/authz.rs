@@ -94,6 +94,30 @@ fn node_rules() -> &'static [skiff_auth::rule::PolicyRule] {
     RULES.get_or_init(crate::rbac_bootstrap::node_policy_rules)
 }
 
+/// A refusal for want of a relationship decided again from the node's pods as stored: the
+/// graph follows a watch, and a pod bound a moment ago may not be in it yet. Only refusals
+/// read the store; `None` when the stored pods do not allow either.
+async fn recheck_with_stored_pods(
+    registry: &Registry,
+    node: &str,
+    attrs: &Attributes,
+) -> Result<Option<skiff_auth::node::NodeDecision>, ApiError> {
+    use skiff_auth::node::{authorize_node, NodeDecision, NodeGraph};
+    let options = ListOptions {
+        field_selector: Some(format!("spec.nodeName={node}")),
+        ..ListOptions::default()
+    };
+    let pods = registry.list(&kinds::pod::V1, None, &options).await?.items;
+    let mut graph = NodeGraph::new();
+    for pod in &pods {
+        graph.set_pod(pod);
+    }
+    Ok(match authorize_node(&graph, node_rules(), node, attrs) {
+        NodeDecision::Allow => Some(NodeDecision::Allow),
+        NodeDecision::NoOpinion(_) => None,
+    })
+}
+
 /// Decides `attrs` as kube-apiserver with `--authorization-mode=Node,RBAC`: members of
 /// `system:masters` first, then the Node authorizer for kubelets, then RBAC. A refusal carries
 /// every authorizer's reason, one a line, as the union authorizer joins them.
@@ -116,6 +140,14 @@ pub async fn authorize(
                 authorize_node(graph, node_rules(), node, attrs)
             })
             .await?;
+        let decision = match decision {
+            NodeDecision::NoOpinion(reason) if reason.starts_with("no relationship found") => {
+                recheck_with_stored_pods(registry, node, attrs)
+                    .await?
+                    .unwrap_or(NodeDecision::NoOpinion(reason))
+            }
+            other => other,
+        };
         match decision {
             NodeDecision::Allow => {
                 return Ok(skiff_auth::rbac::Decision {
@@ -836,6 +868,17 @@ mod tests {
         }
     }
 
+    async fn wait_until<F: std::future::Future<Output = bool>>(
+        what: &str,
+        mut probe: impl FnMut() -> F,
+    ) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !probe().await {
+            assert!(tokio::time::Instant::now() < deadline, "waited for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     #[tokio::test]
     async fn nodes_read_only_the_secrets_of_their_pods_as_pods_come_and_go() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -871,6 +914,17 @@ mod tests {
             .await
             .expect("pod");
         decision_becomes(&registry, &node_reads_secret("a", "creds"), true).await;
+        // The informer brings the pod into the graph itself, without the refusal's recheck.
+        let graph = registry.node_graph().clone();
+        wait_until("the pod to reach the graph", || async {
+            graph
+                .read(&registry, |g| {
+                    g.reaches("a", skiff_auth::node::Reachable::Secret, "default", "creds")
+                })
+                .await
+                .unwrap()
+        })
+        .await;
         assert!(
             !authorize(&registry, &node_reads_secret("b", "creds"))
                 .await
