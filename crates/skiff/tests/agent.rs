@@ -652,16 +652,11 @@ fn a_node_reads_only_what_its_pods_use_and_changes_only_its_own_node() {
          allowed to modify labels: node-restriction.kubernetes.io/dedicated"
     );
     as_node.ok(&["label", "node", "worker-1", "example.com/rack=r1"]);
-    // The other node's pod's status is not this node's to write.
-    let status = as_node.fails(&[
-        "patch",
-        "pod",
-        "uses-theirs",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"message":"taken"}}"#,
-    ]);
+    // The other node's pod's status is not this node's to write (a PUT: the node may not
+    // read `pods/status`, so `kubectl patch` cannot fetch it first).
+    let theirs = kubectl.ok(&["get", "pod", "uses-theirs", "-o", "json"]);
+    let theirs_file = skiff.write_file("uses-theirs.json", &theirs);
+    let status = as_node.fails(&["replace", "--subresource=status", "-f", &theirs_file]);
     assert!(
         status.contains(
             "node \"worker-1\" can only update pod status for pods with spec.nodeName set to itself"
