@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use skiff_auth::node::{node_identity, NODE_LEASE_NAMESPACE};
+use skiff_auth::node::{node_identity, Reachable, NODE_LEASE_NAMESPACE};
 use skiff_auth::user::UserInfo;
 
 use crate::webhooks::AdmissionAttempt;
@@ -100,7 +100,7 @@ pub fn admit(user: &UserInfo, attempt: &AdmissionAttempt<'_>) -> Result<(), Stri
                         "node {node:?} can only create pods with spec.nodeName set to itself"
                     ));
                 }
-                Ok(())
+                admit_mirror_pod(node, pod.unwrap_or(&Value::Null))
             }
             ("", "DELETE") => {
                 if node_name_of(attempt.old_object.as_ref()) != node {
@@ -113,14 +113,20 @@ pub fn admit(user: &UserInfo, attempt: &AdmissionAttempt<'_>) -> Result<(), Stri
             ("", _) => Err(format!(
                 "unexpected operation {operation:?}, node {node:?} can only create and delete mirror pods"
             )),
-            ("status", _) => {
+            ("status", "UPDATE") => {
                 if node_name_of(attempt.old_object.as_ref()) != node {
                     return Err(format!(
                         "node {node:?} can only update pod status for pods with spec.nodeName set to itself"
                     ));
                 }
+                if labels(attempt.object.as_ref()) != labels(attempt.old_object.as_ref()) {
+                    return Err(format!(
+                        "node {node:?} cannot update labels through pod status"
+                    ));
+                }
                 Ok(())
             }
+            ("status", _) => Err(format!("unexpected operation {operation:?}")),
             (other, _) => Err(format!("unexpected subresource {other:?}")),
         },
         ("coordination.k8s.io", "leases") => {
@@ -138,6 +144,68 @@ pub fn admit(user: &UserInfo, attempt: &AdmissionAttempt<'_>) -> Result<(), Stri
         }
         _ => Ok(()),
     }
+}
+
+/// What a node's mirror pod may be: controlled by its Node alone and referencing no other
+/// object, so that creating one reaches nothing the node could not read already.
+fn admit_mirror_pod(node: &str, pod: &Value) -> Result<(), String> {
+    let owners = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let owner = match owners.as_slice() {
+        [] => {
+            return Err(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ))
+        }
+        [one] => one,
+        _ => {
+            return Err(format!(
+                "node {node:?} can only create pods with a single owner reference set to itself"
+            ))
+        }
+    };
+    if owner["apiVersion"] != "v1" || owner["kind"] != "Node" || owner["name"] != node {
+        return Err(format!(
+            "node {node:?} can only create pods with an owner reference set to itself"
+        ));
+    }
+    if owner["controller"] != Value::Bool(true) {
+        return Err(format!(
+            "node {node:?} can only create pods with a controller owner reference set to itself"
+        ));
+    }
+    if owner["blockOwnerDeletion"] == Value::Bool(true) {
+        return Err(format!(
+            "node {node:?} must not set blockOwnerDeletion on an owner reference"
+        ));
+    }
+    if pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(format!(
+            "node {node:?} can not create pods that reference a service account"
+        ));
+    }
+    let references = skiff_auth::node::pod_edges(pod)
+        .map(|e| e.references)
+        .unwrap_or_default();
+    for (kind, what) in [
+        (Reachable::Secret, "secrets"),
+        (Reachable::ConfigMap, "configmaps"),
+        (Reachable::Claim, "persistentvolumeclaims"),
+    ] {
+        if references.iter().any(|(k, _)| *k == kind) {
+            return Err(format!(
+                "node {node:?} can not create pods that reference {what}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn admit_node(node: &str, attempt: &AdmissionAttempt<'_>) -> Result<(), String> {
@@ -163,6 +231,12 @@ fn admit_node(node: &str, attempt: &AdmissionAttempt<'_>) -> Result<(), String> 
             Ok(())
         }
         "UPDATE" => {
+            let taints = |o: Option<&Value>| o.and_then(|o| o.pointer("/spec/taints")).cloned();
+            if attempt.subresource.is_empty()
+                && taints(attempt.object.as_ref()) != taints(attempt.old_object.as_ref())
+            {
+                return Err(format!("node {node:?} is not allowed to modify taints"));
+            }
             let new = labels(attempt.object.as_ref());
             let old = labels(attempt.old_object.as_ref());
             let forbidden: BTreeSet<&String> = new
@@ -172,20 +246,15 @@ fn admit_node(node: &str, attempt: &AdmissionAttempt<'_>) -> Result<(), String> 
                 .filter(|k| label_forbidden_to_nodes(k))
                 .collect();
             if !forbidden.is_empty() {
+                // Kubernetes words this one without naming the node.
                 return Err(format!(
-                    "node {node:?} is not allowed to modify labels: {}",
+                    "is not allowed to modify labels: {}",
                     forbidden
                         .into_iter()
                         .map(String::as_str)
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-            }
-            let taints = |o: Option<&Value>| o.and_then(|o| o.pointer("/spec/taints")).cloned();
-            if attempt.subresource.is_empty()
-                && taints(attempt.object.as_ref()) != taints(attempt.old_object.as_ref())
-            {
-                return Err(format!("node {node:?} is not allowed to modify taints"));
             }
             Ok(())
         }
@@ -196,8 +265,9 @@ fn admit_node(node: &str, attempt: &AdmissionAttempt<'_>) -> Result<(), String> 
 /// The eviction part of the plugin: a node may evict only pods bound to it.
 pub fn admit_eviction(user: &UserInfo, pod: &Value) -> Result<(), String> {
     match node_identity(user) {
+        // Kubernetes names the node unquoted here.
         Some(node) if node_name_of(Some(pod)) != node => Err(format!(
-            "node {node:?} can only evict pods with spec.nodeName set to itself"
+            "node {node} can only evict pods with spec.nodeName set to itself"
         )),
         _ => Ok(()),
     }
@@ -229,8 +299,25 @@ mod tests {
     }
 
     fn pod_on(node: &str, annotations: Value) -> Value {
-        json!({"metadata": {"name": "p", "namespace": "ns", "annotations": annotations},
+        json!({"metadata": {"name": "p", "namespace": "ns", "annotations": annotations,
+                            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node,
+                                                 "uid": "u", "controller": true}]},
                "spec": {"nodeName": node}})
+    }
+
+    /// `pod` with the field at `pointer` (its parent existing) set to `value`.
+    fn with(mut pod: Value, pointer: &str, value: Value) -> Value {
+        let (parent, key) = pointer.rsplit_once('/').expect("a pointer");
+        match pod.pointer_mut(parent) {
+            Some(Value::Object(map)) => {
+                map.insert(key.to_string(), value);
+            }
+            Some(Value::Array(items)) => {
+                items[key.parse::<usize>().expect("an index")] = value;
+            }
+            _ => panic!("{parent} is in the pod"),
+        }
+        pod
     }
 
     #[test]
@@ -255,11 +342,11 @@ mod tests {
                    object: Some(node_object("a", json!({"kubernetes.io/hostname": "a", "team": "y",
                        "foo.node-restriction.kubernetes.io/z": "1"}))),
                    old: Some(node_object("a", plain.clone())),
-                   expected: Err("node \"a\" is not allowed to modify labels: foo.node-restriction.kubernetes.io/z") },
+                   expected: Err("is not allowed to modify labels: foo.node-restriction.kubernetes.io/z") },
             Case { resource: &kinds::node::V1, subresource: "", operation: "UPDATE", namespace: "", name: "a",
                    object: Some(node_object("a", json!({"kubernetes.io/hostname": "a"}))),
                    old: Some(node_object("a", json!({"kubernetes.io/hostname": "a", "k8s.io/kept": "1"}))),
-                   expected: Err("node \"a\" is not allowed to modify labels: k8s.io/kept") },
+                   expected: Err("is not allowed to modify labels: k8s.io/kept") },
             Case { resource: &kinds::node::V1, subresource: "", operation: "UPDATE", namespace: "", name: "a",
                    object: Some(json!({"metadata": {"name": "a"}, "spec": {"taints": []}})),
                    old: Some(json!({"metadata": {"name": "a"}, "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}})),
@@ -275,6 +362,24 @@ mod tests {
                    expected: Err("node \"a\" can only create pods with spec.nodeName set to itself") },
             Case { resource: &kinds::pod::V1, subresource: "", operation: "CREATE", namespace: "ns", name: "p",
                    object: Some(pod_on("a", mirror.clone())), old: None, expected: Ok(()) },
+            Case { resource: &kinds::pod::V1, subresource: "", operation: "CREATE", namespace: "ns", name: "p",
+                   object: Some(with(pod_on("a", mirror.clone()), "/metadata/ownerReferences", json!([]))), old: None,
+                   expected: Err("node \"a\" can only create pods with an owner reference set to itself") },
+            Case { resource: &kinds::pod::V1, subresource: "", operation: "CREATE", namespace: "ns", name: "p",
+                   object: Some(with(pod_on("a", mirror.clone()), "/metadata/ownerReferences/0/controller", json!(false))), old: None,
+                   expected: Err("node \"a\" can only create pods with a controller owner reference set to itself") },
+            Case { resource: &kinds::pod::V1, subresource: "", operation: "CREATE", namespace: "ns", name: "p",
+                   object: Some(with(pod_on("a", mirror.clone()), "/spec", json!({"nodeName": "a",
+                       "volumes": [{"name": "s", "secret": {"secretName": "x"}}]}))), old: None,
+                   expected: Err("node \"a\" can not create pods that reference secrets") },
+            Case { resource: &kinds::pod::V1, subresource: "", operation: "CREATE", namespace: "ns", name: "p",
+                   object: Some(with(pod_on("a", mirror.clone()), "/spec", json!({"nodeName": "a",
+                       "serviceAccountName": "builder"}))), old: None,
+                   expected: Err("node \"a\" can not create pods that reference a service account") },
+            Case { resource: &kinds::pod::V1, subresource: "status", operation: "UPDATE", namespace: "ns", name: "p",
+                   object: Some(with(pod_on("a", json!({})), "/metadata/labels", json!({"x": "y"}))),
+                   old: Some(pod_on("a", json!({}))),
+                   expected: Err("node \"a\" cannot update labels through pod status") },
             Case { resource: &kinds::pod::V1, subresource: "", operation: "UPDATE", namespace: "ns", name: "p",
                    object: Some(pod_on("a", json!({}))), old: Some(pod_on("a", json!({}))),
                    expected: Err("unexpected operation \"UPDATE\", node \"a\" can only create and delete mirror pods") },
@@ -330,7 +435,7 @@ mod tests {
         assert_eq!(admit_eviction(&node_a(), &pod_on("a", json!({}))), Ok(()));
         assert_eq!(
             admit_eviction(&node_a(), &pod_on("b", json!({}))),
-            Err("node \"a\" can only evict pods with spec.nodeName set to itself".to_string())
+            Err("node a can only evict pods with spec.nodeName set to itself".to_string())
         );
         assert_eq!(
             admit_eviction(&UserInfo::new("jane", &[]), &pod_on("b", json!({}))),

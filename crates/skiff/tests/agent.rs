@@ -648,8 +648,8 @@ fn a_node_reads_only_what_its_pods_use_and_changes_only_its_own_node() {
     ]);
     assert_eq!(
         labelled.trim(),
-        "Error from server (Forbidden): nodes \"worker-1\" is forbidden: node \"worker-1\" is not \
-         allowed to modify labels: node-restriction.kubernetes.io/dedicated"
+        "Error from server (Forbidden): nodes \"worker-1\" is forbidden: is not allowed to modify \
+         labels: node-restriction.kubernetes.io/dedicated"
     );
     as_node.ok(&["label", "node", "worker-1", "example.com/rack=r1"]);
     // The other node's pod's status is not this node's to write (a PUT: the node may not
