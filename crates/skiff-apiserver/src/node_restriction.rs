@@ -262,6 +262,73 @@ fn admit_node(node: &str, attempt: &AdmissionAttempt<'_>) -> Result<(), String> 
     }
 }
 
+/// The TokenRequest part of the plugin: a node's request must be bound to a pod (by name and
+/// uid) scheduled to that node. `bound_pod` is the pod the reference names, if it exists.
+pub fn admit_token_request(
+    user: &UserInfo,
+    request: &Value,
+    bound_pod: Option<&Value>,
+) -> Result<(), String> {
+    let Some(node) = node_identity(user) else {
+        return Ok(());
+    };
+    let reference = request.pointer("/spec/boundObjectRef");
+    let field = |key: &str| {
+        reference
+            .and_then(|r| r.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    if field("apiVersion") != "v1" || field("kind") != "Pod" || field("name").is_empty() {
+        return Err("node requested token not bound to a pod".into());
+    }
+    if field("uid").is_empty() {
+        return Err("node requested token with a pod binding without a uid".into());
+    }
+    let Some(pod) = bound_pod else {
+        return Err(format!("pods {:?} not found", field("name")));
+    };
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if field("uid") != uid {
+        return Err(format!("the UID in the bound object reference ({}) does not match the UID in record. The object might have been deleted and then recreated", field("uid")));
+    }
+    if node_name_of(Some(pod)) != node {
+        return Err("node requested token bound to a pod scheduled on a different node".into());
+    }
+    Ok(())
+}
+
+/// [`admit_token_request`] for a node's request to ServiceAccount `account` in `namespace`,
+/// reading the bound pod; a refusal is Kubernetes' 403 on the ServiceAccount.
+pub async fn admit_token_request_of(
+    registry: &crate::registry::Registry,
+    user: &UserInfo,
+    namespace: &str,
+    account: &str,
+    request: &Value,
+) -> Result<(), crate::status::ApiError> {
+    let pod_name = request
+        .pointer("/spec/boundObjectRef/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // A missing pod is the store's 404, as Kubernetes answers it.
+    let pod = if pod_name.is_empty() {
+        None
+    } else {
+        Some(
+            registry
+                .get(&skiff_api::kinds::pod::V1, Some(namespace), pod_name)
+                .await?,
+        )
+    };
+    admit_token_request(user, request, pod.as_ref()).map_err(|reason| {
+        crate::policy_admission::forbidden(&skiff_api::kinds::service_account::V1, account, &reason)
+    })
+}
+
 /// The eviction part of the plugin: a node may evict only pods bound to it.
 pub fn admit_eviction(user: &UserInfo, pod: &Value) -> Result<(), String> {
     match node_identity(user) {
@@ -428,6 +495,38 @@ mod tests {
                 Ok(())
             );
         }
+    }
+
+    #[test]
+    fn a_node_asks_tokens_only_for_its_own_pods() {
+        let request = |reference: Value| json!({"spec": {"boundObjectRef": reference}});
+        let mut mine = pod_on("a", json!({}));
+        mine["metadata"]["uid"] = json!("u1");
+        let mut theirs = pod_on("b", json!({}));
+        theirs["metadata"]["uid"] = json!("u2");
+        let bound = |uid: &str| {
+            request(json!({"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": uid}))
+        };
+        let cases = [
+            (bound("u1"), Some(&mine), Ok(())),
+            (request(json!(null)), Some(&mine), Err("node requested token not bound to a pod")),
+            (request(json!({"apiVersion": "v1", "kind": "Secret", "name": "p", "uid": "u1"})), Some(&mine),
+             Err("node requested token not bound to a pod")),
+            (bound(""), Some(&mine), Err("node requested token with a pod binding without a uid")),
+            (bound("u9"), Some(&mine), Err("the UID in the bound object reference (u9) does not match the UID in record. The object might have been deleted and then recreated")),
+            (bound("u2"), Some(&theirs), Err("node requested token bound to a pod scheduled on a different node")),
+        ];
+        for (asked, pod, expected) in cases {
+            assert_eq!(
+                admit_token_request(&node_a(), &asked, pod),
+                expected.map_err(String::from),
+                "{asked}"
+            );
+        }
+        assert_eq!(
+            admit_token_request(&UserInfo::new("jane", &[]), &request(json!(null)), None),
+            Ok(())
+        );
     }
 
     #[test]
