@@ -652,6 +652,26 @@ fn a_node_reads_only_what_its_pods_use_and_changes_only_its_own_node() {
          labels: node-restriction.kubernetes.io/dedicated"
     );
     as_node.ok(&["label", "node", "worker-1", "example.com/rack=r1"]);
+    // Nor may the node ask a token bound to the other node's pod.
+    let theirs_uid = str_at(
+        &kubectl.json(&["get", "pod", "uses-theirs"]),
+        "/metadata/uid",
+    );
+    let token = as_node.fails(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=uses-theirs",
+        &format!("--bound-object-uid={theirs_uid}"),
+    ]);
+    assert!(
+        token.contains(
+            "serviceaccounts \"default\" is forbidden: node requested token bound to a pod \
+             scheduled on a different node"
+        ),
+        "{token}"
+    );
     // The other node's pod's status is not this node's to write (a PUT: the node may not
     // read `pods/status`, so `kubectl patch` cannot fetch it first).
     let theirs = kubectl.ok(&["get", "pod", "uses-theirs", "-o", "json"]);
