@@ -1,7 +1,8 @@
 //! Who a request is and whether it may proceed: the identity authentication established,
 //! impersonation (`kubectl --as`, `--as-group`) checked with the `impersonate` verb, and every
-//! request authorized as kube-apiserver does it (members of `system:masters` first, then RBAC
-//! over the stored Roles, ClusterRoles and bindings), refused with Kubernetes' 403.
+//! request authorized as kube-apiserver does it (members of `system:masters` first, then the
+//! Node authorizer for kubelets, then RBAC over the stored Roles, ClusterRoles and bindings),
+//! refused with Kubernetes' 403.
 
 use std::sync::Arc;
 
@@ -86,18 +87,89 @@ pub async fn read_rbac_snapshot(registry: &Registry) -> Result<RbacSnapshot, Api
     Ok(snapshot)
 }
 
-/// Decides `attrs`, reading the RBAC objects only for users outside `system:masters`.
+/// The `system:node` rules the Node authorizer applies, built once.
+fn node_rules() -> &'static [skiff_auth::rule::PolicyRule] {
+    static RULES: std::sync::OnceLock<Vec<skiff_auth::rule::PolicyRule>> =
+        std::sync::OnceLock::new();
+    RULES.get_or_init(crate::rbac_bootstrap::node_policy_rules)
+}
+
+/// A refusal for want of a relationship decided again from the node's pods as stored: the
+/// graph follows a watch, and a pod bound a moment ago may not be in it yet. Only refusals
+/// read the store; `None` when the stored pods do not allow either.
+async fn recheck_with_stored_pods(
+    registry: &Registry,
+    node: &str,
+    attrs: &Attributes,
+) -> Result<Option<skiff_auth::node::NodeDecision>, ApiError> {
+    use skiff_auth::node::{authorize_node, NodeDecision, NodeGraph};
+    let options = ListOptions {
+        field_selector: Some(format!("spec.nodeName={node}")),
+        ..ListOptions::default()
+    };
+    let pods = registry.list(&kinds::pod::V1, None, &options).await?.items;
+    let mut graph = NodeGraph::new();
+    for pod in &pods {
+        graph.set_pod(pod);
+    }
+    Ok(match authorize_node(&graph, node_rules(), node, attrs) {
+        NodeDecision::Allow => Some(NodeDecision::Allow),
+        NodeDecision::NoOpinion(_) => None,
+    })
+}
+
+/// Decides `attrs` as kube-apiserver with `--authorization-mode=Node,RBAC`: members of
+/// `system:masters` first, then the Node authorizer for kubelets, then RBAC. A refusal carries
+/// every authorizer's reason, one a line, as the union authorizer joins them.
 pub async fn authorize(
     registry: &Registry,
     attrs: &Attributes,
 ) -> Result<skiff_auth::rbac::Decision, ApiError> {
+    use skiff_auth::node::{authorize_node, node_identity, NodeDecision};
     if attrs.user.in_group(SYSTEM_MASTERS) {
         return Ok(skiff_auth::rbac::Decision {
             allowed: true,
             reason: String::new(),
         });
     }
-    Ok(rbac_snapshot(registry).await?.authorize(attrs))
+    let mut reasons = Vec::new();
+    if let Some(node) = node_identity(&attrs.user) {
+        let decision = registry
+            .node_graph()
+            .read(registry, |graph| {
+                authorize_node(graph, node_rules(), node, attrs)
+            })
+            .await?;
+        let decision = match decision {
+            NodeDecision::NoOpinion(reason) if reason.starts_with("no relationship found") => {
+                recheck_with_stored_pods(registry, node, attrs)
+                    .await?
+                    .unwrap_or(NodeDecision::NoOpinion(reason))
+            }
+            other => other,
+        };
+        match decision {
+            NodeDecision::Allow => {
+                return Ok(skiff_auth::rbac::Decision {
+                    allowed: true,
+                    reason: String::new(),
+                })
+            }
+            NodeDecision::NoOpinion(reason) if !reason.is_empty() => reasons.push(reason),
+            NodeDecision::NoOpinion(_) => {}
+        }
+    }
+    let decision = rbac_snapshot(registry).await?.authorize(attrs);
+    if decision.allowed {
+        return Ok(decision);
+    }
+    if !decision.reason.is_empty() {
+        reasons.push(decision.reason);
+    }
+    Ok(skiff_auth::rbac::Decision {
+        allowed: false,
+        reason: reasons.join("\n"),
+    })
 }
 
 /// The 403 `Status` Kubernetes answers a refused request with (`errors.NewForbidden` around
@@ -761,6 +833,118 @@ mod tests {
                 ..ResourceTarget::default()
             },
         )
+    }
+
+    fn node_reads_secret(node: &str, name: &str) -> Attributes {
+        Attributes::resource(
+            UserInfo::new(
+                format!("system:node:{node}"),
+                &["system:nodes", SYSTEM_AUTHENTICATED],
+            ),
+            "get",
+            ResourceTarget {
+                namespace: "default".into(),
+                api_version: "v1".into(),
+                resource: "secrets".into(),
+                name: name.into(),
+                ..ResourceTarget::default()
+            },
+        )
+    }
+
+    /// Polls the decision until it is `allowed` (the graph follows pods through a watch).
+    async fn decision_becomes(registry: &Registry, attrs: &Attributes, allowed: bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let decision = authorize(registry, attrs).await.unwrap();
+            if decision.allowed == allowed {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{attrs:?} still decided {decision:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_until<F: std::future::Future<Output = bool>>(
+        what: &str,
+        mut probe: impl FnMut() -> F,
+    ) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !probe().await {
+            assert!(tokio::time::Instant::now() < deadline, "waited for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_read_only_the_secrets_of_their_pods_as_pods_come_and_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = registry(&dir);
+        crate::system::ensure_builtin_namespaces(&registry)
+            .await
+            .expect("namespaces");
+        crate::rbac_bootstrap::reconcile(&registry)
+            .await
+            .expect("rbac");
+        let write = crate::registry::WriteOptions::default;
+        // Before any pod, node a is refused with the Node authorizer's reason alone.
+        let refused = authorize(&registry, &node_reads_secret("a", "creds"))
+            .await
+            .unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(
+            forbidden(&node_reads_secret("a", "creds"), &refused.reason).message,
+            "secrets \"creds\" is forbidden: User \"system:node:a\" cannot get resource \"secrets\" \
+             in API group \"\" in the namespace \"default\": no relationship found between node 'a' \
+             and this object"
+        );
+        registry
+            .create(
+                &kinds::pod::V1,
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "busybox"}],
+                                "volumes": [{"name": "s", "secret": {"secretName": "creds"}}]}}),
+                write(),
+            )
+            .await
+            .expect("pod");
+        decision_becomes(&registry, &node_reads_secret("a", "creds"), true).await;
+        // The informer brings the pod into the graph itself, without the refusal's recheck.
+        let graph = registry.node_graph().clone();
+        wait_until("the pod to reach the graph", || async {
+            graph
+                .read(&registry, |g| {
+                    g.reaches("a", skiff_auth::node::Reachable::Secret, "default", "creds")
+                })
+                .await
+                .unwrap()
+        })
+        .await;
+        assert!(
+            !authorize(&registry, &node_reads_secret("b", "creds"))
+                .await
+                .unwrap()
+                .allowed,
+            "node b has no pod using the secret"
+        );
+        registry
+            .delete(
+                &kinds::pod::V1,
+                Some("default"),
+                "web",
+                &crate::registry::DeleteOptions {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("delete");
+        decision_becomes(&registry, &node_reads_secret("a", "creds"), false).await;
     }
 
     #[tokio::test]

@@ -192,6 +192,11 @@ pub async fn evict(
     let mut last_conflict = None;
     for _ in 0..RETRIES {
         let pod_object = registry.get(&pod::V1, Some(namespace), name).await?;
+        if let Ok(Err(reason)) = crate::webhooks::REQUEST_USER
+            .try_with(|user| crate::node_restriction::admit_eviction(user, &pod_object))
+        {
+            return Err(crate::policy_admission::forbidden(&pod::V1, name, &reason));
+        }
         let budgets = registry
             .list(
                 &pod_disruption_budget::V1,

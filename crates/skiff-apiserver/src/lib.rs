@@ -25,6 +25,8 @@ pub mod logs;
 pub mod meta;
 pub mod metrics;
 pub mod metrics_api;
+pub mod node_graph;
+pub mod node_restriction;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod options;

@@ -365,6 +365,15 @@ pub fn cluster_roles() -> Vec<Value> {
 /// What a kubelet does with the API: register and update its Node, renew its Lease, follow
 /// the pods bound to it and write their status, read what their volumes and environment name,
 /// ask for ServiceAccount tokens, report events and renew its own client certificate.
+/// The `system:node` role's rules as the Node authorizer applies them to every kubelet for
+/// what its graph does not decide (Kubernetes binds the role to nobody by default).
+pub fn node_policy_rules() -> Vec<skiff_auth::rule::PolicyRule> {
+    node_rules()
+        .iter()
+        .map(skiff_auth::rule::PolicyRule::from_json)
+        .collect()
+}
+
 fn node_rules() -> Vec<Value> {
     vec![
         rule(
@@ -506,10 +515,8 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             SELF_NODE_CLIENT_ROLE,
             &[NODES_GROUP],
         ),
-        // Kubernetes leaves these to its Node authorizer, which Skiff does not have yet: nodes
-        // hold the kubelet's role through RBAC, as they did before Kubernetes 1.8, and the
-        // proxy inside `skiff agent`, which speaks with the node's certificate, the proxier's.
-        named_binding("skiff:nodes", NODE_ROLE, &[NODES_GROUP]),
+        // The kubelet's own requests are the Node authorizer's; the proxy and cluster DNS
+        // inside `skiff agent` speak with the node's certificate and hold their roles here.
         named_binding("skiff:node-proxier", NODE_PROXIER_ROLE, &[NODES_GROUP]),
         binding(NODE_DNS_ROLE, &[NODES_GROUP]),
     ]
@@ -649,7 +656,41 @@ pub async fn reconcile(registry: &Registry) -> Result<(), ApiError> {
             }
         }
     }
-    Ok(())
+    retire_node_role_binding(registry).await
+}
+
+/// The binding earlier versions made of `system:node` to every node, before the Node
+/// authorizer decided kubelets' requests.
+const RETIRED_NODES_BINDING: &str = "skiff:nodes";
+
+/// Deletes [`RETIRED_NODES_BINDING`] from clusters that still have it, unless an administrator
+/// took it over (`autoupdate` set to `false`): it would give every node every other node's
+/// Secrets.
+async fn retire_node_role_binding(registry: &Registry) -> Result<(), ApiError> {
+    let existing = match registry
+        .get(&cluster_role_binding::V1, None, RETIRED_NODES_BINDING)
+        .await
+    {
+        Ok(existing) => existing,
+        Err(e) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !autoupdate(&existing) || existing.pointer("/roleRef/name") != Some(&json!(NODE_ROLE)) {
+        return Ok(());
+    }
+    match registry
+        .delete(
+            &cluster_role_binding::V1,
+            None,
+            RETIRED_NODES_BINDING,
+            &crate::registry::DeleteOptions::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -662,6 +703,35 @@ mod tests {
             .find(|o| o["metadata"]["name"] == name)
             .cloned()
             .unwrap_or_else(|| panic!("{name} is bootstrapped"))
+    }
+
+    #[tokio::test]
+    async fn the_old_binding_of_the_node_role_to_every_node_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = skiff_store::SqliteStore::open(&dir.path().join("state.db")).expect("store");
+        let registry = Registry::new(std::sync::Arc::new(store));
+        let old = named_binding(RETIRED_NODES_BINDING, NODE_ROLE, &[NODES_GROUP]);
+        registry
+            .create(
+                &cluster_role_binding::V1,
+                None,
+                old,
+                WriteOptions::default(),
+            )
+            .await
+            .expect("old binding");
+        reconcile(&registry).await.expect("reconcile");
+        let gone = registry
+            .get(&cluster_role_binding::V1, None, RETIRED_NODES_BINDING)
+            .await
+            .expect_err("the old binding is deleted");
+        assert_eq!(gone.code, 404);
+        assert!(
+            all_cluster_role_bindings()
+                .iter()
+                .all(|b| b["roleRef"]["name"] != NODE_ROLE),
+            "Kubernetes binds nothing to system:node"
+        );
     }
 
     #[test]

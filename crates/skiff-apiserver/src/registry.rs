@@ -165,6 +165,8 @@ pub struct Registry {
     quotas: Arc<crate::snapshot_cache::QuotaCache>,
     /// The admission policies and bindings, retired by every policy write through `store`.
     policies: Arc<crate::admission_policies::PolicyCache>,
+    /// The Node authorizer's graph of what each node's pods reference.
+    node_graph: Arc<crate::node_graph::NodeGraphCache>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -374,6 +376,7 @@ impl Registry {
             policies,
             webhooks,
             quotas,
+            node_graph: Arc::default(),
         }
     }
 
@@ -466,6 +469,11 @@ impl Registry {
     /// The cached ResourceQuotas of each namespace quota admission charges.
     pub fn quota_cache(&self) -> &Arc<crate::snapshot_cache::QuotaCache> {
         &self.quotas
+    }
+
+    /// The Node authorizer's graph of what each node's pods reference.
+    pub fn node_graph(&self) -> &Arc<crate::node_graph::NodeGraphCache> {
+        &self.node_graph
     }
 
     /// Decodes a stored value, stamping its resourceVersion, in the storage version.

@@ -562,6 +562,15 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             return Err(ApiError::method_not_allowed());
         }
         let request = bodies::decode_object(&headers, &read_body(body).await?)?;
+        if let Some(user) = identity
+            .as_ref()
+            .filter(|u| skiff_auth::node::node_identity(u).is_some())
+        {
+            crate::node_restriction::admit_token_request_of(
+                registry, user, &namespace, &name, &request,
+            )
+            .await?;
+        }
         let answer = crate::token_request::request_token(
             registry,
             &namespace,

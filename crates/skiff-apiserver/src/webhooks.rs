@@ -293,6 +293,16 @@ impl Registry {
         &self,
         attempt: &AdmissionAttempt<'_>,
     ) -> Result<Vec<String>, ApiError> {
+        // NodeRestriction runs before the webhooks, as compiled-in plugins do.
+        if let Ok(Err(reason)) =
+            REQUEST_USER.try_with(|user| crate::node_restriction::admit(user, attempt))
+        {
+            return Err(crate::policy_admission::forbidden(
+                attempt.resource,
+                attempt.name,
+                &reason,
+            ));
+        }
         let mut warnings = self.run_admission_policies(attempt).await?;
         let webhooks = self
             .matching_webhooks(&webhook_configuration::VALIDATING_V1, attempt)

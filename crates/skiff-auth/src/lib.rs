@@ -12,10 +12,12 @@
 //!   (the escalation check);
 //! - [`rbac`]: resolving the rules bound to a user and the authorizer chain (`system:masters`
 //!   first, then RBAC);
-//! - [`aggregation`]: the rules an aggregated ClusterRole should hold.
+//! - [`aggregation`]: the rules an aggregated ClusterRole should hold;
+//! - [`node`]: the Node authorizer, deciding kubelets' requests from the graph of their pods.
 
 pub mod aggregation;
 pub mod attributes;
+pub mod node;
 pub mod rbac;
 pub mod request_info;
 pub mod rule;

@@ -302,9 +302,8 @@ fn wait_pod_ready(kubectl: &Kubectl, name: &str) -> Value {
     })
 }
 
-/// Sends, with `agent`'s own certificate, a request for a new certificate of its node, as the
-/// agent's renewal does, and checks it is approved and signed.
-fn renew_with_node_certificate(skiff: &Skiff, admin: &Kubectl, agent: &Agent) {
+/// `kubectl` with a kubeconfig built from `agent`'s own client certificate and key.
+fn node_kubectl(skiff: &Skiff, admin: &Kubectl, agent: &Agent) -> Kubectl {
     let data = agent.data_dir();
     let kubeconfig = format!(
         "apiVersion: v1
@@ -325,9 +324,15 @@ current-context: node
         cert = data.join("client-kubelet.crt").display(),
         key = data.join("client-kubelet.key").display(),
     );
-    let kubeconfig_file = skiff.file_path("node-kubeconfig");
+    let kubeconfig_file = skiff.file_path(&format!("{}-kubeconfig", agent.node_name));
     std::fs::write(&kubeconfig_file, kubeconfig).expect("write kubeconfig");
-    let as_node = admin.with_kubeconfig(&kubeconfig_file);
+    admin.with_kubeconfig(&kubeconfig_file)
+}
+
+/// Sends, with `agent`'s own certificate, a request for a new certificate of its node, as the
+/// agent's renewal does, and checks it is approved and signed.
+fn renew_with_node_certificate(skiff: &Skiff, admin: &Kubectl, agent: &Agent) {
+    let as_node = node_kubectl(skiff, admin, agent);
     let key = rcgen::KeyPair::generate().expect("a key pair");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("parameters");
     params.distinguished_name.push(
@@ -824,4 +829,128 @@ spec:
         port = agent.kubelet_port
     );
     assert!(refused.contains(&expected), "{refused}");
+}
+
+#[test]
+fn a_node_reads_only_what_its_pods_use_and_changes_only_its_own_node() {
+    let skiff = Skiff::start_with(&["--node-name", "server-node"]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start(&skiff, "worker-1");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-1");
+    kubectl.ok(&["create", "secret", "generic", "mine", "--from-literal=k=v"]);
+    kubectl.ok(&["create", "configmap", "mine-settings", "--from-literal=k=v"]);
+    kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "theirs",
+        "--from-literal=k=v",
+    ]);
+
+    // The agent's pod mounts a Secret, a ConfigMap and its projected ServiceAccount token,
+    // all read with the node's certificate, and runs Ready.
+    create_pod(
+        &skiff,
+        &kubectl,
+        "uses-mine",
+        "nodeName: worker-1
+  volumes:
+  - {name: secret, secret: {secretName: mine}}
+  - {name: settings, configMap: {name: mine-settings}}",
+    );
+    let pod = wait_pod_ready(&kubectl, "uses-mine");
+    let volumes: Vec<&str> = pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        volumes.iter().any(|v| v.starts_with("kube-api-access-")),
+        "the pod has its projected token volume: {volumes:?}"
+    );
+    // A pod of the other node uses the other Secret.
+    create_pod(
+        &skiff,
+        &kubectl,
+        "uses-theirs",
+        "nodeName: server-node
+  volumes:
+  - {name: secret, secret: {secretName: theirs}}",
+    );
+    let log = agent.log();
+    assert!(
+        !log.contains("forbidden"),
+        "the node's certificate was refused something its pods need; log:\n{log}"
+    );
+
+    let as_node = node_kubectl(&skiff, &kubectl, &agent);
+    // Its own pod's Secret is readable; the other node's pod's is not.
+    assert!(as_node
+        .ok(&["get", "secret", "mine", "-o", "name"])
+        .contains("secret/mine"));
+    let refused = as_node.fails(&["get", "secret", "theirs"]);
+    assert_eq!(
+        refused.trim(),
+        "Error from server (Forbidden): secrets \"theirs\" is forbidden: User \"system:node:worker-1\" \
+         cannot get resource \"secrets\" in API group \"\" in the namespace \"default\": no \
+         relationship found between node 'worker-1' and this object"
+    );
+    // Another Node cannot be changed; its own labels only outside the reserved prefixes.
+    let patched = as_node.fails(&[
+        "patch",
+        "node",
+        "server-node",
+        "-p",
+        r#"{"metadata":{"labels":{"owner":"worker-1"}}}"#,
+    ]);
+    assert_eq!(
+        patched.trim(),
+        "Error from server (Forbidden): nodes \"server-node\" is forbidden: node \"worker-1\" is \
+         not allowed to modify node \"server-node\""
+    );
+    let labelled = as_node.fails(&[
+        "label",
+        "node",
+        "worker-1",
+        "node-restriction.kubernetes.io/dedicated=db",
+    ]);
+    assert_eq!(
+        labelled.trim(),
+        "Error from server (Forbidden): nodes \"worker-1\" is forbidden: is not allowed to modify \
+         labels: node-restriction.kubernetes.io/dedicated"
+    );
+    as_node.ok(&["label", "node", "worker-1", "example.com/rack=r1"]);
+    // Nor may the node ask a token bound to the other node's pod.
+    let theirs_uid = str_at(
+        &kubectl.json(&["get", "pod", "uses-theirs"]),
+        "/metadata/uid",
+    );
+    let token = as_node.fails(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=uses-theirs",
+        &format!("--bound-object-uid={theirs_uid}"),
+    ]);
+    assert!(
+        token.contains(
+            "serviceaccounts \"default\" is forbidden: node requested token bound to a pod \
+             scheduled on a different node"
+        ),
+        "{token}"
+    );
+    // The other node's pod's status is not this node's to write (a PUT: the node may not
+    // read `pods/status`, so `kubectl patch` cannot fetch it first).
+    let theirs = kubectl.ok(&["get", "pod", "uses-theirs", "-o", "json"]);
+    let theirs_file = skiff.write_file("uses-theirs.json", &theirs);
+    let status = as_node.fails(&["replace", "--subresource=status", "-f", &theirs_file]);
+    assert!(
+        status.contains(
+            "node \"worker-1\" can only update pod status for pods with spec.nodeName set to itself"
+        ),
+        "{status}"
+    );
 }
