@@ -99,11 +99,17 @@ pub fn default_route_interface(routes: &str) -> Option<String> {
         .map(|(_, interface)| interface)
 }
 
-/// The node's `InternalIP`s, as kubelet picks them: each `--node-ip` in order, else the
+/// The node's `InternalIP`s, as kubelet picks them: each `--node-ip` in order (once), else the
 /// address of the default route's interface, else loopback.
 pub fn internal_ips(node_ips: &[IpAddr], facts: &HostFacts) -> Vec<IpAddr> {
     if !node_ips.is_empty() {
-        return node_ips.to_vec();
+        let mut ips: Vec<IpAddr> = Vec::with_capacity(node_ips.len());
+        for ip in node_ips {
+            if !ips.contains(ip) {
+                ips.push(*ip);
+            }
+        }
+        return ips;
     }
     vec![IpAddr::V4(
         facts.default_route_address.unwrap_or(Ipv4Addr::LOCALHOST),
@@ -224,7 +230,7 @@ tun0\t00000000\t00000000\t0000\t0\t0\t0\t00000000\t0\t0\t0\n";
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "198.18.0.5".parse().unwrap();
         let cases: [(&[IpAddr], &HostFacts, &[&str]); 4] = [
-            (&[a, b], &routed, &["127.0.0.2", "198.18.0.5"]),
+            (&[a, b, a], &routed, &["127.0.0.2", "198.18.0.5"]),
             (&[b, a], &HostFacts::default(), &["198.18.0.5", "127.0.0.2"]),
             (&[], &routed, &["192.168.0.7"]),
             (&[], &HostFacts::default(), &["127.0.0.1"]),
