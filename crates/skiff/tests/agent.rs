@@ -839,7 +839,9 @@ spec:
 /// hold spaces, as OS-IMAGE does), by column name.
 fn table_rows(output: &str) -> Vec<std::collections::BTreeMap<String, String>> {
     let mut lines = output.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().unwrap_or_else(|| panic!("no header in {output:?}"));
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no header in {output:?}"));
     let mut starts: Vec<(usize, &str)> = Vec::new();
     let mut offset = 0;
     for name in header.split_whitespace() {
@@ -891,7 +893,12 @@ fn nodes_describe_their_addresses_system_and_roles_in_get_nodes_wide() {
     let runtime = format!("skiff://{}", env!("CARGO_PKG_VERSION"));
     let output = kubectl.ok(&["get", "nodes", "-o", "wide"]);
     let rows = table_rows(&output);
-    let header: Vec<&str> = output.lines().next().unwrap_or("").split_whitespace().collect();
+    let header: Vec<&str> = output
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(
         header,
         [
@@ -948,7 +955,10 @@ fn nodes_describe_their_addresses_system_and_roles_in_get_nodes_wide() {
     assert_eq!(str_at(&node, "/status/nodeInfo/bootID"), boot_id.trim());
     let server = kubectl.json(&["get", "node", "server-node"]);
     assert_eq!(
-        str_at(&server, "/metadata/labels/node-role.kubernetes.io~1control-plane"),
+        str_at(
+            &server,
+            "/metadata/labels/node-role.kubernetes.io~1control-plane"
+        ),
         "true",
         "{server}"
     );
@@ -969,10 +979,14 @@ spec:
     );
     let file = skiff.write_file("greeter.yaml", &greeter);
     kubectl.ok(&["create", "-f", &file]);
-    let logs = wait_for("the pod's logs through the kubelet endpoint", DEADLINE, || {
-        let out = kubectl.run(&["logs", "greeter"]);
-        (out.success() && out.stdout.contains("hello from worker-7")).then_some(out.stdout)
-    });
+    let logs = wait_for(
+        "the pod's logs through the kubelet endpoint",
+        DEADLINE,
+        || {
+            let out = kubectl.run(&["logs", "greeter"]);
+            (out.success() && out.stdout.contains("hello from worker-7")).then_some(out.stdout)
+        },
+    );
     assert_eq!(logs, "hello from worker-7\n");
     let pod = kubectl.json(&["get", "pod", "greeter"]);
     assert_eq!(str_at(&pod, "/status/hostIP"), "127.0.0.2", "{pod}");

@@ -194,7 +194,8 @@ pub fn role_labels(control_plane: bool) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
-    const ROUTES: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+    const ROUTES: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
 eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
 wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
 eth0\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
@@ -268,7 +269,10 @@ tun0\t00000000\t00000000\t0000\t0\t0\t0\t00000000\t0\t0\t0\n";
                 Some("NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n"),
                 "Debian GNU/Linux 13 (trixie)",
             ),
-            (Some("PRETTY_NAME='Alpine Linux v3.22'\n"), "Alpine Linux v3.22"),
+            (
+                Some("PRETTY_NAME='Alpine Linux v3.22'\n"),
+                "Alpine Linux v3.22",
+            ),
             (Some("PRETTY_NAME=Arch\n"), "Arch"),
             (Some("NAME=Nothing\n"), "Linux"),
             (Some("PRETTY_NAME=\"\"\n"), "Linux"),

@@ -427,7 +427,9 @@ mod tests {
         .with_host(Vec::new(), facts);
         let labels = agent.object(Timestamp::now()).metadata.labels.unwrap();
         assert!(
-            !labels.keys().any(|k| k.starts_with("node-role.kubernetes.io/")),
+            !labels
+                .keys()
+                .any(|k| k.starts_with("node-role.kubernetes.io/")),
             "{labels:?}"
         );
     }
