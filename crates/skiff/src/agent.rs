@@ -169,8 +169,16 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         until_stopped(),
     ));
 
-    let primary_address = args
-        .node
+    // The node's addresses, as its Node reports them: `--node-ip`'s, else the default
+    // route's; the kubelet endpoint listens on the first.
+    let mut node_args = args.node.clone();
+    node_args.node_ip = skiff_node::agent::host_facts::internal_ips(
+        &args.node.node_ip,
+        &skiff_node::agent::host_facts::HostFactSource::gather(
+            &skiff_node::agent::host_facts::ThisHost,
+        ),
+    );
+    let primary_address = node_args
         .node_ip
         .first()
         .copied()
@@ -200,10 +208,11 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     let node = NodeHost::start(
         client.clone(),
         NodeHostSettings {
-            args: &args.node,
+            args: &node_args,
             data_dir: &data_dir,
             node_name: node_name.clone(),
             run_agent: true,
+            control_plane: false,
             primary_address,
             pod_network,
             service_network: service_network.as_ref(),

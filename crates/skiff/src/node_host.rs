@@ -210,6 +210,8 @@ pub(crate) struct NodeHostSettings<'a> {
     pub(crate) node_name: String,
     /// Whether a node agent runs (`skiff up --no-node` runs the proxy alone).
     pub(crate) run_agent: bool,
+    /// Whether the node is a server's (labelled with the control-plane role).
+    pub(crate) control_plane: bool,
     /// The address NodePorts always listen on, beside `--node-ip`'s.
     pub(crate) primary_address: IpAddr,
     /// The pod network of the `oci` runtime, from [`pod_network_settings`].
@@ -353,6 +355,8 @@ impl NodeHost {
             }
         }
         config.kubelet_port = args.kubelet_port;
+        config.node_ips = args.node_ip.clone();
+        config.control_plane = settings.control_plane;
         if let Some(proxy) = &host.proxy {
             config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
         }

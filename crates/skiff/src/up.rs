@@ -365,6 +365,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             data_dir: &data_dir,
             node_name: node_name.clone(),
             run_agent: !args.no_node,
+            control_plane: true,
             primary_address: address.ip(),
             pod_network,
             service_network: service_network.as_ref(),

@@ -35,12 +35,19 @@ struct Agent {
     runs: u32,
     /// The port of its kubelet endpoint, on loopback.
     kubelet_port: u16,
+    /// Its `--node-ip`, a loopback address.
+    node_ip: String,
 }
 
 impl Agent {
     /// Starts an agent named `node_name` joining `skiff` with its join token, with the demo
     /// image in its images directory.
     fn start(skiff: &Skiff, node_name: &str) -> Agent {
+        Agent::start_at(skiff, node_name, "127.0.0.1")
+    }
+
+    /// Like [`Agent::start`], the node's address (`--node-ip`) being `node_ip`.
+    fn start_at(skiff: &Skiff, node_name: &str, node_ip: &str) -> Agent {
         let root = tempfile::Builder::new()
             .prefix("skiff-agent-e2e-")
             .tempdir()
@@ -55,6 +62,7 @@ impl Agent {
             process: None,
             runs: 0,
             kubelet_port: free_port(),
+            node_ip: node_ip.to_string(),
         };
         agent.launch();
         agent
@@ -93,6 +101,7 @@ impl Agent {
         let child = agent_command(&self.server, &self.token, &self.data_dir())
             .args(["--node-name", &self.node_name])
             .args(["--kubelet-port", &self.kubelet_port.to_string()])
+            .args(["--node-ip", &self.node_ip])
             .arg("--registry-config")
             .arg(&registries)
             .stdout(log)
@@ -953,4 +962,162 @@ fn a_node_reads_only_what_its_pods_use_and_changes_only_its_own_node() {
         ),
         "{status}"
     );
+}
+
+/// The cells of a table `kubectl get` printed, cut at the header's column starts (a cell may
+/// hold spaces, as OS-IMAGE does), by column name.
+fn table_rows(output: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = output.lines().filter(|l| !l.trim().is_empty());
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no header in {output:?}"));
+    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut offset = 0;
+    for name in header.split_whitespace() {
+        let at = offset + header[offset..].find(name).expect("a header cell");
+        starts.push((at, name));
+        offset = at + name.len();
+    }
+    lines
+        .map(|line| {
+            starts
+                .iter()
+                .enumerate()
+                .map(|(i, (start, name))| {
+                    let end = starts.get(i + 1).map_or(line.len(), |next| next.0);
+                    let cell = line.get(*start..end.min(line.len())).unwrap_or("");
+                    (name.to_string(), cell.trim().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// This machine's `PRETTY_NAME`, as a node on it reports its OS image.
+fn host_os_image() -> String {
+    let text = std::fs::read_to_string("/etc/os-release")
+        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "Linux".to_string())
+}
+
+#[test]
+fn nodes_describe_their_addresses_system_and_roles_in_get_nodes_wide() {
+    let skiff = Skiff::start_with(&["--node-name", "server-node", "--node-ip", "127.0.0.1"]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start_at(&skiff, "worker-7", "127.0.0.2");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-7");
+    wait_node_ready(&kubectl, "server-node");
+
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .expect("the kernel release is readable")
+        .trim()
+        .to_string();
+    let os_image = host_os_image();
+    let runtime = format!("skiff://{}", env!("CARGO_PKG_VERSION"));
+    let output = kubectl.ok(&["get", "nodes", "-o", "wide"]);
+    let rows = table_rows(&output);
+    let header: Vec<&str> = output
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME"
+        ],
+        "{output}"
+    );
+    assert_eq!(rows.len(), 2, "two nodes:\n{output}");
+    for (name, roles, internal_ip) in [
+        ("server-node", "control-plane,master", "127.0.0.1"),
+        ("worker-7", "<none>", "127.0.0.2"),
+    ] {
+        let row = rows
+            .iter()
+            .find(|row| row["NAME"] == name)
+            .unwrap_or_else(|| panic!("no row for {name}:\n{output}"));
+        let expected = [
+            ("STATUS", "Ready"),
+            ("ROLES", roles),
+            ("VERSION", "v1.36.0"),
+            ("INTERNAL-IP", internal_ip),
+            ("EXTERNAL-IP", "<none>"),
+            ("OS-IMAGE", os_image.as_str()),
+            ("KERNEL-VERSION", kernel.as_str()),
+            ("CONTAINER-RUNTIME", runtime.as_str()),
+        ];
+        for (column, want) in expected {
+            assert_eq!(row[column], want, "{name} {column}:\n{output}");
+        }
+    }
+
+    // The node's addresses and system information, as kubelet reports them.
+    let node = kubectl.json(&["get", "node", "worker-7"]);
+    assert_eq!(
+        node.pointer("/status/addresses"),
+        Some(&serde_json::json!([
+            {"type": "InternalIP", "address": "127.0.0.2"},
+            {"type": "Hostname", "address": "worker-7"}
+        ])),
+        "{node}"
+    );
+    assert_eq!(str_at(&node, "/status/nodeInfo/operatingSystem"), "linux");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("the boot ID is readable");
+    assert_eq!(str_at(&node, "/status/nodeInfo/bootID"), boot_id.trim());
+    let server = kubectl.json(&["get", "node", "server-node"]);
+    assert_eq!(
+        str_at(
+            &server,
+            "/metadata/labels/node-role.kubernetes.io~1control-plane"
+        ),
+        "true",
+        "{server}"
+    );
+
+    // The API server reaches the agent's kubelet endpoint at its InternalIP.
+    let greeter = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: greeter
+spec:
+  nodeName: worker-7
+  containers:
+  - name: sh
+    image: {SHELL}
+    command: [\"sh\", \"-c\", \"echo hello from worker-7; sleep 3600\"]
+"
+    );
+    let file = skiff.write_file("greeter.yaml", &greeter);
+    kubectl.ok(&["create", "-f", &file]);
+    let logs = wait_for(
+        "the pod's logs through the kubelet endpoint",
+        DEADLINE,
+        || {
+            let out = kubectl.run(&["logs", "greeter"]);
+            (out.success() && out.stdout.contains("hello from worker-7")).then_some(out.stdout)
+        },
+    );
+    assert_eq!(logs, "hello from worker-7\n");
+    let pod = kubectl.json(&["get", "pod", "greeter"]);
+    assert_eq!(str_at(&pod, "/status/hostIP"), "127.0.0.2", "{pod}");
+    agent.stop();
 }

@@ -37,6 +37,7 @@ mod backoff;
 pub mod command;
 pub mod deadline;
 mod graceful;
+pub mod host_facts;
 pub mod image_gc;
 #[cfg(test)]
 mod lifecycle_tests;
@@ -139,6 +140,13 @@ pub struct NodeAgentConfig {
     /// The port the node's kubelet endpoint serves on, reported in the Node's
     /// `status.daemonEndpoints.kubeletEndpoint.Port` (the kubelet's 10250 by default).
     pub kubelet_port: u16,
+    /// `--node-ip`: the node's `InternalIP`s in order; none takes the default route's
+    /// address (else loopback), as kubelet does.
+    pub node_ips: Vec<std::net::IpAddr>,
+    /// Whether this is a server's node, labelled with the control-plane role as k3s does.
+    pub control_plane: bool,
+    /// Where the node reads what it reports of the machine (this machine by default).
+    pub host_facts: Arc<dyn host_facts::HostFactSource>,
 }
 
 /// The kubelet's default port.
@@ -207,6 +215,9 @@ impl NodeAgentConfig {
             oci_runtime: None,
             cluster_dns: None,
             kubelet_port: DEFAULT_KUBELET_PORT,
+            node_ips: Vec::new(),
+            control_plane: false,
+            host_facts: Arc::new(host_facts::ThisHost),
         }
     }
 
@@ -316,12 +327,24 @@ impl NodeAgent {
             let net = node_pod_cidr(&self.client, &self.config.node_name, settings).await?;
             pod_cidr = (net.network(), net.prefix_len());
         }
+        let facts = self.config.host_facts.gather();
+        let internal_ips = host_facts::internal_ips(&self.config.node_ips, &facts);
+        let host_ip = internal_ips
+            .first()
+            .map_or_else(|| NODE_ADDRESS.to_string(), ToString::to_string);
         let node = RealNode::new(
             &self.config.node_name,
             pod_cidr,
             self.config.capacity.clone(),
         )
-        .with_kubelet_port(self.config.kubelet_port);
+        .with_kubelet_port(self.config.kubelet_port)
+        .with_host(internal_ips, facts)
+        .with_runtime_name(if self.config.oci_runtime.is_some() {
+            "skiff-oci"
+        } else {
+            "skiff"
+        })
+        .with_control_plane(self.config.control_plane);
         let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
             .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?
             .with_images(self.config.images.clone());
@@ -384,7 +407,7 @@ impl NodeAgent {
             client: self.client.clone(),
             pods,
             data_dir: self.config.data_dir.clone(),
-            host_ip: NODE_ADDRESS.to_string(),
+            host_ip,
             backoff: self.config.backoff,
             isolation,
             log_cap: self.config.log_cap,

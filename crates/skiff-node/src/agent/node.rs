@@ -1,7 +1,7 @@
 //! The real node's Node object, status and Lease, built on the simulated node's builders with
 //! what this machine really is: its CPUs, memory, kernel and OS.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,9 @@ use serde_json::json;
 use skiff_api::patch::PatchType;
 use skiff_client::{Api, Client, ClientError};
 
+use crate::agent::host_facts::{
+    node_addresses, node_system_info, role_labels, HostFacts, NodeSoftwareFacts,
+};
 use crate::agent::ImageService;
 use crate::simulated::node::{
     lease_duration_seconds, lease_object, node_object, node_status, NodeSoftware, SimulatedNode,
@@ -20,7 +23,7 @@ use crate::simulated::node::{
 };
 use crate::simulated::NodeCapacity;
 
-/// The real node's `InternalIP`.
+/// The real node's `InternalIP` when nothing better is known.
 pub const NODE_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
 /// This machine's CPUs and memory, as a node's capacity.
@@ -49,24 +52,6 @@ pub fn parse_meminfo_total(text: &str) -> Option<u64> {
         .ok()
 }
 
-fn os_image() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|| "Linux".to_string())
-}
-
-fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// Who the real node is.
 #[derive(Clone, Debug)]
 pub struct RealNode {
@@ -74,6 +59,10 @@ pub struct RealNode {
     capacity: NodeCapacity,
     software: NodeSoftware,
     kubelet_port: u16,
+    internal_ips: Vec<IpAddr>,
+    facts: HostFacts,
+    runtime_name: &'static str,
+    control_plane: bool,
 }
 
 impl RealNode {
@@ -89,7 +78,32 @@ impl RealNode {
             capacity,
             software: NodeSoftware::default(),
             kubelet_port: crate::agent::DEFAULT_KUBELET_PORT,
+            internal_ips: vec![IpAddr::V4(NODE_ADDRESS)],
+            facts: HostFacts::default(),
+            runtime_name: "skiff",
+            control_plane: false,
         }
+    }
+
+    /// The node with these `InternalIP`s (the first one first) and this machine's `facts`.
+    pub fn with_host(mut self, internal_ips: Vec<IpAddr>, facts: HostFacts) -> RealNode {
+        if !internal_ips.is_empty() {
+            self.internal_ips = internal_ips;
+        }
+        self.facts = facts;
+        self
+    }
+
+    /// The node whose pods run on the runtime `name` (`containerRuntimeVersion`'s scheme).
+    pub fn with_runtime_name(mut self, name: &'static str) -> RealNode {
+        self.runtime_name = name;
+        self
+    }
+
+    /// The node of a server (a control-plane machine), labelled with its role.
+    pub fn with_control_plane(mut self, control_plane: bool) -> RealNode {
+        self.control_plane = control_plane;
+        self
     }
 
     /// The node with its kubelet endpoint on `port`, which its status reports.
@@ -104,11 +118,19 @@ impl RealNode {
     }
 
     fn fix_status(&self, status: &mut NodeStatus) {
-        if let Some(info) = status.node_info.as_mut() {
-            info.container_runtime_version = format!("skiff://{}", env!("CARGO_PKG_VERSION"));
-            info.kernel_version = kernel_version();
-            info.os_image = os_image();
-        }
+        status.addresses = Some(node_addresses(&self.internal_ips, &self.identity.name));
+        status.node_info = Some(node_system_info(
+            &self.facts,
+            &NodeSoftwareFacts {
+                container_runtime_version: format!(
+                    "{}://{}",
+                    self.runtime_name,
+                    env!("CARGO_PKG_VERSION")
+                ),
+                kubelet_version: self.software.kubelet_version.clone(),
+                architecture: self.software.architecture.clone(),
+            },
+        ));
         status.daemon_endpoints = Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
             kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
                 port: i32::from(self.kubelet_port),
@@ -121,6 +143,7 @@ impl RealNode {
         let mut node = node_object(&self.identity, &self.capacity, &self.software, now);
         if let Some(labels) = node.metadata.labels.as_mut() {
             labels.remove(SIMULATED_NODE_LABEL);
+            labels.extend(role_labels(self.control_plane));
         }
         if let Some(status) = node.status.as_mut() {
             self.fix_status(status);
@@ -349,6 +372,65 @@ mod tests {
         assert_eq!(
             object.spec.unwrap().pod_cidr.as_deref(),
             Some("127.128.0.0/16")
+        );
+    }
+
+    #[test]
+    fn the_real_node_reports_its_addresses_facts_runtime_and_role() {
+        let facts = HostFacts {
+            default_route_address: Some(Ipv4Addr::new(192, 168, 1, 20)),
+            os_release: Some("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n".into()),
+            kernel_release: Some("6.12.48+deb13-amd64".into()),
+            boot_id: Some("b00710d0-0000-4000-8000-000000000001".into()),
+            ..HostFacts::default()
+        };
+        let server = RealNode::new(
+            "server-a",
+            ("10.42.0.0".parse().unwrap(), 24),
+            NodeCapacity::default(),
+        )
+        .with_host(vec!["127.0.0.2".parse().unwrap()], facts.clone())
+        .with_runtime_name("skiff-oci")
+        .with_control_plane(true);
+        let object = server.object(Timestamp::now());
+        let labels = object.metadata.labels.unwrap();
+        assert_eq!(labels["node-role.kubernetes.io/control-plane"], "true");
+        assert_eq!(labels["node-role.kubernetes.io/master"], "true");
+        let status = server.status(object.status.as_ref(), Timestamp::now());
+        let addresses: Vec<(String, String)> = status
+            .addresses
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.type_, a.address))
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                ("InternalIP".to_string(), "127.0.0.2".to_string()),
+                ("Hostname".to_string(), "server-a".to_string()),
+            ]
+        );
+        let info = status.node_info.unwrap();
+        assert_eq!(info.os_image, "Debian GNU/Linux 13 (trixie)");
+        assert_eq!(info.kernel_version, "6.12.48+deb13-amd64");
+        assert_eq!(info.boot_id, "b00710d0-0000-4000-8000-000000000001");
+        assert_eq!(
+            info.container_runtime_version,
+            format!("skiff-oci://{}", env!("CARGO_PKG_VERSION"))
+        );
+
+        let agent = RealNode::new(
+            "agent-b",
+            ("10.42.1.0".parse().unwrap(), 24),
+            NodeCapacity::default(),
+        )
+        .with_host(Vec::new(), facts);
+        let labels = agent.object(Timestamp::now()).metadata.labels.unwrap();
+        assert!(
+            !labels
+                .keys()
+                .any(|k| k.starts_with("node-role.kubernetes.io/")),
+            "{labels:?}"
         );
     }
 }

@@ -164,6 +164,12 @@ async fn harness_with(drain: Option<Arc<dyn crate::drain::TrafficDrain>>) -> Har
         max: Duration::from_secs(1),
     };
     config.heartbeat = Duration::from_secs(1);
+    // The node's facts are fixed: its InternalIP (and so its pods' hostIP) is the default
+    // route's address.
+    config.host_facts = Arc::new(super::host_facts::HostFacts {
+        default_route_address: Some(std::net::Ipv4Addr::new(192, 0, 2, 7)),
+        ..Default::default()
+    });
     config.image_gc_period = Duration::from_millis(300);
     config.shutdown_grace = Duration::from_secs(3);
     if let Some(drain) = drain {
@@ -367,7 +373,7 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
     let status = pod.status.clone().unwrap();
     assert_eq!(status.phase.as_deref(), Some("Running"));
     assert!(status.pod_ip.unwrap().starts_with("127.128."));
-    assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(status.host_ip.as_deref(), Some("192.0.2.7"));
     assert!(status.start_time.is_some());
     let cs = container_status(&pod).unwrap();
     assert!(cs.state.unwrap().running.is_some());

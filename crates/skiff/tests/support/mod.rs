@@ -102,7 +102,7 @@ impl Skiff {
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
         let mut skiff = Skiff {
             root,
-            extra_args: with_test_container_runtime(extra_args),
+            extra_args: with_test_container_runtime(&on_loopback(extra_args)),
             process: None,
         };
         skiff.launch();
@@ -837,6 +837,16 @@ pub const TEST_CONTAINER_RUNTIME: &str = "SKIFF_TEST_CONTAINER_RUNTIME";
 
 /// How many servers this process started under [`TEST_CONTAINER_RUNTIME`], for their ranges.
 static OCI_SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// `extra_args` with `--node-ip 127.0.0.1` unless they give one: the server's node would
+/// otherwise take the default route's address, and tests keep their traffic on loopback.
+fn on_loopback<'a>(extra_args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = extra_args.to_vec();
+    if !args.iter().any(|a| a.starts_with("--node-ip")) {
+        args.extend(["--node-ip", "127.0.0.1"]);
+    }
+    args
+}
 
 /// `extra_args`, plus the flags [`TEST_CONTAINER_RUNTIME`] asks for when the server runs a
 /// real node and its flags choose no runtime: ranges from 198.18.0.0/15 (a /22 of pods and
