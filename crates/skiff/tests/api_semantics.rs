@@ -127,7 +127,8 @@ fn drain_without_eviction_deletes_pods_with_protobuf_delete_options() {
         let out = kubectl.run(&["get", "pod", "lonely", "-o", "jsonpath={.spec.nodeName}"]);
         (out.stdout.trim() == "sim-node-1").then_some(())
     });
-    // Exec into a pod on a simulated node cannot be served, and says so in a Status.
+    // Exec into a pod on another node goes to that node's kubelet endpoint; a request that is
+    // no upgrade is refused first, as kube-apiserver's proxy refuses it, in a Status.
     let exec = skiff.request(
         "POST",
         "/api/v1/namespaces/default/pods/lonely/exec?container=lonely&command=true&stdout=true",
@@ -136,7 +137,7 @@ fn drain_without_eviction_deletes_pods_with_protobuf_delete_options() {
     assert_eq!(exec.status, 400, "{}", exec.body);
     assert_eq!(
         json_of(&exec.body)["message"],
-        "pod lonely runs on a node this server cannot reach for exec"
+        "Upgrade request required"
     );
     // `--disable-eviction` makes drain delete each pod with protobuf DeleteOptions.
     let out = kubectl.run(&[
