@@ -135,10 +135,7 @@ fn drain_without_eviction_deletes_pods_with_protobuf_delete_options() {
         Some(&token(&skiff)),
     );
     assert_eq!(exec.status, 400, "{}", exec.body);
-    assert_eq!(
-        json_of(&exec.body)["message"],
-        "Upgrade request required"
-    );
+    assert_eq!(json_of(&exec.body)["message"], "Upgrade request required");
     // `--disable-eviction` makes drain delete each pod with protobuf DeleteOptions.
     let out = kubectl.run(&[
         "drain",
