@@ -24,6 +24,8 @@ mod http;
 mod schedule;
 mod text;
 
+pub use http::SkipServerVerification;
+
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]
