@@ -80,6 +80,8 @@ impl Skiff {
             root,
             extra_args: super::with_test_container_runtime(extra_args),
             process: None,
+            listen: "127.0.0.1:0".to_string(),
+            netns: None,
         };
         let images_dir = skiff.data_dir().join("images");
         for image in images {

@@ -15,6 +15,7 @@ pub mod json;
 pub mod oci;
 pub mod process;
 pub mod slow_proxy;
+pub mod test_hosts;
 pub mod traffic;
 
 use std::io::{BufRead, BufReader, Read};
@@ -84,6 +85,11 @@ pub struct Skiff {
     root: tempfile::TempDir,
     extra_args: Vec<String>,
     process: Option<Child>,
+    /// The `--listen` address: loopback, or a test host's address (port 0: any free one).
+    listen: String,
+    /// The network namespace (a name under `/run/netns`) the server runs in; none is the
+    /// test's own.
+    netns: Option<String>,
 }
 
 impl Skiff {
@@ -104,6 +110,8 @@ impl Skiff {
             root,
             extra_args: with_test_container_runtime(&on_loopback(extra_args)),
             process: None,
+            listen: "127.0.0.1:0".to_string(),
+            netns: None,
         };
         skiff.launch();
         skiff
@@ -232,11 +240,11 @@ impl Skiff {
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot share the server log: {e}"));
         let loopback_net = self.loopback_only_registries();
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let child = in_netns(self.netns.as_deref(), env!("CARGO_BIN_EXE_skiff"))
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &self.listen])
             .args(&self.extra_args)
             .args(&loopback_net)
             .env_remove("SKIFF_DATA_DIR")
@@ -313,8 +321,26 @@ impl Drop for Skiff {
     }
 }
 
+/// A command running `program` in the network namespace `netns` (a name under `/run/netns`),
+/// or in the test's own when none. `nsenter` changes only the network namespace and then
+/// executes `program` itself (so the child's id is the program's), where `ip netns exec`
+/// would also remount `/sys` and hide the cgroup hierarchies the `oci` runtime needs.
+pub fn in_netns(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        None => Command::new(program),
+        Some(name) => {
+            let mut command = Command::new("nsenter");
+            command
+                .arg(format!("--net=/run/netns/{name}"))
+                .arg("--")
+                .arg(program);
+            command
+        }
+    }
+}
+
 /// Sends SIGTERM and waits for the process to exit; kills it if it lingers.
-fn terminate(child: &mut Child) -> ExitStatus {
+pub fn terminate(child: &mut Child) -> ExitStatus {
     if let Ok(Some(status)) = child.try_wait() {
         return status;
     }
