@@ -49,9 +49,17 @@ const RENEWAL_RETRY: Duration = Duration::from_secs(30);
 /// Options of `skiff agent`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct AgentArgs {
-    /// The server to join, `https://HOST:PORT` (k3s's flag).
-    #[arg(long, env = "SKIFF_URL", value_name = "URL")]
-    pub server: String,
+    /// The server to join, `https://HOST:PORT` (k3s's flag). Repeat it (or separate URLs by
+    /// commas) for several servers of one cluster: the agent joins through the first that
+    /// answers and fails over along the list when one stops answering.
+    #[arg(
+        long,
+        env = "SKIFF_URL",
+        value_name = "URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub server: Vec<String>,
     /// The join token, as the server wrote it to `DATA/node-token`:
     /// `K10<sha256 of the cluster CA>::<id>.<secret>`.
     #[arg(long, env = "SKIFF_TOKEN", required_unless_present = "token_file")]
@@ -92,7 +100,15 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     let Some(pinned_hash) = token.ca_hash.clone() else {
         return Err("the join token carries no CA hash: use the whole K10<hash>::<id>.<secret> token from the server's DATA/node-token".into());
     };
-    let server = args.server.trim_end_matches('/').to_string();
+    let servers: Vec<String> = args
+        .server
+        .iter()
+        .map(|url| url.trim().trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty())
+        .collect();
+    if servers.is_empty() {
+        return Err("give the server to join with --server https://HOST:PORT".into());
+    }
     let pod_network = pod_network_settings(&args.node)?;
     let service_network = match &pod_network {
         Some(settings) => Some(ServiceNetwork::for_pod_network(&args.node, settings)?),
@@ -112,7 +128,8 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     }
     crate::up::import_image_archives(&data_dir).await;
 
-    let ca_pem = fetch_cluster_ca(&server, &pinned_hash).await?;
+    let (ca_pem, servers) = fetch_cluster_ca_from_any(&servers, &pinned_hash).await?;
+    let server = servers[0].clone();
     let previous_ca = std::fs::read(data_dir.join(CA_FILE)).ok();
     crate::kubeconfig::write_private(&data_dir.join(CA_FILE), &ca_pem)?;
     let node_name = args.node.node_name.clone().unwrap_or_else(host_node_name);
@@ -132,10 +149,13 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
             credential
         }
         None => {
-            let bootstrap = RemoteClient::new(RemoteConfig::new(
-                &server,
-                &ca_pem,
-                Credentials::Token(token.bootstrap.clone()),
+            let bootstrap = RemoteClient::new(with_fallbacks(
+                RemoteConfig::new(
+                    &server,
+                    &ca_pem,
+                    Credentials::Token(token.bootstrap.clone()),
+                ),
+                &servers,
             ))?;
             let credential =
                 request_certificate(&bootstrap, &node_name, args.certificate_timeout).await?;
@@ -144,7 +164,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         }
     };
     let client = Arc::new(SwappableClient::new(node_client(
-        &server,
+        &servers,
         &ca_pem,
         &credential,
     )?));
@@ -159,7 +179,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     let renewal = tokio::spawn(renew_forever(
         Renewal {
             client: client.clone(),
-            server: server.clone(),
+            servers: servers.clone(),
             ca_pem: ca_pem.clone(),
             node_name: node_name.clone(),
             data_dir: data_dir.clone(),
@@ -280,6 +300,34 @@ fn now_seconds() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The cluster CA from the first of `servers` that serves one matching `pinned_hash`, with the
+/// servers reordered to start at that one (the others, in their order, are its fallbacks).
+/// Every server's error is reported when none answers.
+async fn fetch_cluster_ca_from_any(
+    servers: &[String],
+    pinned_hash: &str,
+) -> AgentResult<(Vec<u8>, Vec<String>)> {
+    let mut errors = Vec::new();
+    for (index, server) in servers.iter().enumerate() {
+        match fetch_cluster_ca(server, pinned_hash).await {
+            Ok(ca_pem) => {
+                let mut ordered = servers[index..].to_vec();
+                ordered.extend_from_slice(&servers[..index]);
+                return Ok((ca_pem, ordered));
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(errors.join("; ").into())
+}
+
+/// `config` with the rest of `servers` (all but the first, which `config` names) as its
+/// fallbacks.
+fn with_fallbacks(mut config: RemoteConfig, servers: &[String]) -> RemoteConfig {
+    config.fallback_servers = servers.iter().skip(1).cloned().collect();
+    config
 }
 
 /// The server's CA bundle from `/cacerts`, fetched before the server is trusted and accepted
@@ -443,19 +491,24 @@ fn node_user(node_name: &str) -> String {
     format!("system:node:{node_name}")
 }
 
-/// A client of the server speaking as the node, with its certificate.
+/// A client of the servers (the first, then the others on failure) speaking as the node,
+/// with its certificate.
 fn node_client(
-    server: &str,
+    servers: &[String],
     ca_pem: &[u8],
     credential: &NodeCredential,
 ) -> Result<RemoteClient, ClientError> {
-    RemoteClient::new(RemoteConfig::new(
-        server,
-        ca_pem,
-        Credentials::Certificate {
-            certificate_pem: credential.cert_pem.clone().into_bytes(),
-            key_pem: credential.key_pem.clone().into_bytes(),
-        },
+    let first = servers.first().map(String::as_str).unwrap_or_default();
+    RemoteClient::new(with_fallbacks(
+        RemoteConfig::new(
+            first,
+            ca_pem,
+            Credentials::Certificate {
+                certificate_pem: credential.cert_pem.clone().into_bytes(),
+                key_pem: credential.key_pem.clone().into_bytes(),
+            },
+        ),
+        servers,
     ))
 }
 
@@ -679,7 +732,8 @@ pub fn renewal_time(not_before: i64, not_after: i64, jitter: f64) -> i64 {
 /// What renewing the node's certificate needs.
 struct Renewal {
     client: Arc<SwappableClient>,
-    server: String,
+    /// The servers, the one joined through first.
+    servers: Vec<String>,
     ca_pem: Vec<u8>,
     node_name: String,
     data_dir: PathBuf,
@@ -709,7 +763,7 @@ async fn renew_forever(
         match request_certificate(&*current, &renewal.node_name, renewal.timeout).await {
             Ok(renewed) => {
                 let stored = renewed.store(&renewal.data_dir);
-                let client = node_client(&renewal.server, &renewal.ca_pem, &renewed);
+                let client = node_client(&renewal.servers, &renewal.ca_pem, &renewed);
                 match (stored, client) {
                     (Ok(()), Ok(client)) => {
                         renewal.client.replace(Arc::new(client));
@@ -1047,7 +1101,7 @@ mod tests {
         let task = tokio::spawn(renew_forever(
             Renewal {
                 client: client.clone(),
-                server: "https://127.0.0.1:6443".to_string(),
+                servers: vec!["https://127.0.0.1:6443".to_string()],
                 ca_pem,
                 node_name: "n1".to_string(),
                 data_dir: dir.path().to_path_buf(),

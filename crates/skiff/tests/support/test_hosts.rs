@@ -137,6 +137,16 @@ impl TestHosts {
         hosts
     }
 
+    /// The test bridge's own address: the test's namespace as one more machine on the link,
+    /// for servers the hosts reach there.
+    pub fn bridge_address(&self) -> String {
+        let prefix = self
+            .link_cidr
+            .strip_suffix(".0/24")
+            .expect("the link is a /24");
+        format!("{prefix}.1")
+    }
+
     /// The host at `index`.
     pub fn host(&self, index: usize) -> &TestHost {
         self.hosts
@@ -359,6 +369,38 @@ impl Skiff {
         for image in images {
             place_archive(image, &images_dir);
         }
+        skiff.launch();
+        skiff
+    }
+
+    /// Starts `skiff up` in the test's own namespace listening on the test bridge's address,
+    /// so agents in the hosts reach it, with the cluster's ranges and `extra_args` (for
+    /// servers that share a datastore on loopback, which the hosts cannot reach).
+    pub fn start_on_link(hosts: &TestHosts, extra_args: &[&str]) -> Skiff {
+        let root = tempfile::Builder::new()
+            .prefix("skiff-e2e-link-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let address = hosts.bridge_address();
+        let mut args: Vec<String> = [
+            "--node-ip",
+            &address,
+            "--cluster-cidr",
+            &hosts.cluster_cidr,
+            "--service-cidr",
+            &hosts.service_cidr,
+        ]
+        .iter()
+        .map(|flag| flag.to_string())
+        .collect();
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let mut skiff = Skiff {
+            root,
+            extra_args: args,
+            process: None,
+            listen: format!("{address}:0"),
+            netns: None,
+        };
         skiff.launch();
         skiff
     }
