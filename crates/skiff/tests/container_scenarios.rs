@@ -24,8 +24,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::grace::{read_times, Termination};
 use support::http::{ok_body, parse_answer};
 use support::json::{items, str_at};
+use support::manifests::{in_place_web_clone_set, WEB_NODE_PORT_SERVICE};
 use support::oci::{
     assert_root, container_cgroups, leftovers, processes_of_pods, with_test_images, TestNetwork,
     NETNS_DIR,
@@ -52,11 +54,7 @@ impl Cluster {
     fn start(images: &[skiff_testkit::images::TestImage], extra: &[&str]) -> Cluster {
         assert_root();
         let network = TestNetwork::next("e");
-        let mut flags = network.flags();
-        flags.extend(extra.iter().map(|f| f.to_string()));
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let skiff = Skiff::start_with_images(&flags, images);
-        network.wait_for_guard_routes(SETTLE);
+        let skiff = network.start_skiff(&network.flags(), extra, images, SETTLE);
         Cluster {
             skiff,
             network,
@@ -140,15 +138,6 @@ fn uptime_seconds() -> f64 {
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
         .expect("/proc/uptime")
-}
-
-/// The numbers in a file of one number a line.
-fn read_times(path: &Path) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
 }
 
 #[test]
@@ -384,62 +373,17 @@ spec:
     drop(watch);
 
     let pre_stop = std::fs::read_to_string(data.join("prestop")).unwrap_or_default();
-    let pre_stop_at = read_times(&data.join("prestop"));
-    let term = read_times(&data.join("term"));
-    let alive = read_times(&data.join("alive"));
-    let report = format!(
-        "deleted at {deleted_at:.3}, gone after {gone_after:.3} s; preStop {pre_stop:?}, \
-         TERM {term:?}, last alive {:?}",
-        alive.last()
-    );
+    let termination = Termination::read(&data, deleted_at, gone_after);
     // The hook ran inside the container: its UTS namespace, whose hostname is the pod's.
     assert_eq!(
         pre_stop.split_whitespace().nth(1),
         Some("stubborn"),
-        "{report}"
+        "{}",
+        termination.report()
     );
-    // preStop first; SIGTERM to PID 1 once it is done (after its 1 s sleep), whose trap runs;
-    // the container lives on until SIGKILL at the end of the 3 s grace period, and only then
-    // is the pod gone. `/proc/uptime` counts in hundredths, rounded down.
-    assert_eq!(pre_stop_at.len(), 1, "{report}");
-    assert_eq!(term.len(), 1, "one SIGTERM: {report}");
-    assert!(
-        pre_stop_at[0] + 0.01 >= deleted_at,
-        "preStop ran after the delete: {report}"
-    );
-    assert!(
-        term[0] - pre_stop_at[0] >= 1.0,
-        "SIGTERM came only after the preStop hook's 1 s: {report}"
-    );
-    let last_alive = alive.last().copied().unwrap_or_default();
-    assert!(
-        last_alive > term[0] && last_alive - deleted_at >= 2.0,
-        "the container ran on after SIGTERM into the end of the grace period: {report}"
-    );
-    assert!(
-        gone_after >= 3.0,
-        "the pod is gone no sooner than the 3 s grace period: {report}"
-    );
-    assert!(
-        last_alive < deleted_at + gone_after,
-        "the container was killed before the pod was gone: {report}"
-    );
+    termination.assert_pre_stop_then_sigterm_then_sigkill();
     cluster.stop_and_check_nothing_is_left();
 }
-
-/// A NodePort Service `web` in front of the pods labelled `app: web`.
-const WEB_SERVICE: &str = "apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  type: NodePort
-  selector:
-    app: web
-  ports:
-  - port: 80
-    targetPort: 80
-";
 
 /// `127.0.0.1:nodePort` of Service `web`, once a request through it is answered.
 fn answering_node_port(kubectl: &Kubectl) -> SocketAddr {
@@ -500,7 +444,7 @@ spec:
             port: 80
           periodSeconds: 1
 ---
-{WEB_SERVICE}"
+{WEB_NODE_PORT_SERVICE}"
         ),
     );
     let kubectl = cluster.kubectl();
@@ -605,42 +549,7 @@ fn an_in_place_clone_set_update_recreates_the_container_in_the_same_sandbox() {
         &[support::images::demo("v1"), support::images::demo("v2")],
         &[],
     );
-    cluster.apply(
-        "cloneset.yaml",
-        &format!(
-            "apiVersion: apps.kruise.io/v1alpha1
-kind: CloneSet
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: web
-  updateStrategy:
-    type: InPlaceIfPossible
-    maxUnavailable: 1
-    inPlaceUpdateStrategy:
-      gracePeriodSeconds: 0
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: DEMO_IMAGE
-        ports:
-        - containerPort: 80
-        readinessProbe:
-          httpGet:
-            path: /readyz
-            port: 80
-          periodSeconds: 1
----
-{WEB_SERVICE}"
-        ),
-    );
+    cluster.apply("cloneset.yaml", &in_place_web_clone_set(2));
     let kubectl = cluster.kubectl();
     clone_set_updated(&kubectl, 2);
     let address = answering_node_port(&kubectl);

@@ -27,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::grace::{read_times, Termination};
 use support::http::{demo_line, http_get, READ_TIMEOUT};
 use support::images::{demo, shell, DEMO, MISSING, SHELL};
 use support::json::{items, str_at};
@@ -959,14 +960,6 @@ fn failing_readiness_probe_holds_the_rollout(env: &Env) {
 // ---------------------------------------------------------------------------------------------
 // 5. Graceful termination: preStop, SIGTERM, then SIGKILL at the end of the grace period.
 
-fn read_times(path: &Path) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 fn sigterm_ignoring_container_is_killed_at_grace_end(env: &Env) {
     let data = env.host_dir("times");
     let manifest = format!(
@@ -1029,43 +1022,9 @@ spec:
     let gone_after = began.elapsed().as_secs_f64();
     drop(watch);
 
-    let pre_stop = read_times(&data.join("prestop"));
-    let term = read_times(&data.join("term"));
-    let alive = read_times(&data.join("alive"));
-    let report = format!(
-        "deleted at {deleted_at:.3}, gone after {gone_after:.3} s; preStop {pre_stop:?}, \
-         TERM {term:?}, last alive {:?}",
-        alive.last()
-    );
-    eprintln!("grace: {report}");
-    // preStop first; SIGTERM once it is done (after its 1 s sleep); then the process lives on,
-    // ignoring TERM, until SIGKILL at the end of the 3 s grace period, and only then is the pod
-    // gone. Only the order and the lower bounds are asserted: how soon each step follows is the
-    // machine's load, bounded by the watch's deadline.
-    assert_eq!(pre_stop.len(), 1, "{report}");
-    assert_eq!(term.len(), 1, "one SIGTERM: {report}");
-    // `/proc/uptime` counts in hundredths, rounded down.
-    assert!(
-        pre_stop[0] + 0.01 >= deleted_at,
-        "preStop ran after the delete: {report}"
-    );
-    assert!(
-        term[0] - pre_stop[0] >= 1.0,
-        "SIGTERM came only after the preStop hook's 1 s: {report}"
-    );
-    let last_alive = alive.last().copied().unwrap_or_default();
-    assert!(
-        last_alive > term[0] && last_alive - deleted_at >= 2.0,
-        "the container ran on after SIGTERM into the end of the grace period: {report}"
-    );
-    assert!(
-        gone_after >= 3.0,
-        "the pod is gone no sooner than the 3 s grace period: {report}"
-    );
-    assert!(
-        last_alive < deleted_at + gone_after,
-        "the container was killed before the pod was gone: {report}"
-    );
+    let termination = Termination::read(&data, deleted_at, gone_after);
+    eprintln!("grace: {}", termination.report());
+    termination.assert_pre_stop_then_sigterm_then_sigkill();
     assert_no_process_left(&env.marker);
 }
 

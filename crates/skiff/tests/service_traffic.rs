@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use support::images::{demo, DEMO};
 use support::json::{items, json_of, str_at};
+use support::manifests::in_place_web_clone_set;
 use support::traffic::{assert_no_failures, request, Client};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
@@ -274,56 +275,6 @@ fn slow(s: &Scenario) {
     assert_no_failures(s.namespace, &client.finish());
 }
 
-/// A CloneSet updating its pods in place (OpenKruise's `InPlaceIfPossible`) behind a NodePort
-/// Service: each pod is taken out of service through its `InPlaceUpdateReady` gate, drained,
-/// restarted with the new image and put back, and no request fails on the way.
-fn in_place_clone_set() -> String {
-    format!(
-        "apiVersion: apps.kruise.io/v1alpha1
-kind: CloneSet
-metadata:
-  name: web
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: web
-  updateStrategy:
-    type: InPlaceIfPossible
-    maxUnavailable: 1
-    inPlaceUpdateStrategy:
-      gracePeriodSeconds: 0
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: {DEMO}:v1
-        ports:
-        - containerPort: 80
-        readinessProbe:
-          httpGet:
-            path: /readyz
-            port: 80
-          periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  type: NodePort
-  selector:
-    app: web
-  ports:
-  - port: 80
-    targetPort: 80
-"
-    )
-}
-
 /// Pod name to (uid, IP, restart count) for the CloneSet's pods.
 fn clone_set_pods(s: &Scenario) -> BTreeMap<String, (String, String, u64)> {
     let list = json_of(&s.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
@@ -376,7 +327,7 @@ fn clone_set_updated(s: &Scenario, replicas: u32) {
 /// In-place updates through a Service: the pods keep their names, UIDs and IPs, restart once,
 /// answer with the new version, and not one request fails.
 fn in_place(s: &Scenario) {
-    s.apply_in_new_namespace(&in_place_clone_set());
+    s.apply_in_new_namespace(&in_place_web_clone_set(3));
     clone_set_updated(s, 3);
     let address = s.answering_node_port();
     let before = clone_set_pods(s);
