@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use skiff_testkit::images::TestImage;
-use support::host::{host, unreachable_routes};
+use support::host::host;
 use support::json::{items, json_of, str_at};
 use support::manifests::{client_pod, web_stateful_set};
 use support::oci::{assert_root, leftovers, TestNetwork};
@@ -144,6 +144,20 @@ fn ready_web_pod_ips(skiff: &Skiff) -> BTreeSet<String> {
         .into_iter()
         .map(|(_, ip)| ip)
         .collect()
+}
+
+/// Stops the server with SIGTERM, which must succeed and take the cluster IP interface away.
+fn stop_and_check_the_cluster_ip_interface_is_gone(skiff: &mut Skiff, network: &TestNetwork) {
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    assert!(
+        interface_addresses(&network.service_interface()).is_none(),
+        "the cluster IP interface is left after SIGTERM"
+    );
 }
 
 /// Waits until the client pod runs.
@@ -529,16 +543,7 @@ fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes
     );
     drop(load);
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
-    );
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
 }
 
 /// How long a `ClientIP` affinity lasts in the affinity test: short, so the test can outwait it.
@@ -712,16 +717,7 @@ fn client_ip_affinity_keeps_a_pod_on_one_backend_until_its_timeout() {
          backend been chosen at least once; first {first}, then {afterwards:?}"
     );
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
-    );
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
 }
 
 /// A selectorless NodePort Service `name` with both traffic policies `policy`, and its
@@ -882,16 +878,7 @@ fn local_traffic_policies_keep_connections_on_the_node_local_endpoints() {
         }
     }
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
-    );
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
 }
 
 #[test]
@@ -931,25 +918,9 @@ fn stateful_pods_resolve_each_other_by_stable_names_and_keep_their_claims_under_
         );
     }
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    let links = host("ip", &["-o", "link", "show"]);
-    assert!(
-        !links.contains(&format!(": {}:", network.bridge)),
-        "bridge {} left behind",
-        network.bridge
-    );
-    let routes = unreachable_routes();
-    for range in [&network.cluster_cidr, &network.service_cidr] {
-        assert!(
-            !routes.contains(range.as_str()),
-            "unreachable route {range} left behind"
-        );
-    }
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
+    let left = leftovers(&network, &[]);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
 
 /// The service proxy's nftables table for `network`'s bridge.
@@ -1120,18 +1091,9 @@ fn the_kernel_forwards_services_keeping_the_client_address_and_its_table_goes_at
         "the leftover table survived the start:\n{rules}"
     );
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
     assert!(
         nft_table(&table).is_none(),
         "the proxy's table {table} is left after SIGTERM"
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
     );
 }

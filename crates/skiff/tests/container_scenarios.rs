@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::grace::{read_times, Termination};
+use support::grace::{event_watch_args, read_times, Termination};
 use support::http::{ok_body, parse_answer};
 use support::json::{items, str_at};
 use support::manifests::{in_place_web_clone_set, WEB_NODE_PORT_SERVICE};
@@ -32,7 +32,7 @@ use support::oci::{
     assert_root, container_cgroups, leftovers, processes_of_pods, with_test_images, TestNetwork,
     NETNS_DIR,
 };
-use support::traffic::{assert_no_failures, request, Client};
+use support::traffic::{answering_node_port, assert_no_failures, Client};
 use support::{cells, wait_for_every, Kubectl, Skiff};
 
 /// How long pods may take to run and answer.
@@ -130,14 +130,6 @@ fn epoch_seconds(text: &str) -> i64 {
     text.parse::<jiff::Timestamp>()
         .unwrap_or_else(|e| panic!("{text:?} is not an RFC 3339 timestamp: {e}"))
         .as_second()
-}
-
-/// The host's uptime in seconds, the clock `/proc/uptime` shows inside containers too.
-fn uptime_seconds() -> f64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .expect("/proc/uptime")
 }
 
 #[test]
@@ -354,26 +346,11 @@ spec:
         (!read_times(&data.join("alive")).is_empty()).then_some(())
     });
 
-    // A watch started beforehand sees the pod go without kubectl delete's own polling delay.
-    let mut watch = kubectl.spawn_lines(&[
-        "get",
-        "pod",
-        "stubborn",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type}{\"\\n\"}",
-    ]);
-    watch.wait_for_line("the watch to list the pod", |l| l == "ADDED");
-    let deleted_at = uptime_seconds();
-    let began = Instant::now();
-    kubectl.ok(&["delete", "pod", "stubborn", "--wait=false"]);
-    watch.wait_for_line("the pod to go", |l| l == "DELETED");
-    let gone_after = began.elapsed().as_secs_f64();
-    drop(watch);
-
+    let watch = kubectl.spawn_lines(&event_watch_args("stubborn"));
+    let termination = Termination::after_delete(&data, watch, || {
+        kubectl.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    });
     let pre_stop = std::fs::read_to_string(data.join("prestop")).unwrap_or_default();
-    let termination = Termination::read(&data, deleted_at, gone_after);
     // The hook ran inside the container: its UTS namespace, whose hostname is the pod's.
     assert_eq!(
         pre_stop.split_whitespace().nth(1),
@@ -383,26 +360,6 @@ spec:
     );
     termination.assert_pre_stop_then_sigterm_then_sigkill();
     cluster.stop_and_check_nothing_is_left();
-}
-
-/// `127.0.0.1:nodePort` of Service `web`, once a request through it is answered.
-fn answering_node_port(kubectl: &Kubectl) -> SocketAddr {
-    let node_port = kubectl.ok(&[
-        "get",
-        "svc",
-        "web",
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ]);
-    let node_port: u16 = node_port
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
-    let address = SocketAddr::from(([127, 0, 0, 1], node_port));
-    wait_for_every("the node port to answer", SETTLE, POLL, || {
-        request(address).ok()
-    });
-    address
 }
 
 #[test]
@@ -451,7 +408,7 @@ spec:
     let rollout_status = ["rollout", "status", "deployment/web", "--timeout=120s"];
     kubectl.ok(&rollout_status);
     let old_pods = cluster.pods("app=web");
-    let address = answering_node_port(&kubectl);
+    let address = answering_node_port(&kubectl, None, SETTLE);
 
     let client = Client::start(address);
     let answers = client.answers_since(Instant::now(), 3);
@@ -552,7 +509,7 @@ fn an_in_place_clone_set_update_recreates_the_container_in_the_same_sandbox() {
     cluster.apply("cloneset.yaml", &in_place_web_clone_set(2));
     let kubectl = cluster.kubectl();
     clone_set_updated(&kubectl, 2);
-    let address = answering_node_port(&kubectl);
+    let address = answering_node_port(&kubectl, None, SETTLE);
     let before = clone_set_pods(&mut cluster);
     assert_eq!(before.len(), 2, "{before:?}");
 

@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::grace::{read_times, Termination};
+use support::grace::{event_watch_args, read_times, Termination};
 use support::http::{demo_line, http_get, READ_TIMEOUT};
 use support::images::{demo, shell, DEMO, MISSING, SHELL};
 use support::json::{items, str_at};
@@ -118,14 +118,6 @@ impl Env<'_> {
 /// Polls `probe` every [`POLL`] until it yields a value; fails with `what` after `timeout`.
 fn poll<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
     support::wait_for_every(what, timeout, POLL, probe)
-}
-
-/// Seconds since the machine booted, as containers read them from `/proc/uptime` (busybox's
-/// `date` has no sub-second format): the same clock, `CLOCK_BOOTTIME`.
-fn uptime_seconds() -> f64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .unwrap_or_else(|e| panic!("cannot read the boot-time clock: {e}"));
-    now.tv_sec() as f64 + now.tv_nsec() as f64 / 1e9
 }
 
 /// A status timestamp (`2026-01-02T03:04:05Z`) in whole seconds since the epoch.
@@ -1004,25 +996,10 @@ spec:
         (!read_times(&data.join("alive")).is_empty()).then_some(())
     });
 
-    // A watch started beforehand sees the pod go without kubectl delete's own polling delay.
-    let mut watch = env.stream(&[
-        "get",
-        "pod",
-        "stubborn",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type}{\"\\n\"}",
-    ]);
-    watch.wait_for_line("the watch to list the pod", |l| l == "ADDED");
-    let deleted_at = uptime_seconds();
-    let began = Instant::now();
-    env.ok(&["delete", "pod", "stubborn", "--wait=false"]);
-    watch.wait_for_line("the pod to go", |l| l == "DELETED");
-    let gone_after = began.elapsed().as_secs_f64();
-    drop(watch);
-
-    let termination = Termination::read(&data, deleted_at, gone_after);
+    let watch = env.stream(&event_watch_args("stubborn"));
+    let termination = Termination::after_delete(&data, watch, || {
+        env.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    });
     eprintln!("grace: {}", termination.report());
     termination.assert_pre_stop_then_sigterm_then_sigkill();
     assert_no_process_left(&env.marker);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use support::images::{demo, DEMO};
 use support::json::{items, json_of, str_at};
 use support::manifests::in_place_web_clone_set;
-use support::traffic::{assert_no_failures, request, Client};
+use support::traffic::{answering_node_port, assert_no_failures, request, Client};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
 fn deployment(env: &str) -> String {
@@ -119,22 +119,7 @@ impl Scenario<'_> {
 
     /// The node port address of Service `web`, once a request through it gets an answer.
     fn answering_node_port(&self) -> SocketAddr {
-        let node_port = self.ok(&[
-            "get",
-            "svc",
-            "web",
-            "-o",
-            "jsonpath={.spec.ports[0].nodePort}",
-        ]);
-        let node_port: u16 = node_port
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
-        let address = SocketAddr::from(([127, 0, 0, 1], node_port));
-        wait_for("the node port to answer", DEADLINE, || {
-            request(address).ok()
-        });
-        address
+        answering_node_port(&self.kubectl, Some(self.namespace), DEADLINE)
     }
 
     /// Changes the image (or rolls back) from version `from` to `to` and checks that answers

@@ -4,6 +4,32 @@
 //! came.
 
 use std::path::Path;
+use std::time::Instant;
+
+use super::LineStream;
+
+/// Seconds since the machine booted, as containers read them from `/proc/uptime` (busybox's
+/// `date` has no sub-second format): the same clock, `CLOCK_BOOTTIME`.
+pub fn uptime_seconds() -> f64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .unwrap_or_else(|e| panic!("cannot read the boot-time clock: {e}"));
+    now.tv_sec() as f64 + now.tv_nsec() as f64 / 1e9
+}
+
+/// The `kubectl` arguments of a watch on pod `pod` printing each event's type on a line of
+/// its own. Started before the delete, it sees the pod go without `kubectl delete`'s own
+/// polling delay.
+pub fn event_watch_args(pod: &str) -> [&str; 7] {
+    [
+        "get",
+        "pod",
+        pod,
+        "-w",
+        "--output-watch-events",
+        "-o",
+        "jsonpath={.type}{\"\\n\"}",
+    ]
+}
 
 /// The times in a file of one time a line (the first word of each line, in seconds of the
 /// boot clock); none when the file is missing.
@@ -32,6 +58,18 @@ pub struct Termination {
 }
 
 impl Termination {
+    /// Deletes the pod through `delete` once `watch` (over [`event_watch_args`]) has listed
+    /// it, waits until the watch sees it go, and reads what its files in `dir` recorded.
+    pub fn after_delete(dir: &Path, mut watch: LineStream, delete: impl FnOnce()) -> Termination {
+        watch.wait_for_line("the watch to list the pod", |l| l == "ADDED");
+        let deleted_at = uptime_seconds();
+        let began = Instant::now();
+        delete();
+        watch.wait_for_line("the pod to go", |l| l == "DELETED");
+        let gone_after = began.elapsed().as_secs_f64();
+        Termination::read(dir, deleted_at, gone_after)
+    }
+
     /// Reads the `prestop`, `term` and `alive` files of `dir`.
     pub fn read(dir: &Path, deleted_at: f64, gone_after: f64) -> Termination {
         Termination {
