@@ -172,6 +172,28 @@ fn failed_by_policy(
     }
 }
 
+/// A row of a Job with a backoff limit per index in which the sync creates one pod in place
+/// of a failed one: one failure counted, `failed_indexes` in the status, and the new pod's
+/// index-failure-count and ignored-failure-count annotations `created`.
+fn replaced_in_index(
+    name: &'static str,
+    job: Value,
+    pods: Vec<Value>,
+    failed_indexes: &'static str,
+    created: (Option<&'static str>, Option<&'static str>),
+) -> Case {
+    Case {
+        name,
+        job,
+        pods,
+        creations: 1,
+        failed: 1,
+        failed_indexes: Some(failed_indexes),
+        created_counts: vec![created],
+        ..Case::default()
+    }
+}
+
 fn run(cases: Vec<Case>) {
     for case in cases {
         let name = case.name;
@@ -543,32 +565,26 @@ fn success_policy_table() {
 
 fn backoff_limit_per_index_cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "failed pod of an index with retries left is replaced, its count carried",
-            job: per_index(indexed(job(2, 2)), 1, None),
-            pods: vec![
+        replaced_in_index(
+            "failed pod of an index with retries left is replaced, its count carried",
+            per_index(indexed(job(2, 2)), 1, None),
+            vec![
                 pod(0, "Running", Some(0)),
                 failed(1, "main-container", 1, Some(1)),
             ],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some(""),
-            created_counts: vec![(Some("1"), None)],
-            ..Case::default()
-        },
-        Case {
-            name: "an index past its limit fails and is not replaced",
-            job: per_index(indexed(job(2, 3)), 1, None),
-            pods: vec![
+            "",
+            (Some("1"), None),
+        ),
+        replaced_in_index(
+            "an index past its limit fails and is not replaced",
+            per_index(indexed(job(2, 3)), 1, None),
+            vec![
                 pod(0, "Running", Some(0)),
                 annotated(failed(1, "main-container", 1, Some(1)), 1),
             ],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some("1"),
-            created_counts: vec![(Some("0"), None)],
-            ..Case::default()
-        },
+            "1",
+            (Some("0"), None),
+        ),
         Case {
             name: "all indexes done with one failed: FailedIndexes",
             job: per_index(indexed(job(2, 2)), 0, None),
@@ -600,23 +616,20 @@ fn backoff_limit_per_index_cases() -> Vec<Case> {
             )),
             ..Case::default()
         },
-        Case {
-            name: "a FailIndex rule fails the index whatever retries are left",
-            job: with_policy(
+        replaced_in_index(
+            "a FailIndex rule fails the index whatever retries are left",
+            with_policy(
                 per_index(indexed(job(2, 3)), 3, None),
                 json!([{"action": "FailIndex",
                         "onExitCodes": {"operator": "In", "values": [3]}}]),
             ),
-            pods: vec![
+            vec![
                 pod(0, "Running", Some(0)),
                 failed(1, "main-container", 3, Some(1)),
             ],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some("1"),
-            created_counts: vec![(Some("0"), None)],
-            ..Case::default()
-        },
+            "1",
+            (Some("0"), None),
+        ),
         Case {
             name: "an ignored failure is carried in its own annotation",
             job: with_policy(
@@ -630,21 +643,18 @@ fn backoff_limit_per_index_cases() -> Vec<Case> {
             created_counts: vec![(Some("0"), Some("1"))],
             ..Case::default()
         },
-        Case {
-            name: "an index still backing off waits; the others start",
-            job: per_index(indexed(job(2, 2)), 2, None),
-            pods: vec![{
+        replaced_in_index(
+            "an index still backing off waits; the others start",
+            per_index(indexed(job(2, 2)), 2, None),
+            vec![{
                 let mut p = failed(0, "main-container", 1, Some(0));
                 p["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] =
                     json!("2024-01-01T00:09:55Z");
                 p
             }],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some(""),
-            created_counts: vec![(Some("0"), None)],
-            ..Case::default()
-        },
+            "",
+            (Some("0"), None),
+        ),
     ]
 }
 
