@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use support::images::{demo, DEMO};
 use support::json::{items, json_of, str_at};
 use support::manifests::in_place_web_clone_set;
-use support::traffic::{answering_node_port, assert_no_failures, request, Client};
+use support::traffic::{answering_node_port, assert_no_failures, Client};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
 fn deployment(env: &str) -> String {
