@@ -107,6 +107,39 @@ impl LocalClient {
         tracing::warn!(user = %user.name, error = %refusal.message, "request refused");
         Err(ClientError::Api(refusal))
     }
+
+    /// Authorizes and makes a replacing write of the object `object` names, or of one of its
+    /// subresources: what `update`, `update_status` and `update_approval` each do.
+    async fn authorized_update(
+        &self,
+        scope: Scope<'_>,
+        object: Value,
+        subresource: Option<Subresource>,
+        options: WriteOptions,
+    ) -> Result<Value, ClientError> {
+        let name = name_of(&object).to_string();
+        let subresource_name = subresource.map_or("", Subresource::name);
+        self.authorize(
+            "update",
+            scope.resource,
+            subresource_name,
+            scope.namespace,
+            &name,
+        )
+        .await?;
+        let written = self
+            .registry
+            .update(
+                scope.resource,
+                scope.namespace,
+                &name,
+                object,
+                subresource,
+                options,
+            )
+            .await?;
+        Ok(written.object)
+    }
 }
 
 fn name_of(object: &Value) -> &str {
@@ -184,57 +217,28 @@ impl Client for LocalClient {
     }
 
     async fn update(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
-        let name = name_of(&object).to_string();
-        self.authorize("update", scope.resource, "", scope.namespace, &name)
-            .await?;
-        let w = self
-            .registry
-            .update(
-                scope.resource,
-                scope.namespace,
-                &name,
-                object,
-                None,
-                self.write_options(),
-            )
-            .await?;
-        Ok(w.object)
+        self.authorized_update(scope, object, None, self.write_options())
+            .await
     }
 
     async fn update_status(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
-        let name = name_of(&object).to_string();
-        self.authorize("update", scope.resource, "status", scope.namespace, &name)
-            .await?;
-        let w = self
-            .registry
-            .update(
-                scope.resource,
-                scope.namespace,
-                &name,
-                object,
-                Some(Subresource::Status),
-                self.write_options(),
-            )
-            .await?;
-        Ok(w.object)
+        self.authorized_update(
+            scope,
+            object,
+            Some(Subresource::Status),
+            self.write_options(),
+        )
+        .await
     }
 
     async fn update_approval(&self, scope: Scope<'_>, object: Value) -> Result<Value, ClientError> {
-        let name = name_of(&object).to_string();
-        self.authorize("update", scope.resource, "approval", scope.namespace, &name)
-            .await?;
-        let w = self
-            .registry
-            .update(
-                scope.resource,
-                scope.namespace,
-                &name,
-                object,
-                Some(Subresource::Approval),
-                WriteOptions::default(),
-            )
-            .await?;
-        Ok(w.object)
+        self.authorized_update(
+            scope,
+            object,
+            Some(Subresource::Approval),
+            WriteOptions::default(),
+        )
+        .await
     }
 
     async fn patch(

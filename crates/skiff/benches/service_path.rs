@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use support::json::{items, json_of, str_at};
+use support::oci::TestNetwork;
 use support::Skiff;
 
 /// How long pods may take to run and answer.
@@ -80,64 +81,6 @@ fn settings() -> Result<Settings, String> {
         }
     }
     Ok(settings)
-}
-
-/// The server's pod range, Service range and bridge: a /20 of each in 198.18.0.0/15 that no
-/// address or route on the host uses yet.
-struct Network {
-    cluster_cidr: String,
-    service_cidr: String,
-    share: u32,
-    bridge: String,
-}
-
-impl Network {
-    fn pick() -> Result<Network, String> {
-        let in_use = format!(
-            "{}{}",
-            run("ip", &["-4", "route", "show", "table", "all"])?,
-            run("ip", &["-4", "-o", "addr", "show"])?
-        );
-        let pid = std::process::id();
-        let share = (0..16)
-            .map(|step| (pid + step) % 16 * 16)
-            .find(|share| {
-                [18, 19]
-                    .iter()
-                    .all(|range| !in_use.contains(&format!("198.{range}.{share}.")))
-            })
-            .ok_or("every share of 198.18.0.0/15 is in use on this host")?;
-        Ok(Network {
-            cluster_cidr: format!("198.18.{share}.0/20"),
-            service_cidr: format!("198.19.{share}.0/20"),
-            share,
-            bridge: format!("skb{pid}"),
-        })
-    }
-
-    fn flags(&self) -> Vec<String> {
-        [
-            "--container-runtime",
-            "oci",
-            "--cluster-cidr",
-            &self.cluster_cidr,
-            "--service-cidr",
-            &self.service_cidr,
-            "--pod-bridge",
-            &self.bridge,
-            "--cgroup-root",
-            &format!("skiff-bench-svc-{}", std::process::id()),
-            "--node-ip",
-            &format!("198.18.{}.1", self.share),
-        ]
-        .map(String::from)
-        .to_vec()
-    }
-
-    /// The cluster DNS Service's address, the Service range's tenth.
-    fn dns_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::new(198, 19, u8::try_from(self.share).unwrap_or(0), 10)
-    }
 }
 
 /// Runs a host command; its stdout, or why it failed.
@@ -190,19 +133,9 @@ spec:
     port: 80
     targetPort: 80
 ---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: shell
-    image: {shell}
-    command: [\"sleep\", \"3600\"]
-",
+{client}",
         httpd = support::images::HTTPD,
-        shell = support::images::SHELL
+        client = support::manifests::client_pod()
     )
 }
 
@@ -476,8 +409,8 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-fn bench(settings: &Settings, network: &Network) -> Result<Vec<Round>, String> {
-    let mut flags = network.flags();
+fn bench(settings: &Settings, network: &TestNetwork) -> Result<Vec<Round>, String> {
+    let mut flags = network.flags_with_gateway_node_ip();
     if let Some(mode) = &settings.proxy_mode {
         flags.extend(["--proxy-mode".to_string(), mode.clone()]);
     }
@@ -495,11 +428,7 @@ fn bench(settings: &Settings, network: &Network) -> Result<Vec<Round>, String> {
     let kubectl = skiff.kubectl();
 
     // The guard routes are in place before any packet goes to a pod or Service address.
-    wait("the unreachable guard routes", SETTLE, || {
-        let routes = run("ip", &["-4", "route", "show", "type", "unreachable"]).ok()?;
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    })?;
+    network.wait_for_guard_routes(SETTLE);
 
     skiff.write_file("app.yaml", &manifests(settings.backends));
     kubectl.ok(&["apply", "-f", "app.yaml"]);
@@ -531,7 +460,8 @@ fn bench(settings: &Settings, network: &Network) -> Result<Vec<Round>, String> {
         .parse()
         .map_err(|e| format!("the Service's cluster IP: {e}"))?;
     let service_target = [SocketAddr::from((cluster_ip, 80))];
-    let dns_server = SocketAddr::from((network.dns_ip(), 53));
+    // The cluster DNS Service's address, the Service range's tenth.
+    let dns_server = SocketAddr::from((network.service_ip(10), 53));
     let name = "web.default.svc.cluster.local";
 
     // Every path answers from the pod before the clock starts.
@@ -618,13 +548,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let network = match Network::pick() {
-        Ok(network) => network,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let network = TestNetwork::next("b");
     let outcome = bench(&settings, &network);
     // The server is stopped; its bridge must be gone with it.
     let bridge_left = run("ip", &["link", "show", "dev", &network.bridge]).is_ok();

@@ -109,21 +109,13 @@ pub struct UpArgs {
     /// and Ready on a simulated timeline without running any process.
     #[arg(long, default_value_t = 0)]
     pub simulated_nodes: u32,
-    /// The name of this machine's node (default: the host name).
-    #[arg(long)]
-    pub node_name: Option<String>,
     /// Run no real node (a control-plane machine): pods run on the nodes `skiff agent` joins,
     /// on simulated nodes, or stay Pending.
     #[arg(long)]
     pub no_node: bool,
-    /// The node's addresses (k3s's flag; repeat it or separate addresses with commas): NodePorts
-    /// listen on each of them as well as on `--listen`'s address, which alone keeps them on
-    /// loopback by default.
-    #[arg(long, value_name = "IP", value_delimiter = ',')]
-    pub node_ip: Vec<std::net::IpAddr>,
-    /// Run no service proxy: ClusterIPs and NodePorts are allocated but nothing listens on them.
-    #[arg(long)]
-    pub no_proxy: bool,
+    /// The built-in node's flags, which `skiff agent` takes too.
+    #[command(flatten)]
+    pub node: node_host::NodeFlags,
     /// Seconds between compactions of store history; each compaction forgets the revisions
     /// older than the previous one. Kubernetes compacts every five minutes; tests shorten it.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
@@ -179,48 +171,6 @@ pub struct UpArgs {
     /// The most mutating requests served at once (0: no limit); more are answered 429.
     #[arg(long, value_name = "N", default_value_t = skiff_apiserver::inflight::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)]
     pub max_mutating_requests_inflight: usize,
-    /// A registries file in k3s' `registries.yaml` shape (`mirrors`, `configs` with `auth`
-    /// and `tls`) for the node's image pulls: mirrors, plain-HTTP registries, credentials.
-    #[arg(long, value_name = "FILE")]
-    pub registry_config: Option<PathBuf>,
-    /// How the real node runs pods: `process` runs containers as process groups on the host's
-    /// network with loopback pod addresses; `oci` gives each pod its own network namespace on
-    /// a bridge, with an address from the Node's `podCIDR` (needs root and `nft`).
-    #[arg(long, value_enum, default_value = "process")]
-    pub container_runtime: ContainerRuntime,
-    /// The pod range the Nodes' `podCIDR`s are cut from, a /24 each (k3s's flag and default).
-    /// Used by the `oci` runtime, which routes it `unreachable` on the host except this node's
-    /// share.
-    #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_CLUSTER_CIDR)]
-    pub cluster_cidr: String,
-    /// The Service range (k3s's flag and default), routed `unreachable` on the host by the
-    /// `oci` runtime so its packets never leave the machine.
-    #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_SERVICE_CIDR)]
-    pub service_cidr: String,
-    /// The bridge pods' network namespaces join under the `oci` runtime; two Skiffs on one
-    /// machine need two bridges.
-    #[arg(long, value_name = "NAME", default_value = skiff_net::DEFAULT_BRIDGE)]
-    pub pod_bridge: String,
-    /// The cluster domain (k3s's flag and default): under the `oci` runtime the cluster DNS
-    /// answers `<service>.<namespace>.svc.<domain>` and pods search it.
-    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
-    pub cluster_domain: String,
-    /// The cgroup (in every hierarchy) under which the `oci` runtime puts the kubelet's
-    /// `kubepods` tree: a cgroup per pod and per container with the spec's limits. Two Skiffs
-    /// on one machine need two roots.
-    #[arg(long, value_name = "NAME", default_value = "skiff")]
-    pub cgroup_root: String,
-    /// The OCI runtime (`crun` or `runc`, by path) that runs containers under
-    /// `--container-runtime oci`; without it, the one built into `skiff` (youki's
-    /// `libcontainer`) runs them, so nothing else needs installing.
-    #[arg(long, value_name = "PATH")]
-    pub oci_runtime: Option<PathBuf>,
-    /// How the service proxy forwards under `--container-runtime oci`: `nftables` (the
-    /// kernel translates connections to cluster IPs and node ports, kube-proxy's nftables
-    /// mode) or `userspace` (the proxy accepts and splices each connection). The `process`
-    /// runtime always proxies in user space.
-    #[arg(long, value_enum, default_value = "nftables")]
-    pub proxy_mode: ProxyMode,
 }
 
 /// How the service proxy forwards under the `oci` runtime.
@@ -236,18 +186,7 @@ impl UpArgs {
     /// The flags of the built-in node, as the node's parts take them.
     pub fn node_args(&self) -> node_host::NodeArgs {
         node_host::NodeArgs {
-            node_name: self.node_name.clone(),
-            node_ip: self.node_ip.clone(),
-            no_proxy: self.no_proxy,
-            registry_config: self.registry_config.clone(),
-            container_runtime: self.container_runtime,
-            cluster_cidr: self.cluster_cidr.clone(),
-            service_cidr: self.service_cidr.clone(),
-            pod_bridge: self.pod_bridge.clone(),
-            cluster_domain: self.cluster_domain.clone(),
-            cgroup_root: self.cgroup_root.clone(),
-            oci_runtime: self.oci_runtime.clone(),
-            proxy_mode: self.proxy_mode,
+            shared: self.node.clone(),
             // The server reaches its own node in process; the port is only reported.
             kubelet_port: skiff_node::agent::DEFAULT_KUBELET_PORT,
         }
@@ -354,5 +293,104 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// Every node flag with its value as a user would give it, none of them the default.
+    const NODE_FLAGS: [(&str, &str); 12] = [
+        ("--node-name", "worker-1"),
+        ("--node-ip", "192.0.2.7,192.0.2.8"),
+        ("--no-proxy", ""),
+        ("--registry-config", "/etc/skiff/registries.yaml"),
+        ("--container-runtime", "oci"),
+        ("--cluster-cidr", "10.52.0.0/16"),
+        ("--service-cidr", "10.53.0.0/16"),
+        ("--pod-bridge", "skiff9"),
+        ("--cluster-domain", "example.internal"),
+        ("--cgroup-root", "other"),
+        ("--oci-runtime", "/usr/bin/crun"),
+        ("--proxy-mode", "userspace"),
+    ];
+
+    /// The node flags `skiff up` parsed from `extra`.
+    fn up_node_flags(extra: &[&str]) -> node_host::NodeFlags {
+        let args = [&["skiff", "up"], extra].concat();
+        match Cli::try_parse_from(args).expect("skiff up parses").command {
+            Command::Up(up) => up.node,
+            _ => panic!("not skiff up"),
+        }
+    }
+
+    /// The node settings `skiff agent` parsed from `extra`.
+    fn agent_node_args(extra: &[&str]) -> node_host::NodeArgs {
+        let args = [
+            &["skiff", "agent", "--server", "https://192.0.2.1:6443"],
+            extra,
+        ]
+        .concat();
+        match Cli::try_parse_from(args)
+            .expect("skiff agent parses")
+            .command
+        {
+            Command::Agent(agent) => agent.node,
+            _ => panic!("not skiff agent"),
+        }
+    }
+
+    #[test]
+    fn up_and_agent_take_the_same_node_flags_with_the_same_defaults() {
+        Cli::command().debug_assert();
+        let up = up_node_flags(&[]);
+        let agent = agent_node_args(&["--token", "t"]);
+        assert_eq!(format!("{up:?}"), format!("{:?}", agent.shared));
+        assert_eq!(up.container_runtime, ContainerRuntime::Process);
+        assert_eq!(up.proxy_mode, ProxyMode::Nftables);
+        assert_eq!(up.cluster_cidr, "10.42.0.0/16");
+        assert_eq!(up.service_cidr, "10.43.0.0/16");
+        assert_eq!(up.pod_bridge, "skiff0");
+        assert_eq!(up.cluster_domain, "cluster.local");
+        assert_eq!(up.cgroup_root, "skiff");
+        assert!(up.node_name.is_none() && up.node_ip.is_empty() && !up.no_proxy);
+        assert_eq!(agent.kubelet_port, 10250);
+
+        let given: Vec<&str> = NODE_FLAGS
+            .iter()
+            .flat_map(|(flag, value)| {
+                [*flag]
+                    .into_iter()
+                    .chain((!value.is_empty()).then_some(*value))
+            })
+            .collect();
+        let up = up_node_flags(&given);
+        let agent = agent_node_args(&[given.as_slice(), &["--token", "t"]].concat());
+        assert_eq!(format!("{up:?}"), format!("{:?}", agent.shared));
+        assert_eq!(up.node_ip.len(), 2, "{up:?}");
+        assert_eq!(up.container_runtime, ContainerRuntime::Oci);
+        assert_eq!(up.proxy_mode, ProxyMode::Userspace);
+        assert!(up.no_proxy);
+    }
+
+    #[test]
+    fn only_the_agent_takes_a_kubelet_port() {
+        let agent = agent_node_args(&["--token", "t", "--kubelet-port", "10260"]);
+        assert_eq!(agent.kubelet_port, 10260);
+        let refused = Cli::try_parse_from(["skiff", "up", "--kubelet-port", "10260"])
+            .err()
+            .expect("skiff up has no --kubelet-port");
+        assert_eq!(refused.kind(), clap::error::ErrorKind::UnknownArgument);
+        let up = Cli::try_parse_from(["skiff", "up"]).expect("skiff up parses");
+        let Command::Up(up) = up.command else {
+            panic!("not skiff up");
+        };
+        assert_eq!(
+            up.node_args().kubelet_port,
+            skiff_node::agent::DEFAULT_KUBELET_PORT
+        );
     }
 }

@@ -25,44 +25,56 @@ use skiff_proxy::{Proxy, ProxyConfig};
 
 use crate::{ContainerRuntime, ProxyMode};
 
-/// The flags of a node, shared by `skiff up` (its built-in node) and `skiff agent`.
+/// The flags of a node that `skiff up` (for its built-in node) and `skiff agent` both take,
+/// declared once so both commands offer the same names, defaults and help.
 #[derive(clap::Args, Clone, Debug)]
-pub struct NodeArgs {
+pub struct NodeFlags {
     /// The name of this machine's node (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
     /// The node's addresses (k3s's flag; repeat it or separate addresses with commas):
-    /// NodePorts listen on each of them.
+    /// NodePorts listen on each of them (under `skiff up` also on `--listen`'s address, which
+    /// alone keeps them on loopback by default).
     #[arg(long, value_name = "IP", value_delimiter = ',')]
     pub node_ip: Vec<IpAddr>,
-    /// Run no service proxy on this node.
+    /// Run no service proxy on this node: ClusterIPs and NodePorts are allocated but nothing
+    /// here listens on them.
     #[arg(long)]
     pub no_proxy: bool,
     /// A registries file in k3s' `registries.yaml` shape (`mirrors`, `configs` with `auth`
-    /// and `tls`) for the node's image pulls.
+    /// and `tls`) for the node's image pulls: mirrors, plain-HTTP registries, credentials.
     #[arg(long, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
-    /// How the node runs pods: `process` (process groups on the host's network, loopback pod
-    /// addresses) or `oci` (a network namespace per pod; needs root and `nft`).
+    /// How the node runs pods: `process` runs containers as process groups on the host's
+    /// network with loopback pod addresses; `oci` gives each pod its own network namespace on
+    /// a bridge, with an address from the Node's `podCIDR` (needs root and `nft`).
     #[arg(long, value_enum, default_value = "process")]
     pub container_runtime: ContainerRuntime,
-    /// The pod range the Nodes' `podCIDR`s are cut from (k3s's flag and default).
+    /// The pod range the Nodes' `podCIDR`s are cut from, a /24 each (k3s's flag and default).
+    /// Used by the `oci` runtime, which routes it `unreachable` on the host except this node's
+    /// share.
     #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_CLUSTER_CIDR)]
     pub cluster_cidr: String,
-    /// The Service range (k3s's flag and default).
+    /// The Service range (k3s's flag and default), routed `unreachable` on the host by the
+    /// `oci` runtime so its packets never leave the machine.
     #[arg(long, value_name = "CIDR", default_value = skiff_net::ranges::DEFAULT_SERVICE_CIDR)]
     pub service_cidr: String,
-    /// The bridge pods' network namespaces join under the `oci` runtime.
+    /// The bridge pods' network namespaces join under the `oci` runtime; two Skiffs on one
+    /// machine need two bridges.
     #[arg(long, value_name = "NAME", default_value = skiff_net::DEFAULT_BRIDGE)]
     pub pod_bridge: String,
-    /// The cluster domain the `oci` runtime's cluster DNS answers for.
+    /// The cluster domain (k3s's flag and default): under the `oci` runtime the cluster DNS
+    /// answers `<service>.<namespace>.svc.<domain>` and pods search it.
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
-    /// The cgroup under which the `oci` runtime puts the kubelet's `kubepods` tree.
+    /// The cgroup (in every hierarchy) under which the `oci` runtime puts the kubelet's
+    /// `kubepods` tree: a cgroup per pod and per container with the spec's limits. Two Skiffs
+    /// on one machine need two roots.
     #[arg(long, value_name = "NAME", default_value = "skiff")]
     pub cgroup_root: String,
-    /// The OCI runtime (`crun` or `runc`, by path) of `--container-runtime oci`; by default
-    /// the one built into `skiff`.
+    /// The OCI runtime (`crun` or `runc`, by path) that runs containers under
+    /// `--container-runtime oci`; without it, the one built into `skiff` (youki's
+    /// `libcontainer`) runs them, so nothing else needs installing.
     #[arg(long, value_name = "PATH")]
     pub oci_runtime: Option<PathBuf>,
     /// How the service proxy forwards under `--container-runtime oci`: `nftables` (the
@@ -71,10 +83,34 @@ pub struct NodeArgs {
     /// runtime always proxies in user space.
     #[arg(long, value_enum, default_value = "nftables")]
     pub proxy_mode: ProxyMode,
+}
+
+/// A node's settings as its parts take them: the [`NodeFlags`] both commands share, and the
+/// port of the kubelet endpoint, a flag of `skiff agent` only (the server reaches its own
+/// node in process). Reads of the shared flags go through to [`NodeFlags`].
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// The flags `skiff up` and `skiff agent` share.
+    #[command(flatten)]
+    pub shared: NodeFlags,
     /// The port of the node's kubelet endpoint (HTTPS, on the first `--node-ip`, else
     /// loopback), through which the API server reaches its pods (`skiff agent` serves it).
     #[arg(long, value_name = "PORT", default_value_t = skiff_node::agent::DEFAULT_KUBELET_PORT)]
     pub kubelet_port: u16,
+}
+
+impl std::ops::Deref for NodeArgs {
+    type Target = NodeFlags;
+
+    fn deref(&self) -> &NodeFlags {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for NodeArgs {
+    fn deref_mut(&mut self) -> &mut NodeFlags {
+        &mut self.shared
+    }
 }
 
 /// The nftables table of the service proxy, named after the pod bridge so two Skiffs on one

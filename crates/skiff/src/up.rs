@@ -240,7 +240,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
     // Valid for the `kubernetes` Service's address and names too, as kube-apiserver's is.
-    let domain = args.cluster_domain.trim_end_matches('.');
+    let domain = args.node.cluster_domain.trim_end_matches('.');
     let service_names: Vec<String> = [
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
@@ -357,7 +357,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
-    let node_name = args.node_name.clone().unwrap_or_else(host_node_name);
+    let node_name = args.node.node_name.clone().unwrap_or_else(host_node_name);
     let node = NodeHost::start(
         client.clone(),
         NodeHostSettings {

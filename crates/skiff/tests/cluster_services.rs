@@ -15,11 +15,13 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use support::host::{host, unreachable_routes};
+use skiff_testkit::images::TestImage;
+use support::host::host;
 use support::json::{items, json_of, str_at};
+use support::manifests::{client_pod, web_stateful_set};
+use support::oci::{assert_root, leftovers, TestNetwork};
 use support::{wait_for_every, Skiff};
 
 /// How long pods may take to run and answer.
@@ -29,85 +31,11 @@ const REACH: Duration = Duration::from_secs(30);
 /// How often conditions are polled.
 const POLL: Duration = Duration::from_millis(250);
 
-/// The ranges, bridge and cgroup root of one test server.
-struct TestNetwork {
-    cluster_cidr: String,
-    service_cidr: String,
-    node_pod_cidr: String,
-    bridge: String,
-    cgroup_root: String,
-}
-
-static SERVERS: AtomicU32 = AtomicU32::new(0);
-
-impl TestNetwork {
-    /// A /20 of pods in 198.18.0.0/16 and a /20 of Services in 198.19.0.0/16: the first share,
-    /// from one picked by the process id and a counter, that no route or address on the host
-    /// uses yet, so this test and other oci tests running beside it do not meet.
-    fn next() -> TestNetwork {
-        let index = SERVERS.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let in_use = format!(
-            "{}{}",
-            host("ip", &["-4", "route", "show", "table", "all"]),
-            host("ip", &["-4", "-o", "addr", "show"])
-        );
-        let first = (pid % 16 + index * 5) % 16;
-        let share = (0..16)
-            .map(|step| (first + step) % 16 * 16)
-            .find(|share| {
-                let prefix = |range: u32| format!("198.{range}.{share}.");
-                let next = |range: u32| format!("198.{range}.{}.", share + 15);
-                ![prefix(18), prefix(19), next(18), next(19)]
-                    .iter()
-                    .any(|taken| in_use.contains(taken.as_str()))
-            })
-            .unwrap_or(first * 16);
-        TestNetwork {
-            cluster_cidr: format!("198.18.{share}.0/20"),
-            service_cidr: format!("198.19.{share}.0/20"),
-            node_pod_cidr: format!("198.18.{share}.0/24"),
-            bridge: format!("skc{pid}x{index}"),
-            cgroup_root: format!("skiff-test-svc-{pid}-{index}"),
-        }
-    }
-
-    /// The Service range's `n`th address.
-    fn service_ip(&self, n: u32) -> std::net::Ipv4Addr {
-        let range: ipnet::Ipv4Net = self.service_cidr.parse().expect("service range");
-        std::net::Ipv4Addr::from(u32::from(range.network()) + n)
-    }
-
-    /// The bridge's address: the first of the node's pod range.
-    fn gateway(&self) -> std::net::Ipv4Addr {
-        let range: ipnet::Ipv4Net = self.node_pod_cidr.parse().expect("node pod range");
-        std::net::Ipv4Addr::from(u32::from(range.network()) + 1)
-    }
-
-    /// The interface holding cluster IPs, named after the bridge.
-    fn service_interface(&self) -> String {
-        skiff_net::service_interface_name(&self.bridge)
-    }
-
-    fn flags(&self) -> Vec<String> {
-        [
-            "--container-runtime",
-            "oci",
-            "--cluster-cidr",
-            &self.cluster_cidr,
-            "--service-cidr",
-            &self.service_cidr,
-            "--pod-bridge",
-            &self.bridge,
-            "--cgroup-root",
-            &self.cgroup_root,
-            // The bridge's address, the pods' gateway: NodePorts listen there too.
-            "--node-ip",
-            &self.gateway().to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
-    }
+/// Starts a server on the `oci` runtime in `network`, NodePorts also on the pods' gateway,
+/// with `images` imported, and waits for the guard routes before anything else.
+fn start(network: &TestNetwork, images: &[TestImage]) -> Skiff {
+    assert_root();
+    network.start_skiff(&network.flags_with_gateway_node_ip(), &[], images, SETTLE)
 }
 
 /// The IPv4 addresses on interface `name`, or `None` when it does not exist.
@@ -179,27 +107,19 @@ spec:
   ports:
   - port: 80
 ---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: shell
-    image: {shell}
-    command: [\"sleep\", \"3600\"]
-",
-        shell = support::images::SHELL
+{client}",
+        client = client_pod()
     )
 }
 
-/// The IPs of the running, ready `web` pods, once both are.
-fn ready_web_pod_ips(skiff: &Skiff) -> BTreeSet<String> {
+/// The name and IP of each ready pod labelled `selector` that is not being deleted, once
+/// there are `count`.
+fn ready_pods(skiff: &Skiff, selector: &str, count: usize) -> Vec<(String, String)> {
     let kubectl = skiff.kubectl();
-    wait_for_every("two ready web pods with IPs", SETTLE, POLL, || {
-        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
-        let ips: BTreeSet<String> = items(&list)
+    let what = format!("{count} ready pods {selector} with IPs");
+    wait_for_every(&what, SETTLE, POLL, || {
+        let list = json_of(&kubectl.ok(&["get", "pods", "-l", selector, "-o", "json"]));
+        let ready: Vec<(String, String)> = items(&list)
             .iter()
             .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
             .filter(|pod| {
@@ -211,11 +131,42 @@ fn ready_web_pod_ips(skiff: &Skiff) -> BTreeSet<String> {
                         })
                     })
             })
-            .map(|pod| str_at(pod, "/status/podIP"))
-            .filter(|ip| !ip.is_empty())
+            .map(|pod| (str_at(pod, "/metadata/name"), str_at(pod, "/status/podIP")))
+            .filter(|(_, ip)| !ip.is_empty())
             .collect();
-        (ips.len() == 2).then_some(ips)
+        (ready.len() == count).then_some(ready)
     })
+}
+
+/// The IPs of the two ready `web` pods, once both are.
+fn ready_web_pod_ips(skiff: &Skiff) -> BTreeSet<String> {
+    ready_pods(skiff, "app=web", 2)
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .collect()
+}
+
+/// Stops the server with SIGTERM, which must succeed and take the cluster IP interface away.
+fn stop_and_check_the_cluster_ip_interface_is_gone(skiff: &mut Skiff, network: &TestNetwork) {
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    assert!(
+        interface_addresses(&network.service_interface()).is_none(),
+        "the cluster IP interface is left after SIGTERM"
+    );
+}
+
+/// Waits until the client pod runs.
+fn wait_for_client_pod(skiff: &Skiff) {
+    let kubectl = skiff.kubectl();
+    wait_for_every("the client pod to run", SETTLE, POLL, || {
+        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
+        (str_at(&pod, "/status/phase") == "Running").then_some(())
+    });
 }
 
 /// Runs `command` in the client pod; (exit success, stdout, stderr).
@@ -226,45 +177,49 @@ fn in_client(skiff: &Skiff, command: &[&str]) -> (bool, String, String) {
     (outcome.success(), outcome.stdout, outcome.stderr)
 }
 
-/// Fetches `url` from the client pod until it answers with `version=v1`, failing with what it
-/// saw last once [`REACH`] passes. Each try is bounded by busybox's `timeout`: the static
-/// busybox 1.35 of the test images crashes on `wget -T`.
-fn fetch_from_client(skiff: &Skiff, url: &str) {
+/// Fetches `url` from pod `from` with busybox's `wget` until `accept` takes the body it got,
+/// failing with what it saw last once [`REACH`] passes. Each try is bounded by busybox's
+/// `timeout`: the static busybox 1.35 of the test images crashes on `wget -T`.
+fn fetch_from<T>(skiff: &Skiff, from: &str, url: &str, accept: impl Fn(&str) -> Option<T>) -> T {
+    let kubectl = skiff.kubectl();
     let mut last = String::new();
-    let answered = support::poll(REACH, || {
-        let (ok, stdout, stderr) =
-            in_client(skiff, &["timeout", "10", "wget", "-q", "-O", "-", url]);
-        last = format!("ok={ok} stdout={stdout:?} stderr={stderr:?}");
-        (ok && stdout.trim() == "version=v1").then_some(())
+    let accepted = support::poll(REACH, || {
+        let outcome = kubectl.run(&[
+            "exec", from, "--", "timeout", "10", "wget", "-q", "-O", "-", url,
+        ]);
+        let ok = outcome.success();
+        last = format!(
+            "ok={ok} stdout={:?} stderr={:?}",
+            outcome.stdout, outcome.stderr
+        );
+        if !ok {
+            return None;
+        }
+        accept(outcome.stdout.trim())
     });
-    assert!(
-        answered.is_some(),
-        "the client pod could not fetch {url}; last try: {last}\n{}",
-        skiff.log()
-    );
+    accepted.unwrap_or_else(|| {
+        panic!(
+            "pod {from} got no awaited answer from {url}; last try: {last}\n{}",
+            skiff.log()
+        )
+    })
+}
+
+/// Fetches `url` from the client pod until it answers with `version=v1`.
+fn fetch_from_client(skiff: &Skiff, url: &str) {
+    fetch_from(skiff, "client", url, |body| {
+        (body == "version=v1").then_some(())
+    })
 }
 
 #[test]
 fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, veths, routes, a dummy interface)"
-    );
-    let network = TestNetwork::next();
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(
-        &flags,
+    let network = TestNetwork::next("c");
+    let mut skiff = start(
+        &network,
         &[support::images::shell(), support::images::httpd("v1")],
     );
     let kubectl = skiff.kubectl();
-
-    // The guard routes are in place before any packet goes to a pod or Service address.
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
 
     // The API server's Service at .1 and the DNS Service at .10, as k3s places them.
     let api_ip = network.service_ip(1).to_string();
@@ -300,10 +255,7 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
     skiff.write_file("app.yaml", &manifests());
     kubectl.ok(&["apply", "-f", "app.yaml"]);
     let pod_ips = ready_web_pod_ips(&skiff);
-    wait_for_every("the client pod to run", SETTLE, POLL, || {
-        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
-        (str_at(&pod, "/status/phase") == "Running").then_some(())
-    });
+    wait_for_client_pod(&skiff);
     let web = json_of(&kubectl.ok(&["get", "service", "web", "-o", "json"]));
     let web_ip = str_at(&web, "/spec/clusterIP");
     let service_range: ipnet::Ipv4Net = network.service_cidr.parse().unwrap();
@@ -492,22 +444,9 @@ fn pods_reach_services_by_cluster_ip_and_by_name_through_the_cluster_dns() {
         "skiff exited with {status}:\n{}",
         skiff.log()
     );
-    let mut left = Vec::new();
+    let mut left = leftovers(&network, &[]);
     if interface_addresses(&network.service_interface()).is_some() {
         left.push(format!("interface {}", network.service_interface()));
-    }
-    let links = host("ip", &["-o", "link", "show"]);
-    if links.contains(&format!(": {}:", network.bridge)) {
-        left.push(format!("bridge {}", network.bridge));
-    }
-    let routes = unreachable_routes();
-    for range in [&network.cluster_cidr, &network.service_cidr] {
-        if routes.contains(range.as_str()) {
-            left.push(format!("unreachable route {range}"));
-        }
-    }
-    if host("ip", &["-4", "route", "show"]).contains(&network.node_pod_cidr) {
-        left.push(format!("route to {}", network.node_pod_cidr));
     }
     for ip in [&api_ip, &dns_ip, &web_ip] {
         if host("ip", &["-4", "-o", "addr", "show"]).contains(&format!(" {ip}/")) {
@@ -523,15 +462,9 @@ const LOAD_REQUESTS: u32 = 10_000;
 
 #[test]
 fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, veths, routes, a dummy interface)"
-    );
-    let network = TestNetwork::next();
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(
-        &flags,
+    let network = TestNetwork::next("c");
+    let mut skiff = start(
+        &network,
         &[
             support::images::shell(),
             support::images::httpd("v1"),
@@ -539,18 +472,10 @@ fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes
         ],
     );
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     skiff.write_file("app.yaml", &manifests());
     kubectl.ok(&["apply", "-f", "app.yaml"]);
     ready_web_pod_ips(&skiff);
-    wait_for_every("the client pod to run", SETTLE, POLL, || {
-        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
-        (str_at(&pod, "/status/phase") == "Running").then_some(())
-    });
+    wait_for_client_pod(&skiff);
     fetch_from_client(&skiff, "http://web/");
 
     // Requests one after another by name until told to stop and at least LOAD_REQUESTS were
@@ -618,16 +543,7 @@ fn a_pod_calling_a_service_by_name_loses_no_request_while_its_deployment_changes
     );
     drop(load);
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
-    );
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
 }
 
 /// How long a `ClientIP` affinity lasts in the affinity test: short, so the test can outwait it.
@@ -689,42 +605,18 @@ spec:
   - port: 80
     targetPort: 8080
 ---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: shell
-    image: {shell}
-    command: [\"sleep\", \"3600\"]
-",
-        shell = support::images::SHELL
+{client}",
+        shell = support::images::SHELL,
+        client = client_pod()
     )
 }
 
 /// The names of the three ready `echo` pods, once all are.
 fn ready_echo_pod_names(skiff: &Skiff) -> BTreeSet<String> {
-    let kubectl = skiff.kubectl();
-    wait_for_every("three ready echo pods", SETTLE, POLL, || {
-        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=echo", "-o", "json"]));
-        let names: BTreeSet<String> = items(&list)
-            .iter()
-            .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
-            .filter(|pod| {
-                pod.pointer("/status/conditions")
-                    .and_then(|c| c.as_array())
-                    .is_some_and(|c| {
-                        c.iter().any(|c| {
-                            str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True"
-                        })
-                    })
-            })
-            .map(|pod| str_at(pod, "/metadata/name"))
-            .collect();
-        (names.len() == 3).then_some(names)
-    })
+    ready_pods(skiff, "app=echo", 3)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// The answers to [`AFFINITY_REQUESTS`] requests the client pod sends one after another to
@@ -760,28 +652,14 @@ fn single_backend(answers: &[String], pods: &BTreeSet<String>, what: &str) -> St
 
 #[test]
 fn client_ip_affinity_keeps_a_pod_on_one_backend_until_its_timeout() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, veths, routes, a dummy interface)"
-    );
-    let network = TestNetwork::next();
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let network = TestNetwork::next("c");
+    let mut skiff = start(&network, &[support::images::shell()]);
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
 
     skiff.write_file("affinity.yaml", &affinity_manifests());
     kubectl.ok(&["apply", "-f", "affinity.yaml"]);
     let pods = ready_echo_pod_names(&skiff);
-    wait_for_every("the client pod to run", SETTLE, POLL, || {
-        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
-        (str_at(&pod, "/status/phase") == "Running").then_some(())
-    });
+    wait_for_client_pod(&skiff);
     let sticky = json_of(&kubectl.ok(&["get", "service", "sticky", "-o", "json"]));
     assert_eq!(
         sticky["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
@@ -839,16 +717,7 @@ fn client_ip_affinity_keeps_a_pod_on_one_backend_until_its_timeout() {
          backend been chosen at least once; first {first}, then {afterwards:?}"
     );
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
-    );
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
 }
 
 /// A selectorless NodePort Service `name` with both traffic policies `policy`, and its
@@ -919,28 +788,14 @@ fn backends_seen(answers: &[String], pods: &BTreeSet<String>, what: &str) -> BTr
 
 #[test]
 fn local_traffic_policies_keep_connections_on_the_node_local_endpoints() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, veths, routes, a dummy interface)"
-    );
-    let network = TestNetwork::next();
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let network = TestNetwork::next("c");
+    let mut skiff = start(&network, &[support::images::shell()]);
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
 
     skiff.write_file("affinity.yaml", &affinity_manifests());
     kubectl.ok(&["apply", "-f", "affinity.yaml"]);
     let pods = ready_echo_pod_names(&skiff);
-    wait_for_every("the client pod to run", SETTLE, POLL, || {
-        let pod = json_of(&kubectl.ok(&["get", "pod", "client", "-o", "json"]));
-        (str_at(&pod, "/status/phase") == "Running").then_some(())
-    });
+    wait_for_client_pod(&skiff);
     // Every echo pod serves before the policies are looked at.
     let mut last = Vec::new();
     let served = support::poll(REACH, || {
@@ -1023,107 +878,21 @@ fn local_traffic_policies_keep_connections_on_the_node_local_endpoints() {
         }
     }
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
-    );
-}
-
-/// The headless Service `web` and a 3-replica StatefulSet `web` of the shell image whose pods
-/// write their hostname into their claim of the default `local-path` class.
-fn stateful_manifests() -> String {
-    let shell = support::images::SHELL;
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  clusterIP: None
-  selector:
-    app: web
-  ports:
-  - port: 80
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: web
-spec:
-  serviceName: web
-  replicas: 3
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: {shell}
-        command: [\"/bin/sh\", \"-c\", \"hostname > /data/name; exec sleep 3600\"]
-        volumeMounts:
-        - name: data
-          mountPath: /data
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-"
-    )
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
 }
 
 #[test]
 fn stateful_pods_resolve_each_other_by_stable_names_and_keep_their_claims_under_oci() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, veths, routes, mounts)"
-    );
-    let network = TestNetwork::next();
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let network = TestNetwork::next("c");
+    let mut skiff = start(&network, &[support::images::shell()]);
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     let dns_ip = network.service_ip(10).to_string();
 
-    skiff.write_file("web.yaml", &stateful_manifests());
+    // Each pod writes its hostname into its claim of the default `local-path` class.
+    let manifest = web_stateful_set(3, "hostname > /data/name; exec sleep 3600", None);
+    skiff.write_file("web.yaml", &manifest);
     kubectl.ok(&["apply", "-f", "web.yaml"]);
-    let ips = wait_for_every("web-0, web-1 and web-2 ready", SETTLE, POLL, || {
-        let list = json_of(&kubectl.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
-        let ready: Vec<(String, String)> = items(&list)
-            .iter()
-            .filter(|pod| {
-                pod.pointer("/status/conditions")
-                    .and_then(|c| c.as_array())
-                    .is_some_and(|c| {
-                        c.iter().any(|c| {
-                            str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True"
-                        })
-                    })
-            })
-            .map(|pod| (str_at(pod, "/metadata/name"), str_at(pod, "/status/podIP")))
-            .filter(|(_, ip)| !ip.is_empty())
-            .collect();
-        (ready.len() == 3).then_some(ready)
-    });
+    let ips = ready_pods(&skiff, "app=web", 3);
 
     // Each pod wrote its hostname into its own claim, mounted by the node under oci.
     for (name, _) in &ips {
@@ -1149,25 +918,9 @@ fn stateful_pods_resolve_each_other_by_stable_names_and_keep_their_claims_under_
         );
     }
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
-    let links = host("ip", &["-o", "link", "show"]);
-    assert!(
-        !links.contains(&format!(": {}:", network.bridge)),
-        "bridge {} left behind",
-        network.bridge
-    );
-    let routes = unreachable_routes();
-    for range in [&network.cluster_cidr, &network.service_cidr] {
-        assert!(
-            !routes.contains(range.as_str()),
-            "unreachable route {range} left behind"
-        );
-    }
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
+    let left = leftovers(&network, &[]);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
 
 /// The service proxy's nftables table for `network`'s bridge.
@@ -1232,18 +985,9 @@ spec:
         ports:
         - containerPort: 8080
 ---
-{local}{cluster}apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: shell
-    image: {shell}
-    command: [\"sleep\", \"3600\"]
-",
+{local}{cluster}{client}",
         shell = support::images::SHELL,
+        client = client_pod(),
         local = service("peer-local", "Local"),
         cluster = service("peer-cluster", "Cluster"),
     )
@@ -1256,52 +1000,31 @@ fn peer_seen_from_client(skiff: &Skiff, url: &str) -> String {
 
 /// What the peer pod says a connection from pod `from` to `url` came from, once it answers.
 fn peer_seen_from(skiff: &Skiff, from: &str, url: &str) -> String {
-    let mut last = String::new();
-    let seen = support::poll(REACH, || {
-        let outcome = skiff.kubectl().run(&[
-            "exec", from, "--", "timeout", "10", "wget", "-q", "-O", "-", url,
-        ]);
-        let (ok, stdout, stderr) = (outcome.success(), outcome.stdout, outcome.stderr);
-        last = format!("ok={ok} stdout={stdout:?} stderr={stderr:?}");
+    fetch_from(skiff, from, url, |body| {
         // httpd listens on an IPv6 socket: an IPv4 peer comes as `[::ffff:a.b.c.d]`.
-        let answer = stdout
-            .trim()
+        let answer = body
             .trim_start_matches('[')
             .trim_end_matches(']')
-            .trim_start_matches("::ffff:")
-            .to_string();
-        (ok && answer.parse::<std::net::Ipv4Addr>().is_ok()).then_some(answer)
-    });
-    seen.unwrap_or_else(|| {
-        panic!(
-            "{url} gave no peer address; last try: {last}\n{}",
-            skiff.log()
-        )
+            .trim_start_matches("::ffff:");
+        answer
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok()
+            .then(|| answer.to_string())
     })
 }
 
 #[test]
 fn the_kernel_forwards_services_keeping_the_client_address_and_its_table_goes_at_stop() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, veths, routes, nftables)"
-    );
-    let network = TestNetwork::next();
+    assert_root();
+    let network = TestNetwork::next("c");
     let table = proxy_table(&network);
     // A table a crashed run left behind, with a chain the proxy never writes: the start
     // replaces it.
     host("nft", &["add", "table", "ip", &table]);
     host("nft", &["add", "chain", "ip", &table, "left_by_a_crash"]);
 
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let mut skiff = start(&network, &[support::images::shell()]);
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     skiff.write_file("peer.yaml", &peer_manifests());
     kubectl.ok(&["apply", "-f", "peer.yaml"]);
     let (client_ip, (peer_name, peer_ip)) =
@@ -1368,18 +1091,9 @@ fn the_kernel_forwards_services_keeping_the_client_address_and_its_table_goes_at
         "the leftover table survived the start:\n{rules}"
     );
 
-    let status = skiff.stop();
-    assert!(
-        status.success(),
-        "skiff exited with {status}:\n{}",
-        skiff.log()
-    );
+    stop_and_check_the_cluster_ip_interface_is_gone(&mut skiff, &network);
     assert!(
         nft_table(&table).is_none(),
         "the proxy's table {table} is left after SIGTERM"
-    );
-    assert!(
-        interface_addresses(&network.service_interface()).is_none(),
-        "the cluster IP interface is left after SIGTERM"
     );
 }

@@ -18,19 +18,20 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::grace::{event_watch_args, read_times, Termination};
 use support::http::{ok_body, parse_answer};
 use support::json::{items, str_at};
+use support::manifests::{in_place_web_clone_set, WEB_NODE_PORT_SERVICE};
 use support::oci::{
     assert_root, container_cgroups, leftovers, processes_of_pods, with_test_images, TestNetwork,
     NETNS_DIR,
 };
-use support::traffic::{assert_no_failures, request, Client};
+use support::traffic::{answering_node_port, assert_no_failures, Client};
 use support::{cells, wait_for_every, Kubectl, Skiff};
 
 /// How long pods may take to run and answer.
@@ -52,11 +53,7 @@ impl Cluster {
     fn start(images: &[skiff_testkit::images::TestImage], extra: &[&str]) -> Cluster {
         assert_root();
         let network = TestNetwork::next("e");
-        let mut flags = network.flags();
-        flags.extend(extra.iter().map(|f| f.to_string()));
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let skiff = Skiff::start_with_images(&flags, images);
-        network.wait_for_guard_routes(SETTLE);
+        let skiff = network.start_skiff(&network.flags(), extra, images, SETTLE);
         Cluster {
             skiff,
             network,
@@ -132,23 +129,6 @@ fn epoch_seconds(text: &str) -> i64 {
     text.parse::<jiff::Timestamp>()
         .unwrap_or_else(|e| panic!("{text:?} is not an RFC 3339 timestamp: {e}"))
         .as_second()
-}
-
-/// The host's uptime in seconds, the clock `/proc/uptime` shows inside containers too.
-fn uptime_seconds() -> f64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .expect("/proc/uptime")
-}
-
-/// The numbers in a file of one number a line.
-fn read_times(path: &Path) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
 }
 
 #[test]
@@ -365,100 +345,20 @@ spec:
         (!read_times(&data.join("alive")).is_empty()).then_some(())
     });
 
-    // A watch started beforehand sees the pod go without kubectl delete's own polling delay.
-    let mut watch = kubectl.spawn_lines(&[
-        "get",
-        "pod",
-        "stubborn",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type}{\"\\n\"}",
-    ]);
-    watch.wait_for_line("the watch to list the pod", |l| l == "ADDED");
-    let deleted_at = uptime_seconds();
-    let began = Instant::now();
-    kubectl.ok(&["delete", "pod", "stubborn", "--wait=false"]);
-    watch.wait_for_line("the pod to go", |l| l == "DELETED");
-    let gone_after = began.elapsed().as_secs_f64();
-    drop(watch);
-
+    let watch = kubectl.spawn_lines(&event_watch_args("stubborn"));
+    let termination = Termination::after_delete(&data, watch, || {
+        kubectl.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    });
     let pre_stop = std::fs::read_to_string(data.join("prestop")).unwrap_or_default();
-    let pre_stop_at = read_times(&data.join("prestop"));
-    let term = read_times(&data.join("term"));
-    let alive = read_times(&data.join("alive"));
-    let report = format!(
-        "deleted at {deleted_at:.3}, gone after {gone_after:.3} s; preStop {pre_stop:?}, \
-         TERM {term:?}, last alive {:?}",
-        alive.last()
-    );
     // The hook ran inside the container: its UTS namespace, whose hostname is the pod's.
     assert_eq!(
         pre_stop.split_whitespace().nth(1),
         Some("stubborn"),
-        "{report}"
+        "{}",
+        termination.report()
     );
-    // preStop first; SIGTERM to PID 1 once it is done (after its 1 s sleep), whose trap runs;
-    // the container lives on until SIGKILL at the end of the 3 s grace period, and only then
-    // is the pod gone. `/proc/uptime` counts in hundredths, rounded down.
-    assert_eq!(pre_stop_at.len(), 1, "{report}");
-    assert_eq!(term.len(), 1, "one SIGTERM: {report}");
-    assert!(
-        pre_stop_at[0] + 0.01 >= deleted_at,
-        "preStop ran after the delete: {report}"
-    );
-    assert!(
-        term[0] - pre_stop_at[0] >= 1.0,
-        "SIGTERM came only after the preStop hook's 1 s: {report}"
-    );
-    let last_alive = alive.last().copied().unwrap_or_default();
-    assert!(
-        last_alive > term[0] && last_alive - deleted_at >= 2.0,
-        "the container ran on after SIGTERM into the end of the grace period: {report}"
-    );
-    assert!(
-        gone_after >= 3.0,
-        "the pod is gone no sooner than the 3 s grace period: {report}"
-    );
-    assert!(
-        last_alive < deleted_at + gone_after,
-        "the container was killed before the pod was gone: {report}"
-    );
+    termination.assert_pre_stop_then_sigterm_then_sigkill();
     cluster.stop_and_check_nothing_is_left();
-}
-
-/// A NodePort Service `web` in front of the pods labelled `app: web`.
-const WEB_SERVICE: &str = "apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  type: NodePort
-  selector:
-    app: web
-  ports:
-  - port: 80
-    targetPort: 80
-";
-
-/// `127.0.0.1:nodePort` of Service `web`, once a request through it is answered.
-fn answering_node_port(kubectl: &Kubectl) -> SocketAddr {
-    let node_port = kubectl.ok(&[
-        "get",
-        "svc",
-        "web",
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ]);
-    let node_port: u16 = node_port
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
-    let address = SocketAddr::from(([127, 0, 0, 1], node_port));
-    wait_for_every("the node port to answer", SETTLE, POLL, || {
-        request(address).ok()
-    });
-    address
 }
 
 #[test]
@@ -500,14 +400,14 @@ spec:
             port: 80
           periodSeconds: 1
 ---
-{WEB_SERVICE}"
+{WEB_NODE_PORT_SERVICE}"
         ),
     );
     let kubectl = cluster.kubectl();
     let rollout_status = ["rollout", "status", "deployment/web", "--timeout=120s"];
     kubectl.ok(&rollout_status);
     let old_pods = cluster.pods("app=web");
-    let address = answering_node_port(&kubectl);
+    let address = answering_node_port(&kubectl, None, SETTLE);
 
     let client = Client::start(address);
     let answers = client.answers_since(Instant::now(), 3);
@@ -605,45 +505,10 @@ fn an_in_place_clone_set_update_recreates_the_container_in_the_same_sandbox() {
         &[support::images::demo("v1"), support::images::demo("v2")],
         &[],
     );
-    cluster.apply(
-        "cloneset.yaml",
-        &format!(
-            "apiVersion: apps.kruise.io/v1alpha1
-kind: CloneSet
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: web
-  updateStrategy:
-    type: InPlaceIfPossible
-    maxUnavailable: 1
-    inPlaceUpdateStrategy:
-      gracePeriodSeconds: 0
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: DEMO_IMAGE
-        ports:
-        - containerPort: 80
-        readinessProbe:
-          httpGet:
-            path: /readyz
-            port: 80
-          periodSeconds: 1
----
-{WEB_SERVICE}"
-        ),
-    );
+    cluster.apply("cloneset.yaml", &in_place_web_clone_set(2));
     let kubectl = cluster.kubectl();
     clone_set_updated(&kubectl, 2);
-    let address = answering_node_port(&kubectl);
+    let address = answering_node_port(&kubectl, None, SETTLE);
     let before = clone_set_pods(&mut cluster);
     assert_eq!(before.len(), 2, "{before:?}");
 

@@ -243,15 +243,8 @@ fn the_oci_runtime_refuses_a_range_it_cannot_route() {
 fn a_container_over_its_memory_limit_ends_oom_killed_in_its_own_cgroup() {
     assert_root();
     let network = TestNetwork::next("t");
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &test_images());
+    let mut skiff = network.start_skiff(&network.flags(), &[], &test_images(), SETTLE);
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     // One container allocates 64 MiB under a 32 MiB limit; its sibling only sleeps, so the
     // pod lives on after the kill and its cgroups can be inspected.
     skiff.write_file(
@@ -364,16 +357,13 @@ fn cpu_stat(dirs: &[std::path::PathBuf], key: &str) -> Option<u64> {
 fn a_cpu_limited_container_is_throttled_and_measured_from_its_cgroup() {
     assert_root();
     let network = TestNetwork::next("t");
-    let mut flags = network.flags();
-    flags.extend(["--metric-resolution".to_string(), "1".to_string()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &test_images());
+    let mut skiff = network.start_skiff(
+        &network.flags(),
+        &["--metric-resolution", "1"],
+        &test_images(),
+        SETTLE,
+    );
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     skiff.write_file(
         "spin.yaml",
         &with_test_images(
@@ -465,15 +455,8 @@ spec:
 fn after_a_crash_pods_come_back_with_the_same_addresses_and_nothing_leaks() {
     assert_root();
     let network = TestNetwork::next("t");
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &test_images());
+    let mut skiff = network.start_skiff(&network.flags(), &[], &test_images(), SETTLE);
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     skiff.write_file("web.yaml", &web_deployment());
     kubectl.ok(&["apply", "-f", "web.yaml"]);
     let before: BTreeSet<(String, String, String)> = running_web_pods(&skiff).into_iter().collect();
@@ -637,16 +620,13 @@ fn shared_file(dir: &Path, name: &str) -> String {
 fn containers_run_through_the_oci_runtime(runtime_flags: &[&str]) {
     assert_root();
     let network = TestNetwork::next("t");
-    let mut flags = network.flags();
-    flags.extend(runtime_flags.iter().map(|f| f.to_string()));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let mut skiff = network.start_skiff(
+        &network.flags(),
+        runtime_flags,
+        &[support::images::shell()],
+        SETTLE,
+    );
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     let shared = skiff.file_path("shared");
     std::fs::create_dir_all(&shared).expect("the shared directory");
     let token = skiff.data_dir().join("token");
@@ -864,15 +844,8 @@ fn after_a_crash_running_containers_are_adopted_and_one_killed_meanwhile_restart
     assert_root();
     const PODS: usize = 10;
     let network = TestNetwork::next("t");
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let mut skiff = network.start_skiff(&network.flags(), &[], &[support::images::shell()], SETTLE);
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     let manifest: String = (0..PODS)
         .map(|i| ticker_pod(&format!("ticker-{i}")))
         .collect();
@@ -1631,16 +1604,13 @@ fn pts_in(text: &str) -> Option<String> {
 fn stdin_and_terminals_reach_containers_and_survive_a_crash(runtime_flags: &[&str]) {
     assert_root();
     let network = TestNetwork::next("t");
-    let mut flags = network.flags();
-    flags.extend(runtime_flags.iter().map(|f| f.to_string()));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::shell()]);
+    let mut skiff = network.start_skiff(
+        &network.flags(),
+        runtime_flags,
+        &[support::images::shell()],
+        SETTLE,
+    );
     let kubectl = skiff.kubectl();
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
     skiff.write_file("input.yaml", &input_pods());
     kubectl.ok(&["apply", "-f", "input.yaml"]);
     let mut uids = Vec::new();

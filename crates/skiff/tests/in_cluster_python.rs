@@ -17,8 +17,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::host::{host, unreachable_routes};
+use support::host::host;
 use support::json::{json_of, str_at};
+use support::oci::{assert_root, leftovers, TestNetwork};
 use support::{wait_for_every, Skiff};
 
 /// How long a pod may take to start, import the client and finish.
@@ -42,74 +43,6 @@ except client.ApiException as e:
     print('status', e.status)
     print('message', json.loads(e.body)['message'])
 ";
-
-/// The ranges, bridge and cgroup root of the test server: a /20 of pods in 198.18.0.0/16
-/// and a /20 of Services in 198.19.0.0/16 that no route or address on the host uses yet.
-struct TestNetwork {
-    cluster_cidr: String,
-    service_cidr: String,
-    node_pod_cidr: String,
-    bridge: String,
-    cgroup_root: String,
-}
-
-impl TestNetwork {
-    fn pick() -> TestNetwork {
-        let pid = std::process::id();
-        let in_use = format!(
-            "{}{}",
-            host("ip", &["-4", "route", "show", "table", "all"]),
-            host("ip", &["-4", "-o", "addr", "show"])
-        );
-        let first = (pid / 7) % 16;
-        let share = (0..16)
-            .map(|step| (first + step) % 16 * 16)
-            .find(|share| {
-                let prefix = |range: u32| format!("198.{range}.{share}.");
-                let last = |range: u32| format!("198.{range}.{}.", share + 15);
-                ![prefix(18), prefix(19), last(18), last(19)]
-                    .iter()
-                    .any(|taken| in_use.contains(taken.as_str()))
-            })
-            .expect("a free /20 share of 198.18.0.0/15");
-        TestNetwork {
-            cluster_cidr: format!("198.18.{share}.0/20"),
-            service_cidr: format!("198.19.{share}.0/20"),
-            node_pod_cidr: format!("198.18.{share}.0/24"),
-            bridge: format!("skp{pid}"),
-            cgroup_root: format!("skiff-test-py-{pid}"),
-        }
-    }
-
-    fn gateway(&self) -> String {
-        let range: ipnet::Ipv4Net = self.node_pod_cidr.parse().expect("node pod range");
-        std::net::Ipv4Addr::from(u32::from(range.network()) + 1).to_string()
-    }
-
-    fn service_ip(&self, n: u32) -> String {
-        let range: ipnet::Ipv4Net = self.service_cidr.parse().expect("service range");
-        std::net::Ipv4Addr::from(u32::from(range.network()) + n).to_string()
-    }
-
-    fn flags(&self) -> Vec<String> {
-        [
-            "--container-runtime",
-            "oci",
-            "--cluster-cidr",
-            &self.cluster_cidr,
-            "--service-cidr",
-            &self.service_cidr,
-            "--pod-bridge",
-            &self.bridge,
-            "--cgroup-root",
-            &self.cgroup_root,
-            "--node-ip",
-            &self.gateway(),
-        ]
-        .map(String::from)
-        .to_vec()
-    }
-}
 
 /// A ServiceAccount and a pod running [`SCRIPT`] under it, in namespace `py`.
 fn client_pod(name: &str) -> String {
@@ -165,23 +98,17 @@ fn log_when_done(skiff: &Skiff, name: &str) -> String {
 
 #[test]
 fn the_python_client_in_a_pod_lists_pods_with_view_and_gets_kubernetes_403_without() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, veths, routes, a dummy interface)"
+    assert_root();
+    let network = TestNetwork::next("p");
+    let mut skiff = network.start_skiff(
+        &network.flags_with_gateway_node_ip(),
+        &[],
+        &[support::images::python()],
+        SETTLE,
     );
-    let network = TestNetwork::pick();
-    let flags = network.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut skiff = Skiff::start_with_images(&flags, &[support::images::python()]);
     let kubectl = skiff.kubectl();
 
-    // The guard routes are in place before any pod sends a packet.
-    wait_for_every("the unreachable guard routes", SETTLE, POLL, || {
-        let routes = unreachable_routes();
-        (routes.contains(&network.cluster_cidr) && routes.contains(&network.service_cidr))
-            .then_some(())
-    });
-    let api_ip = network.service_ip(1);
+    let api_ip = network.service_ip(1).to_string();
     let kubernetes = json_of(&kubectl.ok(&["get", "service", "kubernetes", "-o", "json"]));
     assert_eq!(str_at(&kubernetes, "/spec/clusterIP"), api_ip);
 
@@ -225,20 +152,7 @@ fn the_python_client_in_a_pod_lists_pods_with_view_and_gets_kubernetes_403_witho
         "skiff exited with {status}:\n{}",
         skiff.log()
     );
-    let mut left = Vec::new();
-    let links = host("ip", &["-o", "link", "show"]);
-    if links.contains(&format!(": {}:", network.bridge)) {
-        left.push(format!("bridge {}", network.bridge));
-    }
-    let routes = unreachable_routes();
-    for range in [&network.cluster_cidr, &network.service_cidr] {
-        if routes.contains(range.as_str()) {
-            left.push(format!("unreachable route {range}"));
-        }
-    }
-    if host("ip", &["-4", "route", "show"]).contains(&network.node_pod_cidr) {
-        left.push(format!("route to {}", network.node_pod_cidr));
-    }
+    let mut left = leftovers(&network, &[]);
     if host("ip", &["-4", "-o", "addr", "show"]).contains(&format!(" {api_ip}/")) {
         left.push(format!("address {api_ip}"));
     }

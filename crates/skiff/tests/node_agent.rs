@@ -27,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::grace::{event_watch_args, read_times, Termination};
 use support::http::{demo_line, http_get, READ_TIMEOUT};
 use support::images::{demo, shell, DEMO, MISSING, SHELL};
 use support::json::{items, str_at};
@@ -117,14 +118,6 @@ impl Env<'_> {
 /// Polls `probe` every [`POLL`] until it yields a value; fails with `what` after `timeout`.
 fn poll<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
     support::wait_for_every(what, timeout, POLL, probe)
-}
-
-/// Seconds since the machine booted, as containers read them from `/proc/uptime` (busybox's
-/// `date` has no sub-second format): the same clock, `CLOCK_BOOTTIME`.
-fn uptime_seconds() -> f64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .unwrap_or_else(|e| panic!("cannot read the boot-time clock: {e}"));
-    now.tv_sec() as f64 + now.tv_nsec() as f64 / 1e9
 }
 
 /// A status timestamp (`2026-01-02T03:04:05Z`) in whole seconds since the epoch.
@@ -959,14 +952,6 @@ fn failing_readiness_probe_holds_the_rollout(env: &Env) {
 // ---------------------------------------------------------------------------------------------
 // 5. Graceful termination: preStop, SIGTERM, then SIGKILL at the end of the grace period.
 
-fn read_times(path: &Path) -> Vec<f64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 fn sigterm_ignoring_container_is_killed_at_grace_end(env: &Env) {
     let data = env.host_dir("times");
     let manifest = format!(
@@ -1011,61 +996,12 @@ spec:
         (!read_times(&data.join("alive")).is_empty()).then_some(())
     });
 
-    // A watch started beforehand sees the pod go without kubectl delete's own polling delay.
-    let mut watch = env.stream(&[
-        "get",
-        "pod",
-        "stubborn",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type}{\"\\n\"}",
-    ]);
-    watch.wait_for_line("the watch to list the pod", |l| l == "ADDED");
-    let deleted_at = uptime_seconds();
-    let began = Instant::now();
-    env.ok(&["delete", "pod", "stubborn", "--wait=false"]);
-    watch.wait_for_line("the pod to go", |l| l == "DELETED");
-    let gone_after = began.elapsed().as_secs_f64();
-    drop(watch);
-
-    let pre_stop = read_times(&data.join("prestop"));
-    let term = read_times(&data.join("term"));
-    let alive = read_times(&data.join("alive"));
-    let report = format!(
-        "deleted at {deleted_at:.3}, gone after {gone_after:.3} s; preStop {pre_stop:?}, \
-         TERM {term:?}, last alive {:?}",
-        alive.last()
-    );
-    eprintln!("grace: {report}");
-    // preStop first; SIGTERM once it is done (after its 1 s sleep); then the process lives on,
-    // ignoring TERM, until SIGKILL at the end of the 3 s grace period, and only then is the pod
-    // gone. Only the order and the lower bounds are asserted: how soon each step follows is the
-    // machine's load, bounded by the watch's deadline.
-    assert_eq!(pre_stop.len(), 1, "{report}");
-    assert_eq!(term.len(), 1, "one SIGTERM: {report}");
-    // `/proc/uptime` counts in hundredths, rounded down.
-    assert!(
-        pre_stop[0] + 0.01 >= deleted_at,
-        "preStop ran after the delete: {report}"
-    );
-    assert!(
-        term[0] - pre_stop[0] >= 1.0,
-        "SIGTERM came only after the preStop hook's 1 s: {report}"
-    );
-    let last_alive = alive.last().copied().unwrap_or_default();
-    assert!(
-        last_alive > term[0] && last_alive - deleted_at >= 2.0,
-        "the container ran on after SIGTERM into the end of the grace period: {report}"
-    );
-    assert!(
-        gone_after >= 3.0,
-        "the pod is gone no sooner than the 3 s grace period: {report}"
-    );
-    assert!(
-        last_alive < deleted_at + gone_after,
-        "the container was killed before the pod was gone: {report}"
-    );
+    let watch = env.stream(&event_watch_args("stubborn"));
+    let termination = Termination::after_delete(&data, watch, || {
+        env.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    });
+    eprintln!("grace: {}", termination.report());
+    termination.assert_pre_stop_then_sigterm_then_sigkill();
     assert_no_process_left(&env.marker);
 }
 

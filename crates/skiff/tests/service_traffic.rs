@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use support::images::{demo, DEMO};
 use support::json::{items, json_of, str_at};
-use support::traffic::{assert_no_failures, request, Client};
+use support::manifests::in_place_web_clone_set;
+use support::traffic::{answering_node_port, assert_no_failures, Client};
 use support::{cells, wait_for, Kubectl, Outcome, Skiff, DEADLINE};
 
 fn deployment(env: &str) -> String {
@@ -118,22 +119,7 @@ impl Scenario<'_> {
 
     /// The node port address of Service `web`, once a request through it gets an answer.
     fn answering_node_port(&self) -> SocketAddr {
-        let node_port = self.ok(&[
-            "get",
-            "svc",
-            "web",
-            "-o",
-            "jsonpath={.spec.ports[0].nodePort}",
-        ]);
-        let node_port: u16 = node_port
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
-        let address = SocketAddr::from(([127, 0, 0, 1], node_port));
-        wait_for("the node port to answer", DEADLINE, || {
-            request(address).ok()
-        });
-        address
+        answering_node_port(&self.kubectl, Some(self.namespace), DEADLINE)
     }
 
     /// Changes the image (or rolls back) from version `from` to `to` and checks that answers
@@ -274,56 +260,6 @@ fn slow(s: &Scenario) {
     assert_no_failures(s.namespace, &client.finish());
 }
 
-/// A CloneSet updating its pods in place (OpenKruise's `InPlaceIfPossible`) behind a NodePort
-/// Service: each pod is taken out of service through its `InPlaceUpdateReady` gate, drained,
-/// restarted with the new image and put back, and no request fails on the way.
-fn in_place_clone_set() -> String {
-    format!(
-        "apiVersion: apps.kruise.io/v1alpha1
-kind: CloneSet
-metadata:
-  name: web
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: web
-  updateStrategy:
-    type: InPlaceIfPossible
-    maxUnavailable: 1
-    inPlaceUpdateStrategy:
-      gracePeriodSeconds: 0
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: {DEMO}:v1
-        ports:
-        - containerPort: 80
-        readinessProbe:
-          httpGet:
-            path: /readyz
-            port: 80
-          periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  type: NodePort
-  selector:
-    app: web
-  ports:
-  - port: 80
-    targetPort: 80
-"
-    )
-}
-
 /// Pod name to (uid, IP, restart count) for the CloneSet's pods.
 fn clone_set_pods(s: &Scenario) -> BTreeMap<String, (String, String, u64)> {
     let list = json_of(&s.ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
@@ -376,7 +312,7 @@ fn clone_set_updated(s: &Scenario, replicas: u32) {
 /// In-place updates through a Service: the pods keep their names, UIDs and IPs, restart once,
 /// answer with the new version, and not one request fails.
 fn in_place(s: &Scenario) {
-    s.apply_in_new_namespace(&in_place_clone_set());
+    s.apply_in_new_namespace(&in_place_web_clone_set(3));
     clone_set_updated(s, 3);
     let address = s.answering_node_port();
     let before = clone_set_pods(s);

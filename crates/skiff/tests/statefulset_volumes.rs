@@ -12,8 +12,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::images::{shell, SHELL};
+use support::images::shell;
 use support::json::{items, str_at};
+use support::manifests::web_stateful_set;
 use support::{wait_for_every, Kubectl, Skiff};
 
 /// How long pods and claims may take to settle on a shared machine.
@@ -24,53 +25,10 @@ const POLL: Duration = Duration::from_millis(250);
 /// The governing headless Service and the StatefulSet `web`; `marker` goes into the pod
 /// template's environment so a change of it is a new revision.
 fn manifest(replicas: u32, marker: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  clusterIP: None
-  selector:
-    app: web
-  ports:
-  - port: 80
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: web
-spec:
-  serviceName: web
-  replicas: {replicas}
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: {SHELL}
-        env:
-        - name: MARKER
-          value: {marker}
-        command: [\"/bin/sh\", \"-c\", \"echo $(hostname) $MARKER >> /data/starts; exec sleep 3600\"]
-        volumeMounts:
-        - name: data
-          mountPath: /data
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-"
+    web_stateful_set(
+        replicas,
+        "echo $(hostname) $MARKER >> /data/starts; exec sleep 3600",
+        Some(marker),
     )
 }
 

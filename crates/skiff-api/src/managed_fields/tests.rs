@@ -45,7 +45,40 @@ struct Case {
     /// The object at the end, without `managedFields`.
     object: Value,
     /// Each manager's fields at the end, as paths; managers not listed own nothing.
-    owners: Vec<(&'static str, Operation, Vec<&'static str>)>,
+    owners: Vec<Owner>,
+}
+
+/// A manager, how it wrote, and the fields it owns at the end of a case, as paths.
+type Owner = (&'static str, Operation, Vec<String>);
+
+/// A row of [`Case::owners`]: `manager` applied and owns `paths`.
+fn applied(manager: &'static str, paths: &[&str]) -> Owner {
+    (
+        manager,
+        Operation::Apply,
+        paths.iter().map(|p| p.to_string()).collect(),
+    )
+}
+
+/// A row of [`Case::owners`]: `manager` updated and owns `paths`.
+fn updated(manager: &'static str, paths: &[&str]) -> Owner {
+    (
+        manager,
+        Operation::Update,
+        paths.iter().map(|p| p.to_string()).collect(),
+    )
+}
+
+/// A row of [`Case::owners`]: `manager` applied and owns the pod template's container
+/// `container` (its list-map entry) and the `fields` below it.
+fn container_applied(manager: &'static str, container: &str, fields: &[&str]) -> Owner {
+    let entry = format!("{C}[name=\"{container}\"]");
+    let below = fields.iter().map(|field| format!("{entry}.{field}"));
+    (
+        manager,
+        Operation::Apply,
+        std::iter::once(entry.clone()).chain(below).collect(),
+    )
 }
 
 fn writer<'a>(manager: &'a str, resource: &'a ResourceInfo, api_version: &'a str) -> Writer<'a> {
@@ -138,7 +171,7 @@ fn run(case: &Case) -> Value {
             .map(|p| path_string(p))
             .collect();
         found.sort();
-        let mut wanted: Vec<String> = expected.2.iter().map(|s| s.to_string()).collect();
+        let mut wanted = expected.2.clone();
         wanted.sort();
         assert_eq!(found, wanted, "{}: fields of {}", case.name, entry.manager);
     }
@@ -176,10 +209,7 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 Step::Apply("b", cm(json!({"y": "2"}))),
             ],
             object: cm(json!({"x": "1", "y": "2"})),
-            owners: vec![
-                ("a", Operation::Apply, vec![".data.x"]),
-                ("b", Operation::Apply, vec![".data.y"]),
-            ],
+            owners: vec![applied("a", &[".data.x"]), applied("b", &[".data.y"])],
         },
         Case {
             name: "a second applier changing a value conflicts",
@@ -189,7 +219,7 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 Step::Conflicts("b", cm(json!({"x": "2"})), &[".data.x"]),
             ],
             object: cm(json!({"x": "1"})),
-            owners: vec![("a", Operation::Apply, vec![".data.x"])],
+            owners: vec![applied("a", &[".data.x"])],
         },
         Case {
             name: "the same value makes the field shared",
@@ -199,10 +229,7 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 Step::Apply("b", cm(json!({"x": "1"}))),
             ],
             object: cm(json!({"x": "1"})),
-            owners: vec![
-                ("a", Operation::Apply, vec![".data.x"]),
-                ("b", Operation::Apply, vec![".data.x"]),
-            ],
+            owners: vec![applied("a", &[".data.x"]), applied("b", &[".data.x"])],
         },
         Case {
             name: "force moves ownership to the forcing applier",
@@ -212,10 +239,7 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 Step::ForceApply("b", cm(json!({"x": "2"}))),
             ],
             object: cm(json!({"x": "2", "z": "0"})),
-            owners: vec![
-                ("a", Operation::Apply, vec![".data.z"]),
-                ("b", Operation::Apply, vec![".data.x"]),
-            ],
+            owners: vec![applied("a", &[".data.z"]), applied("b", &[".data.x"])],
         },
         Case {
             name: "a field the applier stops applying is removed",
@@ -225,7 +249,7 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 Step::Apply("a", cm(json!({"x": "1"}))),
             ],
             object: cm(json!({"x": "1"})),
-            owners: vec![("a", Operation::Apply, vec![".data.x"])],
+            owners: vec![applied("a", &[".data.x"])],
         },
         Case {
             name: "a shared field one applier stops applying stays",
@@ -236,10 +260,7 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 Step::Apply("a", cm(json!({"x": "1"}))),
             ],
             object: cm(json!({"x": "1", "y": "2"})),
-            owners: vec![
-                ("a", Operation::Apply, vec![".data.x"]),
-                ("b", Operation::Apply, vec![".data.y"]),
-            ],
+            owners: vec![applied("a", &[".data.x"]), applied("b", &[".data.y"])],
         },
         Case {
             name: "appliers of different containers both keep them",
@@ -258,24 +279,8 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 json!([{"name": "one", "image": "i1"}, {"name": "two", "image": "i2"}]),
             ),
             owners: vec![
-                (
-                    "a",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"one\"]",
-                        ".spec.template.spec.containers[name=\"one\"].image",
-                        ".spec.template.spec.containers[name=\"one\"].name",
-                    ],
-                ),
-                (
-                    "b",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"two\"]",
-                        ".spec.template.spec.containers[name=\"two\"].image",
-                        ".spec.template.spec.containers[name=\"two\"].name",
-                    ],
-                ),
+                container_applied("a", "one", &["image", "name"]),
+                container_applied("b", "two", &["image", "name"]),
             ],
         },
         Case {
@@ -298,26 +303,24 @@ fn multiple_appliers_cases() -> Vec<Case> {
             object: pod_spec_deploy(json!([{"name": "web", "env": [
                 {"name": "A", "value": "3"}, {"name": "B", "value": "2"}]}])),
             owners: vec![
-                (
+                container_applied(
                     "a",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"web\"]",
-                        ".spec.template.spec.containers[name=\"web\"].env[name=\"A\"]",
-                        ".spec.template.spec.containers[name=\"web\"].env[name=\"A\"].name",
-                        ".spec.template.spec.containers[name=\"web\"].env[name=\"A\"].value",
-                        ".spec.template.spec.containers[name=\"web\"].name",
+                    "web",
+                    &[
+                        "env[name=\"A\"]",
+                        "env[name=\"A\"].name",
+                        "env[name=\"A\"].value",
+                        "name",
                     ],
                 ),
-                (
+                container_applied(
                     "b",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"web\"]",
-                        ".spec.template.spec.containers[name=\"web\"].env[name=\"B\"]",
-                        ".spec.template.spec.containers[name=\"web\"].env[name=\"B\"].name",
-                        ".spec.template.spec.containers[name=\"web\"].env[name=\"B\"].value",
-                        ".spec.template.spec.containers[name=\"web\"].name",
+                    "web",
+                    &[
+                        "env[name=\"B\"]",
+                        "env[name=\"B\"].name",
+                        "env[name=\"B\"].value",
+                        "name",
                     ],
                 ),
             ],
@@ -339,15 +342,7 @@ fn multiple_appliers_cases() -> Vec<Case> {
                 Step::Apply("a", pod_spec_deploy(json!([]))),
             ],
             object: pod_spec_deploy(json!([{"name": "two", "image": "i2"}])),
-            owners: vec![(
-                "b",
-                Operation::Apply,
-                vec![
-                    ".spec.template.spec.containers[name=\"two\"]",
-                    ".spec.template.spec.containers[name=\"two\"].image",
-                    ".spec.template.spec.containers[name=\"two\"].name",
-                ],
-            )],
+            owners: vec![container_applied("b", "two", &["image", "name"])],
         },
     ]
 }
@@ -359,7 +354,6 @@ fn multiple_appliers() {
     for case in &cases {
         run(case);
     }
-    let _ = C;
 }
 
 fn finalizers(list: Value) -> Value {
@@ -381,8 +375,8 @@ fn set_and_key_cases() -> Vec<Case> {
             ],
             object: finalizers(json!(["x/a", "x/b"])),
             owners: vec![
-                ("a", Operation::Apply, vec![".metadata.finalizers[=\"x/a\"]"]),
-                ("b", Operation::Apply, vec![".metadata.finalizers[=\"x/b\"]"]),
+                applied("a", &[".metadata.finalizers[=\"x/a\"]"]),
+                applied("b", &[".metadata.finalizers[=\"x/b\"]"]),
             ],
         },
         Case {
@@ -395,8 +389,8 @@ fn set_and_key_cases() -> Vec<Case> {
             ],
             object: finalizers(json!(["x/a", "x/b"])),
             owners: vec![
-                ("a", Operation::Apply, vec![".metadata.finalizers[=\"x/a\"]"]),
-                ("b", Operation::Apply, vec![".metadata.finalizers[=\"x/b\"]"]),
+                applied("a", &[".metadata.finalizers[=\"x/a\"]"]),
+                applied("b", &[".metadata.finalizers[=\"x/b\"]"]),
             ],
         },
         Case {
@@ -404,29 +398,30 @@ fn set_and_key_cases() -> Vec<Case> {
             resource: deployments,
             steps: vec![
                 Step::Apply("a", ports(json!([{"containerPort": 53}]))),
-                Step::Apply("b", ports(json!([{"containerPort": 53, "protocol": "UDP"}]))),
+                Step::Apply(
+                    "b",
+                    ports(json!([{"containerPort": 53, "protocol": "UDP"}])),
+                ),
             ],
             object: ports(json!([{"containerPort": 53}, {"containerPort": 53, "protocol": "UDP"}])),
             owners: vec![
-                (
+                container_applied(
                     "a",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"web\"]",
-                        ".spec.template.spec.containers[name=\"web\"].name",
-                        ".spec.template.spec.containers[name=\"web\"].ports[containerPort=53,protocol=\"TCP\"]",
-                        ".spec.template.spec.containers[name=\"web\"].ports[containerPort=53,protocol=\"TCP\"].containerPort",
+                    "web",
+                    &[
+                        "name",
+                        "ports[containerPort=53,protocol=\"TCP\"]",
+                        "ports[containerPort=53,protocol=\"TCP\"].containerPort",
                     ],
                 ),
-                (
+                container_applied(
                     "b",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"web\"]",
-                        ".spec.template.spec.containers[name=\"web\"].name",
-                        ".spec.template.spec.containers[name=\"web\"].ports[containerPort=53,protocol=\"UDP\"]",
-                        ".spec.template.spec.containers[name=\"web\"].ports[containerPort=53,protocol=\"UDP\"].containerPort",
-                        ".spec.template.spec.containers[name=\"web\"].ports[containerPort=53,protocol=\"UDP\"].protocol",
+                    "web",
+                    &[
+                        "name",
+                        "ports[containerPort=53,protocol=\"UDP\"]",
+                        "ports[containerPort=53,protocol=\"UDP\"].containerPort",
+                        "ports[containerPort=53,protocol=\"UDP\"].protocol",
                     ],
                 ),
             ],
@@ -435,31 +430,46 @@ fn set_and_key_cases() -> Vec<Case> {
             name: "service ports with the same number and another protocol are distinct",
             resource: services,
             steps: vec![
-                Step::Apply("a", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-                    "spec": {"ports": [{"port": 53, "protocol": "TCP"}]}})),
-                Step::Apply("b", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-                    "spec": {"ports": [{"port": 53, "protocol": "UDP"}]}})),
+                Step::Apply(
+                    "a",
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                    "spec": {"ports": [{"port": 53, "protocol": "TCP"}]}}),
+                ),
+                Step::Apply(
+                    "b",
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                    "spec": {"ports": [{"port": 53, "protocol": "UDP"}]}}),
+                ),
             ],
             object: json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
                 "spec": {"ports": [{"port": 53, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}}),
             owners: vec![
-                ("a", Operation::Apply, vec![
-                    ".spec.ports[port=53,protocol=\"TCP\"]",
-                    ".spec.ports[port=53,protocol=\"TCP\"].port",
-                    ".spec.ports[port=53,protocol=\"TCP\"].protocol",
-                ]),
-                ("b", Operation::Apply, vec![
-                    ".spec.ports[port=53,protocol=\"UDP\"]",
-                    ".spec.ports[port=53,protocol=\"UDP\"].port",
-                    ".spec.ports[port=53,protocol=\"UDP\"].protocol",
-                ]),
+                applied(
+                    "a",
+                    &[
+                        ".spec.ports[port=53,protocol=\"TCP\"]",
+                        ".spec.ports[port=53,protocol=\"TCP\"].port",
+                        ".spec.ports[port=53,protocol=\"TCP\"].protocol",
+                    ],
+                ),
+                applied(
+                    "b",
+                    &[
+                        ".spec.ports[port=53,protocol=\"UDP\"]",
+                        ".spec.ports[port=53,protocol=\"UDP\"].port",
+                        ".spec.ports[port=53,protocol=\"UDP\"].protocol",
+                    ],
+                ),
             ],
         },
         Case {
             name: "an atomic selector is owned whole and conflicts whole",
             resource: deployments,
             steps: vec![
-                Step::Apply("a", deploy(json!({"selector": {"matchLabels": {"app": "x"}}}))),
+                Step::Apply(
+                    "a",
+                    deploy(json!({"selector": {"matchLabels": {"app": "x"}}})),
+                ),
                 Step::Conflicts(
                     "b",
                     deploy(json!({"selector": {"matchLabels": {"app": "x", "tier": "y"}}})),
@@ -467,50 +477,47 @@ fn set_and_key_cases() -> Vec<Case> {
                 ),
             ],
             object: deploy(json!({"selector": {"matchLabels": {"app": "x"}}})),
-            owners: vec![("a", Operation::Apply, vec![".spec.selector"])],
+            owners: vec![applied("a", &[".spec.selector"])],
         },
         Case {
             name: "lists of custom resources are atomic",
             resource: clonesets,
             steps: vec![
-                Step::Apply("a", json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
-                    "metadata": {"name": "c"}, "spec": {"items": ["a"]}})),
-                Step::Conflicts("b", json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
-                    "metadata": {"name": "c"}, "spec": {"items": ["b"]}}), &[".spec.items"]),
+                Step::Apply(
+                    "a",
+                    json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                    "metadata": {"name": "c"}, "spec": {"items": ["a"]}}),
+                ),
+                Step::Conflicts(
+                    "b",
+                    json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                    "metadata": {"name": "c"}, "spec": {"items": ["b"]}}),
+                    &[".spec.items"],
+                ),
             ],
             object: json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
                 "metadata": {"name": "c"}, "spec": {"items": ["a"]}}),
-            owners: vec![("a", Operation::Apply, vec![".spec.items"])],
+            owners: vec![applied("a", &[".spec.items"])],
         },
         Case {
             name: "a CloneSet's containers merge by name like a built-in workload's",
             resource: clonesets,
             steps: vec![
-                Step::Apply("a", cloneset_containers(json!([{"name": "one", "image": "i1"}]))),
-                Step::Apply("b", cloneset_containers(json!([{"name": "two", "image": "i2"}]))),
+                Step::Apply(
+                    "a",
+                    cloneset_containers(json!([{"name": "one", "image": "i1"}])),
+                ),
+                Step::Apply(
+                    "b",
+                    cloneset_containers(json!([{"name": "two", "image": "i2"}])),
+                ),
             ],
             object: cloneset_containers(
                 json!([{"name": "one", "image": "i1"}, {"name": "two", "image": "i2"}]),
             ),
             owners: vec![
-                (
-                    "a",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"one\"]",
-                        ".spec.template.spec.containers[name=\"one\"].image",
-                        ".spec.template.spec.containers[name=\"one\"].name",
-                    ],
-                ),
-                (
-                    "b",
-                    Operation::Apply,
-                    vec![
-                        ".spec.template.spec.containers[name=\"two\"]",
-                        ".spec.template.spec.containers[name=\"two\"].image",
-                        ".spec.template.spec.containers[name=\"two\"].name",
-                    ],
-                ),
+                container_applied("a", "one", &["image", "name"]),
+                container_applied("b", "two", &["image", "name"]),
             ],
         },
     ]
@@ -541,8 +548,8 @@ fn updates_with_applies_cases() -> Vec<Case> {
             ],
             object: deploy(json!({"replicas": 5, "paused": false})),
             owners: vec![
-                ("kubectl", Operation::Apply, vec![".spec.paused"]),
-                ("scaler", Operation::Update, vec![".spec.replicas"]),
+                applied("kubectl", &[".spec.paused"]),
+                updated("scaler", &[".spec.replicas"]),
             ],
         },
         Case {
@@ -555,8 +562,8 @@ fn updates_with_applies_cases() -> Vec<Case> {
             ],
             object: deploy(json!({"replicas": 5, "paused": false})),
             owners: vec![
-                ("kubectl", Operation::Apply, vec![".spec.paused"]),
-                ("scaler", Operation::Update, vec![".spec.replicas"]),
+                applied("kubectl", &[".spec.paused"]),
+                updated("scaler", &[".spec.replicas"]),
             ],
         },
         Case {
@@ -572,7 +579,7 @@ fn updates_with_applies_cases() -> Vec<Case> {
                 Step::ForceApply("kubectl", deploy(json!({"replicas": 4}))),
             ],
             object: deploy(json!({"replicas": 4})),
-            owners: vec![("kubectl", Operation::Apply, vec![".spec.replicas"])],
+            owners: vec![applied("kubectl", &[".spec.replicas"])],
         },
         Case {
             name: "an update removing a field takes it from every manager",
@@ -582,7 +589,7 @@ fn updates_with_applies_cases() -> Vec<Case> {
                 Step::Update("editor", cm(json!({"x": "1"}))),
             ],
             object: cm(json!({"x": "1"})),
-            owners: vec![("a", Operation::Apply, vec![".data.x"])],
+            owners: vec![applied("a", &[".data.x"])],
         },
         Case {
             name: "updates record new maps as members and leave server fields out",
@@ -596,10 +603,9 @@ fn updates_with_applies_cases() -> Vec<Case> {
             object: json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "c", "uid": "u", "resourceVersion": "5", "labels": {"a": "b"}},
                 "data": {"k": "v"}}),
-            owners: vec![(
+            owners: vec![updated(
                 "kubectl-create",
-                Operation::Update,
-                vec![".data", ".data.k", ".metadata.labels", ".metadata.labels.a"],
+                &[".data", ".data.k", ".metadata.labels", ".metadata.labels.a"],
             )],
         },
     ]

@@ -152,6 +152,48 @@ impl Default for Case {
     }
 }
 
+/// A row in which the sync fails the Job through a `FailJob` rule of its pod failure policy:
+/// one failure counted, no pod created or deleted, and a `type_` condition with reason
+/// `PodFailurePolicy` and `message`.
+fn failed_by_policy(
+    name: &'static str,
+    job: Value,
+    pods: Vec<Value>,
+    type_: &'static str,
+    message: &'static str,
+) -> Case {
+    Case {
+        name,
+        job,
+        pods,
+        failed: 1,
+        condition: Some((type_, "PodFailurePolicy", message)),
+        ..Case::default()
+    }
+}
+
+/// A row of a Job with a backoff limit per index in which the sync creates one pod in place
+/// of a failed one: one failure counted, `failed_indexes` in the status, and the new pod's
+/// index-failure-count and ignored-failure-count annotations `created`.
+fn replaced_in_index(
+    name: &'static str,
+    job: Value,
+    pods: Vec<Value>,
+    failed_indexes: &'static str,
+    created: (Option<&'static str>, Option<&'static str>),
+) -> Case {
+    Case {
+        name,
+        job,
+        pods,
+        creations: 1,
+        failed: 1,
+        failed_indexes: Some(failed_indexes),
+        created_counts: vec![created],
+        ..Case::default()
+    }
+}
+
 fn run(cases: Vec<Case>) {
     for case in cases {
         let name = case.name;
@@ -224,53 +266,40 @@ fn pod_failure_policy_cases() -> Vec<Case> {
             pods: vec![pod(0, "Running", None)],
             ..Case::default()
         },
-        Case {
-            name: "fail job based on OnExitCodes",
-            job: policy_job(1, 1),
-            pods: vec![failed(0, "main-container", 5, None)],
-            failed: 1,
-            condition: Some((
-                "Failed",
-                "PodFailurePolicy",
-                "Container main-container for pod default/mypod-0 failed with exit code 5 \
+        failed_by_policy(
+            "fail job based on OnExitCodes",
+            policy_job(1, 1),
+            vec![failed(0, "main-container", 5, None)],
+            "Failed",
+            "Container main-container for pod default/mypod-0 failed with exit code 5 \
                  matching FailJob rule at index 1",
-            )),
-            ..Case::default()
-        },
+        ),
         Case {
-            name: "fail job with multiple pods: the running one is deleted first",
-            job: policy_job(2, 2),
-            pods: vec![
-                pod(0, "Running", None),
-                failed(1, "main-container", 5, None),
-            ],
             deletions: 1,
-            failed: 1,
-            condition: Some((
+            ..failed_by_policy(
+                "fail job with multiple pods: the running one is deleted first",
+                policy_job(2, 2),
+                vec![
+                    pod(0, "Running", None),
+                    failed(1, "main-container", 5, None),
+                ],
                 "FailureTarget",
-                "PodFailurePolicy",
                 "Container main-container for pod default/mypod-1 failed with exit code 5 \
                  matching FailJob rule at index 1",
-            )),
-            ..Case::default()
+            )
         },
-        Case {
-            name: "fail indexed job based on OnExitCodes",
-            job: indexed(policy_job(1, 1)),
-            pods: vec![failed(0, "main-container", 7, Some(0))],
-            failed: 1,
-            condition: Some((
-                "Failed",
-                "PodFailurePolicy",
-                "Container main-container for pod default/mypod-0 failed with exit code 7 \
+        failed_by_policy(
+            "fail indexed job based on OnExitCodes",
+            indexed(policy_job(1, 1)),
+            vec![failed(0, "main-container", 7, Some(0))],
+            "Failed",
+            "Container main-container for pod default/mypod-0 failed with exit code 7 \
                  matching FailJob rule at index 1",
-            )),
-            ..Case::default()
-        },
-        Case {
-            name: "fail job based on OnExitCodes for InitContainer",
-            job: policy_job(1, 1),
-            pods: vec![{
+        ),
+        failed_by_policy(
+            "fail job based on OnExitCodes for InitContainer",
+            policy_job(1, 1),
+            vec![{
                 let mut p = pod(0, "Failed", None);
                 p["status"]["initContainerStatuses"] = json!([{"name": "main-container",
                     "state": {"terminated": {"exitCode": 5}}}]);
@@ -278,15 +307,10 @@ fn pod_failure_policy_cases() -> Vec<Case> {
                     "state": {"waiting": {"reason": "PodInitializing"}}}]);
                 p
             }],
-            failed: 1,
-            condition: Some((
-                "Failed",
-                "PodFailurePolicy",
-                "Container main-container for pod default/mypod-0 failed with exit code 5 \
+            "Failed",
+            "Container main-container for pod default/mypod-0 failed with exit code 5 \
                  matching FailJob rule at index 1",
-            )),
-            ..Case::default()
-        },
+        ),
         Case {
             name: "ignore pod failure based on DisruptionTarget condition",
             job: policy_job(1, 1),
@@ -345,43 +369,33 @@ fn pod_failure_policy_cases() -> Vec<Case> {
             creations: 1,
             ..Case::default()
         },
-        Case {
-            name: "fail job based on OnPodConditions",
-            job: with_policy(
+        failed_by_policy(
+            "fail job based on OnPodConditions",
+            with_policy(
                 job(1, 1),
                 json!([{"action": "FailJob",
                         "onPodConditions": [{"type": "ResourceExhausted", "status": "True"}]}]),
             ),
-            pods: vec![with_condition(
+            vec![with_condition(
                 failed(0, "main-container", 1, None),
                 "ResourceExhausted",
             )],
-            failed: 1,
-            condition: Some((
-                "Failed",
-                "PodFailurePolicy",
-                "Pod default/mypod-0 has condition ResourceExhausted matching FailJob rule at \
+            "Failed",
+            "Pod default/mypod-0 has condition ResourceExhausted matching FailJob rule at \
                  index 0",
-            )),
-            ..Case::default()
-        },
-        Case {
-            name: "fail job based on NotIn exit codes",
-            job: with_policy(
+        ),
+        failed_by_policy(
+            "fail job based on NotIn exit codes",
+            with_policy(
                 job(1, 1),
                 json!([{"action": "FailJob",
                         "onExitCodes": {"operator": "NotIn", "values": [1, 2]}}]),
             ),
-            pods: vec![failed(0, "main-container", 3, None)],
-            failed: 1,
-            condition: Some((
-                "Failed",
-                "PodFailurePolicy",
-                "Container main-container for pod default/mypod-0 failed with exit code 3 \
+            vec![failed(0, "main-container", 3, None)],
+            "Failed",
+            "Container main-container for pod default/mypod-0 failed with exit code 3 \
                  matching FailJob rule at index 0",
-            )),
-            ..Case::default()
-        },
+        ),
         Case {
             name: "an exit code NotIn excludes counts by default",
             job: with_policy(
@@ -394,9 +408,9 @@ fn pod_failure_policy_cases() -> Vec<Case> {
             failed: 1,
             ..Case::default()
         },
-        Case {
-            name: "a job already marked as failure target fails once no pod is left",
-            job: {
+        failed_by_policy(
+            "a job already marked as failure target fails once no pod is left",
+            {
                 let mut j = policy_job(1, 1);
                 j["status"]["conditions"] = json!([{"type": "FailureTarget", "status": "True",
                     "reason": "PodFailurePolicy",
@@ -405,16 +419,11 @@ fn pod_failure_policy_cases() -> Vec<Case> {
                 j["status"]["failed"] = json!(1);
                 j
             },
-            pods: vec![],
-            failed: 1,
-            condition: Some((
-                "Failed",
-                "PodFailurePolicy",
-                "Container main-container for pod default/mypod-0 failed with exit code 5 \
+            vec![],
+            "Failed",
+            "Container main-container for pod default/mypod-0 failed with exit code 5 \
                  matching FailJob rule at index 1",
-            )),
-            ..Case::default()
-        },
+        ),
     ]
 }
 
@@ -556,32 +565,26 @@ fn success_policy_table() {
 
 fn backoff_limit_per_index_cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "failed pod of an index with retries left is replaced, its count carried",
-            job: per_index(indexed(job(2, 2)), 1, None),
-            pods: vec![
+        replaced_in_index(
+            "failed pod of an index with retries left is replaced, its count carried",
+            per_index(indexed(job(2, 2)), 1, None),
+            vec![
                 pod(0, "Running", Some(0)),
                 failed(1, "main-container", 1, Some(1)),
             ],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some(""),
-            created_counts: vec![(Some("1"), None)],
-            ..Case::default()
-        },
-        Case {
-            name: "an index past its limit fails and is not replaced",
-            job: per_index(indexed(job(2, 3)), 1, None),
-            pods: vec![
+            "",
+            (Some("1"), None),
+        ),
+        replaced_in_index(
+            "an index past its limit fails and is not replaced",
+            per_index(indexed(job(2, 3)), 1, None),
+            vec![
                 pod(0, "Running", Some(0)),
                 annotated(failed(1, "main-container", 1, Some(1)), 1),
             ],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some("1"),
-            created_counts: vec![(Some("0"), None)],
-            ..Case::default()
-        },
+            "1",
+            (Some("0"), None),
+        ),
         Case {
             name: "all indexes done with one failed: FailedIndexes",
             job: per_index(indexed(job(2, 2)), 0, None),
@@ -613,23 +616,20 @@ fn backoff_limit_per_index_cases() -> Vec<Case> {
             )),
             ..Case::default()
         },
-        Case {
-            name: "a FailIndex rule fails the index whatever retries are left",
-            job: with_policy(
+        replaced_in_index(
+            "a FailIndex rule fails the index whatever retries are left",
+            with_policy(
                 per_index(indexed(job(2, 3)), 3, None),
                 json!([{"action": "FailIndex",
                         "onExitCodes": {"operator": "In", "values": [3]}}]),
             ),
-            pods: vec![
+            vec![
                 pod(0, "Running", Some(0)),
                 failed(1, "main-container", 3, Some(1)),
             ],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some("1"),
-            created_counts: vec![(Some("0"), None)],
-            ..Case::default()
-        },
+            "1",
+            (Some("0"), None),
+        ),
         Case {
             name: "an ignored failure is carried in its own annotation",
             job: with_policy(
@@ -643,21 +643,18 @@ fn backoff_limit_per_index_cases() -> Vec<Case> {
             created_counts: vec![(Some("0"), Some("1"))],
             ..Case::default()
         },
-        Case {
-            name: "an index still backing off waits; the others start",
-            job: per_index(indexed(job(2, 2)), 2, None),
-            pods: vec![{
+        replaced_in_index(
+            "an index still backing off waits; the others start",
+            per_index(indexed(job(2, 2)), 2, None),
+            vec![{
                 let mut p = failed(0, "main-container", 1, Some(0));
                 p["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] =
                     json!("2024-01-01T00:09:55Z");
                 p
             }],
-            creations: 1,
-            failed: 1,
-            failed_indexes: Some(""),
-            created_counts: vec![(Some("0"), None)],
-            ..Case::default()
-        },
+            "",
+            (Some("0"), None),
+        ),
     ]
 }
 

@@ -8,10 +8,12 @@
 
 pub mod api;
 pub mod cli;
+pub mod grace;
 pub mod host;
 pub mod http;
 pub mod images;
 pub mod json;
+pub mod manifests;
 pub mod oci;
 pub mod process;
 pub mod slow_proxy;

@@ -3,10 +3,15 @@
 //! the root check, the cgroups a container runs in, and the list of what a stopped server left
 //! behind on the host.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use skiff_testkit::images::TestImage;
 
 use super::host::{host, unreachable_routes};
+use super::Skiff;
 
 /// Where Skiff pins pod network namespaces.
 pub const NETNS_DIR: &str = "/run/skiff/netns";
@@ -77,13 +82,55 @@ impl TestNetwork {
         ]
     }
 
+    /// [`TestNetwork::flags`] and the bridge's address, the pods' gateway, as `--node-ip`, so
+    /// NodePorts listen there too and pods reach them.
+    pub fn flags_with_gateway_node_ip(&self) -> Vec<String> {
+        let mut flags = self.flags();
+        flags.extend(["--node-ip".to_string(), self.gateway().to_string()]);
+        flags
+    }
+
+    /// Starts `skiff up` on the `oci` runtime in this network, with `extra` flags after
+    /// `flags` and `images` imported, and waits up to `timeout` for the guard routes before
+    /// anything else runs.
+    pub fn start_skiff(
+        &self,
+        flags: &[String],
+        extra: &[&str],
+        images: &[TestImage],
+        timeout: Duration,
+    ) -> Skiff {
+        let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        let skiff = Skiff::start_with_images(&all, images);
+        self.wait_for_guard_routes(timeout);
+        skiff
+    }
+
+    /// The Service range's `n`th address (`.1` the `kubernetes` Service, `.10` the DNS).
+    pub fn service_ip(&self, n: u32) -> Ipv4Addr {
+        let range: ipnet::Ipv4Net = self.service_cidr.parse().expect("service range");
+        Ipv4Addr::from(u32::from(range.network()) + n)
+    }
+
+    /// The bridge's address: the first of the node's pod range, the pods' gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        let range: ipnet::Ipv4Net = self.node_pod_cidr.parse().expect("node pod range");
+        Ipv4Addr::from(u32::from(range.network()) + 1)
+    }
+
+    /// The interface holding the cluster IPs, named after the bridge.
+    pub fn service_interface(&self) -> String {
+        skiff_net::service_interface_name(&self.bridge)
+    }
+
     /// Waits until the `unreachable` guard routes of both ranges are in place: no test sends
     /// a packet into the ranges before.
-    pub fn wait_for_guard_routes(&self, timeout: std::time::Duration) {
+    pub fn wait_for_guard_routes(&self, timeout: Duration) {
         super::wait_for_every(
             "the unreachable guard routes",
             timeout,
-            std::time::Duration::from_millis(250),
+            Duration::from_millis(250),
             || {
                 let routes = unreachable_routes();
                 (routes.contains(&self.cluster_cidr) && routes.contains(&self.service_cidr))

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::http::{http_get_at, parse_answer, Answer};
-use super::{wait_for, DEADLINE};
+use super::{wait_for, Kubectl, DEADLINE};
 
 /// The most requests the client sends, and the longest it runs: the loop is bounded even if
 /// the test body hangs.
@@ -36,6 +36,36 @@ pub fn request(address: SocketAddr) -> Result<Answer, String> {
         (200, body) => parse_answer(&body).ok_or_else(|| format!("unexpected body {body:?}")),
         (status, body) => Err(format!("status {status}: {body:?}")),
     }
+}
+
+/// `127.0.0.1:<nodePort>` of Service `web` in `namespace` (the kubeconfig's own when `None`),
+/// once a request through it is answered, failing after `timeout`.
+pub fn answering_node_port(
+    kubectl: &Kubectl,
+    namespace: Option<&str>,
+    timeout: Duration,
+) -> SocketAddr {
+    let mut args = vec![
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ];
+    args.extend(
+        namespace
+            .map(|namespace| ["-n", namespace])
+            .into_iter()
+            .flatten(),
+    );
+    let node_port = kubectl.ok(&args);
+    let node_port: u16 = node_port
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("node port {node_port:?}: {e}"));
+    let address = SocketAddr::from(([127, 0, 0, 1], node_port));
+    wait_for("the node port to answer", timeout, || request(address).ok());
+    address
 }
 
 /// A client thread sending requests until stopped (or its bounds run out).
