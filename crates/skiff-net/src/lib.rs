@@ -40,6 +40,7 @@ pub mod ipam;
 mod linux;
 pub mod manager;
 pub mod network;
+pub mod peer_routes;
 pub mod plan;
 pub mod pod_cidr;
 pub mod ranges;
@@ -51,6 +52,10 @@ pub use ipam::{IpamError, PodAddressFile, PodAddresses, PodRange};
 pub use linux::{run_in_netns, NetlinkPodNetwork};
 pub use manager::PodNetworkManager;
 pub use network::{NetError, PodAttachment, PodNetwork};
+pub use peer_routes::{
+    plan_peer_routes, route_changes, NetlinkPeerRoutes, PeerNode, PeerRoute, PeerRoutePlan,
+    PeerRouteTable, RecordingPeerRoutes, RouteChange, Unroutable, UnroutablePeer,
+};
 pub use plan::{host_routes, HostRoute};
 pub use pod_cidr::{
     next_free_pod_cidr, node_pod_cidr, parse_taken_pod_cidrs, NoFreePodCidr, NodePodCidrError,
