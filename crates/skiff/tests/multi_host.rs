@@ -246,7 +246,14 @@ fn two_agents_spread_a_deployment_and_their_pods_services_and_node_ports_reach_a
     let hosts = TestHosts::new("g", 3);
     let names = hosts.names();
     {
-        let server = Skiff::start_in_host(&hosts, 0, &["--no-node"], &[]);
+        // A control plane for `oci` nodes: Service cluster IPs come from `--service-cidr`
+        // (not the process runtime's loopback range); no proxy, since this host routes no pods.
+        let server = Skiff::start_in_host(
+            &hosts,
+            0,
+            &["--no-node", "--container-runtime", "oci", "--no-proxy"],
+            &[],
+        );
         let images = [demo("v1"), shell()];
         let agent_a = HostAgent::start(&hosts, 1, &server, "host-a", &images, &[]);
         let mut agent_b = Some(HostAgent::start(&hosts, 2, &server, "host-b", &images, &[]));
