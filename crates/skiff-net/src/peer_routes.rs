@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::linux::{errno_of, netlink, spawn_connection};
@@ -312,7 +314,10 @@ impl PeerRouteTable for NetlinkPeerRoutes {
             .await
             .map_err(|source| netlink("list the host's routes".into(), source))?
         {
-            if message.header.kind != RouteType::Unicast {
+            // Only the main table's gateway routes are the kind this router makes.
+            if message.header.kind != RouteType::Unicast
+                || message.header.table != RouteHeader::RT_TABLE_MAIN
+            {
                 continue;
             }
             let mut destination = None;
@@ -624,6 +629,18 @@ mod tests {
                 .collect();
             assert_eq!(unroutable, expected, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn an_unroutable_peer_is_explained_in_words() {
+        assert_eq!(
+            Unroutable::NoSharedLink(vec!["203.0.113.5".into()]).to_string(),
+            "none of its InternalIPs (203.0.113.5) is on a link this node shares; host-gw routing needs one (VXLAN is not supported)"
+        );
+        assert_eq!(
+            Unroutable::OutsideClusterRange(net("198.19.0.0/24")).to_string(),
+            "its podCIDR 198.19.0.0/24 is outside the cluster's pod range"
+        );
     }
 
     #[test]

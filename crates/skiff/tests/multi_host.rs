@@ -150,7 +150,10 @@ fn ready_pods(server: &Skiff, selector: &[&str]) -> BTreeMap<String, (String, St
         .map(|pod| {
             (
                 str_at(&pod, "/metadata/name"),
-                (str_at(&pod, "/spec/nodeName"), str_at(&pod, "/status/podIP")),
+                (
+                    str_at(&pod, "/spec/nodeName"),
+                    str_at(&pod, "/status/podIP"),
+                ),
             )
         })
         .collect()
@@ -190,7 +193,12 @@ fn fetch_in_pod<T>(
 fn pod_cidrs(server: &Skiff) -> BTreeMap<String, String> {
     items(&server.kubectl().json(&["get", "nodes"]))
         .iter()
-        .map(|node| (str_at(node, "/metadata/name"), str_at(node, "/spec/podCIDR")))
+        .map(|node| {
+            (
+                str_at(node, "/metadata/name"),
+                str_at(node, "/spec/podCIDR"),
+            )
+        })
         .collect()
 }
 
@@ -230,12 +238,14 @@ fn through_port_forward(server: &Skiff, pod: &str) -> String {
         .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("no local port in {line:?}"));
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let answer = wait_for(&format!("an answer from {pod} through port-forward"), DEADLINE, || {
-        match support::http::http_get_at(address, "/", Duration::from_secs(2), READ_TIMEOUT) {
+    let answer = wait_for(
+        &format!("an answer from {pod} through port-forward"),
+        DEADLINE,
+        || match support::http::http_get_at(address, "/", Duration::from_secs(2), READ_TIMEOUT) {
             Ok((200, body)) => Some(body),
             _ => None,
-        }
-    });
+        },
+    );
     drop(forward);
     answer
 }
@@ -274,11 +284,15 @@ fn two_agents_spread_a_deployment_and_their_pods_services_and_node_ports_reach_a
         );
         let address_a = hosts.host(1).address.clone();
         let address_b = hosts.host(2).address.clone();
-        wait_for("the routes between the agents' pod ranges", DEADLINE, || {
-            (gateway_routes(&hosts, 1) == vec![format!("{cidr_b} via {address_b}")]
-                && gateway_routes(&hosts, 2) == vec![format!("{cidr_a} via {address_a}")])
-            .then_some(())
-        });
+        wait_for(
+            "the routes between the agents' pod ranges",
+            DEADLINE,
+            || {
+                (gateway_routes(&hosts, 1) == vec![format!("{cidr_b} via {address_b}")]
+                    && gateway_routes(&hosts, 2) == vec![format!("{cidr_a} via {address_a}")])
+                .then_some(())
+            },
+        );
 
         let file = server.write_file("two-agents.yaml", &two_agent_manifests());
         server.kubectl().ok(&["apply", "-f", &file]);
@@ -400,9 +414,10 @@ fn two_agents_spread_a_deployment_and_their_pods_services_and_node_ports_reach_a
                 logs.contains("listening on") && logs.contains(&format!("pod={pod}")),
                 "kubectl logs {pod} (on {node}): {logs}"
             );
-            let exec = server
-                .kubectl()
-                .run(&["exec", client, "--", "sh", "-c", "hostname; exit 3"]);
+            let exec =
+                server
+                    .kubectl()
+                    .run(&["exec", client, "--", "sh", "-c", "hostname; exit 3"]);
             assert_eq!(
                 (exec.status.code(), exec.stdout.as_str()),
                 (Some(3), format!("{client}\n").as_str()),
