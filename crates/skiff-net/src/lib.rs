@@ -15,7 +15,10 @@
 //!    `status.podIP`). After a restart the same call returns what the pod already had.
 //! 4. When the pod is gone: [`PodNetworkManager::detach`]. At start, detach the pods listed by
 //!    [`PodNetworkManager::attached_pods`] that the node no longer runs.
-//! 5. When `skiff up` stops: detach every pod, then [`PodNetworkManager::shutdown`].
+//! 5. While it runs, keep other nodes' pod ranges routed (host-gw): on every Node change, plan
+//!    with [`plan_peer_routes`], diff with [`route_changes`] and apply through a
+//!    [`PeerRouteTable`] ([`NetlinkPeerRoutes`]); delete those routes when it stops.
+//! 6. When `skiff up` stops: detach every pod, then [`PodNetworkManager::shutdown`].
 //!
 //! Tests of the agent use [`RecordingPodNetwork`] instead of the netlink implementation.
 //!
