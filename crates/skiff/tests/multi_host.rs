@@ -447,3 +447,68 @@ fn two_agents_spread_a_deployment_and_their_pods_services_and_node_ports_reach_a
     let left = TestHosts::leftovers_of(&names);
     assert!(left.is_empty(), "the test hosts left behind: {left:?}");
 }
+
+#[test]
+fn a_node_with_no_shared_link_to_a_peer_routes_nothing_there_and_says_why_once() {
+    assert_root();
+    let hosts = TestHosts::new("g", 3);
+    let names = hosts.names();
+    {
+        let server = Skiff::start_in_host(
+            &hosts,
+            0,
+            &["--no-node", "--container-runtime", "oci", "--no-proxy"],
+            &[],
+        );
+        // Host 1 keeps only a /30 of the link: the server (.10) is on it, host 2 (.12) not.
+        let address_a = hosts.host(1).address.clone();
+        let narrowed = |prefix: &str| format!("{address_a}/{prefix}");
+        hosts.run_in(1, "ip", &["addr", "del", &narrowed("24"), "dev", "eth0"]);
+        hosts.run_in(1, "ip", &["addr", "add", &narrowed("30"), "dev", "eth0"]);
+        let agent_a = HostAgent::start(&hosts, 1, &server, "host-a", &[], &[]);
+        let agent_b = HostAgent::start(&hosts, 2, &server, "host-b", &[], &[]);
+        hosts.wait_for_guard_routes(1);
+        hosts.wait_for_guard_routes(2);
+        let address_b = hosts.host(2).address.clone();
+        let reason = format!(
+            "no route to the node's pods: none of its InternalIPs ({address_b}) is on a link this node shares; host-gw routing needs one (VXLAN is not supported)"
+        );
+        wait_for(
+            "host-a to say why it cannot route to host-b",
+            DEADLINE,
+            || agent_a.log().contains(&reason).then_some(()),
+        );
+        // host-b shares host-a's subnet, so it routes there; host-a routes nowhere.
+        let cidr_a = wait_for("host-a's podCIDR", DEADLINE, || {
+            pod_cidrs(&server)
+                .get("host-a")
+                .filter(|cidr| !cidr.is_empty())
+                .cloned()
+        });
+        wait_for("host-b's route to host-a's pods", DEADLINE, || {
+            (gateway_routes(&hosts, 2) == vec![format!("{cidr_a} via {address_a}")]).then_some(())
+        });
+        // Both nodes heartbeat meanwhile: each change re-plans, and the reason is not repeated.
+        for node in ["host-a", "host-b"] {
+            wait_for(&format!("node {node} to be Ready"), DEADLINE, || {
+                node_ready(&server, node).then_some(())
+            });
+        }
+        assert!(
+            gateway_routes(&hosts, 1).is_empty(),
+            "host-a installed no route to host-b's pods: {:?}",
+            gateway_routes(&hosts, 1)
+        );
+        assert_eq!(
+            agent_a.log().matches(&reason).count(),
+            1,
+            "the reason is logged once:\n{}",
+            agent_a.log()
+        );
+        drop(agent_b);
+        drop(agent_a);
+    }
+    drop(hosts);
+    let left = TestHosts::leftovers_of(&names);
+    assert!(left.is_empty(), "the test hosts left behind: {left:?}");
+}
