@@ -15,7 +15,10 @@
 //!    `status.podIP`). After a restart the same call returns what the pod already had.
 //! 4. When the pod is gone: [`PodNetworkManager::detach`]. At start, detach the pods listed by
 //!    [`PodNetworkManager::attached_pods`] that the node no longer runs.
-//! 5. When `skiff up` stops: detach every pod, then [`PodNetworkManager::shutdown`].
+//! 5. While it runs, keep other nodes' pod ranges routed (host-gw): on every Node change, plan
+//!    with [`plan_peer_routes`], diff with [`route_changes`] and apply through a
+//!    [`PeerRouteTable`] ([`NetlinkPeerRoutes`]); delete those routes when it stops.
+//! 6. When `skiff up` stops: detach every pod, then [`PodNetworkManager::shutdown`].
 //!
 //! Tests of the agent use [`RecordingPodNetwork`] instead of the netlink implementation.
 //!
@@ -40,6 +43,7 @@ pub mod ipam;
 mod linux;
 pub mod manager;
 pub mod network;
+pub mod peer_routes;
 pub mod plan;
 pub mod pod_cidr;
 pub mod ranges;
@@ -51,6 +55,10 @@ pub use ipam::{IpamError, PodAddressFile, PodAddresses, PodRange};
 pub use linux::{run_in_netns, NetlinkPodNetwork};
 pub use manager::PodNetworkManager;
 pub use network::{NetError, PodAttachment, PodNetwork};
+pub use peer_routes::{
+    plan_peer_routes, route_changes, NetlinkPeerRoutes, PeerNode, PeerRoute, PeerRoutePlan,
+    PeerRouteTable, RecordingPeerRoutes, RouteChange, Unroutable, UnroutablePeer,
+};
 pub use plan::{host_routes, HostRoute};
 pub use pod_cidr::{
     next_free_pod_cidr, node_pod_cidr, parse_taken_pod_cidrs, NoFreePodCidr, NodePodCidrError,

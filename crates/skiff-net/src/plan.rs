@@ -4,7 +4,7 @@
 //! so a packet for a pod or Service address that no more specific route claims is refused on
 //! the spot instead of following the default route off the machine; and the node's own
 //! `podCIDR` on the bridge, which the kernel adds itself once the gateway address is on the
-//! bridge. Other nodes' ranges will be routed to their node addresses later.
+//! bridge. Other nodes' ranges are routed to their node addresses by `peer_routes.rs`.
 //!
 //! NAT: pod traffic leaving the node (to anything outside the cluster range) is masqueraded.
 //! Rules live in an nftables table of Skiff's own, written with the `nft` command in one

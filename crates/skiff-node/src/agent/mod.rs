@@ -45,6 +45,7 @@ pub mod logfiles;
 pub mod machine;
 mod node;
 mod oci;
+pub mod peer_routes;
 pub mod pod_range;
 pub mod probe_timing;
 mod process;
@@ -380,6 +381,23 @@ impl NodeAgent {
             },
             None => None,
         };
+        // Other nodes' pods are reached through their nodes' addresses (host-gw).
+        let peer_router = match &self.config.pod_network {
+            Some(settings) if pod_network.is_some() => match skiff_net::NetlinkPeerRoutes::new() {
+                Ok(table) => Some(peer_routes::PeerRouter::start(
+                    self.client.clone(),
+                    &self.config.node_name,
+                    settings.ranges.cluster_cidr,
+                    Arc::new(table),
+                    peer_routes::PEER_ROUTE_RESYNC,
+                )),
+                Err(error) => {
+                    tracing::error!(%error, "cannot route to other nodes' pods");
+                    None
+                }
+            },
+            _ => None,
+        };
         let pods = skiff_api::resources::find("", "v1", "pods").ok_or_else(|| {
             NodeAgentError::Unserved(Box::new(ClientError::UnknownResource("v1/pods".into())))
         })?;
@@ -449,6 +467,9 @@ impl NodeAgent {
                 heartbeat.abort();
                 // No worker runs yet: containers an earlier run left go with the rest.
                 remove_unowned_containers(&shared, |_| true).await;
+                if let Some(router) = peer_router {
+                    router.stop().await;
+                }
                 if let Some(network) = &pod_network {
                     shut_down_pod_network(network).await;
                 }
@@ -502,6 +523,9 @@ impl NodeAgent {
         pods_manager
             .stop_all(self.config.shutdown_grace, &mut done_rx)
             .await;
+        if let Some(router) = peer_router {
+            router.stop().await;
+        }
         if let Some(network) = &pod_network {
             shut_down_pod_network(network).await;
         }
