@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use skiff_store::test_etcd::TestEtcd;
 use support::json::{items, str_at};
-use support::{assert_table, wait_for, wait_for_every, Kubectl, Skiff, DEADLINE};
+use support::{assert_table, wait_for, wait_for_every, Kubectl, Skiff, DEADLINE, ELECTION_FLAGS};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -33,16 +33,8 @@ spec:
         image: nginx:1.27
 ";
 
-/// Short election timing, so a dead leader's Leases run out quickly.
+/// The lease duration [`ELECTION_FLAGS`] gives, in seconds.
 const LEASE_SECONDS: u64 = 4;
-const ELECTION_FLAGS: [&str; 6] = [
-    "--leader-elect-lease-duration",
-    "4s",
-    "--leader-elect-renew-deadline",
-    "3s",
-    "--leader-elect-retry-period",
-    "1s",
-];
 const LEASES: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
 
 /// A server on `etcd`; `simulated_node` gives it the cluster's one (simulated) node.

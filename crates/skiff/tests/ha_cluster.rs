@@ -20,7 +20,7 @@ use serde_json::Value;
 use skiff_client::{Client, RemoteClient, Scope};
 use skiff_store::test_etcd::TestEtcdCluster;
 use support::json::{items, str_at};
-use support::{wait_for, wait_for_every, Kubectl, Skiff, DEADLINE};
+use support::{wait_for, wait_for_every, Kubectl, Skiff, DEADLINE, ELECTION_FLAGS};
 
 const REPLICAS: usize = 30;
 
@@ -46,15 +46,6 @@ spec:
         image: nginx:1.27
 ";
 
-/// Short election timing, so a dead leader's Leases run out quickly.
-const ELECTION_FLAGS: [&str; 6] = [
-    "--leader-elect-lease-duration",
-    "4s",
-    "--leader-elect-renew-deadline",
-    "3s",
-    "--leader-elect-retry-period",
-    "1s",
-];
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 
 /// A server on every member of `etcd`, running `simulated_nodes` simulated nodes.

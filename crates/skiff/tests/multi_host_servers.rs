@@ -16,17 +16,7 @@ use support::images::{demo, DEMO};
 use support::json::str_at;
 use support::oci::assert_root;
 use support::test_hosts::{HostAgent, TestHosts};
-use support::{wait_for, Kubectl, Skiff, DEADLINE};
-
-/// Short election timing, so the surviving server takes the controllers over quickly.
-const ELECTION_FLAGS: [&str; 6] = [
-    "--leader-elect-lease-duration",
-    "4s",
-    "--leader-elect-renew-deadline",
-    "3s",
-    "--leader-elect-retry-period",
-    "1s",
-];
+use support::{wait_for, Kubectl, Skiff, DEADLINE, ELECTION_FLAGS};
 
 fn server_on(hosts: &TestHosts, etcd: &TestEtcd) -> Skiff {
     let endpoint = etcd.endpoint();

@@ -31,6 +31,17 @@ use std::time::{Duration, Instant};
 /// gives up. Generous, because CI machines are small and shared.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Short leader-election timing (lease 4 s, renew deadline 3 s, retry 1 s), so a dead
+/// leader's Leases run out quickly in tests of several servers.
+pub const ELECTION_FLAGS: [&str; 6] = [
+    "--leader-elect-lease-duration",
+    "4s",
+    "--leader-elect-renew-deadline",
+    "3s",
+    "--leader-elect-retry-period",
+    "1s",
+];
+
 /// How often conditions are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
