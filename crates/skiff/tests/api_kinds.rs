@@ -212,6 +212,158 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
     assert!(gone.contains("NotFound"), "{gone}");
 }
 
+#[test]
+fn the_scheduler_writes_its_events_through_events_k8s_io_as_kube_scheduler_does() {
+    let skiff = Skiff::start_with(&["--simulated-nodes", "1", "--no-node"]);
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&["run", "web", "--image=nginx"]);
+    kubectl.ok(&[
+        "run",
+        "pinned",
+        "--image=nginx",
+        "--overrides",
+        r#"{"spec": {"nodeSelector": {"disk": "ssd"}}}"#,
+    ]);
+    let node = wait_for("web to be bound", DEADLINE, || {
+        let pod = kubectl.json(&["get", "pod", "web"]);
+        let node = str_at(&pod, "/spec/nodeName");
+        (!node.is_empty()).then_some(node)
+    });
+
+    let scheduled = wait_for(
+        "the Scheduled event through events.k8s.io",
+        DEADLINE,
+        || {
+            let events = kubectl.json(&[
+                "get",
+                "events.v1.events.k8s.io",
+                "--field-selector",
+                "regarding.name=web,reason=Scheduled",
+            ]);
+            items(&events).into_iter().next()
+        },
+    );
+    assert_eq!(str_at(&scheduled, "/apiVersion"), "events.k8s.io/v1");
+    assert_eq!(
+        str_at(&scheduled, "/reportingController"),
+        "default-scheduler"
+    );
+    let instance = str_at(&scheduled, "/reportingInstance");
+    assert!(
+        instance.starts_with("default-scheduler-") && instance.len() > "default-scheduler-".len(),
+        "{scheduled}"
+    );
+    assert_eq!(str_at(&scheduled, "/action"), "Binding");
+    assert_eq!(str_at(&scheduled, "/type"), "Normal");
+    assert_eq!(
+        str_at(&scheduled, "/note"),
+        format!("Successfully assigned default/web to {node}")
+    );
+    assert_eq!(str_at(&scheduled, "/regarding/kind"), "Pod");
+    assert_eq!(str_at(&scheduled, "/regarding/apiVersion"), "v1");
+    assert_eq!(str_at(&scheduled, "/regarding/name"), "web");
+    let pod_uid = str_at(&kubectl.json(&["get", "pod", "web"]), "/metadata/uid");
+    assert_eq!(str_at(&scheduled, "/regarding/uid"), pod_uid);
+    // A MicroTime, as the events library stamps it; none of the deprecated core fields.
+    let event_time = str_at(&scheduled, "/eventTime");
+    let fraction = event_time
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no fraction in {event_time}"));
+    assert_eq!(fraction.len(), "716748Z".len(), "{event_time}");
+    assert_eq!(scheduled["deprecatedSource"], serde_json::json!({}));
+    assert!(
+        scheduled["deprecatedFirstTimestamp"].is_null(),
+        "{scheduled}"
+    );
+    assert!(
+        scheduled["deprecatedLastTimestamp"].is_null(),
+        "{scheduled}"
+    );
+    assert!(scheduled.get("deprecatedCount").is_none(), "{scheduled}");
+    assert!(scheduled.get("series").is_none(), "{scheduled}");
+    let name = str_at(&scheduled, "/metadata/name");
+    let suffix = name
+        .strip_prefix("web.")
+        .unwrap_or_else(|| panic!("the event is named after the pod: {name}"));
+    assert!(
+        suffix.chars().all(|c| c.is_ascii_hexdigit()),
+        "named after the time in hexadecimal nanoseconds: {name}"
+    );
+
+    // The core view is the one Kubernetes 1.36 answers for the scheduler's events.
+    let core = kubectl.json(&["get", "events", &name]);
+    assert_eq!(core["source"], serde_json::json!({}));
+    assert!(core["firstTimestamp"].is_null() && core["lastTimestamp"].is_null());
+    assert!(core.get("count").is_none(), "{core}");
+    assert_eq!(str_at(&core, "/reportingComponent"), "default-scheduler");
+    assert_eq!(str_at(&core, "/reportingInstance"), instance);
+
+    let failed = wait_for("the FailedScheduling event", DEADLINE, || {
+        let events = kubectl.json(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "--field-selector",
+            "regarding.name=pinned,reason=FailedScheduling",
+        ]);
+        items(&events).into_iter().next()
+    });
+    assert_eq!(str_at(&failed, "/action"), "Scheduling");
+    assert_eq!(str_at(&failed, "/type"), "Warning");
+    assert_eq!(str_at(&failed, "/reportingController"), "default-scheduler");
+    let expected = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. \
+no new claims to deallocate, preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+    assert_eq!(str_at(&failed, "/note"), expected);
+
+    // kubectl prints them as against Kubernetes: `get events` rows and describe's Events.
+    let printed = kubectl.ok(&["get", "events", "--field-selector", "reason=Scheduled"]);
+    let row: Vec<&str> = printed
+        .lines()
+        .skip(1)
+        .map(cells)
+        .find(|r| r.get(3) == Some(&"pod/web"))
+        .unwrap_or_else(|| panic!("no row for pod/web: {printed}"));
+    assert!(support::is_age(row[0]), "{printed}");
+    assert_eq!(
+        row[1..].join(" "),
+        format!("Normal Scheduled pod/web Successfully assigned default/web to {node}")
+    );
+    let wide = kubectl.ok(&["get", "events", &name, "-o", "wide"]);
+    assert!(
+        wide.contains(&format!("default-scheduler, {instance}")),
+        "SOURCE is the reporting controller and instance: {wide}"
+    );
+    let described = kubectl.ok(&["describe", "pod", "web"]);
+    let events_part = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events in {described}"));
+    let line = events_part
+        .lines()
+        .find(|l| l.contains("Scheduled"))
+        .unwrap_or_else(|| panic!("no Scheduled line: {described}"));
+    let line_cells = cells(line);
+    assert_eq!(line_cells[..2], ["Normal", "Scheduled"], "{line}");
+    assert!(support::is_age(line_cells[2]), "{line}");
+    assert_eq!(
+        line_cells[3..].join(" "),
+        format!("default-scheduler Successfully assigned default/web to {node}")
+    );
+    let described = kubectl.ok(&["describe", "pod", "pinned"]);
+    let failed_line = described
+        .lines()
+        .find(|l| l.contains("FailedScheduling"))
+        .unwrap_or_else(|| panic!("no FailedScheduling line: {described}"));
+    let failed_cells = cells(failed_line);
+    assert_eq!(
+        failed_cells[..2],
+        ["Warning", "FailedScheduling"],
+        "{failed_line}"
+    );
+    assert_eq!(failed_cells[3], "default-scheduler", "{failed_line}");
+    assert!(described.contains(expected), "{described}");
+}
+
 /// The rows of a `kubectl get` table after its header, each as its cells, with the AGE column
 /// (at `age_column`) checked and dropped.
 fn rows_without_age(printed: &str, age_column: usize) -> BTreeSet<Vec<String>> {
