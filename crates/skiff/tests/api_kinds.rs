@@ -1,6 +1,6 @@
 //! The API kinds tools expect beside the workloads, end to end with the real `kubectl`:
 //! `events.k8s.io/v1` Events sharing core Events' storage, the API Priority and Fairness
-//! bootstrap configuration, and the server-wide in-flight limits.
+//! bootstrap configuration and requests dispatched by it, the scheduler's Events.
 //!
 //! Run with `cargo test -p skiff --test api_kinds`. Needs `kubectl` on the PATH. Every wait
 //! polls a condition against a deadline.
@@ -667,72 +667,216 @@ fn open_watch(
     stream
 }
 
+/// A priority level with few shares that refuses beyond them, and the FlowSchema sending the
+/// ServiceAccount `load:noisy` there.
+const NOISY_FLOW: &str = "apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata:
+  name: noisy
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 5
+    lendablePercent: 0
+    limitResponse:
+      type: Reject
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata:
+  name: noisy
+spec:
+  priorityLevelConfiguration:
+    name: noisy
+  matchingPrecedence: 500
+  distinguisherMethod:
+    type: ByUser
+  rules:
+  - subjects:
+    - kind: ServiceAccount
+      serviceAccount:
+        namespace: load
+        name: noisy
+    resourceRules:
+    - verbs: [\"*\"]
+      apiGroups: [\"*\"]
+      resources: [\"*\"]
+      namespaces: [\"*\"]
+      clusterScope: true
+";
+
+/// The value of a header in a raw answer (names compared without case).
+fn header_of(answer: &str, name: &str) -> Option<String> {
+    let head = answer.split("\r\n\r\n").next().unwrap_or("");
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
+
+fn uid_of(kubectl: &support::Kubectl, kind: &str, name: &str) -> String {
+    kubectl
+        .ok(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"])
+        .trim()
+        .to_string()
+}
+
 #[test]
-fn requests_beyond_the_inflight_limits_are_refused_but_long_running_and_admin_ones_are_not() {
+fn a_noisy_client_gets_429s_from_its_own_priority_level_while_another_is_served() {
+    // A server concurrency of 6: the noisy level's 5 shares of 250 give it one seat.
     let skiff = Skiff::start_with(&[
-        "--max-requests-inflight=1",
+        "--no-node",
+        "--max-requests-inflight=4",
         "--max-mutating-requests-inflight=2",
     ]);
     let kubectl = skiff.kubectl();
+    kubectl.ok(&["create", "namespace", "load"]);
+    for account in ["noisy", "quiet"] {
+        kubectl.ok(&["create", "serviceaccount", account, "-n", "load"]);
+    }
     kubectl.ok(&[
         "create",
         "rolebinding",
-        "default-edit",
+        "load-edit",
+        "-n",
+        "load",
         "--clusterrole=edit",
-        "--serviceaccount=default:default",
+        "--serviceaccount=load:noisy",
+        "--serviceaccount=load:quiet",
     ]);
-    let token = kubectl
-        .ok(&["create", "token", "default"])
-        .trim()
-        .to_string();
-    let configmaps = "/api/v1/namespaces/default/configmaps";
-    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"probe-"}}"#;
+    let token = |account: &str| {
+        kubectl
+            .ok(&["create", "token", account, "-n", "load"])
+            .trim()
+            .to_string()
+    };
+    let (noisy, quiet) = (token("noisy"), token("quiet"));
+    let flow_file = skiff.write_file("noisy-flow.yaml", NOISY_FLOW);
+    kubectl.ok(&["apply", "-f", &flow_file]);
+    let noisy_schema = uid_of(&kubectl, "flowschema", "noisy");
+    let noisy_level = uid_of(&kubectl, "prioritylevelconfiguration", "noisy");
+    let configmaps = "/api/v1/namespaces/load/configmaps";
 
-    // Long-running requests do not count: two open watches, and a list is still served under
-    // a read-only limit of one.
-    let _watches = [
-        open_watch(&skiff, "/api/v1/namespaces/default/pods?watch=true", &token),
-        open_watch(
-            &skiff,
-            "/api/v1/namespaces/default/configmaps?watch=true",
-            &token,
-        ),
-    ];
-    let listed = raw_answer(&skiff, "GET", configmaps, &token, "");
+    // Classified by the new FlowSchema once the server has read it; the answer says so.
+    let answer = wait_for("the noisy FlowSchema to classify", DEADLINE, || {
+        let answer = raw_answer(&skiff, "GET", configmaps, &noisy, "");
+        (header_of(&answer, "X-Kubernetes-PF-FlowSchema-UID").as_deref()
+            == Some(noisy_schema.as_str()))
+        .then_some(answer)
+    });
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-PriorityLevel-UID").as_deref(),
+        Some(noisy_level.as_str()),
+        "{answer}"
+    );
+    let found = kubectl.ok(&[
+        "get",
+        "flowschema",
+        "noisy",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Dangling\")].status}",
+    ]);
+    assert_eq!(found.trim(), "False");
+    // Another service account is classified by the bootstrap configuration.
+    let answer = raw_answer(&skiff, "GET", configmaps, &quiet, "");
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-FlowSchema-UID"),
+        Some(uid_of(&kubectl, "flowschema", "service-accounts")),
+        "{answer}"
+    );
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-PriorityLevel-UID"),
+        Some(uid_of(
+            &kubectl,
+            "prioritylevelconfiguration",
+            "workload-low"
+        )),
+        "{answer}"
+    );
+
+    // Watches hold no seat: one open watch, and the noisy level still serves a list.
+    let watch = open_watch(&skiff, &format!("{configmaps}?watch=true"), &noisy);
+    let listed = raw_answer(&skiff, "GET", configmaps, &noisy, "");
     assert_eq!(status_of(&listed), "200", "{listed}");
 
-    // Two mutating requests held open (authorized, then waiting for their bodies) fill the
-    // mutating limit.
-    let held = [
-        held_request(&skiff, configmaps, &token),
-        held_request(&skiff, configmaps, &token),
-    ];
-    let refused = wait_for("a third write to be refused", DEADLINE, || {
-        let answer = raw_answer(&skiff, "POST", configmaps, &token, body);
+    // A write held open (authorized, waiting for its body) takes the level's one seat.
+    let held = held_request(&skiff, configmaps, &noisy);
+    let refused = wait_for("the noisy client to be refused", DEADLINE, || {
+        let answer = raw_answer(&skiff, "GET", configmaps, &noisy, "");
         (status_of(&answer) == "429").then_some(answer)
     });
-    let lower = refused.to_ascii_lowercase();
-    assert!(lower.contains("\r\nretry-after: 1\r\n"), "{refused}");
-    assert!(
-        lower.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n"),
+    assert_eq!(header_of(&refused, "Retry-After").as_deref(), Some("1"));
+    assert_eq!(
+        header_of(&refused, "Content-Type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        header_of(&refused, "X-Kubernetes-PF-FlowSchema-UID"),
+        Some(noisy_schema.clone()),
         "{refused}"
     );
     assert!(
         refused.ends_with("\r\n\r\nToo many requests, please try again later.\n"),
         "{refused}"
     );
-    // Reads have their own limit, and system:masters is served beyond the limit.
-    let read = raw_answer(&skiff, "GET", configmaps, &token, "");
-    assert_eq!(status_of(&read), "200", "{read}");
-    kubectl.ok(&["create", "configmap", "by-admin"]);
 
-    // Once the held requests end, writes are served again.
-    drop(held);
-    let answer = wait_for("writes to be served again", DEADLINE, || {
-        let answer = raw_answer(&skiff, "POST", configmaps, &token, body);
-        (status_of(&answer) != "429").then_some(answer)
+    // While noisy threads flood their level, the quiet client is answered every time, and so
+    // is the administrator (exempt).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (noisy_ok, noisy_refused) = std::thread::scope(|scope| {
+        let flooders: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut ok, mut refused) = (0u32, 0u32);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match status_of(&raw_answer(&skiff, "GET", configmaps, &noisy, "")) {
+                            "200" => ok += 1,
+                            "429" => refused += 1,
+                            other => panic!("the noisy client got {other}"),
+                        }
+                    }
+                    (ok, refused)
+                })
+            })
+            .collect();
+        for i in 0..30 {
+            let answer = raw_answer(&skiff, "GET", configmaps, &quiet, "");
+            assert_eq!(status_of(&answer), "200", "quiet request {i}: {answer}");
+        }
+        kubectl.ok(&["get", "configmaps", "-n", "load"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flooders
+            .into_iter()
+            .map(|f| f.join().expect("a flooder"))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     });
-    assert_eq!(status_of(&answer), "201", "{answer}");
+    assert!(noisy_refused > 0, "the noisy client was never refused");
+    assert_eq!(noisy_ok, 0, "its one seat stayed held");
+
+    // Once the held write ends, the noisy client is served again.
+    drop(held);
+    drop(watch);
+    let answer = wait_for("the noisy client to be served again", DEADLINE, || {
+        let answer = raw_answer(&skiff, "GET", configmaps, &noisy, "");
+        (status_of(&answer) == "200").then_some(answer)
+    });
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-PriorityLevel-UID"),
+        Some(noisy_level)
+    );
+    // A priority level's status stays empty, as kube-apiserver leaves it.
+    let status = kubectl.ok(&[
+        "get",
+        "prioritylevelconfiguration",
+        "noisy",
+        "-o",
+        "jsonpath={.status}",
+    ]);
+    assert!(matches!(status.trim(), "" | "{}"), "{status}");
 }
 
 /// A minimal definition of a namespaced custom resource in `widgets.example.com/v1`.
