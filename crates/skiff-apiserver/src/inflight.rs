@@ -19,6 +19,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
+use http_body_util::BodyExt;
 use axum::response::Response;
 use serde_json::Value;
 use skiff_api::priority_fairness::{
@@ -433,8 +434,15 @@ pub async fn limit_inflight(
     let seats = seats_of(&info, req.uri().query());
     match state.inflight.admit(&classification, seats).await {
         Ok(admission) => {
-            let mut resp = next.run(req).await;
-            drop(admission);
+            let resp = next.run(req).await;
+            // The seats are held until the answer is written whole, as a Go handler holds
+            // them while it writes: a streamed list body counts too.
+            let mut resp = resp.map(|body| {
+                Body::new(body.map_err(move |error| {
+                    let _held = &admission;
+                    error
+                }))
+            });
             name_headers(&mut resp, &classification);
             resp
         }
