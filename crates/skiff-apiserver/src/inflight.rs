@@ -19,8 +19,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use http_body_util::BodyExt;
 use axum::response::Response;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use skiff_api::priority_fairness::{
     flow_hash, list_seats, max_seats, Classification, Dispatched, FlowConfig, LevelKind, QueueSet,
