@@ -725,5 +725,77 @@ impl QueueSet {
     }
 }
 
+/// The longest `Retry-After` a refusal suggests, in seconds.
+pub const MAX_RETRY_AFTER: i64 = 32;
+
+/// A level's recent refusals and the `Retry-After` they suggest, as kube-apiserver's dropped
+/// requests tracker keeps them: it starts at one second, doubles (up to
+/// [`MAX_RETRY_AFTER`]) when at least three times as many requests as its value were refused
+/// over that many seconds, at most once per that many seconds, and shrinks by one when fewer
+/// than its value were. Times are Unix seconds passed in.
+#[derive(Clone, Debug)]
+pub struct RefusalTracker {
+    /// Refusals per past second, oldest first.
+    history: VecDeque<(i64, i64)>,
+    current_second: i64,
+    current_count: i64,
+    retry_after: i64,
+    bumped_at: i64,
+}
+
+impl Default for RefusalTracker {
+    fn default() -> Self {
+        RefusalTracker {
+            history: VecDeque::new(),
+            current_second: 0,
+            current_count: 0,
+            retry_after: 1,
+            bumped_at: 0,
+        }
+    }
+}
+
+impl RefusalTracker {
+    /// The `Retry-After` to send now, in seconds.
+    pub fn retry_after(&self) -> i64 {
+        self.retry_after
+    }
+
+    /// Counts a refusal at `now`; the value changes only when a new second begins, from the
+    /// seconds before it.
+    pub fn record(&mut self, now: i64) {
+        if now == self.current_second {
+            self.current_count = self.current_count.saturating_add(1);
+            return;
+        }
+        let closed = self.current_second;
+        self.history.push_back((closed, self.current_count));
+        while self
+            .history
+            .front()
+            .is_some_and(|(second, _)| closed.saturating_sub(*second) > MAX_RETRY_AFTER)
+        {
+            self.history.pop_front();
+        }
+        self.current_second = now;
+        self.current_count = 1;
+        let window = self.retry_after;
+        let refused: i64 = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|(second, _)| now.saturating_sub(*second) <= window)
+            .filter(|(second, _)| *second < now)
+            .map(|(_, count)| *count)
+            .fold(0i64, i64::saturating_add);
+        if now.saturating_sub(self.bumped_at) >= window && refused >= window.saturating_mul(3) {
+            self.retry_after = window.saturating_mul(2).min(MAX_RETRY_AFTER);
+            self.bumped_at = now;
+        } else if refused < window && window > 1 {
+            self.retry_after = window - 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,8 @@
 //! level serves as many requests as its share of the server's concurrency
 //! (`--max-requests-inflight` + `--max-mutating-requests-inflight`) allows, queuing the rest
 //! fairly per flow or refusing them as it is configured. A refused request gets kube-apiserver's
-//! 429 (`Retry-After` and its plain-text words); every classified request's answer names the
+//! 429 (its plain-text words, and a `Retry-After` of 1 to 32 seconds growing with the level's
+//! refusals); every classified request's answer names the
 //! FlowSchema and priority level in `X-Kubernetes-PF-FlowSchema-UID` and
 //! `X-Kubernetes-PF-PriorityLevel-UID`. Exec, attach, logs, port-forward and proxy are not
 //! subject to it, and watches are classified (their answer carries the headers) but hold no
@@ -24,7 +25,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use skiff_api::priority_fairness::{
     flow_hash, list_seats, max_seats, Classification, Dispatched, FlowConfig, LevelKind, QueueSet,
-    RejectReason, RequestDigest, Verdict, DEFAULT_QUEUE_WAIT,
+    RefusalTracker, RejectReason, RequestDigest, Verdict, DEFAULT_QUEUE_WAIT,
 };
 use skiff_auth::request_info::{request_info, RequestInfo};
 use skiff_auth::user::UserInfo;
@@ -66,6 +67,7 @@ impl LevelState {
 struct Dispatcher {
     config: Arc<FlowConfig>,
     levels: HashMap<String, LevelState>,
+    refusals: HashMap<String, RefusalTracker>,
 }
 
 /// The server's flow control: the digested configuration and one queue set per limited
@@ -182,6 +184,7 @@ impl FlowControl {
             dispatcher: Mutex::new(Dispatcher {
                 config: Arc::new(FlowConfig::digest(&[], &[])),
                 levels: HashMap::new(),
+                refusals: HashMap::new(),
             }),
         };
         flow.apply(FlowConfig::digest(&[], &[]));
@@ -259,6 +262,15 @@ impl FlowControl {
     pub fn classify(&self, request: &RequestDigest) -> Classification {
         let config = self.lock().config.clone();
         config.classify(request)
+    }
+
+    /// Counts a refusal at `level`; the `Retry-After` (seconds) to send with it.
+    pub fn refused(&self, level: &str) -> i64 {
+        let now = jiff::Timestamp::now().as_second();
+        let mut dispatcher = self.lock();
+        let tracker = dispatcher.refusals.entry(level.to_string()).or_default();
+        tracker.record(now);
+        tracker.retry_after()
     }
 
     /// The concurrency limit of a limited level, for tests and figures.
@@ -360,12 +372,13 @@ pub fn digest(user: &UserInfo, info: &RequestInfo) -> RequestDigest {
     }
 }
 
-/// kube-apiserver's refusal: 429, `Retry-After: 1`, its text as `http.Error` writes it.
-fn too_many_requests() -> Response {
+/// kube-apiserver's refusal: 429, `Retry-After` in seconds, its text as `http.Error` writes
+/// it.
+fn too_many_requests(retry_after: i64) -> Response {
     let mut resp = Response::new(Body::from(TOO_MANY_REQUESTS));
     *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let headers = resp.headers_mut();
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -447,7 +460,7 @@ pub async fn limit_inflight(
             resp
         }
         Err(_) => {
-            let mut resp = too_many_requests();
+            let mut resp = too_many_requests(state.inflight.refused(&classification.level));
             name_headers(&mut resp, &classification);
             resp
         }

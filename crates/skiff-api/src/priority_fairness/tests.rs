@@ -583,3 +583,50 @@ fn reconfiguring_a_level_keeps_its_waiting_requests() {
     assert_eq!(set.waiting(), 1);
     assert_eq!(set.concurrency_limit(), 2);
 }
+
+#[test]
+fn retry_after_grows_with_refusals_and_shrinks_without() {
+    let mut tracker = RefusalTracker::default();
+    for _ in 0..5 {
+        tracker.record(10);
+    }
+    assert_eq!(
+        tracker.retry_after(),
+        1,
+        "nothing is judged within the first second"
+    );
+    tracker.record(11);
+    assert_eq!(
+        tracker.retry_after(),
+        2,
+        "5 refusals in the last second: at least 3 × 1"
+    );
+    tracker.record(12);
+    assert_eq!(
+        tracker.retry_after(),
+        2,
+        "6 refusals in the last 2 seconds, but bumped less than 2 seconds ago"
+    );
+    for _ in 0..10 {
+        tracker.record(13);
+    }
+    tracker.record(14);
+    assert_eq!(
+        tracker.retry_after(),
+        4,
+        "11 refusals over 2 seconds, bumped 3 seconds ago"
+    );
+    tracker.record(30);
+    assert_eq!(
+        tracker.retry_after(),
+        3,
+        "none in the last 4 seconds: one less"
+    );
+    let mut flood = RefusalTracker::default();
+    for second in 0..200 {
+        for _ in 0..100 {
+            flood.record(second);
+        }
+    }
+    assert_eq!(flood.retry_after(), MAX_RETRY_AFTER);
+}

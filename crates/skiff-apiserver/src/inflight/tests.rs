@@ -190,7 +190,7 @@ fn long_running_requests_are_told_apart() {
 
 #[test]
 fn the_refusal_reads_like_kube_apiserver() {
-    let resp = too_many_requests();
+    let resp = too_many_requests(1);
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
     assert_eq!(
