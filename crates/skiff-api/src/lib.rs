@@ -20,6 +20,7 @@ pub mod managed_fields;
 pub mod nesting;
 pub mod patch;
 pub mod printers;
+pub mod priority_fairness;
 pub mod quantity;
 pub mod quota;
 pub mod rbac;

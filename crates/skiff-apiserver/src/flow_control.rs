@@ -2,9 +2,11 @@
 //! producer and consumer do: before serving, every missing bootstrap FlowSchema and
 //! PriorityLevelConfiguration is created; afterwards a loop over watches of both kinds brings
 //! back deleted mandatory objects, restores their spec while `autoupdate-spec` allows it, and
-//! writes each FlowSchema's `Dangling` condition. What to write is decided by the pure
+//! writes each FlowSchema's `Dangling` condition, and hands what is stored to the request
+//! dispatcher ([`FlowControl`]) after every change. What to write is decided by the pure
 //! [`skiff_api::flow_control::plan`]; this module only reads and writes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,6 +15,7 @@ use skiff_api::flow_control::{plan, ConfigKind, Step};
 use skiff_api::kinds::{flow_schema, priority_level_configuration};
 use skiff_api::resources::{ResourceInfo, Subresource};
 
+use crate::inflight::FlowControl;
 use crate::registry::{FieldManagerName, ListOptions, Registry, WriteOptions};
 use crate::status::ApiError;
 
@@ -106,22 +109,46 @@ fn name_of(obj: &Value) -> String {
 const START_PASSES: usize = 3;
 
 /// Creates the missing bootstrap objects, mandatory and suggested, and writes their
-/// conditions: run before the server serves, so nothing is left to write once it does.
-pub async fn ensure_at_start(registry: &Registry) -> Result<(), ApiError> {
+/// conditions: run before the server serves, so nothing is left to write once it does. Then
+/// `flow` takes the stored configuration.
+pub async fn ensure_at_start(registry: &Registry, flow: &FlowControl) -> Result<(), ApiError> {
     for _ in 0..START_PASSES {
         if pass(registry, true).await? == 0 {
             break;
         }
     }
+    refresh(registry, flow).await
+}
+
+/// Hands the stored FlowSchemas and priority levels to the dispatcher.
+async fn refresh(registry: &Registry, flow: &FlowControl) -> Result<(), ApiError> {
+    let options = ListOptions::default();
+    let schemas = registry.list(&flow_schema::V1, None, &options).await?.items;
+    let levels = registry
+        .list(&priority_level_configuration::V1, None, &options)
+        .await?
+        .items;
+    flow.reconfigure(&schemas, &levels);
     Ok(())
 }
 
-/// Starts the loop keeping the mandatory objects and FlowSchema conditions.
-pub fn spawn(registry: Registry) {
-    tokio::spawn(run(registry));
+/// Starts the loop keeping the mandatory objects and FlowSchema conditions, and `flow`'s
+/// configuration in step with the stored objects.
+pub fn spawn(registry: Registry, flow: Arc<FlowControl>) {
+    tokio::spawn(run(registry, flow));
 }
 
-async fn run(registry: Registry) {
+/// One pass, then the dispatcher takes what is stored.
+async fn keep(registry: &Registry, flow: &FlowControl) {
+    if let Err(error) = pass(registry, false).await {
+        tracing::warn!(%error, "keeping the flow control configuration failed");
+    }
+    if let Err(error) = refresh(registry, flow).await {
+        tracing::warn!(%error, "reading the flow control configuration failed");
+    }
+}
+
+async fn run(registry: Registry, flow: Arc<FlowControl>) {
     loop {
         let options = ListOptions::default();
         let watches = futures::future::try_join(
@@ -133,16 +160,12 @@ async fn run(registry: Registry) {
             Ok((schemas, levels)) => {
                 let mut changes = futures::stream::select(schemas, levels);
                 // A pass first: a change may have come before the watches started.
-                if let Err(error) = pass(&registry, false).await {
-                    tracing::warn!(%error, "keeping the flow control configuration failed");
-                }
+                keep(&registry, &flow).await;
                 while let Some(event) = changes.next().await {
                     if event.event_type == "BOOKMARK" {
                         continue;
                     }
-                    if let Err(error) = pass(&registry, false).await {
-                        tracing::warn!(%error, "keeping the flow control configuration failed");
-                    }
+                    keep(&registry, &flow).await;
                 }
             }
             Err(error) => {

@@ -44,9 +44,9 @@ pub struct ServerState {
     pub streams: Option<Arc<dyn crate::streaming::PodStreams>>,
     /// Where `metrics.k8s.io` reads from; `None` when nothing in this process measures pods.
     pub metrics: Option<Arc<dyn crate::metrics::ResourceMetrics>>,
-    /// The server-wide in-flight limits (`--max-requests-inflight` and
-    /// `--max-mutating-requests-inflight`).
-    pub inflight: Arc<crate::inflight::InflightLimiter>,
+    /// API Priority and Fairness over the server's concurrency (`--max-requests-inflight`
+    /// plus `--max-mutating-requests-inflight`).
+    pub inflight: Arc<crate::inflight::FlowControl>,
 }
 
 /// Builds the router.

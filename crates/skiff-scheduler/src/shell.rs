@@ -54,8 +54,22 @@ pub async fn run(
     client: Arc<dyn Client>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SchedulerError> {
-    let recorder = Arc::new(ClientEventRecorder::new(client.clone()));
+    let recorder = Arc::new(ClientEventRecorder::new(
+        client.clone(),
+        crate::events::reporting_instance(&host_name()),
+    ));
+    recorder.spawn_upkeep();
     run_with(client, recorder, SchedulerConfig::default(), shutdown).await
+}
+
+/// The machine's host name, as kube-scheduler's reporting instance names it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Schedules pods until `shutdown` resolves, with the given event recorder and timing.

@@ -140,9 +140,28 @@ async fn binds_spreads_reports_and_retries() {
             .as_str()
         )
     );
+    // Written through events.k8s.io/v1 as kube-scheduler writes it: no deprecated source,
+    // count or timestamps in the core view, the reporting controller and action instead.
     assert_eq!(
-        scheduled.source.and_then(|s| s.component).as_deref(),
+        scheduled.reporting_component.as_deref(),
         Some("default-scheduler")
+    );
+    assert_eq!(scheduled.action.as_deref(), Some("Binding"));
+    assert!(
+        scheduled
+            .reporting_instance
+            .as_deref()
+            .is_some_and(|i| i.starts_with("default-scheduler-")),
+        "{:?}",
+        scheduled.reporting_instance
+    );
+    assert!(scheduled.event_time.is_some(), "{scheduled:?}");
+    assert_eq!(scheduled.count, None, "{scheduled:?}");
+    assert_eq!(scheduled.first_timestamp, None, "{scheduled:?}");
+    assert_eq!(
+        scheduled.source.and_then(|s| s.component),
+        None,
+        "no deprecated source"
     );
 
     let expected = "0/2 nodes are available: 2 Insufficient cpu. no new claims to deallocate, preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.";

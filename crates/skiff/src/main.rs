@@ -164,11 +164,13 @@ pub struct UpArgs {
     /// is evicted.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
     pub default_unreachable_toleration_seconds: i64,
-    /// The most read-only requests served at once (0: no limit); more are answered 429.
-    /// Long-running requests (watch, exec, logs, port-forward) do not count.
+    /// With --max-mutating-requests-inflight, summed into the server's total concurrency
+    /// (which must be positive), shared among the priority levels of API Priority and
+    /// Fairness; requests beyond a level's share wait in its queues or are answered 429.
+    /// Watches hold no seat; exec, logs, attach and port-forward are not limited.
     #[arg(long, value_name = "N", default_value_t = skiff_apiserver::inflight::DEFAULT_MAX_REQUESTS_INFLIGHT)]
     pub max_requests_inflight: usize,
-    /// The most mutating requests served at once (0: no limit); more are answered 429.
+    /// Summed with --max-requests-inflight into the server's total concurrency.
     #[arg(long, value_name = "N", default_value_t = skiff_apiserver::inflight::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)]
     pub max_mutating_requests_inflight: usize,
 }

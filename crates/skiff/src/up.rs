@@ -233,8 +233,12 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     system::resume_namespace_finalizers(&registry).await?;
     skiff_apiserver::crd_controller::register_stored(&registry).await?;
     skiff_apiserver::crd_controller::spawn(registry.clone());
-    skiff_apiserver::flow_control::ensure_at_start(&registry).await?;
-    skiff_apiserver::flow_control::spawn(registry.clone());
+    let flow_control = Arc::new(skiff_apiserver::inflight::FlowControl::new(
+        args.max_requests_inflight,
+        args.max_mutating_requests_inflight,
+    )?);
+    skiff_apiserver::flow_control::ensure_at_start(&registry, &flow_control).await?;
+    skiff_apiserver::flow_control::spawn(registry.clone(), flow_control.clone());
 
     let listener = std::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -419,10 +423,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         logs,
         streams,
         metrics: measured.then(|| metrics.clone()),
-        inflight: Arc::new(skiff_apiserver::inflight::InflightLimiter::new(
-            args.max_requests_inflight,
-            args.max_mutating_requests_inflight,
-        )),
+        inflight: flow_control,
     });
     let controller_manager = ControllerManager {
         client: client.clone(),

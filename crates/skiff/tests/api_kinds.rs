@@ -1,6 +1,6 @@
 //! The API kinds tools expect beside the workloads, end to end with the real `kubectl`:
 //! `events.k8s.io/v1` Events sharing core Events' storage, the API Priority and Fairness
-//! bootstrap configuration, and the server-wide in-flight limits.
+//! bootstrap configuration and requests dispatched by it, the scheduler's Events.
 //!
 //! Run with `cargo test -p skiff --test api_kinds`. Needs `kubectl` on the PATH. Every wait
 //! polls a condition against a deadline.
@@ -210,6 +210,158 @@ fn events_written_in_one_group_are_read_and_watched_in_the_other() {
     kubectl.ok(&["delete", "events.v1.events.k8s.io", "web.new-api"]);
     let gone = kubectl.fails(&["get", "events", "web.new-api"]);
     assert!(gone.contains("NotFound"), "{gone}");
+}
+
+#[test]
+fn the_scheduler_writes_its_events_through_events_k8s_io_as_kube_scheduler_does() {
+    let skiff = Skiff::start_with(&["--simulated-nodes", "1", "--no-node"]);
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&["run", "web", "--image=nginx"]);
+    kubectl.ok(&[
+        "run",
+        "pinned",
+        "--image=nginx",
+        "--overrides",
+        r#"{"spec": {"nodeSelector": {"disk": "ssd"}}}"#,
+    ]);
+    let node = wait_for("web to be bound", DEADLINE, || {
+        let pod = kubectl.json(&["get", "pod", "web"]);
+        let node = str_at(&pod, "/spec/nodeName");
+        (!node.is_empty()).then_some(node)
+    });
+
+    let scheduled = wait_for(
+        "the Scheduled event through events.k8s.io",
+        DEADLINE,
+        || {
+            let events = kubectl.json(&[
+                "get",
+                "events.v1.events.k8s.io",
+                "--field-selector",
+                "regarding.name=web,reason=Scheduled",
+            ]);
+            items(&events).into_iter().next()
+        },
+    );
+    assert_eq!(str_at(&scheduled, "/apiVersion"), "events.k8s.io/v1");
+    assert_eq!(
+        str_at(&scheduled, "/reportingController"),
+        "default-scheduler"
+    );
+    let instance = str_at(&scheduled, "/reportingInstance");
+    assert!(
+        instance.starts_with("default-scheduler-") && instance.len() > "default-scheduler-".len(),
+        "{scheduled}"
+    );
+    assert_eq!(str_at(&scheduled, "/action"), "Binding");
+    assert_eq!(str_at(&scheduled, "/type"), "Normal");
+    assert_eq!(
+        str_at(&scheduled, "/note"),
+        format!("Successfully assigned default/web to {node}")
+    );
+    assert_eq!(str_at(&scheduled, "/regarding/kind"), "Pod");
+    assert_eq!(str_at(&scheduled, "/regarding/apiVersion"), "v1");
+    assert_eq!(str_at(&scheduled, "/regarding/name"), "web");
+    let pod_uid = str_at(&kubectl.json(&["get", "pod", "web"]), "/metadata/uid");
+    assert_eq!(str_at(&scheduled, "/regarding/uid"), pod_uid);
+    // A MicroTime, as the events library stamps it; none of the deprecated core fields.
+    let event_time = str_at(&scheduled, "/eventTime");
+    let fraction = event_time
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no fraction in {event_time}"));
+    assert_eq!(fraction.len(), "716748Z".len(), "{event_time}");
+    assert_eq!(scheduled["deprecatedSource"], serde_json::json!({}));
+    assert!(
+        scheduled["deprecatedFirstTimestamp"].is_null(),
+        "{scheduled}"
+    );
+    assert!(
+        scheduled["deprecatedLastTimestamp"].is_null(),
+        "{scheduled}"
+    );
+    assert!(scheduled.get("deprecatedCount").is_none(), "{scheduled}");
+    assert!(scheduled.get("series").is_none(), "{scheduled}");
+    let name = str_at(&scheduled, "/metadata/name");
+    let suffix = name
+        .strip_prefix("web.")
+        .unwrap_or_else(|| panic!("the event is named after the pod: {name}"));
+    assert!(
+        suffix.chars().all(|c| c.is_ascii_hexdigit()),
+        "named after the time in hexadecimal nanoseconds: {name}"
+    );
+
+    // The core view is the one Kubernetes 1.36 answers for the scheduler's events.
+    let core = kubectl.json(&["get", "events", &name]);
+    assert_eq!(core["source"], serde_json::json!({}));
+    assert!(core["firstTimestamp"].is_null() && core["lastTimestamp"].is_null());
+    assert!(core.get("count").is_none(), "{core}");
+    assert_eq!(str_at(&core, "/reportingComponent"), "default-scheduler");
+    assert_eq!(str_at(&core, "/reportingInstance"), instance);
+
+    let failed = wait_for("the FailedScheduling event", DEADLINE, || {
+        let events = kubectl.json(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "--field-selector",
+            "regarding.name=pinned,reason=FailedScheduling",
+        ]);
+        items(&events).into_iter().next()
+    });
+    assert_eq!(str_at(&failed, "/action"), "Scheduling");
+    assert_eq!(str_at(&failed, "/type"), "Warning");
+    assert_eq!(str_at(&failed, "/reportingController"), "default-scheduler");
+    let expected = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. \
+no new claims to deallocate, preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+    assert_eq!(str_at(&failed, "/note"), expected);
+
+    // kubectl prints them as against Kubernetes: `get events` rows and describe's Events.
+    let printed = kubectl.ok(&["get", "events", "--field-selector", "reason=Scheduled"]);
+    let row: Vec<&str> = printed
+        .lines()
+        .skip(1)
+        .map(cells)
+        .find(|r| r.get(3) == Some(&"pod/web"))
+        .unwrap_or_else(|| panic!("no row for pod/web: {printed}"));
+    assert!(support::is_age(row[0]), "{printed}");
+    assert_eq!(
+        row[1..].join(" "),
+        format!("Normal Scheduled pod/web Successfully assigned default/web to {node}")
+    );
+    let wide = kubectl.ok(&["get", "events", &name, "-o", "wide"]);
+    assert!(
+        wide.contains(&format!("default-scheduler, {instance}")),
+        "SOURCE is the reporting controller and instance: {wide}"
+    );
+    let described = kubectl.ok(&["describe", "pod", "web"]);
+    let events_part = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events in {described}"));
+    let line = events_part
+        .lines()
+        .find(|l| l.contains("Scheduled"))
+        .unwrap_or_else(|| panic!("no Scheduled line: {described}"));
+    let line_cells = cells(line);
+    assert_eq!(line_cells[..2], ["Normal", "Scheduled"], "{line}");
+    assert!(support::is_age(line_cells[2]), "{line}");
+    assert_eq!(
+        line_cells[3..].join(" "),
+        format!("default-scheduler Successfully assigned default/web to {node}")
+    );
+    let described = kubectl.ok(&["describe", "pod", "pinned"]);
+    let failed_line = described
+        .lines()
+        .find(|l| l.contains("FailedScheduling"))
+        .unwrap_or_else(|| panic!("no FailedScheduling line: {described}"));
+    let failed_cells = cells(failed_line);
+    assert_eq!(
+        failed_cells[..2],
+        ["Warning", "FailedScheduling"],
+        "{failed_line}"
+    );
+    assert_eq!(failed_cells[3], "default-scheduler", "{failed_line}");
+    assert!(described.contains(expected), "{described}");
 }
 
 /// The rows of a `kubectl get` table after its header, each as its cells, with the AGE column
@@ -515,72 +667,216 @@ fn open_watch(
     stream
 }
 
+/// A priority level with few shares that refuses beyond them, and the FlowSchema sending the
+/// ServiceAccount `load:noisy` there.
+const NOISY_FLOW: &str = "apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata:
+  name: noisy
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 5
+    lendablePercent: 0
+    limitResponse:
+      type: Reject
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata:
+  name: noisy
+spec:
+  priorityLevelConfiguration:
+    name: noisy
+  matchingPrecedence: 500
+  distinguisherMethod:
+    type: ByUser
+  rules:
+  - subjects:
+    - kind: ServiceAccount
+      serviceAccount:
+        namespace: load
+        name: noisy
+    resourceRules:
+    - verbs: [\"*\"]
+      apiGroups: [\"*\"]
+      resources: [\"*\"]
+      namespaces: [\"*\"]
+      clusterScope: true
+";
+
+/// The value of a header in a raw answer (names compared without case).
+fn header_of(answer: &str, name: &str) -> Option<String> {
+    let head = answer.split("\r\n\r\n").next().unwrap_or("");
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
+
+fn uid_of(kubectl: &support::Kubectl, kind: &str, name: &str) -> String {
+    kubectl
+        .ok(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"])
+        .trim()
+        .to_string()
+}
+
 #[test]
-fn requests_beyond_the_inflight_limits_are_refused_but_long_running_and_admin_ones_are_not() {
+fn a_noisy_client_gets_429s_from_its_own_priority_level_while_another_is_served() {
+    // A server concurrency of 6: the noisy level's 5 shares of 250 give it one seat.
     let skiff = Skiff::start_with(&[
-        "--max-requests-inflight=1",
+        "--no-node",
+        "--max-requests-inflight=4",
         "--max-mutating-requests-inflight=2",
     ]);
     let kubectl = skiff.kubectl();
+    kubectl.ok(&["create", "namespace", "load"]);
+    for account in ["noisy", "quiet"] {
+        kubectl.ok(&["create", "serviceaccount", account, "-n", "load"]);
+    }
     kubectl.ok(&[
         "create",
         "rolebinding",
-        "default-edit",
+        "load-edit",
+        "-n",
+        "load",
         "--clusterrole=edit",
-        "--serviceaccount=default:default",
+        "--serviceaccount=load:noisy",
+        "--serviceaccount=load:quiet",
     ]);
-    let token = kubectl
-        .ok(&["create", "token", "default"])
-        .trim()
-        .to_string();
-    let configmaps = "/api/v1/namespaces/default/configmaps";
-    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"probe-"}}"#;
+    let token = |account: &str| {
+        kubectl
+            .ok(&["create", "token", account, "-n", "load"])
+            .trim()
+            .to_string()
+    };
+    let (noisy, quiet) = (token("noisy"), token("quiet"));
+    let flow_file = skiff.write_file("noisy-flow.yaml", NOISY_FLOW);
+    kubectl.ok(&["apply", "-f", &flow_file]);
+    let noisy_schema = uid_of(&kubectl, "flowschema", "noisy");
+    let noisy_level = uid_of(&kubectl, "prioritylevelconfiguration", "noisy");
+    let configmaps = "/api/v1/namespaces/load/configmaps";
 
-    // Long-running requests do not count: two open watches, and a list is still served under
-    // a read-only limit of one.
-    let _watches = [
-        open_watch(&skiff, "/api/v1/namespaces/default/pods?watch=true", &token),
-        open_watch(
-            &skiff,
-            "/api/v1/namespaces/default/configmaps?watch=true",
-            &token,
-        ),
-    ];
-    let listed = raw_answer(&skiff, "GET", configmaps, &token, "");
+    // Classified by the new FlowSchema once the server has read it; the answer says so.
+    let answer = wait_for("the noisy FlowSchema to classify", DEADLINE, || {
+        let answer = raw_answer(&skiff, "GET", configmaps, &noisy, "");
+        (header_of(&answer, "X-Kubernetes-PF-FlowSchema-UID").as_deref()
+            == Some(noisy_schema.as_str()))
+        .then_some(answer)
+    });
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-PriorityLevel-UID").as_deref(),
+        Some(noisy_level.as_str()),
+        "{answer}"
+    );
+    let found = kubectl.ok(&[
+        "get",
+        "flowschema",
+        "noisy",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Dangling\")].status}",
+    ]);
+    assert_eq!(found.trim(), "False");
+    // Another service account is classified by the bootstrap configuration.
+    let answer = raw_answer(&skiff, "GET", configmaps, &quiet, "");
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-FlowSchema-UID"),
+        Some(uid_of(&kubectl, "flowschema", "service-accounts")),
+        "{answer}"
+    );
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-PriorityLevel-UID"),
+        Some(uid_of(
+            &kubectl,
+            "prioritylevelconfiguration",
+            "workload-low"
+        )),
+        "{answer}"
+    );
+
+    // Watches hold no seat: one open watch, and the noisy level still serves a list.
+    let watch = open_watch(&skiff, &format!("{configmaps}?watch=true"), &noisy);
+    let listed = raw_answer(&skiff, "GET", configmaps, &noisy, "");
     assert_eq!(status_of(&listed), "200", "{listed}");
 
-    // Two mutating requests held open (authorized, then waiting for their bodies) fill the
-    // mutating limit.
-    let held = [
-        held_request(&skiff, configmaps, &token),
-        held_request(&skiff, configmaps, &token),
-    ];
-    let refused = wait_for("a third write to be refused", DEADLINE, || {
-        let answer = raw_answer(&skiff, "POST", configmaps, &token, body);
+    // A write held open (authorized, waiting for its body) takes the level's one seat.
+    let held = held_request(&skiff, configmaps, &noisy);
+    let refused = wait_for("the noisy client to be refused", DEADLINE, || {
+        let answer = raw_answer(&skiff, "GET", configmaps, &noisy, "");
         (status_of(&answer) == "429").then_some(answer)
     });
-    let lower = refused.to_ascii_lowercase();
-    assert!(lower.contains("\r\nretry-after: 1\r\n"), "{refused}");
-    assert!(
-        lower.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n"),
+    assert_eq!(header_of(&refused, "Retry-After").as_deref(), Some("1"));
+    assert_eq!(
+        header_of(&refused, "Content-Type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        header_of(&refused, "X-Kubernetes-PF-FlowSchema-UID"),
+        Some(noisy_schema.clone()),
         "{refused}"
     );
     assert!(
         refused.ends_with("\r\n\r\nToo many requests, please try again later.\n"),
         "{refused}"
     );
-    // Reads have their own limit, and system:masters is served beyond the limit.
-    let read = raw_answer(&skiff, "GET", configmaps, &token, "");
-    assert_eq!(status_of(&read), "200", "{read}");
-    kubectl.ok(&["create", "configmap", "by-admin"]);
 
-    // Once the held requests end, writes are served again.
-    drop(held);
-    let answer = wait_for("writes to be served again", DEADLINE, || {
-        let answer = raw_answer(&skiff, "POST", configmaps, &token, body);
-        (status_of(&answer) != "429").then_some(answer)
+    // While noisy threads flood their level, the quiet client is answered every time, and so
+    // is the administrator (exempt).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (noisy_ok, noisy_refused) = std::thread::scope(|scope| {
+        let flooders: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut ok, mut refused) = (0u32, 0u32);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match status_of(&raw_answer(&skiff, "GET", configmaps, &noisy, "")) {
+                            "200" => ok += 1,
+                            "429" => refused += 1,
+                            other => panic!("the noisy client got {other}"),
+                        }
+                    }
+                    (ok, refused)
+                })
+            })
+            .collect();
+        for i in 0..30 {
+            let answer = raw_answer(&skiff, "GET", configmaps, &quiet, "");
+            assert_eq!(status_of(&answer), "200", "quiet request {i}: {answer}");
+        }
+        kubectl.ok(&["get", "configmaps", "-n", "load"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flooders
+            .into_iter()
+            .map(|f| f.join().expect("a flooder"))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     });
-    assert_eq!(status_of(&answer), "201", "{answer}");
+    assert!(noisy_refused > 0, "the noisy client was never refused");
+    assert_eq!(noisy_ok, 0, "its one seat stayed held");
+
+    // Once the held write ends, the noisy client is served again.
+    drop(held);
+    drop(watch);
+    let answer = wait_for("the noisy client to be served again", DEADLINE, || {
+        let answer = raw_answer(&skiff, "GET", configmaps, &noisy, "");
+        (status_of(&answer) == "200").then_some(answer)
+    });
+    assert_eq!(
+        header_of(&answer, "X-Kubernetes-PF-PriorityLevel-UID"),
+        Some(noisy_level)
+    );
+    // A priority level's status stays empty, as kube-apiserver leaves it.
+    let status = kubectl.ok(&[
+        "get",
+        "prioritylevelconfiguration",
+        "noisy",
+        "-o",
+        "jsonpath={.status}",
+    ]);
+    assert!(matches!(status.trim(), "" | "{}"), "{status}");
 }
 
 /// A minimal definition of a namespaced custom resource in `widgets.example.com/v1`.
