@@ -1,7 +1,7 @@
 //! Snapshots of objects the request path reads on every request or write, kept until a write to
 //! their kind, instead of re-listing them from the store each time: the RBAC objects the
-//! authorizer decides from, the webhook configurations dynamic admission matches against, and
-//! each namespace's ResourceQuotas quota admission charges.
+//! authorizer decides from, the webhook configurations dynamic admission matches against, each
+//! namespace's ResourceQuotas quota admission charges, and the admission policies and bindings.
 //!
 //! Freshness: [`WriteTrackingStore`] wraps the registry's store and bumps a cache's generation
 //! counter after every write to a key under that cache's prefixes returns, so before the
@@ -9,14 +9,23 @@
 //! lists began; it is used only while the generation still equals its tag. A write
 //! acknowledged before a request therefore always makes that request re-list (or use a
 //! snapshot listed after the write), never a stale one.
+//!
+//! Writes through other servers sharing the store (several servers on one etcd) are seen
+//! through the store's watch: [`WriteTrackingStore::follow_store`] watches every cache's
+//! prefixes and retires a cache for each change under them that this server did not already
+//! retire it for. While those watches are not running (before the first one starts, or after
+//! one broke until it is watching again) the caches serve nothing, so every request reads the
+//! store: a broken watch never leaves a stale snapshot in use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use serde_json::Value;
 use skiff_auth::rbac::RbacSnapshot;
 use skiff_store::{KeyValue, ListResult, Revision, Store, StoreError, ValueExtractor, WatchEvent};
@@ -28,6 +37,9 @@ pub const RBAC_KEY_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
 /// generation of writes they reflect; shared by every clone of a registry.
 pub struct SnapshotCache<T, K = ()> {
     generation: AtomicU64,
+    /// Set while writes through other servers could go unseen (the store's watch is not
+    /// running): nothing is served then.
+    suspended: AtomicBool,
     snapshots: Mutex<HashMap<K, (u64, Arc<T>)>>,
 }
 
@@ -35,6 +47,7 @@ impl<T, K> Default for SnapshotCache<T, K> {
     fn default() -> Self {
         SnapshotCache {
             generation: AtomicU64::new(0),
+            suspended: AtomicBool::new(false),
             snapshots: Mutex::new(HashMap::new()),
         }
     }
@@ -73,6 +86,9 @@ impl<T, K: Eq + Hash> SnapshotCache<T, K> {
     /// The snapshot kept under `key` with the generation its lists began at, if no write
     /// happened since.
     pub fn current_tagged_for(&self, key: &K) -> Option<(u64, Arc<T>)> {
+        if self.suspended.load(Ordering::SeqCst) {
+            return None;
+        }
         let generation = self.generation();
         match self.lock().get(key) {
             Some((tag, snapshot)) if *tag == generation => Some((*tag, snapshot.clone())),
@@ -89,6 +105,19 @@ impl<T, K: Eq + Hash> SnapshotCache<T, K> {
         if tag == self.generation() {
             slots.insert(key, (tag, snapshot));
         }
+    }
+
+    /// Serves nothing until [`SnapshotCache::resume`]: writes elsewhere may go unseen.
+    pub fn suspend(&self) {
+        self.suspended.store(true, Ordering::SeqCst);
+        self.invalidate();
+    }
+
+    /// Serves snapshots again, once every later write is seen; what was listed before is
+    /// retired.
+    pub fn resume(&self) {
+        self.invalidate();
+        self.suspended.store(false, Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (u64, Arc<T>)>> {
@@ -112,33 +141,145 @@ impl<T> SnapshotCache<T> {
 pub trait Retire: Send + Sync {
     /// Marks the cache's snapshots out of date.
     fn retire(&self);
+    /// Stops serving snapshots: writes may happen unseen until [`Retire::resume`].
+    fn suspend(&self);
+    /// Serves snapshots listed from now on again: every later write will be seen.
+    fn resume(&self);
 }
 
 impl<T: Send + Sync, K: Eq + Hash + Send> Retire for SnapshotCache<T, K> {
     fn retire(&self) {
         self.invalidate();
     }
+
+    fn suspend(&self) {
+        SnapshotCache::suspend(self);
+    }
+
+    fn resume(&self) {
+        SnapshotCache::resume(self);
+    }
 }
+
+/// How long the store's watch waits before it is started again after it failed.
+const REWATCH_DELAY: Duration = Duration::from_millis(500);
+
+/// How many revisions of this server's own writes are remembered until their watch events
+/// arrive; past that they are forgotten, which only costs a cache an extra retirement.
+const REMEMBERED_LOCAL_WRITES: usize = 4096;
 
 /// A store that tells caches about every write under their key prefixes, whatever path in the
 /// registry made it (create, update, patch, delete, finalization, namespace clean-up).
 pub struct WriteTrackingStore {
     inner: Arc<dyn Store>,
     watched: Vec<(String, Arc<dyn Retire>)>,
+    /// The revisions of this server's writes that retired caches already, so that their
+    /// watch events need not retire them again (quota admission keeps the quotas it wrote as
+    /// the new snapshot, which a second retirement would throw away).
+    retired_locally: Mutex<HashSet<Revision>>,
 }
 
 impl WriteTrackingStore {
     /// Wraps `inner`, retiring each cache after every write to a key under its prefix.
     pub fn new(inner: Arc<dyn Store>, watched: Vec<(String, Arc<dyn Retire>)>) -> Self {
-        WriteTrackingStore { inner, watched }
+        WriteTrackingStore {
+            inner,
+            watched,
+            retired_locally: Mutex::new(HashSet::new()),
+        }
     }
 
-    fn wrote(&self, key: &str) {
+    /// Retires the caches watching `key`; true when there were any.
+    fn retire_for(&self, key: &str) -> bool {
+        let mut any = false;
         for (prefix, cache) in &self.watched {
             if key.starts_with(prefix.as_str()) {
                 cache.retire();
+                any = true;
             }
         }
+        any
+    }
+
+    fn wrote(&self, key: &str, written: Option<Revision>) {
+        if self.retire_for(key) {
+            if let Some(revision) = written {
+                let mut remembered = self.remembered();
+                if remembered.len() >= REMEMBERED_LOCAL_WRITES {
+                    remembered.clear();
+                }
+                remembered.insert(revision);
+            }
+        }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashSet<Revision>> {
+        self.retired_locally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A change seen by the store's watch: retires the caches watching its key, unless this
+    /// server's own write retired them for this very revision.
+    fn saw(&self, key: &str, revision: Revision) {
+        if !self.remembered().remove(&revision) {
+            self.retire_for(key);
+        }
+    }
+
+    fn suspend_all(&self) {
+        for (_, cache) in &self.watched {
+            cache.suspend();
+        }
+    }
+
+    /// Watches every cache's prefixes for as long as the process runs, retiring caches for
+    /// writes made through any server of the store. The caches are suspended from now until
+    /// the watches run, and again from the moment one fails until they all run again.
+    pub fn follow_store(self: &Arc<Self>) {
+        self.suspend_all();
+        tokio::spawn(self.clone().follow());
+    }
+
+    async fn follow(self: Arc<Self>) {
+        loop {
+            match self.watch_all().await {
+                Ok(mut changes) => {
+                    self.remembered().clear();
+                    for (_, cache) in &self.watched {
+                        cache.resume();
+                    }
+                    let ended = loop {
+                        match changes.next().await {
+                            Some(Ok(change)) => self.saw(&change.kv.key, change.revision),
+                            Some(Err(error)) => break error.to_string(),
+                            None => break "the watch ended".to_string(),
+                        }
+                    };
+                    self.suspend_all();
+                    tracing::warn!(error = %ended, "watching the cached kinds failed; caches are off until it resumes");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch the cached kinds; caches stay off");
+                }
+            }
+            tokio::time::sleep(REWATCH_DELAY).await;
+        }
+    }
+
+    /// One stream of the changes under every watched prefix after the current revision.
+    async fn watch_all(
+        &self,
+    ) -> Result<BoxStream<'static, Result<WatchEvent, StoreError>>, StoreError> {
+        let from = self.inner.current_revision().await?;
+        let mut prefixes: Vec<&str> = self.watched.iter().map(|(p, _)| p.as_str()).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        let mut streams = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            streams.push(self.inner.watch(prefix, from).await?);
+        }
+        Ok(futures::stream::select_all(streams).boxed())
     }
 }
 
@@ -146,7 +287,7 @@ impl WriteTrackingStore {
 impl Store for WriteTrackingStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
         let result = self.inner.create(key, value).await;
-        self.wrote(key);
+        self.wrote(key, result.as_ref().ok().map(|kv| kv.mod_revision));
         result
     }
 
@@ -157,7 +298,7 @@ impl Store for WriteTrackingStore {
         expected_revision: Option<Revision>,
     ) -> Result<KeyValue, StoreError> {
         let result = self.inner.update(key, value, expected_revision).await;
-        self.wrote(key);
+        self.wrote(key, result.as_ref().ok().map(|kv| kv.mod_revision));
         result
     }
 
@@ -167,7 +308,7 @@ impl Store for WriteTrackingStore {
         expected_revision: Option<Revision>,
     ) -> Result<KeyValue, StoreError> {
         let result = self.inner.delete(key, expected_revision).await;
-        self.wrote(key);
+        self.wrote(key, result.as_ref().ok().map(|kv| kv.mod_revision));
         result
     }
 
