@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,6 +177,8 @@ pub struct WriteTrackingStore {
     /// watch events need not retire them again (quota admission keeps the quotas it wrote as
     /// the new snapshot, which a second retirement would throw away).
     retired_locally: Mutex<HashSet<Revision>>,
+    /// The revision of the latest change the store's watch delivered.
+    seen_through: AtomicI64,
 }
 
 impl WriteTrackingStore {
@@ -186,6 +188,7 @@ impl WriteTrackingStore {
             inner,
             watched,
             retired_locally: Mutex::new(HashSet::new()),
+            seen_through: AtomicI64::new(0),
         }
     }
 
@@ -251,7 +254,10 @@ impl WriteTrackingStore {
                     }
                     let ended = loop {
                         match changes.next().await {
-                            Some(Ok(change)) => self.saw(&change.kv.key, change.revision),
+                            Some(Ok(change)) => {
+                                self.saw(&change.kv.key, change.revision);
+                                self.seen_through.fetch_max(change.revision, Ordering::SeqCst);
+                            }
                             Some(Err(error)) => break error.to_string(),
                             None => break "the watch ended".to_string(),
                         }
@@ -442,5 +448,232 @@ mod tests {
             .unwrap();
         store.delete(&kv.key, Some(kv.mod_revision)).await.unwrap();
         assert_eq!((rbac.generation(), quotas.generation()), (2, 1));
+    }
+
+    /// A SQLite store whose watches can be broken on demand, as a lost etcd connection
+    /// breaks them.
+    struct BreakableStore {
+        inner: skiff_store::SqliteStore,
+        breakers: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
+        watches_started: AtomicU64,
+    }
+
+    impl BreakableStore {
+        fn open(dir: &std::path::Path) -> Arc<Self> {
+            Arc::new(BreakableStore {
+                inner: skiff_store::SqliteStore::open(&dir.join("s.db")).unwrap(),
+                breakers: Mutex::new(Vec::new()),
+                watches_started: AtomicU64::new(0),
+            })
+        }
+
+        /// Ends every watch started so far with a backend failure.
+        fn break_watches(&self) {
+            for breaker in self.breakers.lock().unwrap().drain(..) {
+                let _ = breaker.send(());
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Store for BreakableStore {
+        async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
+            self.inner.create(key, value).await
+        }
+        async fn update(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            expected_revision: Option<Revision>,
+        ) -> Result<KeyValue, StoreError> {
+            self.inner.update(key, value, expected_revision).await
+        }
+        async fn delete(
+            &self,
+            key: &str,
+            expected_revision: Option<Revision>,
+        ) -> Result<KeyValue, StoreError> {
+            self.inner.delete(key, expected_revision).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+            limit: Option<usize>,
+        ) -> Result<ListResult, StoreError> {
+            self.inner.list(prefix, start_after, limit).await
+        }
+        async fn watch(
+            &self,
+            prefix: &str,
+            after_revision: Revision,
+        ) -> Result<BoxStream<'static, Result<WatchEvent, StoreError>>, StoreError> {
+            let events = self.inner.watch(prefix, after_revision).await?;
+            let (breaker, broken) = tokio::sync::oneshot::channel::<()>();
+            self.breakers.lock().unwrap().push(breaker);
+            self.watches_started.fetch_add(1, Ordering::SeqCst);
+            let failure = futures::stream::once(broken)
+                .map(|_| Err(StoreError::Backend("connection lost".into())));
+            Ok(futures::stream::select(events, failure).boxed())
+        }
+        async fn current_revision(&self) -> Result<Revision, StoreError> {
+            self.inner.current_revision().await
+        }
+        async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+            self.inner.compact(revision).await
+        }
+        async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+            self.inner.compacted_revision().await
+        }
+    }
+
+    const QUOTA_PREFIX: &str = "/registry/core/resourcequotas/";
+
+    /// A server's tracker over `store`, with its RBAC and quota caches.
+    fn server_on(
+        store: Arc<dyn Store>,
+    ) -> (Arc<WriteTrackingStore>, Arc<RbacCache>, Arc<QuotaCache>) {
+        let rbac = Arc::new(RbacCache::default());
+        let quotas = Arc::new(QuotaCache::default());
+        let tracker = Arc::new(WriteTrackingStore::new(
+            store,
+            vec![
+                (RBAC_KEY_PREFIX.to_string(), rbac.clone() as Arc<dyn Retire>),
+                (QUOTA_PREFIX.to_string(), quotas.clone()),
+            ],
+        ));
+        (tracker, rbac, quotas)
+    }
+
+    /// Waits up to two seconds for `condition`, failing with `what` past that.
+    async fn within_two_seconds(what: &str, condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !condition() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within 2 s: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Offers an empty RBAC snapshot at the current generation; true when it is then served.
+    fn serves_a_new_snapshot(rbac: &RbacCache) -> bool {
+        rbac.offer(rbac.generation(), Arc::new(RbacSnapshot::new()));
+        rbac.current().is_some()
+    }
+
+    #[tokio::test]
+    async fn a_write_through_another_server_retires_the_cache_through_the_watch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let shared = BreakableStore::open(dir.path());
+        let (a, a_rbac, _) = server_on(shared.clone());
+        let (b, _, _) = server_on(shared.clone());
+        a.follow_store();
+        within_two_seconds("server A's caches serve once its watch runs", || {
+            serves_a_new_snapshot(&a_rbac)
+        })
+        .await;
+        b.create(
+            "/registry/rbac.authorization.k8s.io/rolebindings/ns/granted",
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap();
+        within_two_seconds("server A retires its RBAC snapshot", || {
+            a_rbac.current().is_none()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_servers_own_write_is_not_retired_again_by_its_watch_event() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let shared = BreakableStore::open(dir.path());
+        let (a, a_rbac, a_quotas) = server_on(shared.clone());
+        let (b, _, _) = server_on(shared.clone());
+        a.follow_store();
+        within_two_seconds("server A's caches serve once its watch runs", || {
+            serves_a_new_snapshot(&a_rbac)
+        })
+        .await;
+        a.create(&format!("{QUOTA_PREFIX}ns/mine"), b"{}".to_vec())
+            .await
+            .unwrap();
+        let after_own_write = a_quotas.generation();
+        a_quotas.offer_for("ns".into(), after_own_write, Arc::new(vec![]));
+        // B's write comes after A's in the same watch, so once it is seen A's was too.
+        let theirs = b
+            .create(&format!("{QUOTA_PREFIX}ns/theirs"), b"{}".to_vec())
+            .await
+            .unwrap();
+        within_two_seconds("server A's watch sees B's quota", || {
+            a.seen_through.load(Ordering::SeqCst) >= theirs.mod_revision
+        })
+        .await;
+        assert_eq!(
+            a_quotas.generation(),
+            after_own_write + 1,
+            "only B's write retires A's quotas; A's own was retired when it returned"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_watch_turns_the_caches_off_until_it_watches_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let shared = BreakableStore::open(dir.path());
+        let (a, a_rbac, _) = server_on(shared.clone());
+        let (b, _, _) = server_on(shared.clone());
+        assert!(serves_a_new_snapshot(&a_rbac), "unfollowed, a cache serves");
+        a.follow_store();
+        // The watch task has not run yet on this single-threaded runtime.
+        assert!(
+            !serves_a_new_snapshot(&a_rbac),
+            "before its watch runs, a followed cache serves nothing"
+        );
+        within_two_seconds("server A's caches serve once its watch runs", || {
+            serves_a_new_snapshot(&a_rbac)
+        })
+        .await;
+        let watches_before = a_watches(&shared);
+        shared.break_watches();
+        within_two_seconds("the broken watch retires A's RBAC snapshot", || {
+            a_rbac.current().is_none()
+        })
+        .await;
+        // Until the watch runs again, nothing offered is served.
+        let served = serves_a_new_snapshot(&a_rbac);
+        assert!(
+            !served || a_watches(&shared) > watches_before,
+            "a snapshot was served while the watch was broken"
+        );
+        // B's write while A does not watch is never hidden by a snapshot taken before it.
+        b.create(
+            "/registry/rbac.authorization.k8s.io/roles/ns/during",
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap();
+        within_two_seconds("A watches again and its caches serve", || {
+            serves_a_new_snapshot(&a_rbac)
+        })
+        .await;
+        b.create(
+            "/registry/rbac.authorization.k8s.io/roles/ns/after",
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap();
+        within_two_seconds("the new watch retires A's RBAC snapshot", || {
+            a_rbac.current().is_none()
+        })
+        .await;
+    }
+
+    fn a_watches(store: &BreakableStore) -> u64 {
+        store.watches_started.load(Ordering::SeqCst)
     }
 }
