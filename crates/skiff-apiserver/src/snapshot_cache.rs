@@ -259,7 +259,7 @@ impl WriteTrackingStore {
                                 self.seen_through.fetch_max(change.revision, Ordering::SeqCst);
                             }
                             Some(Err(error)) => break error.to_string(),
-                            None => break "the watch ended".to_string(),
+                            None => break "every watch ended".to_string(),
                         }
                     };
                     self.suspend_all();
@@ -283,7 +283,11 @@ impl WriteTrackingStore {
         prefixes.dedup();
         let mut streams = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
-            streams.push(self.inner.watch(prefix, from).await?);
+            // A watch that ends without an error still leaves its prefix unwatched.
+            let ended = futures::stream::once(async {
+                Err(StoreError::Backend("the watch ended".to_string()))
+            });
+            streams.push(self.inner.watch(prefix, from).await?.chain(ended).boxed());
         }
         Ok(futures::stream::select_all(streams).boxed())
     }

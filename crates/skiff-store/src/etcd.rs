@@ -274,7 +274,14 @@ impl EtcdStore {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, call()).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(error)) if never_sent(&error) && !left.is_zero() => {
+                Ok(Err(error)) if never_sent(&error) => {
+                    if left.is_zero() {
+                        // The last attempt, made with no time left, was refused too.
+                        return Err(StoreError::Timeout(format!(
+                            "etcd: {doing}: no member answered within {:?}: {error}",
+                            self.timeout
+                        )));
+                    }
                     unsent = Some(error.to_string());
                     // Not a wait for luck: the next attempt goes to another member, and the
                     // pause only keeps a cluster with no member left from spinning.
@@ -347,16 +354,20 @@ impl EtcdStore {
 
     /// Whether etcd still holds history at `revision` (a range there succeeds).
     async fn readable_at(&self, revision: Revision) -> Result<bool, StoreError> {
-        let mut kv = self.kv();
-        let options = GetOptions::new().with_revision(revision).with_count_only();
-        match tokio::time::timeout(self.timeout, kv.get(self.root.clone(), Some(options))).await {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(error)) if is_compacted_error(&error) => Ok(false),
-            // A revision not written yet is not compacted either.
-            Ok(Err(error)) if error.to_string().contains("future revision") => Ok(true),
-            Ok(Err(error)) => Err(refused("probing the compacted revision", error)),
-            Err(_) => Err(unanswered("probing the compacted revision", self.timeout)),
-        }
+        self.bounded("probing the compacted revision", || {
+            let (mut kv, root) = (self.kv(), self.root.clone());
+            let options = GetOptions::new().with_revision(revision).with_count_only();
+            async move {
+                match kv.get(root, Some(options)).await {
+                    Ok(_) => Ok(true),
+                    Err(error) if is_compacted_error(&error) => Ok(false),
+                    // A revision not written yet is not compacted either.
+                    Err(error) if error.to_string().contains("future revision") => Ok(true),
+                    Err(error) => Err(error),
+                }
+            }
+        })
+        .await
     }
 
     /// A transaction that writes `key` only if it exists (and, with `expected`, only if its

