@@ -76,8 +76,11 @@ async fn relist(registry: &Registry, memory: &Arc<Mutex<Memory>>) -> Result<Stri
     for name in gone {
         // A definition's name is `<plural>.<group>`.
         if let Some((plural, group)) = name.split_once('.') {
-            forget(memory, &json!({"metadata": {"name": name},
-                "spec": {"group": group, "names": {"plural": plural}}}));
+            forget(
+                memory,
+                &json!({"metadata": {"name": name},
+                "spec": {"group": group, "names": {"plural": plural}}}),
+            );
         }
     }
     let revision = listed.resource_version.to_string();

@@ -256,7 +256,8 @@ impl WriteTrackingStore {
                         match changes.next().await {
                             Some(Ok(change)) => {
                                 self.saw(&change.kv.key, change.revision);
-                                self.seen_through.fetch_max(change.revision, Ordering::SeqCst);
+                                self.seen_through
+                                    .fetch_max(change.revision, Ordering::SeqCst);
                             }
                             Some(Err(error)) => break error.to_string(),
                             None => break "every watch ended".to_string(),

@@ -134,7 +134,11 @@ fn with_etcd_down_requests_time_out_as_kube_apiserver_answers_and_recover() {
         took < std::time::Duration::from_secs(20),
         "the request took {took:?}: bounded by the store's 10 s timeout"
     );
-    let answer = skiff.request("GET", "/api/v1/namespaces/default/configmaps/before", Some(&token(&skiff)));
+    let answer = skiff.request(
+        "GET",
+        "/api/v1/namespaces/default/configmaps/before",
+        Some(&token(&skiff)),
+    );
     assert_eq!(answer.status, 504, "{}", answer.body);
     let status: serde_json::Value = serde_json::from_str(&answer.body).expect("a Status");
     assert_eq!(

@@ -260,7 +260,10 @@ fn definitions_and_webhook_configurations_written_through_one_server_apply_on_th
         "the gadget created through A is read through B"
     );
     let resources = kubectl_a.ok(&["api-resources", "--api-group=example.com", "-o", "name"]);
-    assert_eq!(resources, "gadgets.example.com\n", "A's discovery lists gadgets");
+    assert_eq!(
+        resources, "gadgets.example.com\n",
+        "A's discovery lists gadgets"
+    );
 
     // A admits (and caches) writes with no webhook configured; then B configures one.
     kubectl_a.ok(&["create", "configmap", "before"]);
