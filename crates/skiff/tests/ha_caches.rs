@@ -1,9 +1,10 @@
 //! Two `skiff up` servers on one real etcd (Debian's `etcd-server`) see each other's writes in
 //! what they cache: a RoleBinding granted (and then revoked) through server B applies to
 //! requests through server A within two seconds, a ResourceQuota created through B limits
-//! writes through A, a CustomResourceDefinition created through B is served by A, and a
-//! webhook configuration created through B is called for writes through A. Each server had
-//! already read (and cached) the kind before the other one wrote it.
+//! writes through A, a CustomResourceDefinition created (and deleted) through B is served (and
+//! no longer served) by A, and a webhook configuration created through B is called for writes
+//! through A. Each server had already read (and cached) the kind before the other one wrote
+//! it.
 //!
 //! Run with `cargo test -p skiff --test ha_caches`. Needs `kubectl` and `etcd` on the PATH.
 
@@ -298,4 +299,15 @@ fn definitions_and_webhook_configurations_written_through_one_server_apply_on_th
         webhook.connections.load(Ordering::SeqCst) > 0,
         "A connected to the webhook"
     );
+
+    // The definition deleted through B (its objects first) stops being served by A.
+    kubectl_b.ok(&["delete", "crd", "gadgets.example.com", "--timeout=60s"]);
+    wait_for("A to stop serving gadgets", DEADLINE, || {
+        let answer = a.request(
+            "GET",
+            "/apis/example.com/v1/namespaces/default/gadgets",
+            Some(&token),
+        );
+        (answer.status == 404).then_some(())
+    });
 }
