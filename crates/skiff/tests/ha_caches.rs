@@ -2,8 +2,8 @@
 //! what they cache: a RoleBinding granted (and then revoked) through server B applies to
 //! requests through server A within two seconds, a ResourceQuota created through B limits
 //! writes through A, a CustomResourceDefinition created (and deleted) through B is served (and
-//! no longer served) by A, and a webhook configuration created through B is called for writes
-//! through A. Each server had already read (and cached) the kind before the other one wrote
+//! no longer served) by A, and a webhook configuration and an admission policy created through
+//! B apply to writes through A. Each server had already read (and cached) the kind before the other one wrote
 //! it.
 //!
 //! Run with `cargo test -p skiff --test ha_caches`. Needs `kubectl` and `etcd` on the PATH.
@@ -310,4 +310,67 @@ fn definitions_and_webhook_configurations_written_through_one_server_apply_on_th
         );
         (answer.status == 404).then_some(())
     });
+}
+
+const POLICY: &str = "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: names.skiff.test
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups:   [\"\"]
+      apiVersions: [\"v1\"]
+      operations:  [\"CREATE\"]
+      resources:   [\"configmaps\"]
+  validations:
+    - expression: \"object.metadata.name.startsWith('ok-')\"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: names.skiff.test
+spec:
+  policyName: names.skiff.test
+  validationActions: [Deny]
+";
+
+#[test]
+fn admission_policies_written_through_one_server_apply_on_the_other() {
+    let etcd = TestEtcd::start();
+    let a = server_on(&etcd);
+    let b = server_on(&etcd);
+    let token = admin_token(&a);
+    let create_on_a = |name: &str| {
+        let body = format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"{name}\"}}}}"
+        );
+        a.request_with_body(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(&token),
+            Some(("application/json", body.as_bytes())),
+        )
+    };
+    // A admits (and caches) writes with no policy; then B binds one.
+    assert_eq!(create_on_a("before").status, 201);
+    let policy = b.write_file("policy.yaml", POLICY);
+    b.kubectl().ok(&["apply", "-f", &policy]);
+    let mut attempt = 0;
+    let mut refusal = String::new();
+    within_propagation("A enforces the policy bound through B", || {
+        attempt += 1;
+        let answer = create_on_a(&format!("other-{attempt}"));
+        refusal = answer.body;
+        answer.status != 201
+    });
+    let status: serde_json::Value = serde_json::from_str(&refusal).expect("a Status");
+    assert!(
+        status["message"].as_str().is_some_and(|m| m.contains(
+            "ValidatingAdmissionPolicy 'names.skiff.test' with binding 'names.skiff.test' denied request"
+        )),
+        "A refuses with the policy bound through B: {refusal}"
+    );
+    assert_eq!(create_on_a("ok-allowed").status, 201);
 }
