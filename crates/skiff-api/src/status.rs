@@ -248,6 +248,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // Go omits an empty reason (`StatusReasonUnknown`).
+        if self.reason.is_empty() {
+            if let Some(fields) = status.as_object_mut() {
+                fields.remove("reason");
+            }
+        }
         match &self.details {
             Some(d) => status["details"] = d.clone(),
             // Every NotFound carries details in Kubernetes, which clients rely on.

@@ -7,10 +7,10 @@
 //!
 //! Policies and bindings are read through [`PolicyCache`]: a snapshot retired by every write to
 //! either kind (the registry's tracking store bumps its generation after such a write returns,
-//! as it does for RBAC), so writes between policy changes list nothing.
+//! or when the store's watch shows one made through another server, as it does for RBAC), so
+//! writes between policy changes list nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use skiff_api::admission_policy::{self, Enforcement, ParamLookup, PolicyRequest};
@@ -37,47 +37,7 @@ pub struct PolicySnapshot {
 
 /// The cached [`PolicySnapshot`] and the generation of policy writes it reflects; shared by
 /// every clone of a registry.
-#[derive(Debug, Default)]
-pub struct PolicyCache {
-    generation: AtomicU64,
-    snapshot: Mutex<Option<(u64, Arc<PolicySnapshot>)>>,
-}
-
-impl crate::snapshot_cache::Retire for PolicyCache {
-    fn retire(&self) {
-        self.invalidate();
-    }
-}
-
-impl PolicyCache {
-    /// The number of policy and binding writes seen so far.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-
-    /// Retires the cached snapshot; called once a policy or binding write has returned.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// The cached snapshot, if no policy write happened since its lists began.
-    pub fn current(&self) -> Option<Arc<PolicySnapshot>> {
-        let generation = self.generation();
-        let slot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        match &*slot {
-            Some((tag, snapshot)) if *tag == generation => Some(snapshot.clone()),
-            _ => None,
-        }
-    }
-
-    /// Keeps `snapshot`, listed from generation `tag`, unless a newer one is kept.
-    pub fn offer(&self, tag: u64, snapshot: Arc<PolicySnapshot>) {
-        let mut slot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_none_or(|(kept, _)| *kept <= tag) {
-            *slot = Some((tag, snapshot));
-        }
-    }
-}
+pub type PolicyCache = crate::snapshot_cache::SnapshotCache<PolicySnapshot>;
 
 /// The `reason` of a refusal as a static string (validation allows only these).
 fn static_reason(reason: &str) -> &'static str {

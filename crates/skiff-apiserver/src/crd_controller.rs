@@ -8,7 +8,9 @@
 //! objects are deleted, then the finalizer is removed and its kind leaves the catalogue.
 //!
 //! Every server of a shared datastore runs it, since each serves from its own catalogue; their
-//! status writes agree, so running twice is harmless.
+//! status writes agree, so running twice is harmless. Each lists the definitions before every
+//! watch it starts and forgets the kinds of definitions gone from the list, so a definition
+//! deleted (through any server) while its watch was broken does not stay served.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -57,10 +59,54 @@ struct Memory {
     cleaning: HashSet<String>,
 }
 
+/// Lists the definitions, forgets the kinds of those gone (deleted while no watch ran, perhaps
+/// through another server), reconciles the others; returns the list's revision, to watch from.
+async fn relist(registry: &Registry, memory: &Arc<Mutex<Memory>>) -> Result<String, ApiError> {
+    let listed = registry.list(&CRDS, None, &ListOptions::default()).await?;
+    let present: HashSet<&str> = listed.items.iter().map(meta::name).collect();
+    let gone: Vec<String> = {
+        let memory = memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .registered
+            .keys()
+            .filter(|name| !present.contains(name.as_str()))
+            .cloned()
+            .collect()
+    };
+    for name in gone {
+        // A definition's name is `<plural>.<group>`.
+        if let Some((plural, group)) = name.split_once('.') {
+            forget(
+                memory,
+                &json!({"metadata": {"name": name},
+                "spec": {"group": group, "names": {"plural": plural}}}),
+            );
+        }
+    }
+    let revision = listed.resource_version.to_string();
+    for definition in listed.items {
+        reconcile(registry, memory, definition).await;
+    }
+    Ok(revision)
+}
+
 async fn run(registry: Registry) {
     let memory = Arc::new(Mutex::new(Memory::default()));
     loop {
-        match registry.watch(&CRDS, None, &ListOptions::default()).await {
+        let revision = match relist(&registry, &memory).await {
+            Ok(revision) => revision,
+            Err(error) => {
+                tracing::warn!(%error, "listing CustomResourceDefinitions failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let from_list = ListOptions {
+            resource_version: Some(revision),
+            send_initial_events: Some(false),
+            ..ListOptions::default()
+        };
+        match registry.watch(&CRDS, None, &from_list).await {
             Ok(mut events) => {
                 while let Some(event) = events.next().await {
                     match event.event_type {
@@ -219,5 +265,50 @@ async fn remove_finalizer(registry: &Registry, definition: &Value) -> Result<(),
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sprockets() -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "sprockets.relist.example.com"},
+            "spec": {
+                "group": "relist.example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "sprockets", "singular": "sprocket", "kind": "Sprocket"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object"}}}]
+            }
+        })
+    }
+
+    fn served() -> bool {
+        skiff_api::resources::find("relist.example.com", "v1", "sprockets").is_some()
+    }
+
+    #[tokio::test]
+    async fn a_definition_gone_while_no_watch_ran_is_forgotten_at_the_next_list() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = skiff_store::SqliteStore::open(&dir.path().join("s.db")).expect("store");
+        let registry = Registry::new(Arc::new(store));
+        // Registered from an earlier watch; the definition was deleted (through another
+        // server) while no watch ran, so no DELETED event will come.
+        skiff_api::kinds::register_custom_kind(crd::kind_for(&sprockets()).expect("a kind"));
+        let memory = Arc::new(Mutex::new(Memory::default()));
+        memory
+            .lock()
+            .unwrap()
+            .registered
+            .insert("sprockets.relist.example.com".into(), ("uid".into(), 1));
+        assert!(served(), "the kind is served before the list");
+
+        relist(&registry, &memory).await.expect("list");
+        assert!(!served(), "the list forgets a definition that is gone");
+        assert!(memory.lock().unwrap().registered.is_empty());
     }
 }

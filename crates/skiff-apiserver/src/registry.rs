@@ -167,6 +167,8 @@ pub struct Registry {
     policies: Arc<crate::admission_policies::PolicyCache>,
     /// The Node authorizer's graph of what each node's pods reference.
     node_graph: Arc<crate::node_graph::NodeGraphCache>,
+    /// `store` itself, as the tracker that retires the caches above.
+    cache_tracker: Arc<crate::snapshot_cache::WriteTrackingStore>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -363,9 +365,10 @@ impl Registry {
                 policies_retired,
             ),
         ];
-        let store: Arc<dyn Store> = Arc::new(WriteTrackingStore::new(store, watched));
+        let cache_tracker = Arc::new(WriteTrackingStore::new(store, watched));
         Registry {
-            store,
+            store: cache_tracker.clone(),
+            cache_tracker,
             services: Arc::new(ServiceAllocator::for_range(range)),
             token_signer: Arc::default(),
             toleration_seconds: (
@@ -469,6 +472,13 @@ impl Registry {
     /// The cached ResourceQuotas of each namespace quota admission charges.
     pub fn quota_cache(&self) -> &Arc<crate::snapshot_cache::QuotaCache> {
         &self.quotas
+    }
+
+    /// Retires the caches for writes made through other servers of the store too, from the
+    /// store's watch (see [`crate::snapshot_cache`]); until then only this registry's own
+    /// writes retire them. Needs a tokio runtime.
+    pub fn follow_store_for_caches(&self) {
+        self.cache_tracker.follow_store();
     }
 
     /// The Node authorizer's graph of what each node's pods reference.

@@ -48,7 +48,59 @@ impl ServerApiError for ApiError {
                 "too old resource version: {requested} ({compacted})"
             )),
             StoreError::WatcherTooSlow => ApiError::internal(err.to_string()),
-            StoreError::Backend(msg) => ApiError::unavailable(format!("storage error: {msg}")),
+            // kube-apiserver passes a failure its storage does not recognize (etcd's own
+            // `etcdserver: request timed out` without quorum) as a 500 of unknown reason
+            // carrying the failure's text.
+            StoreError::Backend(message) => ApiError::new(500, "", message),
+            // Unanswered, kube-apiserver's call waits until the request's deadline, and its
+            // timeout filter answers.
+            StoreError::Timeout(_) => request_timed_out(),
         }
+    }
+}
+
+/// kube-apiserver's answer to a request that outlived its deadline (its timeout filter's
+/// `NewTimeoutError`): 504, reason `Timeout`, empty details.
+pub fn request_timed_out() -> ApiError {
+    ApiError {
+        details: Some(serde_json::json!({})),
+        ..ApiError::new(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within the allotted timeout",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_api::kinds::config_map;
+
+    #[test]
+    fn store_failures_answer_as_kube_apiserver_answers_them() {
+        let refused = ApiError::from_store(
+            StoreError::Backend("etcdserver: request timed out".into()),
+            &config_map::V1,
+            "c",
+        );
+        assert_eq!(
+            refused.to_status(),
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": "etcdserver: request timed out", "code": 500}),
+            "a failure etcd answered is a 500 of unknown reason with etcd's text"
+        );
+        let unanswered = ApiError::from_store(
+            StoreError::Timeout("etcd: get: no answer within 10s".into()),
+            &config_map::V1,
+            "c",
+        );
+        assert_eq!(
+            unanswered.to_status(),
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure",
+                "message": "Timeout: request did not complete within the allotted timeout",
+                "reason": "Timeout", "details": {}, "code": 504})
+        );
     }
 }

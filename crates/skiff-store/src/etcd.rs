@@ -135,6 +135,23 @@ fn backend(doing: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("etcd: {doing}: {error}"))
 }
 
+/// The failure of a call etcd answered with an error. When etcd itself refused it (its
+/// messages start with `etcdserver: `, such as `etcdserver: request timed out` without quorum),
+/// the message is etcd's own text, which kube-apiserver hands to clients as it is.
+fn refused(doing: &str, error: etcd_client::Error) -> StoreError {
+    if let etcd_client::Error::GRpcStatus(status) = &error {
+        if status.message().starts_with("etcdserver: ") {
+            return StoreError::Backend(status.message().to_string());
+        }
+    }
+    backend(doing, error)
+}
+
+/// The failure of a call etcd did not answer within `timeout`.
+fn unanswered(doing: &str, timeout: std::time::Duration) -> StoreError {
+    StoreError::Timeout(format!("etcd: {doing}: no answer within {timeout:?}"))
+}
+
 /// How long to pause before sending again a call no member accepted.
 const UNSENT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -257,15 +274,22 @@ impl EtcdStore {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, call()).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(error)) if never_sent(&error) && !left.is_zero() => {
+                Ok(Err(error)) if never_sent(&error) => {
+                    if left.is_zero() {
+                        // The last attempt, made with no time left, was refused too.
+                        return Err(StoreError::Timeout(format!(
+                            "etcd: {doing}: no member answered within {:?}: {error}",
+                            self.timeout
+                        )));
+                    }
                     unsent = Some(error.to_string());
                     // Not a wait for luck: the next attempt goes to another member, and the
                     // pause only keeps a cluster with no member left from spinning.
                     tokio::time::sleep(UNSENT_RETRY_PAUSE.min(left)).await;
                 }
-                Ok(Err(error)) => return Err(backend(doing, error)),
+                Ok(Err(error)) => return Err(refused(doing, error)),
                 Err(_) => {
-                    return Err(StoreError::Backend(match unsent {
+                    return Err(StoreError::Timeout(match unsent {
                         Some(error) => format!(
                             "etcd: {doing}: no member answered within {:?}: {error}",
                             self.timeout
@@ -330,19 +354,20 @@ impl EtcdStore {
 
     /// Whether etcd still holds history at `revision` (a range there succeeds).
     async fn readable_at(&self, revision: Revision) -> Result<bool, StoreError> {
-        let mut kv = self.kv();
-        let options = GetOptions::new().with_revision(revision).with_count_only();
-        match tokio::time::timeout(self.timeout, kv.get(self.root.clone(), Some(options))).await {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(error)) if is_compacted_error(&error) => Ok(false),
-            // A revision not written yet is not compacted either.
-            Ok(Err(error)) if error.to_string().contains("future revision") => Ok(true),
-            Ok(Err(error)) => Err(backend("probing the compacted revision", error)),
-            Err(_) => Err(StoreError::Backend(format!(
-                "etcd: probing the compacted revision: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        self.bounded("probing the compacted revision", || {
+            let (mut kv, root) = (self.kv(), self.root.clone());
+            let options = GetOptions::new().with_revision(revision).with_count_only();
+            async move {
+                match kv.get(root, Some(options)).await {
+                    Ok(_) => Ok(true),
+                    Err(error) if is_compacted_error(&error) => Ok(false),
+                    // A revision not written yet is not compacted either.
+                    Err(error) if error.to_string().contains("future revision") => Ok(true),
+                    Err(error) => Err(error),
+                }
+            }
+        })
+        .await
     }
 
     /// A transaction that writes `key` only if it exists (and, with `expected`, only if its
@@ -610,13 +635,8 @@ impl Store for EtcdStore {
         // Wait for etcd to confirm the watch, so a watch that could not start fails here.
         let first = match tokio::time::timeout(self.timeout, etcd_watch.message()).await {
             Ok(Ok(first)) => first,
-            Ok(Err(error)) => return Err(backend("watching", error)),
-            Err(_) => {
-                return Err(StoreError::Backend(format!(
-                    "etcd: watching: no answer within {:?}",
-                    self.timeout
-                )))
-            }
+            Ok(Err(error)) => return Err(refused("watching", error)),
+            Err(_) => return Err(unanswered("watching", self.timeout)),
         };
         let mut pending = VecDeque::new();
         match first {
@@ -677,11 +697,8 @@ impl Store for EtcdStore {
             }
             // Compacting at or below the compacted revision changes nothing.
             Ok(Err(error)) if is_compacted_error(&error) => Ok(()),
-            Ok(Err(error)) => Err(backend("compacting", error)),
-            Err(_) => Err(StoreError::Backend(format!(
-                "etcd: compacting: no answer within {:?}",
-                self.timeout
-            ))),
+            Ok(Err(error)) => Err(refused("compacting", error)),
+            Err(_) => Err(unanswered("compacting", self.timeout)),
         }
     }
 

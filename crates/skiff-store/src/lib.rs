@@ -159,9 +159,14 @@ pub enum StoreError {
     /// A watcher fell so far behind that events it had not read were dropped; it must re-list.
     #[error("watcher fell behind and was closed")]
     WatcherTooSlow,
-    /// The backend failed (I/O, database corruption, a closed store).
+    /// The backend failed (I/O, database corruption, a closed store, an error etcd answered
+    /// with, whose own text is then the message).
     #[error("storage backend failure: {0}")]
     Backend(String),
+    /// The backend did not answer within the store's request timeout (etcd unreachable or
+    /// frozen); a write may or may not have been applied.
+    #[error("storage backend did not answer: {0}")]
+    Timeout(String),
 }
 
 /// The versioned key-value store every Skiff server writes through.

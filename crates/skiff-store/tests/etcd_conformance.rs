@@ -177,7 +177,9 @@ where
     loop {
         match op().await {
             Ok(value) => return value,
-            Err(StoreError::Backend(message)) if Instant::now() < deadline => {
+            Err(StoreError::Backend(message) | StoreError::Timeout(message))
+                if Instant::now() < deadline =>
+            {
                 let _ = message;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -200,8 +202,8 @@ async fn calls_fail_within_the_timeout_while_etcd_is_down_and_work_when_it_retur
     let started = Instant::now();
     let write = tokio::time::timeout(bound, store.create("/down/b", b"b".to_vec())).await;
     match write {
-        Ok(Err(StoreError::Backend(message))) => assert!(message.contains("etcd"), "{message}"),
-        Ok(other) => panic!("a write with etcd down: want a Backend error, got {other:?}"),
+        Ok(Err(StoreError::Timeout(message))) => assert!(message.contains("etcd"), "{message}"),
+        Ok(other) => panic!("a write with etcd down: want a Timeout error, got {other:?}"),
         Err(_) => panic!("a write with etcd down hung past {bound:?}"),
     }
     for (what, result) in [
@@ -225,8 +227,8 @@ async fn calls_fail_within_the_timeout_while_etcd_is_down_and_work_when_it_retur
         ),
     ] {
         match result {
-            Ok(Err(StoreError::Backend(_))) => {}
-            Ok(other) => panic!("{what} with etcd down: want a Backend error, got {other:?}"),
+            Ok(Err(StoreError::Timeout(_))) => {}
+            Ok(other) => panic!("{what} with etcd down: want a Timeout error, got {other:?}"),
             Err(_) => panic!("{what} with etcd down hung past {bound:?}"),
         }
     }
@@ -263,10 +265,10 @@ async fn calls_to_an_etcd_that_stopped_answering_fail_after_the_timeout_not_hang
     let write = tokio::time::timeout(bound, store.update("/frozen/a", b"b".to_vec(), None)).await;
     let took = started.elapsed();
     match write {
-        Ok(Err(StoreError::Backend(message))) => {
+        Ok(Err(StoreError::Timeout(message))) => {
             assert!(message.contains("no answer within"), "{message}")
         }
-        Ok(other) => panic!("a write to a frozen etcd: want a Backend error, got {other:?}"),
+        Ok(other) => panic!("a write to a frozen etcd: want a Timeout error, got {other:?}"),
         Err(_) => panic!("a write to a frozen etcd hung past {bound:?}"),
     }
     assert!(
@@ -275,7 +277,7 @@ async fn calls_to_an_etcd_that_stopped_answering_fail_after_the_timeout_not_hang
     );
     let read = tokio::time::timeout(bound, store.get("/frozen/a")).await;
     assert!(
-        matches!(read, Ok(Err(StoreError::Backend(_)))),
+        matches!(read, Ok(Err(StoreError::Timeout(_)))),
         "a read to a frozen etcd: {read:?}"
     );
 

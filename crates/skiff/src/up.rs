@@ -227,6 +227,9 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let token_signer = Arc::new(token_signer);
     registry.install_token_signer(token_signer.clone());
+    // Other servers of a shared datastore write RBAC, webhook configurations, quotas and
+    // admission policies too: the caches of those follow the store's watch.
+    registry.follow_store_for_caches();
     system::ensure_builtin_namespaces(&registry).await?;
     skiff_apiserver::rbac_bootstrap::reconcile(&registry).await?;
     skiff_apiserver::policy_admission::ensure_system_priority_classes(&registry).await?;

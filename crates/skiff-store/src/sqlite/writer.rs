@@ -366,6 +366,7 @@ fn copy_error(error: &StoreError) -> StoreError {
         },
         StoreError::WatcherTooSlow => StoreError::WatcherTooSlow,
         StoreError::Backend(message) => StoreError::Backend(message.clone()),
+        StoreError::Timeout(message) => StoreError::Timeout(message.clone()),
     }
 }
 
