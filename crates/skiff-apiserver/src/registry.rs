@@ -167,6 +167,8 @@ pub struct Registry {
     policies: Arc<crate::admission_policies::PolicyCache>,
     /// The Node authorizer's graph of what each node's pods reference.
     node_graph: Arc<crate::node_graph::NodeGraphCache>,
+    /// The aggregation layer's client identity and what its checks discovered.
+    aggregator: Arc<crate::aggregator::Aggregator>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -377,6 +379,7 @@ impl Registry {
             webhooks,
             quotas,
             node_graph: Arc::default(),
+            aggregator: Arc::default(),
         }
     }
 
@@ -390,6 +393,12 @@ impl Registry {
     /// the admin's is accepted. A second install is ignored.
     pub fn install_token_signer(&self, signer: Arc<crate::service_account_tokens::TokenSigner>) {
         let _ = self.token_signer.set(signer);
+    }
+
+    /// The aggregation layer, shared by every clone: the front-proxy client identity
+    /// requests to aggregated servers present, and the remote group versions discovered.
+    pub fn aggregator(&self) -> &crate::aggregator::Aggregator {
+        &self.aggregator
     }
 
     /// The ServiceAccount admission plugin, on when this registry issues tokens: the pod's
@@ -967,7 +976,8 @@ impl Registry {
         }
         attempt.object = Some(self.present(resource, stored.clone())?);
         warnings.extend(self.run_validating_webhooks(&attempt).await?);
-        self.admit_quota(storage, &stored, options.dry_run).await?;
+        self.admit_quota(storage, &stored, None, options.dry_run)
+            .await?;
         if hook(storage) == RegistryHook::Service {
             self.allocate_service(resource, &name, &mut stored, None)
                 .await?;
@@ -1118,6 +1128,10 @@ impl Registry {
                 .admit_update_by_webhooks(resource, storage, &old, new, subresource, options)
                 .await
                 .map(|(new, more)| (new, [warnings, more].concat()))?;
+            if subresource.is_none() && strip_rv(&new) != strip_rv(&old) {
+                self.admit_quota(storage, &new, Some(&old), options.dry_run)
+                    .await?;
+            }
             if hook(storage) == RegistryHook::Service && subresource.is_none() {
                 self.allocate_service(resource, name, &mut new, Some(&old))
                     .await?;

@@ -67,6 +67,13 @@ const BUILT_IN_PRIORITIES: &[(&str, &str, i64, i64)] = &[
 /// The priorities kube-aggregator gives custom resources' group versions.
 const CUSTOM_PRIORITIES: (i64, i64) = (1000, 100);
 
+/// The metrics API's group, which metrics-server registers with an APIService of its own.
+const METRICS_GROUP: &str = "metrics.k8s.io";
+
+/// The priorities metrics-server's APIService registration (as k3s ships it) gives
+/// `v1beta1.metrics.k8s.io`.
+const METRICS_PRIORITIES: (i64, i64) = (100, 100);
+
 /// The name of the APIService of a group version: `v1.apps`, `v1.` for the core group.
 pub fn name_for(group: &str, version: &str) -> String {
     format!("{version}.{group}")
@@ -79,6 +86,7 @@ pub fn local_api_service(group: &str, version: &str) -> Value {
         .find(|(g, v, _, _)| *g == group && *v == version);
     let ((group_priority, version_priority), managed) = match built_in {
         Some((_, _, g, v)) => ((*g, *v), "onstart"),
+        None if group == METRICS_GROUP => (METRICS_PRIORITIES, "true"),
         None => (CUSTOM_PRIORITIES, "true"),
     };
     let mut spec = json!({"version": version, "groupPriorityMinimum": group_priority,
@@ -440,6 +448,17 @@ mod tests {
         );
         assert_eq!(created[2]["metadata"]["labels"][AUTOMANAGED_LABEL], "true");
         assert_eq!(created[2]["spec"]["groupPriorityMinimum"], 1000);
+        let metrics = local_api_service("metrics.k8s.io", "v1beta1");
+        assert_eq!(metrics["metadata"]["name"], "v1beta1.metrics.k8s.io");
+        assert_eq!(
+            (
+                &metrics["spec"]["groupPriorityMinimum"],
+                &metrics["spec"]["versionPriority"]
+            ),
+            (&json!(100), &json!(100)),
+            "as metrics-server registers it"
+        );
+        assert!(metrics["spec"].get("service").is_none(), "served locally");
     }
 
     #[test]
