@@ -1129,8 +1129,8 @@ impl Registry {
                 .await
                 .map(|(new, more)| (new, [warnings, more].concat()))?;
             if subresource.is_none() && strip_rv(&new) != strip_rv(&old) {
-                self.admit_quota(storage, &new, Some(&old), options.dry_run)
-                    .await?;
+                // Boxed: charging a quota writes its status through this same loop.
+                Box::pin(self.admit_quota(storage, &new, Some(&old), options.dry_run)).await?;
             }
             if hook(storage) == RegistryHook::Service && subresource.is_none() {
                 self.allocate_service(resource, name, &mut new, Some(&old))

@@ -139,7 +139,8 @@ pub fn front_proxy_material(dir: &Path) -> PkiResult<FrontProxyMaterial> {
             (cert.pem(), key)
         }
     };
-    let issuer = Issuer::from_params(&front_proxy_ca_params()?, ca_key);
+    let ca_params = front_proxy_ca_params()?;
+    let issuer = Issuer::from_params(&ca_params, ca_key);
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(
