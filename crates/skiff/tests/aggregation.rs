@@ -607,3 +607,62 @@ ports:
         "{refused}"
     );
 }
+
+#[test]
+fn the_metrics_api_is_a_local_api_service_and_kubectl_top_still_works() {
+    let skiff = Skiff::start_with(&[
+        "--no-node",
+        "--simulated-nodes",
+        "1",
+        "--metric-resolution",
+        "1",
+    ]);
+    let kubectl = skiff.kubectl();
+    let metrics = kubectl.json(&["get", "apiservice", "v1beta1.metrics.k8s.io"]);
+    assert!(
+        metrics["spec"].get("service").is_none_or(Value::is_null),
+        "served by Skiff itself: {metrics}"
+    );
+    assert_eq!(
+        (
+            &metrics["spec"]["group"],
+            &metrics["spec"]["version"],
+            &metrics["spec"]["groupPriorityMinimum"],
+            &metrics["spec"]["versionPriority"]
+        ),
+        (
+            &json!("metrics.k8s.io"),
+            &json!("v1beta1"),
+            &json!(100),
+            &json!(100)
+        ),
+        "{metrics}"
+    );
+    let condition = available(&kubectl, "v1beta1.metrics.k8s.io");
+    assert_eq!(
+        (&condition["status"], &condition["reason"]),
+        (&json!("True"), &json!("Local")),
+        "{metrics}"
+    );
+    let listed = kubectl.ok(&["get", "apiservice", "v1beta1.metrics.k8s.io"]);
+    let row: Vec<&str> = listed
+        .lines()
+        .nth(1)
+        .map(support::cells)
+        .unwrap_or_default();
+    assert_eq!(
+        row.get(..3),
+        Some(&["v1beta1.metrics.k8s.io", "Local", "True"][..]),
+        "{listed}"
+    );
+    let top = wait_for_every(
+        "kubectl top node to print the simulated node",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let out = kubectl.run(&["top", "node", "--no-headers"]);
+            (out.success() && out.stdout.contains("sim-node-1")).then_some(out.stdout)
+        },
+    );
+    assert!(top.contains("sim-node-1"), "{top}");
+}
