@@ -489,7 +489,13 @@ pub fn admit(
     plural: &str,
     obj: &Value,
 ) -> Result<Vec<Charge>, String> {
-    charge(quotas, group, plural, obj, &object_usage(group, plural, obj))
+    charge(
+        quotas,
+        group,
+        plural,
+        obj,
+        &object_usage(group, plural, obj),
+    )
 }
 
 /// The ResourceQuota admission check of an update of an object of `(group, plural)` from

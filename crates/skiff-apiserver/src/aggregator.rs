@@ -426,7 +426,10 @@ pub async fn proxy(registry: &Registry, stored: &Value, req: Request, user: &Use
             builder = builder.header(name, value);
         }
         let request = builder.body(body).map_err(|e| e.to_string())?;
-        sender.send_request(request).await.map_err(|e| e.to_string())
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())
     };
     let answer = match tokio::time::timeout(PROXY_HEADER_TIMEOUT, exchange).await {
         Ok(Ok(answer)) => answer,
@@ -620,7 +623,12 @@ pub async fn publish_authentication(
                 "metadata": {"name": AUTHENTICATION_CONFIG_MAP, "namespace": "kube-system"},
                 "data": data});
             match registry
-                .create(config_maps, Some("kube-system"), object, WriteOptions::default())
+                .create(
+                    config_maps,
+                    Some("kube-system"),
+                    object,
+                    WriteOptions::default(),
+                )
                 .await
             {
                 Ok(_) => Ok(()),
@@ -660,7 +668,12 @@ mod tests {
 
     #[test]
     fn credentials_and_forged_identities_are_withheld() {
-        for name in ["authorization", "impersonate-user", "x-remote-user", "connection"] {
+        for name in [
+            "authorization",
+            "impersonate-user",
+            "x-remote-user",
+            "connection",
+        ] {
             assert!(is_withheld(&HeaderName::from_static(name)), "{name}");
         }
         for name in ["accept", "content-type", "user-agent"] {
@@ -671,8 +684,14 @@ mod tests {
     #[test]
     fn authentication_config_map_lists_the_requestheader_settings() {
         let data = authentication_data("CLIENT CA", "PROXY CA");
-        assert_eq!(data["requestheader-allowed-names"], "[\"front-proxy-client\"]");
-        assert_eq!(data["requestheader-username-headers"], "[\"X-Remote-User\"]");
+        assert_eq!(
+            data["requestheader-allowed-names"],
+            "[\"front-proxy-client\"]"
+        );
+        assert_eq!(
+            data["requestheader-username-headers"],
+            "[\"X-Remote-User\"]"
+        );
         assert_eq!(data["requestheader-group-headers"], "[\"X-Remote-Group\"]");
         assert_eq!(
             data["requestheader-extra-headers-prefix"],

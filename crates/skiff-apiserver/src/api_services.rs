@@ -228,6 +228,8 @@ async fn remote_group_doc(registry: &Registry, group: &str) -> Option<Value> {
         .iter()
         .map(|(_, v)| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
         .collect();
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": group,
-        "versions": entries, "preferredVersion": entries[0]}))
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group,
+        "versions": entries, "preferredVersion": entries[0]}),
+    )
 }

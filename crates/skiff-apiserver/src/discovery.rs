@@ -475,7 +475,12 @@ fn aggregated_remote_resources(group: &str, version: &str, list: &Value) -> Vec<
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let text = |r: &Value, field: &str| r.get(field).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |r: &Value, field: &str| {
+        r.get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let strings = |r: &Value, field: &str| r.get(field).cloned().unwrap_or_else(|| json!([]));
     let mut out: Vec<Value> = Vec::new();
     for resource in resources.iter().filter(|r| !text(r, "name").contains('/')) {
@@ -485,7 +490,10 @@ fn aggregated_remote_resources(group: &str, version: &str, list: &Value) -> Vec<
                 "version": r.get("version").and_then(Value::as_str).unwrap_or(version),
                 "kind": text(r, "kind")})
         };
-        let namespaced = resource.get("namespaced").and_then(Value::as_bool).unwrap_or(false);
+        let namespaced = resource
+            .get("namespaced")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let mut entry = json!({
             "resource": name,
             "responseKind": kind_of(resource),
@@ -494,7 +502,10 @@ fn aggregated_remote_resources(group: &str, version: &str, list: &Value) -> Vec<
             "verbs": strings(resource, "verbs"),
         });
         for field in ["shortNames", "categories"] {
-            if let Some(values) = resource.get(field).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+            if let Some(values) = resource
+                .get(field)
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+            {
                 entry[field] = values.clone();
             }
         }
@@ -696,7 +707,9 @@ mod tests {
         advertise_remote(&mut doc, DiscoveryFormat::AggregatedV2, &remote);
         let items = doc["items"].as_array().unwrap();
         assert!(
-            !items.iter().any(|g| g["metadata"]["name"] == "never.example.com"),
+            !items
+                .iter()
+                .any(|g| g["metadata"]["name"] == "never.example.com"),
             "a group never discovered has no resources to list"
         );
         let wardle = items

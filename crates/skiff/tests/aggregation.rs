@@ -43,8 +43,7 @@ fn serving_certificates() -> (String, String, String) {
     let ca_cert = ca_params.self_signed(&ca_key).expect("a CA certificate");
     let issuer = Issuer::from_params(&ca_params, ca_key);
     let key = KeyPair::generate().expect("a server key");
-    let params =
-        CertificateParams::new(vec![SERVICE_HOST.to_string()]).expect("server parameters");
+    let params = CertificateParams::new(vec![SERVICE_HOST.to_string()]).expect("server parameters");
     let cert = params
         .signed_by(&key, &issuer)
         .expect("a server certificate");
@@ -183,7 +182,10 @@ fn answer(path_and_query: &str, accept: &str, user: &str) -> Answer {
             .to_string(),
         );
     }
-    if query.split('&').any(|p| p == "watch=true" || p == "watch=1") {
+    if query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1")
+    {
         return Answer::Events(
             ["first", "second"]
                 .iter()
@@ -252,11 +254,7 @@ fn serve(config: Arc<rustls::ServerConfig>, stream: TcpStream, seen: &Mutex<Vec<
         }
     }
     drop(reader);
-    if let Some(der) = tls
-        .conn
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-    {
+    if let Some(der) = tls.conn.peer_certificates().and_then(|certs| certs.first()) {
         if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
             request.client_name = cert
                 .subject()
@@ -371,9 +369,16 @@ fn an_aggregated_server_is_reached_with_the_callers_identity_and_watched_for_ava
         ("requestheader-allowed-names", "[\"front-proxy-client\"]"),
         ("requestheader-username-headers", "[\"X-Remote-User\"]"),
         ("requestheader-group-headers", "[\"X-Remote-Group\"]"),
-        ("requestheader-extra-headers-prefix", "[\"X-Remote-Extra-\"]"),
+        (
+            "requestheader-extra-headers-prefix",
+            "[\"X-Remote-Extra-\"]",
+        ),
     ] {
-        assert_eq!(str_at(&authentication, &format!("/data/{key}")), value, "{key}");
+        assert_eq!(
+            str_at(&authentication, &format!("/data/{key}")),
+            value,
+            "{key}"
+        );
     }
     let client_ca = str_at(&authentication, "/data/requestheader-client-ca-file");
     assert!(
@@ -437,16 +442,25 @@ fn an_aggregated_server_is_reached_with_the_callers_identity_and_watched_for_ava
         "--as-group",
         "system:masters",
     ]);
-    assert!(impersonated.contains("\"seenBy\":\"jane\""), "{impersonated}");
+    assert!(
+        impersonated.contains("\"seenBy\":\"jane\""),
+        "{impersonated}"
+    );
     let requests = server.seen();
     let user_requests: Vec<&Seen> = requests
         .iter()
         .filter(|s| s.path.contains("/flunders"))
         .collect();
-    assert!(!user_requests.is_empty(), "the server saw no flunder request");
+    assert!(
+        !user_requests.is_empty(),
+        "the server saw no flunder request"
+    );
     for request in &user_requests {
         assert_eq!(request.client_name, "front-proxy-client", "{request:?}");
-        assert!(!request.authorization, "credentials stay with Skiff: {request:?}");
+        assert!(
+            !request.authorization,
+            "credentials stay with Skiff: {request:?}"
+        );
     }
     let jane = user_requests
         .iter()

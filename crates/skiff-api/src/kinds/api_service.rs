@@ -186,7 +186,9 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// (`spec.service.port`, 443 when unset, as kube-aggregator defaults it). `None` for a local
 /// APIService.
 pub fn service_reference(api_service: &Value) -> Option<(String, String, i64)> {
-    let service = api_service.pointer("/spec/service").filter(|s| !s.is_null())?;
+    let service = api_service
+        .pointer("/spec/service")
+        .filter(|s| !s.is_null())?;
     Some((
         text(service, "/namespace").to_string(),
         text(service, "/name").to_string(),
@@ -288,9 +290,7 @@ pub fn remote_available_condition(
 pub fn remote_status(current: &Value, condition: Value) -> Option<Value> {
     let mut condition = condition;
     let conditions = list(current, "/status/conditions");
-    let previous = conditions
-        .iter()
-        .find(|c| text(c, "/type") == "Available");
+    let previous = conditions.iter().find(|c| text(c, "/type") == "Available");
     if let Some(previous) = previous {
         if text(previous, "/status") == text(&condition, "/status") {
             condition["lastTransitionTime"] = previous
@@ -624,10 +624,7 @@ mod tests {
         )
         .expect("a change of status is written");
         assert!(!is_available(&down));
-        assert_eq!(
-            down["status"]["conditions"][0]["lastTransitionTime"],
-            later
-        );
+        assert_eq!(down["status"]["conditions"][0]["lastTransitionTime"], later);
         let other = RemoteCheck::MissingEndpoints("https".into());
         let moved = remote_status(
             &down,
