@@ -871,7 +871,7 @@ mod tests {
         );
         assert_eq!(
             admit_update(
-                &[no_node_ports.clone()],
+                std::slice::from_ref(&no_node_ports),
                 "",
                 "services",
                 &service("ClusterIP", 1),
