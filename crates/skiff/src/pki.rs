@@ -121,24 +121,28 @@ fn front_proxy_ca_params() -> PkiResult<CertificateParams> {
     Ok(params)
 }
 
-/// Loads the requestheader CA of data directory `dir` (creating it on first start) and
-/// issues a front-proxy client certificate with it.
-pub fn front_proxy_material(dir: &Path) -> PkiResult<FrontProxyMaterial> {
+/// The requestheader CA of data directory `dir` (`front-proxy-ca.crt` and `.key`), created
+/// there on first use.
+pub(crate) fn load_or_create_front_proxy_ca(dir: &Path) -> PkiResult<(String, KeyPair)> {
     let cert_path = dir.join("front-proxy-ca.crt");
     let key_path = dir.join("front-proxy-ca.key");
-    let (ca_pem, ca_key) = match (
+    if let (Ok(cert), Ok(key)) = (
         std::fs::read_to_string(&cert_path),
         std::fs::read_to_string(&key_path),
     ) {
-        (Ok(cert), Ok(key)) => (cert, KeyPair::from_pem(&key)?),
-        _ => {
-            let key = KeyPair::generate()?;
-            let cert = front_proxy_ca_params()?.self_signed(&key)?;
-            write_private(&key_path, key.serialize_pem().as_bytes())?;
-            write_private(&cert_path, cert.pem().as_bytes())?;
-            (cert.pem(), key)
-        }
-    };
+        return Ok((cert, KeyPair::from_pem(&key)?));
+    }
+    let key = KeyPair::generate()?;
+    let cert = front_proxy_ca_params()?.self_signed(&key)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_private(&cert_path, cert.pem().as_bytes())?;
+    Ok((cert.pem(), key))
+}
+
+/// Loads the requestheader CA of data directory `dir` (creating it on first start) and
+/// issues a front-proxy client certificate with it.
+pub fn front_proxy_material(dir: &Path) -> PkiResult<FrontProxyMaterial> {
+    let (ca_pem, ca_key) = load_or_create_front_proxy_ca(dir)?;
     let ca_params = front_proxy_ca_params()?;
     let issuer = Issuer::from_params(&ca_params, ca_key);
     let key = KeyPair::generate()?;
