@@ -489,7 +489,59 @@ pub fn admit(
     plural: &str,
     obj: &Value,
 ) -> Result<Vec<Charge>, String> {
-    let delta = object_usage(group, plural, obj);
+    charge(
+        quotas,
+        group,
+        plural,
+        obj,
+        &object_usage(group, plural, obj),
+    )
+}
+
+/// The ResourceQuota admission check of an update of an object of `(group, plural)` from
+/// `old` to `new`: only what the update adds is charged (a Service turned `NodePort` or
+/// `LoadBalancer`, a claim grown), as Kubernetes' evaluators charge updates; an update that
+/// adds nothing is admitted without a charge. Pods are charged on creation only.
+pub fn admit_update(
+    quotas: &[Value],
+    group: &str,
+    plural: &str,
+    old: &Value,
+    new: &Value,
+) -> Result<Vec<Charge>, String> {
+    if group.is_empty() && plural == "pods" {
+        return Ok(Vec::new());
+    }
+    let before = object_usage(group, plural, old);
+    let grown: Usage = object_usage(group, plural, new)
+        .into_iter()
+        .filter_map(|(name, after)| {
+            let prior = before.get(&name).map_or(0, |a| a.milli);
+            let added = after.milli.checked_sub(prior)?;
+            (added > 0).then_some((
+                name,
+                Amount {
+                    milli: added,
+                    binary: after.binary,
+                },
+            ))
+        })
+        .collect();
+    if grown.is_empty() {
+        return Ok(Vec::new());
+    }
+    charge(quotas, group, plural, new, &grown)
+}
+
+/// Charges `delta`, the usage a write of `obj` adds, to the quotas covering it, or refuses it
+/// in Kubernetes' words.
+fn charge(
+    quotas: &[Value],
+    group: &str,
+    plural: &str,
+    obj: &Value,
+    delta: &Usage,
+) -> Result<Vec<Charge>, String> {
     let mut charges = Vec::new();
     for (index, quota) in quotas.iter().enumerate() {
         if !quota_covers(quota, group, plural, obj) {
@@ -760,6 +812,143 @@ mod tests {
             let want = case.expected.map_err(str::to_string);
             assert_eq!(got, want, "case {}", case.name);
         }
+    }
+
+    fn service(kind: &str, ports: usize) -> Value {
+        let ports: Vec<Value> = (0..ports)
+            .map(|i| json!({"name": format!("p{i}"), "port": 80 + i}))
+            .collect();
+        json!({"metadata": {"name": "svc", "namespace": "test"},
+            "spec": {"type": kind, "ports": ports}})
+    }
+
+    fn claim(storage: &str) -> Value {
+        json!({"metadata": {"name": "data", "namespace": "test"},
+            "spec": {"resources": {"requests": {"storage": storage}}}})
+    }
+
+    /// Shaped after upstream's update cases (`TestAdmitHandlesOldObjects`,
+    /// `TestAdmitHandlesPVCUpdates`, `TestAdmitHandlesNegativePVCUpdates`): only what an
+    /// update adds is charged.
+    #[test]
+    fn updates_charge_only_what_they_add() {
+        let service_quota = quota(
+            "quota",
+            json!({"services": "10", "services.loadbalancers": "10", "services.nodeports": "10"}),
+            json!({"services": "1", "services.loadbalancers": "0", "services.nodeports": "0"}),
+        );
+        let charged = admit_update(
+            std::slice::from_ref(&service_quota),
+            "",
+            "services",
+            &service("ClusterIP", 1),
+            &service("NodePort", 1),
+        )
+        .expect("within the quota");
+        assert_eq!(charged.len(), 1);
+        assert_eq!(
+            Value::Object(charged[0].used.clone()),
+            json!({"services": "1", "services.loadbalancers": "0", "services.nodeports": "1"}),
+            "a Service is not counted twice"
+        );
+        let balancer = admit_update(
+            std::slice::from_ref(&service_quota),
+            "",
+            "services",
+            &service("NodePort", 2),
+            &service("LoadBalancer", 2),
+        )
+        .expect("within the quota");
+        assert_eq!(
+            Value::Object(balancer[0].used.clone()),
+            json!({"services": "1", "services.loadbalancers": "1", "services.nodeports": "0"}),
+            "the node ports were counted already"
+        );
+        let no_node_ports = quota(
+            "no-node-ports",
+            json!({"services.nodeports": "0"}),
+            json!({"services.nodeports": "0"}),
+        );
+        assert_eq!(
+            admit_update(
+                std::slice::from_ref(&no_node_ports),
+                "",
+                "services",
+                &service("ClusterIP", 1),
+                &service("NodePort", 1),
+            )
+            .map(|c| c.len()),
+            Err("exceeded quota: no-node-ports, requested: services.nodeports=1, used: services.nodeports=0, limited: services.nodeports=0".to_string())
+        );
+        let no_balancers = quota(
+            "no-lb",
+            json!({"services.loadbalancers": "0"}),
+            json!({"services.loadbalancers": "0"}),
+        );
+        assert_eq!(
+            admit_update(
+                &[no_balancers],
+                "",
+                "services",
+                &service("ClusterIP", 1),
+                &service("LoadBalancer", 1),
+            )
+            .map(|c| c.len()),
+            Err("exceeded quota: no-lb, requested: services.loadbalancers=1, used: services.loadbalancers=0, limited: services.loadbalancers=0".to_string())
+        );
+        assert_eq!(
+            admit_update(
+                &[no_node_ports],
+                "",
+                "services",
+                &service("ClusterIP", 1),
+                &service("ClusterIP", 2),
+            )
+            .map(|c| c.len()),
+            Ok(0),
+            "an update adding nothing counted is admitted as is"
+        );
+
+        let storage_quota = quota(
+            "quota",
+            json!({"requests.storage": "50Gi", "persistentvolumeclaims": "10"}),
+            json!({"requests.storage": "10Gi", "persistentvolumeclaims": "1"}),
+        );
+        let grown = admit_update(
+            std::slice::from_ref(&storage_quota),
+            "",
+            "persistentvolumeclaims",
+            &claim("10Gi"),
+            &claim("15Gi"),
+        )
+        .expect("within the quota");
+        assert_eq!(
+            Value::Object(grown[0].used.clone()),
+            json!({"requests.storage": "15Gi", "persistentvolumeclaims": "1"})
+        );
+        assert_eq!(
+            admit_update(
+                std::slice::from_ref(&storage_quota),
+                "",
+                "persistentvolumeclaims",
+                &claim("10Gi"),
+                &claim("5Gi"),
+            )
+            .map(|c| c.len()),
+            Ok(0),
+            "a shrinking claim is not charged"
+        );
+        assert_eq!(
+            admit_update(
+                &[storage_quota],
+                "",
+                "persistentvolumeclaims",
+                &claim("10Gi"),
+                &claim("100Gi"),
+            )
+            .map(|c| c.len()),
+            Err("exceeded quota: quota, requested: requests.storage=90Gi, used: requests.storage=10Gi, limited: requests.storage=50Gi".to_string())
+        );
     }
 
     #[test]

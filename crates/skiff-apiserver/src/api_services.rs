@@ -12,8 +12,9 @@ use skiff_api::kinds::custom_resource_definition::V1 as CRDS;
 use skiff_api::resources::Subresource;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
+use serde_json::{json, Value};
 
 use crate::registry::{DeleteOptions, ListOptions, Registry, WriteOptions};
 use crate::status::ApiError;
@@ -84,6 +85,23 @@ async fn pass(
     Ok(writes)
 }
 
+/// Checks the APIServices naming a Service and writes their availability.
+async fn check_remote(registry: &Registry) {
+    match registry
+        .list(&api_service::V1, None, &ListOptions::default())
+        .await
+    {
+        Ok(list) => {
+            let now = jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_else(|_| jiff::Timestamp::now())
+                .to_string();
+            crate::aggregator::check_remote(registry, &list.items, &now).await;
+        }
+        Err(error) => tracing::warn!(%error, "listing APIServices to check failed"),
+    }
+}
+
 /// Creates the APIServices of the groups served at start, the kind table's and `extra`, and
 /// writes their status: run before the server serves, so nothing is left to write once it
 /// does.
@@ -120,6 +138,7 @@ async fn run(registry: Registry, extra: Vec<(&'static str, &'static str)>) {
                     if let Err(error) = pass(&registry, &extra).await {
                         tracing::warn!(%error, "keeping the local APIServices failed");
                     }
+                    check_remote(&registry).await;
                     tokio::select! {
                         event = changes.next() => if event.is_none() { break },
                         () = tokio::time::sleep(RESYNC) => {}
@@ -136,38 +155,81 @@ async fn run(registry: Registry, extra: Vec<(&'static str, &'static str)>) {
 /// reach, as Go's `http.Error` writes it.
 pub const SERVICE_UNAVAILABLE: &str = "service unavailable\n";
 
-/// The answer for a request under `/apis/GROUP/VERSION` that no built-in or custom kind
-/// serves but a stored APIService hands to a Service: 503, as kube-aggregator answers while
-/// the Service is unavailable (Skiff does not proxy to aggregated servers). `None` for any
-/// other path.
-pub async fn remote_group_answer(registry: &Registry, path: &str) -> Option<Response> {
+/// Serves a request under `/apis/GROUP/VERSION` that no built-in or custom kind serves but a
+/// stored APIService hands to a Service: proxied to the aggregated server as `user`, or
+/// kube-aggregator's 503 while it is unavailable. `GET /apis/GROUP` of such a group is answered
+/// here from the APIServices, as kube-aggregator answers it. Any other request is handed back.
+pub async fn remote_group_answer(
+    registry: &Registry,
+    req: axum::extract::Request,
+    user: &skiff_auth::user::UserInfo,
+) -> Result<Response, axum::extract::Request> {
+    let path = req.uri().path().to_string();
     let mut segments = path.trim_matches('/').split('/');
-    let (Some("apis"), Some(group), Some(version)) =
-        (segments.next(), segments.next(), segments.next())
-    else {
-        return None;
+    let (Some("apis"), Some(group)) = (segments.next(), segments.next()) else {
+        return Err(req);
     };
-    let served_here = skiff_api::resources::all().any(|r| r.group == group && r.version == version)
+    let version = segments.next();
+    let served_here = skiff_api::resources::all()
+        .any(|r| r.group == group && version.is_none_or(|v| v.is_empty() || r.version == v))
         || crate::discovery::REVIEW_GROUPS.contains(&group)
         || group == crate::metrics_api::GROUP;
-    if served_here || group.is_empty() || version.is_empty() {
-        return None;
+    if served_here || group.is_empty() {
+        return Err(req);
     }
+    let Some(version) = version.filter(|v| !v.is_empty()) else {
+        return match remote_group_doc(registry, group).await {
+            Some(doc) if req.method() == axum::http::Method::GET => {
+                let mut resp = Response::new(Body::from(doc.to_string()));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(resp)
+            }
+            _ => Err(req),
+        };
+    };
     let name = api_service::name_for(group, version);
-    let stored = registry.get(&api_service::V1, None, &name).await.ok()?;
-    if stored.pointer("/spec/service").is_none_or(|s| s.is_null()) {
+    let Ok(stored) = registry.get(&api_service::V1, None, &name).await else {
+        return Err(req);
+    };
+    if api_service::service_reference(&stored).is_none() {
+        return Err(req);
+    }
+    Ok(crate::aggregator::proxy(registry, &stored, req, user).await)
+}
+
+/// The `APIGroup` document of a group only aggregated servers serve, from its APIServices.
+async fn remote_group_doc(registry: &Registry, group: &str) -> Option<Value> {
+    let stored = registry
+        .list(&api_service::V1, None, &ListOptions::default())
+        .await
+        .ok()?
+        .items;
+    let mut versions: Vec<(i64, String)> = stored
+        .iter()
+        .filter(|s| s.pointer("/spec/group").and_then(Value::as_str) == Some(group))
+        .filter(|s| api_service::service_reference(s).is_some())
+        .filter_map(|s| {
+            let version = s.pointer("/spec/version").and_then(Value::as_str)?;
+            let priority = s
+                .pointer("/spec/versionPriority")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            Some((priority, version.to_string()))
+        })
+        .collect();
+    if versions.is_empty() {
         return None;
     }
-    let mut resp = Response::new(Body::from(SERVICE_UNAVAILABLE));
-    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    Some(resp)
+    versions.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let entries: Vec<Value> = versions
+        .iter()
+        .map(|(_, v)| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group,
+        "versions": entries, "preferredVersion": entries[0]}),
+    )
 }

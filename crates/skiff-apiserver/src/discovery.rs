@@ -467,6 +467,114 @@ pub fn advertise_metrics(doc: &mut Value, format: DiscoveryFormat) {
     }
 }
 
+/// The resources of an aggregated server's `APIResourceList` in aggregated discovery's
+/// shape: each resource with its subresources (`flunders/status`) nested under it.
+fn aggregated_remote_resources(group: &str, version: &str, list: &Value) -> Vec<Value> {
+    let resources = list
+        .get("resources")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let text = |r: &Value, field: &str| {
+        r.get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let strings = |r: &Value, field: &str| r.get(field).cloned().unwrap_or_else(|| json!([]));
+    let mut out: Vec<Value> = Vec::new();
+    for resource in resources.iter().filter(|r| !text(r, "name").contains('/')) {
+        let name = text(resource, "name");
+        let kind_of = |r: &Value| {
+            json!({"group": r.get("group").and_then(Value::as_str).unwrap_or(group),
+                "version": r.get("version").and_then(Value::as_str).unwrap_or(version),
+                "kind": text(r, "kind")})
+        };
+        let namespaced = resource
+            .get("namespaced")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut entry = json!({
+            "resource": name,
+            "responseKind": kind_of(resource),
+            "scope": if namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": text(resource, "singularName"),
+            "verbs": strings(resource, "verbs"),
+        });
+        for field in ["shortNames", "categories"] {
+            if let Some(values) = resource
+                .get(field)
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+            {
+                entry[field] = values.clone();
+            }
+        }
+        let prefix = format!("{name}/");
+        let subresources: Vec<Value> = resources
+            .iter()
+            .filter_map(|r| {
+                let sub = text(r, "name").strip_prefix(&prefix)?.to_string();
+                Some(json!({"subresource": sub, "responseKind": kind_of(r), "verbs": strings(r, "verbs")}))
+            })
+            .collect();
+        if !subresources.is_empty() {
+            entry["subresources"] = json!(subresources);
+        }
+        out.push(entry);
+    }
+    out
+}
+
+/// Adds the group versions aggregated servers serve to an `/apis` discovery document in
+/// either format, as kube-aggregator merges them: the legacy list names every APIService's
+/// group version; aggregated discovery lists the resources a check last read, `Current` while
+/// the APIService is available and `Stale` once it is not.
+pub fn advertise_remote(
+    doc: &mut Value,
+    format: DiscoveryFormat,
+    remote: &[crate::aggregator::RemoteGroupVersion],
+) {
+    let mut groups: Vec<(&str, Vec<&crate::aggregator::RemoteGroupVersion>)> = Vec::new();
+    for entry in remote {
+        match groups.iter_mut().find(|(g, _)| *g == entry.group) {
+            Some((_, versions)) => versions.push(entry),
+            None => groups.push((&entry.group, vec![entry])),
+        }
+    }
+    for (group, versions) in groups {
+        match format {
+            DiscoveryFormat::Legacy => {
+                let names: Vec<&str> = versions.iter().map(|v| v.version.as_str()).collect();
+                if let Some(list) = doc.get_mut("groups").and_then(Value::as_array_mut) {
+                    list.push(api_group(group, &names));
+                }
+            }
+            DiscoveryFormat::AggregatedV2 | DiscoveryFormat::AggregatedV2Beta1 => {
+                let entries: Vec<Value> = versions
+                    .iter()
+                    .filter_map(|v| {
+                        let list = v.resources.as_ref()?;
+                        Some(json!({
+                            "version": v.version,
+                            "resources": aggregated_remote_resources(group, &v.version, list),
+                            "freshness": if v.available { "Current" } else { "Stale" },
+                        }))
+                    })
+                    .collect();
+                if entries.is_empty() {
+                    continue;
+                }
+                if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
+                    items.push(json!({
+                        "metadata": {"name": group, "creationTimestamp": null},
+                        "versions": entries,
+                    }));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,6 +664,80 @@ mod tests {
         let core = aggregated(true, DiscoveryFormat::AggregatedV2);
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
+    }
+
+    #[test]
+    fn remote_group_versions_are_added_with_their_resources_and_freshness() {
+        use crate::aggregator::RemoteGroupVersion;
+        let list = json!({"kind": "APIResourceList", "groupVersion": "wardle.example.com/v1alpha1",
+            "resources": [
+                {"name": "flunders", "singularName": "flunder", "namespaced": true,
+                    "kind": "Flunder", "verbs": ["get", "list"], "shortNames": ["fl"]},
+                {"name": "flunders/status", "singularName": "", "namespaced": true,
+                    "kind": "Flunder", "verbs": ["get", "patch"]}]});
+        let remote = [
+            RemoteGroupVersion {
+                group: "wardle.example.com".into(),
+                version: "v1alpha1".into(),
+                available: true,
+                resources: Some(list),
+            },
+            RemoteGroupVersion {
+                group: "never.example.com".into(),
+                version: "v1".into(),
+                available: false,
+                resources: None,
+            },
+        ];
+        let mut legacy = api_group_list();
+        advertise_remote(&mut legacy, DiscoveryFormat::Legacy, &remote);
+        let names: Vec<&Value> = legacy["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| &g["name"])
+            .collect();
+        assert!(names.contains(&&json!("wardle.example.com")), "{names:?}");
+        assert!(
+            names.contains(&&json!("never.example.com")),
+            "every APIService's group is listed"
+        );
+
+        let mut doc = aggregated(false, DiscoveryFormat::AggregatedV2);
+        advertise_remote(&mut doc, DiscoveryFormat::AggregatedV2, &remote);
+        let items = doc["items"].as_array().unwrap();
+        assert!(
+            !items
+                .iter()
+                .any(|g| g["metadata"]["name"] == "never.example.com"),
+            "a group never discovered has no resources to list"
+        );
+        let wardle = items
+            .iter()
+            .find(|g| g["metadata"]["name"] == "wardle.example.com")
+            .unwrap();
+        assert_eq!(wardle["versions"][0]["freshness"], "Current");
+        assert_eq!(
+            wardle["versions"][0]["resources"],
+            json!([{"resource": "flunders",
+                "responseKind": {"group": "wardle.example.com", "version": "v1alpha1", "kind": "Flunder"},
+                "scope": "Namespaced", "singularResource": "flunder", "verbs": ["get", "list"],
+                "shortNames": ["fl"],
+                "subresources": [{"subresource": "status",
+                    "responseKind": {"group": "wardle.example.com", "version": "v1alpha1", "kind": "Flunder"},
+                    "verbs": ["get", "patch"]}]}])
+        );
+        let mut stale = remote[0].clone();
+        stale.available = false;
+        let mut doc = aggregated(false, DiscoveryFormat::AggregatedV2);
+        advertise_remote(&mut doc, DiscoveryFormat::AggregatedV2, &[stale]);
+        let wardle = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "wardle.example.com")
+            .unwrap();
+        assert_eq!(wardle["versions"][0]["freshness"], "Stale");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod admission_policies;
+pub mod aggregator;
 pub mod allocator;
 pub mod api_services;
 pub mod authz;

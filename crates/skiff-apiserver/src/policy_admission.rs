@@ -111,13 +111,15 @@ impl Registry {
         verdict.map_err(|reason| forbidden(resource, meta::name(obj), &reason))
     }
 
-    /// The ResourceQuota plugin on a new namespaced object: refused if it would exceed a
-    /// quota of its namespace, else its usage is recorded in each quota it counts against
-    /// (unless `dry_run`) before the caller stores it.
+    /// The ResourceQuota plugin on a new namespaced object, or on an update of one from
+    /// `previous`: refused if what it adds would exceed a quota of its namespace, else the
+    /// usage is recorded in each quota it counts against (unless `dry_run`) before the caller
+    /// stores it.
     pub(crate) async fn admit_quota(
         &self,
         resource: &ResourceInfo,
         obj: &Value,
+        previous: Option<&Value>,
         dry_run: bool,
     ) -> Result<(), ApiError> {
         if !resource.namespaced {
@@ -147,8 +149,17 @@ impl Registry {
             if quotas.is_empty() {
                 return Ok(());
             }
-            let charges = skiff_api::quota::admit(&quotas, resource.group, resource.plural, obj)
-                .map_err(|reason| forbidden(resource, &name, &reason))?;
+            let charges = match previous {
+                None => skiff_api::quota::admit(&quotas, resource.group, resource.plural, obj),
+                Some(old) => skiff_api::quota::admit_update(
+                    &quotas,
+                    resource.group,
+                    resource.plural,
+                    old,
+                    obj,
+                ),
+            }
+            .map_err(|reason| forbidden(resource, &name, &reason))?;
             if dry_run || charges.is_empty() {
                 return Ok(());
             }

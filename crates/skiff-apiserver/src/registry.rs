@@ -169,6 +169,8 @@ pub struct Registry {
     node_graph: Arc<crate::node_graph::NodeGraphCache>,
     /// `store` itself, as the tracker that retires the caches above.
     cache_tracker: Arc<crate::snapshot_cache::WriteTrackingStore>,
+    /// The aggregation layer's client identity and what its checks discovered.
+    aggregator: Arc<crate::aggregator::Aggregator>,
 }
 
 /// What the registry does for `resource`'s kind beyond the generic behaviour.
@@ -380,6 +382,7 @@ impl Registry {
             webhooks,
             quotas,
             node_graph: Arc::default(),
+            aggregator: Arc::default(),
         }
     }
 
@@ -393,6 +396,12 @@ impl Registry {
     /// the admin's is accepted. A second install is ignored.
     pub fn install_token_signer(&self, signer: Arc<crate::service_account_tokens::TokenSigner>) {
         let _ = self.token_signer.set(signer);
+    }
+
+    /// The aggregation layer, shared by every clone: the front-proxy client identity
+    /// requests to aggregated servers present, and the remote group versions discovered.
+    pub fn aggregator(&self) -> &crate::aggregator::Aggregator {
+        &self.aggregator
     }
 
     /// The ServiceAccount admission plugin, on when this registry issues tokens: the pod's
@@ -977,7 +986,8 @@ impl Registry {
         }
         attempt.object = Some(self.present(resource, stored.clone())?);
         warnings.extend(self.run_validating_webhooks(&attempt).await?);
-        self.admit_quota(storage, &stored, options.dry_run).await?;
+        self.admit_quota(storage, &stored, None, options.dry_run)
+            .await?;
         if hook(storage) == RegistryHook::Service {
             self.allocate_service(resource, &name, &mut stored, None)
                 .await?;
@@ -1128,6 +1138,10 @@ impl Registry {
                 .admit_update_by_webhooks(resource, storage, &old, new, subresource, options)
                 .await
                 .map(|(new, more)| (new, [warnings, more].concat()))?;
+            if subresource.is_none() && strip_rv(&new) != strip_rv(&old) {
+                // Boxed: charging a quota writes its status through this same loop.
+                Box::pin(self.admit_quota(storage, &new, Some(&old), options.dry_run)).await?;
+            }
             if hook(storage) == RegistryHook::Service && subresource.is_none() {
                 self.allocate_service(resource, name, &mut new, Some(&old))
                     .await?;

@@ -439,11 +439,10 @@ async fn api(State(state): State<Arc<ServerState>>, req: Request) -> Response {
         .get::<crate::authz::Identity>()
         .map(|identity| identity.0.clone())
         .unwrap_or_else(crate::authz::anonymous_user);
-    if let Some(answer) =
-        crate::api_services::remote_group_answer(&state.registry, req.uri().path()).await
-    {
-        return answer;
-    }
+    let req = match crate::api_services::remote_group_answer(&state.registry, req, &user).await {
+        Ok(answer) => return answer,
+        Err(req) => req,
+    };
     let served = crate::webhooks::REQUEST_USER.scope(user, dispatch(&state, req));
     let resp = match served.await {
         Ok(resp) => resp,
@@ -629,6 +628,10 @@ async fn dispatch(state: &Arc<ServerState>, req: Request) -> Result<Response, Ap
             };
             if !core && state.metrics.is_some() {
                 discovery::advertise_metrics(&mut doc, format);
+            }
+            if !core {
+                let remote = state.registry.aggregator().remote_group_versions();
+                discovery::advertise_remote(&mut doc, format, &remote);
             }
             Ok(json_response_typed(
                 StatusCode::OK,

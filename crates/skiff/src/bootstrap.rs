@@ -1,6 +1,6 @@
 //! The credentials every server of one shared datastore must agree on, shared through the
 //! datastore itself, as k3s shares its bootstrap data: the cluster CA (certificate and key),
-//! the admin token and the ServiceAccount signing key.
+//! the admin token, the ServiceAccount signing key and the front-proxy CA.
 //!
 //! The first server to start stores its own (made in its data directory as on a lone server);
 //! every later one finds them there and writes them into its data directory before anything
@@ -21,6 +21,11 @@ const BOOTSTRAP_KEY: &str = "/bootstrap/credentials";
 
 /// The data directory files shared, by name.
 pub(crate) const SHARED_FILES: [&str; 4] = ["ca.crt", "ca.key", "token", "service-account.key"];
+
+/// Shared files a record stored by an older server may lack: the requestheader CA, which
+/// every server must present the same of to aggregated servers. Without it in the record,
+/// each server keeps its own.
+const SHARED_IF_STORED: [&str; 2] = ["front-proxy-ca.crt", "front-proxy-ca.key"];
 
 /// Makes this server's credentials the cluster's: the stored ones if another server stored
 /// them, else its own (created now if missing), stored for the others.
@@ -75,12 +80,15 @@ fn create_local(data_dir: &Path) -> Result<(), String> {
         &data_dir.join("service-account.key"),
     )
     .map_err(|e| format!("cannot create the ServiceAccount signing key: {e}"))?;
+    crate::pki::load_or_create_front_proxy_ca(data_dir)
+        .map_err(|e| format!("cannot create the front-proxy CA: {e}"))?;
     Ok(())
 }
 
 fn read_local(data_dir: &Path) -> Result<Credentials, String> {
     SHARED_FILES
         .iter()
+        .chain(SHARED_IF_STORED.iter())
         .map(|name| {
             let path = data_dir.join(name);
             let bytes =
@@ -94,7 +102,10 @@ fn read_local(data_dir: &Path) -> Result<Credentials, String> {
 }
 
 fn write_local(data_dir: &Path, credentials: &Credentials) -> Result<(), String> {
-    for name in SHARED_FILES {
+    let stored_optional = SHARED_IF_STORED
+        .into_iter()
+        .filter(|name| credentials.contains_key(*name));
+    for name in SHARED_FILES.into_iter().chain(stored_optional) {
         let encoded = credentials
             .get(name)
             .ok_or_else(|| format!("the shared credentials lack {name}"))?;
@@ -118,6 +129,7 @@ mod tests {
     fn files(dir: &Path) -> Vec<Vec<u8>> {
         SHARED_FILES
             .iter()
+            .chain(SHARED_IF_STORED.iter())
             .map(|name| std::fs::read(dir.join(name)).expect("shared file written"))
             .collect()
     }
@@ -138,6 +150,34 @@ mod tests {
         // A restart of the first changes nothing.
         share_credentials(&store, first.path()).await.unwrap();
         assert_eq!(files(first.path()), first_files);
+    }
+
+    #[tokio::test]
+    async fn a_record_without_the_front_proxy_ca_leaves_each_server_its_own() {
+        let scratch = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&scratch.path().join("state.db")).unwrap();
+        let older = tempfile::tempdir().unwrap();
+        create_local(older.path()).unwrap();
+        let mut record = read_local(older.path()).unwrap();
+        for name in SHARED_IF_STORED {
+            record.remove(name);
+        }
+        store
+            .create(BOOTSTRAP_KEY, serde_json::to_vec(&record).unwrap())
+            .await
+            .unwrap();
+        let joining = tempfile::tempdir().unwrap();
+        create_local(joining.path()).unwrap();
+        let own_ca = std::fs::read(joining.path().join("front-proxy-ca.crt")).unwrap();
+        share_credentials(&store, joining.path()).await.unwrap();
+        assert_eq!(
+            std::fs::read(joining.path().join("ca.crt")).unwrap(),
+            std::fs::read(older.path().join("ca.crt")).unwrap()
+        );
+        assert_eq!(
+            std::fs::read(joining.path().join("front-proxy-ca.crt")).unwrap(),
+            own_ca
+        );
     }
 
     #[tokio::test]

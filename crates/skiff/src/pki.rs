@@ -98,6 +98,73 @@ pub fn client_material(dir: &Path, user: &str, group: Option<&str>) -> PkiResult
     })
 }
 
+/// The requestheader CA (`front-proxy-ca.crt`, PEM) and the front-proxy client certificate
+/// it signed, which the API server presents to aggregated servers.
+pub struct FrontProxyMaterial {
+    /// The requestheader CA certificate, published for aggregated servers to trust.
+    pub ca_pem: String,
+    /// The client certificate, issued to `front-proxy-client`.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+}
+
+/// The requestheader CA's parameters: a CA of its own, apart from the cluster CA, as
+/// kube-apiserver's `--requestheader-client-ca-file` is, so that no cluster client certificate
+/// can assert identity headers.
+fn front_proxy_ca_params() -> PkiResult<CertificateParams> {
+    let mut params = ca_params()?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-front-proxy-ca");
+    Ok(params)
+}
+
+/// The requestheader CA of data directory `dir` (`front-proxy-ca.crt` and `.key`), created
+/// there on first use.
+pub(crate) fn load_or_create_front_proxy_ca(dir: &Path) -> PkiResult<(String, KeyPair)> {
+    let cert_path = dir.join("front-proxy-ca.crt");
+    let key_path = dir.join("front-proxy-ca.key");
+    if let (Ok(cert), Ok(key)) = (
+        std::fs::read_to_string(&cert_path),
+        std::fs::read_to_string(&key_path),
+    ) {
+        return Ok((cert, KeyPair::from_pem(&key)?));
+    }
+    let key = KeyPair::generate()?;
+    let cert = front_proxy_ca_params()?.self_signed(&key)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_private(&cert_path, cert.pem().as_bytes())?;
+    Ok((cert.pem(), key))
+}
+
+/// Loads the requestheader CA of data directory `dir` (creating it on first start) and
+/// issues a front-proxy client certificate with it.
+pub fn front_proxy_material(dir: &Path) -> PkiResult<FrontProxyMaterial> {
+    let (ca_pem, ca_key) = load_or_create_front_proxy_ca(dir)?;
+    let ca_params = front_proxy_ca_params()?;
+    let issuer = Issuer::from_params(&ca_params, ca_key);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(
+        DnType::CommonName,
+        skiff_apiserver::aggregator::FRONT_PROXY_CLIENT_NAME,
+    );
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(FrontProxyMaterial {
+        ca_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 /// How far back an issued certificate's validity starts, so a node whose clock is a little
 /// behind accepts it at once (kube-controller-manager's signer backdates by five minutes).
 const ISSUE_BACKDATE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
@@ -196,6 +263,34 @@ pub fn serving_material(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_front_proxy_ca_is_its_own_and_signs_the_client_certificate() {
+        use rustls::pki_types::pem::PemObject as _;
+        let dir = tempfile::tempdir().unwrap();
+        let serving = serving_material(dir.path(), &[], &[]).unwrap();
+        let first = front_proxy_material(dir.path()).unwrap();
+        let second = front_proxy_material(dir.path()).unwrap();
+        assert_eq!(first.ca_pem, second.ca_pem, "the CA survives restarts");
+        assert_ne!(first.ca_pem, serving.ca_pem, "apart from the cluster CA");
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(first.cert_pem.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap();
+        assert_eq!(common_name, "front-proxy-client");
+        let issuer = cert
+            .issuer()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap();
+        assert_eq!(issuer, "skiff-front-proxy-ca");
+    }
 
     #[test]
     fn ca_is_created_once_and_signs_serving_certs() {

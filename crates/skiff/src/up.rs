@@ -417,6 +417,20 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Vec::new()
     };
+    // Aggregated servers trust requests that carry the front-proxy client certificate.
+    let front_proxy = pki::front_proxy_material(&data_dir)?;
+    registry
+        .aggregator()
+        .install_client(skiff_apiserver::aggregator::FrontProxyClient {
+            cert_pem: front_proxy.cert_pem,
+            key_pem: front_proxy.key_pem,
+        });
+    skiff_apiserver::aggregator::publish_authentication(
+        &registry,
+        &tls.ca_pem,
+        &front_proxy.ca_pem,
+    )
+    .await?;
     skiff_apiserver::api_services::ensure_at_start(&registry, &extra_api_services).await?;
     skiff_apiserver::api_services::spawn(registry.clone(), extra_api_services);
     let state = Arc::new(ServerState {

@@ -1044,7 +1044,14 @@ spec:
         Some(token.trim()),
     );
     assert_eq!(unknown.status, 404, "{}", unknown.body);
-    // The stored APIService is left as its writer made it: not deleted, not marked local.
-    let stored = kubectl.json(&["get", "apiservice", "v1alpha1.remote.example.com"]);
-    assert!(stored["status"]["conditions"].is_null(), "{stored}");
+    // The stored APIService is kept, not marked local: the availability check reports the
+    // missing Service.
+    let stored = wait_for("the availability check", DEADLINE, || {
+        let stored = kubectl.json(&["get", "apiservice", "v1alpha1.remote.example.com"]);
+        (!stored["status"]["conditions"].is_null()).then_some(stored)
+    });
+    assert_eq!(
+        stored["status"]["conditions"][0]["reason"], "ServiceNotFound",
+        "{stored}"
+    );
 }

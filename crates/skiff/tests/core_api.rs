@@ -93,6 +93,49 @@ fn a_quota_of_two_pods_refuses_the_third_and_deleting_one_frees_a_slot() {
 }
 
 #[test]
+fn a_service_changed_to_node_port_or_load_balancer_is_held_to_the_quota() {
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&[
+        "create",
+        "quota",
+        "q",
+        "--hard=services=5,services.nodeports=1,services.loadbalancers=0",
+    ]);
+    wait_for_used(&kubectl, "default", "q", "services.nodeports", "0");
+    kubectl.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    kubectl.ok(&["create", "service", "clusterip", "api", "--tcp=80:8080"]);
+    let to_node_port = r#"{"spec":{"type":"NodePort"}}"#;
+    kubectl.ok(&["patch", "service", "web", "-p", to_node_port]);
+    wait_for_used(&kubectl, "default", "q", "services.nodeports", "1");
+    let refused = kubectl.fails(&["patch", "service", "api", "-p", to_node_port]);
+    assert_eq!(
+        refused.trim(),
+        "Error from server (Forbidden): services \"api\" is forbidden: exceeded quota: q, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1"
+    );
+    let still = kubectl.json(&["get", "service", "api"]);
+    assert_eq!(str_at(&still, "/spec/type"), "ClusterIP");
+    let refused = kubectl.fails(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ]);
+    assert_eq!(
+        refused.trim(),
+        "Error from server (Forbidden): services \"web\" is forbidden: exceeded quota: q, requested: services.loadbalancers=1, used: services.loadbalancers=0, limited: services.loadbalancers=0"
+    );
+    // An update adding nothing counted passes while the quota is full.
+    kubectl.ok(&["label", "service", "web", "tier=front"]);
+    // Freeing the node port lets the other Service take it.
+    kubectl.ok(&["delete", "service", "web"]);
+    wait_for_used(&kubectl, "default", "q", "services.nodeports", "0");
+    kubectl.ok(&["patch", "service", "api", "-p", to_node_port]);
+    wait_for_used(&kubectl, "default", "q", "services.nodeports", "1");
+}
+
+#[test]
 fn a_compute_quota_requires_every_container_to_state_it() {
     let skiff = Skiff::start();
     let kubectl = skiff.kubectl();

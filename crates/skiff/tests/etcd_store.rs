@@ -91,11 +91,25 @@ fn a_deployment_rolls_out_on_etcd_and_outlives_the_server() {
     );
 
     // A server with a data directory of its own sees the same objects: they live in etcd.
+    let front_proxy_ca = std::fs::read_to_string(skiff.data_dir().join("front-proxy-ca.crt"))
+        .expect("the front-proxy CA");
     drop(skiff);
     let fresh = server_on(&etcd);
     let kubectl = fresh.kubectl();
     let uid_elsewhere = kubectl.ok(&["get", "deploy/web", "-o", "jsonpath={.metadata.uid}"]);
     assert_eq!(uid_elsewhere, uid_before);
+    // It presents the same front-proxy identity to aggregated servers.
+    let authentication = kubectl.json(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-system",
+        "extension-apiserver-authentication",
+    ]);
+    assert_eq!(
+        authentication["data"]["requestheader-client-ca-file"], front_proxy_ca,
+        "the requestheader CA is shared through the datastore"
+    );
     wait_for(
         "the Deployment to report 3 available replicas",
         DEADLINE,

@@ -1,8 +1,10 @@
 //! APIServices (`apiregistration.k8s.io/v1`): which server answers each group version. Skiff
 //! serves every group itself, so it keeps one local APIService per served group version (as
 //! kube-aggregator's auto-registration and CRD registration controllers do), `Available`
-//! with reason `Local`; [`plan`] decides, pure, what keeping them takes. APIServices naming a
-//! Service are stored, but nothing proxies to them yet.
+//! with reason `Local`; [`plan`] decides, pure, what keeping them takes. An APIService naming
+//! a Service hands its group version to an aggregated server: [`resolve_endpoint`] finds
+//! where it listens and [`remote_status`] words its `Available` condition as
+//! kube-aggregator's availability controller does.
 
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
@@ -65,6 +67,13 @@ const BUILT_IN_PRIORITIES: &[(&str, &str, i64, i64)] = &[
 /// The priorities kube-aggregator gives custom resources' group versions.
 const CUSTOM_PRIORITIES: (i64, i64) = (1000, 100);
 
+/// The metrics API's group, which metrics-server registers with an APIService of its own.
+const METRICS_GROUP: &str = "metrics.k8s.io";
+
+/// The priorities metrics-server's APIService registration (as k3s ships it) gives
+/// `v1beta1.metrics.k8s.io`.
+const METRICS_PRIORITIES: (i64, i64) = (100, 100);
+
 /// The name of the APIService of a group version: `v1.apps`, `v1.` for the core group.
 pub fn name_for(group: &str, version: &str) -> String {
     format!("{version}.{group}")
@@ -77,6 +86,7 @@ pub fn local_api_service(group: &str, version: &str) -> Value {
         .find(|(g, v, _, _)| *g == group && *v == version);
     let ((group_priority, version_priority), managed) = match built_in {
         Some((_, _, g, v)) => ((*g, *v), "onstart"),
+        None if group == METRICS_GROUP => (METRICS_PRIORITIES, "true"),
         None => (CUSTOM_PRIORITIES, "true"),
     };
     let mut spec = json!({"version": version, "groupPriorityMinimum": group_priority,
@@ -148,6 +158,166 @@ pub fn plan(served: &[(&str, &str)], stored: &[Value], now: &str) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// What the availability check of an APIService naming a Service found, one variant per
+/// reason kube-aggregator's availability controller writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteCheck {
+    /// The Service does not exist.
+    ServiceNotFound,
+    /// The cluster IP Service has no port numbered as `spec.service.port`.
+    ServicePortError(i64),
+    /// No EndpointSlice names the Service.
+    EndpointsNotFound,
+    /// No ready endpoint serves the Service port's name.
+    MissingEndpoints(String),
+    /// The aggregated server did not answer `GET /apis/GROUP/VERSION` with success; the
+    /// message is the failure as upstream words it.
+    FailedDiscoveryCheck(String),
+    /// Every check passed.
+    Passed,
+}
+
+/// The label an EndpointSlice names its Service by.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The Service an APIService hands its group version to: namespace, name and port
+/// (`spec.service.port`, 443 when unset, as kube-aggregator defaults it). `None` for a local
+/// APIService.
+pub fn service_reference(api_service: &Value) -> Option<(String, String, i64)> {
+    let service = api_service
+        .pointer("/spec/service")
+        .filter(|s| !s.is_null())?;
+    Some((
+        text(service, "/namespace").to_string(),
+        text(service, "/name").to_string(),
+        service.get("port").and_then(Value::as_i64).unwrap_or(443),
+    ))
+}
+
+/// Where an aggregated server listens: the first ready endpoint address of the Service's
+/// EndpointSlices (`slices`, any; those of other Services are skipped) serving the port named
+/// as the Service's port numbered `port`, as kube-aggregator's endpoint routing resolves it.
+/// The failure is the check that failed.
+pub fn resolve_endpoint(
+    service: Option<&Value>,
+    slices: &[Value],
+    port: i64,
+) -> Result<(String, u16), RemoteCheck> {
+    let service = service.ok_or(RemoteCheck::ServiceNotFound)?;
+    let service_name = text(service, "/metadata/name");
+    let port_name = list(service, "/spec/ports")
+        .iter()
+        .find(|p| p.get("port").and_then(Value::as_i64) == Some(port))
+        .map(|p| text(p, "/name").to_string())
+        .ok_or(RemoteCheck::ServicePortError(port))?;
+    let label = format!("/metadata/labels/{}", SERVICE_NAME_LABEL.replace('/', "~1"));
+    let own: Vec<&Value> = slices
+        .iter()
+        .filter(|s| text(s, &label) == service_name)
+        .collect();
+    if own.is_empty() {
+        return Err(RemoteCheck::EndpointsNotFound);
+    }
+    for slice in own {
+        let target_port = list(slice, "/ports")
+            .iter()
+            .find(|p| text(p, "/name") == port_name)
+            .and_then(|p| p.get("port").and_then(Value::as_u64))
+            .and_then(|p| u16::try_from(p).ok());
+        let Some(target_port) = target_port else {
+            continue;
+        };
+        let ready = list(slice, "/endpoints").iter().find_map(|e| {
+            let is_ready = e
+                .pointer("/conditions/ready")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let address = e.pointer("/addresses/0").and_then(Value::as_str);
+            address.filter(|_| is_ready).map(str::to_string)
+        });
+        if let Some(address) = ready {
+            return Ok((address, target_port));
+        }
+    }
+    Err(RemoteCheck::MissingEndpoints(port_name))
+}
+
+/// The `Available` condition kube-aggregator writes for `check` of the APIService whose
+/// Service is `namespace`/`name`, at `now` (RFC 3339).
+pub fn remote_available_condition(
+    namespace: &str,
+    name: &str,
+    check: &RemoteCheck,
+    now: &str,
+) -> Value {
+    let (status, reason, message) = match check {
+        RemoteCheck::ServiceNotFound => (
+            "False",
+            "ServiceNotFound",
+            format!("service/{name} in {namespace:?} is not present"),
+        ),
+        RemoteCheck::ServicePortError(port) => (
+            "False",
+            "ServicePortError",
+            format!("service/{name} in {namespace:?} is not listening on port {port}"),
+        ),
+        RemoteCheck::EndpointsNotFound => (
+            "False",
+            "EndpointsNotFound",
+            format!("cannot find endpointslices for service/{name} in {namespace:?}"),
+        ),
+        RemoteCheck::MissingEndpoints(port_name) => (
+            "False",
+            "MissingEndpoints",
+            format!(
+                "endpointslices for service/{name} in {namespace:?} have no addresses with port name {port_name:?}"
+            ),
+        ),
+        RemoteCheck::FailedDiscoveryCheck(message) => {
+            ("False", "FailedDiscoveryCheck", message.clone())
+        }
+        RemoteCheck::Passed => ("True", "Passed", "all checks passed".to_string()),
+    };
+    json!({"type": "Available", "status": status, "lastTransitionTime": now,
+        "reason": reason, "message": message})
+}
+
+/// The APIService with its `Available` condition set to `condition`, or `None` when it holds
+/// that condition already. The transition time is kept while the status stays the same, as
+/// upstream's condition helper keeps it.
+pub fn remote_status(current: &Value, condition: Value) -> Option<Value> {
+    let mut condition = condition;
+    let conditions = list(current, "/status/conditions");
+    let previous = conditions.iter().find(|c| text(c, "/type") == "Available");
+    if let Some(previous) = previous {
+        if text(previous, "/status") == text(&condition, "/status") {
+            condition["lastTransitionTime"] = previous
+                .get("lastTransitionTime")
+                .cloned()
+                .unwrap_or(Value::Null);
+        }
+        if *previous == condition {
+            return None;
+        }
+    }
+    let mut kept: Vec<Value> = conditions
+        .iter()
+        .filter(|c| text(c, "/type") != "Available")
+        .cloned()
+        .collect();
+    kept.push(condition);
+    let mut updated = current.clone();
+    updated["status"] = json!({"conditions": kept});
+    Some(updated)
+}
+
+/// Whether an APIService's `Available` condition is `True`.
+pub fn is_available(api_service: &Value) -> bool {
+    list(api_service, "/status/conditions")
+        .iter()
+        .any(|c| text(c, "/type") == "Available" && text(c, "/status") == "True")
 }
 
 /// The kind's behaviour.
@@ -278,6 +448,17 @@ mod tests {
         );
         assert_eq!(created[2]["metadata"]["labels"][AUTOMANAGED_LABEL], "true");
         assert_eq!(created[2]["spec"]["groupPriorityMinimum"], 1000);
+        let metrics = local_api_service("metrics.k8s.io", "v1beta1");
+        assert_eq!(metrics["metadata"]["name"], "v1beta1.metrics.k8s.io");
+        assert_eq!(
+            (
+                &metrics["spec"]["groupPriorityMinimum"],
+                &metrics["spec"]["versionPriority"]
+            ),
+            (&json!(100), &json!(100)),
+            "as metrics-server registers it"
+        );
+        assert!(metrics["spec"].get("service").is_none(), "served locally");
     }
 
     #[test]
@@ -330,6 +511,133 @@ mod tests {
                 &json!("kube-system/metrics-server"),
                 &json!("False (MissingEndpoints)")
             )
+        );
+    }
+
+    fn service(ports: Value) -> Value {
+        json!({"metadata": {"name": "api", "namespace": "wardle"},
+            "spec": {"type": "ClusterIP", "ports": ports}})
+    }
+
+    fn slice(service: &str, port_name: &str, port: i64, endpoints: Value) -> Value {
+        json!({"metadata": {"name": format!("{service}-abc"), "namespace": "wardle",
+                "labels": {SERVICE_NAME_LABEL: service}},
+            "ports": [{"name": port_name, "port": port}], "endpoints": endpoints})
+    }
+
+    #[test]
+    fn endpoints_resolve_through_the_service_port_name_and_ready_slices() {
+        let svc = service(json!([{"name": "https", "port": 443, "targetPort": 8443}]));
+        let ready = json!([{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]);
+        let not_ready = json!([{"addresses": ["127.0.0.2"], "conditions": {"ready": false}}]);
+        assert_eq!(
+            resolve_endpoint(None, &[], 443),
+            Err(RemoteCheck::ServiceNotFound)
+        );
+        assert_eq!(
+            resolve_endpoint(Some(&svc), &[], 444),
+            Err(RemoteCheck::ServicePortError(444))
+        );
+        let other = slice("other", "https", 9000, ready.clone());
+        assert_eq!(
+            resolve_endpoint(Some(&svc), std::slice::from_ref(&other), 443),
+            Err(RemoteCheck::EndpointsNotFound)
+        );
+        let unready = slice("api", "https", 8443, not_ready);
+        let wrong_name = slice("api", "http", 8080, ready.clone());
+        assert_eq!(
+            resolve_endpoint(Some(&svc), &[unready.clone(), wrong_name], 443),
+            Err(RemoteCheck::MissingEndpoints("https".into()))
+        );
+        let good = slice("api", "https", 8443, ready);
+        assert_eq!(
+            resolve_endpoint(Some(&svc), &[other, unready, good], 443),
+            Ok(("127.0.0.1".to_string(), 8443))
+        );
+    }
+
+    #[test]
+    fn remote_conditions_use_kube_aggregators_reasons_and_messages() {
+        let cases = [
+            (
+                RemoteCheck::ServiceNotFound,
+                "False",
+                "ServiceNotFound",
+                "service/api in \"wardle\" is not present",
+            ),
+            (
+                RemoteCheck::ServicePortError(444),
+                "False",
+                "ServicePortError",
+                "service/api in \"wardle\" is not listening on port 444",
+            ),
+            (
+                RemoteCheck::EndpointsNotFound,
+                "False",
+                "EndpointsNotFound",
+                "cannot find endpointslices for service/api in \"wardle\"",
+            ),
+            (
+                RemoteCheck::MissingEndpoints("https".into()),
+                "False",
+                "MissingEndpoints",
+                "endpointslices for service/api in \"wardle\" have no addresses with port name \"https\"",
+            ),
+            (
+                RemoteCheck::FailedDiscoveryCheck("failing or missing response from x".into()),
+                "False",
+                "FailedDiscoveryCheck",
+                "failing or missing response from x",
+            ),
+            (RemoteCheck::Passed, "True", "Passed", "all checks passed"),
+        ];
+        for (check, status, reason, message) in cases {
+            let condition = remote_available_condition("wardle", "api", &check, NOW);
+            assert_eq!(
+                condition,
+                json!({"type": "Available", "status": status, "lastTransitionTime": NOW,
+                    "reason": reason, "message": message}),
+                "{check:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn remote_status_is_written_on_change_only_and_keeps_the_transition_time() {
+        let mut remote = local_api_service("wardle.example.com", "v1alpha1");
+        remote["spec"]["service"] = json!({"namespace": "wardle", "name": "api"});
+        assert_eq!(
+            service_reference(&remote),
+            Some(("wardle".into(), "api".into(), 443))
+        );
+        assert_eq!(service_reference(&local_api_service("apps", "v1")), None);
+        let passed = remote_available_condition("wardle", "api", &RemoteCheck::Passed, NOW);
+        let first = remote_status(&remote, passed).expect("a first condition is written");
+        assert!(is_available(&first));
+        let later = "2026-12-06T11:00:00Z";
+        let again = remote_available_condition("wardle", "api", &RemoteCheck::Passed, later);
+        assert_eq!(remote_status(&first, again), None, "nothing changed");
+        let failed = RemoteCheck::FailedDiscoveryCheck("down".into());
+        let down = remote_status(
+            &first,
+            remote_available_condition("wardle", "api", &failed, later),
+        )
+        .expect("a change of status is written");
+        assert!(!is_available(&down));
+        assert_eq!(down["status"]["conditions"][0]["lastTransitionTime"], later);
+        let other = RemoteCheck::MissingEndpoints("https".into());
+        let moved = remote_status(
+            &down,
+            remote_available_condition("wardle", "api", &other, "2026-12-06T12:00:00Z"),
+        )
+        .expect("a new reason is written");
+        assert_eq!(
+            (
+                &moved["status"]["conditions"][0]["reason"],
+                &moved["status"]["conditions"][0]["lastTransitionTime"]
+            ),
+            (&json!("MissingEndpoints"), &json!(later)),
+            "the status stayed False, so the transition time stays"
         );
     }
 
