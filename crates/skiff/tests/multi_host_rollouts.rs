@@ -185,10 +185,7 @@ fn a_stopped_or_killed_agent_started_again_adopts_its_running_containers() {
         wait_for_every("node host-a to be Ready", SETTLE, POLL, || {
             node_ready(&kubectl, "host-a").then_some(())
         });
-        server.write_file(
-            "sleeper.yaml",
-            &SLEEPERS.replace("SHELL_IMAGE", SHELL),
-        );
+        server.write_file("sleeper.yaml", &SLEEPERS.replace("SHELL_IMAGE", SHELL));
         kubectl.ok(&["apply", "-f", "sleeper.yaml"]);
         let before = wait_for_every("three running sleepers", SETTLE, POLL, || {
             running_sleepers(&kubectl, &agent).filter(|pods| pods.len() == 3)
@@ -246,7 +243,12 @@ fn a_stopped_or_killed_agent_started_again_adopts_its_running_containers() {
         agent.set_stop_pods_on_exit(true);
         agent.stop();
         agent.start_again();
-        assert_adopted(&kubectl, &agent, &before, "a start with --stop-pods-on-exit");
+        assert_adopted(
+            &kubectl,
+            &agent,
+            &before,
+            "a start with --stop-pods-on-exit",
+        );
         let status = agent.stop();
         assert!(
             status.success(),
@@ -565,9 +567,7 @@ fn the_seed_rollout_keeps_its_counts_history_and_undo_with_pods_on_two_agents() 
         assert_eq!(scaling_events(&describe), expected_events, "{describe}");
         assert!(
             describe.lines().any(|l| l.starts_with("Replicas:")
-                && l.contains(
-                    "3 desired | 3 updated | 3 total | 3 available | 0 unavailable"
-                )),
+                && l.contains("3 desired | 3 updated | 3 total | 3 available | 0 unavailable")),
             "{describe}"
         );
 
@@ -598,10 +598,11 @@ fn the_seed_rollout_keeps_its_counts_history_and_undo_with_pods_on_two_agents() 
             ]),
             format!("{DEMO}:v1")
         );
-        let renumbered = wait_for_every("history to renumber revision 1 as 4", SETTLE, POLL, || {
-            let rows = history(&kubectl);
-            (rows.iter().map(|(r, _)| *r).collect::<Vec<_>>() == [2, 3, 4]).then_some(rows)
-        });
+        let renumbered =
+            wait_for_every("history to renumber revision 1 as 4", SETTLE, POLL, || {
+                let rows = history(&kubectl);
+                (rows.iter().map(|(r, _)| *r).collect::<Vec<_>>() == [2, 3, 4]).then_some(rows)
+            });
         assert_eq!(
             renumbered,
             vec![(2, cause_v2), (3, cause_v3), (4, cause_v1)]
@@ -660,7 +661,8 @@ fn ensure_cross_node_routes(hosts: &TestHosts, kubectl: &Kubectl) {
             if other == index {
                 continue;
             }
-            let pod_cidr = kubectl.ok(&["get", "node", other_name, "-o", "jsonpath={.spec.podCIDR}"]);
+            let pod_cidr =
+                kubectl.ok(&["get", "node", other_name, "-o", "jsonpath={.spec.podCIDR}"]);
             let pod_cidr = pod_cidr.trim();
             assert!(!pod_cidr.is_empty(), "node {other_name} has no podCIDR");
             let present = hosts.run_in(index, "ip", &["-4", "route", "show", "exact", pod_cidr]);
@@ -721,7 +723,13 @@ spec:
 
         // Requests go from the test's namespace to agent A's address only.
         let node_port: u16 = kubectl
-            .ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"])
+            .ok(&[
+                "get",
+                "svc",
+                "web",
+                "-o",
+                "jsonpath={.spec.ports[0].nodePort}",
+            ])
             .trim()
             .parse()
             .expect("a node port");
@@ -738,11 +746,16 @@ spec:
         };
         // Both agents' pods answer through agent A's node port before the rollout starts.
         let on_b = pods_on("host-b");
-        wait_for_every("a pod on agent B to answer through agent A", SETTLE, POLL, || {
-            request(address)
-                .ok()
-                .filter(|answer| on_b.contains(&answer.pod))
-        });
+        wait_for_every(
+            "a pod on agent B to answer through agent A",
+            SETTLE,
+            POLL,
+            || {
+                request(address)
+                    .ok()
+                    .filter(|answer| on_b.contains(&answer.pod))
+            },
+        );
 
         let client = Client::start(address);
         let answers = client.answers_since(Instant::now(), 3);
@@ -758,23 +771,22 @@ spec:
         assert_spread(&kubectl, "web", &rs_v2);
         let new_on_b = pods_on("host-b");
         let new_on_a = pods_on("host-a");
-        let answers = wait_for_every(
-            "v2 answers from pods on both agents",
-            SETTLE,
-            POLL,
-            || {
-                let answers = client.answers_since(Instant::now(), 30);
-                let pods: BTreeSet<String> = answers.iter().map(|a| a.pod.clone()).collect();
-                (pods.iter().any(|p| new_on_a.contains(p))
-                    && pods.iter().any(|p| new_on_b.contains(p)))
+        let answers = wait_for_every("v2 answers from pods on both agents", SETTLE, POLL, || {
+            let answers = client.answers_since(Instant::now(), 30);
+            let pods: BTreeSet<String> = answers.iter().map(|a| a.pod.clone()).collect();
+            (pods.iter().any(|p| new_on_a.contains(p)) && pods.iter().any(|p| new_on_b.contains(p)))
                 .then_some(answers)
-            },
-        );
+        });
         assert!(
             answers.iter().all(|a| a.version == "v2"),
             "after the rollout every answer comes from v2: {answers:?}"
         );
-        assert_no_failures("default", &client.finish());
+        let samples = client.finish();
+        assert_no_failures("default", &samples);
+        eprintln!(
+            "{} requests through agent A's node port during the rollout, none failed",
+            samples.len()
+        );
         drop((a, b));
         drop(server);
     }
