@@ -154,11 +154,58 @@ spec:
         command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 0.2; done']
 ";
 
-/// Waits until the agent's pods are adopted as `before`: the same pods (UIDs), Ready, the same
-/// container processes, IDs, start times and restart counts.
-fn assert_adopted(kubectl: &Kubectl, agent: &HostAgent, before: &[RunningPod], how: &str) {
+/// Whether the agent's log from byte `from` on says it adopted `pod`'s running container,
+/// that very process: a stale status from before the restart cannot pass for an adoption.
+fn adoption_logged(log: &str, from: usize, pod: &RunningPod) -> bool {
+    log.get(from..).unwrap_or_default().lines().any(|line| {
+        let line = without_colours(line);
+        line.contains("adopted a running container")
+            && line.contains(&format!("pod_uid={}", pod.uid))
+            && line.contains(&format!("pid={}", pod.pid))
+    })
+}
+
+/// `line` without its terminal colour sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip up to and including the sequence's final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Starts the stopped agent again and waits until it adopted its pods as `before`: its log
+/// says so for each container's process, then the same pods (UIDs) are Ready with the same
+/// container processes, IDs, start times and restart counts. Returns how long that took
+/// after the agent said it joined.
+fn start_again_and_assert_adopted(
+    kubectl: &Kubectl,
+    agent: &mut HostAgent,
+    before: &[RunningPod],
+    how: &str,
+) -> Duration {
+    let log_from = agent.log().len();
+    agent.start_again();
+    let joined = Instant::now();
     let mut last = None;
     let adopted = support::poll(SETTLE, || {
+        let log = agent.log();
+        if !before
+            .iter()
+            .all(|pod| adoption_logged(&log, log_from, pod))
+        {
+            return None;
+        }
         let now = running_sleepers(kubectl, agent);
         last = Some(now.clone());
         now.filter(|pods| pods == before)
@@ -167,6 +214,9 @@ fn assert_adopted(kubectl: &Kubectl, agent: &HostAgent, before: &[RunningPod], h
         adopted.is_some(),
         "after {how} the agent's pods were not adopted unchanged within {SETTLE:?}:\nbefore {before:#?}\nlast seen {last:#?}"
     );
+    let took = joined.elapsed();
+    eprintln!("after {how}: every pod adopted and Ready {took:?} after the agent joined");
+    took
 }
 
 #[test]
@@ -211,8 +261,7 @@ fn a_stopped_or_killed_agent_started_again_adopts_its_running_containers() {
                 pod.pid
             );
         }
-        agent.start_again();
-        assert_adopted(&kubectl, &agent, &before, "a SIGTERM and a new start");
+        start_again_and_assert_adopted(&kubectl, &mut agent, &before, "a SIGTERM");
 
         // SIGKILL: the same.
         agent.kill();
@@ -224,8 +273,7 @@ fn a_stopped_or_killed_agent_started_again_adopts_its_running_containers() {
                 pod.pid
             );
         }
-        agent.start_again();
-        assert_adopted(&kubectl, &agent, &before, "a SIGKILL and a new start");
+        start_again_and_assert_adopted(&kubectl, &mut agent, &before, "a SIGKILL");
 
         // Still the same pods after the agent has been at work a while: nothing made again.
         let listed = kubectl.json(&["get", "pods", "-l", "app=sleeper"]);
@@ -242,10 +290,9 @@ fn a_stopped_or_killed_agent_started_again_adopts_its_running_containers() {
         // With `--stop-pods-on-exit` the agent stops its pods when it stops.
         agent.set_stop_pods_on_exit(true);
         agent.stop();
-        agent.start_again();
-        assert_adopted(
+        start_again_and_assert_adopted(
             &kubectl,
-            &agent,
+            &mut agent,
             &before,
             "a start with --stop-pods-on-exit",
         );
