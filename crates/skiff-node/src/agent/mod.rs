@@ -19,8 +19,8 @@
 //! Guarantees: when [`NodeAgent::run`] returns, no process it started is left: every pod was
 //! stopped within its grace period (bounded by [`NodeAgentConfig::shutdown_grace`]) and then
 //! killed (unless [`NodeAgentConfig::leave_pods_running`] leaves the OCI runtime's containers
-//! running for the next run, as kubelet does when it stops). Process groups are recorded per pod with their leader's start time, so leftovers of
-//! a crashed agent are killed at the next start (never a process that merely got a recorded PID
+//! running for the next run, as kubelet does when it stops). Process groups are recorded per
+//! pod with their leader's start time, so leftovers of a crashed agent are killed at the next start (never a process that merely got a recorded PID
 //! again), as are processes carrying a known pod's UID that the crash left unrecorded; the pods
 //! then start afresh, counting a restart. They are not adopted: their output pipes died with
 //! the agent.
@@ -921,8 +921,6 @@ impl PodManager {
         }
     }
 
-    /// Stops every pod within `grace` and waits for their workers; anything still running
-    /// after that is killed outright.
     /// Ends every worker without touching its pod: the containers, sandbox and cgroups stay
     /// as they are, for the next run of the agent to adopt.
     fn abandon_all(&mut self) {
@@ -931,6 +929,8 @@ impl PodManager {
         }
     }
 
+    /// Stops every pod within `grace` and waits for their workers; anything still running
+    /// after that is killed outright.
     async fn stop_all(&mut self, grace: Duration, done: &mut mpsc::UnboundedReceiver<String>) {
         for handle in self.workers.values() {
             let _ = handle.stop.send(Some(grace));
