@@ -78,6 +78,12 @@ pub struct AgentArgs {
     /// not reach an agent's figures yet).
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub metric_resolution: u64,
+    /// Stop every pod of this node when the agent stops. Without it the agent leaves the
+    /// `oci` runtime's containers running, as a stopped kubelet does, and adopts them when it
+    /// starts again (drain the node first to move its pods away: `kubectl drain NODE`). The
+    /// `process` runtime's pods always stop with the agent.
+    #[arg(long)]
+    pub stop_pods_on_exit: bool,
     /// The node's flags.
     #[command(flatten)]
     pub node: NodeArgs,
@@ -237,6 +243,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
             pod_network,
             service_network: service_network.as_ref(),
             metric_resolution: Duration::from_secs(args.metric_resolution),
+            leave_pods_running: !args.stop_pods_on_exit,
         },
         until_stopped(),
     )

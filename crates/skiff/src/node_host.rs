@@ -256,6 +256,9 @@ pub(crate) struct NodeHostSettings<'a> {
     pub(crate) service_network: Option<&'a ServiceNetwork>,
     /// How often pod and node usage is sampled.
     pub(crate) metric_resolution: Duration,
+    /// Whether the `oci` runtime's pods keep running when the node stops, as they do when
+    /// kubelet stops (`skiff agent`), for the next start to adopt.
+    pub(crate) leave_pods_running: bool,
 }
 
 /// A node's running parts; [`NodeHost::finish`] waits for the agent and takes the rest down.
@@ -274,7 +277,7 @@ pub(crate) struct NodeHost {
 
 impl NodeHost {
     /// Starts the node's parts against `client`; the agent stops its pods once `shutdown`
-    /// completes.
+    /// completes (or leaves them running, with [`NodeHostSettings::leave_pods_running`]).
     pub(crate) async fn start(
         client: Arc<dyn Client>,
         settings: NodeHostSettings<'_>,
@@ -393,6 +396,7 @@ impl NodeHost {
         config.kubelet_port = args.kubelet_port;
         config.node_ips = args.node_ip.clone();
         config.control_plane = settings.control_plane;
+        config.leave_pods_running = settings.leave_pods_running;
         if let Some(proxy) = &host.proxy {
             config = config.with_traffic_drain(Arc::new(ProxyDrain(proxy.clone())));
         }
@@ -412,8 +416,8 @@ impl NodeHost {
         Ok(host)
     }
 
-    /// Waits for the node agent to stop its pods (once its shutdown completed), then stops
-    /// the proxy and the cluster DNS and removes the cluster IP interface.
+    /// Waits for the node agent to stop (or leave) its pods once its shutdown completed, then
+    /// stops the proxy and the cluster DNS and removes the cluster IP interface.
     pub(crate) async fn finish(self) {
         if let Some(agent) = self.agent {
             match agent.await {

@@ -377,6 +377,8 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             pod_network,
             service_network: service_network.as_ref(),
             metric_resolution: resolution,
+            // `skiff up` stops its pods with itself: nothing of a one-machine cluster outlives it.
+            leave_pods_running: false,
         },
         until_stopped(),
     )

@@ -18,8 +18,9 @@
 //!
 //! Guarantees: when [`NodeAgent::run`] returns, no process it started is left: every pod was
 //! stopped within its grace period (bounded by [`NodeAgentConfig::shutdown_grace`]) and then
-//! killed. Process groups are recorded per pod with their leader's start time, so leftovers of
-//! a crashed agent are killed at the next start (never a process that merely got a recorded PID
+//! killed (unless [`NodeAgentConfig::leave_pods_running`] leaves the OCI runtime's containers
+//! running for the next run, as kubelet does when it stops). Process groups are recorded per
+//! pod with their leader's start time, so leftovers of a crashed agent are killed at the next start (never a process that merely got a recorded PID
 //! again), as are processes carrying a known pod's UID that the crash left unrecorded; the pods
 //! then start afresh, counting a restart. They are not adopted: their output pipes died with
 //! the agent.
@@ -114,6 +115,11 @@ pub struct NodeAgentConfig {
     pub backoff: BackoffConfig,
     /// The longest any pod gets to stop when the agent stops.
     pub shutdown_grace: Duration,
+    /// Whether the agent leaves its pods running when it stops, as kubelet does: their
+    /// containers, sandboxes and cgroups stay for the next run to adopt. Only containers an
+    /// OCI runtime's monitor holds outlive the agent, so without [`Self::oci_runtime`] the
+    /// pods are stopped anyway. Off by default: `skiff up` stops its pods with itself.
+    pub leave_pods_running: bool,
     /// Whether to give containers their own mount and UTS namespaces when possible.
     pub isolate: bool,
     /// Where a container's log file is rotated.
@@ -207,6 +213,7 @@ impl NodeAgentConfig {
             heartbeat: Duration::from_secs(10),
             backoff: BackoffConfig::default(),
             shutdown_grace: Duration::from_secs(30),
+            leave_pods_running: false,
             isolate: true,
             log_cap: logfiles::DEFAULT_LOG_CAP,
             traffic_drain: None,
@@ -313,7 +320,9 @@ impl NodeAgent {
     }
 
     /// Registers the node and runs its pods until `shutdown` completes, then stops every pod
-    /// (gracefully, bounded by `shutdown_grace`) and returns once no process is left.
+    /// (gracefully, bounded by `shutdown_grace`) and returns once no process is left; with
+    /// [`NodeAgentConfig::leave_pods_running`] and an OCI runtime it returns at once, leaving
+    /// the pods' containers, network and cgroups to the next run.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -460,11 +469,16 @@ impl NodeAgent {
             self.client.clone(),
             InformerConfig::new(pods).fields(&format!("spec.nodeName={}", self.config.node_name)),
         );
+        let leave_pods_running =
+            self.config.leave_pods_running && self.config.oci_runtime.is_some();
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         tokio::select! {
             _ = informer.wait_synced() => {}
             _ = &mut shutdown => {
                 heartbeat.abort();
+                if leave_pods_running {
+                    return Ok(());
+                }
                 // No worker runs yet: containers an earlier run left go with the rest.
                 remove_unowned_containers(&shared, |_| true).await;
                 if let Some(router) = peer_router {
@@ -519,6 +533,14 @@ impl NodeAgent {
         image_gc.abort();
         if let Some(sweep) = &zombie_sweep {
             sweep.abort();
+        }
+        if leave_pods_running {
+            // The containers run on under the runtime's monitor; the next run adopts them.
+            pods_manager.abandon_all();
+            heartbeat.abort();
+            recorder.flush().await;
+            tracing::info!("the node agent stopped and left its pods running");
+            return Ok(());
         }
         pods_manager
             .stop_all(self.config.shutdown_grace, &mut done_rx)
@@ -920,6 +942,14 @@ impl PodManager {
         if !still_bound {
             let dir = sandbox::pod_dir(&self.shared.data_dir, uid);
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Ends every worker without touching its pod: the containers, sandbox and cgroups stay
+    /// as they are, for the next run of the agent to adopt.
+    fn abandon_all(&mut self) {
+        for (_, handle) in self.workers.drain() {
+            handle.task.abort();
         }
     }
 

@@ -440,8 +440,50 @@ pub struct HostAgent {
 impl HostAgent {
     /// Starts `skiff agent` named `node_name` in test host `index`, joining `server`, its node
     /// on the `oci` runtime with `images`' archives imported, plus `extra_args`; waits until
-    /// it says it joined.
+    /// it says it joined. It stops its pods when it stops (`--stop-pods-on-exit`), so nothing
+    /// of a test outlives it.
     pub fn start(
+        hosts: &TestHosts,
+        index: usize,
+        server: &Skiff,
+        node_name: &str,
+        images: &[TestImage],
+        extra_args: &[&str],
+    ) -> HostAgent {
+        let mut agent = HostAgent::prepare(hosts, index, server, node_name, images, extra_args);
+        agent.set_stop_pods_on_exit(true);
+        agent.launch();
+        agent.wait_joined();
+        agent
+    }
+
+    /// As [`HostAgent::start`], but the agent leaves its pods running when it stops, as
+    /// `skiff agent` does by default; [`HostAgent::set_stop_pods_on_exit`] changes that for
+    /// its next start.
+    pub fn start_leaving_pods(
+        hosts: &TestHosts,
+        index: usize,
+        server: &Skiff,
+        node_name: &str,
+        images: &[TestImage],
+        extra_args: &[&str],
+    ) -> HostAgent {
+        let mut agent = HostAgent::prepare(hosts, index, server, node_name, images, extra_args);
+        agent.launch();
+        agent.wait_joined();
+        agent
+    }
+
+    /// Whether the agent's next start stops its pods when it stops (`--stop-pods-on-exit`).
+    pub fn set_stop_pods_on_exit(&mut self, stop: bool) {
+        const FLAG: &str = "--stop-pods-on-exit";
+        self.command_args.retain(|arg| arg != FLAG);
+        if stop {
+            self.command_args.push(FLAG.to_string());
+        }
+    }
+
+    fn prepare(
         hosts: &TestHosts,
         index: usize,
         server: &Skiff,
@@ -482,17 +524,14 @@ impl HostAgent {
         ];
         command_args.extend(hosts.node_flags(index));
         command_args.extend(extra_args.iter().map(|a| a.to_string()));
-        let mut agent = HostAgent {
+        HostAgent {
             root,
             node_name: node_name.to_string(),
             host: hosts.host(index).clone(),
             command_args,
             process: None,
             runs: 0,
-        };
-        agent.launch();
-        agent.wait_joined();
-        agent
+        }
     }
 
     /// The agent's log (stdout and stderr) so far, every run.
