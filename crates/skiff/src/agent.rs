@@ -66,8 +66,8 @@ pub struct AgentArgs {
     /// How long to wait for the certificate request to be approved and signed.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::parse_duration)]
     pub certificate_timeout: Duration,
-    /// Seconds between samples of pod and node usage (kept on the node: the API server does
-    /// not reach an agent's figures yet).
+    /// Seconds between samples of pod and node usage, served on the kubelet endpoint's
+    /// Summary API for the server's `metrics.k8s.io` and autoscalers.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub metric_resolution: u64,
     /// The node's flags.
@@ -229,6 +229,8 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
                 logs,
                 streams,
                 client: client.clone(),
+                node_name: node_name.clone(),
+                metrics: node.metrics.clone(),
             });
             tracing::info!(address = %kubelet_listen, "serving the kubelet endpoint");
             Some(tokio::spawn(crate::kubelet_server::serve(

@@ -6,6 +6,7 @@ mod cluster_dns;
 mod image_cmd;
 mod join_token;
 mod kubeconfig;
+mod kubelet_metrics;
 mod kubelet_proxy;
 mod kubelet_server;
 mod memory;
