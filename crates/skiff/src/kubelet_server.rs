@@ -428,14 +428,14 @@ impl KubeletEndpoint {
     }
 }
 
-/// Serves the kubelet endpoint on `listener` with `tls` (whose verifier checks client
-/// certificates against the cluster CA) until the task is dropped.
+/// Serves the kubelet endpoint on `listener` with the TLS `tls` holds (whose verifier checks
+/// client certificates against the cluster CA; a renewed certificate is sent there and taken
+/// by every later connection) until the task is dropped.
 pub(crate) async fn serve(
     listener: TcpListener,
-    tls: rustls::ServerConfig,
+    tls: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
     endpoint: Arc<KubeletEndpoint>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -446,7 +446,7 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.borrow().clone());
         let endpoint = endpoint.clone();
         tokio::spawn(async move {
             serve_connection(acceptor, tcp, peer, endpoint).await;

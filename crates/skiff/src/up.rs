@@ -248,11 +248,15 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         format!("kubernetes.default.svc.{domain}"),
     ]
     .into();
-    let tls = pki::serving_material(
-        &data_dir,
-        &[address.ip(), IpAddr::V4(registry.service_range().first())],
-        &service_names,
-    )?;
+    // And for `--tls-san`'s names and addresses.
+    let (mut san_ips, san_names) = pki::subject_alternative_names(&args.tls_san)?;
+    san_ips.splice(
+        0..0,
+        [address.ip(), IpAddr::V4(registry.service_range().first())],
+    );
+    let mut names = service_names;
+    names.extend(san_names);
+    let tls = pki::serving_material(&data_dir, &san_ips, &names)?;
     system::ensure_kubernetes_service(&registry, address).await?;
     if let Some(network) = &service_network {
         // Before any user Service can take its address.
