@@ -61,7 +61,10 @@ impl Drop for Running {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("{} did not stop within {STOP_GRACE:?}; killing it", self.name);
+        eprintln!(
+            "{} did not stop within {STOP_GRACE:?}; killing it",
+            self.name
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -200,7 +203,12 @@ spec:
 }
 
 /// Applies the Deployment at `tag` and times it until `kubectl rollout status` says done.
-fn timed_apply(root: &Path, kubeconfig: &Path, replicas: u32, tag: &str) -> Result<Duration, String> {
+fn timed_apply(
+    root: &Path,
+    kubeconfig: &Path,
+    replicas: u32,
+    tag: &str,
+) -> Result<Duration, String> {
     let file = root.join(format!("deployment-{tag}.yaml"));
     std::fs::write(&file, deployment(replicas, tag)).map_err(|e| e.to_string())?;
     let started = Instant::now();
@@ -245,7 +253,8 @@ fn memory_kib(pid: u32) -> Result<(u64, u64), String> {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|value| value.parse().ok())
     };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     let rollup =
         std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).map_err(|e| e.to_string())?;
     match (field(&status, "VmRSS:"), field(&rollup, "Pss:")) {
@@ -318,7 +327,11 @@ fn two_agents(replicas: u32) -> Result<(Timings, Vec<(u64, u64)>), String> {
             "--kubelet-port".into(),
             free_port()?.to_string(),
         ];
-        agents.push(spawn_skiff(&name, &args, &root.path().join(format!("{name}.log")))?);
+        agents.push(spawn_skiff(
+            &name,
+            &args,
+            &root.path().join(format!("{name}.log")),
+        )?);
     }
     wait_nodes_ready(&kubeconfig, 2)?;
     std::thread::sleep(IDLE_SETTLE);

@@ -213,7 +213,9 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         .filter(|kept| {
             let same = serving_use.alternative_names_match(&kept.cert_pem);
             if !same {
-                tracing::info!("the node's addresses changed; requesting a new serving certificate");
+                tracing::info!(
+                    "the node's addresses changed; requesting a new serving certificate"
+                );
             }
             same
         });
@@ -570,7 +572,9 @@ impl NodeCertificateUse {
                     GeneralName::IPAddress(bytes) => {
                         let address = match bytes.len() {
                             4 => <[u8; 4]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
-                            16 => <[u8; 16]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
+                            16 => <[u8; 16]>::try_from(*bytes)
+                                .ok()
+                                .map(std::net::IpAddr::from),
                             _ => None,
                         };
                         match address {

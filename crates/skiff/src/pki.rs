@@ -212,7 +212,9 @@ pub fn subject_alternative_names(values: &[String]) -> Result<(Vec<IpAddr>, Vec<
             let bytes = label.as_bytes();
             !bytes.is_empty()
                 && bytes.len() <= 63
-                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
                 && bytes.first() != Some(&b'-')
                 && bytes.last() != Some(&b'-')
         };
@@ -252,9 +254,20 @@ mod tests {
             ]
         );
         assert_eq!(names, ["skiff.example", "*.nodes.example"]);
-        for bad in ["", "bad name", "-x.example", "a..b", "*.", "x_y.example", "é.example"] {
+        for bad in [
+            "",
+            "bad name",
+            "-x.example",
+            "a..b",
+            "*.",
+            "x_y.example",
+            "é.example",
+        ] {
             let error = subject_alternative_names(&[bad.to_string()]).unwrap_err();
-            assert!(error.contains("neither an IP address nor a DNS name"), "{bad}: {error}");
+            assert!(
+                error.contains("neither an IP address nor a DNS name"),
+                "{bad}: {error}"
+            );
         }
     }
 

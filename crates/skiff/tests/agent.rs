@@ -481,8 +481,8 @@ fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() 
     // Stopped and started again, the agent reuses its client and serving certificates: no
     // new request of either kind.
     let requests_before_restart = items(&kubectl.json(&["get", "csr"])).len();
-    let serving_before =
-        std::fs::read(agent.data_dir().join("serving-kubelet.crt")).expect("the serving certificate");
+    let serving_before = std::fs::read(agent.data_dir().join("serving-kubelet.crt"))
+        .expect("the serving certificate");
     let status = agent.stop();
     assert!(status.success(), "the agent exited with {status}");
     agent.launch();
@@ -1209,17 +1209,27 @@ fn kubectl_top_shows_pods_and_nodes_on_agents_from_their_kubelet_endpoint() {
         // time, so the answer is awaited generously.
         http_get(&ip, "/burn?ms=20000", Duration::from_secs(180)).map(|(status, _)| status)
     });
-    let busy = top_until(&kubectl, &["pod", "burner"], "the burning pod's CPU", |row| {
-        // Another tenant may share the machine: a quarter of a CPU proves the burn is measured.
-        row.first() == Some(&"burner") && row.get(1).is_some_and(|c| millicores(c) >= 250)
-    });
+    let busy = top_until(
+        &kubectl,
+        &["pod", "burner"],
+        "the burning pod's CPU",
+        |row| {
+            // Another tenant may share the machine: a quarter of a CPU proves the burn is measured.
+            row.first() == Some(&"burner") && row.get(1).is_some_and(|c| millicores(c) >= 250)
+        },
+    );
     let row = busy.lines().next().map(support::cells).unwrap_or_default();
     assert!(
-        row.get(2).is_some_and(|m| m.ends_with("Mi") || m.ends_with("Ki")),
+        row.get(2)
+            .is_some_and(|m| m.ends_with("Mi") || m.ends_with("Ki")),
         "{busy}"
     );
     let containers = kubectl.ok(&["top", "pod", "burner", "--containers", "--no-headers"]);
-    let row = containers.lines().next().map(support::cells).unwrap_or_default();
+    let row = containers
+        .lines()
+        .next()
+        .map(support::cells)
+        .unwrap_or_default();
     assert_eq!(row.get(..2), Some(&["burner", "web"][..]), "{containers}");
     let pod_metrics: Value = serde_json::from_str(&kubectl.ok(&[
         "get",

@@ -36,15 +36,7 @@ fn dependencies(package: &str, edges: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
     let output = Command::new(&cargo)
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            edges,
-            "--prefix",
-            "none",
-            "-p",
-        ])
+        .args(["tree", "--offline", "-e", edges, "--prefix", "none", "-p"])
         .arg(package)
         .arg("--manifest-path")
         .arg(&manifest)
