@@ -245,8 +245,18 @@ fn pods_per_node(kubeconfig: &Path) -> Result<Vec<(String, usize)>, String> {
     Ok(counts.into_iter().collect())
 }
 
-/// A process's resident and proportional set sizes, in KiB.
-fn memory_kib(pid: u32) -> Result<(u64, u64), String> {
+/// A process's memory, in KiB, from `/proc/PID/status` and `/proc/PID/smaps_rollup`.
+#[derive(Clone, Copy, Debug)]
+struct Memory {
+    /// Resident set (`VmRSS`).
+    rss: u64,
+    /// Proportional set (`Pss`): shared pages divided among their sharers.
+    pss: u64,
+    /// Pages only this process has written (`Private_Dirty`): heap, stacks, written data.
+    private_dirty: u64,
+}
+
+fn memory_kib(pid: u32) -> Result<Memory, String> {
     let field = |text: &str, name: &str| -> Option<u64> {
         text.lines()
             .find_map(|line| line.strip_prefix(name))
@@ -257,9 +267,17 @@ fn memory_kib(pid: u32) -> Result<(u64, u64), String> {
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     let rollup =
         std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).map_err(|e| e.to_string())?;
-    match (field(&status, "VmRSS:"), field(&rollup, "Pss:")) {
-        (Some(rss), Some(pss)) => Ok((rss, pss)),
-        _ => Err(format!("no VmRSS or Pss for process {pid}")),
+    match (
+        field(&status, "VmRSS:"),
+        field(&rollup, "Pss:"),
+        field(&rollup, "Private_Dirty:"),
+    ) {
+        (Some(rss), Some(pss), Some(private_dirty)) => Ok(Memory {
+            rss,
+            pss,
+            private_dirty,
+        }),
+        _ => Err(format!("no VmRSS, Pss or Private_Dirty for process {pid}")),
     }
 }
 
@@ -296,7 +314,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn two_agents(replicas: u32) -> Result<(Timings, Vec<(u64, u64)>), String> {
+fn two_agents(replicas: u32) -> Result<(Timings, Vec<Memory>), String> {
     let root = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (server, kubeconfig) = start_server(root.path(), &["--no-node"])?;
     let token = std::fs::read_to_string(root.path().join("server/node-token"))
@@ -368,12 +386,14 @@ fn run() -> Result<(), String> {
     print("one node (skiff up)", &single);
     let (spread, memory) = two_agents(replicas)?;
     print("two agents", &spread);
-    for (index, (rss, pss)) in memory.iter().enumerate() {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for (index, m) in memory.iter().enumerate() {
         println!(
-            "agent {} idle: RSS {:.1} MiB, Pss {:.1} MiB",
+            "agent {} idle: RSS {:.1} MiB, Pss {:.1} MiB, Private_Dirty {:.1} MiB",
             index + 1,
-            *rss as f64 / 1024.0,
-            *pss as f64 / 1024.0
+            mib(m.rss),
+            mib(m.pss),
+            mib(m.private_dirty)
         );
     }
     Ok(())
