@@ -1250,3 +1250,106 @@ fn kubectl_top_shows_pods_and_nodes_on_agents_from_their_kubelet_endpoint() {
     let answer = burner.join().expect("the burn thread");
     assert_eq!(answer, Ok(200), "the burn request failed");
 }
+
+#[test]
+fn the_autoscaler_scales_a_deployment_running_on_an_agent_from_its_cpu() {
+    // No node on the server: every figure the autoscaler reads comes from the agent.
+    let skiff = Skiff::start_with(&[
+        "--no-node",
+        "--horizontal-pod-autoscaler-sync-period",
+        "1s",
+        "--metric-resolution",
+        "1",
+    ]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start(&skiff, "worker-hpa");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-hpa");
+    let manifests = skiff.write_file(
+        "burner.yaml",
+        &format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: burner
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: burner}}
+  template:
+    metadata:
+      labels: {{app: burner}}
+    spec:
+      containers:
+      - name: web
+        image: {DEMO}:{DEMO_TAG}
+        resources:
+          requests: {{cpu: 100m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: burner
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burner}}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target: {{type: Utilization, averageUtilization: 50}}
+"
+        ),
+    );
+    kubectl.ok(&["apply", "-f", &manifests]);
+    let pod_ips = || -> Vec<String> {
+        items(&kubectl.json(&["get", "pods", "-l", "app=burner"]))
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter_map(|p| p.pointer("/status/podIP")?.as_str().map(str::to_string))
+            .collect()
+    };
+    let first = wait_for("the first pod to run", DEADLINE, || {
+        let ips = pod_ips();
+        (!ips.is_empty()).then_some(ips)
+    });
+
+    // Load the first pod until the Deployment grows: each request burns 400 ms of CPU, four
+    // times its request of 100m.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let running = running.clone();
+        let ip = first[0].clone();
+        std::thread::spawn(move || {
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                // Only the CPU it burns matters: a failed request is simply not load.
+                let _ = http_get(&ip, "/burn?ms=400", READ_TIMEOUT);
+            }
+        })
+    };
+    let grown = support::poll(Duration::from_secs(120), || {
+        let deployment = kubectl.json(&["get", "deployment", "burner"]);
+        deployment
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .filter(|r| *r > 1)
+    });
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.join();
+    let grown = grown.unwrap_or_else(|| {
+        panic!(
+            "the load on the agent's pod did not scale the Deployment up:\n{}",
+            kubectl.ok(&["describe", "hpa", "burner"])
+        )
+    });
+    assert!(grown <= 3, "scaled beyond maxReplicas: {grown}");
+    let hpa = kubectl.json(&["get", "hpa", "burner"]);
+    let utilization = hpa
+        .pointer("/status/currentMetrics/0/resource/current/averageUtilization")
+        .and_then(Value::as_i64);
+    assert!(
+        utilization.is_some_and(|u| u > 0),
+        "the autoscaler read the agent's usage: {hpa}"
+    );
+}
