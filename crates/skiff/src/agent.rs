@@ -39,6 +39,10 @@ const CA_FILE: &str = "ca.crt";
 const CERT_FILE: &str = "client-kubelet.crt";
 /// Its private key.
 const KEY_FILE: &str = "client-kubelet.key";
+/// The kubelet endpoint's serving certificate, in the data directory (k3s's name).
+const SERVING_CERT_FILE: &str = "serving-kubelet.crt";
+/// Its private key.
+const SERVING_KEY_FILE: &str = "serving-kubelet.key";
 /// The largest `/cacerts` answer accepted.
 const MAX_CA_BUNDLE_BYTES: usize = 1024 * 1024;
 /// How long fetching the CA bundle may take.
@@ -74,8 +78,8 @@ pub struct AgentArgs {
     /// How long to wait for the certificate request to be approved and signed.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::parse_duration)]
     pub certificate_timeout: Duration,
-    /// Seconds between samples of pod and node usage (kept on the node: the API server does
-    /// not reach an agent's figures yet).
+    /// Seconds between samples of pod and node usage, served on the kubelet endpoint's
+    /// Summary API for the server's `metrics.k8s.io` and autoscalers.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub metric_resolution: u64,
     /// Stop every pod of this node when the agent stops. Without it the agent leaves the
@@ -129,7 +133,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     crate::up::make_private_directory(&data_dir)?;
-    for private in [KEY_FILE, CERT_FILE] {
+    for private in [KEY_FILE, CERT_FILE, SERVING_KEY_FILE, SERVING_CERT_FILE] {
         restrict_if_present(&data_dir.join(private))?;
     }
     crate::up::import_image_archives(&data_dir).await;
@@ -215,22 +219,66 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     let kubelet_listener = tokio::net::TcpListener::bind(kubelet_listen)
         .await
         .map_err(|e| format!("cannot listen on the kubelet port {kubelet_listen}: {e}"))?;
-    let serving = request_node_certificate(
-        &*client.current(),
-        &node_name,
-        args.certificate_timeout,
-        &NodeCertificateUse::Serving {
-            addresses: vec![primary_address],
-            names: vec![node_name.clone()],
-        },
-    )
-    .await?;
+    // The serving certificate an earlier start kept is reused while it is valid, for this
+    // node and for the same names and address (and the CA unchanged); it is renewed while
+    // running, as the client certificate is.
+    let serving_use = NodeCertificateUse::Serving {
+        addresses: vec![primary_address],
+        names: vec![node_name.clone()],
+    };
+    let kept_serving = (previous_ca.as_deref() == Some(ca_pem.as_slice()))
+        .then(|| {
+            NodeCredential::load_files(
+                &data_dir,
+                (SERVING_KEY_FILE, SERVING_CERT_FILE),
+                &node_name,
+                now_seconds(),
+            )
+        })
+        .flatten()
+        .filter(|kept| {
+            let same = serving_use.alternative_names_match(&kept.cert_pem);
+            if !same {
+                tracing::info!(
+                    "the node's addresses changed; requesting a new serving certificate"
+                );
+            }
+            same
+        });
+    let serving = match kept_serving {
+        Some(serving) => {
+            tracing::info!(node = %node_name, not_after = serving.not_after, "reusing the kubelet endpoint's serving certificate");
+            serving
+        }
+        None => {
+            let serving = request_node_certificate(
+                &*client.current(),
+                &node_name,
+                args.certificate_timeout,
+                &serving_use,
+            )
+            .await?;
+            serving.store_files(&data_dir, (SERVING_KEY_FILE, SERVING_CERT_FILE))?;
+            serving
+        }
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let kubelet_tls = skiff_apiserver::client_certs::server_config(
-        serving.cert_pem.as_bytes(),
-        serving.key_pem.as_bytes(),
-        &ca_pem,
-    )?;
+    let kubelet_tls = kubelet_serving_config(&serving, &ca_pem)?;
+    let (kubelet_tls_sender, kubelet_tls_receiver) =
+        tokio::sync::watch::channel(Arc::new(kubelet_tls));
+    let serving_renewal = tokio::spawn(renew_serving_forever(
+        ServingRenewal {
+            client: client.clone(),
+            ca_pem: ca_pem.clone(),
+            node_name: node_name.clone(),
+            data_dir: data_dir.clone(),
+            timeout: args.certificate_timeout,
+            usage: serving_use,
+            tls: kubelet_tls_sender,
+        },
+        serving,
+        until_stopped(),
+    ));
     let node = NodeHost::start(
         client.clone(),
         NodeHostSettings {
@@ -250,17 +298,17 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     .await?;
     let kubelet = match (node.logs.clone(), node.streams.clone()) {
         (Some(logs), Some(streams)) => {
-            let mut tls = kubelet_tls;
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
             let endpoint = Arc::new(crate::kubelet_server::KubeletEndpoint {
                 logs,
                 streams,
                 client: client.clone(),
+                node_name: node_name.clone(),
+                metrics: node.metrics.clone(),
             });
             tracing::info!(address = %kubelet_listen, "serving the kubelet endpoint");
             Some(tokio::spawn(crate::kubelet_server::serve(
                 kubelet_listener,
-                tls,
+                kubelet_tls_receiver,
                 endpoint,
             )))
         }
@@ -275,6 +323,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         kubelet.abort();
     }
     renewal.abort();
+    serving_renewal.abort();
     tracing::info!("skiff agent stopped");
     Ok(())
 }
@@ -471,8 +520,18 @@ impl NodeCredential {
     /// The credential an earlier start kept in `data_dir`, if it is `node_name`'s and still
     /// valid at `now`.
     fn load(data_dir: &Path, node_name: &str, now: i64) -> Option<NodeCredential> {
-        let key_pem = std::fs::read_to_string(data_dir.join(KEY_FILE)).ok()?;
-        let cert_pem = std::fs::read_to_string(data_dir.join(CERT_FILE)).ok()?;
+        NodeCredential::load_files(data_dir, (KEY_FILE, CERT_FILE), node_name, now)
+    }
+
+    /// Like [`NodeCredential::load`], from the `(key, certificate)` files named.
+    fn load_files(
+        data_dir: &Path,
+        (key_file, cert_file): (&str, &str),
+        node_name: &str,
+        now: i64,
+    ) -> Option<NodeCredential> {
+        let key_pem = std::fs::read_to_string(data_dir.join(key_file)).ok()?;
+        let cert_pem = std::fs::read_to_string(data_dir.join(cert_file)).ok()?;
         match NodeCredential::new(key_pem, cert_pem, node_name) {
             Ok(credential) if credential.not_after > now => Some(credential),
             Ok(_) => {
@@ -488,8 +547,17 @@ impl NodeCredential {
 
     /// Writes the key and the certificate, each readable by its owner only.
     fn store(&self, data_dir: &Path) -> std::io::Result<()> {
-        crate::kubeconfig::write_private(&data_dir.join(KEY_FILE), self.key_pem.as_bytes())?;
-        crate::kubeconfig::write_private(&data_dir.join(CERT_FILE), self.cert_pem.as_bytes())
+        self.store_files(data_dir, (KEY_FILE, CERT_FILE))
+    }
+
+    /// Like [`NodeCredential::store`], to the `(key, certificate)` files named.
+    fn store_files(
+        &self,
+        data_dir: &Path,
+        (key_file, cert_file): (&str, &str),
+    ) -> std::io::Result<()> {
+        crate::kubeconfig::write_private(&data_dir.join(key_file), self.key_pem.as_bytes())?;
+        crate::kubeconfig::write_private(&data_dir.join(cert_file), self.cert_pem.as_bytes())
     }
 }
 
@@ -540,6 +608,57 @@ pub(crate) enum NodeCertificateUse {
         /// The node's host names, as DNS alternative names.
         names: Vec<String>,
     },
+}
+
+impl NodeCertificateUse {
+    /// Whether `cert_pem` names exactly the addresses and names this use asks for (a client
+    /// certificate names none). Pure.
+    fn alternative_names_match(&self, cert_pem: &str) -> bool {
+        use x509_parser::extensions::GeneralName;
+        let Ok((_, block)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+            return false;
+        };
+        let Ok(cert) = block.parse_x509() else {
+            return false;
+        };
+        let mut names = std::collections::BTreeSet::new();
+        let mut addresses = std::collections::BTreeSet::new();
+        if let Ok(Some(extension)) = cert.subject_alternative_name() {
+            for name in &extension.value.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => {
+                        names.insert(dns.to_string());
+                    }
+                    GeneralName::IPAddress(bytes) => {
+                        let address = match bytes.len() {
+                            4 => <[u8; 4]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
+                            16 => <[u8; 16]>::try_from(*bytes)
+                                .ok()
+                                .map(std::net::IpAddr::from),
+                            _ => None,
+                        };
+                        match address {
+                            Some(address) => {
+                                addresses.insert(address);
+                            }
+                            None => return false,
+                        }
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        match self {
+            NodeCertificateUse::Client => names.is_empty() && addresses.is_empty(),
+            NodeCertificateUse::Serving {
+                addresses: wanted_addresses,
+                names: wanted_names,
+            } => {
+                names == wanted_names.iter().cloned().collect()
+                    && addresses == wanted_addresses.iter().copied().collect()
+            }
+        }
+    }
 }
 
 /// Makes a new key, asks for a certificate of use `usage` for it through `client` and waits
@@ -797,6 +916,87 @@ async fn renew_forever(
             Err(error) => tracing::warn!(%error, "cannot renew the node's client certificate"),
         }
         due = now_seconds().saturating_add(RENEWAL_RETRY.as_secs() as i64);
+    }
+}
+
+/// The kubelet endpoint's TLS with `serving` as its certificate: HTTP/1.1, client
+/// certificates checked against the cluster CA.
+fn kubelet_serving_config(
+    serving: &NodeCredential,
+    ca_pem: &[u8],
+) -> AgentResult<rustls::ServerConfig> {
+    let mut tls = skiff_apiserver::client_certs::server_config(
+        serving.cert_pem.as_bytes(),
+        serving.key_pem.as_bytes(),
+        ca_pem,
+    )?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// What renewing the kubelet endpoint's serving certificate needs.
+struct ServingRenewal {
+    client: Arc<SwappableClient>,
+    ca_pem: Vec<u8>,
+    node_name: String,
+    data_dir: PathBuf,
+    timeout: Duration,
+    usage: NodeCertificateUse,
+    /// Where the endpoint takes its TLS from for each new connection.
+    tls: tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>,
+}
+
+/// Renews the serving certificate between 70 and 90 % of each certificate's life, as the
+/// client certificate is renewed; connections accepted after a renewal present the new one.
+async fn renew_serving_forever(
+    renewal: ServingRenewal,
+    mut credential: NodeCredential,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    let mut due = renewal_time(
+        credential.not_before,
+        credential.not_after,
+        rand::random::<f64>(),
+    );
+    loop {
+        let wait = u64::try_from(due.saturating_sub(now_seconds())).unwrap_or(0);
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+        }
+        let current = renewal.client.current();
+        let renewed = request_node_certificate(
+            &*current,
+            &renewal.node_name,
+            renewal.timeout,
+            &renewal.usage,
+        )
+        .await
+        .and_then(|renewed| {
+            renewed.store_files(&renewal.data_dir, (SERVING_KEY_FILE, SERVING_CERT_FILE))?;
+            let tls = kubelet_serving_config(&renewed, &renewal.ca_pem)?;
+            Ok((renewed, tls))
+        });
+        match renewed {
+            Ok((renewed, tls)) => {
+                renewal.tls.send_replace(Arc::new(tls));
+                tracing::info!(
+                    not_after = renewed.not_after,
+                    "renewed the kubelet endpoint's serving certificate"
+                );
+                credential = renewed;
+                due = renewal_time(
+                    credential.not_before,
+                    credential.not_after,
+                    rand::random::<f64>(),
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot renew the kubelet endpoint's serving certificate");
+                due = now_seconds().saturating_add(RENEWAL_RETRY.as_secs() as i64);
+            }
+        }
     }
 }
 
@@ -1247,6 +1447,35 @@ mod tests {
                     .to_string()
             )
         );
+    }
+
+    #[test]
+    fn a_kept_serving_certificate_must_name_the_nodes_current_names_and_address() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["n1".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("198.18.0.2".parse().unwrap()));
+        let cert = params.self_signed(&key).unwrap().pem();
+        let serving = |addresses: &[&str], names: &[&str]| NodeCertificateUse::Serving {
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+        };
+        assert!(serving(&["198.18.0.2"], &["n1"]).alternative_names_match(&cert));
+        assert!(
+            !serving(&["198.18.0.3"], &["n1"]).alternative_names_match(&cert),
+            "a changed address"
+        );
+        assert!(
+            !serving(&["198.18.0.2"], &["n2"]).alternative_names_match(&cert),
+            "a changed name"
+        );
+        assert!(
+            !serving(&["198.18.0.2", "::1"], &["n1"]).alternative_names_match(&cert),
+            "an added address"
+        );
+        assert!(!NodeCertificateUse::Client.alternative_names_match(&cert));
+        assert!(!serving(&["198.18.0.2"], &["n1"]).alternative_names_match("not PEM"));
     }
 
     #[test]

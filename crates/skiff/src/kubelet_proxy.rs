@@ -100,6 +100,41 @@ fn dial_error(authority: &str, error: &std::io::Error) -> String {
     format!("dial tcp {authority}: {cause}")
 }
 
+/// Opens an HTTP/1.1 connection over `tls` to the kubelet at `host:port`; errors in Go's dial
+/// words.
+pub(crate) async fn connect_kubelet(
+    tls: &tokio_rustls::TlsConnector,
+    host: &str,
+    port: u16,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
+        .map_err(|e| dial_error(&authority, &e))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("invalid kubelet address {host}: {e}"))?;
+    let tls = tls
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "kubelet connection ended");
+        }
+    });
+    Ok(sender)
+}
+
 /// The kubelet path and query of a streaming request, in the kubelet's parameter names. Pure.
 fn stream_path(request: &PodStreamRequest) -> String {
     let encode = |text: &str| -> String {
@@ -249,33 +284,7 @@ impl NodeRouter {
         host: &str,
         port: u16,
     ) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String> {
-        let authority = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let tcp = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
-            .map_err(|e| dial_error(&authority, &e))?;
-        let _ = tcp.set_nodelay(true);
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|e| format!("invalid kubelet address {host}: {e}"))?;
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "kubelet connection ended");
-            }
-        });
-        Ok(sender)
+        connect_kubelet(&self.tls, host, port).await
     }
 
     /// Upgrades a connection to the pod's kubelet for `request`; a refusal is what the client

@@ -1,6 +1,7 @@
 //! The node's kubelet endpoint: the HTTPS server the API server reaches a node's pods through,
 //! as it reaches a kubelet on port 10250. It serves the kubelet's paths (`/containerLogs`,
 //! `/exec`, `/attach`, `/portForward`) over the node agent's [`PodLogs`] and [`PodStreams`],
+//! and its measured usage as the kubelet's Summary API (`/stats/summary`),
 //! with a serving certificate from the cluster CA. Every request must present a client
 //! certificate the cluster CA signed (else 401), and only the API server's kubelet client
 //! identity (or `system:masters`) is allowed (else 403): a simplification of the kubelet's
@@ -38,6 +39,10 @@ pub(crate) struct KubeletEndpoint {
     pub(crate) streams: Arc<dyn PodStreams>,
     /// Reads a pod's uid when the path names none.
     pub(crate) client: Arc<dyn skiff_client::Client>,
+    /// The node's name, as its Summary names it.
+    pub(crate) node_name: String,
+    /// The node's measured usage, served as the Summary API.
+    pub(crate) metrics: Option<Arc<dyn skiff_client::metrics::ResourceMetrics>>,
 }
 
 /// Which kubelet path a request names.
@@ -57,6 +62,8 @@ enum KubeletPath {
         uid: String,
         container: Option<String>,
     },
+    /// `/stats/summary`: the node's and its pods' usage.
+    Summary,
 }
 
 /// Reads a kubelet path. Pure.
@@ -67,6 +74,7 @@ fn parse_path(path: &str) -> Option<KubeletPath> {
     }
     let owned = |s: &&str| s.to_string();
     match segments.as_slice() {
+        ["stats", "summary"] => Some(KubeletPath::Summary),
         ["containerLogs", namespace, pod, container] => Some(KubeletPath::Logs {
             namespace: owned(namespace),
             pod: owned(pod),
@@ -114,6 +122,7 @@ fn attributes(path: &KubeletPath, method: &hyper::Method) -> (&'static str, &'st
     match path {
         KubeletPath::Logs { .. } => (verb, "log"),
         KubeletPath::Stream { .. } => (verb, "proxy"),
+        KubeletPath::Summary => (verb, "stats"),
     }
 }
 
@@ -270,6 +279,26 @@ impl KubeletEndpoint {
         }
         let query = request.uri().query().unwrap_or("").to_string();
         match path {
+            KubeletPath::Summary => {
+                let Some(metrics) = &self.metrics else {
+                    return text_response(StatusCode::NOT_FOUND, "404 page not found");
+                };
+                let nodes = metrics.nodes().await;
+                let node = nodes.iter().find(|n| n.name == self.node_name);
+                let pods = metrics.pods().await;
+                let document =
+                    crate::kubelet_metrics::summary_document(&self.node_name, node, &pods);
+                let mut response = Response::new(
+                    Full::new(Bytes::from(document.to_string()))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                response
+            }
             KubeletPath::Logs {
                 namespace,
                 pod,
@@ -399,14 +428,14 @@ impl KubeletEndpoint {
     }
 }
 
-/// Serves the kubelet endpoint on `listener` with `tls` (whose verifier checks client
-/// certificates against the cluster CA) until the task is dropped.
+/// Serves the kubelet endpoint on `listener` with the TLS `tls` holds (whose verifier checks
+/// client certificates against the cluster CA; a renewed certificate is sent there and taken
+/// by every later connection) until the task is dropped.
 pub(crate) async fn serve(
     listener: TcpListener,
-    tls: rustls::ServerConfig,
+    tls: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
     endpoint: Arc<KubeletEndpoint>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -417,7 +446,7 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.borrow().clone());
         let endpoint = endpoint.clone();
         tokio::spawn(async move {
             serve_connection(acceptor, tcp, peer, endpoint).await;
@@ -492,6 +521,11 @@ mod tests {
                 container: Some("c".into())
             })
         );
+        assert_eq!(parse_path("/stats/summary"), Some(KubeletPath::Summary));
+        assert_eq!(
+            attributes(&KubeletPath::Summary, &hyper::Method::GET),
+            ("get", "stats")
+        );
         assert_eq!(
             parse_path("/portForward/default/web"),
             Some(KubeletPath::Stream {
@@ -508,6 +542,8 @@ mod tests {
             "/containerLogs/default//c",
             "/portForward/a/b/c/d",
             "/pods",
+            "/stats",
+            "/stats/summary/extra",
         ] {
             assert_eq!(parse_path(bad), None, "{bad}");
         }

@@ -6,6 +6,7 @@ mod cluster_dns;
 mod image_cmd;
 mod join_token;
 mod kubeconfig;
+mod kubelet_metrics;
 mod kubelet_proxy;
 mod kubelet_server;
 mod memory;
@@ -105,6 +106,12 @@ pub struct UpArgs {
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// A further host name or IP address the API server's certificate is valid for (k3s's
+    /// flag; repeat it or separate values with commas): the name clients reach the server by,
+    /// or its address when `--listen` names none (`0.0.0.0`). The certificate is issued at
+    /// every start, so a changed list takes effect at the next.
+    #[arg(long, value_name = "NAME|IP", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
     /// Also run this many simulated nodes (`sim-node-1` ...), whose pods go Pending, Running
     /// and Ready on a simulated timeline without running any process.
     #[arg(long, default_value_t = 0)]

@@ -260,6 +260,43 @@ pub fn serving_material(
     })
 }
 
+/// `--tls-san`'s values as IP addresses and DNS names (a `*.` wildcard first label allowed),
+/// in their order, without repeats; a value that is neither is refused. Pure.
+pub fn subject_alternative_names(values: &[String]) -> Result<(Vec<IpAddr>, Vec<String>), String> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for value in values {
+        let value = value.trim();
+        if let Ok(ip) = value.parse::<IpAddr>() {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+            continue;
+        }
+        let name = value.trim_end_matches('.').to_ascii_lowercase();
+        let body = name.strip_prefix("*.").unwrap_or(&name);
+        let label_ok = |label: &str| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes.first() != Some(&b'-')
+                && bytes.last() != Some(&b'-')
+        };
+        if body.is_empty() || name.len() > 253 || !body.split('.').all(label_ok) {
+            return Err(format!(
+                "--tls-san {value:?} is neither an IP address nor a DNS name"
+            ));
+        }
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok((ips, names))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +327,43 @@ mod tests {
             .and_then(|cn| cn.as_str().ok())
             .unwrap();
         assert_eq!(issuer, "skiff-front-proxy-ca");
+    }
+
+    #[test]
+    fn tls_san_values_are_addresses_or_dns_names() {
+        let values: Vec<String> = [
+            "skiff.example",
+            "198.18.0.7",
+            "*.Nodes.Example.",
+            "::1",
+            "skiff.example",
+        ]
+        .map(String::from)
+        .into();
+        let (ips, names) = subject_alternative_names(&values).unwrap();
+        assert_eq!(
+            ips,
+            vec![
+                "198.18.0.7".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(names, ["skiff.example", "*.nodes.example"]);
+        for bad in [
+            "",
+            "bad name",
+            "-x.example",
+            "a..b",
+            "*.",
+            "x_y.example",
+            "é.example",
+        ] {
+            let error = subject_alternative_names(&[bad.to_string()]).unwrap_err();
+            assert!(
+                error.contains("neither an IP address nor a DNS name"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

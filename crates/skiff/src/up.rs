@@ -255,11 +255,15 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         format!("kubernetes.default.svc.{domain}"),
     ]
     .into();
-    let tls = pki::serving_material(
-        &data_dir,
-        &[address.ip(), IpAddr::V4(registry.service_range().first())],
-        &service_names,
-    )?;
+    // And for `--tls-san`'s names and addresses.
+    let (mut san_ips, san_names) = pki::subject_alternative_names(&args.tls_san)?;
+    san_ips.splice(
+        0..0,
+        [address.ip(), IpAddr::V4(registry.service_range().first())],
+    );
+    let mut names = service_names;
+    names.extend(san_names);
+    let tls = pki::serving_material(&data_dir, &san_ips, &names)?;
     system::ensure_kubernetes_service(&registry, address).await?;
     if let Some(network) = &service_network {
         // Before any user Service can take its address.
@@ -391,24 +395,41 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         crate::kubelet_server::APISERVER_KUBELET_CLIENT,
         None,
     )?;
+    let kubelet_tls = crate::kubelet_proxy::kubelet_client_tls(
+        tls.ca_pem.as_bytes(),
+        kubelet_client.cert_pem.as_bytes(),
+        kubelet_client.key_pem.as_bytes(),
+    )?;
     let router = Arc::new(crate::kubelet_proxy::NodeRouter::new(
         client.clone(),
         (!args.no_node).then(|| node_name.clone()),
         node.logs.clone(),
         node.streams.clone(),
-        crate::kubelet_proxy::kubelet_client_tls(
-            tls.ca_pem.as_bytes(),
-            kubelet_client.cert_pem.as_bytes(),
-            kubelet_client.key_pem.as_bytes(),
-        )?,
+        kubelet_tls.clone(),
     ));
     let logs: Option<Arc<dyn skiff_client::logs::PodLogs>> = Some(router.clone());
     let streams: Option<Arc<dyn skiff_client::streams::PodStreams>> = Some(router);
 
     // Every measured pod and node, real and simulated; the autoscaler reads the same source.
-    // With nothing measured, `metrics.k8s.io` is not advertised, as on a cluster without
-    // metrics-server.
+    // With nothing measured in this process, `metrics.k8s.io` is not advertised, as on a
+    // cluster without metrics-server; nodes measured elsewhere (agents) are read from their
+    // kubelet endpoints beside the local sources.
     let measured = !metric_sources.is_empty();
+    let mut measured_here: std::collections::HashSet<String> =
+        SimulatedNodesConfig::with_count(args.simulated_nodes)
+            .nodes()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+    if !args.no_node {
+        measured_here.insert(node_name.clone());
+    }
+    metric_sources.push(Arc::new(crate::kubelet_metrics::KubeletMetrics::new(
+        client.clone(),
+        kubelet_tls,
+        measured_here,
+        resolution,
+    )));
     let metrics: Arc<dyn ResourceMetrics> = Arc::new(CombinedMetrics(metric_sources));
     // `metrics.k8s.io` is served here, not by an aggregated server, so its APIService is local.
     let extra_api_services = if measured {

@@ -102,6 +102,8 @@ impl Agent {
             .args(["--node-name", &self.node_name])
             .args(["--kubelet-port", &self.kubelet_port.to_string()])
             .args(["--node-ip", &self.node_ip])
+            // Usage sampled every second, so `kubectl top` sees a pod within seconds.
+            .args(["--metric-resolution", "1"])
             .arg("--registry-config")
             .arg(&registries)
             .stdout(log)
@@ -476,7 +478,11 @@ fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() 
     // own name is approved (`selfnodeclient`) and signed.
     renew_with_node_certificate(&skiff, &kubectl, &agent);
 
-    // Stopped and started again, the agent reuses its certificate: no new request.
+    // Stopped and started again, the agent reuses its client and serving certificates: no
+    // new request of either kind.
+    let requests_before_restart = items(&kubectl.json(&["get", "csr"])).len();
+    let serving_before = std::fs::read(agent.data_dir().join("serving-kubelet.crt"))
+        .expect("the serving certificate");
     let status = agent.stop();
     assert!(status.success(), "the agent exited with {status}");
     agent.launch();
@@ -501,6 +507,30 @@ fn an_agent_joins_with_the_join_token_runs_its_pods_and_keeps_its_certificate() 
         cert_before,
         "the certificate file is unchanged"
     );
+    assert!(
+        agent
+            .log()
+            .contains("reusing the kubelet endpoint's serving certificate"),
+        "the restarted agent should reuse its serving certificate; log:\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        items(&kubectl.json(&["get", "csr"])).len(),
+        requests_before_restart,
+        "the restarted agent made no certificate request at all"
+    );
+    assert_eq!(
+        std::fs::read(agent.data_dir().join("serving-kubelet.crt"))
+            .expect("the serving certificate"),
+        serving_before,
+        "the serving certificate file is unchanged"
+    );
+    // The kept serving certificate still serves: the server reaches the pod's logs through it.
+    let logs = wait_for("the restarted node's pod logs", DEADLINE, || {
+        let out = kubectl.run(&["logs", "after-restart"]);
+        out.success().then_some(out)
+    });
+    assert!(logs.success(), "{}", logs.stderr);
 }
 
 #[test]
@@ -1120,4 +1150,206 @@ spec:
     let pod = kubectl.json(&["get", "pod", "greeter"]);
     assert_eq!(str_at(&pod, "/status/hostIP"), "127.0.0.2", "{pod}");
     agent.stop();
+}
+
+/// Millicores in a `kubectl top` CPU cell (`250m`, `1`).
+fn millicores(cell: &str) -> u64 {
+    match cell.strip_suffix('m') {
+        Some(m) => m
+            .parse()
+            .unwrap_or_else(|_| panic!("bad CPU cell {cell:?}")),
+        None => cell
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("bad CPU cell {cell:?}"))
+            .saturating_mul(1000),
+    }
+}
+
+/// What `kubectl top ARGS --no-headers` prints once it succeeds with a row for which
+/// `wanted` holds (polled until the deadline); fails the test with the last output otherwise.
+fn top_until(
+    kubectl: &Kubectl,
+    args: &[&str],
+    what: &str,
+    wanted: impl Fn(&[&str]) -> bool,
+) -> String {
+    let mut all = vec!["top"];
+    all.extend_from_slice(args);
+    all.push("--no-headers");
+    let mut last = String::new();
+    let found = support::poll(DEADLINE, || {
+        let out = kubectl.run(&all);
+        last = format!("{}{}", out.stdout, out.stderr);
+        let hit = out.success() && out.stdout.lines().any(|line| wanted(&support::cells(line)));
+        if hit {
+            Some(out.stdout)
+        } else {
+            std::thread::sleep(Duration::from_millis(250));
+            None
+        }
+    });
+    found.unwrap_or_else(|| panic!("timed out waiting for {what}; `kubectl {all:?}` said:\n{last}"))
+}
+
+#[test]
+fn kubectl_top_shows_pods_and_nodes_on_agents_from_their_kubelet_endpoint() {
+    let skiff = Skiff::start_with(&["--node-name", "server-node", "--metric-resolution", "1"]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start(&skiff, "worker-top");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-top");
+    create_pod(&skiff, &kubectl, "burner", "nodeName: worker-top");
+    let pod = wait_pod_ready(&kubectl, "burner");
+    let ip = str_at(&pod, "/status/podIP");
+
+    // Burn one CPU for 20 s in the pod and watch `kubectl top` see it: the figures come from
+    // the agent, which alone measures the pod's processes.
+    let burner = std::thread::spawn(move || {
+        // The burn counts CPU time: on a shared machine it takes longer than 20 s of wall
+        // time, so the answer is awaited generously.
+        http_get(&ip, "/burn?ms=20000", Duration::from_secs(180)).map(|(status, _)| status)
+    });
+    let busy = top_until(
+        &kubectl,
+        &["pod", "burner"],
+        "the burning pod's CPU",
+        |row| {
+            // Another tenant may share the machine: a quarter of a CPU proves the burn is measured.
+            row.first() == Some(&"burner") && row.get(1).is_some_and(|c| millicores(c) >= 250)
+        },
+    );
+    let row = busy.lines().next().map(support::cells).unwrap_or_default();
+    assert!(
+        row.get(2)
+            .is_some_and(|m| m.ends_with("Mi") || m.ends_with("Ki")),
+        "{busy}"
+    );
+    let containers = kubectl.ok(&["top", "pod", "burner", "--containers", "--no-headers"]);
+    let row = containers
+        .lines()
+        .next()
+        .map(support::cells)
+        .unwrap_or_default();
+    assert_eq!(row.get(..2), Some(&["burner", "web"][..]), "{containers}");
+    let pod_metrics: Value = serde_json::from_str(&kubectl.ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/burner",
+    ]))
+    .expect("PodMetrics JSON");
+    assert_eq!(str_at(&pod_metrics, "/kind"), "PodMetrics", "{pod_metrics}");
+
+    // The agent's node is listed beside the server's own, with its own non-zero usage.
+    let nodes = top_until(&kubectl, &["node"], "the agent's node figures", |row| {
+        row.first() == Some(&"worker-top") && row.get(1).is_some_and(|c| millicores(c) > 0)
+    });
+    assert!(
+        nodes.lines().any(|line| line.starts_with("server-node ")),
+        "the server's own node is still measured in process:\n{nodes}"
+    );
+    let answer = burner.join().expect("the burn thread");
+    assert_eq!(answer, Ok(200), "the burn request failed");
+}
+
+#[test]
+fn the_autoscaler_scales_a_deployment_running_on_an_agent_from_its_cpu() {
+    // No node on the server: every figure the autoscaler reads comes from the agent.
+    let skiff = Skiff::start_with(&[
+        "--no-node",
+        "--horizontal-pod-autoscaler-sync-period",
+        "1s",
+        "--metric-resolution",
+        "1",
+    ]);
+    let kubectl = skiff.kubectl();
+    let mut agent = Agent::start(&skiff, "worker-hpa");
+    agent.wait_joined();
+    wait_node_ready(&kubectl, "worker-hpa");
+    let manifests = skiff.write_file(
+        "burner.yaml",
+        &format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: burner
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: burner}}
+  template:
+    metadata:
+      labels: {{app: burner}}
+    spec:
+      containers:
+      - name: web
+        image: {DEMO}:{DEMO_TAG}
+        resources:
+          requests: {{cpu: 100m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: burner
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: burner}}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target: {{type: Utilization, averageUtilization: 50}}
+"
+        ),
+    );
+    kubectl.ok(&["apply", "-f", &manifests]);
+    let pod_ips = || -> Vec<String> {
+        items(&kubectl.json(&["get", "pods", "-l", "app=burner"]))
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter_map(|p| p.pointer("/status/podIP")?.as_str().map(str::to_string))
+            .collect()
+    };
+    let first = wait_for("the first pod to run", DEADLINE, || {
+        let ips = pod_ips();
+        (!ips.is_empty()).then_some(ips)
+    });
+
+    // Load the first pod until the Deployment grows: each request burns 400 ms of CPU, four
+    // times its request of 100m.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let running = running.clone();
+        let ip = first[0].clone();
+        std::thread::spawn(move || {
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                // Only the CPU it burns matters: a failed request is simply not load.
+                let _ = http_get(&ip, "/burn?ms=400", READ_TIMEOUT);
+            }
+        })
+    };
+    let grown = support::poll(Duration::from_secs(120), || {
+        let deployment = kubectl.json(&["get", "deployment", "burner"]);
+        deployment
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .filter(|r| *r > 1)
+    });
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.join();
+    let grown = grown.unwrap_or_else(|| {
+        panic!(
+            "the load on the agent's pod did not scale the Deployment up:\n{}",
+            kubectl.ok(&["describe", "hpa", "burner"])
+        )
+    });
+    assert!(grown <= 3, "scaled beyond maxReplicas: {grown}");
+    let hpa = kubectl.json(&["get", "hpa", "burner"]);
+    let utilization = hpa
+        .pointer("/status/currentMetrics/0/resource/current/averageUtilization")
+        .and_then(Value::as_i64);
+    assert!(
+        utilization.is_some_and(|u| u > 0),
+        "the autoscaler read the agent's usage: {hpa}"
+    );
 }

@@ -216,6 +216,13 @@ impl Skiff {
         self.launch();
     }
 
+    /// Like [`Skiff::restart`], with `extra_args` (kept for later restarts) in place of the
+    /// flags the server had.
+    pub fn restart_with(&mut self, extra_args: &[&str]) {
+        self.extra_args = with_test_container_runtime(&on_loopback(extra_args));
+        self.restart();
+    }
+
     /// Kills the server with SIGKILL: no chance to flush or clean up.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.process.take() {
