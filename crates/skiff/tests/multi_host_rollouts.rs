@@ -22,7 +22,7 @@ use support::json::{items, json_of, str_at};
 use support::oci::{assert_root, processes_of_pods};
 use support::test_hosts::{HostAgent, TestHosts};
 use support::traffic::{assert_no_failures, request, Client};
-use support::{cells, wait_for_every, Kubectl, Skiff};
+use support::{cells, wait_for, wait_for_every, Kubectl, Skiff, DEADLINE};
 
 /// How long pods may take to run, be adopted or be Ready.
 const SETTLE: Duration = Duration::from_secs(120);
@@ -699,9 +699,9 @@ fn the_seed_rollout_keeps_its_counts_history_and_undo_with_pods_on_two_agents() 
     assert!(left.is_empty(), "the test hosts left behind: {left:?}");
 }
 
-/// Routes each agent's host to the other's pod range via its address, unless a route to it
-/// is there already (the nodes' own host-gw routes).
-fn ensure_cross_node_routes(hosts: &TestHosts, kubectl: &Kubectl) {
+/// Waits until each agent's host routes the other's pod range via its address: the nodes'
+/// own host-gw routes, which the NodePort traffic to pods on the other node needs.
+fn wait_for_cross_node_routes(hosts: &TestHosts, kubectl: &Kubectl) {
     let nodes = [(1, "host-a"), (2, "host-b")];
     for (index, _) in nodes {
         for (other, other_name) in nodes {
@@ -710,16 +710,19 @@ fn ensure_cross_node_routes(hosts: &TestHosts, kubectl: &Kubectl) {
             }
             let pod_cidr =
                 kubectl.ok(&["get", "node", other_name, "-o", "jsonpath={.spec.podCIDR}"]);
-            let pod_cidr = pod_cidr.trim();
+            let pod_cidr = pod_cidr.trim().to_string();
             assert!(!pod_cidr.is_empty(), "node {other_name} has no podCIDR");
-            let present = hosts.run_in(index, "ip", &["-4", "route", "show", "exact", pod_cidr]);
-            if present.trim().is_empty() {
-                hosts.run_in(
-                    index,
-                    "ip",
-                    &["route", "add", pod_cidr, "via", &hosts.host(other).address],
-                );
-            }
+            let via = format!("via {} ", hosts.host(other).address);
+            wait_for(
+                &format!("host {index}'s host-gw route to {other_name}'s pods"),
+                DEADLINE,
+                || {
+                    hosts
+                        .run_in(index, "ip", &["-4", "route", "show", "exact", &pod_cidr])
+                        .contains(&via)
+                        .then_some(())
+                },
+            );
         }
     }
 }
@@ -732,7 +735,7 @@ fn a_rollout_behind_a_node_port_loses_no_request_with_pods_on_two_agents() {
     {
         let (server, a, b) = two_agent_cluster(&hosts, &[demo("v1"), demo("v2")]);
         let kubectl = server.kubectl();
-        ensure_cross_node_routes(&hosts, &kubectl);
+        wait_for_cross_node_routes(&hosts, &kubectl);
         let strategy = "  strategy:
     type: RollingUpdate
     rollingUpdate:
