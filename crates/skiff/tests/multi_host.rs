@@ -275,6 +275,35 @@ fn two_agents_spread_a_deployment_and_their_pods_services_and_node_ports_reach_a
             });
         }
 
+        // Each node asked for its client certificate with the bootstrap token, and `kubectl
+        // get csr` shows both requests approved and issued.
+        let token = server.join_token();
+        let token_id = token
+            .split_once("::")
+            .and_then(|(_, bootstrap)| bootstrap.split('.').next())
+            .expect("the join token is K10<hash>::<id>.<secret>")
+            .to_string();
+        let csr_rows = server.kubectl().ok(&["get", "csr"]);
+        let client_rows: Vec<Vec<&str>> = csr_rows
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|cells| cells.get(2) == Some(&"kubernetes.io/kube-apiserver-client-kubelet"))
+            .collect();
+        assert_eq!(
+            client_rows.len(),
+            2,
+            "one client certificate request per node:\n{csr_rows}"
+        );
+        for cells in &client_rows {
+            assert_eq!(
+                cells.get(3),
+                Some(&format!("system:bootstrap:{token_id}").as_str()),
+                "{csr_rows}"
+            );
+            assert_eq!(cells.last(), Some(&"Approved,Issued"), "{csr_rows}");
+        }
+
         // host-gw: each agent's host routes the other's podCIDR via the other's address.
         let cidrs = pod_cidrs(&server);
         let (cidr_a, cidr_b) = (cidrs["host-a"].clone(), cidrs["host-b"].clone());
