@@ -28,7 +28,7 @@ use skiff_client::{
 
 use crate::join_token::{ca_hash, JoinToken};
 use crate::node_host::{
-    host_node_name, pod_network_settings, NodeArgs, NodeHost, NodeHostSettings, ServiceNetwork,
+    choose_container_runtime, host_node_name, pod_network_settings, NodeArgs, NodeHost, NodeHostSettings, ServiceNetwork,
 };
 
 /// The signer of node client certificates.
@@ -93,7 +93,8 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         return Err("the join token carries no CA hash: use the whole K10<hash>::<id>.<secret> token from the server's DATA/node-token".into());
     };
     let server = args.server.trim_end_matches('/').to_string();
-    let pod_network = pod_network_settings(&args.node)?;
+    let runtime = choose_container_runtime(&args.node, true);
+    let pod_network = pod_network_settings(&args.node, runtime.runtime)?;
     let service_network = match &pod_network {
         Some(settings) => Some(ServiceNetwork::for_pod_network(&args.node, settings)?),
         None => None,
@@ -217,6 +218,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
             pod_network,
             service_network: service_network.as_ref(),
             metric_resolution: Duration::from_secs(args.metric_resolution),
+            runtime_fallback: runtime.fallback,
         },
         until_stopped(),
     )

@@ -12,6 +12,7 @@ mod memory;
 mod node_host;
 mod pki;
 mod plan;
+mod runtime_choice;
 mod up;
 mod user_kubeconfig;
 
@@ -184,10 +185,12 @@ pub struct UpArgs {
     #[arg(long, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
     /// How the real node runs pods: `process` runs containers as process groups on the host's
-    /// network with loopback pod addresses; `oci` gives each pod its own network namespace on
-    /// a bridge, with an address from the Node's `podCIDR` (needs root and `nft`).
-    #[arg(long, value_enum, default_value = "process")]
-    pub container_runtime: ContainerRuntime,
+    /// network with loopback pod addresses; `oci` gives each pod its own namespaces, cgroup and
+    /// network namespace on a bridge, with an address from the Node's `podCIDR` (needs root
+    /// and `nft`). Without the flag: `oci` where the machine allows it, else `process`, said
+    /// at start and on the Node.
+    #[arg(long, value_enum)]
+    pub container_runtime: Option<ContainerRuntime>,
     /// The pod range the Nodes' `podCIDR`s are cut from, a /24 each (k3s's flag and default).
     /// Used by the `oci` runtime, which routes it `unreachable` on the host except this node's
     /// share.

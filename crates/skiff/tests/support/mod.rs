@@ -832,7 +832,8 @@ fn parse_response(raw: &[u8]) -> RawResponse {
 
 /// The variable that runs every test server's real node on another container runtime:
 /// `oci` (the embedded OCI runtime) or `oci=PATH` (crun or runc at `PATH`). Unset, servers
-/// keep `skiff up`'s default.
+/// run pods as processes (`--container-runtime process`): `skiff up`'s default is `oci` when
+/// run as root, as CI runs, and tests that want containers say so themselves.
 pub const TEST_CONTAINER_RUNTIME: &str = "SKIFF_TEST_CONTAINER_RUNTIME";
 
 /// How many servers this process started under [`TEST_CONTAINER_RUNTIME`], for their ranges.
@@ -850,18 +851,20 @@ fn on_loopback<'a>(extra_args: &[&'a str]) -> Vec<&'a str> {
 
 /// `extra_args`, plus the flags [`TEST_CONTAINER_RUNTIME`] asks for when the server runs a
 /// real node and its flags choose no runtime: ranges from 198.18.0.0/15 (a /22 of pods and
-/// one of Services, picked by process and server), a bridge and a cgroup root of its own.
+/// one of Services, picked by process and server), a bridge and a cgroup root of its own;
+/// without the variable, `--container-runtime process`.
 pub fn with_test_container_runtime(extra_args: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
-    let Ok(choice) = std::env::var(TEST_CONTAINER_RUNTIME) else {
-        return args;
-    };
     if args
         .iter()
         .any(|a| a == "--no-node" || a.starts_with("--container-runtime"))
     {
         return args;
     }
+    let Ok(choice) = std::env::var(TEST_CONTAINER_RUNTIME) else {
+        args.extend(["--container-runtime".to_string(), "process".to_string()]);
+        return args;
+    };
     let (runtime, program) = match choice.split_once('=') {
         Some((runtime, program)) => (runtime.to_string(), Some(program.to_string())),
         None => (choice.clone(), None),
