@@ -44,6 +44,7 @@ pub mod plan;
 pub mod pod_cidr;
 pub mod ranges;
 pub mod service_interface;
+mod spare;
 
 pub use config::{HostConfig, DEFAULT_BRIDGE, DEFAULT_NETNS_DIR, POD_INTERFACE};
 pub use fake::{NetworkCall, RecordingPodNetwork};
@@ -57,3 +58,4 @@ pub use pod_cidr::{
 };
 pub use ranges::{ClusterRanges, RangeError};
 pub use service_interface::{service_interface_name, ServiceInterface};
+pub use spare::DEFAULT_SPARE_NAMESPACES;

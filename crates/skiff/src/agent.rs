@@ -28,7 +28,8 @@ use skiff_client::{
 
 use crate::join_token::{ca_hash, JoinToken};
 use crate::node_host::{
-    choose_container_runtime, host_node_name, pod_network_settings, NodeArgs, NodeHost, NodeHostSettings, ServiceNetwork,
+    choose_container_runtime, host_node_name, pod_network_settings, NodeArgs, NodeHost,
+    NodeHostSettings, ServiceNetwork,
 };
 
 /// The signer of node client certificates.

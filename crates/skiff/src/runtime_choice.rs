@@ -151,10 +151,28 @@ mod tests {
             ..ALLOWED
         };
         use ContainerRuntime::{Oci, Process};
-        let cases: [(Option<ContainerRuntime>, bool, HostAbilities, ContainerRuntime, Option<&str>); 9] = [
+        let cases: [(
+            Option<ContainerRuntime>,
+            bool,
+            HostAbilities,
+            ContainerRuntime,
+            Option<&str>,
+        ); 9] = [
             (None, true, ALLOWED, Oci, None),
-            (None, true, not_root, Process, Some("skiff does not run as root")),
-            (None, true, refused, Process, Some("this machine refuses new namespaces")),
+            (
+                None,
+                true,
+                not_root,
+                Process,
+                Some("skiff does not run as root"),
+            ),
+            (
+                None,
+                true,
+                refused,
+                Process,
+                Some("this machine refuses new namespaces"),
+            ),
             (None, true, no_nft, Process, Some("nft is not installed")),
             // A server without a node keeps the process runtime's (absent) pod network.
             (None, false, ALLOWED, Process, None),

@@ -22,7 +22,8 @@ use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_store::{EtcdOptions, EtcdStore, EtcdTls, SqliteStore, Store};
 
 use crate::node_host::{
-    choose_container_runtime, host_node_name, pod_network_settings, NodeHost, NodeHostSettings, ServiceNetwork,
+    choose_container_runtime, host_node_name, pod_network_settings, NodeHost, NodeHostSettings,
+    ServiceNetwork,
 };
 use crate::UpArgs;
 use crate::{kubeconfig, pki};
