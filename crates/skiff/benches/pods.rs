@@ -1457,6 +1457,16 @@ impl Bench {
         self.running_pods = None;
         self.delete_pods(server, &names).await?;
         self.line("");
+        // Left running: the server's SIGTERM at the end stops them all, and its time is the
+        // shutdown figure with that many running pods.
+        let names = self
+            .start_pods(server, config.latency_pods, Workload::Demo, true)
+            .await?;
+        self.line(format!(
+            "{} pods of {} left running for the server's shutdown",
+            names.len(),
+            Workload::Demo.describe()
+        ));
         Ok(())
     }
 
