@@ -80,6 +80,7 @@ impl Skiff {
             root,
             extra_args: super::with_test_container_runtime(extra_args),
             process: None,
+            user: None,
         };
         let images_dir = skiff.data_dir().join("images");
         for image in images {

@@ -84,6 +84,8 @@ pub struct Skiff {
     root: tempfile::TempDir,
     extra_args: Vec<String>,
     process: Option<Child>,
+    /// The user the server runs as, when not the test's own.
+    user: Option<u32>,
 }
 
 impl Skiff {
@@ -104,6 +106,40 @@ impl Skiff {
             root,
             extra_args: with_test_container_runtime(&on_loopback(extra_args)),
             process: None,
+            user: None,
+        };
+        skiff.launch();
+        skiff
+    }
+
+    /// Starts a server whose flags name no container runtime, so `skiff up` chooses its
+    /// default as it does for a user; as the user `uid` when given (the server's directories
+    /// handed to that user first).
+    pub fn start_choosing_runtime(extra_args: &[&str], uid: Option<u32>) -> Skiff {
+        assert!(
+            !extra_args.iter().any(|a| a.starts_with("--container-runtime")),
+            "the server is to choose its runtime itself"
+        );
+        let root = tempfile::Builder::new()
+            .prefix("skiff-e2e-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        if let Some(uid) = uid {
+            for dir in [root.path().to_path_buf(), root.path().join("data")] {
+                std::fs::create_dir_all(&dir)
+                    .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+                std::os::unix::fs::chown(&dir, Some(uid), Some(uid))
+                    .unwrap_or_else(|e| panic!("cannot hand {} to uid {uid}: {e}", dir.display()));
+            }
+        }
+        let mut skiff = Skiff {
+            root,
+            extra_args: on_loopback(extra_args)
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            process: None,
+            user: uid,
         };
         skiff.launch();
         skiff
@@ -232,7 +268,12 @@ impl Skiff {
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot share the server log: {e}"));
         let loopback_net = self.loopback_only_registries();
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        if let Some(uid) = self.user {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(uid);
+        }
+        let child = command
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
