@@ -9,7 +9,8 @@
 //! 2. Build a [`HostConfig`] (bridge `skiff0`, pins under `/run/skiff/netns`) and start a
 //!    [`PodNetworkManager`] over a [`NetlinkPodNetwork`] with an address file in the data
 //!    directory. Starting installs the `unreachable` guard routes for both ranges before anything
-//!    else, the bridge with the gateway address, IPv4 forwarding and masquerading.
+//!    else, the bridge with the gateway address, IPv4 forwarding and masquerading, then starts
+//!    keeping [`HostConfig::spare_namespaces`] namespaces made ahead of pods.
 //! 3. Before a pod's first container: [`PodNetworkManager::attach`] returns the
 //!    [`PodAttachment`]: its namespace file (for the runtime's `config.json`) and its IP (for
 //!    `status.podIP`). After a restart the same call returns what the pod already had.
