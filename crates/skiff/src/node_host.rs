@@ -100,10 +100,7 @@ pub(crate) fn host_node_name() -> String {
 /// allows it; a fall back to processes is logged here and returned for the Node to show.
 pub(crate) fn choose_container_runtime(args: &NodeArgs, runs_pods: bool) -> RuntimeChoice {
     let host = match (args.container_runtime, runs_pods) {
-        (None, true) => {
-            let program = std::env::current_exe().unwrap_or_else(|_| "skiff".into());
-            crate::runtime_choice::probe_host(&program)
-        }
+        (None, true) => crate::runtime_choice::probe_host(),
         // Not looked at: the choice is made without the machine.
         _ => crate::runtime_choice::HostAbilities {
             root: false,

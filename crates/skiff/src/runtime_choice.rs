@@ -2,8 +2,6 @@
 //! (each pod in its own namespaces and cgroup) where the machine allows it, else pods as plain
 //! processes, said at start and shown on the Node.
 
-use std::path::Path;
-
 use crate::ContainerRuntime;
 
 /// What the machine allows, gathered once at start by [`probe_host`].
@@ -66,50 +64,37 @@ pub(crate) fn choose_runtime(
     }
 }
 
-/// Finds what this machine allows: whether the process is root, whether a child of `program`
-/// can enter new namespaces, and whether `nft` is on the `PATH`.
-pub(crate) fn probe_host(program: &Path) -> HostAbilities {
+/// Finds what this machine allows: whether the process is root, whether new namespaces are
+/// permitted, and whether `nft` is on the `PATH`.
+pub(crate) fn probe_host() -> HostAbilities {
     let root = nix::unistd::geteuid().is_root();
     HostAbilities {
         root,
         // Without root the namespaces would need a user namespace the runtime does not use.
-        namespaces: root && child_enters_namespaces(program),
+        namespaces: root && thread_enters_namespaces(),
         nft: program_on_path("nft"),
     }
 }
 
-/// Runs `program --version` in new network, mount, PID, UTS and IPC namespaces: true when
-/// the kernel let the child enter them and it exited cleanly.
-fn child_enters_namespaces(program: &Path) -> bool {
-    use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new(program);
-    command
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let flags = libc::CLONE_NEWNET
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC;
-    // SAFETY: the closure runs in the forked child before exec and only makes one system
-    // call, which is async-signal-safe; it touches no lock or allocation of the parent.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::unshare(flags) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    match command.status() {
-        Ok(status) => status.success(),
-        Err(error) => {
-            tracing::debug!(%error, "a child could not enter new namespaces");
+/// Whether a thread may enter new network, mount, PID, UTS and IPC namespaces: a short-lived
+/// thread unshares them and ends, taking them with it (the process never forks for this).
+fn thread_enters_namespaces() -> bool {
+    use nix::sched::{unshare, CloneFlags};
+    let flags = CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    let probe = std::thread::Builder::new()
+        .name("skiff-ns-probe".into())
+        .spawn(move || unshare(flags));
+    match probe.map(|thread| thread.join()) {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(errno))) => {
+            tracing::debug!(%errno, "new namespaces are refused");
             false
         }
+        _ => false,
     }
 }
 
@@ -199,6 +184,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn root_may_enter_new_namespaces_here() {
+        // The test machines (CI runs as root) allow them; without root the probe says no.
+        let root = nix::unistd::geteuid().is_root();
+        assert_eq!(thread_enters_namespaces(), root);
     }
 
     #[test]
