@@ -114,6 +114,16 @@ fn program_on_path(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The runtime asked for, whether the server runs pods, the machine, then the runtime
+    /// chosen and how the fallback's reason begins.
+    type Case = (
+        Option<ContainerRuntime>,
+        bool,
+        HostAbilities,
+        ContainerRuntime,
+        Option<&'static str>,
+    );
+
     const ALLOWED: HostAbilities = HostAbilities {
         root: true,
         namespaces: true,
@@ -136,13 +146,7 @@ mod tests {
             ..ALLOWED
         };
         use ContainerRuntime::{Oci, Process};
-        let cases: [(
-            Option<ContainerRuntime>,
-            bool,
-            HostAbilities,
-            ContainerRuntime,
-            Option<&str>,
-        ); 9] = [
+        let cases: [Case; 9] = [
             (None, true, ALLOWED, Oci, None),
             (
                 None,

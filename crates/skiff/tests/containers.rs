@@ -1843,7 +1843,11 @@ fn as_root_without_a_runtime_flag_pods_run_as_oci_containers() {
     );
 
     let status = skiff.stop();
-    assert!(status.success(), "skiff exited with {status}:\n{}", skiff.log());
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
     let left = leftovers(&network, &[]);
     assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
 }
@@ -1872,5 +1876,9 @@ fn without_root_pods_run_as_processes_and_the_node_says_why() {
         skiff.log()
     );
     let status = skiff.stop();
-    assert!(status.success(), "skiff exited with {status}:\n{}", skiff.log());
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
 }

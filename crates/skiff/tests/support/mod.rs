@@ -117,7 +117,9 @@ impl Skiff {
     /// handed to that user first).
     pub fn start_choosing_runtime(extra_args: &[&str], uid: Option<u32>) -> Skiff {
         assert!(
-            !extra_args.iter().any(|a| a.starts_with("--container-runtime")),
+            !extra_args
+                .iter()
+                .any(|a| a.starts_with("--container-runtime")),
             "the server is to choose its runtime itself"
         );
         let root = tempfile::Builder::new()
