@@ -53,6 +53,9 @@ pub struct HostConfig {
     /// The MTU of the bridge and every veth; `None` keeps the kernel's 1500. Set it to the
     /// uplink's MTU when that is smaller, so pod traffic leaving the node is not fragmented.
     pub mtu: Option<u32>,
+    /// How many network namespaces are kept made ahead of pods (0: each pod's is made at its
+    /// setup).
+    pub spare_namespaces: usize,
 }
 
 impl HostConfig {
@@ -88,6 +91,7 @@ impl HostConfig {
             netns_dir,
             nft_program: PathBuf::from("nft"),
             mtu: None,
+            spare_namespaces: crate::spare::DEFAULT_SPARE_NAMESPACES,
         })
     }
 
@@ -136,6 +140,13 @@ impl HostConfig {
     /// The directory holding the pins.
     pub fn netns_dir(&self) -> &Path {
         &self.netns_dir
+    }
+
+    /// The directory holding the spare namespaces made ahead of pods: inside the pins'
+    /// directory, named after the bridge so two Skiffs never share one, and with a dot that
+    /// no pod uid has.
+    pub fn spare_netns_dir(&self) -> PathBuf {
+        self.netns_dir.join(format!(".spare-{}", self.bridge))
     }
 }
 

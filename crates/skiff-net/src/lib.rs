@@ -9,7 +9,8 @@
 //! 2. Build a [`HostConfig`] (bridge `skiff0`, pins under `/run/skiff/netns`) and start a
 //!    [`PodNetworkManager`] over a [`NetlinkPodNetwork`] with an address file in the data
 //!    directory. Starting installs the `unreachable` guard routes for both ranges before anything
-//!    else, the bridge with the gateway address, IPv4 forwarding and masquerading.
+//!    else, the bridge with the gateway address, IPv4 forwarding and masquerading, then starts
+//!    keeping [`HostConfig::spare_namespaces`] namespaces made ahead of pods.
 //! 3. Before a pod's first container: [`PodNetworkManager::attach`] returns the
 //!    [`PodAttachment`]: its namespace file (for the runtime's `config.json`) and its IP (for
 //!    `status.podIP`). After a restart the same call returns what the pod already had.
@@ -48,6 +49,7 @@ pub mod plan;
 pub mod pod_cidr;
 pub mod ranges;
 pub mod service_interface;
+mod spare;
 
 pub use config::{HostConfig, DEFAULT_BRIDGE, DEFAULT_NETNS_DIR, POD_INTERFACE};
 pub use fake::{NetworkCall, RecordingPodNetwork};
@@ -65,3 +67,4 @@ pub use pod_cidr::{
 };
 pub use ranges::{ClusterRanges, RangeError};
 pub use service_interface::{service_interface_name, ServiceInterface};
+pub use spare::DEFAULT_SPARE_NAMESPACES;

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -28,6 +29,7 @@ use tokio::io::AsyncWriteExt;
 use crate::config::{HostConfig, POD_INTERFACE};
 use crate::network::{NetError, PodAttachment, PodNetwork};
 use crate::plan::{host_routes, nat_install_script, nat_remove_script, HostRoute};
+use crate::spare::SparePool;
 
 /// The kernel's switch for routing between interfaces, per network namespace.
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
@@ -36,6 +38,7 @@ const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 pub struct NetlinkPodNetwork {
     config: HostConfig,
     handle: Handle,
+    spares: Arc<SparePool>,
 }
 
 impl NetlinkPodNetwork {
@@ -43,7 +46,12 @@ impl NetlinkPodNetwork {
     /// current tokio runtime.
     pub fn new(config: HostConfig) -> Result<Self, NetError> {
         let handle = spawn_connection()?;
-        Ok(NetlinkPodNetwork { config, handle })
+        let spares = SparePool::new(config.spare_netns_dir(), config.spare_namespaces);
+        Ok(NetlinkPodNetwork {
+            config,
+            handle,
+            spares,
+        })
     }
 
     async fn ensure_routes(&self) -> Result<(), NetError> {
@@ -200,7 +208,11 @@ impl NetlinkPodNetwork {
         let dir = self.config.netns_dir();
         std::fs::create_dir_all(dir)
             .map_err(|err| NetError::io(format!("create {}", dir.display()), err))?;
-        create_pinned_netns(netns_path.to_path_buf()).await?;
+        // A namespace made ahead is taken when there is one: making one here waits for the
+        // kernel's network locks.
+        if !self.spares.take_into(netns_path).await? {
+            create_pinned_netns(netns_path.to_path_buf()).await?;
+        }
         let netns = File::open(netns_path)
             .map_err(|err| NetError::io(format!("open {}", netns_path.display()), err))?;
         let host_name = self.config.host_interface(pod_uid);
@@ -277,7 +289,9 @@ impl PodNetwork for NetlinkPodNetwork {
         self.ensure_routes().await?;
         self.ensure_bridge().await?;
         enable_forwarding()?;
-        self.run_nft(nat_install_script(&self.config)).await
+        self.run_nft(nat_install_script(&self.config)).await?;
+        // Pods may come now: namespaces start being made ahead of them.
+        self.spares.open().await
     }
 
     async fn setup_pod(&self, pod_uid: &str, ip: Ipv4Addr) -> Result<PodAttachment, NetError> {
@@ -310,6 +324,7 @@ impl PodNetwork for NetlinkPodNetwork {
     }
 
     async fn teardown_host(&self) -> Result<(), NetError> {
+        self.spares.close().await?;
         // Only a bridge is ours to delete: an interface of that name of another kind is not.
         if let Some(link) = link_by_name(&self.handle, &self.config.bridge).await? {
             if is_bridge(&link) {
@@ -331,6 +346,14 @@ impl PodNetwork for NetlinkPodNetwork {
             }
         }
         self.run_nft(nat_remove_script(&self.config)).await
+    }
+}
+
+impl Drop for NetlinkPodNetwork {
+    fn drop(&mut self) {
+        // Dropped without a teardown (the agent ended early): spares stop being made; those
+        // made are swept at the next start.
+        self.spares.abandon();
     }
 }
 
@@ -465,7 +488,7 @@ async fn create_pinned_netns(path: PathBuf) -> Result<(), NetError> {
         .map_err(|_| NetError::Unexpected("the namespace thread ended without answering".into()))?
 }
 
-fn pin_new_netns(path: &Path) -> Result<(), NetError> {
+pub(crate) fn pin_new_netns(path: &Path) -> Result<(), NetError> {
     unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|errno| NetError::io("unshare the network namespace", errno.into()))?;
     std::fs::OpenOptions::new()
@@ -490,7 +513,7 @@ fn pin_new_netns(path: &Path) -> Result<(), NetError> {
     })
 }
 
-fn remove_pinned_netns(path: &Path) -> Result<(), NetError> {
+pub(crate) fn remove_pinned_netns(path: &Path) -> Result<(), NetError> {
     // A pin may be stacked if an old setup was interrupted: unmount until none is left.
     while is_pinned_netns(path) {
         match umount2(path, MntFlags::MNT_DETACH) {

@@ -55,12 +55,13 @@ impl<N: PodNetwork> PodNetworkManager<N> {
         }
     }
 
-    /// Removes the pod's namespace and veth, then frees its address. Idempotent.
+    /// Removes the pod's namespace and veth, then frees its address. Idempotent. Only the
+    /// release takes the address lock: the teardowns of different pods (200 at a shutdown)
+    /// run at the same time, and the address is free only once nothing of the pod is left.
     pub async fn detach(&self, pod_uid: &str) -> Result<(), NetError> {
         check_pod_uid(pod_uid)?;
-        let mut addresses = self.addresses.lock().await;
         self.network.teardown_pod(pod_uid).await?;
-        addresses.release(pod_uid)?;
+        self.addresses.lock().await.release(pod_uid)?;
         Ok(())
     }
 
@@ -185,10 +186,11 @@ mod tests {
         assert_eq!(manager.network().calls(), vec![NetworkCall::EnsureHost]);
     }
 
-    /// A network whose setup of `pod-slow` waits until `gate` is opened.
+    /// A network whose setup of `pod-slow` and teardown of `pod-leaving-slowly` wait until
+    /// `gate` is opened.
     struct GatedNetwork {
         inner: RecordingPodNetwork,
-        /// Told when the setup of `pod-slow` has begun.
+        /// Told when a gated setup or teardown has begun.
         entered: tokio::sync::Notify,
         gate: tokio::sync::Notify,
     }
@@ -209,11 +211,57 @@ mod tests {
             self.inner.setup_pod(pod_uid, ip).await
         }
         async fn teardown_pod(&self, pod_uid: &str) -> Result<(), NetError> {
+            if pod_uid == "pod-leaving-slowly" {
+                self.entered.notify_one();
+                self.gate.notified().await;
+            }
             self.inner.teardown_pod(pod_uid).await
         }
         async fn teardown_host(&self) -> Result<(), NetError> {
             self.inner.teardown_host().await
         }
+    }
+
+    #[tokio::test]
+    async fn pods_are_torn_down_at_the_same_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = GatedNetwork {
+            inner: RecordingPodNetwork::new(config()),
+            entered: tokio::sync::Notify::new(),
+            gate: tokio::sync::Notify::new(),
+        };
+        let manager = std::sync::Arc::new(
+            PodNetworkManager::start(network, dir.path().join("pod-addresses.json"))
+                .await
+                .unwrap(),
+        );
+        manager.attach("pod-leaving-slowly").await.unwrap();
+        manager.attach("pod-fast").await.unwrap();
+        let slow = tokio::spawn({
+            let manager = manager.clone();
+            async move { manager.detach("pod-leaving-slowly").await }
+        });
+        manager.network().entered.notified().await;
+        // The slow teardown holds no lock the next pod's needs.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            manager.detach("pod-fast"),
+        )
+        .await
+        .expect("a pod's teardown waited for another pod's")
+        .unwrap();
+        assert!(
+            !slow.is_finished(),
+            "the gated teardown ended before its gate opened"
+        );
+        // The slow pod keeps its address until its teardown is over.
+        assert_eq!(
+            manager.attached_pods().await,
+            BTreeMap::from([("pod-leaving-slowly".to_string(), ip("198.18.9.2"))])
+        );
+        manager.network().gate.notify_one();
+        slow.await.unwrap().unwrap();
+        assert!(manager.attached_pods().await.is_empty());
     }
 
     #[tokio::test]

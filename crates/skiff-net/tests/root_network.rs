@@ -646,3 +646,95 @@ fn cluster_ips_on_the_service_interface_are_local_while_they_are_held() {
 fn libc_eaddrnotavail() -> i32 {
     nix::errno::Errno::EADDRNOTAVAIL as i32
 }
+
+/// The namespaces pinned in the spare directory, by inode (the namespace's identity).
+fn spare_namespaces(config: &HostConfig) -> Vec<u64> {
+    std::fs::read_dir(config.spare_netns_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| is_nsfs(&entry.path()))
+                .filter_map(|entry| std::fs::metadata(entry.path()).ok())
+                .map(|meta| meta.ino())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn namespaces_made_ahead_are_handed_to_pods_refilled_and_removed_at_shutdown() {
+    on_private_host(|| {
+        let mut scene = Scene::new("sknet-spare", "198.18.5.0/24", "198.19.0.0/16");
+        scene.config.spare_namespaces = 2;
+        block_on(async {
+            let manager = scene.start().await;
+            let deadline = Instant::now() + WAIT;
+            let ready = loop {
+                let ready = spare_namespaces(&scene.config);
+                if ready.len() == 2 {
+                    break ready;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the pool never held 2 spare namespaces: {ready:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+
+            // The pod gets one of the spares, and works as a freshly made one does.
+            let pod = manager.attach("pod-a").await.unwrap();
+            let namespace = std::fs::metadata(&pod.netns_path).unwrap().ino();
+            assert!(
+                ready.contains(&namespace),
+                "pod-a's namespace {namespace} is not one of the spares {ready:?}"
+            );
+            let addresses = run_in(
+                &pod.netns_path,
+                "ip",
+                &["-o", "-4", "addr", "show", "dev", "eth0"],
+            );
+            assert!(addresses.contains("inet 198.18.5.2/24"), "{addresses}");
+            let loopback = run_in(&pod.netns_path, "ip", &["-o", "link", "show", "lo"]);
+            assert!(loopback.contains("UP"), "{loopback}");
+
+            // The pool is topped up again in the background, without the pod's namespace.
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let now = spare_namespaces(&scene.config);
+                if now.len() == 2 && !now.contains(&namespace) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the pool was not refilled to 2 others: {now:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+
+            // A crash leaves spares behind; the next start sweeps them and makes its own.
+            let before_crash = spare_namespaces(&scene.config);
+            drop(manager);
+            let manager = scene.start().await;
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let now = spare_namespaces(&scene.config);
+                if now.len() == 2 && now.iter().all(|ino| !before_crash.contains(ino)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the restart kept the crashed run's spares {before_crash:?}: {now:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+
+            manager.detach("pod-a").await.unwrap();
+            manager.shutdown().await.unwrap();
+            assert!(
+                !scene.config.spare_netns_dir().exists(),
+                "the spare directory outlived the shutdown"
+            );
+        });
+        assert_nothing_left(&scene);
+    });
+}

@@ -127,9 +127,18 @@ fn spawn_skiff(name: &str, args: &[String], log: &Path) -> Result<Running, Strin
 fn start_server(root: &Path, extra: &[&str]) -> Result<(Running, PathBuf), String> {
     let data = root.join("server");
     place_images(&data)?;
-    let mut args: Vec<String> = ["up", "--listen", "127.0.0.1:0", "--node-ip", "127.0.0.1"]
-        .map(String::from)
-        .into();
+    // Pods as processes on loopback, as on the agents: the same runtime on both sides.
+    let mut args: Vec<String> = [
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-ip",
+        "127.0.0.1",
+        "--container-runtime",
+        "process",
+    ]
+    .map(String::from)
+    .into();
     args.push("--data-dir".into());
     args.push(data.display().to_string());
     args.extend(extra.iter().map(|a| a.to_string()));
@@ -344,6 +353,8 @@ fn two_agents(replicas: u32) -> Result<(Timings, Vec<Memory>), String> {
             "127.0.0.1".into(),
             "--kubelet-port".into(),
             free_port()?.to_string(),
+            "--container-runtime".into(),
+            "process".into(),
         ];
         agents.push(spawn_skiff(
             &name,

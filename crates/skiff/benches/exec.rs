@@ -75,6 +75,8 @@ fn start_server() -> Result<Server, String> {
         .args(["up", "--data-dir"])
         .arg(&data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        // Pods as processes, as measured (`oci` is the default as root).
+        .args(["--container-runtime", "process"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

@@ -171,7 +171,7 @@ impl Config {
 /// The container runtime `--runtime` names: the run then compares runtimes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Runtime {
-    /// Pods as process groups (`skiff up`'s default).
+    /// Pods as process groups (`--container-runtime process`).
     Process,
     /// Pods as OCI containers through the embedded runtime (`--container-runtime oci`).
     Oci,
@@ -608,7 +608,8 @@ impl Server {
             .arg("--data-dir")
             .arg(root.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--node-name", NODE_NAME])
-            .args(runtime.map(Runtime::server_flags).unwrap_or_default())
+            // Without `--runtime`, pods are processes as in the results recorded for it.
+            .args(runtime.unwrap_or(Runtime::Process).server_flags())
             .env_remove("SKIFF_DATA_DIR")
             // The node's start steps are timed at debug level, for the breakdown.
             .env("SKIFF_LOG", "warn,skiff_node::start_timing=debug")
@@ -1456,6 +1457,16 @@ impl Bench {
         self.running_pods = None;
         self.delete_pods(server, &names).await?;
         self.line("");
+        // Left running: the server's SIGTERM at the end stops them all, and its time is the
+        // shutdown figure with that many running pods.
+        let names = self
+            .start_pods(server, config.latency_pods, Workload::Demo, true)
+            .await?;
+        self.line(format!(
+            "{} pods of {} left running for the server's shutdown",
+            names.len(),
+            Workload::Demo.describe()
+        ));
         Ok(())
     }
 

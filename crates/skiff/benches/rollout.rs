@@ -185,6 +185,8 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--simulated-nodes")
             .arg(options.nodes.to_string())
+            // The real node's pods as processes, as measured (`oci` is the default as root).
+            .args(["--container-runtime", "process"])
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);

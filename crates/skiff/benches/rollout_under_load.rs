@@ -186,6 +186,8 @@ impl Server {
             .arg(&data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            // Pods as processes, as measured (`oci` is the default as root).
+            .args(["--container-runtime", "process"])
             .env("SKIFF_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log)

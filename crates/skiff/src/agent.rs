@@ -28,7 +28,8 @@ use skiff_client::{
 
 use crate::join_token::{ca_hash, JoinToken};
 use crate::node_host::{
-    host_node_name, pod_network_settings, NodeArgs, NodeHost, NodeHostSettings, ServiceNetwork,
+    choose_container_runtime, host_node_name, pod_network_settings, NodeArgs, NodeHost,
+    NodeHostSettings, ServiceNetwork,
 };
 
 /// The signer of node client certificates.
@@ -119,7 +120,8 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     if servers.is_empty() {
         return Err("give the server to join with --server https://HOST:PORT".into());
     }
-    let pod_network = pod_network_settings(&args.node)?;
+    let runtime = choose_container_runtime(&args.node, true);
+    let pod_network = pod_network_settings(&args.node, runtime.runtime)?;
     let service_network = match &pod_network {
         Some(settings) => Some(ServiceNetwork::for_pod_network(&args.node, settings)?),
         None => None,
@@ -292,6 +294,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
             service_network: service_network.as_ref(),
             metric_resolution: Duration::from_secs(args.metric_resolution),
             leave_pods_running: !args.stop_pods_on_exit,
+            runtime_fallback: runtime.fallback,
         },
         until_stopped(),
     )

@@ -13,6 +13,7 @@ mod memory;
 mod node_host;
 mod pki;
 mod plan;
+mod runtime_choice;
 mod up;
 mod user_kubeconfig;
 
@@ -358,7 +359,7 @@ mod tests {
         let up = up_node_flags(&[]);
         let agent = agent_node_args(&["--token", "t"]);
         assert_eq!(format!("{up:?}"), format!("{:?}", agent.shared));
-        assert_eq!(up.container_runtime, ContainerRuntime::Process);
+        assert_eq!(up.container_runtime, None, "no flag: the machine decides");
         assert_eq!(up.proxy_mode, ProxyMode::Nftables);
         assert_eq!(up.cluster_cidr, "10.42.0.0/16");
         assert_eq!(up.service_cidr, "10.43.0.0/16");
@@ -380,7 +381,7 @@ mod tests {
         let agent = agent_node_args(&[given.as_slice(), &["--token", "t"]].concat());
         assert_eq!(format!("{up:?}"), format!("{:?}", agent.shared));
         assert_eq!(up.node_ip.len(), 2, "{up:?}");
-        assert_eq!(up.container_runtime, ContainerRuntime::Oci);
+        assert_eq!(up.container_runtime, Some(ContainerRuntime::Oci));
         assert_eq!(up.proxy_mode, ProxyMode::Userspace);
         assert!(up.no_proxy);
     }

@@ -23,6 +23,7 @@ use skiff_node::store_images::StoreImages;
 use skiff_node::wiring::KubeletProber;
 use skiff_proxy::{Proxy, ProxyConfig};
 
+use crate::runtime_choice::RuntimeChoice;
 use crate::{ContainerRuntime, ProxyMode};
 
 /// The flags of a node that `skiff up` (for its built-in node) and `skiff agent` both take,
@@ -45,11 +46,12 @@ pub struct NodeFlags {
     /// and `tls`) for the node's image pulls: mirrors, plain-HTTP registries, credentials.
     #[arg(long, value_name = "FILE")]
     pub registry_config: Option<PathBuf>,
-    /// How the node runs pods: `process` runs containers as process groups on the host's
-    /// network with loopback pod addresses; `oci` gives each pod its own network namespace on
-    /// a bridge, with an address from the Node's `podCIDR` (needs root and `nft`).
-    #[arg(long, value_enum, default_value = "process")]
-    pub container_runtime: ContainerRuntime,
+    /// How the node runs pods: `process` (process groups on the host's network, loopback pod
+    /// addresses) or `oci` (namespaces and a network namespace per pod; needs root and `nft`).
+    /// Without the flag: `oci` where the machine allows it, else `process`, said at start and
+    /// on the Node.
+    #[arg(long, value_enum)]
+    pub container_runtime: Option<ContainerRuntime>,
     /// The pod range the Nodes' `podCIDR`s are cut from, a /24 each (k3s's flag and default).
     /// Used by the `oci` runtime, which routes it `unreachable` on the host except this node's
     /// share.
@@ -129,16 +131,38 @@ pub(crate) fn host_node_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// The runtime the node runs pods on: `--container-runtime`'s, else `oci` where this machine
+/// allows it; a fall back to processes is logged here and returned for the Node to show.
+pub(crate) fn choose_container_runtime(args: &NodeArgs, runs_pods: bool) -> RuntimeChoice {
+    let host = match (args.container_runtime, runs_pods) {
+        (None, true) => crate::runtime_choice::probe_host(),
+        // Not looked at: the choice is made without the machine.
+        _ => crate::runtime_choice::HostAbilities {
+            root: false,
+            namespaces: false,
+            nft: false,
+        },
+    };
+    let choice = crate::runtime_choice::choose_runtime(args.container_runtime, runs_pods, host);
+    if let Some(reason) = &choice.fallback {
+        tracing::warn!(
+            "container runtime process, not oci: {reason} (--container-runtime oci needs root, namespaces and nft)"
+        );
+    }
+    choice
+}
+
 /// The pod network the `oci` runtime builds, checked before anything starts.
 pub(crate) fn pod_network_settings(
     args: &NodeArgs,
+    runtime: ContainerRuntime,
 ) -> Result<Option<PodNetworkSettings>, Box<dyn std::error::Error>> {
     let ranges = skiff_net::ClusterRanges::parse(
         &args.cluster_cidr,
         &args.service_cidr,
         skiff_net::ranges::DEFAULT_NODE_CIDR_MASK_SIZE,
     )?;
-    match args.container_runtime {
+    match runtime {
         ContainerRuntime::Process if args.oci_runtime.is_some() => {
             Err("--oci-runtime needs --container-runtime oci".into())
         }
@@ -259,6 +283,8 @@ pub(crate) struct NodeHostSettings<'a> {
     /// Whether the `oci` runtime's pods keep running when the node stops, as they do when
     /// kubelet stops (`skiff agent`), for the next start to adopt.
     pub(crate) leave_pods_running: bool,
+    /// Why the node runs pods as processes though `oci` was the default, for the Node.
+    pub(crate) runtime_fallback: Option<String>,
 }
 
 /// A node's running parts; [`NodeHost::finish`] waits for the agent and takes the rest down.
@@ -393,6 +419,7 @@ impl NodeHost {
                 config.pod_cidr = pod_range_for(&data_dir.join("node").join("pod-range"));
             }
         }
+        config.runtime_fallback = settings.runtime_fallback.clone();
         config.kubelet_port = args.kubelet_port;
         config.node_ips = args.node_ip.clone();
         config.control_plane = settings.control_plane;

@@ -22,7 +22,8 @@ use skiff_node::simulated::{self, SimulatedNodesConfig};
 use skiff_store::{EtcdOptions, EtcdStore, EtcdTls, SqliteStore, Store};
 
 use crate::node_host::{
-    host_node_name, pod_network_settings, NodeHost, NodeHostSettings, ServiceNetwork,
+    choose_container_runtime, host_node_name, pod_network_settings, NodeHost, NodeHostSettings,
+    ServiceNetwork,
 };
 use crate::UpArgs;
 use crate::{kubeconfig, pki};
@@ -195,7 +196,8 @@ fn node_lifecycle_settings(
 pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let node_args = args.node_args();
-    let pod_network = pod_network_settings(&node_args)?;
+    let runtime = choose_container_runtime(&node_args, !args.no_node);
+    let pod_network = pod_network_settings(&node_args, runtime.runtime)?;
     let service_network = match &pod_network {
         Some(settings) => Some(ServiceNetwork::for_pod_network(&node_args, settings)?),
         None => None,
@@ -383,6 +385,7 @@ pub async fn run(args: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             metric_resolution: resolution,
             // `skiff up` stops its pods with itself: nothing of a one-machine cluster outlives it.
             leave_pods_running: false,
+            runtime_fallback: runtime.fallback,
         },
         until_stopped(),
     )

@@ -158,6 +158,9 @@ fn agent_command(server: &str, token: &str, data_dir: &Path) -> Command {
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--certificate-timeout", "60s"])
+        // Pods as processes, as the servers of these tests run them (`skiff agent` would
+        // default to `oci` as root).
+        .args(["--container-runtime", "process"])
         .env_remove("SKIFF_DATA_DIR")
         .env_remove("SKIFF_AGENT_DATA_DIR")
         .env_remove("SKIFF_URL")

@@ -1775,3 +1775,80 @@ fn stdin_and_terminals_reach_containers_of_crun_and_survive_a_crash() {
         .expect("crun is not installed (Debian package crun)");
     stdin_and_terminals_reach_containers_and_survive_a_crash(&["--oci-runtime", crun]);
 }
+
+/// The node's `containerRuntimeVersion` and the fallback annotation, once the node reports.
+fn node_runtime(skiff: &Skiff) -> (String, String) {
+    let kubectl = skiff.kubectl();
+    wait_for_every("the node to report its runtime", SETTLE, POLL, || {
+        let out = kubectl.run(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].status.nodeInfo.containerRuntimeVersion}|{.items[0].metadata.annotations.skiff\\.dev/container-runtime-fallback}",
+        ]);
+        let (version, fallback) = out.stdout.split_once('|')?;
+        (out.success() && !version.is_empty()).then(|| (version.to_string(), fallback.to_string()))
+    })
+}
+
+#[test]
+fn as_root_without_a_runtime_flag_pods_run_as_oci_containers() {
+    assert_root();
+    let network = TestNetwork::next("d");
+    // The network's flags without `--container-runtime oci`.
+    let flags: Vec<String> = network.flags().into_iter().skip(2).collect();
+    assert!(!flags.iter().any(|f| f.contains("runtime")), "{flags:?}");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut skiff = Skiff::start_choosing_runtime(&flags, None);
+
+    // Only the oci runtime builds the pod network, guard routes first.
+    network.wait_for_guard_routes(SETTLE);
+    let (version, fallback) = node_runtime(&skiff);
+    assert!(version.starts_with("skiff-oci://"), "{version}");
+    assert_eq!(fallback, "", "a node on oci says nothing of a fallback");
+    assert!(
+        !skiff.log().contains("not oci"),
+        "the server said it fell back:\n{}",
+        skiff.log()
+    );
+
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+    let left = leftovers(&network, &[]);
+    assert!(left.is_empty(), "left behind after SIGTERM: {left:?}");
+}
+
+#[test]
+fn without_root_pods_run_as_processes_and_the_node_says_why() {
+    // Root is needed only to start the server as another user (nobody).
+    assert_root();
+    let mut skiff = Skiff::start_choosing_runtime(&[], Some(65534));
+    let (version, fallback) = node_runtime(&skiff);
+    assert!(version.starts_with("skiff://"), "{version}");
+    assert!(
+        fallback.starts_with("skiff does not run as root: pods run as plain processes"),
+        "{fallback:?}"
+    );
+    let described = skiff.kubectl().ok(&["describe", "node"]);
+    assert!(
+        described.contains("skiff.dev/container-runtime-fallback: skiff does not run as root"),
+        "{described}"
+    );
+    assert!(
+        skiff
+            .log()
+            .contains("container runtime process, not oci: skiff does not run as root"),
+        "the server did not say why at start:\n{}",
+        skiff.log()
+    );
+    let status = skiff.stop();
+    assert!(
+        status.success(),
+        "skiff exited with {status}:\n{}",
+        skiff.log()
+    );
+}

@@ -152,6 +152,9 @@ pub struct NodeAgentConfig {
     pub node_ips: Vec<std::net::IpAddr>,
     /// Whether this is a server's node, labelled with the control-plane role as k3s does.
     pub control_plane: bool,
+    /// Why pods run as processes though the OCI runtime was the default (not root, say),
+    /// shown on the Node in [`node::RUNTIME_FALLBACK_ANNOTATION`] for `kubectl describe node`.
+    pub runtime_fallback: Option<String>,
     /// Where the node reads what it reports of the machine (this machine by default).
     pub host_facts: Arc<dyn host_facts::HostFactSource>,
 }
@@ -225,6 +228,7 @@ impl NodeAgentConfig {
             kubelet_port: DEFAULT_KUBELET_PORT,
             node_ips: Vec::new(),
             control_plane: false,
+            runtime_fallback: None,
             host_facts: Arc::new(host_facts::ThisHost),
         }
     }
@@ -354,7 +358,8 @@ impl NodeAgent {
         } else {
             "skiff"
         })
-        .with_control_plane(self.config.control_plane);
+        .with_control_plane(self.config.control_plane)
+        .with_runtime_fallback(self.config.runtime_fallback.clone());
         let mut reporter = NodeReporter::new(self.client.clone(), node, self.config.heartbeat)
             .map_err(|e| NodeAgentError::Unserved(Box::new(e)))?
             .with_images(self.config.images.clone());

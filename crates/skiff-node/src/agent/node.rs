@@ -63,7 +63,12 @@ pub struct RealNode {
     facts: HostFacts,
     runtime_name: &'static str,
     control_plane: bool,
+    runtime_fallback: Option<String>,
 }
+
+/// The Node annotation saying why its pods run as plain processes though the OCI runtime was
+/// the default (Skiff not root, namespaces refused): `kubectl describe node` lists it.
+pub const RUNTIME_FALLBACK_ANNOTATION: &str = "skiff.dev/container-runtime-fallback";
 
 impl RealNode {
     /// The node `name` with pod range `pod_cidr` and `capacity`.
@@ -82,6 +87,7 @@ impl RealNode {
             facts: HostFacts::default(),
             runtime_name: "skiff",
             control_plane: false,
+            runtime_fallback: None,
         }
     }
 
@@ -103,6 +109,13 @@ impl RealNode {
     /// The node of a server (a control-plane machine), labelled with its role.
     pub fn with_control_plane(mut self, control_plane: bool) -> RealNode {
         self.control_plane = control_plane;
+        self
+    }
+
+    /// The node whose pods run as processes for `reason` though `oci` was the default, which
+    /// its [`RUNTIME_FALLBACK_ANNOTATION`] says.
+    pub fn with_runtime_fallback(mut self, reason: Option<String>) -> RealNode {
+        self.runtime_fallback = reason;
         self
     }
 
@@ -144,6 +157,12 @@ impl RealNode {
         if let Some(labels) = node.metadata.labels.as_mut() {
             labels.remove(SIMULATED_NODE_LABEL);
             labels.extend(role_labels(self.control_plane));
+        }
+        if let Some(reason) = &self.runtime_fallback {
+            node.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(RUNTIME_FALLBACK_ANNOTATION.to_string(), reason.clone());
         }
         if let Some(status) = node.status.as_mut() {
             self.fix_status(status);
@@ -216,11 +235,16 @@ impl NodeReporter {
             Ok(created) => created,
             Err(e) if e.is_conflict() => {
                 let labels = object.metadata.labels.clone().unwrap_or_default();
+                // A fallback of an earlier run that no longer holds is removed (null).
+                let fallback = self.node.runtime_fallback.clone();
                 self.nodes
                     .patch(
                         self.node.name(),
                         PatchType::Merge,
-                        json!({"metadata": {"labels": labels}}),
+                        json!({"metadata": {
+                            "labels": labels,
+                            "annotations": {RUNTIME_FALLBACK_ANNOTATION: fallback},
+                        }}),
                         false,
                     )
                     .await?;
@@ -431,6 +455,30 @@ mod tests {
                 .keys()
                 .any(|k| k.starts_with("node-role.kubernetes.io/")),
             "{labels:?}"
+        );
+    }
+
+    #[test]
+    fn a_node_that_fell_back_to_processes_says_why_in_an_annotation() {
+        let node = RealNode::new(
+            "plain",
+            ("10.42.0.0".parse().unwrap(), 24),
+            NodeCapacity::default(),
+        );
+        let annotations = node.object(Timestamp::now()).metadata.annotations.unwrap();
+        assert!(
+            !annotations.contains_key(RUNTIME_FALLBACK_ANNOTATION),
+            "{annotations:?}"
+        );
+        let fell_back = node.with_runtime_fallback(Some("skiff does not run as root".into()));
+        let annotations = fell_back
+            .object(Timestamp::now())
+            .metadata
+            .annotations
+            .unwrap();
+        assert_eq!(
+            annotations[RUNTIME_FALLBACK_ANNOTATION],
+            "skiff does not run as root"
         );
     }
 }

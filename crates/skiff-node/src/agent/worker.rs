@@ -362,11 +362,14 @@ impl Worker {
             self.adopt_leftovers().await;
         }
         let mut first = Some(Input::Sync);
+        let mut queued: Option<Input> = None;
         let mut updates_open = true;
         let mut stop_open = true;
         loop {
             let input = if let Some(input) = first.take() {
                 self.deletion_input().unwrap_or(input)
+            } else if let Some(input) = queued.take() {
+                input
             } else {
                 let wake = [self.machine.next_wake(), self.sandbox_retry]
                     .into_iter()
@@ -415,6 +418,15 @@ impl Worker {
                     self.execute(action).await;
                 }
             }
+            // An input already waiting (the sandbox just made ready, a container just started)
+            // is taken first and one write carries both steps, as kubelet's status manager
+            // batches: no write sits between a pod's sandbox and its containers' start.
+            if !confirm && !self.machine.is_done() {
+                queued = self.next_queued_input();
+            }
+            if queued.is_some() {
+                continue;
+            }
             // The final status goes out before the pod object does.
             self.write_status().await;
             if confirm {
@@ -426,6 +438,24 @@ impl Worker {
         }
         self.remove_cgroup().await;
         self.detach_network().await;
+    }
+
+    /// The next input already waiting on the worker's own channel, if any; started runs
+    /// found on the way are registered.
+    fn next_queued_input(&mut self) -> Option<Input> {
+        loop {
+            match self.rx.try_recv().ok()? {
+                Msg::Input(input) => return Some(input),
+                Msg::Spawned {
+                    container,
+                    process,
+                    run,
+                    env,
+                    cwd,
+                    root,
+                } => self.register(container, process, run, env, cwd, root),
+            }
+        }
     }
 
     /// Keeps a started run's process: its end is watched, and exec and probes find it.

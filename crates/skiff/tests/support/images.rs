@@ -82,6 +82,7 @@ impl Skiff {
             process: None,
             listen: "127.0.0.1:0".to_string(),
             netns: None,
+            user: None,
         };
         let images_dir = skiff.data_dir().join("images");
         for image in images {

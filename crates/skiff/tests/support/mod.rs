@@ -103,6 +103,8 @@ pub struct Skiff {
     /// The network namespace (a name under `/run/netns`) the server runs in; none is the
     /// test's own.
     netns: Option<String>,
+    /// The user the server runs as, when not the test's own.
+    user: Option<u32>,
 }
 
 impl Skiff {
@@ -125,6 +127,44 @@ impl Skiff {
             process: None,
             listen: "127.0.0.1:0".to_string(),
             netns: None,
+            user: None,
+        };
+        skiff.launch();
+        skiff
+    }
+
+    /// Starts a server whose flags name no container runtime, so `skiff up` chooses its
+    /// default as it does for a user; as the user `uid` when given (the server's directories
+    /// handed to that user first).
+    pub fn start_choosing_runtime(extra_args: &[&str], uid: Option<u32>) -> Skiff {
+        assert!(
+            !extra_args
+                .iter()
+                .any(|a| a.starts_with("--container-runtime")),
+            "the server is to choose its runtime itself"
+        );
+        let root = tempfile::Builder::new()
+            .prefix("skiff-e2e-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        if let Some(uid) = uid {
+            for dir in [root.path().to_path_buf(), root.path().join("data")] {
+                std::fs::create_dir_all(&dir)
+                    .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+                std::os::unix::fs::chown(&dir, Some(uid), Some(uid))
+                    .unwrap_or_else(|e| panic!("cannot hand {} to uid {uid}: {e}", dir.display()));
+            }
+        }
+        let mut skiff = Skiff {
+            root,
+            extra_args: on_loopback(extra_args)
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            process: None,
+            listen: "127.0.0.1:0".to_string(),
+            netns: None,
+            user: uid,
         };
         skiff.launch();
         skiff
@@ -260,7 +300,12 @@ impl Skiff {
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot share the server log: {e}"));
         let loopback_net = self.loopback_only_registries();
-        let child = in_netns(self.netns.as_deref(), env!("CARGO_BIN_EXE_skiff"))
+        let mut command = in_netns(self.netns.as_deref(), env!("CARGO_BIN_EXE_skiff"));
+        if let Some(uid) = self.user {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(uid);
+        }
+        let child = command
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
@@ -878,7 +923,8 @@ fn parse_response(raw: &[u8]) -> RawResponse {
 
 /// The variable that runs every test server's real node on another container runtime:
 /// `oci` (the embedded OCI runtime) or `oci=PATH` (crun or runc at `PATH`). Unset, servers
-/// keep `skiff up`'s default.
+/// run pods as processes (`--container-runtime process`): `skiff up`'s default is `oci` when
+/// run as root, as CI runs, and tests that want containers say so themselves.
 pub const TEST_CONTAINER_RUNTIME: &str = "SKIFF_TEST_CONTAINER_RUNTIME";
 
 /// How many servers this process started under [`TEST_CONTAINER_RUNTIME`], for their ranges.
@@ -896,18 +942,20 @@ fn on_loopback<'a>(extra_args: &[&'a str]) -> Vec<&'a str> {
 
 /// `extra_args`, plus the flags [`TEST_CONTAINER_RUNTIME`] asks for when the server runs a
 /// real node and its flags choose no runtime: ranges from 198.18.0.0/15 (a /22 of pods and
-/// one of Services, picked by process and server), a bridge and a cgroup root of its own.
+/// one of Services, picked by process and server), a bridge and a cgroup root of its own;
+/// without the variable, `--container-runtime process`.
 pub fn with_test_container_runtime(extra_args: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
-    let Ok(choice) = std::env::var(TEST_CONTAINER_RUNTIME) else {
-        return args;
-    };
     if args
         .iter()
         .any(|a| a == "--no-node" || a.starts_with("--container-runtime"))
     {
         return args;
     }
+    let Ok(choice) = std::env::var(TEST_CONTAINER_RUNTIME) else {
+        args.extend(["--container-runtime".to_string(), "process".to_string()]);
+        return args;
+    };
     let (runtime, program) = match choice.split_once('=') {
         Some((runtime, program)) => (runtime.to_string(), Some(program.to_string())),
         None => (choice.clone(), None),

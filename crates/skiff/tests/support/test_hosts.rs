@@ -364,6 +364,7 @@ impl Skiff {
             process: None,
             listen: format!("{}:0", at.address),
             netns: Some(at.netns.clone()),
+            user: None,
         };
         let images_dir = skiff.data_dir().join("images");
         for image in images {
@@ -400,6 +401,7 @@ impl Skiff {
             process: None,
             listen: format!("{address}:0"),
             netns: None,
+            user: None,
         };
         skiff.launch();
         skiff
