@@ -161,8 +161,8 @@ pub fn match_conditions(
             ("object", object.cloned().unwrap_or(Value::Null)),
             ("oldObject", old_object.cloned().unwrap_or(Value::Null)),
             ("request", request.clone()),
-            ("authorizer", Value::Null),
         ],
+        authorizer: None,
     };
     let results = crate::admission_cel::evaluate_all(&activation, &[], &conditions);
     let mut errors = Vec::new();

@@ -1,0 +1,349 @@
+//! The `authorizer` library of admission CEL, as kube-apiserver's authz library gives it to
+//! ValidatingAdmissionPolicy expressions: `authorizer.group(g).resource(r).namespace(ns)
+//! .name(n).subresource(s).check(verb)`, `authorizer.path(p).check(verb)`,
+//! `authorizer.serviceAccount(ns, name)` (the same checks for that ServiceAccount),
+//! `authorizer.requestResource` (the request's own resource) and the decision's `allowed()`,
+//! `reason()`, `errored()` and `error()`.
+//!
+//! The checks are answered synchronously by a [`PolicyAuthorizer`] the server passes in, so
+//! evaluation stays on the rule thread; the server decides from its cached RBAC snapshot.
+
+use std::fmt;
+use std::sync::Arc;
+
+use cel::extractors::This;
+use cel::objects::Opaque;
+use cel::{ExecutionError, Value};
+
+/// Whom a check asks about: the request's user, or a ServiceAccount named by
+/// `authorizer.serviceAccount(namespace, name)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckSubject {
+    /// The user who made the admission request.
+    RequestUser,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    ServiceAccount {
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The ServiceAccount's name.
+        name: String,
+    },
+}
+
+/// What a check asks about: a resource (group, version, resource, subresource, namespace,
+/// name) or a non-resource path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// A resource request, `apiVersion` `*` unless it is the request's own resource.
+    Resource(ResourceCheck),
+    /// A non-resource request on this path.
+    Path(String),
+}
+
+/// The resource a `ResourceCheck` names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceCheck {
+    /// The API group, empty for the core group.
+    pub group: String,
+    /// The API version; `*` for checks built with `group(...)`.
+    pub version: String,
+    /// The plural resource.
+    pub resource: String,
+    /// The subresource, or empty.
+    pub subresource: String,
+    /// The namespace, or empty for cluster-wide.
+    pub namespace: String,
+    /// The object's name, or empty for all.
+    pub name: String,
+}
+
+/// An authorizer's answer, as a `Decision` value exposes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckDecision {
+    /// Whether the authorizer allows the action.
+    pub allowed: bool,
+    /// The authorizer's reason.
+    pub reason: String,
+    /// The error met while deciding, if any.
+    pub error: Option<String>,
+}
+
+/// Answers the checks expressions make; implemented by the API server over its authorizer.
+/// Synchronous, since CEL evaluation runs on its own thread without a runtime.
+pub trait PolicyAuthorizer: Send + Sync {
+    /// Decides whether `subject` may do `verb` on `target`.
+    fn decide(&self, subject: &CheckSubject, verb: &str, target: &CheckTarget) -> CheckDecision;
+}
+
+/// A shared [`PolicyAuthorizer`], cloneable and printable so requests holding it stay so.
+#[derive(Clone)]
+pub struct SharedAuthorizer(pub Arc<dyn PolicyAuthorizer>);
+
+impl fmt::Debug for SharedAuthorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedAuthorizer")
+    }
+}
+
+impl PartialEq for SharedAuthorizer {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedAuthorizer {}
+
+/// What `authorizer` is bound to for one evaluation: the authorizer and the request's
+/// resource, for `authorizer.requestResource`.
+#[derive(Clone, Debug)]
+pub struct AuthorizerBinding {
+    /// Who answers the checks.
+    pub authorizer: SharedAuthorizer,
+    /// The resource of the request being admitted.
+    pub request_resource: ResourceCheck,
+}
+
+/// The type names upstream declares, used in type errors.
+pub const AUTHORIZER_TYPE: &str = "kubernetes.authorization.Authorizer";
+/// See [`AUTHORIZER_TYPE`].
+pub const PATH_CHECK_TYPE: &str = "kubernetes.authorization.PathCheck";
+/// See [`AUTHORIZER_TYPE`].
+pub const GROUP_CHECK_TYPE: &str = "kubernetes.authorization.GroupCheck";
+/// See [`AUTHORIZER_TYPE`].
+pub const RESOURCE_CHECK_TYPE: &str = "kubernetes.authorization.ResourceCheck";
+/// See [`AUTHORIZER_TYPE`].
+pub const DECISION_TYPE: &str = "kubernetes.authorization.Decision";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AuthorizerValue {
+    authorizer: SharedAuthorizer,
+    subject: CheckSubject,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GroupCheckValue {
+    authorizer: AuthorizerValue,
+    group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ResourceCheckValue {
+    authorizer: AuthorizerValue,
+    check: ResourceCheck,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PathCheckValue {
+    authorizer: AuthorizerValue,
+    path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct DecisionValue(CheckDecision);
+
+impl Opaque for AuthorizerValue {
+    fn runtime_type_name(&self) -> &str {
+        AUTHORIZER_TYPE
+    }
+}
+
+impl Opaque for GroupCheckValue {
+    fn runtime_type_name(&self) -> &str {
+        GROUP_CHECK_TYPE
+    }
+}
+
+impl Opaque for ResourceCheckValue {
+    fn runtime_type_name(&self) -> &str {
+        RESOURCE_CHECK_TYPE
+    }
+}
+
+impl Opaque for PathCheckValue {
+    fn runtime_type_name(&self) -> &str {
+        PATH_CHECK_TYPE
+    }
+}
+
+impl Opaque for DecisionValue {
+    fn runtime_type_name(&self) -> &str {
+        DECISION_TYPE
+    }
+}
+
+fn opaque<T: Opaque>(value: T) -> Value {
+    Value::Opaque(Arc::new(value))
+}
+
+fn no_overload(function: &str, target: &Value) -> ExecutionError {
+    ExecutionError::function_error(
+        function,
+        format!("no such overload for {}", value_type_name(target)),
+    )
+}
+
+fn value_type_name(value: &Value) -> String {
+    match value {
+        Value::Opaque(o) => o.runtime_type_name().to_string(),
+        other => format!("{:?}", other.type_of()),
+    }
+}
+
+fn target_as<'v, T: Opaque>(function: &str, target: &'v Value) -> Result<&'v T, ExecutionError> {
+    match target {
+        Value::Opaque(o) => o.downcast_ref::<T>(),
+        _ => None,
+    }
+    .ok_or_else(|| no_overload(function, target))
+}
+
+/// The names of the library's member functions.
+pub const FUNCTIONS: &[&str] = &[
+    "path",
+    "group",
+    "serviceAccount",
+    "resource",
+    "subresource",
+    "namespace",
+    "name",
+    "check",
+    "allowed",
+    "reason",
+    "errored",
+    "error",
+];
+
+/// Binds `authorizer` and `authorizer.requestResource` and adds the library's functions to
+/// `context`.
+pub fn bind(context: &mut cel::Context, binding: &AuthorizerBinding) -> Result<(), String> {
+    let root = AuthorizerValue {
+        authorizer: binding.authorizer.clone(),
+        subject: CheckSubject::RequestUser,
+    };
+    context.add_variable_from_value(
+        "authorizer.requestResource",
+        opaque(ResourceCheckValue {
+            authorizer: root.clone(),
+            check: binding.request_resource.clone(),
+        }),
+    );
+    context.add_variable_from_value("authorizer", opaque(root));
+    let fail = |e: cel::DeclarationError| format!("{e:?}");
+    context
+        .add_function("path", |This(this): This<Value>, path: Arc<String>| {
+            let authorizer = target_as::<AuthorizerValue>("path", &this)?;
+            Ok::<Value, ExecutionError>(opaque(PathCheckValue {
+                authorizer: authorizer.clone(),
+                path: path.to_string(),
+            }))
+        })
+        .map_err(fail)?;
+    context
+        .add_function("group", |This(this): This<Value>, group: Arc<String>| {
+            let authorizer = target_as::<AuthorizerValue>("group", &this)?;
+            Ok::<Value, ExecutionError>(opaque(GroupCheckValue {
+                authorizer: authorizer.clone(),
+                group: group.to_string(),
+            }))
+        })
+        .map_err(fail)?;
+    context
+        .add_function(
+            "serviceAccount",
+            |This(this): This<Value>, namespace: Arc<String>, name: Arc<String>| {
+                    let authorizer = target_as::<AuthorizerValue>("serviceAccount", &this)?;
+                Ok::<Value, ExecutionError>(opaque(AuthorizerValue {
+                    authorizer: authorizer.authorizer.clone(),
+                    subject: CheckSubject::ServiceAccount {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                    },
+                }))
+            },
+        )
+        .map_err(fail)?;
+    context
+        .add_function(
+            "resource",
+            |This(this): This<Value>, resource: Arc<String>| {
+                    let group = target_as::<GroupCheckValue>("resource", &this)?;
+                Ok::<Value, ExecutionError>(opaque(ResourceCheckValue {
+                    authorizer: group.authorizer.clone(),
+                    check: ResourceCheck {
+                        group: group.group.clone(),
+                        version: "*".into(),
+                        resource: resource.to_string(),
+                        ..ResourceCheck::default()
+                    },
+                }))
+            },
+        )
+        .map_err(fail)?;
+    for (function, set) in [
+        (
+            "subresource",
+            (|c, v| c.subresource = v) as fn(&mut ResourceCheck, String),
+        ),
+        ("namespace", |c, v| c.namespace = v),
+        ("name", |c, v| c.name = v),
+    ] {
+        context
+            .add_function(
+                function,
+                move |This(this): This<Value>, value: Arc<String>| {
+                            let mut check = target_as::<ResourceCheckValue>(function, &this)?.clone();
+                    set(&mut check.check, value.to_string());
+                    Ok::<Value, ExecutionError>(opaque(check))
+                },
+            )
+            .map_err(fail)?;
+    }
+    context
+        .add_function("check", |This(this): This<Value>, verb: Arc<String>| {
+            let (authorizer, target) = match &this {
+                Value::Opaque(o) => {
+                    if let Some(r) = o.downcast_ref::<ResourceCheckValue>() {
+                        (&r.authorizer, CheckTarget::Resource(r.check.clone()))
+                    } else if let Some(p) = o.downcast_ref::<PathCheckValue>() {
+                        (&p.authorizer, CheckTarget::Path(p.path.clone()))
+                    } else {
+                        return Err(no_overload("check", &this));
+                    }
+                }
+                _ => return Err(no_overload("check", &this)),
+            };
+            let decision = authorizer
+                .authorizer
+                .0
+                .decide(&authorizer.subject, &verb, &target);
+            Ok::<Value, ExecutionError>(opaque(DecisionValue(decision)))
+        })
+        .map_err(fail)?;
+    context
+        .add_function("allowed", |This(this): This<Value>| {
+            let decision = target_as::<DecisionValue>("allowed", &this)?;
+            Ok::<Value, ExecutionError>(Value::Bool(decision.0.allowed))
+        })
+        .map_err(fail)?;
+    context
+        .add_function("errored", |This(this): This<Value>| {
+            let decision = target_as::<DecisionValue>("errored", &this)?;
+            Ok::<Value, ExecutionError>(Value::Bool(decision.0.error.is_some()))
+        })
+        .map_err(fail)?;
+    context
+        .add_function("reason", |This(this): This<Value>| {
+            let decision = target_as::<DecisionValue>("reason", &this)?;
+            Ok::<Value, ExecutionError>(Value::String(Arc::new(decision.0.reason.clone())))
+        })
+        .map_err(fail)?;
+    context
+        .add_function("error", |This(this): This<Value>| {
+            let decision = target_as::<DecisionValue>("error", &this)?;
+            Ok::<Value, ExecutionError>(Value::String(Arc::new(
+                decision.0.error.clone().unwrap_or_default(),
+            )))
+        })
+        .map_err(fail)?;
+    Ok(())
+}
