@@ -347,3 +347,281 @@ pub fn bind(context: &mut cel::Context, binding: &AuthorizerBinding) -> Result<(
         .map_err(fail)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission_cel::{compile, evaluate_all, Activation, Declarations, Expected};
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    type Asked = (CheckSubject, String, CheckTarget);
+
+    /// Allows the request user to update ConfigMaps in `team-a` and to get `/healthz`, the
+    /// ServiceAccount `kube-system/robot` everything; errs on the resource `broken`. Records
+    /// every check.
+    #[derive(Default)]
+    struct TableAuthorizer {
+        asked: Mutex<Vec<Asked>>,
+    }
+
+    impl PolicyAuthorizer for TableAuthorizer {
+        fn decide(
+            &self,
+            subject: &CheckSubject,
+            verb: &str,
+            target: &CheckTarget,
+        ) -> CheckDecision {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((subject.clone(), verb.to_string(), target.clone()));
+            let robot = CheckSubject::ServiceAccount {
+                namespace: "kube-system".into(),
+                name: "robot".into(),
+            };
+            if *subject == robot {
+                return CheckDecision {
+                    allowed: true,
+                    reason: "robot may".into(),
+                    error: None,
+                };
+            }
+            match target {
+                CheckTarget::Resource(r) if r.resource == "broken" => CheckDecision {
+                    allowed: false,
+                    reason: String::new(),
+                    error: Some("rules could not be read".into()),
+                },
+                CheckTarget::Resource(r) => CheckDecision {
+                    allowed: r.group.is_empty()
+                        && r.resource == "configmaps"
+                        && r.namespace == "team-a"
+                        && verb == "update",
+                    reason: "by table".into(),
+                    error: None,
+                },
+                CheckTarget::Path(path) => CheckDecision {
+                    allowed: path == "/healthz" && verb == "get",
+                    reason: String::new(),
+                    error: None,
+                },
+            }
+        }
+    }
+
+    const POLICY: Declarations = Declarations {
+        params: false,
+        variables: false,
+        namespace_object: true,
+    };
+
+    fn evaluate(authorizer: Arc<TableAuthorizer>, expressions: &[&str]) -> Vec<serde_json::Value> {
+        let activation = Activation {
+            values: vec![("object", json!({"metadata": {"namespace": "team-a"}}))],
+            authorizer: Some(AuthorizerBinding {
+                authorizer: SharedAuthorizer(authorizer),
+                request_resource: ResourceCheck {
+                    group: "apps".into(),
+                    version: "v1".into(),
+                    resource: "deployments".into(),
+                    subresource: "scale".into(),
+                    namespace: "team-a".into(),
+                    name: "web".into(),
+                },
+            }),
+        };
+        let expressions: Vec<String> = expressions.iter().map(|e| e.to_string()).collect();
+        evaluate_all(&activation, &[], &expressions)
+            .into_iter()
+            .zip(&expressions)
+            .map(|(result, e)| result.unwrap_or_else(|error| panic!("{e}: {error}")))
+            .collect()
+    }
+
+    #[test]
+    fn checks_answer_with_the_authorizers_decision() {
+        let table: Vec<(&str, serde_json::Value)> = vec![
+            (
+                "authorizer.group('').resource('configmaps').namespace(object.metadata.namespace).check('update').allowed()",
+                json!(true),
+            ),
+            (
+                "authorizer.group('').resource('configmaps').namespace('team-b').check('update').allowed()",
+                json!(false),
+            ),
+            (
+                "authorizer.group('').resource('configmaps').namespace('team-a').check('delete').allowed()",
+                json!(false),
+            ),
+            (
+                "authorizer.group('').resource('configmaps').namespace('team-a').check('update').reason()",
+                json!("by table"),
+            ),
+            ("authorizer.path('/healthz').check('get').allowed()", json!(true)),
+            ("authorizer.path('/metrics').check('get').allowed()", json!(false)),
+            (
+                "authorizer.serviceAccount('kube-system', 'robot').group('apps').resource('deployments').check('delete').allowed()",
+                json!(true),
+            ),
+            (
+                "authorizer.group('').resource('broken').check('get').errored()",
+                json!(true),
+            ),
+            (
+                "authorizer.group('').resource('broken').check('get').error()",
+                json!("rules could not be read"),
+            ),
+            (
+                "authorizer.group('').resource('configmaps').check('get').errored()",
+                json!(false),
+            ),
+            (
+                "authorizer.group('').resource('configmaps').check('get').error()",
+                json!(""),
+            ),
+            ("authorizer.requestResource.check('update').allowed()", json!(false)),
+        ];
+        for (expression, expected) in table {
+            let authorizer = Arc::new(TableAuthorizer::default());
+            assert_eq!(
+                compile(expression, POLICY, Expected::Any),
+                Ok(()),
+                "{expression} must compile"
+            );
+            assert_eq!(
+                evaluate(authorizer, &[expression]),
+                vec![expected],
+                "{expression}"
+            );
+        }
+    }
+
+    #[test]
+    fn checks_carry_every_attribute_named() {
+        let authorizer = Arc::new(TableAuthorizer::default());
+        evaluate(
+            authorizer.clone(),
+            &[
+                "authorizer.group('apps').resource('deployments').subresource('scale').namespace('ns1').name('web').check('patch').allowed()",
+                "authorizer.requestResource.check('update').allowed()",
+                "authorizer.serviceAccount('ns2', 'builder').path('/readyz').check('get').allowed()",
+            ],
+        );
+        let asked = authorizer.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            vec![
+                (
+                    CheckSubject::RequestUser,
+                    "patch".to_string(),
+                    CheckTarget::Resource(ResourceCheck {
+                        group: "apps".into(),
+                        version: "*".into(),
+                        resource: "deployments".into(),
+                        subresource: "scale".into(),
+                        namespace: "ns1".into(),
+                        name: "web".into(),
+                    })
+                ),
+                (
+                    CheckSubject::RequestUser,
+                    "update".to_string(),
+                    CheckTarget::Resource(ResourceCheck {
+                        group: "apps".into(),
+                        version: "v1".into(),
+                        resource: "deployments".into(),
+                        subresource: "scale".into(),
+                        namespace: "team-a".into(),
+                        name: "web".into(),
+                    })
+                ),
+                (
+                    CheckSubject::ServiceAccount {
+                        namespace: "ns2".into(),
+                        name: "builder".into()
+                    },
+                    "get".to_string(),
+                    CheckTarget::Path("/readyz".into())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_calls_are_type_errors_at_compile_time() {
+        let table: Vec<(&str, Expected, &str)> = vec![
+            (
+                "authorizer.group('').resource('pods').check(1).allowed()",
+                Expected::Bool,
+                "found no matching overload for 'check' applied to 'kubernetes.authorization.ResourceCheck.(int)'",
+            ),
+            (
+                "authorizer.resource('pods').check('get').allowed()",
+                Expected::Bool,
+                "found no matching overload for 'resource' applied to 'kubernetes.authorization.Authorizer.(string)'",
+            ),
+            (
+                "authorizer.group('').check('get').allowed()",
+                Expected::Bool,
+                "found no matching overload for 'check' applied to 'kubernetes.authorization.GroupCheck.(string)'",
+            ),
+            (
+                "authorizer.serviceAccount('ns').group('').resource('pods').check('get').allowed()",
+                Expected::Bool,
+                "found no matching overload for 'serviceAccount' applied to 'kubernetes.authorization.Authorizer.(string)'",
+            ),
+            (
+                "authorizer.path('/x').check('get').allowed(1)",
+                Expected::Bool,
+                "found no matching overload for 'allowed' applied to 'kubernetes.authorization.Decision.(int)'",
+            ),
+            (
+                "authorizer.requestResource.check('get').size() > 0",
+                Expected::Bool,
+                "found no matching overload for 'size' applied to 'kubernetes.authorization.Decision.()'",
+            ),
+            (
+                "authorizer.user == 'x'",
+                Expected::Bool,
+                "undefined field 'user'",
+            ),
+        ];
+        for (expression, expected, message) in table {
+            let error = compile(expression, POLICY, expected)
+                .expect_err(&format!("{expression} must not compile"));
+            assert!(
+                error.starts_with("compilation failed: ERROR: <input>:1:")
+                    && error.contains(message),
+                "{expression}: {error}"
+            );
+        }
+        assert_eq!(
+            compile(
+                "authorizer.path('/x').check('get')",
+                POLICY,
+                Expected::Bool
+            ),
+            Err("must evaluate to bool but got kubernetes.authorization.Decision".to_string())
+        );
+        assert_eq!(
+            compile(
+                "authorizer.path('/x').check('get').reason()",
+                POLICY,
+                Expected::String
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn without_an_authorizer_the_variable_is_null() {
+        let activation = Activation::default();
+        let results = evaluate_all(
+            &activation,
+            &[],
+            &["authorizer == null".to_string()],
+        );
+        assert_eq!(results, vec![Ok(json!(true))]);
+    }
+}
