@@ -5,6 +5,9 @@
 //! upstream's words and the validation's reason and code, `Warn` becomes a `Warning:` header,
 //! `Audit` (and `auditAnnotations`) are logged, since Skiff keeps no audit log.
 //!
+//! The `authorizer` expressions use answers from the cached RBAC snapshot for the requesting
+//! user (writes the server makes itself act as its loopback identity in `system:masters`).
+//!
 //! Policies and bindings are read through [`PolicyCache`]: a snapshot retired by every write to
 //! either kind (the registry's tracking store bumps its generation after such a write returns,
 //! as it does for RBAC), so writes between policy changes list nothing.
@@ -13,7 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
+use skiff_api::admission_authz::{
+    CheckDecision, CheckSubject, CheckTarget, PolicyAuthorizer, SharedAuthorizer,
+};
 use skiff_api::admission_policy::{self, Enforcement, ParamLookup, PolicyRequest};
+use skiff_auth::attributes::{Attributes, ResourceTarget};
+use skiff_auth::rbac::RbacSnapshot;
+use skiff_auth::user::{UserInfo, SERVICE_ACCOUNT_PREFIX, SYSTEM_AUTHENTICATED, SYSTEM_MASTERS};
 use skiff_api::kinds::admission_policy::{BINDING_V1, POLICY_V1};
 use skiff_api::webhook_matching;
 
@@ -108,6 +117,66 @@ fn refusal(attempt: &AdmissionAttempt<'_>, message: &str, reason: &str) -> ApiEr
     }
 }
 
+/// The identity of writes the server makes itself, as kube-apiserver's loopback client has it.
+fn loopback_user() -> UserInfo {
+    UserInfo::new("system:apiserver", &[SYSTEM_MASTERS, SYSTEM_AUTHENTICATED])
+}
+
+/// The user `authorizer.serviceAccount(namespace, name)` checks for: the ServiceAccount with
+/// the groups its tokens carry.
+fn service_account_user(namespace: &str, name: &str) -> UserInfo {
+    UserInfo::new(
+        format!("{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"),
+        &["system:serviceaccounts", &format!("system:serviceaccounts:{namespace}")],
+    )
+}
+
+/// Answers a policy's `authorizer` checks for one request from one RBAC snapshot, so
+/// evaluation needs no I/O.
+struct SnapshotAuthorizer {
+    user: UserInfo,
+    rbac: Arc<RbacSnapshot>,
+}
+
+impl PolicyAuthorizer for SnapshotAuthorizer {
+    fn decide(&self, subject: &CheckSubject, verb: &str, target: &CheckTarget) -> CheckDecision {
+        let user = match subject {
+            CheckSubject::RequestUser => self.user.clone(),
+            CheckSubject::ServiceAccount { namespace, name } => {
+                service_account_user(namespace, name)
+            }
+        };
+        let attrs = match target {
+            CheckTarget::Resource(r) => Attributes::resource(
+                user,
+                verb,
+                ResourceTarget {
+                    namespace: r.namespace.clone(),
+                    api_group: r.group.clone(),
+                    api_version: r.version.clone(),
+                    resource: r.resource.clone(),
+                    subresource: r.subresource.clone(),
+                    name: r.name.clone(),
+                },
+            ),
+            CheckTarget::Path(path) => Attributes::non_resource(user, verb, path),
+        };
+        let decision = self.rbac.authorize(&attrs);
+        CheckDecision {
+            allowed: decision.allowed,
+            reason: decision.reason,
+            error: None,
+        }
+    }
+}
+
+/// Whether any expression of `policy` may name `authorizer`.
+fn mentions_authorizer(policy: &Value) -> bool {
+    policy
+        .get("spec")
+        .is_some_and(|spec| spec.to_string().contains("authorizer"))
+}
+
 impl Registry {
     async fn policy_snapshot(&self) -> Result<Arc<PolicySnapshot>, ApiError> {
         let cache = self.policy_cache();
@@ -180,12 +249,23 @@ impl Registry {
                 .await
                 .ok()
         };
-        let user_info = REQUEST_USER
-            .try_with(|user| {
+        let request_user = REQUEST_USER.try_with(UserInfo::clone).ok();
+        let user_info = request_user
+            .as_ref()
+            .map(|user| {
                 json!({"username": user.name, "uid": user.uid, "groups": user.groups,
                        "extra": user.extra})
             })
-            .unwrap_or_else(|_| json!({}));
+            .unwrap_or_else(|| json!({}));
+        let authorizer = if snapshot.policies.iter().any(mentions_authorizer) {
+            let rbac = crate::authz::rbac_snapshot(self).await?;
+            Some(SharedAuthorizer(Arc::new(SnapshotAuthorizer {
+                user: request_user.unwrap_or_else(loopback_user),
+                rbac,
+            })))
+        } else {
+            None
+        };
         let attrs = attempt.attributes();
         let request = PolicyRequest {
             attrs,
@@ -201,6 +281,7 @@ impl Registry {
             old_object: attempt.old_object.as_ref(),
             user_info,
             dry_run: attempt.dry_run,
+            authorizer,
         };
         let mut enforcement = Enforcement::default();
         for policy in &snapshot.policies {
