@@ -598,6 +598,15 @@ mod tests {
         }
         assert_eq!(
             compile(
+                "authorizer.group('').check('update').allowed()",
+                POLICY,
+                Expected::Bool
+            ),
+            Err("compilation failed: ERROR: <input>:1:27: found no matching overload for 'check' applied to 'kubernetes.authorization.GroupCheck.(string)'\n | authorizer.group('').check('update').allowed()\n | ..........................^".to_string()),
+            "cel-go points at the call's opening parenthesis"
+        );
+        assert_eq!(
+            compile(
                 "authorizer.path('/x').check('get')",
                 POLICY,
                 Expected::Bool
