@@ -34,7 +34,7 @@ pub enum CheckSubject {
 /// name) or a non-resource path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckTarget {
-    /// A resource request, `apiVersion` `*` unless it is the request's own resource.
+    /// A resource request.
     Resource(ResourceCheck),
     /// A non-resource request on this path.
     Path(String),
@@ -45,7 +45,7 @@ pub enum CheckTarget {
 pub struct ResourceCheck {
     /// The API group, empty for the core group.
     pub group: String,
-    /// The API version; `*` for checks built with `group(...)`.
+    /// The API version: `*`, as upstream asks about every version.
     pub version: String,
     /// The plural resource.
     pub resource: String,
@@ -55,6 +55,10 @@ pub struct ResourceCheck {
     pub namespace: String,
     /// The object's name, or empty for all.
     pub name: String,
+    /// The field selector the check is limited to (`fieldSelector(...)`), or empty.
+    pub field_selector: String,
+    /// The label selector the check is limited to (`labelSelector(...)`), or empty.
+    pub label_selector: String,
 }
 
 /// An authorizer's answer, as a `Decision` value exposes it.
@@ -99,7 +103,8 @@ impl Eq for SharedAuthorizer {}
 pub struct AuthorizerBinding {
     /// Who answers the checks.
     pub authorizer: SharedAuthorizer,
-    /// The resource of the request being admitted.
+    /// The resource of the request being admitted (checked for any version, as upstream
+    /// does).
     pub request_resource: ResourceCheck,
 }
 
@@ -206,6 +211,8 @@ pub const FUNCTIONS: &[&str] = &[
     "subresource",
     "namespace",
     "name",
+    "fieldSelector",
+    "labelSelector",
     "check",
     "allowed",
     "reason",
@@ -224,7 +231,10 @@ pub fn bind(context: &mut cel::Context, binding: &AuthorizerBinding) -> Result<(
         "authorizer.requestResource",
         opaque(ResourceCheckValue {
             authorizer: root.clone(),
-            check: binding.request_resource.clone(),
+            check: ResourceCheck {
+                version: "*".into(),
+                ..binding.request_resource.clone()
+            },
         }),
     );
     context.add_variable_from_value("authorizer", opaque(root));
@@ -251,7 +261,19 @@ pub fn bind(context: &mut cel::Context, binding: &AuthorizerBinding) -> Result<(
         .add_function(
             "serviceAccount",
             |This(this): This<Value>, namespace: Arc<String>, name: Arc<String>| {
-                    let authorizer = target_as::<AuthorizerValue>("serviceAccount", &this)?;
+                let authorizer = target_as::<AuthorizerValue>("serviceAccount", &this)?;
+                if !crate::validation::dns1123_subdomain_errors(&name).is_empty() {
+                    return Err(ExecutionError::function_error(
+                        "serviceAccount",
+                        "Invalid service account name",
+                    ));
+                }
+                if !crate::validation::dns1123_label_errors(&namespace).is_empty() {
+                    return Err(ExecutionError::function_error(
+                        "serviceAccount",
+                        "Invalid service account namespace",
+                    ));
+                }
                 Ok::<Value, ExecutionError>(opaque(AuthorizerValue {
                     authorizer: authorizer.authorizer.clone(),
                     subject: CheckSubject::ServiceAccount {
@@ -266,7 +288,13 @@ pub fn bind(context: &mut cel::Context, binding: &AuthorizerBinding) -> Result<(
         .add_function(
             "resource",
             |This(this): This<Value>, resource: Arc<String>| {
-                    let group = target_as::<GroupCheckValue>("resource", &this)?;
+                let group = target_as::<GroupCheckValue>("resource", &this)?;
+                if resource.trim().is_empty() {
+                    return Err(ExecutionError::function_error(
+                        "resource",
+                        "resource must not be empty",
+                    ));
+                }
                 Ok::<Value, ExecutionError>(opaque(ResourceCheckValue {
                     authorizer: group.authorizer.clone(),
                     check: ResourceCheck {
@@ -286,12 +314,14 @@ pub fn bind(context: &mut cel::Context, binding: &AuthorizerBinding) -> Result<(
         ),
         ("namespace", |c, v| c.namespace = v),
         ("name", |c, v| c.name = v),
+        ("fieldSelector", |c, v| c.field_selector = v),
+        ("labelSelector", |c, v| c.label_selector = v),
     ] {
         context
             .add_function(
                 function,
                 move |This(this): This<Value>, value: Arc<String>| {
-                            let mut check = target_as::<ResourceCheckValue>(function, &this)?.clone();
+                    let mut check = target_as::<ResourceCheckValue>(function, &this)?.clone();
                     set(&mut check.check, value.to_string());
                     Ok::<Value, ExecutionError>(opaque(check))
                 },
@@ -428,6 +458,7 @@ mod tests {
                     subresource: "scale".into(),
                     namespace: "team-a".into(),
                     name: "web".into(),
+                    ..ResourceCheck::default()
                 },
             }),
         };
@@ -506,6 +537,7 @@ mod tests {
                 "authorizer.group('apps').resource('deployments').subresource('scale').namespace('ns1').name('web').check('patch').allowed()",
                 "authorizer.requestResource.check('update').allowed()",
                 "authorizer.serviceAccount('ns2', 'builder').path('/readyz').check('get').allowed()",
+                "authorizer.group('').resource('pods').fieldSelector('spec.nodeName=n1').labelSelector('app=web').check('list').allowed()",
             ],
         );
         let asked = authorizer.asked.lock().unwrap().clone();
@@ -522,6 +554,7 @@ mod tests {
                         subresource: "scale".into(),
                         namespace: "ns1".into(),
                         name: "web".into(),
+                        ..ResourceCheck::default()
                     })
                 ),
                 (
@@ -529,11 +562,12 @@ mod tests {
                     "update".to_string(),
                     CheckTarget::Resource(ResourceCheck {
                         group: "apps".into(),
-                        version: "v1".into(),
+                        version: "*".into(),
                         resource: "deployments".into(),
                         subresource: "scale".into(),
                         namespace: "team-a".into(),
                         name: "web".into(),
+                        ..ResourceCheck::default()
                     })
                 ),
                 (
@@ -544,7 +578,56 @@ mod tests {
                     "get".to_string(),
                     CheckTarget::Path("/readyz".into())
                 ),
+                (
+                    CheckSubject::RequestUser,
+                    "list".to_string(),
+                    CheckTarget::Resource(ResourceCheck {
+                        group: String::new(),
+                        version: "*".into(),
+                        resource: "pods".into(),
+                        field_selector: "spec.nodeName=n1".into(),
+                        label_selector: "app=web".into(),
+                        ..ResourceCheck::default()
+                    })
+                ),
             ]
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_evaluation_errors_in_upstreams_words() {
+        let authorizer = Arc::new(TableAuthorizer::default());
+        let activation = Activation {
+            values: Vec::new(),
+            authorizer: Some(AuthorizerBinding {
+                authorizer: SharedAuthorizer(authorizer.clone()),
+                request_resource: ResourceCheck::default(),
+            }),
+        };
+        let table = [
+            (
+                "authorizer.serviceAccount('ns', 'Not_Valid').path('/').check('get').allowed()",
+                "Invalid service account name",
+            ),
+            (
+                "authorizer.serviceAccount('Bad.NS', 'ok').path('/').check('get').allowed()",
+                "Invalid service account namespace",
+            ),
+            (
+                "authorizer.group('').resource(' ').check('get').allowed()",
+                "resource must not be empty",
+            ),
+        ];
+        for (expression, message) in table {
+            let results = evaluate_all(&activation, &[], &[expression.to_string()]);
+            let error = results[0]
+                .clone()
+                .expect_err(&format!("{expression} must fail"));
+            assert!(error.contains(message), "{expression}: {error}");
+        }
+        assert!(
+            authorizer.asked.lock().unwrap().is_empty(),
+            "no check is made with bad arguments"
         );
     }
 
@@ -606,11 +689,7 @@ mod tests {
             "cel-go points at the call's opening parenthesis"
         );
         assert_eq!(
-            compile(
-                "authorizer.path('/x').check('get')",
-                POLICY,
-                Expected::Bool
-            ),
+            compile("authorizer.path('/x').check('get')", POLICY, Expected::Bool),
             Err("must evaluate to bool but got kubernetes.authorization.Decision".to_string())
         );
         assert_eq!(
@@ -626,11 +705,7 @@ mod tests {
     #[test]
     fn without_an_authorizer_the_variable_is_null() {
         let activation = Activation::default();
-        let results = evaluate_all(
-            &activation,
-            &[],
-            &["authorizer == null".to_string()],
-        );
+        let results = evaluate_all(&activation, &[], &["authorizer == null".to_string()]);
         assert_eq!(results, vec![Ok(json!(true))]);
     }
 }

@@ -108,7 +108,9 @@ fn authz_overloads(function: &str) -> &'static [(CelType, usize, CelType)] {
         "group" => &[(Authorizer, 1, GroupCheck)],
         "serviceAccount" => &[(Authorizer, 2, Authorizer)],
         "resource" => &[(GroupCheck, 1, ResourceCheck)],
-        "subresource" | "namespace" | "name" => &[(ResourceCheck, 1, ResourceCheck)],
+        "subresource" | "namespace" | "name" | "fieldSelector" | "labelSelector" => {
+            &[(ResourceCheck, 1, ResourceCheck)]
+        }
         "check" => &[(PathCheck, 1, Decision), (ResourceCheck, 1, Decision)],
         "allowed" | "errored" => &[(Decision, 0, Bool)],
         "reason" | "error" => &[(Decision, 0, String)],

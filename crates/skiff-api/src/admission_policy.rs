@@ -63,19 +63,20 @@ impl PolicyRequest<'_> {
     }
 
     /// What `authorizer` is bound to: the caller's authorizer and, for
-    /// `authorizer.requestResource`, the request's group, version, resource, subresource,
-    /// namespace and name.
+    /// `authorizer.requestResource`, the request's group, resource, subresource, namespace and
+    /// name (any version, as upstream checks it).
     pub fn authorizer_binding(&self) -> Option<AuthorizerBinding> {
         let a = &self.attrs;
         self.authorizer.clone().map(|authorizer| AuthorizerBinding {
             authorizer,
             request_resource: ResourceCheck {
                 group: a.group.to_string(),
-                version: a.version.to_string(),
+                version: "*".to_string(),
                 resource: a.resource.to_string(),
                 subresource: a.subresource.to_string(),
                 namespace: a.namespace.to_string(),
                 name: self.name.to_string(),
+                ..ResourceCheck::default()
             },
         })
     }

@@ -20,11 +20,11 @@ use skiff_api::admission_authz::{
     CheckDecision, CheckSubject, CheckTarget, PolicyAuthorizer, SharedAuthorizer,
 };
 use skiff_api::admission_policy::{self, Enforcement, ParamLookup, PolicyRequest};
+use skiff_api::kinds::admission_policy::{BINDING_V1, POLICY_V1};
+use skiff_api::webhook_matching;
 use skiff_auth::attributes::{Attributes, ResourceTarget};
 use skiff_auth::rbac::RbacSnapshot;
 use skiff_auth::user::{UserInfo, SERVICE_ACCOUNT_PREFIX, SYSTEM_AUTHENTICATED, SYSTEM_MASTERS};
-use skiff_api::kinds::admission_policy::{BINDING_V1, POLICY_V1};
-use skiff_api::webhook_matching;
 
 use crate::meta;
 use crate::registry::{ListOptions, Registry};
@@ -127,7 +127,10 @@ fn loopback_user() -> UserInfo {
 fn service_account_user(namespace: &str, name: &str) -> UserInfo {
     UserInfo::new(
         format!("{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"),
-        &["system:serviceaccounts", &format!("system:serviceaccounts:{namespace}")],
+        &[
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{namespace}"),
+        ],
     )
 }
 

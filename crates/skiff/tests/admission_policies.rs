@@ -488,7 +488,9 @@ fn an_authorizer_check_lets_one_service_account_through_and_refuses_another() {
         "--as=system:serviceaccount:team:editor",
     ]);
     assert!(
-        refused.contains("denied request: failed expression: authorizer.group('').resource('configmaps')"),
+        refused.contains(
+            "denied request: failed expression: authorizer.group('').resource('configmaps')"
+        ),
         "{refused}"
     );
 }
