@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use skiff_api::admission_authz::{
-    CheckDecision, CheckSubject, CheckTarget, PolicyAuthorizer, SharedAuthorizer,
+    AuthorizerBinding, CheckDecision, CheckSubject, CheckTarget, PolicyAuthorizer, ResourceCheck,
+    SharedAuthorizer,
 };
 use skiff_api::admission_policy::{self, Enforcement, ParamLookup, PolicyRequest};
 use skiff_api::kinds::admission_policy::{BINDING_V1, POLICY_V1};
@@ -173,6 +174,26 @@ impl PolicyAuthorizer for SnapshotAuthorizer {
     }
 }
 
+impl AdmissionAttempt<'_> {
+    /// `authorizer` for this write's expressions: `authorizer` answering the checks, and the
+    /// written resource as `authorizer.requestResource`.
+    pub(crate) fn authorizer_binding(&self, authorizer: SharedAuthorizer) -> AuthorizerBinding {
+        let attrs = self.attributes();
+        AuthorizerBinding {
+            authorizer,
+            request_resource: ResourceCheck {
+                group: attrs.group.to_string(),
+                version: "*".to_string(),
+                resource: attrs.resource.to_string(),
+                subresource: attrs.subresource.to_string(),
+                namespace: attrs.namespace.to_string(),
+                name: self.name.to_string(),
+                ..ResourceCheck::default()
+            },
+        }
+    }
+}
+
 /// Whether any expression of `policy` may name `authorizer`.
 fn mentions_authorizer(policy: &Value) -> bool {
     policy
@@ -181,6 +202,19 @@ fn mentions_authorizer(policy: &Value) -> bool {
 }
 
 impl Registry {
+    /// The authorizer admission expressions check with: `user`'s (the server's own identity
+    /// for writes it makes itself) against the current RBAC snapshot.
+    pub(crate) async fn admission_authorizer(
+        &self,
+        user: Option<UserInfo>,
+    ) -> Result<SharedAuthorizer, ApiError> {
+        let rbac = crate::authz::rbac_snapshot(self).await?;
+        Ok(SharedAuthorizer(Arc::new(SnapshotAuthorizer {
+            user: user.unwrap_or_else(loopback_user),
+            rbac,
+        })))
+    }
+
     async fn policy_snapshot(&self) -> Result<Arc<PolicySnapshot>, ApiError> {
         let cache = self.policy_cache();
         if let Some(snapshot) = cache.current() {
@@ -261,11 +295,7 @@ impl Registry {
             })
             .unwrap_or_else(|| json!({}));
         let authorizer = if snapshot.policies.iter().any(mentions_authorizer) {
-            let rbac = crate::authz::rbac_snapshot(self).await?;
-            Some(SharedAuthorizer(Arc::new(SnapshotAuthorizer {
-                user: request_user.unwrap_or_else(loopback_user),
-                rbac,
-            })))
+            Some(self.admission_authorizer(request_user).await?)
         } else {
             None
         };
