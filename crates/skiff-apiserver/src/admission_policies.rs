@@ -385,6 +385,86 @@ impl Registry {
 mod tests {
     use super::*;
 
+    /// RBAC with one Role letting the ServiceAccount `team/editor` update ConfigMaps in `team`,
+    /// and a ClusterRole letting everyone authenticated get `/healthz`.
+    fn team_rbac() -> Arc<RbacSnapshot> {
+        let mut rbac = RbacSnapshot::new();
+        rbac.add_role(&json!({"metadata": {"name": "editor", "namespace": "team"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["update"]}]}));
+        rbac.add_role_binding(&json!({"metadata": {"name": "editor", "namespace": "team"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "editor"},
+            "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": "team"}]}));
+        rbac.add_cluster_role(&json!({"metadata": {"name": "health"},
+            "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}));
+        rbac.add_cluster_role_binding(&json!({"metadata": {"name": "health"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "health"},
+            "subjects": [{"kind": "Group", "name": "system:authenticated", "apiGroup": "rbac.authorization.k8s.io"}]}));
+        Arc::new(rbac)
+    }
+
+    #[test]
+    fn authorizer_checks_are_decided_by_rbac_for_the_subject_named() {
+        let authorizer = SnapshotAuthorizer {
+            user: UserInfo::new("alice", &[SYSTEM_AUTHENTICATED]),
+            rbac: team_rbac(),
+        };
+        let update_team_configmaps = CheckTarget::Resource(ResourceCheck {
+            version: "*".into(),
+            resource: "configmaps".into(),
+            namespace: "team".into(),
+            ..ResourceCheck::default()
+        });
+        let editor = CheckSubject::ServiceAccount {
+            namespace: "team".into(),
+            name: "editor".into(),
+        };
+        let allowed = authorizer.decide(&editor, "update", &update_team_configmaps);
+        assert!(allowed.allowed, "{allowed:?}");
+        assert!(
+            allowed.reason.starts_with("RBAC: allowed by"),
+            "{allowed:?}"
+        );
+        assert!(
+            !authorizer
+                .decide(
+                    &CheckSubject::RequestUser,
+                    "update",
+                    &update_team_configmaps
+                )
+                .allowed,
+            "alice has no binding"
+        );
+        assert!(
+            !authorizer
+                .decide(&editor, "delete", &update_team_configmaps)
+                .allowed
+        );
+        let healthz = CheckTarget::Path("/healthz".into());
+        assert!(
+            authorizer
+                .decide(&CheckSubject::RequestUser, "get", &healthz)
+                .allowed
+        );
+        assert!(
+            !authorizer.decide(&editor, "get", &healthz).allowed,
+            "a ServiceAccount checked by name carries only its ServiceAccount groups, as upstream's"
+        );
+        let server = SnapshotAuthorizer {
+            user: loopback_user(),
+            rbac: team_rbac(),
+        };
+        assert!(
+            server
+                .decide(
+                    &CheckSubject::RequestUser,
+                    "delete",
+                    &update_team_configmaps
+                )
+                .allowed,
+            "the server's own writes act in system:masters"
+        );
+    }
+
     #[test]
     fn a_policy_snapshot_is_served_until_the_next_policy_write() {
         let cache = PolicyCache::default();
