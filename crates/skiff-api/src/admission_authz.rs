@@ -595,6 +595,31 @@ mod tests {
     }
 
     #[test]
+    fn a_variable_may_hold_a_decision() {
+        let activation = Activation {
+            values: Vec::new(),
+            authorizer: Some(AuthorizerBinding {
+                authorizer: SharedAuthorizer(Arc::new(TableAuthorizer::default())),
+                request_resource: ResourceCheck::default(),
+            }),
+        };
+        let variables = vec![(
+            "update".to_string(),
+            "authorizer.group('').resource('configmaps').namespace('team-a').check('update')"
+                .to_string(),
+        )];
+        let results = evaluate_all(
+            &activation,
+            &variables,
+            &[
+                "variables.update.allowed()".to_string(),
+                "variables.update.reason()".to_string(),
+            ],
+        );
+        assert_eq!(results, vec![Ok(json!(true)), Ok(json!("by table"))]);
+    }
+
+    #[test]
     fn bad_arguments_are_evaluation_errors_in_upstreams_words() {
         let authorizer = Arc::new(TableAuthorizer::default());
         let activation = Activation {
