@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr, LiteralValue};
 use serde_json::Value;
 
+use crate::admission_authz::{self as authz, AuthorizerBinding};
 use crate::crd::rules::{check_bounds, run_on_rule_stack};
 
 /// The variables an expression may name besides the request's own.
@@ -52,6 +53,12 @@ enum CelType {
     List,
     Map,
     Dyn,
+    /// `authorizer` and the values its library builds.
+    Authorizer,
+    PathCheck,
+    GroupCheck,
+    ResourceCheck,
+    Decision,
 }
 
 impl CelType {
@@ -67,12 +74,99 @@ impl CelType {
             CelType::List => "list(dyn)",
             CelType::Map => "map(dyn, dyn)",
             CelType::Dyn => "dyn",
+            CelType::Authorizer => authz::AUTHORIZER_TYPE,
+            CelType::PathCheck => authz::PATH_CHECK_TYPE,
+            CelType::GroupCheck => authz::GROUP_CHECK_TYPE,
+            CelType::ResourceCheck => authz::RESOURCE_CHECK_TYPE,
+            CelType::Decision => authz::DECISION_TYPE,
         }
     }
 
     fn is_numeric(self) -> bool {
         matches!(self, CelType::Int | CelType::Uint | CelType::Double)
     }
+}
+
+/// Whether `t` is one of the authorizer library's types.
+fn is_authz_type(t: CelType) -> bool {
+    matches!(
+        t,
+        CelType::Authorizer
+            | CelType::PathCheck
+            | CelType::GroupCheck
+            | CelType::ResourceCheck
+            | CelType::Decision
+    )
+}
+
+/// The overloads of the authorizer library: the target type each function takes, how many
+/// string arguments, and the result type.
+fn authz_overloads(function: &str) -> &'static [(CelType, usize, CelType)] {
+    use CelType::*;
+    match function {
+        "path" => &[(Authorizer, 1, PathCheck)],
+        "group" => &[(Authorizer, 1, GroupCheck)],
+        "serviceAccount" => &[(Authorizer, 2, Authorizer)],
+        "resource" => &[(GroupCheck, 1, ResourceCheck)],
+        "subresource" | "namespace" | "name" | "fieldSelector" | "labelSelector" => {
+            &[(ResourceCheck, 1, ResourceCheck)]
+        }
+        "check" => &[(PathCheck, 1, Decision), (ResourceCheck, 1, Decision)],
+        "allowed" | "errored" => &[(Decision, 0, Bool)],
+        "reason" | "error" => &[(Decision, 0, String)],
+        _ => &[],
+    }
+}
+
+/// cel-go's words for a call no overload takes, `target.(args)` for member calls.
+fn no_member_overload(function: &str, has_target: bool, types: &[CelType]) -> String {
+    let names = |ts: &[CelType]| ts.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+    match (has_target, types.split_first()) {
+        (true, Some((target, args))) => format!(
+            "found no matching overload for '{function}' applied to '{}.({})'",
+            target.name(),
+            names(args)
+        ),
+        _ => format!(
+            "found no matching overload for '{function}' applied to '({})'",
+            names(types)
+        ),
+    }
+}
+
+/// The result of a call to an authorizer library function, `None` when `function` is not
+/// one and its target is no library type.
+fn authz_call_type(
+    function: &str,
+    has_target: bool,
+    types: &[CelType],
+) -> Option<Result<CelType, String>> {
+    let overloads = authz_overloads(function);
+    let target = if has_target {
+        types.first().copied()
+    } else {
+        None
+    };
+    let on_library_value = target.is_some_and(is_authz_type);
+    if overloads.is_empty() {
+        // No standard member function takes a library value.
+        return on_library_value.then(|| Err(no_member_overload(function, true, types)));
+    }
+    let Some(target) = target else {
+        return Some(Err(no_member_overload(function, false, types)));
+    };
+    let arguments_fit = |count: usize| {
+        types.len() == count + 1
+            && types[1..]
+                .iter()
+                .all(|t| matches!(t, CelType::String | CelType::Dyn))
+    };
+    for (wanted, count, result) in overloads {
+        if (target == *wanted || target == CelType::Dyn) && arguments_fit(*count) {
+            return Some(Ok(*result));
+        }
+    }
+    Some(Err(no_member_overload(function, true, types)))
 }
 
 /// A type error found by the checker, with the node it concerns.
@@ -101,6 +195,9 @@ impl<'a> Checker<'a> {
                 LiteralValue::String(_) => CelType::String,
                 LiteralValue::UInt(_) => CelType::Uint,
             }),
+            Expr::Ident(name) if name == "authorizer" && self.declared.contains(&"authorizer") => {
+                Ok(CelType::Authorizer)
+            }
             Expr::Ident(name) => {
                 if self.declared.iter().any(|d| d == name) || is_type_name(name) {
                     Ok(CelType::Dyn)
@@ -111,7 +208,16 @@ impl<'a> Checker<'a> {
                 }
             }
             Expr::Select(select) => {
-                self.check(&select.operand)?;
+                let operand = self.check(&select.operand)?;
+                if operand == CelType::Authorizer
+                    && select.field == "requestResource"
+                    && !select.test
+                {
+                    return Ok(CelType::ResourceCheck);
+                }
+                if is_authz_type(operand) {
+                    return Err(fail(format!("undefined field '{}'", select.field)));
+                }
                 Ok(if select.test {
                     CelType::Bool
                 } else {
@@ -207,6 +313,9 @@ fn no_overload(function: &str, types: &[CelType]) -> String {
 /// The result type of a call, or cel-go's words when no overload takes the known types.
 fn call_type(function: &str, has_target: bool, types: &[CelType]) -> Result<CelType, String> {
     use CelType::*;
+    if let Some(result) = authz_call_type(function, has_target, types) {
+        return result;
+    }
     let known = |t: &CelType| *t != Dyn;
     match function {
         operators::LOGICAL_AND | operators::LOGICAL_OR | operators::LOGICAL_NOT => {
@@ -391,6 +500,8 @@ pub struct Activation {
     /// `object`, `oldObject`, `request`, `namespaceObject`, `params` and their values (`null`
     /// where absent, as upstream binds them).
     pub values: Vec<(&'static str, Value)>,
+    /// What `authorizer` answers with; `None` binds it to `null`.
+    pub authorizer: Option<AuthorizerBinding>,
 }
 
 /// The outcome of one expression: its value as JSON, or the evaluator's error.
@@ -431,6 +542,14 @@ pub fn evaluate_all(
             if context.add_variable(*name, value).is_err() {
                 context.add_variable_from_value(*name, cel::Value::Null);
             }
+        }
+        match &activation.authorizer {
+            Some(binding) => {
+                if let Err(error) = authz::bind(&mut context, binding) {
+                    return vec![Err(format!("authorizer library: {error}")); count];
+                }
+            }
+            None => context.add_variable_from_value("authorizer", cel::Value::Null),
         }
         let mut values: HashMap<String, cel::Value> = HashMap::new();
         let mut failed: Vec<(String, String)> = Vec::new();
@@ -544,6 +663,7 @@ mod tests {
     fn variables_feed_expressions_and_errors_stay_with_their_users() {
         let activation = Activation {
             values: vec![("object", json!({"spec": {"replicas": 3}}))],
+            authorizer: None,
         };
         let variables = vec![
             ("replicas".to_string(), "object.spec.replicas".to_string()),

@@ -5,12 +5,12 @@
 //! kube-apiserver's validating policy dispatcher decides them. The caller reads the policies,
 //! bindings, namespace and parameter objects and passes them in.
 //!
-//! Not evaluated: the `authorizer` variable is declared (so expressions naming it compile) but
-//! bound to `null`, and no type information from the matched kind's schema is used when
-//! compiling.
+//! `authorizer` answers through the [`SharedAuthorizer`] the caller passes with the request.
+//! Not used: type information from the matched kind's schema when compiling.
 
 use serde_json::{json, Map, Value};
 
+use crate::admission_authz::{AuthorizerBinding, ResourceCheck, SharedAuthorizer};
 use crate::admission_cel::{self, Activation};
 use crate::selector::LabelSelector;
 use crate::webhook_matching::{self, RequestAttributes};
@@ -36,6 +36,9 @@ pub struct PolicyRequest<'a> {
     pub user_info: Value,
     /// Whether the write is a dry run.
     pub dry_run: bool,
+    /// Who answers the `authorizer` checks for the requesting user; `None` binds `authorizer`
+    /// to `null`.
+    pub authorizer: Option<SharedAuthorizer>,
 }
 
 impl PolicyRequest<'_> {
@@ -57,6 +60,25 @@ impl PolicyRequest<'_> {
             request["namespace"] = json!(a.namespace);
         }
         request
+    }
+
+    /// What `authorizer` is bound to: the caller's authorizer and, for
+    /// `authorizer.requestResource`, the request's group, resource, subresource, namespace and
+    /// name (any version, as upstream checks it).
+    pub fn authorizer_binding(&self) -> Option<AuthorizerBinding> {
+        let a = &self.attrs;
+        self.authorizer.clone().map(|authorizer| AuthorizerBinding {
+            authorizer,
+            request_resource: ResourceCheck {
+                group: a.group.to_string(),
+                version: "*".to_string(),
+                resource: a.resource.to_string(),
+                subresource: a.subresource.to_string(),
+                namespace: a.namespace.to_string(),
+                name: self.name.to_string(),
+                ..ResourceCheck::default()
+            },
+        })
     }
 }
 
@@ -333,7 +355,7 @@ pub fn evaluate(policy: &Value, params: Option<&Value>, req: &PolicyRequest) -> 
     activation
         .values
         .push(("params", params.cloned().unwrap_or(Value::Null)));
-    activation.values.push(("authorizer", Value::Null));
+    activation.authorizer = req.authorizer_binding();
     let variables: Vec<(String, String)> = texts(spec.get("variables"), &["name", "expression"])
         .into_iter()
         .map(|v| (v[0].to_string(), v[1].to_string()))
@@ -590,6 +612,7 @@ mod tests {
             old_object: None,
             user_info: json!({"username": "alice", "groups": ["dev"]}),
             dry_run: false,
+            authorizer: None,
         }
     }
 

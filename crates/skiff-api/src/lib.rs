@@ -5,6 +5,7 @@
 //! selectors, the patch formats, server-side printing, and the OpenKruise CloneSet types. It
 //! does no I/O and knows nothing of HTTP, tokio or storage.
 
+pub mod admission_authz;
 pub mod admission_cel;
 pub mod admission_policy;
 pub mod cloneset;

@@ -129,14 +129,16 @@ pub enum ConditionOutcome {
     Fail(String),
 }
 
-/// Evaluates a webhook's `matchConditions` over `object`, `oldObject` and `request` (the
-/// AdmissionRequest without its objects), as upstream's condition matcher: any false condition
-/// skips the webhook whatever else failed; otherwise errors follow the failure policy.
+/// Evaluates a webhook's `matchConditions` over `object`, `oldObject`, `request` (the
+/// AdmissionRequest without its objects) and `authorizer`, as upstream's condition matcher: any
+/// false condition skips the webhook whatever else failed; otherwise errors follow the failure
+/// policy.
 pub fn match_conditions(
     webhook: &Value,
     object: Option<&Value>,
     old_object: Option<&Value>,
     request: &Value,
+    authorizer: Option<crate::admission_authz::AuthorizerBinding>,
 ) -> ConditionOutcome {
     let conditions: Vec<String> = webhook
         .get("matchConditions")
@@ -161,8 +163,8 @@ pub fn match_conditions(
             ("object", object.cloned().unwrap_or(Value::Null)),
             ("oldObject", old_object.cloned().unwrap_or(Value::Null)),
             ("request", request.clone()),
-            ("authorizer", Value::Null),
         ],
+        authorizer,
     };
     let results = crate::admission_cel::evaluate_all(&activation, &[], &conditions);
     let mut errors = Vec::new();
@@ -524,7 +526,7 @@ mod tests {
         assert_eq!(cases.len(), 5);
         for (name, hook, expected) in cases {
             assert_eq!(
-                match_conditions(&hook, Some(&object), None, &request),
+                match_conditions(&hook, Some(&object), None, &request, None),
                 expected,
                 "case {name}"
             );
@@ -534,6 +536,7 @@ mod tests {
             Some(&object),
             None,
             &request,
+            None,
         );
         match failed {
             ConditionOutcome::Fail(message) => assert!(
@@ -553,5 +556,52 @@ mod tests {
             "validatingwebhookconfigurations"
         ));
         assert!(!is_exempt("", "pods"));
+    }
+
+    /// Allows only `get` on `/healthz`.
+    struct HealthzOnly;
+
+    impl crate::admission_authz::PolicyAuthorizer for HealthzOnly {
+        fn decide(
+            &self,
+            _subject: &crate::admission_authz::CheckSubject,
+            verb: &str,
+            target: &crate::admission_authz::CheckTarget,
+        ) -> crate::admission_authz::CheckDecision {
+            crate::admission_authz::CheckDecision {
+                allowed: verb == "get"
+                    && *target == crate::admission_authz::CheckTarget::Path("/healthz".into()),
+                ..Default::default()
+            }
+        }
+    }
+
+    /// A condition asking the authorizer skips the webhook when the check is refused.
+    #[test]
+    fn match_conditions_ask_the_authorizer() {
+        use crate::admission_authz::{AuthorizerBinding, ResourceCheck, SharedAuthorizer};
+        let binding = AuthorizerBinding {
+            authorizer: SharedAuthorizer(std::sync::Arc::new(HealthzOnly)),
+            request_resource: ResourceCheck::default(),
+        };
+        let request = json!({"operation": "CREATE"});
+        let hook = |path: &str| {
+            json!({"failurePolicy": "Fail", "matchConditions": [{"name": "a",
+                "expression": format!("authorizer.path('{path}').check('get').allowed()")}]})
+        };
+        assert_eq!(
+            match_conditions(
+                &hook("/healthz"),
+                None,
+                None,
+                &request,
+                Some(binding.clone())
+            ),
+            ConditionOutcome::Call
+        );
+        assert_eq!(
+            match_conditions(&hook("/metrics"), None, None, &request, Some(binding)),
+            ConditionOutcome::Skip
+        );
     }
 }

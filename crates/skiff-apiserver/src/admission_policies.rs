@@ -5,6 +5,9 @@
 //! upstream's words and the validation's reason and code, `Warn` becomes a `Warning:` header,
 //! `Audit` (and `auditAnnotations`) are logged, since Skiff keeps no audit log.
 //!
+//! The `authorizer` expressions use answers from the cached RBAC snapshot for the requesting
+//! user (writes the server makes itself act as its loopback identity in `system:masters`).
+//!
 //! Policies and bindings are read through [`PolicyCache`]: a snapshot retired by every write to
 //! either kind (the registry's tracking store bumps its generation after such a write returns,
 //! or when the store's watch shows one made through another server, as it does for RBAC), so
@@ -13,9 +16,16 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use skiff_api::admission_authz::{
+    AuthorizerBinding, CheckDecision, CheckSubject, CheckTarget, PolicyAuthorizer, ResourceCheck,
+    SharedAuthorizer,
+};
 use skiff_api::admission_policy::{self, Enforcement, ParamLookup, PolicyRequest};
 use skiff_api::kinds::admission_policy::{BINDING_V1, POLICY_V1};
 use skiff_api::webhook_matching;
+use skiff_auth::attributes::{Attributes, ResourceTarget};
+use skiff_auth::rbac::RbacSnapshot;
+use skiff_auth::user::{UserInfo, SERVICE_ACCOUNT_PREFIX, SYSTEM_AUTHENTICATED, SYSTEM_MASTERS};
 
 use crate::meta;
 use crate::registry::{ListOptions, Registry};
@@ -68,7 +78,103 @@ fn refusal(attempt: &AdmissionAttempt<'_>, message: &str, reason: &str) -> ApiEr
     }
 }
 
+/// The identity of writes the server makes itself, as kube-apiserver's loopback client has it.
+fn loopback_user() -> UserInfo {
+    UserInfo::new("system:apiserver", &[SYSTEM_MASTERS, SYSTEM_AUTHENTICATED])
+}
+
+/// The user `authorizer.serviceAccount(namespace, name)` checks for: the ServiceAccount with
+/// the groups its tokens carry.
+fn service_account_user(namespace: &str, name: &str) -> UserInfo {
+    UserInfo::new(
+        format!("{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"),
+        &[
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{namespace}"),
+        ],
+    )
+}
+
+/// Answers a policy's `authorizer` checks for one request from one RBAC snapshot, so
+/// evaluation needs no I/O.
+struct SnapshotAuthorizer {
+    user: UserInfo,
+    rbac: Arc<RbacSnapshot>,
+}
+
+impl PolicyAuthorizer for SnapshotAuthorizer {
+    fn decide(&self, subject: &CheckSubject, verb: &str, target: &CheckTarget) -> CheckDecision {
+        let user = match subject {
+            CheckSubject::RequestUser => self.user.clone(),
+            CheckSubject::ServiceAccount { namespace, name } => {
+                service_account_user(namespace, name)
+            }
+        };
+        let attrs = match target {
+            CheckTarget::Resource(r) => Attributes::resource(
+                user,
+                verb,
+                ResourceTarget {
+                    namespace: r.namespace.clone(),
+                    api_group: r.group.clone(),
+                    api_version: r.version.clone(),
+                    resource: r.resource.clone(),
+                    subresource: r.subresource.clone(),
+                    name: r.name.clone(),
+                },
+            ),
+            CheckTarget::Path(path) => Attributes::non_resource(user, verb, path),
+        };
+        let decision = self.rbac.authorize(&attrs);
+        CheckDecision {
+            allowed: decision.allowed,
+            reason: decision.reason,
+            error: None,
+        }
+    }
+}
+
+impl AdmissionAttempt<'_> {
+    /// `authorizer` for this write's expressions: `authorizer` answering the checks, and the
+    /// written resource as `authorizer.requestResource`.
+    pub(crate) fn authorizer_binding(&self, authorizer: SharedAuthorizer) -> AuthorizerBinding {
+        let attrs = self.attributes();
+        AuthorizerBinding {
+            authorizer,
+            request_resource: ResourceCheck {
+                group: attrs.group.to_string(),
+                version: "*".to_string(),
+                resource: attrs.resource.to_string(),
+                subresource: attrs.subresource.to_string(),
+                namespace: attrs.namespace.to_string(),
+                name: self.name.to_string(),
+                ..ResourceCheck::default()
+            },
+        }
+    }
+}
+
+/// Whether any expression of `policy` may name `authorizer`.
+fn mentions_authorizer(policy: &Value) -> bool {
+    policy
+        .get("spec")
+        .is_some_and(|spec| spec.to_string().contains("authorizer"))
+}
+
 impl Registry {
+    /// The authorizer admission expressions check with: `user`'s (the server's own identity
+    /// for writes it makes itself) against the current RBAC snapshot.
+    pub(crate) async fn admission_authorizer(
+        &self,
+        user: Option<UserInfo>,
+    ) -> Result<SharedAuthorizer, ApiError> {
+        let rbac = crate::authz::rbac_snapshot(self).await?;
+        Ok(SharedAuthorizer(Arc::new(SnapshotAuthorizer {
+            user: user.unwrap_or_else(loopback_user),
+            rbac,
+        })))
+    }
+
     async fn policy_snapshot(&self) -> Result<Arc<PolicySnapshot>, ApiError> {
         let cache = self.policy_cache();
         if let Some(snapshot) = cache.current() {
@@ -140,12 +246,19 @@ impl Registry {
                 .await
                 .ok()
         };
-        let user_info = REQUEST_USER
-            .try_with(|user| {
+        let request_user = REQUEST_USER.try_with(UserInfo::clone).ok();
+        let user_info = request_user
+            .as_ref()
+            .map(|user| {
                 json!({"username": user.name, "uid": user.uid, "groups": user.groups,
                        "extra": user.extra})
             })
-            .unwrap_or_else(|_| json!({}));
+            .unwrap_or_else(|| json!({}));
+        let authorizer = if snapshot.policies.iter().any(mentions_authorizer) {
+            Some(self.admission_authorizer(request_user).await?)
+        } else {
+            None
+        };
         let attrs = attempt.attributes();
         let request = PolicyRequest {
             attrs,
@@ -161,6 +274,7 @@ impl Registry {
             old_object: attempt.old_object.as_ref(),
             user_info,
             dry_run: attempt.dry_run,
+            authorizer,
         };
         let mut enforcement = Enforcement::default();
         for policy in &snapshot.policies {
@@ -230,6 +344,86 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RBAC with one Role letting the ServiceAccount `team/editor` update ConfigMaps in `team`,
+    /// and a ClusterRole letting everyone authenticated get `/healthz`.
+    fn team_rbac() -> Arc<RbacSnapshot> {
+        let mut rbac = RbacSnapshot::new();
+        rbac.add_role(&json!({"metadata": {"name": "editor", "namespace": "team"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["update"]}]}));
+        rbac.add_role_binding(&json!({"metadata": {"name": "editor", "namespace": "team"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "editor"},
+            "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": "team"}]}));
+        rbac.add_cluster_role(&json!({"metadata": {"name": "health"},
+            "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}));
+        rbac.add_cluster_role_binding(&json!({"metadata": {"name": "health"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "health"},
+            "subjects": [{"kind": "Group", "name": "system:authenticated", "apiGroup": "rbac.authorization.k8s.io"}]}));
+        Arc::new(rbac)
+    }
+
+    #[test]
+    fn authorizer_checks_are_decided_by_rbac_for_the_subject_named() {
+        let authorizer = SnapshotAuthorizer {
+            user: UserInfo::new("alice", &[SYSTEM_AUTHENTICATED]),
+            rbac: team_rbac(),
+        };
+        let update_team_configmaps = CheckTarget::Resource(ResourceCheck {
+            version: "*".into(),
+            resource: "configmaps".into(),
+            namespace: "team".into(),
+            ..ResourceCheck::default()
+        });
+        let editor = CheckSubject::ServiceAccount {
+            namespace: "team".into(),
+            name: "editor".into(),
+        };
+        let allowed = authorizer.decide(&editor, "update", &update_team_configmaps);
+        assert!(allowed.allowed, "{allowed:?}");
+        assert!(
+            allowed.reason.starts_with("RBAC: allowed by"),
+            "{allowed:?}"
+        );
+        assert!(
+            !authorizer
+                .decide(
+                    &CheckSubject::RequestUser,
+                    "update",
+                    &update_team_configmaps
+                )
+                .allowed,
+            "alice has no binding"
+        );
+        assert!(
+            !authorizer
+                .decide(&editor, "delete", &update_team_configmaps)
+                .allowed
+        );
+        let healthz = CheckTarget::Path("/healthz".into());
+        assert!(
+            authorizer
+                .decide(&CheckSubject::RequestUser, "get", &healthz)
+                .allowed
+        );
+        assert!(
+            !authorizer.decide(&editor, "get", &healthz).allowed,
+            "a ServiceAccount checked by name carries only its ServiceAccount groups, as upstream's"
+        );
+        let server = SnapshotAuthorizer {
+            user: loopback_user(),
+            rbac: team_rbac(),
+        };
+        assert!(
+            server
+                .decide(
+                    &CheckSubject::RequestUser,
+                    "delete",
+                    &update_team_configmaps
+                )
+                .allowed,
+            "the server's own writes act in system:masters"
+        );
+    }
 
     #[test]
     fn a_policy_snapshot_is_served_until_the_next_policy_write() {

@@ -236,6 +236,8 @@ impl Registry {
                 fields.remove(key);
             }
         }
+        let user = REQUEST_USER.try_with(UserInfo::clone).ok();
+        let authorizer = Some(attempt.authorizer_binding(self.admission_authorizer(user).await?));
         let mut called = Vec::new();
         for webhook in matched {
             match webhook_matching::match_conditions(
@@ -243,6 +245,7 @@ impl Registry {
                 attempt.object.as_ref(),
                 attempt.old_object.as_ref(),
                 &request,
+                authorizer.clone(),
             ) {
                 ConditionOutcome::Call => called.push(webhook),
                 ConditionOutcome::Skip => {}

@@ -1,8 +1,9 @@
 //! ValidatingAdmissionPolicies end to end, with the real `kubectl`: the Kubernetes
 //! documentation's example (Deployments of more than 5 replicas refused in namespaces labelled
 //! `environment: test`, with Kubernetes' message), a policy parameterized by a ConfigMap, a
-//! `Warn` binding whose failures show as `Warning:` lines, and a policy whose expression has a
-//! type error refused when it is created.
+//! `Warn` binding whose failures show as `Warning:` lines, a policy whose expression has a
+//! type error refused when it is created, and `authorizer` checks deciding for one
+//! ServiceAccount and against another by their RoleBindings.
 //!
 //! Run with `cargo test -p skiff --test admission_policies`. Needs `kubectl` on the PATH.
 
@@ -361,4 +362,161 @@ spec:
     );
     let missing = kubectl.fails(&["get", "validatingadmissionpolicy", "broken"]);
     assert!(missing.contains("NotFound"), "{missing}");
+}
+
+const UPDATERS_ONLY: &str = "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: configmap-updaters-only
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups:   [\"\"]
+      apiVersions: [\"v1\"]
+      operations:  [\"CREATE\"]
+      resources:   [\"configmaps\"]
+  validations:
+  - expression: \"authorizer.requestResource.check('create').allowed()\"
+  - expression: \"authorizer.group('').resource('configmaps').namespace(object.metadata.namespace).check('update').allowed()\"
+  - expression: \"authorizer.serviceAccount('team', 'editor').group('').resource('configmaps').namespace('team').check('update').allowed()\"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: configmap-updaters-only-team
+spec:
+  policyName: configmap-updaters-only
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: team
+";
+
+#[test]
+fn an_authorizer_check_lets_one_service_account_through_and_refuses_another() {
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    kubectl.ok(&["create", "namespace", "team"]);
+    for account in ["editor", "creator"] {
+        kubectl.ok(&["create", "serviceaccount", account, "-n", "team"]);
+    }
+    kubectl.ok(&[
+        "create",
+        "role",
+        "configmap-editor",
+        "--verb=create,update",
+        "--resource=configmaps",
+        "-n",
+        "team",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "role",
+        "configmap-creator",
+        "--verb=create",
+        "--resource=configmaps",
+        "-n",
+        "team",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "rolebinding",
+        "editor",
+        "--role=configmap-editor",
+        "--serviceaccount=team:editor",
+        "-n",
+        "team",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "rolebinding",
+        "creator",
+        "--role=configmap-creator",
+        "--serviceaccount=team:creator",
+        "-n",
+        "team",
+    ]);
+    let file = skiff.write_file("updaters.yaml", UPDATERS_ONLY);
+    kubectl.ok(&["apply", "-f", &file]);
+
+    kubectl.ok(&[
+        "create",
+        "configmap",
+        "allowed",
+        "--from-literal=a=b",
+        "-n",
+        "team",
+        "--as=system:serviceaccount:team:editor",
+    ]);
+    let refused = kubectl.fails(&[
+        "create",
+        "configmap",
+        "blocked",
+        "--from-literal=a=b",
+        "-n",
+        "team",
+        "--as=system:serviceaccount:team:creator",
+    ]);
+    assert!(
+        refused.contains("configmaps \"blocked\" is forbidden: ValidatingAdmissionPolicy 'configmap-updaters-only' with binding 'configmap-updaters-only-team' denied request: failed expression: authorizer.group('').resource('configmaps').namespace(object.metadata.namespace).check('update').allowed()"),
+        "{refused}"
+    );
+    let missing = kubectl.fails(&["get", "configmap", "blocked", "-n", "team"]);
+    assert!(missing.contains("NotFound"), "{missing}");
+    kubectl.ok(&["get", "configmap", "allowed", "-n", "team"]);
+
+    // Taking the editor's update right away refuses it too, through the
+    // `serviceAccount('team', 'editor')` check as well as its own.
+    kubectl.ok(&["delete", "rolebinding", "editor", "-n", "team"]);
+    kubectl.ok(&[
+        "create",
+        "rolebinding",
+        "editor-creates",
+        "--role=configmap-creator",
+        "--serviceaccount=team:editor",
+        "-n",
+        "team",
+    ]);
+    let refused = kubectl.fails(&[
+        "create",
+        "configmap",
+        "later",
+        "--from-literal=a=b",
+        "-n",
+        "team",
+        "--as=system:serviceaccount:team:editor",
+    ]);
+    assert!(
+        refused.contains(
+            "denied request: failed expression: authorizer.group('').resource('configmaps')"
+        ),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_wrong_authorizer_call_is_refused_on_create() {
+    let skiff = Skiff::start();
+    let kubectl = skiff.kubectl();
+    let manifest = "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: wrong-check
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups:   [\"\"]
+      apiVersions: [\"v1\"]
+      operations:  [\"CREATE\"]
+      resources:   [\"configmaps\"]
+  validations:
+  - expression: \"authorizer.group('').check('update').allowed()\"
+";
+    let file = skiff.write_file("wrong.yaml", manifest);
+    let refused = kubectl.fails(&["create", "-f", &file]);
+    assert!(
+        refused.contains("The ValidatingAdmissionPolicy \"wrong-check\" is invalid: spec.validations[0].expression: Invalid value: \"authorizer.group('').check('update').allowed()\": compilation failed: ERROR: <input>:1:27: found no matching overload for 'check' applied to 'kubernetes.authorization.GroupCheck.(string)'"),
+        "{refused}"
+    );
 }
