@@ -173,6 +173,28 @@ fn never_sent(error: &etcd_client::Error) -> bool {
     false
 }
 
+/// Whether a call's connection to its member broke after it was sent (the member died or
+/// closed the stream): gRPC reports `Cancelled` or `Unavailable` with no answer from etcd.
+/// A read can be made again elsewhere; a write may or may not have been applied.
+fn lost_in_flight(error: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = error else {
+        return false;
+    };
+    matches!(
+        status.code(),
+        tonic::Code::Cancelled | tonic::Code::Unavailable
+    ) && !status.message().starts_with("etcdserver: ")
+}
+
+/// Whether a call only reads, so that making it again after a lost connection is safe.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idempotence {
+    /// A range, count or watch: it may be sent again to another member.
+    Read,
+    /// A transaction that changes keys: sent again, it could be applied twice.
+    Write,
+}
+
 fn is_compacted_error(error: &etcd_client::Error) -> bool {
     error
         .to_string()
@@ -263,6 +285,7 @@ impl EtcdStore {
     async fn bounded<T, Call>(
         &self,
         doing: &str,
+        idempotence: Idempotence,
         mut call: impl FnMut() -> Call,
     ) -> Result<T, StoreError>
     where
@@ -285,6 +308,21 @@ impl EtcdStore {
                     unsent = Some(error.to_string());
                     // Not a wait for luck: the next attempt goes to another member, and the
                     // pause only keeps a cluster with no member left from spinning.
+                    tokio::time::sleep(UNSENT_RETRY_PAUSE.min(left)).await;
+                }
+                Ok(Err(error)) if lost_in_flight(&error) => {
+                    if idempotence == Idempotence::Write || left.is_zero() {
+                        return Err(StoreError::Backend(format!(
+                            "etcd: {doing}: the connection to the member closed before it \
+                             answered{}: {error}",
+                            if idempotence == Idempotence::Write {
+                                " (the write may or may not have been applied)"
+                            } else {
+                                ""
+                            }
+                        )));
+                    }
+                    unsent = Some(error.to_string());
                     tokio::time::sleep(UNSENT_RETRY_PAUSE.min(left)).await;
                 }
                 Ok(Err(error)) => return Err(refused(doing, error)),
@@ -354,7 +392,7 @@ impl EtcdStore {
 
     /// Whether etcd still holds history at `revision` (a range there succeeds).
     async fn readable_at(&self, revision: Revision) -> Result<bool, StoreError> {
-        self.bounded("probing the compacted revision", || {
+        self.bounded("probing the compacted revision", Idempotence::Read, || {
             let (mut kv, root) = (self.kv(), self.root.clone());
             let options = GetOptions::new().with_revision(revision).with_count_only();
             async move {
@@ -448,7 +486,7 @@ impl EtcdStore {
             None => {}
         }
         let response = self
-            .bounded("listing", || {
+            .bounded("listing", Idempotence::Read, || {
                 let (mut kv, start, options) = (self.kv(), start.clone(), options.clone());
                 async move { kv.get(start, Some(options)).await }
             })
@@ -480,7 +518,7 @@ impl Store for EtcdStore {
             )])
             .and_then(vec![TxnOp::put(etcd_key, value.clone(), None)]);
         let response = self
-            .bounded("creating", || {
+            .bounded("creating", Idempotence::Write, || {
                 let (mut kv, txn) = (self.kv(), txn.clone());
                 async move { kv.txn(txn).await }
             })
@@ -514,7 +552,7 @@ impl Store for EtcdStore {
         );
         let txn = self.guarded(&etcd_key, expected_revision, put);
         let response = self
-            .bounded("updating", || {
+            .bounded("updating", Idempotence::Write, || {
                 let (mut kv, txn) = (self.kv(), txn.clone());
                 async move { kv.txn(txn).await }
             })
@@ -551,7 +589,7 @@ impl Store for EtcdStore {
         let delete = TxnOp::delete(etcd_key.clone(), Some(DeleteOptions::new().with_prev_key()));
         let txn = self.guarded(&etcd_key, expected_revision, delete);
         let response = self
-            .bounded("deleting", || {
+            .bounded("deleting", Idempotence::Write, || {
                 let (mut kv, txn) = (self.kv(), txn.clone());
                 async move { kv.txn(txn).await }
             })
@@ -576,7 +614,7 @@ impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let etcd_key = self.etcd_key(key);
         let response = self
-            .bounded("reading", || {
+            .bounded("reading", Idempotence::Read, || {
                 let (mut kv, etcd_key) = (self.kv(), etcd_key.clone());
                 async move { kv.get(etcd_key, None).await }
             })
@@ -623,7 +661,7 @@ impl Store for EtcdStore {
             .with_start_revision(start)
             .with_prev_key();
         let mut etcd_watch = self
-            .bounded("watching", || {
+            .bounded("watching", Idempotence::Read, || {
                 let mut client = self
                     .client
                     .watch_client()
@@ -672,7 +710,7 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         let response = self
-            .bounded("reading the revision", || {
+            .bounded("reading the revision", Idempotence::Read, || {
                 let mut kv = self.kv();
                 let root = self.root.clone();
                 async move {
@@ -887,5 +925,43 @@ mod tests {
         );
         assert!(EtcdOptions::parse_endpoints("127.0.0.1:2379").is_err());
         assert!(EtcdOptions::parse_endpoints(" , ").is_err());
+    }
+
+    #[test]
+    fn only_a_broken_connection_counts_as_lost_in_flight() {
+        let status = |code, message: &str| {
+            etcd_client::Error::GRpcStatus(tonic::Status::new(code, message.to_string()))
+        };
+        let cases = [
+            (tonic::Code::Cancelled, "operation was canceled", true),
+            (tonic::Code::Unavailable, "connection closed", true),
+            // etcd's own answers: the member is alive and refused the call.
+            (
+                tonic::Code::Unavailable,
+                "etcdserver: request timed out",
+                false,
+            ),
+            (
+                tonic::Code::Unavailable,
+                "etcdserver: leader changed",
+                false,
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: key is not provided",
+                false,
+            ),
+            (tonic::Code::Unknown, "connection closed", false),
+        ];
+        for (code, message, want) in cases {
+            assert_eq!(
+                lost_in_flight(&status(code, message)),
+                want,
+                "{code:?} {message:?}"
+            );
+        }
+        assert!(!lost_in_flight(&etcd_client::Error::InvalidArgs(
+            "x".to_string()
+        )));
     }
 }
