@@ -21,6 +21,7 @@ pub mod bundle;
 pub mod cli;
 pub mod console;
 pub mod monitor;
+pub mod pages;
 pub mod runtime;
 pub mod shim;
 

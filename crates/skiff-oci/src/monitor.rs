@@ -175,7 +175,7 @@ fn serve(root: &Path) -> Result<(), String> {
     bind(listener.as_raw_fd(), &address).map_err(|e| format!("bind {}: {e}", path.display()))?;
     listen(&listener, Backlog::new(16).unwrap_or(Backlog::MAXCONN))
         .map_err(|e| format!("listen: {e}"))?;
-    shed_clean_pages();
+    crate::pages::shed_clean_file_pages();
     let mut busy = false;
     let began = Instant::now();
     let mut clients: HashMap<u64, OwnedFd> = HashMap::new();
@@ -208,7 +208,7 @@ fn serve(root: &Path) -> Result<(), String> {
                 // A second with nothing to do after some work: let go of the program's
                 // pages that work touched, so an idle monitor holds little.
                 busy = false;
-                shed_clean_pages();
+                crate::pages::shed_clean_file_pages();
             }
             Ok(_) | Err(Errno::EINTR) => busy = true,
             Err(e) => return Err(format!("poll: {e}")),
@@ -343,63 +343,6 @@ fn failure(error: String) -> (Reply, Vec<OwnedFd>) {
         },
         Vec::new(),
     )
-}
-
-/// Unmaps the pages of the program's files the monitor touched (at start, the dynamic loader
-/// reads all of a large program's relocations; each `create` runs through code it then does
-/// not need until the next): only mappings of files with no page of their own (no
-/// copy-on-write, nothing anonymous), which read back from the file unchanged when touched
-/// again. Keeps an idle monitor's memory to its own data.
-fn shed_clean_pages() {
-    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    let mut current: Option<(usize, usize, bool)> = None;
-    let mut clean_file_ranges = Vec::new();
-    for line in smaps.lines() {
-        let mut words = line.split_whitespace();
-        let Some(first) = words.next() else {
-            continue;
-        };
-        if let Some((start, end)) = first.split_once('-').and_then(|(a, b)| {
-            Some((
-                usize::from_str_radix(a, 16).ok()?,
-                usize::from_str_radix(b, 16).ok()?,
-            ))
-        }) {
-            if let Some((start, end, true)) = current.take() {
-                clean_file_ranges.push((start, end));
-            }
-            let permissions = words.next().unwrap_or("");
-            let _offset = words.next();
-            let _device = words.next();
-            let inode = words.next().unwrap_or("0");
-            let path = words.next().unwrap_or("");
-            let file_backed = inode != "0" && path.starts_with('/');
-            let private = permissions.ends_with('p') && !permissions.starts_with("rw");
-            current = Some((start, end, file_backed && private));
-            continue;
-        }
-        let value = words
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        if matches!(first, "Private_Dirty:" | "Anonymous:" | "Swap:") && value > 0 {
-            if let Some((_, _, clean)) = current.as_mut() {
-                *clean = false;
-            }
-        }
-    }
-    if let Some((start, end, true)) = current {
-        clean_file_ranges.push((start, end));
-    }
-    for (start, end) in clean_file_ranges {
-        // SAFETY: these mappings hold only clean pages of their files, identical to what a
-        // later access reads back; MADV_DONTNEED changes no byte the program can see.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-        }
-    }
 }
 
 /// Collects every ended child, recording the exit codes of containers and answering the

@@ -318,6 +318,7 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
         _ => None,
     };
     tokio::spawn(crate::memory::release_loop(crate::memory::RELEASE_INTERVAL));
+    tokio::spawn(shed_start_up_pages(START_UP_SETTLE));
     tracing::info!(node = %node_name, %server, data_dir = %data_dir.display(), "skiff agent joined the cluster");
     crate::up::shutdown_signal().await;
     let _ = stop.send(true);
@@ -329,6 +330,23 @@ pub async fn run(args: AgentArgs) -> AgentResult<()> {
     serving_renewal.abort();
     tracing::info!("skiff agent stopped");
     Ok(())
+}
+
+/// How long after joining the agent's start-up is over: the first node status, the informers'
+/// first lists and the first lease renewal are done well within it.
+const START_UP_SETTLE: Duration = Duration::from_secs(10);
+
+/// Once the start-up has settled, lets go of the binary's pages that only the start-up used
+/// (argument parsing, TLS bootstrap, key generation, registration): an agent is a small
+/// process on each machine of a cluster, and those pages would otherwise stay counted in its
+/// resident memory for as long as it runs. What it runs afterwards maps its pages back from
+/// the page cache.
+async fn shed_start_up_pages(after: Duration) {
+    tokio::time::sleep(after).await;
+    match tokio::task::spawn_blocking(skiff_oci::pages::shed_clean_file_pages).await {
+        Ok(mappings) => tracing::debug!(mappings, "let go of the start-up's program pages"),
+        Err(e) => tracing::warn!(error = %e, "letting go of the start-up's program pages failed"),
+    }
 }
 
 /// Whether `name` may name a Node (an RFC 1123 subdomain).
