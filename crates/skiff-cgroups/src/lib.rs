@@ -15,6 +15,7 @@ pub mod fake;
 mod fsutil;
 pub mod layout;
 pub mod manager;
+pub mod migration_lock;
 pub mod qos;
 pub mod resources;
 pub mod v1;

@@ -50,11 +50,9 @@ pub fn clean_file_ranges(smaps: &str) -> Vec<(usize, usize)> {
             .next()
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        if matches!(
-            first,
-            "Private_Dirty:" | "Shared_Dirty:" | "Anonymous:" | "Swap:"
-        ) && value > 0
-        {
+        // A shared dirty page is the page cache's (the file was written lately), not the
+        // process's: unmapping it loses nothing.
+        if matches!(first, "Private_Dirty:" | "Anonymous:" | "Swap:") && value > 0 {
             if let Some((_, _, candidate)) = current.as_mut() {
                 *candidate = false;
             }

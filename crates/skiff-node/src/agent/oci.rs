@@ -322,6 +322,10 @@ pub fn overlay_options(image: &ImageRoot, dirs: &RunDirs) -> String {
 /// returns its handle, whose `done` is set once its PID 1 has been reaped. The run's `/etc`
 /// files must already be written into the run's `etc` directory.
 pub fn launch(run: OciRun<'_>, id: ContainerId) -> Result<ContainerProcess, String> {
+    // The runtime's create moves the container's first process into its cgroups; the kernel
+    // makes the first such move after a quiet spell wait a grace period, which can pass while
+    // the root, the bundle and the runtime's own start are under way.
+    skiff_cgroups::migration_lock::start_migration_lock_switch();
     let dirs = RunDirs::under(run.container_dir);
     let began = Instant::now();
     remove_previous(run.runtime.as_ref(), &id, &dirs.root);
