@@ -574,7 +574,7 @@ mod tests {
         let path = dir.path().join("resolv.conf");
         std::fs::write(
             &path,
-            "nameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver 127.0.0.1\nnameserver not-an-ip\nsearch x\n",
+            "nameserver 198.18.250.1\nnameserver fe80::1%eth0\nnameserver 127.0.0.1\nnameserver not-an-ip\nsearch x\n",
         )
         .unwrap();
         let own: SocketAddr = "0.0.0.0:53".parse().unwrap();
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(
             forwarder.upstreams(),
             [
-                "192.0.2.1:53".parse().unwrap(),
+                "198.18.250.1:53".parse().unwrap(),
                 "[fe80::1]:53".parse().unwrap()
             ],
             "loopback on our own port while we listen everywhere would loop"

@@ -524,7 +524,7 @@ mod tests {
                     node(
                         "b",
                         Some("198.18.1.0/24"),
-                        &["203.0.113.5", "198.18.8.12", "198.18.8.11"],
+                        &["198.19.254.5", "198.18.8.12", "198.18.8.11"],
                     ),
                 ],
                 routes: routes(&[("198.18.1.0/24", "198.18.8.12")]),
@@ -534,10 +534,10 @@ mod tests {
                 name: "a peer on another network needs an overlay",
                 nodes: vec![
                     own.clone(),
-                    node("b", Some("198.18.1.0/24"), &["203.0.113.5"]),
+                    node("b", Some("198.18.1.0/24"), &["198.19.254.5"]),
                 ],
                 routes: routes(&[]),
-                unroutable: vec![("b", Unroutable::NoSharedLink(vec!["203.0.113.5".into()]))],
+                unroutable: vec![("b", Unroutable::NoSharedLink(vec!["198.19.254.5".into()]))],
             },
             Case {
                 name: "loopback and this node's own addresses are no gateway",
@@ -634,8 +634,8 @@ mod tests {
     #[test]
     fn an_unroutable_peer_is_explained_in_words() {
         assert_eq!(
-            Unroutable::NoSharedLink(vec!["203.0.113.5".into()]).to_string(),
-            "none of its InternalIPs (203.0.113.5) is on a link this node shares; host-gw routing needs one (VXLAN is not supported)"
+            Unroutable::NoSharedLink(vec!["198.19.254.5".into()]).to_string(),
+            "none of its InternalIPs (198.19.254.5) is on a link this node shares; host-gw routing needs one (VXLAN is not supported)"
         );
         assert_eq!(
             Unroutable::OutsideClusterRange(net("198.19.0.0/24")).to_string(),
@@ -716,7 +716,7 @@ mod tests {
     async fn the_recording_table_keeps_what_the_changes_leave() {
         let table = RecordingPeerRoutes::with_addresses(vec![net("198.18.8.10/24")]);
         table.preinstall(PeerRoute {
-            destination: net("203.0.113.0/24"),
+            destination: net("198.19.254.0/24"),
             gateway: ip("198.18.8.1"),
         });
         let route = PeerRoute {

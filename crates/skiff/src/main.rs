@@ -315,12 +315,12 @@ mod tests {
     /// Every node flag with its value as a user would give it, none of them the default.
     const NODE_FLAGS: [(&str, &str); 12] = [
         ("--node-name", "worker-1"),
-        ("--node-ip", "192.0.2.7,192.0.2.8"),
+        ("--node-ip", "198.18.0.7,198.18.0.8"),
         ("--no-proxy", ""),
         ("--registry-config", "/etc/skiff/registries.yaml"),
         ("--container-runtime", "oci"),
-        ("--cluster-cidr", "10.52.0.0/16"),
-        ("--service-cidr", "10.53.0.0/16"),
+        ("--cluster-cidr", "198.18.64.0/18"),
+        ("--service-cidr", "198.19.64.0/18"),
         ("--pod-bridge", "skiff9"),
         ("--cluster-domain", "example.internal"),
         ("--cgroup-root", "other"),
@@ -340,7 +340,7 @@ mod tests {
     /// The node settings `skiff agent` parsed from `extra`.
     fn agent_node_args(extra: &[&str]) -> node_host::NodeArgs {
         let args = [
-            &["skiff", "agent", "--server", "https://192.0.2.1:6443"],
+            &["skiff", "agent", "--server", "https://198.18.0.1:6443"],
             extra,
         ]
         .concat();

@@ -196,7 +196,7 @@ async fn harness_with(drain: Option<Arc<dyn TrafficDrain>>) -> Harness {
     // The node's facts are fixed: its InternalIP (and so its pods' hostIP) is the default
     // route's address.
     config.host_facts = Arc::new(HostFacts {
-        default_route_address: Some(std::net::Ipv4Addr::new(192, 0, 2, 7)),
+        default_route_address: Some(std::net::Ipv4Addr::new(198, 18, 250, 7)),
         ..Default::default()
     });
     config.image_gc_period = Duration::from_millis(300);
@@ -402,7 +402,7 @@ async fn a_pod_runs_becomes_ready_logs_and_goes_away_with_its_processes() {
     let status = pod.status.clone().unwrap();
     assert_eq!(status.phase.as_deref(), Some("Running"));
     assert!(status.pod_ip.unwrap().starts_with("127.128."));
-    assert_eq!(status.host_ip.as_deref(), Some("192.0.2.7"));
+    assert_eq!(status.host_ip.as_deref(), Some("198.18.250.7"));
     assert!(status.start_time.is_some());
     let cs = container_status(&pod).unwrap();
     assert!(cs.state.unwrap().running.is_some());

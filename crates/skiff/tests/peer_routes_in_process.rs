@@ -105,7 +105,7 @@ async fn routes_follow_peers_ranges_addresses_and_deletions_and_go_at_stop() {
     )
     .await;
 
-    add_node(&nodes, node("c", Some("198.18.2.0/24"), "203.0.113.12")).await;
+    add_node(&nodes, node("c", Some("198.18.2.0/24"), "198.19.254.12")).await;
     let mut c = nodes.get("c").await.unwrap();
     c.status = node("c", None, "198.18.8.12").status;
     nodes.update_status(&c).await.unwrap();

@@ -232,7 +232,7 @@ tun0\t00000000\t00000000\t0000\t0\t0\t0\t00000000\t0\t0\t0\n";
     #[test]
     fn internal_ips_come_from_the_flag_then_the_default_route_then_loopback() {
         let routed = HostFacts {
-            default_route_address: Some(Ipv4Addr::new(192, 168, 0, 7)),
+            default_route_address: Some(Ipv4Addr::new(198, 18, 250, 7)),
             ..HostFacts::default()
         };
         let a: IpAddr = "127.0.0.2".parse().unwrap();
@@ -240,7 +240,7 @@ tun0\t00000000\t00000000\t0000\t0\t0\t0\t00000000\t0\t0\t0\n";
         let cases: [(&[IpAddr], &HostFacts, &[&str]); 4] = [
             (&[a, b, a], &routed, &["127.0.0.2", "198.18.0.5"]),
             (&[b, a], &HostFacts::default(), &["198.18.0.5", "127.0.0.2"]),
-            (&[], &routed, &["192.168.0.7"]),
+            (&[], &routed, &["198.18.250.7"]),
             (&[], &HostFacts::default(), &["127.0.0.1"]),
         ];
         for (flags, facts, expected) in cases {

@@ -214,7 +214,7 @@ mod tests {
             "status": {"addresses": [
                 {"type": "Hostname", "address": "b"},
                 {"type": "InternalIP", "address": "198.18.8.11"},
-                {"type": "ExternalIP", "address": "203.0.113.9"},
+                {"type": "ExternalIP", "address": "198.19.254.9"},
                 {"type": "InternalIP", "address": "fd00::11"},
             ]},
         });

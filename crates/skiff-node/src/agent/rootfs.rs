@@ -634,7 +634,7 @@ mod tests {
     fn a_pods_resolv_conf_follows_its_dns_policy() {
         let host = HostFiles {
             hosts: String::new(),
-            resolv_conf: "search corp.example\nnameserver 192.0.2.53\n".into(),
+            resolv_conf: "search corp.example\nnameserver 198.18.250.53\n".into(),
             hostname: "node-a".into(),
         };
         let dns = super::super::ClusterDnsSettings {
@@ -659,17 +659,17 @@ mod tests {
                 &host,
                 &dns
             ),
-            "search corp.example\nnameserver 192.0.2.53\n"
+            "search corp.example\nnameserver 198.18.250.53\n"
         );
         assert_eq!(
             pod_resolv_conf(
                 &pod(serde_json::json!({"containers": [], "dnsPolicy": "None",
-                    "dnsConfig": {"nameservers": ["192.0.2.1"], "searches": ["a.example"],
+                    "dnsConfig": {"nameservers": ["198.18.250.1"], "searches": ["a.example"],
                                   "options": [{"name": "ndots", "value": "2"}]}})),
                 &host,
                 &dns
             ),
-            "search a.example\nnameserver 192.0.2.1\noptions ndots:2\n"
+            "search a.example\nnameserver 198.18.250.1\noptions ndots:2\n"
         );
         assert_eq!(
             pod_resolv_conf(
@@ -686,7 +686,7 @@ mod tests {
     fn etc_files_are_kubelets() {
         let host = HostFiles {
             hosts: "127.0.0.1 localhost node-a\n".into(),
-            resolv_conf: "nameserver 192.0.2.53\n".into(),
+            resolv_conf: "nameserver 198.18.250.53\n".into(),
             hostname: "node-a".into(),
         };
         let pod = |spec: serde_json::Value| -> Pod {
@@ -706,7 +706,7 @@ mod tests {
             "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.128.0.5\tweb-0\n"
         );
         assert_eq!(plain.hostname, "web-0\n");
-        assert_eq!(plain.resolv_conf, "nameserver 192.0.2.53\n");
+        assert_eq!(plain.resolv_conf, "nameserver 198.18.250.53\n");
         let named = EtcFiles::for_pod(
             &pod(
                 serde_json::json!({"containers": [], "hostname": "db", "subdomain": "backend",
