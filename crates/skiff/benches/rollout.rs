@@ -185,8 +185,9 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--simulated-nodes")
             .arg(options.nodes.to_string())
-            // The real node's pods as processes, as measured (`oci` is the default as root).
-            .args(["--container-runtime", "process"])
+            // Only the simulated nodes: the machine's own node would take its share of the
+            // pods and fail to pull the benchmark's images, which no registry serves here.
+            .arg("--no-node")
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);
