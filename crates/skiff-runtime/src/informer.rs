@@ -55,6 +55,17 @@ pub fn split_key(key: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// `object` without `metadata.managedFields`, as kube-controller-manager and the scheduler
+/// cache objects: no controller reads them, an update that carries none keeps the stored
+/// ones, and decoding them (a tree per field manager on every object) would be most of the
+/// work of every typed read of a cached object.
+fn without_managed_fields(mut object: Value) -> Value {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    object
+}
+
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object.get("metadata")?.get(field)?.as_str()
 }
@@ -214,7 +225,7 @@ impl Cache {
     /// Inserts or replaces an object; the notification to announce, if any.
     fn upsert(&mut self, object: Value) -> Option<Notification> {
         let key = object_key(&object)?;
-        let new = Arc::new(object);
+        let new = Arc::new(without_managed_fields(object));
         let old = self.objects.insert(key.clone(), new.clone());
         if let Some(old) = &old {
             self.unindex(&key, old);
@@ -231,7 +242,9 @@ impl Cache {
         let key = object_key(&last)?;
         let cached = self.objects.remove(&key)?;
         self.unindex(&key, &cached);
-        Some(Notification::Deleted(Arc::new(last)))
+        Some(Notification::Deleted(Arc::new(without_managed_fields(
+            last,
+        ))))
     }
 
     /// Replaces the whole cache with a fresh list; announces the differences. Objects whose
@@ -764,5 +777,27 @@ mod tests {
     fn deleting_an_unknown_object_announces_nothing() {
         let mut cache = Cache::default();
         assert_eq!(cache.remove(cm("a", "x", "1", None)), None);
+    }
+
+    #[test]
+    fn cached_and_announced_objects_carry_no_managed_fields() {
+        let mut cache = Cache::default();
+        let mut object = cm("default", "a", "1", None);
+        object["metadata"]["managedFields"] = json!([
+            {"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:data": {}}}
+        ]);
+        let announced = cache.upsert(object.clone()).expect("announced");
+        assert!(announced
+            .object()
+            .pointer("/metadata/managedFields")
+            .is_none());
+        let cached = cache.objects.get("default/a").expect("cached");
+        assert!(cached.pointer("/metadata/managedFields").is_none());
+        assert_eq!(
+            cached.pointer("/metadata/name"),
+            object.pointer("/metadata/name")
+        );
+        let gone = cache.remove(object).expect("announced");
+        assert!(gone.object().pointer("/metadata/managedFields").is_none());
     }
 }
